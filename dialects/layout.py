@@ -1,0 +1,106 @@
+"""The `layout` dialect: how a tensor's logical values are stored.
+
+Every tensor type carries a `LayoutAttr`. Dense storage is one layout among others
+(`#layout.dense`), not a special case of the type system; the `sparse` and `quant`
+dialects add their layouts by subclassing `LayoutAttr`, and `#layout.with<S, Q>`
+composes a sparse layout with a quantized one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute
+from xdsl.irdl import irdl_attr_definition
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+
+Dim = int | str
+"""A tensor dimension: a static size or the name of a size bound at call time."""
+
+
+class LayoutAttr(ParametrizedAttribute, ABC):
+    """Base of every storage layout."""
+
+    @property
+    def is_dense(self) -> bool:
+        return False
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        """Check that this layout can store a tensor of `shape`; raise VerifyException.
+
+        `kind` names the element dtype ("f32", "i8", ...). Symbolic dims are checked
+        at call time, so only static dims are checked here.
+        """
+        if not self.is_dense and len(shape) != 2:
+            raise VerifyException(f"layout {self.summary()} needs a rank-2 tensor, got rank {len(shape)}")
+
+    def summary(self) -> str:
+        """The layout as written in the language, for messages."""
+        return self.name
+
+
+@irdl_attr_definition
+class DenseLayoutAttr(LayoutAttr):
+    """Row-major, uncompressed storage."""
+
+    name = "layout.dense"
+
+    @property
+    def is_dense(self) -> bool:
+        return True
+
+    def summary(self) -> str:
+        return "dense"
+
+
+class SparseLayoutAttr(LayoutAttr, ABC):
+    """A layout that skips zeros (subclassed in the `sparse` dialect)."""
+
+
+class QuantLayoutAttr(LayoutAttr, ABC):
+    """A layout that stores values in fewer bits (subclassed in the `quant` dialect)."""
+
+
+@irdl_attr_definition
+class ComposedLayoutAttr(LayoutAttr):
+    """`sparse with quant`: values compressed by the sparse pattern, then quantized."""
+
+    name = "layout.with"
+
+    sparse: LayoutAttr
+    quant: LayoutAttr
+
+    def verify(self) -> None:
+        if not isinstance(self.sparse, SparseLayoutAttr):
+            raise VerifyException(f"'with' expects a sparse layout on its left, got {self.sparse.summary()}")
+        if not isinstance(self.quant, QuantLayoutAttr):
+            raise VerifyException(f"'with' expects a quantized layout on its right, got {self.quant.summary()}")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        self.sparse.verify_for(shape, kind)
+        self.quant.verify_for(shape, kind)
+
+    def summary(self) -> str:
+        return f"{self.sparse.summary()} with {self.quant.summary()}"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            sparse = parser.parse_attribute()
+            parser.parse_punctuation(",")
+            quant = parser.parse_attribute()
+        return (sparse, quant)
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_attribute(self.sparse)
+            printer.print_string(", ")
+            printer.print_attribute(self.quant)
+
+
+DENSE = DenseLayoutAttr()
+
+Layout = Dialect("layout", [], [DenseLayoutAttr, ComposedLayoutAttr])

@@ -1,0 +1,132 @@
+"""The `quant` dialect: layouts that store values in fewer bits with scales.
+
+One attribute, `#quant.uniform<...>`, covers every storage type (int8 down to
+binary) and granularity (per tensor, channel, group or token); the metadata-layout
+pass turns it into packed values plus scale and zero-point arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32
+from xdsl.ir import Attribute, Dialect, TypeAttribute
+from xdsl.irdl import irdl_attr_definition
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import Dim, QuantLayoutAttr
+
+STORAGE_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
+GRANULARITIES = ("tensor", "channel", "group", "token")
+SYMMETRIC_ONLY = ("ternary", "binary")
+
+
+@irdl_attr_definition
+class UniformQuantAttr(QuantLayoutAttr):
+    """Uniform quantization: value = scale * (q - zero_point).
+
+    `per` chooses where scales vary: one for the tensor, one per index of `axis`
+    (channel), one per `group` consecutive elements of the last (reduction) axis,
+    or one per row computed at run time (token, for activations).
+    """
+
+    name = "quant.uniform"
+
+    storage: StringAttr
+    per: StringAttr
+    axis: IntAttr
+    group: IntAttr
+    symmetric: IntAttr
+    scale: TypeAttribute
+
+    def __init__(
+        self,
+        storage: str,
+        per: str = "tensor",
+        axis: int = 0,
+        group: int = 0,
+        symmetric: bool = True,
+        scale: TypeAttribute = f32,
+    ) -> None:
+        super().__init__(
+            StringAttr(storage), StringAttr(per), IntAttr(axis), IntAttr(group), IntAttr(int(symmetric)), scale
+        )
+
+    @property
+    def bits(self) -> int:
+        return STORAGE_BITS[self.storage.data]
+
+    def verify(self) -> None:
+        storage, per = self.storage.data, self.per.data
+        if storage not in STORAGE_BITS:
+            raise VerifyException(f"quant: unknown storage type '{storage}' (expected {', '.join(STORAGE_BITS)})")
+        if per not in GRANULARITIES:
+            raise VerifyException(f"quant: unknown granularity per={per} (expected {', '.join(GRANULARITIES)})")
+        if per == "group" and self.group.data <= 0:
+            raise VerifyException(f"quant: {storage} group size must be positive, got group={self.group.data}")
+        if per != "group" and self.group.data != 0:
+            raise VerifyException(f"quant: group={self.group.data} needs per=group, got per={per}")
+        if self.axis.data < 0:
+            raise VerifyException(f"quant: axis must be non-negative, got {self.axis.data}")
+        if storage in SYMMETRIC_ONLY and not self.symmetric.data:
+            raise VerifyException(f"quant: {storage} is symmetric only")
+        if not isinstance(self.scale, Float32Type | Float16Type):
+            raise VerifyException(f"quant: scale must be f32 or f16, got {self.scale}")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        if self.axis.data >= len(shape):
+            raise VerifyException(f"quant: axis={self.axis.data} is out of range for a rank-{len(shape)} tensor")
+        group, k = self.group.data, shape[-1]
+        if group and isinstance(k, int) and k % group:
+            raise VerifyException(f"quant: group={group} does not divide the reduction dimension of size {k}")
+
+    def summary(self) -> str:
+        opts = {
+            "tensor": [],
+            "channel": [f"axis={self.axis.data}"],
+            "group": [f"group={self.group.data}"],
+            "token": ["per=token"],
+        }[self.per.data]
+        if not self.symmetric.data:
+            opts.append("symmetric=false")
+        if self.scale == f16:
+            opts.append("scale=f16")
+        return f"{self.storage.data}({', '.join(opts)})"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            storage = parser.parse_identifier()
+            fields: dict[str, Attribute] = {}
+            while parser.parse_optional_punctuation(","):
+                key = parser.parse_identifier()
+                parser.parse_punctuation("=")
+                if key in ("per",):
+                    fields[key] = StringAttr(parser.parse_identifier())
+                elif key in ("axis", "group", "symmetric"):
+                    fields[key] = IntAttr(parser.parse_integer())
+                elif key == "scale":
+                    fields[key] = parser.parse_type()
+                else:
+                    parser.raise_error(f"unknown quant.uniform field '{key}'")
+        return (
+            StringAttr(storage),
+            fields.get("per", StringAttr("tensor")),
+            fields.get("axis", IntAttr(0)),
+            fields.get("group", IntAttr(0)),
+            fields.get("symmetric", IntAttr(1)),
+            fields.get("scale", f32),
+        )
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(
+            f"<{self.storage.data}, per = {self.per.data}, axis = {self.axis.data}, group = {self.group.data}, "
+            f"symmetric = {self.symmetric.data}, scale = "
+        )
+        printer.print_attribute(self.scale)
+        printer.print_string(">")
+
+
+Quant = Dialect("quant", [], [UniformQuantAttr])

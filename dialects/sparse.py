@@ -1,0 +1,188 @@
+"""The `sparse` dialect: layouts that skip zeros.
+
+Each attribute is a logical pattern; the physical buffers it becomes (values,
+indices, tile tables) are decided by the metadata-layout pass, so that the packer
+and the kernels derive the storage from one description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import ArrayAttr, IntAttr, IntegerType
+from xdsl.ir import Attribute, Dialect
+from xdsl.irdl import irdl_attr_definition
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr
+
+
+def _check_divides(size: Dim, step: int, what: str) -> None:
+    if isinstance(size, int) and size % step:
+        raise VerifyException(f"{what} {step} does not divide the dimension of size {size}")
+
+
+def _parse_ints(parser: AttrParser) -> list[int]:
+    return parser.parse_comma_separated_list(parser.Delimiter.ANGLE, parser.parse_integer)
+
+
+@irdl_attr_definition
+class NMAttr(SparseLayoutAttr):
+    """N:M structured sparsity: at most N non-zeros in every M consecutive elements
+    along the reduction (last) axis."""
+
+    name = "sparse.nm"
+
+    n: IntAttr
+    m: IntAttr
+
+    def __init__(self, n: int, m: int) -> None:
+        super().__init__(IntAttr(n), IntAttr(m))
+
+    def verify(self) -> None:
+        n, m = self.n.data, self.m.data
+        if m < 2 or m & (m - 1):
+            raise VerifyException(f"nm: M must be a power of two >= 2, got {m}")
+        if not 0 < n < m:
+            raise VerifyException(f"nm: N must satisfy 0 < N < M, got N={n}, M={m}")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        super().verify_for(shape, kind)
+        _check_divides(shape[-1], self.m.data, "nm: group size M =")
+
+    def summary(self) -> str:
+        return f"nm({self.n.data}, {self.m.data})"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        n, m = _parse_ints(parser)
+        return (IntAttr(n), IntAttr(m))
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.n.data}, {self.m.data}>")
+
+
+@irdl_attr_definition
+class BlockAttr(SparseLayoutAttr):
+    """Block sparsity: [bh, bw] blocks that are either all zero or stored dense."""
+
+    name = "sparse.block"
+
+    bh: IntAttr
+    bw: IntAttr
+
+    def __init__(self, bh: int, bw: int) -> None:
+        super().__init__(IntAttr(bh), IntAttr(bw))
+
+    def verify(self) -> None:
+        if self.bh.data <= 0 or self.bw.data <= 0:
+            raise VerifyException(f"block: block sizes must be positive, got [{self.bh.data}, {self.bw.data}]")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        super().verify_for(shape, kind)
+        _check_divides(shape[0], self.bh.data, "block: block height")
+        _check_divides(shape[1], self.bw.data, "block: block width")
+
+    def summary(self) -> str:
+        return f"block([{self.bh.data}, {self.bw.data}])"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        bh, bw = _parse_ints(parser)
+        return (IntAttr(bh), IntAttr(bw))
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.bh.data}, {self.bw.data}>")
+
+
+CSR_INDEX_WIDTHS = (8, 16, 32, 64)
+
+
+@irdl_attr_definition
+class CSRAttr(SparseLayoutAttr):
+    """Unstructured sparsity in compressed sparse rows, with a chosen index width."""
+
+    name = "sparse.csr"
+
+    index: IntegerType
+
+    def __init__(self, index_width: int = 32) -> None:
+        super().__init__(IntegerType(index_width))
+
+    def verify(self) -> None:
+        if self.index.width.data not in CSR_INDEX_WIDTHS:
+            raise VerifyException(f"csr: index width must be one of i8, i16, i32, i64, got {self.index}")
+
+    def summary(self) -> str:
+        return f"csr(index=i{self.index.width.data})"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            index = parser.parse_type()
+        return (index,)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<i{self.index.width.data}>")
+
+
+@irdl_attr_definition
+class HybridAttr(SparseLayoutAttr):
+    """PATCH-style hybrid: each [th, tw] tile is stored in one of `formats`, or is
+    empty (all zeros, neither stored nor visited)."""
+
+    name = "sparse.hybrid"
+
+    tile: ArrayAttr[IntAttr]
+    formats: ArrayAttr[LayoutAttr]
+
+    def __init__(self, tile: Sequence[int], formats: Sequence[LayoutAttr]) -> None:
+        super().__init__(ArrayAttr(IntAttr(t) for t in tile), ArrayAttr(formats))
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        th, tw = (t.data for t in self.tile.data)
+        return th, tw
+
+    def verify(self) -> None:
+        if len(self.tile.data) != 2 or any(t.data <= 0 for t in self.tile.data):
+            raise VerifyException(f"hybrid: tile must be two positive sizes, got {[t.data for t in self.tile.data]}")
+        if not self.formats.data:
+            raise VerifyException("hybrid: formats must list at least one tile format")
+        _, tw = self.tile_shape
+        for fmt in self.formats.data:
+            if isinstance(fmt, NMAttr):
+                _check_divides(tw, fmt.m.data, "hybrid: nm group size M =")
+            elif not isinstance(fmt, DenseLayoutAttr):
+                raise VerifyException(f"hybrid: a tile format must be dense or nm(N, M), got {fmt.summary()}")
+        if len(set(self.formats.data)) != len(self.formats.data):
+            raise VerifyException("hybrid: formats must not repeat")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        super().verify_for(shape, kind)
+        th, tw = self.tile_shape
+        _check_divides(shape[0], th, "hybrid: tile height")
+        _check_divides(shape[1], tw, "hybrid: tile width")
+
+    def summary(self) -> str:
+        th, tw = self.tile_shape
+        return f"hybrid(tile=[{th}, {tw}], formats=[{', '.join(f.summary() for f in self.formats.data)}])"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            tile = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
+            parser.parse_punctuation(",")
+            formats = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_attribute)
+        return (ArrayAttr(IntAttr(t) for t in tile), ArrayAttr(formats))
+
+    def print_parameters(self, printer: Printer) -> None:
+        th, tw = self.tile_shape
+        printer.print_string(f"<[{th}, {tw}], [")
+        printer.print_list(self.formats.data, printer.print_attribute)
+        printer.print_string("]>")
+
+
+Sparse = Dialect("sparse", [], [NMAttr, BlockAttr, CSRAttr, HybridAttr])

@@ -1,0 +1,478 @@
+"""The `tdsl` dialect: the tensor language's ops, on tensors with layouts.
+
+Every op has two forms, as in MLIR's linalg: on tensors it returns a result; after
+bufferization it writes into an `into` memref operand and returns nothing. Result
+types are inferred by one function per op (`infer`), used by the verifier, the front
+end and the shape-inference pass alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    IntAttr,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    f16,
+    f32,
+    i8,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    BaseAttr,
+    IRDLOperation,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_attr_def,
+    opt_operand_def,
+    opt_result_def,
+    traits_def,
+)
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
+
+DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+class ShapeError(VerifyException):
+    """Operand shapes that an op cannot combine."""
+
+
+@irdl_attr_definition
+class TensorType(ParametrizedAttribute, TypeAttribute):
+    """A tensor value: shape (static sizes or size symbols), element type, layout."""
+
+    name = "tdsl.tensor"
+
+    shape: ArrayAttr[IntAttr | StringAttr]
+    element_type: TypeAttribute
+    layout: LayoutAttr
+
+    def __init__(self, shape: Sequence[Dim], element_type: TypeAttribute = f32, layout: LayoutAttr = DENSE):
+        dims = ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in shape)
+        super().__init__(dims, element_type, layout)
+
+    @property
+    def dims(self) -> tuple[Dim, ...]:
+        return tuple(d.data for d in self.shape.data)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape.data)
+
+    @property
+    def dtype(self) -> str:
+        return DTYPE_NAMES[self.element_type]
+
+    def with_dims(self, dims: Sequence[Dim]) -> TensorType:
+        """The same element type with `dims` and dense layout: the type of a computed value."""
+        return TensorType(dims, self.element_type)
+
+    def verify(self) -> None:
+        if self.element_type not in DTYPE_NAMES:
+            raise VerifyException(f"tdsl.tensor: unsupported element type {self.element_type}")
+        for d in self.dims:
+            if isinstance(d, int) and d <= 0:
+                raise VerifyException(f"tdsl.tensor: dimensions must be positive, got {d}")
+        self.layout.verify_for(self.dims, self.dtype)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(map(str, self.dims))}]"
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def parse_dim() -> Attribute:
+            size = parser.parse_optional_integer(allow_boolean=False, allow_negative=False)
+            return IntAttr(size) if size is not None else StringAttr(parser.parse_identifier())
+
+        with parser.in_angle_brackets():
+            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parse_dim)
+            parser.parse_punctuation(",")
+            element_type = parser.parse_type()
+            layout = parser.parse_attribute() if parser.parse_optional_punctuation(",") else DENSE
+        return (ArrayAttr(dims), element_type, layout)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
+        printer.print_attribute(self.element_type)
+        if self.layout != DENSE:
+            printer.print_string(", ")
+            printer.print_attribute(self.layout)
+        printer.print_string(">")
+
+
+def broadcast(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...]:
+    """numpy broadcasting over static and symbolic dims; symbols broadcast only
+    against themselves or a static 1, since their size is not known until call time."""
+    out: list[Dim] = []
+    for x, y in zip(reversed((1,) * (len(b) - len(a)) + tuple(a)), reversed((1,) * (len(a) - len(b)) + tuple(b))):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ShapeError(f"cannot broadcast dimension {x} with {y}")
+    return tuple(reversed(out))
+
+
+def _value_type(value: SSAValue) -> TensorType:
+    if not isinstance(value.type, TensorType):
+        raise VerifyException(f"expected a tdsl.tensor operand, got {value.type}")
+    return value.type
+
+
+_TensorOrMemref = BaseAttr(TensorType) | BaseAttr(MemRefType)
+
+
+class TdslOp(IRDLOperation, ABC):
+    """Base of the tensor ops: one inferred result in tensor form, an `into` buffer
+    in buffer form."""
+
+    def tensor_operands(self) -> Sequence[SSAValue]:
+        return [o for o in self.operands if o is not getattr(self, "out", None)]
+
+    @property
+    def is_bufferized(self) -> bool:
+        return getattr(self, "out") is not None
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        """The result type for these operand types and attributes; raises ShapeError."""
+        raise NotImplementedError
+
+    def verify_(self) -> None:
+        out, result = getattr(self, "out"), getattr(self, "result")
+        if (out is None) == (result is None):
+            raise VerifyException(f"'{self.name}' needs exactly one of a result or an 'into' buffer")
+        if result is None:
+            return
+        if any(isinstance(o.type, MemRefType) for o in self.operands):
+            raise VerifyException(f"'{self.name}' mixes tensor and memref operands")
+        expected = self.infer([_value_type(o) for o in self.tensor_operands()], self.attributes)
+        if result.type.dims != expected.dims or result.type.element_type != expected.element_type:
+            raise ShapeError(f"'{self.name}' result type {result.type} does not match inferred {expected}")
+
+
+_UNARY_FORMAT = "$input (`into` $out^)? attr-dict `:` type($input) (`into` type($out)^)? (`->` type($result)^)?"
+_BINARY_FORMAT = (
+    "$lhs `,` $rhs (`into` $out^)? attr-dict `:` type($lhs) `,` type($rhs) "
+    "(`into` type($out)^)? (`->` type($result)^)?"
+)
+
+
+class ElementwiseBinaryOp(TdslOp, ABC):
+    """`lhs op rhs` elementwise with numpy broadcasting."""
+
+    lhs = operand_def(_TensorOrMemref)
+    rhs = operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = _BINARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        a, b = operand_types
+        if a.element_type != b.element_type:
+            raise ShapeError(f"operands have different element types: {a} and {b}")
+        return a.with_dims(broadcast(a.dims, b.dims))
+
+
+@irdl_op_definition
+class AddOp(ElementwiseBinaryOp):
+    name = "tdsl.add"
+
+
+@irdl_op_definition
+class SubOp(ElementwiseBinaryOp):
+    name = "tdsl.sub"
+
+
+@irdl_op_definition
+class MulOp(ElementwiseBinaryOp):
+    name = "tdsl.mul"
+
+
+@irdl_op_definition
+class DivOp(ElementwiseBinaryOp):
+    name = "tdsl.div"
+
+
+class UnaryOp(TdslOp, ABC):
+    """An elementwise function of one tensor."""
+
+    input = operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = _UNARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        return a.with_dims(a.dims)
+
+
+@irdl_op_definition
+class ReluOp(UnaryOp):
+    name = "tdsl.relu"
+
+
+@irdl_op_definition
+class GeluOp(UnaryOp):
+    name = "tdsl.gelu"
+
+
+@irdl_op_definition
+class SiluOp(UnaryOp):
+    name = "tdsl.silu"
+
+
+@irdl_op_definition
+class SigmoidOp(UnaryOp):
+    name = "tdsl.sigmoid"
+
+
+@irdl_op_definition
+class TanhOp(UnaryOp):
+    name = "tdsl.tanh"
+
+
+@irdl_op_definition
+class ExpOp(UnaryOp):
+    name = "tdsl.exp"
+
+
+@irdl_op_definition
+class NegOp(UnaryOp):
+    name = "tdsl.neg"
+
+
+@irdl_op_definition
+class AbsOp(UnaryOp):
+    name = "tdsl.abs"
+
+
+@irdl_op_definition
+class SqrtOp(UnaryOp):
+    name = "tdsl.sqrt"
+
+
+UNARY_OPS: dict[str, type[UnaryOp]] = {
+    op.name.removeprefix("tdsl."): op
+    for op in (ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp)
+}
+BINARY_OPS: dict[str, type[ElementwiseBinaryOp]] = {"+": AddOp, "-": SubOp, "*": MulOp, "/": DivOp}
+
+
+@irdl_op_definition
+class TransposeOp(TdslOp):
+    """Swap the two dims of a rank-2 tensor."""
+
+    name = "tdsl.transpose"
+
+    input = operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = _UNARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        if a.rank != 2:
+            raise ShapeError(f"transpose expects a rank-2 tensor, got {a}")
+        return a.with_dims(a.dims[::-1])
+
+
+class AxisOp(TdslOp, ABC):
+    """An op along one axis of its input."""
+
+    input = operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    axis = opt_attr_def(IntegerAttr)
+    traits = traits_def(Pure())
+    assembly_format = _UNARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(self, input: SSAValue, axis: int, result_type: Attribute):
+        super().__init__(
+            operands=[input, None], result_types=[result_type], attributes={"axis": IntegerAttr(axis, i64)}
+        )
+
+    @property
+    def axis_index(self) -> int:
+        assert self.axis is not None
+        return self.axis.value.data
+
+    @staticmethod
+    def checked_axis(a: TensorType, attributes: dict[str, Attribute]) -> int:
+        axis = attributes.get("axis")
+        if not isinstance(axis, IntegerAttr):
+            raise ShapeError("missing integer 'axis' attribute")
+        if not 0 <= axis.value.data < a.rank:
+            raise ShapeError(f"axis={axis.value.data} is out of range for {a}")
+        return axis.value.data
+
+
+class ReduceOp(AxisOp, ABC):
+    """Reduce one axis away."""
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        axis = cls.checked_axis(a, attributes)
+        return a.with_dims(a.dims[:axis] + a.dims[axis + 1 :])
+
+
+@irdl_op_definition
+class SumOp(ReduceOp):
+    name = "tdsl.sum"
+
+
+@irdl_op_definition
+class MaxOp(ReduceOp):
+    name = "tdsl.max"
+
+
+@irdl_op_definition
+class SoftmaxOp(AxisOp):
+    name = "tdsl.softmax"
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        cls.checked_axis(a, attributes)
+        return a.with_dims(a.dims)
+
+
+ACTIVATIONS = ("relu", "gelu", "silu", "sigmoid", "tanh")
+
+
+class ContractionOp(TdslOp, ABC):
+    """A matrix product with a fused epilogue: `act(lhs x rhs + bias)`.
+
+    `tile` (set by the tiling pass) gives the loop tile sizes [tm, tn, tk].
+    """
+
+    lhs = operand_def(_TensorOrMemref)
+    rhs = operand_def(_TensorOrMemref)
+    bias = opt_operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    act = opt_attr_def(StringAttr)
+    tile = opt_attr_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$lhs `,` $rhs (`bias` $bias^)? (`into` $out^)? attr-dict `:` type($lhs) `,` type($rhs) "
+        "(`bias` type($bias)^)? (`into` type($out)^)? (`->` type($result)^)?"
+    )
+
+    RHS_TRANSPOSED: ClassVar[bool]
+    """Whether rhs is stored [n, k] (linear's weight) rather than [k, n]."""
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, bias: SSAValue | None, result_type: Attribute):
+        super().__init__(operands=[lhs, rhs, bias, None], result_types=[result_type])
+
+    @property
+    def activation(self) -> str | None:
+        return self.act.data if self.act is not None else None
+
+    @property
+    def tile_sizes(self) -> tuple[int, ...] | None:
+        return tuple(self.tile.get_values()) if self.tile is not None else None
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        a, b, *bias = operand_types
+        if a.rank != 2 or b.rank != 2:
+            raise ShapeError(f"{cls.name.removeprefix('tdsl.')} expects rank-2 operands, got {a} and {b}")
+        if a.element_type != b.element_type:
+            raise ShapeError(f"operands have different element types: {a} and {b}")
+        (m, k), (kb, n) = a.dims, (b.dims[::-1] if cls.RHS_TRANSPOSED else b.dims)
+        if k != kb:
+            raise ShapeError(f"reduction dimensions differ: {k} in {a} and {kb} in {b}")
+        if bias and broadcast(bias[0].dims, (m, n)) != (m, n):
+            raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{m}, {n}]")
+        return a.with_dims((m, n))
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise VerifyException(f"unknown activation '{self.activation}' (expected one of {', '.join(ACTIVATIONS)})")
+        if self.tile is not None and (len(self.tile_sizes or ()) != 3 or min(self.tile_sizes or (0,)) <= 0):
+            raise VerifyException("tile must be three positive sizes [tm, tn, tk]")
+
+
+@irdl_op_definition
+class MatmulOp(ContractionOp):
+    """`lhs @ rhs` with lhs [m, k] and rhs [k, n]."""
+
+    name = "tdsl.matmul"
+    RHS_TRANSPOSED: ClassVar[bool] = False
+
+
+@irdl_op_definition
+class LinearOp(ContractionOp):
+    """`x @ transpose(w) + bias` with w [n, k] as stored by a linear layer."""
+
+    name = "tdsl.linear"
+    RHS_TRANSPOSED: ClassVar[bool] = True
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A scalar float literal as a rank-0 tensor."""
+
+    name = "tdsl.constant"
+
+    value = opt_attr_def(FloatAttr)
+    result = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, value: float, result_type: TensorType):
+        super().__init__(attributes={"value": FloatAttr(value, f32)}, result_types=[result_type])
+
+    @property
+    def scalar(self) -> float:
+        assert self.value is not None
+        return self.value.value.data
+
+    def verify_(self) -> None:
+        if self.value is None or self.result is None:
+            raise VerifyException("tdsl.constant needs a value and a result")
+        if self.result.type.rank != 0:
+            raise VerifyException("tdsl.constant must produce a rank-0 tensor")
+
+
+Tdsl = Dialect(
+    "tdsl",
+    [
+        AddOp, SubOp, MulOp, DivOp,
+        ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp,
+        TransposeOp, SumOp, MaxOp, SoftmaxOp, MatmulOp, LinearOp, ConstantOp,
+    ],
+    [TensorType],
+)  # fmt: skip

@@ -1,0 +1,316 @@
+"""Lowers the arith dialect to the llvm dialect and `index` to `i64`.
+
+Ops with a uniform lowering go through lookup tables. Ops that xDSL's llvmlite
+translator (`xdsl.backend.llvm.convert_op`) cannot express directly are lowered to
+`llvm.call_intrinsic` (integer min/max, fptosi/fptoui, maximumf/minimumf) or to a
+small pattern of supported ops (uitofp).
+"""
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+from xdsl.backend.llvm.convert_type import convert_type
+from xdsl.context import Context
+from xdsl.dialects import arith, llvm
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    VectorType,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Operation
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    TypeConversionPattern,
+    attr_type_rewrite_pattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import DiagnosticException
+from xdsl.utils.hints import isa
+from xdsl.utils.type import get_element_type_or_self
+
+_INTEGER_BINARY_OPS: dict[type[Operation], type[Operation]] = {
+    arith.AddiOp: llvm.AddOp,
+    arith.SubiOp: llvm.SubOp,
+    arith.MuliOp: llvm.MulOp,
+    arith.DivSIOp: llvm.SDivOp,
+    arith.DivUIOp: llvm.UDivOp,
+    arith.RemSIOp: llvm.SRemOp,
+    arith.RemUIOp: llvm.URemOp,
+    arith.AndIOp: llvm.AndOp,
+    arith.OrIOp: llvm.OrOp,
+    arith.XOrIOp: llvm.XOrOp,
+    arith.ShLIOp: llvm.ShlOp,
+    arith.ShRSIOp: llvm.AShrOp,
+    arith.ShRUIOp: llvm.LShrOp,
+}
+
+_FLOAT_BINARY_OPS: dict[type[Operation], type[Operation]] = {
+    arith.AddfOp: llvm.FAddOp,
+    arith.SubfOp: llvm.FSubOp,
+    arith.MulfOp: llvm.FMulOp,
+    arith.DivfOp: llvm.FDivOp,
+    arith.MaxnumfOp: llvm.VectorFMaxOp,
+    arith.MinnumfOp: llvm.VectorFMinOp,
+}
+
+# The translator has no op for these, so they become overloaded intrinsic calls.
+_BINARY_INTRINSICS: dict[type[Operation], str] = {
+    arith.MinSIOp: "llvm.smin",
+    arith.MaxSIOp: "llvm.smax",
+    arith.MinUIOp: "llvm.umin",
+    arith.MaxUIOp: "llvm.umax",
+    arith.MaximumfOp: "llvm.maximum",
+    arith.MinimumfOp: "llvm.minimum",
+}
+
+_CAST_OPS: dict[type[Operation], type[Operation]] = {
+    arith.ExtFOp: llvm.FPExtOp,
+    arith.TruncFOp: llvm.FPTruncOp,
+    arith.ExtSIOp: llvm.SExtOp,
+    arith.ExtUIOp: llvm.ZExtOp,
+    arith.TruncIOp: llvm.TruncOp,
+    arith.SIToFPOp: llvm.SIToFPOp,
+    arith.BitcastOp: llvm.BitcastOp,
+}
+
+# The saturating intrinsics refine fptosi/fptoui, whose out-of-range results are poison.
+_FLOAT_TO_INT_INTRINSICS: dict[type[Operation], str] = {
+    arith.FPToSIOp: "llvm.fptosi.sat",
+    arith.FPToUIOp: "llvm.fptoui.sat",
+}
+
+
+def _type_suffix(typ: Attribute) -> str:
+    """The overloaded-intrinsic mangling of a type, e.g. `i32`, `f64`, `v8f32`."""
+    if isa(typ, VectorType):
+        return f"v{typ.get_shape()[0]}{_type_suffix(typ.element_type)}"
+    converted = convert_type(typ)
+    assert isinstance(converted, ir.IntType | ir.HalfType | ir.FloatType | ir.DoubleType)
+    return converted.intrinsic_name
+
+
+def _fastmath(op: arith.FloatingPointLikeBinaryOperation | arith.NegfOp) -> llvm.FastMathAttr:
+    return llvm.FastMathAttr(op.fastmath.data)
+
+
+def _bitwidth(typ: Attribute) -> int:
+    element_type = get_element_type_or_self(typ)
+    assert isinstance(element_type, IntegerType)
+    return element_type.bitwidth
+
+
+class IndexToI64(TypeConversionPattern):
+    @attr_type_rewrite_pattern
+    def convert_type(self, typ: IndexType) -> IntegerType:
+        return i64
+
+
+class ConstantLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter, /) -> None:
+        if not isinstance(op.value, IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr):
+            return
+        rewriter.replace(op, llvm.ConstantOp(op.value, op.result.type))
+
+
+class IntegerBinaryOpLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: arith.SignlessIntegerBinaryOperation, rewriter: PatternRewriter, /
+    ) -> None:
+        if (llvm_op := _INTEGER_BINARY_OPS.get(type(op))) is None:
+            return
+        properties: dict[str, Attribute] = {}
+        # nsw/nuw let LLVM widen induction variables and vectorise.
+        if isinstance(op, arith.SignlessIntegerBinaryOperationWithOverflow):
+            flags = (llvm.OverflowFlag(f.value) for f in op.overflow_flags.data)
+            properties["overflowFlags"] = IntegerAttr(llvm.OverflowAttr(flags).to_int(), 32)
+        rewriter.replace(
+            op,
+            llvm_op.create(
+                operands=op.operands, result_types=op.result_types, properties=properties
+            ),
+        )
+
+
+class FloatBinaryOpLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: arith.FloatingPointLikeBinaryOperation, rewriter: PatternRewriter, /
+    ) -> None:
+        if (llvm_op := _FLOAT_BINARY_OPS.get(type(op))) is None:
+            return
+        rewriter.replace(
+            op,
+            llvm_op.create(
+                operands=op.operands,
+                result_types=op.result_types,
+                properties={"fastmathFlags": _fastmath(op)},
+            ),
+        )
+
+
+class BinaryIntrinsicLowering(RewritePattern):
+    """Fast-math flags are dropped: the translator rejects them on intrinsic calls."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self,
+        op: arith.SignlessIntegerBinaryOperation | arith.FloatingPointLikeBinaryOperation,
+        rewriter: PatternRewriter,
+        /,
+    ) -> None:
+        if (intrinsic := _BINARY_INTRINSICS.get(type(op))) is None:
+            return
+        name = f"{intrinsic}.{_type_suffix(op.result.type)}"
+        rewriter.replace(op, llvm.CallIntrinsicOp(name, op.operands, op.result_types))
+
+
+class NegfLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.NegfOp, rewriter: PatternRewriter, /) -> None:
+        rewriter.replace(op, llvm.FNegOp(op.operand, _fastmath(op)))
+
+
+class CmpiLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.CmpiOp, rewriter: PatternRewriter, /) -> None:
+        mnemonic = arith.CMPI_COMPARISON_OPERATIONS[op.predicate.value.data]
+        predicate = IntegerAttr(llvm.ICmpPredicateFlag(mnemonic).to_int(), i64)
+        rewriter.replace(op, llvm.ICmpOp(op.lhs, op.rhs, predicate))
+
+
+class CmpfLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.CmpfOp, rewriter: PatternRewriter, /) -> None:
+        mnemonic = arith.CMPF_COMPARISON_OPERATIONS[op.predicate.value.data]
+        # The translator has no fcmp false/true; they are constants anyway.
+        if mnemonic in ("false", "true"):
+            value = IntegerAttr.from_bool(mnemonic == "true")
+            rewriter.replace(op, llvm.ConstantOp(value, i1))
+            return
+        fcmp = llvm.FCmpOp(op.lhs, op.rhs, mnemonic)
+        fcmp.fastmathFlags = llvm.FastMathAttr(op.fastmath.data)
+        rewriter.replace(op, fcmp)
+
+
+class SelectLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.SelectOp, rewriter: PatternRewriter, /) -> None:
+        rewriter.replace(op, llvm.SelectOp(op.cond, op.lhs, op.rhs))
+
+
+class CastLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self,
+        op: arith.ExtFOp
+        | arith.TruncFOp
+        | arith.ExtSIOp
+        | arith.ExtUIOp
+        | arith.TruncIOp
+        | arith.SIToFPOp
+        | arith.BitcastOp,
+        rewriter: PatternRewriter,
+        /,
+    ) -> None:
+        # An index <-> i64 bitcast is the identity once index is i64.
+        if op.input.type == op.result.type:
+            rewriter.replace(op, (), (op.input,))
+            return
+        llvm_op = _CAST_OPS[type(op)]
+        rewriter.replace(op, llvm_op.create(operands=[op.input], result_types=[op.result.type]))
+
+
+class IndexCastLowering(RewritePattern):
+    """Runs after index became i64, so the cast is a sign extension, a truncation or
+    nothing."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.IndexCastOp, rewriter: PatternRewriter, /) -> None:
+        source_width = _bitwidth(op.input.type)
+        target_width = _bitwidth(op.result.type)
+        if source_width == target_width:
+            rewriter.replace(op, (), (op.input,))
+        elif source_width < target_width:
+            rewriter.replace(op, llvm.SExtOp(op.input, op.result.type))
+        else:
+            rewriter.replace(op, llvm.TruncOp(op.input, op.result.type))
+
+
+class FloatToIntLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: arith.FPToSIOp | arith.FPToUIOp, rewriter: PatternRewriter, /
+    ) -> None:
+        intrinsic = _FLOAT_TO_INT_INTRINSICS[type(op)]
+        name = f"{intrinsic}.{_type_suffix(op.result.type)}.{_type_suffix(op.input.type)}"
+        rewriter.replace(op, llvm.CallIntrinsicOp(name, [op.input], [op.result.type]))
+
+
+class UIToFPLowering(RewritePattern):
+    """The translator has no uitofp. Narrow integers are zero-extended to i64, where
+    sitofp is exact. An i64 with the top bit set is halved (keeping the low bit as a
+    sticky bit so that rounding stays correct), converted and doubled."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.UIToFPOp, rewriter: PatternRewriter, /) -> None:
+        value = op.input
+        width = _bitwidth(value.type)
+        if width > 64 or isinstance(value.type, VectorType):
+            raise DiagnosticException(f"convert-arith-to-llvm: cannot lower uitofp {value.type}")
+        if width < 64:
+            wide = rewriter.insert(llvm.ZExtOp(value, i64))
+            rewriter.replace(op, llvm.SIToFPOp(wide.res, op.result.type))
+            return
+        float_type = op.result.type
+        zero = rewriter.insert(llvm.ConstantOp(IntegerAttr(0, i64), i64))
+        one = rewriter.insert(llvm.ConstantOp(IntegerAttr(1, i64), i64))
+        is_large = rewriter.insert(
+            llvm.ICmpOp(value, zero.result, IntegerAttr(llvm.ICmpPredicateFlag.SLT.to_int(), i64))
+        )
+        half = rewriter.insert(llvm.LShrOp(value, one.result))
+        sticky = rewriter.insert(llvm.AndOp(value, one.result))
+        rounded_half = rewriter.insert(llvm.OrOp(half.res, sticky.res))
+        half_float = rewriter.insert(llvm.SIToFPOp(rounded_half.res, float_type))
+        doubled = rewriter.insert(llvm.FAddOp(half_float.result, half_float.result))
+        direct = rewriter.insert(llvm.SIToFPOp(value, float_type))
+        rewriter.replace(op, llvm.SelectOp(is_large.res, doubled.res, direct.result))
+
+
+@dataclass(frozen=True)
+class ConvertArithToLLVM(ModulePass):
+    name = "convert-arith-to-llvm"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        # Types first, so that every lowering below sees i64 and never index.
+        PatternRewriteWalker(IndexToI64(recursive=True)).rewrite_module(op)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [
+                    ConstantLowering(),
+                    IntegerBinaryOpLowering(),
+                    FloatBinaryOpLowering(),
+                    BinaryIntrinsicLowering(),
+                    NegfLowering(),
+                    CmpiLowering(),
+                    CmpfLowering(),
+                    SelectLowering(),
+                    CastLowering(),
+                    IndexCastLowering(),
+                    FloatToIntLowering(),
+                    UIToFPLowering(),
+                ]
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)

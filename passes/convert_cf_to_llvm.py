@@ -1,0 +1,46 @@
+"""Lowers `cf.br` / `cf.cond_br` to `llvm.br` / `llvm.cond_br`, block arguments
+included (the llvmlite translator turns them into phi nodes)."""
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import cf, llvm
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+
+class BranchLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: cf.BranchOp, rewriter: PatternRewriter, /) -> None:
+        rewriter.replace(op, llvm.BrOp(op.successor, *op.arguments))
+
+
+class ConditionalBranchLowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /
+    ) -> None:
+        rewriter.replace(
+            op,
+            llvm.CondBrOp(
+                op.cond, op.then_block, op.then_arguments, op.else_block, op.else_arguments
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ConvertCfToLLVM(ModulePass):
+    name = "convert-cf-to-llvm"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([BranchLowering(), ConditionalBranchLowering()]),
+            apply_recursively=False,
+        ).rewrite_module(op)

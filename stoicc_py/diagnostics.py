@@ -1,0 +1,49 @@
+"""Located compiler errors: `FILE:LINE:COL: error: message`, the source line, a caret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
+from xdsl.ir import Attribute
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    file: str
+    line: int
+    col: int
+
+    def attr(self) -> FileLineColLoc:
+        return FileLineColLoc(StringAttr(self.file), IntAttr(self.line), IntAttr(self.col))
+
+    @staticmethod
+    def from_attr(attr: Attribute) -> SourceLoc | None:
+        if isinstance(attr, FileLineColLoc):
+            return SourceLoc(attr.filename.data, attr.line.data, attr.column.data)
+        return None
+
+
+class CompileError(Exception):
+    """An error in the user's program, with the place it was found."""
+
+    def __init__(self, message: str, loc: SourceLoc | None = None, source: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.source = source
+
+    def with_source(self, source: str) -> CompileError:
+        if self.source is None:
+            self.source = source
+        return self
+
+    def __str__(self) -> str:
+        if self.loc is None:
+            return f"error: {self.message}"
+        text = f"{self.loc.file}:{self.loc.line}:{self.loc.col}: error: {self.message}"
+        lines = (self.source or "").splitlines()
+        if 0 < self.loc.line <= len(lines):
+            line = lines[self.loc.line - 1]
+            text += f"\n{line}\n{' ' * (self.loc.col - 1)}^"
+        return text

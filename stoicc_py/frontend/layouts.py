@@ -1,0 +1,122 @@
+"""Layout expressions (`nm(2, 4) with int4(group=128)`) to layout attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.diagnostics import CompileError
+from stoicc_py.dialects.layout import DENSE, ComposedLayoutAttr, LayoutAttr
+from stoicc_py.dialects.quant import STORAGE_BITS, UniformQuantAttr
+from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.dialects.tdsl import DTYPES
+from stoicc_py.frontend.ast import LayoutExpr, LayoutTerm
+
+
+class _Args:
+    """A layout term's arguments, consumed by name or position, with located errors."""
+
+    def __init__(self, term: LayoutTerm, names: tuple[str, ...], env: dict[str, LayoutAttr]):
+        self.term, self.env = term, env
+        if len(term.args) > len(names):
+            raise CompileError(f"{term.name}() takes at most {len(names)} positional arguments", term.loc)
+        self.values: dict[str, object] = dict(zip(names, term.args))
+        for key, value in term.kwargs.items():
+            if key not in names:
+                raise CompileError(f"{term.name}() has no option '{key}' (options: {', '.join(names)})", term.loc)
+            if key in self.values:
+                raise CompileError(f"{term.name}() got option '{key}' twice", term.loc)
+            self.values[key] = value
+
+    def int(self, key: str, default: int | None = None) -> int:
+        value = self.values.get(key, default)
+        if not isinstance(value, int):
+            raise CompileError(f"{self.term.name}(): '{key}' must be an integer", self.term.loc)
+        return value
+
+    def ints(self, key: str, count: int) -> list[int]:
+        value = self.values.get(key)
+        if not (isinstance(value, list) and len(value) == count and all(isinstance(v, int) for v in value)):
+            raise CompileError(f"{self.term.name}(): '{key}' must be a list of {count} integers", self.term.loc)
+        return value
+
+    def word(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.values.get(key)
+        if value is None:
+            return default
+        if not (isinstance(value, LayoutTerm) and not value.called and value.name in choices):
+            raise CompileError(f"{self.term.name}(): '{key}' must be one of {', '.join(choices)}", self.term.loc)
+        return value.name
+
+    def layouts(self, key: str) -> list[LayoutAttr]:
+        value = self.values.get(key)
+        if not (isinstance(value, list) and all(isinstance(v, LayoutTerm) for v in value)):
+            raise CompileError(f"{self.term.name}(): '{key}' must be a list of layouts", self.term.loc)
+        return [build_term(v, self.env) for v in value]
+
+
+def _nm(a: _Args) -> LayoutAttr:
+    return NMAttr(a.int("n"), a.int("m"))
+
+
+def _block(a: _Args) -> LayoutAttr:
+    bh, bw = a.ints("size", 2)
+    return BlockAttr(bh, bw)
+
+
+def _csr(a: _Args) -> LayoutAttr:
+    index = a.word("index", "i32", ("i8", "i16", "i32", "i64"))
+    return CSRAttr(int(index[1:]))
+
+
+def _hybrid(a: _Args) -> LayoutAttr:
+    return HybridAttr(a.ints("tile", 2), a.layouts("formats"))
+
+
+def _quant(storage: str) -> Callable[[_Args], LayoutAttr]:
+    def build(a: _Args) -> LayoutAttr:
+        per = a.word("per", "", ("tensor", "channel", "group", "token"))
+        if not per:
+            per = "group" if "group" in a.values else "channel" if "axis" in a.values else "tensor"
+        axis = a.int("axis", 1 if per == "group" else 0)
+        group = a.int("group", 0)
+        symmetric = a.word("symmetric", "true", ("true", "false")) == "true"
+        scale = DTYPES[a.word("scale", "f32", ("f32", "f16"))]
+        return UniformQuantAttr(storage, per, axis, group, symmetric, scale)
+
+    return build
+
+
+_BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[_Args], LayoutAttr]]] = {
+    "dense": ((), lambda _: DENSE),
+    "nm": (("n", "m"), _nm),
+    "block": (("size",), _block),
+    "csr": (("index",), _csr),
+    "hybrid": (("tile", "formats"), _hybrid),
+    **{s: (("group", "axis", "per", "symmetric", "scale"), _quant(s)) for s in STORAGE_BITS},
+}
+
+
+def build_term(term: LayoutTerm, env: dict[str, LayoutAttr]) -> LayoutAttr:
+    if term.name in env and not term.called:
+        return env[term.name]
+    if term.name not in _BUILDERS:
+        known = ", ".join([*_BUILDERS, *env])
+        raise CompileError(f"unknown layout '{term.name}' (known: {known})", term.loc)
+    names, build = _BUILDERS[term.name]
+    try:
+        return build(_Args(term, names, env))
+    except VerifyException as err:
+        raise CompileError(str(err), term.loc) from None
+
+
+def build_layout(expr: LayoutExpr, env: dict[str, LayoutAttr]) -> LayoutAttr:
+    """The attribute of a layout expression; `env` holds the `layout NAME = ...` declarations."""
+    attrs = [build_term(t, env) for t in expr.terms]
+    if len(attrs) == 1:
+        return attrs[0]
+    try:
+        return ComposedLayoutAttr(*attrs)
+    except VerifyException as err:
+        raise CompileError(str(err), expr.loc) from None

@@ -1,0 +1,180 @@
+"""Source text to syntax tree, with lark; syntax errors become located CompileErrors."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
+
+from stoicc_py.diagnostics import CompileError, SourceLoc
+from stoicc_py.frontend import ast
+
+_TOKEN_NAMES = {
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "AT": "'@'", "PLUS": "'+'", "MINUS": "'-'",
+    "STAR": "'*'", "SLASH": "'/'", "NAME": "a name", "INT": "an integer", "NUMBER": "a number",
+    "RETURN": "'return'", "KERNEL": "'kernel'", "LAYOUT": "'layout'", "WITH": "'with'", "$END": "end of file",
+    "__ANON_0": "'->'",
+}  # fmt: skip
+
+
+@cache
+def _lark() -> Lark:
+    grammar = files("stoicc_py").joinpath("grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+class _ToAst(Transformer[Token, Any]):
+    def __init__(self, file: str):
+        super().__init__(visit_tokens=True)
+        self.file = file
+
+    def loc(self, item: Meta | Token) -> SourceLoc:
+        return SourceLoc(self.file, item.line or 0, item.column or 0)
+
+    # --- layouts
+    def lint(self, children: list[Token]) -> int:
+        return int(children[0])
+
+    def llist(self, children: list[Any]) -> list[Any]:
+        return [c for c in children if c is not None]
+
+    def lkwarg(self, children: list[Any]) -> tuple[str, Any, SourceLoc]:
+        name, value = children
+        return (str(name), value, self.loc(name))
+
+    def layout_term(self, children: list[Any]) -> ast.LayoutTerm:
+        name, *rest = children
+        args: list[object] = []
+        kwargs: dict[str, object] = {}
+        for a in rest:
+            if isinstance(a, tuple):
+                kwargs[a[0]] = a[1]
+            elif a is not None:
+                args.append(a)
+        return ast.LayoutTerm(str(name), args, kwargs, self.loc(name), called=len(rest) > 0)
+
+    def layout_expr(self, children: list[Any]) -> ast.LayoutExpr:
+        terms = [c for c in children if c is not None]
+        return ast.LayoutExpr(terms, terms[0].loc)
+
+    # --- types and kernels
+    def type_spec(self, children: list[Any]) -> ast.TypeSpec:
+        dtype, *dims = children
+        parsed = [int(d) if d.type == "INT" else str(d) for d in dims if d is not None]
+        return ast.TypeSpec(str(dtype), parsed, self.loc(dtype))
+
+    def param(self, children: list[Any]) -> ast.Param:
+        name, type_spec, layout = children
+        return ast.Param(str(name), type_spec, layout, self.loc(name))
+
+    def results(self, children: list[ast.TypeSpec]) -> list[ast.TypeSpec]:
+        return children
+
+    def kernel(self, children: list[Any]) -> ast.Kernel:
+        name, *rest = children
+        params = [c for c in rest if isinstance(c, ast.Param)]
+        results = next(c for c in rest if isinstance(c, list))
+        body = [c for c in rest if isinstance(c, ast.Assign | ast.Return)]
+        return ast.Kernel(str(name), params, results, body, self.loc(name))
+
+    def layout_decl(self, children: list[Any]) -> ast.LayoutDecl:
+        name, layout = children
+        return ast.LayoutDecl(str(name), layout, self.loc(name))
+
+    # --- statements and expressions
+    def assign(self, children: list[Any]) -> ast.Assign:
+        name, value = children
+        return ast.Assign(str(name), value, self.loc(name))
+
+    def ret(self, children: list[ast.Expr]) -> ast.Return:
+        return ast.Return(children, children[0].loc)
+
+    def number(self, children: list[Token]) -> ast.Number:
+        return ast.Number(self.loc(children[0]), float(children[0]))
+
+    def var(self, children: list[Token]) -> ast.Var:
+        return ast.Var(self.loc(children[0]), str(children[0]))
+
+    def neg(self, children: list[ast.Expr]) -> ast.Expr:
+        (operand,) = children
+        if isinstance(operand, ast.Number):
+            return ast.Number(operand.loc, -operand.value)
+        return ast.Neg(operand.loc, operand)
+
+    def _binop(self, op: str, children: list[ast.Expr]) -> ast.BinOp:
+        lhs, rhs = children
+        return ast.BinOp(lhs.loc, op, lhs, rhs)
+
+    def add(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("+", children)
+
+    def sub(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("-", children)
+
+    def mul(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("*", children)
+
+    def div(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("/", children)
+
+    def matmul(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("@", children)
+
+    def kwarg(self, children: list[Any]) -> tuple[str, ast.Expr, SourceLoc]:
+        name, value = children
+        return (str(name), value, self.loc(name))
+
+    def call(self, children: list[Any]) -> ast.Call:
+        name, *args = children
+        call = ast.Call(self.loc(name), str(name), [])
+        for a in args:
+            if isinstance(a, tuple):
+                if a[0] in call.kwargs:
+                    raise CompileError(f"keyword argument '{a[0]}' given twice", a[2])
+                call.kwargs[a[0]] = a[1]
+                call.kwarg_locs[a[0]] = a[2]
+            elif a is not None:
+                call.args.append(a)
+        return call
+
+    def start(self, children: list[Any]) -> tuple[list[ast.LayoutDecl], list[ast.Kernel]]:
+        return (
+            [c for c in children if isinstance(c, ast.LayoutDecl)],
+            [c for c in children if isinstance(c, ast.Kernel)],
+        )
+
+
+def _syntax_error(err: UnexpectedInput, file: str) -> CompileError:
+    loc = SourceLoc(file, err.line if err.line > 0 else 1, err.column if err.column > 0 else 1)
+    match err:
+        case UnexpectedToken(token=tok):
+            expected = sorted({_TOKEN_NAMES.get(t, t) for t in err.expected if not t.startswith("__ANON")})
+            found = "end of file" if tok.type == "$END" else f"'{tok}'"
+            hint = f", expected {', '.join(expected)}" if 0 < len(expected) <= 6 else ""
+            return CompileError(f"unexpected {found}{hint}", loc)
+        case UnexpectedCharacters(char=char):
+            return CompileError(f"unexpected character '{char}'", loc)
+        case UnexpectedEOF():
+            return CompileError("unexpected end of file", loc)
+    return CompileError("syntax error", loc)
+
+
+def parse(source: str, file: str = "<string>") -> ast.Module:
+    """Parse .tdsl source into a syntax tree; raises CompileError."""
+    try:
+        tree: Tree[Token] = _lark().parse(source)
+        layouts, kernels = _ToAst(file).transform(tree)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, file).with_source(source) from None
+    except CompileError as err:
+        raise err.with_source(source) from None
+    except Exception as err:  # lark wraps errors raised inside the transformer
+        inner = getattr(err, "orig_exc", None)
+        if isinstance(inner, CompileError):
+            raise inner.with_source(source) from None
+        raise
+    return ast.Module(layouts, kernels, file, source)
