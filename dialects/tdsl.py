@@ -9,7 +9,7 @@ end and the shape-inference pass alike.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import Sequence, Set as AbstractSet
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -26,7 +26,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     BaseAttr,
@@ -41,7 +41,7 @@ from xdsl.irdl import (
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
-from xdsl.traits import Pure
+from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
@@ -140,6 +140,18 @@ def _value_type(value: SSAValue) -> TensorType:
 _TensorOrMemref = BaseAttr(TensorType) | BaseAttr(MemRefType)
 
 
+class DestinationEffects(MemoryEffect):
+    """Pure on tensors; on buffers, reads the inputs and writes the `into` buffer."""
+
+    @classmethod
+    def get_effects(cls, op: Operation) -> AbstractSet[EffectInstance]:
+        out = getattr(op, "out", None)
+        if out is None:
+            return frozenset()
+        reads = (EffectInstance(MemoryEffectKind.READ, v) for v in op.operands if v is not out)
+        return frozenset((EffectInstance(MemoryEffectKind.WRITE, out), *reads))
+
+
 class TdslOp(IRDLOperation, ABC):
     """Base of the tensor ops: one inferred result in tensor form, an `into` buffer
     in buffer form."""
@@ -183,7 +195,7 @@ class ElementwiseBinaryOp(TdslOp, ABC):
     rhs = operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
     result = opt_result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = traits_def(DestinationEffects())
     assembly_format = _BINARY_FORMAT
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
@@ -221,7 +233,7 @@ class UnaryOp(TdslOp, ABC):
     input = operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
     result = opt_result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = traits_def(DestinationEffects())
     assembly_format = _UNARY_FORMAT
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
@@ -292,7 +304,7 @@ class TransposeOp(TdslOp):
     input = operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
     result = opt_result_def(TensorType)
-    traits = traits_def(Pure())
+    traits = traits_def(DestinationEffects())
     assembly_format = _UNARY_FORMAT
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
@@ -311,7 +323,7 @@ class AxisOp(TdslOp, ABC):
     out = opt_operand_def(MemRefType)
     result = opt_result_def(TensorType)
     axis = opt_attr_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(DestinationEffects())
     assembly_format = _UNARY_FORMAT
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
@@ -382,7 +394,7 @@ class ContractionOp(TdslOp, ABC):
     result = opt_result_def(TensorType)
     act = opt_attr_def(StringAttr)
     tile = opt_attr_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(DestinationEffects())
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
     assembly_format = (
         "$lhs `,` $rhs (`bias` $bias^)? (`into` $out^)? attr-dict `:` type($lhs) `,` type($rhs) "
@@ -392,8 +404,13 @@ class ContractionOp(TdslOp, ABC):
     RHS_TRANSPOSED: ClassVar[bool]
     """Whether rhs is stored [n, k] (linear's weight) rather than [k, n]."""
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, bias: SSAValue | None, result_type: Attribute):
-        super().__init__(operands=[lhs, rhs, bias, None], result_types=[result_type])
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, bias: SSAValue | None, result_type: Attribute,
+                 attributes: dict[str, Attribute] | None = None):  # fmt: skip
+        super().__init__(
+            operands=[lhs, rhs, [bias] if bias is not None else [], []],
+            result_types=[[result_type]],
+            attributes=attributes or {},
+        )
 
     @property
     def activation(self) -> str | None:

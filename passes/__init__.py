@@ -1,55 +1,35 @@
 """The compiler's passes, one per module, registered by their kebab-case name.
 
-Each entry maps a pass name to a factory that imports the pass lazily, as xDSL's
-own registry does, so that loading the registry costs nothing.
+The module of each pass is its name with underscores, and it is imported only
+when the pass is used, as xDSL's own registry does.
 """
 
 from collections.abc import Callable
+from functools import partial
+from importlib import import_module
 
 from xdsl.passes import ModulePass
 
-
-def _convert_arith_to_llvm() -> type[ModulePass]:
-    from stoicc_py.passes.convert_arith_to_llvm import ConvertArithToLLVM
-
-    return ConvertArithToLLVM
-
-
-def _convert_math_to_llvm() -> type[ModulePass]:
-    from stoicc_py.passes.convert_math_to_llvm import ConvertMathToLLVM
-
-    return ConvertMathToLLVM
-
-
-def _convert_func_to_llvm() -> type[ModulePass]:
-    from stoicc_py.passes.convert_func_to_llvm import ConvertFuncToLLVM
-
-    return ConvertFuncToLLVM
-
-
-def _convert_cf_to_llvm() -> type[ModulePass]:
-    from stoicc_py.passes.convert_cf_to_llvm import ConvertCfToLLVM
-
-    return ConvertCfToLLVM
-
-
-def _convert_ptradd_to_gep() -> type[ModulePass]:
-    from stoicc_py.passes.convert_ptradd_to_gep import ConvertPtrAddToGEP
-
-    return ConvertPtrAddToGEP
-
-
-def _lower_alloc() -> type[ModulePass]:
-    from stoicc_py.passes.lower_alloc import LowerAlloc
-
-    return LowerAlloc
-
-
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {
-    "convert-arith-to-llvm": _convert_arith_to_llvm,
-    "convert-math-to-llvm": _convert_math_to_llvm,
-    "convert-func-to-llvm": _convert_func_to_llvm,
-    "convert-cf-to-llvm": _convert_cf_to_llvm,
-    "convert-ptradd-to-gep": _convert_ptradd_to_gep,
-    "lower-alloc": _lower_alloc,
+_CLASSES = {
+    "tdsl-infer-shapes": "InferShapes",
+    "tdsl-fold-transpose": "FoldTranspose",
+    "tdsl-fuse-epilogue": "FuseEpilogue",
+    "tdsl-tile": "Tile",
+    "tdsl-bufferize": "Bufferize",
+    "tdsl-lower-to-loops": "LowerToLoops",
+    "resolve-memref-dims": "ResolveMemrefDims",
+    "lower-alloc": "LowerAlloc",
+    "convert-ptradd-to-gep": "ConvertPtrAddToGEP",
+    "convert-arith-to-llvm": "ConvertArithToLLVM",
+    "convert-math-to-llvm": "ConvertMathToLLVM",
+    "convert-cf-to-llvm": "ConvertCfToLLVM",
+    "convert-func-to-llvm": "ConvertFuncToLLVM",
 }
+
+
+def _load(name: str) -> type[ModulePass]:
+    module = import_module(f"stoicc_py.passes.{name.replace('-', '_')}")
+    return getattr(module, _CLASSES[name])
+
+
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {name: partial(_load, name) for name in _CLASSES}

@@ -2,8 +2,8 @@
 
 Ops with a uniform lowering go through lookup tables. Ops that xDSL's llvmlite
 translator (`xdsl.backend.llvm.convert_op`) cannot express directly are lowered to
-`llvm.call_intrinsic` (integer min/max, fptosi/fptoui, maximumf/minimumf) or to a
-small pattern of supported ops (uitofp).
+`llvm.call_intrinsic` with a type-mangled name (integer and float min/max,
+fptosi/fptoui) or to a small pattern of supported ops (uitofp).
 """
 
 from dataclasses import dataclass
@@ -59,11 +59,10 @@ _FLOAT_BINARY_OPS: dict[type[Operation], type[Operation]] = {
     arith.SubfOp: llvm.FSubOp,
     arith.MulfOp: llvm.FMulOp,
     arith.DivfOp: llvm.FDivOp,
-    arith.MaxnumfOp: llvm.VectorFMaxOp,
-    arith.MinnumfOp: llvm.VectorFMinOp,
 }
 
-# The translator has no op for these, so they become overloaded intrinsic calls.
+# The translator has no op for most of these. It has ops for maxnum/minnum, but
+# declares them under the unmangled name, which clashes as soon as two types use them.
 _BINARY_INTRINSICS: dict[type[Operation], str] = {
     arith.MinSIOp: "llvm.smin",
     arith.MaxSIOp: "llvm.smax",
@@ -71,6 +70,8 @@ _BINARY_INTRINSICS: dict[type[Operation], str] = {
     arith.MaxUIOp: "llvm.umax",
     arith.MaximumfOp: "llvm.maximum",
     arith.MinimumfOp: "llvm.minimum",
+    arith.MaxnumfOp: "llvm.maxnum",
+    arith.MinnumfOp: "llvm.minnum",
 }
 
 _CAST_OPS: dict[type[Operation], type[Operation]] = {
@@ -104,7 +105,10 @@ def _fastmath(op: arith.FloatingPointLikeBinaryOperation | arith.NegfOp) -> llvm
 
 
 def _bitwidth(typ: Attribute) -> int:
+    """Counts index as i64: an operand may be lowered after its user."""
     element_type = get_element_type_or_self(typ)
+    if isinstance(element_type, IndexType):
+        return 64
     assert isinstance(element_type, IntegerType)
     return element_type.bitwidth
 
@@ -116,11 +120,18 @@ class IndexToI64(TypeConversionPattern):
 
 
 class ConstantLowering(RewritePattern):
+    """Converts index constants itself: xDSL's TypeConversionPattern keeps the old
+    attribute whenever the converted one is falsy, and so rewrites
+    `arith.constant 0 : index` forever."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter, /) -> None:
-        if not isinstance(op.value, IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr):
+        value = op.value
+        if isa(value, IntegerAttr) and isinstance(value.type, IndexType):
+            value = IntegerAttr(value.value.data, i64)
+        if not isinstance(value, IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr):
             return
-        rewriter.replace(op, llvm.ConstantOp(op.value, op.result.type))
+        rewriter.replace(op, llvm.ConstantOp(value, value.get_type()))
 
 
 class IntegerBinaryOpLowering(RewritePattern):
@@ -161,7 +172,8 @@ class FloatBinaryOpLowering(RewritePattern):
 
 
 class BinaryIntrinsicLowering(RewritePattern):
-    """Fast-math flags are dropped: the translator rejects them on intrinsic calls."""
+    """Fast-math flags are dropped: the translator rejects them on intrinsic calls
+    (and ignores them on its maxnum/minnum ops)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(
@@ -233,8 +245,7 @@ class CastLowering(RewritePattern):
 
 
 class IndexCastLowering(RewritePattern):
-    """Runs after index became i64, so the cast is a sign extension, a truncation or
-    nothing."""
+    """With index as i64 the cast is a sign extension, a truncation or nothing."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.IndexCastOp, rewriter: PatternRewriter, /) -> None:
@@ -293,12 +304,13 @@ class ConvertArithToLLVM(ModulePass):
     name = "convert-arith-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        # Types first, so that every lowering below sees i64 and never index.
-        PatternRewriteWalker(IndexToI64(recursive=True)).rewrite_module(op)
+        # The type conversion comes before the op lowerings, so that they see i64
+        # results rather than index.
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [
                     ConstantLowering(),
+                    IndexToI64(recursive=True),
                     IntegerBinaryOpLowering(),
                     FloatBinaryOpLowering(),
                     BinaryIntrinsicLowering(),
@@ -311,6 +323,5 @@ class ConvertArithToLLVM(ModulePass):
                     FloatToIntLowering(),
                     UIToFPLowering(),
                 ]
-            ),
-            apply_recursively=False,
+            )
         ).rewrite_module(op)

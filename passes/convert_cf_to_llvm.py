@@ -24,9 +24,7 @@ class BranchLowering(RewritePattern):
 
 class ConditionalBranchLowering(RewritePattern):
     @op_type_rewrite_pattern
-    def match_and_rewrite(
-        self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /
-    ) -> None:
+    def match_and_rewrite(self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /) -> None:
         rewriter.replace(
             op,
             llvm.CondBrOp(

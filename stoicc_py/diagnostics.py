@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, Operation
+from xdsl.utils.exceptions import DiagnosticException
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class SourceLoc:
         return None
 
 
-class CompileError(Exception):
+class CompileError(DiagnosticException):
     """An error in the user's program, with the place it was found."""
 
     def __init__(self, message: str, loc: SourceLoc | None = None, source: str | None = None):
@@ -47,3 +48,8 @@ class CompileError(Exception):
             line = lines[self.loc.line - 1]
             text += f"\n{line}\n{' ' * (self.loc.col - 1)}^"
         return text
+
+
+def op_error(op: Operation, message: str) -> CompileError:
+    """An error about `op`, located where its source was written."""
+    return CompileError(message, SourceLoc.from_attr(op.location))

@@ -1,0 +1,24 @@
+"""Loads compiled object code into this process and hands out function addresses."""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+
+from stoicc_py.backends.llvm.target import host_machine
+
+
+class NativeLibrary:
+    """An object file linked into the process with MCJIT; symbols resolve against
+    the process (libm for tanhf/erff, libc for malloc/free)."""
+
+    def __init__(self, obj: bytes):
+        machine = host_machine()
+        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+        self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self._engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise KeyError(f"no function '{name}' in the compiled object")
+        return address

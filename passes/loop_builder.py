@@ -1,0 +1,155 @@
+"""Building blocks for loop nests on memrefs: index constants, sizes, scf.for nests,
+and the scalar body of every elementwise function.
+
+Used by tdsl-lower-to-loops; canonicalize and cse later merge the constants and
+sizes that these helpers create freely.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from xdsl.builder import Builder
+from xdsl.dialects import arith, math as mathd, memref, scf
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.rewriter import InsertPoint
+
+from stoicc_py.dialects import tdsl
+
+FAST = arith.FastMathFlagsAttr("fast")
+"""Lets LLVM reassociate float reductions, which is what vectorises them."""
+
+Scalar = Callable[["LoopBuilder", SSAValue], SSAValue]
+
+
+class LoopBuilder:
+    """An xDSL Builder with loop-nest helpers."""
+
+    def __init__(self, builder: Builder):
+        self.b = builder
+
+    def insert(self, op: Operation) -> SSAValue:
+        self.b.insert(op)
+        return op.results[0]
+
+    def index(self, value: int) -> SSAValue:
+        return self.insert(arith.ConstantOp(IntegerAttr(value, IndexType())))
+
+    def f32(self, value: float) -> SSAValue:
+        return self.insert(arith.ConstantOp(FloatAttr(value, f32)))
+
+    def size(self, buf: SSAValue, axis: int) -> SSAValue:
+        t = buf.type
+        assert isinstance(t, MemRefType)
+        static = t.get_shape()[axis]
+        if static >= 0:
+            return self.index(static)
+        return self.insert(memref.DimOp(buf, self.index(axis)))
+
+    def sizes(self, buf: SSAValue) -> list[SSAValue]:
+        assert isinstance(buf.type, MemRefType)
+        return [self.size(buf, i) for i in range(buf.type.get_num_dims())]
+
+    def min(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.MinUIOp(a, b))
+
+    def add(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.AddiOp(a, b))
+
+    def loop(
+        self,
+        lb: SSAValue,
+        ub: SSAValue,
+        step: SSAValue,
+        body: Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]],
+        iter_args: Sequence[SSAValue] = (),
+        name: str = "i",
+    ) -> Sequence[SSAValue]:
+        """scf.for lb..ub by step; `body(builder, iv, iter_args)` returns the yielded values."""
+        block = Block(arg_types=[IndexType(), *(a.type for a in iter_args)])
+        block.args[0].name_hint = name
+        inner = LoopBuilder(Builder(InsertPoint.at_end(block)))
+        yielded = body(inner, block.args[0], block.args[1:])
+        inner.b.insert(scf.YieldOp(*yielded))
+        op = scf.ForOp(lb, ub, step, iter_args, Region(block))
+        self.b.insert(op)
+        return op.results
+
+    def nest(self, bounds: Sequence[SSAValue], body: Callable[[LoopBuilder, list[SSAValue]], None],
+             names: str = "ijklmn") -> None:  # fmt: skip
+        """A perfect nest 0..bound by 1 over each bound; `body` gets the induction variables."""
+
+        def level(b: LoopBuilder, ivs: list[SSAValue]) -> None:
+            if len(ivs) == len(bounds):
+                body(b, ivs)
+                return
+
+            def step(inner: LoopBuilder, iv: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                level(inner, [*ivs, iv])
+                return ()
+
+            b.loop(b.index(0), bounds[len(ivs)], b.index(1), step, name=names[len(ivs) % len(names)])
+
+        level(self, [])
+
+    def load(self, buf: SSAValue, indices: Sequence[SSAValue]) -> SSAValue:
+        return self.insert(memref.LoadOp.get(buf, indices))
+
+    def store(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
+        self.b.insert(memref.StoreOp.get(value, buf, indices))
+
+    def broadcast_load(self, buf: SSAValue, out_ivs: Sequence[SSAValue]) -> SSAValue:
+        """Load the element of `buf` that numpy broadcasting pairs with `out_ivs`."""
+        assert isinstance(buf.type, MemRefType)
+        shape = buf.type.get_shape()
+        ivs = out_ivs[len(out_ivs) - len(shape) :]
+        zero = self.index(0) if 1 in shape else None
+        return self.load(buf, [zero if size == 1 else iv for size, iv in zip(shape, ivs)])  # type: ignore[misc]
+
+    # --- float arithmetic
+    def fadd(self, a: SSAValue, b: SSAValue, fast: bool = False) -> SSAValue:
+        return self.insert(arith.AddfOp(a, b, FAST if fast else None))
+
+    def fmul(self, a: SSAValue, b: SSAValue, fast: bool = False) -> SSAValue:
+        return self.insert(arith.MulfOp(a, b, FAST if fast else None))
+
+    def fdiv(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.DivfOp(a, b))
+
+    def fmax(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.MaximumfOp(a, b))
+
+    def exp(self, a: SSAValue) -> SSAValue:
+        return self.insert(mathd.ExpOp(a))
+
+
+def _sigmoid(b: LoopBuilder, x: SSAValue) -> SSAValue:
+    one = b.f32(1.0)
+    return b.fdiv(one, b.fadd(one, b.exp(b.insert(arith.NegfOp(x)))))
+
+
+def _gelu(b: LoopBuilder, x: SSAValue) -> SSAValue:
+    erf = b.insert(mathd.ErfOp(b.fmul(x, b.f32(1.0 / math.sqrt(2.0)))))
+    return b.fmul(b.fmul(x, b.f32(0.5)), b.fadd(erf, b.f32(1.0)))
+
+
+SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
+    tdsl.ReluOp: lambda b, x: b.fmax(x, b.f32(0.0)),
+    tdsl.GeluOp: _gelu,
+    tdsl.SiluOp: lambda b, x: b.fmul(x, _sigmoid(b, x)),
+    tdsl.SigmoidOp: _sigmoid,
+    tdsl.TanhOp: lambda b, x: b.insert(mathd.TanhOp(x)),
+    tdsl.ExpOp: lambda b, x: b.exp(x),
+    tdsl.NegOp: lambda b, x: b.insert(arith.NegfOp(x)),
+    tdsl.AbsOp: lambda b, x: b.insert(mathd.AbsFOp(x)),
+    tdsl.SqrtOp: lambda b, x: b.insert(mathd.SqrtOp(x)),
+}
+ACTIVATION: dict[str, Scalar] = {op.name.removeprefix("tdsl."): fn for op, fn in SCALAR.items()}
+BINARY: dict[type[tdsl.ElementwiseBinaryOp], type[arith.FloatingPointLikeBinaryOperation]] = {
+    tdsl.AddOp: arith.AddfOp,
+    tdsl.SubOp: arith.SubfOp,
+    tdsl.MulOp: arith.MulfOp,
+    tdsl.DivOp: arith.DivfOp,
+}

@@ -1,0 +1,73 @@
+"""resolve-memref-dims: replace `memref.dim` by the value that defines that size.
+
+A kernel's dynamic sizes are its symbol arguments (bufferization records which
+symbol each buffer dim is in the `tdsl.dims` argument attribute); an allocation's
+are its operands. Once buffers become raw pointers nothing else can answer
+`memref.dim`, so this runs after convert-memref-to-ptr has emitted its stride
+computations and before functions lose their memref arguments.
+"""
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import ArrayAttr, IndexType, IntAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
+from xdsl.ir import BlockArgument, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+
+
+def _arg_size(arg: BlockArgument, axis: int) -> int | SSAValue | None:
+    fn = arg.block.parent_op()
+    if not isinstance(fn, func.FuncOp) or fn.arg_attrs is None:
+        return None
+    dims = fn.arg_attrs.data[arg.index].data.get("tdsl.dims")
+    if not isinstance(dims, ArrayAttr):
+        return None
+    dim = dims.data[axis]
+    if isinstance(dim, IntAttr):
+        return dim.data
+    assert isinstance(dim, StringAttr)
+    for other, attrs in zip(fn.args, fn.arg_attrs.data):
+        if attrs.data.get("tdsl.symbol") == dim:
+            return other
+    return None
+
+
+def _alloc_size(alloc: memref.AllocOp, axis: int) -> int | SSAValue:
+    shape = alloc.memref.type.get_shape()
+    if shape[axis] >= 0:
+        return shape[axis]
+    return alloc.dynamic_sizes[sum(1 for s in shape[:axis] if s < 0)]
+
+
+@dataclass
+class ResolveDim(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: memref.DimOp, rewriter: PatternRewriter, /):
+        index = op.index.owner
+        if not isinstance(index, arith.ConstantOp) or not isinstance(index.value, IntegerAttr):
+            return
+        axis = index.value.value.data
+        source = op.source
+        assert isinstance(source.type, MemRefType)
+        static = source.type.get_shape()[axis]
+        size: int | SSAValue | None = static if static >= 0 else None
+        if size is None and isinstance(source, BlockArgument):
+            size = _arg_size(source, axis)
+        elif size is None and isinstance(source.owner, memref.AllocOp):
+            size = _alloc_size(source.owner, axis)
+        if size is None:
+            return
+        if isinstance(size, int):
+            rewriter.replace_op(op, arith.ConstantOp(IntegerAttr(size, IndexType())))
+        else:
+            rewriter.replace_op(op, (), (size,))
+
+
+@dataclass(frozen=True)
+class ResolveMemrefDims(ModulePass):
+    name = "resolve-memref-dims"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(ResolveDim()).rewrite_module(op)

@@ -1,0 +1,273 @@
+"""tdsl-lower-to-loops: bufferized tdsl ops become scf.for nests over memrefs.
+
+Elementwise ops loop over the output and load broadcast operands in place; matrix
+products become the tiled nest that tdsl-tile chose, with the fused epilogue (bias,
+activation) applied to each output tile right after its last k-tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import arith, memref
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
+
+from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects import tdsl
+from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, FAST, SCALAR, LoopBuilder
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+
+def _before(op: Operation) -> LoopBuilder:
+    return LoopBuilder(Builder(InsertPoint.before(op)))
+
+
+def _bufferized(op: tdsl.TdslOp) -> SSAValue:
+    out = getattr(op, "out")
+    if out is None:
+        raise op_error(op, f"'{op.name}' must be bufferized (run tdsl-bufferize) before tdsl-lower-to-loops")
+    return out
+
+
+@dataclass
+class LowerElementwise(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
+        if not isinstance(op, tdsl.UnaryOp | tdsl.ElementwiseBinaryOp):
+            return
+        out = _bufferized(op)
+        inputs = op.tensor_operands()
+
+        def body(b: LoopBuilder, ivs: list[SSAValue]) -> None:
+            args = [b.broadcast_load(x, ivs) for x in inputs]
+            if isinstance(op, tdsl.UnaryOp):
+                value = SCALAR[type(op)](b, args[0])
+            else:
+                value = b.insert(BINARY[type(op)](args[0], args[1]))
+            b.store(value, out, ivs)
+
+        b = _before(op)
+        b.nest(b.sizes(out), body)
+        rewriter.erase_op(op)
+
+
+@dataclass
+class LowerTranspose(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.TransposeOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        b = _before(op)
+        b.nest(b.sizes(out), lambda b, ivs: b.store(b.load(op.input, ivs[::-1]), out, ivs))
+        rewriter.erase_op(op)
+
+
+@dataclass
+class LowerCopy(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: memref.CopyOp, rewriter: PatternRewriter, /):
+        b = _before(op)
+        b.nest(b.sizes(op.destination), lambda b, ivs: b.store(b.load(op.source, ivs), op.destination, ivs))
+        rewriter.erase_op(op)
+
+
+def _reduce_axis(b: LoopBuilder, src: SSAValue, outer: Sequence[SSAValue], axis: int, init: SSAValue,
+                 combine: str) -> SSAValue:  # fmt: skip
+    """Fold src[outer[:axis], k, outer[axis:]] over k with `combine` ("sum" or "max")."""
+
+    def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        x = inner.load(src, [*outer[:axis], k, *outer[axis:]])
+        return [inner.fadd(acc[0], x, fast=True) if combine == "sum" else inner.fmax(acc[0], x)]
+
+    (result,) = b.loop(b.index(0), b.size(src, axis), b.index(1), step, [init], name="k")
+    return result
+
+
+@dataclass
+class LowerReduce(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.ReduceOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        combine = "sum" if isinstance(op, tdsl.SumOp) else "max"
+
+        def body(b: LoopBuilder, ivs: list[SSAValue]) -> None:
+            init = b.f32(0.0 if combine == "sum" else float("-inf"))
+            b.store(_reduce_axis(b, op.input, ivs, op.axis_index, init, combine), out, ivs)
+
+        b = _before(op)
+        b.nest(b.sizes(out), body)
+        rewriter.erase_op(op)
+
+
+@dataclass
+class LowerSoftmax(RewritePattern):
+    """Three passes along the axis: max, sum of exp(x - max) (stored), scale by 1/sum."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.SoftmaxOp, rewriter: PatternRewriter, /):
+        out, src, axis = _bufferized(op), op.input, op.axis_index
+
+        def body(b: LoopBuilder, outer: list[SSAValue]) -> None:
+            at = lambda k: [*outer[:axis], k, *outer[axis:]]  # noqa: E731
+            top = _reduce_axis(b, src, outer, axis, b.f32(float("-inf")), "max")
+
+            def exp_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                e = inner.exp(inner.insert(arith.SubfOp(inner.load(src, at(k)), top)))
+                inner.store(e, out, at(k))
+                return [inner.fadd(acc[0], e, fast=True)]
+
+            size = b.size(src, axis)
+            (total,) = b.loop(b.index(0), size, b.index(1), exp_step, [b.f32(0.0)], name="k")
+            scale = b.fdiv(b.f32(1.0), total)
+
+            def scale_step(inner: LoopBuilder, k: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                inner.store(inner.fmul(inner.load(out, at(k)), scale), out, at(k))
+                return ()
+
+            b.loop(b.index(0), size, b.index(1), scale_step, name="k")
+
+        b = _before(op)
+        sizes = b.sizes(src)
+        b.nest(sizes[:axis] + sizes[axis + 1 :], body)
+        rewriter.erase_op(op)
+
+
+def _span(b: LoopBuilder, start: SSAValue, tile: int, size: SSAValue) -> SSAValue:
+    return b.min(b.add(start, b.index(tile)), size)
+
+
+@dataclass
+class LowerContraction(RewritePattern):
+    """for i0, j0 tiles: zero the tile; for each k-tile accumulate; then the epilogue."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.ContractionOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][type(op)]
+        b = _before(op)
+        m, k_size = b.size(op.lhs, 0), b.size(op.lhs, 1)
+        n = b.size(out, 1)
+
+        def row_tile(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            i1 = _span(b, i0, tm, m)
+
+            def col_tile(b: LoopBuilder, j0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                j1 = _span(b, j0, tn, n)
+                tile = _TileNest(b, out, i0, i1, j0, j1)
+                tile.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
+
+                def k_tile(b: LoopBuilder, k0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                    k1 = _span(b, k0, tk, k_size)
+                    _accumulate(op, _TileNest(b, out, i0, i1, j0, j1), k0, k1)
+                    return ()
+
+                b.loop(b.index(0), k_size, b.index(tk), k_tile, name="k0")
+                if op.bias is not None or op.activation is not None:
+                    tile.each(lambda b, i, j: b.store(_epilogue(op, b, b.load(out, [i, j]), i, j), out, [i, j]))
+                return ()
+
+            b.loop(b.index(0), n, b.index(tn), col_tile, name="j0")
+            return ()
+
+        b.loop(b.index(0), m, b.index(tm), row_tile, name="i0")
+        rewriter.erase_op(op)
+
+
+@dataclass
+class _TileNest:
+    """The i0..i1 x j0..j1 block of a contraction's output."""
+
+    b: LoopBuilder
+    out: SSAValue
+    i0: SSAValue
+    i1: SSAValue
+    j0: SSAValue
+    j1: SSAValue
+
+    def rows(self, body) -> None:  # type: ignore[no-untyped-def]
+        def step(b: LoopBuilder, i: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            body(b, i)
+            return ()
+
+        self.b.loop(self.i0, self.i1, self.b.index(1), step, name="i")
+
+    def cols(self, b: LoopBuilder, body) -> None:  # type: ignore[no-untyped-def]
+        def step(inner: LoopBuilder, j: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            body(inner, j)
+            return ()
+
+        b.loop(self.j0, self.j1, b.index(1), step, name="j")
+
+    def each(self, body) -> None:  # type: ignore[no-untyped-def]
+        self.rows(lambda b, i: self.cols(b, lambda b, j: body(b, i, j)))
+
+
+def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAValue) -> None:
+    """out[i, j] += sum over k0..k1 of lhs[i, k] * rhs[k, j], with the innermost loop
+    along contiguous memory: k for linear (w is [n, k]), j for matmul (b is [k, n])."""
+    lhs, rhs, out = op.lhs, op.rhs, tile.out
+    if op.RHS_TRANSPOSED:
+
+        def dot(b: LoopBuilder, i: SSAValue, j: SSAValue) -> None:
+            def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                prod = inner.fmul(inner.load(lhs, [i, k]), inner.load(rhs, [j, k]), fast=True)
+                return [inner.fadd(acc[0], prod, fast=True)]
+
+            (total,) = b.loop(k0, k1, b.index(1), step, [b.load(out, [i, j])], name="k")
+            b.store(total, out, [i, j])
+
+        tile.each(dot)
+        return
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def k_step(inner: LoopBuilder, k: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            a = inner.load(lhs, [i, k])
+
+            def axpy(b2: LoopBuilder, j: SSAValue) -> None:
+                b2.store(b2.fadd(b2.load(out, [i, j]), b2.fmul(a, b2.load(rhs, [k, j]), fast=True), fast=True), out, [i, j])
+
+            tile.cols(inner, axpy)
+            return ()
+
+        b.loop(k0, k1, b.index(1), k_step, name="k")
+
+    tile.rows(row)
+
+
+def _epilogue(op: tdsl.ContractionOp, b: LoopBuilder, value: SSAValue, i: SSAValue, j: SSAValue) -> SSAValue:
+    if op.bias is not None:
+        value = b.fadd(value, b.broadcast_load(op.bias, [i, j]))
+    if op.activation is not None:
+        value = ACTIVATION[op.activation](b, value)
+    return value
+
+
+@dataclass(frozen=True)
+class LowerToLoops(ModulePass):
+    name = "tdsl-lower-to-loops"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [
+                    LowerElementwise(),
+                    LowerTranspose(),
+                    LowerReduce(),
+                    LowerSoftmax(),
+                    LowerContraction(),
+                    LowerCopy(),
+                ]
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)

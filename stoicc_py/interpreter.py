@@ -1,0 +1,122 @@
+"""The reference semantics of the `tdsl` ops, in numpy: the golden model.
+
+Tests and `stoicc run` check compiled kernels against it. It computes in float64 and
+rounds results to the declared element type, so that it is more accurate than any
+kernel it checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+from xdsl.interpreters.func import FuncFunctions
+
+from stoicc_py.dialects import tdsl
+
+Array = np.ndarray[Any, Any]
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu(x: Array) -> Array:
+    """The exact (erf) GELU, as in BERT and torch.nn.GELU()."""
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
+
+
+def sigmoid(x: Array) -> Array:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+UNARY: dict[type[tdsl.UnaryOp], Callable[[Array], Array]] = {
+    tdsl.ReluOp: lambda x: np.maximum(x, 0.0),
+    tdsl.GeluOp: gelu,
+    tdsl.SiluOp: lambda x: x * sigmoid(x),
+    tdsl.SigmoidOp: sigmoid,
+    tdsl.TanhOp: np.tanh,
+    tdsl.ExpOp: np.exp,
+    tdsl.NegOp: np.negative,
+    tdsl.AbsOp: np.abs,
+    tdsl.SqrtOp: np.sqrt,
+}
+ACTIVATION: dict[str, Callable[[Array], Array]] = {
+    op.name.removeprefix("tdsl."): fn for op, fn in UNARY.items() if op.name.removeprefix("tdsl.") in tdsl.ACTIVATIONS
+}
+BINARY: dict[type[tdsl.ElementwiseBinaryOp], Callable[[Array, Array], Array]] = {
+    tdsl.AddOp: np.add,
+    tdsl.SubOp: np.subtract,
+    tdsl.MulOp: np.multiply,
+    tdsl.DivOp: np.divide,
+}
+
+
+def softmax(x: Array, axis: int) -> Array:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class TdslFunctions(InterpreterFunctions):
+    """One method per op, on float64 numpy arrays; elementwise ops come from tables."""
+
+    @impl(tdsl.TransposeOp)
+    def run_transpose(self, interpreter: Interpreter, op: tdsl.TransposeOp, args: tuple[Array]):
+        return (args[0].T,)
+
+    @impl(tdsl.SumOp)
+    def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Array]):
+        return (args[0].sum(axis=op.axis_index),)
+
+    @impl(tdsl.MaxOp)
+    def run_max(self, interpreter: Interpreter, op: tdsl.MaxOp, args: tuple[Array]):
+        return (args[0].max(axis=op.axis_index),)
+
+    @impl(tdsl.SoftmaxOp)
+    def run_softmax(self, interpreter: Interpreter, op: tdsl.SoftmaxOp, args: tuple[Array]):
+        return (softmax(args[0], op.axis_index),)
+
+    @impl(tdsl.MatmulOp)
+    def run_matmul(self, interpreter: Interpreter, op: tdsl.MatmulOp, args: tuple[Array, ...]):
+        return self.contraction(op, args)
+
+    @impl(tdsl.LinearOp)
+    def run_linear(self, interpreter: Interpreter, op: tdsl.LinearOp, args: tuple[Array, ...]):
+        return self.contraction(op, args)
+
+    @staticmethod
+    def contraction(op: tdsl.ContractionOp, args: tuple[Array, ...]) -> tuple[Array]:
+        a, b, *bias = args
+        out = a @ (b.T if op.RHS_TRANSPOSED else b)
+        if bias:
+            out = out + bias[0]
+        if op.activation is not None:
+            out = ACTIVATION[op.activation](out)
+        return (out,)
+
+    @impl(tdsl.ConstantOp)
+    def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):
+        return (np.array(op.scalar, dtype=np.float64),)
+
+
+def _elementwise(fn: Callable[..., Array]) -> Callable[..., tuple[Array]]:
+    def run(self: TdslFunctions, interpreter: Interpreter, op: tdsl.TdslOp, args: tuple[Array, ...]):
+        return (fn(*args),)
+
+    return run
+
+
+# register_impls finds implementations as class attributes, one function object each
+for _op, _fn in [*UNARY.items(), *BINARY.items()]:
+    setattr(TdslFunctions, f"run_{_op.name.removeprefix('tdsl.')}", impl(_op)(_elementwise(_fn)))
+register_impls(TdslFunctions)
+
+
+def run_reference(module: ModuleOp, kernel: str, inputs: Sequence[Array], out_dtypes: Sequence[np.dtype[Any]]) -> list[Array]:
+    """Run `kernel` of a tensor-level module on `inputs`; results in `out_dtypes`."""
+    interpreter = Interpreter(module)
+    interpreter.register_implementations(FuncFunctions())
+    interpreter.register_implementations(TdslFunctions())
+    results = interpreter.call_op(kernel, tuple(np.asarray(x, dtype=np.float64) for x in inputs))
+    return [np.asarray(r).astype(dt) for r, dt in zip(results, out_dtypes)]

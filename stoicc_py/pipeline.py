@@ -1,0 +1,87 @@
+"""The compilation pipeline: ordered stages, each a list of named passes.
+
+Every pass is registered by name (stoicc_py.passes, plus xDSL's own), so the same
+pipeline runs from Python, from `stoicc compile -p ...` and from `stoicc opt`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import IntEnum
+
+from xdsl.context import Context
+from xdsl.dialects import get_all_dialects
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.transforms import get_all_passes
+
+from stoicc_py.dialects import DIALECTS
+from stoicc_py.passes import PASSES
+
+
+class Stage(IntEnum):
+    """How far to lower; each stage's IR can be printed (`k.ir("loops")`)."""
+
+    IR = 0  # tdsl ops on tensors, straight from the front end
+    OPT = 1  # after the tensor-level passes (fusion, tiling)
+    LOOPS = 2  # scf loop nests over memrefs
+    LLVM = 3  # the llvm dialect, ready for llvmlite
+
+
+STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
+    Stage.OPT: ("tdsl-infer-shapes", "tdsl-fold-transpose", "tdsl-fuse-epilogue", "tdsl-tile"),
+    Stage.LOOPS: ("tdsl-bufferize", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
+    Stage.LLVM: (
+        "convert-memref-to-ptr",
+        "resolve-memref-dims",
+        "lower-alloc",
+        "convert-memref-to-ptr{lower_func=true}",
+        "convert-scf-to-cf",
+        "convert-ptr-type-offsets",
+        "convert-ptradd-to-gep",
+        "convert-ptr-to-llvm",
+        "convert-arith-to-llvm",
+        "convert-math-to-llvm",
+        "convert-cf-to-llvm",
+        "convert-func-to-llvm",
+        "reconcile-unrealized-casts",
+    ),
+}
+
+
+def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    return {**get_all_passes(), **PASSES}
+
+
+def context() -> Context:
+    """A context with xDSL's dialects and ours, loaded lazily."""
+    ctx = Context()
+    for name, factory in {**get_all_dialects(), **DIALECTS}.items():
+        ctx.register_dialect(name, factory)
+    return ctx
+
+
+def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
+    names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
+    if tile:
+        names = [f"tdsl-tile{{sizes={','.join(map(str, tile))}}}" if p == "tdsl-tile" else p for p in names]
+    return ",".join(names)
+
+
+PassCallback = Callable[[ModulePass, ModuleOp, float], None]
+
+
+def run_passes(module: ModuleOp, spec: str, after_pass: PassCallback | None = None) -> ModuleOp:
+    """Run a comma-separated pass pipeline in place, verifying after every pass."""
+    start = time.perf_counter()
+
+    def callback(prev: ModulePass | None, mod: ModuleOp, _next: ModulePass | None) -> None:
+        nonlocal start
+        mod.verify()
+        if prev is not None and after_pass is not None:
+            after_pass(prev, mod, time.perf_counter() - start)
+        start = time.perf_counter()
+
+    PassPipeline.parse_spec(all_passes(), spec, callback).apply(context(), module)
+    return module
