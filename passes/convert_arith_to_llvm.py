@@ -36,7 +36,6 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
-from xdsl.utils.type import get_element_type_or_self
 
 _INTEGER_BINARY_OPS: dict[type[Operation], type[Operation]] = {
     arith.AddiOp: llvm.AddOp,
@@ -106,11 +105,10 @@ def _fastmath(op: arith.FloatingPointLikeBinaryOperation | arith.NegfOp) -> llvm
 
 def _bitwidth(typ: Attribute) -> int:
     """Counts index as i64: an operand may be lowered after its user."""
-    element_type = get_element_type_or_self(typ)
-    if isinstance(element_type, IndexType):
+    if isinstance(typ, IndexType):
         return 64
-    assert isinstance(element_type, IntegerType)
-    return element_type.bitwidth
+    assert isinstance(typ, IntegerType)
+    return typ.bitwidth
 
 
 class IndexToI64(TypeConversionPattern):
@@ -127,7 +125,7 @@ class ConstantLowering(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter, /) -> None:
         value = op.value
-        if isa(value, IntegerAttr) and isinstance(value.type, IndexType):
+        if isinstance(value, IntegerAttr) and isinstance(value.type, IndexType):
             value = IntegerAttr(value.value.data, i64)
         if not isinstance(value, IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr):
             return
@@ -278,7 +276,7 @@ class UIToFPLowering(RewritePattern):
     def match_and_rewrite(self, op: arith.UIToFPOp, rewriter: PatternRewriter, /) -> None:
         value = op.input
         width = _bitwidth(value.type)
-        if width > 64 or isinstance(value.type, VectorType):
+        if width > 64:
             raise DiagnosticException(f"convert-arith-to-llvm: cannot lower uitofp {value.type}")
         if width < 64:
             wide = rewriter.insert(llvm.ZExtOp(value, i64))
@@ -304,8 +302,8 @@ class ConvertArithToLLVM(ModulePass):
     name = "convert-arith-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        # The type conversion comes before the op lowerings, so that they see i64
-        # results rather than index.
+        # Apart from constants, which convert their own type, every op is retyped
+        # before it is lowered, so that the lowerings see i64 rather than index.
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [

@@ -113,8 +113,10 @@ class LibmCallLowering(RewritePattern):
 
 
 def _declare_called_libm_functions(module: ModuleOp) -> None:
-    calls = (o for o in module.walk() if isinstance(o, llvm.CallOp) and o.callee is not None)
+    calls = [o for o in module.walk() if isinstance(o, llvm.CallOp)]
     for call in calls:
+        if call.callee is None:
+            continue
         name = call.callee.string_value()
         if name in _LIBM_NAMES and SymbolTable.lookup_symbol(module, name) is None:
             function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])

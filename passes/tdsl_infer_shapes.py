@@ -1,8 +1,10 @@
-"""tdsl-infer-shapes: re-derive every tdsl result type from its operands.
+"""tdsl-infer-shapes: specialise size symbols and re-derive every result type.
 
-Rewrites that change an operand's type (or hand-written IR with stale result types)
-leave results inconsistent; this pass propagates the op's own inference forward in
-program order and updates the function signature to what it returns.
+`tdsl-infer-shapes{bind="M=16"}` turns the symbol M into the static size 16 in the
+kernel's parameter types (a kernel specialised for one batch size gets static loop
+bounds); every tdsl result type is then re-inferred from its operands in program
+order, with the op's own `infer`, and the signature follows what is returned.
+Without `bind` it re-checks a module whose types a rewrite may have left stale.
 """
 
 from dataclasses import dataclass
@@ -10,43 +12,59 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from stoicc_py.dialects.tdsl import TdslOp, TensorType
+from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects.tdsl import Dim, TdslOp, TensorType
 
 
-def infer_result(op: Operation, rewriter: PatternRewriter) -> None:
-    if not isinstance(op, TdslOp) or op.is_bufferized:
-        return
-    types = [o.type for o in op.tensor_operands()]
-    if not all(isinstance(t, TensorType) for t in types):
-        return
-    try:
-        expected = op.infer(types, op.attributes)  # type: ignore[arg-type]
-    except VerifyException as err:
-        raise DiagnosticException(f"'{op.name}' at {op.location}: {err}") from None
-    result = op.results[0]
-    if result.type != expected:
-        rewriter.replace_value_with_new_type(result, expected)
+def _bound(t: TensorType, sizes: dict[str, int]) -> TensorType:
+    dims: list[Dim] = [sizes.get(d, d) if isinstance(d, str) else d for d in t.dims]
+    return TensorType(dims, t.element_type, t.layout)
 
 
 @dataclass
 class InferFunc(RewritePattern):
+    sizes: dict[str, int]
+
     @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: func.FuncOp, rewriter: PatternRewriter, /):
-        for inner in list(op.walk()):
-            infer_result(inner, rewriter)
-        ret = op.get_return_op()
-        if ret is not None and list(op.function_type.outputs) != list(ret.operand_types):
-            op.update_function_type()
+    def match_and_rewrite(self, fn: func.FuncOp, rewriter: PatternRewriter, /):
+        for arg in fn.args:
+            if isinstance(arg.type, TensorType) and (new := _bound(arg.type, self.sizes)) != arg.type:
+                rewriter.replace_value_with_new_type(arg, new)
+        for op in fn.walk():
+            if not isinstance(op, TdslOp) or op.is_bufferized:
+                continue
+            try:
+                expected = op.infer([o.type for o in op.tensor_operands()], op.attributes)  # type: ignore[misc]
+            except VerifyException as err:
+                raise op_error(op, str(err)) from None
+            if op.results[0].type != expected:
+                rewriter.replace_value_with_new_type(op.results[0], expected)
+        ret = fn.get_return_op()
+        if ret is not None and (list(fn.function_type.inputs) != [a.type for a in fn.args]
+                                or list(fn.function_type.outputs) != list(ret.operand_types)):  # fmt: skip
+            fn.update_function_type()
+            rewriter.handle_operation_modification(fn)
+
+
+def parse_bindings(bind: tuple[str, ...]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for item in bind:
+        name, _, size = item.partition("=")
+        if not name.isidentifier() or not size.isdigit() or int(size) <= 0:
+            raise DiagnosticException(f"tdsl-infer-shapes: bind expects SYMBOL=SIZE with a positive size, got '{item}'")
+        sizes[name] = int(size)
+    return sizes
 
 
 @dataclass(frozen=True)
 class InferShapes(ModulePass):
     name = "tdsl-infer-shapes"
 
+    bind: tuple[str, ...] = ()
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(InferFunc(), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(InferFunc(parse_bindings(self.bind)), apply_recursively=False).rewrite_module(op)

@@ -7,7 +7,7 @@ called through ctypes on numpy arrays.
 
 import ctypes
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -98,8 +98,8 @@ def ptr(array: np.ndarray) -> int:
 
 
 @pytest.fixture
-def rng() -> Iterator[np.random.Generator]:
-    yield np.random.default_rng(0)
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
 
 
 SUM = """

@@ -1,0 +1,75 @@
+"""The on-disk kernel cache: compiled object code plus kernel ABIs, one file per key.
+
+Entries are written atomically (temporary file + rename) and checked on read
+(magic, lengths, SHA-256 of the code); a corrupt or truncated entry is ignored and
+rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+from stoicc_py.abi import KernelABI
+
+log = logging.getLogger(__name__)
+_MAGIC = b"STOICC-KERNELS-1\n"
+_HEADER = struct.Struct("<QQ")  # metadata length, object length
+
+
+def cache_key(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class KernelCache:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.kernels"
+
+    def get(self, key: str) -> tuple[bytes, list[KernelABI]] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        try:
+            return self._decode(data)
+        except (ValueError, KeyError, TypeError, AssertionError, struct.error) as err:
+            log.warning("ignoring corrupt cache entry %s: %s", self._path(key), err)
+            return None
+
+    @staticmethod
+    def _decode(data: bytes) -> tuple[bytes, list[KernelABI]]:
+        if not data.startswith(_MAGIC):
+            raise ValueError("bad magic")
+        offset = len(_MAGIC)
+        meta_len, obj_len = _HEADER.unpack_from(data, offset)
+        offset += _HEADER.size
+        if len(data) != offset + meta_len + obj_len:
+            raise ValueError("truncated")
+        meta = json.loads(data[offset : offset + meta_len])
+        obj = data[offset + meta_len :]
+        if hashlib.sha256(obj).hexdigest() != meta["sha256"]:
+            raise ValueError("checksum mismatch")
+        return obj, [KernelABI.from_json(k) for k in meta["kernels"]]
+
+    def put(self, key: str, obj: bytes, abis: list[KernelABI]) -> None:
+        meta = json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "kernels": [a.to_json() for a in abis]}).encode()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + _HEADER.pack(len(meta), len(obj)) + meta + obj)
+            os.replace(tmp, self._path(key))
+        except OSError as err:  # a read-only or full disk costs a recompile, not a failure
+            log.warning("could not write kernel cache %s: %s", self.directory, err)

@@ -1,0 +1,230 @@
+"""The `stoicc` command: compile, run and opt.
+
+Every failure ends in a one-paragraph message and a non-zero exit status, never a
+Python traceback: CompileError as `FILE:LINE:COL: error: ...` (status 1), anything
+unexpected as an internal error (status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from stoicc_py.api import (
+    TEXT_STAGES,
+    Options,
+    compile,
+    emit_text,
+    front_end,
+    only_kernel,
+    optimized_llvm,
+    read_source,
+)
+from stoicc_py.backends.llvm.codegen import emit_object
+from stoicc_py.backends.llvm.header import c_header
+from stoicc_py.diagnostics import CompileError
+from stoicc_py.pipeline import context, run_passes
+
+log = logging.getLogger("stoicc_py")
+EMITS = (*TEXT_STAGES, "obj", "header")
+
+
+def _tile(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile expects three integers like 16,64,256, got '{text}'") from None
+    if len(sizes) != 3 or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"--tile expects three positive integers, got '{text}'")
+    return sizes
+
+
+def _dim(text: str) -> tuple[str, int]:
+    name, _, size = text.partition("=")
+    if not name or not size.isdigit() or int(size) <= 0:
+        raise argparse.ArgumentTypeError(f"--dim expects NAME=SIZE with a positive size, got '{text}'")
+    return name, int(size)
+
+
+def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
+    if kernel is None:
+        return module
+    names = [op.sym_name.data for op in module.ops]  # type: ignore[attr-defined]
+    if kernel not in names:
+        raise CompileError(f"no kernel '{kernel}' (kernels: {', '.join(names)})")
+    return only_kernel(module, kernel)
+
+
+def _print_after(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    def callback(p: ModulePass, module: ModuleOp, seconds: float) -> None:
+        if args.time_passes:
+            print(f"// {p.name}: {seconds * 1000:.1f} ms", file=sys.stderr)
+        if args.print_ir_after_all:
+            print(f"// -----// IR after {p.name} //----- //\n{module}\n", file=sys.stderr)
+
+    return callback if args.print_ir_after_all or args.time_passes else None
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    source, file = read_source(args.file)
+    module = _selected(front_end(source, file), args.kernel)
+    options = Options(args.target, args.tile or ())
+    after = _print_after(args)
+    if args.passes is not None:
+        output: str | bytes = str(run_passes(module, args.passes, after))
+    elif args.emit == "obj":
+        output = emit_object(optimized_llvm(module, options, after))
+    elif args.emit == "header":
+        output = c_header(_abis(module), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
+    else:
+        output = emit_text(module, args.emit, options, after)
+    _write(output, args.output, binary_default=Path(file).with_suffix(".o") if args.emit == "obj" else None)
+    return 0
+
+
+def _abis(module: ModuleOp) -> list[Any]:
+    from stoicc_py.abi import KernelABI
+
+    return [KernelABI.of(op) for op in module.ops]  # type: ignore[arg-type]
+
+
+def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:
+    if isinstance(output, bytes):
+        target = Path(path) if path else binary_default
+        assert target is not None
+        target.write_bytes(output)
+        print(f"wrote {target} ({len(output)} bytes)", file=sys.stderr)
+    elif path:
+        Path(path).write_text(output if output.endswith("\n") else output + "\n")
+    else:
+        print(output)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache)
+    dims = dict(args.dim or [])
+    rng = np.random.default_rng(args.seed)
+    kernels = [program.kernel(args.kernel)] if args.kernel else list(program.kernels.values())
+    failed = False
+    for k in kernels:
+        unknown = sorted(set(dims) - set(k.abi.symbols))
+        if unknown and args.kernel:
+            raise CompileError(f"--dim {', '.join(unknown)}: kernel '{k.name}' has no such size symbol")
+        inputs = [
+            rng.standard_normal([d if isinstance(d, int) else dims.get(d, 16) for d in p.dims]).astype(np.float32)
+            for p in k.abi.params
+        ]
+        got = k(*inputs)
+        start = time.perf_counter()
+        for _ in range(args.repeat):
+            got = k(*inputs)
+        seconds = (time.perf_counter() - start) / args.repeat
+        want = k.reference(*inputs)
+        got_t, want_t = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
+        for i, (g, w) in enumerate(zip(got_t, want_t)):  # type: ignore[arg-type]
+            err = float(np.max(np.abs(g - w))) if g.size else 0.0
+            scale = float(np.max(np.abs(w))) if w.size else 0.0
+            ok = bool(np.allclose(g, w, rtol=args.rtol, atol=args.rtol * max(scale, 1e-30)))
+            failed |= not ok
+            verdict = "ok" if ok else "MISMATCH"
+            print(f"{k.name} out{i} [{sizes}]: max abs error {err:.3e} (max |ref| {scale:.3e}) {verdict}; "
+                  f"{seconds * 1e6:.1f} us per call")  # fmt: skip
+    return 1 if failed else 0
+
+
+class _OptMain(xDSLOptMain):
+    """xdsl-opt with stoicc's dialects and passes, and .tdsl files as input."""
+
+    def register_all_dialects(self) -> None:
+        self.ctx = context()
+
+    def register_all_passes(self) -> None:
+        from stoicc_py.pipeline import all_passes
+
+        for name, factory in all_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_tdsl(io: Any) -> ModuleOp:
+            return front_end(io.read().decode(), self.get_input_name())
+
+        self.available_frontends["tdsl"] = parse_tdsl
+
+
+def cmd_opt(argv: Sequence[str]) -> int:
+    _OptMain(description="stoicc opt: run named passes on IR, like xdsl-opt", args=list(argv)).run()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
+    top.add_argument("-v", "--verbose", action="store_true", help="log what the compiler does")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a .tdsl file and print or write an artifact")
+    c.add_argument("file")
+    c.add_argument("--kernel", help="only this kernel")
+    c.add_argument("--target", default="cpu", choices=["cpu"])
+    c.add_argument("--emit", default="ir", choices=EMITS, help="what to output (default: ir)")
+    c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj)")
+    c.add_argument("-p", "--passes", help="run this pass pipeline on the front end's IR instead, e.g. tdsl-fuse-epilogue")
+    c.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
+    c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    c.add_argument("--time-passes", action="store_true", help="print each pass's time (stderr)")
+
+    r = sub.add_parser("run", help="compile, run on random inputs, check against the reference")
+    r.add_argument("file")
+    r.add_argument("--kernel", help="only this kernel")
+    r.add_argument("--target", default="cpu", choices=["cpu"])
+    r.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=17 (default 16)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--repeat", type=int, default=10, help="calls to time")
+    r.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the largest reference value")
+    r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
+    r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
+
+    sub.add_parser("opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["opt"]:
+            return cmd_opt(argv[1:])
+        args = parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="stoicc: %(message)s")
+        return {"compile": cmd_compile, "run": cmd_run}[args.command](args)
+    except CompileError as err:
+        print(err, file=sys.stderr)
+    except (ParseError, VerifyException, DiagnosticException) as err:
+        print(f"error: {err}", file=sys.stderr)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        print(f"stoicc: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("stoicc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an internal error must still not show a traceback to the user
+        log.debug("internal error", exc_info=True)
+        print(f"stoicc: internal compiler error: {type(err).__name__}: {err}\n"
+              "please report it with the input that caused it (run with -v for details)", file=sys.stderr)  # fmt: skip
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+// RUN: stoicc opt %s --split-input-file --verify-diagnostics | filecheck %s
+// Layout verifiers reject impossible parameters.
+
+"test.op"() {a = #sparse.nm<5, 4>} : () -> ()
+// CHECK: nm: N must satisfy 0 < N < M, got N=5, M=4
+
+// -----
+
+"test.op"() {a = #sparse.nm<2, 6>} : () -> ()
+// CHECK: nm: M must be a power of two >= 2, got 6
+
+// -----
+
+"test.op"() {a = #sparse.block<0, 4>} : () -> ()
+// CHECK: block: block sizes must be positive, got [0, 4]
+
+// -----
+
+"test.op"() {a = #sparse.csr<i12>} : () -> ()
+// CHECK: csr: index width must be one of i8, i16, i32, i64, got i12
+
+// -----
+
+"test.op"() {a = #sparse.hybrid<[32, 30], [#layout.dense, #sparse.nm<2, 4>]>} : () -> ()
+// CHECK: hybrid: nm group size M = 4 does not divide the dimension of size 30
+
+// -----
+
+"test.op"() {a = #sparse.hybrid<[32, 32], [#sparse.csr<i32>]>} : () -> ()
+// CHECK: hybrid: a tile format must be dense or nm(N, M), got csr(index=i32)
+
+// -----
+
+"test.op"() {a = #quant.uniform<int4, per = group, group = 0>} : () -> ()
+// CHECK: quant: int4 group size must be positive, got group=0
+
+// -----
+
+"test.op"() {a = #quant.uniform<ternary, symmetric = 0>} : () -> ()
+// CHECK: quant: ternary is symmetric only
+
+// -----
+
+"test.op"() {a = #layout.with<#quant.uniform<int8>, #sparse.nm<2, 4>>} : () -> ()
+// CHECK: 'with' expects a sparse layout on its left, got int8()
+
+// -----
+
+"test.op"() {a = !tdsl.tensor<[4, 6], f32, #sparse.nm<2, 4>>} : () -> ()
+// CHECK: nm: group size M = 4 does not divide the dimension of size 6
+
+// -----
+
+"test.op"() {a = !tdsl.tensor<[4, 100], f32, #quant.uniform<int4, per = group, axis = 1, group = 64>>} : () -> ()
+// CHECK: quant: group=64 does not divide the reduction dimension of size 100

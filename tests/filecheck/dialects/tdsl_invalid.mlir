@@ -1,0 +1,48 @@
+// RUN: stoicc opt %s --split-input-file --verify-diagnostics | filecheck %s
+// The tdsl verifiers reject inconsistent types with a message that says why.
+
+func.func @bad_result(%x: !tdsl.tensor<[M, 64], f32>) -> !tdsl.tensor<[M, 65], f32> {
+  %0 = tdsl.relu %x : !tdsl.tensor<[M, 64], f32> -> !tdsl.tensor<[M, 65], f32>
+  func.return %0 : !tdsl.tensor<[M, 65], f32>
+}
+// CHECK: 'tdsl.relu' result type f32[M, 65] does not match inferred f32[M, 64]
+
+// -----
+
+func.func @bad_contraction(%x: !tdsl.tensor<[M, 64], f32>, %w: !tdsl.tensor<[128, 32], f32>) -> !tdsl.tensor<[M, 128], f32> {
+  %0 = tdsl.linear %x, %w : !tdsl.tensor<[M, 64], f32>, !tdsl.tensor<[128, 32], f32> -> !tdsl.tensor<[M, 128], f32>
+  func.return %0 : !tdsl.tensor<[M, 128], f32>
+}
+// CHECK: reduction dimensions differ: 64 in f32[M, 64] and 32 in f32[128, 32]
+
+// -----
+
+func.func @bad_broadcast(%x: !tdsl.tensor<[M, 64], f32>, %y: !tdsl.tensor<[N, 64], f32>) -> !tdsl.tensor<[M, 64], f32> {
+  %0 = tdsl.add %x, %y : !tdsl.tensor<[M, 64], f32>, !tdsl.tensor<[N, 64], f32> -> !tdsl.tensor<[M, 64], f32>
+  func.return %0 : !tdsl.tensor<[M, 64], f32>
+}
+// CHECK: cannot broadcast dimension M with N
+
+// -----
+
+func.func @bad_axis(%x: !tdsl.tensor<[M, 64], f32>) -> !tdsl.tensor<[M], f32> {
+  %0 = tdsl.sum %x {axis = 2 : i64} : !tdsl.tensor<[M, 64], f32> -> !tdsl.tensor<[M], f32>
+  func.return %0 : !tdsl.tensor<[M], f32>
+}
+// CHECK: axis=2 is out of range for f32[M, 64]
+
+// -----
+
+func.func @bad_activation(%x: !tdsl.tensor<[4, 4], f32>) -> !tdsl.tensor<[4, 4], f32> {
+  %0 = tdsl.matmul %x, %x {act = "swish"} : !tdsl.tensor<[4, 4], f32>, !tdsl.tensor<[4, 4], f32> -> !tdsl.tensor<[4, 4], f32>
+  func.return %0 : !tdsl.tensor<[4, 4], f32>
+}
+// CHECK: unknown activation 'swish'
+
+// -----
+
+func.func @neither(%x: memref<4xf32>) {
+  %0 = tdsl.relu %x : memref<4xf32> -> !tdsl.tensor<[4], f32>
+  func.return
+}
+// CHECK: 'tdsl.relu' mixes tensor and memref operands
