@@ -99,7 +99,7 @@ _BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[_Args], LayoutAttr]]] = {
 
 
 def build_term(term: LayoutTerm, env: dict[str, LayoutAttr]) -> LayoutAttr:
-    if term.name in env and not term.called:
+    if term.name in env and not term.args and not term.kwargs:
         return env[term.name]
     if term.name not in _BUILDERS:
         known = ", ".join([*_BUILDERS, *env])
