@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr
 from xdsl.dialects.builtin import ArrayAttr, IntAttr, IntegerType
 from xdsl.ir import Attribute, Dialect
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
-
-from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr
 
 
 def _check_divides(size: Dim, step: int, what: str) -> None:

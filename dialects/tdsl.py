@@ -9,9 +9,11 @@ end and the shape-inference pass alike.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Sequence, Set as AbstractSet
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import ClassVar
 
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -43,8 +45,6 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
-
-from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -131,6 +131,13 @@ def broadcast(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...]:
     return tuple(reversed(out))
 
 
+def broadcasts_into(dims: Sequence[Dim], into: Sequence[Dim]) -> bool:
+    try:
+        return broadcast(dims, into) == tuple(into)
+    except ShapeError:
+        return False
+
+
 def _value_type(value: SSAValue) -> TensorType:
     if not isinstance(value.type, TensorType):
         raise VerifyException(f"expected a tdsl.tensor operand, got {value.type}")
@@ -161,7 +168,7 @@ class TdslOp(IRDLOperation, ABC):
 
     @property
     def is_bufferized(self) -> bool:
-        return getattr(self, "out") is not None
+        return self.out is not None
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
@@ -169,7 +176,7 @@ class TdslOp(IRDLOperation, ABC):
         raise NotImplementedError
 
     def verify_(self) -> None:
-        out, result = getattr(self, "out"), getattr(self, "result")
+        out, result = self.out, self.result
         if (out is None) == (result is None):
             raise VerifyException(f"'{self.name}' needs exactly one of a result or an 'into' buffer")
         if result is None:
@@ -183,8 +190,7 @@ class TdslOp(IRDLOperation, ABC):
 
 _UNARY_FORMAT = "$input (`into` $out^)? attr-dict `:` type($input) (`into` type($out)^)? (`->` type($result)^)?"
 _BINARY_FORMAT = (
-    "$lhs `,` $rhs (`into` $out^)? attr-dict `:` type($lhs) `,` type($rhs) "
-    "(`into` type($out)^)? (`->` type($result)^)?"
+    "$lhs `,` $rhs (`into` $out^)? attr-dict `:` type($lhs) `,` type($rhs) (`into` type($out)^)? (`->` type($result)^)?"
 )
 
 
@@ -289,8 +295,7 @@ class SqrtOp(UnaryOp):
 
 
 UNARY_OPS: dict[str, type[UnaryOp]] = {
-    op.name.removeprefix("tdsl."): op
-    for op in (ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp)
+    op.name.removeprefix("tdsl."): op for op in (ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp)
 }
 BINARY_OPS: dict[str, type[ElementwiseBinaryOp]] = {"+": AddOp, "-": SubOp, "*": MulOp, "/": DivOp}
 
@@ -430,7 +435,7 @@ class ContractionOp(TdslOp, ABC):
         (m, k), (kb, n) = a.dims, (b.dims[::-1] if cls.RHS_TRANSPOSED else b.dims)
         if k != kb:
             raise ShapeError(f"reduction dimensions differ: {k} in {a} and {kb} in {b}")
-        if bias and broadcast(bias[0].dims, (m, n)) != (m, n):
+        if bias and not broadcasts_into(bias[0].dims, (m, n)):
             raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{m}, {n}]")
         return a.with_dims((m, n))
 

@@ -134,9 +134,7 @@ class ConstantLowering(RewritePattern):
 
 class IntegerBinaryOpLowering(RewritePattern):
     @op_type_rewrite_pattern
-    def match_and_rewrite(
-        self, op: arith.SignlessIntegerBinaryOperation, rewriter: PatternRewriter, /
-    ) -> None:
+    def match_and_rewrite(self, op: arith.SignlessIntegerBinaryOperation, rewriter: PatternRewriter, /) -> None:
         if (llvm_op := _INTEGER_BINARY_OPS.get(type(op))) is None:
             return
         properties: dict[str, Attribute] = {}
@@ -146,17 +144,13 @@ class IntegerBinaryOpLowering(RewritePattern):
             properties["overflowFlags"] = IntegerAttr(llvm.OverflowAttr(flags).to_int(), 32)
         rewriter.replace(
             op,
-            llvm_op.create(
-                operands=op.operands, result_types=op.result_types, properties=properties
-            ),
+            llvm_op.create(operands=op.operands, result_types=op.result_types, properties=properties),
         )
 
 
 class FloatBinaryOpLowering(RewritePattern):
     @op_type_rewrite_pattern
-    def match_and_rewrite(
-        self, op: arith.FloatingPointLikeBinaryOperation, rewriter: PatternRewriter, /
-    ) -> None:
+    def match_and_rewrite(self, op: arith.FloatingPointLikeBinaryOperation, rewriter: PatternRewriter, /) -> None:
         if (llvm_op := _FLOAT_BINARY_OPS.get(type(op))) is None:
             return
         rewriter.replace(
@@ -259,9 +253,7 @@ class IndexCastLowering(RewritePattern):
 
 class FloatToIntLowering(RewritePattern):
     @op_type_rewrite_pattern
-    def match_and_rewrite(
-        self, op: arith.FPToSIOp | arith.FPToUIOp, rewriter: PatternRewriter, /
-    ) -> None:
+    def match_and_rewrite(self, op: arith.FPToSIOp | arith.FPToUIOp, rewriter: PatternRewriter, /) -> None:
         intrinsic = _FLOAT_TO_INT_INTRINSICS[type(op)]
         name = f"{intrinsic}.{_type_suffix(op.result.type)}.{_type_suffix(op.input.type)}"
         rewriter.replace(op, llvm.CallIntrinsicOp(name, [op.input], [op.result.type]))

@@ -27,9 +27,7 @@ class ConditionalBranchLowering(RewritePattern):
     def match_and_rewrite(self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /) -> None:
         rewriter.replace(
             op,
-            llvm.CondBrOp(
-                op.cond, op.then_block, op.then_arguments, op.else_block, op.else_arguments
-            ),
+            llvm.CondBrOp(op.cond, op.then_block, op.then_arguments, op.else_block, op.else_arguments),
         )
 
 

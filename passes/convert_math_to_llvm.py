@@ -70,9 +70,7 @@ _LIBM_FUNCTIONS: dict[type[Operation], str] = {
 
 _LIBM_SUFFIXES: dict[type[Attribute], str] = {Float32Type: "f", Float64Type: ""}
 
-_LIBM_NAMES = frozenset(
-    base + suffix for base in _LIBM_FUNCTIONS.values() for suffix in _LIBM_SUFFIXES.values()
-)
+_LIBM_NAMES = frozenset(base + suffix for base in _LIBM_FUNCTIONS.values() for suffix in _LIBM_SUFFIXES.values())
 
 _FloatMathOp = math.FloatingPointLikeUnaryMathOperation | math.FloatingPointLikeBinaryMathOperation
 
@@ -120,9 +118,7 @@ def _declare_called_libm_functions(module: ModuleOp) -> None:
         name = call.callee.string_value()
         if name in _LIBM_NAMES and SymbolTable.lookup_symbol(module, name) is None:
             function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
-            module.body.block.add_op(
-                llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external"))
-            )
+            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ class PtrAddToGEP(RewritePattern):
             offset = index_cast.result
         new_ops += [
             base := UnrealizedConversionCastOp.get([op.addr], [llvm.LLVMPointerType()]),
-            gep := llvm.GEPOp.from_mixed_indices(
-                base.results[0], [offset], pointee_type=i8, inbounds=True
-            ),
+            gep := llvm.GEPOp.from_mixed_indices(base.results[0], [offset], pointee_type=i8, inbounds=True),
             back := UnrealizedConversionCastOp.get([gep.result], [ptr.PtrType()]),
         ]
         rewriter.replace(op, new_ops, back.results)

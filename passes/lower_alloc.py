@@ -47,9 +47,7 @@ def _byte_size(op: memref.AllocOp, alignment: int, rewriter: PatternRewriter) ->
     `alignment` because aligned_alloc requires a multiple of it."""
     memref_type = op.memref.type
     element_type = memref_type.element_type
-    if not isinstance(memref_type.layout, NoneAttr) or not isinstance(
-        element_type, FixedBitwidthType
-    ):
+    if not isinstance(memref_type.layout, NoneAttr) or not isinstance(element_type, FixedBitwidthType):
         raise DiagnosticException(f"lower-alloc: cannot size {memref_type}")
     static_dims = (d for d in memref_type.get_shape() if d != DYNAMIC_INDEX)
     static_bytes = element_type.size * prod(static_dims)
@@ -58,9 +56,7 @@ def _byte_size(op: memref.AllocOp, alignment: int, rewriter: PatternRewriter) ->
         rounded = -(-static_bytes // alignment) * alignment
         return rewriter.insert(arith.ConstantOp.from_int_and_width(rounded, i64)).result
 
-    size: SSAValue = rewriter.insert(
-        arith.ConstantOp.from_int_and_width(static_bytes, IndexType())
-    ).result
+    size: SSAValue = rewriter.insert(arith.ConstantOp.from_int_and_width(static_bytes, IndexType())).result
     for dim in op.dynamic_sizes:
         size = rewriter.insert(arith.MuliOp(size, dim)).result
     bump = rewriter.insert(arith.ConstantOp.from_int_and_width(alignment - 1, IndexType()))

@@ -60,9 +60,9 @@ class ResolveDim(RewritePattern):
         if size is None:
             return
         if isinstance(size, int):
-            rewriter.replace_op(op, arith.ConstantOp(IntegerAttr(size, IndexType())))
+            rewriter.replace(op, arith.ConstantOp(IntegerAttr(size, IndexType())))
         else:
-            rewriter.replace_op(op, (), (size,))
+            rewriter.replace(op, (), (size,))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ returned value, a fresh `memref.alloc` (freed before returning) otherwise.
 
 from dataclasses import dataclass
 
+from stoicc_py.dialects.tdsl import ConstantOp, TdslOp, TensorType
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, func, memref
@@ -29,7 +30,6 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.tdsl import ConstantOp, TdslOp, TensorType
 
 SUPPORTED_DTYPES = ("f32",)
 
@@ -55,7 +55,9 @@ def _check_supported(fn: func.FuncOp) -> None:
     for i, t in enumerate(fn.function_type.inputs):
         assert isinstance(t, TensorType)
         if not t.layout.is_dense:
-            raise op_error(fn, f"parameter {i} has layout {t.layout.summary()}, which the CPU backend cannot compile yet")
+            raise op_error(
+                fn, f"parameter {i} has layout {t.layout.summary()}, which the CPU backend cannot compile yet"
+            )
     for op in fn.walk():
         for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
             if isinstance(t, TensorType) and t.dtype not in SUPPORTED_DTYPES:
@@ -146,12 +148,16 @@ class _FuncBufferizer:
         old_attrs = list(self.fn.arg_attrs.data) if self.fn.arg_attrs else [DictionaryAttr({})] * len(self.fn.args)
         types = self.fn.function_type
         attrs = [
-            DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t)}) for a, t in zip(old_attrs, types.inputs)  # type: ignore[arg-type]
+            DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t)})
+            for a, t in zip(old_attrs, types.inputs)  # type: ignore[arg-type]
         ]
         attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t), "tdsl.output": UnitAttr()}) for t in types.outputs]  # type: ignore[arg-type]
         attrs += [DictionaryAttr({"tdsl.symbol": StringAttr(s)}) for s in self.symbols]
         new = func.FuncOp(
-            self.fn.sym_name.data, ([a.type for a in self.block.args], []), Region(self.block), arg_attrs=ArrayAttr(attrs)
+            self.fn.sym_name.data,
+            ([a.type for a in self.block.args], []),
+            Region(self.block),
+            arg_attrs=ArrayAttr(attrs),
         )
         new.attributes["stoicc.noalias_args"] = UnitAttr()
         new.location = self.fn.location

@@ -7,12 +7,11 @@ sparse and quantized formats compress along) is never copied.
 
 from dataclasses import dataclass
 
+from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp, TransposeOp
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
-
-from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp, TransposeOp
 
 _SWAPPED: dict[type[ContractionOp], type[ContractionOp]] = {MatmulOp: LinearOp, LinearOp: MatmulOp}
 
@@ -27,9 +26,9 @@ class FoldTransposedRhs(RewritePattern):
         assert op.result is not None
         folded = _SWAPPED[type(op)](op.lhs, producer.input, op.bias, op.result.type, dict(op.attributes))
         folded.location = op.location
-        rewriter.replace_op(op, folded)
+        rewriter.replace(op, folded)
         if not producer.result.uses:
-            rewriter.erase_op(producer)
+            rewriter.erase(producer)
 
 
 @dataclass(frozen=True)

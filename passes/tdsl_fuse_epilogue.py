@@ -7,6 +7,7 @@ in cache, instead of two more passes over the output.
 
 from dataclasses import dataclass
 
+from stoicc_py.dialects.tdsl import ACTIVATIONS, AddOp, ContractionOp, TensorType, UnaryOp, broadcasts_into
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Attribute, SSAValue
@@ -18,8 +19,6 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-
-from stoicc_py.dialects.tdsl import ACTIVATIONS, AddOp, ContractionOp, TensorType, UnaryOp, broadcast
 
 
 def _sole_contraction(value: SSAValue) -> ContractionOp | None:
@@ -35,8 +34,8 @@ def _rebuild(op: ContractionOp, bias: SSAValue | None, attributes: dict[str, Att
     fused = type(op)(op.lhs, op.rhs, bias, replaced.type, attributes)
     fused.location = op.location
     owner = replaced.owner
-    rewriter.replace_op(owner, fused)  # type: ignore[arg-type]
-    rewriter.erase_op(op)
+    rewriter.replace(owner, fused)  # type: ignore[arg-type]
+    rewriter.erase(op)
 
 
 @dataclass
@@ -51,7 +50,7 @@ class FuseBias(RewritePattern):
                 continue
             assert isinstance(product.type, TensorType) and isinstance(bias.type, TensorType)
             # Only a bias that broadcasts into the product fuses; one that widens it does not.
-            if broadcast(bias.type.dims, product.type.dims) != product.type.dims:
+            if not broadcasts_into(bias.type.dims, product.type.dims):
                 continue
             _rebuild(op, bias, dict(op.attributes), rewriter, add.result)
             return

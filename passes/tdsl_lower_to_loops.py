@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stoicc_py.dialects import tdsl
+from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, memref
@@ -26,9 +29,6 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects import tdsl
-from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, FAST, SCALAR, LoopBuilder
-from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 
 def _before(op: Operation) -> LoopBuilder:
@@ -36,7 +36,7 @@ def _before(op: Operation) -> LoopBuilder:
 
 
 def _bufferized(op: tdsl.TdslOp) -> SSAValue:
-    out = getattr(op, "out")
+    out = op.out
     if out is None:
         raise op_error(op, f"'{op.name}' must be bufferized (run tdsl-bufferize) before tdsl-lower-to-loops")
     return out
@@ -60,7 +60,7 @@ class LowerElementwise(RewritePattern):
 
         b = _before(op)
         b.nest(b.sizes(out), body)
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class LowerTranspose(RewritePattern):
         out = _bufferized(op)
         b = _before(op)
         b.nest(b.sizes(out), lambda b, ivs: b.store(b.load(op.input, ivs[::-1]), out, ivs))
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class LowerCopy(RewritePattern):
     def match_and_rewrite(self, op: memref.CopyOp, rewriter: PatternRewriter, /):
         b = _before(op)
         b.nest(b.sizes(op.destination), lambda b, ivs: b.store(b.load(op.source, ivs), op.destination, ivs))
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 def _reduce_axis(b: LoopBuilder, src: SSAValue, outer: Sequence[SSAValue], axis: int, init: SSAValue,
@@ -107,7 +107,7 @@ class LowerReduce(RewritePattern):
 
         b = _before(op)
         b.nest(b.sizes(out), body)
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 @dataclass
@@ -140,7 +140,7 @@ class LowerSoftmax(RewritePattern):
         b = _before(op)
         sizes = b.sizes(src)
         b.nest(sizes[:axis] + sizes[axis + 1 :], body)
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 def _span(b: LoopBuilder, start: SSAValue, tile: int, size: SSAValue) -> SSAValue:
@@ -181,7 +181,7 @@ class LowerContraction(RewritePattern):
             return ()
 
         b.loop(b.index(0), m, b.index(tm), row_tile, name="i0")
-        rewriter.erase_op(op)
+        rewriter.erase(op)
 
 
 @dataclass
@@ -235,7 +235,9 @@ def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAVa
             a = inner.load(lhs, [i, k])
 
             def axpy(b2: LoopBuilder, j: SSAValue) -> None:
-                b2.store(b2.fadd(b2.load(out, [i, j]), b2.fmul(a, b2.load(rhs, [k, j]), fast=True), fast=True), out, [i, j])
+                b2.store(
+                    b2.fadd(b2.load(out, [i, j]), b2.fmul(a, b2.load(rhs, [k, j]), fast=True), fast=True), out, [i, j]
+                )
 
             tile.cols(inner, axpy)
             return ()

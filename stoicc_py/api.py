@@ -50,9 +50,7 @@ def default_cache_dir() -> Path:
 
 def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
     """(source text, file name for diagnostics); a str is a path if it names a file."""
-    if isinstance(source_or_path, os.PathLike) or (
-        "\n" not in source_or_path and source_or_path.endswith(".tdsl")
-    ):
+    if isinstance(source_or_path, os.PathLike) or ("\n" not in source_or_path and source_or_path.endswith(".tdsl")):
         path = Path(source_or_path)
         try:
             return path.read_text(), str(path)
@@ -142,7 +140,9 @@ class Program:
             log.info("loaded %s from the kernel cache", file)
             obj, abis = entry
         self._library = NativeLibrary(obj)
-        self.kernels = {a.name: Kernel(self, NativeKernel(a, self._library.address(a.name), self._library)) for a in abis}
+        self.kernels = {
+            a.name: Kernel(self, NativeKernel(a, self._library.address(a.name), self._library)) for a in abis
+        }
 
     def kernel(self, name: str) -> Kernel:
         if name not in self.kernels:
@@ -196,5 +196,3 @@ def compile(  # noqa: A001 - the public name users expect
     else:
         store = KernelCache(Path(cache))
     return Program(source, file, Options(target, tuple(tile)), store)
-
-

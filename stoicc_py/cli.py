@@ -181,7 +181,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="cpu", choices=["cpu"])
     c.add_argument("--emit", default="ir", choices=EMITS, help="what to output (default: ir)")
     c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj)")
-    c.add_argument("-p", "--passes", help="run this pass pipeline on the front end's IR instead, e.g. tdsl-fuse-epilogue")
+    c.add_argument(
+        "-p", "--passes", help="run this pass pipeline on the front end's IR instead, e.g. tdsl-fuse-epilogue"
+    )
     c.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     c.add_argument("--time-passes", action="store_true", help="print each pass's time (stderr)")
@@ -197,7 +199,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
 
-    sub.add_parser("opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False)
+    sub.add_parser(
+        "opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False
+    )
     return top
 
 

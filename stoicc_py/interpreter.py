@@ -113,7 +113,9 @@ for _op, _fn in [*UNARY.items(), *BINARY.items()]:
 register_impls(TdslFunctions)
 
 
-def run_reference(module: ModuleOp, kernel: str, inputs: Sequence[Array], out_dtypes: Sequence[np.dtype[Any]]) -> list[Array]:
+def run_reference(
+    module: ModuleOp, kernel: str, inputs: Sequence[Array], out_dtypes: Sequence[np.dtype[Any]]
+) -> list[Array]:
     """Run `kernel` of a tensor-level module on `inputs`; results in `out_dtypes`."""
     interpreter = Interpreter(module)
     interpreter.register_implementations(FuncFunctions())

@@ -30,13 +30,19 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Array]) -> dict[str, int]:
     bound_by: dict[str, str] = {}
     for spec, arr in zip(abi.params, arrays):
         if arr.ndim != len(spec.dims):
-            raise ValueError(f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}")
+            raise ValueError(
+                f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}"
+            )
         for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape)):
             if isinstance(dim, int):
                 if size != dim:
-                    raise ValueError(f"{abi.name}: parameter '{spec.name}' expects size {dim} on axis {axis} ({spec}), got shape {arr.shape}")
+                    raise ValueError(
+                        f"{abi.name}: parameter '{spec.name}' expects size {dim} on axis {axis} ({spec}), got shape {arr.shape}"
+                    )
             elif size == 0:
-                raise ValueError(f"{abi.name}: parameter '{spec.name}' has an empty axis {axis}; sizes must be positive")
+                raise ValueError(
+                    f"{abi.name}: parameter '{spec.name}' has an empty axis {axis}; sizes must be positive"
+                )
             elif sizes.setdefault(dim, size) != size:
                 raise ValueError(
                     f"{abi.name}: size symbol {dim} is {sizes[dim]} from parameter '{bound_by[dim]}' "

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import llvmlite.binding as llvm
-
-from stoicc_py.backends.llvm.target import host_machine
+from stoicc_py.backends.llvm.target import new_host_machine
 
 
 class NativeLibrary:
@@ -12,8 +11,7 @@ class NativeLibrary:
     the process (libm for tanhf/erff, libc for malloc/free)."""
 
     def __init__(self, obj: bytes):
-        machine = host_machine()
-        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_host_machine())
         self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self._engine.finalize_object()
 

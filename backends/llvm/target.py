@@ -8,14 +8,28 @@ import llvmlite.binding as llvm
 
 
 @cache
-def host_machine() -> llvm.TargetMachine:
+def _initialized() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_default_triple()
-    return target.create_target_machine(
+
+
+def new_host_machine() -> llvm.TargetMachine:
+    """A fresh target machine for the host CPU, at O3.
+
+    An MCJIT engine takes ownership of the machine it is created with, so each
+    engine needs its own: sharing one frees it once per engine.
+    """
+    _initialized()
+    return llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(),
         features=llvm.get_host_cpu_features().flatten(),
         opt=3,
         reloc="pic",
         codemodel="default",
     )
+
+
+@cache
+def host_machine() -> llvm.TargetMachine:
+    """The machine used for optimisation and code emission (never given to an engine)."""
+    return new_host_machine()

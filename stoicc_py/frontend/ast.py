@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 
 from stoicc_py.diagnostics import SourceLoc
 
-# Layout arguments: an int, a list, or a nested layout term (a bare name included).
-LayoutValue = "int | list[LayoutValue] | LayoutTerm"
-
 
 @dataclass
 class LayoutTerm:

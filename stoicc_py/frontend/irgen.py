@@ -139,13 +139,16 @@ class _KernelGen:
         values = [self.expr(v) for v in stmt.values]
         if len(values) != len(self.result_types):
             raise CompileError(
-                f"kernel '{self.kernel.name}' declares {len(self.result_types)} results but returns {len(values)}",
+                f"kernel '{self.kernel.name}' declares {len(self.result_types)} result"
+                f"{'s' if len(self.result_types) != 1 else ''} but returns {len(values)}",
                 stmt.loc,
             )
         for value, expected, expr in zip(values, self.result_types, stmt.values):
             assert isinstance(value.type, TensorType)
             if value.type.dims != expected.dims or value.type.element_type != expected.element_type:
-                raise CompileError(f"returned value has type {value.type}, but the kernel declares {expected}", expr.loc)
+                raise CompileError(
+                    f"returned value has type {value.type}, but the kernel declares {expected}", expr.loc
+                )
         op = self.builder.insert(func.ReturnOp(*values))
         op.location = stmt.loc.attr()
 

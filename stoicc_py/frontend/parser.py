@@ -46,16 +46,20 @@ class _ToAst(Transformer[Token, Any]):
         name, value = children
         return (str(name), value, self.loc(name))
 
-    def layout_term(self, children: list[Any]) -> ast.LayoutTerm:
+    def layout_name(self, children: list[Token]) -> ast.LayoutTerm:
+        return ast.LayoutTerm(str(children[0]), [], {}, self.loc(children[0]))
+
+    def layout_call(self, children: list[Any]) -> ast.LayoutTerm:
         name, *rest = children
-        args: list[object] = []
-        kwargs: dict[str, object] = {}
+        term = ast.LayoutTerm(str(name), [], {}, self.loc(name), called=True)
         for a in rest:
             if isinstance(a, tuple):
-                kwargs[a[0]] = a[1]
+                if a[0] in term.kwargs:
+                    raise CompileError(f"{term.name}() got option '{a[0]}' twice", a[2])
+                term.kwargs[a[0]] = a[1]
             elif a is not None:
-                args.append(a)
-        return ast.LayoutTerm(str(name), args, kwargs, self.loc(name), called=len(rest) > 0)
+                term.args.append(a)
+        return term
 
     def layout_expr(self, children: list[Any]) -> ast.LayoutExpr:
         terms = [c for c in children if c is not None]

@@ -1,0 +1,147 @@
+"""The Python API: calling conventions, argument checks, the kernel cache, IR stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_close, rand
+
+import stoicc_py
+from stoicc_py.cache import KernelCache
+
+SOURCE = """
+kernel layer(x: f32[M, 16], w: f32[8, 16], b: f32[8]) -> f32[M, 8] { return relu(linear(x, w, b)) }
+kernel pair(a: f32[M, N], b: f32[M, N]) -> (f32[M, N], f32[N]) { return a * b, sum(a, axis=0) }
+"""
+
+
+@pytest.fixture(scope="module")
+def prog() -> stoicc_py.Program:
+    return stoicc_py.compile(SOURCE)
+
+
+def test_kernel_lookup(prog: stoicc_py.Program) -> None:
+    assert prog.kernel("layer") is prog.layer
+    assert sorted(prog.kernels) == ["layer", "pair"]
+    with pytest.raises(KeyError, match="no kernel 'nope'.*layer, pair"):
+        prog.kernel("nope")
+    with pytest.raises(AttributeError):
+        prog.nope  # noqa: B018
+
+
+def test_multiple_results(prog: stoicc_py.Program) -> None:
+    rng = np.random.default_rng(0)
+    a, b = rand(rng, 5, 3), rand(rng, 5, 3)
+    prod, total = prog.pair(a, b)
+    assert_close(prod, a * b)
+    assert_close(total, a.sum(0))
+
+
+def test_non_contiguous_input_is_copied(prog: stoicc_py.Program) -> None:
+    rng = np.random.default_rng(1)
+    x = rand(rng, 16, 10).T  # a transposed view: not C-contiguous
+    w, b = rand(rng, 8, 16), rand(rng, 8)
+    assert_close(prog.layer(x, w, b), np.maximum(x @ w.T + b, 0))
+
+
+@pytest.mark.parametrize(
+    "args,error,message",
+    [
+        ((np.zeros((2, 16)),), TypeError, r"layer\(\) takes 3 arguments \(x, w, b\), got 1"),
+        ((np.zeros((2, 16)), np.zeros((8, 16), np.float32), np.zeros(8, np.float32)), TypeError,
+         "parameter 'x' expects dtype float32 .* got float64"),
+        ((np.zeros((2, 15), np.float32), np.zeros((8, 16), np.float32), np.zeros(8, np.float32)), ValueError,
+         "parameter 'x' expects size 16 on axis 1"),
+        ((np.zeros(16, np.float32), np.zeros((8, 16), np.float32), np.zeros(8, np.float32)), ValueError,
+         "parameter 'x' expects rank 2"),
+        ((np.zeros((0, 16), np.float32), np.zeros((8, 16), np.float32), np.zeros(8, np.float32)), ValueError,
+         "empty axis 0"),
+    ],
+)  # fmt: skip
+def test_bad_arguments(prog: stoicc_py.Program, args: tuple[object, ...], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        prog.layer(*args)
+
+
+def test_symbol_mismatch(prog: stoicc_py.Program) -> None:
+    a, b = np.zeros((4, 3), np.float32), np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match="size symbol M is 4 from parameter 'a' but 5 from parameter 'b'"):
+        prog.pair(a, b)
+
+
+def test_ir_stages(prog: stoicc_py.Program) -> None:
+    assert "tdsl.linear" in prog.layer.ir("ir")
+    assert 'act = "relu"' in prog.layer.ir("opt")
+    assert "scf.for" in prog.layer.ir("loops")
+    assert "llvm.func @layer" in prog.layer.ir("llvm")
+    assert "define void @layer" in prog.layer.ir("llvm-ir")
+    assert "layer:" in prog.layer.ir("asm")
+    assert "@pair" not in prog.layer.ir("ir")
+    with pytest.raises(ValueError, match="unknown stage"):
+        prog.layer.ir("bogus")
+
+
+def test_compile_errors_are_located() -> None:
+    with pytest.raises(stoicc_py.CompileError) as info:
+        stoicc_py.compile("kernel f(x: f32[4]) -> f32[4] {\n  return foo(x)\n}", cache=False)
+    assert str(info.value).startswith("<string>:2:10: error: unknown function 'foo'")
+
+
+def test_compile_from_path(tmp_path: Path) -> None:
+    path = tmp_path / "k.tdsl"
+    path.write_text("kernel twice(x: f32[N]) -> f32[N] { return x + x }")
+    prog = stoicc_py.compile(path)
+    assert prog.file == str(path)
+    assert_close(prog.twice(np.arange(3, dtype=np.float32)), np.arange(3, dtype=np.float32) * 2)
+    with pytest.raises(stoicc_py.CompileError, match="cannot read"):
+        stoicc_py.compile(tmp_path / "missing.tdsl")
+
+
+def test_cache_hit_and_corruption(tmp_path: Path) -> None:
+    source = "kernel neg(x: f32[N]) -> f32[N] { return -x }"
+    stoicc_py.compile(source, cache=tmp_path)
+    (entry,) = tmp_path.glob("*.kernels")
+    good = entry.read_bytes()
+    for corrupt in (good[: len(good) // 2], good[:-1] + bytes([good[-1] ^ 1]), b"garbage"):
+        entry.write_bytes(corrupt)
+        assert KernelCache(tmp_path).get(entry.stem) is None
+        prog = stoicc_py.compile(source, cache=tmp_path)  # rebuilt, not trusted
+        assert_close(prog.neg(np.ones(4, np.float32)), -np.ones(4, np.float32))
+        assert entry.read_bytes() == good
+
+
+def test_reference_matches(prog: stoicc_py.Program) -> None:
+    rng = np.random.default_rng(2)
+    args = rand(rng, 3, 16), rand(rng, 8, 16), rand(rng, 8)
+    assert_close(prog.layer(*args), prog.layer.reference(*args))
+
+
+def test_header(prog: stoicc_py.Program) -> None:
+    header = prog.header()
+    assert (
+        "void layer(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict out0, int64_t M);"
+        in header
+    )
+    assert (
+        "void pair(const float *restrict a, const float *restrict b, float *restrict out0, float *restrict out1, int64_t M, int64_t N);"
+        in header
+    )
+
+
+def test_cli_never_shows_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tdsl"
+    for text in ("kernel", "kernel f(x: f32[4]) -> f32[4] { return x @ x }", "\x00\xff", "layout L = nm(2, 4, 8)"):
+        bad.write_text(text, errors="surrogateescape")
+        run = subprocess.run(
+            [sys.executable, "-m", "stoicc_py.cli", "compile", str(bad)], capture_output=True, text=True
+        )
+        assert run.returncode == 1, run.stderr
+        assert "Traceback" not in run.stderr and "error:" in run.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "stoicc_py.cli", "run", str(tmp_path / "no.tdsl")], capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
