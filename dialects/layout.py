@@ -11,7 +11,8 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Sequence
 
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, MemRefType, StringAttr, f32
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
@@ -21,8 +22,72 @@ Dim = int | str
 """A tensor dimension: a static size or the name of a size bound at call time."""
 
 
+BUFFER_KINDS = ("values", "metadata", "table")
+
+
+@irdl_attr_definition
+class BufferAttr(ParametrizedAttribute):
+    """One physical buffer of a stored tensor: its role, memref type and kind.
+
+    kind is "values" (the numbers), "metadata" (per-element or per-block
+    indices) or "table" (row pointers, tile tables): the byte breakdown's groups.
+    """
+
+    name = "layout.buffer"
+
+    role: StringAttr
+    type: MemRefType
+    kind: StringAttr
+
+    def __init__(self, role: str, type: MemRefType, kind: str = "values"):
+        super().__init__(StringAttr(role), type, StringAttr(kind))
+
+    def verify(self) -> None:
+        if self.kind.data not in BUFFER_KINDS:
+            raise VerifyException(f"buffer kind must be one of {', '.join(BUFFER_KINDS)}, got {self.kind.data}")
+
+
+@irdl_attr_definition
+class StorageAttr(ParametrizedAttribute):
+    """The physical buffers of a tensor in a layout: the one description that the
+    packer fills and the kernel reads. `params` holds the encoding choices (index
+    bits, indices per word, ...)."""
+
+    name = "layout.storage"
+
+    buffers: ArrayAttr[BufferAttr]
+    params: DictionaryAttr
+
+    def __init__(self, buffers: Sequence[BufferAttr], params: dict[str, int] | None = None):
+        super().__init__(ArrayAttr(buffers), DictionaryAttr({k: IntAttr(v) for k, v in (params or {}).items()}))
+
+    def buffer(self, role: str) -> MemRefType:
+        for b in self.buffers.data:
+            if b.role.data == role:
+                return b.type
+        raise KeyError(f"no buffer '{role}' in {self}")
+
+    def param(self, key: str) -> int:
+        value = self.params.data[key]
+        assert isinstance(value, IntAttr)
+        return value.data
+
+    @property
+    def roles(self) -> list[str]:
+        return [b.role.data for b in self.buffers.data]
+
+
+def buffer(role: str, shape: Sequence[int], element: TypeAttribute = f32, kind: str = "values") -> BufferAttr:
+    """A buffer whose dims are static sizes or -1 for a length known only once packed."""
+    return BufferAttr(role, MemRefType(element, shape), kind)
+
+
 class LayoutAttr(ParametrizedAttribute, ABC):
     """Base of every storage layout."""
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        """The physical buffers of a tensor of static `shape` in this layout."""
+        raise VerifyException(f"layout {self.summary()} has no physical storage on this target yet")
 
     @property
     def is_dense(self) -> bool:
@@ -54,6 +119,9 @@ class DenseLayoutAttr(LayoutAttr):
 
     def summary(self) -> str:
         return "dense"
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        return StorageAttr([buffer("values", shape, element)])
 
 
 class SparseLayoutAttr(LayoutAttr, ABC):
@@ -103,4 +171,4 @@ class ComposedLayoutAttr(LayoutAttr):
 
 DENSE = DenseLayoutAttr()
 
-Layout = Dialect("layout", [], [DenseLayoutAttr, ComposedLayoutAttr])
+Layout = Dialect("layout", [], [DenseLayoutAttr, ComposedLayoutAttr, BufferAttr, StorageAttr])

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr
-from xdsl.dialects.builtin import ArrayAttr, IntAttr, IntegerType
-from xdsl.ir import Attribute, Dialect
+from stoicc_py.dialects.layout import (
+    DenseLayoutAttr,
+    Dim,
+    LayoutAttr,
+    SparseLayoutAttr,
+    StorageAttr,
+    buffer,
+)
+
+INDEX_WORD_BITS = 32
+"""N:M indices are packed LSB-first into 32-bit words, never straddling a word."""
+from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, i8, i32
+from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
@@ -54,6 +64,25 @@ class NMAttr(SparseLayoutAttr):
     def summary(self) -> str:
         return f"nm({self.n.data}, {self.m.data})"
 
+    def index_bits(self) -> int:
+        return (self.m.data - 1).bit_length()
+
+    def row_encoding(self, width: int) -> dict[str, int]:
+        """Slots and index words of one compressed row of `width` dense elements."""
+        n, m, bits = self.n.data, self.m.data, self.index_bits()
+        per_word = INDEX_WORD_BITS // bits
+        slots = width // m * n
+        return {"n": n, "m": m, "index_bits": bits, "per_word": per_word, "slots": slots,
+                "words": -(-slots // per_word)}  # fmt: skip
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        rows, width = shape
+        enc = self.row_encoding(width)
+        return StorageAttr(
+            [buffer("values", [rows, enc["slots"]], element), buffer("indices", [rows, enc["words"]], i32, "metadata")],
+            enc,
+        )
+
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         n, m = _parse_ints(parser)
@@ -87,6 +116,17 @@ class BlockAttr(SparseLayoutAttr):
     def summary(self) -> str:
         return f"block([{self.bh.data}, {self.bw.data}])"
 
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        bh, bw = self.bh.data, self.bw.data
+        return StorageAttr(
+            [
+                buffer("rowptr", [shape[0] // bh + 1], i32, "table"),
+                buffer("cols", [DYNAMIC_INDEX], i32, "metadata"),
+                buffer("values", [DYNAMIC_INDEX, bh, bw], element),
+            ],
+            {"bh": bh, "bw": bw},
+        )
+
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         bh, bw = _parse_ints(parser)
@@ -116,6 +156,23 @@ class CSRAttr(SparseLayoutAttr):
 
     def summary(self) -> str:
         return f"csr(index=i{self.index.width.data})"
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        super().verify_for(shape, kind)
+        cols, width = shape[1], self.index.width.data
+        if isinstance(cols, int) and cols > 2**width:
+            raise VerifyException(f"csr: i{width} column indices cannot address {cols} columns")
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        # Column indices are unsigned: i8 addresses 256 columns.
+        return StorageAttr(
+            [
+                buffer("rowptr", [shape[0] + 1], i32, "table"),
+                buffer("cols", [DYNAMIC_INDEX], self.index, "metadata"),
+                buffer("values", [DYNAMIC_INDEX], element),
+            ],
+            {"index_bits": self.index.width.data},
+        )
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -168,6 +225,26 @@ class HybridAttr(SparseLayoutAttr):
     def summary(self) -> str:
         th, tw = self.tile_shape
         return f"hybrid(tile=[{th}, {tw}], formats=[{', '.join(f.summary() for f in self.formats.data)}])"
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        """A format table (0 = empty, 1 + f = formats[f]) and, per format f, its tiles
+        packed together with a tile-row schedule (rowptr, cols), as in STOICC."""
+        th, tw = self.tile_shape
+        tile_rows, tile_cols = shape[0] // th, shape[1] // tw
+        buffers = [buffer("table", [tile_rows, tile_cols], i8, "table")]
+        params = {"th": th, "tw": tw}
+        for f, fmt in enumerate(self.formats.data):
+            prefix = f"tile{f}"
+            buffers += [buffer(f"{prefix}.rowptr", [tile_rows + 1], i32, "table"),
+                        buffer(f"{prefix}.cols", [DYNAMIC_INDEX], i32, "metadata")]  # fmt: skip
+            if isinstance(fmt, NMAttr):
+                enc = fmt.row_encoding(tw)
+                buffers += [buffer(f"{prefix}.values", [DYNAMIC_INDEX, th, enc["slots"]], element),
+                            buffer(f"{prefix}.indices", [DYNAMIC_INDEX, th, enc["words"]], i32, "metadata")]  # fmt: skip
+                params.update({f"{prefix}.{k}": v for k, v in enc.items()})
+            else:
+                buffers.append(buffer(f"{prefix}.values", [DYNAMIC_INDEX, th, tw], element))
+        return StorageAttr(buffers, params)
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:

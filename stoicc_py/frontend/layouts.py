@@ -12,6 +12,7 @@ from stoicc_py.dialects.quant import STORAGE_BITS, UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import DTYPES
 from stoicc_py.frontend.ast import LayoutExpr, LayoutTerm
+from stoicc_py.frontend.parser import parse_layout_expr
 
 
 class _Args:
@@ -120,3 +121,11 @@ def build_layout(expr: LayoutExpr, env: dict[str, LayoutAttr]) -> LayoutAttr:
         return ComposedLayoutAttr(*attrs)
     except VerifyException as err:
         raise CompileError(str(err), expr.loc) from None
+
+
+def parse_layout(text: str) -> LayoutAttr:
+    """The attribute of a layout written as text, e.g. `hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])`."""
+    try:
+        return build_layout(parse_layout_expr(text), {})
+    except CompileError as err:
+        raise err.with_source(text) from None

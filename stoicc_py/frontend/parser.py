@@ -24,7 +24,9 @@ _TOKEN_NAMES = {
 @cache
 def _lark() -> Lark:
     grammar = files("stoicc_py").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(
+        grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True, start=["start", "layout_expr"]
+    )
 
 
 class _ToAst(Transformer[Token, Any]):
@@ -169,9 +171,19 @@ def _syntax_error(err: UnexpectedInput, file: str) -> CompileError:
 
 def parse(source: str, file: str = "<string>") -> ast.Module:
     """Parse .tdsl source into a syntax tree; raises CompileError."""
+    layouts, kernels = _parse(source, file, "start")
+    return ast.Module(layouts, kernels, file, source)
+
+
+def parse_layout_expr(text: str) -> ast.LayoutExpr:
+    """Parse a layout expression such as `nm(2, 4)`; raises CompileError."""
+    return _parse(text, "<layout>", "layout_expr")
+
+
+def _parse(source: str, file: str, start: str) -> Any:
     try:
-        tree: Tree[Token] = _lark().parse(source)
-        layouts, kernels = _ToAst(file).transform(tree)
+        tree: Tree[Token] = _lark().parse(source, start=start)
+        return _ToAst(file).transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, file).with_source(source) from None
     except CompileError as err:
@@ -181,4 +193,3 @@ def parse(source: str, file: str = "<string>") -> ast.Module:
         if isinstance(inner, CompileError):
             raise inner.with_source(source) from None
         raise
-    return ast.Module(layouts, kernels, file, source)
