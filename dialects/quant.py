@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stoicc_py.dialects.layout import Dim, QuantLayoutAttr
 from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import Dim, QuantLayoutAttr
 
 STORAGE_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
 GRANULARITIES = ("tensor", "channel", "group", "token")

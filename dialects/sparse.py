@@ -9,23 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stoicc_py.dialects.layout import (
-    DenseLayoutAttr,
-    Dim,
-    LayoutAttr,
-    SparseLayoutAttr,
-    StorageAttr,
-    buffer,
-)
-
-INDEX_WORD_BITS = 32
-"""N:M indices are packed LSB-first into 32-bit words, never straddling a word."""
 from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, i8, i32
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr, StorageAttr, buffer
+
+INDEX_WORD_BITS = 32
+"""N:M indices are packed LSB-first into 32-bit words, never straddling a word."""
 
 
 def _check_divides(size: Dim, step: int, what: str) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import ClassVar
 
-from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -45,6 +44,8 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}

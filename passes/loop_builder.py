@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from stoicc_py.dialects import tdsl
 from xdsl.builder import Builder
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
+
+from stoicc_py.dialects import tdsl
 
 FAST = arith.FastMathFlagsAttr("fast")
 """Lets LLVM reassociate float reductions, which is what vectorises them."""

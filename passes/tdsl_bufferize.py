@@ -9,7 +9,6 @@ returned value, a fresh `memref.alloc` (freed before returning) otherwise.
 
 from dataclasses import dataclass
 
-from stoicc_py.dialects.tdsl import ConstantOp, TdslOp, TensorType
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, func, memref
@@ -30,6 +29,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects.tdsl import ConstantOp, TdslOp, TensorType
 
 SUPPORTED_DTYPES = ("f32",)
 

@@ -7,11 +7,12 @@ sparse and quantized formats compress along) is never copied.
 
 from dataclasses import dataclass
 
-from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp, TransposeOp
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+
+from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp, TransposeOp
 
 _SWAPPED: dict[type[ContractionOp], type[ContractionOp]] = {MatmulOp: LinearOp, LinearOp: MatmulOp}
 

@@ -7,7 +7,6 @@ in cache, instead of two more passes over the output.
 
 from dataclasses import dataclass
 
-from stoicc_py.dialects.tdsl import ACTIVATIONS, AddOp, ContractionOp, TensorType, UnaryOp, broadcasts_into
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Attribute, SSAValue
@@ -19,6 +18,8 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+
+from stoicc_py.dialects.tdsl import ACTIVATIONS, AddOp, ContractionOp, TensorType, UnaryOp, broadcasts_into
 
 
 def _sole_contraction(value: SSAValue) -> ContractionOp | None:

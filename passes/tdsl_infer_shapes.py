@@ -9,7 +9,6 @@ Without `bind` it re-checks a module whose types a rewrite may have left stale.
 
 from dataclasses import dataclass
 
-from stoicc_py.dialects.tdsl import Dim, TdslOp, TensorType
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
@@ -18,6 +17,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects.tdsl import Dim, TdslOp, TensorType
 
 
 def _bound(t: TensorType, sizes: dict[str, int]) -> TensorType:

@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stoicc_py.dialects import tdsl
-from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
-from stoicc_py.passes.tdsl_tile import TARGET_TILES
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, memref
@@ -29,6 +26,9 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects import tdsl
+from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 
 def _before(op: Operation) -> LoopBuilder:

@@ -7,12 +7,13 @@ tdsl-lower-to-loops. They come from the target's defaults unless `sizes` is give
 
 from dataclasses import dataclass
 
-from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp
 from xdsl.context import Context
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp
 
 # Per target and op: a weight tile of tn x tk f32 stays in L2 while tm rows of the
 # activations stream through it; the innermost loop runs along contiguous memory

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
-from stoicc_py.passes import PASSES
 from xdsl.backend.llvm.convert import convert_module
 from xdsl.context import Context
 from xdsl.dialects.arith import Arith
@@ -27,6 +26,8 @@ from xdsl.dialects.scf import Scf
 from xdsl.parser import Parser
 from xdsl.passes import PassPipeline
 from xdsl.transforms import get_all_passes
+
+from stoicc_py.passes import PASSES
 
 PIPELINE = (
     "lower-alloc,"

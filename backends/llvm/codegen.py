@@ -8,9 +8,10 @@ own O3 pipeline (new pass manager) then optimises for the host CPU.
 from __future__ import annotations
 
 import llvmlite.binding as llvm
-from stoicc_py.backends.llvm.target import host_machine
 from xdsl.backend.llvm.convert import convert_module
 from xdsl.dialects.builtin import ModuleOp
+
+from stoicc_py.backends.llvm.target import host_machine
 
 
 def to_llvm_ir(module: ModuleOp) -> str:

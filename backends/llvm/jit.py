@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import llvmlite.binding as llvm
+
 from stoicc_py.backends.llvm.target import new_host_machine
 
 
