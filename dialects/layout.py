@@ -85,6 +85,11 @@ def buffer(role: str, shape: Sequence[int], element: TypeAttribute = f32, kind: 
 class LayoutAttr(ParametrizedAttribute, ABC):
     """Base of every storage layout."""
 
+    def granule(self) -> tuple[int, int]:
+        """The [rows, cols] unit this layout stores together (an N:M group, a block,
+        a hybrid tile), which a loop tile must never split."""
+        return (1, 1)
+
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
         """The physical buffers of a tensor of static `shape` in this layout."""
         raise VerifyException(f"layout {self.summary()} has no physical storage on this target yet")
@@ -153,6 +158,9 @@ class ComposedLayoutAttr(LayoutAttr):
 
     def summary(self) -> str:
         return f"{self.sparse.summary()} with {self.quant.summary()}"
+
+    def granule(self) -> tuple[int, int]:
+        return self.sparse.granule()
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:

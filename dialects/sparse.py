@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, i8, i32
-from xdsl.ir import Attribute, Dialect, TypeAttribute
-from xdsl.irdl import irdl_attr_definition
+from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, MemRefType, i8, i32
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, result_def, traits_def, var_operand_def
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
+from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr, StorageAttr, buffer
@@ -57,6 +58,9 @@ class NMAttr(SparseLayoutAttr):
 
     def summary(self) -> str:
         return f"nm({self.n.data}, {self.m.data})"
+
+    def granule(self) -> tuple[int, int]:
+        return (1, self.m.data)
 
     def index_bits(self) -> int:
         return (self.m.data - 1).bit_length()
@@ -109,6 +113,9 @@ class BlockAttr(SparseLayoutAttr):
 
     def summary(self) -> str:
         return f"block([{self.bh.data}, {self.bw.data}])"
+
+    def granule(self) -> tuple[int, int]:
+        return (self.bh.data, self.bw.data)
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
         bh, bw = self.bh.data, self.bw.data
@@ -220,6 +227,9 @@ class HybridAttr(SparseLayoutAttr):
         th, tw = self.tile_shape
         return f"hybrid(tile=[{th}, {tw}], formats=[{', '.join(f.summary() for f in self.formats.data)}])"
 
+    def granule(self) -> tuple[int, int]:
+        return self.tile_shape
+
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
         """A format table (0 = empty, 1 + f = formats[f]) and, per format f, its tiles
         packed together with a tile-row schedule (rowptr, cols), as in STOICC."""
@@ -255,4 +265,70 @@ class HybridAttr(SparseLayoutAttr):
         printer.print_string("]>")
 
 
-Sparse = Dialect("sparse", [], [NMAttr, BlockAttr, CSRAttr, HybridAttr])
+@irdl_attr_definition
+class PackedType(ParametrizedAttribute, TypeAttribute):
+    """A bufferized tensor in a non-dense layout: its logical shape, its layout, and
+    the physical buffers that hold it."""
+
+    name = "sparse.packed"
+
+    shape: ArrayAttr[IntAttr]
+    layout: LayoutAttr
+    storage: StorageAttr
+
+    def __init__(self, shape: Sequence[int], layout: LayoutAttr, storage: StorageAttr):
+        super().__init__(ArrayAttr(IntAttr(d) for d in shape), layout, storage)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(d.data for d in self.shape.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
+            parser.parse_punctuation(",")
+            layout = parser.parse_attribute()
+            parser.parse_punctuation(",")
+            storage = parser.parse_attribute()
+        return (ArrayAttr(IntAttr(d) for d in dims), layout, storage)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
+        printer.print_attribute(self.layout)
+        printer.print_string(", ")
+        printer.print_attribute(self.storage)
+        printer.print_string(">")
+
+
+def _matches(actual: MemRefType, expected: MemRefType) -> bool:
+    return actual.element_type == expected.element_type and actual.get_shape() == expected.get_shape()
+
+
+@irdl_op_definition
+class AssembleOp(IRDLOperation):
+    """Views a tensor's physical buffers, in storage order, as one packed tensor."""
+
+    name = "sparse.assemble"
+
+    buffers = var_operand_def(MemRefType)
+    result = result_def(PackedType)
+    traits = traits_def(Pure())
+    assembly_format = "$buffers attr-dict `:` type($buffers) `->` type($result)"
+
+    def __init__(self, buffers: Sequence[SSAValue], result_type: PackedType):
+        super().__init__(operands=[buffers], result_types=[result_type])
+
+    def buffer(self, role: str) -> SSAValue:
+        return self.buffers[self.result.type.storage.roles.index(role)]
+
+    def verify_(self) -> None:
+        expected = [b.type for b in self.result.type.storage.buffers.data]
+        actual = [b.type for b in self.buffers]
+        if len(actual) != len(expected) or not all(
+            isinstance(a, MemRefType) and _matches(a, e) for a, e in zip(actual, expected)
+        ):
+            raise VerifyException(f"sparse.assemble: buffers {actual} do not match the storage {expected}")
+
+
+Sparse = Dialect("sparse", [AssembleOp], [NMAttr, BlockAttr, CSRAttr, HybridAttr, PackedType])

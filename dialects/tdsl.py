@@ -46,6 +46,7 @@ from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
+from stoicc_py.dialects.sparse import PackedType
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -146,6 +147,7 @@ def _value_type(value: SSAValue) -> TensorType:
 
 
 _TensorOrMemref = BaseAttr(TensorType) | BaseAttr(MemRefType)
+_Weight = _TensorOrMemref | BaseAttr(PackedType)  # a linear weight may be packed (sparse, quantized)
 
 
 class DestinationEffects(MemoryEffect):
@@ -394,7 +396,7 @@ class ContractionOp(TdslOp, ABC):
     """
 
     lhs = operand_def(_TensorOrMemref)
-    rhs = operand_def(_TensorOrMemref)
+    rhs = operand_def(_Weight)
     bias = opt_operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
     result = opt_result_def(TensorType)

@@ -14,6 +14,7 @@ _CLASSES = {
     "tdsl-infer-shapes": "InferShapes",
     "tdsl-fold-transpose": "FoldTranspose",
     "tdsl-fuse-epilogue": "FuseEpilogue",
+    "metadata-layout": "MetadataLayout",
     "tdsl-tile": "Tile",
     "tdsl-bufferize": "Bufferize",
     "tdsl-lower-to-loops": "LowerToLoops",

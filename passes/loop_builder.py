@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from xdsl.builder import Builder
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
@@ -97,6 +97,23 @@ class LoopBuilder:
 
     def load(self, buf: SSAValue, indices: Sequence[SSAValue]) -> SSAValue:
         return self.insert(memref.LoadOp.get(buf, indices))
+
+    def load_index(self, buf: SSAValue, indices: Sequence[SSAValue], unsigned: bool = False) -> SSAValue:
+        """An integer element as an index: row pointers, column indices (unsigned ones zero-extended)."""
+        value = self.load(buf, indices)
+        assert isinstance(value.type, IntegerType)
+        if unsigned and value.type.width.data < 64:
+            value = self.insert(arith.ExtUIOp(value, i64))
+        return self.insert(arith.IndexCastOp(value, IndexType()))
+
+    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.MuliOp(a, b))
+
+    def div(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.DivUIOp(a, b))
+
+    def rem(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.insert(arith.RemUIOp(a, b))
 
     def store(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
         self.b.insert(memref.StoreOp.get(value, buf, indices))

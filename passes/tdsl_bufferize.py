@@ -2,8 +2,9 @@
 
 A kernel `f(x: f32[M, 64]) -> f32[M, 8]` becomes
 `func.func @f(%x: memref<?x64xf32>, %out0: memref<?x8xf32>, %M: index)`: inputs,
-then one output buffer per result, then one index per size symbol. This is the C
-ABI of the compiled kernel. Each op writes `into` a buffer: the output buffer for a
+then one output buffer per result, then one index per size symbol. A non-dense
+parameter becomes the buffers that metadata-layout recorded for it, viewed as one
+value by `sparse.assemble`. This is the C ABI of the compiled kernel. Each op writes `into` a buffer: the output buffer for a
 returned value, a fresh `memref.alloc` (freed before returning) otherwise.
 """
 
@@ -24,12 +25,15 @@ from xdsl.dialects.builtin import (
     StringAttr,
     UnitAttr,
 )
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.tdsl import ConstantOp, TdslOp, TensorType
+from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.sparse import AssembleOp, PackedType
+from stoicc_py.dialects.tdsl import ConstantOp, LinearOp, TdslOp, TensorType
+from stoicc_py.passes.metadata_layout import STORAGE, param_name
 
 SUPPORTED_DTYPES = ("f32",)
 
@@ -52,16 +56,28 @@ def kernel_symbols(fn: func.FuncOp) -> list[str]:
 
 
 def _check_supported(fn: func.FuncOp) -> None:
-    for i, t in enumerate(fn.function_type.inputs):
+    for i, (arg, t) in enumerate(zip(fn.args, fn.function_type.inputs)):
         assert isinstance(t, TensorType)
-        if not t.layout.is_dense:
-            raise op_error(
-                fn, f"parameter {i} has layout {t.layout.summary()}, which the CPU backend cannot compile yet"
-            )
+        if t.layout.is_dense:
+            continue
+        if _storage(fn, i) is None:
+            raise op_error(fn, f"parameter '{param_name(fn, i)}' has no storage: run metadata-layout first")
+        for use in arg.uses:
+            if not (isinstance(use.operation, LinearOp) and use.index == 1):
+                raise op_error(
+                    use.operation,
+                    f"'{param_name(fn, i)}' has layout {t.layout.summary()}; the CPU backend reads a non-dense "
+                    "tensor only as the weight of linear(x, w) (or matmul(x, transpose(w)))",
+                )
     for op in fn.walk():
         for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
             if isinstance(t, TensorType) and t.dtype not in SUPPORTED_DTYPES:
                 raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32)")
+
+
+def _storage(fn: func.FuncOp, index: int) -> StorageAttr | None:
+    storage = fn.arg_attrs.data[index].data.get(STORAGE) if fn.arg_attrs else None
+    return storage if isinstance(storage, StorageAttr) else None
 
 
 class _FuncBufferizer:
@@ -70,13 +86,19 @@ class _FuncBufferizer:
         inputs = [t for t in fn.function_type.inputs if isinstance(t, TensorType)]
         outputs = [t for t in fn.function_type.outputs if isinstance(t, TensorType)]
         self.symbols = kernel_symbols(fn)
-        self.block = Block(arg_types=[*map(memref_type, inputs), *map(memref_type, outputs)]
-                           + [IndexType()] * len(self.symbols))  # fmt: skip
+        # Each parameter becomes one buffer, or (non-dense) the buffers of its storage.
+        self.param_buffers = [
+            [b.type for b in storage.buffers.data] if (storage := _storage(fn, i)) else [memref_type(t)]
+            for i, t in enumerate(inputs)
+        ]
+        flat_inputs = [t for group in self.param_buffers for t in group]
+        self.block = Block(arg_types=[*flat_inputs, *map(memref_type, outputs), *[IndexType()] * len(self.symbols)])
         args = self.block.args
-        self.outs = list(args[len(inputs) : len(inputs) + len(outputs)])
-        self.sizes = dict(zip(self.symbols, args[len(inputs) + len(outputs) :]))
-        self.values: dict[SSAValue, SSAValue] = dict(zip(fn.args, args))
+        self.outs = list(args[len(flat_inputs) : len(flat_inputs) + len(outputs)])
+        self.sizes = dict(zip(self.symbols, args[len(flat_inputs) + len(outputs) :]))
         self.builder = Builder(InsertPoint.at_end(self.block))
+        self.values: dict[SSAValue, SSAValue] = {}
+        self._bind_params(inputs, list(args[: len(flat_inputs)]))
         self.allocs: list[SSAValue] = []
         ret = fn.get_return_op()
         assert ret is not None
@@ -85,19 +107,26 @@ class _FuncBufferizer:
         self.dest: dict[SSAValue, SSAValue] = {}
         for value, out in zip(ret.arguments, self.outs):
             self.dest.setdefault(value, out)
-        for name, old, new in zip(self._names(len(inputs)), fn.args, args):
-            new.name_hint = old.name_hint or name
         for i, out in enumerate(self.outs):
             out.name_hint = f"out{i}"
         for sym, arg in self.sizes.items():
             arg.name_hint = sym
 
-    def _names(self, count: int) -> list[str]:
-        attrs = self.fn.arg_attrs.data if self.fn.arg_attrs else []
-        names = [a.data.get("tdsl.name") for a in attrs]
-        return [n.data if isinstance(n, StringAttr) else f"arg{i}" for i, n in enumerate(names)] or [
-            f"arg{i}" for i in range(count)
-        ]
+    def _bind_params(self, inputs: list[TensorType], args: list[BlockArgument]) -> None:
+        for i, (old, t) in enumerate(zip(self.fn.args, inputs)):
+            name = param_name(self.fn, i)
+            count = len(self.param_buffers[i])
+            mine, args = args[:count], args[count:]
+            storage = _storage(self.fn, i)
+            if storage is None:
+                mine[0].name_hint = old.name_hint or name
+                self.values[old] = mine[0]
+                continue
+            for arg, role in zip(mine, storage.roles):
+                arg.name_hint = f"{name}_{role.replace('.', '_')}"
+            packed = PackedType([int(d) for d in t.dims], t.layout, storage)
+            self.values[old] = self.builder.insert(AssembleOp(mine, packed)).result
+            self.values[old].name_hint = name
 
     def buffer_for(self, value: SSAValue) -> SSAValue:
         if value in self.dest and value.owner is not None and not isinstance(value.owner, Block):
@@ -147,10 +176,15 @@ class _FuncBufferizer:
     def _signature(self) -> func.FuncOp:
         old_attrs = list(self.fn.arg_attrs.data) if self.fn.arg_attrs else [DictionaryAttr({})] * len(self.fn.args)
         types = self.fn.function_type
-        attrs = [
-            DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t)})
-            for a, t in zip(old_attrs, types.inputs)  # type: ignore[arg-type]
-        ]
+        attrs: list[DictionaryAttr] = []
+        for i, (a, t) in enumerate(zip(old_attrs, types.inputs)):
+            assert isinstance(t, TensorType)
+            storage = _storage(self.fn, i)
+            if storage is None:
+                attrs.append(DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t)}))
+            else:
+                name = StringAttr(param_name(self.fn, i))
+                attrs += [DictionaryAttr({"tdsl.name": name, "tdsl.buffer": b.role}) for b in storage.buffers.data]
         attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t), "tdsl.output": UnitAttr()}) for t in types.outputs]  # type: ignore[arg-type]
         attrs += [DictionaryAttr({"tdsl.symbol": StringAttr(s)}) for s in self.symbols]
         new = func.FuncOp(

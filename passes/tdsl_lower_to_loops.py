@@ -27,6 +27,8 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.sparse import AssembleOp, PackedType
+from stoicc_py.passes import sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -154,6 +156,10 @@ class LowerContraction(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.ContractionOp, rewriter: PatternRewriter, /):
         out = _bufferized(op)
+        if isinstance(op.rhs.type, PackedType):
+            _lower_packed(op, out)
+            rewriter.erase(op)
+            return
         tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][type(op)]
         b = _before(op)
         m, k_size = b.size(op.lhs, 0), b.size(op.lhs, 1)
@@ -173,8 +179,7 @@ class LowerContraction(RewritePattern):
                     return ()
 
                 b.loop(b.index(0), k_size, b.index(tk), k_tile, name="k0")
-                if op.bias is not None or op.activation is not None:
-                    tile.each(lambda b, i, j: b.store(_epilogue(op, b, b.load(out, [i, j]), i, j), out, [i, j]))
+                _apply_epilogue(op, tile)
                 return ()
 
             b.loop(b.index(0), n, b.index(tn), col_tile, name="j0")
@@ -182,6 +187,36 @@ class LowerContraction(RewritePattern):
 
         b.loop(b.index(0), m, b.index(tm), row_tile, name="i0")
         rewriter.erase(op)
+
+
+def _apply_epilogue(op: tdsl.ContractionOp, tile: _TileNest) -> None:
+    if op.bias is not None or op.activation is not None:
+        out = tile.out
+        tile.each(lambda b, i, j: b.store(_epilogue(op, b, b.load(out, [i, j]), i, j), out, [i, j]))
+
+
+def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
+    """Row blocks of tm rows: zero them, let the weight's format loop add every
+    stored value's contribution, then apply the epilogue."""
+    packed = op.rhs.type
+    assert isinstance(packed, PackedType)
+    assemble = op.rhs.owner
+    if not isinstance(assemble, AssembleOp) or type(packed.layout) not in sparse_loops.FORMATS:
+        raise op_error(op, f"cannot lower a product with a weight in layout {packed.layout.summary()}")
+    tm = (op.tile_sizes or TARGET_TILES["cpu"][type(op)])[0]
+    b = _before(op)
+    m, n = b.size(op.lhs, 0), b.size(out, 1)
+
+    def row_block(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        i1 = _span(b, i0, tm, m)
+        rows = _TileNest(b, out, i0, i1, b.index(0), n)
+        rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
+        block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage)
+        sparse_loops.FORMATS[type(packed.layout)](b, block, packed.layout)
+        _apply_epilogue(op, rows)
+        return ()
+
+    b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
 
 
 @dataclass

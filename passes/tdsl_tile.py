@@ -2,7 +2,8 @@
 
 The sizes are recorded on the op (`tile = array<i64: tm, tn, tk>`) and realised by
 tdsl-lower-to-loops. They come from the target's defaults unless `sizes` is given
-(`-p 'tdsl-tile{sizes=8,32,64}'`).
+(`-p 'tdsl-tile{sizes=8,32,64}'`), rounded up so that a loop tile holds whole
+format granules of a non-dense weight (N:M groups, blocks, hybrid tiles).
 """
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp
+from stoicc_py.dialects.tdsl import ContractionOp, LinearOp, MatmulOp, TensorType
 
 # Per target and op: a weight tile of tn x tk f32 stays in L2 while tm rows of the
 # activations stream through it; the innermost loop runs along contiguous memory
@@ -32,8 +33,14 @@ class TileContraction(RewritePattern):
     def match_and_rewrite(self, op: ContractionOp, rewriter: PatternRewriter, /):
         if op.tile is not None:
             return
-        sizes = self.sizes or TARGET_TILES[self.target][type(op)]
-        op.attributes["tile"] = DenseArrayBase.from_list(i64, sizes)
+        tm, tn, tk = self.sizes or TARGET_TILES[self.target][type(op)]
+        weight = op.rhs.type
+        if isinstance(weight, TensorType) and op.RHS_TRANSPOSED:
+            # Round n and k tiles up to whole format granules: a hybrid tile, a
+            # block or an N:M group is never split across loop tiles.
+            rows, cols = weight.layout.granule()
+            tn, tk = -(-tn // rows) * rows, -(-tk // cols) * cols
+        op.attributes["tile"] = DenseArrayBase.from_list(i64, (tm, tn, tk))
         rewriter.handle_operation_modification(op)
 
 

@@ -24,7 +24,8 @@ from stoicc_py.diagnostics import CompileError
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.interpreter import run_reference
-from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments
+from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, dense_values, pack_for
+from stoicc_py.packing import PackedTensor
 from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
 
 log = logging.getLogger("stoicc_py")
@@ -106,11 +107,18 @@ class Kernel:
 
     def reference(self, *args: object) -> Array | tuple[Array, ...]:
         """Run the numpy reference interpreter on the same arguments."""
-        arrays = check_arguments(self.abi, args)
-        bind_symbols(self.abi, arrays)
+        prepared = check_arguments(self.abi, args)
+        bind_symbols(self.abi, prepared)
         dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
-        outs = run_reference(self.program.module, self.name, arrays, dtypes)
+        outs = run_reference(self.program.module, self.name, dense_values(prepared), dtypes)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def pack(self, param: str, w: Array, **options: Any) -> PackedTensor:
+        """Pack `w` in the layout of parameter `param` (see stoicc_py.pack for options)."""
+        specs = {p.name: p for p in self.abi.params}
+        if param not in specs:
+            raise KeyError(f"{self.name} has no parameter '{param}' (parameters: {', '.join(specs)})")
+        return pack_for(self.abi, specs[param], np.asarray(w), **options)
 
     def ir(self, stage: str = "ir") -> str:
         """This kernel's IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
@@ -133,7 +141,10 @@ class Program:
         if entry is None:
             log.info("compiling %s", file)
             obj = emit_object(optimized_llvm(self.module, options))
-            abis = [KernelABI.of(op) for op in self.module.ops if isinstance(op, func.FuncOp)]
+            # The ABI reads the storage that metadata-layout records, like the kernel does.
+            abis = [
+                KernelABI.of(op) for op in lower(self.module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)
+            ]
             if cache is not None:
                 cache.put(key, obj, abis)
         else:

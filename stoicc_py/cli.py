@@ -27,6 +27,7 @@ from stoicc_py.api import (
     compile,
     emit_text,
     front_end,
+    lower,
     only_kernel,
     optimized_llvm,
     read_source,
@@ -34,7 +35,7 @@ from stoicc_py.api import (
 from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
-from stoicc_py.pipeline import context, run_passes
+from stoicc_py.pipeline import Stage, context, run_passes
 
 log = logging.getLogger("stoicc_py")
 EMITS = (*TEXT_STAGES, "obj", "header")
@@ -96,7 +97,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _abis(module: ModuleOp) -> list[Any]:
     from stoicc_py.abi import KernelABI
 
-    return [KernelABI.of(op) for op in module.ops]  # type: ignore[arg-type]
+    return [KernelABI.of(op) for op in lower(module, Stage.OPT, Options()).ops]  # type: ignore[arg-type]
 
 
 def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:

@@ -7,10 +7,24 @@ from collections.abc import Sequence
 from stoicc_py.abi import KernelABI
 
 C_TYPES = {"f32": "float", "f16": "_Float16", "i8": "int8_t", "i32": "int32_t"}
+NUMPY_C_TYPES = {"float32": "float", "float16": "_Float16", "int8": "int8_t", "int32": "int32_t", "int64": "int64_t",
+                 "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t"}  # fmt: skip
+
+
+def _inputs(abi: KernelABI) -> list[str]:
+    params = []
+    for p in abi.params:
+        if p.is_dense:
+            params.append(f"const {C_TYPES[p.dtype]} *restrict {p.name}")
+        else:
+            params += [
+                f"const {NUMPY_C_TYPES[b.dtype]} *restrict {p.name}_{b.role.replace('.', '_')}" for b in p.buffers
+            ]
+    return params
 
 
 def _declaration(abi: KernelABI) -> str:
-    params = [f"const {C_TYPES[p.dtype]} *restrict {p.name}" for p in abi.params]
+    params = _inputs(abi)
     params += [f"{C_TYPES[r.dtype]} *restrict {r.name}" for r in abi.results]
     params += [f"int64_t {s}" for s in abi.symbols]
     doc = [f" *   in  {p}" for p in abi.params] + [f" *   out {r}" for r in abi.results]

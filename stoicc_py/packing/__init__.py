@@ -1,0 +1,18 @@
+"""The runtime packer ("inspector"): dense float32 matrices to the physical buffers of
+a sparse layout, and back.
+
+`LayoutAttr.storage(shape, f32)` is the single description of those buffers (roles,
+memref shapes, element types, encoding params); this package only fills it in.
+docs/formats.md describes every format bit by bit, with worked examples.
+
+    packed = pack(w, "nm(2, 4)")          # checks that w satisfies the pattern
+    packed.buffers()                      # the arrays in kernel ABI order
+    assert (packed.unpack() == w).all()
+
+Modules: `tensor` (PackedTensor, pack), `nm` (the N:M row encoding, shared by nm and
+hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`.
+"""
+
+from stoicc_py.packing.tensor import ALIGNMENT, PackedTensor, aligned_empty, pack
+
+__all__ = ["ALIGNMENT", "PackedTensor", "aligned_empty", "pack"]

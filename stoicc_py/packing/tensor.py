@@ -1,0 +1,182 @@
+"""PackedTensor (the buffers of one matrix in a layout) and pack()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX, Float32Type, IntegerType, f32
+
+from stoicc_py.dialects.layout import BUFFER_KINDS, BufferAttr, DenseLayoutAttr, LayoutAttr, StorageAttr
+from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
+from stoicc_py.packing.compressed import BLOCK, CSR, DENSE
+from stoicc_py.packing.hybrid import HYBRID
+from stoicc_py.packing.nm import NM
+
+ALIGNMENT = 64
+"""Byte alignment of every packed buffer: a cache line, enough for any vector load."""
+
+_FORMATS: dict[type[LayoutAttr], Format] = {
+    DenseLayoutAttr: DENSE,
+    NMAttr: NM,
+    BlockAttr: BLOCK,
+    CSRAttr: CSR,
+    HybridAttr: HYBRID,
+}
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype[Any] | type) -> Array:
+    """An uninitialised C-contiguous array starting on an ALIGNMENT-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)  # numpy itself guarantees only 16 bytes
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _is_aligned(a: Array) -> bool:
+    # An empty array has no bytes to load, and numpy may give it any address.
+    return a.flags.c_contiguous and (a.size == 0 or a.ctypes.data % ALIGNMENT == 0)
+
+
+def _aligned_copy(a: Array, dtype: np.dtype[Any]) -> Array:
+    out = aligned_empty(a.shape, dtype)
+    out[...] = a
+    return out
+
+
+def _aligned(a: Array) -> Array:
+    """`a` itself if it is C-contiguous and aligned, else an aligned copy of the same dtype."""
+    return a if _is_aligned(a) else _aligned_copy(a, a.dtype)
+
+
+def _format(layout: LayoutAttr) -> Format:
+    if type(layout) not in _FORMATS:
+        raise ValueError(f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr and hybrid")
+    return _FORMATS[type(layout)]
+
+
+def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
+    element = buf.type.element_type
+    if isinstance(element, Float32Type):
+        return np.dtype(np.float32)
+    assert isinstance(element, IntegerType), f"no numpy dtype for {element}"
+    # CSR column indices are unsigned so that i8 addresses 256 columns; all else is signed.
+    kind = "u" if isinstance(layout, CSRAttr) and buf.role.data == "cols" else "i"
+    return np.dtype(f"{kind}{element.width.data // 8}")
+
+
+@dataclass(eq=False)
+class PackedTensor:
+    """A [rows, cols] float32 matrix in the buffers of `storage` (= `layout.storage(shape, f32)`).
+
+    `arrays` maps each buffer role to a C-contiguous, ALIGNMENT-byte aligned array (copied on
+    construction if it is not); `validate()` checks them against the storage.
+    """
+
+    layout: LayoutAttr
+    shape: tuple[int, int]
+    storage: StorageAttr = field(init=False)
+    arrays: dict[str, Array]
+
+    def __post_init__(self) -> None:
+        _format(self.layout)
+        self.shape = checked_shape(self.layout, tuple(self.shape))
+        self.storage = self.layout.storage(self.shape, f32)
+        self.arrays = {role: _aligned(np.asarray(a)) for role, a in self.arrays.items()}
+
+    def buffers(self) -> list[Array]:
+        """The arrays in the storage's buffer order: the kernel ABI order."""
+        return [self.arrays[role] for role in self.storage.roles]
+
+    def nbytes_breakdown(self) -> dict[str, int]:
+        """Bytes per buffer kind ("values", "metadata", "table") and their "total"."""
+        sizes = dict.fromkeys(BUFFER_KINDS, 0)
+        for buf in self.storage.buffers.data:
+            if (a := self.arrays.get(buf.role.data)) is not None:
+                sizes[buf.kind.data] += a.nbytes
+        return sizes | {"total": sum(sizes.values())}
+
+    @property
+    def nbytes(self) -> int:
+        return self.nbytes_breakdown()["total"]
+
+    def unpack(self) -> Array:
+        """The dense float32 matrix (zeros where nothing is stored)."""
+        self.validate()
+        return _format(self.layout).unpack(self)
+
+    def validate(self) -> None:
+        """Raise ValueError, saying where, unless the arrays are a well-formed packing of `storage`."""
+        try:
+            self._check_buffers()
+            _format(self.layout).check(self)
+        except ValueError as err:
+            raise ValueError(
+                f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
+            ) from None
+
+    def _check_buffers(self) -> None:
+        roles = self.storage.roles
+        missing, extra = [r for r in roles if r not in self.arrays], [r for r in self.arrays if r not in roles]
+        if missing or extra:
+            raise ValueError(f"buffers {missing} missing, {extra} unexpected (expected {roles})")
+        entries: dict[str, tuple[str, int]] = {}  # per role prefix ("" or "tileF"): its first dynamic length
+        for buf in self.storage.buffers.data:
+            role, want = buf.role.data, buf.type.get_shape()
+            a, dtype = self.arrays[role], _dtype(self.layout, buf)
+            if a.dtype != dtype:
+                raise ValueError(f"buffer '{role}' has dtype {a.dtype}, expected {dtype}")
+            if a.ndim != len(want) or any(w not in (DYNAMIC_INDEX, d) for d, w in zip(a.shape, want)):
+                raise ValueError(f"buffer '{role}' has shape {list(a.shape)}, expected {shape_text(want)}")
+            if not _is_aligned(a):
+                raise ValueError(f"buffer '{role}' is not C-contiguous and {ALIGNMENT}-byte aligned")
+            for d in (d for d, w in zip(a.shape, want) if w == DYNAMIC_INDEX):
+                first_role, count = entries.setdefault(role.rpartition(".")[0], (role, d))
+                if count != d:
+                    raise ValueError(f"buffers '{first_role}' ({count} entries) and '{role}' ({d}) disagree in length")
+
+    def __repr__(self) -> str:
+        b = self.nbytes_breakdown()
+        return (
+            f"PackedTensor({self.layout.summary()}, shape={list(self.shape)}, {b['total']} bytes: "
+            f"{b['values']} values + {b['metadata']} metadata + {b['table']} table)"
+        )
+
+
+def _as_matrix(w: object) -> Array:
+    if not isinstance(w, np.ndarray):
+        raise TypeError(f"pack: w must be a numpy float32 array, got {type(w).__name__}")
+    if w.dtype != np.float32:
+        raise TypeError(f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32))")
+    if w.ndim != 2:
+        raise ValueError(f"pack: w must be 2-D, got shape {list(w.shape)}")
+    return np.ascontiguousarray(w)
+
+
+def pack(w: Array, layout: LayoutAttr | str, *, prune: str | None = None, plan: Array | None = None) -> PackedTensor:
+    """Pack the float32 matrix `w` into the buffers of `layout` (an attribute or layout text).
+
+    A `w` that violates the layout's pattern raises ValueError saying where, unless
+    `prune="magnitude"` (keep the largest |values| the pattern allows). `plan` (hybrid only)
+    gives each tile's table code instead of deriving it from the data.
+    """
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    if not isinstance(layout, LayoutAttr):
+        raise TypeError(f"pack: layout must be a LayoutAttr or layout text, got {type(layout).__name__}")
+    w = _as_matrix(w)
+    if prune not in (None, "magnitude"):
+        raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
+    if plan is not None and not isinstance(layout, HybridAttr):
+        raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
+    fmt, shape = _format(layout), checked_shape(layout, w.shape)
+    storage = layout.storage(shape, f32)
+    raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
+    # Always copies: a packed tensor never aliases the caller's matrix.
+    arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
+    packed = PackedTensor(layout, shape, arrays)
+    packed.validate()
+    return packed
