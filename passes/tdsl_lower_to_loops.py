@@ -7,7 +7,7 @@ activation) applied to each output tile right after its last k-tile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.builder import Builder
@@ -37,6 +37,14 @@ def _before(op: Operation) -> LoopBuilder:
     return LoopBuilder(Builder(InsertPoint.before(op)))
 
 
+def _replace_by_nest(op: Operation, buf: SSAValue, body: Callable[[LoopBuilder, list[SSAValue]], None],
+                     rewriter: PatternRewriter) -> None:  # fmt: skip
+    """Replace `op` by a loop nest over the index space of `buf`."""
+    b = _before(op)
+    b.nest(b.sizes(buf), body)
+    rewriter.erase(op)
+
+
 def _bufferized(op: tdsl.TdslOp) -> SSAValue:
     out = op.out
     if out is None:
@@ -60,9 +68,7 @@ class LowerElementwise(RewritePattern):
                 value = b.insert(BINARY[type(op)](args[0], args[1]))
             b.store(value, out, ivs)
 
-        b = _before(op)
-        b.nest(b.sizes(out), body)
-        rewriter.erase(op)
+        _replace_by_nest(op, out, body, rewriter)
 
 
 @dataclass
@@ -70,18 +76,15 @@ class LowerTranspose(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.TransposeOp, rewriter: PatternRewriter, /):
         out = _bufferized(op)
-        b = _before(op)
-        b.nest(b.sizes(out), lambda b, ivs: b.store(b.load(op.input, ivs[::-1]), out, ivs))
-        rewriter.erase(op)
+        _replace_by_nest(op, out, lambda b, ivs: b.store(b.load(op.input, ivs[::-1]), out, ivs), rewriter)
 
 
 @dataclass
 class LowerCopy(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: memref.CopyOp, rewriter: PatternRewriter, /):
-        b = _before(op)
-        b.nest(b.sizes(op.destination), lambda b, ivs: b.store(b.load(op.source, ivs), op.destination, ivs))
-        rewriter.erase(op)
+        dest = op.destination
+        _replace_by_nest(op, dest, lambda b, ivs: b.store(b.load(op.source, ivs), dest, ivs), rewriter)
 
 
 def _reduce_axis(b: LoopBuilder, src: SSAValue, outer: Sequence[SSAValue], axis: int, init: SSAValue,
@@ -107,9 +110,7 @@ class LowerReduce(RewritePattern):
             init = b.f32(0.0 if combine == "sum" else float("-inf"))
             b.store(_reduce_axis(b, op.input, ivs, op.axis_index, init, combine), out, ivs)
 
-        b = _before(op)
-        b.nest(b.sizes(out), body)
-        rewriter.erase(op)
+        _replace_by_nest(op, out, body, rewriter)
 
 
 @dataclass
