@@ -23,6 +23,9 @@ Dim = int | str
 
 
 BUFFER_KINDS = ("values", "metadata", "table")
+BUFFER_ALIGNMENT = 64
+"""Every buffer (packed or allocated by a kernel) starts on a cache-line boundary,
+which 512-bit vector loads want."""
 
 
 @irdl_attr_definition

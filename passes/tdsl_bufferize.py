@@ -30,7 +30,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, StorageAttr
 from stoicc_py.dialects.sparse import AssembleOp, PackedType
 from stoicc_py.dialects.tdsl import ConstantOp, LinearOp, TdslOp, TensorType
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
@@ -134,7 +134,7 @@ class _FuncBufferizer:
         t = value.type
         assert isinstance(t, TensorType)
         dynamic = [self.sizes[d] for d in t.dims if isinstance(d, str)]
-        alloc = self.builder.insert(memref.AllocOp.get(t.element_type, 64, memref_type(t).shape, dynamic))
+        alloc = self.builder.insert(memref.AllocOp.get(t.element_type, BUFFER_ALIGNMENT, memref_type(t).shape, dynamic))
         alloc.memref.name_hint = value.name_hint
         self.allocs.append(alloc.memref)
         return alloc.memref

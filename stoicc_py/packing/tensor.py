@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float32Type, IntegerType, f32
 
-from stoicc_py.dialects.layout import BUFFER_KINDS, BufferAttr, DenseLayoutAttr, LayoutAttr, StorageAttr
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, BUFFER_KINDS, BufferAttr, DenseLayoutAttr, LayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
@@ -16,7 +16,7 @@ from stoicc_py.packing.compressed import BLOCK, CSR, DENSE
 from stoicc_py.packing.hybrid import HYBRID
 from stoicc_py.packing.nm import NM
 
-ALIGNMENT = 64
+ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
 
 _FORMATS: dict[type[LayoutAttr], Format] = {
