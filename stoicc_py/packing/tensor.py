@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float32Type, IntegerType, f32
 
-from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, BUFFER_KINDS, BufferAttr, DenseLayoutAttr, LayoutAttr, StorageAttr
+from stoicc_py.dialects.layout import (
+    BUFFER_ALIGNMENT,
+    BUFFER_KINDS,
+    BufferAttr,
+    DenseLayoutAttr,
+    LayoutAttr,
+    StorageAttr,
+)
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
