@@ -12,17 +12,18 @@ from abc import ABC
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, MemRefType, StringAttr, f32
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, TypeAttribute
-from xdsl.irdl import irdl_attr_definition
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, result_def, traits_def, var_operand_def
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
+from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 Dim = int | str
 """A tensor dimension: a static size or the name of a size bound at call time."""
 
 
-BUFFER_KINDS = ("values", "metadata", "table")
+BUFFER_KINDS = ("values", "metadata", "scales", "table")
 BUFFER_ALIGNMENT = 64
 """Every buffer (packed or allocated by a kernel) starts on a cache-line boundary,
 which 512-bit vector loads want."""
@@ -32,8 +33,10 @@ which 512-bit vector loads want."""
 class BufferAttr(ParametrizedAttribute):
     """One physical buffer of a stored tensor: its role, memref type and kind.
 
-    kind is "values" (the numbers), "metadata" (per-element or per-block
-    indices) or "table" (row pointers, tile tables): the byte breakdown's groups.
+    kind is "values" (the numbers, or their integer codes), "metadata" (per-element
+    or per-block indices), "scales" (quantization scales and zero points) or "table"
+    (row pointers, tile tables): the byte breakdown's groups. IR integers are
+    signless; `unsigned` says how the packer and the kernel read this buffer's.
     """
 
     name = "layout.buffer"
@@ -41,9 +44,30 @@ class BufferAttr(ParametrizedAttribute):
     role: StringAttr
     type: MemRefType
     kind: StringAttr
+    unsigned: IntAttr
 
-    def __init__(self, role: str, type: MemRefType, kind: str = "values"):
-        super().__init__(StringAttr(role), type, StringAttr(kind))
+    def __init__(self, role: str, type: MemRefType, kind: str = "values", unsigned: bool = False):
+        super().__init__(StringAttr(role), type, StringAttr(kind), IntAttr(int(unsigned)))
+
+    @property
+    def is_unsigned(self) -> bool:
+        return bool(self.unsigned.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            role = parser.parse_str_literal()
+            parser.parse_punctuation(",")
+            memref = parser.parse_type()
+            parser.parse_punctuation(",")
+            kind = parser.parse_str_literal()
+            unsigned = parser.parse_optional_punctuation(",") is not None and parser.parse_keyword("unsigned")
+        return (StringAttr(role), memref, StringAttr(kind), IntAttr(int(bool(unsigned))))
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f'<"{self.role.data}", ')
+        printer.print_attribute(self.type)
+        printer.print_string(f', "{self.kind.data}"{", unsigned" if self.is_unsigned else ""}>')
 
     def verify(self) -> None:
         if self.kind.data not in BUFFER_KINDS:
@@ -80,9 +104,10 @@ class StorageAttr(ParametrizedAttribute):
         return [b.role.data for b in self.buffers.data]
 
 
-def buffer(role: str, shape: Sequence[int], element: TypeAttribute = f32, kind: str = "values") -> BufferAttr:
-    """A buffer whose dims are static sizes or -1 for a length known only once packed."""
-    return BufferAttr(role, MemRefType(element, shape), kind)
+def buffer(role: str, shape: Sequence[int], element: TypeAttribute = f32, kind: str = "values",
+           unsigned: bool = False) -> BufferAttr:  # fmt: skip
+    """A buffer whose dims are static sizes or DYNAMIC_INDEX for a length known only once packed."""
+    return BufferAttr(role, MemRefType(element, shape), kind, unsigned)
 
 
 class LayoutAttr(ParametrizedAttribute, ABC):
@@ -180,6 +205,72 @@ class ComposedLayoutAttr(LayoutAttr):
             printer.print_attribute(self.quant)
 
 
+@irdl_attr_definition
+class PackedType(ParametrizedAttribute, TypeAttribute):
+    """A bufferized tensor in a non-dense (sparse or quantized) layout: its logical shape, its layout, and
+    the physical buffers that hold it."""
+
+    name = "layout.packed"
+
+    shape: ArrayAttr[IntAttr]
+    layout: LayoutAttr
+    storage: StorageAttr
+
+    def __init__(self, shape: Sequence[int], layout: LayoutAttr, storage: StorageAttr):
+        super().__init__(ArrayAttr(IntAttr(d) for d in shape), layout, storage)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(d.data for d in self.shape.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
+            parser.parse_punctuation(",")
+            layout = parser.parse_attribute()
+            parser.parse_punctuation(",")
+            storage = parser.parse_attribute()
+        return (ArrayAttr(IntAttr(d) for d in dims), layout, storage)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
+        printer.print_attribute(self.layout)
+        printer.print_string(", ")
+        printer.print_attribute(self.storage)
+        printer.print_string(">")
+
+
+def _matches(actual: MemRefType, expected: MemRefType) -> bool:
+    return actual.element_type == expected.element_type and actual.get_shape() == expected.get_shape()
+
+
+@irdl_op_definition
+class AssembleOp(IRDLOperation):
+    """Views a tensor's physical buffers, in storage order, as one packed tensor."""
+
+    name = "layout.assemble"
+
+    buffers = var_operand_def(MemRefType)
+    result = result_def(PackedType)
+    traits = traits_def(Pure())
+    assembly_format = "$buffers attr-dict `:` type($buffers) `->` type($result)"
+
+    def __init__(self, buffers: Sequence[SSAValue], result_type: PackedType):
+        super().__init__(operands=[buffers], result_types=[result_type])
+
+    def buffer(self, role: str) -> SSAValue:
+        return self.buffers[self.result.type.storage.roles.index(role)]
+
+    def verify_(self) -> None:
+        expected = [b.type for b in self.result.type.storage.buffers.data]
+        actual = [b.type for b in self.buffers]
+        if len(actual) != len(expected) or not all(
+            isinstance(a, MemRefType) and _matches(a, e) for a, e in zip(actual, expected)
+        ):
+            raise VerifyException(f"layout.assemble: buffers {actual} do not match the storage {expected}")
+
+
 DENSE = DenseLayoutAttr()
 
-Layout = Dialect("layout", [], [DenseLayoutAttr, ComposedLayoutAttr, BufferAttr, StorageAttr])
+Layout = Dialect("layout", [AssembleOp], [DenseLayoutAttr, ComposedLayoutAttr, BufferAttr, StorageAttr, PackedType])

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32, i8
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.dialects.layout import Dim, QuantLayoutAttr
+from stoicc_py.dialects.layout import Dim, QuantLayoutAttr, StorageAttr, buffer
 
 STORAGE_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
 GRANULARITIES = ("tensor", "channel", "group", "token")
@@ -34,7 +34,7 @@ class UniformQuantAttr(QuantLayoutAttr):
 
     name = "quant.uniform"
 
-    storage: StringAttr
+    codes: StringAttr
     per: StringAttr
     axis: IntAttr
     group: IntAttr
@@ -43,7 +43,7 @@ class UniformQuantAttr(QuantLayoutAttr):
 
     def __init__(
         self,
-        storage: str,
+        codes: str,
         per: str = "tensor",
         axis: int = 0,
         group: int = 0,
@@ -51,15 +51,57 @@ class UniformQuantAttr(QuantLayoutAttr):
         scale: TypeAttribute = f32,
     ) -> None:
         super().__init__(
-            StringAttr(storage), StringAttr(per), IntAttr(axis), IntAttr(group), IntAttr(int(symmetric)), scale
+            StringAttr(codes), StringAttr(per), IntAttr(axis), IntAttr(group), IntAttr(int(symmetric)), scale
         )
 
     @property
     def bits(self) -> int:
-        return STORAGE_BITS[self.storage.data]
+        return STORAGE_BITS[self.codes.data]
+
+    @property
+    def codes_per_byte(self) -> int:
+        return 8 // self.bits
+
+    @property
+    def is_symmetric(self) -> bool:
+        return bool(self.symmetric.data)
+
+    def group_size(self, width: int) -> int:
+        """How many consecutive elements of a row share one scale."""
+        per = self.per.data
+        if per == "group":
+            return self.group.data
+        if per == "channel" and self.axis.data == 1:
+            return 1
+        return width
+
+    def scale_shape(self, shape: Sequence[int]) -> list[int]:
+        rows, width = shape
+        return {
+            "tensor": [1],
+            "channel": [shape[self.axis.data]],
+            "group": [rows, width // max(self.group.data, 1)],
+            "token": [rows],
+        }[self.per.data]
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        """Codes packed LSB-first, `codes_per_byte` to a byte, row-major; scales (and
+        zero points, when asymmetric) in the granularity's shape. A leading dim may
+        be DYNAMIC_INDEX (activations quantized at run time)."""
+        rows, width = shape
+        scales = self.scale_shape(shape)
+        buffers = [
+            buffer("values", [rows, width // self.codes_per_byte], i8, "values", unsigned=not self.is_symmetric),
+            buffer("scales", scales, self.scale, "scales"),
+        ]
+        if not self.is_symmetric:
+            buffers.append(buffer("zero_points", scales, i8, "scales", unsigned=True))
+        params = {"bits": self.bits, "per_byte": self.codes_per_byte, "group": self.group_size(width),
+                  "symmetric": int(self.is_symmetric)}  # fmt: skip
+        return StorageAttr(buffers, params)
 
     def verify(self) -> None:
-        storage, per = self.storage.data, self.per.data
+        storage, per = self.codes.data, self.per.data
         if storage not in STORAGE_BITS:
             raise VerifyException(f"quant: unknown storage type '{storage}' (expected {', '.join(STORAGE_BITS)})")
         if per not in GRANULARITIES:
@@ -76,6 +118,14 @@ class UniformQuantAttr(QuantLayoutAttr):
             raise VerifyException(f"quant: scale must be f32 or f16, got {self.scale}")
 
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        if len(shape) != 2:
+            raise VerifyException(f"quant: {self.summary()} needs a rank-2 tensor, got rank {len(shape)}")
+        width = shape[-1]
+        if isinstance(width, int) and width % self.codes_per_byte:
+            raise VerifyException(
+                f"quant: {self.codes.data} packs {self.codes_per_byte} codes per byte, which must divide the "
+                f"last dimension of size {width}"
+            )
         if self.axis.data >= len(shape):
             raise VerifyException(f"quant: axis={self.axis.data} is out of range for a rank-{len(shape)} tensor")
         group, k = self.group.data, shape[-1]
@@ -93,7 +143,7 @@ class UniformQuantAttr(QuantLayoutAttr):
             opts.append("symmetric=false")
         if self.scale == f16:
             opts.append("scale=f16")
-        return f"{self.storage.data}({', '.join(opts)})"
+        return f"{self.codes.data}({', '.join(opts)})"
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -122,7 +172,7 @@ class UniformQuantAttr(QuantLayoutAttr):
 
     def print_parameters(self, printer: Printer) -> None:
         printer.print_string(
-            f"<{self.storage.data}, per = {self.per.data}, axis = {self.axis.data}, group = {self.group.data}, "
+            f"<{self.codes.data}, per = {self.per.data}, axis = {self.axis.data}, group = {self.group.data}, "
             f"symmetric = {self.symmetric.data}, scale = "
         )
         printer.print_attribute(self.scale)

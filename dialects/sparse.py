@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, MemRefType, i8, i32
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
-from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, result_def, traits_def, var_operand_def
+from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, IntAttr, IntegerType, i8, i32
+from xdsl.ir import Attribute, Dialect, TypeAttribute
+from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
-from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr, StorageAttr, buffer
@@ -165,11 +164,11 @@ class CSRAttr(SparseLayoutAttr):
             raise VerifyException(f"csr: i{width} column indices cannot address {cols} columns")
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
-        # Column indices are unsigned: i8 addresses 256 columns.
+        # Column indices are unsigned, so that i8 addresses 256 columns.
         return StorageAttr(
             [
                 buffer("rowptr", [shape[0] + 1], i32, "table"),
-                buffer("cols", [DYNAMIC_INDEX], self.index, "metadata"),
+                buffer("cols", [DYNAMIC_INDEX], self.index, "metadata", unsigned=True),
                 buffer("values", [DYNAMIC_INDEX], element),
             ],
             {"index_bits": self.index.width.data},
@@ -265,70 +264,4 @@ class HybridAttr(SparseLayoutAttr):
         printer.print_string("]>")
 
 
-@irdl_attr_definition
-class PackedType(ParametrizedAttribute, TypeAttribute):
-    """A bufferized tensor in a non-dense layout: its logical shape, its layout, and
-    the physical buffers that hold it."""
-
-    name = "sparse.packed"
-
-    shape: ArrayAttr[IntAttr]
-    layout: LayoutAttr
-    storage: StorageAttr
-
-    def __init__(self, shape: Sequence[int], layout: LayoutAttr, storage: StorageAttr):
-        super().__init__(ArrayAttr(IntAttr(d) for d in shape), layout, storage)
-
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return tuple(d.data for d in self.shape.data)
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
-            parser.parse_punctuation(",")
-            layout = parser.parse_attribute()
-            parser.parse_punctuation(",")
-            storage = parser.parse_attribute()
-        return (ArrayAttr(IntAttr(d) for d in dims), layout, storage)
-
-    def print_parameters(self, printer: Printer) -> None:
-        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
-        printer.print_attribute(self.layout)
-        printer.print_string(", ")
-        printer.print_attribute(self.storage)
-        printer.print_string(">")
-
-
-def _matches(actual: MemRefType, expected: MemRefType) -> bool:
-    return actual.element_type == expected.element_type and actual.get_shape() == expected.get_shape()
-
-
-@irdl_op_definition
-class AssembleOp(IRDLOperation):
-    """Views a tensor's physical buffers, in storage order, as one packed tensor."""
-
-    name = "sparse.assemble"
-
-    buffers = var_operand_def(MemRefType)
-    result = result_def(PackedType)
-    traits = traits_def(Pure())
-    assembly_format = "$buffers attr-dict `:` type($buffers) `->` type($result)"
-
-    def __init__(self, buffers: Sequence[SSAValue], result_type: PackedType):
-        super().__init__(operands=[buffers], result_types=[result_type])
-
-    def buffer(self, role: str) -> SSAValue:
-        return self.buffers[self.result.type.storage.roles.index(role)]
-
-    def verify_(self) -> None:
-        expected = [b.type for b in self.result.type.storage.buffers.data]
-        actual = [b.type for b in self.buffers]
-        if len(actual) != len(expected) or not all(
-            isinstance(a, MemRefType) and _matches(a, e) for a, e in zip(actual, expected)
-        ):
-            raise VerifyException(f"sparse.assemble: buffers {actual} do not match the storage {expected}")
-
-
-Sparse = Dialect("sparse", [AssembleOp], [NMAttr, BlockAttr, CSRAttr, HybridAttr, PackedType])
+Sparse = Dialect("sparse", [], [NMAttr, BlockAttr, CSRAttr, HybridAttr])

@@ -45,8 +45,7 @@ from xdsl.printer import Printer
 from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr
-from stoicc_py.dialects.sparse import PackedType
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}

@@ -17,8 +17,8 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import IndexType, IntegerAttr, i32
 from xdsl.ir import SSAValue
 
-from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.sparse import AssembleOp, BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.dialects.layout import AssembleOp, StorageAttr
+from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.passes.loop_builder import LoopBuilder
 
 
@@ -130,7 +130,7 @@ def csr(b: LoopBuilder, blk: RowBlock, layout: CSRAttr) -> None:
 
     def row(b: LoopBuilder, n: SSAValue) -> None:
         def stored(b: LoopBuilder, p: SSAValue) -> None:
-            k = b.load_index(blk.buf("cols"), [p], unsigned=True)
+            k = b.load_index(blk.buf("cols"), [p], unsigned=True)  # the storage marks csr columns unsigned
             blk.axpy(b, b.load(blk.buf("values"), [p]), n, k)
 
         _stored(b, blk.buf("rowptr"), n, stored)

@@ -4,7 +4,7 @@ A kernel `f(x: f32[M, 64]) -> f32[M, 8]` becomes
 `func.func @f(%x: memref<?x64xf32>, %out0: memref<?x8xf32>, %M: index)`: inputs,
 then one output buffer per result, then one index per size symbol. A non-dense
 parameter becomes the buffers that metadata-layout recorded for it, viewed as one
-value by `sparse.assemble`. This is the C ABI of the compiled kernel. Each op writes `into` a buffer: the output buffer for a
+value by `layout.assemble`. This is the C ABI of the compiled kernel. Each op writes `into` a buffer: the output buffer for a
 returned value, a fresh `memref.alloc` (freed before returning) otherwise.
 """
 
@@ -30,8 +30,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, StorageAttr
-from stoicc_py.dialects.sparse import AssembleOp, PackedType
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, StorageAttr
 from stoicc_py.dialects.tdsl import ConstantOp, LinearOp, TdslOp, TensorType
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
 

@@ -27,7 +27,7 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.sparse import AssembleOp, PackedType
+from stoicc_py.dialects.layout import AssembleOp, PackedType
 from stoicc_py.passes import sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES

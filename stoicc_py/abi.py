@@ -15,7 +15,6 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
 
 from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.sparse import CSRAttr
 from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
 
 Dim = int | str
@@ -54,13 +53,12 @@ def numpy_dtype(element: object, unsigned: bool = False) -> str:
     return {"f32": "float32", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
 
 
-def buffer_specs(storage: StorageAttr, unsigned_cols: bool) -> tuple[BufferSpec, ...]:
+def buffer_specs(storage: StorageAttr) -> tuple[BufferSpec, ...]:
     specs = []
     for b in storage.buffers.data:
         t: MemRefType = b.type
-        unsigned = unsigned_cols and b.role.data == "cols"
         shape = tuple(d if d >= 0 else -1 for d in t.get_shape())
-        specs.append(BufferSpec(b.role.data, numpy_dtype(t.element_type, unsigned), shape, b.kind.data))
+        specs.append(BufferSpec(b.role.data, numpy_dtype(t.element_type, b.is_unsigned), shape, b.kind.data))
     return tuple(specs)
 
 
@@ -83,7 +81,7 @@ class KernelABI:
             name = arg.get("tdsl.name")
             label = name.data if isinstance(name, StringAttr) else f"arg{i}"
             storage = arg.get("tdsl.storage")
-            buffers = buffer_specs(storage, isinstance(t.layout, CSRAttr)) if isinstance(storage, StorageAttr) else ()
+            buffers = buffer_specs(storage) if isinstance(storage, StorageAttr) else ()
             params.append(TensorSpec(label, t.dtype, t.dims, t.layout.summary(), buffers))
         results = []
         for i, t in enumerate(fn.function_type.outputs):

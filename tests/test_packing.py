@@ -95,7 +95,7 @@ def assert_matches_storage(packed: PackedTensor) -> None:
         assert a.ndim == len(want) and all(w in (DYNAMIC_INDEX, d) for d, w in zip(a.shape, want)), role
         assert a.flags.c_contiguous and (a.size == 0 or a.ctypes.data % ALIGNMENT == 0), role
     sizes = packed.nbytes_breakdown()
-    assert sizes["values"] + sizes["metadata"] + sizes["table"] == sizes["total"] == packed.nbytes
+    assert sizes["values"] + sizes["metadata"] + sizes["scales"] + sizes["table"] == sizes["total"] == packed.nbytes
     assert sizes["total"] == sum(a.nbytes for a in packed.buffers())
 
 
@@ -162,7 +162,7 @@ def test_nm_worked_example() -> None:
     # row 0 positions 1, 3 | 0, 1 -> 01 00 11 01 ; row 1 positions 0, 1 | 0, 1 -> 01 00 01 00
     assert packed.arrays["indices"].tolist() == [[0x4D], [0x44]]
     assert packed.arrays["indices"].tolist() == [[0b01_00_11_01], [0b01_00_01_00]]
-    assert packed.nbytes_breakdown() == {"values": 32, "metadata": 8, "table": 0, "total": 40}
+    assert packed.nbytes_breakdown() == {"values": 32, "metadata": 8, "scales": 0, "table": 0, "total": 40}
 
 
 def test_nm_index_words_span_several_words() -> None:
@@ -179,7 +179,7 @@ def test_block_worked_example() -> None:
     assert packed.arrays["rowptr"].tolist() == [0, 1, 2]
     assert packed.arrays["cols"].tolist() == [0, 1]
     assert packed.arrays["values"].tolist() == [[[1, 2], [0, 3]], [[0, 0], [0, 4]]]
-    assert packed.nbytes_breakdown() == {"values": 32, "metadata": 8, "table": 12, "total": 52}
+    assert packed.nbytes_breakdown() == {"values": 32, "metadata": 8, "scales": 0, "table": 12, "total": 52}
 
 
 def test_csr_worked_example() -> None:
@@ -188,7 +188,7 @@ def test_csr_worked_example() -> None:
     assert packed.arrays["rowptr"].tolist() == [0, 2, 2, 5]
     assert packed.arrays["cols"].dtype == np.uint8 and packed.arrays["cols"].tolist() == [1, 3, 0, 2, 3]
     assert packed.arrays["values"].tolist() == [1, 2, 3, 4, 5]
-    assert packed.nbytes_breakdown() == {"values": 20, "metadata": 5, "table": 16, "total": 41}
+    assert packed.nbytes_breakdown() == {"values": 20, "metadata": 5, "scales": 0, "table": 16, "total": 41}
 
 
 HYBRID_EXAMPLE = np.array(
@@ -213,7 +213,7 @@ def test_hybrid_worked_example() -> None:
     assert a["tile1.values"] == [[[6, 0], [0, 7]], [[1, 2], [3, 4]]]
     # positions (0, 1) (0, 3) | (0, 2) (2, 3): 2-bit fields, LSB first
     assert a["tile1.indices"] == [[[0b01_00], [0b11_00]], [[0b10_00], [0b11_10]]]
-    assert packed.nbytes_breakdown() == {"values": 64, "metadata": 28, "table": 28, "total": 120}
+    assert packed.nbytes_breakdown() == {"values": 64, "metadata": 28, "scales": 0, "table": 28, "total": 120}
     assert packed.storage.roles == list(packed.arrays)
     assert "120 bytes" in repr(packed) and "hybrid(tile=[2, 4]" in repr(packed)
 
@@ -221,7 +221,7 @@ def test_hybrid_worked_example() -> None:
 def test_nm_byte_breakdown() -> None:
     w = nm_matrix(np.random.default_rng(0), 128, 64, 2, 4, 0.5)
     sizes = pack(w, "nm(2, 4)").nbytes_breakdown()
-    assert sizes == {"values": 128 * 32 * 4, "metadata": 128 * 2 * 4, "table": 0, "total": 128 * 34 * 4}
+    assert sizes == {"values": 128 * 32 * 4, "metadata": 128 * 2 * 4, "scales": 0, "table": 0, "total": 128 * 34 * 4}
 
 
 # ---------------------------------------------------------------------------- violations, pruning, shapes

@@ -105,7 +105,7 @@ def test_packed_tensor_is_checked() -> None:
 def test_byte_breakdown() -> None:
     rng = np.random.default_rng(1)
     packed = stoicc_py.pack(_nm_weight(rng, 128, 64, 2, 4), "nm(2, 4)")
-    assert packed.nbytes_breakdown() == {"values": 128 * 32 * 4, "metadata": 128 * 2 * 4, "table": 0,
+    assert packed.nbytes_breakdown() == {"values": 128 * 32 * 4, "metadata": 128 * 2 * 4, "scales": 0, "table": 0,
                                          "total": 128 * 32 * 4 + 128 * 2 * 4}  # fmt: skip
 
 

@@ -71,9 +71,7 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
     if isinstance(element, Float32Type):
         return np.dtype(np.float32)
     assert isinstance(element, IntegerType), f"no numpy dtype for {element}"
-    # CSR column indices are unsigned so that i8 addresses 256 columns; all else is signed.
-    kind = "u" if isinstance(layout, CSRAttr) and buf.role.data == "cols" else "i"
-    return np.dtype(f"{kind}{element.width.data // 8}")
+    return np.dtype(f"{'u' if buf.is_unsigned else 'i'}{element.width.data // 8}")
 
 
 @dataclass(eq=False)

@@ -30,9 +30,9 @@ func.func @copy_and_constant(%x: !tdsl.tensor<[4], f32> {tdsl.name = "x"}) -> (!
 }
 
 // A non-dense parameter becomes the buffers recorded in its tdsl.storage,
-// named after the parameter and role, and viewed as one value by sparse.assemble.
+// named after the parameter and role, and viewed as one value by layout.assemble.
 // CHECK-LABEL: func.func @packed(%x: memref<?x16xf32> {tdsl.name = "x", tdsl.dims = ["M", #builtin.int<16>]}, %w_values: memref<8x8xf32> {tdsl.name = "w", tdsl.buffer = "values"}, %w_indices: memref<8x1xi32> {tdsl.name = "w", tdsl.buffer = "indices"}, %out0: memref<?x8xf32>
-// CHECK-NEXT:    %w = sparse.assemble %w_values, %w_indices : memref<8x8xf32>, memref<8x1xi32> -> !sparse.packed<[8, 16], #sparse.nm<2, 4>, #layout.storage<
+// CHECK-NEXT:    %w = layout.assemble %w_values, %w_indices : memref<8x8xf32>, memref<8x1xi32> -> !layout.packed<[8, 16], #sparse.nm<2, 4>, #layout.storage<
 // CHECK-NEXT:    tdsl.linear %x, %w into %out0
 func.func @packed(%x: !tdsl.tensor<[M, 16], f32> {tdsl.name = "x"}, %w: !tdsl.tensor<[8, 16], f32, #sparse.nm<2, 4>> {tdsl.name = "w", tdsl.storage = #layout.storage<[#layout.buffer<"values", memref<8x8xf32>, "values">, #layout.buffer<"indices", memref<8x1xi32>, "metadata">], {n = #builtin.int<2>, m = #builtin.int<4>, index_bits = #builtin.int<2>, per_word = #builtin.int<16>, slots = #builtin.int<8>, words = #builtin.int<1>}>}) -> !tdsl.tensor<[M, 8], f32> {
   %0 = tdsl.linear %x, %w : !tdsl.tensor<[M, 16], f32>, !tdsl.tensor<[8, 16], f32, #sparse.nm<2, 4>> -> !tdsl.tensor<[M, 8], f32>
