@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, MemRefType, StringAttr, f32
+from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, DictionaryAttr, IntAttr, MemRefType, StringAttr, f32
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, result_def, traits_def, var_operand_def
 from xdsl.parser import AttrParser
@@ -225,8 +225,11 @@ class PackedType(ParametrizedAttribute, TypeAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def parse_dim() -> int:
+            return DYNAMIC_INDEX if parser.parse_optional_punctuation("?") else parser.parse_integer()
+
         with parser.in_angle_brackets():
-            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
+            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parse_dim)
             parser.parse_punctuation(",")
             layout = parser.parse_attribute()
             parser.parse_punctuation(",")
@@ -234,7 +237,7 @@ class PackedType(ParametrizedAttribute, TypeAttribute):
         return (ArrayAttr(IntAttr(d) for d in dims), layout, storage)
 
     def print_parameters(self, printer: Printer) -> None:
-        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
+        printer.print_string(f"<[{', '.join(str(d) if d >= 0 else '?' for d in self.dims)}], ")
         printer.print_attribute(self.layout)
         printer.print_string(", ")
         printer.print_attribute(self.storage)

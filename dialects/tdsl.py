@@ -45,7 +45,7 @@ from xdsl.printer import Printer
 from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantLayoutAttr, StorageAttr
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -94,7 +94,8 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
         self.layout.verify_for(self.dims, self.dtype)
 
     def __str__(self) -> str:
-        return f"{self.dtype}[{', '.join(map(str, self.dims))}]"
+        text = f"{self.dtype}[{', '.join(map(str, self.dims))}]"
+        return text if self.layout.is_dense else f"{text} @ {self.layout.summary()}"
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -146,7 +147,7 @@ def _value_type(value: SSAValue) -> TensorType:
 
 
 _TensorOrMemref = BaseAttr(TensorType) | BaseAttr(MemRefType)
-_Weight = _TensorOrMemref | BaseAttr(PackedType)  # a linear weight may be packed (sparse, quantized)
+_Weight = _TensorOrMemref | BaseAttr(PackedType)  # a product's operand may be packed (sparse, quantized)
 
 
 class DestinationEffects(MemoryEffect):
@@ -186,7 +187,7 @@ class TdslOp(IRDLOperation, ABC):
         if any(isinstance(o.type, MemRefType) for o in self.operands):
             raise VerifyException(f"'{self.name}' mixes tensor and memref operands")
         expected = self.infer([_value_type(o) for o in self.tensor_operands()], self.attributes)
-        if result.type.dims != expected.dims or result.type.element_type != expected.element_type:
+        if result.type != expected:
             raise ShapeError(f"'{self.name}' result type {result.type} does not match inferred {expected}")
 
 
@@ -394,7 +395,7 @@ class ContractionOp(TdslOp, ABC):
     `tile` (set by the tiling pass) gives the loop tile sizes [tm, tn, tk].
     """
 
-    lhs = operand_def(_TensorOrMemref)
+    lhs = operand_def(_Weight)
     rhs = operand_def(_Weight)
     bias = opt_operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
@@ -465,6 +466,59 @@ class LinearOp(ContractionOp):
     RHS_TRANSPOSED: ClassVar[bool] = True
 
 
+_Packed = BaseAttr(PackedType)
+
+
+@irdl_op_definition
+class QuantizeOp(TdslOp):
+    """Round a tensor to the grid of a quantized layout (scales computed from the
+    values at run time, e.g. per token for activations). Its value is the dequantized
+    grid point; its storage is the layout's codes and scales."""
+
+    name = "tdsl.quantize"
+
+    input = operand_def(_TensorOrMemref)
+    out = opt_operand_def(_Packed)
+    result = opt_result_def(TensorType)
+    layout = opt_attr_def(QuantLayoutAttr)
+    storage = opt_attr_def(StorageAttr)
+    traits = traits_def(DestinationEffects())
+    assembly_format = _UNARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        layout = attributes.get("layout")
+        if not isinstance(layout, QuantLayoutAttr):
+            raise ShapeError("quantize needs a quantized layout, e.g. quantize(x, int8(per=token))")
+        if not a.layout.is_dense:
+            raise ShapeError(f"quantize expects a dense tensor, got layout {a.layout.summary()}")
+        layout.verify_for(a.dims, a.dtype)
+        return TensorType(a.dims, a.element_type, layout)
+
+
+@irdl_op_definition
+class DequantizeOp(TdslOp):
+    """The dense values of a quantized tensor."""
+
+    name = "tdsl.dequantize"
+
+    input = operand_def(_TensorOrMemref | _Packed)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(DestinationEffects())
+    assembly_format = _UNARY_FORMAT
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        if not isinstance(a.layout, QuantLayoutAttr):
+            raise ShapeError(f"dequantize expects a quantized tensor, got {a} with layout {a.layout.summary()}")
+        return a.with_dims(a.dims)
+
+
 @irdl_op_definition
 class ConstantOp(IRDLOperation):
     """A scalar float literal as a rank-0 tensor."""
@@ -496,7 +550,7 @@ Tdsl = Dialect(
     [
         AddOp, SubOp, MulOp, DivOp,
         ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp,
-        TransposeOp, SumOp, MaxOp, SoftmaxOp, MatmulOp, LinearOp, ConstantOp,
+        TransposeOp, SumOp, MaxOp, SoftmaxOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp, DequantizeOp,
     ],
     [TensorType],
 )  # fmt: skip

@@ -13,6 +13,7 @@ from xdsl.passes import ModulePass
 _CLASSES = {
     "tdsl-infer-shapes": "InferShapes",
     "tdsl-fold-transpose": "FoldTranspose",
+    "tdsl-fuse-dequant": "FuseDequantPass",
     "tdsl-fuse-epilogue": "FuseEpilogue",
     "metadata-layout": "MetadataLayout",
     "tdsl-tile": "Tile",

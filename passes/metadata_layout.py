@@ -1,6 +1,7 @@
 """metadata-layout: decide the physical buffers of every non-dense parameter.
 
-Each sparse (later: quantized) parameter gets a `tdsl.storage` argument attribute:
+Each sparse or quantized parameter gets a `tdsl.storage` argument attribute, and
+each `tdsl.quantize` a `storage` attribute:
 the buffers (values, indices, row pointers, tile tables) with their element types,
 shapes and encoding parameters, as its layout attribute derives them for this
 target. Bufferization turns exactly these buffers into kernel arguments, and the
@@ -11,13 +12,19 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import DYNAMIC_INDEX, ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.tdsl import TensorType
+from stoicc_py.dialects.tdsl import QuantizeOp, TensorType
 
 STORAGE = "tdsl.storage"
 
@@ -52,9 +59,25 @@ class RecordStorage(RewritePattern):
             rewriter.handle_operation_modification(fn)
 
 
+@dataclass
+class RecordQuantizeStorage(RewritePattern):
+    """The storage of a value quantized at run time; its leading dim may be a symbol."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: QuantizeOp, rewriter: PatternRewriter, /):
+        if op.storage is not None or op.result is None:
+            return
+        t = op.result.type
+        if not isinstance(t.dims[-1], int):
+            raise op_error(op, f"quantize needs a static last dimension, got {t}")
+        dims = [d if isinstance(d, int) else DYNAMIC_INDEX for d in t.dims]
+        op.attributes["storage"] = t.layout.storage(dims, t.element_type)
+        rewriter.handle_operation_modification(op)
+
+
 @dataclass(frozen=True)
 class MetadataLayout(ModulePass):
     name = "metadata-layout"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(RecordStorage(), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([RecordStorage(), RecordQuantizeStorage()])).rewrite_module(op)

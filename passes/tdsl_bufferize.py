@@ -30,8 +30,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, StorageAttr
-from stoicc_py.dialects.tdsl import ConstantOp, LinearOp, TdslOp, TensorType
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
+from stoicc_py.dialects.tdsl import ConstantOp, DequantizeOp, LinearOp, QuantizeOp, TdslOp, TensorType
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
 
 SUPPORTED_DTYPES = ("f32",)
@@ -62,7 +62,8 @@ def _check_supported(fn: func.FuncOp) -> None:
         if _storage(fn, i) is None:
             raise op_error(fn, f"parameter '{param_name(fn, i)}' has no storage: run metadata-layout first")
         for use in arg.uses:
-            if not (isinstance(use.operation, LinearOp) and use.index == 1):
+            reads = isinstance(use.operation, LinearOp) and (use.index == 1 or isinstance(t.layout, QuantLayoutAttr))
+            if not (reads or isinstance(use.operation, DequantizeOp)):
                 raise op_error(
                     use.operation,
                     f"'{param_name(fn, i)}' has layout {t.layout.summary()}; the CPU backend reads a non-dense "
@@ -132,11 +133,30 @@ class _FuncBufferizer:
             return self.dest[value]
         t = value.type
         assert isinstance(t, TensorType)
+        if isinstance(value.owner, QuantizeOp):
+            return self.packed_buffers(value.owner, t)
         dynamic = [self.sizes[d] for d in t.dims if isinstance(d, str)]
         alloc = self.builder.insert(memref.AllocOp.get(t.element_type, BUFFER_ALIGNMENT, memref_type(t).shape, dynamic))
         alloc.memref.name_hint = value.name_hint
         self.allocs.append(alloc.memref)
         return alloc.memref
+
+    def packed_buffers(self, op: QuantizeOp, t: TensorType) -> SSAValue:
+        """Allocate the buffers that metadata-layout recorded for a quantized value."""
+        storage = op.storage
+        if storage is None:
+            raise op_error(op, "quantize has no storage: run metadata-layout first")
+        symbol = next((self.sizes[d] for d in t.dims if isinstance(d, str)), None)
+        buffers = []
+        for b in storage.buffers.data:
+            shape = b.type.get_shape()
+            dynamic = [symbol] * sum(1 for d in shape if d < 0)
+            alloc = self.builder.insert(memref.AllocOp.get(b.type.element_type, BUFFER_ALIGNMENT, shape, dynamic))  # type: ignore[arg-type]
+            alloc.memref.name_hint = f"{op.results[0].name_hint or 'q'}_{b.role.data}"
+            self.allocs.append(alloc.memref)
+            buffers.append(alloc.memref)
+        dims = [d if isinstance(d, int) else DYNAMIC_INDEX for d in t.dims]
+        return self.builder.insert(AssembleOp(buffers, PackedType(dims, t.layout, storage))).result
 
     def constant(self, op: ConstantOp) -> SSAValue:
         assert op.result is not None

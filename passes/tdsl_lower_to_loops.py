@@ -28,7 +28,8 @@ from xdsl.rewriter import InsertPoint
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, PackedType
-from stoicc_py.passes import sparse_loops
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.passes import quant_loops, sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -198,26 +199,69 @@ def _apply_epilogue(op: tdsl.ContractionOp, tile: _TileNest) -> None:
 
 def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     """Row blocks of tm rows: zero them, let the weight's format loop add every
-    stored value's contribution, then apply the epilogue."""
+    stored value's contribution (or compute each quantized dot product), then apply
+    the epilogue."""
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
+    if isinstance(op.lhs.type, PackedType) and not isinstance(packed.layout, UniformQuantAttr):
+        raise op_error(op, "a quantized activation needs a quantized weight (W8A8, W4A8)")
+    quantized = isinstance(packed.layout, UniformQuantAttr)
     assemble = op.rhs.owner
-    if not isinstance(assemble, AssembleOp) or type(packed.layout) not in sparse_loops.FORMATS:
+    if not quantized and (not isinstance(assemble, AssembleOp) or type(packed.layout) not in sparse_loops.FORMATS):
         raise op_error(op, f"cannot lower a product with a weight in layout {packed.layout.summary()}")
     tm = (op.tile_sizes or TARGET_TILES["cpu"][type(op)])[0]
     b = _before(op)
-    m, n = b.size(op.lhs, 0), b.size(out, 1)
+    m, n = b.size(out, 0), b.size(out, 1)
 
     def row_block(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
         i1 = _span(b, i0, tm, m)
         rows = _TileNest(b, out, i0, i1, b.index(0), n)
-        rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
-        block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage)
-        sparse_loops.FORMATS[type(packed.layout)](b, block, packed.layout)
+        if quantized:
+            _quantized_rows(op, rows, packed.dims[1])
+        else:
+            rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
+            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage)  # type: ignore[arg-type]
+            sparse_loops.FORMATS[type(packed.layout)](b, block, packed.layout)
         _apply_epilogue(op, rows)
         return ()
 
     b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
+
+
+def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest, width: int) -> None:
+    """y[i, n] for the block's rows: weight-only (f32 activations) or integer."""
+    w = quant_loops.QuantView.of(op.rhs)
+    x = quant_loops.QuantView.of(op.lhs) if isinstance(op.lhs.type, PackedType) else None
+
+    def output(b: LoopBuilder, i: SSAValue, n: SSAValue) -> None:
+        k = b.index(width)
+        if x is None:
+            value = quant_loops.weight_only_row(b, op.lhs, i, w, n, k)
+        else:
+            value = quant_loops.integer_row(b, x, i, w, n, k)
+        b.store(value, rows.out, [i, n])
+
+    rows.each(output)
+
+
+@dataclass
+class LowerQuantize(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.QuantizeOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        layout = out.type.layout if isinstance(out.type, PackedType) else None
+        if not isinstance(layout, UniformQuantAttr) or layout.codes.data != "int8":
+            raise op_error(op, "the CPU backend quantizes activations to int8 only (e.g. int8(per=token))")
+        quant_loops.quantize(_before(op), op.input, out)
+        rewriter.erase(op)
+
+
+@dataclass
+class LowerDequantize(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.DequantizeOp, rewriter: PatternRewriter, /):
+        quant_loops.dequantize(_before(op), op.input, _bufferized(op))
+        rewriter.erase(op)
 
 
 @dataclass
@@ -304,6 +348,8 @@ class LowerToLoops(ModulePass):
                     LowerReduce(),
                     LowerSoftmax(),
                     LowerContraction(),
+                    LowerQuantize(),
+                    LowerDequantize(),
                     LowerCopy(),
                 ]
             ),

@@ -37,6 +37,8 @@ from stoicc_py.api import (
 from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
+from stoicc_py.dialects.layout import SparseLayoutAttr
+from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.pipeline import Stage, context, run_passes
 
 log = logging.getLogger("stoicc_py")
@@ -145,11 +147,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.random.Generator) -> Any:
-    """Standard-normal values; a non-dense parameter gets half its entries zeroed,
-    is pruned by magnitude to its pattern, and is packed."""
+    """Standard-normal values; a sparse parameter gets half its entries zeroed and is
+    pruned by magnitude to its pattern; non-dense parameters are packed."""
     values = rng.standard_normal([d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]).astype(np.float32)
     if spec.is_dense:
         return values
+    if not isinstance(parse_layout(spec.layout), SparseLayoutAttr):
+        return k.pack(spec.name, values)
     values[rng.random(values.shape) < 0.5] = 0.0
     return k.pack(spec.name, values, prune="magnitude")
 

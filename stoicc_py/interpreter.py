@@ -17,6 +17,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.interpreters.func import FuncFunctions
 
 from stoicc_py.dialects import tdsl
+from stoicc_py.packing.quant import fake_quantize
 
 Array = np.ndarray[Any, Any]
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -94,6 +95,16 @@ class TdslFunctions(InterpreterFunctions):
         if op.activation is not None:
             out = ACTIVATION[op.activation](out)
         return (out,)
+
+    @impl(tdsl.QuantizeOp)
+    def run_quantize(self, interpreter: Interpreter, op: tdsl.QuantizeOp, args: tuple[Array]):
+        # The kernel quantizes float32 values: round the golden model's float64 first.
+        assert op.layout is not None
+        return (fake_quantize(args[0].astype(np.float32), op.layout).astype(np.float64),)
+
+    @impl(tdsl.DequantizeOp)
+    def run_dequantize(self, interpreter: Interpreter, op: tdsl.DequantizeOp, args: tuple[Array]):
+        return (args[0],)  # a quantized value already holds its dequantized numbers
 
     @impl(tdsl.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):

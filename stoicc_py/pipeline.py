@@ -30,7 +30,14 @@ class Stage(IntEnum):
 
 
 STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
-    Stage.OPT: ("tdsl-infer-shapes", "tdsl-fold-transpose", "tdsl-fuse-epilogue", "metadata-layout", "tdsl-tile"),
+    Stage.OPT: (
+        "tdsl-infer-shapes",
+        "tdsl-fold-transpose",
+        "tdsl-fuse-dequant",
+        "tdsl-fuse-epilogue",
+        "metadata-layout",
+        "tdsl-tile",
+    ),
     Stage.LOOPS: ("tdsl-bufferize", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
     Stage.LLVM: (
         "convert-memref-to-ptr",

@@ -299,10 +299,10 @@ def test_bad_arguments(w: Any, kwargs: dict[str, Any], error: type[Exception], m
         pack(w, "nm(2, 4)", **kwargs)
 
 
-@pytest.mark.parametrize("layout", ["int8", "nm(2, 4) with int4(group=4)"])
-def test_layouts_without_a_packer(layout: str) -> None:
+def test_layouts_without_a_packer() -> None:
+    # quantized layouts are packed (tests/test_quant_packing.py); their compositions not yet
     with pytest.raises(ValueError, match="no packer for layout"):
-        pack(np.zeros((4, 8), np.float32), layout)
+        pack(np.zeros((4, 8), np.float32), "nm(2, 4) with int4(group=4)")
 
 
 # ---------------------------------------------------------------------------- hybrid

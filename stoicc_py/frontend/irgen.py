@@ -17,13 +17,29 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import DENSE, LayoutAttr
+from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
 from stoicc_py.dialects.tdsl import DTYPES, TensorType
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
 
 _AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "softmax": tdsl.SoftmaxOp}
-_KNOWN_FUNCS = ("matmul", "linear", "transpose", *_AXIS_OPS, *tdsl.UNARY_OPS)
+_KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS)
+
+
+def _layout_term(e: ast.Expr) -> ast.LayoutTerm:
+    """A layout written as a call argument (`int8(per=token)`) as a layout term."""
+
+    def value(v: ast.Expr) -> object:
+        if isinstance(v, ast.Number) and v.value == int(v.value):
+            return int(v.value)
+        return _layout_term(v)
+
+    match e:
+        case ast.Var(name=name):
+            return ast.LayoutTerm(name, [], {}, e.loc)
+        case ast.Call(func=func, args=args, kwargs=kwargs):
+            return ast.LayoutTerm(func, [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}, e.loc, True)
+    raise CompileError("expected a layout here, e.g. int8(per=token)", e.loc)
 
 
 def tensor_type(spec: ast.TypeSpec, layout: LayoutAttr = DENSE) -> TensorType:
@@ -41,6 +57,7 @@ def tensor_type(spec: ast.TypeSpec, layout: LayoutAttr = DENSE) -> TensorType:
 class _KernelGen:
     def __init__(self, kernel: ast.Kernel, layouts: dict[str, LayoutAttr]):
         self.kernel = kernel
+        self.layouts = layouts
         arg_types = []
         for p in kernel.params:
             layout = build_layout(p.layout, layouts) if p.layout else DENSE
@@ -55,9 +72,18 @@ class _KernelGen:
             arg.name_hint = p.name
             self.env[p.name] = arg
 
+    def dense(self, value: SSAValue, loc: SourceLoc) -> SSAValue:
+        """A quantized value read as numbers goes through an explicit dequantize, which
+        tdsl-fuse-dequant later folds into the product that reads it."""
+        if isinstance(value.type, TensorType) and isinstance(value.type.layout, QuantLayoutAttr):
+            return self.emit(tdsl.DequantizeOp, [value, None], loc)
+        return value
+
     def emit(self, op_cls: type[tdsl.TdslOp], operands: Sequence[SSAValue | None], loc: SourceLoc,
              attributes: dict[str, Attribute] | None = None) -> SSAValue:  # fmt: skip
         attributes = attributes or {}
+        if op_cls is not tdsl.DequantizeOp:
+            operands = [self.dense(o, loc) if o is not None else None for o in operands]
         types = [o.type for o in operands if o is not None]
         assert all(isinstance(t, TensorType) for t in types)
         try:
@@ -130,13 +156,25 @@ class _KernelGen:
             (a,) = self._arity(call, 1, 1, ("axis",))
             axis = IntegerAttr(self._axis(call, a), i64)
             return self.emit(_AXIS_OPS[name], [a, None], call.loc, {"axis": axis})
+        if name == "quantize":
+            return self.quantize(call)
+        if name == "dequantize":
+            (a,) = self._arity(call, 1, 1)
+            return self.emit(tdsl.DequantizeOp, [a, None], call.loc)
         if name in tdsl.UNARY_OPS:
             (a,) = self._arity(call, 1, 1)
             return self.emit(tdsl.UNARY_OPS[name], [a, None], call.loc)
         raise CompileError(f"unknown function '{name}' (known: {', '.join(_KNOWN_FUNCS)})", call.loc)
 
+    def quantize(self, call: ast.Call) -> SSAValue:
+        if len(call.args) != 2 or call.kwargs:
+            raise CompileError("quantize() takes a tensor and a layout, e.g. quantize(x, int8(per=token))", call.loc)
+        x = self.expr(call.args[0])
+        layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
+        return self.emit(tdsl.QuantizeOp, [x, None], call.loc, {"layout": layout})
+
     def ret(self, stmt: ast.Return) -> None:
-        values = [self.expr(v) for v in stmt.values]
+        values = [self.dense(self.expr(v), v.loc) for v in stmt.values]
         if len(values) != len(self.result_types):
             raise CompileError(
                 f"kernel '{self.kernel.name}' declares {len(self.result_types)} result"

@@ -6,22 +6,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import DYNAMIC_INDEX, Float32Type, IntegerType, f32
+from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, IntegerType, f32
 
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
     BUFFER_KINDS,
     BufferAttr,
+    ComposedLayoutAttr,
     DenseLayoutAttr,
     LayoutAttr,
     StorageAttr,
 )
+from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
 from stoicc_py.packing.compressed import BLOCK, CSR, DENSE
 from stoicc_py.packing.hybrid import HYBRID
 from stoicc_py.packing.nm import NM
+from stoicc_py.packing.quant import QUANT
 
 ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
@@ -32,6 +36,7 @@ _FORMATS: dict[type[LayoutAttr], Format] = {
     BlockAttr: BLOCK,
     CSRAttr: CSR,
     HybridAttr: HYBRID,
+    UniformQuantAttr: QUANT,
 }
 
 
@@ -61,8 +66,12 @@ def _aligned(a: Array) -> Array:
 
 
 def _format(layout: LayoutAttr) -> Format:
+    if isinstance(layout, ComposedLayoutAttr):
+        raise ValueError(f"no packer for layout {layout.summary()}: sparse-with-quantized layouts are not packed yet")
     if type(layout) not in _FORMATS:
-        raise ValueError(f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr and hybrid")
+        raise ValueError(
+            f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr, hybrid and quantized"
+        )
     return _FORMATS[type(layout)]
 
 
@@ -70,6 +79,8 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
     element = buf.type.element_type
     if isinstance(element, Float32Type):
         return np.dtype(np.float32)
+    if isinstance(element, Float16Type):
+        return np.dtype(np.float16)
     assert isinstance(element, IntegerType), f"no numpy dtype for {element}"
     return np.dtype(f"{'u' if buf.is_unsigned else 'i'}{element.width.data // 8}")
 
@@ -80,12 +91,16 @@ class PackedTensor:
 
     `arrays` maps each buffer role to a C-contiguous, ALIGNMENT-byte aligned array (copied on
     construction if it is not); `validate()` checks them against the storage.
+
+    `input_scale` (float32 [cols], set by `pack(..., calibrate=...)`): the arrays store
+    w * input_scale (per column), so the caller must feed x / input_scale.
     """
 
     layout: LayoutAttr
     shape: tuple[int, int]
     storage: StorageAttr = field(init=False)
     arrays: dict[str, Array]
+    input_scale: Array | None = None
 
     def __post_init__(self) -> None:
         _format(self.layout)
@@ -98,7 +113,7 @@ class PackedTensor:
         return [self.arrays[role] for role in self.storage.roles]
 
     def nbytes_breakdown(self) -> dict[str, int]:
-        """Bytes per buffer kind ("values", "metadata", "table") and their "total"."""
+        """Bytes per buffer kind ("values", "metadata", "scales", "table") and their "total"."""
         sizes = dict.fromkeys(BUFFER_KINDS, 0)
         for buf in self.storage.buffers.data:
             if (a := self.arrays.get(buf.role.data)) is not None:
@@ -110,9 +125,29 @@ class PackedTensor:
         return self.nbytes_breakdown()["total"]
 
     def unpack(self) -> Array:
-        """The dense float32 matrix (zeros where nothing is stored)."""
+        """The dense float32 matrix (zeros where nothing is stored; for a quantized layout the
+        dequantized values, which kernels compute with: see dequantize())."""
         self.validate()
         return _format(self.layout).unpack(self)
+
+    def dequantize(self) -> Array:
+        """The float32 values kernels compute with: scale * (code - zero_point) for a quantized
+        layout (exactly, in float32), the stored matrix for others. Same as unpack()."""
+        return self.unpack()
+
+    def error(self, w: Array) -> dict[str, float]:
+        """How far the stored tensor is from w: "rel_fro" = ||w - v||_F / ||w||_F (0 when both
+        are zero) and "max_abs" = max |w - v|, in float64, where v is the effective weight
+        dequantize() / input_scale (dequantize() when not calibrated)."""
+        w = _as_matrix(w)
+        if w.shape != self.shape:
+            raise ValueError(f"error: w has shape {list(w.shape)}, the packed tensor {list(self.shape)}")
+        v = self.dequantize()
+        if self.input_scale is not None:
+            v = v / self.input_scale
+        diff, ref = w.astype(np.float64) - v, float(np.linalg.norm(w.astype(np.float64)))
+        err = float(np.linalg.norm(diff))
+        return {"rel_fro": err / ref if ref else (0.0 if err == 0 else float("inf")), "max_abs": float(abs(diff).max())}
 
     def validate(self) -> None:
         """Raise ValueError, saying where, unless the arrays are a well-formed packing of `storage`."""
@@ -148,7 +183,7 @@ class PackedTensor:
         b = self.nbytes_breakdown()
         return (
             f"PackedTensor({self.layout.summary()}, shape={list(self.shape)}, {b['total']} bytes: "
-            f"{b['values']} values + {b['metadata']} metadata + {b['table']} table)"
+            f"{b['values']} values + {b['metadata']} metadata + {b['scales']} scales + {b['table']} table)"
         )
 
 
@@ -162,12 +197,26 @@ def _as_matrix(w: object) -> Array:
     return np.ascontiguousarray(w)
 
 
-def pack(w: Array, layout: LayoutAttr | str, *, prune: str | None = None, plan: Array | None = None) -> PackedTensor:
+def pack(
+    w: Array,
+    layout: LayoutAttr | str,
+    *,
+    prune: str | None = None,
+    plan: Array | None = None,
+    calibrate: str | None = None,
+    activations: Array | None = None,
+    alpha: float = 0.5,
+) -> PackedTensor:
     """Pack the float32 matrix `w` into the buffers of `layout` (an attribute or layout text).
 
     A `w` that violates the layout's pattern raises ValueError saying where, unless
     `prune="magnitude"` (keep the largest |values| the pattern allows). `plan` (hybrid only)
     gives each tile's table code instead of deriving it from the data.
+
+    Quantized layouts round to nearest by default. `calibrate="smoothquant"` (with `alpha`)
+    or `"awq"` computes per-column factors s from sample `activations` [N, cols]
+    (stoicc_py.packing.calibrate), packs w * s and records s as `input_scale`: the caller
+    must then feed x / s (fold 1/s into the op producing x).
     """
     layout = parse_layout(layout) if isinstance(layout, str) else layout
     if not isinstance(layout, LayoutAttr):
@@ -178,10 +227,13 @@ def pack(w: Array, layout: LayoutAttr | str, *, prune: str | None = None, plan: 
     if plan is not None and not isinstance(layout, HybridAttr):
         raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
     fmt, shape = _format(layout), checked_shape(layout, w.shape)
+    scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
+    if scale is not None:
+        w = w * scale
     storage = layout.storage(shape, f32)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
-    packed = PackedTensor(layout, shape, arrays)
+    packed = PackedTensor(layout, shape, arrays, scale)
     packed.validate()
     return packed

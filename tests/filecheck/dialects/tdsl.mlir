@@ -44,6 +44,15 @@ func.func @tensors(%x: !tdsl.tensor<[M, 64], f32>, %w: !tdsl.tensor<[128, 64], f
   func.return %sm : !tdsl.tensor<[M, 128], f32>
 }
 
+// CHECK-LABEL: func.func @quant
+func.func @quant(%x: !tdsl.tensor<[M, 64], f32>) -> !tdsl.tensor<[M, 64], f32> {
+  // CHECK: %q = tdsl.quantize %x {layout = #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>} : !tdsl.tensor<[M, 64], f32> -> !tdsl.tensor<[M, 64], f32, #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>>
+  %q = tdsl.quantize %x {layout = #quant.uniform<int8, per = token>} : !tdsl.tensor<[M, 64], f32> -> !tdsl.tensor<[M, 64], f32, #quant.uniform<int8, per = token>>
+  // CHECK: tdsl.dequantize %q : !tdsl.tensor<[M, 64], f32, #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>> -> !tdsl.tensor<[M, 64], f32>
+  %d = tdsl.dequantize %q : !tdsl.tensor<[M, 64], f32, #quant.uniform<int8, per = token>> -> !tdsl.tensor<[M, 64], f32>
+  func.return %d : !tdsl.tensor<[M, 64], f32>
+}
+
 // CHECK-LABEL: func.func @buffers
 func.func @buffers(%x: memref<?x64xf32>, %w: memref<128x64xf32>, %o: memref<?x128xf32>) {
   // CHECK: tdsl.linear %x, %w into %o {act = "gelu"} : memref<?x64xf32>, memref<128x64xf32> into memref<?x128xf32>

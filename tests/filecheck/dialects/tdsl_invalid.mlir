@@ -46,3 +46,19 @@ func.func @neither(%x: memref<4xf32>) {
   func.return
 }
 // CHECK: 'tdsl.relu' mixes tensor and memref operands
+
+// -----
+
+func.func @dequantize_dense(%x: !tdsl.tensor<[4, 4], f32>) -> !tdsl.tensor<[4, 4], f32> {
+  %0 = tdsl.dequantize %x : !tdsl.tensor<[4, 4], f32> -> !tdsl.tensor<[4, 4], f32>
+  func.return %0 : !tdsl.tensor<[4, 4], f32>
+}
+// CHECK: dequantize expects a quantized tensor, got f32[4, 4] with layout dense
+
+// -----
+
+func.func @quantize_wrong_layout(%x: !tdsl.tensor<[4, 4], f32>) -> !tdsl.tensor<[4, 4], f32, #quant.uniform<int8>> {
+  %0 = tdsl.quantize %x {layout = #quant.uniform<int8, per = token>} : !tdsl.tensor<[4, 4], f32> -> !tdsl.tensor<[4, 4], f32, #quant.uniform<int8>>
+  func.return %0 : !tdsl.tensor<[4, 4], f32, #quant.uniform<int8>>
+}
+// CHECK: 'tdsl.quantize' result type f32[4, 4] @ int8() does not match inferred f32[4, 4] @ int8(per=token)

@@ -1,0 +1,69 @@
+"""tdsl-fuse-dequant: read quantized operands of a linear layer in place.
+
+`linear(x, dequantize(w))` becomes `linear(x, w)`: the kernel unpacks and scales
+w's codes inside its loop nest, one group at a time, and never materialises a
+float copy of the weight. When w is quantized and the activations are too
+(`linear(dequantize(quantize(x, int8(per=token))), dequantize(w))`), the lhs folds
+as well, and the product runs on integers (W8A8, W4A8): integer dot products per
+weight group with an i32 accumulator, one float rescale per group and output.
+"""
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.tdsl import DequantizeOp, LinearOp, TensorType
+
+INTEGER_ACTIVATIONS = ("token", "tensor")
+"""Activation scales that do not vary along the reduction axis, so that one float
+rescale per output (or weight group) suffices."""
+
+
+def _dequantized(value: SSAValue) -> SSAValue | None:
+    """The quantized tensor behind a dequantize that nothing else reads."""
+    op = value.owner
+    if isinstance(op, DequantizeOp) and not op.is_bufferized and value.has_one_use():
+        return op.input
+    return None
+
+
+def _quantized(value: SSAValue) -> UniformQuantAttr | None:
+    t = value.type
+    return t.layout if isinstance(t, TensorType) and isinstance(t.layout, UniformQuantAttr) else None
+
+
+@dataclass
+class FuseDequant(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: LinearOp, rewriter: PatternRewriter, /):
+        if op.result is None:
+            return
+        lhs, rhs = op.lhs, op.rhs
+        if (w := _dequantized(rhs)) is not None:
+            rhs = w
+        x = _dequantized(lhs)
+        act = _quantized(x) if x is not None else None
+        if (x is not None and act is not None and _quantized(rhs) is not None and act.codes.data == "int8"
+                and act.per.data in INTEGER_ACTIVATIONS):  # fmt: skip
+            lhs = x
+        if (lhs, rhs) == (op.lhs, op.rhs):
+            return
+        fused = LinearOp(lhs, rhs, op.bias, op.result.type, dict(op.attributes))
+        fused.location = op.location
+        old = [o.owner for o in (op.lhs, op.rhs) if o not in (lhs, rhs)]
+        rewriter.replace(op, fused)
+        for dead in old:
+            rewriter.erase(dead)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FuseDequantPass(ModulePass):
+    name = "tdsl-fuse-dequant"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(FuseDequant()).rewrite_module(op)

@@ -1,0 +1,268 @@
+"""Uniform quantization: the exact numpy model of the arithmetic, and the quant format.
+
+`quantize` / `dequantize_codes` are the normative model (docs/formats.md, "Quantized
+storage"): the packer, the reference interpreter's `quantize` op and the tests of
+compiled kernels all use them. Every step is numpy float32 (no float64 intermediate)
+with round half to even (`np.rint`), so kernels can reproduce it bit for bit.
+
+Scales are computed on a *grouped* copy of x: a C-contiguous [groups, length] array
+whose row g holds the elements sharing scale g, in row-major order (a column, for
+per-channel axis=1). That fixes the float32 summation order of the mean-based
+(ternary, binary) scales: numpy's pairwise sum over each group as one contiguous
+vector, i.e. `np.sum(group)` on that 1-D float32 array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from xdsl.dialects.builtin import Float16Type
+
+from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.common import Array, Format, Options
+
+if TYPE_CHECKING:
+    from stoicc_py.packing.tensor import PackedTensor
+
+F32 = np.float32
+
+
+@dataclass(frozen=True)
+class QuantCodes:
+    """The quantized form of an [R, K] matrix.
+
+    `codes`: int32 [R, K], the signed level q (-qmax..qmax; -1/+1 for binary) or, when
+    asymmetric, the unsigned code c (0..2^b - 1). `scales`: float32 or float16 in the
+    layout's scale_shape. `zero_points`: int32 in scale_shape when asymmetric, else None.
+    The value of element (r, k) is float32(scale) * float32(code - zero_point).
+    """
+
+    codes: Array
+    scales: Array
+    zero_points: Array | None
+
+
+def _attr(layout: UniformQuantAttr | str) -> UniformQuantAttr:
+    if isinstance(layout, str):
+        layout = parse_layout(layout)
+    if not isinstance(layout, UniformQuantAttr):
+        raise ValueError(f"expected a quantized layout (int8 ... binary), got {layout.summary()}")
+    return layout
+
+
+def qmax(attr: UniformQuantAttr) -> int:
+    """The largest signed level: 2^(b-1) - 1 (127, 7, 1; ternary 1, binary 0)."""
+    return 2 ** (attr.bits - 1) - 1
+
+
+def _levels(attr: UniformQuantAttr) -> int:
+    return 2**attr.bits
+
+
+def _grouped(x: Array, attr: UniformQuantAttr) -> Array:
+    """x as a C-contiguous [groups, length] array: row g holds the elements of scale g."""
+    rows, width = x.shape
+    per = attr.per.data
+    if per == "tensor":
+        return x.reshape(1, rows * width)
+    if per == "channel" and attr.axis.data == 1:
+        return np.ascontiguousarray(x.T)
+    if per == "group":
+        return x.reshape(rows * width // attr.group.data, attr.group.data)
+    return x  # per=channel axis=0 and per=token: a row
+
+
+def _ungrouped(g: Array, shape: Sequence[int], attr: UniformQuantAttr) -> Array:
+    """The inverse of _grouped."""
+    if attr.per.data == "channel" and attr.axis.data == 1:
+        return np.ascontiguousarray(g.T)
+    return g.reshape(shape)
+
+
+def _bounds(g: Array) -> tuple[Array, Array]:
+    """lo = min(min(x), 0) and hi = max(max(x), 0) of each group: the range always holds 0,
+    so that zero is exactly representable."""
+    return np.minimum(g.min(axis=1), F32(0)), np.maximum(g.max(axis=1), F32(0))
+
+
+def _float32_scales(g: Array, attr: UniformQuantAttr) -> Array:
+    """The scale of each group (row of g), in float32, before rounding to the storage type."""
+    if attr.codes.data in ("ternary", "binary"):
+        # BitNet b1.58 absmean: float32 sum, then one float32 division by the count.
+        return np.sum(np.abs(g), axis=1, dtype=F32) / F32(g.shape[1])
+    if attr.is_symmetric:
+        return np.max(np.abs(g), axis=1) / F32(qmax(attr))
+    lo, hi = _bounds(g)
+    return (hi - lo) / F32(_levels(attr) - 1)
+
+
+def _stored_scales(s: Array, attr: UniformQuantAttr) -> Array:
+    """s in the scale type; codes are computed with these (rounded) scales."""
+    stored = s.astype(np.float16) if isinstance(attr.scale, Float16Type) else s
+    if not np.isfinite(stored).all():
+        g = int(np.argmin(np.isfinite(stored)))
+        raise ValueError(f"the scale of group {g} ({s[g]}) overflows {stored.dtype}")
+    return stored
+
+
+def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
+    """The codes, scales and zero points of the float32 [R, K] matrix x in `layout`.
+
+    Symmetric ints: s = max|x| / qmax, q = clip(rint(x / s), -qmax, qmax). Ternary:
+    s = mean|x|, q = clip(rint(x / s), -1, 1). Binary: s = mean|x|, q = +1 where
+    x >= 0 else -1. Asymmetric: s = (hi - lo) / (2^b - 1) with lo = min(min x, 0),
+    hi = max(max x, 0), zp = clip(rint(-lo / s), 0, 2^b - 1), c = clip(rint(x / s) + zp,
+    0, 2^b - 1). A zero scale divides by 1. Codes use the scale as stored (f16-rounded).
+    """
+    attr = _attr(layout)
+    x = np.asarray(x)
+    if x.dtype != F32 or x.ndim != 2:
+        raise ValueError(f"quantize: x must be a 2-D float32 array, got {x.dtype} of shape {list(x.shape)}")
+    if not np.isfinite(x).all():
+        r, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"quantize: x[{r}, {k}] = {x[r, k]} is not finite")
+    g = _grouped(x, attr)
+    with np.errstate(over="ignore"):  # an overflowing scale is reported by name below
+        scales = _stored_scales(_float32_scales(g, attr), attr)
+    s = scales.astype(F32)[:, None]
+    divisor = np.where(s == 0, F32(1), s)
+    scaled = g / divisor
+    zero_points = None
+    if attr.codes.data == "binary":
+        codes = np.where(g >= 0, 1, -1)
+    elif attr.is_symmetric:
+        codes = np.clip(np.rint(scaled), -qmax(attr), qmax(attr))
+    else:
+        top = F32(_levels(attr) - 1)
+        lo = _bounds(g)[0][:, None]
+        zp = np.clip(np.rint(-lo / divisor), F32(0), top)
+        codes = np.clip(np.rint(scaled) + zp, F32(0), top)
+        zero_points = zp.astype(np.int32).reshape(attr.scale_shape(x.shape))
+    return QuantCodes(
+        _ungrouped(codes.astype(np.int32), x.shape, attr),
+        scales.reshape(attr.scale_shape(x.shape)),
+        zero_points,
+    )
+
+
+def dequantize_codes(q: QuantCodes, layout: UniformQuantAttr | str) -> Array:
+    """The float32 values float32(scale) * float32(code - zero_point) of quantized codes."""
+    attr = _attr(layout)
+    g = _grouped(q.codes, attr)
+    if q.zero_points is not None:
+        g = g - q.zero_points.reshape(-1, 1)
+    values = q.scales.astype(F32).reshape(-1, 1) * g.astype(F32)
+    return _ungrouped(values, q.codes.shape, attr)
+
+
+def fake_quantize(x: Array, layout: UniformQuantAttr | str) -> Array:
+    """dequantize_codes(quantize(x)): x rounded to the values the layout can store."""
+    return dequantize_codes(quantize(x, layout), layout)
+
+
+# ---------------------------------------------------------------------------- bit packing
+
+
+def pack_fields(fields: Array, bits: int) -> Array:
+    """uint8 bytes [R, K * bits / 8] of b-bit unsigned fields [R, K]: field k in byte
+    k // per_byte at bits (k % per_byte) * b, least significant first."""
+    per_byte = 8 // bits
+    by_byte = fields.astype(np.uint8).reshape(fields.shape[0], -1, per_byte)
+    out = np.zeros(by_byte.shape[:2], np.uint8)
+    for j in range(per_byte):  # whole-array operations, one per position in a byte
+        out |= by_byte[:, :, j] << np.uint8(j * bits)
+    return out
+
+
+def unpack_fields(data: Array, bits: int) -> Array:
+    """The b-bit unsigned fields [R, K] (uint8) of bytes [R, K * bits / 8]; inverse of pack_fields."""
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    fields = (data.view(np.uint8)[:, :, None] >> shifts) & np.uint8(2**bits - 1)
+    return fields.reshape(data.shape[0], -1)
+
+
+def encode_values(codes: Array, attr: UniformQuantAttr) -> Array:
+    """The "values" buffer of int32 codes: two's complement truncated to b bits when
+    symmetric, the unsigned code when asymmetric, bit = (q == +1) for binary."""
+    if attr.codes.data == "binary":
+        fields = codes > 0
+    else:
+        fields = codes & (_levels(attr) - 1)
+    return pack_fields(fields, attr.bits).view(np.int8 if attr.is_symmetric else np.uint8)
+
+
+def decode_values(values: Array, attr: UniformQuantAttr) -> Array:
+    """The int32 codes [R, K] of a "values" buffer; inverse of encode_values."""
+    fields = unpack_fields(values, attr.bits).astype(np.int32)
+    if attr.codes.data == "binary":
+        return 2 * fields - 1
+    if not attr.is_symmetric:
+        return fields
+    half = 2 ** (attr.bits - 1)
+    return (fields ^ half) - half  # sign extension of b-bit two's complement
+
+
+# ---------------------------------------------------------------------------- the format
+
+
+def _pack(w: Array, layout: UniformQuantAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
+    if opts.prune:
+        raise ValueError(f"prune= applies to sparse layouts, not {layout.summary()}")
+    q = quantize(w, layout)
+    arrays = {"values": encode_values(q.codes, layout), "scales": q.scales}
+    if q.zero_points is not None:
+        arrays["zero_points"] = q.zero_points.astype(np.uint8)
+    return arrays
+
+
+def codes_of(packed: PackedTensor) -> QuantCodes:
+    """The QuantCodes stored in a (checked) quantized packed tensor."""
+    attr = packed.layout
+    assert isinstance(attr, UniformQuantAttr)
+    zp = packed.arrays.get("zero_points")
+    return QuantCodes(
+        decode_values(packed.arrays["values"], attr),
+        packed.arrays["scales"],
+        None if zp is None else zp.astype(np.int32),
+    )
+
+
+def _unpack(packed: PackedTensor) -> Array:
+    return dequantize_codes(codes_of(packed), packed.layout)
+
+
+def _first(bad: Array) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def _check(packed: PackedTensor) -> None:
+    """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
+    the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
+    and symmetric int2 it is not a level at all; kernels may rely on its absence."""
+    attr = packed.layout
+    assert isinstance(attr, UniformQuantAttr)
+    scales = packed.arrays["scales"]
+    bad = ~np.isfinite(scales) | (scales < 0)
+    if bad.any():
+        at = _first(bad)
+        raise ValueError(f"scales{list(at)} = {scales[at]} is not a finite non-negative number")
+    zp = packed.arrays.get("zero_points")
+    if zp is not None and (bad := zp >= _levels(attr)).any():
+        at = _first(bad)
+        raise ValueError(f"zero_points{list(at)} = {zp[at]} is out of range [0, {_levels(attr) - 1}]")
+    if attr.is_symmetric and attr.codes.data != "binary":
+        codes = decode_values(packed.arrays["values"], attr)
+        if (bad := codes < -qmax(attr)).any():
+            r, k = _first(bad)
+            raise ValueError(
+                f"values: the code of row {r}, column {k} is {codes[r, k]} "
+                f"(0b{codes[r, k] & (_levels(attr) - 1):0{attr.bits}b}), outside -{qmax(attr)}..{qmax(attr)}"
+            )
+
+
+QUANT = Format(_pack, _unpack, _check)
