@@ -236,8 +236,8 @@ class DivOp(ElementwiseBinaryOp):
     name = "tdsl.div"
 
 
-class UnaryOp(TdslOp, ABC):
-    """An elementwise function of one tensor."""
+class OneInputOp(TdslOp, ABC):
+    """An op of one tensor: `op %input (into %out)?`."""
 
     input = operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
@@ -245,6 +245,11 @@ class UnaryOp(TdslOp, ABC):
     traits = traits_def(DestinationEffects())
     assembly_format = _UNARY_FORMAT
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+
+class UnaryOp(OneInputOp, ABC):
+    """An elementwise function of one tensor."""
+
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
@@ -304,17 +309,10 @@ BINARY_OPS: dict[str, type[ElementwiseBinaryOp]] = {"+": AddOp, "-": SubOp, "*":
 
 
 @irdl_op_definition
-class TransposeOp(TdslOp):
+class TransposeOp(OneInputOp):
     """Swap the two dims of a rank-2 tensor."""
 
     name = "tdsl.transpose"
-
-    input = operand_def(_TensorOrMemref)
-    out = opt_operand_def(MemRefType)
-    result = opt_result_def(TensorType)
-    traits = traits_def(DestinationEffects())
-    assembly_format = _UNARY_FORMAT
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
@@ -324,16 +322,10 @@ class TransposeOp(TdslOp):
         return a.with_dims(a.dims[::-1])
 
 
-class AxisOp(TdslOp, ABC):
+class AxisOp(OneInputOp, ABC):
     """An op along one axis of its input."""
 
-    input = operand_def(_TensorOrMemref)
-    out = opt_operand_def(MemRefType)
-    result = opt_result_def(TensorType)
     axis = opt_attr_def(IntegerAttr)
-    traits = traits_def(DestinationEffects())
-    assembly_format = _UNARY_FORMAT
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def __init__(self, input: SSAValue, axis: int, result_type: Attribute):
         super().__init__(
@@ -470,21 +462,17 @@ _Packed = BaseAttr(PackedType)
 
 
 @irdl_op_definition
-class QuantizeOp(TdslOp):
+class QuantizeOp(OneInputOp):
     """Round a tensor to the grid of a quantized layout (scales computed from the
     values at run time, e.g. per token for activations). Its value is the dequantized
     grid point; its storage is the layout's codes and scales."""
 
     name = "tdsl.quantize"
 
-    input = operand_def(_TensorOrMemref)
+    input = operand_def(_TensorOrMemref)  # redeclared to keep operand order with the new `out`
     out = opt_operand_def(_Packed)
-    result = opt_result_def(TensorType)
     layout = opt_attr_def(QuantLayoutAttr)
     storage = opt_attr_def(StorageAttr)
-    traits = traits_def(DestinationEffects())
-    assembly_format = _UNARY_FORMAT
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
@@ -499,17 +487,13 @@ class QuantizeOp(TdslOp):
 
 
 @irdl_op_definition
-class DequantizeOp(TdslOp):
+class DequantizeOp(OneInputOp):
     """The dense values of a quantized tensor."""
 
     name = "tdsl.dequantize"
 
     input = operand_def(_TensorOrMemref | _Packed)
-    out = opt_operand_def(MemRefType)
-    result = opt_result_def(TensorType)
-    traits = traits_def(DestinationEffects())
-    assembly_format = _UNARY_FORMAT
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    out = opt_operand_def(MemRefType)  # redeclared to keep operand order
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
