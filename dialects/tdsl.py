@@ -250,7 +250,6 @@ class OneInputOp(TdslOp, ABC):
 class UnaryOp(OneInputOp, ABC):
     """An elementwise function of one tensor."""
 
-
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         (a,) = operand_types

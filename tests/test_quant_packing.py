@@ -280,6 +280,11 @@ def test_doc_two_bit_types() -> None:
     int2 = pack(w, "int2")  # s = max|w| / 1 = 3: the levels -1, 0, 1 like ternary
     assert int2.arrays["scales"].tolist() == [3] and hexbytes(int2.arrays["values"]) == [0x30, 0x04]
     assert int2.dequantize().tolist() == [[0, 0, -3, 0, 0, 3, 0, 0]]
+    asymmetric = pack(w, "int2(symmetric=false)")  # s = (3 - (-2)) / 3, zp = rint(2 / s) = 1
+    assert asymmetric.arrays["scales"].tolist() == [F32(5) / F32(3)] and asymmetric.arrays["zero_points"].tolist() == [
+        1
+    ]
+    assert hexbytes(asymmetric.arrays["values"]) == [0x46, 0x5D]  # c = 2, 1, 0, 1 | 1, 3, 1, 1
     binary = pack(w, "binary")
     assert binary.arrays["scales"].tolist() == [1] and hexbytes(binary.arrays["values"]) == [0xB9]
     assert binary.dequantize().tolist() == [[1, -1, -1, 1, 1, 1, -1, 1]]
@@ -333,6 +338,10 @@ def test_rejected_inputs() -> None:
         pack(np.where((np.arange(6)[:, None] == 1) & (np.arange(32) == 2), F32(np.nan), w), "int8")
     with pytest.raises(ValueError, match="overflows float16"):
         pack(w * F32(1e7), "int8(scale=f16)")
+    with pytest.raises(ValueError, match=r"the largest value of group 0 overflows float32"):
+        pack(np.full((1, 8), np.finfo(F32).max), "int8")  # s = max / 127 rounds up: s * 127 = inf
+    with pytest.raises(ValueError, match=r"the scale of group 0 overflows float32"):
+        pack(np.array([[-3e38, 3e38]], F32), "int8(symmetric=false)")  # hi - lo
     with pytest.raises(ValueError, match="sparse-with-quantized layouts are not packed yet"):
         pack(w, "nm(2, 4) with int4(group=8)")
     with pytest.raises(ValueError, match="prune= applies to sparse layouts"):

@@ -1,5 +1,5 @@
 """The runtime packer ("inspector"): dense float32 matrices to the physical buffers of
-a sparse layout, and back.
+a sparse or quantized layout, and back.
 
 `LayoutAttr.storage(shape, f32)` is the single description of those buffers (roles,
 memref shapes, element types, encoding params); this package only fills it in.
@@ -10,7 +10,9 @@ docs/formats.md describes every format bit by bit, with worked examples.
     assert (packed.unpack() == w).all()
 
 Modules: `tensor` (PackedTensor, pack), `nm` (the N:M row encoding, shared by nm and
-hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`.
+hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`,
+`quant` (the exact numpy model of quantization: quantize, dequantize_codes; the codes'
+bit packing), `calibrate` (SmoothQuant and AWQ input-channel factors).
 """
 
 from stoicc_py.packing.tensor import ALIGNMENT, PackedTensor, aligned_empty, pack

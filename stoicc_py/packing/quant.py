@@ -104,10 +104,28 @@ def _float32_scales(g: Array, attr: UniformQuantAttr) -> Array:
 def _stored_scales(s: Array, attr: UniformQuantAttr) -> Array:
     """s in the scale type; codes are computed with these (rounded) scales."""
     stored = s.astype(np.float16) if isinstance(attr.scale, Float16Type) else s
-    if not np.isfinite(stored).all():
-        g = int(np.argmin(np.isfinite(stored)))
-        raise ValueError(f"the scale of group {g} ({s[g]}) overflows {stored.dtype}")
+    _check_finite(stored, "scale", s)
     return stored
+
+
+def _check_finite(a: Array, what: str, scale: Array) -> None:
+    """ValueError naming the first group whose `what` is not finite: an overflow, since x is finite."""
+    if not np.isfinite(a).all():
+        g = int(np.argmin(np.isfinite(a)))
+        raise ValueError(f"the {what} of group {g} overflows {a.dtype} (float32 scale {scale[g]})")
+
+
+def _codes(g: Array, s: Array, attr: UniformQuantAttr) -> tuple[Array, Array]:
+    """Float32 codes (q, or c when asymmetric) of grouped x and the zero points [groups, 1],
+    given the float32 scales s [groups, 1]."""
+    divisor = np.where(s == 0, F32(1), s)
+    if attr.codes.data == "binary":
+        return np.where(g >= 0, F32(1), F32(-1)), np.zeros_like(s)
+    if attr.is_symmetric:
+        return np.clip(np.rint(g / divisor), F32(-qmax(attr)), F32(qmax(attr))), np.zeros_like(s)
+    top = F32(_levels(attr) - 1)
+    zp = np.clip(np.rint(-_bounds(g)[0][:, None] / divisor), F32(0), top)
+    return np.clip(np.rint(g / divisor) + zp, F32(0), top), zp
 
 
 def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
@@ -118,6 +136,7 @@ def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
     x >= 0 else -1. Asymmetric: s = (hi - lo) / (2^b - 1) with lo = min(min x, 0),
     hi = max(max x, 0), zp = clip(rint(-lo / s), 0, 2^b - 1), c = clip(rint(x / s) + zp,
     0, 2^b - 1). A zero scale divides by 1. Codes use the scale as stored (f16-rounded).
+    ValueError if x is not finite, or a scale or value (near float32's max) overflows.
     """
     attr = _attr(layout)
     x = np.asarray(x)
@@ -127,26 +146,16 @@ def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
         r, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise ValueError(f"quantize: x[{r}, {k}] = {x[r, k]} is not finite")
     g = _grouped(x, attr)
-    with np.errstate(over="ignore"):  # an overflowing scale is reported by name below
+    with np.errstate(over="ignore"):  # overflows are reported by group below
         scales = _stored_scales(_float32_scales(g, attr), attr)
-    s = scales.astype(F32)[:, None]
-    divisor = np.where(s == 0, F32(1), s)
-    scaled = g / divisor
-    zero_points = None
-    if attr.codes.data == "binary":
-        codes = np.where(g >= 0, 1, -1)
-    elif attr.is_symmetric:
-        codes = np.clip(np.rint(scaled), -qmax(attr), qmax(attr))
-    else:
-        top = F32(_levels(attr) - 1)
-        lo = _bounds(g)[0][:, None]
-        zp = np.clip(np.rint(-lo / divisor), F32(0), top)
-        codes = np.clip(np.rint(scaled) + zp, F32(0), top)
-        zero_points = zp.astype(np.int32).reshape(attr.scale_shape(x.shape))
+        s = scales.astype(F32)[:, None]
+        codes, zp = _codes(g, s, attr)
+        _check_finite(s[:, 0] * np.abs(codes - zp).max(axis=1), "largest value", s[:, 0])
+    shape = attr.scale_shape(x.shape)
     return QuantCodes(
         _ungrouped(codes.astype(np.int32), x.shape, attr),
-        scales.reshape(attr.scale_shape(x.shape)),
-        zero_points,
+        scales.reshape(shape),
+        None if attr.is_symmetric else zp.astype(np.int32).reshape(shape),
     )
 
 
