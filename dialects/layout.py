@@ -160,6 +160,14 @@ class DenseLayoutAttr(LayoutAttr):
 class SparseLayoutAttr(LayoutAttr, ABC):
     """A layout that skips zeros (subclassed in the `sparse` dialect)."""
 
+    def compressed_shape(self, shape: Sequence[Dim]) -> tuple[Dim, ...]:
+        """The shape of the stored values, which a composed quantization applies to."""
+        return tuple(shape)
+
+    def storage_with(self, shape: Sequence[int], element: TypeAttribute, quant: LayoutAttr) -> StorageAttr:
+        """The storage of this layout's values quantized by `quant`."""
+        raise VerifyException(f"{self.summary()} with a quantized layout has no storage on this target yet")
+
 
 class QuantLayoutAttr(LayoutAttr, ABC):
     """A layout that stores values in fewer bits (subclassed in the `quant` dialect)."""
@@ -181,11 +189,16 @@ class ComposedLayoutAttr(LayoutAttr):
             raise VerifyException(f"'with' expects a quantized layout on its right, got {self.quant.summary()}")
 
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        assert isinstance(self.sparse, SparseLayoutAttr)
         self.sparse.verify_for(shape, kind)
-        self.quant.verify_for(shape, kind)
+        self.quant.verify_for(self.sparse.compressed_shape(shape), kind)
 
     def summary(self) -> str:
         return f"{self.sparse.summary()} with {self.quant.summary()}"
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        assert isinstance(self.sparse, SparseLayoutAttr)
+        return self.sparse.storage_with(shape, element, self.quant)
 
     def granule(self) -> tuple[int, int]:
         return self.sparse.granule()

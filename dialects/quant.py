@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32, i8
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32, i8, i16, i32
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.dialects.layout import Dim, QuantLayoutAttr, StorageAttr, buffer
+from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
 STORAGE_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
 GRANULARITIES = ("tensor", "channel", "group", "token")
@@ -179,4 +179,104 @@ class UniformQuantAttr(QuantLayoutAttr):
         printer.print_string(">")
 
 
-Quant = Dialect("quant", [], [UniformQuantAttr])
+@irdl_attr_definition
+class SQAttr(QuantLayoutAttr):
+    """SQ-format: a dense low-precision part plus a sparse high-precision part.
+
+    In every group of `group` consecutive elements of a row, the `count` largest
+    magnitudes form the high part (int8 codes, one scale per row, their positions
+    in the group as u16); the rest, with those positions zeroed, is quantized with
+    `low`. A value is low + high; the count per group is fixed so that hardware can
+    schedule it.
+    """
+
+    name = "quant.sq"
+
+    low: UniformQuantAttr
+    high: UniformQuantAttr
+    group: IntAttr
+    count: IntAttr
+
+    def __init__(self, low: UniformQuantAttr, high: UniformQuantAttr, group: int, count: int):
+        super().__init__(low, high, IntAttr(group), IntAttr(count))
+
+    def verify(self) -> None:
+        if self.high.codes.data != "int8" or self.high.per.data not in ("tensor", "channel") or self.high.axis.data:
+            raise VerifyException(f"sq: high must be int8 per tensor or per row (axis=0), got {self.high.summary()}")
+        if not 0 < self.count.data <= self.group.data:
+            raise VerifyException(f"sq: {self.count.data} high-precision elements per group of {self.group.data}")
+        if self.group.data > 65536:
+            raise VerifyException("sq: groups of at most 65536 elements (positions are u16)")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        self.low.verify_for(shape, kind)
+        width = shape[-1]
+        if isinstance(width, int) and width % self.group.data:
+            raise VerifyException(f"sq: group={self.group.data} does not divide the reduction dimension of size {width}")
+
+    @property
+    def density(self) -> float:
+        return self.count.data / self.group.data
+
+    def summary(self) -> str:
+        return (f"sq(low={self.low.summary()}, high={self.high.summary()}, group={self.group.data}, "
+                f"count={self.count.data})")  # fmt: skip
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        rows, width = shape
+        low = self.low.storage(shape, element)
+        slots = width // self.group.data * self.count.data
+        buffers = [BufferAttr(f"low.{b.role.data}", b.type, b.kind.data, b.is_unsigned) for b in low.buffers.data]
+        buffers += [
+            buffer("high.values", [rows, slots], i8, "values"),
+            buffer("high.index", [rows, slots], i16, "metadata", unsigned=True),
+            buffer("high.scales", self.high.scale_shape([rows, slots]), self.high.scale, "scales"),
+        ]
+        params = {**{f"low.{k}": low.param(k) for k in low.params.data}, "group": self.group.data,
+                  "count": self.count.data, "slots": slots}  # fmt: skip
+        return StorageAttr(buffers, params)
+
+
+@irdl_attr_definition
+class BitSplitAttr(QuantLayoutAttr):
+    """SPARQLe-style activations: int8 codes per token split into a dense tensor of
+    low nibbles and a sparse tensor of high nibbles with a precision bitmap; with
+    `offset`, a per-row shift of the codes that makes most high nibbles zero."""
+
+    name = "quant.bitsplit"
+
+    low_bits: IntAttr
+    offset: IntAttr
+
+    def __init__(self, low_bits: int = 4, offset: bool = False):
+        super().__init__(IntAttr(low_bits), IntAttr(int(offset)))
+
+    def verify(self) -> None:
+        if self.low_bits.data != 4:
+            raise VerifyException(f"bitsplit: low_bits must be 4 (two 4-bit passes), got {self.low_bits.data}")
+
+    def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        if len(shape) != 2:
+            raise VerifyException(f"bitsplit needs a rank-2 tensor, got rank {len(shape)}")
+        width = shape[-1]
+        if isinstance(width, int) and width % 8:
+            raise VerifyException(f"bitsplit: the last dimension ({width}) must be a multiple of 8 (bitmap bytes)")
+
+    def summary(self) -> str:
+        return f"bitsplit(int8, low_bits={self.low_bits.data}{', offset=true' if self.offset.data else ''})"
+
+    def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
+        rows, width = shape
+        buffers = [
+            buffer("lo", [rows, width // 2], i8, "values", unsigned=True),
+            buffer("hi", [rows, width // 2], i8, "values"),
+            buffer("bitmap", [rows, width // 8], i8, "metadata", unsigned=True),
+            buffer("counts", [rows], i32, "table"),
+            buffer("scales", [rows], f32, "scales"),
+        ]
+        if self.offset.data:
+            buffers.append(buffer("offsets", [rows], i32, "scales"))
+        return StorageAttr(buffers, {"low_bits": self.low_bits.data, "offset": self.offset.data})
+
+
+Quant = Dialect("quant", [], [UniformQuantAttr, SQAttr, BitSplitAttr])

@@ -8,7 +8,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import DENSE, ComposedLayoutAttr, LayoutAttr
-from stoicc_py.dialects.quant import STORAGE_BITS, UniformQuantAttr
+from stoicc_py.dialects.quant import STORAGE_BITS, BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import DTYPES
 from stoicc_py.frontend.ast import LayoutExpr, LayoutTerm
@@ -50,6 +50,18 @@ class _Args:
             raise CompileError(f"{self.term.name}(): '{key}' must be one of {', '.join(choices)}", self.term.loc)
         return value.name
 
+    def number(self, key: str, default: float | None = None) -> float:
+        value = self.values.get(key, default)
+        if not isinstance(value, int | float):
+            raise CompileError(f"{self.term.name}(): '{key}' must be a number", self.term.loc)
+        return float(value)
+
+    def layout(self, key: str) -> LayoutAttr:
+        value = self.values.get(key)
+        if not isinstance(value, LayoutTerm):
+            raise CompileError(f"{self.term.name}(): '{key}' must be a layout", self.term.loc)
+        return build_term(value, self.env)
+
     def layouts(self, key: str) -> list[LayoutAttr]:
         value = self.values.get(key)
         if not (isinstance(value, list) and all(isinstance(v, LayoutTerm) for v in value)):
@@ -89,7 +101,30 @@ def _quant(storage: str) -> Callable[[_Args], LayoutAttr]:
     return build
 
 
+def _sq(a: _Args) -> LayoutAttr:
+    low, high = a.layout("low"), a.layout("high") if "high" in a.values else UniformQuantAttr("int8", "channel")
+    if not isinstance(low, UniformQuantAttr) or not isinstance(high, UniformQuantAttr):
+        raise CompileError("sq(): low and high must be quantized layouts such as int4(group=128) and int8", a.term.loc)
+    group = a.int("group", low.group.data if low.per.data == "group" else 128)
+    if "count" in a.values:
+        count = a.int("count")
+    else:
+        density = a.number("high_density", 0.05)
+        if not 0.0 < density < 1.0:
+            raise CompileError(f"sq(): high_density must be in (0, 1), got {density}", a.term.loc)
+        count = max(1, round(density * group))
+    return SQAttr(low, high, group, count)
+
+
+def _bitsplit(a: _Args) -> LayoutAttr:
+    if a.word("codes", "int8", ("int8",)) != "int8":
+        raise CompileError("bitsplit(): only int8 activations split", a.term.loc)
+    return BitSplitAttr(a.int("low_bits", 4), a.word("offset", "false", ("true", "false")) == "true")
+
+
 _BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[_Args], LayoutAttr]]] = {
+    "sq": (("low", "high", "high_density", "group", "count"), _sq),
+    "bitsplit": (("codes", "low_bits", "offset"), _bitsplit),
     "dense": ((), lambda _: DENSE),
     "nm": (("n", "m"), _nm),
     "block": (("size",), _block),

@@ -41,6 +41,9 @@ class _ToAst(Transformer[Token, Any]):
     def lint(self, children: list[Token]) -> int:
         return int(children[0])
 
+    def lfloat(self, children: list[Token]) -> float:
+        return float(children[0])
+
     def llist(self, children: list[Any]) -> list[Any]:
         return [c for c in children if c is not None]
 
