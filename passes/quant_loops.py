@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import Float16Type, IntegerAttr, IntegerType, MemRefType, f32, i8, i32
+from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i32
 from xdsl.ir import SSAValue
 
-from stoicc_py.dialects.layout import AssembleOp, PackedType
-from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
+from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
+from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.passes import sparse_loops
 from stoicc_py.passes.loop_builder import LoopBuilder
 
 
@@ -53,19 +55,17 @@ class QuantView:
     symmetric: bool
 
     @staticmethod
-    def of(value: SSAValue) -> QuantView:
+    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "", params: str = "") -> QuantView:
+        """The quantized part of a packed value: its buffers are the roles under
+        `prefix`, its encoding the storage params under `params`."""
         packed, assemble = value.type, value.owner
         assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)
-        assert isinstance(packed.layout, UniformQuantAttr)
+        layout = layout or packed.layout  # type: ignore[assignment]
+        assert isinstance(layout, UniformQuantAttr)
         storage = packed.storage
-        return QuantView(
-            packed.layout,
-            {role: assemble.buffer(role) for role in storage.roles},
-            storage.param("bits"),
-            storage.param("per_byte"),
-            storage.param("group"),
-            bool(storage.param("symmetric")),
-        )
+        buffers = {role.removeprefix(prefix): assemble.buffer(role) for role in storage.roles if role.startswith(prefix)}
+        param = lambda key: storage.param(params + key)  # noqa: E731
+        return QuantView(layout, buffers, param("bits"), param("per_byte"), param("group"), bool(param("symmetric")))
 
     @property
     def per(self) -> str:
@@ -107,49 +107,81 @@ class QuantView:
         up = _int(b, 32 - self.bits)
         return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
 
-    def value(self, b: LoopBuilder, row: SSAValue, k: SSAValue) -> SSAValue:
-        q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
-        return b.fmul(self.scale(b, row, b.div(k, b.index(self.group))), q)
 
 
 def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
-    """out[r, k] = scale * (q - zero_point)."""
-    view = QuantView.of(packed)
-    b.nest(b.sizes(out), lambda b, ivs: b.store(view.value(b, ivs[0], ivs[1]), out, ivs))
+    """out = 0, then every part of the weight adds scale * (q - zero_point) at each
+    slot's column: one write per element for plain quantization, low + high for SQ."""
+    b.nest(b.sizes(out), lambda b, ivs: b.store(b.f32(0.0), out, ivs))
+    for walk in weight_walks(packed):
+
+        def row(b: LoopBuilder, n: SSAValue, walk: WeightWalk = walk) -> None:
+            def group(b: LoopBuilder, g: SSAValue) -> None:
+                scale = walk.scale(b, n, g)
+                t0 = b.mul(g, b.index(walk.group_len))
+
+                def slot(b: LoopBuilder, t: SSAValue) -> None:
+                    where = [n, walk.column(b, n, t)]
+                    value = b.fmul(scale, b.insert(arith.SIToFPOp(walk.code(b, n, t), f32)))
+                    b.store(b.fadd(b.load(out, where), value), out, where)
+
+                _for(b, t0, b.add(t0, b.index(walk.group_len)), slot, "t")
+
+            _for(b, b.index(0), b.index(walk.groups), group, "g")
+
+        _for(b, b.index(0), b.size(out, 0), row, "n")
 
 
-def weight_only_row(b: LoopBuilder, x: SSAValue, i: SSAValue, w: QuantView, n: SSAValue, width: SSAValue) -> SSAValue:
-    """sum_k x[i, k] * w[n, k], with each group's dot product accumulated on the
-    codes in f32 and scaled once per group (the reassociation trick)."""
+@dataclass
+class WeightWalk:
+    """How a product walks one quantized weight row: `groups` scale groups of
+    `group_len` slots; slot t holds an integer code for activation column
+    `column(n, t)`, and group g of row n has one scale."""
+
+    groups: int
+    group_len: int
+    column: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+    code: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+    scale: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+
+
+def dense_walk(w: QuantView, width: int) -> WeightWalk:
+    """A quantized dense row: slot t is column t."""
+    return WeightWalk(width // w.group, w.group, lambda b, n, t: t, w.code, w.scale)
+
+
+def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
+    """sum over the walk of x[i, column] * value, each group's dot product on the
+    codes accumulated in f32 and scaled once per group (the reassociation trick)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        k0 = b.mul(g, b.index(w.group))
+        t0 = b.mul(g, b.index(walk.group_len))
 
-        def term(b: LoopBuilder, k: SSAValue, gacc: SSAValue) -> SSAValue:
-            q = b.insert(arith.SIToFPOp(w.code(b, n, k), f32))
-            return b.fadd(gacc, b.fmul(b.load(x, [i, k]), q, fast=True), fast=True)
+        def term(b: LoopBuilder, t: SSAValue, gacc: SSAValue) -> SSAValue:
+            q = b.insert(arith.SIToFPOp(walk.code(b, n, t), f32))
+            return b.fadd(gacc, b.fmul(b.load(x, [i, walk.column(b, n, t)]), q, fast=True), fast=True)
 
-        dot = _fold(b, k0, b.add(k0, b.index(w.group)), b.f32(0.0), term, "k")
-        return b.fadd(acc, b.fmul(w.scale(b, n, g), dot, fast=True), fast=True)
+        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), b.f32(0.0), term, "k")
+        return b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
 
-    return _fold(b, b.index(0), b.div(width, b.index(w.group)), b.f32(0.0), group, "g")
+    return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
 
 
-def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, w: QuantView, n: SSAValue, width: SSAValue) -> SSAValue:
-    """Integer dot products per weight group in i32, one float rescale per group,
-    and the activation scale once per output."""
+def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
+    """Integer dot products per weight group in i32, one float rescale per group
+    (the activation's scale is applied by the caller, once per output)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        k0 = b.mul(g, b.index(w.group))
+        t0 = b.mul(g, b.index(walk.group_len))
 
-        def term(b: LoopBuilder, k: SSAValue, iacc: SSAValue) -> SSAValue:
-            return b.insert(arith.AddiOp(iacc, b.insert(arith.MuliOp(x.code(b, i, k), w.code(b, n, k)))))
+        def term(b: LoopBuilder, t: SSAValue, iacc: SSAValue) -> SSAValue:
+            prod = b.insert(arith.MuliOp(x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t)))
+            return b.insert(arith.AddiOp(iacc, prod))
 
-        dot = _fold(b, k0, b.add(k0, b.index(w.group)), _int(b, 0), term, "k")
-        return b.fadd(acc, b.fmul(w.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
+        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), _int(b, 0), term, "k")
+        return b.fadd(acc, b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
 
-    total = _fold(b, b.index(0), b.div(width, b.index(w.group)), b.f32(0.0), group, "g")
-    return b.fmul(x.scale(b, i, b.index(0)), total)
+    return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
 
 
 def quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue) -> None:
@@ -237,3 +269,51 @@ def _store_params(b: LoopBuilder, view: QuantView, where: list[SSAValue],
     if not view.symmetric:
         zp_i8 = b.insert(arith.TruncIOp(b.insert(arith.FPToSIOp(zp, i32)), i8))
         b.store(zp_i8, view.buffers["zero_points"], where)
+
+
+def weight_walks(weight: SSAValue) -> list[WeightWalk]:
+    """The quantized parts of a packed weight, each walked by the product."""
+    packed = weight.type
+    assert isinstance(packed, PackedType)
+    layout, storage, width = packed.layout, packed.storage, packed.dims[1]
+    if isinstance(layout, UniformQuantAttr):
+        return [dense_walk(QuantView.of(weight), width)]
+    if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
+        view = QuantView.of(weight, layout.quant, params="q.")  # type: ignore[arg-type]
+        nm = {k: storage.param(k) for k in ("n", "m", "index_bits", "per_word")}
+        indices = view.buffers["indices"]
+        walk = WeightWalk(
+            storage.param("slots") // view.group, view.group,
+            lambda b, n, t: sparse_loops.nm_column(b, indices, [n], t, nm), view.code, view.scale,
+        )  # fmt: skip
+        return [walk]
+    if isinstance(layout, SQAttr):
+        return [dense_walk(QuantView.of(weight, layout.low, "low.", "low."), width),
+                sq_high_walk(weight, layout)]  # fmt: skip
+    raise AssertionError(f"no walk for {layout.summary()}")
+
+
+def sq_high_walk(weight: SSAValue, layout: SQAttr) -> WeightWalk:
+    """SQ-format's high part: `count` int8 codes per group of `group` columns, at
+    the positions `high.index` gives, with one scale per row (or tensor)."""
+    assemble = weight.owner
+    assert isinstance(assemble, AssembleOp)
+    values, index = assemble.buffer("high.values"), assemble.buffer("high.index")
+    scales = assemble.buffer("high.scales")
+    group, count = layout.group.data, layout.count.data
+    slots = weight.type.storage.param("slots")  # type: ignore[attr-defined]
+    per_row = layout.high.per.data == "channel"
+
+    def column(b: LoopBuilder, n: SSAValue, t: SSAValue) -> SSAValue:
+        position = b.insert(arith.ExtUIOp(b.load(index, [n, t]), i32))
+        start = b.mul(b.div(t, b.index(count)), b.index(group))
+        return b.add(start, b.insert(arith.IndexCastOp(position, IndexType())))
+
+    def code(b: LoopBuilder, n: SSAValue, t: SSAValue) -> SSAValue:
+        return b.insert(arith.ExtSIOp(b.load(values, [n, t]), i32))
+
+    def scale(b: LoopBuilder, n: SSAValue, g: SSAValue) -> SSAValue:
+        s = b.load(scales, [n if per_row else b.index(0)])
+        return b.insert(arith.ExtFOp(s, f32)) if isinstance(s.type, Float16Type) else s
+
+    return WeightWalk(1, slots, column, code, scale)

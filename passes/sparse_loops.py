@@ -66,21 +66,26 @@ def _stored(b: LoopBuilder, rowptr: SSAValue, row: SSAValue, body: Callable[[Loo
     _for(b, start, end, body, "p")
 
 
+def nm_column(b: LoopBuilder, indices: SSAValue, where: Sequence[SSAValue], s: SSAValue,
+              params: dict[str, int]) -> SSAValue:  # fmt: skip
+    """The dense column of slot s of an N:M row, (s // N) * M + index(s), index(s)
+    being `index_bits` bits at (s % per_word) * index_bits of word s // per_word of
+    the row's index words at `where`."""
+    n, m, bits, per_word = params["n"], params["m"], params["index_bits"], params["per_word"]
+    word = b.load(indices, [*where, b.div(s, b.index(per_word))])
+    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(s, b.index(per_word)), b.index(bits)), i32))
+    field = b.insert(arith.AndIOp(b.insert(arith.ShRUIOp(word, shift)), _i32(b, m - 1)))
+    return b.add(b.mul(b.div(s, b.index(n)), b.index(m)), b.insert(arith.IndexCastOp(field, IndexType())))
+
+
 def _nm_rows(b: LoopBuilder, blk: RowBlock, params: dict[str, int], values: SSAValue, indices: SSAValue,
              prefix: Sequence[SSAValue], rows: int, n_of: Callable[[LoopBuilder, SSAValue], SSAValue],
              k_base: SSAValue) -> None:  # fmt: skip
-    """N:M rows: slot s of a row holds the value at k_base + (s // N) * M + index(s),
-    index(s) being `index_bits` bits at (s % per_word) * index_bits of word s // per_word."""
-    n, m, bits, per_word = params["n"], params["m"], params["index_bits"], params["per_word"]
+    """N:M rows: slot s of row r updates the column k_base + nm_column(s)."""
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def slot(b: LoopBuilder, s: SSAValue) -> None:
-            word = b.load(indices, [*prefix, r, b.div(s, b.index(per_word))])
-            shift = b.insert(arith.IndexCastOp(b.mul(b.rem(s, b.index(per_word)), b.index(bits)), i32))
-            field = b.insert(arith.AndIOp(b.insert(arith.ShRUIOp(word, shift)), _i32(b, m - 1)))
-            k = b.add(
-                b.add(k_base, b.mul(b.div(s, b.index(n)), b.index(m))), b.insert(arith.IndexCastOp(field, IndexType()))
-            )
+            k = b.add(k_base, nm_column(b, indices, [*prefix, r], s, params))
             blk.axpy(b, b.load(values, [*prefix, r, s]), n_of(b, r), k)
 
         _range(b, params["slots"], slot, "s")

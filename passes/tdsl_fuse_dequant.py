@@ -16,7 +16,8 @@ from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 
-from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.layout import ComposedLayoutAttr
+from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.tdsl import DequantizeOp, LinearOp, TensorType
 
 INTEGER_ACTIVATIONS = ("token", "tensor")
@@ -37,6 +38,17 @@ def _quantized(value: SSAValue) -> UniformQuantAttr | None:
     return t.layout if isinstance(t, TensorType) and isinstance(t.layout, UniformQuantAttr) else None
 
 
+def _integer_weight(value: SSAValue) -> bool:
+    """Whether a weight holds integer codes: quantized, SQ, or sparse with quantized values."""
+    t = value.type
+    if not isinstance(t, TensorType):
+        return False
+    layout = t.layout
+    return isinstance(layout, UniformQuantAttr | SQAttr) or (
+        isinstance(layout, ComposedLayoutAttr) and isinstance(layout.quant, UniformQuantAttr)
+    )
+
+
 @dataclass
 class FuseDequant(RewritePattern):
     @op_type_rewrite_pattern
@@ -48,7 +60,7 @@ class FuseDequant(RewritePattern):
             rhs = w
         x = _dequantized(lhs)
         act = _quantized(x) if x is not None else None
-        if (x is not None and act is not None and _quantized(rhs) is not None and act.codes.data == "int8"
+        if (x is not None and act is not None and _integer_weight(rhs) and act.codes.data == "int8"
                 and act.per.data in INTEGER_ACTIVATIONS):  # fmt: skip
             lhs = x
         if (lhs, rhs) == (op.lhs, op.rhs):

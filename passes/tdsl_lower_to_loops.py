@@ -27,8 +27,8 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import AssembleOp, PackedType
-from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
+from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.passes import quant_loops, sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
@@ -203,9 +203,9 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     the epilogue."""
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
-    if isinstance(op.lhs.type, PackedType) and not isinstance(packed.layout, UniformQuantAttr):
+    if isinstance(op.lhs.type, PackedType) and not isinstance(packed.layout, UniformQuantAttr | SQAttr | ComposedLayoutAttr):
         raise op_error(op, "a quantized activation needs a quantized weight (W8A8, W4A8)")
-    quantized = isinstance(packed.layout, UniformQuantAttr)
+    quantized = isinstance(packed.layout, UniformQuantAttr | SQAttr) or isinstance(packed.layout, ComposedLayoutAttr)
     assemble = op.rhs.owner
     if not quantized and (not isinstance(assemble, AssembleOp) or type(packed.layout) not in sparse_loops.FORMATS):
         raise op_error(op, f"cannot lower a product with a weight in layout {packed.layout.summary()}")
@@ -217,7 +217,7 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
         i1 = _span(b, i0, tm, m)
         rows = _TileNest(b, out, i0, i1, b.index(0), n)
         if quantized:
-            _quantized_rows(op, rows, packed.dims[1])
+            _quantized_rows(op, rows)
         else:
             rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
             block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage)  # type: ignore[arg-type]
@@ -228,17 +228,22 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
 
 
-def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest, width: int) -> None:
-    """y[i, n] for the block's rows: weight-only (f32 activations) or integer."""
-    w = quant_loops.QuantView.of(op.rhs)
+def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
+    """y[i, n] for the block's rows: f32 activations (weight-only quantization)
+    or int8 activations (integer products), summed over the weight's parts."""
+    walks = quant_loops.weight_walks(op.rhs)
     x = quant_loops.QuantView.of(op.lhs) if isinstance(op.lhs.type, PackedType) else None
 
     def output(b: LoopBuilder, i: SSAValue, n: SSAValue) -> None:
-        k = b.index(width)
         if x is None:
-            value = quant_loops.weight_only_row(b, op.lhs, i, w, n, k)
+            parts = [quant_loops.float_row(b, op.lhs, i, walk, n) for walk in walks]
         else:
-            value = quant_loops.integer_row(b, x, i, w, n, k)
+            parts = [quant_loops.integer_row(b, x, i, walk, n) for walk in walks]
+        value = parts[0]
+        for part in parts[1:]:
+            value = b.fadd(value, part)
+        if x is not None:
+            value = b.fmul(x.scale(b, i, b.index(0)), value)
         b.store(value, rows.out, [i, n])
 
     rows.each(output)
