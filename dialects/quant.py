@@ -212,7 +212,9 @@ class SQAttr(QuantLayoutAttr):
         self.low.verify_for(shape, kind)
         width = shape[-1]
         if isinstance(width, int) and width % self.group.data:
-            raise VerifyException(f"sq: group={self.group.data} does not divide the reduction dimension of size {width}")
+            raise VerifyException(
+                f"sq: group={self.group.data} does not divide the reduction dimension of size {width}"
+            )
 
     @property
     def density(self) -> float:

@@ -78,6 +78,17 @@ class LoopBuilder:
         self.b.insert(op)
         return op.results
 
+    def if_(self, cond: SSAValue, then: Callable[[LoopBuilder], Sequence[SSAValue]],
+            otherwise: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
+        """scf.if: `then(builder)`'s values when cond holds, else `otherwise` (work to skip)."""
+        then_block, else_block = Block(), Block()
+        inner = LoopBuilder(Builder(InsertPoint.at_end(then_block)))
+        inner.b.insert(scf.YieldOp(*then(inner)))
+        Builder(InsertPoint.at_end(else_block)).insert(scf.YieldOp(*otherwise))
+        op = scf.IfOp(cond, [v.type for v in otherwise], Region(then_block), Region(else_block))
+        self.b.insert(op)
+        return op.results
+
     def nest(self, bounds: Sequence[SSAValue], body: Callable[[LoopBuilder, list[SSAValue]], None],
              names: str = "ijklmn") -> None:  # fmt: skip
         """A perfect nest 0..bound by 1 over each bound; `body` gets the induction variables."""

@@ -63,7 +63,9 @@ class QuantView:
         layout = layout or packed.layout  # type: ignore[assignment]
         assert isinstance(layout, UniformQuantAttr)
         storage = packed.storage
-        buffers = {role.removeprefix(prefix): assemble.buffer(role) for role in storage.roles if role.startswith(prefix)}
+        buffers = {
+            role.removeprefix(prefix): assemble.buffer(role) for role in storage.roles if role.startswith(prefix)
+        }
         param = lambda key: storage.param(params + key)  # noqa: E731
         return QuantView(layout, buffers, param("bits"), param("per_byte"), param("group"), bool(param("symmetric")))
 
@@ -106,7 +108,6 @@ class QuantView:
         # Two's complement in `bits` bits: shift the sign bit to bit 31 and back.
         up = _int(b, 32 - self.bits)
         return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
-
 
 
 def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
@@ -317,3 +318,166 @@ def sq_high_walk(weight: SSAValue, layout: SQAttr) -> WeightWalk:
         return b.insert(arith.ExtFOp(s, f32)) if isinstance(s.type, Float16Type) else s
 
     return WeightWalk(1, slots, column, code, scale)
+
+
+# ---------------------------------------------------------------- bit-split activations
+
+
+def _byte(b: LoopBuilder, buf: SSAValue, where: Sequence[SSAValue]) -> SSAValue:
+    return b.insert(arith.ExtUIOp(b.load(buf, where), i32))
+
+
+def _nibble(b: LoopBuilder, buf: SSAValue, row: SSAValue, j: SSAValue, signed: bool) -> SSAValue:
+    """Nibble j of a row packed two to a byte, low nibble first."""
+    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(4)), i32))
+    field = b.insert(
+        arith.AndIOp(b.insert(arith.ShRUIOp(_byte(b, buf, [row, b.div(j, b.index(2))]), shift)), _int(b, 15))
+    )
+    if not signed:
+        return field
+    up = _int(b, 28)
+    return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
+
+
+def _codes_i32(b: LoopBuilder, x: SSAValue, r: SSAValue, k: SSAValue, divisor: SSAValue) -> SSAValue:
+    """The int8 per-token code of x[r, k], as in quantize(x, int8(per=token))."""
+    q = b.insert(mathd.RoundEvenOp(b.fdiv(b.load(x, [r, k]), divisor)))
+    return b.insert(arith.FPToSIOp(_clamp(b, q, -127, 127), i32))
+
+
+def _or_nibble(b: LoopBuilder, buf: SSAValue, r: SSAValue, j: SSAValue, value: SSAValue) -> None:
+    where = [r, b.div(j, b.index(2))]
+    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(4)), i32))
+    nibble = b.insert(arith.ShLIOp(b.insert(arith.AndIOp(value, _int(b, 15))), shift))
+    b.store(b.insert(arith.TruncIOp(b.insert(arith.OrIOp(_byte(b, buf, where), nibble)), i8)), buf, where)
+
+
+def bitsplit_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, offset: bool) -> None:
+    """Per row: int8 codes c (per-token scale), an optional offset o that puts most
+    c + o in 0..15, then u = c + o split into low nibbles (dense) and the non-zero
+    high nibbles (compacted, with a bitmap). docs/formats.md has the exact rules."""
+    assemble = packed.owner
+    assert isinstance(assemble, AssembleOp)
+    buf = {role: assemble.buffer(role) for role in packed.type.storage.roles}  # type: ignore[attr-defined]
+    rows, width = b.size(x, 0), b.size(x, 1)
+
+    def row(b: LoopBuilder, r: SSAValue) -> None:
+        span = (r, b.add(r, b.index(1)), b.index(0), width)
+        amax = _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, b.insert(mathd.AbsFOp(v))))
+        scale = b.fdiv(amax, b.f32(127.0))
+        divisor = b.insert(arith.SelectOp(b.insert(arith.CmpfOp(scale, b.f32(0.0), "oeq")), b.f32(1.0), scale))
+        b.store(scale, buf["scales"], [r])
+        o = _best_offset(b, x, r, width, divisor) if offset else _int(b, 0)
+        if offset:
+            b.store(o, buf["offsets"], [r])
+
+        def clear(b: LoopBuilder, p: SSAValue) -> None:  # nibbles are OR-ed in below
+            for key in ("lo", "hi"):
+                b.store(_int(b, 0, i8), buf[key], [r, p])
+
+        _for(b, b.index(0), b.div(width, b.index(2)), clear, "p")
+
+        def byte(b: LoopBuilder, q: SSAValue, j: SSAValue) -> SSAValue:
+            def bit(b: LoopBuilder, t: SSAValue, state: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                bits, j = state
+                k = b.add(b.mul(q, b.index(8)), t)
+                u = b.insert(arith.AddiOp(_codes_i32(b, x, r, k, divisor), o))
+                _or_nibble(b, buf["lo"], r, k, u)
+                hi = b.insert(arith.ShRSIOp(u, _int(b, 4)))
+                is_set = b.insert(arith.ExtUIOp(b.insert(arith.CmpiOp(hi, _int(b, 0), "ne")), i32))
+                _or_nibble(b, buf["hi"], r, j, hi)  # a zero nibble ORs nothing where j has not moved
+                tshift = b.insert(arith.IndexCastOp(t, i32))
+                bits = b.insert(arith.OrIOp(bits, b.insert(arith.ShLIOp(is_set, tshift))))
+                return [bits, b.add(j, b.insert(arith.IndexCastOp(is_set, IndexType())))]
+
+            bits, j = b.loop(b.index(0), b.index(8), b.index(1), bit, [_int(b, 0), j], name="t")
+            b.store(b.insert(arith.TruncIOp(bits, i8)), buf["bitmap"], [r, q])
+            return j
+
+        count = _fold(b, b.index(0), b.div(width, b.index(8)), b.index(0), byte, "q")
+        b.store(b.insert(arith.IndexCastOp(count, i32)), buf["counts"], [r])
+
+    _for(b, b.index(0), rows, row, "r")
+
+
+def _best_offset(b: LoopBuilder, x: SSAValue, r: SSAValue, width: SSAValue, divisor: SSAValue) -> SSAValue:
+    """The o in 0 .. min(15, 127 - max c) with the most c + o in 0..15 (first on ties)."""
+    top = _fold(b, b.index(0), width, _int(b, -127),
+                lambda b, k, m: b.insert(arith.MaxSIOp(m, _codes_i32(b, x, r, k, divisor))), "k")  # fmt: skip
+    limit = b.insert(arith.MinSIOp(_int(b, 15), b.insert(arith.SubiOp(_int(b, 127), top))))
+
+    def candidate(b: LoopBuilder, o_index: SSAValue, state: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        best, best_count = state
+        o = b.insert(arith.IndexCastOp(o_index, i32))
+
+        def small(b: LoopBuilder, k: SSAValue, n: SSAValue) -> SSAValue:
+            u = b.insert(arith.AddiOp(_codes_i32(b, x, r, k, divisor), o))
+            inside = b.insert(arith.AndIOp(b.insert(arith.CmpiOp(u, _int(b, 0), "sge")),
+                                           b.insert(arith.CmpiOp(u, _int(b, 15), "sle"))))  # fmt: skip
+            return b.insert(arith.AddiOp(n, b.insert(arith.ExtUIOp(inside, i32))))
+
+        count = _fold(b, b.index(0), width, _int(b, 0), small, "k")
+        better = b.insert(arith.AndIOp(b.insert(arith.CmpiOp(count, best_count, "sgt")),
+                                       b.insert(arith.CmpiOp(o, limit, "sle"))))  # fmt: skip
+        return [b.insert(arith.SelectOp(better, o, best)), b.insert(arith.SelectOp(better, count, best_count))]
+
+    best, _ = b.loop(b.index(0), b.index(16), b.index(1), candidate, [_int(b, 0), _int(b, -1)], name="o")
+    return best
+
+
+def bitsplit_row(b: LoopBuilder, xb: SSAValue, i: SSAValue, w: QuantView, n: SSAValue, width: int) -> SSAValue:
+    """y[i, n] from bit-split activations and a quantized weight row: per weight
+    group, an i32 low-nibble pass, a high-nibble pass over the set bitmap bits only
+    (a zero bitmap byte skips its 8 columns), the offset correction, one rescale."""
+    assemble = xb.owner
+    assert isinstance(assemble, AssembleOp)
+    roles = xb.type.storage.roles  # type: ignore[attr-defined]
+    buf = {role: assemble.buffer(role) for role in roles}
+    o = b.load(buf["offsets"], [i]) if "offsets" in roles else _int(b, 0)
+
+    def group(b: LoopBuilder, g: SSAValue, state: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        acc, j = state
+        k0 = b.mul(g, b.index(w.group))
+        k1 = b.add(k0, b.index(w.group))
+
+        def low(b: LoopBuilder, k: SSAValue, sums: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            qw = w.code(b, n, k)
+            lo = _nibble(b, buf["lo"], i, k, signed=False)
+            return [
+                b.insert(arith.AddiOp(sums[0], b.insert(arith.MuliOp(lo, qw)))),
+                b.insert(arith.AddiOp(sums[1], qw)),
+            ]
+
+        lo_dot, wsum = b.loop(k0, k1, b.index(1), low, [_int(b, 0), _int(b, 0)], name="k")
+
+        def byte(b: LoopBuilder, q: SSAValue, state: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            hi_dot, j = state
+            bits = _byte(b, buf["bitmap"], [i, q])
+
+            def high(b: LoopBuilder) -> Sequence[SSAValue]:
+                def bit(b: LoopBuilder, t: SSAValue, st: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                    dot, j = st
+                    is_set = b.insert(arith.AndIOp(b.insert(arith.ShRUIOp(bits, b.insert(arith.IndexCastOp(t, i32)))),
+                                                   _int(b, 1)))  # fmt: skip
+                    safe = b.min(j, b.index(width - 1))  # the nibble is only used where the bit is set
+                    hv = _nibble(b, buf["hi"], i, safe, signed=True)
+                    term = b.insert(
+                        arith.MuliOp(b.insert(arith.MuliOp(hv, is_set)), w.code(b, n, b.add(b.mul(q, b.index(8)), t)))
+                    )
+                    return [
+                        b.insert(arith.AddiOp(dot, term)),
+                        b.add(j, b.insert(arith.IndexCastOp(is_set, IndexType()))),
+                    ]
+
+                return b.loop(b.index(0), b.index(8), b.index(1), bit, [hi_dot, j], name="t")
+
+            nonzero = b.insert(arith.CmpiOp(bits, _int(b, 0), "ne"))
+            return b.if_(nonzero, high, [hi_dot, j])
+
+        hi_dot, j = b.loop(b.div(k0, b.index(8)), b.div(k1, b.index(8)), b.index(1), byte, [_int(b, 0), j], name="q")
+        total = b.insert(arith.AddiOp(lo_dot, b.insert(arith.MuliOp(hi_dot, _int(b, 16)))))
+        total = b.insert(arith.SubiOp(total, b.insert(arith.MuliOp(o, wsum))))
+        return [b.fadd(acc, b.fmul(w.scale(b, n, g), b.insert(arith.SIToFPOp(total, f32)))), j]
+
+    acc, _ = b.loop(b.index(0), b.index(width // w.group), b.index(1), group, [b.f32(0.0), b.index(0)], name="g")
+    return b.fmul(b.load(buf["scales"], [i]), acc)

@@ -17,7 +17,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 
 from stoicc_py.dialects.layout import ComposedLayoutAttr
-from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.tdsl import DequantizeOp, LinearOp, TensorType
 
 INTEGER_ACTIVATIONS = ("token", "tensor")
@@ -36,6 +36,15 @@ def _dequantized(value: SSAValue) -> SSAValue | None:
 def _quantized(value: SSAValue) -> UniformQuantAttr | None:
     t = value.type
     return t.layout if isinstance(t, TensorType) and isinstance(t.layout, UniformQuantAttr) else None
+
+
+def _integer_activation(value: SSAValue) -> bool:
+    """int8 codes with a scale per token or tensor, or bit-split int8 codes."""
+    t = value.type
+    if isinstance(t, TensorType) and isinstance(t.layout, BitSplitAttr):
+        return True
+    act = _quantized(value)
+    return act is not None and act.codes.data == "int8" and act.per.data in INTEGER_ACTIVATIONS
 
 
 def _integer_weight(value: SSAValue) -> bool:
@@ -59,9 +68,7 @@ class FuseDequant(RewritePattern):
         if (w := _dequantized(rhs)) is not None:
             rhs = w
         x = _dequantized(lhs)
-        act = _quantized(x) if x is not None else None
-        if (x is not None and act is not None and _integer_weight(rhs) and act.codes.data == "int8"
-                and act.per.data in INTEGER_ACTIVATIONS):  # fmt: skip
+        if x is not None and _integer_activation(x) and _integer_weight(rhs):
             lhs = x
         if (lhs, rhs) == (op.lhs, op.rhs):
             return

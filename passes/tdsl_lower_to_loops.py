@@ -28,7 +28,7 @@ from xdsl.rewriter import InsertPoint
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
-from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.passes import quant_loops, sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
@@ -203,7 +203,9 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     the epilogue."""
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
-    if isinstance(op.lhs.type, PackedType) and not isinstance(packed.layout, UniformQuantAttr | SQAttr | ComposedLayoutAttr):
+    if isinstance(op.lhs.type, PackedType) and not isinstance(
+        packed.layout, UniformQuantAttr | SQAttr | ComposedLayoutAttr
+    ):
         raise op_error(op, "a quantized activation needs a quantized weight (W8A8, W4A8)")
     quantized = isinstance(packed.layout, UniformQuantAttr | SQAttr) or isinstance(packed.layout, ComposedLayoutAttr)
     assemble = op.rhs.owner
@@ -231,6 +233,9 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
 def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
     """y[i, n] for the block's rows: f32 activations (weight-only quantization)
     or int8 activations (integer products), summed over the weight's parts."""
+    if isinstance(op.lhs.type, PackedType) and isinstance(op.lhs.type.layout, BitSplitAttr):
+        _bitsplit_rows(op, rows)
+        return
     walks = quant_loops.weight_walks(op.rhs)
     x = quant_loops.QuantView.of(op.lhs) if isinstance(op.lhs.type, PackedType) else None
 
@@ -249,15 +254,30 @@ def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
     rows.each(output)
 
 
+def _bitsplit_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
+    packed = op.rhs.type
+    assert isinstance(packed, PackedType)
+    if not isinstance(packed.layout, UniformQuantAttr):
+        raise op_error(op, f"bit-split activations need a quantized dense weight, got {packed.layout.summary()}")
+    w = quant_loops.QuantView.of(op.rhs)
+    if w.group % 8:
+        raise op_error(op, f"bit-split activations need weight scale groups of a multiple of 8 columns, got {w.group}")
+    width = packed.dims[1]
+    rows.each(lambda b, i, n: b.store(quant_loops.bitsplit_row(b, op.lhs, i, w, n, width), rows.out, [i, n]))
+
+
 @dataclass
 class LowerQuantize(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.QuantizeOp, rewriter: PatternRewriter, /):
         out = _bufferized(op)
         layout = out.type.layout if isinstance(out.type, PackedType) else None
-        if not isinstance(layout, UniformQuantAttr) or layout.codes.data != "int8":
-            raise op_error(op, "the CPU backend quantizes activations to int8 only (e.g. int8(per=token))")
-        quant_loops.quantize(_before(op), op.input, out)
+        if isinstance(layout, BitSplitAttr):
+            quant_loops.bitsplit_quantize(_before(op), op.input, out, bool(layout.offset.data))
+        elif isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8":
+            quant_loops.quantize(_before(op), op.input, out)
+        else:
+            raise op_error(op, "the CPU backend quantizes activations to int8 (e.g. int8(per=token)) or bitsplit(int8)")
         rewriter.erase(op)
 
 
@@ -265,6 +285,9 @@ class LowerQuantize(RewritePattern):
 class LowerDequantize(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.DequantizeOp, rewriter: PatternRewriter, /):
+        layout = op.input.type.layout if isinstance(op.input.type, PackedType) else None
+        if isinstance(layout, BitSplitAttr):
+            raise op_error(op, "the CPU backend reads bit-split activations only as the input of linear(x, w)")
         quant_loops.dequantize(_before(op), op.input, _bufferized(op))
         rewriter.erase(op)
 

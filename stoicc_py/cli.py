@@ -37,7 +37,7 @@ from stoicc_py.api import (
 from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
-from stoicc_py.dialects.layout import SparseLayoutAttr
+from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.pipeline import Stage, context, run_passes
 
@@ -152,7 +152,7 @@ def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.ran
     values = rng.standard_normal([d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]).astype(np.float32)
     if spec.is_dense:
         return values
-    if not isinstance(parse_layout(spec.layout), SparseLayoutAttr):
+    if not isinstance(parse_layout(spec.layout), SparseLayoutAttr | ComposedLayoutAttr):
         return k.pack(spec.name, values)
     values[rng.random(values.shape) < 0.5] = 0.0
     return k.pack(spec.name, values, prune="magnitude")

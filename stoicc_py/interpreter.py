@@ -17,7 +17,10 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.interpreters.func import FuncFunctions
 
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr
+from stoicc_py.packing.bitsplit import fake_bitsplit
 from stoicc_py.packing.quant import fake_quantize
+from stoicc_py.packing.sq import fake_sq
 
 Array = np.ndarray[Any, Any]
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -99,8 +102,15 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.QuantizeOp)
     def run_quantize(self, interpreter: Interpreter, op: tdsl.QuantizeOp, args: tuple[Array]):
         # The kernel quantizes float32 values: round the golden model's float64 first.
-        assert op.layout is not None
-        return (fake_quantize(args[0].astype(np.float32), op.layout).astype(np.float64),)
+        layout = op.layout
+        fake = (
+            fake_bitsplit
+            if isinstance(layout, BitSplitAttr)
+            else fake_sq
+            if isinstance(layout, SQAttr)
+            else fake_quantize
+        )
+        return (fake(args[0].astype(np.float32), layout).astype(np.float64),)  # type: ignore[arg-type]
 
     @impl(tdsl.DequantizeOp)
     def run_dequantize(self, interpreter: Interpreter, op: tdsl.DequantizeOp, args: tuple[Array]):

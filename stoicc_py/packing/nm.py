@@ -129,18 +129,24 @@ class NMCode:
         return row, f"group {group} positions {positions[row, group].tolist()} are not distinct and ascending"
 
 
-def _pack(w: Array, layout: NMAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
-    code = NMCode.of(storage)
-    if opts.prune:
-        w = code.prune(w)
-    elif violation := code.first_violation(w):
+def conform(w: Array, layout: NMAttr, code: NMCode, prune: bool) -> Array:
+    """w pruned to N:M when `prune`, else w itself if it satisfies N:M, else a ValueError naming
+    its first violating group."""
+    if prune:
+        return code.prune(w)
+    if violation := code.first_violation(w):
         row, group, count, total = violation
         first, last = group * code.m, group * code.m + code.m - 1
         raise ValueError(
             f"w violates {layout.summary()} at row {row}, group {group} (columns {first}..{last}): "
             f"{count} non-zeros, at most {code.n} ({total} groups violate it; prune='magnitude' prunes them)"
         )
-    values, indices = code.encode(w)
+    return w
+
+
+def _pack(w: Array, layout: NMAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
+    code = NMCode.of(storage)
+    values, indices = code.encode(conform(w, layout, code, opts.prune))
     return {"values": values, "indices": indices}
 
 

@@ -128,6 +128,17 @@ def _codes(g: Array, s: Array, attr: UniformQuantAttr) -> tuple[Array, Array]:
     return np.clip(np.rint(g / divisor) + zp, F32(0), top), zp
 
 
+def finite_matrix(x: Array, what: str) -> Array:
+    """x as an array if it is a finite 2-D float32 matrix, else a ValueError naming the problem."""
+    x = np.asarray(x)
+    if x.dtype != F32 or x.ndim != 2:
+        raise ValueError(f"{what}: x must be a 2-D float32 array, got {x.dtype} of shape {list(x.shape)}")
+    if not np.isfinite(x).all():
+        r, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"{what}: x[{r}, {k}] = {x[r, k]} is not finite")
+    return x
+
+
 def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
     """The codes, scales and zero points of the float32 [R, K] matrix x in `layout`.
 
@@ -139,12 +150,7 @@ def quantize(x: Array, layout: UniformQuantAttr | str) -> QuantCodes:
     ValueError if x is not finite, or a scale or value (near float32's max) overflows.
     """
     attr = _attr(layout)
-    x = np.asarray(x)
-    if x.dtype != F32 or x.ndim != 2:
-        raise ValueError(f"quantize: x must be a 2-D float32 array, got {x.dtype} of shape {list(x.shape)}")
-    if not np.isfinite(x).all():
-        r, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise ValueError(f"quantize: x[{r}, {k}] = {x[r, k]} is not finite")
+    x = finite_matrix(x, "quantize")
     g = _grouped(x, attr)
     with np.errstate(over="ignore"):  # overflows are reported by group below
         scales = _stored_scales(_float32_scales(g, attr), attr)
@@ -219,59 +225,77 @@ def decode_values(values: Array, attr: UniformQuantAttr) -> Array:
 # ---------------------------------------------------------------------------- the format
 
 
-def _pack(w: Array, layout: UniformQuantAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
-    if opts.prune:
-        raise ValueError(f"prune= applies to sparse layouts, not {layout.summary()}")
-    q = quantize(w, layout)
-    arrays = {"values": encode_values(q.codes, layout), "scales": q.scales}
+def code_arrays(q: QuantCodes, attr: UniformQuantAttr, prefix: str = "") -> dict[str, Array]:
+    """The buffers (role -> array) of quantized codes; `prefix` names a part of a composite
+    format ("low.", "high.")."""
+    arrays = {prefix + "values": encode_values(q.codes, attr), prefix + "scales": q.scales}
     if q.zero_points is not None:
-        arrays["zero_points"] = q.zero_points.astype(np.uint8)
+        arrays[prefix + "zero_points"] = q.zero_points.astype(np.uint8)
     return arrays
 
 
-def codes_of(packed: PackedTensor) -> QuantCodes:
-    """The QuantCodes stored in a (checked) quantized packed tensor."""
-    attr = packed.layout
-    assert isinstance(attr, UniformQuantAttr)
-    zp = packed.arrays.get("zero_points")
+def codes_from(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> QuantCodes:
+    """The QuantCodes stored in (checked) buffers; inverse of code_arrays."""
+    zp = arrays.get(prefix + "zero_points")
     return QuantCodes(
-        decode_values(packed.arrays["values"], attr),
-        packed.arrays["scales"],
+        decode_values(arrays[prefix + "values"], attr),
+        arrays[prefix + "scales"],
         None if zp is None else zp.astype(np.int32),
     )
-
-
-def _unpack(packed: PackedTensor) -> Array:
-    return dequantize_codes(codes_of(packed), packed.layout)
 
 
 def _first(bad: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
-def _check(packed: PackedTensor) -> None:
-    """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
-    the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
-    and symmetric int2 it is not a level at all; kernels may rely on its absence."""
-    attr = packed.layout
-    assert isinstance(attr, UniformQuantAttr)
-    scales = packed.arrays["scales"]
+def check_scales(scales: Array, role: str) -> None:
+    """ValueError at the first scale that is not a finite non-negative number."""
     bad = ~np.isfinite(scales) | (scales < 0)
     if bad.any():
         at = _first(bad)
-        raise ValueError(f"scales{list(at)} = {scales[at]} is not a finite non-negative number")
-    zp = packed.arrays.get("zero_points")
+        raise ValueError(f"{role}{list(at)} = {scales[at]} is not a finite non-negative number")
+
+
+def check_codes(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> None:
+    """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
+    the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
+    and symmetric int2 it is not a level at all; kernels may rely on its absence."""
+    check_scales(arrays[prefix + "scales"], prefix + "scales")
+    zp = arrays.get(prefix + "zero_points")
     if zp is not None and (bad := zp >= _levels(attr)).any():
         at = _first(bad)
-        raise ValueError(f"zero_points{list(at)} = {zp[at]} is out of range [0, {_levels(attr) - 1}]")
+        raise ValueError(f"{prefix}zero_points{list(at)} = {zp[at]} is out of range [0, {_levels(attr) - 1}]")
     if attr.is_symmetric and attr.codes.data != "binary":
-        codes = decode_values(packed.arrays["values"], attr)
+        codes = decode_values(arrays[prefix + "values"], attr)
         if (bad := codes < -qmax(attr)).any():
             r, k = _first(bad)
             raise ValueError(
-                f"values: the code of row {r}, column {k} is {codes[r, k]} "
+                f"{prefix}values: the code of row {r}, column {k} is {codes[r, k]} "
                 f"(0b{codes[r, k] & (_levels(attr) - 1):0{attr.bits}b}), outside -{qmax(attr)}..{qmax(attr)}"
             )
+
+
+def _pack(w: Array, layout: UniformQuantAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
+    if opts.prune:
+        raise ValueError(f"prune= applies to sparse layouts, not {layout.summary()}")
+    return code_arrays(quantize(w, layout), layout)
+
+
+def codes_of(packed: PackedTensor) -> QuantCodes:
+    """The QuantCodes stored in a (checked) quantized packed tensor."""
+    attr = packed.layout
+    assert isinstance(attr, UniformQuantAttr)
+    return codes_from(packed.arrays, attr)
+
+
+def _unpack(packed: PackedTensor) -> Array:
+    return dequantize_codes(codes_of(packed), packed.layout)
+
+
+def _check(packed: PackedTensor) -> None:
+    attr = packed.layout
+    assert isinstance(attr, UniformQuantAttr)
+    check_codes(packed.arrays, attr)
 
 
 QUANT = Format(_pack, _unpack, _check)

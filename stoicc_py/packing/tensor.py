@@ -17,15 +17,18 @@ from stoicc_py.dialects.layout import (
     LayoutAttr,
     StorageAttr,
 )
-from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.bitsplit import BITSPLIT, BitSplit
 from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
+from stoicc_py.packing.composed import NM_QUANT, parts
 from stoicc_py.packing.compressed import BLOCK, CSR, DENSE
 from stoicc_py.packing.hybrid import HYBRID
 from stoicc_py.packing.nm import NM
 from stoicc_py.packing.quant import QUANT
+from stoicc_py.packing.sq import SQ
 
 ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
@@ -37,6 +40,8 @@ _FORMATS: dict[type[LayoutAttr], Format] = {
     CSRAttr: CSR,
     HybridAttr: HYBRID,
     UniformQuantAttr: QUANT,
+    SQAttr: SQ,
+    BitSplitAttr: BITSPLIT,
 }
 
 
@@ -67,10 +72,12 @@ def _aligned(a: Array) -> Array:
 
 def _format(layout: LayoutAttr) -> Format:
     if isinstance(layout, ComposedLayoutAttr):
-        raise ValueError(f"no packer for layout {layout.summary()}: sparse-with-quantized layouts are not packed yet")
+        parts(layout)  # ValueError unless nm(N, M) with a uniform quantization
+        return NM_QUANT
     if type(layout) not in _FORMATS:
         raise ValueError(
-            f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr, hybrid and quantized"
+            f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr, hybrid, "
+            "quantized (uniform, sq, bitsplit) and nm(N, M) with uniform quantization"
         )
     return _FORMATS[type(layout)]
 
@@ -132,8 +139,25 @@ class PackedTensor:
 
     def dequantize(self) -> Array:
         """The float32 values kernels compute with: scale * (code - zero_point) for a quantized
-        layout (exactly, in float32), the stored matrix for others. Same as unpack()."""
+        layout (exactly, in float32), the stored matrix for others. Same as unpack().
+
+        nm with Q: each slot's dequantized value at its position (padding slots included);
+        sq: dequantized low plus the dequantized high values at their positions; bitsplit:
+        scale * (16 * hi + lo - offset). docs/formats.md has the exact models."""
         return self.unpack()
+
+    @property
+    def high_fraction(self) -> float | None:
+        """sq only (else None): count / group, the fraction of elements in the high part."""
+        return self.layout.density if isinstance(self.layout, SQAttr) else None
+
+    @property
+    def msb_zero_fraction(self) -> float | None:
+        """bitsplit only (else None): the fraction of elements whose high nibble is zero,
+        1 - sum(counts) / (R * K), from the stored counts."""
+        if not isinstance(self.layout, BitSplitAttr):
+            return None
+        return BitSplit.of_arrays(self.arrays).msb_zero_fraction
 
     def error(self, w: Array) -> dict[str, float]:
         """How far the stored tensor is from w: "rel_fro" = ||w - v||_F / ||w||_F (0 when both

@@ -1,0 +1,261 @@
+"""Bit-split activations (SPARQLe-style): int8 codes per token as dense low nibbles plus
+sparse high nibbles behind a bitmap.
+
+The exact model (docs/formats.md, "Bit-split activations"), for x [R, K] (R tokens):
+
+- c = int8 symmetric per-token codes, exactly `quantize(x, "int8(per=token)")`;
+- o = 0, or with `offset` the per-row shift o in [0, min(15, 127 - max c)] maximising
+  #{k: 0 <= c_k + o <= 15} (ties: the smallest o): the most codes with a zero high nibble;
+- u = c + o = 16 * hi + lo with lo = u & 15 (0..15) and hi = u >> 4 (-8..7);
+- the value is float32(s) * float32(u - o) = float32(s) * float32(c).
+
+A product with a quantized weight splits into a dense 4-bit pass over lo, a sparse pass
+over the non-zero hi nibbles and an offset correction (`bitsplit_linear`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
+from stoicc_py.dialects.quant import BitSplitAttr, UniformQuantAttr
+from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.common import Array, Format, Options
+from stoicc_py.packing.quant import check_scales, codes_of, pack_fields, quantize, unpack_fields
+
+if TYPE_CHECKING:
+    from stoicc_py.packing.tensor import PackedTensor
+
+F32 = np.float32
+TOKEN_INT8 = UniformQuantAttr("int8", "token")
+"""The codes that are split: int8, symmetric, one scale per row."""
+NIBBLE = 15
+ROLES = ("lo", "hi", "bitmap", "counts", "scales", "offsets")
+
+
+@dataclass(frozen=True)
+class BitSplit:
+    """The buffers of a bit-split [R, K] matrix (docs/formats.md has them bit by bit).
+
+    lo: uint8 [R, K/2], element k's lo in nibble k % 2 of byte k // 2 (low nibble first).
+    hi: int8 [R, K/2], the row's non-zero hi nibbles in order of k, entry j in nibble j % 2
+    of byte j // 2, 4-bit two's complement; the rest zero. bitmap: uint8 [R, K/8], bit k % 8
+    of byte k // 8 set iff hi_k != 0. counts: int32 [R], set bits per row. scales: float32 [R].
+    offsets: int32 [R], or None without offset (o = 0).
+    """
+
+    lo: Array
+    hi: Array
+    bitmap: Array
+    counts: Array
+    scales: Array
+    offsets: Array | None
+
+    @classmethod
+    def of_arrays(cls, arrays: dict[str, Array]) -> BitSplit:
+        lo, hi, bitmap, counts, scales = (arrays[role] for role in ROLES[:-1])
+        return cls(lo, hi, bitmap, counts, scales, arrays.get("offsets"))
+
+    def arrays(self) -> dict[str, Array]:
+        """The buffers by role (no "offsets" without offset)."""
+        return {role: a for role in ROLES if (a := getattr(self, role)) is not None}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.lo.shape[0], self.lo.shape[1] * 2
+
+    def offset_values(self) -> Array:
+        """o per row, int32 [R] (zeros without offset)."""
+        return np.zeros(self.shape[0], np.int32) if self.offsets is None else self.offsets.astype(np.int32)
+
+    def mask(self) -> Array:
+        """bool [R, K]: where hi != 0 (the bitmap)."""
+        return unpack_fields(self.bitmap, 1).astype(bool)
+
+    def nibbles(self) -> tuple[Array, Array]:
+        """(lo, hi) as int32 [R, K]: lo in 0..15, hi in -8..7 (0 where the bitmap is clear)."""
+        lo = unpack_fields(self.lo, 4).astype(np.int32)
+        mask = self.mask()
+        compact = _sign_extend(unpack_fields(self.hi, 4))
+        hi = np.zeros(mask.shape, np.int32)
+        rank = np.cumsum(mask, axis=1) - 1  # entry of element k in the compacted row
+        rows = np.nonzero(mask)[0]
+        hi[mask] = compact[rows, rank[mask]]
+        return lo, hi
+
+    def codes(self) -> Array:
+        """c = 16 * hi + lo - o, int32 [R, K]."""
+        lo, hi = self.nibbles()
+        return 16 * hi + lo - self.offset_values()[:, None]
+
+    def dequantize(self) -> Array:
+        """float32(s) * float32(c) [R, K]."""
+        return self.scales.astype(F32)[:, None] * self.codes().astype(F32)
+
+    @property
+    def msb_zero_fraction(self) -> float:
+        """The fraction of elements whose high nibble is zero: 1 - sum(counts) / (R * K)."""
+        rows, width = self.shape
+        return 1.0 - float(self.counts.astype(np.int64).sum()) / (rows * width)
+
+
+def _attr(layout: LayoutAttr | str) -> BitSplitAttr:
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    if not isinstance(layout, BitSplitAttr):
+        raise ValueError(f"expected a bitsplit(...) layout, got {layout.summary()}")
+    return layout
+
+
+def _sign_extend(fields: Array) -> Array:
+    """int32 values of 4-bit two's complement fields."""
+    return (fields.astype(np.int32) ^ 8) - 8
+
+
+def best_offsets(c: Array) -> Array:
+    """Per row, the o in [0, min(15, 127 - max c)] with the most codes in [-o, 15 - o] (so that
+    c + o has a zero high nibble); ties keep the smallest o. int32 [R]."""
+    hits = np.stack([np.count_nonzero((c >= -o) & (c <= NIBBLE - o), axis=1) for o in range(NIBBLE + 1)], axis=1)
+    limit = np.minimum(NIBBLE, 127 - c.max(axis=1))  # u = c + o must stay an int8 code
+    hits[np.arange(NIBBLE + 1) > limit[:, None]] = -1
+    return np.argmax(hits, axis=1).astype(np.int32)  # argmax keeps the first maximum
+
+
+def _compact(fields: Array, mask: Array) -> Array:
+    """Per row, fields[mask] moved to the front in order of k, zeros after."""
+    out = np.zeros(fields.shape, fields.dtype)
+    rank = np.cumsum(mask, axis=1) - 1
+    out[np.nonzero(mask)[0], rank[mask]] = fields[mask]
+    return out
+
+
+def bitsplit(x: Array, layout: BitSplitAttr | str) -> BitSplit:
+    """The bit split of the float32 activations x [R, K] (K a multiple of 8)."""
+    attr = _attr(layout)
+    q = quantize(x, TOKEN_INT8)
+    if q.codes.shape[1] % 8:
+        raise ValueError(f"bitsplit: the {q.codes.shape[1]} columns of x are not a multiple of 8")
+    c = q.codes
+    o = best_offsets(c) if attr.offset.data else np.zeros(c.shape[0], np.int32)
+    u = c + o[:, None]
+    lo, hi = u & NIBBLE, u >> 4  # arithmetic shift: u = 16 * hi + lo
+    mask = hi != 0
+    return BitSplit(
+        lo=pack_fields(lo, 4),
+        hi=pack_fields(_compact(hi & NIBBLE, mask), 4).view(np.int8),
+        bitmap=pack_fields(mask, 1),
+        counts=np.count_nonzero(mask, axis=1).astype(np.int32),
+        scales=q.scales.astype(F32),
+        offsets=o if attr.offset.data else None,
+    )
+
+
+def fake_bitsplit(x: Array, layout: BitSplitAttr | str) -> Array:
+    """The values kernels compute with: float32(s) * float32(c), which equals
+    fake_quantize(x, "int8(per=token)") exactly (the split is lossless)."""
+    return bitsplit(x, layout).dequantize()
+
+
+# ---------------------------------------------------------------------------- the product
+
+
+def _weight_groups(w: PackedTensor) -> tuple[Array, Array, int]:
+    """(integer weight q - zp as int64 [N, K], float32 scales [N, groups], group length) of a
+    uniformly quantized weight with one scale per tensor, row or row group."""
+    attr = w.layout
+    if not isinstance(attr, UniformQuantAttr) or (attr.per.data == "channel" and attr.axis.data != 0):
+        raise ValueError(f"bitsplit_linear: the weight needs one scale per row or row group, got {w.layout.summary()}")
+    rows, width = w.shape
+    group = attr.group_size(width)
+    q = codes_of(w)
+    qw = q.codes.astype(np.int64)
+    if q.zero_points is not None:
+        qw -= np.repeat(np.broadcast_to(q.zero_points.reshape(-1, width // group), (rows, width // group)), group, 1)
+    scales = np.broadcast_to(q.scales.astype(F32).reshape(-1, width // group), (rows, width // group))
+    return qw, scales, group
+
+
+def _as_bitsplit(x: BitSplit | PackedTensor) -> BitSplit:
+    if isinstance(x, BitSplit):
+        return x
+    _attr(x.layout)
+    x.validate()
+    return BitSplit.of_arrays(x.arrays)
+
+
+def bitsplit_linear(x: BitSplit | PackedTensor, w: PackedTensor) -> Array:
+    """y = x @ w.T [R, N] as the kernels compute it, from bit-split x and a quantized weight.
+
+    Per output (i, n) and weight group g, the i32 dot product
+    acc_g = sum_k lo * qw + 16 * sum_{k in bitmap} hi * qw - o_i * sum_k qw (= sum_k c * qw),
+    then y = s_x[i] * (((0 + s_w[n, 0] * acc_0) + s_w[n, 1] * acc_1) + ...) in float32:
+    the integer W8A8 path's order.
+    """
+    xs = _as_bitsplit(x)
+    qw, scales, group = _weight_groups(w)
+    if xs.shape[1] != qw.shape[1]:
+        raise ValueError(f"bitsplit_linear: x has {xs.shape[1]} columns, w has {qw.shape[1]}")
+    lo, hi = (a.astype(np.int64) for a in xs.nibbles())
+    hi = np.where(xs.mask(), hi, 0)  # the sparse pass visits the bitmap's elements only
+    o = xs.offset_values().astype(np.int64)[:, None]
+    acc = np.zeros((xs.shape[0], qw.shape[0]), F32)
+    for g in range(qw.shape[1] // group):
+        k = slice(g * group, (g + 1) * group)
+        dot = lo[:, k] @ qw[:, k].T + 16 * (hi[:, k] @ qw[:, k].T) - o * qw[:, k].sum(axis=1)
+        assert np.abs(dot).max(initial=0) < 2**31, "the i32 accumulator overflows"
+        acc = acc + scales[:, g] * dot.astype(F32)
+    return xs.scales.astype(F32)[:, None] * acc
+
+
+# ---------------------------------------------------------------------------- the format
+
+
+def _pack(x: Array, layout: BitSplitAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
+    if opts.prune:
+        raise ValueError(f"prune= applies to sparse layouts, not {layout.summary()}")
+    return bitsplit(x, layout).arrays()
+
+
+def _unpack(packed: PackedTensor) -> Array:
+    return BitSplit.of_arrays(packed.arrays).dequantize()
+
+
+def _first_row(bad: Array) -> int:
+    return int(np.argmax(bad.any(axis=1) if bad.ndim > 1 else bad))
+
+
+def _check_hi(xs: BitSplit) -> None:
+    """hi holds exactly counts[r] non-zero nibbles per row, then zeros."""
+    entries = unpack_fields(xs.hi, 4)
+    used = np.arange(entries.shape[1]) < xs.counts[:, None]
+    bad = (used & (entries == 0)) | (~used & (entries != 0))
+    if bad.any():
+        r = _first_row(bad)
+        j = int(np.argmax(bad[r]))
+        why = "is zero, but the bitmap counts it" if used[r, j] else f"is {entries[r, j]}, past the row's count"
+        raise ValueError(f"hi of row {r}: nibble {j} {why} ({xs.counts[r]} set bits)")
+
+
+def _check(packed: PackedTensor) -> None:
+    """Scales finite and >= 0, offsets in 0..15, counts equal to the bitmap's set bits, hi
+    compacted (counts[r] non-zero nibbles, then zeros), and codes c = u - o in -127..127."""
+    xs = BitSplit.of_arrays(packed.arrays)
+    check_scales(xs.scales, "scales")
+    if xs.offsets is not None and (bad := (xs.offsets < 0) | (xs.offsets > NIBBLE)).any():
+        r = _first_row(bad)
+        raise ValueError(f"offsets[{r}] = {xs.offsets[r]} is out of range [0, {NIBBLE}]")
+    set_bits = np.count_nonzero(xs.mask(), axis=1)
+    if (bad := set_bits != xs.counts).any():
+        r = _first_row(bad)
+        raise ValueError(f"counts[{r}] = {xs.counts[r]}, but row {r} of the bitmap has {set_bits[r]} set bits")
+    _check_hi(xs)
+    c = xs.codes()
+    if (bad := c < -127).any():
+        r = _first_row(bad)
+        k = int(np.argmax(bad[r]))
+        raise ValueError(f"the code of row {r}, column {k} is {c[r, k]}, outside -127..127")
+
+
+BITSPLIT = Format(_pack, _unpack, _check)
