@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i32
+from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
@@ -185,11 +185,18 @@ def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
 
 
+Source = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+"""The value at (row, column) of the tensor being quantized."""
+
+
 def quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue) -> None:
-    """Quantize x to int8 codes and scales: per tensor, per row (token) or per
-    group of a row, symmetric or asymmetric, with the packer's arithmetic."""
-    view = QuantView.of(packed)
-    rows, width = b.size(x, 0), b.size(x, 1)
+    """Quantize x to int8 codes and scales (see quantize_values)."""
+    quantize_values(b, lambda b, r, k: b.load(x, [r, k]), b.size(x, 0), b.size(x, 1), QuantView.of(packed))
+
+
+def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, view: QuantView) -> None:
+    """int8 codes and scales per tensor, per row (token) or per group of a row,
+    symmetric or asymmetric, with the packer's arithmetic."""
     if view.per == "tensor":
         span = (b.index(0), rows, b.index(0), width)
         params = _quant_params(b, x, view, span)
@@ -210,14 +217,14 @@ def quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue) -> None:
     _for(b, b.index(0), rows, row, "r")
 
 
-def _reduce(b: LoopBuilder, x: SSAValue, span: tuple[SSAValue, SSAValue, SSAValue, SSAValue], init: float,
+def _reduce(b: LoopBuilder, x: Source, span: tuple[SSAValue, SSAValue, SSAValue, SSAValue], init: float,
             combine: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]) -> SSAValue:  # fmt: skip
     r0, r1, k0, k1 = span
     return _fold(b, r0, r1, b.f32(init), lambda b, r, acc: _fold(
-        b, k0, k1, acc, lambda b, k, a: combine(b, a, b.load(x, [r, k])), "k"), "r")  # fmt: skip
+        b, k0, k1, acc, lambda b, k, a: combine(b, a, x(b, r, k)), "k"), "r")  # fmt: skip
 
 
-def _quant_params(b: LoopBuilder, x: SSAValue, view: QuantView,
+def _quant_params(b: LoopBuilder, x: Source, view: QuantView,
                   span: tuple[SSAValue, SSAValue, SSAValue, SSAValue]) -> tuple[SSAValue, SSAValue, SSAValue]:  # fmt: skip
     """(stored scale, divisor, zero point as f32) of one scale group."""
     levels = (1 << view.bits) - 1
@@ -246,7 +253,7 @@ def _clamp(b: LoopBuilder, v: SSAValue, lo: int, hi: int) -> SSAValue:
     return b.insert(arith.MinimumfOp(b.fmax(v, b.f32(float(lo))), b.f32(float(hi))))
 
 
-def _quant_codes(b: LoopBuilder, x: SSAValue, view: QuantView, span: tuple[SSAValue, SSAValue, SSAValue],
+def _quant_codes(b: LoopBuilder, x: Source, view: QuantView, span: tuple[SSAValue, SSAValue, SSAValue],
                  params: tuple[SSAValue, SSAValue, SSAValue]) -> None:  # fmt: skip
     r, k0, k1 = span
     _, divisor, zp = params
@@ -254,7 +261,7 @@ def _quant_codes(b: LoopBuilder, x: SSAValue, view: QuantView, span: tuple[SSAVa
     lo, hi = (-(levels // 2), levels // 2) if view.symmetric else (0, levels)
 
     def code(b: LoopBuilder, k: SSAValue) -> None:
-        q = b.insert(mathd.RoundEvenOp(b.fdiv(b.load(x, [r, k]), divisor)))
+        q = b.insert(mathd.RoundEvenOp(b.fdiv(x(b, r, k), divisor)))
         if not view.symmetric:
             q = b.fadd(q, zp)
         q = b.insert(arith.FPToSIOp(_clamp(b, q, lo, hi), i32))
@@ -363,7 +370,9 @@ def bitsplit_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, offset: boo
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         span = (r, b.add(r, b.index(1)), b.index(0), width)
-        amax = _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, b.insert(mathd.AbsFOp(v))))
+        amax = _reduce(
+            b, lambda b, r, k: b.load(x, [r, k]), span, 0.0, lambda b, a, v: b.fmax(a, b.insert(mathd.AbsFOp(v)))
+        )
         scale = b.fdiv(amax, b.f32(127.0))
         divisor = b.insert(arith.SelectOp(b.insert(arith.CmpfOp(scale, b.f32(0.0), "oeq")), b.f32(1.0), scale))
         b.store(scale, buf["scales"], [r])
@@ -481,3 +490,87 @@ def bitsplit_row(b: LoopBuilder, xb: SSAValue, i: SSAValue, w: QuantView, n: SSA
 
     acc, _ = b.loop(b.index(0), b.index(width // w.group), b.index(1), group, [b.f32(0.0), b.index(0)], name="g")
     return b.fmul(b.load(buf["scales"], [i]), acc)
+
+
+# ---------------------------------------------------------------- SQ-format activations
+
+
+def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -> None:
+    """The per-call split of SQ-format: in each group, the `count` elements of
+    largest |x| (ties: lower position) become int8 codes with one scale per row; the
+    rest, those positions zeroed, is quantized with the low layout."""
+    assemble = packed.owner
+    assert isinstance(assemble, AssembleOp)
+    index, values = assemble.buffer("high.index"), assemble.buffer("high.values")
+    group, count = layout.group.data, layout.count.data
+    rows, width = b.size(x, 0), b.size(x, 1)
+    slots = packed.type.storage.param("slots")  # type: ignore[attr-defined]
+
+    def magnitude(b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
+        return b.insert(mathd.AbsFOp(b.load(x, [r, k])))
+
+    def select(b: LoopBuilder, r: SSAValue, g: SSAValue) -> None:
+        k0 = b.mul(g, b.index(group))
+
+        def candidate(b: LoopBuilder, k: SSAValue, taken: SSAValue) -> SSAValue:
+            mk = magnitude(b, r, k)
+
+            def above(b: LoopBuilder, j: SSAValue, rank: SSAValue) -> SSAValue:
+                mj = magnitude(b, r, j)
+                tie = b.insert(arith.AndIOp(b.insert(arith.CmpfOp(mj, mk, "oeq")), b.insert(arith.CmpiOp(j, k, "ult"))))
+                ahead = b.insert(arith.OrIOp(b.insert(arith.CmpfOp(mj, mk, "ogt")), tie))
+                return b.add(rank, b.insert(arith.IndexCastOp(b.insert(arith.ExtUIOp(ahead, i32)), IndexType())))
+
+            rank = _fold(b, k0, b.add(k0, b.index(group)), b.index(0), above, "j")
+
+            def keep(b: LoopBuilder) -> Sequence[SSAValue]:
+                slot = b.add(b.mul(g, b.index(count)), taken)
+                position = b.insert(arith.IndexCastOp(b.insert(arith.SubiOp(k, k0)), i32))
+                b.store(b.insert(arith.TruncIOp(position, i16)), index, [r, slot])
+                return [b.add(taken, b.index(1))]
+
+            return b.if_(b.insert(arith.CmpiOp(rank, b.index(count), "ult")), keep, [taken])[0]
+
+        _fold(b, k0, b.add(k0, b.index(group)), b.index(0), candidate, "k")
+
+    _for(b, b.index(0), rows, lambda b, r: _for(b, b.index(0), b.div(width, b.index(group)),
+                                                 lambda b, g: select(b, r, g), "g"), "r")  # fmt: skip
+    column = sq_high_walk(packed, layout).column
+    high = QuantView(layout.high, {"values": values, "scales": assemble.buffer("high.scales")}, 8, 1, slots, True)
+    quantize_values(b, lambda b, r, t: b.load(x, [r, column(b, r, t)]), rows, b.index(slots), high)
+
+    def masked(b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
+        """x[r, k], or 0 where k is one of its group's high positions."""
+        g = b.div(k, b.index(group))
+        position = b.insert(arith.IndexCastOp(b.rem(k, b.index(group)), i32))
+
+        def hit(b: LoopBuilder, c: SSAValue, found: SSAValue) -> SSAValue:
+            stored = b.insert(arith.ExtUIOp(b.load(index, [r, b.add(b.mul(g, b.index(count)), c)]), i32))
+            return b.insert(arith.OrIOp(found, b.insert(arith.CmpiOp(stored, position, "eq"))))
+
+        found = _fold(b, b.index(0), b.index(count), b.insert(arith.ConstantOp(IntegerAttr(0, 1))), hit, "c")
+        return b.insert(arith.SelectOp(found, b.f32(0.0), b.load(x, [r, k])))
+
+    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low.", "low."))
+
+
+def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n: SSAValue, layout: SQAttr) -> SSAValue:
+    """y[i, n] with SQ-format activations and an f32 weight row, in one pass over
+    the dense low part and one over the high part."""
+    width = w.type.get_shape()[1]  # type: ignore[attr-defined]
+    low = QuantView.of(xs, layout.low, "low.", "low.")
+    walk = sq_high_walk(xs, layout)
+
+    def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:
+        q = b.insert(arith.SIToFPOp(low.code(b, i, k), f32))
+        value = b.fmul(low.scale(b, i, b.div(k, b.index(low.group))), q)
+        return b.fadd(acc, b.fmul(value, b.load(w, [n, k]), fast=True), fast=True)
+
+    dense = _fold(b, b.index(0), b.index(width), b.f32(0.0), term, "k")
+
+    def outlier(b: LoopBuilder, t: SSAValue, acc: SSAValue) -> SSAValue:
+        q = b.insert(arith.SIToFPOp(walk.code(b, i, t), f32))
+        return b.fadd(acc, b.fmul(q, b.load(w, [n, walk.column(b, i, t)]), fast=True), fast=True)
+
+    sparse = _fold(b, b.index(0), b.index(walk.group_len), b.f32(0.0), outlier, "t")
+    return b.fadd(dense, b.fmul(walk.scale(b, i, b.index(0)), sparse))

@@ -6,6 +6,8 @@ float copy of the weight. When w is quantized and the activations are too
 (`linear(dequantize(quantize(x, int8(per=token))), dequantize(w))`), the lhs folds
 as well, and the product runs on integers (W8A8, W4A8): integer dot products per
 weight group with an i32 accumulator, one float rescale per group and output.
+SQ-format activations fold into a product with a dense weight (one fused pass over
+their low and high parts).
 """
 
 from dataclasses import dataclass
@@ -38,6 +40,14 @@ def _quantized(value: SSAValue) -> UniformQuantAttr | None:
     return t.layout if isinstance(t, TensorType) and isinstance(t.layout, UniformQuantAttr) else None
 
 
+def _sq(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType) and isinstance(value.type.layout, SQAttr)
+
+
+def _dense(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType) and value.type.layout.is_dense
+
+
 def _integer_activation(value: SSAValue) -> bool:
     """int8 codes with a scale per token or tensor, or bit-split int8 codes."""
     t = value.type
@@ -68,7 +78,7 @@ class FuseDequant(RewritePattern):
         if (w := _dequantized(rhs)) is not None:
             rhs = w
         x = _dequantized(lhs)
-        if x is not None and _integer_activation(x) and _integer_weight(rhs):
+        if x is not None and (_integer_activation(x) and _integer_weight(rhs) or _sq(x) and _dense(rhs)):
             lhs = x
         if (lhs, rhs) == (op.lhs, op.rhs):
             return

@@ -162,6 +162,10 @@ class LowerContraction(RewritePattern):
             _lower_packed(op, out)
             rewriter.erase(op)
             return
+        if isinstance(op.lhs.type, PackedType):
+            _lower_sq_activations(op, out)
+            rewriter.erase(op)
+            return
         tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][type(op)]
         b = _before(op)
         m, k_size = b.size(op.lhs, 0), b.size(op.lhs, 1)
@@ -254,6 +258,17 @@ def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
     rows.each(output)
 
 
+def _lower_sq_activations(op: tdsl.ContractionOp, out: SSAValue) -> None:
+    """SQ-format activations times an f32 weight: low and high parts in one pass."""
+    layout = op.lhs.type.layout  # type: ignore[attr-defined]
+    if not isinstance(layout, SQAttr) or not op.RHS_TRANSPOSED:
+        raise op_error(op, f"a product with {layout.summary()} activations needs a linear weight")
+    b = _before(op)
+    rows = _TileNest(b, out, b.index(0), b.size(out, 0), b.index(0), b.size(out, 1))
+    rows.each(lambda b, i, n: b.store(quant_loops.sq_activation_row(b, op.lhs, i, op.rhs, n, layout), out, [i, n]))
+    _apply_epilogue(op, rows)
+
+
 def _bitsplit_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
@@ -274,10 +289,16 @@ class LowerQuantize(RewritePattern):
         layout = out.type.layout if isinstance(out.type, PackedType) else None
         if isinstance(layout, BitSplitAttr):
             quant_loops.bitsplit_quantize(_before(op), op.input, out, bool(layout.offset.data))
+        elif isinstance(layout, SQAttr) and layout.low.codes.data == "int8":
+            quant_loops.sq_quantize(_before(op), op.input, out, layout)
         elif isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8":
             quant_loops.quantize(_before(op), op.input, out)
         else:
-            raise op_error(op, "the CPU backend quantizes activations to int8 (e.g. int8(per=token)) or bitsplit(int8)")
+            raise op_error(
+                op,
+                "the CPU backend quantizes activations to int8 (e.g. int8(per=token)), bitsplit(int8), "
+                "or sq(...) with an int8 low part",
+            )
         rewriter.erase(op)
 
 

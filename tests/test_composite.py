@@ -108,3 +108,21 @@ def test_offset_raises_msb_sparsity() -> None:
 def test_bitsplit_needs_a_linear() -> None:
     with pytest.raises(stoicc_py.CompileError, match="bit-split activations only as the input of linear"):
         stoicc_py.compile("kernel f(x: f32[M, 64]) -> f32[M, 64] { return relu(quantize(x, bitsplit(int8))) }")
+
+
+@pytest.mark.parametrize("layout", ["sq(low=int8(per=token), high=int8(axis=0), group=64, count=3)",
+                                    "sq(low=int8(group=32, symmetric=false), high=int8(axis=0), high_density=0.05)"])  # fmt: skip
+def test_sq_activations_split_per_call(layout: str) -> None:
+    """The kernel splits activations into low and high parts exactly as the model."""
+    from stoicc_py.packing.sq import fake_sq
+
+    prog = stoicc_py.compile(
+        f"kernel f(x: f32[M, 128], w: f32[128, 128]) -> f32[M, 128] {{ return linear(quantize(x, {layout}), w) }}"
+    )
+    rng = np.random.default_rng(5)
+    x = rand(rng, 6, 128)
+    x[rng.random(x.shape) < 0.03] *= 25  # activation outliers
+    x[0, :8] = 1.5  # ties are broken by position
+    assert np.array_equal(prog.f(x, np.eye(128, dtype=np.float32)), fake_sq(x, layout))
+    w = rand(rng, 128, 128)
+    assert_close(prog.f(x, w), (fake_sq(x, layout).astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))

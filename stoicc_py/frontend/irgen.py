@@ -30,8 +30,8 @@ def _layout_term(e: ast.Expr) -> ast.LayoutTerm:
     """A layout written as a call argument (`int8(per=token)`) as a layout term."""
 
     def value(v: ast.Expr) -> object:
-        if isinstance(v, ast.Number) and v.value == int(v.value):
-            return int(v.value)
+        if isinstance(v, ast.Number):
+            return int(v.value) if v.value == int(v.value) else v.value
         return _layout_term(v)
 
     match e:

@@ -23,7 +23,7 @@ import numpy as np
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, UniformQuantAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options
+from stoicc_py.packing.common import Array, Format, Options, checked_shape
 from stoicc_py.packing.quant import check_scales, codes_of, pack_fields, quantize, unpack_fields
 
 if TYPE_CHECKING:
@@ -135,8 +135,7 @@ def bitsplit(x: Array, layout: BitSplitAttr | str) -> BitSplit:
     """The bit split of the float32 activations x [R, K] (K a multiple of 8)."""
     attr = _attr(layout)
     q = quantize(x, TOKEN_INT8)
-    if q.codes.shape[1] % 8:
-        raise ValueError(f"bitsplit: the {q.codes.shape[1]} columns of x are not a multiple of 8")
+    checked_shape(attr, x.shape)  # whole bitmap bytes
     c = q.codes
     o = best_offsets(c) if attr.offset.data else np.zeros(c.shape[0], np.int32)
     u = c + o[:, None]

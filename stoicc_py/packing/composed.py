@@ -17,9 +17,17 @@ from stoicc_py.dialects.layout import ComposedLayoutAttr, LayoutAttr, StorageAtt
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options
+from stoicc_py.packing.common import Array, Format, Options, checked_shape
 from stoicc_py.packing.nm import NMCode, conform
-from stoicc_py.packing.quant import QuantCodes, check_codes, code_arrays, codes_from, dequantize_codes, quantize
+from stoicc_py.packing.quant import (
+    QuantCodes,
+    check_codes,
+    code_arrays,
+    codes_from,
+    dequantize_codes,
+    finite_matrix,
+    quantize,
+)
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -46,7 +54,10 @@ def _code(nm: NMAttr, width: int) -> NMCode:
 def nm_quantize(w: Array, layout: ComposedLayoutAttr | str, prune: bool = False) -> tuple[QuantCodes, Array]:
     """The codes of the compressed values [R, S] (scales in Q.scale_shape([R, S])) and the
     int32 index words [R, W] of the float32 matrix w [R, K]."""
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
     nm, q = parts(layout)
+    w = finite_matrix(w, "pack")  # a NaN would otherwise be reported at its slot, not its column
+    checked_shape(layout, w.shape)  # M divides K; Q's groups divide S
     code = _code(nm, w.shape[1])
     values, words = code.encode(conform(w, nm, code, prune))
     return quantize(values, q), words

@@ -22,7 +22,7 @@ import numpy as np
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import SQAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options
+from stoicc_py.packing.common import Array, Format, Options, checked_shape
 from stoicc_py.packing.quant import (
     QuantCodes,
     check_codes,
@@ -59,8 +59,7 @@ def _attr(layout: LayoutAttr | str) -> SQAttr:
 
 def _checked_attr(layout: SQAttr | str, x: Array) -> SQAttr:
     attr = _attr(layout)
-    if x.shape[1] % attr.group.data:
-        raise ValueError(f"sq: group={attr.group.data} does not divide the {x.shape[1]} columns of x")
+    checked_shape(attr, x.shape)  # groups (SQ's and low's) divide the columns
     return attr
 
 
