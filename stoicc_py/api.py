@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -86,10 +88,26 @@ def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback 
     return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)))
 
 
+@cache
+def _compiler_digest() -> str:
+    """A hash of the compiler's own sources, so that a changed compiler (an editable
+    install, a patched one) never reuses code that an older one cached."""
+    import stoicc_py
+    from stoicc_py import backends, dialects, passes
+
+    digest = hashlib.sha256()
+    for package in (stoicc_py, dialects, passes, backends):
+        for root in package.__path__:
+            for path in sorted(Path(root).rglob("*")):
+                if path.suffix in (".py", ".lark"):
+                    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _toolchain_key() -> str:
     return ";".join(
-        [f"stoicc_py={version('stoicc_py')}", f"xdsl={version('xdsl')}", f"llvmlite={version('llvmlite')}",
-         llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
+        [f"stoicc_py={version('stoicc_py')}", _compiler_digest(), f"xdsl={version('xdsl')}",
+         f"llvmlite={version('llvmlite')}", llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
     )  # fmt: skip
 
 
