@@ -10,6 +10,8 @@
 // CHECK-SAME: int4 = #quant.uniform<int4, per = group, axis = 1, group = 128, symmetric = 1, scale = f16>
 // CHECK-SAME: int8 = #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 0, scale = f32>
 // CHECK-SAME: composed = #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, axis = 1, group = 128, symmetric = 1, scale = f32>>
+// CHECK-SAME: sq = #quant.sq<#quant.uniform<int4, per = group, axis = 1, group = 128, symmetric = 1, scale = f32>, #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #builtin.int<128>, #builtin.int<6>>
+// CHECK-SAME: split = #quant.bitsplit<#builtin.int<4>, #builtin.int<1>>
 "test.op"() {
   dense = !tdsl.tensor<[4, 8], f32, #layout.dense>,
   nm = !tdsl.tensor<[4, 8], f32, #sparse.nm<2, 4>>,
@@ -19,5 +21,7 @@
   hybrid = #sparse.hybrid<[32, 32], [#layout.dense, #sparse.nm<2, 4>]>,
   int4 = #quant.uniform<int4, per = group, axis = 1, group = 128, scale = f16>,
   int8 = #quant.uniform<int8, per = token, symmetric = 0>,
-  composed = #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, axis = 1, group = 128>>
+  composed = #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, axis = 1, group = 128>>,
+  sq = #quant.sq<#quant.uniform<int4, per = group, axis = 1, group = 128>, #quant.uniform<int8, per = channel>, #builtin.int<128>, #builtin.int<6>>,
+  split = #quant.bitsplit<#builtin.int<4>, #builtin.int<1>>
 } : () -> ()

@@ -53,3 +53,23 @@
 
 "test.op"() {a = !tdsl.tensor<[4, 100], f32, #quant.uniform<int4, per = group, axis = 1, group = 64>>} : () -> ()
 // CHECK: quant: group=64 does not divide the reduction dimension of size 100
+
+// -----
+
+"test.op"() {a = #quant.sq<#quant.uniform<int4, per = group, group = 128>, #quant.uniform<int4>, #builtin.int<128>, #builtin.int<6>>} : () -> ()
+// CHECK: sq: high must be int8 per tensor or per row (axis=0), got int4()
+
+// -----
+
+"test.op"() {a = #quant.sq<#quant.uniform<int4, per = group, group = 128>, #quant.uniform<int8>, #builtin.int<4>, #builtin.int<6>>} : () -> ()
+// CHECK: sq: 6 high-precision elements per group of 4
+
+// -----
+
+"test.op"() {a = #quant.bitsplit<#builtin.int<3>, #builtin.int<0>>} : () -> ()
+// CHECK: bitsplit: low_bits must be 4 (two 4-bit passes), got 3
+
+// -----
+
+"test.op"() {a = !tdsl.tensor<[8, 256], f32, #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, group = 256>>>} : () -> ()
+// CHECK: quant: group=256 does not divide the reduction dimension of size 128
