@@ -23,6 +23,9 @@ from stoicc_py.dialects.sparse import NMAttr
 from stoicc_py.passes import sparse_loops
 from stoicc_py.passes.loop_builder import LoopBuilder
 
+Lead = SSAValue | list[SSAValue]
+"""A row index, or the leading indices of a codes buffer of higher rank."""
+
 
 def _int(b: LoopBuilder, value: int, type: IntegerType = i32) -> SSAValue:
     return b.insert(arith.ConstantOp(IntegerAttr(value, type)))
@@ -73,23 +76,26 @@ class QuantView:
     def per(self) -> str:
         return self.layout.per.data
 
-    def scale_indices(self, b: LoopBuilder, row: SSAValue, g: SSAValue) -> list[SSAValue]:
-        """Where the scale of group g of `row` is stored."""
+    def scale_indices(self, b: LoopBuilder, row: Lead, g: SSAValue) -> list[SSAValue]:
+        """Where the scale of group g of `row` (a row index, or the leading indices
+        of a higher-rank codes buffer) is stored."""
+        lead = row if isinstance(row, list) else [row]
         if self.per == "tensor":
             return [b.index(0)]
         if self.per == "group":
-            return [row, g]
+            return [*lead, g]
         if self.per == "channel" and self.layout.axis.data == 1:
             return [g]  # groups of one element: g is the column
-        return [row]
+        return lead
 
-    def scale(self, b: LoopBuilder, row: SSAValue, g: SSAValue) -> SSAValue:
+    def scale(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
         s = b.load(self.buffers["scales"], self.scale_indices(b, row, g))
         return b.insert(arith.ExtFOp(s, f32)) if isinstance(s.type, Float16Type) else s
 
-    def code(self, b: LoopBuilder, row: SSAValue, k: SSAValue) -> SSAValue:
+    def code(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """The integer q - zero_point of element (row, k), as i32."""
-        byte = b.load(self.buffers["values"], [row, b.div(k, b.index(self.per_byte))])
+        lead = row if isinstance(row, list) else [row]
+        byte = b.load(self.buffers["values"], [*lead, b.div(k, b.index(self.per_byte))])
         if self.per_byte == 1:
             code = b.insert(arith.ExtSIOp(byte, i32) if self.symmetric else arith.ExtUIOp(byte, i32))
         else:
@@ -99,8 +105,17 @@ class QuantView:
             code = self._signed(b, field) if self.symmetric else field
         if self.symmetric:
             return code
-        zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, b.div(k, b.index(self.group))))
+        zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, self._group_of(b, k)))
         return b.insert(arith.SubiOp(code, b.insert(arith.ExtUIOp(zp, i32))))
+
+    def _group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
+        # Per-tensor scales over a list of unknown length have no group size to divide by.
+        return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group))
+
+    def value(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
+        """scale * (q - zero_point) of element (row, k), as f32."""
+        q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
+        return b.fmul(self.scale(b, row, self._group_of(b, k)), q)
 
     def _signed(self, b: LoopBuilder, field: SSAValue) -> SSAValue:
         if self.layout.codes.data == "binary":  # bit 1 is +1, bit 0 is -1

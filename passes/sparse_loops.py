@@ -21,6 +21,8 @@ from stoicc_py.dialects.layout import AssembleOp, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.passes.loop_builder import LoopBuilder
 
+Decode = Callable[[LoopBuilder, str, list[SSAValue], SSAValue], SSAValue]
+
 
 @dataclass
 class RowBlock:
@@ -32,9 +34,17 @@ class RowBlock:
     i1: SSAValue
     assemble: AssembleOp
     storage: StorageAttr
+    decode: Decode | None = None
+    """Reads a stored value whose values buffer holds quantized codes."""
 
     def buf(self, role: str) -> SSAValue:
         return self.assemble.buffer(role)
+
+    def value(self, b: LoopBuilder, prefix: str, lead: list[SSAValue], k: SSAValue) -> SSAValue:
+        """The stored value at [*lead, k] of the `<prefix>values` buffer."""
+        if self.decode is not None:
+            return self.decode(b, prefix, lead, k)
+        return b.load(self.buf(prefix + "values"), [*lead, k])
 
     def axpy(self, b: LoopBuilder, w: SSAValue, n: SSAValue, k: SSAValue) -> None:
         """y[i, n] += w * x[i, k] for the block's rows."""
@@ -78,7 +88,7 @@ def nm_column(b: LoopBuilder, indices: SSAValue, where: Sequence[SSAValue], s: S
     return b.add(b.mul(b.div(s, b.index(n)), b.index(m)), b.insert(arith.IndexCastOp(field, IndexType())))
 
 
-def _nm_rows(b: LoopBuilder, blk: RowBlock, params: dict[str, int], values: SSAValue, indices: SSAValue,
+def _nm_rows(b: LoopBuilder, blk: RowBlock, params: dict[str, int], role: str, indices: SSAValue,
              prefix: Sequence[SSAValue], rows: int, n_of: Callable[[LoopBuilder, SSAValue], SSAValue],
              k_base: SSAValue) -> None:  # fmt: skip
     """N:M rows: slot s of row r updates the column k_base + nm_column(s)."""
@@ -86,19 +96,19 @@ def _nm_rows(b: LoopBuilder, blk: RowBlock, params: dict[str, int], values: SSAV
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def slot(b: LoopBuilder, s: SSAValue) -> None:
             k = b.add(k_base, nm_column(b, indices, [*prefix, r], s, params))
-            blk.axpy(b, b.load(values, [*prefix, r, s]), n_of(b, r), k)
+            blk.axpy(b, blk.value(b, role, [*prefix, r], s), n_of(b, r), k)
 
         _range(b, params["slots"], slot, "s")
 
     _range(b, rows, row, "r")
 
 
-def _dense_tile(b: LoopBuilder, blk: RowBlock, values: SSAValue, p: SSAValue, n0: SSAValue, k0: SSAValue,
+def _dense_tile(b: LoopBuilder, blk: RowBlock, role: str, p: SSAValue, n0: SSAValue, k0: SSAValue,
                 shape: tuple[int, int]) -> None:  # fmt: skip
     """A stored dense [rows, cols] tile p whose top-left weight is at (n0, k0)."""
     rows, cols = shape
     _range(b, rows, lambda b, r: _range(
-        b, cols, lambda b, c: blk.axpy(b, b.load(values, [p, r, c]), b.add(n0, r), b.add(k0, c)), "c"), "r")  # fmt: skip
+        b, cols, lambda b, c: blk.axpy(b, blk.value(b, role, [p, r], c), b.add(n0, r), b.add(k0, c)), "c"), "r")  # fmt: skip
 
 
 def _i32(b: LoopBuilder, value: int) -> SSAValue:
@@ -110,20 +120,19 @@ def _params(storage: StorageAttr, prefix: str = "") -> dict[str, int]:
 
 
 def nm(b: LoopBuilder, blk: RowBlock, layout: NMAttr) -> None:
-    rows = blk.storage.buffer("values").get_shape()[0]
+    rows = blk.storage.buffer("indices").get_shape()[0]
     zero = b.index(0)
-    _nm_rows(b, blk, _params(blk.storage), blk.buf("values"), blk.buf("indices"), [], rows, lambda b, r: r, zero)
+    _nm_rows(b, blk, _params(blk.storage), "", blk.buf("indices"), [], rows, lambda b, r: r, zero)
 
 
 def block(b: LoopBuilder, blk: RowBlock, layout: BlockAttr) -> None:
     bh, bw = layout.bh.data, layout.bw.data
     block_rows = blk.storage.buffer("rowptr").get_shape()[0] - 1
-    values = blk.buf("values")
 
     def block_row(b: LoopBuilder, br: SSAValue) -> None:
         def stored(b: LoopBuilder, p: SSAValue) -> None:
             k0 = b.mul(b.load_index(blk.buf("cols"), [p]), b.index(bw))
-            _dense_tile(b, blk, values, p, b.mul(br, b.index(bh)), k0, (bh, bw))
+            _dense_tile(b, blk, "", p, b.mul(br, b.index(bh)), k0, (bh, bw))
 
         _stored(b, blk.buf("rowptr"), br, stored)
 
@@ -136,7 +145,7 @@ def csr(b: LoopBuilder, blk: RowBlock, layout: CSRAttr) -> None:
     def row(b: LoopBuilder, n: SSAValue) -> None:
         def stored(b: LoopBuilder, p: SSAValue) -> None:
             k = b.load_index(blk.buf("cols"), [p], unsigned=True)  # the storage marks csr columns unsigned
-            blk.axpy(b, b.load(blk.buf("values"), [p]), n, k)
+            blk.axpy(b, blk.value(b, "", [], p), n, k)
 
         _stored(b, blk.buf("rowptr"), n, stored)
 
@@ -153,17 +162,16 @@ def hybrid(b: LoopBuilder, blk: RowBlock, layout: HybridAttr) -> None:
         n0 = b.mul(tr, b.index(th))
         for f, fmt in enumerate(layout.formats.data):
             prefix = f"tile{f}."
-            values = blk.buf(prefix + "values")
 
-            def tile(b: LoopBuilder, p: SSAValue, fmt=fmt, prefix=prefix, values=values) -> None:  # noqa: B023
+            def tile(b: LoopBuilder, p: SSAValue, fmt=fmt, prefix=prefix) -> None:  # noqa: B023
                 k0 = b.mul(b.load_index(blk.buf(prefix + "cols"), [p]), b.index(tw))
                 if isinstance(fmt, NMAttr):
                     params = _params(blk.storage, prefix)
                     _nm_rows(
-                        b, blk, params, values, blk.buf(prefix + "indices"), [p], th, lambda b, r: b.add(n0, r), k0
+                        b, blk, params, prefix, blk.buf(prefix + "indices"), [p], th, lambda b, r: b.add(n0, r), k0
                     )
                 else:
-                    _dense_tile(b, blk, values, p, n0, k0, (th, tw))
+                    _dense_tile(b, blk, prefix, p, n0, k0, (th, tw))
 
             _stored(b, blk.buf(prefix + "rowptr"), tr, tile)
 

@@ -20,6 +20,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 
 from stoicc_py.dialects.layout import ComposedLayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.sparse import NMAttr
 from stoicc_py.dialects.tdsl import DequantizeOp, LinearOp, TensorType
 
 INTEGER_ACTIVATIONS = ("token", "tensor")
@@ -58,13 +59,13 @@ def _integer_activation(value: SSAValue) -> bool:
 
 
 def _integer_weight(value: SSAValue) -> bool:
-    """Whether a weight holds integer codes: quantized, SQ, or sparse with quantized values."""
+    """Whether a weight's codes are walked by the integer path: quantized, SQ, or N:M with quantized values."""
     t = value.type
     if not isinstance(t, TensorType):
         return False
     layout = t.layout
     return isinstance(layout, UniformQuantAttr | SQAttr) or (
-        isinstance(layout, ComposedLayoutAttr) and isinstance(layout.quant, UniformQuantAttr)
+        isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)
     )
 
 

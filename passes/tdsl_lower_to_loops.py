@@ -29,6 +29,7 @@ from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.sparse import NMAttr
 from stoicc_py.passes import quant_loops, sparse_loops
 from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
@@ -201,20 +202,28 @@ def _apply_epilogue(op: tdsl.ContractionOp, tile: _TileNest) -> None:
         tile.each(lambda b, i, j: b.store(_epilogue(op, b, b.load(out, [i, j]), i, j), out, [i, j]))
 
 
+def _walked(layout: object) -> bool:
+    """Whether a weight is read as quantized codes walked group by group (so that
+    group scales apply once per group, and int8 activations multiply integers)."""
+    return isinstance(layout, UniformQuantAttr | SQAttr) or (
+        isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)
+    )
+
+
 def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
-    """Row blocks of tm rows: zero them, let the weight's format loop add every
-    stored value's contribution (or compute each quantized dot product), then apply
+    """Row blocks of tm rows: compute each quantized dot product, or zero the rows and
+    let the sparse format's loop add every stored value's contribution; then apply
     the epilogue."""
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
-    if isinstance(op.lhs.type, PackedType) and not isinstance(
-        packed.layout, UniformQuantAttr | SQAttr | ComposedLayoutAttr
-    ):
-        raise op_error(op, "a quantized activation needs a quantized weight (W8A8, W4A8)")
-    quantized = isinstance(packed.layout, UniformQuantAttr | SQAttr) or isinstance(packed.layout, ComposedLayoutAttr)
+    layout = packed.layout
+    walked = _walked(layout)
+    if isinstance(op.lhs.type, PackedType) and not walked:
+        raise op_error(op, f"quantized activations need a quantized or N:M-quantized weight, got {layout.summary()}")
+    sparse = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
     assemble = op.rhs.owner
-    if not quantized and (not isinstance(assemble, AssembleOp) or type(packed.layout) not in sparse_loops.FORMATS):
-        raise op_error(op, f"cannot lower a product with a weight in layout {packed.layout.summary()}")
+    if not walked and (not isinstance(assemble, AssembleOp) or type(sparse) not in sparse_loops.FORMATS):
+        raise op_error(op, f"cannot lower a product with a weight in layout {layout.summary()}")
     tm = (op.tile_sizes or TARGET_TILES["cpu"][type(op)])[0]
     b = _before(op)
     m, n = b.size(out, 0), b.size(out, 1)
@@ -222,16 +231,28 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     def row_block(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
         i1 = _span(b, i0, tm, m)
         rows = _TileNest(b, out, i0, i1, b.index(0), n)
-        if quantized:
+        if walked:
             _quantized_rows(op, rows)
         else:
             rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
-            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage)  # type: ignore[arg-type]
-            sparse_loops.FORMATS[type(packed.layout)](b, block, packed.layout)
+            decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
+            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, decode)  # type: ignore[arg-type]
+            sparse_loops.FORMATS[type(sparse)](b, block, sparse)
         _apply_epilogue(op, rows)
         return ()
 
     b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
+
+
+def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
+    """Stored values of a sparse weight whose values buffers hold quantized codes."""
+    assert isinstance(quant, UniformQuantAttr)
+
+    def decode(b: LoopBuilder, prefix: str, lead: list[SSAValue], k: SSAValue) -> SSAValue:
+        view = quant_loops.QuantView.of(weight, quant, prefix=prefix, params=prefix + "q.")
+        return view.value(b, lead, k)
+
+    return decode
 
 
 def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:

@@ -126,3 +126,21 @@ def test_sq_activations_split_per_call(layout: str) -> None:
     assert np.array_equal(prog.f(x, np.eye(128, dtype=np.float32)), fake_sq(x, layout))
     w = rand(rng, 128, 128)
     assert_close(prog.f(x, w), (fake_sq(x, layout).astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", ["block([4, 8]) with int8(axis=0)", "block([4, 4]) with int4(group=2, symmetric=false)",
+                                    "csr with int8", "csr(index=i16) with int4",
+                                    "hybrid(tile=[8, 16], formats=[dense, nm(2, 4)]) with int4(group=8)",
+                                    "hybrid(tile=[8, 32], formats=[dense, nm(2, 4)]) with ternary(axis=0)"])  # fmt: skip
+def test_every_sparse_format_with_quantization(layout: str) -> None:
+    """Block, CSR and hybrid weights with quantized values: the format's loop reads
+    each stored code and its scale, and matches numpy on dequantize()."""
+    f = _linear(layout)
+    rng = np.random.default_rng(7)
+    w = rand(rng, 48, 256)
+    w[rng.random(w.shape) < 0.6] = 0.0
+    w[:8, 32:64] = 0.0  # some empty blocks and tiles
+    packed = f.pack("w", w, prune="magnitude") if "nm" in layout else f.pack("w", w)
+    for m in (1, 7):
+        x = rand(rng, m, 256)
+        assert_close(f(x, packed), _float_product(x, packed))
