@@ -157,6 +157,30 @@ class DenseLayoutAttr(LayoutAttr):
         return StorageAttr([buffer("values", shape, element)])
 
 
+def _rows(lead: Sequence[int]) -> int:
+    """How many rows the leading dims of a values buffer hold (dynamic if any is)."""
+    if any(d < 0 for d in lead):
+        return DYNAMIC_INDEX
+    count = 1
+    for d in lead:
+        count *= d
+    return count
+
+
+def _reshaped(b: BufferAttr, prefix: str, dims: list[int], quant: LayoutAttr) -> BufferAttr:
+    """A quantized [rows, width] buffer laid over the values buffer's leading dims."""
+    shape = list(b.type.get_shape())
+    lead = dims[:-1]
+    per_column = quant.per.data == "channel" and quant.axis.data == 1
+    if b.role.data == "values":  # codes: the leading dims, then the packed last dim
+        shape = [*lead, shape[-1] if dims[-1] >= 0 else DYNAMIC_INDEX]
+    elif len(shape) == 2:  # per group: one scale per group of each row
+        shape = [*lead, shape[-1]]
+    elif shape != [1] and not per_column:  # per row
+        shape = lead or [1]
+    return BufferAttr(prefix + b.role.data, MemRefType(b.type.element_type, shape), b.kind.data, b.is_unsigned)
+
+
 class SparseLayoutAttr(LayoutAttr, ABC):
     """A layout that skips zeros (subclassed in the `sparse` dialect)."""
 
@@ -165,8 +189,33 @@ class SparseLayoutAttr(LayoutAttr, ABC):
         return tuple(shape)
 
     def storage_with(self, shape: Sequence[int], element: TypeAttribute, quant: LayoutAttr) -> StorageAttr:
-        """The storage of this layout's values quantized by `quant`."""
-        raise VerifyException(f"{self.summary()} with a quantized layout has no storage on this target yet")
+        """This layout's storage with every values buffer quantized by `quant`.
+
+        A values buffer of shape [d0, ..., dn] is quantized as rows of its last dim
+        (an N:M row's slots, a block's row, a hybrid tile's row): per tensor, per row
+        (axis 0: one scale per leading index), or per group of that last dim. Its
+        codes keep the leading dims; scales and zero points take the leading dims
+        (and the group count). Encoding params are recorded as `<prefix>q.<name>`.
+        """
+        plain = self.storage(shape, element)
+        buffers: list[BufferAttr] = []
+        params = {k: plain.param(k) for k in plain.params.data}
+        for b in plain.buffers.data:
+            if b.kind.data != "values":
+                buffers.append(b)
+                continue
+            prefix = b.role.data.removesuffix("values")
+            dims = list(b.type.get_shape())
+            per = quant.per.data
+            if len(dims) == 1 and per != "tensor":
+                raise VerifyException(
+                    f"{self.summary()} stores values in one list: quantize it per tensor, not per={per}"
+                )
+            quant.verify_for([_rows(dims[:-1]), dims[-1]], "f32")
+            codes = quant.storage([_rows(dims[:-1]), dims[-1]], element)
+            buffers += [_reshaped(c, prefix, dims, quant) for c in codes.buffers.data]
+            params.update({f"{prefix}q.{k}": codes.param(k) for k in codes.params.data})
+        return StorageAttr(buffers, params)
 
 
 class QuantLayoutAttr(LayoutAttr, ABC):

@@ -84,16 +84,6 @@ class NMAttr(SparseLayoutAttr):
         rows, width = shape
         return (rows, width // self.m.data * self.n.data if isinstance(width, int) else width)
 
-    def storage_with(self, shape: Sequence[int], element: TypeAttribute, quant: LayoutAttr) -> StorageAttr:
-        """The N:M indices, and the [rows, slots] compressed values quantized: scale
-        groups count stored values (a dense-axis group of G is a group of G*N/M)."""
-        rows, width = shape
-        enc = self.row_encoding(width)
-        values = quant.storage([rows, enc["slots"]], element)
-        params = {**enc, **{f"q.{k}": values.param(k) for k in values.params.data}}
-        indices = buffer("indices", [rows, enc["words"]], i32, "metadata")
-        return StorageAttr([*values.buffers.data, indices], params)
-
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         n, m = _parse_ints(parser)

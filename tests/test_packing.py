@@ -300,9 +300,9 @@ def test_bad_arguments(w: Any, kwargs: dict[str, Any], error: type[Exception], m
 
 
 def test_layouts_without_a_packer() -> None:
-    # quantized layouts and nm with Q are packed (test_quant_packing.py, test_composite_packing.py)
+    # quantized layouts and sparse with Q are packed (test_quant_packing.py, test_composite_packing.py)
     with pytest.raises(ValueError, match="no packer for layout"):
-        pack(np.zeros((4, 8), np.float32), "block([2, 4]) with int4(group=4)")
+        pack(np.zeros((4, 8), np.float32), "block([2, 4]) with sq(low=int4(group=4), group=4, count=1)")
 
 
 # ---------------------------------------------------------------------------- hybrid

@@ -342,8 +342,8 @@ def test_rejected_inputs() -> None:
         pack(np.full((1, 8), np.finfo(F32).max), "int8")  # s = max / 127 rounds up: s * 127 = inf
     with pytest.raises(ValueError, match=r"the scale of group 0 overflows float32"):
         pack(np.array([[-3e38, 3e38]], F32), "int8(symmetric=false)")  # hi - lo
-    with pytest.raises(ValueError, match=r"only nm\(N, M\) with a uniform quantization"):
-        pack(w, "block([2, 4]) with int4(group=8)")
+    with pytest.raises(ValueError, match=r"composes only with a uniform quantization"):
+        pack(w, "block([2, 4]) with sq(low=int4(group=8), group=8, count=1)")
     with pytest.raises(ValueError, match="prune= applies to sparse layouts"):
         pack(w, "int4(group=8)", prune="magnitude")
     with pytest.raises(ValueError, match="shapes are not padded"):

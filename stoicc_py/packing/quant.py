@@ -187,7 +187,8 @@ def pack_fields(fields: Array, bits: int) -> Array:
     """uint8 bytes [R, K * bits / 8] of b-bit unsigned fields [R, K]: field k in byte
     k // per_byte at bits (k % per_byte) * b, least significant first."""
     per_byte = 8 // bits
-    by_byte = fields.astype(np.uint8).reshape(fields.shape[0], -1, per_byte)
+    rows, width = fields.shape
+    by_byte = fields.astype(np.uint8).reshape(rows, width // per_byte, per_byte)
     out = np.zeros(by_byte.shape[:2], np.uint8)
     for j in range(per_byte):  # whole-array operations, one per position in a byte
         out |= by_byte[:, :, j] << np.uint8(j * bits)
@@ -198,7 +199,7 @@ def unpack_fields(data: Array, bits: int) -> Array:
     """The b-bit unsigned fields [R, K] (uint8) of bytes [R, K * bits / 8]; inverse of pack_fields."""
     shifts = np.arange(0, 8, bits, dtype=np.uint8)
     fields = (data.view(np.uint8)[:, :, None] >> shifts) & np.uint8(2**bits - 1)
-    return fields.reshape(data.shape[0], -1)
+    return fields.reshape(data.shape[0], data.shape[1] * shifts.size)
 
 
 def encode_values(codes: Array, attr: UniformQuantAttr) -> Array:

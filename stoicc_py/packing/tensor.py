@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, IntegerType, f32
+from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
@@ -18,15 +19,13 @@ from stoicc_py.dialects.layout import (
     StorageAttr,
 )
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
-from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing.bitsplit import BITSPLIT, BitSplit
 from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
-from stoicc_py.packing.composed import NM_QUANT, parts
-from stoicc_py.packing.compressed import BLOCK, CSR, DENSE
-from stoicc_py.packing.hybrid import HYBRID
-from stoicc_py.packing.nm import NM
+from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, parts
+from stoicc_py.packing.compressed import DENSE
 from stoicc_py.packing.quant import QUANT
 from stoicc_py.packing.sq import SQ
 
@@ -35,10 +34,7 @@ ALIGNMENT = BUFFER_ALIGNMENT
 
 _FORMATS: dict[type[LayoutAttr], Format] = {
     DenseLayoutAttr: DENSE,
-    NMAttr: NM,
-    BlockAttr: BLOCK,
-    CSRAttr: CSR,
-    HybridAttr: HYBRID,
+    **SPARSE,
     UniformQuantAttr: QUANT,
     SQAttr: SQ,
     BitSplitAttr: BITSPLIT,
@@ -72,14 +68,22 @@ def _aligned(a: Array) -> Array:
 
 def _format(layout: LayoutAttr) -> Format:
     if isinstance(layout, ComposedLayoutAttr):
-        parts(layout)  # ValueError unless nm(N, M) with a uniform quantization
-        return NM_QUANT
+        parts(layout)  # ValueError unless a sparse layout with a uniform quantization
+        return SPARSE_QUANT
     if type(layout) not in _FORMATS:
         raise ValueError(
             f"no packer for layout {layout.summary()}: packing supports dense, nm, block, csr, hybrid, "
-            "quantized (uniform, sq, bitsplit) and nm(N, M) with uniform quantization"
+            "quantized (uniform, sq, bitsplit) and a sparse layout with a uniform quantization"
         )
     return _FORMATS[type(layout)]
+
+
+def _storage(layout: LayoutAttr, shape: tuple[int, int]) -> StorageAttr:
+    """layout.storage(shape, f32), or a ValueError if the layout has none for it (csr with Q per channel)."""
+    try:
+        return layout.storage(shape, f32)
+    except VerifyException as err:
+        raise ValueError(f"{layout.summary()} has no storage for shape {list(shape)}: {err}") from None
 
 
 def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
@@ -112,7 +116,7 @@ class PackedTensor:
     def __post_init__(self) -> None:
         _format(self.layout)
         self.shape = checked_shape(self.layout, tuple(self.shape))
-        self.storage = self.layout.storage(self.shape, f32)
+        self.storage = _storage(self.layout, self.shape)
         self.arrays = {role: _aligned(np.asarray(a)) for role, a in self.arrays.items()}
 
     def buffers(self) -> list[Array]:
@@ -141,7 +145,7 @@ class PackedTensor:
         """The float32 values kernels compute with: scale * (code - zero_point) for a quantized
         layout (exactly, in float32), the stored matrix for others. Same as unpack().
 
-        nm with Q: each slot's dequantized value at its position (padding slots included);
+        sparse S with Q: each stored slot's dequantized value at its position (padding included);
         sq: dequantized low plus the dequantized high values at their positions; bitsplit:
         scale * (16 * hi + lo - offset). docs/formats.md has the exact models."""
         return self.unpack()
@@ -198,6 +202,8 @@ class PackedTensor:
                 raise ValueError(f"buffer '{role}' has shape {list(a.shape)}, expected {shape_text(want)}")
             if not _is_aligned(a):
                 raise ValueError(f"buffer '{role}' is not C-contiguous and {ALIGNMENT}-byte aligned")
+            if isinstance(self.layout, ComposedLayoutAttr) and buf.kind.data == "values" and len(want) == 1:
+                continue  # csr's codes: a length in bytes, which the format checks against cols
             for d in (d for d, w in zip(a.shape, want) if w == DYNAMIC_INDEX):
                 first_role, count = entries.setdefault(role.rpartition(".")[0], (role, d))
                 if count != d:
@@ -248,13 +254,15 @@ def pack(
     w = _as_matrix(w)
     if prune not in (None, "magnitude"):
         raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
-    if plan is not None and not isinstance(layout, HybridAttr):
+    if plan is not None and not isinstance(
+        layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout, HybridAttr
+    ):
         raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
     fmt, shape = _format(layout), checked_shape(layout, w.shape)
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
-    storage = layout.storage(shape, f32)
+    storage = _storage(layout, shape)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
