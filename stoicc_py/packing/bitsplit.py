@@ -22,8 +22,7 @@ import numpy as np
 
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, UniformQuantAttr
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options, checked_shape
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
 from stoicc_py.packing.quant import check_scales, codes_of, pack_fields, quantize, unpack_fields
 
 if TYPE_CHECKING:
@@ -103,10 +102,7 @@ class BitSplit:
 
 
 def _attr(layout: LayoutAttr | str) -> BitSplitAttr:
-    layout = parse_layout(layout) if isinstance(layout, str) else layout
-    if not isinstance(layout, BitSplitAttr):
-        raise ValueError(f"expected a bitsplit(...) layout, got {layout.summary()}")
-    return layout
+    return layout_as(layout, BitSplitAttr, "a bitsplit(...) layout")
 
 
 def _sign_extend(fields: Array) -> Array:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
+from stoicc_py.frontend.layouts import parse_layout
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -112,3 +113,14 @@ def checked_shape(layout: LayoutAttr, shape: tuple[int, ...]) -> tuple[int, int]
 
 def shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join("?" if d == DYNAMIC_INDEX else str(d) for d in shape) + "]"
+
+
+L = TypeVar("L", bound=LayoutAttr)
+
+
+def layout_as(layout: LayoutAttr | str, kind: type[L], what: str) -> L:
+    """`layout` (an attribute, or text to parse) as a `kind`, else a ValueError naming `what`."""
+    layout = parse_layout(layout) if isinstance(layout, str) else layout
+    if not isinstance(layout, kind):
+        raise ValueError(f"expected {what}, got {layout.summary()}")
+    return layout

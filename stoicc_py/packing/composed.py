@@ -27,7 +27,7 @@ from stoicc_py.dialects.layout import BufferAttr, ComposedLayoutAttr, LayoutAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options, checked_shape
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
 from stoicc_py.packing.compressed import BLOCK, CSR
 from stoicc_py.packing.hybrid import HYBRID
 from stoicc_py.packing.nm import NM, NMCode
@@ -52,9 +52,7 @@ Sparse = NMAttr | BlockAttr | CSRAttr | HybridAttr
 
 def parts(layout: LayoutAttr | str) -> tuple[Sparse, UniformQuantAttr]:
     """The sparse and uniform-quant halves of `S with Q`, else a ValueError."""
-    layout = parse_layout(layout) if isinstance(layout, str) else layout
-    if not isinstance(layout, ComposedLayoutAttr):
-        raise ValueError(f"expected a layout 'S with Q', got {layout.summary()}")
+    layout = layout_as(layout, ComposedLayoutAttr, "a layout 'S with Q'")
     sparse, q = layout.sparse, layout.quant
     if type(sparse) not in SPARSE or not isinstance(q, UniformQuantAttr):
         raise ValueError(

@@ -23,8 +23,7 @@ from xdsl.dialects.builtin import Float16Type
 
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options
+from stoicc_py.packing.common import Array, Format, Options, layout_as
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -48,11 +47,7 @@ class QuantCodes:
 
 
 def _attr(layout: UniformQuantAttr | str) -> UniformQuantAttr:
-    if isinstance(layout, str):
-        layout = parse_layout(layout)
-    if not isinstance(layout, UniformQuantAttr):
-        raise ValueError(f"expected a quantized layout (int8 ... binary), got {layout.summary()}")
-    return layout
+    return layout_as(layout, UniformQuantAttr, "a quantized layout (int8 ... binary)")
 
 
 def qmax(attr: UniformQuantAttr) -> int:

@@ -21,8 +21,7 @@ import numpy as np
 
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import SQAttr
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options, checked_shape
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
 from stoicc_py.packing.quant import (
     QuantCodes,
     check_codes,
@@ -51,10 +50,7 @@ class SQCodes:
 
 
 def _attr(layout: LayoutAttr | str) -> SQAttr:
-    layout = parse_layout(layout) if isinstance(layout, str) else layout
-    if not isinstance(layout, SQAttr):
-        raise ValueError(f"expected an sq(...) layout, got {layout.summary()}")
-    return layout
+    return layout_as(layout, SQAttr, "an sq(...) layout")
 
 
 def _checked_attr(layout: SQAttr | str, x: Array) -> SQAttr:
