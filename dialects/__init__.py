@@ -5,6 +5,12 @@ from collections.abc import Callable
 from xdsl.ir import Dialect
 
 
+def _accel() -> Dialect:
+    from stoicc_py.dialects.accel import Accel
+
+    return Accel
+
+
 def _layout() -> Dialect:
     from stoicc_py.dialects.layout import Layout
 
@@ -30,6 +36,7 @@ def _tdsl() -> Dialect:
 
 
 DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "accel": _accel,
     "layout": _layout,
     "sparse": _sparse,
     "quant": _quant,

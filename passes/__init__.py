@@ -26,6 +26,9 @@ _CLASSES = {
     "convert-math-to-llvm": "ConvertMathToLLVM",
     "convert-cf-to-llvm": "ConvertCfToLLVM",
     "convert-func-to-llvm": "ConvertFuncToLLVM",
+    "accel-tile": "AccelTile",
+    "convert-tdsl-to-accel": "ConvertTdslToAccel",
+    "accel-schedule": "AccelSchedule",
 }
 
 

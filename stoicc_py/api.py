@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -30,8 +30,11 @@ from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arg
 from stoicc_py.packing import PackedTensor
 from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
 
+if TYPE_CHECKING:
+    from stoicc_py.accel import AccelProgram
+
 log = logging.getLogger("stoicc_py")
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "accel")
 STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}
 TEXT_STAGES = (*STAGES, "llvm-ir", "asm")
 Array = np.ndarray[Any, Any]
@@ -78,9 +81,7 @@ def only_kernel(module: ModuleOp, name: str) -> ModuleOp:
 
 
 def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
-    """A lowered copy of a front-end module."""
-    if options.target not in TARGETS:
-        raise CompileError(f"unknown target '{options.target}' (available: {', '.join(TARGETS)})")
+    """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target)."""
     return run_passes(module.clone(), pipeline_spec(upto, options.tile), after_pass)
 
 
@@ -111,24 +112,20 @@ def _toolchain_key() -> str:
     )  # fmt: skip
 
 
-class Kernel:
-    """One kernel of a Program: call it, run its reference, look at its IR."""
+class KernelBase:
+    """What every target's kernel has: its ABI, the reference, packing."""
 
-    def __init__(self, program: Program, native: NativeKernel):
-        self.program = program
-        self._native = native
-        self.abi = native.abi
-        self.name = native.abi.name
-
-    def __call__(self, *args: object) -> Array | tuple[Array, ...]:
-        return self._native(*args)
+    def __init__(self, module: ModuleOp, abi: KernelABI):
+        self.module = module  # the front end's module, which the reference interprets
+        self.abi = abi
+        self.name = abi.name
 
     def reference(self, *args: object) -> Array | tuple[Array, ...]:
         """Run the numpy reference interpreter on the same arguments."""
         prepared = check_arguments(self.abi, args)
         bind_symbols(self.abi, prepared)
         dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
-        outs = run_reference(self.program.module, self.name, dense_values(prepared), dtypes)
+        outs = run_reference(self.module, self.name, dense_values(prepared), dtypes)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def pack(self, param: str, w: Array, **options: Any) -> PackedTensor:
@@ -138,14 +135,26 @@ class Kernel:
             raise KeyError(f"{self.name} has no parameter '{param}' (parameters: {', '.join(specs)})")
         return pack_for(self.abi, specs[param], np.asarray(w), **options)
 
-    def ir(self, stage: str = "ir") -> str:
-        """This kernel's IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
-        return self.program.ir(stage, kernel=self.name)
-
     def __repr__(self) -> str:
         params = ", ".join(map(str, self.abi.params))
         results = ", ".join(f"{r.dtype}[{', '.join(map(str, r.dims))}]" for r in self.abi.results)
         return f"<stoicc kernel {self.name}({params}) -> {results}>"
+
+
+class Kernel(KernelBase):
+    """One native kernel of a Program: call it, run its reference, look at its IR."""
+
+    def __init__(self, program: Program, native: NativeKernel):
+        super().__init__(program.module, native.abi)
+        self.program = program
+        self._native = native
+
+    def __call__(self, *args: object) -> Array | tuple[Array, ...]:
+        return self._native(*args)
+
+    def ir(self, stage: str = "ir") -> str:
+        """This kernel's IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
+        return self.program.ir(stage, kernel=self.name)
 
 
 class Program:
@@ -209,15 +218,24 @@ def compile(  # noqa: A001 - the public name users expect
     *,
     tile: Sequence[int] = (),
     cache: bool | str | os.PathLike[str] = True,
-) -> Program:
-    """Compile .tdsl source (text, or a path to a .tdsl file) for `target`.
+    machine: str | os.PathLike[str] | None = None,
+) -> Program | AccelProgram:
+    """Compile .tdsl source (text, or a path to a .tdsl file) for `target`: "cpu"
+    (native code) or "accel" (programs for the simulated accelerator).
 
     `tile` overrides the matrix-product tile sizes [tm, tn, tk]. Compiled code is
     cached on disk (in $STOICC_CACHE_DIR, else ~/.cache/stoicc_py); `cache=False`
-    turns that off, a path chooses the directory. Raises CompileError on a bad
-    program.
+    turns that off, a path chooses the directory. `machine` is an accelerator
+    description (TOML) overriding the default machine. Raises CompileError on a
+    bad program.
     """
+    if target not in TARGETS:
+        raise CompileError(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
     source, file = read_source(source_or_path)
+    if target == "accel":
+        from stoicc_py.accel import AccelProgram
+
+        return AccelProgram(source, file, tuple(tile), str(machine) if machine else "")
     if cache is False:
         store = None
     elif cache is True:

@@ -76,6 +76,17 @@ def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
     return ",".join(names)
 
 
+def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int, ...] = ()) -> str:
+    """The accelerator's pipeline: the tensor-level passes with every size symbol
+    bound, accel tiles instead of CPU ones, then the program and its tokens."""
+    binding = ",".join(f'"{k}={v}"' for k, v in bind.items())
+    option = f'{{machine="{machine}"}}' if machine else ""
+    names = [f"tdsl-infer-shapes{{bind={binding}}}" if p == "tdsl-infer-shapes" and bind else p
+             for p in STAGE_PASSES[Stage.OPT] if p != "tdsl-tile"]  # fmt: skip
+    sizes = f"{{sizes={','.join(map(str, tile))}}}" if tile else option
+    return ",".join([*names, f"accel-tile{sizes}", f"convert-tdsl-to-accel{option}", "accel-schedule"])
+
+
 PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 
 

@@ -1,0 +1,350 @@
+"""What each instruction does to DRAM and the scratchpads, vectorised with numpy
+per instruction, and the activity it causes (array steps, MACs, bytes), which the
+timing model turns into cycles and energy (docs/isa.md gives each semantics).
+
+Integer products are exact: int8 x int8 sums over k <= 1024 stay below 2^24 and are
+computed in float32 BLAS; longer ones in float64 (exact below 2^53).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stoicc_py.backends.accel.isa import Instr, Program
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
+
+Array = np.ndarray[Any, Any]
+WEIGHT_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
+STREAMS = {"inp": "activations", "acc": "activations", "wgt": "values", "meta": "metadata", "scl": "scales"}
+
+
+class SimulationError(RuntimeError):
+    """A program that the machine cannot run: an address outside a buffer, a race, a deadlock."""
+
+
+@dataclass
+class Activity:
+    """The work one instruction did."""
+
+    steps: int = 0  # MAC array steps (cycles without the pipeline latency)
+    macs: int = 0  # products computed
+    dense_macs: int = 0  # products of the equivalent dense computation
+    mac_bits: int = 64  # abits * wbits of those products
+    gated: int = 0  # products with a zero operand (gated multipliers)
+    vector: int = 0  # vector unit element operations
+    reads: Counter[str] = field(default_factory=Counter)  # scratchpad bytes read, per buffer
+    writes: Counter[str] = field(default_factory=Counter)
+    dram: Counter[str] = field(default_factory=Counter)  # DRAM bytes moved, per stream
+    dram_bursts: int = 0  # bytes the DRAM channel is busy for (whole bursts)
+
+
+def _fields(data: Array, bits: int, signed: bool) -> Array:
+    """The b-bit fields of bytes, least significant first, as int32."""
+    if bits == 8:
+        return data.view(np.int8 if signed else np.uint8).astype(np.int32)
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    out = ((data[..., None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(*data.shape[:-1], -1).astype(np.int32)
+    if signed:
+        half = 1 << (bits - 1)
+        out = (out ^ half) - half
+    return out
+
+
+def _matmul(x: Array, w: Array) -> Array:
+    """x [m, k] · w [n, k]ᵀ of small integers, exactly, as int64."""
+    dtype = np.float32 if x.shape[1] <= 1024 else np.float64
+    return (x.astype(dtype) @ w.astype(dtype).T).astype(np.int64)
+
+
+class Functional:
+    """The machine state and the semantics of each instruction."""
+
+    def __init__(self, program: Program, machine: Machine):
+        self.program, self.machine = program, machine
+        self.dram = np.zeros(program.dram_bytes, np.uint8)
+        self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
+        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0}
+        self.counters: dict[int, int] = {}
+        self.touched: list[tuple[str, int, int, bool]] = []  # (buffer, first, end byte, written) of the last instruction
+
+    # ------------------------------------------------------------------ memory
+
+    def region(self, buf: str, line: int, nbytes: int, write: bool = False) -> Array:
+        start = line * LINE_BYTES
+        mem = self.sram[buf]
+        if start + nbytes > mem.size:
+            raise SimulationError(f"{buf}[{line}] + {nbytes} bytes is outside the {mem.size}-byte {buf} scratchpad")
+        self.touched.append((buf, start, start + nbytes, write))
+        return mem[start : start + nbytes]
+
+    def words(self, buf: str, line: int, rows: int, cols: int, dtype: type, write: bool = False) -> Array:
+        return self.region(buf, line, rows * cols * 4, write).view(dtype).reshape(rows, cols)
+
+    def write_segment(self, name: str, data: bytes | Array) -> None:
+        seg = self.program.segment(name)
+        raw = np.frombuffer(bytes(data) if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes(), np.uint8)
+        if raw.size != seg.size:
+            raise SimulationError(f"segment {name} holds {seg.size} bytes, given {raw.size}")
+        self.dram[seg.offset : seg.offset + seg.size] = raw
+
+    def read_segment(self, name: str) -> bytes:
+        seg = self.program.segment(name)
+        return self.dram[seg.offset : seg.offset + seg.size].tobytes()
+
+    def _dram_rows(self, f: dict[str, int]) -> Array:
+        address, rows, cols, stride = f["dram"], f["rows"], f["cols"], f["stride"]
+        end = address + (rows - 1) * stride + cols
+        if rows and end > self.dram.size:
+            raise SimulationError(f"DMA reaches DRAM byte {end}, past the end of the program's {self.dram.size}")
+        return np.lib.stride_tricks.as_strided(self.dram[address:], (rows, cols), (stride, 1), writeable=True)
+
+    # ------------------------------------------------------------------ instructions
+
+    def execute(self, instr: Instr) -> Activity:
+        self.touched = []
+        return getattr(self, "_" + instr.mnemonic)(instr.fields)
+
+    def _dma(self, f: dict[str, int], load: bool) -> Activity:
+        buf = BUFFERS[f["buf"]]
+        rows, cols = f["rows"], f["cols"]
+        chip = self.region(buf, f["sram"], rows * cols, write=load).reshape(rows, cols)
+        if load:
+            chip[...] = self._dram_rows(f)
+        else:
+            self._dram_rows(f)[...] = chip
+        burst = self.machine.dram.burst
+        act = Activity(dram_bursts=rows * -(-cols // burst) * burst)
+        act.dram[STREAMS[buf] if load else "outputs"] += rows * cols
+        (act.writes if load else act.reads)[buf] += rows * cols
+        return act
+
+    def _ld(self, f: dict[str, int]) -> Activity:
+        return self._dma(f, load=True)
+
+    def _st(self, f: dict[str, int]) -> Activity:
+        return self._dma(f, load=False)
+
+    def _cfg(self, f: dict[str, int]) -> Activity:
+        self.cfg = dict(f)
+        return Activity()
+
+    def _sync(self, f: dict[str, int]) -> Activity:
+        return Activity()
+
+    _fence = _finish = _sync
+
+    def _rdcnt(self, f: dict[str, int]) -> Activity:
+        self.counters[f["dram"]] = f["counter"]  # written once the timing model knows the value
+        return Activity()
+
+    def write_counters(self, values: dict[str, int]) -> None:
+        for address, counter in self.counters.items():
+            self.dram[address : address + 8] = np.frombuffer(
+                int(values[COUNTERS[counter]]).to_bytes(8, "little"), np.uint8
+            )
+
+    # ------------------------------------------------------------------ the MAC array
+
+    @property
+    def _wbits(self) -> int:
+        return WEIGHT_BITS[WEIGHT_CODES[self.cfg["wcode"]]]
+
+    def _speedup(self) -> int:
+        """Products per 8x8 multiplier: Bit Fusion splits it for narrow operands."""
+        return (8 // self.cfg["abits"]) * (8 // max(self._wbits, 2))
+
+    def _activations(self, line: int, m: int, k: int, bits: int | None = None, signed: bool | None = None) -> Array:
+        bits = bits or self.cfg["abits"]
+        signed = bool(self.cfg["asigned"]) if signed is None else signed
+        return _fields(self.region("inp", line, m * k * bits // 8).reshape(m, -1), bits, signed)
+
+    def _weights(self, line: int, n: int, k: int) -> Array:
+        code = WEIGHT_CODES[self.cfg["wcode"]]
+        bits = WEIGHT_BITS[code]
+        raw = _fields(self.region("wgt", line, n * k * bits // 8).reshape(n, -1), bits, code != "binary")
+        return 2 * raw - 1 if code == "binary" else raw
+
+    def _accumulate(self, f: dict[str, int], product: Array) -> None:
+        acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
+        acc[...] = product if f["init"] else acc + product  # i32 wraps, as the hardware's adders do
+
+    def _steps(self, m_rows: int | Array, n: int, k_eff: int | Array) -> int:
+        a = self.machine.array
+        per_step = a.width * self._speedup()
+        return int(np.sum(m_rows * -(-np.asarray(k_eff) // per_step))) * -(-n // a.rows)
+
+    def _gemm_activity(self, f: dict[str, int], x: Array, w: Array, k_stored: int) -> Activity:
+        m, n, k = f["m"], f["n"], f["k"]
+        act = Activity(steps=self._steps(m, n, k_stored), macs=m * n * k_stored, dense_macs=m * n * k)
+        act.mac_bits = self.cfg["abits"] * max(self._wbits, 2)
+        act.reads.update(inp=x.size * self.cfg["abits"] // 8 * -(-n // self.machine.array.rows),
+                         wgt=n * k_stored * self._wbits // 8, acc=0 if f["init"] else m * n * 4)  # fmt: skip
+        act.writes["acc"] += m * n * 4
+        return act
+
+    def _gemm(self, f: dict[str, int]) -> Activity:
+        m, n, k = f["m"], f["n"], f["k"]
+        x, w = self._activations(f["inp"], m, k), self._weights(f["wgt"], n, k)
+        self._accumulate(f, _matmul(x, w))
+        act = self._gemm_activity(f, x, w, k)
+        act.gated = m * n * k - int(np.count_nonzero(x, axis=0) @ np.count_nonzero(w, axis=0))
+        return act
+
+    def _spgemm(self, f: dict[str, int]) -> Activity:
+        m, n, k = f["m"], f["n"], f["k"]
+        sn, sm = self.cfg["n"], self.cfg["m"]
+        if not sn or k % sm:
+            raise SimulationError(f"spgemm needs an N:M mode whose M divides k (cfg nm {sn}:{sm}, k {k})")
+        slots = k // sm * sn
+        bits = (sm - 1).bit_length()
+        per_word = 32 // bits
+        words = -(-slots // per_word)
+        values = self._weights(f["wgt"], n, slots)
+        index = _fields(self.region("meta", f["meta"], n * words * 4).reshape(n, -1), bits, False)[:, :slots]
+        w = np.zeros((n, k), np.int32)
+        columns = np.arange(slots) // sn * sm + index
+        np.put_along_axis(w, columns, values, axis=1)
+        x = self._activations(f["inp"], m, k)
+        self._accumulate(f, _matmul(x, w))
+        act = self._gemm_activity(f, x, values, slots)
+        act.reads["meta"] += n * words * 4
+        return act
+
+    def _bsgemm(self, f: dict[str, int]) -> Activity:
+        m, n, k = f["m"], f["n"], f["k"]
+        hi = self._activations(f["inp"], m, k, bits=4, signed=True)
+        bitmap = _fields(self.region("meta", f["meta"], m * k // 8).reshape(m, -1), 1, False)
+        if np.any((hi != 0) != (bitmap != 0)):
+            raise SimulationError("bsgemm: the bitmap does not match the non-zero high nibbles")
+        w = self._weights(f["wgt"], n, k)
+        self._accumulate(f, 16 * _matmul(hi, w))
+        nnz = np.count_nonzero(bitmap, axis=1)
+        act = Activity(steps=self._steps(1, n, nnz), macs=int(nnz.sum()) * n, dense_macs=0)
+        act.mac_bits = 4 * max(self._wbits, 2)
+        act.reads.update(inp=int(nnz.sum()) // 2 * -(-n // self.machine.array.rows), wgt=n * k * self._wbits // 8,
+                         meta=m * k // 8, acc=m * n * 4)  # fmt: skip
+        act.writes["acc"] += m * n * 4
+        return act
+
+    def _sqgemm(self, f: dict[str, int]) -> Activity:
+        m, n, slots = f["m"], f["n"], f["k"]
+        group = self.cfg["group"]
+        count = self.cfg["n"]
+        if not group or not count or slots % count:
+            raise SimulationError(f"sqgemm needs cfg group and count (nm field) dividing k, got {group}, {count}")
+        k = slots // count * group
+        values = _fields(self.region("wgt", f["wgt"], n * slots).reshape(n, slots), 8, True)
+        index = self.region("meta", f["meta"], n * slots * 2).view(np.uint16).reshape(n, slots).astype(np.int64)
+        if np.any(index >= group):
+            raise SimulationError("sqgemm: a position is outside its group")
+        w = np.zeros((n, k), np.int32)
+        np.put_along_axis(w, np.arange(slots) // count * group + index, values, axis=1)
+        x = self._activations(f["inp"], m, k)
+        self._accumulate(f, _matmul(x, w))
+        act = Activity(steps=m * -(-slots // self.machine.array.width) * -(-n // self.machine.array.rows))
+        act.macs = m * n * slots
+        act.reads.update(inp=m * k, wgt=n * slots, meta=n * slots * 2, acc=0 if f["init"] else m * n * 4)
+        act.writes["acc"] += m * n * 4
+        return act
+
+    # ------------------------------------------------------------------ the vector unit
+
+    def _valu(self, f: dict[str, int]) -> Activity:
+        op, rows, cols = VALU_OPS[f["op"]], f["rows"], f["cols"]
+        act = Activity(vector=rows * cols)
+        if op in ("quant", "split"):
+            getattr(self, "_valu_" + op)(f, act)
+            return act
+        dst_type = np.int32 if op in ("addi", "maxi") else np.float32
+        src_type = np.int32 if op in ("cvt", "scale", "macc", "addi", "maxi") else np.float32
+        src = self.words("acc", f["src"], rows, cols, src_type)
+        dst = self.words("acc", f["dst"], rows, cols, dst_type, write=True)
+        act.reads["acc"] += src.nbytes
+        act.writes["acc"] += dst.nbytes
+        if op in ("mul", "add", "addi", "scale", "macc"):
+            operand = self._broadcast(f, rows, cols, np.int32 if op == "addi" else np.float32, act)
+        if op == "cvt":
+            dst[...] = src.astype(np.float32)
+        elif op == "scale":
+            dst[...] = src.astype(np.float32) * operand
+        elif op == "macc":
+            dst[...] = dst + src.astype(np.float32) * operand
+            act.reads["acc"] += dst.nbytes
+        elif op == "mul":
+            dst[...] = src * operand
+        elif op in ("add", "addi"):
+            dst[...] = src + operand
+        elif op in ("max", "maxi"):
+            dst[...] = np.maximum(src, src.dtype.type(0))
+        else:
+            dst[...] = ACTIVATIONS[op](src)
+        return act
+
+    def _broadcast(self, f: dict[str, int], rows: int, cols: int, dtype: type, act: Activity) -> Array:
+        mode = BROADCASTS[f["bcast"]]
+        count = {"none": rows * cols, "row": rows, "col": cols, "scalar": 1}[mode]
+        vec = self.region("scl", f["scl"], count * 4).view(dtype)
+        act.reads["scl"] += count * 4
+        if mode == "none":
+            return vec.reshape(rows, cols)
+        return vec[:, None] if mode == "row" else vec[None, :] if mode == "col" else vec[0]
+
+    def _valu_quant(self, f: dict[str, int], act: Activity) -> None:
+        """Per-row symmetric int8 of f32 rows staged in k-chunks of `aux` columns (each
+        chunk's [rows, width] block starting a line): s = max|x| / 127,
+        c = clip(rint(x / s), -127, 127), all in float32; codes chunked the same way."""
+        rows, cols, chunk = f["rows"], f["cols"], f["aux"]
+        spans = [(c, min(chunk, cols - c)) for c in range(0, cols, chunk)]
+        src, dst, blocks = f["src"], f["dst"], []
+        for _, width in spans:
+            blocks.append(self.words("acc", src, rows, width, np.float32))
+            src += -(-rows * width * 4 // LINE_BYTES)
+        x = np.concatenate(blocks, axis=1)
+        scale = np.max(np.abs(x), axis=1) / np.float32(127)
+        codes = np.clip(np.rint(x / np.where(scale == 0, np.float32(1), scale)[:, None]), -127, 127).astype(np.int8)
+        for c, width in spans:
+            self.region("inp", dst, rows * width, write=True)[...] = codes[:, c : c + width].reshape(-1).view(np.uint8)
+            dst += -(-rows * width // LINE_BYTES)
+        self.region("scl", f["scl"], rows * 4, write=True)[...] = scale.astype(np.float32).view(np.uint8)
+        act.vector *= 2  # a max pass, then a scaling pass
+        act.reads["acc"] += x.nbytes
+        act.writes.update(inp=rows * cols, scl=rows * 4)
+
+    def _valu_split(self, f: dict[str, int], act: Activity) -> None:
+        """int8 codes at src (inp) -> low nibbles at dst, high nibbles at aux (inp),
+        the bitmap of non-zero high nibbles at scl (in meta)."""
+        n = f["rows"] * f["cols"]
+        codes = self.region("inp", f["src"], n).view(np.int8).astype(np.int32)
+        lo, hi = codes & 15, codes >> 4
+        self.region("inp", f["dst"], n // 2, write=True)[...] = _pack(lo, 4)
+        self.region("inp", f["aux"], n // 2, write=True)[...] = _pack(hi & 15, 4)
+        self.region("meta", f["scl"], n // 8, write=True)[...] = _pack(hi != 0, 1)
+        act.reads["inp"] += n
+        act.writes.update(inp=n, meta=n // 8)
+
+
+def _pack(fields: Array, bits: int) -> Array:
+    per = 8 // bits
+    grouped = fields.astype(np.uint8).reshape(-1, per) << (np.arange(per, dtype=np.uint8) * bits)
+    return np.bitwise_or.reduce(grouped, axis=1).astype(np.uint8)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _gelu(x: Array) -> Array:
+    """The exact (erf) GELU."""
+    return np.float32(0.5) * x * (np.float32(1) + _erf(x / np.float32(math.sqrt(2.0))).astype(np.float32))
+
+
+def _sigmoid(x: Array) -> Array:
+    return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
+ACTIVATIONS = {"gelu": _gelu, "silu": lambda x: x * _sigmoid(x), "sigmoid": _sigmoid, "tanh": np.tanh}

@@ -1,0 +1,116 @@
+"""The simulated accelerator's parameters: sizes, bandwidths, latencies and the
+energy table, read from a TOML file (machine.toml beside this module is the
+documented default; docs/isa.md explains every number)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT = Path(__file__).with_name("machine.toml")
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Dram:
+    bytes_per_cycle: int
+    latency: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class Buffers:
+    """Scratchpad sizes in KiB."""
+
+    inp: int
+    wgt: int
+    acc: int
+    meta: int
+    scl: int
+
+    def bytes(self, name: str) -> int:
+        return int(getattr(self, name)) * KIB
+
+
+@dataclass(frozen=True)
+class Array:
+    rows: int
+    width: int
+    latency: int
+
+
+@dataclass(frozen=True)
+class Vector:
+    lanes: int
+    latency: int
+
+
+@dataclass(frozen=True)
+class Energy:
+    mac_int8: float
+    mac_gated: float
+    sram_byte: float
+    meta_byte: float
+    dram_byte: float
+    vector_op: float
+    static_per_cycle: float
+
+
+@dataclass(frozen=True)
+class Machine:
+    clock_ghz: float
+    dram: Dram
+    buffers: Buffers
+    array: Array
+    vector: Vector
+    energy: Energy
+
+    @staticmethod
+    def load(path: str | Path | None = None) -> Machine:
+        """The default machine, with the values of the TOML file at `path` overriding it."""
+        data = tomllib.loads(DEFAULT.read_text())
+        if path is not None:
+            try:
+                override = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as err:
+                raise ValueError(f"cannot read machine file {path}: {err}") from None
+            _merge(data, override, str(path))
+        return _build(Machine, data, "machine")
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _json(getattr(self, f.name)) for f in fields(self)}
+
+
+def _json(value: object) -> object:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
+    return value
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> None:
+    for key, value in override.items():
+        if key not in base:
+            raise ValueError(f"{where}: unknown machine parameter '{key}' (expected one of {', '.join(base)})")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: '{key}' must be a table")
+            _merge(base[key], value, where)
+        else:
+            base[key] = value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    values = {}
+    for f in fields(cls):
+        value = data[f.name]
+        if isinstance(value, dict):
+            values[f.name] = _build(globals()[str(f.type)], value, f"{where}.{f.name}")
+        elif not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if not (isinstance(value, int | float) and value == 0 and f.name in ("latency", "mac_gated")):
+                raise ValueError(f"{where}.{f.name} must be a positive number, got {value!r}")
+            values[f.name] = value
+        else:
+            values[f.name] = value
+    return cls(**values)

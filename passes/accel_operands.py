@@ -1,0 +1,239 @@
+"""What the accelerator needs to know about a matrix product: the form of its
+activations and weights (read from the types and the storage that metadata-layout
+recorded) and how its tiles lay out in the scratchpads. accel-tile and
+convert-tdsl-to-accel both read this, so the tiles they agree on always fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.dialects.builtin import IntegerType
+from xdsl.ir import BlockArgument, SSAValue
+
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.diagnostics import CompileError, op_error
+from stoicc_py.dialects.accel import LINE_BYTES
+from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, StorageAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
+
+
+def lines(nbytes: int) -> int:
+    return -(-nbytes // LINE_BYTES)
+
+
+@dataclass(frozen=True)
+class Activations:
+    """`i8`: int8 codes in DRAM; `token`: f32 rows quantized per token on chip;
+    `bitsplit`: the same, then split into nibbles for the two bit-split passes."""
+
+    kind: str
+    source: SSAValue  # the DRAM tensor the rows come from
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weight operand's storage, as the accelerator reads it (roles of tdsl.storage)."""
+
+    arg: BlockArgument
+    storage: StorageAttr | None
+    wcode: str = "int8"
+    bits: int = 8
+    nm: tuple[int, int] = (0, 0)
+    per_word: int = 0
+    words: int = 0  # index words per row
+    scales: str = "none"  # none, tensor, channel or group
+    group: int = 0  # dense k per scale group (scales == "group")
+    prefix: str = ""  # "low." for SQ-format weights
+    sq: tuple[int, int] = (0, 0)  # (group, count) of SQ-format's high part
+    sq_scales: str = "none"
+
+    @property
+    def stored_k_per_k(self) -> float:
+        return self.nm[0] / self.nm[1] if self.nm[0] else 1.0
+
+    def value_bytes(self, k: int) -> int:
+        """Bytes of the stored values of k dense columns of one row."""
+        return int(k * self.stored_k_per_k) * self.bits // 8
+
+    def index_words(self, k: int) -> int:
+        return -(-int(k * self.stored_k_per_k) // self.per_word) if self.nm[0] else 0
+
+    @property
+    def k_align(self) -> int:
+        """k-chunks start where stored values and index words start whole bytes and words."""
+        if self.nm[0]:
+            return self.per_word * self.nm[1] // self.nm[0]
+        return max(8 // self.bits, 1) * 8
+
+
+@dataclass(frozen=True)
+class Product:
+    op: ContractionOp
+    acts: Activations
+    weights: Weights
+    m: int
+    n: int
+    k: int
+
+    @property
+    def integer(self) -> bool:
+        """An exact i8 x i8 -> i32 product (no scales anywhere)."""
+        return self.acts.kind == "i8"
+
+
+def analyse(op: ContractionOp) -> Product:
+    lhs, rhs = op.lhs.type, op.rhs.type
+    assert isinstance(lhs, TensorType) and isinstance(rhs, TensorType)
+    if not op.RHS_TRANSPOSED:
+        raise op_error(op, "the accel target reads weights as [N, K] rows: write matmul(x, transpose(w)) or linear(x, w)")
+    if not all(isinstance(d, int) for d in (*lhs.dims, *rhs.dims)):
+        raise op_error(op, "accel programs need static shapes: bind every size symbol (--dim M=...)")
+    (m, k), (n, _) = lhs.dims, rhs.dims
+    return Product(op, _activations(op), _weights(op), int(m), int(n), int(k))
+
+
+def _activations(op: ContractionOp) -> Activations:
+    lhs = op.lhs
+    t = lhs.type
+    assert isinstance(t, TensorType)
+    if isinstance(t.layout, DenseLayoutAttr) and isinstance(t.element_type, IntegerType) and t.element_type.width.data == 8:
+        return Activations("i8", lhs)
+    owner = lhs.owner
+    if isinstance(owner, QuantizeOp):
+        layout = owner.layout
+        if isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8" and layout.per.data == "token" and layout.is_symmetric:
+            return Activations("token", owner.input)
+        if isinstance(layout, BitSplitAttr):
+            if layout.offset.data:
+                raise op_error(owner, "the accel target splits bit-split activations without the offset transform (use offset=false)")
+            return Activations("bitsplit", owner.input)
+    raise op_error(op, "the accelerator multiplies integers: its activations must be i8, or f32 quantized "
+                       "with quantize(x, int8(per=token)) or quantize(x, bitsplit(int8))")  # fmt: skip
+
+
+def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str, object]:
+    if not q.is_symmetric:
+        raise op_error(op, "the accel target runs symmetric weight codes only (asymmetric zero points are not supported)")
+    per = q.per.data
+    if per == "channel" and q.axis.data != 0:
+        raise op_error(op, "the accel target scales weights per output channel (axis=0), per group or per tensor")
+    scales = {"tensor": "tensor", "channel": "channel", "group": "group"}.get(per)
+    if scales is None:
+        raise op_error(op, f"weights quantized per {per} are not supported on the accel target")
+    return {"wcode": q.codes.data, "bits": q.bits, "scales": scales, "group": int(q.group.data * k_scale)}
+
+
+def _weights(op: ContractionOp) -> Weights:
+    rhs = op.rhs
+    if not isinstance(rhs, BlockArgument):
+        raise op_error(op, "the accel target reads weights from a kernel parameter")
+    t = rhs.type
+    assert isinstance(t, TensorType)
+    layout = t.layout
+    if isinstance(layout, DenseLayoutAttr):
+        _check_i8(op, t)
+        return Weights(rhs, None)
+    storage = _storage_of(rhs)
+    if isinstance(layout, NMAttr):
+        _check_i8(op, t)
+        return Weights(rhs, storage, **_nm(layout, storage))
+    if isinstance(layout, UniformQuantAttr):
+        return Weights(rhs, storage, **_uniform(layout, op, 1))  # type: ignore[arg-type]
+    if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
+        assert isinstance(layout.quant, UniformQuantAttr)
+        nm = _nm(layout.sparse, storage)
+        scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
+        return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
+    if isinstance(layout, SQAttr):
+        low = _uniform(layout.low, op, 1)
+        high = layout.high.per.data
+        return Weights(rhs, storage, prefix="low.", sq=(layout.group.data, layout.count.data),
+                       sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
+    raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
+                       "(supported: dense, nm, int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
+
+
+def _check_i8(op: ContractionOp, t: TensorType) -> None:
+    if not (isinstance(t.element_type, IntegerType) and t.element_type.width.data == 8):
+        raise op_error(op, f"the accelerator multiplies integers: weights of type {t.dtype} need a quantized layout or i8")
+
+
+def _nm(layout: NMAttr, storage: StorageAttr) -> dict[str, object]:
+    return {"nm": (layout.n.data, layout.m.data), "per_word": storage.param("per_word"), "words": storage.param("words")}
+
+
+def _storage_of(arg: BlockArgument) -> StorageAttr:
+    fn = arg.owner.parent_op()
+    attrs = getattr(fn, "arg_attrs", None)
+    storage = attrs.data[arg.index].data.get("tdsl.storage") if attrs else None
+    if not isinstance(storage, StorageAttr):
+        raise CompileError("accel lowering needs metadata-layout to have run (no tdsl.storage on a packed parameter)")
+    return storage
+
+
+# ---------------------------------------------------------------------------- scratchpad layout
+
+
+@dataclass
+class Arena:
+    """Regions of one scratchpad, each with two slots (ping and pong), in lines."""
+
+    capacity: int
+    regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (base, lines per slot)
+    used: int = 0
+
+    def add(self, name: str, nbytes: int) -> None:
+        size = lines(nbytes)
+        if size:
+            self.regions[name] = (self.used, size)
+            self.used += 2 * size
+
+    def slot(self, name: str, parity: int) -> int:
+        base, size = self.regions[name]
+        return base + (parity % 2) * size
+
+    @property
+    def fits(self) -> bool:
+        return self.used <= self.capacity
+
+
+def chunks(k: int, tk: int) -> list[tuple[int, int]]:
+    """The k-chunks (start, width) of a row."""
+    return [(k0, min(tk, k - k0)) for k0 in range(0, k, tk)]
+
+
+def chunked_lines(rows: int, k: int, tk: int, bytes_per_elem: float) -> int:
+    """Lines of a tile of `rows` rows stored as k-chunks, each chunk starting a line."""
+    return sum(lines(int(rows * w * bytes_per_elem)) for _, w in chunks(k, tk))
+
+
+def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str, Arena]:
+    """Where every tile of a product with tiles [tm, tn, tk] lives."""
+    buf = {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
+    w = p.weights
+    buf["inp"].add("x", chunked_lines(tm, p.k, tk, 1) * LINE_BYTES)
+    if p.acts.kind == "bitsplit":
+        buf["inp"].add("lo", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
+        buf["inp"].add("hi", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
+        buf["meta"].add("bitmap", chunked_lines(tm, p.k, tk, 0.125) * LINE_BYTES)
+    if p.acts.kind != "i8":
+        buf["acc"].add("stage", chunked_lines(tm, p.k, tk, 4) * LINE_BYTES)
+        buf["scl"].add("xs", tm * 4)
+    buf["wgt"].add("w", tn * w.value_bytes(tk))
+    buf["meta"].add("idx", tn * w.index_words(tk) * 4)
+    if w.sq[0]:
+        slots = tk // w.sq[0] * w.sq[1]
+        buf["wgt"].add("hv", tn * slots)
+        buf["meta"].add("hidx", tn * slots * 2)
+        buf["acc"].add("hacc", tm * tn * 4)
+        buf["scl"].add("hs", tn * 4)
+    buf["acc"].add("out", tm * tn * 4)
+    if w.scales == "group":
+        buf["acc"].add("part", tm * tn * 4)
+        buf["scl"].add("gs", tn * 4)
+    buf["scl"].add("ws", tn * 4)
+    buf["scl"].add("bias", tn * 4)
+    return buf

@@ -1,0 +1,304 @@
+"""convert-tdsl-to-accel: each tiled kernel becomes an accelerator program.
+
+The function's parameters and results become DRAM segments (a packed parameter
+one segment per storage buffer, named `param.role`); each matrix product becomes
+loops, unrolled at compile time, of DMA loads, GEMMs on the MAC array, vector unit
+epilogues and stores:
+
+    for each row tile of the activations:    load (or quantize, and split) its rows, all of K, in k-chunks
+      for each column tile of the weights:   load its per-channel scales
+        for each k-chunk:                    load values (+ indices, group scales, SQ outliers); GEMM
+        epilogue on the vector unit:         scales, bias, activation; store
+
+Every tile has two slots in its scratchpad (accel_operands.arenas), used in turn,
+so the next tile loads while the current one is computed on. The instructions
+carry no dependency tokens yet: accel-schedule adds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerType, ModuleOp
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects import accel
+from stoicc_py.dialects.accel import InstructionOp
+from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
+from stoicc_py.passes.accel_operands import Arena, Product, analyse, arenas, chunks, lines
+
+ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
+INTEGER_ACTIVATIONS = ("relu",)
+
+
+@dataclass
+class Emitter:
+    """The program being built: segments, instructions and the execute queue's mode."""
+
+    ops: list[accel.InstructionOp | accel.SegmentOp] = field(default_factory=list)
+    segments: dict[SSAValue, str] = field(default_factory=dict)
+    mode: dict[str, int | str | bool] = field(default_factory=dict)
+
+    def __call__(self, instruction: type[InstructionOp], **fields: int | str | bool) -> None:
+        self.ops.append(instruction.make(**fields))
+
+    def segment(self, name: str, size: int, kind: str) -> None:
+        self.ops.append(accel.SegmentOp(name, size, kind))
+
+    def config(self, **mode: int | str | bool) -> None:
+        full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, **mode}
+        if full != self.mode:
+            self.mode = full
+            self(accel.ConfigOp, **full)
+
+    def load(self, buf: str, sram: int, seg: str, off: int, rows: int, cols: int, stride: int) -> None:
+        self(accel.LoadOp, buf=buf, sram=sram, seg=seg, off=off, rows=rows, cols=cols, stride=stride)
+
+    def valu(self, op: str, dst: int, src: int = 0, scl: int = 0, aux: int = 0, rows: int = 1, cols: int = 1,
+             bcast: str = "none") -> None:  # fmt: skip
+        self(accel.ValuOp, op=op, dst=dst, src=src, scl=scl, aux=aux, rows=rows, cols=cols, bcast=bcast)
+
+
+@dataclass
+class ProductLowering:
+    """The instructions of one matrix product."""
+
+    p: Product
+    out: str  # the result's segment
+    emit: Emitter
+    machine: Machine
+    buf: dict[str, Arena] = field(init=False)
+    parity: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tm, tn, tk = self.p.op.tile_sizes or (0, 0, 0)
+        if not tm:
+            raise op_error(self.p.op, "convert-tdsl-to-accel needs tile sizes (run accel-tile first)")
+        self.tm, self.tn, self.tk = tm, tn, tk
+        self.buf = arenas(self.p, tm, tn, tk, self.machine)
+        full = [name for name, arena in self.buf.items() if not arena.fits]
+        if full:
+            raise op_error(self.p.op, f"tiles [{tm}, {tn}, {tk}] overflow the {', '.join(full)} scratchpad(s) "
+                                      "(two slots per tile)")  # fmt: skip
+        self.kchunks = chunks(self.p.k, tk)
+
+    def slot(self, buf: str, region: str, counter: str) -> int:
+        return self.buf[buf].slot(region, self.parity.get(counter, 0))
+
+    def chunk_line(self, c: int, rows: int, bytes_per_elem: float) -> int:
+        """Line offset of k-chunk c in a chunked tile of `rows` rows."""
+        return sum(lines(int(rows * w * bytes_per_elem)) for _, w in self.kchunks[:c])
+
+    def weight_segment(self, role: str) -> str:
+        return f"{self.emit.segments[self.p.weights.arg]}.{role}" if self.p.weights.storage else self.emit.segments[self.p.weights.arg]
+
+    def run(self) -> None:
+        for m0, mr in chunks(self.p.m, self.tm):
+            self.activations(m0, mr)
+            for n0, nr in chunks(self.p.n, self.tn):
+                self.column_tile(m0, mr, n0, nr)
+                self.parity["n"] = self.parity.get("n", 0) + 1
+            self.parity["m"] = self.parity.get("m", 0) + 1
+
+    # ------------------------------------------------------------------ activations
+
+    def activations(self, m0: int, mr: int) -> None:
+        p, e, k = self.p, self.emit, self.p.k
+        x = self.slot("inp", "x", "m")
+        src = e.segments[p.acts.source]
+        if p.acts.kind == "i8":
+            for c, (k0, kw) in enumerate(self.kchunks):
+                e.load("inp", x + self.chunk_line(c, mr, 1), src, m0 * k + k0, mr, kw, k)
+            return
+        stage = self.slot("acc", "stage", "m")
+        for c, (k0, kw) in enumerate(self.kchunks):
+            e.load("acc", stage + self.chunk_line(c, mr, 4), src, (m0 * k + k0) * 4, mr, kw * 4, k * 4)
+        e.valu("quant", dst=x, src=stage, scl=self.slot("scl", "xs", "m"), aux=self.tk, rows=mr, cols=k)
+        if p.acts.kind == "bitsplit":
+            lo, hi, bitmap = self.slot("inp", "lo", "m"), self.slot("inp", "hi", "m"), self.slot("meta", "bitmap", "m")
+            for c, (_, kw) in enumerate(self.kchunks):
+                half, eighth = self.chunk_line(c, mr, 0.5), self.chunk_line(c, mr, 0.125)
+                e.valu("split", dst=lo + half, src=x + self.chunk_line(c, mr, 1), aux=hi + half,
+                       scl=bitmap + eighth, rows=mr, cols=kw)  # fmt: skip
+
+    # ------------------------------------------------------------------ one output tile
+
+    def column_tile(self, m0: int, mr: int, n0: int, nr: int) -> None:
+        p, e, w = self.p, self.emit, self.p.weights
+        out = self.slot("acc", "out", "n")
+        if w.scales in ("channel", "tensor"):
+            count = nr if w.scales == "channel" else 1
+            e.load("scl", self.slot("scl", "ws", "n"), self.weight_segment(w.prefix + "scales"),
+                   n0 * 4 if w.scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+        if w.sq[0]:
+            count = nr if w.sq_scales == "channel" else 1
+            e.load("scl", self.slot("scl", "hs", "n"), self.weight_segment("high.scales"),
+                   n0 * 4 if w.sq_scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+        for c, (k0, kw) in enumerate(self.kchunks):
+            self.k_step(c, k0, kw, mr, n0, nr, out)
+            self.parity["k"] = self.parity.get("k", 0) + 1
+        self.epilogue(mr, n0, nr, out)
+        e(accel.StoreOp, buf="acc", sram=out, seg=self.out, off=(m0 * p.n + n0) * 4, rows=mr, cols=nr * 4,
+          stride=p.n * 4)  # fmt: skip
+
+    def k_step(self, c: int, k0: int, kw: int, mr: int, n0: int, nr: int, out: int) -> None:
+        p, e, w = self.p, self.emit, self.p.weights
+        row_bytes = w.value_bytes(p.k)
+        wslot = self.slot("wgt", "w", "k")
+        e.load("wgt", wslot, self.weight_segment(w.prefix + "values"), n0 * row_bytes + w.value_bytes(k0), nr,
+               w.value_bytes(kw), row_bytes)  # fmt: skip
+        grouped = w.scales == "group"
+        target = self.slot("acc", "part", "k") if grouped else out
+        init = grouped or c == 0
+        x = self.slot("inp", "x", "m") + self.chunk_line(c, mr, 1)
+        shape = {"m": mr, "n": nr, "k": kw, "wgt": wslot, "acc": target, "init": init}
+        if w.nm[0]:
+            idx = self.slot("meta", "idx", "k")
+            e.load("meta", idx, self.weight_segment("indices"), (n0 * w.words + k0 // w.k_align) * 4, nr,
+                   w.index_words(kw) * 4, w.words * 4)  # fmt: skip
+            e.config(wcode=w.wcode, n=w.nm[0], m=w.nm[1])
+            e(accel.SparseGemmOp, inp=x, meta=idx, **shape)
+        elif p.acts.kind == "bitsplit":
+            e.config(abits=4, asigned=False, wcode=w.wcode)
+            half = self.chunk_line(c, mr, 0.5)
+            e(accel.GemmOp, inp=self.slot("inp", "lo", "m") + half, **shape)
+            bitmap = self.slot("meta", "bitmap", "m") + self.chunk_line(c, mr, 0.125)
+            e(accel.BitSplitGemmOp, inp=self.slot("inp", "hi", "m") + half, meta=bitmap, **{**shape, "init": False})
+        else:
+            e.config(wcode=w.wcode)
+            e(accel.GemmOp, inp=x, **shape)
+        if w.sq[0]:
+            self.sq_step(c, k0, kw, x, mr, n0, nr)
+        if grouped:
+            groups = p.k // w.group
+            gs = self.slot("scl", "gs", "k")
+            e.load("scl", gs, self.weight_segment(w.prefix + "scales"), (n0 * groups + k0 // w.group) * 4, nr, 4,
+                   groups * 4)  # fmt: skip
+            e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=gs, rows=mr, cols=nr, bcast="col")
+
+    def sq_step(self, c: int, k0: int, kw: int, x: int, mr: int, n0: int, nr: int) -> None:
+        e, w = self.emit, self.p.weights
+        group, count = w.sq
+        row_slots = self.p.k // group * count
+        slots, first = kw // group * count, k0 // group * count
+        hv, hidx = self.slot("wgt", "hv", "k"), self.slot("meta", "hidx", "k")
+        e.load("wgt", hv, self.weight_segment("high.values"), n0 * row_slots + first, nr, slots, row_slots)
+        e.load("meta", hidx, self.weight_segment("high.index"), (n0 * row_slots + first) * 2, nr, slots * 2,
+               row_slots * 2)  # fmt: skip
+        e.config(n=count, group=group)
+        e(accel.SQGemmOp, acc=self.slot("acc", "hacc", "n"), init=c == 0, inp=x, wgt=hv, meta=hidx, m=mr, n=nr,
+          k=slots)  # fmt: skip
+
+    # ------------------------------------------------------------------ epilogue
+
+    def epilogue(self, mr: int, n0: int, nr: int, out: int) -> None:
+        p, e, w = self.p, self.emit, self.p.weights
+        tile = {"rows": mr, "cols": nr}
+        if not p.integer:
+            if w.scales in ("channel", "tensor"):
+                bcast = "col" if w.scales == "channel" else "scalar"
+                e.valu("scale", dst=out, src=out, scl=self.slot("scl", "ws", "n"), bcast=bcast, **tile)
+            elif w.scales == "none":
+                e.valu("cvt", dst=out, src=out, **tile)
+            if w.sq[0]:
+                bcast = "col" if w.sq_scales == "channel" else "scalar"
+                e.valu("macc", dst=out, src=self.slot("acc", "hacc", "n"), scl=self.slot("scl", "hs", "n"),
+                       bcast=bcast, **tile)  # fmt: skip
+            e.valu("mul", dst=out, src=out, scl=self.slot("scl", "xs", "m"), bcast="row", **tile)
+        if p.op.bias is not None:
+            bias = self.slot("scl", "bias", "n")
+            e.load("scl", bias, self.emit.segments[p.op.bias], n0 * 4, 1, nr * 4, nr * 4)
+            e.valu("addi" if p.integer else "add", dst=out, src=out, scl=bias, bcast="col", **tile)
+        act = p.op.activation
+        if act == "relu":
+            e.valu("maxi" if p.integer else "max", dst=out, src=out, **tile)
+        elif act is not None:
+            e.valu(act, dst=out, src=out, **tile)
+
+
+def _nbytes(t: TensorType) -> int:
+    size = ELEMENT_BYTES[t.dtype]
+    for d in t.dims:
+        size *= int(d)
+    return size
+
+
+def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
+    for i, (arg, t) in enumerate(zip(fn.args, fn.function_type.inputs)):
+        assert isinstance(t, TensorType)
+        attrs = fn.arg_attrs.data[i].data if fn.arg_attrs else {}
+        name = attrs["tdsl.name"].data if "tdsl.name" in attrs else f"arg{i}"  # type: ignore[union-attr]
+        emit.segments[arg] = name
+        storage = attrs.get("tdsl.storage")
+        if not isinstance(storage, StorageAttr):
+            if not all(isinstance(d, int) for d in t.dims):
+                raise op_error(fn, "accel programs need static shapes: bind every size symbol (--dim M=...)")
+            emit.segment(name, _nbytes(t), "input")
+            continue
+        for b in storage.buffers.data:
+            shape = b.type.get_shape()
+            if min(shape) < 0:
+                raise op_error(fn, f"parameter '{name}' in layout {t.layout.summary()} has buffers whose size is "
+                                   "known only once packed; the accel target needs static sizes")  # fmt: skip
+            width = b.type.element_type.width.data if isinstance(b.type.element_type, IntegerType) else 32
+            count = 1
+            for d in shape:
+                count *= d
+            emit.segment(f"{name}.{b.role.data}", count * width // 8, "input")
+
+
+def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
+    emit = Emitter()
+    _declare_inputs(fn, emit)
+    returned = fn.body.block.last_op
+    assert isinstance(returned, func.ReturnOp)
+    outputs = {value: f"out{i}" for i, value in enumerate(returned.arguments)}
+    for value, name in outputs.items():
+        assert isinstance(value.type, TensorType)
+        emit.segment(name, _nbytes(value.type), "output")
+    temps = 0
+    for op in fn.body.block.ops:
+        if isinstance(op, ContractionOp):
+            assert op.result is not None
+            name = outputs.get(op.result)
+            if name is None:
+                name = f"tmp{temps}"
+                temps += 1
+                assert isinstance(op.result.type, TensorType)
+                emit.segment(name, _nbytes(op.result.type), "temp")
+            emit.segments[op.result] = name
+            ProductLowering(analyse(op), name, emit, machine).run()
+        elif isinstance(op, QuantizeOp):
+            if any(not isinstance(use.operation, ContractionOp) or use.index != 0 for use in op.result.uses):  # type: ignore[union-attr]
+                raise op_error(op, "on the accel target a quantize must feed the activations of a matrix product")
+        elif not isinstance(op, func.ReturnOp):
+            raise op_error(op, f"'{op.name}' is not supported on the accel target, which runs matrix products "
+                               "with their epilogues (scales, bias, activation)")  # fmt: skip
+    for value in returned.arguments:
+        if value not in emit.segments or isinstance(value.owner, Block):
+            raise op_error(returned, "on the accel target a kernel returns the results of matrix products")
+    emit(accel.FinishOp)
+    body = Block()
+    body.add_ops([*emit.ops, func.ReturnOp()])
+    return func.FuncOp(fn.sym_name.data, ((), ()), Region(body))
+
+
+@dataclass(frozen=True)
+class ConvertTdslToAccel(ModulePass):
+    name = "convert-tdsl-to-accel"
+
+    machine: str = ""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        machine = Machine.load(self.machine or None)
+        for fn in list(op.ops):
+            if isinstance(fn, func.FuncOp):
+                op.body.block.insert_op_before(lower_function(fn, machine), fn)
+                op.body.block.erase_op(fn)
+

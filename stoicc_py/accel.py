@@ -1,0 +1,95 @@
+"""The accelerator target from Python: `compile(src, target="accel")`.
+
+A kernel's program depends on its static shapes, so it is built on first use for
+each binding of the size symbols (k.program(M=64)), then simulated on every call:
+`k(x, w)` returns the outputs, bit-exact with the reference on integer paths, and
+leaves the cost in `k.last_report`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+
+from stoicc_py.abi import KernelABI
+from stoicc_py.api import KernelBase, Options, front_end, lower, only_kernel
+from stoicc_py.backends.accel.isa import Program as MachineProgram
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.simulator import Report, simulate
+from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
+from stoicc_py.packing import PackedTensor
+from stoicc_py.pipeline import Stage, accel_pipeline_spec, run_passes
+
+Array = np.ndarray[Any, Any]
+
+
+class AccelKernel(KernelBase):
+    def __init__(self, program: AccelProgram, abi: KernelABI):
+        super().__init__(program.module, abi)
+        self.program = program
+        self.last_report: Report | None = None
+        self._programs: dict[tuple[tuple[str, int], ...], MachineProgram] = {}
+
+    def program_for(self, **sizes: int) -> MachineProgram:
+        """The machine program for these sizes of the kernel's symbols (cached)."""
+        missing = [s for s in self.abi.symbols if s not in sizes]
+        if missing:
+            raise ValueError(f"{self.name}: accelerator programs have static shapes; give {', '.join(missing)}")
+        key = tuple(sorted((s, sizes[s]) for s in self.abi.symbols))
+        if key not in self._programs:
+            self._programs[key] = self.program.machine_program(self.name, dict(key))
+        return self._programs[key]
+
+    def isa(self, **sizes: int) -> str:
+        """The program's assembly text."""
+        return self.program_for(**sizes).to_asm()
+
+    def __call__(self, *args: object) -> Array | tuple[Array, ...]:
+        prepared = check_arguments(self.abi, args)
+        sizes = bind_symbols(self.abi, prepared)
+        program = self.program_for(**sizes)
+        inputs: dict[str, Array] = {}
+        for spec, arg in zip(self.abi.params, prepared):
+            if isinstance(arg, PackedTensor):
+                inputs.update({f"{spec.name}.{role}": a for role, a in arg.arrays.items()})
+            else:
+                inputs[spec.name] = arg
+        outputs, self.last_report = simulate(program, inputs, self.program.machine)
+        results = [
+            np.frombuffer(outputs[f"out{i}"], NUMPY_DTYPES[r.dtype]).reshape(result_shape(r, sizes)).copy()
+            for i, r in enumerate(self.abi.results)
+        ]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+class AccelProgram:
+    """A .tdsl file compiled for the simulated accelerator."""
+
+    def __init__(self, source: str, file: str, tile: tuple[int, ...] = (), machine: str = ""):
+        self.source, self.file, self.tile, self.machine_file = source, file, tile, machine
+        self.machine = Machine.load(machine or None)
+        self.module = front_end(source, file)
+        abis = [KernelABI.of(op) for op in lower(self.module, Stage.OPT, Options()).ops if isinstance(op, func.FuncOp)]
+        self.kernels = {a.name: AccelKernel(self, a) for a in abis}
+
+    def lowered(self, kernel: str, sizes: dict[str, int]) -> func.FuncOp:
+        """The kernel in the accel dialect, scheduled."""
+        spec = accel_pipeline_spec(sizes, self.machine_file, self.tile)
+        module = run_passes(only_kernel(self.module, kernel), spec)
+        return next(op for op in module.ops if isinstance(op, func.FuncOp))
+
+    def machine_program(self, kernel: str, sizes: dict[str, int]) -> MachineProgram:
+        return MachineProgram.of(self.lowered(kernel, sizes))
+
+    def kernel(self, name: str) -> AccelKernel:
+        if name not in self.kernels:
+            raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
+        return self.kernels[name]
+
+    def __getattr__(self, name: str) -> AccelKernel:
+        kernels = self.__dict__.get("kernels", {})
+        if name in kernels:
+            return kernels[name]
+        raise AttributeError(name)
