@@ -151,9 +151,7 @@ class LoadOp(_DramOp):
 
     name = "accel.ld"
     OPCODE: ClassVar[int] = 2
-    assembly_format = (
-        "$buf `[` $sram `]` `,` $seg `[` $off `]` `rows` $rows `cols` $cols `stride` $stride " + _TOKENS
-    )
+    assembly_format = "$buf `[` $sram `]` `,` $seg `[` $off `]` `rows` $rows `cols` $cols `stride` $stride " + _TOKENS
 
 
 @irdl_op_definition
@@ -163,16 +161,14 @@ class StoreOp(_DramOp):
     name = "accel.st"
     OPCODE: ClassVar[int] = 3
     QUEUE: ClassVar[str] = "st"
-    assembly_format = (
-        "$seg `[` $off `]` `,` $buf `[` $sram `]` `rows` $rows `cols` $cols `stride` $stride " + _TOKENS
-    )
+    assembly_format = "$seg `[` $off `]` `,` $buf `[` $sram `]` `rows` $rows `cols` $cols `stride` $stride " + _TOKENS
 
 
 @irdl_op_definition
 class ConfigOp(InstructionOp):
     """Sets the execute queue's precision and sparsity modes for the GEMMs that follow:
     activation bits (8, or 4 for a bit-split pass) and signedness, the weight code,
-    N:M (n = 0 for dense) and the SQ group (slots of k per group for sqgemm)."""
+    N:M (n = 0 for dense) and SQ-format's outliers: `count` of every `group` elements of k (sqgemm)."""
 
     name = "accel.cfg"
     abits = prop_def(IntegerAttr[I64])
@@ -181,13 +177,22 @@ class ConfigOp(InstructionOp):
     n = prop_def(IntegerAttr[I64])
     m = prop_def(IntegerAttr[I64])
     group = prop_def(IntegerAttr[I64])
+    count = prop_def(IntegerAttr[I64])
     assembly_format = (
-        "`abits` $abits (`asigned` $asigned^)? `wcode` $wcode `nm` $n `:` $m `group` $group " + _TOKENS
+        "`abits` $abits (`asigned` $asigned^)? `wcode` $wcode `nm` $n `:` $m `sq` $count `/` $group " + _TOKENS
     )
 
     OPCODE: ClassVar[int] = 1
     QUEUE: ClassVar[str] = "ex"
-    FIELDS: ClassVar[Fields] = (("abits", 4), ("asigned", 1), ("wcode", 3), ("n", 4), ("m", 4), ("group", 16))
+    FIELDS: ClassVar[Fields] = (
+        ("abits", 4),
+        ("asigned", 1),
+        ("wcode", 3),
+        ("n", 4),
+        ("m", 4),
+        ("group", 16),
+        ("count", 8),
+    )
 
     def verify_(self) -> None:
         super().verify_()
@@ -253,8 +258,8 @@ class BitSplitGemmOp(_GemmOp):
 @irdl_op_definition
 class SQGemmOp(_GemmOp):
     """The high-precision sparse path of SQ-format weights: wgt holds [n, k] int8
-    values, meta their u16 positions within each group of the configured size;
-    acc += inp gathered at those positions times the values."""
+    values (k counts them: `count` per configured group), meta their u16 positions
+    within the group; acc += inp gathered at those positions times the values."""
 
     name = "accel.sqgemm"
     meta = prop_def(IntegerAttr[I64])
@@ -282,7 +287,16 @@ class ValuOp(InstructionOp):
     )
     OPCODE: ClassVar[int] = 8
     QUEUE: ClassVar[str] = "ex"
-    FIELDS: ClassVar[Fields] = (("op", 4), ("dst", 14), ("src", 14), ("scl", 14), ("aux", 14), ("rows", 16), ("cols", 16), ("bcast", 2))
+    FIELDS: ClassVar[Fields] = (
+        ("op", 4),
+        ("dst", 14),
+        ("src", 14),
+        ("scl", 14),
+        ("aux", 14),
+        ("rows", 16),
+        ("cols", 16),
+        ("bcast", 2),
+    )
 
 
 @irdl_op_definition
@@ -356,8 +370,8 @@ class SegmentOp(IRDLOperation):
     def verify_(self) -> None:
         if self.kind.data not in SEGMENT_KINDS:
             raise VerifyException(f"segment kind '{self.kind.data}' is not one of {', '.join(SEGMENT_KINDS)}")
-        if self.size.value.data <= 0:
-            raise VerifyException("a segment has a positive size")
+        if self.size.value.data < 0:
+            raise VerifyException("a segment's size cannot be negative")
 
 
 INSTRUCTIONS: tuple[type[InstructionOp], ...] = (

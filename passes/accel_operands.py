@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xdsl.dialects.builtin import IntegerType
-from xdsl.ir import BlockArgument, SSAValue
+from xdsl.dialects.builtin import DenseArrayBase, IntegerType
+from xdsl.ir import Attribute, BlockArgument, SSAValue
 
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.diagnostics import CompileError, op_error
 from stoicc_py.dialects.accel import LINE_BYTES
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
-from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
 
 
@@ -43,12 +43,15 @@ class Weights:
     bits: int = 8
     nm: tuple[int, int] = (0, 0)
     per_word: int = 0
-    words: int = 0  # index words per row
+    words: int = 0  # index words per row (hybrid: per row of a tile, the most of any N:M format)
     scales: str = "none"  # none, tensor, channel or group
     group: int = 0  # dense k per scale group (scales == "group")
     prefix: str = ""  # "low." for SQ-format weights
     sq: tuple[int, int] = (0, 0)  # (group, count) of SQ-format's high part
     sq_scales: str = "none"
+    tile_formats: tuple[tuple[int, int], ...] = ()  # hybrid: per format, (N, M) or (0, 0) for dense
+    tile_shape: tuple[int, int] = (0, 0)
+    table: tuple[tuple[int, ...], ...] = ()  # hybrid: the weight's tile table (0 = empty, 1 + f)
 
     @property
     def stored_k_per_k(self) -> float:
@@ -88,7 +91,9 @@ def analyse(op: ContractionOp) -> Product:
     lhs, rhs = op.lhs.type, op.rhs.type
     assert isinstance(lhs, TensorType) and isinstance(rhs, TensorType)
     if not op.RHS_TRANSPOSED:
-        raise op_error(op, "the accel target reads weights as [N, K] rows: write matmul(x, transpose(w)) or linear(x, w)")
+        raise op_error(
+            op, "the accel target reads weights as [N, K] rows: write matmul(x, transpose(w)) or linear(x, w)"
+        )
     if not all(isinstance(d, int) for d in (*lhs.dims, *rhs.dims)):
         raise op_error(op, "accel programs need static shapes: bind every size symbol (--dim M=...)")
     (m, k), (n, _) = lhs.dims, rhs.dims
@@ -99,16 +104,28 @@ def _activations(op: ContractionOp) -> Activations:
     lhs = op.lhs
     t = lhs.type
     assert isinstance(t, TensorType)
-    if isinstance(t.layout, DenseLayoutAttr) and isinstance(t.element_type, IntegerType) and t.element_type.width.data == 8:
+    if (
+        isinstance(t.layout, DenseLayoutAttr)
+        and isinstance(t.element_type, IntegerType)
+        and t.element_type.width.data == 8
+    ):
         return Activations("i8", lhs)
     owner = lhs.owner
     if isinstance(owner, QuantizeOp):
         layout = owner.layout
-        if isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8" and layout.per.data == "token" and layout.is_symmetric:
+        if (
+            isinstance(layout, UniformQuantAttr)
+            and layout.codes.data == "int8"
+            and layout.per.data == "token"
+            and layout.is_symmetric
+        ):
             return Activations("token", owner.input)
         if isinstance(layout, BitSplitAttr):
             if layout.offset.data:
-                raise op_error(owner, "the accel target splits bit-split activations without the offset transform (use offset=false)")
+                raise op_error(
+                    owner,
+                    "the accel target splits bit-split activations without the offset transform (use offset=false)",
+                )
             return Activations("bitsplit", owner.input)
     raise op_error(op, "the accelerator multiplies integers: its activations must be i8, or f32 quantized "
                        "with quantize(x, int8(per=token)) or quantize(x, bitsplit(int8))")  # fmt: skip
@@ -116,7 +133,9 @@ def _activations(op: ContractionOp) -> Activations:
 
 def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str, object]:
     if not q.is_symmetric:
-        raise op_error(op, "the accel target runs symmetric weight codes only (asymmetric zero points are not supported)")
+        raise op_error(
+            op, "the accel target runs symmetric weight codes only (asymmetric zero points are not supported)"
+        )
     per = q.per.data
     if per == "channel" and q.axis.data != 0:
         raise op_error(op, "the accel target scales weights per output channel (axis=0), per group or per tensor")
@@ -147,6 +166,9 @@ def _weights(op: ContractionOp) -> Weights:
         nm = _nm(layout.sparse, storage)
         scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
         return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
+    if isinstance(layout, HybridAttr):
+        _check_i8(op, t)
+        return Weights(rhs, storage, **_hybrid(layout, storage, rhs, op))  # type: ignore[arg-type]
     if isinstance(layout, SQAttr):
         low = _uniform(layout.low, op, 1)
         high = layout.high.per.data
@@ -156,19 +178,47 @@ def _weights(op: ContractionOp) -> Weights:
                        "(supported: dense, nm, int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
 
 
+TILE_TABLE = "accel.tile_table"
+"""The argument attribute that specialises a program on a hybrid weight's tile table."""
+
+
+def _hybrid(layout: HybridAttr, storage: StorageAttr, arg: BlockArgument, op: ContractionOp) -> dict[str, object]:
+    table = _arg_attrs(arg).get(TILE_TABLE)
+    if not isinstance(table, DenseArrayBase):
+        raise op_error(op, "a hybrid weight's program follows its tile table: call the kernel with the packed weight "
+                           "(Python API) or simulate it with `stoicc sim`, which packs sample weights")  # fmt: skip
+    th, tw = layout.tile_shape
+    cols = int(storage.buffers.data[0].type.get_shape()[1])
+    flat = tuple(int(v) for v in table.get_values())
+    formats = tuple((f.n.data, f.m.data) if isinstance(f, NMAttr) else (0, 0) for f in layout.formats.data)
+    words = max((storage.param(f"tile{f}.words") for f, nm in enumerate(formats) if nm[0]), default=0)
+    return {"tile_formats": formats, "tile_shape": (th, tw), "words": words,
+            "table": tuple(flat[r : r + cols] for r in range(0, len(flat), cols))}  # fmt: skip
+
+
+def _arg_attrs(arg: BlockArgument) -> dict[str, Attribute]:
+    fn = arg.owner.parent_op()
+    attrs = getattr(fn, "arg_attrs", None)
+    return dict(attrs.data[arg.index].data) if attrs else {}
+
+
 def _check_i8(op: ContractionOp, t: TensorType) -> None:
     if not (isinstance(t.element_type, IntegerType) and t.element_type.width.data == 8):
-        raise op_error(op, f"the accelerator multiplies integers: weights of type {t.dtype} need a quantized layout or i8")
+        raise op_error(
+            op, f"the accelerator multiplies integers: weights of type {t.dtype} need a quantized layout or i8"
+        )
 
 
 def _nm(layout: NMAttr, storage: StorageAttr) -> dict[str, object]:
-    return {"nm": (layout.n.data, layout.m.data), "per_word": storage.param("per_word"), "words": storage.param("words")}
+    return {
+        "nm": (layout.n.data, layout.m.data),
+        "per_word": storage.param("per_word"),
+        "words": storage.param("words"),
+    }
 
 
 def _storage_of(arg: BlockArgument) -> StorageAttr:
-    fn = arg.owner.parent_op()
-    attrs = getattr(fn, "arg_attrs", None)
-    storage = attrs.data[arg.index].data.get("tdsl.storage") if attrs else None
+    storage = _arg_attrs(arg).get("tdsl.storage")
     if not isinstance(storage, StorageAttr):
         raise CompileError("accel lowering needs metadata-layout to have run (no tdsl.storage on a packed parameter)")
     return storage
@@ -222,8 +272,12 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
     if p.acts.kind != "i8":
         buf["acc"].add("stage", chunked_lines(tm, p.k, tk, 4) * LINE_BYTES)
         buf["scl"].add("xs", tm * 4)
-    buf["wgt"].add("w", tn * w.value_bytes(tk))
-    buf["meta"].add("idx", tn * w.index_words(tk) * 4)
+    if w.tile_formats:  # one tile, in its densest format
+        buf["wgt"].add("w", tn * tk)
+        buf["meta"].add("idx", tn * w.words * 4)
+    else:
+        buf["wgt"].add("w", tn * w.value_bytes(tk))
+        buf["meta"].add("idx", tn * w.index_words(tk) * 4)
     if w.sq[0]:
         slots = tk // w.sq[0] * w.sq[1]
         buf["wgt"].add("hv", tn * slots)

@@ -68,7 +68,7 @@ def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> 
         return [(*_on_chip("inp", int(f("inp")), m * k / 2), False),
                 (*_on_chip("meta", int(f("meta")), m * k / 8), False),
                 (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
-    dense_k = k // int(cfg["n"]) * int(cfg["group"])  # sqgemm: k counts slots
+    dense_k = k // int(cfg["count"]) * int(cfg["group"])  # sqgemm: k counts slots
     return [(*_on_chip("inp", int(f("inp")), m * dense_k), False), (*_on_chip("wgt", int(f("wgt")), n * k), False),
             (*_on_chip("meta", int(f("meta")), n * k * 2), False), acc]  # fmt: skip
 
@@ -101,12 +101,12 @@ def dependency_graph(ops: list[InstructionOp]) -> nx.DiGraph:
     graph.add_nodes_from(range(len(ops)))
     # per memory: (first, end) -> (last writer, readers since)
     regions: dict[str, dict[tuple[int, int], tuple[int | None, list[int]]]] = defaultdict(dict)
-    cfg: dict[str, int | str] = {"abits": 8, "wcode": WEIGHT_CODES[0], "n": 0, "m": 0, "group": 0}
+    cfg: dict[str, int | str] = {"abits": 8, "wcode": WEIGHT_CODES[0], "n": 0, "m": 0, "group": 0, "count": 0}
     # DRAM that no instruction writes (the kernel's inputs) orders nothing
     written = {f"dram:{op.field('seg')}" for op in ops if isinstance(op, accel.StoreOp | accel.ReadCounterOp)}
     for v, op in enumerate(ops):
         if isinstance(op, accel.ConfigOp):
-            cfg = {k: op.field(k) for k in ("abits", "wcode", "n", "m", "group")}
+            cfg = {k: op.field(k) for k in ("abits", "wcode", "n", "m", "group", "count")}
         accesses = [a for a in footprint(op, cfg) if not a[0].startswith("dram:") or a[0] in written]
         for mem, lo, hi, write in accesses:
             for (a, b), (writer, readers) in regions[mem].items():

@@ -44,8 +44,12 @@ def _halvings(start: int) -> list[int]:
 
 
 def choose_tiles(p: Product, machine: Machine) -> tuple[int, int, int]:
-    tk = _k_tile(p)
-    candidates = [(tm, tn) for tm in _halvings(min(p.m, MAX_TM)) for tn in _halvings(min(p.n, MAX_TN))]
+    if p.weights.tile_formats:  # one hybrid tile per GEMM
+        th, tk = p.weights.tile_shape
+        candidates = [(tm, th) for tm in _halvings(min(p.m, MAX_TM))]
+    else:
+        tk = _k_tile(p)
+        candidates = [(tm, tn) for tm in _halvings(min(p.m, MAX_TM)) for tn in _halvings(min(p.n, MAX_TN))]
     for tm, tn in sorted(candidates, key=lambda c: (-c[0] * c[1], -c[1])):
         if all(a.fits for a in arenas(p, tm, tn, tk, machine).values()):
             return tm, tn, tk

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerType, ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, IntegerType, ModuleOp
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -31,7 +31,7 @@ from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import InstructionOp
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
-from stoicc_py.passes.accel_operands import Arena, Product, analyse, arenas, chunks, lines
+from stoicc_py.passes.accel_operands import TILE_TABLE, Arena, Product, analyse, arenas, chunks, lines
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)
@@ -52,7 +52,7 @@ class Emitter:
         self.ops.append(accel.SegmentOp(name, size, kind))
 
     def config(self, **mode: int | str | bool) -> None:
-        full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, **mode}
+        full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, "count": 0, **mode}
         if full != self.mode:
             self.mode = full
             self(accel.ConfigOp, **full)
@@ -96,7 +96,11 @@ class ProductLowering:
         return sum(lines(int(rows * w * bytes_per_elem)) for _, w in self.kchunks[:c])
 
     def weight_segment(self, role: str) -> str:
-        return f"{self.emit.segments[self.p.weights.arg]}.{role}" if self.p.weights.storage else self.emit.segments[self.p.weights.arg]
+        return (
+            f"{self.emit.segments[self.p.weights.arg]}.{role}"
+            if self.p.weights.storage
+            else self.emit.segments[self.p.weights.arg]
+        )
 
     def run(self) -> None:
         for m0, mr in chunks(self.p.m, self.tm):
@@ -140,9 +144,12 @@ class ProductLowering:
             count = nr if w.sq_scales == "channel" else 1
             e.load("scl", self.slot("scl", "hs", "n"), self.weight_segment("high.scales"),
                    n0 * 4 if w.sq_scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
-        for c, (k0, kw) in enumerate(self.kchunks):
-            self.k_step(c, k0, kw, mr, n0, nr, out)
-            self.parity["k"] = self.parity.get("k", 0) + 1
+        if w.tile_formats:
+            self.hybrid_row(mr, n0, nr, out)
+        else:
+            for c, (k0, kw) in enumerate(self.kchunks):
+                self.k_step(c, k0, kw, mr, n0, nr, out)
+                self.parity["k"] = self.parity.get("k", 0) + 1
         self.epilogue(mr, n0, nr, out)
         e(accel.StoreOp, buf="acc", sram=out, seg=self.out, off=(m0 * p.n + n0) * 4, rows=mr, cols=nr * 4,
           stride=p.n * 4)  # fmt: skip
@@ -182,6 +189,37 @@ class ProductLowering:
                    groups * 4)  # fmt: skip
             e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=gs, rows=mr, cols=nr, bcast="col")
 
+    def hybrid_row(self, mr: int, n0: int, nr: int, out: int) -> None:
+        """One tile row of a hybrid weight, as its table says: per format (as STOICC's
+        executor), a GEMM per stored tile; empty tiles cost nothing."""
+        e, w = self.emit, self.p.weights
+        th, tw = w.tile_shape
+        row = n0 // th
+        init = True
+        for f, (sn, sm) in enumerate(w.tile_formats):
+            rank = sum(code == f + 1 for r in w.table[:row] for code in r)  # tiles of format f before this row
+            row_bytes = tw * sn // sm if sn else tw
+            words = -(-row_bytes // (32 // (sm - 1).bit_length())) if sn else 0
+            for j in (j for j, code in enumerate(w.table[row]) if code == f + 1):
+                wslot, idx = self.slot("wgt", "w", "k"), self.slot("meta", "idx", "k")
+                e.load("wgt", wslot, self.weight_segment(f"tile{f}.values"), rank * th * row_bytes, th, row_bytes,
+                       row_bytes)  # fmt: skip
+                shape = {"acc": out, "init": init, "inp": self.slot("inp", "x", "m") + self.chunk_line(j, mr, 1),
+                         "wgt": wslot, "m": mr, "n": nr, "k": tw}  # fmt: skip
+                if sn:
+                    e.load("meta", idx, self.weight_segment(f"tile{f}.indices"), rank * th * words * 4, th, words * 4,
+                           words * 4)  # fmt: skip
+                    e.config(n=sn, m=sm)
+                    e(accel.SparseGemmOp, meta=idx, **shape)
+                else:
+                    e.config()
+                    e(accel.GemmOp, **shape)
+                init, rank = False, rank + 1
+                self.parity["k"] = self.parity.get("k", 0) + 1
+        if init:  # an all-empty tile row: a GEMM over k = 0 zeroes the accumulator
+            e.config()
+            e(accel.GemmOp, acc=out, init=True, inp=0, wgt=0, m=mr, n=nr, k=0)
+
     def sq_step(self, c: int, k0: int, kw: int, x: int, mr: int, n0: int, nr: int) -> None:
         e, w = self.emit, self.p.weights
         group, count = w.sq
@@ -191,7 +229,7 @@ class ProductLowering:
         e.load("wgt", hv, self.weight_segment("high.values"), n0 * row_slots + first, nr, slots, row_slots)
         e.load("meta", hidx, self.weight_segment("high.index"), (n0 * row_slots + first) * 2, nr, slots * 2,
                row_slots * 2)  # fmt: skip
-        e.config(n=count, group=group)
+        e.config(count=count, group=group)
         e(accel.SQGemmOp, acc=self.slot("acc", "hacc", "n"), init=c == 0, inp=x, wgt=hv, meta=hidx, m=mr, n=nr,
           k=slots)  # fmt: skip
 
@@ -241,8 +279,10 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
                 raise op_error(fn, "accel programs need static shapes: bind every size symbol (--dim M=...)")
             emit.segment(name, _nbytes(t), "input")
             continue
+        counts = _tile_counts(attrs.get(TILE_TABLE))
         for b in storage.buffers.data:
-            shape = b.type.get_shape()
+            role = b.role.data
+            shape = [counts.get(role.split(".")[0], d) if d < 0 else d for d in b.type.get_shape()]
             if min(shape) < 0:
                 raise op_error(fn, f"parameter '{name}' in layout {t.layout.summary()} has buffers whose size is "
                                    "known only once packed; the accel target needs static sizes")  # fmt: skip
@@ -250,7 +290,15 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
             count = 1
             for d in shape:
                 count *= d
-            emit.segment(f"{name}.{b.role.data}", count * width // 8, "input")
+            emit.segment(f"{name}.{role}", count * width // 8, "input")
+
+
+def _tile_counts(table: object) -> dict[str, int]:
+    """Stored tiles per hybrid format ("tile0" -> count), from a tile table."""
+    if not isinstance(table, DenseArrayBase):
+        return {}
+    codes = [int(v) for v in table.get_values()]
+    return {f"tile{f}": codes.count(f + 1) for f in range(max(codes, default=0) + 8)}
 
 
 def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
@@ -301,4 +349,3 @@ class ConvertTdslToAccel(ModulePass):
             if isinstance(fn, func.FuncOp):
                 op.body.block.insert_op_before(lower_function(fn, machine), fn)
                 op.body.block.erase_op(fn)
-

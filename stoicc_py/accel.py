@@ -8,18 +8,22 @@ leaves the cost in `k.last_report`.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, i8
 
 from stoicc_py.abi import KernelABI
 from stoicc_py.api import KernelBase, Options, front_end, lower, only_kernel
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
+from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
 from stoicc_py.packing import PackedTensor
+from stoicc_py.passes.accel_operands import TILE_TABLE
 from stoicc_py.pipeline import Stage, accel_pipeline_spec, run_passes
 
 Array = np.ndarray[Any, Any]
@@ -32,24 +36,29 @@ class AccelKernel(KernelBase):
         self.last_report: Report | None = None
         self._programs: dict[tuple[tuple[str, int], ...], MachineProgram] = {}
 
-    def program_for(self, **sizes: int) -> MachineProgram:
-        """The machine program for these sizes of the kernel's symbols (cached)."""
+    def program_for(self, tables: dict[str, Array] | None = None, **sizes: int) -> MachineProgram:
+        """The machine program for these sizes of the kernel's symbols and, for hybrid
+        weights, these tile tables (parameter -> the packed weight's "table"); cached."""
         missing = [s for s in self.abi.symbols if s not in sizes]
         if missing:
             raise ValueError(f"{self.name}: accelerator programs have static shapes; give {', '.join(missing)}")
-        key = tuple(sorted((s, sizes[s]) for s in self.abi.symbols))
+        tables = tables or {}
+        key = (tuple(sorted((s, sizes[s]) for s in self.abi.symbols)),
+               tuple(sorted((k, hashlib.sha256(v.tobytes()).hexdigest()) for k, v in tables.items())))  # fmt: skip
         if key not in self._programs:
-            self._programs[key] = self.program.machine_program(self.name, dict(key))
+            self._programs[key] = MachineProgram.of(self.program.lowered(self.name, dict(key[0]), tables))
         return self._programs[key]
 
     def isa(self, **sizes: int) -> str:
         """The program's assembly text."""
-        return self.program_for(**sizes).to_asm()
+        return self.program_for(None, **sizes).to_asm()
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
         prepared = check_arguments(self.abi, args)
         sizes = bind_symbols(self.abi, prepared)
-        program = self.program_for(**sizes)
+        tables = {spec.name: arg.arrays["table"] for spec, arg in zip(self.abi.params, prepared)
+                  if isinstance(arg, PackedTensor) and isinstance(arg.layout, HybridAttr)}  # fmt: skip
+        program = self.program_for(tables, **sizes)
         inputs: dict[str, Array] = {}
         for spec, arg in zip(self.abi.params, prepared):
             if isinstance(arg, PackedTensor):
@@ -74,14 +83,18 @@ class AccelProgram:
         abis = [KernelABI.of(op) for op in lower(self.module, Stage.OPT, Options()).ops if isinstance(op, func.FuncOp)]
         self.kernels = {a.name: AccelKernel(self, a) for a in abis}
 
-    def lowered(self, kernel: str, sizes: dict[str, int]) -> func.FuncOp:
-        """The kernel in the accel dialect, scheduled."""
-        spec = accel_pipeline_spec(sizes, self.machine_file, self.tile)
-        module = run_passes(only_kernel(self.module, kernel), spec)
+    def lowered(self, kernel: str, sizes: dict[str, int], tables: dict[str, Array] | None = None) -> func.FuncOp:
+        """The kernel in the accel dialect, scheduled; specialised on hybrid weights' tile tables."""
+        module = only_kernel(self.module, kernel)
+        fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+        if tables:
+            attrs = [dict(a.data) for a in fn.arg_attrs.data] if fn.arg_attrs else [{} for _ in fn.args]
+            for i, spec in enumerate(self.kernel(kernel).abi.params):
+                if spec.name in tables:
+                    attrs[i][TILE_TABLE] = DenseArrayBase.from_list(i8, tables[spec.name].reshape(-1).tolist())
+            fn.arg_attrs = ArrayAttr(DictionaryAttr(a) for a in attrs)
+        run_passes(module, accel_pipeline_spec(sizes, self.machine_file, self.tile))
         return next(op for op in module.ops if isinstance(op, func.FuncOp))
-
-    def machine_program(self, kernel: str, sizes: dict[str, int]) -> MachineProgram:
-        return MachineProgram.of(self.lowered(kernel, sizes))
 
     def kernel(self, name: str) -> AccelKernel:
         if name not in self.kernels:

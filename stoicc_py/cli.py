@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
@@ -23,9 +24,11 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from stoicc_py.abi import TensorSpec
 from stoicc_py.api import (
+    TARGETS,
     TEXT_STAGES,
     Kernel,
     Options,
+    Program,
     compile,
     emit_text,
     front_end,
@@ -34,15 +37,23 @@ from stoicc_py.api import (
     optimized_llvm,
     read_source,
 )
+from stoicc_py.backends.accel.functional import SimulationError
+from stoicc_py.backends.accel.isa import Program as MachineProgram
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.pipeline import Stage, context, run_passes
+from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, context, run_passes
+
+if TYPE_CHECKING:
+    from stoicc_py.accel import AccelProgram
 
 log = logging.getLogger("stoicc_py")
-EMITS = (*TEXT_STAGES, "obj", "header")
+EMITS = (*TEXT_STAGES, "obj", "header", "accel", "isa", "bin")
+ACCEL_EMITS = ("ir", "accel", "isa", "bin")
 
 
 def _tile(text: str) -> tuple[int, ...]:
@@ -88,14 +99,38 @@ def cmd_compile(args: argparse.Namespace) -> int:
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after))
+    elif args.target == "accel":
+        output = _accel_artifact(module, args, after)
+    elif args.emit in ACCEL_EMITS[1:]:
+        raise CompileError(f"--emit {args.emit} is an accelerator artifact: add --target accel")
     elif args.emit == "obj":
         output = emit_object(optimized_llvm(module, options, after))
     elif args.emit == "header":
         output = c_header(_abis(module), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
     else:
         output = emit_text(module, args.emit, options, after)
-    _write(output, args.output, binary_default=Path(file).with_suffix(".o") if args.emit == "obj" else None)
+    suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
+    _write(output, args.output, binary_default=Path(file).with_suffix(suffix) if suffix else None)
     return 0
+
+
+def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallback | None) -> str | bytes:
+    """The accelerator program(s) of `module`: accel dialect IR, assembly or (one kernel) binary."""
+    if args.emit not in ACCEL_EMITS:
+        raise CompileError(f"--emit {args.emit} is for --target cpu (accelerator artifacts: {', '.join(ACCEL_EMITS)})")
+    if args.emit == "ir":
+        return str(module)
+    lowered = run_passes(module, accel_pipeline_spec(dict(args.dim or []), args.machine or "", args.tile or ()), after)
+    if args.emit == "accel":
+        return str(lowered)
+    programs = [MachineProgram.of(fn) for fn in lowered.ops if isinstance(fn, func.FuncOp)]
+    if args.emit == "isa":
+        return "\n".join(p.to_asm() for p in programs)
+    if len(programs) != 1:
+        raise CompileError(
+            f"--emit bin writes one kernel; choose one with --kernel ({', '.join(p.name for p in programs)})"
+        )
+    return programs[0].to_bytes()
 
 
 def _abis(module: ModuleOp) -> list[Any]:
@@ -116,45 +151,104 @@ def _write(output: str | bytes, path: str | None, binary_default: Path | None) -
         print(output)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache)
-    dims = dict(args.dim or [])
-    rng = np.random.default_rng(args.seed)
+def _kernels(program: Program | AccelProgram, args: argparse.Namespace) -> list[Any]:
     kernels = [program.kernel(args.kernel)] if args.kernel else list(program.kernels.values())
-    failed = False
+    dims = dict(args.dim or [])
     for k in kernels:
         unknown = sorted(set(dims) - set(k.abi.symbols))
         if unknown and args.kernel:
             raise CompileError(f"--dim {', '.join(unknown)}: kernel '{k.name}' has no such size symbol")
+    return kernels
+
+
+def _check(name: str, got: Any, want: Any, rtol: float, detail: str) -> bool:
+    """Print how far `got` is from the reference; integer results must be bit-exact."""
+    got_t, want_t = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+    failed = False
+    for i, (g, w) in enumerate(zip(got_t, want_t)):
+        err = float(np.max(np.abs(g.astype(np.float64) - w))) if g.size else 0.0
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        if g.dtype.kind == "i":
+            ok, how = bool(np.array_equal(g, w)), "bit-exact"
+        else:
+            ok, how = bool(np.allclose(g, w, rtol=rtol, atol=rtol * max(scale, 1e-30))), f"rtol {rtol:g}"
+        failed |= not ok
+        print(f"{name} out{i} [{detail}]: max abs error {err:.3e} (max |ref| {scale:.3e}) "
+              f"{'ok' if ok else 'MISMATCH'} ({how})")  # fmt: skip
+    return failed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.target == "accel":
+        return cmd_sim(args)
+    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache)
+    assert isinstance(program, Program)
+    dims = dict(args.dim or [])
+    rng = np.random.default_rng(args.seed)
+    failed = False
+    for k in _kernels(program, args):
         inputs = [_random_input(k, p, dims, rng) for p in k.abi.params]
         got = k(*inputs)
         start = time.perf_counter()
         for _ in range(args.repeat):
             got = k(*inputs)
         seconds = (time.perf_counter() - start) / args.repeat
-        want = k.reference(*inputs)
-        got_t, want_t = (got, want) if isinstance(got, tuple) else ((got,), (want,))
         sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
-        for i, (g, w) in enumerate(zip(got_t, want_t)):  # type: ignore[arg-type]
-            err = float(np.max(np.abs(g - w))) if g.size else 0.0
-            scale = float(np.max(np.abs(w))) if w.size else 0.0
-            ok = bool(np.allclose(g, w, rtol=args.rtol, atol=args.rtol * max(scale, 1e-30)))
-            failed |= not ok
-            verdict = "ok" if ok else "MISMATCH"
-            print(f"{k.name} out{i} [{sizes}]: max abs error {err:.3e} (max |ref| {scale:.3e}) {verdict}; "
-                  f"{seconds * 1e6:.1f} us per call")  # fmt: skip
+        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, f"{sizes}; {seconds * 1e6:.1f} us per call")
     return 1 if failed else 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Simulate on the accelerator: a .tdsl kernel on random inputs, checked against
+    the reference, or an assembled program (.s / .bin) on random input bytes."""
+    machine = Machine.load(args.machine) if args.machine else None
+    if Path(args.file).suffix in (".s", ".bin"):
+        data = Path(args.file).read_bytes()
+        program = (
+            MachineProgram.from_bytes(data)
+            if args.file.endswith(".bin")
+            else MachineProgram.from_asm(data.decode(), args.file)
+        )
+        rng = np.random.default_rng(args.seed)
+        inputs = {s.name: rng.integers(0, 256, s.size, dtype=np.uint8) for s in program.segments if s.kind == "input"}
+        _, report = simulate(program, inputs, machine)
+        assert report is not None
+        print(f"{program.name}: random inputs, no reference to check against")
+        _print_report(report, args)
+        return 0
+    accel_program = compile(args.file, "accel", tile=args.tile or (), machine=args.machine)
+    dims = dict(args.dim or [])
+    rng = np.random.default_rng(args.seed)
+    failed = False
+    for k in _kernels(accel_program, args):
+        inputs = [_random_input(k, p, dims, rng) for p in k.abi.params]
+        got = k(*inputs)
+        sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
+        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes)
+        _print_report(k.last_report, args)
+    return 1 if failed else 0
+
+
+def _print_report(report: Report, args: argparse.Namespace) -> None:
+    print(report.table() + "\n")
+    if args.json:
+        Path(args.json).write_text(report.to_json() + "\n")
 
 
 def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.random.Generator) -> Any:
     """Standard-normal values; a sparse parameter gets half its entries zeroed and is
     pruned by magnitude to its pattern; non-dense parameters are packed."""
-    values = rng.standard_normal([d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]).astype(np.float32)
+    shape = [d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]
+    values = rng.standard_normal(shape).astype(np.float32)
+    if spec.dtype == "i8":
+        values = rng.integers(-128, 128, shape, dtype=np.int8)  # type: ignore[assignment]
+    elif spec.dtype == "i32":
+        values = rng.integers(-(2**20), 2**20, shape, dtype=np.int32)  # type: ignore[assignment]
     if spec.is_dense:
         return values
     if not isinstance(parse_layout(spec.layout), SparseLayoutAttr | ComposedLayoutAttr):
         return k.pack(spec.name, values)
-    values[rng.random(values.shape) < 0.5] = 0.0
+    values[rng.random(values.shape) < 0.5] = 0
     return k.pack(spec.name, values, prune="magnitude")
 
 
@@ -192,9 +286,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a .tdsl file and print or write an artifact")
     c.add_argument("file")
     c.add_argument("--kernel", help="only this kernel")
-    c.add_argument("--target", default="cpu", choices=["cpu"])
-    c.add_argument("--emit", default="ir", choices=EMITS, help="what to output (default: ir)")
-    c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj)")
+    c.add_argument("--target", default="cpu", choices=TARGETS)
+    c.add_argument("--emit", default="ir", choices=EMITS,
+                   help="what to output (default: ir); accel: ir, accel (the accel dialect), isa, bin")  # fmt: skip
+    c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj, FILE.bin for bin)")
+    c.add_argument("--dim", type=_dim, action="append", help="accel: size of a symbol, e.g. M=64")
+    c.add_argument("--machine", help="accel: a TOML machine description overriding the default")
     c.add_argument(
         "-p", "--passes", help="run this pass pipeline on the front end's IR instead, e.g. tdsl-fuse-epilogue"
     )
@@ -205,13 +302,24 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="compile, run on random inputs, check against the reference")
     r.add_argument("file")
     r.add_argument("--kernel", help="only this kernel")
-    r.add_argument("--target", default="cpu", choices=["cpu"])
+    r.add_argument("--target", default="cpu", choices=TARGETS)
     r.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=17 (default 16)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--repeat", type=int, default=10, help="calls to time")
     r.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the largest reference value")
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
+
+    s = sub.add_parser("sim", help="simulate on the accelerator: check against the reference, report costs")
+    s.add_argument("file", help=".tdsl source, or an assembled program (.s, .bin) run on random inputs")
+    s.add_argument("--kernel", help="only this kernel")
+    s.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=64 (default 16)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rtol", type=float, default=1e-4, help="tolerance of float results (integers: exact)")
+    s.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
+    for cmd in (r, s):  # run --target accel is sim
+        cmd.add_argument("--machine", help="accel: a TOML machine description overriding the default")
+        cmd.add_argument("--json", help="accel: also write the report as JSON to this file")
 
     sub.add_parser(
         "opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False
@@ -226,12 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_opt(argv[1:])
         args = parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="stoicc: %(message)s")
-        return {"compile": cmd_compile, "run": cmd_run}[args.command](args)
+        return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim}[args.command](args)
     except CompileError as err:
         print(err, file=sys.stderr)
     except (ParseError, VerifyException, DiagnosticException) as err:
         print(f"error: {err}", file=sys.stderr)
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, SimulationError) as err:
         print(f"stoicc: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)

@@ -69,9 +69,11 @@ class Functional:
         self.program, self.machine = program, machine
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
-        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0}
+        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0}
         self.counters: dict[int, int] = {}
-        self.touched: list[tuple[str, int, int, bool]] = []  # (buffer, first, end byte, written) of the last instruction
+        self.touched: list[
+            tuple[str, int, int, bool]
+        ] = []  # (buffer, first, end byte, written) of the last instruction
 
     # ------------------------------------------------------------------ memory
 
@@ -234,10 +236,9 @@ class Functional:
 
     def _sqgemm(self, f: dict[str, int]) -> Activity:
         m, n, slots = f["m"], f["n"], f["k"]
-        group = self.cfg["group"]
-        count = self.cfg["n"]
+        group, count = self.cfg["group"], self.cfg["count"]
         if not group or not count or slots % count:
-            raise SimulationError(f"sqgemm needs cfg group and count (nm field) dividing k, got {group}, {count}")
+            raise SimulationError(f"sqgemm needs a cfg count (dividing k) and group, got {count} / {group}")
         k = slots // count * group
         values = _fields(self.region("wgt", f["wgt"], n * slots).reshape(n, slots), 8, True)
         index = self.region("meta", f["meta"], n * slots * 2).view(np.uint16).reshape(n, slots).astype(np.int64)

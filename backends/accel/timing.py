@@ -150,7 +150,9 @@ class TimingModel:
             else:
                 if instr.mnemonic == "fence":
                     pc = self.order[q][head[q]]
-                    earlier = [o for o in QUEUES if o != q and head[o] < len(self.order[o]) and self.order[o][head[o]] < pc]
+                    earlier = [
+                        o for o in QUEUES if o != q and head[o] < len(self.order[o]) and self.order[o][head[o]] < pc
+                    ]
                     if earlier:
                         continue
                     others = max(free[o] for o in QUEUES if o != q)
@@ -161,5 +163,7 @@ class TimingModel:
         if best is None:
             blocked = [f"{q}: {self.program.instrs[self.order[q][head[q]]].mnemonic} at instruction "
                        f"{self.order[q][head[q]]}" for q in QUEUES if head[q] < len(self.order[q])]  # fmt: skip
-            raise SimulationError("deadlock: every queue waits for a token that never comes (" + "; ".join(blocked) + ")")
+            raise SimulationError(
+                "deadlock: every queue waits for a token that never comes (" + "; ".join(blocked) + ")"
+            )
         return best[2], best[0], best[3]

@@ -1,0 +1,127 @@
+"""The timing and energy model against analytic expectations (docs/isa.md)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import stoicc_py
+from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.simulator import Report, simulate
+from stoicc_py.dialects.accel import InstructionOp
+from stoicc_py.passes.accel_schedule import dependency_graph, token_edges
+
+MACHINE = Machine.load()
+PEAK = MACHINE.array.rows * MACHINE.array.width
+
+
+def program(n: int, k: int, layout: str = "") -> Any:
+    weight = f"i8[{n}, {k}]" + (f" @ {layout}" if layout else "")
+    return stoicc_py.compile(f"kernel f(x: i8[M, {k}], w: {weight}) -> i32[M, {n}] {{ return linear(x, w) }}",
+                             target="accel").f  # fmt: skip
+
+
+def run(kernel: Any, m: int, n: int, k: int, layout: str = "") -> Report:
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    kernel(x, kernel.pack("w", w, prune="magnitude") if layout else w)
+    report = kernel.last_report
+    assert report.cycles >= report.ideal_cycles
+    return report
+
+
+def test_compute_bound_dense_gemm_keeps_the_array_busy() -> None:
+    report = run(program(1024, 1024), 512, 1024, 1024)
+    assert report.compute_cycles_ideal == 512 * 1024 * 1024 // PEAK
+    assert report.mac_utilization >= 0.9  # double buffering hides the loads
+    assert report.queues["ex"]["busy"] >= 0.9 * report.cycles
+
+
+def test_2_4_halves_compute_bound_cycles() -> None:
+    dense = run(program(1024, 1024), 512, 1024, 1024)
+    sparse = run(program(1024, 1024, "nm(2, 4)"), 512, 1024, 1024, "nm(2, 4)")
+    assert dense.cycles / sparse.cycles >= 1.8
+    assert dense.queues["ex"]["busy"] / sparse.queues["ex"]["busy"] >= 1.8
+    assert sparse.dense_macs == dense.dense_macs and sparse.macs * 2 == dense.macs
+    assert 4 * sparse.dram_bytes["metadata"] == sparse.dram_bytes["values"]  # a 32-bit word per 16 stored values
+
+
+def test_memory_bound_gemv_follows_bytes_over_bandwidth() -> None:
+    report = run(program(4096, 4096), 1, 4096, 4096)
+    moved = sum(report.dram_bytes.values())
+    assert moved >= 4096 * 4096  # every weight once
+    bound = moved / MACHINE.dram.bytes_per_cycle
+    assert bound <= report.cycles <= 1.10 * bound
+    assert report.mac_utilization < 0.1
+
+
+def quantized(codes: str) -> Any:
+    return stoicc_py.compile(
+        f"kernel f(x: f32[M, 2048], w: f32[2048, 2048] @ {codes}(axis=0)) -> f32[M, 2048] {{"
+        " return linear(quantize(x, int8(per=token)), w) }", target="accel").f  # fmt: skip
+
+
+def test_int4_weights_halve_dram_bytes() -> None:
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2048), np.float32), rng.standard_normal((2048, 2048), np.float32)
+    reports = {}
+    for codes in ("int8", "int4"):
+        k = quantized(codes)
+        k(x, k.pack("w", w))
+        reports[codes] = k.last_report
+    assert reports["int8"].dram_bytes["values"] == 2 * reports["int4"].dram_bytes["values"]
+    assert reports["int8"].dram_bytes["scales"] == reports["int4"].dram_bytes["scales"]
+    assert 1.8 <= reports["int8"].cycles / reports["int4"].cycles <= 2.0  # a GEMV: bound by the weight bytes
+    assert reports["int4"].energy_pj["dram"] < 0.55 * reports["int8"].energy_pj["dram"]
+
+
+def test_zero_operands_gate_the_multipliers() -> None:
+    k = program(256, 256)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (256, 256), dtype=np.int8)
+    k(rng.integers(1, 128, (64, 256), dtype=np.int8), w)
+    busy = k.last_report
+    k(np.zeros((64, 256), np.int8), w)
+    idle = k.last_report
+    assert idle.cycles == busy.cycles  # gating saves energy, not time
+    assert idle.energy_pj["mac"] < 0.2 * busy.energy_pj["mac"]
+
+
+def test_a_large_gemm_simulates_quickly() -> None:
+    m, n, k = 512, 4096, 4096
+    kernel = program(n, k)
+    machine_program = kernel.program_for(M=m)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    start = time.perf_counter()
+    outputs, report = simulate(machine_program, {"x": x, "w": w})
+    seconds = time.perf_counter() - start
+    assert seconds < 10
+    got = np.frombuffer(outputs["out0"], np.int32).reshape(m, n)
+    np.testing.assert_array_equal(got[:8], (x[:8].astype(np.float64) @ w.T.astype(np.float64)).astype(np.int32))
+    assert report is not None and report.mac_utilization >= 0.95
+
+
+@pytest.mark.parametrize("source", [
+    "kernel f(x: i8[M, 256], w: i8[128, 256] @ nm(2, 4)) -> i32[M, 128] { return linear(x, w) }",
+    "kernel f(x: f32[M, 256], w: f32[128, 256] @ int4(group=64), b: f32[128]) -> f32[M, 128] {"
+    " return relu(linear(quantize(x, bitsplit(int8)), w, b)) }",
+])  # fmt: skip
+def test_tokens_are_the_cross_queue_edges_of_the_transitive_reduction(source: str) -> None:
+    fn = stoicc_py.compile(source, target="accel").f.program.lowered("f", {"M": 70})
+    ops = [op for op in fn.body.ops if isinstance(op, InstructionOp)]
+    graph = dependency_graph(ops)
+    chains = nx.DiGraph(graph)
+    for queue in ("ld", "ex", "st"):
+        on_queue = [i for i, op in enumerate(ops) if op.queue == queue]
+        chains.add_edges_from(zip(on_queue, on_queue[1:]))
+    reduced = nx.transitive_reduction(chains)
+    cross = {(u, v) for u, v in reduced.edges if ops[u].queue != ops[v].queue}
+    assert set(token_edges(ops, graph)) == cross
+    assert cross  # the program does need tokens
