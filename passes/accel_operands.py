@@ -185,8 +185,8 @@ TILE_TABLE = "accel.tile_table"
 def _hybrid(layout: HybridAttr, storage: StorageAttr, arg: BlockArgument, op: ContractionOp) -> dict[str, object]:
     table = _arg_attrs(arg).get(TILE_TABLE)
     if not isinstance(table, DenseArrayBase):
-        raise op_error(op, "a hybrid weight's program follows its tile table: call the kernel with the packed weight "
-                           "(Python API) or simulate it with `stoicc sim`, which packs sample weights")  # fmt: skip
+        raise op_error(op, "a hybrid weight's program follows its tile table: give the weight (stoicc compile "
+                           "--weight NAME=FILE.npy), call the kernel with it (Python API) or use `stoicc sim`")  # fmt: skip
     th, tw = layout.tile_shape
     cols = int(storage.buffers.data[0].type.get_shape()[1])
     flat = tuple(int(v) for v in table.get_values())

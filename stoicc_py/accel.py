@@ -24,7 +24,7 @@ from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
 from stoicc_py.packing import PackedTensor
 from stoicc_py.passes.accel_operands import TILE_TABLE
-from stoicc_py.pipeline import Stage, accel_pipeline_spec, run_passes
+from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
 
 Array = np.ndarray[Any, Any]
 
@@ -83,7 +83,8 @@ class AccelProgram:
         abis = [KernelABI.of(op) for op in lower(self.module, Stage.OPT, Options()).ops if isinstance(op, func.FuncOp)]
         self.kernels = {a.name: AccelKernel(self, a) for a in abis}
 
-    def lowered(self, kernel: str, sizes: dict[str, int], tables: dict[str, Array] | None = None) -> func.FuncOp:
+    def lowered(self, kernel: str, sizes: dict[str, int], tables: dict[str, Array] | None = None,
+                after_pass: PassCallback | None = None) -> func.FuncOp:  # fmt: skip
         """The kernel in the accel dialect, scheduled; specialised on hybrid weights' tile tables."""
         module = only_kernel(self.module, kernel)
         fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
@@ -93,7 +94,7 @@ class AccelProgram:
                 if spec.name in tables:
                     attrs[i][TILE_TABLE] = DenseArrayBase.from_list(i8, tables[spec.name].reshape(-1).tolist())
             fn.arg_attrs = ArrayAttr(DictionaryAttr(a) for a in attrs)
-        run_passes(module, accel_pipeline_spec(sizes, self.machine_file, self.tile))
+        run_passes(module, accel_pipeline_spec(sizes, self.machine_file, self.tile), after_pass)
         return next(op for op in module.ops if isinstance(op, func.FuncOp))
 
     def kernel(self, name: str) -> AccelKernel:

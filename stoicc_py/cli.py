@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
@@ -46,7 +45,7 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, context, run_passes
+from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
 
 if TYPE_CHECKING:
     from stoicc_py.accel import AccelProgram
@@ -71,6 +70,13 @@ def _dim(text: str) -> tuple[str, int]:
     if not name or not size.isdigit() or int(size) <= 0:
         raise argparse.ArgumentTypeError(f"--dim expects NAME=SIZE with a positive size, got '{text}'")
     return name, int(size)
+
+
+def _weight(text: str) -> tuple[str, str]:
+    name, _, path = text.partition("=")
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"--weight expects NAME=FILE.npy, got '{text}'")
+    return name, path
 
 
 def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
@@ -120,17 +126,32 @@ def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallb
         raise CompileError(f"--emit {args.emit} is for --target cpu (accelerator artifacts: {', '.join(ACCEL_EMITS)})")
     if args.emit == "ir":
         return str(module)
-    lowered = run_passes(module, accel_pipeline_spec(dict(args.dim or []), args.machine or "", args.tile or ()), after)
+    from stoicc_py.accel import AccelProgram
+
+    source, file = read_source(args.file)
+    program = AccelProgram(source, file, args.tile or (), args.machine or "")
+    names = [args.kernel] if args.kernel else list(program.kernels)
+    weights = dict(args.weight or [])
+    lowered = [program.lowered(name, dict(args.dim or []), _tile_tables(program.kernel(name), weights), after)
+               for name in names]  # fmt: skip
     if args.emit == "accel":
-        return str(lowered)
-    programs = [MachineProgram.of(fn) for fn in lowered.ops if isinstance(fn, func.FuncOp)]
+        return str(ModuleOp([fn.clone() for fn in lowered]))
+    programs = [MachineProgram.of(fn) for fn in lowered]
     if args.emit == "isa":
         return "\n".join(p.to_asm() for p in programs)
     if len(programs) != 1:
-        raise CompileError(
-            f"--emit bin writes one kernel; choose one with --kernel ({', '.join(p.name for p in programs)})"
-        )
+        names_list = ", ".join(p.name for p in programs)
+        raise CompileError(f"--emit bin writes one kernel; choose one with --kernel ({names_list})")
     return programs[0].to_bytes()
+
+
+def _tile_tables(kernel: Any, weights: dict[str, str]) -> dict[str, Any]:
+    """The tile tables of hybrid weights given as `--weight NAME=FILE.npy` (packed here)."""
+    tables = {}
+    for spec in kernel.abi.params:
+        if spec.name in weights and spec.layout.startswith("hybrid"):
+            tables[spec.name] = kernel.pack(spec.name, np.load(weights[spec.name])).arrays["table"]
+    return tables
 
 
 def _abis(module: ModuleOp) -> list[Any]:
@@ -161,7 +182,7 @@ def _kernels(program: Program | AccelProgram, args: argparse.Namespace) -> list[
     return kernels
 
 
-def _check(name: str, got: Any, want: Any, rtol: float, detail: str) -> bool:
+def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str = "") -> bool:
     """Print how far `got` is from the reference; integer results must be bit-exact."""
     got_t, want_t = (got, want) if isinstance(got, tuple) else ((got,), (want,))
     failed = False
@@ -173,8 +194,8 @@ def _check(name: str, got: Any, want: Any, rtol: float, detail: str) -> bool:
         else:
             ok, how = bool(np.allclose(g, w, rtol=rtol, atol=rtol * max(scale, 1e-30))), f"rtol {rtol:g}"
         failed |= not ok
-        print(f"{name} out{i} [{detail}]: max abs error {err:.3e} (max |ref| {scale:.3e}) "
-              f"{'ok' if ok else 'MISMATCH'} ({how})")  # fmt: skip
+        print(f"{name} out{i} [{sizes}]: max abs error {err:.3e} (max |ref| {scale:.3e}) "
+              f"{'ok' if ok else 'MISMATCH'} ({how}){timing}")  # fmt: skip
     return failed
 
 
@@ -194,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             got = k(*inputs)
         seconds = (time.perf_counter() - start) / args.repeat
         sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
-        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, f"{sizes}; {seconds * 1e6:.1f} us per call")
+        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes, f"; {seconds * 1e6:.1f} us per call")
     return 1 if failed else 0
 
 
@@ -292,6 +313,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj, FILE.bin for bin)")
     c.add_argument("--dim", type=_dim, action="append", help="accel: size of a symbol, e.g. M=64")
     c.add_argument("--machine", help="accel: a TOML machine description overriding the default")
+    c.add_argument("--weight", type=_weight, action="append",
+                   help="accel: NAME=FILE.npy, a hybrid weight whose tile table the program follows")  # fmt: skip
     c.add_argument(
         "-p", "--passes", help="run this pass pipeline on the front end's IR instead, e.g. tdsl-fuse-epilogue"
     )
