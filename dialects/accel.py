@@ -168,7 +168,8 @@ class StoreOp(_DramOp):
 class ConfigOp(InstructionOp):
     """Sets the execute queue's precision and sparsity modes for the GEMMs that follow:
     activation bits (8, or 4 for a bit-split pass) and signedness, the weight code,
-    N:M (n = 0 for dense) and SQ-format's outliers: `count` of every `group` elements of k (sqgemm)."""
+    N:M (n = 0 for dense), and for sqgemm SQ-format's outliers (`count` of every `group`
+    elements of k) and the k-chunks of `chunk` columns its activation tile is stored in."""
 
     name = "accel.cfg"
     abits = prop_def(IntegerAttr[I64])
@@ -178,8 +179,10 @@ class ConfigOp(InstructionOp):
     m = prop_def(IntegerAttr[I64])
     group = prop_def(IntegerAttr[I64])
     count = prop_def(IntegerAttr[I64])
+    chunk = prop_def(IntegerAttr[I64])
     assembly_format = (
-        "`abits` $abits (`asigned` $asigned^)? `wcode` $wcode `nm` $n `:` $m `sq` $count `/` $group " + _TOKENS
+        "`abits` $abits (`asigned` $asigned^)? `wcode` $wcode `nm` $n `:` $m `sq` $count `/` $group `chunk` $chunk "
+        + _TOKENS
     )
 
     OPCODE: ClassVar[int] = 1
@@ -192,6 +195,7 @@ class ConfigOp(InstructionOp):
         ("m", 4),
         ("group", 16),
         ("count", 8),
+        ("chunk", 16),
     )
 
     def verify_(self) -> None:
@@ -257,9 +261,10 @@ class BitSplitGemmOp(_GemmOp):
 
 @irdl_op_definition
 class SQGemmOp(_GemmOp):
-    """The high-precision sparse path of SQ-format weights: wgt holds [n, k] int8
-    values (k counts them: `count` per configured group), meta their u16 positions
-    within the group; acc += inp gathered at those positions times the values."""
+    """The high-precision sparse path of SQ-format weights: [n, k] int8 values at wgt
+    (`count` per configured group of the dense k), [n, k] u16 positions within the
+    group at meta; acc += the activations at those positions (inp, in k-chunks of the
+    configured width, each starting a line) times the values."""
 
     name = "accel.sqgemm"
     meta = prop_def(IntegerAttr[I64])
@@ -270,7 +275,8 @@ class SQGemmOp(_GemmOp):
 
 @irdl_op_definition
 class ValuOp(InstructionOp):
-    """A vector unit operation over a [rows, cols] tile of 4-byte words (docs/isa.md)."""
+    """A vector unit operation over a [rows, cols] tile of 4-byte words (docs/isa.md).
+    A broadcast operand is word aux + i * stride of the vector at scl (stride 0 = 1)."""
 
     name = "accel.valu"
     op = prop_def(StringAttr)
@@ -281,9 +287,10 @@ class ValuOp(InstructionOp):
     rows = prop_def(IntegerAttr[I64])
     cols = prop_def(IntegerAttr[I64])
     bcast = prop_def(StringAttr)
+    stride = prop_def(IntegerAttr[I64])
     assembly_format = (
         "$op `dst` `[` $dst `]` `src` `[` $src `]` `scl` `[` $scl `]` `aux` `[` $aux `]` `rows` $rows `cols` $cols "
-        "`bcast` $bcast " + _TOKENS
+        "`bcast` $bcast `stride` $stride " + _TOKENS
     )
     OPCODE: ClassVar[int] = 8
     QUEUE: ClassVar[str] = "ex"
@@ -296,6 +303,7 @@ class ValuOp(InstructionOp):
         ("rows", 16),
         ("cols", 16),
         ("bcast", 2),
+        ("stride", 16),
     )
 
 

@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IntAttr,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     StringAttr,
     f16,
@@ -49,6 +50,9 @@ from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantL
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+ACCUMULATOR: dict[TypeAttribute, TypeAttribute] = {i8: i32}
+"""The element type of a matrix product of operands of a type, where it is wider:
+i8 products accumulate exactly in i32."""
 
 
 class ShapeError(VerifyException):
@@ -80,6 +84,10 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     @property
     def dtype(self) -> str:
         return DTYPE_NAMES[self.element_type]
+
+    @property
+    def is_integer(self) -> bool:
+        return isinstance(self.element_type, IntegerType)
 
     def with_dims(self, dims: Sequence[Dim]) -> TensorType:
         """The same element type with `dims` and dense layout: the type of a computed value."""
@@ -138,6 +146,13 @@ def broadcasts_into(dims: Sequence[Dim], into: Sequence[Dim]) -> bool:
         return broadcast(dims, into) == tuple(into)
     except ShapeError:
         return False
+
+
+def check_defined_on(what: str, on_integers: bool, a: TensorType) -> None:
+    """Raise ShapeError if `what` (an op or activation name) reads an integer tensor
+    but is not defined on integers (its result would not be an exact integer)."""
+    if a.is_integer and not on_integers:
+        raise ShapeError(f"{what} is not defined on {a.dtype} (an integer tensor)")
 
 
 def _value_type(value: SSAValue) -> TensorType:
@@ -200,6 +215,9 @@ _BINARY_FORMAT = (
 class ElementwiseBinaryOp(TdslOp, ABC):
     """`lhs op rhs` elementwise with numpy broadcasting."""
 
+    ON_INTEGERS: ClassVar[bool] = True
+    """Whether the op is defined on integer tensors (exactly, wrapping around)."""
+
     lhs = operand_def(_TensorOrMemref)
     rhs = operand_def(_TensorOrMemref)
     out = opt_operand_def(MemRefType)
@@ -213,6 +231,7 @@ class ElementwiseBinaryOp(TdslOp, ABC):
         a, b = operand_types
         if a.element_type != b.element_type:
             raise ShapeError(f"operands have different element types: {a} and {b}")
+        check_defined_on(cls.name.removeprefix("tdsl."), cls.ON_INTEGERS, a)
         return a.with_dims(broadcast(a.dims, b.dims))
 
 
@@ -234,6 +253,7 @@ class MulOp(ElementwiseBinaryOp):
 @irdl_op_definition
 class DivOp(ElementwiseBinaryOp):
     name = "tdsl.div"
+    ON_INTEGERS: ClassVar[bool] = False
 
 
 class OneInputOp(TdslOp, ABC):
@@ -250,15 +270,20 @@ class OneInputOp(TdslOp, ABC):
 class UnaryOp(OneInputOp, ABC):
     """An elementwise function of one tensor."""
 
+    ON_INTEGERS: ClassVar[bool] = False
+    """Whether the function is defined on integer tensors (maps integers to integers)."""
+
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         (a,) = operand_types
+        check_defined_on(cls.name.removeprefix("tdsl."), cls.ON_INTEGERS, a)
         return a.with_dims(a.dims)
 
 
 @irdl_op_definition
 class ReluOp(UnaryOp):
     name = "tdsl.relu"
+    ON_INTEGERS: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -289,11 +314,13 @@ class ExpOp(UnaryOp):
 @irdl_op_definition
 class NegOp(UnaryOp):
     name = "tdsl.neg"
+    ON_INTEGERS: ClassVar[bool] = True
 
 
 @irdl_op_definition
 class AbsOp(UnaryOp):
     name = "tdsl.abs"
+    ON_INTEGERS: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -374,6 +401,7 @@ class SoftmaxOp(AxisOp):
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         (a,) = operand_types
         cls.checked_axis(a, attributes)
+        check_defined_on("softmax", False, a)
         return a.with_dims(a.dims)
 
 
@@ -382,6 +410,9 @@ ACTIVATIONS = ("relu", "gelu", "silu", "sigmoid", "tanh")
 
 class ContractionOp(TdslOp, ABC):
     """A matrix product with a fused epilogue: `act(lhs x rhs + bias)`.
+
+    Operands of one element type; i8 operands give an i32 product (exact integer
+    accumulation, see ACCUMULATOR), which a bias must match.
 
     `tile` (set by the tiling pass) gives the loop tile sizes [tm, tn, tk].
     """
@@ -429,9 +460,16 @@ class ContractionOp(TdslOp, ABC):
         (m, k), (kb, n) = a.dims, (b.dims[::-1] if cls.RHS_TRANSPOSED else b.dims)
         if k != kb:
             raise ShapeError(f"reduction dimensions differ: {k} in {a} and {kb} in {b}")
+        result = TensorType((m, n), ACCUMULATOR.get(a.element_type, a.element_type))
         if bias and not broadcasts_into(bias[0].dims, (m, n)):
             raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{m}, {n}]")
-        return a.with_dims((m, n))
+        if bias and bias[0].element_type != result.element_type:
+            why = f": {a.dtype} operands accumulate in {result.dtype}" if result.element_type != a.element_type else ""
+            raise ShapeError(f"bias {bias[0]} must have the product's element type {result.dtype}{why}")
+        act = attributes.get("act")
+        if isinstance(act, StringAttr) and act.data in UNARY_OPS:
+            check_defined_on(act.data, UNARY_OPS[act.data].ON_INTEGERS, result)
+        return result
 
     def verify_(self) -> None:
         super().verify_()

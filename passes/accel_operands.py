@@ -278,8 +278,8 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
     else:
         buf["wgt"].add("w", tn * w.value_bytes(tk))
         buf["meta"].add("idx", tn * w.index_words(tk) * 4)
-    if w.sq[0]:
-        slots = tk // w.sq[0] * w.sq[1]
+    if w.sq[0]:  # a tile's outliers, whole rows
+        slots = p.k // w.sq[0] * w.sq[1]
         buf["wgt"].add("hv", tn * slots)
         buf["meta"].add("hidx", tn * slots * 2)
         buf["acc"].add("hacc", tm * tn * 4)
@@ -287,7 +287,7 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
     buf["acc"].add("out", tm * tn * 4)
     if w.scales == "group":
         buf["acc"].add("part", tm * tn * 4)
-        buf["scl"].add("gs", tn * 4)
+        buf["scl"].add("gs", tn * p.k // w.group * 4)
     buf["scl"].add("ws", tn * 4)
     buf["scl"].add("bias", tn * 4)
     return buf

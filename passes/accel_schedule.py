@@ -68,8 +68,10 @@ def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> 
         return [(*_on_chip("inp", int(f("inp")), m * k / 2), False),
                 (*_on_chip("meta", int(f("meta")), m * k / 8), False),
                 (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
-    dense_k = k // int(cfg["count"]) * int(cfg["group"])  # sqgemm: k counts slots
-    return [(*_on_chip("inp", int(f("inp")), m * dense_k), False), (*_on_chip("wgt", int(f("wgt")), n * k), False),
+    dense_k = k // int(cfg["count"]) * int(cfg["group"])  # sqgemm: k counts slots, inp is k-chunked
+    chunk = int(cfg["chunk"]) or dense_k
+    chunked = sum(-(-m * min(chunk, dense_k - c) // LINE_BYTES) for c in range(0, dense_k, chunk)) * LINE_BYTES
+    return [(*_on_chip("inp", int(f("inp")), chunked), False), (*_on_chip("wgt", int(f("wgt")), n * k), False),
             (*_on_chip("meta", int(f("meta")), n * k * 2), False), acc]  # fmt: skip
 
 
@@ -91,7 +93,8 @@ def _valu_footprint(op: InstructionOp) -> list[Access]:
     bcast = str(f("bcast"))
     if kind in ("scale", "macc", "mul", "add", "addi"):
         vector = {"none": count, "row": rows, "col": cols, "scalar": 1}[bcast]
-        accesses.append((*_on_chip("scl", int(f("scl")), vector * 4), False))
+        span = int(f("aux")) + (vector - 1) * (int(f("stride")) or 1) + 1
+        accesses.append((*_on_chip("scl", int(f("scl")), span * 4), False))
     return accesses
 
 
@@ -101,12 +104,13 @@ def dependency_graph(ops: list[InstructionOp]) -> nx.DiGraph:
     graph.add_nodes_from(range(len(ops)))
     # per memory: (first, end) -> (last writer, readers since)
     regions: dict[str, dict[tuple[int, int], tuple[int | None, list[int]]]] = defaultdict(dict)
-    cfg: dict[str, int | str] = {"abits": 8, "wcode": WEIGHT_CODES[0], "n": 0, "m": 0, "group": 0, "count": 0}
+    cfg: dict[str, int | str] = {"abits": 8, "wcode": WEIGHT_CODES[0], "n": 0, "m": 0, "group": 0, "count": 0,
+                                 "chunk": 0}  # fmt: skip
     # DRAM that no instruction writes (the kernel's inputs) orders nothing
     written = {f"dram:{op.field('seg')}" for op in ops if isinstance(op, accel.StoreOp | accel.ReadCounterOp)}
     for v, op in enumerate(ops):
         if isinstance(op, accel.ConfigOp):
-            cfg = {k: op.field(k) for k in ("abits", "wcode", "n", "m", "group", "count")}
+            cfg = {k: op.field(k) for k in ("abits", "wcode", "n", "m", "group", "count", "chunk")}
         accesses = [a for a in footprint(op, cfg) if not a[0].startswith("dram:") or a[0] in written]
         for mem, lo, hi, write in accesses:
             for (a, b), (writer, readers) in regions[mem].items():

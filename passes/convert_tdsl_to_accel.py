@@ -52,7 +52,8 @@ class Emitter:
         self.ops.append(accel.SegmentOp(name, size, kind))
 
     def config(self, **mode: int | str | bool) -> None:
-        full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, "count": 0, **mode}
+        full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0,
+                **mode}  # fmt: skip
         if full != self.mode:
             self.mode = full
             self(accel.ConfigOp, **full)
@@ -61,8 +62,8 @@ class Emitter:
         self(accel.LoadOp, buf=buf, sram=sram, seg=seg, off=off, rows=rows, cols=cols, stride=stride)
 
     def valu(self, op: str, dst: int, src: int = 0, scl: int = 0, aux: int = 0, rows: int = 1, cols: int = 1,
-             bcast: str = "none") -> None:  # fmt: skip
-        self(accel.ValuOp, op=op, dst=dst, src=src, scl=scl, aux=aux, rows=rows, cols=cols, bcast=bcast)
+             bcast: str = "none", stride: int = 0) -> None:  # fmt: skip
+        self(accel.ValuOp, op=op, dst=dst, src=src, scl=scl, aux=aux, rows=rows, cols=cols, bcast=bcast, stride=stride)
 
 
 @dataclass
@@ -140,16 +141,27 @@ class ProductLowering:
             count = nr if w.scales == "channel" else 1
             e.load("scl", self.slot("scl", "ws", "n"), self.weight_segment(w.prefix + "scales"),
                    n0 * 4 if w.scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+        if w.scales == "group":  # the tile's [nr, groups] scales in one piece
+            groups = p.k // w.group
+            e.load("scl", self.slot("scl", "gs", "n"), self.weight_segment(w.prefix + "scales"), n0 * groups * 4, 1,
+                   nr * groups * 4, nr * groups * 4)  # fmt: skip
         if w.sq[0]:
             count = nr if w.sq_scales == "channel" else 1
             e.load("scl", self.slot("scl", "hs", "n"), self.weight_segment("high.scales"),
                    n0 * 4 if w.sq_scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+            slots = p.k // w.sq[0] * w.sq[1]  # whole rows: one contiguous piece each
+            e.load("wgt", self.slot("wgt", "hv", "n"), self.weight_segment("high.values"), n0 * slots, 1, nr * slots,
+                   nr * slots)  # fmt: skip
+            e.load("meta", self.slot("meta", "hidx", "n"), self.weight_segment("high.index"), n0 * slots * 2, 1,
+                   nr * slots * 2, nr * slots * 2)  # fmt: skip
         if w.tile_formats:
             self.hybrid_row(mr, n0, nr, out)
         else:
             for c, (k0, kw) in enumerate(self.kchunks):
                 self.k_step(c, k0, kw, mr, n0, nr, out)
                 self.parity["k"] = self.parity.get("k", 0) + 1
+        if w.sq[0]:
+            self.outliers(mr, nr)
         self.epilogue(mr, n0, nr, out)
         e(accel.StoreOp, buf="acc", sram=out, seg=self.out, off=(m0 * p.n + n0) * 4, rows=mr, cols=nr * 4,
           stride=p.n * 4)  # fmt: skip
@@ -180,14 +192,9 @@ class ProductLowering:
         else:
             e.config(wcode=w.wcode)
             e(accel.GemmOp, inp=x, **shape)
-        if w.sq[0]:
-            self.sq_step(c, k0, kw, x, mr, n0, nr)
-        if grouped:
-            groups = p.k // w.group
-            gs = self.slot("scl", "gs", "k")
-            e.load("scl", gs, self.weight_segment(w.prefix + "scales"), (n0 * groups + k0 // w.group) * 4, nr, 4,
-                   groups * 4)  # fmt: skip
-            e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=gs, rows=mr, cols=nr, bcast="col")
+        if grouped:  # scale (n, g) is word n * groups + g of the tile's scales
+            e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=self.slot("scl", "gs", "n"),
+                   aux=k0 // w.group, stride=p.k // w.group, rows=mr, cols=nr, bcast="col")  # fmt: skip
 
     def hybrid_row(self, mr: int, n0: int, nr: int, out: int) -> None:
         """One tile row of a hybrid weight, as its table says: per format (as STOICC's
@@ -220,18 +227,14 @@ class ProductLowering:
             e.config()
             e(accel.GemmOp, acc=out, init=True, inp=0, wgt=0, m=mr, n=nr, k=0)
 
-    def sq_step(self, c: int, k0: int, kw: int, x: int, mr: int, n0: int, nr: int) -> None:
+    def outliers(self, mr: int, nr: int) -> None:
+        """SQ-format's outliers of the whole tile row in one gather GEMM."""
         e, w = self.emit, self.p.weights
         group, count = w.sq
-        row_slots = self.p.k // group * count
-        slots, first = kw // group * count, k0 // group * count
-        hv, hidx = self.slot("wgt", "hv", "k"), self.slot("meta", "hidx", "k")
-        e.load("wgt", hv, self.weight_segment("high.values"), n0 * row_slots + first, nr, slots, row_slots)
-        e.load("meta", hidx, self.weight_segment("high.index"), (n0 * row_slots + first) * 2, nr, slots * 2,
-               row_slots * 2)  # fmt: skip
-        e.config(count=count, group=group)
-        e(accel.SQGemmOp, acc=self.slot("acc", "hacc", "n"), init=c == 0, inp=x, wgt=hv, meta=hidx, m=mr, n=nr,
-          k=slots)  # fmt: skip
+        e.config(count=count, group=group, chunk=self.tk)
+        e(accel.SQGemmOp, acc=self.slot("acc", "hacc", "n"), init=True, inp=self.slot("inp", "x", "m"),
+          wgt=self.slot("wgt", "hv", "n"), meta=self.slot("meta", "hidx", "n"), m=mr, n=nr,
+          k=self.p.k // group * count)  # fmt: skip
 
     # ------------------------------------------------------------------ epilogue
 

@@ -14,7 +14,7 @@ from xdsl.builder import Builder
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i64
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.dialects import tdsl
@@ -40,6 +40,12 @@ class LoopBuilder:
 
     def f32(self, value: float) -> SSAValue:
         return self.insert(arith.ConstantOp(FloatAttr(value, f32)))
+
+    def zero(self, type: Attribute) -> SSAValue:
+        """0 of a float or integer element type."""
+        if isinstance(type, IntegerType):
+            return self.insert(arith.ConstantOp(IntegerAttr(0, type)))
+        return self.insert(arith.ConstantOp(FloatAttr(0.0, type)))  # type: ignore[arg-type]
 
     def size(self, buf: SSAValue, axis: int) -> SSAValue:
         t = buf.type
@@ -137,6 +143,24 @@ class LoopBuilder:
         zero = self.index(0) if 1 in shape else None
         return self.load(buf, [zero if size == 1 else iv for size, iv in zip(shape, ivs)])  # type: ignore[misc]
 
+    # --- arithmetic on floats or integers
+    def widen(self, value: SSAValue, type: Attribute) -> SSAValue:
+        """An integer sign-extended to the wider integer `type`; anything else unchanged."""
+        src = value.type
+        if isinstance(src, IntegerType) and isinstance(type, IntegerType) and src.width.data < type.width.data:
+            return self.insert(arith.ExtSIOp(value, type))
+        return value
+
+    def mul_add(self, acc: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        """acc + a * b, the step of every dot product. On floats with fast-math (so
+        that LLVM may reassociate and vectorise); on integers a and b are
+        sign-extended to the accumulator's type (i8 to i32) and multiplied and added
+        exactly there, as the integer quantized paths and i8 products do."""
+        if isinstance(acc.type, IntegerType):
+            prod = self.insert(arith.MuliOp(self.widen(a, acc.type), self.widen(b, acc.type)))
+            return self.insert(arith.AddiOp(acc, prod))
+        return self.fadd(acc, self.fmul(a, b, fast=True), fast=True)
+
     # --- float arithmetic
     def fadd(self, a: SSAValue, b: SSAValue, fast: bool = False) -> SSAValue:
         return self.insert(arith.AddfOp(a, b, FAST if fast else None))
@@ -175,10 +199,37 @@ SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
     tdsl.AbsOp: lambda b, x: b.insert(mathd.AbsFOp(x)),
     tdsl.SqrtOp: lambda b, x: b.insert(mathd.SqrtOp(x)),
 }
-ACTIVATION: dict[str, Scalar] = {op.name.removeprefix("tdsl."): fn for op, fn in SCALAR.items()}
 BINARY: dict[type[tdsl.ElementwiseBinaryOp], type[arith.FloatingPointLikeBinaryOperation]] = {
     tdsl.AddOp: arith.AddfOp,
     tdsl.SubOp: arith.SubfOp,
     tdsl.MulOp: arith.MulfOp,
     tdsl.DivOp: arith.DivfOp,
 }
+
+
+def _ineg(b: LoopBuilder, x: SSAValue) -> SSAValue:
+    return b.insert(arith.SubiOp(b.zero(x.type), x))
+
+
+# The ops that are defined on integers (ON_INTEGERS in the tdsl dialect), wrapping
+# around like numpy's integer arithmetic: abs and neg of the minimum are the minimum.
+INTEGER_SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
+    tdsl.ReluOp: lambda b, x: b.insert(arith.MaxSIOp(x, b.zero(x.type))),
+    tdsl.NegOp: _ineg,
+    tdsl.AbsOp: lambda b, x: b.insert(arith.MaxSIOp(x, _ineg(b, x))),
+}
+INTEGER_BINARY: dict[type[tdsl.ElementwiseBinaryOp], type[arith.SignlessIntegerBinaryOperation]] = {
+    tdsl.AddOp: arith.AddiOp,
+    tdsl.SubOp: arith.SubiOp,
+    tdsl.MulOp: arith.MuliOp,
+}
+
+
+def unary(b: LoopBuilder, op: type[tdsl.UnaryOp], x: SSAValue) -> SSAValue:
+    """The scalar body of elementwise function `op` on x, for x's element type."""
+    return (INTEGER_SCALAR if isinstance(x.type, IntegerType) else SCALAR)[op](b, x)
+
+
+def binary(b: LoopBuilder, op: type[tdsl.ElementwiseBinaryOp], x: SSAValue, y: SSAValue) -> SSAValue:
+    """x op y elementwise, for their element type."""
+    return b.insert((INTEGER_BINARY if isinstance(x.type, IntegerType) else BINARY)[op](x, y))

@@ -175,7 +175,7 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
 
         def term(b: LoopBuilder, t: SSAValue, gacc: SSAValue) -> SSAValue:
             q = b.insert(arith.SIToFPOp(walk.code(b, n, t), f32))
-            return b.fadd(gacc, b.fmul(b.load(x, [i, walk.column(b, n, t)]), q, fast=True), fast=True)
+            return b.mul_add(gacc, b.load(x, [i, walk.column(b, n, t)]), q)
 
         dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), b.f32(0.0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
@@ -191,8 +191,7 @@ def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: 
         t0 = b.mul(g, b.index(walk.group_len))
 
         def term(b: LoopBuilder, t: SSAValue, iacc: SSAValue) -> SSAValue:
-            prod = b.insert(arith.MuliOp(x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t)))
-            return b.insert(arith.AddiOp(iacc, prod))
+            return b.mul_add(iacc, x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t))
 
         dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), _int(b, 0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
@@ -467,10 +466,7 @@ def bitsplit_row(b: LoopBuilder, xb: SSAValue, i: SSAValue, w: QuantView, n: SSA
         def low(b: LoopBuilder, k: SSAValue, sums: Sequence[SSAValue]) -> Sequence[SSAValue]:
             qw = w.code(b, n, k)
             lo = _nibble(b, buf["lo"], i, k, signed=False)
-            return [
-                b.insert(arith.AddiOp(sums[0], b.insert(arith.MuliOp(lo, qw)))),
-                b.insert(arith.AddiOp(sums[1], qw)),
-            ]
+            return [b.mul_add(sums[0], lo, qw), b.insert(arith.AddiOp(sums[1], qw))]
 
         lo_dot, wsum = b.loop(k0, k1, b.index(1), low, [_int(b, 0), _int(b, 0)], name="k")
 
@@ -579,13 +575,13 @@ def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n:
     def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:
         q = b.insert(arith.SIToFPOp(low.code(b, i, k), f32))
         value = b.fmul(low.scale(b, i, b.div(k, b.index(low.group))), q)
-        return b.fadd(acc, b.fmul(value, b.load(w, [n, k]), fast=True), fast=True)
+        return b.mul_add(acc, value, b.load(w, [n, k]))
 
     dense = _fold(b, b.index(0), b.index(width), b.f32(0.0), term, "k")
 
     def outlier(b: LoopBuilder, t: SSAValue, acc: SSAValue) -> SSAValue:
         q = b.insert(arith.SIToFPOp(walk.code(b, i, t), f32))
-        return b.fadd(acc, b.fmul(q, b.load(w, [n, walk.column(b, i, t)]), fast=True), fast=True)
+        return b.mul_add(acc, q, b.load(w, [n, walk.column(b, i, t)]))
 
     sparse = _fold(b, b.index(0), b.index(walk.group_len), b.f32(0.0), outlier, "t")
     return b.fadd(dense, b.fmul(walk.scale(b, i, b.index(0)), sparse))

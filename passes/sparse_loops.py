@@ -47,11 +47,13 @@ class RowBlock:
         return b.load(self.buf(prefix + "values"), [*lead, k])
 
     def axpy(self, b: LoopBuilder, w: SSAValue, n: SSAValue, k: SSAValue) -> None:
-        """y[i, n] += w * x[i, k] for the block's rows."""
+        """y[i, n] += w * x[i, k] for the block's rows (in y's type: i8 values and
+        activations multiply and add in i32)."""
+        w = b.widen(w, self.out.type.element_type)  # type: ignore[attr-defined]  # once, not per row
 
         def step(inner: LoopBuilder, i: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            prod = inner.fmul(w, inner.load(self.x, [i, k]), fast=True)
-            inner.store(inner.fadd(inner.load(self.out, [i, n]), prod, fast=True), self.out, [i, n])
+            x = inner.load(self.x, [i, k])
+            inner.store(inner.mul_add(inner.load(self.out, [i, n]), w, x), self.out, [i, n])
             return ()
 
         b.loop(self.i0, self.i1, b.index(1), step, name="i")

@@ -31,10 +31,24 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
-from stoicc_py.dialects.tdsl import ConstantOp, DequantizeOp, LinearOp, QuantizeOp, TdslOp, TensorType
+from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.dialects.tdsl import (
+    ConstantOp,
+    ContractionOp,
+    DequantizeOp,
+    ElementwiseBinaryOp,
+    LinearOp,
+    QuantizeOp,
+    TdslOp,
+    TensorType,
+    TransposeOp,
+    UnaryOp,
+)
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
 
-SUPPORTED_DTYPES = ("f32",)
+SUPPORTED_DTYPES = ("f32", "i8", "i32")
+INTEGER_WEIGHT_LAYOUTS = (NMAttr, BlockAttr, CSRAttr, HybridAttr)
+"""The non-dense layouts of an i8 weight that an integer product reads (its stored i8 values)."""
 
 
 def memref_type(t: TensorType) -> MemRefType:
@@ -72,7 +86,33 @@ def _check_supported(fn: func.FuncOp) -> None:
     for op in fn.walk():
         for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
             if isinstance(t, TensorType) and t.dtype not in SUPPORTED_DTYPES:
-                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32)")
+                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32, i8, i32)")
+        if isinstance(op, TdslOp) and (why := _integer_unsupported(op)):
+            raise op_error(op, why)
+
+
+def _integer_unsupported(op: TdslOp) -> str | None:
+    """Why the CPU backend cannot compile `op` on integer tensors (None if it can):
+    it compiles i8 x i8 products (i32 results) with a dense or sparse weight,
+    transposes, and the elementwise ops that are defined on integers."""
+    operands = [t for t in (o.type for o in op.tensor_operands()) if isinstance(t, TensorType)]
+    integers = [t for t in (*operands, *op.result_types) if isinstance(t, TensorType) and t.is_integer]
+    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp):
+        return None
+    if not isinstance(op, ContractionOp):
+        return (
+            f"'{op.name.removeprefix('tdsl.')}' on {integers[0].dtype} tensors is not supported by the CPU backend yet"
+        )
+    lhs, rhs = operands[:2]
+    if lhs.dtype != "i8":
+        return f"the CPU backend multiplies integers as i8 x i8 products (i32 results), got {lhs.dtype} operands"
+    if not lhs.layout.is_dense or not (rhs.layout.is_dense or isinstance(rhs.layout, INTEGER_WEIGHT_LAYOUTS)):
+        layout = rhs.layout if lhs.layout.is_dense else lhs.layout
+        return (
+            f"an i8 product reads its operands' stored values: dense activations and a dense or sparse "
+            f"(nm, block, csr, hybrid) weight, not layout {layout.summary()}"
+        )
+    return None
 
 
 def _storage(fn: func.FuncOp, index: int) -> StorageAttr | None:

@@ -31,7 +31,7 @@ from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
 from stoicc_py.passes import quant_loops, sparse_loops
-from stoicc_py.passes.loop_builder import ACTIVATION, BINARY, SCALAR, LoopBuilder
+from stoicc_py.passes.loop_builder import LoopBuilder, binary, unary
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 
@@ -65,9 +65,9 @@ class LowerElementwise(RewritePattern):
         def body(b: LoopBuilder, ivs: list[SSAValue]) -> None:
             args = [b.broadcast_load(x, ivs) for x in inputs]
             if isinstance(op, tdsl.UnaryOp):
-                value = SCALAR[type(op)](b, args[0])
+                value = unary(b, type(op), args[0])
             else:
-                value = b.insert(BINARY[type(op)](args[0], args[1]))
+                value = binary(b, type(op), args[0], args[1])
             b.store(value, out, ivs)
 
         _replace_by_nest(op, out, body, rewriter)
@@ -178,7 +178,7 @@ class LowerContraction(RewritePattern):
             def col_tile(b: LoopBuilder, j0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
                 j1 = _span(b, j0, tn, n)
                 tile = _TileNest(b, out, i0, i1, j0, j1)
-                tile.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
+                tile.zero()
 
                 def k_tile(b: LoopBuilder, k0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
                     k1 = _span(b, k0, tk, k_size)
@@ -234,7 +234,7 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
         if walked:
             _quantized_rows(op, rows)
         else:
-            rows.each(lambda b, i, j: b.store(b.f32(0.0), out, [i, j]))
+            rows.zero()
             decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
             block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, decode)  # type: ignore[arg-type]
             sparse_loops.FORMATS[type(sparse)](b, block, sparse)
@@ -362,17 +362,22 @@ class _TileNest:
     def each(self, body) -> None:  # type: ignore[no-untyped-def]
         self.rows(lambda b, i: self.cols(b, lambda b, j: body(b, i, j)))
 
+    def zero(self) -> None:
+        """Clear the block: the start of an accumulation, in the output's element type."""
+        zero = self.b.zero(self.out.type.element_type)  # type: ignore[attr-defined]
+        self.each(lambda b, i, j: b.store(zero, self.out, [i, j]))
+
 
 def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAValue) -> None:
     """out[i, j] += sum over k0..k1 of lhs[i, k] * rhs[k, j], with the innermost loop
-    along contiguous memory: k for linear (w is [n, k]), j for matmul (b is [k, n])."""
+    along contiguous memory: k for linear (w is [n, k]), j for matmul (b is [k, n]).
+    Each step is a mul_add in the output's type: f32, or i32 for i8 operands."""
     lhs, rhs, out = op.lhs, op.rhs, tile.out
     if op.RHS_TRANSPOSED:
 
         def dot(b: LoopBuilder, i: SSAValue, j: SSAValue) -> None:
             def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-                prod = inner.fmul(inner.load(lhs, [i, k]), inner.load(rhs, [j, k]), fast=True)
-                return [inner.fadd(acc[0], prod, fast=True)]
+                return [inner.mul_add(acc[0], inner.load(lhs, [i, k]), inner.load(rhs, [j, k]))]
 
             (total,) = b.loop(k0, k1, b.index(1), step, [b.load(out, [i, j])], name="k")
             b.store(total, out, [i, j])
@@ -382,12 +387,10 @@ def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAVa
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def k_step(inner: LoopBuilder, k: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            a = inner.load(lhs, [i, k])
+            a = inner.widen(inner.load(lhs, [i, k]), out.type.element_type)  # type: ignore[attr-defined]
 
             def axpy(b2: LoopBuilder, j: SSAValue) -> None:
-                b2.store(
-                    b2.fadd(b2.load(out, [i, j]), b2.fmul(a, b2.load(rhs, [k, j]), fast=True), fast=True), out, [i, j]
-                )
+                b2.store(b2.mul_add(b2.load(out, [i, j]), a, b2.load(rhs, [k, j])), out, [i, j])
 
             tile.cols(inner, axpy)
             return ()
@@ -399,9 +402,9 @@ def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAVa
 
 def _epilogue(op: tdsl.ContractionOp, b: LoopBuilder, value: SSAValue, i: SSAValue, j: SSAValue) -> SSAValue:
     if op.bias is not None:
-        value = b.fadd(value, b.broadcast_load(op.bias, [i, j]))
+        value = binary(b, tdsl.AddOp, value, b.broadcast_load(op.bias, [i, j]))
     if op.activation is not None:
-        value = ACTIVATION[op.activation](b, value)
+        value = unary(b, tdsl.UNARY_OPS[op.activation], value)
     return value
 
 

@@ -2,7 +2,9 @@
 
 Tests and `stoicc run` check compiled kernels against it. It computes in float64 and
 rounds results to the declared element type, so that it is more accurate than any
-kernel it checks.
+kernel it checks. Integer tensors stay integers of their declared width, whose
+arithmetic wraps around; a product of integers is computed exactly in int64 and
+then wrapped to its declared type (i32 for i8 operands).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
@@ -35,8 +38,16 @@ def sigmoid(x: Array) -> Array:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+REFERENCE_DTYPES: dict[str, np.dtype[Any]] = {
+    "f32": np.dtype(np.float64),
+    "f16": np.dtype(np.float64),
+    "i8": np.dtype(np.int8),
+    "i32": np.dtype(np.int32),
+}
+"""The numpy dtype that holds a tensor of each dtype while the reference runs."""
+
 UNARY: dict[type[tdsl.UnaryOp], Callable[[Array], Array]] = {
-    tdsl.ReluOp: lambda x: np.maximum(x, 0.0),
+    tdsl.ReluOp: lambda x: np.maximum(x, 0),  # a python 0 keeps an integer x's dtype
     tdsl.GeluOp: gelu,
     tdsl.SiluOp: lambda x: x * sigmoid(x),
     tdsl.SigmoidOp: sigmoid,
@@ -71,7 +82,7 @@ class TdslFunctions(InterpreterFunctions):
 
     @impl(tdsl.SumOp)
     def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Array]):
-        return (args[0].sum(axis=op.axis_index),)
+        return (args[0].sum(axis=op.axis_index, dtype=args[0].dtype),)
 
     @impl(tdsl.MaxOp)
     def run_max(self, interpreter: Interpreter, op: tdsl.MaxOp, args: tuple[Array]):
@@ -92,9 +103,15 @@ class TdslFunctions(InterpreterFunctions):
     @staticmethod
     def contraction(op: tdsl.ContractionOp, args: tuple[Array, ...]) -> tuple[Array]:
         a, b, *bias = args
+        assert op.result is not None
+        result = op.result.type
+        if result.is_integer:  # exact in int64, then wrapped to the declared width
+            a, b, bias = a.astype(np.int64), b.astype(np.int64), [c.astype(np.int64) for c in bias]
         out = a @ (b.T if op.RHS_TRANSPOSED else b)
         if bias:
             out = out + bias[0]
+        if result.is_integer:
+            out = out.astype(REFERENCE_DTYPES[result.dtype])
         if op.activation is not None:
             out = ACTIVATION[op.activation](out)
         return (out,)
@@ -141,5 +158,8 @@ def run_reference(
     interpreter = Interpreter(module)
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(TdslFunctions())
-    results = interpreter.call_op(kernel, tuple(np.asarray(x, dtype=np.float64) for x in inputs))
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == kernel)
+    types = fn.function_type.inputs.data
+    dtypes = [REFERENCE_DTYPES[t.dtype] for t in types if isinstance(t, tdsl.TensorType)]
+    results = interpreter.call_op(kernel, tuple(np.asarray(x, dtype=dt) for x, dt in zip(inputs, dtypes, strict=True)))
     return [np.asarray(r).astype(dt) for r, dt in zip(results, out_dtypes)]

@@ -45,21 +45,21 @@ class Activity:
 
 
 def _fields(data: Array, bits: int, signed: bool) -> Array:
-    """The b-bit fields of bytes, least significant first, as int32."""
+    """The b-bit fields of bytes, least significant first, as int8 (signed) or uint8."""
     if bits == 8:
-        return data.view(np.int8 if signed else np.uint8).astype(np.int32)
+        return data.view(np.int8 if signed else np.uint8)
     shifts = np.arange(0, 8, bits, dtype=np.uint8)
-    out = ((data[..., None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(*data.shape[:-1], -1).astype(np.int32)
+    out = ((data[..., None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(*data.shape[:-1], -1)
     if signed:
-        half = 1 << (bits - 1)
-        out = (out ^ half) - half
+        half = np.uint8(1 << (bits - 1))
+        return ((out ^ half).view(np.int8) - half.astype(np.int8)).astype(np.int8)
     return out
 
 
 def _matmul(x: Array, w: Array) -> Array:
-    """x [m, k] · w [n, k]ᵀ of small integers, exactly, as int64."""
+    """x [m, k] · w [n, k]ᵀ of small integers, exactly, as int32."""
     dtype = np.float32 if x.shape[1] <= 1024 else np.float64
-    return (x.astype(dtype) @ w.astype(dtype).T).astype(np.int64)
+    return (x.astype(dtype) @ w.astype(dtype).T).astype(np.int32)
 
 
 class Functional:
@@ -69,7 +69,7 @@ class Functional:
         self.program, self.machine = program, machine
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
-        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0}
+        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0}
         self.counters: dict[int, int] = {}
         self.touched: list[
             tuple[str, int, int, bool]
@@ -170,7 +170,7 @@ class Functional:
         code = WEIGHT_CODES[self.cfg["wcode"]]
         bits = WEIGHT_BITS[code]
         raw = _fields(self.region("wgt", line, n * k * bits // 8).reshape(n, -1), bits, code != "binary")
-        return 2 * raw - 1 if code == "binary" else raw
+        return (2 * raw.astype(np.int8) - 1) if code == "binary" else raw
 
     def _accumulate(self, f: dict[str, int], product: Array) -> None:
         acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
@@ -209,7 +209,7 @@ class Functional:
         words = -(-slots // per_word)
         values = self._weights(f["wgt"], n, slots)
         index = _fields(self.region("meta", f["meta"], n * words * 4).reshape(n, -1), bits, False)[:, :slots]
-        w = np.zeros((n, k), np.int32)
+        w = np.zeros((n, k), np.int8)
         columns = np.arange(slots) // sn * sm + index
         np.put_along_axis(w, columns, values, axis=1)
         x = self._activations(f["inp"], m, k)
@@ -244,15 +244,24 @@ class Functional:
         index = self.region("meta", f["meta"], n * slots * 2).view(np.uint16).reshape(n, slots).astype(np.int64)
         if np.any(index >= group):
             raise SimulationError("sqgemm: a position is outside its group")
-        w = np.zeros((n, k), np.int32)
+        w = np.zeros((n, k), np.int8)
         np.put_along_axis(w, np.arange(slots) // count * group + index, values, axis=1)
-        x = self._activations(f["inp"], m, k)
-        self._accumulate(f, _matmul(x, w))
+        self._accumulate(f, _matmul(self._chunked_activations(f["inp"], m, k), w))
         act = Activity(steps=m * -(-slots // self.machine.array.width) * -(-n // self.machine.array.rows))
         act.macs = m * n * slots
-        act.reads.update(inp=m * k, wgt=n * slots, meta=n * slots * 2, acc=0 if f["init"] else m * n * 4)
+        act.reads.update(inp=m * slots, wgt=n * slots, meta=n * slots * 2, acc=0 if f["init"] else m * n * 4)
         act.writes["acc"] += m * n * 4
         return act
+
+    def _chunked_activations(self, line: int, m: int, k: int) -> Array:
+        """int8 activations [m, k] stored in k-chunks of cfg.chunk columns, each starting a line."""
+        chunk = self.cfg["chunk"] or k
+        parts = []
+        for c in range(0, k, chunk):
+            width = min(chunk, k - c)
+            parts.append(self._activations(line, m, width))
+            line += -(-m * width // LINE_BYTES)
+        return np.concatenate(parts, axis=1)
 
     # ------------------------------------------------------------------ the vector unit
 
@@ -290,7 +299,9 @@ class Functional:
     def _broadcast(self, f: dict[str, int], rows: int, cols: int, dtype: type, act: Activity) -> Array:
         mode = BROADCASTS[f["bcast"]]
         count = {"none": rows * cols, "row": rows, "col": cols, "scalar": 1}[mode]
-        vec = self.region("scl", f["scl"], count * 4).view(dtype)
+        offset, stride = f["aux"], f["stride"] or 1
+        span = offset + (count - 1) * stride + 1
+        vec = self.region("scl", f["scl"], span * 4).view(dtype)[offset::stride][:count]
         act.reads["scl"] += count * 4
         if mode == "none":
             return vec.reshape(rows, cols)

@@ -80,6 +80,7 @@ class TimingModel:
         self.order = {q: [pc for pc, name in enumerate(self.queue_of) if name == q] for q in QUEUES}
 
     def duration(self, instr: Instr, act: Activity) -> int:
+        """Cycles from start to completion (for a DMA: after its channel time)."""
         if instr.mnemonic in ("ld", "st"):
             return self.machine.dram.latency
         if act.steps or instr.mnemonic.endswith("gemm"):
@@ -92,12 +93,13 @@ class TimingModel:
     def run(self) -> Timeline:
         t = Timeline()
         head = dict.fromkeys(QUEUES, 0)
-        free = dict.fromkeys(QUEUES, 0)
+        free = dict.fromkeys(QUEUES, 0)  # when each queue can start its next instruction
+        done = dict.fromkeys(QUEUES, 0)  # when everything it started has finished
         pushed: dict[tuple[int, int], list[int]] = defaultdict(list)
         popped: Counter[tuple[int, int]] = Counter()
         races, dram_free = _Races(), 0
         for _ in range(len(self.program.instrs)):
-            q, start, reason = self._next(head, free, pushed, popped)
+            q, start, reason = self._next(head, free, done, pushed, popped)
             pc = self.order[q][head[q]]
             instr = self.program.instrs[pc]
             qi = QUEUES.index(q)
@@ -107,16 +109,18 @@ class TimingModel:
             act = self.functional.execute(instr)
             begin = start
             if instr.mnemonic in ("ld", "st"):
+                # DMAs pipeline: the queue issues the next one when this one's bursts have
+                # left the channel; its data lands (and its token goes out) a latency later.
                 begin = max(start, dram_free)
                 dram_free = begin + -(-act.dram_bursts // self.machine.dram.bytes_per_cycle)
                 t.dram_busy += dram_free - begin
-                end = dram_free + self.duration(instr, act)
+                issued, end = dram_free, dram_free + self.duration(instr, act)
             else:
-                end = begin + self.duration(instr, act)
+                issued = end = begin + self.duration(instr, act)
             races.check(pc, instr, self.functional.touched, begin, end)
             stats = t.queues[q]
             stats.instructions += 1
-            stats.busy += end - begin
+            stats.busy += issued - begin
             if start > free[q]:
                 stats.stalls[reason] += start - free[q]
             if begin > start:
@@ -124,15 +128,15 @@ class TimingModel:
             for dst in range(3):
                 if instr.signal >> dst & 1:
                     pushed[(qi, dst)].append(end)
-            free[q], head[q] = end, head[q] + 1
+            free[q], done[q], head[q] = issued, max(done[q], end), head[q] + 1
             t.add(act, self.machine)
-        t.cycles = max(free.values())
+        t.cycles = max(done.values())
         for q in QUEUES:
-            t.queues[q].stalls["idle at the end"] += t.cycles - free[q]
+            t.queues[q].stalls["idle at the end"] += t.cycles - done[q]
         return t
 
-    def _next(self, head: dict[str, int], free: dict[str, int], pushed: dict[tuple[int, int], list[int]],
-              popped: Counter[tuple[int, int]]) -> tuple[str, int, str]:  # fmt: skip
+    def _next(self, head: dict[str, int], free: dict[str, int], done: dict[str, int],
+              pushed: dict[tuple[int, int], list[int]], popped: Counter[tuple[int, int]]) -> tuple[str, int, str]:  # fmt: skip
         """The queue whose head instruction can start first: (queue, start cycle, stall reason)."""
         best: tuple[int, int, str, str] | None = None
         for qi, q in enumerate(QUEUES):
@@ -155,7 +159,7 @@ class TimingModel:
                     ]
                     if earlier:
                         continue
-                    others = max(free[o] for o in QUEUES if o != q)
+                    others = max(done[o] for o in QUEUES if o != q)
                     if others > start:
                         start, reason = others, "fence"
                 if best is None or start < best[0]:

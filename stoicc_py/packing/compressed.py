@@ -36,7 +36,7 @@ def _pack_block(w: Array, layout: BlockAttr, storage: StorageAttr, opts: Options
 
 def _unpack_block(packed: PackedTensor) -> Array:
     (rows, cols), bh, bw = packed.shape, packed.storage.param("bh"), packed.storage.param("bw")
-    blocks = np.zeros((rows // bh, cols // bw, bh, bw), np.float32)
+    blocks = np.zeros((rows // bh, cols // bw, bh, bw), packed.dtype)
     blocks[entry_rows(packed.arrays["rowptr"]), packed.arrays["cols"]] = packed.arrays["values"]
     return untile(blocks)
 
@@ -55,7 +55,7 @@ def _pack_csr(w: Array, layout: CSRAttr, storage: StorageAttr, opts: Options) ->
 
 
 def _unpack_csr(packed: PackedTensor) -> Array:
-    dense = np.zeros(packed.shape, np.float32)
+    dense = np.zeros(packed.shape, packed.dtype)
     dense[entry_rows(packed.arrays["rowptr"]), packed.arrays["cols"]] = packed.arrays["values"]
     return dense
 

@@ -134,7 +134,7 @@ def _unpack(packed: PackedTensor) -> Array:
     layout, arrays = packed.layout, packed.arrays
     assert isinstance(layout, HybridAttr)
     th, tw = layout.tile_shape
-    t = np.zeros((packed.shape[0] // th, packed.shape[1] // tw, th, tw), np.float32)
+    t = np.zeros((packed.shape[0] // th, packed.shape[1] // tw, th, tw), packed.dtype)
     codes_nm = _nm_codes(layout, packed.storage)
     for f in range(len(layout.formats.data)):
         prefix = f"tile{f}."

@@ -62,7 +62,7 @@ class NMCode:
     def prune(self, x: Array) -> Array:
         """x with all but the N largest |values| of each group zeroed; ties keep the lower position."""
         grouped = x.reshape(-1, self.m)
-        mag = np.abs(grouped)
+        mag = np.abs(grouped.astype(np.float32, copy=False))  # |-128| of an int8 w is 128
         keep = np.empty(grouped.shape, bool)
         for i in range(self.m):
             # rank of position i: the positions that beat it, lower positions winning ties
@@ -71,7 +71,7 @@ class NMCode:
                 if j != i:
                     rank += mag[:, j] >= mag[:, i] if j < i else mag[:, j] > mag[:, i]
             keep[:, i] = rank < self.n
-        return np.where(keep, grouped, np.float32(0)).reshape(x.shape)
+        return np.where(keep, grouped, 0).reshape(x.shape)  # a python 0 keeps x's dtype
 
     def encode(self, x: Array) -> tuple[Array, Array]:
         """Values [rows, slots] and int32 index words [rows, words] of rows x that satisfy N:M."""
@@ -105,7 +105,7 @@ class NMCode:
     def decode(self, values: Array, words: Array) -> Array:
         """The dense rows [rows, groups * m] of encoded rows."""
         rows = values.shape[0]
-        dense = np.zeros((rows, self.groups, self.m), np.float32)
+        dense = np.zeros((rows, self.groups, self.m), values.dtype)
         np.put_along_axis(dense, self.positions(words), values.reshape(rows, self.groups, self.n), axis=-1)
         return dense.reshape(rows, self.groups * self.m)
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, IntegerType, f32
+from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, IntegerType, f32, i8
+from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import (
@@ -31,6 +32,11 @@ from stoicc_py.packing.sq import SQ
 
 ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
+
+ELEMENTS: dict[np.dtype[Any], TypeAttribute] = {np.dtype(np.float32): f32, np.dtype(np.int8): i8}
+"""The matrix dtypes that pack, as the element types of the storage."""
+INTEGER_LAYOUTS = (DenseLayoutAttr, *SPARSE)
+"""The layouts that store an int8 matrix as it is (int8 values buffers); the others quantize float32."""
 
 _FORMATS: dict[type[LayoutAttr], Format] = {
     DenseLayoutAttr: DENSE,
@@ -78,10 +84,22 @@ def _format(layout: LayoutAttr) -> Format:
     return _FORMATS[type(layout)]
 
 
-def _storage(layout: LayoutAttr, shape: tuple[int, int]) -> StorageAttr:
-    """layout.storage(shape, f32), or a ValueError if the layout has none for it (csr with Q per channel)."""
+def _element(layout: LayoutAttr, dtype: np.dtype[Any]) -> TypeAttribute:
+    """The storage element type of a matrix of `dtype` in `layout`, else a TypeError."""
+    if dtype == np.int8 and not isinstance(layout, INTEGER_LAYOUTS):
+        raise TypeError(
+            f"pack: an int8 matrix packs into dense and sparse layouts (nm, block, csr, hybrid), "
+            f"not {layout.summary()}, which quantizes a float32 matrix"
+        )
+    if dtype not in ELEMENTS:
+        raise TypeError(f"a packed matrix has dtype float32 or int8, got {dtype}")
+    return ELEMENTS[dtype]
+
+
+def _storage(layout: LayoutAttr, shape: tuple[int, int], element: TypeAttribute) -> StorageAttr:
+    """layout.storage(shape, element), or a ValueError if the layout has none for it (csr with Q per channel)."""
     try:
-        return layout.storage(shape, f32)
+        return layout.storage(shape, element)
     except VerifyException as err:
         raise ValueError(f"{layout.summary()} has no storage for shape {list(shape)}: {err}") from None
 
@@ -98,7 +116,8 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
 
 @dataclass(eq=False)
 class PackedTensor:
-    """A [rows, cols] float32 matrix in the buffers of `storage` (= `layout.storage(shape, f32)`).
+    """A [rows, cols] matrix of `dtype` in the buffers of `storage` (= `layout.storage(shape, f32)`,
+    or `layout.storage(shape, i8)` for an int8 matrix, whose values buffers then hold int8).
 
     `arrays` maps each buffer role to a C-contiguous, ALIGNMENT-byte aligned array (copied on
     construction if it is not); `validate()` checks them against the storage.
@@ -112,11 +131,14 @@ class PackedTensor:
     storage: StorageAttr = field(init=False)
     arrays: dict[str, Array]
     input_scale: Array | None = None
+    dtype: np.dtype[Any] = np.dtype(np.float32)
+    """The matrix's dtype: float32, or int8 in a dense or sparse layout."""
 
     def __post_init__(self) -> None:
         _format(self.layout)
         self.shape = checked_shape(self.layout, tuple(self.shape))
-        self.storage = _storage(self.layout, self.shape)
+        self.dtype = np.dtype(self.dtype)
+        self.storage = _storage(self.layout, self.shape, _element(self.layout, self.dtype))
         self.arrays = {role: _aligned(np.asarray(a)) for role, a in self.arrays.items()}
 
     def buffers(self) -> list[Array]:
@@ -136,8 +158,8 @@ class PackedTensor:
         return self.nbytes_breakdown()["total"]
 
     def unpack(self) -> Array:
-        """The dense float32 matrix (zeros where nothing is stored; for a quantized layout the
-        dequantized values, which kernels compute with: see dequantize())."""
+        """The dense matrix of `dtype` (zeros where nothing is stored; for a quantized layout the
+        float32 dequantized values, which kernels compute with: see dequantize())."""
         self.validate()
         return _format(self.layout).unpack(self)
 
@@ -220,8 +242,11 @@ class PackedTensor:
 def _as_matrix(w: object) -> Array:
     if not isinstance(w, np.ndarray):
         raise TypeError(f"pack: w must be a numpy float32 array, got {type(w).__name__}")
-    if w.dtype != np.float32:
-        raise TypeError(f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32))")
+    if w.dtype not in ELEMENTS:
+        raise TypeError(
+            f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
+            "int8 packs too, into dense and sparse layouts"
+        )
     if w.ndim != 2:
         raise ValueError(f"pack: w must be 2-D, got shape {list(w.shape)}")
     return np.ascontiguousarray(w)
@@ -238,6 +263,8 @@ def pack(
     alpha: float = 0.5,
 ) -> PackedTensor:
     """Pack the float32 matrix `w` into the buffers of `layout` (an attribute or layout text).
+    An int8 `w` packs into a dense or sparse layout (nm, block, csr, hybrid) as it is, its
+    values buffers int8 (the weight of an i8 product).
 
     A `w` that violates the layout's pattern raises ValueError saying where, unless
     `prune="magnitude"` (keep the largest |values| the pattern allows). `plan` (hybrid only)
@@ -252,6 +279,7 @@ def pack(
     if not isinstance(layout, LayoutAttr):
         raise TypeError(f"pack: layout must be a LayoutAttr or layout text, got {type(layout).__name__}")
     w = _as_matrix(w)
+    element = _element(layout, w.dtype)
     if prune not in (None, "magnitude"):
         raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
     if plan is not None and not isinstance(
@@ -262,10 +290,10 @@ def pack(
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
-    storage = _storage(layout, shape)
+    storage = _storage(layout, shape, element)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
-    packed = PackedTensor(layout, shape, arrays, scale)
+    packed = PackedTensor(layout, shape, arrays, scale, w.dtype)
     packed.validate()
     return packed

@@ -11,7 +11,7 @@
 // CHECK-NEXT:    accel.ld "meta"[0], "w.indices"[0] rows 256 cols 128 stride 256 signal "ex"
 // CHECK-NEXT:    accel.cfg
 // CHECK-NEXT:    accel.spgemm acc[0] init, inp[0], wgt[0], meta[0] m 8 n 256 k 1024 wait "ld" signal "ld"
-// CHECK:         accel.valu "maxi" dst[0] src[0] scl[0] aux[0] rows 8 cols 256 bcast "none" signal "st"
+// CHECK:         accel.valu "maxi" dst[0] src[0] scl[0] aux[0] rows 8 cols 256 bcast "none" stride 0 signal "st"
 // CHECK-NEXT:    accel.st "out0"[0], "acc"[0] rows 8 cols 1024 stride 2048 wait "ex"
 // CHECK-NEXT:    accel.ld "wgt"[0], "w.values"[262144] rows 256 cols 512 stride 1024 wait "ex"
 // CHECK-NEXT:    accel.ld "meta"[0], "w.indices"[65536] rows 256 cols 128 stride 256 signal "ex"
@@ -27,14 +27,14 @@ builtin.module {
     accel.ld "inp"[128], "x"[1024] rows 8 cols 1024 stride 2048
     accel.ld "wgt"[0], "w.values"[0] rows 256 cols 512 stride 1024
     accel.ld "meta"[0], "w.indices"[0] rows 256 cols 128 stride 256
-    accel.cfg abits 8 asigned wcode "int8" nm 2 : 4 sq 0 / 0
+    accel.cfg abits 8 asigned wcode "int8" nm 2 : 4 sq 0 / 0 chunk 0
     accel.spgemm acc[0] init, inp[0], wgt[0], meta[0] m 8 n 256 k 1024
     accel.ld "wgt"[2048], "w.values"[512] rows 256 cols 512 stride 1024
     accel.ld "meta"[512], "w.indices"[128] rows 256 cols 128 stride 256
     accel.spgemm acc[0], inp[128], wgt[2048], meta[512] m 8 n 256 k 1024
     accel.ld "scl"[32], "b"[0] rows 1 cols 1024 stride 1024
-    accel.valu "addi" dst[0] src[0] scl[32] aux[0] rows 8 cols 256 bcast "col"
-    accel.valu "maxi" dst[0] src[0] scl[0] aux[0] rows 8 cols 256 bcast "none"
+    accel.valu "addi" dst[0] src[0] scl[32] aux[0] rows 8 cols 256 bcast "col" stride 0
+    accel.valu "maxi" dst[0] src[0] scl[0] aux[0] rows 8 cols 256 bcast "none" stride 0
     accel.st "out0"[0], "acc"[0] rows 8 cols 1024 stride 2048
     accel.ld "wgt"[0], "w.values"[262144] rows 256 cols 512 stride 1024
     accel.ld "meta"[0], "w.indices"[65536] rows 256 cols 128 stride 256
@@ -43,8 +43,8 @@ builtin.module {
     accel.ld "meta"[512], "w.indices"[65664] rows 256 cols 128 stride 256
     accel.spgemm acc[128], inp[128], wgt[2048], meta[512] m 8 n 256 k 1024
     accel.ld "scl"[48], "b"[1024] rows 1 cols 1024 stride 1024
-    accel.valu "addi" dst[128] src[128] scl[48] aux[0] rows 8 cols 256 bcast "col"
-    accel.valu "maxi" dst[128] src[128] scl[0] aux[0] rows 8 cols 256 bcast "none"
+    accel.valu "addi" dst[128] src[128] scl[48] aux[0] rows 8 cols 256 bcast "col" stride 0
+    accel.valu "maxi" dst[128] src[128] scl[0] aux[0] rows 8 cols 256 bcast "none" stride 0
     accel.st "out0"[1024], "acc"[128] rows 8 cols 1024 stride 2048
     accel.finish
     func.return

@@ -14,6 +14,7 @@
 // CHECK:               %[[V:.*]] = memref.load %w_values[%r, %s] : memref<8x8xf32>
 // CHECK-NEXT:          scf.for %i{{.*}} =
 // CHECK-NEXT:            memref.load %x[%i{{.*}}, %{{.*}}]
+// CHECK-NEXT:            memref.load %out0[%i{{.*}}, %{{.*}}]
 // CHECK-NEXT:            arith.mulf %[[V]], %{{.*}} fastmath<fast>
 func.func @nm(%x: memref<?x16xf32>, %w_values: memref<8x8xf32>, %w_indices: memref<8x1xi32>, %out0: memref<?x8xf32>) {
   %w = layout.assemble %w_values, %w_indices : memref<8x8xf32>, memref<8x1xi32> -> !layout.packed<[8, 16], #sparse.nm<2, 4>, #layout.storage<[#layout.buffer<"values", memref<8x8xf32>, "values">, #layout.buffer<"indices", memref<8x1xi32>, "metadata">], {n = #builtin.int<2>, m = #builtin.int<4>, index_bits = #builtin.int<2>, per_word = #builtin.int<16>, slots = #builtin.int<8>, words = #builtin.int<1>}>>
