@@ -260,6 +260,15 @@ def chunked_lines(rows: int, k: int, tk: int, bytes_per_elem: float) -> int:
     return sum(lines(int(rows * w * bytes_per_elem)) for _, w in chunks(k, tk))
 
 
+def quantized_rows(p: Product, tm: int, tk: int, machine: Machine) -> int:
+    """Rows per tile of the pass that quantizes f32 activations: their f32 staging
+    (two slots) takes at most half the accumulator."""
+    rows, half = tm, machine.buffers.bytes("acc") // 2
+    while rows > 1 and 2 * chunked_lines(rows, p.k, tk, 4) * LINE_BYTES > half:
+        rows = -(-rows // 2)
+    return rows
+
+
 def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str, Arena]:
     """Where every tile of a product with tiles [tm, tn, tk] lives."""
     buf = {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
@@ -270,7 +279,7 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
         buf["inp"].add("hi", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
         buf["meta"].add("bitmap", chunked_lines(tm, p.k, tk, 0.125) * LINE_BYTES)
     if p.acts.kind != "i8":
-        buf["acc"].add("stage", chunked_lines(tm, p.k, tk, 4) * LINE_BYTES)
+        buf["acc"].add("stage", chunked_lines(quantized_rows(p, tm, tk, machine), p.k, tk, 4) * LINE_BYTES)
         buf["scl"].add("xs", tm * 4)
     if w.tile_formats:  # one tile, in its densest format
         buf["wgt"].add("w", tn * tk)

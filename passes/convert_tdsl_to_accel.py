@@ -31,7 +31,16 @@ from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import InstructionOp
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
-from stoicc_py.passes.accel_operands import TILE_TABLE, Arena, Product, analyse, arenas, chunks, lines
+from stoicc_py.passes.accel_operands import (
+    TILE_TABLE,
+    Arena,
+    Product,
+    analyse,
+    arenas,
+    chunks,
+    lines,
+    quantized_rows,
+)
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)
@@ -104,8 +113,11 @@ class ProductLowering:
         )
 
     def run(self) -> None:
+        source = self.emit.segments[self.p.acts.source]
+        if self.p.acts.kind != "i8":
+            source = self.quantize_rows(source)
         for m0, mr in chunks(self.p.m, self.tm):
-            self.activations(m0, mr)
+            self.activations(source, m0, mr)
             for n0, nr in chunks(self.p.n, self.tn):
                 self.column_tile(m0, mr, n0, nr)
                 self.parity["n"] = self.parity.get("n", 0) + 1
@@ -113,18 +125,36 @@ class ProductLowering:
 
     # ------------------------------------------------------------------ activations
 
-    def activations(self, m0: int, mr: int) -> None:
+    def quantize_rows(self, source: str) -> str:
+        """A first pass over f32 activations: per-token int8 codes and scales, computed
+        on the vector unit and written to DRAM (segments OUT.xq, OUT.xs), so that the
+        product's row tiles need not hold f32 rows."""
+        e, m, k = self.emit, self.p.m, self.p.k
+        codes, scales = f"{self.out}.xq", f"{self.out}.xs"
+        e.segment(codes, m * k, "temp")
+        e.segment(scales, m * 4, "temp")
+        rows = quantized_rows(self.p, self.tm, self.tk, self.machine)
+        for m0, mr in chunks(m, rows):
+            stage, x, xs = self.slot("acc", "stage", "q"), self.slot("inp", "x", "q"), self.slot("scl", "xs", "q")
+            for c, (k0, kw) in enumerate(self.kchunks):
+                e.load("acc", stage + self.chunk_line(c, mr, 4), source, (m0 * k + k0) * 4, mr, kw * 4, k * 4)
+            e.valu("quant", dst=x, src=stage, scl=xs, aux=self.tk, rows=mr, cols=k)
+            for c, (k0, kw) in enumerate(self.kchunks):
+                e(accel.StoreOp, buf="inp", sram=x + self.chunk_line(c, mr, 1), seg=codes, off=m0 * k + k0, rows=mr,
+                  cols=kw, stride=k)  # fmt: skip
+            e(accel.StoreOp, buf="scl", sram=xs, seg=scales, off=m0 * 4, rows=1, cols=mr * 4, stride=mr * 4)
+            self.parity["q"] = self.parity.get("q", 0) + 1
+        return codes
+
+    def activations(self, source: str, m0: int, mr: int) -> None:
+        """The row tile's int8 codes, all of K in k-chunks (and their scales; split into nibbles)."""
         p, e, k = self.p, self.emit, self.p.k
         x = self.slot("inp", "x", "m")
-        src = e.segments[p.acts.source]
-        if p.acts.kind == "i8":
-            for c, (k0, kw) in enumerate(self.kchunks):
-                e.load("inp", x + self.chunk_line(c, mr, 1), src, m0 * k + k0, mr, kw, k)
-            return
-        stage = self.slot("acc", "stage", "m")
         for c, (k0, kw) in enumerate(self.kchunks):
-            e.load("acc", stage + self.chunk_line(c, mr, 4), src, (m0 * k + k0) * 4, mr, kw * 4, k * 4)
-        e.valu("quant", dst=x, src=stage, scl=self.slot("scl", "xs", "m"), aux=self.tk, rows=mr, cols=k)
+            e.load("inp", x + self.chunk_line(c, mr, 1), source, m0 * k + k0, mr, kw, k)
+        if p.acts.kind == "i8":
+            return
+        e.load("scl", self.slot("scl", "xs", "m"), f"{self.out}.xs", m0 * 4, 1, mr * 4, mr * 4)
         if p.acts.kind == "bitsplit":
             lo, hi, bitmap = self.slot("inp", "lo", "m"), self.slot("inp", "hi", "m"), self.slot("meta", "bitmap", "m")
             for c, (_, kw) in enumerate(self.kchunks):

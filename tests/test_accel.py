@@ -222,3 +222,37 @@ def test_functional_mode_needs_no_timing(integer: Any) -> None:
     assert report is None
     np.testing.assert_array_equal(np.frombuffer(outputs["out0"], np.int32).reshape(3, 96),
                                   exact(inputs["x"], inputs["w"]))  # fmt: skip
+
+
+COUNTED = """
+.kernel counted
+.segment x 0x0 1024 input
+.segment w 0x400 2048 input
+.segment out0 0xc00 2048 output
+.segment counters 0x1400 16 output
+ld     buf=inp sram=0 dram=x+0x0 rows=16 cols=64 stride=64
+ld     buf=wgt sram=0 dram=w+0x0 rows=32 cols=64 stride=64 signal=ex
+cfg    abits=8 asigned=1 wcode=int8 n=0 m=0 group=0 count=0 chunk=0
+gemm   acc=0 inp=0 wgt=0 m=16 n=32 k=64 init=1 wait=ld signal=st
+st     buf=acc sram=0 dram=out0+0x0 rows=16 cols=128 stride=128 wait=ex
+rdcnt  counter=macs dram=counters+0x0
+sync   queue=st signal=ex
+fence  wait=st signal=st
+rdcnt  counter=cycles dram=counters+0x8 wait=ex
+finish
+"""
+
+
+def test_counters_fences_and_syncs() -> None:
+    program = Program.from_asm(COUNTED, "counted.s")
+    rng = np.random.default_rng(0)
+    inputs = {"x": ints(rng, 16, 64), "w": ints(rng, 32, 64)}
+    outputs, report = simulate(program, inputs)
+    assert report is not None
+    np.testing.assert_array_equal(np.frombuffer(outputs["out0"], np.int32).reshape(16, 32),
+                                  exact(inputs["x"], inputs["w"]))  # fmt: skip
+    macs, cycles = np.frombuffer(outputs["counters"], np.uint64)
+    assert macs == 16 * 32 * 64  # the GEMM had finished: the store waited for it
+    # the fence waited for the store, so the last counter reads a cycle after the store's data left
+    store_issue = report.queues["st"]["busy"]
+    assert store_issue <= cycles <= report.cycles

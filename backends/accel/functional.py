@@ -70,7 +70,7 @@ class Functional:
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
         self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0}
-        self.counters: dict[int, int] = {}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)  # kept current by the timing model
         self.touched: list[
             tuple[str, int, int, bool]
         ] = []  # (buffer, first, end byte, written) of the last instruction
@@ -142,14 +142,14 @@ class Functional:
     _fence = _finish = _sync
 
     def _rdcnt(self, f: dict[str, int]) -> Activity:
-        self.counters[f["dram"]] = f["counter"]  # written once the timing model knows the value
-        return Activity()
-
-    def write_counters(self, values: dict[str, int]) -> None:
-        for address, counter in self.counters.items():
-            self.dram[address : address + 8] = np.frombuffer(
-                int(values[COUNTERS[counter]]).to_bytes(8, "little"), np.uint8
-            )
+        value = self.counters[COUNTERS[f["counter"]]]
+        address = f["dram"]
+        if address + 8 > self.dram.size:
+            raise SimulationError(f"rdcnt writes past the end of DRAM ({address} + 8 > {self.dram.size})")
+        self.dram[address : address + 8] = np.frombuffer(int(value).to_bytes(8, "little"), np.uint8)
+        act = Activity()
+        act.dram["outputs"] += 8
+        return act
 
     # ------------------------------------------------------------------ the MAC array
 

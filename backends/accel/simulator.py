@@ -88,9 +88,6 @@ def simulate(program: Program, inputs: Mapping[str, bytes | Array], machine: Mac
     if timing:
         timeline = TimingModel(program, machine, state).run()
         report = _report(program, machine, timeline)
-        state.write_counters({"cycles": timeline.cycles, "macs": timeline.activity.macs,
-                              "dram_bytes": sum(timeline.activity.dram.values()),
-                              "ex_busy": timeline.queues["ex"].busy})  # fmt: skip
     else:
         for instr in program.instrs:
             state.execute(instr)

@@ -106,6 +106,9 @@ class TimingModel:
             for src in range(3):
                 if instr.wait >> src & 1:
                     popped[(src, qi)] += 1
+            if instr.mnemonic == "rdcnt":  # the counters as they stand when the store queue reaches it
+                self.functional.counters.update(cycles=start, macs=t.activity.macs, ex_busy=t.queues["ex"].busy,
+                                                dram_bytes=sum(t.activity.dram.values()))  # fmt: skip
             act = self.functional.execute(instr)
             begin = start
             if instr.mnemonic in ("ld", "st"):
