@@ -191,8 +191,8 @@ class ConfigOp(InstructionOp):
         ("abits", 4),
         ("asigned", 1),
         ("wcode", 3),
-        ("n", 4),
-        ("m", 4),
+        ("n", 5),
+        ("m", 5),
         ("group", 16),
         ("count", 8),
         ("chunk", 16),
@@ -324,6 +324,11 @@ class SyncOp(InstructionOp):
 
     def field(self, name: str) -> int | str:
         return self.on.data if name == "queue" else super().field(name)
+
+    def verify_(self) -> None:
+        if self.on.data not in QUEUES:
+            raise VerifyException(f"accel.sync: unknown queue '{self.on.data}' (expected one of {', '.join(QUEUES)})")
+        super().verify_()
 
 
 @irdl_op_definition

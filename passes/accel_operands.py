@@ -273,7 +273,8 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
     """Where every tile of a product with tiles [tm, tn, tk] lives."""
     buf = {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
     w = p.weights
-    buf["inp"].add("x", chunked_lines(tm, p.k, tk, 1) * LINE_BYTES)
+    rows = tm if p.acts.kind != "bitsplit" else quantized_rows(p, tm, tk, machine)  # bit-split: first pass only
+    buf["inp"].add("x", chunked_lines(rows, p.k, tk, 1) * LINE_BYTES)
     if p.acts.kind == "bitsplit":
         buf["inp"].add("lo", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
         buf["inp"].add("hi", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)

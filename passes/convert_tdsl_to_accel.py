@@ -126,41 +126,52 @@ class ProductLowering:
     # ------------------------------------------------------------------ activations
 
     def quantize_rows(self, source: str) -> str:
-        """A first pass over f32 activations: per-token int8 codes and scales, computed
-        on the vector unit and written to DRAM (segments OUT.xq, OUT.xs), so that the
-        product's row tiles need not hold f32 rows."""
+        """A first pass over f32 activations: per-token int8 codes (bit-split: their
+        nibbles and bitmap) and scales, computed on the vector unit and written to DRAM
+        (segments OUT.x*), so that the product's row tiles need not hold f32 rows."""
         e, m, k = self.emit, self.p.m, self.p.k
-        codes, scales = f"{self.out}.xq", f"{self.out}.xs"
-        e.segment(codes, m * k, "temp")
-        e.segment(scales, m * 4, "temp")
-        rows = quantized_rows(self.p, self.tm, self.tk, self.machine)
-        for m0, mr in chunks(m, rows):
+        split = self.p.acts.kind == "bitsplit"
+        parts = {"xlo": (0.5, "inp", "lo"), "xhi": (0.5, "inp", "hi"), "xbm": (0.125, "meta", "bitmap")} if split \
+            else {"xq": (1, "inp", "x")}  # fmt: skip
+        for name, (size, _, _) in parts.items():
+            e.segment(f"{self.out}.{name}", int(m * k * size), "temp")
+        e.segment(f"{self.out}.xs", m * 4, "temp")
+        for m0, mr in chunks(m, quantized_rows(self.p, self.tm, self.tk, self.machine)):
             stage, x, xs = self.slot("acc", "stage", "q"), self.slot("inp", "x", "q"), self.slot("scl", "xs", "q")
             for c, (k0, kw) in enumerate(self.kchunks):
                 e.load("acc", stage + self.chunk_line(c, mr, 4), source, (m0 * k + k0) * 4, mr, kw * 4, k * 4)
             e.valu("quant", dst=x, src=stage, scl=xs, aux=self.tk, rows=mr, cols=k)
             for c, (k0, kw) in enumerate(self.kchunks):
-                e(accel.StoreOp, buf="inp", sram=x + self.chunk_line(c, mr, 1), seg=codes, off=m0 * k + k0, rows=mr,
-                  cols=kw, stride=k)  # fmt: skip
-            e(accel.StoreOp, buf="scl", sram=xs, seg=scales, off=m0 * 4, rows=1, cols=mr * 4, stride=mr * 4)
+                if split:
+                    self.split(x, c, mr, kw, "q")
+                for name, (size, buf, region) in parts.items():
+                    e(accel.StoreOp, buf=buf, sram=self.slot(buf, region, "q") + self.chunk_line(c, mr, size),
+                      seg=f"{self.out}.{name}", off=int((m0 * k + k0) * size), rows=mr, cols=int(kw * size),
+                      stride=int(k * size))  # fmt: skip
+            e(accel.StoreOp, buf="scl", sram=xs, seg=f"{self.out}.xs", off=m0 * 4, rows=1, cols=mr * 4, stride=mr * 4)
             self.parity["q"] = self.parity.get("q", 0) + 1
-        return codes
+        return f"{self.out}.xq"
+
+    def split(self, x: int, c: int, rows: int, kw: int, counter: str) -> None:
+        """k-chunk c of int8 codes at x into low and high nibbles and the high nibbles' bitmap."""
+        half, eighth = self.chunk_line(c, rows, 0.5), self.chunk_line(c, rows, 0.125)
+        self.emit.valu("split", dst=self.slot("inp", "lo", counter) + half, src=x + self.chunk_line(c, rows, 1),
+                       aux=self.slot("inp", "hi", counter) + half,
+                       scl=self.slot("meta", "bitmap", counter) + eighth, rows=rows, cols=kw)  # fmt: skip
 
     def activations(self, source: str, m0: int, mr: int) -> None:
-        """The row tile's int8 codes, all of K in k-chunks (and their scales; split into nibbles)."""
+        """The row tile's int8 codes (bit-split: nibbles and bitmap), all of K in k-chunks,
+        and their scales."""
         p, e, k = self.p, self.emit, self.p.k
-        x = self.slot("inp", "x", "m")
-        for c, (k0, kw) in enumerate(self.kchunks):
-            e.load("inp", x + self.chunk_line(c, mr, 1), source, m0 * k + k0, mr, kw, k)
-        if p.acts.kind == "i8":
-            return
-        e.load("scl", self.slot("scl", "xs", "m"), f"{self.out}.xs", m0 * 4, 1, mr * 4, mr * 4)
-        if p.acts.kind == "bitsplit":
-            lo, hi, bitmap = self.slot("inp", "lo", "m"), self.slot("inp", "hi", "m"), self.slot("meta", "bitmap", "m")
-            for c, (_, kw) in enumerate(self.kchunks):
-                half, eighth = self.chunk_line(c, mr, 0.5), self.chunk_line(c, mr, 0.125)
-                e.valu("split", dst=lo + half, src=x + self.chunk_line(c, mr, 1), aux=hi + half,
-                       scl=bitmap + eighth, rows=mr, cols=kw)  # fmt: skip
+        parts = {"xlo": (0.5, "inp", "lo"), "xhi": (0.5, "inp", "hi"), "xbm": (0.125, "meta", "bitmap")} \
+            if p.acts.kind == "bitsplit" else {"": (1, "inp", "x")}  # fmt: skip
+        for name, (size, buf, region) in parts.items():
+            segment = f"{self.out}.{name}" if name else source
+            for c, (k0, kw) in enumerate(self.kchunks):
+                e.load(buf, self.slot(buf, region, "m") + self.chunk_line(c, mr, size), segment, int((m0 * k + k0) * size),
+                       mr, int(kw * size), int(k * size))  # fmt: skip
+        if p.acts.kind != "i8":
+            e.load("scl", self.slot("scl", "xs", "m"), f"{self.out}.xs", m0 * 4, 1, mr * 4, mr * 4)
 
     # ------------------------------------------------------------------ one output tile
 

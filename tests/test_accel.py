@@ -32,6 +32,8 @@ kernel dense(x: i8[M, 320], w: i8[96, 320]) -> i32[M, 96] { return linear(x, w) 
 kernel matmul_t(x: i8[M, 256], w: i8[128, 256] @ nm(2, 4)) -> i32[M, 128] { return matmul(x, transpose(w)) }
 kernel nm14(x: i8[M, 256], w: i8[64, 256] @ nm(1, 4), b: i32[64]) -> i32[M, 64] { return relu(linear(x, w, b)) }
 kernel patch(x: i8[M, 256], w: i8[128, 256] @ PATCH) -> i32[M, 128] { return linear(x, w) }
+kernel nm28(x: i8[M, 256], w: i8[64, 256] @ nm(2, 8)) -> i32[M, 64] { return linear(x, w) }
+kernel nm416(x: i8[M, 256], w: i8[64, 256] @ nm(4, 16)) -> i32[M, 64] { return linear(x, w) }
 """
 
 
@@ -52,7 +54,7 @@ def test_dense_integer_is_bit_exact(integer: Any, m: int) -> None:
     np.testing.assert_array_equal(got, integer.dense.reference(x, w))
 
 
-@pytest.mark.parametrize("kernel", ["matmul_t", "nm14"])
+@pytest.mark.parametrize("kernel", ["matmul_t", "nm14", "nm28", "nm416"])
 def test_nm_integer_is_bit_exact(integer: Any, kernel: str) -> None:
     rng = np.random.default_rng(1)
     k = getattr(integer, kernel)

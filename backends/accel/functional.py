@@ -116,6 +116,8 @@ class Functional:
         buf = BUFFERS[f["buf"]]
         rows, cols = f["rows"], f["cols"]
         chip = self.region(buf, f["sram"], rows * cols, write=load).reshape(rows, cols)
+        first = f["dram"]
+        self.touched.append(("dram", first, first + (rows - 1) * f["stride"] + cols if rows else first, not load))
         if load:
             chip[...] = self._dram_rows(f)
         else:
@@ -208,7 +210,12 @@ class Functional:
         per_word = 32 // bits
         words = -(-slots // per_word)
         values = self._weights(f["wgt"], n, slots)
-        index = _fields(self.region("meta", f["meta"], n * words * 4).reshape(n, -1), bits, False)[:, :slots]
+        # per_word fields per 32-bit word, least significant first, never straddling a word
+        packed = self.region("meta", f["meta"], n * words * 4).view(np.uint32).reshape(n, words)
+        shifts = np.arange(per_word, dtype=np.uint32) * np.uint32(bits)
+        index = ((packed[:, :, None] >> shifts) & np.uint32((1 << bits) - 1)).reshape(n, -1)[:, :slots]
+        if np.any(index >= sm):
+            raise SimulationError(f"spgemm: an index is not below M = {sm}")
         w = np.zeros((n, k), np.int8)
         columns = np.arange(slots) // sn * sm + index
         np.put_along_axis(w, columns, values, axis=1)
@@ -312,6 +319,8 @@ class Functional:
         chunk's [rows, width] block starting a line): s = max|x| / 127,
         c = clip(rint(x / s), -127, 127), all in float32; codes chunked the same way."""
         rows, cols, chunk = f["rows"], f["cols"], f["aux"]
+        if not chunk:
+            raise SimulationError("valu quant: aux (the k-chunk width) must be positive")
         spans = [(c, min(chunk, cols - c)) for c in range(0, cols, chunk)]
         src, dst, blocks = f["src"], f["dst"], []
         for _, width in spans:
@@ -332,6 +341,8 @@ class Functional:
         """int8 codes at src (inp) -> low nibbles at dst, high nibbles at aux (inp),
         the bitmap of non-zero high nibbles at scl (in meta)."""
         n = f["rows"] * f["cols"]
+        if n % 8:
+            raise SimulationError(f"valu split: rows x cols = {n} is not a whole number of bitmap bytes")
         codes = self.region("inp", f["src"], n).view(np.int8).astype(np.int32)
         lo, hi = codes & 15, codes >> 4
         self.region("inp", f["dst"], n // 2, write=True)[...] = _pack(lo, 4)

@@ -13,12 +13,12 @@ import zlib
 from dataclasses import dataclass, field
 
 from xdsl.dialects import func
+from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.accel import (
     ENUMS,
     HEADER,
     INSTRUCTION_BITS,
-    LINE_BYTES,
     MNEMONICS,
     QUEUES,
     SEGMENT_KINDS,
@@ -124,7 +124,7 @@ class Program:
             else:
                 parts.append(f"{key}={value}")
         parts += [f"{k}={queue_names(m)}" for k, m in (("wait", instr.wait), ("signal", instr.signal)) if m]
-        return " ".join(parts)
+        return " ".join(parts).rstrip()
 
     @staticmethod
     def from_asm(text: str, file: str = "<asm>") -> Program:
@@ -170,12 +170,16 @@ class Program:
             seg_name, pos = _read_string(data, pos)
             offset, size, kind = struct.unpack_from("<IIB", data, pos)
             pos += 9
+            if kind >= len(SEGMENT_KINDS):
+                raise AsmError(f"corrupt accelerator program (segment {seg_name} has kind {kind})")
             program.segments.append(Segment(seg_name, offset, size, SEGMENT_KINDS[kind]))
         width = INSTRUCTION_BITS // 8
         if pos + n_instrs * width + 4 != len(data):
             raise AsmError("corrupt accelerator program (wrong length)")
         for i in range(n_instrs):
-            program.instrs.append(decode(int.from_bytes(data[pos + i * width : pos + (i + 1) * width], "little")))
+            instr = decode(int.from_bytes(data[pos + i * width : pos + (i + 1) * width], "little"))
+            check(instr)
+            program.instrs.append(instr)
         return program
 
 
@@ -212,6 +216,19 @@ def decode(word: int) -> Instr:
     return Instr(mnemonic, values, wait, signal)
 
 
+def check(instr: Instr) -> None:
+    """The rules the verifier applies to the IR, on a decoded or assembled instruction."""
+    own = 1 << QUEUES.index(instr.queue)
+    if (instr.wait | instr.signal) & own:
+        raise AsmError(f"{instr.mnemonic} runs on the {instr.queue} queue and cannot take or give itself a token")
+    if instr.mnemonic == "cfg":
+        f = instr.fields
+        if f["abits"] not in (4, 8):
+            raise AsmError(f"cfg: abits must be 8 or 4, got {f['abits']}")
+        if f["n"] and not f["n"] < f["m"]:
+            raise AsmError(f"cfg: N:M sparsity needs 0 < n < m, got {f['n']}:{f['m']}")
+
+
 def _instr(op: InstructionOp, program: Program) -> Instr:
     fields: dict[str, int] = {}
     for key, _ in op.FIELDS:
@@ -231,38 +248,65 @@ _FIELD = re.compile(r"(\w+)=(\S+)")
 
 def _parse_line(program: Program, line: str) -> None:
     head, *rest = line.split(None, 1)
-    if head == ".kernel":
-        program.name = rest[0].strip() if rest else ""
-        return
-    if head == ".segment":
-        name, offset, size, kind = (rest[0] if rest else "").split()
-        if kind not in SEGMENT_KINDS:
-            raise AsmError(f"segment kind '{kind}' is not one of {', '.join(SEGMENT_KINDS)}")
-        program.segments.append(Segment(name, int(offset, 0), int(size, 0), kind))
+    text = rest[0] if rest else ""
+    if head.startswith("."):
+        _parse_directive(program, head, text)
         return
     if head not in MNEMONICS:
         raise AsmError(f"unknown instruction '{head}' (expected one of {', '.join(MNEMONICS)})")
-    given = dict(_FIELD.findall(rest[0] if rest else ""))
-    fields: dict[str, int] = {}
-    for key, _ in MNEMONICS[head].FIELDS:
-        if key not in given:
-            raise AsmError(f"{head}: missing field '{key}'")
-        text = given.pop(key)
-        if key == "dram":
-            seg, _, off = text.partition("+")
-            fields[key] = program.segment(seg).offset + int(off or "0", 0)
-        elif key in ENUMS:
-            if text not in ENUMS[key]:
-                raise AsmError(f"{head}: {key} '{text}' is not one of {', '.join(ENUMS[key])}")
-            fields[key] = ENUMS[key].index(text)
-        else:
-            fields[key] = int(text, 0)
-    wait, signal = queue_mask(given.pop("wait", "")), queue_mask(given.pop("signal", ""))
+    given = _key_values(head, text)
+    fields = {key: _field_value(program, head, key, given) for key, _ in MNEMONICS[head].FIELDS}
+    try:
+        wait, signal = queue_mask(given.pop("wait", "")), queue_mask(given.pop("signal", ""))
+    except VerifyException as err:
+        raise AsmError(str(err)) from None
     if given:
         raise AsmError(f"{head}: unknown field '{next(iter(given))}'")
     instr = Instr(head, fields, wait, signal)
     encode(instr)  # range checks
+    check(instr)
     program.instrs.append(instr)
+
+
+def _parse_directive(program: Program, head: str, text: str) -> None:
+    if head == ".kernel":
+        program.name = text.strip()
+    elif head == ".segment":
+        parts = text.split()
+        if len(parts) != 4:
+            raise AsmError("expected '.segment NAME OFFSET SIZE KIND'")
+        name, offset, size, kind = parts
+        if kind not in SEGMENT_KINDS:
+            raise AsmError(f"segment kind '{kind}' is not one of {', '.join(SEGMENT_KINDS)}")
+        program.segments.append(Segment(name, int(offset, 0), int(size, 0), kind))
+    else:
+        raise AsmError(f"unknown directive '{head}' (expected .kernel or .segment)")
+
+
+def _key_values(head: str, text: str) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for token in text.split():
+        match = _FIELD.fullmatch(token)
+        if match is None:
+            raise AsmError(f"{head}: '{token}' is not FIELD=VALUE")
+        if match[1] in given:
+            raise AsmError(f"{head}: field '{match[1]}' given twice")
+        given[match[1]] = match[2]
+    return given
+
+
+def _field_value(program: Program, head: str, key: str, given: dict[str, str]) -> int:
+    if key not in given:
+        raise AsmError(f"{head}: missing field '{key}'")
+    text = given.pop(key)
+    if key == "dram":
+        seg, _, off = text.partition("+")
+        return program.segment(seg).offset + int(off or "0", 0)
+    if key in ENUMS:
+        if text not in ENUMS[key]:
+            raise AsmError(f"{head}: {key} '{text}' is not one of {', '.join(ENUMS[key])}")
+        return ENUMS[key].index(text)
+    return int(text, 0)
 
 
 def _string(text: str) -> bytes:
@@ -276,7 +320,3 @@ def _read_string(data: bytes, pos: int) -> tuple[str, int]:
         return data[pos + 2 : pos + 2 + n].decode(), pos + 2 + n
     except UnicodeDecodeError:
         raise AsmError("corrupt accelerator program (bad name)") from None
-
-
-def line_bytes(lines: int) -> int:
-    return lines * LINE_BYTES

@@ -104,13 +104,31 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> None:
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     values = {}
     for f in fields(cls):
-        value = data[f.name]
-        if isinstance(value, dict):
-            values[f.name] = _build(globals()[str(f.type)], value, f"{where}.{f.name}")
-        elif not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            if not (isinstance(value, int | float) and value == 0 and f.name in ("latency", "mac_gated")):
-                raise ValueError(f"{where}.{f.name} must be a positive number, got {value!r}")
-            values[f.name] = value
-        else:
-            values[f.name] = value
-    return cls(**values)
+        value, name = data[f.name], f"{where}.{f.name}"
+        kind = str(f.type)
+        if kind in NESTED:
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a table")
+            values[f.name] = _build(NESTED[kind], value, name)
+            continue
+        wanted = float if kind == "float" else int
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (wanted is int and not isinstance(value, int))
+        ):
+            raise ValueError(f"{name} must be {'a number' if wanted is float else 'an integer'}, got {value!r}")
+        if value < 0 or (value == 0 and f.name not in ("latency", "mac_gated")):
+            raise ValueError(f"{name} must be positive, got {value!r}")
+        values[f.name] = wanted(value)
+    built = cls(**values)
+    if isinstance(built, Buffers):
+        for buf in fields(Buffers):
+            if built.bytes(buf.name) > MAX_BUFFER:
+                raise ValueError(f"{where}.{buf.name}: {getattr(built, buf.name)} KiB is more than the "
+                                 f"{MAX_BUFFER // KIB} KiB that 14-bit line addresses reach")  # fmt: skip
+    return built
+
+
+NESTED = {"Dram": Dram, "Buffers": Buffers, "Array": Array, "Vector": Vector, "Energy": Energy}
+MAX_BUFFER = (1 << 14) * 64

@@ -108,7 +108,7 @@ def _report(program: Program, machine: Machine, t: Timeline) -> Report:
         "mac": t.mac_energy,
         "scratchpad": values_bytes * e.sram_byte,
         "metadata": (sram["meta"]["read"] + sram["meta"]["written"]) * e.meta_byte,
-        "dram": sum(act.dram.values()) * e.dram_byte,
+        "dram": act.dram_bursts * e.dram_byte,  # the channel moves whole bursts
         "vector": act.vector * e.vector_op,
         "static": t.cycles * e.static_per_cycle,
     }

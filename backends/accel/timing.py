@@ -54,22 +54,27 @@ class Timeline:
 
 
 class _Races:
-    """In-flight scratchpad accesses: (buffer, first, end) -> [last write end, last read end]."""
+    """In-flight memory accesses: (memory, first, end) -> {queue: [last write end, last read end]}.
+    Accesses from one queue never race: its DMAs land in order, the rest run one at a time."""
 
     def __init__(self) -> None:
-        self.regions: dict[str, dict[tuple[int, int], list[int]]] = defaultdict(dict)
+        self.regions: dict[str, dict[tuple[int, int], dict[str, list[int]]]] = defaultdict(dict)
 
     def check(self, pc: int, instr: Instr, touched: list[tuple[str, int, int, bool]], start: int, end: int) -> None:
-        for buf, lo, hi, write in touched:
-            for (a, b), (w_end, r_end) in self.regions[buf].items():
-                if a < hi and lo < b and (w_end > start or (write and r_end > start)):
-                    kind = "written" if w_end > start else "read"
-                    raise SimulationError(
-                        f"race at instruction {pc} ({instr.mnemonic}, cycle {start}): {buf} bytes {a}..{b} are still "
-                        f"being {kind} until cycle {max(w_end, r_end)}; a dependency token is missing"
-                    )
-        for buf, lo, hi, write in touched:
-            times = self.regions[buf].setdefault((lo, hi), [0, 0])
+        for mem, lo, hi, write in touched:
+            for (a, b), by_queue in self.regions[mem].items():
+                if not (a < hi and lo < b):
+                    continue
+                for queue, (w_end, r_end) in by_queue.items():
+                    if queue != instr.queue and (w_end > start or (write and r_end > start)):
+                        kind = "written" if w_end > start else "read"
+                        raise SimulationError(
+                            f"race at instruction {pc} ({instr.mnemonic}, cycle {start}): {mem} bytes {a}..{b} are "
+                            f"still being {kind} by the {queue} queue until cycle {max(w_end, r_end)}; "
+                            "a dependency token is missing"
+                        )
+        for mem, lo, hi, write in touched:
+            times = self.regions[mem].setdefault((lo, hi), {}).setdefault(instr.queue, [0, 0])
             times[0 if write else 1] = max(times[0 if write else 1], end)
 
 
@@ -135,6 +140,7 @@ class TimingModel:
             t.add(act, self.machine)
         t.cycles = max(done.values())
         for q in QUEUES:
+            t.queues[q].stalls["last data landing"] += done[q] - free[q]
             t.queues[q].stalls["idle at the end"] += t.cycles - done[q]
         return t
 
@@ -146,7 +152,9 @@ class TimingModel:
             if head[q] >= len(self.order[q]):
                 continue
             instr = self.program.instrs[self.order[q][head[q]]]
-            start, reason = free[q], "running"
+            # a DMA may start before the previous one's data lands; anything else waits for it
+            dma = instr.mnemonic in ("ld", "st")
+            start, reason = (free[q], "running") if dma else (done[q], "data landing")
             for src in range(3):
                 if instr.wait >> src & 1:
                     times = pushed[(src, qi)]
