@@ -52,12 +52,12 @@ func.func @case5() {
 
 // -----
 
-// M = 16 has no encoding (the m field is 4 bits).
+// M = 32 has no encoding (the m field is 5 bits).
 func.func @case6() {
-  accel.cfg abits 8 wcode "int8" nm 2 : 16 sq 0 / 0 chunk 0
+  accel.cfg abits 8 wcode "int8" nm 2 : 32 sq 0 / 0 chunk 0
   func.return
 }
-// CHECK: accel.cfg: m = 16 does not fit its 4-bit field
+// CHECK: accel.cfg: m = 32 does not fit its 5-bit field
 
 // -----
 
