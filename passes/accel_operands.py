@@ -229,21 +229,22 @@ def _storage_of(arg: BlockArgument) -> StorageAttr:
 
 @dataclass
 class Arena:
-    """Regions of one scratchpad, each with two slots (ping and pong), in lines."""
+    """Regions of one scratchpad, each with `depth` slots used in turn (two: ping and
+    pong), in lines."""
 
     capacity: int
-    regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (base, lines per slot)
+    regions: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (base, lines per slot, depth)
     used: int = 0
 
-    def add(self, name: str, nbytes: int) -> None:
+    def add(self, name: str, nbytes: int, depth: int = 2) -> None:
         size = lines(nbytes)
         if size:
-            self.regions[name] = (self.used, size)
-            self.used += 2 * size
+            self.regions[name] = (self.used, size, depth)
+            self.used += depth * size
 
-    def slot(self, name: str, parity: int) -> int:
-        base, size = self.regions[name]
-        return base + (parity % 2) * size
+    def slot(self, name: str, turn: int) -> int:
+        base, size, depth = self.regions[name]
+        return base + (turn % depth) * size
 
     @property
     def fits(self) -> bool:
@@ -269,8 +270,19 @@ def quantized_rows(p: Product, tm: int, tk: int, machine: Machine) -> int:
     return rows
 
 
+STREAM_DEPTH = 4
+"""Slots for the tiles loaded every k-step (weights, indices, partial sums) when they
+fit: two more loads in flight hide the DRAM latency behind small tiles."""
+
+
 def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str, Arena]:
-    """Where every tile of a product with tiles [tm, tn, tk] lives."""
+    """Where every tile of a product with tiles [tm, tn, tk] lives: k-step tiles with
+    STREAM_DEPTH slots if everything then fits, else two, like every other tile."""
+    deep = _arenas(p, tm, tn, tk, machine, STREAM_DEPTH)
+    return deep if all(a.fits for a in deep.values()) else _arenas(p, tm, tn, tk, machine, 2)
+
+
+def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int) -> dict[str, Arena]:
     buf = {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
     w = p.weights
     rows = tm if p.acts.kind != "bitsplit" else quantized_rows(p, tm, tk, machine)  # bit-split: first pass only
@@ -283,11 +295,11 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
         buf["acc"].add("stage", chunked_lines(quantized_rows(p, tm, tk, machine), p.k, tk, 4) * LINE_BYTES)
         buf["scl"].add("xs", tm * 4)
     if w.tile_formats:  # one tile, in its densest format
-        buf["wgt"].add("w", tn * tk)
-        buf["meta"].add("idx", tn * w.words * 4)
+        buf["wgt"].add("w", tn * tk, depth)
+        buf["meta"].add("idx", tn * w.words * 4, depth)
     else:
-        buf["wgt"].add("w", tn * w.value_bytes(tk))
-        buf["meta"].add("idx", tn * w.index_words(tk) * 4)
+        buf["wgt"].add("w", tn * w.value_bytes(tk), depth)
+        buf["meta"].add("idx", tn * w.index_words(tk) * 4, depth)
     if w.sq[0]:  # a tile's outliers, whole rows
         slots = p.k // w.sq[0] * w.sq[1]
         buf["wgt"].add("hv", tn * slots)
@@ -296,7 +308,7 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
         buf["scl"].add("hs", tn * 4)
     buf["acc"].add("out", tm * tn * 4)
     if w.scales == "group":
-        buf["acc"].add("part", tm * tn * 4)
+        buf["acc"].add("part", tm * tn * 4, depth)
         buf["scl"].add("gs", tn * p.k // w.group * 4)
     buf["scl"].add("ws", tn * 4)
     buf["scl"].add("bias", tn * 4)
