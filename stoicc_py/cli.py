@@ -202,20 +202,28 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
-    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache)
-    assert isinstance(program, Program)
+    return _run_checked(compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache), args)
+
+
+def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> int:
+    """Every kernel (or --kernel) on random inputs against the reference: native calls
+    timed (--repeat), simulated ones with their report."""
     dims = dict(args.dim or [])
     rng = np.random.default_rng(args.seed)
     failed = False
     for k in _kernels(program, args):
         inputs = [_random_input(k, p, dims, rng) for p in k.abi.params]
         got = k(*inputs)
-        start = time.perf_counter()
-        for _ in range(args.repeat):
-            got = k(*inputs)
-        seconds = (time.perf_counter() - start) / args.repeat
+        timing = ""
+        if isinstance(program, Program):
+            start = time.perf_counter()
+            for _ in range(args.repeat):
+                got = k(*inputs)
+            timing = f"; {(time.perf_counter() - start) / args.repeat * 1e6:.1f} us per call"
         sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
-        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes, f"; {seconds * 1e6:.1f} us per call")
+        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes, timing)
+        if not isinstance(program, Program):
+            _print_report(k.last_report, args)
     return 1 if failed else 0
 
 
@@ -237,17 +245,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"{program.name}: random inputs, no reference to check against")
         _print_report(report, args)
         return 0
-    accel_program = compile(args.file, "accel", tile=args.tile or (), machine=args.machine)
-    dims = dict(args.dim or [])
-    rng = np.random.default_rng(args.seed)
-    failed = False
-    for k in _kernels(accel_program, args):
-        inputs = [_random_input(k, p, dims, rng) for p in k.abi.params]
-        got = k(*inputs)
-        sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
-        failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes)
-        _print_report(k.last_report, args)
-    return 1 if failed else 0
+    return _run_checked(compile(args.file, "accel", tile=args.tile or (), machine=args.machine), args)
 
 
 def _print_report(report: Report, args: argparse.Namespace) -> None:
