@@ -97,7 +97,10 @@ def analyse(op: ContractionOp) -> Product:
     if not all(isinstance(d, int) for d in (*lhs.dims, *rhs.dims)):
         raise op_error(op, "accel programs need static shapes: bind every size symbol (--dim M=...)")
     (m, k), (n, _) = lhs.dims, rhs.dims
-    return Product(op, _activations(op), _weights(op), int(m), int(n), int(k))
+    acts, weights = _activations(op), _weights(op)
+    if acts.kind == "bitsplit" and (weights.nm[0] or weights.sq[0] or weights.tile_formats):
+        raise op_error(op, "on the accel target bit-split activations multiply dense or uniformly quantized weights")
+    return Product(op, acts, weights, int(m), int(n), int(k))
 
 
 def _activations(op: ContractionOp) -> Activations:
@@ -230,17 +233,19 @@ def _storage_of(arg: BlockArgument) -> StorageAttr:
 @dataclass
 class Arena:
     """Regions of one scratchpad, each with `depth` slots used in turn (two: ping and
-    pong), in lines."""
+    pong), in lines. Regions of different phases (the first pass over activations,
+    the product) overlap: the phases run one after the other."""
 
     capacity: int
     regions: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (base, lines per slot, depth)
-    used: int = 0
+    used: dict[str, int] = field(default_factory=dict)  # phase -> lines
 
-    def add(self, name: str, nbytes: int, depth: int = 2) -> None:
+    def add(self, name: str, nbytes: int, depth: int = 2, phase: str = "product") -> None:
         size = lines(nbytes)
         if size:
-            self.regions[name] = (self.used, size, depth)
-            self.used += depth * size
+            base = self.used.get(phase, 0)
+            self.regions[name] = (base, size, depth)
+            self.used[phase] = base + depth * size
 
     def slot(self, name: str, turn: int) -> int:
         base, size, depth = self.regions[name]
@@ -248,7 +253,7 @@ class Arena:
 
     @property
     def fits(self) -> bool:
-        return self.used <= self.capacity
+        return max(self.used.values(), default=0) <= self.capacity
 
 
 def chunks(k: int, tk: int) -> list[tuple[int, int]]:
@@ -262,12 +267,29 @@ def chunked_lines(rows: int, k: int, tk: int, bytes_per_elem: float) -> int:
 
 
 def quantized_rows(p: Product, tm: int, tk: int, machine: Machine) -> int:
-    """Rows per tile of the pass that quantizes f32 activations: their f32 staging
-    (two slots) takes at most half the accumulator."""
-    rows, half = tm, machine.buffers.bytes("acc") // 2
-    while rows > 1 and 2 * chunked_lines(rows, p.k, tk, 4) * LINE_BYTES > half:
+    """Rows per tile of the first pass over f32 activations: the most (up to tm) whose
+    tiles fit the scratchpads."""
+    rows = tm
+    while rows > 1 and not all(a.fits for a in _first_pass(_empty(machine), p, rows, tk).values()):
         rows = -(-rows // 2)
     return rows
+
+
+def _empty(machine: Machine) -> dict[str, Arena]:
+    return {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
+
+
+def _first_pass(buf: dict[str, Arena], p: Product, rows: int, tk: int) -> dict[str, Arena]:
+    """The first pass's tiles: f32 rows staged, their codes (bit-split: nibbles, bitmap), scales."""
+    first = "first pass"
+    buf["acc"].add("stage", chunked_lines(rows, p.k, tk, 4) * LINE_BYTES, phase=first)
+    buf["inp"].add("xq", chunked_lines(rows, p.k, tk, 1) * LINE_BYTES, phase=first)
+    buf["scl"].add("xsq", rows * 4, phase=first)
+    if p.acts.kind == "bitsplit":
+        buf["inp"].add("loq", chunked_lines(rows, p.k, tk, 0.5) * LINE_BYTES, phase=first)
+        buf["inp"].add("hiq", chunked_lines(rows, p.k, tk, 0.5) * LINE_BYTES, phase=first)
+        buf["meta"].add("bitmapq", chunked_lines(rows, p.k, tk, 0.125) * LINE_BYTES, phase=first)
+    return buf
 
 
 STREAM_DEPTH = 4
@@ -283,16 +305,16 @@ def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str,
 
 
 def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int) -> dict[str, Arena]:
-    buf = {name: Arena(machine.buffers.bytes(name) // LINE_BYTES) for name in ("inp", "wgt", "acc", "meta", "scl")}
+    buf = _empty(machine)
     w = p.weights
-    rows = tm if p.acts.kind != "bitsplit" else quantized_rows(p, tm, tk, machine)  # bit-split: first pass only
-    buf["inp"].add("x", chunked_lines(rows, p.k, tk, 1) * LINE_BYTES)
     if p.acts.kind == "bitsplit":
         buf["inp"].add("lo", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
         buf["inp"].add("hi", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
         buf["meta"].add("bitmap", chunked_lines(tm, p.k, tk, 0.125) * LINE_BYTES)
+    else:
+        buf["inp"].add("x", chunked_lines(tm, p.k, tk, 1) * LINE_BYTES)
     if p.acts.kind != "i8":
-        buf["acc"].add("stage", chunked_lines(quantized_rows(p, tm, tk, machine), p.k, tk, 4) * LINE_BYTES)
+        _first_pass(buf, p, quantized_rows(p, tm, tk, machine), tk)
         buf["scl"].add("xs", tm * 4)
     if w.tile_formats:  # one tile, in its densest format
         buf["wgt"].add("w", tn * tk, depth)

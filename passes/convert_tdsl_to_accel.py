@@ -131,19 +131,19 @@ class ProductLowering:
         (segments OUT.x*), so that the product's row tiles need not hold f32 rows."""
         e, m, k = self.emit, self.p.m, self.p.k
         split = self.p.acts.kind == "bitsplit"
-        parts = {"xlo": (0.5, "inp", "lo"), "xhi": (0.5, "inp", "hi"), "xbm": (0.125, "meta", "bitmap")} if split \
-            else {"xq": (1, "inp", "x")}  # fmt: skip
+        parts = {"xlo": (0.5, "inp", "loq"), "xhi": (0.5, "inp", "hiq"), "xbm": (0.125, "meta", "bitmapq")} if split \
+            else {"xq": (1, "inp", "xq")}  # fmt: skip
         for name, (size, _, _) in parts.items():
             e.segment(f"{self.out}.{name}", int(m * k * size), "temp")
         e.segment(f"{self.out}.xs", m * 4, "temp")
         for m0, mr in chunks(m, quantized_rows(self.p, self.tm, self.tk, self.machine)):
-            stage, x, xs = self.slot("acc", "stage", "q"), self.slot("inp", "x", "q"), self.slot("scl", "xs", "q")
+            stage, x, xs = self.slot("acc", "stage", "q"), self.slot("inp", "xq", "q"), self.slot("scl", "xsq", "q")
             for c, (k0, kw) in enumerate(self.kchunks):
                 e.load("acc", stage + self.chunk_line(c, mr, 4), source, (m0 * k + k0) * 4, mr, kw * 4, k * 4)
             e.valu("quant", dst=x, src=stage, scl=xs, aux=self.tk, rows=mr, cols=k)
             for c, (k0, kw) in enumerate(self.kchunks):
                 if split:
-                    self.split(x, c, mr, kw, "q")
+                    self.split(x, c, mr, kw)
                 for name, (size, buf, region) in parts.items():
                     e(accel.StoreOp, buf=buf, sram=self.slot(buf, region, "q") + self.chunk_line(c, mr, size),
                       seg=f"{self.out}.{name}", off=int((m0 * k + k0) * size), rows=mr, cols=int(kw * size),
@@ -152,12 +152,13 @@ class ProductLowering:
             self.parity["q"] = self.parity.get("q", 0) + 1
         return f"{self.out}.xq"
 
-    def split(self, x: int, c: int, rows: int, kw: int, counter: str) -> None:
-        """k-chunk c of int8 codes at x into low and high nibbles and the high nibbles' bitmap."""
+    def split(self, x: int, c: int, rows: int, kw: int) -> None:
+        """k-chunk c of the first pass's int8 codes at x into low and high nibbles and the
+        high nibbles' bitmap."""
         half, eighth = self.chunk_line(c, rows, 0.5), self.chunk_line(c, rows, 0.125)
-        self.emit.valu("split", dst=self.slot("inp", "lo", counter) + half, src=x + self.chunk_line(c, rows, 1),
-                       aux=self.slot("inp", "hi", counter) + half,
-                       scl=self.slot("meta", "bitmap", counter) + eighth, rows=rows, cols=kw)  # fmt: skip
+        self.emit.valu("split", dst=self.slot("inp", "loq", "q") + half, src=x + self.chunk_line(c, rows, 1),
+                       aux=self.slot("inp", "hiq", "q") + half, scl=self.slot("meta", "bitmapq", "q") + eighth,
+                       rows=rows, cols=kw)  # fmt: skip
 
     def activations(self, source: str, m0: int, mr: int) -> None:
         """The row tile's int8 codes (bit-split: nibbles and bitmap), all of K in k-chunks,
@@ -216,8 +217,9 @@ class ProductLowering:
         grouped = w.scales == "group"
         target = self.slot("acc", "part", "k") if grouped else out
         init = grouped or c == 0
-        x = self.slot("inp", "x", "m") + self.chunk_line(c, mr, 1)
         shape = {"m": mr, "n": nr, "k": kw, "wgt": wslot, "acc": target, "init": init}
+        if p.acts.kind != "bitsplit":
+            x = self.slot("inp", "x", "m") + self.chunk_line(c, mr, 1)
         if w.nm[0]:
             idx = self.slot("meta", "idx", "k")
             e.load("meta", idx, self.weight_segment("indices"), (n0 * w.words + k0 // w.k_align) * 4, nr,
