@@ -161,11 +161,13 @@ def _weights(op: ContractionOp) -> Weights:
     storage = _storage_of(rhs)
     if isinstance(layout, NMAttr):
         _check_i8(op, t)
+        _check_m(op, layout)
         return Weights(rhs, storage, **_nm(layout, storage))
     if isinstance(layout, UniformQuantAttr):
         return Weights(rhs, storage, **_uniform(layout, op, 1))  # type: ignore[arg-type]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
         assert isinstance(layout.quant, UniformQuantAttr)
+        _check_m(op, layout.sparse)
         nm = _nm(layout.sparse, storage)
         scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
         return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
@@ -205,11 +207,20 @@ def _arg_attrs(arg: BlockArgument) -> dict[str, Attribute]:
     return dict(attrs.data[arg.index].data) if attrs else {}
 
 
+def _check_m(op: ContractionOp, layout: NMAttr) -> None:
+    if layout.m.data > MAX_M:
+        raise op_error(op, f"the accelerator's N:M mode takes M up to {MAX_M}, not {layout.m.data}")
+
+
 def _check_i8(op: ContractionOp, t: TensorType) -> None:
     if not (isinstance(t.element_type, IntegerType) and t.element_type.width.data == 8):
         raise op_error(
             op, f"the accelerator multiplies integers: weights of type {t.dtype} need a quantized layout or i8"
         )
+
+
+MAX_M = 31
+"""cfg's m field has 5 bits."""
 
 
 def _nm(layout: NMAttr, storage: StorageAttr) -> dict[str, object]:

@@ -10,8 +10,8 @@ epilogues and stores:
         for each k-chunk:                    load values (+ indices, group scales, SQ outliers); GEMM
         epilogue on the vector unit:         scales, bias, activation; store
 
-Every tile has two slots in its scratchpad (accel_operands.arenas), used in turn,
-so the next tile loads while the current one is computed on. The instructions
+Every tile has at least two slots in its scratchpad (accel_operands.arenas), used
+in turn, so the next tile loads while the current one is computed on. The instructions
 carry no dependency tokens yet: accel-schedule adds them.
 """
 
@@ -95,7 +95,7 @@ class ProductLowering:
         full = [name for name, arena in self.buf.items() if not arena.fits]
         if full:
             raise op_error(self.p.op, f"tiles [{tm}, {tn}, {tk}] overflow the {', '.join(full)} scratchpad(s) "
-                                      "(two slots per tile)")  # fmt: skip
+                                      "(at least two slots per tile)")  # fmt: skip
         self.kchunks = chunks(self.p.k, tk)
 
     def slot(self, buf: str, region: str, counter: str) -> int:
@@ -125,7 +125,7 @@ class ProductLowering:
 
     # ------------------------------------------------------------------ activations
 
-    def quantize_rows(self, source: str) -> str:
+    def quantize_rows(self, source: str) -> str:  # the segment of the int8 codes
         """A first pass over f32 activations: per-token int8 codes (bit-split: their
         nibbles and bitmap) and scales, computed on the vector unit and written to DRAM
         (segments OUT.x*), so that the product's row tiles need not hold f32 rows."""
@@ -150,7 +150,7 @@ class ProductLowering:
                       stride=int(k * size))  # fmt: skip
             e(accel.StoreOp, buf="scl", sram=xs, seg=f"{self.out}.xs", off=m0 * 4, rows=1, cols=mr * 4, stride=mr * 4)
             self.parity["q"] = self.parity.get("q", 0) + 1
-        return f"{self.out}.xq"
+        return f"{self.out}.xq" if not split else ""
 
     def split(self, x: int, c: int, rows: int, kw: int) -> None:
         """k-chunk c of the first pass's int8 codes at x into low and high nibbles and the

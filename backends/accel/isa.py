@@ -156,6 +156,13 @@ class Program:
 
     @staticmethod
     def from_bytes(data: bytes) -> Program:
+        try:
+            return Program._from_bytes(data)
+        except struct.error:
+            raise AsmError("corrupt accelerator program (truncated table)") from None
+
+    @staticmethod
+    def _from_bytes(data: bytes) -> Program:
         if len(data) < 16 or data[:4] != MAGIC:
             raise AsmError("not a stoicc accelerator program (bad magic)")
         if zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
@@ -276,6 +283,8 @@ def _parse_directive(program: Program, head: str, text: str) -> None:
         if len(parts) != 4:
             raise AsmError("expected '.segment NAME OFFSET SIZE KIND'")
         name, offset, size, kind = parts
+        if int(offset, 0) < 0 or int(size, 0) < 0:
+            raise AsmError(f"segment {name}: offset and size cannot be negative")
         if kind not in SEGMENT_KINDS:
             raise AsmError(f"segment kind '{kind}' is not one of {', '.join(SEGMENT_KINDS)}")
         program.segments.append(Segment(name, int(offset, 0), int(size, 0), kind))
@@ -300,8 +309,11 @@ def _field_value(program: Program, head: str, key: str, given: dict[str, str]) -
         raise AsmError(f"{head}: missing field '{key}'")
     text = given.pop(key)
     if key == "dram":
-        seg, _, off = text.partition("+")
-        return program.segment(seg).offset + int(off or "0", 0)
+        name, _, off = text.partition("+")
+        seg, offset = program.segment(name), int(off or "0", 0)
+        if not 0 <= offset < seg.size:
+            raise AsmError(f"{head}: {text} is outside segment {name} ({seg.size} bytes)")
+        return seg.offset + offset
     if key in ENUMS:
         if text not in ENUMS[key]:
             raise AsmError(f"{head}: {key} '{text}' is not one of {', '.join(ENUMS[key])}")

@@ -118,8 +118,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             or (wanted is int and not isinstance(value, int))
         ):
             raise ValueError(f"{name} must be {'a number' if wanted is float else 'an integer'}, got {value!r}")
-        if value < 0 or (value == 0 and f.name not in ("latency", "mac_gated")):
-            raise ValueError(f"{name} must be positive, got {value!r}")
+        zero_ok = f.name in ("latency", "mac_gated")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise ValueError(f"{name} must be {'non-negative' if zero_ok else 'positive'}, got {value!r}")
         values[f.name] = wanted(value)
     built = cls(**values)
     if isinstance(built, Buffers):
