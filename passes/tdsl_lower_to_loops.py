@@ -35,14 +35,14 @@ from stoicc_py.passes.loop_builder import LoopBuilder, binary, unary
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 
-def _before(op: Operation) -> LoopBuilder:
+def before(op: Operation) -> LoopBuilder:
     return LoopBuilder(Builder(InsertPoint.before(op)))
 
 
 def _replace_by_nest(op: Operation, buf: SSAValue, body: Callable[[LoopBuilder, list[SSAValue]], None],
                      rewriter: PatternRewriter) -> None:  # fmt: skip
     """Replace `op` by a loop nest over the index space of `buf`."""
-    b = _before(op)
+    b = before(op)
     b.nest(b.sizes(buf), body)
     rewriter.erase(op)
 
@@ -142,13 +142,13 @@ class LowerSoftmax(RewritePattern):
 
             b.loop(b.index(0), size, b.index(1), scale_step, name="k")
 
-        b = _before(op)
+        b = before(op)
         sizes = b.sizes(src)
         b.nest(sizes[:axis] + sizes[axis + 1 :], body)
         rewriter.erase(op)
 
 
-def _span(b: LoopBuilder, start: SSAValue, tile: int, size: SSAValue) -> SSAValue:
+def span(b: LoopBuilder, start: SSAValue, tile: int, size: SSAValue) -> SSAValue:
     return b.min(b.add(start, b.index(tile)), size)
 
 
@@ -168,25 +168,25 @@ class LowerContraction(RewritePattern):
             rewriter.erase(op)
             return
         tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][type(op)]
-        b = _before(op)
+        b = before(op)
         m, k_size = b.size(op.lhs, 0), b.size(op.lhs, 1)
         n = b.size(out, 1)
 
         def row_tile(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            i1 = _span(b, i0, tm, m)
+            i1 = span(b, i0, tm, m)
 
             def col_tile(b: LoopBuilder, j0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-                j1 = _span(b, j0, tn, n)
-                tile = _TileNest(b, out, i0, i1, j0, j1)
+                j1 = span(b, j0, tn, n)
+                tile = TileNest(b, out, i0, i1, j0, j1)
                 tile.zero()
 
                 def k_tile(b: LoopBuilder, k0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-                    k1 = _span(b, k0, tk, k_size)
-                    _accumulate(op, _TileNest(b, out, i0, i1, j0, j1), k0, k1)
+                    k1 = span(b, k0, tk, k_size)
+                    _accumulate(op, TileNest(b, out, i0, i1, j0, j1), k0, k1)
                     return ()
 
                 b.loop(b.index(0), k_size, b.index(tk), k_tile, name="k0")
-                _apply_epilogue(op, tile)
+                apply_epilogue(op, tile)
                 return ()
 
             b.loop(b.index(0), n, b.index(tn), col_tile, name="j0")
@@ -196,7 +196,7 @@ class LowerContraction(RewritePattern):
         rewriter.erase(op)
 
 
-def _apply_epilogue(op: tdsl.ContractionOp, tile: _TileNest) -> None:
+def apply_epilogue(op: tdsl.ContractionOp, tile: TileNest) -> None:
     if op.bias is not None or op.activation is not None:
         out = tile.out
         tile.each(lambda b, i, j: b.store(_epilogue(op, b, b.load(out, [i, j]), i, j), out, [i, j]))
@@ -225,12 +225,12 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     if not walked and (not isinstance(assemble, AssembleOp) or type(sparse) not in sparse_loops.FORMATS):
         raise op_error(op, f"cannot lower a product with a weight in layout {layout.summary()}")
     tm = (op.tile_sizes or TARGET_TILES["cpu"][type(op)])[0]
-    b = _before(op)
+    b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
 
     def row_block(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-        i1 = _span(b, i0, tm, m)
-        rows = _TileNest(b, out, i0, i1, b.index(0), n)
+        i1 = span(b, i0, tm, m)
+        rows = TileNest(b, out, i0, i1, b.index(0), n)
         if walked:
             _quantized_rows(op, rows)
         else:
@@ -238,7 +238,7 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
             decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
             block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, decode)  # type: ignore[arg-type]
             sparse_loops.FORMATS[type(sparse)](b, block, sparse)
-        _apply_epilogue(op, rows)
+        apply_epilogue(op, rows)
         return ()
 
     b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
@@ -255,7 +255,7 @@ def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
     return decode
 
 
-def _quantized_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
+def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
     """y[i, n] for the block's rows: f32 activations (weight-only quantization)
     or int8 activations (integer products), summed over the weight's parts."""
     if isinstance(op.lhs.type, PackedType) and isinstance(op.lhs.type.layout, BitSplitAttr):
@@ -284,13 +284,13 @@ def _lower_sq_activations(op: tdsl.ContractionOp, out: SSAValue) -> None:
     layout = op.lhs.type.layout  # type: ignore[attr-defined]
     if not isinstance(layout, SQAttr) or not op.RHS_TRANSPOSED:
         raise op_error(op, f"a product with {layout.summary()} activations needs a linear weight")
-    b = _before(op)
-    rows = _TileNest(b, out, b.index(0), b.size(out, 0), b.index(0), b.size(out, 1))
+    b = before(op)
+    rows = TileNest(b, out, b.index(0), b.size(out, 0), b.index(0), b.size(out, 1))
     rows.each(lambda b, i, n: b.store(quant_loops.sq_activation_row(b, op.lhs, i, op.rhs, n, layout), out, [i, n]))
-    _apply_epilogue(op, rows)
+    apply_epilogue(op, rows)
 
 
-def _bitsplit_rows(op: tdsl.ContractionOp, rows: _TileNest) -> None:
+def _bitsplit_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
     packed = op.rhs.type
     assert isinstance(packed, PackedType)
     if not isinstance(packed.layout, UniformQuantAttr):
@@ -309,11 +309,11 @@ class LowerQuantize(RewritePattern):
         out = _bufferized(op)
         layout = out.type.layout if isinstance(out.type, PackedType) else None
         if isinstance(layout, BitSplitAttr):
-            quant_loops.bitsplit_quantize(_before(op), op.input, out, bool(layout.offset.data))
+            quant_loops.bitsplit_quantize(before(op), op.input, out, bool(layout.offset.data))
         elif isinstance(layout, SQAttr) and layout.low.codes.data == "int8":
-            quant_loops.sq_quantize(_before(op), op.input, out, layout)
+            quant_loops.sq_quantize(before(op), op.input, out, layout)
         elif isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8":
-            quant_loops.quantize(_before(op), op.input, out)
+            quant_loops.quantize(before(op), op.input, out)
         else:
             raise op_error(
                 op,
@@ -330,12 +330,12 @@ class LowerDequantize(RewritePattern):
         layout = op.input.type.layout if isinstance(op.input.type, PackedType) else None
         if isinstance(layout, BitSplitAttr):
             raise op_error(op, "the CPU backend reads bit-split activations only as the input of linear(x, w)")
-        quant_loops.dequantize(_before(op), op.input, _bufferized(op))
+        quant_loops.dequantize(before(op), op.input, _bufferized(op))
         rewriter.erase(op)
 
 
 @dataclass
-class _TileNest:
+class TileNest:
     """The i0..i1 x j0..j1 block of a contraction's output."""
 
     b: LoopBuilder
@@ -368,7 +368,7 @@ class _TileNest:
         self.each(lambda b, i, j: b.store(zero, self.out, [i, j]))
 
 
-def _accumulate(op: tdsl.ContractionOp, tile: _TileNest, k0: SSAValue, k1: SSAValue) -> None:
+def _accumulate(op: tdsl.ContractionOp, tile: TileNest, k0: SSAValue, k1: SSAValue) -> None:
     """out[i, j] += sum over k0..k1 of lhs[i, k] * rhs[k, j], with the innermost loop
     along contiguous memory: k for linear (w is [n, k]), j for matmul (b is [k, n]).
     Each step is a mul_add in the output's type: f32, or i32 for i8 operands."""

@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
 
+from stoicc_py.backends.llvm.target import vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
 
@@ -38,9 +39,10 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "metadata-layout",
         "tdsl-tile",
     ),
-    Stage.LOOPS: ("tdsl-bufferize", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
+    Stage.LOOPS: ("tdsl-bufferize", "tdsl-microkernel", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
     Stage.LLVM: (
         "convert-memref-to-ptr",
+        "convert-vector-to-ptr",
         "resolve-memref-dims",
         "lower-alloc",
         "convert-memref-to-ptr{lower_func=true}",
@@ -48,6 +50,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "convert-ptr-type-offsets",
         "convert-ptradd-to-gep",
         "convert-ptr-to-llvm",
+        "convert-vector-to-llvm",
         "convert-arith-to-llvm",
         "convert-math-to-llvm",
         "convert-cf-to-llvm",
@@ -69,11 +72,20 @@ def context() -> Context:
     return ctx
 
 
+def microkernel_options() -> str:
+    """The host's vector width, and the largest register block that fits its
+    vector registers with room for one row of x per block row and a weight row."""
+    width, registers = vector_registers()
+    rows, cols = (4, 6) if registers >= 32 else (3, 4)
+    return f"{{width={width} rows={rows} cols={cols}}}"
+
+
 def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
     names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
+    options = {"tdsl-microkernel": microkernel_options()}
     if tile:
-        names = [f"tdsl-tile{{sizes={','.join(map(str, tile))}}}" if p == "tdsl-tile" else p for p in names]
-    return ",".join(names)
+        options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"
+    return ",".join(p + options.get(p, "") for p in names)
 
 
 def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int, ...] = ()) -> str:

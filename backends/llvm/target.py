@@ -30,6 +30,22 @@ def new_host_machine() -> llvm.TargetMachine:
 
 
 @cache
+def host_features() -> frozenset[str]:
+    """The host CPU's enabled features (`avx512f`, `avx2`, `avx512vnni`, ...)."""
+    _initialized()
+    return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
+
+
+def vector_registers() -> tuple[int, int]:
+    """f32 lanes per vector register and the number of vector registers: what a
+    register-blocked microkernel may hold (AVX-512, AVX/AVX2, else SSE)."""
+    features = host_features()
+    if "avx512f" in features:
+        return 16, 32
+    return (8, 16) if "avx" in features else (4, 16)
+
+
+@cache
 def host_machine() -> llvm.TargetMachine:
     """The machine used for optimisation and code emission (never given to an engine)."""
     return new_host_machine()

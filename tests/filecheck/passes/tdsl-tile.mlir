@@ -3,7 +3,7 @@
 // Matrix products get the target's tile sizes [tm, tn, tk], or the ones asked for.
 
 // CHECK-LABEL: func.func @tile
-// CHECK:         tdsl.linear %x, %w {tile = array<i64: 16, 64, 256>}
+// CHECK:         tdsl.linear %x, %w {tile = array<i64: 16, 48, 1024>}
 // CHECK:         tdsl.matmul %x, %v {tile = array<i64: 16, 256, 128>}
 // SIZES:         tdsl.linear %x, %w {tile = array<i64: 8, 32, 64>}
 // SIZES:         tdsl.matmul %x, %v {tile = array<i64: 8, 32, 64>}

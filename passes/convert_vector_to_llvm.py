@@ -1,0 +1,126 @@
+"""convert-vector-to-llvm: the vector dialect's register ops become llvm ops, and
+vector memory accesses get element alignment.
+
+Runs after convert-vector-to-ptr and convert-ptr-to-llvm (which turn
+vector.load/store into llvm.load/store). An llvm.load of <16 x float> without an
+`align` is assumed 64-byte aligned and may fault on a numpy buffer, which is only
+element-aligned; unaligned vector moves cost nothing extra on aligned data.
+
+A reduction is a tree of halving shuffles and adds (LLVM's vector.reduce.fadd
+intrinsic would be strictly ordered: xDSL's translator drops the reassoc flag).
+"""
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import llvm, vector
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
+from xdsl.ir import Attribute, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import DiagnosticException
+
+
+def _element_bytes(type: Attribute) -> int:
+    assert isinstance(type, VectorType)
+    return max(1, type.element_type.bitwidth // 8)  # type: ignore[attr-defined]
+
+
+@dataclass
+class AlignVectorLoad(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: llvm.LoadOp, rewriter: PatternRewriter, /):
+        if op.alignment is None and isinstance(op.dereferenced_value.type, VectorType):
+            op.properties["alignment"] = IntegerAttr(_element_bytes(op.dereferenced_value.type), 64)
+            rewriter.handle_operation_modification(op)
+
+
+@dataclass
+class AlignVectorStore(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: llvm.StoreOp, rewriter: PatternRewriter, /):
+        if op.alignment is None and isinstance(op.value.type, VectorType):
+            op.properties["alignment"] = IntegerAttr(_element_bytes(op.value.type), 64)
+            rewriter.handle_operation_modification(op)
+
+
+def _shuffle(rewriter: PatternRewriter, v: SSAValue, lanes: range) -> SSAValue:
+    assert isinstance(v.type, VectorType)
+    mask = DenseArrayBase.from_list(i32, list(lanes))
+    out_type = VectorType(v.type.element_type, [len(lanes)])
+    return rewriter.insert(llvm.ShuffleVectorOp(v, v, mask, out_type)).results[0]
+
+
+@dataclass
+class BroadcastLowering(RewritePattern):
+    """A scalar into lane 0, then a zero-mask shuffle."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.BroadcastOp, rewriter: PatternRewriter, /):
+        if isinstance(op.source.type, VectorType):
+            raise DiagnosticException("convert-vector-to-llvm: only scalars are broadcast")
+        undef = rewriter.insert(llvm.UndefOp(op.vector.type)).results[0]
+        lane0 = rewriter.insert(llvm.ConstantOp(IntegerAttr(0, i32), i32)).results[0]
+        first = rewriter.insert(llvm.InsertElementOp(undef, op.source, lane0)).results[0]
+        mask = DenseArrayBase.from_list(i32, [0] * op.vector.type.get_shape()[0])
+        rewriter.replace(op, llvm.ShuffleVectorOp(first, first, mask, op.vector.type))
+
+
+@dataclass
+class FMALowering(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.FMAOp, rewriter: PatternRewriter, /):
+        rewriter.replace(op, llvm.FMAOp(op.lhs, op.rhs, op.acc))
+
+
+@dataclass
+class ReductionLowering(RewritePattern):
+    """vector.reduction <add>: halve the vector with shuffles until one lane is left."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.ReductionOp, rewriter: PatternRewriter, /):
+        if op.kind.data != vector.CombiningKindFlag.ADD:
+            raise DiagnosticException(f"convert-vector-to-llvm: reduction <{op.kind.data}> is not supported")
+        v = op.vector
+        assert isinstance(v.type, VectorType)
+        lanes = v.type.get_shape()[0]
+        if lanes & (lanes - 1):
+            raise DiagnosticException(f"convert-vector-to-llvm: reductions need a power-of-two width, got {lanes}")
+        is_int = isinstance(v.type.element_type, IntegerType)
+        flags = llvm.FastMathAttr(op.fastmath.data) if not is_int else None
+        add = (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
+        while lanes > 1:
+            lanes //= 2
+            v = rewriter.insert(
+                add(_shuffle(rewriter, v, range(lanes)), _shuffle(rewriter, v, range(lanes, 2 * lanes)))
+            ).results[0]
+        total = rewriter.insert(llvm.BitcastOp(v, op.dest.type)).results[0]
+        if op.acc is not None:
+            total = rewriter.insert(add(total, op.acc)).results[0]
+        rewriter.replace_all_uses_with(op.dest, total)
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class ConvertVectorToLLVM(ModulePass):
+    name = "convert-vector-to-llvm"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [
+                    AlignVectorLoad(),
+                    AlignVectorStore(),
+                    BroadcastLowering(),
+                    FMALowering(),
+                    ReductionLowering(),
+                ]
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)

@@ -1,0 +1,195 @@
+"""tdsl-microkernel: dense f32 `linear` products become register-blocked vector
+microkernels, which LLVM's auto-vectoriser does not find on the scalar nest.
+
+`y = x @ transpose(w)` with w stored [n, k]: both operands are contiguous along
+k, so a `rows` x `cols` block of y is held as rows*cols vector accumulators that
+each gather `width` partial sums along k (one vector.fma per pair of loaded rows,
+no packing and no gather), reduced once per k-tile. Loops, outermost first:
+n-tiles (a weight panel of tn rows x tk columns stays in L2), k-tiles, row blocks,
+column blocks; the ragged edges of m and n use 1-row and 1-column kernels, a
+ragged k a scalar tail. The epilogue (bias, activation) runs on each finished
+n-tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, vector
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.dialects import tdsl
+from stoicc_py.passes.loop_builder import FAST, LoopBuilder
+from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+Body = Callable[[LoopBuilder, SSAValue], None]
+
+
+def _is_dense_f32(value: SSAValue) -> bool:
+    return isinstance(value.type, MemRefType) and value.type.element_type == f32
+
+
+def _static(value: SSAValue) -> int | None:
+    owner = value.owner
+    if isinstance(owner, arith.ConstantOp):
+        return owner.value.value.data  # type: ignore[union-attr]
+    return None
+
+
+def _for(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
+    def step_body(inner: LoopBuilder, iv: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        body(inner, iv)
+        return ()
+
+    b.loop(lb, ub, b.index(step), step_body, name=name)
+
+
+def _floor_to(b: LoopBuilder, lo: SSAValue, hi: SSAValue, multiple: int) -> SSAValue:
+    """The largest lo + t*multiple <= hi: where whole blocks of `multiple` end."""
+    return b.insert(arith.SubiOp(hi, b.rem(b.insert(arith.SubiOp(hi, lo)), b.index(multiple))))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The register block and vector width of one kernel."""
+
+    width: int
+    rows: int
+    cols: int
+
+    @property
+    def vec(self) -> VectorType:
+        return VectorType(f32, [self.width])
+
+
+@dataclass
+class LinearKernel:
+    """out[i:i+rows, j:j+cols] += x[i:i+rows, k0:k1] . w[j:j+cols, k0:k1]."""
+
+    x: SSAValue
+    w: SSAValue
+    out: SSAValue
+    k_tail: bool
+    """Whether a k-tile may end off a vector boundary (needs the scalar tail)."""
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue, k0: SSAValue, k1: SSAValue) -> None:
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        kv = _floor_to(b, k0, k1, shape.width) if self.k_tail else k1
+        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
+
+        def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xs = [inner.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
+            new = list(acc)
+            for c, col in enumerate(cols):
+                wv = inner.insert(vector.LoadOp(self.w, [col, k], shape.vec))
+                for r, xv in enumerate(xs):
+                    slot = r * shape.cols + c
+                    new[slot] = inner.insert(vector.FMAOp(xv, wv, acc[slot]))
+            return new
+
+        accs = b.loop(k0, kv, b.index(shape.width), k_step, [zero] * (shape.rows * shape.cols), name="k")
+        sums = [_reduce(b, acc) for acc in accs]
+        if self.k_tail:
+            sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
+        for r, row in enumerate(rows):
+            for c, col in enumerate(cols):
+                b.store(b.fadd(b.load(self.out, [row, col]), sums[r * shape.cols + c]), self.out, [row, col])
+
+    def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]):  # type: ignore[no-untyped-def]
+        def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xs = [b.load(self.x, [r, k]) for r in rows]
+            ws = [b.load(self.w, [c, k]) for c in cols]
+            return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
+
+        return step
+
+
+def _reduce(b: LoopBuilder, acc: SSAValue) -> SSAValue:
+    # xDSL's constructor gives the result the vector's type; a reduction yields an element.
+    kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
+    return b.insert(
+        vector.ReductionOp.create(operands=[acc], result_types=[f32], properties={"kind": kind, "fastmath": FAST})
+    )
+
+
+def _blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
+    """`full` at every whole block of `size` from lo, then `edge` at each leftover index."""
+    end = _floor_to(b, lo, hi, size) if size > 1 else hi
+    _for(b, lo, end, size, full, name)
+    if size > 1:
+        _for(b, end, hi, 1, edge, name)
+
+
+def lower_linear(op: tdsl.LinearOp, shape: Shape) -> None:
+    """Replace a bufferized dense f32 linear by its microkernel nest."""
+    out = op.out
+    assert out is not None
+    _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp]
+    tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
+    tk = max(shape.width, tk // shape.width * shape.width)
+    b = before(op)
+    m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
+    static_k = _static(k_size)
+    kernel = LinearKernel(op.lhs, op.rhs, out, k_tail=static_k is None or static_k % shape.width != 0)
+    one_col = Shape(shape.width, shape.rows, 1)
+    one_row, corner = Shape(shape.width, 1, shape.cols), Shape(shape.width, 1, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile.zero()
+
+        def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
+            k1 = span(b, k0, tk, k_size)
+
+            def row_block(s: Shape, t: Shape) -> Body:
+                def at(b: LoopBuilder, i: SSAValue) -> None:
+                    _blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j, k0, k1),
+                            lambda b, j: kernel.emit(b, t, i, j, k0, k1), "j")  # fmt: skip
+
+                return at
+
+            _blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+
+        _for(b, b.index(0), k_size, tk, k_tile, "k0")
+        apply_epilogue(op, tile)
+
+    _for(b, b.index(0), n, tn, n_tile, "j0")
+
+
+@dataclass
+class VectorizeLinear(RewritePattern):
+    shape: Shape
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+            return
+        lower_linear(op, self.shape)
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class Microkernel(ModulePass):
+    """`width` f32 lanes per vector (16 for AVX-512, 8 for AVX2, 4 for SSE/NEON);
+    a `rows` x `cols` block of accumulators (rows*cols + rows + 1 vector registers)."""
+
+    name = "tdsl-microkernel"
+
+    width: int = 16
+    rows: int = 4
+    cols: int = 6
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if min(self.width, self.rows, self.cols) <= 0:
+            raise DiagnosticException("tdsl-microkernel: width, rows and cols must be positive")
+        shape = Shape(self.width, self.rows, self.cols)
+        PatternRewriteWalker(VectorizeLinear(shape), apply_recursively=False).rewrite_module(op)
