@@ -19,6 +19,7 @@ _CLASSES = {
     "tdsl-tile": "Tile",
     "tdsl-bufferize": "Bufferize",
     "tdsl-microkernel": "Microkernel",
+    "tdsl-vectorize-sparse": "VectorizeSparse",
     "tdsl-lower-to-loops": "LowerToLoops",
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",

@@ -13,6 +13,7 @@ n-tile.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,14 +37,7 @@ def _is_dense_f32(value: SSAValue) -> bool:
     return isinstance(value.type, MemRefType) and value.type.element_type == f32
 
 
-def _static(value: SSAValue) -> int | None:
-    owner = value.owner
-    if isinstance(owner, arith.ConstantOp):
-        return owner.value.value.data  # type: ignore[union-attr]
-    return None
-
-
-def _for(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
+def for_(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
     def step_body(inner: LoopBuilder, iv: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
         body(inner, iv)
         return ()
@@ -51,7 +45,7 @@ def _for(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name
     b.loop(lb, ub, b.index(step), step_body, name=name)
 
 
-def _floor_to(b: LoopBuilder, lo: SSAValue, hi: SSAValue, multiple: int) -> SSAValue:
+def floor_to(b: LoopBuilder, lo: SSAValue, hi: SSAValue, multiple: int) -> SSAValue:
     """The largest lo + t*multiple <= hi: where whole blocks of `multiple` end."""
     return b.insert(arith.SubiOp(hi, b.rem(b.insert(arith.SubiOp(hi, lo)), b.index(multiple))))
 
@@ -70,46 +64,76 @@ class Shape:
 
 
 @dataclass
-class LinearKernel:
-    """out[i:i+rows, j:j+cols] += x[i:i+rows, k0:k1] . w[j:j+cols, k0:k1]."""
+class DotKernel(ABC):
+    """out[i:i+rows, j:j+cols] += x[i:i+rows, k0:k1] . w[j:j+cols, k0:k1], with
+    rows*cols vector accumulators reduced once per k-tile; the weight format
+    decides how a step of `granule` columns loads and multiplies."""
 
     x: SSAValue
-    w: SSAValue
     out: SSAValue
     k_tail: bool
-    """Whether a k-tile may end off a vector boundary (needs the scalar tail)."""
+    """Whether a k-tile may end off a step boundary (needs the scalar tail)."""
+
+    @abstractmethod
+    def granule(self, shape: Shape) -> int:
+        """Dense columns per vector step."""
+
+    @abstractmethod
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        """The accumulators after the step at dense column k (acc[r * cols + c])."""
+
+    @abstractmethod
+    def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
+             sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
+        """The scalar sums after adding columns k0..k1 (less than a step)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue, k0: SSAValue, k1: SSAValue) -> None:
         rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
         cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
-        kv = _floor_to(b, k0, k1, shape.width) if self.k_tail else k1
+        granule = self.granule(shape)
+        kv = floor_to(b, k0, k1, granule) if self.k_tail else k1
         zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            xs = [inner.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
-            new = list(acc)
-            for c, col in enumerate(cols):
-                wv = inner.insert(vector.LoadOp(self.w, [col, k], shape.vec))
-                for r, xv in enumerate(xs):
-                    slot = r * shape.cols + c
-                    new[slot] = inner.insert(vector.FMAOp(xv, wv, acc[slot]))
-            return new
+            return self.step(inner, shape, rows, cols, k, acc)
 
-        accs = b.loop(k0, kv, b.index(shape.width), k_step, [zero] * (shape.rows * shape.cols), name="k")
+        accs = b.loop(k0, kv, b.index(granule), k_step, [zero] * (shape.rows * shape.cols), name="k")
         sums = [_reduce(b, acc) for acc in accs]
         if self.k_tail:
-            sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
+            sums = self.tail(b, rows, cols, kv, k1, sums)
         for r, row in enumerate(rows):
             for c, col in enumerate(cols):
                 b.store(b.fadd(b.load(self.out, [row, col]), sums[r * shape.cols + c]), self.out, [row, col])
 
-    def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]):  # type: ignore[no-untyped-def]
+
+@dataclass
+class DenseKernel(DotKernel):
+    """A dense weight w[n, k]: one vector of x and of w per row, one FMA per pair."""
+
+    w: SSAValue
+
+    def granule(self, shape: Shape) -> int:
+        return shape.width
+
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        xs = [b.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
+        new = list(acc)
+        for c, col in enumerate(cols):
+            wv = b.insert(vector.LoadOp(self.w, [col, k], shape.vec))
+            for r, xv in enumerate(xs):
+                new[r * shape.cols + c] = b.insert(vector.FMAOp(xv, wv, acc[r * shape.cols + c]))
+        return new
+
+    def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
+             sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             xs = [b.load(self.x, [r, k]) for r in rows]
             ws = [b.load(self.w, [c, k]) for c in cols]
             return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
 
-        return step
+        return b.loop(k0, k1, b.index(1), step, sums, name="k")
 
 
 def _reduce(b: LoopBuilder, acc: SSAValue) -> SSAValue:
@@ -122,23 +146,22 @@ def _reduce(b: LoopBuilder, acc: SSAValue) -> SSAValue:
 
 def _blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
     """`full` at every whole block of `size` from lo, then `edge` at each leftover index."""
-    end = _floor_to(b, lo, hi, size) if size > 1 else hi
-    _for(b, lo, end, size, full, name)
+    end = floor_to(b, lo, hi, size) if size > 1 else hi
+    for_(b, lo, end, size, full, name)
     if size > 1:
-        _for(b, end, hi, 1, edge, name)
+        for_(b, end, hi, 1, edge, name)
 
 
-def lower_linear(op: tdsl.LinearOp, shape: Shape) -> None:
-    """Replace a bufferized dense f32 linear by its microkernel nest."""
+def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
+    """Replace a bufferized linear by the nest of `kernel`'s register blocks."""
     out = op.out
     assert out is not None
     _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp]
+    granule = kernel.granule(shape)
     tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
-    tk = max(shape.width, tk // shape.width * shape.width)
+    tk = max(granule, tk // granule * granule)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
-    static_k = _static(k_size)
-    kernel = LinearKernel(op.lhs, op.rhs, out, k_tail=static_k is None or static_k % shape.width != 0)
     one_col = Shape(shape.width, shape.rows, 1)
     one_row, corner = Shape(shape.width, 1, shape.cols), Shape(shape.width, 1, 1)
 
@@ -159,10 +182,15 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape) -> None:
 
             _blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
 
-        _for(b, b.index(0), k_size, tk, k_tile, "k0")
+        for_(b, b.index(0), k_size, tk, k_tile, "k0")
         apply_epilogue(op, tile)
 
-    _for(b, b.index(0), n, tn, n_tile, "j0")
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+
+
+def ragged(k_size: int | None, granule: int) -> bool:
+    """Whether k-tiles can end off a step boundary (k unknown, or not a multiple)."""
+    return k_size is None or k_size % granule != 0
 
 
 @dataclass
@@ -173,7 +201,9 @@ class VectorizeLinear(RewritePattern):
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
             return
-        lower_linear(op, self.shape)
+        k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
+        kernel = DenseKernel(op.lhs, op.out, ragged(k_size if k_size >= 0 else None, self.shape.width), op.rhs)
+        lower_linear(op, self.shape, kernel)
         rewriter.erase(op)
 
 

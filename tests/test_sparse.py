@@ -72,6 +72,24 @@ def test_linear_with_sparse_weight(layout: str) -> None:
         assert_close(prog.f(x, w, bias), got)  # a dense array is packed on the way in
 
 
+@pytest.mark.parametrize("layout", ["nm(2, 4)", "nm(1, 4)", "nm(2, 8)"])
+@pytest.mark.parametrize("k", [104, 296])
+def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
+    """tdsl-vectorize-sparse: blocks of rows ending mid-vector and mid-block, index
+    words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32)."""
+    n = 12
+    prog = stoicc_py.compile(
+        f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] {{ return linear(x, w) }}"
+    )
+    rng = np.random.default_rng(k)
+    kept, group = (int(v) for v in layout[3:-1].split(", "))
+    w = _nm_weight(rng, n, k, kept, group)
+    packed = prog.f.pack("w", w)
+    for m in (1, 15, 64, 65, 131):
+        x = rand(rng, m, k)
+        assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+
 def test_matmul_of_transposed_sparse_weight() -> None:
     prog = stoicc_py.compile(
         "kernel f(x: f32[M, 64], w: f32[32, 64] @ nm(2, 4)) -> f32[M, 32] { return x @ transpose(w) }"
@@ -94,7 +112,8 @@ def test_packed_tensor_is_checked() -> None:
         prog.f(x, rand(rng, 8, 16))
     pruned = prog.f.pack("w", rand(rng, 8, 16), prune="magnitude")
     assert_close(prog.f(x, pruned), (x @ pruned.unpack().T).astype(np.float32))
-    corrupt = prog.f.pack("w", w)
+    packed = prog.f.pack("w", w)  # read-only: a writeable copy to corrupt
+    corrupt = stoicc_py.PackedTensor(packed.layout, packed.shape, {r: a.copy() for r, a in packed.arrays.items()})
     corrupt.arrays["indices"][0, 0] = -1  # every 2-bit index is 3: positions repeat within groups
     with pytest.raises(ValueError, match="corrupt packed tensor"):
         prog.f(x, corrupt)

@@ -1,0 +1,349 @@
+"""tdsl-vectorize-sparse: `linear(x, w)` with an N:M weight (f32 values) becomes a
+nest vectorised over the batch: each stored value is broadcast and multiplies
+`width` consecutive rows of x at once, so no gather is needed.
+
+Per block of `panels * width` rows of x: x is copied into panels `xp[p, k, l] =
+x[i0 + p*width + l, k]` (zero past the last row), the block's outputs accumulate
+in `yp[p, n, l]` and are copied back at the end; both scratch buffers are
+block-sized, never weight-sized. Inside a block, k-tiles of `kc` columns keep the
+panels' slice in L1 while every weight row streams its stored values: one index
+word is loaded per `per_word` slots and decoded by shifts, each slot is a
+broadcast and `panels` FMAs. Blocks of `panels` vectors run while the batch lasts,
+then one-vector blocks. A row whose slots do not fill its last index word
+finishes with a per-slot tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    VectorType,
+    f32,
+    i32,
+)
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import AssembleOp, PackedType
+from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.passes.loop_builder import LoopBuilder
+from stoicc_py.passes.sparse_loops import nm_column
+from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
+from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
+from stoicc_py.passes.tdsl_microkernel import DotKernel, Shape, floor_to, for_, lower_linear, ragged
+
+Accs = Sequence[SSAValue]
+Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
+CHAINS = 8
+"""Accumulators in flight per row: enough FMAs between dependent ones to cover
+the FMA latency (4 cycles) at up to two FMAs per cycle."""
+
+
+@dataclass
+class NMProduct:
+    """What the nest reads: x, the weight's buffers and encoding, and the scratch:
+    xp[kt, p, kk, l] = x[i0 + p*width + l, kt*kc + kk] (a k-tile of the panels is
+    contiguous, so it stays in L1 without set conflicts) and yp[n, p, l]."""
+
+    x: SSAValue
+    values: SSAValue
+    indices: SSAValue
+    enc: dict[str, int]
+    xp: SSAValue
+    yp: SSAValue
+    chains: int
+    """Independent accumulators per panel, to hide the FMA latency when panels are few."""
+
+    @property
+    def width(self) -> int:
+        return self.xp.type.get_shape()[3]  # type: ignore[attr-defined]
+
+    @property
+    def kc(self) -> int:
+        return self.xp.type.get_shape()[2]  # type: ignore[attr-defined]
+
+    @property
+    def vec(self) -> VectorType:
+        return VectorType(f32, [self.width])
+
+    @property
+    def word_cols(self) -> int:
+        """Dense columns covered by one index word."""
+        return self.enc["per_word"] // self.enc["n"] * self.enc["m"]
+
+    def slot(
+        self, b: LoopBuilder, n: SSAValue, s: SSAValue, at: tuple[SSAValue, SSAValue], accs: Accs
+    ) -> list[SSAValue]:
+        """accs[p] += values[n, s] * xp[at[0], p, at[1], :] for each panel p."""
+        v = b.insert(vector.BroadcastOp(b.load(self.values, [n, s]), self.vec))
+        zero = b.index(0)
+        return [b.insert(vector.FMAOp(v, b.insert(vector.LoadOp(self.xp, [at[0], b.index(p), at[1], zero], self.vec)), acc))
+                for p, acc in enumerate(accs)]  # fmt: skip
+
+    def word(self, b: LoopBuilder, n: SSAValue, w: SSAValue, k0: SSAValue, kt: SSAValue, accs: Accs) -> list[SSAValue]:
+        """The per_word slots of index word w of row n, unrolled: their columns are
+        the word's base plus each group's offset plus the slot's decoded field;
+        slot t feeds accumulator chain t % chains."""
+        bits, per_word, group_slots, m = (self.enc[k] for k in ("index_bits", "per_word", "n", "m"))
+        word = b.load(self.indices, [n, w])
+        base = b.insert(arith.SubiOp(b.mul(w, b.index(self.word_cols)), k0))
+        first = b.mul(w, b.index(per_word))
+        mask = b.insert(arith.ConstantOp(IntegerAttr(m - 1, i32)))
+        chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
+        for t in range(per_word):
+            shifted = b.insert(arith.ShRUIOp(word, b.insert(arith.ConstantOp(IntegerAttr(t * bits, i32)))))
+            field = b.insert(arith.IndexCastOp(b.insert(arith.AndIOp(shifted, mask)), IndexType()))
+            kk = b.add(b.add(base, b.index(t // group_slots * m)), field)
+            c = t % self.chains
+            chains[c] = self.slot(b, n, b.add(first, b.index(t)), (kt, kk), chains[c])
+        return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+
+    def row(self, b: LoopBuilder, n: SSAValue, panels: int, words: Body3 | None, tail: tuple[int, int] | None) -> None:
+        """yp[n, :panels, :] += the contribution of row n's words (and tail slots)."""
+        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(self.vec, [0.0])))
+        accs: Accs = [zero] * (panels * self.chains)
+        if words is not None:
+            accs = words(b, n, accs)
+        if tail is not None:
+
+            def tail_step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
+                col = nm_column(b, self.indices, [n], s, self.enc)
+                at = (b.div(col, b.index(self.kc)), b.rem(col, b.index(self.kc)))
+                new = list(accs)
+                new[:: self.chains] = self.slot(b, n, s, at, accs[:: self.chains])  # chain 0 of each panel
+                return new
+
+            accs = b.loop(b.index(tail[0]), b.index(tail[1]), b.index(1), tail_step, accs, name="s")
+        for p in range(panels):
+            total = accs[p * self.chains]
+            for c in range(1, self.chains):
+                total = b.insert(arith.AddfOp(total, accs[p * self.chains + c]))
+            at = [n, b.index(p), b.index(0)]
+            total = b.insert(arith.AddfOp(b.insert(vector.LoadOp(self.yp, at, self.vec)), total))
+            b.b.insert(vector.StoreOp(total, self.yp, at))
+
+
+def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue) -> None:
+    """xp[kt, p, kk, l] = x[i0 + p*width + l, kt*kc + kk], zero past row m and column K."""
+    _tiles, _, kc, width = xp.type.get_shape()  # type: ignore[attr-defined]
+    k_size = b.size(x, 1)
+    last = b.insert(arith.SubiOp(m, b.index(1)))
+    zero = b.f32(0.0)
+
+    def row(b: LoopBuilder, r: SSAValue) -> None:
+        p, lane = b.div(r, b.index(width)), b.rem(r, b.index(width))
+        i = b.add(i0, r)
+        inside = b.insert(arith.CmpiOp(i, m, "ult"))
+        clamped = b.min(i, last)
+
+        def col(b: LoopBuilder, k: SSAValue) -> None:
+            value = b.insert(arith.SelectOp(inside, b.load(x, [clamped, k]), zero))
+            b.store(value, xp, [b.div(k, b.index(kc)), p, b.rem(k, b.index(kc)), lane])
+
+        for_(b, b.index(0), k_size, 1, col, "k")
+
+    for_(b, b.index(0), b.index(panels * width), 1, row, "r")
+
+
+def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue) -> None:
+    """out[i0 + p*width + l, n] = yp[n, p, l] for the rows below m."""
+    n_size, _, width = yp.type.get_shape()  # type: ignore[attr-defined]
+    rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
+
+    def row(b: LoopBuilder, r: SSAValue) -> None:
+        p, lane, i = b.div(r, b.index(width)), b.rem(r, b.index(width)), b.add(i0, r)
+        for_(b, b.index(0), b.index(n_size), 1, lambda b, n: b.store(b.load(yp, [n, p, lane]), out, [i, n]), "n")
+
+    for_(b, b.index(0), rows, 1, row, "r")
+
+
+def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+           nt: int) -> None:  # fmt: skip
+    """One block of panels*width rows: pack; per n-tile, per k-tile, every row of
+    the n-tile adds its slots in the k-tile; unpack."""
+    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
+    k_size, kc = b.size(prod.x, 1), prod.kc
+    _pack(b, prod.x, prod.xp, i0, panels, m)
+    zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(prod.vec, [0.0])))
+
+    def clear(b: LoopBuilder, n: SSAValue) -> None:
+        for p in range(panels):
+            b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
+
+    for_(b, b.index(0), b.index(n_size), 1, clear, "n")
+    words_per_row = prod.enc["slots"] // prod.enc["per_word"]
+
+    def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
+        n1 = span(b, n0, nt, b.index(n_size))
+
+        def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
+            k1 = span(b, k0, kc, k_size)
+            kt = b.div(k0, b.index(kc))
+            w0 = b.div(k0, b.index(prod.word_cols))
+            w1 = b.min(b.div(k1, b.index(prod.word_cols)), b.index(words_per_row))
+
+            def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
+                step = lambda b, w, accs: prod.word(b, n, w, k0, kt, accs)  # noqa: E731
+                return b.loop(w0, w1, b.index(1), step, accs, name="w")
+
+            for_(b, n0, n1, 1, lambda b, n: prod.row(b, n, panels, words, None), "n")
+
+        for_(b, b.index(0), k_size, kc, k_tile, "k0")
+
+    for_(b, b.index(0), b.index(n_size), nt, n_tile, "n0")
+    tail = (words_per_row * prod.enc["per_word"], prod.enc["slots"])
+    if tail[0] < tail[1]:
+        for_(b, b.index(0), b.index(n_size), 1, lambda b, n: prod.row(b, n, panels, None, tail), "n")
+    _unpack(b, prod.yp, out, i0, panels, m)
+
+
+def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int) -> None:
+    out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
+    assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
+    enc = {k: packed.storage.param(k) for k in packed.storage.params.data}
+    b = before(op)
+    n_size, k_size = packed.dims[0], packed.dims[1]
+    assert isinstance(n_size, int) and isinstance(k_size, int)
+    word_cols = enc["per_word"] // enc["n"] * enc["m"]
+    kc = max(word_cols, kc // word_cols * word_cols)
+    alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
+    xp, yp = alloc([-(-k_size // kc), panels, kc, width]), alloc([n_size, panels, width])
+    values, indices = assemble.buffer("values"), assemble.buffer("indices")
+    m = b.size(op.lhs, 0)
+    block_rows = panels * width
+    end = floor_to(b, b.index(0), m, block_rows)
+    full = NMProduct(op.lhs, values, indices, enc, xp, yp, chains=max(1, CHAINS // panels))
+    rest = NMProduct(op.lhs, values, indices, enc, xp, yp, chains=CHAINS)
+    for_(b, b.index(0), end, block_rows, lambda b, i0: _block(b, full, out, i0, panels, m, nt), "i0")
+    for_(b, end, m, width, lambda b, i0: _block(b, rest, out, i0, 1, m, nt), "i0")
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(n_size)))
+    b.b.insert(memref.DeallocOp.get(xp))
+    b.b.insert(memref.DeallocOp.get(yp))
+
+
+@dataclass
+class PermuteKernel(DotKernel):
+    """2:4 weights on AVX-512, no copy of x: a step covers 16 slots of a weight row
+    = 32 dense columns = two vectors of each x row; the row's index word becomes a
+    lane permutation (shift, mask, plus each group's base) that selects, in
+    registers, the x elements that the 16 stored values multiply."""
+
+    values: SSAValue
+    indices: SSAValue
+    enc: dict[str, int]
+
+    def granule(self, shape: Shape) -> int:
+        return 2 * shape.width
+
+    def _select(self, b: LoopBuilder, col: SSAValue, k: SSAValue) -> SSAValue:
+        """The permutation of row col's slots at dense column k: lane j reads x
+        element (j // 2) * 4 + position(j) of the 32 columns from k."""
+        lanes = VectorType(i32, [16])
+        const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
+        word = b.load(self.indices, [col, b.div(k, b.index(32))])
+        fields = b.insert(arith.ShRUIOp(b.insert(vector.BroadcastOp(word, lanes)), const([2 * j for j in range(16)])))
+        fields = b.insert(arith.AndIOp(fields, const([3])))
+        return b.insert(arith.AddiOp(fields, const([j // 2 * 4 for j in range(16)])))
+
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        high = b.add(k, b.index(shape.width))
+        xs = [(b.insert(vector.LoadOp(self.x, [r, k], shape.vec)), b.insert(vector.LoadOp(self.x, [r, high], shape.vec)))
+              for r in rows]  # fmt: skip
+        slot = b.div(k, b.index(2))
+        new = list(acc)
+        for c, col in enumerate(cols):
+            select = self._select(b, col, k)
+            v = b.insert(vector.LoadOp(self.values, [col, slot], shape.vec))
+            for r, (lo, hi) in enumerate(xs):
+                picked = b.insert(llvm.CallIntrinsicOp(PERMUTE, [lo, select, hi], [shape.vec]))
+                new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, acc[r * shape.cols + c]))
+        return new
+
+    def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
+             sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
+        def step(b: LoopBuilder, s: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            ws = [(b.load(self.values, [c, s]), nm_column(b, self.indices, [c], s, self.enc)) for c in cols]
+            return [b.mul_add(acc[r * len(cols) + c], b.load(self.x, [row, k]), w)
+                    for r, row in enumerate(rows) for c, (w, k) in enumerate(ws)]  # fmt: skip
+
+        return b.loop(b.div(k0, b.index(2)), b.div(k1, b.index(2)), b.index(1), step, sums, name="s")
+
+
+PERMUTE = "llvm.x86.avx512.vpermi2var.ps.512"
+"""Two-table lane permutation: lane j = concat(a, b)[idx[j] % 32]."""
+
+
+def _permutable(packed: PackedType, width: int) -> bool:
+    layout = packed.layout
+    return width == 16 and isinstance(layout, NMAttr) and (layout.n.data, layout.m.data) == (2, 4)
+
+
+def _vectorizable(op: tdsl.LinearOp) -> bool:
+    packed = op.rhs.type
+    if op.out is None or not isinstance(packed, PackedType) or not isinstance(packed.layout, NMAttr):
+        return False
+    if not isinstance(op.lhs.type, MemRefType) or op.lhs.type.element_type != f32:
+        return False
+    enc = packed.storage
+    values = enc.buffer("values")
+    # Slots of a word must cover whole groups for the unrolled decode.
+    return values.element_type == f32 and enc.param("per_word") % enc.param("n") == 0
+
+
+@dataclass
+class VectorizeNM(RewritePattern):
+    width: int
+    panels: int
+    nt: int
+    kc: int
+    permute: bool
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        if not _vectorizable(op):
+            return
+        packed, assemble = op.rhs.type, op.rhs.owner
+        assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and op.out is not None
+        if self.permute and _permutable(packed, self.width):
+            enc = {k: packed.storage.param(k) for k in packed.storage.params.data}
+            k_size = packed.dims[1]
+            kernel = PermuteKernel(op.lhs, op.out, ragged(k_size, 32), assemble.buffer("values"),
+                                   assemble.buffer("indices"), enc)  # fmt: skip
+            lower_linear(op, Shape(self.width, 4, 4), kernel)
+        else:
+            lower_nm(op, self.width, self.panels, self.nt, self.kc)
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class VectorizeSparse(ModulePass):
+    """`width` f32 lanes per vector; blocks of `panels` vectors of batch rows;
+    k-tiles of `kc` columns (rounded to whole index words)."""
+
+    name = "tdsl-vectorize-sparse"
+
+    width: int = 16
+    panels: int = 4
+    nt: int = 64
+    kc: int = 64
+    permute: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if min(self.width, self.panels, self.nt, self.kc) <= 0:
+            raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt and kc must be positive")
+        PatternRewriteWalker(
+            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.permute), apply_recursively=False
+        ).rewrite_module(op)
