@@ -99,7 +99,7 @@ class DotKernel(ABC):
             return self.step(inner, shape, rows, cols, k, acc)
 
         accs = b.loop(k0, kv, b.index(granule), k_step, [zero] * (shape.rows * shape.cols), name="k")
-        sums = [_reduce(b, acc) for acc in accs]
+        sums = [reduce_add(b, acc) for acc in accs]
         if self.k_tail:
             sums = self.tail(b, rows, cols, kv, k1, sums)
         for r, row in enumerate(rows):
@@ -119,12 +119,7 @@ class DenseKernel(DotKernel):
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
         xs = [b.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
-        new = list(acc)
-        for c, col in enumerate(cols):
-            wv = b.insert(vector.LoadOp(self.w, [col, k], shape.vec))
-            for r, xv in enumerate(xs):
-                new[r * shape.cols + c] = b.insert(vector.FMAOp(xv, wv, acc[r * shape.cols + c]))
-        return new
+        return dense_fma(b, shape, xs, lambda c: b.insert(vector.LoadOp(self.w, [cols[c], k], shape.vec)), acc)
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
@@ -136,7 +131,18 @@ class DenseKernel(DotKernel):
         return b.loop(k0, k1, b.index(1), step, sums, name="k")
 
 
-def _reduce(b: LoopBuilder, acc: SSAValue) -> SSAValue:
+def dense_fma(b: LoopBuilder, shape: Shape, xs: list[SSAValue], w: Callable[[int], SSAValue],
+              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+    """acc[r, c] += xs[r] * w(c): each weight vector is loaded once for all rows."""
+    new = list(acc)
+    for c in range(shape.cols):
+        wv = w(c)
+        for r, xv in enumerate(xs):
+            new[r * shape.cols + c] = b.insert(vector.FMAOp(xv, wv, acc[r * shape.cols + c]))
+    return new
+
+
+def reduce_add(b: LoopBuilder, acc: SSAValue) -> SSAValue:
     # xDSL's constructor gives the result the vector's type; a reduction yields an element.
     kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
     return b.insert(

@@ -37,12 +37,23 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, PackedType
-from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.passes.loop_builder import LoopBuilder
 from stoicc_py.passes.sparse_loops import nm_column
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import DotKernel, Shape, floor_to, for_, lower_linear, ragged
+from stoicc_py.passes.tdsl_microkernel import (
+    Body,
+    DotKernel,
+    Shape,
+    _blocks,
+    dense_fma,
+    floor_to,
+    for_,
+    lower_linear,
+    ragged,
+    reduce_add,
+)
 
 Accs = Sequence[SSAValue]
 Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
@@ -247,30 +258,12 @@ class PermuteKernel(DotKernel):
     def granule(self, shape: Shape) -> int:
         return 2 * shape.width
 
-    def _select(self, b: LoopBuilder, col: SSAValue, k: SSAValue) -> SSAValue:
-        """The permutation of row col's slots at dense column k: lane j reads x
-        element (j // 2) * 4 + position(j) of the 32 columns from k."""
-        lanes = VectorType(i32, [16])
-        const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
-        word = b.load(self.indices, [col, b.div(k, b.index(32))])
-        fields = b.insert(arith.ShRUIOp(b.insert(vector.BroadcastOp(word, lanes)), const([2 * j for j in range(16)])))
-        fields = b.insert(arith.AndIOp(fields, const([3])))
-        return b.insert(arith.AddiOp(fields, const([j // 2 * 4 for j in range(16)])))
-
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
-        high = b.add(k, b.index(shape.width))
-        xs = [(b.insert(vector.LoadOp(self.x, [r, k], shape.vec)), b.insert(vector.LoadOp(self.x, [r, high], shape.vec)))
-              for r in rows]  # fmt: skip
-        slot = b.div(k, b.index(2))
-        new = list(acc)
-        for c, col in enumerate(cols):
-            select = self._select(b, col, k)
-            v = b.insert(vector.LoadOp(self.values, [col, slot], shape.vec))
-            for r, (lo, hi) in enumerate(xs):
-                picked = b.insert(llvm.CallIntrinsicOp(PERMUTE, [lo, select, hi], [shape.vec]))
-                new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, acc[r * shape.cols + c]))
-        return new
+        xs = x_pairs(b, shape, self.x, rows, k)
+        slot, word = b.div(k, b.index(2)), b.div(k, b.index(32))
+        return permute_fma(b, shape, xs, lambda c: b.load(self.indices, [cols[c], word]),
+                           lambda c: b.insert(vector.LoadOp(self.values, [cols[c], slot], shape.vec)), acc)  # fmt: skip
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
@@ -286,16 +279,146 @@ PERMUTE = "llvm.x86.avx512.vpermi2var.ps.512"
 """Two-table lane permutation: lane j = concat(a, b)[idx[j] % 32]."""
 
 
+def x_pairs(
+    b: LoopBuilder, shape: Shape, x: SSAValue, rows: list[SSAValue], k: SSAValue
+) -> list[tuple[SSAValue, SSAValue]]:
+    """The two vectors of each x row at dense columns k .. k + 2*width."""
+    high = b.add(k, b.index(shape.width))
+    return [(b.insert(vector.LoadOp(x, [r, k], shape.vec)), b.insert(vector.LoadOp(x, [r, high], shape.vec)))
+            for r in rows]  # fmt: skip
+
+
+def selection(b: LoopBuilder, word: SSAValue) -> SSAValue:
+    """The lane permutation of a 2:4 index word: lane j reads x element
+    (j // 2) * 4 + position(j) of the word's 32 columns."""
+    lanes = VectorType(i32, [16])
+    const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
+    fields = b.insert(arith.ShRUIOp(b.insert(vector.BroadcastOp(word, lanes)), const([2 * j for j in range(16)])))
+    fields = b.insert(arith.AndIOp(fields, const([3])))
+    return b.insert(arith.AddiOp(fields, const([j // 2 * 4 for j in range(16)])))
+
+
+def permute_fma(b: LoopBuilder, shape: Shape, xs: list[tuple[SSAValue, SSAValue]], word: Callable[[int], SSAValue],
+                values: Callable[[int], SSAValue], acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+    """acc[r, c] += values(c) * (the x elements of row r that word(c) selects)."""
+    new = list(acc)
+    for c in range(shape.cols):
+        select, v = selection(b, word(c)), values(c)
+        for r, (lo, hi) in enumerate(xs):
+            picked = b.insert(llvm.CallIntrinsicOp(PERMUTE, [lo, select, hi], [shape.vec]))
+            new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, acc[r * shape.cols + c]))
+    return new
+
+
+@dataclass
+class HybridKernel:
+    """A hybrid weight: out[i:i+rows, n0+c0 : n0+c0+cols] in one pass over the
+    stored tiles of tile row tr, each format's tiles with its own step (dense:
+    vector FMAs; 2:4: lane selection), all into the same accumulators."""
+
+    x: SSAValue
+    out: SSAValue
+    assemble: AssembleOp
+    layout: HybridAttr
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
+        th, tw = self.layout.tile_shape
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        locals_ = [b.add(c0, b.index(c)) for c in range(shape.cols)]
+        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
+        acc: Sequence[SSAValue] = [zero] * (shape.rows * shape.cols)
+        for f, fmt in enumerate(self.layout.formats.data):
+            buf = lambda role, f=f: self.assemble.buffer(f"tile{f}.{role}")  # noqa: E731
+            nm = isinstance(fmt, NMAttr)
+
+            def tile(b: LoopBuilder, p: SSAValue, acc: Accs, buf=buf, nm=nm) -> Accs:  # noqa: ANN001
+                k0 = b.mul(b.load_index(buf("cols"), [p]), b.index(tw))
+
+                def step(b: LoopBuilder, kk: SSAValue, acc: Accs) -> Accs:
+                    k = b.add(k0, kk)
+                    if nm:
+                        slot, word = b.div(kk, b.index(2)), b.div(kk, b.index(32))
+                        return permute_fma(b, shape, x_pairs(b, shape, self.x, rows, k),
+                                           lambda c: b.load(buf("indices"), [p, locals_[c], word]),
+                                           lambda c: b.insert(vector.LoadOp(buf("values"), [p, locals_[c], slot], shape.vec)),
+                                           acc)  # fmt: skip
+                    xs = [b.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
+                    return dense_fma(
+                        b,
+                        shape,
+                        xs,
+                        lambda c: b.insert(vector.LoadOp(buf("values"), [p, locals_[c], kk], shape.vec)),
+                        acc,
+                    )
+
+                granule = 2 * shape.width if nm else shape.width
+                return b.loop(b.index(0), b.index(tw), b.index(granule), step, acc, name="kk")
+
+            start = b.load_index(buf("rowptr"), [tr])
+            acc = b.loop(start, b.load_index(buf("rowptr"), [b.add(tr, b.index(1))]), b.index(1), tile, acc, name="p")
+        n0 = b.add(b.mul(tr, b.index(th)), c0)
+        for r, row in enumerate(rows):
+            for c in range(shape.cols):
+                b.store(reduce_add(b, acc[r * shape.cols + c]), self.out, [row, b.add(n0, b.index(c))])
+
+
+def lower_hybrid(op: tdsl.LinearOp, shape: Shape) -> None:
+    """Per tile row, per block of weight rows, per block of x rows: one kernel over
+    the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks)."""
+    out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
+    assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
+    layout = packed.layout
+    assert isinstance(layout, HybridAttr)
+    kernel = HybridKernel(op.lhs, out, assemble, layout)
+    th = layout.tile_shape[0]
+    b = before(op)
+    m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
+    one_col, one_row, corner = (
+        Shape(shape.width, shape.rows, 1),
+        Shape(shape.width, 1, shape.cols),
+        Shape(shape.width, 1, 1),
+    )
+
+    def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
+        def col_block(s: Shape, t: Shape) -> Body:
+            def at(b: LoopBuilder, c0: SSAValue) -> None:
+                _blocks(b, b.index(0), m, s.rows, lambda b, i: kernel.emit(b, s, i, tr, c0),
+                        lambda b, i: kernel.emit(b, t, i, tr, c0), "i")  # fmt: skip
+
+            return at
+
+        _blocks(b, b.index(0), b.index(th), shape.cols, col_block(shape, one_row), col_block(one_col, corner), "c")
+
+    for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]
+
+
+def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
+    """Dense and 2:4 tiles whose width holds whole steps of both, on AVX-512."""
+    layout = packed.layout
+    values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
+    if not isinstance(layout, HybridAttr) or width != 16 or any(t != f32 for t in values):
+        return False
+    formats = layout.formats.data
+    return layout.tile_shape[1] % 32 == 0 and all(
+        not isinstance(f, NMAttr) or (f.n.data, f.m.data) == (2, 4) for f in formats
+    )
+
+
 def _permutable(packed: PackedType, width: int) -> bool:
     layout = packed.layout
     return width == 16 and isinstance(layout, NMAttr) and (layout.n.data, layout.m.data) == (2, 4)
+
+
+def _dense_f32(value: SSAValue) -> bool:
+    return isinstance(value.type, MemRefType) and value.type.element_type == f32
 
 
 def _vectorizable(op: tdsl.LinearOp) -> bool:
     packed = op.rhs.type
     if op.out is None or not isinstance(packed, PackedType) or not isinstance(packed.layout, NMAttr):
         return False
-    if not isinstance(op.lhs.type, MemRefType) or op.lhs.type.element_type != f32:
+    if not _dense_f32(op.lhs):
         return False
     enc = packed.storage
     values = enc.buffer("values")
@@ -313,9 +436,19 @@ class VectorizeNM(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        packed = op.rhs.type
+        if (
+            isinstance(packed, PackedType)
+            and op.out is not None
+            and _dense_f32(op.lhs)
+            and _hybrid_vectorizable(packed, self.width)
+        ):
+            lower_hybrid(op, Shape(self.width, 4, 4))
+            rewriter.erase(op)
+            return
         if not _vectorizable(op):
             return
-        packed, assemble = op.rhs.type, op.rhs.owner
+        assemble = op.rhs.owner
         assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and op.out is not None
         if self.permute and _permutable(packed, self.width):
             enc = {k: packed.storage.param(k) for k in packed.storage.params.data}
