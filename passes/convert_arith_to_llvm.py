@@ -6,6 +6,7 @@ translator (`xdsl.backend.llvm.convert_op`) cannot express directly are lowered 
 fptosi/fptoui) or to a small pattern of supported ops (uitofp).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -13,7 +14,9 @@ from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseIntOrFPElementsAttr,
+    DictionaryAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -23,15 +26,13 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Operation
+from xdsl.ir import Attribute, Operation, ParametrizedAttribute
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
     PatternRewriteWalker,
     RewritePattern,
-    TypeConversionPattern,
-    attr_type_rewrite_pattern,
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
@@ -111,16 +112,52 @@ def _bitwidth(typ: Attribute) -> int:
     return typ.bitwidth
 
 
-class IndexToI64(TypeConversionPattern):
-    @attr_type_rewrite_pattern
-    def convert_type(self, typ: IndexType) -> IntegerType:
-        return i64
+class IndexToI64(RewritePattern):
+    """`index` becomes i64 in result and block argument types and in attributes, nested
+    ones included (a function's type), as xDSL's recursive TypeConversionPattern does. That
+    one rebuilds every attribute of every op, most of this pass's time on large kernels;
+    here an attribute without an index is kept as it is."""
+
+    def convert(self, attr: Attribute) -> Attribute:
+        # No memo keyed on attributes: equal ones may differ (IntAttr(0) == IntAttr(False)).
+        if isinstance(attr, IndexType):
+            return i64
+        if isinstance(attr, ParametrizedAttribute):
+            params = tuple(self.convert(p) for p in attr.parameters)
+            return attr if _same(params, attr.parameters) else type(attr).new(params)
+        if isinstance(attr, ArrayAttr):
+            items = tuple(self.convert(a) for a in attr.data)
+            return attr if _same(items, attr.data) else ArrayAttr(items)
+        if isinstance(attr, DictionaryAttr):
+            entries = {k: self.convert(v) for k, v in attr.data.items()}
+            return attr if _same(entries.values(), attr.data.values()) else DictionaryAttr(entries)
+        return attr
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        for block in (b for r in op.regions for b in r.blocks):
+            for arg in block.args:
+                if (t := self.convert(arg.type)) is not arg.type:
+                    rewriter.replace_value_with_new_type(arg, t)
+        types = [self.convert(r.type) for r in op.results]
+        attributes = {k: self.convert(v) for k, v in op.attributes.items()}
+        properties = {k: self.convert(v) for k, v in op.properties.items()}
+        if (_same(types, (r.type for r in op.results)) and _same(attributes.values(), op.attributes.values())
+                and _same(properties.values(), op.properties.values())):  # fmt: skip
+            return
+        regions = [op.detach_region(r) for r in op.regions]
+        new_op = type(op).create(operands=op.operands, result_types=types, properties=properties,
+                                 attributes=attributes, successors=op.successors, regions=regions)  # fmt: skip
+        rewriter.replace(op, new_op)
+        for new, old in zip(new_op.results, op.results):
+            new.name_hint = old.name_hint
+
+
+def _same(new: Iterable[Attribute], old: Iterable[Attribute]) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
 
 
 class ConstantLowering(RewritePattern):
-    """Converts index constants itself: xDSL's TypeConversionPattern keeps the old
-    attribute whenever the converted one is falsy, and so rewrites
-    `arith.constant 0 : index` forever."""
+    """Converts index constants itself, straight to llvm constants of i64."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter, /) -> None:
@@ -300,7 +337,7 @@ class ConvertArithToLLVM(ModulePass):
             GreedyRewritePatternApplier(
                 [
                     ConstantLowering(),
-                    IndexToI64(recursive=True),
+                    IndexToI64(),
                     IntegerBinaryOpLowering(),
                     FloatBinaryOpLowering(),
                     BinaryIntrinsicLowering(),

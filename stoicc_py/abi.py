@@ -5,17 +5,19 @@ order (a non-dense parameter as one pointer per buffer of its storage, in storag
 order), one output buffer per result, then one int64 per size symbol in order of
 first appearance. Row-major, contiguous buffers. The runtime, the C header and the
 cache all read this one description.
+
+This module is plain data, without xDSL, so that a kernel loads from the cache
+without the compiler; stoicc_py.signature derives it from the IR.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
-
-from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
+if TYPE_CHECKING:
+    from xdsl.dialects import func
 
 Dim = int | str
 
@@ -47,19 +49,28 @@ class TensorSpec:
         return not self.buffers
 
 
-def numpy_dtype(element: object, unsigned: bool = False) -> str:
-    if isinstance(element, IntegerType):
-        return f"{'u' if unsigned else ''}int{element.width.data}"
-    return {"f32": "float32", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
+@dataclass(frozen=True)
+class RowSplit:
+    """The kernel may run as independent calls on blocks of rows of `symbol`.
 
+    `symbol` indexes the leading axis of every result and of the parameters that
+    vary with it (and no other axis), and row r of each result depends only on row
+    r of those (passes/row_parallel.py decides it). A block call gets pointers
+    offset to its first row in those buffers and `symbol` bound to its length.
+    Blocks start on multiples of `granule` rows, so that each block is tiled as in
+    one whole call and the results agree bit for bit.
 
-def buffer_specs(storage: StorageAttr) -> tuple[BufferSpec, ...]:
-    specs = []
-    for b in storage.buffers.data:
-        t: MemRefType = b.type
-        shape = tuple(d if d >= 0 else -1 for d in t.get_shape())
-        specs.append(BufferSpec(b.role.data, numpy_dtype(t.element_type, b.is_unsigned), shape, b.kind.data))
-    return tuple(specs)
+    `work` estimates the cost of one row, for deciding whether blocks pay for a
+    thread: a sum of products of dims (multiply-adds of a product, elements of
+    other ops), each dim a size or a symbol bound at call time.
+    """
+
+    symbol: str
+    granule: int
+    work: tuple[tuple[Dim, ...], ...] = ()
+
+    def row_work(self, sizes: dict[str, int]) -> int:
+        return sum(math.prod(d if isinstance(d, int) else sizes[d] for d in term) for term in self.work)
 
 
 @dataclass(frozen=True)
@@ -68,27 +79,15 @@ class KernelABI:
     params: tuple[TensorSpec, ...]
     results: tuple[TensorSpec, ...]
     symbols: tuple[str, ...]
+    row_split: RowSplit | None = None
 
     @staticmethod
     def of(fn: func.FuncOp) -> KernelABI:
         """The ABI of a tensor-level kernel function (after metadata-layout, which
         records the storage of non-dense parameters)."""
-        attrs = fn.arg_attrs.data if fn.arg_attrs else ()
-        params = []
-        for i, t in enumerate(fn.function_type.inputs):
-            assert isinstance(t, TensorType)
-            arg = attrs[i].data if attrs else {}
-            name = arg.get("tdsl.name")
-            label = name.data if isinstance(name, StringAttr) else f"arg{i}"
-            storage = arg.get("tdsl.storage")
-            buffers = buffer_specs(storage) if isinstance(storage, StorageAttr) else ()
-            params.append(TensorSpec(label, t.dtype, t.dims, t.layout.summary(), buffers))
-        results = []
-        for i, t in enumerate(fn.function_type.outputs):
-            assert isinstance(t, TensorType)
-            results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
-        symbols = dict.fromkeys(d for p in params for d in p.dims if isinstance(d, str))
-        return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols))
+        from stoicc_py.signature import kernel_abi  # the IR side, with xDSL
+
+        return kernel_abi(fn)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -105,6 +104,10 @@ class KernelABI:
                 for s in items
             )  # fmt: skip
 
-        symbols = data["symbols"]
-        assert isinstance(symbols, list)
-        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols))
+        symbols, split = data["symbols"], data["row_split"]
+        assert isinstance(symbols, list) and (split is None or isinstance(split, dict))
+        row_split = None
+        if split:
+            work = tuple(tuple(term) for term in split["work"])
+            row_split = RowSplit(str(split["symbol"]), int(split["granule"]), work)
+        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split)

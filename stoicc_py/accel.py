@@ -16,12 +16,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, i8
 
 from stoicc_py.abi import KernelABI
-from stoicc_py.api import KernelBase, Options, front_end, lower, only_kernel
+from stoicc_py.api import KernelBase, Options
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
+from stoicc_py.lowering import front_end, lower, only_kernel
 from stoicc_py.packing import PackedTensor
 from stoicc_py.passes.accel_operands import TILE_TABLE
 from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
@@ -31,8 +32,7 @@ Array = np.ndarray[Any, Any]
 
 class AccelKernel(KernelBase):
     def __init__(self, program: AccelProgram, abi: KernelABI):
-        super().__init__(program.module, abi)
-        self.program = program
+        super().__init__(program, abi)
         self.last_report: Report | None = None
         self._programs: dict[tuple[tuple[str, int], ...], MachineProgram] = {}
 

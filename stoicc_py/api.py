@@ -1,4 +1,10 @@
-"""The Python API: compile a .tdsl program, call its kernels on numpy arrays."""
+"""The Python API: compile a .tdsl program, call its kernels on numpy arrays.
+
+A program found in the kernel cache loads without the compiler: its key is computed
+from the source text before parsing, and the front end, xDSL and the passes
+(stoicc_py.lowering) are imported only on a miss, or when the IR or the reference
+interpreter is asked for.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +13,54 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib.metadata import version
+from functools import cache, cached_property
+from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import llvmlite
 import llvmlite.binding as llvm
 import numpy as np
-from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
 
+from stoicc_py import __version__
 from stoicc_py.abi import KernelABI
-from stoicc_py.backends.llvm.codegen import emit_asm, emit_object, optimize, to_llvm_ir
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.cache import KernelCache, cache_key
-from stoicc_py.diagnostics import CompileError
-from stoicc_py.frontend.irgen import irgen
-from stoicc_py.frontend.parser import parse
-from stoicc_py.interpreter import run_reference
 from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, dense_values, pack_for
-from stoicc_py.packing import PackedTensor
-from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
 
 if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+
     from stoicc_py.accel import AccelProgram
+    from stoicc_py.lowering import TEXT_STAGES as TEXT_STAGES  # re-exported, loaded on first use: _LOWERING
+    from stoicc_py.lowering import emit_text as emit_text
+    from stoicc_py.lowering import front_end as front_end
+    from stoicc_py.lowering import lower as lower
+    from stoicc_py.lowering import only_kernel as only_kernel
+    from stoicc_py.lowering import optimized_llvm as optimized_llvm
+    from stoicc_py.packing import PackedTensor
+
+_LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "lower", "only_kernel", "optimized_llvm")
 
 log = logging.getLogger("stoicc_py")
 TARGETS = ("cpu", "accel")
-STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}
-TEXT_STAGES = (*STAGES, "llvm-ir", "asm")
 Array = np.ndarray[Any, Any]
+_COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.passes", "stoicc_py.backends")
+
+
+def __getattr__(name: str) -> Any:
+    # The compile path's functions, for the CLI and the accelerator target, loaded on first use.
+    if name in _LOWERING:
+        return getattr(import_module("stoicc_py.lowering"), name)
+    raise AttributeError(f"module 'stoicc_py.api' has no attribute '{name}'")
+
+
+def _compile_error(message: str) -> Exception:
+    from stoicc_py.diagnostics import CompileError  # an xDSL exception: loaded when there is an error
+
+    return CompileError(message)
 
 
 @dataclass(frozen=True)
@@ -61,67 +84,68 @@ def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
         try:
             return path.read_text(), str(path)
         except OSError as err:
-            raise CompileError(f"cannot read {path}: {err.strerror}") from None
+            raise _compile_error(f"cannot read {path}: {err.strerror}") from None
     return str(source_or_path), "<string>"
-
-
-def front_end(source: str, file: str) -> ModuleOp:
-    module = irgen(parse(source, file))
-    module.verify()
-    return module
-
-
-def only_kernel(module: ModuleOp, name: str) -> ModuleOp:
-    """A copy of `module` with only the function `name`."""
-    kept = module.clone()
-    for op in list(kept.ops):
-        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
-            kept.body.block.erase_op(op)
-    return kept
-
-
-def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
-    """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target)."""
-    return run_passes(module.clone(), pipeline_spec(upto, options.tile), after_pass)
-
-
-def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> llvm.ModuleRef:
-    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)))
 
 
 @cache
 def _compiler_digest() -> str:
     """A hash of the compiler's own sources, so that a changed compiler (an editable
-    install, a patched one) never reuses code that an older one cached."""
-    import stoicc_py
-    from stoicc_py import backends, dialects, passes
-
+    install, a patched one) never reuses code that an older one cached. The packages
+    are found, not imported: a cache hit does not load the compiler."""
     digest = hashlib.sha256()
-    for package in (stoicc_py, dialects, passes, backends):
-        for root in package.__path__:
+    for package in _COMPILER_PACKAGES:
+        spec = find_spec(package)
+        assert spec is not None and spec.submodule_search_locations is not None
+        for root in spec.submodule_search_locations:
             for path in sorted(Path(root).rglob("*")):
                 if path.suffix in (".py", ".lark"):
+                    digest.update(f"{package}/{path.relative_to(root)}\0".encode())
                     digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def _toolchain_key() -> str:
+def host_cpu() -> str:
+    """The CPU that code is generated for (LLVM's name and feature string)."""
+    return f"{llvm.get_host_cpu_name()};{llvm.get_host_cpu_features().flatten()}"
+
+
+def _xdsl_version() -> str:
+    """From the name of xDSL's dist-info beside it; else importlib.metadata, which takes ~25 ms to import."""
+    spec = find_spec("xdsl")
+    assert spec is not None and spec.origin is not None
+    for info in Path(spec.origin).parent.parent.glob("xdsl-*.dist-info"):
+        return info.name.removeprefix("xdsl-").removesuffix(".dist-info")
+    import xdsl  # the package alone: its dialects are not loaded
+
+    return str(xdsl.__version__)
+
+
+def toolchain_key() -> str:
+    """Everything besides the source and options that changes the generated code."""
     return ";".join(
-        [f"stoicc_py={version('stoicc_py')}", _compiler_digest(), f"xdsl={version('xdsl')}",
-         f"llvmlite={version('llvmlite')}", llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
+        [f"stoicc_py={__version__}", _compiler_digest(), f"xdsl={_xdsl_version()}",
+         f"llvmlite={llvmlite.__version__}", f"llvm={llvm.llvm_version_info}", host_cpu()]
     )  # fmt: skip
 
 
 class KernelBase:
     """What every target's kernel has: its ABI, the reference, packing."""
 
-    def __init__(self, module: ModuleOp, abi: KernelABI):
-        self.module = module  # the front end's module, which the reference interprets
+    def __init__(self, program: Program | AccelProgram, abi: KernelABI):
+        self.program = program
         self.abi = abi
         self.name = abi.name
 
+    @property
+    def module(self) -> ModuleOp:
+        """The front end's module, which the reference interprets."""
+        return self.program.module
+
     def reference(self, *args: object) -> Array | tuple[Array, ...]:
         """Run the numpy reference interpreter on the same arguments."""
+        from stoicc_py.interpreter import run_reference
+
         prepared = check_arguments(self.abi, args)
         bind_symbols(self.abi, prepared)
         dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
@@ -144,13 +168,24 @@ class KernelBase:
 class Kernel(KernelBase):
     """One native kernel of a Program: call it, run its reference, look at its IR."""
 
+    program: Program
+
     def __init__(self, program: Program, native: NativeKernel):
-        super().__init__(program.module, native.abi)
-        self.program = program
+        super().__init__(program, native.abi)
         self._native = native
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
         return self._native(*args)
+
+    @property
+    def threads(self) -> int | None:
+        """Threads per call (a positive int), or None to follow stoicc_py.get_threads().
+        Only a kernel with a row split (abi.row_split) uses more than one."""
+        return self._native.threads
+
+    @threads.setter
+    def threads(self, n: int | None) -> None:
+        self._native.threads = n
 
     def ir(self, stage: str = "ir") -> str:
         """This kernel's IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
@@ -162,16 +197,13 @@ class Program:
 
     def __init__(self, source: str, file: str, options: Options, cache: KernelCache | None):
         self.source, self.file, self.options = source, file, options
-        self.module = front_end(source, file)
-        key = cache_key(source, options.key(), _toolchain_key())
+        key = cache_key(source, options.key(), toolchain_key())
         entry = cache.get(key) if cache is not None else None
         if entry is None:
+            from stoicc_py.lowering import build
+
             log.info("compiling %s", file)
-            obj = emit_object(optimized_llvm(self.module, options))
-            # The ABI reads the storage that metadata-layout records, like the kernel does.
-            abis = [
-                KernelABI.of(op) for op in lower(self.module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)
-            ]
+            obj, abis = build(self.module, options)
             if cache is not None:
                 cache.put(key, obj, abis)
         else:
@@ -181,6 +213,13 @@ class Program:
         self.kernels = {
             a.name: Kernel(self, NativeKernel(a, self._library.address(a.name), self._library)) for a in abis
         }
+
+    @cached_property
+    def module(self) -> ModuleOp:
+        """The front end's module: parsed on a cache miss, else when first asked for."""
+        from stoicc_py.lowering import front_end
+
+        return front_end(self.source, self.file)
 
     def kernel(self, name: str) -> Kernel:
         if name not in self.kernels:
@@ -197,19 +236,10 @@ class Program:
         return c_header([k.abi for k in self.kernels.values()])
 
     def ir(self, stage: str = "ir", kernel: str | None = None) -> str:
+        from stoicc_py.lowering import emit_text, only_kernel
+
         module = only_kernel(self.module, kernel) if kernel else self.module
         return emit_text(module, stage, self.options)
-
-
-def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:
-    """The textual form of `module` lowered to `stage`."""
-    if stage in STAGES:
-        return str(lower(module, STAGES[stage], options, after_pass))
-    if stage == "llvm-ir":
-        return str(optimized_llvm(module, options, after_pass))
-    if stage == "asm":
-        return emit_asm(optimized_llvm(module, options, after_pass))
-    raise ValueError(f"unknown stage '{stage}' (expected one of {', '.join(TEXT_STAGES)})")
 
 
 def compile(  # noqa: A001 - the public name users expect
@@ -230,7 +260,7 @@ def compile(  # noqa: A001 - the public name users expect
     bad program.
     """
     if target not in TARGETS:
-        raise CompileError(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
+        raise _compile_error(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
     source, file = read_source(source_or_path)
     if target == "accel":
         from stoicc_py.accel import AccelProgram

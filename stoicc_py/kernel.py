@@ -3,18 +3,28 @@
 Arguments are checked against the kernel's ABI before any pointer reaches native
 code: a wrong count, dtype, rank or size raises a TypeError/ValueError that names
 the parameter. Size symbols are bound from the arguments and must agree.
+
+Dense arrays for dense parameters (the common case) need nothing but numpy; the
+packing runtime, which loads xDSL for its layouts, is imported when an argument is
+packed or a parameter is.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stoicc_py.abi import KernelABI, TensorSpec
-from stoicc_py.packing import PackedTensor, pack
+from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
+
+if TYPE_CHECKING:
+    from stoicc_py.packing import PackedTensor
+
+    Argument = np.ndarray[Any, Any] | PackedTensor
 
 Array = np.ndarray[Any, Any]
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
@@ -25,16 +35,13 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
-Argument = Array | PackedTensor
-
-
 def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
     """Check every dense argument against its spec and return the size of each symbol."""
     sizes: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     for spec, arr in zip(abi.params, arrays):
-        if isinstance(arr, PackedTensor):
-            continue  # checked against its static dims when it was prepared
+        if not isinstance(arr, np.ndarray):
+            continue  # a PackedTensor: checked against its static dims when it was prepared
         if arr.ndim != len(spec.dims):
             raise ValueError(
                 f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}"
@@ -66,24 +73,35 @@ def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
     if len(args) != len(abi.params):
         names = ", ".join(p.name for p in abi.params)
         raise TypeError(f"{abi.name}() takes {len(abi.params)} arguments ({names}), got {len(args)}")
-    prepared: list[Argument] = []
-    for spec, arg in zip(abi.params, args):
-        if isinstance(arg, PackedTensor):
-            prepared.append(checked_packed(abi, spec, arg))
-            continue
-        arr = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
-        want = NUMPY_DTYPES[spec.dtype]
-        if arr.dtype != want:
-            raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
-        if spec.is_dense:
-            prepared.append(np.ascontiguousarray(arr))
-        else:
-            prepared.append(checked_packed(abi, spec, pack_for(abi, spec, arr)))
-    return prepared
+    return [
+        np.ascontiguousarray(_typed(abi, spec, arg))
+        if spec.is_dense and isinstance(arg, np.ndarray)
+        else _packed_or_converted(abi, spec, arg)
+        for spec, arg in zip(abi.params, args)
+    ]
+
+
+def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
+    arr = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
+    want = NUMPY_DTYPES[spec.dtype]
+    if arr.dtype != want:
+        raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
+    return arr
+
+
+def _packed_or_converted(abi: KernelABI, spec: TensorSpec, arg: object) -> Argument:
+    from stoicc_py.packing import PackedTensor
+
+    if isinstance(arg, PackedTensor):
+        return checked_packed(abi, spec, arg)
+    arr = _typed(abi, spec, arg)
+    return np.ascontiguousarray(arr) if spec.is_dense else checked_packed(abi, spec, pack_for(abi, spec, arr))
 
 
 def pack_for(abi: KernelABI, spec: TensorSpec, w: Array, **options: Any) -> PackedTensor:
     """Pack `w` in the layout of parameter `spec`."""
+    from stoicc_py.packing import pack
+
     if w.shape != spec.dims:
         raise ValueError(f"{abi.name}: parameter '{spec.name}' expects shape {spec.dims} ({spec}), got {w.shape}")
     try:
@@ -106,7 +124,7 @@ def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> Pa
                 f"{where}: buffer '{buf.role}' must be {buf.dtype}{list(buf.shape)}, got {arr.dtype}{list(arr.shape)}"
             )
     try:
-        packed.validate()
+        packed.check()  # O(1) for the read-only buffers of a tensor that pack() made
     except ValueError as err:
         raise ValueError(f"{where}: corrupt packed tensor: {err}") from None
     return packed
@@ -114,11 +132,12 @@ def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> Pa
 
 def dense_values(args: Sequence[Argument]) -> list[Array]:
     """The logical values of prepared arguments, for the reference interpreter."""
-    return [a.unpack() if isinstance(a, PackedTensor) else a for a in args]
+    return [a if isinstance(a, np.ndarray) else a.unpack() for a in args]
 
 
-def pointers(args: Sequence[Argument]) -> list[int]:
-    return [b.ctypes.data for a in args for b in (a.buffers() if isinstance(a, PackedTensor) else [a])]
+def buffers(args: Sequence[Argument]) -> list[Array]:
+    """Every buffer of prepared arguments, in the order of the kernel's pointer parameters."""
+    return [b for a in args for b in ([a] if isinstance(a, np.ndarray) else a.buffers())]
 
 
 def result_shape(spec: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
@@ -131,14 +150,53 @@ class NativeKernel:
     def __init__(self, abi: KernelABI, address: int, keepalive: object):
         self.abi = abi
         self._keepalive = keepalive  # the library that owns the code at `address`
+        self._threads: int | None = None
         inputs = sum(len(p.buffers) or 1 for p in abi.params)
         argtypes = [ctypes.c_void_p] * (inputs + len(abi.results)) + [ctypes.c_int64] * len(abi.symbols)
         self._fn: Callable[..., None] = ctypes.CFUNCTYPE(None, *argtypes)(address)
+        split = abi.row_split.symbol if abi.row_split else None
+        # Per pointer parameter: whether a block of rows offsets it (dense, with the rows on axis 0).
+        rowed_inputs = [p.is_dense and p.dims[0] == split for p in abi.params for _ in p.buffers or [p]]
+        self._rowed = rowed_inputs + [True] * len(abi.results)
+
+    @property
+    def threads(self) -> int | None:
+        """Threads per call for this kernel; None follows stoicc_py.get_threads()."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int | None) -> None:
+        self._threads = None if n is None else checked_threads(n, "threads")
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
         prepared = check_arguments(self.abi, args)
         sizes = bind_symbols(self.abi, prepared)
         outs = [np.empty(result_shape(r, sizes), NUMPY_DTYPES[r.dtype]) for r in self.abi.results]
-        # `prepared` and `outs` keep every buffer alive across the call.
-        self._fn(*pointers([*prepared, *outs]), *(sizes[s] for s in self.abi.symbols))  # releases the GIL
+        bufs = [*buffers(prepared), *outs]  # alive, with `prepared`, across the calls, which release the GIL
+        blocks = self._row_blocks(sizes)
+        if len(blocks) > 1:
+            run_blocks(self._block_call(bufs, sizes), blocks)
+        else:
+            self._fn(*(b.ctypes.data for b in bufs), *(sizes[s] for s in self.abi.symbols))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _row_blocks(self, sizes: dict[str, int]) -> list[tuple[int, int]]:
+        split = self.abi.row_split
+        if split is None or sizes[split.symbol] < 2 * MIN_ROWS:  # the common small call: no more work
+            return []
+        threads = self._threads or get_threads()
+        return row_blocks(sizes[split.symbol], split.granule, threads, split.row_work(sizes)) if threads > 1 else []
+
+    def _block_call(self, bufs: list[Array], sizes: dict[str, int]) -> Callable[[int, int], None]:
+        """call(start, stop): the kernel on rows [start, stop) of the row split."""
+        assert self.abi.row_split is not None
+        split = self.abi.row_split.symbol
+        pointers = [b.ctypes.data for b in bufs]
+        # Bytes per row from the shape: numpy may give any stride to an axis of size 1.
+        strides = [math.prod(b.shape[1:]) * b.itemsize if rowed else 0 for b, rowed in zip(bufs, self._rowed)]
+
+        def call(start: int, stop: int) -> None:
+            self._fn(*(p + start * s for p, s in zip(pointers, strides)),
+                     *(stop - start if s == split else sizes[s] for s in self.abi.symbols))  # fmt: skip
+
+        return call

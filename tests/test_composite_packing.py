@@ -527,6 +527,7 @@ SQ_CORRUPTIONS = [
 @pytest.mark.parametrize("role,change,message", SQ_CORRUPTIONS)
 def test_sq_validate(role: str, change: Any, message: str) -> None:
     packed = pack(outlier_weights(4, 64), "sq(low=int4(group=16), high=int8, group=16, count=3)")
+    packed = PackedTensor(packed.layout, packed.shape, {r: a.copy() for r, a in packed.arrays.items()})  # writeable
     packed.arrays["high.index"][0, :3] = [1, 3, 7]  # known positions for the messages
     bad = corrupt(packed, role, change)
     with pytest.raises(ValueError, match=message):

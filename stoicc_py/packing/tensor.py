@@ -67,6 +67,24 @@ def _aligned_copy(a: Array, dtype: np.dtype[Any]) -> Array:
     return out
 
 
+def _frozen(a: Array) -> bool:
+    """Whether nothing can write a's memory through numpy: neither a nor any array it views is
+    writeable (an owner that is not an array counts only if it is bytes)."""
+    base: object = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None or isinstance(base, bytes)
+
+
+def _freeze(a: Array) -> None:
+    base: object = a
+    while isinstance(base, np.ndarray):
+        base.flags.writeable = False
+        base = base.base
+
+
 def _aligned(a: Array) -> Array:
     """`a` itself if it is C-contiguous and aligned, else an aligned copy of the same dtype."""
     return a if _is_aligned(a) else _aligned_copy(a, a.dtype)
@@ -120,7 +138,9 @@ class PackedTensor:
     or `layout.storage(shape, i8)` for an int8 matrix, whose values buffers then hold int8).
 
     `arrays` maps each buffer role to a C-contiguous, ALIGNMENT-byte aligned array (copied on
-    construction if it is not); `validate()` checks them against the storage.
+    construction if it is not); `validate()` checks them against the storage. Once they pass,
+    read-only arrays (pack() makes its own read-only) need no check again: `check()` is then O(1),
+    which kernels call on every call; writeable arrays are checked every time.
 
     `input_scale` (float32 [cols], set by `pack(..., calibrate=...)`): the arrays store
     w * input_scale (per column), so the caller must feed x / input_scale.
@@ -133,6 +153,9 @@ class PackedTensor:
     input_scale: Array | None = None
     dtype: np.dtype[Any] = np.dtype(np.float32)
     """The matrix's dtype: float32, or int8 in a dense or sparse layout."""
+
+    _checked: tuple[tuple[object, ...], tuple[Array, ...]] | None = field(default=None, init=False, repr=False)
+    """What passed validate(), if its arrays were all read-only: see _state()."""
 
     def __post_init__(self) -> None:
         _format(self.layout)
@@ -201,6 +224,7 @@ class PackedTensor:
 
     def validate(self) -> None:
         """Raise ValueError, saying where, unless the arrays are a well-formed packing of `storage`."""
+        self._checked = None
         try:
             self._check_buffers()
             _format(self.layout).check(self)
@@ -208,6 +232,21 @@ class PackedTensor:
             raise ValueError(
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
             ) from None
+        if all(_frozen(a) for a in self.arrays.values()):
+            self._checked = self._state()
+
+    def check(self) -> None:
+        """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
+        if self._checked is not None:
+            (meta, arrays), (old_meta, old_arrays) = self._state(), self._checked
+            same = meta == old_meta and all(a is b for a, b in zip(arrays, old_arrays, strict=True))
+            if same and all(map(_frozen, arrays)):
+                return
+        self.validate()
+
+    def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
+        """The fields that validity depends on, and the arrays (compared by identity)."""
+        return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
 
     def _check_buffers(self) -> None:
         roles = self.storage.roles
@@ -294,6 +333,8 @@ def pack(
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
+    for a in arrays.values():
+        _freeze(a)  # so that validation holds for good: kernels then skip it on every call
     packed = PackedTensor(layout, shape, arrays, scale, w.dtype)
     packed.validate()
     return packed

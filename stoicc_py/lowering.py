@@ -1,0 +1,69 @@
+"""The compile path, from source to object code: the front end, the pipeline's stages,
+LLVM, and the kernels' ABIs. stoicc_py.api imports it only on a cache miss (or for
+IR and the reference), since it loads lark, xDSL and every pass."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import llvmlite.binding as llvm
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+
+from stoicc_py.abi import KernelABI
+from stoicc_py.backends.llvm.codegen import emit_asm, emit_object, optimize, to_llvm_ir
+from stoicc_py.frontend.irgen import irgen
+from stoicc_py.frontend.parser import parse
+from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
+from stoicc_py.signature import kernel_abi
+
+if TYPE_CHECKING:
+    from stoicc_py.api import Options
+
+STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}
+TEXT_STAGES = (*STAGES, "llvm-ir", "asm")
+
+
+def front_end(source: str, file: str) -> ModuleOp:
+    module = irgen(parse(source, file))
+    module.verify()
+    return module
+
+
+def only_kernel(module: ModuleOp, name: str) -> ModuleOp:
+    """A copy of `module` with only the function `name`."""
+    kept = module.clone()
+    for op in list(kept.ops):
+        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
+            kept.body.block.erase_op(op)
+    return kept
+
+
+def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
+    """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target)."""
+    return run_passes(module.clone(), pipeline_spec(upto, options.tile), after_pass)
+
+
+def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> llvm.ModuleRef:
+    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)))
+
+
+def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
+    """The ABI of every kernel, read after metadata-layout records the storage, as the code reads it."""
+    return [kernel_abi(op) for op in lower(module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)]
+
+
+def build(module: ModuleOp, options: Options) -> tuple[bytes, list[KernelABI]]:
+    """Object code for the host and the ABIs of a front-end module's kernels."""
+    return emit_object(optimized_llvm(module, options)), kernel_abis(module, options)
+
+
+def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:
+    """The textual form of `module` lowered to `stage`."""
+    if stage in STAGES:
+        return str(lower(module, STAGES[stage], options, after_pass))
+    if stage == "llvm-ir":
+        return str(optimized_llvm(module, options, after_pass))
+    if stage == "asm":
+        return emit_asm(optimized_llvm(module, options, after_pass))
+    raise ValueError(f"unknown stage '{stage}' (expected one of {', '.join(TEXT_STAGES)})")

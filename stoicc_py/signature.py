@@ -1,0 +1,45 @@
+"""A kernel function's ABI, read from its tensor-level IR (after metadata-layout)."""
+
+from __future__ import annotations
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
+
+from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
+from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
+from stoicc_py.passes.row_parallel import row_split
+
+
+def numpy_dtype(element: object, unsigned: bool = False) -> str:
+    if isinstance(element, IntegerType):
+        return f"{'u' if unsigned else ''}int{element.width.data}"
+    return {"f32": "float32", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
+
+
+def buffer_specs(storage: StorageAttr) -> tuple[BufferSpec, ...]:
+    specs = []
+    for b in storage.buffers.data:
+        t: MemRefType = b.type
+        shape = tuple(d if d >= 0 else -1 for d in t.get_shape())
+        specs.append(BufferSpec(b.role.data, numpy_dtype(t.element_type, b.is_unsigned), shape, b.kind.data))
+    return tuple(specs)
+
+
+def kernel_abi(fn: func.FuncOp) -> KernelABI:
+    attrs = fn.arg_attrs.data if fn.arg_attrs else ()
+    params = []
+    for i, t in enumerate(fn.function_type.inputs):
+        assert isinstance(t, TensorType)
+        arg = attrs[i].data if attrs else {}
+        name = arg.get("tdsl.name")
+        label = name.data if isinstance(name, StringAttr) else f"arg{i}"
+        storage = arg.get("tdsl.storage")
+        buffers = buffer_specs(storage) if isinstance(storage, StorageAttr) else ()
+        params.append(TensorSpec(label, t.dtype, t.dims, t.layout.summary(), buffers))
+    results = []
+    for i, t in enumerate(fn.function_type.outputs):
+        assert isinstance(t, TensorType)
+        results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
+    symbols = dict.fromkeys(d for p in params for d in p.dims if isinstance(d, str))
+    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn))
