@@ -217,6 +217,9 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _for(b, b.index(0), rows, lambda b, r: _quant_codes(b, x, view, (r, b.index(0), width), params), "r")
         _store_params(b, view, [b.index(0)], params)
         return
+    if view.per == "channel" and view.layout.axis.data == 1:
+        _quantize_columns(b, x, rows, width, view)
+        return
     group = b.index(view.group) if view.per == "group" else width
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
@@ -229,6 +232,18 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _for(b, b.index(0), b.div(width, group), one_group, "g")
 
     _for(b, b.index(0), rows, row, "r")
+
+
+def _quantize_columns(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, view: QuantView) -> None:
+    """One scale per column (per=channel, axis=1): each column's params over all rows."""
+
+    def column(b: LoopBuilder, k: SSAValue) -> None:
+        k1 = b.add(k, b.index(1))
+        params = _quant_params(b, x, view, (b.index(0), rows, k, k1))
+        _for(b, b.index(0), rows, lambda b, r: _quant_codes(b, x, view, (r, k, k1), params), "r")
+        _store_params(b, view, view.scale_indices(b, b.index(0), k), params)
+
+    _for(b, b.index(0), width, column, "k")
 
 
 def _reduce(b: LoopBuilder, x: Source, span: tuple[SSAValue, SSAValue, SSAValue, SSAValue], init: float,

@@ -1,4 +1,4 @@
-"""The `stoicc` command: compile, run and opt.
+"""The `stoicc` command: compile, run, sim, opt and bench.
 
 Every failure ends in a one-paragraph message and a non-zero exit status, never a
 Python traceback: CompileError as `FILE:LINE:COL: error: ...` (status 1), anything
@@ -104,7 +104,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     options = Options(args.target, args.tile or ())
     after = _print_after(args)
     if args.passes is not None:
-        output: str | bytes = str(run_passes(module, args.passes, after))
+        output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
     elif args.target == "accel":
         output = _accel_artifact(module, args, after)
     elif args.emit in ACCEL_EMITS[1:]:
@@ -297,6 +297,17 @@ def cmd_opt(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_bench(argv: Sequence[str]) -> int:
+    """The CPU benchmark suite (benchmarks/, installed as stoicc_py.benchmarks)."""
+    try:
+        from stoicc_py.benchmarks.suite import main as bench_main
+    except ImportError as err:
+        print(f"stoicc: error: the benchmark suite is not installed ({err}); reinstall: pip install -e .",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return bench_main(argv)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
     top.add_argument("-v", "--verbose", action="store_true", help="log what the compiler does")
@@ -345,6 +356,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False
     )
+    sub.add_parser("bench", help="CPU benchmarks against numpy, PyTorch, llama.cpp; see stoicc bench --help",
+                   add_help=False)  # fmt: skip
     return top
 
 
@@ -353,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["opt"]:
             return cmd_opt(argv[1:])
+        if argv[:1] == ["bench"]:
+            return cmd_bench(argv[1:])
         args = parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="stoicc: %(message)s")
         return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim}[args.command](args)

@@ -50,7 +50,8 @@ def test_dequantize_kernel_is_exact() -> None:
 
 
 @pytest.mark.parametrize("layout", ["int8(per=token)", "int8(per=token, symmetric=false)", "int8",
-                                    "int8(group=16)", "int8(per=token, scale=f16)"])  # fmt: skip
+                                    "int8(group=16)", "int8(per=token, scale=f16)", "int8(axis=1)",
+                                    "int8(axis=1, symmetric=false)"])  # fmt: skip
 def test_runtime_quantize_is_bit_exact(layout: str) -> None:
     """The kernel's quantize computes the packer's codes and scales exactly."""
     prog = stoicc_py.compile(f"kernel q(x: f32[M, 48]) -> f32[M, 48] {{ return dequantize(quantize(x, {layout})) }}")

@@ -1,0 +1,132 @@
+"""The formats benchmarked on the CPU: one small .tdsl kernel each, and its weights.
+
+Every format is a linear layer `y[M, N] = x[M, K] @ w[N, K]^T` whose weight has
+static dims (sparse and quantized layouts need them) and whose M is a size symbol,
+so one compiled kernel serves every M of an (N, K) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import stoicc_py
+from stoicc_py.packing import PackedTensor
+
+Array = np.ndarray[Any, Any]
+HYBRID_NM_FRACTION = 0.5
+"""The fraction of hybrid tiles stored 2:4 (the others dense)."""
+HYBRID_TILES = (128, 64, 32, 16, 8, 4)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One weight format: its kernel's layout and body, and how to make its weight."""
+
+    key: str  # the name on the command line and in the JSON
+    label: str
+    layout: str  # the weight's layout ("" for dense); {tile} is filled for hybrid
+    body: str = "linear(x, w)"
+    integer: bool = False  # i8 x i8 -> i32 (else f32 activations and results)
+    sparse: bool = False  # GFLOP/s are dense-equivalent (2 M N K, zeros included)
+    torch_match: str = ""  # the PyTorch baseline of the same weight precision
+
+    def source(self, n: int, k: int) -> str:
+        dtype, out = ("i8", "i32") if self.integer else ("f32", "f32")
+        layout = f" @ {self.layout.format(tile=hybrid_tile(n, k))}" if self.layout else ""
+        return f"kernel f(x: {dtype}[M, {k}], w: {dtype}[{n}, {k}]{layout}) -> {out}[M, {n}] {{ return {self.body} }}"
+
+
+FORMATS: dict[str, Format] = {
+    f.key: f
+    for f in (
+        Format("dense", "dense f32", ""),
+        Format("nm24", "2:4 f32", "nm(2, 4)", sparse=True),
+        Format("hybrid50", "hybrid 50% 2:4", "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])", sparse=True),
+        Format("int8", "int8 per-channel", "int8(axis=0)", torch_match="torch int8"),
+        Format("int4", "int4 g128", "int4(group=128)", torch_match="torch int4 g128"),
+        # The scale groups of `S with Q` count stored values: 64 of them span 128 columns.
+        Format(
+            "nm24-int4", "2:4 + int4 g128", "nm(2, 4) with int4(group=64)", sparse=True, torch_match="torch int4 g128"
+        ),
+        Format("ternary", "ternary per-channel", "ternary(axis=0)"),
+        Format(
+            "w8a8",
+            "W8A8 (per-token x)",
+            "int8(axis=0)",
+            "linear(quantize(x, int8(per=token)), w)",
+            torch_match="torch int8",
+        ),
+        Format("i8", "i8 x i8 -> i32", "", integer=True),
+    )
+}
+
+
+def hybrid_tile(n: int, k: int) -> int:
+    """The largest tile size of HYBRID_TILES dividing both dims."""
+    for tile in HYBRID_TILES:
+        if n % tile == 0 and k % tile == 0:
+            return tile
+    raise ValueError(f"hybrid: no tile size in {HYBRID_TILES} divides {n} x {k}")
+
+
+@dataclass
+class Weight:
+    """A format's weight, as its kernel takes it, with what it costs in bytes."""
+
+    arg: Array | PackedTensor
+    bytes: dict[str, int]  # values / metadata / scales / table / total
+    work_ratio: float  # dense multiply-adds over the ones the format must do
+
+
+def make_weight(fmt: Format, kernel: Any, n: int, k: int, rng: np.random.Generator) -> Weight:
+    """A random weight in `fmt`: int8 codes for i8, else standard normal, pruned by magnitude
+    to the sparse pattern (2:4 everywhere, or in a random half of the hybrid tiles)."""
+    if fmt.integer:
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        return Weight(w, _dense_bytes(w), 1.0)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    if not fmt.layout:
+        return Weight(w, _dense_bytes(w), 1.0)
+    if fmt.key == "hybrid50":
+        plan, nm_fraction = _hybrid_plan(n, k, rng)
+        packed = kernel.pack("w", w, prune="magnitude", plan=plan)
+        return Weight(packed, packed.nbytes_breakdown(), 1 / (1 - nm_fraction / 2))
+    packed = kernel.pack("w", w, prune="magnitude" if fmt.sparse else None)
+    return Weight(packed, packed.nbytes_breakdown(), 2.0 if fmt.sparse else 1.0)
+
+
+def _hybrid_plan(n: int, k: int, rng: np.random.Generator) -> tuple[Array, float]:
+    """Table codes: 2 (the nm format) for a random HYBRID_NM_FRACTION of the tiles, else 1 (dense)."""
+    tile = hybrid_tile(n, k)
+    count = (n // tile) * (k // tile)
+    codes = np.ones(count, dtype=np.int8)
+    nm_tiles = round(count * HYBRID_NM_FRACTION)
+    codes[rng.permutation(count)[:nm_tiles]] = 2
+    return codes.reshape(n // tile, k // tile), nm_tiles / count
+
+
+def _dense_bytes(w: Array) -> dict[str, int]:
+    return {"values": w.nbytes, "metadata": 0, "scales": 0, "table": 0, "total": w.nbytes}
+
+
+def make_activations(fmt: Format, m: int, k: int, rng: np.random.Generator) -> Array:
+    if fmt.integer:
+        return rng.integers(-128, 128, (m, k), dtype=np.int8)
+    return rng.standard_normal((m, k)).astype(np.float32)
+
+
+def compile_kernel(fmt: Format, n: int, k: int) -> Any:
+    """The compiled kernel `f` of `fmt` for an (N, K) weight (from the on-disk cache if warm)."""
+    return stoicc_py.compile(fmt.source(n, k)).f
+
+
+def check(got: Array, want: Array, rtol: float) -> tuple[bool, float]:
+    """(passed, error relative to the largest |reference|): integers must be exact."""
+    scale = max(float(np.max(np.abs(want))), 1e-30) if want.size else 1.0
+    error = float(np.max(np.abs(got.astype(np.float64) - want))) / scale if want.size else 0.0
+    if got.dtype.kind == "i":
+        return bool(np.array_equal(got, want)), error
+    return bool(error <= rtol), error
