@@ -24,6 +24,7 @@ _CLASSES = {
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",
     "convert-ptradd-to-gep": "ConvertPtrAddToGEP",
+    "lower-ptr-to-llvm": "LowerPtrToLLVM",
     "convert-arith-to-llvm": "ConvertArithToLLVM",
     "convert-math-to-llvm": "ConvertMathToLLVM",
     "convert-vector-to-llvm": "ConvertVectorToLLVM",

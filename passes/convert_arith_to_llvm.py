@@ -6,7 +6,6 @@ translator (`xdsl.backend.llvm.convert_op`) cannot express directly are lowered 
 fptosi/fptoui) or to a small pattern of supported ops (uitofp).
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -14,9 +13,7 @@ from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     DenseIntOrFPElementsAttr,
-    DictionaryAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -26,7 +23,7 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Operation, ParametrizedAttribute
+from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -37,6 +34,8 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
+
+from stoicc_py.passes.replace_types import ReplaceTypes
 
 _INTEGER_BINARY_OPS: dict[type[Operation], type[Operation]] = {
     arith.AddiOp: llvm.AddOp,
@@ -112,48 +111,11 @@ def _bitwidth(typ: Attribute) -> int:
     return typ.bitwidth
 
 
-class IndexToI64(RewritePattern):
-    """`index` becomes i64 in result and block argument types and in attributes, nested
-    ones included (a function's type), as xDSL's recursive TypeConversionPattern does. That
-    one rebuilds every attribute of every op, most of this pass's time on large kernels;
-    here an attribute without an index is kept as it is."""
+class IndexToI64(ReplaceTypes):
+    """`index` becomes i64 everywhere (result, argument and attribute types)."""
 
-    def convert(self, attr: Attribute) -> Attribute:
-        # No memo keyed on attributes: equal ones may differ (IntAttr(0) == IntAttr(False)).
-        if isinstance(attr, IndexType):
-            return i64
-        if isinstance(attr, ParametrizedAttribute):
-            params = tuple(self.convert(p) for p in attr.parameters)
-            return attr if _same(params, attr.parameters) else type(attr).new(params)
-        if isinstance(attr, ArrayAttr):
-            items = tuple(self.convert(a) for a in attr.data)
-            return attr if _same(items, attr.data) else ArrayAttr(items)
-        if isinstance(attr, DictionaryAttr):
-            entries = {k: self.convert(v) for k, v in attr.data.items()}
-            return attr if _same(entries.values(), attr.data.values()) else DictionaryAttr(entries)
-        return attr
-
-    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        for block in (b for r in op.regions for b in r.blocks):
-            for arg in block.args:
-                if (t := self.convert(arg.type)) is not arg.type:
-                    rewriter.replace_value_with_new_type(arg, t)
-        types = [self.convert(r.type) for r in op.results]
-        attributes = {k: self.convert(v) for k, v in op.attributes.items()}
-        properties = {k: self.convert(v) for k, v in op.properties.items()}
-        if (_same(types, (r.type for r in op.results)) and _same(attributes.values(), op.attributes.values())
-                and _same(properties.values(), op.properties.values())):  # fmt: skip
-            return
-        regions = [op.detach_region(r) for r in op.regions]
-        new_op = type(op).create(operands=op.operands, result_types=types, properties=properties,
-                                 attributes=attributes, successors=op.successors, regions=regions)  # fmt: skip
-        rewriter.replace(op, new_op)
-        for new, old in zip(new_op.results, op.results):
-            new.name_hint = old.name_hint
-
-
-def _same(new: Iterable[Attribute], old: Iterable[Attribute]) -> bool:
-    return all(a is b for a, b in zip(new, old, strict=True))
+    def leaf(self, attr: Attribute) -> Attribute | None:
+        return i64 if isinstance(attr, IndexType) else None
 
 
 class ConstantLowering(RewritePattern):

@@ -49,7 +49,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "convert-scf-to-cf",
         "convert-ptr-type-offsets",
         "convert-ptradd-to-gep",
-        "convert-ptr-to-llvm",
+        "lower-ptr-to-llvm",
         "convert-vector-to-llvm",
         "convert-arith-to-llvm",
         "convert-math-to-llvm",

@@ -35,7 +35,7 @@ PIPELINE = (
     "convert-memref-to-ptr{lower_func=true},"
     "convert-ptr-type-offsets,"
     "convert-ptradd-to-gep,"
-    "convert-ptr-to-llvm,"
+    "lower-ptr-to-llvm,"
     "convert-arith-to-llvm,"
     "convert-math-to-llvm,"
     "convert-cf-to-llvm,"

@@ -1,0 +1,30 @@
+"""lower-ptr-to-llvm: xDSL's convert-ptr-to-llvm (the same patterns), with
+ReplaceTypes instead of its recursive type conversion, which took seconds on
+vectorised kernels."""
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import llvm, ptr
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Attribute
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
+from xdsl.transforms import convert_ptr_to_llvm as xdsl_ptr
+
+from stoicc_py.passes.replace_types import ReplaceTypes
+
+
+class PtrToLLVMPtr(ReplaceTypes):
+    def leaf(self, attr: Attribute) -> Attribute | None:
+        return llvm.LLVMPointerType() if isinstance(attr, ptr.PtrType) else None
+
+
+@dataclass(frozen=True)
+class LowerPtrToLLVM(ModulePass):
+    name = "lower-ptr-to-llvm"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        patterns = [xdsl_ptr.ConvertStoreOp(), xdsl_ptr.ConvertLoadOp(), xdsl_ptr.ConvertPtrAddOp(),
+                    xdsl_ptr.ConvertToPtrOp(), xdsl_ptr.ConvertFromPtrOp(), PtrToLLVMPtr()]  # fmt: skip
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns)).rewrite_module(op)
