@@ -19,6 +19,8 @@ _CLASSES = {
     "tdsl-tile": "Tile",
     "tdsl-bufferize": "Bufferize",
     "tdsl-microkernel": "Microkernel",
+    "tdsl-vectorize-quant": "VectorizeQuant",
+    "tdsl-vectorize-integer": "VectorizeInteger",
     "tdsl-vectorize-sparse": "VectorizeSparse",
     "tdsl-lower-to-loops": "LowerToLoops",
     "resolve-memref-dims": "ResolveMemrefDims",

@@ -73,6 +73,39 @@ class BroadcastLowering(RewritePattern):
 
 
 @dataclass
+class BitcastLowering(RewritePattern):
+    """Reinterpret a vector's bits: bytes as the i32 lanes of a 4-byte dot product."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.BitcastOp, rewriter: PatternRewriter, /):
+        rewriter.replace(op, llvm.BitcastOp(op.source, op.result.type))
+
+
+@dataclass
+class ShuffleLowering(RewritePattern):
+    """vector.shuffle of 1-D vectors: llvm.shufflevector takes its mask as i32."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.ShuffleOp, rewriter: PatternRewriter, /):
+        mask = DenseArrayBase.from_list(i32, list(op.mask.get_values()))
+        rewriter.replace(op, llvm.ShuffleVectorOp(op.v1, op.v2, mask, op.result.type))
+
+
+@dataclass
+class ExtractLowering(RewritePattern):
+    """One lane of a 1-D vector: a one-lane shuffle, bitcast to the element (xDSL's
+    llvm dialect has no extractelement)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: vector.ExtractOp, rewriter: PatternRewriter, /):
+        lanes = op.static_position.get_values()
+        if op.dynamic_position or len(lanes) != 1:
+            raise DiagnosticException("convert-vector-to-llvm: only static lanes of 1-D vectors are extracted")
+        lane = _shuffle(rewriter, op.vector, range(lanes[0], lanes[0] + 1))
+        rewriter.replace(op, llvm.BitcastOp(lane, op.result.type))
+
+
+@dataclass
 class FMALowering(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: vector.FMAOp, rewriter: PatternRewriter, /):
@@ -120,6 +153,9 @@ class ConvertVectorToLLVM(ModulePass):
                     BroadcastLowering(),
                     FMALowering(),
                     ReductionLowering(),
+                    BitcastLowering(),
+                    ShuffleLowering(),
+                    ExtractLowering(),
                 ]
             ),
             apply_recursively=False,

@@ -214,8 +214,8 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
     if view.per == "tensor":
         span = (b.index(0), rows, b.index(0), width)
         params = _quant_params(b, x, view, span)
-        _for(b, b.index(0), rows, lambda b, r: _quant_codes(b, x, view, (r, b.index(0), width), params), "r")
-        _store_params(b, view, [b.index(0)], params)
+        _for(b, b.index(0), rows, lambda b, r: quant_codes(b, x, view, (r, b.index(0), width), params), "r")
+        store_params(b, view, [b.index(0)], params)
         return
     if view.per == "channel" and view.layout.axis.data == 1:
         _quantize_columns(b, x, rows, width, view)
@@ -226,8 +226,8 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         def one_group(b: LoopBuilder, g: SSAValue) -> None:
             k0 = b.mul(g, group)
             params = _quant_params(b, x, view, (r, b.add(r, b.index(1)), k0, b.add(k0, group)))
-            _quant_codes(b, x, view, (r, k0, b.add(k0, group)), params)
-            _store_params(b, view, view.scale_indices(b, r, g), params)
+            quant_codes(b, x, view, (r, k0, b.add(k0, group)), params)
+            store_params(b, view, view.scale_indices(b, r, g), params)
 
         _for(b, b.index(0), b.div(width, group), one_group, "g")
 
@@ -240,8 +240,8 @@ def _quantize_columns(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue
     def column(b: LoopBuilder, k: SSAValue) -> None:
         k1 = b.add(k, b.index(1))
         params = _quant_params(b, x, view, (b.index(0), rows, k, k1))
-        _for(b, b.index(0), rows, lambda b, r: _quant_codes(b, x, view, (r, k, k1), params), "r")
-        _store_params(b, view, view.scale_indices(b, b.index(0), k), params)
+        _for(b, b.index(0), rows, lambda b, r: quant_codes(b, x, view, (r, k, k1), params), "r")
+        store_params(b, view, view.scale_indices(b, b.index(0), k), params)
 
     _for(b, b.index(0), width, column, "k")
 
@@ -258,13 +258,24 @@ def _quant_params(b: LoopBuilder, x: Source, view: QuantView,
     """(stored scale, divisor, zero point as f32) of one scale group."""
     levels = (1 << view.bits) - 1
     if view.symmetric:
-        amax = _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, b.insert(mathd.AbsFOp(v))))
-        scale = b.fdiv(amax, b.f32(float(levels // 2)))
-        zp = b.f32(0.0)
-    else:
-        lo = _reduce(b, x, span, 0.0, lambda b, a, v: b.insert(arith.MinimumfOp(a, v)))
-        hi = _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, v))
-        scale = b.fdiv(b.insert(arith.SubfOp(hi, lo)), b.f32(float(levels)))
+        return symmetric_params(b, view, _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, b.insert(mathd.AbsFOp(v)))))
+    lo = _reduce(b, x, span, 0.0, lambda b, a, v: b.insert(arith.MinimumfOp(a, v)))
+    hi = _reduce(b, x, span, 0.0, lambda b, a, v: b.fmax(a, v))
+    stored, divisor = _stored_scale(b, view, b.fdiv(b.insert(arith.SubfOp(hi, lo)), b.f32(float(levels))))
+    zp = _clamp(b, b.insert(mathd.RoundEvenOp(b.fdiv(b.insert(arith.NegfOp(lo)), divisor))), 0, levels)
+    return stored, divisor, zp
+
+
+def symmetric_params(b: LoopBuilder, view: QuantView, amax: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """The params of a symmetric group whose largest magnitude is amax (zero point 0)."""
+    levels = (1 << view.bits) - 1
+    stored, divisor = _stored_scale(b, view, b.fdiv(amax, b.f32(float(levels // 2))))
+    return stored, divisor, b.f32(0.0)
+
+
+def _stored_scale(b: LoopBuilder, view: QuantView, scale: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """The scale as stored (an f16 scale is rounded, and the codes divide by the rounded
+    value), and the divisor of the codes (1 where the scale is 0)."""
     stored = scale
     if isinstance(view.buffers["scales"].type, MemRefType) and isinstance(
         view.buffers["scales"].type.element_type, Float16Type
@@ -272,18 +283,16 @@ def _quant_params(b: LoopBuilder, x: Source, view: QuantView,
         stored = b.insert(arith.TruncFOp(scale, view.buffers["scales"].type.element_type))
         scale = b.insert(arith.ExtFOp(stored, f32))
     is_zero = b.insert(arith.CmpfOp(scale, b.f32(0.0), "oeq"))
-    divisor = b.insert(arith.SelectOp(is_zero, b.f32(1.0), scale))
-    if not view.symmetric:
-        zp = _clamp(b, b.insert(mathd.RoundEvenOp(b.fdiv(b.insert(arith.NegfOp(lo)), divisor))), 0, levels)
-    return stored, divisor, zp
+    return stored, b.insert(arith.SelectOp(is_zero, b.f32(1.0), scale))
 
 
 def _clamp(b: LoopBuilder, v: SSAValue, lo: int, hi: int) -> SSAValue:
     return b.insert(arith.MinimumfOp(b.fmax(v, b.f32(float(lo))), b.f32(float(hi))))
 
 
-def _quant_codes(b: LoopBuilder, x: Source, view: QuantView, span: tuple[SSAValue, SSAValue, SSAValue],
-                 params: tuple[SSAValue, SSAValue, SSAValue]) -> None:  # fmt: skip
+def quant_codes(b: LoopBuilder, x: Source, view: QuantView, span: tuple[SSAValue, SSAValue, SSAValue],
+                params: tuple[SSAValue, SSAValue, SSAValue]) -> None:  # fmt: skip
+    """The codes of x[r, k0:k1] (span = (r, k0, k1)), one element at a time."""
     r, k0, k1 = span
     _, divisor, zp = params
     levels = (1 << view.bits) - 1
@@ -299,8 +308,9 @@ def _quant_codes(b: LoopBuilder, x: Source, view: QuantView, span: tuple[SSAValu
     _for(b, k0, k1, code, "k")
 
 
-def _store_params(b: LoopBuilder, view: QuantView, where: list[SSAValue],
-                  params: tuple[SSAValue, SSAValue, SSAValue]) -> None:  # fmt: skip
+def store_params(b: LoopBuilder, view: QuantView, where: list[SSAValue],
+                 params: tuple[SSAValue, SSAValue, SSAValue]) -> None:  # fmt: skip
+    """A group's stored scale (and zero point) at `where` in the scale buffers."""
     stored, _, zp = params
     b.store(stored, view.buffers["scales"], where)
     if not view.symmetric:

@@ -16,7 +16,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
 
-from stoicc_py.backends.llvm.target import vector_registers
+from stoicc_py.backends.llvm.target import has_vnni, vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
 
@@ -39,7 +39,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "metadata-layout",
         "tdsl-tile",
     ),
-    Stage.LOOPS: ("tdsl-bufferize", "tdsl-microkernel", "tdsl-vectorize-sparse", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
+    Stage.LOOPS: ("tdsl-bufferize", "tdsl-microkernel", "tdsl-vectorize-quant", "tdsl-vectorize-integer", "tdsl-vectorize-sparse", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
     Stage.LLVM: (
         "convert-memref-to-ptr",
         "convert-vector-to-ptr",
@@ -80,9 +80,23 @@ def microkernel_options() -> str:
     return f"{{width={width} rows={rows} cols={cols}}}"
 
 
+def quant_options() -> str:
+    """The host's vector width, and a register block whose 2*rows*cols accumulators
+    (group dot products and scaled totals), a row of x per block row and the unpacked
+    codes fit."""
+    width, registers = vector_registers()
+    rows, cols = (4, 2) if registers >= 32 else (2, 2)
+    return f"{{width={width} rows={rows} cols={cols}}}"
+
+
+def integer_options() -> str:
+    """The microkernel's block and width, stepping with vpdpbusd where the host has it."""
+    return microkernel_options().removesuffix("}") + f" vnni={str(has_vnni()).lower()}}}"
+
+
 def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
     names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
-    options = {"tdsl-microkernel": microkernel_options(), "tdsl-vectorize-sparse": f"{{width={vector_registers()[0]}}}"}
+    options = {"tdsl-microkernel": microkernel_options(), "tdsl-vectorize-quant": quant_options(), "tdsl-vectorize-integer": integer_options(), "tdsl-vectorize-sparse": f"{{width={vector_registers()[0]}}}"}
     if tile:
         options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"
     return ",".join(p + options.get(p, "") for p in names)

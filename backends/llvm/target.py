@@ -45,6 +45,13 @@ def vector_registers() -> tuple[int, int]:
     return (8, 16) if "avx" in features else (4, 16)
 
 
+def has_vnni() -> bool:
+    """Whether vpdpbusd runs on vector_registers()' width: AVX-512 VNNI with AVX-512,
+    AVX-VNNI on 256-bit vectors."""
+    features = host_features()
+    return "avx512vnni" in features if "avx512f" in features else "avxvnni" in features
+
+
 @cache
 def host_machine() -> llvm.TargetMachine:
     """The machine used for optimisation and code emission (never given to an engine)."""

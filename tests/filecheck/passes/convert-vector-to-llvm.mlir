@@ -44,3 +44,16 @@ func.func @reduce_int(%a: vector<8xi32>) -> i32 {
   %s = vector.reduction <add>, %a : vector<8xi32> into i32
   func.return %s : i32
 }
+
+// Bytes reinterpreted as the i32 lanes of a 4-byte dot product, and one lane
+// extracted: a one-lane shuffle and a bitcast (xDSL's llvm has no extractelement).
+// CHECK-LABEL: func.func @bits
+// CHECK-NEXT:    %[[W:.*]] = llvm.bitcast %a : vector<16xi8> to vector<4xi32>
+// CHECK-NEXT:    %[[L:.*]] = llvm.shufflevector %[[W]], %[[W]] [2] : vector<4xi32>
+// CHECK-NEXT:    %[[E:.*]] = llvm.bitcast %[[L]] : vector<1xi32> to i32
+// CHECK-NEXT:    func.return %[[E]] : i32
+func.func @bits(%a: vector<16xi8>) -> i32 {
+  %w = vector.bitcast %a : vector<16xi8> to vector<4xi32>
+  %e = vector.extract %w[2] : i32 from vector<4xi32>
+  func.return %e : i32
+}

@@ -1,0 +1,478 @@
+"""tdsl-vectorize-integer: integer products become register-blocked vector kernels
+whose inner step is a 4-byte dot product per i32 lane (vpdpbusd with AVX-512 VNNI).
+
+The products: `linear(x, w)` on i8 x i8 -> i32 (exact, wrapping like the
+reference), and W8A8 / W4A8: int8 activations (symmetric, one scale per row)
+times symmetric int8 or int4 weights with one scale per row or per group of k.
+Each group's dot product is exact in i32 and scaled as tdsl-lower-to-loops does
+(the f32 sum over groups of sw * dot, times sx), so the results are the same bits.
+The activations' per-row int8 quantization is vectorised too (RowQuantizer).
+
+vpdpbusd multiplies unsigned bytes by signed bytes. The weight is the unsigned
+operand: a code c is read as c + offset (128 for int8, 8 for int4: a flip of the
+sign bit, free while int4 is unpacked), and every output subtracts
+offset * sum_k x[i, k] per group, precomputed once per row of x (O(M*K), where
+column sums of w would cost O(N*K), as much as a GEMV); in i32 this is exact.
+Without VNNI the same operands go through widening multiplies and adds (LLVM
+picks vpmaddwd, or vpdpwssd). A step spans 4*width bytes (VNNI) or width bytes;
+with several groups per row, steps are narrowed until they tile a group.
+
+As in tdsl-microkernel, both operands are read along k (w is [n, k]): a `rows` x
+`cols` block of outputs is held as rows*cols i32 vector accumulators, reduced
+once per group. Loops: n-tiles (a weight panel of tn rows; no k-tiles: a panel
+of bytes is 4x smaller than f32's, and each output is reduced once per group),
+row blocks, column blocks; ragged edges of m and n use 1-row and 1-column
+kernels, a ragged k a scalar tail. The epilogue (bias, activation) runs on each
+finished n-tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects import math as mathd
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32, i8, i16, i32
+from xdsl.ir import Attribute, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.passes import quant_loops
+from stoicc_py.passes.loop_builder import LoopBuilder
+from stoicc_py.passes.quant_loops import QuantView
+from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
+from stoicc_py.passes.tdsl_microkernel import Body, Shape, _blocks, floor_to, for_, ragged
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+Code = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+"""The integer code at (row, k) as i32: the scalar tail's operand."""
+Scale = Callable[[LoopBuilder, SSAValue], SSAValue]
+"""The f32 scale of a row of x, or of a row of w (an output column)."""
+GroupScale = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+"""The f32 scale of a weight row's group."""
+Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
+
+
+def _splat(b: LoopBuilder, type: VectorType, value: float) -> SSAValue:
+    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
+
+
+def _sext(b: LoopBuilder, value: SSAValue) -> SSAValue:
+    return b.insert(arith.ExtSIOp(value, i32))
+
+
+def _widen(b: LoopBuilder, v: SSAValue, type: VectorType, signed: bool) -> SSAValue:
+    # xDSL's arith.extsi/extui take scalars only; LLVM's casts take vectors.
+    return b.insert(llvm.SExtOp(v, type) if signed else llvm.ZExtOp(v, type))
+
+
+@dataclass(frozen=True)
+class Dot:
+    """How `lanes` i32 accumulators gather products of weight bytes (unsigned) and
+    activation bytes (signed), `step` bytes of each per instruction."""
+
+    lanes: int
+    vnni: bool
+
+    @property
+    def step(self) -> int:
+        return 4 * self.lanes if self.vnni else self.lanes
+
+    @property
+    def acc(self) -> VectorType:
+        return VectorType(i32, [self.lanes])
+
+    @property
+    def bytes(self) -> VectorType:
+        return VectorType(i8, [self.step])
+
+    def fitting(self, groups: Groups) -> Dot | None:
+        """This dot, or with several groups the widest one (down to 4 lanes) whose
+        steps tile a group: each group's dot product is then exact on its own."""
+        lanes = self.lanes
+        while groups.count > 1 and lanes >= 4 and groups.ragged(Dot(lanes, self.vnni).step):
+            lanes //= 2
+        return Dot(lanes, self.vnni) if lanes >= 4 else None
+
+    def operand(self, b: LoopBuilder, v: SSAValue, signed: bool) -> SSAValue:
+        """A loaded byte vector as the step takes it (done once per load, not per product)."""
+        if self.vnni:
+            return b.insert(vector.BitcastOp(v, self.acc))
+        return _widen(b, v, self.acc, signed)
+
+    def accumulate(self, b: LoopBuilder, acc: SSAValue, w: SSAValue, x: SSAValue) -> SSAValue:
+        if self.vnni:
+            name = f"llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"
+            return b.insert(llvm.CallIntrinsicOp(name, [acc, w, x], [self.acc]))
+        # Both factors fit in 16 bits: LLVM multiplies them as such (vpmaddwd, or
+        # vpdpwssd), not with vpmulld.
+        return b.insert(arith.AddiOp(acc, b.insert(arith.MuliOp(w, x))))
+
+    def reduce(self, b: LoopBuilder, acc: SSAValue) -> SSAValue:
+        kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
+        return b.insert(vector.ReductionOp.create(operands=[acc], result_types=[i32], properties={"kind": kind}))
+
+
+@dataclass
+class Weight:
+    """Integer codes [n, k] stored `8 // bits` to a byte (LSB first), read as code + offset."""
+
+    values: SSAValue
+    bits: int
+    code: Code
+
+    @property
+    def offset(self) -> int:
+        return 1 << (self.bits - 1)
+
+    def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
+        """Codes k .. k+step of row n, plus the offset, as unsigned bytes."""
+        if self.bits == 8:
+            return b.insert(
+                arith.XOrIOp(b.insert(vector.LoadOp(self.values, [n, k], dot.bytes)), _splat(b, dot.bytes, -128))
+            )
+        # Two codes per byte: widen each byte to an i16 lane holding its low nibble in
+        # the low byte and its high nibble in the high byte, which as bytes is k order.
+        pairs = VectorType(i16, [dot.step // 2])
+        packed = b.insert(vector.LoadOp(self.values, [n, b.div(k, b.index(2))], VectorType(i8, [dot.step // 2])))
+        wide = _widen(b, packed, pairs, signed=False)
+        low = b.insert(arith.AndIOp(wide, _splat(b, pairs, 0x000F)))
+        high = b.insert(arith.AndIOp(b.insert(arith.ShLIOp(wide, _splat(b, pairs, 4))), _splat(b, pairs, 0x0F00)))
+        nibbles = b.insert(arith.XOrIOp(b.insert(arith.OrIOp(low, high)), _splat(b, pairs, 0x0808)))
+        return b.insert(vector.BitcastOp(nibbles, dot.bytes))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The scale groups along k: `count` groups of `length` columns (None: unknown
+    until the call). A group that ends off a step, which only a single group (one
+    scale per row) may, ends with a scalar tail."""
+
+    count: int
+    length: int | None
+
+    def ragged(self, step: int) -> bool:
+        return ragged(self.length, step)
+
+
+@dataclass
+class Product:
+    """An integer product: x's int8 codes [m, k] and the weight, into `out`: the exact
+    dot products (i32), or with `scales` (of x's rows, of w's rows per group) the
+    f32 sum over groups of sw * dot, times sx: the order of tdsl-lower-to-loops'
+    integer rows, so that the results are the same bits."""
+
+    x: SSAValue
+    w: Weight
+    out: SSAValue
+    groups: Groups
+    scales: tuple[Scale, GroupScale] | None = None
+
+    def x_code(self, b: LoopBuilder, i: SSAValue, k: SSAValue) -> SSAValue:
+        return _sext(b, b.load(self.x, [i, k]))
+
+    def span(self, b: LoopBuilder, g: SSAValue, step: int) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """Where group g starts, where its whole steps end, and where it ends."""
+        length = self.groups.length
+        size = b.size(self.x, 1) if length is None else b.index(length)
+        k0 = b.mul(g, size)
+        k1 = b.add(k0, size)
+        return k0, floor_to(b, k0, k1, step) if self.groups.ragged(step) else k1, k1
+
+
+@dataclass
+class IntegerKernel:
+    """out[i:i+rows, j:j+cols] from x[i:i+rows, :] . w[j:j+cols, :]."""
+
+    product: Product
+    dot: Dot
+    offsets: SSAValue
+    """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32)."""
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        at = [[row, col] for row in rows for col in cols]
+        p = self.product
+        if p.scales is None:
+            for where, dot in zip(at, self._dots(b, rows, cols, b.index(0))):
+                b.store(dot, p.out, where)
+            return
+        x_scale, w_scale = p.scales
+
+        def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            sw = [w_scale(b, col, g) for col in cols]
+            dots = self._dots(b, rows, cols, g)
+            return [b.fadd(acc[s], b.fmul(sw[s % len(cols)], b.insert(arith.SIToFPOp(dot, f32))))
+                    for s, dot in enumerate(dots)]  # fmt: skip
+
+        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.f32(0.0)] * len(at), name="g")
+        sx = [x_scale(b, row) for row in rows]
+        for s, (where, total) in enumerate(zip(at, totals)):
+            b.store(b.fmul(sx[s // len(cols)], total), p.out, where)
+
+    def _dots(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
+        """The exact dot products of group g, dots[r * len(cols) + c]."""
+        x, w, dot = self.product.x, self.product.w, self.dot
+        groups = self.product.groups
+        k0, kv, k1 = self.product.span(b, g, dot.step)
+
+        def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xs = [dot.operand(inner, inner.insert(vector.LoadOp(x, [r, k], dot.bytes)), True) for r in rows]
+            new = list(acc)
+            for c, col in enumerate(cols):
+                wv = dot.operand(inner, w.biased(inner, col, k, dot), False)
+                for r, xv in enumerate(xs):
+                    slot = r * len(cols) + c
+                    new[slot] = dot.accumulate(inner, acc[slot], wv, xv)
+            return new
+
+        accs = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)] * (len(rows) * len(cols)), name="k")
+        offsets = [b.load(self.offsets, [r, g]) for r in rows]
+        sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s // len(cols)])) for s, acc in enumerate(accs)]
+        if groups.ragged(dot.step):
+            sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
+        return sums
+
+    def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:
+        def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xs = [self.product.x_code(b, r, k) for r in rows]
+            ws = [self.product.w.code(b, c, k) for c in cols]
+            return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
+
+        return step
+
+
+def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
+    """A scratch i32[m, groups] of the corrections: offset * the sum of x[i, :] over
+    each group's whole steps, by the same dot steps against a weight of ones."""
+    rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
+    alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
+    alloc.name_hint = "row_offsets"
+    ones = dot.operand(b, _splat(b, dot.bytes, 1), False)
+    offset = b.insert(arith.ConstantOp.from_int_and_width(product.w.offset, i32))
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xv = dot.operand(inner, inner.insert(vector.LoadOp(product.x, [i, k], dot.bytes)), True)
+            return [dot.accumulate(inner, acc[0], ones, xv)]
+
+        def group(b: LoopBuilder, g: SSAValue) -> None:
+            k0, kv, _ = product.span(b, g, dot.step)
+            (acc,) = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)], name="k")
+            b.store(b.insert(arith.MuliOp(dot.reduce(b, acc), offset)), alloc, [i, g])
+
+        for_(b, b.index(0), b.index(groups.count), 1, group, "g")
+
+    for_(b, b.index(0), m, 1, row, "i")
+    return alloc
+
+
+def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape) -> None:
+    """Replace a bufferized integer linear by its vector kernel nest."""
+    out = op.out
+    assert out is not None
+    tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
+    tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
+    b = before(op)
+    m, n = b.size(out, 0), b.size(out, 1)
+    kernel = IntegerKernel(product, dot, _row_offsets(b, product, dot, m))
+    one_col = Shape(shape.width, shape.rows, 1)
+    one_row, corner = Shape(shape.width, 1, shape.cols), Shape(shape.width, 1, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+
+        def row_block(s: Shape, t: Shape) -> Body:
+            def at(b: LoopBuilder, i: SSAValue) -> None:
+                _blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j),
+                        lambda b, j: kernel.emit(b, t, i, j), "j")  # fmt: skip
+
+            return at
+
+        _blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+        apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+    b.b.insert(memref.DeallocOp.get(kernel.offsets))
+
+
+def _element(value: SSAValue) -> Attribute | None:
+    t = value.type
+    return t.element_type if isinstance(t, MemRefType) else None
+
+
+def _integer_product(op: tdsl.LinearOp) -> Product | None:
+    """i8 x i8 -> i32: the output is the dot product itself."""
+    out, w = op.out, op.rhs
+    if not (_element(op.lhs) == i8 and _element(w) == i8 and out is not None and _element(out) == i32):
+        return None
+    k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
+    groups = Groups(1, k_size if k_size >= 0 else None)
+    return Product(op.lhs, Weight(w, 8, lambda b, n, k: _sext(b, b.load(w, [n, k]))), out, groups)
+
+
+def _symmetric(value: SSAValue, codes: tuple[str, ...]) -> QuantView | None:
+    """The quantized view of a packed operand with symmetric `codes` and scale groups
+    along its rows (not along its columns)."""
+    t = value.type
+    if not (
+        isinstance(t, PackedType) and isinstance(t.layout, UniformQuantAttr) and isinstance(value.owner, AssembleOp)
+    ):
+        return None
+    view = QuantView.of(value)
+    along_rows = view.per == "group" or view.group == t.dims[1]
+    return view if view.layout.codes.data in codes and view.symmetric and along_rows else None
+
+
+def _quantized_product(op: tdsl.LinearOp) -> Product | None:
+    """int8 activations with one scale per row x int8 or int4 weights -> f32."""
+    x, w, out = _symmetric(op.lhs, ("int8",)), _symmetric(op.rhs, ("int8", "int4")), op.out
+    if x is None or w is None or out is None or _element(out) != f32:
+        return None
+    k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
+    if x.group != k_size:
+        return None
+    weight = Weight(w.buffers["values"], w.bits, w.code)
+    scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
+    return Product(x.buffers["values"], weight, out, Groups(k_size // w.group, w.group), scales)
+
+
+MANTISSA_SHIFT = 1.5 * 2**23
+"""Added to a whole number q in -127..127, leaves q in two's complement in the low
+bits of the float (exactly): its low byte is the int8 code. This converts vectors,
+which xDSL's arith.fptosi cannot and LLVM's saturating conversion scalarises. A NaN
+(from a NaN or infinite x; a quiet NaN without payload) has a zero low byte: code
+0, as the scalar path's saturating conversion gives."""
+
+
+@dataclass
+class RowQuantizer:
+    """int8 codes with one symmetric scale per row of x, `lanes` floats at a time, by
+    quant_loops.quantize's arithmetic element for element (the same bits; the row's
+    largest magnitude is the same in any order); a ragged row ends with its scalar loop."""
+
+    x: SSAValue
+    view: QuantView
+    lanes: int
+
+    @property
+    def floats(self) -> VectorType:
+        return VectorType(f32, [self.lanes])
+
+    def emit(self, b: LoopBuilder, r: SSAValue, kv: SSAValue, width: SSAValue) -> None:
+        params = quant_loops.symmetric_params(b, self.view, self._amax(b, r, kv, width))
+        self._codes(b, r, kv, params[1])
+        quant_loops.quant_codes(b, lambda b, r, k: b.load(self.x, [r, k]), self.view, (r, kv, width), params)
+        quant_loops.store_params(b, self.view, self.view.scale_indices(b, r, b.index(0)), params)
+
+    def _amax(self, b: LoopBuilder, r: SSAValue, kv: SSAValue, width: SSAValue) -> SSAValue:
+        # Magnitudes order as their bit patterns (a NaN above every number, so it
+        # propagates as in the scalar maximum): one integer max per vector, where
+        # arith.maximumf is a chain of NaN checks.
+        bits = VectorType(i32, [self.lanes])
+        magnitude = _splat(b, bits, 0x7FFFFFFF)
+
+        def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            v = b.insert(vector.BitcastOp(b.insert(vector.LoadOp(self.x, [r, k], self.floats)), bits))
+            return [b.insert(arith.MaxUIOp(acc[0], b.insert(arith.AndIOp(v, magnitude))))]
+
+        (lanes,) = b.loop(b.index(0), kv, b.index(self.lanes), step, [_splat(b, bits, 0)], name="k")
+        top = b.insert(vector.ExtractOp(lanes, [0], i32))
+        for lane in range(1, self.lanes):
+            top = b.insert(arith.MaxUIOp(top, b.insert(vector.ExtractOp(lanes, [lane], i32))))
+
+        def tail(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            return [b.fmax(acc[0], b.insert(mathd.AbsFOp(b.load(self.x, [r, k]))))]
+
+        return b.loop(kv, width, b.index(1), tail, [b.insert(arith.BitcastOp(top, f32))], name="k")[0]
+
+    def _codes(self, b: LoopBuilder, r: SSAValue, kv: SSAValue, divisor: SSAValue) -> None:
+        divisors = b.insert(vector.BroadcastOp(divisor, self.floats))
+        low, high, shift = (_splat(b, self.floats, v) for v in (-127.0, 127.0, MANTISSA_SHIFT))
+        words, codes = VectorType(i32, [self.lanes]), VectorType(i8, [self.lanes])
+
+        def step(b: LoopBuilder, k: SSAValue) -> None:
+            q = b.fdiv(b.insert(vector.LoadOp(self.x, [r, k], self.floats)), divisors)
+            q = b.insert(arith.MinimumfOp(b.fmax(b.insert(mathd.RoundEvenOp(q)), low), high))
+            word = b.insert(vector.BitcastOp(b.fadd(q, shift), words))
+            b.b.insert(vector.StoreOp(b.insert(llvm.TruncOp(word, codes)), self.view.buffers["values"], [r, k]))
+
+        for_(b, b.index(0), kv, self.lanes, step, "k")
+
+
+def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
+    """Symmetric int8 quantization of an f32 matrix with one scale per row."""
+    out, x = op.out, op.input
+    if out is None or _element(x) != f32 or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
+        return None
+    view = _symmetric(out, ("int8",))
+    one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]
+    return RowQuantizer(x, view, lanes) if one_per_row else None  # type: ignore[arg-type]
+
+
+@dataclass
+class VectorizeQuantize(RewritePattern):
+    lanes: int
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.QuantizeOp, rewriter: PatternRewriter, /):
+        quantizer = _row_quantizer(op, self.lanes)
+        if quantizer is None:
+            return
+        b = before(op)
+        rows, width = b.size(quantizer.x, 0), b.size(quantizer.x, 1)
+        tail = ragged(quantizer.x.type.get_shape()[1], self.lanes)  # type: ignore[attr-defined]
+        kv = floor_to(b, b.index(0), width, self.lanes) if tail else width
+        for_(b, b.index(0), rows, 1, lambda b, r: quantizer.emit(b, r, kv, width), "r")
+        rewriter.erase(op)
+
+
+@dataclass
+class VectorizeIntegerLinear(RewritePattern):
+    dot: Dot
+    shape: Shape
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        product = _integer_product(op) or _quantized_product(op)
+        dot = self.dot.fitting(product.groups) if product is not None else None
+        if product is None or dot is None:
+            return
+        lower_integer(op, product, dot, self.shape)
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class VectorizeInteger(ModulePass):
+    """`width` i32 lanes per accumulator (16 for AVX-512); `vnni` steps with
+    vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else
+    with widening multiply-adds (width bytes); a `rows` x `cols` register block."""
+
+    name = "tdsl-vectorize-integer"
+
+    width: int = 16
+    rows: int = 4
+    cols: int = 6
+    vnni: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if min(self.width, self.rows, self.cols) <= 0:
+            raise DiagnosticException("tdsl-vectorize-integer: width, rows and cols must be positive")
+        if self.vnni and self.width not in (4, 8, 16):
+            raise DiagnosticException(f"tdsl-vectorize-integer: vpdpbusd has 4, 8 or 16 lanes, got width={self.width}")
+        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols))
+        patterns = GreedyRewritePatternApplier([linear, VectorizeQuantize(self.width)])
+        PatternRewriteWalker(patterns, apply_recursively=False).rewrite_module(op)

@@ -1,0 +1,386 @@
+"""tdsl-vectorize-quant: `linear(x, w)` with f32 activations and a weight in a
+uniform quantized layout (int8, int4, int2, ternary, binary; one scale per tensor,
+row or group) becomes a vector nest that unpacks the codes in registers.
+
+The semantics stay weight-only: y = x @ dequantize(w)^T with x never rounded, and
+no dequantized copy of the weight is made. Per scale group the codes' dot products
+with x accumulate in f32 vectors and are scaled once (the reassociation of
+tdsl-lower-to-loops' float rows).
+
+Unpacking (Codes): a chunk of `width` code bytes is loaded as vector<width x i8> and
+widened to i32 lanes, so lane t holds codes P*t .. P*t + P-1 (P codes per byte, LSB
+first). Field j of every lane is masked in place (it holds u * 2^(b*j), u unsigned),
+OR-ed into the bits of the float 2^23 (giving 2^23 + u * 2^(b*j) exactly), and one
+subtraction of 2^23 + base * 2^(b*j) leaves q * 2^(b*j) exactly. So no shifts (they
+compete with the widening for one port; masks run on any), no int-to-float
+conversion, and codes stay exact, as in the scalar nest (no offset is left for
+sums of x to cancel). Two's complement fields have their sign bits flipped first
+(one xori per load), so u = q + 2^(b-1); asymmetric fields are u = q + zero point;
+binary bits are read doubled (the word shifted left once per load), u = q + 1.
+
+x is copied once per call into activation-sized scratch whose chunks list column
+P*t + j at j*width + t, times 2^-(b*j) (exact), by vector.shuffle, so each field
+meets one contiguous x vector: one vector.fma per row of x. Symmetric int8 bytes
+are sign-extended and converted, and read x in place.
+
+Loops: n-tiles (a panel of weight rows stays in L2 across row blocks), row blocks
+of `rows` rows (the unpacked fields of `cols` weight rows are each used by every
+row of the block), column blocks; a single row (GEMV) takes `gemv_cols` weight
+rows at a time; the last columns of a ragged n take 1x1 kernels. No k-tiles: a
+panel of codes is small, long streams keep GEMV at full bandwidth, and every output
+is reduced once, in the same order whatever its block (results do not depend on
+the batch size). Weights whose groups are not whole chunks of at least 4 lanes
+(e.g. per-column scales) are left to tdsl-lower-to-loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    MemRefType,
+    ModuleOp,
+    VectorType,
+    f32,
+    i8,
+    i32,
+    i64,
+)
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.passes.loop_builder import LoopBuilder
+from stoicc_py.passes.quant_loops import QuantView
+from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
+from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, reduce_add
+from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+MIN_WIDTH = 4
+"""The narrowest vectors used: smaller scale groups (e.g. one scale per column) stay scalar."""
+
+MAGIC = float(1 << 23)
+MAGIC_BITS = 0x4B000000
+"""The bits of the f32 MAGIC = 2^23: OR-ed with an integer below 2^23, they make the
+float 2^23 + that integer, exactly. An integer-to-float conversion in one bitwise op
+(which LLVM fuses with the field's mask into one vpternlogd on AVX-512), whose 2^23
+the subtraction of the code's offset absorbs."""
+
+Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
+
+
+def _splat(b: LoopBuilder, type: VectorType, value: int | float) -> SSAValue:
+    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
+
+
+@dataclass(frozen=True)
+class Codes:
+    """How `width` code bytes, widened to i32 lanes, give the codes field by field.
+
+    Lane t of a chunk holds codes P*t .. P*t + P-1. Field j is masked in place, so it
+    is u * 2^(b*j) for the field's unsigned value u; the x columns it meets are scaled
+    by 2^-(b*j) beforehand (exactly: a power of two), so no field needs a shift. The
+    code is q = u - base: two's complement int4/int2/ternary bytes have their fields'
+    sign bits flipped (u = q + 2^(b-1)), asymmetric fields are q + zero point, a
+    binary bit is read doubled (u = q + 1). Every field is exact: no offset is left
+    for sums of x to cancel."""
+
+    bits: int
+    width: int
+    symmetric: bool
+    binary: bool
+
+    @property
+    def per_byte(self) -> int:
+        return 8 // self.bits
+
+    @property
+    def chunk(self) -> int:
+        """Codes per chunk: the columns of x that one load of code bytes covers."""
+        return self.per_byte * self.width
+
+    @property
+    def lanes(self) -> VectorType:
+        return VectorType(i32, [self.width])
+
+    @property
+    def vec(self) -> VectorType:
+        return VectorType(f32, [self.width])
+
+    @property
+    def direct(self) -> bool:
+        """Whether the sign-extended bytes are the codes (symmetric int8)."""
+        return self.symmetric and self.per_byte == 1
+
+    @property
+    def base(self) -> int | None:
+        """u - q for every field; None: the group's zero point."""
+        if not self.symmetric:
+            return None
+        return 1 if self.binary else 1 << (self.bits - 1)
+
+    @property
+    def field_bits(self) -> int:
+        """Field 0's bits in a lane: a binary bit is read doubled (the word is shifted
+        left once per load), so that u = 2 * bit = q + 1."""
+        return ((1 << self.bits) - 1) << self.binary
+
+    def load(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue) -> SSAValue:
+        """The bytes of codes k .. k+chunk of row n, one per i32 lane."""
+        raw_type = VectorType(i8, [self.width])
+        raw = b.insert(vector.LoadOp(values, [n, b.div(k, b.index(self.per_byte))], raw_type))
+        if self.symmetric and not self.binary and not self.direct:  # once per byte, not per field
+            sign_bits = sum(1 << (self.bits * (j + 1) - 1) for j in range(self.per_byte))
+            raw = b.insert(arith.XOrIOp(raw, _splat(b, raw_type, sign_bits - 256)))
+        # xDSL's arith.extsi/extui take scalars only; LLVM's casts take vectors.
+        if self.direct:
+            return b.insert(llvm.SExtOp(raw, self.lanes))
+        word = b.insert(llvm.ZExtOp(raw, self.lanes))
+        return b.insert(arith.ShLIOp(word, _splat(b, self.lanes, 1))) if self.binary else word
+
+    def phase(self, b: LoopBuilder, j: SSAValue) -> tuple[SSAValue | None, SSAValue]:
+        """Field j's bits in every lane (None when a byte is one code), and 2^(b*j) as
+        f32 lanes."""
+        if self.per_byte == 1:
+            return None, _splat(b, self.vec, 1.0)
+        shift = b.insert(arith.IndexCastOp(b.mul(j, b.index(self.bits)), i32))
+        shifts = b.insert(vector.BroadcastOp(shift, self.lanes))
+        mask = b.insert(arith.ShLIOp(_splat(b, self.lanes, self.field_bits), shifts))
+        unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(_splat(b, self.lanes, 1), shifts)), self.vec))
+        return mask, unit
+
+    def bias(self, b: LoopBuilder, base: SSAValue, unit: SSAValue) -> SSAValue:
+        """2^23 + base * 2^(b*j): what 2^23 + field j exceeds q * 2^(b*j) by (an integer
+        below 2^24, so exact)."""
+        return b.insert(vector.FMAOp(base, unit, _splat(b, self.vec, MAGIC)))
+
+    def field(self, b: LoopBuilder, word: SSAValue, mask: SSAValue | None, bias: SSAValue) -> SSAValue:
+        """q * 2^(b*j) for the codes P*t + j of the chunk, as f32 lanes."""
+        if self.direct:
+            return b.insert(llvm.SIToFPOp(word, self.vec))
+        if mask is not None:
+            word = b.insert(arith.AndIOp(word, mask))
+        magic = b.insert(arith.OrIOp(word, _splat(b, self.lanes, MAGIC_BITS)))
+        return b.insert(arith.SubfOp(b.insert(vector.BitcastOp(magic, self.vec)), bias))
+
+
+def _scratch(b: LoopBuilder, m: SSAValue, shape: list[int], name: str) -> SSAValue:
+    buf = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, [m] if shape[0] < 0 else []))
+    buf.name_hint = name
+    return buf
+
+
+def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Codes) -> SSAValue:
+    """x as the kernels read it, into activation-sized scratch once per call: each
+    chunk lists column P*t + j at j*width + t, times 2^-(b*j). int8 reads x in place."""
+    if codes.per_byte == 1:
+        return x
+    p, lanes = codes.per_byte, codes.width
+    ordered = _scratch(b, m, [x.type.get_shape()[0], k_size], "x_lanes")  # type: ignore[attr-defined]
+    masks = [DenseArrayBase.from_list(i64, [p * t + j for t in range(lanes)]) for j in range(p)]
+
+    def chunk(b: LoopBuilder, i: SSAValue, k: SSAValue) -> None:
+        v = b.insert(vector.LoadOp(x, [i, k], VectorType(f32, [codes.chunk])))
+        for j, mask in enumerate(masks):
+            part = b.insert(vector.ShuffleOp(v, v, mask, result_type=codes.vec))
+            scaled = part if j == 0 else b.fmul(part, _splat(b, codes.vec, 2.0 ** -(codes.bits * j)))
+            b.b.insert(vector.StoreOp(scaled, ordered, [i, b.add(k, b.index(j * lanes))]))
+
+    for_(b, b.index(0), m, 1, lambda b, i: for_(b, b.index(0), b.index(k_size), codes.chunk,
+                                                 lambda b, k: chunk(b, i, k), "k"), "i")  # fmt: skip
+    return ordered
+
+
+@dataclass
+class QuantKernel:
+    """out[i:i+rows, j:j+cols] = x[i:i+rows, :] . dequantize(w)[j:j+cols, :], each
+    segment of codes that share a scale scaled once."""
+
+    x: SSAValue
+    """The activations with each chunk's columns in lane order (x itself for int8)."""
+    w: QuantView
+    out: SSAValue
+    codes: Codes
+    k_size: int
+    segment: int
+    """Codes per scale: a group, or the whole row."""
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        zeros = [_splat(b, self.codes.vec, 0.0)] * (shape.rows * shape.cols)
+
+        def segment(b: LoopBuilder, k0: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            return self._segment(b, rows, cols, k0, acc)
+
+        totals = b.loop(b.index(0), b.index(self.k_size), b.index(self.segment), segment, zeros, name="s")
+        for s, total in enumerate(totals):
+            b.store(reduce_add(b, total), self.out, [rows[s // shape.cols], cols[s % shape.cols]])
+
+    def _segment(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue,
+                 totals: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        """totals + scale * (codes k0 .. k0+segment . x) for each (row, col)."""
+        codes = self.codes
+        g = b.div(k0, b.index(self.segment))
+        bases = [self._base(b, col, g) for col in cols]
+        zeros = [_splat(b, codes.vec, 0.0)] * len(totals)
+        k1 = b.add(k0, b.index(self.segment))
+        dots = b.loop(k0, k1, b.index(codes.chunk), self._chunk(rows, cols, bases), zeros, name="k")
+        new = list(totals)
+        for c, col in enumerate(cols):
+            scale = b.insert(vector.BroadcastOp(self.w.scale(b, col, g), codes.vec))
+            for r in range(len(rows)):
+                at = r * len(cols) + c
+                new[at] = b.insert(vector.FMAOp(scale, dots[at], totals[at]))
+        return new
+
+    def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue:
+        """u - q of the fields of weight row `col` in group g, as f32 lanes."""
+        if self.codes.base is not None:
+            return _splat(b, self.codes.vec, float(self.codes.base))
+        zp = b.load(self.w.buffers["zero_points"], self.w.scale_indices(b, col, g))
+        zp = b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32))
+        return b.insert(vector.BroadcastOp(zp, self.codes.vec))
+
+    def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue]) -> Step:
+        """One chunk: each weight row's bytes loaded once, each field used by every row of x."""
+        codes, vec = self.codes, self.codes.vec
+
+        def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            words = [codes.load(b, self.w.buffers["values"], col, k) for col in cols]
+
+            def phase(b: LoopBuilder, j: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                at = b.add(k, b.mul(j, b.index(codes.width)))
+                xs = [b.insert(vector.LoadOp(self.x, [row, at], vec)) for row in rows]
+                mask, unit = codes.phase(b, j)
+                new = list(acc)
+                for c, word in enumerate(words):
+                    q = codes.field(b, word, mask, codes.bias(b, bases[c], unit))
+                    for r, xv in enumerate(xs):
+                        s = r * len(cols) + c
+                        new[s] = b.insert(vector.FMAOp(xv, q, new[s]))
+                return new
+
+            # A loop, not P copies: LLVM unrolls it (and folds the masks) at no compile-time cost to us.
+            if codes.per_byte == 1:
+                return phase(b, b.index(0), acc)
+            return b.loop(b.index(0), b.index(codes.per_byte), b.index(1), phase, acc, name="f")
+
+        return step
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """The register blocks: `rows` x `cols` outputs for row blocks, 1 x `gemv_cols` for a single row."""
+
+    rows: int
+    cols: int
+    gemv_cols: int
+
+    @property
+    def columns(self) -> int:
+        """Column blocks of both kernels end on multiples of this."""
+        return math.lcm(self.cols, self.gemv_cols)
+
+
+def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, codes: Codes, blocking: Blocking) -> None:
+    """Replace a bufferized linear with a quantized weight by its vector nest."""
+    out = op.out
+    assert out is not None
+    tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
+    tn = max(blocking.columns, tn // blocking.columns * blocking.columns)  # n-tiles of whole column blocks
+    n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
+    b = before(op)
+    m, n = b.size(op.lhs, 0), b.index(n_size)
+    x = _lane_order(b, op.lhs, m, k_size, codes)
+    kernel = QuantKernel(x, view, out, codes, k_size, view.group if view.per == "group" else k_size)
+    block = Shape(codes.width, blocking.rows, blocking.cols)
+    one_row, corner = Shape(codes.width, 1, blocking.gemv_cols), Shape(codes.width, 1, 1)
+    ragged_n = n_size % blocking.columns != 0
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        jc = floor_to(b, j0, j1, blocking.columns) if ragged_n else j1
+
+        def blocks(s: Shape) -> Body:
+            return lambda b, i: for_(b, j0, jc, s.cols, lambda b, j: kernel.emit(b, s, i, j), "j")
+
+        i_end = floor_to(b, b.index(0), m, block.rows)
+        for_(b, b.index(0), i_end, block.rows, blocks(block), "i")
+        for_(b, i_end, m, 1, blocks(one_row), "i")
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        if ragged_n:  # the last columns, one at a time for every row
+            TileNest(b, out, b.index(0), m, jc, j1).each(lambda b, i, j: kernel.emit(b, corner, i, j))
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+    if x is not op.lhs:
+        b.b.insert(memref.DeallocOp.get(x))
+
+
+def _is_f32(value: SSAValue) -> bool:
+    return isinstance(value.type, MemRefType) and value.type.element_type == f32
+
+
+def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, Codes] | None:
+    """The weight's view and codes when the product is f32 activations times a
+    uniform quantized weight whose scale groups are whole chunks of a vector width."""
+    w = op.rhs
+    if op.out is None or not (_is_f32(op.lhs) and _is_f32(op.out)) or not isinstance(w.owner, AssembleOp):
+        return None
+    if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
+        return None
+    view = QuantView.of(w)
+    width = max_width
+    while width >= MIN_WIDTH and view.group % (view.per_byte * width):
+        width //= 2
+    if width < MIN_WIDTH:
+        return None
+    return view, Codes(view.bits, width, view.symmetric, view.layout.codes.data == "binary")
+
+
+@dataclass
+class VectorizeQuantLinear(RewritePattern):
+    width: int
+    blocking: Blocking
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        found = _quant_codes(op, self.width)
+        if found is None:
+            return
+        lower_quant_linear(op, *found, self.blocking)
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class VectorizeQuant(ModulePass):
+    """At most `width` f32 lanes per vector (16 for AVX-512, 8 for AVX2, 4 for
+    SSE/NEON; fewer when a scale group is smaller than a chunk); a `rows` x `cols`
+    block of outputs per row block (2*rows*cols accumulators: the segment's dot
+    products and the scaled totals), `gemv_cols` outputs for a single row."""
+
+    name = "tdsl-vectorize-quant"
+
+    width: int = 16
+    rows: int = 4
+    cols: int = 2
+    gemv_cols: int = 4
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if min(self.width, self.rows, self.cols, self.gemv_cols) <= 0:
+            raise DiagnosticException("tdsl-vectorize-quant: width, rows, cols and gemv_cols must be positive")
+        if self.width & (self.width - 1):
+            raise DiagnosticException(f"tdsl-vectorize-quant: width must be a power of two, got {self.width}")
+        pattern = VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols))
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

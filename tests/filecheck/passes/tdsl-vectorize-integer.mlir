@@ -1,0 +1,180 @@
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2},canonicalize,cse' | filecheck %s
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=false width=16 rows=2 cols=2},canonicalize,cse' | filecheck %s --check-prefix=PORTABLE
+// Integer products become register-blocked vector kernels stepping 4-byte dot
+// products per i32 lane: vpdpbusd (unsigned weight bytes x signed activation
+// bytes) with VNNI, else widening multiply-adds.
+
+// i8 x i8 -> i32. The weight is read as w + 128 (a flip of the sign bit), so each
+// output subtracts 128 * sum_k x[i, k], computed once per row of x by the same
+// dot steps against ones. n-tiles of 4 weight rows (whole 2-column blocks); a 2x2
+// block of <16 x i32> accumulators over 64-byte steps, reduced once; k = 100 is
+// ragged, so a scalar tail finishes each block. The ragged edges of m and n get
+// 2x1, 1x2 and 1x1 kernels; bias + relu run per n-tile.
+// CHECK-LABEL: func.func @integer
+// CHECK:         %[[ONES:.*]] = vector.bitcast %{{.*}} : vector<64xi8> to vector<16xi32>
+// CHECK:         scf.for %i = {{.*}} {
+// CHECK:           scf.for %k = {{.*}} -> (vector<16xi32>) {
+// CHECK-NEXT:        %[[XR:.*]] = vector.load %x[%i, %k] : memref<?x100xi8>, vector<64xi8>
+// CHECK-NEXT:        %[[XV:.*]] = vector.bitcast %[[XR]] : vector<64xi8> to vector<16xi32>
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[ONES]], %[[XV]])
+// CHECK:           vector.reduction <add>, %{{.*}} : vector<16xi32> into i32
+// CHECK:           arith.muli %{{.*}}, %{{.*}} : i32
+// CHECK:           memref.store %{{.*}}, %row_offsets[%i, %[[G0:.*]]] : memref<?x1xi32>
+// CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<64xi8>
+// CHECK:         scf.for %j0 = %{{.*}} to %{{.*}} step %[[FOUR:.*]] {
+// CHECK:           scf.for %i_1 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
+// CHECK:             scf.for %j = %j0 to %{{.*}} step %[[TWO]] {
+// CHECK:               %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = scf.for %k_1 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
+// CHECK-NEXT:            %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<64xi8>
+// CHECK-NEXT:            %[[X0:.*]] = vector.bitcast %[[X0R]]
+// CHECK-NEXT:            %[[X1R:.*]] = vector.load %x[%{{.*}}, %k_1] : memref<?x100xi8>, vector<64xi8>
+// CHECK-NEXT:            %[[X1:.*]] = vector.bitcast %[[X1R]]
+// CHECK-NEXT:            %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<64xi8>
+// CHECK-NEXT:            %[[W0F:.*]] = arith.xori %[[W0R]], %[[FLIP]] : vector<64xi8>
+// CHECK-NEXT:            %[[W0:.*]] = vector.bitcast %[[W0F]] : vector<64xi8> to vector<16xi32>
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X0]])
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X1]])
+// CHECK-NEXT:            vector.load %w[%{{.*}}, %k_1]
+// CHECK-NEXT:            arith.xori
+// CHECK-NEXT:            vector.bitcast
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK-NEXT:            scf.yield
+// CHECK:               %[[OFF0:.*]] = memref.load %row_offsets[%i_1, %[[G0]]] : memref<?x1xi32>
+// CHECK:               %[[SUM0:.*]] = vector.reduction <add>, %{{.*}} : vector<16xi32> into i32
+// CHECK-NEXT:          arith.subi %[[SUM0]], %[[OFF0]] : i32
+// CHECK:               scf.for %k_2 = {{.*}} -> (i32, i32, i32, i32) {
+// CHECK:                 arith.extsi
+// CHECK:                 arith.muli
+// CHECK:               memref.store %{{.*}}, %out[%i_1, %j] : memref<?x6xi32>
+// CHECK:             scf.for %j_1 =
+// CHECK:               scf.for %k_3 = {{.*}} -> (vector<16xi32>, vector<16xi32>) {
+// CHECK:           scf.for %i_2 =
+// CHECK:             scf.for %j_2 =
+// CHECK:             scf.for %j_3 =
+// CHECK:               scf.for %k_7 = {{.*}} -> (vector<16xi32>) {
+// CHECK:           memref.load %b
+// CHECK:           arith.maxsi
+// CHECK:         memref.dealloc %row_offsets : memref<?x1xi32>
+
+// Without VNNI the same operands are widened to i32 lanes, 16 bytes per step
+// (LLVM multiplies them with vpmaddwd); the correction is the same.
+// PORTABLE-LABEL: func.func @integer
+// PORTABLE-NOT:     llvm.call_intrinsic
+// PORTABLE:         scf.for %k_1 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
+// PORTABLE-NEXT:      %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<16xi8>
+// PORTABLE-NEXT:      %[[X0:.*]] = llvm.sext %[[X0R]] : vector<16xi8> to vector<16xi32>
+// PORTABLE:           %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<16xi8>
+// PORTABLE-NEXT:      %[[W0F:.*]] = arith.xori %[[W0R]], %{{.*}} : vector<16xi8>
+// PORTABLE-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi32>
+// PORTABLE-NEXT:      %[[P:.*]] = arith.muli %[[W0]], %[[X0]] : vector<16xi32>
+// PORTABLE-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<16xi32>
+func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>, %out: memref<?x6xi32>, %M: index) {
+  tdsl.linear %x, %w bias %b into %out {act = "relu", tile = array<i64: 16, 4, 1024>} : memref<?x100xi8>, memref<6x100xi8> bias memref<6xi32> into memref<?x6xi32>
+  func.return
+}
+
+!X = !layout.packed<[?, 64], #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x64xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+!W = !layout.packed<[2, 64], #quant.uniform<int4, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+!C = !layout.packed<[2, 64], #quant.uniform<int8, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x64xi8>, "values">, #layout.buffer<"scales", memref<64xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
+!G = !layout.packed<[2, 64], #quant.uniform<int4, per = group, axis = 0, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2x2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
+
+// W4A8: the activations' per-token quantization is vectorised too, bit for bit
+// the scalar arithmetic: the row's largest |x| as the largest bit pattern of
+// x & 0x7fffffff, then x / scale rounded and clamped, and converted by adding
+// 1.5 * 2^23 (0x4B400000), whose low byte is then the code. Each int4 weight
+// byte is widened to an i16 lane holding its low nibble in the low byte and its
+// high nibble in the high byte (k order), each nibble read as code + 8 (xor 8),
+// so the correction is 8 * sum_k x[i, k]. Outputs are x scale * (0 + w scale * dot),
+// the scalar path's sum over (here one) scale groups.
+// CHECK-LABEL: func.func @w4a8
+// CHECK:         scf.for %r =
+// CHECK:           scf.for %k = {{.*}} -> (vector<16xi32>) {
+// CHECK-NEXT:        %[[XF:.*]] = vector.load %x[%r, %k] : memref<?x64xf32>, vector<16xf32>
+// CHECK-NEXT:        %[[XB:.*]] = vector.bitcast %[[XF]] : vector<16xf32> to vector<16xi32>
+// CHECK-NEXT:        %[[ABS:.*]] = arith.andi %[[XB]], %{{.*}} : vector<16xi32>
+// CHECK-NEXT:        arith.maxui %{{.*}}, %[[ABS]] : vector<16xi32>
+// CHECK-COUNT-16:  vector.extract
+// CHECK:           %[[SCALE:.*]] = arith.divf %{{.*}}, %{{.*}} : f32
+// CHECK:           scf.for %k_1 =
+// CHECK-NEXT:        vector.load %x[%r, %k_1] : memref<?x64xf32>, vector<16xf32>
+// CHECK-NEXT:        arith.divf %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK-NEXT:        math.roundeven
+// CHECK-NEXT:        arith.maximumf
+// CHECK-NEXT:        arith.minimumf
+// CHECK-NEXT:        arith.addf %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK-NEXT:        vector.bitcast %{{.*}} : vector<16xf32> to vector<16xi32>
+// CHECK-NEXT:        %[[CODES:.*]] = llvm.trunc %{{.*}} : vector<16xi32> to vector<16xi8>
+// CHECK-NEXT:        vector.store %[[CODES]], %q_values[%r, %k_1] : memref<?x64xi8>, vector<16xi8>
+// CHECK:           memref.store %[[SCALE]], %q_scales[%r] : memref<?xf32>
+// CHECK:         %[[EIGHT:.*]] = arith.constant 8 : i32
+// CHECK:         arith.muli %{{.*}}, %[[EIGHT]] : i32
+// CHECK:         %[[SW:.*]] = memref.load %w_scales[%j] : memref<2xf32>
+// CHECK:         %[[PACKED:.*]] = vector.load %w_values[%j, %{{.*}}] : memref<2x32xi8>, vector<32xi8>
+// CHECK-NEXT:    %[[WIDE:.*]] = llvm.zext %[[PACKED]] : vector<32xi8> to vector<32xi16>
+// CHECK-NEXT:    %[[LOW:.*]] = arith.andi %[[WIDE]], %{{.*}} : vector<32xi16>
+// CHECK-NEXT:    %[[UP:.*]] = arith.shli %[[WIDE]], %{{.*}} : vector<32xi16>
+// CHECK-NEXT:    %[[HIGH:.*]] = arith.andi %[[UP]], %{{.*}} : vector<32xi16>
+// CHECK-NEXT:    %[[BOTH:.*]] = arith.ori %[[LOW]], %[[HIGH]] : vector<32xi16>
+// CHECK-NEXT:    %[[FLIPPED:.*]] = arith.xori %[[BOTH]], %{{.*}} : vector<32xi16>
+// CHECK-NEXT:    vector.bitcast %[[FLIPPED]] : vector<32xi16> to vector<64xi8>
+// CHECK:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK:         %[[DOT:.*]] = arith.sitofp %{{.*}} : i32 to f32
+// CHECK-NEXT:    %[[SCALED:.*]] = arith.mulf %[[SW]], %[[DOT]] : f32
+// CHECK-NEXT:    %[[ACC:.*]] = arith.addf %{{.*}}, %[[SCALED]] : f32
+// CHECK:         %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
+// CHECK:         %[[Y:.*]] = arith.mulf %[[SX]], %[[ACC]] : f32
+// CHECK-NEXT:    memref.store %[[Y]], %out[%i_1, %j] : memref<?x2xf32>
+func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<2x32xi8>, %w_scales: memref<2xf32>, %out: memref<?x2xf32>, %M: index) {
+  %w = layout.assemble %w_values, %w_scales : memref<2x32xi8>, memref<2xf32> -> !W
+  %q_values = memref.alloc(%M) {alignment = 64 : i64} : memref<?x64xi8>
+  %q_scales = memref.alloc(%M) {alignment = 64 : i64} : memref<?xf32>
+  %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
+  tdsl.quantize %x into %q {layout = #quant.uniform<int8, per = token>} : memref<?x64xf32> into !X
+  tdsl.linear %q, %w into %out {tile = array<i64: 16, 48, 1024>} : !X, !W into memref<?x2xf32>
+  memref.dealloc %q_values : memref<?x64xi8>
+  memref.dealloc %q_scales : memref<?xf32>
+  func.return
+}
+
+// Weights with a scale per group of k get an exact integer dot product per group,
+// scaled and summed in f32 in group order (as tdsl-lower-to-loops does): group
+// sums of x per row, and steps as wide as a group allows (32 bytes for 32 codes).
+// CHECK-LABEL: func.func @grouped
+// CHECK:         %row_offsets = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x2xi32>
+// CHECK:         scf.for %g = {{.*}} {
+// CHECK:           llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
+// CHECK:           memref.store %{{.*}}, %row_offsets[%i, %g] : memref<?x2xi32>
+// CHECK:         %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = scf.for %g_1 = {{.*}} -> (f32, f32, f32, f32) {
+// CHECK-NEXT:      %[[SW:.*]] = memref.load %g_scales[%j, %g_1] : memref<2x2xf32>
+// CHECK:           scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// CHECK:             vector.load %g_values[%j, %{{.*}}] : memref<2x32xi8>, vector<16xi8>
+// CHECK:             llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
+// CHECK:           %[[OFF:.*]] = memref.load %row_offsets[%i_1, %g_1] : memref<?x2xi32>
+// CHECK:           %[[SUM:.*]] = vector.reduction <add>, %{{.*}} : vector<8xi32> into i32
+// CHECK-NEXT:      %[[DOT:.*]] = arith.subi %[[SUM]], %[[OFF]] : i32
+// CHECK:           %[[F:.*]] = arith.sitofp %[[DOT]] : i32 to f32
+// CHECK-NEXT:      %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : f32
+// CHECK-NEXT:      arith.addf %{{.*}}, %[[T]] : f32
+// CHECK:         %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
+// CHECK:         %[[Y:.*]] = arith.mulf %[[SX]], %{{.*}} : f32
+// CHECK-NEXT:    memref.store %[[Y]], %yg[%i_1, %j] : memref<?x2xf32>
+func.func @grouped(%q_values: memref<?x64xi8>, %q_scales: memref<?xf32>, %g_values: memref<2x32xi8>, %g_scales: memref<2x2xf32>, %yg: memref<?x2xf32>) {
+  %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
+  %g = layout.assemble %g_values, %g_scales : memref<2x32xi8>, memref<2x2xf32> -> !G
+  tdsl.linear %q, %g into %yg {tile = array<i64: 16, 48, 1024>} : !X, !G into memref<?x2xf32>
+  func.return
+}
+
+// Left to tdsl-lower-to-loops: f32 products (tdsl-microkernel's), and weights
+// whose scales vary along k within a row's every element (per column).
+// CHECK-LABEL: func.func @others
+// CHECK:         tdsl.linear %x, %w into %out
+// CHECK:         tdsl.linear %q, %c into %yc
+func.func @others(%x: memref<?x64xf32>, %w: memref<2x64xf32>, %out: memref<?x2xf32>, %q_values: memref<?x64xi8>, %q_scales: memref<?xf32>, %c_values: memref<2x64xi8>, %c_scales: memref<64xf32>, %yc: memref<?x2xf32>) {
+  tdsl.linear %x, %w into %out {tile = array<i64: 16, 48, 1024>} : memref<?x64xf32>, memref<2x64xf32> into memref<?x2xf32>
+  %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
+  %c = layout.assemble %c_values, %c_scales : memref<2x64xi8>, memref<64xf32> -> !C
+  tdsl.linear %q, %c into %yc {tile = array<i64: 16, 48, 1024>} : !X, !C into memref<?x2xf32>
+  func.return
+}
