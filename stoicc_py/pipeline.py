@@ -39,7 +39,17 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "metadata-layout",
         "tdsl-tile",
     ),
-    Stage.LOOPS: ("tdsl-bufferize", "tdsl-microkernel", "tdsl-vectorize-quant", "tdsl-vectorize-integer", "tdsl-vectorize-sparse", "tdsl-lower-to-loops", "canonicalize", "cse", "licm"),
+    Stage.LOOPS: (
+        "tdsl-bufferize",
+        "tdsl-microkernel",
+        "tdsl-vectorize-quant",
+        "tdsl-vectorize-integer",
+        "tdsl-vectorize-sparse",
+        "tdsl-lower-to-loops",
+        "canonicalize",
+        "cse",
+        "licm",
+    ),
     Stage.LLVM: (
         "convert-memref-to-ptr",
         "convert-vector-to-ptr",
@@ -96,7 +106,12 @@ def integer_options() -> str:
 
 def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
     names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
-    options = {"tdsl-microkernel": microkernel_options(), "tdsl-vectorize-quant": quant_options(), "tdsl-vectorize-integer": integer_options(), "tdsl-vectorize-sparse": f"{{width={vector_registers()[0]}}}"}
+    options = {
+        "tdsl-microkernel": microkernel_options(),
+        "tdsl-vectorize-quant": quant_options(),
+        "tdsl-vectorize-integer": integer_options(),
+        "tdsl-vectorize-sparse": f"{{width={vector_registers()[0]}}}",
+    }
     if tile:
         options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"
     return ",".join(p + options.get(p, "") for p in names)
