@@ -150,7 +150,7 @@ def reduce_add(b: LoopBuilder, acc: SSAValue) -> SSAValue:
     )
 
 
-def _blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
+def blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
     """`full` at every whole block of `size` from lo, then `edge` at each leftover index."""
     end = floor_to(b, lo, hi, size) if size > 1 else hi
     for_(b, lo, end, size, full, name)
@@ -181,12 +181,12 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
 
             def row_block(s: Shape, t: Shape) -> Body:
                 def at(b: LoopBuilder, i: SSAValue) -> None:
-                    _blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j, k0, k1),
+                    blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j, k0, k1),
                             lambda b, j: kernel.emit(b, t, i, j, k0, k1), "j")  # fmt: skip
 
                 return at
 
-            _blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+            blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
 
         for_(b, b.index(0), k_size, tk, k_tile, "k0")
         apply_epilogue(op, tile)

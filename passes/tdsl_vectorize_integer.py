@@ -53,7 +53,7 @@ from stoicc_py.passes import quant_loops
 from stoicc_py.passes.loop_builder import LoopBuilder
 from stoicc_py.passes.quant_loops import QuantView
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Body, Shape, _blocks, floor_to, for_, ragged
+from stoicc_py.passes.tdsl_microkernel import Body, Shape, blocks, floor_to, for_, ragged
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 Code = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
@@ -297,12 +297,12 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape) -
 
         def row_block(s: Shape, t: Shape) -> Body:
             def at(b: LoopBuilder, i: SSAValue) -> None:
-                _blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j),
+                blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j),
                         lambda b, j: kernel.emit(b, t, i, j), "j")  # fmt: skip
 
             return at
 
-        _blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+        blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
         apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")

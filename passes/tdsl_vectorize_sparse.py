@@ -46,7 +46,7 @@ from stoicc_py.passes.tdsl_microkernel import (
     Body,
     DotKernel,
     Shape,
-    _blocks,
+    blocks,
     dense_fma,
     floor_to,
     for_,
@@ -382,12 +382,12 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape) -> None:
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         def col_block(s: Shape, t: Shape) -> Body:
             def at(b: LoopBuilder, c0: SSAValue) -> None:
-                _blocks(b, b.index(0), m, s.rows, lambda b, i: kernel.emit(b, s, i, tr, c0),
+                blocks(b, b.index(0), m, s.rows, lambda b, i: kernel.emit(b, s, i, tr, c0),
                         lambda b, i: kernel.emit(b, t, i, tr, c0), "i")  # fmt: skip
 
             return at
 
-        _blocks(b, b.index(0), b.index(th), shape.cols, col_block(shape, one_row), col_block(one_col, corner), "c")
+        blocks(b, b.index(0), b.index(th), shape.cols, col_block(shape, one_row), col_block(one_col, corner), "c")
 
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]
