@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
     IntegerAttr,
@@ -28,7 +29,9 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     VectorType,
     f32,
+    i8,
     i32,
+    i64,
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
@@ -36,9 +39,11 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import AssembleOp, PackedType
+from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
+from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.passes.loop_builder import LoopBuilder
+from stoicc_py.passes.quant_loops import QuantView
 from stoicc_py.passes.sparse_loops import nm_column
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
@@ -251,7 +256,7 @@ class PermuteKernel(DotKernel):
     lane permutation (shift, mask, plus each group's base) that selects, in
     registers, the x elements that the 16 stored values multiply."""
 
-    values: SSAValue
+    values: StoredValues
     indices: SSAValue
     enc: dict[str, int]
 
@@ -263,16 +268,74 @@ class PermuteKernel(DotKernel):
         xs = x_pairs(b, shape, self.x, rows, k)
         slot, word = b.div(k, b.index(2)), b.div(k, b.index(32))
         return permute_fma(b, shape, xs, lambda c: b.load(self.indices, [cols[c], word]),
-                           lambda c: b.insert(vector.LoadOp(self.values, [cols[c], slot], shape.vec)), acc)  # fmt: skip
+                           lambda c: self.values.vector(b, shape, cols[c], slot), acc)  # fmt: skip
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
         def step(b: LoopBuilder, s: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            ws = [(b.load(self.values, [c, s]), nm_column(b, self.indices, [c], s, self.enc)) for c in cols]
+            ws = [(self.values.one(b, c, s), nm_column(b, self.indices, [c], s, self.enc)) for c in cols]
             return [b.mul_add(acc[r * len(cols) + c], b.load(self.x, [row, k]), w)
                     for r, row in enumerate(rows) for c, (w, k) in enumerate(ws)]  # fmt: skip
 
         return b.loop(b.div(k0, b.index(2)), b.div(k1, b.index(2)), b.index(1), step, sums, name="s")
+
+
+@dataclass
+class StoredValues:
+    """The stored values of an N:M weight, f32 or symmetric int8/int4 codes with
+    their scales (composed `nm with int8/int4`: scale groups count stored values)."""
+
+    values: SSAValue
+    view: QuantView | None = None
+
+    def one(self, b: LoopBuilder, row: SSAValue, slot: SSAValue) -> SSAValue:
+        return b.load(self.values, [row, slot]) if self.view is None else self.view.value(b, row, slot)
+
+    def vector(self, b: LoopBuilder, shape: Shape, row: SSAValue, slot: SSAValue) -> SSAValue:
+        """The `width` values from `slot` (a multiple of width, so within one scale group)."""
+        if self.view is None:
+            return b.insert(vector.LoadOp(self.values, [row, slot], shape.vec))
+        view, lanes = self.view, VectorType(i32, [shape.width])
+        codes = view.buffers["values"]
+        if view.per_byte == 1:
+            q = b.insert(llvm.SExtOp(b.insert(vector.LoadOp(codes, [row, slot], VectorType(i8, [shape.width]))), lanes))
+        else:  # int4: byte t holds slots 2t (low nibble) and 2t+1; duplicate each byte, then sign-extend its nibble
+            half = b.insert(vector.LoadOp(codes, [row, b.div(slot, b.index(2))], VectorType(i8, [shape.width // 2])))
+            mask = DenseArrayBase.from_list(i64, [j // 2 for j in range(shape.width)])
+            q = b.insert(
+                llvm.SExtOp(
+                    b.insert(vector.ShuffleOp(half, half, mask, result_type=VectorType(i8, [shape.width]))), lanes
+                )
+            )
+            const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
+            q = b.insert(
+                arith.ShRSIOp(
+                    b.insert(arith.ShLIOp(q, const([28 - 4 * (j % 2) for j in range(shape.width)]))), const([28])
+                )
+            )
+        values = b.insert(llvm.SIToFPOp(q, shape.vec))  # arith casts reject vectors in xDSL
+        group = b.index(0) if view.per == "tensor" else b.div(slot, b.index(view.group))
+        scale = b.insert(vector.BroadcastOp(view.scale(b, row, group), shape.vec))
+        return b.insert(arith.MulfOp(values, scale))
+
+
+def stored_values(packed: PackedType, assemble: AssembleOp, rhs: SSAValue, width: int) -> StoredValues | None:
+    """How an N:M weight's values are read by the vector kernels, or None if they cannot be."""
+    layout = packed.layout
+    if isinstance(layout, NMAttr):
+        values = assemble.buffer("values")
+        return StoredValues(values) if packed.storage.buffer("values").element_type == f32 else None
+    if not (isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)):
+        return None
+    quant = layout.quant
+    if not isinstance(quant, UniformQuantAttr) or quant.codes.data not in ("int8", "int4"):
+        return None
+    view = QuantView.of(rhs, quant, params="q.")
+    if not view.symmetric or (view.per == "channel" and quant.axis.data == 1):
+        return None
+    if view.per == "group" and view.group % width:
+        return None
+    return StoredValues(assemble.buffer("values"), view)
 
 
 PERMUTE = "llvm.x86.avx512.vpermi2var.ps.512"
@@ -407,7 +470,8 @@ def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
 
 def _permutable(packed: PackedType, width: int) -> bool:
     layout = packed.layout
-    return width == 16 and isinstance(layout, NMAttr) and (layout.n.data, layout.m.data) == (2, 4)
+    nm = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
+    return width == 16 and isinstance(nm, NMAttr) and (nm.n.data, nm.m.data) == (2, 4)
 
 
 def _dense_f32(value: SSAValue) -> bool:
@@ -446,18 +510,18 @@ class VectorizeNM(RewritePattern):
             lower_hybrid(op, Shape(self.width, 4, 4))
             rewriter.erase(op)
             return
-        if not _vectorizable(op):
-            return
         assemble = op.rhs.owner
-        assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and op.out is not None
-        if self.permute and _permutable(packed, self.width):
-            enc = {k: packed.storage.param(k) for k in packed.storage.params.data}
-            k_size = packed.dims[1]
-            kernel = PermuteKernel(op.lhs, op.out, ragged(k_size, 32), assemble.buffer("values"),
-                                   assemble.buffer("indices"), enc)  # fmt: skip
+        if not isinstance(packed, PackedType) or not isinstance(assemble, AssembleOp) or op.out is None:
+            return
+        values = stored_values(packed, assemble, op.rhs, self.width) if _dense_f32(op.lhs) else None
+        if values is not None and self.permute and _permutable(packed, self.width):
+            enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
+            kernel = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
             lower_linear(op, Shape(self.width, 4, 4), kernel)
-        else:
+        elif values is not None and values.view is None and _vectorizable(op):
             lower_nm(op, self.width, self.panels, self.nt, self.kc)
+        else:
+            return
         rewriter.erase(op)
 
 

@@ -90,6 +90,23 @@ def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
         assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
 
 
+@pytest.mark.parametrize("quant", ["int4(group=32)", "int4", "int8(axis=0)", "int4(axis=0, scale=f16)"])
+def test_vectorised_nm_with_quantized_values(quant: str) -> None:
+    """2:4 with int8/int4 codes: 16 codes decoded and scaled per step, then selected like f32 values
+    (k = 104 ends in the scalar tail, which decodes one slot at a time)."""
+    n, k = 12, 104 if "group" not in quant else 128
+    layout = f"nm(2, 4) with {quant}"
+    prog = stoicc_py.compile(
+        f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] {{ return linear(x, w) }}"
+    )
+    rng = np.random.default_rng(k)
+    packed = prog.f.pack("w", _nm_weight(rng, n, k, 2, 4))
+    w = packed.dequantize()
+    for m in (1, 6, 17):
+        x = rand(rng, m, k)
+        assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+
 @pytest.mark.parametrize("tile", [(8, 32), (6, 64)])
 def test_vectorised_hybrid(tile: tuple[int, int]) -> None:
     """Hybrid tiles whose width holds whole vector steps: every tile row's dense and
