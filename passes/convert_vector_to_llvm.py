@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import llvm, vector
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -27,26 +27,16 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 
-def _element_bytes(type: Attribute) -> int:
-    assert isinstance(type, VectorType)
-    return max(1, type.element_type.bitwidth // 8)  # type: ignore[attr-defined]
-
-
 @dataclass
-class AlignVectorLoad(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: llvm.LoadOp, rewriter: PatternRewriter, /):
-        if op.alignment is None and isinstance(op.dereferenced_value.type, VectorType):
-            op.properties["alignment"] = IntegerAttr(_element_bytes(op.dereferenced_value.type), 64)
-            rewriter.handle_operation_modification(op)
+class AlignVectorAccess(RewritePattern):
+    """An llvm.load or llvm.store of a vector without an alignment gets its element's."""
 
-
-@dataclass
-class AlignVectorStore(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: llvm.StoreOp, rewriter: PatternRewriter, /):
-        if op.alignment is None and isinstance(op.value.type, VectorType):
-            op.properties["alignment"] = IntegerAttr(_element_bytes(op.value.type), 64)
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
+        if not isinstance(op, llvm.LoadOp | llvm.StoreOp) or op.alignment is not None:
+            return
+        accessed = (op.dereferenced_value if isinstance(op, llvm.LoadOp) else op.value).type
+        if isinstance(accessed, VectorType):
+            op.properties["alignment"] = IntegerAttr(max(1, accessed.element_type.bitwidth // 8), 64)  # type: ignore[attr-defined]
             rewriter.handle_operation_modification(op)
 
 
@@ -148,8 +138,7 @@ class ConvertVectorToLLVM(ModulePass):
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [
-                    AlignVectorLoad(),
-                    AlignVectorStore(),
+                    AlignVectorAccess(),
                     BroadcastLowering(),
                     FMALowering(),
                     ReductionLowering(),
