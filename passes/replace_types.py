@@ -21,8 +21,20 @@ class ReplaceTypes(RewritePattern, ABC):
     def leaf(self, attr: Attribute) -> Attribute | None:
         """The replacement of a type this conversion handles, else None."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Keyed on identity, not equality: equal attributes may differ (IntAttr(0) ==
+        # IntAttr(False)). The entry keeps the attribute alive, so its id stays its own.
+        self._seen: dict[int, tuple[Attribute, Attribute]] = {}
+
     def convert(self, attr: Attribute) -> Attribute:
-        # No memo keyed on attributes: equal ones may differ (IntAttr(0) == IntAttr(False)).
+        if (hit := self._seen.get(id(attr))) is not None and hit[0] is attr:
+            return hit[1]
+        new = self._convert(attr)
+        self._seen[id(attr)] = (attr, new)
+        return new
+
+    def _convert(self, attr: Attribute) -> Attribute:
         if (new := self.leaf(attr)) is not None:
             return new
         if isinstance(attr, ParametrizedAttribute):
