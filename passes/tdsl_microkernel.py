@@ -62,6 +62,10 @@ class Shape:
     def vec(self) -> VectorType:
         return VectorType(f32, [self.width])
 
+    def indices(self, b: LoopBuilder, i: SSAValue, j: SSAValue) -> tuple[list[SSAValue], list[SSAValue]]:
+        """The rows i.. and columns j.. of a block of this shape."""
+        return [b.add(i, b.index(r)) for r in range(self.rows)], [b.add(j, b.index(c)) for c in range(self.cols)]
+
 
 @dataclass
 class DotKernel(ABC):
@@ -89,8 +93,7 @@ class DotKernel(ABC):
         """The scalar sums after adding columns k0..k1 (less than a step)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue, k0: SSAValue, k1: SSAValue) -> None:
-        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
-        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        rows, cols = shape.indices(b, i, j)
         granule = self.granule(shape)
         kv = floor_to(b, k0, k1, granule) if self.k_tail else k1
         zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
@@ -158,6 +161,33 @@ def blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, ed
         for_(b, end, hi, 1, edge, name)
 
 
+Emit = Callable[[LoopBuilder, Shape, SSAValue, SSAValue], None]
+
+
+def register_blocks(b: LoopBuilder, shape: Shape, rows: tuple[SSAValue, SSAValue], cols: tuple[SSAValue, SSAValue],
+                    emit: Emit, cols_outer: str = "") -> None:  # fmt: skip
+    """emit(b, block, i, j) over rows x cols: `shape` blocks, then 1-row, 1-column and
+    1x1 blocks at the ragged edges. Loops run rows (i) outside columns (j), or, with
+    `cols_outer` naming the column loop, columns outside rows (so that a block of
+    weight rows stays in cache while every block of x passes)."""
+    edge_rows, edge_cols = Shape(shape.width, 1, shape.cols), Shape(shape.width, shape.rows, 1)
+    corner = Shape(shape.width, 1, 1)
+    if cols_outer:
+
+        def col_block(s: Shape, t: Shape) -> Body:
+            return lambda b, j: blocks(
+                b, *rows, s.rows, lambda b, i: emit(b, s, i, j), lambda b, i: emit(b, t, i, j), "i"
+            )
+
+        blocks(b, *cols, shape.cols, col_block(shape, edge_rows), col_block(edge_cols, corner), cols_outer)
+        return
+
+    def row_block(s: Shape, t: Shape) -> Body:
+        return lambda b, i: blocks(b, *cols, s.cols, lambda b, j: emit(b, s, i, j), lambda b, j: emit(b, t, i, j), "j")
+
+    blocks(b, *rows, shape.rows, row_block(shape, edge_cols), row_block(edge_rows, corner), "i")
+
+
 def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
     """Replace a bufferized linear by the nest of `kernel`'s register blocks."""
     out = op.out
@@ -168,8 +198,6 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
     tk = max(granule, tk // granule * granule)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
-    one_col = Shape(shape.width, shape.rows, 1)
-    one_row, corner = Shape(shape.width, 1, shape.cols), Shape(shape.width, 1, 1)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
@@ -178,15 +206,7 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
 
         def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
             k1 = span(b, k0, tk, k_size)
-
-            def row_block(s: Shape, t: Shape) -> Body:
-                def at(b: LoopBuilder, i: SSAValue) -> None:
-                    blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j, k0, k1),
-                            lambda b, j: kernel.emit(b, t, i, j, k0, k1), "j")  # fmt: skip
-
-                return at
-
-            blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+            register_blocks(b, shape, (b.index(0), m), (j0, j1), lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
 
         for_(b, b.index(0), k_size, tk, k_tile, "k0")
         apply_epilogue(op, tile)

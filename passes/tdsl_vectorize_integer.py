@@ -53,7 +53,7 @@ from stoicc_py.passes import quant_loops
 from stoicc_py.passes.loop_builder import LoopBuilder
 from stoicc_py.passes.quant_loops import QuantView
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Body, Shape, blocks, floor_to, for_, ragged
+from stoicc_py.passes.tdsl_microkernel import Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 Code = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
@@ -202,8 +202,7 @@ class IntegerKernel:
     """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
-        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
-        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        rows, cols = shape.indices(b, i, j)
         at = [[row, col] for row in rows for col in cols]
         p = self.product
         if p.scales is None:
@@ -289,20 +288,10 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape) -
     b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
     kernel = IntegerKernel(product, dot, _row_offsets(b, product, dot, m))
-    one_col = Shape(shape.width, shape.rows, 1)
-    one_row, corner = Shape(shape.width, 1, shape.cols), Shape(shape.width, 1, 1)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-
-        def row_block(s: Shape, t: Shape) -> Body:
-            def at(b: LoopBuilder, i: SSAValue) -> None:
-                blocks(b, j0, j1, s.cols, lambda b, j: kernel.emit(b, s, i, j),
-                        lambda b, j: kernel.emit(b, t, i, j), "j")  # fmt: skip
-
-            return at
-
-        blocks(b, b.index(0), m, shape.rows, row_block(shape, one_col), row_block(one_row, corner), "i")
+        register_blocks(b, shape, (b.index(0), m), (j0, j1), kernel.emit)
         apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")

@@ -216,8 +216,7 @@ class QuantKernel:
     """Codes per scale: a group, or the whole row."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
-        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
-        cols = [b.add(j, b.index(c)) for c in range(shape.cols)]
+        rows, cols = shape.indices(b, i, j)
         zeros = [_splat(b, self.codes.vec, 0.0)] * (shape.rows * shape.cols)
 
         def segment(b: LoopBuilder, k0: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:

@@ -48,16 +48,15 @@ from stoicc_py.passes.sparse_loops import nm_column
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import (
-    Body,
     DotKernel,
     Shape,
-    blocks,
     dense_fma,
     floor_to,
     for_,
     lower_linear,
     ragged,
     reduce_add,
+    register_blocks,
 )
 
 Accs = Sequence[SSAValue]
@@ -386,8 +385,7 @@ class HybridKernel:
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
         th, tw = self.layout.tile_shape
-        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
-        locals_ = [b.add(c0, b.index(c)) for c in range(shape.cols)]
+        rows, locals_ = shape.indices(b, i, c0)
         zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
         acc: Sequence[SSAValue] = [zero] * (shape.rows * shape.cols)
         for f, fmt in enumerate(self.layout.formats.data):
@@ -436,21 +434,10 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape) -> None:
     th = layout.tile_shape[0]
     b = before(op)
     m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
-    one_col, one_row, corner = (
-        Shape(shape.width, shape.rows, 1),
-        Shape(shape.width, 1, shape.cols),
-        Shape(shape.width, 1, 1),
-    )
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
-        def col_block(s: Shape, t: Shape) -> Body:
-            def at(b: LoopBuilder, c0: SSAValue) -> None:
-                blocks(b, b.index(0), m, s.rows, lambda b, i: kernel.emit(b, s, i, tr, c0),
-                        lambda b, i: kernel.emit(b, t, i, tr, c0), "i")  # fmt: skip
-
-            return at
-
-        blocks(b, b.index(0), b.index(th), shape.cols, col_block(shape, one_row), col_block(one_col, corner), "c")
+        emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
+        register_blocks(b, shape, (b.index(0), m), (b.index(0), b.index(th)), emit, cols_outer="c")
 
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]
