@@ -465,16 +465,9 @@ def _dense_f32(value: SSAValue) -> bool:
     return isinstance(value.type, MemRefType) and value.type.element_type == f32
 
 
-def _vectorizable(op: tdsl.LinearOp) -> bool:
-    packed = op.rhs.type
-    if op.out is None or not isinstance(packed, PackedType) or not isinstance(packed.layout, NMAttr):
-        return False
-    if not _dense_f32(op.lhs):
-        return False
-    enc = packed.storage
-    values = enc.buffer("values")
-    # Slots of a word must cover whole groups for the unrolled decode.
-    return values.element_type == f32 and enc.param("per_word") % enc.param("n") == 0
+def _whole_groups_per_word(packed: PackedType) -> bool:
+    """Whether an index word's slots cover whole groups (the panel nest's unrolled decode)."""
+    return packed.storage.param("per_word") % packed.storage.param("n") == 0
 
 
 @dataclass
@@ -487,25 +480,19 @@ class VectorizeNM(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
-        packed = op.rhs.type
-        if (
-            isinstance(packed, PackedType)
-            and op.out is not None
-            and _dense_f32(op.lhs)
-            and _hybrid_vectorizable(packed, self.width)
-        ):
+        packed, assemble = op.rhs.type, op.rhs.owner
+        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)) or op.out is None:
+            return
+        if not _dense_f32(op.lhs):
+            return
+        values = stored_values(packed, assemble, op.rhs, self.width)
+        if _hybrid_vectorizable(packed, self.width):
             lower_hybrid(op, Shape(self.width, 4, 4))
-            rewriter.erase(op)
-            return
-        assemble = op.rhs.owner
-        if not isinstance(packed, PackedType) or not isinstance(assemble, AssembleOp) or op.out is None:
-            return
-        values = stored_values(packed, assemble, op.rhs, self.width) if _dense_f32(op.lhs) else None
-        if values is not None and self.permute and _permutable(packed, self.width):
+        elif values is not None and self.permute and _permutable(packed, self.width):
             enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
             kernel = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
             lower_linear(op, Shape(self.width, 4, 4), kernel)
-        elif values is not None and values.view is None and _vectorizable(op):
+        elif values is not None and values.view is None and _whole_groups_per_word(packed):
             lower_nm(op, self.width, self.panels, self.nt, self.kc)
         else:
             return
