@@ -188,8 +188,9 @@ def register_blocks(b: LoopBuilder, shape: Shape, rows: tuple[SSAValue, SSAValue
     blocks(b, *rows, shape.rows, row_block(shape, edge_cols), row_block(edge_rows, corner), "i")
 
 
-def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
-    """Replace a bufferized linear by the nest of `kernel`'s register blocks."""
+def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: SSAValue | None = None) -> None:
+    """Replace a bufferized linear by the nest of `kernel`'s register blocks, over
+    the rows from `first_row` (default 0) on."""
     out = op.out
     assert out is not None
     _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp]
@@ -198,15 +199,16 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel) -> None:
     tk = max(granule, tk // granule * granule)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
+    lo = first_row or b.index(0)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile = TileNest(b, out, lo, m, j0, j1)
         tile.zero()
 
         def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
             k1 = span(b, k0, tk, k_size)
-            register_blocks(b, shape, (b.index(0), m), (j0, j1), lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
+            register_blocks(b, shape, (lo, m), (j0, j1), lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
 
         for_(b, b.index(0), k_size, tk, k_tile, "k0")
         apply_epilogue(op, tile)

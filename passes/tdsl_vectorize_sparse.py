@@ -69,8 +69,9 @@ the FMA latency (4 cycles) at up to two FMAs per cycle."""
 @dataclass
 class NMProduct:
     """What the nest reads: x, the weight's buffers and encoding, and the scratch:
-    xp[kt, p, kk, l] = x[i0 + p*width + l, kt*kc + kk] (a k-tile of the panels is
-    contiguous, so it stays in L1 without set conflicts) and yp[n, p, l]."""
+    xp[kk, p, l] = x[i0 + p*width + l, kb + kk] for the k-block at kb (one column's
+    panels are contiguous, so a slot's loads differ by constant offsets and a
+    k-tile of them stays in L1) and yp[n, p, l]."""
 
     x: SSAValue
     values: SSAValue
@@ -78,15 +79,12 @@ class NMProduct:
     enc: dict[str, int]
     xp: SSAValue
     yp: SSAValue
+    kc: int
     chains: int
     """Independent accumulators per panel, to hide the FMA latency when panels are few."""
 
     @property
     def width(self) -> int:
-        return self.xp.type.get_shape()[3]  # type: ignore[attr-defined]
-
-    @property
-    def kc(self) -> int:
         return self.xp.type.get_shape()[2]  # type: ignore[attr-defined]
 
     @property
@@ -98,22 +96,20 @@ class NMProduct:
         """Dense columns covered by one index word."""
         return self.enc["per_word"] // self.enc["n"] * self.enc["m"]
 
-    def slot(
-        self, b: LoopBuilder, n: SSAValue, s: SSAValue, at: tuple[SSAValue, SSAValue], accs: Accs
-    ) -> list[SSAValue]:
-        """accs[p] += values[n, s] * xp[at[0], p, at[1], :] for each panel p."""
+    def slot(self, b: LoopBuilder, n: SSAValue, s: SSAValue, kk: SSAValue, accs: Accs) -> list[SSAValue]:
+        """accs[p] += values[n, s] * xp[kk, p, :] for each panel p."""
         v = b.insert(vector.BroadcastOp(b.load(self.values, [n, s]), self.vec))
         zero = b.index(0)
-        return [b.insert(vector.FMAOp(v, b.insert(vector.LoadOp(self.xp, [at[0], b.index(p), at[1], zero], self.vec)), acc))
+        return [b.insert(vector.FMAOp(v, b.insert(vector.LoadOp(self.xp, [kk, b.index(p), zero], self.vec)), acc))
                 for p, acc in enumerate(accs)]  # fmt: skip
 
-    def word(self, b: LoopBuilder, n: SSAValue, w: SSAValue, k0: SSAValue, kt: SSAValue, accs: Accs) -> list[SSAValue]:
+    def word(self, b: LoopBuilder, n: SSAValue, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
         """The per_word slots of index word w of row n, unrolled: their columns are
         the word's base plus each group's offset plus the slot's decoded field;
         slot t feeds accumulator chain t % chains."""
         bits, per_word, group_slots, m = (self.enc[k] for k in ("index_bits", "per_word", "n", "m"))
         word = b.load(self.indices, [n, w])
-        base = b.insert(arith.SubiOp(b.mul(w, b.index(self.word_cols)), k0))
+        base = b.insert(arith.SubiOp(b.mul(w, b.index(self.word_cols)), kb))
         first = b.mul(w, b.index(per_word))
         mask = b.insert(arith.ConstantOp(IntegerAttr(m - 1, i32)))
         chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
@@ -122,25 +118,13 @@ class NMProduct:
             field = b.insert(arith.IndexCastOp(b.insert(arith.AndIOp(shifted, mask)), IndexType()))
             kk = b.add(b.add(base, b.index(t // group_slots * m)), field)
             c = t % self.chains
-            chains[c] = self.slot(b, n, b.add(first, b.index(t)), (kt, kk), chains[c])
+            chains[c] = self.slot(b, n, b.add(first, b.index(t)), kk, chains[c])
         return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
 
-    def row(self, b: LoopBuilder, n: SSAValue, panels: int, words: Body3 | None, tail: tuple[int, int] | None) -> None:
-        """yp[n, :panels, :] += the contribution of row n's words (and tail slots)."""
+    def row(self, b: LoopBuilder, n: SSAValue, panels: int, body: Body3) -> None:
+        """yp[n, :panels, :] += what `body` accumulates for row n."""
         zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(self.vec, [0.0])))
-        accs: Accs = [zero] * (panels * self.chains)
-        if words is not None:
-            accs = words(b, n, accs)
-        if tail is not None:
-
-            def tail_step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
-                col = nm_column(b, self.indices, [n], s, self.enc)
-                at = (b.div(col, b.index(self.kc)), b.rem(col, b.index(self.kc)))
-                new = list(accs)
-                new[:: self.chains] = self.slot(b, n, s, at, accs[:: self.chains])  # chain 0 of each panel
-                return new
-
-            accs = b.loop(b.index(tail[0]), b.index(tail[1]), b.index(1), tail_step, accs, name="s")
+        accs = body(b, n, [zero] * (panels * self.chains))
         for p in range(panels):
             total = accs[p * self.chains]
             for c in range(1, self.chains):
@@ -149,11 +133,22 @@ class NMProduct:
             total = b.insert(arith.AddfOp(b.insert(vector.LoadOp(self.yp, at, self.vec)), total))
             b.b.insert(vector.StoreOp(total, self.yp, at))
 
+    def tail(self, b: LoopBuilder, n: SSAValue, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
+        """The slots past the last whole index word, one at a time (chain 0 of each panel)."""
 
-def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue) -> None:
-    """xp[kt, p, kk, l] = x[i0 + p*width + l, kt*kc + kk], zero past row m and column K."""
-    _tiles, _, kc, width = xp.type.get_shape()  # type: ignore[attr-defined]
-    k_size = b.size(x, 1)
+        def step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
+            kk = b.insert(arith.SubiOp(nm_column(b, self.indices, [n], s, self.enc), kb))
+            new = list(accs)
+            new[:: self.chains] = self.slot(b, n, s, kk, accs[:: self.chains])
+            return new
+
+        return b.loop(*slots, b.index(1), step, accs, name="s")
+
+
+def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+          ks: tuple[SSAValue, SSAValue]) -> None:  # fmt: skip
+    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m."""
+    width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
     last = b.insert(arith.SubiOp(m, b.index(1)))
     zero = b.f32(0.0)
 
@@ -165,9 +160,9 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
 
         def col(b: LoopBuilder, k: SSAValue) -> None:
             value = b.insert(arith.SelectOp(inside, b.load(x, [clamped, k]), zero))
-            b.store(value, xp, [b.div(k, b.index(kc)), p, b.rem(k, b.index(kc)), lane])
+            b.store(value, xp, [b.insert(arith.SubiOp(k, ks[0])), p, lane])
 
-        for_(b, b.index(0), k_size, 1, col, "k")
+        for_(b, *ks, 1, col, "k")
 
     for_(b, b.index(0), b.index(panels * width), 1, row, "r")
 
@@ -186,11 +181,11 @@ def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: i
 
 def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
            nt: int) -> None:  # fmt: skip
-    """One block of panels*width rows: pack; per n-tile, per k-tile, every row of
-    the n-tile adds its slots in the k-tile; unpack."""
-    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
-    k_size, kc = b.size(prod.x, 1), prod.kc
-    _pack(b, prod.x, prod.xp, i0, panels, m)
+    """One block of panels*width rows: per k-block (its panels in L2), pack; per
+    n-tile, per k-tile (its panels in L1), every row of the n-tile adds its slots
+    in the k-tile; then the slots past the last whole word; finally unpack."""
+    n_size, kb_cols = prod.yp.type.get_shape()[0], prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
+    k_size, kc, enc = b.size(prod.x, 1), prod.kc, prod.enc
     zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(prod.vec, [0.0])))
 
     def clear(b: LoopBuilder, n: SSAValue) -> None:
@@ -198,54 +193,69 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
             b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
 
     for_(b, b.index(0), b.index(n_size), 1, clear, "n")
-    words_per_row = prod.enc["slots"] // prod.enc["per_word"]
+    words_per_row = enc["slots"] // enc["per_word"]
+    tail = (words_per_row * enc["per_word"], enc["slots"])
 
-    def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
-        n1 = span(b, n0, nt, b.index(n_size))
+    def k_block(b: LoopBuilder, kb: SSAValue) -> None:
+        kb_end = span(b, kb, kb_cols, k_size)
+        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end))
 
-        def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
-            k1 = span(b, k0, kc, k_size)
-            kt = b.div(k0, b.index(kc))
-            w0 = b.div(k0, b.index(prod.word_cols))
-            w1 = b.min(b.div(k1, b.index(prod.word_cols)), b.index(words_per_row))
+        def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
+            def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
+                w0 = b.div(k0, b.index(prod.word_cols))
+                w1 = b.min(b.div(span(b, k0, kc, k_size), b.index(prod.word_cols)), b.index(words_per_row))
 
-            def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
-                step = lambda b, w, accs: prod.word(b, n, w, k0, kt, accs)  # noqa: E731
-                return b.loop(w0, w1, b.index(1), step, accs, name="w")
+                def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
+                    step = lambda b, w, accs: prod.word(b, n, w, kb, accs)  # noqa: E731
+                    return b.loop(w0, w1, b.index(1), step, accs, name="w")
 
-            for_(b, n0, n1, 1, lambda b, n: prod.row(b, n, panels, words, None), "n")
+                for_(b, n0, span(b, n0, nt, b.index(n_size)), 1, lambda b, n: prod.row(b, n, panels, words), "n")
 
-        for_(b, b.index(0), k_size, kc, k_tile, "k0")
+            for_(b, kb, kb_end, kc, k_tile, "k0")
 
-    for_(b, b.index(0), b.index(n_size), nt, n_tile, "n0")
-    tail = (words_per_row * prod.enc["per_word"], prod.enc["slots"])
-    if tail[0] < tail[1]:
-        for_(b, b.index(0), b.index(n_size), 1, lambda b, n: prod.row(b, n, panels, None, tail), "n")
+        for_(b, b.index(0), b.index(n_size), nt, n_tile, "n0")
+        if tail[0] < tail[1]:  # its columns lie in the last k-block, which holds less than a word
+            last = b.insert(arith.CmpiOp(kb_end, k_size, "eq"))
+            slots = (b.index(tail[0]), b.insert(arith.SelectOp(last, b.index(tail[1]), b.index(tail[0]))))
+            rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, n, kb, slots, accs))  # noqa: E731
+            for_(b, b.index(0), b.index(n_size), 1, rows, "n")
+
+    for_(b, b.index(0), k_size, kb_cols, k_block, "kb")
     _unpack(b, prod.yp, out, i0, panels, m)
 
 
-def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int) -> None:
+def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
+    """Blocks of `panels`, then of panels/2, vectors of rows over panels; the rows
+    left (fewer than a vector's worth of blocks) by `rest`'s register blocks, or,
+    without it, by one-vector blocks."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
-    enc = {k: packed.storage.param(k) for k in packed.storage.params.data}
+    enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
     b = before(op)
     n_size, k_size = packed.dims[0], packed.dims[1]
     assert isinstance(n_size, int) and isinstance(k_size, int)
     word_cols = enc["per_word"] // enc["n"] * enc["m"]
     kc = max(word_cols, kc // word_cols * word_cols)
+    kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
-    xp, yp = alloc([-(-k_size // kc), panels, kc, width]), alloc([n_size, panels, width])
+    xp, yp = alloc([kb, panels, width]), alloc([n_size, panels, width])
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    block_rows = panels * width
-    end = floor_to(b, b.index(0), m, block_rows)
-    full = NMProduct(op.lhs, values, indices, enc, xp, yp, chains=max(1, CHAINS // panels))
-    rest = NMProduct(op.lhs, values, indices, enc, xp, yp, chains=CHAINS)
-    for_(b, b.index(0), end, block_rows, lambda b, i0: _block(b, full, out, i0, panels, m, nt), "i0")
-    for_(b, end, m, width, lambda b, i0: _block(b, rest, out, i0, 1, m, nt), "i0")
-    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(n_size)))
+    start = b.index(0)
+    for count in dict.fromkeys((panels, max(1, panels // 2))):
+        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // count))
+        end = floor_to(b, start, m, count * width)
+        for_(b, start, end, count * width, lambda b, i0, prod=prod, count=count: _block(b, prod, out, i0, count, m, nt), "i0")  # type: ignore[misc]
+        start = end
+    if rest is None:
+        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=CHAINS)
+        for_(b, start, m, width, lambda b, i0: _block(b, prod, out, i0, 1, m, nt), "i0")
+        start = m
+    apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), b.index(n_size)))
     b.b.insert(memref.DeallocOp.get(xp))
     b.b.insert(memref.DeallocOp.get(yp))
+    if rest is not None:
+        lower_linear(op, Shape(width, 4, 4), rest, first_row=start)
 
 
 @dataclass
@@ -476,6 +486,7 @@ class VectorizeNM(RewritePattern):
     panels: int
     nt: int
     kc: int
+    kb: int
     permute: bool
 
     @op_type_rewrite_pattern
@@ -486,14 +497,17 @@ class VectorizeNM(RewritePattern):
         if not _dense_f32(op.lhs):
             return
         values = stored_values(packed, assemble, op.rhs, self.width)
+        panels = values is not None and values.view is None and _whole_groups_per_word(packed)
+        permute = None
+        if values is not None and self.permute and _permutable(packed, self.width):
+            enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
+            permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
         if _hybrid_vectorizable(packed, self.width):
             lower_hybrid(op, Shape(self.width, 4, 4))
-        elif values is not None and self.permute and _permutable(packed, self.width):
-            enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
-            kernel = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
-            lower_linear(op, Shape(self.width, 4, 4), kernel)
-        elif values is not None and values.view is None and _whole_groups_per_word(packed):
-            lower_nm(op, self.width, self.panels, self.nt, self.kc)
+        elif panels:
+            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)
+        elif permute is not None:
+            lower_linear(op, Shape(self.width, 4, 4), permute)
         else:
             return
         rewriter.erase(op)
@@ -507,14 +521,15 @@ class VectorizeSparse(ModulePass):
     name = "tdsl-vectorize-sparse"
 
     width: int = 16
-    panels: int = 4
-    nt: int = 64
-    kc: int = 64
+    panels: int = 8
+    nt: int = 16
+    kc: int = 32
+    kb: int = 1024
     permute: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if min(self.width, self.panels, self.nt, self.kc) <= 0:
-            raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt and kc must be positive")
+        if min(self.width, self.panels, self.nt, self.kc, self.kb) <= 0:
+            raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt, kc and kb must be positive")
         PatternRewriteWalker(
-            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.permute), apply_recursively=False
+            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute), apply_recursively=False
         ).rewrite_module(op)
