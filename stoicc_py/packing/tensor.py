@@ -10,6 +10,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, Integ
 from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.arrays import host_array
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
     BUFFER_KINDS,
@@ -178,6 +179,7 @@ class PackedTensor:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of every buffer: nbytes_breakdown()["total"]."""
         return self.nbytes_breakdown()["total"]
 
     def unpack(self) -> Array:
@@ -278,9 +280,8 @@ class PackedTensor:
         )
 
 
-def _as_matrix(w: object) -> Array:
-    if not isinstance(w, np.ndarray):
-        raise TypeError(f"pack: w must be a numpy float32 array, got {type(w).__name__}")
+def _as_matrix(arg: object) -> Array:
+    w = host_array(arg, "pack: w")
     if w.dtype not in ELEMENTS:
         raise TypeError(
             f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
