@@ -9,6 +9,7 @@ leaves the cost in `k.last_report`.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from stoicc_py.packing import PackedTensor
 from stoicc_py.passes.accel_operands import TILE_TABLE
 from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
 
+log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 
 
@@ -49,6 +51,7 @@ class AccelKernel(KernelBase):
         key = (tuple(sorted((s, sizes[s]) for s in self.abi.symbols)),
                tuple(sorted((k, hashlib.sha256(v.tobytes()).hexdigest()) for k, v in tables.items())))  # fmt: skip
         if key not in self._programs:
+            log.info("building the accelerator program of %s for %s", self.name, dict(key[0]))
             self._programs[key] = MachineProgram.of(self.program.lowered(self.name, dict(key[0]), tables))
         return self._programs[key]
 

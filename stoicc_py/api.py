@@ -30,6 +30,7 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, dense_values, pack_for
+from stoicc_py.timing import timed
 
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
@@ -213,7 +214,8 @@ class Program:
             from stoicc_py.lowering import build
 
             log.info("compiling %s", file)
-            obj, abis = build(self.module, options)
+            with timed(log, f"compile {file}"):
+                obj, abis = build(self.module, options)
             if cache is not None:
                 cache.put(key, obj, abis)
         else:
