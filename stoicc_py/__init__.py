@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from stoicc_py.accel import AccelKernel, AccelProgram
     from stoicc_py.api import Kernel, Program, compile
     from stoicc_py.backends.accel.isa import Program as MachineProgram
-    from stoicc_py.backends.accel.simulator import Report
+    from stoicc_py.backends.accel.simulator import Report, simulate
     from stoicc_py.diagnostics import CompileError
     from stoicc_py.packing import PackedTensor, pack
     from stoicc_py.parallel import get_threads, set_threads
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "set_threads",
+    "simulate",
 ]  # fmt: skip
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ _HOME = {
     "AccelKernel": ("stoicc_py.accel", "AccelKernel"),
     "MachineProgram": ("stoicc_py.backends.accel.isa", "Program"),
     "Report": ("stoicc_py.backends.accel.simulator", "Report"),
+    "simulate": ("stoicc_py.backends.accel.simulator", "simulate"),
 }
 
 

@@ -98,3 +98,10 @@ def test_inference_only_and_input_checks() -> None:
         with pytest.raises(ValueError, match=r"expected input \[\.\.\., 32\]"):
             layer(torch.randn(4, 16))
         assert layer(torch.randn(0, 32)).shape == (0, 16)
+
+
+def test_the_module_exports_its_two_names_documented() -> None:
+    assert stoicc_torch.__all__ == ["StoiccLinear", "compress"]
+    for obj in (stoicc_torch.StoiccLinear, stoicc_torch.StoiccLinear.from_linear, stoicc_torch.StoiccLinear.forward,
+                stoicc_torch.compress):  # fmt: skip
+        assert obj.__doc__
