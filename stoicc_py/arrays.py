@@ -32,16 +32,23 @@ def host_array(arg: object, what: str) -> Array:
 
 
 def _from_dlpack(arg: Any, what: str) -> Array:
-    try:
-        device = arg.__dlpack_device__()[0] if hasattr(arg, "__dlpack_device__") else DLPACK_CPU
-    except (TypeError, ValueError, RuntimeError) as err:  # torch: "Unknown device type meta for Dlpack"
-        raise ValueError(f"{what}: not in host memory: {err}") from None
-    if device != DLPACK_CPU:
-        raise ValueError(
-            f"{what}: the {type(arg).__name__} is on DLPack device {device!s}, not the CPU; copy it to the host first"
-        )
+    # numpy accepts host memory only (without device="cpu" it asks for no transfer), so a
+    # success needs no device check; a failure is explained by the producer's device.
     try:
         return np.from_dlpack(arg)
-    except (BufferError, TypeError, ValueError, RuntimeError) as err:  # torch: requires grad, bfloat16
-        dtype = getattr(arg, "dtype", "?")
-        raise TypeError(f"{what}: cannot read a {type(arg).__name__} of dtype {dtype} through DLPack: {err}") from None
+    except (BufferError, TypeError, ValueError, RuntimeError) as err:  # torch: requires grad, bfloat16, a GPU
+        raise _unreadable(arg, what, err) from None
+
+
+def _unreadable(arg: Any, what: str, err: Exception) -> Exception:
+    """ValueError for memory off the host, else TypeError with the producer's reason."""
+    try:
+        device = arg.__dlpack_device__()[0]
+    except (AttributeError, TypeError, ValueError, RuntimeError) as device_err:  # torch: "Unknown device type meta"
+        return ValueError(f"{what}: not in host memory: {device_err}")
+    if device != DLPACK_CPU:
+        return ValueError(
+            f"{what}: the {type(arg).__name__} is on DLPack device {device!s}, not the CPU; copy it to the host first"
+        )
+    dtype = getattr(arg, "dtype", "?")
+    return TypeError(f"{what}: cannot read a {type(arg).__name__} of dtype {dtype} through DLPack: {err}")

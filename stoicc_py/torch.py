@@ -20,10 +20,9 @@ try:
 except ImportError as err:  # the rest of stoicc_py works without torch
     raise ImportError(f"stoicc_py.torch needs PyTorch (pip install torch): {err}") from None
 
-from stoicc_py.api import Kernel, compile
+from stoicc_py import Kernel, PackedTensor, compile, pack
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing import PackedTensor, pack
 
 __all__ = ["StoiccLinear", "compress"]
 

@@ -46,6 +46,8 @@ class DLPackOnly:
         self.data, self.device = data, device
 
     def __dlpack__(self, **kwargs: Any) -> Any:
+        if self.device[0] != 1:  # as a GPU tensor's export: numpy refuses memory off the host
+            raise BufferError("DLPack only supports CPU memory")
         return self.data.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:

@@ -287,7 +287,7 @@ def test_shapes_not_divisible_are_rejected(layout: str, shape: tuple[int, int], 
     ("w", "kwargs", "error", "match"),
     [
         (np.zeros((2, 4)), {}, TypeError, "dtype float32, got float64"),
-        ([[1.0]], {}, TypeError, "numpy float32 array, got list"),
+        ([[1.0]], {}, TypeError, "w must have dtype float32, got float64"),  # read as an array, not cast
         (np.zeros(4, np.float32), {}, ValueError, "must be 2-D"),
         (np.zeros((0, 4), np.float32), {}, ValueError, "two positive dims"),
         (np.zeros((2, 4), np.float32), {"prune": "random"}, ValueError, "prune must be None or 'magnitude'"),

@@ -105,3 +105,21 @@ def test_the_module_exports_its_two_names_documented() -> None:
     for obj in (stoicc_torch.StoiccLinear, stoicc_torch.StoiccLinear.from_linear, stoicc_torch.StoiccLinear.forward,
                 stoicc_torch.compress):  # fmt: skip
         assert obj.__doc__
+
+
+@pytest.mark.parametrize("layout", ["dense", "nm(2, 4) with int8(axis=0)"])
+def test_dense_and_composite_layouts(layout: str) -> None:
+    linear = _linear(16, 8, seed=2)
+    layer = stoicc_torch.StoiccLinear.from_linear(linear, layout)
+    w, stored = linear.weight.detach().numpy(), layer.weight.numpy()
+    if layout == "dense":
+        np.testing.assert_array_equal(stored, w)
+    else:  # the 2:4 pattern of the magnitude-pruned weight, each kept value within an int8 step
+        pruned = _magnitude_2of4(w)
+        assert np.all(stored[pruned == 0] == 0)
+        assert np.all(np.abs(stored - pruned) <= np.abs(w).max(axis=1, keepdims=True) / 127)
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        _assert_close(
+            layer(x).double(), torch.nn.functional.linear(x.double(), layer.weight.double(), linear.bias.double())
+        )
