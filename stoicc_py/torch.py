@@ -67,7 +67,9 @@ class StoiccLinear(torch.nn.Module):
         self.out_features, self.in_features = weight.shape
         self.layout = layout
         self.stored = _stored_weight(weight, layout)
-        self.kernel = _linear_kernel(layout, self.in_features, self.out_features, bias is not None)
+        _linear_kernel(
+            layout, self.in_features, self.out_features, bias is not None
+        )  # compiled now, not at the first call
         self.bias: torch.Tensor | None
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
@@ -97,7 +99,8 @@ class StoiccLinear(torch.nn.Module):
         if rows.shape[0] == 0:  # kernels take positive sizes only
             return x.new_empty(out_shape)
         args = (rows, self.stored) if self.bias is None else (rows, self.stored, self.bias)
-        y = self.kernel(*args)
+        # looked up, not held: the module stays plain data (copy.deepcopy, torch.save)
+        y = _linear_kernel(self.layout, self.in_features, self.out_features, self.bias is not None)(*args)
         assert isinstance(y, np.ndarray)
         return torch.from_numpy(y).reshape(out_shape)
 

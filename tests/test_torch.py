@@ -4,6 +4,7 @@ dequantized weights (skipped without PyTorch)."""
 from __future__ import annotations
 
 import copy
+import io
 from typing import Any
 
 import numpy as np
@@ -123,3 +124,16 @@ def test_dense_and_composite_layouts(layout: str) -> None:
         _assert_close(
             layer(x).double(), torch.nn.functional.linear(x.double(), layer.weight.double(), linear.bias.double())
         )
+
+
+def test_a_compressed_model_deep_copies_and_saves() -> None:
+    torch.manual_seed(3)
+    model = stoicc_torch.compress(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Tanh()), "nm(2, 4)")
+    saved = io.BytesIO()
+    torch.save(model, saved)
+    saved.seek(0)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        want = model(x)
+        for twin in (copy.deepcopy(model), torch.load(saved, weights_only=False)):
+            assert torch.equal(twin(x), want)

@@ -246,6 +246,18 @@ class PackedTensor:
                 return
         self.validate()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
+        their read-only flag, so re-align them and, if the original had passed validation (as
+        pack()'s tensors have), freeze these private copies and validate them once too."""
+        self.__dict__.update(state)
+        self.arrays = {role: _aligned(a) for role, a in self.arrays.items()}
+        self._checked = None
+        if state.get("_checked") is not None:
+            for a in self.arrays.values():
+                _freeze(a)
+            self.validate()
+
     def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
         """The fields that validity depends on, and the arrays (compared by identity)."""
         return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
