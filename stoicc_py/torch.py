@@ -67,11 +67,13 @@ class StoiccLinear(torch.nn.Module):
         self.out_features, self.in_features = weight.shape
         self.layout = layout
         self.stored = _stored_weight(weight, layout)
-        _linear_kernel(
-            layout, self.in_features, self.out_features, bias is not None
-        )  # compiled now, not at the first call
         self.bias: torch.Tensor | None
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self._kernel()  # compiled now rather than in the first call
+
+    def _kernel(self) -> Kernel:
+        # looked up, not held: the module stays plain data (copy.deepcopy, torch.save)
+        return _linear_kernel(self.layout, self.in_features, self.out_features, self.bias is not None)
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, layout: str) -> StoiccLinear:
@@ -99,8 +101,7 @@ class StoiccLinear(torch.nn.Module):
         if rows.shape[0] == 0:  # kernels take positive sizes only
             return x.new_empty(out_shape)
         args = (rows, self.stored) if self.bias is None else (rows, self.stored, self.bias)
-        # looked up, not held: the module stays plain data (copy.deepcopy, torch.save)
-        y = _linear_kernel(self.layout, self.in_features, self.out_features, self.bias is not None)(*args)
+        y = self._kernel()(*args)
         assert isinstance(y, np.ndarray)
         return torch.from_numpy(y).reshape(out_shape)
 
