@@ -81,3 +81,17 @@ def test_library_records_reach_an_embedding_programs_handler(tdsl: Path, caplog:
     names = {r.name for r in caplog.records}
     assert {"stoicc_py.api", "stoicc_py.pipeline", "stoicc_py.backends.llvm.codegen"} <= names
     assert all(hasattr(r, "elapsed") for r in caplog.records if r.name == "stoicc_py.pipeline")
+
+
+def test_verbose_shows_the_traceback_of_an_internal_error(
+    tdsl: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("stoicc_py.cli.front_end", broken)
+    assert main(["compile", str(tdsl / "f.tdsl")]) == 2
+    err = capsys.readouterr().err
+    assert "internal compiler error: RuntimeError: a bug" in err and "Traceback" not in err
+    assert main(["compile", str(tdsl / "f.tdsl"), "-v"]) == 2
+    assert "Traceback" in capsys.readouterr().err

@@ -4,6 +4,7 @@ README and the docs' Python examples use only public names."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import subprocess
@@ -156,3 +157,10 @@ def test_import_loads_nothing_until_a_name_is_used() -> None:
     code = "import sys, stoicc_py; print(sorted(m for m in sys.modules if m.startswith(('stoicc_py.', 'xdsl', 'llvmlite'))))"
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_torch_module_without_torch_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    monkeypatch.delitem(sys.modules, "stoicc_py.torch", raising=False)
+    with pytest.raises(ImportError, match=r"stoicc_py.torch needs PyTorch \(pip install torch\)"):
+        importlib.import_module("stoicc_py.torch")
