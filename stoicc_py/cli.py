@@ -370,15 +370,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The command's own handlers, so that main() replaces them when called again."""
+    """The command's own handlers, removed when main() returns."""
 
 
 def _configure_logging(verbose: bool, time_passes: bool) -> None:
     """Warnings only; -v: every record of stoicc_py's loggers (DEBUG up) as `stoicc: ...`;
     --time-passes: the timing records (stoicc_py.timing) as `// NAME: T ms`."""
     package = logging.getLogger("stoicc_py")
-    for old in [h for h in package.handlers if isinstance(h, _Handler)]:
-        package.removeHandler(old)
     package.setLevel(logging.DEBUG if verbose or time_passes else logging.WARNING)
     general = _Handler(sys.stderr)
     general.setFormatter(logging.Formatter("stoicc: %(message)s"))
@@ -392,8 +390,23 @@ def _configure_logging(verbose: bool, time_passes: bool) -> None:
         package.addHandler(timing)
 
 
+def _reset_logging() -> None:
+    package = logging.getLogger("stoicc_py")
+    for handler in [h for h in package.handlers if isinstance(h, _Handler)]:
+        package.removeHandler(handler)
+    package.setLevel(logging.NOTSET)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _command(argv)
+    finally:  # main() also runs in-process (tests, embedding programs): leave no handler behind
+        _reset_logging()
+
+
+def _command(argv: list[str]) -> int:
+    """The command's exit status; every error reported on stderr without a traceback."""
     try:
         command = argv[1:] if argv[:1] and argv[0] in VERBOSE_FLAGS else argv
         if command[:1] in (["opt"], ["bench"]):  # their own parsers; only a leading -v is ours

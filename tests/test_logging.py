@@ -59,6 +59,7 @@ def test_verbose_run_before_or_after_the_command(tdsl: Path, before: bool, capsy
     assert "stoicc: compiling" in err or "stoicc: loaded" in err
     assert main(run) == 0
     assert "stoicc:" not in capsys.readouterr().err, "a later call without -v is quiet again"
+    assert logging.getLogger("stoicc_py").handlers == [], "main() leaves no handler behind"
 
 
 def test_run_no_cache_time_passes_and_sim(tdsl: Path, capsys: pytest.CaptureFixture[str]) -> None:
