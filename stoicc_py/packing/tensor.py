@@ -305,7 +305,7 @@ def _as_matrix(arg: object) -> Array:
 
 
 def pack(
-    w: Array,
+    w: object,
     layout: LayoutAttr | str,
     *,
     prune: str | None = None,
@@ -314,7 +314,8 @@ def pack(
     activations: Array | None = None,
     alpha: float = 0.5,
 ) -> PackedTensor:
-    """Pack the float32 matrix `w` into the buffers of `layout` (an attribute or layout text).
+    """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
+    or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
     An int8 `w` packs into a dense or sparse layout (nm, block, csr, hybrid) as it is, its
     values buffers int8 (the weight of an i8 product).
 
