@@ -1,10 +1,13 @@
 """stoicc_py: a compiler for sparse and quantized tensor kernels.
 
 prog = stoicc_py.compile("examples/mlp.tdsl")
-y = prog.mlp(x, w1, b1, w2)          # native code, on numpy arrays
+y = prog.mlp(x, w1, b1, w2)          # native code, on numpy arrays (or torch CPU tensors, DLPack, buffers)
 y_ref = prog.mlp.reference(x, w1, b1, w2)
 w_packed = stoicc_py.pack(w, "nm(2, 4)")
 stoicc_py.set_threads(4)             # threads per call of a row-parallel kernel (prog.mlp.threads: its own)
+
+The stable API is what `__all__` names, and the documented submodule
+`stoicc_py.torch` (docs/api.md); every other module is private and may change.
 """
 
 from __future__ import annotations
@@ -13,29 +16,52 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from stoicc_py.abi import BufferSpec, KernelABI, RowSplit, TensorSpec
+    from stoicc_py.accel import AccelKernel, AccelProgram
     from stoicc_py.api import Kernel, Program, compile
+    from stoicc_py.backends.accel.isa import Program as MachineProgram
+    from stoicc_py.backends.accel.simulator import Report, simulate
     from stoicc_py.diagnostics import CompileError
     from stoicc_py.packing import PackedTensor, pack
     from stoicc_py.parallel import get_threads, set_threads
 
-__all__ = ["CompileError", "Kernel", "PackedTensor", "Program", "compile", "get_threads", "pack", "set_threads"]
+__all__ = [
+    "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
+    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "set_threads",
+    "simulate",
+]  # fmt: skip
 __version__ = "0.1.0"
 
-# Imported on first use, so that tools which only need the dialects (xdsl-opt
-# through the xdsl.universe entry point) do not load the whole compiler.
+# name -> (module, name there). Imported on first use, so that tools which only need
+# the dialects (xdsl-opt through the xdsl.universe entry point) do not load the whole
+# compiler, and a CPU program from the cache loads neither xDSL nor the simulator.
 _HOME = {
-    "CompileError": "stoicc_py.diagnostics",
-    "Kernel": "stoicc_py.api",
-    "Program": "stoicc_py.api",
-    "compile": "stoicc_py.api",
-    "PackedTensor": "stoicc_py.packing",
-    "pack": "stoicc_py.packing",
-    "get_threads": "stoicc_py.parallel",
-    "set_threads": "stoicc_py.parallel",
+    "compile": ("stoicc_py.api", "compile"),
+    "Program": ("stoicc_py.api", "Program"),
+    "Kernel": ("stoicc_py.api", "Kernel"),
+    "CompileError": ("stoicc_py.diagnostics", "CompileError"),
+    "pack": ("stoicc_py.packing", "pack"),
+    "PackedTensor": ("stoicc_py.packing", "PackedTensor"),
+    "get_threads": ("stoicc_py.parallel", "get_threads"),
+    "set_threads": ("stoicc_py.parallel", "set_threads"),
+    "KernelABI": ("stoicc_py.abi", "KernelABI"),
+    "TensorSpec": ("stoicc_py.abi", "TensorSpec"),
+    "BufferSpec": ("stoicc_py.abi", "BufferSpec"),
+    "RowSplit": ("stoicc_py.abi", "RowSplit"),
+    "AccelProgram": ("stoicc_py.accel", "AccelProgram"),
+    "AccelKernel": ("stoicc_py.accel", "AccelKernel"),
+    "MachineProgram": ("stoicc_py.backends.accel.isa", "Program"),
+    "Report": ("stoicc_py.backends.accel.simulator", "Report"),
+    "simulate": ("stoicc_py.backends.accel.simulator", "simulate"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _HOME:
-        return getattr(import_module(_HOME[name]), name)
+        module, attr = _HOME[name]
+        return getattr(import_module(module), attr)
     raise AttributeError(f"module 'stoicc_py' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -34,6 +34,9 @@ class BufferSpec:
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """One parameter or result: name, dtype ("f32", "f16", "i8", "i32"), dims (ints and size
+    symbols), layout text, and for a non-dense layout its buffers in storage (ABI) order."""
+
     name: str
     dtype: str
     dims: tuple[Dim, ...]
@@ -46,6 +49,7 @@ class TensorSpec:
 
     @property
     def is_dense(self) -> bool:
+        """Whether the tensor is one row-major buffer of its dims (no storage buffers)."""
         return not self.buffers
 
 
@@ -70,11 +74,15 @@ class RowSplit:
     work: tuple[tuple[Dim, ...], ...] = ()
 
     def row_work(self, sizes: dict[str, int]) -> int:
+        """The estimated work of one row, with the symbols bound to `sizes`."""
         return sum(math.prod(d if isinstance(d, int) else sizes[d] for d in term) for term in self.work)
 
 
 @dataclass(frozen=True)
 class KernelABI:
+    """A kernel's calling convention: parameters and results (TensorSpec), size symbols in
+    order of first appearance, and how calls may be split into row blocks (or None)."""
+
     name: str
     params: tuple[TensorSpec, ...]
     results: tuple[TensorSpec, ...]
@@ -90,10 +98,13 @@ class KernelABI:
         return kernel_abi(fn)
 
     def to_json(self) -> dict[str, object]:
+        """Plain data (dicts, lists, strings, ints) for json.dumps."""
         return asdict(self)
 
     @staticmethod
     def from_json(data: dict[str, object]) -> KernelABI:
+        """The ABI that to_json() described."""
+
         def specs(items: object) -> tuple[TensorSpec, ...]:
             assert isinstance(items, list)
             return tuple(

@@ -9,6 +9,7 @@ leaves the cost in `k.last_report`.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,14 @@ from stoicc_py.packing import PackedTensor
 from stoicc_py.passes.accel_operands import TILE_TABLE
 from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
 
+log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 
 
 class AccelKernel(KernelBase):
+    """One kernel compiled for the simulated accelerator: a call simulates it on its
+    arguments (checked as for the CPU) and leaves the machine's costs in `last_report`."""
+
     def __init__(self, program: AccelProgram, abi: KernelABI):
         super().__init__(program, abi)
         self.last_report: Report | None = None
@@ -46,6 +51,7 @@ class AccelKernel(KernelBase):
         key = (tuple(sorted((s, sizes[s]) for s in self.abi.symbols)),
                tuple(sorted((k, hashlib.sha256(v.tobytes()).hexdigest()) for k, v in tables.items())))  # fmt: skip
         if key not in self._programs:
+            log.info("building the accelerator program of %s for %s", self.name, dict(key[0]))
             self._programs[key] = MachineProgram.of(self.program.lowered(self.name, dict(key[0]), tables))
         return self._programs[key]
 
@@ -54,6 +60,8 @@ class AccelKernel(KernelBase):
         return self.program_for(None, **sizes).to_asm()
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
+        """Simulate the program for these arguments' sizes (built on first use): new numpy
+        arrays, one per result (a tuple for several); the cost in `last_report`."""
         prepared = check_arguments(self.abi, args)
         sizes = bind_symbols(self.abi, prepared)
         tables = {spec.name: arg.arrays["table"] for spec, arg in zip(self.abi.params, prepared)
@@ -74,7 +82,8 @@ class AccelKernel(KernelBase):
 
 
 class AccelProgram:
-    """A .tdsl file compiled for the simulated accelerator."""
+    """A .tdsl file compiled for the simulated accelerator: its kernels (`kernels`, name ->
+    AccelKernel), as attributes or with kernel(); `machine`, the machine they run on."""
 
     def __init__(self, source: str, file: str, tile: tuple[int, ...] = (), machine: str = ""):
         self.source, self.file, self.tile, self.machine_file = source, file, tile, machine
@@ -98,6 +107,7 @@ class AccelProgram:
         return next(op for op in module.ops if isinstance(op, func.FuncOp))
 
     def kernel(self, name: str) -> AccelKernel:
+        """The kernel `name`; KeyError listing the kernels if there is none."""
         if name not in self.kernels:
             raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
         return self.kernels[name]

@@ -17,7 +17,7 @@ from functools import cache, cached_property
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import llvmlite
 import llvmlite.binding as llvm
@@ -25,10 +25,12 @@ import numpy as np
 
 from stoicc_py import __version__
 from stoicc_py.abi import KernelABI
+from stoicc_py.arrays import host_array
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, dense_values, pack_for
+from stoicc_py.timing import timed
 
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 _LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "lower", "only_kernel", "optimized_llvm")
 
-log = logging.getLogger("stoicc_py")
+log = logging.getLogger(__name__)
 TARGETS = ("cpu", "accel")
 Array = np.ndarray[Any, Any]
 _COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.passes", "stoicc_py.backends")
@@ -130,7 +132,8 @@ def toolchain_key() -> str:
 
 
 class KernelBase:
-    """What every target's kernel has: its ABI, the reference, packing."""
+    """What every target's kernel has: `name`, `abi` (its KernelABI: parameters, results,
+    size symbols), `program`, the reference interpreter and packing."""
 
     def __init__(self, program: Program | AccelProgram, abi: KernelABI):
         self.program = program
@@ -143,7 +146,8 @@ class KernelBase:
         return self.program.module
 
     def reference(self, *args: object) -> Array | tuple[Array, ...]:
-        """Run the numpy reference interpreter on the same arguments."""
+        """Run the numpy reference interpreter (float64, rounded to the declared dtypes)
+        on the same arguments as a call; packed arguments are unpacked."""
         from stoicc_py.interpreter import run_reference
 
         prepared = check_arguments(self.abi, args)
@@ -152,12 +156,14 @@ class KernelBase:
         outs = run_reference(self.module, self.name, dense_values(prepared), dtypes)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def pack(self, param: str, w: Array, **options: Any) -> PackedTensor:
-        """Pack `w` in the layout of parameter `param` (see stoicc_py.pack for options)."""
+    def pack(self, param: str, w: object, **options: Any) -> PackedTensor:
+        """Pack the matrix `w` (numpy, or any array host_array reads) in the layout of
+        parameter `param`, once, for repeated calls; `options` as for stoicc_py.pack
+        (prune, plan, calibrate, activations, alpha)."""
         specs = {p.name: p for p in self.abi.params}
         if param not in specs:
             raise KeyError(f"{self.name} has no parameter '{param}' (parameters: {', '.join(specs)})")
-        return pack_for(self.abi, specs[param], np.asarray(w), **options)
+        return pack_for(self.abi, specs[param], host_array(w, f"{self.name}: parameter '{param}'"), **options)
 
     def __repr__(self) -> str:
         params = ", ".join(map(str, self.abi.params))
@@ -166,7 +172,8 @@ class KernelBase:
 
 
 class Kernel(KernelBase):
-    """One native kernel of a Program: call it, run its reference, look at its IR."""
+    """One native kernel of a Program: call it, run its reference, pack its weights, look at
+    its IR. Calls release the GIL and may run on several threads (`threads`)."""
 
     program: Program
 
@@ -175,6 +182,9 @@ class Kernel(KernelBase):
         self._native = native
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
+        """Run the native code: one argument per parameter (numpy arrays, DLPack producers such
+        as torch CPU tensors, `__array__`/buffer objects; a PackedTensor or a dense matrix for a
+        packed parameter). Returns a new numpy array per result (a tuple for several)."""
         return self._native(*args)
 
     @property
@@ -193,7 +203,8 @@ class Kernel(KernelBase):
 
 
 class Program:
-    """A compiled .tdsl file: its kernels, by name, as attributes or with kernel()."""
+    """A .tdsl file compiled for the CPU: its kernels (`kernels`, name -> Kernel), as
+    attributes (`prog.NAME`) or with kernel(); `source` and `file` as given to compile()."""
 
     def __init__(self, source: str, file: str, options: Options, cache: KernelCache | None):
         self.source, self.file, self.options = source, file, options
@@ -203,7 +214,8 @@ class Program:
             from stoicc_py.lowering import build
 
             log.info("compiling %s", file)
-            obj, abis = build(self.module, options)
+            with timed(log, f"compile {file}"):
+                obj, abis = build(self.module, options)
             if cache is not None:
                 cache.put(key, obj, abis)
         else:
@@ -222,6 +234,7 @@ class Program:
         return front_end(self.source, self.file)
 
     def kernel(self, name: str) -> Kernel:
+        """The kernel `name`; KeyError listing the kernels if there is none."""
         if name not in self.kernels:
             raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
         return self.kernels[name]
@@ -233,16 +246,40 @@ class Program:
         raise AttributeError(name)
 
     def header(self) -> str:
+        """The C header declaring every kernel of the program (docs/api.md, C ABI)."""
         return c_header([k.abi for k in self.kernels.values()])
 
     def ir(self, stage: str = "ir", kernel: str | None = None) -> str:
+        """The program's (or one kernel's) IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
         from stoicc_py.lowering import emit_text, only_kernel
 
         module = only_kernel(self.module, kernel) if kernel else self.module
         return emit_text(module, stage, self.options)
 
 
+@overload
 def compile(  # noqa: A001 - the public name users expect
+    source_or_path: str | os.PathLike[str],
+    target: Literal["cpu"] = "cpu",
+    *,
+    tile: Sequence[int] = (),
+    cache: bool | str | os.PathLike[str] = True,
+    machine: str | os.PathLike[str] | None = None,
+) -> Program: ...
+
+
+@overload
+def compile(  # noqa: A001
+    source_or_path: str | os.PathLike[str],
+    target: Literal["accel"],
+    *,
+    tile: Sequence[int] = (),
+    cache: bool | str | os.PathLike[str] = True,
+    machine: str | os.PathLike[str] | None = None,
+) -> AccelProgram: ...
+
+
+def compile(  # noqa: A001
     source_or_path: str | os.PathLike[str],
     target: str = "cpu",
     *,

@@ -46,11 +46,13 @@ from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
+from stoicc_py.timing import is_timing
 
 if TYPE_CHECKING:
     from stoicc_py.accel import AccelProgram
 
-log = logging.getLogger("stoicc_py")
+log = logging.getLogger(__name__)
+VERBOSE_FLAGS = ("-v", "--verbose")
 EMITS = (*TEXT_STAGES, "obj", "header", "accel", "isa", "bin")
 ACCEL_EMITS = ("ir", "accel", "isa", "bin")
 
@@ -88,14 +90,13 @@ def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
     return only_kernel(module, kernel)
 
 
-def _print_after(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    def callback(p: ModulePass, module: ModuleOp, seconds: float) -> None:
-        if args.time_passes:
-            print(f"// {p.name}: {seconds * 1000:.1f} ms", file=sys.stderr)
-        if args.print_ir_after_all:
-            print(f"// -----// IR after {p.name} //----- //\n{module}\n", file=sys.stderr)
+def _print_after(args: argparse.Namespace) -> PassCallback | None:
+    """--print-ir-after-all (pass times are log records: _configure_logging)."""
 
-    return callback if args.print_ir_after_all or args.time_passes else None
+    def callback(p: ModulePass, module: ModuleOp, _seconds: float) -> None:
+        print(f"// -----// IR after {p.name} //----- //\n{module}\n", file=sys.stderr)
+
+    return callback if args.print_ir_after_all else None
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -310,10 +311,16 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
-    top.add_argument("-v", "--verbose", action="store_true", help="log what the compiler does")
+    top.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", help="log what the compiler does")
     sub = top.add_subparsers(dest="command", required=True)
+    # -v after the command too; SUPPRESS keeps a sub-parser's default from overriding the top one
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log what the compiler does (stderr)")  # fmt: skip
+    common.add_argument("--time-passes", action="store_true",
+                        help="log the time of every pass and LLVM step of a compile (stderr)")  # fmt: skip
 
-    c = sub.add_parser("compile", help="compile a .tdsl file and print or write an artifact")
+    c = sub.add_parser("compile", parents=[common], help="compile a .tdsl file and print or write an artifact")
     c.add_argument("file")
     c.add_argument("--kernel", help="only this kernel")
     c.add_argument("--target", default="cpu", choices=TARGETS)
@@ -329,9 +336,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
-    c.add_argument("--time-passes", action="store_true", help="print each pass's time (stderr)")
 
-    r = sub.add_parser("run", help="compile, run on random inputs, check against the reference")
+    r = sub.add_parser("run", parents=[common], help="compile, run on random inputs, check against the reference")
     r.add_argument("file")
     r.add_argument("--kernel", help="only this kernel")
     r.add_argument("--target", default="cpu", choices=TARGETS)
@@ -342,7 +348,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
 
-    s = sub.add_parser("sim", help="simulate on the accelerator: check against the reference, report costs")
+    s = sub.add_parser(
+        "sim", parents=[common], help="simulate on the accelerator: check against the reference, report costs"
+    )
     s.add_argument("file", help=".tdsl source, or an assembled program (.s, .bin) run on random inputs")
     s.add_argument("--kernel", help="only this kernel")
     s.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=64 (default 16)")
@@ -361,15 +369,51 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The command's own handlers, removed when main() returns."""
+
+
+def _configure_logging(verbose: bool, time_passes: bool) -> None:
+    """Warnings only; -v: every record of stoicc_py's loggers (DEBUG up) as `stoicc: ...`;
+    --time-passes: the timing records (stoicc_py.timing) as `// NAME: T ms`."""
+    package = logging.getLogger("stoicc_py")
+    package.setLevel(logging.DEBUG if verbose or time_passes else logging.WARNING)
+    general = _Handler(sys.stderr)
+    general.setFormatter(logging.Formatter("stoicc: %(message)s"))
+    general.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    package.addHandler(general)
+    if time_passes:
+        general.addFilter(lambda record: not is_timing(record))
+        timing = _Handler(sys.stderr)
+        timing.setFormatter(logging.Formatter("// %(message)s"))
+        timing.addFilter(is_timing)
+        package.addHandler(timing)
+
+
+def _reset_logging() -> None:
+    package = logging.getLogger("stoicc_py")
+    for handler in [h for h in package.handlers if isinstance(h, _Handler)]:
+        package.removeHandler(handler)
+    package.setLevel(logging.NOTSET)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["opt"]:
-            return cmd_opt(argv[1:])
-        if argv[:1] == ["bench"]:
-            return cmd_bench(argv[1:])
+        return _command(argv)
+    finally:  # main() also runs in-process (tests, embedding programs): leave no handler behind
+        _reset_logging()
+
+
+def _command(argv: list[str]) -> int:
+    """The command's exit status; every error reported on stderr without a traceback."""
+    try:
+        command = argv[1:] if argv[:1] and argv[0] in VERBOSE_FLAGS else argv
+        if command[:1] in (["opt"], ["bench"]):  # their own parsers; only a leading -v is ours
+            _configure_logging(command is not argv, False)
+            return (cmd_opt if command[0] == "opt" else cmd_bench)(command[1:])
         args = parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="stoicc: %(message)s")
+        _configure_logging(args.verbose, args.time_passes)
         return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim}[args.command](args)
     except CompileError as err:
         print(err, file=sys.stderr)

@@ -26,7 +26,9 @@ class SourceLoc:
 
 
 class CompileError(DiagnosticException):
-    """An error in the user's program, with the place it was found."""
+    """An error in the user's program, with the place it was found: `message`, `loc` (a
+    SourceLoc: file, line, col; None if unlocated). `str()` is `FILE:LINE:COL: error: ...`
+    with the source line and a caret."""
 
     def __init__(self, message: str, loc: SourceLoc | None = None, source: str | None = None):
         super().__init__(message)
@@ -35,6 +37,7 @@ class CompileError(DiagnosticException):
         self.source = source
 
     def with_source(self, source: str) -> CompileError:
+        """This error, showing the offending line of `source` unless it has its source already."""
         if self.source is None:
             self.source = source
         return self

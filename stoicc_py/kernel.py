@@ -1,4 +1,5 @@
-"""A compiled kernel as a Python callable on numpy arrays.
+"""A compiled kernel as a Python callable on numpy arrays (and anything that
+stoicc_py.arrays.host_array reads without a copy: DLPack, `__array__`, buffers).
 
 Arguments are checked against the kernel's ABI before any pointer reaches native
 code: a wrong count, dtype, rank or size raises a TypeError/ValueError that names
@@ -12,13 +13,16 @@ packed or a parameter is.
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stoicc_py.abi import KernelABI, TensorSpec
+from stoicc_py.arrays import host_array
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
 if TYPE_CHECKING:
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 
     Argument = np.ndarray[Any, Any] | PackedTensor
 
+log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "f32": np.dtype(np.float32),
@@ -67,35 +72,40 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
 
 
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
-    """Dense parameters as numpy arrays of the exact dtype, C-contiguous (copied only
-    if they are not); non-dense ones as validated PackedTensors (a dense array is
-    packed here, a convenience that costs a pack per call)."""
+    """Dense parameters as numpy arrays of the exact dtype, C-contiguous (a view of the
+    caller's memory, copied only if strided); non-dense ones as validated PackedTensors
+    (a dense array is packed here, a convenience that costs a pack per call)."""
     if len(args) != len(abi.params):
         names = ", ".join(p.name for p in abi.params)
         raise TypeError(f"{abi.name}() takes {len(abi.params)} arguments ({names}), got {len(args)}")
-    return [
-        np.ascontiguousarray(_typed(abi, spec, arg))
-        if spec.is_dense and isinstance(arg, np.ndarray)
-        else _packed_or_converted(abi, spec, arg)
-        for spec, arg in zip(abi.params, args)
-    ]
+    return [_prepared(abi, spec, arg) for spec, arg in zip(abi.params, args)]
+
+
+def _prepared(abi: KernelABI, spec: TensorSpec, arg: object) -> Argument:
+    packed_type = _packed_type()
+    if packed_type is not None and isinstance(arg, packed_type):
+        return checked_packed(abi, spec, arg)
+    arr = _typed(abi, spec, arg)
+    if not spec.is_dense:
+        return checked_packed(abi, spec, pack_for(abi, spec, arr))
+    if not arr.flags.c_contiguous:
+        log.debug("%s: parameter '%s' is strided %s: copied to C order", abi.name, spec.name, arr.strides)
+    return np.ascontiguousarray(arr)
+
+
+def _packed_type() -> type[PackedTensor] | None:
+    """PackedTensor once the packing runtime is loaded: until then no argument can be
+    one, and calls on dense arrays need not load it (nor xDSL, which it imports)."""
+    module = sys.modules.get("stoicc_py.packing.tensor")
+    return None if module is None else module.PackedTensor
 
 
 def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
-    arr = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
+    arr = host_array(arg, f"{abi.name}: parameter '{spec.name}'")
     want = NUMPY_DTYPES[spec.dtype]
     if arr.dtype != want:
         raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
     return arr
-
-
-def _packed_or_converted(abi: KernelABI, spec: TensorSpec, arg: object) -> Argument:
-    from stoicc_py.packing import PackedTensor
-
-    if isinstance(arg, PackedTensor):
-        return checked_packed(abi, spec, arg)
-    arr = _typed(abi, spec, arg)
-    return np.ascontiguousarray(arr) if spec.is_dense else checked_packed(abi, spec, pack_for(abi, spec, arr))
 
 
 def pack_for(abi: KernelABI, spec: TensorSpec, w: Array, **options: Any) -> PackedTensor:

@@ -4,6 +4,7 @@ IR and the reference), since it loads lark, xDSL and every pass."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import llvmlite.binding as llvm
@@ -16,18 +17,21 @@ from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
 from stoicc_py.signature import kernel_abi
+from stoicc_py.timing import timed
 
 if TYPE_CHECKING:
     from stoicc_py.api import Options
 
+log = logging.getLogger(__name__)
 STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}
 TEXT_STAGES = (*STAGES, "llvm-ir", "asm")
 
 
 def front_end(source: str, file: str) -> ModuleOp:
-    module = irgen(parse(source, file))
-    module.verify()
-    return module
+    with timed(log, "front-end"):
+        module = irgen(parse(source, file))
+        module.verify()
+        return module
 
 
 def only_kernel(module: ModuleOp, name: str) -> ModuleOp:

@@ -6,6 +6,7 @@ pipeline runs from Python, from `stoicc compile -p ...` and from `stoicc opt`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from enum import IntEnum
@@ -19,6 +20,9 @@ from xdsl.transforms import get_all_passes
 from stoicc_py.backends.llvm.target import has_vnni, vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
+from stoicc_py.timing import log_elapsed
+
+log = logging.getLogger(__name__)
 
 
 class Stage(IntEnum):
@@ -142,8 +146,11 @@ def run_passes(module: ModuleOp, spec: str, after_pass: PassCallback | None = No
         nonlocal start
         if verify_each:
             mod.verify()
-        if prev is not None and after_pass is not None:
-            after_pass(prev, mod, time.perf_counter() - start)
+        if prev is not None:
+            elapsed = time.perf_counter() - start
+            log_elapsed(log, prev.name, elapsed)
+            if after_pass is not None:
+                after_pass(prev, mod, elapsed)
         start = time.perf_counter()
 
     PassPipeline.parse_spec(all_passes(), spec, callback).apply(context(), module)

@@ -3,6 +3,8 @@ hybrid plans, and validate() on corrupt packed tensors."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import zlib
 from typing import Any
 
@@ -287,7 +289,7 @@ def test_shapes_not_divisible_are_rejected(layout: str, shape: tuple[int, int], 
     ("w", "kwargs", "error", "match"),
     [
         (np.zeros((2, 4)), {}, TypeError, "dtype float32, got float64"),
-        ([[1.0]], {}, TypeError, "numpy float32 array, got list"),
+        ([[1.0]], {}, TypeError, "w must have dtype float32, got float64"),  # read as an array, not cast
         (np.zeros(4, np.float32), {}, ValueError, "must be 2-D"),
         (np.zeros((0, 4), np.float32), {}, ValueError, "two positive dims"),
         (np.zeros((2, 4), np.float32), {"prune": "random"}, ValueError, "prune must be None or 'magnitude'"),
@@ -549,3 +551,18 @@ def test_validate_catches_flipped_index_bits(packed: PackedTensor, data: st.Data
         return
     with pytest.raises(ValueError, match="has bits set above|not distinct and ascending"):
         rebuilt(packed, **{role: words.view(np.int32).reshape(packed.arrays[role].shape)}).validate()
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda p: pickle.loads(pickle.dumps(p))])
+def test_copies_stay_aligned_read_only_and_validated(duplicate: Any) -> None:
+    """numpy's copies lose the buffers' alignment and read-only flag; a copied tensor gets both back."""
+    packed = pack(
+        np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32),
+        "nm(2, 4) with int4(group=8)",
+        prune="magnitude",
+    )
+    twin = duplicate(packed)
+    for role, a in twin.arrays.items():
+        assert a is not packed.arrays[role] and not a.flags.writeable and a.ctypes.data % ALIGNMENT == 0, role
+    assert twin._checked is not None  # check() is O(1), as for pack()'s own tensor
+    np.testing.assert_array_equal(twin.unpack(), packed.unpack())

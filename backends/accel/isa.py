@@ -69,21 +69,27 @@ class Instr:
 
 @dataclass
 class Program:
+    """A machine program: its DRAM segments (inputs, weights, outputs, scratch) and the
+    instructions of its queues (docs/isa.md); as assembly text or 128-bit binary words."""
+
     name: str
     segments: list[Segment] = field(default_factory=list)
     instrs: list[Instr] = field(default_factory=list)
 
     @property
     def dram_bytes(self) -> int:
+        """The DRAM the program's segments span."""
         return max((s.offset + s.size for s in self.segments), default=0)
 
     def segment(self, name: str) -> Segment:
+        """The segment `name`; KeyError if there is none."""
         for s in self.segments:
             if s.name == name:
                 return s
         raise KeyError(f"program {self.name} has no segment '{name}'")
 
     def locate(self, address: int) -> tuple[Segment, int]:
+        """The segment holding a DRAM address, and the offset in it; AsmError if none does."""
         for s in self.segments:
             if s.offset <= address < s.offset + s.size:
                 return s, address - s.offset
@@ -108,6 +114,7 @@ class Program:
     # ------------------------------------------------------------------ text
 
     def to_asm(self) -> str:
+        """The assembly text, which from_asm() reads back."""
         lines = [f".kernel {self.name}"]
         lines += [f".segment {s.name} {s.offset:#x} {s.size} {s.kind}" for s in self.segments]
         lines += [self._asm_line(i) for i in self.instrs]
@@ -128,6 +135,7 @@ class Program:
 
     @staticmethod
     def from_asm(text: str, file: str = "<asm>") -> Program:
+        """The program of assembly text; AsmError located as FILE:LINE:COL on a bad line."""
         program = Program("")
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.split(";", 1)[0].strip()
@@ -146,6 +154,7 @@ class Program:
     # ------------------------------------------------------------------ binary
 
     def to_bytes(self) -> bytes:
+        """The binary: header, segment table, one 128-bit word per instruction, CRC-32."""
         out = bytearray(MAGIC + struct.pack("<HHI", VERSION, len(self.segments), len(self.instrs)))
         out += _string(self.name)
         for s in self.segments:
@@ -156,6 +165,7 @@ class Program:
 
     @staticmethod
     def from_bytes(data: bytes) -> Program:
+        """The program of a binary from to_bytes(); AsmError if it is corrupt."""
         try:
             return Program._from_bytes(data)
         except struct.error:

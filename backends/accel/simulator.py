@@ -40,18 +40,22 @@ class Report:
 
     @property
     def seconds(self) -> float:
+        """The run's time at the machine's clock."""
         return self.cycles / (float(self.machine.get("clock_ghz", 1.0)) * 1e9)
 
     @property
     def total_energy_pj(self) -> float:
+        """The energy of every component, summed (pJ)."""
         return sum(self.energy_pj.values())
 
     def to_json(self) -> str:
+        """Every field and the total energy, as JSON text."""
         data = {k: v for k, v in self.__dict__.items()}
         data["total_energy_pj"] = self.total_energy_pj
         return json.dumps(data, indent=2, sort_keys=False)
 
     def table(self) -> str:
+        """A plain-text summary: cycles against the roofline, queues, bytes, energy."""
         rows = [
             f"kernel {self.kernel}: {self.cycles} cycles (ideal {self.ideal_cycles}: compute {self.compute_cycles_ideal}, "
             f"DRAM {self.dram_cycles_ideal}), {self.seconds * 1e6:.1f} us",

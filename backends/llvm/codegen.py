@@ -7,18 +7,24 @@ own O3 pipeline (new pass manager) then optimises for the host CPU.
 
 from __future__ import annotations
 
+import logging
+
 import llvmlite.binding as llvm
 from xdsl.backend.llvm.convert import convert_module
 from xdsl.dialects.builtin import ModuleOp
 
 from stoicc_py.backends.llvm.target import host_machine
+from stoicc_py.timing import timed
+
+log = logging.getLogger(__name__)
 
 
 def to_llvm_ir(module: ModuleOp) -> str:
     """Unoptimised LLVM IR text of an `llvm`-dialect module."""
     machine = host_machine()
-    ir_module = convert_module(module, fallback_target_triple=machine.triple, data_layout=str(machine.target_data))
-    return str(ir_module)
+    with timed(log, "xdsl-to-llvmlite"):
+        ir_module = convert_module(module, fallback_target_triple=machine.triple, data_layout=str(machine.target_data))
+        return str(ir_module)
 
 
 def optimize(ir_text: str) -> llvm.ModuleRef:
@@ -33,13 +39,16 @@ def optimize(ir_text: str) -> llvm.ModuleRef:
     # (tdsl-vectorize-sparse's 2:4 nest ran 25% slower with it).
     tuning.slp_vectorization = False
     builder = llvm.create_pass_builder(machine, tuning)
-    builder.getModulePassManager().run(mod, builder)
+    with timed(log, "llvm-o3"):
+        builder.getModulePassManager().run(mod, builder)
     return mod
 
 
 def emit_asm(mod: llvm.ModuleRef) -> str:
-    return host_machine().emit_assembly(mod)
+    with timed(log, "llvm-asm"):
+        return host_machine().emit_assembly(mod)
 
 
 def emit_object(mod: llvm.ModuleRef) -> bytes:
-    return host_machine().emit_object(mod)
+    with timed(log, "llvm-codegen"):
+        return host_machine().emit_object(mod)

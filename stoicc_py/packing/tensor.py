@@ -10,6 +10,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, Integ
 from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.arrays import host_array
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
     BUFFER_KINDS,
@@ -178,6 +179,7 @@ class PackedTensor:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of every buffer: nbytes_breakdown()["total"]."""
         return self.nbytes_breakdown()["total"]
 
     def unpack(self) -> Array:
@@ -244,6 +246,18 @@ class PackedTensor:
                 return
         self.validate()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
+        their read-only flag, so re-align them and, if the original had passed validation (as
+        pack()'s tensors have), freeze these private copies and validate them once too."""
+        self.__dict__.update(state)
+        self.arrays = {role: _aligned(a) for role, a in self.arrays.items()}
+        self._checked = None
+        if state.get("_checked") is not None:
+            for a in self.arrays.values():
+                _freeze(a)
+            self.validate()
+
     def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
         """The fields that validity depends on, and the arrays (compared by identity)."""
         return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
@@ -278,9 +292,8 @@ class PackedTensor:
         )
 
 
-def _as_matrix(w: object) -> Array:
-    if not isinstance(w, np.ndarray):
-        raise TypeError(f"pack: w must be a numpy float32 array, got {type(w).__name__}")
+def _as_matrix(arg: object) -> Array:
+    w = host_array(arg, "pack: w")
     if w.dtype not in ELEMENTS:
         raise TypeError(
             f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
@@ -292,7 +305,7 @@ def _as_matrix(w: object) -> Array:
 
 
 def pack(
-    w: Array,
+    w: object,
     layout: LayoutAttr | str,
     *,
     prune: str | None = None,
@@ -301,7 +314,8 @@ def pack(
     activations: Array | None = None,
     alpha: float = 0.5,
 ) -> PackedTensor:
-    """Pack the float32 matrix `w` into the buffers of `layout` (an attribute or layout text).
+    """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
+    or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
     An int8 `w` packs into a dense or sparse layout (nm, block, csr, hybrid) as it is, its
     values buffers int8 (the weight of an i8 product).
 

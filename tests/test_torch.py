@@ -1,0 +1,139 @@
+"""stoicc_py.torch: compiled Linear layers against torch's own, on the same pruned or
+dequantized weights (skipped without PyTorch)."""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+stoicc_torch = pytest.importorskip("stoicc_py.torch")
+
+Array = np.ndarray[Any, Any]
+
+
+def _linear(in_features: int, out_features: int, bias: bool = True, seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(in_features, out_features, bias=bias)
+
+
+def _magnitude_2of4(w: Array) -> Array:
+    """Keep the two largest |values| of every group of four along a row."""
+    groups = w.reshape(w.shape[0], -1, 4)
+    drop = np.argsort(np.abs(groups), axis=-1)[..., :2]
+    kept = groups.copy()
+    np.put_along_axis(kept, drop, 0.0, axis=-1)
+    return kept.reshape(w.shape)
+
+
+def _assert_close(got: Any, want: Any) -> None:
+    scale = float(want.abs().max())
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_nm_layer_is_linear_on_the_pruned_weight_for_3d_inputs() -> None:
+    linear = _linear(32, 16)
+    layer = stoicc_torch.StoiccLinear.from_linear(linear, "nm(2, 4)")
+    pruned = _magnitude_2of4(linear.weight.detach().numpy())
+    np.testing.assert_array_equal(layer.weight.numpy(), pruned)
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        got = layer(x)
+    assert got.shape == (2, 5, 16) and got.dtype == torch.float32
+    want = torch.nn.functional.linear(x.double(), torch.from_numpy(pruned).double(), linear.bias.detach().double())
+    _assert_close(got.double(), want)
+
+
+def test_int4_layer_without_bias_is_linear_on_the_dequantized_weight() -> None:
+    linear = _linear(64, 8, bias=False)
+    layer = stoicc_torch.StoiccLinear.from_linear(linear, "int4(group=32)")
+    w, wq = linear.weight.detach().numpy(), layer.weight.numpy()
+    # symmetric int4 per group of 32: scale = max|w| / 7, each value within half a step
+    half_step = np.abs(w).reshape(8, 2, 32).max(axis=-1, keepdims=True) / 7 / 2
+    assert np.all(np.abs(w - wq).reshape(8, 2, 32) <= half_step * (1 + 1e-6))
+    assert layer.bias is None
+    x = torch.randn(7, 64)
+    with torch.inference_mode():
+        got = layer(x)
+    _assert_close(got.double(), x.double() @ torch.from_numpy(wq).double().T)
+
+
+def test_compress_replaces_selected_linears_of_an_mlp_in_place() -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    original = copy.deepcopy(model)
+    compressed = stoicc_torch.compress(model, "nm(2, 4)", select=lambda name, _: name == "0")
+    assert compressed is model
+    assert isinstance(model[0], stoicc_torch.StoiccLinear) and type(model[2]) is torch.nn.Linear
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        got = model(x)
+        hidden = torch.relu(x @ torch.from_numpy(_magnitude_2of4(original[0].weight.numpy())).T + original[0].bias)
+        want = original[2](hidden)
+    _assert_close(got, want)
+
+
+def test_a_shape_the_layout_cannot_store_is_refused_naming_the_layer() -> None:
+    with pytest.raises(ValueError, match=r"Linear\(6, 8\) cannot take layout nm\(2, 4\).*does not divide"):
+        stoicc_torch.StoiccLinear.from_linear(_linear(6, 8), "nm(2, 4)")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.Linear(6, 8))
+    with pytest.raises(ValueError, match=r"^1: Linear\(6, 8\)"):
+        stoicc_torch.compress(model, "nm(2, 4)")
+    assert all(type(m) is torch.nn.Linear for m in model), "a failed compress leaves the model unchanged"
+
+
+def test_inference_only_and_input_checks() -> None:
+    layer = stoicc_torch.StoiccLinear.from_linear(_linear(32, 16), "nm(2, 4)")
+    assert list(layer.parameters()) == []
+    x = torch.randn(4, 32, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference only.*no_grad"):
+        layer(x)
+    with torch.no_grad():
+        _assert_close(layer(x), layer(x.detach().clone()))
+        with pytest.raises(TypeError, match="parameter 'x' expects dtype float32"):
+            layer(x.double())
+        with pytest.raises(ValueError, match=r"expected input \[\.\.\., 32\]"):
+            layer(torch.randn(4, 16))
+        assert layer(torch.randn(0, 32)).shape == (0, 16)
+
+
+def test_the_module_exports_its_two_names_documented() -> None:
+    assert stoicc_torch.__all__ == ["StoiccLinear", "compress"]
+    for obj in (stoicc_torch.StoiccLinear, stoicc_torch.StoiccLinear.from_linear, stoicc_torch.StoiccLinear.forward,
+                stoicc_torch.compress):  # fmt: skip
+        assert obj.__doc__
+
+
+@pytest.mark.parametrize("layout", ["dense", "nm(2, 4) with int8(axis=0)"])
+def test_dense_and_composite_layouts(layout: str) -> None:
+    linear = _linear(16, 8, seed=2)
+    layer = stoicc_torch.StoiccLinear.from_linear(linear, layout)
+    w, stored = linear.weight.detach().numpy(), layer.weight.numpy()
+    if layout == "dense":
+        np.testing.assert_array_equal(stored, w)
+    else:  # the 2:4 pattern of the magnitude-pruned weight, each kept value within an int8 step
+        pruned = _magnitude_2of4(w)
+        assert np.all(stored[pruned == 0] == 0)
+        assert np.all(np.abs(stored - pruned) <= np.abs(w).max(axis=1, keepdims=True) / 127)
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        _assert_close(
+            layer(x).double(), torch.nn.functional.linear(x.double(), layer.weight.double(), linear.bias.double())
+        )
+
+
+def test_a_compressed_model_deep_copies_and_saves() -> None:
+    torch.manual_seed(3)
+    model = stoicc_torch.compress(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Tanh()), "nm(2, 4)")
+    saved = io.BytesIO()
+    torch.save(model, saved)
+    saved.seek(0)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        want = model(x)
+        for twin in (copy.deepcopy(model), torch.load(saved, weights_only=False)):
+            assert torch.equal(twin(x), want)
