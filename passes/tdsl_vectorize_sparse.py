@@ -2,15 +2,20 @@
 nest vectorised over the batch: each stored value is broadcast and multiplies
 `width` consecutive rows of x at once, so no gather is needed.
 
-Per block of `panels * width` rows of x: x is copied into panels `xp[p, k, l] =
-x[i0 + p*width + l, k]` (zero past the last row), the block's outputs accumulate
-in `yp[p, n, l]` and are copied back at the end; both scratch buffers are
-block-sized, never weight-sized. Inside a block, k-tiles of `kc` columns keep the
-panels' slice in L1 while every weight row streams its stored values: one index
-word is loaded per `per_word` slots and decoded by shifts, each slot is a
-broadcast and `panels` FMAs. Blocks of `panels` vectors run while the batch lasts,
-then one-vector blocks. A row whose slots do not fill its last index word
-finishes with a per-slot tail.
+Per block of `panels * width` rows of x, per k-block of `kb` columns (their panels
+stay in L2): x is copied into panels `xp[k, p, l] = x[i0 + p*width + l, kb + k]`
+(zero past the last row; a column's panels are contiguous, so one slot's loads
+differ by constant offsets). Per n-tile of `nt` weight rows, per k-tile of `kc`
+columns (in L1), every row streams its stored values: one index word is loaded per
+`per_word` slots and decoded by shifts, each slot is a broadcast and `panels`
+FMAs, and the row's sums are added to `yp[n, p, l]`, copied back at the end of the
+block. Both scratch buffers are block-sized, never weight-sized. A row whose slots
+do not fill its last index word finishes with a per-slot tail.
+
+The rows left after the whole blocks go, for 2:4 on AVX-512, to a lane-selection
+microkernel that reads x in place (PermuteKernel; it also takes int8/int4 values),
+else to one-vector blocks. Hybrid weights (dense and 2:4 tiles) use the
+lane-selection kernel for every row.
 """
 
 from __future__ import annotations
@@ -225,9 +230,8 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
 
 
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
-    """Blocks of `panels`, then of panels/2, vectors of rows over panels; the rows
-    left (fewer than a vector's worth of blocks) by `rest`'s register blocks, or,
-    without it, by one-vector blocks."""
+    """Blocks of `panels` vectors of rows over panels; the rows left by `rest`'s
+    register blocks, or, without it, by one-vector blocks."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
@@ -241,12 +245,9 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     xp, yp = alloc([kb, panels, width]), alloc([n_size, panels, width])
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    start = b.index(0)
-    for count in dict.fromkeys((panels, max(1, panels // 2))):
-        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // count))
-        end = floor_to(b, start, m, count * width)
-        for_(b, start, end, count * width, lambda b, i0, prod=prod, count=count: _block(b, prod, out, i0, count, m, nt), "i0")  # type: ignore[misc]
-        start = end
+    full = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // panels))
+    start = floor_to(b, b.index(0), m, panels * width)
+    for_(b, b.index(0), start, panels * width, lambda b, i0: _block(b, full, out, i0, panels, m, nt), "i0")
     if rest is None:
         prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=CHAINS)
         for_(b, start, m, width, lambda b, i0: _block(b, prod, out, i0, 1, m, nt), "i0")
@@ -521,7 +522,7 @@ class VectorizeSparse(ModulePass):
     name = "tdsl-vectorize-sparse"
 
     width: int = 16
-    panels: int = 8
+    panels: int = 4
     nt: int = 16
     kc: int = 32
     kb: int = 1024

@@ -73,10 +73,11 @@ def test_linear_with_sparse_weight(layout: str) -> None:
 
 
 @pytest.mark.parametrize("layout", ["nm(2, 4)", "nm(1, 4)", "nm(2, 8)"])
-@pytest.mark.parametrize("k", [104, 296])
+@pytest.mark.parametrize("k", [104, 296, 2088])
 def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
     """tdsl-vectorize-sparse: blocks of rows ending mid-vector and mid-block, index
-    words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32)."""
+    words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32),
+    several k-blocks of panels (k = 2088)."""
     n = 12
     prog = stoicc_py.compile(
         f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] {{ return linear(x, w) }}"
@@ -88,6 +89,19 @@ def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
     for m in (1, 15, 64, 65, 131):
         x = rand(rng, m, k)
         assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+
+def test_vectorised_nm_epilogue_on_panel_and_edge_rows() -> None:
+    """Bias and activation reach the rows of the panel blocks and the rows left after them."""
+    prog = stoicc_py.compile("kernel f(x: f32[M, 96], w: f32[20, 96] @ nm(2, 4), b: f32[20]) -> f32[M, 20] "
+                             "{ return relu(linear(x, w, b)) }")  # fmt: skip
+    rng = np.random.default_rng(3)
+    w, bias = _nm_weight(rng, 20, 96, 2, 4), rand(rng, 20)
+    packed = prog.f.pack("w", w)
+    for m in (64, 70):
+        x = rand(rng, m, 96)
+        want = np.maximum(x.astype(np.float64) @ w.T.astype(np.float64) + bias, 0).astype(np.float32)
+        assert_close(prog.f(x, packed, bias), want)
 
 
 @pytest.mark.parametrize("quant", ["int4(group=32)", "int4", "int8(axis=0)", "int4(axis=0, scale=f16)"])
