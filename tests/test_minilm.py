@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stoicc_py.models.bert import encode, erf
-from stoicc_py.models.compiled import CompiledLinear, magnitude_plan
+from stoicc_py.models.compiled import CompiledLinear, magnitude_plan, minilm_linear
 from stoicc_py.models.minilm import (
     MINILM_L6,
     SYNTHETIC,
@@ -23,7 +23,6 @@ from stoicc_py.models.minilm import (
 from stoicc_py.models.weights import Array, Weights, load_weights, save_weights
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "minilm" / "run.py"
-GELU_LAYER = ".intermediate.dense"
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +37,6 @@ def tokens() -> tuple[Array, Array]:
     lengths = (9, 5, 2)
     mask = (np.arange(max(lengths)) < np.array(lengths)[:, None]).astype(np.int64)
     return rng.integers(1, SYNTHETIC.vocab, mask.shape) * mask, mask
-
-
-def compiled(
-    weights: Weights, layout: str, activations: str | None = None, plans: dict[str, Array] | None = None
-) -> CompiledLinear:
-    names = linear_names(config_of(weights).layers)
-    return CompiledLinear(weights, layout, names, [n for n in names if n.endswith(GELU_LAYER)], activations, plans)
 
 
 def test_synthetic_model_has_the_tensors_of_its_config(synthetic: Weights) -> None:
@@ -92,10 +84,7 @@ def test_compiled_layers_match_numpy_on_the_same_weights(
     """The compiled model against the numpy forward pass on the weights its kernels read
     (pruned, dequantized); dense is the fp32 model itself."""
     names = linear_names(SYNTHETIC.layers)
-    plans = None
-    if layout.startswith("hybrid"):
-        plans = {n: magnitude_plan(synthetic[f"{n}.weight"], layout, 0.5) for n in names}
-    layers = compiled(synthetic, layout, plans=plans)
+    layers = minilm_linear(synthetic, layout)
     got = encode(synthetic, *tokens, layers)
     want = encode(layers.effective_weights(), *tokens)
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -104,6 +93,15 @@ def test_compiled_layers_match_numpy_on_the_same_weights(
     else:
         assert not np.allclose(want, encode(synthetic, *tokens), atol=1e-3)  # the compression shows
         assert layers.nbytes()["total"] < sum(synthetic[f"{n}.weight"].nbytes for n in names)
+
+
+def test_layers_not_compiled_run_in_numpy(synthetic: Weights, tokens: tuple[Array, Array]) -> None:
+    query = linear_names(SYNTHETIC.layers)[0]
+    layers = CompiledLinear(synthetic, "int8(axis=0)", [query])
+    assert layers.packed.keys() == {query}
+    want = layers.effective_weights()
+    assert not np.array_equal(want[f"{query}.weight"], synthetic[f"{query}.weight"])
+    np.testing.assert_allclose(encode(synthetic, *tokens, layers), encode(want, *tokens), atol=1e-5)
 
 
 def test_magnitude_plan_makes_the_cheapest_tiles_nm() -> None:
@@ -118,7 +116,7 @@ def test_magnitude_plan_makes_the_cheapest_tiles_nm() -> None:
 def test_quantized_activations_match_the_reference(synthetic: Weights, tokens: tuple[Array, Array]) -> None:
     """W8A8: each layer's kernel against the reference interpreter on the same input, and the
     whole model close to fp32."""
-    layers = compiled(synthetic, "int8(axis=0)", activations="int8(per=token)")
+    layers = minilm_linear(synthetic, "int8(axis=0)", activations="int8(per=token)")
     name = linear_names(SYNTHETIC.layers)[4]  # intermediate.dense: GELU fused
     x = np.random.default_rng(0).standard_normal((24, SYNTHETIC.hidden)).astype(np.float32)
     got = layers(name, x, True)
@@ -153,7 +151,7 @@ def test_real_model_on_int8_kernels(real: Weights) -> None:
     from stoicc_py.models.minilm import tokenize
 
     ids, mask = tokenize(example["SENTENCES"])
-    layers = compiled(real, "int8(axis=0)")
+    layers = minilm_linear(real, "int8(axis=0)")
     fp32, got = encode(real, ids, mask), encode(real, ids, mask, layers)
     np.testing.assert_allclose(got, encode(layers.effective_weights(), ids, mask), atol=1e-5)
     assert np.all(np.sum(got * fp32, axis=1) > 0.999)

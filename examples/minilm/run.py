@@ -29,8 +29,8 @@ import stoicc_py
 from stoicc_py.benchmarks.measure import library_threads, time_calls
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.bert import encode
-from stoicc_py.models.compiled import CompiledLinear, hybrid_part, magnitude_plan
-from stoicc_py.models.minilm import config_of, linear_names, minilm_weights_path, tokenize
+from stoicc_py.models.compiled import minilm_linear
+from stoicc_py.models.minilm import minilm_weights_path, tokenize
 from stoicc_py.models.weights import Array, Weights, load_weights
 
 SENTENCES = (
@@ -52,7 +52,6 @@ DEFAULT_LAYOUTS = (
     "nm(2, 4) with int4(group=64)",
     "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])",
 )
-GELU_LAYER = ".intermediate.dense"
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,8 @@ def median_ms(call: Callable[[], object], repeat: int) -> float:
     return 1e3 * time_calls(call, repeat, budget=10.0, flush=None).median_s
 
 
-def compile_layers(args: argparse.Namespace, layout: str, weights: Weights) -> CompiledLinear:
-    names = linear_names(config_of(weights).layers)
-    plans = None
-    if hybrid_part(layout) is not None:
-        plans = {name: magnitude_plan(weights[f"{name}.weight"], layout, args.nm_fraction) for name in names}
-    gelu_names = [name for name in names if name.endswith(GELU_LAYER)]
-    return CompiledLinear(weights, layout, names, gelu_names, args.activations, plans)
-
-
 def run_layout(args: argparse.Namespace, layout: str, model: Model) -> Result:
-    layers = compile_layers(args, layout, model.weights)
+    layers = minilm_linear(model.weights, layout, args.activations, nm_fraction=args.nm_fraction)
     embeddings = encode(model.weights, model.ids, model.mask, layers)
     same_weights = encode(layers.effective_weights(), model.ids, model.mask)
     forward_ms = median_ms(lambda: encode(model.weights, model.ids, model.mask, layers), args.repeat)

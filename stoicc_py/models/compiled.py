@@ -17,6 +17,7 @@ from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, Layou
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.bert import NumpyLinear
+from stoicc_py.models.minilm import GELU_LAYERS, config_of, linear_names
 from stoicc_py.models.weights import Array, Weights
 from stoicc_py.packing import PackedTensor
 
@@ -36,8 +37,8 @@ class CompiledLinear:
 
     `gelu_names`: the layers followed by a GELU, whose kernels fuse it (compiled up front with
     the others). `plans`: per layer, the tile table codes of a hybrid layout (stoicc_py.pack's
-    `plan`); without one, a hybrid weight's tiles are all dense. `activations`: see
-    linear_source. Compilation and packing times are kept in `compile_seconds` and
+    `plan`); without one, each tile of a hybrid weight is derived from its data (an nm tile if it
+    fits the pattern, else dense). `activations`: see linear_source. Compilation and packing times are kept in `compile_seconds` and
     `pack_seconds`.
     """
 
@@ -101,6 +102,23 @@ class CompiledLinear:
         if self.layout == "dense":
             return np.ascontiguousarray(w, dtype=np.float32)
         return stoicc_py.pack(w, self.layout, prune=self._prune, plan=plan)
+
+
+def minilm_linear(
+    weights: Weights,
+    layout: str,
+    activations: str | None = None,
+    plans: Mapping[str, Array] | None = None,
+    nm_fraction: float = 0.5,
+) -> CompiledLinear:
+    """Every linear layer of a MiniLM model on kernels whose weight is in `layout`, with the GELU
+    after each of GELU_LAYERS fused. A hybrid layout's tiles follow `plans`, else magnitude_plan
+    with `nm_fraction` of the tiles in N:M."""
+    names = linear_names(config_of(weights).layers)
+    if plans is None and hybrid_part(layout) is not None:
+        plans = {name: magnitude_plan(weights[f"{name}.weight"], layout, nm_fraction) for name in names}
+    gelu_names = [name for name in names if name.endswith(GELU_LAYERS)]
+    return CompiledLinear(weights, layout, names, gelu_names, activations, plans)
 
 
 def sparse_part(layout: LayoutAttr) -> LayoutAttr:

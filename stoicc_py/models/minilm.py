@@ -27,6 +27,8 @@ LINEAR_LAYERS = (
     "output.dense",
 )
 """The linear layers of one encoder layer, in the order the forward pass runs them."""
+GELU_LAYERS = ("intermediate.dense",)
+"""The linear layers followed by a GELU."""
 LINEAR_GLOB = "encoder.layer.*.weight"
 """A glob (fnmatch) on tensor names matching the weight matrices of every linear layer."""
 
