@@ -11,13 +11,14 @@ layers' kernels, packs every weight once, and embeds the sentences again. Prints
 weights' bytes, the end-to-end time of a forward pass (tokenising excluded), and per
 sentence the cosine similarity of the compressed model's embedding with the fp32 one.
 `vs same weights` is the largest difference from numpy running the very weights the
-kernels read (pruned, dequantized): the kernels' own error. README.md beside this file
-has the output.
+kernels read (pruned, dequantized): the kernels' own error (`-` with --activations, which
+numpy does not quantize). README.md beside this file has the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import stoicc_py
-from stoicc_py.benchmarks.measure import library_threads, time_calls
+from stoicc_py.benchmarks.measure import Stats, library_threads, time_calls
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.bert import encode
 from stoicc_py.models.compiled import minilm_linear
@@ -60,7 +61,7 @@ class Model:
     ids: Array
     mask: Array
     fp32: Array  # the fp32 numpy embeddings
-    fp32_ms: float
+    fp32_time: Stats
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class Result:
     megabytes: float
     compile_s: float
     pack_s: float
-    forward_ms: float
+    forward_time: Stats
     cosine: Array  # per sentence, with the fp32 embedding
-    same_weights_error: float
+    same_weights_error: float | None  # None when activations are quantized: numpy does not model it
     paraphrases: int
 
 
@@ -82,24 +83,28 @@ def paraphrases_found(embeddings: Array) -> int:
     return int(np.sum(similarity.argmax(axis=1) == np.arange(len(similarity)) ^ 1))
 
 
-def median_ms(call: Callable[[], object], repeat: int) -> float:
+def timed(call: Callable[[], object], repeat: int) -> Stats:
     call()  # warm-up
-    return 1e3 * time_calls(call, repeat, budget=10.0, flush=None).median_s
+    return time_calls(call, repeat, budget=10.0, flush=None)
+
+
+def milliseconds(stats: Stats) -> str:
+    return f"{1e3 * stats.median_s:.1f} ({1e3 * stats.min_s:.1f})"
 
 
 def run_layout(args: argparse.Namespace, layout: str, model: Model) -> Result:
     layers = minilm_linear(model.weights, layout, args.activations, nm_fraction=args.nm_fraction)
     embeddings = encode(model.weights, model.ids, model.mask, layers)
-    same_weights = encode(layers.effective_weights(), model.ids, model.mask)
-    forward_ms = median_ms(lambda: encode(model.weights, model.ids, model.mask, layers), args.repeat)
+    same_weights = None if args.activations else encode(layers.effective_weights(), model.ids, model.mask)
+    forward_time = timed(lambda: encode(model.weights, model.ids, model.mask, layers), args.repeat)
     return Result(
         layout,
         layers.nbytes()["total"] / 1e6,
         layers.compile_seconds,
         layers.pack_seconds,
-        forward_ms,
+        forward_time,
         np.sum(embeddings * model.fp32, axis=1),
-        float(np.abs(embeddings - same_weights).max()),
+        None if same_weights is None else float(np.abs(embeddings - same_weights).max()),
         paraphrases_found(embeddings),
     )
 
@@ -108,7 +113,7 @@ def load_model(args: argparse.Namespace) -> Model:
     weights = load_weights(args.weights or minilm_weights_path())
     ids, mask = tokenize(SENTENCES)
     fp32 = encode(weights, ids, mask)
-    return Model(weights, ids, mask, fp32, median_ms(lambda: encode(weights, ids, mask), args.repeat))
+    return Model(weights, ids, mask, fp32, timed(lambda: encode(weights, ids, mask), args.repeat))
 
 
 def sentence_transformers_error(model: Model) -> float:
@@ -119,24 +124,32 @@ def sentence_transformers_error(model: Model) -> float:
     return float(np.abs(reference - model.fp32).max())
 
 
-def print_model(model: Model, threads: int) -> None:
-    tokens = int(model.mask.sum())
-    print(f"{len(SENTENCES)} sentences, {tokens} tokens ({model.ids.size} with padding), {threads} thread(s)")
-    print(f"fp32 numpy: {model.fp32_ms:.1f} ms per forward pass; nearest neighbour is the paraphrase for ", end="")
-    print(f"{paraphrases_found(model.fp32)}/{len(SENTENCES)} sentences; paraphrase cosines ", end="")
-    print(", ".join(f"{model.fp32[i] @ model.fp32[i + 1]:.2f}" for i in range(0, len(SENTENCES), 2)))
+def print_model(model: Model, threads: int, blas_threads: int | None) -> None:
+    blas = "unknown (install threadpoolctl)" if blas_threads is None else blas_threads
+    print(f"{len(SENTENCES)} sentences, {int(model.mask.sum())} tokens ({model.ids.size} with padding); ", end="")
+    print(f"kernel threads {threads}, numpy BLAS threads {blas}; load average {os.getloadavg()[0]:.1f}")
+    cosines = ", ".join(f"{model.fp32[i] @ model.fp32[i + 1]:.2f}" for i in range(0, len(SENTENCES), 2))
+    print(
+        f"fp32 numpy: {milliseconds(model.fp32_time)} ms per forward pass (median (min)); paraphrase cosines ", end=""
+    )
+    print(f"{cosines}; the nearest neighbour is the paraphrase for {paraphrases_found(model.fp32)}/{len(SENTENCES)}")
 
 
-def print_results(results: Sequence[Result], fp32_ms: float) -> None:
-    print(f"\n{'layout':<50} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>6} {'speedup':>7} "
+def print_results(results: Sequence[Result], fp32_time: Stats) -> None:
+    width = max(len(r.layout) for r in results)
+    print(f"\n{'layout':<{width}} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>13} {'speedup':>7} "
           f"{'cos min':>7} {'cos mean':>8} {'paraphrases':>11} {'vs same weights':>15}")  # fmt: skip
     for r in results:
-        print(f"{r.layout:<50} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} {r.forward_ms:6.1f} "
-              f"{fp32_ms / r.forward_ms:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
-              f"{r.paraphrases:>9}/{len(SENTENCES)} {r.same_weights_error:15.1e}")  # fmt: skip
+        print(f"{r.layout:<{width}} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} {milliseconds(r.forward_time):>13} "
+              f"{fp32_time.min_s / r.forward_time.min_s:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
+              f"{r.paraphrases:>9}/{len(SENTENCES)} {_optional(r.same_weights_error):>15}")  # fmt: skip
     print("\ncosine similarity with the fp32 embedding, per sentence (columns: the layouts above, in order)")
     for i, sentence in enumerate(SENTENCES):
         print(f"{sentence:<40}" + "".join(f" {r.cosine[i]:8.5f}" for r in results))
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -162,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for layout in layouts:
             parse_layout(layout)  # a typo fails now, not after the fp32 model ran
-        with library_threads(args.threads):
+        with library_threads(args.threads) as blas_threads:
             model = load_model(args)
-            print_model(model, args.threads)
+            print_model(model, args.threads, blas_threads)
             if args.sentence_transformers:
                 print(f"fp32 numpy vs sentence-transformers: max |difference| {sentence_transformers_error(model):.1e}")
             results = [run_layout(args, layout, model) for layout in layouts]
@@ -174,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print_results(results, model.fp32_ms)
+    print_results(results, model.fp32_time)
     return 0
 
 
