@@ -8,8 +8,9 @@
 Embeds SENTENCES (four pairs of paraphrases) with the fp32 numpy forward pass and checks
 that each sentence's nearest neighbour is its paraphrase; then, per layout, compiles the
 layers' kernels, packs every weight once, and embeds the sentences again. Prints the
-weights' bytes, the end-to-end time of a forward pass (tokenising excluded), and per
-sentence the cosine similarity of the compressed model's embedding with the fp32 one.
+weights' bytes, the end-to-end time of a forward pass (tokenising excluded; median (min)
+in ms, timed in turns with the fp32 forward pass so that a busy machine slows both alike),
+and per sentence the cosine similarity of the compressed model's embedding with the fp32 one.
 `vs same weights` is the largest difference from numpy running the very weights the
 kernels read (pruned, dequantized): the kernels' own error (`-` with --activations, which
 numpy does not quantize). README.md beside this file has the output.
@@ -19,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 
 import stoicc_py
-from stoicc_py.benchmarks.measure import Stats, library_threads, time_calls
+from stoicc_py.benchmarks.measure import Stats, library_threads
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.bert import encode
 from stoicc_py.models.compiled import minilm_linear
@@ -61,7 +64,6 @@ class Model:
     ids: Array
     mask: Array
     fp32: Array  # the fp32 numpy embeddings
-    fp32_time: Stats
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Result:
     compile_s: float
     pack_s: float
     forward_time: Stats
+    fp32_time: Stats  # the fp32 numpy forward pass, timed in turns with this one
     cosine: Array  # per sentence, with the fp32 embedding
     same_weights_error: float | None  # None when activations are quantized: numpy does not model it
     paraphrases: int
@@ -83,9 +86,18 @@ def paraphrases_found(embeddings: Array) -> int:
     return int(np.sum(similarity.argmax(axis=1) == np.arange(len(similarity)) ^ 1))
 
 
-def timed(call: Callable[[], object], repeat: int) -> Stats:
-    call()  # warm-up
-    return time_calls(call, repeat, budget=10.0, flush=None)
+def timed_in_turns(calls: Sequence[Callable[[], object]], repeat: int) -> list[Stats]:
+    """Each call timed `repeat` times after a warm-up, the calls taking turns, so that other work
+    on a shared machine slows them alike."""
+    times: list[list[float]] = [[] for _ in calls]
+    for call in calls:
+        call()
+    for _ in range(repeat):
+        for call_times, call in zip(times, calls, strict=True):
+            start = perf_counter()
+            call()
+            call_times.append(perf_counter() - start)
+    return [Stats(statistics.median(t), min(t), len(t)) for t in times]
 
 
 def milliseconds(stats: Stats) -> str:
@@ -96,13 +108,20 @@ def run_layout(args: argparse.Namespace, layout: str, model: Model) -> Result:
     layers = minilm_linear(model.weights, layout, args.activations, nm_fraction=args.nm_fraction)
     embeddings = encode(model.weights, model.ids, model.mask, layers)
     same_weights = None if args.activations else encode(layers.effective_weights(), model.ids, model.mask)
-    forward_time = timed(lambda: encode(model.weights, model.ids, model.mask, layers), args.repeat)
+    forward_time, fp32_time = timed_in_turns(
+        [
+            lambda: encode(model.weights, model.ids, model.mask, layers),
+            lambda: encode(model.weights, model.ids, model.mask),
+        ],
+        args.repeat,
+    )
     return Result(
         layout,
         layers.nbytes()["total"] / 1e6,
         layers.compile_seconds,
         layers.pack_seconds,
         forward_time,
+        fp32_time,
         np.sum(embeddings * model.fp32, axis=1),
         None if same_weights is None else float(np.abs(embeddings - same_weights).max()),
         paraphrases_found(embeddings),
@@ -112,8 +131,7 @@ def run_layout(args: argparse.Namespace, layout: str, model: Model) -> Result:
 def load_model(args: argparse.Namespace) -> Model:
     weights = load_weights(args.weights or minilm_weights_path())
     ids, mask = tokenize(SENTENCES)
-    fp32 = encode(weights, ids, mask)
-    return Model(weights, ids, mask, fp32, timed(lambda: encode(weights, ids, mask), args.repeat))
+    return Model(weights, ids, mask, encode(weights, ids, mask))
 
 
 def sentence_transformers_error(model: Model) -> float:
@@ -129,19 +147,19 @@ def print_model(model: Model, threads: int, blas_threads: int | None) -> None:
     print(f"{len(SENTENCES)} sentences, {int(model.mask.sum())} tokens ({model.ids.size} with padding); ", end="")
     print(f"kernel threads {threads}, numpy BLAS threads {blas}; load average {os.getloadavg()[0]:.1f}")
     cosines = ", ".join(f"{model.fp32[i] @ model.fp32[i + 1]:.2f}" for i in range(0, len(SENTENCES), 2))
+    found = paraphrases_found(model.fp32)
     print(
-        f"fp32 numpy: {milliseconds(model.fp32_time)} ms per forward pass (median (min)); paraphrase cosines ", end=""
+        f"fp32 numpy: paraphrase cosines {cosines}; the nearest neighbour is the paraphrase for {found}/{len(SENTENCES)}"
     )
-    print(f"{cosines}; the nearest neighbour is the paraphrase for {paraphrases_found(model.fp32)}/{len(SENTENCES)}")
 
 
-def print_results(results: Sequence[Result], fp32_time: Stats) -> None:
+def print_results(results: Sequence[Result]) -> None:
     width = max(len(r.layout) for r in results)
-    print(f"\n{'layout':<{width}} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>13} {'speedup':>7} "
+    print(f"\n{'layout':<{width}} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>13} {'fp32 ms':>13} {'speedup':>7} "
           f"{'cos min':>7} {'cos mean':>8} {'paraphrases':>11} {'vs same weights':>15}")  # fmt: skip
     for r in results:
         print(f"{r.layout:<{width}} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} {milliseconds(r.forward_time):>13} "
-              f"{fp32_time.min_s / r.forward_time.min_s:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
+              f"{milliseconds(r.fp32_time):>13} {r.fp32_time.median_s / r.forward_time.median_s:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
               f"{r.paraphrases:>9}/{len(SENTENCES)} {_optional(r.same_weights_error):>15}")  # fmt: skip
     print("\ncosine similarity with the fp32 embedding, per sentence (columns: the layouts above, in order)")
     for i, sentence in enumerate(SENTENCES):
@@ -164,7 +182,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also compare the fp32 embeddings with sentence-transformers' (which must be installed: not a dependency)",
     )
-    parser.add_argument("--repeat", type=int, default=20, help="forward passes timed (the median is shown)")
+    parser.add_argument("--repeat", type=int, default=20, help="forward passes timed, each model in turn with fp32")
     return parser.parse_args(argv)
 
 
@@ -187,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print_results(results, model.fp32_time)
+    print_results(results)
     return 0
 
 
