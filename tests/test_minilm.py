@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stoicc_py.models.bert import encode, erf
+from stoicc_py.models.bert import encode, erf, layer_inputs
 from stoicc_py.models.compiled import CompiledLinear, magnitude_plan, minilm_linear
 from stoicc_py.models.minilm import (
     MINILM_L6,
     SYNTHETIC,
     config_of,
     linear_names,
+    random_tokens,
     synthetic_minilm,
     tensor_shapes,
 )
@@ -33,10 +34,7 @@ def synthetic() -> Weights:
 @pytest.fixture(scope="module")
 def tokens() -> tuple[Array, Array]:
     """Three sentences of 9, 5 and 2 tokens (ids of the synthetic vocabulary), padded with 0."""
-    rng = np.random.default_rng(3)
-    lengths = (9, 5, 2)
-    mask = (np.arange(max(lengths)) < np.array(lengths)[:, None]).astype(np.int64)
-    return rng.integers(1, SYNTHETIC.vocab, mask.shape) * mask, mask
+    return random_tokens(SYNTHETIC, (9, 5, 2), seed=3)
 
 
 def test_synthetic_model_has_the_tensors_of_its_config(synthetic: Weights) -> None:
@@ -64,6 +62,31 @@ def test_weights_file_must_be_npz_or_safetensors(tmp_path: Path) -> None:
 def test_erf_is_within_2e_7_of_math_erf() -> None:
     x = np.linspace(-6, 6, 2001, dtype=np.float64)
     assert np.max(np.abs(erf(x) - np.array([math.erf(v) for v in x]))) < 2e-7
+
+
+def test_bad_inputs_are_value_errors(synthetic: Weights, tokens: tuple[Array, Array]) -> None:
+    ids, mask = tokens
+    with pytest.raises(ValueError, match=r"token ids must be in 0..999 \(the vocabulary\)"):
+        encode(synthetic, ids + SYNTHETIC.vocab, mask)
+    with pytest.raises(ValueError, match="not a MiniLM model: no tensor embeddings.word_embeddings.weight"):
+        config_of({"w": np.zeros(3, np.float32)})
+
+
+def test_layer_inputs_are_the_activations_of_the_real_tokens(synthetic: Weights, tokens: tuple[Array, Array]) -> None:
+    ids, mask = tokens
+    inputs = layer_inputs(synthetic, ids, mask)
+    names = linear_names(SYNTHETIC.layers)
+    assert list(inputs) == names
+    k = {n: synthetic[f"{n}.weight"].shape[1] for n in names}
+    assert all(x.shape == (mask.sum(), k[n]) and x.dtype == np.float32 for n, x in inputs.items())
+    # The first sentence's (9 tokens) embeddings, normalised, computed here in float64.
+    e = synthetic["embeddings.word_embeddings.weight"][ids[0, :9]].astype(np.float64)
+    e += (
+        synthetic["embeddings.position_embeddings.weight"][:9] + synthetic["embeddings.token_type_embeddings.weight"][0]
+    )
+    e = (e - e.mean(axis=1, keepdims=True)) / e.std(axis=1, keepdims=True)
+    want = e * synthetic["embeddings.LayerNorm.weight"] + synthetic["embeddings.LayerNorm.bias"]
+    np.testing.assert_allclose(inputs[names[0]][:9], want, atol=1e-5)
 
 
 def test_padding_does_not_change_an_embedding(synthetic: Weights, tokens: tuple[Array, Array]) -> None:

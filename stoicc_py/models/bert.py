@@ -22,7 +22,7 @@ _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 class Linear(Protocol):
-    def __call__(self, name: str, x: Array, gelu: bool) -> Array:
+    def __call__(self, name: str, x: Array, gelu: bool, /) -> Array:
         """Layer `name` (the prefix of its `.weight` and `.bias`) on x [rows, in], then GELU if
         `gelu`: float32 [rows, out]."""
         ...
@@ -65,6 +65,24 @@ def encode(weights: Weights, input_ids: Array, attention_mask: Array, linear: Li
     return _mean_pool(hidden, attention_mask)
 
 
+def layer_inputs(weights: Weights, input_ids: Array, attention_mask: Array) -> dict[str, Array]:
+    """The input x [tokens, in] of every linear layer in the fp32 forward pass, for the tokens
+    the mask keeps (padding rows dropped): calibration activations."""
+    recorder = _InputRecorder(weights, attention_mask.reshape(-1) > 0)
+    encode(weights, input_ids, attention_mask, recorder)
+    return recorder.inputs
+
+
+class _InputRecorder(NumpyLinear):
+    def __init__(self, weights: Weights, keep: Array) -> None:
+        super().__init__(weights)
+        self.keep, self.inputs = keep, dict[str, Array]()
+
+    def __call__(self, name: str, x: Array, gelu_after: bool) -> Array:
+        self.inputs[name] = x[self.keep]
+        return super().__call__(name, x, gelu_after)
+
+
 def layer_norm(x: Array, gain: Array, bias: Array, eps: float) -> Array:
     mean = x.mean(axis=-1, keepdims=True)
     var = np.square(x - mean).mean(axis=-1, keepdims=True)
@@ -83,6 +101,12 @@ def _norm(weights: Weights, name: str, x: Array, config: MiniLMConfig) -> Array:
 def _embeddings(weights: Weights, input_ids: Array, config: MiniLMConfig) -> Array:
     """[sentences * tokens, hidden]: word + position + token type 0, normalised."""
     tokens = input_ids.shape[1]
+    if input_ids.size and not 0 <= input_ids.min() <= input_ids.max() < config.vocab:
+        raise ValueError(
+            f"token ids must be in 0..{config.vocab - 1} (the vocabulary), got {input_ids.min()}..{input_ids.max()}"
+        )
+    if tokens > config.positions:
+        raise ValueError(f"{tokens} tokens, more than the {config.positions} positions of the model")
     x = (
         weights["embeddings.word_embeddings.weight"][input_ids]
         + weights["embeddings.position_embeddings.weight"][:tokens]

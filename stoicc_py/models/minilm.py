@@ -81,7 +81,11 @@ def tensor_shapes(config: MiniLMConfig) -> dict[str, tuple[int, ...]]:
 
 
 def config_of(weights: Weights) -> MiniLMConfig:
-    """The structure of a model from its tensors' shapes (its heads are HEAD_SIZE wide)."""
+    """The structure of a model from its tensors' shapes (its heads are HEAD_SIZE wide);
+    ValueError if they are not those of a MiniLM model."""
+    missing = [n for n in tensor_shapes(MiniLMConfig(layers=1)) if n not in weights and not n.startswith("pooler.")]
+    if missing:
+        raise ValueError(f"not a MiniLM model: no tensor {missing[0]} (and {len(missing) - 1} more missing)")
     vocab, hidden = weights["embeddings.word_embeddings.weight"].shape
     config = MiniLMConfig(
         layers=sum(1 for name in weights if name.endswith(".attention.self.query.weight")),
@@ -116,6 +120,14 @@ def _random_tensor(rng: np.random.Generator, name: str, shape: tuple[int, ...]) 
     else:
         values = rng.standard_normal(shape) / np.sqrt(shape[1])
     return values.astype(np.float32)
+
+
+def random_tokens(config: MiniLMConfig, lengths: Sequence[int], seed: int = 0) -> tuple[Array, Array]:
+    """(input ids, attention mask) as `tokenize` gives them, for sentences of `lengths` tokens of
+    random ids of the vocabulary (never 0, the padding id): inputs for a synthetic model."""
+    rng = np.random.default_rng(seed)
+    mask = (np.arange(max(lengths)) < np.array(lengths)[:, None]).astype(np.int64)
+    return rng.integers(1, config.vocab, mask.shape) * mask, mask
 
 
 def minilm_model_dir() -> Path:
