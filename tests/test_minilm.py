@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import runpy
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from stoicc_py.models.bert import encode, erf, layer_inputs
 from stoicc_py.models.compiled import CompiledLinear, magnitude_plan, minilm_linear
 from stoicc_py.models.minilm import (
+    LINEAR_GLOBS,
     MINILM_L6,
     SYNTHETIC,
     config_of,
@@ -42,6 +44,8 @@ def test_synthetic_model_has_the_tensors_of_its_config(synthetic: Weights) -> No
     assert {n: w.shape for n, w in synthetic.items() if n != "embeddings.position_ids"} == tensor_shapes(SYNTHETIC)
     assert all(w.dtype == np.float32 for n, w in synthetic.items() if n != "embeddings.position_ids")
     assert len(linear_names(SYNTHETIC.layers)) == 6 * SYNTHETIC.layers
+    globbed = {n for n in synthetic if any(fnmatch(n, glob) for glob in LINEAR_GLOBS)}
+    assert globbed == {f"{n}.weight" for n in linear_names(SYNTHETIC.layers)}
     assert not np.array_equal(synthetic_minilm(seed=8)["pooler.dense.weight"], synthetic["pooler.dense.weight"])
 
 

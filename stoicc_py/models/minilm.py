@@ -29,8 +29,8 @@ LINEAR_LAYERS = (
 """The linear layers of one encoder layer, in the order the forward pass runs them."""
 GELU_LAYERS = ("intermediate.dense",)
 """The linear layers followed by a GELU."""
-LINEAR_GLOB = "encoder.layer.*.weight"
-"""A glob (fnmatch) on tensor names matching the weight matrices of every linear layer."""
+LINEAR_GLOBS = ("encoder.layer.*.attention.self.*.weight", "encoder.layer.*.dense.weight")
+"""Globs (fnmatch, whose * spans dots) matching the weight of every linear layer, and no other tensor."""
 
 
 @dataclass(frozen=True)
