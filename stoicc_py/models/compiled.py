@@ -37,9 +37,9 @@ class CompiledLinear:
 
     `gelu_names`: the layers followed by a GELU, whose kernels fuse it (compiled up front with
     the others). `plans`: per layer, the tile table codes of a hybrid layout (stoicc_py.pack's
-    `plan`); without one, each tile of a hybrid weight is derived from its data (an nm tile if it
-    fits the pattern, else dense). `activations`: see linear_source. Compilation and packing times are kept in `compile_seconds` and
-    `pack_seconds`.
+    `plan`); without one, each tile of a hybrid weight is derived from its data (an nm tile if
+    it fits the pattern, else dense). `activations`: see linear_source. Compilation and
+    packing times are kept in `compile_seconds` and `pack_seconds`.
     """
 
     def __init__(
@@ -52,7 +52,9 @@ class CompiledLinear:
         plans: Mapping[str, Array] | None = None,
     ) -> None:
         self.layout, self.activations = layout, activations
-        self._prune = "magnitude" if isinstance(sparse_part(parse_layout(layout)), SparseLayoutAttr) else None
+        attr = parse_layout(layout)  # a located CompileError for a bad layout, before any work
+        self._dense = isinstance(attr, DenseLayoutAttr)
+        self._prune = "magnitude" if isinstance(sparse_part(attr), SparseLayoutAttr) else None
         self.weights = weights
         self._numpy = NumpyLinear(weights)
         self._kernels: dict[tuple[int, int, bool], stoicc_py.Kernel] = {}
@@ -99,7 +101,7 @@ class CompiledLinear:
 
     def _pack(self, name: str, plan: Array | None) -> Array | PackedTensor:
         w = self.weights[f"{name}.weight"]
-        if self.layout == "dense":
+        if self._dense:
             return np.ascontiguousarray(w, dtype=np.float32)
         return stoicc_py.pack(w, self.layout, prune=self._prune, plan=plan)
 
