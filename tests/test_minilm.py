@@ -138,6 +138,8 @@ def test_magnitude_plan_makes_the_cheapest_tiles_nm() -> None:
     np.testing.assert_array_equal(plan, [[1, 2], [1, 1]])
     with pytest.raises(ValueError, match="hybrid"):
         magnitude_plan(w, "nm(2, 4)", 0.5)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], got 1.5"):
+        magnitude_plan(w, "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])", 1.5)
 
 
 def test_quantized_activations_match_the_reference(synthetic: Weights, tokens: tuple[Array, Array]) -> None:

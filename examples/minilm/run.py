@@ -158,12 +158,17 @@ def print_results(results: Sequence[Result]) -> None:
     print(f"\n{'layout':<{width}} {'MB':>6} {'compile s':>9} {'pack s':>6} {'ms':>13} {'fp32 ms':>13} {'speedup':>7} "
           f"{'cos min':>7} {'cos mean':>8} {'paraphrases':>11} {'vs same weights':>15}")  # fmt: skip
     for r in results:
-        print(f"{r.layout:<{width}} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} {milliseconds(r.forward_time):>13} "
-              f"{milliseconds(r.fp32_time):>13} {r.fp32_time.median_s / r.forward_time.median_s:6.2f}x {r.cosine.min():7.5f} {r.cosine.mean():8.5f} "
-              f"{r.paraphrases:>9}/{len(SENTENCES)} {_optional(r.same_weights_error):>15}")  # fmt: skip
+        print(f"{r.layout:<{width}} {r.megabytes:6.2f} {r.compile_s:9.2f} {r.pack_s:6.2f} " + _figures(r))
     print("\ncosine similarity with the fp32 embedding, per sentence (columns: the layouts above, in order)")
     for i, sentence in enumerate(SENTENCES):
         print(f"{sentence:<40}" + "".join(f" {r.cosine[i]:8.5f}" for r in results))
+
+
+def _figures(r: Result) -> str:
+    speedup = r.fp32_time.median_s / r.forward_time.median_s
+    return (f"{milliseconds(r.forward_time):>13} {milliseconds(r.fp32_time):>13} {speedup:6.2f}x "
+            f"{r.cosine.min():7.5f} {r.cosine.mean():8.5f} {r.paraphrases:>9}/{len(SENTENCES)} "
+            f"{_optional(r.same_weights_error):>15}")  # fmt: skip
 
 
 def _optional(value: float | None) -> str:
@@ -188,10 +193,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    stoicc_py.set_threads(args.threads)
     layouts = args.layout or DEFAULT_LAYOUTS
     try:
-        for layout in layouts:
+        stoicc_py.set_threads(args.threads)
+        for layout in [*layouts, *([args.activations] if args.activations else [])]:
             parse_layout(layout)  # a typo fails now, not after the fp32 model ran
         with library_threads(args.threads) as blas_threads:
             model = load_model(args)

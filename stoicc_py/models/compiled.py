@@ -138,6 +138,8 @@ def magnitude_plan(w: Array, layout: str, nm_fraction: float) -> Array:
     """Table codes for `w` in a hybrid `layout` (of dense and nm tiles): the `nm_fraction` of the
     tiles that lose the smallest share of their |w| to N:M pruning by magnitude become N:M,
     the others dense. A simple saliency, for examples; any plan of codes works."""
+    if not 0 <= nm_fraction <= 1:
+        raise ValueError(f"the fraction of nm tiles must be in [0, 1], got {nm_fraction}")
     hybrid = hybrid_part(layout)
     if hybrid is None:
         raise ValueError(f"a plan is for a hybrid layout, not {layout}")
