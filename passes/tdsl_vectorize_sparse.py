@@ -65,6 +65,9 @@ from stoicc_py.passes.tdsl_microkernel import (
 )
 
 Accs = Sequence[SSAValue]
+Row = Sequence[SSAValue]
+Tiles = tuple[SSAValue, SSAValue, int, int]
+"""A hybrid format's tile schedule: rowptr, cols, tile height and width."""
 Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
 CHAINS = 8
 """Accumulators in flight per row: enough FMAs between dependent ones to cover
@@ -80,6 +83,8 @@ class NMProduct:
 
     x: SSAValue
     values: SSAValue
+    """[rows..., slots]: a weight row is named by every index but the last (a hybrid
+    tile's are [tile, local row])."""
     indices: SSAValue
     enc: dict[str, int]
     xp: SSAValue
@@ -101,19 +106,20 @@ class NMProduct:
         """Dense columns covered by one index word."""
         return self.enc["per_word"] // self.enc["n"] * self.enc["m"]
 
-    def slot(self, b: LoopBuilder, n: SSAValue, s: SSAValue, kk: SSAValue, accs: Accs) -> list[SSAValue]:
-        """accs[p] += values[n, s] * xp[kk, p, :] for each panel p."""
-        v = b.insert(vector.BroadcastOp(b.load(self.values, [n, s]), self.vec))
+    def slot(self, b: LoopBuilder, n: Row, s: SSAValue, kk: SSAValue, accs: Accs) -> list[SSAValue]:
+        """accs[p] += values[n..., s] * xp[kk, p, :] for each panel p."""
+        v = b.insert(vector.BroadcastOp(b.load(self.values, [*n, s]), self.vec))
         zero = b.index(0)
         return [b.insert(vector.FMAOp(v, b.insert(vector.LoadOp(self.xp, [kk, b.index(p), zero], self.vec)), acc))
                 for p, acc in enumerate(accs)]  # fmt: skip
 
-    def word(self, b: LoopBuilder, n: SSAValue, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
-        """The per_word slots of index word w of row n, unrolled: their columns are
-        the word's base plus each group's offset plus the slot's decoded field;
-        slot t feeds accumulator chain t % chains."""
+    def word(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
+        """The per_word slots of index word w of row n, unrolled: their columns (less
+        kb, the first column of xp relative to the row's) are the word's base plus
+        each group's offset plus the slot's decoded field; slot t feeds accumulator
+        chain t % chains."""
         bits, per_word, group_slots, m = (self.enc[k] for k in ("index_bits", "per_word", "n", "m"))
-        word = b.load(self.indices, [n, w])
+        word = b.load(self.indices, [*n, w])
         base = b.insert(arith.SubiOp(b.mul(w, b.index(self.word_cols)), kb))
         first = b.mul(w, b.index(per_word))
         mask = b.insert(arith.ConstantOp(IntegerAttr(m - 1, i32)))
@@ -138,11 +144,11 @@ class NMProduct:
             total = b.insert(arith.AddfOp(b.insert(vector.LoadOp(self.yp, at, self.vec)), total))
             b.b.insert(vector.StoreOp(total, self.yp, at))
 
-    def tail(self, b: LoopBuilder, n: SSAValue, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
+    def tail(self, b: LoopBuilder, n: Row, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
         """The slots past the last whole index word, one at a time (chain 0 of each panel)."""
 
         def step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
-            kk = b.insert(arith.SubiOp(nm_column(b, self.indices, [n], s, self.enc), kb))
+            kk = b.insert(arith.SubiOp(nm_column(b, self.indices, list(n), s, self.enc), kb))
             new = list(accs)
             new[:: self.chains] = self.slot(b, n, s, kk, accs[:: self.chains])
             return new
@@ -172,25 +178,32 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
     for_(b, b.index(0), b.index(panels * width), 1, row, "r")
 
 
-def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue) -> None:
-    """out[i0 + p*width + l, n] = yp[n, p, l] for the rows below m."""
+def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue, add: bool) -> None:
+    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m."""
     n_size, _, width = yp.type.get_shape()  # type: ignore[attr-defined]
     rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         p, lane, i = b.div(r, b.index(width)), b.rem(r, b.index(width)), b.add(i0, r)
-        for_(b, b.index(0), b.index(n_size), 1, lambda b, n: b.store(b.load(yp, [n, p, lane]), out, [i, n]), "n")
+
+        def col(b: LoopBuilder, n: SSAValue) -> None:
+            value = b.load(yp, [n, p, lane])
+            b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
+
+        for_(b, b.index(0), b.index(n_size), 1, col, "n")
 
     for_(b, b.index(0), rows, 1, row, "r")
 
 
-def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-           nt: int) -> None:  # fmt: skip
-    """One block of panels*width rows: per k-block (its panels in L2), pack; per
-    n-tile, per k-tile (its panels in L1), every row of the n-tile adds its slots
-    in the k-tile; then the slots past the last whole word; finally unpack."""
+KBlock = Callable[[LoopBuilder, SSAValue, SSAValue], None]
+
+
+def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+                 k_block: KBlock, add: bool) -> None:  # fmt: skip
+    """One block of panels*width rows: clear yp; per k-block (its panels in L2),
+    pack and run k_block(b, kb, kb_end); then unpack into out."""
     n_size, kb_cols = prod.yp.type.get_shape()[0], prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
-    k_size, kc, enc = b.size(prod.x, 1), prod.kc, prod.enc
+    k_size = b.size(prod.x, 1)
     zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(prod.vec, [0.0])))
 
     def clear(b: LoopBuilder, n: SSAValue) -> None:
@@ -198,20 +211,34 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
             b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
 
     for_(b, b.index(0), b.index(n_size), 1, clear, "n")
+
+    def each(b: LoopBuilder, kb: SSAValue) -> None:
+        kb_end = span(b, kb, kb_cols, k_size)
+        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end))
+        k_block(b, kb, kb_end)
+
+    for_(b, b.index(0), k_size, kb_cols, each, "kb")
+    _unpack(b, prod.yp, out, i0, panels, m, add)
+
+
+def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+           nt: int) -> None:  # fmt: skip
+    """One block of panels*width rows: per k-block, per n-tile, per k-tile (its
+    panels in L1), every row of the n-tile adds its slots in the k-tile; then the
+    slots past the last whole word."""
+    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
+    k_size, kc, enc = b.size(prod.x, 1), prod.kc, prod.enc
     words_per_row = enc["slots"] // enc["per_word"]
     tail = (words_per_row * enc["per_word"], enc["slots"])
 
-    def k_block(b: LoopBuilder, kb: SSAValue) -> None:
-        kb_end = span(b, kb, kb_cols, k_size)
-        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end))
-
+    def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
         def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
             def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
                 w0 = b.div(k0, b.index(prod.word_cols))
                 w1 = b.min(b.div(span(b, k0, kc, k_size), b.index(prod.word_cols)), b.index(words_per_row))
 
                 def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
-                    step = lambda b, w, accs: prod.word(b, n, w, kb, accs)  # noqa: E731
+                    step = lambda b, w, accs: prod.word(b, [n], w, kb, accs)  # noqa: E731
                     return b.loop(w0, w1, b.index(1), step, accs, name="w")
 
                 for_(b, n0, span(b, n0, nt, b.index(n_size)), 1, lambda b, n: prod.row(b, n, panels, words), "n")
@@ -222,11 +249,48 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
         if tail[0] < tail[1]:  # its columns lie in the last k-block, which holds less than a word
             last = b.insert(arith.CmpiOp(kb_end, k_size, "eq"))
             slots = (b.index(tail[0]), b.insert(arith.SelectOp(last, b.index(tail[1]), b.index(tail[0]))))
-            rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, n, kb, slots, accs))  # noqa: E731
+            rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, [n], kb, slots, accs))  # noqa: E731
             for_(b, b.index(0), b.index(n_size), 1, rows, "n")
 
-    for_(b, b.index(0), k_size, kb_cols, k_block, "kb")
-    _unpack(b, prod.yp, out, i0, panels, m)
+    _panel_block(b, prod, out, i0, panels, m, k_block, add=False)
+
+
+def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+                  nt: int, tiles: Tiles) -> None:  # fmt: skip
+    """out[block rows] += the products of one format's 2:4 tiles: per k-block, per
+    tile row, per n-tile of its rows, each stored tile whose columns lie in the
+    k-block adds its slots (the other tiles' loops run zero times)."""
+    rowptr, cols, th, tw = tiles
+    tile_rows = prod.yp.type.get_shape()[0] // th  # type: ignore[attr-defined]
+    words = tw // prod.word_cols
+
+    def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+        def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
+            def n_tile(b: LoopBuilder, r0: SSAValue) -> None:
+                def tile(b: LoopBuilder, p: SSAValue) -> None:
+                    col0 = b.mul(b.load_index(cols, [p]), b.index(tw))
+                    inside = b.insert(arith.AndIOp(b.insert(arith.CmpiOp(kb, col0, "ule")),
+                                                   b.insert(arith.CmpiOp(col0, kb_end, "ult"))))  # fmt: skip
+                    w1 = b.insert(arith.SelectOp(inside, b.index(words), b.index(0)))
+                    offset = b.insert(arith.SubiOp(kb, col0))
+
+                    def row(b: LoopBuilder, r: SSAValue) -> None:
+                        def body(b: LoopBuilder, _n: SSAValue, accs: Accs) -> Accs:
+                            step = lambda b, w, accs: prod.word(b, [p, r], w, offset, accs)  # noqa: E731
+                            return b.loop(b.index(0), w1, b.index(1), step, accs, name="w")
+
+                        prod.row(b, b.add(b.mul(tr, b.index(th)), r), panels, body)
+
+                    for_(b, r0, span(b, r0, nt, b.index(th)), 1, row, "r")
+
+                start, stop = (b.load_index(rowptr, [t]) for t in (tr, b.add(tr, b.index(1))))
+                for_(b, start, stop, 1, tile, "p")
+
+            for_(b, b.index(0), b.index(th), nt, n_tile, "r0")
+
+        for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
+
+    _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
 
 
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
@@ -393,6 +457,8 @@ class HybridKernel:
     out: SSAValue
     assemble: AssembleOp
     layout: HybridAttr
+    panel_rows: SSAValue
+    """Rows of x below it leave the 2:4 tiles to the panel nest (their loops run zero times)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
         th, tw = self.layout.tile_shape
@@ -426,31 +492,56 @@ class HybridKernel:
                 granule = 2 * shape.width if nm else shape.width
                 return b.loop(b.index(0), b.index(tw), b.index(granule), step, acc, name="kk")
 
-            start = b.load_index(buf("rowptr"), [tr])
-            acc = b.loop(start, b.load_index(buf("rowptr"), [b.add(tr, b.index(1))]), b.index(1), tile, acc, name="p")
+            start, stop = b.load_index(buf("rowptr"), [tr]), b.load_index(buf("rowptr"), [b.add(tr, b.index(1))])
+            if nm:
+                stop = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(i, self.panel_rows, "ult")), start, stop))
+            acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
         for r, row in enumerate(rows):
             for c in range(shape.cols):
                 b.store(reduce_add(b, acc[r * shape.cols + c]), self.out, [row, b.add(n0, b.index(c))])
 
 
-def lower_hybrid(op: tdsl.LinearOp, shape: Shape) -> None:
+def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
     """Per tile row, per block of weight rows, per block of x rows: one kernel over
-    the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks)."""
+    the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks).
+    With `panels`, the rows of whole blocks of panels*width take only the dense
+    tiles there, and the 2:4 tiles over panels (_hybrid_block)."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     layout = packed.layout
     assert isinstance(layout, HybridAttr)
-    kernel = HybridKernel(op.lhs, out, assemble, layout)
-    th = layout.tile_shape[0]
+    formats = layout.formats.data
+    nm = [f for f, fmt in enumerate(formats) if isinstance(fmt, NMAttr)]
+    th, tw = layout.tile_shape
     b = before(op)
     m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
+    block = panels * shape.width
+    start = floor_to(b, b.index(0), m, block) if panels else b.index(0)
+    kernel = HybridKernel(op.lhs, out, assemble, layout, start)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
         register_blocks(b, shape, (b.index(0), m), (b.index(0), b.index(th)), emit, cols_outer="c")
 
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
+    if panels:
+        alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
+        kb = min(max(tw, kb // tw * tw), packed.dims[1])  # type: ignore[type-var]  # whole tiles per k-block
+        xp, yp = alloc([kb, panels, shape.width]), alloc([packed.dims[0], panels, shape.width])
+        for f in nm:
+            buf = lambda role, f=f: assemble.buffer(f"tile{f}.{role}")  # noqa: E731
+            params = packed.storage.params.data
+            enc = {k.removeprefix(f"tile{f}."): packed.storage.param(k) for k in params if k.startswith(f"tile{f}.")}
+            prod = NMProduct(op.lhs, buf("values"), buf("indices"), enc, xp, yp, tw, max(1, CHAINS // panels))
+            tiles = (buf("rowptr"), buf("cols"), th, tw)
+
+            def x_block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles) -> None:
+                _hybrid_block(b, prod, out, i0, panels, m, nt, tiles)
+
+            for_(b, b.index(0), start, block, x_block, "i0")
+        b.b.insert(memref.DeallocOp.get(xp))
+        b.b.insert(memref.DeallocOp.get(yp))
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]
 
 
@@ -504,7 +595,7 @@ class VectorizeNM(RewritePattern):
             enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
         if _hybrid_vectorizable(packed, self.width):
-            lower_hybrid(op, Shape(self.width, 4, 4))
+            lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
         elif panels:
             lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)
         elif permute is not None:

@@ -121,12 +121,14 @@ def test_vectorised_nm_with_quantized_values(quant: str) -> None:
         assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
 
 
-@pytest.mark.parametrize("tile", [(8, 32), (6, 64)])
-def test_vectorised_hybrid(tile: tuple[int, int]) -> None:
+@pytest.mark.parametrize("tile", [(8, 32, 4), (6, 64, 4), (4, 32, 40)])
+def test_vectorised_hybrid(tile: tuple[int, int, int]) -> None:
     """Hybrid tiles whose width holds whole vector steps: every tile row's dense and
-    2:4 tiles add into one set of accumulators (6-row tiles leave ragged column blocks)."""
-    th, tw = tile
-    n, k = 4 * th, 4 * tw
+    2:4 tiles add into one set of accumulators (6-row tiles leave ragged column
+    blocks); from 64 rows of x on, the 2:4 tiles go over panels (40 tile columns:
+    two k-blocks of them)."""
+    th, tw, tile_cols = tile
+    n, k = 4 * th, tile_cols * tw
     layout = f"hybrid(tile=[{th}, {tw}], formats=[dense, nm(2, 4)])"
     prog = stoicc_py.compile(
         f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] {{ return relu(linear(x, w, b)) }}"
@@ -134,7 +136,7 @@ def test_vectorised_hybrid(tile: tuple[int, int]) -> None:
     rng = np.random.default_rng(th)
     w, bias = _hybrid_weight(rng, n, k, th, tw), rand(rng, n)
     packed = prog.f.pack("w", w)
-    for m in (1, 5, 18):
+    for m in (1, 5, 18, 64, 83):
         x = rand(rng, m, k)
         z = x.astype(np.float64) @ w.T.astype(np.float64) + bias
         assert_close(prog.f(x, packed, bias), np.maximum(z, 0).astype(np.float32))
