@@ -1,0 +1,291 @@
+"""`stoicc explore`: every weight format the compiler has, tried on real weight matrices.
+
+For each selected matrix w [N, K] and each candidate format, the compiled kernel
+`linear(x, w)` in that format (benchmarks/kernels.py's kernels, one per format and
+shape) runs on calibration activations x [M, K]; the result is checked against the
+reference interpreter, and the table reports its bytes, the weight's and the
+output's relative error, the CPU time and, on a few rows of x, the simulated
+accelerator's cycles and energy. A format the compiler or the packer refuses keeps
+its row, with their message (docs/explore.md). explore_report.py prints and plots.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import stoicc_py
+from stoicc_py.benchmarks.kernels import FORMATS, Format, check
+from stoicc_py.benchmarks.measure import time_calls
+from stoicc_py.diagnostics import CompileError
+from stoicc_py.dialects.layout import BUFFER_KINDS
+from stoicc_py.packing import PackedTensor
+from stoicc_py.packing.common import tiles
+
+Array = np.ndarray[Any, Any]
+EMBEDDINGS = "*embed*"
+"""Skipped unless selected: embedding tables are looked up, not multiplied."""
+RTOL = 1e-4
+"""Kernel against the reference interpreter, relative to the largest reference value."""
+HYBRID_LAYOUT = "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])"
+A8 = "linear(quantize(x, int8(per=token)), w)"
+
+
+class ExploreError(ValueError):
+    """A bad input to explore (a file, a selection, a missing optional package): the CLI says it
+    in one line, as it does every ValueError."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A format to try: its kernel, and how a weight is made to fit it."""
+
+    fmt: Format
+    sparsity: float = 0.0  # hybrid: plan_hybrid's target; block: the share of blocks zeroed
+    block: int = 0  # block: the square block size
+
+
+def candidates(tile: int) -> dict[str, Candidate]:
+    """Every format explore knows, by key; hybrid tiles are `tile` x `tile`."""
+    own = [Candidate(FORMATS[key]) for key in ("dense", "int8", "w8a8", "int4", "ternary", "nm24", "nm24-int4")]
+    hybrid = HYBRID_LAYOUT.format(tile=tile)
+    own += [
+        Candidate(Format("f16", "dense f16", "", dtype="f16")),
+        Candidate(Format("int4-g64", "int4 g64", "int4(group=64)")),
+        Candidate(Format("w4a8", "W4A8 g128 (per-token x)", "int4(group=128)", A8)),
+        Candidate(Format("int2-g64", "int2 g64", "int2(group=64)")),
+        Candidate(Format("nm24-int4-a8", "2:4 + int4 g128, A8", "nm(2, 4) with int4(group=64)", A8, sparse=True)),
+        *(
+            Candidate(Format(f"hybrid{p:g}", f"hybrid {p:g}% (cost-driven)", hybrid, sparse=True), p / 100)
+            for p in (12.5, 25, 37.5)
+        ),  # fmt: skip
+        Candidate(Format("block50", "block 8x8, 50% zeroed", "block([8, 8])", sparse=True), 0.5, 8),
+        Candidate(
+            Format("sq", "SQ int4 g128 + 5% int8, A8", "sq(low=int4(group=128), high=int8, high_density=0.05)", A8)
+        ),
+        Candidate(Format("bitsplit", "int8 x bit-split A8", "int8(axis=0)", "linear(quantize(x, bitsplit(int8)), w)")),
+    ]
+    return {c.fmt.key: c for c in own}
+
+
+DEFAULT_FORMATS = tuple(candidates(64))
+
+
+@dataclass(frozen=True)
+class Settings:
+    threads: int = 1
+    accel_rows: int = 16  # rows of x simulated on the accelerator
+    repeat: int = 10  # CPU calls timed (the median is reported), within `budget` seconds
+    budget: float = 0.1
+    progress: bool = True
+
+
+@dataclass
+class Result:
+    """One matrix in one format. `error` (the compiler's or packer's message) says why the
+    CPU columns are empty, `accel_error` why the accelerator's are."""
+
+    matrix: str
+    shape: tuple[int, int]
+    format: str
+    label: str
+    bytes: dict[str, int] | None = None
+    weight_error: float | None = None
+    output_error: float | None = None
+    cpu_ms: float | None = None
+    accel_cycles: int | None = None
+    accel_energy_uj: float | None = None
+    error: str | None = None
+    accel_error: str | None = None
+
+
+@dataclass
+class Calibration:
+    """Activations per matrix: from a file (by the weight's name, else any array with K
+    columns), or synthetic standard-normal rows, the same for every matrix of one K."""
+
+    description: str
+    arrays: dict[str, Array] = field(default_factory=dict)
+    rows: int = 64
+    seed: int = 0
+
+    def activations(self, name: str, k: int) -> Array:
+        if not self.arrays:
+            return np.random.default_rng([self.seed, k]).standard_normal((self.rows, k)).astype(np.float32)
+        x = self.arrays.get(name)
+        if x is None or x.shape[1] != k:
+            x = next((a for a in self.arrays.values() if a.shape[1] == k), None)
+        if x is None:
+            raise ExploreError(
+                f"the calibration file has no activations for {name} (none so named, none with {k} columns)"
+            )
+        return x
+
+
+def load_tensors(path: str) -> dict[str, Array]:
+    """The tensors of a .safetensors or .npz file, by name."""
+    suffix = Path(path).suffix
+    if suffix == ".safetensors":
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise ExploreError(
+                "reading .safetensors needs the safetensors package: pip install -e '.[models]'"
+            ) from None
+        return dict(load_file(path))
+    if suffix == ".npz":
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    raise ExploreError(f"{path}: expected a .safetensors or .npz file")
+
+
+def select(tensors: dict[str, Array], patterns: list[str]) -> dict[str, Array]:
+    """The 2-D tensors whose names match one of the globs (none given: all but EMBEDDINGS), as float32."""
+    chosen = {
+        name: np.ascontiguousarray(t, np.float32)
+        for name, t in tensors.items()
+        if t.ndim == 2 and (any(fnmatch(name, p) for p in patterns) if patterns else not fnmatch(name, EMBEDDINGS))
+    }
+    if not chosen:
+        raise ExploreError(f"no 2-D tensor matches {' or '.join(patterns) or 'the default selection'}")
+    return chosen
+
+
+def load_calibration(path: str | None, rows: int, seed: int) -> Calibration:
+    if path is None:
+        return Calibration(f"synthetic: {rows} standard-normal rows (seed {seed})", rows=rows, seed=seed)
+    arrays = {"": np.load(path)} if Path(path).suffix == ".npy" else load_tensors(path)
+    arrays = {name: np.ascontiguousarray(a, np.float32) for name, a in arrays.items() if a.ndim == 2}
+    if not arrays:
+        raise ExploreError(f"{path}: no 2-D activations [rows, K]")
+    return Calibration(f"{path} ({', '.join(f'{a.shape[0]} x {a.shape[1]}' for a in arrays.values())})", arrays)
+
+
+class Kernels:
+    """Compiled kernels, one per (format, N, K, target): every matrix of a shape shares them.
+    A refusal is kept and raised again, so that it is not compiled twice either."""
+
+    def __init__(self) -> None:
+        self._kernels: dict[tuple[str, int, int, str], Any] = {}
+
+    def get(self, fmt: Format, n: int, k: int, target: str) -> Any:
+        key = (fmt.key, n, k, target)
+        if key not in self._kernels:
+            try:
+                self._kernels[key] = stoicc_py.compile(fmt.source(n, k), target=target).f
+            except CompileError as err:
+                self._kernels[key] = err
+        kernel = self._kernels[key]
+        if isinstance(kernel, CompileError):
+            raise kernel
+        return kernel
+
+
+def prune_blocks(w: Array, block: int, sparsity: float) -> Array:
+    """w with the `sparsity` share of its block x block blocks of smallest Frobenius norm zeroed."""
+    pruned = w.copy()
+    t = tiles(pruned, block, block)  # a view: zeroing a block writes `pruned`
+    norms = np.linalg.norm(t, axis=(2, 3))
+    smallest = np.argsort(norms.ravel(), kind="stable")[: round(sparsity * norms.size)]
+    t[np.unravel_index(smallest, norms.shape)] = 0
+    return pruned
+
+
+def _weight(c: Candidate, kernel: Any, w: Array, x: Array) -> Array | PackedTensor:
+    """w as the candidate's kernel takes it: as it is (dense), packed, pruned then packed."""
+    layout = c.fmt.layout
+    if not layout:
+        return w
+    if layout.startswith("hybrid"):
+        return kernel.pack("w", w, prune="magnitude", plan="auto", sparsity=c.sparsity, activations=x)
+    if c.block:
+        return kernel.pack("w", prune_blocks(w, c.block, c.sparsity))
+    return kernel.pack("w", w, prune="magnitude" if c.fmt.sparse else None)
+
+
+def _dense_bytes(w: Array) -> dict[str, int]:
+    return dict.fromkeys(BUFFER_KINDS, 0) | {"values": w.nbytes, "total": w.nbytes}
+
+
+def rel_error(want: Array, got: Array) -> float:
+    """||want - got||_F / ||want||_F in float64."""
+    want = want.astype(np.float64)
+    return float(np.linalg.norm(want - got) / max(np.linalg.norm(want), 1e-300))
+
+
+def _checked(kernel: Any, x: Array, arg: Array | PackedTensor) -> Array:
+    """The kernel's output, after comparing it with the reference interpreter's."""
+    y = kernel(x, arg)
+    ok, error = check(y, kernel.reference(x, arg), RTOL)
+    if not ok:
+        raise ValueError(
+            f"the kernel's output differs from the reference interpreter's by {error:.2e} (a compiler bug)"
+        )
+    return y
+
+
+def _message(err: Exception) -> str:
+    return err.message if isinstance(err, CompileError) else str(err)
+
+
+def measure(c: Candidate, name: str, w: Array, x: Array, kernels: Kernels, settings: Settings) -> Result:
+    """One matrix in one format: checked, then measured."""
+    n, k = w.shape
+    result = Result(name, (n, k), c.fmt.key, c.fmt.label)
+    try:
+        kernel = kernels.get(c.fmt, n, k, "cpu")
+        kernel.threads = settings.threads
+        arg = _weight(c, kernel, w, x)
+        y = _checked(kernel, x, arg)
+    except (CompileError, ValueError) as err:
+        result.error = _message(err)
+        return result
+    dense = arg.unpack() if isinstance(arg, PackedTensor) else arg
+    result.bytes = arg.nbytes_breakdown() if isinstance(arg, PackedTensor) else _dense_bytes(w)
+    result.weight_error = rel_error(w, dense)
+    result.output_error = rel_error(x.astype(np.float64) @ w.T.astype(np.float64), y)
+    result.cpu_ms = time_calls(lambda: kernel(x, arg), settings.repeat, settings.budget, None).median_s * 1e3
+    try:
+        accel = kernels.get(c.fmt, n, k, "accel")
+        _checked(accel, x[: settings.accel_rows], arg)
+        result.accel_cycles = accel.last_report.cycles
+        result.accel_energy_uj = accel.last_report.total_energy_pj / 1e6
+    except (CompileError, ValueError) as err:
+        result.accel_error = _message(err)
+    return result
+
+
+class Progress:
+    """A plain-text progress bar on stderr."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.enabled:
+            filled = self.WIDTH * self.done // self.total
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            end = "\n" if self.done == self.total else ""
+            print(f"\r[{bar}] {self.done}/{self.total} {what[:60]:<60}", end=end, file=sys.stderr, flush=True)
+
+
+def explore(
+    matrices: dict[str, Array], chosen: list[Candidate], calibration: Calibration, settings: Settings
+) -> list[Result]:
+    """Every matrix in every candidate format."""
+    kernels, progress = Kernels(), Progress(len(matrices) * len(chosen), settings.progress)
+    results = []
+    for name, w in matrices.items():
+        x = calibration.activations(name, w.shape[1])
+        for c in chosen:
+            results.append(measure(c, name, w, x, kernels, settings))
+            progress.step(f"{name} {c.fmt.key}")
+    return results
