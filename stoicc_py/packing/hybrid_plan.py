@@ -49,17 +49,17 @@ def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) ->
     th, tw = _tile_shape(tile)
     grid = _grid(w.shape, th, tw)
     code = NMCode.of(NMAttr(2, 4).storage(w.shape, f32))
-    dropped = (w - code.prune(w)).astype(np.float64)
+    dropped = w.astype(np.float32) - code.prune(w.astype(np.float32))
     if x is None:
-        return (tiles(dropped, th, tw) ** 2).sum(axis=(2, 3))
+        return (tiles(dropped.astype(np.float64), th, tw) ** 2).sum(axis=(2, 3))
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"activations must have shape [rows, {w.shape[1]}], got {list(x.shape)}")
-    x = x.astype(np.float64)
     loss = np.empty(grid)
     for c in range(grid[1]):
         cols = slice(c * tw, (c + 1) * tw)
-        out = x[:, cols] @ dropped[:, cols].T  # [rows of x, rows of w]: this tile column's error
-        loss[:, c] = (out**2).reshape(x.shape[0], grid[0], th).sum(axis=(0, 2))
+        # this tile column's error [rows of x, rows of w]; contiguous operands take BLAS's fast path
+        out = np.ascontiguousarray(x[:, cols], np.float32) @ np.ascontiguousarray(dropped[:, cols]).T
+        loss[:, c] = np.square(out, dtype=np.float64).reshape(x.shape[0], grid[0], th).sum(axis=(0, 2))
     return loss
 
 
