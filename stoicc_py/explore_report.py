@@ -152,7 +152,7 @@ def plot(path: str, summaries: list[Summary], title: str) -> None:
             ax.annotate(s.format, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
         front = [points[i] for i in pareto(points)]
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front")
-        ax.set(xlabel=xlabel, ylabel="relative output error (mean)", yscale="log")
+        ax.set(xlabel=xlabel, ylabel="relative output error (mean)", xscale="log", yscale="log")
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
