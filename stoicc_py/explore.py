@@ -26,6 +26,7 @@ from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.common import tiles
+from stoicc_py.packing.quant import quantize
 
 Array = np.ndarray[Any, Any]
 EMBEDDINGS = "*embed*"
@@ -69,6 +70,10 @@ def candidates(tile: int) -> dict[str, Candidate]:
             Format("sq", "SQ int4 g128 + 5% int8, A8", "sq(low=int4(group=128), high=int8, high_density=0.05)", A8)
         ),
         Candidate(Format("bitsplit", "int8 x bit-split A8", "int8(axis=0)", "linear(quantize(x, bitsplit(int8)), w)")),
+        # i8 x i8 -> i32 kernels, x and w quantized per tensor by explore: the accelerator's sparse weights
+        Candidate(FORMATS["i8"]),
+        Candidate(Format("nm24-i8", "2:4 i8 x i8", "nm(2, 4)", integer=True, sparse=True)),
+        Candidate(Format("hybrid25-i8", "hybrid 25% i8 x i8", hybrid, integer=True, sparse=True), 0.25),
     ]
     return {c.fmt.key: c for c in own}
 
@@ -206,8 +211,27 @@ def prune_blocks(w: Array, block: int, sparsity: float) -> Array:
     return pruned
 
 
+@dataclass(frozen=True)
+class Operands:
+    """x and w as a kernel takes them: as they are, or (an integer kernel) their int8 codes, each
+    with one scale per tensor (its output times both scales approximates x @ w^T)."""
+
+    x: Array
+    w: Array
+    x_scale: float = 1.0
+    w_scale: float = 1.0
+
+    @classmethod
+    def of(cls, fmt: Format, x: Array, w: Array) -> Operands:
+        if not fmt.integer:
+            return cls(x, w)
+        qx, qw = quantize(x, "int8"), quantize(w, "int8")
+        return cls(qx.codes.astype(np.int8), qw.codes.astype(np.int8), float(qx.scales[0]), float(qw.scales[0]))
+
+
 def _weight(c: Candidate, kernel: Any, w: Array, x: Array) -> Array | PackedTensor:
-    """w as the candidate's kernel takes it: as it is (dense), packed, pruned then packed."""
+    """w as the candidate's kernel takes it: as it is (dense), packed, pruned then packed; hybrid
+    tiles chosen by plan_hybrid on the activations x."""
     layout = c.fmt.layout
     if not layout:
         return w
@@ -248,23 +272,24 @@ def measure(c: Candidate, name: str, w: Array, x: Array, exact: Array, kernels: 
     try:
         kernel = kernels.get(c.fmt, n, k, "cpu")
         kernel.threads = settings.threads
-        arg = _weight(c, kernel, w, x)
-        want = kernel.reference(x, arg)
-        y = _checked(kernel(x, arg), want, "CPU")
+        ops = Operands.of(c.fmt, x, w)
+        arg = _weight(c, kernel, ops.w, x)
+        want = kernel.reference(ops.x, arg)
+        y = _checked(kernel(ops.x, arg), want, "CPU")
     except (CompileError, ValueError) as err:
         result.error = _message(err)
         return result
     dense = arg.unpack() if isinstance(arg, PackedTensor) else arg
-    result.bytes = arg.nbytes_breakdown() if isinstance(arg, PackedTensor) else _dense_bytes(w)
-    result.weight_error = rel_error(w, dense)
-    result.output_error = rel_error(exact, y)
-    result.cpu_ms = time_calls(lambda: kernel(x, arg), settings.repeat, settings.budget, None).median_s * 1e3
+    result.bytes = arg.nbytes_breakdown() if isinstance(arg, PackedTensor) else _dense_bytes(ops.w)
+    result.weight_error = rel_error(w, dense * np.float64(ops.w_scale))
+    result.output_error = rel_error(exact, y * np.float64(ops.x_scale * ops.w_scale))
+    result.cpu_ms = time_calls(lambda: kernel(ops.x, arg), settings.repeat, settings.budget, None).median_s * 1e3
     try:
         accel = kernels.get(c.fmt, n, k, "accel")
-        rows = settings.accel_rows
+        x_rows = ops.x[: settings.accel_rows]
         # A kernel whose rows are independent (the compiler's row split) needs no second reference.
-        want_rows = want[:rows] if kernel.abi.row_split else kernel.reference(x[:rows], arg)
-        _checked(accel(x[:rows], arg), want_rows, "accelerator")
+        want_rows = want[: len(x_rows)] if kernel.abi.row_split else kernel.reference(x_rows, arg)
+        _checked(accel(x_rows, arg), want_rows, "accelerator")
         result.accel_cycles = accel.last_report.cycles
         result.accel_energy_uj = accel.last_report.total_energy_pj / 1e6
     except (CompileError, ValueError) as err:

@@ -16,7 +16,7 @@ from stoicc_py.cli import main
 from stoicc_py.explore import Calibration, minilm_weights, prune_blocks, rel_error
 from stoicc_py.packing.quant import fake_quantize
 
-FORMATS = "dense,f16,int4,w8a8,nm24,hybrid25,block50"
+FORMATS = "dense,f16,int4,w8a8,nm24,hybrid25,block50,i8"
 LAYOUTS = {  # how numpy rebuilds each format's effective weight, independently of explore
     "int4": ("int4(group=128)", {}),
     "w8a8": ("int8(axis=0)", {}),
@@ -66,6 +66,11 @@ def test_errors_equal_numpy_on_the_dequantized_weight(run: dict[str, Any], weigh
             # the kernel's output rounds in float32: numpy's exact product of the same operands is within 1e-4
             assert row["output_error"] == pytest.approx(rel_error(exact, xq @ v.T), rel=1e-4, abs=1e-6)
         assert _by(run, name, "dense")["output_error"] < 1e-6
+        # i8: x and w rounded to int8 per tensor, the product exact in i32, then scaled
+        v, xq = (fake_quantize(a.astype(np.float32), "int8").astype(np.float64) for a in (w, x))
+        i8 = _by(run, name, "i8")
+        assert i8["weight_error"] == pytest.approx(rel_error(w, v), rel=1e-6)
+        assert i8["output_error"] == pytest.approx(rel_error(exact, xq @ v.T), rel=1e-6)
 
 
 def test_hybrid_and_block_rows(run: dict[str, Any], weights: Any) -> None:
