@@ -337,7 +337,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if args.json:
         report.write_json(args.json, meta, summaries, results)
     if args.plot:
-        report.plot(args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}")
+        report.plot(
+            args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
+        )
     return 0
 
 

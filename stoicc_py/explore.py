@@ -52,30 +52,35 @@ class Candidate:
 
 
 def candidates(tile: int) -> dict[str, Candidate]:
-    """Every format explore knows, by key; hybrid tiles are `tile` x `tile`."""
-    own = [Candidate(FORMATS[key]) for key in ("dense", "int8", "w8a8", "int4", "ternary", "nm24", "nm24-int4")]
+    """Every format explore knows, by key, in the order of its table; hybrid tiles are `tile` x `tile`."""
     hybrid = HYBRID_LAYOUT.format(tile=tile)
-    own += [
+    sq = "sq(low=int4(group=128), high=int8, high_density=0.05)"
+    chosen = [
+        Candidate(FORMATS["dense"]),
         Candidate(Format("f16", "dense f16", "", dtype="f16")),
+        Candidate(FORMATS["int8"]),
+        Candidate(FORMATS["w8a8"]),
+        Candidate(FORMATS["int4"]),
         Candidate(Format("int4-g64", "int4 g64", "int4(group=64)")),
         Candidate(Format("w4a8", "W4A8 g128 (per-token x)", "int4(group=128)", A8)),
         Candidate(Format("int2-g64", "int2 g64", "int2(group=64)")),
+        Candidate(FORMATS["ternary"]),
+        Candidate(FORMATS["nm24"]),
+        Candidate(FORMATS["nm24-int4"]),
         Candidate(Format("nm24-int4-a8", "2:4 + int4 g128, A8", "nm(2, 4) with int4(group=64)", A8, sparse=True)),
         *(
             Candidate(Format(f"hybrid{p:g}", f"hybrid {p:g}% (cost-driven)", hybrid, sparse=True), p / 100)
             for p in (12.5, 25, 37.5)
-        ),  # fmt: skip
-        Candidate(Format("block50", "block 8x8, 50% zeroed", "block([8, 8])", sparse=True), 0.5, 8),
-        Candidate(
-            Format("sq", "SQ int4 g128 + 5% int8, A8", "sq(low=int4(group=128), high=int8, high_density=0.05)", A8)
         ),
+        Candidate(Format("block50", "block 8x8, 50% zeroed", "block([8, 8])", sparse=True), 0.5, 8),
+        Candidate(Format("sq", "SQ int4 g128 + 5% int8, A8", sq, A8)),
         Candidate(Format("bitsplit", "int8 x bit-split A8", "int8(axis=0)", "linear(quantize(x, bitsplit(int8)), w)")),
-        # i8 x i8 -> i32 kernels, x and w quantized per tensor by explore: the accelerator's sparse weights
+        # i8 x i8 -> i32 kernels, x and w rounded per tensor by explore: the accelerator's sparse weights
         Candidate(FORMATS["i8"]),
         Candidate(Format("nm24-i8", "2:4 i8 x i8", "nm(2, 4)", integer=True, sparse=True)),
         Candidate(Format("hybrid25-i8", "hybrid 25% i8 x i8", hybrid, integer=True, sparse=True), 0.25),
     ]
-    return {c.fmt.key: c for c in own}
+    return {c.fmt.key: c for c in chosen}
 
 
 DEFAULT_FORMATS = tuple(candidates(64))
