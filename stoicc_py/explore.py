@@ -68,6 +68,7 @@ def candidates(tile: int) -> dict[str, Candidate]:
         Candidate(FORMATS["nm24"]),
         Candidate(FORMATS["nm24-int4"]),
         Candidate(Format("nm24-int4-a8", "2:4 + int4 g128, A8", "nm(2, 4) with int4(group=64)", A8, sparse=True)),
+        Candidate(Format("nm68", "6:8 f32 (25%)", "nm(6, 8)", sparse=True)),
         *(
             Candidate(Format(f"hybrid{p:g}", f"hybrid {p:g}% (cost-driven)", hybrid, sparse=True), p / 100)
             for p in (12.5, 25, 37.5)
