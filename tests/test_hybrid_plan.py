@@ -100,6 +100,7 @@ def test_pack_auto_plan() -> None:
         ({"plan": "auto"}, "needs sparsity="),
         ({"plan": "best", "sparsity": 0.25}, "plan='auto'"),
         ({"plan": "auto", "sparsity": 0.75}, r"sparsity must be in \[0, 0.5\]"),
+        ({"plan": np.ones((4, 8), np.int8), "sparsity": 0.25}, "got plan=a ndarray"),
     ],
 )
 def test_pack_auto_plan_errors(kwargs: dict[str, object], message: str) -> None:

@@ -294,8 +294,9 @@ def _as_matrix(w: object) -> Array:
 
 def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | None, x: Array | None) -> Array:
     hybrid = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
-    if plan != "auto" or not isinstance(hybrid, HybridAttr):
-        raise ValueError(f"pack: sparsity= goes with plan='auto' (a hybrid layout), got plan={plan!r}")
+    if not isinstance(plan, str) or plan != "auto" or not isinstance(hybrid, HybridAttr):
+        what = f"a {type(plan).__name__}" if not isinstance(plan, str | None) else repr(plan)
+        raise ValueError(f"pack: sparsity= goes with plan='auto' (a hybrid layout), got plan={what}")
     return auto_plan(w, hybrid, sparsity, x)
 
 
