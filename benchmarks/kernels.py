@@ -32,9 +32,10 @@ class Format:
     integer: bool = False  # i8 x i8 -> i32 (else f32 activations and results)
     sparse: bool = False  # GFLOP/s are dense-equivalent (2 M N K, zeros included)
     torch_match: str = ""  # the PyTorch baseline of the same weight precision
+    dtype: str = "f32"  # of x, w and the result unless integer (f16 parses; the CPU backend refuses it)
 
     def source(self, n: int, k: int) -> str:
-        dtype, out = ("i8", "i32") if self.integer else ("f32", "f32")
+        dtype, out = ("i8", "i32") if self.integer else (self.dtype, self.dtype)
         layout = f" @ {self.layout.format(tile=hybrid_tile(n, k))}" if self.layout else ""
         return f"kernel f(x: {dtype}[M, {k}], w: {dtype}[{n}, {k}]{layout}) -> {out}[M, {n}] {{ return {self.body} }}"
 

@@ -1,4 +1,4 @@
-"""The `stoicc` command: compile, run, sim, opt and bench.
+"""The `stoicc` command: compile, run, sim, opt, bench and explore.
 
 Every failure ends in a one-paragraph message and a non-zero exit status, never a
 Python traceback: CompileError as `FILE:LINE:COL: error: ...` (status 1), anything
@@ -72,6 +72,12 @@ def _dim(text: str) -> tuple[str, int]:
     if not name or not size.isdigit() or int(size) <= 0:
         raise argparse.ArgumentTypeError(f"--dim expects NAME=SIZE with a positive size, got '{text}'")
     return name, int(size)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return int(text)
 
 
 def _weight(text: str) -> tuple[str, str]:
@@ -309,6 +315,61 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    """Every format on the selected weight matrices (stoicc_py/explore.py, docs/explore.md)."""
+    from stoicc_py import explore as ex
+    from stoicc_py import explore_report as report
+
+    if args.plot:
+        report.check_plotting()
+    known = ex.candidates(args.tile)
+    keys = args.formats.split(",") if args.formats else list(ex.DEFAULT_FORMATS)
+    if unknown := [k for k in keys if k not in known]:
+        raise ValueError(f"--formats: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    matrices = ex.select(ex.load_tensors(args.file), args.select or [])
+    calibration = ex.load_calibration(args.calibration, args.rows, args.seed)
+    settings = ex.Settings(args.threads, args.accel_rows, progress=not args.quiet)
+    meta = {"input": args.file, "matrices": {n: list(w.shape) for n, w in matrices.items()},
+            "calibration": calibration.description, "threads": settings.threads,
+            "accel_rows": settings.accel_rows, "hybrid_tile": args.tile}  # fmt: skip
+    print(f"{len(matrices)} matrices of {args.file}; calibration: {calibration.description}; "
+          f"CPU: median of {settings.repeat} calls on all rows, {settings.threads} thread(s); "
+          f"accelerator: the first {settings.accel_rows} rows", flush=True)  # fmt: skip
+    results = ex.explore(matrices, [known[k] for k in keys], calibration, settings)
+    summaries = report.summarize(results)
+    print(report.table(summaries))
+    if args.per_matrix:
+        for name in matrices:
+            print(f"\n{name} {list(matrices[name].shape)}\n" + report.table([r for r in results if r.matrix == name]))
+    if args.json:
+        report.write_json(args.json, meta, summaries, results)
+    if args.plot:
+        report.plot(
+            args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
+        )
+    return 0
+
+
+def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    e = sub.add_parser("explore", parents=[common],
+                       help="try every weight format on the matrices of a .safetensors/.npz file")  # fmt: skip
+    e.add_argument("file", help="weights: .safetensors (pip install -e '.[models]') or .npz")
+    e.add_argument("--select", action="append", metavar="GLOB",
+                   help="tensor names to try (fnmatch; repeatable); default: every 2-D tensor but *embed*")  # fmt: skip
+    e.add_argument("--calibration", metavar="FILE",
+                   help="activations [rows, K]: .npy, or .npz by weight name (else synthetic standard-normal rows)")  # fmt: skip
+    e.add_argument("--rows", type=_positive, default=64, help="rows of synthetic calibration activations (default 64)")
+    e.add_argument("--accel-rows", type=_positive, default=16, help="rows simulated on the accelerator (default 16)")
+    e.add_argument("--formats", help="comma-separated format keys (default: all; see docs/explore.md)")
+    e.add_argument("--tile", type=_positive, default=64, help="hybrid tile size (default 64)")
+    e.add_argument("--threads", type=_positive, default=1, help="CPU threads per call (default 1)")
+    e.add_argument("--seed", type=int, default=0, help="of the synthetic calibration")
+    e.add_argument("--per-matrix", action="store_true", help="also print one table per matrix")
+    e.add_argument("--json", help="write every measurement to this file")
+    e.add_argument("--plot", help="write the Pareto plot (PNG; needs matplotlib)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
     top.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", help="log what the compiler does")
@@ -366,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("bench", help="CPU benchmarks against numpy, PyTorch, llama.cpp; see stoicc bench --help",
                    add_help=False)  # fmt: skip
+    _explore_parser(sub, common)
     return top
 
 
@@ -414,7 +476,7 @@ def _command(argv: list[str]) -> int:
             return (cmd_opt if command[0] == "opt" else cmd_bench)(command[1:])
         args = parser().parse_args(argv)
         _configure_logging(args.verbose, args.time_passes)
-        return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim}[args.command](args)
+        return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim, "explore": cmd_explore}[args.command](args)
     except CompileError as err:
         print(err, file=sys.stderr)
     except (ParseError, VerifyException, DiagnosticException) as err:

@@ -28,6 +28,7 @@ from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
 from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, parts
 from stoicc_py.packing.compressed import DENSE
+from stoicc_py.packing.hybrid_plan import auto_plan
 from stoicc_py.packing.quant import QUANT
 from stoicc_py.packing.sq import SQ
 
@@ -304,15 +305,24 @@ def _as_matrix(arg: object) -> Array:
     return np.ascontiguousarray(w)
 
 
+def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | None, x: Array | None) -> Array:
+    hybrid = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
+    if not isinstance(plan, str) or plan != "auto" or not isinstance(hybrid, HybridAttr):
+        what = f"a {type(plan).__name__}" if not isinstance(plan, str | None) else repr(plan)
+        raise ValueError(f"pack: sparsity= goes with plan='auto' (a hybrid layout), got plan={what}")
+    return auto_plan(w, hybrid, sparsity, x)
+
+
 def pack(
     w: object,
     layout: LayoutAttr | str,
     *,
     prune: str | None = None,
-    plan: Array | None = None,
+    plan: Array | str | None = None,
     calibrate: str | None = None,
     activations: Array | None = None,
     alpha: float = 0.5,
+    sparsity: float | None = None,
 ) -> PackedTensor:
     """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
     or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
@@ -321,7 +331,9 @@ def pack(
 
     A `w` that violates the layout's pattern raises ValueError saying where, unless
     `prune="magnitude"` (keep the largest |values| the pattern allows). `plan` (hybrid only)
-    gives each tile's table code instead of deriving it from the data.
+    gives each tile's table code instead of deriving it from the data; `plan="auto"` (a layout
+    with formats dense and nm(2, 4)) chooses the 2:4 tiles for `sparsity` with
+    stoicc_py.packing.hybrid_plan, scored on `activations` if given.
 
     Quantized layouts round to nearest by default. `calibrate="smoothquant"` (with `alpha`)
     or `"awq"` computes per-column factors s from sample `activations` [N, cols]
@@ -340,6 +352,8 @@ def pack(
     ):
         raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
     fmt, shape = _format(layout), checked_shape(layout, w.shape)
+    if isinstance(plan, str) or sparsity is not None:
+        plan = _auto_plan(w, layout, plan, sparsity, activations)
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale

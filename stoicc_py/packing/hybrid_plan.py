@@ -1,0 +1,121 @@
+"""Which hybrid tiles become 2:4: a cost-driven plan for a target sparsity.
+
+STOICC's inspector assigns tile formats at random; here each tile is scored by the
+output error that 2:4 pruning would introduce there, and the tiles that lose least
+per unit of time saved are made 2:4 until the savings reach the target sparsity's
+(docs/explore.md). In the spirit of PATCH's prior, tiles whose weights are spread
+evenly lose little to 2:4; tiles that hold concentrated large weights stay dense.
+
+    plan = plan_hybrid(w, 64, 0.25, x)     # table codes for hybrid(..., formats=[dense, nm(2, 4)])
+    packed = pack(w, "hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])", prune="magnitude", plan=plan)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.dialects.builtin import f32
+
+from stoicc_py.dialects.sparse import HybridAttr, NMAttr
+from stoicc_py.packing.common import Array, tiles
+from stoicc_py.packing.nm import NMCode
+
+DENSE_CODE, NM_CODE = 1, 2
+"""Table codes of `hybrid(tile=..., formats=[dense, nm(2, 4)])`, the layout plans are made for."""
+MAX_SPARSITY = 0.5
+"""Every tile 2:4: half the weights zero."""
+
+
+def _tile_shape(tile: int | tuple[int, int]) -> tuple[int, int]:
+    th, tw = (tile, tile) if isinstance(tile, int | np.integer) else tile
+    return int(th), int(tw)
+
+
+def _grid(shape: tuple[int, ...], th: int, tw: int) -> tuple[int, int]:
+    rows, cols = shape
+    if rows % th or cols % tw or cols % 4 or tw % 4:
+        raise ValueError(f"tile [{th}, {tw}] does not split w of shape {list(shape)} into 2:4 tiles")
+    return rows // th, cols // tw
+
+
+def _check_sparsity(sparsity: float) -> None:
+    if not 0 <= sparsity <= MAX_SPARSITY:
+        raise ValueError(f"sparsity must be in [0, {MAX_SPARSITY}] (a 2:4 tile is half zeros), got {sparsity}")
+
+
+def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) -> Array:
+    """[tile rows, tile cols]: the squared output error that pruning each tile alone to 2:4 (by
+    magnitude, as pack does) adds, ||x_c @ d^T||_F^2 with d the tile's pruned weights and x_c
+    its columns of the activations; without x, ||d||_F^2 (x the identity)."""
+    th, tw = _tile_shape(tile)
+    grid = _grid(w.shape, th, tw)
+    code = NMCode.of(NMAttr(2, 4).storage(w.shape, f32))
+    dropped = w.astype(np.float32) - code.prune(w.astype(np.float32))
+    if x is None:
+        return (tiles(dropped.astype(np.float64), th, tw) ** 2).sum(axis=(2, 3))
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"activations must have shape [rows, {w.shape[1]}], got {list(x.shape)}")
+    loss = np.empty(grid)
+    for c in range(grid[1]):
+        cols = slice(c * tw, (c + 1) * tw)
+        # this tile column's error [rows of x, rows of w]; contiguous operands take BLAS's fast path
+        out = np.ascontiguousarray(x[:, cols], np.float32) @ np.ascontiguousarray(dropped[:, cols]).T
+        loss[:, c] = np.square(out, dtype=np.float64).reshape(x.shape[0], grid[0], th).sum(axis=(0, 2))
+    return loss
+
+
+def nm_tiles(
+    w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None, cost: Array | None = None
+) -> Array:
+    """bool [tile rows, tile cols]: the tiles to store 2:4 (see plan_hybrid)."""
+    _check_sparsity(sparsity)
+    th, tw = _tile_shape(tile)
+    loss = prune_loss(w, (th, tw), x)
+    saving = np.full(loss.shape, th * tw / 2) if cost is None else np.asarray(cost, np.float64)
+    if saving.shape != loss.shape or not (saving > 0).all():
+        raise ValueError(f"cost must be positive, one per tile: shape {list(loss.shape)}, got {list(saving.shape)}")
+    order = np.argsort((loss / saving).ravel(), kind="stable")
+    # The fewest tiles, cheapest first, whose savings reach the target's: with equal savings,
+    # ceil(2 * sparsity * tiles) of them.
+    target = 2 * sparsity * saving.sum() * (1 - 1e-12)
+    count = int(np.searchsorted(np.cumsum(saving.ravel()[order]), target)) + (target > 0)
+    chosen = np.zeros(loss.size, bool)
+    chosen[order[: min(count, loss.size)]] = True
+    return chosen.reshape(loss.shape)
+
+
+def plan_hybrid(
+    w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None, cost: Array | None = None
+) -> Array:
+    """Table codes (int8 [tile rows, tile cols]) for `w` in `hybrid(tile=[th, tw], formats=[dense,
+    nm(2, 4)])` at `sparsity` (0..0.5 of w's weights zero): the tiles where 2:4 pruning costs the
+    least output error per unit of time it saves (prune_loss, on the activations `x` [rows, K] if
+    given) are NM_CODE, the others DENSE_CODE. `cost` [tile rows, tile cols]: the time each tile
+    saves as 2:4 (any unit); by default half its multiply-adds, th * tw / 2, the same for every
+    tile, so the plan keeps the ceil(2 * sparsity * tiles) cheapest. Pack with prune="magnitude"."""
+    chosen = nm_tiles(np.asarray(w), tile, sparsity, x, cost)
+    return np.where(chosen, NM_CODE, DENSE_CODE).astype(np.int8)
+
+
+def random_plan(
+    shape: tuple[int, int], tile: int | tuple[int, int], sparsity: float, rng: np.random.Generator
+) -> Array:
+    """The baseline: as many 2:4 tiles as plan_hybrid's default (equal costs), chosen at random."""
+    _check_sparsity(sparsity)
+    th, tw = _tile_shape(tile)
+    grid = _grid(shape, th, tw)
+    count = int(np.ceil(2 * sparsity * grid[0] * grid[1] * (1 - 1e-12)))
+    codes = np.full(grid[0] * grid[1], DENSE_CODE, np.int8)
+    codes[rng.permutation(codes.size)[:count]] = NM_CODE
+    return codes.reshape(grid)
+
+
+def auto_plan(w: Array, layout: HybridAttr, sparsity: float | None, x: Array | None) -> Array:
+    """pack(..., plan="auto"): plan_hybrid's tiles in `layout`'s own table codes."""
+    formats = [f.summary() for f in layout.formats.data]
+    if sparsity is None or "dense" not in formats or "nm(2, 4)" not in formats:
+        raise ValueError(
+            f"plan='auto' needs sparsity= and a hybrid layout with formats dense and nm(2, 4), got "
+            f"{layout.summary()} and sparsity={sparsity}"
+        )
+    chosen = nm_tiles(w, layout.tile_shape, sparsity, x)
+    return np.where(chosen, formats.index("nm(2, 4)") + 1, formats.index("dense") + 1).astype(np.int8)

