@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stoicc_py.models.bert import encode, erf, layer_inputs
-from stoicc_py.models.compiled import CompiledLinear, magnitude_plan, minilm_linear
+from stoicc_py.models.compiled import CompiledLinear, minilm_linear
 from stoicc_py.models.minilm import (
     LINEAR_GLOBS,
     MINILM_L6,
@@ -24,6 +24,7 @@ from stoicc_py.models.minilm import (
     tensor_shapes,
 )
 from stoicc_py.models.weights import Array, Weights, load_weights, save_weights
+from stoicc_py.packing.hybrid_plan import plan_hybrid
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "minilm" / "run.py"
 
@@ -131,15 +132,14 @@ def test_layers_not_compiled_run_in_numpy(synthetic: Weights, tokens: tuple[Arra
     np.testing.assert_allclose(encode(synthetic, *tokens, layers), encode(want, *tokens), atol=1e-5)
 
 
-def test_magnitude_plan_makes_the_cheapest_tiles_nm() -> None:
-    w = np.ones((64, 64), np.float32)
-    w[:32, 32:] = np.tile([5, 4, 0, 0], (32, 8))  # already 2:4: pruning removes nothing
-    plan = magnitude_plan(w, "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])", 0.25)
-    np.testing.assert_array_equal(plan, [[1, 2], [1, 1]])
-    with pytest.raises(ValueError, match="hybrid"):
-        magnitude_plan(w, "nm(2, 4)", 0.5)
+def test_hybrid_layers_take_plan_hybrid_tiles(synthetic: Weights) -> None:
+    layout = "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])"
+    layers = minilm_linear(synthetic, layout, nm_fraction=0.5)
+    name = linear_names(config_of(synthetic).layers)[0]
+    want = plan_hybrid(synthetic[f"{name}.weight"], 32, 0.25)
+    np.testing.assert_array_equal(layers.packed[name].arrays["table"], want)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\], got 1.5"):
-        magnitude_plan(w, "hybrid(tile=[32, 32], formats=[dense, nm(2, 4)])", 1.5)
+        minilm_linear(synthetic, layout, nm_fraction=1.5)
 
 
 def test_quantized_activations_match_the_reference(synthetic: Weights, tokens: tuple[Array, Array]) -> None:

@@ -14,12 +14,13 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, LayoutAttr
-from stoicc_py.dialects.sparse import HybridAttr, NMAttr, SparseLayoutAttr
+from stoicc_py.dialects.sparse import HybridAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.bert import NumpyLinear
 from stoicc_py.models.minilm import GELU_LAYERS, config_of, linear_names
 from stoicc_py.models.weights import Array, Weights
 from stoicc_py.packing import PackedTensor
+from stoicc_py.packing.hybrid_plan import auto_plan
 
 
 def linear_source(layout: str, n: int, k: int, gelu: bool, activations: str | None = None) -> str:
@@ -114,11 +115,14 @@ def minilm_linear(
     nm_fraction: float = 0.5,
 ) -> CompiledLinear:
     """Every linear layer of a MiniLM model on kernels whose weight is in `layout`, with the GELU
-    after each of GELU_LAYERS fused. A hybrid layout's tiles follow `plans`, else magnitude_plan
-    with `nm_fraction` of the tiles in N:M."""
+    after each of GELU_LAYERS fused. A hybrid layout's tiles follow `plans`, else plan_hybrid's
+    choice (by magnitude) with `nm_fraction` of the weights in 2:4 tiles."""
+    if not 0 <= nm_fraction <= 1:
+        raise ValueError(f"the fraction of nm tiles must be in [0, 1], got {nm_fraction}")
     names = linear_names(config_of(weights).layers)
-    if plans is None and hybrid_part(layout) is not None:
-        plans = {name: magnitude_plan(weights[f"{name}.weight"], layout, nm_fraction) for name in names}
+    hybrid = hybrid_part(layout)
+    if plans is None and hybrid is not None:
+        plans = {name: auto_plan(weights[f"{name}.weight"], hybrid, nm_fraction / 2, None) for name in names}
     gelu_names = [name for name in names if name.endswith(GELU_LAYERS)]
     return CompiledLinear(weights, layout, names, gelu_names, activations, plans)
 
@@ -132,27 +136,3 @@ def hybrid_part(layout: str) -> HybridAttr | None:
     """The hybrid layout of `layout` (alone or with quantized values), if it has one."""
     sparse = sparse_part(parse_layout(layout))
     return sparse if isinstance(sparse, HybridAttr) else None
-
-
-def magnitude_plan(w: Array, layout: str, nm_fraction: float) -> Array:
-    """Table codes for `w` in a hybrid `layout` (of dense and nm tiles): the `nm_fraction` of the
-    tiles that lose the smallest share of their |w| to N:M pruning by magnitude become N:M,
-    the others dense. A simple saliency, for examples; any plan of codes works."""
-    if not 0 <= nm_fraction <= 1:
-        raise ValueError(f"the fraction of nm tiles must be in [0, 1], got {nm_fraction}")
-    hybrid = hybrid_part(layout)
-    if hybrid is None:
-        raise ValueError(f"a plan is for a hybrid layout, not {layout}")
-    formats = list(hybrid.formats.data)
-    nm = next((f for f in formats if isinstance(f, NMAttr)), None)
-    dense = next((f for f in formats if isinstance(f, DenseLayoutAttr)), None)
-    if nm is None or dense is None:
-        raise ValueError(f"{layout}: a magnitude plan needs a dense and an nm tile format")
-    (th, tw), (n, m) = hybrid.tile_shape, (nm.n.data, nm.m.data)
-    grid = (w.shape[0] // th, w.shape[1] // tw)
-    groups = np.sort(np.abs(w).reshape(grid[0], th, grid[1], tw // m, m), axis=-1)
-    pruned_share = groups[..., : m - n].sum(axis=(1, 3, 4)) / np.maximum(groups.sum(axis=(1, 3, 4)), 1e-30)
-    plan = np.full(grid, 1 + formats.index(dense), dtype=np.int8)
-    chosen = np.argsort(pruned_share, axis=None, kind="stable")[: round(nm_fraction * plan.size)]
-    plan.flat[chosen] = 1 + formats.index(nm)
-    return plan
