@@ -328,7 +328,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise ValueError(f"--formats: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     matrices = ex.select(ex.load_tensors(args.file), args.select or [])
     calibration = ex.load_calibration(args.calibration, args.rows, args.seed)
-    settings = ex.Settings(args.threads, args.accel_rows, progress=not args.quiet)
+    bar = None if args.quiet or not sys.stderr.isatty() else _progress_bar
+    settings = ex.Settings(args.threads, args.accel_rows, on_step=bar)
     meta = {"input": args.file, "matrices": {n: list(w.shape) for n, w in matrices.items()},
             "calibration": calibration.description, "threads": settings.threads,
             "accel_rows": settings.accel_rows, "hybrid_tile": args.tile}  # fmt: skip
@@ -348,6 +349,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
             args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
         )
     return 0
+
+
+def _progress_bar(done: int, total: int, what: str, width: int = 30) -> None:
+    filled = width * done // total
+    bar = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what[:60]:<60}"
+    print(bar, end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
 def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ its row, with their message (docs/explore.md). explore_report.py prints and plot
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -93,7 +93,8 @@ class Settings:
     accel_rows: int = 16  # rows of x simulated on the accelerator
     repeat: int = 10  # CPU calls timed (the median is reported), within `budget` seconds
     budget: float = 0.1
-    progress: bool = True
+    on_step: Callable[[int, int, str], None] | None = None
+    """Called after each measurement with (done, total, what): the CLI's progress bar."""
 
 
 @dataclass
@@ -303,33 +304,16 @@ def measure(c: Candidate, name: str, w: Array, x: Array, exact: Array, kernels: 
     return result
 
 
-class Progress:
-    """A plain-text progress bar on stderr."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
-
-    def step(self, what: str) -> None:
-        self.done += 1
-        if self.enabled:
-            filled = self.WIDTH * self.done // self.total
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            end = "\n" if self.done == self.total else ""
-            print(f"\r[{bar}] {self.done}/{self.total} {what[:60]:<60}", end=end, file=sys.stderr, flush=True)
-
-
 def explore(
     matrices: dict[str, Array], chosen: list[Candidate], calibration: Calibration, settings: Settings
 ) -> list[Result]:
     """Every matrix in every candidate format."""
-    kernels, progress = Kernels(), Progress(len(matrices) * len(chosen), settings.progress)
-    results = []
+    kernels, total, results = Kernels(), len(matrices) * len(chosen), []
     for name, w in matrices.items():
         x = calibration.activations(name, w.shape[1])
         exact = x.astype(np.float64) @ w.T.astype(np.float64)
         for c in chosen:
             results.append(measure(c, name, w, x, exact, kernels, settings))
-            progress.step(f"{name} {c.fmt.key}")
+            if settings.on_step:
+                settings.on_step(len(results), total, f"{name} {c.fmt.key}")
     return results
