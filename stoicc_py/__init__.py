@@ -6,8 +6,9 @@ y_ref = prog.mlp.reference(x, w1, b1, w2)
 w_packed = stoicc_py.pack(w, "nm(2, 4)")
 stoicc_py.set_threads(4)             # threads per call of a row-parallel kernel (prog.mlp.threads: its own)
 
-The stable API is what `__all__` names, and the documented submodule
-`stoicc_py.torch` (docs/api.md); every other module is private and may change.
+The stable API is what `__all__` names, and the documented submodules
+`stoicc_py.torch` and `stoicc_py.models` (docs/api.md); every other module is private
+and may change.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ if TYPE_CHECKING:
     from stoicc_py.backends.accel.simulator import Report, simulate
     from stoicc_py.diagnostics import CompileError
     from stoicc_py.packing import PackedTensor, pack
+    from stoicc_py.packing.hybrid_plan import plan_hybrid
     from stoicc_py.parallel import get_threads, set_threads
 
 __all__ = [
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
-    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "set_threads",
-    "simulate",
+    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid",
+    "set_threads", "simulate",
 ]  # fmt: skip
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ _HOME = {
     "CompileError": ("stoicc_py.diagnostics", "CompileError"),
     "pack": ("stoicc_py.packing", "pack"),
     "PackedTensor": ("stoicc_py.packing", "PackedTensor"),
+    "plan_hybrid": ("stoicc_py.packing.hybrid_plan", "plan_hybrid"),
     "get_threads": ("stoicc_py.parallel", "get_threads"),
     "set_threads": ("stoicc_py.parallel", "set_threads"),
     "KernelABI": ("stoicc_py.abi", "KernelABI"),

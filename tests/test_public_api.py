@@ -18,12 +18,13 @@ import stoicc_py
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
-    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "set_threads",
+    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid", "set_threads",
     "simulate",
 }  # fmt: skip
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine"],
-    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha"],
+    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity"],
+    "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
     "set_threads": ["n"],
     "get_threads": [],
     "simulate": ["program", "inputs", "machine", "timing"],
@@ -149,7 +150,7 @@ def test_examples_use_only_public_names(doc: str) -> None:
     internal module that the page marks as such."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
     used = {m for block in blocks for m in re.findall(r"stoicc_py(?:\.\w+)+", block)}
-    allowed = {f"stoicc_py.{n}" for n in PUBLIC} | {"stoicc_py.torch"} | INTERNAL_IN_DOCS.get(doc, set())
+    allowed = {f"stoicc_py.{n}" for n in PUBLIC} | {"stoicc_py.torch", "stoicc_py.models"} | INTERNAL_IN_DOCS.get(doc, set())
     assert not used - allowed, f"{doc} uses private names {sorted(used - allowed)}"
 
 

@@ -32,10 +32,8 @@ import numpy as np
 import stoicc_py
 from stoicc_py.benchmarks.measure import Stats, library_threads
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.models.bert import encode
-from stoicc_py.models.compiled import minilm_linear
-from stoicc_py.models.minilm import minilm_weights_path, tokenize
-from stoicc_py.models.weights import Array, Weights, load_weights
+from stoicc_py.models import encode, load_weights, minilm_linear, minilm_weights_path, tokenize
+from stoicc_py.models.weights import Array, Weights
 
 SENTENCES = (
     "A man is playing a guitar.",
