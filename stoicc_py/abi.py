@@ -80,6 +80,9 @@ class KernelABI:
     results: tuple[TensorSpec, ...]
     symbols: tuple[str, ...]
     row_split: RowSplit | None = None
+    # The shapes of the intermediate values whose size depends on a size symbol: a
+    # call checks them against stoicc_py.limits before native code allocates them.
+    temporaries: tuple[tuple[Dim, ...], ...] = ()
 
     @staticmethod
     def of(fn: func.FuncOp) -> KernelABI:
@@ -110,4 +113,7 @@ class KernelABI:
         if split:
             work = tuple(tuple(term) for term in split["work"])
             row_split = RowSplit(str(split["symbol"]), int(split["granule"]), work)
-        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split)
+        temporaries = data.get("temporaries", [])
+        assert isinstance(temporaries, list)
+        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split,
+                         tuple(tuple(shape) for shape in temporaries))  # fmt: skip

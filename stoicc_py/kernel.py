@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stoicc_py.abi import KernelABI, TensorSpec
+from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
 if TYPE_CHECKING:
@@ -63,7 +64,14 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                 )
             else:
                 bound_by.setdefault(dim, spec.name)
+    for dims in [r.dims for r in abi.results] + list(abi.temporaries):
+        shape = _bound(dims, sizes)
+        check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
     return sizes
+
+
+def _bound(dims: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else sizes[d] for d in dims)
 
 
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
@@ -83,6 +91,7 @@ def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
 
 def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
     arr = arg if isinstance(arg, np.ndarray) else np.asarray(arg)
+    check_size(arr.shape, f"{abi.name}: parameter '{spec.name}'")  # before a copy to C order
     want = NUMPY_DTYPES[spec.dtype]
     if arr.dtype != want:
         raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
@@ -141,7 +150,7 @@ def buffers(args: Sequence[Argument]) -> list[Array]:
 
 
 def result_shape(spec: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else sizes[d] for d in spec.dims)
+    return _bound(spec.dims, sizes)
 
 
 class NativeKernel:

@@ -1,0 +1,111 @@
+"""The fuzzer: every input ends in compiled code or a located diagnostic.
+
+Programs come from the grammar (tests/tdsl_strategies.py) and from token mutations of
+examples/*.tdsl; each goes through the `stoicc compile` command (in process), which
+must exit 0, or 1 with `FILE:LINE:COL: error: ...` - never an internal error, a
+Python traceback or a hang. In CI the examples are derandomized and few (a fixed
+set, ~30 s); `STOICC_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py` runs a longer,
+random search whose failures hypothesis replays from its database (docs/testing.md).
+Inputs that once crashed are kept in tests/fuzz_regressions/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from types import FrameType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from tdsl_strategies import grammar_programs, linear_programs, mutated_examples
+
+from stoicc_py.cli import main
+
+LONG_RUN = int(os.environ.get("STOICC_FUZZ_EXAMPLES", "0"))
+SECONDS_PER_INPUT = 60  # a generous bound: the slowest valid input compiles in a few seconds
+REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.tdsl"))
+_EXPECT = re.compile(r"^# expect: (ok|error: .*)$", re.MULTILINE)
+
+
+def fuzz_settings(ci_examples: int) -> settings:
+    """A fixed set of `ci_examples` in CI; a random search of STOICC_FUZZ_EXAMPLES when set."""
+    return settings(
+        max_examples=LONG_RUN or ci_examples,
+        derandomize=not LONG_RUN,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
+
+
+class Hang(BaseException):
+    """Raised in the compiler when an input takes too long (BaseException: the CLI must not catch it)."""
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise Hang(f"no result after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_cli(path: Path, emit: str) -> tuple[int, str]:
+    """`stoicc compile PATH --emit EMIT` in process: (exit status, stderr)."""
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()), time_limit(SECONDS_PER_INPUT):
+        status = main(["compile", str(path), "--emit", emit])
+    return status, err.getvalue()
+
+
+def check_input(source: str, directory: Path, emit: str = "loops") -> str:
+    """Compile `source` through the CLI; it must succeed or give a located error. Returns stderr."""
+    path = directory / "fuzz.tdsl"
+    path.write_text(source)
+    status, err = run_cli(path, emit)
+    assert status in (0, 1), f"internal error on:\n{source}\n{err}"
+    assert "Traceback" not in err, err
+    if status == 1:
+        assert re.match(rf"{re.escape(str(path))}:\d+:\d+: error: ", err), f"unlocated error on:\n{source}\n{err}"
+    return err
+
+
+@fuzz_settings(ci_examples=40)
+@given(source=mutated_examples())
+def test_mutated_examples(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    check_input(source, tmp_path_factory.getbasetemp())
+
+
+@fuzz_settings(ci_examples=40)
+@given(source=grammar_programs())
+def test_grammar_programs(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    check_input(source, tmp_path_factory.getbasetemp())
+
+
+@fuzz_settings(ci_examples=25)
+@given(source=linear_programs())
+def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Products with random layouts and sizes through every pass to the llvm dialect."""
+    check_input(source, tmp_path_factory.getbasetemp(), emit="llvm")
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])
+def test_regressions(path: Path, tmp_path: Path) -> None:
+    """Each file once crashed the compiler; its `# expect:` line says how it must end now."""
+    expect = _EXPECT.search(path.read_text())
+    assert expect, f"{path} needs an '# expect: ok' or '# expect: error: ...' line"
+    status, err = run_cli(path, "llvm")
+    if expect.group(1) == "ok":
+        assert status == 0, err
+    else:
+        assert status == 1 and re.match(rf"{re.escape(str(path))}:\d+:\d+: {re.escape(expect.group(1))}", err), err
