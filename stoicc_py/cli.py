@@ -31,7 +31,7 @@ from stoicc_py.api import (
     compile,
     emit_text,
     front_end,
-    lower,
+    kernel_abis,
     only_kernel,
     optimized_llvm,
     read_source,
@@ -45,7 +45,7 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
+from stoicc_py.pipeline import PassCallback, context, run_passes
 
 if TYPE_CHECKING:
     from stoicc_py.accel import AccelProgram
@@ -101,7 +101,9 @@ def _print_after(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_compile(args: argparse.Namespace) -> int:
     source, file = read_source(args.file)
     module = _selected(front_end(source, file), args.kernel)
-    options = Options(args.target, args.tile or ())
+    options = Options(args.target, args.tile or (), args.check_bounds)
+    if args.check_bounds and args.target == "accel":
+        raise CompileError("--check-bounds applies to --target cpu")
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
@@ -112,7 +114,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit == "obj":
         output = emit_object(optimized_llvm(module, options, after))
     elif args.emit == "header":
-        output = c_header(_abis(module), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
+        output = c_header(kernel_abis(module, options), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
     else:
         output = emit_text(module, args.emit, options, after)
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
@@ -152,12 +154,6 @@ def _tile_tables(kernel: Any, weights: dict[str, str]) -> dict[str, Any]:
         if spec.name in weights and spec.layout.startswith("hybrid"):
             tables[spec.name] = kernel.pack(spec.name, np.load(weights[spec.name])).arrays["table"]
     return tables
-
-
-def _abis(module: ModuleOp) -> list[Any]:
-    from stoicc_py.abi import KernelABI
-
-    return [KernelABI.of(op) for op in lower(module, Stage.OPT, Options()).ops]  # type: ignore[arg-type]
 
 
 def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:
@@ -202,7 +198,8 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
-    return _run_checked(compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache), args)
+    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds)
+    return _run_checked(program, args)
 
 
 def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> int:
@@ -330,6 +327,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     c.add_argument("--time-passes", action="store_true", help="print each pass's time (stderr)")
+    c.add_argument("--check-bounds", action="store_true",
+                   help="cpu: check every memory access against its buffer (the C ABI gains extents and a status)")  # fmt: skip
 
     r = sub.add_parser("run", help="compile, run on random inputs, check against the reference")
     r.add_argument("file")
@@ -341,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the largest reference value")
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
+    r.add_argument("--check-bounds", action="store_true", help="check every memory access against its buffer")
 
     s = sub.add_parser("sim", help="simulate on the accelerator: check against the reference, report costs")
     s.add_argument("file", help=".tdsl source, or an assembled program (.s, .bin) run on random inputs")

@@ -1,0 +1,77 @@
+"""--check-bounds: generated code that would leave a buffer raises instead of reading or
+writing outside it; checked kernels compute the same results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_close, rand
+
+import stoicc_py
+from stoicc_py.cli import main
+from stoicc_py.packing import PackedTensor
+
+CSR = "kernel sp(x: f32[M, 64], w: f32[16, 64] @ csr(index=i16)) -> f32[M, 16] { return linear(x, w) }"
+
+
+def _unchecked(packed: PackedTensor, **changes: np.ndarray) -> PackedTensor:
+    """A copy of `packed` with some buffers replaced, as a caller could build by hand."""
+    return PackedTensor(packed.layout, packed.shape, {**{r: a.copy() for r, a in packed.arrays.items()}, **changes})
+
+
+@pytest.fixture
+def no_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip the validation of packed arguments, so that corrupt metadata reaches the generated code."""
+    monkeypatch.setattr(PackedTensor, "check", lambda self: None)
+
+
+@pytest.fixture(scope="module")
+def checked() -> stoicc_py.Program:
+    return stoicc_py.compile(CSR, check_bounds=True)
+
+
+def test_checked_kernel_agrees_with_reference(checked: stoicc_py.Program) -> None:
+    rng = np.random.default_rng(0)
+    x, w = rand(rng, 5, 64), rand(rng, 16, 64)
+    w[rng.random(w.shape) < 0.7] = 0
+    packed = checked.sp.pack("w", w)
+    assert_close(checked.sp(x, packed), checked.sp.reference(x, packed))
+    assert checked.sp.abi.check_bounds and checked.sp.abi.extents() == [(2, 0), (3, 0)]
+
+
+def test_a_column_index_out_of_range_is_caught(checked: stoicc_py.Program, no_validation: None) -> None:
+    rng = np.random.default_rng(1)
+    packed = checked.sp.pack("w", np.eye(16, 64, dtype=np.float32))
+    cols = packed.arrays["cols"].copy()
+    cols[3] = 5000  # x has 64 columns
+    with pytest.raises(IndexError, match=r"sp: the compiled code read outside buffer 'x' \(shape \[5, 64\]\)"):
+        checked.sp(rand(rng, 5, 64), _unchecked(packed, cols=cols))
+
+
+def test_a_row_pointer_past_the_values_is_caught(checked: stoicc_py.Program, no_validation: None) -> None:
+    packed = checked.sp.pack("w", np.eye(16, 64, dtype=np.float32))
+    rowptr = packed.arrays["rowptr"].copy()
+    rowptr[-1] += 100  # the last row now runs past the stored entries
+    with pytest.raises(IndexError, match="read outside buffer 'w_(cols|values)'"):
+        checked.sp(np.ones((2, 64), np.float32), _unchecked(packed, rowptr=rowptr))
+
+
+def test_validation_refuses_the_same_tensors_without_checks() -> None:
+    prog = stoicc_py.compile(CSR)
+    packed = prog.sp.pack("w", np.eye(16, 64, dtype=np.float32))
+    rowptr = packed.arrays["rowptr"].copy()
+    rowptr[-1] += 100
+    with pytest.raises(ValueError, match="corrupt packed tensor"):
+        prog.sp(np.ones((2, 64), np.float32), _unchecked(packed, rowptr=rowptr))
+
+
+def test_cli_check_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sp.tdsl"
+    path.write_text(CSR)
+    assert main(["compile", str(path), "--emit", "header", "--check-bounds"]) == 0
+    header = capsys.readouterr().out
+    assert "int64_t M, int64_t w_cols_len0, int64_t w_values_len0, int64_t *bounds_status);" in header
+    assert main(["run", str(path), "--check-bounds", "--repeat", "1"]) == 0
+    assert "ok" in capsys.readouterr().out
