@@ -75,3 +75,54 @@ def test_cli_check_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "int64_t M, int64_t w_cols_len0, int64_t w_values_len0, int64_t *bounds_status);" in header
     assert main(["run", str(path), "--check-bounds", "--repeat", "1"]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+# --- corrupt packed tensors: validation refuses them, or the checked kernel reads them in bounds
+
+CORRUPTED_LAYOUTS = {
+    "nm": "nm(2, 4)", "csr8": "csr(index=i8)", "hyb": "hybrid(tile=[8, 16], formats=[dense, nm(2, 4)])",
+    "nmq": "nm(2, 4) with int4(group=16)", "sq": "sq(low=int4(group=32), high=int8, high_density=0.1)",
+}  # fmt: skip
+
+
+def _corruptions(a: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Bad values at the start, middle and end of a buffer; a buffer cut short, too long, reversed, random."""
+    flat, out = a.reshape(-1), {}
+    integer = a.dtype.kind in "iu"
+    values = [np.iinfo(a.dtype).max, np.iinfo(a.dtype).min, -1, 1, int(flat.max(initial=0)) + 1] if integer else [np.inf, np.nan]
+    for pos, value in ((p, v) for p in {0, flat.size // 2, flat.size - 1} if flat.size for v in values):
+        bad = flat.copy()
+        bad[pos] = np.array(value).astype(a.dtype)
+        out[f"[{pos}]={value}"] = bad.reshape(a.shape)
+    if a.ndim == 1:
+        out |= {"short": a[:-1].copy(), "long": np.concatenate([a, a[-1:] if a.size else np.zeros(1, a.dtype)]),
+                "reversed": a[::-1].copy()}  # fmt: skip
+    if integer:
+        out["random"] = rng.integers(np.iinfo(a.dtype).min, np.iinfo(a.dtype).max, a.shape, a.dtype, endpoint=True)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::DeprecationWarning")
+def test_corrupt_packed_buffers_are_refused_or_read_in_bounds() -> None:
+    source = "\n".join(f"kernel {n}(x: f32[M, 64], w: f32[24, 64] @ {layout}) -> f32[M, 24] {{ return linear(x, w) }}"
+                       for n, layout in CORRUPTED_LAYOUTS.items())  # fmt: skip
+    prog = stoicc_py.compile(source, check_bounds=True)
+    rng = np.random.default_rng(2)
+    x = rand(rng, 5, 64)
+    refused = accepted = 0
+    for name, layout in CORRUPTED_LAYOUTS.items():
+        w = rand(rng, 24, 64)
+        packed = prog.kernel(name).pack("w", w, prune="magnitude" if "sq" not in name else None)
+        for role, arr in packed.arrays.items():
+            for how, bad in _corruptions(arr, rng).items():
+                corrupt = _unchecked(packed, **{role: bad})
+                try:
+                    corrupt.validate()
+                except ValueError:
+                    refused += 1
+                    continue
+                accepted += 1  # harmless (a value, a padding bit): computed in bounds, as the reference does
+                got, want = prog.kernel(name)(x, corrupt), prog.kernel(name).reference(x, corrupt)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.nanmax(np.abs(want), initial=1),
+                                           err_msg=f"{layout} {role} {how}")  # fmt: skip
+    assert refused > accepted > 0  # both outcomes occur: the corruptions reach both
