@@ -117,6 +117,7 @@ def _in_bounds(op: Access, ref: SSAValue) -> tuple[list[Operation], SSAValue]:
         first, last = arith.CmpiOp(index, size, "ult"), arith.CmpiOp(end, size, "ule")
         both = arith.AndIOp(first, last)
         total = arith.AndIOp(ok, both)
+        size.result.name_hint, total.result.name_hint = "size", "in_bounds"
         ops += [axis_op, width, size, end, first, last, both, total]
         ok = total.result
     return ops, ok

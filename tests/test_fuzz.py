@@ -80,19 +80,19 @@ def check_input(source: str, directory: Path, emit: str = "loops") -> str:
     return err
 
 
-@fuzz_settings(ci_examples=40)
+@fuzz_settings(ci_examples=30)
 @given(source=mutated_examples())
 def test_mutated_examples(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     check_input(source, tmp_path_factory.getbasetemp())
 
 
-@fuzz_settings(ci_examples=40)
+@fuzz_settings(ci_examples=30)
 @given(source=grammar_programs())
 def test_grammar_programs(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     check_input(source, tmp_path_factory.getbasetemp())
 
 
-@fuzz_settings(ci_examples=25)
+@fuzz_settings(ci_examples=20)
 @given(source=linear_programs())
 def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Products with random layouts and sizes through every pass to the llvm dialect."""
