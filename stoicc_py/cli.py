@@ -45,6 +45,7 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.limits import check_size
 from stoicc_py.pipeline import PassCallback, context, run_passes
 
 if TYPE_CHECKING:
@@ -255,6 +256,7 @@ def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.ran
     """Standard-normal values; a sparse parameter gets half its entries zeroed and is
     pruned by magnitude to its pattern; non-dense parameters are packed."""
     shape = [d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]
+    check_size(shape, f"--dim: parameter '{spec.name}' of {k.name}")
     values = rng.standard_normal(shape).astype(np.float32)
     if spec.dtype == "i8":
         values = rng.integers(-128, 128, shape, dtype=np.int8)  # type: ignore[assignment]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,20 @@ def test_call_refuses_huge_argument_before_copying_it() -> None:
 def test_pack_refuses_absurd_shape() -> None:
     with pytest.raises(ValueError, match="pack: w: 1000000000000 elements"):
         stoicc_py.pack(_broadcast((10**6, 10**6)), "nm(2, 4)")
+
+
+def test_accelerator_refuses_a_program_too_large_to_unroll() -> None:
+    prog = stoicc_py.compile(
+        "kernel k(x: i8[M, 1024], w: i8[512, 1024]) -> i32[M, 512] { return linear(x, w) }", target="accel"
+    )
+    with pytest.raises(CompileError, match=r"would unroll \d+ tile products, more than the limit of 16384") as err:
+        prog.k.program_for(M=10**7)
+    assert err.value.loc is not None
+
+
+def test_cli_refuses_absurd_dims(capsys: pytest.CaptureFixture[str]) -> None:
+    from stoicc_py.cli import main
+
+    mlp = Path(__file__).parent.parent / "examples" / "mlp.tdsl"
+    assert main(["run", str(mlp), "--dim", "M=10000000000"]) == 1
+    assert "--dim: parameter 'x' of mlp: a dimension of 10000000000 is larger than the limit" in capsys.readouterr().err
