@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,21 @@ def _tile(text: str) -> tuple[int, ...]:
     if len(sizes) != 3 or min(sizes) <= 0:
         raise argparse.ArgumentTypeError(f"--tile expects three positive integers, got '{text}'")
     return sizes
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a positive number of `kind`."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got '{text}'")
+        return value
+
+    return parse
 
 
 def _dim(text: str) -> tuple[str, int]:
@@ -199,7 +214,9 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
-    program = compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds)
+    program = compile(
+        args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds
+    )
     return _run_checked(program, args)
 
 
@@ -338,8 +355,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default="cpu", choices=TARGETS)
     r.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=17 (default 16)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--repeat", type=int, default=10, help="calls to time")
-    r.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the largest reference value")
+    r.add_argument("--repeat", type=_positive(int), default=10, help="calls to time")
+    r.add_argument(
+        "--rtol", type=_positive(float), default=1e-4, help="tolerance relative to the largest reference value"
+    )
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
     r.add_argument("--check-bounds", action="store_true", help="check every memory access against its buffer")
@@ -349,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--kernel", help="only this kernel")
     s.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=64 (default 16)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rtol", type=float, default=1e-4, help="tolerance of float results (integers: exact)")
+    s.add_argument("--rtol", type=_positive(float), default=1e-4, help="tolerance of float results (integers: exact)")
     s.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     for cmd in (r, s):  # run --target accel is sim
         cmd.add_argument("--machine", help="accel: a TOML machine description overriding the default")
@@ -377,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(err, file=sys.stderr)
     except (ParseError, VerifyException, DiagnosticException) as err:
         print(f"error: {err}", file=sys.stderr)
-    except (OSError, KeyError, ValueError, TypeError, SimulationError) as err:
+    except KeyError as err:  # str() of a KeyError is the repr of its message
+        print(f"stoicc: error: {err.args[0] if err.args else err}", file=sys.stderr)
+    except (OSError, ValueError, TypeError, SimulationError) as err:
         print(f"stoicc: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)

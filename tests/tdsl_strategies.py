@@ -115,12 +115,12 @@ def tokens(source: str) -> list[str]:
 @st.composite
 def mutated_examples(draw: st.DrawFn) -> str:
     """An example file with a few tokens deleted, duplicated, swapped, replaced by
-    another of its tokens, or numbers replaced by absurd ones."""
+    another of its tokens, numbers replaced by absurd ones, or any character inserted."""
     toks = tokens(draw(st.sampled_from(EXAMPLES)).read_text())
     index = st.integers(0, len(toks) - 1)
     for _ in range(draw(st.integers(1, 4))):
         i, j = draw(index), draw(index)
-        match draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "number"])):
+        match draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "number", "character"])):
             case "delete":
                 del toks[i]
             case "duplicate":
@@ -132,5 +132,7 @@ def mutated_examples(draw: st.DrawFn) -> str:
             case "number":
                 numbers = [n for n, t in enumerate(toks) if t[:1].isdigit()]
                 toks[draw(st.sampled_from(numbers))] = draw(st.sampled_from(ABSURD_NUMBERS))
+            case "character":  # any Unicode character but a surrogate, which a file cannot hold
+                toks.insert(i, draw(st.characters(exclude_categories=["Cs"])))
         index = st.integers(0, len(toks) - 1)
     return "".join(toks)

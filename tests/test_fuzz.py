@@ -71,7 +71,7 @@ def run_cli(path: Path, emit: str) -> tuple[int, str]:
 def check_input(source: str, directory: Path, emit: str = "loops") -> str:
     """Compile `source` through the CLI; it must succeed or give a located error. Returns stderr."""
     path = directory / "fuzz.tdsl"
-    path.write_text(source)
+    path.write_text(source, encoding="utf-8")
     status, err = run_cli(path, emit)
     assert status in (0, 1), f"internal error on:\n{source}\n{err}"
     assert "Traceback" not in err, err
@@ -99,10 +99,31 @@ def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory)
     check_input(source, tmp_path_factory.getbasetemp(), emit="llvm")
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "EXAMPLE", "--repeat", "0"], "argument --repeat: expected a positive int, got '0'"),
+        (["run", "EXAMPLE", "--rtol", "-1"], "argument --rtol: expected a positive float, got '-1'"),
+        (["run", "EXAMPLE", "--kernel", "nope"], "stoicc: error: no kernel 'nope' in"),
+        (["compile", "EXAMPLE", "--tile", "0,1,1"], "--tile expects three positive integers"),
+        (["compile", "EXAMPLE", "-p", "nosuch"], "Unrecognized passes: ['nosuch']"),
+    ],
+)
+def test_bad_command_lines(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Options found wrong once: a usage error (status 2) or an error (status 1), never an internal one."""
+    example = str(Path(__file__).parent.parent / "examples" / "mlp.tdsl")
+    try:
+        status = main([example if a == "EXAMPLE" else a for a in argv])
+    except SystemExit as usage:  # argparse's own errors
+        status = int(usage.code or 0)
+    err = capsys.readouterr().err
+    assert status in (1, 2) and message in err and "internal" not in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])
 def test_regressions(path: Path, tmp_path: Path) -> None:
     """Each file once crashed the compiler; its `# expect:` line says how it must end now."""
-    expect = _EXPECT.search(path.read_text())
+    expect = _EXPECT.search(path.read_bytes().decode(errors="replace"))
     assert expect, f"{path} needs an '# expect: ok' or '# expect: error: ...' line"
     status, err = run_cli(path, "llvm")
     if expect.group(1) == "ok":
