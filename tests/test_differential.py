@@ -2,8 +2,9 @@
 and on the accelerator simulator, against the reference interpreter.
 
 A case is a `linear` layer with a random weight layout (dense, N:M, block, CSR, hybrid,
-int8 ... binary, composed, SQ), activation path (f32, i8, int8 per token, bit-split),
-bias and activation, and static N and K drawn around the vector paths' thresholds (K a
+int8 ... binary, composed, SQ), activation path (f32 through elementwise ops or a
+softmax, i8, int8 per token, bit-split), bias, what follows (an activation, a second
+use of the product, a softmax), and static N and K drawn around the vector paths' thresholds (K a
 multiple of 32 or not, N below a register block of 6 or 16 columns, ragged); each
 compiled kernel runs on several M (1, below a 4-row block, ragged). A target that
 refuses a combination must say where, with a located CompileError. Bounded in CI (a
@@ -24,7 +25,10 @@ import stoicc_py
 from stoicc_py.diagnostics import CompileError
 
 ROWS = (1, 3, 5, 17)  # M = 1, below a 4-row register block, ragged
-EPILOGUES = ("{}", "relu({})", "gelu({})", "sigmoid({})", "{} + 1.5")
+# What follows the product, fused or not: activations, a second use, a row softmax.
+EPILOGUES = ("{0}", "relu({0})", "gelu({0})", "sigmoid({0})", "{0} + 1.5", "{0} * sigmoid({0})", "softmax({0}, axis=1)")
+# What the f32 activations go through first: nothing, elementwise ops, a softmax.
+PROLOGUES = ("x", "x", "(x * 0.5 - 1.0)", "tanh(x)", "softmax(x, axis=1)")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Case:
     activations: str  # f32 | i8 | int8-token | bitsplit
     bias: bool
     epilogue: str
+    prologue: str = "x"
 
     @property
     def integer(self) -> bool:
@@ -48,7 +53,7 @@ class Case:
         xdt, rdt = ("i8", "i32") if self.integer else ("f32", "f32")
         wdt = "i8" if self.integer and not self.quantized else "f32"  # else a located dtype error
         x = {"int8-token": "quantize(x, int8(per=token))", "bitsplit": "quantize(x, bitsplit(int8))"}.get(
-            self.activations, "x"
+            self.activations, self.prologue if self.activations == "f32" else "x"
         )
         product = f"linear({x}, w, b)" if self.bias else f"linear({x}, w)"
         body = self.epilogue.format(product) if not self.integer else product  # float epilogues need floats
@@ -86,7 +91,8 @@ def cases(draw: st.DrawFn, activations: tuple[str, ...] = ("f32", "i8", "int8-to
             k = draw(st.sampled_from([32, 64, 96, 160]))  # whole groups of 16 and 32
             sparse = "nm(2, 4) with " if family == "nm-quant" else ""
             layout = f"sq(low={quant}, high=int8, high_density=0.1)" if family == "sq" else sparse + quant
-    return Case(layout, n, k, draw(st.sampled_from(activations)), draw(st.booleans()), draw(st.sampled_from(EPILOGUES)))
+    epilogue, prologue = draw(st.sampled_from(EPILOGUES)), draw(st.sampled_from(PROLOGUES))
+    return Case(layout, n, k, draw(st.sampled_from(activations)), draw(st.booleans()), epilogue, prologue)
 
 
 def _inputs(kernel: Any, case: Case, m: int, rng: np.random.Generator) -> list[Any]:
