@@ -60,19 +60,19 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_cli(path: Path, emit: str) -> tuple[int, str]:
-    """`stoicc compile PATH --emit EMIT` in process: (exit status, stderr)."""
+def run_cli(path: Path, emit: str, *options: str) -> tuple[int, str]:
+    """`stoicc compile PATH --emit EMIT OPTIONS` in process: (exit status, stderr)."""
     err = io.StringIO()
     with redirect_stderr(err), redirect_stdout(io.StringIO()), time_limit(SECONDS_PER_INPUT):
-        status = main(["compile", str(path), "--emit", emit])
+        status = main(["compile", str(path), "--emit", emit, *options])
     return status, err.getvalue()
 
 
-def check_input(source: str, directory: Path, emit: str = "loops") -> str:
+def check_input(source: str, directory: Path, emit: str = "loops", *options: str) -> str:
     """Compile `source` through the CLI; it must succeed or give a located error. Returns stderr."""
     path = directory / "fuzz.tdsl"
     path.write_text(source, encoding="utf-8")
-    status, err = run_cli(path, emit)
+    status, err = run_cli(path, emit, *options)
     assert status in (0, 1), f"internal error on:\n{source}\n{err}"
     assert "Traceback" not in err, err
     if status == 1:
@@ -97,6 +97,13 @@ def test_grammar_programs(source: str, tmp_path_factory: pytest.TempPathFactory)
 def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Products with random layouts and sizes through every pass to the llvm dialect."""
     check_input(source, tmp_path_factory.getbasetemp(), emit="llvm")
+
+
+@fuzz_settings(ci_examples=30)
+@given(source=linear_programs())
+def test_products_to_accelerator_programs(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same products as accelerator programs (assembly), for a ragged M."""
+    check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", "--dim", "M=5")
 
 
 @pytest.mark.parametrize(
