@@ -6,7 +6,9 @@ and `vector.load/store` on a kernel's buffer argument or allocation runs only if
 every index is inside its axis (a vector's lanes too); otherwise it is skipped (a
 load yields zeros) and the kernel records which buffer it missed in a status
 buffer, so that the generated code never touches memory outside its buffers and
-the caller can raise an error that names the kernel and the buffer.
+the caller can raise an error that names the kernel and the buffer. An access the
+pass cannot check (a buffer of unknown size, a masked or transfer op) is an error,
+never left unchecked.
 
 The kernel gets trailing arguments, after its size symbols (abi.py describes them
 for the runtime and the C header):
@@ -43,8 +45,11 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import DiagnosticException
 
 Access = memref.LoadOp | memref.StoreOp | vector.LoadOp | vector.StoreOp
+# Memory ops that no pass emits today: refused rather than left unchecked.
+UNCHECKED = (vector.MaskedLoadOp, vector.MaskedStoreOp, vector.TransferReadOp, vector.TransferWriteOp)
 STATUS_TYPE = MemRefType(i64, [2])
 TEMPORARY = -1  # status[0] for a miss on an allocation
 
@@ -86,11 +91,18 @@ def _add_extents(fn: func.FuncOp) -> None:
                 _add_arg(fn, IndexType(), {"tdsl.symbol": StringAttr(symbol)}, symbol)
 
 
-def _buffer_code(fn: func.FuncOp, ref: SSAValue) -> int | None:
-    """status[0] for a miss on `ref`, or None if it is not a buffer this pass can size."""
+def _buffer(op: Access) -> SSAValue:
+    return op.base if isinstance(op, vector.LoadOp | vector.StoreOp) else op.memref
+
+
+def _buffer_code(fn: func.FuncOp, op: Access) -> int:
+    """status[0] for a miss on the buffer of `op`: a kernel argument's position, or TEMPORARY."""
+    ref = _buffer(op)
     if isinstance(ref, BlockArgument) and ref.block is fn.body.block:
         return ref.index + 1
-    return TEMPORARY if isinstance(ref.owner, memref.AllocOp) else None
+    if isinstance(ref.owner, memref.AllocOp):
+        return TEMPORARY
+    raise DiagnosticException(f"check-bounds: cannot size the buffer of {op.name} in @{fn.sym_name.data}")
 
 
 def _checked_axes(op: Access) -> list[tuple[SSAValue, int, int]]:
@@ -139,8 +151,7 @@ def _report(status: SSAValue, code: int, is_store: bool) -> list[Operation]:
 
 def _guard(op: Access, code: int, status: SSAValue) -> None:
     """Replace `op` by `if in-bounds { op } else { record the miss }`."""
-    ref = op.base if isinstance(op, vector.LoadOp | vector.StoreOp) else op.memref
-    checks, ok = _in_bounds(op, ref)
+    checks, ok = _in_bounds(op, _buffer(op))
     Rewriter.insert_op(checks, InsertPoint.before(op))
     is_load = isinstance(op, memref.LoadOp | vector.LoadOp)
     result_types = [op.results[0].type] if is_load else []
@@ -159,14 +170,14 @@ def _guard(op: Access, code: int, status: SSAValue) -> None:
 
 
 def _check_kernel(fn: func.FuncOp) -> None:
-    accesses = [op for op in fn.walk() if isinstance(op, Access)]
+    unchecked = next((op for op in fn.walk() if isinstance(op, UNCHECKED)), None)
+    if unchecked is not None:
+        raise DiagnosticException(f"check-bounds: {unchecked.name} is not supported (in @{fn.sym_name.data})")
+    codes = {op: _buffer_code(fn, op) for op in fn.walk() if isinstance(op, Access)}
     _add_extents(fn)
     status = _add_arg(fn, STATUS_TYPE, {"tdsl.status": StringAttr("bounds")}, "status")
-    for op in accesses:
-        ref = op.base if isinstance(op, vector.LoadOp | vector.StoreOp) else op.memref
-        code = _buffer_code(fn, ref)
-        if code is not None:
-            _guard(op, code, status)
+    for op, code in codes.items():
+        _guard(op, code, status)
 
 
 @dataclass(frozen=True)
