@@ -75,7 +75,8 @@ def _add_arg(fn: func.FuncOp, type_: Attribute, attrs: dict[str, Attribute], hin
 
 def _add_extents(fn: func.FuncOp) -> None:
     """An extent argument for each dynamic axis of a packed buffer, named as a size symbol."""
-    assert fn.arg_attrs is not None
+    if fn.arg_attrs is None:  # no argument is a packed buffer
+        return
     for i, (arg, attrs) in enumerate(zip(list(fn.args), list(fn.arg_attrs.data))):
         if "tdsl.buffer" not in attrs.data or not isinstance(arg.type, MemRefType):
             continue

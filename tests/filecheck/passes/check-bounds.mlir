@@ -39,3 +39,18 @@ func.func @k(%x: memref<?x64xf32> {tdsl.dims = ["M", #builtin.int<64>]}, %w_valu
   "test.op"(%v) : (vector<16xf32>) -> ()
   func.return
 }
+
+// A function without argument attributes (no packed buffers) gets the status only;
+// an allocation's misses report -1 (a temporary).
+// CHECK-LABEL: func.func @plain(%a: memref<4xf32>, %i: index, %status: memref<2xi64> {tdsl.status = "bounds"})
+// CHECK:         %size = memref.dim %a, %{{.*}} : memref<4xf32>
+// CHECK:         %t = memref.alloc() : memref<8xf32>
+// CHECK:         %size_1 = memref.dim %t, %{{.*}} : memref<8xf32>
+// CHECK:         } else {
+// CHECK-NEXT:      %{{.*}} = arith.constant -1 : i64
+func.func @plain(%a: memref<4xf32>, %i: index) {
+  %v = memref.load %a[%i] : memref<4xf32>
+  %t = memref.alloc() : memref<8xf32>
+  memref.store %v, %t[%i] : memref<8xf32>
+  func.return
+}
