@@ -27,6 +27,7 @@ from stoicc_py.diagnostics import CompileError
 ROWS = (1, 3, 5, 17)  # M = 1, below a 4-row register block, ragged
 # What follows the product, fused or not: activations, a second use, a row softmax.
 EPILOGUES = ("{0}", "relu({0})", "gelu({0})", "sigmoid({0})", "{0} + 1.5", "{0} * sigmoid({0})", "softmax({0}, axis=1)")
+FAMILIES = ("dense", "nm", "block", "csr", "hybrid", "quant", "nm-quant", "sq")
 # What the f32 activations go through first: nothing, elementwise ops, a softmax.
 PROLOGUES = ("x", "x", "(x * 0.5 - 1.0)", "tanh(x)", "softmax(x, axis=1)")
 
@@ -69,8 +70,9 @@ def _multiples(of: int) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def cases(draw: st.DrawFn, activations: tuple[str, ...] = ("f32", "i8", "int8-token", "bitsplit")) -> Case:
-    family = draw(st.sampled_from(["dense", "nm", "block", "csr", "hybrid", "quant", "nm-quant", "sq"]))
+def cases(draw: st.DrawFn, activations: tuple[str, ...] = ("f32", "i8", "int8-token", "bitsplit"),
+          families: tuple[str, ...] = FAMILIES, epilogues: tuple[str, ...] = EPILOGUES) -> Case:  # fmt: skip
+    family = draw(st.sampled_from(families))
     n, k, layout = draw(st.sampled_from([1, 5, 6, 7, 16, 17, 33])), draw(_multiples(4)), "dense"
     quant = draw(st.sampled_from(["int8(axis=0)", "int4(group=32)", "int2(group=32)", "ternary(axis=0)", "binary",
                                   "int4(group=16, symmetric=false)", "int8"]))  # fmt: skip
@@ -91,7 +93,7 @@ def cases(draw: st.DrawFn, activations: tuple[str, ...] = ("f32", "i8", "int8-to
             k = draw(st.sampled_from([32, 64, 96, 160]))  # whole groups of 16 and 32
             sparse = "nm(2, 4) with " if family == "nm-quant" else ""
             layout = f"sq(low={quant}, high=int8, high_density=0.1)" if family == "sq" else sparse + quant
-    epilogue, prologue = draw(st.sampled_from(EPILOGUES)), draw(st.sampled_from(PROLOGUES))
+    epilogue, prologue = draw(st.sampled_from(epilogues)), draw(st.sampled_from(PROLOGUES))
     return Case(layout, n, k, draw(st.sampled_from(activations)), draw(st.booleans()), epilogue, prologue)
 
 
@@ -139,7 +141,16 @@ def test_cpu_against_reference(case: Case) -> None:
     run_case(case, "cpu")
 
 
-@fuzz_settings(ci_examples=30)  # cheap: a refusal costs the front end, a program is simulated
-@given(case=cases(activations=("i8", "int8-token", "bitsplit")))  # what it multiplies; f32 is refused
+@fuzz_settings(ci_examples=15)  # cheap: a refusal costs the front end, a program is simulated
+@given(case=cases(activations=("i8", "int8-token", "bitsplit"), epilogues=EPILOGUES[:4]))
 def test_accelerator_against_reference(case: Case) -> None:
+    run_case(case, "accel")
+
+
+@fuzz_settings(ci_examples=40)
+@given(case=cases(activations=("i8", "int8-token"), families=("dense", "nm", "hybrid", "quant", "nm-quant", "sq"),
+                  epilogues=EPILOGUES[:4]).filter(lambda case: case.integer != case.quantized))  # fmt: skip
+def test_accelerator_formats_against_reference(case: Case) -> None:
+    """The formats the accelerator runs, with the activations each takes (i8 weights with i8
+    activations, quantized ones with int8 per token), so that most cases reach the simulator."""
     run_case(case, "accel")
