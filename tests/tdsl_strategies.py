@@ -1,14 +1,18 @@
 """Hypothesis strategies for .tdsl programs: from the grammar (stoicc_py/grammar.lark,
-docs/language.md) and as token mutations of the examples. Shared by the fuzzer
-(test_fuzz.py) and the differential tests (test_differential.py)."""
+docs/language.md) and as token mutations of the examples, and the settings of the
+suites that use them, the fuzzer (test_fuzz.py) and the differential tests
+(test_differential.py)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+LONG_RUN = int(os.environ.get("STOICC_FUZZ_EXAMPLES", "0"))
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))
 # Numbers a mutation or a generated program may write: small, ragged, huge, overflowing.
 ABSURD_NUMBERS = ("0", "1", "3", "7", "64", "65537", "2147483648", "1000000000000", "99999999999999999999", "1e999")
@@ -18,6 +22,16 @@ SYMBOLS = st.sampled_from(["M", "N", "K"])
 QUANT_STORAGE = ("int8", "int4", "int2", "ternary", "binary")
 UNARY = ("relu", "gelu", "silu", "sigmoid", "tanh", "exp", "neg", "abs", "sqrt")
 _TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z_0-9]*|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|->|\S")
+
+
+def fuzz_settings(ci_examples: int) -> settings:
+    """A fixed set of `ci_examples` in CI; a random search of STOICC_FUZZ_EXAMPLES when set."""
+    return settings(
+        max_examples=LONG_RUN or ci_examples,
+        derandomize=not LONG_RUN,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
 
 
 def _call(name: str, args: list[str]) -> str:

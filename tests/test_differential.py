@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from hypothesis import event, given
 from hypothesis import strategies as st
-from test_fuzz import fuzz_settings
+from tdsl_strategies import fuzz_settings
 
 import stoicc_py
 from stoicc_py.diagnostics import CompileError

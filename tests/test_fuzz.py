@@ -12,7 +12,6 @@ Inputs that once crashed are kept in tests/fuzz_regressions/.
 from __future__ import annotations
 
 import io
-import os
 import re
 import signal
 from collections.abc import Iterator
@@ -21,25 +20,14 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from tdsl_strategies import grammar_programs, linear_programs, mutated_examples
+from hypothesis import given
+from tdsl_strategies import fuzz_settings, grammar_programs, linear_programs, mutated_examples
 
 from stoicc_py.cli import main
 
-LONG_RUN = int(os.environ.get("STOICC_FUZZ_EXAMPLES", "0"))
 SECONDS_PER_INPUT = 60  # a generous bound: the slowest valid input compiles in a few seconds
 REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.tdsl"))
 _EXPECT = re.compile(r"^# expect: (ok|error: .*)$", re.MULTILINE)
-
-
-def fuzz_settings(ci_examples: int) -> settings:
-    """A fixed set of `ci_examples` in CI; a random search of STOICC_FUZZ_EXAMPLES when set."""
-    return settings(
-        max_examples=LONG_RUN or ci_examples,
-        derandomize=not LONG_RUN,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-    )
 
 
 class Hang(BaseException):
