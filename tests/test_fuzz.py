@@ -19,11 +19,15 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import FrameType
 
+import numpy as np
 import pytest
 from hypothesis import given
-from tdsl_strategies import fuzz_settings, grammar_programs, linear_programs, mutated_examples
+from hypothesis import strategies as st
+from tdsl_strategies import fuzz_settings, grammar_programs, layouts, linear_programs, mutated_examples
 
+import stoicc_py
 from stoicc_py.cli import main
+from stoicc_py.diagnostics import CompileError
 
 SECONDS_PER_INPUT = 60  # a generous bound: the slowest valid input compiles in a few seconds
 REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.tdsl"))
@@ -92,6 +96,25 @@ def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory)
 def test_products_to_accelerator_programs(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The same products as accelerator programs (assembly), for a ragged M."""
     check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", "--dim", "M=5")
+
+
+@fuzz_settings(ci_examples=60)
+@given(
+    layout=layouts(),
+    shape=st.tuples(st.sampled_from([1, 3, 8, 24, 64]), st.sampled_from([1, 4, 16, 96, 128])),
+    prune=st.sampled_from([None, "magnitude"]),
+    values=st.sampled_from(["normal", "zeros", "int8", "nan", "huge"]),
+)
+def test_pack_any_layout(layout: str, shape: tuple[int, int], prune: str | None, values: str) -> None:
+    """pack() on any layout text and matrix: a validated tensor that unpacks, or a clear error."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, shape, np.int8) if values == "int8" else rng.standard_normal(shape).astype(np.float32)
+    w[0, 0] = {"zeros": 0, "nan": np.nan, "huge": 3e38}.get(values, w[0, 0])
+    try:
+        packed = stoicc_py.pack(w, layout, prune=prune)
+    except (ValueError, TypeError, CompileError):  # the documented refusals (CompileError: the layout text)
+        return
+    assert packed.unpack().shape == shape
 
 
 @pytest.mark.parametrize(
