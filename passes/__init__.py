@@ -25,6 +25,7 @@ _CLASSES = {
     "tdsl-lower-to-loops": "LowerToLoops",
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",
+    "check-bounds": "CheckBounds",
     "convert-ptradd-to-gep": "ConvertPtrAddToGEP",
     "lower-ptr-to-llvm": "LowerPtrToLLVM",
     "convert-arith-to-llvm": "ConvertArithToLLVM",

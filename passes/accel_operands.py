@@ -97,7 +97,10 @@ def analyse(op: ContractionOp) -> Product:
     if not all(isinstance(d, int) for d in (*lhs.dims, *rhs.dims)):
         raise op_error(op, "accel programs need static shapes: bind every size symbol (--dim M=...)")
     (m, k), (n, _) = lhs.dims, rhs.dims
-    acts, weights = _activations(op), _weights(op)
+    # The weights first: a weight the accelerator cannot read also stops tdsl-fuse-dequant
+    # from folding quantized activations into the product, which would look like bad activations.
+    weights = _weights(op)
+    acts = _activations(op)
     if acts.kind == "bitsplit" and (weights.nm[0] or weights.sq[0] or weights.tile_formats):
         raise op_error(op, "on the accel target bit-split activations multiply dense or uniformly quantized weights")
     return Product(op, acts, weights, int(m), int(n), int(k))

@@ -44,6 +44,7 @@ from stoicc_py.passes.accel_operands import (
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)
+MAX_TILE_STEPS = 2**14  # tile products per matrix product, unrolled: ~1.5 ms each to build, more to simulate
 
 
 @dataclass
@@ -97,6 +98,11 @@ class ProductLowering:
             raise op_error(self.p.op, f"tiles [{tm}, {tn}, {tk}] overflow the {', '.join(full)} scratchpad(s) "
                                       "(at least two slots per tile)")  # fmt: skip
         self.kchunks = chunks(self.p.k, tk)
+        steps = len(chunks(self.p.m, tm)) * len(chunks(self.p.n, tn)) * len(self.kchunks)
+        if steps > MAX_TILE_STEPS:  # the program is unrolled: its size (and the simulation) grow with it
+            raise op_error(self.p.op, f"the accelerator program for [{self.p.m}, {self.p.n}, {self.p.k}] would unroll "
+                                      f"{steps} tile products, more than the limit of {MAX_TILE_STEPS}; "
+                                      "programs are built per shape: run smaller blocks of rows")  # fmt: skip
 
     def slot(self, buf: str, region: str, counter: str) -> int:
         return self.buf[buf].slot(region, self.parity.get(counter, 0))

@@ -88,6 +88,25 @@ class KernelABI:
     results: tuple[TensorSpec, ...]
     symbols: tuple[str, ...]
     row_split: RowSplit | None = None
+    # The shapes of the intermediate values whose size depends on a size symbol: a
+    # call checks them against stoicc_py.limits before native code allocates them.
+    temporaries: tuple[tuple[Dim, ...], ...] = ()
+    # Compiled with check_bounds (passes/check_bounds.py): after the symbols, one int64
+    # per extent() and an int64[2] status buffer that the kernel sets on a miss.
+    check_bounds: bool = False
+
+    def pointer_names(self) -> list[str]:
+        """The kernel's pointer arguments in order: each input buffer, then each result."""
+        inputs = [p.name if p.is_dense else f"{p.name}_{b.role.replace('.', '_')}" for p in self.params
+                  for b in p.buffers or [None]]  # fmt: skip
+        return [*inputs, *(r.name for r in self.results)]
+
+    def extents(self) -> list[tuple[int, int]]:
+        """(input pointer, axis) of every buffer axis whose length the data decides (-1 in
+        its shape), in order: what a bounds-checked kernel takes after its symbols."""
+        buffers = [b for p in self.params for b in p.buffers or [None]]
+        return [(i, axis) for i, b in enumerate(buffers) if b is not None
+                for axis, d in enumerate(b.shape) if d < 0]  # fmt: skip
 
     @staticmethod
     def of(fn: func.FuncOp) -> KernelABI:
@@ -121,4 +140,7 @@ class KernelABI:
         if split:
             work = tuple(tuple(term) for term in split["work"])
             row_split = RowSplit(str(split["symbol"]), int(split["granule"]), work)
-        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split)
+        temporaries = data.get("temporaries", [])
+        assert isinstance(temporaries, list)
+        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split,
+                         tuple(tuple(shape) for shape in temporaries), bool(data.get("check_bounds", False)))  # fmt: skip

@@ -39,12 +39,13 @@ if TYPE_CHECKING:
     from stoicc_py.lowering import TEXT_STAGES as TEXT_STAGES  # re-exported, loaded on first use: _LOWERING
     from stoicc_py.lowering import emit_text as emit_text
     from stoicc_py.lowering import front_end as front_end
+    from stoicc_py.lowering import kernel_abis as kernel_abis
     from stoicc_py.lowering import lower as lower
     from stoicc_py.lowering import only_kernel as only_kernel
     from stoicc_py.lowering import optimized_llvm as optimized_llvm
     from stoicc_py.packing import PackedTensor
 
-_LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "lower", "only_kernel", "optimized_llvm")
+_LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "only_kernel", "optimized_llvm")
 
 log = logging.getLogger(__name__)
 TARGETS = ("cpu", "accel")
@@ -69,9 +70,10 @@ def _compile_error(message: str) -> Exception:
 class Options:
     target: str = "cpu"
     tile: tuple[int, ...] = ()
+    check_bounds: bool = False
 
     def key(self) -> str:
-        return f"target={self.target};tile={self.tile}"
+        return f"target={self.target};tile={self.tile};check_bounds={self.check_bounds}"
 
 
 def default_cache_dir() -> Path:
@@ -84,10 +86,25 @@ def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
     if isinstance(source_or_path, os.PathLike) or ("\n" not in source_or_path and source_or_path.endswith(".tdsl")):
         path = Path(source_or_path)
         try:
-            return path.read_text(), str(path)
+            data = path.read_bytes()
         except OSError as err:
             raise _compile_error(f"cannot read {path}: {err.strerror}") from None
+        return _decoded(data, str(path)), str(path)
     return str(source_or_path), "<string>"
+
+
+def _decoded(data: bytes, file: str) -> str:
+    """UTF-8 source text; a byte that is not is a located error."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError as err:
+        from stoicc_py.diagnostics import CompileError, SourceLoc
+
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise CompileError(
+            f"the source is not UTF-8 text (byte 0x{data[err.start]:02x})", SourceLoc(file, line, col)
+        ) from None
 
 
 @cache
@@ -286,6 +303,7 @@ def compile(  # noqa: A001
     tile: Sequence[int] = (),
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
+    check_bounds: bool = False,
 ) -> Program | AccelProgram:
     """Compile .tdsl source (text, or a path to a .tdsl file) for `target`: "cpu"
     (native code) or "accel" (programs for the simulated accelerator).
@@ -293,14 +311,19 @@ def compile(  # noqa: A001
     `tile` overrides the matrix-product tile sizes [tm, tn, tk]. Compiled code is
     cached on disk (in $STOICC_CACHE_DIR, else ~/.cache/stoicc_py); `cache=False`
     turns that off, a path chooses the directory. `machine` is an accelerator
-    description (TOML) overriding the default machine. Raises CompileError on a
-    bad program.
+    description (TOML) overriding the default machine. `check_bounds=True` (cpu)
+    compiles every memory access with a check against its buffer: a kernel that
+    would read or write outside one raises IndexError naming it instead (slower;
+    for testing). Raises CompileError on a bad program.
     """
     if target not in TARGETS:
         raise _compile_error(f"unknown target '{target}' (available: {', '.join(TARGETS)})")
     source, file = read_source(source_or_path)
     if target == "accel":
         from stoicc_py.accel import AccelProgram
+
+        if check_bounds:
+            raise _compile_error("check_bounds applies to the cpu target (the simulator checks every access itself)")
 
         return AccelProgram(source, file, tuple(tile), str(machine) if machine else "")
     if cache is False:
@@ -309,4 +332,4 @@ def compile(  # noqa: A001
         store = KernelCache(Path(os.environ.get("STOICC_CACHE_DIR") or default_cache_dir()))
     else:
         store = KernelCache(Path(cache))
-    return Program(source, file, Options(target, tuple(tile)), store)
+    return Program(source, file, Options(target, tuple(tile), check_bounds), store)

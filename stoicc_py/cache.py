@@ -1,8 +1,10 @@
 """The on-disk kernel cache: compiled object code plus kernel ABIs, one file per key.
 
-Entries are written atomically (temporary file + rename) and checked on read
-(magic, lengths, SHA-256 of the code); a corrupt or truncated entry is ignored and
-rebuilt, never trusted.
+Entries are written atomically (a temporary file in the same directory, then
+os.replace), so that concurrent compiles from several processes never expose a
+partial entry: each reader sees a whole file, from one writer or another. Entries
+are checked on read (magic, lengths, one SHA-256 over the ABIs and the code); a
+corrupt, truncated or garbage entry is ignored and rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 from stoicc_py.abi import KernelABI
 
 log = logging.getLogger(__name__)
-_MAGIC = b"STOICC-KERNELS-1\n"
-_HEADER = struct.Struct("<QQ")  # metadata length, object length
+_MAGIC = b"STOICC-KERNELS-2\n"
+_HEADER = struct.Struct("<QQ32s")  # metadata length, object length, SHA-256 of metadata + object
 
 
 def cache_key(*parts: str) -> str:
@@ -44,7 +46,7 @@ class KernelCache:
             return None
         try:
             return self._decode(data)
-        except (ValueError, KeyError, TypeError, AssertionError, struct.error) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, AssertionError, struct.error) as err:
             log.warning("ignoring corrupt cache entry %s: %s", self._path(key), err)
             return None
 
@@ -53,23 +55,26 @@ class KernelCache:
         if not data.startswith(_MAGIC):
             raise ValueError("bad magic")
         offset = len(_MAGIC)
-        meta_len, obj_len = _HEADER.unpack_from(data, offset)
+        meta_len, obj_len, digest = _HEADER.unpack_from(data, offset)
         offset += _HEADER.size
         if len(data) != offset + meta_len + obj_len:
             raise ValueError("truncated")
-        meta = json.loads(data[offset : offset + meta_len])
-        obj = data[offset + meta_len :]
-        if hashlib.sha256(obj).hexdigest() != meta["sha256"]:
+        if hashlib.sha256(data[offset:]).digest() != digest:
             raise ValueError("checksum mismatch")
-        return obj, [KernelABI.from_json(k) for k in meta["kernels"]]
+        meta = json.loads(data[offset : offset + meta_len])
+        return data[offset + meta_len :], [KernelABI.from_json(k) for k in meta["kernels"]]
 
     def put(self, key: str, obj: bytes, abis: list[KernelABI]) -> None:
-        meta = json.dumps({"sha256": hashlib.sha256(obj).hexdigest(), "kernels": [a.to_json() for a in abis]}).encode()
+        meta = json.dumps({"kernels": [a.to_json() for a in abis]}).encode()
+        header = _HEADER.pack(len(meta), len(obj), hashlib.sha256(meta + obj).digest())
+        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + _HEADER.pack(len(meta), len(obj)) + meta + obj)
+                f.write(_MAGIC + header + meta + obj)
             os.replace(tmp, self._path(key))
         except OSError as err:  # a read-only or full disk costs a recompile, not a failure
             log.warning("could not write kernel cache %s: %s", self.directory, err)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from stoicc_py.api import (
     compile,
     emit_text,
     front_end,
-    lower,
+    kernel_abis,
     only_kernel,
     optimized_llvm,
     read_source,
@@ -45,7 +45,8 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
+from stoicc_py.limits import check_size
+from stoicc_py.pipeline import PassCallback, context, run_passes
 from stoicc_py.timing import is_timing
 
 if TYPE_CHECKING:
@@ -65,6 +66,21 @@ def _tile(text: str) -> tuple[int, ...]:
     if len(sizes) != 3 or min(sizes) <= 0:
         raise argparse.ArgumentTypeError(f"--tile expects three positive integers, got '{text}'")
     return sizes
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a positive number of `kind`."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got '{text}'")
+        return value
+
+    return parse
 
 
 def _dim(text: str) -> tuple[str, int]:
@@ -108,7 +124,9 @@ def _print_after(args: argparse.Namespace) -> PassCallback | None:
 def cmd_compile(args: argparse.Namespace) -> int:
     source, file = read_source(args.file)
     module = _selected(front_end(source, file), args.kernel)
-    options = Options(args.target, args.tile or ())
+    options = Options(args.target, args.tile or (), args.check_bounds)
+    if args.check_bounds and args.target == "accel":
+        raise CompileError("--check-bounds applies to --target cpu")
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
@@ -119,7 +137,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit == "obj":
         output = emit_object(optimized_llvm(module, options, after))
     elif args.emit == "header":
-        output = c_header(_abis(module), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
+        output = c_header(kernel_abis(module, options), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
     else:
         output = emit_text(module, args.emit, options, after)
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
@@ -159,12 +177,6 @@ def _tile_tables(kernel: Any, weights: dict[str, str]) -> dict[str, Any]:
         if spec.name in weights and spec.layout.startswith("hybrid"):
             tables[spec.name] = kernel.pack(spec.name, np.load(weights[spec.name])).arrays["table"]
     return tables
-
-
-def _abis(module: ModuleOp) -> list[Any]:
-    from stoicc_py.abi import KernelABI
-
-    return [KernelABI.of(op) for op in lower(module, Stage.OPT, Options()).ops]  # type: ignore[arg-type]
 
 
 def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:
@@ -209,7 +221,10 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
-    return _run_checked(compile(args.file, args.target, tile=args.tile or (), cache=not args.no_cache), args)
+    program = compile(
+        args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds
+    )
+    return _run_checked(program, args)
 
 
 def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> int:
@@ -265,6 +280,7 @@ def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.ran
     """Standard-normal values; a sparse parameter gets half its entries zeroed and is
     pruned by magnitude to its pattern; non-dense parameters are packed."""
     shape = [d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]
+    check_size(shape, f"--dim: parameter '{spec.name}' of {k.name}")
     values = rng.standard_normal(shape).astype(np.float32)
     if spec.dtype == "i8":
         values = rng.integers(-128, 128, shape, dtype=np.int8)  # type: ignore[assignment]
@@ -404,6 +420,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    c.add_argument("--check-bounds", action="store_true",
+                   help="cpu: check every memory access against its buffer (the C ABI gains extents and a status)")  # fmt: skip
 
     r = sub.add_parser("run", parents=[common], help="compile, run on random inputs, check against the reference")
     r.add_argument("file")
@@ -411,10 +429,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default="cpu", choices=TARGETS)
     r.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=17 (default 16)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--repeat", type=int, default=10, help="calls to time")
-    r.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the largest reference value")
+    r.add_argument("--repeat", type=_positive(int), default=10, help="calls to time")
+    r.add_argument(
+        "--rtol", type=_positive(float), default=1e-4, help="tolerance relative to the largest reference value"
+    )
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
+    r.add_argument("--check-bounds", action="store_true", help="check every memory access against its buffer")
 
     s = sub.add_parser(
         "sim", parents=[common], help="simulate on the accelerator: check against the reference, report costs"
@@ -423,7 +444,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--kernel", help="only this kernel")
     s.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=64 (default 16)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rtol", type=float, default=1e-4, help="tolerance of float results (integers: exact)")
+    s.add_argument("--rtol", type=_positive(float), default=1e-4, help="tolerance of float results (integers: exact)")
     s.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     for cmd in (r, s):  # run --target accel is sim
         cmd.add_argument("--machine", help="accel: a TOML machine description overriding the default")
@@ -488,7 +509,9 @@ def _command(argv: list[str]) -> int:
         print(err, file=sys.stderr)
     except (ParseError, VerifyException, DiagnosticException) as err:
         print(f"error: {err}", file=sys.stderr)
-    except (OSError, KeyError, ValueError, TypeError, SimulationError) as err:
+    except KeyError as err:  # str() of a KeyError is the repr of its message
+        print(f"stoicc: error: {err.args[0] if err.args else err}", file=sys.stderr)
+    except (OSError, ValueError, TypeError, SimulationError) as err:
         print(f"stoicc: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)

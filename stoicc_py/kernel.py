@@ -23,6 +23,7 @@ import numpy as np
 
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import host_array
+from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
 if TYPE_CHECKING:
@@ -68,7 +69,14 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                 )
             else:
                 bound_by.setdefault(dim, spec.name)
+    for dims in [r.dims for r in abi.results] + list(abi.temporaries):
+        shape = _bound(dims, sizes)
+        check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
     return sizes
+
+
+def _bound(dims: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else sizes[d] for d in dims)
 
 
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
@@ -102,6 +110,7 @@ def _packed_type() -> type[PackedTensor] | None:
 
 def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
     arr = host_array(arg, f"{abi.name}: parameter '{spec.name}'")
+    check_size(arr.shape, f"{abi.name}: parameter '{spec.name}'")
     want = NUMPY_DTYPES[spec.dtype]
     if arr.dtype != want:
         raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
@@ -151,7 +160,7 @@ def buffers(args: Sequence[Argument]) -> list[Array]:
 
 
 def result_shape(spec: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else sizes[d] for d in spec.dims)
+    return _bound(spec.dims, sizes)
 
 
 class NativeKernel:
@@ -163,6 +172,8 @@ class NativeKernel:
         self._threads: int | None = None
         inputs = sum(len(p.buffers) or 1 for p in abi.params)
         argtypes = [ctypes.c_void_p] * (inputs + len(abi.results)) + [ctypes.c_int64] * len(abi.symbols)
+        if abi.check_bounds:
+            argtypes += [ctypes.c_int64] * len(abi.extents()) + [ctypes.c_void_p]
         self._fn: Callable[..., None] = ctypes.CFUNCTYPE(None, *argtypes)(address)
         split = abi.row_split.symbol if abi.row_split else None
         # Per pointer parameter: whether a block of rows offsets it (dense, with the rows on axis 0).
@@ -183,12 +194,25 @@ class NativeKernel:
         sizes = bind_symbols(self.abi, prepared)
         outs = [np.empty(result_shape(r, sizes), NUMPY_DTYPES[r.dtype]) for r in self.abi.results]
         bufs = [*buffers(prepared), *outs]  # alive, with `prepared`, across the calls, which release the GIL
+        status = np.zeros(2, np.int64)
+        checks = [*(bufs[i].shape[axis] for i, axis in self.abi.extents()), status.ctypes.data]
+        checks = checks if self.abi.check_bounds else []
         blocks = self._row_blocks(sizes)
         if len(blocks) > 1:
-            run_blocks(self._block_call(bufs, sizes), blocks)
+            run_blocks(self._block_call(bufs, sizes, checks), blocks)
         else:
-            self._fn(*(b.ctypes.data for b in bufs), *(sizes[s] for s in self.abi.symbols))
+            self._fn(*(b.ctypes.data for b in bufs), *(sizes[s] for s in self.abi.symbols), *checks)
+        if status[0]:
+            raise IndexError(self._miss(int(status[0]), bool(status[1]), bufs))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _miss(self, code: int, is_store: bool, bufs: list[Array]) -> str:
+        """The error of a bounds-checked call whose code reached outside a buffer."""
+        access = "wrote" if is_store else "read"
+        if code < 0:
+            return f"{self.abi.name}: the compiled code {access} outside a temporary buffer (a compiler bug)"
+        name, shape = self.abi.pointer_names()[code - 1], list(bufs[code - 1].shape)
+        return f"{self.abi.name}: the compiled code {access} outside buffer '{name}' (shape {shape}); access skipped"
 
     def _row_blocks(self, sizes: dict[str, int]) -> list[tuple[int, int]]:
         split = self.abi.row_split
@@ -197,7 +221,7 @@ class NativeKernel:
         threads = self._threads or get_threads()
         return row_blocks(sizes[split.symbol], split.granule, threads, split.row_work(sizes)) if threads > 1 else []
 
-    def _block_call(self, bufs: list[Array], sizes: dict[str, int]) -> Callable[[int, int], None]:
+    def _block_call(self, bufs: list[Array], sizes: dict[str, int], checks: list[int]) -> Callable[[int, int], None]:
         """call(start, stop): the kernel on rows [start, stop) of the row split."""
         assert self.abi.row_split is not None
         split = self.abi.row_split.symbol
@@ -207,6 +231,6 @@ class NativeKernel:
 
         def call(start: int, stop: int) -> None:
             self._fn(*(p + start * s for p, s in zip(pointers, strides)),
-                     *(stop - start if s == split else sizes[s] for s in self.abi.symbols))  # fmt: skip
+                     *(stop - start if s == split else sizes[s] for s in self.abi.symbols), *checks)  # fmt: skip
 
         return call

@@ -5,6 +5,7 @@ IR and the reference), since it loads lark, xDSL and every pass."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import llvmlite.binding as llvm
@@ -45,7 +46,7 @@ def only_kernel(module: ModuleOp, name: str) -> ModuleOp:
 
 def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
     """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target)."""
-    return run_passes(module.clone(), pipeline_spec(upto, options.tile), after_pass)
+    return run_passes(module.clone(), pipeline_spec(upto, options.tile, options.check_bounds), after_pass)
 
 
 def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> llvm.ModuleRef:
@@ -54,7 +55,8 @@ def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback 
 
 def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
     """The ABI of every kernel, read after metadata-layout records the storage, as the code reads it."""
-    return [kernel_abi(op) for op in lower(module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)]
+    return [replace(kernel_abi(op), check_bounds=options.check_bounds)
+            for op in lower(module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)]  # fmt: skip
 
 
 def build(module: ModuleOp, options: Options) -> tuple[bytes, list[KernelABI]]:

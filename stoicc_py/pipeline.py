@@ -108,8 +108,11 @@ def integer_options() -> str:
     return microkernel_options().removesuffix("}") + f" vnni={str(has_vnni()).lower()}}}"
 
 
-def pipeline_spec(upto: Stage, tile: tuple[int, ...] = ()) -> str:
+def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False) -> str:
+    """The CPU pipeline up to `upto`; `check_bounds` guards every access of the loop nests."""
     names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
+    if check_bounds and upto >= Stage.LLVM:
+        names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {
         "tdsl-microkernel": microkernel_options(),
         "tdsl-vectorize-quant": quant_options(),

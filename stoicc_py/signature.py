@@ -42,4 +42,15 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
     symbols = dict.fromkeys(d for p in params for d in p.dims if isinstance(d, str))
-    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn))
+    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn), temporaries(fn))
+
+
+def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:
+    """The distinct shapes of the values computed in `fn` that have a size symbol."""
+    shapes = dict.fromkeys(
+        r.type.dims
+        for op in fn.walk()
+        for r in op.results
+        if isinstance(r.type, TensorType) and any(isinstance(d, str) for d in r.type.dims)
+    )
+    return tuple(shapes)

@@ -13,6 +13,7 @@ from conftest import assert_close, rand
 
 import stoicc_py
 from stoicc_py import api
+from stoicc_py.cache import KernelCache
 
 SOURCE = "kernel layer(x: f32[M, 16], w: f32[8, 16], b: f32[8]) -> f32[M, 8] { return relu(linear(x, w, b)) }"
 COMPILER_MODULES = ("xdsl.ir", "lark", "stoicc_py.lowering", "stoicc_py.pipeline", "stoicc_py.frontend.parser",
@@ -63,3 +64,53 @@ def test_an_entry_without_row_split_is_rebuilt(tmp_path: Path) -> None:
     entry.write_bytes(entry.read_bytes().replace(b'"row_split"', b'"old_field"'))  # an older compiler's ABI
     assert stoicc_py.compile(SOURCE, cache=tmp_path).layer.abi.row_split is not None
     assert b'"row_split"' in entry.read_bytes()
+
+
+def _flipped(data: bytes, i: int) -> bytes:
+    return data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :]
+
+
+def _corruptions(data: bytes) -> dict[str, bytes]:
+    """Ways an entry goes bad: a copy cut short, a full disk, bit rot, another file (the
+    header is 65 bytes: magic and lengths, then the metadata)."""
+    return {
+        "empty": b"", "magic only": data[:17], "half": data[: len(data) // 2], "one byte short": data[:-1],
+        "one byte long": data + b"\0", "garbage": bytes(range(256)) * 8, "flipped header": _flipped(data, 20),
+        "flipped metadata": _flipped(data, 80), "flipped code": _flipped(data, len(data) - 1),
+    }  # fmt: skip
+
+
+def test_a_corrupt_entry_is_recompiled_and_replaced(tmp_path: Path) -> None:
+    stoicc_py.compile(SOURCE, cache=tmp_path)
+    (entry,) = tmp_path.glob("*.kernels")
+    good, key = entry.read_bytes(), entry.stem
+    for how, bad in _corruptions(good).items():  # each one is detected
+        entry.write_bytes(bad)
+        assert KernelCache(tmp_path).get(key) is None, how
+    args = np.ones((3, 16), np.float32), np.ones((8, 16), np.float32), np.zeros(8, np.float32)
+    for bad in (good[: len(good) // 2], b"garbage"):  # and a program with one is compiled again, and cached
+        entry.write_bytes(bad)
+        assert float(stoicc_py.compile(SOURCE, cache=tmp_path).layer(*args).sum()) == 3 * 8 * 16.0
+        assert entry.read_bytes() == good
+
+
+CONCURRENT = f"""
+import sys
+import numpy as np
+import stoicc_py
+prog = stoicc_py.compile({SOURCE!r}, cache=sys.argv[1])
+print(float(prog.layer(np.ones((3, 16), np.float32), np.ones((8, 16), np.float32), np.zeros(8, np.float32)).sum()))
+"""
+
+
+def test_concurrent_compiles_share_one_valid_entry(tmp_path: Path) -> None:
+    """Two processes compile the same program into one cache at the same time: both
+    succeed, and what is left is one whole entry (no partial file, no temporary)."""
+    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert [float(out) for out, _ in outputs] == [3 * 8 * 16.0] * 2
+    (entry,) = tmp_path.glob("*.kernels")
+    assert KernelCache(tmp_path).get(entry.stem) is not None
+    assert list(tmp_path.iterdir()) == [entry]

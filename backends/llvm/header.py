@@ -69,8 +69,13 @@ def _declaration(abi: KernelABI) -> str:
     params = _inputs(abi)
     params += [f"{C_TYPES[r.dtype]} *restrict {r.name}" for r in abi.results]
     params += [f"int64_t {s}" for s in abi.symbols]
+    names = abi.pointer_names()
+    params += [f"int64_t {names[i]}_len{axis}" for i, axis in abi.extents()] if abi.check_bounds else []
+    params += ["int64_t *bounds_status"] if abi.check_bounds else []
     doc = [line for p in abi.params for line in _param_doc(p)]
     doc += [f" *   out {r}" for r in abi.results] + [_symbol_doc(abi, s) for s in abi.symbols]
+    doc += [" *   bounds_status: int64_t[2], zero it; after the call [0] is 0, or the 1-based position of the",
+            " *   pointer an access missed (-1: a temporary), and [1] is 1 for a store"] if abi.check_bounds else []
     return "\n".join([f"/* {abi.name}", *doc, " */", f"void {abi.name}({', '.join(params) or 'void'});"])
 
 

@@ -21,6 +21,7 @@ from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
 from stoicc_py.dialects.tdsl import DTYPES, TensorType
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
+from stoicc_py.limits import too_large
 
 _AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "softmax": tdsl.SoftmaxOp}
 _KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS)
@@ -48,10 +49,18 @@ def tensor_type(spec: ast.TypeSpec, layout: LayoutAttr = DENSE) -> TensorType:
     for d in spec.dims:
         if isinstance(d, int) and d <= 0:
             raise CompileError(f"dimension sizes must be positive, got {d}", spec.loc)
+    check_static_size(spec.dims, spec.loc)
     try:
         return TensorType(spec.dims, DTYPES[spec.dtype], layout)
     except VerifyException as err:
         raise CompileError(f"{err} (in type {spec.dtype}[{', '.join(map(str, spec.dims))}])", spec.loc) from None
+
+
+def check_static_size(dims: Sequence[int | str], loc: SourceLoc) -> None:
+    """Refuse a type whose static dims alone exceed the size limit (stoicc_py.limits)."""
+    reason = too_large(d for d in dims if isinstance(d, int))
+    if reason is not None:
+        raise CompileError(f"tensor too large: {reason}", loc)
 
 
 class _KernelGen:
@@ -90,6 +99,7 @@ class _KernelGen:
             result_type = op_cls.infer(types, attributes)  # type: ignore[arg-type]
         except VerifyException as err:
             raise CompileError(str(err), loc) from None
+        check_static_size(result_type.dims, loc)
         op = op_cls.build(
             operands=[[o] if o is not None else [] for o in operands],
             result_types=[[result_type]],

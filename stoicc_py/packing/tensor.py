@@ -23,6 +23,7 @@ from stoicc_py.dialects.layout import (
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.limits import check_size
 from stoicc_py.packing.bitsplit import BITSPLIT, BitSplit
 from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
@@ -302,6 +303,7 @@ def _as_matrix(arg: object) -> Array:
         )
     if w.ndim != 2:
         raise ValueError(f"pack: w must be 2-D, got shape {list(w.shape)}")
+    check_size(w.shape, "pack: w")
     return np.ascontiguousarray(w)
 
 
