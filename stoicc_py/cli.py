@@ -90,12 +90,6 @@ def _dim(text: str) -> tuple[str, int]:
     return name, int(size)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return int(text)
-
-
 def _weight(text: str) -> tuple[str, str]:
     name, _, path = text.partition("=")
     if not name or not path:
@@ -381,11 +375,11 @@ def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="tensor names to try (fnmatch; repeatable); default: every 2-D tensor but *embed*")  # fmt: skip
     e.add_argument("--calibration", metavar="FILE",
                    help="activations [rows, K]: .npy, or .npz by weight name (else synthetic standard-normal rows)")  # fmt: skip
-    e.add_argument("--rows", type=_positive, default=64, help="rows of synthetic calibration activations (default 64)")
-    e.add_argument("--accel-rows", type=_positive, default=16, help="rows simulated on the accelerator (default 16)")
+    e.add_argument("--rows", type=_positive(int), default=64, help="rows of synthetic calibration activations (default 64)")
+    e.add_argument("--accel-rows", type=_positive(int), default=16, help="rows simulated on the accelerator (default 16)")
     e.add_argument("--formats", help="comma-separated format keys (default: all; see docs/explore.md)")
-    e.add_argument("--tile", type=_positive, default=64, help="hybrid tile size (default 64)")
-    e.add_argument("--threads", type=_positive, default=1, help="CPU threads per call (default 1)")
+    e.add_argument("--tile", type=_positive(int), default=64, help="hybrid tile size (default 64)")
+    e.add_argument("--threads", type=_positive(int), default=1, help="CPU threads per call (default 1)")
     e.add_argument("--seed", type=int, default=0, help="of the synthetic calibration")
     e.add_argument("--per-matrix", action="store_true", help="also print one table per matrix")
     e.add_argument("--json", help="write every measurement to this file")

@@ -22,7 +22,7 @@ PUBLIC = {
     "simulate",
 }  # fmt: skip
 SIGNATURES = {
-    "compile": ["source_or_path", "target", "tile", "cache", "machine"],
+    "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],
     "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
     "set_threads": ["n"],
