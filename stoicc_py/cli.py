@@ -329,6 +329,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     """Every format on the selected weight matrices (stoicc_py/explore.py, docs/explore.md)."""
     from stoicc_py import explore as ex
     from stoicc_py import explore_report as report
+    from stoicc_py.models.weights import load_weights
 
     if args.plot:
         report.check_plotting()
@@ -336,7 +337,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     keys = args.formats.split(",") if args.formats else list(ex.DEFAULT_FORMATS)
     if unknown := [k for k in keys if k not in known]:
         raise ValueError(f"--formats: unknown {', '.join(unknown)} (known: {', '.join(known)})")
-    matrices = ex.select(ex.load_tensors(args.file), args.select or [])
+    matrices = ex.select(load_weights(args.file), args.select or [])
     calibration = ex.load_calibration(args.calibration, args.rows, args.seed)
     bar = None if args.quiet or not sys.stderr.isatty() else _progress_bar
     settings = ex.Settings(args.threads, args.accel_rows, on_step=bar)
@@ -505,7 +506,7 @@ def _command(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
     except KeyError as err:  # str() of a KeyError is the repr of its message
         print(f"stoicc: error: {err.args[0] if err.args else err}", file=sys.stderr)
-    except (OSError, ValueError, TypeError, SimulationError) as err:
+    except (OSError, ValueError, TypeError, SimulationError, ImportError) as err:  # ImportError: an optional extra
         print(f"stoicc: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)

