@@ -14,7 +14,7 @@ from conftest import Array, rand
 import stoicc_py
 from stoicc_py.cli import main
 from stoicc_py.explore import Calibration, prune_blocks, rel_error
-from stoicc_py.models import minilm_weights_path
+from stoicc_py.models import LINEAR_GLOBS, config_of, linear_names, minilm_weights_path, save_weights, synthetic_minilm
 from stoicc_py.packing.quant import fake_quantize
 
 FORMATS = "dense,f16,int4,w8a8,nm24,hybrid25,block50,i8"
@@ -145,6 +145,20 @@ def test_bad_input_is_one_line(
     assert main(["explore", *(a.format(npz=weights[0]) for a in args), "-q"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("stoicc: error:") and message in err and "Traceback" not in err
+
+
+def test_synthetic_minilm(tmp_path: Path) -> None:
+    """The MiniLM structure without the package: every linear weight of the synthetic
+    model, selected by the model's own globs, in two formats."""
+    model = synthetic_minilm(seed=1)
+    path = save_weights(model, tmp_path / "minilm.npz")
+    out = tmp_path / "out.json"
+    selection = [arg for glob in LINEAR_GLOBS for arg in ("--select", glob)]
+    assert main(["explore", str(path), *selection, "--formats", "int8,nm24", "--json", str(out), "-q"]) == 0
+    results = json.loads(out.read_text())["results"]
+    matrices = {r["matrix"] for r in results}
+    assert matrices == {f"{name}.weight" for name in linear_names(config_of(model).layers)}
+    assert all(r["error"] is None and 0 < r["output_error"] < 1 and r["cpu_ms"] > 0 for r in results)
 
 
 def test_minilm_layer() -> None:
