@@ -294,8 +294,9 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
 
 
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
-    """Blocks of `panels` vectors of rows over panels; the rows left by `rest`'s
-    register blocks, or, without it, by one-vector blocks."""
+    """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
+    row split of 64 rows still gets panels); the rows left by `rest`'s register
+    blocks, or, without it, by one-vector blocks."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
@@ -306,19 +307,25 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     kc = max(word_cols, kc // word_cols * word_cols)
     kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
-    xp, yp = alloc([kb, panels, width]), alloc([n_size, panels, width])
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    full = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // panels))
-    start = floor_to(b, b.index(0), m, panels * width)
-    for_(b, b.index(0), start, panels * width, lambda b, i0: _block(b, full, out, i0, panels, m, nt), "i0")
-    if rest is None:
-        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=CHAINS)
-        for_(b, start, m, width, lambda b, i0: _block(b, prod, out, i0, 1, m, nt), "i0")
-        start = m
+    start, scratch = b.index(0), []
+    # Half-size blocks take at most one block; one-vector blocks the rest unless `rest` does.
+    counts = (*dict.fromkeys((panels, max(1, panels // 2))), *((1,) if rest is None and panels > 2 else ()))
+    for count in counts:
+        xp, yp = alloc([kb, count, width]), alloc([n_size, count, width])  # scratch sized to its blocks
+        scratch += [xp, yp]
+        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // count))
+        end = m if count == 1 else floor_to(b, start, m, count * width)
+
+        def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:
+            _block(b, prod, out, i0, count, m, nt)
+
+        for_(b, start, end, count * width, block, "i0")
+        start = end
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), b.index(n_size)))
-    b.b.insert(memref.DeallocOp.get(xp))
-    b.b.insert(memref.DeallocOp.get(yp))
+    for buffer in scratch:
+        b.b.insert(memref.DeallocOp.get(buffer))
     if rest is not None:
         lower_linear(op, Shape(width, 4, 4), rest, first_row=start)
 

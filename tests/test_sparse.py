@@ -75,7 +75,7 @@ def test_linear_with_sparse_weight(layout: str) -> None:
 @pytest.mark.parametrize("layout", ["nm(2, 4)", "nm(1, 4)", "nm(2, 8)"])
 @pytest.mark.parametrize("k", [104, 296, 2088])
 def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
-    """tdsl-vectorize-sparse: blocks of rows ending mid-vector and mid-block, index
+    """tdsl-vectorize-sparse: blocks of rows (64, then 32) ending mid-vector and mid-block, index
     words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32),
     several k-blocks of panels (k = 2088)."""
     n = 12
@@ -86,7 +86,7 @@ def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
     kept, group = (int(v) for v in layout[3:-1].split(", "))
     w = _nm_weight(rng, n, k, kept, group)
     packed = prog.f.pack("w", w)
-    for m in (1, 15, 64, 65, 131):
+    for m in (1, 15, 40, 64, 65, 100, 131):
         x = rand(rng, m, k)
         assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
 
