@@ -23,12 +23,20 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from stoicc_py.abi import Dim, RowSplit
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import ComposedLayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 
 ROW_ALIGN = 16
 """Blocks also start on multiples of this many rows: a multiple of the row blocks that
 the lowering's microkernels use (up to 16 rows), so they see the rows they see in a
 whole call even where a product's row tile is smaller."""
+
+
+PANEL_ROWS = 64
+"""Rows per block of tdsl-vectorize-sparse's panel nests (the largest: 4 panels of 16
+lanes; then one block of half that). A kernel with an N:M or hybrid weight splits at
+multiples of it, so that every row takes the nest it takes in a whole call."""
 
 
 class Rows(Enum):
@@ -133,6 +141,13 @@ def _row_work(op: Operation, result: SSAValue) -> tuple[Dim, ...]:
 
 
 def _granule(fn: func.FuncOp) -> int:
-    """Row tiles of every product (and ROW_ALIGN) divide it."""
-    tiles = (op.tile_sizes for op in fn.walk() if isinstance(op, tdsl.ContractionOp))
-    return math.lcm(ROW_ALIGN, *(t[0] for t in tiles if t))
+    """Row tiles of every product (and ROW_ALIGN, and PANEL_ROWS for a sparse weight) divide it."""
+    products = [op for op in fn.walk() if isinstance(op, tdsl.ContractionOp)]
+    panels = PANEL_ROWS if any(_panel_weight(op.rhs.type) for op in products) else 1
+    return math.lcm(ROW_ALIGN, panels, *(op.tile_sizes[0] for op in products if op.tile_sizes))
+
+
+def _panel_weight(t: Attribute) -> bool:
+    layout = t.layout if isinstance(t, tdsl.TensorType) else None
+    sparse = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
+    return isinstance(sparse, NMAttr | HybridAttr)
