@@ -33,10 +33,11 @@ the lowering's microkernels use (up to 16 rows), so they see the rows they see i
 whole call even where a product's row tile is smaller."""
 
 
-PANEL_ROWS = 64
-"""Rows per block of tdsl-vectorize-sparse's panel nests (the largest: 4 panels of 16
-lanes; then one block of half that). A kernel with an N:M or hybrid weight splits at
-multiples of it, so that every row takes the nest it takes in a whole call."""
+PANEL_ROWS = {NMAttr: 32, HybridAttr: 64}
+"""Multiples of the blocks of tdsl-vectorize-sparse's panel nests (on AVX-512: N:M in
+blocks of 64 rows, then one of 32, summed in the same order; hybrid in blocks of 64):
+a kernel with such a weight splits at them, so that every row takes the nest it takes
+in a whole call."""
 
 
 class Rows(Enum):
@@ -141,13 +142,13 @@ def _row_work(op: Operation, result: SSAValue) -> tuple[Dim, ...]:
 
 
 def _granule(fn: func.FuncOp) -> int:
-    """Row tiles of every product (and ROW_ALIGN, and PANEL_ROWS for a sparse weight) divide it."""
+    """Row tiles of every product (and ROW_ALIGN, and PANEL_ROWS of a sparse weight) divide it."""
     products = [op for op in fn.walk() if isinstance(op, tdsl.ContractionOp)]
-    panels = PANEL_ROWS if any(_panel_weight(op.rhs.type) for op in products) else 1
-    return math.lcm(ROW_ALIGN, panels, *(op.tile_sizes[0] for op in products if op.tile_sizes))
+    panels = (_panel_rows(op.rhs.type) for op in products)
+    return math.lcm(ROW_ALIGN, *panels, *(op.tile_sizes[0] for op in products if op.tile_sizes))
 
 
-def _panel_weight(t: Attribute) -> bool:
+def _panel_rows(t: Attribute) -> int:
     layout = t.layout if isinstance(t, tdsl.TensorType) else None
     sparse = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
-    return isinstance(sparse, NMAttr | HybridAttr)
+    return PANEL_ROWS.get(type(sparse), 1)

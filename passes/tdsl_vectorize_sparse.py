@@ -309,13 +309,15 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    start, scratch = b.index(0), []
+    start, scratch, chains = b.index(0), [], max(1, CHAINS // panels)
     # Half-size blocks take at most one block; one-vector blocks the rest unless `rest` does.
     counts = (*dict.fromkeys((panels, max(1, panels // 2))), *((1,) if rest is None and panels > 2 else ()))
     for count in counts:
         xp, yp = alloc([kb, count, width]), alloc([n_size, count, width])  # scratch sized to its blocks
         scratch += [xp, yp]
-        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=max(1, CHAINS // count))
+        # The chains of the full blocks for the half-size ones too: a row sums in the same
+        # order in either, so a call split at multiples of the half size gives the same bits.
+        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=CHAINS if count == 1 else chains)
         end = m if count == 1 else floor_to(b, start, m, count * width)
 
         def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:

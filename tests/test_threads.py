@@ -91,7 +91,7 @@ def _counting_blocks(monkeypatch: pytest.MonkeyPatch, min_work: int = 1) -> list
     return counts
 
 
-@pytest.mark.parametrize("m", [17, 33, 257])
+@pytest.mark.parametrize("m", [17, 33, 96, 257])  # 96: rows 0-31 of a whole call's 64-row block alone
 def test_threads_give_the_same_bits(rows_prog: stoicc_py.Program, m: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(m)
     weights = _weights(rows_prog, rng)
@@ -106,10 +106,10 @@ def test_threads_give_the_same_bits(rows_prog: stoicc_py.Program, m: int, monkey
         assert one.dtype == two.dtype and np.array_equal(one.view(np.uint32), two.view(np.uint32)), name
         if m == 257:
             assert_close(two, kernel.reference(*args).astype(two.dtype), rtol=1e-3)
-    # a kernel with a sparse weight splits at multiples of 64 rows (its panel blocks)
-    split = [k for k in rows_prog.kernels.values() if m >= 2 * MIN_ROWS and m > k.abi.row_split.granule]
+    # a kernel with an N:M (hybrid) weight splits at multiples of 32 (64) rows: its panel blocks
+    split = [k for k in rows_prog.kernels.values() if m >= 2 * max(MIN_ROWS, k.abi.row_split.granule)]
     assert counts == [2] * len(split)
-    assert rows_prog.nm.abi.row_split.granule == rows_prog.hybrid.abi.row_split.granule == 64
+    assert (rows_prog.nm.abi.row_split.granule, rows_prog.hybrid.abi.row_split.granule) == (32, 64)
 
 
 def test_the_global_setting_and_the_kernels_own(rows_prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
