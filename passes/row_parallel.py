@@ -33,11 +33,11 @@ the lowering's microkernels use (up to 16 rows), so they see the rows they see i
 whole call even where a product's row tile is smaller."""
 
 
-PANEL_ROWS = {NMAttr: 32, HybridAttr: 64}
-"""Multiples of the blocks of tdsl-vectorize-sparse's panel nests (on AVX-512: N:M in
-blocks of 64 rows, then one of 32, summed in the same order; hybrid in blocks of 64):
-a kernel with such a weight splits at them, so that every row takes the nest it takes
-in a whole call."""
+PANEL_ROWS = 32
+"""A multiple of the blocks of tdsl-vectorize-sparse's panel nests (on AVX-512: blocks
+of 64 rows, then one of 32, a row summed in the same order in either): a kernel with
+an N:M or hybrid weight splits at it, so every row takes the nest it takes in a whole
+call."""
 
 
 class Rows(Enum):
@@ -151,4 +151,4 @@ def _granule(fn: func.FuncOp) -> int:
 def _panel_rows(t: Attribute) -> int:
     layout = t.layout if isinstance(t, tdsl.TensorType) else None
     sparse = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
-    return PANEL_ROWS.get(type(sparse), 1)
+    return PANEL_ROWS if isinstance(sparse, NMAttr | HybridAttr) else 1

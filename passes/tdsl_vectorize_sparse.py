@@ -293,6 +293,17 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
     _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
 
 
+def panel_blocks(b: LoopBuilder, m: SSAValue, panels: int, width: int) -> list[tuple[int, SSAValue, SSAValue]]:
+    """(vectors per block, first row, end) of the blocks over panels: of `panels` vectors
+    of rows from row 0, then of half as many (at most one such block)."""
+    blocks, start = [], b.index(0)
+    for count in dict.fromkeys((panels, max(1, panels // 2))):
+        end = floor_to(b, start, m, count * width)
+        blocks.append((count, start, end))
+        start = end
+    return blocks
+
+
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
     """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
     row split of 64 rows still gets panels); the rows left by `rest`'s register
@@ -309,22 +320,23 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    start, scratch, chains = b.index(0), [], max(1, CHAINS // panels)
-    # Half-size blocks take at most one block; one-vector blocks the rest unless `rest` does.
-    counts = (*dict.fromkeys((panels, max(1, panels // 2))), *((1,) if rest is None and panels > 2 else ()))
-    for count in counts:
+    blocks = panel_blocks(b, m, panels, width)
+    start, scratch = blocks[-1][2], []
+    if rest is None and blocks[-1][0] > 1:  # one-vector blocks for the rows left
+        blocks.append((1, start, m))
+        start = m
+    for count, lo, hi in blocks:
         xp, yp = alloc([kb, count, width]), alloc([n_size, count, width])  # scratch sized to its blocks
         scratch += [xp, yp]
-        # The chains of the full blocks for the half-size ones too: a row sums in the same
-        # order in either, so a call split at multiples of the half size gives the same bits.
-        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains=CHAINS if count == 1 else chains)
-        end = m if count == 1 else floor_to(b, start, m, count * width)
+        # Every block count sums a row in the same order (the full blocks' chains) but the
+        # one-vector blocks, which only ever take the last rows.
+        chains = CHAINS if count == 1 else max(1, CHAINS // panels)
+        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains)
 
         def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:
             _block(b, prod, out, i0, count, m, nt)
 
-        for_(b, start, end, count * width, block, "i0")
-        start = end
+        for_(b, lo, hi, count * width, block, "i0")
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), b.index(n_size)))
     for buffer in scratch:
         b.b.insert(memref.DeallocOp.get(buffer))
@@ -514,8 +526,8 @@ class HybridKernel:
 def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
     """Per tile row, per block of weight rows, per block of x rows: one kernel over
     the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks).
-    With `panels`, the rows of whole blocks of panels*width take only the dense
-    tiles there, and the 2:4 tiles over panels (_hybrid_block)."""
+    The rows of the panel blocks (panel_blocks) take only the dense tiles there, and
+    the 2:4 tiles over panels (_hybrid_block)."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     layout = packed.layout
@@ -525,30 +537,31 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     th, tw = layout.tile_shape
     b = before(op)
     m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
-    block = panels * shape.width
-    start = floor_to(b, b.index(0), m, block) if panels else b.index(0)
-    kernel = HybridKernel(op.lhs, out, assemble, layout, start)
+    blocks = panel_blocks(b, m, panels, shape.width)
+    kernel = HybridKernel(op.lhs, out, assemble, layout, blocks[-1][2])
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
         register_blocks(b, shape, (b.index(0), m), (b.index(0), b.index(th)), emit, cols_outer="c")
 
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
-    if panels:
-        alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
-        kb = min(max(tw, kb // tw * tw), packed.dims[1])  # type: ignore[type-var]  # whole tiles per k-block
-        xp, yp = alloc([kb, panels, shape.width]), alloc([packed.dims[0], panels, shape.width])
+    alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
+    kb = min(max(tw, kb // tw * tw), packed.dims[1])  # type: ignore[type-var]  # whole tiles per k-block
+    params = packed.storage.params.data
+    for count, lo, hi in blocks:
+        xp, yp = alloc([kb, count, shape.width]), alloc([packed.dims[0], count, shape.width])
         for f in nm:
             buf = lambda role, f=f: assemble.buffer(f"tile{f}.{role}")  # noqa: E731
-            params = packed.storage.params.data
             enc = {k.removeprefix(f"tile{f}."): packed.storage.param(k) for k in params if k.startswith(f"tile{f}.")}
             prod = NMProduct(op.lhs, buf("values"), buf("indices"), enc, xp, yp, tw, max(1, CHAINS // panels))
             tiles = (buf("rowptr"), buf("cols"), th, tw)
 
-            def x_block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles) -> None:
-                _hybrid_block(b, prod, out, i0, panels, m, nt, tiles)
+            def x_block(
+                b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles, count: int = count
+            ) -> None:
+                _hybrid_block(b, prod, out, i0, count, m, nt, tiles)
 
-            for_(b, b.index(0), start, block, x_block, "i0")
+            for_(b, lo, hi, count * shape.width, x_block, "i0")
         b.b.insert(memref.DeallocOp.get(xp))
         b.b.insert(memref.DeallocOp.get(yp))
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]

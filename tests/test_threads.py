@@ -106,10 +106,10 @@ def test_threads_give_the_same_bits(rows_prog: stoicc_py.Program, m: int, monkey
         assert one.dtype == two.dtype and np.array_equal(one.view(np.uint32), two.view(np.uint32)), name
         if m == 257:
             assert_close(two, kernel.reference(*args).astype(two.dtype), rtol=1e-3)
-    # a kernel with an N:M (hybrid) weight splits at multiples of 32 (64) rows: its panel blocks
+    # a kernel with an N:M or hybrid weight splits at multiples of 32 rows: its panel blocks
     split = [k for k in rows_prog.kernels.values() if m >= 2 * max(MIN_ROWS, k.abi.row_split.granule)]
     assert counts == [2] * len(split)
-    assert (rows_prog.nm.abi.row_split.granule, rows_prog.hybrid.abi.row_split.granule) == (32, 64)
+    assert rows_prog.nm.abi.row_split.granule == rows_prog.hybrid.abi.row_split.granule == 32
 
 
 def test_the_global_setting_and_the_kernels_own(rows_prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
