@@ -12,10 +12,13 @@ FMAs, and the row's sums are added to `yp[n, p, l]`, copied back at the end of t
 block. Both scratch buffers are block-sized, never weight-sized. A row whose slots
 do not fill its last index word finishes with a per-slot tail.
 
-The rows left after the whole blocks go, for 2:4 on AVX-512, to a lane-selection
-microkernel that reads x in place (PermuteKernel; it also takes int8/int4 values),
-else to one-vector blocks. Hybrid weights (dense and 2:4 tiles) use the
-lane-selection kernel for every row.
+After the whole blocks, one block of half as many panels (summing each row in the
+same order, so a call split at its multiples gives the same bits). The rows left go,
+for 2:4 on AVX-512, to a lane-selection microkernel that reads x in place
+(PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
+weights (dense and 2:4 tiles): the same panel blocks take the 2:4 tiles, tile by
+tile; the lane-selection kernel takes the dense tiles of every row and the 2:4 tiles
+of the rows left.
 """
 
 from __future__ import annotations
