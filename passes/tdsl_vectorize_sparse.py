@@ -296,15 +296,18 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
     _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
 
 
-def panel_blocks(b: LoopBuilder, m: SSAValue, panels: int, width: int) -> list[tuple[int, SSAValue, SSAValue]]:
-    """(vectors per block, first row, end) of the blocks over panels: of `panels` vectors
-    of rows from row 0, then of half as many (at most one such block)."""
+def panel_blocks(
+    b: LoopBuilder, m: SSAValue, panels: int, width: int
+) -> tuple[list[tuple[int, SSAValue, SSAValue]], SSAValue]:
+    """(vectors per block, first row, end) of the blocks over panels of several vectors:
+    of `panels` vectors of rows from row 0, then of half as many (at most one such
+    block); and the row where they end."""
     blocks, start = [], b.index(0)
-    for count in dict.fromkeys((panels, max(1, panels // 2))):
+    for count in dict.fromkeys(c for c in (panels, panels // 2) if c > 1):
         end = floor_to(b, start, m, count * width)
         blocks.append((count, start, end))
         start = end
-    return blocks
+    return blocks, start
 
 
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
@@ -323,9 +326,9 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m = b.size(op.lhs, 0)
-    blocks = panel_blocks(b, m, panels, width)
-    start, scratch = blocks[-1][2], []
-    if rest is None and blocks[-1][0] > 1:  # one-vector blocks for the rows left
+    blocks, start = panel_blocks(b, m, panels, width)
+    scratch = []
+    if rest is None:  # one-vector blocks for every row left, the ragged end included
         blocks.append((1, start, m))
         start = m
     for count, lo, hi in blocks:
@@ -540,8 +543,8 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     th, tw = layout.tile_shape
     b = before(op)
     m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
-    blocks = panel_blocks(b, m, panels, shape.width)
-    kernel = HybridKernel(op.lhs, out, assemble, layout, blocks[-1][2])
+    blocks, panel_end = panel_blocks(b, m, panels, shape.width)
+    kernel = HybridKernel(op.lhs, out, assemble, layout, panel_end)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731

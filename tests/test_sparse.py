@@ -7,6 +7,7 @@ import pytest
 from conftest import assert_close, rand
 
 import stoicc_py
+from stoicc_py import lowering
 
 
 def _nm_weight(rng: np.random.Generator, rows: int, cols: int, n: int, m: int) -> np.ndarray:
@@ -89,6 +90,23 @@ def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
     for m in (1, 15, 40, 64, 65, 100, 131):
         x = rand(rng, m, k)
         assert_close(prog.f(x, packed), (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("options", ["panels=1 permute=false", "panels=2 permute=false", "panels=2"])
+def test_vectorised_nm_panel_options(monkeypatch: pytest.MonkeyPatch, options: str) -> None:
+    """tdsl-vectorize-sparse with few panels: every row is computed, whichever blocks the
+    option leaves (one-vector blocks or lane selection take the ragged end)."""
+    spec = lowering.pipeline_spec
+    monkeypatch.setattr(lowering, "pipeline_spec", lambda *a: spec(*a).replace("sparse{", "sparse{" + options + " "))
+    layouts = ["nm(2, 4)", "hybrid(tile=[4, 32], formats=[dense, nm(2, 4)])"]
+    rng = np.random.default_rng(5)
+    for layout in layouts:
+        src = f"kernel f(x: f32[M, 96], w: f32[20, 96] @ {layout}) -> f32[M, 20] {{ return linear(x, w) }}"
+        prog = stoicc_py.compile(src, cache=False)  # the cache key does not know the options
+        packed = prog.f.pack("w", rand(rng, 20, 96), prune="magnitude")
+        for m in (1, 17, 33, 70):
+            x = rand(rng, m, 96)
+            assert_close(prog.f(x, packed), prog.f.reference(x, packed))
 
 
 def test_vectorised_nm_epilogue_on_panel_and_edge_rows() -> None:
