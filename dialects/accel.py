@@ -24,9 +24,25 @@ BUFFERS = ("inp", "wgt", "acc", "meta", "scl")
 """Scratchpads: int activations, weight values, the 4-byte accumulator (i32/f32),
 metadata (N:M indices, bitmaps) and scales/bias vectors."""
 SEGMENT_KINDS = ("input", "output", "temp")
+GENERATED = "%"
+"""The first character of every segment name the compiler makes (results %out0, ...,
+temporaries %tmp0, ..., %out0.xq, ...): no .tdsl identifier can start with it, so these
+never meet a parameter's segment (its name, or `name.role` per storage buffer)."""
+
+
+def output_segment(index: int) -> str:
+    """The segment of a kernel's result `index`."""
+    return f"{GENERATED}out{index}"
+
+
+def temp_segment(index: int) -> str:
+    """The segment of the `index`-th intermediate result."""
+    return f"{GENERATED}tmp{index}"
+
 WEIGHT_CODES = ("int8", "int4", "int2", "ternary", "binary")
 VALU_OPS = (
     "cvt", "scale", "mul", "add", "addi", "max", "maxi", "macc", "quant", "split", "gelu", "silu", "sigmoid", "tanh",
+    "half",
 )  # fmt: skip
 """Vector unit operations on accumulator tiles (docs/isa.md, "valu")."""
 BROADCASTS = ("none", "row", "col", "scalar")
@@ -393,5 +409,7 @@ INSTRUCTIONS: tuple[type[InstructionOp], ...] = (
 )  # fmt: skip
 MNEMONICS = {op.name.removeprefix("accel."): op for op in INSTRUCTIONS}
 assert all(sum(b for _, b in HEADER + op.FIELDS) <= INSTRUCTION_BITS for op in INSTRUCTIONS)
+DRAM_LIMIT = 1 << dict(LoadOp.FIELDS)["dram"]
+"""The DRAM bytes that the `dram` fields address (4 GiB): every segment ends within it."""
 
 Accel = Dialect("accel", [*INSTRUCTIONS, SegmentOp])

@@ -53,6 +53,12 @@ class Weights:
     tile_shape: tuple[int, int] = (0, 0)
     table: tuple[tuple[int, ...], ...] = ()  # hybrid: the weight's tile table (0 = empty, 1 + f)
 
+    def element_bytes(self, role: str) -> int:
+        """Bytes per element of the storage buffer `role` (scales: 4 for f32, 2 for f16)."""
+        assert self.storage is not None
+        buffer = next(b for b in self.storage.buffers.data if b.role.data == role)
+        return buffer.type.element_type.bitwidth // 8
+
     @property
     def stored_k_per_k(self) -> float:
         return self.nm[0] / self.nm[1] if self.nm[0] else 1.0

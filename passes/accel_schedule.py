@@ -88,6 +88,8 @@ def _valu_footprint(op: InstructionOp) -> list[Access]:
     if kind == "split":
         return [(*_on_chip("inp", int(f("src")), count), False), (*_on_chip("inp", int(f("dst")), count / 2), True),
                 (*_on_chip("inp", int(f("aux")), count / 2), True), (*_on_chip("meta", int(f("scl")), count / 8), True)]  # fmt: skip
+    if kind == "half":
+        return [(*_on_chip("scl", int(f("src")), count * 2), False), (*_on_chip("scl", int(f("dst")), count * 4), True)]
     accesses: list[Access] = [(*_on_chip("acc", int(f("src")), count * 4), False),
                               (*_on_chip("acc", int(f("dst")), count * 4), True)]  # fmt: skip
     bcast = str(f("bcast"))

@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, IntegerType, ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
+from stoicc_py.backends.accel.isa import SEGMENT_ALIGN
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import accel
-from stoicc_py.dialects.accel import InstructionOp
+from stoicc_py.dialects.accel import GENERATED, InstructionOp, output_segment, temp_segment
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
 from stoicc_py.passes.accel_operands import (
@@ -54,12 +55,14 @@ class Emitter:
     ops: list[accel.InstructionOp | accel.SegmentOp] = field(default_factory=list)
     segments: dict[SSAValue, str] = field(default_factory=dict)
     mode: dict[str, int | str | bool] = field(default_factory=dict)
+    dram: int = 0  # where the segments end, placed as Program.of places them
 
     def __call__(self, instruction: type[InstructionOp], **fields: int | str | bool) -> None:
         self.ops.append(instruction.make(**fields))
 
     def segment(self, name: str, size: int, kind: str) -> None:
         self.ops.append(accel.SegmentOp(name, size, kind))
+        self.dram = -(-self.dram // SEGMENT_ALIGN) * SEGMENT_ALIGN + size
 
     def config(self, **mode: int | str | bool) -> None:
         full = {"abits": 8, "asigned": True, "wcode": "int8", "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0,
@@ -186,17 +189,14 @@ class ProductLowering:
         p, e, w = self.p, self.emit, self.p.weights
         out = self.slot("acc", "out", "n")
         if w.scales in ("channel", "tensor"):
-            count = nr if w.scales == "channel" else 1
-            e.load("scl", self.slot("scl", "ws", "n"), self.weight_segment(w.prefix + "scales"),
-                   n0 * 4 if w.scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+            channel = w.scales == "channel"
+            self.scales(self.slot("scl", "ws", "n"), w.prefix + "scales", n0 if channel else 0, 1, nr if channel else 1)
         if w.scales == "group":  # the tile's [nr, groups] scales in one piece
             groups = p.k // w.group
-            e.load("scl", self.slot("scl", "gs", "n"), self.weight_segment(w.prefix + "scales"), n0 * groups * 4, 1,
-                   nr * groups * 4, nr * groups * 4)  # fmt: skip
+            self.scales(self.slot("scl", "gs", "n"), w.prefix + "scales", n0 * groups, nr, groups)
         if w.sq[0]:
-            count = nr if w.sq_scales == "channel" else 1
-            e.load("scl", self.slot("scl", "hs", "n"), self.weight_segment("high.scales"),
-                   n0 * 4 if w.sq_scales == "channel" else 0, 1, count * 4, count * 4)  # fmt: skip
+            channel = w.sq_scales == "channel"
+            self.scales(self.slot("scl", "hs", "n"), "high.scales", n0 if channel else 0, 1, nr if channel else 1)
             slots = p.k // w.sq[0] * w.sq[1]  # whole rows: one contiguous piece each
             e.load("wgt", self.slot("wgt", "hv", "n"), self.weight_segment("high.values"), n0 * slots, 1, nr * slots,
                    nr * slots)  # fmt: skip
@@ -213,6 +213,14 @@ class ProductLowering:
         self.epilogue(mr, n0, nr, out)
         e(accel.StoreOp, buf="acc", sram=out, seg=self.out, off=(m0 * p.n + n0) * 4, rows=mr, cols=nr * 4,
           stride=p.n * 4)  # fmt: skip
+
+    def scales(self, slot: int, role: str, first: int, rows: int, cols: int) -> None:
+        """rows x cols scales of the weight's buffer `role`, from scale `first`, into scl at
+        `slot` as f32: f16 ones (scale=f16) are loaded as stored and widened in place."""
+        size, count = self.p.weights.element_bytes(role), rows * cols
+        self.emit.load("scl", slot, self.weight_segment(role), first * size, 1, count * size, count * size)
+        if size == 2:
+            self.emit.valu("half", dst=slot, src=slot, rows=rows, cols=cols)
 
     def k_step(self, c: int, k0: int, kw: int, mr: int, n0: int, nr: int, out: int) -> None:
         p, e, w = self.p, self.emit, self.p.weights
@@ -323,7 +331,7 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
     for i, (arg, t) in enumerate(zip(fn.args, fn.function_type.inputs)):
         assert isinstance(t, TensorType)
         attrs = fn.arg_attrs.data[i].data if fn.arg_attrs else {}
-        name = attrs["tdsl.name"].data if "tdsl.name" in attrs else f"arg{i}"  # type: ignore[union-attr]
+        name = attrs["tdsl.name"].data if "tdsl.name" in attrs else f"{GENERATED}arg{i}"  # type: ignore[union-attr]
         emit.segments[arg] = name
         storage = attrs.get("tdsl.storage")
         if not isinstance(storage, StorageAttr):
@@ -338,11 +346,10 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
             if min(shape) < 0:
                 raise op_error(fn, f"parameter '{name}' in layout {t.layout.summary()} has buffers whose size is "
                                    "known only once packed; the accel target needs static sizes")  # fmt: skip
-            width = b.type.element_type.width.data if isinstance(b.type.element_type, IntegerType) else 32
             count = 1
             for d in shape:
                 count *= d
-            emit.segment(f"{name}.{role}", count * width // 8, "input")
+            emit.segment(f"{name}.{role}", count * b.type.element_type.bitwidth // 8, "input")
 
 
 def _tile_counts(table: object) -> dict[str, int]:
@@ -353,22 +360,29 @@ def _tile_counts(table: object) -> dict[str, int]:
     return {f"tile{f}": codes.count(f + 1) for f in range(max(codes, default=0) + 8)}
 
 
+def _check_dram(fn: func.FuncOp, emit: Emitter, machine: Machine) -> None:
+    if emit.dram > machine.dram.capacity_bytes:
+        raise op_error(fn, f"the accelerator program's segments span {emit.dram} bytes of DRAM, more than the "
+                           f"machine's {machine.dram.capacity} MiB (dram.capacity)")  # fmt: skip
+
+
 def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
     emit = Emitter()
     _declare_inputs(fn, emit)
     returned = fn.body.block.last_op
     assert isinstance(returned, func.ReturnOp)
-    outputs = {value: f"out{i}" for i, value in enumerate(returned.arguments)}
+    outputs = {value: output_segment(i) for i, value in enumerate(returned.arguments)}
     for value, name in outputs.items():
         assert isinstance(value.type, TensorType)
         emit.segment(name, _nbytes(value.type), "output")
+    _check_dram(fn, emit, machine)  # before unrolling the products: the parameters may already be too large
     temps = 0
     for op in fn.body.block.ops:
         if isinstance(op, ContractionOp):
             assert op.result is not None
             name = outputs.get(op.result)
             if name is None:
-                name = f"tmp{temps}"
+                name = temp_segment(temps)
                 temps += 1
                 assert isinstance(op.result.type, TensorType)
                 emit.segment(name, _nbytes(op.result.type), "temp")
@@ -383,6 +397,7 @@ def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
     for value in returned.arguments:
         if value not in emit.segments or isinstance(value.owner, Block):
             raise op_error(returned, "on the accel target a kernel returns the results of matrix products")
+    _check_dram(fn, emit, machine)
     emit(accel.FinishOp)
     body = Block()
     body.add_ops([*emit.ops, func.ReturnOp()])

@@ -21,6 +21,7 @@ from stoicc_py.api import KernelBase, Options
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
+from stoicc_py.dialects.accel import output_segment
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
 from stoicc_py.lowering import front_end, lower, only_kernel
@@ -75,7 +76,7 @@ class AccelKernel(KernelBase):
                 inputs[spec.name] = arg
         outputs, self.last_report = simulate(program, inputs, self.program.machine)
         results = [
-            np.frombuffer(outputs[f"out{i}"], NUMPY_DTYPES[r.dtype]).reshape(result_shape(r, sizes)).copy()
+            np.frombuffer(outputs[output_segment(i)], NUMPY_DTYPES[r.dtype]).reshape(result_shape(r, sizes)).copy()
             for i, r in enumerate(self.abi.results)
         ]
         return results[0] if len(results) == 1 else tuple(results)

@@ -90,7 +90,7 @@ def test_reassembled_binary_computes_the_same() -> None:
     w = rng.integers(-128, 128, (128, 256), dtype=np.int8)
     b = rng.integers(-(2**20), 2**20, 128, dtype=np.int32)
     outputs, report = simulate(Program.from_bytes(prog.to_bytes()), {"x": x, "w": w, "b": b})
-    got = np.frombuffer(outputs["out0"], np.int32).reshape(8, 128)
+    got = np.frombuffer(outputs["%out0"], np.int32).reshape(8, 128)
     want = np.maximum(x.astype(np.int64) @ w.astype(np.int64).T + b, 0)
     np.testing.assert_array_equal(got, want)
     assert report is not None and report.cycles > 0
@@ -466,7 +466,7 @@ def test_doc_example_program_assembles_and_computes() -> None:
     w = rng.integers(-128, 128, (128, 256), dtype=np.int8)
     b = rng.integers(-(2**20), 2**20, 128, dtype=np.int32)
     outputs, _ = simulate(prog, {"x": x, "w": w, "b": b})
-    got = np.frombuffer(outputs["out0"], np.int32).reshape(8, 128)
+    got = np.frombuffer(outputs["%out0"], np.int32).reshape(8, 128)
     np.testing.assert_array_equal(got, np.maximum(x.astype(np.int64) @ w.astype(np.int64).T + b, 0))
 
 

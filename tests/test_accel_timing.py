@@ -103,7 +103,7 @@ def test_a_large_gemm_simulates_quickly() -> None:
     outputs, report = simulate(machine_program, {"x": x, "w": w})
     seconds = time.thread_time() - start
     assert seconds < 10
-    got = np.frombuffer(outputs["out0"], np.int32).reshape(m, n)
+    got = np.frombuffer(outputs["%out0"], np.int32).reshape(m, n)
     np.testing.assert_array_equal(got[:8], (x[:8].astype(np.float64) @ w.T.astype(np.float64)).astype(np.int32))
     assert report is not None and report.mac_utilization >= 0.95
 

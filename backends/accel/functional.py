@@ -67,6 +67,9 @@ class Functional:
 
     def __init__(self, program: Program, machine: Machine):
         self.program, self.machine = program, machine
+        if program.dram_bytes > machine.dram.capacity_bytes:
+            raise SimulationError(f"program {program.name} spans {program.dram_bytes} bytes of DRAM, more than the "
+                                  f"machine's {machine.dram.capacity} MiB (dram.capacity)")  # fmt: skip
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
         self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0}
@@ -275,7 +278,7 @@ class Functional:
     def _valu(self, f: dict[str, int]) -> Activity:
         op, rows, cols = VALU_OPS[f["op"]], f["rows"], f["cols"]
         act = Activity(vector=rows * cols)
-        if op in ("quant", "split"):
+        if op in ("quant", "split", "half"):
             getattr(self, "_valu_" + op)(f, act)
             return act
         dst_type = np.int32 if op in ("addi", "maxi") else np.float32
@@ -350,6 +353,15 @@ class Functional:
         self.region("meta", f["scl"], n // 8, write=True)[...] = _pack(hi != 0, 1)
         act.reads["inp"] += n
         act.writes.update(inp=n, meta=n // 8)
+
+
+    def _valu_half(self, f: dict[str, int], act: Activity) -> None:
+        """rows x cols f16 at scl line src -> f32 at scl line dst (may be src: widened in place)."""
+        n = f["rows"] * f["cols"]
+        values = self.region("scl", f["src"], n * 2).view(np.float16).astype(np.float32)
+        self.region("scl", f["dst"], n * 4, write=True)[...] = values.view(np.uint8)
+        act.reads["scl"] += n * 2
+        act.writes["scl"] += n * 4
 
 
 def _pack(fields: Array, bits: int) -> Array:

@@ -16,6 +16,7 @@ from xdsl.dialects import func
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.accel import (
+    DRAM_LIMIT,
     ENUMS,
     HEADER,
     INSTRUCTION_BITS,
@@ -40,10 +41,20 @@ class AsmError(ValueError):
 
 @dataclass(frozen=True)
 class Segment:
+    """A named byte range of DRAM; AsmError if it is not within the DRAM that `dram`
+    fields address (so no program can ask the simulator for more)."""
+
     name: str
     offset: int
     size: int
     kind: str
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.size < 0:
+            raise AsmError(f"segment {self.name}: offset and size cannot be negative")
+        if self.offset + self.size > DRAM_LIMIT:
+            raise AsmError(f"segment {self.name} ends at byte {self.offset + self.size:#x}, past the "
+                           f"{DRAM_LIMIT >> 30} GiB that 32-bit dram addresses reach")  # fmt: skip
 
 
 @dataclass
@@ -293,8 +304,8 @@ def _parse_directive(program: Program, head: str, text: str) -> None:
         if len(parts) != 4:
             raise AsmError("expected '.segment NAME OFFSET SIZE KIND'")
         name, offset, size, kind = parts
-        if int(offset, 0) < 0 or int(size, 0) < 0:
-            raise AsmError(f"segment {name}: offset and size cannot be negative")
+        if "+" in name:  # dram=NAME+OFFSET could not name it
+            raise AsmError(f"segment name '{name}' contains '+'")
         if kind not in SEGMENT_KINDS:
             raise AsmError(f"segment kind '{kind}' is not one of {', '.join(SEGMENT_KINDS)}")
         program.segments.append(Segment(name, int(offset, 0), int(size, 0), kind))

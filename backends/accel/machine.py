@@ -4,13 +4,17 @@ documented default; docs/isa.md explains every number)."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from stoicc_py.dialects.accel import DRAM_LIMIT
+
 DEFAULT = Path(__file__).with_name("machine.toml")
 KIB = 1024
+MIB = 1024 * KIB
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,11 @@ class Dram:
     bytes_per_cycle: int
     latency: int
     burst: int
+    capacity: int  # MiB
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.capacity * MIB
 
 
 @dataclass(frozen=True)
@@ -111,25 +120,33 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
                 raise ValueError(f"{name} must be a table")
             values[f.name] = _build(NESTED[kind], value, name)
             continue
-        wanted = float if kind == "float" else int
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (wanted is int and not isinstance(value, int))
-        ):
-            raise ValueError(f"{name} must be {'a number' if wanted is float else 'an integer'}, got {value!r}")
-        zero_ok = f.name in ("latency", "mac_gated")
-        if value < 0 or (value == 0 and not zero_ok):
-            raise ValueError(f"{name} must be {'non-negative' if zero_ok else 'positive'}, got {value!r}")
-        values[f.name] = wanted(value)
+        values[f.name] = _number(value, name, float if kind == "float" else int, f.name in ("latency", "mac_gated"))
     built = cls(**values)
     if isinstance(built, Buffers):
         for buf in fields(Buffers):
             if built.bytes(buf.name) > MAX_BUFFER:
                 raise ValueError(f"{where}.{buf.name}: {getattr(built, buf.name)} KiB is more than the "
                                  f"{MAX_BUFFER // KIB} KiB that 14-bit line addresses reach")  # fmt: skip
+    if isinstance(built, Dram) and built.capacity_bytes > DRAM_LIMIT:
+        raise ValueError(f"{where}.capacity: {built.capacity} MiB is more than the {DRAM_LIMIT // MIB} MiB "
+                         "that 32-bit DRAM addresses reach")  # fmt: skip
     return built
+
+
+def _number(value: object, name: str, wanted: type, zero_ok: bool) -> int | float:
+    """`value` as the parameter `name` takes it; ValueError naming it if it is not a
+    finite number of the right type in (0, MAX_NUMBER] ([0, MAX_NUMBER] if zero_ok)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or (wanted is int and not isinstance(value, int)):
+        raise ValueError(f"{name} must be {'a number' if wanted is float else 'an integer'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"{name} must be {'non-negative' if zero_ok else 'positive'}, got {value!r}")
+    if value > MAX_NUMBER:  # keeps cycle counts and energies far from overflow
+        raise ValueError(f"{name} must be at most 2^31, got {value!r}")
+    return wanted(value)
 
 
 NESTED = {"Dram": Dram, "Buffers": Buffers, "Array": Array, "Vector": Vector, "Energy": Energy}
 MAX_BUFFER = (1 << 14) * 64
+MAX_NUMBER = 1 << 31
