@@ -39,6 +39,7 @@ def temp_segment(index: int) -> str:
     """The segment of the `index`-th intermediate result."""
     return f"{GENERATED}tmp{index}"
 
+
 WEIGHT_CODES = ("int8", "int4", "int2", "ternary", "binary")
 VALU_OPS = (
     "cvt", "scale", "mul", "add", "addi", "max", "maxi", "macc", "quant", "split", "gelu", "silu", "sigmoid", "tanh",

@@ -216,6 +216,15 @@ def test_unsupported_kernels_get_located_errors(source: str, message: str) -> No
     assert str(info.value).startswith("<string>:1:")
 
 
+def test_a_kernel_larger_than_the_machines_dram_is_a_located_error(tmp_path: Any) -> None:
+    (tmp_path / "small.toml").write_text("[dram]\ncapacity = 1\n")
+    source = "kernel f(x: i8[M, 2048], w: i8[1024, 2048]) -> i32[M, 1024] { return linear(x, w) }"
+    k = stoicc_py.compile(source, target="accel", machine=str(tmp_path / "small.toml")).f
+    with pytest.raises(stoicc_py.CompileError, match=r"^<string>:1:8: error: the accelerator program's segments "
+                                                     r"span \d+ bytes of DRAM, more than the machine's 1 MiB"):  # fmt: skip
+        k.program_for(M=1)
+
+
 def test_bad_arguments_are_refused_before_simulating(integer: Any) -> None:
     x = np.zeros((4, 320), np.float32)
     with pytest.raises(TypeError, match="dtype int8"):

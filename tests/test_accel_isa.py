@@ -4,8 +4,10 @@ the dialect's instruction tables, the machine defaults and the semantics."""
 
 from __future__ import annotations
 
+import math
 import re
 import struct
+import tempfile
 import zlib
 from functools import cache
 from pathlib import Path
@@ -17,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stoicc_py
-from stoicc_py.backends.accel.functional import Functional
+from stoicc_py.backends.accel.functional import Functional, SimulationError
 from stoicc_py.backends.accel.isa import MAGIC, VERSION, AsmError, Instr, Program, Segment, decode, encode
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import simulate
@@ -293,6 +295,32 @@ def test_bad_segment_kind_with_a_valid_checksum() -> None:
         Program.from_bytes(_with_crc(bytes(body)))
 
 
+def test_segment_past_the_address_space_with_a_valid_checksum() -> None:
+    body = bytearray(Program("k", [Segment("s", 0, 64, "input")]).to_bytes()[:-4])
+    struct.pack_into("<II", body, len(body) - 9, 0xFFFFFFC0, 0x80)  # the segment's offset and size
+    with pytest.raises(AsmError, match=r"^segment s ends at byte 0x100000040, past the 4 GiB"):
+        Program.from_bytes(_with_crc(bytes(body)))
+
+
+def test_simulator_refuses_a_program_larger_than_the_machines_dram() -> None:
+    """A 3 GiB segment is within the address space but not the default machine's
+    1024 MiB: refused before any DRAM is allocated."""
+    big = program("finish\n", ".segment big 0x0 0xc0000000 temp\n")
+    with pytest.raises(SimulationError, match=r"spans 3221225472 bytes of DRAM, more than the machine's 1024 MiB"):
+        simulate(big, {})
+
+
+def test_sim_command_reports_an_oversized_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stoicc_py.cli import main
+
+    for size, message in [("0x10000000000", "big.s:3:1: error: segment big ends at byte"),
+                          ("0xc0000000", "error: program t spans 3221225472 bytes of DRAM")]:  # fmt: skip
+        (tmp_path / "big.s").write_text(f".kernel t\n\n.segment big 0x0 {size} temp\nfinish\n")
+        assert main(["sim", str(tmp_path / "big.s")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
 # ---------------------------------------------------------------------- assembly errors
 
 GEMM = "gemm acc=0 inp=0 wgt=0 m=1 n=1 k=8 init=1"
@@ -329,6 +357,10 @@ LOCATED = re.compile(r"^t\.s:(\d+):(\d+): error: (.*)$")
         ("st buf=acc sram=0 dram=y+0x10 rows=1 cols=1 stride=1", 1, "program t has no segment 'y'"),
         ("gemm acc=0x1g inp=0 wgt=0 m=1 n=1 k=8 init=1", 1, "invalid literal for int()"),
         (".segment s 0x2000 64 scratch", 1, "segment kind 'scratch' is not one of input, output, temp"),
+        (".segment big 0x2000 0x10000000000 input", 1, "segment big ends at byte 0x10000002000, past the 4 GiB"),
+        (".segment s 0xffffffc0 0x41 temp", 1, "segment s ends at byte 0x100000001, past the 4 GiB"),
+        (".segment s 0x2000 -64 temp", 1, "segment s: offset and size cannot be negative"),
+        (".segment a+b 0x2000 64 temp", 1, "segment name 'a+b' contains '+'"),
     ],
 )
 def test_asm_errors_are_located(line: str, col: int, message: str) -> None:
@@ -631,3 +663,66 @@ def test_valu_operand_offset_and_stride_as_documented(bcast: str, aux: int, stri
     )
     got = state.sram["acc"][256 : 256 + acc.nbytes].view(np.float32).reshape(rows, cols)
     np.testing.assert_array_equal(got, acc.astype(np.float32) * operand)
+
+
+# ---------------------------------------------------------------------- machine files
+
+MACHINE_KEYS = [(table, key) for table, value in Machine.load().to_json().items()
+                for key in (value if isinstance(value, dict) else [None])]  # fmt: skip
+
+
+def _load_machine(directory: Path, table: str, key: str | None, value: str) -> Machine:
+    text = f"{table} = {value}\n" if key is None else f"[{table}]\n{key} = {value}\n"
+    (directory / "m.toml").write_text(text)
+    return Machine.load(directory / "m.toml")
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "message"),
+    [
+        ("clock_ghz", None, "nan", "machine.clock_ghz must be a finite number, got nan"),
+        ("clock_ghz", None, "inf", "machine.clock_ghz must be a finite number, got inf"),
+        ("energy", "dram_byte", "-nan", "machine.energy.dram_byte must be a finite number, got nan"),
+        ("energy", "mac_int8", "-1.5", "machine.energy.mac_int8 must be positive, got -1.5"),
+        ("array", "rows", "2147483649", "machine.array.rows must be at most 2^31, got 2147483649"),
+        ("dram", "capacity", "8192", "machine.dram.capacity: 8192 MiB is more than the 4096 MiB"),
+        ("vector", "lanes", '"wide"', "machine.vector.lanes must be an integer, got 'wide'"),
+    ],
+)  # fmt: skip
+def test_bad_machine_values_name_their_key(tmp_path: Path, table: str, key: str | None, value: str,
+                                           message: str) -> None:  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _load_machine(tmp_path, table, key, value)
+
+
+TOML_VALUES = st.one_of(
+    st.sampled_from(["nan", "-nan", "inf", "-inf", "-1", "0", "0.0", "-0.0", "1", "64", "1.5", "1e308",
+                     "2147483648", "9223372036854775807", "true", '"fast"', "[1, 2]", "{ a = 1 }", "1979-05-27"]),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats().map(repr),  # nan, inf, subnormals, 1e+300 ...
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(where=st.sampled_from(MACHINE_KEYS), value=TOML_VALUES)
+def test_machine_files_give_a_clear_error_or_a_machine_that_runs(where: tuple[str, str | None], value: str) -> None:
+    """Any value of any key: a ValueError naming the key, or a machine on which a
+    program simulates to finite costs (or stops with a SimulationError)."""
+    table, key = where
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            machine = _load_machine(Path(directory), table, key, value)
+        except ValueError as err:
+            assert (key or table) in str(err) or "cannot read machine file" in str(err), str(err)
+            return
+    try:
+        _, report = simulate(compiled("bias_relu"), _random_inputs(compiled("bias_relu")), machine)
+    except SimulationError:
+        return
+    assert report is not None and report.cycles > 0
+    assert all(math.isfinite(v) for v in [report.seconds, report.total_energy_pj, *report.energy_pj.values()])
+
+
+def _random_inputs(prog: Program) -> dict[str, Array]:
+    rng = np.random.default_rng(0)
+    return {s.name: rng.integers(0, 256, s.size, dtype=np.uint8) for s in prog.segments if s.kind == "input"}

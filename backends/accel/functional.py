@@ -354,7 +354,6 @@ class Functional:
         act.reads["inp"] += n
         act.writes.update(inp=n, meta=n // 8)
 
-
     def _valu_half(self, f: dict[str, int], act: Activity) -> None:
         """rows x cols f16 at scl line src -> f32 at scl line dst (may be src: widened in place)."""
         n = f["rows"] * f["cols"]
