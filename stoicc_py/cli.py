@@ -160,15 +160,13 @@ def _only_for(args: argparse.Namespace, target: str, *options: str) -> None:
 
 def _tile_tables(kernels: list[Any], weights: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Per kernel, the tile tables of its hybrid weights given as `--weight NAME=FILE.npy` (packed here)."""
-    hybrid = {s.name for k in kernels for s in k.abi.params if s.layout.startswith("hybrid")}
-    if unknown := sorted(set(weights) - hybrid):
-        raise CompileError(f"--weight {', '.join(unknown)}: no hybrid weight of that name (hybrid weights: "
-                           f"{', '.join(sorted(hybrid)) or 'none'})")  # fmt: skip
+    hybrid = {k.name: [s.name for s in k.abi.params if s.layout.startswith("hybrid")] for k in kernels}
+    known = sorted({name for names in hybrid.values() for name in names})
+    if unknown := sorted(set(weights) - set(known)):
+        raise CompileError(f"--weight {', '.join(unknown)}: no hybrid weight of that name "
+                           f"(hybrid weights: {', '.join(known) or 'none'})")  # fmt: skip
     arrays = {name: load_array(path) for name, path in weights.items()}
-    return {
-        k.name: {s.name: k.pack(s.name, arrays[s.name]).arrays["table"] for s in k.abi.params if s.name in arrays}
-        for k in kernels
-    }
+    return {k.name: {n: k.pack(n, arrays[n]).arrays["table"] for n in hybrid[k.name] if n in arrays} for k in kernels}
 
 
 def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:
