@@ -5,7 +5,7 @@ the baselines measured alongside (each result is one row of the JSON's "results"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,21 +58,21 @@ class Case:
     info: dict[str, Any]
 
 
-def run(config: Config, flusher: Flusher | None, log: Log) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(results, packing records) of every shape, format and thread count."""
-    results: list[dict[str, Any]] = []
-    packing: list[dict[str, Any]] = []
+def run(config: Config, flusher: Flusher | None, log: Log) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("weights", packing record) and ("results", row) of every shape, format and thread count,
+    each as soon as it is measured (a group's ratios are added to its rows once it is whole)."""
     by_weight: dict[tuple[int, int], list[int]] = {}
     for m, n, k in config.shapes:
         by_weight.setdefault((n, k), []).append(m)
     for (n, k), ms in by_weight.items():
         rng = np.random.default_rng([n, k])
-        prepared = [_prepare(FORMATS[key], n, k, rng, log) for key in config.formats]
-        packing += [p.record for p in prepared]
+        prepared = []
+        for key in config.formats:
+            prepared.append(_prepare(FORMATS[key], n, k, rng, log))
+            yield "weights", prepared[-1].record
         base = _baselines(rng.standard_normal((n, k)).astype(np.float32), log)
         for m in ms:
-            results += _run_shape(config, (m, n, k), prepared, base, flusher, log)
-    return results, packing
+            yield from (("results", row) for row in _run_shape(config, (m, n, k), prepared, base, flusher, log))
 
 
 def _prepare(fmt: Format, n: int, k: int, rng: np.random.Generator, log: Log) -> Prepared:
@@ -114,12 +114,11 @@ def _baselines(w: Array, log: Log) -> list[Baseline]:
 
 def _run_shape(
     config: Config, shape: Shape, prepared: list[Prepared], base: list[Baseline], flusher: Flusher | None, log: Log
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     m, n, k = shape
     rng = np.random.default_rng([m, n, k])
     x = rng.standard_normal((m, k)).astype(np.float32)
     cases = [_baseline_case(b, x) for b in base] + [_our_case(p, m, k, rng) for p in prepared]
-    rows = []
     for threads in config.threads:
         log(f"{m} x {n} x {k}, threads {threads}")
         with library_threads(threads) as blas_threads:
@@ -127,8 +126,8 @@ def _run_shape(
             for case in cases:
                 used = kernel_threads(case.info["kernel"], threads) if case.kind == "ours" else blas_threads
                 group.append(_measure(config, case, shape, threads, used, flusher, log))
-            rows += add_ratios(group)
-    return rows
+                yield group[-1]
+            add_ratios(group)
 
 
 def _baseline_case(b: Baseline, x: Array) -> Case:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 from .kernels import FORMATS
@@ -144,10 +142,6 @@ def add_ggml_ratios(rows: list[Row], ggml_rows: list[Row]) -> None:
             if r["kind"] == "ours" and r.get("warm") and r["format"] in GGML_MATCH.get(g["type_a"], ()):
                 if (r["m"], r["n"], r["k"]) == (g["m"], g["n"], g["k"]) and g["type_b"] == "f32":
                     r["ratios"][f"ggml {g['type_a']}"] = g["us_per_run"] * 1e-6 / r["warm"]["median_s"]
-
-
-def write_json(path: str, report: Row) -> None:
-    Path(path).write_text(json.dumps(report, indent=1) + "\n")
 
 
 def write_plot(path: str, rows: list[Row]) -> str:

@@ -12,6 +12,8 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from stoicc_py.cmdline import Parser, integer, output_file, write_json
+
 from . import report
 from .baselines import run_ggml
 from .compile_time import compile_times, example_files
@@ -20,6 +22,8 @@ from .kernels import FORMATS
 from .measure import Flusher, l3_bytes
 
 SCHEMA = "stoicc-bench-cpu/1"
+MAX_THREADS = 1024
+MAX_REPEAT = 10**6
 BUSY_LOAD = 0.5
 LLM_WEIGHTS = [(4096, 4096), (11008, 4096), (4096, 11008)]
 FULL_SHAPES: list[Shape] = [(m, n, k) for m in (1, 16, 64, 256) for n, k in LLM_WEIGHTS] + [
@@ -40,22 +44,29 @@ def _shapes(text: str) -> list[Shape]:
     try:
         shapes = [tuple(int(d) for d in s.lower().split("x")) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--shapes expects MxNxK[,MxNxK...], got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected MxNxK[,MxNxK...], got {text!r}") from None
     if any(len(s) != 3 or min(s) <= 0 for s in shapes):
-        raise argparse.ArgumentTypeError(f"--shapes expects positive MxNxK triples, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected positive MxNxK triples, got {text!r}")
     return shapes  # type: ignore[return-value]
 
 
-def _ints(text: str) -> list[int]:
-    if not all(t.strip().isdigit() and int(t) > 0 for t in text.split(",")):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2, got '{text}'")
-    return [int(t) for t in text.split(",")]
+def _threads(text: str) -> list[int]:
+    try:
+        return [integer(1, MAX_THREADS)(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected thread counts from 1 to {MAX_THREADS} like 1,2, got {text!r}"
+        ) from None
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return int(text)
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 3600, got {text!r}")
+    return value
 
 
 def _formats(text: str) -> list[str]:
@@ -67,7 +78,7 @@ def _formats(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="stoicc bench",
         description="CPU benchmarks of stoicc kernels against numpy, PyTorch and llama.cpp (benchmarks/README.md).",
     )
@@ -76,11 +87,13 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--smoke", action="store_true", help="tiny shapes, correctness only, no timing (CI)")
     p.add_argument("--formats", type=_formats, help=f"comma-separated, of: {', '.join(FORMATS)} (default: all)")
     p.add_argument("--shapes", type=_shapes, help="comma-separated MxNxK (x: [M, K], weight: [N, K])")
-    p.add_argument("--threads", type=_ints, help="thread counts, e.g. 1,2 (default: 1,2; smoke: 1)")
-    p.add_argument("--repeat", type=_positive, help="timed calls per measurement, at most (default 10; quick 5)")
-    p.add_argument("--budget", type=float, help="seconds of timed calls per measurement (default 2; quick 0.2)")
-    p.add_argument("--json", metavar="FILE", help="write every figure as JSON (schema in benchmarks/README.md)")
-    p.add_argument("--plot", metavar="FILE.png", help="plot GFLOP/s per shape (needs matplotlib)")
+    p.add_argument("--threads", type=_threads, help="thread counts, e.g. 1,2 (default: 1,2; smoke: 1)")
+    p.add_argument("--repeat", type=integer(1, MAX_REPEAT),
+                   help="timed calls per measurement, at most (default 10; quick 5)")  # fmt: skip
+    p.add_argument("--budget", type=_budget, help="seconds of timed calls per measurement (default 2; quick 0.2)")
+    p.add_argument("--json", metavar="FILE", type=output_file,
+                   help="write every figure as JSON, after each measurement (schema in benchmarks/README.md)")  # fmt: skip
+    p.add_argument("--plot", metavar="FILE.png", type=output_file, help="plot GFLOP/s per shape (needs matplotlib)")
     p.add_argument("--ggml", metavar="PATH", help="llama.cpp's test-backend-ops binary, to add its MUL_MAT figures")
     p.add_argument("--no-compile-time", action="store_true", help="skip compiling examples/*.tdsl")
     return p
@@ -144,24 +157,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     config, examples = _config(args, mode)
     start = time.perf_counter()
-    data: dict[str, Any] = {"schema": SCHEMA, "mode": mode, "machine": _machine()}
+    data: dict[str, Any] = {"schema": SCHEMA, "mode": mode, "complete": False, "machine": _machine()}
 
     if config.timing and data["machine"]["load_avg"][0] > BUSY_LOAD:
         _log(f"warning: load average {data['machine']['load_avg'][0]:.2f}: other work is running, timings are noisy")
 
     flusher = Flusher() if config.timing else None
     data["config"] = asdict(config) | {"flush_bytes": flusher and flusher.nbytes}
-    data["results"], data["weights"] = run(config, flusher, _log)
+    data |= {"results": [], "weights": [], "compile": [], "ggml": None, "failures": [], "elapsed_s": None}
+    for key, record in run(config, flusher, _log):
+        data[key].append(record)
+        _save(data, args)  # after each measurement: an interrupted run keeps what it measured
     files = [f for f in example_files() if examples is None or f.name in examples]
     data["compile"] = compile_times(files)
+    _save(data, args)
     data["ggml"] = run_ggml(args.ggml) if args.ggml else None
     if data["ggml"]:
         report.add_ggml_ratios(data["results"], data["ggml"]["rows"])
     data["failures"] = _failures(data)
     data["elapsed_s"] = time.perf_counter() - start
     data["machine"]["load_avg_end"] = list(os.getloadavg())
+    data["complete"] = True
     _print(data, args)
     return 1 if data["failures"] else 0
+
+
+def _save(data: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        write_json(args.json, data)
 
 
 def _log(message: str) -> None:
@@ -179,8 +202,7 @@ def _print(data: dict[str, Any], args: argparse.Namespace) -> None:
         print(report.ggml_table(data["ggml"]))
     legend = report.LEGEND if data["mode"] != "smoke" else report.CHECK_LEGEND
     print(f"\n{legend}\n\n{data['elapsed_s']:.1f} s in all")
-    if args.json:
-        report.write_json(args.json, data)
+    _save(data, args)
     if args.plot:
         _log(report.write_plot(args.plot, data["results"]))
     for failure in data["failures"]:

@@ -89,11 +89,11 @@ def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
             data = path.read_bytes()
         except OSError as err:
             raise _compile_error(f"cannot read {path}: {err.strerror}") from None
-        return _decoded(data, str(path)), str(path)
+        return decode_source(data, str(path)), str(path)
     return str(source_or_path), "<string>"
 
 
-def _decoded(data: bytes, file: str) -> str:
+def decode_source(data: bytes, file: str) -> str:
     """UTF-8 source text; a byte that is not is a located error."""
     try:
         return data.decode()

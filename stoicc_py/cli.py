@@ -1,24 +1,29 @@
 """The `stoicc` command: compile, run, sim, opt, bench and explore.
 
-Every failure ends in a one-paragraph message and a non-zero exit status, never a
-Python traceback: CompileError as `FILE:LINE:COL: error: ...` (status 1), anything
-unexpected as an internal error (status 2).
+Every failure ends in a message and a non-zero exit status, never a Python traceback:
+an error located in a source file as `FILE:LINE:COL: error: ...` (the compiler's
+diagnostic), any other as one line `stoicc: error: ...` (status 1; 2 for a usage error,
+stoicc_py/cmdline.py), anything unexpected as an internal error (status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from stoicc_py.abi import TensorSpec
@@ -29,6 +34,7 @@ from stoicc_py.api import (
     Options,
     Program,
     compile,
+    decode_source,
     emit_text,
     front_end,
     kernel_abis,
@@ -42,10 +48,12 @@ from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header
+from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
+from stoicc_py.models.weights import load_array
 from stoicc_py.pipeline import PassCallback, context, run_passes
 from stoicc_py.timing import is_timing
 
@@ -58,43 +66,23 @@ EMITS = (*TEXT_STAGES, "obj", "header", "accel", "isa", "bin")
 ACCEL_EMITS = ("ir", "accel", "isa", "bin")
 
 
+MAX_REPEAT = 10**6  # timed calls: more is a typo, not a measurement
+MAX_ROWS = 2**16  # synthetic calibration rows
+MAX_THREADS = 1024
+
+
 def _tile(text: str) -> tuple[int, ...]:
     try:
-        sizes = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile expects three integers like 16,64,256, got '{text}'") from None
-    if len(sizes) != 3 or min(sizes) <= 0:
-        raise argparse.ArgumentTypeError(f"--tile expects three positive integers, got '{text}'")
+        sizes = tuple(integer(1)(s) for s in text.split(","))
+    except argparse.ArgumentTypeError:
+        sizes = ()
+    if len(sizes) != 3:
+        raise argparse.ArgumentTypeError(f"expected three positive integers like 16,64,256, got {text!r}")
     return sizes
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse type: a positive number of `kind`."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got '{text}'")
-        return value
-
-    return parse
-
-
-def _dim(text: str) -> tuple[str, int]:
-    name, _, size = text.partition("=")
-    if not name or not size.isdigit() or int(size) <= 0:
-        raise argparse.ArgumentTypeError(f"--dim expects NAME=SIZE with a positive size, got '{text}'")
-    return name, int(size)
-
-
-def _weight(text: str) -> tuple[str, str]:
-    name, _, path = text.partition("=")
-    if not name or not path:
-        raise argparse.ArgumentTypeError(f"--weight expects NAME=FILE.npy, got '{text}'")
-    return name, path
+_dim = assignment(integer(1), "NAME=SIZE")
+_weight = assignment(str, "NAME=FILE.npy")
 
 
 def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
@@ -119,8 +107,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     source, file = read_source(args.file)
     module = _selected(front_end(source, file), args.kernel)
     options = Options(args.target, args.tile or (), args.check_bounds)
-    if args.check_bounds and args.target == "accel":
-        raise CompileError("--check-bounds applies to --target cpu")
+    _only_for(args, "accel", "dim", "weight", "machine")
+    _only_for(args, "cpu", "check_bounds")
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
@@ -149,10 +137,9 @@ def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallb
 
     source, file = read_source(args.file)
     program = AccelProgram(source, file, args.tile or (), args.machine or "")
-    names = [args.kernel] if args.kernel else list(program.kernels)
-    weights = dict(args.weight or [])
-    lowered = [program.lowered(name, dict(args.dim or []), _tile_tables(program.kernel(name), weights), after)
-               for name in names]  # fmt: skip
+    kernels = _kernels(program, args)
+    tables = _tile_tables(kernels, dict(args.weight or []))
+    lowered = [program.lowered(k.name, dict(args.dim or []), tables[k.name], after) for k in kernels]
     if args.emit == "accel":
         return str(ModuleOp([fn.clone() for fn in lowered]))
     programs = [MachineProgram.of(fn) for fn in lowered]
@@ -164,13 +151,22 @@ def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallb
     return programs[0].to_bytes()
 
 
-def _tile_tables(kernel: Any, weights: dict[str, str]) -> dict[str, Any]:
-    """The tile tables of hybrid weights given as `--weight NAME=FILE.npy` (packed here)."""
-    tables = {}
-    for spec in kernel.abi.params:
-        if spec.name in weights and spec.layout.startswith("hybrid"):
-            tables[spec.name] = kernel.pack(spec.name, np.load(weights[spec.name])).arrays["table"]
-    return tables
+def _only_for(args: argparse.Namespace, target: str, *options: str) -> None:
+    """Refuse `options` given with a target other than `target` (rather than ignore them)."""
+    if args.target != target and (given := [o for o in options if getattr(args, o)]):
+        flags = ", ".join(f"--{o.replace('_', '-')}" for o in given)
+        raise CompileError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target {target}")
+
+
+def _tile_tables(kernels: list[Any], weights: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per kernel, the tile tables of its hybrid weights given as `--weight NAME=FILE.npy` (packed here)."""
+    hybrid = {k.name: [s.name for s in k.abi.params if s.layout.startswith("hybrid")] for k in kernels}
+    known = sorted({name for names in hybrid.values() for name in names})
+    if unknown := sorted(set(weights) - set(known)):
+        raise CompileError(f"--weight {', '.join(unknown)}: no hybrid weight of that name "
+                           f"(hybrid weights: {', '.join(known) or 'none'})")  # fmt: skip
+    arrays = {name: load_array(path) for name, path in weights.items()}
+    return {k.name: {n: k.pack(n, arrays[n]).arrays["table"] for n in hybrid[k.name] if n in arrays} for k in kernels}
 
 
 def _write(output: str | bytes, path: str | None, binary_default: Path | None) -> None:
@@ -186,12 +182,13 @@ def _write(output: str | bytes, path: str | None, binary_default: Path | None) -
 
 
 def _kernels(program: Program | AccelProgram, args: argparse.Namespace) -> list[Any]:
+    """The kernels the command works on (--kernel, or all); a --dim that none of them has is an error."""
     kernels = [program.kernel(args.kernel)] if args.kernel else list(program.kernels.values())
-    dims = dict(args.dim or [])
-    for k in kernels:
-        unknown = sorted(set(dims) - set(k.abi.symbols))
-        if unknown and args.kernel:
-            raise CompileError(f"--dim {', '.join(unknown)}: kernel '{k.name}' has no such size symbol")
+    symbols = sorted({s for k in kernels for s in k.abi.symbols})
+    if unknown := sorted(set(dict(args.dim or [])) - set(symbols)):
+        which = f"kernel '{kernels[0].name}'" if len(kernels) == 1 else "the kernels"
+        raise CompileError(f"--dim {', '.join(unknown)}: {which} {'have' if len(kernels) > 1 else 'has'} no such "
+                           f"size symbol (size symbols: {', '.join(symbols) or 'none'})")  # fmt: skip
     return kernels
 
 
@@ -215,6 +212,7 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
+    _only_for(args, "accel", "machine", "json")
     program = compile(
         args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds
     )
@@ -227,6 +225,7 @@ def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> i
     dims = dict(args.dim or [])
     rng = np.random.default_rng(args.seed)
     failed = False
+    reports = _Reports(args.json)
     for k in _kernels(program, args):
         inputs = [_random_input(k, p, dims, rng) for p in k.abi.params]
         got = k(*inputs)
@@ -239,7 +238,8 @@ def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> i
         sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
         failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes, timing)
         if not isinstance(program, Program):
-            _print_report(k.last_report, args)
+            reports.add(k.last_report)
+    reports.finish()
     return 1 if failed else 0
 
 
@@ -247,27 +247,44 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate on the accelerator: a .tdsl kernel on random inputs, checked against
     the reference, or an assembled program (.s / .bin) on random input bytes."""
     machine = Machine.load(args.machine) if args.machine else None
-    if Path(args.file).suffix in (".s", ".bin"):
-        data = Path(args.file).read_bytes()
-        program = (
-            MachineProgram.from_bytes(data)
-            if args.file.endswith(".bin")
-            else MachineProgram.from_asm(data.decode(), args.file)
-        )
-        rng = np.random.default_rng(args.seed)
-        inputs = {s.name: rng.integers(0, 256, s.size, dtype=np.uint8) for s in program.segments if s.kind == "input"}
-        _, report = simulate(program, inputs, machine)
-        assert report is not None
-        print(f"{program.name}: random inputs, no reference to check against")
-        _print_report(report, args)
-        return 0
-    return _run_checked(compile(args.file, "accel", tile=args.tile or (), machine=args.machine), args)
+    if args.file.suffix not in (".s", ".bin"):
+        return _run_checked(compile(args.file, "accel", tile=args.tile or (), machine=args.machine), args)
+    data = args.file.read_bytes()
+    if args.file.suffix == ".bin":
+        program = MachineProgram.from_bytes(data)
+    else:
+        program = MachineProgram.from_asm(decode_source(data, str(args.file)), str(args.file))
+    rng = np.random.default_rng(args.seed)
+    inputs = {s.name: rng.integers(0, 256, s.size, dtype=np.uint8) for s in program.segments if s.kind == "input"}
+    _, report = simulate(program, inputs, machine)
+    assert report is not None
+    print(f"{program.name}: random inputs, no reference to check against")
+    reports = _Reports(args.json)
+    reports.add(report)
+    reports.finish()
+    return 0
 
 
-def _print_report(report: Report, args: argparse.Namespace) -> None:
-    print(report.table() + "\n")
-    if args.json:
-        Path(args.json).write_text(report.to_json() + "\n")
+class _Reports:
+    """The simulation reports of a command: printed, and (--json) the file rewritten after each
+    one, `{"complete": false, "reports": [...]}` until the last."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.reports: list[Any] = []
+
+    def add(self, report: Report) -> None:
+        print(report.table() + "\n")
+        self.reports.append(json.loads(report.to_json()))  # Report gives JSON text only
+        self._write(complete=False)
+
+    def finish(self) -> None:
+        if self.reports:
+            self._write(complete=True)
+
+    def _write(self, complete: bool) -> None:
+        if self.path:
+            write_json(self.path, {"complete": complete, "reports": self.reports})
 
 
 def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.random.Generator) -> Any:
@@ -291,6 +308,24 @@ def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.ran
 class _OptMain(xDSLOptMain):
     """xdsl-opt with stoicc's dialects and passes, and .tdsl files as input."""
 
+    version_format = f"stoicc opt {version('stoicc_py')} (xDSL {{xdsl_version}})"
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        # xDSLOptMain makes a plain ArgumentParser: give it our name and our usage errors
+        arg_parser.prog = "stoicc opt"
+        arg_parser.error = lambda message: usage_error(arg_parser, message)  # type: ignore[method-assign]
+
+    def prepare_input(self) -> tuple[list[tuple[IO[bytes], int]], str]:
+        """The input's chunks, once the whole input is known to be UTF-8 (else a located error)."""
+        chunks, extension = super().prepare_input()
+        data = []
+        for chunk, _ in chunks:
+            data.append(chunk.read())
+            chunk.close()
+        decode_source(b"// -----".join(data), self.get_input_name())  # the chunks were split at "// -----"
+        return [(io.BytesIO(d), offset) for d, (_, offset) in zip(data, chunks)], extension
+
     def register_all_dialects(self) -> None:
         self.ctx = context()
 
@@ -303,14 +338,15 @@ class _OptMain(xDSLOptMain):
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
 
-        def parse_tdsl(io: Any) -> ModuleOp:
-            return front_end(io.read().decode(), self.get_input_name())
+        def parse_tdsl(stream: IO[bytes]) -> ModuleOp:
+            return front_end(stream.read().decode(), self.get_input_name())  # UTF-8: prepare_input
 
         self.available_frontends["tdsl"] = parse_tdsl
 
 
 def cmd_opt(argv: Sequence[str]) -> int:
-    _OptMain(description="stoicc opt: run named passes on IR, like xdsl-opt", args=list(argv)).run()
+    _OptMain(description="Run named passes on IR (.mlir) or on a .tdsl file's IR, like xdsl-opt.",
+             args=list(argv)).run()  # fmt: skip
     return 0
 
 
@@ -319,9 +355,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
     try:
         from stoicc_py.benchmarks.suite import main as bench_main
     except ImportError as err:
-        print(f"stoicc: error: the benchmark suite is not installed ({err}); reinstall: pip install -e .",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        raise ImportError(f"the benchmark suite is not installed ({err}); reinstall: pip install -e .") from None
     return bench_main(argv)
 
 
@@ -339,11 +373,18 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise ValueError(f"--formats: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     matrices = ex.select(load_weights(args.file), args.select or [])
     calibration = ex.load_calibration(args.calibration, args.rows, args.seed)
-    bar = None if args.quiet or not sys.stderr.isatty() else _progress_bar
-    settings = ex.Settings(args.threads, args.accel_rows, on_step=bar)
+    show = not args.quiet and sys.stderr.isatty()
     meta = {"input": args.file, "matrices": {n: list(w.shape) for n, w in matrices.items()},
-            "calibration": calibration.description, "threads": settings.threads,
-            "accel_rows": settings.accel_rows, "hybrid_tile": args.tile}  # fmt: skip
+            "calibration": calibration.description, "threads": args.threads,
+            "accel_rows": args.accel_rows, "hybrid_tile": args.tile}  # fmt: skip
+
+    def on_result(results: list[ex.Result], total: int) -> None:
+        if show:
+            _progress_bar(len(results), total, f"{results[-1].matrix} {results[-1].format}")
+        if args.json:
+            report.write_json(args.json, meta, results, complete=False)
+
+    settings = ex.Settings(args.threads, args.accel_rows, on_result=on_result)
     print(f"{len(matrices)} matrices of {args.file}; calibration: {calibration.description}; "
           f"CPU: median of {settings.repeat} calls on all rows, {settings.threads} thread(s); "
           f"accelerator: the first {settings.accel_rows} rows", flush=True)  # fmt: skip
@@ -354,7 +395,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         for name in matrices:
             print(f"\n{name} {list(matrices[name].shape)}\n" + report.table([r for r in results if r.matrix == name]))
     if args.json:
-        report.write_json(args.json, meta, summaries, results)
+        report.write_json(args.json, meta, results, complete=True)
     if args.plot:
         report.plot(
             args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
@@ -376,21 +417,23 @@ def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="tensor names to try (fnmatch; repeatable); default: every 2-D tensor but *embed*")  # fmt: skip
     e.add_argument("--calibration", metavar="FILE",
                    help="activations [rows, K]: .npy, or .npz by weight name (else synthetic standard-normal rows)")  # fmt: skip
-    e.add_argument("--rows", type=_positive(int), default=64, help="rows of synthetic calibration activations (default 64)")
-    e.add_argument("--accel-rows", type=_positive(int), default=16, help="rows simulated on the accelerator (default 16)")
+    e.add_argument("--rows", type=integer(1, MAX_ROWS), default=64,
+                   help="rows of synthetic calibration activations (default 64)")  # fmt: skip
+    e.add_argument("--accel-rows", type=integer(1), default=16, help="rows simulated on the accelerator (default 16)")
     e.add_argument("--formats", help="comma-separated format keys (default: all; see docs/explore.md)")
-    e.add_argument("--tile", type=_positive(int), default=64, help="hybrid tile size (default 64)")
-    e.add_argument("--threads", type=_positive(int), default=1, help="CPU threads per call (default 1)")
-    e.add_argument("--seed", type=int, default=0, help="of the synthetic calibration")
+    e.add_argument("--tile", type=integer(1), default=64, help="hybrid tile size (default 64)")
+    e.add_argument("--threads", type=integer(1, MAX_THREADS), default=1, help="CPU threads per call (default 1)")
+    e.add_argument("--seed", type=integer(0), default=0, help="of the synthetic calibration")
     e.add_argument("--per-matrix", action="store_true", help="also print one table per matrix")
-    e.add_argument("--json", help="write every measurement to this file")
-    e.add_argument("--plot", help="write the Pareto plot (PNG; needs matplotlib)")
+    e.add_argument("--json", type=output_file, help="write every measurement to this file (after each one)")
+    e.add_argument("--plot", type=output_file, help="write the Pareto plot (PNG; needs matplotlib)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
+    top = Parser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
     top.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", help="log what the compiler does")
+    top.add_argument("--version", action="version", version=f"%(prog)s {version('stoicc_py')}")
     sub = top.add_subparsers(dest="command", required=True)
     # -v after the command too; SUPPRESS keeps a sub-parser's default from overriding the top one
     common = argparse.ArgumentParser(add_help=False)
@@ -400,12 +443,14 @@ def parser() -> argparse.ArgumentParser:
                         help="log the time of every pass and LLVM step of a compile (stderr)")  # fmt: skip
 
     c = sub.add_parser("compile", parents=[common], help="compile a .tdsl file and print or write an artifact")
-    c.add_argument("file")
+    c.add_argument("file", type=Path)
     c.add_argument("--kernel", help="only this kernel")
     c.add_argument("--target", default="cpu", choices=TARGETS)
     c.add_argument("--emit", default="ir", choices=EMITS,
                    help="what to output (default: ir); accel: ir, accel (the accel dialect), isa, bin")  # fmt: skip
-    c.add_argument("-o", "--output", help="output file (default: stdout; FILE.o for obj, FILE.bin for bin)")
+    c.add_argument(
+        "-o", "--output", type=output_file, help="output file (default: stdout; FILE.o for obj, FILE.bin for bin)"
+    )
     c.add_argument("--dim", type=_dim, action="append", help="accel: size of a symbol, e.g. M=64")
     c.add_argument("--machine", help="accel: a TOML machine description overriding the default")
     c.add_argument("--weight", type=_weight, action="append",
@@ -419,14 +464,14 @@ def parser() -> argparse.ArgumentParser:
                    help="cpu: check every memory access against its buffer (the C ABI gains extents and a status)")  # fmt: skip
 
     r = sub.add_parser("run", parents=[common], help="compile, run on random inputs, check against the reference")
-    r.add_argument("file")
+    r.add_argument("file", type=Path)
     r.add_argument("--kernel", help="only this kernel")
     r.add_argument("--target", default="cpu", choices=TARGETS)
     r.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=17 (default 16)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--repeat", type=_positive(int), default=10, help="calls to time")
+    r.add_argument("--seed", type=integer(0), default=0)
+    r.add_argument("--repeat", type=integer(1, MAX_REPEAT), default=10, help="calls to time")
     r.add_argument(
-        "--rtol", type=_positive(float), default=1e-4, help="tolerance relative to the largest reference value"
+        "--rtol", type=positive_float, default=1e-4, help="tolerance relative to the largest reference value"
     )
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
@@ -435,15 +480,16 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "sim", parents=[common], help="simulate on the accelerator: check against the reference, report costs"
     )
-    s.add_argument("file", help=".tdsl source, or an assembled program (.s, .bin) run on random inputs")
+    s.add_argument("file", type=Path, help=".tdsl source, or an assembled program (.s, .bin) run on random inputs")
     s.add_argument("--kernel", help="only this kernel")
     s.add_argument("--dim", type=_dim, action="append", help="size of a symbol, e.g. M=64 (default 16)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rtol", type=_positive(float), default=1e-4, help="tolerance of float results (integers: exact)")
+    s.add_argument("--seed", type=integer(0), default=0)
+    s.add_argument("--rtol", type=positive_float, default=1e-4, help="tolerance of float results (integers: exact)")
     s.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     for cmd in (r, s):  # run --target accel is sim
         cmd.add_argument("--machine", help="accel: a TOML machine description overriding the default")
-        cmd.add_argument("--json", help="accel: also write the report as JSON to this file")
+        cmd.add_argument("--json", type=output_file,
+                         help="accel: also write the reports as JSON to this file (after each kernel)")  # fmt: skip
 
     sub.add_parser(
         "opt", help="run passes on IR text (stoicc opt FILE -p PASSES); see stoicc opt --help", add_help=False
@@ -485,9 +531,17 @@ def _reset_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _command(argv)
+        status = _command(argv)
+        sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     finally:  # main() also runs in-process (tests, embedding programs): leave no handler behind
         _reset_logging()
+
+
+# What a command reports as an error of its input, in one line (any other exception is internal).
+USER_ERRORS = (DiagnosticException, ParseError, OSError, ValueError, TypeError, KeyError, SimulationError, ImportError)
 
 
 def _command(argv: list[str]) -> int:
@@ -500,14 +554,11 @@ def _command(argv: list[str]) -> int:
         args = parser().parse_args(argv)
         _configure_logging(args.verbose, args.time_passes)
         return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim, "explore": cmd_explore}[args.command](args)
-    except CompileError as err:
-        print(err, file=sys.stderr)
-    except (ParseError, VerifyException, DiagnosticException) as err:
-        print(f"error: {err}", file=sys.stderr)
-    except KeyError as err:  # str() of a KeyError is the repr of its message
-        print(f"stoicc: error: {err.args[0] if err.args else err}", file=sys.stderr)
-    except (OSError, ValueError, TypeError, SimulationError, ImportError) as err:  # ImportError: an optional extra
-        print(f"stoicc: error: {err}", file=sys.stderr)
+    except BrokenPipeError:
+        raise  # not an error of the input: main()
+    except USER_ERRORS as err:
+        print(error_message(err), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)
         return 130
@@ -516,7 +567,28 @@ def _command(argv: list[str]) -> int:
         print(f"stoicc: internal compiler error: {type(err).__name__}: {err}\n"
               "please report it with the input that caused it (run with -v for details)", file=sys.stderr)  # fmt: skip
         return 2
-    return 1
+
+
+def error_message(err: BaseException) -> str:
+    """The one diagnostic of a failed command: an error located in a source file as the compiler
+    writes it (`FILE:LINE:COL: error: ...`, the line and a caret), any other as `stoicc: error: ...`."""
+    if isinstance(err, CompileError):
+        return str(err) if err.loc else ERROR + err.message
+    if isinstance(err, OSError) and err.filename is not None:  # str() would be `[Errno 2] ...: 'FILE'`
+        return f"{ERROR}{err.filename}: {err.strerror}"
+    if isinstance(err, KeyError) and err.args:  # str() of a KeyError is the repr of its message
+        return ERROR + str(err.args[0])
+    return ERROR + str(err)
+
+
+def _reader_gone() -> int:
+    """stdout's reader has gone (`stoicc ... | head`): as the Python docs advise, point stdout at
+    /dev/null so that the flush at exit cannot fail again, and exit as SIGPIPE would (128 + 13)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (in process: a test's capture)
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from stoicc_py.benchmarks.kernels import FORMATS, Format, check
 from stoicc_py.benchmarks.measure import time_calls
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
-from stoicc_py.models.weights import load_weights
+from stoicc_py.models.weights import load_array, load_weights
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.common import tiles
 from stoicc_py.packing.quant import quantize
@@ -94,8 +94,9 @@ class Settings:
     accel_rows: int = 16  # rows of x simulated on the accelerator
     repeat: int = 10  # CPU calls timed (the median is reported), within `budget` seconds
     budget: float = 0.1
-    on_step: Callable[[int, int, str], None] | None = None
-    """Called after each measurement with (done, total, what): the CLI's progress bar."""
+    on_result: Callable[[list[Result], int], None] | None = None
+    """Called after each measurement with (the results so far, how many there will be): the
+    CLI's progress bar and its --json file, which then holds what an interrupted run measured."""
 
 
 @dataclass
@@ -155,7 +156,7 @@ def select(tensors: dict[str, Array], patterns: list[str]) -> dict[str, Array]:
 def load_calibration(path: str | None, rows: int, seed: int) -> Calibration:
     if path is None:
         return Calibration(f"synthetic: {rows} standard-normal rows (seed {seed})", rows=rows, seed=seed)
-    arrays = {"": np.load(path)} if Path(path).suffix == ".npy" else load_weights(path)
+    arrays = {"": load_array(path)} if Path(path).suffix == ".npy" else load_weights(path)
     arrays = {name: np.ascontiguousarray(a, np.float32) for name, a in arrays.items() if a.ndim == 2}
     if not arrays:
         raise ExploreError(f"{path}: no 2-D activations [rows, K]")
@@ -288,6 +289,6 @@ def explore(
         exact = x.astype(np.float64) @ w.T.astype(np.float64)
         for c in chosen:
             results.append(measure(c, name, w, x, exact, kernels, settings))
-            if settings.on_step:
-                settings.on_step(len(results), total, f"{name} {c.fmt.key}")
+            if settings.on_result:
+                settings.on_result(results, total)
     return results

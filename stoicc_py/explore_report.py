@@ -3,11 +3,10 @@ the JSON and the Pareto plot (error against CPU time and against accelerator ene
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from stoicc_py import cmdline
 from stoicc_py.dialects.layout import BUFFER_KINDS
 from stoicc_py.explore import ExploreError, Result
 
@@ -111,9 +110,11 @@ def table(rows: list[Summary] | list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, meta: dict[str, Any], summaries: list[Summary], results: list[Result]) -> None:
-    data = meta | {"summary": [asdict(s) for s in summaries], "results": [asdict(r) for r in results]}
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+def write_json(path: str, meta: dict[str, Any], results: list[Result], complete: bool) -> None:
+    """The run's settings, the summaries and every result so far (`complete`: false while the
+    run goes on, and in the file an interrupted run leaves)."""
+    summary = [asdict(s) for s in summarize(results)]
+    cmdline.write_json(path, meta | {"complete": complete, "summary": summary, "results": [asdict(r) for r in results]})
 
 
 def check_plotting() -> None:

@@ -95,7 +95,8 @@ def test_products_to_llvm(source: str, tmp_path_factory: pytest.TempPathFactory)
 @given(source=linear_programs())
 def test_products_to_accelerator_programs(source: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The same products as accelerator programs (assembly), for a ragged M."""
-    check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", "--dim", "M=5")
+    dim = ["--dim", "M=5"] if re.search(r"[\[,]\s*M\s*[,\]]", source) else []  # a --dim of no symbol is an error
+    check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", *dim)
 
 
 @fuzz_settings(ci_examples=60)
@@ -117,25 +118,211 @@ def test_pack_any_layout(layout: str, shape: tuple[int, int], prune: str | None,
     assert packed.unpack().shape == shape
 
 
+ROOT = Path(__file__).parent.parent
+EXAMPLE = str(ROOT / "examples" / "mlp.tdsl")
+ACCEL = str(ROOT / "tests" / "filecheck" / "driver" / "accel.tdsl")
+LOCATED = re.compile(r"^\S+:\d+:\d+: error: ")
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    """`stoicc ARGV` in process: (exit status, stderr)."""
+    err = io.StringIO()
+    try:
+        with redirect_stderr(err), redirect_stdout(io.StringIO()), time_limit(SECONDS_PER_INPUT):
+            status = main(argv)
+    except SystemExit as usage:  # argparse's own exit
+        status = int(usage.code or 0)
+    return status, err.getvalue()
+
+
+def assert_one_error(status: int, err: str) -> None:
+    """The agreed form of a failed command: status 2 (usage) or 1, and one `stoicc: error: ...`
+    line, or the compiler's located diagnostic (its line, the source line and a caret)."""
+    lines = err.rstrip("\n").split("\n")  # not splitlines(): a value echoed may hold \x1e, \u2028...
+    assert status in (1, 2) and lines, err
+    assert "Traceback" not in err and "internal" not in err and "codec can't" not in err, err
+    assert LOCATED.match(lines[0]) or (lines[0].startswith("stoicc: error: ") and len(lines) == 1), err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "EXAMPLE", "--repeat", "0"], "argument --repeat: expected a positive int, got '0'"),
-        (["run", "EXAMPLE", "--rtol", "-1"], "argument --rtol: expected a positive float, got '-1'"),
+        (["run", "EXAMPLE", "--repeat", "0"], "argument --repeat: expected an integer from 1 to 1000000, got '0'"),
+        (["run", "EXAMPLE", "--rtol", "-1"], "argument --rtol: expected a positive number, got '-1'"),
+        (["run", "EXAMPLE", "--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
         (["run", "EXAMPLE", "--kernel", "nope"], "stoicc: error: no kernel 'nope' in"),
-        (["compile", "EXAMPLE", "--tile", "0,1,1"], "--tile expects three positive integers"),
+        (["run", "EXAMPLE", "--dim", "N=4"], "stoicc: error: --dim N: kernel 'mlp' has no such size symbol"),
+        (["run", "EXAMPLE", "--json", "x.json"], "stoicc: error: --json applies to --target accel"),
+        (["compile", "EXAMPLE", "--dim", "M=4"], "stoicc: error: --dim applies to --target accel"),
+        (["compile", "EXAMPLE", "--tile", "0,1,1"], "argument --tile: expected three positive integers"),
         (["compile", "EXAMPLE", "-p", "nosuch"], "Unrecognized passes: ['nosuch']"),
+        (["opt", "--nosuch"], "stoicc: error: unrecognized arguments: --nosuch (see 'stoicc opt --help')"),
+        (["bench", "--shapes", "1x2"], "stoicc: error: argument --shapes: expected positive MxNxK triples"),
     ],
 )
-def test_bad_command_lines(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_command_lines(argv: list[str], message: str) -> None:
     """Options found wrong once: a usage error (status 2) or an error (status 1), never an internal one."""
-    example = str(Path(__file__).parent.parent / "examples" / "mlp.tdsl")
-    try:
-        status = main([example if a == "EXAMPLE" else a for a in argv])
-    except SystemExit as usage:  # argparse's own errors
-        status = int(usage.code or 0)
-    err = capsys.readouterr().err
-    assert status in (1, 2) and message in err and "internal" not in err and "Traceback" not in err, err
+    status, err = run_main([EXAMPLE if a == "EXAMPLE" else a for a in argv])
+    assert_one_error(status, err)
+    assert message in err, err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Good inputs a command line needs, and bad files of every kind."""
+    d = tmp_path_factory.mktemp("cli")
+    np.savez(d / "w.npz", **{"l.weight": np.ones((8, 16), np.float32)})
+    contents = {
+        "binary.tdsl": b"kernel f(x: f32[4]) -> f32[4] { return x }\n// \xff\xfe\x00",
+        "binary.s": b".kernel g\n\xff",
+        "garbage.bin": b"\x00\x01garbage",
+        "garbage.npz": b"\x00\x01 not an archive",
+        "truncated.npz": (d / "w.npz").read_bytes()[:60],
+        "pickle.npy": b"\x80\x04K\x01.",
+        "garbage.npy": b"\x93NUMPY\x01\x00garbage",
+        "garbage.safetensors": b"\xff" * 16,
+        "weights.txt": b"1 2 3",
+        "machine.toml": b"[array\nrows = ",
+    }
+    for name, data in contents.items():
+        (d / name).write_bytes(data)
+    paths = {name: str(d / name) for name in [*contents, "w.npz"]}
+    return paths | {"missing": str(d / "missing.npz"), "directory": str(d)}
+
+
+def _not(parse: type) -> st.SearchStrategy[str]:
+    def fails(text: str) -> bool:
+        try:
+            parse(text)
+        except ValueError:
+            return True
+        return False
+
+    return st.text(max_size=6).filter(fails) | st.sampled_from(["", "x", "1.5", "1e3", "0x10", "--", "nan"])
+
+
+def _ints(low: int, high: int | None = None) -> st.SearchStrategy[str]:
+    """Text that is not an integer from `low` to `high`."""
+    outside = st.integers(max_value=low - 1)
+    if high is not None:
+        outside |= st.integers(min_value=high + 1, max_value=10**40)
+    return outside.map(str) | _not(int)
+
+
+_FLOATS = st.floats(max_value=0).map(str) | st.sampled_from(["nan", "inf", "-inf"]) | _not(float)
+# Per kind of value, text that is not one of them ({NAME}: a file of the `files` fixture).
+BAD: dict[str, st.SearchStrategy[str]] = {
+    "seed": _ints(0),
+    "count": _ints(1),
+    "repeat": _ints(1, 10**6),
+    "rows": _ints(1, 2**16),
+    "threads": _ints(1, 1024),
+    "float": _FLOATS,
+    "budget": _FLOATS.filter(lambda t: t != "0.0") | st.sampled_from(["-1", "1e9"]),
+    "dim": st.sampled_from(["M", "=4", "M=", "4"]) | _ints(1).map("M={}".format),
+    "tile": st.sampled_from(["1,2", "1,2,3,4", ",,", ""]) | _ints(1).map("{},16,16".format),
+    "shapes": st.sampled_from(["1x2", "1x2x3x4", "axbxc"]) | _ints(1).map("{}x16x16".format),
+    "formats": st.sampled_from(["nosuch", "dense,", "DENSE"]),
+    "output": st.sampled_from(["{directory}", "{directory}/no/such/out.json", "{missing}/out.json"]),
+    "machine": st.sampled_from(["{missing}", "{directory}", "{machine.toml}", "{garbage.bin}"]),
+    "source": st.sampled_from(["{missing}.tdsl", "{directory}", "{binary.tdsl}"]),
+    "program": st.sampled_from(["{missing}.bin", "{garbage.bin}", "{binary.s}"]),
+    "weights": st.sampled_from(
+        ["{missing}", "{directory}", "{garbage.npz}", "{truncated.npz}", "{weights.txt}", "{garbage.safetensors}"]
+    ),  # fmt: skip
+    "calibration": st.sampled_from(
+        ["{missing}", "{garbage.npz}", "{truncated.npz}", "{pickle.npy}", "{garbage.npy}", "{w.npz}.npy"]
+    ),  # fmt: skip
+    "weight": st.sampled_from(["w", "=x.npy", "w=", "nosuch={w.npz}"])
+    | st.sampled_from(["{missing}", "{directory}", "{pickle.npy}", "{garbage.npy}", "{w.npz}"]).map("w={}".format),
+}
+# A command line each option is added to (valid without it), and the options with their kind of value;
+# a kind in place of the option is the positional file argument, put first.
+COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "compile": (["compile", EXAMPLE], {"--tile": "tile", "-o": "output", "source": "source"}),
+    "compile-accel": (
+        ["compile", ACCEL, "--target", "accel", "--dim", "M=4", "--kernel", "patch", "--emit", "isa"],
+        {"--dim": "dim", "--weight": "weight", "--machine": "machine"},
+    ),  # fmt: skip
+    "run": (
+        ["run", EXAMPLE, "--repeat", "1"],
+        {
+            "--seed": "seed",
+            "--repeat": "repeat",
+            "--rtol": "float",
+            "--dim": "dim",
+            "--tile": "tile",
+            "source": "source",
+        },
+    ),  # fmt: skip
+    "sim": (
+        ["sim", ACCEL, "--kernel", "g", "--dim", "M=4"],
+        {
+            "--seed": "seed",
+            "--rtol": "float",
+            "--dim": "dim",
+            "--tile": "tile",
+            "--json": "output",
+            "--machine": "machine",
+            "program": "program",
+        },
+    ),  # fmt: skip
+    "explore": (
+        ["explore", "{w.npz}", "--formats", "dense", "-q"],
+        {
+            "--rows": "rows",
+            "--accel-rows": "count",
+            "--tile": "count",
+            "--threads": "threads",
+            "--seed": "seed",
+            "--json": "output",
+            "--plot": "output",
+            "--calibration": "calibration",
+            "weights": "weights",
+        },
+    ),  # fmt: skip
+    "bench": (
+        ["bench", "--smoke", "--formats", "dense", "--no-compile-time"],
+        {
+            "--threads": "threads",
+            "--repeat": "repeat",
+            "--budget": "budget",
+            "--json": "output",
+            "--plot": "output",
+            "--shapes": "shapes",
+            "--formats": "formats",
+        },
+    ),  # fmt: skip
+}
+
+
+def _fill(text: str, files: dict[str, str]) -> str:
+    """`text` with each {NAME} replaced by the path of that file."""
+    return re.sub(r"\{([\w.]+)\}", lambda m: files[m.group(1)], text)
+
+
+OPTIONS = [(command, option) for command, (_, options) in COMMANDS.items() for option in options]
+
+
+@pytest.mark.parametrize(("command", "option"), OPTIONS, ids=[f"{c}{o}" for c, o in OPTIONS])
+@fuzz_settings(ci_examples=6)
+@given(data=st.data())
+def test_bad_option_values(command: str, option: str, data: st.DataObject, files: dict[str, str]) -> None:
+    """Every option (and file argument) of every command, given a bad value: negative, not a number,
+    huge, a missing file, a directory, a binary or non-UTF-8 file, a corrupt archive, an unwritable
+    output. The command must refuse it before any work: a usage error naming the option (status 2)
+    or an error naming the file (status 1), in the agreed form."""
+    argv, options = COMMANDS[command]
+    kind = options[option]
+    value = _fill(data.draw(BAD[kind], label=kind), files)
+    if option.startswith("-"):
+        argv = [*argv, option, value]
+    else:  # the positional file argument replaces the command's
+        argv = [argv[0], value, *argv[2:]]
+    status, err = run_main([_fill(a, files) for a in argv])
+    assert_one_error(status, err)
+    if status == 2:
+        assert f"argument {option}" in err or "argument -o/--output" in err or "expected one argument" in err, err
 
 
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])

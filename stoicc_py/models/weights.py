@@ -1,9 +1,13 @@
 """Named weight tensors on disk: .safetensors (needs the `safetensors` package, the
-`models` extra) or .npz (numpy only)."""
+`models` extra) or .npz (numpy only), and single arrays in .npy files.
+
+Loading refuses pickled objects, and any file that does not decode is a ValueError
+`FILE: not a valid .npz file (...)` (a file that cannot be opened stays an OSError)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +16,48 @@ import numpy as np
 Array = np.ndarray[Any, Any]
 Weights = dict[str, Array]
 SUFFIXES = (".safetensors", ".npz")
+# How numpy's files start; numpy takes any other start for a pickle (and refuses it in words about pickles).
+_MAGIC = {".npz": b"PK", ".npy": b"\x93NUMPY"}
 
 
 def load_weights(path: str | Path) -> Weights:
     """Every tensor of a .safetensors or .npz file, by name."""
     path = Path(path)
-    if path.suffix == ".npz":
-        with np.load(path) as archive:
-            return {name: archive[name] for name in archive.files}
+    if path.suffix not in SUFFIXES:
+        raise ValueError(f"{path}: weights must be a {' or '.join(SUFFIXES)} file")
     if path.suffix == ".safetensors":
-        return _safetensors().load_file(str(path))
-    raise ValueError(f"{path}: weights must be a {' or '.join(SUFFIXES)} file")
+        safetensors = _safetensors()
+        with _decoding(path, ".safetensors"):
+            return safetensors.load_file(str(path))
+    with _decoding(path, ".npz"), np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def load_array(path: str | Path) -> Array:
+    """The array of a .npy file."""
+    with _decoding(Path(path), ".npy"):
+        array = np.load(path, allow_pickle=False)
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ValueError(f"{path}: not a valid .npy file (an .npz archive of several arrays)")
+    return array
+
+
+@contextmanager
+def _decoding(path: Path, kind: str) -> Iterator[None]:
+    """Any failure to decode `path` as a `kind` file as one ValueError naming the file; numpy and
+    safetensors raise many types (ValueError, EOFError, BadZipFile, SafetensorError...)."""
+    magic = _MAGIC.get(kind, b"")
+    with open(path, "rb") as f:  # an OSError (missing, a directory...) is the caller's, as it is
+        start = f.read(len(magic))
+    if start != magic:
+        raise ValueError(f"{path}: not a valid {kind} file (it does not start as one)")
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: not a valid {kind} file ({type(err).__name__}: {err})") from None
 
 
 def save_weights(weights: Mapping[str, Array], path: str | Path) -> Path:
