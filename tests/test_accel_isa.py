@@ -726,3 +726,10 @@ def test_machine_files_give_a_clear_error_or_a_machine_that_runs(where: tuple[st
 def _random_inputs(prog: Program) -> dict[str, Array]:
     rng = np.random.default_rng(0)
     return {s.name: rng.integers(0, 256, s.size, dtype=np.uint8) for s in prog.segments if s.kind == "input"}
+
+
+def test_machine_file_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_bytes(b"[array]\nrows = \xff\xfe\n")
+    with pytest.raises(ValueError, match="cannot read machine file"):
+        Machine.load(path)

@@ -83,7 +83,7 @@ class Machine:
         if path is not None:
             try:
                 override = tomllib.loads(Path(path).read_text())
-            except (OSError, tomllib.TOMLDecodeError) as err:
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
                 raise ValueError(f"cannot read machine file {path}: {err}") from None
             _merge(data, override, str(path))
         return _build(Machine, data, "machine")
