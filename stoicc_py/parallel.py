@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import cache
 
 MIN_ROWS = 16
@@ -68,24 +68,32 @@ def row_blocks(rows: int, granule: int, threads: int, row_work: int) -> list[tup
 
 
 def run_blocks(call: Callable[[int, int], None], blocks: list[tuple[int, int]]) -> None:
-    """call(start, stop) for every block: the first on this thread, the others on the pool."""
-    futures = [_workers(len(blocks) - 1).submit(call, *b) for b in blocks[1:]]
+    """call(start, stop) for every block: the first on this thread, the others on the pool.
+
+    Returns or raises only once every block handed to the pool has finished, even when a
+    block or a submission fails: the blocks write into buffers that the caller owns."""
+    futures: list[Future[None]] = []
     try:
+        _submit(call, blocks[1:], futures)
         call(*blocks[0])
     finally:
-        wait(futures)  # the workers write into buffers that the caller owns
+        wait(futures)
     for f in futures:
         f.result()
 
 
-def _workers(n: int) -> ThreadPoolExecutor:
+def _submit(call: Callable[[int, int], None], blocks: list[tuple[int, int]], futures: list[Future[None]]) -> None:
+    """Hand `blocks` to the pool, appending each future as it is made. The pool is grown
+    (replaced) and used under one lock: a call on another thread that grows it cannot
+    shut it down between this call's submissions."""
     global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool_size < n:
+        if _pool is None or _pool_size < len(blocks):
             if _pool is not None:
-                _pool.shutdown(wait=False)  # its idle threads exit; running tasks finish
-            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="stoicc"), n
-        return _pool
+                _pool.shutdown(wait=False)  # its idle threads exit; the blocks it holds still run
+            _pool, _pool_size = ThreadPoolExecutor(len(blocks), thread_name_prefix="stoicc"), len(blocks)
+        for block in blocks:
+            futures.append(_pool.submit(call, *block))
 
 
 def _forget_pool() -> None:

@@ -4,7 +4,9 @@ gives the same bits as a whole one."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -139,6 +141,67 @@ def test_the_global_setting_and_the_kernels_own(rows_prog: stoicc_py.Program, mo
             kernel.threads = bad  # type: ignore[assignment]
         with pytest.raises(ValueError, match="threads must be a positive int"):
             stoicc_py.set_threads(bad)  # type: ignore[arg-type]
+
+
+def test_calls_on_many_threads_while_the_pool_grows(
+    rows_prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python threads calling kernels while other calls grow the shared pool (more blocks
+    than it has threads): no call may find the pool shut down, and every result is whole."""
+    monkeypatch.setattr(parallel, "MIN_BLOCK_WORK", 1)
+    stoicc_py.set_threads(16)
+    rng = np.random.default_rng(5)
+    kernel, (w, b) = rows_prog.dense, (rand(rng, 128, 256), rand(rng, 128))
+    x = rand(rng, 16 * MIN_ROWS, 256)
+    rows = [MIN_ROWS * blocks for blocks in range(2, 17)]  # 2 to 16 blocks
+    want = {m: kernel(x[:m], w, b) for m in rows}
+
+    def calls(first: int) -> list[int]:
+        wrong = []
+        for m in rows[first:] + rows[:first]:
+            if not np.array_equal(kernel(x[:m], w, b), want[m]):
+                wrong.append(m)
+        return wrong
+
+    for _ in range(4):
+        parallel._forget_pool()  # a new pool, grown again by the calls below
+        with ThreadPoolExecutor(12) as callers:
+            assert [m for wrong in callers.map(calls, range(12)) for m in wrong] == []
+
+
+def test_a_failed_call_waits_for_its_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block that raises, or a pool that refuses a block, fails the call only once the
+    blocks already handed out have finished writing."""
+    done: list[tuple[int, int]] = []
+
+    def block(start: int, stop: int) -> None:
+        if start == 0:
+            raise ArithmeticError("block 0")
+        time.sleep(0.05)
+        done.append((start, stop))
+
+    blocks = [(0, 1), (1, 2), (2, 3)]
+    with pytest.raises(ArithmeticError, match="block 0"):
+        parallel.run_blocks(block, blocks)
+    assert sorted(done) == blocks[1:]
+
+    class Refusing(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+            if self.submitted:  # the first block only
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    done.clear()
+    parallel._forget_pool()
+    monkeypatch.setattr(parallel, "_pool", Refusing(4))
+    monkeypatch.setattr(parallel, "_pool_size", 4)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        parallel.run_blocks(block, blocks)
+    assert done == [(1, 2)]
+    parallel._forget_pool()
 
 
 def test_environment_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,13 @@ def new_host_machine() -> llvm.TargetMachine:
 
     An MCJIT engine takes ownership of the machine it is created with, so each
     engine needs its own: sharing one frees it once per engine.
+
+    The large code model: every address in the code is 64 bits (movabs, GOT-relative
+    64-bit offsets). MCJIT maps an object's code, constant pools and GOT separately,
+    possibly more than 2 GB apart in a long-lived process, where the small model's
+    32-bit PC-relative references to them (R_X86_64_PC32, GOTPCREL) cannot reach:
+    RuntimeDyldELF aborts the process. PIC keeps `stoicc compile -o` objects linkable
+    into shared libraries.
     """
     _initialized()
     return llvm.Target.from_default_triple().create_target_machine(
@@ -25,7 +32,7 @@ def new_host_machine() -> llvm.TargetMachine:
         features=llvm.get_host_cpu_features().flatten(),
         opt=3,
         reloc="pic",
-        codemodel="default",
+        codemodel="large",
     )
 
 
