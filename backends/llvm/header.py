@@ -36,6 +36,11 @@ CONVENTION = """\
  * aligned_alloc/free; link with -lm.
  */"""
 
+BOUNDS_DOC = [
+    " *   bounds_status: int64_t[2], zero it; after the call [0] is 0, or the 1-based position of the",
+    " *   pointer an access missed (-1: a temporary), and [1] is 1 for a store",
+]
+
 
 def _buffer_name(param: TensorSpec, buf: BufferSpec) -> str:
     return f"{param.name}_{buf.role.replace('.', '_')}"
@@ -63,9 +68,7 @@ def _prototype(abi: KernelABI) -> str:
     the name of a size symbol or of another parameter's buffer, none of which can
     break a comment. (`restrict` on a parameter means nothing in a declaration; the
     convention above says what it would.)"""
-    args = _arguments(abi)
-    if not args:
-        return f"void {abi.symbol}(void);"
+    args = _arguments(abi)  # never empty: every kernel has a result
     width = max(len(c_type) for c_type, _ in args) + 2
     lines = [f"    {c_type + (',' if i < len(args) - 1 else ');'):<{width}}/* {name} */"
              for i, (c_type, name) in enumerate(args)]  # fmt: skip
@@ -92,8 +95,7 @@ def _symbol_doc(abi: KernelABI, symbol: str) -> str:
 def _declaration(abi: KernelABI) -> str:
     doc = [line for p in abi.params for line in _param_doc(p)]
     doc += [f" *   out {r}" for r in abi.results] + [_symbol_doc(abi, s) for s in abi.symbols]
-    doc += [" *   bounds_status: int64_t[2], zero it; after the call [0] is 0, or the 1-based position of the",
-            " *   pointer an access missed (-1: a temporary), and [1] is 1 for a store"] if abi.check_bounds else []
+    doc += BOUNDS_DOC if abi.check_bounds else []
     return "\n".join([f"/* {abi.name}", *doc, " */", _prototype(abi)])
 
 
