@@ -23,6 +23,7 @@ _CLASSES = {
     "tdsl-vectorize-integer": "VectorizeInteger",
     "tdsl-vectorize-sparse": "VectorizeSparse",
     "tdsl-lower-to-loops": "LowerToLoops",
+    "mangle-symbols": "MangleSymbols",
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",
     "check-bounds": "CheckBounds",

@@ -27,8 +27,9 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.passes.mangle_symbols import needs_declaration
 
 _INTRINSICS: dict[type[Operation], str] = {
     math.AbsFOp: "llvm.fabs",
@@ -116,7 +117,7 @@ def _declare_called_libm_functions(module: ModuleOp) -> None:
         if call.callee is None:
             continue
         name = call.callee.string_value()
-        if name in _LIBM_NAMES and SymbolTable.lookup_symbol(module, name) is None:
+        if name in _LIBM_NAMES and needs_declaration(module, name, ConvertMathToLLVM.name):
             function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
             module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
 

@@ -29,8 +29,9 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.passes.mangle_symbols import needs_declaration
 
 _ALLOC_FN = "aligned_alloc"
 _FREE_FN = "free"
@@ -91,7 +92,7 @@ class LowerDeallocOp(RewritePattern):
 def _declare_used_runtime_functions(module: ModuleOp) -> None:
     called = {o.callee.string_value() for o in module.walk() if isinstance(o, func.CallOp)}
     for name, (inputs, outputs) in _RUNTIME_SIGNATURES.items():
-        if name in called and SymbolTable.lookup_symbol(module, name) is None:
+        if name in called and needs_declaration(module, name, LowerAlloc.name):
             module.body.block.add_op(func.FuncOp.external(name, inputs, outputs))
 
 

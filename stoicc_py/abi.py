@@ -1,6 +1,6 @@
 """The C ABI of a compiled kernel, derived from its signature after metadata-layout.
 
-`void k(const T *in0, ..., T *out0, ..., int64_t SYM0, ...)`: inputs in parameter
+`void stoicc_k(const T *in0, ..., T *out0, ..., int64_t SYM0, ...)`: inputs in parameter
 order (a non-dense parameter as one pointer per buffer of its storage, in storage
 order), one output buffer per result, then one int64 per size symbol in order of
 first appearance. Row-major, contiguous buffers. The runtime, the C header and the
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from xdsl.dialects import func
 
 Dim = int | str
+
+SYMBOL_PREFIX = "stoicc_"
+"""Every function the compiler defines is the symbol SYMBOL_PREFIX + its name in the
+object code (passes/mangle_symbols.py): a kernel's name is the user's, and as a bare
+symbol it could capture a libc or libm function that the generated code calls."""
+
+
+def symbol_name(function: str) -> str:
+    """The object-code symbol of the function (kernel) `function`."""
+    return SYMBOL_PREFIX + function
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,11 @@ class KernelABI:
     # Compiled with check_bounds (passes/check_bounds.py): after the symbols, one int64
     # per extent() and an int64[2] status buffer that the kernel sets on a miss.
     check_bounds: bool = False
+
+    @property
+    def symbol(self) -> str:
+        """The kernel's symbol in the object code and the C header."""
+        return symbol_name(self.name)
 
     def pointer_names(self) -> list[str]:
         """The kernel's pointer arguments in order: each input buffer, then each result."""

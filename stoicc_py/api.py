@@ -240,7 +240,7 @@ class Program:
             obj, abis = entry
         self._library = NativeLibrary(obj)
         self.kernels = {
-            a.name: Kernel(self, NativeKernel(a, self._library.address(a.name), self._library)) for a in abis
+            a.name: Kernel(self, NativeKernel(a, self._library.address(a.symbol), self._library)) for a in abis
         }
 
     @cached_property

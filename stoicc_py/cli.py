@@ -47,7 +47,7 @@ from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.codegen import emit_object
-from stoicc_py.backends.llvm.header import c_header
+from stoicc_py.backends.llvm.header import c_header, header_guard
 from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
@@ -119,7 +119,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit == "obj":
         output = emit_object(optimized_llvm(module, options, after))
     elif args.emit == "header":
-        output = c_header(kernel_abis(module, options), guard=f"{Path(file).stem.upper()}_H".replace("-", "_"))
+        output = c_header(kernel_abis(module, options), guard=header_guard(Path(file).stem))
     else:
         output = emit_text(module, args.emit, options, after)
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)

@@ -55,6 +55,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "licm",
     ),
     Stage.LLVM: (
+        "mangle-symbols",
         "convert-memref-to-ptr",
         "convert-vector-to-ptr",
         "resolve-memref-dims",

@@ -22,7 +22,7 @@ int main(void) {
     for (int i = 0; i < 24; i++) x[i] = (float)(i % 7) / 7.0f - 0.5f;
     for (int i = 0; i < 32; i++) w[i] = (float)(i % 5) / 5.0f - 0.4f;
     for (int i = 0; i < 4; i++) b[i] = 0.1f * (float)i;
-    layer(x, w, b, out, 3);
+    stoicc_layer(x, w, b, out, 3);
     for (int i = 0; i < 12; i++) printf("%.7f\n", out[i]);
     return 0;
 }
@@ -69,9 +69,9 @@ int main(void) {
     enum { M = 5 };
     float out[M * 8];
     const float *x = load("x.bin");
-    sparse(x, load("sparse_w_values.bin"), load("sparse_w_indices.bin"), load("b.bin"), out, M);
+    stoicc_sparse(x, load("sparse_w_values.bin"), load("sparse_w_indices.bin"), load("b.bin"), out, M);
     for (int i = 0; i < M * 8; i++) printf("%.9g\n", out[i]);
-    q4(x, load("q4_w_values.bin"), load("q4_w_scales.bin"), out, M);
+    stoicc_q4(x, load("q4_w_values.bin"), load("q4_w_scales.bin"), out, M);
     for (int i = 0; i < M * 8; i++) printf("%.9g\n", out[i]);
     return 0;
 }
