@@ -71,7 +71,7 @@ def test_layouts_parse() -> None:
         "layout H = hybrid(tile=[4, 8], formats=[dense, nm(2, 4)])\n"
         "kernel f(a: f32[8, 16] @ H, b: f32[8, 16] @ nm(2, 4) with int4(group=8, scale=f16),"
         " c: f32[8, 16] @ block([4, 4]), d: f32[8, 16] @ csr(index=i16), e: f32[8, 16] @ ternary(group=16),"
-        " g: f32[8, 16] @ int8(axis=0), h: f32[8, 16] @ int8(per=token, symmetric=false)) -> f32[8, 16] { return a }"
+        " g: f32[8, 16] @ int8(axis=0), h: f32[8, 16] @ int8(per=token, symmetric=false)) -> f32[8, 16] { return g }"
     ))  # fmt: skip
     text = str(module)
     for expected in ("#sparse.hybrid<[4, 8], [#layout.dense, #sparse.nm<2, 4>]>", "scale = f16", "#sparse.block<4, 4>",
