@@ -19,6 +19,12 @@ class SourceLoc:
         return FileLineColLoc(StringAttr(self.file), IntAttr(self.line), IntAttr(self.col))
 
     @staticmethod
+    def at_offset(file: str, text: str, offset: int) -> SourceLoc:
+        """The line and column of character `offset` of `text`."""
+        line_start = text.rfind("\n", 0, offset) + 1
+        return SourceLoc(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+    @staticmethod
     def from_attr(attr: Attribute) -> SourceLoc | None:
         if isinstance(attr, FileLineColLoc):
             return SourceLoc(attr.filename.data, attr.line.data, attr.column.data)
@@ -48,9 +54,19 @@ class CompileError(DiagnosticException):
         text = f"{self.loc.file}:{self.loc.line}:{self.loc.col}: error: {self.message}"
         lines = (self.source or "").splitlines()
         if 0 < self.loc.line <= len(lines):
-            line = lines[self.loc.line - 1]
-            text += f"\n{line}\n{' ' * (self.loc.col - 1)}^"
+            line, col = _excerpt(lines[self.loc.line - 1], self.loc.col)
+            text += f"\n{line}\n{' ' * (col - 1)}^"
         return text
+
+
+def _excerpt(line: str, col: int, width: int = 120) -> tuple[str, int]:
+    """At most `width` characters of `line` around column `col` (a line of a
+    generated or minified source may be megabytes long), and the column in them."""
+    if len(line) <= width:
+        return line, col
+    start = min(max(col - 1 - width // 2, 0), len(line) - width)
+    head, tail = ("..." if start > 0 else ""), ("..." if start + width < len(line) else "")
+    return head + line[start : start + width] + tail, col - start + len(head)
 
 
 def op_error(op: Operation, message: str) -> CompileError:

@@ -6,6 +6,13 @@ size symbol so large that a result would exceed it, an argument or a pack of suc
 a shape (ValueError). The limit (2^32 elements, 16 GiB of f32) is far above any
 kernel this compiler is for, and keeps every element offset well inside int64.
 
+A program is refused, with a located CompileError, where it passes one of the
+front end's limits, which bound its time and memory: MAX_SOURCE_CHARS characters
+of source (checked before lexing), MAX_NESTING brackets open at once (checked
+before parsing; the syntax tree of an expression, however long, is then walked
+without recursion), MAX_OPERATIONS operations in a file (the passes' time grows
+faster than linearly with a kernel's length). Each is far above any real kernel.
+
 Plain Python, without xDSL or numpy: the front end, the runtime and the packer
 all import it.
 """
@@ -16,6 +23,9 @@ import math
 from collections.abc import Iterable
 
 MAX_ELEMENTS = 2**32
+MAX_SOURCE_CHARS = 256 * 1024
+MAX_NESTING = 100
+MAX_OPERATIONS = 512
 
 
 def too_large(shape: Iterable[int]) -> str | None:

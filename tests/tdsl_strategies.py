@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+Array = np.ndarray[Any, Any]
 
 LONG_RUN = int(os.environ.get("STOICC_FUZZ_EXAMPLES", "0"))
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))
@@ -150,3 +156,59 @@ def mutated_examples(draw: st.DrawFn) -> str:
                 toks.insert(i, draw(st.characters(exclude_categories=["Cs"])))
         index = st.integers(0, len(toks) - 1)
     return "".join(toks)
+
+
+
+# Lengths around the front end's limits (stoicc_py/limits.py) and far past them.
+CHAIN_LENGTHS = st.sampled_from([1, 2, 3, 50, 99, 100, 101, 255, 500, 511, 512, 513, 1000, 5000])
+# The longest of each shape of long_programs() that is within every limit: 100 nested
+# brackets; 512 operations (a product's terms take two: `* 1.0`).
+FITS = {"calls": 100, "parens": 100, "product": 255}
+LongProgram = tuple[str, Callable[[Array], Array], bool]
+
+
+@st.composite
+def long_programs(draw: st.DrawFn) -> LongProgram:
+    """A well-typed kernel `k(x: f32[4]) -> f32[4]` that is long or deep: a sum of many
+    terms, a long product, many nested calls or parentheses, many unary minuses, many
+    statements, a very long name or line. With what it computes, for the reference,
+    and whether it is within the limits (else it may be refused)."""
+    n = draw(CHAIN_LENGTHS)
+    shape = draw(st.sampled_from(["sum", "product", "calls", "parens", "minuses", "statements", "name", "line"]))
+    fits = n <= FITS.get(shape, 500)
+    match shape:
+        case "sum":  # left associative: a tree n deep
+            signs = draw(st.lists(st.sampled_from([1, -1]), min_size=n - 1, max_size=n - 1))
+            body = "x" + "".join(" + x" if s > 0 else " - x" for s in signs)
+            return _kernel(body), lambda x: x * (1 + sum(signs)), fits
+        case "product":
+            ops = draw(st.lists(st.sampled_from("*/"), min_size=n - 1, max_size=n - 1))
+            return _kernel("x" + "".join(f" {o} 1.0" for o in ops)), lambda x: x, fits
+        case "calls":
+            funcs = draw(st.lists(st.sampled_from(list(_FUNCS)), min_size=n, max_size=n))
+            return _kernel("".join(f"{f}(" for f in funcs) + "x" + ")" * n), partial(_calls, funcs), fits
+        case "parens":
+            return _kernel("(" * n + "x" + ")" * n), lambda x: x, fits
+        case "minuses":
+            return _kernel(draw(st.sampled_from(["-", "- "])) * n + "x"), lambda x: x * (-1) ** n, fits
+        case "statements":
+            head = "  t0 = x\n" + "".join(f"  t{i} = t{i - 1} + x\n" for i in range(1, n))
+            return _kernel(f"t{n - 1}", head), lambda x: x * n, fits
+        case "name":
+            name = "v" * n * draw(st.sampled_from([1, 100]))
+            return _kernel(name, f"  {name} = x + x\n"), lambda x: 2 * x, fits
+    padding = draw(st.sampled_from([" " * 100 * n, "\t" * 100 * n, "# " + "comment " * 12 * n]))
+    return _kernel("x " + padding), lambda x: x, fits
+
+
+_FUNCS: dict[str, Callable[[Array], Array]] = {"relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative}
+
+
+def _kernel(value: str, head: str = "") -> str:
+    return f"kernel k(x: f32[4]) -> f32[4] {{\n{head}  return {value}\n}}\n"
+
+
+def _calls(funcs: list[str], x: Array) -> Array:
+    for f in reversed(funcs):  # innermost first
+        x = _FUNCS[f](x)
+    return x

@@ -54,8 +54,6 @@ def test_no_kernel_is_a_located_error(tmp_path: Path, capsys: pytest.CaptureFixt
     path.write_text("// nothing here\n")
     status = main(["run", str(path)])
     err = capsys.readouterr().err
-    if status == 0 and not err:
-        pytest.xfail("the front end does not yet refuse a file without a kernel (issue 15, front-end branch)")
     assert status == 1 and err.startswith(f"{path}:1:1: error: no kernel"), err
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import assert_close
@@ -9,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stoicc_py
+from stoicc_py.cli import main
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
@@ -66,12 +69,61 @@ def test_declaration_errors(source: str, message: str) -> None:
         irgen(parse(source, "k.tdsl"))
 
 
+@pytest.mark.parametrize("source", ["", "# only a comment\n", "layout A = csr\n"])
+def test_no_kernel(source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file without a kernel is an error where one is needed (it compiled to nothing,
+    and `stoicc run` printed nothing and exited 0)."""
+    with pytest.raises(CompileError) as err:
+        irgen(parse(source, "k.tdsl"))
+    assert str(err.value).splitlines()[0] == "k.tdsl:1:1: error: no kernel"
+    path = tmp_path / "empty.tdsl"
+    path.write_text(source)
+    for argv in (["run"], ["compile"], ["sim"]):
+        assert main([*argv, str(path)]) == 1
+        assert capsys.readouterr().err.startswith(f"{path}:1:1: error: no kernel")
+
+
+@pytest.mark.parametrize("returned", ["w", "v", "x, w"])
+@pytest.mark.parametrize(
+    "layout", ["nm(2, 4)", "nm(2, 4) with int4(group=8)", "csr", "block([4, 4])", "hybrid(tile=[4, 8], formats=[dense])"]
+)
+def test_packed_parameter_not_returned(layout: str, returned: str) -> None:
+    """A kernel's results are dense: returning a sparse or packed parameter (or a name
+    bound to it) is a located error, not a failure of xDSL's verifier."""
+    results = "(f32[8, 16], f32[8, 16])" if "," in returned else "f32[8, 16]"
+    source = f"kernel f(x: f32[8, 16], w: f32[8, 16] @ {layout}) -> {results} {{\n  v = w\n  return {returned}\n}}"
+    with pytest.raises(CompileError, match=r"returned value is stored in layout .*, but a kernel's results are dense"):
+        stoicc_py.compile(source, cache=False)
+    try:
+        irgen(parse(source, "k.tdsl"))
+    except CompileError as err:
+        assert err.loc is not None and (err.loc.line, err.loc.col) == (3, 10 + returned.index(returned[-1]))
+
+
+def test_quantized_parameter_returned_dense() -> None:
+    """A quantized parameter is returned as its dequantized values."""
+    prog = stoicc_py.compile("kernel f(w: f32[8, 16] @ int4(group=8)) -> f32[8, 16] { return w }", cache=False)
+    packed = prog.f.pack("w", np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32))
+    np.testing.assert_array_equal(prog.f(packed), packed.unpack())
+
+
+def test_long_line_excerpt() -> None:
+    """An error on a very long line shows the part around it, the caret under the column."""
+    source = "kernel f(x: f32[4]) -> f32[4] { return x" + " " * 20000 + "+ y }"
+    with pytest.raises(CompileError) as err:
+        irgen(parse(source, "k.tdsl"))
+    header, line, caret = str(err.value).splitlines()
+    assert header == f"k.tdsl:1:{source.index('y') + 1}: error: unknown name 'y'"
+    assert line.startswith("...") and line.endswith("+ y }") and len(line) < 200
+    assert line[len(caret) - 1] == "y" and caret.strip() == "^"
+
+
 def test_layouts_parse() -> None:
     module = irgen(parse(
         "layout H = hybrid(tile=[4, 8], formats=[dense, nm(2, 4)])\n"
         "kernel f(a: f32[8, 16] @ H, b: f32[8, 16] @ nm(2, 4) with int4(group=8, scale=f16),"
         " c: f32[8, 16] @ block([4, 4]), d: f32[8, 16] @ csr(index=i16), e: f32[8, 16] @ ternary(group=16),"
-        " g: f32[8, 16] @ int8(axis=0), h: f32[8, 16] @ int8(per=token, symmetric=false)) -> f32[8, 16] { return a }"
+        " g: f32[8, 16] @ int8(axis=0), h: f32[8, 16] @ int8(per=token, symmetric=false)) -> f32[8, 16] { return g }"
     ))  # fmt: skip
     text = str(module)
     for expected in ("#sparse.hybrid<[4, 8], [#layout.dense, #sparse.nm<2, 4>]>", "scale = f16", "#sparse.block<4, 4>",

@@ -21,15 +21,34 @@ from types import FrameType
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
-from tdsl_strategies import fuzz_settings, grammar_programs, layouts, linear_programs, mutated_examples
+from tdsl_strategies import (
+    LongProgram,
+    fuzz_settings,
+    grammar_programs,
+    layouts,
+    linear_programs,
+    long_programs,
+    mutated_examples,
+)
 
 import stoicc_py
 from stoicc_py.cli import main
 from stoicc_py.diagnostics import CompileError
+from stoicc_py.interpreter import run_reference
+from stoicc_py.lowering import front_end
 
 SECONDS_PER_INPUT = 60  # a generous bound: the slowest valid input compiles in a few seconds
+FRONT_END_SECONDS = 10  # the front end alone, on a program at its limits (~1 s)
+# Where `w: f32[16, 64] @ LAYOUT` may go (x: f32[16, 64]; v = w), and the result's type
+LAYOUT_USES = {
+    "w": "f32[16, 64]", "v": "f32[16, 64]", "relu(w)": "f32[16, 64]", "w + x": "f32[16, 64]", "-w": "f32[16, 64]",
+    "transpose(transpose(w))": "f32[16, 64]", "softmax(w, axis=1)": "f32[16, 64]", "sum(w, axis=0)": "f32[64]",
+    "dequantize(w)": "f32[16, 64]", "quantize(w, int8)": "f32[16, 64]", "linear(x, w)": "f32[16, 16]",
+    "linear(w, x)": "f32[16, 16]", "matmul(x, transpose(w))": "f32[16, 16]", "transpose(w) @ x": "f32[64, 64]",
+}  # fmt: skip
+LIMIT_ERRORS = re.compile(r"longer than the limit|nested too deeply|too long: more than the limit")
 REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.tdsl"))
 _EXPECT = re.compile(r"^# expect: (ok|error: .*)$", re.MULTILINE)
 
@@ -97,6 +116,41 @@ def test_products_to_accelerator_programs(source: str, tmp_path_factory: pytest.
     """The same products as accelerator programs (assembly), for a ragged M."""
     dim = ["--dim", "M=5"] if re.search(r"[\[,]\s*M\s*[,\]]", source) else []  # a --dim of no symbol is an error
     check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", *dim)
+
+
+@fuzz_settings(ci_examples=30)
+@given(program=long_programs())
+def test_long_and_deep_programs(program: LongProgram) -> None:
+    """Long sums and products, deep calls, parentheses and minuses, many statements,
+    long names and lines: the front end builds them without recursion in bounded time,
+    and they compute what they say; or, past a documented limit, a located error says
+    which (never a RecursionError)."""
+    source, expected, fits = program
+    x = np.array([-1.5, 0.0, 0.25, 3.0], np.float32)
+    try:
+        with time_limit(FRONT_END_SECONDS):
+            module = front_end(source, "long.tdsl")
+    except CompileError as err:
+        assert not fits and err.loc is not None and LIMIT_ERRORS.search(err.message), str(err)[:500]
+        return
+    (got,) = run_reference(module, "k", [x], [np.dtype(np.float32)])
+    np.testing.assert_array_equal(got, expected(x))
+
+
+@fuzz_settings(ci_examples=25)
+@given(
+    layout=layouts(),
+    use=st.sampled_from(sorted(LAYOUT_USES)),
+)
+@example(layout="nm(2, 4)", use="w")
+@example(layout="nm(2, 4) with int4(group=16)", use="v")
+@example(layout="csr", use="relu(w)")
+def test_layout_parameters_anywhere(layout: str, use: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A parameter in any layout, read by any op or returned (also through a name):
+    compiled code or a located error (a packed `return w` once failed xDSL's verifier)."""
+    result = LAYOUT_USES[use]
+    check_input(f"kernel k(x: f32[16, 64], w: f32[16, 64] @ {layout}) -> {result} {{\n  v = w\n  return {use}\n}}\n",
+                tmp_path_factory.getbasetemp())  # fmt: skip
 
 
 @fuzz_settings(ci_examples=60)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from xdsl.builder import Builder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import VerifyException
 
@@ -21,9 +21,17 @@ from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
 from stoicc_py.dialects.tdsl import DTYPES, TensorType
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
-from stoicc_py.limits import too_large
+from stoicc_py.limits import MAX_OPERATIONS, too_large
 
 _AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "softmax": tdsl.SoftmaxOp}
+_ONE_INPUT_OPS: dict[str, type[tdsl.OneInputOp]] = {
+    "transpose": tdsl.TransposeOp, "dequantize": tdsl.DequantizeOp, **tdsl.UNARY_OPS,
+}  # fmt: skip
+# (fewest arguments, most arguments, keyword arguments) of every function but quantize
+_SIGNATURES: dict[str, tuple[int, int, tuple[str, ...]]] = {
+    "matmul": (2, 2, ()), "linear": (2, 3, ()), **{name: (1, 1, ()) for name in _ONE_INPUT_OPS},
+    **{name: (1, 1, ("axis",)) for name in _AXIS_OPS},
+}  # fmt: skip
 _KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS)
 
 
@@ -64,9 +72,10 @@ def check_static_size(dims: Sequence[int | str], loc: SourceLoc) -> None:
 
 
 class _KernelGen:
-    def __init__(self, kernel: ast.Kernel, layouts: dict[str, LayoutAttr]):
+    def __init__(self, kernel: ast.Kernel, layouts: dict[str, LayoutAttr], ops: int):
         self.kernel = kernel
         self.layouts = layouts
+        self.ops = ops  # in the file so far, this kernel's included
         arg_types = []
         for p in kernel.params:
             layout = build_layout(p.layout, layouts) if p.layout else DENSE
@@ -105,38 +114,85 @@ class _KernelGen:
             result_types=[[result_type]],
             attributes=attributes,
         )
-        op.location = loc.attr()
-        self.builder.insert(op)
-        return op.results[0]
+        return self.insert(op, loc).results[0]
 
-    def expr(self, e: ast.Expr) -> SSAValue:
+    def insert(self, op: Operation, loc: SourceLoc) -> Operation:
+        """Insert `op`, written at `loc`, within the file's limit of MAX_OPERATIONS."""
+        if self.ops >= MAX_OPERATIONS:
+            raise CompileError(
+                f"the program is too long: more than the limit of {MAX_OPERATIONS} operations (operators, calls and "
+                "numbers); the compiler's time grows faster than linearly with a kernel's length", loc
+            )  # fmt: skip
+        self.ops += 1
+        op.location = loc.attr()
+        return self.builder.insert(op)
+
+    def expr(self, root: ast.Expr) -> SSAValue:
+        """The value of `root`, its operands emitted first, left to right. With an explicit
+        stack, not recursion: `x + x + ... + x` is a tree as deep as the sum is long."""
+        values: list[SSAValue] = []
+        todo: list[tuple[ast.Expr, list[ast.Expr] | None]] = [(root, None)]
+        while todo:
+            e, operands = todo.pop()
+            if operands is None:  # first visit: check the form, then evaluate its operands
+                operands = self.operands(e)
+                todo.append((e, operands))
+                todo.extend((o, None) for o in reversed(operands))
+                continue
+            args = values[len(values) - len(operands) :]
+            del values[len(values) - len(operands) :]
+            values.append(self.apply(e, args))
+        (value,) = values
+        return value
+
+    def operands(self, e: ast.Expr) -> list[ast.Expr]:
+        """The subexpressions whose values `e` computes from, once its form is checked."""
+        match e:
+            case ast.Neg(operand=operand):
+                return [operand]
+            case ast.BinOp(lhs=lhs, rhs=rhs):
+                return [lhs, rhs]
+            case ast.Call():
+                return self.call_operands(e)
+        return []
+
+    def apply(self, e: ast.Expr, args: list[SSAValue]) -> SSAValue:
+        """The value of `e` from the values of its operands."""
         match e:
             case ast.Var(name=name):
                 if name not in self.env:
                     raise CompileError(f"unknown name '{name}'", e.loc)
                 return self.env[name]
             case ast.Number(value=value):
-                op = self.builder.insert(tdsl.ConstantOp(value, TensorType([])))
-                op.location = e.loc.attr()
-                return op.results[0]
-            case ast.Neg(operand=operand):
-                return self.emit(tdsl.NegOp, [self.expr(operand), None], e.loc)
-            case ast.BinOp(op="@", lhs=lhs, rhs=rhs):
-                return self.emit(tdsl.MatmulOp, [self.expr(lhs), self.expr(rhs), None, None], e.loc)
-            case ast.BinOp(op=op, lhs=lhs, rhs=rhs):
-                return self.emit(tdsl.BINARY_OPS[op], [self.expr(lhs), self.expr(rhs), None], e.loc)
+                return self.insert(tdsl.ConstantOp(value, TensorType([])), e.loc).results[0]
+            case ast.Neg():
+                return self.emit(tdsl.NegOp, [*args, None], e.loc)
+            case ast.BinOp(op="@"):
+                return self.emit(tdsl.MatmulOp, [*args, None, None], e.loc)
+            case ast.BinOp(op=op):
+                return self.emit(tdsl.BINARY_OPS[op], [*args, None], e.loc)
             case ast.Call():
-                return self.call(e)
+                return self.call(e, args)
         raise CompileError(f"unsupported expression {type(e).__name__}", e.loc)
 
-    def _arity(self, call: ast.Call, low: int, high: int, kwargs: tuple[str, ...] = ()) -> list[SSAValue]:
+    def call_operands(self, call: ast.Call) -> list[ast.Expr]:
+        """The tensor arguments of `call`, once its name, keywords and argument count are checked."""
+        if call.func == "quantize":  # its second argument is a layout, not a value
+            if len(call.args) != 2 or call.kwargs:
+                raise CompileError(
+                    "quantize() takes a tensor and a layout, e.g. quantize(x, int8(per=token))", call.loc
+                )
+            return call.args[:1]
+        if call.func not in _SIGNATURES:
+            raise CompileError(f"unknown function '{call.func}' (known: {', '.join(_KNOWN_FUNCS)})", call.loc)
+        low, high, kwargs = _SIGNATURES[call.func]
         for key in call.kwargs:
             if key not in kwargs:
                 raise CompileError(f"{call.func}() has no keyword argument '{key}'", call.kwarg_locs[key])
         if not low <= len(call.args) <= high:
             count = str(low) if low == high else f"{low} to {high}"
             raise CompileError(f"{call.func}() takes {count} arguments, got {len(call.args)}", call.loc)
-        return [self.expr(a) for a in call.args]
+        return call.args
 
     def _axis(self, call: ast.Call, operand: SSAValue) -> int:
         if "axis" not in call.kwargs:
@@ -151,37 +207,21 @@ class _KernelGen:
             raise CompileError(f"axis={int(axis)} is out of range for {operand.type}", call.kwarg_locs["axis"])
         return int(axis) % rank
 
-    def call(self, call: ast.Call) -> SSAValue:
+    def call(self, call: ast.Call, args: list[SSAValue]) -> SSAValue:
+        """The value of a call whose form call_operands checked, from its arguments' values."""
         name = call.func
         if name == "matmul":
-            a, b = self._arity(call, 2, 2)
-            return self.emit(tdsl.MatmulOp, [a, b, None, None], call.loc)
+            return self.emit(tdsl.MatmulOp, [*args, None, None], call.loc)
         if name == "linear":
-            x, w, *bias = self._arity(call, 2, 3)
+            x, w, *bias = args
             return self.emit(tdsl.LinearOp, [x, w, bias[0] if bias else None, None], call.loc)
-        if name == "transpose":
-            (a,) = self._arity(call, 1, 1)
-            return self.emit(tdsl.TransposeOp, [a, None], call.loc)
         if name in _AXIS_OPS:
-            (a,) = self._arity(call, 1, 1, ("axis",))
-            axis = IntegerAttr(self._axis(call, a), i64)
-            return self.emit(_AXIS_OPS[name], [a, None], call.loc, {"axis": axis})
+            axis = IntegerAttr(self._axis(call, args[0]), i64)
+            return self.emit(_AXIS_OPS[name], [args[0], None], call.loc, {"axis": axis})
         if name == "quantize":
-            return self.quantize(call)
-        if name == "dequantize":
-            (a,) = self._arity(call, 1, 1)
-            return self.emit(tdsl.DequantizeOp, [a, None], call.loc)
-        if name in tdsl.UNARY_OPS:
-            (a,) = self._arity(call, 1, 1)
-            return self.emit(tdsl.UNARY_OPS[name], [a, None], call.loc)
-        raise CompileError(f"unknown function '{name}' (known: {', '.join(_KNOWN_FUNCS)})", call.loc)
-
-    def quantize(self, call: ast.Call) -> SSAValue:
-        if len(call.args) != 2 or call.kwargs:
-            raise CompileError("quantize() takes a tensor and a layout, e.g. quantize(x, int8(per=token))", call.loc)
-        x = self.expr(call.args[0])
-        layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
-        return self.emit(tdsl.QuantizeOp, [x, None], call.loc, {"layout": layout})
+            layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
+            return self.emit(tdsl.QuantizeOp, [args[0], None], call.loc, {"layout": layout})
+        return self.emit(_ONE_INPUT_OPS[name], [args[0], None], call.loc)
 
     def ret(self, stmt: ast.Return) -> None:
         values = [self.dense(self.expr(v), v.loc) for v in stmt.values]
@@ -193,10 +233,17 @@ class _KernelGen:
             )
         for value, expected, expr in zip(values, self.result_types, stmt.values):
             assert isinstance(value.type, TensorType)
-            if value.type.dims != expected.dims or value.type.element_type != expected.element_type:
+            values_type = value.type.with_dims(value.type.dims)  # dims and dtype, in the dense layout
+            if values_type != expected:
                 raise CompileError(
                     f"returned value has type {value.type}, but the kernel declares {expected}", expr.loc
                 )
+            if value.type != values_type:  # func.return's verifier compares the whole type
+                raise CompileError(
+                    f"returned value is stored in layout {value.type.layout.summary()}, but a kernel's results are "
+                    "dense: a tensor in a sparse or packed layout is read by the ops that take it, e.g. as the "
+                    "weight of linear(x, w)", expr.loc
+                )  # fmt: skip
         op = self.builder.insert(func.ReturnOp(*values))
         op.location = stmt.loc.attr()
 
@@ -224,20 +271,26 @@ class _KernelGen:
 
 
 def irgen(module: ast.Module) -> ModuleOp:
-    """Generate the `tdsl` IR of every kernel; raises CompileError."""
+    """Generate the `tdsl` IR of every kernel; raises CompileError, also for a file
+    without a kernel (which would compile to nothing)."""
     try:
         layouts: dict[str, LayoutAttr] = {}
         for decl in module.layouts:
             if decl.name in layouts:
                 raise CompileError(f"layout '{decl.name}' is declared twice", decl.loc)
             layouts[decl.name] = build_layout(decl.layout, layouts)
+        if not module.kernels:
+            raise CompileError("no kernel", SourceLoc(module.file, 1, 1))
         funcs: list[func.FuncOp] = []
         names: set[str] = set()
+        ops = 0
         for kernel in module.kernels:
             if kernel.name in names:
                 raise CompileError(f"kernel '{kernel.name}' is defined twice", kernel.loc)
             names.add(kernel.name)
-            funcs.append(_KernelGen(kernel, layouts).build())
+            gen = _KernelGen(kernel, layouts, ops)
+            funcs.append(gen.build())
+            ops = gen.ops
     except CompileError as err:
         raise err.with_source(module.source) from None
     return ModuleOp(funcs)

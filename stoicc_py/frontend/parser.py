@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.frontend import ast
+from stoicc_py.limits import MAX_NESTING, MAX_SOURCE_CHARS
 
 _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
@@ -29,7 +32,9 @@ def _lark() -> Lark:
     )
 
 
-class _ToAst(Transformer[Token, Any]):
+class _ToAst(Transformer_NonRecursive[Token, Any]):
+    """Parse tree to syntax tree without recursion: `x + x + ... + x` is a tree as deep as it is long."""
+
     def __init__(self, file: str):
         super().__init__(visit_tokens=True)
         self.file = file
@@ -172,6 +177,31 @@ def _syntax_error(err: UnexpectedInput, file: str) -> CompileError:
     return CompileError("syntax error", loc)
 
 
+# What the lexer skips (grammar.lark's COMMENT) and the brackets that nest
+_BRACKETS = re.compile(r"#[^\n]*|//[^\n]*|([(\[])|[)\]]")
+
+
+def _check_limits(source: str, file: str) -> None:
+    """Refuse, before lexing, a source longer than MAX_SOURCE_CHARS (parsing takes time
+    and memory in proportion) or with brackets nested deeper than MAX_NESTING (a layout's
+    arguments are read recursively)."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise CompileError(
+            f"the source is longer than the limit of {MAX_SOURCE_CHARS} characters",
+            SourceLoc.at_offset(file, source, MAX_SOURCE_CHARS),
+        )
+    depth = 0
+    for match in _BRACKETS.finditer(source):
+        if match.group(0)[0] in "#/":
+            continue
+        depth = depth + 1 if match.group(1) else max(depth - 1, 0)  # an unmatched `)` is a syntax error
+        if depth > MAX_NESTING:
+            raise CompileError(
+                f"brackets nested too deeply (more than the limit of {MAX_NESTING})",
+                SourceLoc.at_offset(file, source, match.start()),
+            )
+
+
 def parse(source: str, file: str = "<string>") -> ast.Module:
     """Parse .tdsl source into a syntax tree; raises CompileError."""
     layouts, kernels = _parse(source, file, "start")
@@ -185,6 +215,7 @@ def parse_layout_expr(text: str) -> ast.LayoutExpr:
 
 def _parse(source: str, file: str, start: str) -> Any:
     try:
+        _check_limits(source, file)
         tree: Tree[Token] = _lark().parse(source, start=start)
         return _ToAst(file).transform(tree)
     except UnexpectedInput as err:
