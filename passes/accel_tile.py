@@ -16,9 +16,9 @@ from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.codegen.accel_operands import Product, analyse, arenas
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.tdsl import ContractionOp
-from stoicc_py.passes.accel_operands import Product, analyse, arenas
 
 MAX_TM, MAX_TN, MAX_TK = 64, 256, 1024
 

@@ -35,7 +35,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
 
-from stoicc_py.passes.replace_types import ReplaceTypes
+from stoicc_py.codegen.replace_types import ReplaceTypes
 
 _INTEGER_BINARY_OPS: dict[type[Operation], type[Operation]] = {
     arith.AddiOp: llvm.AddOp,

@@ -27,12 +27,7 @@ from xdsl.passes import ModulePass
 
 from stoicc_py.backends.accel.isa import SEGMENT_ALIGN
 from stoicc_py.backends.accel.machine import Machine
-from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects import accel
-from stoicc_py.dialects.accel import GENERATED, InstructionOp, output_segment, temp_segment
-from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
-from stoicc_py.passes.accel_operands import (
+from stoicc_py.codegen.accel_operands import (
     TILE_TABLE,
     Arena,
     Product,
@@ -42,6 +37,11 @@ from stoicc_py.passes.accel_operands import (
     lines,
     quantized_rows,
 )
+from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects import accel
+from stoicc_py.dialects.accel import GENERATED, InstructionOp, output_segment, temp_segment
+from stoicc_py.dialects.layout import StorageAttr
+from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)

@@ -12,7 +12,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
 from xdsl.transforms import convert_ptr_to_llvm as xdsl_ptr
 
-from stoicc_py.passes.replace_types import ReplaceTypes
+from stoicc_py.codegen.replace_types import ReplaceTypes
 
 
 class PtrToLLVMPtr(ReplaceTypes):

@@ -25,13 +25,13 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint
 
+from stoicc_py.codegen import quant_loops, sparse_loops
+from stoicc_py.codegen.loop_builder import LoopBuilder, binary, unary
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
-from stoicc_py.passes import quant_loops, sparse_loops
-from stoicc_py.passes.loop_builder import LoopBuilder, binary, unary
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 

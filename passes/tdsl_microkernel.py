@@ -25,8 +25,8 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder
 from stoicc_py.dialects import tdsl
-from stoicc_py.passes.loop_builder import FAST, LoopBuilder
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 

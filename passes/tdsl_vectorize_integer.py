@@ -46,12 +46,12 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codegen import quant_loops
+from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
-from stoicc_py.passes import quant_loops
-from stoicc_py.passes.loop_builder import LoopBuilder
-from stoicc_py.passes.quant_loops import QuantView
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.passes.tdsl_tile import TARGET_TILES

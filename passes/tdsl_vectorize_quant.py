@@ -57,11 +57,11 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
-from stoicc_py.passes.loop_builder import LoopBuilder
-from stoicc_py.passes.quant_loops import QuantView
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, reduce_add
 from stoicc_py.passes.tdsl_tile import TARGET_TILES

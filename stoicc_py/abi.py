@@ -69,7 +69,7 @@ class RowSplit:
 
     `symbol` indexes the leading axis of every result and of the parameters that
     vary with it (and no other axis), and row r of each result depends only on row
-    r of those (passes/row_parallel.py decides it). A block call gets pointers
+    r of those (codegen/row_parallel.py decides it). A block call gets pointers
     offset to its first row in those buffers and `symbol` bound to its length.
     Blocks start on multiples of `granule` rows, so that each block is tiled as in
     one whole call and the results agree bit for bit.

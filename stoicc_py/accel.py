@@ -21,12 +21,12 @@ from stoicc_py.api import KernelBase, Options
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
+from stoicc_py.codegen.accel_operands import TILE_TABLE
 from stoicc_py.dialects.accel import output_segment
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
 from stoicc_py.lowering import front_end, lower, only_kernel
 from stoicc_py.packing import PackedTensor
-from stoicc_py.passes.accel_operands import TILE_TABLE
 from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ _LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "o
 log = logging.getLogger(__name__)
 TARGETS = ("cpu", "accel")
 Array = np.ndarray[Any, Any]
-_COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.passes", "stoicc_py.backends")
+_COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.codegen", "stoicc_py.passes", "stoicc_py.backends")
 
 
 def __getattr__(name: str) -> Any:

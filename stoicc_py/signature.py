@@ -6,9 +6,9 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
 
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
+from stoicc_py.codegen.row_parallel import row_split
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
-from stoicc_py.passes.row_parallel import row_split
 
 
 def numpy_dtype(element: object, unsigned: bool = False) -> str:

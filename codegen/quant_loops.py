@@ -17,11 +17,11 @@ from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
+from stoicc_py.codegen import sparse_loops
+from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
-from stoicc_py.passes import sparse_loops
-from stoicc_py.passes.loop_builder import LoopBuilder
 
 Lead = SSAValue | list[SSAValue]
 """A row index, or the leading indices of a codes buffer of higher rank."""

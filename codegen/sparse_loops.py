@@ -17,9 +17,9 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import IndexType, IntegerAttr, i32
 from xdsl.ir import SSAValue
 
+from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.dialects.layout import AssembleOp, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
-from stoicc_py.passes.loop_builder import LoopBuilder
 
 Decode = Callable[[LoopBuilder, str, list[SSAValue], SSAValue], SSAValue]
 
