@@ -149,11 +149,6 @@ def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> Pa
     return packed
 
 
-def dense_values(args: Sequence[Argument]) -> list[Array]:
-    """The logical values of prepared arguments, for the reference interpreter."""
-    return [a if isinstance(a, np.ndarray) else a.unpack() for a in args]
-
-
 def buffers(args: Sequence[Argument]) -> list[Array]:
     """Every buffer of prepared arguments, in the order of the kernel's pointer parameters."""
     return [b for a in args for b in ([a] if isinstance(a, np.ndarray) else a.buffers())]
