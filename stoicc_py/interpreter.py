@@ -120,7 +120,9 @@ def _parts(a: Value) -> tuple[Array, Array]:
 def runtime_quantize(x: Array, layout: LayoutAttr) -> Array:
     """The values that quantize(x, layout) computes with. A non-finite x makes its scale
     non-finite: every value sharing a scale with one is NaN (docs/language.md)."""
-    fake = fake_bitsplit if isinstance(layout, BitSplitAttr) else fake_sq if isinstance(layout, SQAttr) else fake_quantize
+    fake = (
+        fake_bitsplit if isinstance(layout, BitSplitAttr) else fake_sq if isinstance(layout, SQAttr) else fake_quantize
+    )
     bad = ~np.isfinite(x)
     out = fake(np.where(bad, np.float32(0), x), layout)  # type: ignore[arg-type]
     out[_sharing_scale(bad, layout)] = np.nan
@@ -174,7 +176,7 @@ class TdslFunctions(InterpreterFunctions):
         assert op.result is not None
         result = op.result.type
         if result.is_integer:  # exact in int64, then wrapped to the declared width
-            a, b, bias = (np.asarray(v).astype(np.int64) for v in (a, b)), [np.asarray(c).astype(np.int64) for c in bias]
+            a, b, *bias = (np.asarray(v).astype(np.int64) for v in args)
         out = matmul(a, b.T if op.RHS_TRANSPOSED else b)
         if bias:
             out = out + bias[0]

@@ -321,7 +321,6 @@ def _as_matrix(arg: object) -> Array:
     return np.ascontiguousarray(w)
 
 
-
 def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | None, x: Array | None) -> Array:
     hybrid = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
     if not isinstance(plan, str) or plan != "auto" or not isinstance(hybrid, HybridAttr):
