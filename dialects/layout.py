@@ -221,6 +221,10 @@ class SparseLayoutAttr(LayoutAttr, ABC):
 class QuantLayoutAttr(LayoutAttr, ABC):
     """A layout that stores values in fewer bits (subclassed in the `quant` dialect)."""
 
+    def width_unit(self) -> int:
+        """What a row's width must be a multiple of (whole scale groups, whole code bytes)."""
+        return 1
+
 
 @irdl_attr_definition
 class ComposedLayoutAttr(LayoutAttr):
@@ -240,7 +244,27 @@ class ComposedLayoutAttr(LayoutAttr):
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
         assert isinstance(self.sparse, SparseLayoutAttr)
         self.sparse.verify_for(shape, kind)
-        self.quant.verify_for(self.sparse.compressed_shape(shape), kind)
+        stored = self.sparse.compressed_shape(shape)
+        try:
+            self.quant.verify_for(stored, kind)
+        except VerifyException as err:
+            if stored[-1] == shape[-1]:
+                raise
+            raise VerifyException(self._stored_width_error(shape[-1], stored[-1])) from err
+
+    def _stored_width_error(self, width: int, stored: int) -> str:
+        """Q's rule on the row width, said in the columns the user wrote (Q counts stored values)."""
+        assert isinstance(self.sparse, SparseLayoutAttr) and isinstance(self.quant, QuantLayoutAttr)
+        unit, step = self.quant.width_unit(), self.sparse.granule()[1]
+        columns = next(
+            c for c in range(step, step * unit + 1, step) if self.sparse.compressed_shape([1, c])[1] % unit == 0
+        )
+        group = getattr(self.quant, "group", None)
+        hint = f", or use a group that divides {stored}" if group is not None and group.data else ""
+        return (
+            f"{self.quant.summary()} under {self.sparse.summary()} counts stored values, not columns: K={width} "
+            f"columns store {stored} values per row, not a multiple of {unit}; make K a multiple of {columns}{hint}"
+        )
 
     def summary(self) -> str:
         return f"{self.sparse.summary()} with {self.quant.summary()}"

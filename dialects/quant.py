@@ -7,6 +7,7 @@ pass turns it into packed values plus scale and zero-point arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32, i8, i16, i32
@@ -65,6 +66,9 @@ class UniformQuantAttr(QuantLayoutAttr):
     @property
     def is_symmetric(self) -> bool:
         return bool(self.symmetric.data)
+
+    def width_unit(self) -> int:
+        return math.lcm(self.group.data or 1, self.codes_per_byte)
 
     def group_size(self, width: int) -> int:
         """How many consecutive elements of a row share one scale."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from stoicc_py.api import Kernel, Program, compile
     from stoicc_py.backends.accel.isa import Program as MachineProgram
     from stoicc_py.backends.accel.simulator import Report, simulate
-    from stoicc_py.diagnostics import CompileError
+    from stoicc_py.diagnostics import CompileError, StoiccWarning
     from stoicc_py.packing import PackedTensor, pack
     from stoicc_py.packing.hybrid_plan import plan_hybrid
     from stoicc_py.parallel import get_threads, set_threads
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid",
-    "set_threads", "simulate",
+    "set_threads", "simulate", "StoiccWarning",
 ]  # fmt: skip
 __version__ = "0.1.0"
 
@@ -42,6 +42,7 @@ _HOME = {
     "Program": ("stoicc_py.api", "Program"),
     "Kernel": ("stoicc_py.api", "Kernel"),
     "CompileError": ("stoicc_py.diagnostics", "CompileError"),
+    "StoiccWarning": ("stoicc_py.diagnostics", "StoiccWarning"),
     "pack": ("stoicc_py.packing", "pack"),
     "PackedTensor": ("stoicc_py.packing", "PackedTensor"),
     "plan_hybrid": ("stoicc_py.packing.hybrid_plan", "plan_hybrid"),

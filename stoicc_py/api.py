@@ -29,7 +29,7 @@ from stoicc_py.arrays import host_array
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.cache import KernelCache, cache_key
-from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, dense_values, pack_for
+from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, pack_for
 from stoicc_py.timing import timed
 
 if TYPE_CHECKING:
@@ -164,13 +164,14 @@ class KernelBase:
 
     def reference(self, *args: object) -> Array | tuple[Array, ...]:
         """Run the numpy reference interpreter (float64, rounded to the declared dtypes)
-        on the same arguments as a call; packed arguments are unpacked."""
-        from stoicc_py.interpreter import run_reference
+        on the same arguments as a call; packed arguments are unpacked (a sparse layout's
+        structural zeros never multiplied: docs/language.md, "Non-finite values")."""
+        from stoicc_py.interpreter import reference_inputs, run_reference
 
         prepared = check_arguments(self.abi, args)
         bind_symbols(self.abi, prepared)
         dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
-        outs = run_reference(self.module, self.name, dense_values(prepared), dtypes)
+        outs = run_reference(self.module, self.name, reference_inputs(prepared), dtypes)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def pack(self, param: str, w: object, **options: Any) -> PackedTensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
@@ -29,6 +31,19 @@ class SourceLoc:
         if isinstance(attr, FileLineColLoc):
             return SourceLoc(attr.filename.data, attr.line.data, attr.column.data)
         return None
+
+
+class StoiccWarning(UserWarning):
+    """Something stoicc did that the caller did not ask for and may not expect: a weight
+    packed again on every call, a prune that prunes nothing (docs/api.md, "Warnings")."""
+
+
+def warn(message: str) -> None:
+    """Warn with a StoiccWarning, attributed to the first caller outside stoicc_py."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("stoicc_py"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, StoiccWarning, stacklevel=level)
 
 
 class CompileError(DiagnosticException):

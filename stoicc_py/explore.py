@@ -26,7 +26,7 @@ from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
 from stoicc_py.models.weights import load_array, load_weights
 from stoicc_py.packing import PackedTensor
-from stoicc_py.packing.common import tiles
+from stoicc_py.packing.common import check_finite, tiles
 from stoicc_py.packing.quant import quantize
 
 Array = np.ndarray[Any, Any]
@@ -282,7 +282,9 @@ def measure(c: Candidate, name: str, w: Array, x: Array, exact: Array, kernels: 
 def explore(
     matrices: dict[str, Array], chosen: list[Candidate], calibration: Calibration, settings: Settings
 ) -> list[Result]:
-    """Every matrix in every candidate format."""
+    """Every matrix in every candidate format (ValueError first if a matrix is not finite)."""
+    for name, w in matrices.items():
+        check_finite(w, f"explore: matrix '{name}'")
     kernels, total, results = Kernels(), len(matrices) * len(chosen), []
     for name, w in matrices.items():
         x = calibration.activations(name, w.shape[1])

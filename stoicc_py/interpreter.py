@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.dialects import func
@@ -20,10 +21,14 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.interpreters.func import FuncFunctions
 
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr
 from stoicc_py.packing.bitsplit import fake_bitsplit
-from stoicc_py.packing.quant import fake_quantize
+from stoicc_py.packing.quant import fake_quantize, sharing_scale
 from stoicc_py.packing.sq import fake_sq
+
+if TYPE_CHECKING:
+    from stoicc_py.packing import PackedTensor
 
 Array = np.ndarray[Any, Any]
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -68,6 +73,70 @@ BINARY: dict[type[tdsl.ElementwiseBinaryOp], Callable[[Array, Array], Array]] = 
 }
 
 
+@dataclass(frozen=True)
+class Sparse:
+    """A matrix in a sparse layout: its values, and which entries the layout stores
+    (PackedTensor.stored). The others are structural zeros: a product never multiplies
+    them (docs/language.md, "Non-finite values"); any other op reads the values."""
+
+    values: Array
+    stored: Array
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Array:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    @property
+    def T(self) -> Sparse:
+        return Sparse(self.values.T, self.stored.T)
+
+
+Value = Array | Sparse
+"""What an SSA value holds while the reference runs."""
+
+
+def matmul(a: Value, b: Value) -> Array:
+    """a @ b over the entries each operand stores: a structural zero meeting an inf or NaN
+    contributes nothing, where a stored zero gives NaN as in IEEE arithmetic."""
+    (av, am), (bv, bm) = _parts(a), _parts(b)
+    if am is None and bm is None:
+        return av @ bv
+    fa, fb = np.isfinite(av), np.isfinite(bv)
+    out = np.where(fa, av, 0) @ np.where(fb, bv, 0)  # every product of two finite entries
+    with np.errstate(invalid="ignore"):  # inf * 0 at structural zeros, which np.where drops
+        for i in np.flatnonzero(~fa.all(axis=1)):  # a's non-finite entries with b's stored rows
+            ks = np.flatnonzero(~fa[i])
+            out[i] += np.where(bm[ks], av[i, ks, None] * bv[ks], 0).sum(axis=0)
+        for j in np.flatnonzero(~fb.all(axis=0)):  # b's non-finite entries with a's finite stored columns
+            ks = np.flatnonzero(~fb[:, j])
+            out[:, j] += np.where(am[:, ks] & fa[:, ks], av[:, ks] * bv[ks, j], 0).sum(axis=1)
+    return out
+
+
+def _parts(a: Value) -> tuple[Array, Array]:
+    """(values, stored) of an operand; a dense array stores every entry."""
+    return (a.values, a.stored) if isinstance(a, Sparse) else (a, np.ones(a.shape, bool))
+
+
+def runtime_quantize(x: Array, layout: LayoutAttr) -> Array:
+    """The values that quantize(x, layout) computes with. A non-finite x makes its scale
+    non-finite: every value sharing a scale with one is NaN (docs/language.md)."""
+    fake = (
+        fake_bitsplit if isinstance(layout, BitSplitAttr) else fake_sq if isinstance(layout, SQAttr) else fake_quantize
+    )
+    bad = ~np.isfinite(x)
+    out = fake(np.where(bad, np.float32(0), x), layout)  # type: ignore[arg-type]
+    out[_sharing_scale(bad, layout)] = np.nan
+    return out
+
+
+def _sharing_scale(bad: Array, layout: LayoutAttr) -> Array:
+    if isinstance(layout, BitSplitAttr):  # int8 codes with one scale per row
+        return sharing_scale(bad, "int8(axis=0)")
+    if isinstance(layout, SQAttr):  # a low and a high scale per element
+        return sharing_scale(bad, layout.low) | sharing_scale(bad, layout.high)
+    return sharing_scale(bad, layout)  # type: ignore[arg-type]
+
+
 def softmax(x: Array, axis: int) -> Array:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -81,16 +150,17 @@ class TdslFunctions(InterpreterFunctions):
         return (args[0].T,)
 
     @impl(tdsl.SumOp)
-    def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Array]):
-        return (args[0].sum(axis=op.axis_index, dtype=args[0].dtype),)
+    def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Value]):
+        x = np.asarray(args[0])
+        return (x.sum(axis=op.axis_index, dtype=x.dtype),)
 
     @impl(tdsl.MaxOp)
-    def run_max(self, interpreter: Interpreter, op: tdsl.MaxOp, args: tuple[Array]):
-        return (args[0].max(axis=op.axis_index),)
+    def run_max(self, interpreter: Interpreter, op: tdsl.MaxOp, args: tuple[Value]):
+        return (np.asarray(args[0]).max(axis=op.axis_index),)
 
     @impl(tdsl.SoftmaxOp)
-    def run_softmax(self, interpreter: Interpreter, op: tdsl.SoftmaxOp, args: tuple[Array]):
-        return (softmax(args[0], op.axis_index),)
+    def run_softmax(self, interpreter: Interpreter, op: tdsl.SoftmaxOp, args: tuple[Value]):
+        return (softmax(np.asarray(args[0]), op.axis_index),)
 
     @impl(tdsl.MatmulOp)
     def run_matmul(self, interpreter: Interpreter, op: tdsl.MatmulOp, args: tuple[Array, ...]):
@@ -101,13 +171,13 @@ class TdslFunctions(InterpreterFunctions):
         return self.contraction(op, args)
 
     @staticmethod
-    def contraction(op: tdsl.ContractionOp, args: tuple[Array, ...]) -> tuple[Array]:
+    def contraction(op: tdsl.ContractionOp, args: tuple[Value, ...]) -> tuple[Array]:
         a, b, *bias = args
         assert op.result is not None
         result = op.result.type
         if result.is_integer:  # exact in int64, then wrapped to the declared width
-            a, b, bias = a.astype(np.int64), b.astype(np.int64), [c.astype(np.int64) for c in bias]
-        out = a @ (b.T if op.RHS_TRANSPOSED else b)
+            a, b, *bias = (np.asarray(v).astype(np.int64) for v in args)
+        out = matmul(a, b.T if op.RHS_TRANSPOSED else b)
         if bias:
             out = out + bias[0]
         if result.is_integer:
@@ -117,17 +187,9 @@ class TdslFunctions(InterpreterFunctions):
         return (out,)
 
     @impl(tdsl.QuantizeOp)
-    def run_quantize(self, interpreter: Interpreter, op: tdsl.QuantizeOp, args: tuple[Array]):
+    def run_quantize(self, interpreter: Interpreter, op: tdsl.QuantizeOp, args: tuple[Value]):
         # The kernel quantizes float32 values: round the golden model's float64 first.
-        layout = op.layout
-        fake = (
-            fake_bitsplit
-            if isinstance(layout, BitSplitAttr)
-            else fake_sq
-            if isinstance(layout, SQAttr)
-            else fake_quantize
-        )
-        return (fake(args[0].astype(np.float32), layout).astype(np.float64),)  # type: ignore[arg-type]
+        return (runtime_quantize(np.asarray(args[0], np.float32), op.layout).astype(np.float64),)
 
     @impl(tdsl.DequantizeOp)
     def run_dequantize(self, interpreter: Interpreter, op: tdsl.DequantizeOp, args: tuple[Array]):
@@ -151,8 +213,22 @@ for _op, _fn in [*UNARY.items(), *BINARY.items()]:
 register_impls(TdslFunctions)
 
 
+def reference_inputs(args: Sequence[Array | PackedTensor]) -> list[Value]:
+    """The call's prepared arguments as the reference reads them: a packed argument as its
+    dense values, and for a sparse layout which of them are stored."""
+    inputs: list[Value] = []
+    for a in args:
+        stored = None if isinstance(a, np.ndarray) else a.stored()
+        inputs.append(a if isinstance(a, np.ndarray) else a.unpack() if stored is None else Sparse(a.unpack(), stored))
+    return inputs
+
+
+def _as_dtype(x: Value, dtype: np.dtype[Any]) -> Value:
+    return Sparse(x.values.astype(dtype), x.stored) if isinstance(x, Sparse) else np.asarray(x, dtype=dtype)
+
+
 def run_reference(
-    module: ModuleOp, kernel: str, inputs: Sequence[Array], out_dtypes: Sequence[np.dtype[Any]]
+    module: ModuleOp, kernel: str, inputs: Sequence[Value], out_dtypes: Sequence[np.dtype[Any]]
 ) -> list[Array]:
     """Run `kernel` of a tensor-level module on `inputs`; results in `out_dtypes`."""
     interpreter = Interpreter(module)
@@ -161,5 +237,6 @@ def run_reference(
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == kernel)
     types = fn.function_type.inputs.data
     dtypes = [REFERENCE_DTYPES[t.dtype] for t in types if isinstance(t, tdsl.TensorType)]
-    results = interpreter.call_op(kernel, tuple(np.asarray(x, dtype=dt) for x, dt in zip(inputs, dtypes, strict=True)))
+    args = tuple(_as_dtype(x, dt) for x, dt in zip(inputs, dtypes, strict=True))
+    results = interpreter.call_op(kernel, args)
     return [np.asarray(r).astype(dt) for r, dt in zip(results, out_dtypes)]

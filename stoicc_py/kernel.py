@@ -16,6 +16,7 @@ import ctypes
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,7 @@ def _bound(dims: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
     """Dense parameters as numpy arrays of the exact dtype, C-contiguous (a view of the
     caller's memory, copied only if strided); non-dense ones as validated PackedTensors
-    (a dense array is packed here, a convenience that costs a pack per call)."""
+    (a dense array is packed here, a convenience that costs a pack per call: a warning says so)."""
     if len(args) != len(abi.params):
         names = ", ".join(p.name for p in abi.params)
         raise TypeError(f"{abi.name}() takes {len(abi.params)} arguments ({names}), got {len(args)}")
@@ -95,7 +96,7 @@ def _prepared(abi: KernelABI, spec: TensorSpec, arg: object) -> Argument:
         return checked_packed(abi, spec, arg)
     arr = _typed(abi, spec, arg)
     if not spec.is_dense:
-        return checked_packed(abi, spec, pack_for(abi, spec, arr))
+        return checked_packed(abi, spec, _packed_per_call(abi, spec, arr))
     if not arr.flags.c_contiguous:
         log.debug("%s: parameter '%s' is strided %s: copied to C order", abi.name, spec.name, arr.strides)
     return np.ascontiguousarray(arr)
@@ -115,6 +116,28 @@ def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
     if arr.dtype != want:
         raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
     return arr
+
+
+_REPACKED: set[tuple[str, str, str, tuple[int | str, ...]]] = set()
+"""The kernels (name and signature) and parameters already warned of a pack per call."""
+
+
+def _packed_per_call(abi: KernelABI, spec: TensorSpec, w: Array) -> PackedTensor:
+    """pack_for(w), with a StoiccWarning the first time per kernel and parameter: no cache, as
+    the array may change between calls, so its every call pays for the pack."""
+    from stoicc_py.diagnostics import warn
+
+    start = time.perf_counter()
+    packed = pack_for(abi, spec, w)
+    key = (abi.name, spec.name, spec.layout, tuple(spec.dims))
+    if key not in _REPACKED:
+        _REPACKED.add(key)
+        warn(
+            f"{abi.name}: parameter '{spec.name}' got a dense array, packed into {spec.layout} for this call "
+            f"in {time.perf_counter() - start:.3g} s, and packed again on every call: pack it once with "
+            f"{abi.name}.pack('{spec.name}', w) or stoicc_py.pack(w, ...) and pass the PackedTensor"
+        )
+    return packed
 
 
 def pack_for(abi: KernelABI, spec: TensorSpec, w: Array, **options: Any) -> PackedTensor:
@@ -147,11 +170,6 @@ def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> Pa
     except ValueError as err:
         raise ValueError(f"{where}: corrupt packed tensor: {err}") from None
     return packed
-
-
-def dense_values(args: Sequence[Argument]) -> list[Array]:
-    """The logical values of prepared arguments, for the reference interpreter."""
-    return [a if isinstance(a, np.ndarray) else a.unpack() for a in args]
 
 
 def buffers(args: Sequence[Argument]) -> list[Array]:

@@ -23,6 +23,7 @@ except ImportError as err:  # the rest of stoicc_py works without torch
 from stoicc_py import Kernel, PackedTensor, compile, pack
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.common import check_finite
 
 __all__ = ["StoiccLinear", "compress"]
 
@@ -43,10 +44,11 @@ def _stored_weight(weight: torch.Tensor, layout: str) -> PackedTensor | np.ndarr
     pattern), or for a dense layout a float32 copy that no later change to `weight` touches."""
     out_features, in_features = weight.shape
     attr = parse_layout(layout)
-    if isinstance(attr, DenseLayoutAttr):
-        return weight.detach().numpy().copy()
     prune = "magnitude" if isinstance(attr, SparseLayoutAttr | ComposedLayoutAttr) else None
     try:
+        if isinstance(attr, DenseLayoutAttr):  # not packed, but held to pack()'s rule on values
+            check_finite(weight.detach().numpy(), "the weight")
+            return weight.detach().numpy().copy()
         return pack(weight.detach(), attr, prune=prune)
     except ValueError as err:
         raise ValueError(f"Linear({in_features}, {out_features}) cannot take layout {layout}: {err}") from None

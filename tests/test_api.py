@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,22 @@ def test_cli_never_shows_a_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "stoicc_py.cli", "run", str(tmp_path / "no.tdsl")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_a_dense_weight_for_a_packed_parameter_warns_once_per_kernel() -> None:
+    """Packed on every call, without a cache (the array may change): the first call says so,
+    with what it cost; a PackedTensor is not packed again."""
+    k = stoicc_py.compile(
+        "kernel once(x: f32[M, 32], w: f32[8, 32] @ nm(2, 4)) -> f32[M, 8] { return linear(x, w) }"
+    ).once
+    rng = np.random.default_rng(0)
+    x, w = rand(rng, 3, 32), stoicc_py.pack(rand(rng, 8, 32), "nm(2, 4)", prune="magnitude").unpack()
+    with pytest.warns(stoicc_py.StoiccWarning, match=r"^once: parameter 'w' got a dense array, packed into nm\(2, 4\) "
+                      r"for this call in [0-9.e-]+ s, and packed again on every call: pack it once") as record:  # fmt: skip
+        first = k(x, w)
+        assert_close(k(x, w), first)  # no second warning
+        k.reference(x, w)
+    assert len(record) == 1 and record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(k(x, k.pack("w", w)), first)

@@ -171,7 +171,7 @@ def test_nm_quant_rejections() -> None:
         pack(w, "csr with int4(group=16)")
     with pytest.raises(ValueError, match="composes only with a uniform quantization"):
         pack(w, "nm(2, 4) with sq(low=int4(group=16), group=16, count=1)")
-    with pytest.raises(ValueError, match="group=64 does not divide"):
+    with pytest.raises(ValueError, match="K=64 columns store 32 values per row, not a multiple of 64; make K a multiple of 128"):
         pack(w, "nm(2, 4) with int4(group=64)")  # 32 stored values per row
 
 

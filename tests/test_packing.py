@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
+import warnings
 import zlib
 from typing import Any
 
@@ -14,6 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float32Type, IntegerType
 
+import stoicc_py
+from stoicc_py.diagnostics import CompileError, StoiccWarning
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing import ALIGNMENT, PackedTensor, pack
@@ -566,3 +570,35 @@ def test_copies_stay_aligned_read_only_and_validated(duplicate: Any) -> None:
         assert a is not packed.arrays[role] and not a.flags.writeable and a.ctypes.data % ALIGNMENT == 0, role
     assert twin._checked is not None  # check() is O(1), as for pack()'s own tensor
     np.testing.assert_array_equal(twin.unpack(), packed.unpack())
+
+
+def test_hybrid_prune_without_a_plan_warns_that_it_prunes_nothing() -> None:
+    layout = "hybrid(tile=[8, 16], formats=[dense, nm(2, 4)])"
+    w = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    w[:8, :16] = 0  # one empty tile: 3 non-empty, none 2:4 as they are
+    with pytest.warns(StoiccWarning, match=r"prunes no tile .*: 3 of 3 non-empty tiles fit no nm format") as record:
+        packed = pack(w, layout, prune="magnitude")
+    assert record[0].filename == __file__  # the caller's line, not the packer's
+    assert (packed.unpack() == w).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning with a plan, nor without prune=
+        pack(w, layout, prune="magnitude", plan="auto", sparsity=0.25)
+        pack(w, layout)
+
+
+@pytest.mark.parametrize(
+    ("layout", "k", "message"),
+    [
+        ("nm(2, 4) with int4(group=64)", 576, "K=576 columns store 288 values per row, not a multiple of 64; "
+         "make K a multiple of 128, or use a group that divides 288"),
+        ("nm(1, 4) with int4", 12, "K=12 columns store 3 values per row, not a multiple of 2; make K a multiple of 8$"),
+    ],
+)  # fmt: skip
+def test_quantized_nm_rules_are_said_in_columns(layout: str, k: int, message: str) -> None:
+    """Q's groups count the values nm stores: the error says so, in the K the user wrote."""
+    with pytest.raises(ValueError, match=re.escape(message.removesuffix("$")) + ("$" if message.endswith("$") else "")):
+        pack(np.ones((4, k), np.float32), layout, prune="magnitude")
+    source = f"kernel k(x: f32[M, {k}], w: f32[4, {k}] @ {layout}) -> f32[M, 4] {{ return linear(x, w) }}"
+    with pytest.raises(CompileError, match=re.escape(message.removesuffix("$"))) as err:
+        stoicc_py.compile(source)
+    assert err.value.loc is not None

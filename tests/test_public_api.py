@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid", "set_threads",
-    "simulate",
+    "simulate", "StoiccWarning",
 }  # fmt: skip
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],

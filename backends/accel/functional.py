@@ -331,7 +331,10 @@ class Functional:
             src += -(-rows * width * 4 // LINE_BYTES)
         x = np.concatenate(blocks, axis=1)
         scale = np.max(np.abs(x), axis=1) / np.float32(127)
-        codes = np.clip(np.rint(x / np.where(scale == 0, np.float32(1), scale)[:, None]), -127, 127).astype(np.int8)
+        with np.errstate(invalid="ignore"):  # a row with an inf or NaN: scale inf or NaN
+            q = np.clip(np.rint(x / np.where(scale == 0, np.float32(1), scale)[:, None]), -127, 127)
+        # Such a row's codes are 0 (the CPU's too), so its values scale * 0 are NaN (docs/language.md).
+        codes = np.where(np.isnan(q), np.float32(0), q).astype(np.int8)
         for c, width in spans:
             self.region("inp", dst, rows * width, write=True)[...] = codes[:, c : c + width].reshape(-1).view(np.uint8)
             dst += -(-rows * width // LINE_BYTES)

@@ -82,6 +82,16 @@ def _row_of(rowptr: Array, k: int) -> int:
     return int(np.searchsorted(rowptr, k, side="right")) - 1
 
 
+def check_finite(w: Array, what: str) -> None:
+    """ValueError naming the first non-finite element of the matrix w by row and column: the
+    packers (pruning, patterns, scales) assume finite weights, and no kernel could honour others."""
+    if w.dtype.kind == "f" and not np.isfinite(w).all():
+        bad = np.argwhere(~np.isfinite(w))
+        r, c = (int(i) for i in bad[0])
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{what} at row {r}, column {c} is {w[r, c]}{more}; a stored weight must be finite")
+
+
 def tiles(x: Array, th: int, tw: int) -> Array:
     """The [rows/th, cols/tw, th, tw] tiles (or blocks) of x, as a view."""
     rows, cols = x.shape

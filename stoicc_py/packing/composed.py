@@ -184,7 +184,6 @@ def _plain(packed: PackedTensor, arrays: dict[str, Array]) -> PackedTensor:
 
 def _pack(w: Array, layout: ComposedLayoutAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
     sparse, q = parts(layout)
-    w = finite_matrix(w, "pack")  # a NaN would otherwise be reported at its slot, not its column
     plain_storage = _plain_storage(sparse, w.shape)
     arrays = SPARSE[type(sparse)].pack(w, sparse, plain_storage, opts)
     for b in _values_buffers(plain_storage):
@@ -192,12 +191,18 @@ def _pack(w: Array, layout: ComposedLayoutAttr, storage: StorageAttr, opts: Opti
     return arrays
 
 
-def _unpack(packed: PackedTensor) -> Array:
+def decoded(packed: PackedTensor) -> PackedTensor:
+    """The plain sparse tensor (layout S) of a tensor in `S with Q`: its values dequantized."""
     sparse, q = parts(packed.layout)
     arrays = dict(packed.arrays)
     for b in _values_buffers(_plain_storage(sparse, packed.shape)):
         arrays[b.role.data] = _decoded(packed.arrays, q, b)
-    return SPARSE[type(sparse)].unpack(_plain(packed, arrays))
+    return _plain(packed, arrays)
+
+
+def _unpack(packed: PackedTensor) -> Array:
+    plain = decoded(packed)
+    return SPARSE[type(plain.layout)].unpack(plain)
 
 
 def _check(packed: PackedTensor) -> None:

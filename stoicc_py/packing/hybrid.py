@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stoicc_py.diagnostics import warn
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.packing.common import (
@@ -69,6 +70,12 @@ def _derived_codes(t: Array, layout: HybridAttr, codes_nm: dict[int, NMCode], pr
         raise ValueError(
             f"w's {tile_name(r, c, *layout.tile_shape)} fits none of the formats of {layout.summary()} "
             f"({int(todo.sum())} tiles fit none; prune='magnitude' prunes them to {formats[min(codes_nm)].summary()})"
+        )
+    if todo.any() and dense and codes_nm and prune:  # pruning would need to know which tiles may lose weights
+        warn(
+            f"pack: prune='magnitude' prunes no tile of {layout.summary()} without plan=: {int(todo.sum())} of "
+            f"{int((t != 0).any(axis=(2, 3)).sum())} non-empty tiles fit no nm format as they are and stay dense; "
+            "pass plan='auto' with sparsity=s (or a table of codes) to choose the tiles to prune"
         )
     codes[todo] = (dense or [min(codes_nm)])[0] + 1
     return codes

@@ -170,6 +170,13 @@ def dequantize_codes(q: QuantCodes, layout: UniformQuantAttr | str) -> Array:
     return _ungrouped(values, q.codes.shape, attr)
 
 
+def sharing_scale(mask: Array, layout: UniformQuantAttr | str) -> Array:
+    """bool, the shape of the [R, K] mask: the elements that share a scale with one in mask."""
+    attr = _attr(layout)
+    g = _grouped(mask, attr)
+    return _ungrouped(np.broadcast_to(g.any(axis=1, keepdims=True), g.shape), mask.shape, attr)
+
+
 def fake_quantize(x: Array, layout: UniformQuantAttr | str) -> Array:
     """dequantize_codes(quantize(x)): x rounded to the values the layout can store."""
     return dequantize_codes(quantize(x, layout), layout)

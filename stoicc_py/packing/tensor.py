@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,8 @@ from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
 from stoicc_py.packing.bitsplit import BITSPLIT, BitSplit
 from stoicc_py.packing.calibrate import input_scale
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, shape_text
-from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, parts
+from stoicc_py.packing.common import Array, Format, Options, check_finite, checked_shape, shape_text
+from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, decoded, parts
 from stoicc_py.packing.compressed import DENSE
 from stoicc_py.packing.hybrid_plan import auto_plan
 from stoicc_py.packing.quant import QUANT
@@ -199,6 +200,19 @@ class PackedTensor:
         scale * (16 * hi + lo - offset). docs/formats.md has the exact models."""
         return self.unpack()
 
+    def stored(self) -> Array | None:
+        """bool [rows, cols]: the entries that the sparse layout (or the sparse part of `S with Q`)
+        stores, which kernels multiply, zeros among them (an N:M group's padding, a stored block's
+        or dense tile's zeros); the others are structural zeros, never read. None where every
+        entry is stored (dense and quantized layouts). docs/language.md, "Non-finite values"."""
+        self.check()
+        plain = decoded(self) if isinstance(self.layout, ComposedLayoutAttr) else self
+        if type(plain.layout) not in SPARSE:
+            return None
+        values = {b.role.data for b in plain.storage.buffers.data if b.kind.data == "values"}
+        ones = {role: np.ones_like(a) if role in values else a for role, a in plain.arrays.items()}
+        return SPARSE[type(plain.layout)].unpack(dataclasses.replace(plain, arrays=ones)) != 0
+
     @property
     def high_fraction(self) -> float | None:
         """sq only (else None): count / group, the fraction of elements in the high part."""
@@ -346,6 +360,7 @@ def pack(
     if not isinstance(layout, LayoutAttr):
         raise TypeError(f"pack: layout must be a LayoutAttr or layout text, got {type(layout).__name__}")
     w = _as_matrix(w)
+    check_finite(w, "pack: w")
     element = _element(layout, w.dtype)
     if prune not in (None, "magnitude"):
         raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
@@ -359,6 +374,7 @@ def pack(
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
+        check_finite(w, f"pack: w * input_scale ({calibrate})")
     storage = _storage(layout, shape, element)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
     # Always copies: a packed tensor never aliases the caller's matrix.

@@ -72,4 +72,4 @@
 // -----
 
 "test.op"() {a = !tdsl.tensor<[8, 256], f32, #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, group = 256>>>} : () -> ()
-// CHECK: quant: group=256 does not divide the reduction dimension of size 128
+// CHECK: int4(group=256) under nm(2, 4) counts stored values, not columns: K=256 columns store 128 values per row, not a multiple of 256; make K a multiple of 512, or use a group that divides 128
