@@ -7,17 +7,14 @@ first appearance. Row-major, contiguous buffers. The runtime, the C header and t
 cache all read this one description.
 
 This module is plain data, without xDSL, so that a kernel loads from the cache
-without the compiler; stoicc_py.signature derives it from the IR.
+without the compiler; stoicc_py.signature derives it from the IR, and it imports
+nothing of the compiler (the base layer: docs/architecture.md, Layers).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from xdsl.dialects import func
 
 Dim = int | str
 
@@ -122,14 +119,6 @@ class KernelABI:
         buffers = [b for p in self.params for b in p.buffers or [None]]
         return [(i, axis) for i, b in enumerate(buffers) if b is not None
                 for axis, d in enumerate(b.shape) if d < 0]  # fmt: skip
-
-    @staticmethod
-    def of(fn: func.FuncOp) -> KernelABI:
-        """The ABI of a tensor-level kernel function (after metadata-layout, which
-        records the storage of non-dense parameters)."""
-        from stoicc_py.signature import kernel_abi  # the IR side, with xDSL
-
-        return kernel_abi(fn)
 
     def to_json(self) -> dict[str, object]:
         """Plain data (dicts, lists, strings, ints) for json.dumps."""

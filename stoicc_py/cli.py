@@ -31,7 +31,6 @@ from stoicc_py.api import (
     TARGETS,
     TEXT_STAGES,
     Kernel,
-    Options,
     Program,
     compile,
     decode_source,
@@ -54,6 +53,7 @@ from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
 from stoicc_py.models.weights import load_array
+from stoicc_py.options import Options
 from stoicc_py.pipeline import PassCallback, context, run_passes
 from stoicc_py.timing import is_timing
 
