@@ -109,8 +109,8 @@ class KernelABI:
 
     def pointer_names(self) -> list[str]:
         """The kernel's pointer arguments in order: each input buffer, then each result."""
-        inputs = [p.name if p.is_dense else f"{p.name}_{b.role.replace('.', '_')}" for p in self.params
-                  for b in p.buffers or [None]]  # fmt: skip
+        inputs = [name for p in self.params for name in
+                  ([p.name] if p.is_dense else [f"{p.name}_{b.role.replace('.', '_')}" for b in p.buffers])]  # fmt: skip
         return [*inputs, *(r.name for r in self.results)]
 
     def extents(self) -> list[tuple[int, int]]:

@@ -42,7 +42,8 @@ class AccelKernel(KernelBase):
     def __init__(self, program: AccelProgram, abi: KernelABI):
         super().__init__(program, abi)
         self.last_report: Report | None = None
-        self._programs: dict[tuple[tuple[str, int], ...], MachineProgram] = {}
+        # (sizes, (parameter, hash of its tile table) ...) -> program
+        self._programs: dict[tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]], MachineProgram] = {}
 
     def program_for(self, tables: dict[str, Array] | None = None, **sizes: int) -> MachineProgram:
         """The machine program for these sizes of the kernel's symbols and, for hybrid

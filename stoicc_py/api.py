@@ -229,6 +229,7 @@ def compile(  # noqa: A001 - the public name users expect
     tile: Sequence[int] = (),
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
+    check_bounds: bool = False,
 ) -> Program: ...
 
 
@@ -241,6 +242,18 @@ def compile(  # noqa: A001
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
 ) -> AccelProgram: ...
+
+
+@overload
+def compile(  # noqa: A001
+    source_or_path: str | os.PathLike[str],
+    target: str = "cpu",
+    *,
+    tile: Sequence[int] = (),
+    cache: bool | str | os.PathLike[str] = True,
+    machine: str | os.PathLike[str] | None = None,
+    check_bounds: bool = False,
+) -> Program | AccelProgram: ...
 
 
 def compile(  # noqa: A001

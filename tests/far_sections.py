@@ -74,7 +74,7 @@ def main(directory: Path, loads: int) -> None:
         library = NativeLibrary(obj)
         libraries.append(library)  # all stay loaded: hundreds in one process
         for abi in abis:
-            got = NativeKernel(abi, library.address(abi.name), library)(x)
+            got = NativeKernel(abi, library.address(abi.symbol), library)(x)
             if not np.array_equal(got, np.load(directory / f"want-{abi.name}.npy")):
                 sys.exit(f"load {i}: kernel {abi.name} gives wrong results")
     print(f"loaded {loads} times")
