@@ -73,7 +73,7 @@ def bitsplit(m: int, n: int, k: int, rng: np.random.Generator) -> list[dict[str,
     base = _kernel(f"x: f32[M, {k}], w: f32[{n}, {k}] @ int8(axis=0)", "linear(quantize(x, int8(per=token)), w)")
     split = _kernel(f"x: f32[M, {k}], w: f32[{n}, {k}] @ int8(axis=0)", "linear(quantize(x, bitsplit(int8)), w)")
     packed = base.pack("w", w)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, kernel in (("W8A8", base), ("bit-split A8 (W8)", split)):
         got = kernel(x, packed)
         want = kernel.reference(x, packed)

@@ -59,7 +59,7 @@ def extent_symbol(arg_index: int, axis: int) -> str:
     return f"extent{arg_index}_{axis}"
 
 
-def _constant(value: int, type_: Attribute | None = None) -> arith.ConstantOp:
+def _constant(value: int, type_: IntegerType | IndexType | None = None) -> arith.ConstantOp:
     return arith.ConstantOp(IntegerAttr(value, type_ or IndexType()))
 
 

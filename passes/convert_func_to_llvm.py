@@ -4,6 +4,7 @@ Runs last among the dialect conversions: by then every argument and result type 
 already an llvm-compatible type, so signatures carry over unchanged.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -24,7 +25,7 @@ NOALIAS_ARGS = "stoicc.noalias_args"
 """Unit attribute on a func.func promising that its pointer arguments never alias."""
 
 
-def _single_result(types: tuple[Attribute, ...], what: str) -> Attribute | None:
+def _single_result(types: Sequence[Attribute], what: str) -> Attribute | None:
     if len(types) > 1:
         raise DiagnosticException(f"convert-func-to-llvm: {what} has several results")
     return types[0] if types else None

@@ -36,7 +36,7 @@ class AlignVectorAccess(RewritePattern):
             return
         accessed = (op.dereferenced_value if isinstance(op, llvm.LoadOp) else op.value).type
         if isinstance(accessed, VectorType):
-            op.properties["alignment"] = IntegerAttr(max(1, accessed.element_type.bitwidth // 8), 64)  # type: ignore[attr-defined]
+            op.properties["alignment"] = IntegerAttr(max(1, accessed.element_type.bitwidth // 8), 64)
             rewriter.handle_operation_modification(op)
 
 

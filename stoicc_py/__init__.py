@@ -32,12 +32,12 @@ __all__ = [
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid",
     "set_threads", "simulate", "StoiccWarning",
 ]  # fmt: skip
-__version__ = "0.1.0"
 
 # name -> (module, name there). Imported on first use, so that tools which only need
 # the dialects (xdsl-opt through the xdsl.universe entry point) do not load the whole
 # compiler, and a CPU program from the cache loads neither xDSL nor the simulator.
 _HOME = {
+    "__version__": ("stoicc_py.version", "__version__"),
     "compile": ("stoicc_py.api", "compile"),
     "Program": ("stoicc_py.api", "Program"),
     "Kernel": ("stoicc_py.api", "Kernel"),

@@ -7,17 +7,14 @@ first appearance. Row-major, contiguous buffers. The runtime, the C header and t
 cache all read this one description.
 
 This module is plain data, without xDSL, so that a kernel loads from the cache
-without the compiler; stoicc_py.signature derives it from the IR.
+without the compiler; stoicc_py.signature derives it from the IR, and it imports
+nothing of the compiler (the base layer: docs/architecture.md, Layers).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from xdsl.dialects import func
 
 Dim = int | str
 
@@ -112,8 +109,8 @@ class KernelABI:
 
     def pointer_names(self) -> list[str]:
         """The kernel's pointer arguments in order: each input buffer, then each result."""
-        inputs = [p.name if p.is_dense else f"{p.name}_{b.role.replace('.', '_')}" for p in self.params
-                  for b in p.buffers or [None]]  # fmt: skip
+        inputs = [name for p in self.params for name in
+                  ([p.name] if p.is_dense else [f"{p.name}_{b.role.replace('.', '_')}" for b in p.buffers])]  # fmt: skip
         return [*inputs, *(r.name for r in self.results)]
 
     def extents(self) -> list[tuple[int, int]]:
@@ -122,14 +119,6 @@ class KernelABI:
         buffers = [b for p in self.params for b in p.buffers or [None]]
         return [(i, axis) for i, b in enumerate(buffers) if b is not None
                 for axis, d in enumerate(b.shape) if d < 0]  # fmt: skip
-
-    @staticmethod
-    def of(fn: func.FuncOp) -> KernelABI:
-        """The ABI of a tensor-level kernel function (after metadata-layout, which
-        records the storage of non-dense parameters)."""
-        from stoicc_py.signature import kernel_abi  # the IR side, with xDSL
-
-        return kernel_abi(fn)
 
     def to_json(self) -> dict[str, object]:
         """Plain data (dicts, lists, strings, ints) for json.dumps."""

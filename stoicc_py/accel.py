@@ -17,17 +17,17 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, DictionaryAttr, i8
 
 from stoicc_py.abi import KernelABI
-from stoicc_py.api import KernelBase, Options
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.codegen.accel_operands import TILE_TABLE
 from stoicc_py.dialects.accel import output_segment
 from stoicc_py.dialects.sparse import HybridAttr
-from stoicc_py.kernel import NUMPY_DTYPES, bind_symbols, check_arguments, result_shape
-from stoicc_py.lowering import front_end, lower, only_kernel
+from stoicc_py.kernel import NUMPY_DTYPES, KernelBase, bind_symbols, check_arguments, result_shape
+from stoicc_py.lowering import front_end, kernel_abis, only_kernel
+from stoicc_py.options import Options
 from stoicc_py.packing import PackedTensor
-from stoicc_py.pipeline import PassCallback, Stage, accel_pipeline_spec, run_passes
+from stoicc_py.pipeline import PassCallback, accel_pipeline_spec, run_passes
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
@@ -37,10 +37,13 @@ class AccelKernel(KernelBase):
     """One kernel compiled for the simulated accelerator: a call simulates it on its
     arguments (checked as for the CPU) and leaves the machine's costs in `last_report`."""
 
+    program: AccelProgram
+
     def __init__(self, program: AccelProgram, abi: KernelABI):
         super().__init__(program, abi)
         self.last_report: Report | None = None
-        self._programs: dict[tuple[tuple[str, int], ...], MachineProgram] = {}
+        # (sizes, (parameter, hash of its tile table) ...) -> program
+        self._programs: dict[tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]], MachineProgram] = {}
 
     def program_for(self, tables: dict[str, Array] | None = None, **sizes: int) -> MachineProgram:
         """The machine program for these sizes of the kernel's symbols and, for hybrid
@@ -90,8 +93,7 @@ class AccelProgram:
         self.source, self.file, self.tile, self.machine_file = source, file, tile, machine
         self.machine = Machine.load(machine or None)
         self.module = front_end(source, file)
-        abis = [KernelABI.of(op) for op in lower(self.module, Stage.OPT, Options()).ops if isinstance(op, func.FuncOp)]
-        self.kernels = {a.name: AccelKernel(self, a) for a in abis}
+        self.kernels = {a.name: AccelKernel(self, a) for a in kernel_abis(self.module, Options())}
 
     def lowered(self, kernel: str, sizes: dict[str, int], tables: dict[str, Array] | None = None,
                 after_pass: PassCallback | None = None) -> func.FuncOp:  # fmt: skip

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import import_module
 from importlib.util import find_spec
@@ -23,14 +22,13 @@ import llvmlite
 import llvmlite.binding as llvm
 import numpy as np
 
-from stoicc_py import __version__
-from stoicc_py.abi import KernelABI
-from stoicc_py.arrays import host_array
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.cache import KernelCache, cache_key
-from stoicc_py.kernel import NUMPY_DTYPES, NativeKernel, bind_symbols, check_arguments, pack_for
+from stoicc_py.kernel import KernelBase, NativeKernel
+from stoicc_py.options import Options
 from stoicc_py.timing import timed
+from stoicc_py.version import __version__
 
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
@@ -43,7 +41,6 @@ if TYPE_CHECKING:
     from stoicc_py.lowering import lower as lower
     from stoicc_py.lowering import only_kernel as only_kernel
     from stoicc_py.lowering import optimized_llvm as optimized_llvm
-    from stoicc_py.packing import PackedTensor
 
 _LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "only_kernel", "optimized_llvm")
 
@@ -64,16 +61,6 @@ def _compile_error(message: str) -> Exception:
     from stoicc_py.diagnostics import CompileError  # an xDSL exception: loaded when there is an error
 
     return CompileError(message)
-
-
-@dataclass(frozen=True)
-class Options:
-    target: str = "cpu"
-    tile: tuple[int, ...] = ()
-    check_bounds: bool = False
-
-    def key(self) -> str:
-        return f"target={self.target};tile={self.tile};check_bounds={self.check_bounds}"
 
 
 def default_cache_dir() -> Path:
@@ -146,47 +133,6 @@ def toolchain_key() -> str:
         [f"stoicc_py={__version__}", _compiler_digest(), f"xdsl={_xdsl_version()}",
          f"llvmlite={llvmlite.__version__}", f"llvm={llvm.llvm_version_info}", host_cpu()]
     )  # fmt: skip
-
-
-class KernelBase:
-    """What every target's kernel has: `name`, `abi` (its KernelABI: parameters, results,
-    size symbols), `program`, the reference interpreter and packing."""
-
-    def __init__(self, program: Program | AccelProgram, abi: KernelABI):
-        self.program = program
-        self.abi = abi
-        self.name = abi.name
-
-    @property
-    def module(self) -> ModuleOp:
-        """The front end's module, which the reference interprets."""
-        return self.program.module
-
-    def reference(self, *args: object) -> Array | tuple[Array, ...]:
-        """Run the numpy reference interpreter (float64, rounded to the declared dtypes)
-        on the same arguments as a call; packed arguments are unpacked (a sparse layout's
-        structural zeros never multiplied: docs/language.md, "Non-finite values")."""
-        from stoicc_py.interpreter import reference_inputs, run_reference
-
-        prepared = check_arguments(self.abi, args)
-        bind_symbols(self.abi, prepared)
-        dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
-        outs = run_reference(self.module, self.name, reference_inputs(prepared), dtypes)
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    def pack(self, param: str, w: object, **options: Any) -> PackedTensor:
-        """Pack the matrix `w` (numpy, or any array host_array reads) in the layout of
-        parameter `param`, once, for repeated calls; `options` as for stoicc_py.pack
-        (prune, plan, calibrate, activations, alpha)."""
-        specs = {p.name: p for p in self.abi.params}
-        if param not in specs:
-            raise KeyError(f"{self.name} has no parameter '{param}' (parameters: {', '.join(specs)})")
-        return pack_for(self.abi, specs[param], host_array(w, f"{self.name}: parameter '{param}'"), **options)
-
-    def __repr__(self) -> str:
-        params = ", ".join(map(str, self.abi.params))
-        results = ", ".join(f"{r.dtype}[{', '.join(map(str, r.dims))}]" for r in self.abi.results)
-        return f"<stoicc kernel {self.name}({params}) -> {results}>"
 
 
 class Kernel(KernelBase):
@@ -283,6 +229,7 @@ def compile(  # noqa: A001 - the public name users expect
     tile: Sequence[int] = (),
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
+    check_bounds: bool = False,
 ) -> Program: ...
 
 
@@ -295,6 +242,18 @@ def compile(  # noqa: A001
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
 ) -> AccelProgram: ...
+
+
+@overload
+def compile(  # noqa: A001
+    source_or_path: str | os.PathLike[str],
+    target: str = "cpu",
+    *,
+    tile: Sequence[int] = (),
+    cache: bool | str | os.PathLike[str] = True,
+    machine: str | os.PathLike[str] | None = None,
+    check_bounds: bool = False,
+) -> Program | AccelProgram: ...
 
 
 def compile(  # noqa: A001

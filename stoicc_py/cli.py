@@ -31,7 +31,6 @@ from stoicc_py.api import (
     TARGETS,
     TEXT_STAGES,
     Kernel,
-    Options,
     Program,
     compile,
     decode_source,
@@ -54,6 +53,7 @@ from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
 from stoicc_py.models.weights import load_array
+from stoicc_py.options import Options
 from stoicc_py.pipeline import PassCallback, context, run_passes
 from stoicc_py.timing import is_timing
 
@@ -88,7 +88,7 @@ _weight = assignment(str, "NAME=FILE.npy")
 def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
     if kernel is None:
         return module
-    names = [op.sym_name.data for op in module.ops]  # type: ignore[attr-defined]
+    names = [op.sym_name.data for op in module.ops]
     if kernel not in names:
         raise CompileError(f"no kernel '{kernel}' (kernels: {', '.join(names)})")
     return only_kernel(module, kernel)
@@ -436,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"%(prog)s {version('stoicc_py')}")
     sub = top.add_subparsers(dest="command", required=True)
     # -v after the command too; SUPPRESS keeps a sub-parser's default from overriding the top one
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log what the compiler does (stderr)")  # fmt: skip
     common.add_argument("--time-passes", action="store_true",
@@ -500,7 +500,7 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):
     """The command's own handlers, removed when main() returns."""
 
 

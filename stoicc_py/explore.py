@@ -231,7 +231,7 @@ def _dense_bytes(w: Array) -> dict[str, int]:
 def rel_error(want: Array, got: Array) -> float:
     """||want - got||_F / ||want||_F in float64."""
     want = want.astype(np.float64)
-    return float(np.linalg.norm(want - got) / max(np.linalg.norm(want), 1e-300))
+    return float(np.linalg.norm(want - got) / max(float(np.linalg.norm(want)), 1e-300))
 
 
 def _checked(y: Array, want: Array, target: str) -> Array:

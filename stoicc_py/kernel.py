@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
 if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+
     from stoicc_py.packing import PackedTensor
 
     Argument = np.ndarray[Any, Any] | PackedTensor
@@ -252,3 +254,53 @@ class NativeKernel:
                      *(stop - start if s == split else sizes[s] for s in self.abi.symbols), *checks)  # fmt: skip
 
         return call
+
+
+class CompiledProgram(Protocol):
+    """A program of any target (api.Program, accel.AccelProgram), as its kernels see it."""
+
+    @property
+    def module(self) -> ModuleOp:
+        """The front end's module, which the reference interprets."""
+        ...
+
+
+class KernelBase:
+    """What every target's kernel has: `name`, `abi` (its KernelABI: parameters, results,
+    size symbols), `program`, the reference interpreter and packing."""
+
+    def __init__(self, program: CompiledProgram, abi: KernelABI):
+        self.program = program
+        self.abi = abi
+        self.name = abi.name
+
+    @property
+    def module(self) -> ModuleOp:
+        """The front end's module, which the reference interprets."""
+        return self.program.module
+
+    def reference(self, *args: object) -> Array | tuple[Array, ...]:
+        """Run the numpy reference interpreter (float64, rounded to the declared dtypes)
+        on the same arguments as a call; packed arguments are unpacked (a sparse layout's
+        structural zeros never multiplied: docs/language.md, "Non-finite values")."""
+        from stoicc_py.interpreter import reference_inputs, run_reference
+
+        prepared = check_arguments(self.abi, args)
+        bind_symbols(self.abi, prepared)
+        dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
+        outs = run_reference(self.module, self.name, reference_inputs(prepared), dtypes)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def pack(self, param: str, w: object, **options: Any) -> PackedTensor:
+        """Pack the matrix `w` (numpy, or any array host_array reads) in the layout of
+        parameter `param`, once, for repeated calls; `options` as for stoicc_py.pack
+        (prune, plan, calibrate, activations, alpha)."""
+        specs = {p.name: p for p in self.abi.params}
+        if param not in specs:
+            raise KeyError(f"{self.name} has no parameter '{param}' (parameters: {', '.join(specs)})")
+        return pack_for(self.abi, specs[param], host_array(w, f"{self.name}: parameter '{param}'"), **options)
+
+    def __repr__(self) -> str:
+        params = ", ".join(map(str, self.abi.params))
+        results = ", ".join(f"{r.dtype}[{', '.join(map(str, r.dims))}]" for r in self.abi.results)
+        return f"<stoicc kernel {self.name}({params}) -> {results}>"

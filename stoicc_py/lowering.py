@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import llvmlite.binding as llvm
 from xdsl.dialects import func
@@ -16,12 +15,10 @@ from stoicc_py.abi import KernelABI
 from stoicc_py.backends.llvm.codegen import emit_asm, emit_object, optimize, to_llvm_ir
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
+from stoicc_py.options import Options
 from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
 from stoicc_py.signature import kernel_abi
 from stoicc_py.timing import timed
-
-if TYPE_CHECKING:
-    from stoicc_py.api import Options
 
 log = logging.getLogger(__name__)
 STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}

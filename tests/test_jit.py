@@ -14,8 +14,8 @@ import pytest
 from conftest import rand
 
 import stoicc_py
-from stoicc_py.api import Options
 from stoicc_py.lowering import build
+from stoicc_py.options import Options
 
 # Constants (constant pools), libm calls (tanhf, erff), a temporary (aligned_alloc, free).
 SOURCE = """

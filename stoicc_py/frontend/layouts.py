@@ -30,7 +30,7 @@ class _Args:
                 raise CompileError(f"{term.name}() got option '{key}' twice", term.loc)
             self.values[key] = value
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def integer(self, key: str, default: int | None = None) -> int:
         value = self.values.get(key, default)
         if not isinstance(value, int):
             raise CompileError(f"{self.term.name}(): '{key}' must be an integer", self.term.loc)
@@ -70,7 +70,7 @@ class _Args:
 
 
 def _nm(a: _Args) -> LayoutAttr:
-    return NMAttr(a.int("n"), a.int("m"))
+    return NMAttr(a.integer("n"), a.integer("m"))
 
 
 def _block(a: _Args) -> LayoutAttr:
@@ -92,8 +92,8 @@ def _quant(storage: str) -> Callable[[_Args], LayoutAttr]:
         per = a.word("per", "", ("tensor", "channel", "group", "token"))
         if not per:
             per = "group" if "group" in a.values else "channel" if "axis" in a.values else "tensor"
-        axis = a.int("axis", 1 if per == "group" else 0)
-        group = a.int("group", 0)
+        axis = a.integer("axis", 1 if per == "group" else 0)
+        group = a.integer("group", 0)
         symmetric = a.word("symmetric", "true", ("true", "false")) == "true"
         scale = DTYPES[a.word("scale", "f32", ("f32", "f16"))]
         return UniformQuantAttr(storage, per, axis, group, symmetric, scale)
@@ -105,9 +105,9 @@ def _sq(a: _Args) -> LayoutAttr:
     low, high = a.layout("low"), a.layout("high") if "high" in a.values else UniformQuantAttr("int8", "channel")
     if not isinstance(low, UniformQuantAttr) or not isinstance(high, UniformQuantAttr):
         raise CompileError("sq(): low and high must be quantized layouts such as int4(group=128) and int8", a.term.loc)
-    group = a.int("group", low.group.data if low.per.data == "group" else 128)
+    group = a.integer("group", low.group.data if low.per.data == "group" else 128)
     if "count" in a.values:
-        count = a.int("count")
+        count = a.integer("count")
     else:
         density = a.number("high_density", 0.05)
         if not 0.0 < density < 1.0:
@@ -119,7 +119,7 @@ def _sq(a: _Args) -> LayoutAttr:
 def _bitsplit(a: _Args) -> LayoutAttr:
     if a.word("codes", "int8", ("int8",)) != "int8":
         raise CompileError("bitsplit(): only int8 activations split", a.term.loc)
-    return BitSplitAttr(a.int("low_bits", 4), a.word("offset", "false", ("true", "false")) == "true")
+    return BitSplitAttr(a.integer("low_bits", 4), a.word("offset", "false", ("true", "false")) == "true")
 
 
 _BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[_Args], LayoutAttr]]] = {

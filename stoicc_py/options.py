@@ -1,0 +1,16 @@
+"""The options a program is compiled with (stoicc_py.compile's target, tile and
+check_bounds): read by the compile path (lowering, accel) and part of the cache key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str = "cpu"
+    tile: tuple[int, ...] = ()
+    check_bounds: bool = False
+
+    def key(self) -> str:
+        return f"target={self.target};tile={self.tile};check_bounds={self.check_bounds}"
