@@ -17,8 +17,10 @@ from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
+from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import sparse_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
@@ -48,29 +50,42 @@ def _fold(b: LoopBuilder, lb: SSAValue, ub: SSAValue, init: SSAValue,
 
 @dataclass
 class QuantView:
-    """A quantized [rows, width] tensor, read through its storage."""
+    """A quantized [rows, width] tensor, read through its storage: the codes as the codec
+    says (stoicc_py.codec.uniform.CodeBits, decoded by codegen.quant_decode), scales and
+    zero points per `group` consecutive elements of a row (the last group of a row may
+    hold fewer: the remainder)."""
 
     layout: UniformQuantAttr
     buffers: dict[str, SSAValue]
-    bits: int
-    per_byte: int
+    decoder: CodeDecoder
     group: int
-    symmetric: bool
 
     @staticmethod
-    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "", params: str = "") -> QuantView:
-        """The quantized part of a packed value: its buffers are the roles under
-        `prefix`, its encoding the storage params under `params`."""
+    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "") -> QuantView:
+        """The quantized part of a packed value: its buffers are the roles under `prefix`."""
         packed, assemble = value.type, value.owner
         assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)
         layout = layout or packed.layout  # type: ignore[assignment]
         assert isinstance(layout, UniformQuantAttr)
-        storage = packed.storage
         buffers = {
-            role.removeprefix(prefix): assemble.buffer(role) for role in storage.roles if role.startswith(prefix)
+            role.removeprefix(prefix): assemble.buffer(role) for role in packed.storage.roles if role.startswith(prefix)
         }
-        param = lambda key: storage.param(params + key)  # noqa: E731
-        return QuantView(layout, buffers, param("bits"), param("per_byte"), param("group"), bool(param("symmetric")))
+        return QuantView.over(layout, buffers)
+
+    @staticmethod
+    def over(layout: UniformQuantAttr, buffers: dict[str, SSAValue]) -> QuantView:
+        """The view of code buffers (role -> value): the row width is the values buffer's."""
+        code = CodeBits.of(layout)
+        width = buffers["values"].type.get_shape()[-1] * 8 // code.bits  # type: ignore[attr-defined]
+        return QuantView(layout, buffers, CodeDecoder(code, width), layout.group_size(width))
+
+    @property
+    def bits(self) -> int:
+        return self.decoder.code.bits
+
+    @property
+    def symmetric(self) -> bool:
+        return self.layout.is_symmetric
 
     @property
     def per(self) -> str:
@@ -84,7 +99,7 @@ class QuantView:
             return [b.index(0)]
         if self.per == "group":
             return [*lead, g]
-        if self.per == "channel" and self.layout.axis.data == 1:
+        if self.layout.per_column:
             return [g]  # groups of one element: g is the column
         return lead
 
@@ -95,14 +110,7 @@ class QuantView:
     def code(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """The integer q - zero_point of element (row, k), as i32."""
         lead = row if isinstance(row, list) else [row]
-        byte = b.load(self.buffers["values"], [*lead, b.div(k, b.index(self.per_byte))])
-        if self.per_byte == 1:
-            code = b.insert(arith.ExtSIOp(byte, i32) if self.symmetric else arith.ExtUIOp(byte, i32))
-        else:
-            shift = b.insert(arith.IndexCastOp(b.mul(b.rem(k, b.index(self.per_byte)), b.index(self.bits)), i32))
-            field = b.insert(arith.ShRUIOp(b.insert(arith.ExtUIOp(byte, i32)), shift))
-            field = b.insert(arith.AndIOp(field, _int(b, (1 << self.bits) - 1)))
-            code = self._signed(b, field) if self.symmetric else field
+        code = self.decoder.scalar(b, self.buffers["values"], lead, k)
         if self.symmetric:
             return code
         zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, self._group_of(b, k)))
@@ -116,13 +124,6 @@ class QuantView:
         """scale * (q - zero_point) of element (row, k), as f32."""
         q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
         return b.fmul(self.scale(b, row, self._group_of(b, k)), q)
-
-    def _signed(self, b: LoopBuilder, field: SSAValue) -> SSAValue:
-        if self.layout.codes.data == "binary":  # bit 1 is +1, bit 0 is -1
-            return b.insert(arith.SubiOp(b.insert(arith.MuliOp(field, _int(b, 2))), _int(b, 1)))
-        # Two's complement in `bits` bits: shift the sign bit to bit 31 and back.
-        up = _int(b, 32 - self.bits)
-        return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
 
 
 def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
@@ -326,7 +327,7 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
     if isinstance(layout, UniformQuantAttr):
         return [dense_walk(QuantView.of(weight), width)]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
-        view = QuantView.of(weight, layout.quant, params="q.")  # type: ignore[arg-type]
+        view = QuantView.of(weight, layout.quant)  # type: ignore[arg-type]
         nm = {k: storage.param(k) for k in ("n", "m", "index_bits", "per_word")}
         indices = view.buffers["indices"]
         walk = WeightWalk(
@@ -335,7 +336,7 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
         )  # fmt: skip
         return [walk]
     if isinstance(layout, SQAttr):
-        return [dense_walk(QuantView.of(weight, layout.low, "low.", "low."), width),
+        return [dense_walk(QuantView.of(weight, layout.low, "low."), width),
                 sq_high_walk(weight, layout)]  # fmt: skip
     raise AssertionError(f"no walk for {layout.summary()}")
 
@@ -373,16 +374,13 @@ def _byte(b: LoopBuilder, buf: SSAValue, where: Sequence[SSAValue]) -> SSAValue:
     return b.insert(arith.ExtUIOp(b.load(buf, where), i32))
 
 
+NIBBLES = {signed: CodeDecoder(CodeBits(4, Sign.TWOS if signed else Sign.UNSIGNED), 0) for signed in (False, True)}
+"""Bit-split's lo (unsigned) and hi (two's complement) nibbles: one plane, so the width is not needed."""
+
+
 def _nibble(b: LoopBuilder, buf: SSAValue, row: SSAValue, j: SSAValue, signed: bool) -> SSAValue:
     """Nibble j of a row packed two to a byte, low nibble first."""
-    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(4)), i32))
-    field = b.insert(
-        arith.AndIOp(b.insert(arith.ShRUIOp(_byte(b, buf, [row, b.div(j, b.index(2))]), shift)), _int(b, 15))
-    )
-    if not signed:
-        return field
-    up = _int(b, 28)
-    return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
+    return NIBBLES[signed].scalar(b, buf, [row], j)
 
 
 def _codes_i32(b: LoopBuilder, x: SSAValue, r: SSAValue, k: SSAValue, divisor: SSAValue) -> SSAValue:
@@ -572,7 +570,7 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
     _for(b, b.index(0), rows, lambda b, r: _for(b, b.index(0), b.div(width, b.index(group)),
                                                  lambda b, g: select(b, r, g), "g"), "r")  # fmt: skip
     column = sq_high_walk(packed, layout).column
-    high = QuantView(layout.high, {"values": values, "scales": assemble.buffer("high.scales")}, 8, 1, slots, True)
+    high = QuantView.over(layout.high, {"values": values, "scales": assemble.buffer("high.scales")})
     quantize_values(b, lambda b, r, t: b.load(x, [r, column(b, r, t)]), rows, b.index(slots), high)
 
     def masked(b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
@@ -587,14 +585,14 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
         found = _fold(b, b.index(0), b.index(count), b.insert(arith.ConstantOp(IntegerAttr(0, 1))), hit, "c")
         return b.insert(arith.SelectOp(found, b.f32(0.0), b.load(x, [r, k])))
 
-    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low.", "low."))
+    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low."))
 
 
 def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n: SSAValue, layout: SQAttr) -> SSAValue:
     """y[i, n] with SQ-format activations and an f32 weight row, in one pass over
     the dense low part and one over the high part."""
     width = w.type.get_shape()[1]  # type: ignore[attr-defined]
-    low = QuantView.of(xs, layout.low, "low.", "low.")
+    low = QuantView.of(xs, layout.low, "low.")
     walk = sq_high_walk(xs, layout)
 
     def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:

@@ -249,7 +249,7 @@ def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
     assert isinstance(quant, UniformQuantAttr)
 
     def decode(b: LoopBuilder, prefix: str, lead: list[SSAValue], k: SSAValue) -> SSAValue:
-        view = quant_loops.QuantView.of(weight, quant, prefix=prefix, params=prefix + "q.")
+        view = quant_loops.QuantView.of(weight, quant, prefix=prefix)
         return view.value(b, lead, k)
 
     return decode
