@@ -135,14 +135,14 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
         def row(b: LoopBuilder, n: SSAValue, walk: WeightWalk = walk) -> None:
             def group(b: LoopBuilder, g: SSAValue) -> None:
                 scale = walk.scale(b, n, g)
-                t0 = b.mul(g, b.index(walk.group_len))
+                t0, t1 = walk.span(b, g)
 
                 def slot(b: LoopBuilder, t: SSAValue) -> None:
                     where = [n, walk.column(b, n, t)]
                     value = b.fmul(scale, b.insert(arith.SIToFPOp(walk.code(b, n, t), f32)))
                     b.store(b.fadd(b.load(out, where), value), out, where)
 
-                _for(b, t0, b.add(t0, b.index(walk.group_len)), slot, "t")
+                _for(b, t0, t1, slot, "t")
 
             _for(b, b.index(0), b.index(walk.groups), group, "g")
 
@@ -152,19 +152,28 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
 @dataclass
 class WeightWalk:
     """How a product walks one quantized weight row: `groups` scale groups of
-    `group_len` slots; slot t holds an integer code for activation column
-    `column(n, t)`, and group g of row n has one scale."""
+    `group_len` slots, the last holding the rest of the `slots`; slot t holds an integer
+    code for activation column `column(n, t)`, and group g of row n has one scale."""
 
     groups: int
     group_len: int
     column: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     code: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     scale: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+    slots: int = 0
+    """The slots of a row when the last group is ragged (0: groups * group_len)."""
+
+    def span(self, b: LoopBuilder, g: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """The slots of group g."""
+        t0 = b.mul(g, b.index(self.group_len))
+        t1 = b.add(t0, b.index(self.group_len))
+        return t0, b.min(t1, b.index(self.slots)) if self.slots else t1
 
 
 def dense_walk(w: QuantView, width: int) -> WeightWalk:
     """A quantized dense row: slot t is column t."""
-    return WeightWalk(width // w.group, w.group, lambda b, n, t: t, w.code, w.scale)
+    groups = -(-width // w.group)
+    return WeightWalk(groups, w.group, lambda b, n, t: t, w.code, w.scale, width if width % w.group else 0)
 
 
 def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
@@ -172,13 +181,13 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
     codes accumulated in f32 and scaled once per group (the reassociation trick)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        t0 = b.mul(g, b.index(walk.group_len))
+        t0, t1 = walk.span(b, g)
 
         def term(b: LoopBuilder, t: SSAValue, gacc: SSAValue) -> SSAValue:
             q = b.insert(arith.SIToFPOp(walk.code(b, n, t), f32))
             return b.mul_add(gacc, b.load(x, [i, walk.column(b, n, t)]), q)
 
-        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), b.f32(0.0), term, "k")
+        dot = _fold(b, t0, t1, b.f32(0.0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
@@ -189,12 +198,12 @@ def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: 
     (the activation's scale is applied by the caller, once per output)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        t0 = b.mul(g, b.index(walk.group_len))
+        t0, t1 = walk.span(b, g)
 
         def term(b: LoopBuilder, t: SSAValue, iacc: SSAValue) -> SSAValue:
             return b.mul_add(iacc, x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t))
 
-        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), _int(b, 0), term, "k")
+        dot = _fold(b, t0, t1, _int(b, 0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
@@ -222,15 +231,18 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _quantize_columns(b, x, rows, width, view)
         return
     group = b.index(view.group) if view.per == "group" else width
+    ragged = view.per == "group" and view.decoder.width % view.group != 0
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def one_group(b: LoopBuilder, g: SSAValue) -> None:
             k0 = b.mul(g, group)
-            params = _quant_params(b, x, view, (r, b.add(r, b.index(1)), k0, b.add(k0, group)))
-            quant_codes(b, x, view, (r, k0, b.add(k0, group)), params)
+            k1 = b.min(b.add(k0, group), width) if ragged else b.add(k0, group)  # a ragged last group: the rest
+            params = _quant_params(b, x, view, (r, b.add(r, b.index(1)), k0, k1))
+            quant_codes(b, x, view, (r, k0, k1), params)
             store_params(b, view, view.scale_indices(b, r, g), params)
 
-        _for(b, b.index(0), b.div(width, group), one_group, "g")
+        groups = b.div(b.add(width, b.index(view.group - 1)), group) if ragged else b.div(width, group)
+        _for(b, b.index(0), groups, one_group, "g")
 
     _for(b, b.index(0), rows, row, "r")
 

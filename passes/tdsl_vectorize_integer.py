@@ -147,14 +147,21 @@ class Weight:
 @dataclass(frozen=True)
 class Groups:
     """The scale groups along k: `count` groups of `length` columns (None: unknown
-    until the call). A group that ends off a step, which only a single group (one
-    scale per row) may, ends with a scalar tail."""
+    until the call), the last holding the rest of a row of `width` when the groups do
+    not tile it (width 0: they do). A group that ends off a step, which only a single
+    group (one scale per row) or the ragged last one may, ends with a scalar tail."""
 
     count: int
     length: int | None
+    width: int = 0
 
     def ragged(self, step: int) -> bool:
+        """Whether the whole groups end off a step."""
         return ragged(self.length, step)
+
+    def tail(self, step: int) -> bool:
+        """Whether some group (the ragged last one too) ends off a step."""
+        return self.ragged(step) or bool(self.width and self.length and (self.width % self.length) % step)
 
 
 @dataclass
@@ -179,7 +186,9 @@ class Product:
         size = b.size(self.x, 1) if length is None else b.index(length)
         k0 = b.mul(g, size)
         k1 = b.add(k0, size)
-        return k0, floor_to(b, k0, k1, step) if self.groups.ragged(step) else k1, k1
+        if self.groups.width:  # the last group holds the rest of the row
+            k1 = b.min(k1, b.index(self.groups.width))
+        return k0, floor_to(b, k0, k1, step) if self.groups.tail(step) else k1, k1
 
 
 @dataclass
@@ -231,7 +240,7 @@ class IntegerKernel:
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)] * (len(rows) * len(cols)), name="k")
         offsets = [b.load(self.offsets, [r, g]) for r in rows]
         sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s // len(cols)])) for s, acc in enumerate(accs)]
-        if groups.ragged(dot.step):
+        if groups.tail(dot.step):
             sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
         return sums
 
@@ -327,7 +336,8 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
         return None
     weight = Weight(w.buffers["values"], w.decoder, w.code)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
-    return Product(x.buffers["values"], weight, out, Groups(k_size // w.group, w.group), scales)
+    groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
+    return Product(x.buffers["values"], weight, out, groups, scales)
 
 
 MANTISSA_SHIFT = 1.5 * 2**23
