@@ -13,7 +13,7 @@ from xdsl.ir import Attribute, BlockArgument, SSAValue
 
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.diagnostics import CompileError, op_error
-from stoicc_py.dialects.accel import LINE_BYTES
+from stoicc_py.dialects.accel import LINE_BYTES, WEIGHT_CODES
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
@@ -66,6 +66,10 @@ class Weights:
     def value_bytes(self, k: int) -> int:
         """Bytes of the stored values of k dense columns of one row."""
         return int(k * self.stored_k_per_k) * self.bits // 8
+
+    def groups(self, k: int) -> int:
+        """Scale groups of a row of k dense columns (scales == "group"): the last may hold fewer."""
+        return -(-k // self.group)
 
     def index_words(self, k: int) -> int:
         return -(-int(k * self.stored_k_per_k) // self.per_word) if self.nm[0] else 0
@@ -144,6 +148,8 @@ def _activations(op: ContractionOp) -> Activations:
 
 
 def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str, object]:
+    if q.codes.data not in WEIGHT_CODES:
+        raise op_error(op, f"the accel target reads weight codes {', '.join(WEIGHT_CODES)}, not {q.codes.data}")
     if not q.is_symmetric:
         raise op_error(
             op, "the accel target runs symmetric weight codes only (asymmetric zero points are not supported)"
@@ -351,7 +357,7 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
     buf["acc"].add("out", tm * tn * 4)
     if w.scales == "group":
         buf["acc"].add("part", tm * tn * 4, depth)
-        buf["scl"].add("gs", tn * p.k // w.group * 4)
+        buf["scl"].add("gs", tn * w.groups(p.k) * 4)
     buf["scl"].add("ws", tn * 4)
     buf["scl"].add("bias", tn * 4)
     return buf

@@ -17,8 +17,10 @@ from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
+from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import sparse_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
@@ -48,29 +50,42 @@ def _fold(b: LoopBuilder, lb: SSAValue, ub: SSAValue, init: SSAValue,
 
 @dataclass
 class QuantView:
-    """A quantized [rows, width] tensor, read through its storage."""
+    """A quantized [rows, width] tensor, read through its storage: the codes as the codec
+    says (stoicc_py.codec.uniform.CodeBits, decoded by codegen.quant_decode), scales and
+    zero points per `group` consecutive elements of a row (the last group of a row may
+    hold fewer: the remainder)."""
 
     layout: UniformQuantAttr
     buffers: dict[str, SSAValue]
-    bits: int
-    per_byte: int
+    decoder: CodeDecoder
     group: int
-    symmetric: bool
 
     @staticmethod
-    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "", params: str = "") -> QuantView:
-        """The quantized part of a packed value: its buffers are the roles under
-        `prefix`, its encoding the storage params under `params`."""
+    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "") -> QuantView:
+        """The quantized part of a packed value: its buffers are the roles under `prefix`."""
         packed, assemble = value.type, value.owner
         assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)
         layout = layout or packed.layout  # type: ignore[assignment]
         assert isinstance(layout, UniformQuantAttr)
-        storage = packed.storage
         buffers = {
-            role.removeprefix(prefix): assemble.buffer(role) for role in storage.roles if role.startswith(prefix)
+            role.removeprefix(prefix): assemble.buffer(role) for role in packed.storage.roles if role.startswith(prefix)
         }
-        param = lambda key: storage.param(params + key)  # noqa: E731
-        return QuantView(layout, buffers, param("bits"), param("per_byte"), param("group"), bool(param("symmetric")))
+        return QuantView.over(layout, buffers)
+
+    @staticmethod
+    def over(layout: UniformQuantAttr, buffers: dict[str, SSAValue]) -> QuantView:
+        """The view of code buffers (role -> value): the row width is the values buffer's."""
+        code = CodeBits.of(layout)
+        width = buffers["values"].type.get_shape()[-1] * 8 // code.bits  # type: ignore[attr-defined]
+        return QuantView(layout, buffers, CodeDecoder(code, width), layout.group_size(width))
+
+    @property
+    def bits(self) -> int:
+        return self.decoder.code.bits
+
+    @property
+    def symmetric(self) -> bool:
+        return self.layout.is_symmetric
 
     @property
     def per(self) -> str:
@@ -84,7 +99,7 @@ class QuantView:
             return [b.index(0)]
         if self.per == "group":
             return [*lead, g]
-        if self.per == "channel" and self.layout.axis.data == 1:
+        if self.layout.per_column:
             return [g]  # groups of one element: g is the column
         return lead
 
@@ -95,14 +110,7 @@ class QuantView:
     def code(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """The integer q - zero_point of element (row, k), as i32."""
         lead = row if isinstance(row, list) else [row]
-        byte = b.load(self.buffers["values"], [*lead, b.div(k, b.index(self.per_byte))])
-        if self.per_byte == 1:
-            code = b.insert(arith.ExtSIOp(byte, i32) if self.symmetric else arith.ExtUIOp(byte, i32))
-        else:
-            shift = b.insert(arith.IndexCastOp(b.mul(b.rem(k, b.index(self.per_byte)), b.index(self.bits)), i32))
-            field = b.insert(arith.ShRUIOp(b.insert(arith.ExtUIOp(byte, i32)), shift))
-            field = b.insert(arith.AndIOp(field, _int(b, (1 << self.bits) - 1)))
-            code = self._signed(b, field) if self.symmetric else field
+        code = self.decoder.scalar(b, self.buffers["values"], lead, k)
         if self.symmetric:
             return code
         zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, self._group_of(b, k)))
@@ -117,13 +125,6 @@ class QuantView:
         q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
         return b.fmul(self.scale(b, row, self._group_of(b, k)), q)
 
-    def _signed(self, b: LoopBuilder, field: SSAValue) -> SSAValue:
-        if self.layout.codes.data == "binary":  # bit 1 is +1, bit 0 is -1
-            return b.insert(arith.SubiOp(b.insert(arith.MuliOp(field, _int(b, 2))), _int(b, 1)))
-        # Two's complement in `bits` bits: shift the sign bit to bit 31 and back.
-        up = _int(b, 32 - self.bits)
-        return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
-
 
 def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
     """out = 0, then every part of the weight adds scale * (q - zero_point) at each
@@ -134,14 +135,14 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
         def row(b: LoopBuilder, n: SSAValue, walk: WeightWalk = walk) -> None:
             def group(b: LoopBuilder, g: SSAValue) -> None:
                 scale = walk.scale(b, n, g)
-                t0 = b.mul(g, b.index(walk.group_len))
+                t0, t1 = walk.span(b, g)
 
                 def slot(b: LoopBuilder, t: SSAValue) -> None:
                     where = [n, walk.column(b, n, t)]
                     value = b.fmul(scale, b.insert(arith.SIToFPOp(walk.code(b, n, t), f32)))
                     b.store(b.fadd(b.load(out, where), value), out, where)
 
-                _for(b, t0, b.add(t0, b.index(walk.group_len)), slot, "t")
+                _for(b, t0, t1, slot, "t")
 
             _for(b, b.index(0), b.index(walk.groups), group, "g")
 
@@ -151,19 +152,28 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
 @dataclass
 class WeightWalk:
     """How a product walks one quantized weight row: `groups` scale groups of
-    `group_len` slots; slot t holds an integer code for activation column
-    `column(n, t)`, and group g of row n has one scale."""
+    `group_len` slots, the last holding the rest of the `slots`; slot t holds an integer
+    code for activation column `column(n, t)`, and group g of row n has one scale."""
 
     groups: int
     group_len: int
     column: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     code: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     scale: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
+    slots: int = 0
+    """The slots of a row when the last group is ragged (0: groups * group_len)."""
+
+    def span(self, b: LoopBuilder, g: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """The slots of group g."""
+        t0 = b.mul(g, b.index(self.group_len))
+        t1 = b.add(t0, b.index(self.group_len))
+        return t0, b.min(t1, b.index(self.slots)) if self.slots else t1
 
 
 def dense_walk(w: QuantView, width: int) -> WeightWalk:
     """A quantized dense row: slot t is column t."""
-    return WeightWalk(width // w.group, w.group, lambda b, n, t: t, w.code, w.scale)
+    groups = -(-width // w.group)
+    return WeightWalk(groups, w.group, lambda b, n, t: t, w.code, w.scale, width if width % w.group else 0)
 
 
 def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
@@ -171,13 +181,13 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
     codes accumulated in f32 and scaled once per group (the reassociation trick)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        t0 = b.mul(g, b.index(walk.group_len))
+        t0, t1 = walk.span(b, g)
 
         def term(b: LoopBuilder, t: SSAValue, gacc: SSAValue) -> SSAValue:
             q = b.insert(arith.SIToFPOp(walk.code(b, n, t), f32))
             return b.mul_add(gacc, b.load(x, [i, walk.column(b, n, t)]), q)
 
-        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), b.f32(0.0), term, "k")
+        dot = _fold(b, t0, t1, b.f32(0.0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
@@ -188,12 +198,12 @@ def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: 
     (the activation's scale is applied by the caller, once per output)."""
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
-        t0 = b.mul(g, b.index(walk.group_len))
+        t0, t1 = walk.span(b, g)
 
         def term(b: LoopBuilder, t: SSAValue, iacc: SSAValue) -> SSAValue:
             return b.mul_add(iacc, x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t))
 
-        dot = _fold(b, t0, b.add(t0, b.index(walk.group_len)), _int(b, 0), term, "k")
+        dot = _fold(b, t0, t1, _int(b, 0), term, "k")
         return b.fadd(acc, b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
@@ -221,15 +231,18 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _quantize_columns(b, x, rows, width, view)
         return
     group = b.index(view.group) if view.per == "group" else width
+    ragged = view.per == "group" and view.decoder.width % view.group != 0
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def one_group(b: LoopBuilder, g: SSAValue) -> None:
             k0 = b.mul(g, group)
-            params = _quant_params(b, x, view, (r, b.add(r, b.index(1)), k0, b.add(k0, group)))
-            quant_codes(b, x, view, (r, k0, b.add(k0, group)), params)
+            k1 = b.min(b.add(k0, group), width) if ragged else b.add(k0, group)  # a ragged last group: the rest
+            params = _quant_params(b, x, view, (r, b.add(r, b.index(1)), k0, k1))
+            quant_codes(b, x, view, (r, k0, k1), params)
             store_params(b, view, view.scale_indices(b, r, g), params)
 
-        _for(b, b.index(0), b.div(width, group), one_group, "g")
+        groups = b.div(b.add(width, b.index(view.group - 1)), group) if ragged else b.div(width, group)
+        _for(b, b.index(0), groups, one_group, "g")
 
     _for(b, b.index(0), rows, row, "r")
 
@@ -326,7 +339,7 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
     if isinstance(layout, UniformQuantAttr):
         return [dense_walk(QuantView.of(weight), width)]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
-        view = QuantView.of(weight, layout.quant, params="q.")  # type: ignore[arg-type]
+        view = QuantView.of(weight, layout.quant)  # type: ignore[arg-type]
         nm = {k: storage.param(k) for k in ("n", "m", "index_bits", "per_word")}
         indices = view.buffers["indices"]
         walk = WeightWalk(
@@ -335,7 +348,7 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
         )  # fmt: skip
         return [walk]
     if isinstance(layout, SQAttr):
-        return [dense_walk(QuantView.of(weight, layout.low, "low.", "low."), width),
+        return [dense_walk(QuantView.of(weight, layout.low, "low."), width),
                 sq_high_walk(weight, layout)]  # fmt: skip
     raise AssertionError(f"no walk for {layout.summary()}")
 
@@ -373,16 +386,13 @@ def _byte(b: LoopBuilder, buf: SSAValue, where: Sequence[SSAValue]) -> SSAValue:
     return b.insert(arith.ExtUIOp(b.load(buf, where), i32))
 
 
+NIBBLES = {signed: CodeDecoder(CodeBits(4, Sign.TWOS if signed else Sign.UNSIGNED), 0) for signed in (False, True)}
+"""Bit-split's lo (unsigned) and hi (two's complement) nibbles: one plane, so the width is not needed."""
+
+
 def _nibble(b: LoopBuilder, buf: SSAValue, row: SSAValue, j: SSAValue, signed: bool) -> SSAValue:
     """Nibble j of a row packed two to a byte, low nibble first."""
-    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(4)), i32))
-    field = b.insert(
-        arith.AndIOp(b.insert(arith.ShRUIOp(_byte(b, buf, [row, b.div(j, b.index(2))]), shift)), _int(b, 15))
-    )
-    if not signed:
-        return field
-    up = _int(b, 28)
-    return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
+    return NIBBLES[signed].scalar(b, buf, [row], j)
 
 
 def _codes_i32(b: LoopBuilder, x: SSAValue, r: SSAValue, k: SSAValue, divisor: SSAValue) -> SSAValue:
@@ -572,7 +582,7 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
     _for(b, b.index(0), rows, lambda b, r: _for(b, b.index(0), b.div(width, b.index(group)),
                                                  lambda b, g: select(b, r, g), "g"), "r")  # fmt: skip
     column = sq_high_walk(packed, layout).column
-    high = QuantView(layout.high, {"values": values, "scales": assemble.buffer("high.scales")}, 8, 1, slots, True)
+    high = QuantView.over(layout.high, {"values": values, "scales": assemble.buffer("high.scales")})
     quantize_values(b, lambda b, r, t: b.load(x, [r, column(b, r, t)]), rows, b.index(slots), high)
 
     def masked(b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
@@ -587,14 +597,14 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
         found = _fold(b, b.index(0), b.index(count), b.insert(arith.ConstantOp(IntegerAttr(0, 1))), hit, "c")
         return b.insert(arith.SelectOp(found, b.f32(0.0), b.load(x, [r, k])))
 
-    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low.", "low."))
+    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low."))
 
 
 def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n: SSAValue, layout: SQAttr) -> SSAValue:
     """y[i, n] with SQ-format activations and an f32 weight row, in one pass over
     the dense low part and one over the high part."""
     width = w.type.get_shape()[1]  # type: ignore[attr-defined]
-    low = QuantView.of(xs, layout.low, "low.", "low.")
+    low = QuantView.of(xs, layout.low, "low.")
     walk = sq_high_walk(xs, layout)
 
     def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:

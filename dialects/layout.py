@@ -247,6 +247,11 @@ class ComposedLayoutAttr(LayoutAttr):
         stored = self.sparse.compressed_shape(shape)
         try:
             self.quant.verify_for(stored, kind)
+            group = getattr(self.quant, "group", None)
+            if group is not None and group.data and isinstance(stored[-1], int) and stored[-1] % group.data:
+                # no ragged last group under a sparse layout: its walks count whole groups of stored values
+                raise VerifyException(f"quant: group={group.data} does not divide the reduction dimension of "
+                                      f"size {stored[-1]}")  # fmt: skip
         except VerifyException as err:
             if stored[-1] == shape[-1]:
                 raise

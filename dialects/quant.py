@@ -19,7 +19,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
-STORAGE_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
+STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
+"""Bits per code of each storage type: the one table (codecs, the accelerator and the language read it)."""
 GRANULARITIES = ("tensor", "channel", "group", "token")
 SYMMETRIC_ONLY = ("ternary", "binary")
 
@@ -60,22 +61,37 @@ class UniformQuantAttr(QuantLayoutAttr):
         return STORAGE_BITS[self.codes.data]
 
     @property
-    def codes_per_byte(self) -> int:
-        return 8 // self.bits
+    def unit(self) -> int:
+        """Codes that fill whole bytes (in every bit plane: stoicc_py.codec.uniform.CodeBits);
+        a row's width is a multiple of it."""
+        return 8 // math.gcd(self.bits, 8)
+
+    def row_bytes(self, width: int) -> int:
+        return width * self.bits // 8
+
+    @property
+    def per_column(self) -> bool:
+        """One scale per column (per=channel, axis=1): groups of one element of a row."""
+        return self.per.data == "channel" and self.axis.data == 1
+
+    def regrouped(self, group: int) -> UniformQuantAttr:
+        """This layout with groups of `group` elements (a ragged last group's layout)."""
+        return UniformQuantAttr(self.codes.data, "group", 0, group, self.is_symmetric, self.scale)
 
     @property
     def is_symmetric(self) -> bool:
         return bool(self.symmetric.data)
 
     def width_unit(self) -> int:
-        return math.lcm(self.group.data or 1, self.codes_per_byte)
+        """Under a sparse layout, stored rows hold whole groups (no ragged last group) of whole bytes."""
+        return math.lcm(self.group.data or 1, self.unit)
 
     def group_size(self, width: int) -> int:
         """How many consecutive elements of a row share one scale."""
         per = self.per.data
         if per == "group":
             return self.group.data
-        if per == "channel" and self.axis.data == 1:
+        if self.per_column:
             return 1
         return width
 
@@ -84,24 +100,24 @@ class UniformQuantAttr(QuantLayoutAttr):
         return {
             "tensor": [1],
             "channel": [shape[self.axis.data]],
-            "group": [rows, width // max(self.group.data, 1)],
+            "group": [rows, -(-width // max(self.group.data, 1))],
             "token": [rows],
         }[self.per.data]
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
-        """Codes packed LSB-first, `codes_per_byte` to a byte, row-major; scales (and
-        zero points, when asymmetric) in the granularity's shape. A leading dim may
-        be DYNAMIC_INDEX (activations quantized at run time)."""
+        """Codes packed in `bits * width / 8` bytes a row (stoicc_py.codec.uniform has the bits);
+        scales (and zero points, when asymmetric) in the granularity's shape, the last
+        group of a row holding the remainder. A leading dim may be DYNAMIC_INDEX
+        (activations quantized at run time)."""
         rows, width = shape
         scales = self.scale_shape(shape)
         buffers = [
-            buffer("values", [rows, width // self.codes_per_byte], i8, "values", unsigned=not self.is_symmetric),
+            buffer("values", [rows, self.row_bytes(width)], i8, "values", unsigned=not self.is_symmetric),
             buffer("scales", scales, self.scale, "scales"),
         ]
         if not self.is_symmetric:
             buffers.append(buffer("zero_points", scales, i8, "scales", unsigned=True))
-        params = {"bits": self.bits, "per_byte": self.codes_per_byte, "group": self.group_size(width),
-                  "symmetric": int(self.is_symmetric)}  # fmt: skip
+        params = {"bits": self.bits, "group": self.group_size(width), "symmetric": int(self.is_symmetric)}
         return StorageAttr(buffers, params)
 
     def verify(self) -> None:
@@ -125,16 +141,13 @@ class UniformQuantAttr(QuantLayoutAttr):
         if len(shape) != 2:
             raise VerifyException(f"quant: {self.summary()} needs a rank-2 tensor, got rank {len(shape)}")
         width = shape[-1]
-        if isinstance(width, int) and width % self.codes_per_byte:
+        if isinstance(width, int) and width % self.unit:
             raise VerifyException(
-                f"quant: {self.codes.data} packs {self.codes_per_byte} codes per byte, which must divide the "
+                f"quant: {self.codes.data} packs {self.unit} codes in whole bytes, which must divide the "
                 f"last dimension of size {width}"
             )
         if self.axis.data >= len(shape):
             raise VerifyException(f"quant: axis={self.axis.data} is out of range for a rank-{len(shape)} tensor")
-        group, k = self.group.data, shape[-1]
-        if group and isinstance(k, int) and k % group:
-            raise VerifyException(f"quant: group={group} does not divide the reduction dimension of size {k}")
 
     def summary(self) -> str:
         opts = {
@@ -215,6 +228,9 @@ class SQAttr(QuantLayoutAttr):
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
         self.low.verify_for(shape, kind)
         width = shape[-1]
+        if isinstance(width, int) and width % self.low.width_unit():
+            raise VerifyException(f"sq: the low part's groups ({self.low.summary()}) must divide the reduction "
+                                  f"dimension of size {width}")  # fmt: skip
         if isinstance(width, int) and width % self.group.data:
             raise VerifyException(
                 f"sq: group={self.group.data} does not divide the reduction dimension of size {width}"

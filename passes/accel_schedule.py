@@ -24,8 +24,8 @@ from xdsl.passes import ModulePass
 
 from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import LINE_BYTES, QUEUES, WEIGHT_CODES, InstructionOp, queue_names
+from stoicc_py.dialects.quant import STORAGE_BITS
 
-WEIGHT_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
 Access = tuple[str, int, int, bool]  # (memory, first byte, end byte, written)
 
 
@@ -51,7 +51,7 @@ def footprint(op: InstructionOp, cfg: dict[str, int | str]) -> list[Access]:
 def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> list[Access]:
     f = op.field
     m, n, k = int(f("m")), int(f("n")), int(f("k"))
-    wbits = WEIGHT_BITS[str(cfg["wcode"])]
+    wbits = STORAGE_BITS[str(cfg["wcode"])]
     abits = int(cfg["abits"])
     acc = (*_on_chip("acc", int(f("acc")), m * n * 4), True)
     if name == "gemm":

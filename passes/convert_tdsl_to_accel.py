@@ -192,7 +192,7 @@ class ProductLowering:
             channel = w.scales == "channel"
             self.scales(self.slot("scl", "ws", "n"), w.prefix + "scales", n0 if channel else 0, 1, nr if channel else 1)
         if w.scales == "group":  # the tile's [nr, groups] scales in one piece
-            groups = p.k // w.group
+            groups = w.groups(p.k)
             self.scales(self.slot("scl", "gs", "n"), w.prefix + "scales", n0 * groups, nr, groups)
         if w.sq[0]:
             channel = w.sq_scales == "channel"
@@ -251,7 +251,7 @@ class ProductLowering:
             e(accel.GemmOp, inp=x, **shape)
         if grouped:  # scale (n, g) is word n * groups + g of the tile's scales
             e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=self.slot("scl", "gs", "n"),
-                   aux=k0 // w.group, stride=p.k // w.group, rows=mr, cols=nr, bcast="col")  # fmt: skip
+                   aux=k0 // w.group, stride=w.groups(p.k), rows=mr, cols=nr, bcast="col")  # fmt: skip
 
     def hybrid_row(self, mr: int, n0: int, nr: int, out: int) -> None:
         """One tile row of a hybrid weight, as its table says: per format (as STOICC's

@@ -249,7 +249,7 @@ def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
     assert isinstance(quant, UniformQuantAttr)
 
     def decode(b: LoopBuilder, prefix: str, lead: list[SSAValue], k: SSAValue) -> SSAValue:
-        view = quant_loops.QuantView.of(weight, quant, prefix=prefix, params=prefix + "q.")
+        view = quant_loops.QuantView.of(weight, quant, prefix=prefix)
         return view.value(b, lead, k)
 
     return decode
@@ -296,9 +296,10 @@ def _bitsplit_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
     if not isinstance(packed.layout, UniformQuantAttr):
         raise op_error(op, f"bit-split activations need a quantized dense weight, got {packed.layout.summary()}")
     w = quant_loops.QuantView.of(op.rhs)
-    if w.group % 8:
-        raise op_error(op, f"bit-split activations need weight scale groups of a multiple of 8 columns, got {w.group}")
     width = packed.dims[1]
+    if w.group % 8 or width % w.group:
+        raise op_error(op, f"bit-split activations need weight scale groups of a multiple of 8 columns that divide "
+                           f"the row of {width}, got {w.group}")  # fmt: skip
     rows.each(lambda b, i, n: b.store(quant_loops.bitsplit_row(b, op.lhs, i, w, n, width), rows.out, [i, n]))
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32, i8, i16, i32
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32, i8, i32
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -46,8 +46,10 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
@@ -127,44 +129,39 @@ class Dot:
 
 @dataclass
 class Weight:
-    """Integer codes [n, k] stored `8 // bits` to a byte (LSB first), read as code + offset."""
+    """Integer codes [n, k] (int8, or int4 two to a byte), read as code + offset."""
 
     values: SSAValue
-    bits: int
+    decoder: CodeDecoder
     code: Code
 
     @property
     def offset(self) -> int:
-        return 1 << (self.bits - 1)
+        return self.decoder.code.sign_bit
 
     def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
         """Codes k .. k+step of row n, plus the offset, as unsigned bytes."""
-        if self.bits == 8:
-            return b.insert(
-                arith.XOrIOp(b.insert(vector.LoadOp(self.values, [n, k], dot.bytes)), _splat(b, dot.bytes, -128))
-            )
-        # Two codes per byte: widen each byte to an i16 lane holding its low nibble in
-        # the low byte and its high nibble in the high byte, which as bytes is k order.
-        pairs = VectorType(i16, [dot.step // 2])
-        packed = b.insert(vector.LoadOp(self.values, [n, b.div(k, b.index(2))], VectorType(i8, [dot.step // 2])))
-        wide = _widen(b, packed, pairs, signed=False)
-        low = b.insert(arith.AndIOp(wide, _splat(b, pairs, 0x000F)))
-        high = b.insert(arith.AndIOp(b.insert(arith.ShLIOp(wide, _splat(b, pairs, 4))), _splat(b, pairs, 0x0F00)))
-        nibbles = b.insert(arith.XOrIOp(b.insert(arith.OrIOp(low, high)), _splat(b, pairs, 0x0808)))
-        return b.insert(vector.BitcastOp(nibbles, dot.bytes))
+        return self.decoder.offset_bytes(b, self.values, n, k, dot.step)
 
 
 @dataclass(frozen=True)
 class Groups:
     """The scale groups along k: `count` groups of `length` columns (None: unknown
-    until the call). A group that ends off a step, which only a single group (one
-    scale per row) may, ends with a scalar tail."""
+    until the call), the last holding the rest of a row of `width` when the groups do
+    not tile it (width 0: they do). A group that ends off a step, which only a single
+    group (one scale per row) or the ragged last one may, ends with a scalar tail."""
 
     count: int
     length: int | None
+    width: int = 0
 
     def ragged(self, step: int) -> bool:
+        """Whether the whole groups end off a step."""
         return ragged(self.length, step)
+
+    def tail(self, step: int) -> bool:
+        """Whether some group (the ragged last one too) ends off a step."""
+        return self.ragged(step) or bool(self.width and self.length and (self.width % self.length) % step)
 
 
 @dataclass
@@ -189,7 +186,9 @@ class Product:
         size = b.size(self.x, 1) if length is None else b.index(length)
         k0 = b.mul(g, size)
         k1 = b.add(k0, size)
-        return k0, floor_to(b, k0, k1, step) if self.groups.ragged(step) else k1, k1
+        if self.groups.width:  # the last group holds the rest of the row
+            k1 = b.min(k1, b.index(self.groups.width))
+        return k0, floor_to(b, k0, k1, step) if self.groups.tail(step) else k1, k1
 
 
 @dataclass
@@ -241,7 +240,7 @@ class IntegerKernel:
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)] * (len(rows) * len(cols)), name="k")
         offsets = [b.load(self.offsets, [r, g]) for r in rows]
         sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s // len(cols)])) for s, acc in enumerate(accs)]
-        if groups.ragged(dot.step):
+        if groups.tail(dot.step):
             sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
         return sums
 
@@ -310,7 +309,8 @@ def _integer_product(op: tdsl.LinearOp) -> Product | None:
         return None
     k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
     groups = Groups(1, k_size if k_size >= 0 else None)
-    return Product(op.lhs, Weight(w, 8, lambda b, n, k: _sext(b, b.load(w, [n, k]))), out, groups)
+    decoder = CodeDecoder(CodeBits(8, Sign.TWOS), op.lhs.type.get_shape()[1])  # type: ignore[attr-defined]
+    return Product(op.lhs, Weight(w, decoder, lambda b, n, k: _sext(b, b.load(w, [n, k]))), out, groups)
 
 
 def _symmetric(value: SSAValue, codes: tuple[str, ...]) -> QuantView | None:
@@ -334,9 +334,10 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
     if x.group != k_size:
         return None
-    weight = Weight(w.buffers["values"], w.bits, w.code)
+    weight = Weight(w.buffers["values"], w.decoder, w.code)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
-    return Product(x.buffers["values"], weight, out, Groups(k_size // w.group, w.group), scales)
+    groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
+    return Product(x.buffers["values"], weight, out, groups, scales)
 
 
 MANTISSA_SHIFT = 1.5 * 2**23

@@ -7,7 +7,7 @@ no dequantized copy of the weight is made. Per scale group the codes' dot produc
 with x accumulate in f32 vectors and are scaled once (the reassociation of
 tdsl-lower-to-loops' float rows).
 
-Unpacking (Codes): a chunk of `width` code bytes is loaded as vector<width x i8> and
+Unpacking (codegen.quant_decode.VectorCodes, per bit plane): a chunk of `width` code bytes is loaded as vector<width x i8> and
 widened to i32 lanes, so lane t holds codes P*t .. P*t + P-1 (P codes per byte, LSB
 first). Field j of every lane is masked in place (it holds u * 2^(b*j), u unsigned),
 OR-ed into the bits of the float 2^23 (giving 2^23 + u * 2^(b*j) exactly), and one
@@ -40,15 +40,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects import arith, memref, vector
 from xdsl.dialects.builtin import (
     DenseArrayBase,
-    DenseIntOrFPElementsAttr,
     MemRefType,
     ModuleOp,
     VectorType,
     f32,
-    i8,
     i32,
     i64,
 )
@@ -58,6 +56,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.quant_decode import VectorCodes, splat
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
@@ -69,109 +68,7 @@ from stoicc_py.passes.tdsl_tile import TARGET_TILES
 MIN_WIDTH = 4
 """The narrowest vectors used: smaller scale groups (e.g. one scale per column) stay scalar."""
 
-MAGIC = float(1 << 23)
-MAGIC_BITS = 0x4B000000
-"""The bits of the f32 MAGIC = 2^23: OR-ed with an integer below 2^23, they make the
-float 2^23 + that integer, exactly. An integer-to-float conversion in one bitwise op
-(which LLVM fuses with the field's mask into one vpternlogd on AVX-512), whose 2^23
-the subtraction of the code's offset absorbs."""
-
 Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
-
-
-def _splat(b: LoopBuilder, type: VectorType, value: int | float) -> SSAValue:
-    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
-
-
-@dataclass(frozen=True)
-class Codes:
-    """How `width` code bytes, widened to i32 lanes, give the codes field by field.
-
-    Lane t of a chunk holds codes P*t .. P*t + P-1. Field j is masked in place, so it
-    is u * 2^(b*j) for the field's unsigned value u; the x columns it meets are scaled
-    by 2^-(b*j) beforehand (exactly: a power of two), so no field needs a shift. The
-    code is q = u - base: two's complement int4/int2/ternary bytes have their fields'
-    sign bits flipped (u = q + 2^(b-1)), asymmetric fields are q + zero point, a
-    binary bit is read doubled (u = q + 1). Every field is exact: no offset is left
-    for sums of x to cancel."""
-
-    bits: int
-    width: int
-    symmetric: bool
-    binary: bool
-
-    @property
-    def per_byte(self) -> int:
-        return 8 // self.bits
-
-    @property
-    def chunk(self) -> int:
-        """Codes per chunk: the columns of x that one load of code bytes covers."""
-        return self.per_byte * self.width
-
-    @property
-    def lanes(self) -> VectorType:
-        return VectorType(i32, [self.width])
-
-    @property
-    def vec(self) -> VectorType:
-        return VectorType(f32, [self.width])
-
-    @property
-    def direct(self) -> bool:
-        """Whether the sign-extended bytes are the codes (symmetric int8)."""
-        return self.symmetric and self.per_byte == 1
-
-    @property
-    def base(self) -> int | None:
-        """u - q for every field; None: the group's zero point."""
-        if not self.symmetric:
-            return None
-        return 1 if self.binary else 1 << (self.bits - 1)
-
-    @property
-    def field_bits(self) -> int:
-        """Field 0's bits in a lane: a binary bit is read doubled (the word is shifted
-        left once per load), so that u = 2 * bit = q + 1."""
-        return ((1 << self.bits) - 1) << self.binary
-
-    def load(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue) -> SSAValue:
-        """The bytes of codes k .. k+chunk of row n, one per i32 lane."""
-        raw_type = VectorType(i8, [self.width])
-        raw = b.insert(vector.LoadOp(values, [n, b.div(k, b.index(self.per_byte))], raw_type))
-        if self.symmetric and not self.binary and not self.direct:  # once per byte, not per field
-            sign_bits = sum(1 << (self.bits * (j + 1) - 1) for j in range(self.per_byte))
-            raw = b.insert(arith.XOrIOp(raw, _splat(b, raw_type, sign_bits - 256)))
-        # xDSL's arith.extsi/extui take scalars only; LLVM's casts take vectors.
-        if self.direct:
-            return b.insert(llvm.SExtOp(raw, self.lanes))
-        word = b.insert(llvm.ZExtOp(raw, self.lanes))
-        return b.insert(arith.ShLIOp(word, _splat(b, self.lanes, 1))) if self.binary else word
-
-    def phase(self, b: LoopBuilder, j: SSAValue) -> tuple[SSAValue | None, SSAValue]:
-        """Field j's bits in every lane (None when a byte is one code), and 2^(b*j) as
-        f32 lanes."""
-        if self.per_byte == 1:
-            return None, _splat(b, self.vec, 1.0)
-        shift = b.insert(arith.IndexCastOp(b.mul(j, b.index(self.bits)), i32))
-        shifts = b.insert(vector.BroadcastOp(shift, self.lanes))
-        mask = b.insert(arith.ShLIOp(_splat(b, self.lanes, self.field_bits), shifts))
-        unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(_splat(b, self.lanes, 1), shifts)), self.vec))
-        return mask, unit
-
-    def bias(self, b: LoopBuilder, base: SSAValue, unit: SSAValue) -> SSAValue:
-        """2^23 + base * 2^(b*j): what 2^23 + field j exceeds q * 2^(b*j) by (an integer
-        below 2^24, so exact)."""
-        return b.insert(vector.FMAOp(base, unit, _splat(b, self.vec, MAGIC)))
-
-    def field(self, b: LoopBuilder, word: SSAValue, mask: SSAValue | None, bias: SSAValue) -> SSAValue:
-        """q * 2^(b*j) for the codes P*t + j of the chunk, as f32 lanes."""
-        if self.direct:
-            return b.insert(llvm.SIToFPOp(word, self.vec))
-        if mask is not None:
-            word = b.insert(arith.AndIOp(word, mask))
-        magic = b.insert(arith.OrIOp(word, _splat(b, self.lanes, MAGIC_BITS)))
-        return b.insert(arith.SubfOp(b.insert(vector.BitcastOp(magic, self.vec)), bias))
 
 
 def _scratch(b: LoopBuilder, m: SSAValue, shape: list[int], name: str) -> SSAValue:
@@ -180,9 +77,10 @@ def _scratch(b: LoopBuilder, m: SSAValue, shape: list[int], name: str) -> SSAVal
     return buf
 
 
-def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Codes) -> SSAValue:
-    """x as the kernels read it, into activation-sized scratch once per call: each
-    chunk lists column P*t + j at j*width + t, times 2^-(b*j). int8 reads x in place."""
+def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: VectorCodes) -> SSAValue:
+    """x as the kernels read it against one bit plane, into activation-sized scratch once
+    per call: each chunk lists column P*t + j at j*width + t, times 2^(shift - b*j). int8
+    reads x in place."""
     if codes.per_byte == 1:
         return x
     p, lanes = codes.per_byte, codes.width
@@ -193,7 +91,8 @@ def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Co
         v = b.insert(vector.LoadOp(x, [i, k], VectorType(f32, [codes.chunk])))
         for j, mask in enumerate(masks):
             part = b.insert(vector.ShuffleOp(v, v, mask, result_type=codes.vec))
-            scaled = part if j == 0 else b.fmul(part, _splat(b, codes.vec, 2.0 ** -(codes.bits * j)))
+            scale = codes.x_scale(j)
+            scaled = part if scale == 1 else b.fmul(part, splat(b, codes.vec, scale))
             b.b.insert(vector.StoreOp(scaled, ordered, [i, b.add(k, b.index(j * lanes))]))
 
     for_(b, b.index(0), m, 1, lambda b, i: for_(b, b.index(0), b.index(k_size), codes.chunk,
@@ -201,23 +100,41 @@ def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Co
     return ordered
 
 
+@dataclass(frozen=True)
+class PlaneInput:
+    """One bit plane of the weight's codes and the activations ordered for it."""
+
+    codes: VectorCodes
+    x: SSAValue
+
+
 @dataclass
 class QuantKernel:
     """out[i:i+rows, j:j+cols] = x[i:i+rows, :] . dequantize(w)[j:j+cols, :], each
-    segment of codes that share a scale scaled once."""
+    segment of codes that share a scale scaled once (a ragged last segment holds the
+    rest of the row)."""
 
-    x: SSAValue
-    """The activations with each chunk's columns in lane order (x itself for int8)."""
+    planes: list[PlaneInput]
+    """Each bit plane with the activations in its lane order (x itself for int8)."""
     w: QuantView
     out: SSAValue
-    codes: Codes
     k_size: int
     segment: int
     """Codes per scale: a group, or the whole row."""
 
+    @property
+    def codes(self) -> VectorCodes:
+        """The low plane: the lanes and vectors of every plane."""
+        return self.planes[0].codes
+
+    @property
+    def step(self) -> int:
+        """Codes per step: a chunk of every plane (the narrowest plane's is the longest)."""
+        return max(p.codes.chunk for p in self.planes)
+
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        zeros = [_splat(b, self.codes.vec, 0.0)] * (shape.rows * shape.cols)
+        zeros = [splat(b, self.codes.vec, 0.0)] * (shape.rows * shape.cols)
 
         def segment(b: LoopBuilder, k0: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             return self._segment(b, rows, cols, k0, acc)
@@ -232,9 +149,11 @@ class QuantKernel:
         codes = self.codes
         g = b.div(k0, b.index(self.segment))
         bases = [self._base(b, col, g) for col in cols]
-        zeros = [_splat(b, codes.vec, 0.0)] * len(totals)
+        zeros = [splat(b, codes.vec, 0.0)] * len(totals)
         k1 = b.add(k0, b.index(self.segment))
-        dots = b.loop(k0, k1, b.index(codes.chunk), self._chunk(rows, cols, bases), zeros, name="k")
+        if self.k_size % self.segment:  # the last group holds the rest of the row
+            k1 = b.min(k1, b.index(self.k_size))
+        dots = b.loop(k0, k1, b.index(self.step), self._chunk(rows, cols, bases), zeros, name="k")
         new = list(totals)
         for c, col in enumerate(cols):
             scale = b.insert(vector.BroadcastOp(self.w.scale(b, col, g), codes.vec))
@@ -246,36 +165,47 @@ class QuantKernel:
     def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue:
         """u - q of the fields of weight row `col` in group g, as f32 lanes."""
         if self.codes.base is not None:
-            return _splat(b, self.codes.vec, float(self.codes.base))
+            return splat(b, self.codes.vec, float(self.codes.base))
         zp = b.load(self.w.buffers["zero_points"], self.w.scale_indices(b, col, g))
         zp = b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32))
         return b.insert(vector.BroadcastOp(zp, self.codes.vec))
 
     def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue]) -> Step:
-        """One chunk: each weight row's bytes loaded once, each field used by every row of x."""
-        codes, vec = self.codes, self.codes.vec
+        """One step: each weight row's bytes of each plane loaded once, each field used by
+        every row of x."""
 
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            words = [codes.load(b, self.w.buffers["values"], col, k) for col in cols]
-
-            def phase(b: LoopBuilder, j: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-                at = b.add(k, b.mul(j, b.index(codes.width)))
-                xs = [b.insert(vector.LoadOp(self.x, [row, at], vec)) for row in rows]
-                mask, unit = codes.phase(b, j)
-                new = list(acc)
-                for c, word in enumerate(words):
-                    q = codes.field(b, word, mask, codes.bias(b, bases[c], unit))
-                    for r, xv in enumerate(xs):
-                        s = r * len(cols) + c
-                        new[s] = b.insert(vector.FMAOp(xv, q, new[s]))
-                return new
-
-            # A loop, not P copies: LLVM unrolls it (and folds the masks) at no compile-time cost to us.
-            if codes.per_byte == 1:
-                return phase(b, b.index(0), acc)
-            return b.loop(b.index(0), b.index(codes.per_byte), b.index(1), phase, acc, name="f")
+            for plane in self.planes:
+                for at in range(0, self.step, plane.codes.chunk):
+                    kc = b.add(k, b.index(at)) if at else k
+                    acc = self._plane(b, plane, rows, cols, bases, kc, acc)
+            return acc
 
         return step
+
+    def _plane(self, b: LoopBuilder, plane: PlaneInput, rows: list[SSAValue], cols: list[SSAValue],
+               bases: list[SSAValue], k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
+        """acc + the products of one chunk of one plane."""
+        codes, vec = plane.codes, plane.codes.vec
+        words = [codes.load(b, self.w.buffers["values"], col, k) for col in cols]
+        low = codes.plane.shift == 0  # the plane that subtracts the base
+
+        def phase(b: LoopBuilder, j: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            at = b.add(k, b.mul(j, b.index(codes.width)))
+            xs = [b.insert(vector.LoadOp(plane.x, [row, at], vec)) for row in rows]
+            mask, unit = codes.phase(b, j)
+            new = list(acc)
+            for c, word in enumerate(words):
+                q = codes.field(b, word, mask, codes.bias(b, bases[c] if low else None, unit))
+                for r, xv in enumerate(xs):
+                    s = r * len(cols) + c
+                    new[s] = b.insert(vector.FMAOp(xv, q, new[s]))
+            return new
+
+        # A loop, not P copies: LLVM unrolls it (and folds the masks) at no compile-time cost to us.
+        if codes.per_byte == 1:
+            return phase(b, b.index(0), acc)
+        return b.loop(b.index(0), b.index(codes.per_byte), b.index(1), phase, acc, name="f")
 
 
 @dataclass(frozen=True)
@@ -292,7 +222,7 @@ class Blocking:
         return math.lcm(self.cols, self.gemv_cols)
 
 
-def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, codes: Codes, blocking: Blocking) -> None:
+def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCodes], blocking: Blocking) -> None:
     """Replace a bufferized linear with a quantized weight by its vector nest."""
     out = op.out
     assert out is not None
@@ -301,10 +231,11 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, codes: Codes, blockin
     n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
     b = before(op)
     m, n = b.size(op.lhs, 0), b.index(n_size)
-    x = _lane_order(b, op.lhs, m, k_size, codes)
-    kernel = QuantKernel(x, view, out, codes, k_size, view.group if view.per == "group" else k_size)
-    block = Shape(codes.width, blocking.rows, blocking.cols)
-    one_row, corner = Shape(codes.width, 1, blocking.gemv_cols), Shape(codes.width, 1, 1)
+    inputs = [PlaneInput(codes, _lane_order(b, op.lhs, m, k_size, codes)) for codes in planes]
+    kernel = QuantKernel(inputs, view, out, k_size, view.group if view.per == "group" else k_size)
+    width = kernel.codes.width
+    block = Shape(width, blocking.rows, blocking.cols)
+    one_row, corner = Shape(width, 1, blocking.gemv_cols), Shape(width, 1, 1)
     ragged_n = n_size % blocking.columns != 0
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -323,29 +254,32 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, codes: Codes, blockin
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    if x is not op.lhs:
-        b.b.insert(memref.DeallocOp.get(x))
+    for plane in inputs:
+        if plane.x is not op.lhs:
+            b.b.insert(memref.DeallocOp.get(plane.x))
 
 
 def _is_f32(value: SSAValue) -> bool:
     return isinstance(value.type, MemRefType) and value.type.element_type == f32
 
 
-def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, Codes] | None:
-    """The weight's view and codes when the product is f32 activations times a
-    uniform quantized weight whose scale groups are whole chunks of a vector width."""
+def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[VectorCodes]] | None:
+    """The weight's view and the vector decoders of its planes when the product is f32
+    activations times a uniform quantized weight whose scale groups (the ragged last one
+    too) are whole steps of a vector width."""
     w = op.rhs
     if op.out is None or not (_is_f32(op.lhs) and _is_f32(op.out)) or not isinstance(w.owner, AssembleOp):
         return None
     if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
         return None
     view = QuantView.of(w)
+    unit, k_size = view.decoder.code.unit, w.type.dims[1]
     width = max_width
-    while width >= MIN_WIDTH and view.group % (view.per_byte * width):
+    while width >= MIN_WIDTH and (view.group % (unit * width) or k_size % (unit * width)):
         width //= 2
     if width < MIN_WIDTH:
         return None
-    return view, Codes(view.bits, width, view.symmetric, view.layout.codes.data == "binary")
+    return view, view.decoder.planes(width)
 
 
 @dataclass

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
-    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
     IntegerAttr,
@@ -37,9 +36,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     VectorType,
     f32,
-    i8,
     i32,
-    i64,
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
@@ -396,24 +393,9 @@ class StoredValues:
         """The `width` values from `slot` (a multiple of width, so within one scale group)."""
         if self.view is None:
             return b.insert(vector.LoadOp(self.values, [row, slot], shape.vec))
-        view, lanes = self.view, VectorType(i32, [shape.width])
+        view = self.view
         codes = view.buffers["values"]
-        if view.per_byte == 1:
-            q = b.insert(llvm.SExtOp(b.insert(vector.LoadOp(codes, [row, slot], VectorType(i8, [shape.width]))), lanes))
-        else:  # int4: byte t holds slots 2t (low nibble) and 2t+1; duplicate each byte, then sign-extend its nibble
-            half = b.insert(vector.LoadOp(codes, [row, b.div(slot, b.index(2))], VectorType(i8, [shape.width // 2])))
-            mask = DenseArrayBase.from_list(i64, [j // 2 for j in range(shape.width)])
-            q = b.insert(
-                llvm.SExtOp(
-                    b.insert(vector.ShuffleOp(half, half, mask, result_type=VectorType(i8, [shape.width]))), lanes
-                )
-            )
-            const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
-            q = b.insert(
-                arith.ShRSIOp(
-                    b.insert(arith.ShLIOp(q, const([28 - 4 * (j % 2) for j in range(shape.width)]))), const([28])
-                )
-            )
+        q = view.decoder.in_order(b, codes, row, slot, shape.width)
         values = b.insert(llvm.SIToFPOp(q, shape.vec))  # arith casts reject vectors in xDSL
         group = b.index(0) if view.per == "tensor" else b.div(slot, b.index(view.group))
         scale = b.insert(vector.BroadcastOp(view.scale(b, row, group), shape.vec))
@@ -431,8 +413,8 @@ def stored_values(packed: PackedType, assemble: AssembleOp, rhs: SSAValue, width
     quant = layout.quant
     if not isinstance(quant, UniformQuantAttr) or quant.codes.data not in ("int8", "int4"):
         return None
-    view = QuantView.of(rhs, quant, params="q.")
-    if not view.symmetric or (view.per == "channel" and quant.axis.data == 1):
+    view = QuantView.of(rhs, quant)
+    if not view.symmetric or quant.per_column:
         return None
     if view.per == "group" and view.group % width:
         return None

@@ -17,10 +17,11 @@ import numpy as np
 
 from stoicc_py.backends.accel.isa import Instr, Program
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
+from stoicc_py.dialects.quant import STORAGE_BITS
 
 Array = np.ndarray[Any, Any]
-WEIGHT_BITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 1}
 STREAMS = {"inp": "activations", "acc": "activations", "wgt": "values", "meta": "metadata", "scl": "scales"}
 
 
@@ -45,15 +46,12 @@ class Activity:
 
 
 def _fields(data: Array, bits: int, signed: bool) -> Array:
-    """The b-bit fields of bytes, least significant first, as int8 (signed) or uint8."""
-    if bits == 8:
-        return data.view(np.int8 if signed else np.uint8)
-    shifts = np.arange(0, 8, bits, dtype=np.uint8)
-    out = ((data[..., None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(*data.shape[:-1], -1)
-    if signed:
-        half = np.uint8(1 << (bits - 1))
-        return ((out ^ half).view(np.int8) - half.astype(np.int8)).astype(np.int8)
-    return out
+    """The b-bit codes of the rows of bytes `data` (stoicc_py.codec.uniform), as int32."""
+    return CodeBits(bits, Sign.TWOS if signed else Sign.UNSIGNED).decode(data)
+
+
+def _weight_code(code: str) -> CodeBits:
+    return CodeBits(1, Sign.PLUS_MINUS_ONE) if code == "binary" else CodeBits(STORAGE_BITS[code], Sign.TWOS)
 
 
 def _matmul(x: Array, w: Array) -> Array:
@@ -160,7 +158,7 @@ class Functional:
 
     @property
     def _wbits(self) -> int:
-        return WEIGHT_BITS[WEIGHT_CODES[self.cfg["wcode"]]]
+        return STORAGE_BITS[WEIGHT_CODES[self.cfg["wcode"]]]
 
     def _speedup(self) -> int:
         """Products per 8x8 multiplier: Bit Fusion splits it for narrow operands."""
@@ -172,10 +170,8 @@ class Functional:
         return _fields(self.region("inp", line, m * k * bits // 8).reshape(m, -1), bits, signed)
 
     def _weights(self, line: int, n: int, k: int) -> Array:
-        code = WEIGHT_CODES[self.cfg["wcode"]]
-        bits = WEIGHT_BITS[code]
-        raw = _fields(self.region("wgt", line, n * k * bits // 8).reshape(n, -1), bits, code != "binary")
-        return (2 * raw.astype(np.int8) - 1) if code == "binary" else raw
+        code = _weight_code(WEIGHT_CODES[self.cfg["wcode"]])
+        return code.decode(self.region("wgt", line, code.row_bytes(n * k)).reshape(n, -1))
 
     def _accumulate(self, f: dict[str, int], product: Array) -> None:
         acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
@@ -219,7 +215,7 @@ class Functional:
         index = ((packed[:, :, None] >> shifts) & np.uint32((1 << bits) - 1)).reshape(n, -1)[:, :slots]
         if np.any(index >= sm):
             raise SimulationError(f"spgemm: an index is not below M = {sm}")
-        w = np.zeros((n, k), np.int8)
+        w = np.zeros((n, k), np.int32)
         columns = np.arange(slots) // sn * sm + index
         np.put_along_axis(w, columns, values, axis=1)
         x = self._activations(f["inp"], m, k)
@@ -351,9 +347,10 @@ class Functional:
             raise SimulationError(f"valu split: rows x cols = {n} is not a whole number of bitmap bytes")
         codes = self.region("inp", f["src"], n).view(np.int8).astype(np.int32)
         lo, hi = codes & 15, codes >> 4
-        self.region("inp", f["dst"], n // 2, write=True)[...] = _pack(lo, 4)
-        self.region("inp", f["aux"], n // 2, write=True)[...] = _pack(hi & 15, 4)
-        self.region("meta", f["scl"], n // 8, write=True)[...] = _pack(hi != 0, 1)
+        nibble, bit = CodeBits(4, Sign.TWOS), CodeBits(1, Sign.UNSIGNED)
+        self.region("inp", f["dst"], n // 2, write=True)[...] = nibble.encode(lo[None]).view(np.uint8)[0]
+        self.region("inp", f["aux"], n // 2, write=True)[...] = nibble.encode(hi[None]).view(np.uint8)[0]
+        self.region("meta", f["scl"], n // 8, write=True)[...] = bit.encode((hi != 0)[None].astype(np.int32))[0]
         act.reads["inp"] += n
         act.writes.update(inp=n, meta=n // 8)
 
@@ -364,12 +361,6 @@ class Functional:
         self.region("scl", f["dst"], n * 4, write=True)[...] = values.view(np.uint8)
         act.reads["scl"] += n * 2
         act.writes["scl"] += n * 4
-
-
-def _pack(fields: Array, bits: int) -> Array:
-    per = 8 // bits
-    grouped = fields.astype(np.uint8).reshape(-1, per) << (np.arange(per, dtype=np.uint8) * bits)
-    return np.bitwise_or.reduce(grouped, axis=1).astype(np.uint8)
 
 
 _erf = np.frompyfunc(math.erf, 1, 1)

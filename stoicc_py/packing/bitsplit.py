@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stoicc_py.codec.uniform import CodeBits, Sign, check_scales, quantize
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, UniformQuantAttr
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
-from stoicc_py.packing.quant import check_scales, codes_of, pack_fields, quantize, unpack_fields
+from stoicc_py.packing.quant import codes_of
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 F32 = np.float32
 TOKEN_INT8 = UniformQuantAttr("int8", "token")
 """The codes that are split: int8, symmetric, one scale per row."""
+LO, HI, BITMAP = CodeBits(4, Sign.UNSIGNED), CodeBits(4, Sign.TWOS), CodeBits(1, Sign.UNSIGNED)
+"""The fields of the lo and hi nibbles (4-bit two's complement) and of the bitmap."""
 NIBBLE = 15
 ROLES = ("lo", "hi", "bitmap", "counts", "scales", "offsets")
 
@@ -72,13 +75,13 @@ class BitSplit:
 
     def mask(self) -> Array:
         """bool [R, K]: where hi != 0 (the bitmap)."""
-        return unpack_fields(self.bitmap, 1).astype(bool)
+        return BITMAP.decode(self.bitmap).astype(bool)
 
     def nibbles(self) -> tuple[Array, Array]:
         """(lo, hi) as int32 [R, K]: lo in 0..15, hi in -8..7 (0 where the bitmap is clear)."""
-        lo = unpack_fields(self.lo, 4).astype(np.int32)
+        lo = LO.decode(self.lo)
         mask = self.mask()
-        compact = _sign_extend(unpack_fields(self.hi, 4))
+        compact = HI.decode(self.hi)
         hi = np.zeros(mask.shape, np.int32)
         rank = np.cumsum(mask, axis=1) - 1  # entry of element k in the compacted row
         rows = np.nonzero(mask)[0]
@@ -103,11 +106,6 @@ class BitSplit:
 
 def _attr(layout: LayoutAttr | str) -> BitSplitAttr:
     return layout_as(layout, BitSplitAttr, "a bitsplit(...) layout")
-
-
-def _sign_extend(fields: Array) -> Array:
-    """int32 values of 4-bit two's complement fields."""
-    return (fields.astype(np.int32) ^ 8) - 8
 
 
 def best_offsets(c: Array) -> Array:
@@ -138,9 +136,9 @@ def bitsplit(x: Array, layout: BitSplitAttr | str) -> BitSplit:
     lo, hi = u & NIBBLE, u >> 4  # arithmetic shift: u = 16 * hi + lo
     mask = hi != 0
     return BitSplit(
-        lo=pack_fields(lo, 4),
-        hi=pack_fields(_compact(hi & NIBBLE, mask), 4).view(np.int8),
-        bitmap=pack_fields(mask, 1),
+        lo=LO.encode(lo),
+        hi=HI.encode(_compact(hi, mask)),
+        bitmap=BITMAP.encode(mask.astype(np.int32)),
         counts=np.count_nonzero(mask, axis=1).astype(np.int32),
         scales=q.scales.astype(F32),
         offsets=o if attr.offset.data else None,
@@ -223,7 +221,7 @@ def _first_row(bad: Array) -> int:
 
 def _check_hi(xs: BitSplit) -> None:
     """hi holds exactly counts[r] non-zero nibbles per row, then zeros."""
-    entries = unpack_fields(xs.hi, 4)
+    entries = HI.unpack(xs.hi.view(np.uint8))
     used = np.arange(entries.shape[1]) < xs.counts[:, None]
     bad = (used & (entries == 0)) | (~used & (entries != 0))
     if bad.any():

@@ -23,15 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, f32
 
-from stoicc_py.dialects.layout import BufferAttr, ComposedLayoutAttr, LayoutAttr, StorageAttr
-from stoicc_py.dialects.quant import UniformQuantAttr
-from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
-from stoicc_py.packing.compressed import BLOCK, CSR
-from stoicc_py.packing.hybrid import HYBRID
-from stoicc_py.packing.nm import NM, NMCode
-from stoicc_py.packing.quant import (
+from stoicc_py.codec.uniform import (
     QuantCodes,
     check_codes,
     code_arrays,
@@ -40,6 +32,14 @@ from stoicc_py.packing.quant import (
     finite_matrix,
     quantize,
 )
+from stoicc_py.dialects.layout import BufferAttr, ComposedLayoutAttr, LayoutAttr, StorageAttr
+from stoicc_py.dialects.quant import UniformQuantAttr
+from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
+from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
+from stoicc_py.packing.compressed import BLOCK, CSR
+from stoicc_py.packing.hybrid import HYBRID
+from stoicc_py.packing.nm import NM, NMCode
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -96,7 +96,7 @@ def quantize_values(values: Array, q: UniformQuantAttr) -> QuantCodes:
 def _padded_codes(codes: QuantCodes, q: UniformQuantAttr) -> QuantCodes:
     """A one-row (csr) matrix of codes padded to whole bytes: the pad fields are 0 bits."""
     width = codes.codes.shape[1]
-    pad = -width % q.codes_per_byte
+    pad = -width % q.unit
     if not pad:
         return codes
     zero_field = -1 if q.codes.data == "binary" else 0
@@ -125,7 +125,7 @@ def _codes_view(arrays: dict[str, Array], q: UniformQuantAttr, prefix: str, shap
     the [rows, width] matrix ([rows, width / per_byte], csr's rounded up). Scales and zero points
     keep their stored shapes: their row-major order is the matrix's groups' order."""
     rows, width = _matrix_shape(shape)
-    codes = arrays[prefix + "values"].reshape(rows, -(-width // q.codes_per_byte))
+    codes = arrays[prefix + "values"].reshape(rows, q.row_bytes(width + -width % q.unit))
     return {
         **{r: arrays[r] for r in (prefix + "scales", prefix + "zero_points") if r in arrays},
         prefix + "values": codes,
@@ -212,11 +212,11 @@ def _check(packed: PackedTensor) -> None:
         prefix, shape = _prefix(b), _logical_shape(b, packed.arrays)
         codes = packed.arrays[prefix + "values"]
         if len(shape) == 1:  # csr: the codes' length is in bytes, which the buffer shapes do not tie to cols
-            want = -(-shape[0] // q.codes_per_byte)
+            want = q.row_bytes(shape[0] + -shape[0] % q.unit)
             if codes.size != want:
                 raise ValueError(
                     f"{prefix}values holds {codes.size} bytes, expected {want} for the {shape[0]} entries of "
-                    f"{prefix}cols ({q.codes_per_byte} codes per byte)"
+                    f"{prefix}cols ({q.bits} bits per code, rows of {q.unit} codes)"
                 )
         check_codes(_codes_view(packed.arrays, q, prefix, shape), q, prefix)
 

@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
-from stoicc_py.dialects.quant import SQAttr
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
-from stoicc_py.packing.quant import (
+from stoicc_py.codec.uniform import (
     QuantCodes,
     check_codes,
     code_arrays,
@@ -31,6 +28,9 @@ from stoicc_py.packing.quant import (
     finite_matrix,
     quantize,
 )
+from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
+from stoicc_py.dialects.quant import SQAttr
+from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor

@@ -51,8 +51,8 @@
 
 // -----
 
-"test.op"() {a = !tdsl.tensor<[4, 100], f32, #quant.uniform<int4, per = group, axis = 1, group = 64>>} : () -> ()
-// CHECK: quant: group=64 does not divide the reduction dimension of size 100
+"test.op"() {a = !tdsl.tensor<[4, 100], f32, #quant.uniform<int3, per = group, axis = 1, group = 64>>} : () -> ()
+// CHECK: quant: int3 packs 8 codes in whole bytes, which must divide the last dimension of size 100
 
 // -----
 

@@ -74,10 +74,10 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
   func.return
 }
 
-!X = !layout.packed<[?, 64], #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x64xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
-!W = !layout.packed<[2, 64], #quant.uniform<int4, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
-!C = !layout.packed<[2, 64], #quant.uniform<int8, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x64xi8>, "values">, #layout.buffer<"scales", memref<64xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
-!G = !layout.packed<[2, 64], #quant.uniform<int4, per = group, axis = 0, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2x2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
+!X = !layout.packed<[?, 64], #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x64xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+!W = !layout.packed<[2, 64], #quant.uniform<int4, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+!C = !layout.packed<[2, 64], #quant.uniform<int8, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x64xi8>, "values">, #layout.buffer<"scales", memref<64xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
+!G = !layout.packed<[2, 64], #quant.uniform<int4, per = group, axis = 0, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2x2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
 
 // W4A8: the activations' per-token quantization is vectorised too, bit for bit
 // the scalar arithmetic: the row's largest |x| as the largest bit pattern of

@@ -57,8 +57,8 @@
 // CHECK:         arith.maximumf
 // CHECK:         memref.dealloc %x_lanes : memref<?x64xf32>
 func.func @int4_group(%x: memref<?x64xf32>, %w_values: memref<5x32xi8>, %w_scales: memref<5x2xf32>, %b: memref<5xf32>, %out0: memref<?x5xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<5x32xi8>, memref<5x2xf32> -> !layout.packed<[5, 64], #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<5x32xi8>, "values">, #layout.buffer<"scales", memref<5x2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
-  tdsl.linear %x, %w bias %b into %out0 {act = "relu", tile = array<i64: 16, 48, 1024>} : memref<?x64xf32>, !layout.packed<[5, 64], #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<5x32xi8>, "values">, #layout.buffer<"scales", memref<5x2xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>> bias memref<5xf32> into memref<?x5xf32>
+  %w = layout.assemble %w_values, %w_scales : memref<5x32xi8>, memref<5x2xf32> -> !layout.packed<[5, 64], #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<5x32xi8>, "values">, #layout.buffer<"scales", memref<5x2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w bias %b into %out0 {act = "relu", tile = array<i64: 16, 48, 1024>} : memref<?x64xf32>, !layout.packed<[5, 64], #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<5x32xi8>, "values">, #layout.buffer<"scales", memref<5x2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>> bias memref<5xf32> into memref<?x5xf32>
   func.return
 }
 
@@ -83,8 +83,8 @@ func.func @int4_group(%x: memref<?x64xf32>, %w_values: memref<5x32xi8>, %w_scale
 // CHECK-NOT:     memref.dealloc
 // CHECK:         func.return
 func.func @int8_zero_points(%x: memref<?x16xf32>, %w_values: memref<4x16xi8>, %w_scales: memref<4xf32>, %w_zero_points: memref<4xi8>, %out0: memref<?x4xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales, %w_zero_points : memref<4x16xi8>, memref<4xf32>, memref<4xi8> -> !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"zero_points", memref<4xi8>, "scales", unsigned>], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<16>, symmetric = #builtin.int<0>}>>
-  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"zero_points", memref<4xi8>, "scales", unsigned>], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<16>, symmetric = #builtin.int<0>}>> into memref<?x4xf32>
+  %w = layout.assemble %w_values, %w_scales, %w_zero_points : memref<4x16xi8>, memref<4xf32>, memref<4xi8> -> !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"zero_points", memref<4xi8>, "scales", unsigned>], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<0>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"zero_points", memref<4xi8>, "scales", unsigned>], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<0>}>> into memref<?x4xf32>
   func.return
 }
 
@@ -97,8 +97,8 @@ func.func @int8_zero_points(%x: memref<?x16xf32>, %w_values: memref<4x16xi8>, %w
 // CHECK-NOT:     arith.subf
 // CHECK:         func.return
 func.func @int8_symmetric(%x: memref<?x16xf32>, %w_values: memref<4x16xi8>, %w_scales: memref<4xf32>, %out0: memref<?x4xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<4x16xi8>, memref<4xf32> -> !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>>
-  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, per_byte = #builtin.int<1>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
+  %w = layout.assemble %w_values, %w_scales : memref<4x16xi8>, memref<4xf32> -> !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }
 
@@ -119,8 +119,8 @@ func.func @int8_symmetric(%x: memref<?x16xf32>, %w_values: memref<4x16xi8>, %w_s
 // CHECK:           arith.shli %[[BIT]], %{{.*}} : vector<8xi32>
 // CHECK:           vector.fma %[[ONE]], %{{.*}}, %{{.*}} : vector<8xf32>
 func.func @binary(%x: memref<?x64xf32>, %w_values: memref<4x8xi8>, %w_scales: memref<1xf32>, %out0: memref<?x4xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<4x8xi8>, memref<1xf32> -> !layout.packed<[4, 64], #quant.uniform<binary, per = tensor, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<1xf32>, "scales">], {bits = #builtin.int<1>, per_byte = #builtin.int<8>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
-  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x64xf32>, !layout.packed<[4, 64], #quant.uniform<binary, per = tensor, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<1xf32>, "scales">], {bits = #builtin.int<1>, per_byte = #builtin.int<8>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
+  %w = layout.assemble %w_values, %w_scales : memref<4x8xi8>, memref<1xf32> -> !layout.packed<[4, 64], #quant.uniform<binary, per = tensor, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<1xf32>, "scales">], {bits = #builtin.int<1>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x64xf32>, !layout.packed<[4, 64], #quant.uniform<binary, per = tensor, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<1xf32>, "scales">], {bits = #builtin.int<1>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }
 
@@ -136,8 +136,8 @@ func.func @binary(%x: memref<?x64xf32>, %w_values: memref<4x8xi8>, %w_scales: me
 // CHECK-NEXT:    arith.extf %{{.*}} : f16 to f32
 // CHECK:         vector.reduction <add>, %{{.*}} fastmath<fast> : vector<4xf32> into f32
 func.func @ternary_narrow(%x: memref<?x32xf32>, %w_values: memref<4x8xi8>, %w_scales: memref<4x2xf16>, %out0: memref<?x4xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<4x8xi8>, memref<4x2xf16> -> !layout.packed<[4, 32], #quant.uniform<ternary, per = group, axis = 1, group = 16, symmetric = 1, scale = f16>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<4x2xf16>, "scales">], {bits = #builtin.int<2>, per_byte = #builtin.int<4>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>>
-  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x32xf32>, !layout.packed<[4, 32], #quant.uniform<ternary, per = group, axis = 1, group = 16, symmetric = 1, scale = f16>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<4x2xf16>, "scales">], {bits = #builtin.int<2>, per_byte = #builtin.int<4>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
+  %w = layout.assemble %w_values, %w_scales : memref<4x8xi8>, memref<4x2xf16> -> !layout.packed<[4, 32], #quant.uniform<ternary, per = group, axis = 1, group = 16, symmetric = 1, scale = f16>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<4x2xf16>, "scales">], {bits = #builtin.int<2>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x32xf32>, !layout.packed<[4, 32], #quant.uniform<ternary, per = group, axis = 1, group = 16, symmetric = 1, scale = f16>, #layout.storage<[#layout.buffer<"values", memref<4x8xi8>, "values">, #layout.buffer<"scales", memref<4x2xf16>, "scales">], {bits = #builtin.int<2>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }
 
@@ -146,7 +146,7 @@ func.func @ternary_narrow(%x: memref<?x32xf32>, %w_values: memref<4x8xi8>, %w_sc
 // CHECK-NEXT:    %w = layout.assemble
 // CHECK-NEXT:    tdsl.linear %x, %w into %out0
 func.func @per_column(%x: memref<?x32xf32>, %w_values: memref<4x16xi8>, %w_scales: memref<32xf32>, %out0: memref<?x4xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<4x16xi8>, memref<32xf32> -> !layout.packed<[4, 32], #quant.uniform<int4, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<32xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
-  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x32xf32>, !layout.packed<[4, 32], #quant.uniform<int4, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<32xf32>, "scales">], {bits = #builtin.int<4>, per_byte = #builtin.int<2>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
+  %w = layout.assemble %w_values, %w_scales : memref<4x16xi8>, memref<32xf32> -> !layout.packed<[4, 32], #quant.uniform<int4, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<32xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x32xf32>, !layout.packed<[4, 32], #quant.uniform<int4, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<32xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }

@@ -1,0 +1,240 @@
+"""The IR-side decoder of uniform quantization's codes: the one place where generated code
+reads the bits that stoicc_py.codec.uniform.CodeBits defines (bit planes of LSB-first fields;
+two's complement, binary's +-1, or unsigned codes).
+
+Forms: `CodeDecoder.scalar` (one code as i32: the loop nests of quant_loops, the scalar
+tails), `CodeDecoder.in_order` (`width` consecutive codes as i32 lanes: the sparse
+vectoriser's stored values), `CodeDecoder.offset_bytes` (consecutive codes + 2^(b-1) as
+bytes: the integer dot products) and `VectorCodes` (a plane's fields in place, as exact
+f32 lanes, without shifts: tdsl-vectorize-quant, docs in that pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects import arith, llvm, vector
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    IntegerAttr,
+    IntegerType,
+    VectorType,
+    f32,
+    i8,
+    i16,
+    i32,
+    i64,
+)
+from xdsl.ir import SSAValue
+
+from stoicc_py.codec.uniform import CodeBits, Plane, Sign
+from stoicc_py.codegen.loop_builder import LoopBuilder
+
+MAGIC = float(1 << 23)
+MAGIC_BITS = 0x4B000000
+"""The bits of the f32 MAGIC = 2^23: OR-ed with an integer below 2^23, they make the
+float 2^23 + that integer, exactly. An integer-to-float conversion in one bitwise op
+(which LLVM fuses with the field's mask into one vpternlogd on AVX-512), whose 2^23
+the subtraction of the code's offset absorbs."""
+
+
+def _int(b: LoopBuilder, value: int, type: IntegerType = i32) -> SSAValue:
+    return b.insert(arith.ConstantOp(IntegerAttr(value, type)))
+
+
+def splat(b: LoopBuilder, type: VectorType, value: int | float) -> SSAValue:
+    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
+
+
+@dataclass(frozen=True)
+class CodeDecoder:
+    """Reads the codes of rows of `width` codes stored as `code` says."""
+
+    code: CodeBits
+    width: int
+
+    def _field(self, b: LoopBuilder, values: SSAValue, lead: list[SSAValue], k: SSAValue, plane: Plane) -> SSAValue:
+        """Plane `plane`'s unsigned field of code k, as i32, in place (not shifted up)."""
+        shift = b.insert(arith.IndexCastOp(b.mul(b.rem(k, b.index(plane.per_byte)), b.index(plane.bits)), i32))
+        at = b.div(k, b.index(plane.per_byte))
+        start = plane.start(self.width)
+        byte = b.load(values, [*lead, b.add(at, b.index(start)) if start else at])
+        field = b.insert(arith.ShRUIOp(b.insert(arith.ExtUIOp(byte, i32)), shift))
+        return b.insert(arith.AndIOp(field, _int(b, plane.mask)))
+
+    def scalar(self, b: LoopBuilder, values: SSAValue, lead: list[SSAValue], k: SSAValue) -> SSAValue:
+        """Code k of row `lead` as i32: q, or the unsigned code (the caller subtracts the zero point)."""
+        code = self.code
+        if code.bits == 8:  # one code per byte: the byte's own extension
+            byte = b.load(values, [*lead, k])
+            return b.insert(arith.ExtUIOp(byte, i32) if code.sign is Sign.UNSIGNED else arith.ExtSIOp(byte, i32))
+        field = None
+        for plane in code.planes:
+            part = self._field(b, values, lead, k, plane)
+            if plane.shift:
+                part = b.insert(arith.ShLIOp(part, _int(b, plane.shift)))
+            field = part if field is None else b.insert(arith.OrIOp(field, part))
+        assert field is not None
+        if code.sign is Sign.PLUS_MINUS_ONE:  # bit 1 is +1, bit 0 is -1
+            return b.insert(arith.SubiOp(b.insert(arith.MuliOp(field, _int(b, 2))), _int(b, 1)))
+        if code.sign is Sign.UNSIGNED:
+            return field
+        # Two's complement in `bits` bits: shift the sign bit to bit 31 and back.
+        up = _int(b, 32 - code.bits)
+        return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(field, up)), up))
+
+    def in_order(self, b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> SSAValue:
+        """Codes k .. k+width of a row of symmetric int8 or int4 as i32 lanes (k a multiple of
+        `width`): int4 bytes are duplicated, then each lane sign-extends its nibble."""
+        lanes = VectorType(i32, [width])
+        if self.code.bits == 8:
+            return b.insert(llvm.SExtOp(b.insert(vector.LoadOp(values, [row, k], VectorType(i8, [width]))), lanes))
+        assert self.code.bits == 4 and self.code.sign is Sign.TWOS
+        half = b.insert(vector.LoadOp(values, [row, b.div(k, b.index(2))], VectorType(i8, [width // 2])))
+        mask = DenseArrayBase.from_list(i64, [j // 2 for j in range(width)])
+        q = b.insert(llvm.SExtOp(b.insert(vector.ShuffleOp(half, half, mask, result_type=VectorType(i8, [width]))),
+                                 lanes))  # fmt: skip
+
+        def const(values: list[int]) -> SSAValue:
+            return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))
+
+        return b.insert(arith.ShRSIOp(b.insert(arith.ShLIOp(q, const([28 - 4 * (j % 2) for j in range(width)]))),
+                                      const([28])))  # fmt: skip
+
+    def offset_bytes(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue, count: int) -> SSAValue:
+        """Codes k .. k+count of row n of symmetric int8 or int4, each plus 2^(b-1) (128, 8),
+        as unsigned bytes in k order: a flip of each code's sign bit."""
+        bytes_ = VectorType(i8, [count])
+        if self.code.bits == 8:
+            return b.insert(arith.XOrIOp(b.insert(vector.LoadOp(values, [n, k], bytes_)), splat(b, bytes_, -128)))
+        assert self.code.bits == 4 and self.code.sign is Sign.TWOS
+        # Two codes per byte: widen each byte to an i16 lane holding its low nibble in
+        # the low byte and its high nibble in the high byte, which as bytes is k order.
+        pairs = VectorType(i16, [count // 2])
+        packed = b.insert(vector.LoadOp(values, [n, b.div(k, b.index(2))], VectorType(i8, [count // 2])))
+        wide = b.insert(llvm.ZExtOp(packed, pairs))
+        low = b.insert(arith.AndIOp(wide, splat(b, pairs, 0x000F)))
+        high = b.insert(arith.AndIOp(b.insert(arith.ShLIOp(wide, splat(b, pairs, 4))), splat(b, pairs, 0x0F00)))
+        nibbles = b.insert(arith.XOrIOp(b.insert(arith.OrIOp(low, high)), splat(b, pairs, 0x0808)))
+        return b.insert(vector.BitcastOp(nibbles, bytes_))
+
+    def planes(self, width: int) -> list[VectorCodes]:
+        """The vector decoders of each bit plane, `width` i32 lanes a load."""
+        return [VectorCodes(self.code, p, width, p.start(self.width)) for p in self.code.planes]
+
+
+@dataclass(frozen=True)
+class VectorCodes:
+    """How `width` bytes of one bit plane, widened to i32 lanes, give its fields one by one.
+
+    Lane t of a chunk holds fields P*t .. P*t + P-1 (P to a byte). Field j is masked in
+    place, so it is u * 2^(b*j) for the field's unsigned value u; the x columns it meets
+    are scaled by 2^(shift - b*j) beforehand (exactly: a power of two), so no field needs
+    a shift and the planes of a code add up to its unsigned value. The code is
+    q = u - base: two's complement fields have the sign bits of their top plane flipped
+    (u = q + 2^(b-1)), asymmetric fields are q + zero point, a binary bit is read doubled
+    (u = q + 1); `base` is subtracted once, in the low plane. Every field is exact: no
+    offset is left for sums of x to cancel."""
+
+    code: CodeBits
+    plane: Plane
+    width: int
+    start: int
+    """Where the plane's bytes start in a row."""
+
+    @property
+    def bits(self) -> int:
+        return self.plane.bits
+
+    @property
+    def per_byte(self) -> int:
+        return self.plane.per_byte
+
+    @property
+    def chunk(self) -> int:
+        """Codes per chunk: the columns of x that one load of the plane's bytes covers."""
+        return self.per_byte * self.width
+
+    @property
+    def lanes(self) -> VectorType:
+        return VectorType(i32, [self.width])
+
+    @property
+    def vec(self) -> VectorType:
+        return VectorType(f32, [self.width])
+
+    @property
+    def binary(self) -> bool:
+        return self.code.sign is Sign.PLUS_MINUS_ONE
+
+    @property
+    def direct(self) -> bool:
+        """Whether the sign-extended bytes are the codes (symmetric int8)."""
+        return self.code.sign is Sign.TWOS and self.code.bits == 8
+
+    @property
+    def base(self) -> int | None:
+        """u - q for every field of this plane; None: the group's zero point."""
+        if self.plane.shift:
+            return 0
+        if self.code.sign is Sign.UNSIGNED:
+            return None
+        return 1 if self.binary else self.code.sign_bit
+
+    @property
+    def flips_sign(self) -> bool:
+        """Two's complement codes whose sign bits are in this plane (its top bit)."""
+        top = self.plane.shift + self.plane.bits == self.code.bits
+        return self.code.sign is Sign.TWOS and top and not self.direct
+
+    @property
+    def field_bits(self) -> int:
+        """Field 0's bits in a lane: a binary bit is read doubled (the word is shifted
+        left once per load), so that u = 2 * bit = q + 1."""
+        return self.plane.mask << self.binary
+
+    def x_scale(self, j: int) -> float:
+        """What x's columns of field j are multiplied by: 2^(shift - b*j)."""
+        return 2.0 ** (self.plane.shift - self.bits * j)
+
+    def load(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue) -> SSAValue:
+        """The plane's bytes of codes k .. k+chunk of row n, one per i32 lane."""
+        raw_type = VectorType(i8, [self.width])
+        at = b.div(k, b.index(self.per_byte))
+        raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(self.start)) if self.start else at], raw_type))
+        if self.flips_sign:  # once per byte, not per field
+            sign_bits = sum(1 << (self.bits * (j + 1) - 1) for j in range(self.per_byte))
+            raw = b.insert(arith.XOrIOp(raw, splat(b, raw_type, sign_bits - 256)))
+        # xDSL's arith.extsi/extui take scalars only; LLVM's casts take vectors.
+        if self.direct:
+            return b.insert(llvm.SExtOp(raw, self.lanes))
+        word = b.insert(llvm.ZExtOp(raw, self.lanes))
+        return b.insert(arith.ShLIOp(word, splat(b, self.lanes, 1))) if self.binary else word
+
+    def phase(self, b: LoopBuilder, j: SSAValue) -> tuple[SSAValue | None, SSAValue]:
+        """Field j's bits in every lane (None when a byte is one code), and 2^(b*j) as
+        f32 lanes."""
+        if self.per_byte == 1:
+            return None, splat(b, self.vec, 1.0)
+        shift = b.insert(arith.IndexCastOp(b.mul(j, b.index(self.bits)), i32))
+        shifts = b.insert(vector.BroadcastOp(shift, self.lanes))
+        mask = b.insert(arith.ShLIOp(splat(b, self.lanes, self.field_bits), shifts))
+        unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(splat(b, self.lanes, 1), shifts)), self.vec))
+        return mask, unit
+
+    def bias(self, b: LoopBuilder, base: SSAValue | None, unit: SSAValue) -> SSAValue:
+        """2^23 + base * 2^(b*j): what 2^23 + field j exceeds q * 2^(b*j) by (an integer
+        below 2^24, so exact); 2^23 for a plane above the low one (base None)."""
+        if base is None:
+            return splat(b, self.vec, MAGIC)
+        return b.insert(vector.FMAOp(base, unit, splat(b, self.vec, MAGIC)))
+
+    def field(self, b: LoopBuilder, word: SSAValue, mask: SSAValue | None, bias: SSAValue) -> SSAValue:
+        """q * 2^(b*j) for the codes P*t + j of the chunk, as f32 lanes."""
+        if self.direct:
+            return b.insert(llvm.SIToFPOp(word, self.vec))
+        if mask is not None:
+            word = b.insert(arith.AndIOp(word, mask))
+        magic = b.insert(arith.OrIOp(word, splat(b, self.lanes, MAGIC_BITS)))
+        return b.insert(arith.SubfOp(b.insert(vector.BitcastOp(magic, self.vec)), bias))

@@ -1,0 +1,410 @@
+"""Uniform quantization's codec: the bits of a code, and the exact numpy model of the arithmetic.
+
+`CodeBits` is the one definition of how a b-bit code sits in bytes (docs/formats.md,
+"Quantized storage"): which bit planes, LSB-first fields, and what a field means
+(two's complement, binary's +-1, or an unsigned code with a zero point). The packer,
+`PackedTensor.unpack()/dequantize()`, the reference interpreter, the accelerator's
+functional simulator and the IR-side decoder (stoicc_py.codegen.quant_decode) all read it.
+
+`quantize` / `dequantize_codes` are the normative model of the arithmetic: every step is
+numpy float32 (no float64 intermediate) with round half to even (`np.rint`), so kernels
+can reproduce it bit for bit.
+
+Scales are computed on a *grouped* copy of x: a C-contiguous [groups, length] array
+whose row g holds the elements sharing scale g, in row-major order (a column, for
+per-channel axis=1). That fixes the float32 summation order of the mean-based
+(ternary, binary) scales: numpy's pairwise sum over each group as one contiguous
+vector, i.e. `np.sum(group)` on that 1-D float32 array. A ragged last group (per=group
+on a row width that the group does not divide) is quantized on its own, as a group of
+the remaining columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from xdsl.dialects.builtin import Float16Type
+
+from stoicc_py.codec import Array, Codec, register
+from stoicc_py.dialects.quant import STORAGE_BITS, UniformQuantAttr
+
+F32 = np.float32
+
+
+# ---------------------------------------------------------------------------- the bits of a code
+
+
+class Sign(Enum):
+    """What a code's unsigned field u means."""
+
+    TWOS = "two's complement"  # q = u sign-extended from b bits
+    PLUS_MINUS_ONE = "+-1"  # binary: q = 2u - 1
+    UNSIGNED = "unsigned"  # asymmetric: the code is u, the value scale * (u - zero point)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Bits `shift` .. `shift + bits - 1` of every code of a row, packed `8 // bits` fields
+    to a byte, least significant first; the plane's bytes start at byte `start(width)` of the row."""
+
+    bits: int
+    shift: int
+
+    @property
+    def per_byte(self) -> int:
+        return 8 // self.bits
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.bits) - 1
+
+    def start(self, width: int) -> int:
+        """Where this plane starts in a row of `width` codes (the planes below it come first)."""
+        return width * self.shift // 8
+
+
+@dataclass(frozen=True)
+class CodeBits:
+    """How a `bits`-bit code is stored: a power-of-two width (8, 4, 2, 1) is one plane of
+    fields; another width is split into power-of-two bit planes from the low bits up, as
+    ggml's k-quants do (int3 = 2 + 1, int5 = 4 + 1, int6 = 4 + 2), each plane a run of
+    whole bytes in the row (low plane first), so that every plane decodes like int4/int2/binary."""
+
+    bits: int
+    sign: Sign
+
+    @staticmethod
+    def of(attr: UniformQuantAttr) -> CodeBits:
+        if attr.codes.data == "binary":
+            return CodeBits(1, Sign.PLUS_MINUS_ONE)
+        return CodeBits(STORAGE_BITS[attr.codes.data], Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED)
+
+    @property
+    def planes(self) -> tuple[Plane, ...]:
+        planes, shift = [], 0
+        while shift < self.bits:
+            width = 1 << ((self.bits - shift).bit_length() - 1)  # the widest power of two left
+            planes.append(Plane(width, shift))
+            shift += width
+        return tuple(planes)
+
+    @property
+    def unit(self) -> int:
+        """Codes that fill whole bytes in every plane: a row's width is a multiple of it."""
+        return 8 // min(p.bits for p in self.planes)
+
+    def row_bytes(self, width: int) -> int:
+        return width * self.bits // 8
+
+    @property
+    def levels(self) -> int:
+        return 1 << self.bits
+
+    @property
+    def qmax(self) -> int:
+        """The largest signed level: 2^(b-1) - 1 (127, 31, 15, 7, 3, 1; binary 0)."""
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def sign_bit(self) -> int:
+        return 1 << (self.bits - 1)
+
+    def pack(self, fields: Array) -> Array:
+        """uint8 bytes [R, K * b / 8] of b-bit unsigned fields [R, K] (K a multiple of `unit`)."""
+        return np.concatenate([pack_fields((fields >> p.shift) & p.mask, p.bits) for p in self.planes], axis=1)
+
+    def unpack(self, data: Array) -> Array:
+        """The unsigned fields [R, K] (int32) of bytes [R, K * b / 8]; inverse of pack."""
+        width = data.shape[1] * 8 // self.bits
+        out = np.zeros((data.shape[0], width), np.int32)
+        for p in self.planes:
+            part = data[:, p.start(width) : p.start(width) + width * p.bits // 8]
+            out |= unpack_fields(part, p.bits).astype(np.int32) << p.shift
+        return out
+
+    def encode(self, codes: Array) -> Array:
+        """The bytes of int32 codes: two's complement truncated to b bits, the unsigned code,
+        or bit = (q == +1) for binary; int8 when signed, uint8 when unsigned."""
+        fields = codes > 0 if self.sign is Sign.PLUS_MINUS_ONE else codes & (self.levels - 1)
+        return self.pack(fields.astype(np.int32)).view(np.uint8 if self.sign is Sign.UNSIGNED else np.int8)
+
+    def decode(self, data: Array) -> Array:
+        """The int32 codes of bytes [R, K * b / 8]; inverse of encode."""
+        return self.value(self.unpack(data.view(np.uint8)))
+
+    def value(self, fields: Array) -> Array:
+        """The codes of unsigned fields (any integer dtype): sign extension of b-bit two's
+        complement ((u ^ 2^(b-1)) - 2^(b-1)), 2u - 1 for binary, u when unsigned."""
+        if self.sign is Sign.PLUS_MINUS_ONE:
+            return 2 * fields - 1
+        if self.sign is Sign.UNSIGNED:
+            return fields
+        return (fields ^ self.sign_bit) - self.sign_bit
+
+
+def pack_fields(fields: Array, bits: int) -> Array:
+    """uint8 bytes [R, K * bits / 8] of `bits`-bit (8, 4, 2, 1) unsigned fields [R, K]:
+    field k in byte k // per_byte at bits (k % per_byte) * b, least significant first."""
+    per_byte = 8 // bits
+    rows, width = fields.shape
+    by_byte = fields.astype(np.uint8).reshape(rows, width // per_byte, per_byte)
+    out = np.zeros(by_byte.shape[:2], np.uint8)
+    for j in range(per_byte):  # whole-array operations, one per position in a byte
+        out |= by_byte[:, :, j] << np.uint8(j * bits)
+    return out
+
+
+def unpack_fields(data: Array, bits: int) -> Array:
+    """The `bits`-bit unsigned fields [R, K] (uint8) of bytes [R, K * bits / 8]; inverse of pack_fields."""
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    fields = (data.view(np.uint8)[:, :, None] >> shifts) & np.uint8(2**bits - 1)
+    return fields.reshape(data.shape[0], data.shape[1] * shifts.size)
+
+
+# ---------------------------------------------------------------------------- the arithmetic
+
+
+@dataclass(frozen=True)
+class QuantCodes:
+    """The quantized form of an [R, K] matrix.
+
+    `codes`: int32 [R, K], the signed level q (-qmax..qmax; -1/+1 for binary) or, when
+    asymmetric, the unsigned code c (0..2^b - 1). `scales`: float32 or float16 in the
+    layout's scale_shape. `zero_points`: int32 in scale_shape when asymmetric, else None.
+    The value of element (r, k) is float32(scale) * float32(code - zero_point).
+    """
+
+    codes: Array
+    scales: Array
+    zero_points: Array | None
+
+
+def _split(attr: UniformQuantAttr, width: int) -> tuple[int, UniformQuantAttr] | None:
+    """(columns of the whole groups, the layout of the ragged last group), or None when
+    the groups tile the row."""
+    group = attr.group.data
+    if attr.per.data != "group" or width % group == 0 or width < group:
+        return None
+    return width - width % group, attr.regrouped(width % group)
+
+
+def _grouped(x: Array, attr: UniformQuantAttr) -> Array:
+    """x as a C-contiguous [groups, length] array: row g holds the elements of scale g."""
+    rows, width = x.shape
+    per = attr.per.data
+    if per == "tensor":
+        return x.reshape(1, rows * width)
+    if attr.per_column:
+        return np.ascontiguousarray(x.T)
+    if per == "group":
+        length = min(attr.group.data, width)
+        return x.reshape(rows * width // length, length)
+    return x  # per=channel axis=0 and per=token: a row
+
+
+def _ungrouped(g: Array, shape: Sequence[int], attr: UniformQuantAttr) -> Array:
+    """The inverse of _grouped."""
+    return np.ascontiguousarray(g.T) if attr.per_column else g.reshape(shape)
+
+
+def _bounds(g: Array) -> tuple[Array, Array]:
+    """lo = min(min(x), 0) and hi = max(max(x), 0) of each group: the range always holds 0,
+    so that zero is exactly representable."""
+    return np.minimum(g.min(axis=1), F32(0)), np.maximum(g.max(axis=1), F32(0))
+
+
+def _float32_scales(g: Array, attr: UniformQuantAttr, code: CodeBits) -> Array:
+    """The scale of each group (row of g), in float32, before rounding to the storage type."""
+    if attr.codes.data in ("ternary", "binary"):
+        # BitNet b1.58 absmean: float32 sum, then one float32 division by the count.
+        return np.sum(np.abs(g), axis=1, dtype=F32) / F32(g.shape[1])
+    if attr.is_symmetric:
+        return np.max(np.abs(g), axis=1) / F32(code.qmax)
+    lo, hi = _bounds(g)
+    return (hi - lo) / F32(code.levels - 1)
+
+
+def _stored_scales(s: Array, attr: UniformQuantAttr) -> Array:
+    """s in the scale type; codes are computed with these (rounded) scales."""
+    stored = s.astype(np.float16) if isinstance(attr.scale, Float16Type) else s
+    _check_finite(stored, "scale", s)
+    return stored
+
+
+def _check_finite(a: Array, what: str, scale: Array) -> None:
+    """ValueError naming the first group whose `what` is not finite: an overflow, since x is finite."""
+    if not np.isfinite(a).all():
+        g = int(np.argmin(np.isfinite(a)))
+        raise ValueError(f"the {what} of group {g} overflows {a.dtype} (float32 scale {scale[g]})")
+
+
+def _codes(g: Array, s: Array, code: CodeBits) -> tuple[Array, Array]:
+    """Float32 codes (q, or c when asymmetric) of grouped x and the zero points [groups, 1],
+    given the float32 scales s [groups, 1]."""
+    divisor = np.where(s == 0, F32(1), s)
+    if code.sign is Sign.PLUS_MINUS_ONE:
+        return np.where(g >= 0, F32(1), F32(-1)), np.zeros_like(s)
+    if code.sign is Sign.TWOS:
+        return np.clip(np.rint(g / divisor), F32(-code.qmax), F32(code.qmax)), np.zeros_like(s)
+    top = F32(code.levels - 1)
+    zp = np.clip(np.rint(-_bounds(g)[0][:, None] / divisor), F32(0), top)
+    return np.clip(np.rint(g / divisor) + zp, F32(0), top), zp
+
+
+def finite_matrix(x: Array, what: str) -> Array:
+    """x as an array if it is a finite 2-D float32 matrix, else a ValueError naming the problem."""
+    x = np.asarray(x)
+    if x.dtype != F32 or x.ndim != 2:
+        raise ValueError(f"{what}: x must be a 2-D float32 array, got {x.dtype} of shape {list(x.shape)}")
+    if not np.isfinite(x).all():
+        r, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"{what}: x[{r}, {k}] = {x[r, k]} is not finite")
+    return x
+
+
+def _join(main: QuantCodes, last: QuantCodes) -> QuantCodes:
+    """The codes of a row's whole groups and of its ragged last group, side by side."""
+    zp = None if main.zero_points is None else np.concatenate([main.zero_points, last.zero_points], axis=1)  # type: ignore[list-item]
+    return QuantCodes(np.concatenate([main.codes, last.codes], axis=1),
+                      np.concatenate([main.scales, last.scales], axis=1), zp)  # fmt: skip
+
+
+def quantize(x: Array, attr: UniformQuantAttr) -> QuantCodes:
+    """The codes, scales and zero points of the float32 [R, K] matrix x in `attr`.
+
+    Symmetric ints: s = max|x| / qmax, q = clip(rint(x / s), -qmax, qmax). Ternary:
+    s = mean|x|, q = clip(rint(x / s), -1, 1). Binary: s = mean|x|, q = +1 where
+    x >= 0 else -1. Asymmetric: s = (hi - lo) / (2^b - 1) with lo = min(min x, 0),
+    hi = max(max x, 0), zp = clip(rint(-lo / s), 0, 2^b - 1), c = clip(rint(x / s) + zp,
+    0, 2^b - 1). A zero scale divides by 1. Codes use the scale as stored (f16-rounded).
+    ValueError if x is not finite, or a scale or value (near float32's max) overflows.
+    """
+    x = finite_matrix(x, "quantize")
+    if (split := _split(attr, x.shape[1])) is not None:
+        cut, last = split
+        return _join(quantize(x[:, :cut], attr), quantize(np.ascontiguousarray(x[:, cut:]), last))
+    code = CodeBits.of(attr)
+    g = _grouped(x, attr)
+    with np.errstate(over="ignore"):  # overflows are reported by group below
+        scales = _stored_scales(_float32_scales(g, attr, code), attr)
+        s = scales.astype(F32)[:, None]
+        codes, zp = _codes(g, s, code)
+        _check_finite(s[:, 0] * np.abs(codes - zp).max(axis=1), "largest value", s[:, 0])
+    shape = attr.scale_shape(x.shape)
+    return QuantCodes(
+        _ungrouped(codes.astype(np.int32), x.shape, attr),
+        scales.reshape(shape),
+        None if attr.is_symmetric else zp.astype(np.int32).reshape(shape),
+    )
+
+
+def _columns(q: QuantCodes, cut: int) -> tuple[QuantCodes, QuantCodes]:
+    """q's whole groups (codes before column `cut`) and its ragged last group."""
+    zp = q.zero_points
+    return (QuantCodes(q.codes[:, :cut], q.scales[:, :-1], None if zp is None else zp[:, :-1]),
+            QuantCodes(q.codes[:, cut:], q.scales[:, -1:], None if zp is None else zp[:, -1:]))  # fmt: skip
+
+
+def dequantize_codes(q: QuantCodes, attr: UniformQuantAttr) -> Array:
+    """The float32 values float32(scale) * float32(code - zero_point) of quantized codes."""
+    if (split := _split(attr, q.codes.shape[1])) is not None:
+        main, last = _columns(q, split[0])
+        return np.concatenate([dequantize_codes(main, attr), dequantize_codes(last, split[1])], axis=1)
+    g = _grouped(q.codes, attr)
+    if q.zero_points is not None:
+        g = g - q.zero_points.reshape(-1, 1)
+    values = q.scales.astype(F32).reshape(-1, 1) * g.astype(F32)
+    return _ungrouped(values, q.codes.shape, attr)
+
+
+def sharing_scale(mask: Array, attr: UniformQuantAttr) -> Array:
+    """bool, the shape of the [R, K] mask: the elements that share a scale with one in mask."""
+    if (split := _split(attr, mask.shape[1])) is not None:
+        cut, last = split
+        return np.concatenate([sharing_scale(mask[:, :cut], attr), sharing_scale(mask[:, cut:], last)], axis=1)
+    g = _grouped(mask, attr)
+    return _ungrouped(np.broadcast_to(g.any(axis=1, keepdims=True), g.shape), mask.shape, attr)
+
+
+# ---------------------------------------------------------------------------- the buffers
+
+
+def code_arrays(q: QuantCodes, attr: UniformQuantAttr, prefix: str = "") -> dict[str, Array]:
+    """The buffers (role -> array) of quantized codes; `prefix` names a part of a composite
+    format ("low.", "high.")."""
+    arrays = {prefix + "values": CodeBits.of(attr).encode(q.codes), prefix + "scales": q.scales}
+    if q.zero_points is not None:
+        arrays[prefix + "zero_points"] = q.zero_points.astype(np.uint8)
+    return arrays
+
+
+def codes_from(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> QuantCodes:
+    """The QuantCodes stored in (checked) buffers; inverse of code_arrays."""
+    zp = arrays.get(prefix + "zero_points")
+    return QuantCodes(
+        CodeBits.of(attr).decode(arrays[prefix + "values"]),
+        arrays[prefix + "scales"],
+        None if zp is None else zp.astype(np.int32),
+    )
+
+
+def _first(bad: Array) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def check_scales(scales: Array, role: str) -> None:
+    """ValueError at the first scale that is not a finite non-negative number."""
+    bad = ~np.isfinite(scales) | (scales < 0)
+    if bad.any():
+        at = _first(bad)
+        raise ValueError(f"{role}{list(at)} = {scales[at]} is not a finite non-negative number")
+
+
+def check_codes(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> None:
+    """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
+    the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
+    and symmetric int2 it is not a level at all; kernels may rely on its absence."""
+    code = CodeBits.of(attr)
+    check_scales(arrays[prefix + "scales"], prefix + "scales")
+    zp = arrays.get(prefix + "zero_points")
+    if zp is not None and (bad := zp >= code.levels).any():
+        at = _first(bad)
+        raise ValueError(f"{prefix}zero_points{list(at)} = {zp[at]} is out of range [0, {code.levels - 1}]")
+    if code.sign is Sign.TWOS:
+        codes = code.decode(arrays[prefix + "values"])
+        if (bad := codes < -code.qmax).any():
+            r, k = _first(bad)
+            raise ValueError(
+                f"{prefix}values: the code of row {r}, column {k} is {codes[r, k]} "
+                f"(0b{codes[r, k] & (code.levels - 1):0{code.bits}b}), outside -{code.qmax}..{code.qmax}"
+            )
+
+
+@dataclass(frozen=True)
+class UniformCodec(Codec):
+    """An [R, K] matrix in a `#quant.uniform` layout."""
+
+    attr: UniformQuantAttr
+    shape: tuple[int, int]
+
+    @property
+    def code(self) -> CodeBits:
+        return CodeBits.of(self.attr)
+
+    def encode(self, w: Array) -> dict[str, Array]:
+        return code_arrays(quantize(w, self.attr), self.attr)
+
+    def decode(self, arrays: dict[str, Array]) -> Array:
+        return dequantize_codes(codes_from(arrays, self.attr), self.attr)
+
+    def check(self, arrays: dict[str, Array]) -> None:
+        check_codes(arrays, self.attr)
+
+
+@register(UniformQuantAttr)
+def _uniform(layout: UniformQuantAttr, shape: Sequence[int]) -> UniformCodec:
+    rows, width = shape
+    return UniformCodec(layout, (rows, width))
