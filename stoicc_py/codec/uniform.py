@@ -220,7 +220,7 @@ def _float32_scales(g: Array, attr: UniformQuantAttr, code: CodeBits) -> Array:
     """The scale of each group (row of g), in float32, before rounding to the storage type."""
     if attr.codes.data in ("ternary", "binary"):
         # BitNet b1.58 absmean: float32 sum, then one float32 division by the count.
-        return np.sum(np.abs(g), axis=1, dtype=F32) / F32(g.shape[1])
+        return np.asarray(np.sum(np.abs(g), axis=1, dtype=F32) / F32(g.shape[1]))
     if attr.is_symmetric:
         return np.max(np.abs(g), axis=1) / F32(code.qmax)
     lo, hi = _bounds(g)
@@ -267,7 +267,9 @@ def finite_matrix(x: Array, what: str) -> Array:
 
 def _join(main: QuantCodes, last: QuantCodes) -> QuantCodes:
     """The codes of a row's whole groups and of its ragged last group, side by side."""
-    zp = None if main.zero_points is None else np.concatenate([main.zero_points, last.zero_points], axis=1)  # type: ignore[list-item]
+    zp = None
+    if main.zero_points is not None and last.zero_points is not None:
+        zp = np.concatenate([main.zero_points, last.zero_points], axis=1)
     return QuantCodes(np.concatenate([main.codes, last.codes], axis=1),
                       np.concatenate([main.scales, last.scales], axis=1), zp)  # fmt: skip
 
