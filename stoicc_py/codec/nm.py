@@ -20,6 +20,7 @@ from stoicc_py.codec import Array, Codec
 
 INDEX_WORD_BITS = 32
 """N:M positions are packed into 32-bit (int32 buffer) words."""
+INDEX_WORD_BYTES = INDEX_WORD_BITS // 8
 
 
 @dataclass(frozen=True)
