@@ -146,12 +146,18 @@ def test_ragged_hybrid_tiles_match_the_reference(shape: tuple[int, int], tile: t
 
 
 def test_ragged_nm_tile_column_must_hold_whole_groups() -> None:
-    with pytest.raises(stoicc_py.CompileError, match=r"2:28: error: hybrid: the last tile column holds 6 of the 70 columns"):
+    with pytest.raises(
+        stoicc_py.CompileError, match=r"2:28: error: hybrid: the last tile column holds 6 of the 70 columns"
+    ):
         stoicc_py.compile("\nkernel f(x: f32[M, 70], w: f32[8, 70] @ hybrid(tile=[8, 64], formats=[nm(2, 4)])) "
                           "-> f32[M, 8] { return linear(x, w) }")  # fmt: skip
 
 
 def test_accelerator_refuses_ragged_hybrid_tiles() -> None:
-    with pytest.raises(stoicc_py.CompileError, match=r"whole hybrid tiles.*\[83, 200\].*\[64, 64\]"):
-        stoicc_py.compile("kernel f(x: i8[M, 200], w: i8[83, 200] @ hybrid(tile=[64, 64], formats=[dense])) "
-                          "-> i32[M, 83] { return linear(x, w) }", target="accel")  # fmt: skip
+    prog = stoicc_py.compile("kernel f(x: i8[M, 200], w: i8[83, 200] @ hybrid(tile=[64, 64], formats=[dense])) "
+                             "-> i32[M, 83] { return linear(x, w) }", target="accel")  # fmt: skip
+    packed = prog.f.pack("w", np.ones((83, 200), np.int8))
+    with pytest.raises(
+        stoicc_py.CompileError, match=r"1:\d+: error: the accelerator runs whole hybrid tiles.*\[83, 200\]"
+    ):
+        prog.f(np.ones((2, 200), np.int8), packed)
