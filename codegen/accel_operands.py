@@ -12,6 +12,7 @@ from xdsl.dialects.builtin import DenseArrayBase, IntegerType
 from xdsl.ir import Attribute, BlockArgument, SSAValue
 
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.diagnostics import CompileError, op_error
 from stoicc_py.dialects.accel import LINE_BYTES, WEIGHT_CODES
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, StorageAttr
@@ -42,7 +43,6 @@ class Weights:
     wcode: str = "int8"
     bits: int = 8
     nm: tuple[int, int] = (0, 0)
-    per_word: int = 0
     words: int = 0  # index words per row (hybrid: per row of a tile, the most of any N:M format)
     scales: str = "none"  # none, tensor, channel or group
     group: int = 0  # dense k per scale group (scales == "group")
@@ -71,14 +71,18 @@ class Weights:
         """Scale groups of a row of k dense columns (scales == "group"): the last may hold fewer."""
         return -(-k // self.group)
 
+    def nm_code(self, k: int) -> NMCodec:
+        """The N:M code of rows of k dense columns (an nm weight's, or a k-chunk's)."""
+        return NMCodec(*self.nm, k)
+
     def index_words(self, k: int) -> int:
-        return -(-int(k * self.stored_k_per_k) // self.per_word) if self.nm[0] else 0
+        return self.nm_code(k).words if self.nm[0] else 0
 
     @property
     def k_align(self) -> int:
         """k-chunks start where stored values and index words start whole bytes and words."""
         if self.nm[0]:
-            return self.per_word * self.nm[1] // self.nm[0]
+            return self.nm_code(0).word_cols
         return max(8 // self.bits, 1) * 8
 
 
@@ -177,17 +181,21 @@ def _weights(op: ContractionOp) -> Weights:
     if isinstance(layout, NMAttr):
         _check_i8(op, t)
         _check_m(op, layout)
-        return Weights(rhs, storage, **_nm(layout, storage))
+        return Weights(rhs, storage, **_nm(layout, t))
     if isinstance(layout, UniformQuantAttr):
         return Weights(rhs, storage, **_uniform(layout, op, 1))  # type: ignore[arg-type]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
         assert isinstance(layout.quant, UniformQuantAttr)
         _check_m(op, layout.sparse)
-        nm = _nm(layout.sparse, storage)
+        nm = _nm(layout.sparse, t)
         scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
         return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
     if isinstance(layout, HybridAttr):
         _check_i8(op, t)
+        code = layout.codec(t.dims)  # type: ignore[arg-type]  # the storage exists, so the shape is static
+        if any(code.ragged):
+            raise op_error(op, f"the accelerator runs whole hybrid tiles: the weight's shape {list(code.shape)} is not "
+                               f"a multiple of the tile {list(code.tile)} (ragged tiles run on the cpu target)")  # fmt: skip
         return Weights(rhs, storage, **_hybrid(layout, storage, rhs, op))  # type: ignore[arg-type]
     if isinstance(layout, SQAttr):
         low = _uniform(layout.low, op, 1)
@@ -211,7 +219,7 @@ def _hybrid(layout: HybridAttr, storage: StorageAttr, arg: BlockArgument, op: Co
     cols = int(storage.buffers.data[0].type.get_shape()[1])
     flat = tuple(int(v) for v in table.get_values())
     formats = tuple((f.n.data, f.m.data) if isinstance(f, NMAttr) else (0, 0) for f in layout.formats.data)
-    words = max((storage.param(f"tile{f}.words") for f, nm in enumerate(formats) if nm[0]), default=0)
+    words = max((fmt.codec(layout.tile_shape).words for fmt in layout.nm_formats.values()), default=0)
     return {"tile_formats": formats, "tile_shape": (th, tw), "words": words,
             "table": tuple(flat[r : r + cols] for r in range(0, len(flat), cols))}  # fmt: skip
 
@@ -238,12 +246,10 @@ MAX_M = 31
 """cfg's m field has 5 bits."""
 
 
-def _nm(layout: NMAttr, storage: StorageAttr) -> dict[str, object]:
-    return {
-        "nm": (layout.n.data, layout.m.data),
-        "per_word": storage.param("per_word"),
-        "words": storage.param("words"),
-    }
+def _nm(layout: NMAttr, t: TensorType) -> dict[str, object]:
+    width = t.dims[-1]
+    assert isinstance(width, int)  # the storage exists, so the weight's shape is static
+    return {"nm": (layout.n.data, layout.m.data), "words": layout.codec([width]).words}
 
 
 def _storage_of(arg: BlockArgument) -> StorageAttr:
@@ -344,10 +350,10 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
         buf["scl"].add("xs", tm * 4)
     if w.tile_formats:  # one tile, in its densest format
         buf["wgt"].add("w", tn * tk, depth)
-        buf["meta"].add("idx", tn * w.words * 4, depth)
+        buf["meta"].add("idx", tn * w.words * INDEX_WORD_BYTES, depth)
     else:
         buf["wgt"].add("w", tn * w.value_bytes(tk), depth)
-        buf["meta"].add("idx", tn * w.index_words(tk) * 4, depth)
+        buf["meta"].add("idx", tn * w.index_words(tk) * INDEX_WORD_BYTES, depth)
     if w.sq[0]:  # a tile's outliers, whole rows
         slots = p.k // w.sq[0] * w.sq[1]
         buf["wgt"].add("hv", tn * slots)

@@ -18,8 +18,8 @@ from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerTy
 from xdsl.ir import SSAValue
 
 from stoicc_py.codec.uniform import CodeBits, Sign
-from stoicc_py.codegen import sparse_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
@@ -335,16 +335,16 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
     """The quantized parts of a packed weight, each walked by the product."""
     packed = weight.type
     assert isinstance(packed, PackedType)
-    layout, storage, width = packed.layout, packed.storage, packed.dims[1]
+    layout, width = packed.layout, packed.dims[1]
     if isinstance(layout, UniformQuantAttr):
         return [dense_walk(QuantView.of(weight), width)]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
         view = QuantView.of(weight, layout.quant)  # type: ignore[arg-type]
-        nm = {k: storage.param(k) for k in ("n", "m", "index_bits", "per_word")}
+        decoder = NMDecoder(layout.sparse.codec(packed.dims))
         indices = view.buffers["indices"]
         walk = WeightWalk(
-            storage.param("slots") // view.group, view.group,
-            lambda b, n, t: sparse_loops.nm_column(b, indices, [n], t, nm), view.code, view.scale,
+            decoder.code.slots // view.group, view.group,
+            lambda b, n, t: decoder.column(b, indices, [n], t), view.code, view.scale,
         )  # fmt: skip
         return [walk]
     if isinstance(layout, SQAttr):

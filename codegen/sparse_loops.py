@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import IndexType, IntegerAttr, i32
 from xdsl.ir import SSAValue
 
+from stoicc_py.codec import hybrid as hybrid_code
+from stoicc_py.codec.nm import NMCodec
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.dialects.layout import AssembleOp, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 
@@ -34,6 +37,8 @@ class RowBlock:
     i1: SSAValue
     assemble: AssembleOp
     storage: StorageAttr
+    shape: tuple[int, int]
+    """The weight's logical [rows, cols]."""
     decode: Decode | None = None
     """Reads a stored value whose values buffer holds quantized codes."""
 
@@ -67,8 +72,9 @@ def _for(b: LoopBuilder, lb: SSAValue, ub: SSAValue, body: Callable[[LoopBuilder
     b.loop(lb, ub, b.index(1), step, name=name)
 
 
-def _range(b: LoopBuilder, count: int, body: Callable[[LoopBuilder, SSAValue], None], name: str) -> None:
-    _for(b, b.index(0), b.index(count), body, name)
+def _range(b: LoopBuilder, count: int | SSAValue, body: Callable[[LoopBuilder, SSAValue], None], name: str) -> None:
+    zero = b.index(0)
+    _for(b, zero, b.index(count) if isinstance(count, int) else count, body, name)
 
 
 def _stored(b: LoopBuilder, rowptr: SSAValue, row: SSAValue, body: Callable[[LoopBuilder, SSAValue], None]) -> None:
@@ -78,53 +84,35 @@ def _stored(b: LoopBuilder, rowptr: SSAValue, row: SSAValue, body: Callable[[Loo
     _for(b, start, end, body, "p")
 
 
-def nm_column(b: LoopBuilder, indices: SSAValue, where: Sequence[SSAValue], s: SSAValue,
-              params: dict[str, int]) -> SSAValue:  # fmt: skip
-    """The dense column of slot s of an N:M row, (s // N) * M + index(s), index(s)
-    being `index_bits` bits at (s % per_word) * index_bits of word s // per_word of
-    the row's index words at `where`."""
-    n, m, bits, per_word = params["n"], params["m"], params["index_bits"], params["per_word"]
-    word = b.load(indices, [*where, b.div(s, b.index(per_word))])
-    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(s, b.index(per_word)), b.index(bits)), i32))
-    field = b.insert(arith.AndIOp(b.insert(arith.ShRUIOp(word, shift)), _i32(b, m - 1)))
-    return b.add(b.mul(b.div(s, b.index(n)), b.index(m)), b.insert(arith.IndexCastOp(field, IndexType())))
-
-
-def _nm_rows(b: LoopBuilder, blk: RowBlock, params: dict[str, int], role: str, indices: SSAValue,
-             prefix: Sequence[SSAValue], rows: int, n_of: Callable[[LoopBuilder, SSAValue], SSAValue],
-             k_base: SSAValue) -> None:  # fmt: skip
-    """N:M rows: slot s of row r updates the column k_base + nm_column(s)."""
+def _nm_rows(b: LoopBuilder, blk: RowBlock, decoder: NMDecoder, role: str, indices: SSAValue,
+             prefix: Sequence[SSAValue], rows: int | SSAValue, n_of: Callable[[LoopBuilder, SSAValue], SSAValue],
+             k_base: SSAValue, slots: int | SSAValue) -> None:  # fmt: skip
+    """N:M rows: slot s < slots of row r < rows updates the column k_base + its decoded column."""
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def slot(b: LoopBuilder, s: SSAValue) -> None:
-            k = b.add(k_base, nm_column(b, indices, [*prefix, r], s, params))
+            k = b.add(k_base, decoder.column(b, indices, [*prefix, r], s))
             blk.axpy(b, blk.value(b, role, [*prefix, r], s), n_of(b, r), k)
 
-        _range(b, params["slots"], slot, "s")
+        _range(b, slots, slot, "s")
 
     _range(b, rows, row, "r")
 
 
 def _dense_tile(b: LoopBuilder, blk: RowBlock, role: str, p: SSAValue, n0: SSAValue, k0: SSAValue,
-                shape: tuple[int, int]) -> None:  # fmt: skip
-    """A stored dense [rows, cols] tile p whose top-left weight is at (n0, k0)."""
+                shape: tuple[int | SSAValue, int | SSAValue]) -> None:  # fmt: skip
+    """A stored dense tile p whose top-left weight is at (n0, k0), its first shape[0] rows
+    and shape[1] columns."""
     rows, cols = shape
     _range(b, rows, lambda b, r: _range(
         b, cols, lambda b, c: blk.axpy(b, blk.value(b, role, [p, r], c), b.add(n0, r), b.add(k0, c)), "c"), "r")  # fmt: skip
 
 
-def _i32(b: LoopBuilder, value: int) -> SSAValue:
-    return b.insert(arith.ConstantOp(IntegerAttr(value, i32)))
-
-
-def _params(storage: StorageAttr, prefix: str = "") -> dict[str, int]:
-    return {k.removeprefix(prefix): storage.param(k) for k in storage.params.data if k.startswith(prefix)}
-
-
 def nm(b: LoopBuilder, blk: RowBlock, layout: NMAttr) -> None:
-    rows = blk.storage.buffer("indices").get_shape()[0]
+    rows, width = blk.storage.buffer("indices").get_shape()[0], blk.shape[1]
+    decoder = NMDecoder(layout.codec([rows, width]))
     zero = b.index(0)
-    _nm_rows(b, blk, _params(blk.storage), "", blk.buf("indices"), [], rows, lambda b, r: r, zero)
+    _nm_rows(b, blk, decoder, "", blk.buf("indices"), [], rows, lambda b, r: r, zero, decoder.code.slots)
 
 
 def block(b: LoopBuilder, blk: RowBlock, layout: BlockAttr) -> None:
@@ -154,30 +142,42 @@ def csr(b: LoopBuilder, blk: RowBlock, layout: CSRAttr) -> None:
     _range(b, rows, row, "n")
 
 
+def _extent(b: LoopBuilder, start: SSAValue, tile: int, size: int) -> int | SSAValue:
+    """min(tile, size - start): a tile's rows or columns inside the matrix (`tile` itself where
+    the tile divides the matrix, so that no tile is ragged)."""
+    if size % tile == 0:
+        return tile
+    return b.min(b.index(tile), b.insert(arith.SubiOp(b.index(size), start)))
+
+
 def hybrid(b: LoopBuilder, blk: RowBlock, layout: HybridAttr) -> None:
     """Per tile row, one loop per tile format over that format's tiles: the
-    schedule dispatches, no per-element branch."""
-    th, tw = layout.tile_shape
-    tile_rows = blk.storage.buffer("table").get_shape()[0]
+    schedule dispatches, no per-element branch. A ragged last tile row or column
+    stops at the matrix's edge (its padding is stored, never read)."""
+    code = layout.codec(blk.shape)
+    th, tw = code.tile
+    rows_, cols_ = code.shape
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         n0 = b.mul(tr, b.index(th))
-        for f, fmt in enumerate(layout.formats.data):
-            prefix = f"tile{f}."
+        rows = _extent(b, n0, th, rows_)
+        for f, nm in enumerate(code.formats):
+            role = partial(hybrid_code.role, f)
 
-            def tile(b: LoopBuilder, p: SSAValue, fmt=fmt, prefix=prefix) -> None:  # noqa: B023
-                k0 = b.mul(b.load_index(blk.buf(prefix + "cols"), [p]), b.index(tw))
-                if isinstance(fmt, NMAttr):
-                    params = _params(blk.storage, prefix)
-                    _nm_rows(
-                        b, blk, params, prefix, blk.buf(prefix + "indices"), [p], th, lambda b, r: b.add(n0, r), k0
-                    )
-                else:
-                    _dense_tile(b, blk, prefix, p, n0, k0, (th, tw))
+            def tile(b: LoopBuilder, p: SSAValue, nm: NMCodec | None = nm, role: Callable[[str], str] = role) -> None:
+                k0 = b.mul(b.load_index(blk.buf(role("cols")), [p]), b.index(tw))
+                cols = _extent(b, k0, tw, cols_)
+                if nm is None:
+                    _dense_tile(b, blk, role(""), p, n0, k0, (rows, cols))
+                    return
+                decoder = NMDecoder(nm)
+                slots = nm.slots if isinstance(cols, int) else decoder.valid_slots(b, cols)
+                _nm_rows(b, blk, decoder, role(""), blk.buf(role("indices")), [p], rows, lambda b, r: b.add(n0, r),
+                         k0, slots)  # fmt: skip
 
-            _stored(b, blk.buf(prefix + "rowptr"), tr, tile)
+            _stored(b, blk.buf(role("rowptr")), tr, tile)
 
-    _range(b, tile_rows, tile_row, "tr")
+    _range(b, code.grid[0], tile_row, "tr")
 
 
 FORMATS: dict[type, Callable[..., None]] = {NMAttr: nm, BlockAttr: block, CSRAttr: csr, HybridAttr: hybrid}

@@ -16,10 +16,13 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.codec import hybrid as hybrid_code
+from stoicc_py.codec import register
+from stoicc_py.codec.block import BlockCodec
+from stoicc_py.codec.csr import CSRCodec
+from stoicc_py.codec.hybrid import HybridCodec
+from stoicc_py.codec.nm import NMCodec
 from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr, StorageAttr, buffer
-
-INDEX_WORD_BITS = 32
-"""N:M indices are packed LSB-first into 32-bit words, never straddling a word."""
 
 
 def _check_divides(size: Dim, step: int, what: str) -> None:
@@ -61,23 +64,16 @@ class NMAttr(SparseLayoutAttr):
     def granule(self) -> tuple[int, int]:
         return (1, self.m.data)
 
-    def index_bits(self) -> int:
-        return (self.m.data - 1).bit_length()
-
-    def row_encoding(self, width: int) -> dict[str, int]:
-        """Slots and index words of one compressed row of `width` dense elements."""
-        n, m, bits = self.n.data, self.m.data, self.index_bits()
-        per_word = INDEX_WORD_BITS // bits
-        slots = width // m * n
-        return {"n": n, "m": m, "index_bits": bits, "per_word": per_word, "slots": slots,
-                "words": -(-slots // per_word)}  # fmt: skip
+    def codec(self, shape: Sequence[int]) -> NMCodec:
+        """The code of rows of shape[-1] dense elements (a matrix's, or a hybrid tile's)."""
+        return NMCodec(self.n.data, self.m.data, shape[-1])
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
-        rows, width = shape
-        enc = self.row_encoding(width)
+        rows, _ = shape
+        code = self.codec(shape)
         return StorageAttr(
-            [buffer("values", [rows, enc["slots"]], element), buffer("indices", [rows, enc["words"]], i32, "metadata")],
-            enc,
+            [buffer("values", [rows, code.slots], element), buffer("indices", [rows, code.words], i32, "metadata")],
+            code.params,
         )
 
     def compressed_shape(self, shape: Sequence[Dim]) -> tuple[Dim, ...]:
@@ -119,6 +115,10 @@ class BlockAttr(SparseLayoutAttr):
 
     def granule(self) -> tuple[int, int]:
         return (self.bh.data, self.bw.data)
+
+    def codec(self, shape: Sequence[int]) -> BlockCodec:
+        rows, cols = shape
+        return BlockCodec(self.bh.data, self.bw.data, (rows, cols))
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
         bh, bw = self.bh.data, self.bw.data
@@ -166,6 +166,10 @@ class CSRAttr(SparseLayoutAttr):
         cols, width = shape[1], self.index.width.data
         if isinstance(cols, int) and cols > 2**width:
             raise VerifyException(f"csr: i{width} column indices cannot address {cols} columns")
+
+    def codec(self, shape: Sequence[int]) -> CSRCodec:
+        rows, cols = shape
+        return CSRCodec((rows, cols))
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
         # Column indices are unsigned, so that i8 addresses 256 columns.
@@ -221,10 +225,30 @@ class HybridAttr(SparseLayoutAttr):
             raise VerifyException("hybrid: formats must not repeat")
 
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
+        """Any size: the last tile row and column may be partial (ragged); a partial tile
+        column's width must still hold whole N:M groups."""
         super().verify_for(shape, kind)
-        th, tw = self.tile_shape
-        _check_divides(shape[0], th, "hybrid: tile height")
-        _check_divides(shape[1], tw, "hybrid: tile width")
+        _, tw = self.tile_shape
+        cols = shape[1]
+        if not isinstance(cols, int) or cols % tw == 0:
+            return
+        for fmt in self.nm_formats.values():
+            if (cols % tw) % fmt.m.data:
+                raise VerifyException(
+                    f"hybrid: the last tile column holds {cols % tw} of the {cols} columns (tile width {tw}), "
+                    f"not whole groups of {fmt.summary()}: make the width a multiple of {fmt.m.data}"
+                )
+
+    @property
+    def nm_formats(self) -> dict[int, NMAttr]:
+        """The N:M tile formats, by format index."""
+        return {f: fmt for f, fmt in enumerate(self.formats.data) if isinstance(fmt, NMAttr)}
+
+    def codec(self, shape: Sequence[int]) -> HybridCodec:
+        rows, cols = shape
+        tile = self.tile_shape
+        formats = tuple(fmt.codec(tile) if isinstance(fmt, NMAttr) else None for fmt in self.formats.data)
+        return HybridCodec(tile, (rows, cols), formats)
 
     def summary(self) -> str:
         th, tw = self.tile_shape
@@ -234,23 +258,23 @@ class HybridAttr(SparseLayoutAttr):
         return self.tile_shape
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
-        """A format table (0 = empty, 1 + f = formats[f]) and, per format f, its tiles
-        packed together with a tile-row schedule (rowptr, cols), as in STOICC."""
-        th, tw = self.tile_shape
-        tile_rows, tile_cols = shape[0] // th, shape[1] // tw
+        """A format table (HybridCodec's codes) and, per format f, its tiles packed together
+        with a tile-row schedule (rowptr, cols), as in STOICC."""
+        code = self.codec(shape)
+        th, tw = code.tile
+        tile_rows, tile_cols = code.grid
+        role = hybrid_code.role
         buffers = [buffer("table", [tile_rows, tile_cols], i8, "table")]
         params = {"th": th, "tw": tw}
-        for f, fmt in enumerate(self.formats.data):
-            prefix = f"tile{f}"
-            buffers += [buffer(f"{prefix}.rowptr", [tile_rows + 1], i32, "table"),
-                        buffer(f"{prefix}.cols", [DYNAMIC_INDEX], i32, "metadata")]  # fmt: skip
-            if isinstance(fmt, NMAttr):
-                enc = fmt.row_encoding(tw)
-                buffers += [buffer(f"{prefix}.values", [DYNAMIC_INDEX, th, enc["slots"]], element),
-                            buffer(f"{prefix}.indices", [DYNAMIC_INDEX, th, enc["words"]], i32, "metadata")]  # fmt: skip
-                params.update({f"{prefix}.{k}": v for k, v in enc.items()})
-            else:
-                buffers.append(buffer(f"{prefix}.values", [DYNAMIC_INDEX, th, tw], element))
+        for f, nm in enumerate(code.formats):
+            buffers += [buffer(role(f, "rowptr"), [tile_rows + 1], i32, "table"),
+                        buffer(role(f, "cols"), [DYNAMIC_INDEX], i32, "metadata")]  # fmt: skip
+            if nm is None:
+                buffers.append(buffer(role(f, "values"), [DYNAMIC_INDEX, th, tw], element))
+                continue
+            buffers += [buffer(role(f, "values"), [DYNAMIC_INDEX, th, nm.slots], element),
+                        buffer(role(f, "indices"), [DYNAMIC_INDEX, th, nm.words], i32, "metadata")]  # fmt: skip
+            params.update({role(f, k): v for k, v in nm.params.items()})
         return StorageAttr(buffers, params)
 
     @classmethod
@@ -269,3 +293,6 @@ class HybridAttr(SparseLayoutAttr):
 
 
 Sparse = Dialect("sparse", [], [NMAttr, BlockAttr, CSRAttr, HybridAttr])
+
+for _attr in (NMAttr, BlockAttr, CSRAttr, HybridAttr):
+    register(_attr)(lambda layout, shape: layout.codec(shape))

@@ -22,6 +22,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
+from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import LINE_BYTES, QUEUES, WEIGHT_CODES, InstructionOp, queue_names
 from stoicc_py.dialects.quant import STORAGE_BITS
@@ -58,12 +59,10 @@ def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> 
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
                 (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
     if name == "spgemm":
-        sn, sm = int(cfg["n"]), int(cfg["m"])
-        slots = k // sm * sn
-        words = -(-slots // (32 // (sm - 1).bit_length()))
+        code = NMCodec(int(cfg["n"]), int(cfg["m"]), k)
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * slots * wbits / 8), False),
-                (*_on_chip("meta", int(f("meta")), n * words * 4), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), n * code.slots * wbits / 8), False),
+                (*_on_chip("meta", int(f("meta")), n * code.words * INDEX_WORD_BYTES), False), acc]  # fmt: skip
     if name == "bsgemm":
         return [(*_on_chip("inp", int(f("inp")), m * k / 2), False),
                 (*_on_chip("meta", int(f("meta")), m * k / 8), False),

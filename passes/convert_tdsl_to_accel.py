@@ -27,6 +27,8 @@ from xdsl.passes import ModulePass
 
 from stoicc_py.backends.accel.isa import SEGMENT_ALIGN
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.codec import hybrid as hybrid_code
+from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codegen.accel_operands import (
     TILE_TABLE,
     Arena,
@@ -236,8 +238,9 @@ class ProductLowering:
             x = self.slot("inp", "x", "m") + self.chunk_line(c, mr, 1)
         if w.nm[0]:
             idx = self.slot("meta", "idx", "k")
-            e.load("meta", idx, self.weight_segment("indices"), (n0 * w.words + k0 // w.k_align) * 4, nr,
-                   w.index_words(kw) * 4, w.words * 4)  # fmt: skip
+            word = INDEX_WORD_BYTES
+            e.load("meta", idx, self.weight_segment("indices"), (n0 * w.words + k0 // w.k_align) * word, nr,
+                   w.index_words(kw) * word, w.words * word)  # fmt: skip
             e.config(wcode=w.wcode, n=w.nm[0], m=w.nm[1])
             e(accel.SparseGemmOp, inp=x, meta=idx, **shape)
         elif p.acts.kind == "bitsplit":
@@ -261,18 +264,20 @@ class ProductLowering:
         row = n0 // th
         init = True
         for f, (sn, sm) in enumerate(w.tile_formats):
-            rank = sum(code == f + 1 for r in w.table[:row] for code in r)  # tiles of format f before this row
-            row_bytes = tw * sn // sm if sn else tw
-            words = -(-row_bytes // (32 // (sm - 1).bit_length())) if sn else 0
-            for j in (j for j, code in enumerate(w.table[row]) if code == f + 1):
+            mine = hybrid_code.table_code(f)
+            rank = sum(code == mine for r in w.table[:row] for code in r)  # tiles of format f before this row
+            nm = NMCodec(sn, sm, tw) if sn else None
+            row_bytes = nm.slots if nm else tw
+            words = nm.words * INDEX_WORD_BYTES if nm else 0
+            for j in (j for j, code in enumerate(w.table[row]) if code == mine):
                 wslot, idx = self.slot("wgt", "w", "k"), self.slot("meta", "idx", "k")
-                e.load("wgt", wslot, self.weight_segment(f"tile{f}.values"), rank * th * row_bytes, th, row_bytes,
+                e.load("wgt", wslot, self.weight_segment(hybrid_code.role(f, "values")), rank * th * row_bytes, th, row_bytes,
                        row_bytes)  # fmt: skip
                 shape = {"acc": out, "init": init, "inp": self.slot("inp", "x", "m") + self.chunk_line(j, mr, 1),
                          "wgt": wslot, "m": mr, "n": nr, "k": tw}  # fmt: skip
                 if sn:
-                    e.load("meta", idx, self.weight_segment(f"tile{f}.indices"), rank * th * words * 4, th, words * 4,
-                           words * 4)  # fmt: skip
+                    e.load("meta", idx, self.weight_segment(hybrid_code.role(f, "indices")), rank * th * words, th, words,
+                           words)  # fmt: skip
                     e.config(n=sn, m=sm)
                     e(accel.SparseGemmOp, meta=idx, **shape)
                 else:
@@ -342,7 +347,7 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
         counts = _tile_counts(attrs.get(TILE_TABLE))
         for b in storage.buffers.data:
             role = b.role.data
-            shape = [counts.get(role.split(".")[0], d) if d < 0 else d for d in b.type.get_shape()]
+            shape = [counts.get(role, d) if d < 0 else d for d in b.type.get_shape()]
             if min(shape) < 0:
                 raise op_error(fn, f"parameter '{name}' in layout {t.layout.summary()} has buffers whose size is "
                                    "known only once packed; the accel target needs static sizes")  # fmt: skip
@@ -353,11 +358,12 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
 
 
 def _tile_counts(table: object) -> dict[str, int]:
-    """Stored tiles per hybrid format ("tile0" -> count), from a tile table."""
+    """The stored tiles of each hybrid format's dynamic buffers (role -> count), from a tile table."""
     if not isinstance(table, DenseArrayBase):
         return {}
     codes = [int(v) for v in table.get_values()]
-    return {f"tile{f}": codes.count(f + 1) for f in range(max(codes, default=0) + 8)}
+    return {hybrid_code.role(f, name): codes.count(hybrid_code.table_code(f))
+            for f in range(max(codes, default=0) + 8) for name in ("cols", "values", "indices")}  # fmt: skip
 
 
 def _check_dram(fn: func.FuncOp, emit: Emitter, machine: Machine) -> None:

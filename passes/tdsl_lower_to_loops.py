@@ -236,7 +236,8 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
         else:
             rows.zero()
             decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
-            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, decode)  # type: ignore[arg-type]
+            shape = (int(packed.dims[0]), int(packed.dims[1]))
+            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, shape, decode)  # type: ignore[arg-type]
             sparse_loops.FORMATS[type(sparse)](b, block, sparse)
         apply_epilogue(op, rows)
         return ()

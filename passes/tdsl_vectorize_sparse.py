@@ -30,22 +30,21 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
-    IndexType,
-    IntegerAttr,
     MemRefType,
     ModuleOp,
     VectorType,
     f32,
-    i32,
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codec import hybrid as hybrid_code
+from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
-from stoicc_py.codegen.sparse_loops import nm_column
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
@@ -86,7 +85,7 @@ class NMProduct:
     """[rows..., slots]: a weight row is named by every index but the last (a hybrid
     tile's are [tile, local row])."""
     indices: SSAValue
-    enc: dict[str, int]
+    decoder: NMDecoder
     xp: SSAValue
     yp: SSAValue
     kc: int
@@ -101,11 +100,6 @@ class NMProduct:
     def vec(self) -> VectorType:
         return VectorType(f32, [self.width])
 
-    @property
-    def word_cols(self) -> int:
-        """Dense columns covered by one index word."""
-        return self.enc["per_word"] // self.enc["n"] * self.enc["m"]
-
     def slot(self, b: LoopBuilder, n: Row, s: SSAValue, kk: SSAValue, accs: Accs) -> list[SSAValue]:
         """accs[p] += values[n..., s] * xp[kk, p, :] for each panel p."""
         v = b.insert(vector.BroadcastOp(b.load(self.values, [*n, s]), self.vec))
@@ -118,16 +112,15 @@ class NMProduct:
         kb, the first column of xp relative to the row's) are the word's base plus
         each group's offset plus the slot's decoded field; slot t feeds accumulator
         chain t % chains."""
-        bits, per_word, group_slots, m = (self.enc[k] for k in ("index_bits", "per_word", "n", "m"))
+        dec, code = self.decoder, self.decoder.code
         word = b.load(self.indices, [*n, w])
-        base = b.insert(arith.SubiOp(b.mul(w, b.index(self.word_cols)), kb))
-        first = b.mul(w, b.index(per_word))
-        mask = b.insert(arith.ConstantOp(IntegerAttr(m - 1, i32)))
+        base = b.insert(arith.SubiOp(b.mul(w, b.index(code.word_cols)), kb))
+        first = b.mul(w, b.index(code.per_word))
+        mask = dec.mask(b)
         chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
-        for t in range(per_word):
-            shifted = b.insert(arith.ShRUIOp(word, b.insert(arith.ConstantOp(IntegerAttr(t * bits, i32)))))
-            field = b.insert(arith.IndexCastOp(b.insert(arith.AndIOp(shifted, mask)), IndexType()))
-            kk = b.add(b.add(base, b.index(t // group_slots * m)), field)
+        for t in range(code.per_word):
+            field = dec.field(b, word, t, mask)
+            kk = b.add(b.add(base, b.index(code.column_of(t))), field)
             c = t % self.chains
             chains[c] = self.slot(b, n, b.add(first, b.index(t)), kk, chains[c])
         return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
@@ -148,7 +141,7 @@ class NMProduct:
         """The slots past the last whole index word, one at a time (chain 0 of each panel)."""
 
         def step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
-            kk = b.insert(arith.SubiOp(nm_column(b, self.indices, list(n), s, self.enc), kb))
+            kk = b.insert(arith.SubiOp(self.decoder.column(b, self.indices, list(n), s), kb))
             new = list(accs)
             new[:: self.chains] = self.slot(b, n, s, kk, accs[:: self.chains])
             return new
@@ -227,15 +220,15 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
     panels in L1), every row of the n-tile adds its slots in the k-tile; then the
     slots past the last whole word."""
     n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
-    k_size, kc, enc = b.size(prod.x, 1), prod.kc, prod.enc
-    words_per_row = enc["slots"] // enc["per_word"]
-    tail = (words_per_row * enc["per_word"], enc["slots"])
+    k_size, kc, code = b.size(prod.x, 1), prod.kc, prod.decoder.code
+    words_per_row = code.slots // code.per_word
+    tail = (words_per_row * code.per_word, code.slots)
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
         def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
             def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
-                w0 = b.div(k0, b.index(prod.word_cols))
-                w1 = b.min(b.div(span(b, k0, kc, k_size), b.index(prod.word_cols)), b.index(words_per_row))
+                w0 = b.div(k0, b.index(code.word_cols))
+                w1 = b.min(b.div(span(b, k0, kc, k_size), b.index(code.word_cols)), b.index(words_per_row))
 
                 def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
                     step = lambda b, w, accs: prod.word(b, [n], w, kb, accs)  # noqa: E731
@@ -262,7 +255,7 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
     k-block adds its slots (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
     tile_rows = prod.yp.type.get_shape()[0] // th  # type: ignore[attr-defined]
-    words = tw // prod.word_cols
+    words = tw // prod.decoder.code.word_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
         def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
@@ -313,11 +306,11 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     blocks, or, without it, by one-vector blocks."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
-    enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
+    decoder = _decoder(packed)
     b = before(op)
     n_size, k_size = packed.dims[0], packed.dims[1]
     assert isinstance(n_size, int) and isinstance(k_size, int)
-    word_cols = enc["per_word"] // enc["n"] * enc["m"]
+    word_cols = decoder.code.word_cols
     kc = max(word_cols, kc // word_cols * word_cols)
     kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
@@ -334,7 +327,7 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
         # Every block count sums a row in the same order (the full blocks' chains) but the
         # one-vector blocks, which only ever take the last rows.
         chains = CHAINS if count == 1 else max(1, CHAINS // panels)
-        prod = NMProduct(op.lhs, values, indices, enc, xp, yp, kc, chains)
+        prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
         def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:
             _block(b, prod, out, i0, count, m, nt)
@@ -356,26 +349,27 @@ class PermuteKernel(DotKernel):
 
     values: StoredValues
     indices: SSAValue
-    enc: dict[str, int]
+    decoder: NMDecoder
 
     def granule(self, shape: Shape) -> int:
-        return 2 * shape.width
+        return self.decoder.code.word_cols
 
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
         xs = x_pairs(b, shape, self.x, rows, k)
-        slot, word = b.div(k, b.index(2)), b.div(k, b.index(32))
-        return permute_fma(b, shape, xs, lambda c: b.load(self.indices, [cols[c], word]),
+        slot, word = self.decoder.slot_of_column(b, k), self.decoder.word_of_column(b, k)
+        return permute_fma(b, shape, xs, self.decoder, lambda c: b.load(self.indices, [cols[c], word]),
                            lambda c: self.values.vector(b, shape, cols[c], slot), acc)  # fmt: skip
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
         def step(b: LoopBuilder, s: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            ws = [(self.values.one(b, c, s), nm_column(b, self.indices, [c], s, self.enc)) for c in cols]
+            ws = [(self.values.one(b, c, s), self.decoder.column(b, self.indices, [c], s)) for c in cols]
             return [b.mul_add(acc[r * len(cols) + c], b.load(self.x, [row, k]), w)
                     for r, row in enumerate(rows) for c, (w, k) in enumerate(ws)]  # fmt: skip
 
-        return b.loop(b.div(k0, b.index(2)), b.div(k1, b.index(2)), b.index(1), step, sums, name="s")
+        slots = self.decoder.slot_of_column(b, k0), self.decoder.slot_of_column(b, k1)
+        return b.loop(*slots, b.index(1), step, sums, name="s")
 
 
 @dataclass
@@ -434,22 +428,13 @@ def x_pairs(
             for r in rows]  # fmt: skip
 
 
-def selection(b: LoopBuilder, word: SSAValue) -> SSAValue:
-    """The lane permutation of a 2:4 index word: lane j reads x element
-    (j // 2) * 4 + position(j) of the word's 32 columns."""
-    lanes = VectorType(i32, [16])
-    const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
-    fields = b.insert(arith.ShRUIOp(b.insert(vector.BroadcastOp(word, lanes)), const([2 * j for j in range(16)])))
-    fields = b.insert(arith.AndIOp(fields, const([3])))
-    return b.insert(arith.AddiOp(fields, const([j // 2 * 4 for j in range(16)])))
-
-
-def permute_fma(b: LoopBuilder, shape: Shape, xs: list[tuple[SSAValue, SSAValue]], word: Callable[[int], SSAValue],
-                values: Callable[[int], SSAValue], acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+def permute_fma(b: LoopBuilder, shape: Shape, xs: list[tuple[SSAValue, SSAValue]], decoder: NMDecoder,
+                word: Callable[[int], SSAValue], values: Callable[[int], SSAValue],
+                acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
     """acc[r, c] += values(c) * (the x elements of row r that word(c) selects)."""
     new = list(acc)
     for c in range(shape.cols):
-        select, v = selection(b, word(c)), values(c)
+        select, v = decoder.selection(b, word(c)), values(c)
         for r, (lo, hi) in enumerate(xs):
             picked = b.insert(llvm.CallIntrinsicOp(PERMUTE, [lo, select, hi], [shape.vec]))
             new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, acc[r * shape.cols + c]))
@@ -465,18 +450,18 @@ class HybridKernel:
     x: SSAValue
     out: SSAValue
     assemble: AssembleOp
-    layout: HybridAttr
+    code: HybridCodec
     panel_rows: SSAValue
     """Rows of x below it leave the 2:4 tiles to the panel nest (their loops run zero times)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
-        th, tw = self.layout.tile_shape
+        th, tw = self.code.tile
         rows, locals_ = shape.indices(b, i, c0)
         zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
         acc: Sequence[SSAValue] = [zero] * (shape.rows * shape.cols)
-        for f, fmt in enumerate(self.layout.formats.data):
-            buf = lambda role, f=f: self.assemble.buffer(f"tile{f}.{role}")  # noqa: E731
-            nm = isinstance(fmt, NMAttr)
+        for f, code in enumerate(self.code.formats):
+            buf = lambda name, f=f: self.assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
+            nm = None if code is None else NMDecoder(code)
 
             def tile(b: LoopBuilder, p: SSAValue, acc: Accs, buf=buf, nm=nm) -> Accs:  # noqa: ANN001
                 k0 = b.mul(b.load_index(buf("cols"), [p]), b.index(tw))
@@ -484,8 +469,8 @@ class HybridKernel:
                 def step(b: LoopBuilder, kk: SSAValue, acc: Accs) -> Accs:
                     k = b.add(k0, kk)
                     if nm:
-                        slot, word = b.div(kk, b.index(2)), b.div(kk, b.index(32))
-                        return permute_fma(b, shape, x_pairs(b, shape, self.x, rows, k),
+                        slot, word = nm.slot_of_column(b, kk), nm.word_of_column(b, kk)
+                        return permute_fma(b, shape, x_pairs(b, shape, self.x, rows, k), nm,
                                            lambda c: b.load(buf("indices"), [p, locals_[c], word]),
                                            lambda c: b.insert(vector.LoadOp(buf("values"), [p, locals_[c], slot], shape.vec)),
                                            acc)  # fmt: skip
@@ -498,7 +483,7 @@ class HybridKernel:
                         acc,
                     )
 
-                granule = 2 * shape.width if nm else shape.width
+                granule = nm.code.word_cols if nm else shape.width
                 return b.loop(b.index(0), b.index(tw), b.index(granule), step, acc, name="kk")
 
             start, stop = b.load_index(buf("rowptr"), [tr]), b.load_index(buf("rowptr"), [b.add(tr, b.index(1))])
@@ -520,13 +505,12 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     layout = packed.layout
     assert isinstance(layout, HybridAttr)
-    formats = layout.formats.data
-    nm = [f for f, fmt in enumerate(formats) if isinstance(fmt, NMAttr)]
-    th, tw = layout.tile_shape
+    code = layout.codec(packed.dims)  # type: ignore[arg-type]
+    th, tw = code.tile
     b = before(op)
-    m, tile_rows = b.size(op.lhs, 0), packed.dims[0] // th  # type: ignore[operator]
+    m, tile_rows = b.size(op.lhs, 0), code.grid[0]
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
-    kernel = HybridKernel(op.lhs, out, assemble, layout, panel_end)
+    kernel = HybridKernel(op.lhs, out, assemble, code, panel_end)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
@@ -535,13 +519,11 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
     kb = min(max(tw, kb // tw * tw), packed.dims[1])  # type: ignore[type-var]  # whole tiles per k-block
-    params = packed.storage.params.data
     for count, lo, hi in blocks:
         xp, yp = alloc([kb, count, shape.width]), alloc([packed.dims[0], count, shape.width])
-        for f in nm:
-            buf = lambda role, f=f: assemble.buffer(f"tile{f}.{role}")  # noqa: E731
-            enc = {k.removeprefix(f"tile{f}."): packed.storage.param(k) for k in params if k.startswith(f"tile{f}.")}
-            prod = NMProduct(op.lhs, buf("values"), buf("indices"), enc, xp, yp, tw, max(1, CHAINS // panels))
+        for f, nm in code.nm.items():
+            buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
+            prod = NMProduct(op.lhs, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
             tiles = (buf("rowptr"), buf("cols"), th, tw)
 
             def x_block(
@@ -556,30 +538,36 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
 
 
 def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
-    """Dense and 2:4 tiles whose width holds whole steps of both, on AVX-512."""
+    """Dense and lane-selectable (2:4) tiles whose width holds whole steps of both, on
+    AVX-512, and no ragged tile: a ragged hybrid weight takes the scalar loop nest."""
     layout = packed.layout
     values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
     if not isinstance(layout, HybridAttr) or width != 16 or any(t != f32 for t in values):
         return False
-    formats = layout.formats.data
-    return layout.tile_shape[1] % 32 == 0 and all(
-        not isinstance(f, NMAttr) or (f.n.data, f.m.data) == (2, 4) for f in formats
+    code = layout.codec(packed.dims)  # type: ignore[arg-type]
+    return (
+        not any(code.ragged)
+        and code.tile[1] % (2 * width) == 0
+        and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
     )
+
+
+def _decoder(packed: PackedType) -> NMDecoder:
+    """The decoder of an nm (or `nm with Q`) weight's index words."""
+    layout = packed.layout
+    nm = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
+    assert isinstance(nm, NMAttr)
+    return NMDecoder(nm.codec(packed.dims))  # type: ignore[arg-type]
 
 
 def _permutable(packed: PackedType, width: int) -> bool:
     layout = packed.layout
     nm = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
-    return width == 16 and isinstance(nm, NMAttr) and (nm.n.data, nm.m.data) == (2, 4)
+    return width == 16 and isinstance(nm, NMAttr) and _decoder(packed).selectable(width)
 
 
 def _dense_f32(value: SSAValue) -> bool:
     return isinstance(value.type, MemRefType) and value.type.element_type == f32
-
-
-def _whole_groups_per_word(packed: PackedType) -> bool:
-    """Whether an index word's slots cover whole groups (the panel nest's unrolled decode)."""
-    return packed.storage.param("per_word") % packed.storage.param("n") == 0
 
 
 @dataclass
@@ -599,11 +587,13 @@ class VectorizeNM(RewritePattern):
         if not _dense_f32(op.lhs):
             return
         values = stored_values(packed, assemble, op.rhs, self.width)
-        panels = values is not None and values.view is None and _whole_groups_per_word(packed)
+        # (values: an nm or `nm with Q` weight; its index words' groups are whole for the panel nest)
+        panels = values is not None and values.view is None and _decoder(packed).code.whole_groups_per_word
         permute = None
         if values is not None and self.permute and _permutable(packed, self.width):
-            enc = {k: packed.storage.param(k) for k in packed.storage.params.data if not k.startswith("q.")}
-            permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], 32), values, assemble.buffer("indices"), enc)  # type: ignore[arg-type]
+            decoder = _decoder(packed)
+            permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,  # type: ignore[arg-type]
+                                    assemble.buffer("indices"), decoder)  # fmt: skip
         if _hybrid_vectorizable(packed, self.width):
             lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
         elif panels:

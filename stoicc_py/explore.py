@@ -22,11 +22,12 @@ import numpy as np
 import stoicc_py
 from stoicc_py.benchmarks.kernels import FORMATS, Format, check
 from stoicc_py.benchmarks.measure import time_calls
+from stoicc_py.codec.schedule import tiles
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
 from stoicc_py.models.weights import load_array, load_weights
 from stoicc_py.packing import PackedTensor
-from stoicc_py.packing.common import check_finite, tiles
+from stoicc_py.packing.common import check_finite
 from stoicc_py.packing.quant import quantize
 
 Array = np.ndarray[Any, Any]

@@ -280,7 +280,7 @@ def test_prune_never_touches_the_input() -> None:
         ("nm(2, 4)", (4, 10), "group size M = 4 does not divide the dimension of size 10"),
         ("block([2, 4])", (3, 8), "block height 2 does not divide the dimension of size 3"),
         ("block([2, 4])", (2, 6), "block width 4 does not divide the dimension of size 6"),
-        ("hybrid(tile=[2, 4], formats=[dense])", (4, 6), "tile width 4 does not divide"),
+        ("hybrid(tile=[2, 8], formats=[dense, nm(2, 4)])", (4, 10), "last tile column holds 2 of the 10"),
         ("csr(index=i8)", (2, 257), "i8 column indices cannot address 257 columns"),
     ],
 )

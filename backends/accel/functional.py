@@ -17,6 +17,7 @@ import numpy as np
 
 from stoicc_py.backends.accel.isa import Instr, Program
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
 from stoicc_py.dialects.quant import STORAGE_BITS
@@ -204,24 +205,16 @@ class Functional:
         sn, sm = self.cfg["n"], self.cfg["m"]
         if not sn or k % sm:
             raise SimulationError(f"spgemm needs an N:M mode whose M divides k (cfg nm {sn}:{sm}, k {k})")
-        slots = k // sm * sn
-        bits = (sm - 1).bit_length()
-        per_word = 32 // bits
-        words = -(-slots // per_word)
-        values = self._weights(f["wgt"], n, slots)
-        # per_word fields per 32-bit word, least significant first, never straddling a word
-        packed = self.region("meta", f["meta"], n * words * 4).view(np.uint32).reshape(n, words)
-        shifts = np.arange(per_word, dtype=np.uint32) * np.uint32(bits)
-        index = ((packed[:, :, None] >> shifts) & np.uint32((1 << bits) - 1)).reshape(n, -1)[:, :slots]
-        if np.any(index >= sm):
+        code = NMCodec(sn, sm, k)
+        values = self._weights(f["wgt"], n, code.slots)
+        words = self.region("meta", f["meta"], n * code.words * INDEX_WORD_BYTES).view(np.int32).reshape(n, code.words)
+        if np.any(code.positions(words) >= sm):  # cfg's M need not be a power of two
             raise SimulationError(f"spgemm: an index is not below M = {sm}")
-        w = np.zeros((n, k), np.int32)
-        columns = np.arange(slots) // sn * sm + index
-        np.put_along_axis(w, columns, values, axis=1)
+        w = code.decode_rows(values, words)
         x = self._activations(f["inp"], m, k)
         self._accumulate(f, _matmul(x, w))
-        act = self._gemm_activity(f, x, values, slots)
-        act.reads["meta"] += n * words * 4
+        act = self._gemm_activity(f, x, values, code.slots)
+        act.reads["meta"] += n * code.words * INDEX_WORD_BYTES
         return act
 
     def _bsgemm(self, f: dict[str, int]) -> Activity:

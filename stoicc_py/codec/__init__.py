@@ -66,4 +66,5 @@ def codec_for(layout: LayoutAttr, shape: Sequence[int]) -> Codec:
     return factory(layout, shape)
 
 
-# Each format's module registers its codec on import (they import Codec and register from here).
+# A layout attribute's dialect module registers the codecs it derives (dialects/sparse.py for the
+# sparse family); the codec modules themselves import only this package and numpy.

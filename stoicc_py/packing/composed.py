@@ -39,7 +39,7 @@ from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
 from stoicc_py.packing.compressed import BLOCK, CSR
 from stoicc_py.packing.hybrid import HYBRID
-from stoicc_py.packing.nm import NM, NMCode
+from stoicc_py.packing.nm import NM
 
 if TYPE_CHECKING:
     from stoicc_py.packing.tensor import PackedTensor
@@ -163,8 +163,8 @@ def nm_dequantize(codes: QuantCodes, words: Array, layout: ComposedLayoutAttr | 
     at its position (the positions of a group are distinct, so no two slots collide)."""
     nm, q = _nm_parts(layout)
     slots = codes.codes.shape[1]
-    code = NMCode(**nm.row_encoding(slots // nm.n.data * nm.m.data))
-    return code.decode(dequantize_codes(codes, q), words)
+    code = nm.codec([slots // nm.n.data * nm.m.data])
+    return code.decode_rows(dequantize_codes(codes, q), words)
 
 
 def _nm_parts(layout: LayoutAttr | str) -> tuple[NMAttr, UniformQuantAttr]:

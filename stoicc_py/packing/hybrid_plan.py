@@ -13,13 +13,13 @@ evenly lose little to 2:4; tiles that hold concentrated large weights stay dense
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import f32
 
+from stoicc_py.codec.hybrid import table_code
+from stoicc_py.codec.schedule import tiles
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
-from stoicc_py.packing.common import Array, tiles
-from stoicc_py.packing.nm import NMCode
+from stoicc_py.packing.common import Array
 
-DENSE_CODE, NM_CODE = 1, 2
+DENSE_CODE, NM_CODE = table_code(0), table_code(1)
 """Table codes of `hybrid(tile=..., formats=[dense, nm(2, 4)])`, the layout plans are made for."""
 MAX_SPARSITY = 0.5
 """Every tile 2:4: half the weights zero."""
@@ -48,7 +48,7 @@ def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) ->
     its columns of the activations; without x, ||d||_F^2 (x the identity)."""
     th, tw = _tile_shape(tile)
     grid = _grid(w.shape, th, tw)
-    code = NMCode.of(NMAttr(2, 4).storage(w.shape, f32))
+    code = NMAttr(2, 4).codec(w.shape)
     dropped = w.astype(np.float32) - code.prune(w.astype(np.float32))
     if x is None:
         return (tiles(dropped.astype(np.float64), th, tw) ** 2).sum(axis=(2, 3))
@@ -118,4 +118,5 @@ def auto_plan(w: Array, layout: HybridAttr, sparsity: float | None, x: Array | N
             f"{layout.summary()} and sparsity={sparsity}"
         )
     chosen = nm_tiles(w, layout.tile_shape, sparsity, x)
-    return np.where(chosen, formats.index("nm(2, 4)") + 1, formats.index("dense") + 1).astype(np.int8)
+    codes = table_code(formats.index("nm(2, 4)")), table_code(formats.index("dense"))
+    return np.where(chosen, *codes).astype(np.int8)
