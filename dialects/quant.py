@@ -17,10 +17,10 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.codec import register
+from stoicc_py.codec.uniform import STORAGE_BITS, uniform_codec
 from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
-STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
-"""Bits per code of each storage type: the one table (codecs, the accelerator and the language read it)."""
 GRANULARITIES = ("tensor", "channel", "group", "token")
 SYMMETRIC_ONLY = ("ternary", "binary")
 
@@ -302,3 +302,5 @@ class BitSplitAttr(QuantLayoutAttr):
 
 
 Quant = Dialect("quant", [], [UniformQuantAttr, SQAttr, BitSplitAttr])
+
+register(UniformQuantAttr)(uniform_codec)

@@ -23,9 +23,9 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
+from stoicc_py.codec.uniform import STORAGE_BITS
 from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import LINE_BYTES, QUEUES, WEIGHT_CODES, InstructionOp, queue_names
-from stoicc_py.dialects.quant import STORAGE_BITS
 
 Access = tuple[str, int, int, bool]  # (memory, first byte, end byte, written)
 

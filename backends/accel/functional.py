@@ -18,9 +18,8 @@ import numpy as np
 from stoicc_py.backends.accel.isa import Instr, Program
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
-from stoicc_py.codec.uniform import CodeBits, Sign
+from stoicc_py.codec.uniform import STORAGE_BITS, CodeBits, Sign
 from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
-from stoicc_py.dialects.quant import STORAGE_BITS
 
 Array = np.ndarray[Any, Any]
 STREAMS = {"inp": "activations", "acc": "activations", "wgt": "values", "meta": "metadata", "scl": "scales"}

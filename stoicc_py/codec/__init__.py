@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stoicc_py.dialects.layout import LayoutAttr
+if TYPE_CHECKING:  # codecs sit below the dialects: each dialect registers its attributes' codecs
+    from stoicc_py.dialects.layout import LayoutAttr
 
 Array = np.ndarray[Any, Any]
 

@@ -73,7 +73,7 @@ class HybridCodec(Codec):
         """bool [tile rows, tile cols]: whether each tile of t has a group with more than N
         non-zeros of nm format f."""
         code = self.nm[f]
-        return (code.counts(_as_rows(t)) > code.n).reshape(*t.shape[:2], -1).any(axis=-1)
+        return np.asarray(np.asarray(code.counts(_as_rows(t)) > code.n).reshape(*t.shape[:2], -1).any(axis=-1))
 
     def codes(self, t: Array) -> Array:
         """The default table: EMPTY for all-zero tiles, else the first nm format a tile

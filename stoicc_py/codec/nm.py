@@ -163,9 +163,9 @@ class NMCodec(Codec):
         so it is < M by construction; what can go wrong is order, duplicates and stray bits."""
         filled = np.minimum(self.per_word, self.slots - np.arange(self.words) * self.per_word)
         used = ((np.uint64(1) << (filled * self.index_bits).astype(np.uint64)) - np.uint64(1)).astype(np.uint32)
-        stray = (words.view(np.uint32) & ~used) != 0
+        stray = np.asarray((words.view(np.uint32) & ~used) != 0)
         positions = self.positions(words)
-        unordered = (np.diff(positions, axis=-1) <= 0).any(axis=-1)
+        unordered = np.any(np.diff(positions, axis=-1) <= 0, axis=-1, keepdims=False).reshape(positions.shape[:2])
         bad_rows = np.flatnonzero(stray.any(axis=1) | unordered.any(axis=1))
         if not bad_rows.size:
             return None

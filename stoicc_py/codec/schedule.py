@@ -21,7 +21,8 @@ def schedule(mask: Array) -> tuple[Array, Array]:
 
 def entry_rows(rowptr: Array) -> Array:
     """The row of each entry of a (checked) compressed-row schedule."""
-    return np.repeat(np.arange(rowptr.size - 1), np.diff(rowptr.astype(np.int64)))
+    counts: Array = np.diff(rowptr.astype(np.int64))
+    return np.repeat(np.arange(rowptr.size - 1), counts)
 
 
 def check_schedule(rowptr: Array, cols: Array, n_cols: int, prefix: str = "") -> None:

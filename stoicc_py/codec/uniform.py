@@ -24,14 +24,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects.builtin import Float16Type
 
-from stoicc_py.codec import Array, Codec, register
-from stoicc_py.dialects.quant import STORAGE_BITS, UniformQuantAttr
+from stoicc_py.codec import Array, Codec
+
+if TYPE_CHECKING:  # the dialect derives its codec from this module (dialects/quant.py registers it)
+    from stoicc_py.dialects.quant import UniformQuantAttr
 
 F32 = np.float32
+STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
+"""Bits per code of each storage type: the one table (the dialect, the language and the accelerator read it)."""
 
 
 # ---------------------------------------------------------------------------- the bits of a code
@@ -406,7 +411,6 @@ class UniformCodec(Codec):
         check_codes(arrays, self.attr)
 
 
-@register(UniformQuantAttr)
-def _uniform(layout: UniformQuantAttr, shape: Sequence[int]) -> UniformCodec:
+def uniform_codec(layout: UniformQuantAttr, shape: Sequence[int]) -> UniformCodec:
     rows, width = shape
     return UniformCodec(layout, (rows, width))

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.codec.uniform import STORAGE_BITS
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import DENSE, ComposedLayoutAttr, LayoutAttr
-from stoicc_py.dialects.quant import STORAGE_BITS, BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import DTYPES
 from stoicc_py.frontend.ast import LayoutExpr, LayoutTerm
