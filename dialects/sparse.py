@@ -23,6 +23,7 @@ from stoicc_py.codec.csr import CSRCodec
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.dialects.layout import DenseLayoutAttr, Dim, LayoutAttr, SparseLayoutAttr, StorageAttr, buffer
+from stoicc_py.limits import too_large
 
 
 def _check_divides(size: Dim, step: int, what: str) -> None:
@@ -228,8 +229,12 @@ class HybridAttr(SparseLayoutAttr):
         """Any size: the last tile row and column may be partial (ragged); a partial tile
         column's width must still hold whole N:M groups."""
         super().verify_for(shape, kind)
-        _, tw = self.tile_shape
-        cols = shape[1]
+        th, tw = self.tile_shape
+        rows, cols = shape
+        if isinstance(rows, int) and isinstance(cols, int):
+            padded = [-(-rows // th) * th, -(-cols // tw) * tw]  # partial tiles are stored whole
+            if why := too_large(padded):
+                raise VerifyException(f"hybrid: tiles of [{th}, {tw}] store a [{rows}, {cols}] matrix as {padded}: {why}")
         if not isinstance(cols, int) or cols % tw == 0:
             return
         for fmt in self.nm_formats.values():

@@ -59,8 +59,10 @@ def test_located_errors(body: str, line: int, col: int, message: str) -> None:
         ("kernel f(x: f32[8, 8] @ csr(index=i12)) -> f32[8, 8] { return x }", "'index' must be one of i8, i16"),
         ("kernel f(x: f32[8, 8] @ int4(group=0)) -> f32[8, 8] { return x }", "group size must be positive"),
         ("kernel f(x: f32[8, 8] @ int4(bits=3)) -> f32[8, 8] { return x }", "int4() has no option 'bits'"),
-        ("kernel f(x: f32[8, 8] @ hybrid(tile=[3, 4], formats=[dense])) -> f32[8, 8] { return x }",
-         "hybrid: tile height 3 does not divide the dimension of size 8"),
+        ("kernel f(x: f32[8, 10] @ hybrid(tile=[3, 4], formats=[nm(2, 4)])) -> f32[8, 10] { return x }",
+         "hybrid: the last tile column holds 2 of the 10 columns (tile width 4), not whole groups of nm(2, 4)"),
+        ("kernel f(x: f32[1, 4] @ hybrid(tile=[1, 8589934592], formats=[dense])) -> f32[1, 4] { return x }",
+         "hybrid: tiles of [1, 8589934592] store a [1, 4] matrix as [1, 8589934592]: a dimension of 8589934592 is larger"),
         ("kernel f(x: f32[8, 8] @ int8 with nm(2, 4)) -> f32[8, 8] { return x }", "'with' expects a sparse layout"),
     ],
 )  # fmt: skip
