@@ -22,9 +22,9 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
+from stoicc_py.backends.accel.weights import tile_bytes, weight_code
 from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import LINE_BYTES, QUEUES, WEIGHT_CODES, InstructionOp, queue_names
-from stoicc_py.dialects.quant import STORAGE_BITS
 
 Access = tuple[str, int, int, bool]  # (memory, first byte, end byte, written)
 
@@ -51,23 +51,23 @@ def footprint(op: InstructionOp, cfg: dict[str, int | str]) -> list[Access]:
 def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> list[Access]:
     f = op.field
     m, n, k = int(f("m")), int(f("n")), int(f("k"))
-    wbits = STORAGE_BITS[str(cfg["wcode"])]
+    code = weight_code(str(cfg["wcode"]))
     abits = int(cfg["abits"])
     acc = (*_on_chip("acc", int(f("acc")), m * n * 4), True)
     if name == "gemm":
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
     if name == "spgemm":
         sn, sm = int(cfg["n"]), int(cfg["m"])
         slots = k // sm * sn
         words = -(-slots // (32 // (sm - 1).bit_length()))
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * slots * wbits / 8), False),
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, slots)), False),
                 (*_on_chip("meta", int(f("meta")), n * words * 4), False), acc]  # fmt: skip
     if name == "bsgemm":
         return [(*_on_chip("inp", int(f("inp")), m * k / 2), False),
                 (*_on_chip("meta", int(f("meta")), m * k / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
     dense_k = k // int(cfg["count"]) * int(cfg["group"])  # sqgemm: k counts slots, inp is k-chunked
     chunk = int(cfg["chunk"]) or dense_k
     chunked = sum(-(-m * min(chunk, dense_k - c) // LINE_BYTES) for c in range(0, dense_k, chunk)) * LINE_BYTES
