@@ -209,7 +209,7 @@ def _weights(op: ContractionOp) -> Weights:
         return Weights(rhs, storage, prefix="low.", sq=(layout.group.data, layout.count.data),
                        sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
     raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
-                       "(supported: dense, nm, int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
+                       "(supported: dense, nm, symmetric int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
 
 
 TILE_TABLE = "accel.tile_table"

@@ -59,3 +59,13 @@ def test_split_widths_load_their_real_bytes(kernels: Any, name: str, bits: int) 
     isa = k.isa(M=3)
     assert f"wcode=int{bits}" in isa
     assert isa.count("ld     buf=wgt") == 2 * isa.count("gemm ")
+
+
+@pytest.mark.parametrize("layout", ["int3(axis=0, symmetric=false)", "int6(group=64, symmetric=false)"])
+def test_asymmetric_weights_get_a_located_error(layout: str) -> None:
+    """The MAC array has no zero-point operand yet: refused where the product is written."""
+    source = (f"kernel f(x: f32[M, 128], w: f32[32, 128] @ {layout}) -> f32[M, 32] "
+              "{ return linear(quantize(x, int8(per=token)), w) }")  # fmt: skip
+    k = stoicc_py.compile(source, target="accel").f
+    with pytest.raises(stoicc_py.CompileError, match=r"^<string>:1:\d+: error: the accel target runs symmetric weight"):
+        k.program_for(M=4)
