@@ -12,7 +12,9 @@ from xdsl.dialects.builtin import DenseArrayBase, IntegerType
 from xdsl.ir import Attribute, BlockArgument, SSAValue
 
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.weights import tile_bytes, weight_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
+from stoicc_py.codec.uniform import CodeBits
 from stoicc_py.diagnostics import CompileError, op_error
 from stoicc_py.dialects.accel import LINE_BYTES, WEIGHT_CODES
 from stoicc_py.dialects.layout import ComposedLayoutAttr, DenseLayoutAttr, StorageAttr
@@ -63,9 +65,21 @@ class Weights:
     def stored_k_per_k(self) -> float:
         return self.nm[0] / self.nm[1] if self.nm[0] else 1.0
 
+    @property
+    def code(self) -> CodeBits:
+        return weight_code(self.wcode)
+
+    def stored(self, k: int) -> int:
+        """Stored values of k dense columns of one row."""
+        return int(k * self.stored_k_per_k)
+
     def value_bytes(self, k: int) -> int:
         """Bytes of the stored values of k dense columns of one row."""
-        return int(k * self.stored_k_per_k) * self.bits // 8
+        return self.stored(k) * self.bits // 8
+
+    def value_tile_bytes(self, n: int, k: int) -> int:
+        """Bytes of the values of an [n, k] tile in the wgt scratchpad (bit planes each starting a line)."""
+        return tile_bytes(self.code, n, self.stored(k))
 
     def groups(self, k: int) -> int:
         """Scale groups of a row of k dense columns (scales == "group"): the last may hold fewer."""
@@ -83,7 +97,7 @@ class Weights:
         """k-chunks start where stored values and index words start whole bytes and words."""
         if self.nm[0]:
             return self.nm_code(0).word_cols
-        return max(8 // self.bits, 1) * 8
+        return self.code.unit * 8
 
 
 @dataclass(frozen=True)
@@ -203,7 +217,7 @@ def _weights(op: ContractionOp) -> Weights:
         return Weights(rhs, storage, prefix="low.", sq=(layout.group.data, layout.count.data),
                        sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
     raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
-                       "(supported: dense, nm, int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
+                       "(supported: dense, nm, symmetric int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
 
 
 TILE_TABLE = "accel.tile_table"
@@ -352,7 +366,7 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
         buf["wgt"].add("w", tn * tk, depth)
         buf["meta"].add("idx", tn * w.words * INDEX_WORD_BYTES, depth)
     else:
-        buf["wgt"].add("w", tn * w.value_bytes(tk), depth)
+        buf["wgt"].add("w", w.value_tile_bytes(tn, tk), depth)
         buf["meta"].add("idx", tn * w.index_words(tk) * INDEX_WORD_BYTES, depth)
     if w.sq[0]:  # a tile's outliers, whole rows
         slots = p.k // w.sq[0] * w.sq[1]

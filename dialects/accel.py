@@ -40,7 +40,8 @@ def temp_segment(index: int) -> str:
     return f"{GENERATED}tmp{index}"
 
 
-WEIGHT_CODES = ("int8", "int4", "int2", "ternary", "binary")
+WEIGHT_CODES = ("int8", "int4", "int2", "ternary", "binary", "int3", "int5", "int6")
+"""`cfg`'s 3-bit wcode: new codes are appended, so that old binaries keep their meaning."""
 VALU_OPS = (
     "cvt", "scale", "mul", "add", "addi", "max", "maxi", "macc", "quant", "split", "gelu", "silu", "sigmoid", "tanh",
     "half",

@@ -22,8 +22,8 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
+from stoicc_py.backends.accel.weights import tile_bytes, weight_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
-from stoicc_py.codec.uniform import STORAGE_BITS
 from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import LINE_BYTES, QUEUES, WEIGHT_CODES, InstructionOp, queue_names
 
@@ -52,21 +52,21 @@ def footprint(op: InstructionOp, cfg: dict[str, int | str]) -> list[Access]:
 def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> list[Access]:
     f = op.field
     m, n, k = int(f("m")), int(f("n")), int(f("k"))
-    wbits = STORAGE_BITS[str(cfg["wcode"])]
+    code = weight_code(str(cfg["wcode"]))
     abits = int(cfg["abits"])
     acc = (*_on_chip("acc", int(f("acc")), m * n * 4), True)
     if name == "gemm":
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
     if name == "spgemm":
-        code = NMCodec(int(cfg["n"]), int(cfg["m"]), k)
+        nm = NMCodec(int(cfg["n"]), int(cfg["m"]), k)
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * code.slots * wbits / 8), False),
-                (*_on_chip("meta", int(f("meta")), n * code.words * INDEX_WORD_BYTES), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, nm.slots)), False),
+                (*_on_chip("meta", int(f("meta")), n * nm.words * INDEX_WORD_BYTES), False), acc]  # fmt: skip
     if name == "bsgemm":
         return [(*_on_chip("inp", int(f("inp")), m * k / 2), False),
                 (*_on_chip("meta", int(f("meta")), m * k / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), n * k * wbits / 8), False), acc]  # fmt: skip
+                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
     dense_k = k // int(cfg["count"]) * int(cfg["group"])  # sqgemm: k counts slots, inp is k-chunked
     chunk = int(cfg["chunk"]) or dense_k
     chunked = sum(-(-m * min(chunk, dense_k - c) // LINE_BYTES) for c in range(0, dense_k, chunk)) * LINE_BYTES

@@ -27,6 +27,7 @@ from xdsl.passes import ModulePass
 
 from stoicc_py.backends.accel.isa import SEGMENT_ALIGN
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.weights import tile_planes
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codegen.accel_operands import (
@@ -226,10 +227,8 @@ class ProductLowering:
 
     def k_step(self, c: int, k0: int, kw: int, mr: int, n0: int, nr: int, out: int) -> None:
         p, e, w = self.p, self.emit, self.p.weights
-        row_bytes = w.value_bytes(p.k)
         wslot = self.slot("wgt", "w", "k")
-        e.load("wgt", wslot, self.weight_segment(w.prefix + "values"), n0 * row_bytes + w.value_bytes(k0), nr,
-               w.value_bytes(kw), row_bytes)  # fmt: skip
+        self.load_values(wslot, k0, kw, n0, nr)
         grouped = w.scales == "group"
         target = self.slot("acc", "part", "k") if grouped else out
         init = grouped or c == 0
@@ -255,6 +254,17 @@ class ProductLowering:
         if grouped:  # scale (n, g) is word n * groups + g of the tile's scales
             e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=self.slot("scl", "gs", "n"),
                    aux=k0 // w.group, stride=w.groups(p.k), rows=mr, cols=nr, bcast="col")  # fmt: skip
+
+    def load_values(self, wslot: int, k0: int, kw: int, n0: int, nr: int) -> None:
+        """The weight values of k-chunk k0 of rows n0 .. n0 + nr: one DMA per bit plane
+        (a stored row holds its planes one after another, the tile too: backends/accel/weights)."""
+        w = self.p.weights
+        code, row_bytes, width = w.code, w.value_bytes(self.p.k), w.stored(self.p.k)
+        first, count = w.stored(k0), w.stored(kw)
+        for plane, (line, _) in zip(code.planes, tile_planes(code, nr, count), strict=True):
+            self.emit.load("wgt", wslot + line, self.weight_segment(w.prefix + "values"),
+                           n0 * row_bytes + plane.start(width) + first * plane.bits // 8, nr, count * plane.bits // 8,
+                           row_bytes)  # fmt: skip
 
     def hybrid_row(self, mr: int, n0: int, nr: int, out: int) -> None:
         """One tile row of a hybrid weight, as its table says: per format (as STOICC's

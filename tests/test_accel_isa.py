@@ -351,7 +351,7 @@ LOCATED = re.compile(r"^t\.s:(\d+):(\d+): error: (.*)$")
             1,
             "valu: bcast 'diag' is not one of ",
         ),
-        ("cfg abits=8 asigned=1 wcode=int3 n=0 m=0 group=0 count=0 chunk=0", 1, "cfg: wcode 'int3' is not one of "),
+        ("cfg abits=8 asigned=1 wcode=int7 n=0 m=0 group=0 count=0 chunk=0", 1, "cfg: wcode 'int7' is not one of "),
         ("rdcnt counter=joules dram=x", 1, "rdcnt: counter 'joules' is not one of "),
         ("sync queue=dma", 1, "sync: queue 'dma' is not one of ld, ex, st"),
         ("st buf=acc sram=0 dram=y+0x10 rows=1 cols=1 stride=1", 1, "program t has no segment 'y'"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from stoicc_py.backends.accel.isa import Instr, Program
 from stoicc_py.backends.accel.machine import Machine
+from stoicc_py.backends.accel.weights import tile_planes, weight_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codec.uniform import STORAGE_BITS, CodeBits, Sign
 from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
@@ -48,10 +49,6 @@ class Activity:
 def _fields(data: Array, bits: int, signed: bool) -> Array:
     """The b-bit codes of the rows of bytes `data` (stoicc_py.codec.uniform), as int32."""
     return CodeBits(bits, Sign.TWOS if signed else Sign.UNSIGNED).decode(data)
-
-
-def _weight_code(code: str) -> CodeBits:
-    return CodeBits(1, Sign.PLUS_MINUS_ONE) if code == "binary" else CodeBits(STORAGE_BITS[code], Sign.TWOS)
 
 
 def _matmul(x: Array, w: Array) -> Array:
@@ -160,9 +157,15 @@ class Functional:
     def _wbits(self) -> int:
         return STORAGE_BITS[WEIGHT_CODES[self.cfg["wcode"]]]
 
+    @property
+    def _slot_bits(self) -> int:
+        """The multiplier slice a weight uses: Bit Fusion splits an 8-bit multiplier into
+        2-, 4- or 8-bit slices, so int3 takes a 4-bit one and int5, int6 an 8-bit one."""
+        return 8 // (8 // max(self._wbits, 2))
+
     def _speedup(self) -> int:
         """Products per 8x8 multiplier: Bit Fusion splits it for narrow operands."""
-        return (8 // self.cfg["abits"]) * (8 // max(self._wbits, 2))
+        return (8 // self.cfg["abits"]) * (8 // self._slot_bits)
 
     def _activations(self, line: int, m: int, k: int, bits: int | None = None, signed: bool | None = None) -> Array:
         bits = bits or self.cfg["abits"]
@@ -170,8 +173,11 @@ class Functional:
         return _fields(self.region("inp", line, m * k * bits // 8).reshape(m, -1), bits, signed)
 
     def _weights(self, line: int, n: int, k: int) -> Array:
-        code = _weight_code(WEIGHT_CODES[self.cfg["wcode"]])
-        return code.decode(self.region("wgt", line, code.row_bytes(n * k)).reshape(n, -1))
+        """The [n, k] weight codes at `line`: their bit planes side by side are the rows
+        that the codec decodes."""
+        code = weight_code(WEIGHT_CODES[self.cfg["wcode"]])
+        planes = [self.region("wgt", line + at, nbytes).reshape(n, -1) for at, nbytes in tile_planes(code, n, k)]
+        return code.decode(np.concatenate(planes, axis=1))
 
     def _accumulate(self, f: dict[str, int], product: Array) -> None:
         acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
@@ -185,7 +191,7 @@ class Functional:
     def _gemm_activity(self, f: dict[str, int], x: Array, w: Array, k_stored: int) -> Activity:
         m, n, k = f["m"], f["n"], f["k"]
         act = Activity(steps=self._steps(m, n, k_stored), macs=m * n * k_stored, dense_macs=m * n * k)
-        act.mac_bits = self.cfg["abits"] * max(self._wbits, 2)
+        act.mac_bits = self.cfg["abits"] * self._slot_bits
         act.reads.update(inp=x.size * self.cfg["abits"] // 8 * -(-n // self.machine.array.rows),
                          wgt=n * k_stored * self._wbits // 8, acc=0 if f["init"] else m * n * 4)  # fmt: skip
         act.writes["acc"] += m * n * 4
@@ -226,7 +232,7 @@ class Functional:
         self._accumulate(f, 16 * _matmul(hi, w))
         nnz = np.count_nonzero(bitmap, axis=1)
         act = Activity(steps=self._steps(1, n, nnz), macs=int(nnz.sum()) * n, dense_macs=0)
-        act.mac_bits = 4 * max(self._wbits, 2)
+        act.mac_bits = 4 * self._slot_bits
         act.reads.update(inp=int(nnz.sum()) // 2 * -(-n // self.machine.array.rows), wgt=n * k * self._wbits // 8,
                          meta=m * k // 8, acc=m * n * 4)  # fmt: skip
         act.writes["acc"] += m * n * 4

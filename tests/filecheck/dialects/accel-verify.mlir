@@ -111,10 +111,10 @@ func.func @case10() {
 // -----
 
 func.func @case11() {
-  accel.cfg abits 8 wcode "int3" nm 0 : 0 sq 0 / 0 chunk 0
+  accel.cfg abits 8 wcode "int7" nm 0 : 0 sq 0 / 0 chunk 0
   func.return
 }
-// CHECK: accel.cfg: wcode 'int3' is not one of int8, int4, int2, ternary, binary
+// CHECK: accel.cfg: wcode 'int7' is not one of int8, int4, int2, ternary, binary, int3, int5, int6
 
 // -----
 
