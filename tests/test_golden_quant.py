@@ -87,7 +87,7 @@ GOLDEN = {
             SHARED_W,
             {"values": [[0x46, 0x5D]], "scales": [S], "zero_points": [1]},
             [[S, 0, -S, 0, 0, 2 * S, 0, 0]],
-            vector=("f",),
+            vector=("f", "i"),
         ),
         Golden(
             "binary",
@@ -101,8 +101,7 @@ GOLDEN = {
             [[0, 7, 0, -2.5, 3.5, 0, 0, 0], [0, 0, 0, 0, 14, -5, 0, 0]],
             {"values": [[0xE7, 0x07], [0x00, 0xE7]], "scales": [[1, 0.5], [0, 2]], "indices": [[0x4D], [0x44]]},
             [[0, 7, 0, -2, 3.5, 0, 0, 0], [0, 0, 0, 0, 14, -4, 0, 0]],
-            {"values": _of("int4")},
-            vector=("f",),
+            {"values": _of("int4")},  # scale groups of 2 stored values: no vector path takes them
         ),
         Golden(
             "sq(low=int4(axis=0), high=int8, group=4, count=1)",
