@@ -4,8 +4,8 @@ two's complement, binary's +-1, or unsigned codes).
 
 Forms: `CodeDecoder.scalar` (one code as i32: the loop nests of quant_loops, the scalar
 tails), `CodeDecoder.in_order` (`width` consecutive codes as i32 lanes: the sparse
-vectoriser's stored values), `CodeDecoder.offset_bytes` (consecutive codes + 2^(b-1) as
-bytes: the integer dot products) and `VectorCodes` (a plane's fields in place, as exact
+vectoriser's stored values), `CodeDecoder.offset_bytes` (consecutive codes of any plane
+layout as unsigned bytes, q + 2^(b-1) or the asymmetric code: the integer dot products) and `VectorCodes` (a plane's fields in place, as exact
 f32 lanes, without shifts: tdsl-vectorize-quant, docs in that pass).
 """
 
@@ -22,7 +22,6 @@ from xdsl.dialects.builtin import (
     VectorType,
     f32,
     i8,
-    i16,
     i32,
     i64,
 )
