@@ -4,8 +4,8 @@ two's complement, binary's +-1, or unsigned codes).
 
 Forms: `CodeDecoder.scalar` (one code as i32: the loop nests of quant_loops, the scalar
 tails), `CodeDecoder.in_order` (`width` consecutive codes as i32 lanes: the sparse
-vectoriser's stored values), `CodeDecoder.offset_bytes` (consecutive codes + 2^(b-1) as
-bytes: the integer dot products) and `VectorCodes` (a plane's fields in place, as exact
+vectoriser's stored values), `CodeDecoder.offset_bytes` (consecutive codes of any plane
+layout as unsigned bytes, q + 2^(b-1) or the asymmetric code: the integer dot products) and `VectorCodes` (a plane's fields in place, as exact
 f32 lanes, without shifts: tdsl-vectorize-quant, docs in that pass).
 """
 
@@ -22,7 +22,6 @@ from xdsl.dialects.builtin import (
     VectorType,
     f32,
     i8,
-    i16,
     i32,
     i64,
 )
@@ -45,6 +44,11 @@ def _int(b: LoopBuilder, value: int, type: IntegerType = i32) -> SSAValue:
 
 def splat(b: LoopBuilder, type: VectorType, value: int | float) -> SSAValue:
     return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
+
+
+def _lane_const(b: LoopBuilder, type: VectorType, bits: int, width: int) -> SSAValue:
+    """A splat of the unsigned `width`-bit pattern `bits`, as the lanes' signed integer."""
+    return splat(b, type, bits - (1 << width) if bits >> (width - 1) else bits)
 
 
 @dataclass(frozen=True)
@@ -103,21 +107,43 @@ class CodeDecoder:
                                       const([28])))  # fmt: skip
 
     def offset_bytes(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue, count: int) -> SSAValue:
-        """Codes k .. k+count of row n of symmetric int8 or int4, each plus 2^(b-1) (128, 8),
-        as unsigned bytes in k order: a flip of each code's sign bit."""
-        bytes_ = VectorType(i8, [count])
-        if self.code.bits == 8:
-            return b.insert(arith.XOrIOp(b.insert(vector.LoadOp(values, [n, k], bytes_)), splat(b, bytes_, -128)))
-        assert self.code.bits == 4 and self.code.sign is Sign.TWOS
-        # Two codes per byte: widen each byte to an i16 lane holding its low nibble in
-        # the low byte and its high nibble in the high byte, which as bytes is k order.
-        pairs = VectorType(i16, [count // 2])
-        packed = b.insert(vector.LoadOp(values, [n, b.div(k, b.index(2))], VectorType(i8, [count // 2])))
-        wide = b.insert(llvm.ZExtOp(packed, pairs))
-        low = b.insert(arith.AndIOp(wide, splat(b, pairs, 0x000F)))
-        high = b.insert(arith.AndIOp(b.insert(arith.ShLIOp(wide, splat(b, pairs, 4))), splat(b, pairs, 0x0F00)))
-        nibbles = b.insert(arith.XOrIOp(b.insert(arith.OrIOp(low, high)), splat(b, pairs, 0x0808)))
-        return b.insert(vector.BitcastOp(nibbles, bytes_))
+        """Codes k .. k+count of row n as unsigned bytes u in k order (count a multiple of
+        `code.unit`): q + 2^(b-1) for two's complement codes (a flip of each code's sign
+        bit), the code itself when unsigned. Each plane's fields move to their bits of a
+        byte (`_plane_bytes`); the planes are OR-ed, the top one carrying the flip."""
+        code = self.code
+        assert code.sign is not Sign.PLUS_MINUS_ONE and count % code.unit == 0
+        u = None
+        for plane in code.planes:
+            flip = code.sign is Sign.TWOS and plane.shift + plane.bits == code.bits
+            part = self._plane_bytes(b, values, n, k, count, plane, code.sign_bit if flip else 0)
+            u = part if u is None else b.insert(arith.OrIOp(u, part))
+        assert u is not None
+        return u
+
+    def _plane_bytes(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue, count: int,
+                     plane: Plane, flip: int) -> SSAValue:  # fmt: skip
+        """Plane `plane`'s fields of codes k .. k+count, each at its bits of the code, one
+        code per byte, XOR-ed with `flip`: a byte of P fields is widened to a lane of P
+        bytes (i16 for int4 nibbles, i32, i64) in which field j moves to byte j, so that
+        the lane, as bytes, is the fields in k order."""
+        per_byte = plane.per_byte
+        start = plane.start(self.width)
+        at = b.div(k, b.index(per_byte))
+        raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(start)) if start else at],
+                                     VectorType(i8, [count // per_byte])))  # fmt: skip
+        lanes = VectorType(IntegerType(8 * per_byte), [count // per_byte])
+        wide = raw if per_byte == 1 else b.insert(llvm.ZExtOp(raw, lanes))
+        fields = None
+        for j in range(per_byte if per_byte > 1 else 0):
+            up = (8 - plane.bits) * j + plane.shift
+            moved = b.insert(arith.ShLIOp(wide, splat(b, lanes, up))) if up else wide
+            part = b.insert(arith.AndIOp(moved, _lane_const(b, lanes, plane.mask << (8 * j + plane.shift), 8 * per_byte)))
+            fields = part if fields is None else b.insert(arith.OrIOp(fields, part))
+        out = fields or wide
+        if flip:  # the sign bit of every code in the lane
+            out = b.insert(arith.XOrIOp(out, _lane_const(b, lanes, sum(flip << 8 * j for j in range(per_byte)), 8 * per_byte)))
+        return out if per_byte == 1 else b.insert(vector.BitcastOp(out, VectorType(i8, [count])))
 
     def planes(self, width: int) -> list[VectorCodes]:
         """The vector decoders of each bit plane, `width` i32 lanes a load."""

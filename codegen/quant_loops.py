@@ -113,8 +113,12 @@ class QuantView:
         code = self.decoder.scalar(b, self.buffers["values"], lead, k)
         if self.symmetric:
             return code
-        zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, self._group_of(b, k)))
-        return b.insert(arith.SubiOp(code, b.insert(arith.ExtUIOp(zp, i32))))
+        return b.insert(arith.SubiOp(code, self.zero_point(b, row, self._group_of(b, k))))
+
+    def zero_point(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
+        """The (asymmetric) zero point of group g of `row`, as i32."""
+        zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, g))
+        return b.insert(arith.ExtUIOp(zp, i32))
 
     def _group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
         # Per-tensor scales over a list of unknown length have no group size to divide by.

@@ -2,17 +2,20 @@
 whose inner step is a 4-byte dot product per i32 lane (vpdpbusd with AVX-512 VNNI).
 
 The products: `linear(x, w)` on i8 x i8 -> i32 (exact, wrapping like the
-reference), and W8A8 / W4A8: int8 activations (symmetric, one scale per row)
-times symmetric int8 or int4 weights with one scale per row or per group of k.
+reference), and W8A8 / W4A8-style: int8 activations (symmetric, one scale per row)
+times int8 ... int2 weights (int3/int5/int6 in bit planes), symmetric or with zero
+points, with one scale per row or per group of k.
 Each group's dot product is exact in i32 and scaled as tdsl-lower-to-loops does
 (the f32 sum over groups of sw * dot, times sx), so the results are the same bits.
 The activations' per-row int8 quantization is vectorised too (RowQuantizer).
 
 vpdpbusd multiplies unsigned bytes by signed bytes. The weight is the unsigned
-operand: a code c is read as c + offset (128 for int8, 8 for int4: a flip of the
-sign bit, free while int4 is unpacked), and every output subtracts
-offset * sum_k x[i, k] per group, precomputed once per row of x (O(M*K), where
-column sums of w would cost O(N*K), as much as a GEMV); in i32 this is exact.
+operand: codegen.quant_decode's `offset_bytes` unpacks its codes to one byte each,
+a symmetric code q read as q + offset (2^(b-1): a flip of the sign bit, free while
+the planes are unpacked), an asymmetric code as itself (q + its zero point), and
+every output subtracts offset * sum_k x[i, k] per group, the sums precomputed once
+per row of x (O(M*K), where column sums of w would cost O(N*K), as much as a GEMV);
+in i32 this is exact.
 Without VNNI the same operands go through widening multiplies and adds (LLVM
 picks vpmaddwd, or vpdpwssd). A step spans 4*width bytes (VNNI) or width bytes;
 with several groups per row, steps are narrowed until they tile a group.
@@ -129,15 +132,18 @@ class Dot:
 
 @dataclass
 class Weight:
-    """Integer codes [n, k] (int8, or int4 two to a byte), read as code + offset."""
+    """Integer codes [n, k] as the decoder reads them, each code + offset: a constant,
+    or with `zero_point` (i32 of a row's group) that group's zero point."""
 
     values: SSAValue
     decoder: CodeDecoder
     code: Code
+    zero_point: GroupScale | None = None
 
     @property
     def offset(self) -> int:
-        return self.decoder.code.sign_bit
+        """The constant offset (the row sums' factor): 2^(b-1), or 1 with zero points."""
+        return 1 if self.zero_point is not None else self.decoder.code.sign_bit
 
     def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
         """Codes k .. k+step of row n, plus the offset, as unsigned bytes."""
@@ -239,7 +245,12 @@ class IntegerKernel:
 
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)] * (len(rows) * len(cols)), name="k")
         offsets = [b.load(self.offsets, [r, g]) for r in rows]
-        sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s // len(cols)])) for s, acc in enumerate(accs)]
+        if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
+            zps = [w.zero_point(b, col, g) for col in cols]
+            offsets = [b.insert(arith.MuliOp(off, zp)) for off in offsets for zp in zps]
+        else:
+            offsets = [off for off in offsets for _ in cols]
+        sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s])) for s, acc in enumerate(accs)]
         if groups.tail(dot.step):
             sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
         return sums
@@ -313,9 +324,9 @@ def _integer_product(op: tdsl.LinearOp) -> Product | None:
     return Product(op.lhs, Weight(w, decoder, lambda b, n, k: _sext(b, b.load(w, [n, k]))), out, groups)
 
 
-def _symmetric(value: SSAValue, codes: tuple[str, ...]) -> QuantView | None:
-    """The quantized view of a packed operand with symmetric `codes` and scale groups
-    along its rows (not along its columns)."""
+def _quantized(value: SSAValue, codes: tuple[str, ...], symmetric: bool = True) -> QuantView | None:
+    """The quantized view of a packed operand with `codes` (symmetric ones only, unless
+    `symmetric` is false) and scale groups along its rows (not along its columns)."""
     t = value.type
     if not (
         isinstance(t, PackedType) and isinstance(t.layout, UniformQuantAttr) and isinstance(value.owner, AssembleOp)
@@ -323,18 +334,23 @@ def _symmetric(value: SSAValue, codes: tuple[str, ...]) -> QuantView | None:
         return None
     view = QuantView.of(value)
     along_rows = view.per == "group" or view.group == t.dims[1]
-    return view if view.layout.codes.data in codes and view.symmetric and along_rows else None
+    return view if view.layout.codes.data in codes and (view.symmetric or not symmetric) and along_rows else None
+
+
+WEIGHT_CODES = ("int8", "int6", "int5", "int4", "int3", "int2")
+"""Weight codes whose fields are two's complement or unsigned (not ternary's or binary's
+levels), unpacked to bytes by CodeDecoder.offset_bytes."""
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
-    """int8 activations with one scale per row x int8 or int4 weights -> f32."""
-    x, w, out = _symmetric(op.lhs, ("int8",)), _symmetric(op.rhs, ("int8", "int4")), op.out
+    """int8 activations with one scale per row x integer weights -> f32."""
+    x, w, out = _quantized(op.lhs, ("int8",)), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
     if x is None or w is None or out is None or _element(out) != f32:
         return None
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
     if x.group != k_size:
         return None
-    weight = Weight(w.buffers["values"], w.decoder, w.code)
+    weight = Weight(w.buffers["values"], w.decoder, w.code, None if w.symmetric else w.zero_point)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
     return Product(x.buffers["values"], weight, out, groups, scales)
@@ -408,7 +424,7 @@ def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
     out, x = op.out, op.input
     if out is None or _element(x) != f32 or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
         return None
-    view = _symmetric(out, ("int8",))
+    view = _quantized(out, ("int8",))
     one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]
     return RowQuantizer(x, view, lanes) if one_per_row else None  # type: ignore[arg-type]
 
@@ -438,8 +454,10 @@ class VectorizeIntegerLinear(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         product = _integer_product(op) or _quantized_product(op)
-        dot = self.dot.fitting(product.groups) if product is not None else None
-        if product is None or dot is None:
+        if product is None:
+            return
+        dot = self.dot.fitting(product.groups)
+        if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             return
         lower_integer(op, product, dot, self.shape)
         rewriter.erase(op)
