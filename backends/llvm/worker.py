@@ -17,6 +17,7 @@ output or None, LLVM's error text or None, the steps' timings, the worker's RSS)
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import pickle
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MODULE = "stoicc_py.backends.llvm.worker"
 MAX_RSS = 256 << 20
-"""A worker whose RSS has grown past this is replaced (it starts near 60 MB and keeps
+"""A worker whose RSS has grown past this is replaced (it starts near 90 MB and keeps
 what every O3 run leaked)."""
 MAX_JOBS = 1000
 READY = "ready"
@@ -179,8 +180,10 @@ class _Worker:
         """Ends the process and reaps it (no zombie); it holds nothing worth keeping."""
         self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
-            stream.close()  # type: ignore[union-attr]
+        with contextlib.suppress(BrokenPipeError):  # a request it did not read stays in the buffer
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.stdout.close()  # type: ignore[union-attr]
+        self.stderr.close()
 
 
 class WorkerPool:
