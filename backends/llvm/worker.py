@@ -123,7 +123,7 @@ def serve() -> None:
 
 
 class WorkerDied(Exception):
-    """The worker exited before answering: `message` says how, with its last words."""
+    """The worker exited before answering: the message says how, with its last words."""
 
 
 class _Worker:
