@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from stoicc_py.lowering import front_end as front_end
     from stoicc_py.lowering import kernel_abis as kernel_abis
     from stoicc_py.lowering import lower as lower
+    from stoicc_py.lowering import object_code as object_code
     from stoicc_py.lowering import only_kernel as only_kernel
-    from stoicc_py.lowering import optimized_llvm as optimized_llvm
 
-_LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "only_kernel", "optimized_llvm")
+_LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "object_code", "only_kernel")
 
 log = logging.getLogger(__name__)
 TARGETS = ("cpu", "accel")
@@ -175,6 +175,9 @@ class Program:
         key = cache_key(source, options.key(), toolchain_key())
         entry = cache.get(key) if cache is not None else None
         if entry is None:
+            from stoicc_py.backends.llvm.worker import POOL
+
+            POOL.prestart()  # its start overlaps the imports, the front end and the passes
             from stoicc_py.lowering import build
 
             log.info("compiling %s", file)

@@ -37,15 +37,14 @@ from stoicc_py.api import (
     emit_text,
     front_end,
     kernel_abis,
+    object_code,
     only_kernel,
-    optimized_llvm,
     read_source,
 )
 from stoicc_py.backends.accel.functional import SimulationError
 from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
-from stoicc_py.backends.llvm.codegen import emit_object
 from stoicc_py.backends.llvm.header import c_header, header_guard
 from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
 from stoicc_py.diagnostics import CompileError
@@ -117,7 +116,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit in ACCEL_EMITS[1:]:
         raise CompileError(f"--emit {args.emit} is an accelerator artifact: add --target accel")
     elif args.emit == "obj":
-        output = emit_object(optimized_llvm(module, options, after))
+        output = object_code(module, options, after)
     elif args.emit == "header":
         output = c_header(kernel_abis(module, options), guard=header_guard(Path(file).stem))
     else:

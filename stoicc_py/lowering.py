@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import llvmlite.binding as llvm
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 from stoicc_py.abi import KernelABI
-from stoicc_py.backends.llvm.codegen import emit_asm, emit_object, optimize, to_llvm_ir
+from stoicc_py.backends.llvm.codegen import optimize, to_llvm_ir
+from stoicc_py.backends.llvm.worker import Output
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.options import Options
@@ -46,8 +46,22 @@ def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallb
     return run_passes(module.clone(), pipeline_spec(upto, options.tile, options.check_bounds), after_pass)
 
 
-def optimized_llvm(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> llvm.ModuleRef:
-    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)))
+_LLVM_TEXT: dict[str, Output] = {"llvm-ir": "llvm-ir", "asm": "asm"}
+"""The stages that LLVM itself prints, as the worker's outputs."""
+
+
+def optimized_llvm(
+    module: ModuleOp, output: Output, options: Options, after_pass: PassCallback | None = None
+) -> str | bytes:
+    """The module's object code, assembly or optimised LLVM IR for the host."""
+    kernels = [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
+    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)), output, kernels)
+
+
+def object_code(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> bytes:
+    code = optimized_llvm(module, "object", options, after_pass)
+    assert isinstance(code, bytes)
+    return code
 
 
 def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
@@ -58,15 +72,13 @@ def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
 
 def build(module: ModuleOp, options: Options) -> tuple[bytes, list[KernelABI]]:
     """Object code for the host and the ABIs of a front-end module's kernels."""
-    return emit_object(optimized_llvm(module, options)), kernel_abis(module, options)
+    return object_code(module, options), kernel_abis(module, options)
 
 
 def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:
     """The textual form of `module` lowered to `stage`."""
     if stage in STAGES:
         return str(lower(module, STAGES[stage], options, after_pass))
-    if stage == "llvm-ir":
-        return str(optimized_llvm(module, options, after_pass))
-    if stage == "asm":
-        return emit_asm(optimized_llvm(module, options, after_pass))
+    if (output := _LLVM_TEXT.get(stage)) is not None:
+        return str(optimized_llvm(module, output, options, after_pass))
     raise ValueError(f"unknown stage '{stage}' (expected one of {', '.join(TEXT_STAGES)})")

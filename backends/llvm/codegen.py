@@ -2,19 +2,23 @@
 object files.
 
 xDSL's converter turns the `llvm` dialect into llvmlite's IR builder objects; LLVM's
-own O3 pipeline (new pass manager) then optimises for the host CPU.
+own O3 pipeline (new pass manager) then optimises for the host CPU, in the LLVM worker
+process (backends/llvm/worker.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 
-import llvmlite.binding as llvm
 from xdsl.backend.llvm.convert import convert_module
 from xdsl.dialects.builtin import ModuleOp
 
 from stoicc_py.backends.llvm.target import host_machine
-from stoicc_py.timing import timed
+from stoicc_py.backends.llvm.worker import POOL, Output, WorkerDied
+from stoicc_py.diagnostics import CompileError
+from stoicc_py.timing import log_elapsed, timed
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +31,18 @@ def to_llvm_ir(module: ModuleOp) -> str:
         return str(ir_module)
 
 
-def optimize(ir_text: str) -> llvm.ModuleRef:
-    """Parse, verify and optimise (O3) LLVM IR text for the host."""
-    machine = host_machine()
-    mod = llvm.parse_assembly(ir_text)
-    mod.verify()
-    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
-    tuning.loop_vectorization = True
-    # The vector passes emit the vectors they need. SLP packs the scalar index
-    # arithmetic of the panel nests into vectors and pays a lane extract per address
-    # (tdsl-vectorize-sparse's 2:4 nest ran 25% slower with it).
-    tuning.slp_vectorization = False
-    builder = llvm.create_pass_builder(machine, tuning)
-    with timed(log, "llvm-o3"):
-        builder.getModulePassManager().run(mod, builder)
-    return mod
-
-
-def emit_asm(mod: llvm.ModuleRef) -> str:
-    with timed(log, "llvm-asm"):
-        return host_machine().emit_assembly(mod)
-
-
-def emit_object(mod: llvm.ModuleRef) -> bytes:
-    with timed(log, "llvm-codegen"):
-        return host_machine().emit_object(mod)
+def optimize(ir_text: str, output: Output, kernels: Sequence[str]) -> str | bytes:
+    """LLVM IR text, verified and optimised (O3) for the host: object code, assembly or
+    optimised IR. RuntimeError with LLVM's message for bad IR; CompileError if LLVM
+    crashed on it."""
+    start = time.perf_counter()
+    try:
+        result, timings = POOL.optimize(ir_text, output)
+    except WorkerDied as e:
+        what = f"kernel{'s' if len(kernels) != 1 else ''} {', '.join(kernels)}"
+        raise CompileError(f"LLVM crashed while optimising {what} ({e})") from None
+    for step, seconds in timings:
+        log_elapsed(log, step, seconds)
+    # the worker's start when it was not ready yet, and the IR's and results' way through the pipes
+    log_elapsed(log, "llvm-worker", time.perf_counter() - start - sum(s for _, s in timings))
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import NamedTuple
 
 import llvmlite.binding as llvm
 
@@ -13,11 +14,21 @@ def _initialized() -> None:
     llvm.initialize_native_asmprinter()
 
 
-def new_host_machine() -> llvm.TargetMachine:
-    """A fresh target machine for the host CPU, at O3.
+class MachineOptions(NamedTuple):
+    """What makes a target machine: the LLVM worker process builds its own from these,
+    so that the code it emits is the code this process's MCJIT expects."""
 
-    An MCJIT engine takes ownership of the machine it is created with, so each
-    engine needs its own: sharing one frees it once per engine.
+    triple: str
+    cpu: str
+    features: str
+    opt: int = 3
+    reloc: str = "pic"
+    codemodel: str = "large"
+
+
+@cache
+def host_options() -> MachineOptions:
+    """The host CPU, at O3.
 
     The large code model: every address in the code is 64 bits (movabs, GOT-relative
     64-bit offsets). MCJIT maps an object's code, constant pools and GOT separately,
@@ -27,13 +38,21 @@ def new_host_machine() -> llvm.TargetMachine:
     into shared libraries.
     """
     _initialized()
-    return llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(),
-        features=llvm.get_host_cpu_features().flatten(),
-        opt=3,
-        reloc="pic",
-        codemodel="large",
+    return MachineOptions(llvm.get_default_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
+
+
+def create_machine(options: MachineOptions) -> llvm.TargetMachine:
+    _initialized()
+    return llvm.Target.from_triple(options.triple).create_target_machine(
+        cpu=options.cpu, features=options.features, opt=options.opt, reloc=options.reloc, codemodel=options.codemodel
     )
+
+
+def new_host_machine() -> llvm.TargetMachine:
+    """A fresh target machine for the host CPU: an MCJIT engine takes ownership of the
+    machine it is created with, so each engine needs its own (sharing one frees it once
+    per engine)."""
+    return create_machine(host_options())
 
 
 @cache
@@ -60,6 +79,10 @@ def has_vnni() -> bool:
 
 
 @cache
-def host_machine() -> llvm.TargetMachine:
+def machine_for(options: MachineOptions) -> llvm.TargetMachine:
     """The machine used for optimisation and code emission (never given to an engine)."""
-    return new_host_machine()
+    return create_machine(options)
+
+
+def host_machine() -> llvm.TargetMachine:
+    return machine_for(host_options())
