@@ -22,8 +22,9 @@ from xdsl.interpreters.func import FuncFunctions
 
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import LayoutAttr
-from stoicc_py.dialects.quant import BitSplitAttr, SQAttr
+from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.packing.bitsplit import fake_bitsplit
+from stoicc_py.packing.common import layout_as
 from stoicc_py.packing.quant import fake_quantize, sharing_scale
 from stoicc_py.packing.sq import fake_sq
 
@@ -36,7 +37,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def gelu(x: Array) -> Array:
     """The exact (erf) GELU, as in BERT and torch.nn.GELU()."""
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
+    return 0.5 * x * (1.0 + np.asarray(_erf(x / math.sqrt(2.0))).astype(x.dtype))
 
 
 def sigmoid(x: Array) -> Array:
@@ -120,13 +121,18 @@ def _parts(a: Value) -> tuple[Array, Array]:
 def runtime_quantize(x: Array, layout: LayoutAttr) -> Array:
     """The values that quantize(x, layout) computes with. A non-finite x makes its scale
     non-finite: every value sharing a scale with one is NaN (docs/language.md)."""
-    fake = (
-        fake_bitsplit if isinstance(layout, BitSplitAttr) else fake_sq if isinstance(layout, SQAttr) else fake_quantize
-    )
     bad = ~np.isfinite(x)
-    out = fake(np.where(bad, np.float32(0), x), layout)  # type: ignore[arg-type]
+    out = _fake_quantize(np.where(bad, np.float32(0), x), layout)
     out[_sharing_scale(bad, layout)] = np.nan
     return out
+
+
+def _fake_quantize(x: Array, layout: LayoutAttr) -> Array:
+    if isinstance(layout, BitSplitAttr):
+        return fake_bitsplit(x, layout)
+    if isinstance(layout, SQAttr):
+        return fake_sq(x, layout)
+    return fake_quantize(x, layout_as(layout, UniformQuantAttr, "a quantized layout (int8 ... binary)"))
 
 
 def _sharing_scale(bad: Array, layout: LayoutAttr) -> Array:
@@ -172,11 +178,12 @@ class TdslFunctions(InterpreterFunctions):
 
     @staticmethod
     def contraction(op: tdsl.ContractionOp, args: tuple[Value, ...]) -> tuple[Array]:
-        a, b, *bias = args
         assert op.result is not None
         result = op.result.type
+        operands: Sequence[Value] = args
         if result.is_integer:  # exact in int64, then wrapped to the declared width
-            a, b, *bias = (np.asarray(v).astype(np.int64) for v in args)
+            operands = [np.asarray(v).astype(np.int64) for v in args]
+        a, b, *bias = operands
         out = matmul(a, b.T if op.RHS_TRANSPOSED else b)
         if bias:
             out = out + bias[0]
@@ -189,6 +196,7 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.QuantizeOp)
     def run_quantize(self, interpreter: Interpreter, op: tdsl.QuantizeOp, args: tuple[Value]):
         # The kernel quantizes float32 values: round the golden model's float64 first.
+        assert op.layout is not None, "quantize's layout is inferred with its type (QuantizeOp.infer)"
         return (runtime_quantize(np.asarray(args[0], np.float32), op.layout).astype(np.float64),)
 
     @impl(tdsl.DequantizeOp)
@@ -208,7 +216,8 @@ def _elementwise(fn: Callable[..., Array]) -> Callable[..., tuple[Array]]:
 
 
 # register_impls finds implementations as class attributes, one function object each
-for _op, _fn in [*UNARY.items(), *BINARY.items()]:
+_ELEMENTWISE: list[tuple[type[tdsl.TdslOp], Callable[..., Array]]] = [*UNARY.items(), *BINARY.items()]
+for _op, _fn in _ELEMENTWISE:
     setattr(TdslFunctions, f"run_{_op.name.removeprefix('tdsl.')}", impl(_op)(_elementwise(_fn)))
 register_impls(TdslFunctions)
 

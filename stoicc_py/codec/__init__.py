@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # codecs sit below the dialects: each dialect registers its attributes' codecs
-    from stoicc_py.dialects.layout import LayoutAttr
-
 Array = np.ndarray[Any, Any]
+
+
+class Layout(Protocol):
+    """What the registry reads of a layout attribute (stoicc_py.dialects.layout.LayoutAttr):
+    codecs sit below the dialects, and each dialect registers its attributes' codecs."""
+
+    def summary(self) -> str: ...
 
 
 class Codec(ABC):
@@ -46,10 +50,10 @@ class Codec(ABC):
 
 
 CodecFactory = Callable[[Any, Sequence[int]], Codec]
-_REGISTRY: dict[type[LayoutAttr], CodecFactory] = {}
+_REGISTRY: dict[type[Layout], CodecFactory] = {}
 
 
-def register(attr: type[LayoutAttr]) -> Callable[[CodecFactory], CodecFactory]:
+def register(attr: type[Layout]) -> Callable[[CodecFactory], CodecFactory]:
     """Decorator: the factory that derives `attr`'s codec from (layout, shape)."""
 
     def add(factory: CodecFactory) -> CodecFactory:
@@ -59,7 +63,7 @@ def register(attr: type[LayoutAttr]) -> Callable[[CodecFactory], CodecFactory]:
     return add
 
 
-def codec_for(layout: LayoutAttr, shape: Sequence[int]) -> Codec:
+def codec_for(layout: Layout, shape: Sequence[int]) -> Codec:
     """The codec of a tensor of `shape` in `layout`; the one registry keyed by attribute type."""
     factory = _REGISTRY.get(type(layout))
     if factory is None:

@@ -24,19 +24,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-from xdsl.dialects.builtin import Float16Type
+from xdsl.dialects.builtin import Float16Type, IntAttr, StringAttr
+from xdsl.ir import TypeAttribute
 
 from stoicc_py.codec import Array, Codec
-
-if TYPE_CHECKING:  # the dialect derives its codec from this module (dialects/quant.py registers it)
-    from stoicc_py.dialects.quant import UniformQuantAttr
 
 F32 = np.float32
 STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
 """Bits per code of each storage type: the one table (the dialect, the language and the accelerator read it)."""
+
+
+class QuantScheme(Protocol):
+    """What this codec reads of a `#quant.uniform` attribute (dialects/quant.py's
+    UniformQuantAttr, which registers `uniform_codec`): a structural type, so that the
+    codecs, a layer below the dialects, name no dialect even for the type checker."""
+
+    @property
+    def codes(self) -> StringAttr: ...
+
+    @property
+    def per(self) -> StringAttr: ...
+
+    @property
+    def group(self) -> IntAttr: ...
+
+    @property
+    def scale(self) -> TypeAttribute: ...
+
+    @property
+    def per_column(self) -> bool: ...
+
+    @property
+    def is_symmetric(self) -> bool: ...
+
+    def regrouped(self, group: int) -> QuantScheme: ...
+
+    def scale_shape(self, shape: Sequence[int]) -> list[int]: ...
 
 
 # ---------------------------------------------------------------------------- the bits of a code
@@ -82,7 +108,7 @@ class CodeBits:
     sign: Sign
 
     @staticmethod
-    def of(attr: UniformQuantAttr) -> CodeBits:
+    def of(attr: QuantScheme) -> CodeBits:
         if attr.codes.data == "binary":
             return CodeBits(1, Sign.PLUS_MINUS_ONE)
         return CodeBits(STORAGE_BITS[attr.codes.data], Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED)
@@ -187,7 +213,7 @@ class QuantCodes:
     zero_points: Array | None
 
 
-def _split(attr: UniformQuantAttr, width: int) -> tuple[int, UniformQuantAttr] | None:
+def _split(attr: QuantScheme, width: int) -> tuple[int, QuantScheme] | None:
     """(columns of the whole groups, the layout of the ragged last group), or None when
     the groups tile the row."""
     group = attr.group.data
@@ -196,7 +222,7 @@ def _split(attr: UniformQuantAttr, width: int) -> tuple[int, UniformQuantAttr] |
     return width - width % group, attr.regrouped(width % group)
 
 
-def _grouped(x: Array, attr: UniformQuantAttr) -> Array:
+def _grouped(x: Array, attr: QuantScheme) -> Array:
     """x as a C-contiguous [groups, length] array: row g holds the elements of scale g."""
     rows, width = x.shape
     per = attr.per.data
@@ -210,7 +236,7 @@ def _grouped(x: Array, attr: UniformQuantAttr) -> Array:
     return x  # per=channel axis=0 and per=token: a row
 
 
-def _ungrouped(g: Array, shape: Sequence[int], attr: UniformQuantAttr) -> Array:
+def _ungrouped(g: Array, shape: Sequence[int], attr: QuantScheme) -> Array:
     """The inverse of _grouped."""
     return np.ascontiguousarray(g.T) if attr.per_column else g.reshape(shape)
 
@@ -221,7 +247,7 @@ def _bounds(g: Array) -> tuple[Array, Array]:
     return np.minimum(g.min(axis=1), F32(0)), np.maximum(g.max(axis=1), F32(0))
 
 
-def _float32_scales(g: Array, attr: UniformQuantAttr, code: CodeBits) -> Array:
+def _float32_scales(g: Array, attr: QuantScheme, code: CodeBits) -> Array:
     """The scale of each group (row of g), in float32, before rounding to the storage type."""
     if attr.codes.data in ("ternary", "binary"):
         # BitNet b1.58 absmean: float32 sum, then one float32 division by the count.
@@ -232,7 +258,7 @@ def _float32_scales(g: Array, attr: UniformQuantAttr, code: CodeBits) -> Array:
     return (hi - lo) / F32(code.levels - 1)
 
 
-def _stored_scales(s: Array, attr: UniformQuantAttr) -> Array:
+def _stored_scales(s: Array, attr: QuantScheme) -> Array:
     """s in the scale type; codes are computed with these (rounded) scales."""
     stored = s.astype(np.float16) if isinstance(attr.scale, Float16Type) else s
     _check_finite(stored, "scale", s)
@@ -279,7 +305,7 @@ def _join(main: QuantCodes, last: QuantCodes) -> QuantCodes:
                       np.concatenate([main.scales, last.scales], axis=1), zp)  # fmt: skip
 
 
-def quantize(x: Array, attr: UniformQuantAttr) -> QuantCodes:
+def quantize(x: Array, attr: QuantScheme) -> QuantCodes:
     """The codes, scales and zero points of the float32 [R, K] matrix x in `attr`.
 
     Symmetric ints: s = max|x| / qmax, q = clip(rint(x / s), -qmax, qmax). Ternary:
@@ -315,7 +341,7 @@ def _columns(q: QuantCodes, cut: int) -> tuple[QuantCodes, QuantCodes]:
             QuantCodes(q.codes[:, cut:], q.scales[:, -1:], None if zp is None else zp[:, -1:]))  # fmt: skip
 
 
-def dequantize_codes(q: QuantCodes, attr: UniformQuantAttr) -> Array:
+def dequantize_codes(q: QuantCodes, attr: QuantScheme) -> Array:
     """The float32 values float32(scale) * float32(code - zero_point) of quantized codes."""
     if (split := _split(attr, q.codes.shape[1])) is not None:
         main, last = _columns(q, split[0])
@@ -327,7 +353,7 @@ def dequantize_codes(q: QuantCodes, attr: UniformQuantAttr) -> Array:
     return _ungrouped(values, q.codes.shape, attr)
 
 
-def sharing_scale(mask: Array, attr: UniformQuantAttr) -> Array:
+def sharing_scale(mask: Array, attr: QuantScheme) -> Array:
     """bool, the shape of the [R, K] mask: the elements that share a scale with one in mask."""
     if (split := _split(attr, mask.shape[1])) is not None:
         cut, last = split
@@ -339,7 +365,7 @@ def sharing_scale(mask: Array, attr: UniformQuantAttr) -> Array:
 # ---------------------------------------------------------------------------- the buffers
 
 
-def code_arrays(q: QuantCodes, attr: UniformQuantAttr, prefix: str = "") -> dict[str, Array]:
+def code_arrays(q: QuantCodes, attr: QuantScheme, prefix: str = "") -> dict[str, Array]:
     """The buffers (role -> array) of quantized codes; `prefix` names a part of a composite
     format ("low.", "high.")."""
     arrays = {prefix + "values": CodeBits.of(attr).encode(q.codes), prefix + "scales": q.scales}
@@ -348,7 +374,7 @@ def code_arrays(q: QuantCodes, attr: UniformQuantAttr, prefix: str = "") -> dict
     return arrays
 
 
-def codes_from(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> QuantCodes:
+def codes_from(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") -> QuantCodes:
     """The QuantCodes stored in (checked) buffers; inverse of code_arrays."""
     zp = arrays.get(prefix + "zero_points")
     return QuantCodes(
@@ -370,7 +396,7 @@ def check_scales(scales: Array, role: str) -> None:
         raise ValueError(f"{role}{list(at)} = {scales[at]} is not a finite non-negative number")
 
 
-def check_codes(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = "") -> None:
+def check_codes(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") -> None:
     """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
     the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
     and symmetric int2 it is not a level at all; kernels may rely on its absence."""
@@ -394,7 +420,7 @@ def check_codes(arrays: dict[str, Array], attr: UniformQuantAttr, prefix: str = 
 class UniformCodec(Codec):
     """An [R, K] matrix in a `#quant.uniform` layout."""
 
-    attr: UniformQuantAttr
+    attr: QuantScheme
     shape: tuple[int, int]
 
     @property
@@ -411,6 +437,6 @@ class UniformCodec(Codec):
         check_codes(arrays, self.attr)
 
 
-def uniform_codec(layout: UniformQuantAttr, shape: Sequence[int]) -> UniformCodec:
+def uniform_codec(layout: QuantScheme, shape: Sequence[int]) -> UniformCodec:
     rows, width = shape
     return UniformCodec(layout, (rows, width))

@@ -16,18 +16,14 @@ over the non-zero hi nibbles and an offset correction (`bitsplit_linear`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stoicc_py.codec.uniform import CodeBits, Sign, check_scales, quantize
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import BitSplitAttr, UniformQuantAttr
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
+from stoicc_py.packing.common import Array, Format, Options, Packed, Shape, checked_shape, layout_as
 from stoicc_py.packing.quant import codes_of
-
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
 
 F32 = np.float32
 TOKEN_INT8 = UniformQuantAttr("int8", "token")
@@ -154,7 +150,7 @@ def fake_bitsplit(x: Array, layout: BitSplitAttr | str) -> Array:
 # ---------------------------------------------------------------------------- the product
 
 
-def _weight_groups(w: PackedTensor) -> tuple[Array, Array, int]:
+def _weight_groups(w: Packed) -> tuple[Array, Array, int]:
     """(integer weight q - zp as int64 [N, K], float32 scales [N, groups], group length) of a
     uniformly quantized weight with one scale per tensor, row or row group."""
     attr = w.layout
@@ -170,15 +166,15 @@ def _weight_groups(w: PackedTensor) -> tuple[Array, Array, int]:
     return qw, scales, group
 
 
-def _as_bitsplit(x: BitSplit | PackedTensor) -> BitSplit:
+def _as_bitsplit(x: BitSplit | Packed) -> BitSplit:
     if isinstance(x, BitSplit):
         return x
     _attr(x.layout)
-    x.validate()
+    x.check()
     return BitSplit.of_arrays(x.arrays)
 
 
-def bitsplit_linear(x: BitSplit | PackedTensor, w: PackedTensor) -> Array:
+def bitsplit_linear(x: BitSplit | Packed, w: Packed) -> Array:
     """y = x @ w.T [R, N] as the kernels compute it, from bit-split x and a quantized weight.
 
     Per output (i, n) and weight group g, the i32 dot product
@@ -211,8 +207,8 @@ def _pack(x: Array, layout: BitSplitAttr, storage: StorageAttr, opts: Options) -
     return bitsplit(x, layout).arrays()
 
 
-def _unpack(packed: PackedTensor) -> Array:
-    return BitSplit.of_arrays(packed.arrays).dequantize()
+def _unpack(layout: BitSplitAttr, shape: Shape, arrays: dict[str, Array]) -> Array:
+    return BitSplit.of_arrays(arrays).dequantize()
 
 
 def _first_row(bad: Array) -> int:
@@ -231,10 +227,10 @@ def _check_hi(xs: BitSplit) -> None:
         raise ValueError(f"hi of row {r}: nibble {j} {why} ({xs.counts[r]} set bits)")
 
 
-def _check(packed: PackedTensor) -> None:
+def _check(layout: BitSplitAttr, shape: Shape, arrays: dict[str, Array]) -> None:
     """Scales finite and >= 0, offsets in 0..15, counts equal to the bitmap's set bits, hi
     compacted (counts[r] non-zero nibbles, then zeros), and codes c = u - o in -127..127."""
-    xs = BitSplit.of_arrays(packed.arrays)
+    xs = BitSplit.of_arrays(arrays)
     check_scales(xs.scales, "scales")
     if xs.offsets is not None and (bad := (xs.offsets < 0) | (xs.offsets > NIBBLE)).any():
         r = _first_row(bad)

@@ -42,7 +42,7 @@ def smoothquant(x: Array, w: Array, alpha: float = 0.5) -> Array:
     return np.where(live, ratio, F32(1)).astype(F32)
 
 
-def _output_error(x: Array, w: Array, y: Array, s: Array, layout: UniformQuantAttr) -> float:
+def _output_error(x: Array, w: Array, y: Array, s: Array, layout: UniformQuantAttr | str) -> float:
     """||y - (x / s) @ Q(w * s).T||_F with y = x @ w.T."""
     return float(np.linalg.norm(y - (x / s) @ fake_quantize(w * s, layout).T))
 

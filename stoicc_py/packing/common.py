@@ -1,10 +1,14 @@
-"""What every format packer shares: its interface, and the unpack and check of a codec's formats."""
+"""What every format packer shares: its interface, and the unpack and check of a codec's formats.
+
+The format modules never see a PackedTensor (stoicc_py.packing.tensor, which imports them):
+a format unpacks and checks (layout, shape, arrays), and the helpers that take a packed
+tensor read it through `Packed`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX
@@ -14,9 +18,6 @@ from stoicc_py.codec import Array, codec_for
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.frontend.layouts import parse_layout
 
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
-
 
 @dataclass(frozen=True)
 class Options:
@@ -24,23 +25,44 @@ class Options:
     plan: Array | None
 
 
+Shape = tuple[int, int]
+
+
+class Packed(Protocol):
+    """What the formats' public helpers (quant.codes_of, bitsplit.bitsplit_linear) read of a
+    packed tensor; stoicc_py.packing.PackedTensor is one."""
+
+    @property
+    def layout(self) -> LayoutAttr: ...
+
+    @property
+    def shape(self) -> Shape: ...
+
+    @property
+    def arrays(self) -> dict[str, Array]: ...
+
+    def check(self) -> None:
+        """ValueError unless `arrays` are a well-formed packing of `layout` and `shape`."""
+
+
+def codec_unpack(layout: LayoutAttr, shape: Shape, arrays: dict[str, Array]) -> Array:
+    """The matrix held by `arrays` in a layout that has a codec (codec_for), decoded by it."""
+    return codec_for(layout, shape).decode(arrays)
+
+
+def codec_check(layout: LayoutAttr, shape: Shape, arrays: dict[str, Array]) -> None:
+    codec_for(layout, shape).check(arrays)
+
+
 @dataclass(frozen=True)
 class Format:
-    """How one layout class packs a matrix into role -> array, unpacks, and checks the arrays
-    beyond their dtypes and shapes (which the tensor checks against the storage)."""
+    """How one layout class packs a matrix into role -> array, unpacks (layout, shape, arrays)
+    to the matrix, and checks the arrays beyond their dtypes and shapes (which the tensor checks
+    against the storage). Unpack and check default to the layout's codec."""
 
     pack: Callable[[Array, Any, StorageAttr, Options], dict[str, Array]]
-    unpack: Callable[[PackedTensor], Array]
-    check: Callable[[PackedTensor], None]
-
-
-def codec_unpack(packed: PackedTensor) -> Array:
-    """The matrix of a tensor whose layout has a codec (codec_for), decoded by it."""
-    return codec_for(packed.layout, packed.shape).decode(packed.arrays)
-
-
-def codec_check(packed: PackedTensor) -> None:
-    codec_for(packed.layout, packed.shape).check(packed.arrays)
+    unpack: Callable[[Any, Shape, dict[str, Array]], Array] = codec_unpack
+    check: Callable[[Any, Shape, dict[str, Array]], None] = codec_check
 
 
 def check_finite(w: Array, what: str) -> None:

@@ -18,7 +18,6 @@ stored zero for every Q but binary, where it is +scale.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, f32
@@ -35,14 +34,10 @@ from stoicc_py.codec.uniform import (
 from stoicc_py.dialects.layout import BufferAttr, ComposedLayoutAttr, LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
+from stoicc_py.packing.common import Array, Format, Options, Shape, checked_shape, layout_as
 from stoicc_py.packing.compressed import BLOCK, CSR
 from stoicc_py.packing.hybrid import HYBRID
 from stoicc_py.packing.nm import NM
-
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
 
 SPARSE: dict[type[LayoutAttr], Format] = {NMAttr: NM, BlockAttr: BLOCK, CSRAttr: CSR, HybridAttr: HYBRID}
 """The sparse formats a uniform quantization composes with."""
@@ -150,10 +145,10 @@ def _plain_storage(sparse: Sparse, shape: tuple[int, int]) -> StorageAttr:
 def nm_quantize(w: Array, layout: ComposedLayoutAttr | str, prune: bool = False) -> tuple[QuantCodes, Array]:
     """`nm(N, M) with Q` only: the codes of the compressed values [R, S] (scales in
     Q.scale_shape([R, S])) and the int32 index words [R, W] of the float32 matrix w [R, K]."""
-    layout = parse_layout(layout) if isinstance(layout, str) else layout
-    nm, q = _nm_parts(layout)
+    composed = layout_as(layout, ComposedLayoutAttr, "a layout 'S with Q'")
+    nm, q = _nm_parts(composed)
     w = finite_matrix(w, "pack")  # a NaN would otherwise be reported at its slot, not its column
-    shape = checked_shape(layout, w.shape)  # M divides K; Q's groups divide S
+    shape = checked_shape(composed, w.shape)  # M divides K; Q's groups divide S
     plain = NM.pack(w, nm, _plain_storage(nm, shape), Options(prune, None))
     return quantize_values(plain["values"], q), plain["indices"]
 
@@ -177,11 +172,6 @@ def _nm_parts(layout: LayoutAttr | str) -> tuple[NMAttr, UniformQuantAttr]:
 # ---------------------------------------------------------------------------- the format
 
 
-def _plain(packed: PackedTensor, arrays: dict[str, Array]) -> PackedTensor:
-    """A plain sparse tensor of packed's shape holding `arrays` (not validated)."""
-    return dataclasses.replace(packed, layout=parts(packed.layout)[0], arrays=arrays, input_scale=None)
-
-
 def _pack(w: Array, layout: ComposedLayoutAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
     sparse, q = parts(layout)
     plain_storage = _plain_storage(sparse, w.shape)
@@ -191,34 +181,35 @@ def _pack(w: Array, layout: ComposedLayoutAttr, storage: StorageAttr, opts: Opti
     return arrays
 
 
-def decoded(packed: PackedTensor) -> PackedTensor:
-    """The plain sparse tensor (layout S) of a tensor in `S with Q`: its values dequantized."""
-    sparse, q = parts(packed.layout)
-    arrays = dict(packed.arrays)
-    for b in _values_buffers(_plain_storage(sparse, packed.shape)):
-        arrays[b.role.data] = _decoded(packed.arrays, q, b)
-    return _plain(packed, arrays)
+def decoded(layout: ComposedLayoutAttr, shape: Shape, arrays: dict[str, Array]) -> tuple[Sparse, dict[str, Array]]:
+    """The plain sparse layout S of a tensor in `S with Q`, and its (checked) arrays with the
+    values dequantized."""
+    sparse, q = parts(layout)
+    plain = dict(arrays)
+    for b in _values_buffers(_plain_storage(sparse, shape)):
+        plain[b.role.data] = _decoded(arrays, q, b)
+    return sparse, plain
 
 
-def _unpack(packed: PackedTensor) -> Array:
-    plain = decoded(packed)
-    return SPARSE[type(plain.layout)].unpack(plain)
+def _unpack(layout: ComposedLayoutAttr, shape: Shape, arrays: dict[str, Array]) -> Array:
+    sparse, plain = decoded(layout, shape, arrays)
+    return SPARSE[type(sparse)].unpack(sparse, shape, plain)
 
 
-def _check(packed: PackedTensor) -> None:
-    sparse, q = parts(packed.layout)
-    SPARSE[type(sparse)].check(_plain(packed, packed.arrays))  # S's checks never read the values
-    for b in _values_buffers(_plain_storage(sparse, packed.shape)):
-        prefix, shape = _prefix(b), _logical_shape(b, packed.arrays)
-        codes = packed.arrays[prefix + "values"]
-        if len(shape) == 1:  # csr: the codes' length is in bytes, which the buffer shapes do not tie to cols
-            want = q.row_bytes(shape[0] + -shape[0] % q.unit)
+def _check(layout: ComposedLayoutAttr, shape: Shape, arrays: dict[str, Array]) -> None:
+    sparse, q = parts(layout)
+    SPARSE[type(sparse)].check(sparse, shape, arrays)  # S's checks never read the values
+    for b in _values_buffers(_plain_storage(sparse, shape)):
+        prefix, logical = _prefix(b), _logical_shape(b, arrays)
+        codes = arrays[prefix + "values"]
+        if len(logical) == 1:  # csr: the codes' length is in bytes, which the buffer shapes do not tie to cols
+            want = q.row_bytes(logical[0] + -logical[0] % q.unit)
             if codes.size != want:
                 raise ValueError(
-                    f"{prefix}values holds {codes.size} bytes, expected {want} for the {shape[0]} entries of "
+                    f"{prefix}values holds {codes.size} bytes, expected {want} for the {logical[0]} entries of "
                     f"{prefix}cols ({q.bits} bits per code, rows of {q.unit} codes)"
                 )
-        check_codes(_codes_view(packed.arrays, q, prefix, shape), q, prefix)
+        check_codes(_codes_view(arrays, q, prefix, logical), q, prefix)
 
 
 SPARSE_QUANT = Format(_pack, _unpack, _check)

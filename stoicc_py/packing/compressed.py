@@ -4,25 +4,20 @@ block and csr are their codecs' (stoicc_py.codec.block, stoicc_py.codec.csr)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr
-from stoicc_py.packing.common import Array, Format, Options, codec_check, codec_unpack
-
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
+from stoicc_py.packing.common import Array, Format, Options, Shape
 
 
 def _pack_dense(w: Array, layout: LayoutAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
     return {"values": w}
 
 
-def _unpack_dense(packed: PackedTensor) -> Array:
-    return packed.arrays["values"].copy()
+def _unpack_dense(layout: LayoutAttr, shape: Shape, arrays: dict[str, Array]) -> Array:
+    return arrays["values"].copy()
 
 
-def _check_dense(packed: PackedTensor) -> None:
+def _check_dense(layout: LayoutAttr, shape: Shape, arrays: dict[str, Array]) -> None:
     """Dense storage is fully checked by its buffer's dtype and shape."""
 
 
@@ -31,5 +26,5 @@ def _pack_codec(w: Array, layout: BlockAttr | CSRAttr, storage: StorageAttr, opt
 
 
 DENSE = Format(_pack_dense, _unpack_dense, _check_dense)
-BLOCK = Format(_pack_codec, codec_unpack, codec_check)
-CSR = Format(_pack_codec, codec_unpack, codec_check)
+BLOCK = Format(_pack_codec)
+CSR = Format(_pack_codec)

@@ -9,7 +9,7 @@ from stoicc_py.codec.hybrid import EMPTY, HybridCodec, table_code
 from stoicc_py.diagnostics import warn
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.sparse import HybridAttr
-from stoicc_py.packing.common import Array, Format, Options, codec_check, codec_unpack
+from stoicc_py.packing.common import Array, Format, Options
 
 
 def _planned_codes(plan: Array, grid: tuple[int, int], n_formats: int) -> Array:
@@ -92,4 +92,4 @@ def _pack(w: Array, layout: HybridAttr, storage: StorageAttr, opts: Options) -> 
     return code.encode_tiles(t, codes)
 
 
-HYBRID = Format(_pack, codec_unpack, codec_check)
+HYBRID = Format(_pack)

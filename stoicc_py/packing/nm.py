@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.sparse import NMAttr
-from stoicc_py.packing.common import Array, Format, Options, codec_check, codec_unpack
-
-if TYPE_CHECKING:
-    pass
+from stoicc_py.packing.common import Array, Format, Options
 
 
 def conform(w: Array, layout: NMAttr, code: NMCodec, prune: bool) -> Array:
@@ -33,4 +28,4 @@ def _pack(w: Array, layout: NMAttr, storage: StorageAttr, opts: Options) -> dict
     return code.encode(conform(w, layout, code, opts.prune))
 
 
-NM = Format(_pack, codec_unpack, codec_check)
+NM = Format(_pack)

@@ -3,16 +3,11 @@ bits and the arithmetic; these take a layout's text too) and the quant Format.""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from stoicc_py.codec import codec_for, uniform
 from stoicc_py.codec.uniform import QuantCodes, codes_from
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
-from stoicc_py.packing.common import Array, Format, Options, layout_as
-
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
+from stoicc_py.packing.common import Array, Format, Options, Packed, layout_as
 
 
 def _attr(layout: UniformQuantAttr | str) -> UniformQuantAttr:
@@ -46,12 +41,11 @@ def _pack(w: Array, layout: UniformQuantAttr, storage: StorageAttr, opts: Option
     return codec_for(layout, w.shape).encode(w)
 
 
-def codes_of(packed: PackedTensor) -> QuantCodes:
+def codes_of(packed: Packed) -> QuantCodes:
     """The QuantCodes stored in a (checked) quantized packed tensor."""
     attr = packed.layout
     assert isinstance(attr, UniformQuantAttr)
     return codes_from(packed.arrays, attr)
 
 
-QUANT = Format(_pack, lambda packed: codec_for(packed.layout, packed.shape).decode(packed.arrays),
-               lambda packed: codec_for(packed.layout, packed.shape).check(packed.arrays))  # fmt: skip
+QUANT = Format(_pack)

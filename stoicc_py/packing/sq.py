@@ -15,7 +15,6 @@ activations at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,10 +29,7 @@ from stoicc_py.codec.uniform import (
 )
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.dialects.quant import SQAttr
-from stoicc_py.packing.common import Array, Format, Options, checked_shape, layout_as
-
-if TYPE_CHECKING:
-    from stoicc_py.packing.tensor import PackedTensor
+from stoicc_py.packing.common import Array, Format, Options, Shape, checked_shape, layout_as
 
 F32 = np.float32
 
@@ -120,15 +116,13 @@ def _pack(w: Array, layout: SQAttr, storage: StorageAttr, opts: Options) -> dict
     }
 
 
-def codes_of_sq(packed: PackedTensor) -> SQCodes:
-    """The SQCodes stored in a (checked) SQ packed tensor."""
-    attr = _attr(packed.layout)
-    arrays = packed.arrays
+def codes_of_sq(arrays: dict[str, Array], attr: SQAttr) -> SQCodes:
+    """The SQCodes stored in the (checked) buffers of an SQ packed tensor."""
     return SQCodes(codes_from(arrays, attr.low, "low."), codes_from(arrays, attr.high, "high."), arrays["high.index"])
 
 
-def _unpack(packed: PackedTensor) -> Array:
-    return sq_dequantize(codes_of_sq(packed), _attr(packed.layout))
+def _unpack(layout: SQAttr, shape: Shape, arrays: dict[str, Array]) -> Array:
+    return sq_dequantize(codes_of_sq(arrays, layout), layout)
 
 
 def _index_error(index: Array, attr: SQAttr) -> str | None:
@@ -146,11 +140,10 @@ def _index_error(index: Array, attr: SQAttr) -> str | None:
     )
 
 
-def _check(packed: PackedTensor) -> None:
-    attr = _attr(packed.layout)
-    check_codes(packed.arrays, attr.low, "low.")
-    check_codes(packed.arrays, attr.high, "high.")
-    if error := _index_error(packed.arrays["high.index"], attr):
+def _check(attr: SQAttr, shape: Shape, arrays: dict[str, Array]) -> None:
+    check_codes(arrays, attr.low, "low.")
+    check_codes(arrays, attr.high, "high.")
+    if error := _index_error(arrays["high.index"], attr):
         raise ValueError(f"high.index of {error}")
 
 

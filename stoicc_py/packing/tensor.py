@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ ALIGNMENT = BUFFER_ALIGNMENT
 
 ELEMENTS: dict[np.dtype[Any], TypeAttribute] = {np.dtype(np.float32): f32, np.dtype(np.int8): i8}
 """The matrix dtypes that pack, as the element types of the storage."""
-INTEGER_LAYOUTS = (DenseLayoutAttr, *SPARSE)
+INTEGER_LAYOUTS: tuple[type[LayoutAttr], ...] = (DenseLayoutAttr, *SPARSE)
 """The layouts that store an int8 matrix as it is (int8 values buffers); the others quantize float32."""
 
 _FORMATS: dict[type[LayoutAttr], Format] = {
@@ -189,7 +188,7 @@ class PackedTensor:
         """The dense matrix of `dtype` (zeros where nothing is stored; for a quantized layout the
         float32 dequantized values, which kernels compute with: see dequantize())."""
         self.validate()
-        return _format(self.layout).unpack(self)
+        return _format(self.layout).unpack(self.layout, self.shape, self.arrays)
 
     def dequantize(self) -> Array:
         """The float32 values kernels compute with: scale * (code - zero_point) for a quantized
@@ -206,12 +205,15 @@ class PackedTensor:
         or dense tile's zeros); the others are structural zeros, never read. None where every
         entry is stored (dense and quantized layouts). docs/language.md, "Non-finite values"."""
         self.check()
-        plain = decoded(self) if isinstance(self.layout, ComposedLayoutAttr) else self
-        if type(plain.layout) not in SPARSE:
+        layout, arrays = self.layout, self.arrays
+        if isinstance(layout, ComposedLayoutAttr):
+            layout, arrays = decoded(layout, self.shape, arrays)
+        if type(layout) not in SPARSE:
             return None
-        values = {b.role.data for b in plain.storage.buffers.data if b.kind.data == "values"}
-        ones = {role: np.ones_like(a) if role in values else a for role, a in plain.arrays.items()}
-        return SPARSE[type(plain.layout)].unpack(dataclasses.replace(plain, arrays=ones)) != 0
+        storage = _storage(layout, self.shape, _element(layout, self.dtype))
+        values = {b.role.data for b in storage.buffers.data if b.kind.data == "values"}
+        ones = {role: np.ones_like(a) if role in values else a for role, a in arrays.items()}
+        return SPARSE[type(layout)].unpack(layout, self.shape, ones) != 0
 
     @property
     def high_fraction(self) -> float | None:
@@ -245,7 +247,7 @@ class PackedTensor:
         self._checked = None
         try:
             self._check_buffers()
-            _format(self.layout).check(self)
+            _format(self.layout).check(self.layout, self.shape, self.arrays)
         except ValueError as err:
             raise ValueError(
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
