@@ -93,7 +93,8 @@ def _no_vectoriser(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lowering, "pipeline_spec", lambda *a: spec(*a).replace("tdsl-vectorize-sparse{width=16},", ""))
 
 
-def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The compiled kernel against numpy and the reference on `rows` rows of x; the program."""
     if scalar:
         _no_vectoriser(monkeypatch)
     n, k = w.shape
@@ -103,6 +104,7 @@ def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pyte
     x = np.random.default_rng(0).standard_normal((rows, k)).astype(np.float32)
     np.testing.assert_allclose(prog.f(x, packed), x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(prog.f(x, packed), prog.f.reference(x, packed), rtol=1e-4, atol=1e-4)
+    return prog
 
 
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
@@ -146,14 +148,18 @@ def _ragged_matrix(shape: tuple[int, int], tile: tuple[int, int], rng: np.random
 )
 def test_ragged_hybrid_tiles_match_the_reference(shape: tuple[int, int], tile: tuple[int, int],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """Partial last tile rows and columns: packer, codec, scalar loops, and the vectorised
-    pipeline (which leaves a ragged hybrid weight to the loop nest)."""
+    """Partial last tile rows and columns: packer, codec, the vectorised kernels (70 rows of x:
+    a block of panels for the 2:4 tiles, then register blocks and their 1-row edges, a ragged
+    M) and the scalar loops."""
     layout = f"hybrid(tile=[{tile[0]}, {tile[1]}], formats=[dense, nm(2, 4)])"
     w = _ragged_matrix(shape, tile, np.random.default_rng(1))
     packed = pack(w, layout)
     assert set(np.unique(packed.arrays["table"]).tolist()) == {0, 1, 2}
     np.testing.assert_array_equal(packed.unpack(), w)
-    _check_cpu(layout, w, 5, scalar=shape[0] < 100, monkeypatch=monkeypatch)
+    loops = _check_cpu(layout, w, 70, scalar=False, monkeypatch=monkeypatch).f.ir("loops")
+    assert "vector.fma" in loops and "vpermi2var" in loops  # the vector path, dense and 2:4 tiles
+    if shape[0] < 100:
+        _check_cpu(layout, w, 5, scalar=True, monkeypatch=monkeypatch)
 
 
 def test_ragged_nm_tile_column_must_hold_whole_groups() -> None:
