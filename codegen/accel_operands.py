@@ -206,10 +206,6 @@ def _weights(op: ContractionOp) -> Weights:
         return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
     if isinstance(layout, HybridAttr):
         _check_i8(op, t)
-        code = layout.codec(t.dims)  # type: ignore[arg-type]  # the storage exists, so the shape is static
-        if any(code.ragged):
-            raise op_error(op, f"the accelerator runs whole hybrid tiles: the weight's shape {list(code.shape)} is not "
-                               f"a multiple of the tile {list(code.tile)} (ragged tiles run on the cpu target)")  # fmt: skip
         return Weights(rhs, storage, **_hybrid(layout, storage, rhs, op))  # type: ignore[arg-type]
     if isinstance(layout, SQAttr):
         low = _uniform(layout.low, op, 1)

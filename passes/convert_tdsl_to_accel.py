@@ -276,18 +276,20 @@ class ProductLowering:
         for f, (sn, sm) in enumerate(w.tile_formats):
             mine = hybrid_code.table_code(f)
             rank = sum(code == mine for r in w.table[:row] for code in r)  # tiles of format f before this row
-            nm = NMCodec(sn, sm, tw) if sn else None
-            row_bytes = nm.slots if nm else tw
-            words = nm.words * INDEX_WORD_BYTES if nm else 0
+            row_bytes, words = _tile_row_bytes(sn, sm, tw)
             for j in (j for j, code in enumerate(w.table[row]) if code == mine):
+                # A ragged tile (stored whole, zero-padded) is read up to the matrix's edge: its
+                # first nr rows and kw columns (whole groups: the layout's verifier), the x chunk's.
+                kw = self.kchunks[j][1]
+                cols, used_words = _tile_row_bytes(sn, sm, kw)
                 wslot, idx = self.slot("wgt", "w", "k"), self.slot("meta", "idx", "k")
-                e.load("wgt", wslot, self.weight_segment(hybrid_code.role(f, "values")), rank * th * row_bytes, th, row_bytes,
+                e.load("wgt", wslot, self.weight_segment(hybrid_code.role(f, "values")), rank * th * row_bytes, nr, cols,
                        row_bytes)  # fmt: skip
                 shape = {"acc": out, "init": init, "inp": self.slot("inp", "x", "m") + self.chunk_line(j, mr, 1),
-                         "wgt": wslot, "m": mr, "n": nr, "k": tw}  # fmt: skip
+                         "wgt": wslot, "m": mr, "n": nr, "k": kw}  # fmt: skip
                 if sn:
-                    e.load("meta", idx, self.weight_segment(hybrid_code.role(f, "indices")), rank * th * words, th, words,
-                           words)  # fmt: skip
+                    e.load("meta", idx, self.weight_segment(hybrid_code.role(f, "indices")), rank * th * words, nr,
+                           used_words, words)  # fmt: skip
                     e.config(n=sn, m=sm)
                     e(accel.SparseGemmOp, meta=idx, **shape)
                 else:
@@ -365,6 +367,15 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
             for d in shape:
                 count *= d
             emit.segment(f"{name}.{role}", count * b.type.element_type.bitwidth // 8, "input")
+
+
+def _tile_row_bytes(n: int, m: int, cols: int) -> tuple[int, int]:
+    """Bytes of the values and of the index words of `cols` columns of a hybrid tile's row,
+    i8 (n = 0: a dense tile)."""
+    if not n:
+        return cols, 0
+    code = NMCodec(n, m, cols)
+    return code.slots, code.words * INDEX_WORD_BYTES
 
 
 def _tile_counts(table: object) -> dict[str, int]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     DenseIntOrFPElementsAttr,
     MemRefType,
     ModuleOp,
@@ -254,7 +255,7 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
     tile row, per n-tile of its rows, each stored tile whose columns lie in the
     k-block adds its slots (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
-    tile_rows = prod.yp.type.get_shape()[0] // th  # type: ignore[attr-defined]
+    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
     words = tw // prod.decoder.code.word_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
@@ -274,16 +275,49 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
 
                         prod.row(b, b.add(b.mul(tr, b.index(th)), r), panels, body)
 
-                    for_(b, r0, span(b, r0, nt, b.index(th)), 1, row, "r")
+                    for_(b, r0, span(b, r0, nt, height), 1, row, "r")
 
                 start, stop = (b.load_index(rowptr, [t]) for t in (tr, b.add(tr, b.index(1))))
                 for_(b, start, stop, 1, tile, "p")
 
-            for_(b, b.index(0), b.index(th), nt, n_tile, "r0")
+            height = tile_height(b, tr, th, n_size)
+            for_(b, b.index(0), height, nt, n_tile, "r0")
 
-        for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
+        for_(b, b.index(0), b.index(-(-n_size // th)), 1, tile_row, "tr")
 
     _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
+
+
+def tile_height(b: LoopBuilder, tr: SSAValue, th: int, n_size: int) -> SSAValue:
+    """The weight rows of tile row tr: th, fewer in a ragged last one (its padding rows,
+    zeros, are neither multiplied nor stored)."""
+    first = b.mul(tr, b.index(th))
+    return b.insert(arith.SubiOp(span(b, first, th, b.index(n_size)), first))
+
+
+def zero_padded(b: LoopBuilder, x: SSAValue, width: int, vec: VectorType) -> SSAValue:
+    """A copy of x [M, K] as [M, width] (width > K), zeros past column K: the tiles of a
+    ragged last tile column, stored whole with zero weights past K, then read zeros (not
+    past x's rows, where 0 * garbage may be NaN) and run as whole tiles. Whole vectors,
+    then per element."""
+    m, k_size = b.size(x, 0), b.size(x, 1)
+    padded = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, [DYNAMIC_INDEX, width], [m]))
+    lanes = vec.get_shape()[0]
+    whole, last, zero = floor_to(b, b.index(0), k_size, lanes), b.insert(arith.SubiOp(k_size, b.index(1))), b.f32(0.0)
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def vector_(b: LoopBuilder, k: SSAValue) -> None:
+            b.b.insert(vector.StoreOp(b.insert(vector.LoadOp(x, [i, k], vec)), padded, [i, k]))
+
+        def element(b: LoopBuilder, k: SSAValue) -> None:
+            inside = b.insert(arith.CmpiOp(k, k_size, "ult"))
+            b.store(b.insert(arith.SelectOp(inside, b.load(x, [i, b.min(k, last)]), zero)), padded, [i, k])
+
+        for_(b, b.index(0), whole, lanes, vector_, "k")
+        for_(b, whole, b.index(width), 1, element, "k")
+
+    for_(b, b.index(0), m, 1, row, "i")
+    return padded
 
 
 def panel_blocks(
@@ -506,24 +540,25 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     layout = packed.layout
     assert isinstance(layout, HybridAttr)
     code = layout.codec(packed.dims)  # type: ignore[arg-type]
-    th, tw = code.tile
+    (n_size, k_size), (th, tw) = code.shape, code.tile
     b = before(op)
-    m, tile_rows = b.size(op.lhs, 0), code.grid[0]
+    m, tile_rows, padded_k = b.size(op.lhs, 0), code.grid[0], code.grid[1] * tw
+    x = zero_padded(b, op.lhs, padded_k, shape.vec) if padded_k != k_size else op.lhs
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
-    kernel = HybridKernel(op.lhs, out, assemble, code, panel_end)
+    kernel = HybridKernel(x, out, assemble, code, panel_end)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
-        register_blocks(b, shape, (b.index(0), m), (b.index(0), b.index(th)), emit, cols_outer="c")
+        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit, cols_outer="c")
 
     for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
     alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
-    kb = min(max(tw, kb // tw * tw), packed.dims[1])  # type: ignore[type-var]  # whole tiles per k-block
+    kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
     for count, lo, hi in blocks:
-        xp, yp = alloc([kb, count, shape.width]), alloc([packed.dims[0], count, shape.width])
+        xp, yp = alloc([kb, count, shape.width]), alloc([n_size, count, shape.width])
         for f, nm in code.nm.items():
             buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
-            prod = NMProduct(op.lhs, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
+            prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
             tiles = (buf("rowptr"), buf("cols"), th, tw)
 
             def x_block(
@@ -534,22 +569,20 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
             for_(b, lo, hi, count * shape.width, x_block, "i0")
         b.b.insert(memref.DeallocOp.get(xp))
         b.b.insert(memref.DeallocOp.get(yp))
-    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(packed.dims[0])))  # type: ignore[arg-type]
+    if x is not op.lhs:
+        b.b.insert(memref.DeallocOp.get(x))
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(n_size)))
 
 
 def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
     """Dense and lane-selectable (2:4) tiles whose width holds whole steps of both, on
-    AVX-512, and no ragged tile: a ragged hybrid weight takes the scalar loop nest."""
+    AVX-512 (ragged tiles too: lower_hybrid)."""
     layout = packed.layout
     values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
     if not isinstance(layout, HybridAttr) or width != 16 or any(t != f32 for t in values):
         return False
     code = layout.codec(packed.dims)  # type: ignore[arg-type]
-    return (
-        not any(code.ragged)
-        and code.tile[1] % (2 * width) == 0
-        and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
-    )
+    return code.tile[1] % (2 * width) == 0 and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
 
 
 def _decoder(packed: PackedType) -> NMDecoder:

@@ -93,7 +93,8 @@ def _no_vectoriser(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lowering, "pipeline_spec", lambda *a: spec(*a).replace("tdsl-vectorize-sparse{width=16},", ""))
 
 
-def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The compiled kernel against numpy and the reference on `rows` rows of x; the program."""
     if scalar:
         _no_vectoriser(monkeypatch)
     n, k = w.shape
@@ -103,6 +104,7 @@ def _check_cpu(layout: str, w: Array, rows: int, scalar: bool, monkeypatch: pyte
     x = np.random.default_rng(0).standard_normal((rows, k)).astype(np.float32)
     np.testing.assert_allclose(prog.f(x, packed), x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(prog.f(x, packed), prog.f.reference(x, packed), rtol=1e-4, atol=1e-4)
+    return prog
 
 
 @pytest.mark.parametrize("scalar", [True, False], ids=["scalar", "vector"])
@@ -127,22 +129,37 @@ def test_simulator_multiplies_the_golden_bytes(layout: str) -> None:
     np.testing.assert_array_equal(prog.f(x, packed), x.astype(np.int32) @ w.T.astype(np.int32))
 
 
+RAGGED_ACCEL = [((83, 200), (64, 64), 5), ((576, 1536), (128, 128), 3), ((192, 576), (128, 128), 70)]
+
+
+def _ragged_matrix(shape: tuple[int, int], tile: tuple[int, int], rng: np.random.Generator) -> Array:
+    """Normal weights with empty, dense and 2:4 tiles; the ragged corner tile 2:4."""
+    w = rng.standard_normal(shape).astype(np.float32)
+    th, tw = tile
+    w[:th, tw:] = 0  # some empty tiles
+    w[th:, :tw] *= np.tile([1, 0, 0, 1], tw // 4)  # some 2:4 tiles
+    corner = w[shape[0] // th * th :, shape[1] // tw * tw :]
+    corner *= np.resize([0, 1, 1, 0], corner.shape[1])
+    return w
+
+
 @pytest.mark.parametrize(
     ("shape", "tile"), [((83, 200), (64, 64)), ((576, 1536), (128, 128)), ((192, 576), (128, 128))]
 )
 def test_ragged_hybrid_tiles_match_the_reference(shape: tuple[int, int], tile: tuple[int, int],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """Partial last tile rows and columns: packer, codec, scalar loops, and the vectorised
-    pipeline (which leaves a ragged hybrid weight to the loop nest)."""
+    """Partial last tile rows and columns: packer, codec, the vectorised kernels (70 rows of x:
+    a block of panels for the 2:4 tiles, then register blocks and their 1-row edges, a ragged
+    M) and the scalar loops."""
     layout = f"hybrid(tile=[{tile[0]}, {tile[1]}], formats=[dense, nm(2, 4)])"
-    rng = np.random.default_rng(1)
-    w = rng.standard_normal(shape).astype(np.float32)
-    w[: tile[0], tile[1] :] = 0  # some empty tiles
-    w[tile[0] :, : tile[1]] *= np.tile([1, 0, 0, 1], tile[1] // 4)  # some 2:4 tiles
+    w = _ragged_matrix(shape, tile, np.random.default_rng(1))
     packed = pack(w, layout)
     assert set(np.unique(packed.arrays["table"]).tolist()) == {0, 1, 2}
     np.testing.assert_array_equal(packed.unpack(), w)
-    _check_cpu(layout, w, 5, scalar=shape[0] < 100, monkeypatch=monkeypatch)
+    loops = _check_cpu(layout, w, 70, scalar=False, monkeypatch=monkeypatch).f.ir("loops")
+    assert "vector.fma" in loops and "vpermi2var" in loops  # the vector path, dense and 2:4 tiles
+    if shape[0] < 100:
+        _check_cpu(layout, w, 5, scalar=True, monkeypatch=monkeypatch)
 
 
 def test_ragged_nm_tile_column_must_hold_whole_groups() -> None:
@@ -153,11 +170,18 @@ def test_ragged_nm_tile_column_must_hold_whole_groups() -> None:
                           "-> f32[M, 8] { return linear(x, w) }")  # fmt: skip
 
 
-def test_accelerator_refuses_ragged_hybrid_tiles() -> None:
-    prog = stoicc_py.compile("kernel f(x: i8[M, 200], w: i8[83, 200] @ hybrid(tile=[64, 64], formats=[dense])) "
-                             "-> i32[M, 83] { return linear(x, w) }", target="accel")  # fmt: skip
-    packed = prog.f.pack("w", np.ones((83, 200), np.int8))
-    with pytest.raises(
-        stoicc_py.CompileError, match=r"1:\d+: error: the accelerator runs whole hybrid tiles.*\[83, 200\]"
-    ):
-        prog.f(np.ones((2, 200), np.int8), packed)
+@pytest.mark.parametrize(("shape", "tile", "rows"), RAGGED_ACCEL)
+def test_accelerator_runs_ragged_hybrid_tiles(shape: tuple[int, int], tile: tuple[int, int], rows: int) -> None:
+    """Ragged tiles on the simulator: each GEMM stops at the matrix's edge (rows and columns),
+    bit-exact against the reference and numpy."""
+    n, k = shape
+    layout = f"hybrid(tile=[{tile[0]}, {tile[1]}], formats=[dense, nm(2, 4)])"
+    prog = stoicc_py.compile(f"kernel f(x: i8[M, {k}], w: i8[{n}, {k}] @ {layout}) -> i32[M, {n}] "
+                             "{ return linear(x, w) }", target="accel")  # fmt: skip
+    w = (_ragged_matrix(shape, tile, np.random.default_rng(2)) * 30).clip(-127, 127).astype(np.int8)
+    packed = prog.f.pack("w", w)
+    assert packed.arrays["table"][-1, -1] != 0  # the ragged corner tile is stored and multiplied
+    x = np.random.default_rng(3).integers(-128, 128, (rows, k), dtype=np.int8)
+    got = prog.f(x, packed)
+    np.testing.assert_array_equal(got, x.astype(np.int32) @ w.T.astype(np.int32))
+    np.testing.assert_array_equal(got, prog.f.reference(x, packed))

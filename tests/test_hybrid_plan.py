@@ -9,7 +9,7 @@ from conftest import Array, rand
 import stoicc_py
 from stoicc_py.explore import rel_error
 from stoicc_py.models import load_weights, minilm_weights_path
-from stoicc_py.packing.hybrid_plan import DENSE_CODE, NM_CODE, plan_hybrid, prune_loss, random_plan
+from stoicc_py.packing.hybrid_plan import DENSE_CODE, NM_CODE, plan_hybrid, prune_loss, random_plan, tile_sizes
 
 TILE = 16
 LAYOUT = f"hybrid(tile=[{TILE}, {TILE}], formats=[dense, nm(2, 4)])"
@@ -110,10 +110,40 @@ def test_pack_auto_plan_errors(kwargs: dict[str, object], message: str) -> None:
         stoicc_py.pack(w, LAYOUT, prune="magnitude", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("shape", "tile"), [((83, 200), (64, 64)), ((192, 576), (128, 128)), ((40, 24), (16, 20))])
+def test_ragged_plan(shape: tuple[int, int], tile: tuple[int, int]) -> None:
+    """A ragged last tile row/column is planned like any tile: its loss is the output error of
+    pruning it as pack does (zero-padded), its saving half its real size."""
+    rng = np.random.default_rng(8)
+    w, x = rand(rng, *shape), rand(rng, 8, shape[1])
+    layout = f"hybrid(tile={list(tile)}, formats=[dense, nm(2, 4)])"
+    plan = plan_hybrid(w, tile, 0.25, x)
+    packed = stoicc_py.pack(w, layout, prune="magnitude", plan="auto", sparsity=0.25, activations=x)
+    assert np.array_equal(packed.arrays["table"], plan)
+    loss = prune_loss(w, tile, x)
+    corner = np.full(plan.shape, DENSE_CODE, np.int8)
+    corner[-1, -1] = NM_CODE  # the ragged tile alone
+    v = stoicc_py.pack(w, layout, prune="magnitude", plan=corner).unpack()
+    want = np.linalg.norm(x.astype(np.float64) @ (w - v).T.astype(np.float64)) ** 2
+    assert loss[-1, -1] == pytest.approx(want, rel=1e-4)
+    sizes = tile_sizes(shape, *tile)
+    assert sizes.sum() == w.size
+    saved = (sizes * (plan == NM_CODE)).sum() / 2
+    assert saved >= 0.25 * w.size * (1 - 1e-9)  # the target is met in real weights, not in tiles
+
+
+def test_ragged_tile_saves_its_real_size() -> None:
+    """Equal loss per weight: a ragged tile of half the rows saves half, so at the same loss per
+    unit saved it is chosen no earlier than a whole tile."""
+    w = np.ones((24, 16), np.float32)  # tile rows of 16 and 8
+    plan = plan_hybrid(w, 16, 1 / 3)  # 2/3 of the saving 192: the whole tile (128) alone
+    assert plan[:, 0].tolist() == [NM_CODE, DENSE_CODE]
+
+
 def test_plan_errors() -> None:
     w = rand(np.random.default_rng(7), 64, 128)
     with pytest.raises(ValueError, match="does not split"):
-        plan_hybrid(w, 24, 0.25)
+        plan_hybrid(w, 18, 0.25)  # 2:4 groups would straddle tiles
     with pytest.raises(ValueError, match="cost must be positive"):
         plan_hybrid(w, TILE, 0.25, cost=np.ones((3, 3)))
     with pytest.raises(ValueError, match="activations must have shape"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from stoicc_py.codec.hybrid import table_code
-from stoicc_py.codec.schedule import tiles
+from stoicc_py.codec.schedule import grid, tiles, untile
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.packing.common import Array
 
@@ -31,10 +31,18 @@ def _tile_shape(tile: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _grid(shape: tuple[int, ...], th: int, tw: int) -> tuple[int, int]:
-    rows, cols = shape
-    if rows % th or cols % tw or cols % 4 or tw % 4:
+    """The tile grid; the last tile row and column may be ragged (stored whole, zero-padded)."""
+    if len(shape) != 2 or th <= 0 or tw <= 0 or tw % 4:
         raise ValueError(f"tile [{th}, {tw}] does not split w of shape {list(shape)} into 2:4 tiles")
-    return rows // th, cols // tw
+    return grid((int(shape[0]), int(shape[1])), th, tw)
+
+
+def tile_sizes(shape: tuple[int, ...], th: int, tw: int) -> Array:
+    """[tile rows, tile cols]: the weights of w each tile holds (fewer in a ragged last tile)."""
+    tr, tc = _grid(shape, th, tw)
+    rows = np.minimum(th, shape[0] - th * np.arange(tr))
+    cols = np.minimum(tw, shape[1] - tw * np.arange(tc))
+    return np.outer(rows, cols).astype(np.float64)
 
 
 def _check_sparsity(sparsity: float) -> None:
@@ -47,19 +55,20 @@ def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) ->
     magnitude, as pack does) adds, ||x_c @ d^T||_F^2 with d the tile's pruned weights and x_c
     its columns of the activations; without x, ||d||_F^2 (x the identity)."""
     th, tw = _tile_shape(tile)
-    grid = _grid(w.shape, th, tw)
-    code = NMAttr(2, 4).codec(w.shape)
-    dropped = w.astype(np.float32) - code.prune(w.astype(np.float32))
+    tr, tc = _grid(w.shape, th, tw)
+    # pruned as pack prunes: each tile's rows whole, a ragged tile's padded with zeros
+    padded = untile(tiles(w.astype(np.float32), th, tw))
+    dropped = (padded - NMAttr(2, 4).codec(padded.shape).prune(padded))[:, : w.shape[1]]
     if x is None:
         return (tiles(dropped.astype(np.float64), th, tw) ** 2).sum(axis=(2, 3))
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"activations must have shape [rows, {w.shape[1]}], got {list(x.shape)}")
-    loss = np.empty(grid)
-    for c in range(grid[1]):
+    loss = np.empty((tr, tc))
+    for c in range(tc):
         cols = slice(c * tw, (c + 1) * tw)
         # this tile column's error [rows of x, rows of w]; contiguous operands take BLAS's fast path
         out = np.ascontiguousarray(x[:, cols], np.float32) @ np.ascontiguousarray(dropped[:, cols]).T
-        loss[:, c] = np.square(out, dtype=np.float64).reshape(x.shape[0], grid[0], th).sum(axis=(0, 2))
+        loss[:, c] = np.square(out, dtype=np.float64).reshape(x.shape[0], tr, th).sum(axis=(0, 2))
     return loss
 
 
@@ -70,7 +79,7 @@ def nm_tiles(
     _check_sparsity(sparsity)
     th, tw = _tile_shape(tile)
     loss = prune_loss(w, (th, tw), x)
-    saving = np.full(loss.shape, th * tw / 2) if cost is None else np.asarray(cost, np.float64)
+    saving = tile_sizes(w.shape, th, tw) / 2 if cost is None else np.asarray(cost, np.float64)
     if saving.shape != loss.shape or not (saving > 0).all():
         raise ValueError(f"cost must be positive, one per tile: shape {list(loss.shape)}, got {list(saving.shape)}")
     order = np.argsort((loss / saving).ravel(), kind="stable")
@@ -90,8 +99,9 @@ def plan_hybrid(
     nm(2, 4)])` at `sparsity` (0..0.5 of w's weights zero): the tiles where 2:4 pruning costs the
     least output error per unit of time it saves (prune_loss, on the activations `x` [rows, K] if
     given) are NM_CODE, the others DENSE_CODE. `cost` [tile rows, tile cols]: the time each tile
-    saves as 2:4 (any unit); by default half its multiply-adds, th * tw / 2, the same for every
-    tile, so the plan keeps the ceil(2 * sparsity * tiles) cheapest. Pack with prune="magnitude"."""
+    saves as 2:4 (any unit); by default half its multiply-adds, th * tw / 2 (a ragged last tile's:
+    half its real size, `tile_sizes`), so with whole tiles the plan keeps the ceil(2 * sparsity *
+    tiles) cheapest. Pack with prune="magnitude"."""
     chosen = nm_tiles(np.asarray(w), tile, sparsity, x, cost)
     return np.where(chosen, NM_CODE, DENSE_CODE).astype(np.int8)
 
@@ -99,14 +109,15 @@ def plan_hybrid(
 def random_plan(
     shape: tuple[int, int], tile: int | tuple[int, int], sparsity: float, rng: np.random.Generator
 ) -> Array:
-    """The baseline: as many 2:4 tiles as plan_hybrid's default (equal costs), chosen at random."""
+    """The baseline: as many 2:4 tiles as plan_hybrid's default with whole tiles (equal costs),
+    chosen at random."""
     _check_sparsity(sparsity)
     th, tw = _tile_shape(tile)
-    grid = _grid(shape, th, tw)
-    count = int(np.ceil(2 * sparsity * grid[0] * grid[1] * (1 - 1e-12)))
-    codes = np.full(grid[0] * grid[1], DENSE_CODE, np.int8)
+    tr, tc = _grid(shape, th, tw)
+    count = int(np.ceil(2 * sparsity * tr * tc * (1 - 1e-12)))
+    codes = np.full(tr * tc, DENSE_CODE, np.int8)
     codes[rng.permutation(codes.size)[:count]] = NM_CODE
-    return codes.reshape(grid)
+    return codes.reshape(tr, tc)
 
 
 def auto_plan(w: Array, layout: HybridAttr, sparsity: float | None, x: Array | None) -> Array:
