@@ -32,6 +32,7 @@ KERNELS = {  # name -> (K, weight layout)
     **{f"asym_{w}_576": (576, f"{w}(group=128, symmetric=false)") for w in ("int8", "int6", "int5", "int4", "int3", "int2")},
     "asym_int4_200": (200, "int4(group=64, symmetric=false, scale=f16)"),
     "asym_int5_tensor": (256, "int5(symmetric=false)"),
+    "asym_sq": (256, "sq(low=int4(group=64, symmetric=false), high=int8, high_density=0.1)"),
 }
 SOURCE = "\n".join(
     f"kernel {name}(x: f32[M, {k}], w: f32[{ROWS}, {k}] @ {layout}) -> f32[M, {ROWS}] "
@@ -83,6 +84,19 @@ def test_zero_points_are_a_gemm_operand(kernels: Any, name: str) -> None:
     scales = tiles if name.endswith("tensor") else ROWS * (-(-width // 128) if name.endswith("576") else 1)
     # f32 scales and uint8 zero points, and the 3 rows' f32 activation scales
     assert k.last_report.dram_bytes["scales"] == scales * (4 + 1) + 3 * 4
+
+
+@pytest.mark.parametrize("width", ["int4", "int3", "int8"])
+def test_zero_points_cost_no_array_steps(kernels: Any, width: str) -> None:
+    """The array multiplies the unsigned codes in the slice of the symmetric code (c - z
+    would need one bit more): the execute queue is as busy as for symmetric weights."""
+    sym, asym = getattr(kernels, f"{width}_576"), getattr(kernels, f"asym_{width}_576")
+    rng = np.random.default_rng(2)
+    x, w = rand(rng, 3, 576), rand(rng, ROWS, 576)
+    sym(x, sym.pack("w", w))
+    asym(x, asym.pack("w", w))
+    assert asym.last_report.macs == sym.last_report.macs
+    assert asym.last_report.queues["ex"]["busy"] == sym.last_report.queues["ex"]["busy"]
 
 
 def _channels(isa: str) -> int:
