@@ -87,8 +87,8 @@ class Weights:
         return -(-k // self.group)
 
     def scale_columns(self, k: int) -> int:
-        """Scales (and zero points) of a row of k dense columns apart: per group, one per
-        channel, or 0 per tensor (one for all rows)."""
+        """Scales (and zero points) per weight row of k dense columns, the stride from one
+        row's to the next's: the groups, 1 per channel, 0 per tensor (one shared by all rows)."""
         if self.scales == "group":
             return self.groups(k)
         return 1 if self.scales == "channel" else 0
