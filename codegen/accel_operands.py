@@ -47,6 +47,7 @@ class Weights:
     nm: tuple[int, int] = (0, 0)
     words: int = 0  # index words per row (hybrid: per row of a tile, the most of any N:M format)
     scales: str = "none"  # none, tensor, channel or group
+    zero_points: bool = False  # asymmetric: unsigned codes with uint8 zero points in the scales' shape
     group: int = 0  # dense k per scale group (scales == "group")
     prefix: str = ""  # "low." for SQ-format weights
     sq: tuple[int, int] = (0, 0)  # (group, count) of SQ-format's high part
@@ -67,7 +68,7 @@ class Weights:
 
     @property
     def code(self) -> CodeBits:
-        return weight_code(self.wcode)
+        return weight_code(self.wcode, self.zero_points)
 
     def stored(self, k: int) -> int:
         """Stored values of k dense columns of one row."""
@@ -84,6 +85,13 @@ class Weights:
     def groups(self, k: int) -> int:
         """Scale groups of a row of k dense columns (scales == "group"): the last may hold fewer."""
         return -(-k // self.group)
+
+    def scale_columns(self, k: int) -> int:
+        """Scales (and zero points) per weight row of k dense columns, the stride from one
+        row's to the next's: the groups, 1 per channel, 0 per tensor (one shared by all rows)."""
+        if self.scales == "group":
+            return self.groups(k)
+        return 1 if self.scales == "channel" else 0
 
     def nm_code(self, k: int) -> NMCodec:
         """The N:M code of rows of k dense columns (an nm weight's, or a k-chunk's)."""
@@ -131,6 +139,9 @@ def analyse(op: ContractionOp) -> Product:
     acts = _activations(op)
     if acts.kind == "bitsplit" and (weights.nm[0] or weights.sq[0] or weights.tile_formats):
         raise op_error(op, "on the accel target bit-split activations multiply dense or uniformly quantized weights")
+    if acts.kind == "bitsplit" and weights.zero_points:
+        raise op_error(op, "on the accel target bit-split activations multiply symmetric weights: the sparse "
+                           "high-nibble pass (bsgemm) has no zero-point operand")  # fmt: skip
     return Product(op, acts, weights, int(m), int(n), int(k))
 
 
@@ -168,17 +179,14 @@ def _activations(op: ContractionOp) -> Activations:
 def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str, object]:
     if q.codes.data not in WEIGHT_CODES:
         raise op_error(op, f"the accel target reads weight codes {', '.join(WEIGHT_CODES)}, not {q.codes.data}")
-    if not q.is_symmetric:
-        raise op_error(
-            op, "the accel target runs symmetric weight codes only (asymmetric zero points are not supported)"
-        )
     per = q.per.data
     if per == "channel" and q.axis.data != 0:
         raise op_error(op, "the accel target scales weights per output channel (axis=0), per group or per tensor")
     scales = {"tensor": "tensor", "channel": "channel", "group": "group"}.get(per)
     if scales is None:
         raise op_error(op, f"weights quantized per {per} are not supported on the accel target")
-    return {"wcode": q.codes.data, "bits": q.bits, "scales": scales, "group": int(q.group.data * k_scale)}
+    return {"wcode": q.codes.data, "bits": q.bits, "scales": scales, "group": int(q.group.data * k_scale),
+            "zero_points": not q.is_symmetric}  # fmt: skip
 
 
 def _weights(op: ContractionOp) -> Weights:
@@ -201,6 +209,9 @@ def _weights(op: ContractionOp) -> Weights:
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
         assert isinstance(layout.quant, UniformQuantAttr)
         _check_m(op, layout.sparse)
+        if not layout.quant.is_symmetric:
+            raise op_error(op, "the accel target runs N:M weights with symmetric codes: the sparse GEMM (spgemm) "
+                               "has no zero-point operand (use symmetric=true, or a dense quantized layout)")  # fmt: skip
         nm = _nm(layout.sparse, t)
         scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
         return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
@@ -213,7 +224,7 @@ def _weights(op: ContractionOp) -> Weights:
         return Weights(rhs, storage, prefix="low.", sq=(layout.group.data, layout.count.data),
                        sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
     raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
-                       "(supported: dense, nm, symmetric int8 ... binary, nm with a quantized type, sq)")  # fmt: skip
+                       "(supported: dense, nm, int8 ... binary, nm with a symmetric quantized type, sq)")  # fmt: skip
 
 
 TILE_TABLE = "accel.tile_table"
@@ -375,5 +386,7 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
         buf["acc"].add("part", tm * tn * 4, depth)
         buf["scl"].add("gs", tn * w.groups(p.k) * 4)
     buf["scl"].add("ws", tn * 4)
+    if w.zero_points:  # the tile's uint8 zero points, [tn, groups] (per tensor: one)
+        buf["scl"].add("wz", max(tn * w.scale_columns(p.k), 1))
     buf["scl"].add("bias", tn * 4)
     return buf

@@ -56,6 +56,9 @@ Fields = tuple[tuple[str, int], ...]
 HEADER: Fields = (("opcode", 5), ("wait", 3), ("signal", 3))
 """Every instruction starts with these; the fields of FIELDS follow, LSB first."""
 INSTRUCTION_BITS = 128
+OPTIONAL_FIELDS = frozenset({"wzp", "zstride", "zp", "zcol"})
+"""Fields added after the first programs (weight zero points): 0 unless given, and
+assembly omits them when 0, so programs written without them read the same."""
 ENUMS: dict[str, tuple[str, ...]] = {
     "buf": BUFFERS, "op": VALU_OPS, "bcast": BROADCASTS, "counter": COUNTERS, "queue": QUEUES, "wcode": WEIGHT_CODES,
 }  # fmt: skip
@@ -186,8 +189,10 @@ class StoreOp(_DramOp):
 class ConfigOp(InstructionOp):
     """Sets the execute queue's precision and sparsity modes for the GEMMs that follow:
     activation bits (8, or 4 for a bit-split pass) and signedness, the weight code,
-    N:M (n = 0 for dense), and for sqgemm SQ-format's outliers (`count` of every `group`
-    elements of k) and the k-chunks of `chunk` columns its activation tile is stored in."""
+    N:M (n = 0 for dense), for sqgemm SQ-format's outliers (`count` of every `group`
+    elements of k) and the k-chunks of `chunk` columns its activation tile is stored in,
+    and `wzp`: weights are unsigned codes with zero points, `gemm`'s `zp` operand, whose
+    rows are `zstride` bytes apart (0: one zero point for every row)."""
 
     name = "accel.cfg"
     abits = prop_def(IntegerAttr[I64])
@@ -198,9 +203,11 @@ class ConfigOp(InstructionOp):
     group = prop_def(IntegerAttr[I64])
     count = prop_def(IntegerAttr[I64])
     chunk = prop_def(IntegerAttr[I64])
+    wzp = opt_prop_def(UnitAttr)
+    zstride = opt_prop_def(IntegerAttr[I64])
     assembly_format = (
         "`abits` $abits (`asigned` $asigned^)? `wcode` $wcode `nm` $n `:` $m `sq` $count `/` $group `chunk` $chunk "
-        + _TOKENS
+        "(`wzp` $wzp^ `zstride` $zstride)? " + _TOKENS
     )
 
     OPCODE: ClassVar[int] = 1
@@ -214,6 +221,8 @@ class ConfigOp(InstructionOp):
         ("group", 16),
         ("count", 8),
         ("chunk", 16),
+        ("wzp", 1),
+        ("zstride", 16),
     )
 
     def verify_(self) -> None:
@@ -247,11 +256,15 @@ _SHAPE = "`m` $m `n` $n `k` $k " + _TOKENS
 
 @irdl_op_definition
 class GemmOp(_GemmOp):
-    """Dense GEMM on the MAC array."""
+    """Dense GEMM on the MAC array. With cfg `wzp`, the weights are unsigned codes c and
+    the product is x · (c - z)ᵀ, z[n] the byte at scl line `zp` + n * zstride + `zcol`."""
 
     name = "accel.gemm"
+    zp = opt_prop_def(IntegerAttr[I64])
+    zcol = opt_prop_def(IntegerAttr[I64])
     OPCODE: ClassVar[int] = 4
-    assembly_format = _GEMM + " " + _SHAPE
+    FIELDS: ClassVar[Fields] = (*_GemmOp.FIELDS, ("zp", 14), ("zcol", 12))
+    assembly_format = _GEMM + " (`,` `zp` `[` $zp^ `]` `col` $zcol)? " + _SHAPE
 
 
 @irdl_op_definition

@@ -52,12 +52,16 @@ def footprint(op: InstructionOp, cfg: dict[str, int | str]) -> list[Access]:
 def _gemm_footprint(op: InstructionOp, name: str, cfg: dict[str, int | str]) -> list[Access]:
     f = op.field
     m, n, k = int(f("m")), int(f("n")), int(f("k"))
-    code = weight_code(str(cfg["wcode"]))
+    code = weight_code(str(cfg["wcode"]), bool(cfg["wzp"]))
     abits = int(cfg["abits"])
     acc = (*_on_chip("acc", int(f("acc")), m * n * 4), True)
     if name == "gemm":
-        return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
-                (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
+        dense = [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
+                 (*_on_chip("wgt", int(f("wgt")), tile_bytes(code, n, k)), False), acc]  # fmt: skip
+        if not (cfg["wzp"] and n):
+            return dense
+        zero_points = int(f("zcol")) + (n - 1) * int(cfg["zstride"]) + 1  # as functional.py reads them
+        return [*dense, (*_on_chip("scl", int(f("zp")), zero_points), False)]
     if name == "spgemm":
         nm = NMCodec(int(cfg["n"]), int(cfg["m"]), k)
         return [(*_on_chip("inp", int(f("inp")), m * k * abits / 8), False),
@@ -105,13 +109,13 @@ def dependency_graph(ops: list[InstructionOp]) -> nx.DiGraph:
     graph.add_nodes_from(range(len(ops)))
     # per memory: (first, end) -> (last writer, readers since)
     regions: dict[str, dict[tuple[int, int], tuple[int | None, list[int]]]] = defaultdict(dict)
-    cfg: dict[str, int | str] = {"abits": 8, "wcode": WEIGHT_CODES[0], "n": 0, "m": 0, "group": 0, "count": 0,
-                                 "chunk": 0}  # fmt: skip
+    keys = ("abits", "wcode", "n", "m", "group", "count", "chunk", "wzp", "zstride")
+    cfg: dict[str, int | str] = {**dict.fromkeys(keys, 0), "abits": 8, "wcode": WEIGHT_CODES[0]}
     # DRAM that no instruction writes (the kernel's inputs) orders nothing
     written = {f"dram:{op.field('seg')}" for op in ops if isinstance(op, accel.StoreOp | accel.ReadCounterOp)}
     for v, op in enumerate(ops):
         if isinstance(op, accel.ConfigOp):
-            cfg = {k: op.field(k) for k in ("abits", "wcode", "n", "m", "group", "count", "chunk")}
+            cfg = {k: op.field(k) for k in keys}
         accesses = [a for a in footprint(op, cfg) if not a[0].startswith("dram:") or a[0] in written]
         for mem, lo, hi, write in accesses:
             for (a, b), (writer, readers) in regions[mem].items():

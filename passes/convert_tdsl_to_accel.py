@@ -197,6 +197,11 @@ class ProductLowering:
         if w.scales == "group":  # the tile's [nr, groups] scales in one piece
             groups = w.groups(p.k)
             self.scales(self.slot("scl", "gs", "n"), w.prefix + "scales", n0 * groups, nr, groups)
+        if w.zero_points:  # the tile's uint8 zero points, as stored: [nr, groups], [nr, 1] or one
+            cols = w.scale_columns(p.k)
+            size = max(nr * cols, 1)
+            e.load("scl", self.slot("scl", "wz", "n"), self.weight_segment(w.prefix + "zero_points"), n0 * cols, 1,
+                   size, size)  # fmt: skip
         if w.sq[0]:
             channel = w.sq_scales == "channel"
             self.scales(self.slot("scl", "hs", "n"), "high.scales", n0 if channel else 0, 1, nr if channel else 1)
@@ -248,6 +253,9 @@ class ProductLowering:
             e(accel.GemmOp, inp=self.slot("inp", "lo", "m") + half, **shape)
             bitmap = self.slot("meta", "bitmap", "m") + self.chunk_line(c, mr, 0.125)
             e(accel.BitSplitGemmOp, inp=self.slot("inp", "hi", "m") + half, meta=bitmap, **{**shape, "init": False})
+        elif w.zero_points:  # the zero points of this k-chunk's group (docs/isa.md, "gemm")
+            e.config(wcode=w.wcode, wzp=True, zstride=w.scale_columns(p.k))
+            e(accel.GemmOp, inp=x, zp=self.slot("scl", "wz", "n"), zcol=k0 // w.group if w.group else 0, **shape)
         else:
             e.config(wcode=w.wcode)
             e(accel.GemmOp, inp=x, **shape)

@@ -200,8 +200,10 @@ def test_accel_matches_cpu_on_integer_kernels(integer: Any) -> None:
         ("kernel f(x: i8[M, 64], w: i8[32, 64] @ csr(index=i16)) -> i32[M, 32] { return linear(x, w) }",
          "not supported on the accel target"),
         ("kernel f(x: f32[M, 64]) -> f32[M, 64] { return softmax(x, axis=1) }", "not supported on the accel target"),
-        ("kernel f(x: f32[M, 64], w: f32[32, 64] @ int8(axis=0, symmetric=false)) -> f32[M, 32] { "
-         "return linear(quantize(x, int8(per=token)), w) }", "symmetric"),
+        ("kernel f(x: f32[M, 64], w: f32[32, 64] @ nm(2, 4) with int8(axis=0, symmetric=false)) -> f32[M, 32] { "
+         "return linear(quantize(x, int8(per=token)), w) }", r"N:M weights with symmetric codes: .*\(spgemm\)"),
+        ("kernel f(x: f32[M, 64], w: f32[32, 64] @ int4(group=32, symmetric=false)) -> f32[M, 32] { "
+         "return linear(quantize(x, bitsplit(int8)), w) }", r"bit-split activations multiply symmetric weights"),
         ("kernel f(x: f32[M, 64], w: f32[32, 64] @ int8(axis=0)) -> f32[M, 32] { "
          "return linear(quantize(x, bitsplit(int8, offset=true)), w) }", "offset"),
         # Found by the differential tests: this blamed the (well quantized) activations.

@@ -578,6 +578,52 @@ def test_spgemm_index_words_as_documented(n_of: int, m_of: int) -> None:
     np.testing.assert_array_equal(got, x.astype(np.int64) @ dense.T)
 
 
+@pytest.mark.parametrize(("zstride", "zcol"), [(0, 5), (1, 0), (3, 2)])
+def test_gemm_zero_points_as_documented(zstride: int, zcol: int) -> None:
+    """cfg wzp: the int4 weights are unsigned nibbles c (low nibble first), and gemm
+    computes x · (c - z)ᵀ with z[n] the scl byte at line zp + n * zstride + zcol."""
+    m, n, k = 3, 8, 64
+    rng = np.random.default_rng(zstride)
+    x = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    c = rng.integers(0, 16, (n, k), dtype=np.uint8)
+    table = rng.integers(0, 16, 64, dtype=np.uint8)
+    z = table[zcol :: zstride or 1][: n if zstride else 1]
+    prog = program(
+        f"ld buf=inp sram=0 dram=x rows=1 cols={x.nbytes} stride={x.nbytes}\n"
+        f"ld buf=wgt sram=0 dram=w rows=1 cols={n * k // 2} stride={n * k // 2}\n"
+        "ld buf=scl sram=2 dram=z rows=1 cols=64 stride=64\n"
+        f"cfg abits=8 asigned=1 wcode=int4 n=0 m=0 group=0 count=0 chunk=0 wzp=1 zstride={zstride}\n"
+        f"gemm acc=0 inp=0 wgt=0 m={m} n={n} k={k} init=1 zp=2 zcol={zcol}\n",
+        ".segment x 0x0 4096 input\n.segment w 0x1000 4096 input\n.segment z 0x2000 64 input\n",
+    )
+    state = _run(prog, {"x": x.tobytes().ljust(4096, b"\0"),
+                        "w": (c[:, 0::2] | c[:, 1::2] << 4).tobytes().ljust(4096, b"\0"), "z": table.tobytes()})  # fmt: skip
+    got = state.sram["acc"][: m * n * 4].view(np.int32).reshape(m, n)
+    np.testing.assert_array_equal(got, x.astype(np.int64) @ (c.astype(np.int64) - z[:, None]).T)
+
+
+@pytest.mark.parametrize("mnemonic", ["spgemm", "bsgemm"])
+def test_zero_points_are_for_gemm_only(mnemonic: str) -> None:
+    prog = program(
+        "cfg abits=8 asigned=1 wcode=int8 n=2 m=4 group=0 count=0 chunk=0 wzp=1\n"
+        f"{mnemonic} acc=0 inp=0 wgt=0 meta=0 m=1 n=1 k=8 init=1\n",
+        ".segment x 0x0 64 input\n",
+    )
+    with pytest.raises(SimulationError, match=f"{mnemonic} has no zero-point operand"):
+        _run(prog, {"x": bytes(64)})
+
+
+def test_zero_point_fields_are_optional_in_assembly() -> None:
+    """Programs written before the zero-point fields read the same; the printer leaves them out at 0."""
+    text = ".kernel k\ncfg abits=8 asigned=1 wcode=int8 n=0 m=0 group=0 count=0 chunk=0\n" + GEMM + "\n"
+    prog = Program.from_asm(text)
+    assert prog.instrs[0].fields["wzp"] == prog.instrs[1].fields["zp"] == prog.instrs[1].fields["zcol"] == 0
+    assert Program.from_asm(prog.to_asm()).to_asm() == prog.to_asm()
+    assert prog.to_asm().splitlines()[2].split() == GEMM.split()
+    prog.instrs[1].fields["zcol"] = 7
+    assert " zcol=7" in prog.to_asm() and Program.from_bytes(prog.to_bytes()).instrs == prog.instrs
+
+
 def test_split_and_bsgemm_as_documented() -> None:
     """valu split writes lo / hi nibbles and the bitmap LSB first; gemm on lo (abits 4,
     unsigned) plus bsgemm on hi (x16) is the int8 product."""

@@ -1,5 +1,6 @@
 """The accelerator runs every uniform width, int3, int5 and int6 included (bit planes,
-one DMA each), and ragged last scale groups, against the reference (issue 16)."""
+one DMA each), symmetric and asymmetric (zero points), and ragged last scale groups,
+against the reference (issue 16)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ KERNELS = {  # name -> (K, weight layout)
     "int4_200": (200, "int4(group=64)"),
     "int8_200": (200, "int8(group=64)"),
     "int3_200": (200, "int3(group=64)"),
+    # asymmetric: unsigned codes and uint8 zero points, per channel, per group and per tensor
+    **{f"asym_{w}_channel": (256, f"{w}(axis=0, symmetric=false)") for w in ("int8", "int6", "int5", "int4", "int3", "int2")},
+    **{f"asym_{w}_576": (576, f"{w}(group=128, symmetric=false)") for w in ("int8", "int6", "int5", "int4", "int3", "int2")},
+    "asym_int4_200": (200, "int4(group=64, symmetric=false, scale=f16)"),
+    "asym_int5_tensor": (256, "int5(symmetric=false)"),
+    "asym_sq": (256, "sq(low=int4(group=64, symmetric=false), high=int8, high_density=0.1)"),
 }
 SOURCE = "\n".join(
     f"kernel {name}(x: f32[M, {k}], w: f32[{ROWS}, {k}] @ {layout}) -> f32[M, {ROWS}] "
@@ -61,11 +68,40 @@ def test_split_widths_load_their_real_bytes(kernels: Any, name: str, bits: int) 
     assert isa.count("ld     buf=wgt") == 2 * isa.count("gemm ")
 
 
-@pytest.mark.parametrize("layout", ["int3(axis=0, symmetric=false)", "int6(group=64, symmetric=false)"])
-def test_asymmetric_weights_get_a_located_error(layout: str) -> None:
-    """The MAC array has no zero-point operand yet: refused where the product is written."""
-    source = (f"kernel f(x: f32[M, 128], w: f32[32, 128] @ {layout}) -> f32[M, 32] "
-              "{ return linear(quantize(x, int8(per=token)), w) }")  # fmt: skip
-    k = stoicc_py.compile(source, target="accel").f
-    with pytest.raises(stoicc_py.CompileError, match=r"^<string>:1:\d+: error: the accel target runs symmetric weight"):
-        k.program_for(M=4)
+@pytest.mark.parametrize("name", ["asym_int3_channel", "asym_int6_576", "asym_int5_tensor"])
+def test_zero_points_are_a_gemm_operand(kernels: Any, name: str) -> None:
+    """Asymmetric weights are unsigned codes that the MAC array offsets by their zero points
+    (cfg wzp, gemm zp): no extra GEMM or vector pass, and the zero points' bytes loaded once
+    per column tile."""
+    k = getattr(kernels, name)
+    width = KERNELS[name][0]
+    isa = k.isa(M=3)
+    assert "wzp=1" in isa
+    assert isa.count("gemm ") == isa.count(" zp=") == -(-ROWS // _channels(isa)) * -(-width // _k_tile(isa))
+    rng = np.random.default_rng(1)
+    k(rand(rng, 3, width), k.pack("w", rand(rng, ROWS, width)))
+    tiles = -(-ROWS // _channels(isa))
+    scales = tiles if name.endswith("tensor") else ROWS * (-(-width // 128) if name.endswith("576") else 1)
+    # f32 scales and uint8 zero points, and the 3 rows' f32 activation scales
+    assert k.last_report.dram_bytes["scales"] == scales * (4 + 1) + 3 * 4
+
+
+@pytest.mark.parametrize("width", ["int4", "int3", "int8"])
+def test_zero_points_cost_no_array_steps(kernels: Any, width: str) -> None:
+    """The array multiplies the unsigned codes in the slice of the symmetric code (c - z
+    would need one bit more): the execute queue is as busy as for symmetric weights."""
+    sym, asym = getattr(kernels, f"{width}_576"), getattr(kernels, f"asym_{width}_576")
+    rng = np.random.default_rng(2)
+    x, w = rand(rng, 3, 576), rand(rng, ROWS, 576)
+    sym(x, sym.pack("w", w))
+    asym(x, asym.pack("w", w))
+    assert asym.last_report.macs == sym.last_report.macs
+    assert asym.last_report.queues["ex"]["busy"] == sym.last_report.queues["ex"]["busy"]
+
+
+def _channels(isa: str) -> int:
+    return max(int(line.split(" n=")[1].split()[0]) for line in isa.splitlines() if line.startswith("gemm "))
+
+
+def _k_tile(isa: str) -> int:
+    return max(int(line.split(" k=")[1].split()[0]) for line in isa.splitlines() if line.startswith("gemm "))

@@ -75,7 +75,7 @@ def cases(draw: st.DrawFn, activations: tuple[str, ...] = ("f32", "i8", "int8-to
     family = draw(st.sampled_from(families))
     n, k, layout = draw(st.sampled_from([1, 5, 6, 7, 16, 17, 33])), draw(_multiples(4)), "dense"
     quant = draw(st.sampled_from(["int8(axis=0)", "int4(group=32)", "int2(group=32)", "ternary(axis=0)", "binary",
-                                  "int4(group=16, symmetric=false)", "int8"]))  # fmt: skip
+                                  "int4(group=16, symmetric=false)", "int5(group=32, symmetric=false)", "int8"]))  # fmt: skip
     match family:
         case "nm":
             nm = draw(st.sampled_from([(2, 4), (1, 4), (2, 8)]))

@@ -157,7 +157,6 @@ def test_golden_bytes(layout: str) -> None:
     assert np.array_equal(packed.dequantize(), _matrix(g.values))
 
 
-NEW_WIDTHS = re.compile(r"int[356]\b")
 VECTOR_OP = {"f": "vector.fma", "i": "%row_offsets"}
 """What only a vectoriser's kernel holds: f32 lanes of products (tdsl-vectorize-quant,
 -sparse), the per-row offset sums of the integer dot products (tdsl-vectorize-integer)."""
@@ -221,7 +220,6 @@ def test_golden_cpu_kernels(layout: str, monkeypatch: pytest.MonkeyPatch) -> Non
 ACCEL_REFUSES = {
     "int4(group=4)": "k-tiles of 4 do not start on whole index words or bytes",
     "nm(2, 4) with int4(group=2)": "k-tiles of 4 do not start on whole index words or bytes",
-    "int2(symmetric=false)": "runs symmetric weight codes only",
     BITSPLIT: "without the offset transform",
 }
 """Golden formats the accelerator refuses, by the start of its message (groups of 4
@@ -247,9 +245,4 @@ def test_golden_simulator(layout: str) -> None:
         with pytest.raises(CompileError, match=ACCEL_REFUSES[layout]):
             _simulate(layout)
         return
-    try:
-        _simulate(layout)
-    except CompileError as e:
-        if NEW_WIDTHS.match(layout):  # another branch adds int3/5/6 to the accelerator
-            pytest.skip(f"the accelerator does not take {layout} yet: {e}")
-        raise
+    _simulate(layout)

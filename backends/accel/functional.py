@@ -67,7 +67,8 @@ class Functional:
                                   f"machine's {machine.dram.capacity} MiB (dram.capacity)")  # fmt: skip
         self.dram = np.zeros(program.dram_bytes, np.uint8)
         self.sram = {b: np.zeros(machine.buffers.bytes(b), np.uint8) for b in BUFFERS}
-        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0}
+        self.cfg = {"abits": 8, "asigned": 1, "wcode": 0, "n": 0, "m": 0, "group": 0, "count": 0, "chunk": 0,
+                    "wzp": 0, "zstride": 0}
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)  # kept current by the timing model
         self.touched: list[
             tuple[str, int, int, bool]
@@ -175,7 +176,7 @@ class Functional:
     def _weights(self, line: int, n: int, k: int) -> Array:
         """The [n, k] weight codes at `line`: their bit planes side by side are the rows
         that the codec decodes."""
-        code = weight_code(WEIGHT_CODES[self.cfg["wcode"]])
+        code = weight_code(WEIGHT_CODES[self.cfg["wcode"]], bool(self.cfg["wzp"]))
         planes = [self.region("wgt", line + at, nbytes).reshape(n, -1) for at, nbytes in tile_planes(code, n, k)]
         return code.decode(np.concatenate(planes, axis=1))
 
@@ -197,15 +198,31 @@ class Functional:
         act.writes["acc"] += m * n * 4
         return act
 
+    def _zero_points(self, f: dict[str, int], n: int) -> Array:
+        """z of a gemm's n weight rows with cfg wzp: row i's is byte zp * 64 + i * zstride + zcol
+        of scl (zstride 0: one for all), as [n, 1]."""
+        stride, col = self.cfg["zstride"], f["zcol"]
+        z = self.region("scl", f["zp"], col + (n - 1) * stride + 1)[col :: stride or 1][: n if stride else 1]
+        return np.broadcast_to(z.astype(np.int32), (n,))[:, None]
+
+    def _no_zero_points(self, mnemonic: str) -> None:
+        if self.cfg["wzp"]:
+            raise SimulationError(f"{mnemonic} has no zero-point operand: cfg wzp is for gemm only")
+
     def _gemm(self, f: dict[str, int]) -> Activity:
         m, n, k = f["m"], f["n"], f["k"]
         x, w = self._activations(f["inp"], m, k), self._weights(f["wgt"], n, k)
+        if self.cfg["wzp"] and n:  # x · (c - z)ᵀ = x · cᵀ - z · (x's row sums): docs/isa.md, "gemm"
+            w = w - self._zero_points(f, n)
         self._accumulate(f, _matmul(x, w))
         act = self._gemm_activity(f, x, w, k)
+        if self.cfg["wzp"]:
+            act.reads["scl"] += n if self.cfg["zstride"] else 1
         act.gated = m * n * k - int(np.count_nonzero(x, axis=0) @ np.count_nonzero(w, axis=0))
         return act
 
     def _spgemm(self, f: dict[str, int]) -> Activity:
+        self._no_zero_points("spgemm")
         m, n, k = f["m"], f["n"], f["k"]
         sn, sm = self.cfg["n"], self.cfg["m"]
         if not sn or k % sm:
@@ -223,6 +240,7 @@ class Functional:
         return act
 
     def _bsgemm(self, f: dict[str, int]) -> Activity:
+        self._no_zero_points("bsgemm")
         m, n, k = f["m"], f["n"], f["k"]
         hi = self._activations(f["inp"], m, k, bits=4, signed=True)
         bitmap = _fields(self.region("meta", f["meta"], m * k // 8).reshape(m, -1), 1, False)

@@ -21,6 +21,7 @@ from stoicc_py.dialects.accel import (
     HEADER,
     INSTRUCTION_BITS,
     MNEMONICS,
+    OPTIONAL_FIELDS,
     QUEUES,
     SEGMENT_KINDS,
     InstructionOp,
@@ -134,6 +135,8 @@ class Program:
     def _asm_line(self, instr: Instr) -> str:
         parts = [instr.mnemonic.ljust(6)]
         for key, value in instr.fields.items():
+            if key in OPTIONAL_FIELDS and not value:
+                continue
             if key == "dram":
                 seg, off = self.locate(value)
                 parts.append(f"dram={seg.name}+{off:#x}")
@@ -327,6 +330,8 @@ def _key_values(head: str, text: str) -> dict[str, str]:
 
 def _field_value(program: Program, head: str, key: str, given: dict[str, str]) -> int:
     if key not in given:
+        if key in OPTIONAL_FIELDS:
+            return 0
         raise AsmError(f"{head}: missing field '{key}'")
     text = given.pop(key)
     if key == "dram":

@@ -10,9 +10,12 @@ from stoicc_py.dialects.accel import LINE_BYTES
 from stoicc_py.dialects.quant import STORAGE_BITS
 
 
-def weight_code(wcode: str) -> CodeBits:
-    """Weight codes are symmetric two's complement, or binary's +-1."""
-    return CodeBits(1, Sign.PLUS_MINUS_ONE) if wcode == "binary" else CodeBits(STORAGE_BITS[wcode], Sign.TWOS)
+def weight_code(wcode: str, zero_points: bool = False) -> CodeBits:
+    """Weight codes are symmetric two's complement, binary's +-1, or with zero points
+    (cfg wzp) unsigned codes."""
+    if wcode == "binary":
+        return CodeBits(1, Sign.PLUS_MINUS_ONE)
+    return CodeBits(STORAGE_BITS[wcode], Sign.UNSIGNED if zero_points else Sign.TWOS)
 
 
 def tile_planes(code: CodeBits, n: int, k: int) -> list[tuple[int, int]]:

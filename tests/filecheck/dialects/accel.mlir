@@ -9,11 +9,15 @@
 // CHECK-NEXT:    accel.segment "out0" size 4096 "output"
 // CHECK-NEXT:    accel.cfg abits 8 asigned wcode "int8" nm 0 : 0 sq 0 / 0 chunk 0
 // CHECK-NEXT:    accel.cfg abits 4 wcode "int4" nm 2 : 4 sq 6 / 128 chunk 256 wait "ld" signal "st"
+  accel.cfg abits 8 asigned wcode "int3" nm 0 : 0 sq 0 / 0 chunk 0 wzp zstride 5
+// CHECK-NEXT:    accel.cfg abits 8 asigned wcode "int3" nm 0 : 0 sq 0 / 0 chunk 0 wzp zstride 5
 // CHECK-NEXT:    accel.ld "inp"[0], "x"[0] rows 8 cols 256 stride 256
 // CHECK-NEXT:    accel.ld "wgt"[16383], "w"[64] rows 128 cols 256 stride 256 wait "ex,st" signal "ex"
 // CHECK-NEXT:    accel.st "out0"[0], "acc"[0] rows 8 cols 512 stride 512 wait "ex"
 // CHECK-NEXT:    accel.gemm acc[0] init, inp[0], wgt[0] m 8 n 128 k 256 wait "ld" signal "st"
 // CHECK-NEXT:    accel.gemm acc[1], inp[2], wgt[3] m 1 n 2 k 3
+  accel.gemm acc[1] init, inp[2], wgt[3], zp[16383] col 4095 m 1 n 2 k 3
+// CHECK-NEXT:    accel.gemm acc[1] init, inp[2], wgt[3], zp[16383] col 4095 m 1 n 2 k 3
 // CHECK-NEXT:    accel.spgemm acc[0], inp[0], wgt[0], meta[5] m 8 n 128 k 256
 // CHECK-NEXT:    accel.bsgemm acc[0], inp[96], wgt[0], bitmap[7] m 4 n 128 k 512
 // CHECK-NEXT:    accel.sqgemm acc[256] init, inp[0], wgt[256], index[0] m 4 n 128 k 6 wait "ld" signal "ld"
@@ -34,11 +38,13 @@ func.func @every_instruction() {
   accel.segment "out0" size 4096 "output"
   accel.cfg abits 8 asigned wcode "int8" nm 0 : 0 sq 0 / 0 chunk 0
   accel.cfg abits 4 wcode "int4" nm 2 : 4 sq 6 / 128 chunk 256 wait "ld" signal "st"
+  accel.cfg abits 8 asigned wcode "int3" nm 0 : 0 sq 0 / 0 chunk 0 wzp zstride 5
   accel.ld "inp"[0], "x"[0] rows 8 cols 256 stride 256
   accel.ld "wgt"[16383], "w"[64] rows 128 cols 256 stride 256 wait "ex,st" signal "ex"
   accel.st "out0"[0], "acc"[0] rows 8 cols 512 stride 512 wait "ex"
   accel.gemm acc[0] init, inp[0], wgt[0] m 8 n 128 k 256 wait "ld" signal "st"
   accel.gemm acc[1], inp[2], wgt[3] m 1 n 2 k 3
+  accel.gemm acc[1] init, inp[2], wgt[3], zp[16383] col 4095 m 1 n 2 k 3
   accel.spgemm acc[0], inp[0], wgt[0], meta[5] m 8 n 128 k 256
   accel.bsgemm acc[0], inp[96], wgt[0], bitmap[7] m 4 n 128 k 512
   accel.sqgemm acc[256] init, inp[0], wgt[256], index[0] m 4 n 128 k 6 wait "ld" signal "ld"
