@@ -4,13 +4,17 @@ activations), asserted against the packer and decoded by the numpy codec, by com
 CPU kernels (the scalar loop nests, and the vector paths: tdsl-vectorize-quant,
 -integer, -sparse) and by the accelerator's functional simulator.
 
-The kernels run on the golden matrix tiled (4 x 16 copies: K = 128, whole vector steps),
-whose dequantized value is the golden one tiled, so every lane decodes a golden byte."""
+The kernels run on the golden matrix tiled (the small examples 4 x 16 copies: K = 128,
+whole vector steps), whose dequantized value is the golden one tiled, so every lane decodes
+a golden byte. The small examples' groups of 4 codes or 2 stored values are below every
+vectoriser's step and the accelerator's k-tile: the K = 64 examples (one formula each in
+docs/formats.md, every byte shown there) are the same formats at group sizes they take."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +47,8 @@ class Golden:
     codes: dict[str, CodeBits] = field(default_factory=dict)
     vector: tuple[str, ...] = ()
     """The kernels (`f`: f32 x, `i`: int8 per-token x) that a vectoriser takes."""
+    tile: tuple[int, int] = TILE
+    """The copies of `w` (rows, columns) that the kernels run on."""
 
 
 def _of(layout: str) -> CodeBits:
@@ -51,6 +57,44 @@ def _of(layout: str) -> CodeBits:
 
 SHARED_W = [[1.5, -0.25, -2, 0.25, 0, 3, -0.5, 0.5]]  # the 2-bit and 1-bit table of docs/formats.md
 S = F32(5) / F32(3)  # int2(symmetric=false)'s scale: (3 - (-2)) / 3 in float32
+BITSPLIT_X = [[127, -3, 0, 5, -8, 20, 2, -1], [-127, -3, 0, 5, -8, 1, 2, -1]]
+BITSPLIT_CODES = {"lo": CodeBits(4, Sign.UNSIGNED), "hi": CodeBits(4, Sign.TWOS), "bitmap": CodeBits(1, Sign.UNSIGNED)}
+SCALES_64 = [[1, 0.5], [2, 0.25]]
+"""The scale groups of the K = 64 examples: powers of two, so `w = s * q` quantizes back to `q`."""
+NM_PAIRS = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+NONZERO_INT4 = [c for c in range(-7, 8) if c]
+
+
+def _int4_group32() -> list[list[float]]:
+    """docs/formats.md: `w[r, k] = s[r, k // 32] * q`, `q = (k + 3r) mod 15 - 7`."""
+    return [[SCALES_64[r][k // 32] * ((k + 3 * r) % 15 - 7) for k in range(64)] for r in range(2)]
+
+
+def _nm_int4_group16() -> list[list[float]]:
+    """docs/formats.md: group j of row r keeps the positions `NM_PAIRS[(j + r) mod 6]`; its
+    slots t = 2j, 2j + 1 hold `s[r, t // 16] * NONZERO_INT4[(t + 5r) mod 14]`."""
+    w = [[0.0] * 64 for _ in range(2)]
+    for r, j in np.ndindex(2, 16):
+        for i, pos in enumerate(NM_PAIRS[(j + r) % 6]):
+            t = 2 * j + i
+            w[r][4 * j + pos] = SCALES_64[r][t // 16] * NONZERO_INT4[(t + 5 * r) % 14]
+    return w
+
+
+def _hex(*rows: str) -> list[list[int]]:
+    """Byte rows as docs/formats.md shows them: hex, in groups of 4 bytes."""
+    return [list(bytes.fromhex(row)) for row in rows]
+
+
+HEX_IN_DOCS = {
+    "int4(group=32) values": _hex(
+        "a9cbed0f 21436597 badcfe10 325476a9 cbed0f21 436597ba dcfe1032 5476a9cb",
+        "dcfe1032 5476a9cb ed0f2143 6597badc fe103254 76a9cbed 0f214365 97badcfe",
+    ),
+    "nm values": _hex("a9cbed1f 325476a9 cbed1f32 5476a9cb", "fe214365 97badcfe 21436597 badcfe21"),
+    "nm indices": _hex("849ced84 9ced849c", "c8d94ec8 d94ec8d9"),
+}
+"""The K = 64 examples' byte rows, which docs/formats.md shows as they are written here."""
 GOLDEN = {
     g.layout: g
     for g in [
@@ -103,6 +147,24 @@ GOLDEN = {
             [[0, 7, 0, -2, 3.5, 0, 0, 0], [0, 0, 0, 0, 14, -4, 0, 0]],
             {"values": _of("int4")},  # scale groups of 2 stored values: no vector path takes them
         ),
+        Golden(  # int4(group=G) in whole vector steps and accelerator k-tiles
+            "int4(group=32)",
+            _int4_group32(),
+            {"values": HEX_IN_DOCS["int4(group=32) values"], "scales": SCALES_64},
+            _int4_group32(),
+            vector=("f", "i"),
+            tile=(2, 2),
+        ),
+        Golden(  # the integer product of nm with Q has no vectoriser: only f takes one
+            "nm(2, 4) with int4(group=16)",
+            _nm_int4_group16(),
+            {"values": HEX_IN_DOCS["nm values"], "scales": SCALES_64,
+             "indices": [np.frombuffer(bytes(row), np.int32).tolist() for row in HEX_IN_DOCS["nm indices"]]},
+            _nm_int4_group16(),
+            {"values": _of("int4")},
+            vector=("f",),
+            tile=(2, 2),
+        ),  # fmt: skip
         Golden(
             "sq(low=int4(axis=0), high=int8, group=4, count=1)",
             [[0.5, -127, 1, -1.5, 3.5, 0.25, -3.5, 2], [3.5, -7, 7, 100, 0, 0, 0, 0]],
@@ -113,17 +175,32 @@ GOLDEN = {
         ),  # fmt: skip
         Golden(  # activations: the kernel splits x at run time; `values` is fake_quantize(x)
             "bitsplit(int8, low_bits=4, offset=true)",
-            [[127, -3, 0, 5, -8, 20, 2, -1], [-127, -3, 0, 5, -8, 1, 2, -1]],
+            BITSPLIT_X,
             {"lo": [[0xDF, 0x50, 0x48, 0xF2], [0x59, 0xD8, 0x90, 0x7A]],
              "hi": [[0xF7, 0x1F, 0x0F, 0x00], [0x08, 0x00, 0x00, 0x00]], "bitmap": [[0xB3], [0x01]],
              "counts": [5, 1], "scales": [1, 1], "offsets": [0, 8]},
-            [[127, -3, 0, 5, -8, 20, 2, -1], [-127, -3, 0, 5, -8, 1, 2, -1]],
-            {"lo": CodeBits(4, Sign.UNSIGNED), "hi": CodeBits(4, Sign.TWOS), "bitmap": CodeBits(1, Sign.UNSIGNED)},
+            BITSPLIT_X,
+            BITSPLIT_CODES,
+        ),  # fmt: skip
+        Golden(  # row 0 has o = 0 either way; the accelerator splits without the offset
+            "bitsplit(int8, low_bits=4, offset=false)",
+            BITSPLIT_X,
+            {"lo": [[0xDF, 0x50, 0x48, 0xF2], [0xD1, 0x50, 0x18, 0xF2]],
+             "hi": [[0xF7, 0x1F, 0x0F, 0x00], [0xF8, 0xFF, 0x00, 0x00]], "bitmap": [[0xB3], [0x93]],
+             "counts": [5, 4], "scales": [1, 1]},
+            BITSPLIT_X,
+            BITSPLIT_CODES,
         ),  # fmt: skip
     ]
 }
 BITSPLIT = "bitsplit(int8, low_bits=4, offset=true)"
-WEIGHTS = [lay for lay in GOLDEN if lay != BITSPLIT]
+
+
+def _activations(layout: str) -> bool:
+    """A bit-split layout: the golden matrix is x, quantized and split at run time."""
+    return layout.startswith("bitsplit")
+
+
 
 
 def _matrix(rows: list[list[float]]) -> np.ndarray[Any, Any]:
@@ -157,6 +234,17 @@ def test_golden_bytes(layout: str) -> None:
     assert np.array_equal(packed.dequantize(), _matrix(g.values))
 
 
+DOCS = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
+
+
+@pytest.mark.parametrize("name", list(HEX_IN_DOCS))
+def test_docs_show_the_bytes(name: str) -> None:
+    """docs/formats.md shows every byte of the K = 64 examples, as the packer writes them."""
+    for row in HEX_IN_DOCS[name]:
+        h = bytes(row).hex()
+        assert " ".join(h[i : i + 8] for i in range(0, len(h), 8)) in DOCS, name
+
+
 VECTOR_OP = {"f": "vector.fma", "i": "%row_offsets"}
 """What only a vectoriser's kernel holds: f32 lanes of products (tdsl-vectorize-quant,
 -sparse), the per-row offset sums of the integer dot products (tdsl-vectorize-integer)."""
@@ -164,7 +252,7 @@ SCALAR = re.compile(r"tdsl-(vectorize-[a-z]+|microkernel)(\{[^}]*\})?,")
 
 
 def _source(layout: str, rows: int, width: int, kernels: str = "dfi") -> str:
-    if layout == BITSPLIT:  # activations: x is the golden matrix
+    if _activations(layout):  # x is the golden matrix
         return (f"kernel i(x: f32[M, {width}], w: f32[24, {width}] @ int8(axis=0)) -> f32[M, 24] "
                 f"{{ return linear(quantize(x, {layout}), w) }}")  # fmt: skip
     w = f"w: f32[{rows}, {width}] @ {layout}"
@@ -177,7 +265,7 @@ def _source(layout: str, rows: int, width: int, kernels: str = "dfi") -> str:
 
 def _tiled(layout: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     g = GOLDEN[layout]
-    return np.tile(_matrix(g.w), TILE), np.tile(_matrix(g.values), TILE)
+    return np.tile(_matrix(g.w), g.tile), np.tile(_matrix(g.values), g.tile)
 
 
 def _run_cpu(layout: str, vectorised: bool) -> np.ndarray[Any, Any]:
@@ -185,11 +273,11 @@ def _run_cpu(layout: str, vectorised: bool) -> np.ndarray[Any, Any]:
     w, values = _tiled(layout)
     kernels = "fi" if " with " in layout else "dfi"  # dequantize() takes a plain quantized tensor
     prog = stoicc_py.compile(_source(layout, *w.shape, kernels), cache=False)  # the cache key does not know the pipeline
-    for name in "fi" if layout != BITSPLIT else "i":
+    for name in "i" if _activations(layout) else "fi":
         took = VECTOR_OP[name] in getattr(prog, name).ir("loops")
         assert took == (vectorised and name in GOLDEN[layout].vector), f"{name}: vector path {took}"
     rng = np.random.default_rng(1)
-    if layout == BITSPLIT:
+    if _activations(layout):
         weight = prog.i.pack("w", rng.standard_normal((24, w.shape[1])).astype(F32))
         got = prog.i(w, weight)
         assert np.array_equal(got, bitsplit_linear(stoicc_py.pack(w, layout), weight))
@@ -223,14 +311,15 @@ ACCEL_REFUSES = {
     BITSPLIT: "without the offset transform",
 }
 """Golden formats the accelerator refuses, by the start of its message (groups of 4
-codes or 2 stored values are below its smallest k-tile)."""
+codes or 2 stored values are below its smallest k-tile; int4(group=32), nm(2, 4) with
+int4(group=16) and bitsplit(offset=false) are the same formats in a form it runs)."""
 
 
 def _simulate(layout: str) -> None:
     w, _ = _tiled(layout)
     prog = stoicc_py.compile(_source(layout, *w.shape, kernels="i"), target="accel")
     rng = np.random.default_rng(2)
-    if layout == BITSPLIT:
+    if _activations(layout):
         x, weight = w, prog.i.pack("w", rng.standard_normal((24, w.shape[1])).astype(F32))
     else:
         x, weight = rng.standard_normal((5, w.shape[1])).astype(F32), prog.i.pack("w", w, **_prune(layout))
