@@ -18,6 +18,8 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.codec import register
+from stoicc_py.codec.bitsplit import BitSplitCodec, bitsplit_codec
+from stoicc_py.codec.sq import sq_codec
 from stoicc_py.codec.uniform import STORAGE_BITS, uniform_codec
 from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
@@ -304,3 +306,12 @@ class BitSplitAttr(QuantLayoutAttr):
 Quant = Dialect("quant", [], [UniformQuantAttr, SQAttr, BitSplitAttr])
 
 register(UniformQuantAttr)(uniform_codec)
+register(SQAttr)(sq_codec)
+
+TOKEN_INT8 = UniformQuantAttr("int8", "token")
+"""The codes that bit-split activations split: int8, symmetric, one scale per row."""
+
+
+@register(BitSplitAttr)
+def _bitsplit_codec(layout: BitSplitAttr, shape: Sequence[int]) -> BitSplitCodec:
+    return bitsplit_codec(bool(layout.offset.data), TOKEN_INT8, shape)
