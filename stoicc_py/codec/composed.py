@@ -158,7 +158,9 @@ class ComposedCodec(Codec):
             check_codes(self._codes_view(arrays, pre, logical), self.quant, pre)
 
 
-def composed_codec(sparse: Codec, quant: Codec, plain: Mapping[str, Shape], stored: Mapping[str, Shape]) -> ComposedCodec:
+def composed_codec(
+    sparse: Codec, quant: Codec, plain: Mapping[str, Shape], stored: Mapping[str, Shape]
+) -> ComposedCodec:
     """The codec of `S with Q` from S's codec and Q's (a uniform quantization's), else a ValueError."""
     if not isinstance(quant, UniformCodec):
         raise ValueError(f"a sparse layout composes only with a uniform quantization, not {type(quant).__name__}")

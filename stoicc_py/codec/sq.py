@@ -37,6 +37,7 @@ from stoicc_py.codec.uniform import (
 F32 = np.float32
 INDEX_DTYPE = np.uint16
 """A high element's position within its group: one uint16 per slot."""
+INDEX_BYTES = np.dtype(INDEX_DTYPE).itemsize
 LOW, HIGH, INDEX = "low.", "high.", "high.index"
 """The role prefixes of the two parts, and the role of the positions."""
 
