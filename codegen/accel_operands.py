@@ -14,6 +14,7 @@ from xdsl.ir import Attribute, BlockArgument, SSAValue
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.weights import tile_bytes, weight_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
+from stoicc_py.codec.sq import INDEX_BYTES, LOW
 from stoicc_py.codec.uniform import CodeBits
 from stoicc_py.diagnostics import CompileError, op_error
 from stoicc_py.dialects.accel import LINE_BYTES, WEIGHT_CODES
@@ -49,7 +50,7 @@ class Weights:
     scales: str = "none"  # none, tensor, channel or group
     zero_points: bool = False  # asymmetric: unsigned codes with uint8 zero points in the scales' shape
     group: int = 0  # dense k per scale group (scales == "group")
-    prefix: str = ""  # "low." for SQ-format weights
+    prefix: str = ""  # LOW for SQ-format weights
     sq: tuple[int, int] = (0, 0)  # (group, count) of SQ-format's high part
     sq_scales: str = "none"
     tile_formats: tuple[tuple[int, int], ...] = ()  # hybrid: per format, (N, M) or (0, 0) for dense
@@ -221,7 +222,7 @@ def _weights(op: ContractionOp) -> Weights:
     if isinstance(layout, SQAttr):
         low = _uniform(layout.low, op, 1)
         high = layout.high.per.data
-        return Weights(rhs, storage, prefix="low.", sq=(layout.group.data, layout.count.data),
+        return Weights(rhs, storage, prefix=LOW, sq=(layout.group.data, layout.count.data),
                        sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
     raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
                        "(supported: dense, nm, int8 ... binary, nm with a symmetric quantized type, sq)")  # fmt: skip
@@ -378,7 +379,7 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
     if w.sq[0]:  # a tile's outliers, whole rows
         slots = p.k // w.sq[0] * w.sq[1]
         buf["wgt"].add("hv", tn * slots)
-        buf["meta"].add("hidx", tn * slots * 2)
+        buf["meta"].add("hidx", tn * slots * INDEX_BYTES)
         buf["acc"].add("hacc", tm * tn * 4)
         buf["scl"].add("hs", tn * 4)
     buf["acc"].add("out", tm * tn * 4)

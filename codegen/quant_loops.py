@@ -17,7 +17,9 @@ from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
-from stoicc_py.codec.uniform import CodeBits, Sign
+from stoicc_py.codec.bitsplit import HI, LO, NIBBLE
+from stoicc_py.codec.sq import HIGH, INDEX, LOW
+from stoicc_py.codec.uniform import CodeBits
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_decode import CodeDecoder
@@ -352,7 +354,7 @@ def weight_walks(weight: SSAValue) -> list[WeightWalk]:
         )  # fmt: skip
         return [walk]
     if isinstance(layout, SQAttr):
-        return [dense_walk(QuantView.of(weight, layout.low, "low."), width),
+        return [dense_walk(QuantView.of(weight, layout.low, LOW), width),
                 sq_high_walk(weight, layout)]  # fmt: skip
     raise AssertionError(f"no walk for {layout.summary()}")
 
@@ -362,8 +364,8 @@ def sq_high_walk(weight: SSAValue, layout: SQAttr) -> WeightWalk:
     the positions `high.index` gives, with one scale per row (or tensor)."""
     assemble = weight.owner
     assert isinstance(assemble, AssembleOp)
-    values, index = assemble.buffer("high.values"), assemble.buffer("high.index")
-    scales = assemble.buffer("high.scales")
+    values, index = assemble.buffer(HIGH + "values"), assemble.buffer(INDEX)
+    scales = assemble.buffer(HIGH + "scales")
     group, count = layout.group.data, layout.count.data
     slots = weight.type.storage.param("slots")  # type: ignore[attr-defined]
     per_row = layout.high.per.data == "channel"
@@ -390,7 +392,7 @@ def _byte(b: LoopBuilder, buf: SSAValue, where: Sequence[SSAValue]) -> SSAValue:
     return b.insert(arith.ExtUIOp(b.load(buf, where), i32))
 
 
-NIBBLES = {signed: CodeDecoder(CodeBits(4, Sign.TWOS if signed else Sign.UNSIGNED), 0) for signed in (False, True)}
+NIBBLES = {False: CodeDecoder(LO, 0), True: CodeDecoder(HI, 0)}
 """Bit-split's lo (unsigned) and hi (two's complement) nibbles: one plane, so the width is not needed."""
 
 
@@ -407,8 +409,8 @@ def _codes_i32(b: LoopBuilder, x: SSAValue, r: SSAValue, k: SSAValue, divisor: S
 
 def _or_nibble(b: LoopBuilder, buf: SSAValue, r: SSAValue, j: SSAValue, value: SSAValue) -> None:
     where = [r, b.div(j, b.index(2))]
-    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(4)), i32))
-    nibble = b.insert(arith.ShLIOp(b.insert(arith.AndIOp(value, _int(b, 15))), shift))
+    shift = b.insert(arith.IndexCastOp(b.mul(b.rem(j, b.index(2)), b.index(LO.bits)), i32))
+    nibble = b.insert(arith.ShLIOp(b.insert(arith.AndIOp(value, _int(b, NIBBLE))), shift))
     b.store(b.insert(arith.TruncIOp(b.insert(arith.OrIOp(_byte(b, buf, where), nibble)), i8)), buf, where)
 
 
@@ -445,7 +447,7 @@ def bitsplit_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, offset: boo
                 k = b.add(b.mul(q, b.index(8)), t)
                 u = b.insert(arith.AddiOp(_codes_i32(b, x, r, k, divisor), o))
                 _or_nibble(b, buf["lo"], r, k, u)
-                hi = b.insert(arith.ShRSIOp(u, _int(b, 4)))
+                hi = b.insert(arith.ShRSIOp(u, _int(b, LO.bits)))
                 is_set = b.insert(arith.ExtUIOp(b.insert(arith.CmpiOp(hi, _int(b, 0), "ne")), i32))
                 _or_nibble(b, buf["hi"], r, j, hi)  # a zero nibble ORs nothing where j has not moved
                 tshift = b.insert(arith.IndexCastOp(t, i32))
@@ -466,7 +468,7 @@ def _best_offset(b: LoopBuilder, x: SSAValue, r: SSAValue, width: SSAValue, divi
     """The o in 0 .. min(15, 127 - max c) with the most c + o in 0..15 (first on ties)."""
     top = _fold(b, b.index(0), width, _int(b, -127),
                 lambda b, k, m: b.insert(arith.MaxSIOp(m, _codes_i32(b, x, r, k, divisor))), "k")  # fmt: skip
-    limit = b.insert(arith.MinSIOp(_int(b, 15), b.insert(arith.SubiOp(_int(b, 127), top))))
+    limit = b.insert(arith.MinSIOp(_int(b, NIBBLE), b.insert(arith.SubiOp(_int(b, 127), top))))
 
     def candidate(b: LoopBuilder, o_index: SSAValue, state: Sequence[SSAValue]) -> Sequence[SSAValue]:
         best, best_count = state
@@ -475,7 +477,7 @@ def _best_offset(b: LoopBuilder, x: SSAValue, r: SSAValue, width: SSAValue, divi
         def small(b: LoopBuilder, k: SSAValue, n: SSAValue) -> SSAValue:
             u = b.insert(arith.AddiOp(_codes_i32(b, x, r, k, divisor), o))
             inside = b.insert(arith.AndIOp(b.insert(arith.CmpiOp(u, _int(b, 0), "sge")),
-                                           b.insert(arith.CmpiOp(u, _int(b, 15), "sle"))))  # fmt: skip
+                                           b.insert(arith.CmpiOp(u, _int(b, NIBBLE), "sle"))))  # fmt: skip
             return b.insert(arith.AddiOp(n, b.insert(arith.ExtUIOp(inside, i32))))
 
         count = _fold(b, b.index(0), width, _int(b, 0), small, "k")
@@ -551,7 +553,7 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
     rest, those positions zeroed, is quantized with the low layout."""
     assemble = packed.owner
     assert isinstance(assemble, AssembleOp)
-    index, values = assemble.buffer("high.index"), assemble.buffer("high.values")
+    index, values = assemble.buffer(INDEX), assemble.buffer(HIGH + "values")
     group, count = layout.group.data, layout.count.data
     rows, width = b.size(x, 0), b.size(x, 1)
     slots = packed.type.storage.param("slots")  # type: ignore[attr-defined]
@@ -586,7 +588,7 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
     _for(b, b.index(0), rows, lambda b, r: _for(b, b.index(0), b.div(width, b.index(group)),
                                                  lambda b, g: select(b, r, g), "g"), "r")  # fmt: skip
     column = sq_high_walk(packed, layout).column
-    high = QuantView.over(layout.high, {"values": values, "scales": assemble.buffer("high.scales")})
+    high = QuantView.over(layout.high, {"values": values, "scales": assemble.buffer(HIGH + "scales")})
     quantize_values(b, lambda b, r, t: b.load(x, [r, column(b, r, t)]), rows, b.index(slots), high)
 
     def masked(b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
@@ -601,14 +603,14 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
         found = _fold(b, b.index(0), b.index(count), b.insert(arith.ConstantOp(IntegerAttr(0, 1))), hit, "c")
         return b.insert(arith.SelectOp(found, b.f32(0.0), b.load(x, [r, k])))
 
-    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, "low."))
+    quantize_values(b, masked, rows, width, QuantView.of(packed, layout.low, LOW))
 
 
 def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n: SSAValue, layout: SQAttr) -> SSAValue:
     """y[i, n] with SQ-format activations and an f32 weight row, in one pass over
     the dense low part and one over the high part."""
     width = w.type.get_shape()[1]  # type: ignore[attr-defined]
-    low = QuantView.of(xs, layout.low, "low.")
+    low = QuantView.of(xs, layout.low, LOW)
     walk = sq_high_walk(xs, layout)
 
     def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:

@@ -19,6 +19,9 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py.codec import codec_for, register
+from stoicc_py.codec.composed import ComposedCodec, composed_codec
+
 Dim = int | str
 """A tensor dimension: a static size or the name of a size bound at call time."""
 
@@ -368,3 +371,20 @@ class AssembleOp(IRDLOperation):
 DENSE = DenseLayoutAttr()
 
 Layout = Dialect("layout", [AssembleOp], [DenseLayoutAttr, ComposedLayoutAttr, BufferAttr, StorageAttr, PackedType])
+
+
+def _shapes(storage: StorageAttr, kind: str | None = None) -> dict[str, tuple[int, ...]]:
+    """The shape of each buffer of `storage` (of `kind`, if given) by role, the dynamic dim -1."""
+    return {
+        b.role.data: tuple(-1 if d == DYNAMIC_INDEX else d for d in b.type.get_shape())
+        for b in storage.buffers.data
+        if kind is None or b.kind.data == kind
+    }
+
+
+@register(ComposedLayoutAttr)
+def _composed_codec(layout: ComposedLayoutAttr, shape: Sequence[int]) -> ComposedCodec:
+    """S's codec and Q's, with the shapes of S's values buffers and of the composed storage."""
+    plain = layout.sparse.storage(shape, f32)
+    return composed_codec(codec_for(layout.sparse, shape), codec_for(layout.quant, shape),
+                          _shapes(plain, "values"), _shapes(layout.storage(shape, f32)))  # fmt: skip

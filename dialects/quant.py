@@ -18,6 +18,8 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.codec import register
+from stoicc_py.codec.bitsplit import BitSplitCodec, bitsplit_codec
+from stoicc_py.codec.sq import HIGH, INDEX, LOW, sq_codec
 from stoicc_py.codec.uniform import STORAGE_BITS, uniform_codec
 from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
@@ -248,13 +250,13 @@ class SQAttr(QuantLayoutAttr):
         rows, width = shape
         low = self.low.storage(shape, element)
         slots = width // self.group.data * self.count.data
-        buffers = [BufferAttr(f"low.{b.role.data}", b.type, b.kind.data, b.is_unsigned) for b in low.buffers.data]
+        buffers = [BufferAttr(LOW + b.role.data, b.type, b.kind.data, b.is_unsigned) for b in low.buffers.data]
         buffers += [
-            buffer("high.values", [rows, slots], i8, "values"),
-            buffer("high.index", [rows, slots], i16, "metadata", unsigned=True),
-            buffer("high.scales", self.high.scale_shape([rows, slots]), self.high.scale, "scales"),
+            buffer(HIGH + "values", [rows, slots], i8, "values"),
+            buffer(INDEX, [rows, slots], i16, "metadata", unsigned=True),  # codec.sq.INDEX_DTYPE
+            buffer(HIGH + "scales", self.high.scale_shape([rows, slots]), self.high.scale, "scales"),
         ]
-        params = {**{f"low.{k}": low.param(k) for k in low.params.data}, "group": self.group.data,
+        params = {**{LOW + k: low.param(k) for k in low.params.data}, "group": self.group.data,
                   "count": self.count.data, "slots": slots}  # fmt: skip
         return StorageAttr(buffers, params)
 
@@ -304,3 +306,12 @@ class BitSplitAttr(QuantLayoutAttr):
 Quant = Dialect("quant", [], [UniformQuantAttr, SQAttr, BitSplitAttr])
 
 register(UniformQuantAttr)(uniform_codec)
+register(SQAttr)(sq_codec)
+
+TOKEN_INT8 = UniformQuantAttr("int8", "token")
+"""The codes that bit-split activations split: int8, symmetric, one scale per row."""
+
+
+@register(BitSplitAttr)
+def _bitsplit_codec(layout: BitSplitAttr, shape: Sequence[int]) -> BitSplitCodec:
+    return bitsplit_codec(bool(layout.offset.data), TOKEN_INT8, shape)

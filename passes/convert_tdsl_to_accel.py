@@ -30,6 +30,7 @@ from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.weights import tile_planes
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
+from stoicc_py.codec.sq import HIGH, INDEX, INDEX_BYTES
 from stoicc_py.codegen.accel_operands import (
     TILE_TABLE,
     Arena,
@@ -204,12 +205,13 @@ class ProductLowering:
                    size, size)  # fmt: skip
         if w.sq[0]:
             channel = w.sq_scales == "channel"
-            self.scales(self.slot("scl", "hs", "n"), "high.scales", n0 if channel else 0, 1, nr if channel else 1)
+            self.scales(self.slot("scl", "hs", "n"), HIGH + "scales", n0 if channel else 0, 1, nr if channel else 1)
             slots = p.k // w.sq[0] * w.sq[1]  # whole rows: one contiguous piece each
-            e.load("wgt", self.slot("wgt", "hv", "n"), self.weight_segment("high.values"), n0 * slots, 1, nr * slots,
+            e.load("wgt", self.slot("wgt", "hv", "n"), self.weight_segment(HIGH + "values"), n0 * slots, 1, nr * slots,
                    nr * slots)  # fmt: skip
-            e.load("meta", self.slot("meta", "hidx", "n"), self.weight_segment("high.index"), n0 * slots * 2, 1,
-                   nr * slots * 2, nr * slots * 2)  # fmt: skip
+            index = slots * INDEX_BYTES
+            e.load("meta", self.slot("meta", "hidx", "n"), self.weight_segment(INDEX), n0 * index, 1, nr * index,
+                   nr * index)  # fmt: skip
         if w.tile_formats:
             self.hybrid_row(mr, n0, nr, out)
         else:

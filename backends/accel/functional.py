@@ -18,6 +18,7 @@ import numpy as np
 from stoicc_py.backends.accel.isa import Instr, Program
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.weights import tile_planes, weight_code
+from stoicc_py.codec import bitsplit, sq
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codec.uniform import STORAGE_BITS, CodeBits, Sign
 from stoicc_py.dialects.accel import BROADCASTS, BUFFERS, COUNTERS, LINE_BYTES, VALU_OPS, WEIGHT_CODES
@@ -168,9 +169,8 @@ class Functional:
         """Products per 8x8 multiplier: Bit Fusion splits it for narrow operands."""
         return (8 // self.cfg["abits"]) * (8 // self._slot_bits)
 
-    def _activations(self, line: int, m: int, k: int, bits: int | None = None, signed: bool | None = None) -> Array:
-        bits = bits or self.cfg["abits"]
-        signed = bool(self.cfg["asigned"]) if signed is None else signed
+    def _activations(self, line: int, m: int, k: int) -> Array:
+        bits, signed = self.cfg["abits"], bool(self.cfg["asigned"])
         return _fields(self.region("inp", line, m * k * bits // 8).reshape(m, -1), bits, signed)
 
     def _weights(self, line: int, n: int, k: int) -> Array:
@@ -242,8 +242,8 @@ class Functional:
     def _bsgemm(self, f: dict[str, int]) -> Activity:
         self._no_zero_points("bsgemm")
         m, n, k = f["m"], f["n"], f["k"]
-        hi = self._activations(f["inp"], m, k, bits=4, signed=True)
-        bitmap = _fields(self.region("meta", f["meta"], m * k // 8).reshape(m, -1), 1, False)
+        hi = bitsplit.HI.decode(self.region("inp", f["inp"], bitsplit.HI.row_bytes(m * k)).reshape(m, -1))
+        bitmap = bitsplit.BITMAP.decode(self.region("meta", f["meta"], bitsplit.BITMAP.row_bytes(m * k)).reshape(m, -1))
         if np.any((hi != 0) != (bitmap != 0)):
             raise SimulationError("bsgemm: the bitmap does not match the non-zero high nibbles")
         w = self._weights(f["wgt"], n, k)
@@ -263,11 +263,11 @@ class Functional:
             raise SimulationError(f"sqgemm needs a cfg count (dividing k) and group, got {count} / {group}")
         k = slots // count * group
         values = _fields(self.region("wgt", f["wgt"], n * slots).reshape(n, slots), 8, True)
-        index = self.region("meta", f["meta"], n * slots * 2).view(np.uint16).reshape(n, slots).astype(np.int64)
+        index = self.region("meta", f["meta"], n * slots * sq.INDEX_BYTES).view(sq.INDEX_DTYPE).reshape(n, slots)
         if np.any(index >= group):
             raise SimulationError("sqgemm: a position is outside its group")
         w = np.zeros((n, k), np.int8)
-        np.put_along_axis(w, np.arange(slots) // count * group + index, values, axis=1)
+        np.put_along_axis(w, sq.columns(index, group, count), values, axis=1)
         self._accumulate(f, _matmul(self._chunked_activations(f["inp"], m, k), w))
         act = Activity(steps=m * -(-slots // self.machine.array.width) * -(-n // self.machine.array.rows))
         act.macs = m * n * slots
@@ -362,11 +362,10 @@ class Functional:
         if n % 8:
             raise SimulationError(f"valu split: rows x cols = {n} is not a whole number of bitmap bytes")
         codes = self.region("inp", f["src"], n).view(np.int8).astype(np.int32)
-        lo, hi = codes & 15, codes >> 4
-        nibble, bit = CodeBits(4, Sign.TWOS), CodeBits(1, Sign.UNSIGNED)
-        self.region("inp", f["dst"], n // 2, write=True)[...] = nibble.encode(lo[None]).view(np.uint8)[0]
-        self.region("inp", f["aux"], n // 2, write=True)[...] = nibble.encode(hi[None]).view(np.uint8)[0]
-        self.region("meta", f["scl"], n // 8, write=True)[...] = bit.encode((hi != 0)[None].astype(np.int32))[0]
+        lo, hi = bitsplit.split(codes)
+        self.region("inp", f["dst"], n // 2, write=True)[...] = bitsplit.LO.encode(lo[None])[0]
+        self.region("inp", f["aux"], n // 2, write=True)[...] = bitsplit.HI.encode(hi[None]).view(np.uint8)[0]
+        self.region("meta", f["scl"], n // 8, write=True)[...] = bitsplit.BITMAP.encode((hi != 0)[None].astype(np.int32))[0]
         act.reads["inp"] += n
         act.writes.update(inp=n, meta=n // 8)
 

@@ -13,8 +13,9 @@ Modules: `tensor` (PackedTensor, pack), `nm` (the N:M row encoding, shared by nm
 hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`,
 `quant` (the exact numpy model of quantization: quantize, dequantize_codes; the codes'
 bit packing), `calibrate` (SmoothQuant and AWQ input-channel factors), and the exact
-models of the composite formats: `composed` (S with Q for every sparse S; nm_quantize, nm_dequantize),
-`sq` (SQ-format: sq_split, sq_quantize, fake_sq) and `bitsplit` (bit-split activations:
+models of the composite formats, whose bits are in stoicc_py.codec's `composed`, `sq` and
+`bitsplit`: `composed` (S with Q for every sparse S; nm_quantize, nm_dequantize), `sq`
+(SQ-format: sq_split, sq_quantize, fake_sq) and `bitsplit` (bit-split activations:
 bitsplit, fake_bitsplit, bitsplit_linear).
 """
 
