@@ -7,8 +7,9 @@ convert-tdsl-to-accel both read this, so the tiles they agree on always fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerType
+from xdsl.dialects.builtin import DenseArrayBase, FixedBitwidthType, IntegerType
 from xdsl.ir import Attribute, BlockArgument, SSAValue
 
 from stoicc_py.backends.accel.machine import Machine
@@ -61,7 +62,9 @@ class Weights:
         """Bytes per element of the storage buffer `role` (scales: 4 for f32, 2 for f16)."""
         assert self.storage is not None
         buffer = next(b for b in self.storage.buffers.data if b.role.data == role)
-        return buffer.type.element_type.bitwidth // 8
+        element = buffer.type.element_type
+        assert isinstance(element, FixedBitwidthType)  # storage buffers hold integers or floats
+        return element.bitwidth // 8
 
     @property
     def stored_k_per_k(self) -> float:
@@ -177,7 +180,7 @@ def _activations(op: ContractionOp) -> Activations:
                        "with quantize(x, int8(per=token)) or quantize(x, bitsplit(int8))")  # fmt: skip
 
 
-def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str, object]:
+def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> _Fields:
     if q.codes.data not in WEIGHT_CODES:
         raise op_error(op, f"the accel target reads weight codes {', '.join(WEIGHT_CODES)}, not {q.codes.data}")
     per = q.per.data
@@ -188,6 +191,21 @@ def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> dict[str
         raise op_error(op, f"weights quantized per {per} are not supported on the accel target")
     return {"wcode": q.codes.data, "bits": q.bits, "scales": scales, "group": int(q.group.data * k_scale),
             "zero_points": not q.is_symmetric}  # fmt: skip
+
+
+class _Fields(TypedDict, total=False):
+    """Weights' fields that a layout's reader sets (its keyword arguments)."""
+
+    wcode: str
+    bits: int
+    nm: tuple[int, int]
+    words: int
+    scales: str
+    zero_points: bool
+    group: int
+    tile_formats: tuple[tuple[int, int], ...]
+    tile_shape: tuple[int, int]
+    table: tuple[tuple[int, ...], ...]
 
 
 def _weights(op: ContractionOp) -> Weights:
@@ -206,7 +224,7 @@ def _weights(op: ContractionOp) -> Weights:
         _check_m(op, layout)
         return Weights(rhs, storage, **_nm(layout, t))
     if isinstance(layout, UniformQuantAttr):
-        return Weights(rhs, storage, **_uniform(layout, op, 1))  # type: ignore[arg-type]
+        return Weights(rhs, storage, **_uniform(layout, op, 1))
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
         assert isinstance(layout.quant, UniformQuantAttr)
         _check_m(op, layout.sparse)
@@ -215,15 +233,15 @@ def _weights(op: ContractionOp) -> Weights:
                                "has no zero-point operand (use symmetric=true, or a dense quantized layout)")  # fmt: skip
         nm = _nm(layout.sparse, t)
         scale = layout.sparse.m.data / layout.sparse.n.data  # quant groups count stored values
-        return Weights(rhs, storage, **nm, **_uniform(layout.quant, op, scale))  # type: ignore[arg-type]
+        return Weights(rhs, storage, **(nm | _uniform(layout.quant, op, scale)))  # disjoint fields
     if isinstance(layout, HybridAttr):
         _check_i8(op, t)
-        return Weights(rhs, storage, **_hybrid(layout, storage, rhs, op))  # type: ignore[arg-type]
+        return Weights(rhs, storage, **_hybrid(layout, storage, rhs, op))
     if isinstance(layout, SQAttr):
         low = _uniform(layout.low, op, 1)
         high = layout.high.per.data
         return Weights(rhs, storage, prefix=LOW, sq=(layout.group.data, layout.count.data),
-                       sq_scales="tensor" if high == "tensor" else "channel", **low)  # type: ignore[arg-type]  # fmt: skip
+                       sq_scales="tensor" if high == "tensor" else "channel", **low)  # fmt: skip
     raise op_error(op, f"weights in layout {layout.summary()} are not supported on the accel target "
                        "(supported: dense, nm, int8 ... binary, nm with a symmetric quantized type, sq)")  # fmt: skip
 
@@ -232,7 +250,7 @@ TILE_TABLE = "accel.tile_table"
 """The argument attribute that specialises a program on a hybrid weight's tile table."""
 
 
-def _hybrid(layout: HybridAttr, storage: StorageAttr, arg: BlockArgument, op: ContractionOp) -> dict[str, object]:
+def _hybrid(layout: HybridAttr, storage: StorageAttr, arg: BlockArgument, op: ContractionOp) -> _Fields:
     table = _arg_attrs(arg).get(TILE_TABLE)
     if not isinstance(table, DenseArrayBase):
         raise op_error(op, "a hybrid weight's program follows its tile table: give the weight (stoicc compile "
@@ -268,7 +286,7 @@ MAX_M = 31
 """cfg's m field has 5 bits."""
 
 
-def _nm(layout: NMAttr, t: TensorType) -> dict[str, object]:
+def _nm(layout: NMAttr, t: TensorType) -> _Fields:
     width = t.dims[-1]
     assert isinstance(width, int)  # the storage exists, so the weight's shape is static
     return {"nm": (layout.n.data, layout.m.data), "words": layout.codec([width]).words}

@@ -13,9 +13,21 @@ from collections.abc import Callable, Sequence
 from xdsl.builder import Builder
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i64
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    VectorType,
+    f32,
+    i64,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
+from xdsl.utils.hints import isa
 
 from stoicc_py.dialects import tdsl
 
@@ -45,7 +57,15 @@ class LoopBuilder:
         """0 of a float or integer element type."""
         if isinstance(type, IntegerType):
             return self.insert(arith.ConstantOp(IntegerAttr(0, type)))
-        return self.insert(arith.ConstantOp(FloatAttr(0.0, type)))  # type: ignore[arg-type]
+        assert isa(type, AnyFloat), type
+        return self.insert(arith.ConstantOp(FloatAttr(0.0, type)))
+
+    def splat(self, type: VectorType, value: int | float) -> SSAValue:
+        """A vector of `value` in every lane: an integer in integer lanes, a float in float lanes."""
+        if isinstance(value, int) and isa(type, VectorType[IntegerType]):
+            return self.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
+        assert isa(type, VectorType[AnyFloat]), type
+        return self.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
 
     def size(self, buf: SSAValue, axis: int) -> SSAValue:
         t = buf.type

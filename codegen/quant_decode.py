@@ -42,13 +42,9 @@ def _int(b: LoopBuilder, value: int, type: IntegerType = i32) -> SSAValue:
     return b.insert(arith.ConstantOp(IntegerAttr(value, type)))
 
 
-def splat(b: LoopBuilder, type: VectorType, value: int | float) -> SSAValue:
-    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
-
-
 def _lane_const(b: LoopBuilder, type: VectorType, bits: int, width: int) -> SSAValue:
     """A splat of the unsigned `width`-bit pattern `bits`, as the lanes' signed integer."""
-    return splat(b, type, bits - (1 << width) if bits >> (width - 1) else bits)
+    return b.splat(type, bits - (1 << width) if bits >> (width - 1) else bits)
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,7 @@ class CodeDecoder:
         fields = None
         for j in range(per_byte if per_byte > 1 else 0):
             up = (8 - plane.bits) * j + plane.shift
-            moved = b.insert(arith.ShLIOp(wide, splat(b, lanes, up))) if up else wide
+            moved = b.insert(arith.ShLIOp(wide, b.splat(lanes, up))) if up else wide
             part = b.insert(arith.AndIOp(moved, _lane_const(b, lanes, plane.mask << (8 * j + plane.shift), 8 * per_byte)))
             fields = part if fields is None else b.insert(arith.OrIOp(fields, part))
         out = fields or wide
@@ -231,30 +227,30 @@ class VectorCodes:
         raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(self.start)) if self.start else at], raw_type))
         if self.flips_sign:  # once per byte, not per field
             sign_bits = sum(1 << (self.bits * (j + 1) - 1) for j in range(self.per_byte))
-            raw = b.insert(arith.XOrIOp(raw, splat(b, raw_type, sign_bits - 256)))
+            raw = b.insert(arith.XOrIOp(raw, b.splat(raw_type, sign_bits - 256)))
         # xDSL's arith.extsi/extui take scalars only; LLVM's casts take vectors.
         if self.direct:
             return b.insert(llvm.SExtOp(raw, self.lanes))
         word = b.insert(llvm.ZExtOp(raw, self.lanes))
-        return b.insert(arith.ShLIOp(word, splat(b, self.lanes, 1))) if self.binary else word
+        return b.insert(arith.ShLIOp(word, b.splat(self.lanes, 1))) if self.binary else word
 
     def phase(self, b: LoopBuilder, j: SSAValue) -> tuple[SSAValue | None, SSAValue]:
         """Field j's bits in every lane (None when a byte is one code), and 2^(b*j) as
         f32 lanes."""
         if self.per_byte == 1:
-            return None, splat(b, self.vec, 1.0)
+            return None, b.splat(self.vec, 1.0)
         shift = b.insert(arith.IndexCastOp(b.mul(j, b.index(self.bits)), i32))
         shifts = b.insert(vector.BroadcastOp(shift, self.lanes))
-        mask = b.insert(arith.ShLIOp(splat(b, self.lanes, self.field_bits), shifts))
-        unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(splat(b, self.lanes, 1), shifts)), self.vec))
+        mask = b.insert(arith.ShLIOp(b.splat(self.lanes, self.field_bits), shifts))
+        unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(b.splat(self.lanes, 1), shifts)), self.vec))
         return mask, unit
 
     def bias(self, b: LoopBuilder, base: SSAValue | None, unit: SSAValue) -> SSAValue:
         """2^23 + base * 2^(b*j): what 2^23 + field j exceeds q * 2^(b*j) by (an integer
         below 2^24, so exact); 2^23 for a plane above the low one (base None)."""
         if base is None:
-            return splat(b, self.vec, MAGIC)
-        return b.insert(vector.FMAOp(base, unit, splat(b, self.vec, MAGIC)))
+            return b.splat(self.vec, MAGIC)
+        return b.insert(vector.FMAOp(base, unit, b.splat(self.vec, MAGIC)))
 
     def field(self, b: LoopBuilder, word: SSAValue, mask: SSAValue | None, bias: SSAValue) -> SSAValue:
         """q * 2^(b*j) for the codes P*t + j of the chunk, as f32 lanes."""
@@ -262,5 +258,5 @@ class VectorCodes:
             return b.insert(llvm.SIToFPOp(word, self.vec))
         if mask is not None:
             word = b.insert(arith.AndIOp(word, mask))
-        magic = b.insert(arith.OrIOp(word, splat(b, self.lanes, MAGIC_BITS)))
+        magic = b.insert(arith.OrIOp(word, b.splat(self.lanes, MAGIC_BITS)))
         return b.insert(arith.SubfOp(b.insert(vector.BitcastOp(magic, self.vec)), bias))

@@ -170,16 +170,15 @@ def _rows(lead: Sequence[int]) -> int:
     return count
 
 
-def _reshaped(b: BufferAttr, prefix: str, dims: list[int], quant: LayoutAttr) -> BufferAttr:
+def _reshaped(b: BufferAttr, prefix: str, dims: list[int], quant: QuantLayoutAttr) -> BufferAttr:
     """A quantized [rows, width] buffer laid over the values buffer's leading dims."""
     shape = list(b.type.get_shape())
     lead = dims[:-1]
-    per_column = quant.per.data == "channel" and quant.axis.data == 1
     if b.role.data == "values":  # codes: the leading dims, then the packed last dim
         shape = [*lead, shape[-1] if dims[-1] >= 0 else DYNAMIC_INDEX]
     elif len(shape) == 2:  # per group: one scale per group of each row
         shape = [*lead, shape[-1]]
-    elif shape != [1] and not per_column:  # per row
+    elif shape != [1] and not quant.per_column:  # per row
         shape = lead or [1]
     return BufferAttr(prefix + b.role.data, MemRefType(b.type.element_type, shape), b.kind.data, b.is_unsigned)
 
@@ -191,7 +190,7 @@ class SparseLayoutAttr(LayoutAttr, ABC):
         """The shape of the stored values, which a composed quantization applies to."""
         return tuple(shape)
 
-    def storage_with(self, shape: Sequence[int], element: TypeAttribute, quant: LayoutAttr) -> StorageAttr:
+    def storage_with(self, shape: Sequence[int], element: TypeAttribute, quant: QuantLayoutAttr) -> StorageAttr:
         """This layout's storage with every values buffer quantized by `quant`.
 
         A values buffer of shape [d0, ..., dn] is quantized as rows of its last dim
@@ -209,7 +208,7 @@ class SparseLayoutAttr(LayoutAttr, ABC):
                 continue
             prefix = b.role.data.removesuffix("values")
             dims = list(b.type.get_shape())
-            per = quant.per.data
+            per = quant.scales_per
             if len(dims) == 1 and per != "tensor":
                 raise VerifyException(
                     f"{self.summary()} stores values in one list: quantize it per tensor, not per={per}"
@@ -227,6 +226,20 @@ class QuantLayoutAttr(LayoutAttr, ABC):
     def width_unit(self) -> int:
         """What a row's width must be a multiple of (whole scale groups, whole code bytes)."""
         return 1
+
+    @property
+    def scales_per(self) -> str:
+        """Where the scales vary ("tensor", "channel", "group", "token"): how a sparse layout
+        quantizes its values buffers. Only a uniform quantization composes so."""
+        raise VerifyException(self._uncomposed())
+
+    @property
+    def per_column(self) -> bool:
+        """One scale per column of a row (groups of one element)."""
+        raise VerifyException(self._uncomposed())
+
+    def _uncomposed(self) -> str:
+        return f"{self.summary()} does not compose with a sparse layout: use a uniform quantization"
 
 
 @irdl_attr_definition
@@ -256,9 +269,11 @@ class ComposedLayoutAttr(LayoutAttr):
                 raise VerifyException(f"quant: group={group.data} does not divide the reduction dimension of "
                                       f"size {stored[-1]}")  # fmt: skip
         except VerifyException as err:
-            if stored[-1] == shape[-1]:
+            width, stored_width = shape[-1], stored[-1]
+            # a symbolic width is stored as it is (compressed_shape keeps it)
+            if stored_width == width or not (isinstance(width, int) and isinstance(stored_width, int)):
                 raise
-            raise VerifyException(self._stored_width_error(shape[-1], stored[-1])) from err
+            raise VerifyException(self._stored_width_error(width, stored_width)) from err
 
     def _stored_width_error(self, width: int, stored: int) -> str:
         """Q's rule on the row width, said in the columns the user wrote (Q counts stored values)."""
@@ -278,7 +293,7 @@ class ComposedLayoutAttr(LayoutAttr):
         return f"{self.sparse.summary()} with {self.quant.summary()}"
 
     def storage(self, shape: Sequence[int], element: TypeAttribute) -> StorageAttr:
-        assert isinstance(self.sparse, SparseLayoutAttr)
+        assert isinstance(self.sparse, SparseLayoutAttr) and isinstance(self.quant, QuantLayoutAttr)  # verify()
         return self.sparse.storage_with(shape, element, self.quant)
 
     def granule(self) -> tuple[int, int]:

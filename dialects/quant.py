@@ -72,6 +72,10 @@ class UniformQuantAttr(QuantLayoutAttr):
         return width * self.bits // 8
 
     @property
+    def scales_per(self) -> str:
+        return self.per.data
+
+    @property
     def per_column(self) -> bool:
         """One scale per column (per=channel, axis=1): groups of one element of a row."""
         return self.per.data == "channel" and self.axis.data == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -33,6 +33,8 @@ from xdsl.irdl import (
     AttrSizedOperandSegments,
     BaseAttr,
     IRDLOperation,
+    OptOperand,
+    OptOpResult,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
@@ -181,8 +183,12 @@ class TdslOp(IRDLOperation, ABC):
     """Base of the tensor ops: one inferred result in tensor form, an `into` buffer
     in buffer form."""
 
+    if TYPE_CHECKING:  # every concrete op defines both (IRDL forbids bare annotations here)
+        out: OptOperand
+        result: OptOpResult[TensorType]
+
     def tensor_operands(self) -> Sequence[SSAValue]:
-        return [o for o in self.operands if o is not getattr(self, "out", None)]
+        return [o for o in self.operands if o is not self.out]
 
     @property
     def is_bufferized(self) -> bool:

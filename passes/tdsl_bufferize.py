@@ -15,6 +15,7 @@ from xdsl.context import Context
 from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
+    AnyFloat,
     ArrayAttr,
     DictionaryAttr,
     FloatAttr,
@@ -28,6 +29,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.hints import isa
 
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
@@ -201,7 +203,9 @@ class _FuncBufferizer:
     def constant(self, op: ConstantOp) -> SSAValue:
         assert op.result is not None
         buf = self.buffer_for(op.result)
-        scalar = self.builder.insert(arith.ConstantOp(FloatAttr(op.scalar, op.result.type.element_type)))
+        element = op.result.type.element_type
+        assert isa(element, AnyFloat), element  # tdsl.constant is a float literal
+        scalar = self.builder.insert(arith.ConstantOp(FloatAttr(op.scalar, element)))
         self.builder.insert(memref.StoreOp.get(scalar, buf, []))
         return buf
 

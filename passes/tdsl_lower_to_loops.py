@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, memref
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -237,7 +237,8 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
             rows.zero()
             decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
             shape = (int(packed.dims[0]), int(packed.dims[1]))
-            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, shape, decode)  # type: ignore[arg-type]
+            assert isinstance(assemble, AssembleOp)  # not walked: checked above
+            block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, shape, decode)
             sparse_loops.FORMATS[type(sparse)](b, block, sparse)
         apply_epilogue(op, rows)
         return ()
@@ -282,7 +283,9 @@ def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
 
 def _lower_sq_activations(op: tdsl.ContractionOp, out: SSAValue) -> None:
     """SQ-format activations times an f32 weight: low and high parts in one pass."""
-    layout = op.lhs.type.layout  # type: ignore[attr-defined]
+    lhs = op.lhs.type
+    assert isinstance(lhs, PackedType)  # the caller's test
+    layout = lhs.layout
     if not isinstance(layout, SQAttr) or not op.RHS_TRANSPOSED:
         raise op_error(op, f"a product with {layout.summary()} activations needs a linear weight")
     b = before(op)
@@ -347,26 +350,32 @@ class TileNest:
     j0: SSAValue
     j1: SSAValue
 
-    def rows(self, body) -> None:  # type: ignore[no-untyped-def]
+    def rows(self, body: Callable[[LoopBuilder, SSAValue], None]) -> None:
         def step(b: LoopBuilder, i: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
             body(b, i)
             return ()
 
         self.b.loop(self.i0, self.i1, self.b.index(1), step, name="i")
 
-    def cols(self, b: LoopBuilder, body) -> None:  # type: ignore[no-untyped-def]
+    def cols(self, b: LoopBuilder, body: Callable[[LoopBuilder, SSAValue], None]) -> None:
         def step(inner: LoopBuilder, j: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
             body(inner, j)
             return ()
 
         b.loop(self.j0, self.j1, b.index(1), step, name="j")
 
-    def each(self, body) -> None:  # type: ignore[no-untyped-def]
+    def each(self, body: Callable[[LoopBuilder, SSAValue, SSAValue], None]) -> None:
         self.rows(lambda b, i: self.cols(b, lambda b, j: body(b, i, j)))
+
+    @property
+    def element_type(self) -> Attribute:
+        """The output's element type (out is a memref)."""
+        assert isinstance(self.out.type, MemRefType)
+        return self.out.type.element_type
 
     def zero(self) -> None:
         """Clear the block: the start of an accumulation, in the output's element type."""
-        zero = self.b.zero(self.out.type.element_type)  # type: ignore[attr-defined]
+        zero = self.b.zero(self.element_type)
         self.each(lambda b, i, j: b.store(zero, self.out, [i, j]))
 
 
@@ -389,7 +398,7 @@ def _accumulate(op: tdsl.ContractionOp, tile: TileNest, k0: SSAValue, k1: SSAVal
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def k_step(inner: LoopBuilder, k: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            a = inner.widen(inner.load(lhs, [i, k]), out.type.element_type)  # type: ignore[attr-defined]
+            a = inner.widen(inner.load(lhs, [i, k]), tile.element_type)
 
             def axpy(b2: LoopBuilder, j: SSAValue) -> None:
                 b2.store(b2.mul_add(b2.load(out, [i, j]), a, b2.load(rhs, [k, j])), out, [i, j])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, vector
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32
+from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
@@ -96,13 +96,13 @@ class DotKernel(ABC):
         rows, cols = shape.indices(b, i, j)
         granule = self.granule(shape)
         kv = floor_to(b, k0, k1, granule) if self.k_tail else k1
-        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
+        zero = b.splat(shape.vec, 0.0)
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             return self.step(inner, shape, rows, cols, k, acc)
 
         accs = b.loop(k0, kv, b.index(granule), k_step, [zero] * (shape.rows * shape.cols), name="k")
-        sums = [reduce_add(b, acc) for acc in accs]
+        sums: Sequence[SSAValue] = [reduce_add(b, acc) for acc in accs]
         if self.k_tail:
             sums = self.tail(b, rows, cols, kv, k1, sums)
         for r, row in enumerate(rows):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, MemRefType, ModuleOp, VectorType, f32, i8, i32
+from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32, i8, i32
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -68,10 +68,6 @@ Scale = Callable[[LoopBuilder, SSAValue], SSAValue]
 GroupScale = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
 """The f32 scale of a weight row's group."""
 Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
-
-
-def _splat(b: LoopBuilder, type: VectorType, value: float) -> SSAValue:
-    return b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(type, [value])))
 
 
 def _sext(b: LoopBuilder, value: SSAValue) -> SSAValue:
@@ -243,7 +239,7 @@ class IntegerKernel:
                     new[slot] = dot.accumulate(inner, acc[slot], wv, xv)
             return new
 
-        accs = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)] * (len(rows) * len(cols)), name="k")
+        accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * len(cols)), name="k")
         offsets = [b.load(self.offsets, [r, g]) for r in rows]
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
             zps = [w.zero_point(b, col, g) for col in cols]
@@ -270,7 +266,7 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
     rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
     alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
     alloc.name_hint = "row_offsets"
-    ones = dot.operand(b, _splat(b, dot.bytes, 1), False)
+    ones = dot.operand(b, b.splat(dot.bytes, 1), False)
     offset = b.insert(arith.ConstantOp.from_int_and_width(product.w.offset, i32))
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
@@ -280,7 +276,7 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
 
         def group(b: LoopBuilder, g: SSAValue) -> None:
             k0, kv, _ = product.span(b, g, dot.step)
-            (acc,) = b.loop(k0, kv, b.index(dot.step), k_step, [_splat(b, dot.acc, 0)], name="k")
+            (acc,) = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)], name="k")
             b.store(b.insert(arith.MuliOp(dot.reduce(b, acc), offset)), alloc, [i, g])
 
         for_(b, b.index(0), b.index(groups.count), 1, group, "g")
@@ -389,13 +385,13 @@ class RowQuantizer:
         # propagates as in the scalar maximum): one integer max per vector, where
         # arith.maximumf is a chain of NaN checks.
         bits = VectorType(i32, [self.lanes])
-        magnitude = _splat(b, bits, 0x7FFFFFFF)
+        magnitude = b.splat(bits, 0x7FFFFFFF)
 
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             v = b.insert(vector.BitcastOp(b.insert(vector.LoadOp(self.x, [r, k], self.floats)), bits))
             return [b.insert(arith.MaxUIOp(acc[0], b.insert(arith.AndIOp(v, magnitude))))]
 
-        (lanes,) = b.loop(b.index(0), kv, b.index(self.lanes), step, [_splat(b, bits, 0)], name="k")
+        (lanes,) = b.loop(b.index(0), kv, b.index(self.lanes), step, [b.splat(bits, 0)], name="k")
         top = b.insert(vector.ExtractOp(lanes, [0], i32))
         for lane in range(1, self.lanes):
             top = b.insert(arith.MaxUIOp(top, b.insert(vector.ExtractOp(lanes, [lane], i32))))
@@ -407,7 +403,7 @@ class RowQuantizer:
 
     def _codes(self, b: LoopBuilder, r: SSAValue, kv: SSAValue, divisor: SSAValue) -> None:
         divisors = b.insert(vector.BroadcastOp(divisor, self.floats))
-        low, high, shift = (_splat(b, self.floats, v) for v in (-127.0, 127.0, MANTISSA_SHIFT))
+        low, high, shift = (b.splat(self.floats, v) for v in (-127.0, 127.0, MANTISSA_SHIFT))
         words, codes = VectorType(i32, [self.lanes]), VectorType(i8, [self.lanes])
 
         def step(b: LoopBuilder, k: SSAValue) -> None:

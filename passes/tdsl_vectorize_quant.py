@@ -56,7 +56,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder
-from stoicc_py.codegen.quant_decode import VectorCodes, splat
+from stoicc_py.codegen.quant_decode import VectorCodes
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
@@ -92,7 +92,7 @@ def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Ve
         for j, mask in enumerate(masks):
             part = b.insert(vector.ShuffleOp(v, v, mask, result_type=codes.vec))
             scale = codes.x_scale(j)
-            scaled = part if scale == 1 else b.fmul(part, splat(b, codes.vec, scale))
+            scaled = part if scale == 1 else b.fmul(part, b.splat(codes.vec, scale))
             b.b.insert(vector.StoreOp(scaled, ordered, [i, b.add(k, b.index(j * lanes))]))
 
     for_(b, b.index(0), m, 1, lambda b, i: for_(b, b.index(0), b.index(k_size), codes.chunk,
@@ -134,7 +134,7 @@ class QuantKernel:
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        zeros = [splat(b, self.codes.vec, 0.0)] * (shape.rows * shape.cols)
+        zeros = [b.splat(self.codes.vec, 0.0)] * (shape.rows * shape.cols)
 
         def segment(b: LoopBuilder, k0: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             return self._segment(b, rows, cols, k0, acc)
@@ -149,7 +149,7 @@ class QuantKernel:
         codes = self.codes
         g = b.div(k0, b.index(self.segment))
         bases = [self._base(b, col, g) for col in cols]
-        zeros = [splat(b, codes.vec, 0.0)] * len(totals)
+        zeros = [b.splat(codes.vec, 0.0)] * len(totals)
         k1 = b.add(k0, b.index(self.segment))
         if self.k_size % self.segment:  # the last group holds the rest of the row
             k1 = b.min(k1, b.index(self.k_size))
@@ -165,7 +165,7 @@ class QuantKernel:
     def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue:
         """u - q of the fields of weight row `col` in group g, as f32 lanes."""
         if self.codes.base is not None:
-            return splat(b, self.codes.vec, float(self.codes.base))
+            return b.splat(self.codes.vec, float(self.codes.base))
         zp = b.load(self.w.buffers["zero_points"], self.w.scale_indices(b, col, g))
         zp = b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32))
         return b.insert(vector.BroadcastOp(zp, self.codes.vec))

@@ -30,7 +30,6 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
-    DenseIntOrFPElementsAttr,
     MemRefType,
     ModuleOp,
     VectorType,
@@ -128,7 +127,7 @@ class NMProduct:
 
     def row(self, b: LoopBuilder, n: SSAValue, panels: int, body: Body3) -> None:
         """yp[n, :panels, :] += what `body` accumulates for row n."""
-        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(self.vec, [0.0])))
+        zero = b.splat(self.vec, 0.0)
         accs = body(b, n, [zero] * (panels * self.chains))
         for p in range(panels):
             total = accs[p * self.chains]
@@ -198,7 +197,7 @@ def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, p
     pack and run k_block(b, kb, kb_end); then unpack into out."""
     n_size, kb_cols = prod.yp.type.get_shape()[0], prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
     k_size = b.size(prod.x, 1)
-    zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(prod.vec, [0.0])))
+    zero = b.splat(prod.vec, 0.0)
 
     def clear(b: LoopBuilder, n: SSAValue) -> None:
         for p in range(panels):
@@ -491,7 +490,7 @@ class HybridKernel:
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
         th, tw = self.code.tile
         rows, locals_ = shape.indices(b, i, c0)
-        zero = b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(shape.vec, [0.0])))
+        zero = b.splat(shape.vec, 0.0)
         acc: Sequence[SSAValue] = [zero] * (shape.rows * shape.cols)
         for f, code in enumerate(self.code.formats):
             buf = lambda name, f=f: self.assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
@@ -539,7 +538,7 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     layout = packed.layout
     assert isinstance(layout, HybridAttr)
-    code = layout.codec(packed.dims)  # type: ignore[arg-type]
+    code = layout.codec(packed.dims)
     (n_size, k_size), (th, tw) = code.shape, code.tile
     b = before(op)
     m, tile_rows, padded_k = b.size(op.lhs, 0), code.grid[0], code.grid[1] * tw
@@ -581,7 +580,7 @@ def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
     values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
     if not isinstance(layout, HybridAttr) or width != 16 or any(t != f32 for t in values):
         return False
-    code = layout.codec(packed.dims)  # type: ignore[arg-type]
+    code = layout.codec(packed.dims)
     return code.tile[1] % (2 * width) == 0 and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
 
 
@@ -590,7 +589,7 @@ def _decoder(packed: PackedType) -> NMDecoder:
     layout = packed.layout
     nm = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
     assert isinstance(nm, NMAttr)
-    return NMDecoder(nm.codec(packed.dims))  # type: ignore[arg-type]
+    return NMDecoder(nm.codec(packed.dims))
 
 
 def _permutable(packed: PackedType, width: int) -> bool:
@@ -625,7 +624,7 @@ class VectorizeNM(RewritePattern):
         permute = None
         if values is not None and self.permute and _permutable(packed, self.width):
             decoder = _decoder(packed)
-            permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,  # type: ignore[arg-type]
+            permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
         if _hybrid_vectorizable(packed, self.width):
             lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)

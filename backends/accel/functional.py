@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ def _fields(data: Array, bits: int, signed: bool) -> Array:
 
 def _matmul(x: Array, w: Array) -> Array:
     """x [m, k] · w [n, k]ᵀ of small integers, exactly, as int32."""
-    dtype = np.float32 if x.shape[1] <= 1024 else np.float64
+    dtype: type[np.floating[Any]] = np.float32 if x.shape[1] <= 1024 else np.float64
     return (x.astype(dtype) @ w.astype(dtype).T).astype(np.int32)
 
 
@@ -323,7 +324,7 @@ class Functional:
         count = {"none": rows * cols, "row": rows, "col": cols, "scalar": 1}[mode]
         offset, stride = f["aux"], f["stride"] or 1
         span = offset + (count - 1) * stride + 1
-        vec = self.region("scl", f["scl"], span * 4).view(dtype)[offset::stride][:count]
+        vec: Array = self.region("scl", f["scl"], span * 4).view(dtype)[offset::stride][:count]
         act.reads["scl"] += count * 4
         if mode == "none":
             return vec.reshape(rows, cols)
@@ -383,11 +384,11 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _gelu(x: Array) -> Array:
     """The exact (erf) GELU."""
-    return np.float32(0.5) * x * (np.float32(1) + _erf(x / np.float32(math.sqrt(2.0))).astype(np.float32))
+    return np.float32(0.5) * x * (np.float32(1) + np.asarray(_erf(x / np.float32(math.sqrt(2.0))), np.float32))
 
 
 def _sigmoid(x: Array) -> Array:
     return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
-ACTIVATIONS = {"gelu": _gelu, "silu": lambda x: x * _sigmoid(x), "sigmoid": _sigmoid, "tanh": np.tanh}
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"gelu": _gelu, "silu": lambda x: x * _sigmoid(x), "sigmoid": _sigmoid, "tanh": np.tanh}

@@ -64,7 +64,7 @@ def save_weights(weights: Mapping[str, Array], path: str | Path) -> Path:
     """Write `weights` to a .safetensors or .npz file (chosen by the suffix of `path`)."""
     path = Path(path)
     if path.suffix == ".npz":
-        np.savez(path, **weights)
+        np.savez(path, allow_pickle=False, **weights)  # as load_weights reads them
     elif path.suffix == ".safetensors":
         _safetensors().save_file({name: np.ascontiguousarray(w) for name, w in weights.items()}, str(path))
     else:
