@@ -94,7 +94,8 @@ class InstructionOp(IRDLOperation, ABC):
     signal = opt_prop_def(StringAttr)
 
     @classmethod
-    def make(cls, wait: str = "", signal: str = "", **fields: int | str | bool) -> InstructionOp:
+    def make(cls, **fields: int | str | bool) -> InstructionOp:
+        """The instruction with these fields (ints, enum names, flags; tokens as `wait`/`signal`)."""
         props: dict[str, Attribute] = {}
         for name, value in fields.items():
             if isinstance(value, bool):
@@ -104,10 +105,6 @@ class InstructionOp(IRDLOperation, ABC):
                 props[name] = StringAttr(value)
             else:
                 props[name] = _int(value)
-        if wait:
-            props["wait"] = StringAttr(wait)
-        if signal:
-            props["signal"] = StringAttr(signal)
         return cls.create(properties=props)
 
     def field(self, name: str) -> int | str:

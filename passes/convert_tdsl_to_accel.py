@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, FixedBitwidthType, ModuleOp, StringAttr
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -324,27 +324,26 @@ class ProductLowering:
 
     def epilogue(self, mr: int, n0: int, nr: int, out: int) -> None:
         p, e, w = self.p, self.emit, self.p.weights
-        tile = {"rows": mr, "cols": nr}
         if not p.integer:
             if w.scales in ("channel", "tensor"):
                 bcast = "col" if w.scales == "channel" else "scalar"
-                e.valu("scale", dst=out, src=out, scl=self.slot("scl", "ws", "n"), bcast=bcast, **tile)
+                e.valu("scale", dst=out, src=out, scl=self.slot("scl", "ws", "n"), bcast=bcast, rows=mr, cols=nr)
             elif w.scales == "none":
-                e.valu("cvt", dst=out, src=out, **tile)
+                e.valu("cvt", dst=out, src=out, rows=mr, cols=nr)
             if w.sq[0]:
                 bcast = "col" if w.sq_scales == "channel" else "scalar"
                 e.valu("macc", dst=out, src=self.slot("acc", "hacc", "n"), scl=self.slot("scl", "hs", "n"),
-                       bcast=bcast, **tile)  # fmt: skip
-            e.valu("mul", dst=out, src=out, scl=self.slot("scl", "xs", "m"), bcast="row", **tile)
+                       bcast=bcast, rows=mr, cols=nr)  # fmt: skip
+            e.valu("mul", dst=out, src=out, scl=self.slot("scl", "xs", "m"), bcast="row", rows=mr, cols=nr)
         if p.op.bias is not None:
             bias = self.slot("scl", "bias", "n")
             e.load("scl", bias, self.emit.segments[p.op.bias], n0 * 4, 1, nr * 4, nr * 4)
-            e.valu("addi" if p.integer else "add", dst=out, src=out, scl=bias, bcast="col", **tile)
+            e.valu("addi" if p.integer else "add", dst=out, src=out, scl=bias, bcast="col", rows=mr, cols=nr)
         act = p.op.activation
         if act == "relu":
-            e.valu("maxi" if p.integer else "max", dst=out, src=out, **tile)
+            e.valu("maxi" if p.integer else "max", dst=out, src=out, rows=mr, cols=nr)
         elif act is not None:
-            e.valu(act, dst=out, src=out, **tile)
+            e.valu(act, dst=out, src=out, rows=mr, cols=nr)
 
 
 def _nbytes(t: TensorType) -> int:
@@ -358,7 +357,8 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
     for i, (arg, t) in enumerate(zip(fn.args, fn.function_type.inputs)):
         assert isinstance(t, TensorType)
         attrs = fn.arg_attrs.data[i].data if fn.arg_attrs else {}
-        name = attrs["tdsl.name"].data if "tdsl.name" in attrs else f"{GENERATED}arg{i}"  # type: ignore[union-attr]
+        given = attrs.get("tdsl.name")
+        name = given.data if isinstance(given, StringAttr) else f"{GENERATED}arg{i}"
         emit.segments[arg] = name
         storage = attrs.get("tdsl.storage")
         if not isinstance(storage, StorageAttr):
@@ -376,7 +376,9 @@ def _declare_inputs(fn: func.FuncOp, emit: Emitter) -> None:
             count = 1
             for d in shape:
                 count *= d
-            emit.segment(f"{name}.{role}", count * b.type.element_type.bitwidth // 8, "input")
+            element = b.type.element_type
+            assert isinstance(element, FixedBitwidthType)
+            emit.segment(f"{name}.{role}", count * element.bitwidth // 8, "input")
 
 
 def _tile_row_bytes(n: int, m: int, cols: int) -> tuple[int, int]:
@@ -417,14 +419,14 @@ def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
     for op in fn.body.block.ops:
         if isinstance(op, ContractionOp):
             assert op.result is not None
-            name = outputs.get(op.result)
-            if name is None:
-                name = temp_segment(temps)
+            segment = outputs.get(op.result)
+            if segment is None:
+                segment = temp_segment(temps)
                 temps += 1
                 assert isinstance(op.result.type, TensorType)
-                emit.segment(name, _nbytes(op.result.type), "temp")
-            emit.segments[op.result] = name
-            ProductLowering(analyse(op), name, emit, machine).run()
+                emit.segment(segment, _nbytes(op.result.type), "temp")
+            emit.segments[op.result] = segment
+            ProductLowering(analyse(op), segment, emit, machine).run()
         elif isinstance(op, QuantizeOp):
             if any(not isinstance(use.operation, ContractionOp) or use.index != 0 for use in op.result.uses):  # type: ignore[union-attr]
                 raise op_error(op, "on the accel target a quantize must feed the activations of a matrix product")
