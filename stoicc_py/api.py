@@ -24,6 +24,7 @@ import numpy as np
 
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
+from stoicc_py.backends.llvm.target import describe, host_options
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.kernel import KernelBase, NativeKernel
 from stoicc_py.options import Options
@@ -213,8 +214,8 @@ class Program:
         raise AttributeError(name)
 
     def header(self) -> str:
-        """The C header declaring every kernel of the program (docs/api.md, C ABI)."""
-        return c_header([k.abi for k in self.kernels.values()])
+        """The C header declaring every kernel of the program (docs/api.md, C ABI), compiled for the host."""
+        return c_header([k.abi for k in self.kernels.values()], target=describe(host_options()))
 
     def ir(self, stage: str = "ir", kernel: str | None = None) -> str:
         """The program's (or one kernel's) IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""

@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ from stoicc_py.backends.accel.isa import Program as MachineProgram
 from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.header import c_header, header_guard
+from stoicc_py.backends.llvm.target import describe, host_options, machine_options
 from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
@@ -68,6 +71,7 @@ ACCEL_EMITS = ("ir", "accel", "isa", "bin")
 MAX_REPEAT = 10**6  # timed calls: more is a typo, not a measurement
 MAX_ROWS = 2**16  # synthetic calibration rows
 MAX_THREADS = 1024
+NOTE_AFTER = 1.0  # seconds of compiling before a terminal is told what is going on
 
 
 def _tile(text: str) -> tuple[int, ...]:
@@ -102,12 +106,48 @@ def _print_after(args: argparse.Namespace) -> PassCallback | None:
     return callback if args.print_ir_after_all else None
 
 
+@contextmanager
+def _compiling_note(file: str, args: argparse.Namespace) -> Iterator[None]:
+    """On a terminal, `stoicc: compiling FILE …` once a compile has taken NOTE_AFTER s (so
+    that a long one does not look hung), finished with its time. Never on a pipe or a file
+    (scripts, tests), nor beside -v, --time-passes or --print-ir-after-all, which print their own."""
+    if not sys.stderr.isatty() or args.verbose or args.time_passes or getattr(args, "print_ir_after_all", False):
+        yield
+        return
+    start = time.perf_counter()
+    shown = threading.Event()
+
+    def show() -> None:
+        print(f"stoicc: compiling {file} …", end="", file=sys.stderr, flush=True)
+        shown.set()
+
+    timer = threading.Timer(NOTE_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()  # a note being printed is whole before anything else is
+        if shown.is_set():
+            print(f" {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
-    source, file = read_source(args.file)
-    module = _selected(front_end(source, file), args.kernel)
-    options = Options(args.target, args.tile or (), args.check_bounds)
     _only_for(args, "accel", "dim", "weight", "machine")
-    _only_for(args, "cpu", "check_bounds")
+    _only_for(args, "cpu", "check_bounds", "mcpu", "mattr")
+    options = Options(args.target, args.tile or (), args.check_bounds, args.mcpu or "", args.mattr or "")
+    target = machine_options(options.cpu, options.mattr)  # an unknown name is an error before any work
+    source, file = read_source(args.file)
+    with _compiling_note(file, args):
+        output = _artifact(args, options, file, _selected(front_end(source, file), args.kernel), describe(target))
+    suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
+    _write(output, args.output, binary_default=Path(file).with_suffix(suffix) if suffix else None)
+    return 0
+
+
+def _artifact(args: argparse.Namespace, options: Options, file: str, module: ModuleOp, target: str) -> str | bytes:
+    """What `stoicc compile` writes: --emit's artifact, or the IR after -p's passes."""
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
@@ -118,12 +158,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit == "obj":
         output = object_code(module, options, after)
     elif args.emit == "header":
-        output = c_header(kernel_abis(module, options), guard=header_guard(Path(file).stem))
+        output = c_header(kernel_abis(module, options), guard=header_guard(Path(file).stem), target=target)
     else:
         output = emit_text(module, args.emit, options, after)
-    suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
-    _write(output, args.output, binary_default=Path(file).with_suffix(suffix) if suffix else None)
-    return 0
+    return output
 
 
 def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallback | None) -> str | bytes:
@@ -212,9 +250,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "accel":
         return cmd_sim(args)
     _only_for(args, "accel", "machine", "json")
-    program = compile(
-        args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds
-    )
+    if (args.mcpu or args.mattr) and (args.mcpu not in ("", None, host_options().cpu) or args.mattr):
+        raise CompileError(f"stoicc run runs the kernels on this CPU ({host_options().cpu}): --mcpu and --mattr "
+                           "of another one apply to stoicc compile --emit obj|asm|header")  # fmt: skip
+    with _compiling_note(str(args.file), args):
+        program = compile(
+            args.file, args.target, tile=args.tile or (), cache=not args.no_cache, check_bounds=args.check_bounds
+        )
     return _run_checked(program, args)
 
 
@@ -475,6 +517,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--tile", type=_tile, help="matrix-product tile sizes tm,tn,tk")
     r.add_argument("--no-cache", action="store_true", help="do not use the on-disk kernel cache")
     r.add_argument("--check-bounds", action="store_true", help="check every memory access against its buffer")
+    for cmd in (c, r):
+        cmd.add_argument("--mcpu", metavar="CPU",
+                         help="cpu: generate code for this CPU (LLVM's names, as llc -mcpu: x86-64-v3, znver4, ...; "
+                              "default: this host's); run: only this host's")  # fmt: skip
+        cmd.add_argument("--mattr", metavar="+F,-F",
+                         help="cpu: features to add or remove on top of the CPU's, e.g. --mattr=+avx2,-avx512f")  # fmt: skip
 
     s = sub.add_parser(
         "sim", parents=[common], help="simulate on the accelerator: check against the reference, report costs"

@@ -12,6 +12,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from stoicc_py.abi import KernelABI
 from stoicc_py.backends.llvm.codegen import optimize, to_llvm_ir
+from stoicc_py.backends.llvm.target import MachineOptions, machine_options, target_features
 from stoicc_py.backends.llvm.worker import Output
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
@@ -41,9 +42,16 @@ def only_kernel(module: ModuleOp, name: str) -> ModuleOp:
     return kept
 
 
+def machine(options: Options) -> MachineOptions:
+    """The machine that `options` compile for: the host, or --mcpu/--mattr's CPU."""
+    return machine_options(options.cpu, options.mattr)
+
+
 def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
-    """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target)."""
-    return run_passes(module.clone(), pipeline_spec(upto, options.tile, options.check_bounds), after_pass)
+    """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target),
+    with the vector widths and register blocks of the target CPU."""
+    features = target_features(machine(options))
+    return run_passes(module.clone(), pipeline_spec(upto, options.tile, options.check_bounds, features), after_pass)
 
 
 _LLVM_TEXT: dict[str, Output] = {"llvm-ir": "llvm-ir", "asm": "asm"}
@@ -53,9 +61,10 @@ _LLVM_TEXT: dict[str, Output] = {"llvm-ir": "llvm-ir", "asm": "asm"}
 def optimized_llvm(
     module: ModuleOp, output: Output, options: Options, after_pass: PassCallback | None = None
 ) -> str | bytes:
-    """The module's object code, assembly or optimised LLVM IR for the host."""
+    """The module's object code, assembly or optimised LLVM IR for the target CPU."""
     kernels = [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
-    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass)), output, kernels)
+    target = machine(options)
+    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass), target), output, kernels, target)
 
 
 def object_code(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> bytes:
@@ -71,7 +80,7 @@ def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
 
 
 def build(module: ModuleOp, options: Options) -> tuple[bytes, list[KernelABI]]:
-    """Object code for the host and the ABIs of a front-end module's kernels."""
+    """Object code for the target CPU and the ABIs of a front-end module's kernels."""
     return object_code(module, options), kernel_abis(module, options)
 
 

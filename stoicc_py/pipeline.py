@@ -17,7 +17,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
 
-from stoicc_py.backends.llvm.target import has_vnni, vector_registers
+from stoicc_py.backends.llvm.target import has_vnni, host_features, vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
 from stoicc_py.timing import log_elapsed
@@ -87,38 +87,41 @@ def context() -> Context:
     return ctx
 
 
-def microkernel_options() -> str:
-    """The host's vector width, and the largest register block that fits its
+def microkernel_options(features: frozenset[str]) -> str:
+    """The target's vector width, and the largest register block that fits its
     vector registers with room for one row of x per block row and a weight row."""
-    width, registers = vector_registers()
+    width, registers = vector_registers(features)
     rows, cols = (4, 6) if registers >= 32 else (3, 4)
     return f"{{width={width} rows={rows} cols={cols}}}"
 
 
-def quant_options() -> str:
-    """The host's vector width, and a register block whose 2*rows*cols accumulators
+def quant_options(features: frozenset[str]) -> str:
+    """The target's vector width, and a register block whose 2*rows*cols accumulators
     (group dot products and scaled totals), a row of x per block row and the unpacked
     codes fit."""
-    width, registers = vector_registers()
+    width, registers = vector_registers(features)
     rows, cols = (4, 2) if registers >= 32 else (2, 2)
     return f"{{width={width} rows={rows} cols={cols}}}"
 
 
-def integer_options() -> str:
-    """The microkernel's block and width, stepping with vpdpbusd where the host has it."""
-    return microkernel_options().removesuffix("}") + f" vnni={str(has_vnni()).lower()}}}"
+def integer_options(features: frozenset[str]) -> str:
+    """The microkernel's block and width, stepping with vpdpbusd where the target has it."""
+    return microkernel_options(features).removesuffix("}") + f" vnni={str(has_vnni(features)).lower()}}}"
 
 
-def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False) -> str:
-    """The CPU pipeline up to `upto`; `check_bounds` guards every access of the loop nests."""
+def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
+                  features: frozenset[str] | None = None) -> str:  # fmt: skip
+    """The CPU pipeline up to `upto` for a CPU with `features` (default: the host's);
+    `check_bounds` guards every access of the loop nests."""
+    features = host_features() if features is None else features
     names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
     if check_bounds and upto >= Stage.LLVM:
         names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {
-        "tdsl-microkernel": microkernel_options(),
-        "tdsl-vectorize-quant": quant_options(),
-        "tdsl-vectorize-integer": integer_options(),
-        "tdsl-vectorize-sparse": f"{{width={vector_registers()[0]}}}",
+        "tdsl-microkernel": microkernel_options(features),
+        "tdsl-vectorize-quant": quant_options(features),
+        "tdsl-vectorize-integer": integer_options(features),
+        "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",
     }
     if tile:
         options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"

@@ -22,8 +22,8 @@ KERNELS = {
 @pytest.mark.parametrize("registers", [(8, 16), (4, 16)])
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
 def test_narrow_hosts(monkeypatch: pytest.MonkeyPatch, registers: tuple[int, int], kernel: str) -> None:
-    monkeypatch.setattr(pipeline, "vector_registers", lambda: registers)
-    monkeypatch.setattr(pipeline, "has_vnni", lambda: False)
+    monkeypatch.setattr(pipeline, "vector_registers", lambda _features: registers)
+    monkeypatch.setattr(pipeline, "has_vnni", lambda _features: False)
     prog = stoicc_py.compile(KERNELS[kernel], cache=False)  # the cache key knows the host, not these widths
     loops = prog.f.ir("loops")
     assert f"vector<{registers[0]}xf32>" in loops or f"vector<{4 * registers[0]}xi8>" in loops

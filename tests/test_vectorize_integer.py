@@ -11,15 +11,15 @@ from conftest import Array, assert_close, rand
 
 import stoicc_py
 from stoicc_py import pipeline
-from stoicc_py.backends.llvm.target import has_vnni
+from stoicc_py.backends.llvm.target import has_vnni, host_features
 from stoicc_py.packing.quant import codes_of, fake_quantize, quantize
 
 ROWS = (1, 3, 17)  # ragged against row blocks of 4
-PATHS = ["vnni", "portable"] if has_vnni() else ["portable"]
+PATHS = ["vnni", "portable"] if has_vnni(host_features()) else ["portable"]
 
 
 def _compile(source: str, path: str, monkeypatch: pytest.MonkeyPatch) -> stoicc_py.Program:
-    monkeypatch.setattr(pipeline, "has_vnni", lambda: path == "vnni")
+    monkeypatch.setattr(pipeline, "has_vnni", lambda _features: path == "vnni")
     prog = stoicc_py.compile(source, cache=False)
     assert isinstance(prog, stoicc_py.Program)
     return prog

@@ -1,8 +1,8 @@
-"""LLVM-dialect IR to optimised machine code for the host: LLVM IR text, assembly,
-object files.
+"""LLVM-dialect IR to optimised machine code for the host or a named CPU: LLVM IR
+text, assembly, object files.
 
 xDSL's converter turns the `llvm` dialect into llvmlite's IR builder objects; LLVM's
-own O3 pipeline (new pass manager) then optimises for the host CPU, in the LLVM worker
+own O3 pipeline (new pass manager) then optimises for the target CPU, in the LLVM worker
 process (backends/llvm/worker.py).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from xdsl.backend.llvm.convert import convert_module
 from xdsl.dialects.builtin import ModuleOp
 
-from stoicc_py.backends.llvm.target import host_machine
+from stoicc_py.backends.llvm.target import MachineOptions, host_options, machine_for
 from stoicc_py.backends.llvm.worker import POOL, Output, WorkerDied
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.timing import log_elapsed, timed
@@ -23,21 +23,21 @@ from stoicc_py.timing import log_elapsed, timed
 log = logging.getLogger(__name__)
 
 
-def to_llvm_ir(module: ModuleOp) -> str:
-    """Unoptimised LLVM IR text of an `llvm`-dialect module."""
-    machine = host_machine()
+def to_llvm_ir(module: ModuleOp, target: MachineOptions | None = None) -> str:
+    """Unoptimised LLVM IR text of an `llvm`-dialect module, for `target` (default: the host)."""
+    machine = machine_for(target or host_options())
     with timed(log, "xdsl-to-llvmlite"):
         ir_module = convert_module(module, fallback_target_triple=machine.triple, data_layout=str(machine.target_data))
         return str(ir_module)
 
 
-def optimize(ir_text: str, output: Output, kernels: Sequence[str]) -> str | bytes:
-    """LLVM IR text, verified and optimised (O3) for the host: object code, assembly or
-    optimised IR. RuntimeError with LLVM's message for bad IR; CompileError if LLVM
-    crashed on it."""
+def optimize(ir_text: str, output: Output, kernels: Sequence[str], target: MachineOptions | None = None) -> str | bytes:
+    """LLVM IR text, verified and optimised (O3) for `target` (default: the host): object
+    code, assembly or optimised IR. RuntimeError with LLVM's message for bad IR;
+    CompileError if LLVM crashed on it."""
     start = time.perf_counter()
     try:
-        result, timings = POOL.optimize(ir_text, output)
+        result, timings = POOL.optimize(ir_text, output, target or host_options())
     except WorkerDied as e:
         what = f"kernel{'s' if len(kernels) != 1 else ''} {', '.join(kernels)}"
         raise CompileError(f"LLVM crashed while optimising {what} ({e})") from None

@@ -105,9 +105,12 @@ def header_guard(stem: str) -> str:
     return f"STOICC_{re.sub('[^A-Za-z0-9]', '_', stem).upper()}_H"
 
 
-def c_header(abis: Sequence[KernelABI], guard: str = "STOICC_KERNELS_H") -> str:
+def c_header(abis: Sequence[KernelABI], guard: str = "STOICC_KERNELS_H", target: str = "") -> str:
+    """The header of `abis`; `target` (target.describe()) is the CPU the object code is compiled
+    for and the features it needs: a program that runs it on a CPU without one of them may crash."""
     body = "\n\n".join(_declaration(a) for a in abis)
+    compiled_for = f"/* Compiled for {target} */\n" if target else ""
     return (
-        f"{CONVENTION}\n#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+        f"{CONVENTION}\n{compiled_for}#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
         f'#ifdef __cplusplus\nextern "C" {{\n#endif\n\n{body}\n\n#ifdef __cplusplus\n}}\n#endif\n\n#endif\n'
     )

@@ -1,9 +1,14 @@
-"""The host CPU as an LLVM target: name, features, triple and data layout."""
+"""The CPU that code is generated for, as an LLVM target: the host, or one named by
+`--mcpu`/`--mattr` (name, features, triple and data layout)."""
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+from collections.abc import Callable
 from functools import cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import llvmlite.binding as llvm
 
@@ -62,19 +67,82 @@ def host_features() -> frozenset[str]:
     return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
 
 
-def vector_registers() -> tuple[int, int]:
+_T = TypeVar("_T")
+_UNRECOGNIZED = re.compile(r"'([^']*)' is not a recognized (processor|feature) for this target")
+
+
+def _llvm_warnings(make: Callable[[], _T]) -> tuple[_T, str]:
+    """`make()`'s result and what LLVM printed on stderr meanwhile (LLVM warns there,
+    and goes on, about a CPU or feature it does not know)."""
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            result = make()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        return result, captured.read().decode(errors="replace")
+
+
+@cache
+def machine_options(cpu: str = "", mattr: str = "") -> MachineOptions:
+    """The host's options, or those of the CPU `cpu` (LLVM's name, as `llc -mcpu`)
+    with the features `mattr` added or removed (`+avx2,-avx512f`, as `llc -mattr`;
+    on top of the host's features where no CPU is named). ValueError for a name
+    that LLVM does not know, rather than LLVM's warning and code for a generic CPU."""
+    host = host_options()
+    if not cpu and not mattr:
+        return host
+    features = ",".join(f for f in (host.features if not cpu else "", mattr) if f)
+    options = host._replace(cpu=cpu or host.cpu, features=features)
+    _, warnings = _llvm_warnings(lambda: create_machine(options))
+    for name, kind in sorted(set(_UNRECOGNIZED.findall(warnings))):
+        what, flag = ("CPU", "mcpu") if kind == "processor" else ("feature", "mattr")
+        raise ValueError(f"unknown {what} '{name}' (--{flag}) for {host.triple}; `llc -{flag}=help` lists them")
+    return options
+
+
+@cache
+def target_features(options: MachineOptions) -> frozenset[str]:
+    """The features enabled on `options`' machine: the host's, or those that LLVM
+    implies for a named CPU and --mattr. llvmlite has no query for them, so LLVM's
+    inliner answers: it inlines a function that needs feature F into one compiled
+    for the target only if the target has F (each candidate is a feature the host's
+    detection knows: the instruction-set extensions, not the tuning flags)."""
+    if options == host_options():
+        return host_features()
+    candidates = sorted(llvm.get_host_cpu_features())
+    attrs = f'"target-cpu"="{options.cpu}" "target-features"="{options.features}'
+    ir = [f'target triple = "{options.triple}"', f'attributes #0 = {{ {attrs}" }}']
+    for i, name in enumerate(candidates, 1):
+        ir += [f"define internal i64 @needs{i}(i64 %x) #{i} {{\n  %y = mul i64 %x, %x\n  ret i64 %y\n}}",
+               f"define i64 @probe{i}(i64 %x) #0 {{\n  %y = call i64 @needs{i}(i64 %x)\n  ret i64 %y\n}}",
+               f'attributes #{i} = {{ {attrs},+{name}" }}']  # fmt: skip
+    module = llvm.parse_assembly("\n".join(ir))
+    builder = llvm.create_pass_builder(machine_for(options), llvm.create_pipeline_tuning_options(speed_level=2))
+    builder.getModulePassManager().run(module, builder)
+    text = str(module)
+    return frozenset(name for i, name in enumerate(candidates, 1) if f"@needs{i}(" not in text)
+
+
+def describe(options: MachineOptions) -> str:
+    """The CPU and the features code compiled for it needs, as `NAME: +f1,+f2,...`."""
+    return f"{options.cpu}: " + ",".join(f"+{f}" for f in sorted(target_features(options)))
+
+
+def vector_registers(features: frozenset[str]) -> tuple[int, int]:
     """f32 lanes per vector register and the number of vector registers: what a
     register-blocked microkernel may hold (AVX-512, AVX/AVX2, else SSE)."""
-    features = host_features()
     if "avx512f" in features:
         return 16, 32
     return (8, 16) if "avx" in features else (4, 16)
 
 
-def has_vnni() -> bool:
+def has_vnni(features: frozenset[str]) -> bool:
     """Whether vpdpbusd runs on vector_registers()' width: AVX-512 VNNI with AVX-512,
     AVX-VNNI on 256-bit vectors."""
-    features = host_features()
     return "avx512vnni" in features if "avx512f" in features else "avxvnni" in features
 
 
@@ -82,7 +150,3 @@ def has_vnni() -> bool:
 def machine_for(options: MachineOptions) -> llvm.TargetMachine:
     """The machine used for optimisation and code emission (never given to an engine)."""
     return create_machine(options)
-
-
-def host_machine() -> llvm.TargetMachine:
-    return machine_for(host_options())

@@ -33,7 +33,7 @@ from typing import IO, Any, Literal
 
 import llvmlite.binding as llvm
 
-from stoicc_py.backends.llvm.target import MachineOptions, host_options, machine_for
+from stoicc_py.backends.llvm.target import MachineOptions, machine_for
 
 Output = Literal["object", "asm", "llvm-ir"]
 Timings = list[tuple[str, float]]
@@ -219,9 +219,9 @@ class WorkerPool:
             self._worker.stop()
             self._worker = None
 
-    def optimize(self, ir_text: str, output: Output) -> Result:
-        """optimize() for the host, in the worker; WorkerDied if LLVM crashed on this IR."""
-        request = (host_options(), ir_text, output)
+    def optimize(self, ir_text: str, output: Output, options: MachineOptions) -> Result:
+        """optimize() for `options`' machine, in the worker; WorkerDied if LLVM crashed on this IR."""
+        request = (options, ir_text, output)
         with self._lock:
             try:
                 return self._run(request)
