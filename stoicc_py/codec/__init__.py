@@ -11,7 +11,8 @@ the tensor's shape, as typed data, and every consumer asks it:
 - the IR-side decoders (`stoicc_py.codegen`), which emit the decode of the fields in
   loop nests, vector kernels and accelerator programs, read its fields.
 
-A new format is a new codec module registered here (and its docs), nothing else.
+A new format is a new codec module, registered by the dialect of its attribute
+(`register(Attr)(factory)` at the bottom of that dialect's module), and its docs.
 """
 
 from __future__ import annotations
@@ -69,7 +70,3 @@ def codec_for(layout: Layout, shape: Sequence[int]) -> Codec:
     if factory is None:
         raise ValueError(f"no codec for layout {layout.summary()}")
     return factory(layout, shape)
-
-
-# A layout attribute's dialect module registers the codecs it derives (dialects/sparse.py for the
-# sparse family); the codec modules themselves import only this package and numpy.
