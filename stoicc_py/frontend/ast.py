@@ -65,6 +65,13 @@ class Neg(Expr):
 
 
 @dataclass
+class ListExpr(Expr):
+    """`[e0, e1, ...]`: a call argument that is a shape or a permutation, not a value."""
+
+    items: list[Expr]
+
+
+@dataclass
 class Call(Expr):
     func: str
     args: list[Expr]

@@ -173,6 +173,8 @@ class _KernelGen:
                 return self.emit(tdsl.BINARY_OPS[op], [*args, None], e.loc)
             case ast.Call():
                 return self.call(e, args)
+            case ast.ListExpr():
+                raise CompileError("a list [...] is not a value: it is the shape or permutation argument of a call", e.loc)
         raise CompileError(f"unsupported expression {type(e).__name__}", e.loc)
 
     def call_operands(self, call: ast.Call) -> list[ast.Expr]:

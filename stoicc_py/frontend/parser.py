@@ -9,7 +9,7 @@ from typing import Any
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
-from lark.visitors import Transformer_NonRecursive
+from lark.visitors import Transformer_NonRecursive, v_args
 
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.frontend import ast
@@ -137,6 +137,10 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
 
     def matmul(self, children: list[ast.Expr]) -> ast.BinOp:
         return self._binop("@", children)
+
+    @v_args(meta=True)
+    def list_expr(self, meta: Meta, children: list[Any]) -> ast.ListExpr:
+        return ast.ListExpr(self.loc(meta), [c for c in children if c is not None])
 
     def kwarg(self, children: list[Any]) -> tuple[str, ast.Expr, SourceLoc]:
         name, value = children
