@@ -61,10 +61,6 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                     raise ValueError(
                         f"{abi.name}: parameter '{spec.name}' expects size {dim} on axis {axis} ({spec}), got shape {arr.shape}"
                     )
-            elif size == 0:
-                raise ValueError(
-                    f"{abi.name}: parameter '{spec.name}' has an empty axis {axis}; sizes must be positive"
-                )
             elif sizes.setdefault(dim, size) != size:
                 raise ValueError(
                     f"{abi.name}: size symbol {dim} is {sizes[dim]} from parameter '{bound_by[dim]}' "
