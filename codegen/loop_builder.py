@@ -53,6 +53,10 @@ class LoopBuilder:
     def f32(self, value: float) -> SSAValue:
         return self.insert(arith.ConstantOp(FloatAttr(value, f32)))
 
+    def index_to_f32(self, value: SSAValue) -> SSAValue:
+        """An index (a size) as an f32."""
+        return self.insert(arith.SIToFPOp(self.insert(arith.IndexCastOp(value, i64)), f32))
+
     def zero(self, type: Attribute) -> SSAValue:
         """0 of a float or integer element type."""
         if isinstance(type, IntegerType):
@@ -218,6 +222,7 @@ SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
     tdsl.NegOp: lambda b, x: b.insert(arith.NegfOp(x)),
     tdsl.AbsOp: lambda b, x: b.insert(mathd.AbsFOp(x)),
     tdsl.SqrtOp: lambda b, x: b.insert(mathd.SqrtOp(x)),
+    tdsl.RsqrtOp: lambda b, x: b.fdiv(b.f32(1.0), b.insert(mathd.SqrtOp(x))),
 }
 BINARY: dict[type[tdsl.ElementwiseBinaryOp], type[arith.FloatingPointLikeBinaryOperation]] = {
     tdsl.AddOp: arith.AddfOp,
@@ -252,4 +257,15 @@ def unary(b: LoopBuilder, op: type[tdsl.UnaryOp], x: SSAValue) -> SSAValue:
 
 def binary(b: LoopBuilder, op: type[tdsl.ElementwiseBinaryOp], x: SSAValue, y: SSAValue) -> SSAValue:
     """x op y elementwise, for their element type."""
+    if issubclass(op, tdsl.CompareOp):
+        return compare(b, op, x, y)
     return b.insert((INTEGER_BINARY if isinstance(x.type, IntegerType) else BINARY)[op](x, y))
+
+
+def compare(b: LoopBuilder, op: type[tdsl.CompareOp], x: SSAValue, y: SSAValue) -> SSAValue:
+    """x op y as an i1: cmpf with the op's (ordered, or for != unordered) predicate, on
+    integers cmpi with its signed form."""
+    if isinstance(x.type, IntegerType):
+        predicate = {"oeq": "eq", "une": "ne"}.get(op.PREDICATE, "s" + op.PREDICATE[1:])
+        return b.insert(arith.CmpiOp(x, y, predicate))
+    return b.insert(arith.CmpfOp(x, y, op.PREDICATE))
