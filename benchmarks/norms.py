@@ -16,7 +16,9 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from importlib import import_module
 from importlib.util import find_spec
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +61,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     program = stoicc_py.compile(SOURCE)
-    torch = __import__("torch") if find_spec("torch") else None
+    torch: Any = import_module("torch") if find_spec("torch") else None
     if torch is not None:
         torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -67,7 +69,7 @@ def main() -> None:
     for t in map(int, args.tokens.split(",")):
         s = rng.standard_normal((9 * t, t)).astype(np.float32)
         x, g = rng.standard_normal((t, 576)).astype(np.float32), rng.standard_normal(576).astype(np.float32)
-        cases = {
+        cases: dict[str, tuple[Any, ...]] = {
             "softmax": ((s,), numpy_softmax, program.softmax_rows,
                         (lambda ts: torch.softmax(ts[0], dim=-1)) if torch else None),
             "rmsnorm": ((x, g), numpy_rmsnorm, program.rmsnorm,
@@ -76,7 +78,7 @@ def main() -> None:
         }  # fmt: skip
         for name, (inputs, ref, kernel, torch_fn) in cases.items():
             np.testing.assert_allclose(kernel(*inputs), ref(*inputs), rtol=1e-4, atol=1e-6)
-            row = {"op": name, "T": t, "compiled_s": median_time(kernel, *inputs),
+            row: dict[str, Any] = {"op": name, "T": t, "compiled_s": median_time(kernel, *inputs),
                    "numpy_s": median_time(ref, *inputs)}  # fmt: skip
             if torch_fn is not None:
                 tensors = [torch.from_numpy(a) for a in inputs]

@@ -714,7 +714,7 @@ class IotaOp(TdslOp):
         shape = attributes.get("shape")
         if not isinstance(shape, ArrayAttr):
             raise ShapeError("iota needs a 'shape' attribute")
-        result = TensorType([d.data for d in shape.data], i32)  # type: ignore[attr-defined]
+        result = TensorType([d.data for d in shape.data], i32)
         AxisOp.checked_axis(result, attributes)
         return result
 

@@ -10,6 +10,7 @@ A reduction is a tree of halving shuffles and adds (LLVM's vector.reduce.fadd
 intrinsic would be strictly ordered: xDSL's translator drops the reassoc flag).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.backend.llvm.convert_op import intrinsic_suffix
@@ -120,7 +121,9 @@ class ReductionLowering(RewritePattern):
             raise DiagnosticException(f"convert-vector-to-llvm: reductions need a power-of-two width, got {lanes}")
         is_int = isinstance(v.type.element_type, IntegerType)
         flags = llvm.FastMathAttr(op.fastmath.data) if not is_int else None
-        add = (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
+        add: Callable[[SSAValue, SSAValue], Operation] = (
+            (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
+        )
         if op.kind.data == vector.CombiningKindFlag.MAXIMUMF:  # NaN-propagating, as arith.maximumf
             add = lambda a, b: llvm.CallIntrinsicOp(  # noqa: E731
                 f"llvm.maximum.{intrinsic_suffix(convert_type(a.type))}", [a, b], [a.type]

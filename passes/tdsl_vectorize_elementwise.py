@@ -115,9 +115,8 @@ class VectorizeElementwise(RewritePattern):
         elif not isinstance(op, tdsl.ElementwiseBinaryOp) or isinstance(op, tdsl.CompareOp):
             return
         out, inputs = op.out, op.tensor_operands()
-        if not (_f32_memref(out) and all(_f32_memref(x) for x in inputs)) or _rank(out) == 0:
+        if out is None or not (_f32_memref(out) and all(_f32_memref(x) for x in inputs)) or _rank(out) == 0:
             return
-        assert out is not None
 
         def row(b: LoopBuilder, row: Row, outer: list[SSAValue]) -> None:
             def step(b: LoopBuilder, j: SSAValue, vec: bool, _: Sequence[SSAValue]) -> Sequence[SSAValue]:

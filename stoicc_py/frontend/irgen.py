@@ -259,7 +259,7 @@ class _KernelGen:
         if not isinstance(shape, ast.ListExpr) or not shape.items:
             raise CompileError("iota() takes a shape, e.g. iota([T, S], axis=1)", shape.loc)
         dims = [self.list_dim(d) for d in shape.items]
-        attributes = {
+        attributes: dict[str, Attribute] = {
             "shape": ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in dims),
             "axis": IntegerAttr(self._axis(call, TensorType(dims, i32)), i64),
         }
@@ -276,9 +276,10 @@ class _KernelGen:
         if name in _AXIS_OPS:
             operand = args[0].type
             assert isinstance(operand, TensorType)
-            attributes = self._axis_attributes(call, operand) if name in _REDUCE_OPS else {
-                "axis": IntegerAttr(self._axis(call, operand), i64)
-            }  # fmt: skip
+            attributes: dict[str, Attribute] = (
+                self._axis_attributes(call, operand) if name in _REDUCE_OPS
+                else {"axis": IntegerAttr(self._axis(call, operand), i64)}
+            )  # fmt: skip
             return self.emit(_AXIS_OPS[name], [args[0], None], call.loc, attributes)
         if name == "where":
             return self.emit(tdsl.WhereOp, [*args, None], call.loc)
