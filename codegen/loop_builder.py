@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from xdsl.builder import Builder
-from xdsl.dialects import arith, memref, scf
+from xdsl.dialects import arith, memref, scf, vector
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     AnyFloat,
@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     VectorType,
     f32,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -52,6 +53,10 @@ class LoopBuilder:
 
     def f32(self, value: float) -> SSAValue:
         return self.insert(arith.ConstantOp(FloatAttr(value, f32)))
+
+    def index_to_f32(self, value: SSAValue) -> SSAValue:
+        """An index (a size) as an f32."""
+        return self.insert(arith.SIToFPOp(self.insert(arith.IndexCastOp(value, i64)), f32))
 
     def zero(self, type: Attribute) -> SSAValue:
         """0 of a float or integer element type."""
@@ -157,11 +162,54 @@ class LoopBuilder:
 
     def broadcast_load(self, buf: SSAValue, out_ivs: Sequence[SSAValue]) -> SSAValue:
         """Load the element of `buf` that numpy broadcasting pairs with `out_ivs`."""
+        return self.load(buf, self.broadcast_indices(buf, out_ivs))
+
+    def broadcast_indices(self, buf: SSAValue, out_ivs: Sequence[SSAValue]) -> list[SSAValue]:
+        """The indices of the element of `buf` that numpy broadcasting pairs with `out_ivs`."""
         assert isinstance(buf.type, MemRefType)
         shape = buf.type.get_shape()
         ivs = out_ivs[len(out_ivs) - len(shape) :]
         zero = self.index(0) if 1 in shape else None
-        return self.load(buf, [zero if size == 1 else iv for size, iv in zip(shape, ivs)])  # type: ignore[misc]
+        return [zero if size == 1 else iv for size, iv in zip(shape, ivs)]  # type: ignore[misc]
+
+    # --- vectors along a contiguous (innermost) axis
+    def vload(self, buf: SSAValue, indices: Sequence[SSAValue], width: int) -> SSAValue:
+        """`width` consecutive elements of the innermost axis of `buf` from `indices`, as
+        f32 lanes: the one place where a narrower stored float would be widened."""
+        assert isinstance(buf.type, MemRefType)
+        return self.insert(vector.LoadOp(buf, indices, VectorType(buf.type.element_type, [width])))
+
+    def vstore(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
+        """Store f32 lanes as consecutive elements (where a narrower float would be rounded)."""
+        self.b.insert(vector.StoreOp(value, buf, indices))
+
+    def splat_value(self, value: SSAValue, width: int) -> SSAValue:
+        """A scalar in every lane of a vector."""
+        return self.insert(vector.BroadcastOp(value, VectorType(value.type, [width])))
+
+    def like(self, x: SSAValue, value: float) -> SSAValue:
+        """A constant of x's type: a scalar, or `value` in every lane of x's vector type.
+        The elementwise bodies below build their constants with it, so that the same
+        body computes one element or a vector of them."""
+        return self.constant(x.type, value)
+
+    def constant(self, type: Attribute, value: int | float) -> SSAValue:
+        """`value` as a scalar of `type`, or in every lane of a vector `type`."""
+        if isinstance(type, VectorType):
+            return self.splat(type, value)
+        if isinstance(type, IntegerType):
+            return self.insert(arith.ConstantOp(IntegerAttr(int(value), type)))
+        assert isa(type, AnyFloat), type
+        return self.insert(arith.ConstantOp(FloatAttr(value, type)))
+
+    def reduce_lanes(self, v: SSAValue, combine: str) -> SSAValue:
+        """The lanes of v summed ("sum", in any order) or their maximum ("max")."""
+        flag = vector.CombiningKindFlag.ADD if combine == "sum" else vector.CombiningKindFlag.MAXIMUMF
+        assert isinstance(v.type, VectorType)
+        return self.insert(vector.ReductionOp.create(
+            operands=[v], result_types=[v.type.element_type],
+            properties={"kind": vector.CombiningKindAttr(flag), "fastmath": FAST},
+        ))  # fmt: skip
 
     # --- arithmetic on floats or integers
     def widen(self, value: SSAValue, type: Attribute) -> SSAValue:
@@ -195,11 +243,51 @@ class LoopBuilder:
         return self.insert(arith.MaximumfOp(a, b))
 
     def exp(self, a: SSAValue) -> SSAValue:
+        """e^a: libm's expf on a scalar; on a vector the polynomial of vector_exp (LLVM
+        would call expf once per lane)."""
+        if isinstance(a.type, VectorType):
+            return vector_exp(self, a)
         return self.insert(mathd.ExpOp(a))
 
 
+EXP_LOW = -126.4 * math.log(2.0)
+"""vector_exp's arguments are clamped here from below: n = -126 builds a zero scale, so
+results below about 2^-125 (arguments below about -86.6) are flushed to 0."""
+EXP_HIGH = 88.75
+"""... and here from above, past ln(largest f32) = 88.7228: n = 128 overflows to +inf."""
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+"""Cephes' expf: e^r ~ 1 + r + r^2 (c5 + c4 r + ... + c0 r^5) for |r| <= ln(2)/2 (about 1 ulp)."""
+
+_MAGIC, _MAGIC_BITS = 12582912.0, 0x4B400000  # 1.5 * 2^23 and its bits
+
+
+def vector_exp(b: LoopBuilder, x: SSAValue) -> SSAValue:
+    """e^x on f32 lanes (or a scalar): x = n ln2 + r with n = round(x / ln2) (Cody-Waite,
+    ln2 in two parts), a polynomial for e^r, and 2^n built in the exponent bits (as
+    2^(n-1) * 2, so that n = 128 still reaches the largest finite results). The clamps
+    (EXP_LOW, EXP_HIGH) keep the exponent field in range, give 0 for -inf and +inf for
+    +inf, and keep a NaN (its polynomial is NaN). No compare or select: xDSL's llvm
+    dialect has no vector fcmp."""
+    xc = b.insert(arith.MinimumfOp(b.insert(arith.MaximumfOp(x, b.like(x, EXP_LOW))), b.like(x, EXP_HIGH)))
+    n = b.insert(mathd.RoundEvenOp(b.fmul(xc, b.like(x, 1.0 / math.log(2.0)))))
+    r = b.insert(arith.SubfOp(xc, b.fmul(n, b.like(x, 0.693359375))))
+    r = b.insert(arith.SubfOp(r, b.fmul(n, b.like(x, -2.12194440e-4))))
+    p = b.like(x, _EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = b.insert(mathd.FmaOp(p, r, b.like(x, c)))
+    p = b.fadd(b.fadd(b.fmul(b.fmul(p, r), r), r), b.like(x, 1.0))
+    # n's integer value from the bits of n + 1.5 * 2^23 (whose low mantissa bits hold
+    # it): a float-to-int conversion would be saturating, which x86 does lane by lane.
+    ints = VectorType(i32, x.type.get_shape()) if isinstance(x.type, VectorType) else i32
+    bits = b.insert(arith.BitcastOp(b.fadd(n, b.like(x, _MAGIC)), ints))
+    k = b.insert(arith.SubiOp(bits, b.constant(ints, _MAGIC_BITS - 126)))
+    exponent = b.insert(arith.ShLIOp(k, b.constant(ints, 23)))
+    half_scale = b.insert(arith.BitcastOp(exponent, x.type))
+    return b.fmul(b.fmul(p, half_scale), b.like(x, 2.0))
+
+
 def _sigmoid(b: LoopBuilder, x: SSAValue) -> SSAValue:
-    one = b.f32(1.0)
+    one = b.like(x, 1.0)
     return b.fdiv(one, b.fadd(one, b.exp(b.insert(arith.NegfOp(x)))))
 
 
@@ -209,7 +297,7 @@ def _gelu(b: LoopBuilder, x: SSAValue) -> SSAValue:
 
 
 SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
-    tdsl.ReluOp: lambda b, x: b.fmax(x, b.f32(0.0)),
+    tdsl.ReluOp: lambda b, x: b.fmax(x, b.like(x, 0.0)),
     tdsl.GeluOp: _gelu,
     tdsl.SiluOp: lambda b, x: b.fmul(x, _sigmoid(b, x)),
     tdsl.SigmoidOp: _sigmoid,
@@ -218,7 +306,10 @@ SCALAR: dict[type[tdsl.UnaryOp], Scalar] = {
     tdsl.NegOp: lambda b, x: b.insert(arith.NegfOp(x)),
     tdsl.AbsOp: lambda b, x: b.insert(mathd.AbsFOp(x)),
     tdsl.SqrtOp: lambda b, x: b.insert(mathd.SqrtOp(x)),
+    tdsl.RsqrtOp: lambda b, x: b.fdiv(b.like(x, 1.0), b.insert(mathd.SqrtOp(x))),
 }
+VECTOR_UNARY = frozenset(SCALAR) - {tdsl.GeluOp, tdsl.TanhOp}
+"""The bodies of SCALAR that also compute on f32 vectors (erf and tanh are libm calls)."""
 BINARY: dict[type[tdsl.ElementwiseBinaryOp], type[arith.FloatingPointLikeBinaryOperation]] = {
     tdsl.AddOp: arith.AddfOp,
     tdsl.SubOp: arith.SubfOp,
@@ -252,4 +343,15 @@ def unary(b: LoopBuilder, op: type[tdsl.UnaryOp], x: SSAValue) -> SSAValue:
 
 def binary(b: LoopBuilder, op: type[tdsl.ElementwiseBinaryOp], x: SSAValue, y: SSAValue) -> SSAValue:
     """x op y elementwise, for their element type."""
+    if issubclass(op, tdsl.CompareOp):
+        return compare(b, op, x, y)
     return b.insert((INTEGER_BINARY if isinstance(x.type, IntegerType) else BINARY)[op](x, y))
+
+
+def compare(b: LoopBuilder, op: type[tdsl.CompareOp], x: SSAValue, y: SSAValue) -> SSAValue:
+    """x op y as an i1: cmpf with the op's (ordered, or for != unordered) predicate, on
+    integers cmpi with its signed form."""
+    if isinstance(x.type, IntegerType):
+        predicate = {"oeq": "eq", "une": "ne"}.get(op.PREDICATE, "s" + op.PREDICATE[1:])
+        return b.insert(arith.CmpiOp(x, y, predicate))
+    return b.insert(arith.CmpfOp(x, y, op.PREDICATE))

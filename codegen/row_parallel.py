@@ -93,7 +93,7 @@ def _op_rows(op: Operation, operands: Sequence[Rows]) -> Rows:
         return Rows.FREE  # constants, and values computed from whole parameters only
     if isinstance(op, tdsl.ContractionOp):
         return _contraction(op, operands)
-    if isinstance(op, tdsl.ElementwiseBinaryOp):
+    if isinstance(op, tdsl.ElementwiseBinaryOp | tdsl.WhereOp):
         return _elementwise(op, operands)
     if isinstance(op, tdsl.UnaryOp | tdsl.DequantizeOp):
         return Rows.LOCAL
@@ -108,7 +108,7 @@ def _rank(value: SSAValue) -> int:
     return value.type.rank if isinstance(value.type, tdsl.TensorType) else -1
 
 
-def _elementwise(op: tdsl.ElementwiseBinaryOp, operands: Sequence[Rows]) -> Rows:
+def _elementwise(op: tdsl.ElementwiseBinaryOp | tdsl.WhereOp, operands: Sequence[Rows]) -> Rows:
     """Broadcasting aligns trailing axes: a LOCAL operand of lower rank than the result
     would put its rows on another axis."""
     rank = _rank(op.results[0])

@@ -22,8 +22,10 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     StringAttr,
+    UnitAttr,
     f16,
     f32,
+    i1,
     i8,
     i32,
     i64,
@@ -50,7 +52,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantLayoutAttr, StorageAttr
 
-DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32}
+DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32, "bool": i1}
+"""Element types by name. `bool` is i1 in registers and one byte (0 or 1) in memory."""
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 ACCUMULATOR: dict[TypeAttribute, TypeAttribute] = {i8: i32}
 """The element type of a matrix product of operands of a type, where it is wider:
@@ -90,6 +93,10 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     @property
     def is_integer(self) -> bool:
         return isinstance(self.element_type, IntegerType)
+
+    @property
+    def is_bool(self) -> bool:
+        return self.element_type == i1
 
     def with_dims(self, dims: Sequence[Dim]) -> TensorType:
         """The same element type with `dims` and dense layout: the type of a computed value."""
@@ -152,7 +159,10 @@ def broadcasts_into(dims: Sequence[Dim], into: Sequence[Dim]) -> bool:
 
 def check_defined_on(what: str, on_integers: bool, a: TensorType) -> None:
     """Raise ShapeError if `what` (an op or activation name) reads an integer tensor
-    but is not defined on integers (its result would not be an exact integer)."""
+    but is not defined on integers (its result would not be an exact integer), or reads
+    a bool tensor (no arithmetic is defined on truth values)."""
+    if a.is_bool:
+        raise ShapeError(f"{what} is not defined on bool (a truth value; where(c, a, b) selects with one)")
     if a.is_integer and not on_integers:
         raise ShapeError(f"{what} is not defined on {a.dtype} (an integer tensor)")
 
@@ -334,8 +344,16 @@ class SqrtOp(UnaryOp):
     name = "tdsl.sqrt"
 
 
+@irdl_op_definition
+class RsqrtOp(UnaryOp):
+    """1 / sqrt(x)."""
+
+    name = "tdsl.rsqrt"
+
+
 UNARY_OPS: dict[str, type[UnaryOp]] = {
-    op.name.removeprefix("tdsl."): op for op in (ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp)
+    op.name.removeprefix("tdsl."): op
+    for op in (ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp, RsqrtOp)
 }
 BINARY_OPS: dict[str, type[ElementwiseBinaryOp]] = {"+": AddOp, "-": SubOp, "*": MulOp, "/": DivOp}
 
@@ -380,13 +398,24 @@ class AxisOp(OneInputOp, ABC):
 
 
 class ReduceOp(AxisOp, ABC):
-    """Reduce one axis away."""
+    """Reduce one axis away, or with `keepdims` to size 1 (numpy's keepdims=True)."""
+
+    ON_INTEGERS: ClassVar[bool] = True
+    """Whether the reduction is defined on integer tensors (exactly, wrapping around)."""
+
+    keepdims = opt_attr_def(UnitAttr)
+
+    @property
+    def keeps_dims(self) -> bool:
+        return self.keepdims is not None
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         (a,) = operand_types
         axis = cls.checked_axis(a, attributes)
-        return a.with_dims(a.dims[:axis] + a.dims[axis + 1 :])
+        check_defined_on(cls.name.removeprefix("tdsl."), cls.ON_INTEGERS, a)
+        kept: tuple[Dim, ...] = (1,) if "keepdims" in attributes else ()
+        return a.with_dims(a.dims[:axis] + kept + a.dims[axis + 1 :])
 
 
 @irdl_op_definition
@@ -397,6 +426,12 @@ class SumOp(ReduceOp):
 @irdl_op_definition
 class MaxOp(ReduceOp):
     name = "tdsl.max"
+
+
+@irdl_op_definition
+class MeanOp(ReduceOp):
+    name = "tdsl.mean"
+    ON_INTEGERS: ClassVar[bool] = False
 
 
 @irdl_op_definition
@@ -572,12 +607,138 @@ class ConstantOp(IRDLOperation):
             raise VerifyException("tdsl.constant must produce a rank-0 tensor")
 
 
+class CompareOp(ElementwiseBinaryOp, ABC):
+    """`lhs < rhs` etc. elementwise with numpy broadcasting: a bool tensor. On floats a
+    comparison with NaN is false, except `!=`, as in numpy and IEEE 754."""
+
+    PREDICATE: ClassVar[str]
+    """The arith.cmpf predicate (ordered, except `!=` unordered); cmpi takes its signed form."""
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        a, b = operand_types
+        if a.element_type != b.element_type:
+            raise ShapeError(f"cannot compare tensors of different element types: {a} and {b}")
+        check_defined_on(f"comparison '{cls.name.removeprefix('tdsl.')}'", True, a)
+        return TensorType(broadcast(a.dims, b.dims), i1)
+
+
+@irdl_op_definition
+class LtOp(CompareOp):
+    name = "tdsl.lt"
+    PREDICATE: ClassVar[str] = "olt"
+
+
+@irdl_op_definition
+class LeOp(CompareOp):
+    name = "tdsl.le"
+    PREDICATE: ClassVar[str] = "ole"
+
+
+@irdl_op_definition
+class GtOp(CompareOp):
+    name = "tdsl.gt"
+    PREDICATE: ClassVar[str] = "ogt"
+
+
+@irdl_op_definition
+class GeOp(CompareOp):
+    name = "tdsl.ge"
+    PREDICATE: ClassVar[str] = "oge"
+
+
+@irdl_op_definition
+class EqOp(CompareOp):
+    name = "tdsl.eq"
+    PREDICATE: ClassVar[str] = "oeq"
+
+
+@irdl_op_definition
+class NeOp(CompareOp):
+    name = "tdsl.ne"
+    PREDICATE: ClassVar[str] = "une"
+
+
+COMPARISONS: dict[str, type[CompareOp]] = {"<": LtOp, "<=": LeOp, ">": GtOp, ">=": GeOp, "==": EqOp, "!=": NeOp}
+
+
+@irdl_op_definition
+class WhereOp(TdslOp):
+    """`where(cond, lhs, rhs)`: lhs where cond holds, else rhs; all three broadcast."""
+
+    name = "tdsl.where"
+
+    cond = operand_def(_TensorOrMemref)
+    lhs = operand_def(_TensorOrMemref)
+    rhs = operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(DestinationEffects())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$cond `,` $lhs `,` $rhs (`into` $out^)? attr-dict `:` type($cond) `,` type($lhs) `,` type($rhs) "
+        "(`into` type($out)^)? (`->` type($result)^)?"
+    )
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        c, a, b = operand_types
+        if not c.is_bool:
+            raise ShapeError(f"where() needs a bool condition (e.g. a comparison), got {c}")
+        if a.element_type != b.element_type:
+            raise ShapeError(f"where() chooses between values of one element type, got {a} and {b}")
+        return a.with_dims(broadcast(c.dims, broadcast(a.dims, b.dims)))
+
+
+@irdl_op_definition
+class IotaOp(TdslOp):
+    """An i32 tensor of `shape` whose every element is its index along `axis`."""
+
+    name = "tdsl.iota"
+
+    shape = opt_attr_def(ArrayAttr[IntAttr | StringAttr])
+    axis = opt_attr_def(IntegerAttr)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    traits = traits_def(DestinationEffects())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = "(`into` $out^)? attr-dict `:` (`into` type($out)^)? (`->` type($result)^)?"
+
+    @property
+    def axis_index(self) -> int:
+        assert self.axis is not None
+        return self.axis.value.data
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        shape = attributes.get("shape")
+        if not isinstance(shape, ArrayAttr):
+            raise ShapeError("iota needs a 'shape' attribute")
+        result = TensorType([d.data for d in shape.data], i32)
+        AxisOp.checked_axis(result, attributes)
+        return result
+
+
+@irdl_op_definition
+class DimOp(AxisOp):
+    """The size of one axis of a tensor as a rank-0 i32 tensor: a size symbol used as a value."""
+
+    name = "tdsl.dim"
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        cls.checked_axis(a, attributes)
+        return TensorType([], i32)
+
+
 Tdsl = Dialect(
     "tdsl",
     [
         AddOp, SubOp, MulOp, DivOp,
-        ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp,
-        TransposeOp, SumOp, MaxOp, SoftmaxOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp, DequantizeOp,
+        ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp, RsqrtOp,
+        TransposeOp, SumOp, MaxOp, MeanOp, SoftmaxOp,
+        LtOp, LeOp, GtOp, GeOp, EqOp, NeOp, WhereOp, IotaOp, DimOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp, DequantizeOp,
     ],
     [TensorType],
 )  # fmt: skip

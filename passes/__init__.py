@@ -22,6 +22,7 @@ _CLASSES = {
     "tdsl-vectorize-quant": "VectorizeQuant",
     "tdsl-vectorize-integer": "VectorizeInteger",
     "tdsl-vectorize-sparse": "VectorizeSparse",
+    "tdsl-vectorize-elementwise": "VectorizeElementwisePass",
     "tdsl-lower-to-loops": "LowerToLoops",
     "mangle-symbols": "MangleSymbols",
     "resolve-memref-dims": "ResolveMemrefDims",

@@ -10,8 +10,11 @@ A reduction is a tree of halving shuffles and adds (LLVM's vector.reduce.fadd
 intrinsic would be strictly ordered: xDSL's translator drops the reassoc flag).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from xdsl.backend.llvm.convert_op import intrinsic_suffix
+from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import llvm, vector
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
@@ -104,11 +107,12 @@ class FMALowering(RewritePattern):
 
 @dataclass
 class ReductionLowering(RewritePattern):
-    """vector.reduction <add>: halve the vector with shuffles until one lane is left."""
+    """vector.reduction <add> or <maximumf>: halve the vector with shuffles until one
+    lane is left."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: vector.ReductionOp, rewriter: PatternRewriter, /):
-        if op.kind.data != vector.CombiningKindFlag.ADD:
+        if op.kind.data not in (vector.CombiningKindFlag.ADD, vector.CombiningKindFlag.MAXIMUMF):
             raise DiagnosticException(f"convert-vector-to-llvm: reduction <{op.kind.data}> is not supported")
         v = op.vector
         assert isinstance(v.type, VectorType)
@@ -117,7 +121,13 @@ class ReductionLowering(RewritePattern):
             raise DiagnosticException(f"convert-vector-to-llvm: reductions need a power-of-two width, got {lanes}")
         is_int = isinstance(v.type.element_type, IntegerType)
         flags = llvm.FastMathAttr(op.fastmath.data) if not is_int else None
-        add = (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
+        add: Callable[[SSAValue, SSAValue], Operation] = (
+            (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
+        )
+        if op.kind.data == vector.CombiningKindFlag.MAXIMUMF:  # NaN-propagating, as arith.maximumf
+            add = lambda a, b: llvm.CallIntrinsicOp(  # noqa: E731
+                f"llvm.maximum.{intrinsic_suffix(convert_type(a.type))}", [a, b], [a.type]
+            )
         while lanes > 1:
             lanes //= 2
             v = rewriter.insert(

@@ -38,17 +38,20 @@ from stoicc_py.dialects.tdsl import (
     ConstantOp,
     ContractionOp,
     DequantizeOp,
+    DimOp,
     ElementwiseBinaryOp,
+    IotaOp,
     LinearOp,
     QuantizeOp,
     TdslOp,
     TensorType,
     TransposeOp,
     UnaryOp,
+    WhereOp,
 )
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
 
-SUPPORTED_DTYPES = ("f32", "i8", "i32")
+SUPPORTED_DTYPES = ("f32", "i8", "i32", "bool")
 INTEGER_WEIGHT_LAYOUTS = (NMAttr, BlockAttr, CSRAttr, HybridAttr)
 """The non-dense layouts of an i8 weight that an integer product reads (its stored i8 values)."""
 
@@ -88,7 +91,7 @@ def _check_supported(fn: func.FuncOp) -> None:
     for op in fn.walk():
         for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
             if isinstance(t, TensorType) and t.dtype not in SUPPORTED_DTYPES:
-                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32, i8, i32)")
+                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32, i8, i32, bool)")
         if isinstance(op, TdslOp) and (why := _integer_unsupported(op)):
             raise op_error(op, why)
 
@@ -96,10 +99,11 @@ def _check_supported(fn: func.FuncOp) -> None:
 def _integer_unsupported(op: TdslOp) -> str | None:
     """Why the CPU backend cannot compile `op` on integer tensors (None if it can):
     it compiles i8 x i8 products (i32 results) with a dense or sparse weight,
-    transposes, and the elementwise ops that are defined on integers."""
+    transposes, the elementwise ops that are defined on integers, comparisons, where,
+    iota and sizes."""
     operands = [t for t in (o.type for o in op.tensor_operands()) if isinstance(t, TensorType)]
     integers = [t for t in (*operands, *op.result_types) if isinstance(t, TensorType) and t.is_integer]
-    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp):
+    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp | WhereOp | IotaOp | DimOp):
         return None
     if not isinstance(op, ContractionOp):
         return (

@@ -17,7 +17,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.tdsl import Dim, TdslOp, TensorType
+from stoicc_py.dialects.tdsl import Dim, IotaOp, TdslOp, TensorType
 
 
 def _bound(t: TensorType, sizes: dict[str, int]) -> TensorType:
@@ -37,6 +37,8 @@ class InferFunc(RewritePattern):
         for op in fn.walk():
             if not isinstance(op, TdslOp) or op.is_bufferized:
                 continue
+            if isinstance(op, IotaOp) and op.shape is not None:  # its shape is an attribute, not an operand
+                op.shape = _bound(TensorType([d.data for d in op.shape.data]), self.sizes).shape
             try:
                 expected = op.infer([o.type for o in op.tensor_operands()], op.attributes)  # type: ignore[misc]
             except VerifyException as err:

@@ -103,16 +103,57 @@ def _reduce_axis(b: LoopBuilder, src: SSAValue, outer: Sequence[SSAValue], axis:
 
 @dataclass
 class LowerReduce(RewritePattern):
+    """Each output element folds its line of the input; mean divides the sum by the
+    line's length; with keepdims the output's index along the axis (0) is skipped."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.ReduceOp, rewriter: PatternRewriter, /):
-        out = _bufferized(op)
-        combine = "sum" if isinstance(op, tdsl.SumOp) else "max"
+        out, axis = _bufferized(op), op.axis_index
+        combine = "max" if isinstance(op, tdsl.MaxOp) else "sum"
 
         def body(b: LoopBuilder, ivs: list[SSAValue]) -> None:
+            outer = ivs[:axis] + ivs[axis + 1 :] if op.keeps_dims else ivs
             init = b.f32(0.0 if combine == "sum" else float("-inf"))
-            b.store(_reduce_axis(b, op.input, ivs, op.axis_index, init, combine), out, ivs)
+            value = _reduce_axis(b, op.input, outer, axis, init, combine)
+            if isinstance(op, tdsl.MeanOp):
+                value = b.fdiv(value, b.index_to_f32(b.size(op.input, axis)))
+            b.store(value, out, ivs)
 
         _replace_by_nest(op, out, body, rewriter)
+
+
+@dataclass
+class LowerWhere(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.WhereOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+
+        def body(b: LoopBuilder, ivs: list[SSAValue]) -> None:
+            cond, lhs, rhs = (b.broadcast_load(x, ivs) for x in (op.cond, op.lhs, op.rhs))
+            b.store(b.insert(arith.SelectOp(cond, lhs, rhs)), out, ivs)
+
+        _replace_by_nest(op, out, body, rewriter)
+
+
+@dataclass
+class LowerIota(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.IotaOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        element = out.type.element_type  # type: ignore[attr-defined]
+        store = lambda b, ivs: b.store(b.insert(arith.IndexCastOp(ivs[op.axis_index], element)), out, ivs)  # noqa: E731
+        _replace_by_nest(op, out, store, rewriter)
+
+
+@dataclass
+class LowerDim(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.DimOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        b = before(op)
+        element = out.type.element_type  # type: ignore[attr-defined]
+        b.store(b.insert(arith.IndexCastOp(b.size(op.input, op.axis_index), element)), out, [])
+        rewriter.erase(op)
 
 
 @dataclass
@@ -430,6 +471,9 @@ class LowerToLoops(ModulePass):
                     LowerElementwise(),
                     LowerTranspose(),
                     LowerReduce(),
+                    LowerWhere(),
+                    LowerIota(),
+                    LowerDim(),
                     LowerSoftmax(),
                     LowerContraction(),
                     LowerQuantize(),

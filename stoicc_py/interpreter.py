@@ -19,6 +19,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
+from xdsl.ir import Operation
 
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import LayoutAttr
@@ -49,6 +50,7 @@ REFERENCE_DTYPES: dict[str, np.dtype[Any]] = {
     "f16": np.dtype(np.float64),
     "i8": np.dtype(np.int8),
     "i32": np.dtype(np.int32),
+    "bool": np.dtype(np.bool_),
 }
 """The numpy dtype that holds a tensor of each dtype while the reference runs."""
 
@@ -62,6 +64,7 @@ UNARY: dict[type[tdsl.UnaryOp], Callable[[Array], Array]] = {
     tdsl.NegOp: np.negative,
     tdsl.AbsOp: np.abs,
     tdsl.SqrtOp: np.sqrt,
+    tdsl.RsqrtOp: lambda x: 1.0 / np.sqrt(x),
 }
 ACTIVATION: dict[str, Callable[[Array], Array]] = {
     op.name.removeprefix("tdsl."): fn for op, fn in UNARY.items() if op.name.removeprefix("tdsl.") in tdsl.ACTIVATIONS
@@ -71,6 +74,12 @@ BINARY: dict[type[tdsl.ElementwiseBinaryOp], Callable[[Array, Array], Array]] = 
     tdsl.SubOp: np.subtract,
     tdsl.MulOp: np.multiply,
     tdsl.DivOp: np.divide,
+    tdsl.LtOp: np.less,
+    tdsl.LeOp: np.less_equal,
+    tdsl.GtOp: np.greater,
+    tdsl.GeOp: np.greater_equal,
+    tdsl.EqOp: np.equal,
+    tdsl.NeOp: np.not_equal,
 }
 
 
@@ -158,11 +167,31 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.SumOp)
     def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Value]):
         x = np.asarray(args[0])
-        return (x.sum(axis=op.axis_index, dtype=x.dtype),)
+        return (x.sum(axis=op.axis_index, dtype=x.dtype, keepdims=op.keeps_dims),)
 
     @impl(tdsl.MaxOp)
     def run_max(self, interpreter: Interpreter, op: tdsl.MaxOp, args: tuple[Value]):
-        return (np.asarray(args[0]).max(axis=op.axis_index),)
+        return (np.asarray(args[0]).max(axis=op.axis_index, keepdims=op.keeps_dims),)
+
+    @impl(tdsl.MeanOp)
+    def run_mean(self, interpreter: Interpreter, op: tdsl.MeanOp, args: tuple[Value]):
+        return (np.asarray(args[0]).mean(axis=op.axis_index, keepdims=op.keeps_dims),)
+
+    @impl(tdsl.WhereOp)
+    def run_where(self, interpreter: Interpreter, op: tdsl.WhereOp, args: tuple[Value, Value, Value]):
+        return (np.where(*(np.asarray(a) for a in args)),)
+
+    @impl(tdsl.IotaOp)
+    def run_iota(self, interpreter: Interpreter, op: tdsl.IotaOp, args: tuple[()]):
+        assert op.result is not None
+        sizes = symbol_sizes(interpreter, op)
+        shape = [d if isinstance(d, int) else sizes[d] for d in op.result.type.dims]
+        index = np.arange(shape[op.axis_index], dtype=np.int32)
+        return (np.broadcast_to(np.expand_dims(index, [a for a in range(len(shape)) if a != op.axis_index]), shape),)
+
+    @impl(tdsl.DimOp)
+    def run_dim(self, interpreter: Interpreter, op: tdsl.DimOp, args: tuple[Value]):
+        return (np.array(np.asarray(args[0]).shape[op.axis_index], np.int32),)
 
     @impl(tdsl.SoftmaxOp)
     def run_softmax(self, interpreter: Interpreter, op: tdsl.SoftmaxOp, args: tuple[Value]):
@@ -206,6 +235,19 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):
         return (np.array(op.scalar, dtype=np.float64),)
+
+
+def symbol_sizes(interpreter: Interpreter, op: Operation) -> dict[str, int]:
+    """The size of every symbol of the kernel that `op` is in, from the call's arguments."""
+    fn = op.parent_op()
+    while not isinstance(fn, func.FuncOp):
+        assert fn is not None
+        fn = fn.parent_op()
+    sizes: dict[str, int] = {}
+    for arg, value in zip(fn.args, interpreter.get_values(fn.args)):
+        assert isinstance(arg.type, tdsl.TensorType)
+        sizes.update((d, n) for d, n in zip(arg.type.dims, np.shape(np.asarray(value))) if isinstance(d, str))
+    return sizes
 
 
 def _elementwise(fn: Callable[..., Array]) -> Callable[..., tuple[Array]]:

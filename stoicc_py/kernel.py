@@ -41,6 +41,7 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "f16": np.dtype(np.float16),
     "i8": np.dtype(np.int8),
     "i32": np.dtype(np.int32),
+    "bool": np.dtype(np.bool_),  # one byte, 0 or 1, as the kernels store it
 }
 
 

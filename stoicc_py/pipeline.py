@@ -49,6 +49,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "tdsl-vectorize-quant",
         "tdsl-vectorize-integer",
         "tdsl-vectorize-sparse",
+        "tdsl-vectorize-elementwise",
         "tdsl-lower-to-loops",
         "canonicalize",
         "cse",
@@ -122,6 +123,7 @@ def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = 
         "tdsl-vectorize-quant": quant_options(features),
         "tdsl-vectorize-integer": integer_options(features),
         "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",
+        "tdsl-vectorize-elementwise": f"{{width={vector_registers(features)[0]}}}",
     }
     if tile:
         options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"

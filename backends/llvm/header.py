@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
 
-C_TYPES = {"f32": "float", "f16": "_Float16", "i8": "int8_t", "i32": "int32_t"}
+C_TYPES = {"f32": "float", "f16": "_Float16", "i8": "int8_t", "i32": "int32_t", "bool": "bool"}
 NUMPY_C_TYPES = {"float32": "float", "float16": "_Float16", "int8": "int8_t", "int32": "int32_t", "int64": "int64_t",
                  "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t"}  # fmt: skip
 CONVENTION = """\
@@ -111,6 +111,6 @@ def c_header(abis: Sequence[KernelABI], guard: str = "STOICC_KERNELS_H", target:
     body = "\n\n".join(_declaration(a) for a in abis)
     compiled_for = f"/* Compiled for {target} */\n" if target else ""
     return (
-        f"{CONVENTION}\n{compiled_for}#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+        f"{CONVENTION}\n{compiled_for}#ifndef {guard}\n#define {guard}\n\n#include <stdbool.h>\n#include <stdint.h>\n\n"
         f'#ifdef __cplusplus\nextern "C" {{\n#endif\n\n{body}\n\n#ifdef __cplusplus\n}}\n#endif\n\n#endif\n'
     )

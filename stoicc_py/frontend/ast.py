@@ -54,7 +54,7 @@ class Var(Expr):
 
 @dataclass
 class BinOp(Expr):
-    op: str  # + - * / @
+    op: str  # + - * / @, or a comparison < <= > >= == !=
     lhs: Expr
     rhs: Expr
 

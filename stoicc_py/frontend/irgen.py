@@ -10,29 +10,43 @@ from collections.abc import Sequence
 
 from xdsl.builder import Builder
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    IntAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    UnitAttr,
+    i32,
+    i64,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
+from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, QuantLayoutAttr
 from stoicc_py.dialects.tdsl import DTYPES, TensorType
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
 from stoicc_py.limits import MAX_OPERATIONS, too_large
 
-_AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "softmax": tdsl.SoftmaxOp}
+_REDUCE_OPS: dict[str, type[tdsl.ReduceOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "mean": tdsl.MeanOp}
+_AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {**_REDUCE_OPS, "softmax": tdsl.SoftmaxOp}
 _ONE_INPUT_OPS: dict[str, type[tdsl.OneInputOp]] = {
     "transpose": tdsl.TransposeOp, "dequantize": tdsl.DequantizeOp, **tdsl.UNARY_OPS,
 }  # fmt: skip
 # (fewest arguments, most arguments, keyword arguments) of every function but quantize
 _SIGNATURES: dict[str, tuple[int, int, tuple[str, ...]]] = {
     "matmul": (2, 2, ()), "linear": (2, 3, ()), **{name: (1, 1, ()) for name in _ONE_INPUT_OPS},
-    **{name: (1, 1, ("axis",)) for name in _AXIS_OPS},
+    **{name: (1, 1, ("axis",)) for name in _AXIS_OPS}, **{name: (1, 1, ("axis", "keepdims")) for name in _REDUCE_OPS},
+    "where": (3, 3, ()), "iota": (1, 1, ("axis",)),
 }  # fmt: skip
-_KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS)
+_KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS, "where", "iota")
+_BOOLEANS = {"true": True, "false": False}
+"""The values of a boolean keyword argument (`keepdims=true`)."""
 
 
 def _layout_term(e: ast.Expr) -> ast.LayoutTerm:
@@ -161,7 +175,7 @@ class _KernelGen:
         match e:
             case ast.Var(name=name):
                 if name not in self.env:
-                    raise CompileError(f"unknown name '{name}'", e.loc)
+                    return self.size_value(name, e.loc)
                 return self.env[name]
             case ast.Number(value=value):
                 return self.insert(tdsl.ConstantOp(value, TensorType([])), e.loc).results[0]
@@ -169,6 +183,8 @@ class _KernelGen:
                 return self.emit(tdsl.NegOp, [*args, None], e.loc)
             case ast.BinOp(op="@"):
                 return self.emit(tdsl.MatmulOp, [*args, None, None], e.loc)
+            case ast.BinOp(op=op) if op in tdsl.COMPARISONS:
+                return self.emit(tdsl.COMPARISONS[op], [*args, None], e.loc)
             case ast.BinOp(op=op):
                 return self.emit(tdsl.BINARY_OPS[op], [*args, None], e.loc)
             case ast.Call():
@@ -194,20 +210,60 @@ class _KernelGen:
         if not low <= len(call.args) <= high:
             count = str(low) if low == high else f"{low} to {high}"
             raise CompileError(f"{call.func}() takes {count} arguments, got {len(call.args)}", call.loc)
-        return call.args
+        return [] if call.func == "iota" else call.args  # iota's argument is a shape, not a value
 
-    def _axis(self, call: ast.Call, operand: SSAValue) -> int:
+    def _axis(self, call: ast.Call, operand: TensorType) -> int:
         if "axis" not in call.kwargs:
             raise CompileError(f"{call.func}() needs an axis, e.g. {call.func}(a, axis=1)", call.loc)
         value = call.kwargs["axis"]
         axis = value.value if isinstance(value, ast.Number) else None
         if axis is None or axis != int(axis):
             raise CompileError("axis must be an integer literal", call.kwarg_locs["axis"])
-        assert isinstance(operand.type, TensorType)
-        rank = operand.type.rank
+        rank = operand.rank
         if not -rank <= axis < rank:
-            raise CompileError(f"axis={int(axis)} is out of range for {operand.type}", call.kwarg_locs["axis"])
+            raise CompileError(f"axis={int(axis)} is out of range for {operand}", call.kwarg_locs["axis"])
         return int(axis) % rank
+
+    def _axis_attributes(self, call: ast.Call, operand: TensorType) -> dict[str, Attribute]:
+        """`axis`, and `keepdims` where it is true: a literal `true` or `false`."""
+        attributes: dict[str, Attribute] = {"axis": IntegerAttr(self._axis(call, operand), i64)}
+        if "keepdims" in call.kwargs:
+            value = call.kwargs["keepdims"]
+            if not isinstance(value, ast.Var) or value.name not in _BOOLEANS:
+                raise CompileError("keepdims must be true or false", call.kwarg_locs["keepdims"])
+            if _BOOLEANS[value.name]:
+                attributes["keepdims"] = UnitAttr()
+        return attributes
+
+    def size_value(self, name: str, loc: SourceLoc) -> SSAValue:
+        """A size symbol used as a value (no value of that name is bound): a rank-0 i32
+        tensor holding its size, read from the first dense parameter that has it."""
+        for arg in self.block.args:
+            assert isinstance(arg.type, TensorType)
+            if name in arg.type.dims and arg.type.layout.is_dense:
+                axis = IntegerAttr(arg.type.dims.index(name), i64)
+                return self.emit(tdsl.DimOp, [arg, None], loc, {"axis": axis})
+        raise CompileError(f"unknown name '{name}'", loc)
+
+    def list_dim(self, e: ast.Expr) -> Dim:
+        """One entry of a shape list `[...]` as a dim: a positive integer or a size symbol."""
+        match e:
+            case ast.Number(value=value) if value == int(value) and value > 0:
+                return int(value)
+            case ast.Var(name=name) if any(name in p.type.dims for p in self.kernel.params):
+                return name
+        raise CompileError("a shape entry must be a positive integer or a size symbol of a parameter", e.loc)
+
+    def iota(self, call: ast.Call) -> SSAValue:
+        shape = call.args[0]
+        if not isinstance(shape, ast.ListExpr) or not shape.items:
+            raise CompileError("iota() takes a shape, e.g. iota([T, S], axis=1)", shape.loc)
+        dims = [self.list_dim(d) for d in shape.items]
+        attributes: dict[str, Attribute] = {
+            "shape": ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in dims),
+            "axis": IntegerAttr(self._axis(call, TensorType(dims, i32)), i64),
+        }
+        return self.emit(tdsl.IotaOp, [None], call.loc, attributes)
 
     def call(self, call: ast.Call, args: list[SSAValue]) -> SSAValue:
         """The value of a call whose form call_operands checked, from its arguments' values."""
@@ -218,8 +274,17 @@ class _KernelGen:
             x, w, *bias = args
             return self.emit(tdsl.LinearOp, [x, w, bias[0] if bias else None, None], call.loc)
         if name in _AXIS_OPS:
-            axis = IntegerAttr(self._axis(call, args[0]), i64)
-            return self.emit(_AXIS_OPS[name], [args[0], None], call.loc, {"axis": axis})
+            operand = args[0].type
+            assert isinstance(operand, TensorType)
+            attributes: dict[str, Attribute] = (
+                self._axis_attributes(call, operand) if name in _REDUCE_OPS
+                else {"axis": IntegerAttr(self._axis(call, operand), i64)}
+            )  # fmt: skip
+            return self.emit(_AXIS_OPS[name], [args[0], None], call.loc, attributes)
+        if name == "where":
+            return self.emit(tdsl.WhereOp, [*args, None], call.loc)
+        if name == "iota":
+            return self.iota(call)
         if name == "quantize":
             layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
             return self.emit(tdsl.QuantizeOp, [args[0], None], call.loc, {"layout": layout})

@@ -18,7 +18,7 @@ from stoicc_py.limits import MAX_NESTING, MAX_SOURCE_CHARS
 _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "AT": "'@'", "PLUS": "'+'", "MINUS": "'-'",
-    "STAR": "'*'", "SLASH": "'/'", "NAME": "a name", "INT": "an integer", "NUMBER": "a number",
+    "STAR": "'*'", "SLASH": "'/'", "LESSTHAN": "'<'", "MORETHAN": "'>'", "NAME": "a name", "INT": "an integer", "NUMBER": "a number",
     "RETURN": "'return'", "KERNEL": "'kernel'", "LAYOUT": "'layout'", "WITH": "'with'", "$END": "end of file",
     "__ANON_0": "'->'",
 }  # fmt: skip
@@ -137,6 +137,25 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
 
     def matmul(self, children: list[ast.Expr]) -> ast.BinOp:
         return self._binop("@", children)
+
+    # comparisons: the lowest precedence, non-associative (grammar.lark)
+    def lt(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("<", children)
+
+    def le(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("<=", children)
+
+    def gt(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop(">", children)
+
+    def ge(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop(">=", children)
+
+    def eq(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("==", children)
+
+    def ne(self, children: list[ast.Expr]) -> ast.BinOp:
+        return self._binop("!=", children)
 
     @v_args(meta=True)
     def list_expr(self, meta: Meta, children: list[Any]) -> ast.ListExpr:

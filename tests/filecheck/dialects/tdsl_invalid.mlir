@@ -62,3 +62,51 @@ func.func @quantize_wrong_layout(%x: !tdsl.tensor<[4, 4], f32>) -> !tdsl.tensor<
   func.return %0 : !tdsl.tensor<[4, 4], f32, #quant.uniform<int8>>
 }
 // CHECK: 'tdsl.quantize' result type f32[4, 4] @ int8() does not match inferred f32[4, 4] @ int8(per=token)
+
+// -----
+
+func.func @where_needs_bool(%x: !tdsl.tensor<[4], f32>) -> !tdsl.tensor<[4], f32> {
+  %0 = tdsl.where %x, %x, %x : !tdsl.tensor<[4], f32>, !tdsl.tensor<[4], f32>, !tdsl.tensor<[4], f32> -> !tdsl.tensor<[4], f32>
+  func.return %0 : !tdsl.tensor<[4], f32>
+}
+// CHECK: where() needs a bool condition (e.g. a comparison), got f32[4]
+
+// -----
+
+func.func @compare_dtypes(%x: !tdsl.tensor<[4], f32>, %i: !tdsl.tensor<[4], i32>) -> !tdsl.tensor<[4], i1> {
+  %0 = tdsl.lt %x, %i : !tdsl.tensor<[4], f32>, !tdsl.tensor<[4], i32> -> !tdsl.tensor<[4], i1>
+  func.return %0 : !tdsl.tensor<[4], i1>
+}
+// CHECK: cannot compare tensors of different element types: f32[4] and i32[4]
+
+// -----
+
+func.func @compare_result(%x: !tdsl.tensor<[4], f32>) -> !tdsl.tensor<[4], f32> {
+  %0 = tdsl.lt %x, %x : !tdsl.tensor<[4], f32>, !tdsl.tensor<[4], f32> -> !tdsl.tensor<[4], f32>
+  func.return %0 : !tdsl.tensor<[4], f32>
+}
+// CHECK: 'tdsl.lt' result type f32[4] does not match inferred bool[4]
+
+// -----
+
+func.func @keepdims_type(%x: !tdsl.tensor<[M, 4], f32>) -> !tdsl.tensor<[M], f32> {
+  %0 = tdsl.sum %x {axis = 1 : i64, keepdims} : !tdsl.tensor<[M, 4], f32> -> !tdsl.tensor<[M], f32>
+  func.return %0 : !tdsl.tensor<[M], f32>
+}
+// CHECK: 'tdsl.sum' result type f32[M] does not match inferred f32[M, 1]
+
+// -----
+
+func.func @iota_axis() -> !tdsl.tensor<[4], i32> {
+  %0 = tdsl.iota {shape = [#builtin.int<4>], axis = 1 : i64} : -> !tdsl.tensor<[4], i32>
+  func.return %0 : !tdsl.tensor<[4], i32>
+}
+// CHECK: axis=1 is out of range for i32[4]
+
+// -----
+
+func.func @bool_arithmetic(%c: !tdsl.tensor<[4], i1>) -> !tdsl.tensor<[4], i1> {
+  %0 = tdsl.add %c, %c : !tdsl.tensor<[4], i1>, !tdsl.tensor<[4], i1> -> !tdsl.tensor<[4], i1>
+  func.return %0 : !tdsl.tensor<[4], i1>
+}
+// CHECK: add is not defined on bool
