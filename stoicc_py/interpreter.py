@@ -61,7 +61,8 @@ STORED_DTYPES: dict[str, np.dtype[Any]] = {"bf16": np.dtype(ml_dtypes.bfloat16),
 
 def rounded(x: Array, dtype: str) -> Array:
     """x (float64) rounded to nearest even to a 16-bit float dtype, as float64 again."""
-    return x.astype(STORED_DTYPES[dtype]).astype(np.float64) if dtype in STORED_DTYPES else x
+    with np.errstate(over="ignore"):  # beyond the dtype's max rounds to inf, as it should
+        return x.astype(STORED_DTYPES[dtype]).astype(np.float64) if dtype in STORED_DTYPES else x
 
 
 def cast(x: Array, to: str) -> Array:
