@@ -301,6 +301,7 @@ def convert(b: LoopBuilder, value: SSAValue, to: Attribute) -> SSAValue:
         lo, hi = (b.insert(arith.ConstantOp(IntegerAttr(v, value.type))) for v in _int_range(to))
         return b.insert(arith.TruncIOp(b.insert(arith.MinSIOp(b.insert(arith.MaxSIOp(value, lo)), hi)), to))
     if isinstance(value.type, IntegerType):
+        assert isa(to, AnyFloat), to
         return b.insert(arith.SIToFPOp(value, to))
     if isinstance(to, IntegerType):  # fptosi saturates (llvm.fptosi.sat: NaN gives 0)
         return b.insert(arith.FPToSIOp(b.insert(mathd.RoundEvenOp(value)), to))

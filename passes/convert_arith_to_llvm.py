@@ -163,7 +163,8 @@ class BFloat16Lowering(RewritePattern):
     @staticmethod
     def op(rewriter: PatternRewriter, kind: Callable[[SSAValue, SSAValue], Operation], a: SSAValue, c: int) -> SSAValue:
         """a kind c, for an integer (vector) a and a constant c."""
-        value = IntegerAttr(c, i32) if not isa(a.type, VectorType) else DenseIntOrFPElementsAttr.from_list(a.type, [c])
+        typ = a.type
+        value = DenseIntOrFPElementsAttr.from_list(typ, [c]) if isa(typ, VectorType[IntegerType]) else IntegerAttr(c, i32)
         constant = rewriter.insert(llvm.ConstantOp(value, a.type)).result
         return rewriter.insert(kind(a, constant)).results[0]
 

@@ -241,7 +241,7 @@ class PackedTensor:
         """How far the stored tensor is from w: "rel_fro" = ||w - v||_F / ||w||_F (0 when both
         are zero) and "max_abs" = max |w - v|, in float64, where v is the effective weight
         dequantize() / input_scale (dequantize() when not calibrated)."""
-        w = _as_matrix(w)
+        w = _as_matrix(w, None)
         if w.shape != self.shape:
             raise ValueError(f"error: w has shape {list(w.shape)}, the packed tensor {list(self.shape)}")
         v = self.dequantize()
@@ -325,8 +325,8 @@ def _as_matrix(arg: object, dtype: str | None) -> Array:
     w = host_array(arg, "pack: w")
     if w.dtype not in ELEMENTS:
         raise TypeError(
-            f"pack: w must have dtype float32, bfloat16 (ml_dtypes) or float16, got {w.dtype} "
-            "(convert with w.astype(np.float32)); int8 packs too, into dense and sparse layouts"
+            f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
+            "bfloat16 (ml_dtypes) and float16 pack too, and int8 into dense and sparse layouts"
         )
     if dtype is not None:
         if dtype not in DTYPES:
