@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -92,17 +93,21 @@ def measure(threads: int, repeat: int, budget: float) -> list[dict[str, Any]]:
             for g, r in zip(got, want):
                 np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4 * float(np.abs(r).max()))
             row: dict[str, Any] = {"phase": phase, "T": t, "P": p, "threads": threads}
-            row["stoicc_ms"] = 1e3 * time_calls(lambda: kernel(*args, *weights), repeat, budget, None).median_s
-            row["numpy_ms"] = 1e3 * time_calls(lambda: decoder_block(*args, w, c), repeat, budget, None).median_s
+            row["stoicc_ms"] = _ms(lambda a=args: kernel(*a, *weights), repeat, budget)
+            row["numpy_ms"] = _ms(lambda a=args: decoder_block(*a, w, c), repeat, budget)
             if torch_run is not None:
                 import torch
 
                 targs = [torch.from_numpy(a) for a in args]
                 torch_run(*targs)
-                row["torch_ms"] = 1e3 * time_calls(lambda: torch_run(*targs), repeat, budget, None).median_s
+                row["torch_ms"] = _ms(lambda a=targs: torch_run(*a), repeat, budget)
         rows.append(row)
         print(_line(row), file=sys.stderr)
     return rows
+
+
+def _ms(call: Callable[[], object], repeat: int, budget: float) -> float:
+    return 1e3 * time_calls(call, repeat, budget, None).median_s
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -1,6 +1,10 @@
 """Building blocks for loop nests on memrefs: index constants, sizes, scf.for nests,
 and the scalar body of every elementwise function.
 
+A bf16 or f16 element is computed with in f32: `load` and `vload` widen it (exactly),
+`store` and `vstore` round an f32 value to it (to nearest even). Every lowering reads and
+writes buffers through these, so no op has a 16-bit case of its own.
+
 Used by tdsl-lower-to-loops; canonicalize and cse later merge the constants and
 sizes that these helpers create freely.
 """
@@ -36,6 +40,16 @@ FAST = arith.FastMathFlagsAttr("fast")
 """Lets LLVM reassociate float reductions, which is what vectorises them."""
 
 Scalar = Callable[["LoopBuilder", SSAValue], SSAValue]
+
+
+def compute_type(element: Attribute) -> Attribute:
+    """The type that values of a buffer's element type are computed in: f32 for bf16/f16."""
+    return f32 if element in tdsl.HALF_FLOATS else element
+
+
+def _element(buf: SSAValue) -> Attribute:
+    assert isinstance(buf.type, MemRefType), buf.type
+    return buf.type.element_type
 
 
 class LoopBuilder:
@@ -138,7 +152,23 @@ class LoopBuilder:
         level(self, [])
 
     def load(self, buf: SSAValue, indices: Sequence[SSAValue]) -> SSAValue:
-        return self.insert(memref.LoadOp.get(buf, indices))
+        """An element, in its compute_type (a bf16/f16 element widened to f32)."""
+        value = self.insert(memref.LoadOp.get(buf, indices))
+        return self.insert(arith.ExtFOp(value, f32)) if value.type in tdsl.HALF_FLOATS else value
+
+    def vload(self, buf: SSAValue, indices: Sequence[SSAValue], lanes: int) -> SSAValue:
+        """`lanes` consecutive elements as a vector of their compute_type (bf16/f16 widened to f32)."""
+        element = _element(buf)
+        value = self.insert(vector.LoadOp(buf, indices, VectorType(element, [lanes])))
+        return self.insert(arith.ExtFOp(value, VectorType(f32, [lanes]))) if element in tdsl.HALF_FLOATS else value
+
+    def vstore(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
+        """A vector of the buffer's compute_type stored at `indices` (f32 rounded to bf16/f16)."""
+        element = _element(buf)
+        if element in tdsl.HALF_FLOATS:
+            assert isinstance(value.type, VectorType)
+            value = self.insert(arith.TruncFOp(value, VectorType(element, value.type.get_shape())))
+        self.b.insert(vector.StoreOp(value, buf, indices))
 
     def load_index(self, buf: SSAValue, indices: Sequence[SSAValue], unsigned: bool = False) -> SSAValue:
         """An integer element as an index: row pointers, column indices (unsigned ones zero-extended)."""
@@ -158,6 +188,10 @@ class LoopBuilder:
         return self.insert(arith.RemUIOp(a, b))
 
     def store(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
+        """A value of the buffer's compute_type stored at `indices` (f32 rounded to bf16/f16)."""
+        element = _element(buf)
+        if element in tdsl.HALF_FLOATS and value.type != element:
+            value = self.insert(arith.TruncFOp(value, element))
         self.b.insert(memref.StoreOp.get(value, buf, indices))
 
     def broadcast_load(self, buf: SSAValue, out_ivs: Sequence[SSAValue]) -> SSAValue:
@@ -173,16 +207,6 @@ class LoopBuilder:
         return [zero if size == 1 else iv for size, iv in zip(shape, ivs)]  # type: ignore[misc]
 
     # --- vectors along a contiguous (innermost) axis
-    def vload(self, buf: SSAValue, indices: Sequence[SSAValue], width: int) -> SSAValue:
-        """`width` consecutive elements of the innermost axis of `buf` from `indices`, as
-        f32 lanes: the one place where a narrower stored float would be widened."""
-        assert isinstance(buf.type, MemRefType)
-        return self.insert(vector.LoadOp(buf, indices, VectorType(buf.type.element_type, [width])))
-
-    def vstore(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
-        """Store f32 lanes as consecutive elements (where a narrower float would be rounded)."""
-        self.b.insert(vector.StoreOp(value, buf, indices))
-
     def splat_value(self, value: SSAValue, width: int) -> SSAValue:
         """A scalar in every lane of a vector."""
         return self.insert(vector.BroadcastOp(value, VectorType(value.type, [width])))
@@ -355,3 +379,27 @@ def compare(b: LoopBuilder, op: type[tdsl.CompareOp], x: SSAValue, y: SSAValue) 
         predicate = {"oeq": "eq", "une": "ne"}.get(op.PREDICATE, "s" + op.PREDICATE[1:])
         return b.insert(arith.CmpiOp(x, y, predicate))
     return b.insert(arith.CmpfOp(x, y, op.PREDICATE))
+
+
+def convert(b: LoopBuilder, value: SSAValue, to: Attribute) -> SSAValue:
+    """`value` (of a compute_type) as a value of compute_type(to), as tdsl.cast defines it:
+    float to integer rounds to nearest even and saturates (NaN gives 0), integer to integer
+    saturates, integer to float converts (rounding to nearest even), float to float is the
+    store's rounding (f32 is the compute type of every float)."""
+    to = compute_type(to)
+    if isinstance(value.type, IntegerType) and isinstance(to, IntegerType):
+        if value.type.width.data <= to.width.data:
+            return b.widen(value, to)
+        lo, hi = (b.insert(arith.ConstantOp(IntegerAttr(v, value.type))) for v in _int_range(to))
+        return b.insert(arith.TruncIOp(b.insert(arith.MinSIOp(b.insert(arith.MaxSIOp(value, lo)), hi)), to))
+    if isinstance(value.type, IntegerType):
+        assert isa(to, AnyFloat), to
+        return b.insert(arith.SIToFPOp(value, to))
+    if isinstance(to, IntegerType):  # fptosi saturates (llvm.fptosi.sat: NaN gives 0)
+        return b.insert(arith.FPToSIOp(b.insert(mathd.RoundEvenOp(value)), to))
+    return value
+
+
+def _int_range(t: IntegerType) -> tuple[int, int]:
+    bits = t.width.data
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1

@@ -10,7 +10,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import Float16Type, Float32Type, IntAttr, StringAttr, f16, f32, i8, i16, i32
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    IntAttr,
+    StringAttr,
+    bf16,
+    f16,
+    f32,
+    i8,
+    i16,
+    i32,
+)
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
@@ -140,8 +152,8 @@ class UniformQuantAttr(QuantLayoutAttr):
             raise VerifyException(f"quant: axis must be non-negative, got {self.axis.data}")
         if storage in SYMMETRIC_ONLY and not self.symmetric.data:
             raise VerifyException(f"quant: {storage} is symmetric only")
-        if not isinstance(self.scale, Float32Type | Float16Type):
-            raise VerifyException(f"quant: scale must be f32 or f16, got {self.scale}")
+        if not isinstance(self.scale, Float32Type | Float16Type | BFloat16Type):
+            raise VerifyException(f"quant: scale must be f32, bf16 or f16, got {self.scale}")
 
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
         if len(shape) != 2:
@@ -164,8 +176,8 @@ class UniformQuantAttr(QuantLayoutAttr):
         }[self.per.data]
         if not self.symmetric.data:
             opts.append("symmetric=false")
-        if self.scale == f16:
-            opts.append("scale=f16")
+        if self.scale in (f16, bf16):
+            opts.append(f"scale={self.scale}")
         return f"{self.codes.data}({', '.join(opts)})"
 
     @classmethod

@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     UnitAttr,
+    bf16,
     f16,
     f32,
     i1,
@@ -52,12 +53,15 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantLayoutAttr, StorageAttr
 
-DTYPES: dict[str, TypeAttribute] = {"f32": f32, "f16": f16, "i8": i8, "i32": i32, "bool": i1}
+DTYPES: dict[str, TypeAttribute] = {"f32": f32, "bf16": bf16, "f16": f16, "i8": i8, "i32": i32, "bool": i1}
 """Element types by name. `bool` is i1 in registers and one byte (0 or 1) in memory."""
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 ACCUMULATOR: dict[TypeAttribute, TypeAttribute] = {i8: i32}
 """The element type of a matrix product of operands of a type, where it is wider:
 i8 products accumulate exactly in i32."""
+HALF_FLOATS: tuple[TypeAttribute, ...] = (bf16, f16)
+"""The 16-bit float dtypes: stored in 16 bits, computed with in f32 registers (a load
+widens exactly, a store rounds to nearest even)."""
 
 
 class ShapeError(VerifyException):
@@ -101,6 +105,10 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     def with_dims(self, dims: Sequence[Dim]) -> TensorType:
         """The same element type with `dims` and dense layout: the type of a computed value."""
         return TensorType(dims, self.element_type)
+
+    def with_element(self, element_type: TypeAttribute) -> TensorType:
+        """The same dims with `element_type` and dense layout."""
+        return TensorType(self.dims, element_type)
 
     def verify(self) -> None:
         if self.element_type not in DTYPE_NAMES:
@@ -582,6 +590,30 @@ class DequantizeOp(OneInputOp):
 
 
 @irdl_op_definition
+class CastOp(OneInputOp):
+    """`cast(x, dtype)`: each element converted to `to`. Float to float rounds to
+    nearest even; float to integer rounds to nearest even and saturates to the
+    integer's range (NaN gives 0); integer to integer saturates; integer to float is
+    exact, or rounds to nearest even (i32 to bf16/f16 through f32)."""
+
+    name = "tdsl.cast"
+
+    to = opt_attr_def(TypeAttribute)
+
+    def __init__(self, input: SSAValue, to: TypeAttribute, result_type: Attribute):
+        super().__init__(operands=[input, None], result_types=[result_type], attributes={"to": to})
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        to = attributes.get("to")
+        if to not in DTYPE_NAMES:
+            raise ShapeError(f"cast needs a target dtype (one of {', '.join(DTYPES)}), got {to}")
+        assert isinstance(to, TypeAttribute)
+        return TensorType(a.dims, to)
+
+
+@irdl_op_definition
 class ConstantOp(IRDLOperation):
     """A scalar float literal as a rank-0 tensor."""
 
@@ -738,7 +770,8 @@ Tdsl = Dialect(
         AddOp, SubOp, MulOp, DivOp,
         ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp, RsqrtOp,
         TransposeOp, SumOp, MaxOp, MeanOp, SoftmaxOp,
-        LtOp, LeOp, GtOp, GeOp, EqOp, NeOp, WhereOp, IotaOp, DimOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp, DequantizeOp,
+        LtOp, LeOp, GtOp, GeOp, EqOp, NeOp, WhereOp, IotaOp, DimOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp,
+        DequantizeOp, CastOp,
     ],
     [TensorType],
 )  # fmt: skip

@@ -4,8 +4,15 @@ Ops with a uniform lowering go through lookup tables. Ops that xDSL's llvmlite
 translator (`xdsl.backend.llvm.convert_op`) cannot express directly are lowered to
 `llvm.call_intrinsic` with a type-mangled name (integer and float min/max,
 fptosi/fptoui) or to a small pattern of supported ops (uitofp).
+
+bf16 values become i16 (their bits), and conversions from and to f32 integer
+arithmetic: widening is a shift, rounding is round-to-nearest-even on the f32 bits
+(NaN stays a quiet NaN). LLVM would emit `vcvtneps2bf16` with AVX512-BF16, which
+flushes subnormals to zero, and a `__truncsfbf2` call elsewhere, which the JIT
+cannot resolve: this is exact on every target.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -13,6 +20,7 @@ from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm
 from xdsl.dialects.builtin import (
+    BFloat16Type,
     DenseIntOrFPElementsAttr,
     FloatAttr,
     IndexType,
@@ -21,9 +29,11 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     VectorType,
     i1,
+    i16,
+    i32,
     i64,
 )
-from xdsl.ir import Attribute, Operation
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -112,10 +122,51 @@ def _bitwidth(typ: Attribute) -> int:
 
 
 class IndexToI64(ReplaceTypes):
-    """`index` becomes i64 everywhere (result, argument and attribute types)."""
+    """`index` becomes i64 and bf16 its bits, i16, everywhere (result, argument and attribute types)."""
 
     def leaf(self, attr: Attribute) -> Attribute | None:
-        return i64 if isinstance(attr, IndexType) else None
+        return i64 if isinstance(attr, IndexType) else i16 if isinstance(attr, BFloat16Type) else None
+
+
+def _is_bf16(typ: Attribute) -> bool:
+    """bf16 (or a vector of it), or i16 where a bf16 operand was retyped before its user."""
+    element = typ.element_type if isa(typ, VectorType) else typ
+    return isinstance(element, BFloat16Type) or element == i16
+
+
+def _like(typ: Attribute, element: Attribute) -> Attribute:
+    """`element`, or a vector of it shaped as `typ`."""
+    return VectorType(element, typ.get_shape()) if isa(typ, VectorType) else element
+
+
+class BFloat16Lowering(RewritePattern):
+    """extf bf16 -> f32 and truncf f32 -> bf16 as integer arithmetic on the bits."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.ExtFOp | arith.TruncFOp, rewriter: PatternRewriter, /) -> None:
+        if isinstance(op, arith.ExtFOp) and _is_bf16(op.input.type):
+            wide = rewriter.insert(llvm.ZExtOp(op.input, _like(op.input.type, i32))).res
+            rewriter.replace(op, llvm.BitcastOp(self.op(rewriter, llvm.ShlOp, wide, 16), op.result.type))
+        elif isinstance(op, arith.TruncFOp) and _is_bf16(op.result.type):
+            rewriter.replace(op, llvm.TruncOp(self.rounded_bits(rewriter, op.input), _like(op.input.type, i16)))
+
+    def rounded_bits(self, rewriter: PatternRewriter, x: SSAValue) -> SSAValue:
+        """The f32 x's bits rounded to nearest even at bit 16, shifted down; a NaN keeps its sign
+        and top mantissa bits and is made quiet (bit 6), so that rounding cannot make it inf."""
+        bits = rewriter.insert(llvm.BitcastOp(x, _like(x.type, i32))).result
+        top = self.op(rewriter, llvm.LShrOp, bits, 16)
+        bias = self.op(rewriter, llvm.AddOp, self.op(rewriter, llvm.AndOp, top, 1), 0x7FFF)
+        rounded = self.op(rewriter, llvm.LShrOp, rewriter.insert(llvm.AddOp(bits, bias)).res, 16)
+        nan = rewriter.insert(llvm.FCmpOp(x, x, "uno")).res
+        return rewriter.insert(llvm.SelectOp(nan, self.op(rewriter, llvm.OrOp, top, 0x40), rounded)).res
+
+    @staticmethod
+    def op(rewriter: PatternRewriter, kind: Callable[[SSAValue, SSAValue], Operation], a: SSAValue, c: int) -> SSAValue:
+        """a kind c, for an integer (vector) a and a constant c."""
+        typ = a.type
+        value = DenseIntOrFPElementsAttr.from_list(typ, [c]) if isa(typ, VectorType[IntegerType]) else IntegerAttr(c, i32)
+        constant = rewriter.insert(llvm.ConstantOp(value, a.type)).result
+        return rewriter.insert(kind(a, constant)).results[0]
 
 
 class ConstantLowering(RewritePattern):
@@ -300,6 +351,7 @@ class ConvertArithToLLVM(ModulePass):
                 [
                     ConstantLowering(),
                     IndexToI64(),
+                    BFloat16Lowering(),
                     IntegerBinaryOpLowering(),
                     FloatBinaryOpLowering(),
                     BinaryIntrinsicLowering(),

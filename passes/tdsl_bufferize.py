@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
     UnitAttr,
+    f32,
 )
 from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
@@ -35,6 +36,8 @@ from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import (
+    HALF_FLOATS,
+    CastOp,
     ConstantOp,
     ContractionOp,
     DequantizeOp,
@@ -51,7 +54,7 @@ from stoicc_py.dialects.tdsl import (
 )
 from stoicc_py.passes.metadata_layout import STORAGE, param_name
 
-SUPPORTED_DTYPES = ("f32", "i8", "i32", "bool")
+SUPPORTED_DTYPES = ("f32", "bf16", "f16", "i8", "i32", "bool")
 INTEGER_WEIGHT_LAYOUTS = (NMAttr, BlockAttr, CSRAttr, HybridAttr)
 """The non-dense layouts of an i8 weight that an integer product reads (its stored i8 values)."""
 
@@ -91,7 +94,7 @@ def _check_supported(fn: func.FuncOp) -> None:
     for op in fn.walk():
         for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
             if isinstance(t, TensorType) and t.dtype not in SUPPORTED_DTYPES:
-                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only f32, i8, i32, bool)")
+                raise op_error(op, f"{t.dtype} tensors are not supported by the CPU backend yet (only {', '.join(SUPPORTED_DTYPES)})")
         if isinstance(op, TdslOp) and (why := _integer_unsupported(op)):
             raise op_error(op, why)
 
@@ -103,7 +106,7 @@ def _integer_unsupported(op: TdslOp) -> str | None:
     iota and sizes."""
     operands = [t for t in (o.type for o in op.tensor_operands()) if isinstance(t, TensorType)]
     integers = [t for t in (*operands, *op.result_types) if isinstance(t, TensorType) and t.is_integer]
-    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp | WhereOp | IotaOp | DimOp):
+    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp | WhereOp | IotaOp | DimOp | CastOp):
         return None
     if not isinstance(op, ContractionOp):
         return (
@@ -181,9 +184,13 @@ class _FuncBufferizer:
         assert isinstance(t, TensorType)
         if isinstance(value.owner, QuantizeOp):
             return self.packed_buffers(value.owner, t)
+        return self.alloc(t, value.name_hint)
+
+    def alloc(self, t: TensorType, name: str | None) -> SSAValue:
+        """An aligned buffer for a value of type `t`, freed before returning."""
         dynamic = [self.sizes[d] for d in t.dims if isinstance(d, str)]
         alloc = self.builder.insert(memref.AllocOp.get(t.element_type, BUFFER_ALIGNMENT, memref_type(t).shape, dynamic))
-        alloc.memref.name_hint = value.name_hint
+        alloc.memref.name_hint = name
         self.allocs.append(alloc.memref)
         return alloc.memref
 
@@ -216,13 +223,26 @@ class _FuncBufferizer:
     def op(self, op: TdslOp) -> SSAValue:
         result = op.results[0]
         out = self.buffer_for(result)
+        if isinstance(op, ContractionOp) and isinstance(result.type, TensorType) and result.type.element_type in HALF_FLOATS:
+            # A bf16/f16 product accumulates in f32 (every k-tile adds into its output) and is
+            # rounded once, at the end: into an f32 buffer, then cast into its own.
+            wide = self.alloc(result.type.with_element(f32), result.name_hint)
+            self.build(op, wide)
+            cast = CastOp.build(operands=[[wide], [out]], result_types=[[]], attributes={"to": result.type.element_type})
+            cast.location = op.location
+            self.builder.insert(cast)
+            return out
+        self.build(op, out)
+        return out
+
+    def build(self, op: TdslOp, out: SSAValue) -> None:
+        """`op` in buffer form, writing into `out`."""
         operands = [[self.values[v] for v in getattr(op, name)] if isinstance(getattr(op, name), tuple)
                     else [self.values[getattr(op, name)]] if getattr(op, name) is not None else []
                     for name, _ in op.get_irdl_definition().operands if name != "out"]  # fmt: skip
         new = type(op).build(operands=[*operands, [out]], result_types=[[]], attributes=dict(op.attributes))
         new.location = op.location
         self.builder.insert(new)
-        return out
 
     def run(self) -> func.FuncOp:
         for op in self.fn.body.block.ops:

@@ -26,7 +26,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen import quant_loops, sparse_loops
-from stoicc_py.codegen.loop_builder import LoopBuilder, binary, unary
+from stoicc_py.codegen.loop_builder import LoopBuilder, binary, convert, unary
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
@@ -71,6 +71,16 @@ class LowerElementwise(RewritePattern):
             b.store(value, out, ivs)
 
         _replace_by_nest(op, out, body, rewriter)
+
+
+@dataclass
+class LowerCast(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.CastOp, rewriter: PatternRewriter, /):
+        out = _bufferized(op)
+        assert isinstance(out.type, MemRefType)
+        to = out.type.element_type
+        _replace_by_nest(op, out, lambda b, ivs: b.store(convert(b, b.load(op.input, ivs), to), out, ivs), rewriter)
 
 
 @dataclass
@@ -469,6 +479,7 @@ class LowerToLoops(ModulePass):
             GreedyRewritePatternApplier(
                 [
                     LowerElementwise(),
+                    LowerCast(),
                     LowerTranspose(),
                     LowerReduce(),
                     LowerWhere(),

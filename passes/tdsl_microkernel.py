@@ -25,7 +25,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import FAST, LoopBuilder
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type
 from stoicc_py.dialects import tdsl
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
@@ -34,7 +34,8 @@ Body = Callable[[LoopBuilder, SSAValue], None]
 
 
 def _is_dense_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, MemRefType) and value.type.element_type == f32
+    """A dense buffer whose elements compute in f32: f32, or bf16/f16 (widened as loaded)."""
+    return isinstance(value.type, MemRefType) and compute_type(value.type.element_type) == f32
 
 
 def for_(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
@@ -121,8 +122,8 @@ class DenseKernel(DotKernel):
 
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
-        xs = [b.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
-        return dense_fma(b, shape, xs, lambda c: b.insert(vector.LoadOp(self.w, [cols[c], k], shape.vec)), acc)
+        xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
+        return dense_fma(b, shape, xs, lambda c: b.vload(self.w, [cols[c], k], shape.width), acc)
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip

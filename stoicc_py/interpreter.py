@@ -2,7 +2,8 @@
 
 Tests and `stoicc run` check compiled kernels against it. It computes in float64 and
 rounds results to the declared element type, so that it is more accurate than any
-kernel it checks. Integer tensors stay integers of their declared width, whose
+kernel it checks; a bf16 or f16 result is rounded (to nearest even) after every op,
+as a kernel stores it. Integer tensors stay integers of their declared width, whose
 arithmetic wraps around; a product of integers is computed exactly in int64 and
 then wrapped to its declared type (i32 for i8 operands).
 """
@@ -14,10 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import ml_dtypes
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+from xdsl.interpreter import Interpreter, InterpreterFunctions, OpImplResult, PythonValues, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.ir import Operation
 
@@ -47,12 +49,33 @@ def sigmoid(x: Array) -> Array:
 
 REFERENCE_DTYPES: dict[str, np.dtype[Any]] = {
     "f32": np.dtype(np.float64),
+    "bf16": np.dtype(np.float64),
     "f16": np.dtype(np.float64),
     "i8": np.dtype(np.int8),
     "i32": np.dtype(np.int32),
     "bool": np.dtype(np.bool_),
 }
 """The numpy dtype that holds a tensor of each dtype while the reference runs."""
+STORED_DTYPES: dict[str, np.dtype[Any]] = {"bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16)}
+"""The dtypes whose values the reference rounds to after every op (held in float64)."""
+
+
+def rounded(x: Array, dtype: str) -> Array:
+    """x (float64) rounded to nearest even to a 16-bit float dtype, as float64 again."""
+    with np.errstate(over="ignore"):  # beyond the dtype's max rounds to inf, as it should
+        return x.astype(STORED_DTYPES[dtype]).astype(np.float64) if dtype in STORED_DTYPES else x
+
+
+def cast(x: Array, to: str) -> Array:
+    """cast(x, to) on reference values (float64 or integers): docs/language.md, Dtypes."""
+    target = REFERENCE_DTYPES[to]
+    if target.kind == "f":  # integers round through f32 as the kernels do (exact for i8)
+        source = x.astype(np.float32) if x.dtype.kind != "f" else x
+        return rounded(source.astype(np.float64), to)
+    info = np.iinfo(target)
+    with np.errstate(invalid="ignore"):
+        values = np.rint(x) if x.dtype.kind == "f" else x
+        return np.clip(np.nan_to_num(values, nan=0.0), info.min, info.max).astype(target)
 
 UNARY: dict[type[tdsl.UnaryOp], Callable[[Array], Array]] = {
     tdsl.ReluOp: lambda x: np.maximum(x, 0),  # a python 0 keeps an integer x's dtype
@@ -232,6 +255,11 @@ class TdslFunctions(InterpreterFunctions):
     def run_dequantize(self, interpreter: Interpreter, op: tdsl.DequantizeOp, args: tuple[Array]):
         return (args[0],)  # a quantized value already holds its dequantized numbers
 
+    @impl(tdsl.CastOp)
+    def run_cast(self, interpreter: Interpreter, op: tdsl.CastOp, args: tuple[Value]):
+        assert op.result is not None
+        return (cast(np.asarray(args[0]), op.result.type.dtype),)
+
     @impl(tdsl.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):
         return (np.array(op.scalar, dtype=np.float64),)
@@ -278,11 +306,24 @@ def _as_dtype(x: Value, dtype: np.dtype[Any]) -> Value:
     return Sparse(x.values.astype(dtype), x.stored) if isinstance(x, Sparse) else np.asarray(x, dtype=dtype)
 
 
+class _RoundingInterpreter(Interpreter):
+    """Rounds every bf16 or f16 result to its dtype, whichever op made it."""
+
+    def _run_op(self, op: Operation, inputs: PythonValues) -> OpImplResult:
+        result = super()._run_op(op, inputs)
+        types = [r.type for r in op.results]
+        if not any(isinstance(t, tdsl.TensorType) and t.dtype in STORED_DTYPES for t in types):
+            return result
+        values = tuple(rounded(np.asarray(v), t.dtype) if isinstance(t, tdsl.TensorType) else v
+                       for v, t in zip(result.values, types))  # fmt: skip
+        return OpImplResult(values, result.terminator_value)
+
+
 def run_reference(
     module: ModuleOp, kernel: str, inputs: Sequence[Value], out_dtypes: Sequence[np.dtype[Any]]
 ) -> list[Array]:
     """Run `kernel` of a tensor-level module on `inputs`; results in `out_dtypes`."""
-    interpreter = Interpreter(module)
+    interpreter = _RoundingInterpreter(module)
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(TdslFunctions())
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == kernel)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import ml_dtypes
 import numpy as np
 
 from stoicc_py.abi import KernelABI, TensorSpec
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "f32": np.dtype(np.float32),
+    "bf16": np.dtype(ml_dtypes.bfloat16),
     "f16": np.dtype(np.float16),
     "i8": np.dtype(np.int8),
     "i32": np.dtype(np.int32),
@@ -112,8 +114,9 @@ def _typed(abi: KernelABI, spec: TensorSpec, arg: object) -> Array:
     arr = host_array(arg, f"{abi.name}: parameter '{spec.name}'")
     check_size(arr.shape, f"{abi.name}: parameter '{spec.name}'")
     want = NUMPY_DTYPES[spec.dtype]
-    if arr.dtype != want:
-        raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}")
+    if arr.dtype != want:  # never converted here: a silent copy would hide a cost, or a rounding
+        how = f" (convert with .astype(ml_dtypes.{want}))" if spec.dtype == "bf16" else ""
+        raise TypeError(f"{abi.name}: parameter '{spec.name}' expects dtype {want} ({spec}), got {arr.dtype}{how}")
     return arr
 
 
@@ -146,7 +149,7 @@ def pack_for(abi: KernelABI, spec: TensorSpec, w: Array, **options: Any) -> Pack
     if w.shape != spec.dims:
         raise ValueError(f"{abi.name}: parameter '{spec.name}' expects shape {spec.dims} ({spec}), got {w.shape}")
     try:
-        return pack(w, spec.layout, **options)
+        return pack(w, spec.layout, **({"dtype": spec.dtype} | options))
     except ValueError as err:
         raise ValueError(f"{abi.name}: parameter '{spec.name}': {err}") from None
 

@@ -14,7 +14,7 @@ from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
 def numpy_dtype(element: object, unsigned: bool = False) -> str:
     if isinstance(element, IntegerType):
         return f"{'u' if unsigned else ''}int{element.width.data}"
-    return {"f32": "float32", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
+    return {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
 
 
 def buffer_specs(storage: StorageAttr) -> tuple[BufferSpec, ...]:

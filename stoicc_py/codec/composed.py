@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects.builtin import Float16Type
 
 from stoicc_py.codec import Array, Codec
 from stoicc_py.codec.uniform import (
@@ -38,6 +37,7 @@ from stoicc_py.codec.uniform import (
     codes_from,
     dequantize_codes,
     quantize,
+    scale_dtype,
 )
 
 Shape = tuple[int, ...]
@@ -66,7 +66,7 @@ def quantize_values(values: Array, q: QuantScheme) -> QuantCodes:
     if matrix.size:
         return quantize(matrix, q)
     shape = q.scale_shape(matrix.shape)
-    scales = np.zeros(shape, np.float16 if isinstance(q.scale, Float16Type) else np.float32)
+    scales = np.zeros(shape, scale_dtype(q))
     return QuantCodes(np.zeros(matrix.shape, np.int32), scales, None if q.is_symmetric else np.zeros(shape, np.int32))
 
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
+import ml_dtypes
 import numpy as np
-from xdsl.dialects.builtin import Float16Type, IntAttr, StringAttr
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, IntAttr, StringAttr
 from xdsl.ir import TypeAttribute
 
 from stoicc_py.codec import Array, Codec
@@ -203,7 +204,7 @@ class QuantCodes:
     """The quantized form of an [R, K] matrix.
 
     `codes`: int32 [R, K], the signed level q (-qmax..qmax; -1/+1 for binary) or, when
-    asymmetric, the unsigned code c (0..2^b - 1). `scales`: float32 or float16 in the
+    asymmetric, the unsigned code c (0..2^b - 1). `scales`: float32, float16 or bfloat16 in the
     layout's scale_shape. `zero_points`: int32 in scale_shape when asymmetric, else None.
     The value of element (r, k) is float32(scale) * float32(code - zero_point).
     """
@@ -258,9 +259,16 @@ def _float32_scales(g: Array, attr: QuantScheme, code: CodeBits) -> Array:
     return (hi - lo) / F32(code.levels - 1)
 
 
+def scale_dtype(attr: QuantScheme) -> np.dtype[Any]:
+    """The numpy dtype of the stored scales: float32, float16 or bfloat16 (scale=...)."""
+    if isinstance(attr.scale, Float16Type):
+        return np.dtype(np.float16)
+    return np.dtype(ml_dtypes.bfloat16) if isinstance(attr.scale, BFloat16Type) else np.dtype(F32)
+
+
 def _stored_scales(s: Array, attr: QuantScheme) -> Array:
-    """s in the scale type; codes are computed with these (rounded) scales."""
-    stored = s.astype(np.float16) if isinstance(attr.scale, Float16Type) else s
+    """s in the scale type (rounded to nearest even); codes are computed with these scales."""
+    stored = s.astype(scale_dtype(attr), copy=False)
     _check_finite(stored, "scale", s)
     return stored
 

@@ -44,7 +44,9 @@ _SIGNATURES: dict[str, tuple[int, int, tuple[str, ...]]] = {
     **{name: (1, 1, ("axis",)) for name in _AXIS_OPS}, **{name: (1, 1, ("axis", "keepdims")) for name in _REDUCE_OPS},
     "where": (3, 3, ()), "iota": (1, 1, ("axis",)),
 }  # fmt: skip
-_KNOWN_FUNCS = ("matmul", "linear", "transpose", "quantize", "dequantize", *_AXIS_OPS, *tdsl.UNARY_OPS, "where", "iota")
+_KNOWN_FUNCS = (
+    "matmul", "linear", "transpose", "quantize", "dequantize", "cast", *_AXIS_OPS, *tdsl.UNARY_OPS, "where", "iota",
+)  # fmt: skip
 _BOOLEANS = {"true": True, "false": False}
 """The values of a boolean keyword argument (`keepdims=true`)."""
 
@@ -201,6 +203,14 @@ class _KernelGen:
                     "quantize() takes a tensor and a layout, e.g. quantize(x, int8(per=token))", call.loc
                 )
             return call.args[:1]
+        if call.func == "cast":  # its second argument is a dtype
+            if len(call.args) != 2 or call.kwargs or not isinstance(call.args[1], ast.Var):
+                raise CompileError(f"cast() takes a tensor and a dtype, e.g. cast(x, bf16) ({', '.join(DTYPES)})",
+                                   call.loc)  # fmt: skip
+            if call.args[1].name not in DTYPES:
+                raise CompileError(f"unknown dtype '{call.args[1].name}' (expected one of {', '.join(DTYPES)})",
+                                   call.args[1].loc)  # fmt: skip
+            return call.args[:1]
         if call.func not in _SIGNATURES:
             raise CompileError(f"unknown function '{call.func}' (known: {', '.join(_KNOWN_FUNCS)})", call.loc)
         low, high, kwargs = _SIGNATURES[call.func]
@@ -288,6 +298,9 @@ class _KernelGen:
         if name == "quantize":
             layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
             return self.emit(tdsl.QuantizeOp, [args[0], None], call.loc, {"layout": layout})
+        if name == "cast":
+            assert isinstance(call.args[1], ast.Var)
+            return self.emit(tdsl.CastOp, [args[0], None], call.loc, {"to": DTYPES[call.args[1].name]})
         return self.emit(_ONE_INPUT_OPS[name], [args[0], None], call.loc)
 
     def ret(self, stmt: ast.Return) -> None:

@@ -96,7 +96,7 @@ def _quant(storage: str) -> Callable[[_Args], LayoutAttr]:
         axis = a.integer("axis", 1 if per == "group" else 0)
         group = a.integer("group", 0)
         symmetric = a.word("symmetric", "true", ("true", "false")) == "true"
-        scale = DTYPES[a.word("scale", "f32", ("f32", "f16"))]
+        scale = DTYPES[a.word("scale", "f32", ("f32", "bf16", "f16"))]
         return UniformQuantAttr(storage, per, axis, group, symmetric, scale)
 
     return build

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
-from xdsl.dialects.builtin import DYNAMIC_INDEX, Float16Type, Float32Type, IntegerType, f32, i8
+from xdsl.dialects.builtin import DYNAMIC_INDEX, BFloat16Type, Float16Type, Float32Type, IntegerType, bf16, f16, f32, i8
 from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
@@ -36,8 +37,14 @@ from stoicc_py.packing.sq import SQ
 ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
 
-ELEMENTS: dict[np.dtype[Any], TypeAttribute] = {np.dtype(np.float32): f32, np.dtype(np.int8): i8}
-"""The matrix dtypes that pack, as the element types of the storage."""
+ELEMENTS: dict[np.dtype[Any], TypeAttribute] = {
+    np.dtype(np.float32): f32, np.dtype(ml_dtypes.bfloat16): bf16, np.dtype(np.float16): f16, np.dtype(np.int8): i8,
+}  # fmt: skip
+"""The matrix dtypes that pack, as the element types of the storage (a sparse layout's values
+buffers have the matrix's dtype: bf16 values for a bf16 matrix)."""
+DTYPES = {"f32": np.dtype(np.float32), "bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16),
+          "i8": np.dtype(np.int8)}  # fmt: skip
+"""pack(dtype=...)'s names (the .tdsl dtypes) of the ELEMENTS."""
 INTEGER_LAYOUTS: tuple[type[LayoutAttr], ...] = (DenseLayoutAttr, *SPARSE)
 """The layouts that store an int8 matrix as it is (int8 values buffers); the others quantize float32."""
 
@@ -113,7 +120,7 @@ def _element(layout: LayoutAttr, dtype: np.dtype[Any]) -> TypeAttribute:
             f"not {layout.summary()}, which quantizes a float32 matrix"
         )
     if dtype not in ELEMENTS:
-        raise TypeError(f"a packed matrix has dtype float32 or int8, got {dtype}")
+        raise TypeError(f"a packed matrix has dtype float32, bfloat16, float16 or int8, got {dtype}")
     return ELEMENTS[dtype]
 
 
@@ -131,6 +138,8 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
         return np.dtype(np.float32)
     if isinstance(element, Float16Type):
         return np.dtype(np.float16)
+    if isinstance(element, BFloat16Type):
+        return np.dtype(ml_dtypes.bfloat16)
     assert isinstance(element, IntegerType), f"no numpy dtype for {element}"
     return np.dtype(f"{'u' if buf.is_unsigned else 'i'}{element.width.data // 8}")
 
@@ -155,7 +164,7 @@ class PackedTensor:
     arrays: dict[str, Array]
     input_scale: Array | None = None
     dtype: np.dtype[Any] = np.dtype(np.float32)
-    """The matrix's dtype: float32, or int8 in a dense or sparse layout."""
+    """The matrix's dtype: float32, bfloat16 or float16, or int8 in a dense or sparse layout."""
 
     _checked: tuple[tuple[object, ...], tuple[Array, ...]] | None = field(default=None, init=False, repr=False)
     """What passed validate(), if its arrays were all read-only: see _state()."""
@@ -232,7 +241,7 @@ class PackedTensor:
         """How far the stored tensor is from w: "rel_fro" = ||w - v||_F / ||w||_F (0 when both
         are zero) and "max_abs" = max |w - v|, in float64, where v is the effective weight
         dequantize() / input_scale (dequantize() when not calibrated)."""
-        w = _as_matrix(w)
+        w = _as_matrix(w, None)
         if w.shape != self.shape:
             raise ValueError(f"error: w has shape {list(w.shape)}, the packed tensor {list(self.shape)}")
         v = self.dequantize()
@@ -310,13 +319,21 @@ class PackedTensor:
         )
 
 
-def _as_matrix(arg: object) -> Array:
+def _as_matrix(arg: object, dtype: str | None) -> Array:
+    """w as a C-contiguous matrix of the packed dtype: `dtype` if given (a float w is rounded to
+    it, to nearest even; float32 -> bfloat16/float16 and back is exact where representable)."""
     w = host_array(arg, "pack: w")
     if w.dtype not in ELEMENTS:
         raise TypeError(
             f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
-            "int8 packs too, into dense and sparse layouts"
+            "bfloat16 (ml_dtypes) and float16 pack too, and int8 into dense and sparse layouts"
         )
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise ValueError(f"pack: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if (w.dtype == np.int8) != (dtype == "i8"):
+            raise TypeError(f"pack: a {w.dtype} matrix does not pack as {dtype} (integers and floats do not mix)")
+        w = w.astype(DTYPES[dtype], copy=False)
     if w.ndim != 2:
         raise ValueError(f"pack: w must be 2-D, got shape {list(w.shape)}")
     check_size(w.shape, "pack: w")
@@ -341,6 +358,7 @@ def pack(
     activations: Array | None = None,
     alpha: float = 0.5,
     sparsity: float | None = None,
+    dtype: str | None = None,
 ) -> PackedTensor:
     """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
     or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
@@ -357,13 +375,20 @@ def pack(
     or `"awq"` computes per-column factors s from sample `activations` [N, cols]
     (stoicc_py.packing.calibrate), packs w * s and records s as `input_scale`: the caller
     must then feed x / s (fold 1/s into the op producing x).
+
+    `dtype` ("f32", "bf16", "f16", "i8"; default w's dtype, with bfloat16 arrays from
+    ml_dtypes) is the dtype of the kernel parameter it is for: a float w is first rounded to
+    it (to nearest even). A sparse layout then stores values of that dtype; a quantized one
+    quantizes those values (in float32) to codes and scales as the layout says.
     """
     layout = parse_layout(layout) if isinstance(layout, str) else layout
     if not isinstance(layout, LayoutAttr):
         raise TypeError(f"pack: layout must be a LayoutAttr or layout text, got {type(layout).__name__}")
-    w = _as_matrix(w)
+    w = _as_matrix(w, dtype)
     check_finite(w, "pack: w")
-    element = _element(layout, w.dtype)
+    element, matrix_dtype = _element(layout, w.dtype), w.dtype
+    if w.dtype in (DTYPES["bf16"], DTYPES["f16"]):  # the formats compute in float32: exact for 16-bit floats
+        w = w.astype(np.float32)
     if prune not in (None, "magnitude"):
         raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
     if plan is not None and not isinstance(
@@ -383,6 +408,6 @@ def pack(
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
     for a in arrays.values():
         _freeze(a)  # so that validation holds for good: kernels then skip it on every call
-    packed = PackedTensor(layout, shape, arrays, scale, w.dtype)
+    packed = PackedTensor(layout, shape, arrays, scale, matrix_dtype)
     packed.validate()
     return packed

@@ -1,0 +1,110 @@
+"""bf16 and f16 end to end: the conversions themselves against ml_dtypes, and kernels of
+every weight layout that has f32 kernels against the reference, which rounds each op's
+result to the declared dtype (docs/language.md, "Dtypes")."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import stoicc_py
+from stoicc_py import pack
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+NUMPY = {"bf16": BF16, "f16": np.dtype(np.float16)}
+LAYOUTS = {
+    "dense": "dense",
+    "nm": "nm(2, 4)",
+    "block": "block([4, 8])",
+    "csr": "csr",
+    "hybrid": "hybrid(tile=[8, 32], formats=[dense, nm(2, 4)])",
+    "int8": "int8(axis=0)",
+    "int4": "int4(group=32, scale=bf16)",
+    "nm_int4": "nm(2, 4) with int4(group=16)",
+    "sq": "sq(low=int4(group=32), high=int8, high_density=0.0625)",
+}
+PRUNE = {"nm", "nm_int4", "block", "csr", "hybrid"}
+
+
+def _kernel(dtype: str, layout: str) -> str:
+    return f"""
+kernel f(x: {dtype}[M, 64], w: {dtype}[32, 64] @ {layout}, b: {dtype}[32]) -> {dtype}[M, 32] {{
+  return gelu(linear(x, w, b))
+}}
+"""
+
+
+def _close(out: np.ndarray, ref: np.ndarray, ulps: float = 2.0) -> None:
+    """Within a few units of the dtype's last place of the largest reference magnitude
+    (the kernel computes in f32, the reference in float64: both round the same result)."""
+    assert out.dtype == ref.dtype
+    eps = float(ml_dtypes.finfo(out.dtype).eps)
+    a, r = out.astype(np.float64), ref.astype(np.float64)
+    assert np.abs(a - r).max() <= ulps * eps * np.abs(r).max(), np.abs(a - r).max()
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_linear_layouts(dtype: str, name: str) -> None:
+    k = stoicc_py.compile(_kernel(dtype, LAYOUTS[name]))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 64)).astype(NUMPY[dtype])
+    w = (rng.standard_normal((32, 64)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(32).astype(NUMPY[dtype])
+    prune = "magnitude" if name in PRUNE else None
+    packed = w.astype(NUMPY[dtype]) if name == "dense" else pack(w, LAYOUTS[name], dtype=dtype, prune=prune)
+    _close(k.f(x, packed, b), k.f.reference(x, packed, b))
+
+
+EDGES = np.array(
+    [0.0, -0.0, 1.0, 1.00390625, 1.01171875, 1.005859375, 1.0 + 2**-8 + 2**-20, -1.00390625,  # ties to even, above
+     3.3895314e38, 3.4028235e38, -3.4028235e38, 1e-38, 1e-40, 2**-133, 3 * 2**-134, 1.5 * 2**-149,  # max, subnormals
+     6.1e-5, 6.0e-8, 65504.0, 65520.0, 1e5, np.inf, -np.inf, np.nan, -np.nan],
+    np.float32,
+)
+
+
+@pytest.fixture(scope="module")
+def casts() -> stoicc_py.Program:
+    return stoicc_py.compile("""
+kernel down(x: f32[N]) -> (bf16[N], f16[N], i8[N]) {
+  return cast(x, bf16), cast(x, f16), cast(x, i8)
+}
+kernel up(b: bf16[N], h: f16[N], i: i32[N]) -> (f32[N], f32[N], i8[N], bf16[N]) {
+  return cast(b, f32), cast(h, f32), cast(i, i8), cast(i, bf16)
+}
+""")
+
+
+def _same(out: np.ndarray, want: np.ndarray) -> None:
+    """Equal values, NaN where NaN (numpy compares bf16 through float32)."""
+    np.testing.assert_array_equal(out.astype(np.float32), want.astype(np.float32))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_rounding_matches_ml_dtypes(casts: stoicc_py.Program) -> None:
+    bf, h, i = casts.down(EDGES)
+    _same(bf, EDGES.astype(BF16))  # round to nearest even, subnormals kept, overflow to inf
+    _same(h, EDGES.astype(np.float16))
+    with np.errstate(invalid="ignore"):
+        want = np.clip(np.nan_to_num(np.rint(EDGES.astype(np.float64)), nan=0, posinf=127, neginf=-128), -128, 127)
+    np.testing.assert_array_equal(i, want.astype(np.int8))  # rounds to even, saturates, NaN gives 0
+    for out, ref in zip((bf, h, i), casts.down.reference(EDGES)):
+        _same(out, ref)
+
+
+def test_widening_is_exact(casts: stoicc_py.Program) -> None:
+    bits = np.arange(0, 1 << 16, 7, dtype=np.uint16)  # every exponent, both signs, NaNs and infinities
+    b, h = bits.view(BF16), bits.view(np.float16)
+    ints = np.array([-(2**31), -129, -128, 127, 128, 2**24 + 1, 2**31 - 1] * (len(bits) // 7 + 1), np.int32)[: len(bits)]
+    fb, fh, i8, ib = casts.up(b, h, ints)
+    _same(fb, b.astype(np.float32))
+    _same(fh, h.astype(np.float32))
+    np.testing.assert_array_equal(i8, np.clip(ints, -128, 127).astype(np.int8))
+    _same(ib, ints.astype(np.float32).astype(BF16))  # through f32, as documented
+    for out, ref in zip((fb, fh, i8, ib), casts.up.reference(b, h, ints)):
+        _same(out, ref)
+
+
+def test_call_refuses_float32_for_bf16(casts: stoicc_py.Program) -> None:
+    with np.errstate(all="ignore"), pytest.raises(TypeError, match=r"expects dtype bfloat16 .*astype\(ml_dtypes.bfloat16\)"):
+        casts.up(EDGES, EDGES.astype(np.float16), EDGES.astype(np.int32))
