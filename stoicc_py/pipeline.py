@@ -6,21 +6,26 @@ pipeline runs from Python, from `stoicc compile -p ...` and from `stoicc opt`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 
 from xdsl.context import Context
 from xdsl.dialects import get_all_dialects
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import ErasedSSAValue, Operation
 from xdsl.passes import ModulePass, PassPipeline
+from xdsl.traits import IsTerminator
 from xdsl.transforms import get_all_passes
+from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.backends.llvm.target import has_vnni, host_features, vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
-from stoicc_py.timing import log_elapsed
+from stoicc_py.timing import log_elapsed, timed
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "resolve-memref-dims",
         "lower-alloc",
         "convert-memref-to-ptr{lower_func=true}",
-        "convert-scf-to-cf",
+        "lower-scf-to-cf",
         "convert-ptr-type-offsets",
         "convert-ptradd-to-gep",
         "lower-ptr-to-llvm",
@@ -154,7 +159,7 @@ def run_passes(module: ModuleOp, spec: str, after_pass: PassCallback | None = No
     def callback(prev: ModulePass | None, mod: ModuleOp, _next: ModulePass | None) -> None:
         nonlocal start
         if verify_each:
-            mod.verify()
+            verify(mod)
         if prev is not None:
             elapsed = time.perf_counter() - start
             log_elapsed(log, prev.name, elapsed)
@@ -162,6 +167,55 @@ def run_passes(module: ModuleOp, spec: str, after_pass: PassCallback | None = No
                 after_pass(prev, mod, elapsed)
         start = time.perf_counter()
 
-    PassPipeline.parse_spec(all_passes(), spec, callback).apply(context(), module)
-    module.verify()
+    with paused_gc():
+        PassPipeline.parse_spec(all_passes(), spec, callback).apply(context(), module)
+        with timed(log, "verify"):
+            verify(module)
     return module
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic collector off for the `with` body, then as it was. The IR is one
+    large graph of cyclic objects (ops, blocks, uses point at each other), which every
+    full collection traverses: a quarter of the passes' time at 160 statements, and a
+    growing share with length. A compile's garbage is bounded by the program limits
+    (stoicc_py.limits) and collected once the collector runs again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def verify(module: ModuleOp) -> None:
+    """What module.verify() checks, in time linear in the IR's size. xDSL's
+    Operation.verify counts its region's blocks (a walk of the region) for the last op
+    of every block: O(blocks^2) in a kernel lowered to branches, a few blocks per loop.
+    Those ops get the same checks here, without the count; all others xDSL's own."""
+    for op in module.walk():
+        for block in (b for region in op.regions for b in region.blocks):
+            if block.first_op is None:
+                block.verify()  # an empty block: only whether its region allows one
+        block = op.parent
+        region = None if block is None else block.parent
+        if block is None or region is None or block.last_op is not op or region.first_block is region.last_block:
+            op.verify(verify_nested_ops=False)
+        else:
+            _verify_branching_terminator(op)
+
+
+def _verify_branching_terminator(op: Operation) -> None:
+    """Operation.verify's checks of the last op of a block in a multi-block region."""
+    if any(isinstance(v, ErasedSSAValue) for v in op.operands):
+        raise ValueError("Erased SSA value is used by the operation")
+    if any(s.parent is not op.parent_region() for s in op.successors):
+        raise VerifyException(f"Operation {op.name} is branching to a block of a different region")
+    if not op.has_trait(IsTerminator):
+        raise VerifyException(f"Operation {op.name} terminates block in multi-block region but is not a terminator")
+    try:
+        op.verify_()
+    except VerifyException as err:
+        op.emit_error(f"Operation does not verify: {err}", err)

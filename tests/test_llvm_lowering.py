@@ -31,7 +31,7 @@ from stoicc_py.passes import PASSES
 
 PIPELINE = (
     "lower-alloc,"
-    "convert-scf-to-cf,"
+    "lower-scf-to-cf,"
     "convert-memref-to-ptr{lower_func=true},"
     "convert-ptr-type-offsets,"
     "convert-ptradd-to-gep,"

@@ -1,0 +1,48 @@
+"""Compile time grows linearly with a kernel's length; the linear-time verifier still
+catches what xDSL's catches."""
+
+from __future__ import annotations
+
+import pytest
+from xdsl.dialects import arith, cf, func
+from xdsl.dialects.builtin import ModuleOp, i32
+from xdsl.ir import Block, Region
+from xdsl.utils.exceptions import VerifyException
+
+from stoicc_py.benchmarks.compile_time import chain_source, growth_exponent, stage_seconds, sum_source
+from stoicc_py.pipeline import verify
+
+
+def test_passes_grow_near_linearly() -> None:
+    """4x the statements cost well under 16x (quadratic): the front end and every pass
+    to the llvm dialect, least CPU time of two runs (robust on a loaded machine)."""
+    small, large = stage_seconds(chain_source(15), "llvm", runs=2), stage_seconds(chain_source(60), "llvm", runs=2)
+    assert large / small < 6, (small, large)
+
+
+def test_benchmark_sources_and_fit() -> None:
+    assert chain_source(3).count("\n  h") == 4 and "return h3" in chain_source(3)
+    assert sum_source(3).count(": f32[M, 64]") == 3 and "a0 + a1 + a2" in sum_source(3)
+    assert growth_exponent([100, 200, 400], [1.0, 2.0, 4.0]) == pytest.approx(1.0)
+    assert growth_exponent([100, 200, 400], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
+
+
+def _two_blocks(last: type[cf.BranchOp] | None) -> ModuleOp:
+    """A function whose first block ends in a branch to the second, which ends in a
+    return, or (last=None) in an op that is no terminator."""
+    second = Block()
+    entry = Block([cf.BranchOp(second)])
+    second.add_ops([arith.ConstantOp.from_int_and_width(1, i32)] + ([func.ReturnOp()] if last else []))
+    return ModuleOp([func.FuncOp("f", ((), ()), Region([entry, second]))])
+
+
+def test_verify_multi_block_regions() -> None:
+    verify(_two_blocks(cf.BranchOp))
+    with pytest.raises(VerifyException, match="terminates block in multi-block region but is not a terminator"):
+        verify(_two_blocks(None))
+    bad = _two_blocks(cf.BranchOp)
+    branch = bad.body.block.first_op.body.blocks[0].last_op  # type: ignore[union-attr]
+    other = ModuleOp([func.FuncOp("g", ((), ()), Region(Block([func.ReturnOp()])))])
+    branch.successors[0] = other.body.block.first_op.body.blocks[0]  # type: ignore[index,union-attr]
+    with pytest.raises(VerifyException, match="branching to a block of a different region"):
+        verify(bad)
