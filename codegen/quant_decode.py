@@ -52,14 +52,21 @@ class CodeDecoder:
     """Reads the codes of rows of `width` codes stored as `code` says."""
 
     code: CodeBits
-    width: int
+    width: int | SSAValue
+    """Codes per row; a value where only the run time knows it (the scalar forms read it)."""
+
+    def _start(self, b: LoopBuilder, plane: Plane) -> int | SSAValue:
+        """Where `plane` starts in a row (plane.start, at run time for a run-time width)."""
+        if isinstance(self.width, int) or not plane.shift:
+            return plane.start(self.width) if isinstance(self.width, int) else 0
+        return b.div(b.mul(self.width, b.index(plane.shift)), b.index(8))
 
     def _field(self, b: LoopBuilder, values: SSAValue, lead: list[SSAValue], k: SSAValue, plane: Plane) -> SSAValue:
         """Plane `plane`'s unsigned field of code k, as i32, in place (not shifted up)."""
         shift = b.insert(arith.IndexCastOp(b.mul(b.rem(k, b.index(plane.per_byte)), b.index(plane.bits)), i32))
         at = b.div(k, b.index(plane.per_byte))
-        start = plane.start(self.width)
-        byte = b.load(values, [*lead, b.add(at, b.index(start)) if start else at])
+        start = self._start(b, plane)
+        byte = b.load(values, [*lead, b.add(at, b.index(start)) if isinstance(start, SSAValue) or start else at])
         field = b.insert(arith.ShRUIOp(b.insert(arith.ExtUIOp(byte, i32)), shift))
         return b.insert(arith.AndIOp(field, _int(b, plane.mask)))
 

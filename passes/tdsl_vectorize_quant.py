@@ -270,7 +270,7 @@ def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[Vec
     w = op.rhs
     if op.out is None or not (_is_f32(op.lhs) and _is_f32(op.out)) or not isinstance(w.owner, AssembleOp):
         return None
-    if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
+    if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr) or not w.type.is_static:
         return None
     view = QuantView.of(w)
     unit, k_size = view.decoder.code.unit, w.type.dims[1]
