@@ -55,6 +55,12 @@ class CodeDecoder:
     width: int | SSAValue
     """Codes per row; a value where only the run time knows it (the scalar forms read it)."""
 
+    @property
+    def static_width(self) -> int:
+        """The width of the vector forms, which only static dims reach."""
+        assert isinstance(self.width, int), "a run-time width reaches only the scalar form"
+        return self.width
+
     def _start(self, b: LoopBuilder, plane: Plane) -> int | SSAValue:
         """Where `plane` starts in a row (plane.start, at run time for a run-time width)."""
         if isinstance(self.width, int) or not plane.shift:
@@ -131,7 +137,7 @@ class CodeDecoder:
         bytes (i16 for int4 nibbles, i32, i64) in which field j moves to byte j, so that
         the lane, as bytes, is the fields in k order."""
         per_byte = plane.per_byte
-        start = plane.start(self.width)
+        start = plane.start(self.static_width)
         at = b.div(k, b.index(per_byte))
         raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(start)) if start else at],
                                      VectorType(i8, [count // per_byte])))  # fmt: skip
@@ -150,7 +156,7 @@ class CodeDecoder:
 
     def planes(self, width: int) -> list[VectorCodes]:
         """The vector decoders of each bit plane, `width` i32 lanes a load."""
-        return [VectorCodes(self.code, p, width, p.start(self.width)) for p in self.code.planes]
+        return [VectorCodes(self.code, p, width, p.start(self.static_width)) for p in self.code.planes]
 
 
 @dataclass(frozen=True)

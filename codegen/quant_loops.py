@@ -60,7 +60,8 @@ class QuantView:
     layout: UniformQuantAttr
     buffers: dict[str, SSAValue]
     decoder: CodeDecoder
-    group: Size
+    group: int
+    """Elements per scale; -1: the row, whose width only the run time knows (group_len)."""
 
     @staticmethod
     def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "",
@@ -82,7 +83,13 @@ class QuantView:
         code = CodeBits.of(layout)
         if width is None:
             width = buffers["values"].type.get_shape()[-1] * 8 // code.bits  # type: ignore[attr-defined]
-        return QuantView(layout, buffers, CodeDecoder(code, width), layout.group_size(width))
+        group = layout.group_size(width if isinstance(width, int) else -1)
+        return QuantView(layout, buffers, CodeDecoder(code, width), group)
+
+    @property
+    def group_len(self) -> Size:
+        """Elements per scale, at run time where it is the row's width."""
+        return self.decoder.width if self.group < 0 else self.group
 
     @property
     def bits(self) -> int:
@@ -127,7 +134,7 @@ class QuantView:
 
     def _group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
         # Per-tensor scales over a list of unknown length have no group size to divide by.
-        return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group))
+        return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group_len))
 
     def value(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """scale * (q - zero_point) of element (row, k), as f32."""
@@ -189,9 +196,9 @@ def _ceil_div(b: LoopBuilder, a: Size, d: Size) -> Size:
 def dense_walk(b: LoopBuilder, w: QuantView, width: Size) -> WeightWalk:
     """A quantized dense row: slot t is column t (a width known only at run time may end
     in a ragged group)."""
-    static = isinstance(width, int) and isinstance(w.group, int)
-    ragged = width if not static or width % w.group else 0  # type: ignore[operator]
-    return WeightWalk(_ceil_div(b, width, w.group), w.group, lambda b, n, t: t, w.code, w.scale, ragged)
+    group = w.group_len
+    ragged = width if not (isinstance(width, int) and isinstance(group, int)) or width % group else 0
+    return WeightWalk(_ceil_div(b, width, group), group, lambda b, n, t: t, w.code, w.scale, ragged)
 
 
 def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
@@ -249,7 +256,7 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _quantize_columns(b, x, rows, width, view)
         return
     group = b.index(view.group) if view.per == "group" else width
-    ragged = view.per == "group" and view.decoder.width % view.group != 0
+    ragged = view.per == "group" and view.decoder.static_width % view.group != 0
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def one_group(b: LoopBuilder, g: SSAValue) -> None:
@@ -361,9 +368,10 @@ def weight_walks(b: LoopBuilder, weight: SSAValue, width: Size) -> list[WeightWa
         slots = slots_of(b, decoder, width)
         view = QuantView.of(weight, layout.quant, width=slots)  # type: ignore[arg-type]
         indices = view.buffers["indices"]
-        groups = slots // view.group if isinstance(slots, int) and isinstance(view.group, int) else None
+        group = view.group_len
+        groups = slots // group if isinstance(slots, int) and isinstance(group, int) else None
         walk = WeightWalk(
-            b.div(b.index(slots), b.index(view.group)) if groups is None else groups, view.group,
+            b.div(b.index(slots), b.index(group)) if groups is None else groups, group,
             lambda b, n, t: decoder.column(b, indices, [n], t), view.code, view.scale,
         )  # fmt: skip
         return [walk]
@@ -381,9 +389,8 @@ def sq_high_walk(b: LoopBuilder, weight: SSAValue, layout: SQAttr) -> WeightWalk
     values, index = assemble.buffer(HIGH + "values"), assemble.buffer(INDEX)
     scales = assemble.buffer(HIGH + "scales")
     group, count = layout.group.data, layout.count.data
-    slots: Size = weight.type.storage.param("slots")  # type: ignore[attr-defined]
-    if slots < 0:  # symbolic dims: the high values' row
-        slots = b.size(values, 1)
+    stored_slots: int = weight.type.storage.param("slots")  # type: ignore[attr-defined]
+    slots = stored_slots if stored_slots >= 0 else b.size(values, 1)  # symbolic dims: the high values' row
     per_row = layout.high.per.data == "channel"
 
     def column(b: LoopBuilder, n: SSAValue, t: SSAValue) -> SSAValue:

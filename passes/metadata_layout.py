@@ -89,7 +89,7 @@ def symbolic_storage(t: TensorType, name: str) -> tuple[StorageAttr, ArrayAttr[A
     for x, y in zip(a.buffers.data, b.buffers.data, strict=True):
         shape = [_dim(f"{name}_{x.role.data.replace('.', '_')}_dim{axis}", dx, dy, probes)
                  for axis, (dx, dy) in enumerate(zip(x.type.get_shape(), y.type.get_shape()))]  # fmt: skip
-        sizes = [d if isinstance(d, int) else DYNAMIC_INDEX for d in shape]
+        sizes = [d if isinstance(d, int) and d >= 0 else DYNAMIC_INDEX for d in shape]
         buffers.append(BufferAttr(x.role.data, MemRefType(x.type.element_type, sizes), x.kind.data, x.is_unsigned))
         all_dims.append(ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in shape))
     params = {k: a.param(k) if a.param(k) == b.param(k) else -1 for k in a.params.data}
@@ -109,7 +109,7 @@ def buffer_dims(attrs: DictionaryAttr) -> list[list[int | str]] | None:
     dims = attrs.data.get(BUFFER_DIMS)
     if not isinstance(dims, ArrayAttr):
         return None
-    return [[d.data for d in buf.data] for buf in dims.data]  # type: ignore[attr-defined]
+    return [[d.data for d in buf.data] for buf in dims.data]
 
 
 def derived_symbols(fn: func.FuncOp) -> list[str]:

@@ -254,7 +254,8 @@ class _FuncBufferizer:
                 attrs += [DictionaryAttr({"tdsl.name": name, "tdsl.buffer": b.role,
                                           **({"tdsl.dims": dims_attr(d)} if any(isinstance(x, str) for x in d) else {})})
                           for b, d in zip(storage.buffers.data, dims)]  # fmt: skip
-        attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t.dims), "tdsl.output": UnitAttr()}) for t in types.outputs]  # type: ignore[arg-type]
+        attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t.dims), "tdsl.output": UnitAttr()})  # type: ignore[attr-defined]
+                  for t in types.outputs]  # fmt: skip
         attrs += [DictionaryAttr({"tdsl.symbol": StringAttr(s)}) for s in self.symbols]
         new = func.FuncOp(
             self.fn.sym_name.data,

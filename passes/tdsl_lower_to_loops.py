@@ -252,9 +252,10 @@ def _weight_shape(b: LoopBuilder, op: tdsl.ContractionOp, n: SSAValue) -> tuple[
     packed, x = op.rhs.type, op.lhs
     assert isinstance(packed, PackedType)
     rows, cols = packed.dims
+    width: sparse_loops.Size = cols
     if cols < 0:
-        cols = x.type.dims[1] if isinstance(x.type, PackedType) else b.size(x, 1)
-    return (rows if rows >= 0 else n), cols
+        width = x.type.dims[1] if isinstance(x.type, PackedType) else b.size(x, 1)
+    return (rows if rows >= 0 else n), width
 
 
 def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
