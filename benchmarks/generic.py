@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,7 @@ def measure(case: Case, m: int, rng: np.random.Generator, repeat: int, budget: f
         got = kernel(x, case.w)
         record[f"{name}_ok"] = bool(np.allclose(got, want, rtol=1e-3, atol=1e-3))
         if timed:
-            record[f"{name}_us"] = time_calls(lambda k=kernel: k(x, case.w), repeat, budget, None).median_s * 1e6
+            record[f"{name}_us"] = time_calls(partial(kernel, x, case.w), repeat, budget, None).median_s * 1e6
     return record
 
 
