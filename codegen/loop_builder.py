@@ -62,7 +62,10 @@ class LoopBuilder:
         self.b.insert(op)
         return op.results[0]
 
-    def index(self, value: int) -> SSAValue:
+    def index(self, value: int | SSAValue) -> SSAValue:
+        """An index constant (a size known only at run time, already a value, is itself)."""
+        if isinstance(value, SSAValue):
+            return value
         return self.insert(arith.ConstantOp(IntegerAttr(value, IndexType())))
 
     def f32(self, value: float) -> SSAValue:

@@ -52,14 +52,27 @@ class CodeDecoder:
     """Reads the codes of rows of `width` codes stored as `code` says."""
 
     code: CodeBits
-    width: int
+    width: int | SSAValue
+    """Codes per row; a value where only the run time knows it (the scalar forms read it)."""
+
+    @property
+    def static_width(self) -> int:
+        """The width of the vector forms, which only static dims reach."""
+        assert isinstance(self.width, int), "a run-time width reaches only the scalar form"
+        return self.width
+
+    def _start(self, b: LoopBuilder, plane: Plane) -> int | SSAValue:
+        """Where `plane` starts in a row (plane.start, at run time for a run-time width)."""
+        if isinstance(self.width, int) or not plane.shift:
+            return plane.start(self.width) if isinstance(self.width, int) else 0
+        return b.div(b.mul(self.width, b.index(plane.shift)), b.index(8))
 
     def _field(self, b: LoopBuilder, values: SSAValue, lead: list[SSAValue], k: SSAValue, plane: Plane) -> SSAValue:
         """Plane `plane`'s unsigned field of code k, as i32, in place (not shifted up)."""
         shift = b.insert(arith.IndexCastOp(b.mul(b.rem(k, b.index(plane.per_byte)), b.index(plane.bits)), i32))
         at = b.div(k, b.index(plane.per_byte))
-        start = plane.start(self.width)
-        byte = b.load(values, [*lead, b.add(at, b.index(start)) if start else at])
+        start = self._start(b, plane)
+        byte = b.load(values, [*lead, b.add(at, b.index(start)) if isinstance(start, SSAValue) or start else at])
         field = b.insert(arith.ShRUIOp(b.insert(arith.ExtUIOp(byte, i32)), shift))
         return b.insert(arith.AndIOp(field, _int(b, plane.mask)))
 
@@ -124,7 +137,7 @@ class CodeDecoder:
         bytes (i16 for int4 nibbles, i32, i64) in which field j moves to byte j, so that
         the lane, as bytes, is the fields in k order."""
         per_byte = plane.per_byte
-        start = plane.start(self.width)
+        start = plane.start(self.static_width)
         at = b.div(k, b.index(per_byte))
         raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(start)) if start else at],
                                      VectorType(i8, [count // per_byte])))  # fmt: skip
@@ -143,7 +156,7 @@ class CodeDecoder:
 
     def planes(self, width: int) -> list[VectorCodes]:
         """The vector decoders of each bit plane, `width` i32 lanes a load."""
-        return [VectorCodes(self.code, p, width, p.start(self.width)) for p in self.code.planes]
+        return [VectorCodes(self.code, p, width, p.start(self.static_width)) for p in self.code.planes]
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from stoicc_py.codec.bitsplit import HI, LO, NIBBLE
 from stoicc_py.codec.sq import HIGH, INDEX, LOW
 from stoicc_py.codec.uniform import CodeBits
 from stoicc_py.codegen.loop_builder import LoopBuilder
-from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_decode import CodeDecoder
+from stoicc_py.codegen.sparse_loops import Size, nm_decoder, slots_of
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
@@ -61,10 +61,13 @@ class QuantView:
     buffers: dict[str, SSAValue]
     decoder: CodeDecoder
     group: int
+    """Elements per scale; -1: the row, whose width only the run time knows (group_len)."""
 
     @staticmethod
-    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "") -> QuantView:
-        """The quantized part of a packed value: its buffers are the roles under `prefix`."""
+    def of(value: SSAValue, layout: UniformQuantAttr | None = None, prefix: str = "",
+           width: Size | None = None) -> QuantView:  # fmt: skip
+        """The quantized part of a packed value: its buffers are the roles under `prefix`; rows of
+        `width` codes (default: the values buffer's, which a symbolic weight knows only at run time)."""
         packed, assemble = value.type, value.owner
         assert isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)
         layout = layout or packed.layout  # type: ignore[assignment]
@@ -72,14 +75,21 @@ class QuantView:
         buffers = {
             role.removeprefix(prefix): assemble.buffer(role) for role in packed.storage.roles if role.startswith(prefix)
         }
-        return QuantView.over(layout, buffers)
+        return QuantView.over(layout, buffers, width)
 
     @staticmethod
-    def over(layout: UniformQuantAttr, buffers: dict[str, SSAValue]) -> QuantView:
-        """The view of code buffers (role -> value): the row width is the values buffer's."""
+    def over(layout: UniformQuantAttr, buffers: dict[str, SSAValue], width: Size | None = None) -> QuantView:
+        """The view of code buffers (role -> value): the row width is `width`, or the values buffer's."""
         code = CodeBits.of(layout)
-        width = buffers["values"].type.get_shape()[-1] * 8 // code.bits  # type: ignore[attr-defined]
-        return QuantView(layout, buffers, CodeDecoder(code, width), layout.group_size(width))
+        if width is None:
+            width = buffers["values"].type.get_shape()[-1] * 8 // code.bits  # type: ignore[attr-defined]
+        group = layout.group_size(width if isinstance(width, int) else -1)
+        return QuantView(layout, buffers, CodeDecoder(code, width), group)
+
+    @property
+    def group_len(self) -> Size:
+        """Elements per scale, at run time where it is the row's width."""
+        return self.decoder.width if self.group < 0 else self.group
 
     @property
     def bits(self) -> int:
@@ -124,7 +134,7 @@ class QuantView:
 
     def _group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
         # Per-tensor scales over a list of unknown length have no group size to divide by.
-        return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group))
+        return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group_len))
 
     def value(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """scale * (q - zero_point) of element (row, k), as f32."""
@@ -136,7 +146,8 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
     """out = 0, then every part of the weight adds scale * (q - zero_point) at each
     slot's column: one write per element for plain quantization, low + high for SQ."""
     b.nest(b.sizes(out), lambda b, ivs: b.store(b.f32(0.0), out, ivs))
-    for walk in weight_walks(packed):
+    width = packed.type.dims[1]  # type: ignore[attr-defined]
+    for walk in weight_walks(b, packed, width if width >= 0 else b.size(out, 1)):
 
         def row(b: LoopBuilder, n: SSAValue, walk: WeightWalk = walk) -> None:
             def group(b: LoopBuilder, g: SSAValue) -> None:
@@ -161,25 +172,33 @@ class WeightWalk:
     `group_len` slots, the last holding the rest of the `slots`; slot t holds an integer
     code for activation column `column(n, t)`, and group g of row n has one scale."""
 
-    groups: int
-    group_len: int
+    groups: Size
+    group_len: Size
     column: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     code: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     scale: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
-    slots: int = 0
-    """The slots of a row when the last group is ragged (0: groups * group_len)."""
+    slots: Size = 0
+    """The slots of a row when the last group may be ragged (0: groups * group_len)."""
 
     def span(self, b: LoopBuilder, g: SSAValue) -> tuple[SSAValue, SSAValue]:
         """The slots of group g."""
         t0 = b.mul(g, b.index(self.group_len))
         t1 = b.add(t0, b.index(self.group_len))
-        return t0, b.min(t1, b.index(self.slots)) if self.slots else t1
+        return t0, b.min(t1, b.index(self.slots)) if isinstance(self.slots, SSAValue) or self.slots else t1
 
 
-def dense_walk(w: QuantView, width: int) -> WeightWalk:
-    """A quantized dense row: slot t is column t."""
-    groups = -(-width // w.group)
-    return WeightWalk(groups, w.group, lambda b, n, t: t, w.code, w.scale, width if width % w.group else 0)
+def _ceil_div(b: LoopBuilder, a: Size, d: Size) -> Size:
+    if isinstance(a, int) and isinstance(d, int):
+        return -(-a // d)
+    return b.div(b.insert(arith.SubiOp(b.add(b.index(a), b.index(d)), b.index(1))), b.index(d))
+
+
+def dense_walk(b: LoopBuilder, w: QuantView, width: Size) -> WeightWalk:
+    """A quantized dense row: slot t is column t (a width known only at run time may end
+    in a ragged group)."""
+    group = w.group_len
+    ragged = width if not (isinstance(width, int) and isinstance(group, int)) or width % group else 0
+    return WeightWalk(_ceil_div(b, width, group), group, lambda b, n, t: t, w.code, w.scale, ragged)
 
 
 def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
@@ -237,7 +256,7 @@ def quantize_values(b: LoopBuilder, x: Source, rows: SSAValue, width: SSAValue, 
         _quantize_columns(b, x, rows, width, view)
         return
     group = b.index(view.group) if view.per == "group" else width
-    ragged = view.per == "group" and view.decoder.width % view.group != 0
+    ragged = view.per == "group" and view.decoder.static_width % view.group != 0
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         def one_group(b: LoopBuilder, g: SSAValue) -> None:
@@ -337,29 +356,32 @@ def store_params(b: LoopBuilder, view: QuantView, where: list[SSAValue],
         b.store(zp_i8, view.buffers["zero_points"], where)
 
 
-def weight_walks(weight: SSAValue) -> list[WeightWalk]:
-    """The quantized parts of a packed weight, each walked by the product."""
+def weight_walks(b: LoopBuilder, weight: SSAValue, width: Size) -> list[WeightWalk]:
+    """The quantized parts of a packed weight whose rows have `width` columns, each walked by the product."""
     packed = weight.type
     assert isinstance(packed, PackedType)
-    layout, width = packed.layout, packed.dims[1]
+    layout = packed.layout
     if isinstance(layout, UniformQuantAttr):
-        return [dense_walk(QuantView.of(weight), width)]
+        return [dense_walk(b, QuantView.of(weight, width=width), width)]
     if isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr):
-        view = QuantView.of(weight, layout.quant)  # type: ignore[arg-type]
-        decoder = NMDecoder(layout.sparse.codec(packed.dims))
+        decoder = nm_decoder(layout.sparse, width)
+        slots = slots_of(b, decoder, width)
+        view = QuantView.of(weight, layout.quant, width=slots)  # type: ignore[arg-type]
         indices = view.buffers["indices"]
+        group = view.group_len
+        groups = slots // group if isinstance(slots, int) and isinstance(group, int) else None
         walk = WeightWalk(
-            decoder.code.slots // view.group, view.group,
+            b.div(b.index(slots), b.index(group)) if groups is None else groups, group,
             lambda b, n, t: decoder.column(b, indices, [n], t), view.code, view.scale,
         )  # fmt: skip
         return [walk]
     if isinstance(layout, SQAttr):
-        return [dense_walk(QuantView.of(weight, layout.low, LOW), width),
-                sq_high_walk(weight, layout)]  # fmt: skip
+        return [dense_walk(b, QuantView.of(weight, layout.low, LOW, width), width),
+                sq_high_walk(b, weight, layout)]  # fmt: skip
     raise AssertionError(f"no walk for {layout.summary()}")
 
 
-def sq_high_walk(weight: SSAValue, layout: SQAttr) -> WeightWalk:
+def sq_high_walk(b: LoopBuilder, weight: SSAValue, layout: SQAttr) -> WeightWalk:
     """SQ-format's high part: `count` int8 codes per group of `group` columns, at
     the positions `high.index` gives, with one scale per row (or tensor)."""
     assemble = weight.owner
@@ -367,7 +389,8 @@ def sq_high_walk(weight: SSAValue, layout: SQAttr) -> WeightWalk:
     values, index = assemble.buffer(HIGH + "values"), assemble.buffer(INDEX)
     scales = assemble.buffer(HIGH + "scales")
     group, count = layout.group.data, layout.count.data
-    slots = weight.type.storage.param("slots")  # type: ignore[attr-defined]
+    stored_slots: int = weight.type.storage.param("slots")  # type: ignore[attr-defined]
+    slots = stored_slots if stored_slots >= 0 else b.size(values, 1)  # symbolic dims: the high values' row
     per_row = layout.high.per.data == "channel"
 
     def column(b: LoopBuilder, n: SSAValue, t: SSAValue) -> SSAValue:
@@ -587,7 +610,7 @@ def sq_quantize(b: LoopBuilder, x: SSAValue, packed: SSAValue, layout: SQAttr) -
 
     _for(b, b.index(0), rows, lambda b, r: _for(b, b.index(0), b.div(width, b.index(group)),
                                                  lambda b, g: select(b, r, g), "g"), "r")  # fmt: skip
-    column = sq_high_walk(packed, layout).column
+    column = sq_high_walk(b, packed, layout).column
     high = QuantView.over(layout.high, {"values": values, "scales": assemble.buffer(HIGH + "scales")})
     quantize_values(b, lambda b, r, t: b.load(x, [r, column(b, r, t)]), rows, b.index(slots), high)
 
@@ -611,7 +634,7 @@ def sq_activation_row(b: LoopBuilder, xs: SSAValue, i: SSAValue, w: SSAValue, n:
     the dense low part and one over the high part."""
     width = w.type.get_shape()[1]  # type: ignore[attr-defined]
     low = QuantView.of(xs, layout.low, LOW)
-    walk = sq_high_walk(xs, layout)
+    walk = sq_high_walk(b, xs, layout)
 
     def term(b: LoopBuilder, k: SSAValue, acc: SSAValue) -> SSAValue:
         q = b.insert(arith.SIToFPOp(low.code(b, i, k), f32))

@@ -5,7 +5,8 @@ order the storage lays them out, and for each stored value w at (n, k) updates a
 block of rows: `y[i0:i1, n] += w * x[i0:i1, k]`. Each stored value is read once
 per row block, and only the metadata that locates it (indices, row pointers, tile
 schedules) is read besides. All buffer roles, shapes and encoding parameters come
-from the weight's StorageAttr, the same description the packer fills.
+from the weight's StorageAttr, the same description the packer fills; a size that
+depends on a size symbol (a weight `f32[N, K] @ nm(2, 4)`) is read at run time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ from stoicc_py.dialects.layout import AssembleOp, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 
 Decode = Callable[[LoopBuilder, str, list[SSAValue], SSAValue], SSAValue]
+Size = int | SSAValue
+"""A size known when compiling, or only at run time (an index value)."""
+
+
+def nm_decoder(layout: NMAttr, width: Size) -> NMDecoder:
+    """The decoder of N:M rows of `width` columns; its fields do not depend on the width,
+    so a width known only at run time decodes with a one-group codec (slots: valid_slots)."""
+    return NMDecoder(layout.codec([1, width if isinstance(width, int) else layout.m.data]))
+
+
+def slots_of(b: LoopBuilder, decoder: NMDecoder, width: Size) -> Size:
+    """The slots of an N:M row of `width` columns."""
+    return decoder.code.slots if isinstance(width, int) else decoder.valid_slots(b, width)
 
 
 @dataclass
@@ -37,7 +51,7 @@ class RowBlock:
     i1: SSAValue
     assemble: AssembleOp
     storage: StorageAttr
-    shape: tuple[int, int]
+    shape: tuple[Size, Size]
     """The weight's logical [rows, cols]."""
     decode: Decode | None = None
     """Reads a stored value whose values buffer holds quantized codes."""
@@ -74,7 +88,7 @@ def _for(b: LoopBuilder, lb: SSAValue, ub: SSAValue, body: Callable[[LoopBuilder
 
 def _range(b: LoopBuilder, count: int | SSAValue, body: Callable[[LoopBuilder, SSAValue], None], name: str) -> None:
     zero = b.index(0)
-    _for(b, zero, b.index(count) if isinstance(count, int) else count, body, name)
+    _for(b, zero, b.index(count), body, name)
 
 
 def _stored(b: LoopBuilder, rowptr: SSAValue, row: SSAValue, body: Callable[[LoopBuilder, SSAValue], None]) -> None:
@@ -109,15 +123,21 @@ def _dense_tile(b: LoopBuilder, blk: RowBlock, role: str, p: SSAValue, n0: SSAVa
 
 
 def nm(b: LoopBuilder, blk: RowBlock, layout: NMAttr) -> None:
-    rows, width = blk.storage.buffer("indices").get_shape()[0], blk.shape[1]
-    decoder = NMDecoder(layout.codec([rows, width]))
+    rows, width = blk.shape
+    decoder = nm_decoder(layout, width)
     zero = b.index(0)
-    _nm_rows(b, blk, decoder, "", blk.buf("indices"), [], rows, lambda b, r: r, zero, decoder.code.slots)
+    _nm_rows(b, blk, decoder, "", blk.buf("indices"), [], rows, lambda b, r: r, zero, slots_of(b, decoder, width))
+
+
+def _table_rows(b: LoopBuilder, rowptr: SSAValue) -> Size:
+    """The rows of a schedule: its row pointers less one."""
+    rows = b.size(rowptr, 0)
+    return b.insert(arith.SubiOp(rows, b.index(1)))
 
 
 def block(b: LoopBuilder, blk: RowBlock, layout: BlockAttr) -> None:
     bh, bw = layout.bh.data, layout.bw.data
-    block_rows = blk.storage.buffer("rowptr").get_shape()[0] - 1
+    block_rows = _table_rows(b, blk.buf("rowptr"))
 
     def block_row(b: LoopBuilder, br: SSAValue) -> None:
         def stored(b: LoopBuilder, p: SSAValue) -> None:
@@ -130,7 +150,7 @@ def block(b: LoopBuilder, blk: RowBlock, layout: BlockAttr) -> None:
 
 
 def csr(b: LoopBuilder, blk: RowBlock, layout: CSRAttr) -> None:
-    rows = blk.storage.buffer("rowptr").get_shape()[0] - 1
+    rows = _table_rows(b, blk.buf("rowptr"))
 
     def row(b: LoopBuilder, n: SSAValue) -> None:
         def stored(b: LoopBuilder, p: SSAValue) -> None:
@@ -142,10 +162,10 @@ def csr(b: LoopBuilder, blk: RowBlock, layout: CSRAttr) -> None:
     _range(b, rows, row, "n")
 
 
-def _extent(b: LoopBuilder, start: SSAValue, tile: int, size: int) -> int | SSAValue:
+def _extent(b: LoopBuilder, start: SSAValue, tile: int, size: Size) -> Size:
     """min(tile, size - start): a tile's rows or columns inside the matrix (`tile` itself where
     the tile divides the matrix, so that no tile is ragged)."""
-    if size % tile == 0:
+    if isinstance(size, int) and size % tile == 0:
         return tile
     return b.min(b.index(tile), b.insert(arith.SubiOp(b.index(size), start)))
 
@@ -154,9 +174,9 @@ def hybrid(b: LoopBuilder, blk: RowBlock, layout: HybridAttr) -> None:
     """Per tile row, one loop per tile format over that format's tiles: the
     schedule dispatches, no per-element branch. A ragged last tile row or column
     stops at the matrix's edge (its padding is stored, never read)."""
-    code = layout.codec(blk.shape)
-    th, tw = code.tile
-    rows_, cols_ = code.shape
+    th, tw = layout.tile_shape
+    rows_, cols_ = blk.shape
+    code = layout.codec([d if isinstance(d, int) else t for d, t in zip(blk.shape, (th, tw))])  # its tile formats
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         n0 = b.mul(tr, b.index(th))
@@ -177,7 +197,7 @@ def hybrid(b: LoopBuilder, blk: RowBlock, layout: HybridAttr) -> None:
 
             _stored(b, blk.buf(role("rowptr")), tr, tile)
 
-    _range(b, code.grid[0], tile_row, "tr")
+    _range(b, b.size(blk.buf("table"), 0), tile_row, "tr")
 
 
 FORMATS: dict[type, Callable[..., None]] = {NMAttr: nm, BlockAttr: block, CSRAttr: csr, HybridAttr: hybrid}

@@ -332,6 +332,12 @@ class PackedType(ParametrizedAttribute, TypeAttribute):
     def dims(self) -> tuple[int, ...]:
         return tuple(d.data for d in self.shape.data)
 
+    @property
+    def is_static(self) -> bool:
+        """Whether every logical dim is known when compiling (else its buffers' sizes are read
+        at run time, and only the generic loop nests read it)."""
+        return all(d >= 0 for d in self.dims)
+
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         def parse_dim() -> int:

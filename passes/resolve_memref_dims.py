@@ -26,7 +26,7 @@ def _arg_size(arg: BlockArgument, axis: int) -> int | SSAValue | None:
         return None
     dim = dims.data[axis]
     if isinstance(dim, IntAttr):
-        return dim.data
+        return dim.data if dim.data >= 0 else None  # a length that the packed data decides
     assert isinstance(dim, StringAttr)
     for other, attrs in zip(fn.args, fn.arg_attrs.data):
         if attrs.data.get("tdsl.symbol") == dim:

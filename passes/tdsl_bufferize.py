@@ -8,6 +8,7 @@ value by `layout.assemble`. This is the C ABI of the compiled kernel. Each op wr
 returned value, a fresh `memref.alloc` (freed before returning) otherwise.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.builder import Builder
@@ -52,7 +53,7 @@ from stoicc_py.dialects.tdsl import (
     UnaryOp,
     WhereOp,
 )
-from stoicc_py.passes.metadata_layout import STORAGE, param_name
+from stoicc_py.passes.metadata_layout import STORAGE, buffer_dims, derived_symbols, param_name
 
 SUPPORTED_DTYPES = ("f32", "bf16", "f16", "i8", "i32", "bool")
 INTEGER_WEIGHT_LAYOUTS = (NMAttr, BlockAttr, CSRAttr, HybridAttr)
@@ -63,17 +64,19 @@ def memref_type(t: TensorType) -> MemRefType:
     return MemRefType(t.element_type, [d if isinstance(d, int) else DYNAMIC_INDEX for d in t.dims])
 
 
-def dims_attr(t: TensorType) -> ArrayAttr[Attribute]:
-    return ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in t.dims)
+def dims_attr(dims: Sequence[int | str]) -> ArrayAttr[Attribute]:
+    """Sizes and size symbols, for resolve-memref-dims (a packed buffer's -1: decided by the data)."""
+    return ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in dims)
 
 
 def kernel_symbols(fn: func.FuncOp) -> list[str]:
-    """Size symbols in order of first appearance in the parameters: the ABI's order."""
+    """Size symbols in order of first appearance in the parameters, then the derived
+    symbols of packed buffers' dims (metadata-layout): the ABI's order."""
     seen: dict[str, None] = {}
     for t in fn.function_type.inputs:
         assert isinstance(t, TensorType)
         seen.update((d, None) for d in t.dims if isinstance(d, str))
-    return list(seen)
+    return [*seen, *derived_symbols(fn)]
 
 
 def _check_supported(fn: func.FuncOp) -> None:
@@ -173,7 +176,7 @@ class _FuncBufferizer:
                 continue
             for arg, role in zip(mine, storage.roles):
                 arg.name_hint = f"{name}_{role.replace('.', '_')}"
-            packed = PackedType([int(d) for d in t.dims], t.layout, storage)
+            packed = PackedType([d if isinstance(d, int) else DYNAMIC_INDEX for d in t.dims], t.layout, storage)
             self.values[old] = self.builder.insert(AssembleOp(mine, packed)).result
             self.values[old].name_hint = name
 
@@ -268,11 +271,15 @@ class _FuncBufferizer:
             assert isinstance(t, TensorType)
             storage = _storage(self.fn, i)
             if storage is None:
-                attrs.append(DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t)}))
+                attrs.append(DictionaryAttr({**a.data, "tdsl.dims": dims_attr(t.dims)}))
             else:
                 name = StringAttr(param_name(self.fn, i))
-                attrs += [DictionaryAttr({"tdsl.name": name, "tdsl.buffer": b.role}) for b in storage.buffers.data]
-        attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t), "tdsl.output": UnitAttr()}) for t in types.outputs]  # type: ignore[arg-type]
+                dims = buffer_dims(a) or [[] for _ in storage.buffers.data]
+                attrs += [DictionaryAttr({"tdsl.name": name, "tdsl.buffer": b.role,
+                                          **({"tdsl.dims": dims_attr(d)} if any(isinstance(x, str) for x in d) else {})})
+                          for b, d in zip(storage.buffers.data, dims)]  # fmt: skip
+        attrs += [DictionaryAttr({"tdsl.dims": dims_attr(t.dims), "tdsl.output": UnitAttr()})  # type: ignore[attr-defined]
+                  for t in types.outputs]  # fmt: skip
         attrs += [DictionaryAttr({"tdsl.symbol": StringAttr(s)}) for s in self.symbols]
         new = func.FuncOp(
             self.fn.sym_name.data,

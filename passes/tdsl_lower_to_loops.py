@@ -278,16 +278,16 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
     tm = (op.tile_sizes or TARGET_TILES["cpu"][type(op)])[0]
     b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
+    shape = _weight_shape(b, op, n)
 
     def row_block(b: LoopBuilder, i0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
         i1 = span(b, i0, tm, m)
         rows = TileNest(b, out, i0, i1, b.index(0), n)
         if walked:
-            _quantized_rows(op, rows)
+            _quantized_rows(op, rows, shape[1])
         else:
             rows.zero()
             decode = _decoder(op.rhs, layout.quant) if isinstance(layout, ComposedLayoutAttr) else None
-            shape = (int(packed.dims[0]), int(packed.dims[1]))
             assert isinstance(assemble, AssembleOp)  # not walked: checked above
             block = sparse_loops.RowBlock(op.lhs, out, i0, i1, assemble, packed.storage, shape, decode)
             sparse_loops.FORMATS[type(sparse)](b, block, sparse)
@@ -295,6 +295,18 @@ def _lower_packed(op: tdsl.ContractionOp, out: SSAValue) -> None:
         return ()
 
     b.loop(b.index(0), m, b.index(tm), row_block, name="i0")
+
+
+def _weight_shape(b: LoopBuilder, op: tdsl.ContractionOp, n: SSAValue) -> tuple[sparse_loops.Size, sparse_loops.Size]:
+    """The packed weight's [rows, cols] of linear(x, w): a symbolic dim is read at run time,
+    rows as the output's columns `n`, cols as x's (int8 activations have a static width)."""
+    packed, x = op.rhs.type, op.lhs
+    assert isinstance(packed, PackedType)
+    rows, cols = packed.dims
+    width: sparse_loops.Size = cols
+    if cols < 0:
+        width = x.type.dims[1] if isinstance(x.type, PackedType) else b.size(x, 1)
+    return (rows if rows >= 0 else n), width
 
 
 def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
@@ -308,13 +320,14 @@ def _decoder(weight: SSAValue, quant: object) -> sparse_loops.Decode:
     return decode
 
 
-def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
+def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest, width: sparse_loops.Size) -> None:
     """y[i, n] for the block's rows: f32 activations (weight-only quantization)
-    or int8 activations (integer products), summed over the weight's parts."""
+    or int8 activations (integer products), summed over the weight's parts; the
+    weight's rows have `width` columns."""
     if isinstance(op.lhs.type, PackedType) and isinstance(op.lhs.type.layout, BitSplitAttr):
         _bitsplit_rows(op, rows)
         return
-    walks = quant_loops.weight_walks(op.rhs)
+    walks = quant_loops.weight_walks(rows.b, op.rhs, width)
     x = quant_loops.QuantView.of(op.lhs) if isinstance(op.lhs.type, PackedType) else None
 
     def output(b: LoopBuilder, i: SSAValue, n: SSAValue) -> None:
@@ -350,8 +363,10 @@ def _bitsplit_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
     assert isinstance(packed, PackedType)
     if not isinstance(packed.layout, UniformQuantAttr):
         raise op_error(op, f"bit-split activations need a quantized dense weight, got {packed.layout.summary()}")
-    w = quant_loops.QuantView.of(op.rhs)
     width = packed.dims[1]
+    if width < 0:
+        raise op_error(op, "bit-split activations need a weight of static dims, got a symbolic width")
+    w = quant_loops.QuantView.of(op.rhs)
     if w.group % 8 or width % w.group:
         raise op_error(op, f"bit-split activations need weight scale groups of a multiple of 8 columns that divide "
                            f"the row of {width}, got {w.group}")  # fmt: skip

@@ -449,6 +449,8 @@ class VectorizeIntegerLinear(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
+        if isinstance(op.rhs.type, PackedType) and not op.rhs.type.is_static:
+            return  # a symbolic packed weight: the generic loop nests
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
             return

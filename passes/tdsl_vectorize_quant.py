@@ -230,13 +230,13 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
     tn = max(blocking.columns, tn // blocking.columns * blocking.columns)  # n-tiles of whole column blocks
     n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
     b = before(op)
-    m, n = b.size(op.lhs, 0), b.index(n_size)
+    m, n = b.size(op.lhs, 0), b.size(out, 1)
     inputs = [PlaneInput(codes, _lane_order(b, op.lhs, m, k_size, codes)) for codes in planes]
     kernel = QuantKernel(inputs, view, out, k_size, view.group if view.per == "group" else k_size)
     width = kernel.codes.width
     block = Shape(width, blocking.rows, blocking.cols)
     one_row, corner = Shape(width, 1, blocking.gemv_cols), Shape(width, 1, 1)
-    ragged_n = n_size % blocking.columns != 0
+    ragged_n = n_size < 0 or n_size % blocking.columns != 0  # a symbolic N may be ragged
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
@@ -271,6 +271,8 @@ def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[Vec
     if op.out is None or not (_is_f32(op.lhs) and _is_f32(op.out)) or not isinstance(w.owner, AssembleOp):
         return None
     if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
+        return None
+    if w.type.dims[1] < 0:  # a symbolic K: the generic loop nest (a symbolic N is read at run time here)
         return None
     view = QuantView.of(w)
     unit, k_size = view.decoder.code.unit, w.type.dims[1]

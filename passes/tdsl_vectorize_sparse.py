@@ -614,7 +614,9 @@ class VectorizeNM(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         packed, assemble = op.rhs.type, op.rhs.owner
-        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)) or op.out is None:
+        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and packed.is_static):
+            return
+        if op.out is None:
             return
         if not _dense_f32(op.lhs):
             return

@@ -31,11 +31,12 @@ def symbol_name(function: str) -> str:
 
 @dataclass(frozen=True)
 class BufferSpec:
-    """One physical buffer: role, numpy dtype name, shape (-1: known once packed), kind."""
+    """One physical buffer: role, numpy dtype name, shape (-1: known once packed; a size
+    symbol where the packed parameter's symbolic dims decide it), kind."""
 
     role: str
     dtype: str
-    shape: tuple[int, ...]
+    shape: tuple[Dim, ...]
     kind: str
 
 
@@ -118,7 +119,7 @@ class KernelABI:
         its shape), in order: what a bounds-checked kernel takes after its symbols."""
         buffers = [b for p in self.params for b in p.buffers or [None]]
         return [(i, axis) for i, b in enumerate(buffers) if b is not None
-                for axis, d in enumerate(b.shape) if d < 0]  # fmt: skip
+                for axis, d in enumerate(b.shape) if isinstance(d, str) or d < 0]  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
         """Plain data (dicts, lists, strings, ints) for json.dumps."""

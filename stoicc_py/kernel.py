@@ -47,18 +47,26 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
+def _shapes(spec: TensorSpec, arg: Argument) -> list[tuple[Sequence[int | str], tuple[int, ...]]]:
+    """(dims, shape) pairs that bind symbols: a dense array's own; a packed tensor's logical
+    shape and its buffers' shapes (the symbols derived from its sizes; checked when prepared)."""
+    if isinstance(arg, np.ndarray):
+        return [(spec.dims, arg.shape)]
+    return [(spec.dims, arg.shape), *((b.shape, a.shape) for b, a in zip(spec.buffers, arg.buffers()))]
+
+
 def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
-    """Check every dense argument against its spec and return the size of each symbol."""
+    """Check every argument against its spec and return the size of each symbol."""
     sizes: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     for spec, arr in zip(abi.params, arrays):
-        if not isinstance(arr, np.ndarray):
-            continue  # a PackedTensor: checked against its static dims when it was prepared
-        if arr.ndim != len(spec.dims):
+        if isinstance(arr, np.ndarray) and arr.ndim != len(spec.dims):
             raise ValueError(
                 f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}"
             )
-        for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape)):
+        for axis, (dim, size) in ((a, ds) for dims, shape in _shapes(spec, arr) for a, ds in enumerate(zip(dims, shape))):
+            if isinstance(dim, int) and not isinstance(arr, np.ndarray):
+                continue  # a packed buffer's static dims: checked when it was prepared
             if isinstance(dim, int):
                 if size != dim:
                     raise ValueError(
@@ -146,12 +154,24 @@ def pack_for(abi: KernelABI, spec: TensorSpec, w: Array, **options: Any) -> Pack
     """Pack `w` in the layout of parameter `spec`."""
     from stoicc_py.packing import pack
 
-    if w.shape != spec.dims:
+    if not _fits(spec.dims, w.shape):
         raise ValueError(f"{abi.name}: parameter '{spec.name}' expects shape {spec.dims} ({spec}), got {w.shape}")
     try:
         return pack(w, spec.layout, **({"dtype": spec.dtype} | options))
     except ValueError as err:
-        raise ValueError(f"{abi.name}: parameter '{spec.name}': {err}") from None
+        raise ValueError(f"{abi.name}: parameter '{spec.name}'{_bound_dims(spec, w.shape)}: {err}") from None
+
+
+def _fits(dims: Sequence[int | str], shape: tuple[int, ...]) -> bool:
+    """Whether `shape` has the rank of `dims` and its static sizes (a symbol takes any size)."""
+    return len(dims) == len(shape) and all(isinstance(d, str) or d == s for d, s in zip(dims, shape))
+
+
+def _bound_dims(spec: TensorSpec, shape: tuple[int, ...]) -> str:
+    """' (w: f32[N, K] @ nm(2, 4) where N=12, K=10)': where a symbolic packed parameter's sizes
+    break the layout's rules (granules), which sizes they are."""
+    bound = ", ".join(f"{d}={s}" for d, s in zip(spec.dims, shape) if isinstance(d, str))
+    return f" ({spec} where {bound})" if bound else ""
 
 
 def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> PackedTensor:
@@ -159,10 +179,10 @@ def checked_packed(abi: KernelABI, spec: TensorSpec, packed: PackedTensor) -> Pa
     where = f"{abi.name}: parameter '{spec.name}'"
     if spec.is_dense or packed.layout.summary() != spec.layout:
         raise ValueError(f"{where} expects layout {spec.layout}, got a tensor packed as {packed.layout.summary()}")
-    if packed.shape != spec.dims:
+    if not _fits(spec.dims, packed.shape):
         raise ValueError(f"{where} expects shape {spec.dims}, got a packed tensor of shape {packed.shape}")
     for buf, arr in zip(spec.buffers, packed.buffers(), strict=True):
-        static = all(d in (-1, a) for d, a in zip(buf.shape, arr.shape))
+        static = all(isinstance(d, str) or d in (-1, a) for d, a in zip(buf.shape, arr.shape))
         if arr.dtype != np.dtype(buf.dtype) or arr.ndim != len(buf.shape) or not static:
             raise ValueError(
                 f"{where}: buffer '{buf.role}' must be {buf.dtype}{list(buf.shape)}, got {arr.dtype}{list(arr.shape)}"

@@ -9,6 +9,8 @@ from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
 from stoicc_py.codegen.row_parallel import row_split
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
+from stoicc_py.passes.metadata_layout import buffer_dims
+from stoicc_py.passes.tdsl_bufferize import kernel_symbols
 
 
 def numpy_dtype(element: object, unsigned: bool = False) -> str:
@@ -17,11 +19,12 @@ def numpy_dtype(element: object, unsigned: bool = False) -> str:
     return {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[DTYPE_NAMES[element]]  # type: ignore[index]
 
 
-def buffer_specs(storage: StorageAttr) -> tuple[BufferSpec, ...]:
+def buffer_specs(storage: StorageAttr, dims: list[list[int | str]] | None = None) -> tuple[BufferSpec, ...]:
+    """The buffers of `storage`; `dims` (metadata-layout's buffer_dims) names the dims that size symbols hold."""
     specs = []
-    for b in storage.buffers.data:
+    for i, b in enumerate(storage.buffers.data):
         t: MemRefType = b.type
-        shape = tuple(d if d >= 0 else -1 for d in t.get_shape())
+        shape = tuple(dims[i]) if dims else tuple(d if d >= 0 else -1 for d in t.get_shape())
         specs.append(BufferSpec(b.role.data, numpy_dtype(t.element_type, b.is_unsigned), shape, b.kind.data))
     return tuple(specs)
 
@@ -35,14 +38,14 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
         name = arg.get("tdsl.name")
         label = name.data if isinstance(name, StringAttr) else f"arg{i}"
         storage = arg.get("tdsl.storage")
-        buffers = buffer_specs(storage) if isinstance(storage, StorageAttr) else ()
+        buffers = buffer_specs(storage, buffer_dims(attrs[i])) if isinstance(storage, StorageAttr) else ()
         params.append(TensorSpec(label, t.dtype, t.dims, t.layout.summary(), buffers))
     results = []
     for i, t in enumerate(fn.function_type.outputs):
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
-    symbols = dict.fromkeys(d for p in params for d in p.dims if isinstance(d, str))
-    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn), temporaries(fn))
+    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(kernel_symbols(fn)), row_split(fn),
+                     temporaries(fn))  # fmt: skip
 
 
 def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:

@@ -31,8 +31,9 @@ Selector = Callable[[str, torch.nn.Linear], bool]
 
 
 @cache
-def _linear_kernel(layout: str, in_features: int, out_features: int, bias: bool) -> Kernel:
-    """One compiled kernel per (layout, shape, bias), shared by every layer that has them."""
+def _linear_kernel(layout: str, in_features: int | str, out_features: int | str, bias: bool) -> Kernel:
+    """One compiled kernel per (layout, shape, bias), shared by every layer that has them;
+    with size symbols for the shape (generic), one per (layout, bias) for every shape."""
     weight = f"w: f32[{out_features}, {in_features}] @ {layout}"
     params, args = (f"{weight}, b: f32[{out_features}]", "x, w, b") if bias else (weight, "x, w")
     source = f"kernel linear(x: f32[M, {in_features}], {params}) -> f32[M, {out_features}] {{ return linear({args}) }}"
@@ -59,15 +60,19 @@ class StoiccLinear(torch.nn.Module):
     and multiplied by a compiled stoicc kernel. Inference only: float32 CPU inputs of any
     leading shape [..., in_features] -> [..., out_features]; it has no parameters to train."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, layout: str):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, layout: str, generic: bool = False):
         """`weight` [out_features, in_features] and `bias` [out_features] (or None): float32
-        tensors on the CPU, stored in `layout` (layout text, docs/formats.md) once, here."""
+        tensors on the CPU, stored in `layout` (layout text, docs/formats.md) once, here.
+        `generic`: multiply with the kernel of symbolic dims that every layer of this layout
+        shares (one compile for every shape, but the generic loop nests, several times slower
+        than the vectorised kernels of static dims: benchmarks/generic.py)."""
         super().__init__()
         if weight.dtype != torch.float32 or weight.device.type != "cpu" or weight.dim() != 2:
             raise TypeError(f"StoiccLinear: the weight must be a 2-D float32 CPU tensor, got "
                             f"{weight.dtype} {list(weight.shape)} on {weight.device}")  # fmt: skip
         self.out_features, self.in_features = weight.shape
         self.layout = layout
+        self.generic = generic
         self.stored = _stored_weight(weight, layout)
         self.bias: torch.Tensor | None
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
@@ -75,13 +80,14 @@ class StoiccLinear(torch.nn.Module):
 
     def _kernel(self) -> Kernel:
         # looked up, not held: the module stays plain data (copy.deepcopy, torch.save)
-        return _linear_kernel(self.layout, self.in_features, self.out_features, self.bias is not None)
+        k, n = ("K", "N") if self.generic else (self.in_features, self.out_features)
+        return _linear_kernel(self.layout, k, n, self.bias is not None)
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, layout: str) -> StoiccLinear:
+    def from_linear(cls, linear: torch.nn.Linear, layout: str, generic: bool = False) -> StoiccLinear:
         """A StoiccLinear computing `linear` with its weight in `layout`: pruned by magnitude to a
         sparse layout's pattern, rounded to a quantized one. `linear` is left unchanged."""
-        return cls(linear.weight, linear.bias, layout)
+        return cls(linear.weight, linear.bias, layout, generic)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -112,18 +118,19 @@ class StoiccLinear(torch.nn.Module):
                 f"bias={self.bias is not None}, layout={self.layout}")  # fmt: skip
 
 
-def compress(model: torch.nn.Module, layout: str, select: Selector | None = None) -> torch.nn.Module:
+def compress(model: torch.nn.Module, layout: str, select: Selector | None = None,
+             generic: bool = False) -> torch.nn.Module:  # fmt: skip
     """Replace, in place, every `torch.nn.Linear` of `model` for which
     `select(qualified_name, linear)` is true (default: all) by
-    `StoiccLinear.from_linear(linear, layout)`. Only that exact class is replaced, not
+    `StoiccLinear.from_linear(linear, layout, generic)` (generic: one kernel for every shape). Only that exact class is replaced, not
     subclasses (MultiheadAttention's out_proj is read by its owner's own code). Returns
     `model`, or the new module if `model` is itself a selected Linear; copy the model
     first (copy.deepcopy) to keep the original. A layer whose shape the layout cannot
     store raises ValueError naming it, and `model` is left unchanged."""
     if type(model) is torch.nn.Linear:
-        return StoiccLinear.from_linear(model, layout) if select is None or select("", model) else model
+        return StoiccLinear.from_linear(model, layout, generic) if select is None or select("", model) else model
     replacements = [
-        (parent, attr, _replacement(name, linear, layout))
+        (parent, attr, _replacement(name, linear, layout, generic))
         for parent, attr, name, linear in _linears(model)
         if select is None or select(name, linear)
     ]
@@ -132,9 +139,9 @@ def compress(model: torch.nn.Module, layout: str, select: Selector | None = None
     return model
 
 
-def _replacement(name: str, linear: torch.nn.Linear, layout: str) -> StoiccLinear:
+def _replacement(name: str, linear: torch.nn.Linear, layout: str, generic: bool) -> StoiccLinear:
     try:
-        return StoiccLinear.from_linear(linear, layout)
+        return StoiccLinear.from_linear(linear, layout, generic)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
 

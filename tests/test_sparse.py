@@ -198,6 +198,3 @@ def test_byte_breakdown() -> None:
                                          "total": 128 * 32 * 4 + 128 * 2 * 4}  # fmt: skip
 
 
-def test_sparse_weight_needs_static_shape() -> None:
-    with pytest.raises(stoicc_py.CompileError, match="needs static dims"):
-        stoicc_py.compile("kernel f(x: f32[M, K], w: f32[8, K] @ nm(2, 4)) -> f32[M, 8] { return linear(x, w) }")

@@ -77,6 +77,19 @@ def test_compress_replaces_selected_linears_of_an_mlp_in_place() -> None:
     _assert_close(got, want)
 
 
+def test_generic_compress_compiles_one_kernel_for_every_shape() -> None:
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 24), torch.nn.ReLU(), torch.nn.Linear(24, 20))
+    original = copy.deepcopy(model)
+    stoicc_torch.compress(model, "nm(2, 4)", generic=True)
+    assert model[0]._kernel() is model[2]._kernel()  # one compile: its key holds no N or K
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        hidden = torch.relu(x @ torch.from_numpy(_magnitude_2of4(original[0].weight.numpy())).T + original[0].bias)
+        want = hidden @ torch.from_numpy(_magnitude_2of4(original[2].weight.numpy())).T + original[2].bias
+        _assert_close(model(x), want)
+
+
 def test_a_shape_the_layout_cannot_store_is_refused_naming_the_layer() -> None:
     with pytest.raises(ValueError, match=r"Linear\(6, 8\) cannot take layout nm\(2, 4\).*does not divide"):
         stoicc_torch.StoiccLinear.from_linear(_linear(6, 8), "nm(2, 4)")

@@ -78,7 +78,7 @@ def _prototype(abi: KernelABI) -> str:
 def _param_doc(param: TensorSpec) -> list[str]:
     lines = [f" *   in  {param}" + (f", as {len(param.buffers)} buffers:" if param.buffers else "")]
     for b in param.buffers:
-        dims = "".join(f"[{'?' if d < 0 else d}]" for d in b.shape)
+        dims = "".join(f"[{'?' if isinstance(d, int) and d < 0 else d}]" for d in b.shape)
         lines.append(f" *         {NUMPY_C_TYPES[b.dtype]} {_buffer_name(param, b)}{dims}  ({b.kind})")
     return lines
 
@@ -89,6 +89,10 @@ def _symbol_doc(abi: KernelABI, symbol: str) -> str:
         for axis, dim in enumerate(tensor.dims):
             if dim == symbol:
                 axes.setdefault(axis, []).append(tensor.name)
+        for b in tensor.buffers if symbol not in tensor.dims else ():  # a symbol derived from the sizes
+            for axis, dim in enumerate(b.shape):
+                if dim == symbol:
+                    axes.setdefault(axis, []).append(_buffer_name(tensor, b))
     return f" *   {symbol}: " + "; ".join(f"axis {axis} of {', '.join(names)}" for axis, names in axes.items())
 
 

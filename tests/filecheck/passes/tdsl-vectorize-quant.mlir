@@ -150,3 +150,25 @@ func.func @per_column(%x: memref<?x32xf32>, %w_values: memref<4x16xi8>, %w_scale
   tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x32xf32>, !layout.packed<[4, 32], #quant.uniform<int4, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values">, #layout.buffer<"scales", memref<32xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }
+
+// A symbolic N (the weight's rows, f32[N, 16] @ int8(axis=0)): the same vector nest, its
+// row count read from the output (%N); the last columns, one at a time, from a run-time
+// boundary. A symbolic K is left to the generic loop nest (no vector op).
+// CHECK-LABEL: func.func @symbolic_rows
+// CHECK:         %[[N:.*]] = memref.dim %out0, %{{.*}} : memref<?x?xf32>
+// CHECK:         vector.load %w_values[%{{.*}}, %{{.*}}] : memref<?x16xi8>, vector<8xi8>
+// CHECK:         func.return
+func.func @symbolic_rows(%x: memref<?x16xf32>, %w_values: memref<?x16xi8>, %w_scales: memref<?xf32>, %out0: memref<?x?xf32>, %M: index, %N: index) {
+  %w = layout.assemble %w_values, %w_scales : memref<?x16xi8>, memref<?xf32> -> !layout.packed<[?, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x16xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[?, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x16xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<1>}>> into memref<?x?xf32>
+  func.return
+}
+
+// CHECK-LABEL: func.func @symbolic_width
+// CHECK-NOT:     vector.
+// CHECK:         tdsl.linear
+func.func @symbolic_width(%x: memref<?x?xf32>, %w_values: memref<4x?xi8>, %w_scales: memref<4xf32>, %out0: memref<?x4xf32>, %M: index, %K: index) {
+  %w = layout.assemble %w_values, %w_scales : memref<4x?xi8>, memref<4xf32> -> !layout.packed<[4, ?], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x?xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<-1>, symmetric = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x?xf32>, !layout.packed<[4, ?], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x?xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<-1>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
+  func.return
+}
