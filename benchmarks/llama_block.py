@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,14 @@ def measure(threads: int, repeat: int, budget: float) -> list[dict[str, Any]]:
             for g, r in zip(got, want):
                 np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4 * float(np.abs(r).max()))
             row: dict[str, Any] = {"phase": phase, "T": t, "P": p, "threads": threads}
-            row["stoicc_ms"] = _ms(lambda a=args: kernel(*a, *weights), repeat, budget)
-            row["numpy_ms"] = _ms(lambda a=args: decoder_block(*a, w, c), repeat, budget)
+            row["stoicc_ms"] = _ms(partial(kernel, *args, *weights), repeat, budget)
+            row["numpy_ms"] = _ms(partial(decoder_block, *args, w, c), repeat, budget)
             if torch_run is not None:
                 import torch
 
                 targs = [torch.from_numpy(a) for a in args]
                 torch_run(*targs)
-                row["torch_ms"] = _ms(lambda a=targs: torch_run(*a), repeat, budget)
+                row["torch_ms"] = _ms(partial(torch_run, *targs), repeat, budget)
         rows.append(row)
         print(_line(row), file=sys.stderr)
     return rows
