@@ -24,13 +24,8 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
+from stoicc_py.benchmarks.measure import kernel_threads, library_threads, time_calls
 from stoicc_py.models.llama import BLOCK_WEIGHTS, SMOLLM2_135M, LlamaConfig, decoder_block, random_block, rope_tables
-
-try:
-    from .measure import kernel_threads, library_threads, time_calls
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.measure import kernel_threads, library_threads, time_calls
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "llama_block.tdsl"
 CASES = (("prefill", 1, 0), ("prefill", 128, 0), ("prefill", 512, 0), ("decode", 1, 128), ("decode", 1, 512))
