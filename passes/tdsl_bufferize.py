@@ -31,16 +31,21 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.hints import isa
 
+from stoicc_py import dims
+from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import (
+    ConcatOp,
     ConstantOp,
     ContractionOp,
     DequantizeOp,
     ElementwiseBinaryOp,
     LinearOp,
     QuantizeOp,
+    ReshapeOp,
+    SliceOp,
     TdslOp,
     TensorType,
     TransposeOp,
@@ -62,11 +67,12 @@ def dims_attr(t: TensorType) -> ArrayAttr[Attribute]:
 
 
 def kernel_symbols(fn: func.FuncOp) -> list[str]:
-    """Size symbols in order of first appearance in the parameters: the ABI's order."""
+    """Size symbols in order of first appearance in the parameters (as a plain dim, which
+    binds it): the ABI's order."""
     seen: dict[str, None] = {}
     for t in fn.function_type.inputs:
         assert isinstance(t, TensorType)
-        seen.update((d, None) for d in t.dims if isinstance(d, str))
+        seen.update((d, None) for d in t.dims if isinstance(d, str) and dims.is_symbol(d))
     return list(seen)
 
 
@@ -99,7 +105,7 @@ def _integer_unsupported(op: TdslOp) -> str | None:
     transposes, and the elementwise ops that are defined on integers."""
     operands = [t for t in (o.type for o in op.tensor_operands()) if isinstance(t, TensorType)]
     integers = [t for t in (*operands, *op.result_types) if isinstance(t, TensorType) and t.is_integer]
-    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp):
+    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp | ReshapeOp | SliceOp | ConcatOp):
         return None
     if not isinstance(op, ContractionOp):
         return (
@@ -177,7 +183,8 @@ class _FuncBufferizer:
         assert isinstance(t, TensorType)
         if isinstance(value.owner, QuantizeOp):
             return self.packed_buffers(value.owner, t)
-        dynamic = [self.sizes[d] for d in t.dims if isinstance(d, str)]
+        sizes = LoopBuilder(self.builder)
+        dynamic = [sizes.dim(d, self.sizes) for d in t.dims if isinstance(d, str)]
         alloc = self.builder.insert(memref.AllocOp.get(t.element_type, BUFFER_ALIGNMENT, memref_type(t).shape, dynamic))
         alloc.memref.name_hint = value.name_hint
         self.allocs.append(alloc.memref)
@@ -220,10 +227,20 @@ class _FuncBufferizer:
         self.builder.insert(new)
         return out
 
+    def reshape(self, op: ReshapeOp) -> SSAValue:
+        """A reshape is a view of its input's buffer (row-major, contiguous): no copy."""
+        assert op.result is not None
+        t = op.result.type
+        b = LoopBuilder(self.builder)
+        sizes = [b.dim(d, self.sizes) for d in t.dims]
+        return b.view(self.values[op.input], b.index(0), sizes, memref_type(t).get_shape())
+
     def run(self) -> func.FuncOp:
         for op in self.fn.body.block.ops:
             if isinstance(op, ConstantOp):
                 self.values[op.results[0]] = self.constant(op)
+            elif isinstance(op, ReshapeOp):
+                self.values[op.results[0]] = self.reshape(op)
             elif isinstance(op, TdslOp):
                 self.values[op.results[0]] = self.op(op)
             elif op is not self.ret:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import host_array
 from stoicc_py.limits import check_size
@@ -45,12 +46,13 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
 
 
 def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
-    """Check every dense argument against its spec and return the size of each symbol."""
+    """Check every dense argument against its spec and return the size of each symbol:
+    plain-symbol dims bind, then every dim expression of a parameter is checked."""
     sizes: dict[str, int] = {}
     bound_by: dict[str, str] = {}
-    for spec, arr in zip(abi.params, arrays):
-        if not isinstance(arr, np.ndarray):
-            continue  # a PackedTensor: checked against its static dims when it was prepared
+    dense = [(spec, arr) for spec, arr in zip(abi.params, arrays) if isinstance(arr, np.ndarray)]
+    # (a PackedTensor was checked against its static dims when it was prepared)
+    for spec, arr in dense:
         if arr.ndim != len(spec.dims):
             raise ValueError(
                 f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}"
@@ -65,6 +67,8 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                 raise ValueError(
                     f"{abi.name}: parameter '{spec.name}' has an empty axis {axis}; sizes must be positive"
                 )
+            elif not dims.is_symbol(dim):
+                continue  # an expression: checked once every symbol is bound
             elif sizes.setdefault(dim, size) != size:
                 raise ValueError(
                     f"{abi.name}: size symbol {dim} is {sizes[dim]} from parameter '{bound_by[dim]}' "
@@ -72,14 +76,30 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                 )
             else:
                 bound_by.setdefault(dim, spec.name)
-    for dims in [r.dims for r in abi.results] + list(abi.temporaries):
-        shape = _bound(dims, sizes)
+    _check_expressions(abi, dense, sizes)
+    for shape_dims in [r.dims for r in abi.results] + list(abi.temporaries):
+        shape = _bound(shape_dims, sizes)
+        if min(shape, default=1) <= 0:
+            raise ValueError(f"{abi.name}: these arguments make a tensor of shape {list(shape)}, "
+                             f"[{', '.join(map(str, shape_dims))}]: sizes must be positive")  # fmt: skip
         check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
     return sizes
 
 
-def _bound(dims: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else sizes[d] for d in dims)
+def _check_expressions(abi: KernelABI, dense: Sequence[tuple[TensorSpec, Array]], sizes: dict[str, int]) -> None:
+    """Refuse a parameter whose dim expression (P+T) does not have its value of the bound symbols."""
+    for spec, arr in dense:
+        for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape)):
+            if not isinstance(dim, int) and not dims.is_symbol(dim) and dims.evaluate(dim, sizes) != size:
+                values = ", ".join(f"{s}={sizes[s]}" for s in dims.symbols(dim))
+                raise ValueError(
+                    f"{abi.name}: parameter '{spec.name}' expects size {dim} = {dims.evaluate(dim, sizes)} ({values}) "
+                    f"on axis {axis} ({spec}), got shape {arr.shape}"
+                )
+
+
+def _bound(shape: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(dims.evaluate(d, sizes) for d in shape)
 
 
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:

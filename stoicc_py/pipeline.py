@@ -45,11 +45,13 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
     ),
     Stage.LOOPS: (
         "tdsl-bufferize",
+        "tdsl-unbatch",
         "tdsl-microkernel",
         "tdsl-vectorize-quant",
         "tdsl-vectorize-integer",
         "tdsl-vectorize-sparse",
         "tdsl-lower-to-loops",
+        "lower-views",
         "canonicalize",
         "cse",
         "licm",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
 
+from stoicc_py import dims
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
 from stoicc_py.codegen.row_parallel import row_split
 from stoicc_py.dialects.layout import StorageAttr
@@ -41,7 +42,7 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
     for i, t in enumerate(fn.function_type.outputs):
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
-    symbols = dict.fromkeys(d for p in params for d in p.dims if isinstance(d, str))
+    symbols = dict.fromkeys(d for p in params for d in p.dims if dims.is_symbol(d))  # expressions are computed
     return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn), temporaries(fn))
 
 
