@@ -14,6 +14,7 @@ from xdsl.builder import Builder
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     AnyFloat,
     DenseIntOrFPElementsAttr,
     FloatAttr,
@@ -107,7 +108,7 @@ class LoopBuilder:
 
     def view(self, source: SSAValue, offset: SSAValue, sizes: Sequence[SSAValue], shape: Sequence[int]) -> SSAValue:
         """A contiguous row-major view of `source`'s elements from `offset` on, of `sizes`
-        (`shape` holds the static ones, -1 elsewhere): no copy. A view of a view views
+        (`shape` holds the static ones, a negative size elsewhere): no copy. A view of a view views
         the first one's source. lower-views later makes its accesses one-dimensional."""
         cast = source.owner
         if isinstance(cast, memref.ReinterpretCastOp):
@@ -116,7 +117,7 @@ class LoopBuilder:
         for size in reversed(sizes[1:]):
             strides.insert(0, self.mul(strides[0], size))
         assert isinstance(source.type, MemRefType)
-        result = MemRefType(source.type.element_type, list(shape))
+        result = MemRefType(source.type.element_type, [d if d >= 0 else DYNAMIC_INDEX for d in shape])
         mixed: list[SSAValue | int] = [size if static < 0 else static for size, static in zip(sizes, shape)]
         return self.insert(memref.ReinterpretCastOp.from_dynamic(source, [offset], mixed, list(strides), result))
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
@@ -39,7 +39,7 @@ def _rows_view(b: LoopBuilder, buf: SSAValue) -> SSAValue:
     rows = sizes[0]
     for size in sizes[1:-1]:
         rows = b.mul(rows, size)
-    static_rows = -1 if any(d < 0 for d in shape[:-1]) else math.prod(shape[:-1])
+    static_rows = DYNAMIC_INDEX if any(d < 0 for d in shape[:-1]) else math.prod(shape[:-1])
     return b.view(buf, b.index(0), [rows, sizes[-1]], [static_rows, shape[-1]])
 
 
