@@ -22,7 +22,13 @@ from xdsl.dialects import arith, vector
 from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder
@@ -222,6 +228,89 @@ def ragged(k_size: int | None, granule: int) -> bool:
 
 
 @dataclass
+class AxpyKernel:
+    """out[i:i+rows, j:j+cols*width] += a[i:i+rows, k0:k1] @ b[k0:k1, j:j+cols*width] for
+    matmul's b stored [k, n]: rows*cols vector accumulators held across k, each step one
+    vector load of b per column block and one broadcast element of a per row (an outer
+    product), so no reduction. Columns in units of whole vectors."""
+
+    a: SSAValue
+    b: SSAValue
+    out: SSAValue
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue, k0: SSAValue, k1: SSAValue) -> None:
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        j = b.mul(jv, b.index(shape.width))
+        cols = [b.add(j, b.index(c * shape.width)) for c in range(shape.cols)]
+        acc = [b.insert(vector.LoadOp(self.out, [r, c], shape.vec)) for r in rows for c in cols]
+
+        def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            bs = [inner.insert(vector.LoadOp(self.b, [k, c], shape.vec)) for c in cols]
+            xs = [inner.insert(vector.BroadcastOp(inner.load(self.a, [r, k]), shape.vec)) for r in rows]
+            return dense_fma(inner, shape, xs, lambda c: bs[c], acc)
+
+        sums = b.loop(k0, k1, b.index(1), k_step, acc, name="k")
+        for s, (r, c) in enumerate((r, c) for r in rows for c in cols):
+            b.b.insert(vector.StoreOp(sums[s], self.out, [r, c]))
+
+    def scalar_columns(self, b: LoopBuilder, tile: TileNest, k0: SSAValue, k1: SSAValue) -> None:
+        """The columns past the last whole vector, one dot product each."""
+
+        def dot(b: LoopBuilder, i: SSAValue, j: SSAValue) -> None:
+            def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                return [inner.mul_add(acc[0], inner.load(self.a, [i, k]), inner.load(self.b, [k, j]))]
+
+            (total,) = b.loop(k0, k1, b.index(1), step, [b.load(self.out, [i, j])], name="k")
+            b.store(total, self.out, [i, j])
+
+        tile.each(dot)
+
+
+def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
+    """Replace a bufferized dense f32 matmul by AxpyKernel's register blocks: n-tiles
+    (a panel of b of tk x tn stays in cache), k-tiles, row blocks, vector-column blocks;
+    1-row and 1-vector kernels at the ragged edges, scalar dot products for the last
+    columns when n is not a multiple of the vector width."""
+    out = op.out
+    assert out is not None
+    _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.MatmulOp]
+    tn = max(shape.width * shape.cols, tn // (shape.width * shape.cols) * shape.width * shape.cols)
+    kernel = AxpyKernel(op.lhs, op.rhs, out)
+    b = before(op)
+    m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
+    width = b.index(shape.width)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile.zero()
+        jv = floor_to(b, j0, j1, shape.width)  # the end of the whole vectors
+
+        def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
+            k1 = span(b, k0, tk, k_size)
+            vectors = (b.div(j0, width), b.div(jv, width))
+            register_blocks(b, shape, (b.index(0), m), vectors, lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
+            kernel.scalar_columns(b, TileNest(b, out, b.index(0), m, jv, j1), k0, k1)
+
+        for_(b, b.index(0), k_size, tk, k_tile, "k0")
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+
+
+@dataclass
+class VectorizeMatmul(RewritePattern):
+    shape: Shape
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.MatmulOp, rewriter: PatternRewriter, /):
+        if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+            return
+        lower_matmul(op, self.shape)
+        rewriter.erase(op)
+
+
+@dataclass
 class VectorizeLinear(RewritePattern):
     shape: Shape
 
@@ -250,4 +339,8 @@ class Microkernel(ModulePass):
         if min(self.width, self.rows, self.cols) <= 0:
             raise DiagnosticException("tdsl-microkernel: width, rows and cols must be positive")
         shape = Shape(self.width, self.rows, self.cols)
-        PatternRewriteWalker(VectorizeLinear(shape), apply_recursively=False).rewrite_module(op)
+        # matmul's blocks are rows x column vectors, the transpose of linear's (the same registers)
+        axpy = Shape(self.width, self.cols, self.rows)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([VectorizeLinear(shape), VectorizeMatmul(axpy)]), apply_recursively=False
+        ).rewrite_module(op)
