@@ -77,13 +77,23 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
             else:
                 bound_by.setdefault(dim, spec.name)
     _check_expressions(abi, dense, sizes)
+    _check_derived(abi, sizes)
+    return sizes
+
+
+def _check_derived(abi: KernelABI, sizes: dict[str, int]) -> None:
+    """Refuse sizes that make a result or temporary empty or too large, or a slice
+    with symbolic bounds reach outside its tensor."""
     for shape_dims in [r.dims for r in abi.results] + list(abi.temporaries):
         shape = _bound(shape_dims, sizes)
         if min(shape, default=1) <= 0:
             raise ValueError(f"{abi.name}: these arguments make a tensor of shape {list(shape)}, "
                              f"[{', '.join(map(str, shape_dims))}]: sizes must be positive")  # fmt: skip
         check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
-    return sizes
+    for what, dim in abi.limits:
+        if dims.evaluate(dim, sizes) < 0:
+            values = ", ".join(f"{s}={sizes[s]}" for s in abi.symbols)
+            raise ValueError(f"{abi.name}: {what} is out of range with {values}")
 
 
 def _check_expressions(abi: KernelABI, dense: Sequence[tuple[TensorSpec, Array]], sizes: dict[str, int]) -> None:

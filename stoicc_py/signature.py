@@ -9,7 +9,7 @@ from stoicc_py import dims
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
 from stoicc_py.codegen.row_parallel import row_split
 from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
+from stoicc_py.dialects.tdsl import DTYPE_NAMES, Dim, SliceOp, TensorType
 
 
 def numpy_dtype(element: object, unsigned: bool = False) -> str:
@@ -43,7 +43,8 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
     symbols = dict.fromkeys(d for p in params for d in p.dims if dims.is_symbol(d))  # expressions are computed
-    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn), temporaries(fn))
+    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(symbols), row_split(fn), temporaries(fn),
+                     limits(fn))
 
 
 def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:
@@ -55,3 +56,18 @@ def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:
         if isinstance(r.type, TensorType) and any(isinstance(d, str) for d in r.type.dims)
     )
     return tuple(shapes)
+
+
+def limits(fn: func.FuncOp) -> tuple[tuple[str, Dim], ...]:
+    """What keeps each slice with symbolic bounds inside its tensor: start >= 0 and
+    size - stop >= 0 (stop - start > 0 is its result's dim, checked like any other)."""
+    found: list[tuple[str, Dim]] = []
+    for op in fn.walk():
+        if not isinstance(op, SliceOp):
+            continue
+        t = op.input.type
+        assert isinstance(t, TensorType)
+        for axis, (start, stop) in enumerate(op.bounds):
+            what = f"slice {start}:{stop} of axis {axis} of {t}"
+            found += [(what, d) for d in (start, dims.sub(t.dims[axis], stop)) if not isinstance(d, int)]
+    return tuple(found)
