@@ -602,6 +602,9 @@ class ContractionOp(TdslOp, ABC):
         result = TensorType(shape, ACCUMULATOR.get(a.element_type, a.element_type))
         if bias and not broadcasts_into(bias[0].dims, shape):
             raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{', '.join(map(str, shape))}]")
+        if bias and bias[0].element_type != result.element_type:
+            why = f": {a.dtype} operands accumulate in {result.dtype}" if result.element_type != a.element_type else ""
+            raise ShapeError(f"bias {bias[0]} must have the product's element type {result.dtype}{why}")
         act = attributes.get("act")
         if isinstance(act, StringAttr) and act.data in UNARY_OPS:
             check_defined_on(act.data, UNARY_OPS[act.data].ON_INTEGERS, result)

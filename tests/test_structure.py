@@ -159,3 +159,12 @@ def test_located_errors(body: str, line: int, col: int, message: str) -> None:
 def test_declaration_errors(source: str, message: str) -> None:
     with pytest.raises(CompileError, match=message.replace("+", r"\+").replace("*", r"\*")):
         irgen(parse(source, "k.tdsl"))
+
+
+def test_views_bounds_checked() -> None:
+    """check_bounds guards the accesses through views (reshape, batched products)."""
+    src = "kernel f(x: f32[T, 8], b: f32[2, 4, N]) -> f32[2, T, N] { return transpose(reshape(x, [T, 2, 4]), [1, 0, 2]) @ b }"
+    k = stoicc_py.compile(src, check_bounds=True).f
+    rng = np.random.default_rng(7)
+    x, b = rand(rng, 5, 8), rand(rng, 2, 4, 19)
+    assert_close(k(x, b), k.reference(x, b))
