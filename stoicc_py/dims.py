@@ -100,6 +100,15 @@ def is_symbol(dim: Dim) -> TypeGuard[str]:
     return isinstance(dim, str) and dim.isidentifier()
 
 
+def bind(dim: Dim, sizes: Mapping[str, int]) -> Dim:
+    """`dim` with the symbols in `sizes` replaced by their sizes (the others stay)."""
+    if isinstance(dim, int):
+        return dim
+    coeffs, const = affine(dim)
+    const += sum(c * sizes[n] for n, c in coeffs.items() if n in sizes)
+    return canonical({n: c for n, c in coeffs.items() if n not in sizes}, const)
+
+
 def evaluate(dim: Dim, sizes: Mapping[str, int]) -> int:
     """The value of `dim` with its symbols bound to `sizes` (KeyError if one is not)."""
     if isinstance(dim, int):
