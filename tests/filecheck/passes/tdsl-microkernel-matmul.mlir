@@ -34,3 +34,31 @@ func.func @matmul(%a: memref<?x5xf32>, %b: memref<5x20xf32>, %out: memref<?x20xf
   tdsl.matmul %a, %b into %out {tile = array<i64: 16, 16, 4>} : memref<?x5xf32>, memref<5x20xf32> into memref<?x20xf32>
   func.return
 }
+
+// A linear with a short static k (8 <= pack_k): its whole groups of 16 rows take the
+// outer-product kernel, per n-tile on a [k, 256] panel of w copied transposed (under
+// an `if` there are any), the rows left the dot-product kernel, so that a row takes
+// the same kernel whether a call is whole or split into row blocks.
+// CHECK-LABEL: func.func @short_k
+// CHECK:         %[[M:.*]] = memref.dim %x
+// CHECK:         %[[WHOLE:.*]] = arith.subi %[[M]], %{{.*}} : index
+// CHECK-NEXT:    %[[ANY:.*]] = arith.cmpi ugt, %[[WHOLE]], %{{.*}} : index
+// CHECK-NEXT:    scf.if %[[ANY]] {
+// CHECK-NEXT:      %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x256xf32>
+// CHECK:           scf.for %j0 =
+// CHECK:             scf.for %j = %j0 to
+// CHECK-NEXT:          %[[C:.*]] = arith.subi %j, %j0 : index
+// CHECK-NEXT:          scf.for %k =
+// CHECK-NEXT:            %[[W:.*]] = memref.load %w[%j, %k] : memref<?x8xf32>
+// CHECK-NEXT:            memref.store %[[W]], %[[PANEL]][%k, %[[C]]] : memref<8x256xf32>
+// CHECK:             vector.load %out[%i_1, %{{.*}}] : memref<?x?xf32>, vector<8xf32>
+// CHECK:             vector.load %[[PANEL]][%k_1, %{{.*}}] : memref<8x256xf32>, vector<8xf32>
+// CHECK-NOT:         vector.reduction
+// CHECK:           memref.dealloc %[[PANEL]] : memref<8x256xf32>
+// CHECK-NEXT:    }
+// CHECK:         scf.for %i_4 = %[[WHOLE]] to %[[M]]
+// CHECK:           vector.reduction
+func.func @short_k(%x: memref<?x8xf32>, %w: memref<?x8xf32>, %out: memref<?x?xf32>) {
+  tdsl.linear %x, %w into %out : memref<?x8xf32>, memref<?x8xf32> into memref<?x?xf32>
+  func.return
+}
