@@ -97,6 +97,7 @@ def _symbol_doc(abi: KernelABI, symbol: str) -> str:
 def _declaration(abi: KernelABI) -> str:
     doc = [line for p in abi.params for line in _param_doc(p)]
     doc += [f" *   out {r}" for r in abi.results] + [_symbol_doc(abi, s) for s in abi.symbols]
+    doc += [f" *   requires {dim} >= 0: {what}" for what, dim in abi.limits]  # unchecked in C
     doc += BOUNDS_DOC if abi.check_bounds else []
     return "\n".join([f"/* {abi.name}", *doc, " */", _prototype(abi)])
 
