@@ -136,6 +136,8 @@ def analyse(op: ContractionOp) -> Product:
         )
     if not all(isinstance(d, int) for d in (*lhs.dims, *rhs.dims)):
         raise op_error(op, "accel programs need static shapes: bind every size symbol (--dim M=...)")
+    if lhs.rank != 2 or rhs.rank != 2:
+        raise op_error(op, f"the accel target multiplies rank-2 matrices, got {lhs} and {rhs}")
     (m, k), (n, _) = lhs.dims, rhs.dims
     # The weights first: a weight the accelerator cannot read also stops tdsl-fuse-dequant
     # from folding quantized activations into the product, which would look like bad activations.

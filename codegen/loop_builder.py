@@ -12,12 +12,13 @@ sizes that these helpers create freely.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from xdsl.builder import Builder
-from xdsl.dialects import arith, memref, scf, vector
+from xdsl.dialects import arith, func, memref, scf, vector
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     AnyFloat,
     DenseIntOrFPElementsAttr,
     FloatAttr,
@@ -25,6 +26,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     MemRefType,
+    StringAttr,
     VectorType,
     f32,
     i32,
@@ -34,7 +36,9 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.hints import isa
 
+from stoicc_py import dims
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.tdsl import Dim
 
 FAST = arith.FastMathFlagsAttr("fast")
 """Lets LLVM reassociate float reductions, which is what vectorises them."""
@@ -50,6 +54,17 @@ def compute_type(element: Attribute) -> Attribute:
 def _element(buf: SSAValue) -> Attribute:
     assert isinstance(buf.type, MemRefType), buf.type
     return buf.type.element_type
+
+
+def symbol_args(op: Operation) -> dict[str, SSAValue]:
+    """The size-symbol arguments (`tdsl.symbol`) of the bufferized kernel around `op`."""
+    fn: Operation | None = op
+    while fn is not None and not isinstance(fn, func.FuncOp):
+        fn = fn.parent_op()
+    assert fn is not None, "an op outside a kernel"
+    attrs = fn.arg_attrs.data if fn.arg_attrs else ()
+    return {a.data["tdsl.symbol"].data: arg for arg, a in zip(fn.args, attrs)  # type: ignore[attr-defined]
+            if isinstance(a.data.get("tdsl.symbol"), StringAttr)}  # fmt: skip
 
 
 class LoopBuilder:
@@ -100,6 +115,33 @@ class LoopBuilder:
     def sizes(self, buf: SSAValue) -> list[SSAValue]:
         assert isinstance(buf.type, MemRefType)
         return [self.size(buf, i) for i in range(buf.type.get_num_dims())]
+
+    def dim(self, d: Dim, sizes: Mapping[str, SSAValue]) -> SSAValue:
+        """The index value of a dim (a size, a symbol, or an expression such as P+T)
+        from the index values of the symbols."""
+        if isinstance(d, str) and dims.is_symbol(d):
+            return sizes[d]
+        coeffs, const = dims.affine(d)
+        value = self.index(const)
+        for name, coeff in coeffs.items():
+            term = sizes[name] if coeff == 1 else self.mul(sizes[name], self.index(coeff))
+            value = self.add(value, term)
+        return value
+
+    def view(self, source: SSAValue, offset: SSAValue, sizes: Sequence[SSAValue], shape: Sequence[int]) -> SSAValue:
+        """A contiguous row-major view of `source`'s elements from `offset` on, of `sizes`
+        (`shape` holds the static ones, a negative size elsewhere): no copy. A view of a view views
+        the first one's source. lower-views later makes its accesses one-dimensional."""
+        cast = source.owner
+        if isinstance(cast, memref.ReinterpretCastOp):
+            source, offset = cast.source, self.add(cast.offsets[0], offset)
+        strides: list[SSAValue] = [self.index(1)]
+        for size in reversed(sizes[1:]):
+            strides.insert(0, self.mul(strides[0], size))
+        assert isinstance(source.type, MemRefType)
+        result = MemRefType(source.type.element_type, [d if d >= 0 else DYNAMIC_INDEX for d in shape])
+        mixed: list[SSAValue | int] = [size if static < 0 else static for size, static in zip(sizes, shape)]
+        return self.insert(memref.ReinterpretCastOp.from_dynamic(source, [offset], mixed, list(strides), result))
 
     def min(self, a: SSAValue, b: SSAValue) -> SSAValue:
         return self.insert(arith.MinUIOp(a, b))

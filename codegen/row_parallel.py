@@ -21,6 +21,7 @@ from enum import Enum, auto
 from xdsl.dialects import func
 from xdsl.ir import Attribute, Operation, SSAValue
 
+from stoicc_py import dims
 from stoicc_py.abi import Dim, RowSplit
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import ComposedLayoutAttr
@@ -50,7 +51,7 @@ def row_split(fn: func.FuncOp) -> RowSplit | None:
     """The RowSplit of a tensor-level kernel, or None if its rows are not independent."""
     outputs = fn.function_type.outputs.data
     symbol = outputs[0].dims[0] if outputs and isinstance(outputs[0], tdsl.TensorType) and outputs[0].rank else None
-    if not isinstance(symbol, str):
+    if not isinstance(symbol, str) or _has_dim_expression(fn):
         return None
     rows: dict[SSAValue, Rows] = {arg: _parameter(arg.type, symbol) for arg in fn.args}
     if Rows.MIXED in rows.values():
@@ -66,6 +67,13 @@ def row_split(fn: func.FuncOp) -> RowSplit | None:
             if rows[result] is Rows.LOCAL:
                 work.append(_row_work(op, result))
     return None
+
+
+def _has_dim_expression(fn: func.FuncOp) -> bool:
+    """Whether a value has a dim like P+T (not analysed: such kernels run whole)."""
+    types = [*fn.function_type.inputs, *(r.type for op in fn.walk() for r in op.results)]
+    return any(isinstance(t, tdsl.TensorType) and any(not dims.is_symbol(d) for d in t.dims if isinstance(d, str))
+               for t in types)  # fmt: skip
 
 
 def _parameter(t: Attribute, symbol: str) -> Rows:
@@ -119,6 +127,8 @@ def _elementwise(op: tdsl.ElementwiseBinaryOp | tdsl.WhereOp, operands: Sequence
 def _contraction(op: tdsl.ContractionOp, operands: Sequence[Rows]) -> Rows:
     """Rows of lhs give rows of the product; rows of rhs are summed over or become columns."""
     lhs, rhs, *bias = operands
+    if _rank(op.lhs) != 2 or _rank(op.rhs) != 2:
+        return Rows.MIXED  # a batched product: its batch dims are not the rows of a matrix
     bias_ok = not bias or bias[0] is Rows.FREE or (op.bias is not None and _rank(op.bias) == 2)
     return Rows.LOCAL if lhs is Rows.LOCAL and rhs is Rows.FREE and bias_ok else Rows.MIXED
 

@@ -45,12 +45,14 @@ from xdsl.irdl import (
     opt_operand_def,
     opt_result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import EffectInstance, MemoryEffect, MemoryEffectKind, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py import dims
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantLayoutAttr, StorageAttr
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "bf16": bf16, "f16": f16, "i8": i8, "i32": i32, "bool": i1}
@@ -126,7 +128,10 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         def parse_dim() -> Attribute:
             size = parser.parse_optional_integer(allow_boolean=False, allow_negative=False)
-            return IntAttr(size) if size is not None else StringAttr(parser.parse_identifier())
+            if size is not None:
+                return IntAttr(size)
+            expression = parser.parse_optional_str_literal()  # a dim expression, quoted
+            return StringAttr(expression if expression is not None else parser.parse_identifier())
 
         with parser.in_angle_brackets():
             dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parse_dim)
@@ -136,12 +141,17 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
         return (ArrayAttr(dims), element_type, layout)
 
     def print_parameters(self, printer: Printer) -> None:
-        printer.print_string(f"<[{', '.join(map(str, self.dims))}], ")
+        printer.print_string(f"<[{', '.join(map(_dim_text, self.dims))}], ")
         printer.print_attribute(self.element_type)
         if self.layout != DENSE:
             printer.print_string(", ")
             printer.print_attribute(self.layout)
         printer.print_string(">")
+
+
+def _dim_text(d: Dim) -> str:
+    """A dim in the IR's text: a size or symbol as it is, a dim expression quoted."""
+    return f'"{d}"' if isinstance(d, str) and not dims.is_symbol(d) else str(d)
 
 
 def broadcast(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...]:
@@ -368,16 +378,134 @@ BINARY_OPS: dict[str, type[ElementwiseBinaryOp]] = {"+": AddOp, "-": SubOp, "*":
 
 @irdl_op_definition
 class TransposeOp(OneInputOp):
-    """Swap the two dims of a rank-2 tensor."""
+    """Swap the last two dims (rank >= 2), or with `perm` permute them all: result
+    dim i is input dim perm[i]."""
 
     name = "tdsl.transpose"
+
+    perm = opt_attr_def(DenseArrayBase)
+
+    @property
+    def permutation(self) -> tuple[int, ...]:
+        """perm, or the swap of the last two axes."""
+        if self.perm is not None:
+            return tuple(self.perm.get_values())
+        t = self.input.type
+        rank = len(t.get_shape()) if isinstance(t, MemRefType) else _value_type(self.input).rank
+        return (*range(rank - 2), rank - 1, rank - 2)
 
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         (a,) = operand_types
-        if a.rank != 2:
-            raise ShapeError(f"transpose expects a rank-2 tensor, got {a}")
-        return a.with_dims(a.dims[::-1])
+        perm = attributes.get("perm")
+        if perm is None:
+            if a.rank < 2:
+                raise ShapeError(f"transpose expects a tensor of rank 2 or more, got {a}")
+            return a.with_dims((*a.dims[:-2], a.dims[-1], a.dims[-2]))
+        order = tuple(perm.get_values()) if isinstance(perm, DenseArrayBase) else ()
+        if sorted(order) != list(range(a.rank)):
+            raise ShapeError(f"transpose's permutation {list(order)} is not a permutation of the {a.rank} axes of {a}")
+        return a.with_dims([a.dims[i] for i in order])
+
+
+def dims_attr(values: Sequence[Dim]) -> ArrayAttr[IntAttr | StringAttr]:
+    return ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in values)
+
+
+def _dims_of(attr: Attribute | None, what: str) -> tuple[Dim, ...]:
+    if not isinstance(attr, ArrayAttr) or not all(isinstance(d, IntAttr | StringAttr) for d in attr.data):
+        raise ShapeError(f"missing '{what}' attribute (an array of sizes and dim expressions)")
+    return tuple(d.data for d in attr.data)
+
+
+@irdl_op_definition
+class ReshapeOp(OneInputOp):
+    """The same elements, row-major, in the shape `shape` (same element count)."""
+
+    name = "tdsl.reshape"
+
+    shape = opt_attr_def(ArrayAttr[IntAttr | StringAttr])
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        shape = _dims_of(attributes.get("shape"), "shape")
+        if any(isinstance(d, int) and d <= 0 for d in shape):
+            raise ShapeError(f"reshape's sizes must be positive, got {list(shape)}")
+        if dims.product(shape) != dims.product(a.dims):
+            raise ShapeError(
+                f"reshape cannot change the number of elements: {a} has {dims.format_count(dims.product(a.dims))}, "
+                f"[{', '.join(map(str, shape))}] has {dims.format_count(dims.product(shape))}"
+            )
+        return a.with_dims(shape)
+
+
+@irdl_op_definition
+class SliceOp(OneInputOp):
+    """`input[starts[0]:stops[0], ...]`: one start and stop per axis (dims, possibly
+    expressions); the result dim is stop - start."""
+
+    name = "tdsl.slice"
+
+    starts = opt_attr_def(ArrayAttr[IntAttr | StringAttr])
+    stops = opt_attr_def(ArrayAttr[IntAttr | StringAttr])
+
+    @property
+    def bounds(self) -> list[tuple[Dim, Dim]]:
+        return list(zip(_dims_of(self.starts, "starts"), _dims_of(self.stops, "stops")))
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        (a,) = operand_types
+        starts, stops = _dims_of(attributes.get("starts"), "starts"), _dims_of(attributes.get("stops"), "stops")
+        if len(starts) != a.rank or len(stops) != a.rank:
+            raise ShapeError(f"slice needs a start and a stop for each of the {a.rank} axes of {a}")
+        out: list[Dim] = []
+        for axis, (start, stop, size) in enumerate(zip(starts, stops, a.dims)):
+            length, room = dims.sub(stop, start), dims.sub(size, stop)
+            if (isinstance(start, int) and start < 0) or (isinstance(room, int) and room < 0):
+                raise ShapeError(f"slice {start}:{stop} is out of range for axis {axis} of {a} (size {size})")
+            if isinstance(length, int) and length <= 0:
+                raise ShapeError(f"slice {start}:{stop} of axis {axis} is empty")
+            out.append(length)
+        return a.with_dims(out)
+
+
+@irdl_op_definition
+class ConcatOp(TdslOp):
+    """The inputs joined along `axis`; their other dims must be equal."""
+
+    name = "tdsl.concat"
+
+    inputs = var_operand_def(_TensorOrMemref)
+    out = opt_operand_def(MemRefType)
+    result = opt_result_def(TensorType)
+    axis = opt_attr_def(IntegerAttr)
+    traits = traits_def(DestinationEffects())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$inputs (`into` $out^)? attr-dict `:` type($inputs) (`into` type($out)^)? (`->` type($result)^)?"
+    )
+
+    @property
+    def axis_index(self) -> int:
+        assert self.axis is not None
+        return self.axis.value.data
+
+    @classmethod
+    def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
+        if len(operand_types) < 2:
+            raise ShapeError("concat joins two or more tensors")
+        first = operand_types[0]
+        axis = AxisOp.checked_axis(first, attributes)
+        for t in operand_types[1:]:
+            if t.element_type != first.element_type or t.rank != first.rank:
+                raise ShapeError(f"concat's operands must have one element type and rank: {first} and {t}")
+            for i, (x, y) in enumerate(zip(first.dims, t.dims)):
+                if i != axis and x != y:
+                    raise ShapeError(f"concat along axis {axis}: dimension {i} differs, {x} in {first} and {y} in {t}")
+        joined = dims.total(t.dims[axis] for t in operand_types)
+        return first.with_dims((*first.dims[:axis], joined, *first.dims[axis + 1 :]))
 
 
 class AxisOp(OneInputOp, ABC):
@@ -460,6 +588,9 @@ ACTIVATIONS = ("relu", "gelu", "silu", "sigmoid", "tanh")
 class ContractionOp(TdslOp, ABC):
     """A matrix product with a fused epilogue: `act(lhs x rhs + bias)`.
 
+    Operands of rank >= 2: the last two dims multiply as matrices, the leading (batch)
+    dims broadcast as in numpy; linear's weight is rank 2.
+
     Operands of one element type; i8 operands give an i32 product (exact integer
     accumulation, see ACCUMULATOR), which a bias must match.
 
@@ -502,16 +633,18 @@ class ContractionOp(TdslOp, ABC):
     @classmethod
     def infer(cls, operand_types: Sequence[TensorType], attributes: dict[str, Attribute]) -> TensorType:
         a, b, *bias = operand_types
-        if a.rank != 2 or b.rank != 2:
-            raise ShapeError(f"{cls.name.removeprefix('tdsl.')} expects rank-2 operands, got {a} and {b}")
+        name = cls.name.removeprefix("tdsl.")
+        if a.rank < 2 or b.rank < 2:
+            raise ShapeError(f"{name} expects operands of rank 2 or more, got {a} and {b}")
         if a.element_type != b.element_type:
             raise ShapeError(f"operands have different element types: {a} and {b}")
-        (m, k), (kb, n) = a.dims, (b.dims[::-1] if cls.RHS_TRANSPOSED else b.dims)
+        (m, k), (kb, n) = a.dims[-2:], (b.dims[-2:][::-1] if cls.RHS_TRANSPOSED else b.dims[-2:])
         if k != kb:
             raise ShapeError(f"reduction dimensions differ: {k} in {a} and {kb} in {b}")
-        result = TensorType((m, n), ACCUMULATOR.get(a.element_type, a.element_type))
-        if bias and not broadcasts_into(bias[0].dims, (m, n)):
-            raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{m}, {n}]")
+        shape = (*broadcast(a.dims[:-2], b.dims[:-2]), m, n)
+        result = TensorType(shape, ACCUMULATOR.get(a.element_type, a.element_type))
+        if bias and not broadcasts_into(bias[0].dims, shape):
+            raise ShapeError(f"bias {bias[0]} does not broadcast to the product's shape [{', '.join(map(str, shape))}]")
         if bias and bias[0].element_type != result.element_type:
             why = f": {a.dtype} operands accumulate in {result.dtype}" if result.element_type != a.element_type else ""
             raise ShapeError(f"bias {bias[0]} must have the product's element type {result.dtype}{why}")
@@ -538,7 +671,8 @@ class MatmulOp(ContractionOp):
 
 @irdl_op_definition
 class LinearOp(ContractionOp):
-    """`x @ transpose(w) + bias` with w [n, k] as stored by a linear layer."""
+    """`x @ transpose(w) + bias` with w [n, k] as stored by a linear layer (the language's
+    linear takes a rank-2 w; a batched w [..., n, k] comes of folding a transpose)."""
 
     name = "tdsl.linear"
     RHS_TRANSPOSED: ClassVar[bool] = True
@@ -769,7 +903,7 @@ Tdsl = Dialect(
     [
         AddOp, SubOp, MulOp, DivOp,
         ReluOp, GeluOp, SiluOp, SigmoidOp, TanhOp, ExpOp, NegOp, AbsOp, SqrtOp, RsqrtOp,
-        TransposeOp, SumOp, MaxOp, MeanOp, SoftmaxOp,
+        TransposeOp, ReshapeOp, SliceOp, ConcatOp, SumOp, MaxOp, MeanOp, SoftmaxOp,
         LtOp, LeOp, GtOp, GeOp, EqOp, NeOp, WhereOp, IotaOp, DimOp, MatmulOp, LinearOp, ConstantOp, QuantizeOp,
         DequantizeOp, CastOp,
     ],

@@ -3,7 +3,8 @@
 For `--check-bounds` / `compile(..., check_bounds=True)`. Runs on the loop nests
 (after the LOOPS stage), before memrefs become pointers. Each `memref.load/store`
 and `vector.load/store` on a kernel's buffer argument or allocation runs only if
-every index is inside its axis (a vector's lanes too); otherwise it is skipped (a
+every index is inside its axis (a vector's lanes too; an access through a flat view
+of lower-views, if its position is inside the viewed buffer); otherwise it is skipped (a
 load yields zeros) and the kernel records which buffer it missed in a status
 buffer, so that the generated code never touches memory outside its buffers and
 the caller can raise an error that names the kernel and the buffer. An access the
@@ -96,9 +97,14 @@ def _buffer(op: Access) -> SSAValue:
     return op.base if isinstance(op, vector.LoadOp | vector.StoreOp) else op.memref
 
 
+def _viewed(ref: SSAValue) -> SSAValue:
+    """The buffer whose memory `ref` is: itself, or a flat view's source (lower-views)."""
+    return ref.owner.source if isinstance(ref.owner, memref.ReinterpretCastOp) else ref
+
+
 def _buffer_code(fn: func.FuncOp, op: Access) -> int:
     """status[0] for a miss on the buffer of `op`: a kernel argument's position, or TEMPORARY."""
-    ref = _buffer(op)
+    ref = _viewed(_buffer(op))
     if isinstance(ref, BlockArgument) and ref.block is fn.body.block:
         return ref.index + 1
     if isinstance(ref.owner, memref.AllocOp):
@@ -118,20 +124,48 @@ def _checked_axes(op: Access) -> list[tuple[SSAValue, int, int]]:
     return [(index, axis, n) for axis, (index, n) in enumerate(zip(indices, lanes))]
 
 
+def _flat_extent(view: memref.ReinterpretCastOp) -> tuple[list[Operation], SSAValue]:
+    """Ops computing the element count of a flat view's source (lower-views): its accesses
+    are checked at their position in the source (offset + index), against all of it."""
+    source = view.source
+    assert isinstance(source.type, MemRefType)
+    ops: list[Operation] = [_constant(1)]
+    total = ops[0].results[0]
+    for axis in range(source.type.get_num_dims()):
+        axis_op = _constant(axis)
+        size = memref.DimOp(source, axis_op)
+        product = arith.MuliOp(total, size.result)
+        ops += [axis_op, size, product]
+        total = product.result
+    return ops, total
+
+
 def _in_bounds(op: Access, ref: SSAValue) -> tuple[list[Operation], SSAValue]:
-    """Ops computing whether every index of `op` (and its lanes) lies inside `ref`."""
+    """Ops computing whether every index of `op` (and its lanes) lies inside `ref` (for a
+    flat view, inside its source)."""
     ops: list[Operation] = [arith.ConstantOp(IntegerAttr(1, i1))]  # a rank-0 buffer: nothing to check
     ok = ops[0].results[0]
+    view = ref.owner if isinstance(ref.owner, memref.ReinterpretCastOp) else None
     for index, axis, lanes in _checked_axes(op):
         axis_op, width = _constant(axis), _constant(lanes)
-        size = memref.DimOp(ref, axis_op)
+        ops += [axis_op, width]
+        if view is not None:
+            extent_ops, size = _flat_extent(view)
+            position = arith.AddiOp(view.offsets[0], index)
+            ops += [*extent_ops, position]
+            index = position.result
+        else:
+            dim = memref.DimOp(ref, axis_op)
+            dim.result.name_hint = "size"
+            ops.append(dim)
+            size = dim.result
         end = arith.AddiOp(index, width)
         # Unsigned: a negative index is a huge one. Both: index + lanes may wrap around.
         first, last = arith.CmpiOp(index, size, "ult"), arith.CmpiOp(end, size, "ule")
         both = arith.AndIOp(first, last)
         total = arith.AndIOp(ok, both)
-        size.result.name_hint, total.result.name_hint = "size", "in_bounds"
-        ops += [axis_op, width, size, end, first, last, both, total]
+        total.result.name_hint = "in_bounds"
+        ops += [end, first, last, both, total]
         ok = total.result
     return ops, ok
 

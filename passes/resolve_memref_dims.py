@@ -9,29 +9,36 @@ computations and before functions lose their memref arguments.
 
 from dataclasses import dataclass
 
+from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import ArrayAttr, IndexType, IntAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
-from xdsl.ir import BlockArgument, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.rewriter import InsertPoint
+
+from stoicc_py import dims
+from stoicc_py.codegen.loop_builder import LoopBuilder, symbol_args
 
 
-def _arg_size(arg: BlockArgument, axis: int) -> int | SSAValue | None:
+def _arg_size(arg: BlockArgument, axis: int, at: Operation) -> int | SSAValue | None:
+    """The size of an argument's axis: static, a symbol argument, or an expression of
+    them (computed before `at`)."""
     fn = arg.block.parent_op()
     if not isinstance(fn, func.FuncOp) or fn.arg_attrs is None:
         return None
-    dims = fn.arg_attrs.data[arg.index].data.get("tdsl.dims")
-    if not isinstance(dims, ArrayAttr):
+    shape = fn.arg_attrs.data[arg.index].data.get("tdsl.dims")
+    if not isinstance(shape, ArrayAttr):
         return None
-    dim = dims.data[axis]
+    dim = shape.data[axis]
     if isinstance(dim, IntAttr):
         return dim.data if dim.data >= 0 else None  # a length that the packed data decides
     assert isinstance(dim, StringAttr)
-    for other, attrs in zip(fn.args, fn.arg_attrs.data):
-        if attrs.data.get("tdsl.symbol") == dim:
-            return other
-    return None
+    symbols = symbol_args(fn)
+    if any(s not in symbols for s in dims.symbols(dim.data)):
+        return None
+    return LoopBuilder(Builder(InsertPoint.before(at))).dim(dim.data, symbols)
 
 
 def _alloc_size(alloc: memref.AllocOp, axis: int) -> int | SSAValue:
@@ -54,7 +61,7 @@ class ResolveDim(RewritePattern):
         static = source.type.get_shape()[axis]
         size: int | SSAValue | None = static if static >= 0 else None
         if size is None and isinstance(source, BlockArgument):
-            size = _arg_size(source, axis)
+            size = _arg_size(source, axis, op)
         elif size is None and isinstance(source.owner, memref.AllocOp):
             size = _alloc_size(source.owner, axis)
         if size is None:

@@ -33,12 +33,15 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.hints import isa
 
+from stoicc_py import dims
+from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import (
     HALF_FLOATS,
     CastOp,
+    ConcatOp,
     ConstantOp,
     ContractionOp,
     DequantizeOp,
@@ -47,6 +50,8 @@ from stoicc_py.dialects.tdsl import (
     IotaOp,
     LinearOp,
     QuantizeOp,
+    ReshapeOp,
+    SliceOp,
     TdslOp,
     TensorType,
     TransposeOp,
@@ -70,12 +75,12 @@ def dims_attr(dims: Sequence[int | str]) -> ArrayAttr[Attribute]:
 
 
 def kernel_symbols(fn: func.FuncOp) -> list[str]:
-    """Size symbols in order of first appearance in the parameters, then the derived
-    symbols of packed buffers' dims (metadata-layout): the ABI's order."""
+    """Size symbols in order of first appearance in the parameters (as a plain dim, which
+    binds it), then the derived symbols of packed buffers' dims (metadata-layout): the ABI's order."""
     seen: dict[str, None] = {}
     for t in fn.function_type.inputs:
         assert isinstance(t, TensorType)
-        seen.update((d, None) for d in t.dims if isinstance(d, str))
+        seen.update((d, None) for d in t.dims if isinstance(d, str) and dims.is_symbol(d))
     return [*seen, *derived_symbols(fn)]
 
 
@@ -109,7 +114,9 @@ def _integer_unsupported(op: TdslOp) -> str | None:
     iota and sizes."""
     operands = [t for t in (o.type for o in op.tensor_operands()) if isinstance(t, TensorType)]
     integers = [t for t in (*operands, *op.result_types) if isinstance(t, TensorType) and t.is_integer]
-    if not integers or isinstance(op, UnaryOp | ElementwiseBinaryOp | TransposeOp | WhereOp | IotaOp | DimOp | CastOp):
+    if not integers or isinstance(
+        op, UnaryOp | ElementwiseBinaryOp | TransposeOp | WhereOp | IotaOp | DimOp | CastOp | ReshapeOp | SliceOp | ConcatOp
+    ):
         return None
     if not isinstance(op, ContractionOp):
         return (
@@ -191,7 +198,8 @@ class _FuncBufferizer:
 
     def alloc(self, t: TensorType, name: str | None) -> SSAValue:
         """An aligned buffer for a value of type `t`, freed before returning."""
-        dynamic = [self.sizes[d] for d in t.dims if isinstance(d, str)]
+        sizes = LoopBuilder(self.builder)
+        dynamic = [sizes.dim(d, self.sizes) for d in t.dims if isinstance(d, str)]
         alloc = self.builder.insert(memref.AllocOp.get(t.element_type, BUFFER_ALIGNMENT, memref_type(t).shape, dynamic))
         alloc.memref.name_hint = name
         self.allocs.append(alloc.memref)
@@ -247,10 +255,20 @@ class _FuncBufferizer:
         new.location = op.location
         self.builder.insert(new)
 
+    def reshape(self, op: ReshapeOp) -> SSAValue:
+        """A reshape is a view of its input's buffer (row-major, contiguous): no copy."""
+        assert op.result is not None
+        t = op.result.type
+        b = LoopBuilder(self.builder)
+        sizes = [b.dim(d, self.sizes) for d in t.dims]
+        return b.view(self.values[op.input], b.index(0), sizes, memref_type(t).get_shape())
+
     def run(self) -> func.FuncOp:
         for op in self.fn.body.block.ops:
             if isinstance(op, ConstantOp):
                 self.values[op.results[0]] = self.constant(op)
+            elif isinstance(op, ReshapeOp):
+                self.values[op.results[0]] = self.reshape(op)
             elif isinstance(op, TdslOp):
                 self.values[op.results[0]] = self.op(op)
             elif op is not self.ret:

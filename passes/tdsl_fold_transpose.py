@@ -24,6 +24,9 @@ class FoldTransposedRhs(RewritePattern):
         producer = op.rhs.owner
         if op.is_bufferized or not isinstance(producer, TransposeOp) or producer.result is None:
             return
+        rank = len(producer.permutation)
+        if producer.permutation != (*range(rank - 2), rank - 1, rank - 2):
+            return  # a permutation of other axes than the last two
         assert op.result is not None
         folded = _SWAPPED[type(op)](op.lhs, producer.input, op.bias, op.result.type, dict(op.attributes))
         folded.location = op.location

@@ -1,7 +1,8 @@
 """tdsl-infer-shapes: specialise size symbols and re-derive every result type.
 
 `tdsl-infer-shapes{bind="M=16"}` turns the symbol M into the static size 16 in the
-kernel's parameter types (a kernel specialised for one batch size gets static loop
+kernel's parameter types (and in dim expressions, M+T becoming T+16, and the dims
+that reshape and slices name) (a kernel specialised for one batch size gets static loop
 bounds); every tdsl result type is then re-inferred from its operands in program
 order, with the op's own `infer`, and the signature follows what is returned.
 Without `bind` it re-checks a module whose types a rewrite may have left stale.
@@ -11,18 +12,28 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
+from stoicc_py import dims
 from stoicc_py.diagnostics import op_error
-from stoicc_py.dialects.tdsl import Dim, IotaOp, TdslOp, TensorType
+from stoicc_py.dialects.tdsl import IotaOp, ReshapeOp, SliceOp, TdslOp, TensorType, dims_attr
 
 
 def _bound(t: TensorType, sizes: dict[str, int]) -> TensorType:
-    dims: list[Dim] = [sizes.get(d, d) if isinstance(d, str) else d for d in t.dims]
-    return TensorType(dims, t.element_type, t.layout)
+    return TensorType([dims.bind(d, sizes) for d in t.dims], t.element_type, t.layout)
+
+
+def _bind_attributes(op: TdslOp, sizes: dict[str, int]) -> None:
+    """Bind the symbols in the dims an op names (reshape's and iota's shape, a slice's bounds)."""
+    if not isinstance(op, ReshapeOp | SliceOp | IotaOp):
+        return
+    for name in ("shape", "starts", "stops"):
+        attr = op.attributes.get(name)
+        if isinstance(attr, ArrayAttr):
+            op.attributes[name] = dims_attr([dims.bind(d.data, sizes) for d in attr.data])
 
 
 @dataclass
@@ -37,8 +48,8 @@ class InferFunc(RewritePattern):
         for op in fn.walk():
             if not isinstance(op, TdslOp) or op.is_bufferized:
                 continue
-            if isinstance(op, IotaOp) and op.shape is not None:  # its shape is an attribute, not an operand
-                op.shape = _bound(TensorType([d.data for d in op.shape.data]), self.sizes).shape
+            if self.sizes:
+                _bind_attributes(op, self.sizes)
             try:
                 expected = op.infer([o.type for o in op.tensor_operands()], op.attributes)  # type: ignore[misc]
             except VerifyException as err:

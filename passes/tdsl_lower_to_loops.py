@@ -26,7 +26,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen import quant_loops, sparse_loops
-from stoicc_py.codegen.loop_builder import LoopBuilder, binary, convert, unary
+from stoicc_py.codegen.loop_builder import LoopBuilder, binary, convert, symbol_args, unary
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
@@ -85,10 +85,45 @@ class LowerCast(RewritePattern):
 
 @dataclass
 class LowerTranspose(RewritePattern):
+    """out[ivs] = input[idx] with idx[perm[i]] = ivs[i]."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.TransposeOp, rewriter: PatternRewriter, /):
+        out, perm = _bufferized(op), op.permutation
+        inverse = [perm.index(axis) for axis in range(len(perm))]
+        _replace_by_nest(op, out, lambda b, ivs: b.store(b.load(op.input, [ivs[i] for i in inverse]), out, ivs), rewriter)
+
+
+@dataclass
+class LowerSlice(RewritePattern):
+    """out[ivs] = input[ivs + starts], the starts computed from the size symbols."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.SliceOp, rewriter: PatternRewriter, /):
         out = _bufferized(op)
-        _replace_by_nest(op, out, lambda b, ivs: b.store(b.load(op.input, ivs[::-1]), out, ivs), rewriter)
+        symbols = symbol_args(op)
+        starts = [before(op).dim(start, symbols) for start, _ in op.bounds]
+        _replace_by_nest(op, out, lambda b, ivs: b.store(b.load(op.input, list(map(b.add, ivs, starts))), out, ivs),
+                         rewriter)  # fmt: skip
+
+
+@dataclass
+class LowerConcat(RewritePattern):
+    """Each input copied into the output at the running offset along the axis."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.ConcatOp, rewriter: PatternRewriter, /):
+        out, axis = _bufferized(op), op.axis_index
+        b = before(op)
+        offset = b.index(0)
+        for x in op.inputs:
+
+            def copy(b: LoopBuilder, ivs: list[SSAValue], x: SSAValue = x, offset: SSAValue = offset) -> None:
+                b.store(b.load(x, ivs), out, [*ivs[:axis], b.add(ivs[axis], offset), *ivs[axis + 1 :]])
+
+            b.nest(b.sizes(x), copy)
+            offset = b.add(offset, b.size(x, axis))
+        rewriter.erase(op)
 
 
 @dataclass
@@ -496,6 +531,8 @@ class LowerToLoops(ModulePass):
                     LowerElementwise(),
                     LowerCast(),
                     LowerTranspose(),
+                    LowerSlice(),
+                    LowerConcat(),
                     LowerReduce(),
                     LowerWhere(),
                     LowerIota(),

@@ -18,15 +18,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, vector
+from xdsl.dialects import arith, memref, scf, vector
 from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32
-from xdsl.ir import SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type
 from stoicc_py.dialects import tdsl
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -223,32 +231,196 @@ def ragged(k_size: int | None, granule: int) -> bool:
 
 
 @dataclass
+class AxpyKernel:
+    """out[i:i+rows, j:j+cols*width] += a[i:i+rows, k0:k1] @ b[k0:k1, j:j+cols*width] for
+    a b stored [k, n]: rows*cols vector accumulators held across k, each step one vector
+    load of b per column block and one broadcast element of a per row (an outer
+    product), so no reduction. Columns of b in units of whole vectors; column c of b is
+    column `first` + c of out (0 for matmul's b, the n-tile of a packed panel)."""
+
+    a: SSAValue
+    b: SSAValue
+    out: SSAValue
+    first: SSAValue | None = None
+
+    def out_column(self, b: LoopBuilder, c: SSAValue) -> SSAValue:
+        return c if self.first is None else b.add(c, self.first)
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue, k0: SSAValue, k1: SSAValue) -> None:
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        j = b.mul(jv, b.index(shape.width))
+        cols = [b.add(j, b.index(c * shape.width)) for c in range(shape.cols)]
+        outs = [self.out_column(b, c) for c in cols]
+        acc = [b.insert(vector.LoadOp(self.out, [r, c], shape.vec)) for r in rows for c in outs]
+
+        def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            bs = [inner.insert(vector.LoadOp(self.b, [k, c], shape.vec)) for c in cols]
+            xs = [inner.insert(vector.BroadcastOp(inner.load(self.a, [r, k]), shape.vec)) for r in rows]
+            return dense_fma(inner, shape, xs, lambda c: bs[c], acc)
+
+        sums = b.loop(k0, k1, b.index(1), k_step, acc, name="k")
+        for s, (r, c) in enumerate((r, c) for r in rows for c in outs):
+            b.b.insert(vector.StoreOp(sums[s], self.out, [r, c]))
+
+    def scalar_columns(self, b: LoopBuilder, m: SSAValue, cols: tuple[SSAValue, SSAValue], k0: SSAValue,
+                       k1: SSAValue) -> None:  # fmt: skip
+        """b's columns cols[0]..cols[1] (past the last whole vector), one dot product each."""
+
+        def dot(b: LoopBuilder, i: SSAValue, c: SSAValue) -> None:
+            def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                return [inner.mul_add(acc[0], inner.load(self.a, [i, k]), inner.load(self.b, [k, c]))]
+
+            j = self.out_column(b, c)
+            (total,) = b.loop(k0, k1, b.index(1), step, [b.load(self.out, [i, j])], name="k")
+            b.store(total, self.out, [i, j])
+
+        TileNest(b, self.out, b.index(0), m, *cols).each(dot)
+
+
+def axpy_panel(b: LoopBuilder, shape: Shape, kernel: AxpyKernel, m: SSAValue, cols: tuple[SSAValue, SSAValue],
+               k_size: SSAValue, tk: int) -> None:  # fmt: skip
+    """kernel's register blocks over rows 0..m and b's columns cols[0]..cols[1] (cols[0]
+    a multiple of the vector width), k-tiles of tk; the output already holds the sums so far."""
+    lo, hi = cols
+    end = floor_to(b, lo, hi, shape.width)  # where the whole vectors end
+    width = b.index(shape.width)
+
+    def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
+        k1 = span(b, k0, tk, k_size)
+        vectors = (b.div(lo, width), b.div(end, width))
+        register_blocks(b, shape, (b.index(0), m), vectors, lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
+        kernel.scalar_columns(b, m, (end, hi), k0, k1)
+
+    for_(b, b.index(0), k_size, tk, k_tile, "k0")
+
+
+def axpy_tile(shape: Shape, tn: int) -> int:
+    """An n-tile of whole column blocks."""
+    return max(shape.width * shape.cols, tn // (shape.width * shape.cols) * shape.width * shape.cols)
+
+
+def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
+    """Replace a bufferized dense f32 matmul by AxpyKernel's register blocks: n-tiles
+    (a panel of b of tk x tn stays in cache), k-tiles, row blocks, vector-column blocks;
+    1-row and 1-vector kernels at the ragged edges, scalar dot products for the last
+    columns when n is not a multiple of the vector width."""
+    out = op.out
+    assert out is not None
+    _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.MatmulOp]
+    tn = axpy_tile(shape, tn)
+    kernel = AxpyKernel(op.lhs, op.rhs, out)
+    b = before(op)
+    m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile.zero()
+        axpy_panel(b, shape, kernel, m, (j0, j1), k_size, tk)
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+
+
+def lower_packed_linear(op: tdsl.LinearOp, shape: Shape, k_size: int, m: SSAValue) -> None:
+    """Rows 0..m of a linear with a short static k as a matmul: per n-tile, the tile's
+    rows of w are copied transposed into a [k, tn] panel, which AxpyKernel reads (no
+    reductions)."""
+    out = op.out
+    assert out is not None
+    tn = axpy_tile(shape, TARGET_TILES["cpu"][tdsl.MatmulOp][1])
+    b = before(op)
+    panel = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, [k_size, tn]))
+    n, k = b.size(out, 1), b.index(k_size)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+
+        def pack_row(b: LoopBuilder, j: SSAValue) -> None:
+            column = b.insert(arith.SubiOp(j, j0))
+            for_(b, b.index(0), k, 1, lambda b, kk: b.store(b.load(op.rhs, [j, kk]), panel, [kk, column]), "k")
+
+        for_(b, j0, j1, 1, pack_row, "j")
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile.zero()
+        axpy_panel(b, shape, AxpyKernel(op.lhs, panel, out, j0), m, (b.index(0), b.insert(arith.SubiOp(j1, j0))),
+                   k, k_size)  # fmt: skip
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+    b.b.insert(memref.DeallocOp.get(panel))
+
+
+@dataclass
+class VectorizeMatmul(RewritePattern):
+    shape: Shape
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.MatmulOp, rewriter: PatternRewriter, /):
+        if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+            return
+        lower_matmul(op, self.shape)
+        rewriter.erase(op)
+
+
+PACK_ROWS = 16
+"""A short-k linear (Microkernel.pack_k) packs w for its whole groups of this many rows."""
+
+
+def _packed_rows(op: tdsl.LinearOp, shape: Shape, k_size: int) -> SSAValue:
+    """Lower the whole groups of PACK_ROWS rows of op the packed way (under `if` there are
+    any, the packing being no use otherwise); return where they end. A row takes the same
+    kernel whether a call is whole or split into row blocks (codegen/row_parallel.py),
+    so the results agree bit for bit."""
+    b = before(op)
+    m = b.size(op.lhs, 0)
+    whole = floor_to(b, b.index(0), m, PACK_ROWS)
+    copy = op.clone()
+    b.b.insert(scf.IfOp(b.insert(arith.CmpiOp(whole, b.index(0), "ugt")), [], Region(Block([copy, scf.YieldOp()]))))
+    lower_packed_linear(copy, shape, k_size, whole)
+    Rewriter.erase_op(copy)
+    return whole
+
+
+@dataclass
 class VectorizeLinear(RewritePattern):
     shape: Shape
+    axpy: Shape
+    pack_k: int
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
+        first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
         kernel = DenseKernel(op.lhs, op.out, ragged(k_size if k_size >= 0 else None, self.shape.width), op.rhs)
-        lower_linear(op, self.shape, kernel)
+        lower_linear(op, self.shape, kernel, first_row=first)
         rewriter.erase(op)
 
 
 @dataclass(frozen=True)
 class Microkernel(ModulePass):
     """`width` f32 lanes per vector (16 for AVX-512, 8 for AVX2, 4 for SSE/NEON);
-    a `rows` x `cols` block of accumulators (rows*cols + rows + 1 vector registers)."""
+    a `rows` x `cols` block of accumulators (rows*cols + rows + 1 vector registers).
+    A linear whose k is static and at most `pack_k` (attention scores, k = 64: the dot
+    products' reductions would cost more than their FMAs) runs its whole groups of
+    PACK_ROWS rows as matmul's outer product on a panel of w copied transposed per
+    n-tile, the rows left with dot products."""
 
     name = "tdsl-microkernel"
 
     width: int = 16
     rows: int = 4
     cols: int = 6
+    pack_k: int = 128
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.rows, self.cols) <= 0:
             raise DiagnosticException("tdsl-microkernel: width, rows and cols must be positive")
         shape = Shape(self.width, self.rows, self.cols)
-        PatternRewriteWalker(VectorizeLinear(shape), apply_recursively=False).rewrite_module(op)
+        # matmul's blocks are rows x column vectors, the transpose of linear's (the same registers)
+        axpy = Shape(self.width, self.cols, self.rows)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([VectorizeLinear(shape, axpy, self.pack_k), VectorizeMatmul(axpy)]), apply_recursively=False
+        ).rewrite_module(op)

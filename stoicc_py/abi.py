@@ -99,6 +99,9 @@ class KernelABI:
     # The shapes of the intermediate values whose size depends on a size symbol: a
     # call checks them against stoicc_py.limits before native code allocates them.
     temporaries: tuple[tuple[Dim, ...], ...] = ()
+    # Dims (expressions of the symbols, e.g. "P+T-S") that must not be negative, each with
+    # what it bounds: a slice whose bounds depend on the symbols stays inside its tensor.
+    limits: tuple[tuple[str, Dim], ...] = ()
     # Compiled with check_bounds (passes/check_bounds.py): after the symbols, one int64
     # per extent() and an int64[2] status buffer that the kernel sets on a miss.
     check_bounds: bool = False
@@ -145,7 +148,8 @@ class KernelABI:
         if split:
             work = tuple(tuple(term) for term in split["work"])
             row_split = RowSplit(str(split["symbol"]), int(split["granule"]), work)
-        temporaries = data.get("temporaries", [])
-        assert isinstance(temporaries, list)
+        temporaries, limits = data.get("temporaries", []), data.get("limits", [])
+        assert isinstance(temporaries, list) and isinstance(limits, list)
         return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split,
-                         tuple(tuple(shape) for shape in temporaries), bool(data.get("check_bounds", False)))  # fmt: skip
+                         tuple(tuple(shape) for shape in temporaries), tuple((str(what), dim) for what, dim in limits),
+                         bool(data.get("check_bounds", False)))  # fmt: skip

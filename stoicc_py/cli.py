@@ -52,6 +52,8 @@ from stoicc_py.backends.llvm.target import describe, host_options, machine_optio
 from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
+from stoicc_py.dims import evaluate as dim_value
+from stoicc_py.dims import symbols as dim_symbols
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
 from stoicc_py.models.weights import load_array
@@ -331,7 +333,8 @@ class _Reports:
 def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.random.Generator) -> Any:
     """Standard-normal values; a sparse parameter gets half its entries zeroed and is
     pruned by magnitude to its pattern; non-dense parameters are packed."""
-    shape = [d if isinstance(d, int) else dims.get(d, 16) for d in spec.dims]
+    sizes = {s: dims.get(s, 16) for d in spec.dims for s in dim_symbols(d)}
+    shape = [dim_value(d, sizes) for d in spec.dims]  # a dim expression (P+T) from its symbols
     check_size(shape, f"--dim: parameter '{spec.name}' of {k.name}")
     values = rng.standard_normal(shape).astype(np.float32)
     if spec.dtype == "i8":

@@ -11,7 +11,7 @@ then wrapped to its declared type (i32 for i8 operands).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, OpImplResult, Py
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.ir import Operation
 
+from stoicc_py import dims
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
@@ -145,6 +146,17 @@ def matmul(a: Value, b: Value) -> Array:
     return out
 
 
+def batched_matmul(a: Value, b: Value) -> Array:
+    """matmul() on operands of rank >= 2, the leading dims broadcast as in numpy: a
+    rank-2 (possibly sparse) b multiplies the rows of a, else both are dense."""
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
+        return matmul(a, b)
+    if np.ndim(b) == 2:
+        av = np.asarray(a)
+        return matmul(av.reshape(-1, av.shape[-1]), b).reshape(*av.shape[:-1], -1)
+    return np.matmul(np.asarray(a), np.asarray(b))
+
+
 def _parts(a: Value) -> tuple[Array, Array]:
     """(values, stored) of an operand; a dense array stores every entry."""
     return (a.values, a.stored) if isinstance(a, Sparse) else (a, np.ones(a.shape, bool))
@@ -181,11 +193,36 @@ def softmax(x: Array, axis: int) -> Array:
 
 
 class TdslFunctions(InterpreterFunctions):
-    """One method per op, on float64 numpy arrays; elementwise ops come from tables."""
+    """One method per op, on float64 numpy arrays; elementwise ops come from tables.
+    `sizes` binds the kernel's size symbols (for the dims that ops name)."""
+
+    def __init__(self, sizes: Mapping[str, int] | None = None):
+        self.sizes = dict(sizes or {})
 
     @impl(tdsl.TransposeOp)
-    def run_transpose(self, interpreter: Interpreter, op: tdsl.TransposeOp, args: tuple[Array]):
-        return (args[0].T,)
+    def run_transpose(self, interpreter: Interpreter, op: tdsl.TransposeOp, args: tuple[Value]):
+        x = args[0]
+        return (x.T if isinstance(x, Sparse) else np.transpose(x, op.permutation),)
+
+    @impl(tdsl.ReshapeOp)
+    def run_reshape(self, interpreter: Interpreter, op: tdsl.ReshapeOp, args: tuple[Value]):
+        assert op.result is not None
+        return (np.reshape(np.asarray(args[0]), [dims.evaluate(d, self.sizes) for d in op.result.type.dims]),)
+
+    @impl(tdsl.SliceOp)
+    def run_slice(self, interpreter: Interpreter, op: tdsl.SliceOp, args: tuple[Value]):
+        x = np.asarray(args[0])
+        index = []
+        for axis, (start, stop) in enumerate(op.bounds):
+            a, b = dims.evaluate(start, self.sizes), dims.evaluate(stop, self.sizes)
+            if not 0 <= a < b <= x.shape[axis]:
+                raise ValueError(f"slice {start}:{stop} (= {a}:{b}) is out of range for axis {axis} of size {x.shape[axis]}")
+            index.append(slice(a, b))
+        return (x[tuple(index)],)
+
+    @impl(tdsl.ConcatOp)
+    def run_concat(self, interpreter: Interpreter, op: tdsl.ConcatOp, args: tuple[Value, ...]):
+        return (np.concatenate([np.asarray(a) for a in args], axis=op.axis_index),)
 
     @impl(tdsl.SumOp)
     def run_sum(self, interpreter: Interpreter, op: tdsl.SumOp, args: tuple[Value]):
@@ -207,8 +244,7 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.IotaOp)
     def run_iota(self, interpreter: Interpreter, op: tdsl.IotaOp, args: tuple[()]):
         assert op.result is not None
-        sizes = symbol_sizes(interpreter, op)
-        shape = [d if isinstance(d, int) else sizes[d] for d in op.result.type.dims]
+        shape = [dims.evaluate(d, self.sizes) for d in op.result.type.dims]
         index = np.arange(shape[op.axis_index], dtype=np.int32)
         return (np.broadcast_to(np.expand_dims(index, [a for a in range(len(shape)) if a != op.axis_index]), shape),)
 
@@ -236,7 +272,7 @@ class TdslFunctions(InterpreterFunctions):
         if result.is_integer:  # exact in int64, then wrapped to the declared width
             operands = [np.asarray(v).astype(np.int64) for v in args]
         a, b, *bias = operands
-        out = matmul(a, b.T if op.RHS_TRANSPOSED else b)
+        out = batched_matmul(a, b.T if op.RHS_TRANSPOSED else b)
         if bias:
             out = out + bias[0]
         if result.is_integer:
@@ -263,19 +299,6 @@ class TdslFunctions(InterpreterFunctions):
     @impl(tdsl.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):
         return (np.array(op.scalar, dtype=np.float64),)
-
-
-def symbol_sizes(interpreter: Interpreter, op: Operation) -> dict[str, int]:
-    """The size of every symbol of the kernel that `op` is in, from the call's arguments."""
-    fn = op.parent_op()
-    while not isinstance(fn, func.FuncOp):
-        assert fn is not None
-        fn = fn.parent_op()
-    sizes: dict[str, int] = {}
-    for arg, value in zip(fn.args, interpreter.get_values(fn.args)):
-        assert isinstance(arg.type, tdsl.TensorType)
-        sizes.update((d, n) for d, n in zip(arg.type.dims, np.shape(np.asarray(value))) if isinstance(d, str))
-    return sizes
 
 
 def _elementwise(fn: Callable[..., Array]) -> Callable[..., tuple[Array]]:
@@ -319,15 +342,21 @@ class _RoundingInterpreter(Interpreter):
         return OpImplResult(values, result.terminator_value)
 
 
+def _bound_sizes(types: Sequence[object], inputs: Sequence[Value]) -> dict[str, int]:
+    """The size of each symbol that a parameter's type binds (a plain-symbol dim)."""
+    return {d: size for t, x in zip(types, inputs) if isinstance(t, tdsl.TensorType)
+            for d, size in zip(t.dims, np.shape(x.values if isinstance(x, Sparse) else x)) if dims.is_symbol(d)}  # fmt: skip
+
+
 def run_reference(
     module: ModuleOp, kernel: str, inputs: Sequence[Value], out_dtypes: Sequence[np.dtype[Any]]
 ) -> list[Array]:
     """Run `kernel` of a tensor-level module on `inputs`; results in `out_dtypes`."""
     interpreter = _RoundingInterpreter(module)
     interpreter.register_implementations(FuncFunctions())
-    interpreter.register_implementations(TdslFunctions())
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == kernel)
     types = fn.function_type.inputs.data
+    interpreter.register_implementations(TdslFunctions(_bound_sizes(types, inputs)))
     dtypes = [REFERENCE_DTYPES[t.dtype] for t in types if isinstance(t, tdsl.TensorType)]
     args = tuple(_as_dtype(x, dt) for x, dt in zip(inputs, dtypes, strict=True))
     results = interpreter.call_op(kernel, args)

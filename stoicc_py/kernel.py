@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import ml_dtypes
 import numpy as np
 
+from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import host_array
 from stoicc_py.limits import check_size
@@ -56,15 +57,17 @@ def _shapes(spec: TensorSpec, arg: Argument) -> list[tuple[Sequence[int | str], 
 
 
 def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
-    """Check every argument against its spec and return the size of each symbol."""
+    """Check every argument against its spec and return the size of each symbol:
+    plain-symbol dims bind, then every dim expression of a parameter is checked."""
     sizes: dict[str, int] = {}
     bound_by: dict[str, str] = {}
+    dense = [(spec, arr) for spec, arr in zip(abi.params, arrays) if isinstance(arr, np.ndarray)]
     for spec, arr in zip(abi.params, arrays):
         if isinstance(arr, np.ndarray) and arr.ndim != len(spec.dims):
             raise ValueError(
                 f"{abi.name}: parameter '{spec.name}' expects rank {len(spec.dims)} ({spec}), got shape {arr.shape}"
             )
-        for axis, (dim, size) in ((a, ds) for dims, shape in _shapes(spec, arr) for a, ds in enumerate(zip(dims, shape))):
+        for axis, (dim, size) in ((a, ds) for spec_dims, shape in _shapes(spec, arr) for a, ds in enumerate(zip(spec_dims, shape))):
             if isinstance(dim, int) and not isinstance(arr, np.ndarray):
                 continue  # a packed buffer's static dims: checked when it was prepared
             if isinstance(dim, int):
@@ -72,6 +75,8 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                     raise ValueError(
                         f"{abi.name}: parameter '{spec.name}' expects size {dim} on axis {axis} ({spec}), got shape {arr.shape}"
                     )
+            elif not dims.is_symbol(dim):
+                continue  # an expression: checked once every symbol is bound
             elif sizes.setdefault(dim, size) != size:
                 raise ValueError(
                     f"{abi.name}: size symbol {dim} is {sizes[dim]} from parameter '{bound_by[dim]}' "
@@ -79,14 +84,40 @@ def bind_symbols(abi: KernelABI, arrays: Sequence[Argument]) -> dict[str, int]:
                 )
             else:
                 bound_by.setdefault(dim, spec.name)
-    for dims in [r.dims for r in abi.results] + list(abi.temporaries):
-        shape = _bound(dims, sizes)
-        check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
+    _check_expressions(abi, dense, sizes)
+    _check_derived(abi, sizes)
     return sizes
 
 
-def _bound(dims: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else sizes[d] for d in dims)
+def _check_derived(abi: KernelABI, sizes: dict[str, int]) -> None:
+    """Refuse sizes that make a result or temporary of negative size or too large, or a slice
+    with symbolic bounds reach outside its tensor."""
+    for shape_dims in [r.dims for r in abi.results] + list(abi.temporaries):
+        shape = _bound(shape_dims, sizes)
+        if min(shape, default=0) < 0:
+            raise ValueError(f"{abi.name}: these arguments make a tensor of shape {list(shape)}, "
+                             f"[{', '.join(map(str, shape_dims))}]: sizes must not be negative")  # fmt: skip
+        check_size(shape, f"{abi.name}: these arguments make a tensor of shape {list(shape)}")
+    for what, dim in abi.limits:
+        if dims.evaluate(dim, sizes) < 0:
+            values = ", ".join(f"{s}={sizes[s]}" for s in abi.symbols)
+            raise ValueError(f"{abi.name}: {what} is out of range with {values}")
+
+
+def _check_expressions(abi: KernelABI, dense: Sequence[tuple[TensorSpec, Array]], sizes: dict[str, int]) -> None:
+    """Refuse a parameter whose dim expression (P+T) does not have its value of the bound symbols."""
+    for spec, arr in dense:
+        for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape)):
+            if not isinstance(dim, int) and not dims.is_symbol(dim) and dims.evaluate(dim, sizes) != size:
+                values = ", ".join(f"{s}={sizes[s]}" for s in dims.symbols(dim))
+                raise ValueError(
+                    f"{abi.name}: parameter '{spec.name}' expects size {dim} = {dims.evaluate(dim, sizes)} ({values}) "
+                    f"on axis {axis} ({spec}), got shape {arr.shape}"
+                )
+
+
+def _bound(shape: Sequence[int | str], sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(dims.evaluate(d, sizes) for d in shape)
 
 
 def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
 
+from stoicc_py import dims
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
 from stoicc_py.codegen.row_parallel import row_split
 from stoicc_py.dialects.layout import StorageAttr
-from stoicc_py.dialects.tdsl import DTYPE_NAMES, TensorType
+from stoicc_py.dialects.tdsl import DTYPE_NAMES, Dim, SliceOp, TensorType
 from stoicc_py.passes.metadata_layout import buffer_dims
 from stoicc_py.passes.tdsl_bufferize import kernel_symbols
 
@@ -45,7 +46,7 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
     return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(kernel_symbols(fn)), row_split(fn),
-                     temporaries(fn))  # fmt: skip
+                     temporaries(fn), limits(fn))  # fmt: skip
 
 
 def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:
@@ -57,3 +58,18 @@ def temporaries(fn: func.FuncOp) -> tuple[tuple[int | str, ...], ...]:
         if isinstance(r.type, TensorType) and any(isinstance(d, str) for d in r.type.dims)
     )
     return tuple(shapes)
+
+
+def limits(fn: func.FuncOp) -> tuple[tuple[str, Dim], ...]:
+    """What keeps each slice with symbolic bounds inside its tensor: start >= 0 and
+    size - stop >= 0 (stop - start > 0 is its result's dim, checked like any other)."""
+    found: list[tuple[str, Dim]] = []
+    for op in fn.walk():
+        if not isinstance(op, SliceOp):
+            continue
+        t = op.input.type
+        assert isinstance(t, TensorType)
+        for axis, (start, stop) in enumerate(op.bounds):
+            what = f"slice {start}:{stop} of axis {axis} of {t}"
+            found += [(what, d) for d in (start, dims.sub(t.dims[axis], stop)) if not isinstance(d, int)]
+    return tuple(found)

@@ -42,17 +42,26 @@ def reserve(size: int, at: int | None = None) -> int:
     return int(address)
 
 
-def fill_gaps() -> None:
-    """Reserve every free gap between the mappings of the mmap area (not the one below
-    the stack, which it grows into)."""
+def _gaps() -> list[tuple[int, int]]:
+    """(start, size) of every free gap between the mappings of the mmap area (not the
+    one below the stack, which it grows into)."""
     spans = []
     for line in Path("/proc/self/maps").read_text().splitlines():
         start, end = (int(a, 16) for a in line.split()[0].split("-"))
         spans.append((start, end, line.endswith("[stack]")))
     spans = sorted(s for s in spans if MMAP_AREA <= s[0] < 1 << 47)  # not [vsyscall]
-    for (_, end, _), (start, _, stack) in zip(spans, spans[1:]):
-        if start > end and not stack:
-            reserve(start - end, end)
+    return [(end, start - end) for (_, end, _), (start, _, stack) in zip(spans, spans[1:]) if start > end and not stack]
+
+
+def fill_gaps() -> None:
+    """Reserve every free gap of the mmap area. Python's allocator may map an arena into
+    a gap between reading the maps and reserving it: then read them again."""
+    while gaps := _gaps():
+        try:
+            for start, size in gaps:
+                reserve(size, start)
+        except FileExistsError:
+            continue
 
 
 def far_apart_holes() -> None:

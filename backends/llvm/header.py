@@ -30,7 +30,9 @@ CONVENTION = """\
  *      packed tensor's own (how many tiles or entries it stores);
  *   2. one caller-allocated output buffer per result;
  *   3. one int64_t per size symbol (M, ...), in order of first appearance in the
- *      parameters: the size that the symbol gives every dimension it names.
+ *      parameters: the size that the symbol gives every dimension it names. A
+ *      dimension written as an expression (P+T, 2*T) has that value of the symbols,
+ *      which the caller must pass consistently: the kernel does not check it.
  * Every buffer is row-major and contiguous (element alignment suffices); outputs
  * must not alias inputs. Kernels are reentrant and allocate their scratch with
  * aligned_alloc/free; link with -lm.
@@ -99,6 +101,7 @@ def _symbol_doc(abi: KernelABI, symbol: str) -> str:
 def _declaration(abi: KernelABI) -> str:
     doc = [line for p in abi.params for line in _param_doc(p)]
     doc += [f" *   out {r}" for r in abi.results] + [_symbol_doc(abi, s) for s in abi.symbols]
+    doc += [f" *   requires {dim} >= 0: {what}" for what, dim in abi.limits]  # unchecked in C
     doc += BOUNDS_DOC if abi.check_bounds else []
     return "\n".join([f"/* {abi.name}", *doc, " */", _prototype(abi)])
 

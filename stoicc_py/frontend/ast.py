@@ -25,7 +25,7 @@ class LayoutExpr:
 @dataclass
 class TypeSpec:
     dtype: str
-    dims: list[int | str]
+    dims: list[int | str]  # sizes, and size symbols or dim expressions (stoicc_py.dims)
     loc: SourceLoc
 
 
@@ -69,6 +69,14 @@ class ListExpr(Expr):
     """`[e0, e1, ...]`: a call argument that is a shape or a permutation, not a value."""
 
     items: list[Expr]
+
+
+@dataclass
+class Slice(Expr):
+    """`base[start:stop, ...]`: per axis, a start and a stop (None where omitted)."""
+
+    base: Expr
+    bounds: list[tuple[Expr | None, Expr | None]]
 
 
 @dataclass

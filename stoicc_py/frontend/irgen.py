@@ -12,6 +12,7 @@ from xdsl.builder import Builder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     IntAttr,
     IntegerAttr,
@@ -25,30 +26,33 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import VerifyException
 
+from stoicc_py import dims
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, QuantLayoutAttr
-from stoicc_py.dialects.tdsl import DTYPES, TensorType
+from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
+from stoicc_py.dialects.tdsl import DTYPES, Dim, TensorType
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
 from stoicc_py.limits import MAX_OPERATIONS, too_large
 
 _REDUCE_OPS: dict[str, type[tdsl.ReduceOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "mean": tdsl.MeanOp}
 _AXIS_OPS: dict[str, type[tdsl.AxisOp]] = {**_REDUCE_OPS, "softmax": tdsl.SoftmaxOp}
-_ONE_INPUT_OPS: dict[str, type[tdsl.OneInputOp]] = {
-    "transpose": tdsl.TransposeOp, "dequantize": tdsl.DequantizeOp, **tdsl.UNARY_OPS,
-}  # fmt: skip
-# (fewest arguments, most arguments, keyword arguments) of every function but quantize
+_ONE_INPUT_OPS: dict[str, type[tdsl.OneInputOp]] = {"dequantize": tdsl.DequantizeOp, **tdsl.UNARY_OPS}
+# (fewest arguments, most arguments, keyword arguments) of every function but quantize and cast
 _SIGNATURES: dict[str, tuple[int, int, tuple[str, ...]]] = {
     "matmul": (2, 2, ()), "linear": (2, 3, ()), **{name: (1, 1, ()) for name in _ONE_INPUT_OPS},
     **{name: (1, 1, ("axis",)) for name in _AXIS_OPS}, **{name: (1, 1, ("axis", "keepdims")) for name in _REDUCE_OPS},
     "where": (3, 3, ()), "iota": (1, 1, ("axis",)),
+    "transpose": (1, 2, ()), "reshape": (2, 2, ()), "concat": (2, MAX_OPERATIONS, ("axis",)),
 }  # fmt: skip
 _KNOWN_FUNCS = (
-    "matmul", "linear", "transpose", "quantize", "dequantize", "cast", *_AXIS_OPS, *tdsl.UNARY_OPS, "where", "iota",
+    "matmul", "linear", "transpose", "reshape", "concat", "quantize", "dequantize", "cast", *_AXIS_OPS,
+    *tdsl.UNARY_OPS, "where", "iota",
 )  # fmt: skip
 _BOOLEANS = {"true": True, "false": False}
 """The values of a boolean keyword argument (`keepdims=true`)."""
+_LIST_ARGUMENT = {"transpose": "a permutation, e.g. [1, 0, 2]", "reshape": "a shape, e.g. [T, 9, 64]"}
+"""The functions whose second argument is a list, not a tensor."""
 
 
 def _layout_term(e: ast.Expr) -> ast.LayoutTerm:
@@ -87,6 +91,21 @@ def check_static_size(dims: Sequence[int | str], loc: SourceLoc) -> None:
         raise CompileError(f"tensor too large: {reason}", loc)
 
 
+def _bound_symbols(kernel: ast.Kernel) -> list[str]:
+    """The size symbols that the parameters bind (their plain-symbol dims); refuse a dim
+    expression, in a parameter or a result, over a symbol that none binds."""
+    bound = list(dict.fromkeys(d for p in kernel.params for d in p.type.dims if dims.is_symbol(d)))
+    for spec in [p.type for p in kernel.params] + kernel.results:
+        for d in spec.dims:
+            unbound = [s for s in dims.symbols(d) if s not in bound]
+            if unbound:
+                raise CompileError(
+                    f"size symbol {unbound[0]} in dim {d} is bound by no parameter (a parameter dim of just "
+                    f"{unbound[0]} binds it)", spec.loc
+                )  # fmt: skip
+    return bound
+
+
 class _KernelGen:
     def __init__(self, kernel: ast.Kernel, layouts: dict[str, LayoutAttr], ops: int):
         self.kernel = kernel
@@ -96,6 +115,7 @@ class _KernelGen:
         for p in kernel.params:
             layout = build_layout(p.layout, layouts) if p.layout else DENSE
             arg_types.append(tensor_type(p.type, layout))
+        self.symbols = _bound_symbols(kernel)
         self.result_types = [tensor_type(r) for r in kernel.results]
         self.block = Block(arg_types=arg_types)
         self.builder = Builder(InsertPoint.at_end(self.block))
@@ -113,12 +133,15 @@ class _KernelGen:
             return self.emit(tdsl.DequantizeOp, [value, None], loc)
         return value
 
-    def emit(self, op_cls: type[tdsl.TdslOp], operands: Sequence[SSAValue | None], loc: SourceLoc,
+    def emit(self, op_cls: type[tdsl.TdslOp], operands: Sequence[SSAValue | list[SSAValue] | None], loc: SourceLoc,
              attributes: dict[str, Attribute] | None = None) -> SSAValue:  # fmt: skip
+        """Emit `op_cls` on `operands` (one per operand definition: a value, None for an
+        absent optional one, a list for a variadic one), its result type inferred."""
         attributes = attributes or {}
+        groups = [[] if o is None else o if isinstance(o, list) else [o] for o in operands]
         if op_cls is not tdsl.DequantizeOp:
-            operands = [self.dense(o, loc) if o is not None else None for o in operands]
-        types = [o.type for o in operands if o is not None]
+            groups = [[self.dense(o, loc) for o in group] for group in groups]
+        types = [o.type for group in groups for o in group]
         assert all(isinstance(t, TensorType) for t in types)
         try:
             result_type = op_cls.infer(types, attributes)  # type: ignore[arg-type]
@@ -126,7 +149,7 @@ class _KernelGen:
             raise CompileError(str(err), loc) from None
         check_static_size(result_type.dims, loc)
         op = op_cls.build(
-            operands=[[o] if o is not None else [] for o in operands],
+            operands=groups,
             result_types=[[result_type]],
             attributes=attributes,
         )
@@ -170,6 +193,8 @@ class _KernelGen:
                 return [lhs, rhs]
             case ast.Call():
                 return self.call_operands(e)
+            case ast.Slice(base=base):
+                return [base]
         return []
 
     def apply(self, e: ast.Expr, args: list[SSAValue]) -> SSAValue:
@@ -191,26 +216,32 @@ class _KernelGen:
                 return self.emit(tdsl.BINARY_OPS[op], [*args, None], e.loc)
             case ast.Call():
                 return self.call(e, args)
+            case ast.Slice():
+                return self.slice(e, args[0])
             case ast.ListExpr():
                 raise CompileError("a list [...] is not a value: it is the shape or permutation argument of a call", e.loc)
         raise CompileError(f"unsupported expression {type(e).__name__}", e.loc)
 
-    def call_operands(self, call: ast.Call) -> list[ast.Expr]:
-        """The tensor arguments of `call`, once its name, keywords and argument count are checked."""
-        if call.func == "quantize":  # its second argument is a layout, not a value
+    def typed_operands(self, call: ast.Call) -> list[ast.Expr]:
+        """The tensor of quantize(x, LAYOUT) or cast(x, DTYPE), whose second argument is no value."""
+        if call.func == "quantize":
             if len(call.args) != 2 or call.kwargs:
                 raise CompileError(
                     "quantize() takes a tensor and a layout, e.g. quantize(x, int8(per=token))", call.loc
                 )
             return call.args[:1]
-        if call.func == "cast":  # its second argument is a dtype
-            if len(call.args) != 2 or call.kwargs or not isinstance(call.args[1], ast.Var):
-                raise CompileError(f"cast() takes a tensor and a dtype, e.g. cast(x, bf16) ({', '.join(DTYPES)})",
-                                   call.loc)  # fmt: skip
-            if call.args[1].name not in DTYPES:
-                raise CompileError(f"unknown dtype '{call.args[1].name}' (expected one of {', '.join(DTYPES)})",
-                                   call.args[1].loc)  # fmt: skip
-            return call.args[:1]
+        if len(call.args) != 2 or call.kwargs or not isinstance(call.args[1], ast.Var):
+            raise CompileError(f"cast() takes a tensor and a dtype, e.g. cast(x, bf16) ({', '.join(DTYPES)})",
+                               call.loc)  # fmt: skip
+        if call.args[1].name not in DTYPES:
+            raise CompileError(f"unknown dtype '{call.args[1].name}' (expected one of {', '.join(DTYPES)})",
+                               call.args[1].loc)  # fmt: skip
+        return call.args[:1]
+
+    def call_operands(self, call: ast.Call) -> list[ast.Expr]:
+        """The tensor arguments of `call`, once its name, keywords and argument count are checked."""
+        if call.func in ("quantize", "cast"):
+            return self.typed_operands(call)
         if call.func not in _SIGNATURES:
             raise CompileError(f"unknown function '{call.func}' (known: {', '.join(_KNOWN_FUNCS)})", call.loc)
         low, high, kwargs = _SIGNATURES[call.func]
@@ -218,9 +249,16 @@ class _KernelGen:
             if key not in kwargs:
                 raise CompileError(f"{call.func}() has no keyword argument '{key}'", call.kwarg_locs[key])
         if not low <= len(call.args) <= high:
-            count = str(low) if low == high else f"{low} to {high}"
+            count = str(low) if low == high else f"{low} or more" if high == MAX_OPERATIONS else f"{low} to {high}"
             raise CompileError(f"{call.func}() takes {count} arguments, got {len(call.args)}", call.loc)
-        return [] if call.func == "iota" else call.args  # iota's argument is a shape, not a value
+        if call.func == "iota":  # its argument is a shape, not a value
+            return []
+        if call.func in _LIST_ARGUMENT:
+            for extra in call.args[1:]:
+                if not isinstance(extra, ast.ListExpr):
+                    raise CompileError(f"{call.func}()'s second argument is {_LIST_ARGUMENT[call.func]}", extra.loc)
+            return call.args[:1]
+        return call.args
 
     def _axis(self, call: ast.Call, operand: TensorType) -> int:
         if "axis" not in call.kwargs:
@@ -255,23 +293,17 @@ class _KernelGen:
                 return self.emit(tdsl.DimOp, [arg, None], loc, {"axis": axis})
         raise CompileError(f"unknown name '{name}'", loc)
 
-    def list_dim(self, e: ast.Expr) -> Dim:
-        """One entry of a shape list `[...]` as a dim: a positive integer or a size symbol."""
-        match e:
-            case ast.Number(value=value) if value == int(value) and value > 0:
-                return int(value)
-            case ast.Var(name=name) if any(name in p.type.dims for p in self.kernel.params):
-                return name
-        raise CompileError("a shape entry must be a positive integer or a size symbol of a parameter", e.loc)
-
     def iota(self, call: ast.Call) -> SSAValue:
         shape = call.args[0]
         if not isinstance(shape, ast.ListExpr) or not shape.items:
             raise CompileError("iota() takes a shape, e.g. iota([T, S], axis=1)", shape.loc)
-        dims = [self.list_dim(d) for d in shape.items]
+        sizes = [self.dim(d) for d in shape.items]
+        for d, item in zip(sizes, shape.items):
+            if isinstance(d, int) and d <= 0:
+                raise CompileError(f"a shape entry must be positive, got {d}", item.loc)
         attributes: dict[str, Attribute] = {
-            "shape": ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in dims),
-            "axis": IntegerAttr(self._axis(call, TensorType(dims, i32)), i64),
+            "shape": ArrayAttr(IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in sizes),
+            "axis": IntegerAttr(self._axis(call, TensorType(sizes, i32)), i64),
         }
         return self.emit(tdsl.IotaOp, [None], call.loc, attributes)
 
@@ -282,6 +314,8 @@ class _KernelGen:
             return self.emit(tdsl.MatmulOp, [*args, None, None], call.loc)
         if name == "linear":
             x, w, *bias = args
+            if isinstance(w.type, TensorType) and w.type.rank != 2:
+                raise CompileError(f"linear expects a rank-2 weight [n, k], got {w.type}", call.args[1].loc)
             return self.emit(tdsl.LinearOp, [x, w, bias[0] if bias else None, None], call.loc)
         if name in _AXIS_OPS:
             operand = args[0].type
@@ -295,6 +329,8 @@ class _KernelGen:
             return self.emit(tdsl.WhereOp, [*args, None], call.loc)
         if name == "iota":
             return self.iota(call)
+        if name in ("transpose", "reshape", "concat"):
+            return self.structure(call, args)
         if name == "quantize":
             layout = build_layout(ast.LayoutExpr([_layout_term(call.args[1])], call.args[1].loc), self.layouts)
             return self.emit(tdsl.QuantizeOp, [args[0], None], call.loc, {"layout": layout})
@@ -302,6 +338,60 @@ class _KernelGen:
             assert isinstance(call.args[1], ast.Var)
             return self.emit(tdsl.CastOp, [args[0], None], call.loc, {"to": DTYPES[call.args[1].name]})
         return self.emit(_ONE_INPUT_OPS[name], [args[0], None], call.loc)
+
+    # --- structure: dims from expressions, transpose, reshape, concat, slices
+    def dim(self, e: ast.Expr) -> Dim:
+        """A dim written as an expression: an integer, a size symbol of the kernel's
+        parameters, or a sum, difference or multiple of them (an affine expression)."""
+        match e:
+            case ast.Number(value=value) if value == int(value):
+                return int(value)
+            case ast.Var(name=name) if name in self.symbols:
+                return name
+            case ast.Var(name=name):
+                bound = ", ".join(self.symbols) or "none"
+                raise CompileError(f"'{name}' is not a size symbol of the parameters (they bind: {bound})", e.loc)
+            case ast.Neg(operand=operand):
+                return dims.scale(self.dim(operand), -1)
+            case ast.BinOp(op="+" | "-" as op, lhs=lhs, rhs=rhs):
+                return (dims.add if op == "+" else dims.sub)(self.dim(lhs), self.dim(rhs))
+            case ast.BinOp(op="*", lhs=lhs, rhs=rhs):
+                a, b = self.dim(lhs), self.dim(rhs)
+                if isinstance(a, int) or isinstance(b, int):
+                    return dims.scale(b, a) if isinstance(a, int) else dims.scale(a, b)  # type: ignore[arg-type]
+                raise CompileError(f"a dim is affine: {a} * {b} multiplies two size symbols", e.loc)
+        raise CompileError("expected a dim: an integer, a size symbol, or a sum or multiple of them", e.loc)
+
+    def structure(self, call: ast.Call, args: list[SSAValue]) -> SSAValue:
+        """transpose, reshape and concat, whose forms call_operands checked."""
+        if call.func == "concat":
+            assert isinstance(args[0].type, TensorType)
+            axis = IntegerAttr(self._axis(call, args[0].type), i64)
+            return self.emit(tdsl.ConcatOp, [args, None], call.loc, {"axis": axis})
+        if len(call.args) == 1:
+            return self.emit(tdsl.TransposeOp, [args[0], None], call.loc)
+        items = call.args[1]
+        assert isinstance(items, ast.ListExpr)  # call_operands checked it
+        if call.func == "reshape":
+            shape = [self.dim(d) for d in items.items]
+            return self.emit(tdsl.ReshapeOp, [args[0], None], call.loc, {"shape": tdsl.dims_attr(shape)})
+        perm = [self.dim(i) for i in items.items]
+        if not all(isinstance(p, int) for p in perm):
+            raise CompileError("a permutation lists axes as integers, e.g. [1, 0, 2]", items.loc)
+        attr = DenseArrayBase.from_list(i64, perm)  # type: ignore[arg-type]
+        return self.emit(tdsl.TransposeOp, [args[0], None], call.loc, {"perm": attr})
+
+    def slice(self, e: ast.Slice, base: SSAValue) -> SSAValue:
+        """base[a:b, ...]: omitted bounds are 0 and the size, omitted trailing axes whole."""
+        t = self.dense(base, e.loc).type
+        assert isinstance(t, TensorType)
+        if len(e.bounds) > t.rank:
+            raise CompileError(f"{len(e.bounds)} slice indices for {t} of rank {t.rank}", e.loc)
+        bounds = [*e.bounds, *[(None, None)] * (t.rank - len(e.bounds))]
+        starts = [self.dim(a) if a is not None else 0 for a, _ in bounds]
+        stops = [self.dim(b) if b is not None else size for (_, b), size in zip(bounds, t.dims)]
+        attrs: dict[str, Attribute] = {"starts": tdsl.dims_attr(starts), "stops": tdsl.dims_attr(stops)}
+        return self.emit(tdsl.SliceOp, [base, None], e.loc, attrs)
 
     def ret(self, stmt: ast.Return) -> None:
         values = [self.dense(self.expr(v), v.loc) for v in stmt.values]

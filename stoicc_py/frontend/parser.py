@@ -11,6 +11,7 @@ from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, Unexpec
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive, v_args
 
+from stoicc_py import dims
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.frontend import ast
 from stoicc_py.limits import MAX_NESTING, MAX_SOURCE_CHARS
@@ -78,8 +79,27 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     # --- types and kernels
     def type_spec(self, children: list[Any]) -> ast.TypeSpec:
         dtype, *dims = children
-        parsed = [int(d) if d.type == "INT" else str(d) for d in dims if d is not None]
-        return ast.TypeSpec(str(dtype), parsed, self.loc(dtype))
+        return ast.TypeSpec(str(dtype), [d for d in dims if d is not None], self.loc(dtype))
+
+    # --- dims: each rule returns a canonical dim (stoicc_py.dims)
+    def dim_int(self, children: list[Token]) -> int:
+        return int(children[0])
+
+    def dim_name(self, children: list[Token]) -> str:
+        return str(children[0])
+
+    def dim_add(self, children: list[dims.Dim]) -> dims.Dim:
+        return dims.add(*children)
+
+    def dim_sub(self, children: list[dims.Dim]) -> dims.Dim:
+        return dims.sub(*children)
+
+    @v_args(meta=True)
+    def dim_mul(self, meta: Meta, children: list[dims.Dim]) -> dims.Dim:
+        a, b = children
+        if not isinstance(a, int) and not isinstance(b, int):
+            raise CompileError(f"a dim is affine: {a} * {b} multiplies two size symbols", self.loc(meta))
+        return dims.scale(b, a) if isinstance(a, int) else dims.scale(a, b)  # type: ignore[arg-type]
 
     def param(self, children: list[Any]) -> ast.Param:
         name, type_spec, layout = children
@@ -160,6 +180,14 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def list_expr(self, meta: Meta, children: list[Any]) -> ast.ListExpr:
         return ast.ListExpr(self.loc(meta), [c for c in children if c is not None])
+
+    def slice(self, children: list[Any]) -> tuple[ast.Expr | None, ast.Expr | None]:
+        start, stop = children
+        return (start, stop)
+
+    def slice_expr(self, children: list[Any]) -> ast.Slice:
+        base, *bounds = children
+        return ast.Slice(base.loc, base, bounds)
 
     def kwarg(self, children: list[Any]) -> tuple[str, ast.Expr, SourceLoc]:
         name, value = children

@@ -28,3 +28,17 @@ func.func @shared(%x: !tdsl.tensor<[M, 64], f32>, %w: !tdsl.tensor<[128, 64], f3
   %0 = tdsl.matmul %x, %t : !tdsl.tensor<[M, 64], f32>, !tdsl.tensor<[64, 128], f32> -> !tdsl.tensor<[M, 128], f32>
   func.return %0, %t : !tdsl.tensor<[M, 128], f32>, !tdsl.tensor<[64, 128], f32>
 }
+
+// A batched product reads a transposed batch of keys in place too; a permutation of
+// other axes than the last two is no swap of the product's operand and stays.
+// CHECK-LABEL: func.func @batched
+// CHECK-NEXT:    %[[S:.*]] = tdsl.linear %q, %k : !tdsl.tensor<[3, T, 8], f32>, !tdsl.tensor<[3, S, 8], f32> -> !tdsl.tensor<[3, T, S], f32>
+// CHECK-NEXT:    %[[P:.*]] = tdsl.transpose %v {perm = array<i64: 1, 0, 2>}
+// CHECK-NEXT:    tdsl.matmul %[[S]], %[[P]]
+func.func @batched(%q: !tdsl.tensor<[3, T, 8], f32>, %k: !tdsl.tensor<[3, S, 8], f32>, %v: !tdsl.tensor<[S, 3, 8], f32>) -> !tdsl.tensor<[3, T, 8], f32> {
+  %kt = tdsl.transpose %k : !tdsl.tensor<[3, S, 8], f32> -> !tdsl.tensor<[3, 8, S], f32>
+  %s = tdsl.matmul %q, %kt : !tdsl.tensor<[3, T, 8], f32>, !tdsl.tensor<[3, 8, S], f32> -> !tdsl.tensor<[3, T, S], f32>
+  %vp = tdsl.transpose %v {perm = array<i64: 1, 0, 2>} : !tdsl.tensor<[S, 3, 8], f32> -> !tdsl.tensor<[3, S, 8], f32>
+  %o = tdsl.matmul %s, %vp : !tdsl.tensor<[3, T, S], f32>, !tdsl.tensor<[3, S, 8], f32> -> !tdsl.tensor<[3, T, 8], f32>
+  func.return %o : !tdsl.tensor<[3, T, 8], f32>
+}

@@ -1,4 +1,4 @@
-// RUN: stoicc opt %s -p 'tdsl-microkernel{width=8 rows=2 cols=2},canonicalize,cse' | filecheck %s
+// RUN: stoicc opt %s -p 'tdsl-microkernel{width=8 rows=2 cols=2 pack_k=0},canonicalize,cse' | filecheck %s
 // Dense f32 linear products become register-blocked vector microkernels.
 
 // n-tiles of 4 weight rows (whole 2-column blocks), k-tiles of 16; a 2x2 block of

@@ -1,0 +1,64 @@
+// RUN: stoicc opt %s -p 'tdsl-microkernel{width=8 rows=2 cols=3},canonicalize,cse' | filecheck %s
+// A dense f32 matmul (b stored [k, n]) becomes the outer-product microkernel: a block
+// of `cols` rows x `rows` vectors of columns (3 x 2 of <8 x f32> here) is loaded into
+// accumulators, each k step loads the b vectors once and broadcasts one a element per
+// row into FMAs, and the block is stored back: no reductions. Ragged rows take
+// 1-row blocks, a leftover vector 1-vector blocks, and the 4 columns past the last
+// whole vector of n = 20 scalar dot products.
+
+// CHECK-LABEL: func.func @matmul
+// CHECK:         scf.for %j0 =
+// CHECK:           memref.store %{{.*}}, %out[%i, %j]
+// CHECK:           scf.for %k0 =
+// CHECK:             scf.for %i_1 = %{{.*}} to %{{.*}} step %[[THREE:.*]] {
+// CHECK:               scf.for %j_1 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
+// CHECK-COUNT-6:         vector.load %out
+// CHECK:                 scf.for %k = %k0 to %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+// CHECK-NEXT:              %[[B0:.*]] = vector.load %b[%k, %{{.*}}] : memref<5x20xf32>, vector<8xf32>
+// CHECK-NEXT:              %[[B1:.*]] = vector.load %b[%k, %{{.*}}] : memref<5x20xf32>, vector<8xf32>
+// CHECK-NEXT:              %[[A0:.*]] = memref.load %a[%i_1, %k] : memref<?x5xf32>
+// CHECK-NEXT:              %[[X0:.*]] = vector.broadcast %[[A0]] : f32 to vector<8xf32>
+// CHECK-COUNT-2:           vector.broadcast
+// CHECK-NEXT:              vector.fma %[[X0]], %[[B0]], %{{.*}} : vector<8xf32>
+// CHECK-COUNT-2:           vector.fma
+// CHECK-NEXT:              vector.fma %[[X0]], %[[B1]], %{{.*}} : vector<8xf32>
+// CHECK-NOT:             vector.reduction
+// CHECK-COUNT-6:         vector.store {{.*}}, %out
+// CHECK:               scf.for %j_2 =
+// CHECK:                 scf.for %k_1 = {{.*}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+// CHECK:             scf.for %i_2 =
+// CHECK:             scf.for %i_3 =
+// CHECK-NEXT:          scf.for %j_5 =
+// CHECK:                 scf.for %k_4 = {{.*}} -> (f32) {
+func.func @matmul(%a: memref<?x5xf32>, %b: memref<5x20xf32>, %out: memref<?x20xf32>) {
+  tdsl.matmul %a, %b into %out {tile = array<i64: 16, 16, 4>} : memref<?x5xf32>, memref<5x20xf32> into memref<?x20xf32>
+  func.return
+}
+
+// A linear with a short static k (8 <= pack_k): its whole groups of 16 rows take the
+// outer-product kernel, per n-tile on a [k, 256] panel of w copied transposed (under
+// an `if` there are any), the rows left the dot-product kernel, so that a row takes
+// the same kernel whether a call is whole or split into row blocks.
+// CHECK-LABEL: func.func @short_k
+// CHECK:         %[[M:.*]] = memref.dim %x
+// CHECK:         %[[WHOLE:.*]] = arith.subi %[[M]], %{{.*}} : index
+// CHECK-NEXT:    %[[ANY:.*]] = arith.cmpi ugt, %[[WHOLE]], %{{.*}} : index
+// CHECK-NEXT:    scf.if %[[ANY]] {
+// CHECK-NEXT:      %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x256xf32>
+// CHECK:           scf.for %j0 =
+// CHECK:             scf.for %j = %j0 to
+// CHECK-NEXT:          %[[C:.*]] = arith.subi %j, %j0 : index
+// CHECK-NEXT:          scf.for %k =
+// CHECK-NEXT:            %[[W:.*]] = memref.load %w[%j, %k] : memref<?x8xf32>
+// CHECK-NEXT:            memref.store %[[W]], %[[PANEL]][%k, %[[C]]] : memref<8x256xf32>
+// CHECK:             vector.load %out[%i_1, %{{.*}}] : memref<?x?xf32>, vector<8xf32>
+// CHECK:             vector.load %[[PANEL]][%k_1, %{{.*}}] : memref<8x256xf32>, vector<8xf32>
+// CHECK-NOT:         vector.reduction
+// CHECK:           memref.dealloc %[[PANEL]] : memref<8x256xf32>
+// CHECK-NEXT:    }
+// CHECK:         scf.for %i_4 = %[[WHOLE]] to %[[M]]
+// CHECK:           vector.reduction
+func.func @short_k(%x: memref<?x8xf32>, %w: memref<?x8xf32>, %out: memref<?x?xf32>) {
+  tdsl.linear %x, %w into %out : memref<?x8xf32>, memref<?x8xf32> into memref<?x?xf32>
+  func.return
+}
