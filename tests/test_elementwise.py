@@ -142,7 +142,7 @@ def test_vector_exp_edges(program: stoicc_py.Program) -> None:
         ("return sum(a, axis=0, keepdims=yes)", "keepdims must be true or false"),
         ("return a < i", "cannot compare tensors of different element types: f32[4] and i32[4]"),
         ("c = a < a\n  return c + c", "add is not defined on bool"),
-        ("return iota([4, 2.5], axis=0)", "a shape entry must be a positive integer or a size symbol"),
+        ("return iota([4, 2.5], axis=0)", "expected a dim: an integer, a size symbol, or a sum or multiple of them"),
         ("return iota([4], axis=1)", "axis=1 is out of range for i32[4]"),
         ("return Q", "unknown name 'Q'"),
     ],
