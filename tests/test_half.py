@@ -2,12 +2,14 @@
 every weight layout that has f32 kernels against the reference, which rounds each op's
 result to the declared dtype (docs/language.md, "Dtypes")."""
 
+import re
+
 import ml_dtypes
 import numpy as np
 import pytest
 
 import stoicc_py
-from stoicc_py import pack
+from stoicc_py import CompileError, pack
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 NUMPY = {"bf16": BF16, "f16": np.dtype(np.float16)}
@@ -72,6 +74,10 @@ kernel down(x: f32[N]) -> (bf16[N], f16[N], i8[N]) {
 kernel up(b: bf16[N], h: f16[N], i: i32[N]) -> (f32[N], f32[N], i8[N], bf16[N]) {
   return cast(b, f32), cast(h, f32), cast(i, i8), cast(i, bf16)
 }
+kernel weak(b: bf16[N], h: f16[N]) -> (bf16[N], f16[N], bf16[N], i32[N]) {
+  eps = 1e-5
+  return b * 0.1 + eps, h - -eps, where(b > 0.0, b, -1e30), iota([N], axis=0) * 3 - 1
+}
 """)
 
 
@@ -108,3 +114,35 @@ def test_widening_is_exact(casts: stoicc_py.Program) -> None:
 def test_call_refuses_float32_for_bf16(casts: stoicc_py.Program) -> None:
     with np.errstate(all="ignore"), pytest.raises(TypeError, match=r"expects dtype bfloat16 .*astype\(ml_dtypes.bfloat16\)"):
         casts.up(EDGES, EDGES.astype(np.float16), EDGES.astype(np.int32))
+
+
+def test_literals_take_the_dtype_they_meet(casts: stoicc_py.Program) -> None:
+    """A literal is rounded to its partner's dtype first, as numpy 2 and JAX type scalars."""
+    b = np.linspace(-2, 2, 9).astype(BF16)
+    h = np.linspace(-1, 1, 9).astype(np.float16)
+    out = casts.weak(b, h)
+    f32 = np.float32
+    want = (
+        ((b.astype(f32) * f32(BF16.type(0.1))).astype(BF16).astype(f32) + f32(BF16.type(1e-5))).astype(BF16),
+        (h.astype(f32) + f32(np.float16(1e-5))).astype(np.float16),
+        np.where(b > 0, b, BF16.type(-1e30)),
+        np.arange(9, dtype=np.int32) * 3 - 1,
+    )
+    for o, w, r in zip(out, want, casts.weak.reference(b, h)):
+        assert o.dtype == w.dtype == r.dtype
+        _same(o, w)
+        _same(o, r)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("i + 1.5", "the literal 1.5 meets an i32 tensor, whose dtype it takes, but is not an i32"),
+        ("q * 300", "the literal 300 meets an i8 tensor, whose dtype it takes, but is not an i8 (an integer in -128..127)"),
+        ("i + b", "operands have different element types: i32[4] and bf16[4]"),
+    ],
+)
+def test_literal_errors(body: str, message: str) -> None:
+    source = f"kernel k(i: i32[4], q: i8[4], b: bf16[4]) -> i32[4] {{\n  return {body}\n}}\n"
+    with pytest.raises(CompileError, match=r"^<string>:2:\d+: error: " + re.escape(message)):
+        stoicc_py.compile(source)
