@@ -57,6 +57,24 @@ def test_linear_layouts(dtype: str, name: str) -> None:
     _close(k.f(x, packed, b), k.f.reference(x, packed, b))
 
 
+def test_quantized_activations() -> None:
+    """quantize(x, int8(per=token)) of bf16/f16 activations (widened as loaded, then the
+    f32 arithmetic), alone and as the int8 x int8 product's input."""
+    k = stoicc_py.compile("".join(f"""
+kernel {d}(x: {d}[M, 64], w: {d}[32, 64] @ int8(axis=0)) -> ({d}[M, 32], {d}[M, 64]) {{
+  q = quantize(x, int8(per=token))
+  return linear(q, w), dequantize(q)
+}}""" for d in NUMPY))  # fmt: skip
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((5, 64)), (rng.standard_normal((32, 64)) * 0.2).astype(np.float32)
+    for dtype, numpy_dtype in NUMPY.items():
+        args = x.astype(numpy_dtype), pack(w, "int8(axis=0)", dtype=dtype)
+        y, q = getattr(k, dtype)(*args)
+        y_ref, q_ref = getattr(k, dtype).reference(*args)
+        _close(y, y_ref)
+        _same(q, q_ref)
+
+
 EDGES = np.array(
     [0.0, -0.0, 1.0, 1.00390625, 1.01171875, 1.005859375, 1.0 + 2**-8 + 2**-20, -1.00390625,  # ties to even, above
      3.3895314e38, 3.4028235e38, -3.4028235e38, 1e-38, 1e-40, 2**-133, 3 * 2**-134, 1.5 * 2**-149,  # max, subnormals
