@@ -2,7 +2,9 @@
 every weight layout that has f32 kernels against the reference, which rounds each op's
 result to the declared dtype (docs/language.md, "Dtypes")."""
 
+import importlib.util
 import re
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 import stoicc_py
 from stoicc_py import CompileError, pack
+from stoicc_py.models import load_weights, save_weights
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 NUMPY = {"bf16": BF16, "f16": np.dtype(np.float16)}
@@ -164,3 +167,22 @@ def test_literal_errors(body: str, message: str) -> None:
     source = f"kernel k(i: i32[4], q: i8[4], b: bf16[4]) -> i32[4] {{\n  return {body}\n}}\n"
     with pytest.raises(CompileError, match=r"^<string>:2:\d+: error: " + re.escape(message)):
         stoicc_py.compile(source)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_weights_keep_their_dtype(suffix: str, tmp_path: Path) -> None:
+    """save_weights/load_weights round-trip bf16 and f16 tensors (safetensors "BF16"/"F16",
+    npz of ml_dtypes arrays), with numpy alone; files of the safetensors package read alike."""
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.standard_normal((3, 4)).astype(BF16), "h": rng.standard_normal(5).astype(np.float16),
+               "f": rng.standard_normal((2, 2)).astype(np.float32), "e": np.zeros((0, 3), np.int8)}  # fmt: skip
+    loaded = load_weights(save_weights(weights, tmp_path / f"m{suffix}"))
+    assert {n: a.dtype for n, a in loaded.items()} == {n: a.dtype for n, a in weights.items()}
+    for name, array in weights.items():
+        np.testing.assert_array_equal(loaded[name].view(np.uint8), array.view(np.uint8))  # the same bits
+    if suffix == ".safetensors" and importlib.util.find_spec("safetensors"):
+        from safetensors.numpy import load_file, save_file
+
+        assert load_file(str(tmp_path / "m.safetensors"))["h"].tobytes() == weights["h"].tobytes()
+        save_file({"h": weights["h"], "f": weights["f"]}, str(tmp_path / "p.safetensors"))
+        np.testing.assert_array_equal(load_weights(tmp_path / "p.safetensors")["h"], weights["h"])
