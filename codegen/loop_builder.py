@@ -51,6 +51,12 @@ def compute_type(element: Attribute) -> Attribute:
     return f32 if element in tdsl.HALF_FLOATS else element
 
 
+def computes_in_f32(buf: SSAValue) -> bool:
+    """Whether a buffer's elements are computed with in f32 (f32, bf16, f16): the float
+    vector kernels read it through `vload`, which widens."""
+    return isinstance(buf.type, MemRefType) and compute_type(buf.type.element_type) == f32
+
+
 def _element(buf: SSAValue) -> Attribute:
     assert isinstance(buf.type, MemRefType), buf.type
     return buf.type.element_type

@@ -38,6 +38,7 @@ from xdsl.irdl import (
     IRDLOperation,
     OptOperand,
     OptOpResult,
+    base,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
@@ -749,20 +750,24 @@ class CastOp(OneInputOp):
 
 @irdl_op_definition
 class ConstantOp(IRDLOperation):
-    """A scalar float literal as a rank-0 tensor."""
+    """A number literal as a rank-0 tensor of the dtype it took (docs/language.md,
+    "Literals"): a float value (an f32 attribute, which holds every bf16/f16 value
+    exactly) for a float dtype, an integer one for an integer dtype."""
 
     name = "tdsl.constant"
 
-    value = opt_attr_def(FloatAttr)
+    value = opt_attr_def(base(FloatAttr) | base(IntegerAttr))
     result = opt_result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = "attr-dict `:` type($result)"
 
     def __init__(self, value: float, result_type: TensorType):
-        super().__init__(attributes={"value": FloatAttr(value, f32)}, result_types=[result_type])
+        element = result_type.element_type
+        attr = IntegerAttr(int(value), element) if isinstance(element, IntegerType) else FloatAttr(value, f32)
+        super().__init__(attributes={"value": attr}, result_types=[result_type])
 
     @property
-    def scalar(self) -> float:
+    def scalar(self) -> float | int:
         assert self.value is not None
         return self.value.value.data
 
@@ -771,6 +776,12 @@ class ConstantOp(IRDLOperation):
             raise VerifyException("tdsl.constant needs a value and a result")
         if self.result.type.rank != 0:
             raise VerifyException("tdsl.constant must produce a rank-0 tensor")
+        element = self.result.type.element_type
+        if element == i1:
+            raise VerifyException("tdsl.constant cannot be a bool (a literal is a number)")
+        if isinstance(self.value, IntegerAttr) != isinstance(element, IntegerType):
+            kind = "an integer" if isinstance(element, IntegerType) else "a float"
+            raise VerifyException(f"tdsl.constant of {self.result.type} needs {kind} value")
 
 
 class CompareOp(ElementwiseBinaryOp, ABC):

@@ -405,8 +405,18 @@ def _check_dram(fn: func.FuncOp, emit: Emitter, machine: Machine) -> None:
                            f"machine's {machine.dram.capacity} MiB (dram.capacity)")  # fmt: skip
 
 
+def _check_dtypes(fn: func.FuncOp) -> None:
+    """A located error for a tensor whose dtype the accelerator has no elements of (bf16, bool)."""
+    for op in fn.walk():
+        for t in (*op.result_types, *(fn.function_type.inputs if op is fn else ())):
+            if isinstance(t, TensorType) and t.dtype not in ELEMENT_BYTES:
+                raise op_error(op, f"{t.dtype} tensors are not supported on the accel target "
+                                   f"(only {', '.join(ELEMENT_BYTES)})")  # fmt: skip
+
+
 def lower_function(fn: func.FuncOp, machine: Machine) -> func.FuncOp:
     emit = Emitter()
+    _check_dtypes(fn)
     _declare_inputs(fn, emit)
     returned = fn.body.block.last_op
     assert isinstance(returned, func.ReturnOp)

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref
+from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
-    AnyFloat,
     ArrayAttr,
     DictionaryAttr,
-    FloatAttr,
     IndexType,
     IntAttr,
     MemRefType,
@@ -31,10 +29,9 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.hints import isa
 
 from stoicc_py import dims
-from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
@@ -225,10 +222,8 @@ class _FuncBufferizer:
     def constant(self, op: ConstantOp) -> SSAValue:
         assert op.result is not None
         buf = self.buffer_for(op.result)
-        element = op.result.type.element_type
-        assert isa(element, AnyFloat), element  # tdsl.constant is a float literal
-        scalar = self.builder.insert(arith.ConstantOp(FloatAttr(op.scalar, element)))
-        self.builder.insert(memref.StoreOp.get(scalar, buf, []))
+        b = LoopBuilder(self.builder)
+        b.store(b.constant(compute_type(op.result.type.element_type), op.scalar), buf, [])  # bf16/f16: an exact f32
         return buf
 
     def op(self, op: TdslOp) -> SSAValue:

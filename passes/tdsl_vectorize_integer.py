@@ -51,7 +51,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
-from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
@@ -388,7 +388,7 @@ class RowQuantizer:
         magnitude = b.splat(bits, 0x7FFFFFFF)
 
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            v = b.insert(vector.BitcastOp(b.insert(vector.LoadOp(self.x, [r, k], self.floats)), bits))
+            v = b.insert(vector.BitcastOp(b.vload(self.x, [r, k], self.lanes), bits))
             return [b.insert(arith.MaxUIOp(acc[0], b.insert(arith.AndIOp(v, magnitude))))]
 
         (lanes,) = b.loop(b.index(0), kv, b.index(self.lanes), step, [b.splat(bits, 0)], name="k")
@@ -407,7 +407,7 @@ class RowQuantizer:
         words, codes = VectorType(i32, [self.lanes]), VectorType(i8, [self.lanes])
 
         def step(b: LoopBuilder, k: SSAValue) -> None:
-            q = b.fdiv(b.insert(vector.LoadOp(self.x, [r, k], self.floats)), divisors)
+            q = b.fdiv(b.vload(self.x, [r, k], self.lanes), divisors)
             q = b.insert(arith.MinimumfOp(b.fmax(b.insert(mathd.RoundEvenOp(q)), low), high))
             word = b.insert(vector.BitcastOp(b.fadd(q, shift), words))
             b.b.insert(vector.StoreOp(b.insert(llvm.TruncOp(word, codes)), self.view.buffers["values"], [r, k]))
@@ -416,9 +416,10 @@ class RowQuantizer:
 
 
 def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
-    """Symmetric int8 quantization of an f32 matrix with one scale per row."""
+    """Symmetric int8 quantization of an f32 (or bf16/f16, widened as loaded) matrix
+    with one scale per row."""
     out, x = op.out, op.input
-    if out is None or _element(x) != f32 or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
+    if out is None or not computes_in_f32(x) or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
         return None
     view = _quantized(out, ("int8",))
     one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""tdsl-vectorize-quant: `linear(x, w)` with f32 activations and a weight in a
+"""tdsl-vectorize-quant: `linear(x, w)` with f32 (or bf16/f16, widened as they are
+loaded) activations and a weight in a
 uniform quantized layout (int8, int4, int2, ternary, binary; one scale per tensor,
 row or group) becomes a vector nest that unpacks the codes in registers.
 
@@ -43,9 +44,7 @@ from xdsl.context import Context
 from xdsl.dialects import arith, memref, vector
 from xdsl.dialects.builtin import (
     DenseArrayBase,
-    MemRefType,
     ModuleOp,
-    VectorType,
     f32,
     i32,
     i64,
@@ -55,7 +54,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
 from stoicc_py.codegen.quant_decode import VectorCodes
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
@@ -88,7 +87,7 @@ def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Ve
     masks = [DenseArrayBase.from_list(i64, [p * t + j for t in range(lanes)]) for j in range(p)]
 
     def chunk(b: LoopBuilder, i: SSAValue, k: SSAValue) -> None:
-        v = b.insert(vector.LoadOp(x, [i, k], VectorType(f32, [codes.chunk])))
+        v = b.vload(x, [i, k], codes.chunk)
         for j, mask in enumerate(masks):
             part = b.insert(vector.ShuffleOp(v, v, mask, result_type=codes.vec))
             scale = codes.x_scale(j)
@@ -186,13 +185,13 @@ class QuantKernel:
     def _plane(self, b: LoopBuilder, plane: PlaneInput, rows: list[SSAValue], cols: list[SSAValue],
                bases: list[SSAValue], k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
         """acc + the products of one chunk of one plane."""
-        codes, vec = plane.codes, plane.codes.vec
+        codes = plane.codes
         words = [codes.load(b, self.w.buffers["values"], col, k) for col in cols]
         low = codes.plane.shift == 0  # the plane that subtracts the base
 
         def phase(b: LoopBuilder, j: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             at = b.add(k, b.mul(j, b.index(codes.width)))
-            xs = [b.insert(vector.LoadOp(plane.x, [row, at], vec)) for row in rows]
+            xs = [b.vload(plane.x, [row, at], codes.width) for row in rows]
             mask, unit = codes.phase(b, j)
             new = list(acc)
             for c, word in enumerate(words):
@@ -259,16 +258,12 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
             b.b.insert(memref.DeallocOp.get(plane.x))
 
 
-def _is_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, MemRefType) and value.type.element_type == f32
-
-
 def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[VectorCodes]] | None:
     """The weight's view and the vector decoders of its planes when the product is f32
-    activations times a uniform quantized weight whose scale groups (the ragged last one
+    (or bf16/f16) activations times a uniform quantized weight whose scale groups (the ragged last one
     too) are whole steps of a vector width."""
     w = op.rhs
-    if op.out is None or not (_is_f32(op.lhs) and _is_f32(op.out)) or not isinstance(w.owner, AssembleOp):
+    if op.out is None or not (computes_in_f32(op.lhs) and computes_in_f32(op.out)) or not isinstance(w.owner, AssembleOp):
         return None
     if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
         return None

@@ -1,4 +1,5 @@
-"""tdsl-vectorize-sparse: `linear(x, w)` with an N:M weight (f32 values) becomes a
+"""tdsl-vectorize-sparse: `linear(x, w)` with an N:M weight (f32, bf16 or f16 values;
+x of the same dtype, widened to f32 as it is loaded) becomes a
 nest vectorised over the batch: each stored value is broadcast and multiplies
 `width` consecutive rows of x at once, so no gather is needed.
 
@@ -30,7 +31,6 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
-    MemRefType,
     ModuleOp,
     VectorType,
     f32,
@@ -42,7 +42,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
-from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.dialects import tdsl
@@ -306,7 +306,7 @@ def zero_padded(b: LoopBuilder, x: SSAValue, width: int, vec: VectorType) -> SSA
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def vector_(b: LoopBuilder, k: SSAValue) -> None:
-            b.b.insert(vector.StoreOp(b.insert(vector.LoadOp(x, [i, k], vec)), padded, [i, k]))
+            b.b.insert(vector.StoreOp(b.vload(x, [i, k], lanes), padded, [i, k]))
 
         def element(b: LoopBuilder, k: SSAValue) -> None:
             inside = b.insert(arith.CmpiOp(k, k_size, "ult"))
@@ -407,7 +407,7 @@ class PermuteKernel(DotKernel):
 
 @dataclass
 class StoredValues:
-    """The stored values of an N:M weight, f32 or symmetric int8/int4 codes with
+    """The stored values of an N:M weight, f32, bf16 or f16 (widened as loaded) or symmetric int8/int4 codes with
     their scales (composed `nm with int8/int4`: scale groups count stored values)."""
 
     values: SSAValue
@@ -419,7 +419,7 @@ class StoredValues:
     def vector(self, b: LoopBuilder, shape: Shape, row: SSAValue, slot: SSAValue) -> SSAValue:
         """The `width` values from `slot` (a multiple of width, so within one scale group)."""
         if self.view is None:
-            return b.insert(vector.LoadOp(self.values, [row, slot], shape.vec))
+            return b.vload(self.values, [row, slot], shape.width)
         view = self.view
         codes = view.buffers["values"]
         q = view.decoder.in_order(b, codes, row, slot, shape.width)
@@ -434,7 +434,7 @@ def stored_values(packed: PackedType, assemble: AssembleOp, rhs: SSAValue, width
     layout = packed.layout
     if isinstance(layout, NMAttr):
         values = assemble.buffer("values")
-        return StoredValues(values) if packed.storage.buffer("values").element_type == f32 else None
+        return StoredValues(values) if computes_in_f32(values) else None
     if not (isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)):
         return None
     quant = layout.quant
@@ -457,8 +457,7 @@ def x_pairs(
 ) -> list[tuple[SSAValue, SSAValue]]:
     """The two vectors of each x row at dense columns k .. k + 2*width."""
     high = b.add(k, b.index(shape.width))
-    return [(b.insert(vector.LoadOp(x, [r, k], shape.vec)), b.insert(vector.LoadOp(x, [r, high], shape.vec)))
-            for r in rows]  # fmt: skip
+    return [(b.vload(x, [r, k], shape.width), b.vload(x, [r, high], shape.width)) for r in rows]
 
 
 def permute_fma(b: LoopBuilder, shape: Shape, xs: list[tuple[SSAValue, SSAValue]], decoder: NMDecoder,
@@ -505,14 +504,14 @@ class HybridKernel:
                         slot, word = nm.slot_of_column(b, kk), nm.word_of_column(b, kk)
                         return permute_fma(b, shape, x_pairs(b, shape, self.x, rows, k), nm,
                                            lambda c: b.load(buf("indices"), [p, locals_[c], word]),
-                                           lambda c: b.insert(vector.LoadOp(buf("values"), [p, locals_[c], slot], shape.vec)),
+                                           lambda c: b.vload(buf("values"), [p, locals_[c], slot], shape.width),
                                            acc)  # fmt: skip
-                    xs = [b.insert(vector.LoadOp(self.x, [r, k], shape.vec)) for r in rows]
+                    xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
                     return dense_fma(
                         b,
                         shape,
                         xs,
-                        lambda c: b.insert(vector.LoadOp(buf("values"), [p, locals_[c], kk], shape.vec)),
+                        lambda c: b.vload(buf("values"), [p, locals_[c], kk], shape.width),
                         acc,
                     )
 
@@ -578,7 +577,7 @@ def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
     AVX-512 (ragged tiles too: lower_hybrid)."""
     layout = packed.layout
     values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
-    if not isinstance(layout, HybridAttr) or width != 16 or any(t != f32 for t in values):
+    if not isinstance(layout, HybridAttr) or width != 16 or any(compute_type(t) != f32 for t in values):
         return False
     code = layout.codec(packed.dims)
     return code.tile[1] % (2 * width) == 0 and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
@@ -598,10 +597,6 @@ def _permutable(packed: PackedType, width: int) -> bool:
     return width == 16 and isinstance(nm, NMAttr) and _decoder(packed).selectable(width)
 
 
-def _dense_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, MemRefType) and value.type.element_type == f32
-
-
 @dataclass
 class VectorizeNM(RewritePattern):
     width: int
@@ -618,7 +613,7 @@ class VectorizeNM(RewritePattern):
             return
         if op.out is None:
             return
-        if not _dense_f32(op.lhs):
+        if not computes_in_f32(op.lhs):
             return
         values = stored_values(packed, assemble, op.rhs, self.width)
         # (values: an nm or `nm with Q` weight; its index words' groups are whole for the panel nest)

@@ -456,7 +456,7 @@ def _progress_bar(done: int, total: int, what: str, width: int = 30) -> None:
 def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     e = sub.add_parser("explore", parents=[common],
                        help="try every weight format on the matrices of a .safetensors/.npz file")  # fmt: skip
-    e.add_argument("file", help="weights: .safetensors (pip install -e '.[models]') or .npz")
+    e.add_argument("file", help="weights: .safetensors or .npz (f32, bf16, f16...)")
     e.add_argument("--select", action="append", metavar="GLOB",
                    help="tensor names to try (fnmatch; repeatable); default: every 2-D tensor but *embed*")  # fmt: skip
     e.add_argument("--calibration", metavar="FILE",

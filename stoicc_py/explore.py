@@ -25,6 +25,7 @@ from stoicc_py.benchmarks.measure import time_calls
 from stoicc_py.codec.schedule import tiles
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import BUFFER_KINDS
+from stoicc_py.kernel import NUMPY_DTYPES
 from stoicc_py.models.weights import load_array, load_weights
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.common import check_finite
@@ -196,8 +197,9 @@ def prune_blocks(w: Array, block: int, sparsity: float) -> Array:
 
 @dataclass(frozen=True)
 class Operands:
-    """x and w as a kernel takes them: as they are, or (an integer kernel) their int8 codes, each
-    with one scale per tensor (its output times both scales approximates x @ w^T)."""
+    """x and w as a kernel takes them: rounded to its float dtype (f32: as they are), or (an
+    integer kernel) their int8 codes, each with one scale per tensor (its output times both
+    scales approximates x @ w^T)."""
 
     x: Array
     w: Array
@@ -207,7 +209,8 @@ class Operands:
     @classmethod
     def of(cls, fmt: Format, x: Array, w: Array) -> Operands:
         if not fmt.integer:
-            return cls(x, w)
+            dtype = NUMPY_DTYPES[fmt.dtype]
+            return cls(x.astype(dtype, copy=False), w.astype(dtype, copy=False))
         qx, qw = quantize(x, "int8"), quantize(w, "int8")
         return cls(qx.codes.astype(np.int8), qw.codes.astype(np.int8), float(qx.scales[0]), float(qw.scales[0]))
 

@@ -298,7 +298,8 @@ class TdslFunctions(InterpreterFunctions):
 
     @impl(tdsl.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: tdsl.ConstantOp, args: tuple[()]):
-        return (np.array(op.scalar, dtype=np.float64),)
+        assert op.result is not None
+        return (cast(np.asarray(op.scalar), op.result.type.dtype),)
 
 
 def _elementwise(fn: Callable[..., Array]) -> Callable[..., tuple[Array]]:

@@ -206,6 +206,8 @@ def test_accel_matches_cpu_on_integer_kernels(integer: Any) -> None:
          "return linear(quantize(x, bitsplit(int8)), w) }", r"bit-split activations multiply symmetric weights"),
         ("kernel f(x: f32[M, 64], w: f32[32, 64] @ int8(axis=0)) -> f32[M, 32] { "
          "return linear(quantize(x, bitsplit(int8, offset=true)), w) }", "offset"),
+        ("kernel f(x: bf16[M, 64], w: bf16[32, 64] @ int8(axis=0)) -> bf16[M, 32] { "
+         "return linear(quantize(x, int8(per=token)), w) }", r"bf16 tensors are not supported on the accel target"),
         # Found by the differential tests: this blamed the (well quantized) activations.
         ("kernel f(x: f32[M, 64], w: f32[32, 64] @ nm(2, 8)) -> f32[M, 32] { "
          "return linear(quantize(x, bitsplit(int8)), w) }", "weights of type f32 need a quantized layout or i8"),

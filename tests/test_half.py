@@ -2,12 +2,17 @@
 every weight layout that has f32 kernels against the reference, which rounds each op's
 result to the declared dtype (docs/language.md, "Dtypes")."""
 
+import importlib.util
+import re
+from pathlib import Path
+
 import ml_dtypes
 import numpy as np
 import pytest
 
 import stoicc_py
-from stoicc_py import pack
+from stoicc_py import CompileError, pack
+from stoicc_py.models import load_weights, save_weights
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 NUMPY = {"bf16": BF16, "f16": np.dtype(np.float16)}
@@ -55,6 +60,24 @@ def test_linear_layouts(dtype: str, name: str) -> None:
     _close(k.f(x, packed, b), k.f.reference(x, packed, b))
 
 
+def test_quantized_activations() -> None:
+    """quantize(x, int8(per=token)) of bf16/f16 activations (widened as loaded, then the
+    f32 arithmetic), alone and as the int8 x int8 product's input."""
+    k = stoicc_py.compile("".join(f"""
+kernel {d}(x: {d}[M, 64], w: {d}[32, 64] @ int8(axis=0)) -> ({d}[M, 32], {d}[M, 64]) {{
+  q = quantize(x, int8(per=token))
+  return linear(q, w), dequantize(q)
+}}""" for d in NUMPY))  # fmt: skip
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((5, 64)), (rng.standard_normal((32, 64)) * 0.2).astype(np.float32)
+    for dtype, numpy_dtype in NUMPY.items():
+        args = x.astype(numpy_dtype), pack(w, "int8(axis=0)", dtype=dtype)
+        y, q = getattr(k, dtype)(*args)
+        y_ref, q_ref = getattr(k, dtype).reference(*args)
+        _close(y, y_ref)
+        _same(q, q_ref)
+
+
 EDGES = np.array(
     [0.0, -0.0, 1.0, 1.00390625, 1.01171875, 1.005859375, 1.0 + 2**-8 + 2**-20, -1.00390625,  # ties to even, above
      3.3895314e38, 3.4028235e38, -3.4028235e38, 1e-38, 1e-40, 2**-133, 3 * 2**-134, 1.5 * 2**-149,  # max, subnormals
@@ -71,6 +94,10 @@ kernel down(x: f32[N]) -> (bf16[N], f16[N], i8[N]) {
 }
 kernel up(b: bf16[N], h: f16[N], i: i32[N]) -> (f32[N], f32[N], i8[N], bf16[N]) {
   return cast(b, f32), cast(h, f32), cast(i, i8), cast(i, bf16)
+}
+kernel weak(b: bf16[N], h: f16[N]) -> (bf16[N], f16[N], bf16[N], i32[N]) {
+  eps = 1e-5
+  return b * 0.1 + eps, h - -eps, where(b > 0.0, b, -1e30), iota([N], axis=0) * 3 - 1
 }
 """)
 
@@ -108,3 +135,54 @@ def test_widening_is_exact(casts: stoicc_py.Program) -> None:
 def test_call_refuses_float32_for_bf16(casts: stoicc_py.Program) -> None:
     with np.errstate(all="ignore"), pytest.raises(TypeError, match=r"expects dtype bfloat16 .*astype\(ml_dtypes.bfloat16\)"):
         casts.up(EDGES, EDGES.astype(np.float16), EDGES.astype(np.int32))
+
+
+def test_literals_take_the_dtype_they_meet(casts: stoicc_py.Program) -> None:
+    """A literal is rounded to its partner's dtype first, as numpy 2 and JAX type scalars."""
+    b = np.linspace(-2, 2, 9).astype(BF16)
+    h = np.linspace(-1, 1, 9).astype(np.float16)
+    out = casts.weak(b, h)
+    f32 = np.float32
+    want = (
+        ((b.astype(f32) * f32(BF16.type(0.1))).astype(BF16).astype(f32) + f32(BF16.type(1e-5))).astype(BF16),
+        (h.astype(f32) + f32(np.float16(1e-5))).astype(np.float16),
+        np.where(b > 0, b, BF16.type(-1e30)),
+        np.arange(9, dtype=np.int32) * 3 - 1,
+    )
+    for o, w, r in zip(out, want, casts.weak.reference(b, h)):
+        assert o.dtype == w.dtype == r.dtype
+        _same(o, w)
+        _same(o, r)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("i + 1.5", "the literal 1.5 meets an i32 tensor, whose dtype it takes, but is not an i32"),
+        ("q * 300", "the literal 300 meets an i8 tensor, whose dtype it takes, but is not an i8 (an integer in -128..127)"),
+        ("i + b", "operands have different element types: i32[4] and bf16[4]"),
+    ],
+)
+def test_literal_errors(body: str, message: str) -> None:
+    source = f"kernel k(i: i32[4], q: i8[4], b: bf16[4]) -> i32[4] {{\n  return {body}\n}}\n"
+    with pytest.raises(CompileError, match=r"^<string>:2:\d+: error: " + re.escape(message)):
+        stoicc_py.compile(source)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_weights_keep_their_dtype(suffix: str, tmp_path: Path) -> None:
+    """save_weights/load_weights round-trip bf16 and f16 tensors (safetensors "BF16"/"F16",
+    npz of ml_dtypes arrays), with numpy alone; files of the safetensors package read alike."""
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.standard_normal((3, 4)).astype(BF16), "h": rng.standard_normal(5).astype(np.float16),
+               "f": rng.standard_normal((2, 2)).astype(np.float32), "e": np.zeros((0, 3), np.int8)}  # fmt: skip
+    loaded = load_weights(save_weights(weights, tmp_path / f"m{suffix}"))
+    assert {n: a.dtype for n, a in loaded.items()} == {n: a.dtype for n, a in weights.items()}
+    for name, array in weights.items():
+        np.testing.assert_array_equal(loaded[name].view(np.uint8), array.view(np.uint8))  # the same bits
+    if suffix == ".safetensors" and importlib.util.find_spec("safetensors"):
+        from safetensors.numpy import load_file, save_file
+
+        assert load_file(str(tmp_path / "m.safetensors"))["h"].tobytes() == weights["h"].tobytes()
+        save_file({"h": weights["h"], "f": weights["f"]}, str(tmp_path / "p.safetensors"))
+        np.testing.assert_array_equal(load_weights(tmp_path / "p.safetensors")["h"], weights["h"])

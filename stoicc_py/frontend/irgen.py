@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import ml_dtypes
+import numpy as np
 from xdsl.builder import Builder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
@@ -19,10 +21,12 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
     UnitAttr,
+    f32,
+    i1,
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue, TypeAttribute
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import VerifyException
 
@@ -53,6 +57,29 @@ _BOOLEANS = {"true": True, "false": False}
 """The values of a boolean keyword argument (`keepdims=true`)."""
 _LIST_ARGUMENT = {"transpose": "a permutation, e.g. [1, 0, 2]", "reshape": "a shape, e.g. [T, 9, 64]"}
 """The functions whose second argument is a list, not a tensor."""
+
+Operand = SSAValue | ast.Number
+"""A value, or a number literal not yet typed: it takes the dtype of what it meets."""
+_HALF_NUMPY = {"bf16": ml_dtypes.bfloat16, "f16": np.float16}
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {"i8": (-(2**7), 2**7 - 1), "i32": (-(2**31), 2**31 - 1)}
+
+
+def _literal_value(number: ast.Number, dtype: str) -> float:
+    """The literal as a value of `dtype`: a float rounded to nearest even (beyond the
+    largest finite value to inf, as every bf16/f16 result); an integer exactly, or a
+    located error where it is none or out of the integer's range."""
+    if dtype in _HALF_NUMPY:
+        with np.errstate(over="ignore"):
+            return float(np.float64(number.value).astype(_HALF_NUMPY[dtype]))
+    if dtype not in _INTEGER_RANGES:
+        return number.value
+    low, high = _INTEGER_RANGES[dtype]
+    if number.value != int(number.value) or not low <= number.value <= high:
+        raise CompileError(
+            f"the literal {number.value:g} meets an {dtype} tensor, whose dtype it takes, but is not an {dtype} "
+            f"(an integer in {low}..{high}): write one, or cast the tensor, e.g. cast(x, f32)", number.loc
+        )  # fmt: skip
+    return int(number.value)
 
 
 def _layout_term(e: ast.Expr) -> ast.LayoutTerm:
@@ -119,7 +146,7 @@ class _KernelGen:
         self.result_types = [tensor_type(r) for r in kernel.results]
         self.block = Block(arg_types=arg_types)
         self.builder = Builder(InsertPoint.at_end(self.block))
-        self.env: dict[str, SSAValue] = {}
+        self.env: dict[str, Operand] = {}
         for p, arg in zip(kernel.params, self.block.args):
             if p.name in self.env:
                 raise CompileError(f"parameter '{p.name}' is declared twice", p.loc)
@@ -166,10 +193,10 @@ class _KernelGen:
         op.location = loc.attr()
         return self.builder.insert(op)
 
-    def expr(self, root: ast.Expr) -> SSAValue:
+    def expr(self, root: ast.Expr) -> Operand:
         """The value of `root`, its operands emitted first, left to right. With an explicit
         stack, not recursion: `x + x + ... + x` is a tree as deep as the sum is long."""
-        values: list[SSAValue] = []
+        values: list[Operand] = []
         todo: list[tuple[ast.Expr, list[ast.Expr] | None]] = [(root, None)]
         while todo:
             e, operands = todo.pop()
@@ -197,15 +224,21 @@ class _KernelGen:
                 return [base]
         return []
 
-    def apply(self, e: ast.Expr, args: list[SSAValue]) -> SSAValue:
-        """The value of `e` from the values of its operands."""
+    def apply(self, e: ast.Expr, operands: list[Operand]) -> Operand:
+        """The value of `e` from the values of its operands; a literal stays untyped
+        (also through a name bound to it, and negation) until an op takes it."""
         match e:
             case ast.Var(name=name):
                 if name not in self.env:
                     return self.size_value(name, e.loc)
-                return self.env[name]
-            case ast.Number(value=value):
-                return self.insert(tdsl.ConstantOp(value, TensorType([])), e.loc).results[0]
+                value = self.env[name]
+                return ast.Number(e.loc, value.value) if isinstance(value, ast.Number) else value
+            case ast.Number():
+                return e
+            case ast.Neg() if isinstance(operands[0], ast.Number):
+                return ast.Number(e.loc, -operands[0].value)
+        args = self.typed(e, operands)
+        match e:
             case ast.Neg():
                 return self.emit(tdsl.NegOp, [*args, None], e.loc)
             case ast.BinOp(op="@"):
@@ -221,6 +254,30 @@ class _KernelGen:
             case ast.ListExpr():
                 raise CompileError("a list [...] is not a value: it is the shape or permutation argument of a call", e.loc)
         raise CompileError(f"unsupported expression {type(e).__name__}", e.loc)
+
+    def typed(self, e: ast.Expr, operands: list[Operand]) -> list[SSAValue]:
+        """The operands of `e` as values: a literal operand of an elementwise binary op, a
+        comparison or `where`'s two choices takes the dtype of its partner (weak typing
+        of scalars, as numpy 2 and JAX have it: `x_bf16 * 0.125` is bf16); any other
+        literal, or two literals together, are f32."""
+        partners: Sequence[int] = ()
+        if isinstance(e, ast.BinOp) and e.op != "@":
+            partners = (0, 1)
+        elif isinstance(e, ast.Call) and e.func == "where":
+            partners = (1, 2)
+        types = [o.type for i, o in enumerate(operands) if i in partners and isinstance(o, SSAValue)]
+        element = types[0].element_type if types and isinstance(types[0], TensorType) else f32
+        return [self.literal(o, element if i in partners else f32) if isinstance(o, ast.Number) else o
+                for i, o in enumerate(operands)]  # fmt: skip
+
+    def literal(self, number: ast.Number, element: Attribute) -> SSAValue:
+        """`number` as a rank-0 tensor of `element` (f32 where it meets a bool tensor,
+        which has no arithmetic: the op that takes it says so)."""
+        element = f32 if element == i1 else element
+        assert isinstance(element, TypeAttribute)
+        dtype = tdsl.DTYPE_NAMES[element]
+        op = tdsl.ConstantOp(_literal_value(number, dtype), TensorType([], element))
+        return self.insert(op, number.loc).results[0]
 
     def typed_operands(self, call: ast.Call) -> list[ast.Expr]:
         """The tensor of quantize(x, LAYOUT) or cast(x, DTYPE), whose second argument is no value."""
@@ -393,8 +450,13 @@ class _KernelGen:
         attrs: dict[str, Attribute] = {"starts": tdsl.dims_attr(starts), "stops": tdsl.dims_attr(stops)}
         return self.emit(tdsl.SliceOp, [base, None], e.loc, attrs)
 
+    def value(self, e: ast.Expr) -> SSAValue:
+        """The value of `e`, a literal as f32."""
+        value = self.expr(e)
+        return self.literal(value, f32) if isinstance(value, ast.Number) else value
+
     def ret(self, stmt: ast.Return) -> None:
-        values = [self.dense(self.expr(v), v.loc) for v in stmt.values]
+        values = [self.dense(self.value(v), v.loc) for v in stmt.values]
         if len(values) != len(self.result_types):
             raise CompileError(
                 f"kernel '{self.kernel.name}' declares {len(self.result_types)} result"
@@ -423,8 +485,10 @@ class _KernelGen:
             if returned:
                 raise CompileError("statement after return", stmt.loc)
             if isinstance(stmt, ast.Assign):
-                self.env[stmt.name] = self.expr(stmt.value)
-                self.env[stmt.name].name_hint = stmt.name
+                value = self.expr(stmt.value)
+                if isinstance(value, SSAValue):
+                    value.name_hint = stmt.name
+                self.env[stmt.name] = value
             else:
                 self.ret(stmt)
                 returned = True

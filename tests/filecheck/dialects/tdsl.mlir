@@ -11,6 +11,10 @@ func.func @tensors(%x: !tdsl.tensor<[M, 64], f32>, %w: !tdsl.tensor<[128, 64], f
   %g = tdsl.matmul %x, %t : !tdsl.tensor<[M, 64], f32>, !tdsl.tensor<[64, M], f32> -> !tdsl.tensor<[M, M], f32>
   // CHECK: tdsl.constant {value = 2.000000e+00 : f32} : !tdsl.tensor<[], f32>
   %c = tdsl.constant {value = 2.0 : f32} : !tdsl.tensor<[], f32>
+  // CHECK: tdsl.constant {value = 3 : i32} : !tdsl.tensor<[], i32>
+  %ci = tdsl.constant {value = 3 : i32} : !tdsl.tensor<[], i32>
+  // CHECK: tdsl.constant {value = 1.250000e-01 : f32} : !tdsl.tensor<[], bf16>
+  %ch = tdsl.constant {value = 0.125 : f32} : !tdsl.tensor<[], bf16>
   // CHECK: tdsl.add %h, %b : !tdsl.tensor<[M, 128], f32>, !tdsl.tensor<[128], f32> -> !tdsl.tensor<[M, 128], f32>
   %s = tdsl.add %h, %b : !tdsl.tensor<[M, 128], f32>, !tdsl.tensor<[128], f32> -> !tdsl.tensor<[M, 128], f32>
   // CHECK: tdsl.sub

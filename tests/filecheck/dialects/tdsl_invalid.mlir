@@ -110,3 +110,11 @@ func.func @bool_arithmetic(%c: !tdsl.tensor<[4], i1>) -> !tdsl.tensor<[4], i1> {
   func.return %0 : !tdsl.tensor<[4], i1>
 }
 // CHECK: add is not defined on bool
+
+// -----
+
+func.func @constant_kind() -> !tdsl.tensor<[], i32> {
+  %0 = tdsl.constant {value = 1.5 : f32} : !tdsl.tensor<[], i32>
+  func.return %0 : !tdsl.tensor<[], i32>
+}
+// CHECK: tdsl.constant of i32[] needs an integer value
