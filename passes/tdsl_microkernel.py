@@ -254,7 +254,7 @@ class AxpyKernel:
         acc = [b.insert(vector.LoadOp(self.out, [r, c], shape.vec)) for r in rows for c in outs]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            bs = [inner.insert(vector.LoadOp(self.b, [k, c], shape.vec)) for c in cols]
+            bs = [inner.vload(self.b, [k, c], shape.width) for c in cols]
             xs = [inner.insert(vector.BroadcastOp(inner.load(self.a, [r, k]), shape.vec)) for r in rows]
             return dense_fma(inner, shape, xs, lambda c: bs[c], acc)
 

@@ -60,6 +60,21 @@ def test_linear_layouts(dtype: str, name: str) -> None:
     _close(k.f(x, packed, b), k.f.reference(x, packed, b))
 
 
+def test_attention_in_half() -> None:
+    """The ops of attention on bf16/f16 tensors: batched products (the vectorised matmul
+    of b [k, n] too: 64 columns), a causal mask, softmax, slices, concat and reshapes."""
+    k = stoicc_py.compile("".join(f"""
+kernel {d}(q: {d}[2, T, 64], kv: {d}[2, S, 64]) -> {d}[T, 128] {{
+  s = where(iota([T, S], axis=1) <= iota([T, S], axis=0) + S - T, matmul(q, transpose(kv)) * 0.125, -1e30)
+  o = matmul(softmax(s, axis=-1), concat(kv[:, :, 32:64], kv[:, :, 0:32], axis=2))
+  return reshape(transpose(o, [1, 0, 2]), [T, 128])
+}}""" for d in NUMPY))  # fmt: skip
+    rng = np.random.default_rng(3)
+    for dtype, numpy_dtype in NUMPY.items():
+        args = rng.standard_normal((2, 5, 64)).astype(numpy_dtype), rng.standard_normal((2, 9, 64)).astype(numpy_dtype)
+        _close(getattr(k, dtype)(*args), getattr(k, dtype).reference(*args), ulps=4.0)
+
+
 def test_quantized_activations() -> None:
     """quantize(x, int8(per=token)) of bf16/f16 activations (widened as loaded, then the
     f32 arithmetic), alone and as the int8 x int8 product's input."""
