@@ -444,7 +444,10 @@ def convert(b: LoopBuilder, value: SSAValue, to: Attribute) -> SSAValue:
     if to == i1 and value.type != i1:
         return compare(b, tdsl.NeOp, value, b.zero(value.type))
     if value.type == i1 and to != i1:
-        return b.insert(arith.ExtUIOp(value, to) if isinstance(to, IntegerType) else arith.UIToFPOp(value, to))
+        if isinstance(to, IntegerType):
+            return b.insert(arith.ExtUIOp(value, to))
+        assert isa(to, AnyFloat), to
+        return b.insert(arith.UIToFPOp(value, to))
     if isinstance(value.type, IntegerType) and isinstance(to, IntegerType):
         if value.type.width.data <= to.width.data:
             return b.widen(value, to)
