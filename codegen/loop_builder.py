@@ -29,6 +29,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     VectorType,
     f32,
+    i1,
     i32,
     i64,
 )
@@ -436,8 +437,17 @@ def convert(b: LoopBuilder, value: SSAValue, to: Attribute) -> SSAValue:
     """`value` (of a compute_type) as a value of compute_type(to), as tdsl.cast defines it:
     float to integer rounds to nearest even and saturates (NaN gives 0), integer to integer
     saturates, integer to float converts (rounding to nearest even), float to float is the
-    store's rounding (f32 is the compute type of every float)."""
+    store's rounding (f32 is the compute type of every float). A bool (i1) converts as
+    0 or 1 (zero-extended: i1's sign bit is its only bit); to bool is x != 0 (unordered on
+    floats, so NaN gives true as in numpy)."""
     to = compute_type(to)
+    if to == i1 and value.type != i1:
+        return compare(b, tdsl.NeOp, value, b.zero(value.type))
+    if value.type == i1 and to != i1:
+        if isinstance(to, IntegerType):
+            return b.insert(arith.ExtUIOp(value, to))
+        assert isa(to, AnyFloat), to
+        return b.insert(arith.UIToFPOp(value, to))
     if isinstance(value.type, IntegerType) and isinstance(to, IntegerType):
         if value.type.width.data <= to.width.data:
             return b.widen(value, to)

@@ -729,7 +729,8 @@ class CastOp(OneInputOp):
     """`cast(x, dtype)`: each element converted to `to`. Float to float rounds to
     nearest even; float to integer rounds to nearest even and saturates to the
     integer's range (NaN gives 0); integer to integer saturates; integer to float is
-    exact, or rounds to nearest even (i32 to bf16/f16 through f32)."""
+    exact, or rounds to nearest even (i32 to bf16/f16 through f32); a bool is 0 or 1, and
+    x to bool is x != 0 (NaN gives true), as numpy's astype."""
 
     name = "tdsl.cast"
 

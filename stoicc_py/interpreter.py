@@ -70,6 +70,10 @@ def rounded(x: Array, dtype: str) -> Array:
 def cast(x: Array, to: str) -> Array:
     """cast(x, to) on reference values (float64 or integers): docs/language.md, Dtypes."""
     target = REFERENCE_DTYPES[to]
+    if target.kind == "b":  # NaN != 0 holds: NaN gives true, as numpy's astype(bool)
+        return x != 0
+    if x.dtype.kind == "b":  # false and true are 0 and 1 of every dtype
+        return x.astype(target)
     if target.kind == "f":  # integers round through f32 as the kernels do (exact for i8)
         source = x.astype(np.float32) if x.dtype.kind != "f" else x
         return rounded(source.astype(np.float64), to)

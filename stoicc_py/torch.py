@@ -5,6 +5,8 @@ linear layers in place of `torch.nn.Linear`, for inference on the CPU.
     compress(model, "int4(group=128)")                        # every nn.Linear of model, in place
     with torch.no_grad():
         y = model(x)
+
+Float32, bfloat16 and float16 layers: the kernel computes in the layer's dtype (docs/api.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 try:
@@ -28,49 +31,76 @@ from stoicc_py.packing.common import check_finite
 __all__ = ["StoiccLinear", "compress"]
 
 Selector = Callable[[str, torch.nn.Linear], bool]
+DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+"""The kernel dtype of a layer's weight, bias, input and result, by the weight's torch dtype."""
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _host(t: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A numpy view of a CPU tensor's memory: bfloat16 through its bits, as numpy (and so
+    DLPack into numpy) has no bfloat16 but ml_dtypes has, with torch's bit layout."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(BF16)
+    return t.numpy()
+
+
+def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
+    """A torch tensor over the numpy array's memory (bfloat16 through its bits)."""
+    if a.dtype == BF16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 @cache
-def _linear_kernel(layout: str, in_features: int | str, out_features: int | str, bias: bool) -> Kernel:
-    """One compiled kernel per (layout, shape, bias), shared by every layer that has them;
-    with size symbols for the shape (generic), one per (layout, bias) for every shape."""
-    weight = f"w: f32[{out_features}, {in_features}] @ {layout}"
-    params, args = (f"{weight}, b: f32[{out_features}]", "x, w, b") if bias else (weight, "x, w")
-    source = f"kernel linear(x: f32[M, {in_features}], {params}) -> f32[M, {out_features}] {{ return linear({args}) }}"
+def _linear_kernel(layout: str, in_features: int | str, out_features: int | str, bias: bool, dtype: str) -> Kernel:
+    """One compiled kernel per (layout, shape, bias, dtype), shared by every layer that has
+    them; with size symbols for the shape (generic), one per (layout, bias, dtype)."""
+    weight = f"w: {dtype}[{out_features}, {in_features}] @ {layout}"
+    params, args = (f"{weight}, b: {dtype}[{out_features}]", "x, w, b") if bias else (weight, "x, w")
+    result = f"{dtype}[M, {out_features}]"
+    source = f"kernel linear(x: {dtype}[M, {in_features}], {params}) -> {result} {{ return linear({args}) }}"
     return compile(source).linear
 
 
 def _stored_weight(weight: torch.Tensor, layout: str) -> PackedTensor | np.ndarray[Any, Any]:
     """The weight as the kernel reads it: packed (sparse layouts pruned by magnitude to their
-    pattern), or for a dense layout a float32 copy that no later change to `weight` touches."""
+    pattern) from its exact values in its dtype, or for a dense layout a copy in its dtype that
+    no later change to `weight` touches."""
     out_features, in_features = weight.shape
     attr = parse_layout(layout)
     prune = "magnitude" if isinstance(attr, SparseLayoutAttr | ComposedLayoutAttr) else None
+    values = _host(weight.detach())
     try:
         if isinstance(attr, DenseLayoutAttr):  # not packed, but held to pack()'s rule on values
-            check_finite(weight.detach().numpy(), "the weight")
-            return weight.detach().numpy().copy()
-        return pack(weight.detach(), attr, prune=prune)
+            check_finite(values, "the weight")
+            return values.copy()
+        return pack(values, attr, prune=prune)
     except ValueError as err:
         raise ValueError(f"Linear({in_features}, {out_features}) cannot take layout {layout}: {err}") from None
 
 
 class StoiccLinear(torch.nn.Module):
     """A `torch.nn.Linear` whose weight is stored in a layout (sparse, quantized or both)
-    and multiplied by a compiled stoicc kernel. Inference only: float32 CPU inputs of any
-    leading shape [..., in_features] -> [..., out_features]; it has no parameters to train."""
+    and multiplied by a compiled stoicc kernel in the weight's dtype (float32, bfloat16 or
+    float16). Inference only: CPU inputs of that dtype and any leading shape
+    [..., in_features] -> [..., out_features]; it has no parameters to train."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, layout: str, generic: bool = False):
-        """`weight` [out_features, in_features] and `bias` [out_features] (or None): float32
-        tensors on the CPU, stored in `layout` (layout text, docs/formats.md) once, here.
+        """`weight` [out_features, in_features] and `bias` [out_features] (or None): CPU tensors
+        of one dtype (float32, bfloat16 or float16), stored in `layout` (layout text,
+        docs/formats.md) once, here.
         `generic`: multiply with the kernel of symbolic dims that every layer of this layout
         shares (one compile for every shape, but the generic loop nests, several times slower
         than the vectorised kernels of static dims: benchmarks/generic.py)."""
         super().__init__()
-        if weight.dtype != torch.float32 or weight.device.type != "cpu" or weight.dim() != 2:
-            raise TypeError(f"StoiccLinear: the weight must be a 2-D float32 CPU tensor, got "
-                            f"{weight.dtype} {list(weight.shape)} on {weight.device}")  # fmt: skip
+        if weight.dtype not in DTYPES or weight.device.type != "cpu" or weight.dim() != 2:
+            raise TypeError(f"StoiccLinear: the weight must be a 2-D float32, bfloat16 or float16 CPU tensor, "
+                            f"got {weight.dtype} {list(weight.shape)} on {weight.device}")  # fmt: skip
+        if bias is not None and (bias.dtype != weight.dtype or bias.device != weight.device):
+            raise TypeError(f"StoiccLinear: the bias ({bias.dtype} on {bias.device}) must have the weight's "
+                            f"dtype and device ({weight.dtype} on {weight.device})")  # fmt: skip
         self.out_features, self.in_features = weight.shape
+        self.dtype = weight.dtype
         self.layout = layout
         self.generic = generic
         self.stored = _stored_weight(weight, layout)
@@ -81,7 +111,7 @@ class StoiccLinear(torch.nn.Module):
     def _kernel(self) -> Kernel:
         # looked up, not held: the module stays plain data (copy.deepcopy, torch.save)
         k, n = ("K", "N") if self.generic else (self.in_features, self.out_features)
-        return _linear_kernel(self.layout, k, n, self.bias is not None)
+        return _linear_kernel(self.layout, k, n, self.bias is not None, DTYPES[self.dtype])
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, layout: str, generic: bool = False) -> StoiccLinear:
@@ -91,31 +121,38 @@ class StoiccLinear(torch.nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The effective weight [out_features, in_features]: the pruned and dequantized values
-        the kernel multiplies by (a new tensor: changing it changes nothing)."""
+        """The effective weight [out_features, in_features] as float32: the pruned and
+        dequantized values the kernel multiplies by, exactly (float32 holds every bfloat16 and
+        float16 value, and a quantized layout's values are dequantized in float32); a new
+        tensor: changing it changes nothing."""
         stored = self.stored
-        return torch.from_numpy(stored.dequantize() if isinstance(stored, PackedTensor) else stored.copy())
+        values = stored.dequantize() if isinstance(stored, PackedTensor) else stored
+        return torch.from_numpy(values.astype(np.float32))  # astype copies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ weight.T + bias over the last axis of `x` (float32, on the CPU)."""
+        """x @ weight.T + bias over the last axis of `x` (on the CPU, of the layer's dtype: as
+        torch.nn.functional.linear, mixed dtypes are a TypeError), rounded once to that dtype."""
         if x.requires_grad and torch.is_grad_enabled():
             raise RuntimeError(
                 "StoiccLinear is inference only: call it under torch.no_grad() or torch.inference_mode()"
             )
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"StoiccLinear: expected input [..., {self.in_features}], got {list(x.shape)}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"StoiccLinear: the layer computes in {self.dtype}, got an input of {x.dtype} "
+                            f"(convert it first: x.to({self.dtype}))")  # fmt: skip
         rows = x.detach().reshape(-1, self.in_features)
         out_shape = (*x.shape[:-1], self.out_features)
         if rows.shape[0] == 0:  # kernels take positive sizes only
             return x.new_empty(out_shape)
-        args = (rows, self.stored) if self.bias is None else (rows, self.stored, self.bias)
+        args = (_host(rows), self.stored) if self.bias is None else (_host(rows), self.stored, _host(self.bias))
         y = self._kernel()(*args)
         assert isinstance(y, np.ndarray)
-        return torch.from_numpy(y).reshape(out_shape)
+        return _tensor(y).reshape(out_shape)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, layout={self.layout}")  # fmt: skip
+                f"bias={self.bias is not None}, layout={self.layout}, dtype={self.dtype}")  # fmt: skip
 
 
 def compress(model: torch.nn.Module, layout: str, select: Selector | None = None,

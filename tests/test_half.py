@@ -114,6 +114,10 @@ kernel weak(b: bf16[N], h: f16[N]) -> (bf16[N], f16[N], bf16[N], i32[N]) {
   eps = 1e-5
   return b * 0.1 + eps, h - -eps, where(b > 0.0, b, -1e30), iota([N], axis=0) * 3 - 1
 }
+kernel truth(x: f32[N], h: bf16[N], i: i32[N], q: i8[N]) -> (bool[N], bool[N], bool[N], bool[N], f32[N], f16[N], i32[N], i8[N]) {
+  c = x > 0.0
+  return cast(x, bool), cast(h, bool), cast(i, bool), cast(q, bool), cast(c, f32), cast(c, f16), cast(c, i32), cast(c, i8)
+}
 """)
 
 
@@ -168,6 +172,19 @@ def test_literals_take_the_dtype_they_meet(casts: stoicc_py.Program) -> None:
         assert o.dtype == w.dtype == r.dtype
         _same(o, w)
         _same(o, r)
+
+
+def test_bool_casts(casts: stoicc_py.Program) -> None:
+    """To bool is x != 0 (NaN gives true, -0.0 false), from bool 0 or 1: numpy's astype."""
+    x = np.array([0.0, -0.0, 1.0, -2.0, np.nan, -np.inf, 1e-45, 0.5], np.float32)
+    ints = np.array([0, 1, -1, 0, 300, -(2**31), 0, 7], np.int32)
+    args = (x, x.astype(BF16), ints, ints.astype(np.int8))
+    out = casts.truth(*args)
+    want = [a.astype(bool) for a in args] + [(x > 0).astype(t) for t in (np.float32, np.float16, np.int32, np.int8)]
+    for o, w, r in zip(out, want, casts.truth.reference(*args)):
+        assert o.dtype == w.dtype == r.dtype
+        np.testing.assert_array_equal(o, w)
+        np.testing.assert_array_equal(r, w)
 
 
 @pytest.mark.parametrize(

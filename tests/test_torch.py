@@ -107,7 +107,7 @@ def test_inference_only_and_input_checks() -> None:
         layer(x)
     with torch.no_grad():
         _assert_close(layer(x), layer(x.detach().clone()))
-        with pytest.raises(TypeError, match="parameter 'x' expects dtype float32"):
+        with pytest.raises(TypeError, match=r"computes in torch.float32, got an input of torch.float64"):
             layer(x.double())
         with pytest.raises(ValueError, match=r"expected input \[\.\.\., 32\]"):
             layer(torch.randn(4, 16))
@@ -150,3 +150,76 @@ def test_a_compressed_model_deep_copies_and_saves() -> None:
         want = model(x)
         for twin in (copy.deepcopy(model), torch.load(saved, weights_only=False)):
             assert torch.equal(twin(x), want)
+
+
+HALF = [torch.bfloat16, torch.float16]
+
+
+@pytest.fixture(scope="module", params=HALF, ids=["bf16", "f16"])
+def half_layers(request: pytest.FixtureRequest) -> tuple[Any, dict[str, Any]]:
+    """A Linear(64, 32) of a 16-bit dtype and its StoiccLinear in each layout: generic kernels,
+    one compile each that test_compress_keeps_a_bf16_model_bf16 shares, and quicker to compile
+    than the vectorised ones of static dims, which test_half.py runs on 16-bit dtypes."""
+    linear = _linear(64, 32, seed=4).to(request.param)
+    layouts = ("dense", "nm(2, 4)", "int4(group=32)")
+    return linear, {name: stoicc_torch.StoiccLinear.from_linear(linear, name, generic=True) for name in layouts}
+
+
+def _assert_half_close(got: Any, want: Any) -> None:
+    """Within two units of the dtype's last place of the largest magnitude (f32 sums in another order)."""
+    assert got.dtype == want.dtype
+    eps = torch.finfo(want.dtype).eps
+    assert float((got.float() - want.float()).abs().max()) <= 2 * eps * float(want.float().abs().max())
+
+
+@pytest.mark.parametrize("layout", ["dense", "nm(2, 4)", "int4(group=32)"])
+def test_half_layers_compute_in_their_dtype(half_layers: tuple[Any, dict[str, Any]], layout: str) -> None:
+    """The kernel reads the 16-bit weight as it is (pruned, quantized from its exact values), and
+    x, bias and result in its dtype: torch's F.linear in float32 on the same weight, rounded."""
+    linear, layers = half_layers
+    layer = layers[layout]
+    w = linear.weight.detach().float().numpy()
+    if layout == "dense":
+        np.testing.assert_array_equal(layer.weight.numpy(), w)
+    elif layout == "nm(2, 4)":  # 16-bit values tie often: either of two equal magnitudes may be kept
+        kept = layer.weight.numpy()
+        assert np.all((kept == w) | (kept == 0))
+        magnitudes = lambda a: np.sort(np.abs(a).reshape(32, 16, 4), axis=-1)  # noqa: E731
+        np.testing.assert_array_equal(magnitudes(kept), magnitudes(_magnitude_2of4(w)))
+    else:  # scale = max|w| / 7 per group of 32 (of the 16-bit values), each within half a step
+        half_step = np.abs(w).reshape(32, 2, 32).max(axis=-1, keepdims=True) / 7 / 2
+        assert np.all(np.abs(w - layer.weight.numpy()).reshape(32, 2, 32) <= half_step * (1 + 1e-6))
+    x = torch.randn(2, 3, 64).to(linear.weight.dtype)
+    with torch.no_grad():
+        got = layer(x)
+        want = torch.nn.functional.linear(x.float(), layer.weight, linear.bias.float()).to(x.dtype)
+    assert got.shape == (2, 3, 32)
+    _assert_half_close(got, want)
+
+
+def test_half_layers_refuse_other_dtypes(half_layers: tuple[Any, dict[str, Any]]) -> None:
+    """As torch's F.linear does: no silent cast of the input."""
+    linear, layers = half_layers
+    with (
+        torch.no_grad(),
+        pytest.raises(TypeError, match=rf"computes in {linear.weight.dtype}, got an input of torch.float32"),
+    ):
+        layers["dense"](torch.randn(2, 64))
+    with pytest.raises(TypeError, match="must have the weight's dtype"):
+        stoicc_torch.StoiccLinear(linear.weight, linear.bias.float(), "dense")
+
+
+def test_compress_keeps_a_bf16_model_bf16() -> None:
+    """Each layer's result stays bfloat16 (a view of the kernel's result), fed to the next."""
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 64)).to(torch.bfloat16)
+    original = copy.deepcopy(model)
+    stoicc_torch.compress(model, "nm(2, 4)", generic=True)
+    assert all(type(model[i]) is stoicc_torch.StoiccLinear and model[i].dtype == torch.bfloat16 for i in (0, 2))
+    x = torch.randn(5, 64).to(torch.bfloat16)
+    with torch.no_grad():
+        got = model(x)
+        hidden = torch.relu(model[0](x))
+        want = torch.nn.functional.linear(hidden.float(), model[2].weight, original[2].bias.float()).to(torch.bfloat16)
+    assert got.dtype == hidden.dtype == torch.bfloat16
+    _assert_half_close(got, want)
