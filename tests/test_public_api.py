@@ -23,7 +23,7 @@ PUBLIC = {
 }  # fmt: skip
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],
-    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity"],
+    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
     "set_threads": ["n"],
     "get_threads": [],
