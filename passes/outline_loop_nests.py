@@ -130,6 +130,8 @@ class OutlineLoopNests(ModulePass):
             if len(nests) < MIN_NESTS:
                 continue
             # after the kernel, in order: the object code reads like the source
-            outlined = [_Outliner(kernel).outline(nest, f"{kernel.sym_name.data}.nest{i}") for i, nest in enumerate(nests)]
+            outlined = [
+                _Outliner(kernel).outline(nest, f"{kernel.sym_name.data}.nest{i}") for i, nest in enumerate(nests)
+            ]
             op.body.block.insert_ops_after(outlined, kernel)
             _erase_unused_pure_ops(kernel.body.block)
