@@ -30,6 +30,7 @@ _CLASSES = {
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",
     "check-bounds": "CheckBounds",
+    "outline-loop-nests": "OutlineLoopNests",
     "lower-scf-to-cf": "LowerScfToCf",
     "convert-ptradd-to-gep": "ConvertPtrAddToGEP",
     "lower-ptr-to-llvm": "LowerPtrToLLVM",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func, llvm
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, UnitAttr
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, UnitAttr
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -23,6 +23,8 @@ from xdsl.utils.exceptions import DiagnosticException
 
 NOALIAS_ARGS = "stoicc.noalias_args"
 """Unit attribute on a func.func promising that its pointer arguments never alias."""
+NO_INLINE = "stoicc.no_inline"
+"""Unit attribute on a func.func that LLVM must not inline (the llvm.func's no_inline)."""
 
 
 def _single_result(types: Sequence[Attribute], what: str) -> Attribute | None:
@@ -52,13 +54,15 @@ class FuncLowering(RewritePattern):
     def match_and_rewrite(self, op: func.FuncOp, rewriter: PatternRewriter, /) -> None:
         output = _single_result(op.function_type.outputs.data, f"@{op.sym_name.data}")
         function_type = llvm.LLVMFunctionType(op.function_type.inputs, output)
+        # a private definition is seen by its module only: internal linkage
+        linkage = "internal" if op.sym_visibility == StringAttr("private") and op.body.blocks else "external"
         new_func = llvm.FuncOp(
             op.sym_name,
             function_type,
-            linkage=llvm.LinkageAttr("external"),
+            linkage=llvm.LinkageAttr(linkage),
             body=rewriter.move_region_contents_to_new_regions(op.body),
-            other_props={"arg_attrs": _llvm_arg_attrs(op)},
-            extra_attrs={k: v for k, v in op.attributes.items() if k != NOALIAS_ARGS},
+            other_props={"arg_attrs": _llvm_arg_attrs(op), "no_inline": op.attributes.get(NO_INLINE)},
+            extra_attrs={k: v for k, v in op.attributes.items() if k not in (NOALIAS_ARGS, NO_INLINE)},
         )
         rewriter.replace(op, new_func)
 

@@ -33,12 +33,12 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.passes.mangle_symbols import needs_declaration
 
-_ALLOC_FN = "aligned_alloc"
+ALLOC_FN = "aligned_alloc"
 _FREE_FN = "free"
 
 # C signatures: void *aligned_alloc(size_t alignment, size_t size); void free(void *).
 _RUNTIME_SIGNATURES: dict[str, tuple[tuple[Attribute, ...], tuple[Attribute, ...]]] = {
-    _ALLOC_FN: ((i64, i64), (ptr.PtrType(),)),
+    ALLOC_FN: ((i64, i64), (ptr.PtrType(),)),
     _FREE_FN: ((ptr.PtrType(),), ()),
 }
 
@@ -76,7 +76,7 @@ class LowerAllocOp(RewritePattern):
         alignment = max(self.alignment, op.alignment.value.data if op.alignment else 1)
         size = _byte_size(op, alignment, rewriter)
         align = rewriter.insert(arith.ConstantOp.from_int_and_width(alignment, i64))
-        call = rewriter.insert(func.CallOp(_ALLOC_FN, [align.result, size], [ptr.PtrType()]))
+        call = rewriter.insert(func.CallOp(ALLOC_FN, [align.result, size], [ptr.PtrType()]))
         rewriter.replace(op, ptr.FromPtrOp(call.res[0], op.memref.type))
 
 

@@ -10,8 +10,9 @@ A program is refused, with a located CompileError, where it passes one of the
 front end's limits, which bound its time and memory: MAX_SOURCE_CHARS characters
 of source (checked before lexing), MAX_NESTING brackets open at once (checked
 before parsing; the syntax tree of an expression, however long, is then walked
-without recursion), MAX_OPERATIONS operations in a file (the passes' time grows
-faster than linearly with a kernel's length). Each is far above any real kernel.
+without recursion), MAX_OPERATIONS operations in a file (compile time grows linearly
+with a kernel's length; the limit bounds it at a few minutes). Each is far above any
+real kernel.
 
 Plain Python, without xDSL or numpy: the front end, the runtime and the packer
 all import it.
@@ -25,7 +26,7 @@ from collections.abc import Iterable
 MAX_ELEMENTS = 2**32
 MAX_SOURCE_CHARS = 256 * 1024
 MAX_NESTING = 100
-MAX_OPERATIONS = 512
+MAX_OPERATIONS = 4096
 
 
 def too_large(shape: Iterable[int]) -> str | None:

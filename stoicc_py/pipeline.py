@@ -69,6 +69,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "resolve-memref-dims",
         "lower-alloc",
         "convert-memref-to-ptr{lower_func=true}",
+        "outline-loop-nests",
         "lower-scf-to-cf",
         "convert-ptr-type-offsets",
         "convert-ptradd-to-gep",

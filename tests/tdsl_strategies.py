@@ -16,6 +16,8 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from stoicc_py.limits import MAX_NESTING, MAX_OPERATIONS
+
 Array = np.ndarray[Any, Any]
 
 LONG_RUN = int(os.environ.get("STOICC_FUZZ_EXAMPLES", "0"))
@@ -159,11 +161,12 @@ def mutated_examples(draw: st.DrawFn) -> str:
 
 
 
-# Lengths around the front end's limits (stoicc_py/limits.py) and far past them.
-CHAIN_LENGTHS = st.sampled_from([1, 2, 3, 50, 99, 100, 101, 255, 500, 511, 512, 513, 1000, 5000])
-# The longest of each shape of long_programs() that is within every limit: 100 nested
-# brackets; 512 operations (a product's terms take two: `* 1.0`).
-FITS = {"calls": 100, "parens": 100, "product": 255}
+# Lengths around the front end's limits (stoicc_py/limits.py) and past them (4097 x 100
+# characters of a name or padding is far past the source length).
+CHAIN_LENGTHS = st.sampled_from([1, 2, 3, 50, 99, 100, 101, 500, 4096, 4097])
+# The longest of each shape of long_programs() that is within every limit: MAX_NESTING
+# brackets; MAX_OPERATIONS operations (a product's terms take two: `* 1.0`).
+FITS = {"calls": MAX_NESTING, "parens": MAX_NESTING, "product": MAX_OPERATIONS // 2}
 LongProgram = tuple[str, Callable[[Array], Array], bool]
 
 
@@ -175,7 +178,7 @@ def long_programs(draw: st.DrawFn) -> LongProgram:
     and whether it is within the limits (else it may be refused)."""
     n = draw(CHAIN_LENGTHS)
     shape = draw(st.sampled_from(["sum", "product", "calls", "parens", "minuses", "statements", "name", "line"]))
-    fits = n <= FITS.get(shape, 500)
+    fits = n <= FITS.get(shape, MAX_OPERATIONS)
     match shape:
         case "sum":  # left associative: a tree n deep
             signs = draw(st.lists(st.sampled_from([1, -1]), min_size=n - 1, max_size=n - 1))

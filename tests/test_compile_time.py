@@ -3,12 +3,14 @@ catches what xDSL's catches."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from xdsl.dialects import arith, cf, func
 from xdsl.dialects.builtin import ModuleOp, i32
 from xdsl.ir import Block, Region
 from xdsl.utils.exceptions import VerifyException
 
+import stoicc_py
 from stoicc_py.benchmarks.compile_time import chain_source, growth_exponent, stage_seconds, sum_source
 from stoicc_py.pipeline import verify
 
@@ -18,6 +20,19 @@ def test_passes_grow_near_linearly() -> None:
     to the llvm dialect, least CPU time of two runs (robust on a loaded machine)."""
     small, large = stage_seconds(chain_source(15), "llvm", runs=2), stage_seconds(chain_source(60), "llvm", runs=2)
     assert large / small < 6, (small, large)
+
+
+def test_each_nest_is_its_own_function() -> None:
+    """LLVM sees a kernel of n statements as n small internal noinline functions (its
+    time linear in n), and the kernel computes what it did."""
+    k = stoicc_py.compile(chain_source(6), cache=False).k
+    lines = k.ir("llvm-ir").splitlines()
+    defined = [line for line in lines if line.startswith("define internal") and "@stoicc_k.nest" in line]
+    assert len(defined) == 6 and sum(" call " in line and "@stoicc_k.nest" in line for line in lines) == 6
+    groups = {line.split(" = ")[0].removeprefix("attributes ") for line in lines if " noinline " in line}
+    assert all(line.removesuffix(" {").rsplit(" ", 1)[1] in groups for line in defined)
+    x = np.linspace(-2, 2, 5 * 64, dtype=np.float32).reshape(5, 64)
+    np.testing.assert_allclose(k(x), k.reference(x), rtol=1e-5, atol=1e-5)
 
 
 def test_benchmark_sources_and_fit() -> None:

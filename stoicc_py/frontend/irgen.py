@@ -187,7 +187,7 @@ class _KernelGen:
         if self.ops >= MAX_OPERATIONS:
             raise CompileError(
                 f"the program is too long: more than the limit of {MAX_OPERATIONS} operations (operators, calls and "
-                "numbers); the compiler's time grows faster than linearly with a kernel's length", loc
+                "numbers), which bounds the compiler's time", loc
             )  # fmt: skip
         self.ops += 1
         op.location = loc.attr()

@@ -30,3 +30,10 @@ func.func @helper(%p: !llvm.ptr, %m: i64) -> f32 {
 // CHECK-LABEL: llvm.func @sink(f32)
 // CHECK-NOT:   func.func
 func.func private @sink(f32) -> ()
+
+// A private definition has internal linkage; stoicc.no_inline becomes the no_inline property.
+
+// CHECK-LABEL: llvm.func internal @nest(%q: !llvm.ptr) attributes {no_inline} {
+func.func private @nest(%q: !llvm.ptr) attributes {stoicc.no_inline} {
+  func.return
+}
