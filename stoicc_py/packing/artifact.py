@@ -53,36 +53,55 @@ def checksum(arrays: Iterable[Array]) -> str:
     return digest.hexdigest()
 
 
-def write(path: Path, packed: Mapping[str, Entry], dense: Mapping[str, Array]) -> None:
-    tensors: dict[str, Array] = {}
+def write(path: Path, tensors: Mapping[str, Entry | Array]) -> None:
+    """Packed entries and dense arrays, in their order (load reads them back in it)."""
+    stored: dict[str, Array] = {}
     table: dict[str, dict[str, Any]] = {}
-    for name, e in packed.items():
-        text = e.layout.summary()
-        if parse_layout(text) != e.layout:  # what load reads back must be this layout
-            raise ValueError(f"{path}: tensor {name!r}: layout {text!r} does not read back as the same layout")
-        if INPUT_SCALE in e.arrays:
-            raise ValueError(f"{path}: tensor {name!r}: a buffer role is named {INPUT_SCALE!r}")
-        stored = e.arrays | ({INPUT_SCALE: e.input_scale} if e.input_scale is not None else {})
-        tensors |= {f"{name}/{role}": a for role, a in stored.items()}
-        table[name] = {"layout": text, "dtype": e.dtype, "shape": list(e.shape), "buffers": list(e.arrays),
-                       INPUT_SCALE: e.input_scale is not None, "sha256": checksum(stored.values())}  # fmt: skip
-    if clash := sorted(tensors.keys() & dense.keys()):
-        raise ValueError(f"{path}: dense tensor {clash[0]!r} has the name of a packed tensor's buffer")
+    for name, t in tensors.items():
+        buffers = _buffers(path, name, t) if isinstance(t, Entry) else {name: t}
+        if clash := sorted(stored.keys() & buffers.keys()):
+            raise ValueError(f"{path}: two tensors are named {clash[0]!r} (a dense tensor and a packed one's buffer)")
+        stored |= buffers
+        if isinstance(t, Entry):
+            table[name] = {"layout": t.layout.summary(), "dtype": t.dtype, "shape": list(t.shape),
+                           "buffers": list(t.arrays), INPUT_SCALE: t.input_scale is not None,
+                           "sha256": checksum(buffers.values())}  # fmt: skip
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "tensors": json.dumps(table)}
-    write_safetensors(tensors | dict(dense), path, metadata)
+    write_safetensors(stored, path, metadata)
 
 
-def read(path: Path) -> tuple[dict[str, Entry], dict[str, Array]]:
-    """The packed entries and the dense tensors of a file that `write` wrote."""
+def _buffers(path: Path, name: str, e: Entry) -> dict[str, Array]:
+    """The tensors that store `e`: NAME/ROLE, and NAME/input_scale last."""
+    if parse_layout(e.layout.summary()) != e.layout:  # what load reads back must be this layout
+        raise ValueError(f"{path}: tensor {name!r}: layout {e.layout.summary()!r} does not read back as itself")
+    if INPUT_SCALE in e.arrays:
+        raise ValueError(f"{path}: tensor {name!r}: a buffer role is named {INPUT_SCALE!r}")
+    scale = {INPUT_SCALE: e.input_scale} if e.input_scale is not None else {}
+    return {f"{name}/{role}": a for role, a in (e.arrays | scale).items()}
+
+
+def read(path: Path) -> dict[str, Entry | Array]:
+    """The packed entries and dense tensors of a file that `write` wrote, in its order."""
     try:
         tensors, metadata = read_safetensors(path)
     except ValueError as err:
         raise ValueError(f"{path}: not a valid .safetensors file: {err}") from None
     table = _table(path, metadata)
-    packed = {name: _entry(path, name, info, tensors) for name, info in table.items()}
-    if stray := [t for t in tensors if t.rpartition("/")[0] in packed]:
-        raise ValueError(f"{path}: tensor {stray[0]!r}: not a buffer of packed tensor {stray[0].rpartition('/')[0]!r}")
-    return packed, tensors
+    out: dict[str, Entry | Array] = {}
+    for key in list(tensors):
+        owner = key.rpartition("/")[0]
+        if key not in tensors:  # a buffer of a packed tensor read before
+            continue
+        if owner not in table:
+            out[key] = tensors[key]
+            continue
+        if owner not in out:
+            out[owner] = _entry(path, owner, table[owner], tensors)  # pops its buffers
+        if key in tensors:
+            raise ValueError(f"{path}: tensor {key!r}: not a buffer of packed tensor {owner!r}")
+    if missing := [name for name in table if name not in out]:
+        raise ValueError(f"{path}: tensor {missing[0]!r}: its buffers are missing")
+    return out
 
 
 def _table(path: Path, metadata: dict[str, str]) -> dict[str, Any]:

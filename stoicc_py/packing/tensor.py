@@ -425,19 +425,17 @@ def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -
     """Write packed tensors, and dense arrays beside them, to one .safetensors file: each packed
     tensor's buffers with its layout text, dtype, shape and a sha256 checksum
     (stoicc_py/packing/artifact.py has the format). load_packed(path) reads them back."""
-    path = Path(path)
-    packed: dict[str, artifact.Entry] = {}
-    dense: dict[str, Array] = {}
+    stored: dict[str, artifact.Entry | Array] = {}
     for name, t in tensors.items():
         if isinstance(t, PackedTensor):
             t.check()  # never write a corrupt tensor
             dtype = next(key for key, d in DTYPES.items() if d == t.dtype)
             arrays = {role: t.arrays[role] for role in t.storage.roles}
-            packed[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
+            stored[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
         else:
-            dense[name] = host_array(t, f"save_packed: {name!r}")
-    artifact.write(path, packed, dense)
-    return path
+            stored[name] = host_array(t, f"save_packed: {name!r}")
+    artifact.write(Path(path), stored)
+    return Path(path)
 
 
 def load_packed(path: str | Path) -> dict[str, PackedTensor | Array]:
@@ -447,14 +445,13 @@ def load_packed(path: str | Path) -> dict[str, PackedTensor | Array]:
     buffer, a wrong shape or dtype, a checksum mismatch, a truncated file, a layout that does not
     parse, bad JSON) is a ValueError naming the file and the tensor."""
     path = Path(path)
-    entries, dense = artifact.read(path)
     tensors: dict[str, PackedTensor | Array] = {}
-    for name, e in entries.items():
+    for name, t in artifact.read(path).items():
         try:
-            tensors[name] = _packed(e)
+            tensors[name] = _packed(t) if isinstance(t, artifact.Entry) else t
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: tensor {name!r}: {err}") from None
-    return tensors | dense
+    return tensors
 
 
 def load(path: str | Path) -> PackedTensor:
