@@ -4,6 +4,7 @@ prog = stoicc_py.compile("examples/mlp.tdsl")
 y = prog.mlp(x, w1, b1, w2)          # native code, on numpy arrays (or torch CPU tensors, DLPack, buffers)
 y_ref = prog.mlp.reference(x, w1, b1, w2)
 w_packed = stoicc_py.pack(w, "nm(2, 4)")
+w_packed.save("w.safetensors"); w_packed = stoicc_py.load("w.safetensors")   # save_packed/load_packed: many
 stoicc_py.set_threads(4)             # threads per call of a row-parallel kernel (prog.mlp.threads: its own)
 
 The stable API is what `__all__` names, and the documented submodules
@@ -23,14 +24,14 @@ if TYPE_CHECKING:
     from stoicc_py.backends.accel.isa import Program as MachineProgram
     from stoicc_py.backends.accel.simulator import Report, simulate
     from stoicc_py.diagnostics import CompileError, StoiccWarning
-    from stoicc_py.packing import PackedTensor, pack
+    from stoicc_py.packing import PackedTensor, load, load_packed, pack, save_packed
     from stoicc_py.packing.hybrid_plan import plan_hybrid
     from stoicc_py.parallel import get_threads, set_threads
 
 __all__ = [
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
-    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid",
-    "set_threads", "simulate", "StoiccWarning",
+    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed",
+    "pack", "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 ]  # fmt: skip
 
 # name -> (module, name there). Imported on first use, so that tools which only need
@@ -45,6 +46,9 @@ _HOME = {
     "StoiccWarning": ("stoicc_py.diagnostics", "StoiccWarning"),
     "pack": ("stoicc_py.packing", "pack"),
     "PackedTensor": ("stoicc_py.packing", "PackedTensor"),
+    "save_packed": ("stoicc_py.packing", "save_packed"),
+    "load_packed": ("stoicc_py.packing", "load_packed"),
+    "load": ("stoicc_py.packing", "load"),
     "plan_hybrid": ("stoicc_py.packing.hybrid_plan", "plan_hybrid"),
     "get_threads": ("stoicc_py.parallel", "get_threads"),
     "set_threads": ("stoicc_py.parallel", "set_threads"),

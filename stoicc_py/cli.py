@@ -1,4 +1,4 @@
-"""The `stoicc` command: compile, run, sim, opt, bench and explore.
+"""The `stoicc` command: compile, run, sim, opt, bench, explore and compress.
 
 Every failure ends in a message and a non-zero exit status, never a Python traceback:
 an error located in a source file as `FILE:LINE:COL: error: ...` (the compiler's
@@ -447,6 +447,37 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Pack a model's matrices as a recipe says and write them (stoicc_py/compress.py, docs/compress.md)."""
+    from stoicc_py import compress as cp
+    from stoicc_py.explore import load_calibration
+    from stoicc_py.packing import save_packed
+
+    recipe = cp.load_recipe(args.recipe)
+    weights = cp.load_model(args.model)
+    calibration = load_calibration(args.calibration, 0, 0) if args.calibration else None
+    for glob in cp.unused(recipe, list(weights)):
+        print(f"stoicc: warning: {args.recipe}: layers.{glob!r} matches no tensor of {args.model}", file=sys.stderr)
+    tensors, rows = cp.compress(weights, recipe, calibration)
+    save_packed(tensors, args.output)
+    if not args.quiet:
+        print(cp.table(rows))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _compress_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    c = sub.add_parser("compress", parents=[common],
+                       help="pack a model's weight matrices as a recipe says; write packed weights")  # fmt: skip
+    c.add_argument("model", type=Path, help="weights: .safetensors or .npz (f32, bf16, f16...)")
+    c.add_argument("--recipe", required=True, metavar="FILE", help="a TOML recipe (docs/compress.md)")
+    c.add_argument("-o", "--output", required=True, type=output_file,
+                   help="the packed weights to write (.safetensors; stoicc_py.load_packed reads them)")  # fmt: skip
+    c.add_argument("--calibration", metavar="FILE",
+                   help="activations [rows, K] for the methods and options that need them: .npy, or .npz by weight name")  # fmt: skip
+    c.add_argument("-q", "--quiet", action="store_true", help="no table")
+
+
 def _progress_bar(done: int, total: int, what: str, width: int = 30) -> None:
     filled = width * done // total
     bar = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what[:60]:<60}"
@@ -547,6 +578,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="CPU benchmarks against numpy, PyTorch, llama.cpp; see stoicc bench --help",
                    add_help=False)  # fmt: skip
     _explore_parser(sub, common)
+    _compress_parser(sub, common)
     return top
 
 
@@ -603,7 +635,8 @@ def _command(argv: list[str]) -> int:
             return (cmd_opt if command[0] == "opt" else cmd_bench)(command[1:])
         args = parser().parse_args(argv)
         _configure_logging(args.verbose, args.time_passes)
-        return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim, "explore": cmd_explore}[args.command](args)
+        return {"compile": cmd_compile, "run": cmd_run, "sim": cmd_sim, "explore": cmd_explore,
+                "compress": cmd_compress}[args.command](args)  # fmt: skip
     except BrokenPipeError:
         raise  # not an error of the input: main()
     except USER_ERRORS as err:

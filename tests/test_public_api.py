@@ -18,13 +18,16 @@ import stoicc_py
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
     "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
-    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "pack", "plan_hybrid", "set_threads",
-    "simulate", "StoiccWarning",
+    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed", "pack",
+    "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 }  # fmt: skip
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],
     "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
+    "save_packed": ["tensors", "path"],
+    "load_packed": ["path"],
+    "load": ["path"],
     "set_threads": ["n"],
     "get_threads": [],
     "simulate": ["program", "inputs", "machine", "timing"],
@@ -48,6 +51,7 @@ SIGNATURES = {
     "PackedTensor.error": ["self", "w"],
     "PackedTensor.validate": ["self"],
     "PackedTensor.check": ["self"],
+    "PackedTensor.save": ["self", "path"],
     "Report.table": ["self"],
     "Report.to_json": ["self"],
     "MachineProgram.to_asm": ["self"],

@@ -7,9 +7,6 @@ Loading refuses pickled objects, and any file that does not decode is a ValueErr
 
 from __future__ import annotations
 
-import json
-import math
-import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,21 +15,13 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from stoicc_py.tensorfile import read_safetensors, write_safetensors
+
 Array = np.ndarray[Any, Any]
 Weights = dict[str, Array]
 SUFFIXES = (".safetensors", ".npz")
 # How numpy's files start; numpy takes any other start for a pickle (and refuses it in words about pickles).
 _MAGIC = {".npz": b"PK", ".npy": b"\x93NUMPY"}
-SAFETENSORS_DTYPES: dict[str, np.dtype[Any]] = {
-    code: np.dtype(t).newbyteorder("<")
-    for code, t in {
-        "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-        "F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2, "I64": np.int64, "I32": np.int32,
-        "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
-        "BOOL": np.bool_,
-    }.items()
-}  # fmt: skip
-"""The safetensors dtype codes (the format is little-endian) as numpy dtypes."""
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
@@ -43,7 +32,7 @@ def load_weights(path: str | Path) -> Weights:
         raise ValueError(f"{path}: weights must be a {' or '.join(SUFFIXES)} file")
     if path.suffix == ".safetensors":
         with _decoding(path, ".safetensors"):
-            return _read_safetensors(path)
+            return read_safetensors(path)[0]
     with _decoding(path, ".npz"), np.load(path, allow_pickle=False) as archive:
         return {name: _npz_array(archive[name]) for name in archive.files}
 
@@ -51,51 +40,6 @@ def load_weights(path: str | Path) -> Weights:
 def _npz_array(array: Array) -> Array:
     """numpy records an ml_dtypes.bfloat16 array as 2-byte voids ('<V2'): read it back as bfloat16."""
     return array.view(_BF16) if array.dtype == np.dtype("V2") else array
-
-
-def _read_safetensors(path: Path) -> Weights:
-    """The tensors of a .safetensors file: an 8-byte little-endian header length, a JSON
-    header {name: {dtype, shape, data_offsets}} (and optional __metadata__), the data."""
-    data = bytearray(path.read_bytes())  # writable, as arrays from np.load are
-    (length,) = struct.unpack_from("<Q", data) if len(data) >= 8 else (-1,)
-    if not 0 <= length <= len(data) - 8:
-        raise ValueError(f"its header length {length} does not fit its {len(data)} bytes")
-    try:
-        header = json.loads(data[8 : 8 + length].decode())
-    except UnicodeDecodeError:
-        raise ValueError("its header is not UTF-8 JSON") from None
-    if not isinstance(header, dict):
-        raise ValueError("its header is not a JSON object")
-    body = memoryview(data)[8 + length :]
-    weights: Weights = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in SAFETENSORS_DTYPES:
-            raise ValueError(f"tensor {name!r} has dtype {info['dtype']}, which numpy cannot hold")
-        dtype, shape, (begin, end) = SAFETENSORS_DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
-        if not 0 <= begin <= end <= len(body) or end - begin != math.prod(shape) * dtype.itemsize:
-            raise ValueError(f"tensor {name!r}: data_offsets {[begin, end]} do not hold {info['dtype']}{shape}")
-        weights[name] = np.frombuffer(body[begin:end], dtype).reshape(shape)
-    return weights
-
-
-def _write_safetensors(weights: Mapping[str, Array], path: Path) -> None:
-    codes = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
-    header: dict[str, Any] = {}
-    chunks: list[bytes] = []
-    offset = 0
-    for name, w in weights.items():
-        array = np.asarray(w)
-        code = codes.get(array.dtype.newbyteorder("<"))
-        if code is None:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {array.dtype}, which safetensors cannot store")
-        chunks.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
-        header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + len(chunks[-1])]}
-        offset += len(chunks[-1])
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the format recommends
-    path.write_bytes(b"".join([struct.pack("<Q", len(text)), text, *chunks]))
 
 
 def load_array(path: str | Path) -> Array:
@@ -132,7 +76,7 @@ def save_weights(weights: Mapping[str, Array], path: str | Path) -> Path:
     if path.suffix == ".npz":
         np.savez(path, allow_pickle=False, **weights)  # as load_weights reads them
     elif path.suffix == ".safetensors":
-        _write_safetensors(weights, path)
+        write_safetensors(weights, path)
     else:
         raise ValueError(f"{path}: weights must be a {' or '.join(SUFFIXES)} file")
     return path

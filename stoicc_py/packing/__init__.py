@@ -9,7 +9,8 @@ docs/formats.md describes every format bit by bit, with worked examples.
     packed.buffers()                      # the arrays in kernel ABI order
     assert (packed.unpack() == w).all()
 
-Modules: `tensor` (PackedTensor, pack), `nm` (the N:M row encoding, shared by nm and
+Modules: `tensor` (PackedTensor, pack; save_packed, load_packed, load), `artifact` (the file
+format of saved packed tensors), `nm` (the N:M row encoding, shared by nm and
 hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`,
 `quant` (the exact numpy model of quantization: quantize, dequantize_codes; the codes'
 bit packing), `calibrate` (SmoothQuant and AWQ input-channel factors), and the exact
@@ -19,6 +20,6 @@ models of the composite formats, whose bits are in stoicc_py.codec's `composed`,
 bitsplit, fake_bitsplit, bitsplit_linear).
 """
 
-from stoicc_py.packing.tensor import ALIGNMENT, PackedTensor, aligned_empty, pack
+from stoicc_py.packing.tensor import ALIGNMENT, PackedTensor, aligned_empty, load, load_packed, pack, save_packed
 
-__all__ = ["ALIGNMENT", "PackedTensor", "aligned_empty", "pack"]
+__all__ = ["ALIGNMENT", "PackedTensor", "aligned_empty", "load", "load_packed", "pack", "save_packed"]

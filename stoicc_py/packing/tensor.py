@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ml_dtypes
@@ -25,6 +27,7 @@ from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
+from stoicc_py.packing import artifact
 from stoicc_py.packing.bitsplit import BITSPLIT, BitSplit
 from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, check_finite, checked_shape, shape_text
@@ -285,6 +288,11 @@ class PackedTensor:
                 _freeze(a)
             self.validate()
 
+    def save(self, path: str | Path) -> Path:
+        """Write this tensor to a .safetensors file (save_packed under the name "tensor"); load(path)
+        reads it back."""
+        return save_packed({"tensor": self}, path)
+
     def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
         """The fields that validity depends on, and the arrays (compared by identity)."""
         return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
@@ -409,5 +417,63 @@ def pack(
     for a in arrays.values():
         _freeze(a)  # so that validation holds for good: kernels then skip it on every call
     packed = PackedTensor(layout, shape, arrays, scale, matrix_dtype)
+    packed.validate()
+    return packed
+
+
+def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -> Path:
+    """Write packed tensors, and dense arrays beside them, to one .safetensors file: each packed
+    tensor's buffers with its layout text, dtype, shape and a sha256 checksum
+    (stoicc_py/packing/artifact.py has the format). load_packed(path) reads them back."""
+    stored: dict[str, artifact.Entry | Array] = {}
+    for name, t in tensors.items():
+        if isinstance(t, PackedTensor):
+            t.check()  # never write a corrupt tensor
+            dtype = next(key for key, d in DTYPES.items() if d == t.dtype)
+            arrays = {role: t.arrays[role] for role in t.storage.roles}
+            stored[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
+        else:
+            stored[name] = host_array(t, f"save_packed: {name!r}")
+    artifact.write(Path(path), stored)
+    return Path(path)
+
+
+def load_packed(path: str | Path) -> dict[str, PackedTensor | Array]:
+    """The tensors of a file that save_packed (or PackedTensor.save, `stoicc compress`) wrote,
+    by name: PackedTensors, validated, with read-only buffers that kernels take without checking
+    again, and dense arrays. A file that does not hold exactly what its header says (a missing
+    buffer, a wrong shape or dtype, a checksum mismatch, a truncated file, a layout that does not
+    parse, bad JSON) is a ValueError naming the file and the tensor."""
+    path = Path(path)
+    tensors: dict[str, PackedTensor | Array] = {}
+    for name, t in artifact.read(path).items():
+        try:
+            tensors[name] = _packed(t) if isinstance(t, artifact.Entry) else t
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: tensor {name!r}: {err}") from None
+    return tensors
+
+
+def load(path: str | Path) -> PackedTensor:
+    """The one packed tensor of a file that PackedTensor.save wrote (load_packed: any number)."""
+    tensors = load_packed(path)
+    packed = [t for t in tensors.values() if isinstance(t, PackedTensor)]
+    if len(tensors) != 1 or len(packed) != 1:
+        raise ValueError(f"{path}: holds {len(packed)} packed tensor(s) and {len(tensors) - len(packed)} dense "
+                         "array(s), not one packed tensor: read it with load_packed")  # fmt: skip
+    return packed[0]
+
+
+def _packed(e: artifact.Entry) -> PackedTensor:
+    if e.dtype not in DTYPES:
+        raise ValueError(f"dtype {e.dtype!r} is not one of {', '.join(DTYPES)}")
+    scale = e.input_scale
+    if scale is not None and (scale.dtype != np.float32 or scale.shape != (e.shape[1],)):
+        raise ValueError(f"input_scale must be float32[{e.shape[1]}], got {scale.dtype}{list(scale.shape)}")
+    # Private, aligned, read-only copies: validated once here, never again by a kernel.
+    arrays = {role: _aligned_copy(a, a.dtype) for role, a in e.arrays.items()}
+    for a in arrays.values():
+        _freeze(a)
+    packed = PackedTensor(e.layout, e.shape, arrays, None if scale is None else scale.copy(), DTYPES[e.dtype])
     packed.validate()
     return packed
