@@ -127,3 +127,12 @@ def test_singular_hessian_is_damped(layer) -> None:
     low[:, :4] = 0
     packed = stoicc_py.pack(w, "int4(group=32)", method="gptq", activations=low)
     assert (packed.unpack()[:, :4] == 0).all() and np.isfinite(packed.unpack()).all()
+
+
+def test_inverse_cholesky() -> None:
+    from stoicc_py.packing.hessian import inverse_cholesky
+
+    a = np.random.default_rng(2).standard_normal((200, 48))
+    u = inverse_cholesky(a.T @ a, damp=0)
+    np.testing.assert_array_equal(u, np.triu(u))
+    np.testing.assert_allclose(u.T @ u, np.linalg.inv(a.T @ a), rtol=1e-9, atol=1e-12)

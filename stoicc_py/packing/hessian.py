@@ -83,8 +83,10 @@ def inverse_cholesky(h: Array, damp: float = DAMP) -> Array:
     h[np.diag_indices_from(h)] = np.where(dead(h), 1.0, np.diag(h))
     h[np.diag_indices_from(h)] += damp * np.mean(np.diag(h))
     try:
-        inverse = np.linalg.inv(np.linalg.cholesky(h))  # L^-1, with H^-1 = L^-T L^-1
-        return np.linalg.cholesky(inverse.T @ inverse).T
+        # With J the reversal and J H J = L L^T: H^-1 = (J L^-1 J)^T (J L^-1 J), and J L^-1 J is
+        # upper triangular: one Cholesky and one inverse, not the reference's three factorizations.
+        lower = np.linalg.cholesky(h[::-1, ::-1])
+        return np.ascontiguousarray(np.linalg.inv(lower)[::-1, ::-1])
     except np.linalg.LinAlgError:
         raise ValueError(
             f"hessian is not positive definite after damping {damp} x mean(diag): raise damp= "
