@@ -41,7 +41,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def run(w: Array, x: Array, test: Array, layout: str, method: str, opts: dict[str, Any]) -> dict[str, Any]:
-    data = {} if method in ("rtn", "magnitude") and "plan" not in opts else {"activations": x}
+    data: dict[str, Any] = {} if method in ("rtn", "magnitude") and "plan" not in opts else {"activations": x}
     start = time.perf_counter()
     packed = stoicc_py.pack(w, layout, method=method, **data, **opts)
     seconds = time.perf_counter() - start
