@@ -28,6 +28,7 @@ import numpy as np
 from stoicc_py.codec import Array, Codec
 from stoicc_py.codec.uniform import (
     CodeBits,
+    Grid,
     QuantCodes,
     QuantScheme,
     Sign,
@@ -59,12 +60,12 @@ def _matrix_shape(shape: list[int]) -> tuple[int, int]:
     return (1, shape[0]) if len(shape) == 1 else (int(np.prod(shape[:-1])), shape[-1])
 
 
-def quantize_values(values: Array, q: QuantScheme) -> QuantCodes:
-    """The codes of a values buffer as a [rows, last] matrix: `quantize(matrix, q)`, except that
-    a buffer storing nothing has scale 0 (and zero point 0) where its scale shape has room."""
+def quantize_values(values: Array, q: QuantScheme, grid: Grid | None = None) -> QuantCodes:
+    """The codes of a values buffer as a [rows, last] matrix: `quantize(matrix, q, grid)`, except
+    that a buffer storing nothing has scale 0 (and zero point 0) where its scale shape has room."""
     matrix = as_matrix(values)
     if matrix.size:
-        return quantize(matrix, q)
+        return quantize(matrix, q, grid)
     shape = q.scale_shape(matrix.shape)
     scales = np.zeros(shape, scale_dtype(q))
     return QuantCodes(np.zeros(matrix.shape, np.int32), scales, None if q.is_symmetric else np.zeros(shape, np.int32))
@@ -104,9 +105,9 @@ class ComposedCodec(Codec):
         tiles, non-zeros) of its schedule, i.e. of `<prefix>cols`."""
         return [arrays[prefix(role) + "cols"].size if d == -1 else d for d in self.plain[role]]
 
-    def _code_buffers(self, values: Array, pre: str) -> dict[str, Array]:
+    def _code_buffers(self, values: Array, pre: str, grid: Grid | None) -> dict[str, Array]:
         """The `<pre>values`, `scales`, `zero_points` buffers of one values buffer, in their stored shapes."""
-        arrays = code_arrays(_padded_codes(quantize_values(values, self.quant), self.code), self.quant, pre)
+        arrays = code_arrays(_padded_codes(quantize_values(values, self.quant, grid), self.code), self.quant, pre)
         return {role: a.reshape(self.stored[role]) for role, a in arrays.items() if role in self.stored}
 
     def _codes_view(self, arrays: dict[str, Array], pre: str, shape: list[int]) -> dict[str, Array]:
@@ -120,11 +121,14 @@ class ComposedCodec(Codec):
             pre + "values": codes,
         }
 
-    def encode_values(self, plain: dict[str, Array]) -> dict[str, Array]:
-        """The composed buffers of S's buffers `plain`: each values buffer quantized."""
+    def encode_values(self, plain: dict[str, Array], grid: Grid | None = None) -> dict[str, Array]:
+        """The composed buffers of S's buffers `plain`: each values buffer quantized (on `grid`,
+        in the scale shape of the values matrix, if given: S must have one values buffer)."""
+        if grid is not None and len(self.plain) != 1:
+            raise ValueError(f"a quantization grid applies to a sparse format with one values buffer, not {list(self.plain)}")
         arrays = dict(plain)
         for role in self.plain:
-            arrays |= self._code_buffers(plain[role], prefix(role))
+            arrays |= self._code_buffers(plain[role], prefix(role), grid)
         return arrays
 
     def decode_values(self, arrays: dict[str, Array]) -> dict[str, Array]:

@@ -280,16 +280,19 @@ def _check_finite(a: Array, what: str, scale: Array) -> None:
         raise ValueError(f"the {what} of group {g} overflows {a.dtype} (float32 scale {scale[g]})")
 
 
-def _codes(g: Array, s: Array, code: CodeBits) -> tuple[Array, Array]:
+def round_codes(g: Array, s: Array, code: CodeBits, zp: Array | None = None) -> tuple[Array, Array]:
     """Float32 codes (q, or c when asymmetric) of grouped x and the zero points [groups, 1],
-    given the float32 scales s [groups, 1]."""
+    given the float32 scales s [groups, 1] and, when asymmetric, the zero points `zp` (by
+    default each group's own, rint(-lo / s)). The compression methods round one column at a
+    time onto a grid they chose (stoicc_py.packing.methods) with this same arithmetic."""
     divisor = np.where(s == 0, F32(1), s)
     if code.sign is Sign.PLUS_MINUS_ONE:
         return np.where(g >= 0, F32(1), F32(-1)), np.zeros_like(s)
     if code.sign is Sign.TWOS:
         return np.clip(np.rint(g / divisor), F32(-code.qmax), F32(code.qmax)), np.zeros_like(s)
     top = F32(code.levels - 1)
-    zp = np.clip(np.rint(-_bounds(g)[0][:, None] / divisor), F32(0), top)
+    if zp is None:
+        zp = np.clip(np.rint(-_bounds(g)[0][:, None] / divisor), F32(0), top)
     return np.clip(np.rint(g / divisor) + zp, F32(0), top), zp
 
 
@@ -313,8 +316,39 @@ def _join(main: QuantCodes, last: QuantCodes) -> QuantCodes:
                       np.concatenate([main.scales, last.scales], axis=1), zp)  # fmt: skip
 
 
-def quantize(x: Array, attr: QuantScheme) -> QuantCodes:
-    """The codes, scales and zero points of the float32 [R, K] matrix x in `attr`.
+@dataclass(frozen=True)
+class Grid:
+    """Scales (the stored dtype) and zero points (int32, or None when symmetric) in a layout's
+    scale_shape, chosen by a compression method rather than computed from the values."""
+
+    scales: Array
+    zero_points: Array | None
+
+
+def _split_grid(grid: Grid | None) -> tuple[Grid | None, Grid | None]:
+    """A grid's whole groups and its ragged last group (the last scale of each row)."""
+    if grid is None:
+        return None, None
+    zp = grid.zero_points
+    return (Grid(grid.scales[:, :-1], None if zp is None else zp[:, :-1]),
+            Grid(grid.scales[:, -1:], None if zp is None else zp[:, -1:]))  # fmt: skip
+
+
+def _grid_scales(grid: Grid, attr: QuantScheme, shape: Sequence[int]) -> tuple[Array, Array | None]:
+    """A given grid's stored scales (flat, the groups' order) and zero points [groups, 1] (float32)."""
+    want = attr.scale_shape(shape)
+    if list(grid.scales.shape) != want or grid.scales.dtype != scale_dtype(attr):
+        raise ValueError(f"quantize: a grid of {grid.scales.dtype} {list(grid.scales.shape)}, expected "
+                         f"{scale_dtype(attr)} {want}")  # fmt: skip
+    if (grid.zero_points is None) != attr.is_symmetric:
+        raise ValueError("quantize: a grid has zero points exactly when the layout is asymmetric")
+    zp = None if grid.zero_points is None else grid.zero_points.reshape(-1, 1).astype(F32)
+    return grid.scales.reshape(-1), zp
+
+
+def quantize(x: Array, attr: QuantScheme, grid: Grid | None = None) -> QuantCodes:
+    """The codes, scales and zero points of the float32 [R, K] matrix x in `attr`; on `grid`
+    (its scales and zero points) instead of x's own when given.
 
     Symmetric ints: s = max|x| / qmax, q = clip(rint(x / s), -qmax, qmax). Ternary:
     s = mean|x|, q = clip(rint(x / s), -1, 1). Binary: s = mean|x|, q = +1 where
@@ -326,13 +360,18 @@ def quantize(x: Array, attr: QuantScheme) -> QuantCodes:
     x = finite_matrix(x, "quantize")
     if (split := _split(attr, x.shape[1])) is not None:
         cut, last = split
-        return _join(quantize(x[:, :cut], attr), quantize(np.ascontiguousarray(x[:, cut:]), last))
+        main, tail = _split_grid(grid)
+        return _join(quantize(x[:, :cut], attr, main), quantize(np.ascontiguousarray(x[:, cut:]), last, tail))
     code = CodeBits.of(attr)
     g = _grouped(x, attr)
     with np.errstate(over="ignore"):  # overflows are reported by group below
-        scales = _stored_scales(_float32_scales(g, attr, code), attr)
+        given = None
+        if grid is None:
+            scales = _stored_scales(_float32_scales(g, attr, code), attr)
+        else:
+            scales, given = _grid_scales(grid, attr, x.shape)
         s = scales.astype(F32)[:, None]
-        codes, zp = _codes(g, s, code)
+        codes, zp = round_codes(g, s, code, given)
         _check_finite(s[:, 0] * np.abs(codes - zp).max(axis=1), "largest value", s[:, 0])
     shape = attr.scale_shape(x.shape)
     return QuantCodes(
@@ -435,8 +474,9 @@ class UniformCodec(Codec):
     def code(self) -> CodeBits:
         return CodeBits.of(self.attr)
 
-    def encode(self, w: Array) -> dict[str, Array]:
-        return code_arrays(quantize(w, self.attr), self.attr)
+    def encode(self, w: Array, grid: Grid | None = None) -> dict[str, Array]:
+        """The buffers of w, quantized on `grid` if given (see quantize)."""
+        return code_arrays(quantize(w, self.attr, grid), self.attr)
 
     def decode(self, arrays: dict[str, Array]) -> Array:
         return dequantize_codes(codes_from(arrays, self.attr), self.attr)

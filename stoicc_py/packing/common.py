@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.codec import Array, codec_for
+from stoicc_py.codec.uniform import Grid
 from stoicc_py.dialects.layout import LayoutAttr, StorageAttr
 from stoicc_py.frontend.layouts import parse_layout
 
@@ -23,6 +24,9 @@ from stoicc_py.frontend.layouts import parse_layout
 class Options:
     prune: bool
     plan: Array | None
+    grid: Grid | None = None
+    """The quantization grid a compression method chose (stoicc_py.packing.methods), else None:
+    the codec computes the scales from the values."""
 
 
 Shape = tuple[int, int]

@@ -81,7 +81,7 @@ def _pack(w: Array, layout: ComposedLayoutAttr, storage: StorageAttr, opts: Opti
     """S's packer (pruning, plans, violation errors), then the codec quantizes S's values."""
     sparse, _ = parts(layout)
     plain = SPARSE[type(sparse)].pack(w, sparse, sparse.storage(w.shape, f32), opts)
-    return _codec(layout, w.shape).encode_values(plain)
+    return _codec(layout, w.shape).encode_values(plain, opts.grid)
 
 
 def decoded(layout: ComposedLayoutAttr, shape: Shape, arrays: dict[str, Array]) -> tuple[Sparse, dict[str, Array]]:

@@ -76,10 +76,16 @@ def nm_tiles(
     w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None, cost: Array | None = None
 ) -> Array:
     """bool [tile rows, tile cols]: the tiles to store 2:4 (see plan_hybrid)."""
-    _check_sparsity(sparsity)
     th, tw = _tile_shape(tile)
     loss = prune_loss(w, (th, tw), x)
     saving = tile_sizes(w.shape, th, tw) / 2 if cost is None else np.asarray(cost, np.float64)
+    return choose_tiles(loss, saving, sparsity)
+
+
+def choose_tiles(loss: Array, saving: Array, sparsity: float) -> Array:
+    """bool [tile rows, tile cols]: the tiles of least loss per saving whose savings reach the
+    target sparsity's (nm_tiles; stoicc_py.packing.methods scores tiles by their OBS error)."""
+    _check_sparsity(sparsity)
     if saving.shape != loss.shape or not (saving > 0).all():
         raise ValueError(f"cost must be positive, one per tile: shape {list(loss.shape)}, got {list(saving.shape)}")
     order = np.argsort((loss / saving).ravel(), kind="stable")

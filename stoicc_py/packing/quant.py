@@ -38,7 +38,9 @@ def fake_quantize(x: Array, layout: UniformQuantAttr | str) -> Array:
 def _pack(w: Array, layout: UniformQuantAttr, storage: StorageAttr, opts: Options) -> dict[str, Array]:
     if opts.prune:
         raise ValueError(f"prune= applies to sparse layouts, not {layout.summary()}")
-    return codec_for(layout, w.shape).encode(w)
+    codec = codec_for(layout, w.shape)
+    assert isinstance(codec, uniform.UniformCodec)
+    return codec.encode(w, opts.grid)
 
 
 def codes_of(packed: Packed) -> QuantCodes:

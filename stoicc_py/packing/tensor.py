@@ -14,6 +14,7 @@ from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.arrays import host_array
+from stoicc_py.codec.uniform import Grid
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
     BUFFER_KINDS,
@@ -33,7 +34,9 @@ from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, check_finite, checked_shape, shape_text
 from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, decoded, parts
 from stoicc_py.packing.compressed import DENSE
+from stoicc_py.packing.hessian import DAMP
 from stoicc_py.packing.hybrid_plan import auto_plan
+from stoicc_py.packing.methods import compress
 from stoicc_py.packing.quant import QUANT
 from stoicc_py.packing.sq import SQ
 
@@ -356,6 +359,18 @@ def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | Non
     return auto_plan(w, hybrid, sparsity, x)
 
 
+def _compressed(
+    w: Array, layout: LayoutAttr, method: str, activations: object, hessian: Array | None,
+    sparsity: float | None, act_order: bool, damp: float, others: tuple[object, ...],
+) -> tuple[Array, Grid | None, Array | None]:
+    """The values, grid and hybrid plan of a calibrated method (stoicc_py.packing.methods)."""
+    if any(o is not None for o in others):
+        raise ValueError(f"pack: method={method!r} chooses the values itself: it takes no prune=, plan= or calibrate=")
+    result = compress(w, layout, method, activations=activations, hessian=hessian, sparsity=sparsity,
+                      act_order=act_order, damp=damp)  # fmt: skip
+    return result.values, result.grid, result.plan
+
+
 def pack(
     w: object,
     layout: LayoutAttr | str,
@@ -367,6 +382,10 @@ def pack(
     alpha: float = 0.5,
     sparsity: float | None = None,
     dtype: str | None = None,
+    method: str | None = None,
+    hessian: Array | None = None,
+    act_order: bool = False,
+    damp: float = DAMP,
 ) -> PackedTensor:
     """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
     or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
@@ -388,6 +407,14 @@ def pack(
     ml_dtypes) is the dtype of the kernel parameter it is for: a float w is first rounded to
     it (to nearest even). A sparse layout then stores values of that dtype; a quantized one
     quantizes those values (in float32) to codes and scales as the layout says.
+
+    `method` chooses the stored values (stoicc_py.packing.methods, docs/compress.md): "rtn"
+    (quantized layouts' default rounding) and "magnitude" (= prune="magnitude") need no data;
+    "gptq" (quantized layouts; `act_order`), "sparsegpt" (sparse layouts and `nm(N, M) with Q`,
+    which it quantizes jointly; hybrid tiles planned from the Hessian) and "wanda" (sparse) read
+    calibration `activations` [n, cols] (or an iterable of batches) or their `hessian`
+    2 x^T x / n [cols, cols]; `damp` is the fraction of mean(diag H) added to its diagonal.
+    csr and block need `sparsity` (the fraction pruned), hybrid too (of all weights, <= 0.5).
     """
     layout = parse_layout(layout) if isinstance(layout, str) else layout
     if not isinstance(layout, LayoutAttr):
@@ -404,14 +431,23 @@ def pack(
     ):
         raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
     fmt, shape = _format(layout), checked_shape(layout, w.shape)
-    if isinstance(plan, str) or sparsity is not None:
-        plan = _auto_plan(w, layout, plan, sparsity, activations)
+    if method in (None, "rtn", "magnitude"):
+        if hessian is not None or act_order:
+            raise ValueError(f"pack: hessian= and act_order= go with method='gptq', 'sparsegpt' or 'wanda', not {method!r}")
+        if method == "rtn" and not isinstance(layout, UniformQuantAttr):
+            raise ValueError(f"pack: method='rtn' needs a quantized layout (int8 ... binary), not {layout.summary()}")
+        prune = "magnitude" if method == "magnitude" else prune
+        if isinstance(plan, str) or sparsity is not None:
+            plan = _auto_plan(w, layout, plan, sparsity, activations)
+        grid = None
+    else:
+        w, grid, plan = _compressed(w, layout, method, activations, hessian, sparsity, act_order, damp, (prune, plan, calibrate))
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
         check_finite(w, f"pack: w * input_scale ({calibrate})")
     storage = _storage(layout, shape, element)
-    raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan))
+    raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan, grid))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
     for a in arrays.values():
