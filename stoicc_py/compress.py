@@ -108,8 +108,6 @@ def _rule(path: str | Path, key: str, glob: str, entry: object) -> Rule:
         raise RecipeError(f"{path}: {key}: options must be a table, got {options!r}")
     takes = [p for p in inspect.signature(pack).parameters if p not in _NOT_OPTIONS]
     _known(path, f"{key}.options", options, tuple(takes))
-    if method is not None and "method" not in inspect.signature(pack).parameters:
-        raise RecipeError(f"{path}: {key}: method {method!r}: this stoicc_py's pack() takes no method")
     return Rule(key, glob, None if isinstance(layout, DenseLayoutAttr) else layout, method, options)
 
 

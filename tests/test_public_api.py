@@ -23,7 +23,8 @@ PUBLIC = {
 }  # fmt: skip
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],
-    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype"],
+    "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype", "method", "hessian",
+             "act_order", "damp"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
     "save_packed": ["tensors", "path"],
     "load_packed": ["path"],
