@@ -123,12 +123,12 @@ def write_gguf(path: str | os.PathLike[str], model: LlamaWeights, tokens: Sequen
     gguf = _gguf()
     c = model.config
     w = gguf.GGUFWriter(path, "llama")
-    for add, value in ((w.add_block_count, len(model.layers)), (w.add_context_length, 2048),
-                       (w.add_embedding_length, c.hidden), (w.add_feed_forward_length, c.intermediate),
-                       (w.add_head_count, c.heads), (w.add_head_count_kv, c.kv_heads),
-                       (w.add_rope_dimension_count, c.head_dim), (w.add_rope_freq_base, c.rope_theta),
-                       (w.add_layer_norm_rms_eps, c.rms_eps), (w.add_vocab_size, model.embed.shape[0])):  # fmt: skip
-        add(value)
+    for setter, value in ((w.add_block_count, len(model.layers)), (w.add_context_length, 2048),
+                          (w.add_embedding_length, c.hidden), (w.add_feed_forward_length, c.intermediate),
+                          (w.add_head_count, c.heads), (w.add_head_count_kv, c.kv_heads),
+                          (w.add_rope_dimension_count, c.head_dim), (w.add_rope_freq_base, c.rope_theta),
+                          (w.add_layer_norm_rms_eps, c.rms_eps), (w.add_vocab_size, model.embed.shape[0])):  # fmt: skip
+        setter(value)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
     w.add_token_list(list(tokens))
@@ -138,13 +138,16 @@ def write_gguf(path: str | os.PathLike[str], model: LlamaWeights, tokens: Sequen
 
     def add(name: str, a: Array, quantized: bool = True) -> None:
         if quantized and qtype != gguf.GGMLQuantizationType.F32:
-            w.add_tensor(name, gguf.quants.quantize(a, qtype), raw_shape=a.shape, raw_dtype=qtype)
+            w.add_tensor(name, gguf.quants.quantize(a, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(name, np.ascontiguousarray(a, dtype=np.float32))
 
     add("token_embd.weight", model.embed)
     for i, layer in enumerate(model.layers):
-        permuted = {"wq": rope_halves_to_pairs(layer["wq"], c.heads), "wk": rope_halves_to_pairs(layer["wk"], c.kv_heads)}
+        permuted = {
+            "wq": rope_halves_to_pairs(layer["wq"], c.heads),
+            "wk": rope_halves_to_pairs(layer["wk"], c.kv_heads),
+        }
         for ours, theirs in GGUF_NAMES.items():
             add(f"blk.{i}.{theirs}.weight", permuted.get(ours, layer[ours]), quantized=layer[ours].ndim == 2)
     add("output_norm.weight", model.norm, quantized=False)

@@ -10,8 +10,8 @@ one per distinct pair of layouts when layers differ). docs/models.md shows them 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class LlamaRunner:
         empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
         return [(empty, empty)] * len(self.weights.layers)
 
-    def forward(self, tokens: Sequence[int], cache: Cache) -> tuple[Array, Cache]:
+    def forward(self, tokens: Sequence[int] | Array, cache: Cache) -> tuple[Array, Cache]:
         """Logits [T, vocab] of the T new `tokens` after those of `cache`, and the cache after them."""
         w, c = self.weights, self.config
         p = cache[0][0].shape[1]
@@ -86,28 +86,36 @@ class NumpyLlama(LlamaRunner):
 class CompiledLlama(LlamaRunner):
     """The layers on compiled kernels. `layouts` is a pair (attention projections' layout,
     MLP's) for every layer, or one pair per layer; each distinct pair compiles one program,
-    and each layer's weights are packed once, here."""
+    and each layer's weights are packed once, here, with `pack_options` (as for
+    stoicc_py.pack: prune, calibrate, ...)."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
-                 threads: int | None = None):  # fmt: skip
+                 threads: int | None = None, pack_options: dict[str, Any] | None = None):  # fmt: skip
         super().__init__(weights)
         n = len(weights.layers)
-        per_layer = [tuple(layouts)] * n if isinstance(layouts[0], str) else [tuple(p) for p in layouts]
+        per_layer = cast("list[tuple[str, str]]", [layouts] * n if isinstance(layouts[0], str) else list(layouts))
         if len(per_layer) != n:
             raise ValueError(f"{len(per_layer)} layout pairs for {n} layers")
         programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
         for kernel in programs.values():
             kernel.threads = threads
         self.kernels = [programs[pair] for pair in per_layer]
-        self.args = [self._pack(k, layer) for k, layer in zip(self.kernels, weights.layers)]
+        self.args = [self._pack(k, layer, pack_options or {}) for k, layer in zip(self.kernels, weights.layers)]
 
     @staticmethod
-    def _pack(kernel: Any, layer: dict[str, Array]) -> list[Any]:
+    def _pack(kernel: Any, layer: dict[str, Array], options: dict[str, Any]) -> list[Any]:
         specs = {p.name: p for p in kernel.abi.params}
-        return [layer[n] if specs[n].is_dense else kernel.pack(n, layer[n]) for n in BLOCK_WEIGHTS]
+        return [layer[n] if specs[n].is_dense else kernel.pack(n, layer[n], **options) for n in BLOCK_WEIGHTS]
+
+    def weights_read(self) -> LlamaWeights:
+        """The model with the weights the kernels read (pruned, dequantized): what NumpyLlama
+        must run to give this model's output up to rounding."""
+        layers = [{n: getattr(a, "unpack", lambda a=a: a)() for n, a in zip(BLOCK_WEIGHTS, args)} for args in self.args]
+        return replace(self.weights, layers=layers)
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
-        out: tuple[Array, ...] = self.kernels[i](x, cos, sin, k_cache, v_cache, *self.args[i])
+        out = self.kernels[i](x, cos, sin, k_cache, v_cache, *self.args[i])
+        assert isinstance(out, tuple)  # the block returns (x, keys, values)
         return out
 
 
@@ -140,4 +148,3 @@ def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
         logits, cache = model.forward(out[-1:], cache)
         out.append(int(np.argmax(logits[-1])))
     return out[:n]
-
