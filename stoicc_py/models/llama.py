@@ -31,7 +31,6 @@ class LlamaConfig:
 
 
 SMOLLM2_135M = LlamaConfig(hidden=576, heads=9, kv_heads=3, head_dim=64, intermediate=1536, rope_theta=100000.0)
-SMOLLM2_LAYERS = 30
 
 BLOCK_WEIGHTS = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
 """A decoder layer's weights, in the order examples/llama_block.tdsl takes them."""
