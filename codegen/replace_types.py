@@ -49,22 +49,30 @@ class ReplaceTypes(RewritePattern, ABC):
         return attr
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
-        for block in (b for r in op.regions for b in r.blocks):
+        for block in (b for r in op.regions for b in r.blocks) if op.regions else ():
             for arg in block.args:
                 if (t := self.convert(arg.type)) is not arg.type:
                     rewriter.replace_value_with_new_type(arg, t)
+        # Most ops keep every type: check that first, building nothing (the walker visits
+        # every op, and the ops a conversion pass creates too).
+        if (self._unchanged(r.type for r in op.results) and self._unchanged(op.attributes.values())
+                and self._unchanged(op.properties.values())):  # fmt: skip
+            return
         types = [self.convert(r.type) for r in op.results]
         attributes = {k: self.convert(v) for k, v in op.attributes.items()}
         properties = {k: self.convert(v) for k, v in op.properties.items()}
-        if (_same(types, (r.type for r in op.results)) and _same(attributes.values(), op.attributes.values())
-                and _same(properties.values(), op.properties.values())):  # fmt: skip
-            return
         regions = [op.detach_region(r) for r in op.regions]
         new_op = type(op).create(operands=op.operands, result_types=types, properties=properties,
                                  attributes=attributes, successors=op.successors, regions=regions)  # fmt: skip
         rewriter.replace(op, new_op)
         for new, old in zip(new_op.results, op.results):
             new.name_hint = old.name_hint
+
+    def _unchanged(self, attrs: Iterable[Attribute]) -> bool:
+        for attr in attrs:
+            if self.convert(attr) is not attr:
+                return False
+        return True
 
 
 def _same(new: Iterable[Attribute], old: Iterable[Attribute]) -> bool:

@@ -339,30 +339,44 @@ class UIToFPLowering(RewritePattern):
         rewriter.replace(op, llvm.SelectOp(is_large.res, doubled.res, direct.result))
 
 
+class _RetypeThenLower(RewritePattern):
+    """Constants first (they convert their own type); then every op is retyped before it
+    is lowered, so that the lowerings see i64 rather than index; then an arith op is
+    lowered. Only arith ops try the lowerings: the walker visits every op, the llvm ops
+    this pass creates included, and trying each lowering on each was most of its time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.constants, self.retype = ConstantLowering(), IndexToI64()
+        self.lowerings = GreedyRewritePatternApplier(
+            [
+                BFloat16Lowering(),
+                IntegerBinaryOpLowering(),
+                FloatBinaryOpLowering(),
+                BinaryIntrinsicLowering(),
+                NegfLowering(),
+                CmpiLowering(),
+                CmpfLowering(),
+                SelectLowering(),
+                CastLowering(),
+                IndexCastLowering(),
+                FloatToIntLowering(),
+                UIToFPLowering(),
+            ],
+            dce_enabled=False,
+        )
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        self.constants.match_and_rewrite(op, rewriter)
+        if not rewriter.has_done_action:
+            self.retype.match_and_rewrite(op, rewriter)
+        if not rewriter.has_done_action and op.name.startswith("arith."):
+            self.lowerings.match_and_rewrite(op, rewriter)
+
+
 @dataclass(frozen=True)
 class ConvertArithToLLVM(ModulePass):
     name = "convert-arith-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        # Apart from constants, which convert their own type, every op is retyped
-        # before it is lowered, so that the lowerings see i64 rather than index.
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier(
-                [
-                    ConstantLowering(),
-                    IndexToI64(),
-                    BFloat16Lowering(),
-                    IntegerBinaryOpLowering(),
-                    FloatBinaryOpLowering(),
-                    BinaryIntrinsicLowering(),
-                    NegfLowering(),
-                    CmpiLowering(),
-                    CmpfLowering(),
-                    SelectLowering(),
-                    CastLowering(),
-                    IndexCastLowering(),
-                    FloatToIntLowering(),
-                    UIToFPLowering(),
-                ]
-            )
-        ).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([_RetypeThenLower()])).rewrite_module(op)

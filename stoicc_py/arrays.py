@@ -8,6 +8,9 @@ allows one; it never casts or copies itself. Callers decide what they need on to
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,45 @@ import numpy as np
 Array = np.ndarray[Any, Any]
 DLPACK_CPU = 1
 """DLDeviceType.kDLCPU: the only device whose memory native code can read."""
+
+
+@functools.cache
+def bf16_dtype() -> np.dtype[Any]:
+    """numpy's bfloat16 dtype (ml_dtypes'), imported on first use: importing ml_dtypes costs
+    ~0.7 s of CPU, which a compile, and every kernel without bf16, never needs."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+class _NumpyDtypes(Mapping[str, np.dtype[Any]]):
+    """The numpy dtype of each .tdsl dtype; bf16's resolved only when asked for (bf16_dtype())."""
+
+    _EAGER: dict[str, np.dtype[Any]] = {
+        "f32": np.dtype(np.float32), "f16": np.dtype(np.float16), "i8": np.dtype(np.int8),
+        "i32": np.dtype(np.int32), "bool": np.dtype(np.bool_),  # one byte, 0 or 1, as the kernels store it
+    }  # fmt: skip
+    _NAMES = ("f32", "bf16", "f16", "i8", "i32", "bool")
+
+    def __getitem__(self, name: str) -> np.dtype[Any]:
+        return bf16_dtype() if name == "bf16" else self._EAGER[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+
+NUMPY_DTYPES: Mapping[str, np.dtype[Any]] = _NumpyDtypes()
+
+
+def dtype_name(dtype: np.dtype[Any]) -> str | None:
+    """The .tdsl name of a numpy dtype, None for one without. Never imports ml_dtypes: an
+    array of bfloat16 exists only once something imported it."""
+    if "ml_dtypes" in sys.modules and dtype == bf16_dtype():
+        return "bf16"
+    return next((name for name, d in _NumpyDtypes._EAGER.items() if d == dtype), None)
 
 
 def host_array(arg: object, what: str) -> Array:

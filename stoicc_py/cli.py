@@ -56,7 +56,6 @@ from stoicc_py.dims import evaluate as dim_value
 from stoicc_py.dims import symbols as dim_symbols
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
-from stoicc_py.models.weights import load_array
 from stoicc_py.options import Options
 from stoicc_py.pipeline import PassCallback, context, run_passes
 from stoicc_py.timing import is_timing
@@ -199,6 +198,8 @@ def _only_for(args: argparse.Namespace, target: str, *options: str) -> None:
 
 def _tile_tables(kernels: list[Any], weights: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Per kernel, the tile tables of its hybrid weights given as `--weight NAME=FILE.npy` (packed here)."""
+    from stoicc_py.models.weights import load_array  # models imports ml_dtypes, which a compile never needs
+
     hybrid = {k.name: [s.name for s in k.abi.params if s.layout.startswith("hybrid")] for k in kernels}
     known = sorted({name for names in hybrid.values() for name in names})
     if unknown := sorted(set(weights) - set(known)):

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
@@ -24,6 +23,7 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.ir import Operation
 
 from stoicc_py import dims
+from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
@@ -57,14 +57,14 @@ REFERENCE_DTYPES: dict[str, np.dtype[Any]] = {
     "bool": np.dtype(np.bool_),
 }
 """The numpy dtype that holds a tensor of each dtype while the reference runs."""
-STORED_DTYPES: dict[str, np.dtype[Any]] = {"bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16)}
+STORED_DTYPES = ("bf16", "f16")
 """The dtypes whose values the reference rounds to after every op (held in float64)."""
 
 
 def rounded(x: Array, dtype: str) -> Array:
     """x (float64) rounded to nearest even to a 16-bit float dtype, as float64 again."""
     with np.errstate(over="ignore"):  # beyond the dtype's max rounds to inf, as it should
-        return x.astype(STORED_DTYPES[dtype]).astype(np.float64) if dtype in STORED_DTYPES else x
+        return x.astype(NUMPY_DTYPES[dtype]).astype(np.float64) if dtype in STORED_DTYPES else x
 
 
 def cast(x: Array, to: str) -> Array:

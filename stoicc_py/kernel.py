@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-import ml_dtypes
 import numpy as np
 
 from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
-from stoicc_py.arrays import host_array
+from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
@@ -38,14 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
-NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
-    "f32": np.dtype(np.float32),
-    "bf16": np.dtype(ml_dtypes.bfloat16),
-    "f16": np.dtype(np.float16),
-    "i8": np.dtype(np.int8),
-    "i32": np.dtype(np.int32),
-    "bool": np.dtype(np.bool_),  # one byte, 0 or 1, as the kernels store it
-}
 
 
 def _shapes(spec: TensorSpec, arg: Argument) -> list[tuple[Sequence[int | str], tuple[int, ...]]]:

@@ -7,6 +7,7 @@ tensors). Errors are ValueErrors that name the tensor, not the file: callers add
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -14,20 +15,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 Array = np.ndarray[Any, Any]
-SAFETENSORS_DTYPES: dict[str, np.dtype[Any]] = {
-    code: np.dtype(t).newbyteorder("<")
-    for code, t in {
-        "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-        "F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2, "I64": np.int64, "I32": np.int32,
-        "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
-        "BOOL": np.bool_,
-    }.items()
-}  # fmt: skip
-"""The safetensors dtype codes (the format is little-endian) as numpy dtypes."""
+
+
+@functools.cache
+def safetensors_dtypes() -> dict[str, np.dtype[Any]]:
+    """The safetensors dtype codes (the format is little-endian) as numpy dtypes. A function,
+    so that ml_dtypes (~0.7 s of CPU to import) loads only when a file is read or written."""
+    import ml_dtypes
+
+    return {
+        code: np.dtype(t).newbyteorder("<")
+        for code, t in {
+            "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+            "F8_E4M3": ml_dtypes.float8_e4m3fn, "F8_E5M2": ml_dtypes.float8_e5m2, "I64": np.int64, "I32": np.int32,
+            "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
+            "BOOL": np.bool_,
+        }.items()
+    }  # fmt: skip
 METADATA = "__metadata__"
 
 
@@ -57,11 +64,11 @@ def _tensor(name: str, info: object, body: memoryview) -> Array:
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
         raise ValueError(f"tensor {name!r}: its header entry lacks dtype, shape or data_offsets")
     code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if code not in SAFETENSORS_DTYPES:
+    if code not in safetensors_dtypes():
         raise ValueError(f"tensor {name!r} has dtype {code}, which numpy cannot hold")
     if not _ints(shape) or not _ints(offsets) or len(offsets) != 2:
         raise ValueError(f"tensor {name!r}: shape {shape} or data_offsets {offsets} are not lists of integers")
-    dtype, (begin, end) = SAFETENSORS_DTYPES[code], offsets
+    dtype, (begin, end) = safetensors_dtypes()[code], offsets
     if not 0 <= begin <= end <= len(body) or end - begin != math.prod(shape) * dtype.itemsize:
         raise ValueError(f"tensor {name!r}: data_offsets {[begin, end]} do not hold {code}{shape} in {len(body)} bytes")
     return np.frombuffer(body[begin:end], dtype).reshape(shape)
@@ -72,7 +79,7 @@ def _ints(value: object) -> bool:
 
 
 def write_safetensors(tensors: Mapping[str, Array], path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    codes = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+    codes = {dtype: code for code, dtype in safetensors_dtypes().items()}
     header: dict[str, Any] = {METADATA: dict(metadata)} if metadata else {}
     chunks: list[bytes] = []
     offset = 0

@@ -3,6 +3,9 @@ catches what xDSL's catches."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from xdsl.dialects import arith, cf, func
@@ -20,6 +23,14 @@ def test_passes_grow_near_linearly() -> None:
     to the llvm dialect, least CPU time of two runs (robust on a loaded machine)."""
     small, large = stage_seconds(chain_source(15), "llvm", runs=2), stage_seconds(chain_source(60), "llvm", runs=2)
     assert large / small < 6, (small, large)
+
+
+def test_compiling_imports_no_ml_dtypes() -> None:
+    """ml_dtypes costs ~0.7 s of CPU to import: the compile path and the stoicc command load
+    it only for bf16 arrays (stoicc_py.arrays.bf16_dtype); a fresh process, as a compile's."""
+    modules = "stoicc_py.api, stoicc_py.cli, stoicc_py.lowering, stoicc_py.kernel, stoicc_py.interpreter"
+    check = f"import sys, {modules}; assert 'ml_dtypes' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True)
 
 
 def test_each_nest_is_its_own_function() -> None:

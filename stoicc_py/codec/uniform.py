@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, IntAttr, StringAttr
 from xdsl.ir import TypeAttribute
 
+from stoicc_py.arrays import bf16_dtype
 from stoicc_py.codec import Array, Codec
 
 F32 = np.float32
@@ -263,7 +263,7 @@ def scale_dtype(attr: QuantScheme) -> np.dtype[Any]:
     """The numpy dtype of the stored scales: float32, float16 or bfloat16 (scale=...)."""
     if isinstance(attr.scale, Float16Type):
         return np.dtype(np.float16)
-    return np.dtype(ml_dtypes.bfloat16) if isinstance(attr.scale, BFloat16Type) else np.dtype(F32)
+    return bf16_dtype() if isinstance(attr.scale, BFloat16Type) else np.dtype(F32)
 
 
 def _stored_scales(s: Array, attr: QuantScheme) -> Array:

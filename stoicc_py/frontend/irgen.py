@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import ml_dtypes
 import numpy as np
 from xdsl.builder import Builder
 from xdsl.dialects import func
@@ -31,6 +30,7 @@ from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py import dims
+from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
@@ -60,7 +60,7 @@ _LIST_ARGUMENT = {"transpose": "a permutation, e.g. [1, 0, 2]", "reshape": "a sh
 
 Operand = SSAValue | ast.Number
 """A value, or a number literal not yet typed: it takes the dtype of what it meets."""
-_HALF_NUMPY = {"bf16": ml_dtypes.bfloat16, "f16": np.float16}
+_HALF = ("bf16", "f16")
 _INTEGER_RANGES: dict[str, tuple[int, int]] = {"i8": (-(2**7), 2**7 - 1), "i32": (-(2**31), 2**31 - 1)}
 
 
@@ -68,9 +68,9 @@ def _literal_value(number: ast.Number, dtype: str) -> float:
     """The literal as a value of `dtype`: a float rounded to nearest even (beyond the
     largest finite value to inf, as every bf16/f16 result); an integer exactly, or a
     located error where it is none or out of the integer's range."""
-    if dtype in _HALF_NUMPY:
+    if dtype in _HALF:
         with np.errstate(over="ignore"):
-            return float(np.float64(number.value).astype(_HALF_NUMPY[dtype]))
+            return float(np.float64(number.value).astype(NUMPY_DTYPES[dtype]))
     if dtype not in _INTEGER_RANGES:
         return number.value
     low, high = _INTEGER_RANGES[dtype]

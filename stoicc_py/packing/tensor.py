@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, BFloat16Type, Float16Type, Float32Type, IntegerType, bf16, f16, f32, i8
 from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.arrays import host_array
+from stoicc_py.arrays import NUMPY_DTYPES, bf16_dtype, dtype_name, host_array
 from stoicc_py.codec.uniform import Grid
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
@@ -43,14 +42,10 @@ from stoicc_py.packing.sq import SQ
 ALIGNMENT = BUFFER_ALIGNMENT
 """Byte alignment of every packed buffer: a cache line, enough for any vector load."""
 
-ELEMENTS: dict[np.dtype[Any], TypeAttribute] = {
-    np.dtype(np.float32): f32, np.dtype(ml_dtypes.bfloat16): bf16, np.dtype(np.float16): f16, np.dtype(np.int8): i8,
-}  # fmt: skip
-"""The matrix dtypes that pack, as the element types of the storage (a sparse layout's values
-buffers have the matrix's dtype: bf16 values for a bf16 matrix)."""
-DTYPES = {"f32": np.dtype(np.float32), "bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16),
-          "i8": np.dtype(np.int8)}  # fmt: skip
-"""pack(dtype=...)'s names (the .tdsl dtypes) of the ELEMENTS."""
+ELEMENTS: dict[str, TypeAttribute] = {"f32": f32, "bf16": bf16, "f16": f16, "i8": i8}
+"""The matrix dtypes that pack, by their .tdsl names (pack(dtype=...)'s), as the element types
+of the storage (a sparse layout's values buffers have the matrix's dtype: bf16 values for a
+bf16 matrix)."""
 INTEGER_LAYOUTS: tuple[type[LayoutAttr], ...] = (DenseLayoutAttr, *SPARSE)
 """The layouts that store an int8 matrix as it is (int8 values buffers); the others quantize float32."""
 
@@ -125,9 +120,10 @@ def _element(layout: LayoutAttr, dtype: np.dtype[Any]) -> TypeAttribute:
             f"pack: an int8 matrix packs into dense and sparse layouts (nm, block, csr, hybrid), "
             f"not {layout.summary()}, which quantizes a float32 matrix"
         )
-    if dtype not in ELEMENTS:
+    name = dtype_name(dtype)
+    if name not in ELEMENTS:
         raise TypeError(f"a packed matrix has dtype float32, bfloat16, float16 or int8, got {dtype}")
-    return ELEMENTS[dtype]
+    return ELEMENTS[name]
 
 
 def _storage(layout: LayoutAttr, shape: tuple[int, int], element: TypeAttribute) -> StorageAttr:
@@ -145,7 +141,7 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
     if isinstance(element, Float16Type):
         return np.dtype(np.float16)
     if isinstance(element, BFloat16Type):
-        return np.dtype(ml_dtypes.bfloat16)
+        return bf16_dtype()
     assert isinstance(element, IntegerType), f"no numpy dtype for {element}"
     return np.dtype(f"{'u' if buf.is_unsigned else 'i'}{element.width.data // 8}")
 
@@ -334,17 +330,17 @@ def _as_matrix(arg: object, dtype: str | None) -> Array:
     """w as a C-contiguous matrix of the packed dtype: `dtype` if given (a float w is rounded to
     it, to nearest even; float32 -> bfloat16/float16 and back is exact where representable)."""
     w = host_array(arg, "pack: w")
-    if w.dtype not in ELEMENTS:
+    if dtype_name(w.dtype) not in ELEMENTS:
         raise TypeError(
             f"pack: w must have dtype float32, got {w.dtype} (convert with w.astype(np.float32)); "
             "bfloat16 (ml_dtypes) and float16 pack too, and int8 into dense and sparse layouts"
         )
     if dtype is not None:
-        if dtype not in DTYPES:
-            raise ValueError(f"pack: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype not in ELEMENTS:
+            raise ValueError(f"pack: dtype must be one of {', '.join(ELEMENTS)}, got {dtype!r}")
         if (w.dtype == np.int8) != (dtype == "i8"):
             raise TypeError(f"pack: a {w.dtype} matrix does not pack as {dtype} (integers and floats do not mix)")
-        w = w.astype(DTYPES[dtype], copy=False)
+        w = w.astype(NUMPY_DTYPES[dtype], copy=False)
     if w.ndim != 2:
         raise ValueError(f"pack: w must be 2-D, got shape {list(w.shape)}")
     check_size(w.shape, "pack: w")
@@ -422,7 +418,7 @@ def pack(
     w = _as_matrix(w, dtype)
     check_finite(w, "pack: w")
     element, matrix_dtype = _element(layout, w.dtype), w.dtype
-    if w.dtype in (DTYPES["bf16"], DTYPES["f16"]):  # the formats compute in float32: exact for 16-bit floats
+    if dtype_name(w.dtype) in ("bf16", "f16"):  # the formats compute in float32: exact for 16-bit floats
         w = w.astype(np.float32)
     if prune not in (None, "magnitude"):
         raise ValueError(f"pack: prune must be None or 'magnitude', got {prune!r}")
@@ -465,7 +461,8 @@ def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -
     for name, t in tensors.items():
         if isinstance(t, PackedTensor):
             t.check()  # never write a corrupt tensor
-            dtype = next(key for key, d in DTYPES.items() if d == t.dtype)
+            dtype = dtype_name(t.dtype)
+            assert dtype in ELEMENTS, t.dtype  # a PackedTensor's dtype is one that packs
             arrays = {role: t.arrays[role] for role in t.storage.roles}
             stored[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
         else:
@@ -501,8 +498,8 @@ def load(path: str | Path) -> PackedTensor:
 
 
 def _packed(e: artifact.Entry) -> PackedTensor:
-    if e.dtype not in DTYPES:
-        raise ValueError(f"dtype {e.dtype!r} is not one of {', '.join(DTYPES)}")
+    if e.dtype not in ELEMENTS:
+        raise ValueError(f"dtype {e.dtype!r} is not one of {', '.join(ELEMENTS)}")
     scale = e.input_scale
     if scale is not None and (scale.dtype != np.float32 or scale.shape != (e.shape[1],)):
         raise ValueError(f"input_scale must be float32[{e.shape[1]}], got {scale.dtype}{list(scale.shape)}")
@@ -510,6 +507,6 @@ def _packed(e: artifact.Entry) -> PackedTensor:
     arrays = {role: _aligned_copy(a, a.dtype) for role, a in e.arrays.items()}
     for a in arrays.values():
         _freeze(a)
-    packed = PackedTensor(e.layout, e.shape, arrays, None if scale is None else scale.copy(), DTYPES[e.dtype])
+    packed = PackedTensor(e.layout, e.shape, arrays, None if scale is None else scale.copy(), NUMPY_DTYPES[e.dtype])
     packed.validate()
     return packed
