@@ -199,7 +199,7 @@ def calibration_windows(tokens: Sequence[int], window: int, stride: int | None =
 
 
 def compress_model(weights: LlamaWeights, layouts: Layouts, calibration: Sequence[Sequence[int]],
-                   method: str | tuple[str, str] = "gptq", sequential: bool = True,
+                   method: str | tuple[str, str] = "gptq", sequential: bool = False,
                    **options: Any) -> CompressedLlama:  # fmt: skip
     """Each layer's projections packed in its layouts (as CompiledLlama takes them; "dense"
     stays dense) by `method` (one, or a pair: attention's, MLP's; any pack() method) with
@@ -229,7 +229,8 @@ def compress_model(weights: LlamaWeights, layouts: Layouts, calibration: Sequenc
                 h = hessians[INPUT_OF[name]] if how in DATA_METHODS else None
                 done[name] = pack(layer[name], layout, method=how, hessian=h, **options)
                 current[name] = done[name].unpack()
-        xs = [decoder_block(x, cos, sin, empty, empty, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
+        if set(methods) & set(DATA_METHODS):  # the next layer's calibration inputs
+            xs = [decoder_block(x, cos, sin, empty, empty, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
         packed.append(done)
         layers.append(current)
     return CompressedLlama(packed, replace(weights, layers=layers), time.perf_counter() - start)
