@@ -12,8 +12,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stoicc_py.models.llama import SMOLLM2_135M, LlamaConfig, block_source, rope_tables
-from stoicc_py.models.llama_model import CompiledLlama, NumpyLlama, generate, perplexity, random_llama
+from stoicc_py.models.llama import (
+    BLOCK_WEIGHTS,
+    SMOLLM2_135M,
+    LlamaConfig,
+    block_source,
+    decoder_block,
+    rms_norm,
+    rope_tables,
+)
+from stoicc_py.models.llama_model import (
+    CompiledLlama,
+    NumpyLlama,
+    calibration_windows,
+    compress_model,
+    generate,
+    perplexity,
+    random_llama,
+)
+from stoicc_py.packing import pack
+from stoicc_py.packing.hessian import hessian_of
 
 gguf = pytest.importorskip("gguf")
 from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf, rope_halves_to_pairs, write_gguf  # noqa: E402
@@ -155,3 +173,60 @@ def test_smollm2_perplexity_is_sane() -> None:
     ids = tok.encode(text).ids
     assert tok.decode(ids) == text
     assert 5 < perplexity(NumpyLlama(load_gguf(path)), ids[:128], 128) < 50  # still permuted: ~2x
+
+
+# ---------------------------------------------------------------------------- layer-by-layer calibration
+
+TINY_LAYOUTS = ("int8(axis=0)", "int4(group=16)")
+
+
+def _silu(x: Array) -> Array:
+    return x / (1.0 + np.exp(-x))
+
+
+def _down_inputs(x: Array, cos: Array, sin: Array, w: dict[str, Array]) -> Array:
+    """The input of w_down in a TINY layer of weights w, by hand: the attention's output is the
+    layer's output with the MLP's down projection zero."""
+    empty = np.zeros((TINY.kv_heads, 0, TINY.head_dim), np.float32)
+    mid = decoder_block(x, cos, sin, empty, empty, {**w, "w_down": np.zeros_like(w["w_down"])}, TINY)[0]
+    h = rms_norm(mid, w["mlp_norm"], TINY.rms_eps)
+    return _silu(h @ w["w_gate"].T) * (h @ w["w_up"].T)
+
+
+def test_calibration_feeds_each_layer_the_compressed_layers_outputs(tiny: Any) -> None:
+    """Layer 1's q and down projections, compressed by compress_model, equal GPTQ by hand from
+    the inputs they have when layer 0 is compressed and, for down, layer 1's attention and
+    gate/up too (true-sequential); those inputs differ from the uncompressed model's."""
+    windows = calibration_windows(list(np.random.default_rng(4).integers(0, 100, 200)), 64, 32)
+    assert [len(w) for w in windows] == [64, 64, 64, 64, 64, 40, 8]
+    out = compress_model(tiny, TINY_LAYOUTS, windows, method="gptq", sequential=True)
+    empty = np.zeros((TINY.kv_heads, 0, TINY.head_dim), np.float32)
+    normed, acts, plain = [], [], []
+    for t in windows:
+        cos, sin = rope_tables(np.arange(len(t)), TINY)
+        x0 = tiny.embed[np.asarray(t)]
+        x1 = decoder_block(x0, cos, sin, empty, empty, out.weights.layers[0], TINY)[0]
+        normed.append(rms_norm(x1, tiny.layers[1]["attn_norm"], TINY.rms_eps))
+        acts.append(_down_inputs(x1, cos, sin, out.weights.layers[1]))
+        plain.append(_down_inputs(decoder_block(x0, cos, sin, empty, empty, tiny.layers[0], TINY)[0], cos, sin,
+                                  tiny.layers[1]))  # fmt: skip
+    for name, layout, inputs in (("wq", TINY_LAYOUTS[0], normed), ("w_down", TINY_LAYOUTS[1], acts)):
+        h = hessian_of(np.concatenate(inputs), inputs[0].shape[1])
+        want = pack(tiny.layers[1][name], layout, method="gptq", hessian=h)
+        np.testing.assert_array_equal(out.packed[1][name].unpack(), want.unpack())
+    assert not np.allclose(h, hessian_of(np.concatenate(plain), TINY.intermediate), rtol=1e-3)
+
+
+def test_calibrated_weights_pack_and_run(small: Any) -> None:
+    """compress_model's packed tensors run on the compiled layers as NumpyLlama runs its weights
+    (layer 0 dense, layer 1's MLP int8 by GPTQ: programs the tests above compile)."""
+    layouts = [("dense", "dense"), ("dense", "int8(axis=0)")]
+    out = compress_model(small, layouts, [list(range(1, 33))], method="gptq")
+    assert [set(p) for p in out.packed] == [set(), {"w_gate", "w_up", "w_down"}]
+    assert out.weights.layers[1]["wq"] is small.layers[1]["wq"]
+    model = CompiledLlama(small, layouts, packed=out.packed)
+    assert model.args[1][BLOCK_WEIGHTS.index("w_up")] is out.packed[1]["w_up"]  # not packed again
+    ref = NumpyLlama(out.weights)
+    tokens = list(range(1, 20))
+    got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

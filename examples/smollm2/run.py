@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
-from stoicc_py.models.llama_model import CompiledLlama, LlamaRunner, NumpyLlama, generate, perplexity
+from stoicc_py.models.llama_model import (
+    CompiledLlama,
+    LlamaRunner,
+    NumpyLlama,
+    calibration_windows,
+    compress_model,
+    generate,
+    perplexity,
+)
 from stoicc_py.models.smollm2 import smollm2_gguf_path
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=512, help="tokens per perplexity window")
     parser.add_argument("--layout", nargs=2, default=("dense", "dense"), metavar=("ATTN", "MLP"),
                         help="the layouts of the attention projections and of the MLP")  # fmt: skip
+    parser.add_argument(
+        "--method",
+        nargs="+",
+        default=None,
+        help="compress layer by layer, calibrated on calibration.txt (gptq, sparsegpt, wanda, rtn, "
+        "magnitude; one, or the attention's and the MLP's: compress.py); default: magnitude pruning",
+    )
     parser.add_argument("--threads", type=int, default=None, help="the kernels' threads (default: all cores)")
     parser.add_argument("--generate", type=int, default=32, help="tokens of greedy generation")
     parser.add_argument("--repeat", type=int, default=3)
@@ -52,7 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     weights, tok = load_gguf(path), gguf_tokenizer(path)
     print(f"{path.name}: loaded and dequantized in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    compiled = CompiledLlama(weights, tuple(args.layout), threads=args.threads, pack_options={"prune": "magnitude"})
+    packed = None
+    if args.method:
+        calibration = calibration_windows(
+            tok.encode((HERE / "calibration.txt").read_text()).ids, args.window, args.window // 2
+        )
+        method = args.method[0] if len(args.method) == 1 else tuple(args.method)
+        packed = compress_model(weights, tuple(args.layout), calibration, method).packed
+    compiled = CompiledLlama(weights, tuple(args.layout), threads=args.threads, pack_options={"prune": "magnitude"},
+                             packed=packed)  # fmt: skip
     print(f"layouts {' / '.join(args.layout)}: compiled and packed in {time.perf_counter() - start:.1f} s")
     reference = NumpyLlama(compiled.weights_read())
 

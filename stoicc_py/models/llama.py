@@ -11,12 +11,16 @@ each with a residual. Weights are stored [out, in] as a linear layer's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Array = np.ndarray[Any, Any]
+Linear = Callable[[str, Array], Array]
+"""(weight name, input [T, in]) -> the projection's output [T, out]: how decoder_block applies
+each matrix (a hook sees every projection's input: layer-by-layer calibration reads them)."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,16 @@ def _softmax(x: Array) -> Array:
 
 
 def decoder_block(x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array, w: dict[str, Array],
-                  c: LlamaConfig) -> tuple[Array, Array, Array]:  # fmt: skip
+                  c: LlamaConfig, linear: Linear | None = None) -> tuple[Array, Array, Array]:  # fmt: skip
     """One layer on T new tokens x [T, hidden] after P cached ones (k_cache, v_cache
-    [kv_heads, P, head_dim]); returns the layer's output and the caches [kv_heads, P+T, head_dim]."""
+    [kv_heads, P, head_dim]); returns the layer's output and the caches [kv_heads, P+T, head_dim].
+    `linear` applies the projections (default: input @ w[name].T)."""
+    lin = linear or (lambda name, a: a @ w[name].T)
     t, p, d = x.shape[0], k_cache.shape[1], c.head_dim
     h = rms_norm(x, w["attn_norm"], c.rms_eps)
-    q = (h @ w["wq"].T).reshape(t, c.heads, d).transpose(1, 0, 2)
-    k = (h @ w["wk"].T).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
-    v = (h @ w["wv"].T).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
+    q = lin("wq", h).reshape(t, c.heads, d).transpose(1, 0, 2)
+    k = lin("wk", h).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
+    v = lin("wv", h).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
     q, k = _rope(q, cos, sin), _rope(k, cos, sin)
     keys, values = np.concatenate([k_cache, k], axis=1), np.concatenate([v_cache, v], axis=1)
     group = c.heads // c.kv_heads  # query heads g*group ... g*group+group-1 read key/value head g
@@ -101,9 +107,9 @@ def decoder_block(x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Arr
     causal = np.arange(p + t)[None, :] <= np.arange(t)[:, None] + p
     scores = np.where(causal, scores.reshape(c.kv_heads, group, t, p + t), -np.inf)
     attn = _softmax(scores).reshape(c.kv_heads, group * t, p + t) @ values
-    x = x + attn.reshape(c.heads, t, d).transpose(1, 0, 2).reshape(t, c.heads * d) @ w["wo"].T
+    x = x + lin("wo", attn.reshape(c.heads, t, d).transpose(1, 0, 2).reshape(t, c.heads * d))
     h = rms_norm(x, w["mlp_norm"], c.rms_eps)
-    x = x + (_silu(h @ w["w_gate"].T) * (h @ w["w_up"].T)) @ w["w_down"].T
+    x = x + lin("w_down", _silu(lin("w_gate", h)) * lin("w_up", h))
     return x, keys, values
 
 

@@ -9,6 +9,7 @@ one per distinct pair of layouts when layers differ). docs/models.md shows them 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -25,10 +26,14 @@ from stoicc_py.models.llama import (
     rms_norm,
     rope_tables,
 )
+from stoicc_py.packing import PackedTensor, pack
+from stoicc_py.packing.hessian import HessianAccumulator
 
 Array = np.ndarray[Any, Any]
 Cache = list[tuple[Array, Array]]
 """Per layer, the keys and values [kv_heads, P, head_dim] of the P tokens seen so far."""
+Layouts = tuple[str, str] | Sequence[tuple[str, str]]
+"""(attention projections' layout, MLP's) for every layer, or one such pair per layer."""
 
 
 @dataclass
@@ -46,6 +51,13 @@ def random_llama(c: LlamaConfig, layers: int, vocab: int, seed: int = 0) -> Llam
     embed = rng.standard_normal((vocab, c.hidden)).astype(np.float32)
     norm = (1.0 + 0.1 * rng.standard_normal(c.hidden)).astype(np.float32)
     return LlamaWeights(c, embed, [random_block(c, rng) for _ in range(layers)], norm, embed)
+
+
+def per_layer_layouts(layouts: Layouts, n: int) -> list[tuple[str, str]]:
+    per_layer = cast("list[tuple[str, str]]", [layouts] * n if isinstance(layouts[0], str) else list(layouts))
+    if len(per_layer) != n:
+        raise ValueError(f"{len(per_layer)} layout pairs for {n} layers")
+    return per_layer
 
 
 class LlamaRunner:
@@ -87,25 +99,32 @@ class CompiledLlama(LlamaRunner):
     """The layers on compiled kernels. `layouts` is a pair (attention projections' layout,
     MLP's) for every layer, or one pair per layer; each distinct pair compiles one program,
     and each layer's weights are packed once, here, with `pack_options` (as for
-    stoicc_py.pack: prune, calibrate, ...)."""
+    stoicc_py.pack: prune, calibrate, ...), but for those `packed` gives per layer already
+    packed (compress_model's)."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
-                 threads: int | None = None, pack_options: dict[str, Any] | None = None):  # fmt: skip
+                 threads: int | None = None, pack_options: dict[str, Any] | None = None,
+                 packed: Sequence[dict[str, PackedTensor]] | None = None):  # fmt: skip
         super().__init__(weights)
-        n = len(weights.layers)
-        per_layer = cast("list[tuple[str, str]]", [layouts] * n if isinstance(layouts[0], str) else list(layouts))
-        if len(per_layer) != n:
-            raise ValueError(f"{len(per_layer)} layout pairs for {n} layers")
+        per_layer = per_layer_layouts(layouts, len(weights.layers))
         programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
         for kernel in programs.values():
             kernel.threads = threads
         self.kernels = [programs[pair] for pair in per_layer]
-        self.args = [self._pack(k, layer, pack_options or {}) for k, layer in zip(self.kernels, weights.layers)]
+        done = packed or [{}] * len(weights.layers)
+        self.args = [
+            self._pack(k, layer, p, pack_options or {}) for k, layer, p in zip(self.kernels, weights.layers, done)
+        ]
 
     @staticmethod
-    def _pack(kernel: Any, layer: dict[str, Array], options: dict[str, Any]) -> list[Any]:
+    def _pack(
+        kernel: Any, layer: dict[str, Array], packed: dict[str, PackedTensor], options: dict[str, Any]
+    ) -> list[Any]:
         specs = {p.name: p for p in kernel.abi.params}
-        return [layer[n] if specs[n].is_dense else kernel.pack(n, layer[n], **options) for n in BLOCK_WEIGHTS]
+        return [
+            layer[n] if specs[n].is_dense else packed[n] if n in packed else kernel.pack(n, layer[n], **options)
+            for n in BLOCK_WEIGHTS
+        ]
 
     def weights_read(self) -> LlamaWeights:
         """The model with the weights the kernels read (pruned, dequantized): what NumpyLlama
@@ -148,3 +167,89 @@ def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
         logits, cache = model.forward(out[-1:], cache)
         out.append(int(np.argmax(logits[-1])))
     return out[:n]
+
+
+# ---------------------------------------------------------------------------- layer-by-layer compression
+
+INPUT_OF = {"wq": "attn_in", "wk": "attn_in", "wv": "attn_in", "wo": "attn_out",
+            "w_gate": "mlp_in", "w_up": "mlp_in", "w_down": "mlp_act"}  # fmt: skip
+"""Each projection's input: q/k/v share the normed input, gate/up the MLP's (one Hessian each)."""
+_READ_AT = {next(n for n in INPUT_OF if INPUT_OF[n] == key) for key in INPUT_OF.values()}
+ATTN = ("wq", "wk", "wv", "wo")
+STAGES = (("wq", "wk", "wv"), ("wo",), ("w_gate", "w_up"), ("w_down",))
+"""A layer's projections in the order their inputs are computed."""
+DATA_METHODS = ("gptq", "sparsegpt", "wanda")
+"""The methods that read a Hessian of calibration inputs."""
+
+
+@dataclass
+class CompressedLlama:
+    packed: list[dict[str, PackedTensor]]
+    """Per layer, its packed projections (those not dense): CompiledLlama(..., packed=)."""
+    weights: LlamaWeights
+    """The model with the weights the packed tensors hold (unpacked): NumpyLlama runs it."""
+    seconds: float
+
+
+def calibration_windows(tokens: Sequence[int], window: int, stride: int | None = None) -> list[list[int]]:
+    """`tokens` cut into windows of `window` tokens starting every `stride` (default: window),
+    the last one cut short; overlapping windows see the same tokens in other contexts."""
+    step = stride or window
+    return [list(tokens[s : s + window]) for s in range(0, max(len(tokens) - 1, 1), step)]
+
+
+def compress_model(weights: LlamaWeights, layouts: Layouts, calibration: Sequence[Sequence[int]],
+                   method: str | tuple[str, str] = "gptq", sequential: bool = False,
+                   **options: Any) -> CompressedLlama:  # fmt: skip
+    """Each layer's projections packed in its layouts (as CompiledLlama takes them; "dense"
+    stays dense) by `method` (one, or a pair: attention's, MLP's; any pack() method) with
+    pack() `options`, calibrated as GPTQ does: the `calibration` token windows run through the
+    model layer by layer, each layer seeing the outputs of the layers before it as compressed,
+    and each projection compressed from the Hessian of its inputs there. `sequential` (GPTQ's
+    true-sequential): o's inputs come from the compressed q/k/v, gate/up's from the layer's
+    compressed attention, down's from compressed gate/up (one pass per stage); else all four
+    inputs from one pass with the layer's original weights. Memory: one layer's Hessians."""
+    start = time.perf_counter()
+    c = weights.config
+    per_layer = per_layer_layouts(layouts, len(weights.layers))
+    methods = (method, method) if isinstance(method, str) else method
+    tables = [rope_tables(np.arange(len(t)), c) for t in calibration]
+    empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
+    xs = [weights.embed[np.asarray(t)] for t in calibration]
+    packed, layers = [], []
+    for layer, (attn, mlp) in zip(weights.layers, per_layer):
+        current, done = dict(layer), {}
+        rule = {n: (attn, methods[0]) if n in ATTN else (mlp, methods[1]) for n in INPUT_OF}
+        for stage in STAGES if sequential else (tuple(INPUT_OF),):
+            todo = [n for n in stage if rule[n][0] != "dense"]
+            data = [n for n in todo if rule[n][1] in DATA_METHODS]
+            hessians = _hessians(current, xs, tables, c, tuple(data)) if data else {}
+            for name in todo:
+                layout, how = rule[name]
+                h = hessians[INPUT_OF[name]] if how in DATA_METHODS else None
+                done[name] = pack(layer[name], layout, method=how, hessian=h, **options)
+                current[name] = done[name].unpack()
+        if set(methods) & set(DATA_METHODS):  # the next layer's calibration inputs
+            xs = [decoder_block(x, cos, sin, empty, empty, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
+        packed.append(done)
+        layers.append(current)
+    return CompressedLlama(packed, replace(weights, layers=layers), time.perf_counter() - start)
+
+
+def _hessians(w: dict[str, Array], xs: list[Array], tables: list[tuple[Array, Array]], c: LlamaConfig,
+              stage: tuple[str, ...]) -> dict[str, Array]:  # fmt: skip
+    """The Hessians of the inputs of `stage`'s projections over the calibration inputs `xs` of
+    the layer of weights `w` (its projections applied as `w` has them)."""
+    acc = {INPUT_OF[n]: HessianAccumulator(w[n].shape[1]) for n in stage}
+
+    def linear(name: str, a: Array) -> Array:
+        if name in _READ_AT:  # a shared input is read once, at its first projection
+            key = INPUT_OF[name]
+            if key in acc:
+                acc[key].add(a)
+        return a @ w[name].T
+
+    empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
+    for x, (cos, sin) in zip(xs, tables):
+        decoder_block(x, cos, sin, empty, empty, w, c, linear)
+    return {key: a.hessian() for key, a in acc.items()}

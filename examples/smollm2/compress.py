@@ -1,0 +1,74 @@
+"""SmolLM2-135M compressed layer by layer (stoicc_py.models.llama_model.compress_model: GPTQ,
+SparseGPT, Wanda, or round-to-nearest and magnitude), calibrated on calibration.txt, and its
+perplexity on eval.txt next to the float32 model's; docs/models.md has the table.
+
+    python examples/smollm2/compress.py --layout "int4(group=32)" "int4(group=32)" --method gptq
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
+from stoicc_py.models.llama_model import (
+    CompiledLlama,
+    NumpyLlama,
+    calibration_windows,
+    compress_model,
+    perplexity,
+)
+from stoicc_py.models.smollm2 import smollm2_gguf_path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", nargs=2, required=True, metavar=("ATTN", "MLP"))
+    parser.add_argument("--method", nargs="+", default=["gptq"], help="one method, or the attention's and the MLP's")
+    parser.add_argument("--sparsity", type=float, default=None, help="pack(sparsity=): csr, block, hybrid")
+    parser.add_argument("--act-order", action="store_true")
+    parser.add_argument("--sequential", action="store_true", help="GPTQ's true-sequential order inside a layer")
+    parser.add_argument("--window", type=int, default=512, help="tokens per perplexity and calibration window")
+    parser.add_argument("--stride", type=int, default=256, help="calibration windows start every STRIDE tokens")
+    parser.add_argument("--baseline", action="store_true", help="also the float32 model's perplexity")
+    parser.add_argument("--compiled", action="store_true", help="also the perplexity on the compiled layers")
+    args = parser.parse_args(argv)
+
+    path = smollm2_gguf_path()
+    weights, tok = load_gguf(path), gguf_tokenizer(path)
+    calibration = tok.encode((HERE / "calibration.txt").read_text()).ids
+    tokens = tok.encode((HERE / "eval.txt").read_text()).ids
+    windows = calibration_windows(calibration, args.window, args.stride)
+    print(f"calibration: {len(calibration)} tokens, {sum(map(len, windows))} rows; eval: {len(tokens)} tokens")
+    if args.baseline:
+        print(f"float32 perplexity {perplexity(NumpyLlama(weights), tokens, args.window):.3f}")
+
+    method = args.method[0] if len(args.method) == 1 else tuple(args.method)
+    options = {"sparsity": args.sparsity} if args.sparsity is not None else {}
+    if args.act_order:
+        options["act_order"] = True
+    layouts = tuple(args.layout)
+    out = compress_model(weights, layouts, windows, method, args.sequential, **options)
+    dense = sum(w.nbytes for layer in weights.layers for n, w in layer.items() if w.ndim == 2)
+    packed = sum(t.nbytes for layer in out.packed for t in layer.values())
+    packed += sum(
+        w.nbytes for layer, p in zip(weights.layers, out.packed) for n, w in layer.items() if w.ndim == 2 and n not in p
+    )
+    print(f"{' / '.join(layouts)} by {'/'.join(args.method)}: {out.seconds:.0f} s; "
+          f"projections {packed:,} bytes ({dense / packed:.2f}x smaller than float32's {dense:,})")  # fmt: skip
+    start = time.perf_counter()
+    print(
+        f"perplexity {perplexity(NumpyLlama(out.weights), tokens, args.window):.3f} (numpy, {time.perf_counter() - start:.0f} s)"
+    )
+    if args.compiled:
+        compiled = CompiledLlama(weights, layouts, packed=out.packed)
+        print(f"perplexity {perplexity(compiled, tokens, args.window):.3f} (compiled layers)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
