@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import Float16Type, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
+from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType, MemRefType, f32, i8, i16, i32
 from xdsl.ir import SSAValue
 
 from stoicc_py.codec.bitsplit import HI, LO, NIBBLE
@@ -23,6 +23,7 @@ from stoicc_py.codec.uniform import CodeBits
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.sparse_loops import Size, nm_decoder, slots_of
+from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
@@ -116,8 +117,7 @@ class QuantView:
         return lead
 
     def scale(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
-        s = b.load(self.buffers["scales"], self.scale_indices(b, row, g))
-        return b.insert(arith.ExtFOp(s, f32)) if isinstance(s.type, Float16Type) else s
+        return b.load(self.buffers["scales"], self.scale_indices(b, row, g))
 
     def code(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """The integer q - zero_point of element (row, k), as i32."""
@@ -312,13 +312,12 @@ def symmetric_params(b: LoopBuilder, view: QuantView, amax: SSAValue) -> tuple[S
 
 
 def _stored_scale(b: LoopBuilder, view: QuantView, scale: SSAValue) -> tuple[SSAValue, SSAValue]:
-    """The scale as stored (an f16 scale is rounded, and the codes divide by the rounded
+    """The scale as stored (an f16 or bf16 scale is rounded, and the codes divide by the rounded
     value), and the divisor of the codes (1 where the scale is 0)."""
     stored = scale
-    if isinstance(view.buffers["scales"].type, MemRefType) and isinstance(
-        view.buffers["scales"].type.element_type, Float16Type
-    ):
-        stored = b.insert(arith.TruncFOp(scale, view.buffers["scales"].type.element_type))
+    scales = view.buffers["scales"].type
+    if isinstance(scales, MemRefType) and scales.element_type in tdsl.HALF_FLOATS:
+        stored = b.insert(arith.TruncFOp(scale, scales.element_type))
         scale = b.insert(arith.ExtFOp(stored, f32))
     is_zero = b.insert(arith.CmpfOp(scale, b.f32(0.0), "oeq"))
     return stored, b.insert(arith.SelectOp(is_zero, b.f32(1.0), scale))
@@ -402,8 +401,7 @@ def sq_high_walk(b: LoopBuilder, weight: SSAValue, layout: SQAttr) -> WeightWalk
         return b.insert(arith.ExtSIOp(b.load(values, [n, t]), i32))
 
     def scale(b: LoopBuilder, n: SSAValue, g: SSAValue) -> SSAValue:
-        s = b.load(scales, [n if per_row else b.index(0)])
-        return b.insert(arith.ExtFOp(s, f32)) if isinstance(s.type, Float16Type) else s
+        return b.load(scales, [n if per_row else b.index(0)])
 
     return WeightWalk(1, slots, column, code, scale)
 

@@ -75,6 +75,18 @@ kernel {d}(q: {d}[2, T, 64], kv: {d}[2, S, 64]) -> {d}[T, 128] {{
         _close(getattr(k, dtype)(*args), getattr(k, dtype).reference(*args), ulps=4.0)
 
 
+def test_runtime_quantize_rounds_its_16_bit_scales() -> None:
+    """quantize(x, int8(per=token, scale=f16|bf16)) divides by the scale as stored (rounded
+    to its dtype), as the reference does: codes and scales agree for both 16-bit scales."""
+    k = stoicc_py.compile("".join(f"""
+kernel {d}(x: f32[M, 64]) -> f32[M, 64] {{
+  return dequantize(quantize(x, int8(per=token, scale={d})))
+}}""" for d in NUMPY))  # fmt: skip
+    x = (np.random.default_rng(4).standard_normal((5, 64)) * 3).astype(np.float32)
+    for dtype in NUMPY:
+        _same(getattr(k, dtype)(x), getattr(k, dtype).reference(x))
+
+
 def test_quantized_activations() -> None:
     """quantize(x, int8(per=token)) of bf16/f16 activations (widened as loaded, then the
     f32 arithmetic), alone and as the int8 x int8 product's input."""
