@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import stoicc_py
+from stoicc_py.cmdline import write_json
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _CHILD = """
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         for record in result["examples"]:
             print(_example_line(record))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
 
 
 def _example_line(record: dict[str, Any]) -> str:

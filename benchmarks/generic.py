@@ -22,6 +22,7 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py.benchmarks.measure import time_calls
+from stoicc_py.cmdline import write_json
 
 Array = np.ndarray[Any, Any]
 FORMATS = {
@@ -125,8 +126,7 @@ def main() -> None:
     failed = [r for r in report["results"] if not (r["static_ok"] and r["generic_ok"])]
     print(json.dumps(report, indent=1) if args.smoke else table(report))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
     raise SystemExit(1 if failed else 0)
 
 

@@ -12,7 +12,6 @@ medians of timed calls (benchmarks/measure.py).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py.benchmarks.measure import kernel_threads, library_threads, time_calls
+from stoicc_py.cmdline import write_json
 from stoicc_py.models.llama import BLOCK_WEIGHTS, SMOLLM2_135M, LlamaConfig, decoder_block, random_block, rope_tables
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "llama_block.tdsl"
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         torch_ms = f"{r['torch_ms']:.3f}" if "torch_ms" in r else "-"
         print(f"| {r['phase']} | {r['T']} | {r['P']} | {r['threads']} | {r['stoicc_ms']:.3f} | {r['numpy_ms']:.3f} | {torch_ms} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
+from stoicc_py.cmdline import write_json
 
 Array = np.ndarray[Any, Any]
 MATRICES = 210
@@ -70,8 +71,7 @@ def main() -> None:
         print(f"{layout:52} {method:10} {json.dumps(opts):34} {r['calibration_error']:7.4f} {r['held_out_error']:7.4f} {r['seconds']:6.2f} "
               f"{r['model_minutes']:8.2f}")  # fmt: skip
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

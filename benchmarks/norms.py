@@ -12,7 +12,6 @@ Prints one line per (op, T): the median time of each and the ratio numpy / compi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
+from stoicc_py.cmdline import write_json
 
 SOURCE = """
 kernel softmax_rows(s: f32[R, T]) -> f32[R, T] {
@@ -88,8 +88,7 @@ def main() -> None:
             print(f"{name:8} T={t:4}  compiled {row['compiled_s'] * 1e6:9.1f} us  numpy {row['numpy_s'] * 1e6:9.1f} us"
                   f"  numpy/compiled {row['numpy_s'] / row['compiled_s']:5.2f}x{extra}")  # fmt: skip
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":
