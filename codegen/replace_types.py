@@ -49,6 +49,12 @@ class ReplaceTypes(RewritePattern, ABC):
         return attr
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        self.retype(op, rewriter)
+
+    def retype(self, op: Operation, rewriter: PatternRewriter) -> Operation:
+        """`op` with its types converted: itself where none changes, else its replacement
+        (a pass that goes on lowering it in the same visit needs the new op: a walk that
+        does not revisit would leave it unlowered)."""
         for block in (b for r in op.regions for b in r.blocks) if op.regions else ():
             for arg in block.args:
                 if (t := self.convert(arg.type)) is not arg.type:
@@ -57,7 +63,7 @@ class ReplaceTypes(RewritePattern, ABC):
         # every op, and the ops a conversion pass creates too).
         if (self._unchanged(r.type for r in op.results) and self._unchanged(op.attributes.values())
                 and self._unchanged(op.properties.values())):  # fmt: skip
-            return
+            return op
         types = [self.convert(r.type) for r in op.results]
         attributes = {k: self.convert(v) for k, v in op.attributes.items()}
         properties = {k: self.convert(v) for k, v in op.properties.items()}
@@ -67,6 +73,7 @@ class ReplaceTypes(RewritePattern, ABC):
         rewriter.replace(op, new_op)
         for new, old in zip(new_op.results, op.results):
             new.name_hint = old.name_hint
+        return new_op
 
     def _unchanged(self, attrs: Iterable[Attribute]) -> bool:
         for attr in attrs:

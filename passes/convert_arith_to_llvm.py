@@ -42,6 +42,7 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
 
@@ -368,10 +369,15 @@ class _RetypeThenLower(RewritePattern):
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
         self.constants.match_and_rewrite(op, rewriter)
-        if not rewriter.has_done_action:
-            self.retype.match_and_rewrite(op, rewriter)
-        if not rewriter.has_done_action and op.name.startswith("arith."):
+        if rewriter.has_done_action:
+            return
+        op = self.retype.retype(op, rewriter)
+        if op.name.startswith("arith."):
+            # The retyped op is lowered in this visit (the walk does not come back to it).
+            retyped, rewriter.has_done_action = rewriter.has_done_action, False
+            rewriter.current_operation, rewriter.insertion_point = op, InsertPoint.before(op)
             self.lowerings.match_and_rewrite(op, rewriter)
+            rewriter.has_done_action |= retyped
 
 
 @dataclass(frozen=True)
@@ -379,4 +385,4 @@ class ConvertArithToLLVM(ModulePass):
     name = "convert-arith-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([_RetypeThenLower()])).rewrite_module(op)
+        PatternRewriteWalker(_RetypeThenLower(), apply_recursively=False).rewrite_module(op)

@@ -6,18 +6,21 @@ vector.load/store into llvm.load/store). An llvm.load of <16 x float> without an
 `align` is assumed 64-byte aligned and may fault on a numpy buffer, which is only
 element-aligned; unaligned vector moves cost nothing extra on aligned data.
 
-A reduction is a tree of halving shuffles and adds (LLVM's vector.reduce.fadd
-intrinsic would be strictly ordered: xDSL's translator drops the reassoc flag).
+A reduction is a call of LLVM's vector.reduce intrinsic, declared as a function so
+that the call carries `reassoc` (xDSL's translator drops the flags of
+llvm.call_intrinsic): LLVM expands it into the tree of halving shuffles, not the
+strictly ordered sum. One op per reduction instead of 2·log2(lanes)+1 keeps the IR,
+and every pass after this one, short.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.backend.llvm.convert_op import intrinsic_suffix
 from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import llvm, vector
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
+from xdsl.dialects.utils.fast_math import FastMathFlag
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -28,6 +31,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
+from xdsl.utils.hints import isa
 
 
 @dataclass
@@ -105,39 +109,56 @@ class FMALowering(RewritePattern):
         rewriter.replace(op, llvm.FMAOp(op.lhs, op.rhs, op.acc))
 
 
+_REDUCTIONS: dict[vector.CombiningKindFlag, str] = {
+    vector.CombiningKindFlag.ADD: "add",
+    vector.CombiningKindFlag.MAXIMUMF: "fmaximum",  # NaN-propagating, as arith.maximumf
+}
+
+
 @dataclass
 class ReductionLowering(RewritePattern):
-    """vector.reduction <add> or <maximumf>: halve the vector with shuffles until one
-    lane is left."""
+    """vector.reduction <add> or <maximumf>: a call of llvm.vector.reduce.{fadd, add,
+    fmaximum}, then the accumulator."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: vector.ReductionOp, rewriter: PatternRewriter, /):
-        if op.kind.data not in (vector.CombiningKindFlag.ADD, vector.CombiningKindFlag.MAXIMUMF):
+        if (kind := _REDUCTIONS.get(op.kind.data)) is None:
             raise DiagnosticException(f"convert-vector-to-llvm: reduction <{op.kind.data}> is not supported")
-        v = op.vector
-        assert isinstance(v.type, VectorType)
-        lanes = v.type.get_shape()[0]
-        if lanes & (lanes - 1):
-            raise DiagnosticException(f"convert-vector-to-llvm: reductions need a power-of-two width, got {lanes}")
-        is_int = isinstance(v.type.element_type, IntegerType)
-        flags = llvm.FastMathAttr(op.fastmath.data) if not is_int else None
-        add: Callable[[SSAValue, SSAValue], Operation] = (
-            (lambda a, b: llvm.AddOp(a, b)) if is_int else (lambda a, b: llvm.FAddOp(a, b, flags))
-        )
-        if op.kind.data == vector.CombiningKindFlag.MAXIMUMF:  # NaN-propagating, as arith.maximumf
-            add = lambda a, b: llvm.CallIntrinsicOp(  # noqa: E731
-                f"llvm.maximum.{intrinsic_suffix(convert_type(a.type))}", [a, b], [a.type]
-            )
-        while lanes > 1:
-            lanes //= 2
-            v = rewriter.insert(
-                add(_shuffle(rewriter, v, range(lanes)), _shuffle(rewriter, v, range(lanes, 2 * lanes)))
-            ).results[0]
-        total = rewriter.insert(llvm.BitcastOp(v, op.dest.type)).results[0]
+        v, typ = op.vector, op.dest.type
+        assert isa(v.type, VectorType)
+        is_int = isinstance(typ, IntegerType)
+        flags = llvm.FastMathAttr(None) if is_int else llvm.FastMathAttr(sorted({*op.fastmath.data, FastMathFlag.REASSOC}))
+        suffix = f"v{v.type.get_shape()[0]}{intrinsic_suffix(convert_type(typ))}"
+        if kind == "add" and not is_int:
+            # The intrinsic's start value; -0.0 is the identity of IEEE addition.
+            start = rewriter.insert(llvm.ConstantOp(FloatAttr(-0.0, typ), typ)).result
+            total = rewriter.insert(llvm.CallOp(f"llvm.vector.reduce.fadd.{suffix}", start, v, return_type=typ,
+                                                fastmath=flags)).returned  # fmt: skip
+        else:
+            total = rewriter.insert(llvm.CallOp(f"llvm.vector.reduce.{kind}.{suffix}", v, return_type=typ,
+                                                fastmath=flags)).returned  # fmt: skip
+        assert total is not None
         if op.acc is not None:
-            total = rewriter.insert(add(total, op.acc)).results[0]
+            if is_int:
+                total = rewriter.insert(llvm.AddOp(total, op.acc)).res
+            elif kind == "add":
+                total = rewriter.insert(llvm.FAddOp(total, op.acc, llvm.FastMathAttr(op.fastmath.data))).res
+            else:
+                total = rewriter.insert(llvm.CallIntrinsicOp(f"llvm.maximum.{intrinsic_suffix(convert_type(typ))}",
+                                                             [total, op.acc], [typ])).results[0]  # fmt: skip
         rewriter.replace_all_uses_with(op.dest, total)
         rewriter.erase(op)
+
+
+def _declare_reductions(module: ModuleOp) -> None:
+    """An external llvm.func for every llvm.vector.reduce.* called, once."""
+    declared: set[str] = set()
+    for call in [o for o in module.walk() if isinstance(o, llvm.CallOp)]:
+        name = "" if call.callee is None else call.callee.string_value()
+        if name.startswith("llvm.vector.reduce.") and name not in declared:
+            declared.add(name)
+            function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
+            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
 
 
 @dataclass(frozen=True)
@@ -159,3 +180,4 @@ class ConvertVectorToLLVM(ModulePass):
             ),
             apply_recursively=False,
         ).rewrite_module(op)
+        _declare_reductions(op)

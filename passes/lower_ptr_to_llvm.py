@@ -27,4 +27,4 @@ class LowerPtrToLLVM(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         patterns = [xdsl_ptr.ConvertStoreOp(), xdsl_ptr.ConvertLoadOp(), xdsl_ptr.ConvertPtrAddOp(),
                     xdsl_ptr.ConvertToPtrOp(), xdsl_ptr.ConvertFromPtrOp(), PtrToLLVMPtr()]  # fmt: skip
-        PatternRewriteWalker(GreedyRewritePatternApplier(patterns)).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

@@ -77,4 +77,4 @@ class ResolveMemrefDims(ModulePass):
     name = "resolve-memref-dims"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(ResolveDim()).rewrite_module(op)
+        PatternRewriteWalker(ResolveDim(), apply_recursively=False).rewrite_module(op)

@@ -20,6 +20,7 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("kernel-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STOICC_CACHE_DIR", str(path))
+        mp.setenv("STOICC_VERIFY", "1")  # every compile verifies the IR its passes leave
         yield path
 
 

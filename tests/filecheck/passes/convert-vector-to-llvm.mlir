@@ -23,26 +23,29 @@ func.func @fma(%s: f32, %a: vector<4xf32>) -> vector<4xf32> {
   func.return %r : vector<4xf32>
 }
 
-// A reduction halves the vector until one lane is left (reassociated adds).
+// A reduction is a call of LLVM's reduce intrinsic, declared once, whose `reassoc`
+// lets LLVM add in a tree; an accumulator is added after, with the op's own flags.
 // CHECK-LABEL: func.func @reduce
-// CHECK-NEXT:    %[[LO:.*]] = llvm.shufflevector %a, %a [0, 1] : vector<4xf32>
-// CHECK-NEXT:    %[[HI:.*]] = llvm.shufflevector %a, %a [2, 3] : vector<4xf32>
-// CHECK-NEXT:    %[[H:.*]] = llvm.fadd %[[LO]], %[[HI]] {fastmathFlags = #llvm.fastmath<fast>} : vector<2xf32>
-// CHECK:         %[[Q:.*]] = llvm.fadd %{{.*}}, %{{.*}} {fastmathFlags = #llvm.fastmath<fast>} : vector<1xf32>
-// CHECK-NEXT:    %[[S:.*]] = llvm.bitcast %[[Q]] : vector<1xf32> to f32
-// CHECK-NEXT:    func.return %[[S]] : f32
-func.func @reduce(%a: vector<4xf32>) -> f32 {
+// CHECK-NEXT:    %[[Z:.*]] = llvm.mlir.constant(-0.000000e+00 : f32) : f32
+// CHECK-NEXT:    %[[S:.*]] = llvm.call @llvm.vector.reduce.fadd.v4f32(%[[Z]], %a) {fastmathFlags = #llvm.fastmath<fast>} : (f32, vector<4xf32>) -> f32
+// CHECK-NEXT:    %[[Z2:.*]] = llvm.mlir.constant(-0.000000e+00 : f32) : f32
+// CHECK-NEXT:    %[[T:.*]] = llvm.call @llvm.vector.reduce.fadd.v4f32(%[[Z2]], %a) {fastmathFlags = #llvm.fastmath<reassoc,contract>} : (f32, vector<4xf32>) -> f32
+// CHECK-NEXT:    %[[U:.*]] = llvm.fadd %[[T]], %acc {fastmathFlags = #llvm.fastmath<contract>} : f32
+// CHECK-NEXT:    func.return %[[S]], %[[U]] : f32, f32
+func.func @reduce(%a: vector<4xf32>, %acc: f32) -> (f32, f32) {
   %s = vector.reduction <add>, %a fastmath<fast> : vector<4xf32> into f32
-  func.return %s : f32
+  %t = vector.reduction <add>, %a, %acc fastmath<contract> : vector<4xf32> into f32
+  func.return %s, %t : f32, f32
 }
 
-// Integer lanes add exactly.
+// Integer lanes add exactly; the NaN-propagating maximum is fmaximum.
 // CHECK-LABEL: func.func @reduce_int
-// CHECK:         llvm.add %{{.*}}, %{{.*}} : vector<4xi32>
-// CHECK:         llvm.bitcast %{{.*}} : vector<1xi32> to i32
-func.func @reduce_int(%a: vector<8xi32>) -> i32 {
+// CHECK-NEXT:    %[[S:.*]] = llvm.call @llvm.vector.reduce.add.v8i32(%a) : (vector<8xi32>) -> i32
+// CHECK-NEXT:    %[[M:.*]] = llvm.call @llvm.vector.reduce.fmaximum.v4f32(%b) {fastmathFlags = #llvm.fastmath<reassoc>} : (vector<4xf32>) -> f32
+func.func @reduce_int(%a: vector<8xi32>, %b: vector<4xf32>) -> (i32, f32) {
   %s = vector.reduction <add>, %a : vector<8xi32> into i32
-  func.return %s : i32
+  %m = vector.reduction <maximumf>, %b : vector<4xf32> into f32
+  func.return %s, %m : i32, f32
 }
 
 // Bytes reinterpreted as the i32 lanes of a 4-byte dot product, and one lane
@@ -57,3 +60,7 @@ func.func @bits(%a: vector<16xi8>) -> i32 {
   %e = vector.extract %w[2] : i32 from vector<4xi32>
   func.return %e : i32
 }
+
+// CHECK-DAG: llvm.func @llvm.vector.reduce.fadd.v4f32(f32, vector<4xf32>) -> f32
+// CHECK-DAG: llvm.func @llvm.vector.reduce.add.v8i32(vector<8xi32>) -> i32
+// CHECK-DAG: llvm.func @llvm.vector.reduce.fmaximum.v4f32(vector<4xf32>) -> f32
