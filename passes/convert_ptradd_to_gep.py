@@ -17,6 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, ptr
 from xdsl.dialects.builtin import (
     IndexType,
+    IntAttr,
     IntegerAttr,
     IntegerType,
     ModuleOp,
@@ -42,7 +43,7 @@ def _scaled(offset: SSAValue) -> tuple[SSAValue, Attribute]:
         for index, factor in ((mul.lhs, mul.rhs), (mul.rhs, mul.lhs)):
             if (isinstance(const := factor.owner, arith.ConstantOp) and isinstance(const.value, IntegerAttr)
                     and (size := const.value.value.data) > 0):  # fmt: skip
-                return index, IntegerType(8 * size) if size in (1, 2, 4, 8) else llvm.LLVMArrayType(size, i8)
+                return index, IntegerType(8 * size) if size in (1, 2, 4, 8) else llvm.LLVMArrayType(IntAttr(size), i8)
     return offset, i8
 
 

@@ -19,7 +19,16 @@ from xdsl.backend.llvm.convert_op import intrinsic_suffix
 from xdsl.backend.llvm.convert_type import convert_type
 from xdsl.context import Context
 from xdsl.dialects import llvm, vector
-from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, IntegerType, ModuleOp, VectorType, i32
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    VectorType,
+    i32,
+)
 from xdsl.dialects.utils.fast_math import FastMathFlag
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -130,6 +139,7 @@ class ReductionLowering(RewritePattern):
         flags = llvm.FastMathAttr(None) if is_int else llvm.FastMathAttr(sorted({*op.fastmath.data, FastMathFlag.REASSOC}))
         suffix = f"v{v.type.get_shape()[0]}{intrinsic_suffix(convert_type(typ))}"
         if kind == "add" and not is_int:
+            assert isinstance(typ, AnyFloat)
             # The intrinsic's start value; -0.0 is the identity of IEEE addition.
             start = rewriter.insert(llvm.ConstantOp(FloatAttr(-0.0, typ), typ)).result
             total = rewriter.insert(llvm.CallOp(f"llvm.vector.reduce.fadd.{suffix}", start, v, return_type=typ,
