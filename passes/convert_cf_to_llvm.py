@@ -8,12 +8,12 @@ from xdsl.dialects import cf, llvm
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
+
+from stoicc_py.codegen.apply_once import apply_once
 
 
 class BranchLowering(RewritePattern):
@@ -36,7 +36,4 @@ class ConvertCfToLLVM(ModulePass):
     name = "convert-cf-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier([BranchLowering(), ConditionalBranchLowering()]),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        apply_once(op, {cf.BranchOp: BranchLowering(), cf.ConditionalBranchOp: ConditionalBranchLowering()})

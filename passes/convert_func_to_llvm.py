@@ -13,13 +13,13 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
+
+from stoicc_py.codegen.apply_once import apply_once
 
 NOALIAS_ARGS = "stoicc.noalias_args"
 """Unit attribute on a func.func promising that its pointer arguments never alias."""
@@ -87,7 +87,4 @@ class ConvertFuncToLLVM(ModulePass):
     name = "convert-func-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier([FuncLowering(), ReturnLowering(), CallLowering()]),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        apply_once(op, {func.FuncOp: FuncLowering(), func.ReturnOp: ReturnLowering(), func.CallOp: CallLowering()})

@@ -21,14 +21,13 @@ from xdsl.dialects.builtin import Float32Type, Float64Type, ModuleOp
 from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codegen.apply_once import apply_once
 from stoicc_py.passes.mangle_symbols import needs_declaration
 
 _INTRINSICS: dict[type[Operation], str] = {
@@ -127,8 +126,6 @@ class ConvertMathToLLVM(ModulePass):
     name = "convert-math-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier([IntrinsicLowering(), FmaLowering(), LibmCallLowering()]),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        apply_once(op, {**dict.fromkeys(_INTRINSICS, IntrinsicLowering()),
+                        **dict.fromkeys(_LIBM_FUNCTIONS, LibmCallLowering()), math.FmaOp: FmaLowering()})  # fmt: skip
         _declare_called_libm_functions(op)

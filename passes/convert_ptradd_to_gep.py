@@ -29,10 +29,11 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
+
+from stoicc_py.codegen.apply_once import apply_once
 
 
 def _scaled(offset: SSAValue) -> tuple[SSAValue, Attribute]:
@@ -76,4 +77,4 @@ class ConvertPtrAddToGEP(ModulePass):
     name = "convert-ptradd-to-gep"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(PtrAddToGEP(), apply_recursively=False).rewrite_module(op)
+        apply_once(op, {ptr.PtrAddOp: PtrAddToGEP()})

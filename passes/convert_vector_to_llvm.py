@@ -33,14 +33,14 @@ from xdsl.dialects.utils.fast_math import FastMathFlag
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
+
+from stoicc_py.codegen.apply_once import apply_once
 
 
 @dataclass
@@ -176,18 +176,9 @@ class ConvertVectorToLLVM(ModulePass):
     name = "convert-vector-to-llvm"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier(
-                [
-                    AlignVectorAccess(),
-                    BroadcastLowering(),
-                    FMALowering(),
-                    ReductionLowering(),
-                    BitcastLowering(),
-                    ShuffleLowering(),
-                    ExtractLowering(),
-                ]
-            ),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        align = AlignVectorAccess()
+        apply_once(op, {llvm.LoadOp: align, llvm.StoreOp: align, vector.BroadcastOp: BroadcastLowering(),
+                        vector.FMAOp: FMALowering(), vector.ReductionOp: ReductionLowering(),
+                        vector.BitcastOp: BitcastLowering(), vector.ShuffleOp: ShuffleLowering(),
+                        vector.ExtractOp: ExtractLowering()})  # fmt: skip
         _declare_reductions(op)

@@ -23,14 +23,13 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
     PatternRewriter,
-    PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
 from xdsl.utils.exceptions import DiagnosticException
 
+from stoicc_py.codegen.apply_once import apply_once
 from stoicc_py.passes.mangle_symbols import needs_declaration
 
 ALLOC_FN = "aligned_alloc"
@@ -104,8 +103,5 @@ class LowerAlloc(ModulePass):
     """Minimum alignment in bytes; 64 matches a cache line and an AVX-512 vector."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(
-            GreedyRewritePatternApplier([LowerAllocOp(self.alignment), LowerDeallocOp()]),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        apply_once(op, {memref.AllocOp: LowerAllocOp(self.alignment), memref.DeallocOp: LowerDeallocOp()})
         _declare_used_runtime_functions(op)

@@ -15,10 +15,11 @@ from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import ArrayAttr, IndexType, IntAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py import dims
+from stoicc_py.codegen.apply_once import apply_once
 from stoicc_py.codegen.loop_builder import LoopBuilder, symbol_args
 
 
@@ -77,4 +78,4 @@ class ResolveMemrefDims(ModulePass):
     name = "resolve-memref-dims"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(ResolveDim(), apply_recursively=False).rewrite_module(op)
+        apply_once(op, {memref.DimOp: ResolveDim()})

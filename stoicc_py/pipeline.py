@@ -59,8 +59,6 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "tdsl-vectorize-elementwise",
         "tdsl-lower-to-loops",
         "lower-views",
-        "canonicalize",
-        "cse",
         "licm",
     ),
     Stage.LLVM: (
