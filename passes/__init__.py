@@ -27,6 +27,7 @@ _CLASSES = {
     "tdsl-lower-to-loops": "LowerToLoops",
     "lower-views": "LowerViews",
     "mangle-symbols": "MangleSymbols",
+    "lower-memory-to-ptr": "LowerMemoryToPtr",
     "resolve-memref-dims": "ResolveMemrefDims",
     "lower-alloc": "LowerAlloc",
     "check-bounds": "CheckBounds",

@@ -5,7 +5,7 @@ hides the pointer's provenance from LLVM's alias analysis and loop vectoriser.
 A GEP keeps it. This pass runs before convert-ptr-to-llvm; the casts it leaves
 between `!ptr_xdsl.ptr` and `!llvm.ptr` are removed by reconcile-unrealized-casts.
 
-An offset that is `index * constant` (convert-memref-to-ptr's element offset times
+An offset that is `index * constant` (lower-memory-to-ptr's element offset times
 the element's size) becomes the GEP's index over a type of that size, and the
 multiplication goes where nothing else uses it: two ops fewer per memory access for
 every pass after this one (LLVM would fold them the same way).

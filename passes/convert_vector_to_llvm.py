@@ -1,7 +1,7 @@
 """convert-vector-to-llvm: the vector dialect's register ops become llvm ops, and
 vector memory accesses get element alignment.
 
-Runs after convert-vector-to-ptr and convert-ptr-to-llvm (which turn
+Runs after lower-memory-to-ptr and convert-ptr-to-llvm (which turn
 vector.load/store into llvm.load/store). An llvm.load of <16 x float> without an
 `align` is assumed 64-byte aligned and may fault on a numpy buffer, which is only
 element-aligned; unaligned vector moves cost nothing extra on aligned data.

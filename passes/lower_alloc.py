@@ -2,7 +2,7 @@
 
 The calls are emitted as `func.call` to `func.func` declarations so that
 convert-func-to-llvm lowers them with the rest of the module. Runs before
-convert-memref-to-ptr, which only sees the `ptr_xdsl.from_ptr` / `ptr_xdsl.to_ptr`
+lower-memory-to-ptr{signatures=true}, which only sees the `ptr_xdsl.from_ptr` / `ptr_xdsl.to_ptr`
 casts this pass leaves between the returned pointer and the memref.
 """
 

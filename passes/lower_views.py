@@ -2,7 +2,7 @@
 
 A view (`memref.reinterpret_cast` to a row-major memref, as tdsl-unbatch and the
 bufferization of `reshape` make) has dynamic sizes that only its operands know:
-once it is a pointer (convert-memref-to-ptr), nothing could answer the `memref.dim`
+once it is a pointer (lower-memory-to-ptr), nothing could answer the `memref.dim`
 that its strides need. So, while the sizes are at hand, every `memref.dim` of a
 view becomes the size, and every load and store (scalar or vector) at indices
 (i0, ..., in) becomes one at the row-major linear index of a one-dimensional view

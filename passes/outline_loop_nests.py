@@ -7,7 +7,7 @@ kernel of n statements lowered to one function of n loop nests costs O(n^2). Eac
 nest in its own private, `no_inline` function (internal linkage, noinline in LLVM)
 bounds every function by the largest nest, so LLVM's time grows linearly with n.
 
-Runs on pointers and structured loops: after convert-memref-to-ptr has lowered the
+Runs on pointers and structured loops: after lower-memory-to-ptr has lowered the
 signature (resolve-memref-dims no longer needs the kernel's argument attributes),
 before lower-scf-to-cf. A nest's function takes the kernel arguments and the results
 of top-level ops with effects (allocations) that the nest uses; the side-effect-free

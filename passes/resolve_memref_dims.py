@@ -3,7 +3,7 @@
 A kernel's dynamic sizes are its symbol arguments (bufferization records which
 symbol each buffer dim is in the `tdsl.dims` argument attribute); an allocation's
 are its operands. Once buffers become raw pointers nothing else can answer
-`memref.dim`, so this runs after convert-memref-to-ptr has emitted its stride
+`memref.dim`, so this runs after lower-memory-to-ptr has emitted its stride
 computations and before functions lose their memref arguments.
 """
 

@@ -63,11 +63,10 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
     ),
     Stage.LLVM: (
         "mangle-symbols",
-        "convert-memref-to-ptr",
-        "convert-vector-to-ptr",
+        "lower-memory-to-ptr",
         "resolve-memref-dims",
         "lower-alloc",
-        "convert-memref-to-ptr{lower_func=true}",
+        "lower-memory-to-ptr{signatures=true}",
         "outline-loop-nests",
         "lower-scf-to-cf",
         "convert-ptr-type-offsets",

@@ -32,7 +32,8 @@ from stoicc_py.passes import PASSES
 PIPELINE = (
     "lower-alloc,"
     "lower-scf-to-cf,"
-    "convert-memref-to-ptr{lower_func=true},"
+    "lower-memory-to-ptr,"
+    "lower-memory-to-ptr{signatures=true},"
     "convert-ptr-type-offsets,"
     "convert-ptradd-to-gep,"
     "lower-ptr-to-llvm,"

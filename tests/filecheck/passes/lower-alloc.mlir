@@ -2,7 +2,7 @@
 
 // The byte size is the product of the sizes and the element width, rounded up to
 // the alignment as aligned_alloc requires; the pointer becomes the memref through
-// ptr_xdsl.from_ptr, which convert-memref-to-ptr and convert-ptr-to-llvm remove.
+// ptr_xdsl.from_ptr, which lower-memory-to-ptr and convert-ptr-to-llvm remove.
 
 // CHECK-LABEL: func.func @dynamic(%n: index, %m: index)
 // CHECK-NEXT:    %0 = arith.constant 16 : index
