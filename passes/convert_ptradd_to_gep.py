@@ -5,10 +5,10 @@ hides the pointer's provenance from LLVM's alias analysis and loop vectoriser.
 A GEP keeps it. This pass runs before convert-ptr-to-llvm; the casts it leaves
 between `!ptr_xdsl.ptr` and `!llvm.ptr` are removed by reconcile-unrealized-casts.
 
-An offset that is `index * constant` (lower-memory-to-ptr's element offset times
-the element's size) becomes the GEP's index over a type of that size, and the
-multiplication goes where nothing else uses it: two ops fewer per memory access for
-every pass after this one (LLVM would fold them the same way).
+An offset that is `index * size` (lower-memory-to-ptr's element offset times the
+element's `ptr_xdsl.type_offset`, or a constant) becomes the GEP's index over a type of
+that size, and the multiplication goes where nothing else uses it: two ops fewer per
+memory access for every pass after this one (LLVM would fold them the same way).
 """
 
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, ptr
 from xdsl.dialects.builtin import (
+    FixedBitwidthType,
     IndexType,
     IntAttr,
     IntegerAttr,
@@ -36,14 +37,24 @@ from xdsl.pattern_rewriter import (
 from stoicc_py.codegen.apply_once import apply_once
 
 
+def _size(factor: SSAValue) -> int:
+    """The constant byte size `factor` holds (an element's `ptr_xdsl.type_offset` or a
+    constant), else 0."""
+    match factor.owner:
+        case ptr.TypeOffsetOp(elem_type=FixedBitwidthType() as typ):
+            return typ.size
+        case arith.ConstantOp(value=IntegerAttr() as value) if value.value.data > 0:
+            return value.value.data
+    return 0
+
+
 def _scaled(offset: SSAValue) -> tuple[SSAValue, Attribute]:
     """`offset` as (index, element type): (i, a type of c bytes) for `i * c` with a
-    constant c > 0, else (offset, i8)."""
+    constant size c, else (offset, i8)."""
     mul = offset.owner
     if isinstance(mul, arith.MuliOp):
         for index, factor in ((mul.lhs, mul.rhs), (mul.rhs, mul.lhs)):
-            if (isinstance(const := factor.owner, arith.ConstantOp) and isinstance(const.value, IntegerAttr)
-                    and (size := const.value.value.data) > 0):  # fmt: skip
+            if size := _size(factor):
                 return index, IntegerType(8 * size) if size in (1, 2, 4, 8) else llvm.LLVMArrayType(IntAttr(size), i8)
     return offset, i8
 

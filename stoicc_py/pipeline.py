@@ -69,7 +69,6 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "lower-memory-to-ptr{signatures=true}",
         "outline-loop-nests",
         "lower-scf-to-cf",
-        "convert-ptr-type-offsets",
         "convert-ptradd-to-gep",
         "lower-ptr-to-llvm",
         "convert-vector-to-llvm",

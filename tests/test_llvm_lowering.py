@@ -34,7 +34,6 @@ PIPELINE = (
     "lower-scf-to-cf,"
     "lower-memory-to-ptr,"
     "lower-memory-to-ptr{signatures=true},"
-    "convert-ptr-type-offsets,"
     "convert-ptradd-to-gep,"
     "lower-ptr-to-llvm,"
     "convert-arith-to-llvm,"

@@ -21,10 +21,10 @@ func.func @load_at(%p: !ptr_xdsl.ptr, %i: index, %j: i64) -> f32 {
   func.return %v : f32
 }
 
-// An element offset times a constant size indexes a type of that size, and the
-// multiplication and its constant go (4 bytes: i32; 12 bytes: an array of i8); a
-// product used elsewhere stays.
-// CHECK-LABEL: func.func @scaled(%p: !ptr_xdsl.ptr, %i: i64) -> (f32, f32, i64)
+// An element offset times a constant size or an element's type_offset indexes a
+// type of that size, and the multiplication and its factor go (4 bytes: i32; 12
+// bytes: an array of i8; bf16: i16); a product used elsewhere stays.
+// CHECK-LABEL: func.func @scaled(%p: !ptr_xdsl.ptr, %i: i64) -> (f32, f32, i64, bf16)
 // CHECK-NEXT:    [[P:%.*]] = builtin.unrealized_conversion_cast %p : !ptr_xdsl.ptr to !llvm.ptr
 // CHECK-NEXT:    [[Q:%.*]] = llvm.getelementptr inbounds [[P]][%i] : (!llvm.ptr, i64) -> !llvm.ptr, i32
 // CHECK:         %c12 = arith.constant 12 : i64
@@ -32,8 +32,10 @@ func.func @load_at(%p: !ptr_xdsl.ptr, %i: index, %j: i64) -> f32 {
 // CHECK-NEXT:    [[P2:%.*]] = builtin.unrealized_conversion_cast %p : !ptr_xdsl.ptr to !llvm.ptr
 // CHECK-NEXT:    [[R:%.*]] = llvm.getelementptr inbounds [[P2]][%i] : (!llvm.ptr, i64) -> !llvm.ptr, !llvm.array<12 x i8>
 // CHECK-NOT:     arith.muli
-// CHECK:         func.return %{{.*}}, %{{.*}}, %k : f32, f32, i64
-func.func @scaled(%p: !ptr_xdsl.ptr, %i: i64) -> (f32, f32, i64) {
+// CHECK:         llvm.getelementptr inbounds %{{.*}}[%i] : (!llvm.ptr, i64) -> !llvm.ptr, i16
+// CHECK-NOT:     ptr_xdsl.type_offset
+// CHECK:         func.return %{{.*}}, %{{.*}}, %k, %{{.*}} : f32, f32, i64, bf16
+func.func @scaled(%p: !ptr_xdsl.ptr, %i: i64) -> (f32, f32, i64, bf16) {
   %c4 = arith.constant 4 : i64
   %j = arith.muli %i, %c4 : i64
   %q = ptr_xdsl.ptradd %p, %j : (!ptr_xdsl.ptr, i64) -> !ptr_xdsl.ptr
@@ -42,5 +44,9 @@ func.func @scaled(%p: !ptr_xdsl.ptr, %i: i64) -> (f32, f32, i64) {
   %k = arith.muli %i, %c12 : i64
   %r = ptr_xdsl.ptradd %p, %k : (!ptr_xdsl.ptr, i64) -> !ptr_xdsl.ptr
   %w = ptr_xdsl.load %r : !ptr_xdsl.ptr -> f32
-  func.return %v, %w, %k : f32, f32, i64
+  %c2 = ptr_xdsl.type_offset bf16 : i64
+  %h = arith.muli %i, %c2 : i64
+  %s = ptr_xdsl.ptradd %p, %h : (!ptr_xdsl.ptr, i64) -> !ptr_xdsl.ptr
+  %u = ptr_xdsl.load %s : !ptr_xdsl.ptr -> bf16
+  func.return %v, %w, %k, %u : f32, f32, i64, bf16
 }
