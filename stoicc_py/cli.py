@@ -420,7 +420,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from stoicc_py import explore_report as report
     from stoicc_py.models.weights import load_weights
 
-    if Path(args.file).suffix == ".gguf":
+    if _is_model(args):
         return _explore_model(args)
     if args.plot:
         report.check_plotting()
@@ -458,6 +458,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
             args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
         )
     return 0
+
+
+def _is_model(args: argparse.Namespace) -> bool:
+    """Whether `stoicc explore` judges a whole model (a .gguf file) or matrices; ValueError for
+    an option of the other kind."""
+    if Path(args.file).suffix == ".gguf":
+        if given := [o for o in ("select", "calibration", "plot") if getattr(args, o)]:
+            raise ValueError(f"--{given[0]} is for .safetensors/.npz weights, not a .gguf model (docs/explore.md)")
+        return True
+    if given := [k for k in MODEL_OPTIONS if getattr(args, k) not in (None, False)]:
+        raise ValueError(f"--{given[0].replace('_', '-')} is for a .gguf model (docs/explore.md)")
+    return False
+
+
+MODEL_OPTIONS = ("text", "calibration_text", "stride", "eval_tokens", "budget", "recipe_out", "dask", "scheduler")
+"""`stoicc explore` options that only a .gguf model takes (those with defaults aside)."""
 
 
 def _explore_model(args: argparse.Namespace) -> int:

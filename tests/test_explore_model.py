@@ -143,6 +143,11 @@ def test_command(gguf_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert str(rules.rule("blk.1.ffn_up.weight").layout) == str(pack(w, "int8(axis=0)").layout)
 
 
-def test_command_needs_a_text(gguf_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explore", str(gguf_model), "-q"]) == 1
-    assert capsys.readouterr().err.strip().endswith("give an English text with --text FILE")
+def test_options_of_the_other_kind_are_errors(gguf_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    npz = gguf_model.parent / "w.npz"
+    np.savez(npz, w=np.ones((4, 4), np.float32))
+    for args, said in (([str(gguf_model)], "give an English text with --text FILE"),
+                       ([str(gguf_model), "--plot", "p.png"], "--plot is for .safetensors/.npz weights"),
+                       ([str(npz), "--budget", "1MB"], "--budget is for a .gguf model")):  # fmt: skip
+        assert main(["explore", *args, "-q"]) == 1
+        assert said in capsys.readouterr().err
