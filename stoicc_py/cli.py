@@ -490,19 +490,24 @@ def _explore_model(args: argparse.Namespace) -> int:
     if args.text is None:
         raise ValueError("a .gguf model is judged by perplexity: give an English text with --text FILE")
     weights, tok = load_gguf(args.file), gguf_tokenizer(args.file)
-    texts, said = _model_texts(args, tok)
+    texts, described = _model_texts(args, tok)
     chosen = {k: known[k] for k in keys}
-    print(f"{args.file}: {len(weights.layers)} layers; {said}", flush=True)
+    print(f"{args.file}: {len(weights.layers)} layers; {described}", flush=True)
     calibration = ex.load_calibration(None, args.rows, args.seed)
     settings, kernels = ex.Settings(args.threads, args.accel_rows), ex.Kernels()
-    costs = {key: em.kernel_cost(weights, key, layout, options, calibration, kernels, settings)
-             for key, layout, options in [(em.DENSE, em.DENSE, {}), *((c.key, c.layout, c.options) for c in chosen.values())]}  # fmt: skip
     start = time.perf_counter()
 
-    def on_result(e: em.Evaluation) -> None:
+    def said(what: str) -> None:
         if not args.quiet:
-            print(f"  {e.key}: {'refused' if e.error else f'ppl {e.ppl:.3f}'} ({time.perf_counter() - start:.0f} s)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"  {what} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
+    costs = {}
+    for key, layout, options in [(em.DENSE, em.DENSE, {}), *((c.key, c.layout, c.options) for c in chosen.values())]:
+        costs[key] = em.kernel_cost(weights, key, layout, options, calibration, kernels, settings)
+        said(f"{key}: kernels measured")
+
+    def on_result(e: em.Evaluation) -> None:
+        said(f"{e.key}: {'refused' if e.error else f'ppl {e.ppl:.3f}'}")
 
     scheduler = args.scheduler or ("local" if args.dask else None)
     evaluations = em.evaluate_all(weights, texts, list(chosen.values()), scheduler, args.workers, on_result=on_result)
@@ -511,7 +516,7 @@ def _explore_model(args: argparse.Namespace) -> int:
     if args.per_matrix:
         print("\nper layer: perplexity of the short text, only that layer compressed, minus float32's\n"
               + report.layer_table(evaluations))  # fmt: skip
-    out: dict[str, Any] = {"input": args.file, "texts": said, "rows": rows,
+    out: dict[str, Any] = {"input": args.file, "texts": described, "rows": rows,
                            "layer_ppl": {e.key: e.layer_ppl for e in evaluations},
                            "layer_bytes": {e.key: e.layer_bytes for e in evaluations}}  # fmt: skip
     if args.budget is not None:

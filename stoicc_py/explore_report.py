@@ -175,7 +175,7 @@ def model_rows(evaluations: list[Evaluation], costs: dict[str, Cost],
     rows = []
     for e in evaluations:
         c = chosen.get(e.key)
-        deltas = [p - b for p, b in zip(e.layer_ppl, base.layer_ppl)]
+        deltas = [p - b for p, b in zip(e.layer_ppl, base.layer_ppl)] if e is not base else []
         worst = max(range(len(deltas)), key=deltas.__getitem__) if deltas else None
         rows.append({
             "format": e.key, "layout": c.layout if c else "dense f32", "method": c.method if c else "",
