@@ -489,6 +489,9 @@ def _explore_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--formats: unknown {', '.join(unknown)} (known for a model: {', '.join(known)})")
     if args.text is None:
         raise ValueError("a .gguf model is judged by perplexity: give an English text with --text FILE")
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    if scheduler:
+        em.dask_distributed()  # now, not after minutes of work
     weights, tok = load_gguf(args.file), gguf_tokenizer(args.file)
     texts, described = _model_texts(args, tok)
     chosen = {k: known[k] for k in keys}
@@ -509,7 +512,6 @@ def _explore_model(args: argparse.Namespace) -> int:
     def on_result(e: em.Evaluation) -> None:
         said(f"{e.key}: {'refused' if e.error else f'ppl {e.ppl:.3f}'}")
 
-    scheduler = args.scheduler or ("local" if args.dask else None)
     evaluations = em.evaluate_all(weights, texts, list(chosen.values()), scheduler, args.workers, on_result=on_result)
     rows = report.model_rows(evaluations, costs, chosen)
     print(report.model_table(rows))

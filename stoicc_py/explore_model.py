@@ -157,23 +157,29 @@ def evaluate_all(weights: LlamaWeights, texts: Texts, chosen: Sequence[ModelCand
     return _on_dask(weights, texts, tasks, scheduler, workers, processes, on_result)
 
 
+def dask_distributed() -> Any:
+    """The dask.distributed module, or a ModuleNotFoundError that says how to install it."""
+    try:
+        from dask import distributed
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("--dask/--scheduler need dask.distributed: pip install -e '.[distributed]'") from None
+    return distributed
+
+
 def _on_dask(weights: LlamaWeights, texts: Texts, tasks: list[tuple[Callable[..., Evaluation], tuple[Any, ...]]],
              scheduler: str, workers: int, processes: bool,
              on_result: Callable[[Evaluation], None] | None) -> list[Evaluation]:  # fmt: skip
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("--dask/--scheduler need dask.distributed: pip install -e '.[distributed]'") from None
+    dd = dask_distributed()
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
-        client = Client(cluster)
+        cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
+        client = dd.Client(cluster)
     else:
-        cluster, client = None, Client(scheduler)
+        cluster, client = None, dd.Client(scheduler)
     try:
         # the model once to every worker, not once per task
         shared_weights, shared_texts = client.scatter([weights, texts], broadcast=True)
         futures = [client.submit(fn, shared_weights, shared_texts, *args, pure=False) for fn, args in tasks]
-        for future in as_completed(futures):
+        for future in dd.as_completed(futures):
             if on_result:
                 on_result(future.result())
         return [f.result() for f in futures]
