@@ -171,7 +171,7 @@ def _on_dask(weights: LlamaWeights, texts: Texts, tasks: list[tuple[Callable[...
              on_result: Callable[[Evaluation], None] | None) -> list[Evaluation]:  # fmt: skip
     dd = dask_distributed()
     if scheduler == "local":
-        cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
+        cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0")
         client = dd.Client(cluster)
     else:
         cluster, client = None, dd.Client(scheduler)
