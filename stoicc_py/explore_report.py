@@ -101,14 +101,7 @@ def table(rows: list[Summary] | list[Result]) -> str:
     """Aligned columns; the refusals (the compiler's or packer's messages) as footnotes."""
     footnotes: dict[str, int] = {}
     body = [_cells(r) + [_notes(r, footnotes)] for r in rows]
-    head = [*HEADER, "notes"]
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(HEADER))]
-    lines = []
-    for line in [head, *body]:
-        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:-1], widths[1:])]
-        lines.append("  ".join([*cells, line[-1]]).rstrip())
-    lines += [f"[{i}] {message}" for message, i in footnotes.items()]
-    return "\n".join(lines)
+    return _aligned([*HEADER, "notes"], body) + "".join(f"\n[{i}] {m}" for m, i in footnotes.items())
 
 
 def write_json(path: str, meta: dict[str, Any], results: list[Result], complete: bool) -> None:
