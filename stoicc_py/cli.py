@@ -49,7 +49,17 @@ from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.header import c_header, header_guard
 from stoicc_py.backends.llvm.target import describe, host_options, machine_options
-from stoicc_py.cmdline import ERROR, Parser, assignment, integer, output_file, positive_float, usage_error, write_json
+from stoicc_py.cmdline import (
+    ERROR,
+    Parser,
+    assignment,
+    byte_size,
+    integer,
+    output_file,
+    positive_float,
+    usage_error,
+    write_json,
+)
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.dims import evaluate as dim_value
@@ -410,6 +420,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from stoicc_py import explore_report as report
     from stoicc_py.models.weights import load_weights
 
+    if _is_model(args):
+        return _explore_model(args)
     if args.plot:
         report.check_plotting()
     known = ex.candidates(args.tile)
@@ -446,6 +458,113 @@ def cmd_explore(args: argparse.Namespace) -> int:
             args.plot, summaries, f"{Path(args.file).name}: {len(matrices)} matrices, {calibration.description}"
         )
     return 0
+
+
+def _is_model(args: argparse.Namespace) -> bool:
+    """Whether `stoicc explore` judges a whole model (a .gguf file) or matrices; ValueError for
+    an option of the other kind."""
+    if Path(args.file).suffix == ".gguf":
+        if given := [o for o in ("select", "calibration", "plot") if getattr(args, o)]:
+            raise ValueError(f"--{given[0]} is for .safetensors/.npz weights, not a .gguf model (docs/explore.md)")
+        return True
+    if given := [k for k in MODEL_OPTIONS if getattr(args, k) not in (None, False)]:
+        raise ValueError(f"--{given[0].replace('_', '-')} is for a .gguf model (docs/explore.md)")
+    return False
+
+
+MODEL_OPTIONS = ("text", "calibration_text", "stride", "eval_tokens", "budget", "recipe_out", "dask", "scheduler")
+"""`stoicc explore` options that only a .gguf model takes (those with defaults aside)."""
+
+
+def _explore_model(args: argparse.Namespace) -> int:
+    """`stoicc explore MODEL.gguf`: candidates on a whole LLaMA model (stoicc_py/explore_model.py)."""
+    from stoicc_py import explore as ex
+    from stoicc_py import explore_model as em
+    from stoicc_py import explore_report as report
+    from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
+
+    known = em.model_candidates()
+    keys = args.formats.split(",") if args.formats else list(known)
+    if unknown := [k for k in keys if k not in known]:
+        raise ValueError(f"--formats: unknown {', '.join(unknown)} (known for a model: {', '.join(known)})")
+    if args.text is None:
+        raise ValueError("a .gguf model is judged by perplexity: give an English text with --text FILE")
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    if scheduler:
+        em.dask_distributed()  # now, not after minutes of work
+    weights, tok = load_gguf(args.file), gguf_tokenizer(args.file)
+    texts, described = _model_texts(args, tok)
+    chosen = {k: known[k] for k in keys}
+    print(f"{args.file}: {len(weights.layers)} layers; {described}", flush=True)
+    calibration = ex.load_calibration(None, args.rows, args.seed)
+    settings, kernels = ex.Settings(args.threads, args.accel_rows), ex.Kernels()
+    start = time.perf_counter()
+
+    def said(what: str) -> None:
+        if not args.quiet:
+            print(f"  {what} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
+    costs = {}
+    for key, layout, options in [(em.DENSE, em.DENSE, {}), *((c.key, c.layout, c.options) for c in chosen.values())]:
+        costs[key] = em.kernel_cost(weights, key, layout, options, calibration, kernels, settings)
+        said(f"{key}: kernels measured")
+
+    def on_result(e: em.Evaluation) -> None:
+        said(f"{e.key}: {'refused' if e.error else f'ppl {e.ppl:.3f}'}")
+
+    evaluations = em.evaluate_all(weights, texts, list(chosen.values()), scheduler, args.workers, on_result=on_result)
+    rows = report.model_rows(evaluations, costs, chosen)
+    print(report.model_table(rows))
+    if args.per_matrix:
+        print("\nper layer: perplexity of the short text, only that layer compressed, minus float32's\n"
+              + report.layer_table(evaluations))  # fmt: skip
+    out: dict[str, Any] = {"input": args.file, "texts": described, "rows": rows,
+                           "layer_ppl": {e.key: e.layer_ppl for e in evaluations},
+                           "layer_bytes": {e.key: e.layer_bytes for e in evaluations}}  # fmt: skip
+    if args.budget is not None:
+        out["proposal"] = _propose(args, weights, texts, evaluations, chosen)
+    if args.json:
+        write_json(args.json, out)
+    return 0
+
+
+def _model_texts(args: argparse.Namespace, tok: Any) -> tuple[Any, str]:
+    """The token windows explore_model needs, and a sentence saying what they are."""
+    from stoicc_py.explore_model import Texts
+    from stoicc_py.models.llama_model import calibration_windows
+
+    tokens = tok.encode(Path(args.text).read_text()).ids
+    calib_file = args.calibration_text or args.text
+    calib = tok.encode(Path(calib_file).read_text()).ids
+    eval_tokens = tokens[: args.eval_tokens] if args.eval_tokens else tokens
+    texts = Texts(calibration_windows(calib, args.window, args.stride or args.window // 2),
+                  tokens[: args.layer_tokens], eval_tokens, args.window)  # fmt: skip
+    said = (f"calibration: {calib_file} ({len(calib)} tokens, {sum(map(len, texts.calibration))} rows); "
+            f"per-layer perplexity: the first {len(texts.layer_tokens)} tokens of {args.text}; "
+            f"whole-model perplexity: {len(eval_tokens)} tokens of it in windows of {args.window}")  # fmt: skip
+    return texts, said
+
+
+def _propose(args: argparse.Namespace, weights: Any, texts: Any, evaluations: Any, chosen: Any) -> dict[str, Any]:
+    """The proposal for --budget: printed, its recipe written (--recipe-out) or printed, and its perplexity."""
+    from stoicc_py import explore_model as em
+    from stoicc_py.models.llama_model import NumpyLlama, perplexity
+
+    proposal = em.propose(evaluations, args.budget)
+    ppl = perplexity(NumpyLlama(em.proposed_weights(weights, evaluations, proposal)), texts.eval_tokens, texts.window)
+    base = evaluations[0].ppl
+    header = (f"stoicc explore {Path(args.file).name} --budget {args.budget}: {proposal.bytes:,} bytes of projections, "
+              f"predicted sum of per-layer perplexity increases {proposal.predicted_delta:+.3f}; "
+              f"whole-model perplexity {ppl:.3f} ({ppl / base:.3f} x float32's {base:.3f})")  # fmt: skip
+    text = em.recipe_text(proposal, chosen, header)
+    print(f"\nproposal for {args.budget:,} bytes: {header.split(': ', 1)[1]}")
+    if args.recipe_out:
+        Path(args.recipe_out).write_text(text)
+        print(f"wrote {args.recipe_out}")
+    else:
+        print(text, end="")
+    return {"budget": args.budget, "choice": proposal.choice, "bytes": proposal.bytes,
+            "predicted_delta": proposal.predicted_delta, "ppl": ppl, "recipe": text}  # fmt: skip
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -504,6 +623,19 @@ def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     e.add_argument("--json", type=output_file, help="write every measurement to this file (after each one)")
     e.add_argument("--plot", type=output_file, help="write the Pareto plot (PNG; needs matplotlib)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m = e.add_argument_group("a .gguf model (LLaMA family): perplexity per layer and whole (docs/explore.md)")
+    m.add_argument("--text", metavar="FILE", help="the evaluation text (required for a .gguf model)")
+    m.add_argument("--calibration-text", metavar="FILE", help="the calibration text (default: --text)")
+    m.add_argument("--window", type=integer(2), default=512, help="tokens per window (default 512)")
+    m.add_argument("--stride", type=integer(1), help="calibration windows start every STRIDE tokens (default window/2)")
+    m.add_argument("--layer-tokens", type=integer(2), default=256,
+                   help="the first tokens of --text that judge each layer alone (default 256)")  # fmt: skip
+    m.add_argument("--eval-tokens", type=integer(2), help="tokens of --text for the whole-model perplexity (default all)")
+    m.add_argument("--budget", type=byte_size, help="propose a recipe whose projections fit this many bytes (e.g. 60MB)")
+    m.add_argument("--recipe-out", type=output_file, help="write the proposed recipe (TOML) here")
+    m.add_argument("--dask", action="store_true", help="evaluate the candidates on a local Dask cluster")
+    m.add_argument("--scheduler", metavar="ADDRESS", help="evaluate the candidates on this Dask scheduler")
+    m.add_argument("--workers", type=integer(1), default=2, help="workers of --dask's local cluster (default 2)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -70,6 +70,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+
+
+def byte_size(text: str) -> int:
+    """An argparse type: a number of bytes, with an optional unit (60MB, 57.5MiB, 1e8)."""
+    number = text.rstrip("BbKkMmGgIi")
+    unit = text[len(number) :].upper()
+    try:
+        value = float(number) * BYTE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 60MB, 57.5MiB), got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive size in bytes, got {text!r}")
+    return int(value)
+
+
 def assignment(value: Callable[[str], T], form: str) -> Callable[[str], tuple[str, T]]:
     """An argparse type: NAME=VALUE (`form` shows it, e.g. NAME=SIZE), VALUE parsed by `value`."""
 

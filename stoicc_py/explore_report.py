@@ -9,6 +9,7 @@ from typing import Any
 from stoicc_py import cmdline
 from stoicc_py.dialects.layout import BUFFER_KINDS
 from stoicc_py.explore import ExploreError, Result
+from stoicc_py.explore_model import Cost, Evaluation, ModelCandidate
 
 MIB = 1 << 20
 
@@ -100,14 +101,7 @@ def table(rows: list[Summary] | list[Result]) -> str:
     """Aligned columns; the refusals (the compiler's or packer's messages) as footnotes."""
     footnotes: dict[str, int] = {}
     body = [_cells(r) + [_notes(r, footnotes)] for r in rows]
-    head = [*HEADER, "notes"]
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(HEADER))]
-    lines = []
-    for line in [head, *body]:
-        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:-1], widths[1:])]
-        lines.append("  ".join([*cells, line[-1]]).rstrip())
-    lines += [f"[{i}] {message}" for message, i in footnotes.items()]
-    return "\n".join(lines)
+    return _aligned([*HEADER, "notes"], body) + "".join(f"\n[{i}] {m}" for m, i in footnotes.items())
 
 
 def write_json(path: str, meta: dict[str, Any], results: list[Result], complete: bool) -> None:
@@ -159,3 +153,71 @@ def plot(path: str, summaries: list[Summary], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- a whole model (explore_model)
+
+MODEL_HEADER = ("format", "method", "MiB", "ppl", "x fp32", "sum layer dppl", "worst layer", "CPU ms", "cycles",
+                "energy uJ", "method s")  # fmt: skip
+
+
+def model_rows(evaluations: list[Evaluation], costs: dict[str, Cost],
+               chosen: dict[str, ModelCandidate]) -> list[dict[str, Any]]:  # fmt: skip
+    """Per evaluation (the baseline first), what the table and the JSON show."""
+    base = evaluations[0]
+    rows = []
+    for e in evaluations:
+        c = chosen.get(e.key)
+        deltas = [p - b for p, b in zip(e.layer_ppl, base.layer_ppl)] if e is not base else []
+        worst = max(range(len(deltas)), key=deltas.__getitem__) if deltas else None
+        rows.append({
+            "format": e.key, "layout": c.layout if c else "dense f32", "method": c.method if c else "",
+            "options": c.options if c else {}, "bytes": sum(e.layer_bytes) if e.layer_bytes else None,
+            "ppl": e.ppl, "ppl_ratio": None if e.ppl is None or base.ppl is None else e.ppl / base.ppl,
+            "layer_ppl_delta_sum": sum(deltas) if deltas else None,
+            "worst_layer": worst, "worst_layer_delta": None if worst is None else deltas[worst],
+            "method_s": e.seconds, "error": e.error, **asdict(costs[e.key]),
+        })  # fmt: skip
+    return rows
+
+
+def model_table(rows: list[dict[str, Any]]) -> str:
+    """Aligned columns of model_rows; the refusals as footnotes."""
+    footnotes: dict[str, int] = {}
+    body = []
+    for r in rows:
+        said = [f"not run: {r['error']}" if r["error"] else "", f"CPU: {r['cpu_error']}" if r["cpu_error"] else "",
+                f"accel: {r['accel_error']}" if r["accel_error"] else ""]  # fmt: skip
+        notes = " ".join(f"[{footnotes.setdefault(n, len(footnotes) + 1)}]" for n in said if n)
+        worst = "" if r["worst_layer"] is None else f"{r['worst_layer_delta']:+.3g} (layer {r['worst_layer']})"
+        body.append([
+            f"{r['format']}: {r['layout']}", r["method"] + "".join(f" {k}={v}" for k, v in r["options"].items()),
+            "" if r["bytes"] is None else f"{r['bytes'] / MIB:.2f}", _num(r["ppl"]),
+            "" if r["ppl_ratio"] is None else f"{r['ppl_ratio']:.3f}", _signed(r["layer_ppl_delta_sum"]), worst,
+            _num(r["cpu_ms"]), "" if r["accel_cycles"] is None else f"{r['accel_cycles']:,}",
+            _num(r["accel_energy_uj"]), f"{r['method_s']:.0f}" if r["method_s"] else "", notes,
+        ])  # fmt: skip
+    return _aligned([*MODEL_HEADER, "notes"], body) + "".join(f"\n[{i}] {m}" for m, i in footnotes.items())
+
+
+def layer_table(evaluations: list[Evaluation]) -> str:
+    """Per layer, each candidate's perplexity increase with only that layer compressed."""
+    base = evaluations[0]
+    done = [e for e in evaluations[1:] if e.error is None]
+    body = [[str(i), f"{base.layer_ppl[i]:.4g}", *(_signed(e.layer_ppl[i] - base.layer_ppl[i]) for e in done), ""]
+            for i in range(len(base.layer_ppl))]  # fmt: skip
+    return _aligned(["layer", "fp32 ppl", *(e.key for e in done), ""], body)
+
+
+def _signed(v: float | None) -> str:
+    return "" if v is None else f"{v:+.3g}"
+
+
+def _aligned(head: list[str], body: list[list[str]]) -> str:
+    """The first column left-aligned, the others right-aligned, the last (notes) as it is."""
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head) - 1)]
+    lines = []
+    for line in [head, *body]:
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:-1], widths[1:])]
+        lines.append("  ".join([*cells, line[-1]]).rstrip())
+    return "\n".join(lines)
