@@ -453,10 +453,13 @@ def pack(
     return packed
 
 
-def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -> Path:
+def save_packed(
+    tensors: Mapping[str, PackedTensor | Array], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write packed tensors, and dense arrays beside them, to one .safetensors file: each packed
-    tensor's buffers with its layout text, dtype, shape and a sha256 checksum
-    (stoicc_py/packing/artifact.py has the format). load_packed(path) reads them back."""
+    tensor's buffers with its layout text, dtype, shape and a sha256 checksum, each dense array
+    with its checksum (stoicc_py/packing/artifact.py has the format). load_packed(path) reads
+    them back, and packed_metadata(path) the `metadata` strings (e.g. a model's configuration)."""
     stored: dict[str, artifact.Entry | Array] = {}
     for name, t in tensors.items():
         if isinstance(t, PackedTensor):
@@ -467,8 +470,14 @@ def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -
             stored[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
         else:
             stored[name] = host_array(t, f"save_packed: {name!r}")
-    artifact.write(Path(path), stored)
+    artifact.write(Path(path), stored, metadata)
     return Path(path)
+
+
+def packed_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata strings that save_packed(..., metadata=) wrote to a packed-weights file
+    (the header alone is read; a file that is not one is a ValueError naming it)."""
+    return artifact.read_extra(Path(path))
 
 
 def load_packed(path: str | Path) -> dict[str, PackedTensor | Array]:
