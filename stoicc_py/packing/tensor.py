@@ -373,7 +373,7 @@ def pack(
     *,
     prune: str | None = None,
     plan: Array | str | None = None,
-    calibrate: str | None = None,
+    calibrate: str | Array | None = None,
     activations: Array | None = None,
     alpha: float = 0.5,
     sparsity: float | None = None,
@@ -397,7 +397,9 @@ def pack(
     Quantized layouts round to nearest by default. `calibrate="smoothquant"` (with `alpha`)
     or `"awq"` computes per-column factors s from sample `activations` [N, cols]
     (stoicc_py.packing.calibrate), packs w * s and records s as `input_scale`: the caller
-    must then feed x / s (fold 1/s into the op producing x).
+    must then feed x / s (fold 1/s into the op producing x). Quantized layouts and `S with Q`
+    calibrate; `calibrate=s` (float32 [cols]) packs with given factors, e.g. the one s of
+    weights that read the same input (calibrate.awq / smoothquant of the group).
 
     `dtype` ("f32", "bf16", "f16", "i8"; default w's dtype, with bfloat16 arrays from
     ml_dtypes) is the dtype of the kernel parameter it is for: a float w is first rounded to
@@ -441,7 +443,7 @@ def pack(
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
-        check_finite(w, f"pack: w * input_scale ({calibrate})")
+        check_finite(w, "pack: w * input_scale")
     storage = _storage(layout, shape, element)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan, grid))
     # Always copies: a packed tensor never aliases the caller's matrix.
