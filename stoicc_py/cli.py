@@ -570,31 +570,56 @@ def _propose(args: argparse.Namespace, weights: Any, texts: Any, evaluations: An
 def cmd_compress(args: argparse.Namespace) -> int:
     """Pack a model's matrices as a recipe says and write them (stoicc_py/compress.py, docs/compress.md)."""
     from stoicc_py import compress as cp
-    from stoicc_py.explore import load_calibration
-    from stoicc_py.packing import save_packed
 
     recipe = cp.load_recipe(args.recipe)
-    weights = cp.load_model(args.model)
-    calibration = load_calibration(args.calibration, 0, 0) if args.calibration else None
-    for glob in cp.unused(recipe, list(weights)):
-        print(f"stoicc: warning: {args.recipe}: layers.{glob!r} matches no tensor of {args.model}", file=sys.stderr)
-    tensors, rows = cp.compress(weights, recipe, calibration)
-    save_packed(tensors, args.output)
+    rows = (_compress_llama if args.model.suffix == cp.LLAMA_SUFFIX else _compress_weights)(args, recipe)
     if not args.quiet:
         print(cp.table(rows))
     print(f"wrote {args.output}")
     return 0
 
 
+def _compress_weights(args: argparse.Namespace, recipe: Any) -> list[Any]:
+    from stoicc_py import compress as cp
+    from stoicc_py.explore import load_calibration
+    from stoicc_py.packing import save_packed
+
+    weights = cp.load_model(args.model)
+    _warn_unused(args, cp.unused(recipe, list(weights)))
+    calibration = load_calibration(args.calibration, 0, 0) if args.calibration else None
+    tensors, rows = cp.compress(weights, recipe, calibration)
+    save_packed(tensors, args.output)
+    return rows
+
+
+def _compress_llama(args: argparse.Namespace, recipe: Any) -> list[Any]:
+    """A LLaMA-family GGUF model, layer by layer, calibrated on the text file --calibration."""
+    from stoicc_py import compress as cp
+    from stoicc_py.models.llama_packed import llama_arrays, save_llama
+
+    weights, windows = cp.load_gguf_model(args.model, Path(args.calibration) if args.calibration else None)
+    _warn_unused(args, cp.unused(recipe, list(llama_arrays(weights))))
+    out, rows = cp.compress_llama(weights, recipe, windows)
+    save_llama(args.output, out.weights, out.packed)
+    return rows
+
+
+def _warn_unused(args: argparse.Namespace, globs: list[str]) -> None:
+    for glob in globs:
+        print(f"stoicc: warning: {args.recipe}: layers.{glob!r} matches no tensor of {args.model}", file=sys.stderr)
+
+
 def _compress_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("compress", parents=[common],
                        help="pack a model's weight matrices as a recipe says; write packed weights")  # fmt: skip
-    c.add_argument("model", type=Path, help="weights: .safetensors or .npz (f32, bf16, f16...)")
+    c.add_argument("model", type=Path,
+                   help="weights: .safetensors or .npz (f32, bf16, f16...), or a LLaMA-family .gguf model")  # fmt: skip
     c.add_argument("--recipe", required=True, metavar="FILE", help="a TOML recipe (docs/compress.md)")
     c.add_argument("-o", "--output", required=True, type=output_file,
                    help="the packed weights to write (.safetensors; stoicc_py.load_packed reads them)")  # fmt: skip
     c.add_argument("--calibration", metavar="FILE",
-                   help="activations [rows, K] for the methods and options that need them: .npy, or .npz by weight name")  # fmt: skip
+                   help="activations [rows, K] for the methods and options that need them: .npy, or .npz by weight "
+                   "name; for a .gguf model, a text file (tokenized with its tokenizer)")  # fmt: skip
     c.add_argument("-q", "--quiet", action="store_true", help="no table")
 
 

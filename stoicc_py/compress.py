@@ -14,27 +14,44 @@ dense, as they are:
 `method` and `options` go to pack() as keyword arguments (`method=...`, `**options`): the keys
 that pack() takes are the keys a recipe may use, so a method or option that pack() learns is
 usable in recipes with no change here, and pack() itself judges their values.
+
+A LLaMA-family GGUF model is compressed layer by layer (compress_llama: llama_model.compress_model,
+calibrated on token windows of a text), its tensors named as in the GGUF file; the recipe must
+then give each layer's attention projections one layout and method, and its MLP's one.
 """
 
 from __future__ import annotations
 
 import inspect
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import DenseLayoutAttr, LayoutAttr
 from stoicc_py.explore import Calibration, ExploreError
 from stoicc_py.frontend.layouts import parse_layout
+from stoicc_py.models.llama_model import (
+    ATTN,
+    DATA_METHODS,
+    CompressedLlama,
+    LlamaWeights,
+    calibration_windows,
+    compress_model,
+)
+from stoicc_py.models.llama_packed import MLP, NORM, layer_name, llama_arrays, llama_tensors
 from stoicc_py.models.weights import Array, Weights, load_weights
 from stoicc_py.packing import PackedTensor, pack
 
 LOADERS: dict[str, Callable[[Path], Weights]] = {".safetensors": load_weights, ".npz": load_weights}
 """How `stoicc compress` reads a model, by file suffix (a model format adds its loader here)."""
+LLAMA_SUFFIX = ".gguf"
+"""A LLaMA-family model, compressed layer by layer (compress_llama)."""
+CALIBRATION_WINDOW, CALIBRATION_STRIDE = 512, 256
+"""The calibration text's token windows: WINDOW tokens each, one starting every STRIDE."""
 RULE_KEYS = ("layout", "method", "options")
 TOP_KEYS = ("default", "layers")
 _NOT_OPTIONS = ("w", "layout", "method", "activations")  # given by the rule or the calibration, not `options`
@@ -135,17 +152,22 @@ def compress(
         rule = recipe.rule(name) if w.ndim == 2 else None
         if rule is None or rule.layout is None:
             out[name] = w
-            rows.append(Row(name, w.shape, str(w.dtype), "dense", "", w.nbytes, w.nbytes))
+            rows.append(_row(name, w, w, None))
             continue
         try:
             packed = rule.pack(w, _activations(calibration, name, w.shape[1]))
         except (ValueError, TypeError) as err:
             raise ValueError(f"{name} ({recipe.path}: {rule.key}): {err}") from None
         out[name] = packed
-        scale = 0 if packed.input_scale is None else packed.input_scale.nbytes
-        summary, method = packed.layout.summary(), rule.method or ""
-        rows.append(Row(name, w.shape, str(w.dtype), summary, method, w.nbytes, packed.nbytes + scale))
+        rows.append(_row(name, w, packed, rule.method))
     return out, rows
+
+
+def _row(name: str, w: Array, t: PackedTensor | Array, method: str | None) -> Row:
+    if not isinstance(t, PackedTensor):
+        return Row(name, w.shape, str(w.dtype), "dense", "", w.nbytes, w.nbytes)
+    scale = 0 if t.input_scale is None else t.input_scale.nbytes
+    return Row(name, w.shape, str(w.dtype), t.layout.summary(), method or "", w.nbytes, t.nbytes + scale)
 
 
 def _activations(calibration: Calibration | None, name: str, k: int) -> Array | None:
@@ -184,5 +206,126 @@ def _ratio(before: int, after: int) -> str:
 def load_model(path: Path) -> Weights:
     """The tensors of a model file, read by the loader of its suffix (LOADERS)."""
     if path.suffix not in LOADERS:
-        raise ValueError(f"{path}: a model must be a {' or '.join(LOADERS)} file")
+        raise ValueError(f"{path}: a model must be a {', '.join(LOADERS)} or {LLAMA_SUFFIX} file")
     return LOADERS[path.suffix](path)
+
+
+# ---------------------------------------------------------------------------- LLaMA models, layer by layer
+
+
+def load_gguf_model(path: Path, calibration: Path | None) -> tuple[LlamaWeights, list[list[int]]]:
+    """The LLaMA model of a GGUF file and its calibration windows: the text file `calibration`
+    tokenized with the model's tokenizer (none without it)."""
+    from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
+
+    weights = load_gguf(path)
+    if calibration is None:
+        return weights, []
+    tokens = gguf_tokenizer(path).encode(calibration.read_text()).ids
+    return weights, calibration_windows(tokens, CALIBRATION_WINDOW, CALIBRATION_STRIDE)
+
+
+@dataclass(frozen=True)
+class LlamaPlan:
+    """A recipe as compress_model takes it."""
+
+    layouts: list[tuple[str, str]]
+    """Per layer, (attention projections' layout, MLP's)."""
+    methods: tuple[str | None, str | None]
+    """The attention's method and the MLP's, the same in every layer."""
+    options: dict[str, Any]
+    """pack() options, the same for every projection."""
+    keys: tuple[str, str]
+    """The recipe keys that gave the attention's and the MLP's method ("" if all dense)."""
+
+
+def llama_plan(recipe: Recipe, weights: LlamaWeights) -> LlamaPlan:
+    """The layouts, methods and options that `recipe` gives the projections of `weights` (by
+    their GGUF names); a RecipeError naming the glob where the recipe says what compress_model
+    cannot do: two layouts or methods in one layer's attention (or MLP), a method or options
+    that differ between layers, options that differ between attention and MLP, a packed
+    embedding or lm head, input scales (`calibrate`)."""
+    for name in (n for n in llama_arrays(weights) if not n.startswith("blk.")):
+        rule = recipe.rule(name)
+        if name != NORM and rule is not None and rule.layout is not None:
+            raise RecipeError(f"{recipe.path}: {rule.key}: packs {name}, but a LLaMA model's embeddings and lm "
+                              f'head stay dense: add "{name}" = {{layout = "dense"}} before it')  # fmt: skip
+    layouts: list[tuple[str, str]] = []
+    chosen: list[Rule | None] = [None, None]  # the first packing rule of the attention, of the MLP
+    for i in range(len(weights.layers)):
+        pair = []
+        for slot, group in enumerate((ATTN, MLP)):
+            rule = _group_rule(recipe, i, group)
+            pair.append("dense" if rule is None or rule.layout is None else rule.layout.summary())
+            if rule is not None and rule.layout is not None:
+                chosen[slot] = _same_method(recipe, chosen[slot], rule)
+        layouts.append((pair[0], pair[1]))
+    attn, mlp = chosen
+    if attn is not None and mlp is not None and attn.options != mlp.options:
+        raise RecipeError(f"{recipe.path}: {mlp.key}: options {mlp.options} differ from {attn.key}'s "
+                          f"{attn.options}: compress_model takes one set of pack() options for every projection")  # fmt: skip
+    first = attn or mlp
+    options = first.options if first else {}
+    if first and "calibrate" in options:
+        raise RecipeError(f"{recipe.path}: {first.key}: options.calibrate: a LLaMA model's compiled decoder "
+                          "block has no input scales to fold (use method = 'gptq' ...)")  # fmt: skip
+    methods = (attn.method if attn else None, mlp.method if mlp else None)
+    return LlamaPlan(layouts, methods, dict(options), (attn.key if attn else "", mlp.key if mlp else ""))
+
+
+def _group_rule(recipe: Recipe, i: int, group: tuple[str, ...]) -> Rule | None:
+    """The rule of layer i's projections `group`, which must all have the same."""
+    rules = [(layer_name(i, n), recipe.rule(layer_name(i, n))) for n in group]
+    what = [_what(r) for _, r in rules]
+    if len(set(what)) > 1:
+        (a, ra), (b, rb) = (rules[0], next(x for x, w in zip(rules, what) if w != what[0]))
+        ra, rb, a, b = (ra, rb, a, b) if ra is not None else (rb, ra, b, a)
+        assert ra is not None
+        other = f"{rb.key} gives {b}" if rb is not None else f"no rule packs {b}"
+        raise RecipeError(f"{recipe.path}: {ra.key}: gives {a} {_describe(ra)}, but {other} "
+                          f"{_describe(rb)}: a LLaMA layer's attention projections (q, k, v, o) take one "
+                          "layout and method, as do its MLP's (gate, up, down)")  # fmt: skip
+    return rules[0][1]
+
+
+def _what(rule: Rule | None) -> tuple[str, str | None, str]:
+    if rule is None or rule.layout is None:
+        return ("dense", None, "")
+    return (rule.layout.summary(), rule.method, repr(sorted(rule.options.items())))
+
+
+def _describe(rule: Rule | None) -> str:
+    layout, method, _ = _what(rule)
+    return (
+        f"{layout}" + (f" by {method}" if method else "") + (f" with {rule.options}" if rule and rule.options else "")
+    )
+
+
+def _same_method(recipe: Recipe, first: Rule | None, rule: Rule) -> Rule:
+    if first is not None and (first.method, first.options) != (rule.method, rule.options):
+        raise RecipeError(f"{recipe.path}: {rule.key}: method {rule.method!r} with options {rule.options}, but "
+                          f"{first.key} gives {first.method!r} with {first.options}: compress_model runs one method "
+                          "with one set of options for every layer's attention, and one for every MLP")  # fmt: skip
+    return first or rule
+
+
+def compress_llama(
+    weights: LlamaWeights, recipe: Recipe, calibration: Sequence[Sequence[int]] = ()
+) -> tuple[CompressedLlama, list[Row]]:
+    """The model compressed layer by layer as `recipe` says (llama_plan, compress_model), each
+    layer calibrated on the `calibration` token windows run through the compressed layers before
+    it; a Row per tensor (GGUF names)."""
+    plan = llama_plan(recipe, weights)
+    for key, method in zip(plan.keys, plan.methods):
+        if method in DATA_METHODS and not calibration:
+            raise RecipeError(f"{recipe.path}: {key}: method {method!r} needs calibration text (--calibration FILE)")
+    try:
+        # a None method is pack()'s default (round to nearest, or prune= from the options)
+        methods = cast("tuple[str, str]", plan.methods)
+        out = compress_model(weights, plan.layouts, calibration, methods, **plan.options)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{recipe.path}: {' / '.join(k for k in plan.keys if k)}: {err}") from None
+    method_of = {layer_name(i, n): method for i in range(len(weights.layers))
+                 for group, method in zip((ATTN, MLP), plan.methods) for n in group}  # fmt: skip
+    packed = llama_tensors(out.weights, out.packed)
+    return out, [_row(name, w, packed[name], method_of.get(name)) for name, w in llama_arrays(weights).items()]

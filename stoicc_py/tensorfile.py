@@ -35,6 +35,8 @@ def safetensors_dtypes() -> dict[str, np.dtype[Any]]:
             "BOOL": np.bool_,
         }.items()
     }  # fmt: skip
+
+
 METADATA = "__metadata__"
 
 
@@ -42,9 +44,31 @@ def read_safetensors(path: Path) -> tuple[dict[str, Array], dict[str, str]]:
     """The tensors of a .safetensors file by name (writable arrays, as np.load gives), and its
     __metadata__ (empty if it has none)."""
     data = bytearray(path.read_bytes())
+    length = _length(data, len(data))
+    header, metadata = _header(data, length)
+    body = memoryview(data)[8 + length :]
+    return {name: _tensor(name, info, body) for name, info in header.items()}, metadata
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The __metadata__ of a .safetensors file, reading its header alone."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        start = f.read(8)
+        length = _length(start, size)
+        return _header(start + f.read(length), length)[1]
+
+
+def _length(data: bytes | bytearray, size: int) -> int:
+    """The header length that the first 8 bytes of a file of `size` bytes give."""
     (length,) = struct.unpack_from("<Q", data) if len(data) >= 8 else (-1,)
-    if not 0 <= length <= len(data) - 8:
-        raise ValueError(f"its header length {length} does not fit its {len(data)} bytes")
+    if not 0 <= length <= size - 8:
+        raise ValueError(f"its header length {length} does not fit its {size} bytes")
+    return int(length)
+
+
+def _header(data: bytes | bytearray, length: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors' entries and the __metadata__ of the `length`-byte header after data's first 8 bytes."""
     try:
         header = json.loads(data[8 : 8 + length].decode())
     except UnicodeDecodeError:
@@ -56,8 +80,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, Array], dict[str, str]]:
     metadata = header.pop(METADATA, {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise ValueError(f"its {METADATA} is not an object of strings")
-    body = memoryview(data)[8 + length :]
-    return {name: _tensor(name, info, body) for name, info in header.items()}, metadata
+    return header, metadata
 
 
 def _tensor(name: str, info: object, body: memoryview) -> Array:

@@ -15,7 +15,7 @@ import stoicc_py
 from stoicc_py import cli
 from stoicc_py.compress import RecipeError, compress, load_recipe
 from stoicc_py.models import save_weights
-from stoicc_py.packing import PackedTensor
+from stoicc_py.packing import PackedTensor, packed_metadata
 from stoicc_py.tensorfile import read_safetensors, write_safetensors
 
 Array = np.ndarray[Any, Any]
@@ -72,6 +72,18 @@ def test_many_tensors_dense_int8_and_input_scale(tmp_path: Path) -> None:
     assert loaded["norm"].dtype == ml_dtypes.bfloat16 and np.array_equal(loaded["norm"], tensors["norm"])
     with pytest.raises(ValueError, match="holds 2 packed tensor.*1 dense.*load_packed"):
         stoicc_py.load(tmp_path / "m.safetensors")
+
+
+def test_dense_checksum_and_metadata(tmp_path: Path) -> None:
+    path = stoicc_py.save_packed({"norm": np.arange(8, dtype=np.float32)}, tmp_path / "d.safetensors", {"model": "x"})
+    assert packed_metadata(path) == {"model": "x"}
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"^{path}: tensor 'norm': checksum mismatch .* corrupt"):
+        stoicc_py.load_packed(path)
+    with pytest.raises(ValueError, match="metadata key 'tensors' is the format's own"):
+        stoicc_py.save_packed({}, path, {"tensors": "{}"})
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +164,8 @@ def test_bad_metadata(saved: Path) -> None:
     write_safetensors(tensors, saved, metadata | {"tensors": "{not json"})
     with pytest.raises(ValueError, match=f"^{saved}: its __metadata__ 'tensors' is not valid JSON"):
         stoicc_py.load(saved)
-    write_safetensors(tensors, saved, metadata | {"version": "2"})
-    with pytest.raises(ValueError, match=f"^{saved}: packed-weights format version '2'; this stoicc_py reads 1"):
+    write_safetensors(tensors, saved, metadata | {"version": "1"})
+    with pytest.raises(ValueError, match=f"^{saved}: packed-weights format version '1'; this stoicc_py reads 2"):
         stoicc_py.load(saved)
     write_safetensors(tensors, saved)
     with pytest.raises(ValueError, match="not a packed-weights file"):
@@ -246,5 +258,5 @@ def test_cli_compress_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             and err.splitlines()[-1].startswith("stoicc: error:")
         )
     assert "warning: " in err and "layers.'x' matches no tensor" in err
-    assert cli.main(["compress", str(tmp_path / "m.gguf"), "--recipe", str(_recipe(tmp_path, "")), "-o", out]) == 1
-    assert "a model must be a .safetensors or .npz file" in capsys.readouterr().err
+    assert cli.main(["compress", str(tmp_path / "m.bin"), "--recipe", str(_recipe(tmp_path, "")), "-o", out]) == 1
+    assert "a model must be a .safetensors, .npz or .gguf file" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stoicc_py import cli
 from stoicc_py.models.llama import (
     BLOCK_WEIGHTS,
     SMOLLM2_135M,
@@ -35,6 +36,7 @@ from stoicc_py.packing.hessian import hessian_of
 
 gguf = pytest.importorskip("gguf")
 from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf, rope_halves_to_pairs, write_gguf  # noqa: E402
+from stoicc_py.models.llama_packed import load_llama  # noqa: E402
 
 Array = np.ndarray[Any, Any]
 TINY = LlamaConfig(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, rope_theta=10000.0)
@@ -229,4 +231,21 @@ def test_calibrated_weights_pack_and_run(small: Any) -> None:
     ref = NumpyLlama(out.weights)
     tokens = list(range(1, 20))
     got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_compressed_file_runs_on_the_compiled_layers(small: Any, tmp_path: Path) -> None:
+    """What `stoicc compress MODEL.gguf` writes (tests/test_compress_llama.py) loads back and runs on
+    the compiled layers as NumpyLlama runs its weights (programs that the tests above compile)."""
+    model_file, out, recipe = tmp_path / "small.gguf", tmp_path / "out.safetensors", tmp_path / "r.toml"
+    write_gguf(model_file, small, TOKENS, PAIRS)
+    recipe.write_text('[layers]\n"blk.1.ffn_*" = {layout = "int8(axis=0)", method = "rtn"}\n')
+    assert cli.main(["compress", str(model_file), "--recipe", str(recipe), "-o", str(out), "-q"]) == 0
+    model = load_llama(out)
+    assert model.layouts == [("dense", "dense"), ("dense", "int8(axis=0)")]
+    compiled = CompiledLlama(model.weights, model.layouts, packed=model.packed)
+    assert compiled.args[1][BLOCK_WEIGHTS.index("w_down")] is model.packed[1]["w_down"]  # as loaded, not repacked
+    ref = NumpyLlama(model.weights)
+    tokens = list(range(1, 20))
+    got, want = compiled.forward(tokens, compiled.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -26,7 +26,7 @@ SIGNATURES = {
     "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype", "method", "hessian",
              "act_order", "damp"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
-    "save_packed": ["tensors", "path"],
+    "save_packed": ["tensors", "path", "metadata"],
     "load_packed": ["path"],
     "load": ["path"],
     "set_threads": ["n"],

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from stoicc_py.codec.uniform import CodeBits, QuantCodes
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing import ALIGNMENT, PackedTensor, pack
-from stoicc_py.packing.calibrate import awq, smoothquant
+from stoicc_py.packing.calibrate import awq, fake_pack, smoothquant
 from stoicc_py.packing.quant import dequantize_codes, quantize
 
 Array = np.ndarray[Any, Any]
@@ -467,12 +467,44 @@ def test_awq_not_worse_than_round_to_nearest() -> None:
     )
 
 
+def test_awq_on_composite_layouts_and_shared_inputs() -> None:
+    """`nm(N, M) with Q` calibrates, and weights that read one input (q, k, v) take one s: the
+    group's AWQ s, each packed with it, beats plain packing on the group's summed output error."""
+    rng = np.random.default_rng(6)
+    x = outlier_activations(rng, 64, 128, [7, 31, 64, 65, 100], 20)
+    ws = [rng.standard_normal((rows, 128)).astype(F32) for rows in (32, 16, 16)]
+    layout = "nm(2, 4) with int4(group=32)"
+    # the search's model of packing is pack's, pruned by magnitude
+    assert np.array_equal(fake_pack(ws[0], parse_layout(layout)), pack(ws[0], layout, prune="magnitude").unpack())
+    s = awq(x, ws, layout)
+    shared = [pack(w, layout, calibrate=s, prune="magnitude") for w in ws]
+    assert all(p.input_scale is not None and np.array_equal(p.input_scale, s) for p in shared)
+    plain = [pack(w, layout, prune="magnitude") for w in ws]
+
+    def error(outputs: list[Array]) -> float:
+        return float(np.sqrt(sum(np.square(x @ w.T - y).sum() for w, y in zip(ws, outputs))))
+
+    assert error([(x / s) @ p.unpack().T for p in shared]) < 0.9 * error([x @ p.unpack().T for p in plain])
+    single = pack(ws[0], layout, calibrate="awq", activations=x, prune="magnitude")
+    assert single.input_scale is not None and np.array_equal(single.input_scale, awq(x, ws[0], layout))
+    # SmoothQuant of a group is that of its rows stacked; a composite layout takes it too
+    assert np.array_equal(smoothquant(x, ws), smoothquant(x, np.concatenate(ws)))
+    smooth = pack(ws[1], layout, calibrate="smoothquant", activations=x, prune="magnitude")
+    assert smooth.input_scale is not None and np.array_equal(smooth.input_scale, smoothquant(x, ws[1]))
+
+
 def test_calibrate_errors() -> None:
     w, x = sample_weights(), np.ones((4, 32), F32)
-    with pytest.raises(ValueError, match="calibrate must be None, 'smoothquant' or 'awq', got 'gptq'"):
+    with pytest.raises(
+        ValueError, match="calibrate must be None, 'smoothquant', 'awq' or factors s .cols., got 'gptq'"
+    ):
         pack(w, "int8", calibrate="gptq", activations=x)
-    with pytest.raises(ValueError, match="applies to quantized layouts, not nm"):
+    with pytest.raises(ValueError, match="applies to quantized layouts and S with Q, not nm"):
         pack(w, "nm(2, 4)", calibrate="smoothquant", activations=x)
+    with pytest.raises(ValueError, match=r"awq: packs quantized layouts and nm\(N, M\) with Q, not csr"):
+        pack(w, "csr with int8", calibrate="awq", activations=x)
+    with pytest.raises(ValueError, match=r"calibrate factors must be finite positive float32\[32\], got float32\[16\]"):
+        pack(w, "int8", calibrate=np.ones(16, F32))
     with pytest.raises(ValueError, match="needs activations="):
         pack(w, "int8", calibrate="awq")
     with pytest.raises(ValueError, match="activations have 16 channels, w has 32"):

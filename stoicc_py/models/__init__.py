@@ -3,12 +3,14 @@
 its linear layers as compiled kernels; docs/minilm.md), and LLaMA-family language models
 (`llama`: a decoder layer in numpy and as .tdsl; `llama_model`: the whole model, its
 perplexity and greedy generation; `gguf_llama`: GGUF files; `smollm2`: SmolLM2-135M's
-file; docs/models.md)."""
+file; `llama_packed`: a compressed model's file; docs/models.md), and `layerwise`:
+compression layer by layer, calibrated as GPTQ does."""
 
 from stoicc_py.models.bert import NumpyLinear, encode, layer_inputs
 from stoicc_py.models.compiled import CompiledLinear, minilm_linear
 from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
 from stoicc_py.models.llama_model import CompiledLlama, LlamaWeights, NumpyLlama, generate, perplexity
+from stoicc_py.models.llama_packed import PackedLlama, load_llama, save_llama
 from stoicc_py.models.minilm import (
     LINEAR_GLOBS,
     MINILM_L6,
@@ -34,6 +36,7 @@ __all__ = [
     "CompiledLlama",
     "LlamaWeights",
     "NumpyLlama",
+    "PackedLlama",
     "MiniLMConfig",
     "NumpyLinear",
     "config_of",
@@ -43,12 +46,14 @@ __all__ = [
     "layer_inputs",
     "linear_names",
     "load_gguf",
+    "load_llama",
     "load_weights",
     "minilm_linear",
     "minilm_model_dir",
     "minilm_weights_path",
     "perplexity",
     "random_tokens",
+    "save_llama",
     "save_weights",
     "smollm2_gguf_path",
     "synthetic_minilm",

@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stoicc_py.models.minilm import MiniLMConfig, config_of
+from stoicc_py.models.layerwise import Hook, Layerwise, Rule, compress_layers
+from stoicc_py.models.minilm import LINEAR_LAYERS, MiniLMConfig, config_of
 from stoicc_py.models.weights import Array, Weights
+from stoicc_py.packing import PackedTensor
 
 _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
@@ -145,3 +147,53 @@ def _mean_pool(hidden: Array, mask: Array) -> Array:
     mean = (tokens * weight).sum(axis=1) / np.maximum(weight.sum(axis=1), np.float32(1e-9))
     norm: Any = np.linalg.norm(mean, axis=1, keepdims=True)
     return mean / np.maximum(norm, np.float32(1e-12))
+
+
+# ---------------------------------------------------------------------------- layer-by-layer compression
+
+INPUT_OF = {"attention.self.query": "x", "attention.self.key": "x", "attention.self.value": "x",
+            "attention.output.dense": "context", "intermediate.dense": "attended", "output.dense": "expanded"}  # fmt: skip
+"""Each linear layer's input within an encoder layer: query, key and value share one Hessian."""
+STAGES = (LINEAR_LAYERS[:3], LINEAR_LAYERS[3:4], LINEAR_LAYERS[4:5], LINEAR_LAYERS[5:])
+"""The linear layers in the order their inputs are computed (true-sequential calibration)."""
+
+
+def compress_minilm(weights: Weights, rule: Rule | Mapping[str, Rule], input_ids: Array, attention_mask: Array,
+                    batch: int = 64, sequential: bool = True, **options: Any) -> tuple[Weights, list[dict[str, PackedTensor]]]:  # fmt: skip
+    """Every linear layer's weight packed as `rule` says ((layout, method), or one per LINEAR_LAYERS
+    name) with pack() `options`, calibrated layer by layer on the sentences `input_ids` and
+    `attention_mask` (stoicc_py.models.layerwise: each layer's Hessians from the sentences run
+    through the compressed layers before it, padding dropped), `batch` sentences at a time.
+    Returns the weights with the packed ones' values (NumpyLinear runs them) and, per encoder
+    layer, its packed weights by LINEAR_LAYERS name."""
+    config = config_of(weights)
+    rules = dict.fromkeys(LINEAR_LAYERS, rule) if isinstance(rule, tuple) else dict(rule)
+
+    def run(i: int, layer: Mapping[str, Array], b: tuple[Array, Array], hook: Hook | None) -> tuple[Array, Array]:
+        hidden, mask = b
+        linear = _LayerLinear(weights, f"encoder.layer.{i}", layer, mask.reshape(-1) > 0, hook)
+        return _encoder_layer(weights, f"encoder.layer.{i}", hidden, mask, config, linear), mask
+
+    layers = [{n: weights[f"encoder.layer.{i}.{n}.weight"] for n in LINEAR_LAYERS} for i in range(config.layers)]
+    batches = [
+        (_embeddings(weights, input_ids[s : s + batch], config), attention_mask[s : s + batch])
+        for s in range(0, len(input_ids), batch)
+    ]
+    stages = STAGES if sequential else ()
+    out = compress_layers(Layerwise(layers, INPUT_OF, run), [rules] * config.layers, batches, stages, **options)
+    compressed = {f"encoder.layer.{i}.{n}.weight": w for i, layer in enumerate(out.layers) for n, w in layer.items()}
+    return dict(weights) | compressed, out.packed
+
+
+class _LayerLinear(NumpyLinear):
+    """Encoder layer `prefix`'s linear layers in numpy with weights `layer` (by LINEAR_LAYERS
+    name), giving `hook` each one's input rows that `keep` keeps (the real tokens)."""
+
+    def __init__(self, weights: Weights, prefix: str, layer: Mapping[str, Array], keep: Array, hook: Hook | None):
+        super().__init__({**weights, **{f"{prefix}.{n}.weight": w for n, w in layer.items()}})
+        self.prefix, self.keep, self.hook = prefix, keep, hook
+
+    def __call__(self, name: str, x: Array, gelu_after: bool) -> Array:
+        if self.hook is not None:
+            self.hook(name.removeprefix(f"{self.prefix}."), x[self.keep])
+        return super().__call__(name, x, gelu_after)

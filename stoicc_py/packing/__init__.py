@@ -9,7 +9,7 @@ docs/formats.md describes every format bit by bit, with worked examples.
     packed.buffers()                      # the arrays in kernel ABI order
     assert (packed.unpack() == w).all()
 
-Modules: `tensor` (PackedTensor, pack; save_packed, load_packed, load), `artifact` (the file
+Modules: `tensor` (PackedTensor, pack; save_packed, load_packed, load, packed_metadata), `artifact` (the file
 format of saved packed tensors), `nm` (the N:M row encoding, shared by nm and
 hybrid), `compressed` (dense, block, csr and the compressed-row schedules), `hybrid`,
 `quant` (the exact numpy model of quantization: quantize, dequantize_codes; the codes'
@@ -20,6 +20,24 @@ models of the composite formats, whose bits are in stoicc_py.codec's `composed`,
 bitsplit, fake_bitsplit, bitsplit_linear).
 """
 
-from stoicc_py.packing.tensor import ALIGNMENT, PackedTensor, aligned_empty, load, load_packed, pack, save_packed
+from stoicc_py.packing.tensor import (
+    ALIGNMENT,
+    PackedTensor,
+    aligned_empty,
+    load,
+    load_packed,
+    pack,
+    packed_metadata,
+    save_packed,
+)
 
-__all__ = ["ALIGNMENT", "PackedTensor", "aligned_empty", "load", "load_packed", "pack", "save_packed"]
+__all__ = [
+    "ALIGNMENT",
+    "PackedTensor",
+    "aligned_empty",
+    "load",
+    "load_packed",
+    "pack",
+    "packed_metadata",
+    "save_packed",
+]

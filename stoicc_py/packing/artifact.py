@@ -2,11 +2,13 @@
 
 Each packed tensor NAME is its buffers, stored as tensors `NAME/ROLE` (the storage's roles, in
 kernel ABI order) and `NAME/input_scale` if it has one; the header's `__metadata__` holds
-`format` ("stoicc_py.packed"), `version` (FORMAT_VERSION) and `tensors`, a JSON object
+`format` ("stoicc_py.packed"), `version` (FORMAT_VERSION), `dense`, a JSON object {NAME: sha256}
+of every dense tensor's little-endian bytes, and `tensors`, a JSON object
 {NAME: {layout, dtype, shape, buffers, input_scale, sha256}}: the layout as text (parse_layout
 reads it), the matrix dtype ("f32", "bf16", "f16", "i8"), the logical [rows, cols], the roles
 in order, whether an input scale is stored, and the sha256 of the buffers' bytes in that order
-(input scale last). Tensors not named in `tensors` are dense arrays, kept as they are.
+(input scale last). Tensors not named in `tensors` are dense arrays, kept as they are. Any other
+`__metadata__` keys are the writer's (e.g. a model's configuration: `extra`), kept as strings.
 
 `read` checks the file against all of this (it does not know PackedTensor: stoicc_py.packing.tensor
 builds and validates those), and every error is a ValueError naming the file and the tensor.
@@ -26,12 +28,16 @@ import numpy as np
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.tensorfile import read_safetensors, write_safetensors
+from stoicc_py.tensorfile import read_safetensors, read_safetensors_metadata, write_safetensors
 
 Array = np.ndarray[Any, Any]
 FORMAT = "stoicc_py.packed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: dense tensors have checksums too."""
 INPUT_SCALE = "input_scale"
+DENSE = "dense"
+_OWN = ("format", "version", "tensors", DENSE)
+"""The __metadata__ keys of the format itself."""
 _KEYS = {"layout": str, "dtype": str, "shape": list, "buffers": list, "input_scale": bool, "sha256": str}
 
 
@@ -53,8 +59,11 @@ def checksum(arrays: Iterable[Array]) -> str:
     return digest.hexdigest()
 
 
-def write(path: Path, tensors: Mapping[str, Entry | Array]) -> None:
-    """Packed entries and dense arrays, in their order (load reads them back in it)."""
+def write(path: Path, tensors: Mapping[str, Entry | Array], extra: Mapping[str, str] | None = None) -> None:
+    """Packed entries and dense arrays, in their order (load reads them back in it), and the
+    `extra` metadata keys (read_extra reads them back)."""
+    if clash := sorted((extra or {}).keys() & _OWN):
+        raise ValueError(f"{path}: metadata key {clash[0]!r} is the format's own")
     stored: dict[str, Array] = {}
     table: dict[str, dict[str, Any]] = {}
     for name, t in tensors.items():
@@ -66,7 +75,9 @@ def write(path: Path, tensors: Mapping[str, Entry | Array]) -> None:
             table[name] = {"layout": t.layout.summary(), "dtype": t.dtype, "shape": list(t.shape),
                            "buffers": list(t.arrays), INPUT_SCALE: t.input_scale is not None,
                            "sha256": checksum(buffers.values())}  # fmt: skip
-    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "tensors": json.dumps(table)}
+    dense = {name: checksum([t]) for name, t in tensors.items() if not isinstance(t, Entry)}
+    metadata = {**(extra or {}), "format": FORMAT, "version": str(FORMAT_VERSION), "tensors": json.dumps(table),
+                DENSE: json.dumps(dense)}  # fmt: skip
     write_safetensors(stored, path, metadata)
 
 
@@ -86,14 +97,14 @@ def read(path: Path) -> dict[str, Entry | Array]:
         tensors, metadata = read_safetensors(path)
     except ValueError as err:
         raise ValueError(f"{path}: not a valid .safetensors file: {err}") from None
-    table = _table(path, metadata)
+    table, dense = _table(path, metadata), _json_object(path, metadata, DENSE)
     out: dict[str, Entry | Array] = {}
     for key in list(tensors):
         owner = key.rpartition("/")[0]
         if key not in tensors:  # a buffer of a packed tensor read before
             continue
         if owner not in table:
-            out[key] = tensors[key]
+            out[key] = _dense(path, key, tensors[key], dense)
             continue
         if owner not in out:
             out[owner] = _entry(path, owner, table[owner], tensors)  # pops its buffers
@@ -104,6 +115,16 @@ def read(path: Path) -> dict[str, Entry | Array]:
     return out
 
 
+def read_extra(path: Path) -> dict[str, str]:
+    """The `extra` metadata keys that `write` wrote, reading the file's header alone."""
+    try:
+        metadata = read_safetensors_metadata(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a valid .safetensors file: {err}") from None
+    _table(path, metadata)
+    return {k: v for k, v in metadata.items() if k not in _OWN}
+
+
 def _table(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: not a packed-weights file (its __metadata__ has no format {FORMAT!r})")
@@ -111,13 +132,29 @@ def _table(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
         raise ValueError(
             f"{path}: packed-weights format version {metadata.get('version')!r}; this stoicc_py reads {FORMAT_VERSION}"
         )
-    try:
-        table = json.loads(metadata.get("tensors", ""))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: its __metadata__ 'tensors' is not valid JSON ({err})") from None
-    if not isinstance(table, dict) or not all(isinstance(info, dict) for info in table.values()):
+    table = _json_object(path, metadata, "tensors")
+    if not all(isinstance(info, dict) for info in table.values()):
         raise ValueError(f"{path}: its __metadata__ 'tensors' is not a JSON object of objects")
     return table
+
+
+def _json_object(path: Path, metadata: dict[str, str], key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(metadata.get(key, ""))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its __metadata__ {key!r} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: its __metadata__ {key!r} is not a JSON object")
+    return value
+
+
+def _dense(path: Path, name: str, t: Array, checksums: dict[str, Any]) -> Array:
+    if name not in checksums:
+        raise ValueError(f"{path}: tensor {name!r}: no checksum in the __metadata__ {DENSE!r}")
+    if (digest := checksum([t])) != checksums[name]:
+        raise ValueError(f"{path}: tensor {name!r}: checksum mismatch (its sha256 is {digest}, the file says "
+                         f"{checksums[name]}): the file is corrupt")  # fmt: skip
+    return t
 
 
 def _entry(path: Path, name: str, info: dict[str, Any], tensors: dict[str, Array]) -> Entry:

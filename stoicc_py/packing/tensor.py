@@ -373,7 +373,7 @@ def pack(
     *,
     prune: str | None = None,
     plan: Array | str | None = None,
-    calibrate: str | None = None,
+    calibrate: str | Array | None = None,
     activations: Array | None = None,
     alpha: float = 0.5,
     sparsity: float | None = None,
@@ -397,7 +397,9 @@ def pack(
     Quantized layouts round to nearest by default. `calibrate="smoothquant"` (with `alpha`)
     or `"awq"` computes per-column factors s from sample `activations` [N, cols]
     (stoicc_py.packing.calibrate), packs w * s and records s as `input_scale`: the caller
-    must then feed x / s (fold 1/s into the op producing x).
+    must then feed x / s (fold 1/s into the op producing x). Quantized layouts and `S with Q`
+    calibrate; `calibrate=s` (float32 [cols]) packs with given factors, e.g. the one s of
+    weights that read the same input (calibrate.awq / smoothquant of the group).
 
     `dtype` ("f32", "bf16", "f16", "i8"; default w's dtype, with bfloat16 arrays from
     ml_dtypes) is the dtype of the kernel parameter it is for: a float w is first rounded to
@@ -441,7 +443,7 @@ def pack(
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
-        check_finite(w, f"pack: w * input_scale ({calibrate})")
+        check_finite(w, "pack: w * input_scale")
     storage = _storage(layout, shape, element)
     raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan, grid))
     # Always copies: a packed tensor never aliases the caller's matrix.
@@ -453,10 +455,13 @@ def pack(
     return packed
 
 
-def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -> Path:
+def save_packed(
+    tensors: Mapping[str, PackedTensor | Array], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write packed tensors, and dense arrays beside them, to one .safetensors file: each packed
-    tensor's buffers with its layout text, dtype, shape and a sha256 checksum
-    (stoicc_py/packing/artifact.py has the format). load_packed(path) reads them back."""
+    tensor's buffers with its layout text, dtype, shape and a sha256 checksum, each dense array
+    with its checksum (stoicc_py/packing/artifact.py has the format). load_packed(path) reads
+    them back, and packed_metadata(path) the `metadata` strings (e.g. a model's configuration)."""
     stored: dict[str, artifact.Entry | Array] = {}
     for name, t in tensors.items():
         if isinstance(t, PackedTensor):
@@ -467,8 +472,14 @@ def save_packed(tensors: Mapping[str, PackedTensor | Array], path: str | Path) -
             stored[name] = artifact.Entry(t.layout, dtype, t.shape, arrays, t.input_scale)
         else:
             stored[name] = host_array(t, f"save_packed: {name!r}")
-    artifact.write(Path(path), stored)
+    artifact.write(Path(path), stored, metadata)
     return Path(path)
+
+
+def packed_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata strings that save_packed(..., metadata=) wrote to a packed-weights file
+    (the header alone is read; a file that is not one is a ValueError naming it)."""
+    return artifact.read_extra(Path(path))
 
 
 def load_packed(path: str | Path) -> dict[str, PackedTensor | Array]:
