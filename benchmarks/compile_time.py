@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
+    if len(set(sizes)) < 2:
+        parser.error("--sizes needs two different statement counts to fit a growth exponent")
     result: dict[str, Any] = {"scaling": [], "examples": []}
     for kind in ("chain", "sum"):
         record = scaling(kind, sizes, args.runs)
