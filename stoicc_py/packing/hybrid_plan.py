@@ -89,10 +89,8 @@ def _hessian_loss(dropped: Array, h: Array, th: int, tw: int) -> Array:
     return np.pad(per_row, ((0, tr * th - rows), (0, 0))).reshape(tr, th, tc).sum(axis=1)
 
 
-def nm_tiles(
-    w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None, cost: Array | None = None,
-    hessian: Array | None = None,
-) -> Array:
+def nm_tiles(w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None,
+             cost: Array | None = None, hessian: Array | None = None) -> Array:  # fmt: skip
     """bool [tile rows, tile cols]: the tiles to store 2:4 (see plan_hybrid)."""
     th, tw = _tile_shape(tile)
     loss = prune_loss(w, (th, tw), x, hessian)
