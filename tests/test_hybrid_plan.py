@@ -66,6 +66,12 @@ def test_prune_loss_is_the_output_error_of_pruning_one_tile() -> None:
     want = np.linalg.norm(x.astype(np.float64) @ (w - v).T.astype(np.float64)) ** 2
     assert loss[1, 2] == pytest.approx(want, rel=1e-4)
     assert np.allclose(prune_loss(w, TILE), prune_loss(w, TILE, np.eye(64, dtype=np.float32)), rtol=1e-5)
+    # from the Hessian 2 x^T x / n (layer-by-layer calibration's): the same loss times 2 / n
+    h = 2 * x.T.astype(np.float64) @ x / len(x)
+    np.testing.assert_allclose(prune_loss(w[:30], TILE, hessian=h), prune_loss(w[:30], TILE, x) * 2 / len(x), rtol=1e-5)
+    by_h = stoicc_py.pack(w, LAYOUT, prune="magnitude", plan="auto", sparsity=0.25, hessian=h)
+    np.testing.assert_array_equal(by_h.unpack(), stoicc_py.pack(w, LAYOUT, plan="auto", sparsity=0.25, activations=x,
+                                                                prune="magnitude").unpack())  # fmt: skip
 
 
 @pytest.mark.parametrize(("sparsity", "nm_tiles"), [(0, 0), (0.125, 8), (0.2, 13), (0.5, 32)])

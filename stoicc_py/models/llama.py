@@ -19,7 +19,7 @@ import numpy as np
 
 Array = np.ndarray[Any, Any]
 Linear = Callable[[str, Array], Array]
-"""(weight name, input [T, in]) -> the projection's output [T, out]: how decoder_block applies
+"""(weight name, input [..., T, in]) -> the projection's output [..., T, out]: how decoder_block applies
 each matrix (a hook sees every projection's input: layer-by-layer calibration reads them)."""
 
 
@@ -89,25 +89,35 @@ def _softmax(x: Array) -> Array:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def project(a: Array, w: Array) -> Array:
+    """a [..., in] @ w.T as one matrix product (numpy multiplies a stack [B, T, in] matrix by
+    matrix: B products of T rows, each reading all of w)."""
+    return (a.reshape(-1, a.shape[-1]) @ w.T).reshape(*a.shape[:-1], w.shape[0])
+
+
 def decoder_block(x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array, w: dict[str, Array],
                   c: LlamaConfig, linear: Linear | None = None) -> tuple[Array, Array, Array]:  # fmt: skip
-    """One layer on T new tokens x [T, hidden] after P cached ones (k_cache, v_cache
-    [kv_heads, P, head_dim]); returns the layer's output and the caches [kv_heads, P+T, head_dim].
-    `linear` applies the projections (default: input @ w[name].T)."""
-    lin = linear or (lambda name, a: a @ w[name].T)
-    t, p, d = x.shape[0], k_cache.shape[1], c.head_dim
+    """One layer on T new tokens x [..., T, hidden] after P cached ones (k_cache, v_cache
+    [..., kv_heads, P, head_dim]); returns the layer's output and the caches [..., kv_heads,
+    P+T, head_dim]. Leading dims are a batch of sequences at the same positions (cos, sin
+    [T, head_dim]): one matrix product per projection for all of them. `linear` applies the
+    projections (default: input @ w[name].T)."""
+    lin = linear or (lambda name, a: project(a, w[name]))
+    lead, t, p, d = x.shape[:-2], x.shape[-2], k_cache.shape[-2], c.head_dim
+
+    def heads(a: Array, n: int) -> Array:  # [..., T, n * d] -> [..., n, T, d]
+        return np.swapaxes(a.reshape(*lead, t, n, d), -3, -2)
+
     h = rms_norm(x, w["attn_norm"], c.rms_eps)
-    q = lin("wq", h).reshape(t, c.heads, d).transpose(1, 0, 2)
-    k = lin("wk", h).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
-    v = lin("wv", h).reshape(t, c.kv_heads, d).transpose(1, 0, 2)
+    q, k, v = heads(lin("wq", h), c.heads), heads(lin("wk", h), c.kv_heads), heads(lin("wv", h), c.kv_heads)
     q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-    keys, values = np.concatenate([k_cache, k], axis=1), np.concatenate([v_cache, v], axis=1)
+    keys, values = np.concatenate([k_cache, k], axis=-2), np.concatenate([v_cache, v], axis=-2)
     group = c.heads // c.kv_heads  # query heads g*group ... g*group+group-1 read key/value head g
-    scores = q.reshape(c.kv_heads, group * t, d) @ keys.transpose(0, 2, 1) / np.sqrt(d)
+    scores = q.reshape(*lead, c.kv_heads, group * t, d) @ np.swapaxes(keys, -1, -2) / np.sqrt(d)
     causal = np.arange(p + t)[None, :] <= np.arange(t)[:, None] + p
-    scores = np.where(causal, scores.reshape(c.kv_heads, group, t, p + t), -np.inf)
-    attn = _softmax(scores).reshape(c.kv_heads, group * t, p + t) @ values
-    x = x + lin("wo", attn.reshape(c.heads, t, d).transpose(1, 0, 2).reshape(t, c.heads * d))
+    scores = np.where(causal, scores.reshape(*lead, c.kv_heads, group, t, p + t), -np.inf)
+    attn = _softmax(scores).reshape(*lead, c.kv_heads, group * t, p + t) @ values
+    x = x + lin("wo", np.swapaxes(attn.reshape(*lead, c.heads, t, d), -3, -2).reshape(*lead, t, c.heads * d))
     h = rms_norm(x, w["mlp_norm"], c.rms_eps)
     x = x + lin("w_down", _silu(lin("w_gate", h)) * lin("w_up", h))
     return x, keys, values

@@ -22,6 +22,7 @@ from stoicc_py.models.llama import (
     LlamaConfig,
     block_source,
     decoder_block,
+    project,
     random_block,
     rms_norm,
     rope_tables,
@@ -70,22 +71,25 @@ class LlamaRunner:
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
         raise NotImplementedError
 
-    def empty_cache(self) -> Cache:
+    def empty_cache(self, batch: tuple[int, ...] = ()) -> Cache:
+        """No tokens seen yet, for one sequence, or a `batch` of them (NumpyLlama only)."""
         c = self.config
-        empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
+        empty = np.zeros((*batch, c.kv_heads, 0, c.head_dim), np.float32)
         return [(empty, empty)] * len(self.weights.layers)
 
     def forward(self, tokens: Sequence[int] | Array, cache: Cache) -> tuple[Array, Cache]:
-        """Logits [T, vocab] of the T new `tokens` after those of `cache`, and the cache after them."""
+        """Logits [..., T, vocab] of the T new `tokens` [..., T] after those of `cache`, and the
+        cache after them (leading dims: a batch of sequences, as the cache has them)."""
         w, c = self.weights, self.config
-        p = cache[0][0].shape[1]
-        cos, sin = rope_tables(np.arange(p, p + len(tokens)), c)
-        x = w.embed[np.asarray(tokens)]
+        tokens = np.asarray(tokens)
+        p = cache[0][0].shape[-2]
+        cos, sin = rope_tables(np.arange(p, p + tokens.shape[-1]), c)
+        x = w.embed[tokens]
         new_cache = []
         for i, (keys, values) in enumerate(cache):
             x, keys, values = self.block(i, x, cos, sin, keys, values)
             new_cache.append((keys, values))
-        return rms_norm(x, w.norm, c.rms_eps) @ w.lm_head.T, new_cache
+        return project(rms_norm(x, w.norm, c.rms_eps), w.lm_head), new_cache
 
 
 class NumpyLlama(LlamaRunner):
@@ -169,6 +173,24 @@ def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
     return out[:n]
 
 
+def sample(model: LlamaRunner, starts: Array, n: int, rng: np.random.Generator, temperature: float = 1.0) -> Array:
+    """int32 [B, n]: B sequences sampled from `model` at `temperature`, sequence b starting
+    with the tokens starts[b] ([B, S]; not in the result), all B decoded at once (one matrix
+    product per projection and step): the data-free calibration text of LLM-QAT (Liu et al.
+    2023). Each token is drawn by inverse CDF from one uniform of `rng`, so a seed fixes it."""
+    starts = np.asarray(starts)
+    logits, cache = model.forward(starts, model.empty_cache(starts.shape[:1]))
+    out = np.empty((starts.shape[0], n), np.int32)
+    for i in range(n):
+        logp = log_softmax(logits[:, -1].astype(np.float64) / temperature)
+        cdf = np.cumsum(np.exp(logp), axis=-1)
+        u = rng.random(len(cdf))[:, None] * cdf[:, -1:]
+        out[:, i] = np.minimum((cdf < u).sum(axis=-1), cdf.shape[-1] - 1)
+        if i + 1 < n:
+            logits, cache = model.forward(out[:, i : i + 1], cache)
+    return out
+
+
 # ---------------------------------------------------------------------------- layer-by-layer compression
 
 INPUT_OF = {"wq": "attn_in", "wk": "attn_in", "wv": "attn_in", "wo": "attn_out",
@@ -198,58 +220,96 @@ def calibration_windows(tokens: Sequence[int], window: int, stride: int | None =
     return [list(tokens[s : s + window]) for s in range(0, max(len(tokens) - 1, 1), step)]
 
 
+BATCH_ROWS = 8192
+"""Calibration tokens per batch of windows run through a layer at once (the attention scores
+of 16 windows of 512 take ~75 MB)."""
+
+
+def calibration_batches(windows: Sequence[Sequence[int]], rows: int = BATCH_ROWS) -> list[Array]:
+    """The windows stacked into batches [b, T] of equal length T, at most `rows` tokens each."""
+    by_length: dict[int, list[Sequence[int]]] = {}
+    for t in windows:
+        by_length.setdefault(len(t), []).append(t)
+    return [np.asarray(same[i : i + max(1, rows // t)], np.int64)
+            for t, same in by_length.items() for i in range(0, len(same), max(1, rows // t))]  # fmt: skip
+
+
 def compress_model(weights: LlamaWeights, layouts: Layouts, calibration: Sequence[Sequence[int]],
                    method: str | tuple[str, str] = "gptq", sequential: bool = False,
                    **options: Any) -> CompressedLlama:  # fmt: skip
     """Each layer's projections packed in its layouts (as CompiledLlama takes them; "dense"
     stays dense) by `method` (one, or a pair: attention's, MLP's; any pack() method) with
     pack() `options`, calibrated as GPTQ does: the `calibration` token windows run through the
-    model layer by layer, each layer seeing the outputs of the layers before it as compressed,
-    and each projection compressed from the Hessian of its inputs there. `sequential` (GPTQ's
-    true-sequential): o's inputs come from the compressed q/k/v, gate/up's from the layer's
-    compressed attention, down's from compressed gate/up (one pass per stage); else all four
-    inputs from one pass with the layer's original weights. Memory: one layer's Hessians."""
+    model layer by layer (in batches of equal-length windows, calibration_batches), each layer
+    seeing the outputs of the layers before it as compressed, and each projection compressed
+    from the Hessian of its inputs there. `sequential` (GPTQ's true-sequential): o's inputs
+    come from the compressed q/k/v, gate/up's from the layer's compressed attention, down's
+    from compressed gate/up (one pass per stage); else all four inputs from one pass with the
+    layer's original weights. Memory: one layer's Hessians and the calibration activations."""
     start = time.perf_counter()
     c = weights.config
     per_layer = per_layer_layouts(layouts, len(weights.layers))
     methods = (method, method) if isinstance(method, str) else method
-    tables = [rope_tables(np.arange(len(t)), c) for t in calibration]
-    empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
-    xs = [weights.embed[np.asarray(t)] for t in calibration]
+    batches = calibration_batches(calibration)
+    tables = [rope_tables(np.arange(b.shape[1]), c) for b in batches]
+    xs = [weights.embed[b] for b in batches]
     packed, layers = [], []
     for layer, (attn, mlp) in zip(weights.layers, per_layer):
         current, done = dict(layer), {}
         rule = {n: (attn, methods[0]) if n in ATTN else (mlp, methods[1]) for n in INPUT_OF}
         for stage in STAGES if sequential else (tuple(INPUT_OF),):
             todo = [n for n in stage if rule[n][0] != "dense"]
-            data = [n for n in todo if rule[n][1] in DATA_METHODS]
+            data = [n for n in todo if _reads_hessian(rule[n][1], options)]
             hessians = _hessians(current, xs, tables, c, tuple(data)) if data else {}
             for name in todo:
                 layout, how = rule[name]
-                h = hessians[INPUT_OF[name]] if how in DATA_METHODS else None
+                h = hessians[INPUT_OF[name]] if name in data else None
                 done[name] = pack(layer[name], layout, method=how, hessian=h, **options)
                 current[name] = done[name].unpack()
-        if set(methods) & set(DATA_METHODS):  # the next layer's calibration inputs
-            xs = [decoder_block(x, cos, sin, empty, empty, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
+        if any(_reads_hessian(m, options) for m in methods):  # the next layer's calibration inputs
+            xs = [_block(x, cos, sin, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
         packed.append(done)
         layers.append(current)
     return CompressedLlama(packed, replace(weights, layers=layers), time.perf_counter() - start)
 
 
+def _reads_hessian(method: str, options: dict[str, Any]) -> bool:
+    """A data method, or hybrid plan="auto" (plan_hybrid's tiles, scored on the Hessian)."""
+    return method in DATA_METHODS or options.get("plan") == "auto"
+
+
+def _block(x: Array, cos: Array, sin: Array, w: dict[str, Array], c: LlamaConfig,
+           linear: Any = None) -> tuple[Array, ...]:  # fmt: skip
+    """decoder_block on a batch x [b, T, hidden] of windows, each from an empty cache."""
+    empty = np.zeros((x.shape[0], c.kv_heads, 0, c.head_dim), np.float32)
+    return decoder_block(x, cos, sin, empty, empty, w, c, linear)
+
+
+class _InputsRead(Exception):
+    """Raised by _hessians' hook once a batch has given all the inputs it reads: the rest of
+    the layer is not computed (a true-sequential stage reads part of the layer only)."""
+
+
 def _hessians(w: dict[str, Array], xs: list[Array], tables: list[tuple[Array, Array]], c: LlamaConfig,
               stage: tuple[str, ...]) -> dict[str, Array]:  # fmt: skip
-    """The Hessians of the inputs of `stage`'s projections over the calibration inputs `xs` of
+    """The Hessians of the inputs of `stage`'s projections over the calibration batches `xs` of
     the layer of weights `w` (its projections applied as `w` has them)."""
     acc = {INPUT_OF[n]: HessianAccumulator(w[n].shape[1]) for n in stage}
+    read: set[str] = set()
 
     def linear(name: str, a: Array) -> Array:
-        if name in _READ_AT:  # a shared input is read once, at its first projection
-            key = INPUT_OF[name]
-            if key in acc:
-                acc[key].add(a)
-        return a @ w[name].T
+        key = INPUT_OF[name]
+        if name in _READ_AT and key in acc:  # a shared input is read once, at its first projection
+            acc[key].add(a.reshape(-1, a.shape[-1]))
+            read.add(key)
+            if read == acc.keys():
+                raise _InputsRead
+        return project(a, w[name])
 
-    empty = np.zeros((c.kv_heads, 0, c.head_dim), np.float32)
     for x, (cos, sin) in zip(xs, tables):
-        decoder_block(x, cos, sin, empty, empty, w, c, linear)
+        read.clear()
+        try:
+            _block(x, cos, sin, w, c, linear)
+        except _InputsRead:
+            pass
     return {key: a.hessian() for key, a in acc.items()}

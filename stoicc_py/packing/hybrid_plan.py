@@ -50,15 +50,19 @@ def _check_sparsity(sparsity: float) -> None:
         raise ValueError(f"sparsity must be in [0, {MAX_SPARSITY}] (a 2:4 tile is half zeros), got {sparsity}")
 
 
-def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) -> Array:
+def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None, hessian: Array | None = None) -> Array:
     """[tile rows, tile cols]: the squared output error that pruning each tile alone to 2:4 (by
     magnitude, as pack does) adds, ||x_c @ d^T||_F^2 with d the tile's pruned weights and x_c
-    its columns of the activations; without x, ||d||_F^2 (x the identity)."""
+    its columns of the activations; without x, ||d||_F^2 (x the identity). From the Hessian
+    2 x^T x / n [K, K] instead of x: sum over the tile's rows of d_r H_cc d_r^T, the same loss
+    times 2 / n (layer-by-layer calibration keeps the Hessian, not the rows)."""
     th, tw = _tile_shape(tile)
     tr, tc = _grid(w.shape, th, tw)
     # pruned as pack prunes: each tile's rows whole, a ragged tile's padded with zeros
     padded = untile(tiles(w.astype(np.float32), th, tw))
     dropped = (padded - NMAttr(2, 4).codec(padded.shape).prune(padded))[:, : w.shape[1]]
+    if hessian is not None:
+        return _hessian_loss(dropped, hessian, th, tw)
     if x is None:
         return (tiles(dropped.astype(np.float64), th, tw) ** 2).sum(axis=(2, 3))
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
@@ -72,12 +76,24 @@ def prune_loss(w: Array, tile: int | tuple[int, int], x: Array | None = None) ->
     return loss
 
 
-def nm_tiles(
-    w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None, cost: Array | None = None
-) -> Array:
+def _hessian_loss(dropped: Array, h: Array, th: int, tw: int) -> Array:
+    rows, cols = dropped.shape
+    if h.shape != (cols, cols):
+        raise ValueError(f"hessian must have shape [{cols}, {cols}], got {list(h.shape)}")
+    d = dropped.astype(np.float64)
+    tr, tc = _grid(d.shape, th, tw)
+    per_row = np.stack(  # [rows, tile cols]: d_r H_cc d_r^T for each tile column c
+        [((d[:, c : c + tw] @ h[c : c + tw, c : c + tw]) * d[:, c : c + tw]).sum(axis=1) for c in range(0, cols, tw)],
+        axis=1,
+    )
+    return np.pad(per_row, ((0, tr * th - rows), (0, 0))).reshape(tr, th, tc).sum(axis=1)
+
+
+def nm_tiles(w: Array, tile: int | tuple[int, int], sparsity: float, x: Array | None = None,
+             cost: Array | None = None, hessian: Array | None = None) -> Array:  # fmt: skip
     """bool [tile rows, tile cols]: the tiles to store 2:4 (see plan_hybrid)."""
     th, tw = _tile_shape(tile)
-    loss = prune_loss(w, (th, tw), x)
+    loss = prune_loss(w, (th, tw), x, hessian)
     saving = tile_sizes(w.shape, th, tw) / 2 if cost is None else np.asarray(cost, np.float64)
     return choose_tiles(loss, saving, sparsity)
 
@@ -126,14 +142,16 @@ def random_plan(
     return codes.reshape(tr, tc)
 
 
-def auto_plan(w: Array, layout: HybridAttr, sparsity: float | None, x: Array | None) -> Array:
-    """pack(..., plan="auto"): plan_hybrid's tiles in `layout`'s own table codes."""
+def auto_plan(w: Array, layout: HybridAttr, sparsity: float | None, x: Array | None,
+              hessian: Array | None = None) -> Array:  # fmt: skip
+    """pack(..., plan="auto"): plan_hybrid's tiles in `layout`'s own table codes, scored on the
+    activations `x` or their `hessian`."""
     formats = [f.summary() for f in layout.formats.data]
     if sparsity is None or "dense" not in formats or "nm(2, 4)" not in formats:
         raise ValueError(
             f"plan='auto' needs sparsity= and a hybrid layout with formats dense and nm(2, 4), got "
             f"{layout.summary()} and sparsity={sparsity}"
         )
-    chosen = nm_tiles(w, layout.tile_shape, sparsity, x)
+    chosen = nm_tiles(w, layout.tile_shape, sparsity, x, hessian=hessian)
     codes = table_code(formats.index("nm(2, 4)")), table_code(formats.index("dense"))
     return np.where(chosen, *codes).astype(np.int8)

@@ -33,7 +33,7 @@ from stoicc_py.packing.calibrate import input_scale
 from stoicc_py.packing.common import Array, Format, Options, check_finite, checked_shape, shape_text
 from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, decoded, parts
 from stoicc_py.packing.compressed import DENSE
-from stoicc_py.packing.hessian import DAMP
+from stoicc_py.packing.hessian import DAMP, checked
 from stoicc_py.packing.hybrid_plan import auto_plan
 from stoicc_py.packing.methods import compress
 from stoicc_py.packing.quant import QUANT
@@ -347,12 +347,13 @@ def _as_matrix(arg: object, dtype: str | None) -> Array:
     return np.ascontiguousarray(w)
 
 
-def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | None, x: Array | None) -> Array:
+def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | None, x: Array | None,
+               hessian: Array | None) -> Array:  # fmt: skip
     hybrid = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
     if not isinstance(plan, str) or plan != "auto" or not isinstance(hybrid, HybridAttr):
         what = f"a {type(plan).__name__}" if not isinstance(plan, str | None) else repr(plan)
         raise ValueError(f"pack: sparsity= goes with plan='auto' (a hybrid layout), got plan={what}")
-    return auto_plan(w, hybrid, sparsity, x)
+    return auto_plan(w, hybrid, sparsity, x, None if hessian is None else checked(hessian, w.shape[1]))
 
 
 def _compressed(
@@ -392,7 +393,7 @@ def pack(
     `prune="magnitude"` (keep the largest |values| the pattern allows). `plan` (hybrid only)
     gives each tile's table code instead of deriving it from the data; `plan="auto"` (a layout
     with formats dense and nm(2, 4)) chooses the 2:4 tiles for `sparsity` with
-    stoicc_py.packing.hybrid_plan, scored on `activations` if given.
+    stoicc_py.packing.hybrid_plan, scored on `activations` (or their `hessian`) if given.
 
     Quantized layouts round to nearest by default. `calibrate="smoothquant"` (with `alpha`)
     or `"awq"` computes per-column factors s from sample `activations` [N, cols]
@@ -430,13 +431,16 @@ def pack(
         raise ValueError(f"pack: plan= applies to hybrid layouts only, not {layout.summary()}")
     fmt, shape = _format(layout), checked_shape(layout, w.shape)
     if method in (None, "rtn", "magnitude"):
-        if hessian is not None or act_order:
-            raise ValueError(f"pack: hessian= and act_order= go with method='gptq', 'sparsegpt' or 'wanda', not {method!r}")
+        if (hessian is not None and plan != "auto") or act_order:
+            raise ValueError(
+                f"pack: hessian= and act_order= go with method='gptq', 'sparsegpt' or 'wanda' (hessian= also with "
+                f"plan='auto'), not {method!r}"
+            )
         if method == "rtn" and not isinstance(layout, UniformQuantAttr):
             raise ValueError(f"pack: method='rtn' needs a quantized layout (int8 ... binary), not {layout.summary()}")
         prune = "magnitude" if method == "magnitude" else prune
         if isinstance(plan, str) or sparsity is not None:
-            plan = _auto_plan(w, layout, plan, sparsity, activations)
+            plan = _auto_plan(w, layout, plan, sparsity, activations, hessian)
         grid = None
     else:
         w, grid, plan = _compressed(w, layout, method, activations, hessian, sparsity, act_order, damp, (prune, plan, calibrate))
