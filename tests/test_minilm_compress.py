@@ -57,8 +57,16 @@ def test_each_layer_is_calibrated_on_the_compressed_layers_before_it(
         x = layer_inputs(_with(model, weights, before), ids, mask)[name]
         want = pack(model[f"{name}.weight"], RULE[0], method="sparsegpt", hessian=hessian_of(x, x.shape[1]))
         i, short = int(name.split(".")[2]), name.split(".", 3)[3]
-        np.testing.assert_array_equal(packed[i][short].unpack(), want.unpack())
-        np.testing.assert_array_equal(weights[f"{name}.weight"], want.unpack())
+        # The same pruning to the Hessian's rounding: its float32 chunks of x^T x follow the
+        # calibration batches there, one array here, and SparseGPT's update amplifies the
+        # difference on these barely determined Hessians (267 rows, 256 columns), which may
+        # flip a 2:4 choice in a group of near-equal weights. Calibrating on other inputs
+        # (the uncompressed layers') moves them by 30-47% and 10-16% of the mask (measured;
+        # the right inputs: at most 0.4% and 0.01%).
+        w = want.unpack()
+        for got in (packed[i][short].unpack(), weights[f"{name}.weight"]):
+            assert np.mean((got != 0) != (w != 0)) < 1e-3
+            assert np.linalg.norm(got - w) < 0.02 * np.linalg.norm(w)
 
 
 def test_sparsegpt_beats_magnitude_on_held_out_sentences(model: Weights, calibration: Any, compressed: Any) -> None:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan-auto", action="store_true",
                         help="hybrid: plan_hybrid's tiles on the Hessian (pack plan='auto'), with --method magnitude")  # fmt: skip
     parser.add_argument("--damp", type=float, default=None, help="pack(damp=): of mean(diag H), default 0.01")
-    parser.add_argument("--calibration", choices=("text", "generated", "both"), default="generated",
+    parser.add_argument("--calibration", choices=("text", "generated", "both"), default="text",
                         help="calibration.txt's windows, calibration_generated.npy's rows (make_calibration.py), or both")  # fmt: skip
     parser.add_argument("--act-order", action="store_true")
     parser.add_argument("--sequential", action="store_true", help="GPTQ's true-sequential order inside a layer")
