@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +169,11 @@ class PackedTensor:
     dtype: np.dtype[Any] = np.dtype(np.float32)
     """The matrix's dtype: float32, bfloat16 or float16, or int8 in a dense or sparse layout."""
 
-    _checked: tuple[tuple[object, ...], tuple[Array, ...]] | None = field(default=None, init=False, repr=False)
-    """What passed validate(), if its arrays were all read-only: see _state()."""
+    _checked: tuple[tuple[object, ...], tuple[Array, ...], tuple[Array, ...]] | None = field(
+        default=None, init=False, repr=False
+    )
+    """What passed validate(), if its arrays were all read-only: the fields that validity depends on,
+    the arrays (compared by identity) and buffers()."""
 
     def __post_init__(self) -> None:
         _format(self.layout)
@@ -264,16 +268,28 @@ class PackedTensor:
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
             ) from None
         if all(_frozen(a) for a in self.arrays.values()):
-            self._checked = self._state()
+            meta = (self.layout, self.shape, self.dtype, *self.arrays)
+            self._checked = meta, tuple(self.arrays.values()), tuple(self.buffers())
 
     def check(self) -> None:
         """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
-        if self._checked is not None:
-            (meta, arrays), (old_meta, old_arrays) = self._state(), self._checked
-            same = meta == old_meta and all(a is b for a, b in zip(arrays, old_arrays, strict=True))
-            if same and all(map(_frozen, arrays)):
-                return
-        self.validate()
+        self.checked_buffers()
+
+    def checked_buffers(self) -> tuple[Array, ...]:
+        """buffers() after check(), for a kernel call: O(1) when the same read-only arrays passed
+        validate() before (the tuple is then the one it made)."""
+        if not self._unchanged():
+            self.validate()
+        return self._checked[2] if self._checked is not None else tuple(self.buffers())
+
+    def _unchanged(self) -> bool:
+        """Whether validate() passed these arrays (by identity), in this layout and shape, and they
+        are all still read-only."""
+        if self._checked is None:
+            return False
+        meta, arrays, _ = self._checked
+        return (meta == (self.layout, self.shape, self.dtype, *self.arrays)
+                and all(map(operator.is_, self.arrays.values(), arrays)) and all(map(_frozen, arrays)))  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
@@ -291,10 +307,6 @@ class PackedTensor:
         """Write this tensor to a .safetensors file (save_packed under the name "tensor"); load(path)
         reads it back."""
         return save_packed({"tensor": self}, path)
-
-    def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
-        """The fields that validity depends on, and the arrays (compared by identity)."""
-        return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
 
     def _check_buffers(self) -> None:
         roles = self.storage.roles
