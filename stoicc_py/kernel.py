@@ -267,6 +267,7 @@ class NativeKernel:
         # dense, else its buffers' dtypes; per result, its dtype.
         self._dtypes: list[np.dtype[Any] | list[np.dtype[Any]]] | None = None
         self._out_dtypes: list[np.dtype[Any]] = []
+        self._packed_type: tuple[type[PackedTensor], ...] = ()  # (PackedTensor,) once loaded, for isinstance
         self._seen: dict[tuple[object, ...], _Bound] = {}  # argument shapes -> what a checked call bound
         self._layouts: dict[int, object] = {}  # id -> a layout that passed; kept so that its id stays its
 
@@ -310,10 +311,7 @@ class NativeKernel:
     def _packed_buffers(self, arg: object, dtypes: list[np.dtype[Any]]) -> tuple[Array, ...] | None:
         """The buffers of `arg` if it is a PackedTensor in a layout that passed before, whose
         check() passes, with buffers of `dtypes`; else None."""
-        packed_type = _packed_type()
-        if packed_type is None or not isinstance(arg, packed_type):
-            return None
-        if self._layouts.get(id(arg.layout)) is not arg.layout:
+        if not isinstance(arg, self._packed_type) or self._layouts.get(id(arg.layout)) is not arg.layout:
             return None
         try:
             arrays = arg.checked_buffers()
@@ -329,10 +327,11 @@ class NativeKernel:
         bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes,
                        tuple(result_shape(r, sizes) for r in self.abi.results),
                        split is None or sizes[split.symbol] < 2 * MIN_ROWS)  # fmt: skip
-        if self._dtypes is None:
+        if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
+            self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
+            self._packed_type = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
             self._dtypes = [NUMPY_DTYPES[p.dtype] if p.is_dense else [np.dtype(b.dtype) for b in p.buffers]
                             for p in self.abi.params]  # fmt: skip
-            self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
         if all(p is a for p, a in zip(prepared, args)):  # none converted, copied or packed for this call
             self._remember(args, prepared, bound)
         return self._run(buffers(prepared), bound)
