@@ -247,7 +247,7 @@ class NativeKernel:
     A call checks its arguments completely (check_arguments, bind_symbols), then remembers
     the shapes that passed: a later call with arguments that a check would take as they are
     (numpy arrays of the parameter's dtype in C order, PackedTensors in a layout seen before
-    whose check() passes) and the same shapes reuses what they bound, for a few
+    whose check() is O(1)) and the same shapes reuses what they bound, for a few
     microseconds per call; anything else, and every error, takes the complete check."""
 
     def __init__(self, abi: KernelABI, address: int, keepalive: object):
@@ -267,7 +267,7 @@ class NativeKernel:
         # dense, else its buffers' dtypes; per result, its dtype.
         self._dtypes: list[np.dtype[Any] | list[np.dtype[Any]]] | None = None
         self._out_dtypes: list[np.dtype[Any]] = []
-        self._packed_type: tuple[type[PackedTensor], ...] = ()  # (PackedTensor,) once loaded, for isinstance
+        self._packed_classes: tuple[type[PackedTensor], ...] = ()  # (PackedTensor,) once loaded, for isinstance
         self._seen: dict[tuple[object, ...], _Bound] = {}  # argument shapes -> what a checked call bound
         self._layouts: dict[int, object] = {}  # id -> a layout that passed; kept so that its id stays its
 
@@ -290,7 +290,7 @@ class NativeKernel:
     def _scan(self, args: Sequence[object]) -> tuple[tuple[object, ...], list[Array]] | None:
         """(the shapes, the input buffers in ABI order) of arguments that check_arguments would
         take as they are, else None. Equal shapes then bind equal sizes, and pass or fail
-        every check of a call alike (a PackedTensor's contents are its check()'s)."""
+        every check of a call alike (a PackedTensor's contents are its validate()'s)."""
         if self._dtypes is None or len(args) != len(self._dtypes):
             return None
         shapes: list[object] = []
@@ -310,14 +310,11 @@ class NativeKernel:
 
     def _packed_buffers(self, arg: object, dtypes: list[np.dtype[Any]]) -> tuple[Array, ...] | None:
         """The buffers of `arg` if it is a PackedTensor in a layout that passed before, whose
-        check() passes, with buffers of `dtypes`; else None."""
-        if not isinstance(arg, self._packed_type) or self._layouts.get(id(arg.layout)) is not arg.layout:
+        read-only arrays passed validate() (check() is O(1)), with buffers of `dtypes`; else None."""
+        if not isinstance(arg, self._packed_classes) or self._layouts.get(id(arg.layout)) is not arg.layout:
             return None
-        try:
-            arrays = arg.checked_buffers()
-        except ValueError:
-            return None  # the checked call says why
-        same = len(arrays) == len(dtypes) and all(map(operator.eq, map(_DTYPE, arrays), dtypes))
+        arrays = arg.valid_buffers()  # None unless check() is O(1): a validation is the checked call's
+        same = arrays is not None and len(arrays) == len(dtypes) and all(map(operator.eq, map(_DTYPE, arrays), dtypes))
         return arrays if same else None
 
     def _checked_call(self, args: Sequence[object]) -> Array | tuple[Array, ...]:
@@ -329,10 +326,10 @@ class NativeKernel:
                        split is None or sizes[split.symbol] < 2 * MIN_ROWS)  # fmt: skip
         if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
             self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
-            self._packed_type = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
+            self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
             self._dtypes = [NUMPY_DTYPES[p.dtype] if p.is_dense else [np.dtype(b.dtype) for b in p.buffers]
                             for p in self.abi.params]  # fmt: skip
-        if all(p is a for p, a in zip(prepared, args)):  # none converted, copied or packed for this call
+        if not self.abi.check_bounds and all(p is a for p, a in zip(prepared, args)):  # none converted or copied
             self._remember(args, prepared, bound)
         return self._run(buffers(prepared), bound)
 

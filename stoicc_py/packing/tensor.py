@@ -282,14 +282,14 @@ class PackedTensor:
 
     def check(self) -> None:
         """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
-        self.checked_buffers()
-
-    def checked_buffers(self) -> tuple[Array, ...]:
-        """buffers() after check(), for a kernel call: O(1) when the same read-only arrays passed
-        validate() before (the tuple is then the one it made)."""
-        if not self._unchanged():
+        if self.valid_buffers() is None:
             self.validate()
-        return self._checked[2] if self._checked is not None else tuple(self.buffers())
+
+    def valid_buffers(self) -> tuple[Array, ...] | None:
+        """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
+        validate(); else None, without validating: a kernel call's quick way in."""
+        checked = self._checked
+        return checked[2] if checked is not None and self._unchanged() else None
 
     def _unchanged(self) -> bool:
         """Whether validate() passed these arrays (by identity), in this layout and shape, and they
