@@ -111,6 +111,13 @@ COMPILE: list[Column] = [
     ("in-proc cached s", 16, lambda r: _cell(r.get("in_process_cached_s"), ".3f")),
     ("error", 5, lambda r: r.get("error") or ""),
 ]
+CALLS: list[Column] = [
+    ("call", 14, lambda r: r["name"]),
+    ("us", 7, lambda r: _cell(r.get("median_us"), ".2f")),
+    ("native us", 9, lambda r: _cell(r.get("native_us"), ".2f")),
+    ("checked us", 10, lambda r: _cell(r.get("checked_us"), ".2f")),
+    ("rel error", 9, lambda r: _cell(r.get("max_rel_error"), ".1e")),
+]
 GGML: list[Column] = [
     ("type", 8, lambda r: r["type_a"]),
     ("M x N x K", 20, lambda r: f"{r['m']} x {r['n']} x {r['k']}"),
@@ -127,6 +134,12 @@ def weights_table(records: list[Row]) -> str:
 def compile_table(records: list[Row]) -> str:
     title = "## Compile time of examples/*.tdsl (whole files; subprocess = new interpreter, imports included)"
     return "\n".join(["", title, *_render(COMPILE, records)])
+
+
+def calls_table(records: list[Row]) -> str:
+    title = (f"## Call overhead, M x N x K = {records[0]['m']} x {records[0]['n']} x {records[0]['k']}, median us per call "
+             "(native: the ctypes call alone; checked: a call with new shapes)")  # fmt: skip
+    return "\n".join(["", title, *_render(CALLS, records)])
 
 
 def ggml_table(ggml: Row) -> str:

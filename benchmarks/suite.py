@@ -16,6 +16,7 @@ from stoicc_py.cmdline import Parser, integer, output_file, write_json
 
 from . import report
 from .baselines import run_ggml
+from .calls import call_overheads
 from .compile_time import compile_times, example_files
 from .cpu import Config, Shape, run
 from .kernels import FORMATS
@@ -32,11 +33,11 @@ FULL_SHAPES: list[Shape] = [(m, n, k) for m in (1, 16, 64, 256) for n, k in LLM_
 ]
 QUICK_SHAPES: list[Shape] = [(1, 1024, 1024), (64, 1024, 1024), (256, 1024, 1024)]  # one weight: one compile per format
 SMOKE_SHAPES: list[Shape] = [(1, 128, 256), (5, 128, 256)]
-# mode: shapes, threads, repeat, budget (s), compile-time files (None: all)
-MODES: dict[str, tuple[list[Shape], list[int], int, float, list[str] | None]] = {
-    "full": (FULL_SHAPES, [1, 2], 10, 2.0, None),
-    "quick": (QUICK_SHAPES, [1, 2], 5, 0.2, ["mlp.tdsl"]),
-    "smoke": (SMOKE_SHAPES, [1], 1, 0.0, []),
+# mode: shapes, threads, repeat, budget (s), compile-time files (None: all), call overhead (calls per round, rounds)
+MODES: dict[str, tuple[list[Shape], list[int], int, float, list[str] | None, tuple[int, int] | None]] = {
+    "full": (FULL_SHAPES, [1, 2], 10, 2.0, None, (20000, 7)),
+    "quick": (QUICK_SHAPES, [1, 2], 5, 0.2, ["mlp.tdsl"], (2000, 5)),
+    "smoke": (SMOKE_SHAPES, [1], 1, 0.0, [], None),
 }
 
 
@@ -96,11 +97,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", type=output_file, help="plot GFLOP/s per shape (needs matplotlib)")
     p.add_argument("--ggml", metavar="PATH", help="llama.cpp's test-backend-ops binary, to add its MUL_MAT figures")
     p.add_argument("--no-compile-time", action="store_true", help="skip compiling examples/*.tdsl")
+    p.add_argument("--no-call-overhead", action="store_true", help="skip timing calls of tiny kernels")
     return p
 
 
-def _config(args: argparse.Namespace, mode: str) -> tuple[Config, list[str] | None]:
-    shapes, threads, repeat, budget, examples = MODES[mode]
+def _config(args: argparse.Namespace, mode: str) -> tuple[Config, list[str] | None, tuple[int, int] | None]:
+    shapes, threads, repeat, budget, examples, calls = MODES[mode]
     timing = mode != "smoke"
     config = Config(
         shapes=args.shapes or shapes,
@@ -110,7 +112,7 @@ def _config(args: argparse.Namespace, mode: str) -> tuple[Config, list[str] | No
         budget=budget if args.budget is None else args.budget,
         timing=timing,
     )
-    return config, [] if args.no_compile_time else examples
+    return config, [] if args.no_compile_time else examples, None if args.no_call_overhead else calls
 
 
 def _machine() -> dict[str, Any]:
@@ -148,6 +150,9 @@ def _failures(data: dict[str, Any]) -> list[str]:
         if r["status"] in ("fail", "error")
     ]
     bad += [f"compile {c['file']}: {c['error']}" for c in data["compile"] if c.get("error")]
+    bad += [
+        f"call {c['name']}: relative error {c['max_rel_error']:.3g}" for c in data["calls"] if c["status"] == "fail"
+    ]
     return bad
 
 
@@ -155,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite; 0 if every correctness check passed, else 1."""
     args = parser().parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    config, examples = _config(args, mode)
+    config, examples, calls = _config(args, mode)
     start = time.perf_counter()
     data: dict[str, Any] = {"schema": SCHEMA, "mode": mode, "complete": False, "machine": _machine()}
 
@@ -164,12 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     flusher = Flusher() if config.timing else None
     data["config"] = asdict(config) | {"flush_bytes": flusher and flusher.nbytes}
-    data |= {"results": [], "weights": [], "compile": [], "ggml": None, "failures": [], "elapsed_s": None}
+    data |= {"results": [], "weights": [], "compile": [], "calls": [], "ggml": None, "failures": [], "elapsed_s": None}
     for key, record in run(config, flusher, _log):
         data[key].append(record)
         _save(data, args)  # after each measurement: an interrupted run keeps what it measured
     files = [f for f in example_files() if examples is None or f.name in examples]
     data["compile"] = compile_times(files)
+    _save(data, args)
+    data["calls"] = call_overheads(*calls) if calls else []
     _save(data, args)
     data["ggml"] = run_ggml(args.ggml) if args.ggml else None
     if data["ggml"]:
@@ -198,6 +205,8 @@ def _print(data: dict[str, Any], args: argparse.Namespace) -> None:
     print(report.weights_table(data["weights"]))
     if data["compile"]:
         print(report.compile_table(data["compile"]))
+    if data["calls"]:
+        print(report.calls_table(data["calls"]))
     if data["ggml"]:
         print(report.ggml_table(data["ggml"]))
     legend = report.LEGEND if data["mode"] != "smoke" else report.CHECK_LEGEND

@@ -15,16 +15,17 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import operator
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
-from stoicc_py.arrays import NUMPY_DTYPES, host_array
+from stoicc_py.arrays import NUMPY_DTYPES, data_pointers, host_array
 from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
@@ -225,8 +226,29 @@ def result_shape(spec: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
     return _bound(spec.dims, sizes)
 
 
+class _Bound(NamedTuple):
+    """What the argument shapes of a checked call bound: each size symbol's value, in the
+    ABI's order (`values`) and by name (`sizes`), and each result's shape."""
+
+    values: tuple[int, ...]
+    sizes: dict[str, int]
+    shapes: tuple[tuple[int, ...], ...]
+    one_block: bool  # too few rows to split in blocks: the common small call, no more work
+
+
+_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
+SEEN_MAX = 256
+"""The most argument shapes (and packed layouts) a kernel remembers; more empty the memory."""
+
+
 class NativeKernel:
-    """The entry point of one kernel in a loaded library."""
+    """The entry point of one kernel in a loaded library.
+
+    A call checks its arguments completely (check_arguments, bind_symbols), then remembers
+    the shapes that passed: a later call with arguments that a check would take as they are
+    (numpy arrays of the parameter's dtype in C order, PackedTensors in a layout seen before
+    whose check() is O(1)) and the same shapes reuses what they bound, for a few
+    microseconds per call; anything else, and every error, takes the complete check."""
 
     def __init__(self, abi: KernelABI, address: int, keepalive: object):
         self.abi = abi
@@ -241,6 +263,13 @@ class NativeKernel:
         # Per pointer parameter: whether a block of rows offsets it (dense, with the rows on axis 0).
         rowed_inputs = [p.is_dense and p.dims[0] == split for p in abi.params for _ in p.buffers or [p]]
         self._rowed = rowed_inputs + [True] * len(abi.results)
+        # Set by the first call (a bf16 dtype imports ml_dtypes): per parameter, its dtype if
+        # dense, else its buffers' dtypes; per result, its dtype.
+        self._dtypes: list[np.dtype[Any] | list[np.dtype[Any]]] | None = None
+        self._out_dtypes: list[np.dtype[Any]] = []
+        self._packed_classes: tuple[type[PackedTensor], ...] = ()  # (PackedTensor,) once loaded, for isinstance
+        self._seen: dict[tuple[object, ...], _Bound] = {}  # argument shapes -> what a checked call bound
+        self._layouts: dict[int, object] = {}  # id -> a layout that passed; kept so that its id stays its
 
     @property
     def threads(self) -> int | None:
@@ -252,21 +281,95 @@ class NativeKernel:
         self._threads = None if n is None else checked_threads(n, "threads")
 
     def __call__(self, *args: object) -> Array | tuple[Array, ...]:
+        scan = None if self.abi.check_bounds else self._scan(args)
+        bound = None if scan is None else self._seen.get(scan[0])
+        if scan is None or bound is None:
+            return self._checked_call(args)
+        return self._run(scan[1], bound)
+
+    def _scan(self, args: Sequence[object]) -> tuple[tuple[object, ...], list[Array]] | None:
+        """(the shapes, the input buffers in ABI order) of arguments that check_arguments would
+        take as they are, else None. Equal shapes then bind equal sizes, and pass or fail
+        every check of a call alike (a PackedTensor's contents are its validate()'s)."""
+        if self._dtypes is None or len(args) != len(self._dtypes):
+            return None
+        shapes: list[object] = []
+        bufs: list[Array] = []
+        for want, arg in zip(self._dtypes, args):
+            if isinstance(want, np.dtype):
+                if type(arg) is not np.ndarray or arg.dtype != want or not arg.flags.c_contiguous:
+                    return None
+                shapes.append(arg.shape)
+                bufs.append(arg)
+            elif (arrays := self._packed_buffers(arg, want)) is None:
+                return None
+            else:
+                shapes.append((arg.shape, *map(_SHAPE, arrays)))  # type: ignore[attr-defined]
+                bufs += arrays
+        return tuple(shapes), bufs
+
+    def _packed_buffers(self, arg: object, dtypes: list[np.dtype[Any]]) -> tuple[Array, ...] | None:
+        """The buffers of `arg` if it is a PackedTensor in a layout that passed before, whose
+        read-only arrays passed validate() (check() is O(1)), with buffers of `dtypes`; else None."""
+        if not isinstance(arg, self._packed_classes) or self._layouts.get(id(arg.layout)) is not arg.layout:
+            return None
+        arrays = arg.valid_buffers()  # None unless check() is O(1): a validation is the checked call's
+        same = arrays is not None and len(arrays) == len(dtypes) and all(map(operator.eq, map(_DTYPE, arrays), dtypes))
+        return arrays if same else None
+
+    def _checked_call(self, args: Sequence[object]) -> Array | tuple[Array, ...]:
         prepared = check_arguments(self.abi, args)
         sizes = bind_symbols(self.abi, prepared)
-        outs = [np.empty(result_shape(r, sizes), NUMPY_DTYPES[r.dtype]) for r in self.abi.results]
-        bufs = [*buffers(prepared), *outs]  # alive, with `prepared`, across the calls, which release the GIL
+        split = self.abi.row_split
+        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes,
+                       tuple(result_shape(r, sizes) for r in self.abi.results),
+                       split is None or sizes[split.symbol] < 2 * MIN_ROWS)  # fmt: skip
+        if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
+            self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
+            self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
+            self._dtypes = [NUMPY_DTYPES[p.dtype] if p.is_dense else [np.dtype(b.dtype) for b in p.buffers]
+                            for p in self.abi.params]  # fmt: skip
+        if not self.abi.check_bounds and all(p is a for p, a in zip(prepared, args)):  # none converted or copied
+            self._remember(args, prepared, bound)
+        return self._run(buffers(prepared), bound)
+
+    def _remember(self, args: Sequence[object], prepared: list[Argument], bound: _Bound) -> None:
+        if len(self._seen) >= SEEN_MAX or len(self._layouts) >= SEEN_MAX:
+            self._seen.clear()
+            self._layouts.clear()
+        self._layouts.update((id(p.layout), p.layout) for p in prepared if not isinstance(p, np.ndarray))
+        scan = self._scan(args)
+        if scan is not None:
+            self._seen[scan[0]] = bound
+
+    def _run(self, inputs: Sequence[Array], bound: _Bound) -> Array | tuple[Array, ...]:
+        outs = list(map(np.empty, bound.shapes, self._out_dtypes))
+        bufs = [*inputs, *outs]  # alive across the calls, which release the GIL
+        if self.abi.check_bounds:
+            self._run_checked(bufs, bound)
+        elif bound.one_block:
+            self._fn(*data_pointers(bufs), *bound.values)
+        else:
+            self._run_blocks(bufs, bound.sizes, [])
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _run_checked(self, bufs: list[Array], bound: _Bound) -> None:
+        """A bounds-checked kernel's run: its extents and status buffer after the symbols."""
         status = np.zeros(2, np.int64)
-        checks = [*(bufs[i].shape[axis] for i, axis in self.abi.extents()), status.ctypes.data]
-        checks = checks if self.abi.check_bounds else []
+        checks = [*(bufs[i].shape[axis] for i, axis in self.abi.extents()), *data_pointers([status])]
+        if bound.one_block:
+            self._fn(*data_pointers(bufs), *bound.values, *checks)
+        else:
+            self._run_blocks(bufs, bound.sizes, checks)
+        if status[0]:
+            raise IndexError(self._miss(int(status[0]), bool(status[1]), bufs))
+
+    def _run_blocks(self, bufs: list[Array], sizes: dict[str, int], checks: list[int]) -> None:
         blocks = self._row_blocks(sizes)
         if len(blocks) > 1:
             run_blocks(self._block_call(bufs, sizes, checks), blocks)
         else:
-            self._fn(*(b.ctypes.data for b in bufs), *(sizes[s] for s in self.abi.symbols), *checks)
-        if status[0]:
-            raise IndexError(self._miss(int(status[0]), bool(status[1]), bufs))
-        return outs[0] if len(outs) == 1 else tuple(outs)
+            self._fn(*data_pointers(bufs), *(sizes[s] for s in self.abi.symbols), *checks)
 
     def _miss(self, code: int, is_store: bool, bufs: list[Array]) -> str:
         """The error of a bounds-checked call whose code reached outside a buffer."""
@@ -277,9 +380,8 @@ class NativeKernel:
         return f"{self.abi.name}: the compiled code {access} outside buffer '{name}' (shape {shape}); access skipped"
 
     def _row_blocks(self, sizes: dict[str, int]) -> list[tuple[int, int]]:
+        assert self.abi.row_split is not None  # else every call is one block
         split = self.abi.row_split
-        if split is None or sizes[split.symbol] < 2 * MIN_ROWS:  # the common small call: no more work
-            return []
         threads = self._threads or get_threads()
         return row_blocks(sizes[split.symbol], split.granule, threads, split.row_work(sizes)) if threads > 1 else []
 
@@ -287,7 +389,7 @@ class NativeKernel:
         """call(start, stop): the kernel on rows [start, stop) of the row split."""
         assert self.abi.row_split is not None
         split = self.abi.row_split.symbol
-        pointers = [b.ctypes.data for b in bufs]
+        pointers = data_pointers(bufs)
         # Bytes per row from the shape: numpy may give any stride to an axis of size 1.
         strides = [math.prod(b.shape[1:]) * b.itemsize if rowed else 0 for b, rowed in zip(bufs, self._rowed)]
 

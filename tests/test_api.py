@@ -12,6 +12,7 @@ import pytest
 from conftest import assert_close, rand
 
 import stoicc_py
+from stoicc_py import kernel
 from stoicc_py.cache import KernelCache
 
 SOURCE = """
@@ -167,3 +168,31 @@ def test_a_dense_weight_for_a_packed_parameter_warns_once_per_kernel() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_close(k(x, k.pack("w", w)), first)
+
+
+def test_a_call_with_shapes_seen_before_skips_the_complete_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first call with some argument shapes is checked completely; a later call with the same
+    shapes (numpy arrays of the parameters' dtypes, in C order) reuses what it bound; anything
+    else (new shapes, a wrong dtype, a strided view) is checked again, with the same errors."""
+    layer = stoicc_py.compile(SOURCE).layer  # a kernel of its own: no shapes seen yet
+    checked: list[int] = []
+    check_arguments = kernel.check_arguments
+    monkeypatch.setattr(kernel, "check_arguments", lambda abi, args: checked.append(1) or check_arguments(abi, args))
+    rng = np.random.default_rng(3)
+    w, b = rand(rng, 8, 16), rand(rng, 8)
+    for m in (3, 3, 5, 3, 5):
+        x = rand(rng, m, 16)
+        assert_close(layer(x, w, b), np.maximum(x @ w.T + b, 0))
+    assert len(checked) == 2
+    with pytest.raises(TypeError, match="parameter 'x' expects dtype float32"):
+        layer(x.astype(np.float64), w, b)
+    with pytest.raises(ValueError, match="parameter 'b' expects size 8 on axis 0"):
+        layer(x, w, rand(rng, 9))
+    x = rand(rng, 16, 5).T  # a strided view: copied, and checked on every call
+    for _ in range(2):
+        assert_close(layer(x, w, b), np.maximum(x @ w.T + b, 0))
+    assert len(checked) == 6
+    for m in range(kernel.SEEN_MAX + 2):  # more shapes than it remembers: it forgets them all, and goes on
+        x = rand(rng, m, 16)
+        assert_close(layer(x, w, b), np.maximum(x @ w.T + b, 0))
+    assert len(layer._native._seen) <= kernel.SEEN_MAX

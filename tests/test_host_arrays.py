@@ -14,6 +14,7 @@ import pytest
 from conftest import assert_close, rand
 
 import stoicc_py
+from stoicc_py.arrays import data_pointers
 
 Array = np.ndarray[Any, Any]
 SOURCE = "kernel layer(x: f32[M, 16], w: f32[8, 16], b: f32[8]) -> f32[M, 8] { return linear(x, w, b) }"
@@ -127,3 +128,13 @@ def test_pack_reads_torch_tensors() -> None:
     w = torch.randn(8, 16)
     from_torch, from_numpy = (stoicc_py.pack(a, "nm(2, 4)", prune="magnitude") for a in (w, w.numpy()))
     np.testing.assert_array_equal(from_torch.unpack(), from_numpy.unpack())
+
+
+def test_data_pointers_are_the_arrays_ctypes_data() -> None:
+    """The runtime reads each buffer's address from the array object (faster than `ctypes.data`):
+    the same address for views at an offset, read-only, strided, empty and 0-d arrays."""
+    base = np.arange(60, dtype=np.float32).reshape(6, 10)
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    arrays = [base, base[2:, 3:], base[:, ::2], base.T, frozen, frozen[1], np.empty((0, 4)), np.ones(())]
+    assert data_pointers(arrays) == [a.ctypes.data for a in arrays]

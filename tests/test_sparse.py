@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_close, rand
 
 import stoicc_py
-from stoicc_py import lowering
+from stoicc_py import kernel, lowering
 
 
 def _nm_weight(rng: np.random.Generator, rows: int, cols: int, n: int, m: int) -> np.ndarray:
@@ -169,11 +169,14 @@ def test_matmul_of_transposed_sparse_weight() -> None:
     assert_close(prog.f(x, w), (x @ w.T).astype(np.float32))
 
 
+CHECKED = (
+    "kernel f(x: f32[M, 16], w: f32[8, 16] @ nm(2, 4)) -> f32[M, 8] { return linear(x, w) }\n"
+    "kernel g(x: f32[M, 16], w: f32[8, 16] @ csr) -> f32[M, 8] { return linear(x, w) }"
+)
+
+
 def test_packed_tensor_is_checked() -> None:
-    prog = stoicc_py.compile(
-        "kernel f(x: f32[M, 16], w: f32[8, 16] @ nm(2, 4)) -> f32[M, 8] { return linear(x, w) }\n"
-        "kernel g(x: f32[M, 16], w: f32[8, 16] @ csr) -> f32[M, 8] { return linear(x, w) }"
-    )
+    prog = stoicc_py.compile(CHECKED)
     rng = np.random.default_rng(0)
     x, w = rand(rng, 2, 16), _nm_weight(rng, 8, 16, 2, 4)
     with pytest.raises(ValueError, match="expects layout csr\\(index=i32\\), got a tensor packed as nm\\(2, 4\\)"):
@@ -198,3 +201,23 @@ def test_byte_breakdown() -> None:
                                          "total": 128 * 32 * 4 + 128 * 2 * 4}  # fmt: skip
 
 
+def test_a_packed_weight_seen_before_skips_the_complete_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call with a packed weight in a layout and shapes that passed before skips the complete
+    check if the tensor's read-only arrays passed validation; a writeable tensor (validated on
+    every call), or one with a buffer swapped for another dtype, takes the complete check."""
+    f = stoicc_py.compile(CHECKED).f  # a kernel of its own: no shapes seen yet
+    checked: list[int] = []
+    check_arguments = kernel.check_arguments
+    monkeypatch.setattr(kernel, "check_arguments", lambda abi, args: checked.append(1) or check_arguments(abi, args))
+    rng = np.random.default_rng(6)
+    x, packed = rand(rng, 3, 16), f.pack("w", _nm_weight(rng, 8, 16, 2, 4))
+    writeable = stoicc_py.PackedTensor(packed.layout, packed.shape, {r: a.copy() for r, a in packed.arrays.items()})
+    for w in (packed, packed, writeable, writeable, packed):
+        assert_close(f(x, w), (x @ w.unpack().T).astype(np.float32))
+    assert len(checked) == 3
+    writeable.arrays["indices"][0, 0] = -1  # every 2-bit index is 3: positions repeat within groups
+    with pytest.raises(ValueError, match="corrupt packed tensor"):
+        f(x, writeable)
+    wide = {**packed.arrays, "values": packed.arrays["values"].astype(np.float64)}
+    with pytest.raises(ValueError, match=r"parameter 'w': buffer 'values' must be float32\[8, 8\], got float64"):
+        f(x, stoicc_py.PackedTensor(packed.layout, packed.shape, wide))

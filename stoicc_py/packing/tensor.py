@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,20 @@ def _aligned_copy(a: Array, dtype: np.dtype[Any]) -> Array:
 def _frozen(a: Array) -> bool:
     """Whether nothing can write a's memory through numpy: neither a nor any array it views is
     writeable (an owner that is not an array counts only if it is bytes)."""
-    base: object = a
-    while isinstance(base, np.ndarray):
-        if base.flags.writeable:
-            return False
-        base = base.base
-    return base is None or isinstance(base, bytes)
+    views = _views(a)
+    owner = views[-1].base
+    return not any(map(_WRITEABLE, views)) and (owner is None or isinstance(owner, bytes))
+
+
+def _views(a: Array) -> tuple[Array, ...]:
+    """a and every array it views, down to the last (`base` never changes: nor does this)."""
+    views = [a]
+    while isinstance(views[-1].base, np.ndarray):
+        views.append(views[-1].base)
+    return tuple(views)
+
+
+_WRITEABLE = operator.attrgetter("flags.writeable")
 
 
 def _freeze(a: Array) -> None:
@@ -168,8 +177,12 @@ class PackedTensor:
     dtype: np.dtype[Any] = np.dtype(np.float32)
     """The matrix's dtype: float32, bfloat16 or float16, or int8 in a dense or sparse layout."""
 
-    _checked: tuple[tuple[object, ...], tuple[Array, ...]] | None = field(default=None, init=False, repr=False)
-    """What passed validate(), if its arrays were all read-only: see _state()."""
+    _checked: tuple[tuple[object, ...], tuple[Array, ...], tuple[Array, ...], tuple[Array, ...]] | None = field(
+        default=None, init=False, repr=False
+    )
+    """What passed validate(), if its arrays were all read-only: the fields that validity depends on,
+    the arrays (compared by identity), buffers(), and the arrays with every array they view (which
+    must stay read-only)."""
 
     def __post_init__(self) -> None:
         _format(self.layout)
@@ -264,16 +277,28 @@ class PackedTensor:
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
             ) from None
         if all(_frozen(a) for a in self.arrays.values()):
-            self._checked = self._state()
+            meta, arrays = (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
+            self._checked = meta, arrays, tuple(self.buffers()), tuple(v for a in arrays for v in _views(a))
 
     def check(self) -> None:
         """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
-        if self._checked is not None:
-            (meta, arrays), (old_meta, old_arrays) = self._state(), self._checked
-            same = meta == old_meta and all(a is b for a, b in zip(arrays, old_arrays, strict=True))
-            if same and all(map(_frozen, arrays)):
-                return
-        self.validate()
+        if self.valid_buffers() is None:
+            self.validate()
+
+    def valid_buffers(self) -> tuple[Array, ...] | None:
+        """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
+        validate(); else None, without validating: a kernel call's quick way in."""
+        checked = self._checked
+        return checked[2] if checked is not None and self._unchanged() else None
+
+    def _unchanged(self) -> bool:
+        """Whether validate() passed these arrays (by identity), in this layout and shape, and they
+        are all still read-only."""
+        if self._checked is None:
+            return False
+        meta, arrays, _, views = self._checked
+        return (meta == (self.layout, self.shape, self.dtype, *self.arrays)
+                and all(map(operator.is_, self.arrays.values(), arrays)) and not any(map(_WRITEABLE, views)))  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
@@ -291,10 +316,6 @@ class PackedTensor:
         """Write this tensor to a .safetensors file (save_packed under the name "tensor"); load(path)
         reads it back."""
         return save_packed({"tensor": self}, path)
-
-    def _state(self) -> tuple[tuple[object, ...], tuple[Array, ...]]:
-        """The fields that validity depends on, and the arrays (compared by identity)."""
-        return (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
 
     def _check_buffers(self) -> None:
         roles = self.storage.roles
