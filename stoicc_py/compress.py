@@ -36,7 +36,6 @@ from stoicc_py.explore import Calibration, ExploreError
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.llama_model import (
     ATTN,
-    DATA_METHODS,
     CompressedLlama,
     LlamaWeights,
     calibration_windows,
@@ -45,6 +44,7 @@ from stoicc_py.models.llama_model import (
 from stoicc_py.models.llama_packed import MLP, NORM, layer_name, llama_arrays, llama_tensors
 from stoicc_py.models.weights import Array, Weights, load_weights
 from stoicc_py.packing import PackedTensor, pack
+from stoicc_py.packing.methods import DATA_METHODS
 
 LOADERS: dict[str, Callable[[Path], Weights]] = {".safetensors": load_weights, ".npz": load_weights}
 """How `stoicc compress` reads a model, by file suffix (a model format adds its loader here)."""

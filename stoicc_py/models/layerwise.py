@@ -7,10 +7,11 @@ one layer's Hessians.
 
 A model plugs in a `run(i, weights, batch, hook)`: its layer i with projection `weights` on a
 calibration batch, calling `hook(name, x)` with each projection's input x [rows, in] (the
-rows that count: padding dropped), returning the batch for the next layer.
-stoicc_py.models.bert.compress_minilm runs MiniLM on it. (stoicc_py.models.llama_model.
-compress_model is the same loop written for LLaMA before this one; it can move onto
-compress_layers with a `run` of decoder_block.)
+rows that count: padding dropped), returning the batch for the next layer. The hook may
+raise once it has read every input it needs (the rest of the layer is not computed): `run`
+lets the exception through.
+stoicc_py.models.bert.compress_minilm runs MiniLM on it, stoicc_py.models.llama_model.
+compress_model LLaMA's decoder layers.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from stoicc_py.models.llama_model import DATA_METHODS
 from stoicc_py.models.weights import Array
 from stoicc_py.packing import PackedTensor, pack
 from stoicc_py.packing.hessian import HessianAccumulator
+from stoicc_py.packing.methods import DATA_METHODS
 
 Batch = TypeVar("Batch")
 Hook = Callable[[str, Array], None]
@@ -52,7 +53,7 @@ class Compressed:
 def compress_layers(model: Layerwise[Batch], rules: Sequence[Mapping[str, Rule]], batches: Sequence[Batch],
                     stages: Sequence[Sequence[str]] = (), **options: Any) -> Compressed:  # fmt: skip
     """Layer i's projections packed as rules[i] says (a name it lacks stays as it is) with pack()
-    `options`, each projection whose method is one of DATA_METHODS from the Hessian of its inputs
+    `options`, each projection whose method reads one (reads_hessian) from the Hessian of its inputs
     over the `batches`, run through the compressed layers before it. `stages` (GPTQ's
     true-sequential order: the layer's projections in the order their inputs are computed)
     packs a stage from inputs computed with the stages before it compressed, a pass per stage;
@@ -60,17 +61,18 @@ def compress_layers(model: Layerwise[Batch], rules: Sequence[Mapping[str, Rule]]
     if len(rules) != len(model.layers):
         raise ValueError(f"{len(rules)} layers of rules for a model of {len(model.layers)} layers")
     out = Compressed([], [])
+    reads = any(reads_hessian(method, options) for rule in rules for _, method in rule.values())
     for i, (layer, rule) in enumerate(zip(model.layers, rules)):
         current, done = dict(layer), {}
         for stage in stages or [list(rule)]:
             todo = {name: rule[name] for name in stage if name in rule and rule[name][0] != "dense"}
-            data = {model.input_of[name] for name, (_, method) in todo.items() if method in DATA_METHODS}
+            data = {model.input_of[name] for name, (_, method) in todo.items() if reads_hessian(method, options)}
             hessians = input_hessians(model, i, current, batches, data) if data else {}
             for name, (layout, method) in todo.items():
-                h = hessians[model.input_of[name]] if method in DATA_METHODS else None
+                h = hessians[model.input_of[name]] if reads_hessian(method, options) else None
                 done[name] = pack(layer[name], layout, method=method, hessian=h, **options)
                 current[name] = done[name].unpack()
-        if i + 1 < len(model.layers):
+        if reads and i + 1 < len(model.layers):  # the next layer's calibration inputs
             batches = [model.run(i, current, b, None) for b in batches]
         out.packed.append(done)
         out.layers.append(current)
@@ -83,12 +85,30 @@ def input_hessians(model: Layerwise[Batch], i: int, layer: Mapping[str, Array], 
     over `batches`; a shared input is read at the first projection that reads it."""
     acc: dict[str, HessianAccumulator] = {}
     reader: dict[str, str] = {}  # input -> the projection whose input is read (once, not once per sharer)
+    read: set[str] = set()
 
     def hook(name: str, x: Array) -> None:
         key = model.input_of[name]
         if key in inputs and reader.setdefault(key, name) == name:
             acc.setdefault(key, HessianAccumulator(x.shape[1])).add(x)
+            read.add(key)
+            if read == inputs:
+                raise _InputsRead
 
     for b in batches:
-        model.run(i, layer, b, hook)
+        read.clear()
+        try:
+            model.run(i, layer, b, hook)
+        except _InputsRead:
+            pass
     return {key: a.hessian() for key, a in acc.items()}
+
+
+def reads_hessian(method: str | None, options: Mapping[str, Any]) -> bool:
+    """A method of DATA_METHODS, or a hybrid plan="auto" (plan_hybrid's tiles, scored on the Hessian)."""
+    return method in DATA_METHODS or options.get("plan") == "auto"
+
+
+class _InputsRead(Exception):
+    """Raised by input_hessians' hook once a batch has given all the inputs it reads: the rest of
+    the layer is not computed (a true-sequential stage reads part of a layer only)."""

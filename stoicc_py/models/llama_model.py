@@ -10,13 +10,14 @@ one per distinct pair of layouts when layers differ). docs/models.md shows them 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
 
 import stoicc_py
+from stoicc_py.models.layerwise import Hook, Layerwise, compress_layers
 from stoicc_py.models.llama import (
     BLOCK_WEIGHTS,
     LlamaConfig,
@@ -27,8 +28,7 @@ from stoicc_py.models.llama import (
     rms_norm,
     rope_tables,
 )
-from stoicc_py.packing import PackedTensor, pack
-from stoicc_py.packing.hessian import HessianAccumulator
+from stoicc_py.packing import PackedTensor
 
 Array = np.ndarray[Any, Any]
 Cache = list[tuple[Array, Array]]
@@ -196,12 +196,9 @@ def sample(model: LlamaRunner, starts: Array, n: int, rng: np.random.Generator, 
 INPUT_OF = {"wq": "attn_in", "wk": "attn_in", "wv": "attn_in", "wo": "attn_out",
             "w_gate": "mlp_in", "w_up": "mlp_in", "w_down": "mlp_act"}  # fmt: skip
 """Each projection's input: q/k/v share the normed input, gate/up the MLP's (one Hessian each)."""
-_READ_AT = {next(n for n in INPUT_OF if INPUT_OF[n] == key) for key in INPUT_OF.values()}
 ATTN = ("wq", "wk", "wv", "wo")
 STAGES = (("wq", "wk", "wv"), ("wo",), ("w_gate", "w_up"), ("w_down",))
 """A layer's projections in the order their inputs are computed."""
-DATA_METHODS = ("gptq", "sparsegpt", "wanda")
-"""The methods that read a Hessian of calibration inputs."""
 
 
 @dataclass
@@ -239,77 +236,40 @@ def compress_model(weights: LlamaWeights, layouts: Layouts, calibration: Sequenc
                    **options: Any) -> CompressedLlama:  # fmt: skip
     """Each layer's projections packed in its layouts (as CompiledLlama takes them; "dense"
     stays dense) by `method` (one, or a pair: attention's, MLP's; any pack() method) with
-    pack() `options`, calibrated as GPTQ does: the `calibration` token windows run through the
-    model layer by layer (in batches of equal-length windows, calibration_batches), each layer
-    seeing the outputs of the layers before it as compressed, and each projection compressed
-    from the Hessian of its inputs there. `sequential` (GPTQ's true-sequential): o's inputs
-    come from the compressed q/k/v, gate/up's from the layer's compressed attention, down's
-    from compressed gate/up (one pass per stage); else all four inputs from one pass with the
-    layer's original weights. Memory: one layer's Hessians and the calibration activations."""
+    pack() `options`, calibrated as GPTQ does (stoicc_py.models.layerwise): the `calibration`
+    token windows run through the model layer by layer (in batches of equal-length windows,
+    calibration_batches), each layer seeing the outputs of the layers before it as
+    compressed, and each projection compressed from the Hessian of its inputs there.
+    `sequential` (GPTQ's true-sequential): o's inputs come from the compressed q/k/v,
+    gate/up's from the layer's compressed attention, down's from compressed gate/up (one pass
+    per stage, each stopped once its inputs are read); else all four inputs from one pass
+    with the layer's original weights. Memory: one layer's Hessians and the calibration
+    activations."""
     start = time.perf_counter()
     c = weights.config
-    per_layer = per_layer_layouts(layouts, len(weights.layers))
     methods = (method, method) if isinstance(method, str) else method
-    batches = calibration_batches(calibration)
-    tables = [rope_tables(np.arange(b.shape[1]), c) for b in batches]
-    xs = [weights.embed[b] for b in batches]
-    packed, layers = [], []
-    for layer, (attn, mlp) in zip(weights.layers, per_layer):
-        current, done = dict(layer), {}
-        rule = {n: (attn, methods[0]) if n in ATTN else (mlp, methods[1]) for n in INPUT_OF}
-        for stage in STAGES if sequential else (tuple(INPUT_OF),):
-            todo = [n for n in stage if rule[n][0] != "dense"]
-            data = [n for n in todo if _reads_hessian(rule[n][1], options)]
-            hessians = _hessians(current, xs, tables, c, tuple(data)) if data else {}
-            for name in todo:
-                layout, how = rule[name]
-                h = hessians[INPUT_OF[name]] if name in data else None
-                done[name] = pack(layer[name], layout, method=how, hessian=h, **options)
-                current[name] = done[name].unpack()
-        if any(_reads_hessian(m, options) for m in methods):  # the next layer's calibration inputs
-            xs = [_block(x, cos, sin, current, c)[0] for x, (cos, sin) in zip(xs, tables)]
-        packed.append(done)
-        layers.append(current)
-    return CompressedLlama(packed, replace(weights, layers=layers), time.perf_counter() - start)
+    rules = [{n: (attn, methods[0]) if n in ATTN else (mlp, methods[1]) for n in INPUT_OF}
+             for attn, mlp in per_layer_layouts(layouts, len(weights.layers))]  # fmt: skip
+    batches = []
+    for b in calibration_batches(calibration):
+        cos, sin = rope_tables(np.arange(b.shape[1]), c)
+        batches.append((weights.embed[b], cos, sin))
+
+    def run(i: int, w: Mapping[str, Array], batch: _Batch, hook: Hook | None) -> _Batch:
+        x, cos, sin = batch
+
+        def linear(name: str, a: Array) -> Array:
+            if hook is not None:
+                hook(name, a.reshape(-1, a.shape[-1]))
+            return project(a, w[name])
+
+        empty = np.zeros((x.shape[0], c.kv_heads, 0, c.head_dim), np.float32)
+        return decoder_block(x, cos, sin, empty, empty, dict(w), c, linear)[0], cos, sin
+
+    out = compress_layers(Layerwise(weights.layers, INPUT_OF, run), rules, batches, STAGES if sequential else (),
+                          **options)  # fmt: skip
+    return CompressedLlama(out.packed, replace(weights, layers=out.layers), time.perf_counter() - start)
 
 
-def _reads_hessian(method: str, options: dict[str, Any]) -> bool:
-    """A data method, or hybrid plan="auto" (plan_hybrid's tiles, scored on the Hessian)."""
-    return method in DATA_METHODS or options.get("plan") == "auto"
-
-
-def _block(x: Array, cos: Array, sin: Array, w: dict[str, Array], c: LlamaConfig,
-           linear: Any = None) -> tuple[Array, ...]:  # fmt: skip
-    """decoder_block on a batch x [b, T, hidden] of windows, each from an empty cache."""
-    empty = np.zeros((x.shape[0], c.kv_heads, 0, c.head_dim), np.float32)
-    return decoder_block(x, cos, sin, empty, empty, w, c, linear)
-
-
-class _InputsRead(Exception):
-    """Raised by _hessians' hook once a batch has given all the inputs it reads: the rest of
-    the layer is not computed (a true-sequential stage reads part of the layer only)."""
-
-
-def _hessians(w: dict[str, Array], xs: list[Array], tables: list[tuple[Array, Array]], c: LlamaConfig,
-              stage: tuple[str, ...]) -> dict[str, Array]:  # fmt: skip
-    """The Hessians of the inputs of `stage`'s projections over the calibration batches `xs` of
-    the layer of weights `w` (its projections applied as `w` has them)."""
-    acc = {INPUT_OF[n]: HessianAccumulator(w[n].shape[1]) for n in stage}
-    read: set[str] = set()
-
-    def linear(name: str, a: Array) -> Array:
-        key = INPUT_OF[name]
-        if name in _READ_AT and key in acc:  # a shared input is read once, at its first projection
-            acc[key].add(a.reshape(-1, a.shape[-1]))
-            read.add(key)
-            if read == acc.keys():
-                raise _InputsRead
-        return project(a, w[name])
-
-    for x, (cos, sin) in zip(xs, tables):
-        read.clear()
-        try:
-            _block(x, cos, sin, w, c, linear)
-        except _InputsRead:
-            pass
-    return {key: a.hessian() for key, a in acc.items()}
+_Batch = tuple[Array, Array, Array]
+"""A calibration batch through the layers: activations [b, T, hidden] and its RoPE tables."""

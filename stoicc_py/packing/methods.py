@@ -41,6 +41,8 @@ from stoicc_py.packing.hybrid_plan import choose_tiles, tile_sizes
 
 F32 = np.float32
 METHODS = ("rtn", "magnitude", "wanda", "gptq", "sparsegpt")
+DATA_METHODS = ("gptq", "sparsegpt", "wanda")
+"""The methods that read a Hessian of calibration inputs."""
 """pack(method=...): rtn and magnitude are pack's own rounding and pruning; the others are here."""
 BATCH = 128
 """Columns per lazy batch of the sweep (rounded to whole units: groups, tiles)."""
