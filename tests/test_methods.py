@@ -136,3 +136,11 @@ def test_inverse_cholesky() -> None:
     u = inverse_cholesky(a.T @ a, damp=0)
     np.testing.assert_array_equal(u, np.triu(u))
     np.testing.assert_allclose(u.T @ u, np.linalg.inv(a.T @ a), rtol=1e-9, atol=1e-12)
+    # Kept by the Hessian's contents (an equal copy finds it), read-only; another damp or H is
+    # factored anew.
+    h = a.T @ a
+    assert inverse_cholesky(h.copy(), damp=0) is u and not u.flags.writeable
+    damped = inverse_cholesky(h, damp=0.1)
+    assert damped is not u and not np.allclose(damped, u)
+    h[0, 0] += 1.0
+    assert inverse_cholesky(h, damp=0) is not u
