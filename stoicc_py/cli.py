@@ -49,6 +49,7 @@ from stoicc_py.backends.accel.machine import Machine
 from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.backends.llvm.header import c_header, header_guard
 from stoicc_py.backends.llvm.target import describe, host_options, machine_options
+from stoicc_py.backends.llvm.worker import POOL
 from stoicc_py.cmdline import (
     ERROR,
     Parser,
@@ -149,6 +150,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     _only_for(args, "cpu", "check_bounds", "mcpu", "mattr")
     options = Options(args.target, args.tile or (), args.check_bounds, args.mcpu or "", args.mattr or "")
     target = machine_options(options.cpu, options.mattr)  # an unknown name is an error before any work
+    if args.target == "cpu" and args.emit in ("obj", "llvm-ir", "asm") and args.passes is None:
+        POOL.prestart()  # its start overlaps the front end and the passes
     source, file = read_source(args.file)
     with _compiling_note(file, args):
         output = _artifact(args, options, file, _selected(front_end(source, file), args.kernel), describe(target))
