@@ -33,17 +33,20 @@ class Format:
     sparse: bool = False  # GFLOP/s are dense-equivalent (2 M N K, zeros included)
     torch_match: str = ""  # the PyTorch baseline of the same weight precision
     dtype: str = "f32"  # of x, w and the result unless integer (f16 parses; the CPU backend refuses it)
+    stored_kn: bool = False  # w stored [K, N] (`matmul(x, w)`, the spelling users write first), not [N, K]
 
     def source(self, n: int, k: int) -> str:
         dtype, out = ("i8", "i32") if self.integer else (self.dtype, self.dtype)
         layout = f" @ {self.layout.format(tile=hybrid_tile(n, k))}" if self.layout else ""
-        return f"kernel f(x: {dtype}[M, {k}], w: {dtype}[{n}, {k}]{layout}) -> {out}[M, {n}] {{ return {self.body} }}"
+        shape = f"[{k}, {n}]" if self.stored_kn else f"[{n}, {k}]"
+        return f"kernel f(x: {dtype}[M, {k}], w: {dtype}{shape}{layout}) -> {out}[M, {n}] {{ return {self.body} }}"
 
 
 FORMATS: dict[str, Format] = {
     f.key: f
     for f in (
         Format("dense", "dense f32", ""),
+        Format("dense-kn", "dense f32, w [K, N]", "", "matmul(x, w)", stored_kn=True),
         Format("nm24", "2:4 f32", "nm(2, 4)", sparse=True),
         Format("hybrid50", "hybrid 50% 2:4", "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])", sparse=True),
         Format("int8", "int8 per-channel", "int8(axis=0)", torch_match="torch int8"),
@@ -89,6 +92,8 @@ def make_weight(fmt: Format, kernel: Any, n: int, k: int, rng: np.random.Generat
         w = rng.integers(-128, 128, (n, k), dtype=np.int8)
         return Weight(w, _dense_bytes(w), 1.0)
     w = rng.standard_normal((n, k)).astype(np.float32)
+    if fmt.stored_kn:
+        w = np.ascontiguousarray(w.T)
     if not fmt.layout:
         return Weight(w, _dense_bytes(w), 1.0)
     if fmt.key == "hybrid50":
