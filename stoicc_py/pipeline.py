@@ -173,7 +173,7 @@ def run_passes(module: ModuleOp, spec: str, after_pass: PassCallback | None = No
 
     with paused_gc():
         PassPipeline.parse_spec(all_passes(), spec, callback).apply(context(), module)
-        if verify_each or os.environ.get(VERIFY_ENV) == "1":
+        if not verify_each and os.environ.get(VERIFY_ENV) == "1":  # verify_each: the callback did
             with timed(log, "verify"):
                 verify(module)
     return module
