@@ -48,23 +48,23 @@ def _size(factor: SSAValue) -> int:
     return 0
 
 
-def _scaled(offset: SSAValue) -> tuple[SSAValue, Attribute]:
-    """`offset` as (index, element type): (i, a type of c bytes) for `i * c` with a
-    constant size c, else (offset, i8)."""
+def _scaled(offset: SSAValue) -> tuple[SSAValue, Attribute, SSAValue | None]:
+    """`offset` as (index, element type, size): (i, a type of c bytes, c) for `i * c` with a
+    constant size c, else (offset, i8, None)."""
     mul = offset.owner
     if isinstance(mul, arith.MuliOp):
         for index, factor in ((mul.lhs, mul.rhs), (mul.rhs, mul.lhs)):
             if size := _size(factor):
-                return index, IntegerType(8 * size) if size in (1, 2, 4, 8) else llvm.LLVMArrayType(IntAttr(size), i8)
-    return offset, i8
+                element = IntegerType(8 * size) if size in (1, 2, 4, 8) else llvm.LLVMArrayType(IntAttr(size), i8)
+                return index, element, factor
+    return offset, i8, None
 
 
 class PtrAddToGEP(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ptr.PtrAddOp, rewriter: PatternRewriter, /) -> None:
         new_ops: list[Operation] = []
-        index, element = _scaled(op.offset)
-        offset = index
+        offset, element, size = _scaled(op.offset)
         # GEP indices must be integers; convert-arith-to-llvm folds this cast away.
         if isinstance(offset.type, IndexType):
             new_ops.append(index_cast := arith.IndexCastOp(offset, i64))
@@ -74,13 +74,12 @@ class PtrAddToGEP(RewritePattern):
             gep := llvm.GEPOp.from_mixed_indices(base.results[0], [offset], pointee_type=element, inbounds=True),
             back := UnrealizedConversionCastOp.get([gep.result], [ptr.PtrType()]),
         ]
-        scaled = op.offset.owner
+        product = op.offset
         rewriter.replace(op, new_ops, back.results)
-        if element is not i8 and isinstance(scaled, Operation) and not scaled.results[0].uses:
-            factor = scaled.operands[1].owner if scaled.operands[0] is index else scaled.operands[0].owner
-            rewriter.erase(scaled)
-            if isinstance(factor, Operation) and not factor.results[0].uses:
-                rewriter.erase(factor)
+        # The multiplication and its size go where nothing else uses them.
+        for value in (product, size) if size is not None else ():
+            if isinstance(value.owner, Operation) and not value.uses:
+                rewriter.erase(value.owner)
 
 
 @dataclass(frozen=True)
