@@ -28,7 +28,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.apply_once import apply_once
-from stoicc_py.passes.mangle_symbols import needs_declaration
+from stoicc_py.passes.mangle_symbols import declare_called
 
 _INTRINSICS: dict[type[Operation], str] = {
     math.AbsFOp: "llvm.fabs",
@@ -110,17 +110,6 @@ class LibmCallLowering(RewritePattern):
         rewriter.replace(op, call)
 
 
-def _declare_called_libm_functions(module: ModuleOp) -> None:
-    calls = [o for o in module.walk() if isinstance(o, llvm.CallOp)]
-    for call in calls:
-        if call.callee is None:
-            continue
-        name = call.callee.string_value()
-        if name in _LIBM_NAMES and needs_declaration(module, name, ConvertMathToLLVM.name):
-            function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
-            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
-
-
 @dataclass(frozen=True)
 class ConvertMathToLLVM(ModulePass):
     name = "convert-math-to-llvm"
@@ -128,4 +117,4 @@ class ConvertMathToLLVM(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         apply_once(op, {**dict.fromkeys(_INTRINSICS, IntrinsicLowering()),
                         **dict.fromkeys(_LIBM_FUNCTIONS, LibmCallLowering()), math.FmaOp: FmaLowering()})  # fmt: skip
-        _declare_called_libm_functions(op)
+        declare_called(op, _LIBM_NAMES.__contains__, self.name)

@@ -41,6 +41,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from xdsl.utils.hints import isa
 
 from stoicc_py.codegen.apply_once import apply_once
+from stoicc_py.passes.mangle_symbols import declare_called
 
 
 @dataclass
@@ -160,17 +161,6 @@ class ReductionLowering(RewritePattern):
         rewriter.erase(op)
 
 
-def _declare_reductions(module: ModuleOp) -> None:
-    """An external llvm.func for every llvm.vector.reduce.* called, once."""
-    declared: set[str] = set()
-    for call in [o for o in module.walk() if isinstance(o, llvm.CallOp)]:
-        name = "" if call.callee is None else call.callee.string_value()
-        if name.startswith("llvm.vector.reduce.") and name not in declared:
-            declared.add(name)
-            function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
-            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
-
-
 @dataclass(frozen=True)
 class ConvertVectorToLLVM(ModulePass):
     name = "convert-vector-to-llvm"
@@ -181,4 +171,4 @@ class ConvertVectorToLLVM(ModulePass):
                         vector.FMAOp: FMALowering(), vector.ReductionOp: ReductionLowering(),
                         vector.BitcastOp: BitcastLowering(), vector.ShuffleOp: ShuffleLowering(),
                         vector.ExtractOp: ExtractLowering()})  # fmt: skip
-        _declare_reductions(op)
+        declare_called(op, lambda name: name.startswith("llvm.vector.reduce."), self.name)

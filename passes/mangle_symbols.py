@@ -9,6 +9,7 @@ clash with the runtime functions that lower-alloc and convert-math-to-llvm decla
 functions, keep their names; no runtime name starts with the prefix.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -48,3 +49,13 @@ def needs_declaration(module: ModuleOp, runtime_function: str, pass_name: str) -
             " run mangle-symbols first"
         )
     return False
+
+
+def declare_called(module: ModuleOp, wanted: Callable[[str], bool], pass_name: str) -> None:
+    """An external llvm.func with the call's signature for each function `wanted` that an
+    llvm.call of `module` calls and `module` does not declare yet (needs_declaration)."""
+    for call in [o for o in module.walk() if isinstance(o, llvm.CallOp)]:
+        name = None if call.callee is None else call.callee.string_value()
+        if name is not None and wanted(name) and needs_declaration(module, name, pass_name):
+            function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
+            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))
