@@ -28,19 +28,13 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
-from xdsl.traits import is_side_effect_free
 
+from stoicc_py.codegen.pure import computes_only
 from stoicc_py.passes.convert_func_to_llvm import NO_INLINE, NOALIAS_ARGS
 from stoicc_py.passes.lower_alloc import ALLOC_FN
 
 MIN_NESTS = 2
 """A kernel of fewer nests gains nothing from outlining its nest."""
-
-
-def _pure(op: Operation) -> bool:
-    """Whether `op` may be computed again in another function: no regions and no effects.
-    xDSL gives pointer arithmetic no effect traits, but it reads nothing."""
-    return not op.regions and (is_side_effect_free(op) or isinstance(op, ptr.PtrAddOp | ptr.TypeOffsetOp))
 
 
 def _nests(kernel: func.FuncOp) -> list[Operation]:
@@ -78,7 +72,7 @@ class _Outliner:
         if (known := self.mapping.get(v)) is not None:
             return known
         owner = v.owner
-        if isinstance(owner, Operation) and _pure(owner):
+        if isinstance(owner, Operation) and computes_only(owner):
             for operand in owner.operands:
                 self.value(operand)
             self.block.add_op(owner.clone(value_mapper=self.mapping))
@@ -114,7 +108,7 @@ class _Outliner:
 def _erase_unused_pure_ops(block: Block) -> None:
     """What only the nests used: last first, so that an op's operands lose that use first."""
     for op in reversed(list(block.ops)):
-        if _pure(op) and not any(r.uses for r in op.results):
+        if computes_only(op) and not any(r.uses for r in op.results):
             block.erase_op(op)
 
 

@@ -183,13 +183,13 @@ class Program:
 
             log.info("compiling %s", file)
             with timed(log, f"compile {file}"):
-                obj, abis = build(self.module, options)
+                objects, abis = build(self.module, options)
             if cache is not None:
-                cache.put(key, obj, abis)
+                cache.put(key, objects, abis)
         else:
             log.info("loaded %s from the kernel cache", file)
-            obj, abis = entry
-        self._library = NativeLibrary(obj)
+            objects, abis = entry
+        self._library = NativeLibrary(objects)
         self.kernels = {
             a.name: Kernel(self, NativeKernel(a, self._library.address(a.symbol), self._library)) for a in abis
         }

@@ -1,4 +1,4 @@
-"""The on-disk kernel cache: compiled object code plus kernel ABIs, one file per key.
+"""The on-disk kernel cache: compiled object files plus kernel ABIs, one file per key.
 
 Entries are written atomically (a temporary file in the same directory, then
 os.replace), so that concurrent compiles from several processes never expose a
@@ -15,13 +15,14 @@ import logging
 import os
 import struct
 import tempfile
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from stoicc_py.abi import KernelABI
 
 log = logging.getLogger(__name__)
-_MAGIC = b"STOICC-KERNELS-2\n"
-_HEADER = struct.Struct("<QQ32s")  # metadata length, object length, SHA-256 of metadata + object
+_MAGIC = b"STOICC-KERNELS-3\n"
+_HEADER = struct.Struct("<QQ32s")  # metadata length, objects' length, SHA-256 of metadata + objects
 
 
 def cache_key(*parts: str) -> str:
@@ -39,7 +40,7 @@ class KernelCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.kernels"
 
-    def get(self, key: str) -> tuple[bytes, list[KernelABI]] | None:
+    def get(self, key: str) -> tuple[list[bytes], list[KernelABI]] | None:
         try:
             data = self._path(key).read_bytes()
         except OSError:
@@ -51,7 +52,7 @@ class KernelCache:
             return None
 
     @staticmethod
-    def _decode(data: bytes) -> tuple[bytes, list[KernelABI]]:
+    def _decode(data: bytes) -> tuple[list[bytes], list[KernelABI]]:
         if not data.startswith(_MAGIC):
             raise ValueError("bad magic")
         offset = len(_MAGIC)
@@ -62,10 +63,14 @@ class KernelCache:
         if hashlib.sha256(data[offset:]).digest() != digest:
             raise ValueError("checksum mismatch")
         meta = json.loads(data[offset : offset + meta_len])
-        return data[offset + meta_len :], [KernelABI.from_json(k) for k in meta["kernels"]]
+        ends = list(accumulate(meta["objects"], initial=offset + meta_len))
+        if ends[-1] != len(data):
+            raise ValueError("object lengths do not add up")
+        return [data[a:b] for a, b in pairwise(ends)], [KernelABI.from_json(k) for k in meta["kernels"]]
 
-    def put(self, key: str, obj: bytes, abis: list[KernelABI]) -> None:
-        meta = json.dumps({"kernels": [a.to_json() for a in abis]}).encode()
+    def put(self, key: str, objects: list[bytes], abis: list[KernelABI]) -> None:
+        obj = b"".join(objects)
+        meta = json.dumps({"kernels": [a.to_json() for a in abis], "objects": [len(o) for o in objects]}).encode()
         header = _HEADER.pack(len(meta), len(obj), hashlib.sha256(meta + obj).digest())
         tmp = None
         try:

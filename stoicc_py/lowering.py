@@ -5,7 +5,10 @@ IR and the reference), since it loads lark, xDSL and every pass."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
+from typing import cast
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
@@ -17,8 +20,9 @@ from stoicc_py.backends.llvm.worker import Output
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.options import Options
-from stoicc_py.pipeline import PassCallback, Stage, pipeline_spec, run_passes
+from stoicc_py.pipeline import PER_FUNCTION_AFTER, PassCallback, Stage, pipeline_passes, pipeline_spec, run_passes
 from stoicc_py.signature import kernel_abi
+from stoicc_py.split_module import split_functions
 from stoicc_py.timing import timed
 
 log = logging.getLogger(__name__)
@@ -79,9 +83,37 @@ def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
             for op in lower(module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)]  # fmt: skip
 
 
-def build(module: ModuleOp, options: Options) -> tuple[bytes, list[KernelABI]]:
-    """Object code for the target CPU and the ABIs of a front-end module's kernels."""
-    return object_code(module, options), kernel_abis(module, options)
+PIECE_OPS = 600
+"""Ops per piece of a module lowered in pieces: the decoder layer (5,000 ops after
+outlining) makes 8, so LLVM starts early and its last piece is short."""
+
+
+def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelABI]]:
+    """Object code for the target CPU, in pieces, and the ABIs of a front-end module's
+    kernels. From the first per-function pass on, each piece of the module's functions
+    (stoicc_py.split_module) is lowered and handed to the LLVM worker, which optimises
+    and emits it while this process lowers the next: on two cores, LLVM's share of a
+    compile overlaps the passes. The ABIs are read at stage OPT, on the way."""
+    # Static relocations (absolute 64-bit addresses under the large code model): MCJIT
+    # resolves a PIC object's GOT-relative constant-pool references (R_X86_64_GOTOFF64)
+    # against the first `.got` section that it loaded, another piece's.
+    target = machine(options)._replace(reloc="static")
+    features = target_features(target)
+    passes = partial(pipeline_passes, tile=options.tile, check_bounds=options.check_bounds, features=features)
+    lowered = run_passes(module.clone(), ",".join(passes(Stage.OPT)))
+    abis = [replace(kernel_abi(op), check_bounds=options.check_bounds)
+            for op in lowered.ops if isinstance(op, func.FuncOp)]  # fmt: skip
+    rest = passes(Stage.LLVM, after=Stage.OPT)
+    cut = rest.index(PER_FUNCTION_AFTER) + 1
+    run_passes(lowered, ",".join(rest[:cut]))
+    kernels = [abi.name for abi in abis]
+    with ThreadPoolExecutor(1, thread_name_prefix="stoicc-llvm") as llvm_thread:
+        pending = [
+            llvm_thread.submit(optimize, to_llvm_ir(run_passes(piece, ",".join(rest[cut:])), target),
+                               "object", kernels, target)
+            for piece in split_functions(lowered, PIECE_OPS)
+        ]  # fmt: skip
+        return [cast(bytes, p.result()) for p in pending], abis
 
 
 def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:

@@ -59,11 +59,13 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "tdsl-vectorize-elementwise",
         "tdsl-lower-to-loops",
         "lower-views",
+        "hoist-constants",
         "licm",
     ),
     Stage.LLVM: (
         "mangle-symbols",
         "lower-memory-to-ptr",
+        "cse-pure",
         "resolve-memref-dims",
         "lower-alloc",
         "lower-memory-to-ptr{signatures=true}",
@@ -79,6 +81,11 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "reconcile-unrealized-casts",
     ),
 }
+
+
+PER_FUNCTION_AFTER = "outline-loop-nests"
+"""The passes after this one convert each function on its own (the declarations a
+function's calls need aside): a module may be lowered from there in pieces."""
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -115,13 +122,14 @@ def integer_options(features: frozenset[str]) -> str:
     return microkernel_options(features).removesuffix("}") + f" vnni={str(has_vnni(features)).lower()}}}"
 
 
-def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
-                  features: frozenset[str] | None = None) -> str:  # fmt: skip
-    """The CPU pipeline up to `upto` for a CPU with `features` (default: the host's);
-    `check_bounds` guards every access of the loop nests."""
+def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
+                    features: frozenset[str] | None = None, after: Stage = Stage.IR) -> list[str]:  # fmt: skip
+    """The CPU pipeline's passes with their options, from the stage after `after` up to
+    `upto`, for a CPU with `features` (default: the host's); `check_bounds` guards every
+    access of the loop nests."""
     features = host_features() if features is None else features
-    names = [p for stage in Stage if Stage.IR < stage <= upto for p in STAGE_PASSES[stage]]
-    if check_bounds and upto >= Stage.LLVM:
+    names = [p for stage in Stage if after < stage <= upto for p in STAGE_PASSES[stage]]
+    if check_bounds and after < Stage.LLVM <= upto:
         names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {
         "tdsl-microkernel": microkernel_options(features),
@@ -132,7 +140,13 @@ def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = 
     }
     if tile:
         options["tdsl-tile"] = f"{{sizes={','.join(map(str, tile))}}}"
-    return ",".join(p + options.get(p, "") for p in names)
+    return [p + options.get(p, "") for p in names]
+
+
+def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
+                  features: frozenset[str] | None = None) -> str:  # fmt: skip
+    """pipeline_passes up to `upto`, as one spec."""
+    return ",".join(pipeline_passes(upto, tile, check_bounds, features))
 
 
 def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int, ...] = ()) -> str:

@@ -2,7 +2,7 @@
 so that MCJIT maps the object's code more than 3 GB away from its data (constant pools,
 GOT), and checks every loaded kernel's results. Run as a script (it reserves terabytes of
 address space, PROT_NONE): `python far_sections.py DIR LOADS`, DIR as written by
-test_jit.py (object.o, abis.json, x.npy, and want-NAME.npy per kernel).
+test_jit.py (objectI.o per object file, abis.json, x.npy, and want-NAME.npy per kernel).
 
 The kernel maps an anonymous mapping at the top of the highest free gap that fits it.
 With every gap among the existing mappings filled, two one-page holes above 3 GB of
@@ -73,14 +73,14 @@ def far_apart_holes() -> None:
 
 
 def main(directory: Path, loads: int) -> None:
-    obj = (directory / "object.o").read_bytes()
+    objects = [p.read_bytes() for p in sorted(directory.glob("object*.o"))]
     abis = [KernelABI.from_json(a) for a in json.loads((directory / "abis.json").read_text())]
     x = np.load(directory / "x.npy")
     fill_gaps()
     libraries = []
     for i in range(loads):
         far_apart_holes()
-        library = NativeLibrary(obj)
+        library = NativeLibrary(objects)
         libraries.append(library)  # all stay loaded: hundreds in one process
         for abi in abis:
             got = NativeKernel(abi, library.address(abi.symbol), library)(x)

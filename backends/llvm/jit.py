@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import llvmlite.binding as llvm
 
 from stoicc_py.backends.llvm.target import new_host_machine
 
 
 class NativeLibrary:
-    """An object file linked into the process with MCJIT; symbols resolve against
-    the process (libm for tanhf/erff, libc for malloc/free)."""
+    """Object files linked into the process with MCJIT; symbols resolve against each
+    other, then the process (libm for tanhf/erff, libc for malloc/free)."""
 
-    def __init__(self, obj: bytes):
+    def __init__(self, objects: Sequence[bytes]):
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_host_machine())
-        self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for obj in objects:
+            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self._engine.finalize_object()
 
     def address(self, name: str) -> int:
