@@ -123,20 +123,22 @@ def math_programs(draw: st.DrawFn) -> str:
     return "".join(texts)
 
 
-def cached_object(prog: stoicc_py.Program, cache: Path) -> bytes:
-    """The object code that the program runs in process, from the kernel cache."""
+def cached_objects(prog: stoicc_py.Program, cache: Path) -> list[bytes]:
+    """The object files that the program runs in process, from the kernel cache."""
     entry = KernelCache(cache).get(cache_key(prog.source, prog.options.key(), toolchain_key()))
     assert entry is not None
     return entry[0]
 
 
-def run_c_driver(prog: stoicc_py.Program, obj: bytes, directory: Path, m: int) -> np.ndarray:
-    """The object linked into a C driver that calls every kernel: their outputs."""
-    (directory / "kernels.o").write_bytes(obj)
+def run_c_driver(prog: stoicc_py.Program, objects: list[bytes], directory: Path, m: int) -> np.ndarray:
+    """The objects linked into a C driver that calls every kernel: their outputs."""
+    names = [f"kernels{i}.o" for i in range(len(objects))]
+    for name, obj in zip(names, objects, strict=True):
+        (directory / name).write_bytes(obj)
     (directory / "kernels.h").write_text(prog.header())
     calls = "".join(CALL.format(name, m=m) for name in prog.kernels)
     (directory / "main.c").write_text(DRIVER.format(prelude=C_PRELUDE, m=m, calls=calls))
-    subprocess.run(["cc", "-std=c11", "-o", "main", "main.c", "kernels.o", "-lm"], cwd=directory, check=True)
+    subprocess.run(["cc", "-std=c11", "-o", "main", "main.c", *names, "-lm"], cwd=directory, check=True)
     printed = subprocess.run(["./main"], cwd=directory, check=True, capture_output=True, text=True).stdout
     return np.array([float(v) for v in printed.split()], dtype=np.float32).reshape(len(prog.kernels), m, 16)
 
@@ -158,7 +160,7 @@ def test_any_names_compile_run_and_link(
     for name in prog.kernels:
         assert_close(prog.kernel(name)(x, b), prog.kernel(name).reference(x, b))
     directory = tmp_path_factory.mktemp("aot")
-    outputs = run_c_driver(prog, cached_object(prog, private_cache), directory, m)
+    outputs = run_c_driver(prog, cached_objects(prog, private_cache), directory, m)
     for got, name in zip(outputs, prog.kernels, strict=True):
         assert_close(got, prog.kernel(name).reference(x, b))
     check_header(directory / "kernels.h")
