@@ -136,3 +136,12 @@ def test_int8_activations_meet_a_float_zero_on_the_float_path() -> None:
     rng = np.random.default_rng(3)
     packed, x = k.pack("w", rand(rng, 32, 64)), rand(rng, 4, 64)
     assert_close(k(x, packed), k.reference(x, packed))
+
+
+def test_the_worked_example_of_formats_md() -> None:
+    packed = pack(np.array([[0.25, 1, 4, 2, -3, -2.5, -1, -2.25]], np.float32), "int4(group=4, zero=float, scale=f16)")
+    assert packed.arrays["values"].view(np.uint8).tolist() == [[0x30, 0x7F, 0x40, 0x6F]]
+    assert packed.arrays["scales"].view(np.uint16).tolist() == [[0x3400, 0x3044]]
+    assert packed.arrays["offsets"].view(np.uint16).tolist() == [[0x3400, 0xC200]]
+    np.testing.assert_array_equal(packed.unpack(), [[0.25, 1, 4, 2, -3, -2.466796875, -1.00048828125, -2.2001953125]])
+    assert packed.nbytes == 12
