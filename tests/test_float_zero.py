@@ -13,6 +13,7 @@ from conftest import assert_close, rand
 
 import stoicc_py
 from stoicc_py import pack
+from stoicc_py.packing.bitsplit import bitsplit, bitsplit_linear
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 N = 19
@@ -136,6 +137,8 @@ def test_int8_activations_meet_a_float_zero_on_the_float_path() -> None:
     rng = np.random.default_rng(3)
     packed, x = k.pack("w", rand(rng, 32, 64)), rand(rng, 4, 64)
     assert_close(k(x, packed), k.reference(x, packed))
+    with pytest.raises(ValueError, match="float zero .* has no integer product"):
+        bitsplit_linear(bitsplit(x, "bitsplit(int8)"), packed)
 
 
 def test_the_worked_example_of_formats_md() -> None:
