@@ -4,6 +4,7 @@ choose values on the grid, the fused CPU kernels (vectorised and scalar) match t
 reference on ragged shapes with f32 and bf16 activations, and what does not take a
 float zero says so where it is written."""
 
+import dataclasses
 from typing import Any
 
 import ml_dtypes
@@ -148,3 +149,7 @@ def test_the_worked_example_of_formats_md() -> None:
     assert packed.arrays["offsets"].view(np.uint16).tolist() == [[0x3400, 0xC200]]
     np.testing.assert_array_equal(packed.unpack(), [[0.25, 1, 4, 2, -3, -2.466796875, -1.00048828125, -2.2001953125]])
     assert packed.nbytes == 12
+    offsets = packed.arrays["offsets"].copy()
+    offsets[0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"offsets\[0, 1\] = inf is not a finite number"):
+        dataclasses.replace(packed, arrays={**packed.arrays, "offsets": offsets}).validate()
