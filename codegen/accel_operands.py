@@ -188,6 +188,9 @@ def _uniform(q: UniformQuantAttr, op: ContractionOp, k_scale: float) -> _Fields:
     per = q.per.data
     if per == "channel" and q.axis.data != 0:
         raise op_error(op, "the accel target scales weights per output channel (axis=0), per group or per tensor")
+    if q.float_offset:  # the GEMMs' integer products have a zero-point operand, not a float offset
+        raise op_error(op, f"the accel target has no float zero ({q.summary()}): use symmetric=false, an "
+                           "integer zero point")  # fmt: skip
     scales = {"tensor": "tensor", "channel": "channel", "group": "group"}.get(per)
     if scales is None:
         raise op_error(op, f"weights quantized per {per} are not supported on the accel target")

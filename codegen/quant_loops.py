@@ -119,11 +119,20 @@ class QuantView:
     def scale(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
         return b.load(self.buffers["scales"], self.scale_indices(b, row, g))
 
+    def offset(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
+        """The float zero's offset of group g of `row`, as f32."""
+        return b.load(self.buffers["offsets"], self.scale_indices(b, row, g))
+
+    @property
+    def offsets(self) -> Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue] | None:
+        """The offset of a group (row, g) with a float zero, else None."""
+        return self.offset if self.layout.float_offset else None
+
     def code(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
-        """The integer q - zero_point of element (row, k), as i32."""
+        """The integer q - zero_point of element (row, k) (the unsigned code with a float zero), as i32."""
         lead = row if isinstance(row, list) else [row]
         code = self.decoder.scalar(b, self.buffers["values"], lead, k)
-        if self.symmetric:
+        if self.symmetric or self.layout.float_offset:
             return code
         return b.insert(arith.SubiOp(code, self.zero_point(b, row, self._group_of(b, k))))
 
@@ -137,9 +146,11 @@ class QuantView:
         return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group_len))
 
     def value(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
-        """scale * (q - zero_point) of element (row, k), as f32."""
+        """scale * (q - zero_point) (+ offset) of element (row, k), as f32."""
         q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
-        return b.fmul(self.scale(b, row, self._group_of(b, k)), q)
+        g = self._group_of(b, k)
+        value = b.fmul(self.scale(b, row, g), q)
+        return value if self.offsets is None else b.fadd(value, self.offset(b, row, g))
 
 
 def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
@@ -154,9 +165,13 @@ def dequantize(b: LoopBuilder, packed: SSAValue, out: SSAValue) -> None:
                 scale = walk.scale(b, n, g)
                 t0, t1 = walk.span(b, g)
 
+                offset = None if walk.offset is None else walk.offset(b, n, g)
+
                 def slot(b: LoopBuilder, t: SSAValue) -> None:
                     where = [n, walk.column(b, n, t)]
                     value = b.fmul(scale, b.insert(arith.SIToFPOp(walk.code(b, n, t), f32)))
+                    if offset is not None:
+                        value = b.fadd(value, offset)
                     b.store(b.fadd(b.load(out, where), value), out, where)
 
                 _for(b, t0, t1, slot, "t")
@@ -179,6 +194,8 @@ class WeightWalk:
     scale: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
     slots: Size = 0
     """The slots of a row when the last group may be ragged (0: groups * group_len)."""
+    offset: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue] | None = None
+    """A float zero's offset of group g of row n (value = scale * code + offset), else None."""
 
     def span(self, b: LoopBuilder, g: SSAValue) -> tuple[SSAValue, SSAValue]:
         """The slots of group g."""
@@ -198,29 +215,37 @@ def dense_walk(b: LoopBuilder, w: QuantView, width: Size) -> WeightWalk:
     in a ragged group)."""
     group = w.group_len
     ragged = width if not (isinstance(width, int) and isinstance(group, int)) or width % group else 0
-    return WeightWalk(_ceil_div(b, width, group), group, lambda b, n, t: t, w.code, w.scale, ragged)
+    return WeightWalk(_ceil_div(b, width, group), group, lambda b, n, t: t, w.code, w.scale, ragged, w.offsets)
 
 
 def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
     """sum over the walk of x[i, column] * value, each group's dot product on the
-    codes accumulated in f32 and scaled once per group (the reassociation trick)."""
+    codes accumulated in f32 and scaled once per group (the reassociation trick); a
+    float zero adds offset * (the group's sum of x), the sum taken in the same loop."""
+    sums = 1 if walk.offset is None else 2
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
         t0, t1 = walk.span(b, g)
 
-        def term(b: LoopBuilder, t: SSAValue, gacc: SSAValue) -> SSAValue:
+        def term(b: LoopBuilder, t: SSAValue, gacc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             q = b.insert(arith.SIToFPOp(walk.code(b, n, t), f32))
-            return b.mul_add(gacc, b.load(x, [i, walk.column(b, n, t)]), q)
+            xv = b.load(x, [i, walk.column(b, n, t)])
+            return [b.mul_add(gacc[0], xv, q), *[b.fadd(s, xv) for s in gacc[1:]]]
 
-        dot = _fold(b, t0, t1, b.f32(0.0), term, "k")
-        return b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
+        dot, *xsum = b.loop(t0, t1, b.index(1), term, [b.f32(0.0)] * sums, name="k")
+        acc = b.fadd(acc, b.fmul(walk.scale(b, n, g), dot, fast=True), fast=True)
+        if walk.offset is not None:
+            acc = b.fadd(acc, b.fmul(walk.offset(b, n, g), xsum[0], fast=True), fast=True)
+        return acc
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
 
 
 def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
     """Integer dot products per weight group in i32, one float rescale per group
-    (the activation's scale is applied by the caller, once per output)."""
+    (the activation's scale is applied by the caller, once per output). Not for a float
+    zero (tdsl-fuse-dequant leaves its activations dequantized)."""
+    assert walk.offset is None, "a float zero's weight meets dequantized activations"
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
         t0, t1 = walk.span(b, g)

@@ -41,7 +41,8 @@ SYMMETRIC_ONLY = ("ternary", "binary")
 
 @irdl_attr_definition
 class UniformQuantAttr(QuantLayoutAttr):
-    """Uniform quantization: value = scale * (q - zero_point).
+    """Uniform quantization: value = scale * (q - zero_point), or, with a float zero
+    (`zero = float`, ggml's Q4_1 grid), value = scale * q + offset.
 
     `per` chooses where scales vary: one for the tensor, one per index of `axis`
     (channel), one per `group` consecutive elements of the last (reduction) axis,
@@ -56,6 +57,8 @@ class UniformQuantAttr(QuantLayoutAttr):
     group: IntAttr
     symmetric: IntAttr
     scale: TypeAttribute
+    zero: StringAttr
+    """"int": an integer zero point (asymmetric) or none; "float": an offset per group in the scale type."""
 
     def __init__(
         self,
@@ -65,10 +68,12 @@ class UniformQuantAttr(QuantLayoutAttr):
         group: int = 0,
         symmetric: bool = True,
         scale: TypeAttribute = f32,
+        zero: str = "int",
     ) -> None:
         super().__init__(
-            StringAttr(codes), StringAttr(per), IntAttr(axis), IntAttr(group), IntAttr(int(symmetric)), scale
-        )
+            StringAttr(codes), StringAttr(per), IntAttr(axis), IntAttr(group), IntAttr(int(symmetric)), scale,
+            StringAttr(zero),
+        )  # fmt: skip
 
     @property
     def bits(self) -> int:
@@ -85,6 +90,9 @@ class UniformQuantAttr(QuantLayoutAttr):
 
     @property
     def scales_per(self) -> str:
+        if self.float_offset:  # a sparse layout's padding slots must decode to 0, which this grid may not hold
+            raise VerifyException(f"{self.summary()} does not compose with a sparse layout: its grid need not "
+                                  "hold 0 (use symmetric=false, an integer zero point)")  # fmt: skip
         return self.per.data
 
     @property
@@ -94,11 +102,16 @@ class UniformQuantAttr(QuantLayoutAttr):
 
     def regrouped(self, group: int) -> UniformQuantAttr:
         """This layout with groups of `group` elements (a ragged last group's layout)."""
-        return UniformQuantAttr(self.codes.data, "group", 0, group, self.is_symmetric, self.scale)
+        return UniformQuantAttr(self.codes.data, "group", 0, group, self.is_symmetric, self.scale, self.zero.data)
 
     @property
     def is_symmetric(self) -> bool:
         return bool(self.symmetric.data)
+
+    @property
+    def float_offset(self) -> bool:
+        """value = scale * code + offset, the offset a float per group (`zero = float`)."""
+        return self.zero.data == "float"
 
     def width_unit(self) -> int:
         """Under a sparse layout, stored rows hold whole groups (no ragged last group) of whole bytes."""
@@ -133,9 +146,12 @@ class UniformQuantAttr(QuantLayoutAttr):
             buffer("values", [rows, self.row_bytes(width)], i8, "values", unsigned=not self.is_symmetric),
             buffer("scales", scales, self.scale, "scales"),
         ]
-        if not self.is_symmetric:
-            buffers.append(buffer("zero_points", scales, i8, "scales", unsigned=True))
         params = {"bits": self.bits, "group": self.group_size(width), "symmetric": int(self.is_symmetric)}
+        if self.float_offset:
+            buffers.append(buffer("offsets", scales, self.scale, "scales"))
+            params["float_offset"] = 1
+        elif not self.is_symmetric:
+            buffers.append(buffer("zero_points", scales, i8, "scales", unsigned=True))
         return StorageAttr(buffers, params)
 
     def verify(self) -> None:
@@ -154,6 +170,12 @@ class UniformQuantAttr(QuantLayoutAttr):
             raise VerifyException(f"quant: {storage} is symmetric only")
         if not isinstance(self.scale, Float32Type | Float16Type | BFloat16Type):
             raise VerifyException(f"quant: scale must be f32, bf16 or f16, got {self.scale}")
+        if self.zero.data not in ("int", "float"):
+            raise VerifyException(f"quant: zero must be int or float, got zero={self.zero.data}")
+        if self.float_offset and self.symmetric.data:
+            raise VerifyException(f"quant: {storage} with zero=float is asymmetric (symmetric=false)")
+        if self.float_offset and per == "token":
+            raise VerifyException("quant: zero=float is a weight grid, not per token (activations)")
 
     def verify_for(self, shape: Sequence[Dim], kind: str) -> None:
         if len(shape) != 2:
@@ -174,7 +196,9 @@ class UniformQuantAttr(QuantLayoutAttr):
             "group": [f"group={self.group.data}"],
             "token": ["per=token"],
         }[self.per.data]
-        if not self.symmetric.data:
+        if self.float_offset:
+            opts.append("zero=float")
+        elif not self.symmetric.data:
             opts.append("symmetric=false")
         if self.scale in (f16, bf16):
             opts.append(f"scale={self.scale}")
@@ -188,7 +212,7 @@ class UniformQuantAttr(QuantLayoutAttr):
             while parser.parse_optional_punctuation(","):
                 key = parser.parse_identifier()
                 parser.parse_punctuation("=")
-                if key in ("per",):
+                if key in ("per", "zero"):
                     fields[key] = StringAttr(parser.parse_identifier())
                 elif key in ("axis", "group", "symmetric"):
                     fields[key] = IntAttr(parser.parse_integer())
@@ -203,6 +227,7 @@ class UniformQuantAttr(QuantLayoutAttr):
             fields.get("group", IntAttr(0)),
             fields.get("symmetric", IntAttr(1)),
             fields.get("scale", f32),
+            fields.get("zero", StringAttr("int")),
         )
 
     def print_parameters(self, printer: Printer) -> None:
@@ -211,7 +236,7 @@ class UniformQuantAttr(QuantLayoutAttr):
             f"symmetric = {self.symmetric.data}, scale = "
         )
         printer.print_attribute(self.scale)
-        printer.print_string(">")
+        printer.print_string(", zero = float>" if self.float_offset else ">")
 
 
 @irdl_attr_definition
@@ -236,6 +261,8 @@ class SQAttr(QuantLayoutAttr):
         super().__init__(low, high, IntAttr(group), IntAttr(count))
 
     def verify(self) -> None:
+        if self.low.float_offset:
+            raise VerifyException(f"sq: low {self.low.summary()}: a float zero is not supported in sq (use symmetric=false)")
         if self.high.codes.data != "int8" or self.high.per.data not in ("tensor", "channel") or self.high.axis.data:
             raise VerifyException(f"sq: high must be int8 per tensor or per row (axis=0), got {self.high.summary()}")
         if not 0 < self.count.data <= self.group.data:

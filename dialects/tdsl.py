@@ -55,6 +55,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py import dims
 from stoicc_py.dialects.layout import DENSE, Dim, LayoutAttr, PackedType, QuantLayoutAttr, StorageAttr
+from stoicc_py.dialects.quant import UniformQuantAttr
 
 DTYPES: dict[str, TypeAttribute] = {"f32": f32, "bf16": bf16, "f16": f16, "i8": i8, "i32": i32, "bool": i1}
 """Element types by name. `bool` is i1 in registers and one byte (0 or 1) in memory."""
@@ -703,6 +704,9 @@ class QuantizeOp(OneInputOp):
             raise ShapeError("quantize needs a quantized layout, e.g. quantize(x, int8(per=token))")
         if not a.layout.is_dense:
             raise ShapeError(f"quantize expects a dense tensor, got layout {a.layout.summary()}")
+        if isinstance(layout, UniformQuantAttr) and layout.float_offset:  # the run-time quantizer writes zero points
+            raise ShapeError(f"quantize computes no float zero at run time: {layout.summary()} is a weight layout "
+                             "(pack() it), use symmetric=false")  # fmt: skip
         layout.verify_for(a.dims, a.dtype)
         return TensorType(a.dims, a.element_type, layout)
 

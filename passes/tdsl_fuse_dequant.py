@@ -59,11 +59,15 @@ def _integer_activation(value: SSAValue) -> bool:
 
 
 def _integer_weight(value: SSAValue) -> bool:
-    """Whether a weight's codes are walked by the integer path: quantized, SQ, or N:M with quantized values."""
+    """Whether a weight's codes are walked by the integer path: quantized, SQ, or N:M with quantized values.
+    A float zero (zero=float) is not: its offset times the group's sum of x is not an integer
+    product, so int8 activations stay dequantized and meet it on the float path."""
     t = value.type
     if not isinstance(t, TensorType):
         return False
     layout = t.layout
+    if isinstance(layout, UniformQuantAttr) and layout.float_offset:
+        return False
     return isinstance(layout, UniformQuantAttr | SQAttr) or (
         isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)
     )

@@ -24,6 +24,11 @@ P*t + j at j*width + t, times 2^-(b*j) (exact), by vector.shuffle, so each field
 meets one contiguous x vector: one vector.fma per row of x. Symmetric int8 bytes
 are sign-extended and converted, and read x in place.
 
+A float zero (`zero=float`: value = scale * code + offset) reads its unsigned codes
+with base 0 and adds offset * (the segment's sum of x) per segment: the sums are taken
+once per call, as `width` lanes per (row, segment) in scratch, so each segment costs one
+more vector fma per output, and the lanes are reduced with the rest.
+
 Loops: n-tiles (a panel of weight rows stays in L2 across row blocks), row blocks
 of `rows` rows (the unpacked fields of `cols` weight rows are each used by every
 row of the block), column blocks; a single row (GEMV) takes `gemv_cols` weight
@@ -45,6 +50,7 @@ from xdsl.dialects import arith, memref, vector
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     ModuleOp,
+    VectorType,
     f32,
     i32,
     i64,
@@ -99,6 +105,28 @@ def _lane_order(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, codes: Ve
     return ordered
 
 
+def _segment_sums(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, segment: int, width: int) -> SSAValue:
+    """x's sums over each segment of a row as `width` partial lanes, into scratch
+    [rows, segments * width] once per call (lane t sums columns t, t + width, ...)."""
+    segments = -(-k_size // segment)
+    sums = _scratch(b, m, [x.type.get_shape()[0], segments * width], "x_sums")  # type: ignore[attr-defined]
+    lanes = VectorType(f32, [width])
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def one(b: LoopBuilder, k0: SSAValue) -> None:
+            k1 = b.add(k0, b.index(segment))
+            if k_size % segment:  # the last segment holds the rest of the row
+                k1 = b.min(k1, b.index(k_size))
+            (total,) = b.loop(k0, k1, b.index(width), lambda b, k, acc: [b.fadd(acc[0], b.vload(x, [i, k], width))],
+                              [b.splat(lanes, 0.0)], name="k")  # fmt: skip
+            b.vstore(total, sums, [i, b.mul(b.div(k0, b.index(segment)), b.index(width))])
+
+        for_(b, b.index(0), b.index(k_size), segment, one, "s")
+
+    for_(b, b.index(0), m, 1, row, "i")
+    return sums
+
+
 @dataclass(frozen=True)
 class PlaneInput:
     """One bit plane of the weight's codes and the activations ordered for it."""
@@ -120,6 +148,8 @@ class QuantKernel:
     k_size: int
     segment: int
     """Codes per scale: a group, or the whole row."""
+    sums: SSAValue | None = None
+    """A float zero's partial sums of x per segment (_segment_sums), else None."""
 
     @property
     def codes(self) -> VectorCodes:
@@ -159,17 +189,27 @@ class QuantKernel:
             for r in range(len(rows)):
                 at = r * len(cols) + c
                 new[at] = b.insert(vector.FMAOp(scale, dots[at], totals[at]))
+        if self.sums is not None:  # + offset * sum(x) of the segment
+            at_g = b.mul(g, b.index(codes.width))
+            xs = [b.vload(self.sums, [row, at_g], codes.width) for row in rows]
+            for c, col in enumerate(cols):
+                offset = b.insert(vector.BroadcastOp(self.w.offset(b, col, g), codes.vec))
+                for r, x_sum in enumerate(xs):
+                    new[r * len(cols) + c] = b.insert(vector.FMAOp(offset, x_sum, new[r * len(cols) + c]))
         return new
 
-    def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue:
-        """u - q of the fields of weight row `col` in group g, as f32 lanes."""
+    def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue | None:
+        """u - q of the fields of weight row `col` in group g, as f32 lanes; None with a float
+        zero (q = u: nothing to subtract)."""
+        if self.w.layout.float_offset:
+            return None
         if self.codes.base is not None:
             return b.splat(self.codes.vec, float(self.codes.base))
         zp = b.load(self.w.buffers["zero_points"], self.w.scale_indices(b, col, g))
         zp = b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32))
         return b.insert(vector.BroadcastOp(zp, self.codes.vec))
 
-    def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue]) -> Step:
+    def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue | None]) -> Step:
         """One step: each weight row's bytes of each plane loaded once, each field used by
         every row of x."""
 
@@ -183,7 +223,7 @@ class QuantKernel:
         return step
 
     def _plane(self, b: LoopBuilder, plane: PlaneInput, rows: list[SSAValue], cols: list[SSAValue],
-               bases: list[SSAValue], k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
+               bases: list[SSAValue | None], k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
         """acc + the products of one chunk of one plane."""
         codes = plane.codes
         words = [codes.load(b, self.w.buffers["values"], col, k) for col in cols]
@@ -231,8 +271,10 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
     b = before(op)
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     inputs = [PlaneInput(codes, _lane_order(b, op.lhs, m, k_size, codes)) for codes in planes]
-    kernel = QuantKernel(inputs, view, out, k_size, view.group if view.per == "group" else k_size)
-    width = kernel.codes.width
+    segment = view.group if view.per == "group" else k_size
+    width = planes[0].width
+    sums = _segment_sums(b, op.lhs, m, k_size, segment, width) if view.layout.float_offset else None
+    kernel = QuantKernel(inputs, view, out, k_size, segment, sums)
     block = Shape(width, blocking.rows, blocking.cols)
     one_row, corner = Shape(width, 1, blocking.gemv_cols), Shape(width, 1, 1)
     ragged_n = n_size < 0 or n_size % blocking.columns != 0  # a symbolic N may be ragged
@@ -253,9 +295,9 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    for plane in inputs:
-        if plane.x is not op.lhs:
-            b.b.insert(memref.DeallocOp.get(plane.x))
+    for scratch in [*(p.x for p in inputs), sums]:
+        if scratch is not None and scratch is not op.lhs:
+            b.b.insert(memref.DeallocOp.get(scratch))
 
 
 def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[VectorCodes]] | None:

@@ -61,6 +61,9 @@ class QuantScheme(Protocol):
     @property
     def is_symmetric(self) -> bool: ...
 
+    @property
+    def float_offset(self) -> bool: ...
+
     def regrouped(self, group: int) -> QuantScheme: ...
 
     def scale_shape(self, shape: Sequence[int]) -> list[int]: ...
@@ -74,7 +77,7 @@ class Sign(Enum):
 
     TWOS = "two's complement"  # q = u sign-extended from b bits
     PLUS_MINUS_ONE = "+-1"  # binary: q = 2u - 1
-    UNSIGNED = "unsigned"  # asymmetric: the code is u, the value scale * (u - zero point)
+    UNSIGNED = "unsigned"  # asymmetric: the code is u, the value scale * (u - zero point) or scale * u + offset
 
 
 @dataclass(frozen=True)
@@ -205,13 +208,16 @@ class QuantCodes:
 
     `codes`: int32 [R, K], the signed level q (-qmax..qmax; -1/+1 for binary) or, when
     asymmetric, the unsigned code c (0..2^b - 1). `scales`: float32, float16 or bfloat16 in the
-    layout's scale_shape. `zero_points`: int32 in scale_shape when asymmetric, else None.
-    The value of element (r, k) is float32(scale) * float32(code - zero_point).
+    layout's scale_shape. `zero_points`: int32 in scale_shape when asymmetric with an integer
+    zero point, else None. `offsets`: with a float zero (`zero=float`), the offsets in the
+    scales' dtype and shape, else None. The value of element (r, k) is float32(scale) *
+    float32(code - zero_point), or float32(scale) * float32(code) + float32(offset).
     """
 
     codes: Array
     scales: Array
     zero_points: Array | None
+    offsets: Array | None = None
 
 
 def _split(attr: QuantScheme, width: int) -> tuple[int, QuantScheme] | None:
@@ -248,6 +254,11 @@ def _bounds(g: Array) -> tuple[Array, Array]:
     return np.minimum(g.min(axis=1), F32(0)), np.maximum(g.max(axis=1), F32(0))
 
 
+def _offsets(g: Array) -> Array:
+    """A float zero's offset of each group: its min (the grid is min .. max, 0 need not be on it, as in Q4_1)."""
+    return g.min(axis=1)
+
+
 def _float32_scales(g: Array, attr: QuantScheme, code: CodeBits) -> Array:
     """The scale of each group (row of g), in float32, before rounding to the storage type."""
     if attr.codes.data in ("ternary", "binary"):
@@ -255,7 +266,7 @@ def _float32_scales(g: Array, attr: QuantScheme, code: CodeBits) -> Array:
         return np.asarray(np.sum(np.abs(g), axis=1, dtype=F32) / F32(g.shape[1]))
     if attr.is_symmetric:
         return np.max(np.abs(g), axis=1) / F32(code.qmax)
-    lo, hi = _bounds(g)
+    lo, hi = (g.min(axis=1), g.max(axis=1)) if attr.float_offset else _bounds(g)
     return (hi - lo) / F32(code.levels - 1)
 
 
@@ -266,10 +277,10 @@ def scale_dtype(attr: QuantScheme) -> np.dtype[Any]:
     return bf16_dtype() if isinstance(attr.scale, BFloat16Type) else np.dtype(F32)
 
 
-def _stored_scales(s: Array, attr: QuantScheme) -> Array:
-    """s in the scale type (rounded to nearest even); codes are computed with these scales."""
+def _stored_scales(s: Array, attr: QuantScheme, what: str = "scale") -> Array:
+    """s (or offsets) in the scale type (rounded to nearest even); codes are computed with these."""
     stored = s.astype(scale_dtype(attr), copy=False)
-    _check_finite(stored, "scale", s)
+    _check_finite(stored, what, s)
     return stored
 
 
@@ -280,12 +291,17 @@ def _check_finite(a: Array, what: str, scale: Array) -> None:
         raise ValueError(f"the {what} of group {g} overflows {a.dtype} (float32 scale {scale[g]})")
 
 
-def round_codes(g: Array, s: Array, code: CodeBits, zp: Array | None = None) -> tuple[Array, Array]:
+def round_codes(g: Array, s: Array, code: CodeBits, zp: Array | None = None,
+                offset: Array | None = None) -> tuple[Array, Array]:  # fmt: skip
     """Float32 codes (q, or c when asymmetric) of grouped x and the zero points [groups, 1],
     given the float32 scales s [groups, 1] and, when asymmetric, the zero points `zp` (by
-    default each group's own, rint(-lo / s)). The compression methods round one column at a
-    time onto a grid they chose (stoicc_py.packing.methods) with this same arithmetic."""
+    default each group's own, rint(-lo / s)) or the float32 offsets `offset` [groups, 1] of a
+    float zero (c = clip(rint((x - offset) / s)); the zero points returned are then 0). The
+    compression methods round one column at a time onto a grid they chose
+    (stoicc_py.packing.methods) with this same arithmetic."""
     divisor = np.where(s == 0, F32(1), s)
+    if offset is not None:
+        return np.clip(np.rint((g - offset) / divisor), F32(0), F32(code.levels - 1)), np.zeros_like(s)
     if code.sign is Sign.PLUS_MINUS_ONE:
         return np.where(g >= 0, F32(1), F32(-1)), np.zeros_like(s)
     if code.sign is Sign.TWOS:
@@ -307,43 +323,55 @@ def finite_matrix(x: Array, what: str) -> Array:
     return x
 
 
+def _side_by_side(a: Array | None, b: Array | None) -> Array | None:
+    return None if a is None or b is None else np.concatenate([a, b], axis=1)
+
+
+def _cut(a: Array | None) -> tuple[Array | None, Array | None]:
+    """Per-group arrays [R, groups]: the whole groups and the ragged last group."""
+    return (None, None) if a is None else (a[:, :-1], a[:, -1:])
+
+
 def _join(main: QuantCodes, last: QuantCodes) -> QuantCodes:
     """The codes of a row's whole groups and of its ragged last group, side by side."""
-    zp = None
-    if main.zero_points is not None and last.zero_points is not None:
-        zp = np.concatenate([main.zero_points, last.zero_points], axis=1)
     return QuantCodes(np.concatenate([main.codes, last.codes], axis=1),
-                      np.concatenate([main.scales, last.scales], axis=1), zp)  # fmt: skip
+                      np.concatenate([main.scales, last.scales], axis=1),
+                      _side_by_side(main.zero_points, last.zero_points),
+                      _side_by_side(main.offsets, last.offsets))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Grid:
-    """Scales (the stored dtype) and zero points (int32, or None when symmetric) in a layout's
-    scale_shape, chosen by a compression method rather than computed from the values."""
+    """Scales (the stored dtype) and zero points (int32, or None when symmetric or with a
+    float zero) or offsets (a float zero's, the scales' dtype) in a layout's scale_shape,
+    chosen by a compression method rather than computed from the values."""
 
     scales: Array
     zero_points: Array | None
+    offsets: Array | None = None
 
 
 def _split_grid(grid: Grid | None) -> tuple[Grid | None, Grid | None]:
     """A grid's whole groups and its ragged last group (the last scale of each row)."""
     if grid is None:
         return None, None
-    zp = grid.zero_points
-    return (Grid(grid.scales[:, :-1], None if zp is None else zp[:, :-1]),
-            Grid(grid.scales[:, -1:], None if zp is None else zp[:, -1:]))  # fmt: skip
+    (s0, s1), (z0, z1), (m0, m1) = _cut(grid.scales), _cut(grid.zero_points), _cut(grid.offsets)
+    assert s0 is not None and s1 is not None
+    return Grid(s0, z0, m0), Grid(s1, z1, m1)
 
 
-def _grid_scales(grid: Grid, attr: QuantScheme, shape: Sequence[int]) -> tuple[Array, Array | None]:
-    """A given grid's stored scales (flat, the groups' order) and zero points [groups, 1] (float32)."""
+def _grid_scales(grid: Grid, attr: QuantScheme, shape: Sequence[int]) -> tuple[Array, Array | None, Array | None]:
+    """A given grid's stored scales and offsets (flat, the groups' order) and zero points [groups, 1] (float32)."""
     want = attr.scale_shape(shape)
-    if list(grid.scales.shape) != want or grid.scales.dtype != scale_dtype(attr):
-        raise ValueError(f"quantize: a grid of {grid.scales.dtype} {list(grid.scales.shape)}, expected "
-                         f"{scale_dtype(attr)} {want}")  # fmt: skip
-    if (grid.zero_points is None) != attr.is_symmetric:
-        raise ValueError("quantize: a grid has zero points exactly when the layout is asymmetric")
+    for a in (grid.scales, grid.offsets):
+        if a is not None and (list(a.shape) != want or a.dtype != scale_dtype(attr)):
+            raise ValueError(f"quantize: a grid of {a.dtype} {list(a.shape)}, expected {scale_dtype(attr)} {want}")
+    if (grid.zero_points is None) != (attr.is_symmetric or attr.float_offset):
+        raise ValueError("quantize: a grid has zero points exactly when the layout is asymmetric with an integer zero")
+    if (grid.offsets is None) == attr.float_offset:
+        raise ValueError("quantize: a grid has offsets exactly when the layout has a float zero (zero=float)")
     zp = None if grid.zero_points is None else grid.zero_points.reshape(-1, 1).astype(F32)
-    return grid.scales.reshape(-1), zp
+    return grid.scales.reshape(-1), zp, None if grid.offsets is None else grid.offsets.reshape(-1)
 
 
 def quantize(x: Array, attr: QuantScheme, grid: Grid | None = None) -> QuantCodes:
@@ -354,7 +382,9 @@ def quantize(x: Array, attr: QuantScheme, grid: Grid | None = None) -> QuantCode
     s = mean|x|, q = clip(rint(x / s), -1, 1). Binary: s = mean|x|, q = +1 where
     x >= 0 else -1. Asymmetric: s = (hi - lo) / (2^b - 1) with lo = min(min x, 0),
     hi = max(max x, 0), zp = clip(rint(-lo / s), 0, 2^b - 1), c = clip(rint(x / s) + zp,
-    0, 2^b - 1). A zero scale divides by 1. Codes use the scale as stored (f16-rounded).
+    0, 2^b - 1). Float zero (zero=float): s = (max x - min x) / (2^b - 1), offset = min x,
+    c = clip(rint((x - offset) / s), 0, 2^b - 1). A zero scale divides by 1. Codes use the
+    scale and offset as stored (f16-rounded).
     ValueError if x is not finite, or a scale or value (near float32's max) overflows.
     """
     x = finite_matrix(x, "quantize")
@@ -365,31 +395,36 @@ def quantize(x: Array, attr: QuantScheme, grid: Grid | None = None) -> QuantCode
     code = CodeBits.of(attr)
     g = _grouped(x, attr)
     with np.errstate(over="ignore"):  # overflows are reported by group below
-        given = None
+        given = offsets = None
         if grid is None:
             scales = _stored_scales(_float32_scales(g, attr, code), attr)
+            offsets = _stored_scales(_offsets(g), attr, "offset") if attr.float_offset else None
         else:
-            scales, given = _grid_scales(grid, attr, x.shape)
+            scales, given, offsets = _grid_scales(grid, attr, x.shape)
         s = scales.astype(F32)[:, None]
-        codes, zp = round_codes(g, s, code, given)
-        _check_finite(s[:, 0] * np.abs(codes - zp).max(axis=1), "largest value", s[:, 0])
+        m = None if offsets is None else offsets.astype(F32)[:, None]
+        codes, zp = round_codes(g, s, code, given, m)
+        _check_finite(s[:, 0] * np.abs(codes - zp).max(axis=1) + (0 if m is None else np.abs(m[:, 0])),
+                      "largest value", s[:, 0])  # fmt: skip
     shape = attr.scale_shape(x.shape)
     return QuantCodes(
         _ungrouped(codes.astype(np.int32), x.shape, attr),
         scales.reshape(shape),
-        None if attr.is_symmetric else zp.astype(np.int32).reshape(shape),
+        None if attr.is_symmetric or attr.float_offset else zp.astype(np.int32).reshape(shape),
+        None if offsets is None else offsets.reshape(shape),
     )
 
 
 def _columns(q: QuantCodes, cut: int) -> tuple[QuantCodes, QuantCodes]:
     """q's whole groups (codes before column `cut`) and its ragged last group."""
-    zp = q.zero_points
-    return (QuantCodes(q.codes[:, :cut], q.scales[:, :-1], None if zp is None else zp[:, :-1]),
-            QuantCodes(q.codes[:, cut:], q.scales[:, -1:], None if zp is None else zp[:, -1:]))  # fmt: skip
+    (s0, s1), (z0, z1), (m0, m1) = _cut(q.scales), _cut(q.zero_points), _cut(q.offsets)
+    assert s0 is not None and s1 is not None
+    return QuantCodes(q.codes[:, :cut], s0, z0, m0), QuantCodes(q.codes[:, cut:], s1, z1, m1)
 
 
 def dequantize_codes(q: QuantCodes, attr: QuantScheme) -> Array:
-    """The float32 values float32(scale) * float32(code - zero_point) of quantized codes."""
+    """The float32 values float32(scale) * float32(code - zero_point) of quantized codes (plus
+    float32(offset), a float zero's, rounded once more)."""
     if (split := _split(attr, q.codes.shape[1])) is not None:
         main, last = _columns(q, split[0])
         return np.concatenate([dequantize_codes(main, attr), dequantize_codes(last, split[1])], axis=1)
@@ -397,6 +432,8 @@ def dequantize_codes(q: QuantCodes, attr: QuantScheme) -> Array:
     if q.zero_points is not None:
         g = g - q.zero_points.reshape(-1, 1)
     values = q.scales.astype(F32).reshape(-1, 1) * g.astype(F32)
+    if q.offsets is not None:
+        values += q.offsets.astype(F32).reshape(-1, 1)
     return _ungrouped(values, q.codes.shape, attr)
 
 
@@ -418,6 +455,8 @@ def code_arrays(q: QuantCodes, attr: QuantScheme, prefix: str = "") -> dict[str,
     arrays = {prefix + "values": CodeBits.of(attr).encode(q.codes), prefix + "scales": q.scales}
     if q.zero_points is not None:
         arrays[prefix + "zero_points"] = q.zero_points.astype(np.uint8)
+    if q.offsets is not None:
+        arrays[prefix + "offsets"] = q.offsets
     return arrays
 
 
@@ -428,6 +467,7 @@ def codes_from(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") ->
         CodeBits.of(attr).decode(arrays[prefix + "values"]),
         arrays[prefix + "scales"],
         None if zp is None else zp.astype(np.int32),
+        arrays.get(prefix + "offsets"),
     )
 
 
@@ -449,6 +489,9 @@ def check_codes(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") -
     and symmetric int2 it is not a level at all; kernels may rely on its absence."""
     code = CodeBits.of(attr)
     check_scales(arrays[prefix + "scales"], prefix + "scales")
+    if (offsets := arrays.get(prefix + "offsets")) is not None and (bad := ~np.isfinite(offsets)).any():
+        at = _first(bad)
+        raise ValueError(f"{prefix}offsets{list(at)} = {offsets[at]} is not a finite number")
     zp = arrays.get(prefix + "zero_points")
     if zp is not None and (bad := zp >= code.levels).any():
         at = _first(bad)

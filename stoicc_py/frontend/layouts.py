@@ -95,9 +95,11 @@ def _quant(storage: str) -> Callable[[_Args], LayoutAttr]:
             per = "group" if "group" in a.values else "channel" if "axis" in a.values else "tensor"
         axis = a.integer("axis", 1 if per == "group" else 0)
         group = a.integer("group", 0)
-        symmetric = a.word("symmetric", "true", ("true", "false")) == "true"
+        zero = a.word("zero", "int", ("int", "float"))
+        # zero=float is asymmetric by nature: symmetric=false is implied, symmetric=true refused (verify)
+        symmetric = a.word("symmetric", "true" if zero == "int" else "false", ("true", "false")) == "true"
         scale = DTYPES[a.word("scale", "f32", ("f32", "bf16", "f16"))]
-        return UniformQuantAttr(storage, per, axis, group, symmetric, scale)
+        return UniformQuantAttr(storage, per, axis, group, symmetric, scale, zero)
 
     return build
 
@@ -131,7 +133,7 @@ _BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[_Args], LayoutAttr]]] = {
     "block": (("size",), _block),
     "csr": (("index",), _csr),
     "hybrid": (("tile", "formats"), _hybrid),
-    **{s: (("group", "axis", "per", "symmetric", "scale"), _quant(s)) for s in STORAGE_BITS},
+    **{s: (("group", "axis", "per", "symmetric", "scale", "zero"), _quant(s)) for s in STORAGE_BITS},
 }
 
 

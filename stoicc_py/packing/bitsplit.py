@@ -50,6 +50,8 @@ def _weight_groups(w: Packed) -> tuple[Array, Array, int]:
     attr = w.layout
     if not isinstance(attr, UniformQuantAttr) or (attr.per.data == "channel" and attr.axis.data != 0):
         raise ValueError(f"bitsplit_linear: the weight needs one scale per row or row group, got {w.layout.summary()}")
+    if attr.float_offset:  # offset * sum(x) is not an integer product
+        raise ValueError(f"bitsplit_linear: a float zero ({attr.summary()}) has no integer product: use symmetric=false")
     rows, width = w.shape
     group = attr.group_size(width)
     q = codes_of(w)

@@ -140,13 +140,15 @@ def _formats(layout: HybridAttr) -> list[str]:
 @dataclass
 class ColumnGrid:
     """The quantization grid of the stored matrix, filled as the sweep goes: `scales` (stored
-    dtype) and `zero_points` (int32) in the layout's scale_shape of the stored matrix ([R, K],
+    dtype) and `zero_points` (int32) or a float zero's `offsets` (stored dtype) in the layout's
+    scale_shape of the stored matrix ([R, K],
     or the [R, K * n / m] slots of `nm(n, m) with Q`). `dynamic`: a group's (or column's)
     grid is computed when the sweep reaches it; else the whole grid was computed up front."""
 
     attr: UniformQuantAttr
     scales: Array
     zero_points: Array | None
+    offsets: Array | None
     dynamic: bool
     n: int = 1
     m: int = 1
@@ -159,7 +161,7 @@ class ColumnGrid:
             raise ValueError(f"pack: a weight is not quantized per token ({attr.summary()})")
         q = quantize(w, attr)  # the codec's grid of the original w: kept when static, else overwritten
         per_group = attr.per.data == "group" or attr.per_column
-        return ColumnGrid(attr, q.scales.copy(), _copy(q.zero_points), per_group and not static, n, m)
+        return ColumnGrid(attr, q.scales.copy(), _copy(q.zero_points), _copy(q.offsets), per_group and not static, n, m)
 
     @property
     def span(self) -> int:
@@ -187,17 +189,24 @@ class ColumnGrid:
         self.scales[at] = q.scales.reshape(-1)
         if self.zero_points is not None and q.zero_points is not None:
             self.zero_points[at] = q.zero_points.reshape(-1)
+        if self.offsets is not None and q.offsets is not None:
+            self.offsets[at] = q.offsets.reshape(-1)
 
     def round(self, j: int, x: Array) -> Array:
-        """Column j's weights x [R] rounded onto its grid: float32 scale * (code - zero point)."""
+        """Column j's weights x [R] rounded onto its grid: float32 scale * (code - zero point)
+        (+ offset), as uniform.dequantize_codes computes it."""
         at = self._index(j if self.order is None else int(self.order[j]))
-        s = np.broadcast_to(self.scales[at].astype(F32), x.shape)[:, None]
-        zp = None if self.zero_points is None else np.broadcast_to(self.zero_points[at], x.shape)[:, None].astype(F32)
-        codes, zero = round_codes(x.astype(F32)[:, None], s, CodeBits.of(self.attr), zp)
-        return (s * (codes - zero))[:, 0]
+
+        def column(a: Array | None) -> Array | None:  # a grid array at column j, float32 [R, 1]
+            return None if a is None else np.broadcast_to(a[at], x.shape)[:, None].astype(F32)
+
+        s, m = column(self.scales), column(self.offsets)
+        assert s is not None
+        codes, zero = round_codes(x.astype(F32)[:, None], s, CodeBits.of(self.attr), column(self.zero_points), m)
+        return (s * (codes - zero) if m is None else s * codes + m)[:, 0]
 
     def result(self) -> Grid:
-        return Grid(self.scales, self.zero_points)
+        return Grid(self.scales, self.zero_points, self.offsets)
 
 
 def _copy(a: Array | None) -> Array | None:

@@ -12,6 +12,8 @@
 // CHECK-SAME: composed = #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, axis = 1, group = 128, symmetric = 1, scale = f32>>
 // CHECK-SAME: sq = #quant.sq<#quant.uniform<int4, per = group, axis = 1, group = 128, symmetric = 1, scale = f32>, #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #builtin.int<128>, #builtin.int<6>>
 // CHECK-SAME: split = #quant.bitsplit<#builtin.int<4>, #builtin.int<1>>
+// CHECK-SAME: q4_1 = #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 0, scale = f16, zero = float>
+// CHECK-SAME: int_zero = #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 0, scale = f32>
 "test.op"() {
   dense = !tdsl.tensor<[4, 8], f32, #layout.dense>,
   nm = !tdsl.tensor<[4, 8], f32, #sparse.nm<2, 4>>,
@@ -23,5 +25,7 @@
   int8 = #quant.uniform<int8, per = token, symmetric = 0>,
   composed = #layout.with<#sparse.nm<2, 4>, #quant.uniform<int4, per = group, axis = 1, group = 128>>,
   sq = #quant.sq<#quant.uniform<int4, per = group, axis = 1, group = 128>, #quant.uniform<int8, per = channel>, #builtin.int<128>, #builtin.int<6>>,
-  split = #quant.bitsplit<#builtin.int<4>, #builtin.int<1>>
+  split = #quant.bitsplit<#builtin.int<4>, #builtin.int<1>>,
+  q4_1 = #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 0, scale = f16, zero = float>,
+  int_zero = #quant.uniform<int4, per = group, axis = 1, group = 32, symmetric = 0, zero = int>
 } : () -> ()

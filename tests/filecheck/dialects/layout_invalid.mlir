@@ -41,6 +41,21 @@
 
 // -----
 
+"test.op"() {a = #quant.uniform<int4, per = group, group = 32, zero = float>} : () -> ()
+// CHECK: quant: int4 with zero=float is asymmetric (symmetric=false)
+
+// -----
+
+"test.op"() {a = #quant.uniform<int4, per = group, group = 32, symmetric = 0, zero = half>} : () -> ()
+// CHECK: quant: zero must be int or float, got zero=half
+
+// -----
+
+"test.op"() {a = #quant.uniform<int8, per = token, symmetric = 0, zero = float>} : () -> ()
+// CHECK: quant: zero=float is a weight grid, not per token (activations)
+
+// -----
+
 "test.op"() {a = #layout.with<#quant.uniform<int8>, #sparse.nm<2, 4>>} : () -> ()
 // CHECK: 'with' expects a sparse layout on its left, got int8()
 

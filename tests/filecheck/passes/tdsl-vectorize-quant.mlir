@@ -172,3 +172,29 @@ func.func @symbolic_width(%x: memref<?x?xf32>, %w_values: memref<4x?xi8>, %w_sca
   tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x?xf32>, !layout.packed<[4, ?], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x?xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<-1>, symmetric = #builtin.int<1>}>> into memref<?x4xf32>
   func.return
 }
+
+// A float zero (value = scale * code + offset): unsigned codes with nothing subtracted
+// (no zero point), and per segment offset * sum(x), the sums taken once per call as
+// 8 partial lanes per row and segment, one more fma per output.
+// CHECK-LABEL: func.func @int8_float_zero
+// CHECK:         %x_sums = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK:         %[[XV:.*]] = vector.load %x[%i, %k] : memref<?x16xf32>, vector<8xf32>
+// CHECK-NEXT:    arith.addf %{{.*}}, %[[XV]] : vector<8xf32>
+// CHECK:         vector.store %{{.*}}, %x_sums[%i, %{{.*}}] : memref<?x8xf32>, vector<8xf32>
+// CHECK-NOT:     w_zero_points
+// CHECK:         %[[Z:.*]] = llvm.zext %{{.*}} : vector<8xi8> to vector<8xi32>
+// CHECK:         %[[W:.*]] = arith.ori %[[Z]], %[[MAGIC:.*]] : vector<8xi32>
+// CHECK-NEXT:    %[[U:.*]] = vector.bitcast %[[W]] : vector<8xi32> to vector<8xf32>
+// CHECK-NEXT:    arith.subf %[[U]], %{{.*}} : vector<8xf32>
+// CHECK:         %[[S:.*]] = memref.load %w_scales[%j] : memref<4xf32>
+// CHECK:         %[[SUMS:.*]] = vector.load %x_sums[%i_1, %{{.*}}] : memref<?x8xf32>, vector<8xf32>
+// CHECK:         %[[M:.*]] = memref.load %w_offsets[%j] : memref<4xf32>
+// CHECK-NEXT:    %[[MV:.*]] = vector.broadcast %[[M]] : f32 to vector<8xf32>
+// CHECK-NEXT:    vector.fma %[[MV]], %[[SUMS]], %{{.*}} : vector<8xf32>
+// CHECK:         memref.dealloc %x_sums
+// CHECK:         func.return
+func.func @int8_float_zero(%x: memref<?x16xf32>, %w_values: memref<4x16xi8>, %w_scales: memref<4xf32>, %w_offsets: memref<4xf32>, %out0: memref<?x4xf32>, %M: index) {
+  %w = layout.assemble %w_values, %w_scales, %w_offsets : memref<4x16xi8>, memref<4xf32>, memref<4xf32> -> !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32, zero = float>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"offsets", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<0>, float_offset = #builtin.int<1>}>>
+  tdsl.linear %x, %w into %out0 {tile = array<i64: 16, 48, 1024>} : memref<?x16xf32>, !layout.packed<[4, 16], #quant.uniform<int8, per = channel, axis = 0, group = 0, symmetric = 0, scale = f32, zero = float>, #layout.storage<[#layout.buffer<"values", memref<4x16xi8>, "values", unsigned>, #layout.buffer<"scales", memref<4xf32>, "scales">, #layout.buffer<"offsets", memref<4xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<16>, symmetric = #builtin.int<0>, float_offset = #builtin.int<1>}>> into memref<?x4xf32>
+  func.return
+}
