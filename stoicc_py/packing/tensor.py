@@ -14,6 +14,7 @@ from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.arrays import NUMPY_DTYPES, bf16_dtype, dtype_name, host_array
+from stoicc_py.codec import codec_for
 from stoicc_py.codec.uniform import Grid
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
@@ -194,6 +195,18 @@ class PackedTensor:
     def buffers(self) -> list[Array]:
         """The arrays in the storage's buffer order: the kernel ABI order."""
         return [self.arrays[role] for role in self.storage.roles]
+
+    def row_granule(self) -> int:
+        """The rows of one unit of the storage, at whose multiples cut_rows() cuts; 0 where the
+        layout cannot cut its rows (sq, bitsplit)."""
+        return codec_for(self.layout, self.shape).row_granule()
+
+    def cut_rows(self, start: int, stop: int) -> list[Array]:
+        """buffers() of the matrix's rows [start, stop): views (no copy) that a kernel reads as a
+        whole matrix of stop - start rows (the codec's cut_rows: `start` and `stop` multiples of
+        row_granule(), or `stop` the last row). A kernel call on a block of the weight's rows."""
+        cut = codec_for(self.layout, self.shape).cut_rows(self.arrays, start, stop)
+        return [cut[role] for role in self.storage.roles]
 
     def nbytes_breakdown(self) -> dict[str, int]:
         """Bytes per buffer kind ("values", "metadata", "scales", "table") and their "total"."""
