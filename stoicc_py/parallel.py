@@ -57,13 +57,12 @@ def get_threads() -> int:
     return _setting if _setting is not None else default_threads()
 
 
-def row_blocks(rows: int, granule: int, threads: int, row_work: int,
-               min_work: int = MIN_BLOCK_WORK) -> list[tuple[int, int]]:  # fmt: skip
-    """[start, stop) blocks covering `rows` (or columns): at most `threads`, each starting on a multiple
-    of `granule` with MIN_ROWS rows and `min_work` work or more; one block when a split does not pay."""
+def row_blocks(rows: int, granule: int, threads: int, row_work: int, min_work: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) blocks covering `rows` (or columns): at most `threads`, each starting on a multiple of
+    `granule` with MIN_ROWS rows and `min_work` (MIN_BLOCK_WORK) work or more; one block when a split does not pay."""
     unit = max(granule, 1)
     smallest = -(-MIN_ROWS // unit) * unit
-    count = min(threads, rows // smallest, rows * row_work // min_work)
+    count = min(threads, rows // smallest, rows * row_work // (MIN_BLOCK_WORK if min_work is None else min_work))
     units = -(-rows // unit)
     if count < 2:
         return [(0, rows)]
