@@ -121,3 +121,11 @@ def test_calls_of_several_rows_and_small_calls_stay_whole(prog: stoicc_py.Progra
 )
 def test_kernels_without_independent_columns_do_not_split(source: str) -> None:
     assert stoicc_py.compile(source).f.abi.column_split is None
+
+
+def test_gemv_threads_benchmark_smoke() -> None:
+    from stoicc_py.benchmarks.gemv_threads import FORMATS, SMOKE_SHAPES, measure
+
+    rows = measure(FORMATS["int4"], *SMOKE_SHAPES[0], repeat=1, budget=0.0, timed=False)
+    assert [r["threads"] for r in rows] == [1, 2]
+    assert all(v for r in rows for name, v in r.items() if name.endswith("_ok"))
