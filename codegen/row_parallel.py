@@ -1,4 +1,5 @@
-"""Row parallelism: whether a kernel computes each row of its results on its own.
+"""Row and column parallelism: whether a kernel computes each row (each column) of its
+results on its own.
 
 A kernel is row-parallel in the size symbol S that indexes the leading axis of its
 results when row r of every result depends only on row r of the parameters whose
@@ -10,6 +11,11 @@ The analysis follows values through the tensor-level kernel. Each value is FREE
 (no S: the same for every block), LOCAL (S on axis 0 only, row r from rows r) or
 MIXED (anything else: a reduction or softmax over S, a transpose of S, a scale
 computed over the whole tensor, an op the analysis does not know).
+
+Columns (column_split) are followed the same way for a GEMV: the symbol S that indexes
+the last axis of the results, from the leading axis of a linear's weight [S, K] (dense
+or packed: its rows become the product's columns), through bias and elementwise
+epilogues, with LOCAL meaning S on the last axis only.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from xdsl.dialects import func
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from stoicc_py import dims
-from stoicc_py.abi import Dim, RowSplit
+from stoicc_py.abi import ColumnSplit, Dim, RowSplit
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import ComposedLayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
@@ -39,6 +45,11 @@ PANEL_ROWS = 32
 of 64 rows, then one of 32, a row summed in the same order in either): a kernel with
 an N:M or hybrid weight splits at it, so every row takes the nest it takes in a whole
 call."""
+
+COLUMN_ALIGN = 48
+"""Column blocks start on multiples of this: the n-tile of the linear lowerings (dense
+microkernel and quantized vector nests, passes/tdsl_tile.py), so each column takes the
+nest it takes in a whole call."""
 
 
 class Rows(Enum):
@@ -162,3 +173,79 @@ def _panel_rows(t: Attribute) -> int:
     layout = t.layout if isinstance(t, tdsl.TensorType) else None
     sparse = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
     return PANEL_ROWS if isinstance(sparse, NMAttr | HybridAttr) else 1
+
+
+def column_split(fn: func.FuncOp) -> ColumnSplit | None:
+    """The ColumnSplit of a tensor-level kernel, or None if its columns are not independent.
+    Rows.LOCAL here is S on the last axis only; a weight (S on the leading axis of a rank-2
+    parameter) is LOCAL only as the weight of a linear."""
+    outputs = fn.function_type.outputs.data
+    symbol = outputs[0].dims[-1] if outputs and isinstance(outputs[0], tdsl.TensorType) and outputs[0].rank else None
+    if not isinstance(symbol, str) or _has_dim_expression(fn):
+        return None
+    cols: dict[SSAValue, Rows] = {arg: _column_parameter(arg.type, symbol) for arg in fn.args}
+    weights = {arg for arg in fn.args if _is_weight(arg.type, symbol)}
+    if Rows.MIXED in cols.values():
+        return None
+    work: list[tuple[Dim, ...]] = []
+    for op in fn.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            local = all(cols[v] is Rows.LOCAL and v not in weights for v in op.operands)
+            return ColumnSplit(symbol, _column_granule(fn), tuple(work)) if local else None
+        kind = _op_columns(op, [cols[v] for v in op.operands], [v in weights for v in op.operands])
+        for result in op.results:
+            cols[result] = _checked_columns(kind, result.type, symbol)
+            if cols[result] is Rows.LOCAL:
+                work.append(_column_work(op, result))
+    return None
+
+
+def _is_weight(t: Attribute, symbol: str) -> bool:
+    return isinstance(t, tdsl.TensorType) and t.rank == 2 and t.dims[0] == symbol and symbol not in t.dims[1:]
+
+
+def _column_parameter(t: Attribute, symbol: str) -> Rows:
+    """A weight [S, K] (dense or packed: its rows are cut) or a dense [S] (bias) is LOCAL."""
+    if not isinstance(t, tdsl.TensorType) or symbol not in t.dims:
+        return Rows.FREE
+    vector = t.dims == (symbol,) and t.layout.is_dense
+    return Rows.LOCAL if vector or _is_weight(t, symbol) else Rows.MIXED
+
+
+def _op_columns(op: Operation, operands: Sequence[Rows], weights: Sequence[bool]) -> Rows:
+    if Rows.MIXED in operands:
+        return Rows.MIXED
+    if Rows.LOCAL not in operands:
+        return Rows.FREE
+    if isinstance(op, tdsl.LinearOp):
+        lhs, rhs, *bias = operands
+        weight_rhs = weights[1] and not weights[0] and not any(weights[2:])
+        return Rows.LOCAL if _rank(op.lhs) == 2 and lhs is Rows.FREE and weight_rhs else Rows.MIXED
+    if any(weights):
+        return Rows.MIXED  # a weight's rows are columns only through a linear
+    if isinstance(op, tdsl.ElementwiseBinaryOp | tdsl.WhereOp | tdsl.UnaryOp):
+        return Rows.LOCAL  # trailing axes align: S stays on the last axis (_checked_columns)
+    return Rows.MIXED
+
+
+def _checked_columns(kind: Rows, t: Attribute, symbol: str) -> Rows:
+    """`kind`, unless the value's type contradicts it (S where the columns are not)."""
+    dims = t.dims if isinstance(t, tdsl.TensorType) else ()
+    if kind is Rows.LOCAL and not (dims and dims[-1] == symbol and symbol not in dims[:-1]):
+        return Rows.MIXED
+    if kind is Rows.FREE and symbol in dims:
+        return Rows.MIXED
+    return kind
+
+
+def _column_work(op: Operation, result: SSAValue) -> tuple[Dim, ...]:
+    """The cost of one column of `result`: m x k multiply-adds for a product, else its elements."""
+    assert isinstance(result.type, tdsl.TensorType)
+    if isinstance(op, tdsl.ContractionOp) and isinstance(op.lhs.type, tdsl.TensorType):
+        return op.lhs.type.dims
+    return result.type.dims[:-1]
+
+
+def _column_granule(fn: func.FuncOp) -> int:
+    products = [op for op in fn.walk() if isinstance(op, tdsl.ContractionOp)]
+    return math.lcm(COLUMN_ALIGN, *(op.tile_sizes[1] for op in products if op.tile_sizes))

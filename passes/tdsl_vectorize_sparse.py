@@ -173,7 +173,7 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
 
 def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue, add: bool) -> None:
     """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m."""
-    n_size, _, width = yp.type.get_shape()  # type: ignore[attr-defined]
+    n_size, width = b.size(yp, 0), yp.type.get_shape()[2]  # type: ignore[attr-defined]
     rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
@@ -183,7 +183,7 @@ def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: i
             value = b.load(yp, [n, p, lane])
             b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
 
-        for_(b, b.index(0), b.index(n_size), 1, col, "n")
+        for_(b, b.index(0), n_size, 1, col, "n")
 
     for_(b, b.index(0), rows, 1, row, "r")
 
@@ -195,7 +195,7 @@ def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, p
                  k_block: KBlock, add: bool) -> None:  # fmt: skip
     """One block of panels*width rows: clear yp; per k-block (its panels in L2),
     pack and run k_block(b, kb, kb_end); then unpack into out."""
-    n_size, kb_cols = prod.yp.type.get_shape()[0], prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
+    n_size, kb_cols = b.size(prod.yp, 0), prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
     k_size = b.size(prod.x, 1)
     zero = b.splat(prod.vec, 0.0)
 
@@ -203,7 +203,7 @@ def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, p
         for p in range(panels):
             b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
 
-    for_(b, b.index(0), b.index(n_size), 1, clear, "n")
+    for_(b, b.index(0), n_size, 1, clear, "n")
 
     def each(b: LoopBuilder, kb: SSAValue) -> None:
         kb_end = span(b, kb, kb_cols, k_size)
@@ -219,7 +219,7 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
     """One block of panels*width rows: per k-block, per n-tile, per k-tile (its
     panels in L1), every row of the n-tile adds its slots in the k-tile; then the
     slots past the last whole word."""
-    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
+    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
     k_size, kc, code = b.size(prod.x, 1), prod.kc, prod.decoder.code
     words_per_row = code.slots // code.per_word
     tail = (words_per_row * code.per_word, code.slots)
@@ -234,16 +234,16 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
                     step = lambda b, w, accs: prod.word(b, [n], w, kb, accs)  # noqa: E731
                     return b.loop(w0, w1, b.index(1), step, accs, name="w")
 
-                for_(b, n0, span(b, n0, nt, b.index(n_size)), 1, lambda b, n: prod.row(b, n, panels, words), "n")
+                for_(b, n0, span(b, n0, nt, n_size), 1, lambda b, n: prod.row(b, n, panels, words), "n")
 
             for_(b, kb, kb_end, kc, k_tile, "k0")
 
-        for_(b, b.index(0), b.index(n_size), nt, n_tile, "n0")
+        for_(b, b.index(0), n_size, nt, n_tile, "n0")
         if tail[0] < tail[1]:  # its columns lie in the last k-block, which holds less than a word
             last = b.insert(arith.CmpiOp(kb_end, k_size, "eq"))
             slots = (b.index(tail[0]), b.insert(arith.SelectOp(last, b.index(tail[1]), b.index(tail[0]))))
             rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, [n], kb, slots, accs))  # noqa: E731
-            for_(b, b.index(0), b.index(n_size), 1, rows, "n")
+            for_(b, b.index(0), n_size, 1, rows, "n")
 
     _panel_block(b, prod, out, i0, panels, m, k_block, add=False)
 
@@ -341,21 +341,21 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     decoder = _decoder(packed)
     b = before(op)
-    n_size, k_size = packed.dims[0], packed.dims[1]
-    assert isinstance(n_size, int) and isinstance(k_size, int)
+    n_size, k_size = packed.dims[0], packed.dims[1]  # N may be symbolic (< 0): read at run time
     word_cols = decoder.code.word_cols
     kc = max(word_cols, kc // word_cols * word_cols)
     kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
-    alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
+    alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
-    m = b.size(op.lhs, 0)
+    m, n = b.size(op.lhs, 0), b.size(out, 1)
+    rows = ([n_size], []) if n_size >= 0 else ([DYNAMIC_INDEX], [n])
     blocks, start = panel_blocks(b, m, panels, width)
     scratch = []
     if rest is None:  # one-vector blocks for every row left, the ragged end included
         blocks.append((1, start, m))
         start = m
     for count, lo, hi in blocks:
-        xp, yp = alloc([kb, count, width]), alloc([n_size, count, width])  # scratch sized to its blocks
+        xp, yp = alloc([kb, count, width]), alloc([*rows[0], count, width], rows[1])  # scratch sized to its blocks
         scratch += [xp, yp]
         # Every block count sums a row in the same order (the full blocks' chains) but the
         # one-vector blocks, which only ever take the last rows.
@@ -366,7 +366,7 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
             _block(b, prod, out, i0, count, m, nt)
 
         for_(b, lo, hi, count * width, block, "i0")
-    apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), b.index(n_size)))
+    apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), n))
     for buffer in scratch:
         b.b.insert(memref.DeallocOp.get(buffer))
     if rest is not None:
@@ -609,8 +609,8 @@ class VectorizeNM(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         packed, assemble = op.rhs.type, op.rhs.owner
-        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and packed.is_static):
-            return
+        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and packed.dims[1] >= 0):
+            return  # a symbolic K: the generic loop nest (a symbolic N is read at run time, but by hybrid)
         if op.out is None:
             return
         if not computes_in_f32(op.lhs):
@@ -623,7 +623,7 @@ class VectorizeNM(RewritePattern):
             decoder = _decoder(packed)
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
-        if _hybrid_vectorizable(packed, self.width):
+        if packed.is_static and _hybrid_vectorizable(packed, self.width):
             lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
         elif panels:
             lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)

@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stoicc_py.abi import BufferSpec, KernelABI, RowSplit, TensorSpec
+    from stoicc_py.abi import BufferSpec, ColumnSplit, KernelABI, RowSplit, TensorSpec
     from stoicc_py.accel import AccelKernel, AccelProgram
     from stoicc_py.api import Kernel, Program, compile
     from stoicc_py.backends.accel.isa import Program as MachineProgram
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from stoicc_py.parallel import get_threads, set_threads
 
 __all__ = [
-    "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
+    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "Kernel", "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed",
     "pack", "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 ]  # fmt: skip
@@ -56,6 +56,7 @@ _HOME = {
     "TensorSpec": ("stoicc_py.abi", "TensorSpec"),
     "BufferSpec": ("stoicc_py.abi", "BufferSpec"),
     "RowSplit": ("stoicc_py.abi", "RowSplit"),
+    "ColumnSplit": ("stoicc_py.abi", "ColumnSplit"),
     "AccelProgram": ("stoicc_py.accel", "AccelProgram"),
     "AccelKernel": ("stoicc_py.accel", "AccelKernel"),
     "MachineProgram": ("stoicc_py.backends.accel.isa", "Program"),

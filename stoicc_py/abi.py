@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 Dim = int | str
 
@@ -87,6 +88,23 @@ class RowSplit:
 
 
 @dataclass(frozen=True)
+class ColumnSplit(RowSplit):
+    """The kernel may run as independent calls on blocks of columns of `symbol` when its
+    results have one row (a GEMV: M = 1, the decode step of a language model).
+
+    `symbol` indexes the last axis of every result and the leading axis of the parameters
+    that vary with it (a linear's weight [N, K], dense or packed; a bias [N]), and column n
+    of each result depends only on row n of those (codegen/row_parallel.py decides it). A
+    block call gets those parameters cut to their rows [n0, n1) (a dense one by a pointer
+    offset, a packed one by its codec's cut_rows), the results offset to column n0, and
+    `symbol` bound to n1 - n0. A result of several rows would need its row stride, which
+    the ABI does not pass: such calls are not split by columns.
+
+    Blocks start on multiples of `granule` columns (the products' column tiles) and of each
+    packed weight's row granule (codec row_granule()); `work` estimates one column's cost."""
+
+
+@dataclass(frozen=True)
 class KernelABI:
     """A kernel's calling convention: parameters and results (TensorSpec), size symbols in
     order of first appearance, and how calls may be split into row blocks (or None)."""
@@ -96,6 +114,7 @@ class KernelABI:
     results: tuple[TensorSpec, ...]
     symbols: tuple[str, ...]
     row_split: RowSplit | None = None
+    column_split: ColumnSplit | None = None
     # The shapes of the intermediate values whose size depends on a size symbol: a
     # call checks them against stoicc_py.limits before native code allocates them.
     temporaries: tuple[tuple[Dim, ...], ...] = ()
@@ -142,14 +161,14 @@ class KernelABI:
                 for s in items
             )  # fmt: skip
 
-        symbols, split = data["symbols"], data["row_split"]
-        assert isinstance(symbols, list) and (split is None or isinstance(split, dict))
-        row_split = None
-        if split:
-            work = tuple(tuple(term) for term in split["work"])
-            row_split = RowSplit(str(split["symbol"]), int(split["granule"]), work)
-        temporaries, limits = data.get("temporaries", []), data.get("limits", [])
-        assert isinstance(temporaries, list) and isinstance(limits, list)
-        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols), row_split,
+        def split(kind: type[RowSplit], split: object) -> Any:
+            assert split is None or isinstance(split, dict)
+            work = tuple(tuple(term) for term in split["work"]) if split else ()
+            return kind(str(split["symbol"]), int(split["granule"]), work) if split else None
+
+        symbols, temporaries, limits = data["symbols"], data.get("temporaries", []), data.get("limits", [])
+        assert isinstance(symbols, list) and isinstance(temporaries, list) and isinstance(limits, list)
+        return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols),
+                         split(RowSplit, data["row_split"]), split(ColumnSplit, data["column_split"]),
                          tuple(tuple(shape) for shape in temporaries), tuple((str(what), dim) for what, dim in limits),
                          bool(data.get("check_bounds", False)))  # fmt: skip

@@ -155,7 +155,8 @@ class Kernel(KernelBase):
     @property
     def threads(self) -> int | None:
         """Threads per call (a positive int), or None to follow stoicc_py.get_threads().
-        Only a kernel with a row split (abi.row_split) uses more than one."""
+        Only a kernel with a row split (abi.row_split), or a call of one row of a kernel with a
+        column split (abi.column_split), uses more than one."""
         return self._native.threads
 
     @threads.setter

@@ -27,7 +27,7 @@ from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import NUMPY_DTYPES, data_pointers, host_array
 from stoicc_py.limits import check_size
-from stoicc_py.parallel import MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
+from stoicc_py.parallel import MIN_COLUMN_WORK, MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
@@ -234,6 +234,7 @@ class _Bound(NamedTuple):
     sizes: dict[str, int]
     shapes: tuple[tuple[int, ...], ...]
     one_block: bool  # too few rows to split in blocks: the common small call, no more work
+    columns: bool  # one row, and enough columns and work to split by columns (abi.column_split)
 
 
 _DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
@@ -263,6 +264,9 @@ class NativeKernel:
         # Per pointer parameter: whether a block of rows offsets it (dense, with the rows on axis 0).
         rowed_inputs = [p.is_dense and p.dims[0] == split for p in abi.params for _ in p.buffers or [p]]
         self._rowed = rowed_inputs + [True] * len(abi.results)
+        # Per parameter: whether a block of columns cuts its rows (a weight [N, K], a bias [N]).
+        columns = abi.column_split.symbol if abi.column_split else None
+        self._cut = [p.dims[0] == columns for p in abi.params]
         # Set by the first call (a bf16 dtype imports ml_dtypes): per parameter, its dtype if
         # dense, else its buffers' dtypes; per result, its dtype.
         self._dtypes: list[np.dtype[Any] | list[np.dtype[Any]]] | None = None
@@ -285,7 +289,7 @@ class NativeKernel:
         bound = None if scan is None else self._seen.get(scan[0])
         if scan is None or bound is None:
             return self._checked_call(args)
-        return self._run(scan[1], bound)
+        return self._run(scan[1], bound, args)
 
     def _scan(self, args: Sequence[object]) -> tuple[tuple[object, ...], list[Array]] | None:
         """(the shapes, the input buffers in ABI order) of arguments that check_arguments would
@@ -321,9 +325,10 @@ class NativeKernel:
         prepared = check_arguments(self.abi, args)
         sizes = bind_symbols(self.abi, prepared)
         split = self.abi.row_split
-        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes,
-                       tuple(result_shape(r, sizes) for r in self.abi.results),
-                       split is None or sizes[split.symbol] < 2 * MIN_ROWS)  # fmt: skip
+        shapes = tuple(result_shape(r, sizes) for r in self.abi.results)
+        few_rows = split is None or sizes[split.symbol] < 2 * MIN_ROWS
+        columns = few_rows and self._splits_columns(shapes, sizes)
+        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes, shapes, few_rows and not columns, columns)
         if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
             self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
             self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
@@ -331,7 +336,17 @@ class NativeKernel:
                             for p in self.abi.params]  # fmt: skip
         if not self.abi.check_bounds and all(p is a for p, a in zip(prepared, args)):  # none converted or copied
             self._remember(args, prepared, bound)
-        return self._run(buffers(prepared), bound)
+        return self._run(buffers(prepared), bound, prepared)
+
+    def _splits_columns(self, shapes: tuple[tuple[int, ...], ...], sizes: dict[str, int]) -> bool:
+        """Whether a call of these sizes may be split by columns: its results have one row (the
+        ABI passes no row stride), and it has the columns and work for two blocks. A
+        bounds-checked kernel is not (its extents are those of whole buffers)."""
+        split = self.abi.column_split
+        if split is None or self.abi.check_bounds or any(math.prod(shape[:-1]) != 1 for shape in shapes):
+            return False
+        columns = sizes[split.symbol]
+        return columns >= 2 * split.granule and columns * split.row_work(sizes) >= 2 * MIN_COLUMN_WORK
 
     def _remember(self, args: Sequence[object], prepared: list[Argument], bound: _Bound) -> None:
         if len(self._seen) >= SEEN_MAX or len(self._layouts) >= SEEN_MAX:
@@ -342,13 +357,15 @@ class NativeKernel:
         if scan is not None:
             self._seen[scan[0]] = bound
 
-    def _run(self, inputs: Sequence[Array], bound: _Bound) -> Array | tuple[Array, ...]:
+    def _run(self, inputs: Sequence[Array], bound: _Bound, args: Sequence[object]) -> Array | tuple[Array, ...]:
         outs = list(map(np.empty, bound.shapes, self._out_dtypes))
         bufs = [*inputs, *outs]  # alive across the calls, which release the GIL
         if self.abi.check_bounds:
             self._run_checked(bufs, bound)
         elif bound.one_block:
             self._fn(*data_pointers(bufs), *bound.values)
+        elif bound.columns:
+            self._run_columns(bufs, args, outs, bound.sizes)
         else:
             self._run_blocks(bufs, bound.sizes, [])
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -370,6 +387,42 @@ class NativeKernel:
             run_blocks(self._block_call(bufs, sizes, checks), blocks)
         else:
             self._fn(*data_pointers(bufs), *(sizes[s] for s in self.abi.symbols), *checks)
+
+    def _run_columns(self, bufs: list[Array], args: Sequence[object], outs: list[Array], sizes: dict[str, int]) -> None:
+        """The call on blocks of columns, or whole where they do not pay or a packed weight's
+        layout cannot cut its rows (row_granule() 0: sq, bitsplit)."""
+        split = self.abi.column_split
+        assert split is not None
+        threads = self._threads or get_threads()
+        packed = [a for a, cut in zip(args, self._cut) if cut and not isinstance(a, np.ndarray)]
+        granule = math.lcm(split.granule, *(a.row_granule() for a in packed)) if threads > 1 else 0  # type: ignore[attr-defined]
+        blocks = row_blocks(sizes[split.symbol], granule, threads, split.row_work(sizes), MIN_COLUMN_WORK) if granule else []
+        if len(blocks) > 1:
+            run_blocks(self._column_call(args, outs, sizes), blocks)
+        else:
+            self._fn(*data_pointers(bufs), *(sizes[s] for s in self.abi.symbols))
+
+    def _column_call(self, args: Sequence[object], outs: list[Array], sizes: dict[str, int]) -> Callable[[int, int], None]:
+        """call(start, stop): the kernel on columns [start, stop) of the column split: the rows of
+        each weight (a packed one's buffers cut by its codec, whose derived sizes rebind), the
+        columns of each result (of one row, contiguous)."""
+        assert self.abi.column_split is not None
+        symbol = self.abi.column_split.symbol
+
+        def call(start: int, stop: int) -> None:
+            block = sizes | {symbol: stop - start}
+            bufs: list[Array] = []
+            for spec, arg, cut in zip(self.abi.params, args, self._cut):
+                if isinstance(arg, np.ndarray):
+                    bufs.append(arg[start:stop] if cut else arg)
+                    continue
+                arrays = arg.cut_rows(start, stop) if cut else arg.buffers()  # type: ignore[attr-defined]
+                block.update((d, n) for b, a in zip(spec.buffers, arrays) for d, n in zip(b.shape, a.shape) if isinstance(d, str))
+                bufs += arrays
+            bufs += [out[..., start:stop] for out in outs]
+            self._fn(*data_pointers(bufs), *(block[s] for s in self.abi.symbols))
+
+        return call
 
     def _miss(self, code: int, is_store: bool, bufs: list[Array]) -> str:
         """The error of a bounds-checked call whose code reached outside a buffer."""

@@ -18,6 +18,9 @@ MIN_ROWS = 16
 MIN_BLOCK_WORK = 1 << 23
 """The least work (multiply-adds, abi.RowSplit.work) worth a block of its own: ~200-300 us
 on one core, several times the 20-100 us it takes to hand a block to a pool thread."""
+MIN_COLUMN_WORK = 1 << 23
+"""MIN_BLOCK_WORK for a block of columns (abi.ColumnSplit.work): the same hand-off to a
+pool thread, measured against the GEMV it splits (benchmarks/README.md, gemv_threads)."""
 ENV = "STOICC_NUM_THREADS"
 
 _setting: int | None = None
@@ -54,12 +57,12 @@ def get_threads() -> int:
     return _setting if _setting is not None else default_threads()
 
 
-def row_blocks(rows: int, granule: int, threads: int, row_work: int) -> list[tuple[int, int]]:
-    """[start, stop) blocks covering `rows`: at most `threads`, each starting on a multiple of
-    `granule` with MIN_ROWS rows and MIN_BLOCK_WORK work or more; one block when a split does not pay."""
+def row_blocks(rows: int, granule: int, threads: int, row_work: int, min_work: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) blocks covering `rows` (or columns): at most `threads`, each starting on a multiple of
+    `granule` with MIN_ROWS rows and `min_work` (MIN_BLOCK_WORK) work or more; one block when a split does not pay."""
     unit = max(granule, 1)
     smallest = -(-MIN_ROWS // unit) * unit
-    count = min(threads, rows // smallest, rows * row_work // MIN_BLOCK_WORK)
+    count = min(threads, rows // smallest, rows * row_work // (MIN_BLOCK_WORK if min_work is None else min_work))
     units = -(-rows // unit)
     if count < 2:
         return [(0, rows)]

@@ -7,7 +7,7 @@ from xdsl.dialects.builtin import IntegerType, MemRefType, StringAttr
 
 from stoicc_py import dims
 from stoicc_py.abi import BufferSpec, KernelABI, TensorSpec
-from stoicc_py.codegen.row_parallel import row_split
+from stoicc_py.codegen.row_parallel import column_split, row_split
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import DTYPE_NAMES, Dim, SliceOp, TensorType
 from stoicc_py.passes.metadata_layout import buffer_dims
@@ -45,7 +45,7 @@ def kernel_abi(fn: func.FuncOp) -> KernelABI:
     for i, t in enumerate(fn.function_type.outputs):
         assert isinstance(t, TensorType)
         results.append(TensorSpec(f"out{i}", t.dtype, t.dims))
-    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(kernel_symbols(fn)), row_split(fn),
+    return KernelABI(fn.sym_name.data, tuple(params), tuple(results), tuple(kernel_symbols(fn)), row_split(fn), column_split(fn),
                      temporaries(fn), limits(fn))  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import stoicc_py
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
-    "AccelKernel", "AccelProgram", "BufferSpec", "CompileError", "Kernel", "KernelABI", "MachineProgram",
+    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "Kernel", "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed", "pack",
     "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 }  # fmt: skip
@@ -83,10 +83,11 @@ FIELDS = {
         "sram_bytes",
         "energy_pj",
     ],  # fmt: skip
-    "KernelABI": ["name", "params", "results", "symbols", "row_split"],
+    "KernelABI": ["name", "params", "results", "symbols", "row_split", "column_split"],
     "TensorSpec": ["name", "dtype", "dims", "layout", "buffers"],
     "BufferSpec": ["role", "dtype", "shape", "kind"],
     "RowSplit": ["symbol", "granule", "work"],
+    "ColumnSplit": ["symbol", "granule", "work"],
     "PackedTensor": ["layout", "shape", "arrays", "input_scale", "dtype"],
     "MachineProgram": ["name", "segments", "instrs"],
 }

@@ -18,7 +18,7 @@ A new format is a new codec module, registered by the dialect of its attribute
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,6 +48,35 @@ class Codec(ABC):
     def check(self, arrays: dict[str, Array]) -> None:
         """ValueError naming the first malformed field of buffers whose dtypes and shapes
         already match the storage (stray bits, unordered indices, bad table codes)."""
+
+    def row_granule(self) -> int:
+        """The rows of one unit of the storage (an N:M or code row, a block row, a tile row):
+        cut_rows cuts at its multiples; 0 where the format cannot cut its rows (the default)."""
+        return 0
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        """The buffers of rows [start, stop) of the matrix in `arrays`, as views (no copy) that a
+        kernel reads as a whole matrix of stop - start rows: a kernel call on a slice of the
+        weight's rows (stoicc_py.abi.ColumnSplit). `start` and `stop` are multiples of
+        row_granule(), or `stop` is the last row; a schedule's entries (row pointers into
+        whole cols/values) keep their absolute offsets."""
+        raise ValueError(f"{type(self).__name__}: the format cannot cut its rows")
+
+
+def cut_leading(arrays: dict[str, Array], roles: Iterable[str], rows: int, start: int, stop: int) -> dict[str, Array]:
+    """`arrays` with each buffer of `roles`, which holds `rows` matrix rows row-major (its axis 0
+    a multiple of `rows`: [rows, ...] or groups of a row flattened), cut to rows [start, stop)."""
+    out = dict(arrays)
+    for role in roles:
+        per = arrays[role].shape[0] // rows
+        out[role] = arrays[role][start * per : stop * per]
+    return out
+
+
+def cut_schedule(arrays: dict[str, Array], rowptrs: Iterable[str], start: int, stop: int) -> dict[str, Array]:
+    """`arrays` with each row pointer buffer of `rowptrs` cut to schedule rows [start, stop) (its
+    stop + 1 entries); the entries they point at stay whole, at their absolute offsets."""
+    return arrays | {role: arrays[role][start : stop + 1] for role in rowptrs}
 
 
 CodecFactory = Callable[[Any, Sequence[int]], Codec]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stoicc_py.codec import Array, Codec
+from stoicc_py.codec import Array, Codec, cut_leading
 from stoicc_py.codec.uniform import (
     CodeBits,
     Grid,
@@ -39,6 +39,7 @@ from stoicc_py.codec.uniform import (
     dequantize_codes,
     quantize,
     scale_dtype,
+    scale_roles,
 )
 
 Shape = tuple[int, ...]
@@ -160,6 +161,18 @@ class ComposedCodec(Codec):
                         f"{pre}cols ({self.code.bits} bits per code, rows of {self.code.unit} codes)"
                     )
             check_codes(self._codes_view(arrays, pre, logical), self.quant, pre)
+
+    def row_granule(self) -> int:
+        return self.sparse.row_granule()
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        cut = self.sparse.cut_rows(arrays, start, stop)
+        for role in self.plain:  # codes that S cut by rows (N:M's values): their rows' scale groups too
+            pre = prefix(role)
+            rows = arrays[pre + "values"].shape[0]
+            if cut[pre + "values"] is not arrays[pre + "values"]:
+                cut = cut_leading(cut, scale_roles(self.quant, arrays, pre), rows, start, stop)
+        return cut
 
 
 def composed_codec(

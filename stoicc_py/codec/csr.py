@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stoicc_py.codec import Array, Codec
+from stoicc_py.codec import Array, Codec, cut_schedule
 from stoicc_py.codec.schedule import check_schedule, entry_rows, schedule
 
 ROWPTR_LIMIT = 2**31 - 1
@@ -39,3 +39,9 @@ class CSRCodec(Codec):
 
     def check(self, arrays: dict[str, Array]) -> None:
         check_schedule(arrays["rowptr"], arrays["cols"], self.shape[1])
+
+    def row_granule(self) -> int:
+        return 1
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        return cut_schedule(arrays, ("rowptr",), start, stop)

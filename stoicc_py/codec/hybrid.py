@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stoicc_py.codec import Array, Codec
+from stoicc_py.codec import Array, Codec, cut_leading, cut_schedule
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.codec.schedule import check_schedule, entry_rows, grid, schedule, tile_name, tiles, untile
 
@@ -141,6 +141,16 @@ class HybridCodec(Codec):
                 row, why = error
                 th = self.tile[0]
                 raise ValueError(f"{role(f, 'indices')} of stored tile {row // th}, row {row % th}: {why}")
+
+    def row_granule(self) -> int:
+        return self.tile[0]
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        # Tile rows [r0, r1): their table rows, and each format's schedule rows (kernels visit a
+        # tile row's tiles through its rowptr, at their absolute offsets in cols and values).
+        r0, r1 = start // self.tile[0], -(-stop // self.tile[0])
+        cut = cut_leading(arrays, ("table",), self.grid[0], r0, r1)
+        return cut_schedule(cut, [role(f, "rowptr") for f in range(len(self.formats))], r0, r1)
 
 
 def _as_rows(t: Array) -> Array:

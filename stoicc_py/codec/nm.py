@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stoicc_py.codec import Array, Codec
+from stoicc_py.codec import Array, Codec, cut_leading
 
 INDEX_WORD_BITS = 32
 """N:M positions are packed into 32-bit (int32 buffer) words."""
@@ -189,3 +189,11 @@ class NMCodec(Codec):
     def check(self, arrays: dict[str, Array]) -> None:
         if error := self.index_error(arrays["indices"]):
             raise ValueError(f"indices of row {error[0]}: {error[1]}")
+
+    def row_granule(self) -> int:
+        return 1
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        # Row r's slots and index words are row r of values and indices (under `nm with Q`,
+        # of the values' codes too: ComposedCodec cuts their scales).
+        return cut_leading(arrays, ("values", "indices"), arrays["indices"].shape[0], start, stop)

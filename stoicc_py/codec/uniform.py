@@ -31,7 +31,7 @@ from xdsl.dialects.builtin import BFloat16Type, Float16Type, IntAttr, StringAttr
 from xdsl.ir import TypeAttribute
 
 from stoicc_py.arrays import bf16_dtype
-from stoicc_py.codec import Array, Codec
+from stoicc_py.codec import Array, Codec, cut_leading
 
 F32 = np.float32
 STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
@@ -526,6 +526,19 @@ class UniformCodec(Codec):
 
     def check(self, arrays: dict[str, Array]) -> None:
         check_codes(arrays, self.attr)
+
+    def row_granule(self) -> int:
+        return 1
+
+    def cut_rows(self, arrays: dict[str, Array], start: int, stop: int) -> dict[str, Array]:
+        return cut_leading(arrays, ["values", *scale_roles(self.attr, arrays)], self.shape[0], start, stop)
+
+
+def scale_roles(attr: QuantScheme, arrays: dict[str, Array], prefix: str = "") -> list[str]:
+    """The scale buffers (scales, zero points) of `arrays` that hold the matrix's rows in order:
+    scales per group or per row (per=channel, axis=0), not one per tensor or per column."""
+    per_row = attr.per.data != "tensor" and not attr.per_column
+    return [role for role in (prefix + "scales", prefix + "zero_points") if per_row and role in arrays]
 
 
 def uniform_codec(layout: QuantScheme, shape: Sequence[int]) -> UniformCodec:

@@ -14,6 +14,7 @@ from xdsl.ir import TypeAttribute
 from xdsl.utils.exceptions import VerifyException
 
 from stoicc_py.arrays import NUMPY_DTYPES, bf16_dtype, dtype_name, host_array
+from stoicc_py.codec import Codec, codec_for
 from stoicc_py.codec.uniform import Grid
 from stoicc_py.dialects.layout import (
     BUFFER_ALIGNMENT,
@@ -184,6 +185,9 @@ class PackedTensor:
     the arrays (compared by identity), buffers(), and the arrays with every array they view (which
     must stay read-only)."""
 
+    _codec: tuple[LayoutAttr, tuple[int, int], Codec] | None = field(default=None, init=False, repr=False)
+    """codec(): the codec of (layout, shape), derived once (an `S with Q` codec takes ~1 ms)."""
+
     def __post_init__(self) -> None:
         _format(self.layout)
         self.shape = checked_shape(self.layout, tuple(self.shape))
@@ -194,6 +198,25 @@ class PackedTensor:
     def buffers(self) -> list[Array]:
         """The arrays in the storage's buffer order: the kernel ABI order."""
         return [self.arrays[role] for role in self.storage.roles]
+
+    def codec(self) -> Codec:
+        """The codec of the layout at this shape (stoicc_py.codec), kept while they stay."""
+        cached = self._codec
+        if cached is None or cached[0] is not self.layout or cached[1] != self.shape:
+            cached = self._codec = (self.layout, self.shape, codec_for(self.layout, self.shape))
+        return cached[2]
+
+    def row_granule(self) -> int:
+        """The rows of one unit of the storage, at whose multiples cut_rows() cuts; 0 where the
+        layout cannot cut its rows (sq, bitsplit)."""
+        return self.codec().row_granule()
+
+    def cut_rows(self, start: int, stop: int) -> list[Array]:
+        """buffers() of the matrix's rows [start, stop): views (no copy) that a kernel reads as a
+        whole matrix of stop - start rows (the codec's cut_rows: `start` and `stop` multiples of
+        row_granule(), or `stop` the last row). A kernel call on a block of the weight's rows."""
+        cut = self.codec().cut_rows(self.arrays, start, stop)
+        return [cut[role] for role in self.storage.roles]
 
     def nbytes_breakdown(self) -> dict[str, int]:
         """Bytes per buffer kind ("values", "metadata", "scales", "table") and their "total"."""
@@ -306,7 +329,7 @@ class PackedTensor:
         pack()'s tensors have), freeze these private copies and validate them once too."""
         self.__dict__.update(state)
         self.arrays = {role: _aligned(a) for role, a in self.arrays.items()}
-        self._checked = None
+        self._checked = self._codec = None
         if state.get("_checked") is not None:
             for a in self.arrays.values():
                 _freeze(a)
