@@ -61,8 +61,8 @@ class ReplaceTypes(RewritePattern, ABC):
                     rewriter.replace_value_with_new_type(arg, t)
         # Most ops keep every type: check that first, building nothing (the walker visits
         # every op, and the ops a conversion pass creates too).
-        if (self._unchanged(r.type for r in op.results) and self._unchanged(op.attributes.values())
-                and self._unchanged(op.properties.values())):  # fmt: skip
+        if (self.unchanged(r.type for r in op.results) and self.unchanged(op.attributes.values())
+                and self.unchanged(op.properties.values())):  # fmt: skip
             return op
         types = [self.convert(r.type) for r in op.results]
         attributes = {k: self.convert(v) for k, v in op.attributes.items()}
@@ -75,7 +75,7 @@ class ReplaceTypes(RewritePattern, ABC):
             new.name_hint = old.name_hint
         return new_op
 
-    def _unchanged(self, attrs: Iterable[Attribute]) -> bool:
+    def unchanged(self, attrs: Iterable[Attribute]) -> bool:
         for attr in attrs:
             if self.convert(attr) is not attr:
                 return False

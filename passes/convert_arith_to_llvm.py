@@ -371,7 +371,17 @@ class _RetypeThenLower(RewritePattern):
         self.constants.match_and_rewrite(op, rewriter)
         if rewriter.has_done_action:
             return
-        op = self.retype.retype(op, rewriter)
+        if not op.name.startswith("arith."):
+            self.retype.retype(op, rewriter)
+            return
+        if self.retype.unchanged(op.attributes.values()) and self.retype.unchanged(op.properties.values()):
+            # The op is replaced below: its results take their new types in place, which
+            # MLIR's Value::setType does and xDSL's API does not (it would build a copy of
+            # the op for the lowering to replace again: a third of this pass's time).
+            for result in op.results:
+                result._type = self.retype.convert(result.type)  # pyright: ignore[reportPrivateUsage]
+        else:
+            op = self.retype.retype(op, rewriter)
         if op.name.startswith("arith."):
             # The retyped op is lowered in this visit (the walk does not come back to it).
             retyped, rewriter.has_done_action = rewriter.has_done_action, False
