@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stoicc_py.models import encode, load_weights, minilm_linear, minilm_weights_path, tokenize
 from stoicc_py.models.bert import compress_minilm
+from stoicc_py.models.minilm import LINEAR_LAYERS
 
 TEXTS = Path(__file__).resolve().parent.parent / "smollm2"
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", default="nm(2, 4)")
     parser.add_argument("--method", nargs="+", default=["magnitude", "sparsegpt"])
     parser.add_argument("--damp", type=float, default=0.01, help="pack(damp=) of the Hessian methods")
+    parser.add_argument("--sparsity", type=float, default=None, help="pack(sparsity=): csr, block, hybrid")
+    parser.add_argument("--only", nargs="+", choices=LINEAR_LAYERS, default=LINEAR_LAYERS, metavar="NAME",
+                        help="compress only these linear layers of every encoder layer (the rest stay fp32): "
+                             f"{', '.join(LINEAR_LAYERS)}")  # fmt: skip
     parser.add_argument(
         "--one-pass", action="store_true", help="all of a layer's inputs from one pass (not true-sequential)"
     )
@@ -46,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
           f"held out: {len(held_out)} sentences, {int(mask.sum())} tokens")  # fmt: skip
     for method in args.method:
         options = {"damp": args.damp} if method in ("gptq", "sparsegpt", "wanda") else {}
+        if args.sparsity is not None:
+            options["sparsity"] = args.sparsity
         start = time.perf_counter()
-        compressed, _ = compress_minilm(weights, (args.layout, method), cal_ids, cal_mask,
-                                        sequential=not args.one_pass, **options)  # fmt: skip
+        rules = dict.fromkeys(args.only, (args.layout, method))
+        compressed, _ = compress_minilm(weights, rules, cal_ids, cal_mask, sequential=not args.one_pass, **options)
         seconds = time.perf_counter() - start
         cosine = (encode(compressed, ids, mask) * fp32).sum(axis=1)
         print(
-            f"{args.layout} by {method}: cosine with fp32 min {cosine.min():.4f} mean {cosine.mean():.4f} ({seconds:.0f} s)"
+            f"{args.layout} by {method}{'' if len(args.only) == len(LINEAR_LAYERS) else ' on ' + ', '.join(args.only)}: cosine with fp32 min {cosine.min():.4f} mean {cosine.mean():.4f} ({seconds:.0f} s)"
         )
         if args.compiled:  # the compressed values fit the layout: packing them again keeps them
             kernels = minilm_linear(compressed, args.layout)

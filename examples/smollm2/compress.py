@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 
+from stoicc_py.models import layerwise
 from stoicc_py.models.gguf_llama import gguf_tokenizer, load_gguf
 from stoicc_py.models.llama_model import (
     CompiledLlama,
@@ -24,8 +29,43 @@ from stoicc_py.models.llama_model import (
     perplexity,
 )
 from stoicc_py.models.smollm2 import smollm2_gguf_path
+from stoicc_py.packing import PackedTensor
 
 HERE = Path(__file__).resolve().parent
+PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+
+@contextmanager
+def output_errors() -> Iterator[list[float]]:
+    """Records, for each projection compress_layers packs from a Hessian (in PROJECTIONS order
+    within a layer), its relative output error on the calibration inputs it was packed from,
+    ||x (w - v)^T|| / ||x w^T|| = sqrt(tr(D H D^T) / tr(W H W^T)) with D = w - v (H = 2 x^T x / n:
+    the n cancels). It wraps the pack that compress_layers calls: the packing is unchanged."""
+    errors: list[float] = []
+    original = layerwise.pack
+
+    def recording(w: np.ndarray, layout: str, **options: Any) -> PackedTensor:
+        packed = original(w, layout, **options)
+        if (h := options.get("hessian")) is not None:
+            w64 = w.astype(np.float64)
+            d = w64 - packed.unpack()
+            errors.append(float(np.sqrt(((d @ h) * d).sum() / ((w64 @ h) * w64).sum())))
+        return packed
+
+    with mock.patch.object(layerwise, "pack", recording):
+        yield errors
+
+
+def print_errors(errors: list[float], layers: list[int]) -> None:
+    """The errors of the compressed `layers` by projection (compress_layers packs a layer's
+    projections in PROJECTIONS order) and by layer: the mean over the other axis, the worst layers."""
+    table = np.asarray(errors).reshape(len(layers), len(PROJECTIONS))
+    print("relative output error on the calibration inputs, mean over layers:")
+    print("  " + "  ".join(f"{n} {e:.4f}" for n, e in zip(PROJECTIONS, table.mean(axis=0))))
+    per_layer = table.mean(axis=1)
+    print("  per layer (mean over projections): " + " ".join(f"{i}:{e:.3f}" for i, e in zip(layers, per_layer)))
+    worst = np.argsort(-per_layer)[:5]
+    print("  worst layers: " + ", ".join(f"{layers[j]} ({per_layer[j]:.3f})" for j in worst))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=256, help="calibration windows start every STRIDE tokens")
     parser.add_argument("--baseline", action="store_true", help="also the float32 model's perplexity")
     parser.add_argument("--compiled", action="store_true", help="also the perplexity on the compiled layers")
+    parser.add_argument("--dense-layers", nargs="+", type=int, default=[], metavar="I",
+                        help="these layers stay float32 (the others take --layout): a per-layer allocation")  # fmt: skip
+    parser.add_argument("--layer-errors", action="store_true",
+                        help="also each projection's relative output error on its calibration inputs (data methods)")  # fmt: skip
     args = parser.parse_args(argv)
 
     path = smollm2_gguf_path()
@@ -67,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan_auto:
         options["plan"] = "auto"
     layouts = tuple(args.layout)
+    n = len(weights.layers)
+    if any(not 0 <= i < n for i in args.dense_layers):
+        parser.error(f"--dense-layers: the model has layers 0 to {n - 1}")
+    per_layer = [("dense", "dense") if i in args.dense_layers else layouts for i in range(n)]
     cpu = time.process_time()  # the host is shared: CPU seconds (both cores' threads) say more than wall time
-    out = compress_model(weights, layouts, windows, method, args.sequential, **options)
+    with output_errors() if args.layer_errors else nullcontext([]) as errors:
+        out = compress_model(weights, per_layer, windows, method, args.sequential, **options)
     cpu = time.process_time() - cpu
     dense = sum(w.nbytes for layer in weights.layers for n, w in layer.items() if w.ndim == 2)
     packed = sum(t.nbytes for layer in out.packed for t in layer.values())
@@ -77,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{' / '.join(layouts)} by {'/'.join(args.method)}: {out.seconds:.0f} s ({cpu:.0f} CPU s); "
           f"projections {packed:,} bytes ({dense / packed:.2f}x smaller than float32's {dense:,})")  # fmt: skip
+    if args.layer_errors:
+        print_errors(errors, [i for i in range(n) if i not in args.dense_layers])
     start = time.perf_counter()
     print(
         f"perplexity {perplexity(NumpyLlama(out.weights), tokens, args.window):.3f} (numpy, {time.perf_counter() - start:.0f} s)"
     )
     if args.compiled:
-        compiled = CompiledLlama(weights, layouts, packed=out.packed)
+        compiled = CompiledLlama(weights, per_layer, packed=out.packed)
         print(f"perplexity {perplexity(compiled, tokens, args.window):.3f} (compiled layers)")
     return 0
 
