@@ -27,6 +27,7 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen import quant_loops, sparse_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder, binary, convert, symbol_args, unary
+from stoicc_py.codegen.remarks import report
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
@@ -520,11 +521,20 @@ def _epilogue(op: tdsl.ContractionOp, b: LoopBuilder, value: SSAValue, i: SSAVal
     return value
 
 
+SCALAR_NESTS = (tdsl.UnaryOp, tdsl.ElementwiseBinaryOp, tdsl.CastOp, tdsl.TransposeOp, tdsl.SliceOp,
+                tdsl.ConcatOp, tdsl.ReduceOp, tdsl.WhereOp, tdsl.IotaOp, tdsl.SoftmaxOp, tdsl.ContractionOp,
+                tdsl.QuantizeOp, tdsl.DequantizeOp)  # fmt: skip
+"""The ops this pass lowers to loop nests of scalar code (dims and copies aside)."""
+
+
 @dataclass(frozen=True)
 class LowerToLoops(ModulePass):
     name = "tdsl-lower-to-loops"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for inner in op.walk():
+            if isinstance(inner, SCALAR_NESTS):
+                report(inner)
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [

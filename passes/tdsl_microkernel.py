@@ -33,10 +33,13 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type
+from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
-from stoicc_py.dialects.layout import BUFFER_ALIGNMENT
+from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+NAME = "tdsl-microkernel"
 
 Body = Callable[[LoopBuilder, SSAValue], None]
 
@@ -44,6 +47,18 @@ Body = Callable[[LoopBuilder, SSAValue], None]
 def _is_dense_f32(value: SSAValue) -> bool:
     """A dense buffer whose elements compute in f32: f32, or bf16/f16 (widened as loaded)."""
     return isinstance(value.type, MemRefType) and compute_type(value.type.element_type) == f32
+
+
+def _dense_f32(op: tdsl.LinearOp | tdsl.MatmulOp) -> bool:
+    """Whether `op` is this pass's: dense operands computed in f32; a dense product of
+    other types is declined (a remark says so)."""
+    if op.out is None or any(isinstance(v.type, PackedType) for v in (op.lhs, op.rhs)):
+        return False
+    if not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+        decline(op, f"{NAME}: its kernels take f32, bf16 or f16 operands and results (i8 x i8 is "
+                    "tdsl-vectorize-integer's)")  # fmt: skip
+        return False
+    return True
 
 
 def for_(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
@@ -357,7 +372,7 @@ class VectorizeMatmul(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.MatmulOp, rewriter: PatternRewriter, /):
-        if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+        if not _dense_f32(op):
             return
         lower_matmul(op, self.shape)
         rewriter.erase(op)
@@ -390,11 +405,11 @@ class VectorizeLinear(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
-        if op.out is None or not all(_is_dense_f32(v) for v in (op.lhs, op.rhs, op.out)):
+        if (out := op.out) is None or not _dense_f32(op):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
         first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
-        kernel = DenseKernel(op.lhs, op.out, ragged(k_size if k_size >= 0 else None, self.shape.width), op.rhs)
+        kernel = DenseKernel(op.lhs, out, ragged(k_size if k_size >= 0 else None, self.shape.width), op.rhs)
         lower_linear(op, self.shape, kernel, first_row=first)
         rewriter.erase(op)
 
@@ -408,7 +423,7 @@ class Microkernel(ModulePass):
     PACK_ROWS rows as matmul's outer product on a panel of w copied transposed per
     n-tile, the rows left with dot products."""
 
-    name = "tdsl-microkernel"
+    name = NAME
 
     width: int = 16
     rows: int = 4

@@ -26,6 +26,7 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 
 from stoicc_py.codegen.loop_builder import VECTOR_UNARY, LoopBuilder, binary, unary, vector_exp
+from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.passes.tdsl_lower_to_loops import before
 from stoicc_py.passes.tdsl_microkernel import floor_to
@@ -104,6 +105,9 @@ def _reduce_row(b: LoopBuilder, row: Row, src: SSAValue, outer: list[SSAValue], 
     return total
 
 
+NAME = "tdsl-vectorize-elementwise"
+
+
 @dataclass
 class VectorizeElementwise(RewritePattern):
     width: int
@@ -111,11 +115,20 @@ class VectorizeElementwise(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
         if isinstance(op, tdsl.UnaryOp):
             if type(op) not in VECTOR_UNARY:
+                decline(op, f"{NAME}: {op.name.removeprefix('tdsl.')} is a libm call per element")
                 return
-        elif not isinstance(op, tdsl.ElementwiseBinaryOp) or isinstance(op, tdsl.CompareOp):
+        elif not isinstance(op, tdsl.ElementwiseBinaryOp):
+            return
+        elif isinstance(op, tdsl.CompareOp):
+            decline(op, f"{NAME}: comparisons have no vector form yet")
             return
         out, inputs = op.out, op.tensor_operands()
-        if out is None or not (_f32_memref(out) and all(_f32_memref(x) for x in inputs)) or _rank(out) == 0:
+        if out is None:
+            return
+        if not (_f32_memref(out) and all(_f32_memref(x) for x in inputs)):
+            decline(op, f"{NAME}: its kernels take f32, bf16 or f16 operands and results")
+            return
+        if _rank(out) == 0:
             return
 
         def row(b: LoopBuilder, row: Row, outer: list[SSAValue]) -> None:
@@ -144,7 +157,10 @@ class VectorizeReduce(RewritePattern):
     width: int
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
-        if not isinstance(op, tdsl.ReduceOp) or not _innermost_f32(op):
+        if not isinstance(op, tdsl.ReduceOp):
+            return
+        if not _innermost_f32(op):
+            decline(op, f"{NAME}: only f32 reductions along the innermost axis are vectorised")
             return
         out = op.out
         assert out is not None
@@ -165,7 +181,10 @@ class VectorizeSoftmax(RewritePattern):
     width: int
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
-        if not isinstance(op, tdsl.SoftmaxOp) or not _innermost_f32(op):
+        if not isinstance(op, tdsl.SoftmaxOp):
+            return
+        if not _innermost_f32(op):
+            decline(op, f"{NAME}: only an f32 softmax along the innermost axis is vectorised")
             return
         out, src = op.out, op.input
         assert out is not None
@@ -197,7 +216,7 @@ class VectorizeSoftmax(RewritePattern):
 
 @dataclass(frozen=True)
 class VectorizeElementwisePass(ModulePass):
-    name = "tdsl-vectorize-elementwise"
+    name = NAME
 
     width: int = 16
 

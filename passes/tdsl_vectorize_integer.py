@@ -54,12 +54,15 @@ from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
+from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+NAME = "tdsl-vectorize-integer"
 
 Code = Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue]
 """The integer code at (row, k) as i32: the scalar tail's operand."""
@@ -450,13 +453,19 @@ class VectorizeIntegerLinear(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
-        if isinstance(op.rhs.type, PackedType) and not op.rhs.type.is_static:
-            return  # a symbolic packed weight: the generic loop nests
+        integer_x = _element(op.lhs) == i8 or isinstance(op.lhs.type, PackedType)  # this pass's domain
+        if integer_x and isinstance(op.rhs.type, PackedType) and not op.rhs.type.is_static:
+            decline(op, f"{NAME}: the weight has symbolic dims (its kernels need static ones)")
+            return
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
+            if integer_x:
+                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 activations (a scale per row) "
+                            f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
             return
         dot = self.dot.fitting(product.groups)
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
+            decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
         lower_integer(op, product, dot, self.shape)
         rewriter.erase(op)
@@ -468,7 +477,7 @@ class VectorizeInteger(ModulePass):
     vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else
     with widening multiply-adds (width bytes); a `rows` x `cols` register block."""
 
-    name = "tdsl-vectorize-integer"
+    name = NAME
 
     width: int = 16
     rows: int = 4

@@ -63,12 +63,15 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
 from stoicc_py.codegen.quant_decode import VectorCodes
 from stoicc_py.codegen.quant_loops import QuantView
+from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, reduce_add
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
+
+NAME = "tdsl-vectorize-quant"
 
 MIN_WIDTH = 4
 """The narrowest vectors used: smaller scale groups (e.g. one scale per column) stay scalar."""
@@ -305,11 +308,16 @@ def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[Vec
     (or bf16/f16) activations times a uniform quantized weight whose scale groups (the ragged last one
     too) are whole steps of a vector width."""
     w = op.rhs
-    if op.out is None or not (computes_in_f32(op.lhs) and computes_in_f32(op.out)) or not isinstance(w.owner, AssembleOp):
+    if op.out is None or not isinstance(w.owner, AssembleOp):
         return None
     if not isinstance(w.type, PackedType) or not isinstance(w.type.layout, UniformQuantAttr):
         return None
+    if not (computes_in_f32(op.lhs) and computes_in_f32(op.out)):
+        if not isinstance(op.lhs.type, PackedType):  # int8 activations are tdsl-vectorize-integer's
+            decline(op, f"{NAME}: its kernels take f32, bf16 or f16 activations and results")
+        return None
     if w.type.dims[1] < 0:  # a symbolic K: the generic loop nest (a symbolic N is read at run time here)
+        decline(op, f"{NAME}: the weight's K is a symbol (its kernels need a static K)")
         return None
     view = QuantView.of(w)
     unit, k_size = view.decoder.code.unit, w.type.dims[1]
@@ -317,6 +325,8 @@ def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[Vec
     while width >= MIN_WIDTH and (view.group % (unit * width) or k_size % (unit * width)):
         width //= 2
     if width < MIN_WIDTH:
+        decline(op, f"{NAME}: K ({k_size}) or the scale group ({view.group}) is not a multiple of "
+                    f"{unit * MIN_WIDTH} codes, a vector of {MIN_WIDTH} lanes")  # fmt: skip
         return None
     return view, view.decoder.planes(width)
 
@@ -342,7 +352,7 @@ class VectorizeQuant(ModulePass):
     block of outputs per row block (2*rows*cols accumulators: the segment's dot
     products and the scaled totals), `gemv_cols` outputs for a single row."""
 
-    name = "tdsl-vectorize-quant"
+    name = NAME
 
     width: int = 16
     rows: int = 4

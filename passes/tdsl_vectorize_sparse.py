@@ -45,6 +45,7 @@ from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
+from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
@@ -62,6 +63,8 @@ from stoicc_py.passes.tdsl_microkernel import (
     reduce_add,
     register_blocks,
 )
+
+NAME = "tdsl-vectorize-sparse"
 
 Accs = Sequence[SSAValue]
 Row = Sequence[SSAValue]
@@ -609,11 +612,16 @@ class VectorizeNM(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         packed, assemble = op.rhs.type, op.rhs.owner
-        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp) and packed.dims[1] >= 0):
-            return  # a symbolic K: the generic loop nest (a symbolic N is read at run time, but by hybrid)
-        if op.out is None:
+        if not (isinstance(packed, PackedType) and isinstance(assemble, AssembleOp)) or op.out is None:
+            return
+        sparse = packed.layout.sparse if isinstance(packed.layout, ComposedLayoutAttr) else packed.layout
+        if not isinstance(sparse, NMAttr | HybridAttr):
+            return
+        if packed.dims[1] < 0:  # the generic loop nest (a symbolic N is read at run time, but by hybrid)
+            decline(op, f"{NAME}: the weight's K is a symbol (its kernels need a static K)")
             return
         if not computes_in_f32(op.lhs):
+            decline(op, f"{NAME}: its kernels take f32, bf16 or f16 activations")
             return
         values = stored_values(packed, assemble, op.rhs, self.width)
         # (values: an nm or `nm with Q` weight; its index words' groups are whole for the panel nest)
@@ -630,6 +638,10 @@ class VectorizeNM(RewritePattern):
         elif permute is not None:
             lower_linear(op, Shape(self.width, 4, 4), permute)
         else:
+            decline(op, f"{NAME}: no vector kernel reads {packed.layout} (they read nm weights of f32 values or "
+                        f"symmetric int8/int4 codes per row or per group of whole vectors, and, with {self.width} "
+                        "lanes and static dims, hybrid weights of f32 dense and 2:4 tiles whose width holds whole "
+                        "vectors)")  # fmt: skip
             return
         rewriter.erase(op)
 
@@ -639,7 +651,7 @@ class VectorizeSparse(ModulePass):
     """`width` f32 lanes per vector; blocks of `panels` vectors of batch rows;
     k-tiles of `kc` columns (rounded to whole index words)."""
 
-    name = "tdsl-vectorize-sparse"
+    name = NAME
 
     width: int = 16
     panels: int = 4

@@ -39,6 +39,7 @@ from stoicc_py.api import (
     emit_text,
     front_end,
     kernel_abis,
+    lower,
     object_code,
     only_kernel,
     read_source,
@@ -61,6 +62,8 @@ from stoicc_py.cmdline import (
     usage_error,
     write_json,
 )
+from stoicc_py.codegen.remarks import format_remark, is_remark
+from stoicc_py.codegen.remarks import log as remarks_log
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
 from stoicc_py.dims import evaluate as dim_value
@@ -68,7 +71,7 @@ from stoicc_py.dims import symbols as dim_symbols
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.limits import check_size
 from stoicc_py.options import Options
-from stoicc_py.pipeline import PassCallback, context, run_passes
+from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
 from stoicc_py.timing import is_timing
 
 if TYPE_CHECKING:
@@ -147,14 +150,19 @@ def _compiling_note(file: str, args: argparse.Namespace) -> Iterator[None]:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     _only_for(args, "accel", "dim", "weight", "machine")
-    _only_for(args, "cpu", "check_bounds", "mcpu", "mattr")
+    _only_for(args, "cpu", "check_bounds", "mcpu", "mattr", "remarks")
     options = Options(args.target, args.tile or (), args.check_bounds, args.mcpu or "", args.mattr or "")
     target = machine_options(options.cpu, options.mattr)  # an unknown name is an error before any work
     if args.target == "cpu" and args.emit in ("obj", "llvm-ir", "asm") and args.passes is None:
         POOL.prestart()  # its start overlaps the front end and the passes
     source, file = read_source(args.file)
     with _compiling_note(file, args):
-        output = _artifact(args, options, file, _selected(front_end(source, file), args.kernel), describe(target))
+        module = _selected(front_end(source, file), args.kernel)
+        if args.remarks:
+            _show_remarks()
+            if args.passes is None and args.emit in ("ir", "opt", "header"):
+                lower(module, Stage.LOOPS, options)  # the loop-level passes make the remarks
+        output = _artifact(args, options, file, module, describe(target))
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
     _write(output, args.output, binary_default=Path(file).with_suffix(suffix) if suffix else None)
     return 0
@@ -698,6 +706,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     c.add_argument("--check-bounds", action="store_true",
                    help="cpu: check every memory access against its buffer (the C ABI gains extents and a status)")  # fmt: skip
+    c.add_argument("--remarks", action="store_true",
+                   help="cpu: name every op that runs as a scalar loop nest and why (as clang's -Rpass-missed; stderr)")  # fmt: skip
 
     r = sub.add_parser("run", parents=[common], help="compile, run on random inputs, check against the reference")
     r.add_argument("file", type=Path)
@@ -764,7 +774,22 @@ def _configure_logging(verbose: bool, time_passes: bool) -> None:
         package.addHandler(timing)
 
 
+def _show_remarks() -> None:
+    """The remarks of stoicc_py.remarks (codegen/remarks.py) on stderr, `FILE:LINE:COL: remark: ...`."""
+    remarks_log.setLevel(logging.INFO)
+    handler = _Handler(sys.stderr)
+    handler.addFilter(is_remark)
+    handler.setFormatter(_RemarkFormatter())
+    logging.getLogger("stoicc_py").addHandler(handler)
+
+
+class _RemarkFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return format_remark(record)
+
+
 def _reset_logging() -> None:
+    remarks_log.setLevel(logging.NOTSET)
     package = logging.getLogger("stoicc_py")
     for handler in [h for h in package.handlers if isinstance(h, _Handler)]:
         package.removeHandler(handler)
