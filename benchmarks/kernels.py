@@ -34,6 +34,7 @@ class Format:
     torch_match: str = ""  # the PyTorch baseline of the same weight precision
     dtype: str = "f32"  # of x, w and the result unless integer (f16 parses; the CPU backend refuses it)
     stored_kn: bool = False  # w stored [K, N] (`matmul(x, w)`, the spelling users write first), not [N, K]
+    zeros: str = ""  # a csr or block weight's zeros, made before packing: "rows" (half of each row), "blocks" (half the 8x8 blocks)
 
     def source(self, n: int, k: int) -> str:
         dtype, out = ("i8", "i32") if self.integer else (self.dtype, self.dtype)
@@ -56,6 +57,16 @@ FORMATS: dict[str, Format] = {
             "nm24-int4", "2:4 + int4 g128", "nm(2, 4) with int4(group=64)", sparse=True, torch_match="torch int4 g128"
         ),
         Format("ternary", "ternary per-channel", "ternary(axis=0)"),
+        Format("binary", "binary per-channel", "binary(axis=0)"),
+        Format("int2", "int2 g32", "int2(group=32)"),
+        Format("int3", "int3 g32", "int3(group=32)"),
+        Format("int5", "int5 g32", "int5(group=32)"),
+        Format("int6", "int6 g32", "int6(group=32)"),
+        Format("int4-float", "int4 g32 zero=float (Q4_1)", "int4(group=32, zero=float, scale=f16)"),
+        Format("sq", "SQ: int4 g64 + 1% int8", "sq(low=int4(group=64), high=int8, high_density=0.01)"),
+        Format("nm48", "4:8 f32", "nm(4, 8)", sparse=True),
+        Format("block50", "block 8x8, 50% of blocks", "block([8, 8])", sparse=True, zeros="blocks"),
+        Format("csr50", "csr 50%", "csr", sparse=True, zeros="rows"),
         Format(
             "w8a8",
             "W8A8 (per-token x)",
@@ -100,8 +111,20 @@ def make_weight(fmt: Format, kernel: Any, n: int, k: int, rng: np.random.Generat
         plan, nm_fraction = _hybrid_plan(n, k, rng)
         packed = kernel.pack("w", w, prune="magnitude", plan=plan)
         return Weight(packed, packed.nbytes_breakdown(), 1 / (1 - nm_fraction / 2))
-    packed = kernel.pack("w", w, prune="magnitude" if fmt.sparse else None)
+    if fmt.zeros:
+        _zero_half(w, fmt.zeros, rng)
+    packed = kernel.pack("w", w, prune="magnitude" if fmt.sparse and not fmt.zeros else None)
     return Weight(packed, packed.nbytes_breakdown(), 2.0 if fmt.sparse else 1.0)
+
+
+def _zero_half(w: Array, where: str, rng: np.random.Generator) -> None:
+    """Zero half of `w` in place: the smaller half of each row ("rows"), or a random half
+    of its 8 x 8 blocks ("blocks"; w's dims are multiples of 8)."""
+    if where == "rows":
+        w[np.abs(w) < np.median(np.abs(w), axis=1, keepdims=True)] = 0
+        return
+    zeroed = rng.random((w.shape[0] // 8, w.shape[1] // 8)) < 0.5
+    w[np.kron(zeroed, np.ones((8, 8), dtype=bool))] = 0
 
 
 def _hybrid_plan(n: int, k: int, rng: np.random.Generator) -> tuple[Array, float]:

@@ -600,6 +600,19 @@ def _permutable(packed: PackedType, width: int) -> bool:
     return width == 16 and isinstance(nm, NMAttr) and _decoder(packed).selectable(width)
 
 
+def _missed(packed: PackedType, values: StoredValues | None, width: int) -> str:
+    """Why no kernel of this pass reads `packed` (which it tried: panels, lane selection, hybrid)."""
+    if isinstance(packed.layout, HybridAttr):
+        return (f"hybrid weights need static dims, {width} = 16 lanes, f32 tiles whose width holds whole "
+                "vectors, and 2:4 as their N:M format")  # fmt: skip
+    if values is None:
+        return "its stored values are neither f32 nor symmetric int8/int4 codes per row or per group of whole vectors"
+    if values.view is None:
+        return (f"the index words of {packed.layout} hold no whole number of its groups (the panel kernel "
+                f"needs that), and lane selection reads 2:4 with 16 lanes only (here {width})")  # fmt: skip
+    return f"`nm with Q` runs only as 2:4 lane selection with 16 lanes (here {packed.layout}, {width} lanes)"
+
+
 @dataclass
 class VectorizeNM(RewritePattern):
     width: int
@@ -638,10 +651,7 @@ class VectorizeNM(RewritePattern):
         elif permute is not None:
             lower_linear(op, Shape(self.width, 4, 4), permute)
         else:
-            decline(op, f"{NAME}: no vector kernel reads {packed.layout} (they read nm weights of f32 values or "
-                        f"symmetric int8/int4 codes per row or per group of whole vectors, and, with {self.width} "
-                        "lanes and static dims, hybrid weights of f32 dense and 2:4 tiles whose width holds whole "
-                        "vectors)")  # fmt: skip
+            decline(op, f"{NAME}: {_missed(packed, values, self.width)}")
             return
         rewriter.erase(op)
 
