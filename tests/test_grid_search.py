@@ -32,9 +32,9 @@ def rows(kind: str, shape: tuple[int, int], seed: int) -> np.ndarray:
     return (0.02 * w + (0.01 if kind == "shifted" else 0)).astype(np.float32)
 
 
-def group_error(w: np.ndarray, v: np.ndarray, group: int | None) -> np.ndarray:
-    """sum |w - v|^norm per scale group [R, groups] (float64), the last group ragged."""
-    e = np.abs(w.astype(np.float64) - v) ** NORM
+def group_error(w: np.ndarray, v: np.ndarray, group: int | None, importance: np.ndarray | None = None) -> np.ndarray:
+    """sum (importance) |w - v|^norm per scale group [R, groups] (float64), the last group ragged."""
+    e = np.abs(w.astype(np.float64) - v) ** NORM * (1 if importance is None else importance)
     if group == 0:
         return e.sum(keepdims=True)
     return e.sum(axis=1, keepdims=True) if group is None else np.add.reduceat(e, np.arange(0, w.shape[1], group), axis=1)
@@ -53,6 +53,21 @@ def test_search_never_loses_to_min_max(layout: str, group: int | None, kind: str
     if kind == "heavy" and group is not None:  # outliers: clipping them pays in groups (a row at 8 bits keeps them)
         assert searched.sum() < minmax.sum()
     assert (np.abs(grid.scales.astype(np.float32)) <= quantize(w, attr).scales.astype(np.float32)).all()
+
+
+@pytest.mark.parametrize(("layout", "group"), LAYOUTS[2:5])
+def test_weighted_search(layout: str, group: int | None) -> None:
+    # grid='hmse': each column's errors weighed by its importance (diag H); all ones is the reference's
+    w = rows("heavy", (24, 100 if group == 48 else 128), seed=5)
+    attr = parse_layout(layout)
+    importance = np.random.default_rng(6).uniform(0, 4, w.shape[1]).astype(np.float32)
+    plain, ones = searched_grid(w, attr, Shrink()), searched_grid(w, attr, Shrink(), np.ones(w.shape[1], np.float32))
+    np.testing.assert_array_equal(plain.scales, ones.scales)
+    weighted = dequantize_codes(quantize(w, attr, searched_grid(w, attr, Shrink(), importance)), attr)
+    got = group_error(w, weighted, group, importance)
+    assert (got <= group_error(w, fake_quantize(w, attr), group, importance) * (1 + 1e-5)).all()
+    assert (got <= group_error(w, dequantize_codes(quantize(w, attr, plain), attr), group, importance) * (1 + 1e-5)).all()
+    assert (weighted != dequantize_codes(quantize(w, attr, plain), attr)).any()
 
 
 @pytest.mark.parametrize("layout", ["int4(group=32)", "int3(group=32, symmetric=false)", "int4(group=32, zero=float, scale=f16)"])  # fmt: skip
@@ -82,18 +97,29 @@ def test_gptq_with_the_search() -> None:
         values = compress(w, packed.layout, "gptq", activations=x, act_order=act_order, grid="mse").values  # type: ignore[arg-type]
         np.testing.assert_array_equal(packed.unpack(), values)
         assert out_error(packed) < 0.8 * rtn
-    # a diagonal Hessian updates nothing: each group's grid is searched on w itself, as RTN's
-    diagonal = stoicc_py.pack(w, layout, method="gptq", hessian=np.diag(np.linspace(1, 2, 128)), grid="mse")
+    # a diagonal Hessian updates nothing: each group's grid is searched on w itself, as RTN's,
+    # and with grid='hmse' each column's errors weighed by H's diagonal
+    h = np.diag(np.linspace(1, 2, 128))
+    diagonal = stoicc_py.pack(w, layout, method="gptq", hessian=h, grid="mse")
     np.testing.assert_array_equal(diagonal.unpack(), stoicc_py.pack(w, layout, method="rtn", grid="mse").unpack())
+    attr = parse_layout(layout)
+    weighted = searched_grid(w, attr, Shrink(), np.diag(h).astype(np.float32))
+    np.testing.assert_array_equal(stoicc_py.pack(w, attr, method="gptq", hessian=h, grid="hmse").unpack(),
+                                  dequantize_codes(quantize(w, attr, weighted), attr))  # fmt: skip
+    hmse = stoicc_py.pack(w, layout, method="gptq", activations=x, act_order=True, grid="hmse")
+    np.testing.assert_array_equal(hmse.unpack(), compress(w, attr, "gptq", activations=x, act_order=True, grid="hmse").values)
+    assert out_error(hmse) < 0.8 * rtn
 
 
 def test_errors() -> None:
     w = rows("normal", (8, 64), seed=0)
-    with pytest.raises(ValueError, match="grid must be one of 'minmax', 'mse', got 'l2'"):
+    with pytest.raises(ValueError, match="grid must be one of 'minmax', 'mse', 'hmse', got 'l2'"):
         stoicc_py.pack(w, "int4", grid="l2")
     with pytest.raises(ValueError, match=r"grid='mse' goes with method='rtn' or 'gptq' .* not method='sparsegpt'"):
         stoicc_py.pack(w, "nm(2, 4) with int4", method="sparsegpt", activations=w, grid="mse")
     with pytest.raises(ValueError, match=r"grid='mse' goes with .* on nm\(2, 4\)"):
         stoicc_py.pack(w, "nm(2, 4)", prune="magnitude", grid="mse")
+    with pytest.raises(ValueError, match=r"grid='hmse' weighs errors by the Hessian of method='gptq', not method='rtn'"):
+        stoicc_py.pack(w, "int4", method="rtn", grid="hmse")
     with pytest.raises(ValueError, match="scale is the mean"):
         stoicc_py.pack(w, "ternary(group=32)", grid="mse")

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", choices=("text", "generated", "both"), default="text",
                         help="calibration.txt's windows, calibration_generated.npy's rows (make_calibration.py), or both")  # fmt: skip
     parser.add_argument("--act-order", action="store_true")
-    parser.add_argument("--grid", choices=("minmax", "mse"), default="minmax",
-                        help="pack(grid=): each group's min/max range, or GPTQ's search of shrunk ranges (rtn, gptq)")  # fmt: skip
+    parser.add_argument("--grid", choices=("minmax", "mse", "hmse"), default="minmax",
+                        help="pack(grid=): min/max ranges, GPTQ's search of shrunk ranges (rtn, gptq), or that search weighted by diag H (gptq)")  # fmt: skip
     parser.add_argument("--sequential", action="store_true", help="GPTQ's true-sequential order inside a layer")
     parser.add_argument("--window", type=int, default=512, help="tokens per perplexity and calibration window")
     parser.add_argument("--stride", type=int, default=256, help="calibration windows start every STRIDE tokens")

@@ -435,22 +435,26 @@ SEARCH_ELEMENTS = 1 << 21
 """Elements of x times factors that searched_grid quantizes at once (a few float32 arrays of it)."""
 
 
-def searched_grid(x: Array, attr: QuantScheme, shrink: Shrink) -> Grid:
+def searched_grid(x: Array, attr: QuantScheme, shrink: Shrink, importance: Array | None = None) -> Grid:
     """The grid of the float32 [R, K] matrix x in `attr` (for quantize(x, attr, grid)) whose
     range, per scale group, is quantize's min/max range shrunk by the factor of `shrink` with
     the least error (Shrink). The range is [-max|x|, max|x|] when symmetric, [min(min x, 0),
     max(max x, 0)] with an integer zero point (rint(-p lo / s)), [min x, max x] with a float
     zero (offset p min x), all scaled by p as in the reference; each candidate is rounded as
-    stored (f16 ...) before it is scored, so the error is the packed matrix's."""
+    stored (f16 ...) before it is scored, so the error is the packed matrix's. `importance`
+    (float32 [K], e.g. diag H) weighs each column's errors in the sum (the reference: 1)."""
     x = finite_matrix(x, "searched_grid")
     if attr.codes.data in ("ternary", "binary"):
         raise ValueError(f"searched_grid: {attr.codes.data} has a mean-|x| scale, not a min/max range to shrink")
     if (split := _split(attr, x.shape[1])) is not None:
         cut, last = split
-        main, tail = searched_grid(x[:, :cut], attr, shrink), searched_grid(np.ascontiguousarray(x[:, cut:]), last, shrink)
+        rest = None if importance is None else importance[cut:]
+        main = searched_grid(x[:, :cut], attr, shrink, None if importance is None else importance[:cut])
+        tail = searched_grid(np.ascontiguousarray(x[:, cut:]), last, shrink, rest)
         return Grid(np.concatenate([main.scales, tail.scales], axis=1), _side_by_side(main.zero_points, tail.zero_points),
                     _side_by_side(main.offsets, tail.offsets))  # fmt: skip
     code, g = CodeBits.of(attr), _grouped(x, attr)
+    weight = None if importance is None else _grouped(np.broadcast_to(importance.astype(F32), x.shape), attr)
     lo, hi = _search_range(g, attr)
     factors = shrink.factors()
     best = np.full(g.shape[0], np.inf, F32)
@@ -459,7 +463,7 @@ def searched_grid(x: Array, attr: QuantScheme, shrink: Shrink) -> Grid:
     for c0 in range(0, factors.size, chunk):  # a chunk of factors at once: [P, groups, length]
         p = factors[c0 : c0 + chunk, None]
         s, zp, m = _candidate(p * lo, p * hi, attr, code)
-        err = _search_error(g, s, zp, m, code, shrink.norm)
+        err = _search_error(g, s, zp, m, code, shrink.norm, weight)
         at = np.argmin(err, axis=0)  # the first of equal errors: the largest p
         least = np.take_along_axis(err, at[None], axis=0)[0]
         better = least < best
@@ -492,14 +496,16 @@ def _candidate(lo: Array, hi: Array, attr: QuantScheme, code: CodeBits) -> tuple
     return s, np.clip(np.rint(-lo / divisor), F32(0), F32(code.levels - 1)), None
 
 
-def _search_error(g: Array, s: Array, zp: Array | None, m: Array | None, code: CodeBits, norm: float) -> Array:
-    """sum |g - q(g)|^norm over each group [P, groups] of candidate grids [P, groups]."""
+def _search_error(g: Array, s: Array, zp: Array | None, m: Array | None, code: CodeBits, norm: float,
+                  weight: Array | None) -> Array:  # fmt: skip
+    """sum (weight) |g - q(g)|^norm over each group [P, groups] of candidate grids [P, groups]."""
     s32 = s.astype(F32)[..., None]
     m32 = None if m is None else m.astype(F32)[..., None]
     codes, zero = round_codes(g, s32, code, None if zp is None else zp[..., None], m32)
     values = s32 * (codes - zero) if m32 is None else s32 * codes + m32
     with np.errstate(invalid="ignore", over="ignore"):
-        err = np.sum(np.abs(g - values) ** F32(norm), axis=-1)
+        err = np.abs(g - values) ** F32(norm)
+        err = np.sum(err if weight is None else weight * err, axis=-1)
     return np.where(np.isnan(err), F32(np.inf), err)
 
 
