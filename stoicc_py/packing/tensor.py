@@ -459,7 +459,8 @@ def pack(
     calibration `activations` [n, cols] (or an iterable of batches) or their `hessian`
     2 x^T x / n [cols, cols]; `damp` is the fraction of mean(diag H) added to its diagonal.
     `grid="mse"` (rtn and gptq, int2 ... int8) searches each group's range as GPTQ's reference
-    does (shrunk min/max ranges, the least sum |w - q|^2.4: uniform.Shrink) instead of its min/max.
+    does (shrunk min/max ranges, the least sum |w - q|^2.4: uniform.Shrink) instead of its min/max;
+    `grid="hmse"` (gptq) weighs each column's errors in that sum by diag(H).
     csr and block need `sparsity` (the fraction pruned), hybrid too (of all weights, <= 0.5).
     """
     layout = parse_layout(layout) if isinstance(layout, str) else layout
