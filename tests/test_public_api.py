@@ -24,7 +24,7 @@ PUBLIC = {
 SIGNATURES = {
     "compile": ["source_or_path", "target", "tile", "cache", "machine", "check_bounds"],
     "pack": ["w", "layout", "prune", "plan", "calibrate", "activations", "alpha", "sparsity", "dtype", "method", "hessian",
-             "act_order", "damp"],
+             "act_order", "damp", "grid"],
     "plan_hybrid": ["w", "tile", "sparsity", "x", "cost"],
     "save_packed": ["tensors", "path", "metadata"],
     "load_packed": ["path"],

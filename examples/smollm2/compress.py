@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", choices=("text", "generated", "both"), default="text",
                         help="calibration.txt's windows, calibration_generated.npy's rows (make_calibration.py), or both")  # fmt: skip
     parser.add_argument("--act-order", action="store_true")
+    parser.add_argument("--grid", choices=("minmax", "mse", "hmse"), default="minmax",
+                        help="pack(grid=): min/max ranges, GPTQ's search of shrunk ranges (rtn, gptq), or that search weighted by diag H (gptq)")  # fmt: skip
     parser.add_argument("--sequential", action="store_true", help="GPTQ's true-sequential order inside a layer")
     parser.add_argument("--window", type=int, default=512, help="tokens per perplexity and calibration window")
     parser.add_argument("--stride", type=int, default=256, help="calibration windows start every STRIDE tokens")
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {"sparsity": args.sparsity} if args.sparsity is not None else {}
     if args.act_order:
         options["act_order"] = True
+    if args.grid != "minmax":
+        options["grid"] = args.grid
     if args.damp is not None:
         options["damp"] = args.damp
     if args.plan_auto:

@@ -415,6 +415,100 @@ def quantize(x: Array, attr: QuantScheme, grid: Grid | None = None) -> QuantCode
     )
 
 
+@dataclass(frozen=True)
+class Shrink:
+    """GPTQ's grid search (the reference Quantizer with mse=True: IST-DASLab/gptq, quant.py,
+    find_params): the min/max range [lo, hi] of each group is scaled to [p lo, p hi] for
+    p = 1 - i / steps, i = 0 .. int(maxshrink * steps) - 1 (1.0 down to 0.21 by default), and
+    the p whose grid quantizes the group with the least sum |x - q(x)|^norm is kept (the
+    largest such p: p = 1, quantize's own grid, wins ties)."""
+
+    norm: float = 2.4
+    steps: int = 100
+    maxshrink: float = 0.8
+
+    def factors(self) -> Array:
+        return (1 - np.arange(int(self.maxshrink * self.steps)) / self.steps).astype(F32)
+
+
+SEARCH_ELEMENTS = 1 << 21
+"""Elements of x times factors that searched_grid quantizes at once (a few float32 arrays of it)."""
+
+
+def searched_grid(x: Array, attr: QuantScheme, shrink: Shrink, importance: Array | None = None) -> Grid:
+    """The grid of the float32 [R, K] matrix x in `attr` (for quantize(x, attr, grid)) whose
+    range, per scale group, is quantize's min/max range shrunk by the factor of `shrink` with
+    the least error (Shrink). The range is [-max|x|, max|x|] when symmetric, [min(min x, 0),
+    max(max x, 0)] with an integer zero point (rint(-p lo / s)), [min x, max x] with a float
+    zero (offset p min x), all scaled by p as in the reference; each candidate is rounded as
+    stored (f16 ...) before it is scored, so the error is the packed matrix's. `importance`
+    (float32 [K], e.g. diag H) weighs each column's errors in the sum (the reference: 1)."""
+    x = finite_matrix(x, "searched_grid")
+    if attr.codes.data in ("ternary", "binary"):
+        raise ValueError(f"searched_grid: {attr.codes.data} has a mean-|x| scale, not a min/max range to shrink")
+    if (split := _split(attr, x.shape[1])) is not None:
+        cut, last = split
+        rest = None if importance is None else importance[cut:]
+        main = searched_grid(x[:, :cut], attr, shrink, None if importance is None else importance[:cut])
+        tail = searched_grid(np.ascontiguousarray(x[:, cut:]), last, shrink, rest)
+        return Grid(np.concatenate([main.scales, tail.scales], axis=1), _side_by_side(main.zero_points, tail.zero_points),
+                    _side_by_side(main.offsets, tail.offsets))  # fmt: skip
+    code, g = CodeBits.of(attr), _grouped(x, attr)
+    weight = None if importance is None else _grouped(np.broadcast_to(importance.astype(F32), x.shape), attr)
+    lo, hi = _search_range(g, attr)
+    factors = shrink.factors()
+    best = np.full(g.shape[0], np.inf, F32)
+    chosen = np.zeros(g.shape[0], F32)
+    chunk = max(1, SEARCH_ELEMENTS // g.size)
+    for c0 in range(0, factors.size, chunk):  # a chunk of factors at once: [P, groups, length]
+        p = factors[c0 : c0 + chunk, None]
+        s, zp, m = _candidate(p * lo, p * hi, attr, code)
+        err = _search_error(g, s, zp, m, code, shrink.norm, weight)
+        at = np.argmin(err, axis=0)  # the first of equal errors: the largest p
+        least = np.take_along_axis(err, at[None], axis=0)[0]
+        better = least < best
+        best[better], chosen[better] = least[better], p[at[better], 0]
+    s, zp, m = _candidate(chosen * lo, chosen * hi, attr, code)
+    _check_finite(s, "scale", s.astype(F32))
+    shape = attr.scale_shape(x.shape)
+    return Grid(s.reshape(shape), None if zp is None else zp.astype(np.int32).reshape(shape),
+                None if m is None else m.reshape(shape))  # fmt: skip
+
+
+def _search_range(g: Array, attr: QuantScheme) -> tuple[Array, Array]:
+    """The range [lo, hi] of each group that the scale and zero point (or offset) come from."""
+    if attr.is_symmetric:
+        top = np.max(np.abs(g), axis=1)
+        return -top, top
+    return (g.min(axis=1), g.max(axis=1)) if attr.float_offset else _bounds(g)
+
+
+def _candidate(lo: Array, hi: Array, attr: QuantScheme, code: CodeBits) -> tuple[Array, Array | None, Array | None]:
+    """The stored scales, the float32 zero points (integer zero) and the stored offsets (float
+    zero) of ranges [lo, hi]: for p = 1 exactly quantize's."""
+    with np.errstate(over="ignore"):  # an overflowing candidate scores inf; the chosen one is checked
+        if attr.is_symmetric:
+            return (hi / F32(code.qmax)).astype(scale_dtype(attr)), None, None
+        s = ((hi - lo) / F32(code.levels - 1)).astype(scale_dtype(attr))
+        if attr.float_offset:
+            return s, None, lo.astype(scale_dtype(attr))
+    divisor = np.where(s == 0, F32(1), s.astype(F32))
+    return s, np.clip(np.rint(-lo / divisor), F32(0), F32(code.levels - 1)), None
+
+
+def _search_error(g: Array, s: Array, zp: Array | None, m: Array | None, code: CodeBits, norm: float,
+                  weight: Array | None) -> Array:  # fmt: skip
+    """sum (weight) |g - q(g)|^norm over each group [P, groups] of candidate grids [P, groups]."""
+    s32 = s.astype(F32)[..., None]
+    m32 = None if m is None else m.astype(F32)[..., None]
+    codes, zero = round_codes(g, s32, code, None if zp is None else zp[..., None], m32)
+    values = s32 * (codes - zero) if m32 is None else s32 * codes + m32
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(g - values) ** F32(norm)
+        err = np.sum(err if weight is None else weight * err, axis=-1)
+    return np.where(np.isnan(err), F32(np.inf), err)
+
+
 def _columns(q: QuantCodes, cut: int) -> tuple[QuantCodes, QuantCodes]:
     """q's whole groups (codes before column `cut`) and its ragged last group."""
     (s0, s1), (z0, z1), (m0, m1) = _cut(q.scales), _cut(q.zero_points), _cut(q.offsets)

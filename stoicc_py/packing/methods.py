@@ -12,7 +12,10 @@ exactly and, for a quantized layout, lie on the grid (scales, zero points) it re
   when the sweep reaches the group. `act_order=True` sweeps columns by decreasing diag(H); the
   groups stay those of the original column indices (the layout's), and their grid is then
   computed up front on the original w (the reference's `static_groups`), as are per-channel
-  and per-tensor grids always.
+  and per-tensor grids always. `grid="mse"`: each of those grids is the searched one
+  (uniform.searched_grid: the shrunk min/max range of least sum |w - q|^2.4, GPTQ's reference
+  Quantizer with mse=True), computed on the same weights at the same point of the sweep;
+  `grid="hmse"` weighs each column's errors in that search by diag(H).
 - "sparsegpt" (Frantar & Alistarh 2023), sparse layouts: the same sweep, where pruning a weight
   is rounding it to 0. The mask is chosen on the current weights by w^2 / U[i, i]^2 (the OBS
   error) per group of M columns (nm), per row of each 32 columns (csr, at `sparsity`),
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stoicc_py.codec.hybrid import table_code
-from stoicc_py.codec.uniform import CodeBits, Grid, quantize, round_codes
+from stoicc_py.codec.uniform import CodeBits, Grid, Shrink, quantize, round_codes, searched_grid
 from stoicc_py.dialects.layout import ComposedLayoutAttr, LayoutAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
@@ -41,6 +44,10 @@ from stoicc_py.packing.hybrid_plan import choose_tiles, tile_sizes
 
 F32 = np.float32
 METHODS = ("rtn", "magnitude", "wanda", "gptq", "sparsegpt")
+GRIDS = ("minmax", "mse", "hmse")
+"""pack(grid=...): a group's range is its min and max; GPTQ's reference search of shrunk ranges
+(Shrink: the least sum |w - q|^2.4); or that search with each column's errors weighted by
+diag(H) (gptq only: the inputs the layer's output depends on most count most)."""
 DATA_METHODS = ("gptq", "sparsegpt", "wanda")
 """The methods that read a Hessian of calibration inputs."""
 """pack(method=...): rtn and magnitude are pack's own rounding and pruning; the others are here."""
@@ -154,14 +161,20 @@ class ColumnGrid:
     m: int = 1
     order: Array | None = None
     """act_order: the original column of each swept column (whose group's grid it takes)."""
+    search: Shrink | None = None
+    """grid='mse' / 'hmse': each grid is the searched one (uniform.searched_grid), not the min/max one."""
+    importance: Array | None = None
+    """grid='hmse': diag(H) of the original columns, weighing each column's errors in the search."""
 
     @staticmethod
-    def of(w: Array, attr: UniformQuantAttr, static: bool, n: int = 1, m: int = 1) -> ColumnGrid:
+    def of(w: Array, attr: UniformQuantAttr, static: bool, n: int = 1, m: int = 1,
+           search: Shrink | None = None, importance: Array | None = None) -> ColumnGrid:  # fmt: skip
         if attr.per.data == "token":
             raise ValueError(f"pack: a weight is not quantized per token ({attr.summary()})")
-        q = quantize(w, attr)  # the codec's grid of the original w: kept when static, else overwritten
+        q = grid_of(w, attr, search, importance)  # the grid of the original w: kept when static, else overwritten
         per_group = attr.per.data == "group" or attr.per_column
-        return ColumnGrid(attr, q.scales.copy(), _copy(q.zero_points), _copy(q.offsets), per_group and not static, n, m)
+        return ColumnGrid(attr, q.scales.copy(), _copy(q.zero_points), _copy(q.offsets), per_group and not static,
+                          n, m, search=search, importance=importance)  # fmt: skip
 
     @property
     def span(self) -> int:
@@ -184,7 +197,9 @@ class ColumnGrid:
     def begin(self, j: int, kept: Array) -> None:
         """A dynamic group starts at column j: its grid from its kept weights [R, slots]."""
         sub = self.attr if self.attr.per_column else self.attr.regrouped(kept.shape[1])
-        q = quantize(np.ascontiguousarray(kept, F32), sub)
+        # dynamic grids are swept in the original column order (no act_order): column j is j
+        importance = None if self.importance is None else self.importance[j : j + kept.shape[1]]
+        q = grid_of(np.ascontiguousarray(kept, F32), sub, self.search, importance)
         at = self._index(j)
         self.scales[at] = q.scales.reshape(-1)
         if self.zero_points is not None and q.zero_points is not None:
@@ -207,6 +222,32 @@ class ColumnGrid:
 
     def result(self) -> Grid:
         return Grid(self.scales, self.zero_points, self.offsets)
+
+
+def grid_of(x: Array, attr: UniformQuantAttr, search: Shrink | None, importance: Array | None = None) -> Grid:
+    """The grid of x in attr: the codec's min/max grid, or the searched one."""
+    if search is not None:
+        return searched_grid(x, attr, search, importance)
+    q = quantize(x, attr)
+    return Grid(q.scales, q.zero_points, q.offsets)
+
+
+def shrink_of(grid: str, method: str | None, layout: LayoutAttr) -> Shrink | None:
+    """pack's grid= option: the search it asks for, or a ValueError where it does not apply."""
+    if grid not in GRIDS:
+        raise ValueError(f"pack: grid must be one of {', '.join(map(repr, GRIDS))}, got {grid!r}")
+    if grid == "minmax":
+        return None
+    if grid == "hmse" and method != "gptq":
+        raise ValueError(f"pack: grid='hmse' weighs errors by the Hessian of method='gptq', not method={method!r} "
+                         "(grid='mse' needs none)")  # fmt: skip
+    if method not in (None, "rtn", "gptq") or not isinstance(layout, UniformQuantAttr):
+        raise ValueError(f"pack: grid={grid!r} goes with method='rtn' or 'gptq' on a quantized layout, "
+                         f"not method={method!r} on {layout.summary()}")  # fmt: skip
+    if layout.codes.data in ("ternary", "binary"):
+        raise ValueError(f"pack: grid={grid!r} shrinks a min/max range (int2 ... int8); {layout.summary()}'s scale "
+                         "is the mean |w|")  # fmt: skip
+    return Shrink()
 
 
 def _copy(a: Array | None) -> Array | None:
@@ -264,9 +305,11 @@ def sweep(w: Array, u: Array, step: Step) -> Array:
 # ---------------------------------------------------------------------------- the methods
 
 
-def _gptq(w: Array, h: Array, attr: UniformQuantAttr, act_order: bool, damp: float) -> Compressed:
+def _gptq(w: Array, h: Array, attr: UniformQuantAttr, act_order: bool, damp: float, search: Shrink | None,
+          weighted: bool) -> Compressed:  # fmt: skip
     order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(w.shape[1])
-    grid = ColumnGrid.of(w, attr, static=act_order)
+    importance = np.diag(h).astype(F32) if weighted else None
+    grid = ColumnGrid.of(w, attr, static=act_order, search=search, importance=importance)
     grid.order = order if act_order else None
     values = np.empty_like(w)
     values[:, order] = sweep(w[:, order], inverse_cholesky(h[np.ix_(order, order)], damp), Step(grid.span, grid=grid))
@@ -343,10 +386,11 @@ def compress(
     sparsity: float | None = None,
     act_order: bool = False,
     damp: float = 0.01,
+    grid: str = "minmax",
 ) -> Compressed:
     """The values (and grid, plan) of method "gptq", "sparsegpt" or "wanda" for the float32 w
     [R, K] in `layout`, from calibration `activations` ([n, K], or an iterable of batches) or
-    their Hessian 2 x^T x / n (`hessian`, [K, K])."""
+    their Hessian 2 x^T x / n (`hessian`, [K, K]); `grid` (GRIDS) chooses GPTQ's grids."""
     kind = _layout_kind(layout)
     want = {"gptq": "quant", "sparsegpt": "sparse", "wanda": "sparse"}.get(method)
     if want is None:
@@ -360,11 +404,12 @@ def compress(
         raise ValueError(f"pack: method={method!r} needs {what}, not {layout.summary()}")  # fmt: skip
     if act_order and method != "gptq":
         raise ValueError(f"pack: act_order applies to method='gptq', not {method!r}")
+    search = shrink_of(grid, method, layout)
     h = _hessian(w, activations, hessian, method)
     w = np.where(dead(h)[None, :], F32(0), w)  # a weight on an input that is always 0 changes nothing
     if method == "gptq":
         assert isinstance(layout, UniformQuantAttr)
-        return _gptq(w, h, layout, act_order, damp)
+        return _gptq(w, h, layout, act_order, damp, search, grid == "hmse")
     if method == "wanda":
         return _wanda(w, h, layout, sparsity)
     return _sparsegpt(w, h, layout, sparsity, damp)

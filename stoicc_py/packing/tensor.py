@@ -37,7 +37,7 @@ from stoicc_py.packing.composed import SPARSE, SPARSE_QUANT, decoded, parts
 from stoicc_py.packing.compressed import DENSE
 from stoicc_py.packing.hessian import DAMP, checked
 from stoicc_py.packing.hybrid_plan import auto_plan
-from stoicc_py.packing.methods import compress
+from stoicc_py.packing.methods import compress, grid_of, shrink_of
 from stoicc_py.packing.quant import QUANT
 from stoicc_py.packing.sq import SQ
 
@@ -402,13 +402,13 @@ def _auto_plan(w: Array, layout: LayoutAttr, plan: object, sparsity: float | Non
 
 def _compressed(
     w: Array, layout: LayoutAttr, method: str, activations: object, hessian: Array | None,
-    sparsity: float | None, act_order: bool, damp: float, others: tuple[object, ...],
+    sparsity: float | None, act_order: bool, damp: float, grid: str, others: tuple[object, ...],
 ) -> tuple[Array, Grid | None, Array | None]:
     """The values, grid and hybrid plan of a calibrated method (stoicc_py.packing.methods)."""
     if any(o is not None for o in others):
         raise ValueError(f"pack: method={method!r} chooses the values itself: it takes no prune=, plan= or calibrate=")
     result = compress(w, layout, method, activations=activations, hessian=hessian, sparsity=sparsity,
-                      act_order=act_order, damp=damp)  # fmt: skip
+                      act_order=act_order, damp=damp, grid=grid)  # fmt: skip
     return result.values, result.grid, result.plan
 
 
@@ -427,6 +427,7 @@ def pack(
     hessian: Array | None = None,
     act_order: bool = False,
     damp: float = DAMP,
+    grid: str = "minmax",
 ) -> PackedTensor:
     """Pack the float32 matrix `w` (a numpy array, a torch CPU tensor, any DLPack, `__array__`
     or buffer object: docs/api.md) into the buffers of `layout` (an attribute or layout text).
@@ -457,6 +458,9 @@ def pack(
     which it quantizes jointly; hybrid tiles planned from the Hessian) and "wanda" (sparse) read
     calibration `activations` [n, cols] (or an iterable of batches) or their `hessian`
     2 x^T x / n [cols, cols]; `damp` is the fraction of mean(diag H) added to its diagonal.
+    `grid="mse"` (rtn and gptq, int2 ... int8) searches each group's range as GPTQ's reference
+    does (shrunk min/max ranges, the least sum |w - q|^2.4: uniform.Shrink) instead of its min/max;
+    `grid="hmse"` (gptq) weighs each column's errors in that sum by diag(H).
     csr and block need `sparsity` (the fraction pruned), hybrid too (of all weights, <= 0.5).
     """
     layout = parse_layout(layout) if isinstance(layout, str) else layout
@@ -485,15 +489,21 @@ def pack(
         prune = "magnitude" if method == "magnitude" else prune
         if isinstance(plan, str) or sparsity is not None:
             plan = _auto_plan(w, layout, plan, sparsity, activations, hessian)
-        grid = None
+        search = shrink_of(grid, method, layout)
+        chosen = None
     else:
-        w, grid, plan = _compressed(w, layout, method, activations, hessian, sparsity, act_order, damp, (prune, plan, calibrate))
+        search = None  # the method searches its own grids
+        w, chosen, plan = _compressed(w, layout, method, activations, hessian, sparsity, act_order, damp, grid,
+                                      (prune, plan, calibrate))  # fmt: skip
     scale = None if calibrate is None else input_scale(w, layout, calibrate, activations, alpha)
     if scale is not None:
         w = w * scale
         check_finite(w, "pack: w * input_scale")
+    if search is not None:  # on the matrix the codec quantizes: after the input scale
+        assert isinstance(layout, UniformQuantAttr)
+        chosen = grid_of(w, layout, search)
     storage = _storage(layout, shape, element)
-    raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan, grid))
+    raw = fmt.pack(w, layout, storage, Options(prune == "magnitude", plan, chosen))
     # Always copies: a packed tensor never aliases the caller's matrix.
     arrays = {b.role.data: _aligned_copy(raw[b.role.data], _dtype(layout, b)) for b in storage.buffers.data}
     for a in arrays.values():
