@@ -27,7 +27,7 @@ import numpy as np
 import stoicc_py
 from stoicc_py import kernel as kernel_module
 from stoicc_py.benchmarks.kernels import Format, check, make_weight
-from stoicc_py.benchmarks.measure import library_threads, time_calls
+from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, library_threads, time_calls
 from stoicc_py.cmdline import write_json
 
 FORMATS = {
@@ -110,16 +110,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, of {', '.join(FORMATS)}")
-    parser.add_argument("--repeat", type=int, default=200, help="timed calls per measurement at most")
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement at most")
+    add_script_options(parser, FORMATS, repeat=200)
     parser.add_argument("--min-work", type=int, help="parallel.MIN_COLUMN_WORK for this run")
-    parser.add_argument("--smoke", action="store_true", help="one tiny shape, correctness only")
-    parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args()
-    formats = args.formats.split(",")
-    if unknown := [f for f in formats if f not in FORMATS]:
-        parser.error(f"unknown formats {unknown}; known: {', '.join(FORMATS)}")
+    formats = chosen_formats(parser, args.formats, FORMATS)
     if args.min_work is not None:
         kernel_module.MIN_COLUMN_WORK = args.min_work
     shapes = SMOKE_SHAPES if args.smoke else SHAPES

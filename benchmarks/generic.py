@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
-from stoicc_py.benchmarks.measure import time_calls
+from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, time_calls
 from stoicc_py.cmdline import write_json
 
 Array = np.ndarray[Any, Any]
@@ -112,15 +112,9 @@ def table(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, of {', '.join(FORMATS)}")
-    parser.add_argument("--repeat", type=int, default=20, help="timed calls per measurement at most")
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement at most")
-    parser.add_argument("--smoke", action="store_true", help="one tiny shape, correctness only")
-    parser.add_argument("--json", help="write every figure to this file")
+    add_script_options(parser, FORMATS, repeat=20)
     args = parser.parse_args()
-    formats = args.formats.split(",")
-    if unknown := [f for f in formats if f not in FORMATS]:
-        parser.error(f"unknown formats {unknown}; known: {', '.join(FORMATS)}")
+    formats = chosen_formats(parser, args.formats, FORMATS)
     shapes, rows = (SMOKE_SHAPES, SMOKE_ROWS) if args.smoke else (SHAPES, ROWS)
     report = run(formats, shapes, rows, args.repeat, args.budget, timed=not args.smoke)
     failed = [r for r in report["results"] if not (r["static_ok"] and r["generic_ok"])]

@@ -14,13 +14,14 @@ maximum that only grows).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import import_module
@@ -44,6 +45,25 @@ class Stats:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def add_script_options(parser: argparse.ArgumentParser, formats: Iterable[str], repeat: int) -> None:
+    """The options that the benchmark scripts share: formats, repeats, budget, smoke, JSON."""
+    keys = list(formats)
+    parser.add_argument("--formats", default=",".join(keys), help=f"comma-separated, of {', '.join(keys)}")
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed calls per measurement at most")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement at most")
+    parser.add_argument("--smoke", action="store_true", help="one tiny shape, correctness only")
+    parser.add_argument("--json", help="write every figure to this file")
+
+
+def chosen_formats(parser: argparse.ArgumentParser, text: str, formats: Iterable[str]) -> list[str]:
+    """--formats' keys, each one of `formats` (else the parser's error)."""
+    known = list(formats)
+    chosen = text.split(",")
+    if unknown := [f for f in chosen if f not in known]:
+        parser.error(f"unknown formats {unknown}; known: {', '.join(known)}")
+    return chosen
 
 
 def time_calls(call: Callable[[], object], repeat: int, budget: float, flush: Callable[[], object] | None) -> Stats:
