@@ -54,6 +54,7 @@ def model_candidates() -> dict[str, ModelCandidate]:
         ModelCandidate("int8", "int8(axis=0)", "rtn"),
         ModelCandidate("int4-g32-rtn", "int4(group=32)", "rtn"),
         ModelCandidate("int4-g32", "int4(group=32)", "gptq"),
+        ModelCandidate("int4-g32-float", "int4(group=32, zero=float, scale=f16)", "rtn"),
         ModelCandidate("int4-g64", "int4(group=64)", "gptq"),
         ModelCandidate("int4-g128", "int4(group=128)", "gptq"),
         ModelCandidate("int3-g32", "int3(group=32)", "gptq"),
