@@ -144,6 +144,8 @@ def test_compiled_matches_numpy(small: Any, compiled: CompiledLlama) -> None:
     step, _ = compiled.forward(tokens[30:], cache)
     whole, _ = ref.forward(tokens, ref.empty_cache())
     np.testing.assert_allclose(step, whole[30:], rtol=1e-4, atol=1e-4 * np.abs(whole).max())
+    last, _ = compiled.forward(tokens[:30], compiled.empty_cache(), last=True)
+    np.testing.assert_allclose(last, got[-1:], rtol=1e-5, atol=1e-5 * np.abs(got).max())  # a GEMV, not a GEMM row
     assert perplexity(compiled, tokens, 16) == pytest.approx(perplexity(ref, tokens, 16), rel=1e-4)
     assert generate(compiled, tokens[:5], 6) == generate(ref, tokens[:5], 6)
 

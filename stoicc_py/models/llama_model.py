@@ -77,9 +77,11 @@ class LlamaRunner:
         empty = np.zeros((*batch, c.kv_heads, 0, c.head_dim), np.float32)
         return [(empty, empty)] * len(self.weights.layers)
 
-    def forward(self, tokens: Sequence[int] | Array, cache: Cache) -> tuple[Array, Cache]:
+    def forward(self, tokens: Sequence[int] | Array, cache: Cache, last: bool = False) -> tuple[Array, Cache]:
         """Logits [..., T, vocab] of the T new `tokens` [..., T] after those of `cache`, and the
-        cache after them (leading dims: a batch of sequences, as the cache has them)."""
+        cache after them (leading dims: a batch of sequences, as the cache has them). `last`:
+        the last token's logits only, [..., 1, vocab] (what generation reads: a prefill then
+        runs the lm head, 49,152 × 576 for SmolLM2, on one row, as llama.cpp's does)."""
         w, c = self.weights, self.config
         tokens = np.asarray(tokens)
         p = cache[0][0].shape[-2]
@@ -89,6 +91,8 @@ class LlamaRunner:
         for i, (keys, values) in enumerate(cache):
             x, keys, values = self.block(i, x, cos, sin, keys, values)
             new_cache.append((keys, values))
+        if last:
+            x = x[..., -1:, :]
         return project(rms_norm(x, w.norm, c.rms_eps), w.lm_head), new_cache
 
 
@@ -165,10 +169,10 @@ def perplexity(model: LlamaRunner, tokens: Sequence[int], window: int) -> float:
 def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
     """The `n` tokens greedy decoding gives after `prompt`: the prompt prefilled at once,
     then one token at a time against the cache."""
-    logits, cache = model.forward(prompt, model.empty_cache())
+    logits, cache = model.forward(prompt, model.empty_cache(), last=True)
     out = [int(np.argmax(logits[-1]))]
     while len(out) < n:
-        logits, cache = model.forward(out[-1:], cache)
+        logits, cache = model.forward(out[-1:], cache, last=True)
         out.append(int(np.argmax(logits[-1])))
     return out[:n]
 
