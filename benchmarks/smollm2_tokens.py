@@ -12,18 +12,22 @@ empty cache with the logits of the last one (llama-bench's pp: one batch of P to
 output); tgN decodes N tokens one at a time from an empty cache, each with its logits
 (llama-bench's tg; the tokens are fixed, no sampling). `--repeat` rounds, each running
 llama-bench once (`-r 1`) and each of our models once, interleaved so that the shared
-host's load changes reach all alike; the best round of each is reported. Models (`--models`, MODELS): `int4` is
+host's load changes reach all alike; the best round of each is reported.
+
+Models (`--models`, MODELS): `int4` is
 `int4(group=32, zero=float, scale=f16)` on every projection, Q4_1's own grid (rounding
 the dequantized file to it gives back exactly the GGUF's weights, docs/models.md), and
 the lm head on an `int8(group=32, scale=f16)` kernel, Q8_0's grid (the file's tied
 embeddings are Q8_0: exact too): the weights and bits llama.cpp reads. `int4-f32-head`
 runs the lm head in numpy in float32 instead (run.py's way); `dense` is the same weights
 in float32, lm head in numpy. Before timing, each model's logits on a few tokens are
-checked against NumpyLlama on the weights its kernels read. numpy's BLAS gets as many
-threads as the kernels.
+checked against NumpyLlama on the weights its kernels read, and those weights against the
+file's (the table's header says which models read exactly the file's). numpy's BLAS gets
+as many threads as the kernels.
 
 `--profile` splits one decode run (1 thread) by where the time goes (profile_decode): the
-layer calls, the lm head and the rest of the numpy glue. benchmarks/README.md says how to build llama-bench.
+layer calls, the lm head and the rest of the numpy glue. benchmarks/README.md says how to
+build llama-bench.
 """
 
 from __future__ import annotations
@@ -70,6 +74,13 @@ def check(model: CompiledLlama, tokens: int = 8) -> None:
     ref = NumpyLlama(model.weights_read())
     want = ref.forward(ids, ref.empty_cache())[0]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+
+
+def reads_file_weights(model: CompiledLlama, weights: LlamaWeights) -> bool:
+    """Whether the kernels read exactly the file's (dequantized) weights."""
+    read = model.weights_read()
+    layers = all(np.array_equal(r[n], w[n]) for r, w in zip(read.layers, weights.layers) for n in w)
+    return layers and np.array_equal(read.lm_head, weights.lm_head)
 
 
 def prefill(model: CompiledLlama, n: int) -> None:
@@ -196,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     models = {name: build(weights, name) for name in names}
     for model in models.values():
         check(model)
+    data["exact"] = [name for name, model in models.items() if reads_file_weights(model, weights)]
     for _ in range(args.repeat):  # rounds, each model and llama.cpp once: load changes hit all alike
         if args.llama_bench:
             best(figures, "llama.cpp", llama_bench(args.llama_bench, gguf, threads, args.prompt, args.gen))
@@ -205,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         data["profile"] = {name: profile_decode(model, args.gen) for name, model in models.items()}
     data["load_avg_end"] = list(os.getloadavg())
     print(f"SmolLM2-135M-Instruct, tokens/s ({gguf.name}); load average {data['load_avg'][0]:.2f} at the start, "
-          f"{data['load_avg_end'][0]:.2f} at the end")  # fmt: skip
+          f"{data['load_avg_end'][0]:.2f} at the end; the file's exact weights: {', '.join(data['exact']) or 'none'}")  # fmt: skip
     print(table(figures, threads, tests))
     for name, parts in data["profile"].items():
         print(f"\n{LABELS[name]}, decode of {args.gen} tokens, 1 thread, ms per token:")
