@@ -144,8 +144,22 @@ def test_compiled_matches_numpy(small: Any, compiled: CompiledLlama) -> None:
     step, _ = compiled.forward(tokens[30:], cache)
     whole, _ = ref.forward(tokens, ref.empty_cache())
     np.testing.assert_allclose(step, whole[30:], rtol=1e-4, atol=1e-4 * np.abs(whole).max())
+    last, _ = compiled.forward(tokens[:30], compiled.empty_cache(), last=True)
+    np.testing.assert_allclose(last, got[-1:], rtol=1e-5, atol=1e-5 * np.abs(got).max())  # a GEMV, not a GEMM row
     assert perplexity(compiled, tokens, 16) == pytest.approx(perplexity(ref, tokens, 16), rel=1e-4)
     assert generate(compiled, tokens[:5], 6) == generate(ref, tokens[:5], 6)
+
+
+def test_compiled_lm_head(small: Any) -> None:
+    """The lm head on an int8 kernel (Q8_0's grid): its logits are numpy's on the weights it
+    reads, which are quantized; the embeddings stay as they were (tied in `small`)."""
+    model = CompiledLlama(small, lm_head="int8(group=32, scale=f16)")
+    read = model.weights_read()
+    assert read.embed is small.embed and not np.array_equal(read.lm_head, small.lm_head)
+    ref = NumpyLlama(read)
+    tokens = list(np.random.default_rng(4).integers(0, 100, 6))
+    got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def test_per_layer_layouts(small: Any) -> None:

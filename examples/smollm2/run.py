@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         help="compress layer by layer, calibrated on calibration.txt (gptq, sparsegpt, wanda, rtn, "
         "magnitude; one, or the attention's and the MLP's: compress.py); default: magnitude pruning",
     )
+    parser.add_argument("--lm-head", default=None, metavar="LAYOUT",
+                        help="run the lm head on a compiled kernel in LAYOUT, e.g. 'int8(group=32, scale=f16)' "
+                        "(Q8_0's grid, the file's: exact); default: numpy, float32")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="the kernels' threads (default: all cores)")
     parser.add_argument("--generate", type=int, default=32, help="tokens of greedy generation")
     parser.add_argument("--repeat", type=int, default=3)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         method = args.method[0] if len(args.method) == 1 else tuple(args.method)
         packed = compress_model(weights, tuple(args.layout), calibration, method).packed
     compiled = CompiledLlama(weights, tuple(args.layout), threads=args.threads, pack_options={"prune": "magnitude"},
-                             packed=packed)  # fmt: skip
+                             packed=packed, lm_head=args.lm_head)  # fmt: skip
     print(f"layouts {' / '.join(args.layout)}: compiled and packed in {time.perf_counter() - start:.1f} s")
     reference = NumpyLlama(compiled.weights_read())
 

@@ -71,15 +71,21 @@ class LlamaRunner:
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
         raise NotImplementedError
 
+    def head(self, x: Array) -> Array:
+        """The lm head: logits [..., vocab] of the final-normed x [..., hidden]."""
+        return project(x, self.weights.lm_head)
+
     def empty_cache(self, batch: tuple[int, ...] = ()) -> Cache:
         """No tokens seen yet, for one sequence, or a `batch` of them (NumpyLlama only)."""
         c = self.config
         empty = np.zeros((*batch, c.kv_heads, 0, c.head_dim), np.float32)
         return [(empty, empty)] * len(self.weights.layers)
 
-    def forward(self, tokens: Sequence[int] | Array, cache: Cache) -> tuple[Array, Cache]:
+    def forward(self, tokens: Sequence[int] | Array, cache: Cache, last: bool = False) -> tuple[Array, Cache]:
         """Logits [..., T, vocab] of the T new `tokens` [..., T] after those of `cache`, and the
-        cache after them (leading dims: a batch of sequences, as the cache has them)."""
+        cache after them (leading dims: a batch of sequences, as the cache has them). `last`:
+        the last token's logits only, [..., 1, vocab] (what generation reads: a prefill then
+        runs the lm head, 49,152 × 576 for SmolLM2, on one row, as llama.cpp's does)."""
         w, c = self.weights, self.config
         tokens = np.asarray(tokens)
         p = cache[0][0].shape[-2]
@@ -89,7 +95,9 @@ class LlamaRunner:
         for i, (keys, values) in enumerate(cache):
             x, keys, values = self.block(i, x, cos, sin, keys, values)
             new_cache.append((keys, values))
-        return project(rms_norm(x, w.norm, c.rms_eps), w.lm_head), new_cache
+        if last:
+            x = x[..., -1:, :]
+        return self.head(rms_norm(x, w.norm, c.rms_eps)), new_cache
 
 
 class NumpyLlama(LlamaRunner):
@@ -104,12 +112,23 @@ class CompiledLlama(LlamaRunner):
     MLP's) for every layer, or one pair per layer; each distinct pair compiles one program,
     and each layer's weights are packed once, here, with `pack_options` (as for
     stoicc_py.pack: prune, calibrate, ...), but for those `packed` gives per layer already
-    packed (compress_model's)."""
+    packed (compress_model's). `lm_head`: the lm head's layout on a compiled `linear`
+    kernel, its weight rounded to nearest (`int8(group=32, scale=f16)` is Q8_0's grid: for
+    SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
                  threads: int | None = None, pack_options: dict[str, Any] | None = None,
-                 packed: Sequence[dict[str, PackedTensor]] | None = None):  # fmt: skip
+                 packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None):  # fmt: skip
         super().__init__(weights)
+        self.head_kernel: Any = None
+        self.head_weight: Array | PackedTensor = weights.lm_head
+        if lm_head is not None:
+            vocab, hidden = weights.lm_head.shape
+            source = (f"kernel lm_head(x: f32[T, {hidden}], w: f32[{vocab}, {hidden}] @ {lm_head}) "
+                      f"-> f32[T, {vocab}] {{ return linear(x, w) }}")  # fmt: skip
+            self.head_kernel = stoicc_py.compile(source).lm_head
+            self.head_kernel.threads = threads
+            self.head_weight = self.head_kernel.pack("w", weights.lm_head)
         per_layer = per_layer_layouts(layouts, len(weights.layers))
         programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
         for kernel in programs.values():
@@ -133,13 +152,24 @@ class CompiledLlama(LlamaRunner):
     def weights_read(self) -> LlamaWeights:
         """The model with the weights the kernels read (pruned, dequantized): what NumpyLlama
         must run to give this model's output up to rounding."""
-        layers = [{n: getattr(a, "unpack", lambda a=a: a)() for n, a in zip(BLOCK_WEIGHTS, args)} for args in self.args]
-        return replace(self.weights, layers=layers)
+
+        def read(a: Any) -> Array:
+            return getattr(a, "unpack", lambda: a)()
+
+        layers = [{n: read(a) for n, a in zip(BLOCK_WEIGHTS, args)} for args in self.args]
+        return replace(self.weights, layers=layers, lm_head=read(self.head_weight))
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
         out = self.kernels[i](x, cos, sin, k_cache, v_cache, *self.args[i])
         assert isinstance(out, tuple)  # the block returns (x, keys, values)
         return out
+
+    def head(self, x: Array) -> Array:
+        if self.head_kernel is None:
+            return super().head(x)
+        logits = self.head_kernel(np.ascontiguousarray(x.reshape(-1, x.shape[-1])), self.head_weight)
+        assert isinstance(logits, np.ndarray)  # one result
+        return logits.reshape(*x.shape[:-1], logits.shape[-1])
 
 
 def log_softmax(logits: Array) -> Array:
@@ -165,10 +195,10 @@ def perplexity(model: LlamaRunner, tokens: Sequence[int], window: int) -> float:
 def generate(model: LlamaRunner, prompt: Sequence[int], n: int) -> list[int]:
     """The `n` tokens greedy decoding gives after `prompt`: the prompt prefilled at once,
     then one token at a time against the cache."""
-    logits, cache = model.forward(prompt, model.empty_cache())
+    logits, cache = model.forward(prompt, model.empty_cache(), last=True)
     out = [int(np.argmax(logits[-1]))]
     while len(out) < n:
-        logits, cache = model.forward(out[-1:], cache)
+        logits, cache = model.forward(out[-1:], cache, last=True)
         out.append(int(np.argmax(logits[-1])))
     return out[:n]
 
