@@ -15,7 +15,6 @@ own scope, and ops isolated from above start afresh).
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -27,8 +26,6 @@ from xdsl.traits import IsolatedFromAbove
 
 from stoicc_py.codegen.pure import computes_only
 
-Table = ChainMap[Hashable, Operation]
-
 
 def _key(op: Operation) -> Hashable:
     return (type(op), tuple(op.operands), tuple(r.type for r in op.results),
@@ -39,21 +36,27 @@ def _pure(op: Operation) -> bool:
     return bool(op.results) and not op.successors and computes_only(op)
 
 
-class _Numbering:
-    def block(self, block: Block, table: Table) -> None:
-        for op in list(block.ops):
-            if _pure(op):
-                key = _key(op)
-                if (kept := table.get(key)) is not None:
-                    for old, new in zip(op.results, kept.results):
-                        old.replace_all_uses_with(new)
-                    block.erase_op(op)
-                else:
-                    table[key] = op
-            for region in op.regions:
-                scope = ChainMap() if op.has_trait(IsolatedFromAbove) else table
-                for inner in region.blocks:
-                    self.block(inner, scope.new_child())
+def _number(block: Block, table: dict[Hashable, Operation]) -> None:
+    """Replace the pure ops of `block` (and of the regions in it) that `table`, the ops
+    of the enclosing scopes, already computes. A scoped table: one dict, each block's
+    entries removed when it ends (an entry is only added where no outer one has its
+    key), so a lookup hashes its key once, however deep the nest."""
+    added = []
+    for op in list(block.ops):
+        if _pure(op):
+            key = _key(op)
+            if (kept := table.get(key)) is not None:
+                for old, new in zip(op.results, kept.results):
+                    old.replace_all_uses_with(new)
+                block.erase_op(op)
+                continue
+            table[key] = op
+            added.append(key)
+        for region in op.regions:
+            for inner in region.blocks:
+                _number(inner, {} if op.has_trait(IsolatedFromAbove) else table)
+    for key in added:
+        del table[key]
 
 
 @dataclass(frozen=True)
@@ -61,4 +64,4 @@ class CsePure(ModulePass):
     name = "cse-pure"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _Numbering().block(op.body.block, ChainMap())
+        _number(op.body.block, {})
