@@ -19,6 +19,7 @@ N, K = 250, 64  # N: not a multiple of the 48-column granule, nor of 2 or 3 bloc
 LAYOUTS = {
     "dense": "",
     "int4": " @ int4(group=32, symmetric=false)",
+    "int4_float": " @ int4(group=32, zero=float, scale=f16)",
     "nm24": " @ nm(2, 4)",
     "nm_int4": " @ nm(2, 4) with int4(group=16)",
     "block": " @ block([2, 8])",

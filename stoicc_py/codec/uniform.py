@@ -629,10 +629,11 @@ class UniformCodec(Codec):
 
 
 def scale_roles(attr: QuantScheme, arrays: dict[str, Array], prefix: str = "") -> list[str]:
-    """The scale buffers (scales, zero points) of `arrays` that hold the matrix's rows in order:
-    scales per group or per row (per=channel, axis=0), not one per tensor or per column."""
+    """The scale buffers (scales, zero points or a float zero's offsets) of `arrays` that hold
+    the matrix's rows in order: per group or per row (per=channel, axis=0), not one per tensor
+    or per column."""
     per_row = attr.per.data != "tensor" and not attr.per_column
-    return [role for role in (prefix + "scales", prefix + "zero_points") if per_row and role in arrays]
+    return [prefix + role for role in ("scales", "zero_points", "offsets") if per_row and prefix + role in arrays]
 
 
 def uniform_codec(layout: QuantScheme, shape: Sequence[int]) -> UniformCodec:
