@@ -381,13 +381,12 @@ class _RetypeThenLower(RewritePattern):
             for result in op.results:
                 result._type = self.retype.convert(result.type)  # pyright: ignore[reportPrivateUsage]
         else:
-            op = self.retype.retype(op, rewriter)
-        if op.name.startswith("arith."):
-            # The retyped op is lowered in this visit (the walk does not come back to it).
-            retyped, rewriter.has_done_action = rewriter.has_done_action, False
-            rewriter.current_operation, rewriter.insertion_point = op, InsertPoint.before(op)
-            self.lowerings.match_and_rewrite(op, rewriter)
-            rewriter.has_done_action |= retyped
+            op = self.retype.retype(op, rewriter)  # an arith op still
+        # The retyped op is lowered in this visit (the walk does not come back to it).
+        retyped, rewriter.has_done_action = rewriter.has_done_action, False
+        rewriter.current_operation, rewriter.insertion_point = op, InsertPoint.before(op)
+        self.lowerings.match_and_rewrite(op, rewriter)
+        rewriter.has_done_action |= retyped
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,12 @@ def object_code(module: ModuleOp, options: Options, after_pass: PassCallback | N
 
 def kernel_abis(module: ModuleOp, options: Options) -> list[KernelABI]:
     """The ABI of every kernel, read after metadata-layout records the storage, as the code reads it."""
-    return [replace(kernel_abi(op), check_bounds=options.check_bounds)
-            for op in lower(module, Stage.OPT, options).ops if isinstance(op, func.FuncOp)]  # fmt: skip
+    return _abis(lower(module, Stage.OPT, options), options)
+
+
+def _abis(opt: ModuleOp, options: Options) -> list[KernelABI]:
+    """The ABIs of the kernels of a module at stage OPT."""
+    return [replace(kernel_abi(op), check_bounds=options.check_bounds) for op in opt.ops if isinstance(op, func.FuncOp)]
 
 
 PIECE_OPS = 600
@@ -101,8 +105,7 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     features = target_features(target)
     passes = partial(pipeline_passes, tile=options.tile, check_bounds=options.check_bounds, features=features)
     lowered = run_passes(module.clone(), ",".join(passes(Stage.OPT)))
-    abis = [replace(kernel_abi(op), check_bounds=options.check_bounds)
-            for op in lowered.ops if isinstance(op, func.FuncOp)]  # fmt: skip
+    abis = _abis(lowered, options)
     rest = passes(Stage.LLVM, after=Stage.OPT)
     cut = rest.index(PER_FUNCTION_AFTER) + 1
     run_passes(lowered, ",".join(rest[:cut]))
