@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import assert_close, rand
 
 import stoicc_py
 from stoicc_py.diagnostics import CompileError
-from tests.conftest import assert_close, rand
 
 SOURCE = """
 kernel cmp(a: f32[M, N], b: f32[N]) -> (bool[M, N], bool[M, N], bool[M, N], bool[M, N], bool[M, N], bool[M, N]) {
