@@ -26,6 +26,7 @@ from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.backends.llvm.target import describe, host_options
 from stoicc_py.cache import KernelCache, cache_key
+from stoicc_py.cache_dir import cache_dir
 from stoicc_py.kernel import KernelBase, NativeKernel
 from stoicc_py.options import Options
 from stoicc_py.timing import timed
@@ -62,11 +63,6 @@ def _compile_error(message: str) -> Exception:
     from stoicc_py.diagnostics import CompileError  # an xDSL exception: loaded when there is an error
 
     return CompileError(message)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "stoicc_py"
 
 
 def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -294,7 +290,7 @@ def compile(  # noqa: A001
     if cache is False:
         store = None
     elif cache is True:
-        store = KernelCache(Path(os.environ.get("STOICC_CACHE_DIR") or default_cache_dir()))
+        store = KernelCache(cache_dir())
     else:
         store = KernelCache(Path(cache))
     return Program(source, file, Options(target, tuple(tile), check_bounds), store)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -14,7 +16,10 @@ from xdsl.ir import Block, Region
 from xdsl.utils.exceptions import VerifyException
 
 import stoicc_py
+from stoicc_py.backends.llvm import target
+from stoicc_py.backends.llvm.target import host_features, host_options, target_features
 from stoicc_py.benchmarks.compile_time import chain_source, growth_exponent, stage_seconds, sum_source
+from stoicc_py.frontend.parser import _lark, parse
 from stoicc_py.pipeline import verify
 
 
@@ -72,3 +77,28 @@ def test_verify_multi_block_regions() -> None:
     branch.successors[0] = other.body.block.first_op.body.blocks[0]  # type: ignore[index,union-attr]
     with pytest.raises(VerifyException, match="branching to a block of a different region"):
         verify(bad)
+
+
+def test_parser_tables_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new process's first compile loads the grammar's LALR tables from the cache
+    directory; a corrupt tables file is rebuilt, never trusted."""
+    monkeypatch.setenv("STOICC_CACHE_DIR", str(tmp_path))
+    source = "kernel k(x: f32[4]) -> f32[4] { return x + x }"
+    _lark.cache_clear()
+    first = parse(source, "k.tdsl")
+    tables = tmp_path / "grammar" / "tdsl.lark-tables"
+    assert tables.stat().st_size > 1000
+    for garbage in (b"", b"not a pickle\n" * 100):
+        tables.write_bytes(garbage)
+        _lark.cache_clear()
+        assert parse(source, "k.tdsl") == first
+    _lark.cache_clear()
+
+
+def test_host_features_need_no_probe_for_any_relocation_model() -> None:
+    """The compile path's machine (static relocations) is the host: its features come from
+    the host's detection, not from the inliner probe (a tenth of a second per process)."""
+    static = host_options()._replace(reloc="static")
+    target_features.cache_clear()
+    with patch.object(target.llvm, "parse_assembly", side_effect=AssertionError("probed")):
+        assert target_features(static) == host_features()

