@@ -19,6 +19,7 @@ _CLASSES = {
     "tdsl-tile": "Tile",
     "tdsl-bufferize": "Bufferize",
     "tdsl-unbatch": "Unbatch",
+    "tdsl-amx": "Amx",
     "tdsl-microkernel": "Microkernel",
     "tdsl-vectorize-quant": "VectorizeQuant",
     "tdsl-vectorize-integer": "VectorizeInteger",

@@ -83,6 +83,10 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
 }
 
 
+AMX_BF16 = frozenset({"amx-tile", "amx-bf16"})
+"""The target features that put tdsl-amx in the pipeline (host_features has them only
+where the OS granted this process the tile state)."""
+
 PER_FUNCTION_AFTER = "outline-loop-nests"
 """The passes after this one convert each function on its own (the declarations a
 function's calls need aside): a module may be lowered from there in pieces."""
@@ -129,6 +133,8 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     access of the loop nests."""
     features = host_features() if features is None else features
     names = [p for stage in Stage if after < stage <= upto for p in STAGE_PASSES[stage]]
+    if AMX_BF16 <= features and "tdsl-microkernel" in names:
+        names.insert(names.index("tdsl-microkernel"), "tdsl-amx")
     if check_bounds and after < Stage.LLVM <= upto:
         names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import llvmlite.binding as llvm
 
-from stoicc_py.backends.llvm.target import new_host_machine
+from stoicc_py.backends.llvm.target import host_features, new_host_machine
 
 
 class NativeLibrary:
@@ -14,6 +14,7 @@ class NativeLibrary:
     other, then the process (libm for tanhf/erff, libc for malloc/free)."""
 
     def __init__(self, objects: Sequence[bytes]):
+        host_features()  # where the code may use AMX tiles, the OS grants them first (cached objects too)
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_host_machine())
         for obj in objects:
             self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
@@ -62,9 +65,26 @@ def new_host_machine() -> llvm.TargetMachine:
 
 @cache
 def host_features() -> frozenset[str]:
-    """The host CPU's enabled features (`avx512f`, `avx2`, `avx512vnni`, ...)."""
+    """The host CPU's enabled features (`avx512f`, `avx2`, `avx512vnni`, ...); the AMX
+    ones only once the OS has granted this process the tile state (amx_granted)."""
     _initialized()
-    return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
+    features = frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
+    if "amx-tile" in features and not amx_granted():
+        return frozenset(f for f in features if not f.startswith("amx-"))
+    return features
+
+
+_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+def amx_granted() -> bool:
+    """Asks Linux for AMX's tile data state for this process (arch_prctl
+    ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), as every process must before its first
+    tile instruction (which would otherwise fault): whether it was granted."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
 
 
 _T = TypeVar("_T")

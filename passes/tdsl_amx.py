@@ -1,0 +1,243 @@
+"""tdsl-amx: a bf16 `linear` on Intel AMX tiles, where the target has them.
+
+`y = linear(x, w)` with x bf16 [M, K], w bf16 [N, K] (dense, N and K static multiples
+of 32) and y bf16 or f32 becomes, per block of 32 columns of y:
+
+- a panel of w's 32 rows copied into the tiles' operand layout: `tdpbf16ps` multiplies
+  a 16 x 32 bf16 tile of x by a tile holding 16 rows of k *pairs* by 16 columns, so the
+  panel is [K/32][2 column tiles][16 pairs][16 columns][2] (w's row pairs, transposed
+  by 32-bit units; the "VNNI" layout);
+- for every block of 32 rows of x (the last one copied into a zero-padded buffer): four
+  16 x 16 f32 accumulator tiles (tmm0-3), two tiles of x (tmm4-5) and two of the panel
+  (tmm6-7) per step of 32 along k, then the accumulators stored to a 32 x 32 f32 buffer
+  and written to y (rounded to bf16 to nearest even for a bf16 y).
+
+The tiles are configured once per call (`ldtilecfg`: palette 1, eight tiles of 16 rows
+by 64 bytes) and released at the end. Each product of two bf16 values is exact in f32;
+`tdpbf16ps` adds the two products of a pair to the accumulator with round-to-nearest-
+even, flushing denormal inputs and results to zero (Intel SDM, TDPBF16PS). Other linears,
+and every op on a target without `amx-bf16`, are left to tdsl-microkernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import arith, llvm, memref, ptr
+from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp, bf16, i8, i64
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.rewriter import InsertPoint
+
+from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.dialects import tdsl
+
+NAME = "tdsl-amx"
+BLOCK = 32
+"""Rows and columns of y per block: 2 x 2 accumulator tiles of 16 x 16 f32."""
+MAX_K = 8192
+"""The panel and the padded rows of x: 2 x 32 x K bf16 (1 MB at 8192), allocated per call."""
+TILE_BYTES = 64
+C_TILES, A_TILES, B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
+
+
+def _amx_operands(op: tdsl.LinearOp) -> tuple[int, int] | None:
+    """(N, K) where `op` is this pass's: dense bf16 x and w, bf16 or f32 y, no bias or
+    activation, N and K static multiples of 32, K at most MAX_K."""
+    x, w, y = op.lhs.type, op.rhs.type, op.out.type if op.out is not None else None
+    if op.bias is not None or op.act is not None or not isinstance(y, MemRefType):
+        return None
+    if not (isinstance(x, MemRefType) and isinstance(w, MemRefType)) or len(x.get_shape()) != 2:
+        return None
+    if x.element_type != bf16 or w.element_type != bf16 or not isinstance(y.element_type, Float32Type) and y.element_type != bf16:
+        return None
+    n, k = w.get_shape()
+    if n <= 0 or k <= 0 or n % BLOCK or k % BLOCK or k > MAX_K:
+        return None
+    return n, k
+
+
+class _Tiles:
+    """The tile instructions, as LLVM's AMX intrinsics on immediate tile numbers."""
+
+    def __init__(self, b: LoopBuilder):
+        self.b = b
+
+    def _call(self, name: str, *args: SSAValue) -> None:
+        self.b.b.insert(llvm.CallIntrinsicOp(f"llvm.x86.{name}", list(args), []))
+
+    def tile(self, t: int) -> SSAValue:
+        return self.b.insert(arith.ConstantOp(IntegerAttr(t, i8)))
+
+    def i64(self, value: int | SSAValue) -> SSAValue:
+        return self.b.insert(arith.IndexCastOp(self.b.index(value), i64))
+
+    def zero(self, t: int) -> None:
+        self._call("tilezero", self.tile(t))
+
+    def load(self, t: int, address: SSAValue, stride: int | SSAValue) -> None:
+        self._call("tileloadd64", self.tile(t), address, self.i64(stride))
+
+    def store(self, t: int, address: SSAValue, stride: int) -> None:
+        self._call("tilestored64", self.tile(t), address, self.i64(stride))
+
+    def dot(self, c: int, a: int, b: int) -> None:
+        self._call("tdpbf16ps", self.tile(c), self.tile(a), self.tile(b))
+
+    def configure(self, config: SSAValue) -> None:
+        self._call("ldtilecfg", config)
+
+    def release(self) -> None:
+        self._call("tilerelease")
+
+
+def _config(b: LoopBuilder) -> SSAValue:
+    """A 64-byte tile configuration: palette 1, tiles 0-7 of 16 rows by 64 bytes."""
+    config = b.insert(memref.AllocOp.get(i8, 64, [64]))
+    byte = lambda v: b.insert(arith.ConstantOp(IntegerAttr(v, i8)))  # noqa: E731
+    for offset in range(64):
+        b.b.insert(memref.StoreOp.get(byte(0), config, [b.index(offset)]))
+    b.b.insert(memref.StoreOp.get(byte(1), config, [b.index(0)]))  # palette
+    for t in range(8):  # bytes per row: a little-endian u16 at 16 + 2t; rows: a byte at 48 + t
+        b.b.insert(memref.StoreOp.get(byte(TILE_BYTES), config, [b.index(16 + 2 * t)]))
+        b.b.insert(memref.StoreOp.get(byte(16), config, [b.index(48 + t)]))
+    return config
+
+
+def _pack_panel(b: LoopBuilder, w: SSAValue, panel: SSAValue, n0: SSAValue, k: int) -> None:
+    """panel[((p / 16) * 2 + c / 16) * 16 + p % 16][c % 16][j] = w[n0 + c, 2p + j]."""
+
+    def column(inner: LoopBuilder, c: SSAValue, _: object) -> list[SSAValue]:
+        row = inner.add(n0, c)
+        tile_column = inner.mul(inner.div(c, inner.index(16)), inner.index(16 * 16 * 2))
+        lane = inner.mul(inner.rem(c, inner.index(16)), inner.index(2))
+
+        def pair(body: LoopBuilder, p: SSAValue, _: object) -> list[SSAValue]:
+            step = body.mul(body.div(p, body.index(16)), body.index(2 * 16 * 16 * 2))
+            within = body.mul(body.rem(p, body.index(16)), body.index(16 * 2))
+            base = body.add(body.add(step, tile_column), body.add(within, lane))
+            for j in range(2):
+                value = body.insert(memref.LoadOp.get(w, [row, body.add(body.mul(p, body.index(2)), body.index(j))]))
+                body.b.insert(memref.StoreOp.get(value, panel, [body.add(base, body.index(j))]))
+            return []
+
+        inner.loop(inner.index(0), inner.index(k // 2), inner.index(1), pair, name="p")
+        return []
+
+    b.loop(b.index(0), b.index(BLOCK), b.index(1), column, name="c")
+
+
+@dataclass
+class _Product:
+    """One linear's buffers and the addresses the tiles read and write."""
+
+    x: SSAValue
+    w: SSAValue
+    y: SSAValue
+    k: int
+    panel: SSAValue
+    padded: SSAValue
+    staged: SSAValue
+
+    def address(self, b: LoopBuilder, buffer: SSAValue, byte_offset: SSAValue) -> SSAValue:
+        return b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(buffer)), byte_offset))
+
+    def block(self, b: LoopBuilder, n0: SSAValue, m0: SSAValue, a: SSAValue, a_row: SSAValue, valid: SSAValue) -> None:
+        """y[m0 : m0 + valid, n0 : n0 + 32] from rows a_row .. a_row + 32 of the bf16 buffer `a`."""
+        t = _Tiles(b)
+        for c in C_TILES:
+            t.zero(c)
+
+        def step(s: LoopBuilder, kb: SSAValue, _: object) -> list[SSAValue]:
+            ts = _Tiles(s)
+            for i, tile in enumerate(A_TILES):
+                row = s.add(a_row, s.index(16 * i))
+                offset = s.add(s.mul(row, s.index(self.k * 2)), s.mul(kb, s.index(BLOCK * 2)))
+                ts.load(tile, self.address(s, a, offset), self.k * 2)
+            for i, tile in enumerate(B_TILES):
+                offset = s.add(s.mul(kb, s.index(2 * 16 * TILE_BYTES)), s.index(16 * TILE_BYTES * i))
+                ts.load(tile, self.address(s, self.panel, offset), TILE_BYTES)
+            for c, (ta, tb) in zip(C_TILES, [(ta, tb) for ta in A_TILES for tb in B_TILES], strict=True):
+                ts.dot(c, ta, tb)
+            return []
+
+        b.loop(b.index(0), b.index(self.k // BLOCK), b.index(1), step, name="kb")
+        for c in C_TILES:
+            row, col = divmod(c, 2)
+            t.store(c, self.address(b, self.staged, b.index(row * 16 * BLOCK * 4 + col * 16 * 4)), BLOCK * 4)
+        b.nest([valid, b.index(BLOCK)], lambda e, rc: e.store(
+            e.insert(memref.LoadOp.get(self.staged, rc)), self.y, [e.add(m0, rc[0]), e.add(n0, rc[1])]))  # fmt: skip
+
+    def pad_rows(self, b: LoopBuilder, first: SSAValue, left: SSAValue) -> None:
+        """padded = rows first .. first + left of x, then zeros (whole rows of x are read only)."""
+
+        def copy(e: LoopBuilder, rj: list[SSAValue]) -> None:
+            inside = e.insert(arith.CmpiOp(rj[0], left, "ult"))
+            row = e.insert(arith.SelectOp(inside, e.add(first, rj[0]), first))
+            value = e.load(self.x, [row, rj[1]])  # widened to f32 and rounded back: exact
+            e.store(e.insert(arith.SelectOp(inside, value, e.f32(0.0))), self.padded, rj)
+
+        b.nest([b.index(BLOCK), b.index(self.k)], copy)
+
+    def columns(self, b: LoopBuilder, n0: SSAValue, rows: SSAValue, whole: SSAValue) -> None:
+        """32 columns of y: the panel, every whole block of 32 rows, then the rows left."""
+        _pack_panel(b, self.w, self.panel, n0, self.k)
+        zero = b.index(0)
+
+        def rows_block(mb: LoopBuilder, m0: SSAValue, _: object) -> list[SSAValue]:
+            self.block(mb, n0, m0, self.x, m0, mb.index(BLOCK))
+            return []
+
+        b.loop(zero, whole, b.index(BLOCK), rows_block, name="m0")
+
+        def tail(tb: LoopBuilder) -> list[SSAValue]:
+            left = tb.insert(arith.SubiOp(rows, whole))
+            self.pad_rows(tb, whole, left)
+            self.block(tb, n0, whole, self.padded, tb.index(0), left)
+            return []
+
+        b.if_(b.insert(arith.CmpiOp(whole, rows, "ult")), tail, [])
+
+
+@dataclass
+class AmxLinear(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /) -> None:
+        if (shape := _amx_operands(op)) is None or op.out is None:
+            return
+        n, k = shape
+        b = LoopBuilder(Builder(InsertPoint.before(op)))
+        scratch = [
+            b.insert(memref.AllocOp.get(bf16, 64, [k * BLOCK])),
+            b.insert(memref.AllocOp.get(bf16, 64, [BLOCK, k])),
+            b.insert(memref.AllocOp.get(Float32Type(), 64, [BLOCK, BLOCK])),
+        ]
+        product = _Product(op.lhs, op.rhs, op.out, k, *scratch)
+        config = _config(b)
+        tiles = _Tiles(b)
+        tiles.configure(b.insert(ptr.ToPtrOp(config)))
+        rows = b.size(op.lhs, 0)
+        whole = b.insert(arith.SubiOp(rows, b.rem(rows, b.index(BLOCK))))
+
+        def columns(nb: LoopBuilder, n0: SSAValue, _: object) -> list[SSAValue]:
+            product.columns(nb, n0, rows, whole)
+            return []
+
+        b.loop(b.index(0), b.index(n), b.index(BLOCK), columns, name="n0")
+        tiles.release()
+        for buffer in (*scratch, config):
+            b.b.insert(memref.DeallocOp.get(buffer))
+        rewriter.erase(op)
+
+
+@dataclass(frozen=True)
+class Amx(ModulePass):
+    """Runs only where the pipeline asks for it: on targets with amx-tile and amx-bf16."""
+
+    name = NAME
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(AmxLinear(), apply_recursively=False).rewrite_module(op)

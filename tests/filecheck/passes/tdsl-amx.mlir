@@ -1,0 +1,39 @@
+// RUN: stoicc opt %s -p 'tdsl-amx,canonicalize,cse' | filecheck %s
+
+// A bf16 linear with N and K multiples of 32 runs on AMX tiles: the tile configuration
+// loaded once, a panel of 32 rows of w copied per block of 32 columns, 32-row blocks of
+// x multiplied with four accumulator tiles (tmm0-3) from two tiles of x (tmm4-5) and two
+// of the panel (tmm6-7) per 32 steps of k, the accumulators stored through a 32 x 32
+// buffer; the rows past the last whole block come from a zero-padded copy of x.
+// CHECK-LABEL: func.func @amx
+// CHECK:         llvm.call_intrinsic "llvm.x86.ldtilecfg"(%{{.*}})
+// CHECK:         scf.for %n0 = %{{.*}} to %{{.*}} step %[[C32:.*]] {
+// CHECK:           scf.for %c =
+// CHECK:             scf.for %p =
+// CHECK:           scf.for %m0 =
+// CHECK-COUNT-4:     llvm.call_intrinsic "llvm.x86.tilezero"(%{{.*}})
+// CHECK:             scf.for %kb =
+// CHECK-COUNT-4:       llvm.call_intrinsic "llvm.x86.tileloadd64"(%{{.*}}, %{{.*}}, %{{.*}})
+// CHECK-COUNT-4:       llvm.call_intrinsic "llvm.x86.tdpbf16ps"(%{{.*}}, %{{.*}}, %{{.*}})
+// CHECK:             }
+// CHECK-COUNT-4:     llvm.call_intrinsic "llvm.x86.tilestored64"(%{{.*}}, %{{.*}}, %{{.*}})
+// CHECK:           scf.if
+// CHECK:         llvm.call_intrinsic "llvm.x86.tilerelease"()
+// CHECK-NOT:     tdsl.linear
+func.func @amx(%x: memref<?x64xbf16>, %w: memref<64x64xbf16>, %out: memref<?x64xf32>) {
+  tdsl.linear %x, %w into %out : memref<?x64xbf16>, memref<64x64xbf16> into memref<?x64xf32>
+  func.return
+}
+
+// Left to tdsl-microkernel: N not a multiple of 32, f32 operands, a bias.
+// CHECK-LABEL: func.func @not_amx
+// CHECK-NOT:     llvm.call_intrinsic
+// CHECK-COUNT-3: tdsl.linear
+func.func @not_amx(%x: memref<?x64xbf16>, %w: memref<48x64xbf16>, %out: memref<?x48xf32>,
+                   %xf: memref<?x64xf32>, %wf: memref<64x64xf32>, %outf: memref<?x64xf32>,
+                   %w2: memref<64x64xbf16>, %b: memref<64xbf16>, %out2: memref<?x64xf32>) {
+  tdsl.linear %x, %w into %out : memref<?x64xbf16>, memref<48x64xbf16> into memref<?x48xf32>
+  tdsl.linear %xf, %wf into %outf : memref<?x64xf32>, memref<64x64xf32> into memref<?x64xf32>
+  tdsl.linear %x, %w2 bias %b into %out2 : memref<?x64xbf16>, memref<64x64xbf16> bias memref<64xbf16> into memref<?x64xf32>
+  func.return
+}

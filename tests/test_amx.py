@@ -1,0 +1,56 @@
+"""bf16 linear on AMX tiles (passes/tdsl_amx.py): in the pipeline only where the target
+has amx-tile and amx-bf16; its results against numpy on the same bf16 values, on a host
+that has AMX (skipped elsewhere: the Zen 4 CI host has none)."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import stoicc_py
+from stoicc_py.backends.llvm.target import host_features
+from stoicc_py.pipeline import Stage, pipeline_passes
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+AMX = {"amx-tile", "amx-bf16"}
+
+
+def test_pipeline_has_amx_only_with_the_features() -> None:
+    assert "tdsl-amx" in pipeline_passes(Stage.LOOPS, features=frozenset({"avx512f", *AMX}))
+    assert "tdsl-amx" not in pipeline_passes(Stage.LOOPS, features=frozenset({"avx512f", "amx-tile"}))
+
+
+def test_a_named_amx_cpu_gets_tile_code(tmp_path) -> None:
+    """Compiled for Sapphire Rapids (any host can emit it), the product is tile instructions."""
+    from stoicc_py.cli import main
+
+    source = tmp_path / "k.tdsl"
+    source.write_text("kernel k(x: bf16[M, 64], w: bf16[96, 64]) -> bf16[M, 96] { return linear(x, w) }\n")
+    out = tmp_path / "k.s"
+    assert main(["compile", str(source), "--mcpu", "sapphirerapids", "--emit", "asm", "-o", str(out)]) == 0
+    asm = out.read_text()
+    assert "tdpbf16ps" in asm and "ldtilecfg" in asm and "tilerelease" in asm
+
+
+needs_amx = pytest.mark.skipif(not AMX <= host_features(), reason="the host has no AMX (or the OS did not grant it)")
+
+
+@needs_amx
+@pytest.mark.parametrize("out", ["f32", "bf16"])
+@pytest.mark.parametrize("m", [1, 31, 32, 33, 70])
+@pytest.mark.parametrize(("n", "k"), [(32, 32), (96, 64), (64, 576)])
+def test_amx_linear_matches_numpy(out: str, m: int, n: int, k: int) -> None:
+    kernel = stoicc_py.compile(
+        f"kernel k(x: bf16[M, {k}], w: bf16[{n}, {k}]) -> {out}[M, {n}] {{ return linear(x, w) }}", cache=False
+    ).k
+    assert "tdpbf16ps" in kernel.ir("asm")
+    rng = np.random.default_rng(m * n + k)
+    x, w = rng.standard_normal((m, k)).astype(BF16), rng.standard_normal((n, k)).astype(BF16)
+    exact = x.astype(np.float64) @ w.astype(np.float64).T
+    y = kernel(x, w).astype(np.float64)
+    # f32 accumulation of exact products: within k f32 roundings of the sum of magnitudes
+    bound = k * 2.0**-23 * (np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T)
+    if out == "bf16":
+        bound += 2.0**-8 * np.abs(exact)  # the result's own rounding
+    assert np.all(np.abs(y - exact) <= bound + 1e-30)
