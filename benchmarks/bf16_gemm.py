@@ -37,7 +37,8 @@ def run(shapes: list[tuple[int, int, int]], repeat: int, budget: float) -> list[
         ours, ours_f32 = _kernel("bf16", n, k), _kernel("f32", n, k)
         ours.threads = ours_f32.threads = 1
         exact = x.astype(np.float64) @ w.astype(np.float64).T
-        assert np.abs(ours(x, w).astype(np.float64) - exact).max() <= 2.0**-7 * np.abs(exact).max()
+        y = ours(x, w)
+        assert isinstance(y, np.ndarray) and np.abs(y.astype(np.float64) - exact).max() <= 2.0**-7 * np.abs(exact).max()
         xf, wf = x.astype(np.float32), w.astype(np.float32)
         tx, tw = torch.from_numpy(xf).bfloat16(), torch.from_numpy(wf).bfloat16()
         txf, twf = torch.from_numpy(xf), torch.from_numpy(wf)
