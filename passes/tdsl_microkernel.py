@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
 from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, bf16, f32, i32
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -196,10 +196,6 @@ class BF16Kernel(DenseKernel):
         return new
 
 
-def _bf16(value: SSAValue) -> bool:
-    return isinstance(value.type, MemRefType) and value.type.element_type == bf16
-
-
 def dense_fma(b: LoopBuilder, shape: Shape, xs: list[SSAValue], w: Callable[[int], SSAValue],
               acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
     """acc[r, c] += xs[r] * w(c): each weight vector is loaded once for all rows."""
@@ -262,7 +258,9 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
     _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp]
     granule = kernel.granule(shape)
     tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
-    tk = max(granule, tk // granule * granule)
+    # A bf16/f16 out holds the sums between k-tiles rounded: its k is one tile, so that
+    # each result is rounded once (a weight panel of tn rows x k half floats, in L2).
+    tk = ONE_TILE if _element(out) in tdsl.HALF_FLOATS else max(granule, tk // granule * granule)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
     lo = first_row or b.index(0)
@@ -280,6 +278,15 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
+
+
+ONE_TILE = 1 << 40
+"""A k-tile longer than any k (a multiple of every granule)."""
+
+
+def _element(buf: SSAValue) -> Attribute:
+    assert isinstance(buf.type, MemRefType)
+    return buf.type.element_type
 
 
 def ragged(k_size: int | None, granule: int) -> bool:
@@ -452,7 +459,7 @@ class VectorizeLinear(RewritePattern):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
         first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
-        kind = BF16Kernel if self.bf16 and _bf16(op.lhs) and _bf16(op.rhs) else DenseKernel
+        kind = BF16Kernel if self.bf16 and _element(op.lhs) == _element(op.rhs) == bf16 else DenseKernel
         step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
         kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
         lower_linear(op, self.shape, kernel, first_row=first)
