@@ -258,9 +258,7 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
     _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp]
     granule = kernel.granule(shape)
     tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
-    # A bf16/f16 out holds the sums between k-tiles rounded: its k is one tile, so that
-    # each result is rounded once (a weight panel of tn rows x k half floats, in L2).
-    tk = ONE_TILE if _element(out) in tdsl.HALF_FLOATS else max(granule, tk // granule * granule)
+    tk = max(granule, tk // granule * granule)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
     lo = first_row or b.index(0)
@@ -278,10 +276,6 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-
-
-ONE_TILE = 1 << 40
-"""A k-tile longer than any k (a multiple of every granule)."""
 
 
 def _element(buf: SSAValue) -> Attribute:

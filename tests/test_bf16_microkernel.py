@@ -41,8 +41,8 @@ def _exact(a: Array, b: Array) -> Array:
 
 def test_exact_sums_round_once(program: tuple[str, stoicc_py.Program]) -> None:
     """Small integers: every product and partial sum is exact in f32 in any order, so the
-    result is the exact sum rounded once to bf16 (also past a k-tile: a bf16 out is not
-    tiled along k, where each tile's partial sum would be rounded)."""
+    result is the exact sum rounded once to bf16 (also past a k-tile of 1024: the
+    product sums into an f32 buffer, tdsl-bufferize's, and is cast once)."""
     _, prog = program
     rng = np.random.default_rng(3)
     for m, n, k in SHAPES:
