@@ -6,6 +6,8 @@ on random data, and vdpbf16ps's flush of bf16 subnormals (DAZ)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from conftest import Array
 import stoicc_py
 from stoicc_py import pipeline
 from stoicc_py.backends.llvm.target import has_avx512bf16, host_features
+from stoicc_py.cli import main
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 PATHS = ["dpbf16", "portable"] if has_avx512bf16(host_features()) else ["portable"]
@@ -78,3 +81,17 @@ def test_subnormal_bf16_inputs(program: tuple[str, stoicc_py.Program]) -> None:
     got = prog.exact(x, w).astype(np.float64)
     assert got[1, 0] == 2.0**-30
     assert got[0, 0] == (0.0 if path == "dpbf16" else 2.0**-30)
+
+
+@pytest.mark.skipif("dpbf16" not in PATHS, reason="the host has no AVX-512 BF16")
+def test_mattr_without_avx512bf16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--mattr=-avx512bf16` takes the f32 kernel (the pipeline reads the target's
+    features, not the host's): no vdpbf16ps in its assembly, which the host's has."""
+    source = tmp_path / "k.tdsl"
+    source.write_text("kernel f(x: bf16[M, 64], w: bf16[8, 64]) -> bf16[M, 8] { return linear(x, w) }\n")
+    asm = {}
+    for mattr in ("", "--mattr=-avx512bf16"):
+        assert main(["compile", str(source), "--emit", "asm", *([mattr] if mattr else [])]) == 0
+        asm[mattr] = capsys.readouterr().out
+    assert "vdpbf16ps" in asm[""] and "vdpbf16ps" not in asm["--mattr=-avx512bf16"]
+    assert "vfmadd" in asm["--mattr=-avx512bf16"]
