@@ -45,6 +45,14 @@ def _torch_baselines(w: Array) -> list[Baseline]:
     q8t, s8t = torch.from_numpy(q8), torch.from_numpy(s8)
     rows = [
         Baseline("torch f32", w.nbytes, lambda x: _bound(torch.matmul, x, None, wt.t()), w, 1e-4),
+        # bf16 x and w (oneDNN: AMX or AVX-512 BF16 where the CPU has them); x is rounded too
+        Baseline(
+            "torch bf16",
+            w.nbytes // 2,
+            lambda x: _bound(torch.nn.functional.linear, x, torch.bfloat16, wt.bfloat16()),
+            wt.bfloat16().float().numpy(),
+            3e-2,
+        ),
         Baseline(
             "torch int8",
             q8.nbytes + s8.nbytes,

@@ -18,8 +18,6 @@ from .measure import Flusher, Stats, kernel_threads, library_threads, peak_rss, 
 Array = np.ndarray[Any, Any]
 Shape = tuple[int, int, int]  # M, N, K
 Log = Callable[[str], None]
-RTOL = 1e-4
-"""Our f32 kernels against the float64 reference, relative to the largest |value| (integers: exact)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ def _our_case(p: Prepared, m: int, k: int, rng: np.random.Generator) -> Case:
     """Our kernel on fresh activations, with its reference output (computed once, for every thread count)."""
     info = {"kernel": p.kernel, "format": p.fmt.key, "label": p.fmt.label, "error": p.error}
     if p.weight is None:
-        return Case(f"ours {p.fmt.key}", "ours", lambda: None, None, RTOL, np.asarray, {}, info)
+        return Case(f"ours {p.fmt.key}", "ours", lambda: None, None, p.fmt.rtol, np.asarray, {}, info)
     x = make_activations(p.fmt, m, k, rng)
     w = p.weight.arg
     try:
@@ -149,7 +147,7 @@ def _our_case(p: Prepared, m: int, k: int, rng: np.random.Generator) -> Case:
         info["error"] = f"reference: {type(err).__name__}: {err}"
         want = None
     info |= {"work_ratio": p.weight.work_ratio, "validate_s": p.record.get("validate_s")}
-    return Case(f"ours {p.fmt.key}", "ours", lambda: p.kernel(x, w), want, RTOL, np.asarray, p.weight.bytes, info)
+    return Case(f"ours {p.fmt.key}", "ours", lambda: p.kernel(x, w), want, p.fmt.rtol, np.asarray, p.weight.bytes, info)
 
 
 def _measure(

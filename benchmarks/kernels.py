@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
+from stoicc_py.arrays import bf16_dtype
 from stoicc_py.packing import PackedTensor
 
 Array = np.ndarray[Any, Any]
@@ -32,7 +33,7 @@ class Format:
     integer: bool = False  # i8 x i8 -> i32 (else f32 activations and results)
     sparse: bool = False  # GFLOP/s are dense-equivalent (2 M N K, zeros included)
     torch_match: str = ""  # the PyTorch baseline of the same weight precision
-    dtype: str = "f32"  # of x, w and the result unless integer (f16 parses; the CPU backend refuses it)
+    dtype: str = "f32"  # of x, w and the result unless integer: f32 or bf16
     stored_kn: bool = False  # w stored [K, N] (`matmul(x, w)`, the spelling users write first), not [N, K]
     zeros: str = ""  # a csr or block weight's zeros, made before packing: "rows" (half of each row), "blocks" (half the 8x8 blocks)
 
@@ -42,11 +43,22 @@ class Format:
         shape = f"[{k}, {n}]" if self.stored_kn else f"[{n}, {k}]"
         return f"kernel f(x: {dtype}[M, {k}], w: {dtype}{shape}{layout}) -> {out}[M, {n}] {{ return {self.body} }}"
 
+    @property
+    def rtol(self) -> float:
+        """Against the float64 reference, relative to the largest |value|: a bf16 result
+        is rounded to 8 significant bits (2^-9 of each value)."""
+        return 1e-2 if self.dtype == "bf16" else 1e-4
+
+    def array(self, values: Array) -> Array:
+        """f32 values as this format's dense operands (rounded to bf16 for bf16)."""
+        return values.astype(bf16_dtype()) if self.dtype == "bf16" else values
+
 
 FORMATS: dict[str, Format] = {
     f.key: f
     for f in (
         Format("dense", "dense f32", ""),
+        Format("dense-bf16", "dense bf16", "", dtype="bf16", torch_match="torch bf16"),
         Format("dense-kn", "dense f32, w [K, N]", "", "matmul(x, w)", stored_kn=True),
         Format("nm24", "2:4 f32", "nm(2, 4)", sparse=True),
         Format("hybrid50", "hybrid 50% 2:4", "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])", sparse=True),
@@ -106,6 +118,7 @@ def make_weight(fmt: Format, kernel: Any, n: int, k: int, rng: np.random.Generat
     if fmt.stored_kn:
         w = np.ascontiguousarray(w.T)
     if not fmt.layout:
+        w = fmt.array(w)
         return Weight(w, _dense_bytes(w), 1.0)
     if fmt.key == "hybrid50":
         plan, nm_fraction = _hybrid_plan(n, k, rng)
@@ -144,7 +157,7 @@ def _dense_bytes(w: Array) -> dict[str, int]:
 def make_activations(fmt: Format, m: int, k: int, rng: np.random.Generator) -> Array:
     if fmt.integer:
         return rng.integers(-128, 128, (m, k), dtype=np.int8)
-    return rng.standard_normal((m, k)).astype(np.float32)
+    return fmt.array(rng.standard_normal((m, k)).astype(np.float32))
 
 
 def compile_kernel(fmt: Format, n: int, k: int) -> Any:

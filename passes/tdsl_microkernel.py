@@ -9,6 +9,11 @@ n-tiles (a weight panel of tn rows x tk columns stays in L2), k-tiles, row block
 column blocks; the ragged edges of m and n use 1-row and 1-column kernels, a
 ragged k a scalar tail. The epilogue (bias, activation) runs on each finished
 n-tile.
+
+With `bf16` (a target with AVX-512 BF16) a product of bf16 x and bf16 w steps with
+vdpbf16ps instead: each accumulator lane adds the products of a pair of adjacent k
+columns, so the rows of x and w, contiguous along k, are its operands as stored (no
+packing, no widening), 2*width columns a step, twice the f32 FMA's products.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, memref, scf, vector
-from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.dialects import arith, llvm, memref, scf, vector
+from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, bf16, f32, i32
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -158,6 +163,39 @@ class DenseKernel(DotKernel):
         return b.loop(k0, k1, b.index(1), step, sums, name="k")
 
 
+DPBF16 = "llvm.x86.avx512bf16.dpbf16ps.512"
+"""acc[i] += a[2i+1]*b[2i+1] + a[2i]*b[2i] on <32 x bf16> a, b (declared on <16 x i32>, its
+signature before LLVM had bfloat vectors, which LLVM upgrades as it reads the IR: bf16
+is i16 in our llvm dialect). Products are exact in f32; the sums round to nearest even,
+bf16 subnormal inputs and f32 subnormal results are flushed to zero (DAZ/FTZ)."""
+
+
+@dataclass
+class BF16Kernel(DenseKernel):
+    """A dense bf16 w[n, k] and bf16 x: one vdpbf16ps per (row, column) pair per step of
+    2*width columns; the scalar tail (a k-tile off a step) as DenseKernel's, in f32."""
+
+    def granule(self, shape: Shape) -> int:
+        return 2 * shape.width
+
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        pairs = VectorType(i32, [shape.width])
+
+        def load(buf: SSAValue, row: SSAValue) -> SSAValue:
+            halves = b.insert(vector.LoadOp(buf, [row, k], VectorType(bf16, [2 * shape.width])))
+            return b.insert(vector.BitcastOp(halves, pairs))
+
+        xs = [load(self.x, r) for r in rows]
+        new = list(acc)
+        for c, col in enumerate(cols):
+            wv = load(self.w, col)
+            for r, xv in enumerate(xs):
+                i = r * shape.cols + c
+                new[i] = b.insert(llvm.CallIntrinsicOp(DPBF16, [acc[i], xv, wv], [shape.vec]))
+        return new
+
+
 def dense_fma(b: LoopBuilder, shape: Shape, xs: list[SSAValue], w: Callable[[int], SSAValue],
               acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
     """acc[r, c] += xs[r] * w(c): each weight vector is loaded once for all rows."""
@@ -238,6 +276,11 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
+
+
+def _element(buf: SSAValue) -> Attribute:
+    assert isinstance(buf.type, MemRefType)
+    return buf.type.element_type
 
 
 def ragged(k_size: int | None, granule: int) -> bool:
@@ -402,6 +445,7 @@ class VectorizeLinear(RewritePattern):
     shape: Shape
     axpy: Shape
     pack_k: int
+    bf16: bool
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
@@ -409,7 +453,9 @@ class VectorizeLinear(RewritePattern):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
         first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
-        kernel = DenseKernel(op.lhs, out, ragged(k_size if k_size >= 0 else None, self.shape.width), op.rhs)
+        kind = BF16Kernel if self.bf16 and _element(op.lhs) == _element(op.rhs) == bf16 else DenseKernel
+        step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
+        kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
         lower_linear(op, self.shape, kernel, first_row=first)
         rewriter.erase(op)
 
@@ -421,7 +467,8 @@ class Microkernel(ModulePass):
     A linear whose k is static and at most `pack_k` (attention scores, k = 64: the dot
     products' reductions would cost more than their FMAs) runs its whole groups of
     PACK_ROWS rows as matmul's outer product on a panel of w copied transposed per
-    n-tile, the rows left with dot products."""
+    n-tile, the rows left with dot products. `bf16` (AVX-512 BF16, width 16): a linear
+    of bf16 x and bf16 w steps with vdpbf16ps (BF16Kernel)."""
 
     name = NAME
 
@@ -429,13 +476,16 @@ class Microkernel(ModulePass):
     rows: int = 4
     cols: int = 6
     pack_k: int = 128
+    bf16: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.rows, self.cols) <= 0:
             raise DiagnosticException("tdsl-microkernel: width, rows and cols must be positive")
+        if self.bf16 and self.width != 16:
+            raise DiagnosticException(f"tdsl-microkernel: vdpbf16ps has 16 f32 lanes, got width={self.width}")
         shape = Shape(self.width, self.rows, self.cols)
         # matmul's blocks are rows x column vectors, the transpose of linear's (the same registers)
         axpy = Shape(self.width, self.cols, self.rows)
         PatternRewriteWalker(
-            GreedyRewritePatternApplier([VectorizeLinear(shape, axpy, self.pack_k), VectorizeMatmul(axpy)]), apply_recursively=False
+            GreedyRewritePatternApplier([VectorizeLinear(shape, axpy, self.pack_k, self.bf16), VectorizeMatmul(axpy)]), apply_recursively=False
         ).rewrite_module(op)

@@ -23,7 +23,7 @@ from xdsl.traits import IsTerminator
 from xdsl.transforms import get_all_passes
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.backends.llvm.target import has_vnni, host_features, vector_registers
+from stoicc_py.backends.llvm.target import has_avx512bf16, has_vnni, host_features, vector_registers
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
 from stoicc_py.timing import log_elapsed, timed
@@ -138,7 +138,8 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     if check_bounds and after < Stage.LLVM <= upto:
         names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {
-        "tdsl-microkernel": microkernel_options(features),
+        "tdsl-microkernel": microkernel_options(features).removesuffix("}")
+        + f" bf16={str(has_avx512bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features),
         "tdsl-vectorize-integer": integer_options(features),
         "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",

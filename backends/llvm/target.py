@@ -167,6 +167,11 @@ def has_vnni(features: frozenset[str]) -> bool:
     return "avx512vnni" in features if "avx512f" in features else "avxvnni" in features
 
 
+def has_avx512bf16(features: frozenset[str]) -> bool:
+    """Whether vdpbf16ps (bf16 pair dot products into f32) runs on 16 f32 lanes."""
+    return "avx512f" in features and "avx512bf16" in features
+
+
 @cache
 def machine_for(options: MachineOptions) -> llvm.TargetMachine:
     """The machine used for optimisation and code emission (never given to an engine)."""
