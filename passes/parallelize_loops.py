@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, func, llvm, ptr, scf
-from xdsl.dialects.builtin import IndexType, ModuleOp, UnitAttr, UnrealizedConversionCastOp, i64
+from xdsl.dialects.builtin import IndexType, IntegerAttr, ModuleOp, UnitAttr, UnrealizedConversionCastOp, i64
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -31,6 +31,8 @@ from stoicc_py.passes.outline_loop_nests import _free_values
 
 SYMBOLIC_TRIPS = 16
 """The trip count that the work estimate assumes for a loop with symbolic bounds."""
+PARALLEL_WORK, SERIAL_WORK = "stoicc.parallel_work", "stoicc.serial_work"
+"""The largest work estimate of a function's parallel (serial) top-level loops, for calls_pool."""
 SLOT = 8
 """Bytes per context slot: every free value is a pointer, an index or a scalar of 64 bits or fewer."""
 
@@ -157,7 +159,11 @@ class ParallelizeLoops(ModulePass):
         for fn in list(op.ops):
             if not isinstance(fn, func.FuncOp) or fn.is_declaration:
                 continue
-            for i, loop in enumerate([o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and PARALLEL in o.attributes]):
+            loops = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp)]
+            for kind, chosen in ((PARALLEL_WORK, [o for o in loops if PARALLEL in o.attributes]),
+                                 (SERIAL_WORK, [o for o in loops if PARALLEL not in o.attributes])):  # fmt: skip
+                fn.attributes[kind] = IntegerAttr(max((_work(o.body) for o in chosen), default=0), i64)
+            for i, loop in enumerate([o for o in loops if PARALLEL in o.attributes]):
                 body = _Body(loop)
                 name = f"{fn.sym_name.data}.par{i}"
                 function = body.build(name)
@@ -169,17 +175,23 @@ class ParallelizeLoops(ModulePass):
             _declare(op)
 
 
-def calls_pool(module: ModuleOp, kernel: str) -> bool:
-    """Whether the function `kernel` of `module`, or a nest it calls, calls the pool's entry."""
+def calls_pool(module: ModuleOp, kernel: str, python_split: bool) -> bool:
+    """Whether calls of the function `kernel` of `module` should run whole, their loops split
+    over the pool: it has parallel loops, and no Python split (`python_split`: a row or
+    column split in its ABI) or its largest loop is a parallel one. A kernel whose main loop
+    stays serial (int4's column tiles) keeps the Python split."""
     functions = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
     seen: set[str] = set()
     pending = [kernel]
+    work = {PARALLEL_WORK: 0, SERIAL_WORK: 0}
     while pending:
         name = pending.pop()
-        if name == ENTRY:
-            return True
         if name in seen or name not in functions:
             continue
         seen.add(name)
-        pending += [c.callee.string_value() for c in functions[name].walk() if isinstance(c, func.CallOp)]
-    return False
+        fn = functions[name]
+        for kind in work:
+            if isinstance(value := fn.attributes.get(kind), IntegerAttr):
+                work[kind] = max(work[kind], value.value.data)
+        pending += [c.callee.string_value() for c in fn.walk() if isinstance(c, func.CallOp)]
+    return work[PARALLEL_WORK] > 0 and (not python_split or work[PARALLEL_WORK] >= work[SERIAL_WORK])
