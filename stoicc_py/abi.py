@@ -124,6 +124,9 @@ class KernelABI:
     # Compiled with check_bounds (passes/check_bounds.py): after the symbols, one int64
     # per extent() and an int64[2] status buffer that the kernel sets on a miss.
     check_bounds: bool = False
+    # Its loops split over the native thread pool themselves (passes/parallelize_loops.py):
+    # a call is never split in Python, it sets the pool's threads and runs whole.
+    native_threads: bool = False
 
     @property
     def symbol(self) -> str:
@@ -171,4 +174,4 @@ class KernelABI:
         return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols),
                          split(RowSplit, data["row_split"]), split(ColumnSplit, data["column_split"]),
                          tuple(tuple(shape) for shape in temporaries), tuple((str(what), dim) for what, dim in limits),
-                         bool(data.get("check_bounds", False)))  # fmt: skip
+                         bool(data.get("check_bounds", False)), bool(data.get("native_threads", False)))  # fmt: skip

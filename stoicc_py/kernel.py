@@ -26,6 +26,7 @@ import numpy as np
 from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import NUMPY_DTYPES, data_pointers, host_array
+from stoicc_py.backends.llvm.runtime import use_threads
 from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_COLUMN_WORK, MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
 
@@ -360,7 +361,10 @@ class NativeKernel:
     def _run(self, inputs: Sequence[Array], bound: _Bound, args: Sequence[object]) -> Array | tuple[Array, ...]:
         outs = list(map(np.empty, bound.shapes, self._out_dtypes))
         bufs = [*inputs, *outs]  # alive across the calls, which release the GIL
-        if self.abi.check_bounds:
+        if self.abi.native_threads:
+            use_threads(self._threads or get_threads())
+            self._fn(*data_pointers(bufs), *bound.values)
+        elif self.abi.check_bounds:
             self._run_checked(bufs, bound)
         elif bound.one_block:
             self._fn(*data_pointers(bufs), *bound.values)

@@ -20,6 +20,7 @@ from stoicc_py.backends.llvm.worker import Output
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.options import Options
+from stoicc_py.passes.parallelize_loops import calls_pool
 from stoicc_py.pipeline import PER_FUNCTION_AFTER, PassCallback, Stage, pipeline_passes, pipeline_spec, run_passes
 from stoicc_py.signature import kernel_abi
 from stoicc_py.split_module import split_functions
@@ -109,6 +110,8 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     rest = passes(Stage.LLVM, after=Stage.OPT)
     cut = rest.index(PER_FUNCTION_AFTER) + 1
     run_passes(lowered, ",".join(rest[:cut]))
+    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)))
+            for abi in abis]  # fmt: skip
     kernels = [abi.name for abi in abis]
     with ThreadPoolExecutor(1, thread_name_prefix="stoicc-llvm") as llvm_thread:
         pending = [

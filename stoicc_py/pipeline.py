@@ -63,6 +63,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "licm",
     ),
     Stage.LLVM: (
+        "mark-parallel-loops",
         "mangle-symbols",
         "lower-memory-to-ptr",
         "cse-pure",
@@ -70,6 +71,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "lower-alloc",
         "lower-memory-to-ptr{signatures=true}",
         "outline-loop-nests",
+        "parallelize-loops",
         "lower-scf-to-cf",
         "convert-ptradd-to-gep",
         "lower-ptr-to-llvm",
@@ -87,7 +89,7 @@ AMX_BF16 = frozenset({"amx-tile", "amx-bf16"})
 """The target features that put tdsl-amx in the pipeline (host_features has them only
 where the OS granted this process the tile state)."""
 
-PER_FUNCTION_AFTER = "outline-loop-nests"
+PER_FUNCTION_AFTER = "parallelize-loops"
 """The passes after this one convert each function on its own (the declarations a
 function's calls need aside): a module may be lowered from there in pieces."""
 

@@ -9,7 +9,7 @@ function is seen by its own object only.
 
 from __future__ import annotations
 
-from xdsl.dialects import func
+from xdsl.dialects import func, llvm
 from xdsl.dialects.builtin import ModuleOp
 
 Group = list[tuple[func.FuncOp, set[str]]]
@@ -59,5 +59,7 @@ def _groups(module: ModuleOp, piece_ops: int) -> list[Group]:
             size += 1
             if isinstance(op, func.CallOp):
                 callees.add(op.callee.string_value())
+            elif isinstance(op, llvm.AddressOfOp):  # parallelize-loops' block functions
+                callees.add(op.global_name.string_value())
         groups[-1].append((fn, callees))
     return groups

@@ -58,3 +58,21 @@ def test_prefill_equals_decoding_token_by_token(block: Any, weights: dict[str, A
         out, k_cache, v_cache = block(x[i : i + 1], cos[i : i + 1], sin[i : i + 1], k_cache, v_cache, *w)
         rows.append(out)
     _check((np.concatenate(rows), k_cache, v_cache), (whole, keys, values))
+
+
+@pytest.mark.parametrize(("t", "p"), [(1, 37), (77, 0)])
+def test_block_threads_agree_bit_for_bit(block: Any, weights: dict[str, Array], t: int, p: int) -> None:
+    """The layer's loops split over the native pool (passes/parallelize_loops.py): two threads
+    compute what one does, bit for bit, decoding and prefilling."""
+    assert block.abi.native_threads
+    args = (*_inputs(t, p, seed=7), *(weights[n] for n in BLOCK_WEIGHTS))
+    block.threads = 1
+    try:
+        one = block(*args)
+        block.threads = 2
+        two = block(*args)
+    finally:
+        block.threads = None
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _check(two, decoder_block(*_inputs(t, p, seed=7), weights, C))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import llvmlite.binding as llvm
 
+from stoicc_py.backends.llvm import runtime
 from stoicc_py.backends.llvm.target import host_features, new_host_machine
 
 
@@ -15,6 +16,7 @@ class NativeLibrary:
 
     def __init__(self, objects: Sequence[bytes]):
         host_features()  # where the code may use AMX tiles, the OS grants them first (cached objects too)
+        runtime.load()  # its entry must be a process symbol before a kernel object resolves it
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_host_machine())
         for obj in objects:
             self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))

@@ -1,0 +1,197 @@
+"""parallelize-loops: the loops that mark-parallel-loops marked run on the native thread
+pool (backends/llvm/runtime.py).
+
+After outline-loop-nests, on pointers, it replaces each marked loop
+by `stoicc_parallel_for(&body, ctx, iterations, work)`: `body(ctx, start, stop)` is a
+private function running iterations [start, stop) of the same loop, with the loop's
+free values (kernel arguments, allocations, sizes) read from the context buffer `ctx`
+that the caller fills. `work` is a static estimate of one iteration's cost (ops times
+the constant trip counts of the loops inside; a symbolic one counts SYMBOLIC_TRIPS),
+which the runtime weighs against its hand-off cost. Each iteration runs exactly the
+code it runs in the whole loop, so results agree bit for bit with one thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, llvm, ptr, scf
+from xdsl.dialects.builtin import IndexType, IntegerAttr, ModuleOp, UnitAttr, UnrealizedConversionCastOp, i64
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from stoicc_py.backends.llvm.runtime import ENTRY
+from stoicc_py.codegen.pure import computes_only
+from stoicc_py.passes.convert_func_to_llvm import NO_INLINE
+from stoicc_py.passes.lower_alloc import ALLOC_FN
+from stoicc_py.passes.mangle_symbols import needs_declaration
+from stoicc_py.passes.mark_parallel_loops import PARALLEL, constant
+from stoicc_py.passes.outline_loop_nests import _free_values
+
+SYMBOLIC_TRIPS = 16
+"""The trip count that the work estimate assumes for a loop with symbolic bounds."""
+PARALLEL_WORK, SERIAL_WORK = "stoicc.parallel_work", "stoicc.serial_work"
+"""The largest work estimate of a function's parallel (serial) top-level loops, for calls_pool."""
+SLOT = 8
+"""Bytes per context slot: every free value is a pointer, an index or a scalar of 64 bits or fewer."""
+
+
+def _work(region: Region) -> int:
+    """Ops of one run of `region`, loops counted by their trip counts."""
+    total = 0
+    for op in (o for block in region.blocks for o in block.ops):
+        if isinstance(op, scf.ForOp):
+            lb, ub, step = constant(op.lb), constant(op.ub), constant(op.step)
+            trips = SYMBOLIC_TRIPS if None in (lb, ub, step) else max(0, -(-(ub - lb) // step))  # type: ignore[operator]
+            total += trips * _work(op.body)
+        else:
+            total += 1 + max((_work(r) for r in op.regions), default=0)
+    return total
+
+
+def _slot_type(v: SSAValue) -> Attribute:
+    """The type a context slot holds `v` as: a pointer as an llvm pointer (the loads and
+    stores of the ptr dialect hold values, not ptr_xdsl pointers, once lowered)."""
+    return llvm.LLVMPointerType() if isinstance(v.type, ptr.PtrType) else v.type
+
+
+class _Body:
+    """The function that runs iterations [start, stop) of a loop, reading its free values from a context."""
+
+    def __init__(self, loop: scf.ForOp) -> None:
+        self.block = Block(arg_types=[ptr.PtrType(), i64, i64])
+        self.mapping: dict[SSAValue, SSAValue] = {}
+        self.slots: list[SSAValue] = []
+        self.loop = loop
+
+    def value(self, v: SSAValue) -> SSAValue:
+        """The body's value for the caller's `v`: a clone of its pure definition, or a context slot."""
+        if (known := self.mapping.get(v)) is not None:
+            return known
+        owner = v.owner
+        if isinstance(owner, Operation) and computes_only(owner):
+            for operand in owner.operands:
+                self.value(operand)
+            self.block.add_op(owner.clone(value_mapper=self.mapping))
+        else:
+            offset = arith.ConstantOp.from_int_and_width(len(self.slots) * SLOT, IndexType())
+            address = ptr.PtrAddOp(self.block.args[0], offset.result)
+            load = ptr.LoadOp(address.result, _slot_type(v))
+            self.block.add_ops([offset, address, load])
+            self.mapping[v] = load.res
+            if isinstance(v.type, ptr.PtrType):
+                cast = UnrealizedConversionCastOp.get([load.res], [v.type])
+                self.block.add_op(cast)
+                self.mapping[v] = cast.results[0]
+            self.slots.append(v)
+        return self.mapping[v]
+
+    def build(self, name: str) -> func.FuncOp:
+        for v in _free_values(self.loop):
+            self.value(v)
+        lb, ub, step = (self.mapping[v] for v in (self.loop.lb, self.loop.ub, self.loop.step))
+        ops: list[Operation] = []
+        start, stop = (arith.IndexCastOp(a, IndexType()) for a in self.block.args[1:])
+        first = arith.AddiOp(lb, (s := arith.MuliOp(start, step)))
+        end = arith.AddiOp(lb, (e := arith.MuliOp(stop, step)))
+        last = arith.MinUIOp(end, ub)
+        ops += [start, stop, s, first, e, end, last]
+        loop = self.loop.clone(value_mapper=dict(self.mapping))
+        loop.operands = [first.result, last.result, step]
+        del loop.attributes[PARALLEL]
+        self.block.add_ops([*ops, loop, func.ReturnOp()])
+        fn = func.FuncOp(name, (self.block.arg_types, ()), Region(self.block), visibility="private")
+        fn.attributes[NO_INLINE] = UnitAttr()
+        return fn
+
+
+def _dispatch(loop: scf.ForOp, body: _Body, name: str) -> list[Operation]:
+    """The caller's side: fill a context, call the runtime with the iteration count, free it."""
+    ops: list[Operation] = []
+
+    def add(op: Operation) -> SSAValue:
+        ops.append(op)
+        return op.results[0]
+
+    size = add(arith.ConstantOp.from_int_and_width(max(len(body.slots), 1) * SLOT, i64))
+    align = add(arith.ConstantOp.from_int_and_width(64, i64))
+    context = add(func.CallOp(ALLOC_FN, [align, size], [ptr.PtrType()]))
+    for i, v in enumerate(body.slots):
+        offset = add(arith.ConstantOp.from_int_and_width(i * SLOT, IndexType()))
+        slot = add(ptr.PtrAddOp(context, offset))
+        if isinstance(v.type, ptr.PtrType):
+            v = add(UnrealizedConversionCastOp.get([v], [_slot_type(v)]))
+        ops.append(ptr.StoreOp(slot, v))
+    one = add(arith.ConstantOp.from_int_and_width(1, IndexType()))
+    zero = add(arith.ConstantOp.from_int_and_width(0, IndexType()))
+    # iterations = ub > lb ? (ub - lb + step - 1) / step : 0
+    span = add(arith.SubiOp(add(arith.AddiOp(add(arith.SubiOp(loop.ub, loop.lb)), loop.step)), one))
+    count = add(arith.DivUIOp(span, loop.step))
+    runs = add(arith.CmpiOp(loop.ub, loop.lb, "ugt"))
+    iterations = add(arith.IndexCastOp(add(arith.SelectOp(runs, count, zero)), i64))
+    work = add(arith.ConstantOp.from_int_and_width(max(_work(loop.body), 1), i64))
+    address = add(llvm.AddressOfOp(name, llvm.LLVMPointerType()))
+    fn = add(UnrealizedConversionCastOp.get([address], [ptr.PtrType()]))
+    ops.append(func.CallOp(ENTRY, [fn, context, iterations, work], []))
+    ops.append(func.CallOp("free", [context], []))
+    return ops
+
+
+def _declare(module: ModuleOp) -> None:
+    signatures: dict[str, list[Attribute]] = {
+        ENTRY: [ptr.PtrType(), ptr.PtrType(), i64, i64],
+        ALLOC_FN: [i64, i64],
+        "free": [ptr.PtrType()],
+    }
+    for name, inputs in signatures.items():
+        if needs_declaration(module, name, ParallelizeLoops.name):
+            outputs = [ptr.PtrType()] if name == ALLOC_FN else []
+            module.body.block.add_op(func.FuncOp.external(name, inputs, outputs))
+
+
+@dataclass(frozen=True)
+class ParallelizeLoops(ModulePass):
+    name = "parallelize-loops"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        count = 0
+        for fn in list(op.ops):
+            if not isinstance(fn, func.FuncOp) or fn.is_declaration:
+                continue
+            loops = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp)]
+            for kind, chosen in ((PARALLEL_WORK, [o for o in loops if PARALLEL in o.attributes]),
+                                 (SERIAL_WORK, [o for o in loops if PARALLEL not in o.attributes])):  # fmt: skip
+                fn.attributes[kind] = IntegerAttr(max((_work(o.body) for o in chosen), default=0), i64)
+            for i, loop in enumerate([o for o in loops if PARALLEL in o.attributes]):
+                body = _Body(loop)
+                name = f"{fn.sym_name.data}.par{i}"
+                function = body.build(name)
+                fn.body.block.insert_ops_before(_dispatch(loop, body, name), loop)
+                fn.body.block.erase_op(loop)
+                op.body.block.insert_op_after(function, fn)
+                count += 1
+        if count:
+            _declare(op)
+
+
+def calls_pool(module: ModuleOp, kernel: str, python_split: bool) -> bool:
+    """Whether calls of the function `kernel` of `module` should run whole, their loops split
+    over the pool: it has parallel loops, and no Python split (`python_split`: a row or
+    column split in its ABI) or its largest loop is a parallel one. A kernel whose main loop
+    stays serial (int4's column tiles) keeps the Python split."""
+    functions = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+    seen: set[str] = set()
+    pending = [kernel]
+    work = {PARALLEL_WORK: 0, SERIAL_WORK: 0}
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        fn = functions[name]
+        for kind in work:
+            if isinstance(value := fn.attributes.get(kind), IntegerAttr):
+                work[kind] = max(work[kind], value.value.data)
+        pending += [c.callee.string_value() for c in fn.walk() if isinstance(c, func.CallOp)]
+    return work[PARALLEL_WORK] > 0 and (not python_split or work[PARALLEL_WORK] >= work[SERIAL_WORK])

@@ -1,0 +1,61 @@
+// RUN: stoicc opt %s -p mark-parallel-loops | filecheck %s --check-prefix=MARK
+// RUN: stoicc opt %s -p mark-parallel-loops,lower-memory-to-ptr,lower-memory-to-ptr{signatures=true},parallelize-loops | filecheck %s
+
+// @tiles writes out[i, j] for j in its column tile [j0, min(j0 + 4, n)) only: its
+// iterations are independent and it is marked. @shifted writes out[0, j0 + 1], which the
+// next iteration's tile holds (j0 + 1 may reach min(j0 + 1, n)): it stays serial.
+
+// MARK-LABEL: func.func @tiles
+// MARK:         } {stoicc.parallel}
+// MARK-LABEL: func.func @shifted
+// MARK-NOT:     stoicc.parallel
+
+// The marked loop becomes a call of the pool's entry with a context holding its free
+// values (out, x, n), the iteration count and the estimated work of one iteration; the
+// loop itself moves to @tiles.par0, which runs iterations [start, stop).
+// CHECK-LABEL: func.func @tiles
+// CHECK:         %{{.*}} = func.call @aligned_alloc(%{{.*}}, %{{.*}}) : (i64, i64) -> !ptr_xdsl.ptr
+// CHECK:         ptr_xdsl.store
+// CHECK:         %{{.*}} = arith.divui
+// CHECK:         %[[FN:.*]] = llvm.mlir.addressof @tiles.par0 : !llvm.ptr
+// CHECK:         %[[P:.*]] = builtin.unrealized_conversion_cast %[[FN]] : !llvm.ptr to !ptr_xdsl.ptr
+// CHECK-NEXT:    func.call @stoicc_parallel_for(%[[P]], %{{.*}}, %{{.*}}, %{{.*}}) : (!ptr_xdsl.ptr, !ptr_xdsl.ptr, i64, i64) -> ()
+// CHECK-NEXT:    func.call @free
+// CHECK-NOT:     scf.for
+// CHECK:       func.func private @tiles.par0(%{{.*}}: !ptr_xdsl.ptr, %{{.*}}: i64, %{{.*}}: i64) attributes {stoicc.no_inline} {
+// CHECK:         ptr_xdsl.load
+// CHECK:         %[[LO:.*]] = arith.addi
+// CHECK:         %[[HI:.*]] = arith.minui
+// CHECK:         scf.for %{{.*}} = %[[LO]] to %[[HI]] step
+// CHECK-LABEL: func.func @shifted
+// CHECK-NOT:     stoicc_parallel_for
+// CHECK:         scf.for
+// CHECK:       func.func private @stoicc_parallel_for(!ptr_xdsl.ptr, !ptr_xdsl.ptr, i64, i64)
+
+func.func @tiles(%x: memref<?x8xf32>, %out: memref<?x?xf32>, %m: index, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  scf.for %j0 = %c0 to %n step %c4 {
+    %e = arith.addi %j0, %c4 : index
+    %j1 = arith.minui %e, %n : index
+    scf.for %i = %c0 to %m step %c1 {
+      scf.for %j = %j0 to %j1 step %c1 {
+        %v = memref.load %x[%i, %c0] : memref<?x8xf32>
+        memref.store %v, %out[%i, %j] : memref<?x?xf32>
+      }
+    }
+  }
+  func.return
+}
+
+func.func @shifted(%out: memref<?x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %c1 {
+    %j = arith.addi %j0, %c1 : index
+    memref.store %f, %out[%c0, %j] : memref<?x?xf32>
+  }
+  func.return
+}
