@@ -52,11 +52,13 @@ def machine(options: Options) -> MachineOptions:
     return machine_options(options.cpu, options.mattr)
 
 
-def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None) -> ModuleOp:
+def lower(module: ModuleOp, upto: Stage, options: Options, after_pass: PassCallback | None = None,
+          native_threads: bool = True) -> ModuleOp:  # fmt: skip
     """A lowered copy of a front-end module (for the CPU; the ABI's stage OPT for any target),
     with the vector widths and register blocks of the target CPU."""
     features = target_features(machine(options))
-    return run_passes(module.clone(), pipeline_spec(upto, options.tile, options.check_bounds, features), after_pass)
+    spec = pipeline_spec(upto, options.tile, options.check_bounds, features, native_threads)
+    return run_passes(module.clone(), spec, after_pass)
 
 
 _LLVM_TEXT: dict[str, Output] = {"llvm-ir": "llvm-ir", "asm": "asm"}
@@ -66,10 +68,12 @@ _LLVM_TEXT: dict[str, Output] = {"llvm-ir": "llvm-ir", "asm": "asm"}
 def optimized_llvm(
     module: ModuleOp, output: Output, options: Options, after_pass: PassCallback | None = None
 ) -> str | bytes:
-    """The module's object code, assembly or optimised LLVM IR for the target CPU."""
+    """The module's object code, assembly or optimised LLVM IR for the target CPU: code to
+    link elsewhere, so its loops run on the caller's thread (the thread pool is the JIT's)."""
     kernels = [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
     target = machine(options)
-    return optimize(to_llvm_ir(lower(module, Stage.LLVM, options, after_pass), target), output, kernels, target)
+    lowered = lower(module, Stage.LLVM, options, after_pass, native_threads=False)
+    return optimize(to_llvm_ir(lowered, target), output, kernels, target)
 
 
 def object_code(module: ModuleOp, options: Options, after_pass: PassCallback | None = None) -> bytes:

@@ -85,6 +85,9 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
 }
 
 
+NATIVE_THREAD_PASSES = ("mark-parallel-loops", "parallelize-loops")
+"""The passes whose loops call the JIT's thread pool (backends/llvm/runtime.py)."""
+
 AMX_BF16 = frozenset({"amx-tile", "amx-bf16"})
 """The target features that put tdsl-amx in the pipeline (host_features has them only
 where the OS granted this process the tile state)."""
@@ -129,12 +132,15 @@ def integer_options(features: frozenset[str]) -> str:
 
 
 def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
-                    features: frozenset[str] | None = None, after: Stage = Stage.IR) -> list[str]:  # fmt: skip
+                    features: frozenset[str] | None = None, after: Stage = Stage.IR,
+                    native_threads: bool = True) -> list[str]:  # fmt: skip
     """The CPU pipeline's passes with their options, from the stage after `after` up to
     `upto`, for a CPU with `features` (default: the host's); `check_bounds` guards every
-    access of the loop nests."""
+    access of the loop nests. Without `native_threads`, no loop calls the JIT's thread
+    pool (code that leaves the process, which has no pool to link)."""
     features = host_features() if features is None else features
-    names = [p for stage in Stage if after < stage <= upto for p in STAGE_PASSES[stage]]
+    names = [p for stage in Stage if after < stage <= upto for p in STAGE_PASSES[stage]
+             if native_threads or p not in NATIVE_THREAD_PASSES]  # fmt: skip
     if AMX_BF16 <= features and "tdsl-microkernel" in names:
         names.insert(names.index("tdsl-microkernel"), "tdsl-amx")
     if check_bounds and after < Stage.LLVM <= upto:
@@ -153,9 +159,9 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
 
 
 def pipeline_spec(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
-                  features: frozenset[str] | None = None) -> str:  # fmt: skip
+                  features: frozenset[str] | None = None, native_threads: bool = True) -> str:  # fmt: skip
     """pipeline_passes up to `upto`, as one spec."""
-    return ",".join(pipeline_passes(upto, tile, check_bounds, features))
+    return ",".join(pipeline_passes(upto, tile, check_bounds, features, native_threads=native_threads))
 
 
 def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int, ...] = ()) -> str:

@@ -82,3 +82,15 @@ def test_forked_child_starts_its_own_pool(prog: Any) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     np.testing.assert_array_equal(one, two)
+
+
+def test_objects_to_link_do_not_call_the_pool(prog: Any, tmp_path: Any) -> None:
+    """The JIT's dense kernel runs on the pool; `stoicc compile --emit obj` of the same
+    source needs no symbol but libc's and libm's (the pool is not shipped for linking)."""
+    from stoicc_py.cli import main
+
+    assert prog.dense.abi.native_threads
+    source, obj = tmp_path / "k.tdsl", tmp_path / "k.o"
+    source.write_text(SOURCE)
+    assert main(["compile", str(source), "--emit", "obj", "-o", str(obj)]) == 0
+    assert b"stoicc_parallel_for" not in obj.read_bytes()
