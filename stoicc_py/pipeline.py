@@ -131,6 +131,11 @@ def integer_options(features: frozenset[str]) -> str:
     return microkernel_options(features).removesuffix("}") + f" vnni={str(has_vnni(features)).lower()}}}"
 
 
+def _bf16(features: frozenset[str]) -> bool:
+    """Whether the microkernel steps with vdpbf16ps: AVX-512 BF16, on 16-lane vectors."""
+    return has_avx512bf16(features) and vector_registers(features)[0] == 16
+
+
 def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool = False,
                     features: frozenset[str] | None = None, after: Stage = Stage.IR,
                     native_threads: bool = True) -> list[str]:  # fmt: skip
@@ -146,8 +151,7 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     if check_bounds and after < Stage.LLVM <= upto:
         names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
     options = {
-        "tdsl-microkernel": microkernel_options(features).removesuffix("}")
-        + f" bf16={str(has_avx512bf16(features)).lower()}}}",
+        "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features),
         "tdsl-vectorize-integer": integer_options(features),
         "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",
