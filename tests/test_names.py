@@ -4,8 +4,8 @@ Names are drawn from C and C++ keywords, libc and libm functions (the ones the
 generated code calls among them), the types and macros of the headers a C driver
 includes, and the names the compiler makes itself (a packed parameter's buffers
 `w_values`, results `out0`, size symbols, `bounds_status`, the `stoicc_` prefix).
-Each program runs in process against the reference, its object links into a C
-driver, and its `--emit header` compiles as C11 and C++17 after the standard
+Each program runs in process against the reference, its object (`stoicc compile
+--emit obj`'s, which needs no thread pool) links into a C driver, and its `--emit header` compiles as C11 and C++17 after the standard
 headers (docs/api.md, C ABI). Derandomized in CI like tests/test_fuzz.py.
 """
 
@@ -25,9 +25,8 @@ from hypothesis import strategies as st
 from tdsl_strategies import fuzz_settings
 
 import stoicc_py
-from stoicc_py.api import toolchain_key
-from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.cli import main
+from stoicc_py.lowering import object_code
 
 C_KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if inline
 int long register restrict short signed sizeof static struct switch typedef union unsigned void volatile while
@@ -123,13 +122,6 @@ def math_programs(draw: st.DrawFn) -> str:
     return "".join(texts)
 
 
-def cached_objects(prog: stoicc_py.Program, cache: Path) -> list[bytes]:
-    """The object files that the program runs in process, from the kernel cache."""
-    entry = KernelCache(cache).get(cache_key(prog.source, prog.options.key(), toolchain_key()))
-    assert entry is not None
-    return entry[0]
-
-
 def run_c_driver(prog: stoicc_py.Program, objects: list[bytes], directory: Path, m: int) -> np.ndarray:
     """The objects linked into a C driver that calls every kernel: their outputs."""
     names = [f"kernels{i}.o" for i in range(len(objects))]
@@ -149,7 +141,7 @@ def run_c_driver(prog: stoicc_py.Program, objects: list[bytes], directory: Path,
 @example(source="".join(MATH_KERNEL.format(k=k, x="x", b="b", s="M", t="t")
                         for k in ["expf", "tanhf", "erff", "aligned_alloc", "free"]))  # fmt: skip
 def test_any_names_compile_run_and_link(
-    source: str, tmp_path_factory: pytest.TempPathFactory, private_cache: Path
+    source: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """In process (the JIT resolves libm beside the kernels) and linked from C: both
     agree with the reference; a kernel named expf once answered its own calls to expf."""
@@ -160,7 +152,7 @@ def test_any_names_compile_run_and_link(
     for name in prog.kernels:
         assert_close(prog.kernel(name)(x, b), prog.kernel(name).reference(x, b))
     directory = tmp_path_factory.mktemp("aot")
-    outputs = run_c_driver(prog, cached_objects(prog, private_cache), directory, m)
+    outputs = run_c_driver(prog, [object_code(prog.module, prog.options)], directory, m)
     for got, name in zip(outputs, prog.kernels, strict=True):
         assert_close(got, prog.kernel(name).reference(x, b))
     check_header(directory / "kernels.h")
