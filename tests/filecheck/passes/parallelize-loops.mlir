@@ -1,5 +1,6 @@
 // RUN: stoicc opt %s -p mark-parallel-loops | filecheck %s --check-prefix=MARK
-// RUN: stoicc opt %s -p mark-parallel-loops,lower-memory-to-ptr,lower-memory-to-ptr{signatures=true},parallelize-loops | filecheck %s
+// RUN: stoicc opt %s -p mark-parallel-loops,lower-memory-to-ptr,lower-memory-to-ptr{signatures=true},parallelize-loops{min_work=0} | filecheck %s
+// RUN: stoicc opt %s -p mark-parallel-loops,lower-memory-to-ptr,lower-memory-to-ptr{signatures=true},parallelize-loops | filecheck %s --check-prefix=SMALL
 
 // @tiles writes out[i, j] for j in its column tile [j0, min(j0 + 4, n)) only: its
 // iterations are independent and it is marked. @shifted writes out[0, j0 + 1], which the
@@ -11,8 +12,9 @@
 // MARK-NOT:     stoicc.parallel
 
 // The marked loop becomes a call of the pool's entry with a context holding its free
-// values (out, x, n), the iteration count and the estimated work of one iteration; the
-// loop itself moves to @tiles.par0, which runs iterations [start, stop).
+// values (out, x, n), the iteration count and the estimated work of one iteration;
+// @tiles.par0 reads them and passes them, with iterations [start, stop), to
+// @tiles.par0.loop, which holds the loop (its buffers noalias arguments, as @tiles's).
 // CHECK-LABEL: func.func @tiles
 // CHECK:         %{{.*}} = func.call @aligned_alloc(%{{.*}}, %{{.*}}) : (i64, i64) -> !ptr_xdsl.ptr
 // CHECK:         ptr_xdsl.store
@@ -22,11 +24,19 @@
 // CHECK-NEXT:    func.call @stoicc_parallel_for(%[[P]], %{{.*}}, %{{.*}}, %{{.*}}) : (!ptr_xdsl.ptr, !ptr_xdsl.ptr, i64, i64) -> ()
 // CHECK-NEXT:    func.call @free
 // CHECK-NOT:     scf.for
-// CHECK:       func.func private @tiles.par0(%{{.*}}: !ptr_xdsl.ptr, %{{.*}}: i64, %{{.*}}: i64) attributes {stoicc.no_inline} {
+// CHECK:       func.func private @tiles.par0(%{{.*}}: !ptr_xdsl.ptr, %[[START:.*]]: i64, %[[STOP:.*]]: i64) attributes {stoicc.no_inline} {
 // CHECK:         ptr_xdsl.load
+// CHECK:         func.call @tiles.par0.loop(%{{.*}}, %[[START]], %[[STOP]])
+// CHECK:       func.func private @tiles.par0.loop({{.*}}) attributes {{{.*}}stoicc.noalias_args{{.*}}} {
+// CHECK-NOT:     ptr_xdsl.load
 // CHECK:         %[[LO:.*]] = arith.addi
 // CHECK:         %[[HI:.*]] = arith.minui
 // CHECK:         scf.for %{{.*}} = %[[LO]] to %[[HI]] step
+// A loop of less estimated work than min_work (the default, 2^20, for this one) stays serial.
+// SMALL-LABEL: func.func @tiles
+// SMALL-NOT:     stoicc_parallel_for
+// SMALL:         scf.for
+
 // CHECK-LABEL: func.func @shifted
 // CHECK-NOT:     stoicc_parallel_for
 // CHECK:         scf.for
