@@ -79,6 +79,8 @@ class _Body:
         self.mapping: dict[SSAValue, SSAValue] = {}
         self.slots: list[SSAValue] = []
         self.loop = loop
+        for v in _free_values(loop):
+            self.value(v)
 
     def value(self, v: SSAValue) -> SSAValue:
         """The body's value for the caller's `v`: a clone of its pure definition, or an argument."""
@@ -97,15 +99,16 @@ class _Body:
     def build(self, name: str, noalias: bool) -> list[func.FuncOp]:
         """The context reader `name` and the loop `name.loop` (noalias buffers where the
         loop's function has them)."""
-        for v in _free_values(self.loop):
-            self.value(v)
         lb, ub, step = (self.mapping[v] for v in (self.loop.lb, self.loop.ub, self.loop.step))
         bounds = [self.block.insert_arg(i64, len(self.slots) + i) for i in range(2)]
         start, stop = (arith.IndexCastOp(a, IndexType()) for a in bounds)
         first = arith.AddiOp(lb, (s := arith.MuliOp(start, step)))
         end = arith.AddiOp(lb, (e := arith.MuliOp(stop, step)))
         last = arith.MinUIOp(end, ub)
-        loop = self.loop.clone(value_mapper=dict(self.mapping))
+        loop = self.loop  # moved, not copied: a copy of a matrix product's nest is most of this pass's time
+        for v, new in self.mapping.items():
+            v.replace_uses_with_if(new, lambda use: loop.is_ancestor(use.operation))
+        loop.detach()
         loop.operands = [first.result, last.result, step]
         del loop.attributes[PARALLEL]
         self.block.add_ops([start, stop, s, first, e, end, last, loop, func.ReturnOp()])
@@ -201,10 +204,8 @@ class ParallelizeLoops(ModulePass):
             for i, loop in enumerate([o for o in loops if PARALLEL in o.attributes]):
                 body = _Body(loop)
                 name = f"{fn.sym_name.data}.par{i}"
-                functions = body.build(name, NOALIAS_ARGS in fn.attributes)
                 fn.body.block.insert_ops_before(_dispatch(loop, body, name), loop)
-                fn.body.block.erase_op(loop)
-                op.body.block.insert_ops_after(functions, fn)
+                op.body.block.insert_ops_after(body.build(name, NOALIAS_ARGS in fn.attributes), fn)
                 count += 1
         if count:
             _declare(op)
