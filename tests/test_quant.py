@@ -93,14 +93,16 @@ def _integer_model(x: np.ndarray, act: str, w_packed: stoicc_py.PackedTensor, la
      ("int8(per=token)", "ternary(axis=0)")],
 )  # fmt: skip
 def test_integer_products_are_bit_exact(act: str, layout: str) -> None:
+    """M = 1 (a GEMV: blocks of 8 columns) and 9 (blocks of 4 rows, then one row); 20
+    columns leave ragged blocks in both."""
     prog = stoicc_py.compile(
-        f"kernel f(x: f32[M, 64], w: f32[16, 64] @ {layout}) -> f32[M, 16] {{\n"
+        f"kernel f(x: f32[M, 64], w: f32[20, 64] @ {layout}) -> f32[M, 20] {{\n"
         f"  xq = quantize(x, {act})\n  return linear(xq, w)\n}}"
     )
     assert "arith.muli" in prog.f.ir("loops") and "tdsl.dequantize" not in prog.f.ir("opt")
     for m in (1, 9):
         rng = np.random.default_rng(m)
-        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, 16, 64))
+        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, 20, 64))
         got = prog.f(x, packed)
         assert np.array_equal(got, _integer_model(x, act, packed, layout))
         want = fake_quantize(x, act).astype(np.float64) @ packed.dequantize().astype(np.float64).T

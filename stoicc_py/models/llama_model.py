@@ -29,6 +29,7 @@ from stoicc_py.models.llama import (
     rope_tables,
 )
 from stoicc_py.packing import PackedTensor
+from stoicc_py.packing.quant import fake_quantize
 
 Array = np.ndarray[Any, Any]
 Cache = list[tuple[Array, Array]]
@@ -101,10 +102,22 @@ class LlamaRunner:
 
 
 class NumpyLlama(LlamaRunner):
-    """The layers in numpy: the reference."""
+    """The layers in numpy: the reference. `activations`: each projection's input rounded
+    to that layout first (fake quantization: CompiledLlama's `activations` up to f32 rounding)."""
+
+    def __init__(self, weights: LlamaWeights, activations: str | None = None):
+        super().__init__(weights)
+        self.activations = activations
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
-        return decoder_block(x, cos, sin, k_cache, v_cache, self.weights.layers[i], self.config)
+        w, act = self.weights.layers[i], self.activations
+
+        def linear(name: str, a: Array) -> Array:
+            if act:  # the kernels quantize f32 rows
+                a = fake_quantize(a.reshape(-1, a.shape[-1]).astype(np.float32), act).reshape(a.shape).astype(a.dtype)
+            return project(a, w[name])
+
+        return decoder_block(x, cos, sin, k_cache, v_cache, w, self.config, linear)
 
 
 class CompiledLlama(LlamaRunner):
@@ -114,12 +127,16 @@ class CompiledLlama(LlamaRunner):
     stoicc_py.pack: prune, calibrate, ...), but for those `packed` gives per layer already
     packed (compress_model's). `lm_head`: the lm head's layout on a compiled `linear`
     kernel, its weight rounded to nearest (`int8(group=32, scale=f16)` is Q8_0's grid: for
-    SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32."""
+    SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32.
+    `activations` (e.g. `int8(per=token)`): the projections' inputs quantized to it per call
+    (block_source's), so that integer weights meet integer activations (W4A8, W8A8)."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
                  threads: int | None = None, pack_options: dict[str, Any] | None = None,
-                 packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None):  # fmt: skip
+                 packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None,
+                 activations: str | None = None):  # fmt: skip
         super().__init__(weights)
+        self.activations = activations
         self.head_kernel: Any = None
         self.head_weight: Array | PackedTensor = weights.lm_head
         if lm_head is not None:
@@ -130,7 +147,8 @@ class CompiledLlama(LlamaRunner):
             self.head_kernel.threads = threads
             self.head_weight = self.head_kernel.pack("w", weights.lm_head)
         per_layer = per_layer_layouts(layouts, len(weights.layers))
-        programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
+        programs = {pair: stoicc_py.compile(block_source(self.config, *pair, activations)).llama_block
+                    for pair in set(per_layer)}  # fmt: skip
         for kernel in programs.values():
             kernel.threads = threads
         self.kernels = [programs[pair] for pair in per_layer]
