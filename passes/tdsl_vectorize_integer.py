@@ -330,7 +330,7 @@ def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
     part j is the step's bytes k+j, k+j+per, ..., repeated `per` times."""
     count = x.type.get_shape()[0]  # type: ignore[attr-defined]
     return [b.insert(vector.ShuffleOp(x, x, DenseArrayBase.from_list(i64, list(range(j, count, per)) * per),
-                                      result_type=x.type))  # fmt: skip
+                                      result_type=x.type))  # type: ignore[arg-type]  # fmt: skip
             for j in range(per)]
 
 def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
