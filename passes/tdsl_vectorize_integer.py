@@ -60,7 +60,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Shape, floor_to, for_, ragged, register_blocks
+from stoicc_py.passes.tdsl_microkernel import Shape, blocks, floor_to, for_, ragged, register_blocks
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-vectorize-integer"
@@ -374,7 +374,13 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-        register_blocks(b, shape, (b.index(0), m_blocks), (j0, j1), kernel.emit)
+
+        def row_block(b: LoopBuilder, i: SSAValue) -> None:
+            edge = Shape(shape.width, shape.rows, 1)
+            blocks(b, j0, j1, shape.cols, lambda b, j: kernel.emit(b, shape, i, j),
+                   lambda b, j: kernel.emit(b, edge, i, j), "j")  # fmt: skip
+
+        for_(b, b.index(0), m_blocks, shape.rows, row_block, "i")
         # The rows left (all of a GEMV's one) in wider blocks: with one row, the
         # columns' accumulators are the registers to fill.
         register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), kernel.emit)
