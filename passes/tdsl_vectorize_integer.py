@@ -284,7 +284,12 @@ class IntegerKernel:
 
 
 def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
-    """The scalars as the lanes of one vector (a strided gather: per-output scales)."""
+    """The scalars as the lanes of one vector (a strided gather: per-output scales).
+    Scalars widened from half floats (f16/bf16 scales) are gathered as they are stored
+    and widened once, as a vector (one vcvtph2ps, not one per lane)."""
+    if all(isinstance(s.owner, arith.ExtFOp) for s in scalars):
+        halves = _vector_of(b, [s.owner.input for s in scalars])  # type: ignore[union-attr]
+        return b.insert(llvm.FPExtOp(halves, VectorType(f32, [len(scalars)])))
     v = b.splat_value(scalars[0], len(scalars))
     for lane, s in enumerate(scalars[1:], 1):
         v = b.insert(llvm.InsertElementOp(v, s, b.insert(arith.ConstantOp.from_int_and_width(lane, i32))))
