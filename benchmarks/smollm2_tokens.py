@@ -22,7 +22,8 @@ embeddings are Q8_0: exact too): the weights and bits llama.cpp reads. `int4-f32
 runs the lm head in numpy in float32 instead (run.py's way); `w4a8` rounds the file's
 weights to `int4(group=32, scale=f16)` (Q4_0's grid, 4.5 bits a weight against Q4_1's 5)
 and quantizes every projection's input, the lm head's too, to int8 per token at run time,
-as ggml does for its q4/q8 products (CompiledLlama's `activations`): integer dot products;
+as ggml does for its q4/q8 products (CompiledLlama's `activations`): integer dot products
+(`int4-q4_0`: the same weights, float32 activations);
 `dense` is the same weights in float32, lm head in numpy. Before timing, each model's logits on a few tokens are
 checked against NumpyLlama on the weights its kernels read, and those weights against the
 file's (the table's header says which models read exactly the file's). numpy's BLAS gets
@@ -59,11 +60,13 @@ Q8_0_GRID = "int8(group=32, scale=f16)"
 Q4_0_GRID = "int4(group=32, scale=f16)"
 PER_TOKEN = "int8(per=token)"
 MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID, None), "int4-f32-head": (Q4_1_GRID, None, None),
-          "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN), "dense": ("dense", None, None)}  # fmt: skip
+          "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN), "int4-q4_0": (Q4_0_GRID, Q8_0_GRID, None),
+          "dense": ("dense", None, None)}  # fmt: skip
 """name -> (the projections' layout, the lm head's on a kernel or None: numpy float32, the
 activations' layout or None: float32)."""
 LABELS = {"int4": "ours int4 (Q4_1 grid), Q8_0 head", "int4-f32-head": "ours int4, f32 numpy head",
-          "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "dense": "ours f32",
+          "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
+          "dense": "ours f32",
           "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
 ACTIVATIONS_TOLERANCE = 0.02
 """How far (relative norm) a model with quantized activations may be from `interpreted`."""

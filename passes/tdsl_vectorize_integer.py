@@ -21,12 +21,16 @@ picks vpmaddwd, or vpdpwssd). A step spans 4*width bytes (VNNI) or width bytes;
 with several groups per row, steps are narrowed until they tile a group.
 
 As in tdsl-microkernel, both operands are read along k (w is [n, k]): a `rows` x
-`cols` block of outputs is held as rows*cols i32 vector accumulators, reduced
-once per group. Loops: n-tiles (a weight panel of tn rows; no k-tiles: a panel
-of bytes is 4x smaller than f32's, and each output is reduced once per group),
-row blocks, column blocks; ragged edges of m and n use 1-row and 1-column
-kernels, a ragged k a scalar tail. The epilogue (bias, activation) runs on each
-finished n-tile.
+`cols` block of outputs is held as rows*cols i32 vector accumulators (int4, int2
+and ternary weights: P = 2 or 4 columns to an accumulator, read in place by
+CodeDecoder.field_phases against activations permuted to match), reduced once per
+group by a transposing shuffle tree into one vector of the block's columns per row
+(`column_sums`), whose lanes then take the group rescale: no horizontal reduction
+or scalar float op per output. Loops: n-tiles (a weight panel of tn rows; no
+k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced once
+per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
+GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
+k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 """
 
 from __future__ import annotations
@@ -338,6 +342,7 @@ def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
                                       result_type=x.type))  # type: ignore[arg-type]  # fmt: skip
             for j in range(per)]
 
+
 def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
     """A scratch i32[m, groups] of the corrections: offset * the sum of x[i, :] over
     each group's whole steps, by the same dot steps against a weight of ones."""
@@ -543,8 +548,8 @@ class VectorizeIntegerLinear(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         integer_x = _element(op.lhs) == i8 or isinstance(op.lhs.type, PackedType)  # this pass's domain
-        if integer_x and isinstance(op.rhs.type, PackedType) and not op.rhs.type.is_static:
-            decline(op, f"{NAME}: the weight has symbolic dims (its kernels need static ones)")
+        if integer_x and isinstance(op.rhs.type, PackedType) and op.rhs.type.dims[1] < 0:
+            decline(op, f"{NAME}: the weight's K is a size symbol (its kernels need a static one; N is read at run time)")
             return
         product = _integer_product(op) or _quantized_product(op)
         if product is None:

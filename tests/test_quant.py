@@ -109,6 +109,20 @@ def test_integer_products_are_bit_exact(act: str, layout: str) -> None:
         assert_close(got, want.astype(np.float32))
 
 
+@pytest.mark.parametrize("layout", ["int4(group=32, scale=f16)", "ternary(axis=0)"])
+def test_integer_products_with_symbolic_n_are_bit_exact(layout: str) -> None:
+    """A size-symbol N (the column split's kernels) keeps the integer vector kernels."""
+    act = "int8(per=token)"
+    prog = stoicc_py.compile(
+        f"kernel f(x: f32[M, 64], w: f32[N, 64] @ {layout}) -> f32[M, N] {{ return linear(quantize(x, {act}), w) }}"
+    )
+    assert "%row_offsets" in prog.f.ir("loops")  # tdsl-vectorize-integer took it
+    rng = np.random.default_rng(7)
+    for n, m in ((20, 1), (3, 9)):
+        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, n, 64))
+        assert np.array_equal(prog.f(x, packed), _integer_model(x, act, packed, layout))
+
+
 def test_w8a8_against_float_model() -> None:
     """W8A8 with dynamic per-token activations stays close to the float product."""
     prog = stoicc_py.compile(
