@@ -1,5 +1,7 @@
 """Decode GEMVs (M = 1) on 1 and 2 threads: our column split (abi.ColumnSplit) against numpy
-and torch f32 on the same threads, in GB/s of weight bytes (the packed buffers' bytes over
+and torch f32 on the same threads (the `w4a8`, `w8a8`, `w8a8-g32` and `ternary-a8` kernels
+quantize x to int8 per call and multiply integers, checked against that rounded x times the
+weight), in GB/s of weight bytes (the packed buffers' bytes over
 the median call time; weights stay in cache between calls, so the small shapes are cache-
 resident and 4096 x 4096 f32 is not).
 
@@ -29,7 +31,9 @@ from stoicc_py import kernel as kernel_module
 from stoicc_py.benchmarks.kernels import Format, check, make_weight
 from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, library_threads, time_calls
 from stoicc_py.cmdline import write_json
+from stoicc_py.packing.quant import fake_quantize
 
+PER_TOKEN = "linear(quantize(x, int8(per=token)), w)"
 FORMATS = {
     f.key: f
     for f in (
@@ -40,9 +44,16 @@ FORMATS = {
         # groups of S with Q count stored values: 16 of them span 32 columns
         Format("nm24-int4", "2:4 + int4 g32", "nm(2, 4) with int4(group=16)", sparse=True),
         Format("ternary", "ternary per-channel", "ternary(axis=0)"),
+        Format("int4-float", "int4 g32 zero=float (Q4_1 grid)", "int4(group=32, zero=float, scale=f16)"),
+        # int8 activations quantized per call (as ggml's q8 activations): integer dot products
+        Format("w4a8", "W4A8: int4 g32 (Q4_0 grid)", "int4(group=32, scale=f16)", PER_TOKEN),
+        Format("w8a8", "W8A8: int8 per-channel", "int8(axis=0)", PER_TOKEN),
+        Format("w8a8-g32", "W8A8: int8 g32 (Q8_0 grid)", "int8(group=32, scale=f16)", PER_TOKEN),
+        Format("ternary-a8", "ternary-A8 per-channel", "ternary(axis=0)", PER_TOKEN),
     )
 }
-SHAPES = [(1536, 576), (576, 1536), (4096, 4096)]  # (N, K) of x [1, K] @ w[N, K]^T
+SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (4096, 4096)]  # (N, K) of x [1, K] @ w[N, K]^T
+"""SmolLM2-135M's projections (q/o, k/v, gate/up, down) and a 4096 x 4096 matrix."""
 SMOKE_SHAPES = [(200, 64)]
 THREADS = (1, 2)
 RTOL = 1e-3
@@ -50,7 +61,7 @@ RTOL = 1e-3
 
 def source(fmt: Format, n: int | str, k: int) -> str:
     layout = f" @ {fmt.layout}" if fmt.layout else ""
-    return f"kernel f(x: f32[1, {k}], w: f32[{n}, {k}]{layout}) -> f32[1, {n}] {{ return linear(x, w) }}"
+    return f"kernel f(x: f32[1, {k}], w: f32[{n}, {k}]{layout}) -> f32[1, {n}] {{ return {fmt.body} }}"
 
 
 def _peers(w: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -70,7 +81,8 @@ def measure(fmt: Format, n: int, k: int, repeat: int, budget: float, timed: bool
     weight = make_weight(fmt, generic, n, k, rng)
     dense = weight.arg if isinstance(weight.arg, np.ndarray) else weight.arg.dequantize()
     x = rng.standard_normal((1, k)).astype(np.float32)
-    want = x.astype(np.float64) @ dense.astype(np.float64).T
+    x_read = fake_quantize(x, "int8(per=token)") if fmt.body == PER_TOKEN else x  # what our kernels multiply
+    want = {x_is: x_as.astype(np.float64) @ dense.astype(np.float64).T for x_is, x_as in (("read", x_read), ("f32", x))}
     calls = {"ours": partial(generic, x, weight.arg), "static": partial(static, x, weight.arg)}
     calls |= {name: partial(call, x) for name, call in _peers(dense).items()}
     rows = []
@@ -81,7 +93,7 @@ def measure(fmt: Format, n: int, k: int, repeat: int, budget: float, timed: bool
             for name, call in calls.items():
                 if name == "static" and threads > 1:
                     continue  # a static N has no columns to rebind: the call runs whole
-                ok, error = check(np.asarray(call()), want, RTOL)
+                ok, error = check(np.asarray(call()), want["read" if name in ("ours", "static") else "f32"], RTOL)
                 row[f"{name}_ok"], row[f"{name}_error"] = ok, error
                 if timed:
                     stats = time_calls(call, repeat, budget, None)

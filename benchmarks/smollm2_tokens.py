@@ -19,8 +19,12 @@ Models (`--models`, MODELS): `int4` is
 the dequantized file to it gives back exactly the GGUF's weights, docs/models.md), and
 the lm head on an `int8(group=32, scale=f16)` kernel, Q8_0's grid (the file's tied
 embeddings are Q8_0: exact too): the weights and bits llama.cpp reads. `int4-f32-head`
-runs the lm head in numpy in float32 instead (run.py's way); `dense` is the same weights
-in float32, lm head in numpy. Before timing, each model's logits on a few tokens are
+runs the lm head in numpy in float32 instead (run.py's way); `w4a8` rounds the file's
+weights to `int4(group=32, scale=f16)` (Q4_0's grid, 4.5 bits a weight against Q4_1's 5)
+and quantizes every projection's input, the lm head's too, to int8 per token at run time,
+as ggml does for its q4/q8 products (CompiledLlama's `activations`): integer dot products
+(`int4-q4_0`: the same weights, float32 activations);
+`dense` is the same weights in float32, lm head in numpy. Before timing, each model's logits on a few tokens are
 checked against NumpyLlama on the weights its kernels read, and those weights against the
 file's (the table's header says which models read exactly the file's). numpy's BLAS gets
 as many threads as the kernels.
@@ -33,6 +37,7 @@ build llama-bench.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -52,28 +57,57 @@ from stoicc_py.models.smollm2 import smollm2_gguf_path
 
 Q4_1_GRID = "int4(group=32, zero=float, scale=f16)"
 Q8_0_GRID = "int8(group=32, scale=f16)"
-MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID), "int4-f32-head": (Q4_1_GRID, None), "dense": ("dense", None)}
-"""name -> (the projections' layout, the lm head's on a kernel or None: numpy float32)."""
+Q4_0_GRID = "int4(group=32, scale=f16)"
+PER_TOKEN = "int8(per=token)"
+MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID, None), "int4-f32-head": (Q4_1_GRID, None, None),
+          "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN), "int4-q4_0": (Q4_0_GRID, Q8_0_GRID, None),
+          "dense": ("dense", None, None)}  # fmt: skip
+"""name -> (the projections' layout, the lm head's on a kernel or None: numpy float32, the
+activations' layout or None: float32)."""
 LABELS = {"int4": "ours int4 (Q4_1 grid), Q8_0 head", "int4-f32-head": "ours int4, f32 numpy head",
-          "dense": "ours f32", "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
+          "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
+          "dense": "ours f32",
+          "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
+ACTIVATIONS_TOLERANCE = 0.02
+"""How far (relative norm) a model with quantized activations may be from `interpreted`."""
 FIRST_TOKEN = 1000
 """The token ids timed are FIRST_TOKEN, FIRST_TOKEN + 1, ... (any ids do: nothing is sampled)."""
 
 
 def build(weights: LlamaWeights, name: str) -> CompiledLlama:
     """The compiled model `name` (MODELS), its weights rounded to nearest."""
-    layout, head = MODELS[name]
+    layout, head, activations = MODELS[name]
     packed = None if layout == "dense" else compress_model(weights, (layout, layout), [], "rtn").packed
-    return CompiledLlama(weights, (layout, layout), packed=packed, lm_head=head)
+    return CompiledLlama(weights, (layout, layout), packed=packed, lm_head=head, activations=activations)
 
 
 def check(model: CompiledLlama, tokens: int = 8) -> None:
-    """The model's logits against numpy's on the weights its kernels read."""
+    """The model's logits against numpy's on the weights its kernels read; with quantized
+    activations, against its kernels' reference interpreter (`interpreted`)."""
     ids = list(range(FIRST_TOKEN, FIRST_TOKEN + tokens))
     got = model.forward(ids, model.empty_cache())[0]
-    ref = NumpyLlama(model.weights_read())
+    ref = NumpyLlama(model.weights_read()) if model.activations is None else interpreted(model)
     want = ref.forward(ids, ref.empty_cache())[0]
+    if model.activations is not None:  # int8 codes that round otherwise move the logits (`interpreted`)
+        error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+        assert error < ACTIVATIONS_TOLERANCE, f"logits {error:.3f} from the interpreter's (relative norm)"
+        return
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+
+
+def interpreted(model: CompiledLlama) -> CompiledLlama:
+    """The model with its kernels' numpy interpreter (`kernel.reference`) in their place:
+    with quantized activations, the reference. Any two evaluations that round otherwise
+    (float32 and the interpreter's float64; NumpyLlama's RMSNorm x / sqrt against the
+    layer's x * rsqrt) give a few values on the other side of an int8 rounding boundary,
+    and on SmolLM2's activation outliers one code step of a projection's input is large:
+    a layer's outputs agree to 1e-6 with the interpreter's, the logits after 30 layers to
+    1% (relative norm; 3% against NumpyLlama's fake quantization, 6.4% between int8 and
+    float32 activations)."""
+    ref = copy.copy(model)
+    ref.kernels = [kernel.reference for kernel in model.kernels]  # type: ignore[misc]  # called alike
+    ref.head_kernel = model.head_kernel and model.head_kernel.reference
+    return ref
 
 
 def reads_file_weights(model: CompiledLlama, weights: LlamaWeights) -> bool:

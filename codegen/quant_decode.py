@@ -42,6 +42,10 @@ def _int(b: LoopBuilder, value: int, type: IntegerType = i32) -> SSAValue:
     return b.insert(arith.ConstantOp(IntegerAttr(value, type)))
 
 
+def _lanes(v: SSAValue) -> int:
+    return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
 def _lane_const(b: LoopBuilder, type: VectorType, bits: int, width: int) -> SSAValue:
     """A splat of the unsigned `width`-bit pattern `bits`, as the lanes' signed integer."""
     return b.splat(type, bits - (1 << width) if bits >> (width - 1) else bits)
@@ -129,6 +133,38 @@ class CodeDecoder:
             u = part if u is None else b.insert(arith.OrIOp(u, part))
         assert u is not None
         return u
+
+    @property
+    def phases(self) -> int:
+        """P, the fields a byte holds, for one plane of P > 1 fields of two's complement or
+        unsigned codes (int4: 2; int2, ternary: 4), which `field_phases` reads; else 0."""
+        planes = self.code.planes
+        one = len(planes) == 1 and self.code.sign is not Sign.PLUS_MINUS_ONE
+        return planes[0].per_byte if one and planes[0].per_byte > 1 else 0
+
+    def field_phases(self, b: LoopBuilder, values: SSAValue, rows: list[SSAValue], k: SSAValue,
+                     count: int) -> list[SSAValue]:  # fmt: skip
+        """Codes k .. k+count of P = `phases` rows as unsigned bytes (offset_bytes' u),
+        split by phase: vector j (of `count` bytes) holds, in P parts, each row's codes
+        k+j, k+j+P, ... The rows' bytes are concatenated and field j is shifted down and
+        masked in place: a shift and a mask per field, where offset_bytes widens the bytes
+        and moves every field; the activations are permuted to match instead, once per
+        step for every P rows (their bytes at the same phases)."""
+        per, plane = self.phases, self.code.planes[0]
+        assert per == len(rows) and count % (4 * per) == 0
+        at = b.div(k, b.index(per))
+        parts = [b.insert(vector.LoadOp(values, [n, at], VectorType(i8, [count // per]))) for n in rows]
+        while len(parts) > 1:
+            parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
+                                               result_type=VectorType(i8, [2 * _lanes(u)])))
+                     for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
+        both = parts[0]
+        if self.code.sign is Sign.TWOS:  # q + 2^(b-1): each field's sign bit flipped
+            flip = sum(self.code.sign_bit << (plane.bits * j) for j in range(per))
+            both = b.insert(arith.XOrIOp(both, _lane_const(b, both.type, flip, 8)))  # type: ignore[arg-type]
+        mask = b.splat(both.type, plane.mask)  # type: ignore[arg-type]
+        return [b.insert(arith.AndIOp(b.insert(arith.ShRUIOp(both, b.splat(both.type, plane.bits * j)))  # type: ignore[arg-type]
+                                      if j else both, mask)) for j in range(per)]  # fmt: skip
 
     def _plane_bytes(self, b: LoopBuilder, values: SSAValue, n: SSAValue, k: SSAValue, count: int,
                      plane: Plane, flip: int) -> SSAValue:  # fmt: skip

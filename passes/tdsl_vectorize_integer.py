@@ -21,23 +21,28 @@ picks vpmaddwd, or vpdpwssd). A step spans 4*width bytes (VNNI) or width bytes;
 with several groups per row, steps are narrowed until they tile a group.
 
 As in tdsl-microkernel, both operands are read along k (w is [n, k]): a `rows` x
-`cols` block of outputs is held as rows*cols i32 vector accumulators, reduced
-once per group. Loops: n-tiles (a weight panel of tn rows; no k-tiles: a panel
-of bytes is 4x smaller than f32's, and each output is reduced once per group),
-row blocks, column blocks; ragged edges of m and n use 1-row and 1-column
-kernels, a ragged k a scalar tail. The epilogue (bias, activation) runs on each
-finished n-tile.
+`cols` block of outputs is held as rows*cols i32 vector accumulators (int4, int2
+and ternary weights: P = 2 or 4 columns to an accumulator, read in place by
+CodeDecoder.field_phases against activations permuted to match), reduced once per
+group by a transposing shuffle tree into one vector of the block's columns per row
+(`column_sums`), whose lanes then take the group rescale: no horizontal reduction
+or scalar float op per output. Loops: n-tiles (a weight panel of tn rows; no
+k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced once
+per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
+GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
+k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, f32, i8, i32
+from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp, VectorType, f32, i8, i32, i64
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -59,7 +64,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Shape, floor_to, for_, ragged, register_blocks
+from stoicc_py.passes.tdsl_microkernel import Shape, blocks, floor_to, for_, ragged, register_blocks
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-vectorize-integer"
@@ -207,51 +212,70 @@ class IntegerKernel:
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        at = [[row, col] for row in rows for col in cols]
         p = self.product
         if p.scales is None:
-            for where, dot in zip(at, self._dots(b, rows, cols, b.index(0))):
-                b.store(dot, p.out, where)
+            for row, dots in zip(rows, self._dots(b, rows, cols, b.index(0))):
+                b.vstore(dots, p.out, [row, j])
             return
         x_scale, w_scale = p.scales
+        floats = VectorType(f32, [len(cols)])
 
+        # Each output's f32 sum over groups runs in its own lane, in group order: the
+        # same operations, so the same bits, as one scalar chain per output.
         def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            sw = [w_scale(b, col, g) for col in cols]
+            sw = _vector_of(b, [w_scale(b, col, g) for col in cols])
             dots = self._dots(b, rows, cols, g)
-            return [b.fadd(acc[s], b.fmul(sw[s % len(cols)], b.insert(arith.SIToFPOp(dot, f32))))
-                    for s, dot in enumerate(dots)]  # fmt: skip
+            return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots)]
 
-        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.f32(0.0)] * len(at), name="g")
-        sx = [x_scale(b, row) for row in rows]
-        for s, (where, total) in enumerate(zip(at, totals)):
-            b.store(b.fmul(sx[s // len(cols)], total), p.out, where)
+        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.splat(floats, 0.0)] * len(rows),
+                        name="g")  # fmt: skip
+        for row, total in zip(rows, totals):
+            b.vstore(b.fmul(b.splat_value(x_scale(b, row), len(cols)), total), p.out, [row, j])
 
     def _dots(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
-        """The exact dot products of group g, dots[r * len(cols) + c]."""
+        """The exact dot products of group g: per row, the columns' as one i32 vector.
+        Codes of P > 1 fields a byte in a multiple of P columns go P columns at a time:
+        an accumulator holds all P, each in a P-th of its lanes (CodeDecoder.field_phases)."""
         x, w, dot = self.product.x, self.product.w, self.dot
         groups = self.product.groups
         k0, kv, k1 = self.product.span(b, g, dot.step)
+        per = w.decoder.phases
+        phased = per > 1 and len(cols) % per == 0 and dot.step % (4 * per) == 0
+        per = per if phased else 1
+        blocks = len(cols) // per
+
+        def weights(inner: LoopBuilder, k: SSAValue) -> list[list[SSAValue]]:
+            if phased:
+                return [[dot.operand(inner, part, False)
+                         for part in w.decoder.field_phases(inner, w.values, cols[c:c + per], k, dot.step)]
+                        for c in range(0, len(cols), per)]  # fmt: skip
+            return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            xs = [dot.operand(inner, inner.insert(vector.LoadOp(x, [r, k], dot.bytes)), True) for r in rows]
+            loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
+            xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
+                  for xv in loads]  # fmt: skip
             new = list(acc)
-            for c, col in enumerate(cols):
-                wv = dot.operand(inner, w.biased(inner, col, k, dot), False)
-                for r, xv in enumerate(xs):
-                    slot = r * len(cols) + c
-                    new[slot] = dot.accumulate(inner, acc[slot], wv, xv)
+            for c, w_parts in enumerate(weights(inner, k)):
+                for r, x_parts in enumerate(xs):
+                    for wv, xv in zip(w_parts, x_parts):
+                        new[r * blocks + c] = dot.accumulate(inner, new[r * blocks + c], wv, xv)
             return new
 
-        accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * len(cols)), name="k")
-        offsets = [b.load(self.offsets, [r, g]) for r in rows]
+        accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
+        lanes = len(cols)
+        offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
-            zps = [w.zero_point(b, col, g) for col in cols]
-            offsets = [b.insert(arith.MuliOp(off, zp)) for off in offsets for zp in zps]
-        else:
-            offsets = [off for off in offsets for _ in cols]
-        sums = [b.insert(arith.SubiOp(dot.reduce(b, acc), offsets[s])) for s, acc in enumerate(accs)]
-        if groups.tail(dot.step):
-            sums = list(b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), sums, name="k"))
+            zps = _vector_of(b, [w.zero_point(b, col, g) for col in cols])
+            offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
+        segment = dot.lanes // per
+        sums = [b.insert(arith.SubiOp(column_sums(b, accs[r * blocks:(r + 1) * blocks], segment, lanes), offsets[r]))
+                for r in range(len(rows))]  # fmt: skip
+        if groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
+            zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
+            tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
+            sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
+                    for r, s in enumerate(sums)]  # fmt: skip
         return sums
 
     def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:
@@ -261,6 +285,62 @@ class IntegerKernel:
             return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
 
         return step
+
+
+def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
+    """The scalars as the lanes of one vector (a strided gather: per-output scales).
+    Scalars widened from half floats (f16/bf16 scales) are gathered as they are stored
+    and widened once, as a vector (one vcvtph2ps, not one per lane)."""
+    if all(isinstance(s.owner, arith.ExtFOp) for s in scalars):
+        halves = _vector_of(b, [s.owner.input for s in scalars])  # type: ignore[union-attr]
+        return b.insert(llvm.FPExtOp(halves, VectorType(f32, [len(scalars)])))
+    v = b.splat_value(scalars[0], len(scalars))
+    for lane, s in enumerate(scalars[1:], 1):
+        v = b.insert(llvm.InsertElementOp(v, s, b.insert(arith.ConstantOp.from_int_and_width(lane, i32))))
+    return v
+
+
+def _lanes(v: SSAValue) -> int:
+    return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
+def _shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAValue:
+    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(i32, [len(mask)])))
+
+
+def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
+    """The lanes of u (then v's, if given) in segments of `length`: each segment's
+    halves added, in segment order."""
+    firsts = [s + t for s in range(0, _lanes(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+    w = u if v is None else v
+    return b.insert(arith.AddiOp(_shuffle(b, u, w, firsts), _shuffle(b, u, w, [f + length // 2 for f in firsts])))
+
+
+def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int) -> SSAValue:
+    """The sums of `count` columns' lanes as one i32 vector, lane c column c's: `accs`
+    hold the columns in order, each in a segment of `length` lanes (a power of two). A
+    transposing tree of shuffles and adds, about 3 instructions per accumulator, where a
+    horizontal reduction of each costs 2*log2(lanes) and a move to a scalar register.
+    Padded with zero vectors to a power of two (LLVM folds their adds away)."""
+    level = [*accs, *[b.splat(accs[0].type, 0)] * ((1 << (len(accs) - 1).bit_length()) - len(accs))]  # type: ignore[arg-type]
+    while length > 1 and len(level) > 1:  # pairs merge, each segment folding in half
+        level = [_add_halves(b, u, v, length) for u, v in zip(level[::2], level[1::2])]
+        length //= 2
+    while len(level) > 1:  # more columns than lanes: 1-lane segments concatenate
+        level = [_shuffle(b, u, v, list(range(2 * _lanes(u)))) for u, v in zip(level[::2], level[1::2])]
+    sums = level[0]
+    while length > 1:  # fewer columns than lanes: the segments fold on their own
+        sums, length = _add_halves(b, sums, None, length), length // 2
+    return sums if _lanes(sums) == count else _shuffle(b, sums, sums, list(range(count)))
+
+
+def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
+    """A step's activation bytes as CodeDecoder.field_phases pairs them with the weight's:
+    part j is the step's bytes k+j, k+j+per, ..., repeated `per` times."""
+    count = x.type.get_shape()[0]  # type: ignore[attr-defined]
+    return [b.insert(vector.ShuffleOp(x, x, DenseArrayBase.from_list(i64, list(range(j, count, per)) * per),
+                                      result_type=x.type))  # type: ignore[arg-type]  # fmt: skip
+            for j in range(per)]
 
 
 def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
@@ -288,19 +368,32 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
     return alloc
 
 
-def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape) -> None:
-    """Replace a bufferized integer linear by its vector kernel nest."""
+def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, row_cols: int) -> None:
+    """Replace a bufferized integer linear by its vector kernel nest: `shape` blocks
+    over whole blocks of rows, then 1 x `row_cols` blocks over the rows left."""
     out = op.out
     assert out is not None
     tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
-    tn = max(shape.cols, tn // shape.cols * shape.cols)  # n-tiles of whole column blocks
+    whole = math.lcm(shape.cols, row_cols)
+    tn = max(whole, tn // whole * whole)  # n-tiles of whole column blocks
     b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
     kernel = IntegerKernel(product, dot, _row_offsets(b, product, dot, m))
 
+    m_blocks = floor_to(b, b.index(0), m, shape.rows)
+
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-        register_blocks(b, shape, (b.index(0), m), (j0, j1), kernel.emit)
+
+        def row_block(b: LoopBuilder, i: SSAValue) -> None:
+            edge = Shape(shape.width, shape.rows, 1)
+            blocks(b, j0, j1, shape.cols, lambda b, j: kernel.emit(b, shape, i, j),
+                   lambda b, j: kernel.emit(b, edge, i, j), "j")  # fmt: skip
+
+        for_(b, b.index(0), m_blocks, shape.rows, row_block, "i")
+        # The rows left (all of a GEMV's one) in wider blocks: with one row, the
+        # columns' accumulators are the registers to fill.
+        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), kernel.emit)
         apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
@@ -336,9 +429,9 @@ def _quantized(value: SSAValue, codes: tuple[str, ...], symmetric: bool = True) 
     return view if view.layout.codes.data in codes and (view.symmetric or not symmetric) and along_rows else None
 
 
-WEIGHT_CODES = ("int8", "int6", "int5", "int4", "int3", "int2")
-"""Weight codes whose fields are two's complement or unsigned (not ternary's or binary's
-levels), unpacked to bytes by CodeDecoder.offset_bytes."""
+WEIGHT_CODES = ("int8", "int6", "int5", "int4", "int3", "int2", "ternary")
+"""Weight codes whose fields are two's complement or unsigned, unpacked to bytes by
+CodeDecoder.offset_bytes: ternary's are int2's (-1, 0, 1 in two bits); binary's +-1 are not."""
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
@@ -450,12 +543,13 @@ class VectorizeQuantize(RewritePattern):
 class VectorizeIntegerLinear(RewritePattern):
     dot: Dot
     shape: Shape
+    row_cols: int
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         integer_x = _element(op.lhs) == i8 or isinstance(op.lhs.type, PackedType)  # this pass's domain
-        if integer_x and isinstance(op.rhs.type, PackedType) and not op.rhs.type.is_static:
-            decline(op, f"{NAME}: the weight has symbolic dims (its kernels need static ones)")
+        if integer_x and isinstance(op.rhs.type, PackedType) and op.rhs.type.dims[1] < 0:
+            decline(op, f"{NAME}: the weight's K is a size symbol (its kernels need a static one; N is read at run time)")
             return
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
@@ -467,7 +561,7 @@ class VectorizeIntegerLinear(RewritePattern):
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
-        lower_integer(op, product, dot, self.shape)
+        lower_integer(op, product, dot, self.shape, self.row_cols)
         rewriter.erase(op)
 
 
@@ -475,7 +569,8 @@ class VectorizeIntegerLinear(RewritePattern):
 class VectorizeInteger(ModulePass):
     """`width` i32 lanes per accumulator (16 for AVX-512); `vnni` steps with
     vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else
-    with widening multiply-adds (width bytes); a `rows` x `cols` register block."""
+    with widening multiply-adds (width bytes); a `rows` x `cols` register block, and
+    1 x `row_cols` blocks for the rows left over (a GEMV's one)."""
 
     name = NAME
 
@@ -483,12 +578,13 @@ class VectorizeInteger(ModulePass):
     rows: int = 4
     cols: int = 6
     vnni: bool = False
+    row_cols: int = 8
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if min(self.width, self.rows, self.cols) <= 0:
-            raise DiagnosticException("tdsl-vectorize-integer: width, rows and cols must be positive")
+        if min(self.width, self.rows, self.cols, self.row_cols) <= 0:
+            raise DiagnosticException("tdsl-vectorize-integer: width, rows, cols and row_cols must be positive")
         if self.vnni and self.width not in (4, 8, 16):
             raise DiagnosticException(f"tdsl-vectorize-integer: vpdpbusd has 4, 8 or 16 lanes, got width={self.width}")
-        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols))
+        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols), self.row_cols)
         patterns = GreedyRewritePatternApplier([linear, VectorizeQuantize(self.width)])
         PatternRewriteWalker(patterns, apply_recursively=False).rewrite_module(op)

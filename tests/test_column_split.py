@@ -126,9 +126,10 @@ def test_kernels_without_independent_columns_do_not_split() -> None:
     assert {name: k.abi.column_split for name, k in kernels.items()} == dict.fromkeys(kernels)
 
 
-def test_gemv_threads_benchmark_smoke() -> None:
+@pytest.mark.parametrize("fmt", ["int4", "w4a8"])
+def test_gemv_threads_benchmark_smoke(fmt: str) -> None:
     from stoicc_py.benchmarks.gemv_threads import FORMATS, SMOKE_SHAPES, measure
 
-    rows = measure(FORMATS["int4"], *SMOKE_SHAPES[0], repeat=1, budget=0.0, timed=False)
+    rows = measure(FORMATS[fmt], *SMOKE_SHAPES[0], repeat=1, budget=0.0, timed=False)
     assert [r["threads"] for r in rows] == [1, 2]
     assert all(v for r in rows for name, v in r.items() if name.endswith("_ok"))

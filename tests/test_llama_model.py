@@ -285,3 +285,20 @@ def test_batched_forward_and_sampling(tiny: Any) -> None:
     assert (drawn != sample(model, starts, 12, np.random.default_rng(1), hot)).any()
     cold = sample(model, starts, 6, np.random.default_rng(0), temperature=1e-4)
     assert [list(r) for r in cold] == [generate(model, list(s), 6) for s in starts]
+
+
+def test_int8_activations_match_numpy(small: Any) -> None:
+    """W4A8 layers (activations="int8(per=token)"): the compiled model against numpy's
+    fake-quantized activations times the weights the kernels read, prefill and decode."""
+    act = "int8(per=token)"
+    model = CompiledLlama(small, ("int4(group=32)", "int4(group=32)"), activations=act)
+    ref = NumpyLlama(model.weights_read(), activations=act)
+    tokens = list(np.random.default_rng(5).integers(0, 100, 12))
+    got, cache = model.forward(tokens[:11], model.empty_cache())
+    want, want_cache = ref.forward(tokens[:11], ref.empty_cache())
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    step, want_step = model.forward(tokens[11:], cache)[0], ref.forward(tokens[11:], want_cache)[0]
+    np.testing.assert_allclose(step, want_step, rtol=1e-3, atol=1e-3 * np.abs(want_step).max())
+    # the activations matter: float ones give other logits
+    assert not np.allclose(got, NumpyLlama(model.weights_read()).forward(tokens[:11], ref.empty_cache())[0],
+                           rtol=1e-4, atol=1e-4 * np.abs(want).max())  # fmt: skip

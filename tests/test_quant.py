@@ -93,18 +93,34 @@ def _integer_model(x: np.ndarray, act: str, w_packed: stoicc_py.PackedTensor, la
      ("int8(per=token)", "ternary(axis=0)")],
 )  # fmt: skip
 def test_integer_products_are_bit_exact(act: str, layout: str) -> None:
+    """M = 1 (a GEMV: blocks of 8 columns) and 9 (blocks of 4 rows, then one row); 20
+    columns leave ragged blocks in both."""
     prog = stoicc_py.compile(
-        f"kernel f(x: f32[M, 64], w: f32[16, 64] @ {layout}) -> f32[M, 16] {{\n"
+        f"kernel f(x: f32[M, 64], w: f32[20, 64] @ {layout}) -> f32[M, 20] {{\n"
         f"  xq = quantize(x, {act})\n  return linear(xq, w)\n}}"
     )
     assert "arith.muli" in prog.f.ir("loops") and "tdsl.dequantize" not in prog.f.ir("opt")
     for m in (1, 9):
         rng = np.random.default_rng(m)
-        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, 16, 64))
+        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, 20, 64))
         got = prog.f(x, packed)
         assert np.array_equal(got, _integer_model(x, act, packed, layout))
         want = fake_quantize(x, act).astype(np.float64) @ packed.dequantize().astype(np.float64).T
         assert_close(got, want.astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", ["int4(group=32, scale=f16)", "ternary(axis=0)"])
+def test_integer_products_with_symbolic_n_are_bit_exact(layout: str) -> None:
+    """A size-symbol N (the column split's kernels) keeps the integer vector kernels."""
+    act = "int8(per=token)"
+    prog = stoicc_py.compile(
+        f"kernel f(x: f32[M, 64], w: f32[N, 64] @ {layout}) -> f32[M, N] {{ return linear(quantize(x, {act}), w) }}"
+    )
+    assert "%row_offsets" in prog.f.ir("loops")  # tdsl-vectorize-integer took it
+    rng = np.random.default_rng(7)
+    for n, m in ((20, 1), (3, 9)):
+        x, packed = rand(rng, m, 64), prog.f.pack("w", rand(rng, n, 64))
+        assert np.array_equal(prog.f(x, packed), _integer_model(x, act, packed, layout))
 
 
 def test_w8a8_against_float_model() -> None:

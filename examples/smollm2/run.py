@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm-head", default=None, metavar="LAYOUT",
                         help="run the lm head on a compiled kernel in LAYOUT, e.g. 'int8(group=32, scale=f16)' "
                         "(Q8_0's grid, the file's: exact); default: numpy, float32")  # fmt: skip
+    parser.add_argument("--activations", default=None, metavar="LAYOUT",
+                        help="quantize every projection's input to LAYOUT at run time, e.g. 'int8(per=token)' "
+                        "(W4A8/W8A8: integer products); default: float32")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="the kernels' threads (default: all cores)")
     parser.add_argument("--generate", type=int, default=32, help="tokens of greedy generation")
     parser.add_argument("--repeat", type=int, default=3)
@@ -78,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         method = args.method[0] if len(args.method) == 1 else tuple(args.method)
         packed = compress_model(weights, tuple(args.layout), calibration, method).packed
     compiled = CompiledLlama(weights, tuple(args.layout), threads=args.threads, pack_options={"prune": "magnitude"},
-                             packed=packed, lm_head=args.lm_head)  # fmt: skip
+                             packed=packed, lm_head=args.lm_head, activations=args.activations)  # fmt: skip
     print(f"layouts {' / '.join(args.layout)}: compiled and packed in {time.perf_counter() - start:.1f} s")
-    reference = NumpyLlama(compiled.weights_read())
+    reference = NumpyLlama(compiled.weights_read(), args.activations)
 
     tokens = tok.encode(args.text.read_text()).ids
     print(f"\n{args.text.name}: {len(tokens)} tokens, windows of {args.window}")

@@ -123,9 +123,19 @@ def decoder_block(x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Arr
     return x, keys, values
 
 
-def block_source(c: LlamaConfig, attn: str = "dense", mlp: str = "dense") -> str:
+def _projection_inputs(activations: str | None) -> Callable[[str], str]:
+    """The line that quantizes a projection's input `name` in place (none without `activations`)."""
+    return lambda name: f"  {name} = quantize({name}, {activations})\n" if activations else ""
+
+
+def block_source(c: LlamaConfig, attn: str = "dense", mlp: str = "dense", activations: str | None = None) -> str:
     """examples/llama_block.tdsl for configuration `c`, the attention projections in
-    layout `attn` and the MLP's in `mlp` (any weight layout of docs/language.md)."""
+    layout `attn` and the MLP's in `mlp` (any weight layout of docs/language.md).
+    `activations` (e.g. `int8(per=token)`): each projection's input quantized to it at
+    run time, once per input (W4A8 and the like: integer dot products with an integer weight)."""
+    lin = _projection_inputs(activations)
+    mlp_lines = (f"{lin('h')}  a = silu(linear(h, w_gate)) * linear(h, w_up)\n{lin('a')}  x = x + linear(a, w_down)"
+                 if activations else "  x = x + linear(silu(linear(h, w_gate)) * linear(h, w_up), w_down)")  # fmt: skip
     h, d, heads, kv, group, half = c.hidden, c.head_dim, c.heads, c.kv_heads, c.heads // c.kv_heads, c.head_dim // 2
     if heads % kv or d % 2:
         raise ValueError(f"{heads} query heads do not share {kv} key/value heads evenly, or head size {d} is odd")
@@ -153,7 +163,7 @@ kernel llama_block(
   w_gate: f32[{c.intermediate}, {h}] @ MLP, w_up: f32[{c.intermediate}, {h}] @ MLP, w_down: f32[{h}, {c.intermediate}] @ MLP
 ) -> (f32[T, {h}], f32[{kv}, P + T, {d}], f32[{kv}, P + T, {d}]) {{
   h = x * rsqrt(mean(x * x, axis=-1, keepdims=true) + {eps}) * attn_norm
-
+{lin("h")}
   # heads as a leading dim: [T, {heads} * {d}] -> [{heads}, T, {d}]
   q = transpose(reshape(linear(h, wq), [T, {heads}, {d}]), [1, 0, 2])
   k = transpose(reshape(linear(h, wk), [T, {kv}, {d}]), [1, 0, 2])
@@ -171,10 +181,10 @@ kernel llama_block(
   scores = where(causal, reshape(scores, [{kv}, {group}, T, P + T]), -1e30)
   probs = reshape(softmax(scores, axis=-1), [{kv}, {group} * T, P + T])
   attn = reshape(transpose(reshape(matmul(probs, values), [{heads}, T, {d}]), [1, 0, 2]), [T, {heads * d}])
-  x = x + linear(attn, wo)
+{lin("attn")}  x = x + linear(attn, wo)
 
   h = x * rsqrt(mean(x * x, axis=-1, keepdims=true) + {eps}) * mlp_norm
-  x = x + linear(silu(linear(h, w_gate)) * linear(h, w_up), w_down)
+{mlp_lines}
   return x, keys, values
 }}
 """

@@ -29,6 +29,7 @@ from stoicc_py.models.llama import (
     rope_tables,
 )
 from stoicc_py.packing import PackedTensor
+from stoicc_py.packing.quant import fake_quantize
 
 Array = np.ndarray[Any, Any]
 Cache = list[tuple[Array, Array]]
@@ -64,16 +65,27 @@ def per_layer_layouts(layouts: Layouts, n: int) -> list[tuple[str, str]]:
 class LlamaRunner:
     """The model around its decoder layers; a subclass runs the layers (`block`)."""
 
-    def __init__(self, weights: LlamaWeights):
+    def __init__(self, weights: LlamaWeights, activations: str | None = None):
         self.weights = weights
         self.config = weights.config
+        self.activations = activations
+        """A layout (e.g. `int8(per=token)`) that every projection's input, the lm head's
+        too, is quantized to at run time; None: float32 inputs."""
+
+    def rounded(self, a: Array) -> Array:
+        """A projection's input as the projection reads it: fake-quantized to `activations`
+        (as f32 rows, the kernels' way), or as it is."""
+        if self.activations is None:
+            return a
+        rows = a.reshape(-1, a.shape[-1]).astype(np.float32)
+        return fake_quantize(rows, self.activations).reshape(a.shape).astype(a.dtype)
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
         raise NotImplementedError
 
     def head(self, x: Array) -> Array:
         """The lm head: logits [..., vocab] of the final-normed x [..., hidden]."""
-        return project(x, self.weights.lm_head)
+        return project(self.rounded(x), self.weights.lm_head)
 
     def empty_cache(self, batch: tuple[int, ...] = ()) -> Cache:
         """No tokens seen yet, for one sequence, or a `batch` of them (NumpyLlama only)."""
@@ -101,10 +113,13 @@ class LlamaRunner:
 
 
 class NumpyLlama(LlamaRunner):
-    """The layers in numpy: the reference."""
+    """The layers in numpy: the reference (with `activations`, CompiledLlama's up to f32
+    rounding: the same rounded inputs, multiplied in float)."""
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
-        return decoder_block(x, cos, sin, k_cache, v_cache, self.weights.layers[i], self.config)
+        w = self.weights.layers[i]
+        linear = None if self.activations is None else lambda name, a: project(self.rounded(a), w[name])
+        return decoder_block(x, cos, sin, k_cache, v_cache, w, self.config, linear)
 
 
 class CompiledLlama(LlamaRunner):
@@ -114,23 +129,29 @@ class CompiledLlama(LlamaRunner):
     stoicc_py.pack: prune, calibrate, ...), but for those `packed` gives per layer already
     packed (compress_model's). `lm_head`: the lm head's layout on a compiled `linear`
     kernel, its weight rounded to nearest (`int8(group=32, scale=f16)` is Q8_0's grid: for
-    SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32."""
+    SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32.
+    `activations` (e.g. `int8(per=token)`): the projections' inputs quantized to it per call
+    (block_source's), and the compiled lm head's, so that integer weights meet integer
+    activations (W4A8, W8A8)."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
                  threads: int | None = None, pack_options: dict[str, Any] | None = None,
-                 packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None):  # fmt: skip
-        super().__init__(weights)
+                 packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None,
+                 activations: str | None = None):  # fmt: skip
+        super().__init__(weights, activations)
         self.head_kernel: Any = None
         self.head_weight: Array | PackedTensor = weights.lm_head
         if lm_head is not None:
             vocab, hidden = weights.lm_head.shape
+            x = f"quantize(x, {activations})" if activations else "x"
             source = (f"kernel lm_head(x: f32[T, {hidden}], w: f32[{vocab}, {hidden}] @ {lm_head}) "
-                      f"-> f32[T, {vocab}] {{ return linear(x, w) }}")  # fmt: skip
+                      f"-> f32[T, {vocab}] {{ return linear({x}, w) }}")  # fmt: skip
             self.head_kernel = stoicc_py.compile(source).lm_head
             self.head_kernel.threads = threads
             self.head_weight = self.head_kernel.pack("w", weights.lm_head)
         per_layer = per_layer_layouts(layouts, len(weights.layers))
-        programs = {pair: stoicc_py.compile(block_source(self.config, *pair)).llama_block for pair in set(per_layer)}
+        programs = {pair: stoicc_py.compile(block_source(self.config, *pair, activations)).llama_block
+                    for pair in set(per_layer)}  # fmt: skip
         for kernel in programs.values():
             kernel.threads = threads
         self.kernels = [programs[pair] for pair in per_layer]

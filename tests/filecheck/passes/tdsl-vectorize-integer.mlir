@@ -1,5 +1,5 @@
-// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2},canonicalize,cse' | filecheck %s
-// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=false width=16 rows=2 cols=2},canonicalize,cse' | filecheck %s --check-prefix=PORTABLE
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=false width=16 rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s --check-prefix=PORTABLE
 // Integer products become register-blocked vector kernels stepping 4-byte dot
 // products per i32 lane: vpdpbusd (unsigned weight bytes x signed activation
 // bytes) with VNNI, else widening multiply-adds.
@@ -7,9 +7,13 @@
 // i8 x i8 -> i32. The weight is read as w + 128 (a flip of the sign bit), so each
 // output subtracts 128 * sum_k x[i, k], computed once per row of x by the same
 // dot steps against ones. n-tiles of 4 weight rows (whole 2-column blocks); a 2x2
-// block of <16 x i32> accumulators over 64-byte steps, reduced once; k = 100 is
-// ragged, so a scalar tail finishes each block. The ragged edges of m and n get
-// 2x1, 1x2 and 1x1 kernels; bias + relu run per n-tile.
+// block of <16 x i32> accumulators over 64-byte steps; k = 100 is ragged, so a
+// scalar tail finishes each block. A block's accumulators are summed into one
+// vector of its columns by a transposing tree of shuffles and adds (each level
+// folds every accumulator's lanes in half, two accumulators to a vector), and
+// stored as one vector per row. Whole blocks of 2 rows, then the rows left in
+// 1 x 4 blocks (row_cols), ragged columns in 1-column blocks; bias + relu run
+// per n-tile.
 // CHECK-LABEL: func.func @integer
 // CHECK:         %[[ONES:.*]] = vector.bitcast %{{.*}} : vector<64xi8> to vector<16xi32>
 // CHECK:         scf.for %i = {{.*}} {
@@ -24,35 +28,46 @@
 // CHECK:         scf.for %j0 = %{{.*}} to %{{.*}} step %[[FOUR:.*]] {
 // CHECK:           scf.for %i_1 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
 // CHECK:             scf.for %j = %j0 to %{{.*}} step %[[TWO]] {
-// CHECK:               %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = scf.for %k_1 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
+// CHECK:               %[[A0:.*]], %[[A1:.*]], %[[A2:.*]], %[[A3:.*]] = scf.for %k_1 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
 // CHECK-NEXT:            %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<64xi8>
-// CHECK-NEXT:            %[[X0:.*]] = vector.bitcast %[[X0R]]
 // CHECK-NEXT:            %[[X1R:.*]] = vector.load %x[%{{.*}}, %k_1] : memref<?x100xi8>, vector<64xi8>
+// CHECK-NEXT:            %[[X0:.*]] = vector.bitcast %[[X0R]]
 // CHECK-NEXT:            %[[X1:.*]] = vector.bitcast %[[X1R]]
 // CHECK-NEXT:            %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<64xi8>
 // CHECK-NEXT:            %[[W0F:.*]] = arith.xori %[[W0R]], %[[FLIP]] : vector<64xi8>
 // CHECK-NEXT:            %[[W0:.*]] = vector.bitcast %[[W0F]] : vector<64xi8> to vector<16xi32>
-// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X0]])
-// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X1]])
 // CHECK-NEXT:            vector.load %w[%{{.*}}, %k_1]
 // CHECK-NEXT:            arith.xori
 // CHECK-NEXT:            vector.bitcast
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X0]])
+// CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[W0]], %[[X1]])
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
 // CHECK-NEXT:            scf.yield
 // CHECK:               %[[OFF0:.*]] = memref.load %row_offsets[%i_1, %[[G0]]] : memref<?x1xi32>
-// CHECK:               %[[SUM0:.*]] = vector.reduction <add>, %{{.*}} : vector<16xi32> into i32
-// CHECK-NEXT:          arith.subi %[[SUM0]], %[[OFF0]] : i32
+// CHECK-NEXT:          %[[OFFS0:.*]] = vector.broadcast %[[OFF0]] : i32 to vector<2xi32>
+// CHECK:               %[[LO:.*]] = vector.shuffle %[[A0]], %[[A1]] [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23] : vector<16xi32>, vector<16xi32>
+// CHECK-NEXT:          %[[HI:.*]] = vector.shuffle %[[A0]], %[[A1]] [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31] : vector<16xi32>, vector<16xi32>
+// CHECK-NEXT:          arith.addi %[[LO]], %[[HI]] : vector<16xi32>
+// CHECK-NEXT:          vector.shuffle %{{.*}} [0, 1, 2, 3, 8, 9, 10, 11]
+// CHECK-NEXT:          vector.shuffle %{{.*}} [4, 5, 6, 7, 12, 13, 14, 15]
+// CHECK-NEXT:          arith.addi %{{.*}} : vector<8xi32>
+// CHECK:               %[[SUMS0:.*]] = arith.addi %{{.*}} : vector<2xi32>
+// CHECK-NEXT:          %[[DOTS0:.*]] = arith.subi %[[SUMS0]], %[[OFFS0]] : vector<2xi32>
 // CHECK:               scf.for %k_2 = {{.*}} -> (i32, i32, i32, i32) {
 // CHECK:                 arith.extsi
 // CHECK:                 arith.muli
-// CHECK:               memref.store %{{.*}}, %out[%i_1, %j] : memref<?x6xi32>
+// CHECK:               %[[TAIL0:.*]] = llvm.insertelement
+// CHECK-NEXT:          %[[OUT0:.*]] = arith.addi %[[DOTS0]], %[[TAIL0]] : vector<2xi32>
+// CHECK:               vector.store %[[OUT0]], %out[%i_1, %j] : memref<?x6xi32>, vector<2xi32>
 // CHECK:             scf.for %j_1 =
 // CHECK:               scf.for %k_3 = {{.*}} -> (vector<16xi32>, vector<16xi32>) {
+// CHECK:               vector.store %{{.*}}, %out[%i_1, %j_1] : memref<?x6xi32>, vector<1xi32>
 // CHECK:           scf.for %i_2 =
-// CHECK:             scf.for %j_2 =
+// CHECK:             scf.for %j_2 = %{{.*}} step %[[FOUR]] {
+// CHECK:               scf.for %k_5 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
+// CHECK:               vector.store %{{.*}}, %out[%i_2, %j_2] : memref<?x6xi32>, vector<4xi32>
 // CHECK:             scf.for %j_3 =
-// CHECK:               scf.for %k_7 = {{.*}} -> (vector<16xi32>) {
 // CHECK:           memref.load %b
 // CHECK:           arith.maxsi
 // CHECK:         memref.dealloc %row_offsets : memref<?x1xi32>
@@ -63,11 +78,12 @@
 // PORTABLE-NOT:     llvm.call_intrinsic
 // PORTABLE:         scf.for %k_1 = {{.*}} -> (vector<16xi32>, vector<16xi32>, vector<16xi32>, vector<16xi32>) {
 // PORTABLE-NEXT:      %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<16xi8>
+// PORTABLE-NEXT:      vector.load %x[%{{.*}}, %k_1] : memref<?x100xi8>, vector<16xi8>
 // PORTABLE-NEXT:      %[[X0:.*]] = llvm.sext %[[X0R]] : vector<16xi8> to vector<16xi32>
 // PORTABLE:           %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<16xi8>
 // PORTABLE-NEXT:      %[[W0F:.*]] = arith.xori %[[W0R]], %{{.*}} : vector<16xi8>
 // PORTABLE-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi32>
-// PORTABLE-NEXT:      %[[P:.*]] = arith.muli %[[W0]], %[[X0]] : vector<16xi32>
+// PORTABLE:           %[[P:.*]] = arith.muli %[[W0]], %[[X0]] : vector<16xi32>
 // PORTABLE-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<16xi32>
 func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>, %out: memref<?x6xi32>, %M: index) {
   tdsl.linear %x, %w bias %b into %out {act = "relu", tile = array<i64: 16, 4, 1024>} : memref<?x100xi8>, memref<6x100xi8> bias memref<6xi32> into memref<?x6xi32>
@@ -75,18 +91,22 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
 }
 
 !X = !layout.packed<[?, 64], #quant.uniform<int8, per = token, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<?x64xi8>, "values">, #layout.buffer<"scales", memref<?xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
-!W = !layout.packed<[2, 64], #quant.uniform<int4, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
+!W = !layout.packed<[4, 64], #quant.uniform<int4, per = channel, axis = 0, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<4x32xi8>, "values">, #layout.buffer<"scales", memref<4xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<64>, symmetric = #builtin.int<1>}>>
 !C = !layout.packed<[2, 64], #quant.uniform<int8, per = channel, axis = 1, group = 0, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x64xi8>, "values">, #layout.buffer<"scales", memref<64xf32>, "scales">], {bits = #builtin.int<8>, group = #builtin.int<1>, symmetric = #builtin.int<1>}>>
 !G = !layout.packed<[2, 64], #quant.uniform<int4, per = group, axis = 0, group = 32, symmetric = 1, scale = f32>, #layout.storage<[#layout.buffer<"values", memref<2x32xi8>, "values">, #layout.buffer<"scales", memref<2x2xf32>, "scales">], {bits = #builtin.int<4>, group = #builtin.int<32>, symmetric = #builtin.int<1>}>>
 
 // W4A8: the activations' per-token quantization is vectorised too, bit for bit
 // the scalar arithmetic: the row's largest |x| as the largest bit pattern of
 // x & 0x7fffffff, then x / scale rounded and clamped, and converted by adding
-// 1.5 * 2^23 (0x4B400000), whose low byte is then the code. Each int4 weight
-// byte is widened to an i16 lane holding its low nibble in the low byte and its
-// high nibble in the high byte (k order), each nibble read as code + 8 (xor 8),
-// so the correction is 8 * sum_k x[i, k]. Outputs are x scale * (0 + w scale * dot),
-// the scalar path's sum over (here one) scale groups.
+// 1.5 * 2^23 (0x4B400000), whose low byte is then the code. The int4 weight goes
+// two rows at a time: their bytes side by side, each nibble read as code + 8 (xor
+// 0x88), the low nibbles (even k) masked in place and the high ones (odd k) shifted
+// down, with no widening; the activations' step is permuted to match, once for
+// every pair ([even k, even k], [odd k, odd k]), so one accumulator holds both rows,
+// each in half its lanes. The correction is 8 * sum_k x[i, k]. Outputs are x scale *
+// (0 + w scale * dot), the scalar path's sum over (here one) scale groups, in the
+// lanes of a vector of the block's columns (w scales gathered by insertelement).
+// Shown: the 1 x 4 block of the row left over after the 2-row blocks.
 // CHECK-LABEL: func.func @w4a8
 // CHECK:         scf.for %r =
 // CHECK:           scf.for %k = {{.*}} -> (vector<16xi32>) {
@@ -109,29 +129,55 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
 // CHECK:           memref.store %[[SCALE]], %q_scales[%r] : memref<?xf32>
 // CHECK:         %[[EIGHT:.*]] = arith.constant 8 : i32
 // CHECK:         arith.muli %{{.*}}, %[[EIGHT]] : i32
-// CHECK:         %[[SW:.*]] = memref.load %w_scales[%j] : memref<2xf32>
-// CHECK:         %[[PACKED:.*]] = vector.load %w_values[%j, %{{.*}}] : memref<2x32xi8>, vector<32xi8>
-// CHECK-NEXT:    %[[WIDE:.*]] = llvm.zext %[[PACKED]] : vector<32xi8> to vector<32xi16>
-// CHECK-NEXT:    %[[LOW:.*]] = arith.andi %[[WIDE]], %{{.*}} : vector<32xi16>
-// CHECK-NEXT:    %[[UP:.*]] = arith.shli %[[WIDE]], %{{.*}} : vector<32xi16>
-// CHECK-NEXT:    %[[HIGH:.*]] = arith.andi %[[UP]], %{{.*}} : vector<32xi16>
-// CHECK-NEXT:    %[[BOTH:.*]] = arith.ori %[[LOW]], %[[HIGH]] : vector<32xi16>
-// CHECK-NEXT:    %[[FLIPPED:.*]] = arith.xori %[[BOTH]], %{{.*}} : vector<32xi16>
-// CHECK-NEXT:    vector.bitcast %[[FLIPPED]] : vector<32xi16> to vector<64xi8>
-// CHECK:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
-// CHECK:         %[[DOT:.*]] = arith.sitofp %{{.*}} : i32 to f32
-// CHECK-NEXT:    %[[SCALED:.*]] = arith.mulf %[[SW]], %[[DOT]] : f32
-// CHECK-NEXT:    %[[ACC:.*]] = arith.addf %{{.*}}, %[[SCALED]] : f32
-// CHECK:         %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
-// CHECK:         %[[Y:.*]] = arith.mulf %[[SX]], %[[ACC]] : f32
-// CHECK-NEXT:    memref.store %[[Y]], %out[%i_1, %j] : memref<?x2xf32>
-func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<2x32xi8>, %w_scales: memref<2xf32>, %out: memref<?x2xf32>, %M: index) {
-  %w = layout.assemble %w_values, %w_scales : memref<2x32xi8>, memref<2xf32> -> !W
+// CHECK:         %[[NIBBLE_FLIP:.*]] = arith.constant dense<-120> : vector<64xi8>
+// CHECK:         %[[LOW4:.*]] = arith.constant dense<15> : vector<64xi8>
+// CHECK:         %[[SHIFT4:.*]] = arith.constant dense<4> : vector<64xi8>
+// CHECK:         scf.for %i_2 =
+// CHECK:           scf.for %j_2 =
+// CHECK:             %[[SW0:.*]] = memref.load %w_scales[%j_2] : memref<4xf32>
+// CHECK-NEXT:        %[[SW1:.*]] = memref.load %w_scales[%{{.*}}] : memref<4xf32>
+// CHECK-NEXT:        %[[SW2:.*]] = memref.load %w_scales[%{{.*}}] : memref<4xf32>
+// CHECK-NEXT:        %[[SW3:.*]] = memref.load %w_scales[%{{.*}}] : memref<4xf32>
+// CHECK-NEXT:        vector.broadcast %[[SW0]] : f32 to vector<4xf32>
+// CHECK-NEXT:        llvm.insertelement %[[SW1]]
+// CHECK-NEXT:        llvm.insertelement %[[SW2]]
+// CHECK-NEXT:        %[[SW:.*]] = llvm.insertelement %[[SW3]]
+// CHECK-NEXT:        %[[XQ:.*]] = vector.load %q_values[%i_2, %{{.*}}] : memref<?x64xi8>, vector<64xi8>
+// CHECK-NEXT:        %[[XE:.*]] = vector.shuffle %[[XQ]], %[[XQ]] [0, 2, 4, {{.*}}, 60, 62, 0, 2, {{.*}}, 62] : vector<64xi8>, vector<64xi8>
+// CHECK-NEXT:        %[[XO:.*]] = vector.shuffle %[[XQ]], %[[XQ]] [1, 3, 5, {{.*}}, 61, 63, 1, 3, {{.*}}, 63] : vector<64xi8>, vector<64xi8>
+// CHECK-NEXT:        %[[XEV:.*]] = vector.bitcast %[[XE]] : vector<64xi8> to vector<16xi32>
+// CHECK-NEXT:        %[[XOV:.*]] = vector.bitcast %[[XO]] : vector<64xi8> to vector<16xi32>
+// CHECK-NEXT:        %[[AT:.*]] = arith.divui
+// CHECK-NEXT:        %[[R0:.*]] = vector.load %w_values[%j_2, %[[AT]]] : memref<4x32xi8>, vector<32xi8>
+// CHECK-NEXT:        %[[R1:.*]] = vector.load %w_values[%{{.*}}, %[[AT]]] : memref<4x32xi8>, vector<32xi8>
+// CHECK-NEXT:        %[[PAIR:.*]] = vector.shuffle %[[R0]], %[[R1]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
+// CHECK-NEXT:        %[[U:.*]] = arith.xori %[[PAIR]], %[[NIBBLE_FLIP]] : vector<64xi8>
+// CHECK-NEXT:        %[[EVEN:.*]] = arith.andi %[[U]], %[[LOW4]] : vector<64xi8>
+// CHECK-NEXT:        %[[UP:.*]] = arith.shrui %[[U]], %[[SHIFT4]] : vector<64xi8>
+// CHECK-NEXT:        %[[ODD:.*]] = arith.andi %[[UP]], %[[LOW4]] : vector<64xi8>
+// CHECK-NEXT:        %[[EV:.*]] = vector.bitcast %[[EVEN]] : vector<64xi8> to vector<16xi32>
+// CHECK-NEXT:        %[[OV:.*]] = vector.bitcast %[[ODD]] : vector<64xi8> to vector<16xi32>
+// CHECK-COUNT-2:     vector.load %w_values
+// CHECK:             %[[E01:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%{{.*}}, %[[EV]], %[[XEV]])
+// CHECK-NEXT:        %[[A01:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[E01]], %[[OV]], %[[XOV]])
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK-NEXT:        %[[A23:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK:             vector.shuffle %[[A01]], %[[A23]] [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27] : vector<16xi32>, vector<16xi32>
+// CHECK:             %[[DOTS:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<4xi32>
+// CHECK-NEXT:        %[[F:.*]] = llvm.sitofp %[[DOTS]] : vector<4xi32> to vector<4xf32>
+// CHECK-NEXT:        %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : vector<4xf32>
+// CHECK-NEXT:        %[[ACC:.*]] = arith.addf %{{.*}}, %[[T]] : vector<4xf32>
+// CHECK-NEXT:        %[[SX:.*]] = memref.load %q_scales[%i_2] : memref<?xf32>
+// CHECK-NEXT:        %[[SXV:.*]] = vector.broadcast %[[SX]] : f32 to vector<4xf32>
+// CHECK-NEXT:        %[[Y:.*]] = arith.mulf %[[SXV]], %[[ACC]] : vector<4xf32>
+// CHECK-NEXT:        vector.store %[[Y]], %out[%i_2, %j_2] : memref<?x4xf32>, vector<4xf32>
+func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<4x32xi8>, %w_scales: memref<4xf32>, %out: memref<?x4xf32>, %M: index) {
+  %w = layout.assemble %w_values, %w_scales : memref<4x32xi8>, memref<4xf32> -> !W
   %q_values = memref.alloc(%M) {alignment = 64 : i64} : memref<?x64xi8>
   %q_scales = memref.alloc(%M) {alignment = 64 : i64} : memref<?xf32>
   %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
   tdsl.quantize %x into %q {layout = #quant.uniform<int8, per = token>} : memref<?x64xf32> into !X
-  tdsl.linear %q, %w into %out {tile = array<i64: 16, 48, 1024>} : !X, !W into memref<?x2xf32>
+  tdsl.linear %q, %w into %out {tile = array<i64: 16, 48, 1024>} : !X, !W into memref<?x4xf32>
   memref.dealloc %q_values : memref<?x64xi8>
   memref.dealloc %q_scales : memref<?xf32>
   func.return
@@ -145,20 +191,22 @@ func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<2x32xi8>, %w_scales: mem
 // CHECK:         scf.for %g = {{.*}} {
 // CHECK:           llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
 // CHECK:           memref.store %{{.*}}, %row_offsets[%i, %g] : memref<?x2xi32>
-// CHECK:         %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = scf.for %g_1 = {{.*}} -> (f32, f32, f32, f32) {
-// CHECK-NEXT:      %[[SW:.*]] = memref.load %g_scales[%j, %g_1] : memref<2x2xf32>
-// CHECK:           scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// CHECK:         %{{.*}}, %{{.*}} = scf.for %g_1 = {{.*}} -> (vector<2xf32>, vector<2xf32>) {
+// CHECK-NEXT:      %[[SW0:.*]] = memref.load %g_scales[%j, %g_1] : memref<2x2xf32>
+// CHECK-NEXT:      %[[SW1:.*]] = memref.load %g_scales[%{{.*}}, %g_1] : memref<2x2xf32>
+// CHECK-NEXT:      vector.broadcast %[[SW0]] : f32 to vector<2xf32>
+// CHECK-NEXT:      %[[SW:.*]] = llvm.insertelement %[[SW1]]
+// CHECK:           scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>) {
 // CHECK:             vector.load %g_values[%j, %{{.*}}] : memref<2x32xi8>, vector<16xi8>
 // CHECK:             llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
 // CHECK:           %[[OFF:.*]] = memref.load %row_offsets[%i_1, %g_1] : memref<?x2xi32>
-// CHECK:           %[[SUM:.*]] = vector.reduction <add>, %{{.*}} : vector<8xi32> into i32
-// CHECK-NEXT:      %[[DOT:.*]] = arith.subi %[[SUM]], %[[OFF]] : i32
-// CHECK:           %[[F:.*]] = arith.sitofp %[[DOT]] : i32 to f32
-// CHECK-NEXT:      %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : f32
-// CHECK-NEXT:      arith.addf %{{.*}}, %[[T]] : f32
+// CHECK:           %[[DOT:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<2xi32>
+// CHECK:           %[[F:.*]] = llvm.sitofp %[[DOT]] : vector<2xi32> to vector<2xf32>
+// CHECK-NEXT:      %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : vector<2xf32>
+// CHECK-NEXT:      arith.addf %{{.*}}, %[[T]] : vector<2xf32>
 // CHECK:         %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
-// CHECK:         %[[Y:.*]] = arith.mulf %[[SX]], %{{.*}} : f32
-// CHECK-NEXT:    memref.store %[[Y]], %yg[%i_1, %j] : memref<?x2xf32>
+// CHECK:         %[[Y:.*]] = arith.mulf %{{.*}}, %{{.*}} : vector<2xf32>
+// CHECK-NEXT:    vector.store %[[Y]], %yg[%i_1, %j] : memref<?x2xf32>, vector<2xf32>
 func.func @grouped(%q_values: memref<?x64xi8>, %q_scales: memref<?xf32>, %g_values: memref<2x32xi8>, %g_scales: memref<2x2xf32>, %yg: memref<?x2xf32>) {
   %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
   %g = layout.assemble %g_values, %g_scales : memref<2x32xi8>, memref<2x2xf32> -> !G
