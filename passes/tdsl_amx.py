@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, ptr
-from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp, bf16, i8, i64
+from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp, NoneAttr, bf16, i8, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
@@ -45,12 +45,14 @@ C_TILES, A_TILES, B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
 
 
 def _amx_operands(op: tdsl.LinearOp) -> tuple[int, int] | None:
-    """(N, K) where `op` is this pass's: dense bf16 x and w, bf16 or f32 y, no bias or
-    activation, N and K static multiples of 32, K at most MAX_K."""
+    """(N, K) where `op` is this pass's: dense bf16 x (contiguous rows) and w, bf16 or f32
+    y, no bias or activation, N and K static multiples of 32, K at most MAX_K."""
     x, w, y = op.lhs.type, op.rhs.type, op.out.type if op.out is not None else None
     if op.bias is not None or op.act is not None or not isinstance(y, MemRefType):
         return None
     if not (isinstance(x, MemRefType) and isinstance(w, MemRefType)) or len(x.get_shape()) != 2:
+        return None
+    if not isinstance(x.layout, NoneAttr):  # the tiles read x from its base address, row after row
         return None
     if x.element_type != bf16 or w.element_type != bf16 or not isinstance(y.element_type, Float32Type) and y.element_type != bf16:
         return None
