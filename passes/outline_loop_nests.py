@@ -42,7 +42,7 @@ def _nests(kernel: func.FuncOp) -> list[Operation]:
     return [op for op in kernel.body.block.ops if op.regions and not any(r.uses for r in op.results)]
 
 
-def _free_values(nest: Operation) -> list[SSAValue]:
+def free_values(nest: Operation) -> list[SSAValue]:
     """The values that `nest` uses and defines outside itself, in order of first use."""
     inside: set[Operation] = set()
     blocks: set[Block] = set()
@@ -57,7 +57,7 @@ def _free_values(nest: Operation) -> list[SSAValue]:
     ]  # fmt: skip
 
 
-class _Outliner:
+class Outliner:
     """Builds the function of one nest: its arguments, and the pure ops it clones."""
 
     def __init__(self, kernel: func.FuncOp) -> None:
@@ -94,7 +94,7 @@ class _Outliner:
 
     def outline(self, nest: Operation, name: str) -> func.FuncOp:
         """The nest's function, and a call to it in the nest's place."""
-        for v in _free_values(nest):
+        for v in free_values(nest):
             self.value(v)
         self.block.add_ops([nest.clone(value_mapper=self.mapping), func.ReturnOp()])
         fn = func.FuncOp(name, (self.block.arg_types, ()), Region(self.block), visibility="private")
@@ -125,7 +125,7 @@ class OutlineLoopNests(ModulePass):
                 continue
             # after the kernel, in order: the object code reads like the source
             outlined = [
-                _Outliner(kernel).outline(nest, f"{kernel.sym_name.data}.nest{i}") for i, nest in enumerate(nests)
+                Outliner(kernel).outline(nest, f"{kernel.sym_name.data}.nest{i}") for i, nest in enumerate(nests)
             ]
             op.body.block.insert_ops_after(outlined, kernel)
             _erase_unused_pure_ops(kernel.body.block)

@@ -22,12 +22,11 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.llvm.runtime import ENTRY
-from stoicc_py.codegen.pure import computes_only
 from stoicc_py.passes.convert_func_to_llvm import NO_INLINE, NOALIAS_ARGS
 from stoicc_py.passes.lower_alloc import ALLOC_FN
 from stoicc_py.passes.mangle_symbols import needs_declaration
 from stoicc_py.passes.mark_parallel_loops import PARALLEL, constant
-from stoicc_py.passes.outline_loop_nests import _free_values
+from stoicc_py.passes.outline_loop_nests import Outliner, free_values
 
 SYMBOLIC_TRIPS = 16
 """The trip count that the work estimate assumes for a loop with symbolic bounds."""
@@ -66,7 +65,7 @@ def _slot_type(v: SSAValue) -> Attribute:
     return llvm.LLVMPointerType() if isinstance(v.type, ptr.PtrType) else v.type
 
 
-class _Body:
+class _Body(Outliner):
     """Iterations [start, stop) of a loop, as two functions: `NAME(ctx, start, stop)` reads
     the loop's free values from the context and calls `NAME.loop(values..., start, stop)`,
     which runs them. The values arrive as arguments, so the loop's buffers keep the
@@ -74,33 +73,17 @@ class _Body:
     they alias, version every vectorised loop with run-time overlap checks, and take
     longer over it (the decoder layer's O3 2.9 -> 1.8 s with every marked loop split)."""
 
-    def __init__(self, loop: scf.ForOp) -> None:
-        self.block = Block()
-        self.mapping: dict[SSAValue, SSAValue] = {}
-        self.slots: list[SSAValue] = []
+    def __init__(self, function: func.FuncOp, loop: scf.ForOp) -> None:
+        super().__init__(function)
         self.loop = loop
-        for v in _free_values(loop):
+        for v in free_values(loop):
             self.value(v)
 
-    def value(self, v: SSAValue) -> SSAValue:
-        """The body's value for the caller's `v`: a clone of its pure definition, or an argument."""
-        if (known := self.mapping.get(v)) is not None:
-            return known
-        owner = v.owner
-        if isinstance(owner, Operation) and computes_only(owner):
-            for operand in owner.operands:
-                self.value(operand)
-            self.block.add_op(owner.clone(value_mapper=self.mapping))
-        else:
-            self.mapping[v] = self.block.insert_arg(v.type, len(self.slots))
-            self.slots.append(v)
-        return self.mapping[v]
-
-    def build(self, name: str, noalias: bool) -> list[func.FuncOp]:
+    def build(self, name: str) -> list[func.FuncOp]:
         """The context reader `name` and the loop `name.loop` (noalias buffers where the
-        loop's function has them)."""
+        loop's function has them: Outliner.noalias)."""
         lb, ub, step = (self.mapping[v] for v in (self.loop.lb, self.loop.ub, self.loop.step))
-        bounds = [self.block.insert_arg(i64, len(self.slots) + i) for i in range(2)]
+        bounds = [self.block.insert_arg(i64, len(self.block.args)) for _ in range(2)]
         start, stop = (arith.IndexCastOp(a, IndexType()) for a in bounds)
         first = arith.AddiOp(lb, (s := arith.MuliOp(start, step)))
         end = arith.AddiOp(lb, (e := arith.MuliOp(stop, step)))
@@ -114,14 +97,14 @@ class _Body:
         self.block.add_ops([start, stop, s, first, e, end, last, loop, func.ReturnOp()])
         inner = func.FuncOp(f"{name}.loop", (self.block.arg_types, ()), Region(self.block), visibility="private")
         inner.attributes[NO_INLINE] = UnitAttr()
-        if noalias:
+        if self.noalias():
             inner.attributes[NOALIAS_ARGS] = UnitAttr()
         return [self._reader(name, inner), inner]
 
     def _reader(self, name: str, inner: func.FuncOp) -> func.FuncOp:
         block = Block(arg_types=[ptr.PtrType(), i64, i64])
         values: list[SSAValue] = []
-        for i, v in enumerate(self.slots):
+        for i, v in enumerate(self.operands):
             offset = arith.ConstantOp.from_int_and_width(i * SLOT, IndexType())
             address = ptr.PtrAddOp(block.args[0], offset.result)
             load = ptr.LoadOp(address.result, _slot_type(v))
@@ -146,10 +129,10 @@ def _dispatch(loop: scf.ForOp, body: _Body, name: str) -> list[Operation]:
         ops.append(op)
         return op.results[0]
 
-    size = add(arith.ConstantOp.from_int_and_width(max(len(body.slots), 1) * SLOT, i64))
+    size = add(arith.ConstantOp.from_int_and_width(max(len(body.operands), 1) * SLOT, i64))
     align = add(arith.ConstantOp.from_int_and_width(64, i64))
     context = add(func.CallOp(ALLOC_FN, [align, size], [ptr.PtrType()]))
-    for i, v in enumerate(body.slots):
+    for i, v in enumerate(body.operands):
         offset = add(arith.ConstantOp.from_int_and_width(i * SLOT, IndexType()))
         slot = add(ptr.PtrAddOp(context, offset))
         if isinstance(v.type, ptr.PtrType):
@@ -202,10 +185,10 @@ class ParallelizeLoops(ModulePass):
                                  (SERIAL_WORK, [o for o in loops if PARALLEL not in o.attributes])):  # fmt: skip
                 fn.attributes[kind] = IntegerAttr(max((_work(o.body) for o in chosen), default=0), i64)
             for i, loop in enumerate([o for o in loops if PARALLEL in o.attributes]):
-                body = _Body(loop)
+                body = _Body(fn, loop)
                 name = f"{fn.sym_name.data}.par{i}"
                 fn.body.block.insert_ops_before(_dispatch(loop, body, name), loop)
-                op.body.block.insert_ops_after(body.build(name, NOALIAS_ARGS in fn.attributes), fn)
+                op.body.block.insert_ops_after(body.build(name), fn)
                 count += 1
         if count:
             _declare(op)
