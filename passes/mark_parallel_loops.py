@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref, scf, vector
+from xdsl.dialects import arith, func, llvm, memref, ptr, scf, vector
 from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, NoneAttr, UnitAttr, VectorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -133,10 +133,18 @@ def _access(op: Operation) -> tuple[SSAValue, list[SSAValue], int] | None:
     return None
 
 
+_REGISTER_INTRINSICS = ("llvm.x86.avx", "llvm.vector.", "llvm.maximum.", "llvm.minimum.")
+"""Intrinsics that compute on vector registers alone (vpdpbusd, vpermi2var, vdpbf16ps,
+reductions); AMX's tile instructions (`llvm.x86.t*`, `ldtilecfg`) are a thread's state."""
+
+
 def _computes(op: Operation) -> bool:
-    """Whether `op` only computes a value: computes_only, or arithmetic and vector ops on
-    values (xDSL gives divisions and vector.reduction no effect traits)."""
-    on_values = not op.regions and not any(isinstance(v.type, MemRefType) for v in op.operands)
+    """Whether `op` only computes a value: computes_only, or arithmetic, vector ops and
+    register intrinsics on values (xDSL gives divisions, vector.reduction and
+    llvm.call_intrinsic no effect traits)."""
+    on_values = not op.regions and not any(isinstance(v.type, MemRefType | ptr.PtrType) for v in op.operands)
+    if isinstance(op, llvm.CallIntrinsicOp):
+        return on_values and op.intrin.data.startswith(_REGISTER_INTRINSICS)
     return computes_only(op) or (on_values and op.name.split(".")[0] in ("arith", "math", "vector"))
 
 

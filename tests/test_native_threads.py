@@ -17,6 +17,9 @@ SOURCE = """
 kernel dense(x: f32[M, 64], w: f32[N, 64]) -> f32[M, N] { return linear(x, w) }
 kernel q4(x: f32[M, 64], w: f32[N, 64] @ int4(group=32)) -> f32[M, N] { return linear(x, w) }
 kernel nm(x: f32[M, 64], w: f32[N, 64] @ nm(2, 4)) -> f32[M, N] { return linear(x, w) }
+kernel w4a8(x: f32[M, 64], w: f32[N, 64] @ int4(group=32)) -> f32[M, N] {
+  return linear(quantize(x, int8(per=token)), w)
+}
 """
 
 
@@ -40,7 +43,7 @@ def _calls(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, Any]:
         kernel.threads = None
 
 
-@pytest.mark.parametrize("name", ["dense", "q4", "nm"])
+@pytest.mark.parametrize("name", ["dense", "q4", "nm", "w4a8"])
 @pytest.mark.parametrize(("m", "n"), [(1, 1536), (1, 100), (33, 480)])
 def test_two_threads_agree_bit_for_bit(prog: Any, name: str, m: int, n: int) -> None:
     kernel = getattr(prog, name)
@@ -52,10 +55,11 @@ def test_two_threads_agree_bit_for_bit(prog: Any, name: str, m: int, n: int) -> 
 
 
 def test_which_linears_split_natively(prog: Any) -> None:
-    """Dense GEMVs split their column tiles in compiled code; int4's column-tile nest and
-    2:4's panel nests are not proved independent (2:4's fill a scratch buffer that every
-    iteration shares), so they keep the Python split."""
-    assert prog.dense.abi.native_threads
+    """Dense and W4A8 GEMVs split their column tiles in compiled code (W4A8's steps are
+    vpdpbusd intrinsics: register computations); int4's column-tile nest and 2:4's panel
+    nests are not proved independent (2:4's fill a scratch buffer that every iteration
+    shares), so they keep the Python split."""
+    assert prog.dense.abi.native_threads and prog.w4a8.abi.native_threads
     assert not prog.q4.abi.native_threads and not prog.nm.abi.native_threads
 
 

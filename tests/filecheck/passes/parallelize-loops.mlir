@@ -11,6 +11,13 @@
 // MARK-LABEL: func.func @shifted
 // MARK-NOT:     stoicc.parallel
 
+// A register intrinsic (vpdpbusd, vpermi2var, vdpbf16ps) computes a value like any vector
+// op; an AMX tile instruction changes the thread's tile state: its loop stays serial.
+// MARK-LABEL: func.func @register_intrinsic
+// MARK:         } {stoicc.parallel}
+// MARK-LABEL: func.func @tile_state
+// MARK-NOT:     stoicc.parallel
+
 // The marked loop becomes a call of the pool's entry with a context holding its free
 // values (out, x, n), the iteration count and the estimated work of one iteration;
 // @tiles.par0 reads them and passes them, with iterations [start, stop), to
@@ -66,6 +73,27 @@ func.func @shifted(%out: memref<?x?xf32>, %n: index) attributes {stoicc.noalias_
   scf.for %j0 = %c0 to %n step %c1 {
     %j = arith.addi %j0, %c1 : index
     memref.store %f, %out[%c0, %j] : memref<?x?xf32>
+  }
+  func.return
+}
+
+func.func @register_intrinsic(%out: memref<?xvector<16xi32>>, %a: vector<16xi32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.for %j = %c0 to %n step %c1 {
+    %d = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%a, %a, %a) : (vector<16xi32>, vector<16xi32>, vector<16xi32>) -> vector<16xi32>
+    memref.store %d, %out[%j] : memref<?xvector<16xi32>>
+  }
+  func.return
+}
+
+func.func @tile_state(%out: memref<?xi8>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %t = arith.constant 0 : i8
+  scf.for %j = %c0 to %n step %c1 {
+    llvm.call_intrinsic "llvm.x86.tilezero"(%t) : (i8) -> ()
+    memref.store %t, %out[%j] : memref<?xi8>
   }
   func.return
 }
