@@ -24,7 +24,7 @@ import numpy as np
 
 from stoicc_py.backends.llvm.header import c_header
 from stoicc_py.backends.llvm.jit import NativeLibrary
-from stoicc_py.backends.llvm.target import describe, host_options
+from stoicc_py.backends.llvm.target import describe, host_features, host_options
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.cache_dir import cache_dir
 from stoicc_py.kernel import KernelBase, NativeKernel
@@ -109,8 +109,10 @@ def _compiler_digest() -> str:
 
 
 def host_cpu() -> str:
-    """The CPU that code is generated for (LLVM's name and feature string)."""
-    return f"{llvm.get_host_cpu_name()};{llvm.get_host_cpu_features().flatten()}"
+    """The CPU that code is generated for (LLVM's name and feature string, and whether its
+    AMX tiles are used: host_features)."""
+    amx = "amx-tile" in host_features()
+    return f"{llvm.get_host_cpu_name()};{llvm.get_host_cpu_features().flatten()};amx={amx}"
 
 
 def _xdsl_version() -> str:

@@ -1,6 +1,6 @@
 """bf16 linear on AMX tiles (passes/tdsl_amx.py): in the pipeline only where the target
-has amx-tile and amx-bf16; its results against numpy on the same bf16 values, on a host
-that has AMX (skipped elsewhere: the Zen 4 CI host has none)."""
+has amx-tile and amx-bf16 (the host's only with STOICC_AMX=1); its results against numpy
+on the same bf16 values, on a host that has AMX and STOICC_AMX=1 (skipped elsewhere)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_a_named_amx_cpu_gets_tile_code(tmp_path) -> None:
     assert "tdpbf16ps" in asm and "ldtilecfg" in asm and "tilerelease" in asm
 
 
-needs_amx = pytest.mark.skipif(not AMX <= host_features(), reason="the host has no AMX (or the OS did not grant it)")
+needs_amx = pytest.mark.skipif(
+    not AMX <= host_features(), reason="no AMX: the host has none, the OS did not grant it, or STOICC_AMX is not 1"
+)
 
 
 @needs_amx
