@@ -64,18 +64,18 @@ def new_host_machine() -> llvm.TargetMachine:
 
 
 AMX_ENV = "STOICC_AMX"
-"""`STOICC_AMX=1` lets the host's code use AMX tiles (tdsl-amx). Off by default: that path
-has been compiled and checked as IR and assembly, but not yet run on an AMX host."""
+"""`STOICC_AMX=0` keeps the host's code off AMX tiles (tdsl-amx), as `--mattr=-amx-tile`
+does for a named CPU."""
 
 
 @cache
 def host_features() -> frozenset[str]:
     """The host CPU's enabled features (`avx512f`, `avx2`, `avx512vnni`, ...); the AMX
-    ones only with STOICC_AMX=1 and once the OS has granted this process the tile state
-    (amx_granted)."""
+    ones only once the OS has granted this process the tile state (amx_granted), and not
+    with STOICC_AMX=0."""
     _initialized()
     features = frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
-    if "amx-tile" in features and not (os.environ.get(AMX_ENV) == "1" and amx_granted()):
+    if "amx-tile" in features and (os.environ.get(AMX_ENV) == "0" or not amx_granted()):
         return frozenset(f for f in features if not f.startswith("amx-"))
     return features
 
