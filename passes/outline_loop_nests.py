@@ -92,15 +92,20 @@ class Outliner:
             if isinstance(v.type, ptr.PtrType)
         )
 
+    def function(self, name: str) -> func.FuncOp:
+        """The block built so far as a private, never inlined function (noalias where it may be)."""
+        fn = func.FuncOp(name, (self.block.arg_types, ()), Region(self.block), visibility="private")
+        fn.attributes[NO_INLINE] = UnitAttr()
+        if self.noalias():
+            fn.attributes[NOALIAS_ARGS] = UnitAttr()
+        return fn
+
     def outline(self, nest: Operation, name: str) -> func.FuncOp:
         """The nest's function, and a call to it in the nest's place."""
         for v in free_values(nest):
             self.value(v)
         self.block.add_ops([nest.clone(value_mapper=self.mapping), func.ReturnOp()])
-        fn = func.FuncOp(name, (self.block.arg_types, ()), Region(self.block), visibility="private")
-        fn.attributes[NO_INLINE] = UnitAttr()
-        if self.noalias():
-            fn.attributes[NOALIAS_ARGS] = UnitAttr()
+        fn = self.function(name)
         Rewriter.replace_op(nest, func.CallOp(name, self.operands, ()))
         return fn
 

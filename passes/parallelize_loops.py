@@ -22,7 +22,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.llvm.runtime import ENTRY
-from stoicc_py.passes.convert_func_to_llvm import NO_INLINE, NOALIAS_ARGS
+from stoicc_py.passes.convert_func_to_llvm import NO_INLINE
 from stoicc_py.passes.lower_alloc import ALLOC_FN
 from stoicc_py.passes.mangle_symbols import needs_declaration
 from stoicc_py.passes.mark_parallel_loops import PARALLEL, constant
@@ -95,10 +95,7 @@ class _Body(Outliner):
         loop.operands = [first.result, last.result, step]
         del loop.attributes[PARALLEL]
         self.block.add_ops([start, stop, s, first, e, end, last, loop, func.ReturnOp()])
-        inner = func.FuncOp(f"{name}.loop", (self.block.arg_types, ()), Region(self.block), visibility="private")
-        inner.attributes[NO_INLINE] = UnitAttr()
-        if self.noalias():
-            inner.attributes[NOALIAS_ARGS] = UnitAttr()
+        inner = self.function(f"{name}.loop")
         return [self._reader(name, inner), inner]
 
     def _reader(self, name: str, inner: func.FuncOp) -> func.FuncOp:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, ptr
-from xdsl.dialects.builtin import Float32Type, IntegerAttr, MemRefType, ModuleOp, NoneAttr, bf16, i8, i64
+from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp, NoneAttr, bf16, i8, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
@@ -34,6 +34,7 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.dialects import tdsl
+from stoicc_py.passes.tdsl_microkernel import floor_to
 
 NAME = "tdsl-amx"
 BLOCK = 32
@@ -72,7 +73,7 @@ class _Tiles:
         self.b.b.insert(llvm.CallIntrinsicOp(f"llvm.x86.{name}", list(args), []))
 
     def tile(self, t: int) -> SSAValue:
-        return self.b.insert(arith.ConstantOp(IntegerAttr(t, i8)))
+        return self.b.constant(i8, t)
 
     def i64(self, value: int | SSAValue) -> SSAValue:
         return self.b.insert(arith.IndexCastOp(self.b.index(value), i64))
@@ -98,14 +99,13 @@ class _Tiles:
 
 def _config(b: LoopBuilder) -> SSAValue:
     """A 64-byte tile configuration: palette 1, tiles 0-7 of 16 rows by 64 bytes."""
-    config = b.insert(memref.AllocOp.get(i8, 64, [64]))
-    byte = lambda v: b.insert(arith.ConstantOp(IntegerAttr(v, i8)))  # noqa: E731
-    for offset in range(64):
-        b.b.insert(memref.StoreOp.get(byte(0), config, [b.index(offset)]))
-    b.b.insert(memref.StoreOp.get(byte(1), config, [b.index(0)]))  # palette
+    layout = [0] * 64
+    layout[0] = 1  # the palette
     for t in range(8):  # bytes per row: a little-endian u16 at 16 + 2t; rows: a byte at 48 + t
-        b.b.insert(memref.StoreOp.get(byte(TILE_BYTES), config, [b.index(16 + 2 * t)]))
-        b.b.insert(memref.StoreOp.get(byte(16), config, [b.index(48 + t)]))
+        layout[16 + 2 * t], layout[48 + t] = TILE_BYTES, 16
+    config = b.insert(memref.AllocOp.get(i8, 64, [64]))
+    for offset, byte in enumerate(layout):
+        b.store(b.constant(i8, byte), config, [b.index(offset)])
     return config
 
 
@@ -222,7 +222,7 @@ class AmxLinear(RewritePattern):
         tiles = _Tiles(b)
         tiles.configure(b.insert(ptr.ToPtrOp(config)))
         rows = b.size(op.lhs, 0)
-        whole = b.insert(arith.SubiOp(rows, b.rem(rows, b.index(BLOCK))))
+        whole = floor_to(b, b.index(0), rows, BLOCK)
 
         def columns(nb: LoopBuilder, n0: SSAValue, _: object) -> list[SSAValue]:
             product.columns(nb, n0, rows, whole)
