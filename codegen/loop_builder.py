@@ -58,7 +58,7 @@ def computes_in_f32(buf: SSAValue) -> bool:
     return isinstance(buf.type, MemRefType) and compute_type(buf.type.element_type) == f32
 
 
-def _element(buf: SSAValue) -> Attribute:
+def element_type(buf: SSAValue) -> Attribute:
     assert isinstance(buf.type, MemRefType), buf.type
     return buf.type.element_type
 
@@ -210,13 +210,13 @@ class LoopBuilder:
 
     def vload(self, buf: SSAValue, indices: Sequence[SSAValue], lanes: int) -> SSAValue:
         """`lanes` consecutive elements as a vector of their compute_type (bf16/f16 widened to f32)."""
-        element = _element(buf)
+        element = element_type(buf)
         value = self.insert(vector.LoadOp(buf, indices, VectorType(element, [lanes])))
         return self.insert(arith.ExtFOp(value, VectorType(f32, [lanes]))) if element in tdsl.HALF_FLOATS else value
 
     def vstore(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
         """A vector of the buffer's compute_type stored at `indices` (f32 rounded to bf16/f16)."""
-        element = _element(buf)
+        element = element_type(buf)
         if element in tdsl.HALF_FLOATS:
             assert isinstance(value.type, VectorType)
             value = self.insert(arith.TruncFOp(value, VectorType(element, value.type.get_shape())))
@@ -241,7 +241,7 @@ class LoopBuilder:
 
     def store(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
         """A value of the buffer's compute_type stored at `indices` (f32 rounded to bf16/f16)."""
-        element = _element(buf)
+        element = element_type(buf)
         if element in tdsl.HALF_FLOATS and value.type != element:
             value = self.insert(arith.TruncFOp(value, element))
         self.b.insert(memref.StoreOp.get(value, buf, indices))

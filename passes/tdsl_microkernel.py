@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
 from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, bf16, f32, i32
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -37,7 +37,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, element_type
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
@@ -278,11 +278,6 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
     for_(b, b.index(0), n, tn, n_tile, "j0")
 
 
-def _element(buf: SSAValue) -> Attribute:
-    assert isinstance(buf.type, MemRefType)
-    return buf.type.element_type
-
-
 def ragged(k_size: int | None, granule: int) -> bool:
     """Whether k-tiles can end off a step boundary (k unknown, or not a multiple)."""
     return k_size is None or k_size % granule != 0
@@ -453,7 +448,7 @@ class VectorizeLinear(RewritePattern):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
         first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
-        kind = BF16Kernel if self.bf16 and _element(op.lhs) == _element(op.rhs) == bf16 else DenseKernel
+        kind = BF16Kernel if self.bf16 and element_type(op.lhs) == element_type(op.rhs) == bf16 else DenseKernel
         step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
         kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
         lower_linear(op, self.shape, kernel, first_row=first)
