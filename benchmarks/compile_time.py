@@ -153,7 +153,7 @@ def cpu_seconds(source: str, runs: int = 1) -> tuple[float, float]:
     passes = llvm = math.inf
     for _ in range(runs):
         start = time.process_time()
-        ir = to_llvm_ir(lower(front_end(source, "<bench>"), STAGES["llvm"], Options()))
+        ir = to_llvm_ir(lower(front_end(source, "<bench>"), STAGES["ptr"], Options()))
         lowered = time.process_time()
         optimize(host_options(), ir, "object")
         passes, llvm = min(passes, lowered - start), min(llvm, time.process_time() - lowered)

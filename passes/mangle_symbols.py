@@ -4,12 +4,11 @@
 A kernel's name is the user's. As a bare symbol of the object code it would answer
 the calls that the generated code makes to libc and libm (a kernel named `expf`
 called by LLVM's own expansion of exp, recursing until the stack overflows) and
-clash with the runtime functions that lower-alloc and convert-math-to-llvm declare
+clash with the runtime functions that lower-alloc declares and translated math calls
 (`aligned_alloc`, `free`, `tanhf`, ...). Declarations, which are those runtime
 functions, keep their names; no runtime name starts with the prefix.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -49,13 +48,3 @@ def needs_declaration(module: ModuleOp, runtime_function: str, pass_name: str) -
             " run mangle-symbols first"
         )
     return False
-
-
-def declare_called(module: ModuleOp, wanted: Callable[[str], bool], pass_name: str) -> None:
-    """An external llvm.func with the call's signature for each function `wanted` that an
-    llvm.call of `module` calls and `module` does not declare yet (needs_declaration)."""
-    for call in [o for o in module.walk() if isinstance(o, llvm.CallOp)]:
-        name = None if call.callee is None else call.callee.string_value()
-        if name is not None and wanted(name) and needs_declaration(module, name, pass_name):
-            function_type = llvm.LLVMFunctionType(call.args.types, call.result_types[0])
-            module.body.block.add_op(llvm.FuncOp(name, function_type, linkage=llvm.LinkageAttr("external")))

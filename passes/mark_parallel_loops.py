@@ -25,8 +25,8 @@ from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, NoneAttr, U
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 
+from stoicc_py.backends.llvm.translate import NOALIAS_ARGS
 from stoicc_py.codegen.pure import computes_only
-from stoicc_py.passes.convert_func_to_llvm import NOALIAS_ARGS
 
 PARALLEL = "stoicc.parallel"
 """Unit attribute on a top-level scf.for whose iterations are independent."""

@@ -29,8 +29,8 @@ from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
+from stoicc_py.backends.llvm.translate import NO_INLINE, NOALIAS_ARGS
 from stoicc_py.codegen.pure import computes_only
-from stoicc_py.passes.convert_func_to_llvm import NO_INLINE, NOALIAS_ARGS
 from stoicc_py.passes.lower_alloc import ALLOC_FN
 
 MIN_NESTS = 2

@@ -22,7 +22,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.llvm.runtime import ENTRY
-from stoicc_py.passes.convert_func_to_llvm import NO_INLINE
+from stoicc_py.backends.llvm.translate import NO_INLINE
 from stoicc_py.passes.lower_alloc import ALLOC_FN
 from stoicc_py.passes.mangle_symbols import needs_declaration
 from stoicc_py.passes.mark_parallel_loops import PARALLEL, constant

@@ -31,6 +31,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py import dims
+from stoicc_py.backends.llvm.translate import NOALIAS_ARGS
 from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType, QuantLayoutAttr, StorageAttr
@@ -300,7 +301,7 @@ class _FuncBufferizer:
             Region(self.block),
             arg_attrs=ArrayAttr(attrs),
         )
-        new.attributes["stoicc.noalias_args"] = UnitAttr()
+        new.attributes[NOALIAS_ARGS] = UnitAttr()
         new.location = self.fn.location
         return new
 

@@ -162,7 +162,7 @@ class Kernel(KernelBase):
         self._native.threads = n
 
     def ir(self, stage: str = "ir") -> str:
-        """This kernel's IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
+        """This kernel's IR after a stage: ir, opt, loops, ptr, llvm, llvm-ir or asm."""
         return self.program.ir(stage, kernel=self.name)
 
 
@@ -217,7 +217,7 @@ class Program:
         return c_header([k.abi for k in self.kernels.values()], target=describe(host_options()))
 
     def ir(self, stage: str = "ir", kernel: str | None = None) -> str:
-        """The program's (or one kernel's) IR after a stage: ir, opt, loops, llvm, llvm-ir or asm."""
+        """The program's (or one kernel's) IR after a stage: ir, opt, loops, ptr, llvm, llvm-ir or asm."""
         from stoicc_py.lowering import emit_text, only_kernel
 
         module = only_kernel(self.module, kernel) if kernel else self.module

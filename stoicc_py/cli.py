@@ -401,6 +401,12 @@ class _OptMain(xDSLOptMain):
         for name, factory in all_passes().items():
             self.register_pass(name, factory)
 
+    def register_all_targets(self) -> None:
+        from stoicc_py.backends.llvm.translate import LLVMTarget
+
+        self.available_targets["llvm"] = lambda: LLVMTarget
+        super().register_all_targets()
+
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
 

@@ -16,19 +16,19 @@ from xdsl.dialects.builtin import ModuleOp
 from stoicc_py.abi import KernelABI
 from stoicc_py.backends.llvm.codegen import optimize, to_llvm_ir
 from stoicc_py.backends.llvm.target import MachineOptions, machine_options, target_features
-from stoicc_py.backends.llvm.worker import Output
+from stoicc_py.backends.llvm.worker import LANES, Output
 from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.options import Options
 from stoicc_py.passes.parallelize_loops import calls_pool
-from stoicc_py.pipeline import PER_FUNCTION_AFTER, PassCallback, Stage, pipeline_passes, pipeline_spec, run_passes
+from stoicc_py.pipeline import PassCallback, Stage, pipeline_passes, pipeline_spec, run_passes
 from stoicc_py.signature import kernel_abi
 from stoicc_py.split_module import split_functions
 from stoicc_py.timing import timed
 
 log = logging.getLogger(__name__)
-STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "llvm": Stage.LLVM}
-TEXT_STAGES = (*STAGES, "llvm-ir", "asm")
+STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "ptr": Stage.PTR}
+TEXT_STAGES = (*STAGES, "llvm", "llvm-ir", "asm")
 
 
 def front_end(source: str, file: str) -> ModuleOp:
@@ -72,7 +72,7 @@ def optimized_llvm(
     link elsewhere, so its loops run on the caller's thread (the thread pool is the JIT's)."""
     kernels = [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
     target = machine(options)
-    lowered = lower(module, Stage.LLVM, options, after_pass, native_threads=False)
+    lowered = lower(module, Stage.PTR, options, after_pass, native_threads=False)
     return optimize(to_llvm_ir(lowered, target), output, kernels, target)
 
 
@@ -93,16 +93,16 @@ def _abis(opt: ModuleOp, options: Options) -> list[KernelABI]:
 
 
 PIECE_OPS = 600
-"""Ops per piece of a module lowered in pieces: the decoder layer (5,000 ops after
-outlining) makes 8, so LLVM starts early and its last piece is short."""
+"""Ops per piece of a module compiled in pieces: the decoder layer (5,000 ops after
+outlining) makes 8, so that the workers share LLVM's work evenly and the last piece is short."""
 
 
 def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelABI]]:
     """Object code for the target CPU, in pieces, and the ABIs of a front-end module's
-    kernels. From the first per-function pass on, each piece of the module's functions
-    (stoicc_py.split_module) is lowered and handed to the LLVM worker, which optimises
-    and emits it while this process lowers the next: on two cores, LLVM's share of a
-    compile overlaps the passes. The ABIs are read at stage OPT, on the way."""
+    kernels. Each piece of the lowered module's functions (stoicc_py.split_module) is
+    translated to LLVM IR and handed to a free LLVM worker, which optimises and emits it
+    while this process translates the next: LLVM, most of a compile, runs on every core
+    (worker.LANES). The ABIs are read at stage OPT, on the way."""
     # Static relocations (absolute 64-bit addresses under the large code model): MCJIT
     # resolves a PIC object's GOT-relative constant-pool references (R_X86_64_GOTOFF64)
     # against the first `.got` section that it loaded, another piece's.
@@ -111,16 +111,13 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     passes = partial(pipeline_passes, tile=options.tile, check_bounds=options.check_bounds, features=features)
     lowered = run_passes(module.clone(), ",".join(passes(Stage.OPT)))
     abis = _abis(lowered, options)
-    rest = passes(Stage.LLVM, after=Stage.OPT)
-    cut = rest.index(PER_FUNCTION_AFTER) + 1
-    run_passes(lowered, ",".join(rest[:cut]))
+    run_passes(lowered, ",".join(passes(Stage.PTR, after=Stage.OPT)))
     abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)))
             for abi in abis]  # fmt: skip
     kernels = [abi.name for abi in abis]
-    with ThreadPoolExecutor(1, thread_name_prefix="stoicc-llvm") as llvm_thread:
+    with ThreadPoolExecutor(LANES, thread_name_prefix="stoicc-llvm") as llvm_thread:
         pending = [
-            llvm_thread.submit(optimize, to_llvm_ir(run_passes(piece, ",".join(rest[cut:])), target),
-                               "object", kernels, target)
+            llvm_thread.submit(optimize, to_llvm_ir(piece, target), "object", kernels, target)
             for piece in split_functions(lowered, PIECE_OPS)
         ]  # fmt: skip
         return [cast(bytes, p.result()) for p in pending], abis
@@ -130,6 +127,8 @@ def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCa
     """The textual form of `module` lowered to `stage`."""
     if stage in STAGES:
         return str(lower(module, STAGES[stage], options, after_pass))
+    if stage == "llvm":
+        return to_llvm_ir(lower(module, Stage.PTR, options, after_pass), machine(options))
     if (output := _LLVM_TEXT.get(stage)) is not None:
         return str(optimized_llvm(module, output, options, after_pass))
     raise ValueError(f"unknown stage '{stage}' (expected one of {', '.join(TEXT_STAGES)})")

@@ -37,7 +37,7 @@ class Stage(IntEnum):
     IR = 0  # tdsl ops on tensors, straight from the front end
     OPT = 1  # after the tensor-level passes (fusion, tiling)
     LOOPS = 2  # scf loop nests over memrefs
-    LLVM = 3  # the llvm dialect, ready for llvmlite
+    PTR = 3  # loops over pointers, outlined: what translate-to-llvm reads (backends/llvm/translate.py)
 
 
 STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
@@ -62,7 +62,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "hoist-constants",
         "licm",
     ),
-    Stage.LLVM: (
+    Stage.PTR: (
         "mark-parallel-loops",
         "mangle-symbols",
         "lower-memory-to-ptr",
@@ -72,15 +72,6 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "lower-memory-to-ptr{signatures=true}",
         "outline-loop-nests",
         "parallelize-loops",
-        "lower-scf-to-cf",
-        "convert-ptradd-to-gep",
-        "lower-ptr-to-llvm",
-        "convert-vector-to-llvm",
-        "convert-arith-to-llvm",
-        "convert-math-to-llvm",
-        "convert-cf-to-llvm",
-        "convert-func-to-llvm",
-        "reconcile-unrealized-casts",
     ),
 }
 
@@ -92,9 +83,6 @@ AMX_BF16 = frozenset({"amx-tile", "amx-bf16"})
 """The target features that put tdsl-amx in the pipeline (host_features has them only
 where the OS granted this process the tile state)."""
 
-PER_FUNCTION_AFTER = "parallelize-loops"
-"""The passes after this one convert each function on its own (the declarations a
-function's calls need aside): a module may be lowered from there in pieces."""
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -148,8 +136,8 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
              if native_threads or p not in NATIVE_THREAD_PASSES]  # fmt: skip
     if AMX_BF16 <= features and "tdsl-microkernel" in names:
         names.insert(names.index("tdsl-microkernel"), "tdsl-amx")
-    if check_bounds and after < Stage.LLVM <= upto:
-        names.insert(names.index(STAGE_PASSES[Stage.LLVM][0]), "check-bounds")
+    if check_bounds and after < Stage.PTR <= upto:
+        names.insert(names.index(STAGE_PASSES[Stage.PTR][0]), "check-bounds")
     options = {
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features),

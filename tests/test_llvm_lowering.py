@@ -1,4 +1,4 @@
-"""End-to-end tests of the LLVM lowering: MLIR text -> llvm dialect -> llvmlite -> JIT.
+"""End-to-end tests of the LLVM lowering: MLIR text -> pointers -> LLVM IR -> JIT.
 
 Each kernel goes through the full pipeline, is optimised at O3 (so that wrong
 `noalias` or `inbounds` claims would show up as wrong results), JIT-compiled and
@@ -12,7 +12,6 @@ from collections.abc import Callable
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
-from xdsl.backend.llvm.convert import convert_module
 from xdsl.context import Context
 from xdsl.dialects.arith import Arith
 from xdsl.dialects.builtin import Builtin
@@ -27,21 +26,10 @@ from xdsl.parser import Parser
 from xdsl.passes import PassPipeline
 from xdsl.transforms import get_all_passes
 
+from stoicc_py.backends.llvm.translate import translate
 from stoicc_py.passes import PASSES
 
-PIPELINE = (
-    "lower-alloc,"
-    "lower-scf-to-cf,"
-    "lower-memory-to-ptr,"
-    "lower-memory-to-ptr{signatures=true},"
-    "convert-ptradd-to-gep,"
-    "lower-ptr-to-llvm,"
-    "convert-arith-to-llvm,"
-    "convert-math-to-llvm,"
-    "convert-cf-to-llvm,"
-    "convert-func-to-llvm,"
-    "reconcile-unrealized-casts"
-)
+PIPELINE = "lower-alloc,lower-memory-to-ptr,lower-memory-to-ptr{signatures=true}"
 
 F32 = ctypes.c_float
 F64 = ctypes.c_double
@@ -63,7 +51,7 @@ def lower(source: str) -> str:
     module = Parser(ctx, source).parse_module()
     PassPipeline.parse_spec(get_all_passes() | PASSES, PIPELINE).apply(ctx, module)
     module.verify()
-    llvm_ir = str(convert_module(module, fallback_target_triple=None))
+    llvm_ir = translate(module, llvm.get_process_triple(), "")
     llvm.parse_assembly(llvm_ir).verify()
     return llvm_ir
 

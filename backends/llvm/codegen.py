@@ -12,12 +12,10 @@ import logging
 import time
 from collections.abc import Sequence
 
-import llvmlite.ir as ir
-from xdsl.backend.llvm.convert import convert_module
-from xdsl.dialects import llvm
 from xdsl.dialects.builtin import ModuleOp
 
 from stoicc_py.backends.llvm.target import MachineOptions, host_options, machine_for
+from stoicc_py.backends.llvm.translate import translate
 from stoicc_py.backends.llvm.worker import POOL, Output, WorkerDied
 from stoicc_py.diagnostics import CompileError
 from stoicc_py.timing import log_elapsed, timed
@@ -26,23 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def to_llvm_ir(module: ModuleOp, target: MachineOptions | None = None) -> str:
-    """Unoptimised LLVM IR text of an `llvm`-dialect module, for `target` (default: the host)."""
+    """Unoptimised LLVM IR text of a module at stage LLVM, for `target` (default: the host)."""
     machine = machine_for(target or host_options())
-    with timed(log, "xdsl-to-llvmlite"):
-        ir_module = convert_module(module, fallback_target_triple=machine.triple, data_layout=str(machine.target_data))
-        _function_properties(module, ir_module)
-        return str(ir_module)
-
-
-def _function_properties(module: ModuleOp, ir_module: ir.Module) -> None:
-    """What xDSL's converter leaves out of each defined function: its linkage
-    (outline-loop-nests' functions are internal) and noinline."""
-    for op in module.ops:
-        if isinstance(op, llvm.FuncOp) and op.body.blocks:
-            function = ir_module.get_global(op.sym_name.data)
-            function.linkage = "" if op.linkage.linkage.data == "external" else op.linkage.linkage.data
-            if op.no_inline is not None:
-                function.attributes.add("noinline")
+    with timed(log, "translate-to-llvm"):
+        return translate(module, machine.triple, str(machine.target_data))
 
 
 def optimize(ir_text: str, output: Output, kernels: Sequence[str], target: MachineOptions | None = None) -> str | bytes:

@@ -197,75 +197,107 @@ class _Worker:
         self.stderr.close()
 
 
-class WorkerPool:
-    """This process's worker: one at a time, for any thread (a lock), started on demand
-    or ahead of a compile (prestart), replaced when worn out or dead. Where none can
-    start, LLVM runs in this process, with a warning once."""
+LANES = min(2, len(os.sched_getaffinity(0)))
+"""Workers that run at once: a compile's pieces (stoicc_py.lowering.build) share the cores."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._worker: _Worker | None = None
-        self._in_process = False
 
-    def prestart(self) -> None:
-        """Start a worker now, so that its start overlaps the front end and passes."""
-        with self._lock:
-            self._started()
+class _Lane:
+    """One worker at a time, for any thread (a lock), started on demand or ahead of a
+    compile, replaced when worn out or dead; LLVM runs in this process where the pool
+    gave up starting workers."""
 
-    def _started(self) -> _Worker | None:
-        if self._worker is None and not self._in_process:
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.lock = threading.Lock()
+        self.worker: _Worker | None = None
+
+    def started(self) -> _Worker | None:
+        if self.worker is None and not self.pool.in_process:
             try:
-                self._worker = _Worker()
+                self.worker = _Worker()
             except OSError as e:
-                self._give_up(f"cannot start it ({e})")
-        return self._worker
+                self.pool.give_up(f"cannot start it ({e})")
+        return self.worker
 
-    def _give_up(self, why: str) -> None:
-        log.warning("LLVM runs in this process, which grows with every compile: the LLVM worker %s", why)
-        self._in_process = True
-        self._drop()
+    def drop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
 
-    def _drop(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-
-    def optimize(self, ir_text: str, output: Output, options: MachineOptions) -> Result:
-        """optimize() for `options`' machine, in the worker; WorkerDied if LLVM crashed on this IR."""
-        request = (options, ir_text, output)
-        with self._lock:
-            try:
-                return self._run(request)
-            except WorkerDied:  # it may have died idle (killed, out of memory): once more in a fresh one
-                return self._run(request)
+    def optimize(self, request: tuple[MachineOptions, str, Output]) -> Result:
+        try:
+            return self._run(request)
+        except WorkerDied:  # it may have died idle (killed, out of memory): once more in a fresh one
+            return self._run(request)
 
     def _run(self, request: tuple[MachineOptions, str, Output]) -> Result:
-        worker = self._started()
+        worker = self.started()
         if worker is not None and not worker.wait_ready():
-            self._give_up(f"did not start ({worker.death(0)})")
+            self.pool.give_up(f"did not start ({worker.death(0)})")
             worker = None
         if worker is None:
-            return optimize(*request)
+            with self.pool.in_process_lock:  # LLVM's global context is this process's
+                return optimize(*request)
         try:
             reply = worker.call(request)
         except BaseException:  # dead, or interrupted mid-job: the pipes are out of step
-            self._drop()
+            self.drop()
             raise
         if worker.worn():
-            self._drop()
-            self._started()  # the next compile finds it started
+            self.drop()
+            self.started()  # the next compile finds it started
         return _result(reply)
+
+
+class WorkerPool:
+    """This process's workers, one per lane (LANES): a job takes a free lane, or waits
+    for the first. Where no worker can start, LLVM runs in this process, with a warning once."""
+
+    def __init__(self, lanes: int = LANES) -> None:
+        self.lanes = [_Lane(self) for _ in range(lanes)]
+        self.in_process = False
+        self.in_process_lock = threading.Lock()
+
+    @property
+    def _worker(self) -> _Worker | None:
+        """The first lane's worker (the one a lone compile uses)."""
+        return self.lanes[0].worker
+
+    def prestart(self) -> None:
+        """Start the workers now, so that their start overlaps the front end and passes."""
+        for lane in self.lanes:
+            with lane.lock:
+                lane.started()
+
+    def give_up(self, why: str) -> None:
+        if not self.in_process:
+            log.warning("LLVM runs in this process, which grows with every compile: the LLVM worker %s", why)
+        self.in_process = True
+        for lane in self.lanes:
+            lane.drop()
+
+    def optimize(self, ir_text: str, output: Output, options: MachineOptions) -> Result:
+        """optimize() for `options`' machine, in a worker; WorkerDied if LLVM crashed on this IR."""
+        request = (options, ir_text, output)
+        for lane in self.lanes:
+            if lane.lock.acquire(blocking=False):
+                try:
+                    return lane.optimize(request)
+                finally:
+                    lane.lock.release()
+        with self.lanes[0].lock:
+            return self.lanes[0].optimize(request)
 
     def shutdown(self) -> None:
         """At exit: no lock, which a daemon thread may hold mid-job."""
-        if (worker := self._worker) is not None:
-            worker.proc.kill()
-            worker.proc.wait()
+        for lane in self.lanes:
+            if (worker := lane.worker) is not None:
+                worker.proc.kill()
+                worker.proc.wait()
 
     def after_fork(self) -> None:
-        """A forked child shares the parent's worker pipes: it gets its own worker."""
-        self._lock = threading.Lock()
-        self._worker = None
+        """A forked child shares the parent's worker pipes: it gets its own workers."""
+        self.lanes = [_Lane(self) for _ in self.lanes]
 
 
 def _result(reply: tuple[Any, ...]) -> Result:
