@@ -382,7 +382,17 @@ def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    stream_rows(b, op, StreamKernel(op.lhs, op.rhs, out, shape.width), kernel, (whole, m), shape.rows)
+    stream = StreamKernel(op.lhs, op.rhs, out, shape.width)
+
+    def rest(b: LoopBuilder) -> Sequence[SSAValue]:
+        stream_rows(b, op, stream, kernel, (whole, m), shape.rows)
+        return ()
+
+    # Under `if` there are rows left, so no loop of theirs is top-level: mark-parallel-loops
+    # would prove their n-tiles independent, and a kernel whose parallel loop looks largest
+    # runs whole on the native pool (parallelize_loops.calls_pool), losing the row split of
+    # calls of 32 rows or more, whose register blocks' loops it cannot split.
+    b.if_(b.insert(arith.CmpiOp(m, whole, "ugt")), rest, ())
 
 
 STREAM_COLUMNS = 2048

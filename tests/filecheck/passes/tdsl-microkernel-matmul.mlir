@@ -7,7 +7,8 @@
 // whole vector of n = 20 scalar dot products. The rows left (fewer than 3) take the
 // streaming form, in groups of 2 then 1: per step of 8 rows of b (a k remainder one at a
 // time), each row's 8 elements of a are broadcast once, then each vector of out is
-// loaded, takes 8 FMAs with the rows of b loaded once for the group, and is stored.
+// loaded, takes 8 FMAs with the rows of b loaded once for the group, and is stored;
+// under `if` there are rows left (so that no loop of theirs is top-level).
 
 // CHECK-LABEL: func.func @matmul
 // CHECK:         %[[M:.*]] = memref.dim %a
@@ -33,6 +34,8 @@
 // CHECK:                 scf.for %k_1 = {{.*}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 // CHECK:             scf.for %i_2 = %{{.*}} to %[[WHOLE]]
 // CHECK:                 scf.for %k_2 = {{.*}} -> (f32) {
+// CHECK:         %[[LEFT:.*]] = arith.cmpi ugt, %[[M]], %[[WHOLE]] : index
+// CHECK-NEXT:    scf.if %[[LEFT]] {
 // CHECK:         scf.for %i_3 = %[[WHOLE]] to %[[M]]
 // CHECK:           memref.store %{{.*}}, %out[%i_3, %j_4]
 // CHECK:         scf.for %i_4 = %[[WHOLE]] to %[[PAIRS:.*]] step %[[TWO]] {
