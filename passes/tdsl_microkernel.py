@@ -10,6 +10,10 @@ column blocks; the ragged edges of m and n use 1-row and 1-column kernels, a
 ragged k a scalar tail. The epilogue (bias, activation) runs on each finished
 n-tile.
 
+`matmul(a, b)` with b stored [k, n] takes the outer-product form (AxpyKernel) over its
+whole blocks of rows, and the rows left (a GEMV's one) the streaming form (StreamKernel),
+which reads b along whole rows.
+
 With `bf16` (a target with AVX-512 BF16) a product of bf16 x and bf16 w steps with
 vdpbf16ps instead: each accumulator lane adds the products of a pair of adjacent k
 columns, so the rows of x and w, contiguous along k, are its operands as stored (no
