@@ -10,6 +10,10 @@ column blocks; the ragged edges of m and n use 1-row and 1-column kernels, a
 ragged k a scalar tail. The epilogue (bias, activation) runs on each finished
 n-tile.
 
+`matmul(a, b)` with b stored [k, n] takes the outer-product form (AxpyKernel) over its
+whole blocks of rows, and the rows left (a GEMV's one) the streaming form (StreamKernel),
+which reads b along whole rows.
+
 With `bf16` (a target with AVX-512 BF16) a product of bf16 x and bf16 w steps with
 vdpbf16ps instead: each accumulator lane adds the products of a pair of adjacent k
 columns, so the rows of x and w, contiguous along k, are its operands as stored (no
@@ -227,9 +231,10 @@ Emit = Callable[[LoopBuilder, Shape, SSAValue, SSAValue], None]
 
 
 def register_blocks(b: LoopBuilder, shape: Shape, rows: tuple[SSAValue, SSAValue], cols: tuple[SSAValue, SSAValue],
-                    emit: Emit, cols_outer: str = "") -> None:  # fmt: skip
+                    emit: Emit, cols_outer: str = "", whole_rows: bool = False) -> None:  # fmt: skip
     """emit(b, block, i, j) over rows x cols: `shape` blocks, then 1-row, 1-column and
-    1x1 blocks at the ragged edges. Loops run rows (i) outside columns (j), or, with
+    1x1 blocks at the ragged edges (no 1-row blocks with `whole_rows`: the rows are a
+    multiple of shape.rows). Loops run rows (i) outside columns (j), or, with
     `cols_outer` naming the column loop, columns outside rows (so that a block of
     weight rows stays in cache while every block of x passes)."""
     edge_rows, edge_cols = Shape(shape.width, 1, shape.cols), Shape(shape.width, shape.rows, 1)
@@ -247,7 +252,10 @@ def register_blocks(b: LoopBuilder, shape: Shape, rows: tuple[SSAValue, SSAValue
     def row_block(s: Shape, t: Shape) -> Body:
         return lambda b, i: blocks(b, *cols, s.cols, lambda b, j: emit(b, s, i, j), lambda b, j: emit(b, t, i, j), "j")
 
-    blocks(b, *rows, shape.rows, row_block(shape, edge_cols), row_block(edge_rows, corner), "i")
+    if whole_rows:
+        for_(b, *rows, shape.rows, row_block(shape, edge_cols), "i")
+    else:
+        blocks(b, *rows, shape.rows, row_block(shape, edge_cols), row_block(edge_rows, corner), "i")
 
 
 def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: SSAValue | None = None) -> None:
@@ -315,9 +323,10 @@ class AxpyKernel:
         for s, (r, c) in enumerate((r, c) for r in rows for c in outs):
             b.b.insert(vector.StoreOp(sums[s], self.out, [r, c]))
 
-    def scalar_columns(self, b: LoopBuilder, m: SSAValue, cols: tuple[SSAValue, SSAValue], k0: SSAValue,
-                       k1: SSAValue) -> None:  # fmt: skip
-        """b's columns cols[0]..cols[1] (past the last whole vector), one dot product each."""
+    def scalar_columns(self, b: LoopBuilder, rows: tuple[SSAValue, SSAValue], cols: tuple[SSAValue, SSAValue],
+                       k0: SSAValue, k1: SSAValue) -> None:  # fmt: skip
+        """b's columns cols[0]..cols[1] (past the last whole vector) in rows rows[0]..rows[1],
+        one dot product each."""
 
         def dot(b: LoopBuilder, i: SSAValue, c: SSAValue) -> None:
             def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -327,13 +336,14 @@ class AxpyKernel:
             (total,) = b.loop(k0, k1, b.index(1), step, [b.load(self.out, [i, j])], name="k")
             b.store(total, self.out, [i, j])
 
-        TileNest(b, self.out, b.index(0), m, *cols).each(dot)
+        TileNest(b, self.out, *rows, *cols).each(dot)
 
 
 def axpy_panel(b: LoopBuilder, shape: Shape, kernel: AxpyKernel, m: SSAValue, cols: tuple[SSAValue, SSAValue],
-               k_size: SSAValue, tk: int) -> None:  # fmt: skip
+               k_size: SSAValue, tk: int, whole_rows: bool = False) -> None:  # fmt: skip
     """kernel's register blocks over rows 0..m and b's columns cols[0]..cols[1] (cols[0]
-    a multiple of the vector width), k-tiles of tk; the output already holds the sums so far."""
+    a multiple of the vector width), k-tiles of tk; the output already holds the sums so far.
+    `whole_rows`: m is a multiple of shape.rows (no 1-row edge kernels)."""
     lo, hi = cols
     end = floor_to(b, lo, hi, shape.width)  # where the whole vectors end
     width = b.index(shape.width)
@@ -341,8 +351,9 @@ def axpy_panel(b: LoopBuilder, shape: Shape, kernel: AxpyKernel, m: SSAValue, co
     def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
         k1 = span(b, k0, tk, k_size)
         vectors = (b.div(lo, width), b.div(end, width))
-        register_blocks(b, shape, (b.index(0), m), vectors, lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1))
-        kernel.scalar_columns(b, m, (end, hi), k0, k1)
+        emit: Emit = lambda b, s, i, j: kernel.emit(b, s, i, j, k0, k1)  # noqa: E731
+        register_blocks(b, shape, (b.index(0), m), vectors, emit, whole_rows=whole_rows)
+        kernel.scalar_columns(b, (b.index(0), m), (end, hi), k0, k1)
 
     for_(b, b.index(0), k_size, tk, k_tile, "k0")
 
@@ -353,10 +364,11 @@ def axpy_tile(shape: Shape, tn: int) -> int:
 
 
 def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
-    """Replace a bufferized dense f32 matmul by AxpyKernel's register blocks: n-tiles
-    (a panel of b of tk x tn stays in cache), k-tiles, row blocks, vector-column blocks;
-    1-row and 1-vector kernels at the ragged edges, scalar dot products for the last
-    columns when n is not a multiple of the vector width."""
+    """Replace a bufferized dense f32 matmul by AxpyKernel's register blocks over its whole
+    blocks of shape.rows rows: n-tiles (a panel of b of tk x tn stays in cache), k-tiles,
+    row blocks, vector-column blocks; 1-vector kernels at the ragged column edge, scalar dot
+    products for the last columns when n is not a multiple of the vector width. The rows
+    left (all of them below shape.rows: a GEMV) take StreamKernel."""
     out = op.out
     assert out is not None
     _tm, tn, tk = op.tile_sizes or TARGET_TILES["cpu"][tdsl.MatmulOp]
@@ -364,15 +376,113 @@ def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
     kernel = AxpyKernel(op.lhs, op.rhs, out)
     b = before(op)
     m, k_size, n = b.size(op.lhs, 0), b.size(op.lhs, 1), b.size(out, 1)
+    whole = floor_to(b, b.index(0), m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile = TileNest(b, out, b.index(0), whole, j0, j1)
         tile.zero()
-        axpy_panel(b, shape, kernel, m, (j0, j1), k_size, tk)
+        axpy_panel(b, shape, kernel, whole, (j0, j1), k_size, tk, whole_rows=True)
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
+    stream = StreamKernel(op.lhs, op.rhs, out, shape.width)
+
+    def rest(b: LoopBuilder) -> Sequence[SSAValue]:
+        stream_rows(b, op, stream, kernel, (whole, m), shape.rows)
+        return ()
+
+    # Under `if` there are rows left, so no loop of theirs is top-level: mark-parallel-loops
+    # would prove their n-tiles independent, and a kernel whose parallel loop looks largest
+    # runs whole on the native pool (parallelize_loops.calls_pool), losing the row split of
+    # calls of 32 rows or more, whose register blocks' loops it cannot split.
+    b.if_(b.insert(arith.CmpiOp(m, whole, "ugt")), rest, ())
+
+
+STREAM_COLUMNS = 2048
+"""Columns per n-tile of StreamKernel: each step reads 8 KB runs of `depth` rows of b (two
+pages each: wider tiles measured no faster on the Zen 4, 1024 slower at 1x4096x4096)."""
+
+STREAM_DEPTH = 8
+"""Rows of b per StreamKernel step at most: 16 FMAs a loaded vector of out at M = 1 measured
+slower than 8 (16 streams of b), 4 slower too (a load and a store of out per 4 FMAs)."""
+
+STREAM_BROADCASTS = 16
+"""Vector registers a StreamKernel step holds broadcast elements of a in (rows x depth):
+half the register file, the rest for the loaded rows of b and the accumulators."""
+
+
+def offsets(b: LoopBuilder, base: SSAValue, count: int) -> list[SSAValue]:
+    """base, base + 1, .., base + count - 1."""
+    return [base] + [b.add(base, b.index(t)) for t in range(1, count)]
+
+
+@dataclass
+class StreamKernel:
+    """out[i:i+rows, cols] += a[i:i+rows, :] @ b[:, cols] for fewer rows than a register
+    block (the axpy form): per step of `depth` rows of b, each row's a[r, k:k+depth] is
+    broadcast once; then each vector of out is loaded, takes `depth` FMAs (one load of
+    each of those rows of b, shared by the rows of out) and is stored. b streams along
+    whole rows, `depth` at a time, where a 1-row register block would read a few vectors
+    of each row, N*4 bytes apart. Each output sums over k in order from zero, as
+    AxpyKernel's and the scalar columns' do, so a row's bits do not depend on its kernel."""
+
+    a: SSAValue
+    b: SSAValue
+    out: SSAValue
+    width: int
+
+    def emit(self, b: LoopBuilder, i: SSAValue, rows: int, k_size: SSAValue, cols: tuple[SSAValue, SSAValue]) -> None:
+        """Rows i..i+rows, columns cols[0]..cols[1] (whole vectors)."""
+        depth = max(1, min(STREAM_DEPTH, STREAM_BROADCASTS // rows))
+        end = floor_to(b, b.index(0), k_size, depth) if depth > 1 else k_size
+        for_(b, b.index(0), end, depth, lambda b, k: self.step(b, offsets(b, i, rows), offsets(b, k, depth), cols), "k")
+        if depth > 1:
+            for_(b, end, k_size, 1, lambda b, k: self.step(b, offsets(b, i, rows), [k], cols), "k")
+
+    def step(self, b: LoopBuilder, rows: list[SSAValue], ks: list[SSAValue], cols: tuple[SSAValue, SSAValue]) -> None:
+        xs = [[b.splat_value(b.load(self.a, [r, k]), self.width) for k in ks] for r in rows]
+
+        def column(b: LoopBuilder, j: SSAValue) -> None:
+            ws = [b.vload(self.b, [k, j], self.width) for k in ks]
+            for r, x in zip(rows, xs):
+                acc = b.vload(self.out, [r, j], self.width)
+                for xv, wv in zip(x, ws):
+                    acc = b.insert(vector.FMAOp(xv, wv, acc))
+                b.vstore(acc, self.out, [r, j])
+
+        for_(b, *cols, self.width, column, "j")
+
+
+def stream_rows(b: LoopBuilder, op: tdsl.MatmulOp, stream: StreamKernel, kernel: AxpyKernel,
+                rows: tuple[SSAValue, SSAValue], block_rows: int) -> None:  # fmt: skip
+    """Rows rows[0]..rows[1] (fewer than block_rows) of op by StreamKernel, per n-tile of
+    STREAM_COLUMNS: in groups of the powers of two below block_rows, largest first (5
+    rows: 4 + 1), so that each group reads b once; scalar dot products for the columns
+    past the last whole vector; then the epilogue."""
+    out = op.out
+    assert out is not None
+    k_size, n = b.size(op.lhs, 1), b.size(out, 1)
+    groups = [1 << p for p in reversed(range((block_rows - 1).bit_length()))]
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, STREAM_COLUMNS, n)
+        tile = TileNest(b, out, *rows, j0, j1)
+        tile.zero()
+        vectors = (j0, floor_to(b, j0, j1, stream.width))
+
+        def group(size: int) -> Body:
+            return lambda b, i: stream.emit(b, i, size, k_size, vectors)
+
+        lo = rows[0]
+        for size in groups:
+            hi = floor_to(b, lo, rows[1], size) if size > 1 else rows[1]
+            for_(b, lo, hi, size, group(size), "i")
+            lo = hi
+        kernel.scalar_columns(b, rows, (vectors[1], j1), b.index(0), k_size)
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, STREAM_COLUMNS, n_tile, "j0")
 
 
 def lower_packed_linear(op: tdsl.LinearOp, shape: Shape, k_size: int, m: SSAValue) -> None:

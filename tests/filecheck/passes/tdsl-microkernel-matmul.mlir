@@ -1,16 +1,22 @@
 // RUN: stoicc opt %s -p 'tdsl-microkernel{width=8 rows=2 cols=3},canonicalize,cse' | filecheck %s
-// A dense f32 matmul (b stored [k, n]) becomes the outer-product microkernel: a block
-// of `cols` rows x `rows` vectors of columns (3 x 2 of <8 x f32> here) is loaded into
-// accumulators, each k step loads the b vectors once and broadcasts one a element per
-// row into FMAs, and the block is stored back: no reductions. Ragged rows take
-// 1-row blocks, a leftover vector 1-vector blocks, and the 4 columns past the last
-// whole vector of n = 20 scalar dot products.
+// A dense f32 matmul (b stored [k, n]) becomes the outer-product microkernel over its
+// whole blocks of rows: a block of `cols` rows x `rows` vectors of columns (3 x 2 of
+// <8 x f32> here) is loaded into accumulators, each k step loads the b vectors once and
+// broadcasts one a element per row into FMAs, and the block is stored back: no
+// reductions. A leftover vector takes 1-vector blocks, and the 4 columns past the last
+// whole vector of n = 20 scalar dot products. The rows left (fewer than 3) take the
+// streaming form, in groups of 2 then 1: per step of 8 rows of b (a k remainder one at a
+// time), each row's 8 elements of a are broadcast once, then each vector of out is
+// loaded, takes 8 FMAs with the rows of b loaded once for the group, and is stored;
+// under `if` there are rows left (so that no loop of theirs is top-level).
 
 // CHECK-LABEL: func.func @matmul
-// CHECK:         scf.for %j0 =
+// CHECK:         %[[M:.*]] = memref.dim %a
+// CHECK:         %[[WHOLE:.*]] = arith.subi %[[M]], %{{.*}} : index
+// CHECK:         scf.for %j0_1 = %j0 to
 // CHECK:           memref.store %{{.*}}, %out[%i, %j]
 // CHECK:           scf.for %k0 =
-// CHECK:             scf.for %i_1 = %{{.*}} to %{{.*}} step %[[THREE:.*]] {
+// CHECK:             scf.for %i_1 = %{{.*}} to %[[WHOLE]] step %[[THREE:.*]] {
 // CHECK:               scf.for %j_1 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
 // CHECK-COUNT-6:         vector.load %out
 // CHECK:                 scf.for %k = %k0 to %{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
@@ -26,10 +32,31 @@
 // CHECK-COUNT-6:         vector.store {{.*}}, %out
 // CHECK:               scf.for %j_2 =
 // CHECK:                 scf.for %k_1 = {{.*}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>) {
-// CHECK:             scf.for %i_2 =
-// CHECK:             scf.for %i_3 =
-// CHECK-NEXT:          scf.for %j_5 =
-// CHECK:                 scf.for %k_4 = {{.*}} -> (f32) {
+// CHECK:             scf.for %i_2 = %{{.*}} to %[[WHOLE]]
+// CHECK:                 scf.for %k_2 = {{.*}} -> (f32) {
+// CHECK:         %[[LEFT:.*]] = arith.cmpi ugt, %[[M]], %[[WHOLE]] : index
+// CHECK-NEXT:    scf.if %[[LEFT]] {
+// CHECK:         scf.for %i_3 = %[[WHOLE]] to %[[M]]
+// CHECK:           memref.store %{{.*}}, %out[%i_3, %j_4]
+// CHECK:         scf.for %i_4 = %[[WHOLE]] to %[[PAIRS:.*]] step %[[TWO]] {
+// CHECK:           scf.for %k_3 = %{{.*}} to %{{.*}} step %[[EIGHT:.*]] {
+// CHECK-COUNT-16:    vector.broadcast
+// CHECK-NEXT:        scf.for %j_5 = %{{.*}} to %{{.*}} step %[[EIGHT]] {
+// CHECK-COUNT-8:       vector.load %b
+// CHECK-NEXT:          vector.load %out[%i_4, %j_5]
+// CHECK-COUNT-8:       vector.fma
+// CHECK-NEXT:          vector.store %{{.*}}, %out[%i_4, %j_5]
+// CHECK-NEXT:          vector.load %out
+// CHECK-COUNT-8:       vector.fma
+// CHECK-NEXT:          vector.store
+// CHECK-NEXT:        }
+// CHECK:           scf.for %k_4 =
+// CHECK:         scf.for %i_5 = %[[PAIRS]] to %[[M]] step
+// CHECK:           scf.for %k_5 = %{{.*}} to %{{.*}} step %[[EIGHT]] {
+// CHECK:           scf.for %k_6 =
+// CHECK:         scf.for %i_6 = %[[WHOLE]] to %[[M]]
+// CHECK:           scf.for %k_7 = {{.*}} -> (f32) {
+// CHECK-NOT:     vector.reduction
 func.func @matmul(%a: memref<?x5xf32>, %b: memref<5x20xf32>, %out: memref<?x20xf32>) {
   tdsl.matmul %a, %b into %out {tile = array<i64: 16, 16, 4>} : memref<?x5xf32>, memref<5x20xf32> into memref<?x20xf32>
   func.return
