@@ -114,7 +114,8 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     rest = passes(Stage.LLVM, after=Stage.OPT)
     cut = rest.index(PER_FUNCTION_AFTER) + 1
     run_passes(lowered, ",".join(rest[:cut]))
-    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)))
+    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)),
+                    one_row_pool=calls_pool(lowered, abi.symbol, False))
             for abi in abis]  # fmt: skip
     kernels = [abi.name for abi in abis]
     with ThreadPoolExecutor(1, thread_name_prefix="stoicc-llvm") as llvm_thread:
