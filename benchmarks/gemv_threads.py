@@ -93,7 +93,9 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
     want = {x_is: x_as.astype(np.float64) @ dense.astype(np.float64).T for x_is, x_as in (("read", x_read), ("f32", x))}
     calls = {"ours": partial(generic, x, weight.arg), "static": partial(static, x, weight.arg)}
     calls |= {name: partial(call, x) for name, call in _peers(dense).items()}
-    rows = {t: {"format": fmt.key, "n": n, "k": k, "threads": t, "bytes": weight.bytes["total"]} for t in THREADS}
+    rows: dict[int, dict[str, Any]] = {
+        t: {"format": fmt.key, "n": n, "k": k, "threads": t, "bytes": weight.bytes["total"]} for t in THREADS
+    }
     first: dict[str, Any] = {}
     for threads in THREADS:
         generic.threads = static.threads = threads
@@ -101,7 +103,9 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
             for name, call in calls.items():
                 got = np.asarray(call())
                 ours = name in ("ours", "static")
-                rows[threads][f"{name}_ok"], rows[threads][f"{name}_error"] = check(got, want["read" if ours else "f32"], RTOL)
+                rows[threads][f"{name}_ok"], rows[threads][f"{name}_error"] = check(
+                    got, want["read" if ours else "f32"], RTOL
+                )
                 if ours:  # bit for bit as one thread
                     rows[threads][f"{name}_ok"] &= bool(np.array_equal(first.setdefault(name, got), got))
     for _ in range(rounds if timed else 0):
