@@ -1,14 +1,16 @@
-"""Decode GEMVs (M = 1) on 1 and 2 threads: our column split (abi.ColumnSplit) against numpy
-and torch f32 on the same threads (the `w4a8`, `w8a8`, `w8a8-g32` and `ternary-a8` kernels
-quantize x to int8 per call and multiply integers, checked against that rounded x times the
-weight), in GB/s of weight bytes (the packed buffers' bytes over
-the median call time; weights stay in cache between calls, so the small shapes are cache-
-resident and 4096 x 4096 f32 is not).
+"""Decode GEMVs (M = 1) on 1 and 2 threads, every weight-only format and the int8-activation
+ones (`w4a8`, `w8a8`, `w8a8-g32`, `ternary-a8` quantize x to int8 per call and multiply
+integers, checked against that rounded x times the weight), against numpy and torch f32 on
+the same threads: least call times in µs over rounds that alternate 1 and 2 threads in one
+process (the host is shared), and the one-thread GB/s of weight bytes (weights stay in
+cache between calls: the small shapes are cache-resident, 4096 x 4096 f32 is not).
 
-A call of one row splits only in a kernel whose weight's N is a size symbol
-(`w: f32[N, K] @ layout`); the `static` column is the same layout with N static, the kernel
-that `stoicc bench` times, on one thread. `--min-work W` sets parallel.MIN_COLUMN_WORK
-(multiply-adds per block) for this run, to see what a split costs below the threshold.
+Two kernels per format: `static` (N static, as `stoicc bench` and the models compile it)
+and `ours` (N a size symbol, which the Python column split, abi.ColumnSplit, may cut).
+Both split a GEMV's column tiles over the native pool where mark-parallel-loops proves
+them independent (abi.native_threads / abi.one_row_pool); each thread count's result is
+checked bit for bit against one thread's. `--min-work W` sets parallel.MIN_COLUMN_WORK
+(the Python split's multiply-adds per block) for this run.
 
     python -m stoicc_py.benchmarks.gemv_threads                 # the shapes and formats below
     python -m stoicc_py.benchmarks.gemv_threads --min-work 1 --json out.json
@@ -28,7 +30,7 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py import kernel as kernel_module
-from stoicc_py.benchmarks.kernels import Format, check, make_weight
+from stoicc_py.benchmarks.kernels import Format, check, hybrid_tile, make_weight
 from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, library_threads, time_calls
 from stoicc_py.cmdline import write_json
 from stoicc_py.packing.quant import fake_quantize
@@ -40,10 +42,12 @@ FORMATS = {
         Format("dense", "dense f32", ""),
         Format("int8", "int8 per-channel", "int8(axis=0)"),
         Format("int4", "int4 g32", "int4(group=32)"),
+        Format("int4-g128", "int4 g128", "int4(group=128)"),
         Format("nm24", "2:4 f32", "nm(2, 4)", sparse=True),
         # groups of S with Q count stored values: 16 of them span 32 columns
         Format("nm24-int4", "2:4 + int4 g32", "nm(2, 4) with int4(group=16)", sparse=True),
         Format("ternary", "ternary per-channel", "ternary(axis=0)"),
+        Format("hybrid50", "hybrid 50% 2:4", "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])", sparse=True),
         Format("int4-float", "int4 g32 zero=float (Q4_1 grid)", "int4(group=32, zero=float, scale=f16)"),
         # int8 activations quantized per call (as ggml's q8 activations): integer dot products
         Format("w4a8", "W4A8: int4 g32 (Q4_0 grid)", "int4(group=32, scale=f16)", PER_TOKEN),
@@ -52,16 +56,17 @@ FORMATS = {
         Format("ternary-a8", "ternary-A8 per-channel", "ternary(axis=0)", PER_TOKEN),
     )
 }
-SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (4096, 4096)]  # (N, K) of x [1, K] @ w[N, K]^T
-"""SmolLM2-135M's projections (q/o, k/v, gate/up, down) and a 4096 x 4096 matrix."""
+SHAPES = [(576, 576), (1536, 576), (576, 1536), (4096, 4096)]  # (N, K) of x [1, K] @ w[N, K]^T
+"""SmolLM2-135M's projections (q/o, gate/up, down) and a 4096 x 4096 matrix."""
 SMOKE_SHAPES = [(200, 64)]
 THREADS = (1, 2)
 RTOL = 1e-3
 
 
-def source(fmt: Format, n: int | str, k: int) -> str:
-    layout = f" @ {fmt.layout}" if fmt.layout else ""
-    return f"kernel f(x: f32[1, {k}], w: f32[{n}, {k}]{layout}) -> f32[1, {n}] {{ return {fmt.body} }}"
+def source(fmt: Format, dim: int | str, n: int, k: int) -> str:
+    """The GEMV kernel with N = `dim` (n, or a size symbol), a hybrid weight tiled for n x k."""
+    layout = f" @ {fmt.layout.format(tile=hybrid_tile(n, k))}" if fmt.layout else ""
+    return f"kernel f(x: f32[1, {k}], w: f32[{dim}, {k}]{layout}) -> f32[1, {dim}] {{ return {fmt.body} }}"
 
 
 def _peers(w: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -74,10 +79,13 @@ def _peers(w: np.ndarray[Any, Any]) -> dict[str, Any]:
     return peers
 
 
-def measure(fmt: Format, n: int, k: int, repeat: int, budget: float, timed: bool) -> list[dict[str, Any]]:
-    """One row per thread count: our symbolic-N kernel, the static one (1 thread), numpy, torch."""
+def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float, timed: bool) -> list[dict[str, Any]]:
+    """One row per thread count: our symbolic-N and static-N kernels, numpy, torch; checked
+    against float64 (and each kernel's two-thread result against its one-thread one, bit for
+    bit), then timed in `rounds` rounds that alternate the thread counts (A/B in one process
+    on a loaded host): `_us` the least round median, `_best_us` the least call."""
     rng = np.random.default_rng(0)
-    generic, static = (stoicc_py.compile(source(fmt, dim, k)).f for dim in ("N", n))
+    generic, static = (stoicc_py.compile(source(fmt, dim, n, k)).f for dim in ("N", n))
     weight = make_weight(fmt, generic, n, k, rng)
     dense = weight.arg if isinstance(weight.arg, np.ndarray) else weight.arg.dequantize()
     x = rng.standard_normal((1, k)).astype(np.float32)
@@ -85,37 +93,49 @@ def measure(fmt: Format, n: int, k: int, repeat: int, budget: float, timed: bool
     want = {x_is: x_as.astype(np.float64) @ dense.astype(np.float64).T for x_is, x_as in (("read", x_read), ("f32", x))}
     calls = {"ours": partial(generic, x, weight.arg), "static": partial(static, x, weight.arg)}
     calls |= {name: partial(call, x) for name, call in _peers(dense).items()}
-    rows = []
+    rows: dict[int, dict[str, Any]] = {
+        t: {"format": fmt.key, "n": n, "k": k, "threads": t, "bytes": weight.bytes["total"]} for t in THREADS
+    }
+    first: dict[str, Any] = {}
     for threads in THREADS:
         generic.threads = static.threads = threads
-        row: dict[str, Any] = {"format": fmt.key, "n": n, "k": k, "threads": threads, "bytes": weight.bytes["total"]}
         with library_threads(threads):
             for name, call in calls.items():
-                if name == "static" and threads > 1:
-                    continue  # a static N has no columns to rebind: the call runs whole
-                ok, error = check(np.asarray(call()), want["read" if name in ("ours", "static") else "f32"], RTOL)
-                row[f"{name}_ok"], row[f"{name}_error"] = ok, error
-                if timed:
+                got = np.asarray(call())
+                ours = name in ("ours", "static")
+                rows[threads][f"{name}_ok"], rows[threads][f"{name}_error"] = check(
+                    got, want["read" if ours else "f32"], RTOL
+                )
+                if ours:  # bit for bit as one thread
+                    rows[threads][f"{name}_ok"] &= bool(np.array_equal(first.setdefault(name, got), got))
+    for _ in range(rounds if timed else 0):
+        for threads in THREADS:
+            generic.threads = static.threads = threads
+            row = rows[threads]
+            with library_threads(threads):
+                for name, call in calls.items():
                     stats = time_calls(call, repeat, budget, None)
-                    row[f"{name}_us"], row[f"{name}_best_us"] = stats.median_s * 1e6, stats.min_s * 1e6
-        rows.append(row)
-    return rows
+                    for key, value in ((f"{name}_us", stats.median_s), (f"{name}_best_us", stats.min_s)):
+                        row[key] = min(row.get(key, np.inf), value * 1e6)
+    return list(rows.values())
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """GB/s of weight bytes (dense f32 bytes for the peers) at the median time per format, shape
-    and thread count; 2t/1t: our speed-up at the median and (in brackets) at the best times."""
+    """The least call time (µs) per kernel, format, shape and thread count, our two-thread
+    speed-ups at those minima (and, in brackets, at the least round medians), and the
+    one-thread static kernel's GB/s of weight bytes at its minimum."""
     peers = [p for p in ("numpy f32", "torch f32") if f"{p}_us" in rows[0]]
-    head = ["format", "1 x N x K", "weight MB", "static 1t", "ours 1t", "ours 2t", "2t/1t (best)"]
+    head = ["format", "1 x N x K", "weight MB", "GB/s 1t"]
+    head += [f"{kernel} {t}t" for kernel in ("static", "ours") for t in (*THREADS, "2/1")]
     head += [f"{p} {t}t" for p in peers for t in THREADS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for one, two in zip(rows[::2], rows[1::2]):
-        gbs = lambda us, nbytes=one["bytes"]: f"{nbytes / us / 1e3:.1f}"  # noqa: E731
-        f32 = one["n"] * one["k"] * 4
-        cells = [one["format"], f"1x{one['n']}x{one['k']}", f"{one['bytes'] / 1e6:.2f}", gbs(one["static_us"]),
-                 gbs(one["ours_us"]), gbs(two["ours_us"]),
-                 f"{one['ours_us'] / two['ours_us']:.2f}x ({one['ours_best_us'] / two['ours_best_us']:.2f}x)"]  # fmt: skip
-        cells += [gbs(r[f"{p}_us"], f32) for p in peers for r in (one, two)]
+        cells = [one["format"], f"1x{one['n']}x{one['k']}", f"{one['bytes'] / 1e6:.2f}",
+                 f"{one['bytes'] / one['static_best_us'] / 1e3:.1f}"]  # fmt: skip
+        for kernel in ("static", "ours"):
+            best, median = (one[f"{kernel}{s}_us"] / two[f"{kernel}{s}_us"] for s in ("_best", ""))
+            cells += [f"{r[f'{kernel}_best_us']:,.1f}" for r in (one, two)] + [f"{best:.2f}x ({median:.2f}x)"]
+        cells += [f"{r[f'{p}_best_us']:,.1f}" for p in peers for r in (one, two)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -124,13 +144,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_script_options(parser, FORMATS, repeat=200)
     parser.add_argument("--min-work", type=int, help="parallel.MIN_COLUMN_WORK for this run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds alternating 1 and 2 threads")
     args = parser.parse_args()
     formats = chosen_formats(parser, args.formats, FORMATS)
     if args.min_work is not None:
         kernel_module.MIN_COLUMN_WORK = args.min_work
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
-    rows = [r for key in formats for n, k in shapes for r in measure(FORMATS[key], n, k, args.repeat, args.budget,
-                                                                       not args.smoke)]  # fmt: skip
+    rows = [r for key in formats for n, k in shapes for r in measure(FORMATS[key], n, k, args.rounds, args.repeat,
+                                                                       args.budget, not args.smoke)]  # fmt: skip
     failed = [r for r in rows if not all(v for name, v in r.items() if name.endswith("_ok"))]
     print(json.dumps(rows, indent=1) if args.smoke else table(rows))
     if args.json:

@@ -9,7 +9,8 @@ the loop also uses), has the identity layout, and each of its accesses stays on 
 axis inside the iteration's tile [j0, min(j0 + step, ub)) (the column tiles of a
 linear, the rows of an elementwise op). Index bounds are followed through constant
 offsets, `minui`, the loops nested in the tile and the register blocks' tail pattern
-`e - (e - lb) % s` (a loop of step s from lb to it never passes e). Ops other than
+`e - (e - lb) % s` (a loop of step s from lb to it never passes e; nor does one whose
+step divides s). Ops other than
 pure arithmetic, loads, stores, local allocations and structured control flow
 (calls) keep the loop serial. A buffer that a loop fills whole in every iteration
 (2:4's panel scratch) is not privatised: that loop stays serial.
@@ -96,9 +97,17 @@ class _Tile:
         if step is None or step < 1:
             return (None, None)
         low, (_, high) = self.bounds(loop.lb)[0], self.bounds(loop.ub)
-        tail = _tail(loop.ub.owner) if isinstance(loop.ub.owner, arith.SubiOp) else None
-        aligned = tail is not None and tail[0] == loop.lb and tail[1] == step
-        return (low, None if high is None else high + (step if aligned else 1))
+        return (low, None if high is None else high + (step if self._whole_steps(loop, step) else 1))
+
+    def _whole_steps(self, loop: scf.ForOp, step: int) -> bool:
+        """Whether ub - lb is a multiple of `step`, so that the last iteration starts at ub - step:
+        ub is a tail end `e - (e - lb) % s` (the quantized kernels' two-column blocks end
+        where the one-row edge's four-column ones do), or the tile's end [j0, min(j0 + S, UB))
+        of a loop whose constant bounds and step S are multiples of `step` (a static N)."""
+        if isinstance(loop.ub.owner, arith.SubiOp) and (tail := _tail(loop.ub.owner)) is not None:
+            return tail[0] == loop.lb and tail[1] % step == 0
+        outer = (constant(v) for v in (self.loop.lb, self.loop.ub, self.loop.step))
+        return loop.lb == self.j0 and self.is_end(loop.ub) and all(c is not None and c % step == 0 for c in outer)
 
 
 def _tail(op: arith.SubiOp) -> tuple[SSAValue, int] | None:

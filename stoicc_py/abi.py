@@ -127,6 +127,10 @@ class KernelABI:
     # Its loops split over the native thread pool themselves (passes/parallelize_loops.py):
     # a call is never split in Python, it sets the pool's threads and runs whole.
     native_threads: bool = False
+    # Its calls of one row (a GEMV) run whole on the pool likewise, though larger ones split
+    # in Python: it has pool loops, but its largest nests (2:4's row panels, which start at
+    # 32 rows) stay serial; one row runs the column-tile nest, which the pool splits.
+    one_row_pool: bool = False
 
     @property
     def symbol(self) -> str:
@@ -174,4 +178,5 @@ class KernelABI:
         return KernelABI(str(data["name"]), specs(data["params"]), specs(data["results"]), tuple(symbols),
                          split(RowSplit, data["row_split"]), split(ColumnSplit, data["column_split"]),
                          tuple(tuple(shape) for shape in temporaries), tuple((str(what), dim) for what, dim in limits),
-                         bool(data.get("check_bounds", False)), bool(data.get("native_threads", False)))  # fmt: skip
+                         bool(data.get("check_bounds", False)), bool(data.get("native_threads", False)),
+                         bool(data.get("one_row_pool", False)))  # fmt: skip

@@ -236,6 +236,7 @@ class _Bound(NamedTuple):
     shapes: tuple[tuple[int, ...], ...]
     one_block: bool  # too few rows to split in blocks: the common small call, no more work
     columns: bool  # one row, and enough columns and work to split by columns (abi.column_split)
+    native: bool  # run whole, the loops split over the native pool (abi.native_threads, abi.one_row_pool)
 
 
 _DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
@@ -329,7 +330,10 @@ class NativeKernel:
         shapes = tuple(result_shape(r, sizes) for r in self.abi.results)
         few_rows = split is None or sizes[split.symbol] < 2 * MIN_ROWS
         columns = few_rows and self._splits_columns(shapes, sizes)
-        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes, shapes, few_rows and not columns, columns)
+        one_row = all(math.prod(shape[:-1]) == 1 for shape in shapes)
+        native = self.abi.native_threads or (self.abi.one_row_pool and one_row and not self.abi.check_bounds)
+        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes, shapes, few_rows and not columns, columns,
+                       native)  # fmt: skip
         if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
             self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
             self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
@@ -361,7 +365,7 @@ class NativeKernel:
     def _run(self, inputs: Sequence[Array], bound: _Bound, args: Sequence[object]) -> Array | tuple[Array, ...]:
         outs = list(map(np.empty, bound.shapes, self._out_dtypes))
         bufs = [*inputs, *outs]  # alive across the calls, which release the GIL
-        if self.abi.native_threads:
+        if bound.native:
             use_threads(self._threads or get_threads())
             self._fn(*data_pointers(bufs), *bound.values)
         elif self.abi.check_bounds:

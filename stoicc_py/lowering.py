@@ -112,7 +112,8 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     lowered = run_passes(module.clone(), ",".join(passes(Stage.OPT)))
     abis = _abis(lowered, options)
     run_passes(lowered, ",".join(passes(Stage.PTR, after=Stage.OPT)))
-    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)))
+    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)),
+                    one_row_pool=calls_pool(lowered, abi.symbol, False))
             for abi in abis]  # fmt: skip
     kernels = [abi.name for abi in abis]
     with ThreadPoolExecutor(LANES, thread_name_prefix="stoicc-llvm") as llvm_thread:

@@ -72,8 +72,8 @@ def test_split_gemv_equals_whole_call_and_numpy(prog: stoicc_py.Program, name: s
         for _ in range(2):  # the checked call, then the quick path of a seen shape
             np.testing.assert_array_equal(kernel(x, w, b), whole)
     assert_close(whole, np.maximum(x @ dense.T + b, 0))
-    if name == "sq" or kernel.abi.native_threads:
-        assert not blocks  # sq's codec cannot cut its rows; a native split runs in compiled code
+    if name == "sq" or kernel.abi.native_threads or kernel.abi.one_row_pool:
+        assert not blocks  # sq's codec cannot cut its rows; a native split (one row on the pool) runs in compiled code
     else:
         assert blocks[-1] == [(0, 96), (96, 192), (192, 250)] and blocks[0] == [(0, 144), (144, 250)]
 
@@ -92,7 +92,7 @@ def test_tile_rows_set_the_granule(blocks: list[Any]) -> None:
     x = rand(rng, 1, K)
     kernel.threads = 2
     assert_close(kernel(x, w), x @ w.dequantize().T)
-    assert blocks == ([] if kernel.abi.native_threads else [[(0, unit), (unit, 2 * unit + 16)]])
+    assert blocks == ([] if kernel.abi.native_threads or kernel.abi.one_row_pool else [[(0, unit), (unit, 2 * unit + 16)]])
 
 
 def test_calls_of_several_rows_and_small_calls_stay_whole(prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,6 +130,6 @@ def test_kernels_without_independent_columns_do_not_split() -> None:
 def test_gemv_threads_benchmark_smoke(fmt: str) -> None:
     from stoicc_py.benchmarks.gemv_threads import FORMATS, SMOKE_SHAPES, measure
 
-    rows = measure(FORMATS[fmt], *SMOKE_SHAPES[0], repeat=1, budget=0.0, timed=False)
+    rows = measure(FORMATS[fmt], *SMOKE_SHAPES[0], rounds=1, repeat=1, budget=0.0, timed=False)
     assert [r["threads"] for r in rows] == [1, 2]
     assert all(v for r in rows for name, v in r.items() if name.endswith("_ok"))

@@ -1,0 +1,102 @@
+// RUN: stoicc opt %s -p mark-parallel-loops | filecheck %s
+
+// A quantized GEMV's column tile [j0, min(j0 + 8, n)): blocks of two columns j, j + 1 up to
+// the end of the tile's whole four-column steps (the one-row edge's blocks end there too),
+// e - (e - j0) % 4. Two divides four, so the last block starts at that end minus two and
+// its column j + 1 stays in the tile: marked.
+// CHECK-LABEL: func.func @two_columns_to_a_four_column_end
+// CHECK:         } {stoicc.parallel}
+
+// With a static N the tile's end is min(j0 + 48, 96): the outer loop's bounds and step are
+// multiples of two, so every tile holds whole two-column blocks: marked.
+// CHECK-LABEL: func.func @two_columns_static_tiles
+// CHECK:         } {stoicc.parallel}
+
+// Blocks of two up to a three-column end (or in tiles of 95 columns): a last block may
+// start one column before the end, and its j + 1 reach the next tile: serial.
+// CHECK-LABEL: func.func @two_columns_to_a_three_column_end
+// CHECK-NOT:     stoicc.parallel
+// CHECK-LABEL: func.func @two_columns_odd_static_tiles
+// CHECK-NOT:     stoicc.parallel
+
+func.func @two_columns_to_a_four_column_end(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c4 = arith.constant 4 : index
+  %c8 = arith.constant 8 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %c8 {
+    %e0 = arith.addi %j0, %c8 : index
+    %e = arith.minui %e0, %n : index
+    %span = arith.subi %e, %j0 : index
+    %rest = arith.remui %span, %c4 : index
+    %whole = arith.subi %e, %rest : index
+    scf.for %j = %j0 to %whole step %c2 {
+      %j1 = arith.addi %j, %c1 : index
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+      memref.store %f, %out[%c0, %j1] : memref<1x?xf32>
+    }
+  }
+  func.return
+}
+
+func.func @two_columns_static_tiles(%out: memref<1x96xf32>) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c48 = arith.constant 48 : index
+  %c96 = arith.constant 96 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %c96 step %c48 {
+    %e0 = arith.addi %j0, %c48 : index
+    %e = arith.minui %e0, %c96 : index
+    scf.for %j = %j0 to %e step %c2 {
+      %j1 = arith.addi %j, %c1 : index
+      memref.store %f, %out[%c0, %j] : memref<1x96xf32>
+      memref.store %f, %out[%c0, %j1] : memref<1x96xf32>
+    }
+  }
+  func.return
+}
+
+func.func @two_columns_to_a_three_column_end(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c8 = arith.constant 8 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %c8 {
+    %e0 = arith.addi %j0, %c8 : index
+    %e = arith.minui %e0, %n : index
+    %span = arith.subi %e, %j0 : index
+    %rest = arith.remui %span, %c3 : index
+    %whole = arith.subi %e, %rest : index
+    scf.for %j = %j0 to %whole step %c2 {
+      %j1 = arith.addi %j, %c1 : index
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+      memref.store %f, %out[%c0, %j1] : memref<1x?xf32>
+    }
+  }
+  func.return
+}
+
+func.func @two_columns_odd_static_tiles(%out: memref<1x96xf32>) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c48 = arith.constant 48 : index
+  %c95 = arith.constant 95 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %c95 step %c48 {
+    %e0 = arith.addi %j0, %c48 : index
+    %e = arith.minui %e0, %c95 : index
+    scf.for %j = %j0 to %e step %c2 {
+      %j1 = arith.addi %j, %c1 : index
+      memref.store %f, %out[%c0, %j] : memref<1x96xf32>
+      memref.store %f, %out[%c0, %j1] : memref<1x96xf32>
+    }
+  }
+  func.return
+}
