@@ -458,9 +458,9 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
 def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, row_cols: int,
                   panel: Shape | None = None) -> None:  # fmt: skip
     """Replace a bufferized integer linear by its vector kernel nest: with a `panel`
-    block, PanelKernel's over calls of PANEL_MIN_ROWS rows or more; else (and for the
-    columns past the panels' whole vectors) `shape` blocks over whole blocks of rows,
-    then 1 x `row_cols` blocks over the rows left."""
+    block, PanelKernel's over the whole blocks of rows of calls of PANEL_MIN_ROWS rows or
+    more; else (and for the rows left, and the columns past the panels' whole vectors)
+    `shape` blocks over whole blocks of rows, then 1 x `row_cols` blocks over the rows left."""
     out = op.out
     assert out is not None
     tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
@@ -497,30 +497,41 @@ PANEL_TILE = 4
 
 
 def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: Shape) -> SSAValue:
-    """Lower all rows the PanelKernel way in a call of PANEL_MIN_ROWS rows or more (the
-    panels' ragged columns by `shape`'s 1-column blocks); return where its rows end (0 or m).
-    An output is the same bits in either kernel (the same exact dot product, scaled alike),
-    so a call split by rows agrees with a whole one."""
+    """Lower the whole blocks of rows the PanelKernel way in a call of PANEL_MIN_ROWS rows
+    or more, in `block`s and `block.rows` x 1-vector ones (the panels' ragged columns by
+    `shape.rows` x 1-column dot-product blocks); return where these rows end. Only these
+    three blocks are emitted (the rows left go to the dot-product blocks, which exist for
+    short calls anyway), so a compile pays for little more code. An output is the same
+    bits in either kernel (the same exact dot product, scaled alike), so a call split by
+    rows agrees with a whole one."""
     out = op.out
     assert out is not None
     b = before(op)
     dot, m, n = kernel.dot, b.size(out, 0), b.size(out, 1)
-    rows = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(m, b.index(PANEL_MIN_ROWS), "uge")), m, b.index(0)))
-    end = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(rows, b.index(0), "ugt")), n, b.index(0)))  # no panel to pack
+    unit = math.lcm(block.rows, shape.rows)
+    enough = b.insert(arith.CmpiOp(m, b.index(max(PANEL_MIN_ROWS, unit)), "uge"))
+    rows = b.insert(arith.SelectOp(enough, floor_to(b, b.index(0), m, unit), b.index(0)))
+    end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
     alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [k_size // 4, tn]))
     alloc.name_hint = "panel"
     panel = PanelKernel(kernel.product, dot, alloc, kernel.offsets)
+    edge, ragged_columns = Shape(block.width, block.rows, 1), Shape(shape.width, shape.rows, 1)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
         jv = floor_to(b, j0, j1, dot.lanes)
         panel.pack(b, j0, jv)
         vectors = b.div(b.insert(arith.SubiOp(jv, j0)), b.index(dot.lanes))
-        register_blocks(b, block, (b.index(0), rows), (b.index(0), vectors),
-                        lambda b, s, i, j: panel.emit(b, s, i, j, j0))  # fmt: skip
-        register_blocks(b, Shape(shape.width, shape.rows, 1), (b.index(0), rows), (jv, j1), kernel.emit)
+
+        def row_block(b: LoopBuilder, i: SSAValue) -> None:
+            blocks(b, b.index(0), vectors, block.cols, lambda b, j: panel.emit(b, block, i, j, j0),
+                   lambda b, j: panel.emit(b, edge, i, j, j0), "j")  # fmt: skip
+
+        for_(b, b.index(0), rows, block.rows, row_block, "i")
+        for_(b, b.index(0), rows, shape.rows,
+             lambda b, i: for_(b, jv, j1, 1, lambda b, j: kernel.emit(b, ragged_columns, i, j), "j"), "i")  # fmt: skip
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
 
     for_(b, b.index(0), end, tn, n_tile, "j0")

@@ -1,7 +1,7 @@
 // RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true width=4 rows=2 cols=2 row_cols=4 panel_rows=2 panel_cols=1},canonicalize,cse' | filecheck %s
-// With VNNI, an integer product whose k is whole steps (here 2 of 16 bytes) runs calls
-// of 16 rows or more (else none: the n-tile loop ends at 0) in PanelKernel's
-// outer-product blocks. Per n-tile (4 column blocks of 1 vector: 16 columns), the
+// With VNNI, an integer product whose k is whole steps (here 2 of 16 bytes) runs the
+// whole 2-row blocks (ROWS) of calls of 16 rows or more (else none: the n-tile loop
+// ends at 0) in PanelKernel's outer-product blocks. Per n-tile (4 column blocks of 1 vector: 16 columns), the
 // weight's rows are packed as w + 128 (xor -128) into a panel [k/4, 16] of i32: a
 // step of 4 rows, transposed by shuffles so that panel[q, c] holds w[c, 4q..4q+3].
 // A 2-row x 1-vector block then steps by one panel load, one broadcast dword of each
@@ -9,8 +9,8 @@
 // subtracts its row's 128 * sum_k x and is stored, no reduction. Columns past the
 // panel's whole vectors (8 of 9) take the dot-product blocks.
 // CHECK-LABEL: func.func @panel
-// CHECK:         %[[ROWS:.*]] = arith.select %{{.*}}, %{{.*}}, %{{.*}} : index
-// CHECK:         %[[GO:.*]] = arith.cmpi ugt, %[[ROWS]], %{{.*}} : index
+// CHECK:         %[[GO:.*]] = arith.cmpi uge, %{{.*}}, %{{.*}} : index
+// CHECK:         %[[ROWS:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
 // CHECK-NEXT:    %[[END:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
 // CHECK-NEXT:    %panel = memref.alloc() {alignment = 64 : i64} : memref<8x16xi32>
 // CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<16xi8>
@@ -26,7 +26,7 @@
 // CHECK-COUNT-8:       vector.shuffle
 // CHECK-NEXT:          vector.store %{{.*}}, %panel[%[[Q0]], %[[C]]] : memref<8x16xi32>, vector<4xi32>
 // CHECK-COUNT-3:       vector.store %{{.*}}, %panel
-// CHECK:           scf.for %i_1 = %{{.*}} step %[[TWO:.*]] {
+// CHECK:           scf.for %i_1 = %{{.*}} to %[[ROWS]] step %[[TWO:.*]] {
 // CHECK-NEXT:        scf.for %j_1 =
 // CHECK:               %[[A0:.*]], %[[A1:.*]] = scf.for %q = {{.*}} -> (vector<4xi32>, vector<4xi32>) {
 // CHECK-NEXT:            %[[P:.*]] = vector.load %panel[%q, %{{.*}}] : memref<8x16xi32>, vector<4xi32>
@@ -46,15 +46,13 @@
 // CHECK-NEXT:          %[[OFFS:.*]] = vector.broadcast %[[OFF]] : i32 to vector<4xi32>
 // CHECK:               %[[OUT:.*]] = arith.subi %[[A0]], %[[OFFS]] : vector<4xi32>
 // CHECK:               vector.store %[[OUT]], %out[%i_1, %{{.*}}] : memref<?x9xi32>, vector<4xi32>
-// CHECK:           scf.for %i_2 =
-// CHECK:             scf.for %q_1 =
-// CHECK:           scf.for %i_3 =
-// CHECK-NEXT:        scf.for %j_3 = %[[JV]] to
-// CHECK:               vector.load %w[%j_3, %k_2]
+// CHECK:           scf.for %i_2 = %{{.*}} to %[[ROWS]] step %[[TWO]] {
+// CHECK-NEXT:        scf.for %j_2 = %[[JV]] to
+// CHECK:               vector.load %w[%j_2, %k_2]
 // CHECK:         memref.dealloc %panel : memref<8x16xi32>
-// The rows of a call below 16 (from ROWS: 0 or M) take the dot-product blocks.
+// The rows from ROWS on (all of a call below 16 rows) take the dot-product blocks.
 // CHECK:         scf.for %j0_1 =
-// CHECK:           scf.for %{{.*}} = %[[ROWS]] to
+// CHECK:           scf.for %i_3 = %[[ROWS]] to
 func.func @panel(%x: memref<?x32xi8>, %w: memref<9x32xi8>, %out: memref<?x9xi32>, %M: index) {
   tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 1024>} : memref<?x32xi8>, memref<9x32xi8> into memref<?x9xi32>
   func.return
