@@ -202,27 +202,29 @@ class Product:
         return k0, floor_to(b, k0, k1, step) if self.groups.tail(step) else k1, k1
 
 
-def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], cols: list[SSAValue], j: SSAValue,
-                  dots: Callable[[LoopBuilder, SSAValue], list[SSAValue]]) -> None:  # fmt: skip
-    """out[rows, j:j+len(cols)] from group g's exact dot products `dots(b, g)` (per row,
-    the columns' i32 vector): as they are, or scaled as Product says."""
+def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue, lanes: int,
+                  dots: Callable[[LoopBuilder, SSAValue], list[SSAValue]],
+                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue]) -> None:  # fmt: skip
+    """out[rows, j:j+lanes] from group g's exact dot products `dots(b, g)` (per row, the
+    columns' i32 vector): as they are, or scaled as Product says, by the columns' w
+    scales of group g, `w_scales(b, g)` (called only for a scaled product)."""
     if p.scales is None:
         for row, sums in zip(rows, dots(b, b.index(0))):
             b.vstore(sums, p.out, [row, j])
         return
-    x_scale, w_scale = p.scales
-    floats = VectorType(f32, [len(cols)])
+    x_scale = p.scales[0]
+    floats = VectorType(f32, [lanes])
 
     # Each output's f32 sum over groups runs in its own lane, in group order: the
     # same operations, so the same bits, as one scalar chain per output.
     def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-        sw = _vector_of(b, [w_scale(b, col, g) for col in cols])
+        sw = w_scales(b, g)
         return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots(b, g))]
 
     totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.splat(floats, 0.0)] * len(rows),
                     name="g")  # fmt: skip
     for row, total in zip(rows, totals):
-        b.vstore(b.fmul(b.splat_value(x_scale(b, row), len(cols)), total), p.out, [row, j])
+        b.vstore(b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
 
 
 @dataclass
@@ -236,7 +238,8 @@ class IntegerKernel:
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        store_results(b, self.product, rows, cols, j, lambda b, g: self._dots(b, rows, cols, g))
+        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g),
+                      lambda b, g: _vector_of(b, [self.product.scales[1](b, col, g) for col in cols]))  # type: ignore[index]  # fmt: skip
 
     def _dots(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
         """The exact dot products of group g: per row, the columns' as one i32 vector.
@@ -322,6 +325,9 @@ class PanelKernel:
     dot: Dot
     panel: SSAValue
     offsets: SSAValue
+    scales: SSAValue | None
+    """With a scaled product, f32 [tn]: the panel's columns' w scales, gathered as packed
+    (once per n-tile, not per block)."""
 
     def pack(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue) -> None:
         """w's rows j0..j1 (whole vectors of columns) into the panel's columns 0..j1-j0:
@@ -337,6 +343,10 @@ class PanelKernel:
                     b.vstore(v, self.panel, [b.add(first, b.index(q)), column])
 
             for_(b, b.index(0), b.index(k_size), dot.step, step, "k")
+            if self.scales is not None and self.product.scales is not None:
+                w_scale = self.product.scales[1]
+                sw = _vector_of(b, [w_scale(b, b.add(j, b.index(c)), b.index(0)) for c in range(dot.lanes)])
+                b.vstore(sw, self.scales, [b.insert(arith.SubiOp(j, j0))])
 
         for_(b, j0, j1, dot.lanes, columns, "j")
 
@@ -358,10 +368,15 @@ class PanelKernel:
                       name="q")  # fmt: skip
         offsets = [b.splat_value(b.load(self.offsets, [r, b.index(0)]), lanes) for r in rows]
         for c in range(shape.cols):
-            j = b.add(j0, b.add(first, b.index(c * lanes)))
+            column = b.add(first, b.index(c * lanes))
+            j = b.add(j0, column)
             sums = [b.insert(arith.SubiOp(accs[r * shape.cols + c], offsets[r])) for r in range(shape.rows)]
-            cols = [b.add(j, b.index(lane)) for lane in range(lanes)]
-            store_results(b, p, rows, cols, j, partial(_given, sums))
+            store_results(b, p, rows, j, lanes, partial(_given, sums), partial(self._scales, column))
+
+    def _scales(self, column: SSAValue, b: LoopBuilder, _g: SSAValue) -> SSAValue:
+        """The w scales of the panel's columns column.. (as pack gathered them)."""
+        assert self.scales is not None
+        return b.vload(self.scales, [column], self.dot.lanes)
 
 
 def _given(values: list[SSAValue], _b: LoopBuilder, _g: SSAValue) -> list[SSAValue]:
@@ -516,7 +531,11 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
     alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [k_size // 4, tn]))
     alloc.name_hint = "panel"
-    panel = PanelKernel(kernel.product, dot, alloc, kernel.offsets)
+    scales = None
+    if kernel.product.scales is not None:
+        scales = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, [tn]))
+        scales.name_hint = "panel_scales"
+    panel = PanelKernel(kernel.product, dot, alloc, kernel.offsets, scales)
     edge, ragged_columns = Shape(block.width, block.rows, 1), Shape(shape.width, shape.rows, 1)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -535,7 +554,9 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
 
     for_(b, b.index(0), end, tn, n_tile, "j0")
-    b.b.insert(memref.DeallocOp.get(alloc))
+    for buffer in (alloc, scales):
+        if buffer is not None:
+            b.b.insert(memref.DeallocOp.get(buffer))
     return rows
 
 
