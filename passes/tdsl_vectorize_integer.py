@@ -31,6 +31,13 @@ k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced o
 per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
 GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
+
+With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
+per row, no zero points and whole steps of k runs its whole blocks of rows in the
+outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
+of k, so that accumulators hold whole outputs and need neither reduction nor a
+per-block offset of w (as oneDNN's and ggml's VNNI kernels). Its results are the same
+bits as the dot-product blocks'.
 """
 
 from __future__ import annotations
