@@ -31,6 +31,13 @@ k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced o
 per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
 GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
+
+With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
+per row, no zero points and whole steps of k runs its whole blocks of rows in the
+outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
+of k, so that accumulators hold whole outputs and need neither reduction nor a
+per-block offset of w (as oneDNN's and ggml's VNNI kernels). Its results are the same
+bits as the dot-product blocks'.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
@@ -201,6 +209,31 @@ class Product:
         return k0, floor_to(b, k0, k1, step) if self.groups.tail(step) else k1, k1
 
 
+def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue, lanes: int,
+                  dots: Callable[[LoopBuilder, SSAValue], list[SSAValue]],
+                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue]) -> None:  # fmt: skip
+    """out[rows, j:j+lanes] from group g's exact dot products `dots(b, g)` (per row, the
+    columns' i32 vector): as they are, or scaled as Product says, by the columns' w
+    scales of group g, `w_scales(b, g)` (called only for a scaled product)."""
+    if p.scales is None:
+        for row, sums in zip(rows, dots(b, b.index(0))):
+            b.vstore(sums, p.out, [row, j])
+        return
+    x_scale = p.scales[0]
+    floats = VectorType(f32, [lanes])
+
+    # Each output's f32 sum over groups runs in its own lane, in group order: the
+    # same operations, so the same bits, as one scalar chain per output.
+    def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        sw = w_scales(b, g)
+        return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots(b, g))]
+
+    totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.splat(floats, 0.0)] * len(rows),
+                    name="g")  # fmt: skip
+    for row, total in zip(rows, totals):
+        b.vstore(b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
+
+
 @dataclass
 class IntegerKernel:
     """out[i:i+rows, j:j+cols] from x[i:i+rows, :] . w[j:j+cols, :]."""
@@ -212,25 +245,8 @@ class IntegerKernel:
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        p = self.product
-        if p.scales is None:
-            for row, dots in zip(rows, self._dots(b, rows, cols, b.index(0))):
-                b.vstore(dots, p.out, [row, j])
-            return
-        x_scale, w_scale = p.scales
-        floats = VectorType(f32, [len(cols)])
-
-        # Each output's f32 sum over groups runs in its own lane, in group order: the
-        # same operations, so the same bits, as one scalar chain per output.
-        def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            sw = _vector_of(b, [w_scale(b, col, g) for col in cols])
-            dots = self._dots(b, rows, cols, g)
-            return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots)]
-
-        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.splat(floats, 0.0)] * len(rows),
-                        name="g")  # fmt: skip
-        for row, total in zip(rows, totals):
-            b.vstore(b.fmul(b.splat_value(x_scale(b, row), len(cols)), total), p.out, [row, j])
+        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g),
+                      lambda b, g: _vector_of(b, [self.product.scales[1](b, col, g) for col in cols]))  # type: ignore[index]  # fmt: skip
 
     def _dots(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
         """The exact dot products of group g: per row, the columns' as one i32 vector.
@@ -285,6 +301,99 @@ class IntegerKernel:
             return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
 
         return step
+
+
+def transpose(b: LoopBuilder, vectors: list[SSAValue]) -> list[SSAValue]:
+    """The n x n transpose of n vectors of n i32 lanes (n a power of two): off-diagonal
+    blocks of h rows swap, for h = n/2 .. 1, each row pair by two two-source shuffles
+    (n log2(n) shuffles in all, which LLVM matches to unpacks and lane shuffles)."""
+    rows, n = list(vectors), len(vectors)
+    h = n // 2
+    while h:
+        for r in (r for r in range(n) if not r & h):
+            upper, lower = rows[r], rows[r + h]
+            rows[r] = _shuffle(b, upper, lower, [c if not c & h else n + c - h for c in range(n)])
+            rows[r + h] = _shuffle(b, upper, lower, [c + h if not c & h else n + c for c in range(n)])
+        h //= 2
+    return rows
+
+
+@dataclass
+class PanelKernel:
+    """The outer-product form, for an unscaled or per-row-scaled product whose k is a
+    whole number of steps: per n-tile, the tile's rows of w are packed once, offset as
+    unsigned bytes, into a `panel` of i32 [k/4, tn] (4 consecutive k of a column to a
+    lane, one vector of `lanes` columns per 4 k), so that a `rows` x `cols`-vector block
+    steps by `cols` vector loads, one broadcast dword of x per row and rows*cols vpdpbusd,
+    its accumulators holding whole outputs: no reduction across lanes, no offset of w per
+    block (tdsl-vectorize-integer's dot-product blocks spend both per block and group)."""
+
+    product: Product
+    dot: Dot
+    panel: SSAValue
+    offsets: SSAValue
+    scales: SSAValue | None
+    """With a scaled product, f32 [tn]: the panel's columns' w scales, gathered as packed
+    (once per n-tile, not per block)."""
+
+    def pack(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue) -> None:
+        """w's rows j0..j1 (whole vectors of columns) into the panel's columns 0..j1-j0:
+        a step of codes per row, `lanes` rows transposed to dwords of k."""
+        dot, w = self.dot, self.product.w
+        k_size = self.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+
+        def columns(b: LoopBuilder, j: SSAValue) -> None:
+            def step(b: LoopBuilder, k: SSAValue) -> None:
+                rows = [dot.operand(b, w.biased(b, b.add(j, b.index(c)), k, dot), False) for c in range(dot.lanes)]
+                first, column = b.div(k, b.index(4)), b.insert(arith.SubiOp(j, j0))
+                for q, v in enumerate(transpose(b, rows)):
+                    b.vstore(v, self.panel, [b.add(first, b.index(q)), column])
+
+            for_(b, b.index(0), b.index(k_size), dot.step, step, "k")
+            if self.scales is not None and self.product.scales is not None:
+                w_scale = self.product.scales[1]
+                sw = _vector_of(b, [w_scale(b, b.add(j, b.index(c)), b.index(0)) for c in range(dot.lanes)])
+                b.vstore(sw, self.scales, [b.insert(arith.SubiOp(j, j0))])
+
+        for_(b, j0, j1, dot.lanes, columns, "j")
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue, j0: SSAValue) -> None:
+        """Rows i.. of the panel's vectors of columns jv.. (out's columns j0 + lanes * jv ..)."""
+        p, lanes = self.product, self.dot.lanes
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        first = b.mul(jv, b.index(lanes))
+
+        def k_step(b: LoopBuilder, q: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            ws = [b.vload(self.panel, [q, b.add(first, b.index(c * lanes))], lanes) for c in range(shape.cols)]
+            k = b.mul(q, b.index(4))
+            xs = [b.splat_value(_dword(b, p.x, r, k), lanes) for r in rows]
+            return [self.dot.accumulate(b, acc[r * shape.cols + c], ws[c], xs[r])
+                    for r in range(shape.rows) for c in range(shape.cols)]  # fmt: skip
+
+        quads = b.index(p.x.type.get_shape()[1] // 4)  # type: ignore[attr-defined]
+        accs = b.loop(b.index(0), quads, b.index(1), k_step, [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols),
+                      name="q")  # fmt: skip
+        offsets = [b.splat_value(b.load(self.offsets, [r, b.index(0)]), lanes) for r in rows]
+        for c in range(shape.cols):
+            column = b.add(first, b.index(c * lanes))
+            j = b.add(j0, column)
+            sums = [b.insert(arith.SubiOp(accs[r * shape.cols + c], offsets[r])) for r in range(shape.rows)]
+            store_results(b, p, rows, j, lanes, partial(_given, sums), partial(self._scales, column))
+
+    def _scales(self, column: SSAValue, b: LoopBuilder, _g: SSAValue) -> SSAValue:
+        """The w scales of the panel's columns column.. (as pack gathered them)."""
+        assert self.scales is not None
+        return b.vload(self.scales, [column], self.dot.lanes)
+
+
+def _given(values: list[SSAValue], _b: LoopBuilder, _g: SSAValue) -> list[SSAValue]:
+    return values
+
+
+def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
+    """x[row, k:k+4] (bytes) as one i32."""
+    four = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [4])))
+    return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(four, VectorType(i32, [1]))), [0], i32))
 
 
 def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
@@ -368,9 +477,12 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
     return alloc
 
 
-def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, row_cols: int) -> None:
-    """Replace a bufferized integer linear by its vector kernel nest: `shape` blocks
-    over whole blocks of rows, then 1 x `row_cols` blocks over the rows left."""
+def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, row_cols: int,
+                  panel: Shape | None = None) -> None:  # fmt: skip
+    """Replace a bufferized integer linear by its vector kernel nest: with a `panel`
+    block, PanelKernel's over the whole blocks of rows of calls of PANEL_MIN_ROWS rows or
+    more; else (and for the rows left, and the columns past the panels' whole vectors)
+    `shape` blocks over whole blocks of rows, then 1 x `row_cols` blocks over the rows left."""
     out = op.out
     assert out is not None
     tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
@@ -379,8 +491,8 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
     kernel = IntegerKernel(product, dot, _row_offsets(b, product, dot, m))
-
-    m_blocks = floor_to(b, b.index(0), m, shape.rows)
+    lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
+    m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
@@ -390,14 +502,69 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
             blocks(b, j0, j1, shape.cols, lambda b, j: kernel.emit(b, shape, i, j),
                    lambda b, j: kernel.emit(b, edge, i, j), "j")  # fmt: skip
 
-        for_(b, b.index(0), m_blocks, shape.rows, row_block, "i")
+        for_(b, lo, m_blocks, shape.rows, row_block, "i")
         # The rows left (all of a GEMV's one) in wider blocks: with one row, the
         # columns' accumulators are the registers to fill.
         register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), kernel.emit)
-        apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
+        apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
     b.b.insert(memref.DeallocOp.get(kernel.offsets))
+
+
+PANEL_MIN_ROWS = 16
+"""A call of fewer rows does not pay for packing its panels (a GEMV's one row above all)."""
+PANEL_TILE = 4
+"""Column blocks per n-tile of panels: the block of rows of x read (from L1) by each."""
+
+
+def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: Shape) -> SSAValue:
+    """Lower the whole blocks of rows the PanelKernel way in a call of PANEL_MIN_ROWS rows
+    or more, in `block`s and `block.rows` x 1-vector ones (the panels' ragged columns by
+    `shape.rows` x 1-column dot-product blocks); return where these rows end. Only these
+    three blocks are emitted (the rows left go to the dot-product blocks, which exist for
+    short calls anyway), so a compile pays for little more code. An output is the same
+    bits in either kernel (the same exact dot product, scaled alike), so a call split by
+    rows agrees with a whole one."""
+    out = op.out
+    assert out is not None
+    b = before(op)
+    dot, m, n = kernel.dot, b.size(out, 0), b.size(out, 1)
+    unit = math.lcm(block.rows, shape.rows)
+    enough = b.insert(arith.CmpiOp(m, b.index(max(PANEL_MIN_ROWS, unit)), "uge"))
+    rows = b.insert(arith.SelectOp(enough, floor_to(b, b.index(0), m, unit), b.index(0)))
+    end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
+    tn = PANEL_TILE * block.cols * dot.lanes
+    k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [k_size // 4, tn]))
+    alloc.name_hint = "panel"
+    scales = None
+    if kernel.product.scales is not None:
+        scales = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, [tn]))
+        scales.name_hint = "panel_scales"
+    panel = PanelKernel(kernel.product, dot, alloc, kernel.offsets, scales)
+    edge, ragged_columns = Shape(block.width, block.rows, 1), Shape(shape.width, shape.rows, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        jv = floor_to(b, j0, j1, dot.lanes)
+        panel.pack(b, j0, jv)
+        vectors = b.div(b.insert(arith.SubiOp(jv, j0)), b.index(dot.lanes))
+
+        def row_block(b: LoopBuilder, i: SSAValue) -> None:
+            blocks(b, b.index(0), vectors, block.cols, lambda b, j: panel.emit(b, block, i, j, j0),
+                   lambda b, j: panel.emit(b, edge, i, j, j0), "j")  # fmt: skip
+
+        for_(b, b.index(0), rows, block.rows, row_block, "i")
+        for_(b, b.index(0), rows, shape.rows,
+             lambda b, i: for_(b, jv, j1, 1, lambda b, j: kernel.emit(b, ragged_columns, i, j), "j"), "i")  # fmt: skip
+        apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
+
+    for_(b, b.index(0), end, tn, n_tile, "j0")
+    for buffer in (alloc, scales):
+        if buffer is not None:
+            b.b.insert(memref.DeallocOp.get(buffer))
+    return rows
 
 
 def _element(value: SSAValue) -> Attribute | None:
@@ -544,6 +711,7 @@ class VectorizeIntegerLinear(RewritePattern):
     dot: Dot
     shape: Shape
     row_cols: int
+    panel: Shape | None
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
@@ -561,7 +729,9 @@ class VectorizeIntegerLinear(RewritePattern):
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
-        lower_integer(op, product, dot, self.shape, self.row_cols)
+        # PanelKernel's offset is a constant (no zero points) and its k whole steps of one group
+        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and product.w.zero_point is None
+        lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.vnni and panel else None)
         rewriter.erase(op)
 
 
@@ -570,7 +740,10 @@ class VectorizeInteger(ModulePass):
     """`width` i32 lanes per accumulator (16 for AVX-512); `vnni` steps with
     vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else
     with widening multiply-adds (width bytes); a `rows` x `cols` register block, and
-    1 x `row_cols` blocks for the rows left over (a GEMV's one)."""
+    1 x `row_cols` blocks for the rows left over (a GEMV's one). With `panel` and
+    vnni, a product with one scale group per row (or none) whose k is a whole number of
+    steps runs calls of PANEL_MIN_ROWS rows or more in PanelKernel's blocks of
+    `panel_rows` rows x `panel_cols` vectors of columns."""
 
     name = NAME
 
@@ -579,12 +752,18 @@ class VectorizeInteger(ModulePass):
     cols: int = 6
     vnni: bool = False
     row_cols: int = 8
+    panel: bool = True
+    panel_rows: int = 8
+    panel_cols: int = 3
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if min(self.width, self.rows, self.cols, self.row_cols) <= 0:
-            raise DiagnosticException("tdsl-vectorize-integer: width, rows, cols and row_cols must be positive")
+        if min(self.width, self.rows, self.cols, self.row_cols, self.panel_rows, self.panel_cols) <= 0:
+            raise DiagnosticException("tdsl-vectorize-integer: width, rows, cols, row_cols, panel_rows and panel_cols "
+                                      "must be positive")  # fmt: skip
         if self.vnni and self.width not in (4, 8, 16):
             raise DiagnosticException(f"tdsl-vectorize-integer: vpdpbusd has 4, 8 or 16 lanes, got width={self.width}")
-        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols), self.row_cols)
+        panel = Shape(self.width, self.panel_rows, self.panel_cols) if self.panel else None
+        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols),
+                                        self.row_cols, panel)  # fmt: skip
         patterns = GreedyRewritePatternApplier([linear, VectorizeQuantize(self.width)])
         PatternRewriteWalker(patterns, apply_recursively=False).rewrite_module(op)

@@ -110,3 +110,30 @@ def test_vector_quantize_is_bit_exact_with_f16_scales() -> None:
     x = rand(np.random.default_rng(3), 17, 50) * 3
     x[1] = 0.0
     assert np.array_equal(prog.h(x), fake_quantize(x, "int8(per=token, scale=f16)"))
+
+
+@pytest.mark.skipif("vnni" not in PATHS, reason="the packed-panel kernel steps with vpdpbusd")
+def test_panel_products_are_exact() -> None:
+    """Calls of 16 rows or more run PanelKernel (w packed per n-tile of 192 columns):
+    rows off its 8-row blocks, N = 213 leaving a second n-tile of one vector and 5 ragged
+    columns, bias + relu per n-tile; i8 bit for bit, W8A8 and per-channel W4A8 bit for
+    bit against the integer model; 9 rows stay on the dot-product blocks."""
+    n, k = 213, 128
+    prog = stoicc_py.compile(
+        f"kernel ints(x: i8[M, {k}], w: i8[{n}, {k}], b: i32[{n}]) -> i32[M, {n}] {{ return relu(linear(x, w, b)) }}\n"
+        + "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {c}(axis=0), b: f32[{n}]) -> f32[M, {n}] "
+                  f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n" for c in ("int8", "int4")),
+        cache=False,
+    )  # fmt: skip
+    assert all("%panel" in kernel.ir("loops") for kernel in (prog.ints, prog.qint8, prog.qint4))
+    rng = np.random.default_rng(4)
+    w, b = _int8(rng, n, k), rng.integers(-(2**20), 2**20, n, dtype=np.int32)
+    packed = [prog.qint8.pack("w", rand(rng, n, k)), prog.qint4.pack("w", rand(rng, n, k))]
+    bf = rand(rng, n)
+    for m in (9, 16, 27):
+        x = _int8(rng, m, k)
+        want = np.maximum(x.astype(np.int64) @ w.astype(np.int64).T + b, 0).astype(np.int32)
+        assert np.array_equal(prog.ints(x, w, b), want), m
+        xf = rand(rng, m, k) * 4
+        for kernel, p in zip((prog.qint8, prog.qint4), packed):
+            assert np.array_equal(kernel(xf, p, bf), _w8a8_model(xf, p, bf)), m

@@ -1,4 +1,4 @@
-// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2 row_cols=4 panel=false},canonicalize,cse' | filecheck %s
 // RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=false width=16 rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s --check-prefix=PORTABLE
 // Integer products become register-blocked vector kernels stepping 4-byte dot
 // products per i32 lane: vpdpbusd (unsigned weight bytes x signed activation
