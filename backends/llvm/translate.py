@@ -201,6 +201,17 @@ _REDUCTIONS: dict[vector.CombiningKindFlag, str] = {
 _IDENTITIES = (UnrealizedConversionCastOp, ptr.ToPtrOp, ptr.FromPtrOp)
 
 
+class ModuleWriter:
+    """The module's functions, and declarations of what they call that it does not define."""
+
+    def __init__(self) -> None:
+        self.declared: dict[str, str] = {}
+
+    def declare(self, callee: str, ret: str, args: list[str]) -> None:
+        if callee not in self.declared:
+            self.declared[callee] = f"declare {ret} @{callee}({', '.join(args)})"
+
+
 class FunctionWriter:
     """One function's instructions; values are named %vN, blocks bN, arguments %aN."""
 
@@ -275,7 +286,7 @@ def _function(w: ModuleWriter, op: func.FuncOp, scaled: dict[ptr.PtrAddOp, tuple
     for i, typ in enumerate(inputs):
         attrs = given[i].data if i < len(given) else {}
         flags = "noalias " if (noalias or "llvm.noalias" in attrs) and llvm_type(typ) == "ptr" else ""
-        params.append(f"{llvm_type(typ)} {flags}%a{i}".replace("  ", " "))
+        params.append(f"{llvm_type(typ)} {flags}%a{i}")
     name = op.sym_name.data
     if not op.body.blocks:
         return [f"declare {ret} @{name}({', '.join(p.rsplit(' ', 1)[0] for p in params)})"]
@@ -286,17 +297,6 @@ def _function(w: ModuleWriter, op: func.FuncOp, scaled: dict[ptr.PtrAddOp, tuple
     f.names.update((arg, f"%a{i}") for i, arg in enumerate(entry.args))
     f.body(entry)
     return [f"define {linkage}{ret} @{name}({', '.join(params)}){attributes} {{", "entry:", *f.lines, "}"]
-
-
-class ModuleWriter:
-    """The module's functions, and declarations of what they call that it does not define."""
-
-    def __init__(self) -> None:
-        self.declared: dict[str, str] = {}
-
-    def declare(self, callee: str, ret: str, args: list[str]) -> None:
-        if callee not in self.declared:
-            self.declared[callee] = f"declare {ret} @{callee}({', '.join(args)})"
 
 
 def translate(module: ModuleOp, triple: str, data_layout: str) -> str:
