@@ -6,11 +6,12 @@ of 32) and y bf16 or f32 becomes, per block of 32 columns of y:
 - a panel of w's 32 rows copied into the tiles' operand layout: `tdpbf16ps` multiplies
   a 16 x 32 bf16 tile of x by a tile holding 16 rows of k *pairs* by 16 columns, so the
   panel is [K/32][2 column tiles][16 pairs][16 columns][2] (w's row pairs, transposed
-  by 32-bit units; the "VNNI" layout);
+  by 32-bit units; the "VNNI" layout), 16 rows' 32 k at a time transposed in registers;
 - for every block of 32 rows of x (the last one copied into a zero-padded buffer): four
   16 x 16 f32 accumulator tiles (tmm0-3), two tiles of x (tmm4-5) and two of the panel
-  (tmm6-7) per step of 32 along k, then the accumulators stored to a 32 x 32 f32 buffer
-  and written to y (rounded to bf16 to nearest even for a bf16 y).
+  (tmm6-7) per step of 32 along k, then the accumulators stored straight into an f32 y,
+  else to a 32 x 32 f32 buffer and written to y 16 lanes at a time (rounded to bf16 to
+  nearest even for a bf16 y; element by element for the last, ragged block of rows).
 
 The tiles are configured once per call (`ldtilecfg`: palette 1, eight tiles of 16 rows
 by 64 bytes) and released at the end. Each product of two bf16 values is exact in f32;
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects import arith, llvm, memref, ptr
-from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp, NoneAttr, bf16, i8, i64
+from xdsl.dialects import arith, llvm, memref, ptr, vector
+from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp, NoneAttr, VectorType, bf16, i8, i32, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
@@ -35,6 +36,7 @@ from xdsl.rewriter import InsertPoint
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.dialects import tdsl
 from stoicc_py.passes.tdsl_microkernel import floor_to
+from stoicc_py.passes.tdsl_vectorize_integer import transpose
 
 NAME = "tdsl-amx"
 BLOCK = 32
@@ -110,26 +112,23 @@ def _config(b: LoopBuilder) -> SSAValue:
 
 
 def _pack_panel(b: LoopBuilder, w: SSAValue, panel: SSAValue, n0: SSAValue, k: int) -> None:
-    """panel[((p / 16) * 2 + c / 16) * 16 + p % 16][c % 16][j] = w[n0 + c, 2p + j]."""
+    """panel[((p / 16) * 2 + c / 16) * 16 + p % 16][c % 16][j] = w[n0 + c, 2p + j]: per 32
+    k and 16 columns, the 16 rows' dwords (k pairs) transposed, 16 x 16, in registers."""
+    words = VectorType(i32, [16])
+    halves = VectorType(bf16, [2 * 16])
 
-    def column(inner: LoopBuilder, c: SSAValue, _: object) -> list[SSAValue]:
-        row = inner.add(n0, c)
-        tile_column = inner.mul(inner.div(c, inner.index(16)), inner.index(16 * 16 * 2))
-        lane = inner.mul(inner.rem(c, inner.index(16)), inner.index(2))
-
-        def pair(body: LoopBuilder, p: SSAValue, _: object) -> list[SSAValue]:
-            step = body.mul(body.div(p, body.index(16)), body.index(2 * 16 * 16 * 2))
-            within = body.mul(body.rem(p, body.index(16)), body.index(16 * 2))
-            base = body.add(body.add(step, tile_column), body.add(within, lane))
-            for j in range(2):
-                value = body.insert(memref.LoadOp.get(w, [row, body.add(body.mul(p, body.index(2)), body.index(j))]))
-                body.b.insert(memref.StoreOp.get(value, panel, [body.add(base, body.index(j))]))
-            return []
-
-        inner.loop(inner.index(0), inner.index(k // 2), inner.index(1), pair, name="p")
+    def pairs(s: LoopBuilder, kb: SSAValue, _: object) -> list[SSAValue]:
+        for tile in range(2):
+            rows = [s.insert(vector.BitcastOp(s.insert(vector.LoadOp(
+                w, [s.add(n0, s.index(16 * tile + c)), s.mul(kb, s.index(BLOCK))], halves)), words))
+                for c in range(16)]  # fmt: skip
+            first = s.mul(s.add(s.mul(kb, s.index(2)), s.index(tile)), s.index(16 * 2 * 16))
+            for q, row in enumerate(transpose(s, rows)):
+                at = s.add(first, s.index(q * 2 * 16))
+                s.b.insert(vector.StoreOp(s.insert(vector.BitcastOp(row, halves)), panel, [at]))
         return []
 
-    b.loop(b.index(0), b.index(BLOCK), b.index(1), column, name="c")
+    b.loop(b.index(0), b.index(k // BLOCK), b.index(1), pairs, name="kb")
 
 
 @dataclass
@@ -144,11 +143,19 @@ class _Product:
     padded: SSAValue
     staged: SSAValue
 
+    @property
+    def direct(self) -> bool:
+        """Whether the tiles store whole blocks straight into y: f32 rows of their own."""
+        y = self.y.type
+        return isinstance(y, MemRefType) and isinstance(y.element_type, Float32Type) and isinstance(y.layout, NoneAttr)
+
     def address(self, b: LoopBuilder, buffer: SSAValue, byte_offset: SSAValue) -> SSAValue:
         return b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(buffer)), byte_offset))
 
-    def block(self, b: LoopBuilder, n0: SSAValue, m0: SSAValue, a: SSAValue, a_row: SSAValue, valid: SSAValue) -> None:
-        """y[m0 : m0 + valid, n0 : n0 + 32] from rows a_row .. a_row + 32 of the bf16 buffer `a`."""
+    def block(self, b: LoopBuilder, n0: SSAValue, m0: SSAValue, a: SSAValue, a_row: SSAValue, valid: SSAValue,
+              whole: bool) -> None:  # fmt: skip
+        """y[m0 : m0 + valid, n0 : n0 + 32] from rows a_row .. a_row + 32 of the bf16 buffer `a`
+        (`whole`: valid is 32)."""
         t = _Tiles(b)
         for c in C_TILES:
             t.zero(c)
@@ -167,9 +174,21 @@ class _Product:
             return []
 
         b.loop(b.index(0), b.index(self.k // BLOCK), b.index(1), step, name="kb")
+        if whole and self.direct:
+            n = self.y.type.get_shape()[1]  # type: ignore[attr-defined]
+            for c in C_TILES:
+                row, col = divmod(c, 2)
+                first = b.add(b.mul(b.add(m0, b.index(16 * row)), b.index(n)), b.add(n0, b.index(16 * col)))
+                t.store(c, self.address(b, self.y, b.mul(first, b.index(4))), n * 4)
+            return
         for c in C_TILES:
             row, col = divmod(c, 2)
             t.store(c, self.address(b, self.staged, b.index(row * 16 * BLOCK * 4 + col * 16 * 4)), BLOCK * 4)
+        if whole:  # 16 f32 at a time, rounded to bf16 for a bf16 y
+            b.nest([b.index(BLOCK), b.index(2)], lambda e, rh: e.vstore(
+                e.vload(self.staged, [rh[0], e.mul(rh[1], e.index(16))], 16), self.y,
+                [e.add(m0, rh[0]), e.add(n0, e.mul(rh[1], e.index(16)))]))  # fmt: skip
+            return
         b.nest([valid, b.index(BLOCK)], lambda e, rc: e.store(
             e.insert(memref.LoadOp.get(self.staged, rc)), self.y, [e.add(m0, rc[0]), e.add(n0, rc[1])]))  # fmt: skip
 
@@ -190,7 +209,7 @@ class _Product:
         zero = b.index(0)
 
         def rows_block(mb: LoopBuilder, m0: SSAValue, _: object) -> list[SSAValue]:
-            self.block(mb, n0, m0, self.x, m0, mb.index(BLOCK))
+            self.block(mb, n0, m0, self.x, m0, mb.index(BLOCK), True)
             return []
 
         b.loop(zero, whole, b.index(BLOCK), rows_block, name="m0")
@@ -198,7 +217,7 @@ class _Product:
         def tail(tb: LoopBuilder) -> list[SSAValue]:
             left = tb.insert(arith.SubiOp(rows, whole))
             self.pad_rows(tb, whole, left)
-            self.block(tb, n0, whole, self.padded, tb.index(0), left)
+            self.block(tb, n0, whole, self.padded, tb.index(0), left, False)
             return []
 
         b.if_(b.insert(arith.CmpiOp(whole, rows, "ult")), tail, [])

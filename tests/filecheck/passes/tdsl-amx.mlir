@@ -1,18 +1,21 @@
 // RUN: stoicc opt %s -p 'tdsl-amx,canonicalize,cse' | filecheck %s
 
 // A bf16 linear with N and K multiples of 32 runs on AMX tiles: the tile configuration
-// loaded once, a panel of 32 rows of w copied per block of 32 columns, 32-row blocks of
-// x multiplied with four accumulator tiles (tmm0-3) from two tiles of x (tmm4-5) and two
-// of the panel (tmm6-7) per 32 steps of k, the accumulators stored through a 32 x 32
-// buffer; the rows past the last whole block come from a zero-padded copy of x.
+// loaded once, a panel of 32 rows of w packed per block of 32 columns (per 32 k and 16
+// rows, their dwords transposed 16 x 16 by shuffles), 32-row blocks of x multiplied with
+// four accumulator tiles (tmm0-3) from two tiles of x (tmm4-5) and two of the panel
+// (tmm6-7) per 32 steps of k, the accumulators stored straight into the f32 y; the rows
+// past the last whole block come from a zero-padded copy of x, through a 32 x 32 buffer.
 // CHECK-LABEL: func.func @amx
 // CHECK:         llvm.call_intrinsic "llvm.x86.ldtilecfg"(%{{.*}})
 // CHECK:         scf.for %n0 = %{{.*}} to %{{.*}} step %[[C32:.*]] {
-// CHECK:           scf.for %c =
-// CHECK:             scf.for %p =
+// CHECK:           scf.for %kb =
+// CHECK-COUNT-16:      vector.load %w{{.*}} vector<32xbf16>
+// CHECK-COUNT-64:      vector.shuffle
+// CHECK-COUNT-16:      vector.store
 // CHECK:           scf.for %m0 =
 // CHECK-COUNT-4:     llvm.call_intrinsic "llvm.x86.tilezero"(%{{.*}})
-// CHECK:             scf.for %kb =
+// CHECK:             scf.for %kb{{.*}} =
 // CHECK-COUNT-4:       llvm.call_intrinsic "llvm.x86.tileloadd64"(%{{.*}}, %{{.*}}, %{{.*}})
 // CHECK-COUNT-4:       llvm.call_intrinsic "llvm.x86.tdpbf16ps"(%{{.*}}, %{{.*}}, %{{.*}})
 // CHECK:             }
