@@ -10,7 +10,10 @@ axis inside the iteration's tile [j0, min(j0 + step, ub)) (the column tiles of a
 linear, the rows of an elementwise op). Index bounds are followed through constant
 offsets, `minui`, the loops nested in the tile and the register blocks' tail pattern
 `e - (e - lb) % s` (a loop of step s from lb to it never passes e; nor does one whose
-step divides s). Ops other than
+step divides s). A loop over tile rows of S elements (hybrid's one-row nest) is proved the
+same way in tiles [S*j0, S*j0 + S*step): an index S*j0 + c where c's range (constants,
+the tile row's height min(S*j0 + S*step, n) - S*j0 under a loop that ends at ceil(n / S),
+inner loops, minui, tail ends) lies in [0, S*step). Ops other than
 pure arithmetic, loads, stores, local allocations and structured control flow
 (calls) keep the loop serial. A buffer that a loop fills whole in every iteration
 (2:4's panel scratch) is not privatised: that loop stays serial.
@@ -33,7 +36,10 @@ PARALLEL = "stoicc.parallel"
 """Unit attribute on a top-level scf.for whose iterations are independent."""
 
 Bounds = tuple[int | None, int | None]
-"""(a, b): the value is >= j0 + a and <= tile_end - b; None where unknown."""
+"""(a, b): the value is >= j0 + a and <= tile_end - b; None where unknown (a tile of
+scale S: >= S*j0 + a and <= S*j0 + S*step - b)."""
+Range = tuple[int, int | None]
+"""(lo, hi): an offset from a scaled tile's start, lo <= value <= hi (hi None: unknown)."""
 
 
 def constant(v: SSAValue) -> int | None:
@@ -43,20 +49,44 @@ def constant(v: SSAValue) -> int | None:
 
 
 class _Tile:
-    """Index bounds relative to one loop's iteration tile [j0, tile_end)."""
+    """Index bounds relative to one loop's iteration tile [j0, tile_end), or, with a
+    scale S > 1, [S*j0, S*j0 + S*step): the iterations of a loop over tile rows of S
+    elements each write their own rows (hybrid's one-row nest: out[tr*32 + c], c < 32)."""
 
-    def __init__(self, loop: scf.ForOp) -> None:
+    def __init__(self, loop: scf.ForOp, scale: int = 1) -> None:
         self.loop = loop
         self.j0 = loop.body.block.args[0]
+        self.scale = scale
         self.memo: dict[SSAValue, Bounds] = {}
+        self.ranges: dict[SSAValue, Range | None] = {}
 
     def is_end(self, v: SSAValue) -> bool:
-        """v = minui(j0 + step, ub), the tile's end; or j0 + 1 for a loop of step 1."""
+        """v = minui(j0 + step, ub), the tile's end; or j0 + 1 for a loop of step 1 (scaled:
+        minui(S*j0 + S*step, n) where the loop ends at ceil(n / S), so S*j0 < n)."""
         op = v.owner
-        if isinstance(op, arith.MinUIOp) and op.rhs == self.loop.ub and isinstance(op.lhs.owner, arith.AddiOp):
-            add = op.lhs.owner
-            return add.lhs == self.j0 and constant(add.rhs) == constant(self.loop.step) is not None
-        return False
+        if not (isinstance(op, arith.MinUIOp) and isinstance(add := op.lhs.owner, arith.AddiOp)):
+            return False
+        step = constant(self.loop.step)
+        if self.scale > 1:
+            return self.is_start(add.lhs) and step is not None and constant(add.rhs) == self.scale * step \
+                and self._rows_before(op.rhs)  # fmt: skip
+        return op.rhs == self.loop.ub and add.lhs == self.j0 and constant(add.rhs) == step is not None
+
+    def is_start(self, v: SSAValue) -> bool:
+        """v = S*j0, a scaled tile's first element."""
+        op = v.owner
+        return isinstance(op, arith.MuliOp) and op.lhs == self.j0 and constant(op.rhs) == self.scale > 1
+
+    def _rows_before(self, n: SSAValue) -> bool:
+        """Whether S*j0 < n in every iteration: the loop ends at ceil(n / S) (or constants with
+        S*(ub - 1) < n)."""
+        s, ub = self.scale, self.loop.ub
+        if (c_ub := constant(ub)) is not None and (c_n := constant(n)) is not None:
+            return s * (c_ub - 1) < c_n
+        div = ub.owner
+        if not (isinstance(div, arith.DivUIOp) and constant(div.rhs) == s and isinstance(div.lhs.owner, arith.AddiOp)):
+            return False
+        return div.lhs.owner.lhs == n and constant(div.lhs.owner.rhs) == s - 1
 
     def bounds(self, v: SSAValue) -> Bounds:
         if v not in self.memo:
@@ -65,10 +95,14 @@ class _Tile:
 
     def _bounds(self, v: SSAValue) -> Bounds:
         if v == self.j0:
-            return (0, 0 if constant(self.loop.step) is None else 1)
+            return (0, 0 if constant(self.loop.step) is None else 1) if self.scale == 1 else (None, None)
         if self.is_end(v):
             return (1, 0)
+        if self.is_start(v):
+            return (0, self.scale * constant(self.loop.step))  # type: ignore[operator]
         op = v.owner
+        if isinstance(op, arith.AddiOp) and self.scale > 1 and (shifted := self._start_plus_range(op)) is not None:
+            return shifted
         if isinstance(op, arith.AddiOp | arith.SubiOp):
             return self._offset(op)
         if isinstance(op, arith.MinUIOp):
@@ -79,6 +113,52 @@ class _Tile:
         if isinstance(v, BlockArgument) and isinstance(loop := v.block.parent_op(), scf.ForOp) and v.index == 0:
             return self._induction(loop)
         return (None, None)
+
+    def _start_plus_range(self, op: arith.AddiOp) -> Bounds | None:
+        """Bounds of p + r (either order) for p in the scaled tile and r an offset range."""
+        for p, r in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            (a, b), offset = self.bounds(p), self.range(r)
+            if a is not None and offset is not None and constant(r) is None:
+                return (a + offset[0], None if b is None or offset[1] is None else b - offset[1])
+        return None
+
+    def range(self, v: SSAValue) -> Range | None:
+        if v not in self.ranges:
+            self.ranges[v] = self._range(v)
+        return self.ranges[v]
+
+    def _range(self, v: SSAValue) -> Range | None:
+        """An offset's (lo, hi), for a scaled tile: constants, p - S*j0 for p in the tile
+        (the height of a ragged last tile row), minui, loop induction variables, and the
+        register blocks' tail ends e - (e - lb) % s."""
+        if (c := constant(v)) is not None:
+            return (c, c) if c >= 0 else None
+        op = v.owner
+        if isinstance(op, arith.SubiOp) and self.is_start(op.rhs):
+            a, b = self.bounds(op.lhs)
+            return None if a is None or a < 0 else (a, None if b is None else self.scale * constant(self.loop.step) - b)  # type: ignore[operator]
+        if isinstance(op, arith.SubiOp) and (tail := _tail(op)) is not None:
+            lb, end = self.range(tail[0]), self.range(op.lhs)
+            if lb is None or lb[1] is None or end is None or end[0] < lb[1]:
+                return None  # e may be below lb, where e - lb wraps
+            return (lb[0], end[1])
+        if isinstance(op, arith.MinUIOp) and (x := self.range(op.lhs)) and (y := self.range(op.rhs)):
+            his = [h for h in (x[1], y[1]) if h is not None]
+            return (min(x[0], y[0]), min(his, default=None))
+        if isinstance(op, arith.AddiOp) and (c := constant(op.rhs)) is not None and (x := self.range(op.lhs)):
+            return (x[0] + c, None if x[1] is None else x[1] + c) if c >= 0 else None
+        if isinstance(v, BlockArgument) and isinstance(loop := v.block.parent_op(), scf.ForOp) and v.index == 0:
+            return self._induction_range(loop)
+        return None
+
+    def _induction_range(self, loop: scf.ForOp) -> Range | None:
+        step = constant(loop.step)
+        lb, ub = self.range(loop.lb), self.range(loop.ub)
+        if step is None or step < 1 or lb is None or ub is None or ub[1] is None:
+            return None
+        tail = _tail(loop.ub.owner) if isinstance(loop.ub.owner, arith.SubiOp) else None
+        whole = tail is not None and tail[0] == loop.lb and tail[1] % step == 0
+        return (lb[0], ub[1] - (step if whole else 1))
 
     def _offset(self, op: arith.AddiOp | arith.SubiOp) -> Bounds:
         sign = 1 if isinstance(op, arith.AddiOp) else -1
@@ -174,8 +254,15 @@ def is_parallel(loop: scf.ForOp, noalias: bool) -> bool:
     outer_roots = [r for r in accesses if r.owner not in inside]
     if not noalias and len([r for r in outer_roots if isinstance(r, BlockArgument)]) > 1 and written:
         return False  # arguments that may alias: no element is provably its own
-    tile = _Tile(loop)
-    return all(r.owner in inside or _stays_in_tile(tile, accesses[r]) for r in written)
+    tiles = [_Tile(loop), *(_Tile(loop, s) for s in _scales(loop))]
+    return all(r.owner in inside or any(_stays_in_tile(t, accesses[r]) for t in tiles) for r in written)
+
+
+def _scales(loop: scf.ForOp) -> set[int]:
+    """The constants S of the products S*j0 of the loop's induction variable (tile rows of S)."""
+    j0 = loop.body.block.args[0]
+    return {c for use in j0.uses if isinstance(mul := use.operation, arith.MuliOp) and mul.lhs == j0
+            and (c := constant(mul.rhs)) is not None and c > 1}  # fmt: skip
 
 
 def _stays_in_tile(tile: _Tile, accesses: list[tuple[SSAValue, list[SSAValue], int]]) -> bool:

@@ -257,7 +257,7 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
     tile row, per n-tile of its rows, each stored tile whose columns lie in the
     k-block adds its slots (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
-    n_size = prod.yp.type.get_shape()[0]  # type: ignore[attr-defined]
+    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
     words = tw // prod.decoder.code.word_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
@@ -285,16 +285,21 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
             height = tile_height(b, tr, th, n_size)
             for_(b, b.index(0), height, nt, n_tile, "r0")
 
-        for_(b, b.index(0), b.index(-(-n_size // th)), 1, tile_row, "tr")
+        for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
 
     _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
 
 
-def tile_height(b: LoopBuilder, tr: SSAValue, th: int, n_size: int) -> SSAValue:
+def tile_rows(b: LoopBuilder, n_size: SSAValue, th: int) -> SSAValue:
+    """The tile rows of N weight rows, the last one ragged (N static or read at run time)."""
+    return b.div(b.add(n_size, b.index(th - 1)), b.index(th))
+
+
+def tile_height(b: LoopBuilder, tr: SSAValue, th: int, n_size: SSAValue) -> SSAValue:
     """The weight rows of tile row tr: th, fewer in a ragged last one (its padding rows,
     zeros, are neither multiplied nor stored)."""
     first = b.mul(tr, b.index(th))
-    return b.insert(arith.SubiOp(span(b, first, th, b.index(n_size)), first))
+    return b.insert(arith.SubiOp(span(b, first, th, n_size), first))
 
 
 def zero_padded(b: LoopBuilder, x: SSAValue, width: int, vec: VectorType) -> SSAValue:
@@ -541,9 +546,9 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     layout = packed.layout
     assert isinstance(layout, HybridAttr)
     code = layout.codec(packed.dims)
-    (n_size, k_size), (th, tw) = code.shape, code.tile
+    (n_static, k_size), (th, tw) = code.shape, code.tile
     b = before(op)
-    m, tile_rows, padded_k = b.size(op.lhs, 0), code.grid[0], code.grid[1] * tw
+    m, n_size, padded_k = b.size(op.lhs, 0), b.size(out, 1), code.grid[1] * tw  # N may be symbolic (< 0)
     x = zero_padded(b, op.lhs, padded_k, shape.vec) if padded_k != k_size else op.lhs
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
     kernel = HybridKernel(x, out, assemble, code, panel_end)
@@ -552,11 +557,12 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
         register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit, cols_outer="c")
 
-    for_(b, b.index(0), b.index(tile_rows), 1, tile_row, "tr")
-    alloc = lambda shape: b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape))  # noqa: E731
+    for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
+    alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
+    rows = ([n_static], []) if n_static >= 0 else ([DYNAMIC_INDEX], [n_size])
     for count, lo, hi in blocks:
-        xp, yp = alloc([kb, count, shape.width]), alloc([n_size, count, shape.width])
+        xp, yp = alloc([kb, count, shape.width]), alloc([*rows[0], count, shape.width], rows[1])
         for f, nm in code.nm.items():
             buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
             prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
@@ -572,7 +578,7 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
         b.b.insert(memref.DeallocOp.get(yp))
     if x is not op.lhs:
         b.b.insert(memref.DeallocOp.get(x))
-    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), b.index(n_size)))
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n_size))
 
 
 def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
@@ -603,7 +609,7 @@ def _permutable(packed: PackedType, width: int) -> bool:
 def _missed(packed: PackedType, values: StoredValues | None, width: int) -> str:
     """Why no kernel of this pass reads `packed` (which it tried: panels, lane selection, hybrid)."""
     if isinstance(packed.layout, HybridAttr):
-        return (f"hybrid weights need static dims, {width} = 16 lanes, f32 tiles whose width holds whole "
+        return (f"hybrid weights need {width} = 16 lanes, f32 tiles whose width holds whole "
                 "vectors, and 2:4 as their N:M format")  # fmt: skip
     if values is None:
         return "its stored values are neither f32 nor symmetric int8/int4 codes per row or per group of whole vectors"
@@ -630,7 +636,7 @@ class VectorizeNM(RewritePattern):
         sparse = packed.layout.sparse if isinstance(packed.layout, ComposedLayoutAttr) else packed.layout
         if not isinstance(sparse, NMAttr | HybridAttr):
             return
-        if packed.dims[1] < 0:  # the generic loop nest (a symbolic N is read at run time, but by hybrid)
+        if packed.dims[1] < 0:  # the generic loop nest (a symbolic N is read at run time)
             decline(op, f"{NAME}: the weight's K is a symbol (its kernels need a static K)")
             return
         if not computes_in_f32(op.lhs):
@@ -644,7 +650,7 @@ class VectorizeNM(RewritePattern):
             decoder = _decoder(packed)
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
-        if packed.is_static and _hybrid_vectorizable(packed, self.width):
+        if _hybrid_vectorizable(packed, self.width):  # N static or read at run time
             lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
         elif panels:
             lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)

@@ -75,12 +75,13 @@ def test_which_gemvs_split_natively(prog: Any) -> None:
     proves the quantized kernels' two-column blocks stay in their tile). 2:4's row-panel
     nests, which fill a scratch buffer that every iteration shares, stay serial: its calls of
     one row (the column-tile nest) run on the pool, larger ones keep the Python row split.
-    (hybrid is not among them: its one-row nest loops over tile rows, an index tr * 32 + r
-    that the analysis does not follow.)"""
-    for name in [n for n in [*LAYOUTS, "w4a8"] if n != "hybrid"]:
+    hybrid's one-row nest loops over tile rows and writes out[tr * 32 + r], r < 32: proved
+    as tiles of 32 columns."""
+    for name in [*LAYOUTS, "w4a8"]:
         kernel = getattr(prog, name)
         assert kernel.abi.native_threads or kernel.abi.one_row_pool, name
     assert prog.nm.abi.one_row_pool and not prog.nm.abi.native_threads
+    assert prog.hybrid.abi.one_row_pool
 
 
 def test_pool_restarts_after_shutdown(prog: Any) -> None:

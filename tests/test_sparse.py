@@ -160,6 +160,29 @@ def test_vectorised_hybrid(tile: tuple[int, int, int]) -> None:
         assert_close(prog.f(x, packed, bias), np.maximum(z, 0).astype(np.float32))
 
 
+def test_vectorised_hybrid_of_symbolic_n() -> None:
+    """A hybrid weight of N rows known at run time (K static) takes the same vector
+    kernels as a static one (tdsl-vectorize-sparse reads N from the result): ragged
+    last tile rows, x rows in and past the panel blocks, bit for bit as the static kernel."""
+    layout = "hybrid(tile=[8, 32], formats=[dense, nm(2, 4)])"
+    body = "{ return relu(linear(x, w, b)) }"
+    prog = stoicc_py.compile(
+        f"kernel g(x: f32[M, 96], w: f32[N, 96] @ {layout}, b: f32[N]) -> f32[M, N] {body}\n"
+        f"kernel s(x: f32[M, 96], w: f32[20, 96] @ {layout}, b: f32[20]) -> f32[M, 20] {body}"
+    )
+    rng = np.random.default_rng(11)
+    for n in (20, 44):
+        w, bias = _hybrid_weight(rng, 48, 96, 8, 32)[:n], rand(rng, n)
+        packed = prog.g.pack("w", w)
+        for m in (1, 5, 70):
+            x = rand(rng, m, 96)
+            got = prog.g(x, packed, bias)
+            z = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+            assert_close(got, np.maximum(z, 0).astype(np.float32))
+            if n == 20:
+                np.testing.assert_array_equal(got, prog.s(x, prog.s.pack("w", w), bias))
+
+
 def test_matmul_of_transposed_sparse_weight() -> None:
     prog = stoicc_py.compile(
         "kernel f(x: f32[M, 64], w: f32[32, 64] @ nm(2, 4)) -> f32[M, 32] { return x @ transpose(w) }"

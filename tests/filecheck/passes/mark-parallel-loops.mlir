@@ -19,6 +19,19 @@
 // CHECK-LABEL: func.func @two_columns_odd_static_tiles
 // CHECK-NOT:     stoicc.parallel
 
+// Tile rows of 32 (hybrid's one-row nest): iteration tr writes out[tr * 32 + c] for c in
+// [0, h), h = min(tr * 32 + 32, n) - tr * 32, in blocks of four up to h's whole steps, then
+// one by one. The loop ends at ceil(n / 32), so tr * 32 < n and h lies in [1, 32]: each
+// iteration writes its own 32 columns: marked. With the loop ending at n instead, tr * 32
+// may pass n and h wrap; with c up to 32 inclusive, the last write reaches the next tile
+// row: both serial.
+// CHECK-LABEL: func.func @tile_rows
+// CHECK:         } {stoicc.parallel}
+// CHECK-LABEL: func.func @tile_rows_past_n
+// CHECK-NOT:     stoicc.parallel
+// CHECK-LABEL: func.func @tile_rows_one_too_far
+// CHECK-NOT:     stoicc.parallel
+
 func.func @two_columns_to_a_four_column_end(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -96,6 +109,105 @@ func.func @two_columns_odd_static_tiles(%out: memref<1x96xf32>) attributes {stoi
       %j1 = arith.addi %j, %c1 : index
       memref.store %f, %out[%c0, %j] : memref<1x96xf32>
       memref.store %f, %out[%c0, %j1] : memref<1x96xf32>
+    }
+  }
+  func.return
+}
+
+func.func @tile_rows(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c4 = arith.constant 4 : index
+  %c31 = arith.constant 31 : index
+  %c32 = arith.constant 32 : index
+  %f = arith.constant 1.0 : f32
+  %n31 = arith.addi %n, %c31 : index
+  %rows = arith.divui %n31, %c32 : index
+  scf.for %tr = %c0 to %rows step %c1 {
+    %first = arith.muli %tr, %c32 : index
+    %e0 = arith.addi %first, %c32 : index
+    %e = arith.minui %e0, %n : index
+    %h = arith.subi %e, %first : index
+    %span = arith.subi %h, %c0 : index
+    %rest = arith.remui %span, %c4 : index
+    %whole = arith.subi %h, %rest : index
+    scf.for %c = %c0 to %whole step %c4 {
+      %at = arith.addi %first, %c : index
+      %at3 = arith.addi %at, %c3 : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
+      memref.store %f, %out[%c0, %at3] : memref<1x?xf32>
+    }
+    scf.for %c = %whole to %h step %c1 {
+      %at = arith.addi %c, %first : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
+    }
+  }
+  func.return
+}
+
+func.func @tile_rows_past_n(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c4 = arith.constant 4 : index
+  %c31 = arith.constant 31 : index
+  %c32 = arith.constant 32 : index
+  %f = arith.constant 1.0 : f32
+  %rows = arith.addi %n, %c0 : index
+  scf.for %tr = %c0 to %rows step %c1 {
+    %first = arith.muli %tr, %c32 : index
+    %e0 = arith.addi %first, %c32 : index
+    %e = arith.minui %e0, %n : index
+    %h = arith.subi %e, %first : index
+    %span = arith.subi %h, %c0 : index
+    %rest = arith.remui %span, %c4 : index
+    %whole = arith.subi %h, %rest : index
+    scf.for %c = %c0 to %whole step %c4 {
+      %at = arith.addi %first, %c : index
+      %at3 = arith.addi %at, %c3 : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
+      memref.store %f, %out[%c0, %at3] : memref<1x?xf32>
+    }
+    scf.for %c = %whole to %h step %c1 {
+      %at = arith.addi %c, %first : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
+    }
+  }
+  func.return
+}
+
+func.func @tile_rows_one_too_far(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c4 = arith.constant 4 : index
+  %c31 = arith.constant 31 : index
+  %c32 = arith.constant 32 : index
+  %f = arith.constant 1.0 : f32
+  %n31 = arith.addi %n, %c31 : index
+  %rows = arith.divui %n31, %c32 : index
+  scf.for %tr = %c0 to %rows step %c1 {
+    %first = arith.muli %tr, %c32 : index
+    %e0 = arith.addi %first, %c32 : index
+    %e = arith.minui %e0, %n : index
+    %h = arith.subi %e, %first : index
+    %span = arith.subi %h, %c0 : index
+    %rest = arith.remui %span, %c4 : index
+    %whole = arith.subi %h, %rest : index
+    %h1 = arith.addi %h, %c1 : index
+    scf.for %c = %c0 to %whole step %c4 {
+      %at = arith.addi %first, %c : index
+      %at3 = arith.addi %at, %c3 : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
+      memref.store %f, %out[%c0, %at3] : memref<1x?xf32>
+    }
+    scf.for %c = %whole to %h1 step %c1 {
+      %at = arith.addi %c, %first : index
+      memref.store %f, %out[%c0, %at] : memref<1x?xf32>
     }
   }
   func.return
