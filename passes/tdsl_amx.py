@@ -1,23 +1,27 @@
-"""tdsl-amx: a bf16 `linear` on Intel AMX tiles, where the target has them.
+"""tdsl-amx: a bf16 or int8 `linear` on Intel AMX tiles, where the target has them.
 
-`y = linear(x, w)` with x bf16 [M, K], w bf16 [N, K] (dense, N and K static multiples
-of 32) and y bf16 or f32 becomes, per block of 32 columns of y:
+`y = linear(x, w)` with x [M, K] and w [N, K] both bf16 (y f32 or bf16: `tdpbf16ps`) or
+both i8 (y i32: `tdpbssd`), dense, N a static multiple of 32 and K of 32 (bf16) or 64
+(i8) — a tile row's 64 bytes — becomes, per block of 32 columns of y:
 
-- a panel of w's 32 rows copied into the tiles' operand layout: `tdpbf16ps` multiplies
-  a 16 x 32 bf16 tile of x by a tile holding 16 rows of k *pairs* by 16 columns, so the
-  panel is [K/32][2 column tiles][16 pairs][16 columns][2] (w's row pairs, transposed
-  by 32-bit units; the "VNNI" layout), 16 rows' 32 k at a time transposed in registers;
+- a panel of w's 32 rows copied into the tiles' operand layout: the dot product
+  multiplies a 16 x 64-byte tile of x by a tile holding 16 rows of k *dwords* (2 bf16 or
+  4 i8 of consecutive k) by 16 columns, so the panel is [K/kstep][2 column tiles][16
+  dwords][16 columns] (w's rows transposed by 32-bit units; the "VNNI" layout), 16
+  rows' 64 bytes at a time transposed in registers;
 - for every block of 32 rows of x (the last one copied into a zero-padded buffer): four
-  16 x 16 f32 accumulator tiles (tmm0-3), two tiles of x (tmm4-5) and two of the panel
-  (tmm6-7) per step of 32 along k, then the accumulators stored straight into an f32 y,
-  else to a 32 x 32 f32 buffer and written to y 16 lanes at a time (rounded to bf16 to
-  nearest even for a bf16 y; element by element for the last, ragged block of rows).
+  16 x 16 f32 or i32 accumulator tiles (tmm0-3), two tiles of x (tmm4-5) and two of the
+  panel (tmm6-7) per step along k, then the accumulators stored straight into an f32 or
+  i32 y, else to a 32 x 32 buffer and written to y 16 lanes at a time (rounded to bf16
+  to nearest even for a bf16 y; element by element for the last, ragged block of rows).
 
 The tiles are configured once per call (`ldtilecfg`: palette 1, eight tiles of 16 rows
 by 64 bytes) and released at the end. Each product of two bf16 values is exact in f32;
 `tdpbf16ps` adds the two products of a pair to the accumulator with round-to-nearest-
-even, flushing denormal inputs and results to zero (Intel SDM, TDPBF16PS). Other linears,
-and every op on a target without `amx-bf16`, are left to tdsl-microkernel.
+even, flushing denormal inputs and results to zero (Intel SDM, TDPBF16PS); `tdpbssd`
+sums four signed byte products into each i32, exactly (wrapping as the i8 kernels do).
+Other linears, and each kind on a target without its feature (`amx-bf16`, `amx-int8`:
+the pass's options), are left to tdsl-microkernel and tdsl-vectorize-integer.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, ptr, vector
 from xdsl.dialects.builtin import Float32Type, MemRefType, ModuleOp, NoneAttr, VectorType, bf16, i8, i32, i64
-from xdsl.ir import SSAValue
+from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.rewriter import InsertPoint
@@ -40,16 +44,41 @@ from stoicc_py.passes.tdsl_vectorize_integer import transpose
 
 NAME = "tdsl-amx"
 BLOCK = 32
-"""Rows and columns of y per block: 2 x 2 accumulator tiles of 16 x 16 f32."""
+"""Rows and columns of y per block: 2 x 2 accumulator tiles of 16 x 16."""
 MAX_K = 8192
-"""The panel and the padded rows of x: 2 x 32 x K bf16 (1 MB at 8192), allocated per call."""
+"""The panel and the padded rows of x: 2 x 32 x K elements (1 MB of bf16 at 8192), allocated per call."""
 TILE_BYTES = 64
 C_TILES, A_TILES, B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
 
 
-def _amx_operands(op: tdsl.LinearOp) -> tuple[int, int] | None:
-    """(N, K) where `op` is this pass's: dense bf16 x (contiguous rows) and w, bf16 or f32
-    y, no bias or activation, N and K static multiples of 32, K at most MAX_K."""
+@dataclass(frozen=True)
+class Kind:
+    """A tile dot product: its operands' element, its accumulator, its intrinsic."""
+
+    element: Attribute
+    acc: Attribute
+    dot: str
+    results: tuple[Attribute, ...]
+    """The element types y may have (the accumulator's, or rounded to bf16)."""
+
+    @property
+    def size(self) -> int:
+        return self.element.bitwidth // 8  # type: ignore[attr-defined]
+
+    @property
+    def k_step(self) -> int:
+        """k per tile row: 64 bytes of x."""
+        return TILE_BYTES // self.size
+
+
+BF16 = Kind(bf16, Float32Type(), "tdpbf16ps", (Float32Type(), bf16))
+INT8 = Kind(i8, i32, "tdpbssd", (i32,))
+
+
+def _amx_operands(op: tdsl.LinearOp, kinds: tuple[Kind, ...]) -> tuple[Kind, int, int] | None:
+    """(kind, N, K) where `op` is this pass's: dense x (contiguous rows) and w of one of
+    `kinds`' elements, y of one of its results, no bias or activation, N a static multiple
+    of 32 and K of the kind's k_step, K at most MAX_K."""
     x, w, y = op.lhs.type, op.rhs.type, op.out.type if op.out is not None else None
     if op.bias is not None or op.act is not None or not isinstance(y, MemRefType):
         return None
@@ -57,19 +86,20 @@ def _amx_operands(op: tdsl.LinearOp) -> tuple[int, int] | None:
         return None
     if not isinstance(x.layout, NoneAttr):  # the tiles read x from its base address, row after row
         return None
-    if x.element_type != bf16 or w.element_type != bf16 or not isinstance(y.element_type, Float32Type) and y.element_type != bf16:
+    kind = next((kind for kind in kinds if x.element_type == w.element_type == kind.element), None)
+    if kind is None or y.element_type not in kind.results:
         return None
     n, k = w.get_shape()
-    if n <= 0 or k <= 0 or n % BLOCK or k % BLOCK or k > MAX_K:
+    if n <= 0 or k <= 0 or n % BLOCK or k % kind.k_step or k > MAX_K:
         return None
-    return n, k
+    return kind, n, k
 
 
 class _Tiles:
     """The tile instructions, as LLVM's AMX intrinsics on immediate tile numbers."""
 
-    def __init__(self, b: LoopBuilder):
-        self.b = b
+    def __init__(self, b: LoopBuilder, kind: Kind):
+        self.b, self.kind = b, kind
 
     def _call(self, name: str, *args: SSAValue) -> None:
         self.b.b.insert(llvm.CallIntrinsicOp(f"llvm.x86.{name}", list(args), []))
@@ -90,7 +120,7 @@ class _Tiles:
         self._call("tilestored64", self.tile(t), address, self.i64(stride))
 
     def dot(self, c: int, a: int, b: int) -> None:
-        self._call("tdpbf16ps", self.tile(c), self.tile(a), self.tile(b))
+        self._call(self.kind.dot, self.tile(c), self.tile(a), self.tile(b))
 
     def configure(self, config: SSAValue) -> None:
         self._call("ldtilecfg", config)
@@ -111,30 +141,31 @@ def _config(b: LoopBuilder) -> SSAValue:
     return config
 
 
-def _pack_panel(b: LoopBuilder, w: SSAValue, panel: SSAValue, n0: SSAValue, k: int) -> None:
-    """panel[((p / 16) * 2 + c / 16) * 16 + p % 16][c % 16][j] = w[n0 + c, 2p + j]: per 32
-    k and 16 columns, the 16 rows' dwords (k pairs) transposed, 16 x 16, in registers."""
+def _pack_panel(b: LoopBuilder, w: SSAValue, panel: SSAValue, n0: SSAValue, k: int, kind: Kind) -> None:
+    """panel[((d / 16) * 2 + c / 16) * 16 + d % 16][c % 16] = dword d of w's row n0 + c: per
+    64 bytes of k and 16 columns, the 16 rows' dwords transposed, 16 x 16, in registers."""
     words = VectorType(i32, [16])
-    halves = VectorType(bf16, [2 * 16])
+    row_bytes = VectorType(kind.element, [kind.k_step])
 
-    def pairs(s: LoopBuilder, kb: SSAValue, _: object) -> list[SSAValue]:
+    def dwords(s: LoopBuilder, kb: SSAValue, _: object) -> list[SSAValue]:
         for tile in range(2):
             rows = [s.insert(vector.BitcastOp(s.insert(vector.LoadOp(
-                w, [s.add(n0, s.index(16 * tile + c)), s.mul(kb, s.index(BLOCK))], halves)), words))
+                w, [s.add(n0, s.index(16 * tile + c)), s.mul(kb, s.index(kind.k_step))], row_bytes)), words))
                 for c in range(16)]  # fmt: skip
-            first = s.mul(s.add(s.mul(kb, s.index(2)), s.index(tile)), s.index(16 * 2 * 16))
+            first = s.mul(s.add(s.mul(kb, s.index(2)), s.index(tile)), s.index(16 * kind.k_step))
             for q, row in enumerate(transpose(s, rows)):
-                at = s.add(first, s.index(q * 2 * 16))
-                s.b.insert(vector.StoreOp(s.insert(vector.BitcastOp(row, halves)), panel, [at]))
+                at = s.add(first, s.index(q * kind.k_step))
+                s.b.insert(vector.StoreOp(s.insert(vector.BitcastOp(row, row_bytes)), panel, [at]))
         return []
 
-    b.loop(b.index(0), b.index(k // BLOCK), b.index(1), pairs, name="kb")
+    b.loop(b.index(0), b.index(k // kind.k_step), b.index(1), dwords, name="kb")
 
 
 @dataclass
 class _Product:
     """One linear's buffers and the addresses the tiles read and write."""
 
+    kind: Kind
     x: SSAValue
     w: SSAValue
     y: SSAValue
@@ -145,27 +176,28 @@ class _Product:
 
     @property
     def direct(self) -> bool:
-        """Whether the tiles store whole blocks straight into y: f32 rows of their own."""
+        """Whether the tiles store whole blocks straight into y: accumulator rows of their own."""
         y = self.y.type
-        return isinstance(y, MemRefType) and isinstance(y.element_type, Float32Type) and isinstance(y.layout, NoneAttr)
+        return isinstance(y, MemRefType) and y.element_type == self.kind.acc and isinstance(y.layout, NoneAttr)
 
     def address(self, b: LoopBuilder, buffer: SSAValue, byte_offset: SSAValue) -> SSAValue:
         return b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(buffer)), byte_offset))
 
     def block(self, b: LoopBuilder, n0: SSAValue, m0: SSAValue, a: SSAValue, a_row: SSAValue, valid: SSAValue,
               whole: bool) -> None:  # fmt: skip
-        """y[m0 : m0 + valid, n0 : n0 + 32] from rows a_row .. a_row + 32 of the bf16 buffer `a`
-        (`whole`: valid is 32)."""
-        t = _Tiles(b)
+        """y[m0 : m0 + valid, n0 : n0 + 32] from rows a_row .. a_row + 32 of the buffer `a` (x
+        or its padded copy; `whole`: valid is 32)."""
+        t = _Tiles(b, self.kind)
         for c in C_TILES:
             t.zero(c)
 
         def step(s: LoopBuilder, kb: SSAValue, _: object) -> list[SSAValue]:
-            ts = _Tiles(s)
+            ts = _Tiles(s, self.kind)
+            row_bytes = self.k * self.kind.size
             for i, tile in enumerate(A_TILES):
                 row = s.add(a_row, s.index(16 * i))
-                offset = s.add(s.mul(row, s.index(self.k * 2)), s.mul(kb, s.index(BLOCK * 2)))
-                ts.load(tile, self.address(s, a, offset), self.k * 2)
+                offset = s.add(s.mul(row, s.index(row_bytes)), s.mul(kb, s.index(TILE_BYTES)))
+                ts.load(tile, self.address(s, a, offset), row_bytes)
             for i, tile in enumerate(B_TILES):
                 offset = s.add(s.mul(kb, s.index(2 * 16 * TILE_BYTES)), s.index(16 * TILE_BYTES * i))
                 ts.load(tile, self.address(s, self.panel, offset), TILE_BYTES)
@@ -173,7 +205,7 @@ class _Product:
                 ts.dot(c, ta, tb)
             return []
 
-        b.loop(b.index(0), b.index(self.k // BLOCK), b.index(1), step, name="kb")
+        b.loop(b.index(0), b.index(self.k // self.kind.k_step), b.index(1), step, name="kb")
         if whole and self.direct:
             n = self.y.type.get_shape()[1]  # type: ignore[attr-defined]
             for c in C_TILES:
@@ -198,14 +230,15 @@ class _Product:
         def copy(e: LoopBuilder, rj: list[SSAValue]) -> None:
             inside = e.insert(arith.CmpiOp(rj[0], left, "ult"))
             row = e.insert(arith.SelectOp(inside, e.add(first, rj[0]), first))
-            value = e.load(self.x, [row, rj[1]])  # widened to f32 and rounded back: exact
-            e.store(e.insert(arith.SelectOp(inside, value, e.f32(0.0))), self.padded, rj)
+            value = e.load(self.x, [row, rj[1]])  # bf16 widened to f32 and rounded back: exact
+            zero = e.f32(0.0) if self.kind is BF16 else e.constant(self.kind.element, 0)
+            e.store(e.insert(arith.SelectOp(inside, value, zero)), self.padded, rj)
 
         b.nest([b.index(BLOCK), b.index(self.k)], copy)
 
     def columns(self, b: LoopBuilder, n0: SSAValue, rows: SSAValue, whole: SSAValue) -> None:
         """32 columns of y: the panel, every whole block of 32 rows, then the rows left."""
-        _pack_panel(b, self.w, self.panel, n0, self.k)
+        _pack_panel(b, self.w, self.panel, n0, self.k, self.kind)
         zero = b.index(0)
 
         def rows_block(mb: LoopBuilder, m0: SSAValue, _: object) -> list[SSAValue]:
@@ -225,20 +258,22 @@ class _Product:
 
 @dataclass
 class AmxLinear(RewritePattern):
+    kinds: tuple[Kind, ...]
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /) -> None:
-        if (shape := _amx_operands(op)) is None or op.out is None:
+        if (shape := _amx_operands(op, self.kinds)) is None or op.out is None:
             return
-        n, k = shape
+        kind, n, k = shape
         b = LoopBuilder(Builder(InsertPoint.before(op)))
         scratch = [
-            b.insert(memref.AllocOp.get(bf16, 64, [k * BLOCK])),
-            b.insert(memref.AllocOp.get(bf16, 64, [BLOCK, k])),
-            b.insert(memref.AllocOp.get(Float32Type(), 64, [BLOCK, BLOCK])),
+            b.insert(memref.AllocOp.get(kind.element, 64, [k * BLOCK])),
+            b.insert(memref.AllocOp.get(kind.element, 64, [BLOCK, k])),
+            b.insert(memref.AllocOp.get(kind.acc, 64, [BLOCK, BLOCK])),
         ]
-        product = _Product(op.lhs, op.rhs, op.out, k, *scratch)
+        product = _Product(kind, op.lhs, op.rhs, op.out, k, *scratch)
         config = _config(b)
-        tiles = _Tiles(b)
+        tiles = _Tiles(b, kind)
         tiles.configure(b.insert(ptr.ToPtrOp(config)))
         rows = b.size(op.lhs, 0)
         whole = floor_to(b, b.index(0), rows, BLOCK)
@@ -256,9 +291,13 @@ class AmxLinear(RewritePattern):
 
 @dataclass(frozen=True)
 class Amx(ModulePass):
-    """Runs only where the pipeline asks for it: on targets with amx-tile and amx-bf16."""
+    """Runs only where the pipeline asks for it, on targets with amx-tile; `bf16` and
+    `int8`: whether the target has amx-bf16 and amx-int8."""
 
     name = NAME
+    bf16: bool = True
+    int8: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(AmxLinear(), apply_recursively=False).rewrite_module(op)
+        kinds = tuple(kind for kind, on in ((BF16, self.bf16), (INT8, self.int8)) if on)
+        PatternRewriteWalker(AmxLinear(kinds), apply_recursively=False).rewrite_module(op)

@@ -79,9 +79,9 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
 NATIVE_THREAD_PASSES = ("mark-parallel-loops", "parallelize-loops")
 """The passes whose loops call the JIT's thread pool (backends/llvm/runtime.py)."""
 
-AMX_BF16 = frozenset({"amx-tile", "amx-bf16"})
-"""The target features that put tdsl-amx in the pipeline (host_features has them only
-where the OS granted this process the tile state)."""
+AMX_KINDS = {"bf16": "amx-bf16", "int8": "amx-int8"}
+"""tdsl-amx's options and the target features that turn them on, with amx-tile
+(host_features has them only where the OS granted this process the tile state)."""
 
 
 
@@ -134,11 +134,13 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     features = host_features() if features is None else features
     names = [p for stage in Stage if after < stage <= upto for p in STAGE_PASSES[stage]
              if native_threads or p not in NATIVE_THREAD_PASSES]  # fmt: skip
-    if AMX_BF16 <= features and "tdsl-microkernel" in names:
+    amx = {kind: "amx-tile" in features and feature in features for kind, feature in AMX_KINDS.items()}
+    if any(amx.values()) and "tdsl-microkernel" in names:
         names.insert(names.index("tdsl-microkernel"), "tdsl-amx")
     if check_bounds and after < Stage.PTR <= upto:
         names.insert(names.index(STAGE_PASSES[Stage.PTR][0]), "check-bounds")
     options = {
+        "tdsl-amx": "{" + " ".join(f"{kind}={str(on).lower()}" for kind, on in amx.items()) + "}",
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features),
         "tdsl-vectorize-integer": integer_options(features),

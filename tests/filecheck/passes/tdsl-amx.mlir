@@ -28,15 +28,31 @@ func.func @amx(%x: memref<?x64xbf16>, %w: memref<64x64xbf16>, %out: memref<?x64x
   func.return
 }
 
-// Left to tdsl-microkernel: N not a multiple of 32, f32 operands, a bias.
+// An i8 linear (an i32 result) runs on tdpbssd: the panel packed by 64 bytes (64 k) of
+// 16 rows at a time, the same blocks.
+// CHECK-LABEL: func.func @amx_int8
+// CHECK:         scf.for %kb =
+// CHECK-COUNT-16:  vector.load %w{{.*}} vector<64xi8>
+// CHECK:         scf.for %m0 =
+// CHECK-COUNT-4:     llvm.call_intrinsic "llvm.x86.tdpbssd"(%{{.*}}, %{{.*}}, %{{.*}})
+// CHECK-COUNT-4:     llvm.call_intrinsic "llvm.x86.tilestored64"(%{{.*}}, %{{.*}}, %{{.*}})
+func.func @amx_int8(%x: memref<?x128xi8>, %w: memref<64x128xi8>, %out: memref<?x64xi32>) {
+  tdsl.linear %x, %w into %out : memref<?x128xi8>, memref<64x128xi8> into memref<?x64xi32>
+  func.return
+}
+
+// Left to tdsl-microkernel: N not a multiple of 32, f32 operands, a bias; and to
+// tdsl-vectorize-integer an i8 linear whose K is not a multiple of 64.
 // CHECK-LABEL: func.func @not_amx
 // CHECK-NOT:     llvm.call_intrinsic
-// CHECK-COUNT-3: tdsl.linear
+// CHECK-COUNT-4: tdsl.linear
 func.func @not_amx(%x: memref<?x64xbf16>, %w: memref<48x64xbf16>, %out: memref<?x48xf32>,
                    %xf: memref<?x64xf32>, %wf: memref<64x64xf32>, %outf: memref<?x64xf32>,
-                   %w2: memref<64x64xbf16>, %b: memref<64xbf16>, %out2: memref<?x64xf32>) {
+                   %w2: memref<64x64xbf16>, %b: memref<64xbf16>, %out2: memref<?x64xf32>,
+                   %xi: memref<?x96xi8>, %wi: memref<64x96xi8>, %outi: memref<?x64xi32>) {
   tdsl.linear %x, %w into %out : memref<?x64xbf16>, memref<48x64xbf16> into memref<?x48xf32>
   tdsl.linear %xf, %wf into %outf : memref<?x64xf32>, memref<64x64xf32> into memref<?x64xf32>
   tdsl.linear %x, %w2 bias %b into %out2 : memref<?x64xbf16>, memref<64x64xbf16> bias memref<64xbf16> into memref<?x64xf32>
+  tdsl.linear %xi, %wi into %outi : memref<?x96xi8>, memref<64x96xi8> into memref<?x64xi32>
   func.return
 }
