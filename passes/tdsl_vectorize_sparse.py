@@ -351,7 +351,7 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     b = before(op)
     n_size, k_size = packed.dims[0], packed.dims[1]  # N may be symbolic (< 0): read at run time
     word_cols = decoder.code.word_cols
-    kc = max(word_cols, kc // word_cols * word_cols)
+    kc = max(word_cols, min(kc, -(-k_size // word_cols) * word_cols) // word_cols * word_cols)  # whole words, <= K
     kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
     alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
@@ -665,14 +665,17 @@ class VectorizeNM(RewritePattern):
 @dataclass(frozen=True)
 class VectorizeSparse(ModulePass):
     """`width` f32 lanes per vector; blocks of `panels` vectors of batch rows;
-    k-tiles of `kc` columns (rounded to whole index words)."""
+    k-tiles of `kc` columns (rounded to whole index words). The panel nest loads
+    one vector of x per FMA, so it runs at the L1's load rate: kc = 128 (4 panels
+    of a k-tile fill a 32 KB L1) and n-tiles of nt = 32 rows measured 2-9% faster than
+    kc = 32, nt = 16 on Zen 4; kc = 256 (spilling to L2) 20-35% slower."""
 
     name = NAME
 
     width: int = 16
     panels: int = 4
-    nt: int = 16
-    kc: int = 32
+    nt: int = 32
+    kc: int = 128
     kb: int = 1024
     permute: bool = True
 
