@@ -238,10 +238,10 @@ class _Bound(NamedTuple):
     one_block: bool  # too few rows to split in blocks: the common small call, no more work
     columns: bool  # one row, and enough columns and work to split by columns (abi.column_split)
     native: bool  # run whole, the loops split over the native pool (abi.native_threads, abi.one_row_pool)
-    table: Array  # int64 [1 + symbols]: the kernel's address, then `values`: what a whole call's entry reads
+    table: Array | None  # a whole call's (native or one_block) int64 [1 + symbols] for the entry: the kernel's address, then `values`
 
 
-_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 SEEN_MAX = 256
 """The most argument shapes (and packed layouts) a kernel remembers; more empty the memory."""
 
@@ -318,7 +318,7 @@ class NativeKernel:
             elif not isinstance(arg, self._packed_classes) or (arrays := arg.valid_buffers()) is None:
                 return None
             else:
-                shapes.append((id(arg.layout), arg.shape, *map(_SHAPE, arrays), *map(_DTYPE, arrays)))
+                shapes.append((id(arg.layout), arg.shape, *map(_SHAPE_DTYPE, arrays)))
                 bufs += arrays
         return tuple(shapes), bufs
 
@@ -332,9 +332,9 @@ class NativeKernel:
         one_row = all(math.prod(shape[:-1]) == 1 for shape in shapes)
         native = self.abi.native_threads or (self.abi.one_row_pool and one_row and not self.abi.check_bounds)
         values = tuple(sizes[s] for s in self.abi.symbols)
-        table = np.array([self._address, *values], np.int64)
-        table.flags.writeable = False
-        bound = _Bound(values, sizes, shapes, few_rows and not columns, columns, native, table)
+        one_block = few_rows and not columns
+        table = self._table(values) if native or one_block else None
+        bound = _Bound(values, sizes, shapes, one_block, columns, native, table)
         if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
             self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
             self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
@@ -342,6 +342,14 @@ class NativeKernel:
         if not self.abi.check_bounds and all(p is a for p, a in zip(prepared, args)):  # none converted or copied
             self._remember(args, prepared, bound)
         return self._run(buffers(prepared), bound, prepared)
+
+    def _table(self, values: tuple[int, ...]) -> Array | None:
+        """What the entry reads after the arrays, None where no entry takes the call."""
+        if self._entry is None:
+            return None
+        table = np.array([self._address, *values], np.int64)
+        table.flags.writeable = False
+        return table
 
     def _splits_columns(self, shapes: tuple[tuple[int, ...], ...], sizes: dict[str, int]) -> bool:
         """Whether a call of these sizes may be split by columns: its results have one row (the
@@ -364,21 +372,24 @@ class NativeKernel:
 
     def _run(self, inputs: Sequence[Array], bound: _Bound, args: Sequence[object]) -> Array | tuple[Array, ...]:
         outs = list(map(np.empty, bound.shapes, self._out_dtypes))
-        bufs = (*inputs, *outs)  # alive across the calls, which release the GIL
         if bound.native:
             use_threads(self._threads or get_threads())
+        if bound.table is not None and self._entry is not None:  # whole, through the entry
+            self._entry((*inputs, *outs, bound.table))  # the tuple keeps them alive across the call (no GIL)
+        else:
+            self._run_parts((*inputs, *outs), bound, args, outs)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _run_parts(self, bufs: Sequence[Array], bound: _Bound, args: Sequence[object], outs: list[Array]) -> None:
+        """A call that the entry does not take: bounds-checked, split, or with no entry (not CPython)."""
         if self.abi.check_bounds:
             self._run_checked(bufs, bound)
-        elif bound.native or bound.one_block:  # whole: through the entry (backends/llvm/entry.py)
-            if self._entry is None:
-                self._fn(*data_pointers(bufs), *bound.values)
-            else:
-                self._entry((*bufs, bound.table))
+        elif bound.native or bound.one_block:
+            self._fn(*data_pointers(bufs), *bound.values)
         elif bound.columns:
             self._run_columns(bufs, args, outs, bound.sizes)
         else:
             self._run_blocks(bufs, bound.sizes, [])
-        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _run_checked(self, bufs: Sequence[Array], bound: _Bound) -> None:
         """A bounds-checked kernel's run: its extents and status buffer after the symbols."""

@@ -170,6 +170,26 @@ def test_a_dense_weight_for_a_packed_parameter_warns_once_per_kernel() -> None:
         assert_close(k(x, k.pack("w", w)), first)
 
 
+def test_the_native_entry_reads_every_buffer_and_size(prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole call goes through backends/llvm/entry.py (one tuple of arrays, the sizes in a
+    table): two results and two size symbols land where the kernel reads them, the table holds
+    this call's sizes, and without the entry (as where it is None, not CPython) _fn gives the same."""
+    pair = prog.pair._native
+    assert pair._entry is not None
+    rng = np.random.default_rng(4)
+    for m, n in ((3, 5), (2, 7), (3, 5)):
+        a, b = rand(rng, m, n), rand(rng, m, n)
+        product, total = prog.pair(a, b)
+        assert_close(product, a * b)
+        assert_close(total, a.sum(axis=0))
+        table = next(bound.table for key, bound in pair._seen.items() if key == ((m, n), (m, n)))
+        assert table is not None and list(table[1:]) == [m, n] and not table.flags.writeable
+    monkeypatch.setattr(pair, "_entry", None)
+    product, total = prog.pair(a, b)
+    assert_close(product, a * b)
+    assert_close(total, a.sum(axis=0))
+
+
 def test_a_call_with_shapes_seen_before_skips_the_complete_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first call with some argument shapes is checked completely; a later call with the same
     shapes (numpy arrays of the parameters' dtypes, in C order) reuses what it bound; anything

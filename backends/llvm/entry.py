@@ -45,14 +45,14 @@ _lock = threading.Lock()
 _engines: list[llvm.ExecutionEngine] = []  # they own the entries' code
 
 
-def _ir(pointers: int, symbols: int) -> str:
-    """entry(ptr tuple): load item i (an ndarray), its data pointer; the last item's data holds
-    the kernel's address and the sizes; call the kernel."""
+def _ir(pointers: int, symbols: int, items: int, data: int) -> str:
+    """entry(ptr tuple): load item i (an ndarray, at `items` + 8 i), its data pointer (at `data`);
+    the last item's data holds the kernel's address and the sizes; call the kernel."""
     body, args = [], []
     for i in range(pointers + 1):
-        body += [f"  %item{i} = getelementptr i8, ptr %t, i64 {ITEMS + 8 * i}",
+        body += [f"  %item{i} = getelementptr i8, ptr %t, i64 {items + 8 * i}",
                  f"  %obj{i} = load ptr, ptr %item{i}, align 8",
-                 f"  %field{i} = getelementptr i8, ptr %obj{i}, i64 {DATA_OFFSET}",
+                 f"  %field{i} = getelementptr i8, ptr %obj{i}, i64 {data}",
                  f"  %data{i} = load ptr, ptr %field{i}, align 8"]  # fmt: skip
         args.append(f"ptr %data{i}")
     table = args.pop()[len("ptr ") :]
@@ -70,7 +70,7 @@ def array_entry(pointers: int, symbols: int) -> Entry | None:
     if DATA_OFFSET is None or ITEMS is None:
         return None
     with _lock:
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(_ir(pointers, symbols)), new_host_machine())
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(_ir(pointers, symbols, ITEMS, DATA_OFFSET)), new_host_machine())
         engine.finalize_object()
         _engines.append(engine)
         call: Entry = ctypes.CFUNCTYPE(None, ctypes.py_object)(engine.get_function_address("entry"))
