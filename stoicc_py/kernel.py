@@ -238,7 +238,7 @@ class _Bound(NamedTuple):
     one_block: bool  # too few rows to split in blocks: the common small call, no more work
     columns: bool  # one row, and enough columns and work to split by columns (abi.column_split)
     native: bool  # run whole, the loops split over the native pool (abi.native_threads, abi.one_row_pool)
-    table: Array | None  # a whole call's (native or one_block) int64 [1 + symbols] for the entry: the kernel's address, then `values`
+    table: Array | None  # a whole call's int64 [1 + symbols] for the entry: the kernel's address, then `values`
 
 
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
