@@ -2,8 +2,9 @@
 nothing (x f32[1, 8] times an 8 x 8 weight), for a dense weight and two packed ones, beside
 numpy's `x @ w.T` on the same shapes. A model decoding a token makes ~200 such calls.
 
-Each kernel's time is split into the native call alone (the ctypes call with the pointers
-ready, kernel._native._fn), a call whose argument shapes were seen before (every call of a
+Each kernel's time is split into the native call alone (the entry of backends/llvm/entry.py
+with its tuple of arrays and table ready, or kernel._native._fn with the pointers ready where
+there is no entry), a call whose argument shapes were seen before (every call of a
 model after its first: the runtime reuses what the complete check bound), and a call that
 takes the complete check (kernel._native._checked_call: any first call, or one with new
 shapes). Medians of `repeat` rounds of `number` calls each (timeit), after a checked call.
@@ -62,10 +63,12 @@ def _row(name: str, call: Callable[[], object], kernel: Any, args: tuple[object,
         native = kernel._native
         scan = native._scan(args)  # the arguments' buffers, as the checked call left them
         assert scan is not None
-        pointers = scan[1]
-        out = np.empty((m, n), np.float32)
-        bare = [*data_pointers([*pointers, out]), m]
-        row["native_us"] = _median_us(lambda: native._fn(*bare), number, repeat)
+        inputs, bound, out = scan[1], native._seen[scan[0]], np.empty((m, n), np.float32)
+        if native._entry is not None and bound.table is not None:
+            bare: Callable[[], object] = partial(native._entry, (*inputs, out, bound.table))
+        else:
+            bare = partial(native._fn, *data_pointers([*inputs, out]), *bound.values)
+        row["native_us"] = _median_us(bare, number, repeat)
         row["checked_us"] = _median_us(lambda: native._checked_call(args), number, repeat)
     return row
 

@@ -75,8 +75,11 @@ def _ctypes_pointers(arrays: Iterable[Array]) -> list[int]:
 
 
 _field = ctypes.c_void_p.from_address
-_OFFSET = _data_field()
-data_pointers: Callable[[Iterable[Array]], list[int]] = _ctypes_pointers if _OFFSET is None else _read_pointers(_OFFSET)
+DATA_OFFSET = _data_field()
+"""Where an ndarray object holds its data pointer (bytes from id()), None if not found."""
+data_pointers: Callable[[Iterable[Array]], list[int]] = (
+    _ctypes_pointers if DATA_OFFSET is None else _read_pointers(DATA_OFFSET)
+)
 """The address of each array's first element, as `a.ctypes.data` gives it, but read from the
 array's own field where the probe found it: `a.ctypes` builds a Python object per call, ~8x
 the cost, which a small kernel call with five buffers would pay five times."""

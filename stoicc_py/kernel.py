@@ -26,6 +26,7 @@ import numpy as np
 from stoicc_py import dims
 from stoicc_py.abi import KernelABI, TensorSpec
 from stoicc_py.arrays import NUMPY_DTYPES, data_pointers, host_array
+from stoicc_py.backends.llvm.entry import array_entry
 from stoicc_py.backends.llvm.runtime import use_threads
 from stoicc_py.limits import check_size
 from stoicc_py.parallel import MIN_COLUMN_WORK, MIN_ROWS, checked_threads, get_threads, row_blocks, run_blocks
@@ -237,9 +238,10 @@ class _Bound(NamedTuple):
     one_block: bool  # too few rows to split in blocks: the common small call, no more work
     columns: bool  # one row, and enough columns and work to split by columns (abi.column_split)
     native: bool  # run whole, the loops split over the native pool (abi.native_threads, abi.one_row_pool)
+    table: Array | None  # a whole call's int64 [1 + symbols] for the entry: the kernel's address, then `values`
 
 
-_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 SEEN_MAX = 256
 """The most argument shapes (and packed layouts) a kernel remembers; more empty the memory."""
 
@@ -262,6 +264,9 @@ class NativeKernel:
         if abi.check_bounds:
             argtypes += [ctypes.c_int64] * len(abi.extents()) + [ctypes.c_void_p]
         self._fn: Callable[..., None] = ctypes.CFUNCTYPE(None, *argtypes)(address)
+        self._address = address
+        # A whole call's way in (backends/llvm/entry.py), None where _fn must take it.
+        self._entry = None if abi.check_bounds else array_entry(inputs + len(abi.results), len(abi.symbols))
         split = abi.row_split.symbol if abi.row_split else None
         # Per pointer parameter: whether a block of rows offsets it (dense, with the rows on axis 0).
         rowed_inputs = [p.is_dense and p.dims[0] == split for p in abi.params for _ in p.buffers or [p]]
@@ -270,8 +275,8 @@ class NativeKernel:
         columns = abi.column_split.symbol if abi.column_split else None
         self._cut = [p.dims[0] == columns for p in abi.params]
         # Set by the first call (a bf16 dtype imports ml_dtypes): per parameter, its dtype if
-        # dense, else its buffers' dtypes; per result, its dtype.
-        self._dtypes: list[np.dtype[Any] | list[np.dtype[Any]]] | None = None
+        # dense, else None (a packed one's buffers' dtypes are in its key); per result, its dtype.
+        self._dtypes: list[np.dtype[Any] | None] | None = None
         self._out_dtypes: list[np.dtype[Any]] = []
         self._packed_classes: tuple[type[PackedTensor], ...] = ()  # (PackedTensor,) once loaded, for isinstance
         self._seen: dict[tuple[object, ...], _Bound] = {}  # argument shapes -> what a checked call bound
@@ -302,26 +307,20 @@ class NativeKernel:
         shapes: list[object] = []
         bufs: list[Array] = []
         for want, arg in zip(self._dtypes, args):
-            if isinstance(want, np.dtype):
+            if want is not None:
                 if type(arg) is not np.ndarray or arg.dtype != want or not arg.flags.c_contiguous:
                     return None
                 shapes.append(arg.shape)
                 bufs.append(arg)
-            elif (arrays := self._packed_buffers(arg, want)) is None:
+            # A PackedTensor whose read-only arrays passed validate() (check() is O(1)); else the
+            # checked call validates it. Its key: the layout (kept alive by _layouts while a key
+            # holds its id), shape, and its buffers' shapes and dtypes.
+            elif not isinstance(arg, self._packed_classes) or (arrays := arg.valid_buffers()) is None:
                 return None
             else:
-                shapes.append((arg.shape, *map(_SHAPE, arrays)))  # type: ignore[attr-defined]
+                shapes.append((id(arg.layout), arg.shape, *map(_SHAPE_DTYPE, arrays)))
                 bufs += arrays
         return tuple(shapes), bufs
-
-    def _packed_buffers(self, arg: object, dtypes: list[np.dtype[Any]]) -> tuple[Array, ...] | None:
-        """The buffers of `arg` if it is a PackedTensor in a layout that passed before, whose
-        read-only arrays passed validate() (check() is O(1)), with buffers of `dtypes`; else None."""
-        if not isinstance(arg, self._packed_classes) or self._layouts.get(id(arg.layout)) is not arg.layout:
-            return None
-        arrays = arg.valid_buffers()  # None unless check() is O(1): a validation is the checked call's
-        same = arrays is not None and len(arrays) == len(dtypes) and all(map(operator.eq, map(_DTYPE, arrays), dtypes))
-        return arrays if same else None
 
     def _checked_call(self, args: Sequence[object]) -> Array | tuple[Array, ...]:
         prepared = check_arguments(self.abi, args)
@@ -332,16 +331,25 @@ class NativeKernel:
         columns = few_rows and self._splits_columns(shapes, sizes)
         one_row = all(math.prod(shape[:-1]) == 1 for shape in shapes)
         native = self.abi.native_threads or (self.abi.one_row_pool and one_row and not self.abi.check_bounds)
-        bound = _Bound(tuple(sizes[s] for s in self.abi.symbols), sizes, shapes, few_rows and not columns, columns,
-                       native)  # fmt: skip
+        values = tuple(sizes[s] for s in self.abi.symbols)
+        one_block = few_rows and not columns
+        table = self._table(values) if native or one_block else None
+        bound = _Bound(values, sizes, shapes, one_block, columns, native, table)
         if self._dtypes is None:  # the last of these three: another thread's call reads them once it is set
             self._out_dtypes = [NUMPY_DTYPES[r.dtype] for r in self.abi.results]
             self._packed_classes = tuple(t for t in [_packed_type()] if t)  # loaded if a parameter is packed
-            self._dtypes = [NUMPY_DTYPES[p.dtype] if p.is_dense else [np.dtype(b.dtype) for b in p.buffers]
-                            for p in self.abi.params]  # fmt: skip
+            self._dtypes = [NUMPY_DTYPES[p.dtype] if p.is_dense else None for p in self.abi.params]
         if not self.abi.check_bounds and all(p is a for p, a in zip(prepared, args)):  # none converted or copied
             self._remember(args, prepared, bound)
         return self._run(buffers(prepared), bound, prepared)
+
+    def _table(self, values: tuple[int, ...]) -> Array | None:
+        """What the entry reads after the arrays, None where no entry takes the call."""
+        if self._entry is None:
+            return None
+        table = np.array([self._address, *values], np.int64)
+        table.flags.writeable = False
+        return table
 
     def _splits_columns(self, shapes: tuple[tuple[int, ...], ...], sizes: dict[str, int]) -> bool:
         """Whether a call of these sizes may be split by columns: its results have one row (the
@@ -364,21 +372,26 @@ class NativeKernel:
 
     def _run(self, inputs: Sequence[Array], bound: _Bound, args: Sequence[object]) -> Array | tuple[Array, ...]:
         outs = list(map(np.empty, bound.shapes, self._out_dtypes))
-        bufs = [*inputs, *outs]  # alive across the calls, which release the GIL
         if bound.native:
             use_threads(self._threads or get_threads())
-            self._fn(*data_pointers(bufs), *bound.values)
-        elif self.abi.check_bounds:
+        if bound.table is not None and self._entry is not None:  # whole, through the entry
+            self._entry((*inputs, *outs, bound.table))  # the tuple keeps them alive across the call (no GIL)
+        else:
+            self._run_parts((*inputs, *outs), bound, args, outs)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _run_parts(self, bufs: Sequence[Array], bound: _Bound, args: Sequence[object], outs: list[Array]) -> None:
+        """A call that the entry does not take: bounds-checked, split, or with no entry (not CPython)."""
+        if self.abi.check_bounds:
             self._run_checked(bufs, bound)
-        elif bound.one_block:
+        elif bound.native or bound.one_block:
             self._fn(*data_pointers(bufs), *bound.values)
         elif bound.columns:
             self._run_columns(bufs, args, outs, bound.sizes)
         else:
             self._run_blocks(bufs, bound.sizes, [])
-        return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def _run_checked(self, bufs: list[Array], bound: _Bound) -> None:
+    def _run_checked(self, bufs: Sequence[Array], bound: _Bound) -> None:
         """A bounds-checked kernel's run: its extents and status buffer after the symbols."""
         status = np.zeros(2, np.int64)
         checks = [*(bufs[i].shape[axis] for i, axis in self.abi.extents()), *data_pointers([status])]
@@ -389,14 +402,14 @@ class NativeKernel:
         if status[0]:
             raise IndexError(self._miss(int(status[0]), bool(status[1]), bufs))
 
-    def _run_blocks(self, bufs: list[Array], sizes: dict[str, int], checks: list[int]) -> None:
+    def _run_blocks(self, bufs: Sequence[Array], sizes: dict[str, int], checks: list[int]) -> None:
         blocks = self._row_blocks(sizes)
         if len(blocks) > 1:
             run_blocks(self._block_call(bufs, sizes, checks), blocks)
         else:
             self._fn(*data_pointers(bufs), *(sizes[s] for s in self.abi.symbols), *checks)
 
-    def _run_columns(self, bufs: list[Array], args: Sequence[object], outs: list[Array], sizes: dict[str, int]) -> None:
+    def _run_columns(self, bufs: Sequence[Array], args: Sequence[object], outs: list[Array], sizes: dict[str, int]) -> None:
         """The call on blocks of columns, or whole where they do not pay or a packed weight's
         layout cannot cut its rows (row_granule() 0: sq, bitsplit)."""
         split = self.abi.column_split
@@ -432,7 +445,7 @@ class NativeKernel:
 
         return call
 
-    def _miss(self, code: int, is_store: bool, bufs: list[Array]) -> str:
+    def _miss(self, code: int, is_store: bool, bufs: Sequence[Array]) -> str:
         """The error of a bounds-checked call whose code reached outside a buffer."""
         access = "wrote" if is_store else "read"
         if code < 0:
@@ -446,7 +459,7 @@ class NativeKernel:
         threads = self._threads or get_threads()
         return row_blocks(sizes[split.symbol], split.granule, threads, split.row_work(sizes)) if threads > 1 else []
 
-    def _block_call(self, bufs: list[Array], sizes: dict[str, int], checks: list[int]) -> Callable[[int, int], None]:
+    def _block_call(self, bufs: Sequence[Array], sizes: dict[str, int], checks: list[int]) -> Callable[[int, int], None]:
         """call(start, stop): the kernel on rows [start, stop) of the row split."""
         assert self.abi.row_split is not None
         split = self.abi.row_split.symbol

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -168,6 +170,57 @@ def test_a_dense_weight_for_a_packed_parameter_warns_once_per_kernel() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_close(k(x, k.pack("w", w)), first)
+
+
+def test_the_native_entry_reads_every_buffer_and_size(prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole call goes through backends/llvm/entry.py (one tuple of arrays, the sizes in a
+    table): two results and two size symbols land where the kernel reads them, the table holds
+    this call's sizes, and without the entry (as where it is None, not CPython) _fn gives the same."""
+    pair = prog.pair._native
+    assert pair._entry is not None
+    rng = np.random.default_rng(4)
+    for m, n in ((3, 5), (2, 7), (3, 5)):
+        a, b = rand(rng, m, n), rand(rng, m, n)
+        product, total = prog.pair(a, b)
+        assert_close(product, a * b)
+        assert_close(total, a.sum(axis=0))
+        table = next(bound.table for key, bound in pair._seen.items() if key == ((m, n), (m, n)))
+        assert table is not None and list(table[1:]) == [m, n] and not table.flags.writeable
+    monkeypatch.setattr(pair, "_entry", None)
+    product, total = prog.pair(a, b)
+    assert_close(product, a * b)
+    assert_close(total, a.sum(axis=0))
+
+
+def test_a_call_through_the_entry_releases_the_gil() -> None:
+    """The entry runs the kernel without the GIL: a Python thread that yields at every step
+    (the switch interval made long, so that it cannot take the GIL otherwise) counts while the
+    call runs; holding the GIL, the count would not move between the two reads."""
+    k = stoicc_py.compile("kernel tanh_of(x: f32[M, K]) -> f32[M, K] { return tanh(x) }").tanh_of
+    x = np.linspace(-4, 4, 1 << 22, dtype=np.float32).reshape(1, -1)  # one row: a whole call, ~50 ms
+    assert_close(k(x), np.tanh(x))  # remembers the shapes: the next call takes the quick path
+    (bound,) = k._native._seen.values()
+    assert k._native._entry is not None and bound.table is not None
+    ticks, done = [0], threading.Event()
+
+    def count() -> None:
+        while not done.is_set():
+            ticks[0] += 1
+            time.sleep(0)  # lets the GIL go
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    counter = threading.Thread(target=count)
+    try:
+        counter.start()
+        before = ticks[0]
+        k(x)
+        after = ticks[0]
+    finally:
+        done.set()
+        counter.join()
+        sys.setswitchinterval(interval)
+    assert after > before
 
 
 def test_a_call_with_shapes_seen_before_skips_the_complete_check(monkeypatch: pytest.MonkeyPatch) -> None:

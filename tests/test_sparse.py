@@ -244,3 +244,26 @@ def test_a_packed_weight_seen_before_skips_the_complete_check(monkeypatch: pytes
     wide = {**packed.arrays, "values": packed.arrays["values"].astype(np.float64)}
     with pytest.raises(ValueError, match=r"parameter 'w': buffer 'values' must be float32\[8, 8\], got float64"):
         f(x, stoicc_py.PackedTensor(packed.layout, packed.shape, wide))
+
+
+def test_a_packed_buffer_changed_in_place_is_checked_again() -> None:
+    """A quick call's key holds the packed buffers' shapes and dtypes: numpy lets a read-only
+    array's `dtype` or `shape` be set in place (same object, same memory), and such a call takes
+    the complete check, which refuses it; set back, the tensor takes the quick path again."""
+    f = stoicc_py.compile(CHECKED).f
+    rng = np.random.default_rng(7)
+    x, packed = rand(rng, 3, 16), f.pack("w", _nm_weight(rng, 8, 16, 2, 4))
+    want = (x @ packed.unpack().T).astype(np.float32)
+    assert_close(f(x, packed), want)
+    seen = len(f._native._seen)
+    indices, values = packed.arrays["indices"], packed.arrays["values"]
+    indices.dtype = np.dtype(np.float32)  # same itemsize: the kernel would read the floats' bits as indices
+    with pytest.raises(ValueError, match=r"buffer 'indices' must be int32\[8, 1\], got float32"):
+        f(x, packed)
+    indices.dtype = np.dtype(np.int32)
+    values.shape = (4, 16)
+    with pytest.raises(ValueError, match=r"buffer 'values' must be float32\[8, 8\], got float32\[4, 16\]"):
+        f(x, packed)
+    values.shape = (8, 8)
+    assert_close(f(x, packed), want)
+    assert len(f._native._seen) == seen

@@ -312,16 +312,14 @@ class PackedTensor:
         """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
         validate(); else None, without validating: a kernel call's quick way in."""
         checked = self._checked
-        return checked[2] if checked is not None and self._unchanged() else None
-
-    def _unchanged(self) -> bool:
-        """Whether validate() passed these arrays (by identity), in this layout and shape, and they
-        are all still read-only."""
-        if self._checked is None:
-            return False
-        meta, arrays, _, views = self._checked
-        return (meta == (self.layout, self.shape, self.dtype, *self.arrays)
+        if checked is None:
+            return None
+        # validate() passed these arrays (by identity), in this layout and shape, and they are all
+        # still read-only: one frame, as a kernel call pays for each.
+        meta, arrays, buffers, views = checked
+        same = (meta == (self.layout, self.shape, self.dtype, *self.arrays)
                 and all(map(operator.is_, self.arrays.values(), arrays)) and not any(map(_WRITEABLE, views)))  # fmt: skip
+        return buffers if same else None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
