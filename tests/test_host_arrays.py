@@ -27,16 +27,26 @@ def prog() -> stoicc_py.Program:
 
 @pytest.fixture
 def pointers(prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """The arguments of every native call of prog.layer (x, w, b, out pointers, then M)."""
+    """The arguments of every native call of prog.layer (x, w, b, out pointers, then M),
+    through ctypes or the native entry (backends/llvm/entry.py: the arrays and a table of
+    the kernel's address and sizes)."""
     calls: list[tuple[int, ...]] = []
     native = prog.layer._native
     real: Callable[..., None] = native._fn
+    real_entry = native._entry
 
     def recording(*args: int) -> None:
         calls.append(args)
         real(*args)
 
+    def recording_entry(arrays: tuple[Any, ...]) -> None:
+        *bufs, table = arrays
+        calls.append((*data_pointers(bufs), *table[1:].tolist()))
+        real_entry(arrays)
+
     monkeypatch.setattr(native, "_fn", recording)
+    if real_entry is not None:
+        monkeypatch.setattr(native, "_entry", recording_entry)
     return calls
 
 
