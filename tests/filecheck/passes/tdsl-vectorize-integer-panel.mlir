@@ -3,31 +3,38 @@
 // whole 2-row blocks (ROWS) of calls of 16 rows or more (else none: the n-tile loop
 // ends at 0) in PanelKernel's outer-product blocks. Per n-tile (4 column blocks of 1 vector: 16 columns), the
 // weight's rows are packed as w + 128 (xor -128) into a panel [k/4, 16] of i32: a
-// step of 4 rows, transposed by shuffles so that panel[q, c] holds w[c, 4q..4q+3].
+// step of 4 rows, transposed by shuffles so that panel[q, c] holds w[c, 4q..4q+3]; the
+// rows past w's last (9 columns: the third vector's 1 and 3 more) read the last row.
 // A 2-row x 1-vector block then steps by one panel load, one broadcast dword of each
-// row of x and one vpdpbusd per accumulator, which holds whole outputs: after k, each
-// subtracts its row's 128 * sum_k x and is stored, no reduction. Columns past the
-// panel's whole vectors (8 of 9) take the dot-product blocks.
+// row of x and one vpdpbusd per accumulator, which holds whole outputs, stored as they
+// are into panel_sums; then one loop nest per block of rows subtracts each row's
+// 128 * sum_k x and stores the n-tile's columns of out: whole vectors, then the
+// columns of the ragged last one. No reduction, and no dot-product block for the panel's rows.
 // CHECK-LABEL: func.func @panel
 // CHECK:         %[[GO:.*]] = arith.cmpi uge, %{{.*}}, %{{.*}} : index
 // CHECK:         %[[ROWS:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
 // CHECK-NEXT:    %[[END:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
 // CHECK-NEXT:    %panel = memref.alloc() {alignment = 64 : i64} : memref<8x16xi32>
+// CHECK-NEXT:    %panel_sums = memref.alloc() {alignment = 64 : i64} : memref<2x16xi32>
+// CHECK:         %[[LAST:.*]] = arith.constant 8 : index
 // CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<16xi8>
 // CHECK:         scf.for %j0 = %{{.*}} to %[[END]] step %{{.*}} {
-// CHECK:           scf.for %j = %j0 to %[[JV:.*]] step %{{.*}} {
+// CHECK:           %[[J1:.*]] = arith.minui
+// CHECK-NEXT:      %[[WIDTH:.*]] = arith.subi %[[J1]], %j0 : index
+// CHECK-NEXT:      scf.for %j = %j0 to %[[J1]] step %{{.*}} {
+// CHECK-NEXT:        %[[C:.*]] = arith.subi %j, %j0 : index
 // CHECK-NEXT:        scf.for %k_1 =
-// CHECK-NEXT:          %[[W0:.*]] = vector.load %w[%j, %k_1] : memref<9x32xi8>, vector<16xi8>
+// CHECK-NEXT:          %[[Q0:.*]] = arith.divui %k_1, %{{.*}} : index
+// CHECK-NEXT:          %[[R0:.*]] = arith.minui %j, %[[LAST]] : index
+// CHECK-NEXT:          %[[W0:.*]] = vector.load %w[%[[R0]], %k_1] : memref<9x32xi8>, vector<16xi8>
 // CHECK-NEXT:          arith.xori %[[W0]], %[[FLIP]] : vector<16xi8>
-// CHECK-NEXT:          vector.bitcast %{{.*}} : vector<16xi8> to vector<4xi32>
-// CHECK-COUNT-3:       vector.load %w
-// CHECK:               %[[Q0:.*]] = arith.divui %k_1, %{{.*}} : index
-// CHECK-NEXT:          %[[C:.*]] = arith.subi %j, %j0 : index
+// CHECK-COUNT-3:       arith.minui %{{.*}}, %[[LAST]] : index
 // CHECK-COUNT-8:       vector.shuffle
 // CHECK-NEXT:          vector.store %{{.*}}, %panel[%[[Q0]], %[[C]]] : memref<8x16xi32>, vector<4xi32>
 // CHECK-COUNT-3:       vector.store %{{.*}}, %panel
-// CHECK:           scf.for %i_1 = %{{.*}} to %[[ROWS]] step %[[TWO:.*]] {
-// CHECK-NEXT:        scf.for %j_1 =
+// CHECK:           %[[VECTORS:.*]] = arith.divui
+// CHECK-NEXT:      scf.for %i_1 = %{{.*}} to %[[ROWS]] step %[[TWO:.*]] {
+// CHECK-NEXT:        scf.for %j_1 = %{{.*}} to %[[VECTORS]] step
 // CHECK:               %[[A0:.*]], %[[A1:.*]] = scf.for %q = {{.*}} -> (vector<4xi32>, vector<4xi32>) {
 // CHECK-NEXT:            %[[P:.*]] = vector.load %panel[%q, %{{.*}}] : memref<8x16xi32>, vector<4xi32>
 // CHECK-NEXT:            %[[K:.*]] = arith.muli %q, %{{.*}} : index
@@ -42,17 +49,24 @@
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.128"(%{{.*}}, %[[P]], %[[X0]])
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.128"
 // CHECK-NEXT:            scf.yield
-// CHECK:               %[[OFF:.*]] = memref.load %row_offsets[%i_1, %{{.*}}] : memref<?x1xi32>
-// CHECK-NEXT:          %[[OFFS:.*]] = vector.broadcast %[[OFF]] : i32 to vector<4xi32>
-// CHECK:               %[[OUT:.*]] = arith.subi %[[A0]], %[[OFFS]] : vector<4xi32>
-// CHECK:               vector.store %[[OUT]], %out[%i_1, %{{.*}}] : memref<?x9xi32>, vector<4xi32>
-// CHECK:           scf.for %i_2 = %{{.*}} to %[[ROWS]] step %[[TWO]] {
-// CHECK-NEXT:        scf.for %j_2 = %[[JV]] to
-// CHECK:               vector.load %w[%j_2, %k_2]
+// CHECK:               vector.store %[[A0]], %panel_sums[%{{.*}}, %{{.*}}] : memref<2x16xi32>, vector<4xi32>
+// CHECK-NEXT:          vector.store %[[A1]], %panel_sums
+// CHECK:             scf.for %r = %{{.*}} to %[[TWO]] step
+// CHECK-NEXT:          %[[ROW:.*]] = arith.addi %i_1, %r : index
+// CHECK-NEXT:          %[[OFF:.*]] = memref.load %row_offsets[%[[ROW]], %{{.*}}] : memref<?x1xi32>
+// CHECK-NEXT:          scf.for %[[JW:.*]] = %{{.*}} to %[[WHOLE:.*]] step
+// CHECK-NEXT:            %[[SUM:.*]] = vector.load %panel_sums[%r, %[[JW]]] : memref<2x16xi32>, vector<4xi32>
+// CHECK-NEXT:            %[[OFFS:.*]] = vector.broadcast %[[OFF]] : i32 to vector<4xi32>
+// CHECK-NEXT:            %[[OUT:.*]] = arith.subi %[[SUM]], %[[OFFS]] : vector<4xi32>
+// CHECK-NEXT:            %[[AT:.*]] = arith.addi %j0, %[[JW]] : index
+// CHECK-NEXT:            vector.store %[[OUT]], %out[%[[ROW]], %[[AT]]] : memref<?x9xi32>, vector<4xi32>
+// CHECK:               scf.for %{{.*}} = %[[WHOLE]] to %[[WIDTH]] step
+// CHECK:                 vector.store %{{.*}}, %out[%[[ROW]], %{{.*}}] : memref<?x9xi32>, vector<1xi32>
 // CHECK:         memref.dealloc %panel : memref<8x16xi32>
+// CHECK-NEXT:    memref.dealloc %panel_sums : memref<2x16xi32>
 // The rows from ROWS on (all of a call below 16 rows) take the dot-product blocks.
 // CHECK:         scf.for %j0_1 =
-// CHECK:           scf.for %i_3 = %[[ROWS]] to
+// CHECK:           scf.for %i_2 = %[[ROWS]] to
 func.func @panel(%x: memref<?x32xi8>, %w: memref<9x32xi8>, %out: memref<?x9xi32>, %M: index) {
   tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 1024>} : memref<?x32xi8>, memref<9x32xi8> into memref<?x9xi32>
   func.return
