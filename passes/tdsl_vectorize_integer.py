@@ -576,7 +576,7 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    buffers = {"panel": (i32, [k_size // 4, tn]), "panel_sums": (i32, [block.rows, tn])}
+    buffers: dict[str, tuple[Attribute, list[int]]] = {"panel": (i32, [k_size // 4, tn]), "panel_sums": (i32, [block.rows, tn])}
     if kernel.product.w.decoder.code.bits < 8:
         buffers["panel_staging"] = (i8, [dot.lanes, dot.step])
     if kernel.product.scales is not None:
