@@ -356,7 +356,9 @@ class PanelKernel:
         transposed to dwords of k."""
         dot = self.dot
         k_size = self.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-        last = b.insert(arith.SubiOp(b.size(self.product.out, 1), b.index(1)))
+        n = self.product.out.type.get_shape()[1]  # type: ignore[attr-defined]
+        # w's last row, where a vector of columns can be ragged (N not a known multiple of lanes)
+        last = None if n > 0 and n % dot.lanes == 0 else b.insert(arith.SubiOp(b.size(self.product.out, 1), b.index(1)))
 
         def columns(b: LoopBuilder, j: SSAValue) -> None:
             column = b.insert(arith.SubiOp(j, j0))
@@ -374,15 +376,20 @@ class PanelKernel:
             for_(b, j0, j1, 1,
                  lambda b, j: b.store(w_scale(b, j, b.index(0)), scales, [b.insert(arith.SubiOp(j, j0))]), "j")  # fmt: skip
 
-    def _codes(self, b: LoopBuilder, j: SSAValue, last: SSAValue, k: SSAValue) -> list[SSAValue]:
+    def _codes(self, b: LoopBuilder, j: SSAValue, last: SSAValue | None, k: SSAValue) -> list[SSAValue]:
         """The offset bytes k .. k+step of w's rows j, j+1, ... (each at most `last`)."""
         dot, w, staging = self.dot, self.product.w, self.staging
+
+        def at(b: LoopBuilder, c: SSAValue) -> SSAValue:
+            row = b.add(j, c)
+            return row if last is None else b.min(row, last)
+
         if staging is None:
-            return [w.biased(b, b.min(b.add(j, b.index(c)), last), k, dot) for c in range(dot.lanes)]
+            return [w.biased(b, at(b, b.index(c)), k, dot) for c in range(dot.lanes)]
         zero = b.index(0)
 
         def row(b: LoopBuilder, c: SSAValue) -> None:
-            b.b.insert(vector.StoreOp(w.biased(b, b.min(b.add(j, c), last), k, dot), staging, [c, zero]))
+            b.b.insert(vector.StoreOp(w.biased(b, at(b, c), k, dot), staging, [c, zero]))
 
         for_(b, zero, b.index(dot.lanes), 1, row, "c")
         return [b.insert(vector.LoadOp(staging, [b.index(c), zero], dot.bytes)) for c in range(dot.lanes)]
