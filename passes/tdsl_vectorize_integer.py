@@ -330,13 +330,13 @@ class PanelKernel:
     its accumulators holding whole outputs: no reduction across lanes, no offset of w per
     block (tdsl-vectorize-integer's dot-product blocks spend both per block and group).
 
-    A block stores its accumulators as they are into `sums` (i32 [rows, tn]); one loop
-    nest per block of rows (`finish`) then takes off the rows' offsets and scales them into
-    out. Rolled, where each accumulator's own subtraction, conversion, scaling and store
+    A block stores its accumulators as they are into `sums` (i32 [rows, cols * lanes]),
+    and a loop over its rows (`finish`) takes off the rows' offsets and scales them into
+    out: rolled, where each accumulator's own subtraction, conversion, scaling and store
     made three quarters of the block's IR, for one store and one load of L1 per vector
-    against the block's k/4 steps of `cols` vpdpbusd each. A ragged last vector of columns
-    is packed from copies of w's last row and computed whole: `finish` stores its columns
-    of out only. Codes narrower than a byte are unpacked by a loop over the transpose's
+    against the block's k/4 steps of `cols` vpdpbusd each. The whole blocks cover whole
+    vectors of columns; a ragged last vector (packed from copies of w's last row and
+    computed whole) is the 1-vector blocks', whose `finish` stores its columns of out only. Codes narrower than a byte are unpacked by a loop over the transpose's
     rows into `staging` (i8 [lanes, step]), not by `lanes` copies of their unpacking (an
     int2 row's is ~17 ops; int8's, a load and a flip, stays unrolled)."""
 
@@ -412,11 +412,14 @@ class PanelKernel:
         accs = b.loop(b.index(0), quads, b.index(1), k_step, [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols),
                       name="q")  # fmt: skip
         for r in range(shape.rows):
-            for c, column in enumerate(columns):
-                b.vstore(accs[r * shape.cols + c], self.sums, [b.index(r), column])
+            for c in range(shape.cols):
+                b.vstore(accs[r * shape.cols + c], self.sums, [b.index(r), b.index(c * lanes)])
 
-    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j0: SSAValue, width: SSAValue) -> None:
-        """out[i:i+rows, j0:j0+width] from sums: less each row's offset, scaled as Product says."""
+    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue, width: SSAValue) -> None:
+        """out[i:i+rows, j:j+width] (the panel's columns column..) from a block's sums: less
+        each row's offset, scaled as Product says. A whole block's width is a constant, so
+        that LLVM unrolls its columns (and drops the scalar tail) as the accumulators' own
+        stores were."""
         lanes = self.dot.lanes
         whole = floor_to(b, b.index(0), width, lanes)
 
@@ -427,8 +430,8 @@ class PanelKernel:
             def columns(lanes: int) -> Callable[[LoopBuilder, SSAValue], None]:
                 def body(b: LoopBuilder, c: SSAValue) -> None:
                     raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))
-                    store_results(b, self.product, [at], b.add(j0, c), lanes, lambda _b, _g: [raw],
-                                  lambda b, _g: b.vload(self.scales, [c], lanes))  # type: ignore[arg-type]  # fmt: skip
+                    store_results(b, self.product, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
+                                  lambda b, _g: b.vload(self.scales, [b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
 
                 return body
 
@@ -583,7 +586,8 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    buffers: dict[str, tuple[Attribute, list[int]]] = {"panel": (i32, [k_size // 4, tn]), "panel_sums": (i32, [block.rows, tn])}
+    buffers: dict[str, tuple[Attribute, list[int]]] = {"panel": (i32, [k_size // 4, tn]),
+                                                       "panel_sums": (i32, [block.rows, block.cols * dot.lanes])}  # fmt: skip
     if kernel.product.w.decoder.code.bits < 8:
         buffers["panel_staging"] = (i8, [dot.lanes, dot.step])
     if kernel.product.scales is not None:
@@ -594,17 +598,26 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     panel = PanelKernel(kernel.product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
                         allocs["panel_sums"], allocs.get("panel_staging"))  # fmt: skip
     edge = Shape(block.width, block.rows, 1)
+    lanes = b.index(dot.lanes)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
         width = b.insert(arith.SubiOp(j1, j0))
         panel.pack(b, j0, j1)
-        vectors = b.div(b.add(width, b.index(dot.lanes - 1)), b.index(dot.lanes))  # a ragged last one too
+        whole = floor_to(b, b.index(0), b.div(width, lanes), block.cols)  # vectors in whole blocks
+        vectors = b.div(b.add(width, b.index(dot.lanes - 1)), lanes)  # a ragged last one too
 
         def row_block(b: LoopBuilder, i: SSAValue) -> None:
-            blocks(b, b.index(0), vectors, block.cols, lambda b, j: panel.emit(b, block, i, j),
-                   lambda b, j: panel.emit(b, edge, i, j), "j")  # fmt: skip
-            panel.finish(b, i, block.rows, j0, width)
+            def run(shape: Shape, columns: Callable[[LoopBuilder, SSAValue], SSAValue]) -> Callable[[LoopBuilder, SSAValue], None]:
+                def body(b: LoopBuilder, jv: SSAValue) -> None:
+                    panel.emit(b, shape, i, jv)
+                    column = b.mul(jv, lanes)
+                    panel.finish(b, i, shape.rows, b.add(j0, column), column, columns(b, column))
+
+                return body
+
+            for_(b, b.index(0), whole, block.cols, run(block, lambda b, _c: b.index(block.cols * dot.lanes)), "j")
+            for_(b, whole, vectors, 1, run(edge, lambda b, c: b.min(lanes, b.insert(arith.SubiOp(width, c)))), "j")
 
         for_(b, b.index(0), rows, block.rows, row_block, "i")
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
