@@ -27,7 +27,7 @@ from xdsl.dialects import func, ptr
 from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from stoicc_py.backends.llvm.translate import NO_INLINE, NOALIAS_ARGS
 from stoicc_py.codegen.pure import computes_only
@@ -101,13 +101,18 @@ class Outliner:
         return fn
 
     def outline(self, nest: Operation, name: str) -> func.FuncOp:
-        """The nest's function, and a call to it in the nest's place."""
-        for v in free_values(nest):
+        """The nest's function, and a call to it in the nest's place. The nest moves (a
+        clone of every nest was two thirds of this pass's time): its uses of free values
+        are rewired to the function's."""
+        free = free_values(nest)
+        for v in free:
             self.value(v)
-        self.block.add_ops([nest.clone(value_mapper=self.mapping), func.ReturnOp()])
-        fn = self.function(name)
-        Rewriter.replace_op(nest, func.CallOp(name, self.operands, ()))
-        return fn
+        for v in free:
+            v.replace_uses_with_if(self.mapping[v], lambda use: nest.is_ancestor(use.operation))
+        Rewriter.insert_op(func.CallOp(name, self.operands, ()), InsertPoint.before(nest))
+        nest.detach()
+        self.block.add_ops([nest, func.ReturnOp()])
+        return self.function(name)
 
 
 def _erase_unused_pure_ops(block: Block) -> None:

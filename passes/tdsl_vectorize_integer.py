@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
@@ -228,8 +227,11 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
         sw = w_scales(b, g)
         return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots(b, g))]
 
-    totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, [b.splat(floats, 0.0)] * len(rows),
-                    name="g")  # fmt: skip
+    zeros = [b.splat(floats, 0.0)] * len(rows)
+    if p.groups.count == 1:  # no loop of one trip for LLVM to fold
+        totals = group(b, b.index(0), zeros)
+    else:
+        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, zeros, name="g")
     for row, total in zip(rows, totals):
         b.vstore(b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
 
@@ -326,7 +328,17 @@ class PanelKernel:
     lane, one vector of `lanes` columns per 4 k), so that a `rows` x `cols`-vector block
     steps by `cols` vector loads, one broadcast dword of x per row and rows*cols vpdpbusd,
     its accumulators holding whole outputs: no reduction across lanes, no offset of w per
-    block (tdsl-vectorize-integer's dot-product blocks spend both per block and group)."""
+    block (tdsl-vectorize-integer's dot-product blocks spend both per block and group).
+
+    A block stores its accumulators as they are into `sums` (i32 [rows, cols * lanes]),
+    and a loop over its rows (`finish`) takes off the rows' offsets and scales them into
+    out: rolled, where each accumulator's own subtraction, conversion, scaling and store
+    made three quarters of the block's IR, for one store and one load of L1 per vector
+    against the block's k/4 steps of `cols` vpdpbusd each. The whole blocks cover whole
+    vectors of columns; a ragged last vector (packed from copies of w's last row and
+    computed whole) is the 1-vector blocks', whose `finish` stores its columns of out only. Codes narrower than a byte are unpacked by a loop over the transpose's
+    rows into `staging` (i8 [lanes, step]), not by `lanes` copies of their unpacking (an
+    int2 row's is ~17 ops; int8's, a load and a flip, stays unrolled)."""
 
     product: Product
     dot: Dot
@@ -335,36 +347,62 @@ class PanelKernel:
     scales: SSAValue | None
     """With a scaled product, f32 [tn]: the panel's columns' w scales, gathered as packed
     (once per n-tile, not per block)."""
+    sums: SSAValue
+    staging: SSAValue | None
 
     def pack(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue) -> None:
-        """w's rows j0..j1 (whole vectors of columns) into the panel's columns 0..j1-j0:
-        a step of codes per row, `lanes` rows transposed to dwords of k."""
-        dot, w = self.dot, self.product.w
+        """w's rows j0..j1 into the panel's columns 0..j1-j0 (and a ragged last vector's
+        columns past j1 from w's last row): a step of codes per row, `lanes` rows
+        transposed to dwords of k."""
+        dot = self.dot
         k_size = self.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+        n = self.product.out.type.get_shape()[1]  # type: ignore[attr-defined]
+        # w's last row, where a vector of columns can be ragged (N not a known multiple of lanes)
+        last = None if n > 0 and n % dot.lanes == 0 else b.insert(arith.SubiOp(b.size(self.product.out, 1), b.index(1)))
 
         def columns(b: LoopBuilder, j: SSAValue) -> None:
+            column = b.insert(arith.SubiOp(j, j0))
+
             def step(b: LoopBuilder, k: SSAValue) -> None:
-                rows = [dot.operand(b, w.biased(b, b.add(j, b.index(c)), k, dot), False) for c in range(dot.lanes)]
-                first, column = b.div(k, b.index(4)), b.insert(arith.SubiOp(j, j0))
-                for q, v in enumerate(transpose(b, rows)):
+                first = b.div(k, b.index(4))
+                for q, v in enumerate(transpose(b, [dot.operand(b, u, False) for u in self._codes(b, j, last, k)])):
                     b.vstore(v, self.panel, [b.add(first, b.index(q)), column])
 
             for_(b, b.index(0), b.index(k_size), dot.step, step, "k")
-            if self.scales is not None and self.product.scales is not None:
-                w_scale = self.product.scales[1]
-                sw = _vector_of(b, [w_scale(b, b.add(j, b.index(c)), b.index(0)) for c in range(dot.lanes)])
-                b.vstore(sw, self.scales, [b.insert(arith.SubiOp(j, j0))])
 
         for_(b, j0, j1, dot.lanes, columns, "j")
+        if self.scales is not None and self.product.scales is not None:
+            w_scale, scales = self.product.scales[1], self.scales
+            for_(b, j0, j1, 1,
+                 lambda b, j: b.store(w_scale(b, j, b.index(0)), scales, [b.insert(arith.SubiOp(j, j0))]), "j")  # fmt: skip
 
-    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue, j0: SSAValue) -> None:
-        """Rows i.. of the panel's vectors of columns jv.. (out's columns j0 + lanes * jv ..)."""
+    def _codes(self, b: LoopBuilder, j: SSAValue, last: SSAValue | None, k: SSAValue) -> list[SSAValue]:
+        """The offset bytes k .. k+step of w's rows j, j+1, ... (each at most `last`)."""
+        dot, w, staging = self.dot, self.product.w, self.staging
+
+        def at(b: LoopBuilder, c: SSAValue) -> SSAValue:
+            row = b.add(j, c)
+            return row if last is None else b.min(row, last)
+
+        if staging is None:
+            return [w.biased(b, at(b, b.index(c)), k, dot) for c in range(dot.lanes)]
+        zero = b.index(0)
+
+        def row(b: LoopBuilder, c: SSAValue) -> None:
+            b.b.insert(vector.StoreOp(w.biased(b, at(b, c), k, dot), staging, [c, zero]))
+
+        for_(b, zero, b.index(dot.lanes), 1, row, "c")
+        return [b.insert(vector.LoadOp(staging, [b.index(c), zero], dot.bytes)) for c in range(dot.lanes)]
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue) -> None:
+        """Rows i.. of the panel's vectors of columns jv.., into sums' rows 0.. (raw)."""
         p, lanes = self.product, self.dot.lanes
         rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
         first = b.mul(jv, b.index(lanes))
+        columns = [b.add(first, b.index(c * lanes)) for c in range(shape.cols)]
 
         def k_step(b: LoopBuilder, q: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            ws = [b.vload(self.panel, [q, b.add(first, b.index(c * lanes))], lanes) for c in range(shape.cols)]
+            ws = [b.vload(self.panel, [q, column], lanes) for column in columns]
             k = b.mul(q, b.index(4))
             xs = [b.splat_value(_dword(b, p.x, r, k), lanes) for r in rows]
             return [self.dot.accumulate(b, acc[r * shape.cols + c], ws[c], xs[r])
@@ -373,21 +411,34 @@ class PanelKernel:
         quads = b.index(p.x.type.get_shape()[1] // 4)  # type: ignore[attr-defined]
         accs = b.loop(b.index(0), quads, b.index(1), k_step, [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols),
                       name="q")  # fmt: skip
-        offsets = [b.splat_value(b.load(self.offsets, [r, b.index(0)]), lanes) for r in rows]
-        for c in range(shape.cols):
-            column = b.add(first, b.index(c * lanes))
-            j = b.add(j0, column)
-            sums = [b.insert(arith.SubiOp(accs[r * shape.cols + c], offsets[r])) for r in range(shape.rows)]
-            store_results(b, p, rows, j, lanes, partial(_given, sums), partial(self._scales, column))
+        for r in range(shape.rows):
+            for c in range(shape.cols):
+                b.vstore(accs[r * shape.cols + c], self.sums, [b.index(r), b.index(c * lanes)])
 
-    def _scales(self, column: SSAValue, b: LoopBuilder, _g: SSAValue) -> SSAValue:
-        """The w scales of the panel's columns column.. (as pack gathered them)."""
-        assert self.scales is not None
-        return b.vload(self.scales, [column], self.dot.lanes)
+    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue, width: SSAValue) -> None:
+        """out[i:i+rows, j:j+width] (the panel's columns column..) from a block's sums: less
+        each row's offset, scaled as Product says. A whole block's width is a constant, so
+        that LLVM unrolls its columns (and drops the scalar tail) as the accumulators' own
+        stores were."""
+        lanes = self.dot.lanes
+        whole = floor_to(b, b.index(0), width, lanes)
 
+        def row(b: LoopBuilder, r: SSAValue) -> None:
+            at = b.add(i, r)
+            offset = b.load(self.offsets, [at, b.index(0)])
 
-def _given(values: list[SSAValue], _b: LoopBuilder, _g: SSAValue) -> list[SSAValue]:
-    return values
+            def columns(lanes: int) -> Callable[[LoopBuilder, SSAValue], None]:
+                def body(b: LoopBuilder, c: SSAValue) -> None:
+                    raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))
+                    store_results(b, self.product, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
+                                  lambda b, _g: b.vload(self.scales, [b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
+
+                return body
+
+            for_(b, b.index(0), whole, lanes, columns(lanes), "j")
+            for_(b, whole, width, 1, columns(1), "j")
+
+        for_(b, b.index(0), b.index(rows), 1, row, "r")
 
 
 def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
@@ -520,12 +571,11 @@ PANEL_TILE = 4
 
 def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: Shape) -> SSAValue:
     """Lower the whole blocks of rows the PanelKernel way in a call of PANEL_MIN_ROWS rows
-    or more, in `block`s and `block.rows` x 1-vector ones (the panels' ragged columns by
-    `shape.rows` x 1-column dot-product blocks); return where these rows end. Only these
-    three blocks are emitted (the rows left go to the dot-product blocks, which exist for
-    short calls anyway), so a compile pays for little more code. An output is the same
-    bits in either kernel (the same exact dot product, scaled alike), so a call split by
-    rows agrees with a whole one."""
+    or more, in `block`s and `block.rows` x 1-vector ones; return where these rows end.
+    Only these two blocks are emitted (the rows left go to the dot-product blocks, which
+    exist for short calls anyway), so a compile pays for little more code. An output is
+    the same bits in either kernel (the same exact dot product, scaled alike), so a call
+    split by rows agrees with a whole one."""
     out = op.out
     assert out is not None
     b = before(op)
@@ -536,34 +586,45 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [k_size // 4, tn]))
-    alloc.name_hint = "panel"
-    scales = None
+    buffers: dict[str, tuple[Attribute, list[int]]] = {"panel": (i32, [k_size // 4, tn]),
+                                                       "panel_sums": (i32, [block.rows, block.cols * dot.lanes])}  # fmt: skip
+    if kernel.product.w.decoder.code.bits < 8:
+        buffers["panel_staging"] = (i8, [dot.lanes, dot.step])
     if kernel.product.scales is not None:
-        scales = b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, [tn]))
-        scales.name_hint = "panel_scales"
-    panel = PanelKernel(kernel.product, dot, alloc, kernel.offsets, scales)
-    edge, ragged_columns = Shape(block.width, block.rows, 1), Shape(shape.width, shape.rows, 1)
+        buffers["panel_scales"] = (f32, [tn])
+    allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
+    for name, alloc in allocs.items():
+        alloc.name_hint = name
+    panel = PanelKernel(kernel.product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
+                        allocs["panel_sums"], allocs.get("panel_staging"))  # fmt: skip
+    edge = Shape(block.width, block.rows, 1)
+    lanes = b.index(dot.lanes)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         j1 = span(b, j0, tn, n)
-        jv = floor_to(b, j0, j1, dot.lanes)
-        panel.pack(b, j0, jv)
-        vectors = b.div(b.insert(arith.SubiOp(jv, j0)), b.index(dot.lanes))
+        width = b.insert(arith.SubiOp(j1, j0))
+        panel.pack(b, j0, j1)
+        whole = floor_to(b, b.index(0), b.div(width, lanes), block.cols)  # vectors in whole blocks
+        vectors = b.div(b.add(width, b.index(dot.lanes - 1)), lanes)  # a ragged last one too
 
         def row_block(b: LoopBuilder, i: SSAValue) -> None:
-            blocks(b, b.index(0), vectors, block.cols, lambda b, j: panel.emit(b, block, i, j, j0),
-                   lambda b, j: panel.emit(b, edge, i, j, j0), "j")  # fmt: skip
+            def run(shape: Shape, columns: Callable[[LoopBuilder, SSAValue], SSAValue]) -> Callable[[LoopBuilder, SSAValue], None]:
+                def body(b: LoopBuilder, jv: SSAValue) -> None:
+                    panel.emit(b, shape, i, jv)
+                    column = b.mul(jv, lanes)
+                    panel.finish(b, i, shape.rows, b.add(j0, column), column, columns(b, column))
+
+                return body
+
+            for_(b, b.index(0), whole, block.cols, run(block, lambda b, _c: b.index(block.cols * dot.lanes)), "j")
+            for_(b, whole, vectors, 1, run(edge, lambda b, c: b.min(lanes, b.insert(arith.SubiOp(width, c)))), "j")
 
         for_(b, b.index(0), rows, block.rows, row_block, "i")
-        for_(b, b.index(0), rows, shape.rows,
-             lambda b, i: for_(b, jv, j1, 1, lambda b, j: kernel.emit(b, ragged_columns, i, j), "j"), "i")  # fmt: skip
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
 
     for_(b, b.index(0), end, tn, n_tile, "j0")
-    for buffer in (alloc, scales):
-        if buffer is not None:
-            b.b.insert(memref.DeallocOp.get(buffer))
+    for alloc in allocs.values():
+        b.b.insert(memref.DeallocOp.get(alloc))
     return rows
 
 

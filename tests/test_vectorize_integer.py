@@ -116,8 +116,10 @@ def test_vector_quantize_is_bit_exact_with_f16_scales() -> None:
 def test_panel_products_are_exact() -> None:
     """Calls of 16 rows or more run PanelKernel (w packed per n-tile of 192 columns):
     rows off its 8-row blocks, N = 213 leaving a second n-tile of one vector and 5 ragged
-    columns, bias + relu per n-tile; i8 bit for bit, W8A8 and per-channel W4A8 bit for
-    bit against the integer model; 9 rows stay on the dot-product blocks."""
+    columns (packed from copies of w's last row, computed as a whole vector, 5 stored),
+    bias + relu per n-tile; i8 bit for bit, W8A8 and per-channel W4A8 (its codes unpacked
+    row by row through a staging buffer) bit for bit against the integer model; 9 rows
+    stay on the dot-product blocks."""
     n, k = 213, 128
     prog = stoicc_py.compile(
         f"kernel ints(x: i8[M, {k}], w: i8[{n}, {k}], b: i32[{n}]) -> i32[M, {n}] {{ return relu(linear(x, w, b)) }}\n"
@@ -126,6 +128,7 @@ def test_panel_products_are_exact() -> None:
         cache=False,
     )  # fmt: skip
     assert all("%panel" in kernel.ir("loops") for kernel in (prog.ints, prog.qint8, prog.qint4))
+    assert ["%panel_staging" in kernel.ir("loops") for kernel in (prog.qint8, prog.qint4)] == [False, True]
     rng = np.random.default_rng(4)
     w, b = _int8(rng, n, k), rng.integers(-(2**20), 2**20, n, dtype=np.int32)
     packed = [prog.qint8.pack("w", rand(rng, n, k)), prog.qint4.pack("w", rand(rng, n, k))]
