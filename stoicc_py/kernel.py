@@ -312,13 +312,15 @@ class NativeKernel:
                     return None
                 shapes.append(arg.shape)
                 bufs.append(arg)
-            # A PackedTensor whose read-only arrays passed validate() (check() is O(1)); else the
-            # checked call validates it. Its key: the layout (kept alive by _layouts while a key
-            # holds its id), shape, and its buffers' shapes and dtypes.
-            elif not isinstance(arg, self._packed_classes) or (arrays := arg.valid_buffers()) is None:
+            # A PackedTensor in a layout that passed a checked call (by identity: _layouts), whose
+            # read-only arrays passed validate() (check() is O(1)); else the checked call validates
+            # it. Its key: its shape and its buffers' shapes and dtypes, not the layout's identity,
+            # so that the layers of a model, each with its own weights in equal layouts, share one.
+            elif (not isinstance(arg, self._packed_classes) or self._layouts.get(id(arg.layout)) is not arg.layout
+                  or (arrays := arg.valid_buffers()) is None):  # fmt: skip
                 return None
             else:
-                shapes.append((id(arg.layout), arg.shape, *map(_SHAPE_DTYPE, arrays)))
+                shapes.append((arg.shape, *map(_SHAPE_DTYPE, arrays)))
                 bufs += arrays
         return tuple(shapes), bufs
 

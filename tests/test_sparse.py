@@ -267,3 +267,27 @@ def test_a_packed_buffer_changed_in_place_is_checked_again() -> None:
     values.shape = (8, 8)
     assert_close(f(x, packed), want)
     assert len(f._native._seen) == seen
+
+
+def test_weights_in_equal_layouts_share_the_quick_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's layers call one kernel with their own packed weights, each its own layout
+    object of equal value: once each layout passed a checked call, a new shape of x costs one
+    checked call, not one per weight (the decode loop of a 30-layer model, a new shape a token)."""
+    f = stoicc_py.compile(CHECKED).f
+    rng = np.random.default_rng(8)
+    weights = [f.pack("w", _nm_weight(rng, 8, 16, 2, 4)) for _ in range(3)]
+    assert len({id(w.layout) for w in weights}) == 3
+    checked = 0
+    real = f._native._checked_call
+
+    def counting(args: object) -> object:
+        nonlocal checked
+        checked += 1
+        return real(args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(f._native, "_checked_call", counting)
+    for rows in (1, 2, 3):
+        x = rand(rng, rows, 16)
+        for w in weights:
+            assert_close(f(x, w), (x @ w.unpack().T).astype(np.float32))
+    assert checked == 3 + 2  # every weight's first call, then one a new shape
