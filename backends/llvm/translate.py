@@ -41,6 +41,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    MemRefType,
     ModuleOp,
     UnrealizedConversionCastOp,
     VectorType,
@@ -76,10 +77,8 @@ def llvm_type(typ: Attribute) -> str:
         case VectorType():
             (lanes,) = typ.get_shape()
             return f"<{lanes} x {llvm_type(typ.element_type)}>"
-        case ptr.PtrType() | llvm.LLVMPointerType():
+        case ptr.PtrType() | llvm.LLVMPointerType() | MemRefType():  # a memref: between from_ptr and to_ptr
             return "ptr"
-    if typ.name == "memref":  # a buffer between ptr_xdsl.from_ptr and to_ptr
-        return "ptr"
     raise DiagnosticException(f"translate-to-llvm: no LLVM type for {typ}")
 
 
@@ -280,16 +279,12 @@ def _function(w: ModuleWriter, op: func.FuncOp, scaled: dict[ptr.PtrAddOp, tuple
     if len(outputs) > 1:
         raise DiagnosticException(f"translate-to-llvm: @{op.sym_name.data} has several results")
     ret = llvm_type(outputs[0]) if outputs else "void"
-    noalias = NOALIAS_ARGS in op.attributes
-    given = op.arg_attrs.data if op.arg_attrs else ()
-    params = []
-    for i, typ in enumerate(inputs):
-        attrs = given[i].data if i < len(given) else {}
-        flags = "noalias " if (noalias or "llvm.noalias" in attrs) and llvm_type(typ) == "ptr" else ""
-        params.append(f"{llvm_type(typ)} {flags}%a{i}")
+    types = [llvm_type(typ) for typ in inputs]
     name = op.sym_name.data
     if not op.body.blocks:
-        return [f"declare {ret} @{name}({', '.join(p.rsplit(' ', 1)[0] for p in params)})"]
+        return [f"declare {ret} @{name}({', '.join(types)})"]
+    noalias = "noalias " if NOALIAS_ARGS in op.attributes else ""
+    params = [f"{typ} {noalias if typ == 'ptr' else ''}%a{i}" for i, typ in enumerate(types)]
     linkage = "internal " if op.sym_visibility is not None and op.sym_visibility.data == "private" else ""
     attributes = " noinline" if NO_INLINE in op.attributes else ""
     f = FunctionWriter(w, scaled, skipped)
@@ -329,7 +324,7 @@ def _size(factor: SSAValue) -> int:
 def _type_size(typ: Attribute) -> int:
     if isinstance(typ, VectorType):
         return typ.get_shape()[0] * _type_size(typ.element_type)
-    if isinstance(typ, IndexType | ptr.PtrType | llvm.LLVMPointerType) or typ.name == "memref":
+    if isinstance(typ, IndexType | ptr.PtrType | llvm.LLVMPointerType | MemRefType):
         return 8
     if isinstance(typ, IntegerType):
         return max(1, typ.bitwidth // 8)
