@@ -99,10 +99,11 @@ outlining) makes 8, so that the workers share LLVM's work evenly and the last pi
 
 def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelABI]]:
     """Object code for the target CPU, in pieces, and the ABIs of a front-end module's
-    kernels. Each piece of the lowered module's functions (stoicc_py.split_module) is
-    translated to LLVM IR and handed to a free LLVM worker, which optimises and emits it
-    while this process translates the next: LLVM, most of a compile, runs on every core
-    (worker.LANES). The ABIs are read at stage OPT, on the way."""
+    kernels. Each kernel is lowered on its own, and each piece of its functions
+    (stoicc_py.split_module) is translated to LLVM IR and handed to a free LLVM worker,
+    which optimises and emits it while this process lowers and translates the next: LLVM,
+    most of a compile, runs on every core (worker.LANES), beside our passes. The ABIs
+    are read at stage OPT, on the way."""
     # Static relocations (absolute 64-bit addresses under the large code model): MCJIT
     # resolves a PIC object's GOT-relative constant-pool references (R_X86_64_GOTOFF64)
     # against the first `.got` section that it loaded, another piece's.
@@ -111,17 +112,22 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     passes = partial(pipeline_passes, tile=options.tile, check_bounds=options.check_bounds, features=features)
     lowered = run_passes(module.clone(), ",".join(passes(Stage.OPT)))
     abis = _abis(lowered, options)
-    run_passes(lowered, ",".join(passes(Stage.PTR, after=Stage.OPT)))
-    abis = [replace(abi, native_threads=calls_pool(lowered, abi.symbol, bool(abi.row_split or abi.column_split)),
-                    one_row_pool=calls_pool(lowered, abi.symbol, False))
-            for abi in abis]  # fmt: skip
+    to_ptr = ",".join(passes(Stage.PTR, after=Stage.OPT))
     kernels = [abi.name for abi in abis]
+    pooled: dict[str, tuple[bool, bool]] = {}
     with ThreadPoolExecutor(LANES, thread_name_prefix="stoicc-llvm") as llvm_thread:
-        pending = [
-            llvm_thread.submit(optimize, to_llvm_ir(piece, target), "object", kernels, target)
-            for piece in split_functions(lowered, PIECE_OPS)
-        ]  # fmt: skip
-        return [cast(bytes, p.result()) for p in pending], abis
+        pending = []
+        for kernel in split_functions(lowered, 1):
+            run_passes(kernel, to_ptr)
+            for abi in abis:
+                if any(isinstance(op, func.FuncOp) and op.sym_name.data == abi.symbol for op in kernel.ops):
+                    pooled[abi.symbol] = (calls_pool(kernel, abi.symbol, bool(abi.row_split or abi.column_split)),
+                                          calls_pool(kernel, abi.symbol, False))  # fmt: skip
+            pending += [llvm_thread.submit(optimize, to_llvm_ir(piece, target), "object", kernels, target)
+                        for piece in split_functions(kernel, PIECE_OPS)]  # fmt: skip
+        objects = [cast(bytes, p.result()) for p in pending]
+    abis = [replace(abi, native_threads=pooled[abi.symbol][0], one_row_pool=pooled[abi.symbol][1]) for abi in abis]
+    return objects, abis
 
 
 def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:

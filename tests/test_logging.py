@@ -46,7 +46,7 @@ def test_time_passes_on_compile(tdsl: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["compile", str(tdsl / "f.tdsl"), "--emit", "llvm-ir", "--time-passes"]) == 0
     out, err = capsys.readouterr()
     assert "define" in out
-    for step in ("front-end", "tdsl-fuse-epilogue", "tdsl-lower-to-loops", "outline-loop-nests", "translate-to-llvm", "llvm-o3"):
+    for step in ("front-end", "tdsl-fuse-epilogue", "tdsl-lower-to-loops", "outline-loop-nests", "translate-to-llvm", "llvm-opt"):
         assert f"// {step}: " in err
     assert "stoicc:" not in err  # timings only, without -v
 

@@ -1,8 +1,8 @@
 """LLVM-dialect IR to optimised machine code for the host or a named CPU: LLVM IR
 text, assembly, object files.
 
-xDSL's converter turns the `llvm` dialect into llvmlite's IR builder objects; LLVM's
-own O3 pipeline (new pass manager) then optimises for the target CPU, in the LLVM worker
+backends/llvm/translate.py prints the IR of stage `ptr` as LLVM IR text; LLVM's own O2
+pipeline (new pass manager) then optimises it for the target CPU, in an LLVM worker
 process (backends/llvm/worker.py).
 """
 
@@ -31,7 +31,7 @@ def to_llvm_ir(module: ModuleOp, target: MachineOptions | None = None) -> str:
 
 
 def optimize(ir_text: str, output: Output, kernels: Sequence[str], target: MachineOptions | None = None) -> str | bytes:
-    """LLVM IR text, verified and optimised (O3) for `target` (default: the host): object
+    """LLVM IR text, verified and optimised (O2) for `target` (default: the host): object
     code, assembly or optimised IR. RuntimeError with LLVM's message for bad IR;
     CompileError if LLVM crashed on it."""
     start = time.perf_counter()

@@ -36,7 +36,7 @@ class MachineOptions(NamedTuple):
 
 @cache
 def host_options() -> MachineOptions:
-    """The host CPU, at O3.
+    """The host CPU, its code generator at -O3 (the IR pipeline runs at O2: worker.SPEED_LEVEL).
 
     The large code model: every address in the code is 64 bits (movabs, GOT-relative
     64-bit offsets). MCJIT maps an object's code, constant pools and GOT separately,
