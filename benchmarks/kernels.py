@@ -64,6 +64,7 @@ FORMATS: dict[str, Format] = {
         Format("hybrid50", "hybrid 50% 2:4", "hybrid(tile=[{tile}, {tile}], formats=[dense, nm(2, 4)])", sparse=True),
         Format("int8", "int8 per-channel", "int8(axis=0)", torch_match="torch int8"),
         Format("int4", "int4 g128", "int4(group=128)", torch_match="torch int4 g128"),
+        Format("int4-kn", "int4 g128, w [K, N]", "int4(group=128)", "matmul(x, w)", stored_kn=True),
         # The scale groups of `S with Q` count stored values: 64 of them span 128 columns.
         Format(
             "nm24-int4", "2:4 + int4 g128", "nm(2, 4) with int4(group=64)", sparse=True, torch_match="torch int4 g128"

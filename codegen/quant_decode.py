@@ -294,6 +294,12 @@ class VectorCodes:
         unit = b.insert(llvm.SIToFPOp(b.insert(arith.ShLIOp(b.splat(self.lanes, 1), shifts)), self.vec))
         return mask, unit
 
+    def constant_phase(self, b: LoopBuilder, j: int) -> tuple[SSAValue | None, SSAValue]:
+        """`phase` for a field known at compile time: constants."""
+        if self.per_byte == 1:
+            return None, b.splat(self.vec, 1.0)
+        return _lane_const(b, self.lanes, self.field_bits << (self.bits * j), 32), b.splat(self.vec, float(1 << (self.bits * j)))
+
     def bias(self, b: LoopBuilder, base: SSAValue | None, unit: SSAValue) -> SSAValue:
         """2^23 + base * 2^(b*j): what 2^23 + field j exceeds q * 2^(b*j) by (an integer
         below 2^24, so exact); 2^23 for a plane above the low one (base None)."""

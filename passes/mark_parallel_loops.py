@@ -10,7 +10,8 @@ axis inside the iteration's tile [j0, min(j0 + step, ub)) (the column tiles of a
 linear, the rows of an elementwise op). Index bounds are followed through constant
 offsets, `minui`, the loops nested in the tile and the register blocks' tail pattern
 `e - (e - lb) % s` (a loop of step s from lb to it never passes e; nor does one whose
-step divides s). A loop over tile rows of S elements (hybrid's one-row nest) is proved the
+step divides s; a tiled loop that ends so has only whole tiles [j0, j0 + step), and a loop
+from lb to lb + c takes whole steps where its step divides c). A loop over tile rows of S elements (hybrid's one-row nest) is proved the
 same way in tiles [S*j0, S*j0 + S*step): an index S*j0 + c where c's range (constants,
 the tile row's height min(S*j0 + S*step, n) - S*j0 under a loop that ends at ceil(n / S),
 inner loops, minui, tail ends) lies in [0, S*step). Ops other than
@@ -95,7 +96,10 @@ class _Tile:
 
     def _bounds(self, v: SSAValue) -> Bounds:
         if v == self.j0:
-            return (0, 0 if constant(self.loop.step) is None else 1) if self.scale == 1 else (None, None)
+            if self.scale > 1:
+                return (None, None)
+            step = constant(self.loop.step)
+            return (0, 0 if step is None else step if self._covers_whole_steps(step) else 1)
         if self.is_end(v):
             return (1, 0)
         if self.is_start(v):
@@ -179,6 +183,13 @@ class _Tile:
         low, (_, high) = self.bounds(loop.lb)[0], self.bounds(loop.ub)
         return (low, None if high is None else high + (step if self._whole_steps(loop, step) else 1))
 
+    def _covers_whole_steps(self, step: int) -> bool:
+        """Whether the tiled loop itself ends on a whole step (its ub a tail end `e - (e - lb)
+        % s`, s a multiple of the step): every tile is then [j0, j0 + step) whole."""
+        ub = self.loop.ub.owner
+        tail = _tail(ub) if isinstance(ub, arith.SubiOp) else None
+        return tail is not None and tail[0] == self.loop.lb and tail[1] % step == 0
+
     def _whole_steps(self, loop: scf.ForOp, step: int) -> bool:
         """Whether ub - lb is a multiple of `step`, so that the last iteration starts at ub - step:
         ub is a tail end `e - (e - lb) % s` (the quantized kernels' two-column blocks end
@@ -186,6 +197,9 @@ class _Tile:
         of a loop whose constant bounds and step S are multiples of `step` (a static N)."""
         if isinstance(loop.ub.owner, arith.SubiOp) and (tail := _tail(loop.ub.owner)) is not None:
             return tail[0] == loop.lb and tail[1] % step == 0
+        add = loop.ub.owner
+        if isinstance(add, arith.AddiOp) and add.lhs == loop.lb and (c := constant(add.rhs)) is not None:
+            return c % step == 0  # lb + c: c / step whole steps
         outer = (constant(v) for v in (self.loop.lb, self.loop.ub, self.loop.step))
         return loop.lb == self.j0 and self.is_end(loop.ub) and all(c is not None and c % step == 0 for c in outer)
 

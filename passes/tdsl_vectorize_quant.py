@@ -29,6 +29,11 @@ with base 0 and adds offset * (the segment's sum of x) per segment: the sums are
 once per call, as `width` lanes per (row, segment) in scratch, so each segment costs one
 more vector fma per output, and the lanes are reduced with the rest.
 
+`matmul(x, w)` with w stored [K, N] (its codes and scale groups along N) is bufferized
+as a dequantize into a scratch weight that the matmul reads; the pair becomes
+`QuantStream`, the axpy form over the codes themselves (docs in the class), which this
+pass therefore runs before tdsl-microkernel takes the matmul.
+
 Loops: n-tiles (a panel of weight rows stays in L2 across row blocks), row blocks
 of `rows` rows (the unpacked fields of `cols` weight rows are each used by every
 row of the block), column blocks; a single row (GEMV) takes `gemv_cols` weight
@@ -57,7 +62,13 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
@@ -68,7 +79,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, reduce_add
+from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, offsets, reduce_add
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-vectorize-quant"
@@ -332,6 +343,220 @@ def _quant_codes(op: tdsl.LinearOp, max_width: int) -> tuple[QuantView, list[Vec
 
 
 @dataclass
+class QuantStream:
+    """out[i:i+rows, j:j+chunks*chunk] = x[i:i+rows, :] @ dequantize(w)[:, j:...] for a
+    weight stored [K, N], codes along N (the axpy form: no reductions, w read along
+    whole rows). Per k, each chunk of codes is loaded once and decoded field by field
+    (lane t of field f holds column P*t + f, times 2^(b*f): VectorCodes), multiplied by
+    the scale of (k, its group) unless scales are per column or per tensor, and added
+    to every row's accumulator times the broadcast x[i, k]. At the end each field is
+    scaled by 2^-(b*f) (exact), the fields are interleaved back into column order, and
+    per-column or per-tensor scales are applied."""
+
+    x: SSAValue
+    w: QuantView
+    codes: VectorCodes
+    out: SSAValue
+
+    @property
+    def scaled_at_end(self) -> bool:
+        return self.w.layout.per_column or self.w.per == "tensor"
+
+    @property
+    def offsets(self) -> bool:
+        """Whether each (k, group) adds a constant to its values (a float zero's offset,
+        or -scale * zero point): one more accumulator per chunk, added at the end."""
+        return not self.w.symmetric
+
+    @property
+    def accumulators_per_chunk(self) -> int:
+        return self.codes.per_byte + self.offsets
+
+    def emit(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, chunks: int, k_size: SSAValue) -> None:
+        codes, p, per_chunk = self.codes, self.codes.per_byte, self.accumulators_per_chunk
+        xs_at, cols = offsets(b, i, rows), [b.add(j, b.index(c * codes.chunk)) if c else j for c in range(chunks)]
+        base = None if codes.base is None else b.splat(codes.vec, float(codes.base))  # None: unsigned codes
+        fields = [(mask, codes.bias(b, base, unit)) for mask, unit in (codes.constant_phase(b, f) for f in range(p))]
+
+        def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            x_k = [b.load(self.x, [r, k]) for r in xs_at]
+            xs = [b.splat_value(x, codes.width) for x in x_k]
+            new = list(acc)
+            for c, col in enumerate(cols):
+                word = codes.load(b, self.w.buffers["values"], k, col)
+                g = self._group(b, col)
+                scale = None if self.scaled_at_end else self.w.scale(b, k, g)
+                if self.offsets:
+                    offset = self._offset(b, k, g, scale)
+                    for r, xv in enumerate(xs):
+                        at = (r * chunks + c) * per_chunk + p
+                        new[at] = b.insert(vector.FMAOp(xv, b.splat_value(offset, codes.width), new[at]))
+                row_xs = xs
+                if scale is not None and rows == 1:  # one broadcast of x * scale, not a product per field
+                    row_xs, scale = [b.splat_value(b.fmul(x_k[0], scale), codes.width)], None
+                for f, (mask, bias) in enumerate(fields):
+                    q = codes.field(b, word, mask, bias)
+                    q = q if scale is None else b.fmul(q, b.splat_value(scale, codes.width))
+                    for r, xv in enumerate(row_xs):
+                        at = (r * chunks + c) * per_chunk + f
+                        new[at] = b.insert(vector.FMAOp(xv, q, new[at]))
+            return new
+
+        zeros = [b.splat(codes.vec, 0.0)] * (rows * chunks * per_chunk)
+        totals = b.loop(b.index(0), k_size, b.index(1), step, zeros, name="k")
+        for r, row in enumerate(xs_at):
+            for c, col in enumerate(cols):
+                at = (r * chunks + c) * per_chunk
+                parts = [b.fmul(t, b.splat(codes.vec, codes.x_scale(f))) if f else t
+                         for f, t in enumerate(totals[at : at + p])]  # fmt: skip
+                for v, vec in enumerate(self._column_order(b, parts)):
+                    j_v = b.add(col, b.index(v * codes.width)) if v else col
+                    vec = self._end_scale(b, vec, j_v)
+                    b.vstore(b.fadd(vec, totals[at + p]) if self.offsets else vec, self.out, [row, j_v])
+
+    def _group(self, b: LoopBuilder, col: SSAValue) -> SSAValue:
+        return b.div(col, b.index(self.w.group)) if self.w.per == "group" else b.index(0)
+
+    def _offset(self, b: LoopBuilder, k: SSAValue, g: SSAValue, scale: SSAValue | None) -> SSAValue:
+        """What group g of row k adds to each value beyond scale * code: a float zero's
+        offset, or -scale * zero point."""
+        if self.w.layout.float_offset:
+            return self.w.offset(b, k, g)
+        assert scale is not None, "zero points with scales per row or group"
+        zero_point = b.insert(arith.SIToFPOp(self.w.zero_point(b, k, g), f32))
+        return b.insert(arith.NegfOp(b.fmul(scale, zero_point)))
+
+    def _end_scale(self, b: LoopBuilder, vec: SSAValue, j: SSAValue) -> SSAValue:
+        if self.w.layout.per_column:
+            return b.fmul(vec, b.vload(self.w.buffers["scales"], [j], self.codes.width))
+        if self.w.per == "tensor":
+            return b.fmul(vec, b.splat_value(self.w.scale(b, j, j), self.codes.width))
+        return vec
+
+    def _column_order(self, b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
+        """The P vectors of a chunk's columns in order, from its fields (column P*t + f
+        is lane t of field f)."""
+        p, width = len(fields), self.codes.width
+        if p == 1:
+            return fields
+        parts = fields
+        while len(parts) > 1:  # concatenated, field after field
+            parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
+                                               result_type=VectorType(f32, [2 * _lanes(u)])))
+                     for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
+        (cat,) = parts
+        return [b.insert(vector.ShuffleOp(cat, cat, DenseArrayBase.from_list(i64, [m % p * width + m // p for m in range(v * width, (v + 1) * width)]),
+                                          result_type=self.codes.vec))
+                for v in range(p)]  # fmt: skip
+
+    def scalar(self, b: LoopBuilder, i: SSAValue, j: SSAValue, k_size: SSAValue) -> None:
+        """out[i, j] alone: the columns past the last whole chunk."""
+        (total,) = b.loop(b.index(0), k_size, b.index(1),
+                          lambda b, k, acc: [b.mul_add(acc[0], b.load(self.x, [i, k]), self.w.value(b, k, j))],
+                          [b.f32(0.0)], name="k")  # fmt: skip
+        b.store(total, self.out, [i, j])
+
+
+def _lanes(v: SSAValue) -> int:
+    return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
+def lower_quant_matmul(op: tdsl.MatmulOp, view: QuantView, codes: VectorCodes, accumulators: int) -> None:
+    """Replace a bufferized matmul of x and a [K, N] quantized weight by QuantStream
+    kernels: per n-tile (its codes stay in L2 across row blocks) blocks of `rows` rows
+    x a few chunks, then the rows left one at a time x the whole tile; the chunks past
+    the last whole tile and the columns past the last whole chunk one by one."""
+    out = op.out
+    assert out is not None
+    kernel = QuantStream(op.lhs, view, codes, out)
+    p = kernel.accumulators_per_chunk
+    rows = min(4, max(1, accumulators // p))
+    block_chunks = max(1, accumulators // (rows * p))
+    gemv_chunks = max(1, accumulators // p) // block_chunks * block_chunks  # a tile of whole blocks
+    tile = gemv_chunks * codes.chunk
+    b = before(op)
+    m, n, k_size = b.size(op.lhs, 0), b.size(out, 1), b.size(op.lhs, 1)
+    i_end, tiles_end = floor_to(b, b.index(0), m, rows), floor_to(b, b.index(0), n, tile)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        for_(b, b.index(0), i_end, rows, lambda b, i: for_(b, j0, b.add(j0, b.index(tile)), block_chunks * codes.chunk,
+                                                           lambda b, j: kernel.emit(b, i, rows, j, block_chunks, k_size), "j"), "i")  # fmt: skip
+        for_(b, i_end, m, 1, lambda b, i: kernel.emit(b, i, 1, j0, gemv_chunks, k_size), "i")
+
+    for_(b, b.index(0), tiles_end, tile, n_tile, "j0")
+    chunks_end = floor_to(b, tiles_end, n, codes.chunk)
+    TileNest(b, out, b.index(0), m, tiles_end, chunks_end).rows(
+        lambda b, i: for_(b, tiles_end, chunks_end, codes.chunk, lambda b, j: kernel.emit(b, i, 1, j, 1, k_size), "j"))
+    TileNest(b, out, b.index(0), m, chunks_end, n).each(lambda b, i, j: kernel.scalar(b, i, j, k_size))
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n))
+
+
+def _filled_by_dequantize(op: tdsl.MatmulOp) -> tdsl.DequantizeOp | None:
+    """The dequantize that fills op's rhs, where that buffer exists for op alone
+    (allocated, filled, read by op, freed)."""
+    rhs = op.rhs
+    if not isinstance(rhs.owner, memref.AllocOp):
+        return None
+    users = [use.operation for use in rhs.uses]
+    fills = [u for u in users if isinstance(u, tdsl.DequantizeOp) and u.out is rhs]
+    if len(fills) != 1 or any(u is not op and u is not fills[0] and not isinstance(u, memref.DeallocOp) for u in users):
+        return None
+    return fills[0]
+
+
+def _stream_codes(op: tdsl.MatmulOp, fill: tdsl.DequantizeOp, max_width: int) -> tuple[QuantView, VectorCodes] | None:
+    """The weight's view and its decoder when QuantStream reads it: f32 (bf16/f16)
+    activations and results, symmetric codes of one bit plane, scale groups of whole
+    chunks."""
+    w = fill.input
+    if op.out is None or not isinstance(w.owner, AssembleOp) or not isinstance(w.type, PackedType):
+        return None
+    layout = w.type.layout
+    if not isinstance(layout, UniformQuantAttr) or len(op.out.type.get_shape()) != 2:  # type: ignore[attr-defined]
+        return None
+    if not (computes_in_f32(op.lhs) and computes_in_f32(op.out)):
+        decline(op, f"{NAME}: its [K, N] kernel takes f32, bf16 or f16 activations and results")
+        return None
+    view = QuantView.of(w)
+    code = view.decoder.code
+    if len(code.planes) != 1:
+        decline(op, f"{NAME}: its [K, N] kernel reads codes of one bit plane, not {layout.summary()}")
+        return None
+    if not layout.is_symmetric and (layout.per_column or view.per == "tensor"):
+        decline(op, f"{NAME}: its [K, N] kernel reads zero points per row or group, not {layout.summary()}")
+        return None
+    if view.per == "group" and view.group < 0:
+        return None
+    per_byte = code.planes[0].per_byte
+    width = max_width
+    while width >= MIN_WIDTH and view.per == "group" and view.group % (per_byte * width):
+        width //= 2
+    if width < MIN_WIDTH:
+        decline(op, f"{NAME}: the scale group ({view.group}) is not a multiple of {per_byte * MIN_WIDTH} codes")
+        return None
+    return view, view.decoder.planes(width)[0]
+
+
+@dataclass
+class VectorizeQuantMatmul(RewritePattern):
+    width: int
+    accumulators: int
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tdsl.MatmulOp, rewriter: PatternRewriter, /):
+        fill = _filled_by_dequantize(op)
+        if fill is None or (found := _stream_codes(op, fill, self.width)) is None:
+            return
+        scratch = op.rhs
+        lower_quant_matmul(op, *found, self.accumulators)
+        rewriter.erase(op)
+        rewriter.erase(fill)
+        for use in list(scratch.uses):
+            rewriter.erase(use.operation)
+        rewriter.erase(scratch.owner)  # type: ignore[arg-type]
+
+
+@dataclass
 class VectorizeQuantLinear(RewritePattern):
     width: int
     blocking: Blocking
@@ -358,11 +583,14 @@ class VectorizeQuant(ModulePass):
     rows: int = 4
     cols: int = 2
     gemv_cols: int = 4
+    accumulators: int = 16
+    """QuantStream's vector accumulators (half the vector registers)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.rows, self.cols, self.gemv_cols) <= 0:
             raise DiagnosticException("tdsl-vectorize-quant: width, rows, cols and gemv_cols must be positive")
         if self.width & (self.width - 1):
             raise DiagnosticException(f"tdsl-vectorize-quant: width must be a power of two, got {self.width}")
-        pattern = VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols))
-        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+        patterns = [VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols)),
+                    VectorizeQuantMatmul(self.width, self.accumulators)]  # fmt: skip
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

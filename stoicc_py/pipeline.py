@@ -52,8 +52,8 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
     Stage.LOOPS: (
         "tdsl-bufferize",
         "tdsl-unbatch",
-        "tdsl-microkernel",
         "tdsl-vectorize-quant",
+        "tdsl-microkernel",
         "tdsl-vectorize-integer",
         "tdsl-vectorize-sparse",
         "tdsl-vectorize-elementwise",
@@ -111,7 +111,7 @@ def quant_options(features: frozenset[str]) -> str:
     codes fit."""
     width, registers = vector_registers(features)
     rows, cols = (4, 2) if registers >= 32 else (2, 2)
-    return f"{{width={width} rows={rows} cols={cols}}}"
+    return f"{{width={width} rows={rows} cols={cols} accumulators={registers // 2}}}"
 
 
 def integer_options(features: frozenset[str]) -> str:

@@ -4,6 +4,7 @@ scale per tensor, row or group (32, 64, 128), symmetric and asymmetric codes, f3
 and f16 scales, one and several n-tiles; codes stay exact, so activations far from
 zero lose no accuracy."""
 
+import ml_dtypes
 import numpy as np
 import pytest
 from conftest import assert_close, rand
@@ -50,3 +51,46 @@ def test_matches_reference(layout: str, k: int, tile: tuple[int, ...]) -> None:
         assert_close(prog.f(_unaligned(x), packed, b), want)
         far = x + 100  # sums of x in the thousands: an offset code would cancel them away
         assert_close(prog.f(far, packed, b), prog.f.reference(far, packed, b), rtol=1e-6)
+
+
+KN_CASES = [  # (layout of a [K, N] weight, its codes and scales along N)
+    "int4(group=128)",  # a GEMV tile of 8 chunks of 32 codes spans two groups
+    "int8(axis=0)",  # a scale per row k
+    "int8(axis=1)",  # a scale per column, applied once at the end
+    "int4(group=32, zero=float, scale=f16)",  # Q4_1: an offset per group, its own accumulator
+    "int4(group=64, symmetric=false)",  # zero points: -scale * zero point per group
+    "int2(group=32)",  # 4 fields a byte; 8 lanes (a group holds 32 codes)
+    "ternary",  # one scale for the tensor
+    "binary(axis=0)",  # 8 fields a byte
+]
+
+
+@pytest.fixture(scope="module")
+def kn_program() -> stoicc_py.Program:
+    """`matmul(x, w)` with a quantized w stored [K, N]: N = 296 leaves a ragged tile, a
+    ragged chunk and scalar columns; one kernel has a symbolic N and bf16 activations."""
+    kernels = [f"kernel k{i}(x: f32[M, 64], w: f32[64, 296] @ {layout}, b: f32[296]) -> f32[M, 296] "
+               "{ return relu(matmul(x, w) + b) }" for i, layout in enumerate(KN_CASES)]  # fmt: skip
+    kernels.append("kernel generic(x: bf16[M, 96], w: bf16[96, N] @ int4(group=32)) -> bf16[M, N] { return matmul(x, w) }")
+    return stoicc_py.compile("\n".join(kernels))
+
+
+@pytest.mark.parametrize("case", range(len(KN_CASES)))
+def test_kn_weight_matches_reference(kn_program: stoicc_py.Program, case: int) -> None:
+    kernel = getattr(kn_program, f"k{case}")
+    assert "tdsl.dequantize" not in kernel.ir("loops")  # read in place, no dequantized copy
+    rng = np.random.default_rng(case)
+    packed, b = kernel.pack("w", rand(rng, 64, 296)), rand(rng, 296)
+    for m in (1, 3, 6):  # a GEMV, rows one at a time, a row block and an edge row
+        x = rand(rng, m, 64)
+        assert_close(kernel(x, packed, b), kernel.reference(x, packed, b))
+
+
+def test_kn_weight_with_symbolic_n_and_bf16_activations(kn_program: stoicc_py.Program) -> None:
+    kernel = kn_program.generic
+    rng = np.random.default_rng(7)
+    for n in (32, 290):
+        packed = kernel.pack("w", rand(rng, 96, n))
+        x = rand(rng, 5, 96).astype(ml_dtypes.bfloat16)
+        got, want = kernel(x, packed).astype(np.float32), kernel.reference(x, packed).astype(np.float32)
+        assert_close(got, want, rtol=1e-2)  # results rounded to bf16's 8 significant bits

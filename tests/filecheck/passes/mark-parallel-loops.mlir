@@ -32,6 +32,17 @@
 // CHECK-LABEL: func.func @tile_rows_one_too_far
 // CHECK-NOT:     stoicc.parallel
 
+// Whole tiles (QuantStream over a [K, N] weight): the tile loop ends where its whole
+// steps of 64 do, e = n - n % 64, so every tile is [j0, j0 + 64). Blocks of 16 columns
+// from j0 to j0 + 64 stay in it, and so do stores at j0 + 48 .. j0 + 63: marked. A store at
+// j0 + 64, or a tile loop to n (the last tile may be short), is serial.
+// CHECK-LABEL: func.func @whole_tiles
+// CHECK:         } {stoicc.parallel}
+// CHECK-LABEL: func.func @whole_tiles_one_past
+// CHECK-NOT:     stoicc.parallel
+// CHECK-LABEL: func.func @whole_tiles_to_n
+// CHECK-NOT:     stoicc.parallel
+
 func.func @two_columns_to_a_four_column_end(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -209,6 +220,66 @@ func.func @tile_rows_one_too_far(%out: memref<1x?xf32>, %n: index) attributes {s
       %at = arith.addi %c, %first : index
       memref.store %f, %out[%c0, %at] : memref<1x?xf32>
     }
+  }
+  func.return
+}
+
+func.func @whole_tiles(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c16 = arith.constant 16 : index
+  %c48 = arith.constant 48 : index
+  %c64 = arith.constant 64 : index
+  %v = arith.constant dense<1.0> : vector<16xf32>
+  %sub = arith.subi %n, %c0 : index
+  %rest = arith.remui %sub, %c64 : index
+  %e = arith.subi %n, %rest : index
+  scf.for %j0 = %c0 to %e step %c64 {
+    %end = arith.addi %j0, %c64 : index
+    scf.for %j = %j0 to %end step %c16 {
+      vector.store %v, %out[%c0, %j] : memref<1x?xf32>, vector<16xf32>
+    }
+    %last = arith.addi %j0, %c48 : index
+    vector.store %v, %out[%c0, %last] : memref<1x?xf32>, vector<16xf32>
+  }
+  func.return
+}
+
+func.func @whole_tiles_one_past(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c16 = arith.constant 16 : index
+  %c49 = arith.constant 49 : index
+  %c64 = arith.constant 64 : index
+  %v = arith.constant dense<1.0> : vector<16xf32>
+  %sub = arith.subi %n, %c0 : index
+  %rest = arith.remui %sub, %c64 : index
+  %e = arith.subi %n, %rest : index
+  scf.for %j0 = %c0 to %e step %c64 {
+    %end = arith.addi %j0, %c64 : index
+    scf.for %j = %j0 to %end step %c16 {
+      vector.store %v, %out[%c0, %j] : memref<1x?xf32>, vector<16xf32>
+    }
+    %last = arith.addi %j0, %c49 : index
+    vector.store %v, %out[%c0, %last] : memref<1x?xf32>, vector<16xf32>
+  }
+  func.return
+}
+
+func.func @whole_tiles_to_n(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c16 = arith.constant 16 : index
+  %c48 = arith.constant 48 : index
+  %c64 = arith.constant 64 : index
+  %v = arith.constant dense<1.0> : vector<16xf32>
+  %sub = arith.subi %n, %c0 : index
+  %rest = arith.remui %sub, %c64 : index
+  %e = arith.subi %n, %rest : index
+  scf.for %j0 = %c0 to %n step %c64 {
+    %end = arith.addi %j0, %c64 : index
+    scf.for %j = %j0 to %end step %c16 {
+      vector.store %v, %out[%c0, %j] : memref<1x?xf32>, vector<16xf32>
+    }
+    %last = arith.addi %j0, %c48 : index
+    vector.store %v, %out[%c0, %last] : memref<1x?xf32>, vector<16xf32>
   }
   func.return
 }
