@@ -1,0 +1,90 @@
+"""gpu-tile: check that each kernel is a product the GPU target runs, and record its
+block tile [tm, tn, tk] (rows of x, weight rows, k-step) as `tile`, as tdsl-tile does
+for the CPU: 8 x `cols` rows of x and `warps` x 16 x `warp_rows` weight rows per block,
+and k-steps of the tensor-core instruction (16, or 32 for 2:4 weights through mma.sp).
+
+What the GPU target runs (backends/gpu/kernel.py): a kernel whose body is one
+`linear(x, w)` of f16 or bf16 rank-2 operands, x dense, w [n, k] dense or nm(2, 4)
+with n and k static (k even), with a bias [n] and relu fused or not. Anything else
+is an error at the op that needs it, never code that would compute something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.ir import Operation
+from xdsl.passes import ModulePass
+
+from stoicc_py.backends.gpu.kernel import ACTIVATIONS
+from stoicc_py.backends.gpu.target import GPU_DTYPES, MMA_DENSE, MMA_SPARSE, WARPS
+from stoicc_py.diagnostics import op_error
+from stoicc_py.dialects.sparse import NMAttr
+from stoicc_py.dialects.tdsl import LinearOp, TensorType
+
+SUPPORTED = "one linear(x, w) of f16/bf16 (w dense or nm(2, 4)), with a bias and relu or not"
+
+
+def _tensor(op: Operation, index: int) -> TensorType:
+    t = op.operands[index].type
+    assert isinstance(t, TensorType)  # gpu-tile runs on the tensor-level IR
+    return t
+
+
+def _is_24(t: TensorType) -> bool:
+    return isinstance(t.layout, NMAttr) and (t.layout.n.data, t.layout.m.data) == (2, 4)
+
+
+def check_product(op: Operation) -> bool:
+    """Whether `op`'s weight is 2:4; a located error if the GPU target cannot run it."""
+    if not isinstance(op, LinearOp):
+        raise op_error(op, f"'{op.name}' is not supported on the GPU target yet (it runs {SUPPORTED})")
+    x, w = _tensor(op, 0), _tensor(op, 1)
+    if x.rank != 2 or w.rank != 2:
+        raise op_error(op, "the GPU target runs rank-2 products; batched products are not supported yet")
+    if x.dtype not in GPU_DTYPES:
+        raise op_error(op, f"the GPU target's tensor cores take {' or '.join(GPU_DTYPES)} operands, not {x.dtype}")
+    if not x.layout.is_dense or not (w.layout.is_dense or _is_24(w)):
+        layout = w.layout.summary() if x.layout.is_dense else f"an activation layout {x.layout.summary()}"
+        raise op_error(op, f"{layout} is not supported on the GPU target yet (dense or nm(2, 4) weights)")
+    n, k = w.dims
+    if not isinstance(n, int) or not isinstance(k, int) or k % 2:
+        raise op_error(op, f"the GPU target needs a weight of static shape with an even k, not [{n}, {k}]")
+    if op.activation is not None and op.activation not in ACTIVATIONS:
+        raise op_error(op, f"activation {op.activation} is not fused on the GPU target yet ({', '.join(ACTIVATIONS)})")
+    if op.bias is not None and _tensor(op, 2).dims != (n,):
+        raise op_error(op, f"the GPU target adds a bias of shape [{n}] only")
+    return _is_24(w)
+
+
+def check_kernel(fn: func.FuncOp) -> tuple[LinearOp, bool]:
+    """The kernel's one product and whether its weight is 2:4; a located error at the
+    first op the GPU target does not run."""
+    products = [op for op in fn.body.ops if not isinstance(op, func.ReturnOp)]
+    if not products:
+        raise op_error(fn, f"kernel {fn.sym_name.data} computes no product: the GPU target runs {SUPPORTED}")
+    sparse = check_product(products[0])
+    if len(products) > 1:
+        raise op_error(products[1], f"'{products[1].name}' after the product is not supported on the GPU target yet "
+                                    f"(it runs {SUPPORTED})")  # fmt: skip
+    assert isinstance(products[0], LinearOp)  # check_product refuses any other op
+    return products[0], sparse
+
+
+@dataclass(frozen=True)
+class GpuTile(ModulePass):
+    name = "gpu-tile"
+
+    warp_rows: int = 2  # 16-row mma tiles per warp along the weight's rows
+    cols: int = 4  # 8-row mma tiles per block along x's rows
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp):
+                product, sparse = check_kernel(fn)
+                k_step = (MMA_SPARSE if sparse else MMA_DENSE)[2]
+                sizes = [8 * self.cols, WARPS * 16 * self.warp_rows, k_step]
+                product.attributes["tile"] = DenseArrayBase.from_list(i64, sizes)
