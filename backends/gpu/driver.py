@@ -60,7 +60,7 @@ def available() -> bool:
     """Whether cuda-python is installed and a CUDA device answers."""
     try:
         context()
-    except (ImportError, CudaError):
+    except (ImportError, RuntimeError):  # CudaError, or cuda-python's "no driver library" (DynamicLibNotFoundError)
         return False
     return True
 
@@ -168,6 +168,8 @@ def _from_dlpack(obj: Any) -> DeviceArray | None:
 
 def device_array(obj: Any) -> DeviceArray | None:
     """`obj` in device memory without a copy, or None if it is not on a CUDA device."""
+    if isinstance(obj, np.ndarray):  # its __dlpack__ refuses ml_dtypes' bf16: ask nothing
+        return None
     return _from_interface(obj) or _from_dlpack(obj)
 
 
@@ -187,7 +189,8 @@ class Module:
 
     def __init__(self, ptx: str):
         context()
-        self.handle = check(driver().cuModuleLoadData(ptx.encode() + b"\0"))
+        image = np.frombuffer(ptx.encode() + b"\0", np.uint8)  # by address: what every cuda-python version takes
+        self.handle = check(driver().cuModuleLoadData(image.ctypes.data))
 
     def function(self, name: str) -> Any:
         return check(driver().cuModuleGetFunction(self.handle, name.encode()))
@@ -197,7 +200,8 @@ def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list
     """Launch `function(pointers..., i32 m)` on the default stream (asynchronous)."""
     values = (*pointers, m)
     types = (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32)
-    check(driver().cuLaunchKernel(function, *grid, block, 1, 1, 0, 0, (values, types), 0))
+    cu = driver()
+    check(cu.cuLaunchKernel(function, *grid, block, 1, 1, 0, cu.CUstream(0), (values, types), 0))
 
 
 def synchronize() -> None:

@@ -1,0 +1,228 @@
+"""The GPU target on a host without a GPU: the mma.sp metadata the packer lays out from
+the nm codec reads back, as the PTX ISA says the instruction reads it, to the weight
+the codec's own decoder gives; every kernel becomes PTX with the tensor-core
+instructions it should use and nothing NVPTX could not lower; what the target does not
+run is a located error. tests/test_gpu.py runs the kernels where there is a GPU."""
+
+from __future__ import annotations
+
+import re
+from itertools import product
+from typing import Any
+
+import numpy as np
+import pytest
+
+import stoicc_py
+from stoicc_py.arrays import NUMPY_DTYPES
+from stoicc_py.backends.gpu import driver
+from stoicc_py.cli import main
+from stoicc_py.codec.nm import NMCodec
+from stoicc_py.packing.mma import mma_sp_metadata
+
+Array = np.ndarray[Any, Any]
+
+GPU_SOURCE = """
+kernel dense(x: f16[M, 72], w: f16[40, 72], b: f16[40]) -> f16[M, 40] { return relu(linear(x, w, b)) }
+kernel dense_bf16(w: bf16[33, 40], x: bf16[M, 40]) -> bf16[M, 33] { return linear(x, w) }
+kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return linear(x, w) }
+kernel sparse_bf16(x: bf16[M, 96], w: bf16[24, 96] @ nm(2, 4), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+"""
+MMA = {
+    "dense": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+    "dense_bf16": "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+    "sparse": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32",
+    "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
+}
+
+
+@pytest.fixture(scope="module")
+def program() -> Any:
+    return stoicc_py.compile(GPU_SOURCE, target="gpu")
+
+
+def two_of_four(rng: np.random.Generator, rows: int, cols: int) -> Array:
+    """A random 2:4 matrix whose groups have 0, 1 or 2 non-zeros (the codec pads the rest)."""
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    w[rng.random(w.shape) < 0.2] = 0
+    return NMCodec(2, 4, cols).prune(w)
+
+
+def as_mma_sp_reads(meta: Array, values: Array, rows: int, cols: int) -> Array:
+    """The dense weight that mma.sp.m16n8k32 (sparsity selector 0) multiplies, from the
+    metadata and the stored values, as the PTX ISA describes it: lane 4g + p of a warp holds
+    rows g (bits 0-15) and g + 8 (bits 16-31) of its tile for the step's columns 16p ...
+    16p + 15, a nibble per group of 4, two 2-bit positions of its two stored values."""
+    tiles, steps = meta.shape[:2]
+    stored = np.zeros((tiles * 16, steps * 16), values.dtype)
+    stored[:rows, : values.shape[1]] = values
+    dense = np.zeros((tiles * 16, steps * 32), values.dtype)
+    for tile, step, row, group in product(range(tiles), range(steps), range(16), range(8)):
+        word = int(meta[tile, step, row % 8, group // 4])
+        nibble = word >> (16 * (row // 8) + 4 * (group % 4)) & 0xF
+        first, second = nibble & 3, nibble >> 2
+        assert first < second, f"metadata nibble {nibble:04b} is not two ascending positions"
+        for slot, position in enumerate((first, second)):
+            dense[tile * 16 + row, step * 32 + 4 * group + position] += stored[
+                tile * 16 + row, step * 16 + 2 * group + slot
+            ]
+    return dense[:rows, :cols]
+
+
+@pytest.mark.parametrize("rows, cols", [(40, 72), (16, 32), (7, 4), (33, 100)])
+def test_mma_sp_metadata_reads_back_as_the_codec_decodes(rows: int, cols: int) -> None:
+    rng = np.random.default_rng(rows * cols)
+    w = two_of_four(rng, rows, cols)
+    codec = NMCodec(2, 4, cols)
+    arrays = codec.encode(w)
+    meta = mma_sp_metadata(codec, arrays["indices"], rows)
+    assert meta.shape == (-(-rows // 16), -(-cols // 32), 8, 2) and meta.dtype == np.uint32
+    reference = codec.decode(arrays)
+    np.testing.assert_array_equal(reference, w)
+    np.testing.assert_array_equal(as_mma_sp_reads(meta, arrays["values"], rows, cols), reference)
+
+
+def test_mma_sp_metadata_refuses_other_patterns() -> None:
+    codec = NMCodec(1, 4, 32)
+    with pytest.raises(ValueError, match="2:4"):
+        mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
+
+
+@pytest.mark.parametrize("name", list(MMA))
+def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
+    k = program.kernel(name)
+    for m in (1, 100):  # the small-batch and the large schedule
+        ptx = k.ptx(m)
+        assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
+        assert set(re.findall(r"\bmma\S*", ptx)) == {MMA[name]}
+        assert ".extern" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
+        params = len(k.spec.params) + 1
+        assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:
+    k = program.dense_bf16
+    assert (k.operands.x, k.operands.w, k.operands.bias) == (1, 0, None)
+    assert k.spec.params == ("x", "w", "y") and (k.spec.n, k.spec.k) == (33, 40)
+    assert program.sparse_bf16.spec.params == ("x", "values", "meta", "bias", "y")
+
+
+def test_gpu_tile_records_the_block_tiles(program: Any) -> None:
+    assert "tile = array<i64: 32, 128, 16>" in str(program.dense.opt)
+    assert "tile = array<i64: 32, 128, 32>" in str(program.sparse.opt)
+    small = stoicc_py.compile(GPU_SOURCE, target="gpu", tile=[8, 64])
+    assert (small.dense.spec.cols, small.dense.spec.warp_rows) == (1, 1)
+    with pytest.raises(stoicc_py.CompileError, match=r"GPU tiles are \[tm, tn\]"):
+        stoicc_py.compile(GPU_SOURCE, target="gpu", tile=[12, 64])
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return linear(x, w) }", "take f16 or bf16 operands"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return gelu(linear(x, w)) }",
+         "activation gelu is not fused"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32)) -> f16[M, 32] { return linear(x, w) }",
+         r"int4\(.*\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ nm(1, 4)) -> f16[M, 32] { return linear(x, w) }",
+         r"nm\(1, 4\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[64, 32]) -> f16[M, 32] { return matmul(x, w) }",
+         "'tdsl.matmul' is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return linear(x, w) * x[:, 0:32] }",
+         "after the product is not supported"),
+        ("kernel f(x: f16[M, 63], w: f16[32, 63]) -> f16[M, 32] { return linear(x, w) }", "an even k"),
+        ("kernel f(x: f16[M, 64], w: f16[N, 64]) -> f16[M, N] { return linear(x, w) }", "static shape"),
+    ],
+)  # fmt: skip
+def test_what_the_gpu_target_does_not_run_is_a_located_error(source: str, message: str) -> None:
+    with pytest.raises(stoicc_py.CompileError, match=message) as info:
+        stoicc_py.compile(source, target="gpu")
+    assert str(info.value).startswith("<string>:1:")
+
+
+def test_stoicc_compile_emits_ptx(tmp_path: Any, capsys: Any) -> None:
+    path = tmp_path / "k.tdsl"
+    path.write_text(GPU_SOURCE)
+    assert main(["compile", str(path), "--target", "gpu", "--emit", "ptx", "--kernel", "sparse"]) == 0
+    assert MMA["sparse"] in capsys.readouterr().out
+    assert main(["compile", str(path), "--target", "gpu", "--emit", "llvm", "--kernel", "dense"]) == 0
+    assert "@llvm.nvvm.mma.m16n8k16.row.col.f32.f32" in capsys.readouterr().out
+    assert main(["compile", str(path), "--emit", "ptx"]) == 1
+    assert "add --target gpu" in capsys.readouterr().err
+
+
+class FakeDevice:
+    """The driver's memory and launches on the host: a launch runs a numpy model of the
+    kernel on the buffers its pointers name (the metadata read as mma.sp reads it), so
+    that a call's packing, uploads, argument order, grid and copy back are checked here."""
+
+    def __init__(self, program: Any):
+        self.program, self.memory, self.launches = program, {}, []
+        device = self
+
+        class Buffer:
+            def __init__(self, nbytes: int):
+                self.data = np.zeros(max(nbytes, 1), np.uint8)
+                self.ptr = self.data.ctypes.data
+                device.memory[self.ptr] = self.data
+
+            @classmethod
+            def of(cls, host: Array) -> Any:
+                buffer = cls(host.nbytes)
+                buffer.data[: host.nbytes] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+                return buffer
+
+            def to_host(self, out: Array) -> Array:
+                out.reshape(-1).view(np.uint8)[:] = self.data[: out.nbytes]
+                return out
+
+        class Module:
+            def __init__(self, ptx: str):
+                assert ".visible .entry" in ptx
+
+            def function(self, name: str) -> str:
+                return name
+
+        self.Buffer, self.Module = Buffer, Module
+
+    def array(self, ptr: int, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.memory[ptr][: int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int) -> None:
+        spec = self.program.kernel(function).schedule(m)
+        assert grid == spec.grid(m) and block == spec.threads
+        self.launches.append(spec)
+        n, k, dtype = spec.n, spec.k, NUMPY_DTYPES[spec.dtype]
+        at = dict(zip(spec.params, pointers, strict=True))
+        x = self.array(at["x"], (m, k), dtype).astype(np.float64)
+        if spec.sparse:
+            meta = self.array(at["meta"], (-(-n // 16), -(-k // 32), 8, 2), np.uint32)
+            w = as_mma_sp_reads(meta, self.array(at["values"], (n, k // 2), dtype), n, k).astype(np.float64)
+        else:
+            w = self.array(at["w"], (n, k), dtype).astype(np.float64)
+        y = x @ w.T + (self.array(at["bias"], (n,), dtype).astype(np.float64) if spec.bias else 0)
+        self.array(at["y"], (m, n), dtype)[:] = np.maximum(y, 0) if spec.act == "relu" else y
+
+
+@pytest.mark.parametrize("name", list(MMA))
+def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
+    program: Any, name: str, monkeypatch: Any
+) -> None:
+    device = FakeDevice(program)
+    for attr in ("Buffer", "Module", "launch"):
+        monkeypatch.setattr(driver, attr, getattr(device, attr))
+    k = program.kernel(name)
+    rng = np.random.default_rng(3)
+    for m in (5, 37):
+        args = []
+        for p in k.abi.params:
+            a = rng.standard_normal([m if d == "M" else d for d in p.dims]).astype(np.float32)
+            args.append(
+                (NMCodec(2, 4, a.shape[1]).prune(a) if p.layout != "dense" else a).astype(NUMPY_DTYPES[p.dtype])
+            )
+        got = k(*args)
+        want = k.reference(*args)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        scale = float(np.max(np.abs(want.astype(np.float64))))
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=2e-2 * scale)
+    assert [s.cols for s in device.launches] == [1, k.spec.cols]  # the small-batch schedule, then the large
