@@ -10,6 +10,7 @@ a new array of the same library) or on numpy arrays (copied in and out).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,6 +59,7 @@ class GpuWeight:
 
     values: driver.DeviceArray
     meta: driver.DeviceArray
+    shape: tuple[int, ...]  # the dense weight's
 
 
 def _argument_index(value: Any) -> int:
@@ -112,36 +114,54 @@ class GpuKernel(KernelBase):
         the kernel reads it, once for repeated calls."""
         spec = next(p for p in self.abi.params if p.name == param)
         if spec.is_dense:
-            return _to_device(w, spec.dtype, f"{self.name}: parameter '{param}'")[0]
+            return _to_device(w, spec.dtype, self.spec.n_by_k, f"{self.name}: parameter '{param}'")[0]
         packed = w if isinstance(w, PackedTensor) else self.pack(param, w)
         codec = codec_for(packed.layout, packed.shape)
         assert isinstance(codec, NMCodec)  # gpu-tile takes nm(2, 4) weights only
         meta = mma_sp_metadata(codec, packed.arrays["indices"], packed.shape[0])
         values = np.ascontiguousarray(packed.arrays["values"]).astype(NUMPY_DTYPES[spec.dtype], copy=False)
-        return GpuWeight(_upload(values, spec.dtype), _upload(meta, "i32"))
+        return GpuWeight(_upload(values, spec.dtype), _upload(meta, "i32"), packed.shape)
 
-    def __call__(self, *args: object, out: object = None) -> Any:
-        """y = the kernel on (x, w[, bias]) in the kernel's parameter order; x, w and the
-        bias on the device (torch/cupy, or to_device's) or numpy (copied)."""
+    def prepare(self, *args: object, out: object = None) -> tuple[Any, Callable[[], None]]:
+        """(the result, a launch of the kernel into it): the arguments checked, placed and
+        bound once, for repeated launches without a call's work (benchmarks/gpu.py). The
+        result of numpy arguments is copied back by a call, not by the launch."""
+        result, _, launch = self._bind(args, out)
+        return result, launch
+
+    def _bind(self, args: tuple[object, ...], out: object) -> tuple[Any, driver.DeviceArray, Callable[[], None]]:
         if len(args) != len(self.abi.params):
             raise TypeError(f"{self.name}() takes {len(self.abi.params)} arguments, got {len(args)}")
         s, ops = self.spec, self.operands
-        x, keep = _to_device(args[ops.x], s.dtype, f"{self.name}: x")
-        if x.shape[1:] != (s.k,) or len(x.shape) != 2:
+        x, on_device = _to_device(args[ops.x], s.dtype, None, f"{self.name}: x")
+        if len(x.shape) != 2 or x.shape[1] != s.k:
             raise ValueError(f"{self.name}: x must be [M, {s.k}], got {list(x.shape)}")
         m = x.shape[0]
         w = args[ops.w]
-        if not isinstance(w, (driver.DeviceArray, GpuWeight)):
+        if not isinstance(w, GpuWeight):
             w = self.to_device(self.abi.params[ops.w].name, w)
+        if w.shape != (s.n, s.k):
+            raise ValueError(f"{self.name}: w must be [{s.n}, {s.k}], got {list(w.shape)}")
         weights = [w.values, w.meta] if isinstance(w, GpuWeight) else [w]
-        bias = [_to_device(args[ops.bias], s.dtype, f"{self.name}: bias")[0]] if ops.bias is not None else []
-        result, y = _result(args[ops.x], keep, out, (m, s.n), s.dtype)
+        bias = [_to_device(args[ops.bias], s.dtype, (s.n,), f"{self.name}: bias")[0]] if ops.bias is not None else []
+        result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
         spec = self.schedule(m)
-        if m:
-            pointers = [a.ptr for a in [x, *weights, *bias, y]]
-            driver.launch(self._function(spec), spec.grid(m), spec.threads, pointers, m)
-        if isinstance(y.owner, driver.Buffer):  # a numpy call: copy the result back
-            assert isinstance(result, np.ndarray)
+        arrays, grid = [x, *weights, *bias, y], spec.grid(m)  # held by the launch: their memory stays
+        function = self._function(spec) if m else None
+
+        def launch() -> None:
+            if function is not None:
+                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m)
+
+        return result, y, launch
+
+    def __call__(self, *args: object, out: object = None) -> Any:
+        """y = the kernel on (x, w[, bias]) in the kernel's parameter order; x, w and the
+        bias on the device (torch/cupy, or to_device's) or numpy (copied); `out` a device
+        array to write y into."""
+        result, y, launch = self._bind(args, out)
+        launch()
+        if isinstance(y.owner, driver.Buffer):  # numpy arguments: copy the result back
             return y.owner.to_host(result)
         return result
 
@@ -151,18 +171,17 @@ def _upload(host: Array, dtype: str) -> driver.DeviceArray:
     return driver.DeviceArray(buffer.ptr, host.shape, dtype, buffer)
 
 
-def _to_device(obj: object, dtype: str, what: str) -> tuple[driver.DeviceArray, bool]:
-    """(obj in device memory, whether it was there already); numpy is copied in."""
-    if isinstance(obj, driver.DeviceArray):
-        found: driver.DeviceArray | None = obj
-    else:
-        found = driver.device_array(obj)
-    if found is not None:
-        if found.dtype != dtype:
-            raise TypeError(f"{what} must be {dtype} on the device, got {found.dtype}")
-        return found, True
-    host = host_array(obj, what)
-    return _upload(host.astype(NUMPY_DTYPES[dtype], copy=False), dtype), False
+def _to_device(obj: object, dtype: str, shape: tuple[int, ...] | None, what: str) -> tuple[driver.DeviceArray, bool]:
+    """(obj in device memory, whether it was there already), of `shape` if given; numpy is copied in."""
+    found = obj if isinstance(obj, driver.DeviceArray) else driver.device_array(obj)
+    on_device = found is not None
+    if found is None:
+        found = _upload(host_array(obj, what).astype(NUMPY_DTYPES[dtype], copy=False), dtype)
+    elif found.dtype != dtype:
+        raise TypeError(f"{what} must be {dtype} on the device, got {found.dtype}")
+    if shape is not None and found.shape != shape:
+        raise ValueError(f"{what} must be [{', '.join(map(str, shape))}], got {list(found.shape)}")
+    return found, on_device
 
 
 def _result(

@@ -55,6 +55,11 @@ class GemmSpec:
     cols: int = 4  # 8-row mma tiles per block along x's rows
 
     @property
+    def n_by_k(self) -> tuple[int, int]:
+        """The dense weight's shape."""
+        return self.n, self.k
+
+    @property
     def k_step(self) -> int:
         return (MMA_SPARSE if self.sparse else MMA_DENSE)[2]
 
