@@ -181,6 +181,8 @@ def _to_device(obj: object, dtype: str, shape: tuple[int, ...] | None, what: str
         raise TypeError(f"{what} must be {dtype} on the device, got {found.dtype}")
     if shape is not None and found.shape != shape:
         raise ValueError(f"{what} must be [{', '.join(map(str, shape))}], got {list(found.shape)}")
+    if found.ptr % 4:  # the kernels load pairs of 16-bit values
+        raise ValueError(f"{what} must start on a 4-byte boundary (a view at an odd element offset is not)")
     return found, on_device
 
 

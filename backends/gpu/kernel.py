@@ -36,6 +36,9 @@ _MMA = {
 """(2:4, dtype) -> the NVVM intrinsic and the type of its A/B registers (pairs of 16-bit values)."""
 
 _ACC = "{float, float, float, float}"
+K_UNROLL = 4
+"""k-steps per iteration of the k-loop: the loads of four steps are in flight together
+(one step's are too few to cover the latency of global memory with few warps per SM)."""
 _SREG = ("tid.x", "ctaid.x", "ctaid.y")
 
 
@@ -205,7 +208,7 @@ class _Gemm:
                               for t in self.tiles() for i in range(4)]  # fmt: skip
         b.emit(f"%kk.next = add i32 %kk, {s.k_step}")
         b.emit(f"%more = icmp ult i32 %kk.next, {s.k}")
-        b.emit("br i1 %more, label %loop, label %epilogue")
+        b.emit("br i1 %more, label %loop, label %epilogue, !llvm.loop !0")
         return new
 
     def store(self, value: str, m: str, n: str) -> None:
@@ -258,6 +261,9 @@ class _Gemm:
             "entry:",
             *self.b.lines,
             "}",
+            "",
+            "!0 = distinct !{!0, !1}",
+            f'!1 = !{{!"llvm.loop.unroll.count", i32 {K_UNROLL}}}',
             "",
         ])  # fmt: skip
 
