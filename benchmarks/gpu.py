@@ -1,6 +1,8 @@
 """The GPU target's products against torch on the same device, timed with CUDA events:
 dense f16 and bf16 against cuBLAS (`F.linear`), 2:4 f16 against torch's semi-structured
-sparse path (`to_sparse_semi_structured`) and against our dense kernel, for
+sparse path (`to_sparse_semi_structured`) and against our dense kernel, hybrid 50%
+(128 x 128 tiles, a checkerboard of dense and 2:4) against our dense kernel (and
+cuBLAS on the same weight), for
 M = 1, 16, 128, 2048, 8192 rows of x at N = K = 4096 and 8192. Each of our results is
 checked against torch's (the `err` column: max |ours - torch| / max |torch|).
 
@@ -9,7 +11,7 @@ checked against torch's (the `err` column: max |ours - torch| / max |torch|).
 Needs torch with CUDA and cuda-python (docs/gpu.md); a few minutes on an H100. Launches
 are timed back to back behind a `torch.cuda._sleep` that lets the host queue them all,
 so the figures are the GPU's time, not Python's launch overhead (ours and torch's alike).
-Hybrid tiles and int4 weight-only GEMV have no GPU kernels yet: the table says so.
+int4 weight-only GEMV has no GPU kernel yet: the output says so.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,19 @@ from stoicc_py.codec.nm import NMCodec
 
 ROWS = (1, 16, 128, 2048, 8192)
 SIZES = (4096, 8192)
-NOT_YET = ("hybrid 50% (dense/2:4 tiles)", "int4 weight-only GEMV")
+NOT_YET = ("int4 weight-only GEMV",)
+HYBRID_TILE = 128
+HYBRID = f"hybrid(tile=[{HYBRID_TILE}, {HYBRID_TILE}], formats=[dense, nm(2, 4)])"
+
+
+def half_pruned(w: Any) -> Any:
+    """w with every other tile (a checkerboard of HYBRID_TILE tiles) pruned to 2:4: hybrid 50%."""
+    tiles = w.reshape(w.shape[0] // HYBRID_TILE, HYBRID_TILE, w.shape[1] // HYBRID_TILE, HYBRID_TILE).swapaxes(1, 2)
+    out = tiles.copy()
+    for r, c in np.ndindex(*tiles.shape[:2]):
+        if (r + c) % 2 == 0:
+            out[r, c] = NMCodec(2, 4, HYBRID_TILE).prune(tiles[r, c])
+    return out.swapaxes(1, 2).reshape(w.shape)
 
 
 def timed(launch: Callable[[], None], torch: Any, budget_ms: float = 60.0, most: int = 50) -> float:
@@ -53,7 +68,8 @@ def timed(launch: Callable[[], None], torch: Any, budget_ms: float = 60.0, most:
 def source(n: int, k: int) -> str:
     return (f"kernel dense_f16(x: f16[M, {k}], w: f16[{n}, {k}]) -> f16[M, {n}] {{ return linear(x, w) }}\n"
             f"kernel dense_bf16(x: bf16[M, {k}], w: bf16[{n}, {k}]) -> bf16[M, {n}] {{ return linear(x, w) }}\n"
-            f"kernel sparse_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ nm(2, 4)) -> f16[M, {n}] {{ return linear(x, w) }}\n")  # fmt: skip
+            f"kernel sparse_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ nm(2, 4)) -> f16[M, {n}] {{ return linear(x, w) }}\n"
+            f"kernel hybrid_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ {HYBRID}) -> f16[M, {n}] {{ return linear(x, w) }}\n")  # fmt: skip
 
 
 def error(got: Any, want: Any) -> float:
@@ -66,16 +82,16 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
     rng = np.random.default_rng(0)
     w32 = rng.standard_normal((size, size), np.float32) / np.sqrt(size)
     w24 = NMCodec(2, 4, size).prune(w32)
+    w50 = half_pruned(w32)
     weights = {
         "dense_f16": (torch.from_numpy(w32).cuda().half(), torch.float16),
         "dense_bf16": (torch.from_numpy(w32).cuda().bfloat16(), torch.bfloat16),
         "sparse_f16": (torch.from_numpy(w24).cuda().half(), torch.float16),
+        "hybrid_f16": (torch.from_numpy(w50).cuda().half(), torch.float16),  # torch: its dense product
     }
-    # dense weights straight from torch's memory; the 2:4 one packed (values, mma.sp metadata) and uploaded
-    ours = {
-        name: program.kernel(name).to_device("w", w24 if name == "sparse_f16" else w)
-        for name, (w, _) in weights.items()
-    }
+    packed = {"sparse_f16": w24, "hybrid_f16": w50}
+    # dense weights straight from torch's memory; 2:4 and hybrid ones packed (values, mma.sp metadata) and uploaded
+    ours = {name: program.kernel(name).to_device("w", packed.get(name, w)) for name, (w, _) in weights.items()}
     baselines: dict[str, Any] = {name: w for name, (w, _) in weights.items()}
     try:
         from torch.sparse import to_sparse_semi_structured
@@ -96,7 +112,7 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
                 if isinstance(baseline, str):
                     raise RuntimeError(baseline)
                 row[f"{name} err"] = error(y, F.linear(x, baseline))
-                row[f"{name} torch us"] = timed(lambda x=x, b=baseline: F.linear(x, b), torch)
+                row[f"{name} torch us"] = timed(partial(F.linear, x, baseline), torch)
             except RuntimeError as err:  # torch's semi-structured path refuses some shapes
                 row[f"{name} torch"] = str(err).splitlines()[0]
         results.append(row)
@@ -107,7 +123,7 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
 def format_row(row: dict[str, Any]) -> str:
     parts = [f"N=K={row['N=K']:5d} M={row['M']:5d}"]
     dense = row["dense_f16 us"]
-    for name in ("dense_f16", "dense_bf16", "sparse_f16"):
+    for name in ("dense_f16", "dense_bf16", "sparse_f16", "hybrid_f16"):
         ours, theirs = row[f"{name} us"], row.get(f"{name} torch us")
         flops = 2 * row["M"] * row["N=K"] ** 2 / ours / 1e6
         text = f"{name}: {ours:9.1f} us {flops:6.1f} TF/s"
@@ -115,7 +131,7 @@ def format_row(row: dict[str, Any]) -> str:
             text += f" (torch {theirs:9.1f} us, x{theirs / ours:5.2f}; err {row[f'{name} err']:.1e})"
         else:
             text += f" (torch: {row.get(f'{name} torch', 'n/a')[:60]})"
-        if name == "sparse_f16":
+        if name in ("sparse_f16", "hybrid_f16"):
             text += f" vs our dense x{dense / ours:5.2f}"
         parts.append(text)
     return " | ".join(parts)

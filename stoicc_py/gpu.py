@@ -25,14 +25,17 @@ from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
 from stoicc_py.backends.gpu.target import WARPS, emit_ptx
 from stoicc_py.codec import codec_for
+from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.diagnostics import CompileError
-from stoicc_py.dialects.tdsl import LinearOp
+from stoicc_py.dialects.sparse import HybridAttr
+from stoicc_py.dialects.tdsl import LinearOp, TensorType
 from stoicc_py.kernel import KernelBase
 from stoicc_py.lowering import front_end, kernel_abis, only_kernel
 from stoicc_py.options import Options
 from stoicc_py.packing import PackedTensor
-from stoicc_py.packing.mma import mma_sp_metadata
+from stoicc_py.packing.mma import hybrid_gpu_arrays, mma_sp_metadata
+from stoicc_py.passes.gpu_tile import weight_format
 from stoicc_py.pipeline import PassCallback, gpu_pipeline_spec, run_passes
 
 log = logging.getLogger(__name__)
@@ -54,11 +57,11 @@ class Operands:
 
 @dataclass(frozen=True)
 class GpuWeight:
-    """A 2:4 weight on the device as mma.sp reads it: the nm codec's values and the
-    metadata packing/mma.py lays out from its index words (KernelBase.to_device)."""
+    """A packed weight on the device as the kernel reads it (GpuKernel.to_device): 2:4,
+    the nm codec's values and the mma.sp metadata packing/mma.py lays out from its index
+    words; hybrid, the tile map and each format's stored tiles (packing/mma.py)."""
 
-    values: driver.DeviceArray
-    meta: driver.DeviceArray
+    arrays: tuple[driver.DeviceArray, ...]  # in the kernel's parameter order
     shape: tuple[int, ...]  # the dense weight's
 
 
@@ -73,9 +76,15 @@ def product_spec(fn: func.FuncOp) -> tuple[GemmSpec, Operands]:
     tile = product.tile_sizes
     assert tile is not None, "gpu-tile records every product's tile"
     w = product.rhs.type
-    n, k = w.dims  # type: ignore[attr-defined]
+    assert isinstance(w, TensorType)
+    n, k = w.dims
+    format = weight_format(w.layout)
+    assert isinstance(n, int) and isinstance(k, int) and format is not None  # gpu-tile checked them
+    hybrid = w.layout if isinstance(w.layout, HybridAttr) else None
     spec = GemmSpec(
-        name=fn.sym_name.data, dtype=w.dtype, n=n, k=k, sparse=not w.layout.is_dense,  # type: ignore[attr-defined]
+        name=fn.sym_name.data, dtype=w.dtype, n=n, k=k, weight=format,
+        tile=hybrid.tile_shape if hybrid else (0, 0),
+        tile_formats=tuple(str(weight_format(f)) for f in hybrid.formats.data) if hybrid else (),
         bias=product.bias is not None, act=product.activation,
         warps=WARPS, warp_rows=tile[1] // (16 * WARPS), cols=tile[0] // 8,
     )  # fmt: skip
@@ -116,11 +125,11 @@ class GpuKernel(KernelBase):
         if spec.is_dense:
             return _to_device(w, spec.dtype, self.spec.n_by_k, f"{self.name}: parameter '{param}'")[0]
         packed = w if isinstance(w, PackedTensor) else self.pack(param, w)
-        codec = codec_for(packed.layout, packed.shape)
-        assert isinstance(codec, NMCodec)  # gpu-tile takes nm(2, 4) weights only
-        meta = mma_sp_metadata(codec, packed.arrays["indices"], packed.shape[0])
-        values = np.ascontiguousarray(packed.arrays["values"]).astype(NUMPY_DTYPES[spec.dtype], copy=False)
-        return GpuWeight(_upload(values, spec.dtype), _upload(meta, "i32"), packed.shape)
+        dtype = NUMPY_DTYPES[spec.dtype]
+        if any(a.dtype != dtype for role, a in packed.arrays.items() if role.endswith("values")):
+            raise ValueError(f"{self.name}: parameter '{param}' takes {spec.dtype} values: pack it with "
+                             f"{self.name}.pack('{param}', w)")  # fmt: skip
+        return GpuWeight(tuple(_upload(a) for a in gpu_arrays(packed)), packed.shape)
 
     def prepare(self, *args: object, out: object = None) -> tuple[Any, Callable[[], None]]:
         """(the result, a launch of the kernel into it): the arguments checked, placed and
@@ -142,7 +151,7 @@ class GpuKernel(KernelBase):
             w = self.to_device(self.abi.params[ops.w].name, w)
         if w.shape != (s.n, s.k):
             raise ValueError(f"{self.name}: w must be [{s.n}, {s.k}], got {list(w.shape)}")
-        weights = [w.values, w.meta] if isinstance(w, GpuWeight) else [w]
+        weights = list(w.arrays) if isinstance(w, GpuWeight) else [w]
         bias = [_to_device(args[ops.bias], s.dtype, (s.n,), f"{self.name}: bias")[0]] if ops.bias is not None else []
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
         spec = self.schedule(m)
@@ -166,9 +175,19 @@ class GpuKernel(KernelBase):
         return result
 
 
-def _upload(host: Array, dtype: str) -> driver.DeviceArray:
+def gpu_arrays(packed: PackedTensor) -> list[Array]:
+    """A packed 2:4 or hybrid weight's arrays as its kernel reads them, in parameter order."""
+    codec = codec_for(packed.layout, packed.shape)
+    if isinstance(codec, HybridCodec):
+        return hybrid_gpu_arrays(codec, packed.arrays)
+    assert isinstance(codec, NMCodec)  # gpu-tile takes dense, nm(2, 4) and hybrid weights only
+    return [packed.arrays["values"], mma_sp_metadata(codec, packed.arrays["indices"], packed.shape[0])]
+
+
+def _upload(host: Array, dtype: str = "") -> driver.DeviceArray:
+    """A copy of `host` on the device (`dtype`: the .tdsl dtype the kernel reads it as, if any)."""
     buffer = driver.Buffer.of(np.ascontiguousarray(host))
-    return driver.DeviceArray(buffer.ptr, host.shape, dtype, buffer)
+    return driver.DeviceArray(buffer.ptr, host.shape, dtype or host.dtype.name, buffer)
 
 
 def _to_device(obj: object, dtype: str, shape: tuple[int, ...] | None, what: str) -> tuple[driver.DeviceArray, bool]:

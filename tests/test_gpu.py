@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import hybrid_weight
 
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
@@ -25,6 +26,8 @@ kernel dense(x: f16[M, 72], w: f16[40, 72], b: f16[40]) -> f16[M, 40] { return r
 kernel dense_bf16(w: bf16[200, 136], x: bf16[M, 136]) -> bf16[M, 200] { return linear(x, w) }
 kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return linear(x, w) }
 kernel sparse_bf16(x: bf16[M, 200], w: bf16[136, 200] @ nm(2, 4), b: bf16[136]) -> bf16[M, 136] { return relu(linear(x, w, b)) }
+layout H = hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])
+kernel hybrid(x: f16[M, 200], w: f16[136, 200] @ H, b: f16[136]) -> f16[M, 136] { return linear(x, w, b) }
 """
 ROWS = (1, 7, 9, 33, 130)  # both schedules (<= 8 rows, more), ragged blocks of 32 rows
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
@@ -44,6 +47,8 @@ def inputs(k: Any, m: int, seed: int) -> list[Array]:
         a = rng.standard_normal(shape).astype(np.float32)
         if p.layout.startswith("nm"):
             a = NMCodec(2, 4, shape[1]).prune(a)
+        elif p.layout.startswith("hybrid"):
+            a = hybrid_weight(rng, *shape, k.spec.tile)  # 2:4, dense and empty tiles
         args.append(a.astype(NUMPY_DTYPES[p.dtype]))
     return args
 
@@ -60,7 +65,7 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=TOLERANCE[dtype] * scale)
 
 
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16"])
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid"])
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)
@@ -73,7 +78,7 @@ def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> Non
 
 def test_torch_tensors_stay_on_the_device(program: Any) -> None:
     torch = pytest.importorskip("torch")
-    for name in ("dense", "sparse_bf16"):
+    for name in ("dense", "sparse_bf16", "hybrid"):
         k = program.kernel(name)
         args = inputs(k, 33, seed=1)
         dtype = {"f16": torch.float16, "bf16": torch.bfloat16}[k.spec.dtype]

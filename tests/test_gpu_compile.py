@@ -12,13 +12,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import hybrid_weight
 
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
 from stoicc_py.cli import main
+from stoicc_py.codec import codec_for
+from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
-from stoicc_py.packing.mma import mma_sp_metadata
+from stoicc_py.packing.mma import MAP_CODE_BITS, hybrid_gpu_arrays, mma_sp_metadata
 
 Array = np.ndarray[Any, Any]
 
@@ -27,6 +30,8 @@ kernel dense(x: f16[M, 72], w: f16[40, 72], b: f16[40]) -> f16[M, 40] { return r
 kernel dense_bf16(w: bf16[33, 40], x: bf16[M, 40]) -> bf16[M, 33] { return linear(x, w) }
 kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return linear(x, w) }
 kernel sparse_bf16(x: bf16[M, 96], w: bf16[24, 96] @ nm(2, 4), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+layout H = hybrid(tile=[32, 64], formats=[nm(2, 4), dense])
+kernel hybrid(x: bf16[M, 136], w: bf16[72, 136] @ H, b: bf16[72]) -> bf16[M, 72] { return relu(linear(x, w, b)) }
 """
 MMA = {
     "dense": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
@@ -34,6 +39,7 @@ MMA = {
     "sparse": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32",
     "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
 }
+HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +75,38 @@ def as_mma_sp_reads(meta: Array, values: Array, rows: int, cols: int) -> Array:
     return dense[:rows, :cols]
 
 
+def read_hybrid(spec: Any, arrays: dict[str, Array]) -> Array:
+    """The dense weight the hybrid kernel multiplies: each tile through the map, a 2:4 tile
+    through its metadata as mma.sp reads it."""
+    (th, tw), (tile_rows, tile_cols) = spec.tile, spec.tile_grid
+    dense = np.zeros((tile_rows * th, tile_cols * tw), np.float64)
+    for r, c in product(range(tile_rows), range(tile_cols)):
+        entry = int(arrays["map"][r * tile_cols + c])
+        code, slot = entry & ((1 << MAP_CODE_BITS) - 1), entry >> MAP_CODE_BITS
+        if code == 0:
+            continue
+        f = code - 1
+        values = arrays[f"values{f}"][slot]
+        if spec.tile_formats[f] == "nm24":
+            values = as_mma_sp_reads(arrays[f"meta{f}"][slot], values, th, tw)
+        dense[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = values
+    return dense[: spec.n, : spec.k]
+
+
+def test_the_hybrid_tile_map_and_tiles_read_back_as_the_codec_decodes(program: Any) -> None:
+    k = program.hybrid
+    w = hybrid_weight(np.random.default_rng(7), k.spec.n, k.spec.k, k.spec.tile)
+    packed = k.pack("w", w)
+    codec = codec_for(packed.layout, packed.shape)
+    assert isinstance(codec, HybridCodec)
+    assert sorted(np.unique(packed.arrays["table"]).tolist()) == [0, 1, 2]  # empty, 2:4 and dense tiles
+    names = [p for p in k.spec.params if p not in ("x", "bias", "y")]
+    arrays = dict(zip(names, hybrid_gpu_arrays(codec, packed.arrays), strict=True))
+    reference = codec.decode(packed.arrays).astype(np.float64)
+    np.testing.assert_array_equal(reference, w.astype(NUMPY_DTYPES["bf16"]).astype(np.float64))
+    np.testing.assert_array_equal(read_hybrid(k.spec, arrays), reference)
+
+
 @pytest.mark.parametrize("rows, cols", [(40, 72), (16, 32), (7, 4), (33, 100)])
 def test_mma_sp_metadata_reads_back_as_the_codec_decodes(rows: int, cols: int) -> None:
     rng = np.random.default_rng(rows * cols)
@@ -88,13 +126,13 @@ def test_mma_sp_metadata_refuses_other_patterns() -> None:
         mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
 
 
-@pytest.mark.parametrize("name", list(MMA))
+@pytest.mark.parametrize("name", [*MMA, "hybrid"])
 def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
     k = program.kernel(name)
     for m in (1, 100):  # the small-batch and the large schedule
         ptx = k.ptx(m)
         assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
-        assert set(re.findall(r"\bmma\S*", ptx)) == {MMA[name]}
+        assert set(re.findall(r"\bmma\S*", ptx)) == (HYBRID_MMA if name == "hybrid" else {MMA[name]})
         assert ".extern" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
@@ -188,6 +226,17 @@ class FakeDevice:
     def array(self, ptr: int, shape: tuple[int, ...], dtype: Any) -> Array:
         return self.memory[ptr][: int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
 
+    def hybrid_arrays(self, spec: Any, at: dict[str, int]) -> dict[str, Array]:
+        (th, tw), (tile_rows, tile_cols) = spec.tile, spec.tile_grid
+        arrays = {"map": self.array(at["map"], (tile_rows * tile_cols,), np.int32)}
+        for f, format in enumerate(spec.tile_formats):
+            shape = (th, tw // 2 if format == "nm24" else tw)
+            tiles = self.memory[at[f"values{f}"]].size // (2 * th * shape[1])
+            arrays[f"values{f}"] = self.array(at[f"values{f}"], (tiles, *shape), NUMPY_DTYPES[spec.dtype])
+            if format == "nm24":
+                arrays[f"meta{f}"] = self.array(at[f"meta{f}"], (tiles, th // 16, tw // 32, 8, 2), np.uint32)
+        return arrays
+
     def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int) -> None:
         spec = self.program.kernel(function).schedule(m)
         assert grid == spec.grid(m) and block == spec.threads
@@ -195,16 +244,18 @@ class FakeDevice:
         n, k, dtype = spec.n, spec.k, NUMPY_DTYPES[spec.dtype]
         at = dict(zip(spec.params, pointers, strict=True))
         x = self.array(at["x"], (m, k), dtype).astype(np.float64)
-        if spec.sparse:
+        if spec.weight == "nm24":
             meta = self.array(at["meta"], (-(-n // 16), -(-k // 32), 8, 2), np.uint32)
             w = as_mma_sp_reads(meta, self.array(at["values"], (n, k // 2), dtype), n, k).astype(np.float64)
+        elif spec.weight == "hybrid":
+            w = read_hybrid(spec, self.hybrid_arrays(spec, at))
         else:
             w = self.array(at["w"], (n, k), dtype).astype(np.float64)
         y = x @ w.T + (self.array(at["bias"], (n,), dtype).astype(np.float64) if spec.bias else 0)
         self.array(at["y"], (m, n), dtype)[:] = np.maximum(y, 0) if spec.act == "relu" else y
 
 
-@pytest.mark.parametrize("name", list(MMA))
+@pytest.mark.parametrize("name", [*MMA, "hybrid"])
 def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     program: Any, name: str, monkeypatch: Any
 ) -> None:
@@ -217,9 +268,11 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
         args = []
         for p in k.abi.params:
             a = rng.standard_normal([m if d == "M" else d for d in p.dims]).astype(np.float32)
-            args.append(
-                (NMCodec(2, 4, a.shape[1]).prune(a) if p.layout != "dense" else a).astype(NUMPY_DTYPES[p.dtype])
-            )
+            if p.layout.startswith("hybrid"):
+                a = hybrid_weight(rng, *a.shape, k.spec.tile)
+            elif p.layout != "dense":
+                a = NMCodec(2, 4, a.shape[1]).prune(a)
+            args.append(a.astype(NUMPY_DTYPES[p.dtype]))
         got = k(*args)
         want = k.reference(*args)
         assert got.dtype == want.dtype and got.shape == want.shape
