@@ -2,7 +2,8 @@
 dense f16 and bf16 against cuBLAS (`F.linear`), 2:4 f16 against torch's semi-structured
 sparse path (`to_sparse_semi_structured`) and against our dense kernel, hybrid 50%
 (128 x 128 tiles, a checkerboard of dense and 2:4) against our dense kernel (and
-cuBLAS on the same weight), for
+cuBLAS on the same weight), int4 weight-only (group 128) GEMV against torch's f16 GEMV
+of the same (dequantised) weight at M <= 16, for
 M = 1, 16, 128, 2048, 8192 rows of x at N = K = 4096 and 8192. Each of our results is
 checked against torch's (the `err` column: max |ours - torch| / max |torch|).
 
@@ -11,7 +12,6 @@ checked against torch's (the `err` column: max |ours - torch| / max |torch|).
 Needs torch with CUDA and cuda-python (docs/gpu.md); a few minutes on an H100. Launches
 are timed back to back behind a `torch.cuda._sleep` that lets the host queue them all,
 so the figures are the GPU's time, not Python's launch overhead (ours and torch's alike).
-int4 weight-only GEMV has no GPU kernel yet: the output says so.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from stoicc_py.codec.nm import NMCodec
 
 ROWS = (1, 16, 128, 2048, 8192)
 SIZES = (4096, 8192)
-NOT_YET = ("int4 weight-only GEMV",)
+GEMV_ROWS = 16
+"""int4 weight-only is timed where it is meant for: calls of at most this many rows (decode)."""
+INT4 = "int4(group=128, scale=f16)"
 HYBRID_TILE = 128
 HYBRID = f"hybrid(tile=[{HYBRID_TILE}, {HYBRID_TILE}], formats=[dense, nm(2, 4)])"
 
@@ -69,7 +71,8 @@ def source(n: int, k: int) -> str:
     return (f"kernel dense_f16(x: f16[M, {k}], w: f16[{n}, {k}]) -> f16[M, {n}] {{ return linear(x, w) }}\n"
             f"kernel dense_bf16(x: bf16[M, {k}], w: bf16[{n}, {k}]) -> bf16[M, {n}] {{ return linear(x, w) }}\n"
             f"kernel sparse_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ nm(2, 4)) -> f16[M, {n}] {{ return linear(x, w) }}\n"
-            f"kernel hybrid_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ {HYBRID}) -> f16[M, {n}] {{ return linear(x, w) }}\n")  # fmt: skip
+            f"kernel hybrid_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ {HYBRID}) -> f16[M, {n}] {{ return linear(x, w) }}\n"
+            f"kernel int4_f16(x: f16[M, {k}], w: f16[{n}, {k}] @ {INT4}) -> f16[M, {n}] {{ return linear(x, w) }}\n")  # fmt: skip
 
 
 def error(got: Any, want: Any) -> float:
@@ -89,7 +92,9 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
         "sparse_f16": (torch.from_numpy(w24).cuda().half(), torch.float16),
         "hybrid_f16": (torch.from_numpy(w50).cuda().half(), torch.float16),  # torch: its dense product
     }
-    packed = {"sparse_f16": w24, "hybrid_f16": w50}
+    w4 = program.int4_f16.pack("w", w32)
+    weights["int4_f16"] = (torch.from_numpy(w4.dequantize()).cuda().half(), torch.float16)  # torch: f16 GEMV
+    packed = {"sparse_f16": w24, "hybrid_f16": w50, "int4_f16": w4}
     # dense weights straight from torch's memory; 2:4 and hybrid ones packed (values, mma.sp metadata) and uploaded
     ours = {name: program.kernel(name).to_device("w", packed.get(name, w)) for name, (w, _) in weights.items()}
     baselines: dict[str, Any] = {name: w for name, (w, _) in weights.items()}
@@ -104,6 +109,8 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
         x32 = torch.randn(m, size, device="cuda")
         row: dict[str, Any] = {"N=K": size, "M": m}
         for name, (_, dtype) in weights.items():
+            if name == "int4_f16" and m > GEMV_ROWS:
+                continue
             x = x32.to(dtype)
             y, launch = program.kernel(name).prepare(x, ours[name])
             row[f"{name} us"] = timed(launch, torch)
@@ -123,7 +130,9 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
 def format_row(row: dict[str, Any]) -> str:
     parts = [f"N=K={row['N=K']:5d} M={row['M']:5d}"]
     dense = row["dense_f16 us"]
-    for name in ("dense_f16", "dense_bf16", "sparse_f16", "hybrid_f16"):
+    for name in ("dense_f16", "dense_bf16", "sparse_f16", "hybrid_f16", "int4_f16"):
+        if f"{name} us" not in row:
+            continue
         ours, theirs = row[f"{name} us"], row.get(f"{name} torch us")
         flops = 2 * row["M"] * row["N=K"] ** 2 / ours / 1e6
         text = f"{name}: {ours:9.1f} us {flops:6.1f} TF/s"
@@ -159,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         rows += measure_size(size, tuple(int(m) for m in args.rows.split(",")), tile, torch)
-    for what in NOT_YET:
-        print(f"{what}: no GPU kernel yet (gpu-tile refuses it, located)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": driver.device_name(), "tile": list(tile), "rows": rows}, f, indent=1)

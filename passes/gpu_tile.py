@@ -4,8 +4,9 @@ for the CPU: 8 x `cols` rows of x and `warps` x 16 x `warp_rows` weight rows per
 and k-steps of the tensor-core instruction (16, or 32 for 2:4 weights through mma.sp).
 
 What the GPU target runs (backends/gpu/kernel.py): a kernel whose body is one
-`linear(x, w)` of f16 or bf16 rank-2 operands, x dense, w [n, k] dense, nm(2, 4) or
-hybrid tiles of those (th a multiple of a warp's 16 x warp_rows rows, tw of 32) with
+`linear(x, w)` of f16 or bf16 rank-2 operands, x dense, w [n, k] dense, nm(2, 4),
+hybrid tiles of those (th a multiple of a warp's 16 x warp_rows rows, tw of 32) or
+symmetric int4/int8 codes with a scale per row or per (even) group, with
 n and k static (k even), with a bias [n] and relu fused or not. Anything else is an
 error at the op that needs it, never code that would compute something else.
 """
@@ -20,14 +21,15 @@ from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
-from stoicc_py.backends.gpu.kernel import ACTIVATIONS, FORMATS
+from stoicc_py.backends.gpu.kernel import ACTIVATIONS, FORMATS, QUANT_FORMATS, SCALE_TYPES
 from stoicc_py.backends.gpu.target import GPU_DTYPES, MMA_DENSE, MMA_SPARSE, WARPS
 from stoicc_py.diagnostics import op_error
 from stoicc_py.dialects.layout import LayoutAttr
+from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import LinearOp, TensorType
 
-SUPPORTED = "one linear(x, w) of f16/bf16 (w dense, nm(2, 4) or hybrid of those), with a bias and relu or not"
+SUPPORTED = "one linear(x, w) of f16/bf16 (w dense, nm(2, 4), hybrid or int4/int8), with a bias and relu or not"
 
 
 def _tensor(op: Operation, index: int) -> TensorType:
@@ -44,7 +46,15 @@ def weight_format(layout: LayoutAttr) -> str | None:
         return "nm24"
     if isinstance(layout, HybridAttr) and all(weight_format(f) in FORMATS for f in layout.formats.data):
         return "hybrid"
+    if isinstance(layout, UniformQuantAttr) and layout.codes.data in QUANT_FORMATS and _row_scales(layout):
+        return layout.codes.data
     return None
+
+
+def _row_scales(layout: UniformQuantAttr) -> bool:
+    """Symmetric codes with a scale per group of a row or per row, in f32, f16 or bf16."""
+    per_row = layout.per.data == "group" or (layout.per.data == "channel" and not layout.per_column)
+    return layout.is_symmetric and not layout.float_offset and per_row and str(layout.scale) in SCALE_TYPES
 
 
 def _check_hybrid(op: Operation, layout: HybridAttr, warp_rows: int) -> None:
@@ -66,9 +76,12 @@ def check_product(op: Operation, warp_rows: int = 2) -> str:
     format = weight_format(w.layout)
     if not x.layout.is_dense or format is None:
         layout = w.layout.summary() if x.layout.is_dense else f"an activation layout {x.layout.summary()}"
-        raise op_error(op, f"{layout} is not supported on the GPU target yet (dense, nm(2, 4) or hybrid of those)")
+        raise op_error(op, f"{layout} is not supported on the GPU target yet (dense, nm(2, 4), hybrid of those, "
+                           "or symmetric int4/int8 with scales per row or group)")  # fmt: skip
     if isinstance(w.layout, HybridAttr):
         _check_hybrid(op, w.layout, warp_rows)
+    if isinstance(w.layout, UniformQuantAttr) and w.layout.group_size(int(w.dims[1])) % 2:
+        raise op_error(op, "the GPU target dequantises pairs of codes: a scale group must be even")
     n, k = w.dims
     if not isinstance(n, int) or not isinstance(k, int) or k % 2:
         raise op_error(op, f"the GPU target needs a weight of static shape with an even k, not [{n}, {k}]")

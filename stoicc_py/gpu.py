@@ -27,7 +27,10 @@ from stoicc_py.backends.gpu.target import WARPS, emit_ptx
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
+from stoicc_py.codec.uniform import UniformCodec
 from stoicc_py.diagnostics import CompileError
+from stoicc_py.dialects.layout import LayoutAttr
+from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.dialects.tdsl import LinearOp, TensorType
 from stoicc_py.kernel import KernelBase
@@ -70,7 +73,7 @@ def _argument_index(value: Any) -> int:
     return value.index
 
 
-def product_spec(fn: func.FuncOp) -> tuple[GemmSpec, Operands]:
+def product_spec(fn: func.FuncOp) -> tuple[GemmSpec, Operands, LayoutAttr]:
     """The kernel spec of a function after gpu_pipeline_spec() (its product has a tile)."""
     product = next(op for op in fn.body.ops if isinstance(op, LinearOp))
     tile = product.tile_sizes
@@ -81,15 +84,17 @@ def product_spec(fn: func.FuncOp) -> tuple[GemmSpec, Operands]:
     format = weight_format(w.layout)
     assert isinstance(n, int) and isinstance(k, int) and format is not None  # gpu-tile checked them
     hybrid = w.layout if isinstance(w.layout, HybridAttr) else None
+    quant = w.layout if isinstance(w.layout, UniformQuantAttr) else None
     spec = GemmSpec(
         name=fn.sym_name.data, dtype=w.dtype, n=n, k=k, weight=format,
         tile=hybrid.tile_shape if hybrid else (0, 0),
         tile_formats=tuple(str(weight_format(f)) for f in hybrid.formats.data) if hybrid else (),
+        group=quant.group_size(k) if quant else 0, scale_type=str(quant.scale) if quant else "f32",
         bias=product.bias is not None, act=product.activation,
         warps=WARPS, warp_rows=tile[1] // (16 * WARPS), cols=tile[0] // 8,
     )  # fmt: skip
     bias = _argument_index(product.bias) if product.bias is not None else None
-    return spec, Operands(_argument_index(product.lhs), _argument_index(product.rhs), bias)
+    return spec, Operands(_argument_index(product.lhs), _argument_index(product.rhs), bias), w.layout
 
 
 class GpuKernel(KernelBase):
@@ -97,9 +102,10 @@ class GpuKernel(KernelBase):
 
     program: GpuProgram
 
-    def __init__(self, program: GpuProgram, abi: KernelABI, spec: GemmSpec, operands: Operands, opt: ModuleOp):
+    def __init__(self, program: GpuProgram, abi: KernelABI, spec: GemmSpec, operands: Operands,
+                 weight_layout: LayoutAttr, opt: ModuleOp):  # fmt: skip
         super().__init__(program, abi)
-        self.spec, self.operands, self.opt = spec, operands, opt
+        self.spec, self.operands, self.weight_layout, self.opt = spec, operands, weight_layout, opt
         self._functions: dict[GemmSpec, Any] = {}
 
     def schedule(self, m: int) -> GemmSpec:
@@ -125,10 +131,14 @@ class GpuKernel(KernelBase):
         if spec.is_dense:
             return _to_device(w, spec.dtype, self.spec.n_by_k, f"{self.name}: parameter '{param}'")[0]
         packed = w if isinstance(w, PackedTensor) else self.pack(param, w)
-        dtype = NUMPY_DTYPES[spec.dtype]
-        if any(a.dtype != dtype for role, a in packed.arrays.items() if role.endswith("values")):
-            raise ValueError(f"{self.name}: parameter '{param}' takes {spec.dtype} values: pack it with "
-                             f"{self.name}.pack('{param}', w)")  # fmt: skip
+        if (packed.layout, packed.shape, packed.dtype) != (
+            self.weight_layout,
+            self.spec.n_by_k,
+            NUMPY_DTYPES[spec.dtype],
+        ):
+            raise ValueError(
+                f"{self.name}: parameter '{param}' takes {spec}: pack it with {self.name}.pack('{param}', w)"
+            )
         return GpuWeight(tuple(_upload(a) for a in gpu_arrays(packed)), packed.shape)
 
     def prepare(self, *args: object, out: object = None) -> tuple[Any, Callable[[], None]]:
@@ -176,10 +186,12 @@ class GpuKernel(KernelBase):
 
 
 def gpu_arrays(packed: PackedTensor) -> list[Array]:
-    """A packed 2:4 or hybrid weight's arrays as its kernel reads them, in parameter order."""
+    """A packed 2:4, hybrid or int4/int8 weight's arrays as its kernel reads them, in parameter order."""
     codec = codec_for(packed.layout, packed.shape)
     if isinstance(codec, HybridCodec):
         return hybrid_gpu_arrays(codec, packed.arrays)
+    if isinstance(codec, UniformCodec):  # codes as stored (int4 two to a byte), scales per row or group
+        return [packed.arrays["values"], packed.arrays["scales"]]
     assert isinstance(codec, NMCodec)  # gpu-tile takes dense, nm(2, 4) and hybrid weights only
     return [packed.arrays["values"], mma_sp_metadata(codec, packed.arrays["indices"], packed.shape[0])]
 
@@ -236,7 +248,8 @@ class GpuProgram:
             opt = only_kernel(self.module, abi.name)
             run_passes(opt, gpu_pipeline_spec(options), after_pass)
             fn = next(op for op in opt.ops if isinstance(op, func.FuncOp))
-            self.kernels[abi.name] = GpuKernel(self, abi, *product_spec(fn), opt)
+            spec, operands, layout = product_spec(fn)
+            self.kernels[abi.name] = GpuKernel(self, abi, spec, operands, layout, opt)
 
     def kernel(self, name: str) -> GpuKernel:
         if name not in self.kernels:

@@ -28,6 +28,8 @@ kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return l
 kernel sparse_bf16(x: bf16[M, 200], w: bf16[136, 200] @ nm(2, 4), b: bf16[136]) -> bf16[M, 136] { return relu(linear(x, w, b)) }
 layout H = hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])
 kernel hybrid(x: f16[M, 200], w: f16[136, 200] @ H, b: f16[136]) -> f16[M, 136] { return linear(x, w, b) }
+kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return relu(linear(x, w)) }
+kernel int8(x: bf16[M, 136], w: bf16[200, 136] @ int8(axis=0, scale=f16)) -> bf16[M, 200] { return linear(x, w) }
 """
 ROWS = (1, 7, 9, 33, 130)  # both schedules (<= 8 rows, more), ragged blocks of 32 rows
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
@@ -55,7 +57,8 @@ def inputs(k: Any, m: int, seed: int) -> list[Array]:
 
 def plain_numpy(k: Any, args: list[Array]) -> Array:
     ops = k.operands
-    x, w = args[ops.x].astype(np.float64), args[ops.w].astype(np.float64)
+    w = k.pack(k.abi.params[ops.w].name, args[ops.w]).dequantize() if k.spec.weight != "dense" else args[ops.w]
+    x, w = args[ops.x].astype(np.float64), w.astype(np.float64)
     y = x @ w.T + (args[ops.bias].astype(np.float64) if ops.bias is not None else 0)
     return np.maximum(y, 0) if k.spec.act == "relu" else y
 
@@ -65,7 +68,7 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=TOLERANCE[dtype] * scale)
 
 
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid"])
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8"])
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)
@@ -78,7 +81,7 @@ def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> Non
 
 def test_torch_tensors_stay_on_the_device(program: Any) -> None:
     torch = pytest.importorskip("torch")
-    for name in ("dense", "sparse_bf16", "hybrid"):
+    for name in ("dense", "sparse_bf16", "hybrid", "int4"):
         k = program.kernel(name)
         args = inputs(k, 33, seed=1)
         dtype = {"f16": torch.float16, "bf16": torch.bfloat16}[k.spec.dtype]

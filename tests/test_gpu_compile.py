@@ -32,6 +32,8 @@ kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return l
 kernel sparse_bf16(x: bf16[M, 96], w: bf16[24, 96] @ nm(2, 4), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
 layout H = hybrid(tile=[32, 64], formats=[nm(2, 4), dense])
 kernel hybrid(x: bf16[M, 136], w: bf16[72, 136] @ H, b: bf16[72]) -> bf16[M, 72] { return relu(linear(x, w, b)) }
+kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return linear(x, w) }
+kernel int8(x: bf16[M, 72], w: bf16[24, 72] @ int8(axis=0, scale=f16), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
 """
 MMA = {
     "dense": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
@@ -40,6 +42,8 @@ MMA = {
     "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
 }
 HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}
+INSTRUCTIONS = {**{name: {mma} for name, mma in MMA.items()}, "hybrid": HYBRID_MMA,
+                "int4": {MMA["dense"]}, "int8": {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +130,13 @@ def test_mma_sp_metadata_refuses_other_patterns() -> None:
         mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
 
 
-@pytest.mark.parametrize("name", [*MMA, "hybrid"])
+@pytest.mark.parametrize("name", list(INSTRUCTIONS))
 def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
     k = program.kernel(name)
     for m in (1, 100):  # the small-batch and the large schedule
         ptx = k.ptx(m)
         assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
-        assert set(re.findall(r"\bmma\S*", ptx)) == (HYBRID_MMA if name == "hybrid" else {MMA[name]})
+        assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
         assert ".extern" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
@@ -160,8 +164,10 @@ def test_gpu_tile_records_the_block_tiles(program: Any) -> None:
         ("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return linear(x, w) }", "take f16 or bf16 operands"),
         ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return gelu(linear(x, w)) }",
          "activation gelu is not fused"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32)) -> f16[M, 32] { return linear(x, w) }",
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32, symmetric=false)) -> f16[M, 32] { return linear(x, w) }",
          r"int4\(.*\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int2(group=32)) -> f16[M, 32] { return linear(x, w) }",
+         r"int2\(.*\) is not supported on the GPU target yet"),
         ("kernel f(x: f16[M, 64], w: f16[32, 64] @ nm(1, 4)) -> f16[M, 32] { return linear(x, w) }",
          r"nm\(1, 4\) is not supported on the GPU target yet"),
         ("kernel f(x: f16[M, 64], w: f16[64, 32]) -> f16[M, 32] { return matmul(x, w) }",
@@ -187,6 +193,16 @@ def test_stoicc_compile_emits_ptx(tmp_path: Any, capsys: Any) -> None:
     assert "@llvm.nvvm.mma.m16n8k16.row.col.f32.f32" in capsys.readouterr().out
     assert main(["compile", str(path), "--emit", "ptx"]) == 1
     assert "add --target gpu" in capsys.readouterr().err
+
+
+def dequantized(spec: Any, codes: Array, scales: Array) -> Array:
+    """int4/int8 codes (two's complement, int4 two to a byte, low nibble first) times the
+    scale of their group, as the kernel dequantises them."""
+    if spec.weight == "int4":
+        low, high = (codes << 4).astype(np.int8) >> 4, codes >> 4
+        codes = np.stack([low, high], axis=-1).reshape(codes.shape[0], -1)
+    full = np.repeat(scales.astype(np.float64), spec.group, axis=1)[:, : spec.k]
+    return codes.astype(np.float64) * full
 
 
 class FakeDevice:
@@ -249,13 +265,18 @@ class FakeDevice:
             w = as_mma_sp_reads(meta, self.array(at["values"], (n, k // 2), dtype), n, k).astype(np.float64)
         elif spec.weight == "hybrid":
             w = read_hybrid(spec, self.hybrid_arrays(spec, at))
+        elif spec.weight in ("int4", "int8"):
+            groups = -(-k // spec.group)
+            codes = self.array(at["values"], (n, k // 2 if spec.weight == "int4" else k), np.int8)
+            scales = self.array(at["scales"], (n, groups), NUMPY_DTYPES[spec.scale_type])
+            w = dequantized(spec, codes, scales)
         else:
             w = self.array(at["w"], (n, k), dtype).astype(np.float64)
         y = x @ w.T + (self.array(at["bias"], (n,), dtype).astype(np.float64) if spec.bias else 0)
         self.array(at["y"], (m, n), dtype)[:] = np.maximum(y, 0) if spec.act == "relu" else y
 
 
-@pytest.mark.parametrize("name", [*MMA, "hybrid"])
+@pytest.mark.parametrize("name", list(INSTRUCTIONS))
 def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     program: Any, name: str, monkeypatch: Any
 ) -> None:

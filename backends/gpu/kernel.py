@@ -34,6 +34,9 @@ ACTIVATIONS = ("relu",)
 """Epilogue activations the kernels apply (others are refused by gpu-tile, located)."""
 FORMATS = ("dense", "nm24")
 """Weight formats with a tensor-core body: dense (mma.sync) and 2:4 (mma.sp)."""
+QUANT_FORMATS = ("int4", "int8")
+"""Weight-only symmetric integer codes (codec/uniform.py: two's complement, int4 two to a
+byte LSB first) times a scale per group of a row: dequantised in registers, then mma.sync."""
 
 _MMA = {
     ("dense", "f16"): ("llvm.nvvm.mma.m16n8k16.row.col.f32.f32", "<2 x half>"),
@@ -48,7 +51,8 @@ _SREG = ("tid.x", "ctaid.x", "ctaid.y")
 K_UNROLL = 4
 """k-steps per iteration of a k-loop: the loads of four steps are in flight together
 (one step's are too few to cover the latency of global memory with few warps per SM)."""
-K_STEP = {"dense": MMA_DENSE[2], "nm24": MMA_SPARSE[2]}
+K_STEP = {"dense": MMA_DENSE[2], "nm24": MMA_SPARSE[2], "int4": MMA_DENSE[2], "int8": MMA_DENSE[2]}
+SCALE_TYPES = {"f32": "float", "f16": "half", "bf16": "bfloat"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class GemmSpec:
     weight: str = "dense"  # "dense", "nm24" (2:4 through mma.sp) or "hybrid"
     tile: tuple[int, int] = (0, 0)  # a hybrid weight's [th, tw]
     tile_formats: tuple[str, ...] = ()  # a hybrid weight's formats (FORMATS), table code 1 + index
+    group: int = 0  # int4/int8: consecutive elements of a row that share a scale (even)
+    scale_type: str = "f32"  # int4/int8: the scales' dtype
     bias: bool = False
     act: str | None = None
     warps: int = 4
@@ -102,7 +108,9 @@ class GemmSpec:
             buffers = [("values", "meta") if f == "nm24" else ("values",) for f in self.tile_formats]
             weight: tuple[str, ...] = ("map", *(f"{b}{i}" for i, names in enumerate(buffers) for b in names))
         else:
-            weight = ("values", "meta") if self.weight == "nm24" else ("w",)
+            weight = {"nm24": ("values", "meta"), "int4": ("values", "scales"), "int8": ("values", "scales")}.get(
+                self.weight, ("w",)
+            )
         return ("x", *weight, *(("bias",) if self.bias else ()), "y")
 
 
@@ -191,19 +199,50 @@ class _Gemm:
     def __init__(self, spec: GemmSpec):
         self.s, self.b = spec, _Builder()
 
-    def pair(self, base: str, row: str, rows: int | str, col: str, cols: int) -> str:
+    def pair(self, base: str, row: str, rows: int | str, col: str, cols: int,
+             load: Callable[[str, str], str] | None = None) -> str:  # fmt: skip
         """The 32-bit pair of 16-bit elements [row][col, col+1] of a row-major [rows, cols]
-        global buffer, or 0 outside it (col is even and cols even: a pair is whole or absent)."""
+        global buffer, or 0 outside it (col is even and cols even: a pair is whole or absent);
+        `load(row, col)` reads a pair inside it (default: one 32-bit load)."""
         b = self.b
         inside = b.op(f"and i1 {b.op(f'icmp ult i32 {row}, {rows}')}, {b.op(f'icmp ult i32 {col}, {cols}')}")
         r, c = b.op(f"select i1 {inside}, i32 {row}, i32 0"), b.op(f"select i1 {inside}, i32 {col}, i32 0")
-        ptr = b.op(f"getelementptr inbounds i16, ptr addrspace(1) {base}, i64 {b.index(r, cols, c)}")
-        value = b.op(f"load i32, ptr addrspace(1) {ptr}, align 4")
+        if load is None:
+            ptr = b.op(f"getelementptr inbounds i16, ptr addrspace(1) {base}, i64 {b.index(r, cols, c)}")
+            value = b.op(f"load i32, ptr addrspace(1) {ptr}, align 4")
+        else:
+            value = load(r, c)
         return b.op(f"select i1 {inside}, i32 {value}, i32 0")
+
+    def dequantized(self, row: str, col: str) -> str:
+        """The pair [row][col, col+1] of an int4/int8 weight as two values of the kernel's
+        dtype in 32 bits: each code (two's complement) times its group's scale, in f32,
+        rounded once. col is even and groups are even: the pair shares one scale."""
+        s, b = self.s, self.b
+        if s.weight == "int4":  # one byte: col's code in the low nibble, col + 1's in the high one
+            at = b.offset("%values", b.i32("add", b.i32("mul", row, s.k // 2), b.i32("lshr", col, 1)), "i8")
+            byte = b.op(f"load i8, ptr addrspace(1) {at}")
+            codes = [b.op(f"ashr i8 {b.op(f'shl i8 {byte}, 4')}, 4"), b.op(f"ashr i8 {byte}, 4")]
+        else:  # two bytes, col's first
+            at = b.offset("%values", b.i32("add", b.i32("mul", row, s.k), col), "i8")
+            both = b.op(f"load i16, ptr addrspace(1) {at}, align 2")
+            codes = [b.op(f"trunc i16 {both} to i8"), b.op(f"trunc i16 {b.op(f'lshr i16 {both}, 8')} to i8")]
+        groups = -(-s.k // s.group)
+        scale_ty = SCALE_TYPES[s.scale_type]
+        at = b.offset("%scales", b.i32("add", b.i32("mul", row, groups), b.i32("udiv", col, s.group)), scale_ty)
+        scale = b.op(f"load {scale_ty}, ptr addrspace(1) {at}")
+        if scale_ty != "float":
+            scale = b.op(f"fpext {scale_ty} {scale} to float")
+        ty = LLVM_TYPES[s.dtype]
+        pair = "undef"
+        for i, code in enumerate(codes):
+            value = b.op(f"fmul float {b.op(f'sitofp i8 {code} to float')}, {scale}")
+            pair = b.op(f"insertelement <2 x {ty}> {pair}, {ty} {b.op(f'fptrunc float {value} to {ty}')}, i32 {i}")
+        return b.op(f"bitcast <2 x {ty}> {pair} to i32")
 
     def registers(self, format: str, pairs: list[str]) -> list[str]:
         """Pairs as the intrinsic's register type (<2 x half> for f16, i32 for bf16)."""
-        reg = _MMA[format, self.s.dtype][1]
+        reg = _MMA[_instruction(format), self.s.dtype][1]
         return pairs if reg == "i32" else [self.b.op(f"bitcast i32 {p} to {reg}") for p in pairs]
 
     def a_fragment(self, src: _Source, n0: str, kk: str) -> list[str]:
@@ -213,7 +252,8 @@ class _Gemm:
         k0 = b.i32("lshr", kk, 1) if src.format == "nm24" else kk
         low, high = b.i32("add", n0, "%g"), b.i32("add", n0, b.i32("add", "%g", 8))
         ka, kb = b.i32("add", k0, "%t2"), b.i32("add", k0, b.i32("add", "%t2", 8))
-        return [self.pair(src.base, r, src.rows, c, src.cols) for c in (ka, kb) for r in (low, high)]
+        load = self.dequantized if src.format in QUANT_FORMATS else None
+        return [self.pair(src.base, r, src.rows, c, src.cols, load) for c in (ka, kb) for r in (low, high)]
 
     def b_fragment(self, m0: str, k: str, format: str) -> list[str]:
         """B (8 rows of x from m0): row g at k-pairs k + 2t + 8i (i < 2 dense, i < 4 for k32)."""
@@ -235,7 +275,7 @@ class _Gemm:
     def mma(self, format: str, a: list[str], bf: list[str], tile: tuple[int, int], meta: str | None) -> None:
         """acc[tile] += A x B, through the accumulator alloca."""
         b = self.b
-        name, reg = _MMA[format, self.s.dtype]
+        name, reg = _MMA[_instruction(format), self.s.dtype]
         slots = [self.acc_slot(tile, i) for i in range(4)]
         acc = [b.op(f"load float, ptr {slot}") for slot in slots]
         args = [f"{reg} {v}" for v in (*self.registers(format, a), *self.registers(format, bf))]
@@ -270,10 +310,12 @@ class _Gemm:
         b.loop(extent, K_STEP[src.format], step)
 
     def whole(self) -> None:
-        """A dense or 2:4 weight: one k-loop over K."""
+        """A dense, 2:4 or int4/int8 weight: one k-loop over K."""
         s = self.s
         if s.weight == "dense":
             self.k_loop(_Source("dense", "%w", "%n.warp", s.n, s.k, "0"), s.k)
+        elif s.weight in QUANT_FORMATS:
+            self.k_loop(_Source(s.weight, "%values", "%n.warp", s.n, s.k, "0"), s.k)
         else:
             steps = -(-s.k // MMA_SPARSE[2])
             self.k_loop(_Source("nm24", "%values", "%n.warp", s.n, s.k // 2, "0", "%meta", steps), s.k)
@@ -367,7 +409,7 @@ class _Gemm:
             self.whole()
         self.epilogue()
         params = ", ".join([f"ptr addrspace(1) noalias %{p}" for p in s.params] + ["i32 %M"])
-        formats = sorted(set(s.tile_formats) if s.weight == "hybrid" else {s.weight})
+        formats = sorted({_instruction(f) for f in (s.tile_formats if s.weight == "hybrid" else (s.weight,))})
         declarations = [f"declare i32 @llvm.nvvm.read.ptx.sreg.{r}()" for r in _SREG]
         for format in formats:
             name, reg = _MMA[format, s.dtype]
@@ -390,6 +432,11 @@ class _Gemm:
             *self.b.metadata,
             "",
         ])  # fmt: skip
+
+
+def _instruction(format: str) -> str:
+    """The tensor-core body a weight format runs: int4/int8 codes dequantised run mma.sync's."""
+    return "dense" if format in QUANT_FORMATS else format
 
 
 def gemm_ir(spec: GemmSpec) -> str:
