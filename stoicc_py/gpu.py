@@ -66,6 +66,7 @@ class GpuWeight:
 
     arrays: tuple[driver.DeviceArray, ...]  # in the kernel's parameter order
     shape: tuple[int, ...]  # the dense weight's
+    layout: LayoutAttr
 
 
 def _argument_index(value: Any) -> int:
@@ -113,9 +114,11 @@ class GpuKernel(KernelBase):
         return replace(self.spec, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else self.spec
 
     def llvm_ir(self, m: int | None = None) -> str:
+        """The kernel's LLVM IR for NVPTX: the schedule of a call of `m` rows of x (default: the large one)."""
         return gemm_ir(self.spec if m is None else self.schedule(m))
 
     def ptx(self, m: int | None = None) -> str:
+        """The kernel's PTX for sm_90 (llvmlite's NVPTX backend), as llvm_ir(m)."""
         return emit_ptx(self.llvm_ir(m))
 
     def _function(self, spec: GemmSpec) -> Any:
@@ -127,19 +130,16 @@ class GpuKernel(KernelBase):
     def to_device(self, param: str, w: object) -> driver.DeviceArray | GpuWeight:
         """A weight (dense array or PackedTensor, or a matrix to pack) in device memory as
         the kernel reads it, once for repeated calls."""
-        spec = next(p for p in self.abi.params if p.name == param)
-        if spec.is_dense:
-            return _to_device(w, spec.dtype, self.spec.n_by_k, f"{self.name}: parameter '{param}'")[0]
+        param_spec = next(p for p in self.abi.params if p.name == param)
+        if param_spec.is_dense:
+            return _to_device(w, param_spec.dtype, self.spec.n_by_k, f"{self.name}: parameter '{param}'")[0]
         packed = w if isinstance(w, PackedTensor) else self.pack(param, w)
-        if (packed.layout, packed.shape, packed.dtype) != (
-            self.weight_layout,
-            self.spec.n_by_k,
-            NUMPY_DTYPES[spec.dtype],
-        ):
+        expected = (self.weight_layout, self.spec.n_by_k, NUMPY_DTYPES[param_spec.dtype])
+        if (packed.layout, packed.shape, packed.dtype) != expected:
             raise ValueError(
-                f"{self.name}: parameter '{param}' takes {spec}: pack it with {self.name}.pack('{param}', w)"
+                f"{self.name}: parameter '{param}' takes {param_spec}: pack it with {self.name}.pack('{param}', w)"
             )
-        return GpuWeight(tuple(_upload(a) for a in gpu_arrays(packed)), packed.shape)
+        return GpuWeight(tuple(_upload(a) for a in gpu_arrays(packed)), packed.shape, packed.layout)
 
     def prepare(self, *args: object, out: object = None) -> tuple[Any, Callable[[], None]]:
         """(the result, a launch of the kernel into it): the arguments checked, placed and
@@ -159,8 +159,10 @@ class GpuKernel(KernelBase):
         w = args[ops.w]
         if not isinstance(w, GpuWeight):
             w = self.to_device(self.abi.params[ops.w].name, w)
-        if w.shape != (s.n, s.k):
-            raise ValueError(f"{self.name}: w must be [{s.n}, {s.k}], got {list(w.shape)}")
+        if w.shape != (s.n, s.k) or (isinstance(w, GpuWeight) and w.layout != self.weight_layout):
+            raise ValueError(
+                f"{self.name}: w must be [{s.n}, {s.k}] @ {self.weight_layout.summary()} (this kernel's to_device)"
+            )
         weights = list(w.arrays) if isinstance(w, GpuWeight) else [w]
         bias = [_to_device(args[ops.bias], s.dtype, (s.n,), f"{self.name}: bias")[0]] if ops.bias is not None else []
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
@@ -252,6 +254,7 @@ class GpuProgram:
             self.kernels[abi.name] = GpuKernel(self, abi, spec, operands, layout, opt)
 
     def kernel(self, name: str) -> GpuKernel:
+        """The kernel `name`; KeyError listing the kernels if there is none."""
         if name not in self.kernels:
             raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
         return self.kernels[name]
