@@ -40,6 +40,7 @@ _CLASSES = {
     "accel-tile": "AccelTile",
     "convert-tdsl-to-accel": "ConvertTdslToAccel",
     "accel-schedule": "AccelSchedule",
+    "gpu-tile": "GpuTile",
 }
 
 

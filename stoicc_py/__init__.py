@@ -24,14 +24,15 @@ if TYPE_CHECKING:
     from stoicc_py.backends.accel.isa import Program as MachineProgram
     from stoicc_py.backends.accel.simulator import Report, simulate
     from stoicc_py.diagnostics import CompileError, StoiccWarning
+    from stoicc_py.gpu import GpuKernel, GpuProgram
     from stoicc_py.packing import PackedTensor, load, load_packed, pack, save_packed
     from stoicc_py.packing.hybrid_plan import plan_hybrid
     from stoicc_py.parallel import get_threads, set_threads
 
 __all__ = [
-    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "Kernel", "KernelABI", "MachineProgram",
-    "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed",
-    "pack", "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
+    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "GpuKernel", "GpuProgram", "Kernel",
+    "KernelABI", "MachineProgram", "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads",
+    "load", "load_packed", "pack", "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 ]  # fmt: skip
 
 # name -> (module, name there). Imported on first use, so that tools which only need
@@ -59,6 +60,8 @@ _HOME = {
     "ColumnSplit": ("stoicc_py.abi", "ColumnSplit"),
     "AccelProgram": ("stoicc_py.accel", "AccelProgram"),
     "AccelKernel": ("stoicc_py.accel", "AccelKernel"),
+    "GpuProgram": ("stoicc_py.gpu", "GpuProgram"),
+    "GpuKernel": ("stoicc_py.gpu", "GpuKernel"),
     "MachineProgram": ("stoicc_py.backends.accel.isa", "Program"),
     "Report": ("stoicc_py.backends.accel.simulator", "Report"),
     "simulate": ("stoicc_py.backends.accel.simulator", "simulate"),

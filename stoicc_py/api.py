@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
 
     from stoicc_py.accel import AccelProgram
+    from stoicc_py.gpu import GpuProgram
     from stoicc_py.lowering import TEXT_STAGES as TEXT_STAGES  # re-exported, loaded on first use: _LOWERING
     from stoicc_py.lowering import emit_text as emit_text
     from stoicc_py.lowering import front_end as front_end
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 _LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "object_code", "only_kernel")
 
 log = logging.getLogger(__name__)
-TARGETS = ("cpu", "accel")
+TARGETS = ("cpu", "accel", "gpu")
 Array = np.ndarray[Any, Any]
 _COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.codegen", "stoicc_py.passes", "stoicc_py.backends")
 
@@ -250,13 +251,23 @@ def compile(  # noqa: A001
 @overload
 def compile(  # noqa: A001
     source_or_path: str | os.PathLike[str],
+    target: Literal["gpu"],
+    *,
+    tile: Sequence[int] = (),
+    cache: bool | str | os.PathLike[str] = True,
+) -> GpuProgram: ...
+
+
+@overload
+def compile(  # noqa: A001
+    source_or_path: str | os.PathLike[str],
     target: str = "cpu",
     *,
     tile: Sequence[int] = (),
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
     check_bounds: bool = False,
-) -> Program | AccelProgram: ...
+) -> Program | AccelProgram | GpuProgram: ...
 
 
 def compile(  # noqa: A001
@@ -267,9 +278,10 @@ def compile(  # noqa: A001
     cache: bool | str | os.PathLike[str] = True,
     machine: str | os.PathLike[str] | None = None,
     check_bounds: bool = False,
-) -> Program | AccelProgram:
+) -> Program | AccelProgram | GpuProgram:
     """Compile .tdsl source (text, or a path to a .tdsl file) for `target`: "cpu"
-    (native code) or "accel" (programs for the simulated accelerator).
+    (native code), "accel" (programs for the simulated accelerator) or "gpu" (NVIDIA
+    tensor-core kernels as PTX, run through the CUDA driver: docs/gpu.md).
 
     `tile` overrides the matrix-product tile sizes [tm, tn, tk]. Compiled code is
     cached on disk (in $STOICC_CACHE_DIR, else ~/.cache/stoicc_py); `cache=False`
@@ -289,6 +301,12 @@ def compile(  # noqa: A001
             raise _compile_error("check_bounds applies to the cpu target (the simulator checks every access itself)")
 
         return AccelProgram(source, file, tuple(tile), str(machine) if machine else "")
+    if target == "gpu":
+        from stoicc_py.gpu import GpuProgram
+
+        if check_bounds or machine:
+            raise _compile_error("check_bounds and machine apply to the cpu and accel targets")
+        return GpuProgram(source, file, tuple(tile))  # PTX is built in well under a second: no cache
     if cache is False:
         store = None
     elif cache is True:

@@ -76,11 +76,13 @@ from stoicc_py.timing import is_timing
 
 if TYPE_CHECKING:
     from stoicc_py.accel import AccelProgram
+    from stoicc_py.gpu import GpuProgram
 
 log = logging.getLogger(__name__)
 VERBOSE_FLAGS = ("-v", "--verbose")
-EMITS = (*TEXT_STAGES, "obj", "header", "accel", "isa", "bin")
+EMITS = (*TEXT_STAGES, "obj", "header", "accel", "isa", "bin", "ptx")
 ACCEL_EMITS = ("ir", "accel", "isa", "bin")
+GPU_EMITS = ("ir", "opt", "llvm", "ptx")
 
 
 MAX_REPEAT = 10**6  # timed calls: more is a typo, not a measurement
@@ -175,8 +177,12 @@ def _artifact(args: argparse.Namespace, options: Options, file: str, module: Mod
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
     elif args.target == "accel":
         output = _accel_artifact(module, args, after)
+    elif args.target == "gpu":
+        output = _gpu_artifact(module, args, after)
     elif args.emit in ACCEL_EMITS[1:]:
         raise CompileError(f"--emit {args.emit} is an accelerator artifact: add --target accel")
+    elif args.emit == "ptx":
+        raise CompileError("--emit ptx is a GPU artifact: add --target gpu")
     elif args.emit == "obj":
         output = object_code(module, options, after)
     elif args.emit == "header":
@@ -208,6 +214,23 @@ def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallb
         names_list = ", ".join(p.name for p in programs)
         raise CompileError(f"--emit bin writes one kernel; choose one with --kernel ({names_list})")
     return programs[0].to_bytes()
+
+
+def _gpu_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallback | None) -> str:
+    """The GPU kernels of `module`: the tensor-level IR with gpu-tile's tiles, LLVM IR or PTX
+    (each kernel's schedule for calls of more than 8 rows of x)."""
+    if args.emit not in GPU_EMITS:
+        raise CompileError(f"--emit {args.emit} is not a GPU artifact (GPU artifacts: {', '.join(GPU_EMITS)})")
+    if args.emit == "ir":
+        return str(module)
+    from stoicc_py.gpu import GpuProgram
+
+    source, file = read_source(args.file)
+    program = GpuProgram(source, file, args.tile or (), after)
+    kernels = [program.kernel(args.kernel)] if args.kernel else list(program.kernels.values())
+    if args.emit == "opt":
+        return "\n".join(str(k.opt) for k in kernels)
+    return "\n".join(k.llvm_ir() if args.emit == "llvm" else k.ptx() for k in kernels)
 
 
 def _only_for(args: argparse.Namespace, target: str, *options: str) -> None:
@@ -242,7 +265,7 @@ def _write(output: str | bytes, path: str | None, binary_default: Path | None) -
         print(output)
 
 
-def _kernels(program: Program | AccelProgram, args: argparse.Namespace) -> list[Any]:
+def _kernels(program: Program | AccelProgram | GpuProgram, args: argparse.Namespace) -> list[Any]:
     """The kernels the command works on (--kernel, or all); a --dim that none of them has is an error."""
     kernels = [program.kernel(args.kernel)] if args.kernel else list(program.kernels.values())
     symbols = sorted({s for k in kernels for s in k.abi.symbols})
@@ -284,7 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_checked(program, args)
 
 
-def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> int:
+def _run_checked(program: Program | AccelProgram | GpuProgram, args: argparse.Namespace) -> int:
     """Every kernel (or --kernel) on random inputs against the reference: native calls
     timed (--repeat), simulated ones with their report."""
     dims = dict(args.dim or [])
@@ -302,8 +325,8 @@ def _run_checked(program: Program | AccelProgram, args: argparse.Namespace) -> i
             timing = f"; {(time.perf_counter() - start) / args.repeat * 1e6:.1f} us per call"
         sizes = ", ".join(f"{s}={dims.get(s, 16)}" for s in k.abi.symbols)
         failed |= _check(k.name, got, k.reference(*inputs), args.rtol, sizes, timing)
-        if not isinstance(program, Program):
-            reports.add(k.last_report)
+        if (report := getattr(k, "last_report", None)) is not None:  # the accelerator's
+            reports.add(report)
     reports.finish()
     return 1 if failed else 0
 
@@ -697,7 +720,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--kernel", help="only this kernel")
     c.add_argument("--target", default="cpu", choices=TARGETS)
     c.add_argument("--emit", default="ir", choices=EMITS,
-                   help="what to output (default: ir); accel: ir, accel (the accel dialect), isa, bin")  # fmt: skip
+                   help="what to output (default: ir); accel: ir, accel (the accel dialect), isa, bin; gpu: ir, opt, llvm, ptx")  # fmt: skip
     c.add_argument(
         "-o", "--output", type=output_file, help="output file (default: stdout; FILE.o for obj, FILE.bin for bin)"
     )

@@ -169,6 +169,12 @@ def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int
     return ",".join([*names, f"accel-tile{sizes}", f"convert-tdsl-to-accel{option}", "accel-schedule"])
 
 
+def gpu_pipeline_spec(tile_options: str = "") -> str:
+    """The GPU target's pipeline: the tensor-level passes, GPU block tiles instead of CPU
+    ones (gpu-tile checks that the target runs each kernel); backends/gpu builds the kernel."""
+    return ",".join([*(p for p in STAGE_PASSES[Stage.OPT] if p != "tdsl-tile"), f"gpu-tile{tile_options}"])
+
+
 PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 VERIFY_ENV = "STOICC_VERIFY"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import stoicc_py
+from stoicc_py.codec.nm import NMCodec
 
 Array = np.ndarray[Any, Any]
 RTOL = 1e-4
@@ -43,3 +45,18 @@ def check_kernel(kernel: stoicc_py.Kernel, numpy_fn: Callable[..., Any], *args: 
     for g, r, w in zip(got_t, ref_t, want_t, strict=True):
         assert_close(g, r)
         assert_close(g, np.asarray(w, dtype=np.float32))
+
+
+def hybrid_weight(rng: np.random.Generator, rows: int, cols: int, tile: tuple[int, int]) -> Array:
+    """A random weight whose [th, tw] tiles are 2:4, dense or zero, in turn (ragged edges)."""
+    th, tw = tile
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    for i, (r, c) in enumerate(product(range(0, rows, th), range(0, cols, tw))):
+        block = w[r : r + th, c : c + tw]
+        if i % 3 == 0:  # 2:4 up to the last whole group of a ragged tile, zero past it
+            whole = block.shape[1] // 4 * 4
+            block[:, :whole] = NMCodec(2, 4, whole).prune(block[:, :whole])
+            block[:, whole:] = 0
+        elif i % 3 == 2:
+            block[:] = 0
+    return w

@@ -118,6 +118,13 @@ def test_products_to_accelerator_programs(source: str, tmp_path_factory: pytest.
     check_input(source, tmp_path_factory.getbasetemp(), "isa", "--target", "accel", *dim)
 
 
+@fuzz_settings(ci_examples=12)
+@given(source=linear_programs(), dtype=st.sampled_from(["f16", "bf16"]))
+def test_products_to_gpu_kernels(source: str, dtype: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same products in f16/bf16 as GPU kernels (PTX): each compiles or is refused, located."""
+    check_input(re.sub(r"\b(f32|i8|i32)\b", dtype, source), tmp_path_factory.getbasetemp(), "ptx", "--target", "gpu")
+
+
 @fuzz_settings(ci_examples=30)
 @given(program=long_programs())
 def test_long_and_deep_programs(program: LongProgram) -> None:

@@ -17,7 +17,8 @@ import stoicc_py
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
-    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "Kernel", "KernelABI", "MachineProgram",
+    "AccelKernel", "AccelProgram", "BufferSpec", "ColumnSplit", "CompileError", "GpuKernel", "GpuProgram", "Kernel",
+    "KernelABI", "MachineProgram",
     "PackedTensor", "Program", "Report", "RowSplit", "TensorSpec", "compile", "get_threads", "load", "load_packed", "pack",
     "plan_hybrid", "save_packed", "set_threads", "simulate", "StoiccWarning",
 }  # fmt: skip
@@ -45,6 +46,12 @@ SIGNATURES = {
     "AccelKernel.isa": ["self", "sizes"],
     "AccelKernel.reference": ["self", "args"],
     "AccelKernel.pack": ["self", "param", "w", "options"],
+    "GpuProgram.kernel": ["self", "name"],
+    "GpuKernel.__call__": ["self", "args", "out"],
+    "GpuKernel.prepare": ["self", "args", "out"],
+    "GpuKernel.to_device": ["self", "param", "w"],
+    "GpuKernel.ptx": ["self", "m"],
+    "GpuKernel.llvm_ir": ["self", "m"],
     "PackedTensor.buffers": ["self"],
     "PackedTensor.unpack": ["self"],
     "PackedTensor.dequantize": ["self"],

@@ -1,0 +1,58 @@
+"""The GPU that kernels are generated for: NVPTX through llvmlite, and the tensor-core
+instruction shapes the kernels use (PTX ISA, "Warp-level matrix multiply-accumulate")."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import llvmlite.binding as llvm
+
+TRIPLE = "nvptx64-nvidia-cuda"
+ARCH = "sm_90"
+PTX_FEATURES = "+ptx85"  # PTX 8.5: mma.sp::ordered_metadata; CUDA 12.5+ drivers load it
+
+DATA_LAYOUT = "e-p3:32:32-i64:64-i128:128-v16:16-v32:32-n16:32:64"
+"""NVPTX's 64-bit layout with 32-bit shared-memory pointers (address space 3)."""
+
+WARP = 32
+WARPS = 4
+"""Warps per block: each takes its own 16-row slices of the weight."""
+
+MMA_DENSE = (16, 8, 16)
+"""mma.sync.m16n8k16 (f16/bf16 in, f32 accumulators): [weight rows, x rows, k] per instruction."""
+MMA_SPARSE = (16, 8, 32)
+"""mma.sp.m16n8k32: 16 weight rows of 32 dense k, stored as 16 (2:4), times 8 rows of x."""
+
+GPU_DTYPES = ("f16", "bf16")
+
+
+@cache
+def _initialized() -> None:
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+
+
+def target_machine() -> llvm.TargetMachine:
+    _initialized()
+    return llvm.Target.from_triple(TRIPLE).create_target_machine(cpu=ARCH, features=PTX_FEATURES, opt=3)
+
+
+def optimized(llvm_ir: str) -> llvm.ModuleRef:
+    """The module parsed, verified and optimised at O3 for the GPU (unrolls the k-loop's
+    fragment loads, folds the index arithmetic the kernel builder writes plainly)."""
+    module = llvm.parse_assembly(llvm_ir)
+    module.verify()
+    builder = llvm.create_pass_builder(target_machine(), llvm.create_pipeline_tuning_options(speed_level=3))
+    builder.getModulePassManager().run(module, builder)
+    return module
+
+
+def emit_ptx(llvm_ir: str) -> str:
+    """PTX text of LLVM IR for the GPU. A call that NVPTX could not lower (an intrinsic
+    LLVM does not know becomes an external function) is an error here, not when the
+    driver links the module."""
+    ptx = target_machine().emit_assembly(optimized(llvm_ir))
+    if ".extern .func" in ptx:
+        name = ptx.split(".extern .func", 1)[1].split("(")[-1].split()[0] if "(" in ptx else "?"
+        raise ValueError(f"the GPU kernel calls an external function NVPTX cannot lower: {name}")
+    return ptx

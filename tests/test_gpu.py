@@ -1,0 +1,111 @@
+"""The GPU target's kernels on a CUDA device, against the reference interpreter and
+plain numpy, on ragged shapes (M, N and K not multiples of the block tiles or of the
+tensor-core steps). Skipped where cuda-python or a CUDA device is missing (CI);
+`python benchmarks/gpu.py` times them. tests/test_gpu_compile.py checks the PTX and
+the metadata on any host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import hybrid_weight
+
+import stoicc_py
+from stoicc_py.arrays import NUMPY_DTYPES
+from stoicc_py.backends.gpu import driver
+from stoicc_py.codec.nm import NMCodec
+
+pytestmark = pytest.mark.skipif(not driver.available(), reason="no CUDA device (or no cuda-python)")
+
+Array = np.ndarray[Any, Any]
+
+SOURCE = """
+kernel dense(x: f16[M, 72], w: f16[40, 72], b: f16[40]) -> f16[M, 40] { return relu(linear(x, w, b)) }
+kernel dense_bf16(w: bf16[200, 136], x: bf16[M, 136]) -> bf16[M, 200] { return linear(x, w) }
+kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return linear(x, w) }
+kernel sparse_bf16(x: bf16[M, 200], w: bf16[136, 200] @ nm(2, 4), b: bf16[136]) -> bf16[M, 136] { return relu(linear(x, w, b)) }
+layout H = hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])
+kernel hybrid(x: f16[M, 200], w: f16[136, 200] @ H, b: f16[136]) -> f16[M, 136] { return linear(x, w, b) }
+kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return relu(linear(x, w)) }
+kernel int8(x: bf16[M, 136], w: bf16[200, 136] @ int8(axis=0, scale=f16)) -> bf16[M, 200] { return linear(x, w) }
+"""
+ROWS = (1, 7, 9, 33, 130)  # both schedules (<= 8 rows, more), ragged blocks of 32 rows
+TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
+
+
+@pytest.fixture(scope="module")
+def program() -> Any:
+    return stoicc_py.compile(SOURCE, target="gpu")
+
+
+def inputs(k: Any, m: int, seed: int) -> list[Array]:
+    """Random arguments in the kernel's order; 2:4 weights pruned (dense, packed by the call)."""
+    rng = np.random.default_rng(seed)
+    args = []
+    for p in k.abi.params:
+        shape = [m if d == "M" else d for d in p.dims]
+        a = rng.standard_normal(shape).astype(np.float32)
+        if p.layout.startswith("nm"):
+            a = NMCodec(2, 4, shape[1]).prune(a)
+        elif p.layout.startswith("hybrid"):
+            a = hybrid_weight(rng, *shape, k.spec.tile)  # 2:4, dense and empty tiles
+        args.append(a.astype(NUMPY_DTYPES[p.dtype]))
+    return args
+
+
+def plain_numpy(k: Any, args: list[Array]) -> Array:
+    ops = k.operands
+    w = k.pack(k.abi.params[ops.w].name, args[ops.w]).dequantize() if k.spec.weight != "dense" else args[ops.w]
+    x, w = args[ops.x].astype(np.float64), w.astype(np.float64)
+    y = x @ w.T + (args[ops.bias].astype(np.float64) if ops.bias is not None else 0)
+    return np.maximum(y, 0) if k.spec.act == "relu" else y
+
+
+def assert_matches(got: Array, want: Array, dtype: str) -> None:
+    scale = max(float(np.max(np.abs(want.astype(np.float64)))), 1e-6)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=TOLERANCE[dtype] * scale)
+
+
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8"])
+@pytest.mark.parametrize("m", ROWS)
+def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
+    k = program.kernel(name)
+    args = inputs(k, m, seed=m)
+    got = k(*args)
+    assert got.shape == (m, k.spec.n) and got.dtype == NUMPY_DTYPES[k.spec.dtype]
+    assert_matches(got, k.reference(*args), k.spec.dtype)
+    assert_matches(got, plain_numpy(k, args), k.spec.dtype)
+
+
+def test_torch_tensors_stay_on_the_device(program: Any) -> None:
+    torch = pytest.importorskip("torch")
+    for name in ("dense", "sparse_bf16", "hybrid", "int4"):
+        k = program.kernel(name)
+        args = inputs(k, 33, seed=1)
+        dtype = {"f16": torch.float16, "bf16": torch.bfloat16}[k.spec.dtype]
+        on_device = [torch.from_numpy(a.astype(np.float32)).to("cuda", dtype) for a in args]
+        weight = k.to_device(k.abi.params[k.operands.w].name, args[k.operands.w])  # packed once, uploaded once
+        on_device[k.operands.w] = weight
+        got = k(*on_device)
+        assert isinstance(got, torch.Tensor) and got.device.type == "cuda" and got.dtype == dtype
+        assert_matches(got.float().cpu().numpy(), k.reference(*args), k.spec.dtype)
+        out = torch.empty_like(got)
+        assert k(*on_device, out=out) is out
+        assert torch.equal(out, got)
+
+
+def test_cupy_arrays_stay_on_the_device(program: Any) -> None:
+    cupy = pytest.importorskip("cupy")
+    k = program.sparse
+    args = inputs(k, 9, seed=2)
+    got = k(cupy.asarray(args[0]), k.to_device("w", args[1]))
+    assert isinstance(got, cupy.ndarray)
+    assert_matches(cupy.asnumpy(got), k.reference(*args), "f16")
+
+
+def test_an_empty_batch_returns_an_empty_result(program: Any) -> None:
+    k = program.dense
+    args = inputs(k, 0, seed=0)
+    assert k(*args).shape == (0, 40)

@@ -1,0 +1,302 @@
+"""The GPU target on a host without a GPU: the mma.sp metadata the packer lays out from
+the nm codec reads back, as the PTX ISA says the instruction reads it, to the weight
+the codec's own decoder gives; every kernel becomes PTX with the tensor-core
+instructions it should use and nothing NVPTX could not lower; what the target does not
+run is a located error. tests/test_gpu.py runs the kernels where there is a GPU."""
+
+from __future__ import annotations
+
+import re
+from itertools import product
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import hybrid_weight
+
+import stoicc_py
+from stoicc_py.arrays import NUMPY_DTYPES
+from stoicc_py.backends.gpu import driver
+from stoicc_py.cli import main
+from stoicc_py.codec import codec_for
+from stoicc_py.codec.hybrid import HybridCodec
+from stoicc_py.codec.nm import NMCodec
+from stoicc_py.packing.mma import MAP_CODE_BITS, hybrid_gpu_arrays, mma_sp_metadata
+
+Array = np.ndarray[Any, Any]
+
+GPU_SOURCE = """
+kernel dense(x: f16[M, 72], w: f16[40, 72], b: f16[40]) -> f16[M, 40] { return relu(linear(x, w, b)) }
+kernel dense_bf16(w: bf16[33, 40], x: bf16[M, 40]) -> bf16[M, 33] { return linear(x, w) }
+kernel sparse(x: f16[M, 72], w: f16[40, 72] @ nm(2, 4)) -> f16[M, 40] { return linear(x, w) }
+kernel sparse_bf16(x: bf16[M, 96], w: bf16[24, 96] @ nm(2, 4), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+layout H = hybrid(tile=[32, 64], formats=[nm(2, 4), dense])
+kernel hybrid(x: bf16[M, 136], w: bf16[72, 136] @ H, b: bf16[72]) -> bf16[M, 72] { return relu(linear(x, w, b)) }
+kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return linear(x, w) }
+kernel int8(x: bf16[M, 72], w: bf16[24, 72] @ int8(axis=0, scale=f16), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+"""
+MMA = {
+    "dense": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+    "dense_bf16": "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+    "sparse": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32",
+    "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
+}
+HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}
+INSTRUCTIONS = {**{name: {mma} for name, mma in MMA.items()}, "hybrid": HYBRID_MMA,
+                "int4": {MMA["dense"]}, "int8": {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def program() -> Any:
+    return stoicc_py.compile(GPU_SOURCE, target="gpu")
+
+
+def two_of_four(rng: np.random.Generator, rows: int, cols: int) -> Array:
+    """A random 2:4 matrix whose groups have 0, 1 or 2 non-zeros (the codec pads the rest)."""
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    w[rng.random(w.shape) < 0.2] = 0
+    return NMCodec(2, 4, cols).prune(w)
+
+
+def as_mma_sp_reads(meta: Array, values: Array, rows: int, cols: int) -> Array:
+    """The dense weight that mma.sp.m16n8k32 (sparsity selector 0) multiplies, from the
+    metadata and the stored values, as the PTX ISA describes it: lane 4g + p of a warp holds
+    rows g (bits 0-15) and g + 8 (bits 16-31) of its tile for the step's columns 16p ...
+    16p + 15, a nibble per group of 4, two 2-bit positions of its two stored values."""
+    tiles, steps = meta.shape[:2]
+    stored = np.zeros((tiles * 16, steps * 16), values.dtype)
+    stored[:rows, : values.shape[1]] = values
+    dense = np.zeros((tiles * 16, steps * 32), values.dtype)
+    for tile, step, row, group in product(range(tiles), range(steps), range(16), range(8)):
+        word = int(meta[tile, step, row % 8, group // 4])
+        nibble = word >> (16 * (row // 8) + 4 * (group % 4)) & 0xF
+        first, second = nibble & 3, nibble >> 2
+        assert first < second, f"metadata nibble {nibble:04b} is not two ascending positions"
+        for slot, position in enumerate((first, second)):
+            dense[tile * 16 + row, step * 32 + 4 * group + position] += stored[
+                tile * 16 + row, step * 16 + 2 * group + slot
+            ]
+    return dense[:rows, :cols]
+
+
+def read_hybrid(spec: Any, arrays: dict[str, Array]) -> Array:
+    """The dense weight the hybrid kernel multiplies: each tile through the map, a 2:4 tile
+    through its metadata as mma.sp reads it."""
+    (th, tw), (tile_rows, tile_cols) = spec.tile, spec.tile_grid
+    dense = np.zeros((tile_rows * th, tile_cols * tw), np.float64)
+    for r, c in product(range(tile_rows), range(tile_cols)):
+        entry = int(arrays["map"][r * tile_cols + c])
+        code, slot = entry & ((1 << MAP_CODE_BITS) - 1), entry >> MAP_CODE_BITS
+        if code == 0:
+            continue
+        f = code - 1
+        values = arrays[f"values{f}"][slot]
+        if spec.tile_formats[f] == "nm24":
+            values = as_mma_sp_reads(arrays[f"meta{f}"][slot], values, th, tw)
+        dense[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = values
+    return dense[: spec.n, : spec.k]
+
+
+def test_the_hybrid_tile_map_and_tiles_read_back_as_the_codec_decodes(program: Any) -> None:
+    k = program.hybrid
+    w = hybrid_weight(np.random.default_rng(7), k.spec.n, k.spec.k, k.spec.tile)
+    packed = k.pack("w", w)
+    codec = codec_for(packed.layout, packed.shape)
+    assert isinstance(codec, HybridCodec)
+    assert sorted(np.unique(packed.arrays["table"]).tolist()) == [0, 1, 2]  # empty, 2:4 and dense tiles
+    names = [p for p in k.spec.params if p not in ("x", "bias", "y")]
+    arrays = dict(zip(names, hybrid_gpu_arrays(codec, packed.arrays), strict=True))
+    reference = codec.decode(packed.arrays).astype(np.float64)
+    np.testing.assert_array_equal(reference, w.astype(NUMPY_DTYPES["bf16"]).astype(np.float64))
+    np.testing.assert_array_equal(read_hybrid(k.spec, arrays), reference)
+
+
+@pytest.mark.parametrize("rows, cols", [(40, 72), (16, 32), (7, 4), (33, 100)])
+def test_mma_sp_metadata_reads_back_as_the_codec_decodes(rows: int, cols: int) -> None:
+    rng = np.random.default_rng(rows * cols)
+    w = two_of_four(rng, rows, cols)
+    codec = NMCodec(2, 4, cols)
+    arrays = codec.encode(w)
+    meta = mma_sp_metadata(codec, arrays["indices"], rows)
+    assert meta.shape == (-(-rows // 16), -(-cols // 32), 8, 2) and meta.dtype == np.uint32
+    reference = codec.decode(arrays)
+    np.testing.assert_array_equal(reference, w)
+    np.testing.assert_array_equal(as_mma_sp_reads(meta, arrays["values"], rows, cols), reference)
+
+
+def test_mma_sp_metadata_refuses_other_patterns() -> None:
+    codec = NMCodec(1, 4, 32)
+    with pytest.raises(ValueError, match="2:4"):
+        mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
+
+
+@pytest.mark.parametrize("name", list(INSTRUCTIONS))
+def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
+    k = program.kernel(name)
+    for m in (1, 100):  # the small-batch and the large schedule
+        ptx = k.ptx(m)
+        assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
+        assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
+        assert ".extern" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
+        params = len(k.spec.params) + 1
+        assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:
+    k = program.dense_bf16
+    assert (k.operands.x, k.operands.w, k.operands.bias) == (1, 0, None)
+    assert k.spec.params == ("x", "w", "y") and (k.spec.n, k.spec.k) == (33, 40)
+    assert program.sparse_bf16.spec.params == ("x", "values", "meta", "bias", "y")
+
+
+def test_gpu_tile_records_the_block_tiles(program: Any) -> None:
+    assert "tile = array<i64: 32, 128, 16>" in str(program.dense.opt)
+    assert "tile = array<i64: 32, 128, 32>" in str(program.sparse.opt)
+    small = stoicc_py.compile(GPU_SOURCE, target="gpu", tile=[8, 64])
+    assert (small.dense.spec.cols, small.dense.spec.warp_rows) == (1, 1)
+    with pytest.raises(stoicc_py.CompileError, match=r"GPU tiles are \[tm, tn\]"):
+        stoicc_py.compile(GPU_SOURCE, target="gpu", tile=[12, 64])
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return linear(x, w) }", "take f16 or bf16 operands"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return gelu(linear(x, w)) }",
+         "activation gelu is not fused"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32, symmetric=false)) -> f16[M, 32] { return linear(x, w) }",
+         r"int4\(.*\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int2(group=32)) -> f16[M, 32] { return linear(x, w) }",
+         r"int2\(.*\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ nm(1, 4)) -> f16[M, 32] { return linear(x, w) }",
+         r"nm\(1, 4\) is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[64, 32]) -> f16[M, 32] { return matmul(x, w) }",
+         "'tdsl.matmul' is not supported on the GPU target yet"),
+        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return linear(x, w) * x[:, 0:32] }",
+         "after the product is not supported"),
+        ("kernel f(x: f16[M, 63], w: f16[32, 63]) -> f16[M, 32] { return linear(x, w) }", "an even k"),
+        ("kernel f(x: f16[M, 64], w: f16[N, 64]) -> f16[M, N] { return linear(x, w) }", "static shape"),
+    ],
+)  # fmt: skip
+def test_what_the_gpu_target_does_not_run_is_a_located_error(source: str, message: str) -> None:
+    with pytest.raises(stoicc_py.CompileError, match=message) as info:
+        stoicc_py.compile(source, target="gpu")
+    assert str(info.value).startswith("<string>:1:")
+
+
+def test_stoicc_compile_emits_ptx(tmp_path: Any, capsys: Any) -> None:
+    path = tmp_path / "k.tdsl"
+    path.write_text(GPU_SOURCE)
+    assert main(["compile", str(path), "--target", "gpu", "--emit", "ptx", "--kernel", "sparse"]) == 0
+    assert MMA["sparse"] in capsys.readouterr().out
+    assert main(["compile", str(path), "--target", "gpu", "--emit", "llvm", "--kernel", "dense"]) == 0
+    assert "@llvm.nvvm.mma.m16n8k16.row.col.f32.f32" in capsys.readouterr().out
+    assert main(["compile", str(path), "--emit", "ptx"]) == 1
+    assert "add --target gpu" in capsys.readouterr().err
+
+
+def dequantized(spec: Any, codes: Array, scales: Array) -> Array:
+    """int4/int8 codes (two's complement, int4 two to a byte, low nibble first) times the
+    scale of their group, as the kernel dequantises them."""
+    if spec.weight == "int4":
+        low, high = (codes << 4).astype(np.int8) >> 4, codes >> 4
+        codes = np.stack([low, high], axis=-1).reshape(codes.shape[0], -1)
+    full = np.repeat(scales.astype(np.float64), spec.group, axis=1)[:, : spec.k]
+    return codes.astype(np.float64) * full
+
+
+class FakeDevice:
+    """The driver's memory and launches on the host: a launch runs a numpy model of the
+    kernel on the buffers its pointers name (the metadata read as mma.sp reads it), so
+    that a call's packing, uploads, argument order, grid and copy back are checked here."""
+
+    def __init__(self, program: Any):
+        self.program, self.memory, self.launches = program, {}, []
+        device = self
+
+        class Buffer:
+            def __init__(self, nbytes: int):
+                self.data = np.zeros(max(nbytes, 1), np.uint8)
+                self.ptr = self.data.ctypes.data
+                device.memory[self.ptr] = self.data
+
+            @classmethod
+            def of(cls, host: Array) -> Any:
+                buffer = cls(host.nbytes)
+                buffer.data[: host.nbytes] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+                return buffer
+
+            def to_host(self, out: Array) -> Array:
+                out.reshape(-1).view(np.uint8)[:] = self.data[: out.nbytes]
+                return out
+
+        class Module:
+            def __init__(self, ptx: str):
+                assert ".visible .entry" in ptx
+
+            def function(self, name: str) -> str:
+                return name
+
+        self.Buffer, self.Module = Buffer, Module
+
+    def array(self, ptr: int, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.memory[ptr][: int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    def hybrid_arrays(self, spec: Any, at: dict[str, int]) -> dict[str, Array]:
+        (th, tw), (tile_rows, tile_cols) = spec.tile, spec.tile_grid
+        arrays = {"map": self.array(at["map"], (tile_rows * tile_cols,), np.int32)}
+        for f, format in enumerate(spec.tile_formats):
+            shape = (th, tw // 2 if format == "nm24" else tw)
+            tiles = self.memory[at[f"values{f}"]].size // (2 * th * shape[1])
+            arrays[f"values{f}"] = self.array(at[f"values{f}"], (tiles, *shape), NUMPY_DTYPES[spec.dtype])
+            if format == "nm24":
+                arrays[f"meta{f}"] = self.array(at[f"meta{f}"], (tiles, th // 16, tw // 32, 8, 2), np.uint32)
+        return arrays
+
+    def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int) -> None:
+        spec = self.program.kernel(function).schedule(m)
+        assert grid == spec.grid(m) and block == spec.threads
+        self.launches.append(spec)
+        n, k, dtype = spec.n, spec.k, NUMPY_DTYPES[spec.dtype]
+        at = dict(zip(spec.params, pointers, strict=True))
+        x = self.array(at["x"], (m, k), dtype).astype(np.float64)
+        if spec.weight == "nm24":
+            meta = self.array(at["meta"], (-(-n // 16), -(-k // 32), 8, 2), np.uint32)
+            w = as_mma_sp_reads(meta, self.array(at["values"], (n, k // 2), dtype), n, k).astype(np.float64)
+        elif spec.weight == "hybrid":
+            w = read_hybrid(spec, self.hybrid_arrays(spec, at))
+        elif spec.weight in ("int4", "int8"):
+            groups = -(-k // spec.group)
+            codes = self.array(at["values"], (n, k // 2 if spec.weight == "int4" else k), np.int8)
+            scales = self.array(at["scales"], (n, groups), NUMPY_DTYPES[spec.scale_type])
+            w = dequantized(spec, codes, scales)
+        else:
+            w = self.array(at["w"], (n, k), dtype).astype(np.float64)
+        y = x @ w.T + (self.array(at["bias"], (n,), dtype).astype(np.float64) if spec.bias else 0)
+        self.array(at["y"], (m, n), dtype)[:] = np.maximum(y, 0) if spec.act == "relu" else y
+
+
+@pytest.mark.parametrize("name", list(INSTRUCTIONS))
+def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
+    program: Any, name: str, monkeypatch: Any
+) -> None:
+    device = FakeDevice(program)
+    for attr in ("Buffer", "Module", "launch"):
+        monkeypatch.setattr(driver, attr, getattr(device, attr))
+    k = program.kernel(name)
+    rng = np.random.default_rng(3)
+    for m in (5, 37):
+        args = []
+        for p in k.abi.params:
+            a = rng.standard_normal([m if d == "M" else d for d in p.dims]).astype(np.float32)
+            if p.layout.startswith("hybrid"):
+                a = hybrid_weight(rng, *a.shape, k.spec.tile)
+            elif p.layout != "dense":
+                a = NMCodec(2, 4, a.shape[1]).prune(a)
+            args.append(a.astype(NUMPY_DTYPES[p.dtype]))
+        got = k(*args)
+        want = k.reference(*args)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        scale = float(np.max(np.abs(want.astype(np.float64))))
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=2e-2 * scale)
+    assert [s.cols for s in device.launches] == [1, k.spec.cols]  # the small-batch schedule, then the large
