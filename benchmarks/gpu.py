@@ -83,7 +83,7 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
     F = torch.nn.functional
     program = stoicc_py.compile(source(size, size), target="gpu", tile=tile)
     rng = np.random.default_rng(0)
-    w32 = rng.standard_normal((size, size), np.float32) / np.sqrt(size)
+    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
     w24 = NMCodec(2, 4, size).prune(w32)
     w50 = half_pruned(w32)
     weights = {

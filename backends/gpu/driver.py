@@ -140,7 +140,9 @@ def _contiguous(shape: tuple[int, ...], strides: tuple[int, ...] | None, item: i
 def _from_interface(obj: Any) -> DeviceArray | None:
     try:
         face = obj.__cuda_array_interface__
-    except (AttributeError, TypeError):  # torch raises TypeError for bf16
+    except (AttributeError, TypeError):  # torch < 2.11 raises TypeError for bf16
+        return None
+    if face["typestr"] == "<V2" and hasattr(obj, "__dlpack__"):  # torch 2.11's bf16: DLPack names it
         return None
     shape, dtype = tuple(face["shape"]), _TYPESTRS.get(face["typestr"])
     if dtype is None or not _contiguous(shape, face.get("strides"), int(face["typestr"][2:])):
