@@ -1,7 +1,7 @@
 """Lowers `memref.alloc` / `memref.dealloc` to C's `aligned_alloc` / `free`.
 
-The calls are emitted as `func.call` to `func.func` declarations so that
-convert-func-to-llvm lowers them with the rest of the module. Runs before
+The calls are emitted as `func.call` to `func.func` declarations, which
+backends/llvm/translate.py declares with the rest of the module. Runs before
 lower-memory-to-ptr{signatures=true}, which only sees the `ptr_xdsl.from_ptr` / `ptr_xdsl.to_ptr`
 casts this pass leaves between the returned pointer and the memref.
 """
