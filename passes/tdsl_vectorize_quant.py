@@ -51,16 +51,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, memref, vector
+from xdsl.dialects import arith, memref, scf, vector
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     DenseArrayBase,
     ModuleOp,
     VectorType,
+    bf16,
     f32,
     i32,
     i64,
 )
-from xdsl.ir import SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -69,9 +71,10 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
+from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element_type
 from stoicc_py.codegen.quant_decode import VectorCodes
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -409,7 +412,7 @@ class QuantStream:
                 at = (r * chunks + c) * per_chunk
                 parts = [b.fmul(t, b.splat(codes.vec, codes.x_scale(f))) if f else t
                          for f, t in enumerate(totals[at : at + p])]  # fmt: skip
-                for v, vec in enumerate(self._column_order(b, parts)):
+                for v, vec in enumerate(column_order(b, parts)):
                     j_v = b.add(col, b.index(v * codes.width)) if v else col
                     vec = self._end_scale(b, vec, j_v)
                     b.vstore(b.fadd(vec, totals[at + p]) if self.offsets else vec, self.out, [row, j_v])
@@ -433,22 +436,6 @@ class QuantStream:
             return b.fmul(vec, b.splat_value(self.w.scale(b, j, j), self.codes.width))
         return vec
 
-    def _column_order(self, b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
-        """The P vectors of a chunk's columns in order, from its fields (column P*t + f
-        is lane t of field f)."""
-        p, width = len(fields), self.codes.width
-        if p == 1:
-            return fields
-        parts = fields
-        while len(parts) > 1:  # concatenated, field after field
-            parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
-                                               result_type=VectorType(f32, [2 * _lanes(u)])))
-                     for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
-        (cat,) = parts
-        return [b.insert(vector.ShuffleOp(cat, cat, DenseArrayBase.from_list(i64, [m % p * width + m // p for m in range(v * width, (v + 1) * width)]),
-                                          result_type=self.codes.vec))
-                for v in range(p)]  # fmt: skip
-
     def scalar(self, b: LoopBuilder, i: SSAValue, j: SSAValue, k_size: SSAValue) -> None:
         """out[i, j] alone: the columns past the last whole chunk."""
         (total,) = b.loop(b.index(0), k_size, b.index(1),
@@ -459,6 +446,117 @@ class QuantStream:
 
 def _lanes(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
+def column_order(b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
+    """The P vectors of a chunk's codes in order, from its fields (code P*t + f is lane t
+    of field f): the fields concatenated, then each vector's lanes picked."""
+    p, width = len(fields), _lanes(fields[0])
+    if p == 1:
+        return fields
+    parts = fields
+    while len(parts) > 1:
+        parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
+                                           result_type=VectorType(f32, [2 * _lanes(u)])))
+                 for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
+    (cat,) = parts
+    return [b.insert(vector.ShuffleOp(cat, cat, DenseArrayBase.from_list(i64, [m % p * width + m // p for m in range(v * width, (v + 1) * width)]),
+                                      result_type=VectorType(f32, [width])))
+            for v in range(p)]  # fmt: skip
+
+
+PANEL_ROWS = 16
+"""bf16 activations of at least this many rows meet a dequantized bf16 panel of the weight
+through tdsl-microkernel's vdpbf16ps kernel (`bf16_panels`): the panel's decoding costs
+about what ten rows' products do, and vdpbf16ps makes twice the FMA's products."""
+
+PANEL_BYTES = 512 << 10
+"""A panel of weight rows stays in L2 while every row block of x reads it."""
+
+
+def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAValue, rows: SSAValue,
+                     k_size: int, panel: SSAValue) -> None:  # fmt: skip
+    """panel[r, :] = dequantize(w)[n0 + r, :] for r < rows, a chunk of codes at a time:
+    its fields decoded (VectorCodes), scaled, put back in column order and stored
+    (rounded to the panel's dtype)."""
+    values = w.buffers["values"]
+
+    def row(b: LoopBuilder, r: SSAValue) -> None:
+        n = b.add(n0, r)
+
+        def chunk(b: LoopBuilder, k: SSAValue) -> None:
+            g = b.div(k, b.index(w.group)) if w.per == "group" else b.index(0)
+            scale = None if w.layout.per_column else w.scale(b, n, g)
+            word = codes.load(b, values, n, k)
+            base = _group_base(b, w, codes, n, g)
+            parts = []
+            for f in range(codes.per_byte):
+                mask, unit = codes.constant_phase(b, f)
+                q = codes.field(b, word, mask, codes.bias(b, base, unit))
+                factor = b.f32(codes.x_scale(f)) if scale is None else b.fmul(scale, b.f32(codes.x_scale(f)))
+                parts.append(b.fmul(q, b.splat_value(factor, codes.width)))
+            for v, vec in enumerate(column_order(b, parts)):
+                at = b.add(k, b.index(v * codes.width)) if v else k
+                if w.layout.per_column:
+                    vec = b.fmul(vec, b.vload(w.buffers["scales"], [at], codes.width))
+                if w.layout.float_offset:
+                    vec = b.fadd(vec, b.splat_value(w.offset(b, n, g), codes.width))
+                b.vstore(vec, panel, [r, at])
+
+        for_(b, b.index(0), b.index(k_size), codes.chunk, chunk, "k")
+
+    for_(b, b.index(0), rows, 1, row, "r")
+
+
+def _group_base(b: LoopBuilder, w: QuantView, codes: VectorCodes, n: SSAValue, g: SSAValue) -> SSAValue | None:
+    """u - q of the fields of weight row n in group g, as f32 lanes; None with a float zero."""
+    if w.layout.float_offset:
+        return None
+    if codes.base is not None:
+        return b.splat(codes.vec, float(codes.base))
+    zp = b.load(w.buffers["zero_points"], w.scale_indices(b, n, g))
+    return b.insert(vector.BroadcastOp(b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32)), codes.vec))
+
+
+def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None:
+    """A bufferized linear of bf16 x and a quantized weight as, per n-tile, a bf16 panel of
+    the tile's dequantized weight rows times x by a dense `tdsl.linear` (which
+    tdsl-microkernel lowers to its vdpbf16ps kernel) into scratch, copied into out;
+    then the epilogue."""
+    out = op.out
+    assert out is not None
+    k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
+    tn = max(16, PANEL_BYTES // (2 * k_size) // 16 * 16)
+    element = out.type.element_type  # type: ignore[attr-defined]
+    b = before(op)
+    m, n = b.size(op.lhs, 0), b.size(out, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        rows = b.insert(arith.SubiOp(span(b, j0, tn, n), j0))
+        panel = b.insert(memref.AllocOp.get(bf16, BUFFER_ALIGNMENT, [DYNAMIC_INDEX, k_size], [rows]))
+        tile = b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, [DYNAMIC_INDEX, DYNAMIC_INDEX], [m, rows]))
+        dequantize_panel(b, view, codes, j0, rows, k_size, panel)
+        attributes = {"tile": op.tile} if op.tile is not None else {}
+        b.b.insert(tdsl.LinearOp.build(operands=[[op.lhs], [panel], [], [tile]], result_types=[[]], attributes=attributes))
+        TileNest(b, out, b.index(0), m, j0, b.add(j0, rows)).each(
+            lambda b, i, j: b.store(b.load(tile, [i, b.insert(arith.SubiOp(j, j0))]), out, [i, j]))
+        b.b.insert(memref.DeallocOp.get(panel))
+        b.b.insert(memref.DeallocOp.get(tile))
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+    apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n))
+
+
+def lower_quant_or_panels(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCodes], blocking: Blocking) -> None:
+    """At least PANEL_ROWS rows: lower_panels; fewer: the quantized kernel."""
+    b = before(op)
+    many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(PANEL_ROWS), "uge"))
+    panels, kernels = op.clone(), op.clone()
+    b.b.insert(scf.IfOp(many, [], Region(Block([panels, scf.YieldOp()])), Region(Block([kernels, scf.YieldOp()]))))
+    lower_panels(panels, view, planes[0])
+    lower_quant_linear(kernels, view, planes, blocking)
+    for copy in (panels, kernels):
+        Rewriter.erase_op(copy)
 
 
 def lower_quant_matmul(op: tdsl.MatmulOp, view: QuantView, codes: VectorCodes, accumulators: int) -> None:
@@ -560,13 +658,18 @@ class VectorizeQuantMatmul(RewritePattern):
 class VectorizeQuantLinear(RewritePattern):
     width: int
     blocking: Blocking
+    bf16_panels: bool
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
         found = _quant_codes(op, self.width)
         if found is None:
             return
-        lower_quant_linear(op, *found, self.blocking)
+        view, planes = found
+        if self.bf16_panels and element_type(op.lhs) == bf16 and len(planes) == 1 and self.width == 16:
+            lower_quant_or_panels(op, view, planes, self.blocking)
+        else:
+            lower_quant_linear(op, view, planes, self.blocking)
         rewriter.erase(op)
 
 
@@ -585,12 +688,15 @@ class VectorizeQuant(ModulePass):
     gemv_cols: int = 4
     accumulators: int = 16
     """QuantStream's vector accumulators (half the vector registers)."""
+    bf16_panels: bool = False
+    """bf16 activations of PANEL_ROWS rows or more meet dequantized bf16 panels of the
+    weight through tdsl-microkernel's vdpbf16ps kernel (set where it has one: AVX-512 BF16)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.rows, self.cols, self.gemv_cols) <= 0:
             raise DiagnosticException("tdsl-vectorize-quant: width, rows, cols and gemv_cols must be positive")
         if self.width & (self.width - 1):
             raise DiagnosticException(f"tdsl-vectorize-quant: width must be a power of two, got {self.width}")
-        patterns = [VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols)),
+        patterns = [VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols), self.bf16_panels),
                     VectorizeQuantMatmul(self.width, self.accumulators)]  # fmt: skip
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

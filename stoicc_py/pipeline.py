@@ -142,7 +142,7 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     options = {
         "tdsl-amx": "{" + " ".join(f"{kind}={str(on).lower()}" for kind, on in amx.items()) + "}",
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
-        "tdsl-vectorize-quant": quant_options(features),
+        "tdsl-vectorize-quant": quant_options(features).removesuffix("}") + f" bf16_panels={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-integer": integer_options(features),
         "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",
         "tdsl-vectorize-elementwise": f"{{width={vector_registers(features)[0]}}}",
