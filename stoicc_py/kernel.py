@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import operator
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -240,6 +241,7 @@ class _Bound(NamedTuple):
     table: Array | None  # a whole call's int64 [1 + symbols] for the entry: the kernel's address, then `values`
 
 
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 SEEN_MAX = 256
 """The most argument shapes (and packed layouts) a kernel remembers; more empty the memory."""
 
@@ -315,11 +317,11 @@ class NativeKernel:
             # it. Its key: its shape and its buffers' shapes and dtypes, not the layout's identity,
             # so that the layers of a model, each with its own weights in equal layouts, share one.
             elif (not isinstance(arg, self._packed_classes) or self._layouts.get(id(arg.layout)) is not arg.layout
-                  or (valid := arg.valid_call()) is None):  # fmt: skip
+                  or (arrays := arg.valid_buffers()) is None):  # fmt: skip
                 return None
             else:
-                shapes.append(valid[0])
-                bufs += valid[1]
+                shapes.append((arg.shape, *map(_SHAPE_DTYPE, arrays)))
+                bufs += arrays
         return tuple(shapes), bufs
 
     def _checked_call(self, args: Sequence[object]) -> Array | tuple[Array, ...]:

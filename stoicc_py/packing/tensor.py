@@ -6,7 +6,7 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, BFloat16Type, Float16Type, Float32Type, IntegerType, bf16, f16, f32, i8
@@ -97,19 +97,6 @@ def _views(a: Array) -> tuple[Array, ...]:
 
 
 _WRITEABLE = operator.attrgetter("flags.writeable")
-_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
-
-
-class _Validated(NamedTuple):
-    """What validate() passed: the fields that validity depends on, the arrays (compared by
-    identity), buffers(), the arrays with every array they view (which must stay read-only),
-    and the key of a kernel call's quick path (the shape, each buffer's shape and dtype)."""
-
-    meta: tuple[object, ...]
-    arrays: tuple[Array, ...]
-    buffers: tuple[Array, ...]
-    views: tuple[Array, ...]
-    key: tuple[object, ...]
 
 
 def _freeze(a: Array) -> None:
@@ -191,8 +178,12 @@ class PackedTensor:
     dtype: np.dtype[Any] = np.dtype(np.float32)
     """The matrix's dtype: float32, bfloat16 or float16, or int8 in a dense or sparse layout."""
 
-    _checked: _Validated | None = field(default=None, init=False, repr=False)
-    """What passed validate(), if its arrays were all read-only."""
+    _checked: tuple[tuple[object, ...], tuple[Array, ...], tuple[Array, ...], tuple[Array, ...]] | None = field(
+        default=None, init=False, repr=False
+    )
+    """What passed validate(), if its arrays were all read-only: the fields that validity depends on,
+    the arrays (compared by identity), buffers(), and the arrays with every array they view (which
+    must stay read-only)."""
 
     _codec: tuple[LayoutAttr, tuple[int, int], Codec] | None = field(default=None, init=False, repr=False)
     """codec(): the codec of (layout, shape), derived once (an `S with Q` codec takes ~1 ms)."""
@@ -309,10 +300,8 @@ class PackedTensor:
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
             ) from None
         if all(_frozen(a) for a in self.arrays.values()):
-            arrays, buffers = tuple(self.arrays.values()), tuple(self.buffers())
-            self._checked = _Validated((self.layout, self.shape, self.dtype, *self.arrays), arrays, buffers,
-                                       tuple(v for a in arrays for v in _views(a)),
-                                       (self.shape, *map(_SHAPE_DTYPE, buffers)))  # fmt: skip
+            meta, arrays = (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
+            self._checked = meta, arrays, tuple(self.buffers()), tuple(v for a in arrays for v in _views(a))
 
     def check(self) -> None:
         """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
@@ -321,23 +310,16 @@ class PackedTensor:
 
     def valid_buffers(self) -> tuple[Array, ...] | None:
         """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
-        validate(); else None, without validating."""
-        valid = self.valid_call()
-        return None if valid is None else valid[1]
-
-    def valid_call(self) -> tuple[tuple[object, ...], tuple[Array, ...]] | None:
-        """(this tensor's shape with every buffer's shape and dtype, buffers()) in O(1) if these
-        same read-only arrays (in this layout and shape) passed validate(); else None, without
-        validating: a kernel call's quick way in, which compares the first to what it has seen."""
+        validate(); else None, without validating: a kernel call's quick way in."""
         checked = self._checked
         if checked is None:
             return None
         # validate() passed these arrays (by identity), in this layout and shape, and they are all
         # still read-only: one frame, as a kernel call pays for each.
-        same = (checked.meta == (self.layout, self.shape, self.dtype, *self.arrays)
-                and all(map(operator.is_, self.arrays.values(), checked.arrays))
-                and not any(map(_WRITEABLE, checked.views)))  # fmt: skip
-        return (checked.key, checked.buffers) if same else None
+        meta, arrays, buffers, views = checked
+        same = (meta == (self.layout, self.shape, self.dtype, *self.arrays)
+                and all(map(operator.is_, self.arrays.values(), arrays)) and not any(map(_WRITEABLE, views)))  # fmt: skip
+        return buffers if same else None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor
