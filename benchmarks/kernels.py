@@ -88,6 +88,18 @@ FORMATS: dict[str, Format] = {
             torch_match="torch int8",
         ),
         Format("i8", "i8 x i8 -> i32", "", integer=True),
+        Format(
+            "sq-act",
+            "SQ activations (int8 + 3 outliers per 64)",
+            "",
+            "linear(quantize(x, sq(low=int8(per=token), high=int8(axis=0), group=64, count=3)), w)",
+        ),
+        Format(
+            "bitsplit",
+            "bit-split activations on int8 weights",
+            "int8(axis=0)",
+            "linear(quantize(x, bitsplit(int8, low_bits=4, offset=true)), w)",
+        ),
     )
 }
 
