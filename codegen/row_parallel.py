@@ -31,7 +31,7 @@ from stoicc_py import dims
 from stoicc_py.abi import ColumnSplit, Dim, RowSplit
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import ComposedLayoutAttr
-from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
+from stoicc_py.dialects.quant import SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 
 ROW_ALIGN = 16
@@ -151,7 +151,7 @@ def _per_row(layout: Attribute | None) -> bool:
         return per in ("token", "group") or (per == "channel" and axis == 0)
     if isinstance(layout, SQAttr):
         return _per_row(layout.low) and _per_row(layout.high)
-    return isinstance(layout, BitSplitAttr)  # int8 per token, offsets and counts per row
+    return False
 
 
 def _row_work(op: Operation, result: SSAValue) -> tuple[Dim, ...]:

@@ -13,6 +13,7 @@ from xdsl.passes import ModulePass
 _CLASSES = {
     "tdsl-infer-shapes": "InferShapes",
     "tdsl-fold-transpose": "FoldTranspose",
+    "tdsl-bitsplit-as-int8": "BitSplitAsInt8Pass",
     "tdsl-fuse-dequant": "FuseDequantPass",
     "tdsl-fuse-epilogue": "FuseEpilogue",
     "metadata-layout": "MetadataLayout",

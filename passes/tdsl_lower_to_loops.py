@@ -360,9 +360,6 @@ def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest, width: sparse_loops.
     """y[i, n] for the block's rows: f32 activations (weight-only quantization)
     or int8 activations (integer products), summed over the weight's parts; the
     weight's rows have `width` columns."""
-    if isinstance(op.lhs.type, PackedType) and isinstance(op.lhs.type.layout, BitSplitAttr):
-        _bitsplit_rows(op, rows)
-        return
     walks = quant_loops.weight_walks(rows.b, op.rhs, width)
     x = quant_loops.QuantView.of(op.lhs) if isinstance(op.lhs.type, PackedType) else None
 
@@ -394,38 +391,23 @@ def _lower_sq_activations(op: tdsl.ContractionOp, out: SSAValue) -> None:
     apply_epilogue(op, rows)
 
 
-def _bitsplit_rows(op: tdsl.ContractionOp, rows: TileNest) -> None:
-    packed = op.rhs.type
-    assert isinstance(packed, PackedType)
-    if not isinstance(packed.layout, UniformQuantAttr):
-        raise op_error(op, f"bit-split activations need a quantized dense weight, got {packed.layout.summary()}")
-    width = packed.dims[1]
-    if width < 0:
-        raise op_error(op, "bit-split activations need a weight of static dims, got a symbolic width")
-    w = quant_loops.QuantView.of(op.rhs)
-    if w.group % 8 or width % w.group:
-        raise op_error(op, f"bit-split activations need weight scale groups of a multiple of 8 columns that divide "
-                           f"the row of {width}, got {w.group}")  # fmt: skip
-    rows.each(lambda b, i, n: b.store(quant_loops.bitsplit_row(b, op.lhs, i, w, n, width), rows.out, [i, n]))
-
-
 @dataclass
 class LowerQuantize(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.QuantizeOp, rewriter: PatternRewriter, /):
         out = _bufferized(op)
         layout = out.type.layout if isinstance(out.type, PackedType) else None
-        if isinstance(layout, BitSplitAttr):
-            quant_loops.bitsplit_quantize(before(op), op.input, out, bool(layout.offset.data))
-        elif isinstance(layout, SQAttr) and layout.low.codes.data == "int8":
+        if isinstance(layout, BitSplitAttr):  # tdsl-bitsplit-as-int8 took every other use
+            raise op_error(op, "the CPU backend reads bit-split activations only as a product's input or as values")
+        if isinstance(layout, SQAttr) and layout.low.codes.data == "int8":
             quant_loops.sq_quantize(before(op), op.input, out, layout)
         elif isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8":
             quant_loops.quantize(before(op), op.input, out)
         else:
             raise op_error(
                 op,
-                "the CPU backend quantizes activations to int8 (e.g. int8(per=token)), bitsplit(int8), "
-                "or sq(...) with an int8 low part",
+                "the CPU backend quantizes activations to int8 (e.g. int8(per=token)), bitsplit(int8) "
+                "(as int8 per token), or sq(...) with an int8 low part",
             )
         rewriter.erase(op)
 
@@ -434,9 +416,6 @@ class LowerQuantize(RewritePattern):
 class LowerDequantize(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.DequantizeOp, rewriter: PatternRewriter, /):
-        layout = op.input.type.layout if isinstance(op.input.type, PackedType) else None
-        if isinstance(layout, BitSplitAttr):
-            raise op_error(op, "the CPU backend reads bit-split activations only as the input of linear(x, w)")
         quant_loops.dequantize(before(op), op.input, _bufferized(op))
         rewriter.erase(op)
 

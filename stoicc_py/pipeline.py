@@ -45,6 +45,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "tdsl-infer-shapes",
         "tdsl-fold-transpose",
         "tdsl-fuse-dequant",
+        "tdsl-bitsplit-as-int8",
         "tdsl-fuse-epilogue",
         "metadata-layout",
         "tdsl-tile",
@@ -75,6 +76,10 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
     ),
 }
 
+
+CPU_ONLY = ("tdsl-bitsplit-as-int8", "tdsl-tile")
+"""Passes of stage OPT that the accelerator's pipeline leaves out: it runs bit-split
+activations as such (its sparse pass skips the zero high nibbles) and tiles its own way."""
 
 NATIVE_THREAD_PASSES = ("mark-parallel-loops", "parallelize-loops")
 """The passes whose loops call the JIT's thread pool (backends/llvm/runtime.py)."""
@@ -164,7 +169,7 @@ def accel_pipeline_spec(bind: dict[str, int], machine: str = "", tile: tuple[int
     binding = ",".join(f'"{k}={v}"' for k, v in bind.items())
     option = f'{{machine="{machine}"}}' if machine else ""
     names = [f"tdsl-infer-shapes{{bind={binding}}}" if p == "tdsl-infer-shapes" and bind else p
-             for p in STAGE_PASSES[Stage.OPT] if p != "tdsl-tile"]  # fmt: skip
+             for p in STAGE_PASSES[Stage.OPT] if p not in CPU_ONLY]  # fmt: skip
     sizes = f"{{sizes={','.join(map(str, tile))}}}" if tile else option
     return ",".join([*names, f"accel-tile{sizes}", f"convert-tdsl-to-accel{option}", "accel-schedule"])
 

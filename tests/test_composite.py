@@ -82,12 +82,11 @@ def test_sq_beats_low_precision_alone_on_outliers() -> None:
 @pytest.mark.parametrize("weight", ["int8(axis=0)", "int4(group=64)", "int8(group=32, symmetric=false)"])
 @pytest.mark.parametrize("offset", [False, True])
 def test_bitsplit_is_bit_exact(weight: str, offset: bool) -> None:
-    """Two 4-bit passes with shift-accumulate equal the model exactly, and the
-    runtime split equals the packer's."""
+    """The CPU runs bit-split activations as int8 per token (tdsl-bitsplit-as-int8: the
+    two 4-bit passes sum to the int8 codes' products), which equals the model's split exactly."""
     layout = f"bitsplit(int8, low_bits=4{', offset=true' if offset else ''})"
     f = _linear(weight, act=layout)
-    ir = f.ir("loops")
-    assert "scf.if" in ir, "the high-nibble pass skips zero bitmap bytes"
+    assert "bitsplit" not in f.ir("opt")
     for m in (1, 6):
         rng = np.random.default_rng(m)
         x = (rng.laplace(0, 0.05, (m, 256)) + (rng.random((m, 256)) < 0.01) * 4).astype(np.float32)
@@ -105,9 +104,12 @@ def test_offset_raises_msb_sparsity() -> None:
     assert shifted > plain
 
 
-def test_bitsplit_needs_a_linear() -> None:
-    with pytest.raises(stoicc_py.CompileError, match="bit-split activations only as the input of linear"):
-        stoicc_py.compile("kernel f(x: f32[M, 64]) -> f32[M, 64] { return relu(quantize(x, bitsplit(int8))) }")
+def test_bitsplit_values_are_int8_per_token() -> None:
+    """Read as values, bit-split activations are fake_quantize(x, int8(per=token)), as the model's."""
+    f = stoicc_py.compile("kernel f(x: f32[M, 64]) -> f32[M, 64] { return relu(quantize(x, bitsplit(int8))) }").f
+    x = rand(np.random.default_rng(6), 5, 64)
+    assert np.array_equal(f(x), np.maximum(fake_quantize(x, "int8(per=token)"), 0))
+    assert np.array_equal(f(x), f.reference(x))
 
 
 @pytest.mark.parametrize("layout", ["sq(low=int8(per=token), high=int8(axis=0), group=64, count=3)",
