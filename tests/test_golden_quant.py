@@ -181,6 +181,7 @@ GOLDEN = {
              "counts": [5, 1], "scales": [1, 1], "offsets": [0, 8]},
             BITSPLIT_X,
             BITSPLIT_CODES,
+            vector=("i",),  # as int8 per token (tdsl-bitsplit-as-int8): the same integer products
         ),  # fmt: skip
         Golden(  # row 0 has o = 0 either way; the accelerator splits without the offset
             "bitsplit(int8, low_bits=4, offset=false)",
@@ -190,6 +191,7 @@ GOLDEN = {
              "counts": [5, 4], "scales": [1, 1]},
             BITSPLIT_X,
             BITSPLIT_CODES,
+            vector=("i",),
         ),  # fmt: skip
     ]
 }
