@@ -40,12 +40,8 @@ STAGE_BYTES = A_BYTES + BLOCK * ROW_BYTES["x"] + META_BYTES
 
 
 def shared_bytes(spec: GemmSpec) -> int:
-    """Dynamic shared memory of the staged kernel."""
-    return STAGES * (STAGE_BYTES if _has_sparse(spec) else STAGE_BYTES - META_BYTES)
-
-
-def _has_sparse(spec: GemmSpec) -> bool:
-    return spec.weight == "nm24" or "nm24" in spec.tile_formats
+    """Dynamic shared memory of the staged kernel (the same for every format)."""
+    return STAGES * STAGE_BYTES
 
 
 _ASYNC = [
@@ -136,9 +132,11 @@ class _Staged(_Gemm):
         row0 = b.i32("sub", "%n.block", b.i32("mul", tile_row, th))
         k = b.i32("mul", kt, K_TILE)
         tile_col = b.i32("udiv", k, tw)
-        entry_at = b.i32("add", b.i32("mul", tile_row, tile_cols), tile_col)
+        inside = b.op(f"icmp ult i32 {k}, {s.k}")  # a k-tile past K (the last stages' copies): empty
+        entry_at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), tile_col)}, i32 0")
         entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', entry_at, 'i32')}, align 4")
-        code, slot = b.i32("and", entry, (1 << MAP_CODE_BITS) - 1), b.i32("lshr", entry, MAP_CODE_BITS)
+        code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
+        slot = b.i32("lshr", entry, MAP_CODE_BITS)
         in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
         cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
         empty, join = b.label("empty"), b.label("join")
@@ -263,6 +261,7 @@ class _Staged(_Gemm):
             self.compute_stage(kt)
 
         b.loop(tiles, 1, iteration, unroll=False)
+        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
     def build(self) -> str:
         self.prologue()
