@@ -120,7 +120,7 @@ class GpuKernel(KernelBase):
         boundaries, as the GEMV and staged schedules' vector loads need)."""
         s = self.spec
         if aligned and m <= GEMV_M and _gemv_fits(s):
-            return replace(s, warps=GEMV_WARPS, warp_rows=1, cols=-(-m // 8), schedule="gemv")
+            return replace(s, warps=GEMV_WARPS, warp_rows=1, cols=max(1, -(-m // 8)), schedule="gemv")
         if aligned and m > GEMV_M and _staged_fits(s):
             return replace(s, warps=4, warp_rows=4, cols=8, schedule="staged")
         return replace(s, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else s
