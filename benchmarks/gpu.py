@@ -4,7 +4,7 @@ sparse path (`to_sparse_semi_structured`) and against our dense kernel, hybrid 5
 (128 x 128 tiles, a checkerboard of dense and 2:4) against our dense kernel (and
 cuBLAS on the same weight), int4 weight-only (group 128) GEMV against torch's f16 GEMV
 of the same (dequantised) weight at M <= 16, for
-M = 1, 16, 128, 2048, 8192 rows of x at N = K = 4096 and 8192. Each of our results is
+M = 1, 16, 128, 2048, 4096, 8192 rows of x at N = K = 4096 and 8192. Each of our results is
 checked against torch's (the `err` column: max |ours - torch| / max |torch|).
 
     python benchmarks/gpu.py [--sizes 4096,8192] [--rows 1,16,...] [--tile 32,128] [--json FILE]
@@ -29,7 +29,7 @@ import stoicc_py
 from stoicc_py.backends.gpu import driver
 from stoicc_py.codec.nm import NMCodec
 
-ROWS = (1, 16, 128, 2048, 8192)
+ROWS = (1, 16, 128, 2048, 4096, 8192)
 SIZES = (4096, 8192)
 GEMV_ROWS = 16
 """int4 weight-only is timed where it is meant for: calls of at most this many rows (decode)."""

@@ -22,7 +22,9 @@ from xdsl.ir import BlockArgument
 from stoicc_py.abi import KernelABI
 from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu.gemv import GEMV_WARPS, gemv_ir, piece_columns
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
+from stoicc_py.backends.gpu.staged import shared_bytes, staged_ir
 from stoicc_py.backends.gpu.target import WARPS, emit_ptx
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -47,6 +49,10 @@ Array = np.ndarray[Any, Any]
 SMALL_M = 8
 """Calls of at most this many rows of x take the small-batch schedule: one 8-row mma
 column per block and 2 warps of 16 weight rows, four times the blocks to fill the GPU."""
+GEMV_M = 16
+"""Calls of at most this many rows take the GEMV schedule where it applies (gemv.py);
+calls of more the staged one (staged.py)."""
+IR = {"direct": gemm_ir, "gemv": gemv_ir, "staged": staged_ir}
 
 
 @dataclass(frozen=True)
@@ -109,13 +115,20 @@ class GpuKernel(KernelBase):
         self.spec, self.operands, self.weight_layout, self.opt = spec, operands, weight_layout, opt
         self._functions: dict[GemmSpec, Any] = {}
 
-    def schedule(self, m: int) -> GemmSpec:
-        """The spec a call of m rows of x runs."""
-        return replace(self.spec, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else self.spec
+    def schedule(self, m: int, aligned: bool = True) -> GemmSpec:
+        """The spec a call of m rows of x runs (`aligned`: its arrays start on 16-byte
+        boundaries, as the GEMV and staged schedules' vector loads need)."""
+        s = self.spec
+        if aligned and m <= GEMV_M and _gemv_fits(s):
+            return replace(s, warps=GEMV_WARPS, warp_rows=1, cols=max(1, -(-m // 8)), schedule="gemv")
+        if aligned and m > GEMV_M and _staged_fits(s):
+            return replace(s, warps=4, warp_rows=4, cols=8, schedule="staged")
+        return replace(s, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else s
 
     def llvm_ir(self, m: int | None = None) -> str:
         """The kernel's LLVM IR for NVPTX: the schedule of a call of `m` rows of x (default: the large one)."""
-        return gemm_ir(self.spec if m is None else self.schedule(m))
+        spec = self.spec if m is None else self.schedule(m)
+        return IR[spec.schedule](spec)
 
     def ptx(self, m: int | None = None) -> str:
         """The kernel's PTX for sm_90 (llvmlite's NVPTX backend), as llvm_ir(m)."""
@@ -124,7 +137,9 @@ class GpuKernel(KernelBase):
     def _function(self, spec: GemmSpec) -> Any:
         if spec not in self._functions:
             log.info("loading the PTX of %s (%d x %d rows per block)", spec.name, spec.block_cols, spec.block_rows)
-            self._functions[spec] = driver.Module(emit_ptx(gemm_ir(spec))).function(spec.name)
+            function = driver.Module(emit_ptx(IR[spec.schedule](spec))).function(spec.name)
+            driver.allow_shared(function, _shared(spec))
+            self._functions[spec] = function
         return self._functions[spec]
 
     def to_device(self, param: str, w: object) -> driver.DeviceArray | GpuWeight:
@@ -166,13 +181,14 @@ class GpuKernel(KernelBase):
         weights = list(w.arrays) if isinstance(w, GpuWeight) else [w]
         bias = [_to_device(args[ops.bias], s.dtype, (s.n,), f"{self.name}: bias")[0]] if ops.bias is not None else []
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
-        spec = self.schedule(m)
-        arrays, grid = [x, *weights, *bias, y], spec.grid(m)  # held by the launch: their memory stays
+        arrays = [x, *weights, *bias, y]  # held by the launch: their memory stays
+        spec = self.schedule(m, all(a.ptr % 16 == 0 for a in arrays))
+        grid, shared = spec.grid(m), _shared(spec)
         function = self._function(spec) if m else None
 
         def launch() -> None:
             if function is not None:
-                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m)
+                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m, shared)
 
         return result, y, launch
 
@@ -185,6 +201,26 @@ class GpuKernel(KernelBase):
         if isinstance(y.owner, driver.Buffer):  # numpy arguments: copy the result back
             return y.owner.to_host(result)
         return result
+
+
+def _gemv_fits(s: GemmSpec) -> bool:
+    """Dense or int4/int8 rows of whole 16-byte pieces, a scale group a whole number of pieces."""
+    if s.weight not in ("dense", "int4", "int8"):
+        return False
+    piece = piece_columns(s.weight)
+    return s.k % piece == 0 and (s.weight == "dense" or s.group % piece == 0)
+
+
+def _staged_fits(s: GemmSpec) -> bool:
+    """Dense and 2:4 rows of 16-byte multiples; hybrid tiles of whole blocks and k-tiles."""
+    if s.weight == "hybrid":
+        return s.k % 8 == 0 and s.tile[0] % 128 == 0 and s.tile[1] % 64 == 0
+    return s.weight == "dense" and s.k % 8 == 0 or s.weight == "nm24" and s.k % 16 == 0
+
+
+def _shared(spec: GemmSpec) -> int:
+    """Dynamic shared memory of a launch of `spec`."""
+    return shared_bytes(spec) if spec.schedule == "staged" else 0
 
 
 def gpu_arrays(packed: PackedTensor) -> list[Array]:

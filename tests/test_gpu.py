@@ -30,8 +30,15 @@ layout H = hybrid(tile=[64, 64], formats=[dense, nm(2, 4)])
 kernel hybrid(x: f16[M, 200], w: f16[136, 200] @ H, b: f16[136]) -> f16[M, 136] { return linear(x, w, b) }
 kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return relu(linear(x, w)) }
 kernel int8(x: bf16[M, 136], w: bf16[200, 136] @ int8(axis=0, scale=f16)) -> bf16[M, 200] { return linear(x, w) }
+kernel sparse_staged(x: f16[M, 208], w: f16[200, 208] @ nm(2, 4), b: f16[200]) -> f16[M, 200] { return relu(linear(x, w, b)) }
+layout H2 = hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])
+kernel hybrid_staged(x: bf16[M, 200], w: bf16[264, 200] @ H2) -> bf16[M, 264] { return linear(x, w) }
+kernel int4_gemv(x: f16[M, 96], w: f16[40, 96] @ int4(group=32)) -> f16[M, 40] { return linear(x, w) }
+kernel int8_gemv(x: bf16[M, 160], w: bf16[24, 160] @ int8(axis=0, scale=f16), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
 """
-ROWS = (1, 7, 9, 33, 130)  # both schedules (<= 8 rows, more), ragged blocks of 32 rows
+STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged"}  # calls of more than 16 rows: staged.py
+GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv"}  # calls of at most 16 rows: gemv.py
+ROWS = (1, 7, 9, 33, 130)  # every schedule (<= 8 rows, <= 16, more), ragged blocks of 32 and 128 rows
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
 
 
@@ -68,10 +75,13 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=0, atol=TOLERANCE[dtype] * scale)
 
 
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8"])
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8",
+                                  "sparse_staged", "hybrid_staged", "int4_gemv", "int8_gemv"])  # fmt: skip
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)
+    expected = "gemv" if m <= 16 and name in GEMV else "staged" if m > 16 and name in STAGED else "direct"
+    assert k.schedule(m).schedule == expected
     args = inputs(k, m, seed=m)
     got = k(*args)
     assert got.shape == (m, k.spec.n) and got.dtype == NUMPY_DTYPES[k.spec.dtype]

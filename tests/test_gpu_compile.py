@@ -41,6 +41,12 @@ MMA = {
     "sparse": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32",
     "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
 }
+SCHEDULES = {
+    "dense": [("gemv", 1), ("staged", 8)], "dense_bf16": [("gemv", 1), ("staged", 8)],
+    "sparse": [("direct", 1), ("direct", 4)], "sparse_bf16": [("direct", 1), ("staged", 8)],
+    "hybrid": [("direct", 1), ("direct", 4)], "int4": [("direct", 1), ("direct", 4)], "int8": [("direct", 1), ("direct", 4)],
+}  # fmt: skip
+"""(schedule, 8-row columns) of a call of 5 and of 37 rows (stoicc_py/gpu.py: GpuKernel.schedule)."""
 HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}
 INSTRUCTIONS = {**{name: {mma} for name, mma in MMA.items()}, "hybrid": HYBRID_MMA,
                 "int4": {MMA["dense"]}, "int8": {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"}}  # fmt: skip
@@ -137,7 +143,7 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         ptx = k.ptx(m)
         assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
         assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
-        assert ".extern" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
+        assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
 
@@ -211,7 +217,7 @@ class FakeDevice:
     that a call's packing, uploads, argument order, grid and copy back are checked here."""
 
     def __init__(self, program: Any):
-        self.program, self.memory, self.launches = program, {}, []
+        self.program, self.memory, self.launches, self.shared = program, {}, [], {}
         device = self
 
         class Buffer:
@@ -253,9 +259,13 @@ class FakeDevice:
                 arrays[f"meta{f}"] = self.array(at[f"meta{f}"], (tiles, th // 16, tw // 32, 8, 2), np.uint32)
         return arrays
 
-    def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int) -> None:
-        spec = self.program.kernel(function).schedule(m)
-        assert grid == spec.grid(m) and block == spec.threads
+    def allow_shared(self, function: str, nbytes: int) -> None:
+        self.shared[function] = nbytes
+
+    def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int,
+               shared: int) -> None:  # fmt: skip
+        spec = self.program.kernel(function).schedule(m, all(p % 16 == 0 for p in pointers))
+        assert grid == spec.grid(m) and block == spec.threads and (shared > 0) == (spec.schedule == "staged")
         self.launches.append(spec)
         n, k, dtype = spec.n, spec.k, NUMPY_DTYPES[spec.dtype]
         at = dict(zip(spec.params, pointers, strict=True))
@@ -281,7 +291,7 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     program: Any, name: str, monkeypatch: Any
 ) -> None:
     device = FakeDevice(program)
-    for attr in ("Buffer", "Module", "launch"):
+    for attr in ("Buffer", "Module", "launch", "allow_shared"):
         monkeypatch.setattr(driver, attr, getattr(device, attr))
     k = program.kernel(name)
     rng = np.random.default_rng(3)
@@ -299,4 +309,7 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
         assert got.dtype == want.dtype and got.shape == want.shape
         scale = float(np.max(np.abs(want.astype(np.float64))))
         np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=2e-2 * scale)
-    assert [s.cols for s in device.launches] == [1, k.spec.cols]  # the small-batch schedule, then the large
+    # GEMV, staged (rows of 16-byte multiples) or direct (small-batch, then large) schedules
+    assert [(s.schedule, s.cols) for s in device.launches] == SCHEDULES[name]
+    if SCHEDULES[name][1][0] == "staged":
+        assert device.shared == {name: 3 * (2 * 128 * 144 + 1024)}  # 3 stages of w, x and metadata

@@ -198,12 +198,21 @@ class Module:
         return check(driver().cuModuleGetFunction(self.handle, name.encode()))
 
 
-def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list[int], m: int) -> None:
-    """Launch `function(pointers..., i32 m)` on the default stream (asynchronous)."""
+def allow_shared(function: Any, nbytes: int) -> None:
+    """Let `function` have `nbytes` of dynamic shared memory (over 48 KB must be asked for)."""
+    if nbytes > 48 * 1024:
+        cu = driver()
+        attribute = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        check(cu.cuFuncSetAttribute(function, attribute, nbytes))
+
+
+def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list[int], m: int, shared: int = 0) -> None:
+    """Launch `function(pointers..., i32 m)` on the default stream (asynchronous), with
+    `shared` bytes of dynamic shared memory."""
     values = (*pointers, m)
     types = (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32)
     cu = driver()
-    check(cu.cuLaunchKernel(function, *grid, block, 1, 1, 0, cu.CUstream(0), (values, types), 0))
+    check(cu.cuLaunchKernel(function, *grid, block, 1, 1, shared, cu.CUstream(0), (values, types), 0))
 
 
 def synchronize() -> None:

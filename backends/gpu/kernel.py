@@ -48,6 +48,8 @@ _MMA = {
 
 _ACC = "{float, float, float, float}"
 _SREG = ("tid.x", "ctaid.x", "ctaid.y")
+SCHEDULE_WARPS = {"gemv": (1, 1), "staged": (2, 2)}
+"""A schedule's warps along the weight's rows and along x's rows, where not (warps, 1)."""
 K_UNROLL = 4
 """k-steps per iteration of a k-loop: the loads of four steps are in flight together
 (one step's are too few to cover the latency of global memory with few warps per SM)."""
@@ -73,6 +75,7 @@ class GemmSpec:
     warps: int = 4
     warp_rows: int = 2  # 16-row mma tiles per warp along w's rows
     cols: int = 4  # 8-row mma tiles per block along x's rows
+    schedule: str = "direct"  # "direct" (this module), "gemv" (gemv.py) or "staged" (staged.py)
 
     @property
     def n_by_k(self) -> tuple[int, int]:
@@ -81,13 +84,14 @@ class GemmSpec:
 
     @property
     def block_rows(self) -> int:
-        """Weight rows (columns of y) per block."""
-        return self.warps * 16 * self.warp_rows
+        """Weight rows (columns of y) per block: the GEMV's warps share theirs, the staged
+        schedule's are 2 x 2 (SCHEDULE_WARPS)."""
+        return 16 * self.warp_rows * SCHEDULE_WARPS.get(self.schedule, (self.warps, 1))[0]
 
     @property
     def block_cols(self) -> int:
         """Rows of x (rows of y) per block."""
-        return 8 * self.cols
+        return 8 * self.cols * SCHEDULE_WARPS.get(self.schedule, (self.warps, 1))[1]
 
     @property
     def threads(self) -> int:
@@ -356,18 +360,30 @@ class _Gemm:
 
     def prologue(self) -> None:
         s, b = self.s, self.b
-        tid, bx, by = (b.op(f"call i32 @llvm.nvvm.read.ptx.sreg.{r}()", r.replace(".", "")) for r in _SREG)
+        for sreg, name in zip(_SREG, ("%tid", "%bx", "%by")):
+            b.emit(f"{name} = call i32 @llvm.nvvm.read.ptx.sreg.{sreg}()")
         b.emit(f"%acc = alloca [{self.acc_count} x float], align 4")
         for i in range(self.acc_count):
             b.emit(
                 f"store float 0.0, ptr {b.op(f'getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {i}')}"
             )
-        lane, warp = b.i32("and", tid, WARP - 1), b.i32("lshr", tid, 5)
-        b.emit(f"%g = lshr i32 {lane}, 2")
-        b.emit(f"%t = and i32 {lane}, 3")
+        b.emit(f"%lane = and i32 %tid, {WARP - 1}")
+        b.emit("%warp = lshr i32 %tid, 5")
+        b.emit("%g = lshr i32 %lane, 2")
+        b.emit("%t = and i32 %lane, 3")
         b.emit("%t2 = shl i32 %t, 1")
-        b.emit(f"%n.warp = add i32 {b.i32('mul', bx, s.block_rows)}, {b.i32('mul', warp, 16 * s.warp_rows)}")
-        b.emit(f"%m.block = mul i32 {by}, {s.block_cols}")
+        b.emit(f"%n.block = mul i32 %bx, {s.block_rows}")
+        b.emit(f"%m.block = mul i32 %by, {s.block_cols}")
+        b.emit(f"%n.warp = add i32 %n.block, {self.warp_rows_offset()}")
+        b.emit(f"%m.warp = add i32 %m.block, {self.warp_cols_offset()}")
+
+    def warp_rows_offset(self) -> str:
+        """The first weight row of the warp, from the block's."""
+        return self.b.i32("mul", "%warp", 16 * self.s.warp_rows)
+
+    def warp_cols_offset(self) -> str:
+        """The first row of x of the warp, from the block's (the block's warps share them)."""
+        return "0"
 
     def store(self, value: str, m: str, n: str) -> None:
         """y[m][n] = act(value + bias[n]) rounded, where (m, n) lies inside y."""
@@ -393,7 +409,7 @@ class _Gemm:
         s, b = self.s, self.b
         for r in range(s.warp_rows):
             for j in range(s.cols):
-                n0, m0 = b.i32("add", "%n.warp", 16 * r), b.i32("add", "%m.block", 8 * j)
+                n0, m0 = b.i32("add", "%n.warp", 16 * r), b.i32("add", "%m.warp", 8 * j)
                 for i in range(4):
                     value = b.op(f"load float, ptr {self.acc_slot((r, j), i)}")
                     n = b.i32("add", n0, b.i32("add", "%g", 8 * (i // 2)))
@@ -408,19 +424,30 @@ class _Gemm:
         else:
             self.whole()
         self.epilogue()
+        return self.module()
+
+    def formats(self) -> list[str]:
+        """The tensor-core bodies (FORMATS) the kernel runs."""
+        s = self.s
+        return sorted({_instruction(f) for f in (s.tile_formats if s.weight == "hybrid" else (s.weight,))})
+
+    def module(self, globals_: tuple[str, ...] = (), declarations: tuple[str, ...] = ()) -> str:
+        """The module: the kernel function of the builder's lines and what it uses."""
+        s = self.s
         params = ", ".join([f"ptr addrspace(1) noalias %{p}" for p in s.params] + ["i32 %M"])
-        formats = sorted({_instruction(f) for f in (s.tile_formats if s.weight == "hybrid" else (s.weight,))})
-        declarations = [f"declare i32 @llvm.nvvm.read.ptx.sreg.{r}()" for r in _SREG]
-        for format in formats:
+        declared = [f"declare i32 @llvm.nvvm.read.ptx.sreg.{r}()" for r in _SREG]
+        for format in self.formats():
             name, reg = _MMA[format, s.dtype]
             operands = (
                 [reg] * (8 if format == "nm24" else 6) + ["float"] * 4 + (["i32", "i32"] if format == "nm24" else [])
             )
-            declarations.append(f"declare {_ACC} @{name}({', '.join(operands)})")
-        declarations.append("declare float @llvm.maxnum.f32(float, float)")
+            declared.append(f"declare {_ACC} @{name}({', '.join(operands)})")
+        declared.append("declare float @llvm.maxnum.f32(float, float)")
         return "\n".join([
             f'target datalayout = "{DATA_LAYOUT}"',
             f'target triple = "{TRIPLE}"',
+            *globals_,
+            *declared,
             *declarations,
             "",
             f"define ptx_kernel void @{s.name}({params}) {{",

@@ -1,0 +1,276 @@
+"""The staged schedule (calls of more than 16 rows of x): block tiles of 128 weight rows
+x 128 rows of x through shared memory, for dense, 2:4 and hybrid weights.
+
+A block of 4 warps (2 x 2, each 64 weight rows x 64 rows of x: 4 x 8 mma tiles, 128
+f32 accumulators a lane) walks K in k-tiles of 64 dense columns. Each k-tile's slices
+of the weight (128 rows x 64 values, or 32 stored values and their mma.sp metadata
+for 2:4) and of x (128 rows x 64) are copied to shared memory by `cp.async` (16 bytes
+a copy, zero-filled past an edge of x or w: ragged M, N and K need no other path),
+STAGES k-tiles in flight; the warps read their fragments with `ldmatrix` (rows padded
+by 16 bytes: the 8 rows of an 8 x 8 matrix fall in distinct banks). The mma.sp
+metadata is copied as packing/mma.py lays it out (16 words per 16 rows and k-step),
+and each lane reads its word as the direct schedule does.
+
+A hybrid weight's block lies in one tile row (th a multiple of 128) and each k-tile
+in one tile (tw a multiple of 64): per k-tile, one load of the tile map and a switch,
+uniform across the block, to that format's copies and instructions (an empty tile:
+neither). Needs rows of 16-byte multiples: K a multiple of 8 (16 for 2:4), checked by
+the caller, which takes the direct schedule otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stoicc_py.backends.gpu.kernel import GemmSpec, _Gemm
+from stoicc_py.backends.gpu.target import MMA_SPARSE
+from stoicc_py.packing.mma import MAP_CODE_BITS
+
+STAGES = 3
+K_TILE = 64
+BLOCK = 128
+"""Weight rows and rows of x per block (2 x 2 warps of 64 x 64)."""
+THREADS = 128
+PAD = 16
+ROW_BYTES = {"dense": 2 * K_TILE + PAD, "nm24": K_TILE + PAD, "x": 2 * K_TILE + PAD}
+"""Bytes per row of a k-tile in shared memory: 64 (32 stored) 16-bit values and a pad."""
+META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
+A_BYTES = BLOCK * ROW_BYTES["dense"]
+STAGE_BYTES = A_BYTES + BLOCK * ROW_BYTES["x"] + META_BYTES
+
+
+def shared_bytes(spec: GemmSpec) -> int:
+    """Dynamic shared memory of the staged kernel (the same for every format)."""
+    return STAGES * STAGE_BYTES
+
+
+_ASYNC = [
+    "declare void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3), ptr addrspace(1), i32)",
+    "declare void @llvm.nvvm.cp.async.commit.group()",
+    "declare void @llvm.nvvm.cp.async.wait.group(i32)",
+    "declare {i32, i32, i32, i32} @llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16(ptr addrspace(3))",
+    "declare void @llvm.nvvm.barrier0()",
+]
+
+
+class _Staged(_Gemm):
+    """Builds a staged-schedule kernel (spec.schedule == "staged")."""
+
+    def warp_rows_offset(self) -> str:
+        return self.b.i32("mul", self.b.i32("and", "%warp", 1), 64)
+
+    def warp_cols_offset(self) -> str:
+        return self.b.i32("mul", self.b.i32("lshr", "%warp", 1), 64)
+
+    def shared(self, offset: str | int) -> str:
+        return self.b.op(f"getelementptr inbounds i8, ptr addrspace(3) @smem, i32 {offset}")
+
+    def copy(self, dst: str | int, base: str, element: str, inside: str, zero: bool = True) -> None:
+        """cp.async of 16 bytes from element `element` (i64, 16-bit elements) of base; where
+        not `inside`, 16 zero bytes, or (not `zero`) the buffer's first 16 bytes."""
+        b = self.b
+        at = b.op(f"select i1 {inside}, i64 {element}, i64 0")
+        src = b.op(f"getelementptr inbounds i16, ptr addrspace(1) {base}, i64 {at}")
+        size = b.op(f"select i1 {inside}, i32 16, i32 0") if zero else "16"
+        b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) {self.shared(dst)}, "
+               f"ptr addrspace(1) {src}, i32 {size})")  # fmt: skip
+
+    def copy_rows(self, stage: str, region: int, row_bytes: int, base: str, row0: str, rows: int | str,
+                  col0: str, cols: int | str, stride: int) -> None:  # fmt: skip
+        """A [BLOCK, row_bytes - PAD] slice of a row-major [rows, cols] 16-bit buffer (row
+        stride `stride` elements) from (row0, col0) into shared memory at stage + region."""
+        b = self.b
+        chunks = (row_bytes - PAD) // 16
+        for i in range(BLOCK * chunks // THREADS):
+            c = b.i32("add", "%tid", i * THREADS)
+            row, chunk = b.i32("udiv", c, chunks), b.i32("urem", c, chunks)
+            r, k = b.i32("add", row0, row), b.i32("add", col0, b.i32("mul", chunk, 8))
+            inside = b.op(f"and i1 {b.op(f'icmp ult i32 {r}, {rows}')}, {b.op(f'icmp ult i32 {k}, {cols}')}")
+            element = b.index(r, stride, k)
+            dst = b.i32(
+                "add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", chunk, 4)))
+            )
+            self.copy(dst, base, element, inside)
+
+    def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
+        """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
+        per tile) into stage's metadata region: 64 copies of 16 bytes (threads 0 to 63).
+        Past the weight: the first tile's words (values there are 0; a nibble 0 is not
+        valid metadata)."""
+        b = self.b
+        tile, step, quarter = (
+            b.i32("lshr", "%tid", 3),
+            b.i32("and", b.i32("lshr", "%tid", 2), 1),
+            b.i32("and", "%tid", 3),
+        )
+        row_tile, k_step = b.i32("add", tile0, tile), b.i32("add", step0, step)
+        inside = b.op(f"and i1 {b.op(f'icmp ult i32 {row_tile}, {tiles}')}, {b.op(f'icmp ult i32 {k_step}, {steps}')}")
+        word = b.i32(
+            "add", b.i32("shl", b.i32("add", b.i32("mul", row_tile, steps), k_step), 4), b.i32("shl", quarter, 2)
+        )
+        element = b.op(f"zext i32 {b.i32('shl', word, 1)} to i64")  # in 16-bit elements
+        then, done = b.label("meta"), b.label("meta.done")
+        b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
+        b.begin(then)
+        dst = b.i32("add", stage, A_BYTES + BLOCK * ROW_BYTES["x"])
+        self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside, zero=False)
+        b.emit(f"br label %{done}")
+        b.begin(done)
+
+    def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None]) -> None:
+        """body(format, values, first row, first column, (slot, metadata) of a stored
+        hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch)."""
+        s, b = self.s, self.b
+        if s.weight != "hybrid":
+            base = "%w" if s.weight == "dense" else "%values"
+            col = b.i32("mul", kt, K_TILE if s.weight == "dense" else K_TILE // 2)
+            body(s.weight, base, "%n.block", col, None)
+            return
+        (th, tw), tile_cols = s.tile, s.tile_grid[1]
+        inside = b.op(f"icmp ult i32 %n.block, {s.n}")
+        tile_row = b.op(f"select i1 {inside}, i32 {b.i32('udiv', '%n.block', th)}, i32 0")
+        row0 = b.i32("sub", "%n.block", b.i32("mul", tile_row, th))
+        k = b.i32("mul", kt, K_TILE)
+        tile_col = b.i32("udiv", k, tw)
+        inside = b.op(f"icmp ult i32 {k}, {s.k}")  # a k-tile past K (the last stages' copies): empty
+        entry_at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), tile_col)}, i32 0")
+        entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', entry_at, 'i32')}, align 4")
+        code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
+        slot = b.i32("lshr", entry, MAP_CODE_BITS)
+        in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
+        cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
+        empty, join = b.label("empty"), b.label("join")
+        targets = " ".join(f"i32 {1 + f}, label %{case}" for f, case in enumerate(cases))
+        b.emit(f"switch i32 {code}, label %{empty} [ {targets} ]")
+        for f, (format, case) in enumerate(zip(s.tile_formats, cases)):
+            b.begin(case)
+            cols = tw // 2 if format == "nm24" else tw
+            values = b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16")
+            col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
+            body(format, values, row0, col, (slot, f"%meta{f}"))
+            b.emit(f"br label %{join}")
+        b.begin(empty)
+        b.emit(f"br label %{join}")
+        b.begin(join)
+
+    def load_stage(self, kt: str) -> None:
+        """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
+        s, b = self.s, self.b
+        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
+
+        def body(format: str, base: str, row0: str, col: str, stored: tuple[str, str] | None) -> None:
+            self.copy_rows(stage, A_BYTES, ROW_BYTES["x"], "%x", "%m.block", "%M", b.i32("mul", kt, K_TILE), s.k, s.k)
+            halved = 2 if format == "nm24" else 1
+            rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
+            self.copy_rows(stage, 0, ROW_BYTES[format], base, row0, rows, col, cols, cols)
+            if format != "nm24":
+                return
+            step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
+            if stored is None:
+                self.copy_meta(stage, "%meta", b.i32("lshr", row0, 4), -(-s.n // 16), step0, -(-s.k // MMA_SPARSE[2]))
+                return
+            (th, tw), (slot, meta) = s.tile, stored
+            per_tile = th // 16 * (tw // MMA_SPARSE[2]) * 16 * 2  # a stored tile's metadata in 16-bit elements
+            at = b.op(f"getelementptr inbounds i16, ptr addrspace(1) {meta}, i32 {b.i32('mul', slot, per_tile)}")
+            self.copy_meta(stage, at, b.i32("lshr", row0, 4), th // 16, step0, tw // MMA_SPARSE[2])
+
+        self.on_formats(kt, body)
+        b.emit("call void @llvm.nvvm.cp.async.commit.group()")
+
+    def ldmatrix(self, address: str) -> list[str]:
+        b = self.b
+        result = b.op(
+            f"call {{i32, i32, i32, i32}} @llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16(ptr addrspace(3) {self.shared(address)})"
+        )
+        return [b.op(f"extractvalue {{i32, i32, i32, i32}} {result}, {i}") for i in range(4)]
+
+    def compute_stage(self, kt: str) -> None:
+        b = self.b
+        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
+
+        def body(format: str, *_: object) -> None:
+            sparse = format == "nm24"
+            k_step = MMA_SPARSE[2] if sparse else 16
+            for ks in range(K_TILE // k_step):
+                a = []
+                for mi in range(4):  # A: rows lane % 16, the 8 values from 8 (lane / 16)
+                    row = b.i32("add", "%a.row", mi * 16)
+                    col_bytes = ks * 32
+                    a.append(
+                        self.ldmatrix(
+                            b.i32(
+                                "add",
+                                stage,
+                                b.i32("add", b.i32("mul", row, ROW_BYTES[format]), b.i32("add", "%a.col", col_bytes)),
+                            )
+                        )
+                    )
+                xs = []
+                if sparse:  # B of k32: one ldmatrix.x4 per 8 rows of x, its 4 matrices along k
+                    for nj in range(8):
+                        row = b.i32("add", b.i32("and", "%lane", 7), b.i32("add", "%x.row0", nj * 8))
+                        at = b.i32(
+                            "add",
+                            b.i32("mul", row, ROW_BYTES["x"]),
+                            b.i32("add", b.i32("shl", b.i32("lshr", "%lane", 3), 4), ks * 64),
+                        )
+                        xs.append(self.ldmatrix(b.i32("add", stage, b.i32("add", A_BYTES, at))))
+                else:  # B of k16: one ldmatrix.x4 per 16 rows of x (2 tiles x 2 halves of k)
+                    for nj in range(4):
+                        row = b.i32("add", "%b.row", nj * 16)
+                        at = b.i32("add", b.i32("mul", row, ROW_BYTES["x"]), b.i32("add", "%b.col", ks * 32))
+                        four = self.ldmatrix(b.i32("add", stage, b.i32("add", A_BYTES, at)))
+                        xs += [four[:2], four[2:]]
+                for mi in range(4):
+                    meta = None
+                    if sparse:
+                        at = b.i32("add", stage, A_BYTES + BLOCK * ROW_BYTES["x"] + ks * 64)
+                        at = b.i32(
+                            "add", at, b.i32("add", b.i32("mul", b.i32("add", "%meta.tile", mi), 128), "%meta.lane")
+                        )
+                        meta = b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
+                    for nj in range(8):
+                        self.mma(format, a[mi], xs[nj], (mi, nj), meta)
+
+        self.on_formats(kt, body)
+
+    def lanes(self) -> None:
+        """Per-lane offsets of the ldmatrix rows and of the metadata word."""
+        b = self.b
+        b.emit(f"%a.row = add i32 {b.i32('and', '%lane', 15)}, {b.i32('mul', b.i32('and', '%warp', 1), 64)}")
+        b.emit(f"%a.col = shl i32 {b.i32('lshr', '%lane', 4)}, 4")
+        b.emit(f"%x.row0 = mul i32 {b.i32('lshr', '%warp', 1)}, 64")
+        # B of k16: matrix q = lane / 8 holds rows 8 (q / 2) + lane % 8 at k 8 (q % 2)
+        b.emit(
+            f"%b.row = add i32 %x.row0, {b.i32('add', b.i32('and', '%lane', 7), b.i32('shl', b.i32('lshr', '%lane', 4), 3))}"
+        )
+        b.emit(f"%b.col = shl i32 {b.i32('and', b.i32('lshr', '%lane', 3), 1)}, 4")
+        b.emit(f"%meta.tile = mul i32 {b.i32('and', '%warp', 1)}, 4")
+        b.emit(f"%meta.lane = shl i32 {b.i32('add', b.i32('shl', '%g', 1), b.i32('and', '%t', 1))}, 2")
+
+    def mainloop(self) -> None:
+        b = self.b
+        tiles = -(-self.s.k // K_TILE)
+        for p in range(STAGES - 1):
+            self.load_stage(str(p))
+
+        def iteration(kt: str) -> None:
+            b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {STAGES - 2})")
+            b.emit("call void @llvm.nvvm.barrier0()")
+            self.load_stage(b.i32("add", kt, STAGES - 1))
+            self.compute_stage(kt)
+
+        b.loop(tiles, 1, iteration, unroll=False)
+        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+
+    def build(self) -> str:
+        self.prologue()
+        self.lanes()
+        self.mainloop()
+        self.epilogue()
+        return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), tuple(_ASYNC))
+
+
+def staged_ir(spec: GemmSpec) -> str:
+    """The staged-schedule kernel of `spec` as LLVM IR text (spec.warp_rows 4, spec.cols 8)."""
+    return _Staged(spec).build()
