@@ -14,6 +14,7 @@ _CLASSES = {
     "tdsl-infer-shapes": "InferShapes",
     "tdsl-fold-transpose": "FoldTranspose",
     "tdsl-bitsplit-as-int8": "BitSplitAsInt8Pass",
+    "tdsl-dequantize-sq-activations": "DequantizeSQActivationsPass",
     "tdsl-fuse-dequant": "FuseDequantPass",
     "tdsl-fuse-epilogue": "FuseEpilogue",
     "metadata-layout": "MetadataLayout",

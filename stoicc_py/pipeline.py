@@ -46,6 +46,7 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
         "tdsl-fold-transpose",
         "tdsl-fuse-dequant",
         "tdsl-bitsplit-as-int8",
+        "tdsl-dequantize-sq-activations",
         "tdsl-fuse-epilogue",
         "metadata-layout",
         "tdsl-tile",
@@ -77,9 +78,10 @@ STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
 }
 
 
-CPU_ONLY = ("tdsl-bitsplit-as-int8", "tdsl-tile")
-"""Passes of stage OPT that the accelerator's pipeline leaves out: it runs bit-split
-activations as such (its sparse pass skips the zero high nibbles) and tiles its own way."""
+CPU_ONLY = ("tdsl-bitsplit-as-int8", "tdsl-dequantize-sq-activations", "tdsl-tile")
+"""Passes of stage OPT that the accelerator's pipeline leaves out: it runs bit-split and
+SQ-format activations as such (its sparse passes skip the zero high nibbles, gather the
+high part) and tiles its own way."""
 
 NATIVE_THREAD_PASSES = ("mark-parallel-loops", "parallelize-loops")
 """The passes whose loops call the JIT's thread pool (backends/llvm/runtime.py)."""
