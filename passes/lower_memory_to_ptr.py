@@ -2,23 +2,80 @@
 pointer arithmetic on the ptr dialect; with `signatures=true`, memref arguments,
 results and calls become pointers instead.
 
-xDSL's convert-memref-to-ptr and convert-vector-to-ptr patterns, unchanged, in one
-sweep that visits only the ops they rewrite (codegen/apply_once.py). xDSL's passes
-walk the whole module once each, twice where they rewrite (the walker's fixpoint),
-and `convert-memref-to-ptr{lower_func=true}` walks for the accesses again before its
-signatures: four sweeps of every op for what touches one op in ten.
+An access becomes `ptradd(to_ptr(m), (sum_i index_i * stride_i) * type_offset)`, the
+ops of xDSL's convert-memref-to-ptr and convert-vector-to-ptr, but each memref's
+pointer, strides (memref.dim ops for a dynamic shape) and element size are built once,
+after the memref's definition, and shared by its accesses: xDSL's patterns build them
+again for every access (seven to ten ops each, of which cse-pure kept three or four),
+the largest pass of a compile. Views and casts keep xDSL's patterns. One sweep visits
+only the ops it rewrites (codegen/apply_once.py).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects import func, memref, vector
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects import arith, func, memref, ptr, vector
+from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, RewritePattern
+from xdsl.rewriter import InsertPoint
 from xdsl.transforms import convert_memref_to_ptr as memref_to_ptr
-from xdsl.transforms import convert_vector_to_ptr as vector_to_ptr
 
 from stoicc_py.codegen.apply_once import apply_once
+
+Access = memref.LoadOp | memref.StoreOp | vector.LoadOp | vector.StoreOp
+
+
+@dataclass
+class _Base:
+    """A memref's pointer, strides (1, or a value) and element size in bytes."""
+
+    pointer: SSAValue
+    strides: list[int | SSAValue]
+    size: SSAValue
+
+
+@dataclass
+class LowerAccesses(RewritePattern):
+    """Loads and stores of memrefs and vectors through each memref's shared _Base."""
+
+    bases: dict[SSAValue, _Base] = field(default_factory=dict)
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        assert isinstance(op, Access)
+        buf = op.base if isinstance(op, vector.LoadOp | vector.StoreOp) else op.memref
+        base = self.bases.get(buf) or self._base(buf)
+        offset: SSAValue | None = None
+        for index, stride in zip(op.indices, base.strides, strict=True):
+            term = rewriter.insert(arith.MuliOp(index, stride)).result if isinstance(stride, SSAValue) else index
+            offset = term if offset is None else rewriter.insert(arith.AddiOp(offset, term)).result
+        address = base.pointer
+        if offset is not None:
+            address = rewriter.insert(ptr.PtrAddOp(address, rewriter.insert(arith.MuliOp(offset, base.size)).result)).result
+        match op:
+            case memref.LoadOp() | vector.LoadOp():
+                rewriter.replace_op(op, ptr.LoadOp(address, op.results[0].type))
+            case memref.StoreOp():
+                rewriter.replace_op(op, ptr.StoreOp(address, op.value))
+            case vector.StoreOp():
+                rewriter.replace_op(op, ptr.StoreOp(address, op.vector))
+
+    def _base(self, buf: SSAValue) -> _Base:
+        memref_type = buf.type
+        assert isinstance(memref_type, MemRefType)
+        if isinstance(buf, BlockArgument):
+            assert isinstance(buf.owner, Block)
+            builder = Builder(InsertPoint.at_start(buf.owner))
+        else:
+            builder = Builder(InsertPoint.after(buf.owner))  # type: ignore[arg-type]
+        pointer = builder.insert(ptr.ToPtrOp(buf)).res
+        strides = [s if isinstance(s, SSAValue) or s == 1 else builder.insert(arith.ConstantOp.from_int_and_width(s, IndexType())).result
+                   for s in memref_to_ptr.get_strides(buf, memref_type, builder)]  # fmt: skip
+        size = builder.insert(ptr.TypeOffsetOp(memref_type.element_type, IndexType())).offset
+        self.bases[buf] = _Base(pointer, strides, size)
+        return self.bases[buf]
 
 
 @dataclass(frozen=True)
@@ -34,10 +91,9 @@ class LowerMemoryToPtr(ModulePass):
                             func.CallOp: memref_to_ptr.LowerMemRefFuncCallPattern(),
                             func.ReturnOp: memref_to_ptr.LowerMemRefFuncReturnPattern()})  # fmt: skip
             return
-        apply_once(op, {memref.StoreOp: memref_to_ptr.ConvertStorePattern(),
-                        memref.LoadOp: memref_to_ptr.ConvertLoadPattern(),
+        accesses = LowerAccesses()
+        apply_once(op, {memref.StoreOp: accesses, memref.LoadOp: accesses, vector.StoreOp: accesses,
+                        vector.LoadOp: accesses,
                         memref.SubviewOp: memref_to_ptr.ConvertSubviewPattern(),
                         memref.CastOp: memref_to_ptr.ConvertCastOp(),
-                        memref.ReinterpretCastOp: memref_to_ptr.ConvertReinterpretCastOp(),
-                        vector.StoreOp: vector_to_ptr.VectorStoreToPtr(),
-                        vector.LoadOp: vector_to_ptr.VectorLoadToPtr()})  # fmt: skip
+                        memref.ReinterpretCastOp: memref_to_ptr.ConvertReinterpretCastOp()})  # fmt: skip
