@@ -4,9 +4,7 @@ once, 16 bytes a lane, by enough warps to keep the GPU's memory busy.
 A block owns 16 weight rows (one mma tile) and its `warps` warps split K among them,
 step by step (a step: 4 lanes x one 16-byte piece of a row per lane), and add their
 accumulators through shared memory at the end. A call of one row has N / 16 blocks
-of 32 warps: 8192 warps for N = 4096, each one step (one int4 step at N = K = 4096),
-so that many loads are in flight and the dequantisation is spread thinly (on the H100,
-32 warps of one step each ran a 4096^2 int4 call in 3.4 us, 8 warps of 4 steps in 6.3).
+of 8 warps: 2048 warps for N = 4096, each with 4 steps' loads in flight.
 
 The reduction along K does not care in which order it meets the columns, so the
 tensor cores are given the columns in the order the loads bring them: lane (g, t)
@@ -28,8 +26,8 @@ import numpy as np
 
 from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm
 
-GEMV_WARPS = 32
-GEMV_UNROLL = 1
+GEMV_WARPS = 8
+GEMV_UNROLL = 4
 """Steps per loop iteration of a warp: their loads are issued together."""
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}

@@ -450,7 +450,7 @@ class _Gemm:
             *declared,
             *declarations,
             "",
-            f'define ptx_kernel void @{s.name}({params}) "nvvm.maxntid"="{s.threads}" {{',  # ptxas fits registers to it
+            f"define ptx_kernel void @{s.name}({params}) {{",
             "entry:",
             *self.b.lines,
             "}",
