@@ -35,9 +35,13 @@ layout H2 = hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])
 kernel hybrid_staged(x: bf16[M, 200], w: bf16[264, 200] @ H2) -> bf16[M, 264] { return linear(x, w) }
 kernel int4_gemv(x: f16[M, 96], w: f16[40, 96] @ int4(group=32)) -> f16[M, 40] { return linear(x, w) }
 kernel int8_gemv(x: bf16[M, 160], w: bf16[24, 160] @ int8(axis=0, scale=f16), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+kernel int4_magic(x: f16[M, 192], w: f16[40, 192] @ int4(group=64, scale=f16)) -> f16[M, 40] { return linear(x, w) }
+kernel int4_magic_bf16(x: bf16[M, 96], w: bf16[24, 96] @ int4(group=32, scale=bf16)) -> bf16[M, 24] { return linear(x, w) }
+kernel int8_magic(x: f16[M, 160], w: f16[40, 160] @ int8(group=32, scale=f16), b: f16[40]) -> f16[M, 40] { return linear(x, w, b) }
 """
 STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged"}  # calls of more than 16 rows: staged.py
-GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv"}  # calls of at most 16 rows: gemv.py
+GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic"}
+"""Calls of at most 16 rows: gemv.py (the *_magic kernels: codes dequantised by the float bit trick)."""
 ROWS = (1, 7, 9, 33, 130)  # every schedule (<= 8 rows, <= 16, more), ragged blocks of 32 and 128 rows
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
 
@@ -76,7 +80,8 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8",
-                                  "sparse_staged", "hybrid_staged", "int4_gemv", "int8_gemv"])  # fmt: skip
+                                  "sparse_staged", "hybrid_staged", "int4_gemv", "int8_gemv", "int4_magic",
+                                  "int4_magic_bf16", "int8_magic"])  # fmt: skip
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)

@@ -65,32 +65,42 @@ class _Staged(_Gemm):
     def shared(self, offset: str | int) -> str:
         return self.b.op(f"getelementptr inbounds i8, ptr addrspace(3) @smem, i32 {offset}")
 
-    def copy(self, dst: str | int, base: str, element: str, inside: str, zero: bool = True) -> None:
-        """cp.async of 16 bytes from element `element` (i64, 16-bit elements) of base; where
-        not `inside`, 16 zero bytes, or (not `zero`) the buffer's first 16 bytes."""
+    def copy(self, dst: str, base: str, element: str, inside: str) -> None:
+        """cp.async of 16 bytes from element `element` (i64, 16-bit elements) of base, or
+        where not `inside` from the buffer's first 16 bytes."""
         b = self.b
         at = b.op(f"select i1 {inside}, i64 {element}, i64 0")
         src = b.op(f"getelementptr inbounds i16, ptr addrspace(1) {base}, i64 {at}")
-        size = b.op(f"select i1 {inside}, i32 16, i32 0") if zero else "16"
         b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) {self.shared(dst)}, "
-               f"ptr addrspace(1) {src}, i32 {size})")  # fmt: skip
+               f"ptr addrspace(1) {src}, i32 16)")  # fmt: skip
 
     def copy_rows(self, stage: str, region: int, row_bytes: int, base: str, row0: str, rows: int | str,
                   col0: str, cols: int | str, stride: int) -> None:  # fmt: skip
         """A [BLOCK, row_bytes - PAD] slice of a row-major [rows, cols] 16-bit buffer (row
-        stride `stride` elements) from (row0, col0) into shared memory at stage + region."""
+        stride `stride` elements) from (row0, col0) into shared memory at stage + region.
+
+        Thread tid copies chunk tid % chunks of rows tid / chunks + i * (THREADS / chunks):
+        one source pointer and one shared address a thread, the copies at constant offsets
+        from them (immediates), so that no per-copy address stays live across the k-loop
+        (a 64-bit address per copy did: ~50 registers). A copy outside the buffer reads nothing
+        (source size 0: zeros, the address not accessed). Its row test is against a limit
+        that is 0 past K, so it is made per k-tile, not hoisted out of the loop."""
         b = self.b
         chunks = (row_bytes - PAD) // 16
-        for i in range(BLOCK * chunks // THREADS):
-            c = b.i32("add", "%tid", i * THREADS)
-            row, chunk = b.i32("udiv", c, chunks), b.i32("urem", c, chunks)
-            r, k = b.i32("add", row0, row), b.i32("add", col0, b.i32("mul", chunk, 8))
-            inside = b.op(f"and i1 {b.op(f'icmp ult i32 {r}, {rows}')}, {b.op(f'icmp ult i32 {k}, {cols}')}")
-            element = b.index(r, stride, k)
-            dst = b.i32(
-                "add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", chunk, 4)))
-            )
-            self.copy(dst, base, element, inside)
+        step = THREADS // chunks  # rows between a thread's copies
+        row, chunk = b.i32("udiv", "%tid", chunks), b.i32("urem", "%tid", chunks)
+        k = b.i32("add", col0, b.i32("mul", chunk, 8))
+        left = b.i32("sub", b.i32("sub", rows, row0), row)  # rows from the thread's first to the edge
+        limit = b.op(f"select i1 {b.op(f'icmp ult i32 {k}, {cols}')}, i32 {left}, i32 0")
+        src = b.op(f"getelementptr i16, ptr addrspace(1) {base}, i64 {b.index(b.i32('add', row0, row), stride, k)}")
+        dst = b.i32(
+            "add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", chunk, 4)))
+        )
+        for i in range(BLOCK // step):
+            size = b.op(f"select i1 {b.op(f'icmp slt i32 {i * step}, {limit}')}, i32 16, i32 0")
+            at = b.op(f"getelementptr i16, ptr addrspace(1) {src}, i64 {i * step * stride}")
+            b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) "
+                   f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
 
     def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
         """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
@@ -113,7 +123,7 @@ class _Staged(_Gemm):
         b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
         b.begin(then)
         dst = b.i32("add", stage, A_BYTES + BLOCK * ROW_BYTES["x"])
-        self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside, zero=False)
+        self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
         b.emit(f"br label %{done}")
         b.begin(done)
 

@@ -30,6 +30,9 @@ GPU_DTYPES = ("f16", "bf16")
 def _initialized() -> None:
     llvm.initialize_all_targets()
     llvm.initialize_all_asmprinters()
+    # 32-bit shared-memory addresses in the PTX (DATA_LAYOUT's p3:32), as nvcc writes them:
+    # one register a shared address instead of two (the staged kernel holds several)
+    llvm.set_option("", "--nvptx-short-ptr")
 
 
 def target_machine() -> llvm.TargetMachine:
