@@ -11,7 +11,8 @@ slots) gives its DRAM traffic: the weights once per row tile, the activations on
 per row tile plus the chunks a column tile finds gone, the outputs once; and its
 time: the array's cycles (Machine.array_pass) against that traffic over the DRAM
 bandwidth, plus the stores a single output slot leaves exposed. The candidate of the
-least energy-delay product wins (energy: DRAM bytes, MACs and static power); the
+least energy-delay product wins (energy: DRAM bytes, MACs, the scratchpad traffic of
+the GEMMs, accumulators above all, and static power); the
 choice is reported as a remark (`stoicc compile --target accel --remarks`).
 """
 
@@ -49,13 +50,13 @@ def _k_tile(p: Product) -> int:
 
 
 def _k_tiles(p: Product) -> list[int]:
-    """tk, and its half and quarter where they keep its alignment (more, smaller chunks:
+    """tk, and its halvings down to 128 where they keep its alignment (more, smaller chunks:
     larger row and column tiles fit, and a ring holds more of a row)."""
     tk = _k_tile(p)
     if p.weights.scales == "group" or p.weights.tile_formats:
         return [tk]
     step = max(p.weights.k_align, p.weights.sq[0], 1)
-    return [tk] + [t for t in (tk // 2, tk // 4) if t >= 128 and t % step == 0]
+    return [tk] + [t for t in (tk // 2, tk // 4, tk // 8) if t >= 128 and t % step == 0]
 
 
 def _halvings(start: int) -> list[int]:
@@ -91,14 +92,21 @@ def estimate(p: Product, tm: int, tn: int, tk: int, layout: Layout, machine: Mac
     outputs = p.m * p.n * 4
     dram = int(weights * row_tiles + acts * (1 + (column_tiles - 1) * lost) + outputs)
     slot = 8 // (8 // max(w.bits, 2))  # Bit Fusion's slice (functional.Functional._slot_bits)
-    speedup = (8 // (4 if p.acts.kind == "bitsplit" else 8)) * (8 // slot)
-    gemm = machine.array_pass(np.full(tm, -(-w.stored(tk) // speedup)), tn).cycles
-    compute = gemm * row_tiles * column_tiles * k_chunks
+    abits = 4 if p.acts.kind == "bitsplit" else 8
+    gemm = machine.array_pass(np.full(tm, -(-w.stored(tk) // ((8 // abits) * (8 // slot)))), tn)
+    gemms = row_tiles * column_tiles * k_chunks
+    compute = gemm.cycles * gemms
     bandwidth = machine.dram.bytes_per_cycle
     exposed = (tm * tn * 4 // bandwidth) * row_tiles * column_tiles if layout.out_depth == 1 else 0
     cycles = max(compute, dram // bandwidth) + exposed
     e = machine.energy
-    energy = dram * machine.dram.pj_per_byte + p.m * p.n * p.k * e.mac_int8 + cycles * e.static_per_cycle
+    scratchpads = gemms * (  # what each GEMM reads and writes (functional.Functional._array)
+        tm * tn * 4 * (2 * max(gemm.acc_passes, 1) - 1) * machine.sram_pj_per_byte("acc")
+        + w.stored(tk) * tn * max(gemm.wgt_passes, 1) * machine.sram_pj_per_byte("wgt")
+        + tm * tk * -(-tn // machine.array.rows) * machine.sram_pj_per_byte("inp")
+    )
+    energy = (dram * machine.dram.pj_per_byte + p.m * p.n * p.k * e.mac_int8 + scratchpads
+              + cycles * e.static_per_cycle)  # fmt: skip
     return Estimate((tm, tn, tk), layout, dram, weights + acts + outputs, row_tiles, cycles, energy)
 
 

@@ -99,7 +99,7 @@ class ProductLowering:
     machine: Machine
     buf: dict[str, Arena] = field(init=False)
     parity: dict[str, int] = field(default_factory=dict)
-    ring: list[tuple[int, int]] = field(default_factory=list)  # activation ring: slot -> (row tile, k-chunk)
+    ring: dict[tuple[int, int], int] = field(default_factory=dict)  # (row tile, k-chunk) -> slot, least recently used first
 
     def __post_init__(self) -> None:
         tm, tn, tk = self.p.op.tile_sizes or (0, 0, 0)
@@ -209,21 +209,21 @@ class ProductLowering:
 
     def x_line(self, part: str, c: int, m0: int, mr: int) -> int:
         """Where k-chunk c of the row tile's activation part is: resident, or in the ring,
-        loaded there first (into the slot loaded longest ago) if it is not."""
+        loaded there first (into the slot used longest ago, which no GEMM in flight reads) if
+        it is not."""
         size, buf = ACTIVATION_PARTS[self.p.acts.kind][part]
         if not self.ring_depth:
             return self.slot(buf, part, "m") + self.chunk_line(c, mr, size)
-        if (m0, c) not in self.ring:  # all its parts load together
-            turn = self.parity.get("ring", 0)
-            self.parity["ring"] = turn + 1
-            if len(self.ring) < self.ring_depth:
-                self.ring.append((m0, c))
-            else:
-                self.ring[turn % self.ring_depth] = (m0, c)
+        chunk = (m0, c)
+        if chunk in self.ring:
+            self.ring[chunk] = self.ring.pop(chunk)  # the most recently used now
+        else:  # all its parts load together
+            full = len(self.ring) == self.ring_depth
+            self.ring[chunk] = self.ring.pop(next(iter(self.ring))) if full else len(self.ring)
             k0, kw = self.kchunks[c]
             for other in ACTIVATION_PARTS[self.p.acts.kind]:
                 self.load_chunk(other, self.x_line(other, c, m0, mr), m0, mr, k0, kw)
-        return self.buf[buf].slot(part, self.ring.index((m0, c)))
+        return self.buf[buf].slot(part, self.ring[chunk])
 
     # ------------------------------------------------------------------ one output tile
 

@@ -176,8 +176,8 @@ class Machine:
         folds = n_folds * m_folds
         if a.double_buffered:  # outputs drain from shadow registers while the next fold computes
             cycles = a.fill_drain + max(stream, folds * drain) + drain
-        else:
-            cycles = stream + folds * (a.fill_drain + drain)
+        else:  # each block fills, streams k and drains before the next (SCALE-Sim's model)
+            cycles = stream + folds * a.fill_drain
         return ArrayPass(cycles, 1, m_folds)
 
     def to_json(self) -> dict[str, Any]:
