@@ -93,7 +93,8 @@ def estimate(p: Product, tm: int, tn: int, tk: int, layout: Layout, machine: Mac
     dram = int(weights * row_tiles + acts * (1 + (column_tiles - 1) * lost) + outputs)
     slot = 8 // (8 // max(w.bits, 2))  # Bit Fusion's slice (functional.Functional._slot_bits)
     abits = 4 if p.acts.kind == "bitsplit" else 8
-    gemm = machine.array_pass(np.full(tm, -(-w.stored(tk) // ((8 // abits) * (8 // slot)))), tn)
+    speedup = (8 // abits) * (8 // slot)
+    gemm = machine.array_pass(np.full(tm, -(-w.stored(tk) // speedup)), tn, speedup * abits, speedup * w.bits)
     gemms = row_tiles * column_tiles * k_chunks
     compute = gemm.cycles * gemms
     bandwidth = machine.dram.bytes_per_cycle

@@ -159,6 +159,10 @@ def test_array_pass_follows_the_dataflow(tmp_path: Path) -> None:
     narrow = _machine(tmp_path, "[ports]\nacc = 64\n").array_pass(rows, 128)  # a row of partial sums: 2 cycles
     assert narrow.cycles == 32 + 2 * 4 * 64 * 2 + 62
     assert MACHINE.array_pass([], 128).cycles == MACHINE.array_pass([0] * 4, 128).cycles == 1
+    fused = MACHINE.array_pass(rows, 128, act_bits=8, wgt_bits=16)  # 4-bit x on int8 w: 2 KiB tiles, 64 cycles
+    assert fused.cycles == 64 + max(4 * 64 * 2, 8 * 64) + 62
+    wide = _machine(tmp_path, "[ports]\ninp = 32\n").array_pass(rows, 128, act_bits=16)  # 64-byte rows, 32 B/cycle
+    assert wide.cycles == 32 + 2 * 4 * 64 * 2 + 62
 
 
 def test_weight_stationary_writes_a_partial_sum_per_k_fold(tmp_path: Path) -> None:

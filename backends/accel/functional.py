@@ -185,11 +185,13 @@ class Functional:
         acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
         acc[...] = product if f["init"] else acc + product  # i32 wraps, as the hardware's adders do
 
-    def _array(self, act: Activity, k_slots: Any, m: int, n: int, init: bool) -> None:
+    def _array(self, act: Activity, k_slots: Any, m: int, n: int, init: bool, fused: bool = True) -> None:
         """The array's cycles (Machine.array_pass) for rows of k_slots 8-bit multiplier slots
-        each, and the accumulator traffic they cause: a partial sum per output and k-fold
-        (ws), or one per output (os)."""
-        cost = self.machine.array_pass(k_slots, n)
+        each (Bit Fusion's, unless not `fused`: 8 x 8 bits), and the accumulator traffic they
+        cause: a partial sum per output and k-fold (ws), or one per output (os)."""
+        speedup = self._speedup() if fused else 1
+        bits = (speedup * self.cfg["abits"], speedup * self._wbits) if fused else (8, 8)
+        cost = self.machine.array_pass(k_slots, n, *bits)
         act.steps = cost.cycles
         passes, words = max(cost.acc_passes, 1), m * n * 4
         act.writes["acc"] += words * passes
@@ -278,7 +280,7 @@ class Functional:
         self._accumulate(f, _matmul(self._chunked_activations(f["inp"], m, k), w))
         act = Activity(macs=m * n * slots)
         act.reads.update(inp=m * slots, wgt=n * slots, meta=n * slots * 2)
-        self._array(act, np.full(m, slots), m, n, bool(f["init"]))  # int8 x int8: a slot per product
+        self._array(act, np.full(m, slots), m, n, bool(f["init"]), fused=False)  # int8 x int8
         return act
 
     def _chunked_activations(self, line: int, m: int, k: int) -> Array:

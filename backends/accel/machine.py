@@ -146,10 +146,12 @@ class Machine:
         """Energy of a byte read or written in scratchpad `buffer`, from its capacity."""
         return self.energy.sram_scale * sram_pj_per_byte(getattr(self.buffers, buffer))
 
-    def array_pass(self, k_rows: Any, n: int) -> ArrayPass:
+    def array_pass(self, k_rows: Any, n: int, act_bits: int = 8, wgt_bits: int = 8) -> ArrayPass:
         """The cost of a GEMM of n channels over rows of activations whose k (in 8-bit
         multiplier slots: k over the Bit Fusion speedup) is `k_rows` (an int array, one
-        per row; a sparse pass's rows differ). docs/isa.md, "The MAC array"."""
+        per row; a sparse pass's rows differ). A multiplier slot takes `act_bits` of
+        activations and holds `wgt_bits` of weights (Bit Fusion: speedup x abits and
+        speedup x wbits; 8 and 8 at int8). docs/isa.md, "The MAC array"."""
         a, p = self.array, self.ports
         k_rows = np.asarray(k_rows, np.int64).reshape(-1)
         if not k_rows.size or not n or not k_rows.any():
@@ -159,9 +161,9 @@ class Machine:
         if a.dataflow == "ws":  # weight tiles [rows, width] stay; each row of x streams through once per tile
             k_folds = int(-(-k_rows.max() // a.width))
             folds = n_folds * k_folds
-            per_row = max(1, -(-a.width // p.inp), acc_row)
+            per_row = max(1, -(-a.width * act_bits // (8 * p.inp)), acc_row)
             stream = n_folds * int(np.sum(-(-k_rows // a.width))) * per_row
-            load = -(-a.rows * a.width // p.wgt)
+            load = -(-a.rows * a.width * wgt_bits // (8 * p.wgt))
             if a.double_buffered:  # the next tile loads behind the stream; wavefronts follow each other
                 cycles = load + max(stream, folds * load) + a.fill_drain
             else:
@@ -170,7 +172,7 @@ class Machine:
         # os: [width rows of x, rows channels] of outputs stay; k streams through them
         padded = np.pad(k_rows, (0, -k_rows.size % a.width)).reshape(-1, a.width)
         m_folds = padded.shape[0]
-        per_k = max(1, -(-a.width // p.inp), -(-a.rows // p.wgt))
+        per_k = max(1, -(-a.width * act_bits // (8 * p.inp)), -(-a.rows * wgt_bits // (8 * p.wgt)))
         stream = n_folds * int(padded.max(axis=1).sum()) * per_k
         drain = a.width * acc_row  # the finished outputs leave through the acc port
         folds = n_folds * m_folds
