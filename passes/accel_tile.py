@@ -120,17 +120,24 @@ def choose_tiles(p: Product, machine: Machine) -> Estimate:
                       for tn in _halvings(min(p.n, MAX_TN))]  # fmt: skip
     acc = machine.buffers.bytes("acc")
     best: Estimate | None = None
+    fewest = 0  # the fewest tile products of the tiles that fit, while all of them unroll too many
     for tm, tn, tk in candidates:
-        if tm * tn * 4 > acc or len(chunks(p.m, tm)) * len(chunks(p.n, tn)) * len(chunks(p.k, tk)) > MAX_TILE_STEPS:
+        steps = len(chunks(p.m, tm)) * len(chunks(p.n, tn)) * len(chunks(p.k, tk))
+        too_many = steps > MAX_TILE_STEPS
+        if tm * tn * 4 > acc or (too_many and (best is not None or 0 < fewest <= steps)):
             continue
         layout = arenas(p, tm, tn, tk, machine)
-        if layout.fits:
+        if layout.fits and too_many:
+            fewest = steps
+        elif layout.fits:
             guess = estimate(p, tm, tn, tk, layout, machine)
-            if best is None or guess.cost < best.cost:
-                best = guess
+            best = guess if best is None or guess.cost < best.cost else best
+    if best is None and fewest:  # the message convert-tdsl-to-accel gives for given tiles
+        raise op_error(p.op, f"the accelerator program for [{p.m}, {p.n}, {p.k}] would unroll at least {fewest} tile "
+                             f"products, more than the limit of {MAX_TILE_STEPS}; programs are built per shape: run "
+                             "smaller blocks of rows")  # fmt: skip
     if best is None:
-        raise op_error(p.op, "no tiles of this product fit the accelerator's scratchpads within "
-                             f"{MAX_TILE_STEPS} tile products")  # fmt: skip
+        raise op_error(p.op, "even one row and one channel of this product do not fit the accelerator's scratchpads")
     return best
 
 
