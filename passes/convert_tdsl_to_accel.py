@@ -56,6 +56,7 @@ from stoicc_py.passes.accel_tile import MAX_TILE_STEPS
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)
+SPLIT_SEGMENTS = {"lo": "xlo", "hi": "xhi", "bitmap": "xbm"}  # bit-split parts: the first pass's temp segments
 
 
 @dataclass
@@ -100,6 +101,7 @@ class ProductLowering:
     buf: dict[str, Arena] = field(init=False)
     parity: dict[str, int] = field(default_factory=dict)
     ring: dict[tuple[int, int], int] = field(default_factory=dict)  # (row tile, k-chunk) -> slot, least recently used first
+    source: str = ""  # the segment of the int8 activations (the first pass's, for f32 ones)
 
     def __post_init__(self) -> None:
         tm, tn, tk = self.p.op.tile_sizes or (0, 0, 0)
@@ -188,7 +190,7 @@ class ProductLowering:
     def part_segment(self, part: str) -> str:
         """The DRAM segment of an activation part (ACTIVATION_PARTS): the int8 codes, or
         the first pass's nibbles and bitmap."""
-        return self.source if part == "x" else f"{self.out}.x{ {'lo': 'lo', 'hi': 'hi', 'bitmap': 'bm'}[part]}"
+        return self.source if part == "x" else f"{self.out}.{SPLIT_SEGMENTS[part]}"
 
     def load_chunk(self, part: str, line: int, m0: int, mr: int, k0: int, kw: int) -> None:
         size, buf = ACTIVATION_PARTS[self.p.acts.kind][part]
