@@ -10,7 +10,8 @@ half and a quarter of that are candidates too. tm (up to 2048 rows) and tn (up t
 slots) gives its DRAM traffic: the weights once per row tile, the activations once
 per row tile plus the chunks a column tile finds gone, the outputs once; and its
 time: the array's cycles (Machine.array_pass) against that traffic over the DRAM
-bandwidth, plus the stores a single output slot leaves exposed. The candidate of the
+bandwidth, plus the stores a single output slot leaves exposed (f32 activations add
+their first pass: f32 rows in, int8 codes and row scales out). The candidate of the
 least energy-delay product wins (energy: DRAM bytes, MACs, the scratchpad traffic of
 the GEMMs, accumulators above all, and static power); the
 choice is reported as a remark (`stoicc compile --target accel --remarks`).
@@ -18,11 +19,12 @@ choice is reported as a remark (`stoicc compile --target accel --remarks`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, FixedBitwidthType, ModuleOp, i64
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.accel.machine import Machine
@@ -83,14 +85,30 @@ class Estimate:
         return self.cycles * self.energy_pj
 
 
+def _weight_bytes(p: Product) -> int:
+    """The packed weight's bytes: every storage buffer (values, indices, scales, zero points,
+    outliers), or, unpacked or hybrid (whose buffers' sizes depend on its table), values and indices."""
+    w = p.weights
+    if w.storage is None or w.tile_formats:
+        return p.n * (w.value_bytes(p.k) + w.index_words(p.k) * INDEX_WORD_BYTES)
+    total = 0
+    for buffer in w.storage.buffers.data:
+        element = buffer.type.element_type
+        assert isinstance(element, FixedBitwidthType)
+        total += math.prod(buffer.type.get_shape()) * element.bitwidth // 8
+    return total
+
+
 def estimate(p: Product, tm: int, tn: int, tk: int, layout: Layout, machine: Machine) -> Estimate:
     w = p.weights
     row_tiles, column_tiles, k_chunks = len(chunks(p.m, tm)), len(chunks(p.n, tn)), len(chunks(p.k, tk))
-    weights = p.n * (w.value_bytes(p.k) + w.index_words(p.k) * INDEX_WORD_BYTES)
+    weights = _weight_bytes(p)
     acts = int(p.m * p.k * sum(size for size, _ in ACTIVATION_PARTS[p.acts.kind].values()))
+    source = p.m * p.k * (1 if p.acts.kind == "i8" else 4)  # the kernel's activations as given
+    first_pass = 0 if p.acts.kind == "i8" else source + acts + p.m * 8  # f32 rows in; codes and row scales out, in
     lost = max(0, k_chunks - layout.ring) / k_chunks if layout.ring else 0.0  # chunks a column tile reloads
     outputs = p.m * p.n * 4
-    dram = int(weights * row_tiles + acts * (1 + (column_tiles - 1) * lost) + outputs)
+    dram = int(first_pass + weights * row_tiles + acts * (1 + (column_tiles - 1) * lost) + outputs)
     slot = 8 // (8 // max(w.bits, 2))  # Bit Fusion's slice (functional.Functional._slot_bits)
     abits = 4 if p.acts.kind == "bitsplit" else 8
     speedup = (8 // abits) * (8 // slot)
@@ -108,7 +126,7 @@ def estimate(p: Product, tm: int, tn: int, tk: int, layout: Layout, machine: Mac
     )
     energy = (dram * machine.dram.pj_per_byte + p.m * p.n * p.k * e.mac_int8 + scratchpads
               + cycles * e.static_per_cycle)  # fmt: skip
-    return Estimate((tm, tn, tk), layout, dram, weights + acts + outputs, row_tiles, cycles, energy)
+    return Estimate((tm, tn, tk), layout, dram, source + weights + outputs, row_tiles, cycles, energy)
 
 
 def choose_tiles(p: Product, machine: Machine) -> Estimate:
