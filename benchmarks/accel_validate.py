@@ -174,7 +174,8 @@ def run_ours(m: int, n: int, k: int, machine: Path, tile: tuple[int, int, int] |
 def compare(shapes: list[tuple[int, int, int]], scalesim: dict[str, Any], directory: Path) -> list[dict[str, Any]]:
     """One row per shape and dataflow: SCALE-Sim's compute cycles (its total less its memory
     stalls; run, or its closed form where it was not), ours with SCALE-Sim's loop nest
-    (`scalesim_tiles`) and ours with accel-tile's own choice."""
+    (`scalesim_tiles`: the program's cycles, and its GEMMs' alone, the execute queue's busy
+    time) and ours with accel-tile's own choice."""
     rows = []
     for dataflow in DATAFLOWS:
         machine = machine_file(dataflow, directory)
@@ -187,6 +188,7 @@ def compare(shapes: list[tuple[int, int, int]], scalesim: dict[str, Any], direct
             rows.append({"shape": f"{m}x{n}x{k}", "dataflow": dataflow, "scalesim": reference, "ran": bool(theirs),
                          "scalesim_stalls": theirs["stalls"] if theirs else None, "tile": tile,
                          "ours": same["cycles"], "difference": same["cycles"] / reference - 1,
+                         "ours_gemms": same["array_busy"],
                          "ours_chosen": chosen["cycles"], "chosen_difference": chosen["cycles"] / reference - 1,
                          "chosen_dram_bytes": chosen["dram_bytes"]})  # fmt: skip
     return rows
@@ -200,7 +202,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         stalls = f"{r['scalesim_stalls']:,}" if r["ran"] else "not run"
         tile = ", ".join(map(str, r["tile"]))
         lines.append(f"| {r['shape'].replace('x', ' x ')} | {r['dataflow']} | {r['scalesim']:,}{ran} | "
-                     f"{r['ours']:,} ({r['difference']:+.1%}; [{tile}]) | {r['ours_chosen']:,} "
+                     f"{r['ours']:,} ({r['difference']:+.1%}; GEMMs {r['ours_gemms']:,}; [{tile}]) | {r['ours_chosen']:,} "
                      f"({r['chosen_difference']:+.1%}) | {stalls} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -220,7 +222,8 @@ def main() -> None:
         for m, n, k in shapes:
             for dataflow in DATAFLOWS:
                 record["results"][f"{m}x{n}x{k} {dataflow}"] = run_scalesim(m, n, k, dataflow)
-        record["command"] = "python benchmarks/accel_validate.py --scalesim (SCALE-Sim 3.0.0, numpy 1.26)"
+        record["command"] = ("python benchmarks/accel_validate.py --scalesim --shape M,N,K (SCALE-Sim 3.0.0 from "
+                             "scalesim-requirements.txt, Python 3.11, numpy 1.26.4; the config of accel_validate.CONFIG)")
         RECORD.write_text(json.dumps(record, indent=1) + "\n")
     with tempfile.TemporaryDirectory() as tmp:
         rows = compare(shapes, record["results"], Path(tmp))  # type: ignore[arg-type]
