@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,9 +93,13 @@ def scalesim_python() -> str:
 def setup() -> None:
     """SCALE-Sim 3.0.0 and numpy < 2 in a virtual environment of their own (.venv/scalesim),
     as scalesim-requirements.txt pins them."""
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
-                   check=True)  # fmt: skip
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
+                       check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(VENV, ignore_errors=True)  # not half an environment that the next run would take as whole
+        raise
 
 
 def scalesim_command(directory: Path, python: str) -> list[str]:
