@@ -373,23 +373,74 @@ STREAM_DEPTH = 4
 """Slots for the tiles loaded every k-step (weights, indices, partial sums) when they
 fit: two more loads in flight hide the DRAM latency behind small tiles."""
 
+ACTIVATION_PARTS: dict[str, dict[str, tuple[float, str]]] = {
+    "i8": {"x": (1, "inp")}, "token": {"x": (1, "inp")},
+    "bitsplit": {"lo": (0.5, "inp"), "hi": (0.5, "inp"), "bitmap": (0.125, "meta")},
+}  # fmt: skip
+"""The scratchpad regions a row tile of activations occupies: name -> (bytes per element, buffer)."""
 
-def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> dict[str, Arena]:
-    """Where every tile of a product with tiles [tm, tn, tk] lives: k-step tiles with
-    STREAM_DEPTH slots if everything then fits, else two, like every other tile."""
-    deep = _arenas(p, tm, tn, tk, machine, STREAM_DEPTH)
-    return deep if all(a.fits for a in deep.values()) else _arenas(p, tm, tn, tk, machine, 2)
+
+@dataclass
+class Layout:
+    """Where a product's tiles live. Activations are either resident (`ring` 0: two slots
+    of a whole [tm, K] row tile, loaded once per row tile and read by every column tile)
+    or a ring of `ring` slots of one [tm, tk] k-chunk each, loaded on demand (a column
+    tile finds the chunks the previous one left; convert-tdsl-to-accel walks k in
+    alternate directions so the last ones stay)."""
+
+    buffers: dict[str, Arena]
+    ring: int
+    out_depth: int  # slots of the [tm, tn] output tile: 2 lets a store overlap the next tile
+
+    @property
+    def fits(self) -> bool:
+        return all(a.fits for a in self.buffers.values())
 
 
-def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int) -> dict[str, Arena]:
+def arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine) -> Layout:
+    """Where every tile of a product with tiles [tm, tn, tk] lives, the first that fits of:
+    output tiles with two slots, then one; k-step tiles with STREAM_DEPTH slots, then two;
+    activations resident, then (not for SQ-format or hybrid weights, which read any chunk
+    of the row) in a ring as deep as the activation scratchpads allow."""
+    layout = Layout({}, 0, 0)
+    for out_depth in (2, 1):
+        for depth in (STREAM_DEPTH, 2):
+            layout = Layout(_arenas(p, tm, tn, tk, machine, depth, out_depth, 0), 0, out_depth)
+            if layout.fits:
+                return layout
+            if p.weights.sq[0] or p.weights.tile_formats:
+                continue
+            ring = _deepest_ring(p, tm, tn, tk, machine, depth, out_depth)
+            if ring:
+                return Layout(_arenas(p, tm, tn, tk, machine, depth, out_depth, ring), ring, out_depth)
+    return layout
+
+
+def _deepest_ring(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int, out_depth: int) -> int:
+    """The most k-chunk slots (at least 2, at most the chunks of a row) that fit beside the
+    other tiles; 0 if two do not."""
+    buf = _arenas(p, tm, tn, tk, machine, depth, out_depth, 2)
+    if not all(a.fits for a in buf.values()):
+        return 0
+    parts = ACTIVATION_PARTS[p.acts.kind]
+    extra = 1 << 30
+    for buffer in {b for _, b in parts.values()}:
+        arena = buf[buffer]
+        per_slot = sum(arena.regions.get(name, (0, 0, 0))[1] for name, (_, b) in parts.items() if b == buffer)
+        if per_slot:
+            extra = min(extra, (arena.capacity - arena.used["product"]) // per_slot)
+    return min(2 + extra, len(chunks(p.k, tk)))
+
+
+def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int, out_depth: int,
+            ring: int) -> dict[str, Arena]:  # fmt: skip
     buf = _empty(machine)
     w = p.weights
-    if p.acts.kind == "bitsplit":
-        buf["inp"].add("lo", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
-        buf["inp"].add("hi", chunked_lines(tm, p.k, tk, 0.5) * LINE_BYTES)
-        buf["meta"].add("bitmap", chunked_lines(tm, p.k, tk, 0.125) * LINE_BYTES)
-    else:
-        buf["inp"].add("x", chunked_lines(tm, p.k, tk, 1) * LINE_BYTES)
+    for name, (size, buffer) in ACTIVATION_PARTS[p.acts.kind].items():
+        if ring:
+            buf[buffer].add(name, lines(int(tm * tk * size)) * LINE_BYTES, ring)
+        else:
+            buf[buffer].add(name, chunked_lines(tm, p.k, tk, size) * LINE_BYTES)
     if p.acts.kind != "i8":
         _first_pass(buf, p, quantized_rows(p, tm, tk, machine), tk)
         buf["scl"].add("xs", tm * 4)
@@ -405,7 +456,7 @@ def _arenas(p: Product, tm: int, tn: int, tk: int, machine: Machine, depth: int)
         buf["meta"].add("hidx", tn * slots * INDEX_BYTES)
         buf["acc"].add("hacc", tm * tn * 4)
         buf["scl"].add("hs", tn * 4)
-    buf["acc"].add("out", tm * tn * 4)
+    buf["acc"].add("out", tm * tn * 4, out_depth)
     if w.scales == "group":
         buf["acc"].add("part", tm * tn * 4, depth)
         buf["scl"].add("gs", tn * w.groups(p.k) * 4)

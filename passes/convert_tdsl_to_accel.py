@@ -5,14 +5,19 @@ one segment per storage buffer, named `param.role`); each matrix product becomes
 loops, unrolled at compile time, of DMA loads, GEMMs on the MAC array, vector unit
 epilogues and stores:
 
-    for each row tile of the activations:    load (or quantize, and split) its rows, all of K, in k-chunks
+    for each row tile of the activations:    (resident: load its rows, all of K, in k-chunks)
       for each column tile of the weights:   load its per-channel scales
-        for each k-chunk:                    load values (+ indices, group scales, SQ outliers); GEMM
+        for each k-chunk:                    (ring: load the rows' chunk unless still there)
+                                             load values (+ indices, group scales, SQ outliers); GEMM
         epilogue on the vector unit:         scales, bias, activation; store
 
-Every tile has at least two slots in its scratchpad (accel_operands.arenas), used
-in turn, so the next tile loads while the current one is computed on. The instructions
-carry no dependency tokens yet: accel-schedule adds them.
+f32 activations are quantized (and split) by a first pass into DRAM. Every tile has
+at least two slots in its scratchpad (accel_operands.arenas), used in turn, so the
+next tile loads while the current one is computed on. Activations that do not fit
+twice whole live in a ring of k-chunk slots: column tiles walk k in alternate
+directions, so each starts with the chunks the previous one left (accel-tile weighs
+the weight re-reads of small row tiles against these). The instructions carry no
+dependency tokens yet: accel-schedule adds them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.nm import INDEX_WORD_BYTES, NMCodec
 from stoicc_py.codec.sq import HIGH, INDEX, INDEX_BYTES
 from stoicc_py.codegen.accel_operands import (
+    ACTIVATION_PARTS,
     TILE_TABLE,
     Arena,
     Product,
@@ -46,10 +52,11 @@ from stoicc_py.dialects import accel
 from stoicc_py.dialects.accel import GENERATED, InstructionOp, output_segment, temp_segment
 from stoicc_py.dialects.layout import StorageAttr
 from stoicc_py.dialects.tdsl import ContractionOp, QuantizeOp, TensorType
+from stoicc_py.passes.accel_tile import MAX_TILE_STEPS
 
 ELEMENT_BYTES = {"f32": 4, "f16": 2, "i8": 1, "i32": 4}
 INTEGER_ACTIVATIONS = ("relu",)
-MAX_TILE_STEPS = 2**14  # tile products per matrix product, unrolled: ~1.5 ms each to build, more to simulate
+SPLIT_SEGMENTS = {"lo": "xlo", "hi": "xhi", "bitmap": "xbm"}  # bit-split parts: the first pass's temp segments
 
 
 @dataclass
@@ -93,13 +100,16 @@ class ProductLowering:
     machine: Machine
     buf: dict[str, Arena] = field(init=False)
     parity: dict[str, int] = field(default_factory=dict)
+    ring: dict[tuple[int, int], int] = field(default_factory=dict)  # (row tile, k-chunk) -> slot, least recently used first
+    source: str = ""  # the segment of the int8 activations (the first pass's, for f32 ones)
 
     def __post_init__(self) -> None:
         tm, tn, tk = self.p.op.tile_sizes or (0, 0, 0)
         if not tm:
             raise op_error(self.p.op, "convert-tdsl-to-accel needs tile sizes (run accel-tile first)")
         self.tm, self.tn, self.tk = tm, tn, tk
-        self.buf = arenas(self.p, tm, tn, tk, self.machine)
+        layout = arenas(self.p, tm, tn, tk, self.machine)
+        self.buf, self.ring_depth = layout.buffers, layout.ring
         full = [name for name, arena in self.buf.items() if not arena.fits]
         if full:
             raise op_error(self.p.op, f"tiles [{tm}, {tn}, {tk}] overflow the {', '.join(full)} scratchpad(s) "
@@ -129,8 +139,12 @@ class ProductLowering:
         source = self.emit.segments[self.p.acts.source]
         if self.p.acts.kind != "i8":
             source = self.quantize_rows(source)
+        self.source = source
         for m0, mr in chunks(self.p.m, self.tm):
-            self.activations(source, m0, mr)
+            if self.ring_depth:  # the chunks load as the column tiles need them
+                self.row_scales(m0, mr)
+            else:
+                self.activations(m0, mr)
             for n0, nr in chunks(self.p.n, self.tn):
                 self.column_tile(m0, mr, n0, nr)
                 self.parity["n"] = self.parity.get("n", 0) + 1
@@ -173,19 +187,45 @@ class ProductLowering:
                        aux=self.slot("inp", "hiq", "q") + half, scl=self.slot("meta", "bitmapq", "q") + eighth,
                        rows=rows, cols=kw)  # fmt: skip
 
-    def activations(self, source: str, m0: int, mr: int) -> None:
-        """The row tile's int8 codes (bit-split: nibbles and bitmap), all of K in k-chunks,
-        and their scales."""
-        p, e, k = self.p, self.emit, self.p.k
-        parts = {"xlo": (0.5, "inp", "lo"), "xhi": (0.5, "inp", "hi"), "xbm": (0.125, "meta", "bitmap")} \
-            if p.acts.kind == "bitsplit" else {"": (1, "inp", "x")}  # fmt: skip
-        for name, (size, buf, region) in parts.items():
-            segment = f"{self.out}.{name}" if name else source
+    def part_segment(self, part: str) -> str:
+        """The DRAM segment of an activation part (ACTIVATION_PARTS): the int8 codes, or
+        the first pass's nibbles and bitmap."""
+        return self.source if part == "x" else f"{self.out}.{SPLIT_SEGMENTS[part]}"
+
+    def load_chunk(self, part: str, line: int, m0: int, mr: int, k0: int, kw: int) -> None:
+        size, buf = ACTIVATION_PARTS[self.p.acts.kind][part]
+        k = self.p.k
+        self.emit.load(buf, line, self.part_segment(part), int((m0 * k + k0) * size), mr, int(kw * size), int(k * size))
+
+    def activations(self, m0: int, mr: int) -> None:
+        """A resident row tile: its int8 codes (bit-split: nibbles and bitmap), all of K in
+        k-chunks, and their scales."""
+        for part, (size, buf) in ACTIVATION_PARTS[self.p.acts.kind].items():
             for c, (k0, kw) in enumerate(self.kchunks):
-                e.load(buf, self.slot(buf, region, "m") + self.chunk_line(c, mr, size), segment, int((m0 * k + k0) * size),
-                       mr, int(kw * size), int(k * size))  # fmt: skip
-        if p.acts.kind != "i8":
-            e.load("scl", self.slot("scl", "xs", "m"), f"{self.out}.xs", m0 * 4, 1, mr * 4, mr * 4)
+                self.load_chunk(part, self.slot(buf, part, "m") + self.chunk_line(c, mr, size), m0, mr, k0, kw)
+        self.row_scales(m0, mr)
+
+    def row_scales(self, m0: int, mr: int) -> None:
+        if self.p.acts.kind != "i8":
+            self.emit.load("scl", self.slot("scl", "xs", "m"), f"{self.out}.xs", m0 * 4, 1, mr * 4, mr * 4)
+
+    def x_line(self, part: str, c: int, m0: int, mr: int) -> int:
+        """Where k-chunk c of the row tile's activation part is: resident, or in the ring,
+        loaded there first (into the slot used longest ago, which no GEMM in flight reads) if
+        it is not."""
+        size, buf = ACTIVATION_PARTS[self.p.acts.kind][part]
+        if not self.ring_depth:
+            return self.slot(buf, part, "m") + self.chunk_line(c, mr, size)
+        chunk = (m0, c)
+        if chunk in self.ring:
+            self.ring[chunk] = self.ring.pop(chunk)  # the most recently used now
+        else:  # all its parts load together
+            full = len(self.ring) == self.ring_depth
+            self.ring[chunk] = self.ring.pop(next(iter(self.ring))) if full else len(self.ring)
+            k0, kw = self.kchunks[c]
+            for other in ACTIVATION_PARTS[self.p.acts.kind]:
+                self.load_chunk(other, self.x_line(other, c, m0, mr), m0, mr, k0, kw)
+        return self.buf[buf].slot(part, self.ring[chunk])
 
     # ------------------------------------------------------------------ one output tile
 
@@ -213,10 +253,12 @@ class ProductLowering:
             e.load("meta", self.slot("meta", "hidx", "n"), self.weight_segment(INDEX), n0 * index, 1, nr * index,
                    nr * index)  # fmt: skip
         if w.tile_formats:
-            self.hybrid_row(mr, n0, nr, out)
+            self.hybrid_row(m0, mr, n0, nr, out)
         else:
-            for c, (k0, kw) in enumerate(self.kchunks):
-                self.k_step(c, k0, kw, mr, n0, nr, out)
+            order = list(enumerate(self.kchunks))
+            backwards = self.ring_depth and self.parity.get("n", 0) % 2
+            for step, (c, (k0, kw)) in enumerate(order[::-1] if backwards else order):
+                self.k_step(c, k0, kw, step == 0, m0, mr, n0, nr, out)
                 self.parity["k"] = self.parity.get("k", 0) + 1
         if w.sq[0]:
             self.outliers(mr, nr)
@@ -232,37 +274,34 @@ class ProductLowering:
         if size == 2:
             self.emit.valu("half", dst=slot, src=slot, rows=rows, cols=cols)
 
-    def k_step(self, c: int, k0: int, kw: int, mr: int, n0: int, nr: int, out: int) -> None:
+    def k_step(self, c: int, k0: int, kw: int, first: bool, m0: int, mr: int, n0: int, nr: int, out: int) -> None:
         p, e, w = self.p, self.emit, self.p.weights
+        x = {part: self.x_line(part, c, m0, mr) for part in ACTIVATION_PARTS[p.acts.kind]}
         wslot = self.slot("wgt", "w", "k")
         self.load_values(wslot, k0, kw, n0, nr)
         grouped = w.scales == "group"
         target = self.slot("acc", "part", "k") if grouped else out
-        init = grouped or c == 0
-        shape = {"m": mr, "n": nr, "k": kw, "wgt": wslot, "acc": target, "init": init}
-        if p.acts.kind != "bitsplit":
-            x = self.slot("inp", "x", "m") + self.chunk_line(c, mr, 1)
+        shape = {"m": mr, "n": nr, "k": kw, "wgt": wslot, "acc": target, "init": grouped or first}
         if w.nm[0]:
             idx = self.slot("meta", "idx", "k")
             word = INDEX_WORD_BYTES
             e.load("meta", idx, self.weight_segment("indices"), (n0 * w.words + k0 // w.k_align) * word, nr,
                    w.index_words(kw) * word, w.words * word)  # fmt: skip
             e.config(wcode=w.wcode, n=w.nm[0], m=w.nm[1])
-            e(accel.SparseGemmOp, inp=x, meta=idx, **shape)
+            e(accel.SparseGemmOp, inp=x["x"], meta=idx, **shape)
         elif p.acts.kind == "bitsplit":
             e.config(abits=4, asigned=False, wcode=w.wcode)
-            half = self.chunk_line(c, mr, 0.5)
-            e(accel.GemmOp, inp=self.slot("inp", "lo", "m") + half, **shape)
-            bitmap = self.slot("meta", "bitmap", "m") + self.chunk_line(c, mr, 0.125)
-            e(accel.BitSplitGemmOp, inp=self.slot("inp", "hi", "m") + half, meta=bitmap, **{**shape, "init": False})
+            e(accel.GemmOp, inp=x["lo"], **shape)
+            e(accel.BitSplitGemmOp, inp=x["hi"], meta=x["bitmap"], **{**shape, "init": False})
         elif w.zero_points:  # the zero points of this k-chunk's group (docs/isa.md, "gemm")
             e.config(wcode=w.wcode, wzp=True, zstride=w.scale_columns(p.k))
-            e(accel.GemmOp, inp=x, zp=self.slot("scl", "wz", "n"), zcol=k0 // w.group if w.group else 0, **shape)
+            e(accel.GemmOp, inp=x["x"], zp=self.slot("scl", "wz", "n"), zcol=k0 // w.group if w.group else 0,
+              **shape)  # fmt: skip
         else:
             e.config(wcode=w.wcode)
-            e(accel.GemmOp, inp=x, **shape)
+            e(accel.GemmOp, inp=x["x"], **shape)
         if grouped:  # scale (n, g) is word n * groups + g of the tile's scales
-            e.valu("scale" if c == 0 else "macc", dst=out, src=target, scl=self.slot("scl", "gs", "n"),
+            e.valu("scale" if first else "macc", dst=out, src=target, scl=self.slot("scl", "gs", "n"),
                    aux=k0 // w.group, stride=w.groups(p.k), rows=mr, cols=nr, bcast="col")  # fmt: skip
 
     def load_values(self, wslot: int, k0: int, kw: int, n0: int, nr: int) -> None:
@@ -276,7 +315,7 @@ class ProductLowering:
                            n0 * row_bytes + plane.start(width) + first * plane.bits // 8, nr, count * plane.bits // 8,
                            row_bytes)  # fmt: skip
 
-    def hybrid_row(self, mr: int, n0: int, nr: int, out: int) -> None:
+    def hybrid_row(self, m0: int, mr: int, n0: int, nr: int, out: int) -> None:
         """One tile row of a hybrid weight, as its table says: per format (as STOICC's
         executor), a GEMM per stored tile; empty tiles cost nothing."""
         e, w = self.emit, self.p.weights
@@ -295,7 +334,7 @@ class ProductLowering:
                 wslot, idx = self.slot("wgt", "w", "k"), self.slot("meta", "idx", "k")
                 e.load("wgt", wslot, self.weight_segment(hybrid_code.role(f, "values")), rank * th * row_bytes, nr, cols,
                        row_bytes)  # fmt: skip
-                shape = {"acc": out, "init": init, "inp": self.slot("inp", "x", "m") + self.chunk_line(j, mr, 1),
+                shape = {"acc": out, "init": init, "inp": self.x_line("x", j, m0, mr),
                          "wgt": wslot, "m": mr, "n": nr, "k": kw}  # fmt: skip
                 if sn:
                     e.load("meta", idx, self.weight_segment(hybrid_code.role(f, "indices")), rank * th * words, nr,

@@ -152,7 +152,7 @@ def _compiling_note(file: str, args: argparse.Namespace) -> Iterator[None]:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     _only_for(args, "accel", "dim", "weight", "machine")
-    _only_for(args, "cpu", "check_bounds", "mcpu", "mattr", "remarks")
+    _only_for(args, "cpu", "check_bounds", "mcpu", "mattr")
     options = Options(args.target, args.tile or (), args.check_bounds, args.mcpu or "", args.mattr or "")
     target = machine_options(options.cpu, options.mattr)  # an unknown name is an error before any work
     if args.target == "cpu" and args.emit in ("obj", "llvm-ir", "asm") and args.passes is None:
@@ -162,7 +162,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         module = _selected(front_end(source, file), args.kernel)
         if args.remarks:
             _show_remarks()
-            if args.passes is None and args.emit in ("ir", "opt", "header"):
+            if args.target == "cpu" and args.passes is None and args.emit in ("ir", "opt", "header"):
                 lower(module, Stage.LOOPS, options)  # the loop-level passes make the remarks
         output = _artifact(args, options, file, module, describe(target))
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)

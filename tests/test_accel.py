@@ -345,3 +345,38 @@ def test_parameter_names_never_meet_generated_segments(kernel: str, names: list[
     got, want = k(*args), k.reference(*args)
     for g, w in zip(*((got, want) if isinstance(got, tuple) else ([got], [want]))):
         assert_close(g, w)
+
+
+RING = """
+kernel dense(x: i8[M, 512], w: i8[128, 512] @ nm(2, 4), b: i32[128]) -> i32[M, 128] { return relu(linear(x, w, b)) }
+kernel w4a8(x: f32[M, 512], w: f32[128, 512] @ int4(group=128)) -> f32[M, 128] {
+  return linear(quantize(x, int8(per=token)), w)
+}
+kernel bitsplit(x: f32[M, 512], w: f32[128, 512] @ int8(axis=0)) -> f32[M, 128] {
+  return linear(quantize(x, bitsplit(int8)), w)
+}
+"""
+
+
+@pytest.mark.parametrize("kernel", ["dense", "w4a8", "bitsplit"])
+def test_activations_in_a_ring_of_k_chunks(tmp_path: Any, kernel: str) -> None:
+    """With 4 KiB of inp a [16, 512] row tile does not fit twice: its four [16, 128] k-chunks
+    share a ring of two slots (bit-split: of its nibbles, and their bitmaps in meta), and
+    every other column tile walks k backwards. The results are the reference's, and the
+    activations are loaded more than once (the chunks the ring did not keep)."""
+    (tmp_path / "small.toml").write_text("[buffers]\ninp = 4\n")
+    k = getattr(stoicc_py.compile(RING, target="accel", tile=(16, 32, 128), machine=str(tmp_path / "small.toml")),
+                kernel)  # fmt: skip
+    rng = np.random.default_rng(1)
+    m = 37  # three row tiles, the last ragged
+    if kernel == "dense":
+        x, w, b = ints(rng, m, 512), ints(rng, 128, 512), rng.integers(-1000, 1000, 128, dtype=np.int32)
+        packed = k.pack("w", w, prune="magnitude")
+        np.testing.assert_array_equal(k(x, packed, b), np.maximum(exact(x, packed.unpack()) + b, 0))
+        codes = m * 512
+    else:
+        x, w = rand(rng, m, 512), rand(rng, 128, 512)
+        packed = k.pack("w", w)
+        assert_close(k(x, packed), k.reference(x, packed), rtol=1e-4)
+        codes = m * 512 + m * 512 * 4  # the int8 codes (or both nibbles) once, and the f32 rows of the first pass
+    assert k.last_report.dram_bytes["activations"] > codes

@@ -36,7 +36,7 @@ class SimulationError(RuntimeError):
 class Activity:
     """The work one instruction did."""
 
-    steps: int = 0  # MAC array steps (cycles without the pipeline latency)
+    steps: int = 0  # MAC array cycles (Machine.array_pass: weight loads, fill and drain included)
     macs: int = 0  # products computed
     dense_macs: int = 0  # products of the equivalent dense computation
     mac_bits: int = 64  # abits * wbits of those products
@@ -185,18 +185,26 @@ class Functional:
         acc = self.words("acc", f["acc"], f["m"], f["n"], np.int32, write=True)
         acc[...] = product if f["init"] else acc + product  # i32 wraps, as the hardware's adders do
 
-    def _steps(self, m_rows: int | Array, n: int, k_eff: int | Array) -> int:
-        a = self.machine.array
-        per_step = a.width * self._speedup()
-        return int(np.sum(m_rows * -(-np.asarray(k_eff) // per_step))) * -(-n // a.rows)
+    def _array(self, act: Activity, k_slots: Any, m: int, n: int, init: bool, fused: bool = True) -> None:
+        """The array's cycles (Machine.array_pass) for rows of k_slots 8-bit multiplier slots
+        each (Bit Fusion's, unless not `fused`: 8 x 8 bits), and the accumulator traffic they
+        cause: a partial sum per output and k-fold (ws), or one per output (os)."""
+        speedup = self._speedup() if fused else 1
+        bits = (speedup * self.cfg["abits"], speedup * self._wbits) if fused else (8, 8)
+        cost = self.machine.array_pass(k_slots, n, *bits)
+        act.steps = cost.cycles
+        passes, words = max(cost.acc_passes, 1), m * n * 4
+        act.writes["acc"] += words * passes
+        act.reads["acc"] += words * (passes - init)
+        act.reads["wgt"] *= max(cost.wgt_passes, 1)
 
     def _gemm_activity(self, f: dict[str, int], x: Array, w: Array, k_stored: int) -> Activity:
         m, n, k = f["m"], f["n"], f["k"]
-        act = Activity(steps=self._steps(m, n, k_stored), macs=m * n * k_stored, dense_macs=m * n * k)
+        act = Activity(macs=m * n * k_stored, dense_macs=m * n * k)
         act.mac_bits = self.cfg["abits"] * self._slot_bits
         act.reads.update(inp=x.size * self.cfg["abits"] // 8 * -(-n // self.machine.array.rows),
-                         wgt=n * k_stored * self._wbits // 8, acc=0 if f["init"] else m * n * 4)  # fmt: skip
-        act.writes["acc"] += m * n * 4
+                         wgt=n * k_stored * self._wbits // 8)  # fmt: skip
+        self._array(act, np.full(m, -(-k_stored // self._speedup())), m, n, bool(f["init"]))
         return act
 
     def _zero_points(self, f: dict[str, int], n: int) -> Array:
@@ -250,11 +258,11 @@ class Functional:
         w = self._weights(f["wgt"], n, k)
         self._accumulate(f, 16 * _matmul(hi, w))
         nnz = np.count_nonzero(bitmap, axis=1)
-        act = Activity(steps=self._steps(1, n, nnz), macs=int(nnz.sum()) * n, dense_macs=0)
+        act = Activity(macs=int(nnz.sum()) * n, dense_macs=0)
         act.mac_bits = 4 * self._slot_bits
         act.reads.update(inp=int(nnz.sum()) // 2 * -(-n // self.machine.array.rows), wgt=n * k * self._wbits // 8,
-                         meta=m * k // 8, acc=m * n * 4)  # fmt: skip
-        act.writes["acc"] += m * n * 4
+                         meta=m * k // 8)  # fmt: skip
+        self._array(act, -(-nnz // self._speedup()), m, n, init=False)
         return act
 
     def _sqgemm(self, f: dict[str, int]) -> Activity:
@@ -270,10 +278,9 @@ class Functional:
         w = np.zeros((n, k), np.int8)
         np.put_along_axis(w, sq.columns(index, group, count), values, axis=1)
         self._accumulate(f, _matmul(self._chunked_activations(f["inp"], m, k), w))
-        act = Activity(steps=m * -(-slots // self.machine.array.width) * -(-n // self.machine.array.rows))
-        act.macs = m * n * slots
-        act.reads.update(inp=m * slots, wgt=n * slots, meta=n * slots * 2, acc=0 if f["init"] else m * n * 4)
-        act.writes["acc"] += m * n * 4
+        act = Activity(macs=m * n * slots)
+        act.reads.update(inp=m * slots, wgt=n * slots, meta=n * slots * 2)
+        self._array(act, np.full(m, slots), m, n, bool(f["init"]), fused=False)  # int8 x int8
         return act
 
     def _chunked_activations(self, line: int, m: int, k: int) -> Array:

@@ -107,12 +107,12 @@ def _report(program: Program, machine: Machine, t: Timeline) -> Report:
     dram_ideal = int(np.ceil(compulsory / machine.dram.bytes_per_cycle))
     cycles = max(t.cycles, 1)
     sram = {b: {"read": int(act.reads[b]), "written": int(act.writes[b])} for b in BUFFERS}
-    values_bytes = sum(v["read"] + v["written"] for b, v in sram.items() if b != "meta")
+    sram_pj = {b: (v["read"] + v["written"]) * machine.sram_pj_per_byte(b) for b, v in sram.items()}
     energy = {
         "mac": t.mac_energy,
-        "scratchpad": values_bytes * e.sram_byte,
-        "metadata": (sram["meta"]["read"] + sram["meta"]["written"]) * e.meta_byte,
-        "dram": act.dram_bursts * e.dram_byte,  # the channel moves whole bursts
+        "scratchpad": sum(pj for b, pj in sram_pj.items() if b != "meta"),
+        "metadata": sram_pj["meta"],
+        "dram": act.dram_bursts * machine.dram.pj_per_byte,  # the channel moves whole bursts
         "vector": act.vector * e.vector_op,
         "static": t.cycles * e.static_per_cycle,
     }

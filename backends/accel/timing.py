@@ -89,7 +89,7 @@ class TimingModel:
         if instr.mnemonic in ("ld", "st"):
             return self.machine.dram.latency
         if act.steps or instr.mnemonic.endswith("gemm"):
-            return act.steps + self.machine.array.latency
+            return max(act.steps, 1)
         if instr.mnemonic == "valu":
             v = self.machine.vector
             return -(-act.vector // v.lanes) + v.latency
