@@ -8,7 +8,7 @@
 
 And how compile time grows with a kernel's length (`python benchmarks/compile_time.py`):
 a chain of n elementwise statements and a sum of n parameters, each compiled without
-a cache, in CPU time split into the front end with our passes and LLVM (its O3 and code
+a cache, in CPU time split into the front end with our passes and LLVM (its O2 and code
 emission, in this process), with the growth exponent fitted to each.
 """
 
@@ -34,7 +34,7 @@ import json, resource, sys, time
 start = time.perf_counter()
 import stoicc_py.api
 imported = time.perf_counter()
-program = stoicc_py.api.compile(sys.argv[1])
+program = stoicc_py.api.compile(sys.argv[1], sys.argv[2])
 done = time.perf_counter()
 from stoicc_py.backends.llvm.worker import POOL
 POOL.shutdown()  # reaped: its CPU time joins RUSAGE_CHILDREN
@@ -43,6 +43,15 @@ print(json.dumps({"import_s": imported - start, "compile_s": done - imported, "c
 """
 _TABLES = "from stoicc_py.frontend.parser import _lark; _lark()"
 CHILD_TIMEOUT_S = 600
+
+
+TARGETS = {"gpu.tdsl": "gpu"}
+"""Examples written for another target than the CPU (their header says how to run them)."""
+
+
+def target(path: Path) -> str:
+    """The target an example is compiled for, as its header runs it."""
+    return TARGETS.get(path.name, "cpu")
 
 
 def example_files() -> list[Path]:
@@ -82,7 +91,7 @@ def _subprocess(path: Path | None, cache: str) -> dict[str, Any]:
     """Run the child in a new interpreter; its own timings plus the wall time of the process.
     Without a path, the child only builds the parser's tables into the cache."""
     env = os.environ | {"STOICC_CACHE_DIR": cache}
-    child = [_TABLES] if path is None else [_CHILD, str(path)]
+    child = [_TABLES] if path is None else [_CHILD, str(path), target(path)]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", *child], env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     wall = time.perf_counter() - start
@@ -96,7 +105,7 @@ def _subprocess(path: Path | None, cache: str) -> dict[str, Any]:
 
 def _in_process(path: Path, cache: str) -> float:
     start = time.perf_counter()
-    stoicc_py.compile(path, cache=cache)
+    stoicc_py.compile(path, target(path), cache=cache)
     return time.perf_counter() - start
 
 

@@ -107,8 +107,13 @@ class Outliner:
         free = free_values(nest)
         for v in free:
             self.value(v)
-        for v in free:
-            v.replace_uses_with_if(self.mapping[v], lambda use: nest.is_ancestor(use.operation))
+        # The nest's own operands, not each free value's every use: a kernel's arguments
+        # and constants are used by all its nests, so that was quadratic in the nests.
+        outside = set(free)
+        for op in nest.walk():
+            for i, operand in enumerate(op.operands):
+                if operand in outside:
+                    op.operands[i] = self.mapping[operand]
         Rewriter.insert_op(func.CallOp(name, self.operands, ()), InsertPoint.before(nest))
         nest.detach()
         self.block.add_ops([nest, func.ReturnOp()])
