@@ -157,14 +157,15 @@ class _Gemv(_Gemm):
                     self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
 
     def k_split(self) -> None:
-        """Warp w takes steps w, w + warps, ...; GEMV_UNROLL of them an iteration."""
+        """Warp w takes steps w, w + warps, ...; GEMV_UNROLL of them an iteration. The
+        warps are the spec's, as the launch's (GEMV_WARPS is only the default)."""
         s, b = self.s, self.b
         steps = -(-s.k // self.step_columns)
-        stride = GEMV_WARPS * GEMV_UNROLL
+        stride = s.warps * GEMV_UNROLL
 
         def iteration(i: str) -> None:
             for u in range(GEMV_UNROLL):
-                self.step(b.i32("add", b.i32("add", i, u * GEMV_WARPS), "%warp"))
+                self.step(b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
 
         b.loop(-(-steps // stride) * stride, stride, iteration, unroll=False)
 
@@ -183,7 +184,7 @@ class _Gemv(_Gemm):
         b.emit(f"br i1 {b.op(f'icmp ult i32 %tid, {per_warp}')}, label %{then}, label %{done}")
         b.begin(then)
         total = "0.0"
-        for other in range(GEMV_WARPS):
+        for other in range(s.warps):
             at = b.op(
                 f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', '%tid', other * per_warp)}"
             )
@@ -205,7 +206,7 @@ class _Gemv(_Gemm):
         b.emit("%row.high = add i32 %row.low, 8")
         self.k_split()
         self.reduce()
-        shared = f"@partial = internal addrspace(3) global [{GEMV_WARPS * 4 * s.cols * 32} x float] undef, align 16"
+        shared = f"@partial = internal addrspace(3) global [{s.warps * 4 * s.cols * 32} x float] undef, align 16"
         return self.module((shared,), ("declare void @llvm.nvvm.barrier0()",))
 
     def warp_rows_offset(self) -> str:
