@@ -337,26 +337,38 @@ class _Gemm:
             entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4")
             code, slot = b.i32("and", entry, (1 << MAP_CODE_BITS) - 1), b.i32("lshr", entry, MAP_CODE_BITS)
             k_base = b.i32("mul", kt, tw)
-            cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
-            empty, join = b.label("empty"), b.label("join")
-            targets = " ".join(f"i32 {1 + f}, label %{case}" for f, case in enumerate(cases))
-            b.emit(f"switch i32 {code}, label %{empty} [ {targets} ]")
-            for f, (format, case) in enumerate(zip(s.tile_formats, cases)):
-                b.begin(case)
+
+            def case(f: int, format: str, values: str) -> None:
                 cols = tw // 2 if format == "nm24" else tw
-                values = b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16")
                 meta = (
                     b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32")
                     if format == "nm24"
                     else None
                 )
                 self.k_loop(_Source(format, values, row0, th, cols, k_base, meta, tw // 32), tw)
-                b.emit(f"br label %{join}")
-            b.begin(empty)
-            b.emit(f"br label %{join}")
-            b.begin(join)
+
+            self.switch_on_format(code, slot, case)
 
         b.loop(tile_cols, 1, tile, unroll=False)
+
+    def switch_on_format(self, code: str, slot: str, case: Callable[[int, str, str], None]) -> None:
+        """A switch on a hybrid tile's code from the tile map (format f is 1 + f; 0, an empty
+        tile: nothing), uniform across the block: `case(f, format, values)` with the tile's
+        stored values, slot `slot` of format f's buffer."""
+        s, b = self.s, self.b
+        th, tw = s.tile
+        cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
+        empty, join = b.label("empty"), b.label("join")
+        targets = " ".join(f"i32 {1 + f}, label %{label}" for f, label in enumerate(cases))
+        b.emit(f"switch i32 {code}, label %{empty} [ {targets} ]")
+        for f, (format, label) in enumerate(zip(s.tile_formats, cases)):
+            b.begin(label)
+            cols = tw // 2 if format == "nm24" else tw
+            case(f, format, b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16"))
+            b.emit(f"br label %{join}")
+        b.begin(empty)
+        b.emit(f"br label %{join}")
+        b.begin(join)
 
     def prologue(self) -> None:
         s, b = self.s, self.b

@@ -148,20 +148,12 @@ class _Staged(_Gemm):
         code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
         slot = b.i32("lshr", entry, MAP_CODE_BITS)
         in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
-        cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
-        empty, join = b.label("empty"), b.label("join")
-        targets = " ".join(f"i32 {1 + f}, label %{case}" for f, case in enumerate(cases))
-        b.emit(f"switch i32 {code}, label %{empty} [ {targets} ]")
-        for f, (format, case) in enumerate(zip(s.tile_formats, cases)):
-            b.begin(case)
-            cols = tw // 2 if format == "nm24" else tw
-            values = b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16")
+
+        def case(f: int, format: str, values: str) -> None:
             col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
             body(format, values, row0, col, (slot, f"%meta{f}"))
-            b.emit(f"br label %{join}")
-        b.begin(empty)
-        b.emit(f"br label %{join}")
-        b.begin(join)
+
+        self.switch_on_format(code, slot, case)
 
     def load_stage(self, kt: str) -> None:
         """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
