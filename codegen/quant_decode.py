@@ -46,6 +46,18 @@ def _lanes(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
 
 
+def concatenated(b: LoopBuilder, parts: list[SSAValue]) -> SSAValue:
+    """Vectors of one type, a power-of-two count of them, one after another in one vector."""
+    while len(parts) > 1:
+        kind = parts[0].type
+        assert isinstance(kind, VectorType)
+        wide = VectorType(kind.element_type, [2 * _lanes(parts[0])])
+        parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
+                                           result_type=wide))
+                 for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
+    return parts[0]
+
+
 def _lane_const(b: LoopBuilder, type: VectorType, bits: int, width: int) -> SSAValue:
     """A splat of the unsigned `width`-bit pattern `bits`, as the lanes' signed integer."""
     return b.splat(type, bits - (1 << width) if bits >> (width - 1) else bits)
@@ -153,12 +165,7 @@ class CodeDecoder:
         per, plane = self.phases, self.code.planes[0]
         assert per == len(rows) and count % (4 * per) == 0
         at = b.div(k, b.index(per))
-        parts = [b.insert(vector.LoadOp(values, [n, at], VectorType(i8, [count // per]))) for n in rows]
-        while len(parts) > 1:
-            parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
-                                               result_type=VectorType(i8, [2 * _lanes(u)])))
-                     for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
-        both = parts[0]
+        both = concatenated(b, [b.insert(vector.LoadOp(values, [n, at], VectorType(i8, [count // per]))) for n in rows])
         if self.code.sign is Sign.TWOS:  # q + 2^(b-1): each field's sign bit flipped
             flip = sum(self.code.sign_bit << (plane.bits * j) for j in range(per))
             both = b.insert(arith.XOrIOp(both, _lane_const(b, both.type, flip, 8)))  # type: ignore[arg-type]

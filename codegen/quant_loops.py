@@ -133,21 +133,22 @@ class QuantView:
         code = self.decoder.scalar(b, self.buffers["values"], lead, k)
         if self.symmetric or self.layout.float_offset:
             return code
-        return b.insert(arith.SubiOp(code, self.zero_point(b, row, self._group_of(b, k))))
+        return b.insert(arith.SubiOp(code, self.zero_point(b, row, self.group_of(b, k))))
 
     def zero_point(self, b: LoopBuilder, row: Lead, g: SSAValue) -> SSAValue:
         """The (asymmetric) zero point of group g of `row`, as i32."""
         zp = b.load(self.buffers["zero_points"], self.scale_indices(b, row, g))
         return b.insert(arith.ExtUIOp(zp, i32))
 
-    def _group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
+    def group_of(self, b: LoopBuilder, k: SSAValue) -> SSAValue:
+        """The scale group of element k of a row."""
         # Per-tensor scales over a list of unknown length have no group size to divide by.
         return b.index(0) if self.per == "tensor" else b.div(k, b.index(self.group_len))
 
     def value(self, b: LoopBuilder, row: Lead, k: SSAValue) -> SSAValue:
         """scale * (q - zero_point) (+ offset) of element (row, k), as f32."""
         q = b.insert(arith.SIToFPOp(self.code(b, row, k), f32))
-        g = self._group_of(b, k)
+        g = self.group_of(b, k)
         value = b.fmul(self.scale(b, row, g), q)
         return value if self.offsets is None else b.fadd(value, self.offset(b, row, g))
 

@@ -99,7 +99,7 @@ class _Tile:
             if self.scale > 1:
                 return (None, None)
             step = constant(self.loop.step)
-            return (0, 0 if step is None else step if self._covers_whole_steps(step) else 1)
+            return (0, 0 if step is None else step if self._whole_steps(self.loop, step) else 1)
         if self.is_end(v):
             return (1, 0)
         if self.is_start(v):
@@ -183,15 +183,9 @@ class _Tile:
         low, (_, high) = self.bounds(loop.lb)[0], self.bounds(loop.ub)
         return (low, None if high is None else high + (step if self._whole_steps(loop, step) else 1))
 
-    def _covers_whole_steps(self, step: int) -> bool:
-        """Whether the tiled loop itself ends on a whole step (its ub a tail end `e - (e - lb)
-        % s`, s a multiple of the step): every tile is then [j0, j0 + step) whole."""
-        ub = self.loop.ub.owner
-        tail = _tail(ub) if isinstance(ub, arith.SubiOp) else None
-        return tail is not None and tail[0] == self.loop.lb and tail[1] % step == 0
-
     def _whole_steps(self, loop: scf.ForOp, step: int) -> bool:
-        """Whether ub - lb is a multiple of `step`, so that the last iteration starts at ub - step:
+        """Whether `loop`'s ub - lb (a loop in the tile, or the tiled loop itself: then every tile is
+        [j0, j0 + step) whole) is a multiple of `step`, so that the last iteration starts at ub - step:
         ub is a tail end `e - (e - lb) % s` (the quantized kernels' two-column blocks end
         where the one-row edge's four-column ones do), or the tile's end [j0, min(j0 + S, UB))
         of a loop whose constant bounds and step S are multiples of `step` (a static N)."""

@@ -75,7 +75,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element_type
-from stoicc_py.codegen.quant_decode import VectorCodes
+from stoicc_py.codegen.quant_decode import VectorCodes, concatenated
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
@@ -144,6 +144,17 @@ def _segment_sums(b: LoopBuilder, x: SSAValue, m: SSAValue, k_size: int, segment
     return sums
 
 
+def group_base(b: LoopBuilder, w: QuantView, codes: VectorCodes, n: SSAValue, g: SSAValue) -> SSAValue | None:
+    """u - q of the fields of weight row n in group g, as f32 lanes; None with a float zero
+    (q = u: nothing to subtract)."""
+    if w.layout.float_offset:
+        return None
+    if codes.base is not None:
+        return b.splat(codes.vec, float(codes.base))
+    zp = b.load(w.buffers["zero_points"], w.scale_indices(b, n, g))
+    return b.insert(vector.BroadcastOp(b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32)), codes.vec))
+
+
 @dataclass(frozen=True)
 class PlaneInput:
     """One bit plane of the weight's codes and the activations ordered for it."""
@@ -194,7 +205,7 @@ class QuantKernel:
         """totals + scale * (codes k0 .. k0+segment . x) for each (row, col)."""
         codes = self.codes
         g = b.div(k0, b.index(self.segment))
-        bases = [self._base(b, col, g) for col in cols]
+        bases = [group_base(b, self.w, self.codes, col, g) for col in cols]
         zeros = [b.splat(codes.vec, 0.0)] * len(totals)
         k1 = b.add(k0, b.index(self.segment))
         if self.k_size % self.segment:  # the last group holds the rest of the row
@@ -214,17 +225,6 @@ class QuantKernel:
                 for r, x_sum in enumerate(xs):
                     new[r * len(cols) + c] = b.insert(vector.FMAOp(offset, x_sum, new[r * len(cols) + c]))
         return new
-
-    def _base(self, b: LoopBuilder, col: SSAValue, g: SSAValue) -> SSAValue | None:
-        """u - q of the fields of weight row `col` in group g, as f32 lanes; None with a float
-        zero (q = u: nothing to subtract)."""
-        if self.w.layout.float_offset:
-            return None
-        if self.codes.base is not None:
-            return b.splat(self.codes.vec, float(self.codes.base))
-        zp = b.load(self.w.buffers["zero_points"], self.w.scale_indices(b, col, g))
-        zp = b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32))
-        return b.insert(vector.BroadcastOp(zp, self.codes.vec))
 
     def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue | None]) -> Step:
         """One step: each weight row's bytes of each plane loaded once, each field used by
@@ -387,7 +387,7 @@ class QuantStream:
             new = list(acc)
             for c, col in enumerate(cols):
                 word = codes.load(b, self.w.buffers["values"], k, col)
-                g = self._group(b, col)
+                g = self.w.group_of(b, col)
                 scale = None if self.scaled_at_end else self.w.scale(b, k, g)
                 if self.offsets:
                     offset = self._offset(b, k, g, scale)
@@ -416,9 +416,6 @@ class QuantStream:
                     j_v = b.add(col, b.index(v * codes.width)) if v else col
                     vec = self._end_scale(b, vec, j_v)
                     b.vstore(b.fadd(vec, totals[at + p]) if self.offsets else vec, self.out, [row, j_v])
-
-    def _group(self, b: LoopBuilder, col: SSAValue) -> SSAValue:
-        return b.div(col, b.index(self.w.group)) if self.w.per == "group" else b.index(0)
 
     def _offset(self, b: LoopBuilder, k: SSAValue, g: SSAValue, scale: SSAValue | None) -> SSAValue:
         """What group g of row k adds to each value beyond scale * code: a float zero's
@@ -454,12 +451,7 @@ def column_order(b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
     p, width = len(fields), _lanes(fields[0])
     if p == 1:
         return fields
-    parts = fields
-    while len(parts) > 1:
-        parts = [b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, list(range(2 * _lanes(u)))),
-                                           result_type=VectorType(f32, [2 * _lanes(u)])))
-                 for u, v in zip(parts[::2], parts[1::2])]  # fmt: skip
-    (cat,) = parts
+    cat = concatenated(b, fields)
     return [b.insert(vector.ShuffleOp(cat, cat, DenseArrayBase.from_list(i64, [m % p * width + m // p for m in range(v * width, (v + 1) * width)]),
                                       result_type=VectorType(f32, [width])))
             for v in range(p)]  # fmt: skip
@@ -485,10 +477,10 @@ def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAVa
         n = b.add(n0, r)
 
         def chunk(b: LoopBuilder, k: SSAValue) -> None:
-            g = b.div(k, b.index(w.group)) if w.per == "group" else b.index(0)
+            g = w.group_of(b, k)
             scale = None if w.layout.per_column else w.scale(b, n, g)
             word = codes.load(b, values, n, k)
-            base = _group_base(b, w, codes, n, g)
+            base = group_base(b, w, codes, n, g)
             parts = []
             for f in range(codes.per_byte):
                 mask, unit = codes.constant_phase(b, f)
@@ -506,16 +498,6 @@ def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAVa
         for_(b, b.index(0), b.index(k_size), codes.chunk, chunk, "k")
 
     for_(b, b.index(0), rows, 1, row, "r")
-
-
-def _group_base(b: LoopBuilder, w: QuantView, codes: VectorCodes, n: SSAValue, g: SSAValue) -> SSAValue | None:
-    """u - q of the fields of weight row n in group g, as f32 lanes; None with a float zero."""
-    if w.layout.float_offset:
-        return None
-    if codes.base is not None:
-        return b.splat(codes.vec, float(codes.base))
-    zp = b.load(w.buffers["zero_points"], w.scale_indices(b, n, g))
-    return b.insert(vector.BroadcastOp(b.insert(arith.SIToFPOp(b.insert(arith.ExtUIOp(zp, i32)), f32)), codes.vec))
 
 
 def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None:
