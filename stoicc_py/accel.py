@@ -23,7 +23,7 @@ from stoicc_py.backends.accel.simulator import Report, simulate
 from stoicc_py.codegen.accel_operands import TILE_TABLE
 from stoicc_py.dialects.accel import output_segment
 from stoicc_py.dialects.sparse import HybridAttr
-from stoicc_py.kernel import NUMPY_DTYPES, KernelBase, bind_symbols, check_arguments, result_shape
+from stoicc_py.kernel import NUMPY_DTYPES, KernelBase, ProgramBase, bind_symbols, check_arguments, result_shape
 from stoicc_py.lowering import front_end, kernel_abis, only_kernel
 from stoicc_py.options import Options
 from stoicc_py.packing import PackedTensor
@@ -85,7 +85,7 @@ class AccelKernel(KernelBase):
         return results[0] if len(results) == 1 else tuple(results)
 
 
-class AccelProgram:
+class AccelProgram(ProgramBase[AccelKernel]):
     """A .tdsl file compiled for the simulated accelerator: its kernels (`kernels`, name ->
     AccelKernel), as attributes or with kernel(); `machine`, the machine they run on."""
 
@@ -109,14 +109,3 @@ class AccelProgram:
         run_passes(module, accel_pipeline_spec(sizes, self.machine_file, self.tile), after_pass)
         return next(op for op in module.ops if isinstance(op, func.FuncOp))
 
-    def kernel(self, name: str) -> AccelKernel:
-        """The kernel `name`; KeyError listing the kernels if there is none."""
-        if name not in self.kernels:
-            raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
-        return self.kernels[name]
-
-    def __getattr__(self, name: str) -> AccelKernel:
-        kernels = self.__dict__.get("kernels", {})
-        if name in kernels:
-            return kernels[name]
-        raise AttributeError(name)

@@ -27,7 +27,7 @@ from stoicc_py.backends.llvm.jit import NativeLibrary
 from stoicc_py.backends.llvm.target import describe, host_features, host_options
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.cache_dir import cache_dir
-from stoicc_py.kernel import KernelBase, NativeKernel
+from stoicc_py.kernel import KernelBase, NativeKernel, ProgramBase
 from stoicc_py.options import Options
 from stoicc_py.timing import timed
 from stoicc_py.version import __version__
@@ -167,7 +167,7 @@ class Kernel(KernelBase):
         return self.program.ir(stage, kernel=self.name)
 
 
-class Program:
+class Program(ProgramBase[Kernel]):
     """A .tdsl file compiled for the CPU: its kernels (`kernels`, name -> Kernel), as
     attributes (`prog.NAME`) or with kernel(); `source` and `file` as given to compile()."""
 
@@ -201,17 +201,6 @@ class Program:
 
         return front_end(self.source, self.file)
 
-    def kernel(self, name: str) -> Kernel:
-        """The kernel `name`; KeyError listing the kernels if there is none."""
-        if name not in self.kernels:
-            raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
-        return self.kernels[name]
-
-    def __getattr__(self, name: str) -> Kernel:
-        kernels = self.__dict__.get("kernels", {})
-        if name in kernels:
-            return kernels[name]
-        raise AttributeError(name)
 
     def header(self) -> str:
         """The C header declaring every kernel of the program (docs/api.md, C ABI), compiled for the host."""

@@ -35,7 +35,7 @@ from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.dialects.tdsl import LinearOp, TensorType
-from stoicc_py.kernel import KernelBase
+from stoicc_py.kernel import KernelBase, ProgramBase
 from stoicc_py.lowering import front_end, kernel_abis, only_kernel
 from stoicc_py.options import Options
 from stoicc_py.packing import PackedTensor
@@ -274,7 +274,7 @@ def _result(
     return host, driver.DeviceArray(buffer.ptr, shape, dtype, buffer)
 
 
-class GpuProgram:
+class GpuProgram(ProgramBase[GpuKernel]):
     """A .tdsl file compiled for the GPU: its kernels (`kernels`, name -> GpuKernel)."""
 
     def __init__(self, source: str, file: str, tile: tuple[int, ...] = (), after_pass: PassCallback | None = None):
@@ -288,18 +288,6 @@ class GpuProgram:
             fn = next(op for op in opt.ops if isinstance(op, func.FuncOp))
             spec, operands, layout = product_spec(fn)
             self.kernels[abi.name] = GpuKernel(self, abi, spec, operands, layout, opt)
-
-    def kernel(self, name: str) -> GpuKernel:
-        """The kernel `name`; KeyError listing the kernels if there is none."""
-        if name not in self.kernels:
-            raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
-        return self.kernels[name]
-
-    def __getattr__(self, name: str) -> GpuKernel:
-        kernels = self.__dict__.get("kernels", {})
-        if name in kernels:
-            return kernels[name]
-        raise AttributeError(name)
 
 
 def _tile_options(tile: tuple[int, ...]) -> str:

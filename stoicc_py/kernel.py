@@ -19,7 +19,7 @@ import operator
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -524,3 +524,26 @@ class KernelBase:
         params = ", ".join(map(str, self.abi.params))
         results = ", ".join(f"{r.dtype}[{', '.join(map(str, r.dims))}]" for r in self.abi.results)
         return f"<stoicc kernel {self.name}({params}) -> {results}>"
+
+
+K = TypeVar("K", bound=KernelBase)
+
+
+class ProgramBase(Generic[K]):
+    """What every target's program has: its kernels by name (`kernels`), as attributes
+    (`prog.NAME`) or with kernel(); `file` as given to compile()."""
+
+    file: str
+    kernels: dict[str, K]
+
+    def kernel(self, name: str) -> K:
+        """The kernel `name`; KeyError listing the kernels if there is none."""
+        if name not in self.kernels:
+            raise KeyError(f"no kernel '{name}' in {self.file} (kernels: {', '.join(self.kernels)})")
+        return self.kernels[name]
+
+    def __getattr__(self, name: str) -> K:
+        kernels = self.__dict__.get("kernels", {})
+        if name in kernels:
+            return kernels[name]
+        raise AttributeError(name)
