@@ -114,20 +114,18 @@ def build(module: ModuleOp, options: Options) -> tuple[list[bytes], list[KernelA
     abis = _abis(lowered, options)
     to_ptr = ",".join(passes(Stage.PTR, after=Stage.OPT))
     kernels = [abi.name for abi in abis]
-    pooled: dict[str, tuple[bool, bool]] = {}
+    lowered_abis = []
     with ThreadPoolExecutor(LANES, thread_name_prefix="stoicc-llvm") as llvm_thread:
         pending = []
-        for kernel in split_functions(lowered, 1):
+        for abi, kernel in zip(abis, split_functions(lowered, 1), strict=True):  # a module per kernel, in order
             run_passes(kernel, to_ptr)
-            for abi in abis:
-                if any(isinstance(op, func.FuncOp) and op.sym_name.data == abi.symbol for op in kernel.ops):
-                    pooled[abi.symbol] = (calls_pool(kernel, abi.symbol, bool(abi.row_split or abi.column_split)),
-                                          calls_pool(kernel, abi.symbol, False))  # fmt: skip
+            python_split = bool(abi.row_split or abi.column_split)
+            lowered_abis.append(replace(abi, native_threads=calls_pool(kernel, abi.symbol, python_split),
+                                        one_row_pool=calls_pool(kernel, abi.symbol, False)))  # fmt: skip
             pending += [llvm_thread.submit(optimize, to_llvm_ir(piece, target), "object", kernels, target)
                         for piece in split_functions(kernel, PIECE_OPS)]  # fmt: skip
         objects = [cast(bytes, p.result()) for p in pending]
-    abis = [replace(abi, native_threads=pooled[abi.symbol][0], one_row_pool=pooled[abi.symbol][1]) for abi in abis]
-    return objects, abis
+    return objects, lowered_abis
 
 
 def emit_text(module: ModuleOp, stage: str, options: Options, after_pass: PassCallback | None = None) -> str:
