@@ -28,6 +28,7 @@ import numpy as np
 import stoicc_py
 from stoicc_py.backends.gpu import driver
 from stoicc_py.codec.nm import NMCodec
+from stoicc_py.gpu import GpuKernel, GpuProgram
 
 ROWS = (1, 16, 128, 2048, 4096, 8192)
 SIZES = (4096, 8192)
@@ -82,6 +83,8 @@ def error(got: Any, want: Any) -> float:
 def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch: Any) -> list[dict[str, Any]]:
     F = torch.nn.functional
     program = stoicc_py.compile(source(size, size), target="gpu", tile=tile)
+    assert isinstance(program, GpuProgram) and all(isinstance(k, GpuKernel) for k in program.kernels.values())
+    kernels: dict[str, GpuKernel] = program.kernels  # type: ignore[assignment]  # all tensor-core ones: asserted
     rng = np.random.default_rng(0)
     w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
     w24 = NMCodec(2, 4, size).prune(w32)
@@ -96,7 +99,7 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
     weights["int4_f16"] = (torch.from_numpy(w4.dequantize()).cuda().half(), torch.float16)  # torch: f16 GEMV
     packed = {"sparse_f16": w24, "hybrid_f16": w50, "int4_f16": w4}
     # dense weights straight from torch's memory; 2:4 and hybrid ones packed (values, mma.sp metadata) and uploaded
-    ours = {name: program.kernel(name).to_device("w", packed.get(name, w)) for name, (w, _) in weights.items()}
+    ours = {name: kernels[name].to_device("w", packed.get(name, w)) for name, (w, _) in weights.items()}
     baselines: dict[str, Any] = {name: w for name, (w, _) in weights.items()}
     try:
         from torch.sparse import to_sparse_semi_structured
@@ -112,7 +115,7 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
             if name == "int4_f16" and m > GEMV_ROWS:
                 continue
             x = x32.to(dtype)
-            y, launch = program.kernel(name).prepare(x, ours[name])
+            y, launch = kernels[name].prepare(x, ours[name])
             row[f"{name} us"] = timed(launch, torch)
             baseline = baselines[name]
             try:

@@ -46,6 +46,11 @@ def report(op: Operation) -> None:
     log.info(message, extra={REMARK: (SourceLoc.from_attr(op.location), message)})
 
 
+def remark(loc: SourceLoc | None, message: str) -> None:
+    """A remark at `loc` (a target's choice for a kernel, e.g. the GPU's generic SIMT path)."""
+    log.info(message, extra={REMARK: (loc, message)})
+
+
 def _described(typ: Attribute) -> str:
     """A packed operand as its dims and layout (not its storage), others as printed."""
     if isinstance(typ, PackedType):

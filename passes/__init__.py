@@ -43,6 +43,8 @@ _CLASSES = {
     "convert-tdsl-to-accel": "ConvertTdslToAccel",
     "accel-schedule": "AccelSchedule",
     "gpu-tile": "GpuTile",
+    "gpu-expand-math": "GpuExpandMath",
+    "gpu-simt-map": "GpuSimtMap",
 }
 
 

@@ -7,8 +7,10 @@ What the GPU target runs (backends/gpu/kernel.py): a kernel whose body is one
 `linear(x, w)` of f16 or bf16 rank-2 operands, x dense, w [n, k] dense, nm(2, 4),
 hybrid tiles of those (th a multiple of a warp's 16 x warp_rows rows, tw of 32) or
 symmetric int4/int8 codes with a scale per row or per (even) group, with
-n and k static (k even), with a bias [n] and relu fused or not. Anything else is an
-error at the op that needs it, never code that would compute something else.
+n and k static (k even), with a bias [n] and relu fused or not. Any other kernel runs
+on the generic SIMT path (`simt`, the default; backends/gpu/simt.py): the function is
+marked `gpu.simt` with the reason, also a remark at the op that needed it
+(`stoicc compile --remarks`); with `simt=false` that reason is a located error.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, StringAttr, i64
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from stoicc_py.backends.gpu.kernel import ACTIVATIONS, FORMATS, QUANT_FORMATS, SCALE_TYPES
 from stoicc_py.backends.gpu.target import GPU_DTYPES, MMA_DENSE, MMA_SPARSE, WARPS
-from stoicc_py.diagnostics import op_error
+from stoicc_py.codegen.remarks import remark
+from stoicc_py.diagnostics import CompileError, op_error
 from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.dialects.tdsl import LinearOp, TensorType
 
+SIMT = "gpu.simt"
+"""String attribute on a kernel that the tensor-core kernels do not run: why (the SIMT path runs it)."""
 SUPPORTED = "one linear(x, w) of f16/bf16 (w dense, nm(2, 4), hybrid or int4/int8), with a bias and relu or not"
 
 
@@ -112,11 +117,20 @@ class GpuTile(ModulePass):
 
     warp_rows: int = 2  # 16-row mma tiles per warp along the weight's rows
     cols: int = 4  # 8-row mma tiles per block along x's rows
+    simt: bool = True  # a kernel the tensor cores do not run takes the SIMT path (else: the error)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in op.ops:
             if isinstance(fn, func.FuncOp):
-                product, format = check_kernel(fn, self.warp_rows)
+                try:
+                    product, format = check_kernel(fn, self.warp_rows)
+                except CompileError as err:
+                    if not self.simt:
+                        raise
+                    fn.attributes[SIMT] = StringAttr(err.message)
+                    remark(err.loc, f"kernel {fn.sym_name.data} runs on the GPU's generic SIMT path (scalar loop "
+                                    f"nests on one thread block, no tensor cores): {err.message}")  # fmt: skip
+                    continue
                 k_step = (MMA_DENSE if format == "dense" else MMA_SPARSE)[2]
                 sizes = [8 * self.cols, WARPS * 16 * self.warp_rows, k_step]
                 product.attributes["tile"] = DenseArrayBase.from_list(i64, sizes)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import BlockArgument
 
 from stoicc_py.abi import KernelABI
@@ -35,12 +35,13 @@ from stoicc_py.dialects.layout import LayoutAttr
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr
 from stoicc_py.dialects.tdsl import LinearOp, TensorType
+from stoicc_py.gpu_simt import SimtKernel
 from stoicc_py.kernel import KernelBase, ProgramBase
 from stoicc_py.lowering import front_end, kernel_abis, only_kernel
 from stoicc_py.options import Options
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.mma import hybrid_gpu_arrays, mma_sp_metadata
-from stoicc_py.passes.gpu_tile import weight_format
+from stoicc_py.passes.gpu_tile import SIMT, weight_format
 from stoicc_py.pipeline import PassCallback, gpu_pipeline_spec, run_passes
 
 log = logging.getLogger(__name__)
@@ -274,18 +275,22 @@ def _result(
     return host, driver.DeviceArray(buffer.ptr, shape, dtype, buffer)
 
 
-class GpuProgram(ProgramBase[GpuKernel]):
-    """A .tdsl file compiled for the GPU: its kernels (`kernels`, name -> GpuKernel)."""
+class GpuProgram(ProgramBase[GpuKernel | SimtKernel]):
+    """A .tdsl file compiled for the GPU: its kernels (`kernels`, name -> GpuKernel, or
+    SimtKernel for what gpu-tile leaves to the generic SIMT path)."""
 
     def __init__(self, source: str, file: str, tile: tuple[int, ...] = (), after_pass: PassCallback | None = None):
         self.source, self.file = source, file
         self.module = front_end(source, file)
         options = _tile_options(tile)
-        self.kernels: dict[str, GpuKernel] = {}
+        self.kernels: dict[str, GpuKernel | SimtKernel] = {}
         for abi in kernel_abis(self.module, Options()):
             opt = only_kernel(self.module, abi.name)
             run_passes(opt, gpu_pipeline_spec(options), after_pass)
             fn = next(op for op in opt.ops if isinstance(op, func.FuncOp))
+            if isinstance(reason := fn.attributes.get(SIMT), StringAttr):
+                self.kernels[abi.name] = SimtKernel(self, abi, opt, reason.data, after_pass)
+                continue
             spec, operands, layout = product_spec(fn)
             self.kernels[abi.name] = GpuKernel(self, abi, spec, operands, layout, opt)
 

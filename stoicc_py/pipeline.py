@@ -182,6 +182,23 @@ def gpu_pipeline_spec(tile_options: str = "") -> str:
     return ",".join([*(p for p in STAGE_PASSES[Stage.OPT] if p != "tdsl-tile"), f"gpu-tile{tile_options}"])
 
 
+VECTORIZERS = ("tdsl-vectorize-quant", "tdsl-microkernel", "tdsl-vectorize-integer", "tdsl-vectorize-sparse",
+               "tdsl-vectorize-elementwise")  # fmt: skip
+"""The CPU's vector kernels: the GPU's SIMT path runs the scalar loop nests of tdsl-lower-to-loops."""
+SIMT_TILE = (1, 64, 1024)
+"""The SIMT path's product tiles: one row of x per iteration of the parallel loop, one thread's."""
+
+
+def simt_pipeline_spec() -> str:
+    """The GPU's generic SIMT path after gpu_pipeline_spec() (backends/gpu/simt.py): the CPU
+    pipeline's loop-level stages without its vector kernels, device math, the pointer
+    stage without outlining or the native thread pool, then the loops mapped onto a block."""
+    loops = [p for p in STAGE_PASSES[Stage.LOOPS] if p not in VECTORIZERS]
+    to_ptr = [p for p in STAGE_PASSES[Stage.PTR] if p not in ("outline-loop-nests", "parallelize-loops")]
+    tile = f"tdsl-tile{{sizes={','.join(map(str, SIMT_TILE))}}}"
+    return ",".join([tile, *loops, "gpu-expand-math", *to_ptr, "gpu-simt-map"])
+
+
 PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 VERIFY_ENV = "STOICC_VERIFY"
 

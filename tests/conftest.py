@@ -60,3 +60,24 @@ def hybrid_weight(rng: np.random.Generator, rows: int, cols: int, tile: tuple[in
         elif i % 3 == 2:
             block[:] = 0
     return w
+
+
+SIMT_KERNELS = [
+    ("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return linear(x, w) }", "take f16 or bf16 operands"),
+    ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return gelu(linear(x, w)) }",
+     "activation gelu is not fused"),
+    ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32, symmetric=false)) -> f16[M, 32] { return linear(x, w) }",
+     r"int4\(.*\) is not supported on the GPU target yet"),
+    ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int2(group=32)) -> f16[M, 32] { return linear(x, w) }",
+     r"int2\(.*\) is not supported on the GPU target yet"),
+    ("kernel f(x: f16[M, 64], w: f16[32, 64] @ nm(1, 4)) -> f16[M, 32] { return linear(x, w) }",
+     r"nm\(1, 4\) is not supported on the GPU target yet"),
+    ("kernel f(x: bf16[M, 64], w: bf16[64, 32]) -> bf16[M, 32] { return matmul(x, w) }",
+     "'tdsl.matmul' is not supported on the GPU target yet"),
+    ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return linear(x, w) * x[:, 0:32] }",
+     "after the product is not supported"),
+    ("kernel f(x: f16[M, 63], w: f16[32, 63]) -> f16[M, 32] { return linear(x, w) }", "an even k"),
+    ("kernel f(x: f16[M, 64], w: f16[N, 64]) -> f16[M, N] { return linear(x, w) }", "static shape"),
+]  # fmt: skip
+"""Kernels that the GPU's tensor cores do not run, and why: the generic SIMT path runs them
+(tests/test_gpu_compile.py checks the reason, tests/test_gpu.py the results)."""

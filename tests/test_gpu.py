@@ -6,15 +6,17 @@ the metadata on any host."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import hybrid_weight
+from conftest import SIMT_KERNELS, hybrid_weight
 
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
+from stoicc_py.cli import main
 from stoicc_py.codec.nm import NMCodec
 
 pytestmark = pytest.mark.skipif(not driver.available(), reason="no CUDA device (or no cuda-python)")
@@ -124,3 +126,54 @@ def test_an_empty_batch_returns_an_empty_result(program: Any) -> None:
     k = program.dense
     args = inputs(k, 0, seed=0)
     assert k(*args).shape == (0, 40)
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))
+EXAMPLE_DIMS = {"llama_block.tdsl": ["T=5", "P=3"]}  # the others: M rows
+
+
+@pytest.mark.parametrize("rows", [1, 37])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_runs_as_the_reference_computes(path: Path, rows: int, capsys: Any) -> None:
+    """`stoicc run FILE --target gpu`: every kernel (SIMT or tensor cores) on random inputs
+    against the reference interpreter (f32: rtol 1e-4; integers bit-exact; f16: 1e-2)."""
+    dims = EXAMPLE_DIMS.get(path.name, [f"M={rows}"])
+    if path.name in EXAMPLE_DIMS and rows == 1:
+        dims = ["T=1", "P=6"]  # decoding one token after six
+    rtol = "1e-2" if path.name == "gpu.tdsl" else "1e-4"
+    args = ["run", str(path), "--target", "gpu", "--rtol", rtol, *(a for d in dims for a in ("--dim", d))]
+    code = main(args)
+    out = capsys.readouterr().out
+    print(out)
+    assert code == 0 and "MISMATCH" not in out and out.count(" ok ") >= 1
+
+
+@pytest.mark.parametrize("source", [s for s, _ in SIMT_KERNELS])
+def test_simt_kernels_match_the_reference(source: str, tmp_path: Path, capsys: Any) -> None:
+    """f16/bf16 kernels the tensor cores do not run (other layouts, epilogues, ops, shapes)."""
+    path = tmp_path / "k.tdsl"
+    path.write_text(source)
+    extra = ["--dim", "N=24"] if "[N, 64]" in source else []
+    code = main(["run", str(path), "--target", "gpu", "--dim", "M=41", *extra, "--rtol", "1e-2"])
+    out = capsys.readouterr().out
+    print(out)
+    assert code == 0 and " ok " in out
+
+
+MATH = """
+kernel tanh_(x: f32[M, 128]) -> f32[M, 128] { return tanh(x) }
+kernel gelu_(x: f32[M, 128]) -> f32[M, 128] { return gelu(x) }
+kernel exp_(x: f32[M, 128]) -> f32[M, 128] { return exp(x) }
+kernel silu_(x: f32[M, 128]) -> f32[M, 128] { return silu(x) }
+kernel softmax_(x: f32[M, 128]) -> f32[M, 128] { return softmax(x, axis=-1) }
+"""
+
+
+def test_device_math_is_as_accurate_as_libm_within_a_few_ulp() -> None:
+    """The SIMT path's exp, tanh and erf (gpu-expand-math: no libm on the device) over
+    [-20, 20] and near 0, element by element against the reference."""
+    program = stoicc_py.compile(MATH, target="gpu")
+    x = np.concatenate([np.linspace(-20, 20, 256), np.linspace(-1e-3, 1e-3, 128)]).astype(np.float32).reshape(3, 128)
+    for k in program.kernels.values():
+        got, want = k(x), k.reference(x)
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-7, err_msg=k.name)

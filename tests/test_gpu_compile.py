@@ -1,18 +1,20 @@
 """The GPU target on a host without a GPU: the mma.sp metadata the packer lays out from
 the nm codec reads back, as the PTX ISA says the instruction reads it, to the weight
 the codec's own decoder gives; every kernel becomes PTX with the tensor-core
-instructions it should use and nothing NVPTX could not lower; what the target does not
-run is a located error. tests/test_gpu.py runs the kernels where there is a GPU."""
+instructions it should use and nothing NVPTX could not lower; what the tensor cores do
+not run takes the generic SIMT path, with the reason as a remark, and every example
+becomes PTX. tests/test_gpu.py runs the kernels where there is a GPU."""
 
 from __future__ import annotations
 
 import re
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import hybrid_weight
+from conftest import SIMT_KERNELS, hybrid_weight
 
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
@@ -21,6 +23,8 @@ from stoicc_py.cli import main
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
+from stoicc_py.gpu import GpuKernel
+from stoicc_py.gpu_simt import SimtKernel
 from stoicc_py.packing.mma import MAP_CODE_BITS, hybrid_gpu_arrays, mma_sp_metadata
 
 Array = np.ndarray[Any, Any]
@@ -164,30 +168,11 @@ def test_gpu_tile_records_the_block_tiles(program: Any) -> None:
         stoicc_py.compile(GPU_SOURCE, target="gpu", tile=[12, 64])
 
 
-@pytest.mark.parametrize(
-    "source, message",
-    [
-        ("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return linear(x, w) }", "take f16 or bf16 operands"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return gelu(linear(x, w)) }",
-         "activation gelu is not fused"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int4(group=32, symmetric=false)) -> f16[M, 32] { return linear(x, w) }",
-         r"int4\(.*\) is not supported on the GPU target yet"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ int2(group=32)) -> f16[M, 32] { return linear(x, w) }",
-         r"int2\(.*\) is not supported on the GPU target yet"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64] @ nm(1, 4)) -> f16[M, 32] { return linear(x, w) }",
-         r"nm\(1, 4\) is not supported on the GPU target yet"),
-        ("kernel f(x: f16[M, 64], w: f16[64, 32]) -> f16[M, 32] { return matmul(x, w) }",
-         "'tdsl.matmul' is not supported on the GPU target yet"),
-        ("kernel f(x: f16[M, 64], w: f16[32, 64]) -> f16[M, 32] { return linear(x, w) * x[:, 0:32] }",
-         "after the product is not supported"),
-        ("kernel f(x: f16[M, 63], w: f16[32, 63]) -> f16[M, 32] { return linear(x, w) }", "an even k"),
-        ("kernel f(x: f16[M, 64], w: f16[N, 64]) -> f16[M, N] { return linear(x, w) }", "static shape"),
-    ],
-)  # fmt: skip
-def test_what_the_gpu_target_does_not_run_is_a_located_error(source: str, message: str) -> None:
-    with pytest.raises(stoicc_py.CompileError, match=message) as info:
-        stoicc_py.compile(source, target="gpu")
-    assert str(info.value).startswith("<string>:1:")
+@pytest.mark.parametrize("source, message", SIMT_KERNELS)
+def test_what_the_tensor_cores_do_not_run_takes_the_simt_path_with_the_reason(source: str, message: str) -> None:
+    k = stoicc_py.compile(source, target="gpu").kernel("f")
+    assert isinstance(k, SimtKernel) and re.search(message, k.reason)
+    assert "gpu.simt" in str(k.opt) and "ptx_kernel" in k.llvm_ir()
 
 
 def test_stoicc_compile_emits_ptx(tmp_path: Any, capsys: Any) -> None:
@@ -313,3 +298,26 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     assert [(s.schedule, s.cols) for s in device.launches] == SCHEDULES[name]
     if SCHEDULES[name][1][0] == "staged":
         assert device.shared == {name: 3 * (2 * 128 * 144 + 1024)}  # 3 stages of w, x and metadata
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))
+TENSOR_CORE_EXAMPLES = {"gpu.tdsl"}  # every kernel of the others takes the SIMT path
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_compiles_to_ptx(path: Path) -> None:
+    program = stoicc_py.compile(path, target="gpu")
+    for k in program.kernels.values():
+        assert isinstance(k, GpuKernel if path.name in TENSOR_CORE_EXAMPLES else SimtKernel), k.name
+        ptx = k.ptx()
+        assert f".entry {k.abi.symbol if isinstance(k, SimtKernel) else k.name}(" in ptx
+        externs = set(re.findall(r"\.extern \.func\s+(?:\([^)]*\)\s*)?(\w+)", ptx))
+        assert externs <= {"malloc", "free"}
+
+
+def test_a_simt_kernel_is_a_remark(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "k.tdsl"
+    path.write_text(SIMT_KERNELS[1][0])
+    assert main(["compile", str(path), "--target", "gpu", "--emit", "opt", "--remarks"]) == 0
+    err = capsys.readouterr().err
+    assert f"{path}:1:" in err and "runs on the GPU's generic SIMT path" in err and "gelu is not fused" in err

@@ -209,10 +209,25 @@ def allow_shared(function: Any, nbytes: int) -> None:
 def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list[int], m: int, shared: int = 0) -> None:
     """Launch `function(pointers..., i32 m)` on the default stream (asynchronous), with
     `shared` bytes of dynamic shared memory."""
-    values = (*pointers, m)
-    types = (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32)
+    launch_with(function, grid, block, (*pointers, m), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32), shared)
+
+
+def launch_with(function: Any, grid: tuple[int, int, int], block: int, values: tuple[int, ...],
+                types: tuple[Any, ...], shared: int = 0) -> None:  # fmt: skip
+    """Launch `function(values...)`, each of its ctypes type, on the default stream (asynchronous)."""
     cu = driver()
     check(cu.cuLaunchKernel(function, *grid, block, 1, 1, shared, cu.CUstream(0), (values, types), 0))
+
+
+@cache
+def reserve_heap(nbytes: int) -> None:
+    """A device heap (malloc in kernels) of at least `nbytes`: set before the first kernel
+    that allocates runs (CUDA refuses a change after that)."""
+    context()
+    cu = driver()
+    limit = cu.CUlimit.CU_LIMIT_MALLOC_HEAP_SIZE
+    if int(check(cu.cuCtxGetLimit(limit))) < nbytes:
+        check(cu.cuCtxSetLimit(limit, nbytes))
 
 
 def synchronize() -> None:

@@ -19,7 +19,8 @@ Semantics that the text fixes:
 - a vector reduction calls LLVM's vector.reduce with `reassoc`, which LLVM expands
   into a tree of shuffles rather than the ordered sum;
 - a function with `stoicc.noalias_args` has noalias pointer arguments, one with
-  `stoicc.no_inline` is noinline, a private definition is internal.
+  `stoicc.no_inline` is noinline, a private definition is internal, one with
+  `stoicc.calling_convention` has that convention (a GPU kernel's `ptx_kernel`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     ModuleOp,
+    StringAttr,
     UnrealizedConversionCastOp,
     VectorType,
 )
@@ -58,6 +60,8 @@ NOALIAS_ARGS = "stoicc.noalias_args"
 """Unit attribute on a func.func promising that its pointer arguments never alias."""
 NO_INLINE = "stoicc.no_inline"
 """Unit attribute on a func.func that LLVM must not inline."""
+CALLING_CONVENTION = "stoicc.calling_convention"
+"""String attribute on a func.func: its LLVM calling convention (a GPU kernel's `ptx_kernel`)."""
 
 
 def llvm_type(typ: Attribute) -> str:
@@ -287,6 +291,8 @@ def _function(w: ModuleWriter, op: func.FuncOp, scaled: dict[ptr.PtrAddOp, tuple
     params = [f"{typ} {noalias if typ == 'ptr' else ''}%a{i}" for i, typ in enumerate(types)]
     linkage = "internal " if op.sym_visibility is not None and op.sym_visibility.data == "private" else ""
     attributes = " noinline" if NO_INLINE in op.attributes else ""
+    if isinstance(cc := op.attributes.get(CALLING_CONVENTION), StringAttr):
+        linkage += f"{cc.data} "
     f = FunctionWriter(w, scaled, skipped)
     entry = op.body.block
     f.names.update((arg, f"%a{i}") for i, arg in enumerate(entry.args))
