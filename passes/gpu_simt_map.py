@@ -44,6 +44,10 @@ def _writes(op: Operation) -> bool:
     return any(isinstance(o, ptr.StoreOp | func.CallOp | llvm.CallIntrinsicOp) for o in op.walk())
 
 
+def _is_parallel(op: Operation) -> TypeGuard[scf.ForOp]:
+    return isinstance(op, scf.ForOp) and PARALLEL in op.attributes
+
+
 def _is_alloc(op: Operation) -> TypeGuard[func.CallOp]:
     return isinstance(op, func.CallOp) and op.callee.string_value() == ALLOC_FN
 
@@ -88,9 +92,7 @@ class _Mapper:
         for op in list(self.block.ops)[self._entry_ops() :]:
             if computes_only(op):  # a load may read what a pending serial op writes: it waits
                 continue
-            if isinstance(op, scf.ForOp | scf.IfOp | ptr.StoreOp | func.CallOp | scf.IndexSwitchOp) and \
-                    not _is_alloc(op) and not (isinstance(op, scf.ForOp) and PARALLEL in op.attributes) and \
-                    not any(r.uses for r in op.results) and _writes(op):  # fmt: skip
+            if _writes(op) and not _is_alloc(op) and not _is_parallel(op) and not any(r.uses for r in op.results):
                 serial.append(op)
                 continue
             self.at = InsertPoint.before(op)
@@ -101,9 +103,9 @@ class _Mapper:
                 return
             if _is_alloc(op):
                 self._shared_alloc(op)
-            elif isinstance(op, scf.ForOp) and PARALLEL in op.attributes:
+            elif _is_parallel(op):
                 self._distribute(op)
-            elif _writes(op) and not isinstance(op, ptr.LoadOp):
+            elif _writes(op):
                 raise DiagnosticException(f"gpu-simt-map: {op.name} writes memory and yields a value at the top level")
 
     def _entry_ops(self) -> int:
