@@ -68,7 +68,7 @@ class ExpandMath(RewritePattern):
         if expand is None or not isinstance(op.results[0].type, Float32Type):
             raise DiagnosticException(f"gpu-expand-math: {op.name} on {op.results[0].type} has no GPU lowering")
         value = expand(LoopBuilder(Builder(InsertPoint.before(op))), op.operands[0])
-        rewriter.replace_op(op, [], [value])
+        rewriter.replace(op, [], [value])
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,11 @@ class LowerAccesses(RewritePattern):
             address = rewriter.insert(ptr.PtrAddOp(address, rewriter.insert(arith.MuliOp(offset, base.size)).result)).result
         match op:
             case memref.LoadOp() | vector.LoadOp():
-                rewriter.replace_op(op, ptr.LoadOp(address, op.results[0].type))
+                rewriter.replace(op, ptr.LoadOp(address, op.results[0].type))
             case memref.StoreOp():
-                rewriter.replace_op(op, ptr.StoreOp(address, op.value))
+                rewriter.replace(op, ptr.StoreOp(address, op.value))
             case vector.StoreOp():
-                rewriter.replace_op(op, ptr.StoreOp(address, op.vector))
+                rewriter.replace(op, ptr.StoreOp(address, op.vector))
 
     def _base(self, buf: SSAValue) -> _Base:
         memref_type = buf.type

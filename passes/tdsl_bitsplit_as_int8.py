@@ -37,7 +37,7 @@ class BitSplitAsInt8(RewritePattern):
         assert isinstance(t, TensorType)
         quantized = TensorType(t.dims, t.element_type, TOKEN_INT8)
         attributes = dict(op.attributes) | {"layout": TOKEN_INT8}
-        rewriter.replace_op(op, QuantizeOp.build(operands=[[op.input], []], result_types=[[quantized]], attributes=attributes))
+        rewriter.replace(op, QuantizeOp.build(operands=[[op.input], []], result_types=[[quantized]], attributes=attributes))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ class DequantizeSQActivations(RewritePattern):
         values = DequantizeOp.build(operands=[[op.lhs], []], result_types=[[TensorType(lhs.dims, lhs.element_type)]])
         product = type(op)(values.results[0], op.rhs, op.bias, op.result.type, dict(op.attributes))
         product.location = op.location
-        rewriter.replace_op(op, [values, product], [product.results[0]])
+        rewriter.replace(op, [values, product], [product.results[0]])
 
 
 @dataclass(frozen=True)
