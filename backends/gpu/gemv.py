@@ -22,13 +22,18 @@ of x to match.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm
+from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm, _Source
+from stoicc_py.backends.gpu.target import MMA_SPARSE
+from stoicc_py.packing.mma import FILL, MAP_CODE_BITS
 
-GEMV_WARPS = 8
+GEMV_WARPS = {"dense": 8, "int4": 8, "int8": 8, "nm24": 8, "hybrid": 32}
+"""Warps per block, by weight format (a hybrid weight's: at most one a tile column)."""
 GEMV_UNROLL = 4
-"""Steps per loop iteration of a warp: their loads are issued together."""
+"""Units (steps, 2:4 chunks) per loop iteration of a warp: their loads are issued together."""
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
 """(codes, dtype) -> (the bits of a float `base` whose unit in the last place is 1, base):
@@ -54,9 +59,13 @@ def piece_columns(weight: str) -> int:
 class _Gemv(_Gemm):
     """Builds a GEMV-schedule kernel (spec.schedule == "gemv", spec.cols 8-row columns of x)."""
 
-    @property
-    def step_columns(self) -> int:
-        return 4 * piece_columns(self.s.weight)
+    @staticmethod
+    def unit_columns(format: str) -> int:
+        """Dense columns of a warp's unit of work: a step (4 lanes x a piece) or a 2:4 chunk."""
+        return 4 * (MMA_SPARSE[2] if format == "nm24" else piece_columns(format))
+
+    def unit(self, src: _Source, index: str) -> None:
+        (self.chunk if src.format == "nm24" else self.step)(src, index)
 
     def vector(self, base: str, row: str, rows: int | str, col: str, cols: int, row_bytes: int, bits: int) -> str:
         """The 16 bytes of row `row` from column `col` of a row-major buffer of `bits`-bit
@@ -74,13 +83,12 @@ class _Gemv(_Gemm):
     def words(self, vector: str) -> list[str]:
         return [self.b.op(f"extractelement <4 x i32> {vector}, i32 {i}") for i in range(4)]
 
-    def weight_pairs(self, row: str, col: str) -> list[str]:
-        """The pairs of row `row` from column `col`, one piece: 4 (dense), 8 (int8), 16 (int4)."""
+    def weight_pairs(self, src: _Source, row: str, col: str) -> list[str]:
+        """The pairs of row `row` of src from column `col`, one piece: 4 (dense), 8 (int8), 16 (int4)."""
         s, b = self.s, self.b
-        bits = CODE_BITS[s.weight]
-        base = "%w" if s.weight == "dense" else "%values"
-        words = self.words(self.vector(base, row, s.n, col, s.k, s.k * bits // 8, bits))
-        if s.weight == "dense":
+        bits = CODE_BITS[src.format]
+        words = self.words(self.vector(src.base, row, src.rows, col, src.cols, src.cols * bits // 8, bits))
+        if src.format == "dense":
             return words
         scale = self.scale(row, col)
         if (s.weight, s.dtype) in MAGIC and s.scale_type == s.dtype:
@@ -143,31 +151,128 @@ class _Gemv(_Gemm):
             pairs.append(b.op(f"bitcast <2 x {ty}> {b.op(f'fmul <2 x {ty}> {value}, {scales}')} to i32"))
         return pairs
 
-    def step(self, index: str) -> None:
-        """One step (4 lanes x a piece of rows g and g + 8): its loads, then its mma."""
+    def step(self, src: _Source, index: str) -> None:
+        """One step of a dense or int4/int8 source (4 lanes x a piece of rows g and g + 8):
+        its loads, then its mma."""
         s, b = self.s, self.b
-        col = b.i32("add", b.i32("mul", index, self.step_columns), b.i32("mul", "%t", piece_columns(s.weight)))
-        low, high = self.weight_pairs("%row.low", col), self.weight_pairs("%row.high", col)
+        col = b.i32("add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format)))
+        low, high = (self.weight_pairs(src, b.i32("add", src.row0, r), col) for r in ("%g", b.i32("add", "%g", 8)))
+        x_col = b.i32("add", src.k_base, col)
         for j in range(s.cols):
-            x_row = b.i32("add", "%m.block", b.i32("add", "%g", 8 * j))
             for p in range(len(low) // 4):  # a piece of x: 8 columns, 2 instructions
-                x = self.words(self.vector("%x", x_row, "%M", b.i32("add", col, 8 * p), s.k, s.k * 2, 16))
+                x = self.words(self.x_piece(j, b.i32("add", x_col, 8 * p)))
                 for h in range(2):
                     a = [low[4 * p + 2 * h], high[4 * p + 2 * h], low[4 * p + 2 * h + 1], high[4 * p + 2 * h + 1]]
                     self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
 
-    def k_split(self) -> None:
-        """Warp w takes steps w, w + warps, ...; GEMV_UNROLL of them an iteration. The
-        warps are the spec's, as the launch's (GEMV_WARPS is only the default)."""
+    def x_piece(self, j: int, col: str) -> str:
+        """The 16 bytes of x row g of 8-row column j from column `col` (zero outside x)."""
         s, b = self.s, self.b
-        steps = -(-s.k // self.step_columns)
+        return self.vector("%x", b.i32("add", "%m.block", b.i32("add", "%g", 8 * j)), "%M", col, s.k, s.k * 2, 16)
+
+    def chunk(self, src: _Source, index: str) -> None:
+        """Chunk `index` of a 2:4 source: 4 k-steps of 32 dense columns, lane t loading
+        step t's 16 stored values of rows g and g + 8 (two 16-byte pieces each). Instruction
+        i takes group i of every lane's halves: its logical group t of half h is group i of
+        half h of step t, so A's pairs are the lane's own words, B's x at those columns, and
+        the metadata nibbles a 4 x 4 transpose of the steps' words (nibble_transpose)."""
+        s, b = self.s, self.b
+        step = b.i32("add", b.i32("shl", index, 2), "%t")
+        rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
+        col = b.i32("shl", step, 4)  # stored values: 16 a step
+        w = [[self.words(self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16))
+              for h in range(2)] for r in rows]  # fmt: skip
+        meta = self.nibble_transpose([self.meta_word(src, b.i32("add", b.i32("shl", index, 2), s2)) for s2 in range(4)])
+        odd = b.op("icmp ne i32 %t1, 0")
+        for j in range(s.cols):
+            # b_q (q < 4) of lane t: half q // 2 of step t // 2 + 2 (q % 2), its two pieces
+            x_pieces = []
+            for q in range(4):
+                dense = b.i32("add", b.i32("shl", b.i32("add", b.i32("shl", index, 2), b.i32("add", "%t.half", 2 * (q % 2))), 5), 16 * (q // 2))
+                x_pieces.append([self.words(self.x_piece(j, b.i32("add", b.i32("add", src.k_base, dense), 8 * p))) for p in range(2)])
+            for i in range(4):
+                a = [w[0][0][i], w[1][0][i], w[0][1][i], w[1][1][i]]
+                x = [b.op(f"select i1 {odd}, i32 {pieces[i // 2][2 * (i % 2) + 1]}, i32 {pieces[i // 2][2 * (i % 2)]}")
+                     for pieces in x_pieces]  # fmt: skip
+                self.mma("nm24", a, x, (0, j), meta[i])
+
+    def meta_word(self, src: _Source, step: str) -> str:
+        """Lane (g, t)'s word of packing/mma.py's metadata at k-step `step` of the block's 16
+        rows, half t % 2 (the half that lane supplies); FILL past the source's steps."""
+        b = self.b
+        tile = b.i32("lshr", src.row0, 4)
+        inside = b.op(f"icmp ult i32 {step}, {src.meta_steps}")
+        at = b.i32("add", b.i32("shl", b.i32("add", b.i32("mul", tile, src.meta_steps), step), 4), "%meta.lane")
+        at = b.op(f"select i1 {inside}, i32 {at}, i32 0")
+        word = b.op(f"load i32, ptr addrspace(1) {b.offset(str(src.meta), at, 'i32')}, align 4, !invariant.load !{{}}")
+        return b.op(f"select i1 {inside}, i32 {word}, i32 {FILL}")
+
+    def nibble_transpose(self, words: list[str]) -> list[str]:
+        """out[i] nibble t = words[t] nibble i, in each 16-bit half (rows g and g + 8): the
+        bytes of step pairs interleaved (prmt), then each nibble shifted into place."""
+        b = self.b
+        as_bytes = [b.op(f"bitcast i32 {w} to <4 x i8>") for w in words]
+        mixed = [[b.op(f"bitcast <4 x i8> {b.op(f'shufflevector <4 x i8> {as_bytes[2 * u]}, <4 x i8> {as_bytes[2 * u + 1]}, <4 x i32> <i32 {e}, i32 {4 + e}, i32 {2 + e}, i32 {6 + e}>')} to i32")
+                  for e in range(2)] for u in range(2)]  # fmt: skip
+        # mixed[u][e] (per half) holds byte e of words 2u and 2u + 1: their nibbles 2e + f at f and 2 + f
+
+        def moved(word: str, src: int, dst: int) -> str:
+            shift = 4 * (dst - src)
+            op = f"shl i32 {word}, {shift}" if shift > 0 else f"lshr i32 {word}, {-shift}"
+            return b.op(f"and i32 {b.op(op) if shift else word}, {0x000F000F << (4 * dst)}")
+
+        out = []
+        for i in range(4):
+            e, f = i // 2, i % 2
+            parts = [moved(mixed[t // 2][e], f + 2 * (t % 2), t) for t in range(4)]
+            out.append(b.op(f"or i32 {b.op(f'or i32 {parts[0]}, {parts[1]}')}, {b.op(f'or i32 {parts[2]}, {parts[3]}')}"))
+        return out
+
+    def k_split(self) -> None:
+        """A whole weight: warp w takes units w, w + warps, ...; GEMV_UNROLL of them an
+        iteration (their loads issued together). The warps are the spec's, as the launch's."""
+        s, b = self.s, self.b
+        base = {"dense": "%w"}.get(s.weight, "%values")
+        cols = s.k // 2 if s.weight == "nm24" else s.k
+        src = _Source(s.weight, base, "%n.warp", s.n, cols, "0", "%meta", -(-s.k // MMA_SPARSE[2]))
+        units = -(-s.k // self.unit_columns(s.weight))
         stride = s.warps * GEMV_UNROLL
 
         def iteration(i: str) -> None:
             for u in range(GEMV_UNROLL):
-                self.step(b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
+                self.unit(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
 
-        b.loop(-(-steps // stride) * stride, stride, iteration, unroll=False)
+        b.loop(-(-units // stride) * stride, stride, iteration, unroll=False)
+
+    def hybrid(self) -> None:
+        """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
+        row (a tile: one load of the tile map and a switch to its format's units)."""
+        s, b = self.s, self.b
+        (th, tw), tile_cols = s.tile, s.tile_grid[1]
+        tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
+        row0 = b.i32("sub", "%n.warp", b.i32("mul", tile_row, th))
+
+        def tile(i: str) -> None:
+            kt = b.i32("add", i, "%warp")
+            inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
+            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), kt)}, i32 0")
+            entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
+            code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
+            slot = b.i32("lshr", entry, MAP_CODE_BITS)
+
+            def case(f: int, format: str, values: str) -> None:
+                sparse = format == "nm24"
+                meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
+                src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
+                units = -(-tw // self.unit_columns(format))
+                if units == 1:
+                    self.unit(src, "0")
+                else:
+                    b.loop(units, 1, lambda u: self.unit(src, u))
+
+            self.switch_on_format(code, slot, case)
+
+        b.loop(-(-tile_cols // s.warps) * s.warps, s.warps, tile, unroll=False)
 
     def reduce(self) -> None:
         """The warps' accumulators added through shared memory; thread i < 128 x cols
@@ -202,15 +307,37 @@ class _Gemv(_Gemm):
     def build(self) -> str:
         s, b = self.s, self.b
         self.prologue()
-        b.emit("%row.low = add i32 %n.warp, %g")
-        b.emit("%row.high = add i32 %row.low, 8")
-        self.k_split()
+        b.emit("%t1 = and i32 %t, 1")
+        b.emit("%t.half = lshr i32 %t, 1")
+        b.emit("%meta.lane = add i32 %t1, " + b.i32("shl", "%g", 1))
+        if s.weight == "hybrid":
+            self.hybrid()
+        else:
+            self.k_split()
         self.reduce()
         shared = f"@partial = internal addrspace(3) global [{s.warps * 4 * s.cols * 32} x float] undef, align 16"
         return self.module((shared,), ("declare void @llvm.nvvm.barrier0()",))
 
     def warp_rows_offset(self) -> str:
         return "0"  # the block's warps share its 16 rows
+
+
+def gemv_spec(spec: GemmSpec, m: int) -> GemmSpec | None:
+    """The GEMV schedule of a call of m (<= 16) rows of `spec`, if its weight's rows are
+    whole 16-byte pieces (dense: K a multiple of 8, int8 16, int4 32, a scale group a
+    multiple of that; 2:4: 16 stored values; hybrid: K a multiple of 8, x's pieces)."""
+    s = spec
+    if s.weight in CODE_BITS:
+        piece = piece_columns(s.weight)
+        fits = s.k % piece == 0 and (s.weight == "dense" or s.group % piece == 0)
+    else:
+        fits = s.k % (16 if s.weight == "nm24" else 8) == 0
+    if not fits:
+        return None
+    warps = GEMV_WARPS[s.weight]
+    if s.weight == "hybrid":
+        warps = min(warps, s.tile_grid[1])
+    return replace(s, warps=warps, warp_rows=1, cols=max(1, -(-m // 8)), schedule="gemv")
 
 
 def gemv_ir(spec: GemmSpec) -> str:
