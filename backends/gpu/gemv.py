@@ -18,10 +18,27 @@ int4/int8 codes: a 16-byte piece holds 32 (16) codes of a row, all of one scale
 group (the group a multiple of that, checked by the caller); they are dequantised in
 registers (code x scale in f32, rounded once) into the pairs above, with 4 (2) pieces
 of x to match.
+
+2:4 weights (mma.sp.m16n8k32, packing/mma.py's metadata as it is): a warp's unit is a
+chunk of 4 k-steps of 32 columns; lane t loads step t's 16 stored values of rows g and
+g + 8 (2 x 16 bytes each). mma.sp pairs A's stored values with B's columns through
+the metadata, so the permutation must move whole groups of 4 columns with their
+nibbles: instruction i of a chunk takes group i of each half of every lane's step, i.e.
+its logical group t of half h is group i of half h of step t. A's registers are then
+the lane's own words; B's are x at those columns (lane t's pairs lie in steps t / 2 and
+t / 2 + 2: two pieces of x per (step, half), half of each used); and the metadata word
+a lane gives for half h is a 4 x 4 transpose of nibbles of the 4 steps' words (one
+32-bit load each, as the other schedules read them). Half the weight's bytes of a
+dense row, and an eighth more for the metadata.
+
+Hybrid weights: warp w takes tile columns w, w + warps, ... of the block's tile row
+(one warp a tile column where there are enough warps): a load of the tile map, then
+a switch to the tile's dense steps or 2:4 chunks over its stored values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -30,10 +47,14 @@ from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Ge
 from stoicc_py.backends.gpu.target import MMA_SPARSE
 from stoicc_py.packing.mma import FILL, MAP_CODE_BITS
 
-GEMV_WARPS = {"dense": 8, "int4": 8, "int8": 8, "nm24": 8, "hybrid": 32}
-"""Warps per block, by weight format (a hybrid weight's: at most one a tile column)."""
+GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (16, 8), "hybrid": (16, 8)}
+"""Warps per block by weight format, for calls of one 8-row column of x and of two (more
+warps did not fit the registers of two columns: 1024 threads of ~86 registers); a hybrid
+weight's at most one a tile column. Measured on an H100 (docs/gpu.md)."""
 GEMV_UNROLL = 4
+PREFETCH = True
 """Units (steps, 2:4 chunks) per loop iteration of a warp: their loads are issued together."""
+VECTOR = "<4 x i32>"
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
 """(codes, dtype) -> (the bits of a float `base` whose unit in the last place is 1, base):
@@ -64,33 +85,31 @@ class _Gemv(_Gemm):
         """Dense columns of a warp's unit of work: a step (4 lanes x a piece) or a 2:4 chunk."""
         return 4 * (MMA_SPARSE[2] if format == "nm24" else piece_columns(format))
 
-    def unit(self, src: _Source, index: str) -> None:
-        (self.chunk if src.format == "nm24" else self.step)(src, index)
-
     def vector(self, base: str, row: str, rows: int | str, col: str, cols: int, row_bytes: int, bits: int) -> str:
         """The 16 bytes of row `row` from column `col` of a row-major buffer of `bits`-bit
         elements (<4 x i32>), zero outside [rows, cols] (a piece is whole or absent)."""
         b = self.b
-        inside = b.op(f"and i1 {b.op(f'icmp ult i32 {row}, {rows}')}, {b.op(f'icmp ult i32 {col}, {cols}')}")
-        r, c = b.op(f"select i1 {inside}, i32 {row}, i32 0"), b.op(f"select i1 {inside}, i32 {col}, i32 0")
-        wide_r, wide_c = b.op(f"zext i32 {r} to i64"), b.op(f"zext i32 {c} to i64")
-        byte = b.op(f"lshr i64 {b.op(f'mul i64 {wide_c}, {bits}')}, 3")
-        at = b.op(f"add i64 {b.op(f'mul i64 {wide_r}, {row_bytes}')}, {byte}")
-        ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {base}, i64 {at}")
+        row_ok, col_ok = b.op(f"icmp ult i32 {row}, {rows}"), b.op(f"icmp ult i32 {col}, {cols}")
+        # the row's part of the address apart: loop-invariant, LLVM hoists it out of the k-loop
+        r, c = b.op(f"select i1 {row_ok}, i32 {row}, i32 0"), b.op(f"select i1 {col_ok}, i32 {col}, i32 0")
+        row_at = b.op(f"mul i64 {b.op(f'zext i32 {r} to i64')}, {row_bytes}")
+        row_ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {base}, i64 {row_at}")
+        byte = b.op(f"zext i32 {b.i32('lshr', b.i32('mul', c, bits), 3)} to i64")
+        ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {row_ptr}, i64 {byte}")
         value = b.op(f"load <4 x i32>, ptr addrspace(1) {ptr}, align 16, !invariant.load !{{}}")
+        inside = b.op(f"and i1 {row_ok}, {col_ok}")
         return b.op(f"select i1 {inside}, <4 x i32> {value}, <4 x i32> zeroinitializer")
 
     def words(self, vector: str) -> list[str]:
         return [self.b.op(f"extractelement <4 x i32> {vector}, i32 {i}") for i in range(4)]
 
-    def weight_pairs(self, src: _Source, row: str, col: str) -> list[str]:
-        """The pairs of row `row` of src from column `col`, one piece: 4 (dense), 8 (int8), 16 (int4)."""
+    def weight_pairs(self, format: str, words: list[str], scale: str | None) -> list[str]:
+        """The pairs of a piece of a row (its 4 words): 4 (dense), 8 (int8), 16 (int4),
+        int4/int8 codes dequantised with their group's `scale` (of its stored type)."""
         s, b = self.s, self.b
-        bits = CODE_BITS[src.format]
-        words = self.words(self.vector(src.base, row, src.rows, col, src.cols, src.cols * bits // 8, bits))
-        if src.format == "dense":
+        bits = CODE_BITS[format]
+        if scale is None:
             return words
-        scale = self.scale(row, col)
         if (s.weight, s.dtype) in MAGIC and s.scale_type == s.dtype:
             return [p for word in words for p in self.magic_pairs(word, scale)]
         if s.scale_type != "f32":
@@ -151,16 +170,41 @@ class _Gemv(_Gemm):
             pairs.append(b.op(f"bitcast <2 x {ty}> {b.op(f'fmul <2 x {ty}> {value}, {scales}')} to i32"))
         return pairs
 
-    def step(self, src: _Source, index: str) -> None:
-        """One step of a dense or int4/int8 source (4 lanes x a piece of rows g and g + 8):
-        its loads, then its mma."""
+    def fetch(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
+        """The loads of unit `index` of src, as (type, value), and what computes with them
+        (given those values, or the same loaded earlier: k_split's prefetch)."""
+        return (self.fetch_chunk if src.format == "nm24" else self.fetch_step)(src, index)
+
+    def unit(self, src: _Source, index: str) -> None:
+        loaded, compute = self.fetch(src, index)
+        compute([value for _, value in loaded])
+
+    def fetch_step(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
+        """A step of a dense or int4/int8 source (4 lanes x a piece of rows g and g + 8):
+        the two weight pieces (and their scales), the pieces of x at their columns."""
         s, b = self.s, self.b
+        bits = CODE_BITS[src.format]
         col = b.i32("add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format)))
-        low, high = (self.weight_pairs(src, b.i32("add", src.row0, r), col) for r in ("%g", b.i32("add", "%g", 8)))
+        rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, col, src.cols, src.cols * bits // 8, bits)) for r in rows]
+        if src.format != "dense":
+            loaded += [(SCALE_TYPES[s.scale_type], self.scale(r, col)) for r in rows]
         x_col = b.i32("add", src.k_base, col)
+        pieces = 16 // bits  # of x, 8 columns each: 1 (dense), 2 (int8), 4 (int4)
+        loaded += [(VECTOR, self.x_piece(j, b.i32("add", x_col, 8 * p))) for j in range(s.cols) for p in range(pieces)]
+        return loaded, lambda values: self.step_mma(src.format, values)
+
+    def step_mma(self, format: str, values: list[str]) -> None:
+        """A step's mma from its loads (fetch_step's order)."""
+        s = self.s
+        quantized = format != "dense"
+        scales = values[2:4] if quantized else [None, None]
+        low, high = (self.weight_pairs(format, self.words(v), scale) for v, scale in zip(values[:2], scales))
+        xs = values[4 if quantized else 2 :]
+        pieces = len(low) // 4
         for j in range(s.cols):
-            for p in range(len(low) // 4):  # a piece of x: 8 columns, 2 instructions
-                x = self.words(self.x_piece(j, b.i32("add", x_col, 8 * p)))
+            for p in range(pieces):  # a piece of x: 8 columns, 2 instructions
+                x = self.words(xs[j * pieces + p])
                 for h in range(2):
                     a = [low[4 * p + 2 * h], high[4 * p + 2 * h], low[4 * p + 2 * h + 1], high[4 * p + 2 * h + 1]]
                     self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
@@ -170,30 +214,38 @@ class _Gemv(_Gemm):
         s, b = self.s, self.b
         return self.vector("%x", b.i32("add", "%m.block", b.i32("add", "%g", 8 * j)), "%M", col, s.k, s.k * 2, 16)
 
-    def chunk(self, src: _Source, index: str) -> None:
+    def fetch_chunk(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
         """Chunk `index` of a 2:4 source: 4 k-steps of 32 dense columns, lane t loading
         step t's 16 stored values of rows g and g + 8 (two 16-byte pieces each). Instruction
         i takes group i of every lane's halves: its logical group t of half h is group i of
         half h of step t, so A's pairs are the lane's own words, B's x at those columns, and
         the metadata nibbles a 4 x 4 transpose of the steps' words (nibble_transpose)."""
         s, b = self.s, self.b
-        step = b.i32("add", b.i32("shl", index, 2), "%t")
+        first = b.i32("shl", index, 2)
+        col = b.i32("shl", b.i32("add", first, "%t"), 4)  # stored values: 16 a step
         rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
-        col = b.i32("shl", step, 4)  # stored values: 16 a step
-        w = [[self.words(self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16))
-              for h in range(2)] for r in rows]  # fmt: skip
-        meta = self.nibble_transpose([self.meta_word(src, b.i32("add", b.i32("shl", index, 2), s2)) for s2 in range(4)])
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16))
+                  for r in rows for h in range(2)]  # fmt: skip
+        loaded += [("i32", self.meta_word(src, b.i32("add", first, step))) for step in range(4)]
+        for j in range(s.cols):  # b_q (q < 4) of lane t: half q // 2 of step t // 2 + 2 (q % 2), its two pieces
+            for q in range(4):
+                dense = b.i32("shl", b.i32("add", first, b.i32("add", "%t.half", 2 * (q % 2))), 5)
+                dense = b.i32("add", src.k_base, b.i32("add", dense, 16 * (q // 2)))
+                loaded += [(VECTOR, self.x_piece(j, b.i32("add", dense, 8 * p))) for p in range(2)]
+        return loaded, self.chunk_mma
+
+    def chunk_mma(self, values: list[str]) -> None:
+        """A chunk's mma.sp from its loads (fetch_chunk's order)."""
+        s, b = self.s, self.b
+        w = [self.words(v) for v in values[:4]]  # [row g half 0, row g half 1, row g + 8 half 0, half 1]
+        meta = self.nibble_transpose(values[4:8])
         odd = b.op("icmp ne i32 %t1, 0")
         for j in range(s.cols):
-            # b_q (q < 4) of lane t: half q // 2 of step t // 2 + 2 (q % 2), its two pieces
-            x_pieces = []
-            for q in range(4):
-                dense = b.i32("add", b.i32("shl", b.i32("add", b.i32("shl", index, 2), b.i32("add", "%t.half", 2 * (q % 2))), 5), 16 * (q // 2))
-                x_pieces.append([self.words(self.x_piece(j, b.i32("add", b.i32("add", src.k_base, dense), 8 * p))) for p in range(2)])
+            pieces = [self.words(v) for v in values[8 + 8 * j : 16 + 8 * j]]  # [q][p]
             for i in range(4):
-                a = [w[0][0][i], w[1][0][i], w[0][1][i], w[1][1][i]]
-                x = [b.op(f"select i1 {odd}, i32 {pieces[i // 2][2 * (i % 2) + 1]}, i32 {pieces[i // 2][2 * (i % 2)]}")
-                     for pieces in x_pieces]  # fmt: skip
+                a = [w[0][i], w[2][i], w[1][i], w[3][i]]
+                x = [b.op(f"select i1 {odd}, i32 {pieces[2 * q + i // 2][2 * (i % 2) + 1]}, "
+                          f"i32 {pieces[2 * q + i // 2][2 * (i % 2)]}") for q in range(4)]  # fmt: skip
                 self.mma("nm24", a, x, (0, j), meta[i])
 
     def meta_word(self, src: _Source, step: str) -> str:
@@ -230,7 +282,8 @@ class _Gemv(_Gemm):
 
     def k_split(self) -> None:
         """A whole weight: warp w takes units w, w + warps, ...; GEMV_UNROLL of them an
-        iteration (their loads issued together). The warps are the spec's, as the launch's."""
+        iteration, whose loads are issued together, an iteration ahead (PREFETCH: while
+        the warp computes with the previous ones, carried in registers), or before it."""
         s, b = self.s, self.b
         base = {"dense": "%w"}.get(s.weight, "%values")
         cols = s.k // 2 if s.weight == "nm24" else s.k
@@ -238,10 +291,28 @@ class _Gemv(_Gemm):
         units = -(-s.k // self.unit_columns(s.weight))
         stride = s.warps * GEMV_UNROLL
 
-        def iteration(i: str) -> None:
-            for u in range(GEMV_UNROLL):
-                self.unit(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
+        def fetch(i: str) -> list[tuple[list[tuple[str, str]], Callable[[list[str]], None]]]:
+            return [self.fetch(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp")) for u in range(GEMV_UNROLL)]
 
+        if not PREFETCH:
+            b.loop(-(-units // stride) * stride, stride, lambda i: [c([v for _, v in x]) for x, c in fetch(i)], unroll=False)
+            return
+        first = fetch("0")  # in the entry block: so are the allocas that carry them (SROA: phis)
+        slots = [[(ty, b.op(f"alloca {ty}")) for ty, _ in loaded] for loaded, _ in first]
+
+        def keep(fetched: list[tuple[list[tuple[str, str]], Callable[[list[str]], None]]]) -> None:
+            for (loaded, _), unit_slots in zip(fetched, slots):
+                for (ty, value), (_, slot) in zip(loaded, unit_slots):
+                    b.emit(f"store {ty} {value}, ptr {slot}")
+
+        def iteration(i: str) -> None:
+            current = [[b.op(f"load {ty}, ptr {slot}") for ty, slot in unit_slots] for unit_slots in slots]
+            ahead = fetch(b.i32("add", i, stride))  # past the last units: zeros from valid addresses
+            for (_, compute), values in zip(first, current):
+                compute(values)
+            keep(ahead)
+
+        keep(first)
         b.loop(-(-units // stride) * stride, stride, iteration, unroll=False)
 
     def hybrid(self) -> None:
@@ -275,26 +346,35 @@ class _Gemv(_Gemm):
         b.loop(-(-tile_cols // s.warps) * s.warps, s.warps, tile, unroll=False)
 
     def reduce(self) -> None:
-        """The warps' accumulators added through shared memory; thread i < 128 x cols
-        stores lane i % 32's accumulator (i / 32) % 4 of column i / 128."""
+        """The warps' accumulators added through shared memory:
+        slot i < 128 x cols holds lane i % 32's accumulator (i / 32) % 4 of column i / 128,
+        summed over the warps by thread i % threads (in passes where there are fewer threads)."""
         s, b = self.s, self.b
         per_warp = 4 * s.cols * 32
         for j in range(s.cols):
             for i in range(4):
+                total = b.op(f"load float, ptr {self.acc_slot((0, j), i)}")
                 slot = b.i32("add", b.i32("mul", "%warp", per_warp), b.i32("add", "%lane", (j * 4 + i) * 32))
-                b.emit(f"store float {b.op(f'load float, ptr {self.acc_slot((0, j), i)}')}, ptr addrspace(3) "
+                b.emit(f"store float {total}, ptr addrspace(3) "
                        f"{b.op(f'getelementptr inbounds float, ptr addrspace(3) @partial, i32 {slot}')}")  # fmt: skip
         b.emit("call void @llvm.nvvm.barrier0()")
+        for first in range(0, per_warp, s.threads):
+            self.sum_slot(b.i32("add", "%tid", first), per_warp)
+        b.emit("ret void")
+
+    def sum_slot(self, index: str, per_warp: int) -> None:
+        """y at slot `index` (if < per_warp) = the warps' partial sums there."""
+        s, b = self.s, self.b
         then, done = b.label("sum"), b.label("end")
-        b.emit(f"br i1 {b.op(f'icmp ult i32 %tid, {per_warp}')}, label %{then}, label %{done}")
+        b.emit(f"br i1 {b.op(f'icmp ult i32 {index}, {per_warp}')}, label %{then}, label %{done}")
         b.begin(then)
         total = "0.0"
         for other in range(s.warps):
             at = b.op(
-                f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', '%tid', other * per_warp)}"
+                f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', index, other * per_warp)}"
             )
             total = b.op(f"fadd float {total}, {b.op(f'load float, ptr addrspace(3) {at}')}")
-        lane, slot, col = b.i32("and", "%tid", 31), b.i32("and", b.i32("lshr", "%tid", 5), 3), b.i32("lshr", "%tid", 7)
+        lane, slot, col = b.i32("and", index, 31), b.i32("and", b.i32("lshr", index, 5), 3), b.i32("lshr", index, 7)
         g, t = b.i32("lshr", lane, 2), b.i32("and", lane, 3)
         n = b.i32("add", "%n.warp", b.i32("add", g, b.i32("mul", b.i32("lshr", slot, 1), 8)))
         m = b.i32("add", "%m.block", b.i32("mul", col, 8))
@@ -302,7 +382,6 @@ class _Gemv(_Gemm):
         self.store(total, m, n)
         b.emit(f"br label %{done}")
         b.begin(done)
-        b.emit("ret void")
 
     def build(self) -> str:
         s, b = self.s, self.b
@@ -334,10 +413,11 @@ def gemv_spec(spec: GemmSpec, m: int) -> GemmSpec | None:
         fits = s.k % (16 if s.weight == "nm24" else 8) == 0
     if not fits:
         return None
-    warps = GEMV_WARPS[s.weight]
+    cols = max(1, -(-m // 8))
+    warps = GEMV_WARPS[s.weight][cols - 1]
     if s.weight == "hybrid":
         warps = min(warps, s.tile_grid[1])
-    return replace(s, warps=warps, warp_rows=1, cols=max(1, -(-m // 8)), schedule="gemv")
+    return replace(s, warps=warps, warp_rows=1, cols=cols, schedule="gemv")
 
 
 def gemv_ir(spec: GemmSpec) -> str:

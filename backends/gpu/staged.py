@@ -36,19 +36,12 @@ ROW_BYTES = {"dense": 2 * K_TILE + PAD, "nm24": K_TILE + PAD, "x": 2 * K_TILE + 
 """Bytes per row of a k-tile in shared memory: 64 (32 stored) 16-bit values and a pad."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
-
-
-def stage_bytes(spec: GemmSpec) -> int:
-    """Shared memory of one stage: the weight's and x's slices, and for 2:4 the metadata's
-    (none for a dense weight: 3 stages of 36 KB then fit twice in an SM's 228 KB with
-    the 1 KB a block reserves, 3 of 38 KB did not)."""
-    sparse = spec.weight == "nm24" or "nm24" in spec.tile_formats
-    return A_BYTES + BLOCK * ROW_BYTES["x"] + (META_BYTES if sparse else 0)
+STAGE_BYTES = A_BYTES + BLOCK * ROW_BYTES["x"] + META_BYTES
 
 
 def shared_bytes(spec: GemmSpec) -> int:
-    """Dynamic shared memory of the staged kernel."""
-    return STAGES * stage_bytes(spec)
+    """Dynamic shared memory of the staged kernel (the same for every format)."""
+    return STAGES * STAGE_BYTES
 
 
 _ASYNC = [
@@ -165,7 +158,7 @@ class _Staged(_Gemm):
     def load_stage(self, kt: str) -> None:
         """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
         s, b = self.s, self.b
-        stage = b.i32("mul", b.i32("urem", kt, STAGES), stage_bytes(self.s))
+        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
 
         def body(format: str, base: str, row0: str, col: str, stored: tuple[str, str] | None) -> None:
             self.copy_rows(stage, A_BYTES, ROW_BYTES["x"], "%x", "%m.block", "%M", b.i32("mul", kt, K_TILE), s.k, s.k)
@@ -195,7 +188,7 @@ class _Staged(_Gemm):
 
     def compute_stage(self, kt: str) -> None:
         b = self.b
-        stage = b.i32("mul", b.i32("urem", kt, STAGES), stage_bytes(self.s))
+        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
 
         def body(format: str, *_: object) -> None:
             sparse = format == "nm24"
