@@ -46,10 +46,11 @@ kernel long_sparse(x: bf16[M, 8336], w: bf16[40, 8336] @ nm(2, 4)) -> bf16[M, 40
 kernel long_int4(x: f16[M, 4160], w: f16[24, 4160] @ int4(group=64, scale=f16)) -> f16[M, 24] { return linear(x, w) }
 """
 LONG = {"long_dense", "long_sparse", "long_int4"}
-"""K long enough for several GEMV iterations a warp (gemv.py's prefetch of the next one's loads)."""
-STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "long_dense", "long_sparse"}  # calls of more than 16 rows: staged.py
+"""K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's)."""
+STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse"}  # fmt: skip
+"""Calls of more than 16 rows: staged.py."""
 GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic",
-        "sparse_staged", "hybrid", "hybrid_staged", "sparse_gemv", "hybrid_gemv", *LONG}
+        "sparse_staged", "hybrid", "hybrid_staged", "sparse_gemv", "hybrid_gemv", *LONG}  # fmt: skip
 """Calls of at most 16 rows: gemv.py (the *_magic kernels: codes dequantised by the float bit trick; 2:4 and
 hybrid weights whose rows are whole 16-byte pieces, K a multiple of 16 and 8: sparse, sparse_bf16 are not)."""
 ROWS = (1, 7, 9, 33, 130)  # every schedule (<= 8 rows, <= 16, more), ragged blocks of 32 and 128 rows

@@ -51,9 +51,9 @@ GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (16, 8),
 """Warps per block by weight format, for calls of one 8-row column of x and of two (more
 warps did not fit the registers of two columns: 1024 threads of ~86 registers); a hybrid
 weight's at most one a tile column. Measured on an H100 (docs/gpu.md)."""
-GEMV_UNROLL = 4
-PREFETCH = True
-"""Units (steps, 2:4 chunks) per loop iteration of a warp: their loads are issued together."""
+GEMV_UNROLL = {"nm24": 2}
+"""Units (steps, 2:4 chunks) per loop iteration of a warp, 4 where not given: their loads
+are issued together."""
 VECTOR = "<4 x i32>"
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
@@ -171,8 +171,7 @@ class _Gemv(_Gemm):
         return pairs
 
     def fetch(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
-        """The loads of unit `index` of src, as (type, value), and what computes with them
-        (given those values, or the same loaded earlier: k_split's prefetch)."""
+        """The loads of unit `index` of src, as (type, value), and what computes with them."""
         return (self.fetch_chunk if src.format == "nm24" else self.fetch_step)(src, index)
 
     def unit(self, src: _Source, index: str) -> None:
@@ -184,7 +183,9 @@ class _Gemv(_Gemm):
         the two weight pieces (and their scales), the pieces of x at their columns."""
         s, b = self.s, self.b
         bits = CODE_BITS[src.format]
-        col = b.i32("add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format)))
+        col = b.i32(
+            "add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format))
+        )
         rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
         loaded = [(VECTOR, self.vector(src.base, r, src.rows, col, src.cols, src.cols * bits // 8, bits)) for r in rows]
         if src.format != "dense":
@@ -277,42 +278,27 @@ class _Gemv(_Gemm):
         for i in range(4):
             e, f = i // 2, i % 2
             parts = [moved(mixed[t // 2][e], f + 2 * (t % 2), t) for t in range(4)]
-            out.append(b.op(f"or i32 {b.op(f'or i32 {parts[0]}, {parts[1]}')}, {b.op(f'or i32 {parts[2]}, {parts[3]}')}"))
+            out.append(
+                b.op(f"or i32 {b.op(f'or i32 {parts[0]}, {parts[1]}')}, {b.op(f'or i32 {parts[2]}, {parts[3]}')}")
+            )
         return out
 
     def k_split(self) -> None:
         """A whole weight: warp w takes units w, w + warps, ...; GEMV_UNROLL of them an
-        iteration, whose loads are issued together, an iteration ahead (PREFETCH: while
-        the warp computes with the previous ones, carried in registers), or before it."""
+        iteration, their loads issued together. (Loading the next iteration's while
+        computing, carried in registers, was slower on the H100: more registers, no gain.)"""
         s, b = self.s, self.b
         base = {"dense": "%w"}.get(s.weight, "%values")
         cols = s.k // 2 if s.weight == "nm24" else s.k
         src = _Source(s.weight, base, "%n.warp", s.n, cols, "0", "%meta", -(-s.k // MMA_SPARSE[2]))
         units = -(-s.k // self.unit_columns(s.weight))
-        stride = s.warps * GEMV_UNROLL
-
-        def fetch(i: str) -> list[tuple[list[tuple[str, str]], Callable[[list[str]], None]]]:
-            return [self.fetch(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp")) for u in range(GEMV_UNROLL)]
-
-        if not PREFETCH:
-            b.loop(-(-units // stride) * stride, stride, lambda i: [c([v for _, v in x]) for x, c in fetch(i)], unroll=False)
-            return
-        first = fetch("0")  # in the entry block: so are the allocas that carry them (SROA: phis)
-        slots = [[(ty, b.op(f"alloca {ty}")) for ty, _ in loaded] for loaded, _ in first]
-
-        def keep(fetched: list[tuple[list[tuple[str, str]], Callable[[list[str]], None]]]) -> None:
-            for (loaded, _), unit_slots in zip(fetched, slots):
-                for (ty, value), (_, slot) in zip(loaded, unit_slots):
-                    b.emit(f"store {ty} {value}, ptr {slot}")
+        unroll = GEMV_UNROLL.get(s.weight, 4)
+        stride = s.warps * unroll
 
         def iteration(i: str) -> None:
-            current = [[b.op(f"load {ty}, ptr {slot}") for ty, slot in unit_slots] for unit_slots in slots]
-            ahead = fetch(b.i32("add", i, stride))  # past the last units: zeros from valid addresses
-            for (_, compute), values in zip(first, current):
-                compute(values)
-            keep(ahead)
+            for u in range(unroll):
+                self.unit(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
 
-        keep(first)
         b.loop(-(-units // stride) * stride, stride, iteration, unroll=False)
 
     def hybrid(self) -> None:
