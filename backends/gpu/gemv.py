@@ -1,10 +1,11 @@
-"""The GEMV schedule (calls of at most 16 rows of x): dense and int4/int8 weights read
-once, 16 bytes a lane, by enough warps to keep the GPU's memory busy.
+"""The GEMV schedule (calls of at most 16 rows of x): dense, int4/int8, 2:4 and hybrid
+weights read once, 16 bytes a lane, by enough warps to keep the GPU's memory busy.
 
-A block owns 16 weight rows (one mma tile) and its `warps` warps split K among them,
-step by step (a step: 4 lanes x one 16-byte piece of a row per lane), and add their
-accumulators through shared memory at the end. A call of one row has N / 16 blocks
-of 8 warps: 2048 warps for N = 4096, each with 4 steps' loads in flight.
+A block owns 16 weight rows (one mma tile) and its `warps` warps (GEMV_WARPS) split K
+among them, step by step (a step: 4 lanes x one 16-byte piece of a row per lane), and
+add their accumulators through shared memory at the end. A call of one row of a dense
+weight has N / 16 blocks of 16 warps: 4096 warps for N = 4096, each with 4 steps'
+loads in flight.
 
 The reduction along K does not care in which order it meets the columns, so the
 tensor cores are given the columns in the order the loads bring them: lane (g, t)
