@@ -22,7 +22,7 @@ from xdsl.ir import BlockArgument
 from stoicc_py.abi import KernelABI
 from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.backends.gpu import driver
-from stoicc_py.backends.gpu.gemv import GEMV_WARPS, gemv_ir, piece_columns
+from stoicc_py.backends.gpu.gemv import gemv_ir, gemv_spec
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
 from stoicc_py.backends.gpu.staged import shared_bytes, staged_ir
 from stoicc_py.backends.gpu.target import WARPS, emit_ptx
@@ -120,8 +120,9 @@ class GpuKernel(KernelBase):
         """The spec a call of m rows of x runs (`aligned`: its arrays start on 16-byte
         boundaries, as the GEMV and staged schedules' vector loads need)."""
         s = self.spec
-        if aligned and m <= GEMV_M and _gemv_fits(s):
-            return replace(s, warps=GEMV_WARPS, warp_rows=1, cols=max(1, -(-m // 8)), schedule="gemv")
+        gemv = gemv_spec(s, m) if aligned and m <= GEMV_M else None
+        if gemv is not None:
+            return gemv
         if aligned and m > GEMV_M and _staged_fits(s):
             return replace(s, warps=4, warp_rows=4, cols=8, schedule="staged")
         return replace(s, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else s
@@ -202,14 +203,6 @@ class GpuKernel(KernelBase):
         if isinstance(y.owner, driver.Buffer):  # numpy arguments: copy the result back
             return y.owner.to_host(result)
         return result
-
-
-def _gemv_fits(s: GemmSpec) -> bool:
-    """Dense or int4/int8 rows of whole 16-byte pieces, a scale group a whole number of pieces."""
-    if s.weight not in ("dense", "int4", "int8"):
-        return False
-    piece = piece_columns(s.weight)
-    return s.k % piece == 0 and (s.weight == "dense" or s.group % piece == 0)
 
 
 def _staged_fits(s: GemmSpec) -> bool:

@@ -40,10 +40,21 @@ kernel int8_gemv(x: bf16[M, 160], w: bf16[24, 160] @ int8(axis=0, scale=f16), b:
 kernel int4_magic(x: f16[M, 192], w: f16[40, 192] @ int4(group=64, scale=f16)) -> f16[M, 40] { return linear(x, w) }
 kernel int4_magic_bf16(x: bf16[M, 96], w: bf16[24, 96] @ int4(group=32, scale=bf16)) -> bf16[M, 24] { return linear(x, w) }
 kernel int8_magic(x: f16[M, 160], w: f16[40, 160] @ int8(group=32, scale=f16), b: f16[40]) -> f16[M, 40] { return linear(x, w, b) }
+kernel sparse_gemv(x: bf16[M, 160], w: bf16[40, 160] @ nm(2, 4), b: bf16[40]) -> bf16[M, 40] { return relu(linear(x, w, b)) }
+layout H3 = hybrid(tile=[32, 96], formats=[nm(2, 4), dense])
+kernel hybrid_gemv(x: f16[M, 296], w: f16[72, 296] @ H3) -> f16[M, 72] { return linear(x, w) }
+kernel long_dense(x: f16[M, 2120], w: f16[24, 2120]) -> f16[M, 24] { return linear(x, w) }
+kernel long_sparse(x: bf16[M, 8336], w: bf16[40, 8336] @ nm(2, 4)) -> bf16[M, 40] { return linear(x, w) }
+kernel long_int4(x: f16[M, 4160], w: f16[24, 4160] @ int4(group=64, scale=f16)) -> f16[M, 24] { return linear(x, w) }
 """
-STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged"}  # calls of more than 16 rows: staged.py
-GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic"}
-"""Calls of at most 16 rows: gemv.py (the *_magic kernels: codes dequantised by the float bit trick)."""
+LONG = {"long_dense", "long_sparse", "long_int4"}
+"""K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's)."""
+STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse"}  # fmt: skip
+"""Calls of more than 16 rows: staged.py."""
+GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic",
+        "sparse_staged", "hybrid", "hybrid_staged", "sparse_gemv", "hybrid_gemv", *LONG}  # fmt: skip
+"""Calls of at most 16 rows: gemv.py (the *_magic kernels: codes dequantised by the float bit trick; 2:4 and
+hybrid weights whose rows are whole 16-byte pieces, K a multiple of 16 and 8: sparse, sparse_bf16 are not)."""
 ROWS = (1, 7, 9, 33, 130)  # every schedule (<= 8 rows, <= 16, more), ragged blocks of 32 and 128 rows
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2}  # a few units in the last place of the result, relative to its largest
 
@@ -83,7 +94,8 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
 
 @pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8",
                                   "sparse_staged", "hybrid_staged", "int4_gemv", "int8_gemv", "int4_magic",
-                                  "int4_magic_bf16", "int8_magic"])  # fmt: skip
+                                  "int4_magic_bf16", "int8_magic", "sparse_gemv", "hybrid_gemv",
+                                  *sorted(LONG)])  # fmt: skip
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)

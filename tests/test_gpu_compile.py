@@ -47,8 +47,8 @@ MMA = {
 }
 SCHEDULES = {
     "dense": [("gemv", 1), ("staged", 8)], "dense_bf16": [("gemv", 1), ("staged", 8)],
-    "sparse": [("direct", 1), ("direct", 4)], "sparse_bf16": [("direct", 1), ("staged", 8)],
-    "hybrid": [("direct", 1), ("direct", 4)], "int4": [("direct", 1), ("direct", 4)], "int8": [("direct", 1), ("direct", 4)],
+    "sparse": [("direct", 1), ("direct", 4)], "sparse_bf16": [("gemv", 1), ("staged", 8)],
+    "hybrid": [("gemv", 1), ("direct", 4)], "int4": [("direct", 1), ("direct", 4)], "int8": [("direct", 1), ("direct", 4)],
 }  # fmt: skip
 """(schedule, 8-row columns) of a call of 5 and of 37 rows (stoicc_py/gpu.py: GpuKernel.schedule)."""
 HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}

@@ -1,10 +1,11 @@
-"""The GEMV schedule (calls of at most 16 rows of x): dense and int4/int8 weights read
-once, 16 bytes a lane, by enough warps to keep the GPU's memory busy.
+"""The GEMV schedule (calls of at most 16 rows of x): dense, int4/int8, 2:4 and hybrid
+weights read once, 16 bytes a lane, by enough warps to keep the GPU's memory busy.
 
-A block owns 16 weight rows (one mma tile) and its `warps` warps split K among them,
-step by step (a step: 4 lanes x one 16-byte piece of a row per lane), and add their
-accumulators through shared memory at the end. A call of one row has N / 16 blocks
-of 8 warps: 2048 warps for N = 4096, each with 4 steps' loads in flight.
+A block owns 16 weight rows (one mma tile) and its `warps` warps (GEMV_WARPS) split K
+among them, step by step (a step: 4 lanes x one 16-byte piece of a row per lane), and
+add their accumulators through shared memory at the end. A call of one row of a dense
+weight has N / 16 blocks of 16 warps: 4096 warps for N = 4096, each with 4 steps'
+loads in flight.
 
 The reduction along K does not care in which order it meets the columns, so the
 tensor cores are given the columns in the order the loads bring them: lane (g, t)
@@ -18,17 +19,43 @@ int4/int8 codes: a 16-byte piece holds 32 (16) codes of a row, all of one scale
 group (the group a multiple of that, checked by the caller); they are dequantised in
 registers (code x scale in f32, rounded once) into the pairs above, with 4 (2) pieces
 of x to match.
+
+2:4 weights (mma.sp.m16n8k32, packing/mma.py's metadata as it is): a warp's unit is a
+chunk of 4 k-steps of 32 columns; lane t loads step t's 16 stored values of rows g and
+g + 8 (2 x 16 bytes each). mma.sp pairs A's stored values with B's columns through
+the metadata, so the permutation must move whole groups of 4 columns with their
+nibbles: instruction i of a chunk takes group i of each half of every lane's step, i.e.
+its logical group t of half h is group i of half h of step t. A's registers are then
+the lane's own words; B's are x at those columns (lane t's pairs lie in steps t / 2 and
+t / 2 + 2: two pieces of x per (step, half), half of each used); and the metadata word
+a lane gives for half h is a 4 x 4 transpose of nibbles of the 4 steps' words (one
+32-bit load each, as the other schedules read them). Half the weight's bytes of a
+dense row, and an eighth more for the metadata.
+
+Hybrid weights: warp w takes tile columns w, w + warps, ... of the block's tile row
+(one warp a tile column where there are enough warps): a load of the tile map, then
+a switch to the tile's dense steps or 2:4 chunks over its stored values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 
-from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm
+from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm, _Source
+from stoicc_py.backends.gpu.target import MMA_SPARSE
+from stoicc_py.packing.mma import FILL, MAP_CODE_BITS
 
-GEMV_WARPS = 8
-GEMV_UNROLL = 4
-"""Steps per loop iteration of a warp: their loads are issued together."""
+GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (16, 8), "hybrid": (16, 8)}
+"""Warps per block by weight format, for calls of one 8-row column of x and of two (more
+warps did not fit the registers of two columns: 1024 threads of ~86 registers); a hybrid
+weight's at most one a tile column. Measured on an H100 (docs/gpu.md)."""
+GEMV_UNROLL = {"nm24": 2}
+"""Units (steps, 2:4 chunks) per loop iteration of a warp, 4 where not given: their loads
+are issued together."""
+VECTOR = "<4 x i32>"
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
 """(codes, dtype) -> (the bits of a float `base` whose unit in the last place is 1, base):
@@ -54,35 +81,36 @@ def piece_columns(weight: str) -> int:
 class _Gemv(_Gemm):
     """Builds a GEMV-schedule kernel (spec.schedule == "gemv", spec.cols 8-row columns of x)."""
 
-    @property
-    def step_columns(self) -> int:
-        return 4 * piece_columns(self.s.weight)
+    @staticmethod
+    def unit_columns(format: str) -> int:
+        """Dense columns of a warp's unit of work: a step (4 lanes x a piece) or a 2:4 chunk."""
+        return 4 * (MMA_SPARSE[2] if format == "nm24" else piece_columns(format))
 
     def vector(self, base: str, row: str, rows: int | str, col: str, cols: int, row_bytes: int, bits: int) -> str:
         """The 16 bytes of row `row` from column `col` of a row-major buffer of `bits`-bit
         elements (<4 x i32>), zero outside [rows, cols] (a piece is whole or absent)."""
         b = self.b
-        inside = b.op(f"and i1 {b.op(f'icmp ult i32 {row}, {rows}')}, {b.op(f'icmp ult i32 {col}, {cols}')}")
-        r, c = b.op(f"select i1 {inside}, i32 {row}, i32 0"), b.op(f"select i1 {inside}, i32 {col}, i32 0")
-        wide_r, wide_c = b.op(f"zext i32 {r} to i64"), b.op(f"zext i32 {c} to i64")
-        byte = b.op(f"lshr i64 {b.op(f'mul i64 {wide_c}, {bits}')}, 3")
-        at = b.op(f"add i64 {b.op(f'mul i64 {wide_r}, {row_bytes}')}, {byte}")
-        ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {base}, i64 {at}")
+        row_ok, col_ok = b.op(f"icmp ult i32 {row}, {rows}"), b.op(f"icmp ult i32 {col}, {cols}")
+        # the row's part of the address apart: loop-invariant, LLVM hoists it out of the k-loop
+        r, c = b.op(f"select i1 {row_ok}, i32 {row}, i32 0"), b.op(f"select i1 {col_ok}, i32 {col}, i32 0")
+        row_at = b.op(f"mul i64 {b.op(f'zext i32 {r} to i64')}, {row_bytes}")
+        row_ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {base}, i64 {row_at}")
+        byte = b.op(f"zext i32 {b.i32('lshr', b.i32('mul', c, bits), 3)} to i64")
+        ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {row_ptr}, i64 {byte}")
         value = b.op(f"load <4 x i32>, ptr addrspace(1) {ptr}, align 16, !invariant.load !{{}}")
+        inside = b.op(f"and i1 {row_ok}, {col_ok}")
         return b.op(f"select i1 {inside}, <4 x i32> {value}, <4 x i32> zeroinitializer")
 
     def words(self, vector: str) -> list[str]:
         return [self.b.op(f"extractelement <4 x i32> {vector}, i32 {i}") for i in range(4)]
 
-    def weight_pairs(self, row: str, col: str) -> list[str]:
-        """The pairs of row `row` from column `col`, one piece: 4 (dense), 8 (int8), 16 (int4)."""
+    def weight_pairs(self, format: str, words: list[str], scale: str | None) -> list[str]:
+        """The pairs of a piece of a row (its 4 words): 4 (dense), 8 (int8), 16 (int4),
+        int4/int8 codes dequantised with their group's `scale` (of its stored type)."""
         s, b = self.s, self.b
-        bits = CODE_BITS[s.weight]
-        base = "%w" if s.weight == "dense" else "%values"
-        words = self.words(self.vector(base, row, s.n, col, s.k, s.k * bits // 8, bits))
-        if s.weight == "dense":
+        bits = CODE_BITS[format]
+        if scale is None:
             return words
-        scale = self.scale(row, col)
         if (s.weight, s.dtype) in MAGIC and s.scale_type == s.dtype:
             return [p for word in words for p in self.magic_pairs(word, scale)]
         if s.scale_type != "f32":
@@ -143,53 +171,197 @@ class _Gemv(_Gemm):
             pairs.append(b.op(f"bitcast <2 x {ty}> {b.op(f'fmul <2 x {ty}> {value}, {scales}')} to i32"))
         return pairs
 
-    def step(self, index: str) -> None:
-        """One step (4 lanes x a piece of rows g and g + 8): its loads, then its mma."""
+    def fetch(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
+        """The loads of unit `index` of src, as (type, value), and what computes with them."""
+        return (self.fetch_chunk if src.format == "nm24" else self.fetch_step)(src, index)
+
+    def unit(self, src: _Source, index: str) -> None:
+        loaded, compute = self.fetch(src, index)
+        compute([value for _, value in loaded])
+
+    def fetch_step(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
+        """A step of a dense or int4/int8 source (4 lanes x a piece of rows g and g + 8):
+        the two weight pieces (and their scales), the pieces of x at their columns."""
         s, b = self.s, self.b
-        col = b.i32("add", b.i32("mul", index, self.step_columns), b.i32("mul", "%t", piece_columns(s.weight)))
-        low, high = self.weight_pairs("%row.low", col), self.weight_pairs("%row.high", col)
+        bits = CODE_BITS[src.format]
+        col = b.i32(
+            "add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format))
+        )
+        rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, col, src.cols, src.cols * bits // 8, bits)) for r in rows]
+        if src.format != "dense":
+            loaded += [(SCALE_TYPES[s.scale_type], self.scale(r, col)) for r in rows]
+        x_col = b.i32("add", src.k_base, col)
+        pieces = 16 // bits  # of x, 8 columns each: 1 (dense), 2 (int8), 4 (int4)
+        loaded += [(VECTOR, self.x_piece(j, b.i32("add", x_col, 8 * p))) for j in range(s.cols) for p in range(pieces)]
+        return loaded, lambda values: self.step_mma(src.format, values)
+
+    def step_mma(self, format: str, values: list[str]) -> None:
+        """A step's mma from its loads (fetch_step's order)."""
+        s = self.s
+        quantized = format != "dense"
+        scales = values[2:4] if quantized else [None, None]
+        low, high = (self.weight_pairs(format, self.words(v), scale) for v, scale in zip(values[:2], scales))
+        xs = values[4 if quantized else 2 :]
+        pieces = len(low) // 4
         for j in range(s.cols):
-            x_row = b.i32("add", "%m.block", b.i32("add", "%g", 8 * j))
-            for p in range(len(low) // 4):  # a piece of x: 8 columns, 2 instructions
-                x = self.words(self.vector("%x", x_row, "%M", b.i32("add", col, 8 * p), s.k, s.k * 2, 16))
+            for p in range(pieces):  # a piece of x: 8 columns, 2 instructions
+                x = self.words(xs[j * pieces + p])
                 for h in range(2):
                     a = [low[4 * p + 2 * h], high[4 * p + 2 * h], low[4 * p + 2 * h + 1], high[4 * p + 2 * h + 1]]
                     self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
 
-    def k_split(self) -> None:
-        """Warp w takes steps w, w + warps, ...; GEMV_UNROLL of them an iteration. The
-        warps are the spec's, as the launch's (GEMV_WARPS is only the default)."""
+    def x_piece(self, j: int, col: str) -> str:
+        """The 16 bytes of x row g of 8-row column j from column `col` (zero outside x)."""
         s, b = self.s, self.b
-        steps = -(-s.k // self.step_columns)
-        stride = s.warps * GEMV_UNROLL
+        return self.vector("%x", b.i32("add", "%m.block", b.i32("add", "%g", 8 * j)), "%M", col, s.k, s.k * 2, 16)
+
+    def fetch_chunk(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
+        """Chunk `index` of a 2:4 source: 4 k-steps of 32 dense columns, lane t loading
+        step t's 16 stored values of rows g and g + 8 (two 16-byte pieces each). Instruction
+        i takes group i of every lane's halves: its logical group t of half h is group i of
+        half h of step t, so A's pairs are the lane's own words, B's x at those columns, and
+        the metadata nibbles a 4 x 4 transpose of the steps' words (nibble_transpose)."""
+        s, b = self.s, self.b
+        first = b.i32("shl", index, 2)
+        col = b.i32("shl", b.i32("add", first, "%t"), 4)  # stored values: 16 a step
+        rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16))
+                  for r in rows for h in range(2)]  # fmt: skip
+        loaded += [("i32", self.meta_word(src, b.i32("add", first, step))) for step in range(4)]
+        for j in range(s.cols):  # b_q (q < 4) of lane t: half q // 2 of step t // 2 + 2 (q % 2), its two pieces
+            for q in range(4):
+                dense = b.i32("shl", b.i32("add", first, b.i32("add", "%t.half", 2 * (q % 2))), 5)
+                dense = b.i32("add", src.k_base, b.i32("add", dense, 16 * (q // 2)))
+                loaded += [(VECTOR, self.x_piece(j, b.i32("add", dense, 8 * p))) for p in range(2)]
+        return loaded, self.chunk_mma
+
+    def chunk_mma(self, values: list[str]) -> None:
+        """A chunk's mma.sp from its loads (fetch_chunk's order)."""
+        s, b = self.s, self.b
+        w = [self.words(v) for v in values[:4]]  # [row g half 0, row g half 1, row g + 8 half 0, half 1]
+        meta = self.nibble_transpose(values[4:8])
+        odd = b.op("icmp ne i32 %t1, 0")
+        for j in range(s.cols):
+            pieces = [self.words(v) for v in values[8 + 8 * j : 16 + 8 * j]]  # [q][p]
+            for i in range(4):
+                a = [w[0][i], w[2][i], w[1][i], w[3][i]]
+                x = [b.op(f"select i1 {odd}, i32 {pieces[2 * q + i // 2][2 * (i % 2) + 1]}, "
+                          f"i32 {pieces[2 * q + i // 2][2 * (i % 2)]}") for q in range(4)]  # fmt: skip
+                self.mma("nm24", a, x, (0, j), meta[i])
+
+    def meta_word(self, src: _Source, step: str) -> str:
+        """Lane (g, t)'s word of packing/mma.py's metadata at k-step `step` of the block's 16
+        rows, half t % 2 (the half that lane supplies); FILL past the source's steps."""
+        b = self.b
+        tile = b.i32("lshr", src.row0, 4)
+        inside = b.op(f"icmp ult i32 {step}, {src.meta_steps}")
+        at = b.i32("add", b.i32("shl", b.i32("add", b.i32("mul", tile, src.meta_steps), step), 4), "%meta.lane")
+        at = b.op(f"select i1 {inside}, i32 {at}, i32 0")
+        word = b.op(f"load i32, ptr addrspace(1) {b.offset(str(src.meta), at, 'i32')}, align 4, !invariant.load !{{}}")
+        return b.op(f"select i1 {inside}, i32 {word}, i32 {FILL}")
+
+    def nibble_transpose(self, words: list[str]) -> list[str]:
+        """out[i] nibble t = words[t] nibble i, in each 16-bit half (rows g and g + 8): the
+        bytes of step pairs interleaved (prmt), then each nibble shifted into place."""
+        b = self.b
+        as_bytes = [b.op(f"bitcast i32 {w} to <4 x i8>") for w in words]
+        mixed = [[b.op(f"bitcast <4 x i8> {b.op(f'shufflevector <4 x i8> {as_bytes[2 * u]}, <4 x i8> {as_bytes[2 * u + 1]}, <4 x i32> <i32 {e}, i32 {4 + e}, i32 {2 + e}, i32 {6 + e}>')} to i32")
+                  for e in range(2)] for u in range(2)]  # fmt: skip
+        # mixed[u][e] (per half) holds byte e of words 2u and 2u + 1: their nibbles 2e + f at f and 2 + f
+
+        def moved(word: str, src: int, dst: int) -> str:
+            shift = 4 * (dst - src)
+            op = f"shl i32 {word}, {shift}" if shift > 0 else f"lshr i32 {word}, {-shift}"
+            return b.op(f"and i32 {b.op(op) if shift else word}, {0x000F000F << (4 * dst)}")
+
+        out = []
+        for i in range(4):
+            e, f = i // 2, i % 2
+            parts = [moved(mixed[t // 2][e], f + 2 * (t % 2), t) for t in range(4)]
+            out.append(
+                b.op(f"or i32 {b.op(f'or i32 {parts[0]}, {parts[1]}')}, {b.op(f'or i32 {parts[2]}, {parts[3]}')}")
+            )
+        return out
+
+    def k_split(self) -> None:
+        """A whole weight: warp w takes units w, w + warps, ...; GEMV_UNROLL of them an
+        iteration, their loads issued together. (Loading the next iteration's while
+        computing, carried in registers, was slower on the H100: more registers, no gain.)"""
+        s, b = self.s, self.b
+        base = {"dense": "%w"}.get(s.weight, "%values")
+        cols = s.k // 2 if s.weight == "nm24" else s.k
+        src = _Source(s.weight, base, "%n.warp", s.n, cols, "0", "%meta", -(-s.k // MMA_SPARSE[2]))
+        units = -(-s.k // self.unit_columns(s.weight))
+        unroll = GEMV_UNROLL.get(s.weight, 4)
+        stride = s.warps * unroll
 
         def iteration(i: str) -> None:
-            for u in range(GEMV_UNROLL):
-                self.step(b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
+            for u in range(unroll):
+                self.unit(src, b.i32("add", b.i32("add", i, u * s.warps), "%warp"))
 
-        b.loop(-(-steps // stride) * stride, stride, iteration, unroll=False)
+        b.loop(-(-units // stride) * stride, stride, iteration, unroll=False)
+
+    def hybrid(self) -> None:
+        """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
+        row (a tile: one load of the tile map and a switch to its format's units)."""
+        s, b = self.s, self.b
+        (th, tw), tile_cols = s.tile, s.tile_grid[1]
+        tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
+        row0 = b.i32("sub", "%n.warp", b.i32("mul", tile_row, th))
+
+        def tile(i: str) -> None:
+            kt = b.i32("add", i, "%warp")
+            inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
+            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), kt)}, i32 0")
+            entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
+            code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
+            slot = b.i32("lshr", entry, MAP_CODE_BITS)
+
+            def case(f: int, format: str, values: str) -> None:
+                sparse = format == "nm24"
+                meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
+                src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
+                units = -(-tw // self.unit_columns(format))
+                if units == 1:
+                    self.unit(src, "0")
+                else:
+                    b.loop(units, 1, lambda u: self.unit(src, u))
+
+            self.switch_on_format(code, slot, case)
+
+        b.loop(-(-tile_cols // s.warps) * s.warps, s.warps, tile, unroll=False)
 
     def reduce(self) -> None:
-        """The warps' accumulators added through shared memory; thread i < 128 x cols
-        stores lane i % 32's accumulator (i / 32) % 4 of column i / 128."""
+        """The warps' accumulators added through shared memory:
+        slot i < 128 x cols holds lane i % 32's accumulator (i / 32) % 4 of column i / 128,
+        summed over the warps by thread i % threads (in passes where there are fewer threads)."""
         s, b = self.s, self.b
         per_warp = 4 * s.cols * 32
         for j in range(s.cols):
             for i in range(4):
+                total = b.op(f"load float, ptr {self.acc_slot((0, j), i)}")
                 slot = b.i32("add", b.i32("mul", "%warp", per_warp), b.i32("add", "%lane", (j * 4 + i) * 32))
-                b.emit(f"store float {b.op(f'load float, ptr {self.acc_slot((0, j), i)}')}, ptr addrspace(3) "
+                b.emit(f"store float {total}, ptr addrspace(3) "
                        f"{b.op(f'getelementptr inbounds float, ptr addrspace(3) @partial, i32 {slot}')}")  # fmt: skip
         b.emit("call void @llvm.nvvm.barrier0()")
+        for first in range(0, per_warp, s.threads):
+            self.sum_slot(b.i32("add", "%tid", first), per_warp)
+        b.emit("ret void")
+
+    def sum_slot(self, index: str, per_warp: int) -> None:
+        """y at slot `index` (if < per_warp) = the warps' partial sums there."""
+        s, b = self.s, self.b
         then, done = b.label("sum"), b.label("end")
-        b.emit(f"br i1 {b.op(f'icmp ult i32 %tid, {per_warp}')}, label %{then}, label %{done}")
+        b.emit(f"br i1 {b.op(f'icmp ult i32 {index}, {per_warp}')}, label %{then}, label %{done}")
         b.begin(then)
         total = "0.0"
         for other in range(s.warps):
             at = b.op(
-                f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', '%tid', other * per_warp)}"
+                f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', index, other * per_warp)}"
             )
             total = b.op(f"fadd float {total}, {b.op(f'load float, ptr addrspace(3) {at}')}")
-        lane, slot, col = b.i32("and", "%tid", 31), b.i32("and", b.i32("lshr", "%tid", 5), 3), b.i32("lshr", "%tid", 7)
+        lane, slot, col = b.i32("and", index, 31), b.i32("and", b.i32("lshr", index, 5), 3), b.i32("lshr", index, 7)
         g, t = b.i32("lshr", lane, 2), b.i32("and", lane, 3)
         n = b.i32("add", "%n.warp", b.i32("add", g, b.i32("mul", b.i32("lshr", slot, 1), 8)))
         m = b.i32("add", "%m.block", b.i32("mul", col, 8))
@@ -197,20 +369,42 @@ class _Gemv(_Gemm):
         self.store(total, m, n)
         b.emit(f"br label %{done}")
         b.begin(done)
-        b.emit("ret void")
 
     def build(self) -> str:
         s, b = self.s, self.b
         self.prologue()
-        b.emit("%row.low = add i32 %n.warp, %g")
-        b.emit("%row.high = add i32 %row.low, 8")
-        self.k_split()
+        b.emit("%t1 = and i32 %t, 1")
+        b.emit("%t.half = lshr i32 %t, 1")
+        b.emit("%meta.lane = add i32 %t1, " + b.i32("shl", "%g", 1))
+        if s.weight == "hybrid":
+            self.hybrid()
+        else:
+            self.k_split()
         self.reduce()
         shared = f"@partial = internal addrspace(3) global [{s.warps * 4 * s.cols * 32} x float] undef, align 16"
         return self.module((shared,), ("declare void @llvm.nvvm.barrier0()",))
 
     def warp_rows_offset(self) -> str:
         return "0"  # the block's warps share its 16 rows
+
+
+def gemv_spec(spec: GemmSpec, m: int) -> GemmSpec | None:
+    """The GEMV schedule of a call of m (<= 16) rows of `spec`, if its weight's rows are
+    whole 16-byte pieces (dense: K a multiple of 8, int8 16, int4 32, a scale group a
+    multiple of that; 2:4: 16 stored values; hybrid: K a multiple of 8, x's pieces)."""
+    s = spec
+    if s.weight in CODE_BITS:
+        piece = piece_columns(s.weight)
+        fits = s.k % piece == 0 and (s.weight == "dense" or s.group % piece == 0)
+    else:
+        fits = s.k % (16 if s.weight == "nm24" else 8) == 0
+    if not fits:
+        return None
+    cols = max(1, -(-m // 8))
+    warps = GEMV_WARPS[s.weight][cols - 1]
+    if s.weight == "hybrid":
+        warps = min(warps, s.tile_grid[1])
+    return replace(s, warps=warps, warp_rows=1, cols=cols, schedule="gemv")
 
 
 def gemv_ir(spec: GemmSpec) -> str:
