@@ -44,6 +44,17 @@
 // SMALL-NOT:     stoicc_parallel_for
 // SMALL:         scf.for
 
+// A loop of merged tiles (StreamKernel's n-tiles: a tile of width t = its step) runs a block
+// of iterations [start, stop) as one tile: in @merged.par0.loop its step, and the width its
+// body reads, is the block's span.
+// CHECK-LABEL: func.func private @merged.par0.loop(
+// CHECK:         %[[MLO:.*]] = arith.addi
+// CHECK:         %[[MHI:.*]] = arith.minui
+// CHECK-NEXT:    %[[SPAN:.*]] = arith.subi %[[MHI]], %[[MLO]] : index
+// CHECK-NEXT:    scf.for %[[J0:.*]] = %[[MLO]] to %[[MHI]] step %[[SPAN]] {
+// CHECK-NEXT:      %{{.*}} = arith.addi %[[J0]], %[[SPAN]] : index
+// CHECK-NOT:     stoicc.merged_tiles
+
 // CHECK-LABEL: func.func @shifted
 // CHECK-NOT:     stoicc_parallel_for
 // CHECK:         scf.for
@@ -63,6 +74,20 @@ func.func @tiles(%x: memref<?x8xf32>, %out: memref<?x?xf32>, %m: index, %n: inde
       }
     }
   }
+  func.return
+}
+
+func.func @merged(%out: memref<1x?xf32>, %n: index, %t: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %t {
+    %e = arith.addi %j0, %t : index
+    %j1 = arith.minui %e, %n : index
+    scf.for %j = %j0 to %j1 step %c1 {
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+    }
+  } {stoicc.merged_tiles}
   func.return
 }
 
