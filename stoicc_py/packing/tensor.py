@@ -167,7 +167,7 @@ class Validated(NamedTuple):
     buffers: tuple[Array, ...]
     views: tuple[Array, ...]
     signature: tuple[tuple[tuple[int, ...], np.dtype[Any]], ...]
-    cache: dict[str, object]
+    cache: dict[str, Any]
 
 
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
