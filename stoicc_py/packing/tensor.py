@@ -323,12 +323,13 @@ class PackedTensor:
             self.validate()
 
     def valid_buffers(self) -> tuple[Array, ...] | None:
-        """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
-        validate(); else None, without validating: a kernel call's quick way in."""
+        """buffers(), in O(1), if these same arrays (in this layout and shape) passed validate()
+        and are still read-only (with every array they view), of the shapes and dtypes that
+        passed; else None, without validating (check() then validates)."""
         checked = self.validated()
-        if checked is None or any(map(_WRITEABLE, checked.views)) or tuple(map(_SHAPE_DTYPE, checked.buffers)) != checked.signature:
+        if checked is None or any(map(_WRITEABLE, checked.views)):
             return None
-        return checked.buffers
+        return checked.buffers if tuple(map(_SHAPE_DTYPE, checked.buffers)) == checked.signature else None
 
     def validated(self) -> Validated | None:
         """What validate() passed, if these same arrays (by identity) in this layout, shape and
