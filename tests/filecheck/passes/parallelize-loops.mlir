@@ -18,18 +18,20 @@
 // MARK-LABEL: func.func @tile_state
 // MARK-NOT:     stoicc.parallel
 
-// The marked loop becomes a call of the pool's entry with a context holding its free
-// values (out, x, n), the iteration count and the estimated work of one iteration;
+// The marked loop becomes a call of the pool's entry with a context (on the caller's
+// stack) holding its free values (out, x, n), the iteration count and the estimated work
+// of one iteration;
 // @tiles.par0 reads them and passes them, with iterations [start, stop), to
 // @tiles.par0.loop, which holds the loop (its buffers noalias arguments, as @tiles's).
 // CHECK-LABEL: func.func @tiles
-// CHECK:         %{{.*}} = func.call @aligned_alloc(%{{.*}}, %{{.*}}) : (i64, i64) -> !ptr_xdsl.ptr
+// CHECK:         %[[CTX:.*]] = llvm.alloca %{{.*}} x i64 {alignment = 64 : i64} : (i64) -> !llvm.ptr
+// CHECK-NOT:     aligned_alloc
 // CHECK:         ptr_xdsl.store
 // CHECK:         %{{.*}} = arith.divui
 // CHECK:         %[[FN:.*]] = llvm.mlir.addressof @tiles.par0 : !llvm.ptr
 // CHECK:         %[[P:.*]] = builtin.unrealized_conversion_cast %[[FN]] : !llvm.ptr to !ptr_xdsl.ptr
 // CHECK-NEXT:    func.call @stoicc_parallel_for(%[[P]], %{{.*}}, %{{.*}}, %{{.*}}) : (!ptr_xdsl.ptr, !ptr_xdsl.ptr, i64, i64) -> ()
-// CHECK-NEXT:    func.call @free
+// CHECK-NOT:     func.call @free
 // CHECK-NOT:     scf.for
 // CHECK:       func.func private @tiles.par0(%{{.*}}: !ptr_xdsl.ptr, %[[START:.*]]: i64, %[[STOP:.*]]: i64) attributes {stoicc.no_inline} {
 // CHECK:         ptr_xdsl.load
