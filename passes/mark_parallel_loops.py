@@ -7,7 +7,8 @@ touch the same element of a buffer that one of them writes: every buffer written
 the loop is defined outside it, reached through one SSA value (not a view of it that
 the loop also uses), has the identity layout, and each of its accesses stays on one
 axis inside the iteration's tile [j0, min(j0 + step, ub)) (the column tiles of a
-linear, the rows of an elementwise op). Index bounds are followed through constant
+linear, the rows of an elementwise op; the step may be a value, as StreamKernel's n-tiles'
+width is, taken positive as scf.for's must be). Index bounds are followed through constant
 offsets, `minui`, the loops nested in the tile and the register blocks' tail pattern
 `e - (e - lb) % s` (a loop of step s from lb to it never passes e; nor does one whose
 step divides s; a tiled loop that ends so has only whole tiles [j0, j0 + step), and a loop
@@ -71,7 +72,7 @@ class _Tile:
         if self.scale > 1:
             return self.is_start(add.lhs) and step is not None and constant(add.rhs) == self.scale * step \
                 and self._rows_before(op.rhs)  # fmt: skip
-        return op.rhs == self.loop.ub and add.lhs == self.j0 and constant(add.rhs) == step is not None
+        return op.rhs == self.loop.ub and add.lhs == self.j0 and (add.rhs == self.loop.step or constant(add.rhs) == step is not None)
 
     def is_start(self, v: SSAValue) -> bool:
         """v = S*j0, a scaled tile's first element."""
@@ -98,8 +99,8 @@ class _Tile:
         if v == self.j0:
             if self.scale > 1:
                 return (None, None)
-            step = constant(self.loop.step)
-            return (0, 0 if step is None else step if self._whole_steps(self.loop, step) else 1)
+            step = constant(self.loop.step)  # a symbolic step is positive (scf.for's): j0 < the tile's end
+            return (0, 1 if step is None else step if self._whole_steps(self.loop, step) else 1)
         if self.is_end(v):
             return (1, 0)
         if self.is_start(v):
@@ -247,7 +248,7 @@ def _computes(op: Operation) -> bool:
 
 def is_parallel(loop: scf.ForOp, noalias: bool) -> bool:
     """Whether no two iterations of `loop` touch an element of a buffer that one writes."""
-    if loop.results or constant(loop.step) is None:
+    if loop.results:
         return False
     inside = {op for op in loop.walk()}
     accesses: dict[SSAValue, list[tuple[SSAValue, list[SSAValue], int]]] = {}
@@ -262,7 +263,8 @@ def is_parallel(loop: scf.ForOp, noalias: bool) -> bool:
     outer_roots = [r for r in accesses if r.owner not in inside]
     if not noalias and len([r for r in outer_roots if isinstance(r, BlockArgument)]) > 1 and written:
         return False  # arguments that may alias: no element is provably its own
-    tiles = [_Tile(loop), *(_Tile(loop, s) for s in _scales(loop))]
+    scales = _scales(loop) if constant(loop.step) is not None else set()
+    tiles = [_Tile(loop), *(_Tile(loop, s) for s in scales)]
     return all(r.owner in inside or any(_stays_in_tile(t, accesses[r]) for t in tiles) for r in written)
 
 

@@ -5,7 +5,7 @@ After outline-loop-nests, on pointers, it replaces each marked loop
 by `stoicc_parallel_for(&body, ctx, iterations, work)`: `body(ctx, start, stop)` is a
 private function running iterations [start, stop) of the same loop, with the loop's
 free values (kernel arguments, allocations, sizes) read from the context buffer `ctx`
-that the caller fills. `work` is a static estimate of one iteration's cost (ops times
+that the caller fills (on its stack). `work` is a static estimate of one iteration's cost (ops times
 the constant trip counts of the loops inside; a symbolic one counts SYMBOLIC_TRIPS),
 which the runtime weighs against its hand-off cost. Each iteration runs exactly the
 code it runs in the whole loop, so results agree bit for bit with one thread.
@@ -23,7 +23,6 @@ from xdsl.passes import ModulePass
 
 from stoicc_py.backends.llvm.runtime import ENTRY
 from stoicc_py.backends.llvm.translate import NO_INLINE
-from stoicc_py.passes.lower_alloc import ALLOC_FN
 from stoicc_py.passes.mangle_symbols import needs_declaration
 from stoicc_py.passes.mark_parallel_loops import PARALLEL, constant
 from stoicc_py.passes.outline_loop_nests import Outliner, free_values
@@ -32,6 +31,24 @@ SYMBOLIC_TRIPS = 16
 """The trip count that the work estimate assumes for a loop with symbolic bounds."""
 PARALLEL_WORK, SERIAL_WORK = "stoicc.parallel_work", "stoicc.serial_work"
 """The largest work estimate of a function's parallel (serial) top-level loops, for calls_pool."""
+ROWS_LEFT = "stoicc.rows_left"
+"""Unit attribute (tdsl-microkernel) on a loop over only the rows that a kernel's register
+blocks leave, fewer than a block (a GEMV's one: StreamKernel's n-tiles). Marked parallel, it
+runs on the pool, but its work (ROWS_LEFT_WORK) does not make calls of many rows run whole
+(calls_pool with a Python split): its estimate counts SYMBOLIC_TRIPS rows, where it has
+fewer than a block, so it would pass the register blocks' nest that does most rows."""
+ROWS_LEFT_WORK = "stoicc.rows_left_work"
+MERGED = "stoicc.merged_tiles"
+"""Unit attribute (tdsl-microkernel) on a loop over column tiles [j0, min(j0 + step, ub)) whose
+body reads its width as the step itself, and whose result does not depend on the tiling
+(StreamKernel's n-tiles: a column's sum runs over k in order whatever its tile): a block of
+iterations [start, stop) that the pool hands a thread runs as one tile of the block's span.
+So one thread (the pool's serial path: one block) streams whole rows of b, as a call with
+one tile does, and two threads a half each."""
+PANEL_ROWS = "stoicc.panel_rows"
+"""Unit attribute (tdsl-vectorize-sparse) on a top-level `if` around a loop over a kernel's
+row panels, whose scratch it allocates only where a call has such rows: its loops count as
+the function's serial work (calls_pool), as they would at top level."""
 MIN_LOOP_WORK = 1 << 20
 """The least estimated work (`_trips` x `_work` of its body) of a marked loop that runs on the
 pool; a smaller one stays serial, without a dispatch. Each dispatched loop costs compile
@@ -92,9 +109,15 @@ class _Body(Outliner):
         for v, new in self.mapping.items():
             v.replace_uses_with_if(new, lambda use: loop.is_ancestor(use.operation))
         loop.detach()
+        ops: list[Operation] = [start, stop, s, first, e, end, last]
+        if MERGED in loop.attributes:  # the block's tiles as one: its step is the block's span
+            ops.append(span := arith.SubiOp(last, first))
+            step.replace_uses_with_if(span.result, lambda use: loop.is_ancestor(use.operation))
+            step = span.result
         loop.operands = [first.result, last.result, step]
-        del loop.attributes[PARALLEL]
-        self.block.add_ops([start, stop, s, first, e, end, last, loop, func.ReturnOp()])
+        for mark in (PARALLEL, MERGED):
+            loop.attributes.pop(mark, None)
+        self.block.add_ops([*ops, loop, func.ReturnOp()])
         inner = self.function(f"{name}.loop")
         return [self._reader(name, inner), inner]
 
@@ -118,6 +141,12 @@ class _Body(Outliner):
         return fn
 
 
+def _guarded(fn: func.FuncOp) -> list[scf.ForOp]:
+    """The loops right under a top-level PANEL_ROWS `if`."""
+    ifs = [o for o in fn.body.block.ops if isinstance(o, scf.IfOp) and PANEL_ROWS in o.attributes]
+    return [o for i in ifs for region in i.regions for block in region.blocks for o in block.ops if isinstance(o, scf.ForOp)]
+
+
 def _dispatch(loop: scf.ForOp, body: _Body, name: str) -> list[Operation]:
     """The caller's side: fill a context, call the runtime with the iteration count, free it."""
     ops: list[Operation] = []
@@ -126,9 +155,10 @@ def _dispatch(loop: scf.ForOp, body: _Body, name: str) -> list[Operation]:
         ops.append(op)
         return op.results[0]
 
-    size = add(arith.ConstantOp.from_int_and_width(max(len(body.operands), 1) * SLOT, i64))
-    align = add(arith.ConstantOp.from_int_and_width(64, i64))
-    context = add(func.CallOp(ALLOC_FN, [align, size], [ptr.PtrType()]))
+    # On the caller's stack: parallel_for returns once every block has run (an aligned_alloc
+    # and free of it cost ~0.05-0.1 µs a dispatch here).
+    slots = add(arith.ConstantOp.from_int_and_width(max(len(body.operands), 1), i64))
+    context = add(UnrealizedConversionCastOp.get([add(llvm.AllocaOp(slots, i64, 64))], [ptr.PtrType()]))
     for i, v in enumerate(body.operands):
         offset = add(arith.ConstantOp.from_int_and_width(i * SLOT, IndexType()))
         slot = add(ptr.PtrAddOp(context, offset))
@@ -146,20 +176,12 @@ def _dispatch(loop: scf.ForOp, body: _Body, name: str) -> list[Operation]:
     address = add(llvm.AddressOfOp(name, llvm.LLVMPointerType()))
     fn = add(UnrealizedConversionCastOp.get([address], [ptr.PtrType()]))
     ops.append(func.CallOp(ENTRY, [fn, context, iterations, work], []))
-    ops.append(func.CallOp("free", [context], []))
     return ops
 
 
 def _declare(module: ModuleOp) -> None:
-    signatures: dict[str, list[Attribute]] = {
-        ENTRY: [ptr.PtrType(), ptr.PtrType(), i64, i64],
-        ALLOC_FN: [i64, i64],
-        "free": [ptr.PtrType()],
-    }
-    for name, inputs in signatures.items():
-        if needs_declaration(module, name, ParallelizeLoops.name):
-            outputs = [ptr.PtrType()] if name == ALLOC_FN else []
-            module.body.block.add_op(func.FuncOp.external(name, inputs, outputs))
+    if needs_declaration(module, ENTRY, ParallelizeLoops.name):
+        module.body.block.add_op(func.FuncOp.external(ENTRY, [ptr.PtrType(), ptr.PtrType(), i64, i64], []))
 
 
 @dataclass(frozen=True)
@@ -178,8 +200,11 @@ class ParallelizeLoops(ModulePass):
             for loop in loops:
                 if PARALLEL in loop.attributes and _work(loop.body) * _trips(loop) < self.min_work:
                     del loop.attributes[PARALLEL]
-            for kind, chosen in ((PARALLEL_WORK, [o for o in loops if PARALLEL in o.attributes]),
-                                 (SERIAL_WORK, [o for o in loops if PARALLEL not in o.attributes])):  # fmt: skip
+            parallel = [o for o in loops if PARALLEL in o.attributes]
+            serial = [o for o in loops if PARALLEL not in o.attributes] + _guarded(fn)
+            for kind, chosen in ((PARALLEL_WORK, [o for o in parallel if ROWS_LEFT not in o.attributes]),
+                                 (ROWS_LEFT_WORK, [o for o in parallel if ROWS_LEFT in o.attributes]),
+                                 (SERIAL_WORK, serial)):  # fmt: skip
                 fn.attributes[kind] = IntegerAttr(max((_work(o.body) for o in chosen), default=0), i64)
             for i, loop in enumerate([o for o in loops if PARALLEL in o.attributes]):
                 body = _Body(fn, loop)
@@ -195,11 +220,12 @@ def calls_pool(module: ModuleOp, kernel: str, python_split: bool) -> bool:
     """Whether calls of the function `kernel` of `module` should run whole, their loops split
     over the pool: it has parallel loops, and no Python split (`python_split`: a row or
     column split in its ABI) or its largest loop is a parallel one. A kernel whose main loop
-    stays serial (int4's column tiles) keeps the Python split."""
+    stays serial (int4's column tiles) keeps the Python split. A loop over the rows left
+    (ROWS_LEFT) counts only for calls without a Python split (abi.one_row_pool)."""
     functions = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
     seen: set[str] = set()
     pending = [kernel]
-    work = {PARALLEL_WORK: 0, SERIAL_WORK: 0}
+    work = {PARALLEL_WORK: 0, ROWS_LEFT_WORK: 0, SERIAL_WORK: 0}
     while pending:
         name = pending.pop()
         if name in seen or name not in functions:
@@ -210,4 +236,6 @@ def calls_pool(module: ModuleOp, kernel: str, python_split: bool) -> bool:
             if isinstance(value := fn.attributes.get(kind), IntegerAttr):
                 work[kind] = max(work[kind], value.value.data)
         pending += [c.callee.string_value() for c in fn.walk() if isinstance(c, func.CallOp)]
-    return work[PARALLEL_WORK] > 0 and (not python_split or work[PARALLEL_WORK] >= work[SERIAL_WORK])
+    if python_split:
+        return 0 < work[PARALLEL_WORK] >= work[SERIAL_WORK]
+    return max(work[PARALLEL_WORK], work[ROWS_LEFT_WORK]) > 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
-from xdsl.dialects.builtin import MemRefType, ModuleOp, VectorType, bf16, f32, i32
+from xdsl.dialects.builtin import MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -45,6 +45,7 @@ from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, elem
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
+from stoicc_py.passes.parallelize_loops import MERGED, ROWS_LEFT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -386,22 +387,18 @@ def lower_matmul(op: tdsl.MatmulOp, shape: Shape) -> None:
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    stream = StreamKernel(op.lhs, op.rhs, out, shape.width)
-
-    def rest(b: LoopBuilder) -> Sequence[SSAValue]:
-        stream_rows(b, op, stream, kernel, (whole, m), shape.rows)
-        return ()
-
-    # Under `if` there are rows left, so no loop of theirs is top-level: mark-parallel-loops
-    # would prove their n-tiles independent, and a kernel whose parallel loop looks largest
-    # runs whole on the native pool (parallelize_loops.calls_pool), losing the row split of
-    # calls of 32 rows or more, whose register blocks' loops it cannot split.
-    b.if_(b.insert(arith.CmpiOp(m, whole, "ugt")), rest, ())
+    stream_rows(b, op, StreamKernel(op.lhs, op.rhs, out, shape.width), kernel, (whole, m), shape.rows)
 
 
 STREAM_COLUMNS = 2048
-"""Columns per n-tile of StreamKernel: each step reads 8 KB runs of `depth` rows of b (two
-pages each: wider tiles measured no faster on the Zen 4, 1024 slower at 1x4096x4096)."""
+"""Columns per n-tile of StreamKernel at most: each step reads 8 KB runs of `depth` rows of b
+(two pages each: wider tiles measured no faster on the Zen 4, 1024 slower at 1x4096x4096)."""
+
+STREAM_TILES = 2
+"""n-tiles of StreamKernel per call, where STREAM_COLUMNS allows: the native pool splits a
+GEMV's n-tiles over its threads, each thread's run as one tile (parallelize_loops.MERGED).
+Narrower tiles measured 10-25% slower on one thread at SmolLM2's shapes (runs of b's rows
+shorter than whole rows), so two: a half for each of two threads, whole rows on one."""
 
 STREAM_DEPTH = 8
 """Rows of b per StreamKernel step at most: 16 FMAs a loaded vector of out at M = 1 measured
@@ -456,19 +453,27 @@ class StreamKernel:
 
 def stream_rows(b: LoopBuilder, op: tdsl.MatmulOp, stream: StreamKernel, kernel: AxpyKernel,
                 rows: tuple[SSAValue, SSAValue], block_rows: int) -> None:  # fmt: skip
-    """Rows rows[0]..rows[1] (fewer than block_rows) of op by StreamKernel, per n-tile of
-    STREAM_COLUMNS: in groups of the powers of two below block_rows, largest first (5
+    """Rows rows[0]..rows[1] (fewer than block_rows) of op by StreamKernel, per n-tile
+    (stream_tile): in groups of the powers of two below block_rows, largest first (5
     rows: 4 + 1), so that each group reads b once; scalar dot products for the columns
-    past the last whole vector; then the epilogue."""
+    past the last whole vector; then the epilogue.
+
+    The n-tile loop is top-level, and has no iterations where no rows are left (its end is
+    0, not n: no `if`, which would hide it), so that mark-parallel-loops proves its tiles
+    independent and a GEMV's run on the native pool (one row: abi.one_row_pool); marked
+    ROWS_LEFT, so that calls of 32 rows or more keep their row split (calls_pool), and
+    MERGED: a column's sum does not depend on its tile, so a thread's tiles run as one."""
     out = op.out
     assert out is not None
     k_size, n = b.size(op.lhs, 1), b.size(out, 1)
     groups = [1 << p for p in reversed(range((block_rows - 1).bit_length()))]
+    tile = stream_tile(b, n, stream.width)
+    end = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(rows[1], rows[0], "ugt")), n, b.index(0)))
 
-    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
-        j1 = span(b, j0, STREAM_COLUMNS, n)
-        tile = TileNest(b, out, *rows, j0, j1)
-        tile.zero()
+    def n_tile(b: LoopBuilder, j0: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
+        j1 = b.min(b.add(j0, tile), end)
+        nest = TileNest(b, out, *rows, j0, j1)
+        nest.zero()
         vectors = (j0, floor_to(b, j0, j1, stream.width))
 
         def group(size: int) -> Body:
@@ -480,9 +485,22 @@ def stream_rows(b: LoopBuilder, op: tdsl.MatmulOp, stream: StreamKernel, kernel:
             for_(b, lo, hi, size, group(size), "i")
             lo = hi
         kernel.scalar_columns(b, rows, (vectors[1], j1), b.index(0), k_size)
-        apply_epilogue(op, tile)
+        apply_epilogue(op, nest)
+        return ()
 
-    for_(b, b.index(0), n, STREAM_COLUMNS, n_tile, "j0")
+    b.loop(b.index(0), end, tile, n_tile, name="j0")
+    loop = op.prev_op
+    assert isinstance(loop, scf.ForOp)
+    loop.attributes[ROWS_LEFT] = loop.attributes[MERGED] = UnitAttr()
+
+
+def stream_tile(b: LoopBuilder, n: SSAValue, width: int) -> SSAValue:
+    """StreamKernel's n-tile: n / STREAM_TILES columns rounded up to whole vectors (one at
+    least: never a step of 0), at most STREAM_COLUMNS. Whole vectors, so that the columns past
+    the last one, and no others, take the scalar dot products at every n."""
+    unit = STREAM_TILES * width
+    vectors = b.insert(arith.MaxUIOp(b.div(b.add(n, b.index(unit - 1)), b.index(unit)), b.index(1)))
+    return b.min(b.mul(vectors, b.index(width)), b.index(STREAM_COLUMNS))
 
 
 def lower_packed_linear(op: tdsl.LinearOp, shape: Shape, k_size: int, m: SSAValue) -> None:

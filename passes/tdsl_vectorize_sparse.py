@@ -28,10 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects import arith, llvm, memref, scf, vector
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ModuleOp,
+    UnitAttr,
     VectorType,
     f32,
 )
@@ -50,6 +51,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.dialects.sparse import HybridAttr, NMAttr
+from stoicc_py.passes.parallelize_loops import PANEL_ROWS
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import (
@@ -341,6 +343,23 @@ def panel_blocks(
     return blocks, start
 
 
+def scratch(b: LoopBuilder, shape: Sequence[int], sizes: Sequence[SSAValue] = ()) -> SSAValue:
+    """An f32 scratch buffer of the panel blocks."""
+    return b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))
+
+
+def when_rows(op: tdsl.LinearOp, b: LoopBuilder, lo: SSAValue, hi: SSAValue,
+              body: Callable[[LoopBuilder], Sequence[SSAValue]]) -> None:  # fmt: skip
+    """`body` (a block's scratch, its loop over rows lo..hi, the scratch freed) under `if` there
+    are rows: the scratch (KBs: each aligned_alloc and free ~0.15 µs) is allocated only by
+    calls that reach the panels, not by a GEMV's. Marked PANEL_ROWS: parallelize-loops counts
+    the loop as serial work of its function (calls_pool), as at top level."""
+    b.if_(b.insert(arith.CmpiOp(hi, lo, "ugt")), body, ())
+    guard = op.prev_op  # b inserts before the op it lowers
+    assert isinstance(guard, scf.IfOp)
+    guard.attributes[PANEL_ROWS] = UnitAttr()
+
+
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
     """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
     row split of 64 rows still gets panels); the rows left by `rest`'s register
@@ -353,30 +372,29 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     word_cols = decoder.code.word_cols
     kc = max(word_cols, min(kc, -(-k_size // word_cols) * word_cols) // word_cols * word_cols)  # whole words, <= K
     kb = min(max(kc, kb // kc * kc), -(-k_size // kc) * kc)
-    alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     values, indices = assemble.buffer("values"), assemble.buffer("indices")
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     rows = ([n_size], []) if n_size >= 0 else ([DYNAMIC_INDEX], [n])
     blocks, start = panel_blocks(b, m, panels, width)
-    scratch = []
     if rest is None:  # one-vector blocks for every row left, the ragged end included
         blocks.append((1, start, m))
         start = m
     for count, lo, hi in blocks:
-        xp, yp = alloc([kb, count, width]), alloc([*rows[0], count, width], rows[1])  # scratch sized to its blocks
-        scratch += [xp, yp]
         # Every block count sums a row in the same order (the full blocks' chains) but the
         # one-vector blocks, which only ever take the last rows.
         chains = CHAINS if count == 1 else max(1, CHAINS // panels)
-        prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
-        def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:
-            _block(b, prod, out, i0, count, m, nt)
+        def panel_rows(b: LoopBuilder, count: int = count, lo: SSAValue = lo, hi: SSAValue = hi,
+                       chains: int = chains) -> Sequence[SSAValue]:  # fmt: skip
+            xp, yp = scratch(b, [kb, count, width]), scratch(b, [*rows[0], count, width], rows[1])  # sized to its blocks
+            prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
+            for_(b, lo, hi, count * width, lambda b, i0: _block(b, prod, out, i0, count, m, nt), "i0")
+            for buffer in (xp, yp):
+                b.b.insert(memref.DeallocOp.get(buffer))
+            return ()
 
-        for_(b, lo, hi, count * width, block, "i0")
+        when_rows(op, b, lo, hi, panel_rows)
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), n))
-    for buffer in scratch:
-        b.b.insert(memref.DeallocOp.get(buffer))
     if rest is not None:
         lower_linear(op, Shape(width, 4, 4), rest, first_row=start)
 
@@ -558,24 +576,28 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
         register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit, cols_outer="c")
 
     for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
-    alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
     rows = ([n_static], []) if n_static >= 0 else ([DYNAMIC_INDEX], [n_size])
     for count, lo, hi in blocks:
-        xp, yp = alloc([kb, count, shape.width]), alloc([*rows[0], count, shape.width], rows[1])
-        for f, nm in code.nm.items():
-            buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
-            prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
-            tiles = (buf("rowptr"), buf("cols"), th, tw)
 
-            def x_block(
-                b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles, count: int = count
-            ) -> None:
-                _hybrid_block(b, prod, out, i0, count, m, nt, tiles)
+        def panel_rows(b: LoopBuilder, count: int = count, lo: SSAValue = lo, hi: SSAValue = hi) -> Sequence[SSAValue]:
+            xp, yp = scratch(b, [kb, count, shape.width]), scratch(b, [*rows[0], count, shape.width], rows[1])
+            for f, nm in code.nm.items():
+                buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
+                prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
+                tiles = (buf("rowptr"), buf("cols"), th, tw)
 
-            for_(b, lo, hi, count * shape.width, x_block, "i0")
-        b.b.insert(memref.DeallocOp.get(xp))
-        b.b.insert(memref.DeallocOp.get(yp))
+                def x_block(
+                    b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles, count: int = count
+                ) -> None:
+                    _hybrid_block(b, prod, out, i0, count, m, nt, tiles)
+
+                for_(b, lo, hi, count * shape.width, x_block, "i0")
+            for buffer in (xp, yp):
+                b.b.insert(memref.DeallocOp.get(buffer))
+            return ()
+
+        when_rows(op, b, lo, hi, panel_rows)
     if x is not op.lhs:
         b.b.insert(memref.DeallocOp.get(x))
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n_size))

@@ -12,7 +12,7 @@ import ctypes
 import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -83,6 +83,49 @@ data_pointers: Callable[[Iterable[Array]], list[int]] = (
 """The address of each array's first element, as `a.ctypes.data` gives it, but read from the
 array's own field where the probe found it: `a.ctypes` builds a Python object per call, ~8x
 the cost, which a small kernel call with five buffers would pay five times."""
+
+
+class ArrayFields(NamedTuple):
+    """Where an ndarray object holds its rank (int), its shape (a pointer to `nd` int64), its dtype
+    (the descr object) and its flags (int), in bytes from id(): numpy's PyArrayObject_fields
+    after `data` (nd, dimensions, strides, base, descr, flags)."""
+
+    nd: int
+    dims: int
+    descr: int
+    flags: int
+
+
+C_CONTIGUOUS, WRITEABLE = 0x0001, 0x0400
+"""numpy's NPY_ARRAY_C_CONTIGUOUS and NPY_ARRAY_WRITEABLE flag bits."""
+
+
+def _array_fields() -> ArrayFields | None:
+    """ArrayFields, if reading them on probes gives what numpy says (rank, shape, dtype and the
+    two flags, the writeable one before and after it is cleared); None elsewhere."""
+    if DATA_OFFSET is None:
+        return None
+    word = 8 if sys.maxsize > 2**32 else 4
+    fields = ArrayFields(*(DATA_OFFSET + word * i for i in (1, 2, 5, 6)))
+    probe = np.empty((3, 5, 7), np.float32)
+    readable = _fields_read(probe, fields)
+    probe.flags.writeable = False
+    return fields if readable and _fields_read(probe, fields) and _fields_read(probe[::2], fields) else None
+
+
+def _fields_read(a: Array, at: ArrayFields) -> bool:
+    """Whether `at` gives a's rank, shape, dtype and flags."""
+    base = id(a)
+    nd = ctypes.c_int.from_address(base + at.nd).value
+    dims = ctypes.c_void_p.from_address(base + at.dims).value
+    shape = tuple((ctypes.c_int64 * nd).from_address(dims)) if nd == a.ndim and dims else None
+    flags = ctypes.c_int.from_address(base + at.flags).value
+    return (shape == a.shape and ctypes.c_void_p.from_address(base + at.descr).value == id(a.dtype)
+            and bool(flags & C_CONTIGUOUS) == a.flags.c_contiguous and bool(flags & WRITEABLE) == a.flags.writeable)  # fmt: skip
+
+
+ARRAY_FIELDS = _array_fields()
+"""Where an ndarray object holds its rank, shape, dtype and flags, None if not found."""
 
 
 def dtype_name(dtype: np.dtype[Any]) -> str | None:

@@ -1,6 +1,6 @@
 """The native thread pool (backends/llvm/runtime.py) and the loops that parallelize-loops
-splits over it: GEMVs of dense, W4A8 and every weight-only format on two threads against one
-thread (bit for bit) and the reference; the pool after shutdown and in a forked child."""
+splits over it: GEMVs of dense (linear and matmul), W4A8 and every weight-only format on two
+threads against one thread (bit for bit) and the reference; the pool after shutdown and in a forked child."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ SOURCE = (
 kernel w4a8(x: f32[M, {K}], w: f32[N, {K}] @ int4(group=32)) -> f32[M, N] {{
   return linear(quantize(x, int8(per=token)), w)
 }}
+kernel matmul(x: f32[M, {K}], w: f32[{K}, N]) -> f32[M, N] {{ return matmul(x, w) }}
 """
 )
 
@@ -68,6 +69,20 @@ def test_two_threads_agree_bit_for_bit(prog: Any, name: str, m: int, n: int) -> 
     one, two = _calls(kernel, args)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(two, kernel.reference(*args), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("m", "n"), [(1, 1536), (1, 100), (3, 1536), (40, 200)])
+def test_matmul_gemv_splits_its_stream_tiles(prog: Any, m: int, n: int) -> None:
+    """matmul with w [K, N]: the rows left after its register blocks (a GEMV's one) stream
+    per n-tile of n / 2 columns, which the pool splits at one row (one_row_pool); calls of 32
+    rows or more keep the Python row split (not native_threads). Bit for bit as one thread."""
+    kernel = prog.matmul
+    assert kernel.abi.one_row_pool and not kernel.abi.native_threads
+    rng = np.random.default_rng(m + n)
+    x, w = rng.standard_normal((m, K)).astype(np.float32), rng.standard_normal((K, n)).astype(np.float32)
+    one, two = _calls(kernel, (x, w))
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(two, x.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)
 
 
 def test_which_gemvs_split_natively(prog: Any) -> None:

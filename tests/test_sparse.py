@@ -291,3 +291,36 @@ def test_weights_in_equal_layouts_share_the_quick_path(monkeypatch: pytest.Monke
         for w in weights:
             assert_close(f(x, w), (x @ w.unpack().T).astype(np.float32))
     assert checked == 3 + 2  # every weight's first call, then one a new shape
+
+
+def test_a_packed_buffer_made_writeable_is_validated_again() -> None:
+    """The quick path checks natively that a packed tensor's buffers, and every array they view,
+    are still read-only (backends/llvm/entry.py's guard): memory written through the owner of a
+    buffer (made writeable again, the buffer's own flag left read-only), or through the buffer
+    made writeable, takes the complete check, which finds the corruption."""
+    f = stoicc_py.compile(CHECKED).f
+    rng = np.random.default_rng(9)
+    x, packed = rand(rng, 3, 16), f.pack("w", _nm_weight(rng, 8, 16, 2, 4))
+    want = (x @ packed.unpack().T).astype(np.float32)
+    assert_close(f(x, packed), want)
+    indices = packed.arrays["indices"]
+    owner = indices
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    assert owner is not indices and not indices.flags.writeable
+    owner.flags.writeable = True
+    start = indices.ctypes.data - owner.ctypes.data
+    alias = owner.reshape(-1).view(np.uint8)[start : start + indices.nbytes].view(np.int32)
+    word = alias[0]
+    alias[0] = -1  # every 2-bit index is 3: positions repeat within groups
+    with pytest.raises(ValueError, match="corrupt packed tensor"):
+        f(x, packed)
+    alias[0] = word
+    owner.flags.writeable = False
+    assert_close(f(x, packed), want)  # read-only and valid again: validated, then the quick path
+    assert f._native._scan((x, packed)) is not None
+    owner.flags.writeable = True
+    assert f._native._scan((x, packed)) is None  # an array that the buffer views is writeable
+    indices.flags.writeable = True
+    owner.flags.writeable = False
+    assert f._native._scan((x, packed)) is None  # the buffer itself is

@@ -525,6 +525,11 @@ def _call_intrinsic(f: FunctionWriter, op: llvm.CallIntrinsicOp) -> None:
         f.result(op, name)
 
 
+def _alloca(f: FunctionWriter, op: llvm.AllocaOp) -> None:
+    align = f", align {op.alignment.value.data}" if op.alignment is not None else ""
+    f.result(op, f.emit(f"alloca {llvm_type(op.elem_type)}, {f.typed(op.size)}{align}"))
+
+
 def _addressof(f: FunctionWriter, op: llvm.AddressOfOp) -> None:
     f.names[op.result] = f"@{op.global_name.root_reference.data}"
 
@@ -657,6 +662,7 @@ _OPS: dict[type[Operation], Callable[[FunctionWriter, Any], None]] = {
     llvm.InsertElementOp: _insertelement,
     llvm.CallIntrinsicOp: _call_intrinsic,
     llvm.AddressOfOp: _addressof,
+    llvm.AllocaOp: _alloca,
     ptr.PtrAddOp: _ptradd,
     ptr.TypeOffsetOp: _type_offset,
     ptr.LoadOp: _load,

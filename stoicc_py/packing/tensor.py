@@ -6,7 +6,7 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, BFloat16Type, Float16Type, Float32Type, IntegerType, bf16, f16, f32, i8
@@ -156,6 +156,23 @@ def _dtype(layout: LayoutAttr, buf: BufferAttr) -> np.dtype[Any]:
     return np.dtype(f"{'u' if buf.is_unsigned else 'i'}{element.width.data // 8}")
 
 
+class Validated(NamedTuple):
+    """What a PackedTensor's validate() passed, its arrays all read-only: the fields that validity
+    depends on (`meta`), the arrays (compared by identity), buffers(), the arrays with every array
+    they view (which must stay read-only), each buffer's (shape, dtype) (which must stay: numpy
+    sets both in place), and a cache for what callers derive from these (a kernel's guard)."""
+
+    meta: tuple[object, ...]
+    arrays: tuple[Array, ...]
+    buffers: tuple[Array, ...]
+    views: tuple[Array, ...]
+    signature: tuple[tuple[tuple[int, ...], np.dtype[Any]], ...]
+    cache: dict[str, Any]
+
+
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
+
+
 @dataclass(eq=False)
 class PackedTensor:
     """A [rows, cols] matrix of `dtype` in the buffers of `storage` (= `layout.storage(shape, f32)`,
@@ -178,12 +195,8 @@ class PackedTensor:
     dtype: np.dtype[Any] = np.dtype(np.float32)
     """The matrix's dtype: float32, bfloat16 or float16, or int8 in a dense or sparse layout."""
 
-    _checked: tuple[tuple[object, ...], tuple[Array, ...], tuple[Array, ...], tuple[Array, ...]] | None = field(
-        default=None, init=False, repr=False
-    )
-    """What passed validate(), if its arrays were all read-only: the fields that validity depends on,
-    the arrays (compared by identity), buffers(), and the arrays with every array they view (which
-    must stay read-only)."""
+    _checked: Validated | None = field(default=None, init=False, repr=False)
+    """What passed validate(), if its arrays were all read-only."""
 
     _codec: tuple[LayoutAttr, tuple[int, int], Codec] | None = field(default=None, init=False, repr=False)
     """codec(): the codec of (layout, shape), derived once (an `S with Q` codec takes ~1 ms)."""
@@ -300,8 +313,9 @@ class PackedTensor:
                 f"invalid packed {self.layout.summary()} tensor of shape {list(self.shape)}: {err}"
             ) from None
         if all(_frozen(a) for a in self.arrays.values()):
-            meta, arrays = (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values())
-            self._checked = meta, arrays, tuple(self.buffers()), tuple(v for a in arrays for v in _views(a))
+            meta, arrays, buffers = (self.layout, self.shape, self.dtype, *self.arrays), tuple(self.arrays.values()), tuple(self.buffers())
+            views = tuple(v for a in arrays for v in _views(a))
+            self._checked = Validated(meta, arrays, buffers, views, tuple(map(_SHAPE_DTYPE, buffers)), {})
 
     def check(self) -> None:
         """validate(), unless the same read-only arrays (in the same layout and shape) passed it."""
@@ -309,17 +323,24 @@ class PackedTensor:
             self.validate()
 
     def valid_buffers(self) -> tuple[Array, ...] | None:
-        """buffers(), in O(1), if these same read-only arrays (in this layout and shape) passed
-        validate(); else None, without validating: a kernel call's quick way in."""
+        """buffers(), in O(1), if these same arrays (in this layout and shape) passed validate()
+        and are still read-only (with every array they view), of the shapes and dtypes that
+        passed; else None, without validating (check() then validates)."""
+        checked = self.validated()
+        if checked is None or any(map(_WRITEABLE, checked.views)):
+            return None
+        return checked.buffers if tuple(map(_SHAPE_DTYPE, checked.buffers)) == checked.signature else None
+
+    def validated(self) -> Validated | None:
+        """What validate() passed, if these same arrays (by identity) in this layout, shape and
+        dtype passed it read-only; else None. Whether they still are read-only and of the shapes
+        and dtypes that passed it (numpy lets both change in place) the caller checks:
+        valid_buffers() does, and a kernel call natively (backends/llvm/entry.py's guard)."""
         checked = self._checked
         if checked is None:
             return None
-        # validate() passed these arrays (by identity), in this layout and shape, and they are all
-        # still read-only: one frame, as a kernel call pays for each.
-        meta, arrays, buffers, views = checked
-        same = (meta == (self.layout, self.shape, self.dtype, *self.arrays)
-                and all(map(operator.is_, self.arrays.values(), arrays)) and not any(map(_WRITEABLE, views)))  # fmt: skip
-        return buffers if same else None
+        same = checked.meta == (self.layout, self.shape, self.dtype, *self.arrays) and all(map(operator.is_, self.arrays.values(), checked.arrays))
+        return checked if same else None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """copy.deepcopy and pickle: numpy's copies of the arrays keep neither their ALIGNMENT nor

@@ -43,6 +43,14 @@
 // CHECK-LABEL: func.func @whole_tiles_to_n
 // CHECK-NOT:     stoicc.parallel
 
+// A tile whose width is a value (StreamKernel's n-tiles, n / 2 columns in whole vectors):
+// [j0, min(j0 + t, n)) in vectors of 16 up to the tile's whole vectors, then one by one to
+// its end: marked. Stores up to min(j0 + t + 1, n) reach the next tile: serial.
+// CHECK-LABEL: func.func @symbolic_tiles
+// CHECK:         } {stoicc.parallel}
+// CHECK-LABEL: func.func @symbolic_tiles_one_past
+// CHECK-NOT:     stoicc.parallel
+
 func.func @two_columns_to_a_four_column_end(%out: memref<1x?xf32>, %n: index) attributes {stoicc.noalias_args} {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -280,6 +288,43 @@ func.func @whole_tiles_to_n(%out: memref<1x?xf32>, %n: index) attributes {stoicc
     }
     %last = arith.addi %j0, %c48 : index
     vector.store %v, %out[%c0, %last] : memref<1x?xf32>, vector<16xf32>
+  }
+  func.return
+}
+
+func.func @symbolic_tiles(%out: memref<1x?xf32>, %n: index, %t: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c16 = arith.constant 16 : index
+  %v = arith.constant dense<1.0> : vector<16xf32>
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %t {
+    %e0 = arith.addi %j0, %t : index
+    %e = arith.minui %e0, %n : index
+    %span = arith.subi %e, %j0 : index
+    %rest = arith.remui %span, %c16 : index
+    %whole = arith.subi %e, %rest : index
+    scf.for %j = %j0 to %whole step %c16 {
+      vector.store %v, %out[%c0, %j] : memref<1x?xf32>, vector<16xf32>
+    }
+    scf.for %j = %whole to %e step %c1 {
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+    }
+  }
+  func.return
+}
+
+func.func @symbolic_tiles_one_past(%out: memref<1x?xf32>, %n: index, %t: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %t {
+    %e0 = arith.addi %j0, %t : index
+    %e1 = arith.addi %e0, %c1 : index
+    %e = arith.minui %e1, %n : index
+    scf.for %j = %j0 to %e step %c1 {
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+    }
   }
   func.return
 }

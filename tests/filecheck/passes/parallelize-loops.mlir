@@ -18,18 +18,20 @@
 // MARK-LABEL: func.func @tile_state
 // MARK-NOT:     stoicc.parallel
 
-// The marked loop becomes a call of the pool's entry with a context holding its free
-// values (out, x, n), the iteration count and the estimated work of one iteration;
+// The marked loop becomes a call of the pool's entry with a context (on the caller's
+// stack) holding its free values (out, x, n), the iteration count and the estimated work
+// of one iteration;
 // @tiles.par0 reads them and passes them, with iterations [start, stop), to
 // @tiles.par0.loop, which holds the loop (its buffers noalias arguments, as @tiles's).
 // CHECK-LABEL: func.func @tiles
-// CHECK:         %{{.*}} = func.call @aligned_alloc(%{{.*}}, %{{.*}}) : (i64, i64) -> !ptr_xdsl.ptr
+// CHECK:         %[[CTX:.*]] = llvm.alloca %{{.*}} x i64 {alignment = 64 : i64} : (i64) -> !llvm.ptr
+// CHECK-NOT:     aligned_alloc
 // CHECK:         ptr_xdsl.store
 // CHECK:         %{{.*}} = arith.divui
 // CHECK:         %[[FN:.*]] = llvm.mlir.addressof @tiles.par0 : !llvm.ptr
 // CHECK:         %[[P:.*]] = builtin.unrealized_conversion_cast %[[FN]] : !llvm.ptr to !ptr_xdsl.ptr
 // CHECK-NEXT:    func.call @stoicc_parallel_for(%[[P]], %{{.*}}, %{{.*}}, %{{.*}}) : (!ptr_xdsl.ptr, !ptr_xdsl.ptr, i64, i64) -> ()
-// CHECK-NEXT:    func.call @free
+// CHECK-NOT:     func.call @free
 // CHECK-NOT:     scf.for
 // CHECK:       func.func private @tiles.par0(%{{.*}}: !ptr_xdsl.ptr, %[[START:.*]]: i64, %[[STOP:.*]]: i64) attributes {stoicc.no_inline} {
 // CHECK:         ptr_xdsl.load
@@ -43,6 +45,17 @@
 // SMALL-LABEL: func.func @tiles
 // SMALL-NOT:     stoicc_parallel_for
 // SMALL:         scf.for
+
+// A loop of merged tiles (StreamKernel's n-tiles: a tile of width t = its step) runs a block
+// of iterations [start, stop) as one tile: in @merged.par0.loop its step, and the width its
+// body reads, is the block's span.
+// CHECK-LABEL: func.func private @merged.par0.loop(
+// CHECK:         %[[MLO:.*]] = arith.addi
+// CHECK:         %[[MHI:.*]] = arith.minui
+// CHECK-NEXT:    %[[SPAN:.*]] = arith.subi %[[MHI]], %[[MLO]] : index
+// CHECK-NEXT:    scf.for %[[J0:.*]] = %[[MLO]] to %[[MHI]] step %[[SPAN]] {
+// CHECK-NEXT:      %{{.*}} = arith.addi %[[J0]], %[[SPAN]] : index
+// CHECK-NOT:     stoicc.merged_tiles
 
 // CHECK-LABEL: func.func @shifted
 // CHECK-NOT:     stoicc_parallel_for
@@ -63,6 +76,20 @@ func.func @tiles(%x: memref<?x8xf32>, %out: memref<?x?xf32>, %m: index, %n: inde
       }
     }
   }
+  func.return
+}
+
+func.func @merged(%out: memref<1x?xf32>, %n: index, %t: index) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %n step %t {
+    %e = arith.addi %j0, %t : index
+    %j1 = arith.minui %e, %n : index
+    scf.for %j = %j0 to %j1 step %c1 {
+      memref.store %f, %out[%c0, %j] : memref<1x?xf32>
+    }
+  } {stoicc.merged_tiles}
   func.return
 }
 

@@ -8,12 +8,13 @@
 // streaming form, in groups of 2 then 1: per step of 8 rows of b (a k remainder one at a
 // time), each row's 8 elements of a are broadcast once, then each vector of out is
 // loaded, takes 8 FMAs with the rows of b loaded once for the group, and is stored;
-// under `if` there are rows left (so that no loop of theirs is top-level).
+// per n-tile of n / 2 columns in whole vectors (at most 2048), in a top-level loop that
+// ends at 0 where no rows are left (the native pool splits a GEMV's n-tiles).
 
 // CHECK-LABEL: func.func @matmul
 // CHECK:         %[[M:.*]] = memref.dim %a
 // CHECK:         %[[WHOLE:.*]] = arith.subi %[[M]], %{{.*}} : index
-// CHECK:         scf.for %j0_1 = %j0 to
+// CHECK:         scf.for %j0 = %{{.*}} to
 // CHECK:           memref.store %{{.*}}, %out[%i, %j]
 // CHECK:           scf.for %k0 =
 // CHECK:             scf.for %i_1 = %{{.*}} to %[[WHOLE]] step %[[THREE:.*]] {
@@ -34,8 +35,15 @@
 // CHECK:                 scf.for %k_1 = {{.*}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 // CHECK:             scf.for %i_2 = %{{.*}} to %[[WHOLE]]
 // CHECK:                 scf.for %k_2 = {{.*}} -> (f32) {
-// CHECK:         %[[LEFT:.*]] = arith.cmpi ugt, %[[M]], %[[WHOLE]] : index
-// CHECK-NEXT:    scf.if %[[LEFT]] {
+// CHECK:         %[[VECTORS:.*]] = arith.divui
+// CHECK-NEXT:    %[[ONE:.*]] = arith.maxui %[[VECTORS]]
+// CHECK-NEXT:    %[[COLUMNS:.*]] = arith.muli %[[ONE]]
+// CHECK:         %[[TILE:.*]] = arith.minui %[[COLUMNS]]
+// CHECK-NEXT:    %[[LEFT:.*]] = arith.cmpi ugt, %[[M]], %[[WHOLE]] : index
+// CHECK-NEXT:    %[[END:.*]] = arith.select %[[LEFT]], %{{.*}}, %{{.*}} : index
+// CHECK:         scf.for %[[J0:[a-z0-9_]+]] = %{{.*}} to %[[END]] step %[[TILE]] {
+// CHECK-NEXT:      %[[NEXT:.*]] = arith.addi %[[J0]], %[[TILE]] : index
+// CHECK-NEXT:      arith.minui %[[NEXT]], %[[END]] : index
 // CHECK:         scf.for %i_3 = %[[WHOLE]] to %[[M]]
 // CHECK:           memref.store %{{.*}}, %out[%i_3, %j_4]
 // CHECK:         scf.for %i_4 = %[[WHOLE]] to %[[PAIRS:.*]] step %[[TWO]] {

@@ -27,6 +27,19 @@ func.func @vectors(%p: !ptr_xdsl.ptr, %s: f32) {
   func.return
 }
 
+// A stack slot (llvm.alloca: parallelize-loops' context) keeps its element type, count and
+// alignment.
+// CHECK-LABEL: define void @stack_slots(i64 %a0) {
+// CHECK:         %[[S:v[0-9]+]] = alloca i64, i64 4, align 64
+// CHECK-NEXT:    store i64 %a0, ptr %[[S]]
+func.func @stack_slots(%v: i64) {
+  %n = arith.constant 4 : i64
+  %s = llvm.alloca %n x i64 {alignment = 64 : i64} : (i64) -> !llvm.ptr
+  %p = builtin.unrealized_conversion_cast %s : !llvm.ptr to !ptr_xdsl.ptr
+  ptr_xdsl.store %v, %p : i64, !ptr_xdsl.ptr
+  func.return
+}
+
 // bf16 is its bits: widened by a shift, rounded to nearest even with integer ops (a NaN
 // made quiet); float-to-int conversions saturate; libm has the functions LLVM lacks.
 
@@ -57,3 +70,4 @@ func.func @scalars(%h: bf16, %y: f32) -> f32 {
   %e = math.erf %y : f32
   func.return %e : f32
 }
+
