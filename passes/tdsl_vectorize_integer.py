@@ -26,10 +26,13 @@ and ternary weights: P = 2 or 4 columns to an accumulator, read in place by
 CodeDecoder.field_phases against activations permuted to match), reduced once per
 group by a transposing shuffle tree into one vector of the block's columns per row
 (`column_sums`), whose lanes then take the group rescale: no horizontal reduction
-or scalar float op per output. Loops: n-tiles (a weight panel of tn rows; no
+or scalar float op per output. Groups shorter than a step that tile it (32 codes,
+64-byte VNNI steps) share it: each accumulator holds every spanned group in its own
+lanes and one tree reduces them all (Groups.per_step). Loops: n-tiles (a weight panel of tn rows; no
 k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced once
 per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
-GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
+GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two blocks
+ahead into L2 (IntegerKernel.ahead); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
 With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
