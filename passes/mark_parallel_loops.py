@@ -236,14 +236,20 @@ _REGISTER_INTRINSICS = ("llvm.x86.avx", "llvm.vector.", "llvm.maximum.", "llvm.m
 reductions); AMX's tile instructions (`llvm.x86.t*`, `ldtilecfg`) are a thread's state."""
 
 
+_HINT_INTRINSICS = ("llvm.prefetch.",)
+"""Intrinsics that only hint the caches about an address: no element is read or written."""
+
+
 def _computes(op: Operation) -> bool:
     """Whether `op` only computes a value: computes_only, or arithmetic, vector ops and
     register intrinsics on values (xDSL gives divisions, vector.reduction and
-    llvm.call_intrinsic no effect traits)."""
+    llvm.call_intrinsic no effect traits), an address (a buffer's pointer, plus an
+    offset), or a cache hint at one."""
     on_values = not op.regions and not any(isinstance(v.type, MemRefType | ptr.PtrType) for v in op.operands)
     if isinstance(op, llvm.CallIntrinsicOp):
-        return on_values and op.intrin.data.startswith(_REGISTER_INTRINSICS)
-    return computes_only(op) or (on_values and op.name.split(".")[0] in ("arith", "math", "vector"))
+        return (on_values and op.intrin.data.startswith(_REGISTER_INTRINSICS)) or op.intrin.data.startswith(_HINT_INTRINSICS)
+    return computes_only(op) or isinstance(op, ptr.ToPtrOp | ptr.PtrAddOp) or (
+        on_values and op.name.split(".")[0] in ("arith", "math", "vector"))
 
 
 def is_parallel(loop: scf.ForOp, noalias: bool) -> bool:

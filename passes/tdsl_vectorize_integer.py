@@ -26,10 +26,13 @@ and ternary weights: P = 2 or 4 columns to an accumulator, read in place by
 CodeDecoder.field_phases against activations permuted to match), reduced once per
 group by a transposing shuffle tree into one vector of the block's columns per row
 (`column_sums`), whose lanes then take the group rescale: no horizontal reduction
-or scalar float op per output. Loops: n-tiles (a weight panel of tn rows; no
+or scalar float op per output. Groups shorter than a step that tile it (32 codes,
+64-byte VNNI steps) share it: each accumulator holds every spanned group in its own
+lanes and one tree reduces them all (Groups.per_step). Loops: n-tiles (a weight panel of tn rows; no
 k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced once
 per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
-GEMV's one) in 1 x `row_cols` blocks; ragged columns in 1-column kernels, a ragged
+GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two blocks
+ahead into L2 (IntegerKernel.ahead); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
 With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
@@ -44,12 +47,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xdsl.context import Context
-from xdsl.dialects import arith, llvm, memref, vector
+from xdsl.dialects import arith, llvm, memref, ptr, vector
 from xdsl.dialects import math as mathd
-from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp, VectorType, f32, i8, i32, i64
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    NoneAttr,
+    VectorType,
+    f32,
+    i8,
+    i32,
+    i64,
+)
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -122,6 +136,12 @@ class Dot:
             lanes //= 2
         return Dot(lanes, self.vnni) if lanes >= 4 else None
 
+    def spanning(self, groups: Groups, phases: int) -> int:
+        """How many whole groups each step of this dot spans (Groups.per_step), where
+        an accumulator of `phases` columns has lanes for each of its columns' groups."""
+        per = groups.per_step(self.step)
+        return per if per * phases <= self.lanes else 1
+
     def operand(self, b: LoopBuilder, v: SSAValue, signed: bool) -> SSAValue:
         """A loaded byte vector as the step takes it (done once per load, not per product)."""
         if self.vnni:
@@ -180,6 +200,14 @@ class Groups:
         """Whether some group (the ragged last one too) ends off a step."""
         return self.ragged(step) or bool(self.width and self.length and (self.width % self.length) % step)
 
+    def per_step(self, step: int) -> int:
+        """How many whole groups a step of `step` columns spans: more than one where
+        several groups of a known length tile the row and a step (1 otherwise)."""
+        if self.count == 1 or not self.length or self.width or step % self.length:
+            return 1
+        per = step // self.length
+        return per if self.count % per == 0 else 1
+
 
 @dataclass
 class Product:
@@ -193,45 +221,58 @@ class Product:
     out: SSAValue
     groups: Groups
     scales: tuple[Scale, GroupScale] | None = None
+    w_scales: SSAValue | None = None
+    """w's scales buffer [n, groups] where there is one per group: read `per_step`
+    groups' scales of a row at a time."""
 
     def x_code(self, b: LoopBuilder, i: SSAValue, k: SSAValue) -> SSAValue:
         return _sext(b, b.load(self.x, [i, k]))
 
-    def span(self, b: LoopBuilder, g: SSAValue, step: int) -> tuple[SSAValue, SSAValue, SSAValue]:
-        """Where group g starts, where its whole steps end, and where it ends."""
+    def span(self, b: LoopBuilder, g: SSAValue, step: int, count: int = 1) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """Where group g starts, where the whole steps of groups g..g+count end, and where they end."""
         length = self.groups.length
         size = b.size(self.x, 1) if length is None else b.index(length)
         k0 = b.mul(g, size)
-        k1 = b.add(k0, size)
+        k1 = b.add(k0, size if count == 1 else b.mul(size, b.index(count)))
         if self.groups.width:  # the last group holds the rest of the row
             k1 = b.min(k1, b.index(self.groups.width))
-        return k0, floor_to(b, k0, k1, step) if self.groups.tail(step) else k1, k1
+        # several groups to a step: Groups.per_step found them whole steps
+        return k0, floor_to(b, k0, k1, step) if count == 1 and self.groups.tail(step) else k1, k1
 
 
 def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue, lanes: int,
                   dots: Callable[[LoopBuilder, SSAValue], list[SSAValue]],
-                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue]) -> None:  # fmt: skip
-    """out[rows, j:j+lanes] from group g's exact dot products `dots(b, g)` (per row, the
-    columns' i32 vector): as they are, or scaled as Product says, by the columns' w
-    scales of group g, `w_scales(b, g)` (called only for a scaled product)."""
+                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue], per: int = 1) -> None:  # fmt: skip
+    """out[rows, j:j+lanes] from the exact dot products of groups g..g+per, `dots(b, g)`
+    (per row, one i32 vector of the columns' products, lane c*per+h column c's of group
+    g+h): as they are, or scaled as Product says, by the columns' w scales of these
+    groups, `w_scales(b, g)` in the same lanes (called only for a scaled product)."""
     if p.scales is None:
         for row, sums in zip(rows, dots(b, b.index(0))):
             b.vstore(sums, p.out, [row, j])
         return
     x_scale = p.scales[0]
-    floats = VectorType(f32, [lanes])
+    floats = VectorType(f32, [lanes * per])
 
     # Each output's f32 sum over groups runs in its own lane, in group order: the
-    # same operations, so the same bits, as one scalar chain per output.
+    # same operations, so the same bits, as one scalar chain per output. With several
+    # groups to a vector, each product sw * dot is formed in its lane, then the
+    # columns' products of each group are gathered (a shuffle) and added in order.
     def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
         sw = w_scales(b, g)
-        return [b.fadd(a, b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats)))) for a, d in zip(acc, dots(b, g))]
+        terms = [b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats))) for d in dots(b, g)]
+        new = []
+        for a, t in zip(acc, terms):
+            for h in range(per):
+                a = b.fadd(a, t if per == 1 else _shuffle(b, t, t, list(range(h, lanes * per, per))))
+            new.append(a)
+        return new
 
-    zeros = [b.splat(floats, 0.0)] * len(rows)
+    zeros = [b.splat(VectorType(f32, [lanes]), 0.0)] * len(rows)
     if p.groups.count == 1:  # no loop of one trip for LLVM to fold
         totals = group(b, b.index(0), zeros)
     else:
-        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(1), group, zeros, name="g")
+        totals = b.loop(b.index(0), b.index(p.groups.count), b.index(per), group, zeros, name="g")
     for row, total in zip(rows, totals):
         b.vstore(b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
 
@@ -244,19 +285,43 @@ class IntegerKernel:
     dot: Dot
     offsets: SSAValue
     """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32)."""
+    per_step: int = 1
+    """Groups a step spans (Groups.per_step): each accumulator holds that many groups'
+    products, in consecutive segments, and one reduction serves them all."""
+    ahead: int = 0
+    """Rows of w ahead of each row read whose bytes a step prefetches (0: none)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
         store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g),
-                      lambda b, g: _vector_of(b, [self.product.scales[1](b, col, g) for col in cols]))  # type: ignore[index]  # fmt: skip
+                      lambda b, g: self._w_scales(b, cols, g), self.per_step)  # fmt: skip
+
+    def _w_scales(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue) -> SSAValue:
+        """The columns' w scales of groups g..g+per_step, lane c*per_step+h column c's of
+        group g+h: with several groups, each column's are loaded together as one integer
+        (a 32- or 64-bit load, half the inserts of one per scale) and the vector of them
+        bitcast back to scales."""
+        p, per = self.product, self.per_step
+        if per == 1:
+            return _vector_of(b, [p.scales[1](b, col, g) for col in cols])  # type: ignore[index]
+        assert p.w_scales is not None  # several groups: scales per group
+        element = p.w_scales.type.element_type  # type: ignore[attr-defined]
+        run = IntegerType(per * element.bitwidth)
+        words = [b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(
+                    b.insert(vector.LoadOp(p.w_scales, [col, g], VectorType(element, [per]))), VectorType(run, [1]))), [0], run))
+                 for col in cols]  # fmt: skip
+        scales = b.insert(vector.BitcastOp(_vector_of(b, words), VectorType(element, [len(cols) * per])))
+        return scales if element == f32 else b.insert(llvm.FPExtOp(scales, VectorType(f32, [len(cols) * per])))
 
     def _dots(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
-        """The exact dot products of group g: per row, the columns' as one i32 vector.
-        Codes of P > 1 fields a byte in a multiple of P columns go P columns at a time:
-        an accumulator holds all P, each in a P-th of its lanes (CodeDecoder.field_phases)."""
+        """The exact dot products of groups g..g+per_step: per row, the columns' as one
+        i32 vector (lane c*per_step+h column c's of group g+h). Codes of P > 1 fields a
+        byte in a multiple of P columns go P columns at a time: an accumulator holds all
+        P, each in a P-th of its lanes (CodeDecoder.field_phases), each P-th holding the
+        groups in order."""
         x, w, dot = self.product.x, self.product.w, self.dot
-        groups = self.product.groups
-        k0, kv, k1 = self.product.span(b, g, dot.step)
+        groups, spanned = self.product.groups, self.per_step
+        k0, kv, k1 = self.product.span(b, g, dot.step, spanned)
         per = w.decoder.phases
         phased = per > 1 and len(cols) % per == 0 and dot.step % (4 * per) == 0
         per = per if phased else 1
@@ -270,6 +335,9 @@ class IntegerKernel:
             return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            if self.ahead:
+                for col in cols:
+                    _prefetch(inner, w.values, inner.add(col, inner.index(self.ahead)), k, x.type.get_shape()[1])  # type: ignore[attr-defined]
             loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
             xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
                   for xv in loads]  # fmt: skip
@@ -281,15 +349,19 @@ class IntegerKernel:
             return new
 
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
-        lanes = len(cols)
-        offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
+        lanes = len(cols) * spanned
+        if spanned == 1:
+            offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
+        else:  # the groups' offsets, repeated per column
+            runs = [b.insert(vector.LoadOp(self.offsets, [r, g], VectorType(i32, [spanned]))) for r in rows]
+            offsets = [_shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
-            zps = _vector_of(b, [w.zero_point(b, col, g) for col in cols])
+            zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
             offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
-        segment = dot.lanes // per
+        segment = dot.lanes // (per * spanned)
         sums = [b.insert(arith.SubiOp(column_sums(b, accs[r * blocks:(r + 1) * blocks], segment, lanes), offsets[r]))
                 for r in range(len(rows))]  # fmt: skip
-        if groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
+        if spanned == 1 and groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
             zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
             tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
             sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
@@ -441,6 +513,20 @@ class PanelKernel:
         for_(b, b.index(0), b.index(rows), 1, row, "r")
 
 
+def _prefetch(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
+    """A prefetch of the bytes of code k of a row of `values` (a dense [n, bytes]
+    buffer of rows of `width` codes, where the bytes of k lie about k * bytes / width
+    into the row; past the last row, it touches nothing: prefetches do not fault)."""
+    row_bytes = values.type.get_shape()[1]  # type: ignore[attr-defined]
+    codes = width // row_bytes  # codes to a byte: a division (a shift), where there is a whole number
+    into = b.div(k, b.index(codes)) if codes * row_bytes == width else b.div(b.mul(k, b.index(row_bytes)), b.index(width))
+    at = b.add(b.mul(row, b.index(row_bytes)), into)
+    address = b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(values)), at))
+    # a read, into L2 (locality 1: prefetcht2), of data
+    flags = [b.insert(arith.ConstantOp.from_int_and_width(v, i32)) for v in (0, 1, 1)]
+    b.b.insert(llvm.CallIntrinsicOp("llvm.prefetch.p0", [address, *flags], []))
+
+
 def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
     """x[row, k:k+4] (bytes) as one i32."""
     four = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [4])))
@@ -465,7 +551,8 @@ def _lanes(v: SSAValue) -> int:
 
 
 def _shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAValue:
-    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(i32, [len(mask)])))
+    element = u.type.element_type  # type: ignore[attr-defined]
+    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(element, [len(mask)])))
 
 
 def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
@@ -529,11 +616,14 @@ def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSA
 
 
 def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, row_cols: int,
-                  panel: Shape | None = None) -> None:  # fmt: skip
+                  panel: Shape | None = None, wide: Dot | None = None) -> None:  # fmt: skip
     """Replace a bufferized integer linear by its vector kernel nest: with a `panel`
     block, PanelKernel's over the whole blocks of rows of calls of PANEL_MIN_ROWS rows or
     more; else (and for the rows left, and the columns past the panels' whole vectors)
-    `shape` blocks over whole blocks of rows, then 1 x `row_cols` blocks over the rows left."""
+    `shape` blocks over whole blocks of rows, then 1 x `row_cols` blocks over the rows left.
+    The blocks step by `dot`, or by `wide` where its steps span several whole groups
+    (Dot.spanning: groups of 32 codes two to a 64-byte step, where `dot` is narrowed to
+    32-byte steps, and one reduction for both)."""
     out = op.out
     assert out is not None
     tn = (op.tile_sizes or TARGET_TILES["cpu"][tdsl.LinearOp])[1]
@@ -541,8 +631,11 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     tn = max(whole, tn // whole * whole)  # n-tiles of whole column blocks
     b = before(op)
     m, n = b.size(out, 0), b.size(out, 1)
-    kernel = IntegerKernel(product, dot, _row_offsets(b, product, dot, m))
+    spanned = 1 if wide is None else wide.spanning(product.groups, product.w.decoder.phases)
+    step = dot if wide is None or spanned == 1 else wide
+    kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
+    gemv = replace(kernel, ahead=_rows_ahead(product, kernel.dot, row_cols))
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -556,11 +649,32 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
         for_(b, lo, m_blocks, shape.rows, row_block, "i")
         # The rows left (all of a GEMV's one) in wider blocks: with one row, the
         # columns' accumulators are the registers to fill.
-        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), kernel.emit)
+        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), gemv.emit)
         apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
     b.b.insert(memref.DeallocOp.get(kernel.offsets))
+
+
+PREFETCH_BLOCKS = 2
+"""How many GEMV blocks (of row_cols rows of w) ahead of its own a block prefetches."""
+PREFETCH_STEP_BYTES = 32
+"""The least bytes of a weight row a step reads for the GEMV blocks to prefetch (a
+prefetch per step and row: narrower codes would ask for each line 4 times or more)."""
+
+
+def _rows_ahead(product: Product, dot: Dot, row_cols: int) -> int:
+    """The rows of w ahead of a GEMV block's that each of its steps prefetches
+    (IntegerKernel.ahead), into L2: a block of row_cols rows reads them as row_cols
+    streams, of 9 lines each in SmolLM2's lm head (576 bytes), too short for the
+    hardware's stream prefetchers to find, and into L1 the prefetches would wait
+    for its few miss buffers. 0 where w is not a dense static [n, bytes] buffer, or
+    a step reads fewer than PREFETCH_STEP_BYTES of a row."""
+    values, width = product.w.values.type, product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    if not (isinstance(values, MemRefType) and isinstance(values.layout, NoneAttr) and width > 0):
+        return 0
+    row_bytes = values.get_shape()[1]
+    return PREFETCH_BLOCKS * row_cols if row_bytes > 0 and dot.step * row_bytes >= PREFETCH_STEP_BYTES * width else 0
 
 
 PANEL_MIN_ROWS = 16
@@ -673,7 +787,7 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     weight = Weight(w.buffers["values"], w.decoder, w.code, None if w.symmetric else w.zero_point)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
-    return Product(x.buffers["values"], weight, out, groups, scales)
+    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None)
 
 
 MANTISSA_SHIFT = 1.5 * 2**23
@@ -792,7 +906,7 @@ class VectorizeIntegerLinear(RewritePattern):
             return
         # PanelKernel's offset is a constant (no zero points) and its k whole steps of one group
         panel = product.groups.count == 1 and not product.groups.tail(dot.step) and product.w.zero_point is None
-        lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.vnni and panel else None)
+        lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.vnni and panel else None, self.dot)
         rewriter.erase(op)
 
 

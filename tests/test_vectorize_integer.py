@@ -140,3 +140,25 @@ def test_panel_products_are_exact() -> None:
         xf = rand(rng, m, k) * 4
         for kernel, p in zip((prog.qint8, prog.qint4), packed):
             assert np.array_equal(kernel(xf, p, bf), _w8a8_model(xf, p, bf)), m
+
+
+@pytest.mark.skipif("vnni" not in PATHS, reason="64-byte steps span two groups with vpdpbusd")
+def test_group_pairs_and_prefetched_rows_are_exact() -> None:
+    """Q8_0's and Q4_0's grids (groups of 32 codes, f16 scales): the 64-byte steps span
+    two groups, reduced together, and the GEMV's 1 x 8 blocks prefetch rows ahead (past
+    the last row too). N = 21: two whole 8-column blocks and 5 one-column ones, K = 128
+    two spans; N a size symbol for int8 (the column split's kernels), static for int4;
+    1 and 3 rows (the 4-row blocks' rows left); bit for bit against the integer model."""
+    prog = stoicc_py.compile(
+        "".join(f"kernel q{c}(x: f32[M, 128], w: f32[{n}, 128] @ {c}(group=32, scale=f16), b: f32[{n}]) -> f32[M, {n}] "
+                f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
+                for c, n in (("int8", "N"), ("int4", "21"))),
+        cache=False,
+    )  # fmt: skip
+    assert all("llvm.prefetch" in k.ir("loops") for k in (prog.qint8, prog.qint4))
+    rng = np.random.default_rng(5)
+    for kernel in (prog.qint8, prog.qint4):
+        packed, b = kernel.pack("w", rand(rng, 21, 128)), rand(rng, 21)
+        for m in (1, 3):
+            x = rand(rng, m, 128) * 4
+            assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b)), m

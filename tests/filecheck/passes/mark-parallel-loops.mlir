@@ -12,6 +12,12 @@
 // CHECK-LABEL: func.func @two_columns_static_tiles
 // CHECK:         } {stoicc.parallel}
 
+// The GEMV blocks' prefetches of weight rows ahead (tdsl-vectorize-integer): an address
+// (a buffer's pointer plus an offset) and a cache hint at it touch no element, so the
+// tiles stay marked, even where the address lies in another tile.
+// CHECK-LABEL: func.func @two_columns_prefetching
+// CHECK:         } {stoicc.parallel}
+
 // Blocks of two up to a three-column end (or in tiles of 95 columns): a last block may
 // start one column before the end, and its j + 1 reach the next tile: serial.
 // CHECK-LABEL: func.func @two_columns_to_a_three_column_end
@@ -84,6 +90,34 @@ func.func @two_columns_static_tiles(%out: memref<1x96xf32>) attributes {stoicc.n
     %e0 = arith.addi %j0, %c48 : index
     %e = arith.minui %e0, %c96 : index
     scf.for %j = %j0 to %e step %c2 {
+      %j1 = arith.addi %j, %c1 : index
+      memref.store %f, %out[%c0, %j] : memref<1x96xf32>
+      memref.store %f, %out[%c0, %j1] : memref<1x96xf32>
+    }
+  }
+  func.return
+}
+
+func.func @two_columns_prefetching(%out: memref<1x96xf32>, %w: memref<96x64xi8>) attributes {stoicc.noalias_args} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c16 = arith.constant 16 : index
+  %c48 = arith.constant 48 : index
+  %c64 = arith.constant 64 : index
+  %c96 = arith.constant 96 : index
+  %read = arith.constant 0 : i32
+  %l2 = arith.constant 1 : i32
+  %f = arith.constant 1.0 : f32
+  scf.for %j0 = %c0 to %c96 step %c48 {
+    %e0 = arith.addi %j0, %c48 : index
+    %e = arith.minui %e0, %c96 : index
+    scf.for %j = %j0 to %e step %c2 {
+      %ahead = arith.addi %j, %c16 : index
+      %at = arith.muli %ahead, %c64 : index
+      %base = ptr_xdsl.to_ptr %w : memref<96x64xi8> -> !ptr_xdsl.ptr
+      %p = ptr_xdsl.ptradd %base, %at : (!ptr_xdsl.ptr, index) -> !ptr_xdsl.ptr
+      llvm.call_intrinsic "llvm.prefetch.p0"(%p, %read, %l2, %l2) : (!ptr_xdsl.ptr, i32, i32, i32) -> ()
       %j1 = arith.addi %j, %c1 : index
       memref.store %f, %out[%c0, %j] : memref<1x96xf32>
       memref.store %f, %out[%c0, %j1] : memref<1x96xf32>

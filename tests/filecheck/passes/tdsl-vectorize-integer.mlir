@@ -106,7 +106,8 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
 // each in half its lanes. The correction is 8 * sum_k x[i, k]. Outputs are x scale *
 // (0 + w scale * dot), the scalar path's sum over (here one) scale groups, in the
 // lanes of a vector of the block's columns (w scales gathered by insertelement).
-// Shown: the 1 x 4 block of the row left over after the 2-row blocks.
+// Shown: the 1 x 4 block of the row left over after the 2-row blocks, whose steps
+// prefetch each of its rows' bytes 8 rows ahead (below, @grouped).
 // CHECK-LABEL: func.func @w4a8
 // CHECK:         scf.for %r =
 // CHECK:           scf.for %k = {{.*}} -> (vector<16xi32>) {
@@ -142,12 +143,14 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
 // CHECK-NEXT:        llvm.insertelement %[[SW1]]
 // CHECK-NEXT:        llvm.insertelement %[[SW2]]
 // CHECK-NEXT:        %[[SW:.*]] = llvm.insertelement %[[SW3]]
+// CHECK-NEXT:        arith.addi %j_2, %{{.*}} : index
+// CHECK-NEXT:        %[[AT:.*]] = arith.divui
+// CHECK-COUNT-4:     llvm.call_intrinsic "llvm.prefetch.p0"
 // CHECK-NEXT:        %[[XQ:.*]] = vector.load %q_values[%i_2, %{{.*}}] : memref<?x64xi8>, vector<64xi8>
 // CHECK-NEXT:        %[[XE:.*]] = vector.shuffle %[[XQ]], %[[XQ]] [0, 2, 4, {{.*}}, 60, 62, 0, 2, {{.*}}, 62] : vector<64xi8>, vector<64xi8>
 // CHECK-NEXT:        %[[XO:.*]] = vector.shuffle %[[XQ]], %[[XQ]] [1, 3, 5, {{.*}}, 61, 63, 1, 3, {{.*}}, 63] : vector<64xi8>, vector<64xi8>
 // CHECK-NEXT:        %[[XEV:.*]] = vector.bitcast %[[XE]] : vector<64xi8> to vector<16xi32>
 // CHECK-NEXT:        %[[XOV:.*]] = vector.bitcast %[[XO]] : vector<64xi8> to vector<16xi32>
-// CHECK-NEXT:        %[[AT:.*]] = arith.divui
 // CHECK-NEXT:        %[[R0:.*]] = vector.load %w_values[%j_2, %[[AT]]] : memref<4x32xi8>, vector<32xi8>
 // CHECK-NEXT:        %[[R1:.*]] = vector.load %w_values[%{{.*}}, %[[AT]]] : memref<4x32xi8>, vector<32xi8>
 // CHECK-NEXT:        %[[PAIR:.*]] = vector.shuffle %[[R0]], %[[R1]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
@@ -185,28 +188,53 @@ func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<4x32xi8>, %w_scales: mem
 
 // Weights with a scale per group of k get an exact integer dot product per group,
 // scaled and summed in f32 in group order (as tdsl-lower-to-loops does): group
-// sums of x per row, and steps as wide as a group allows (32 bytes for 32 codes).
+// sums of x per row (steps as wide as a group allows: 32 bytes for 32 codes), and
+// blocks whose 64-code steps span both groups of 32: each accumulator holds both
+// groups of its two (int4) rows in quarters, one transposing tree reduces them
+// into lanes c*2+h (column c, group h), the two groups' x sums are subtracted as a
+// pair repeated per column, the columns' scales are loaded two at a time (one
+// 64-bit word per column, bitcast back), each product sw * dot is formed in its
+// lane, and each group's products are gathered (a shuffle) and added in order.
 // CHECK-LABEL: func.func @grouped
 // CHECK:         %row_offsets = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x2xi32>
 // CHECK:         scf.for %g = {{.*}} {
 // CHECK:           llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
 // CHECK:           memref.store %{{.*}}, %row_offsets[%i, %g] : memref<?x2xi32>
-// CHECK:         %{{.*}}, %{{.*}} = scf.for %g_1 = {{.*}} -> (vector<2xf32>, vector<2xf32>) {
-// CHECK-NEXT:      %[[SW0:.*]] = memref.load %g_scales[%j, %g_1] : memref<2x2xf32>
-// CHECK-NEXT:      %[[SW1:.*]] = memref.load %g_scales[%{{.*}}, %g_1] : memref<2x2xf32>
-// CHECK-NEXT:      vector.broadcast %[[SW0]] : f32 to vector<2xf32>
-// CHECK-NEXT:      %[[SW:.*]] = llvm.insertelement %[[SW1]]
-// CHECK:           scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>) {
-// CHECK:             vector.load %g_values[%j, %{{.*}}] : memref<2x32xi8>, vector<16xi8>
-// CHECK:             llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
-// CHECK:           %[[OFF:.*]] = memref.load %row_offsets[%i_1, %g_1] : memref<?x2xi32>
-// CHECK:           %[[DOT:.*]] = arith.subi %{{.*}}, %{{.*}} : vector<2xi32>
-// CHECK:           %[[F:.*]] = llvm.sitofp %[[DOT]] : vector<2xi32> to vector<2xf32>
-// CHECK-NEXT:      %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : vector<2xf32>
-// CHECK-NEXT:      arith.addf %{{.*}}, %[[T]] : vector<2xf32>
-// CHECK:         %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
-// CHECK:         %[[Y:.*]] = arith.mulf %{{.*}}, %{{.*}} : vector<2xf32>
-// CHECK-NEXT:    vector.store %[[Y]], %yg[%i_1, %j] : memref<?x2xf32>, vector<2xf32>
+// CHECK:         scf.for %j = {{.*}} {
+// CHECK:           %[[S0:.*]] = vector.load %g_scales[%j, %{{.*}}] : memref<2x2xf32>, vector<2xf32>
+// CHECK-NEXT:      vector.bitcast %[[S0]] : vector<2xf32> to vector<1xi64>
+// CHECK:           %[[SW:.*]] = vector.bitcast %{{.*}} : vector<2xi64> to vector<4xf32>
+// CHECK:           vector.load %g_values[%j, %{{.*}}] : memref<2x32xi8>, vector<32xi8>
+// CHECK:           %[[E0:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// CHECK-NEXT:      %[[A0:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[E0]], %{{.*}}, %{{.*}})
+// CHECK:           %[[OFF:.*]] = vector.load %row_offsets[%i_1, %{{.*}}] : memref<?x2xi32>, vector<2xi32>
+// CHECK:           %[[OFFS:.*]] = vector.shuffle %[[OFF]], %[[OFF]] [0, 1, 0, 1] : vector<2xi32>, vector<2xi32>
+// CHECK:           vector.shuffle %[[A0]], %[[A0]] [0, 1, 4, 5, 8, 9, 12, 13] : vector<16xi32>, vector<16xi32>
+// CHECK:           %[[SUMS:.*]] = arith.addi %{{.*}} : vector<4xi32>
+// CHECK-NEXT:      %[[DOTS:.*]] = arith.subi %[[SUMS]], %[[OFFS]] : vector<4xi32>
+// CHECK:           %[[F:.*]] = llvm.sitofp %[[DOTS]] : vector<4xi32> to vector<4xf32>
+// CHECK-NEXT:      %[[T:.*]] = arith.mulf %[[SW]], %[[F]] : vector<4xf32>
+// CHECK:           %[[T0:.*]] = vector.shuffle %[[T]], %[[T]] [0, 2] : vector<4xf32>, vector<4xf32>
+// CHECK-NEXT:      %[[ACC0:.*]] = arith.addf %{{.*}}, %[[T0]] : vector<2xf32>
+// CHECK-NEXT:      %[[T1:.*]] = vector.shuffle %[[T]], %[[T]] [1, 3] : vector<4xf32>, vector<4xf32>
+// CHECK-NEXT:      %[[ACC:.*]] = arith.addf %[[ACC0]], %[[T1]] : vector<2xf32>
+// CHECK:           %[[SX:.*]] = memref.load %q_scales[%i_1] : memref<?xf32>
+// CHECK-NEXT:      %[[SXV:.*]] = vector.broadcast %[[SX]] : f32 to vector<2xf32>
+// CHECK-NEXT:      %[[Y:.*]] = arith.mulf %[[SXV]], %[[ACC]] : vector<2xf32>
+// CHECK-NEXT:      vector.store %[[Y]], %yg[%i_1, %j] : memref<?x2xf32>, vector<2xf32>
+// The rows left (a GEMV's one) in 1 x 4 blocks: each step also prefetches, into L2
+// (locality 1), each of the block's rows' bytes two blocks (8 rows) ahead, which
+// the hardware's stream prefetchers do not find for short rows.
+// CHECK:         %[[AHEAD:.*]] = arith.constant 8 : index
+// CHECK:         scf.for %i_2 =
+// CHECK:           scf.for %j_2 =
+// CHECK:             %[[ROW:.*]] = arith.addi %j_2, %[[AHEAD]] : index
+// CHECK:             arith.muli %[[ROW]], %{{.*}} : index
+// CHECK:             %[[BASE:.*]] = ptr_xdsl.to_ptr %g_values : memref<2x32xi8> -> !ptr_xdsl.ptr
+// CHECK-NEXT:        %[[P:.*]] = ptr_xdsl.ptradd %[[BASE]], %{{.*}} : (!ptr_xdsl.ptr, index) -> !ptr_xdsl.ptr
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.prefetch.p0"(%[[P]], %{{.*}}, %[[ONE:.*]], %[[ONE]]) : (!ptr_xdsl.ptr, i32, i32, i32) -> ()
+// CHECK-COUNT-3:     llvm.call_intrinsic "llvm.prefetch.p0"
+// CHECK:             llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
 func.func @grouped(%q_values: memref<?x64xi8>, %q_scales: memref<?xf32>, %g_values: memref<2x32xi8>, %g_scales: memref<2x2xf32>, %yg: memref<?x2xf32>) {
   %q = layout.assemble %q_values, %q_scales : memref<?x64xi8>, memref<?xf32> -> !X
   %g = layout.assemble %g_values, %g_scales : memref<2x32xi8>, memref<2x2xf32> -> !G
