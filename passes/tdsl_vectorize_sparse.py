@@ -31,9 +31,12 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
+    DenseArrayBase,
     ModuleOp,
     VectorType,
     f32,
+    i32,
+    i64,
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
@@ -42,7 +45,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
-from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, computes_in_f32
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -63,6 +66,7 @@ from stoicc_py.passes.tdsl_microkernel import (
     reduce_add,
     register_blocks,
 )
+from stoicc_py.passes.tdsl_vectorize_integer import transpose
 
 NAME = "tdsl-vectorize-sparse"
 
@@ -154,9 +158,28 @@ class NMProduct:
 
 def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
           ks: tuple[SSAValue, SSAValue]) -> None:  # fmt: skip
-    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m."""
+    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m: per
+    panel, width x width squares of x transposed in registers (rows past m read as
+    zeros), then the columns past the last whole square one element at a time."""
     width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
     last = b.insert(arith.SubiOp(m, b.index(1)))
+    vec = VectorType(f32, [width])
+    squares = floor_to(b, ks[0], ks[1], width)
+
+    def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
+        first = b.add(i0, b.mul(p, b.index(width)))
+
+        def row(lane: int) -> SSAValue:
+            i = b.add(first, b.index(lane))
+            inside = b.insert(arith.CmpiOp(i, m, "ult"))
+            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), b.splat(vec, 0.0)))
+
+        kk = b.insert(arith.SubiOp(k, ks[0]))
+        for t, column in enumerate(_transpose(b, [row(lane) for lane in range(width)])):
+            b.b.insert(vector.StoreOp(column, xp, [b.add(kk, b.index(t)), p, b.index(0)]))
+
+    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
+    for_(b, b.index(0), b.index(panels), 1, squares_, "p")
     zero = b.f32(0.0)
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
@@ -169,26 +192,46 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
             value = b.insert(arith.SelectOp(inside, b.load(x, [clamped, k]), zero))
             b.store(value, xp, [b.insert(arith.SubiOp(k, ks[0])), p, lane])
 
-        for_(b, *ks, 1, col, "k")
+        for_(b, squares, ks[1], 1, col, "k")
 
     for_(b, b.index(0), b.index(panels * width), 1, row, "r")
 
 
+def _transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
+    """The transpose of n vectors of n f32 lanes (the shuffles of tdsl-vectorize-integer's,
+    on the same bits as i32)."""
+    lanes = VectorType(i32, [len(rows)])
+    columns = transpose(b, [b.insert(vector.BitcastOp(r, lanes)) for r in rows])
+    return [b.insert(vector.BitcastOp(c, rows[0].type)) for c in columns]
+
+
 def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue, add: bool) -> None:
-    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m."""
+    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m: the
+    whole panels below m by width x width squares transposed in registers, then the
+    rows and columns left one element at a time."""
     n_size, width = b.size(yp, 0), yp.type.get_shape()[2]  # type: ignore[attr-defined]
     rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
+    whole_rows, whole_cols = floor_to(b, b.index(0), rows, width), floor_to(b, b.index(0), n_size, width)
 
-    def row(b: LoopBuilder, r: SSAValue) -> None:
+    def put(b: LoopBuilder, value: SSAValue, at: list[SSAValue]) -> None:
+        b.vstore(b.fadd(b.vload(out, at, width), value) if add else value, out, at)
+
+    def square(b: LoopBuilder, r: SSAValue, n: SSAValue) -> None:
+        p = b.div(r, b.index(width))
+        ys = [b.insert(vector.LoadOp(yp, [b.add(n, b.index(j)), p, b.index(0)], VectorType(f32, [width])))
+              for j in range(width)]  # fmt: skip
+        for lane, values in enumerate(_transpose(b, ys)):
+            put(b, values, [b.add(b.add(i0, r), b.index(lane)), n])
+
+    def element(b: LoopBuilder, r: SSAValue, n: SSAValue) -> None:
         p, lane, i = b.div(r, b.index(width)), b.rem(r, b.index(width)), b.add(i0, r)
+        value = b.load(yp, [n, p, lane])
+        b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
 
-        def col(b: LoopBuilder, n: SSAValue) -> None:
-            value = b.load(yp, [n, p, lane])
-            b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
-
-        for_(b, b.index(0), n_size, 1, col, "n")
-
-    for_(b, b.index(0), rows, 1, row, "r")
+    for_(b, b.index(0), whole_rows, width, lambda b, r: for_(b, b.index(0), whole_cols, width,
+                                                            lambda b, n: square(b, r, n), "n"), "r")  # fmt: skip
+    TileNest(b, out, b.index(0), whole_rows, whole_cols, n_size).each(element)
+    TileNest(b, out, whole_rows, rows, b.index(0), n_size).each(element)
 
 
 KBlock = Callable[[LoopBuilder, SSAValue, SSAValue], None]
@@ -531,9 +574,56 @@ class HybridKernel:
                 stop = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(i, self.panel_rows, "ult")), start, stop))
             acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
+        if shape.rows * shape.cols == 1:
+            b.store(reduce_add(b, acc[0]), self.out, [rows[0], n0])
+            return
+        sums = lane_sums(b, acc)
         for r, row in enumerate(rows):
-            for c in range(shape.cols):
-                b.store(reduce_add(b, acc[r * shape.cols + c]), self.out, [row, b.add(n0, b.index(c))])
+            lanes = list(range(r * shape.cols, (r + 1) * shape.cols))
+            if shape.cols == 1:
+                b.store(b.insert(vector.ExtractOp(sums, lanes, f32)), self.out, [row, n0])
+            elif _lanes(sums) == shape.cols:
+                b.vstore(sums, self.out, [row, n0])
+            else:
+                b.vstore(b.insert(vector.ShuffleOp(sums, sums, DenseArrayBase.from_list(i64, lanes),
+                                                   result_type=VectorType(f32, [shape.cols]))), self.out, [row, n0])  # fmt: skip
+
+
+def lane_sums(b: LoopBuilder, accs: Sequence[SSAValue]) -> SSAValue:
+    """The sums of the lanes of each of `accs` (a power of two of them, at most their
+    lanes) as one vector, lane i accs[i]'s: a transposing tree where pairs merge, each
+    segment of a vector folding in half (its first half plus its second), about 3
+    instructions an accumulator where a horizontal reduction of each takes 2*log2(lanes)
+    and a move to a scalar register. An accumulator's lanes add in reduce_add's order
+    (lane t + lane t + lanes/2 first), whatever the count."""
+    level, length = list(accs), _lanes(accs[0])
+    while length > 1:  # pairs merge while there are pairs; then the one vector folds on its own
+        pairs = zip(level[::2], level[1::2]) if len(level) > 1 else [(level[0], None)]
+        level = [_add_halves(b, u, v, length) for u, v in pairs]
+        length //= 2
+    return level[0]
+
+
+def _lanes(v: SSAValue) -> int:
+    return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
+def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
+    """The lanes of u (then v's, if given) in segments of `length`: each segment's halves
+    added, in segment order."""
+    firsts = [s + t for s in range(0, _lanes(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+
+    def pick(offset: int) -> SSAValue:
+        mask = DenseArrayBase.from_list(i64, [f + offset for f in firsts])
+        return b.insert(vector.ShuffleOp(u, u if v is None else v, mask, result_type=VectorType(f32, [len(firsts)])))
+
+    return b.insert(arith.AddfOp(pick(0), pick(length // 2), FAST))
+
+
+X_ROWS = 64
+"""Rows of x per pass of a tile row's dense kernels (their x rows stay in L2 while every
+block of weight rows passes; a multiple of 32, so a call split at multiples of 32 rows
+puts each row in the same register block)."""
 
 
 def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
@@ -555,7 +645,12 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
-        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit, cols_outer="c")
+        height = tile_height(b, tr, th, n_size)
+
+        def x_rows(b: LoopBuilder, i0: SSAValue) -> None:
+            register_blocks(b, shape, (i0, span(b, i0, X_ROWS, m)), (b.index(0), height), emit, cols_outer="c")
+
+        for_(b, b.index(0), m, X_ROWS, x_rows, "m0")
 
     for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
     alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
