@@ -620,15 +620,10 @@ def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) ->
     return b.insert(arith.AddfOp(pick(0), pick(length // 2), FAST))
 
 
-X_ROWS = 64
-"""Rows of x per pass of a tile row's dense kernels (their x rows stay in L2 while every
-block of weight rows passes; a multiple of 32, so a call split at multiples of 32 rows
-puts each row in the same register block)."""
-
-
 def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
-    """Per tile row, per block of weight rows, per block of x rows: one kernel over
-    the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks).
+    """Per tile row, per block of x rows, per block of weight rows: one kernel over
+    the tile row's stored tiles (the x rows stay in L1, the tile row's dense tiles,
+    read in contiguous runs of a tile's block rows, in L2).
     The rows of the panel blocks (panel_blocks) take only the dense tiles there, and
     the 2:4 tiles over panels (_hybrid_block)."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
@@ -645,12 +640,7 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
-        height = tile_height(b, tr, th, n_size)
-
-        def x_rows(b: LoopBuilder, i0: SSAValue) -> None:
-            register_blocks(b, shape, (i0, span(b, i0, X_ROWS, m)), (b.index(0), height), emit, cols_outer="c")
-
-        for_(b, b.index(0), m, X_ROWS, x_rows, "m0")
+        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit)
 
     for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
     alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
