@@ -157,13 +157,14 @@ class NMProduct:
 
 
 def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-          ks: tuple[SSAValue, SSAValue]) -> None:  # fmt: skip
+          ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
     """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m: per
     panel, width x width squares of x transposed in registers (rows past m read as
-    zeros), then the columns past the last whole square one element at a time."""
+    zeros, unless the block is `whole`: all its rows below m), then the columns past the
+    last whole square one element at a time."""
     width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
     last = b.insert(arith.SubiOp(m, b.index(1)))
-    vec = VectorType(f32, [width])
+    zero_vec = b.splat(VectorType(f32, [width]), 0.0)
     squares = floor_to(b, ks[0], ks[1], width)
 
     def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
@@ -171,8 +172,10 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
 
         def row(lane: int) -> SSAValue:
             i = b.add(first, b.index(lane))
+            if whole:
+                return b.vload(x, [i, k], width)
             inside = b.insert(arith.CmpiOp(i, m, "ult"))
-            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), b.splat(vec, 0.0)))
+            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), zero_vec))
 
         kk = b.insert(arith.SubiOp(k, ks[0]))
         for t, column in enumerate(_transpose(b, [row(lane) for lane in range(width)])):
@@ -238,9 +241,9 @@ KBlock = Callable[[LoopBuilder, SSAValue, SSAValue], None]
 
 
 def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-                 k_block: KBlock, add: bool) -> None:  # fmt: skip
-    """One block of panels*width rows: clear yp; per k-block (its panels in L2),
-    pack and run k_block(b, kb, kb_end); then unpack into out."""
+                 k_block: KBlock, add: bool, whole: bool = True) -> None:  # fmt: skip
+    """One block of panels*width rows (`whole`: all below m): clear yp; per k-block
+    (its panels in L2), pack and run k_block(b, kb, kb_end); then unpack into out."""
     n_size, kb_cols = b.size(prod.yp, 0), prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
     k_size = b.size(prod.x, 1)
     zero = b.splat(prod.vec, 0.0)
@@ -253,7 +256,7 @@ def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, p
 
     def each(b: LoopBuilder, kb: SSAValue) -> None:
         kb_end = span(b, kb, kb_cols, k_size)
-        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end))
+        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end), whole)
         k_block(b, kb, kb_end)
 
     for_(b, b.index(0), k_size, kb_cols, each, "kb")
@@ -261,7 +264,7 @@ def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, p
 
 
 def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-           nt: int) -> None:  # fmt: skip
+           nt: int, whole: bool) -> None:  # fmt: skip
     """One block of panels*width rows: per k-block, per n-tile, per k-tile (its
     panels in L1), every row of the n-tile adds its slots in the k-tile; then the
     slots past the last whole word."""
@@ -291,7 +294,7 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
             rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, [n], kb, slots, accs))  # noqa: E731
             for_(b, b.index(0), n_size, 1, rows, "n")
 
-    _panel_block(b, prod, out, i0, panels, m, k_block, add=False)
+    _panel_block(b, prod, out, i0, panels, m, k_block, add=False, whole=whole)
 
 
 def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
@@ -401,11 +404,11 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     rows = ([n_size], []) if n_size >= 0 else ([DYNAMIC_INDEX], [n])
     blocks, start = panel_blocks(b, m, panels, width)
-    scratch = []
+    scratch, whole = [], len(blocks)
     if rest is None:  # one-vector blocks for every row left, the ragged end included
         blocks.append((1, start, m))
         start = m
-    for count, lo, hi in blocks:
+    for index, (count, lo, hi) in enumerate(blocks):
         xp, yp = alloc([kb, count, width]), alloc([*rows[0], count, width], rows[1])  # scratch sized to its blocks
         scratch += [xp, yp]
         # Every block count sums a row in the same order (the full blocks' chains) but the
@@ -413,8 +416,9 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
         chains = CHAINS if count == 1 else max(1, CHAINS // panels)
         prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
-        def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count) -> None:
-            _block(b, prod, out, i0, count, m, nt)
+        def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count,
+                  whole: bool = index < whole) -> None:  # fmt: skip
+            _block(b, prod, out, i0, count, m, nt, whole)
 
         for_(b, lo, hi, count * width, block, "i0")
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), n))
