@@ -156,12 +156,12 @@ class NMProduct:
         return b.loop(*slots, b.index(1), step, accs, name="s")
 
 
-def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
+def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
           ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
-    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m: per
-    panel, width x width squares of x transposed in registers (rows past m read as
-    zeros, unless the block is `whole`: all its rows below m), then the columns past the
-    last whole square one element at a time."""
+    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks and p < panels, zero past
+    row m: per panel, width x width squares of x transposed in registers (rows past m read
+    as zeros, unless the block is `whole`: all its rows below m), then the columns past
+    the last whole square one element at a time."""
     width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
     last = b.insert(arith.SubiOp(m, b.index(1)))
     zero_vec = b.splat(VectorType(f32, [width]), 0.0)
@@ -182,7 +182,7 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
             b.b.insert(vector.StoreOp(column, xp, [b.add(kk, b.index(t)), p, b.index(0)]))
 
     squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
-    for_(b, b.index(0), b.index(panels), 1, squares_, "p")
+    for_(b, b.index(0), panels, 1, squares_, "p")
     zero = b.f32(0.0)
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
@@ -197,7 +197,7 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
 
         for_(b, squares, ks[1], 1, col, "k")
 
-    for_(b, b.index(0), b.index(panels * width), 1, row, "r")
+    for_(b, b.index(0), b.mul(panels, b.index(width)), 1, row, "r")
 
 
 def _transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
@@ -208,12 +208,13 @@ def _transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
     return [b.insert(vector.BitcastOp(c, rows[0].type)) for c in columns]
 
 
-def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue, add: bool) -> None:
-    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m: the
-    whole panels below m by width x width squares transposed in registers, then the
+def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, rows: SSAValue, m: SSAValue,
+            add: bool) -> None:  # fmt: skip
+    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the block's `rows` below
+    m: the whole panels below m by width x width squares transposed in registers, then the
     rows and columns left one element at a time."""
     n_size, width = b.size(yp, 0), yp.type.get_shape()[2]  # type: ignore[attr-defined]
-    rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
+    rows = b.min(rows, b.insert(arith.SubiOp(m, i0)))
     whole_rows, whole_cols = floor_to(b, b.index(0), rows, width), floor_to(b, b.index(0), n_size, width)
 
     def put(b: LoopBuilder, value: SSAValue, at: list[SSAValue]) -> None:
@@ -240,40 +241,63 @@ def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: i
 KBlock = Callable[[LoopBuilder, SSAValue, SSAValue], None]
 
 
-def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-                 k_block: KBlock, add: bool, whole: bool = True) -> None:  # fmt: skip
-    """One block of panels*width rows (`whole`: all below m): clear yp; per k-block
-    (its panels in L2), pack and run k_block(b, kb, kb_end); then unpack into out."""
-    n_size, kb_cols = b.size(prod.yp, 0), prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
-    k_size = b.size(prod.x, 1)
+Blocks = Sequence[tuple[int, SSAValue, SSAValue]]
+"""Blocks of rows over panels: (vectors per block, first row, end), as panel_blocks gives."""
+
+
+def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: NMProduct, out: SSAValue, m: SSAValue,
+                  k_block: Callable[[int], KBlock], add: bool, whole: bool = True) -> None:  # fmt: skip
+    """Every block of `blocks` (whose counts halve, each one's rows starting where the
+    last's end, so that a later count has at most one block) in one loop, whose packing
+    and unpacking are emitted once (prod's xp and yp hold blocks[0]'s panels): per block,
+    clear yp; per k-block (its panels in L2), pack and run the block's count's
+    k_block(count)(b, kb, kb_end); then unpack into out. `whole`: every row below m."""
+    if not blocks:
+        return
+    n_size, kb_cols, width = b.size(prod.yp, 0), prod.xp.type.get_shape()[0], prod.width  # type: ignore[attr-defined]
+    k_size, step, end = b.size(prod.x, 1), blocks[0][0] * width, blocks[-1][2]
     zero = b.splat(prod.vec, 0.0)
 
     def clear(b: LoopBuilder, n: SSAValue) -> None:
-        for p in range(panels):
+        for p in range(blocks[0][0]):
             b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
 
-    for_(b, b.index(0), n_size, 1, clear, "n")
+    def run(b: LoopBuilder, i0: SSAValue, kb: SSAValue, kb_end: SSAValue, blocks: Blocks) -> Sequence[SSAValue]:
+        """The k-block of the count whose blocks hold row i0."""
+        (count, _lo, hi), *later = blocks
+        if later:
+            b.if_(b.insert(arith.CmpiOp(i0, hi, "ult")), lambda b: run(b, i0, kb, kb_end, blocks[:1]), ())
+            b.if_(b.insert(arith.CmpiOp(i0, hi, "uge")), lambda b: run(b, i0, kb, kb_end, later), ())
+        else:
+            k_block(count)(b, kb, kb_end)
+        return ()
 
-    def each(b: LoopBuilder, kb: SSAValue) -> None:
-        kb_end = span(b, kb, kb_cols, k_size)
-        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end), whole)
-        k_block(b, kb, kb_end)
+    def block(b: LoopBuilder, i0: SSAValue) -> None:
+        rows = b.min(b.index(step), b.insert(arith.SubiOp(end, i0)))
+        panels = b.div(b.add(rows, b.index(width - 1)), b.index(width))  # a ragged block's last panel whole
+        for_(b, b.index(0), n_size, 1, clear, "n")
 
-    for_(b, b.index(0), k_size, kb_cols, each, "kb")
-    _unpack(b, prod.yp, out, i0, panels, m, add)
+        def each(b: LoopBuilder, kb: SSAValue) -> None:
+            kb_end = span(b, kb, kb_cols, k_size)
+            _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end), whole)
+            run(b, i0, kb, kb_end, blocks)
+
+        for_(b, b.index(0), k_size, kb_cols, each, "kb")
+        _unpack(b, prod.yp, out, i0, rows, m, add)
+
+    for_(b, blocks[0][1], end, step, block, "i0")
 
 
-def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-           nt: int, whole: bool) -> None:  # fmt: skip
-    """One block of panels*width rows: per k-block, per n-tile, per k-tile (its
-    panels in L1), every row of the n-tile adds its slots in the k-tile; then the
-    slots past the last whole word."""
-    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
-    k_size, kc, code = b.size(prod.x, 1), prod.kc, prod.decoder.code
+def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
+    """A k-block of a block of panels*width rows: per n-tile, per k-tile (its panels in
+    L1), every row of the n-tile adds its slots in the k-tile; then the slots past the
+    last whole word."""
+    code, kc = prod.decoder.code, prod.kc
     words_per_row = code.slots // code.per_word
     tail = (words_per_row * code.per_word, code.slots)
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+        n_size, k_size = b.size(prod.yp, 0), b.size(prod.x, 1)  # a symbolic N: yp's rows are the weight's
         def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
             def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
                 w0 = b.div(k0, b.index(code.word_cols))
@@ -294,19 +318,18 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
             rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, [n], kb, slots, accs))  # noqa: E731
             for_(b, b.index(0), n_size, 1, rows, "n")
 
-    _panel_block(b, prod, out, i0, panels, m, k_block, add=False, whole=whole)
+    return k_block
 
 
-def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-                  nt: int, tiles: Tiles) -> None:  # fmt: skip
-    """out[block rows] += the products of one format's 2:4 tiles: per k-block, per
-    tile row, per n-tile of its rows, each stored tile whose columns lie in the
-    k-block adds its slots (the other tiles' loops run zero times)."""
+def _hybrid_k_block(prod: NMProduct, panels: int, nt: int, tiles: Tiles) -> KBlock:
+    """A k-block of one format's 2:4 tiles for a block of panels*width rows: per tile
+    row, per n-tile of its rows, each stored tile whose columns lie in the k-block adds
+    its slots (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
-    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
     words = tw // prod.decoder.code.word_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+        n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
         def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
             def n_tile(b: LoopBuilder, r0: SSAValue) -> None:
                 def tile(b: LoopBuilder, p: SSAValue) -> None:
@@ -333,7 +356,7 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
 
         for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
 
-    _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
+    return k_block
 
 
 def tile_rows(b: LoopBuilder, n_size: SSAValue, th: int) -> SSAValue:
@@ -404,23 +427,24 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     rows = ([n_size], []) if n_size >= 0 else ([DYNAMIC_INDEX], [n])
     blocks, start = panel_blocks(b, m, panels, width)
-    scratch, whole = [], len(blocks)
+    ragged: Blocks = []
     if rest is None:  # one-vector blocks for every row left, the ragged end included
-        blocks.append((1, start, m))
-        start = m
-    for index, (count, lo, hi) in enumerate(blocks):
-        xp, yp = alloc([kb, count, width]), alloc([*rows[0], count, width], rows[1])  # scratch sized to its blocks
+        ragged, start = [(1, start, m)], m
+    scratch = []
+    for group, whole in ((blocks, True), (ragged, False)):
+        if not group:
+            continue
+        xp, yp = alloc([kb, group[0][0], width]), alloc([*rows[0], group[0][0], width], rows[1])  # the first count's
         scratch += [xp, yp]
-        # Every block count sums a row in the same order (the full blocks' chains) but the
-        # one-vector blocks, which only ever take the last rows.
-        chains = CHAINS if count == 1 else max(1, CHAINS // panels)
-        prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
-        def block(b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, count: int = count,
-                  whole: bool = index < whole) -> None:  # fmt: skip
-            _block(b, prod, out, i0, count, m, nt, whole)
+        def prod(count: int, xp: SSAValue = xp, yp: SSAValue = yp) -> NMProduct:
+            # Every block count sums a row in the same order (the full blocks' chains) but the
+            # one-vector blocks, which only ever take the last rows.
+            chains = CHAINS if count == 1 else max(1, CHAINS // panels)
+            return NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
-        for_(b, lo, hi, count * width, block, "i0")
+        k_block = lambda count, prod=prod: _nm_k_block(prod(count), count, nt)  # noqa: E731
+        _panel_blocks(b, group, prod(group[0][0]), out, m, k_block, add=False, whole=whole)
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), n))
     for buffer in scratch:
         b.b.insert(memref.DeallocOp.get(buffer))
@@ -650,19 +674,15 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     alloc = lambda shape, sizes=(): b.insert(memref.AllocOp.get(f32, BUFFER_ALIGNMENT, shape, sizes))  # noqa: E731
     kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
     rows = ([n_static], []) if n_static >= 0 else ([DYNAMIC_INDEX], [n_size])
-    for count, lo, hi in blocks:
+    if blocks:
+        count = blocks[0][0]
         xp, yp = alloc([kb, count, shape.width]), alloc([*rows[0], count, shape.width], rows[1])
         for f, nm in code.nm.items():
             buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
             prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
             tiles = (buf("rowptr"), buf("cols"), th, tw)
-
-            def x_block(
-                b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles, count: int = count
-            ) -> None:
-                _hybrid_block(b, prod, out, i0, count, m, nt, tiles)
-
-            for_(b, lo, hi, count * shape.width, x_block, "i0")
+            k_block = lambda count, prod=prod, tiles=tiles: _hybrid_k_block(prod, count, nt, tiles)  # noqa: E731
+            _panel_blocks(b, blocks, prod, out, m, k_block, add=True)
         b.b.insert(memref.DeallocOp.get(xp))
         b.b.insert(memref.DeallocOp.get(yp))
     if x is not op.lhs:
