@@ -31,10 +31,13 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
+    DenseArrayBase,
     ModuleOp,
     UnitAttr,
     VectorType,
     f32,
+    i32,
+    i64,
 )
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
@@ -43,7 +46,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
-from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, computes_in_f32
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -65,6 +68,7 @@ from stoicc_py.passes.tdsl_microkernel import (
     reduce_add,
     register_blocks,
 )
+from stoicc_py.passes.tdsl_vectorize_integer import transpose
 
 NAME = "tdsl-vectorize-sparse"
 
@@ -154,11 +158,33 @@ class NMProduct:
         return b.loop(*slots, b.index(1), step, accs, name="s")
 
 
-def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-          ks: tuple[SSAValue, SSAValue]) -> None:  # fmt: skip
-    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks, zero past row m."""
+def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
+          ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
+    """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks and p < panels, zero past
+    row m: per panel, width x width squares of x transposed in registers (rows past m read
+    as zeros, unless the block is `whole`: all its rows below m), then the columns past
+    the last whole square one element at a time."""
     width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
     last = b.insert(arith.SubiOp(m, b.index(1)))
+    zero_vec = b.splat(VectorType(f32, [width]), 0.0)
+    squares = floor_to(b, ks[0], ks[1], width)
+
+    def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
+        first = b.add(i0, b.mul(p, b.index(width)))
+
+        def row(lane: int) -> SSAValue:
+            i = b.add(first, b.index(lane))
+            if whole:
+                return b.vload(x, [i, k], width)
+            inside = b.insert(arith.CmpiOp(i, m, "ult"))
+            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), zero_vec))
+
+        kk = b.insert(arith.SubiOp(k, ks[0]))
+        for t, column in enumerate(_transpose(b, [row(lane) for lane in range(width)])):
+            b.b.insert(vector.StoreOp(column, xp, [b.add(kk, b.index(t)), p, b.index(0)]))
+
+    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
+    for_(b, b.index(0), panels, 1, squares_, "p")
     zero = b.f32(0.0)
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
@@ -171,65 +197,110 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: int, 
             value = b.insert(arith.SelectOp(inside, b.load(x, [clamped, k]), zero))
             b.store(value, xp, [b.insert(arith.SubiOp(k, ks[0])), p, lane])
 
-        for_(b, *ks, 1, col, "k")
+        for_(b, squares, ks[1], 1, col, "k")
 
-    for_(b, b.index(0), b.index(panels * width), 1, row, "r")
+    for_(b, b.index(0), b.mul(panels, b.index(width)), 1, row, "r")
 
 
-def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue, add: bool) -> None:
-    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the rows below m."""
+def _transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
+    """The transpose of n vectors of n f32 lanes (the shuffles of tdsl-vectorize-integer's,
+    on the same bits as i32)."""
+    lanes = VectorType(i32, [len(rows)])
+    columns = transpose(b, [b.insert(vector.BitcastOp(r, lanes)) for r in rows])
+    return [b.insert(vector.BitcastOp(c, rows[0].type)) for c in columns]
+
+
+def _unpack(b: LoopBuilder, yp: SSAValue, out: SSAValue, i0: SSAValue, rows: SSAValue, m: SSAValue,
+            add: bool) -> None:  # fmt: skip
+    """out[i0 + p*width + l, n] = yp[n, p, l] (or += with `add`) for the block's `rows` below
+    m: the whole panels below m by width x width squares transposed in registers, then the
+    rows and columns left one element at a time."""
     n_size, width = b.size(yp, 0), yp.type.get_shape()[2]  # type: ignore[attr-defined]
-    rows = b.min(b.index(panels * width), b.insert(arith.SubiOp(m, i0)))
+    rows = b.min(rows, b.insert(arith.SubiOp(m, i0)))
+    whole_rows, whole_cols = floor_to(b, b.index(0), rows, width), floor_to(b, b.index(0), n_size, width)
 
-    def row(b: LoopBuilder, r: SSAValue) -> None:
+    def put(b: LoopBuilder, value: SSAValue, at: list[SSAValue]) -> None:
+        b.vstore(b.fadd(b.vload(out, at, width), value) if add else value, out, at)
+
+    def square(b: LoopBuilder, r: SSAValue, n: SSAValue) -> None:
+        p = b.div(r, b.index(width))
+        ys = [b.insert(vector.LoadOp(yp, [b.add(n, b.index(j)), p, b.index(0)], VectorType(f32, [width])))
+              for j in range(width)]  # fmt: skip
+        for lane, values in enumerate(_transpose(b, ys)):
+            put(b, values, [b.add(b.add(i0, r), b.index(lane)), n])
+
+    def element(b: LoopBuilder, r: SSAValue, n: SSAValue) -> None:
         p, lane, i = b.div(r, b.index(width)), b.rem(r, b.index(width)), b.add(i0, r)
+        value = b.load(yp, [n, p, lane])
+        b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
 
-        def col(b: LoopBuilder, n: SSAValue) -> None:
-            value = b.load(yp, [n, p, lane])
-            b.store(b.fadd(b.load(out, [i, n]), value) if add else value, out, [i, n])
-
-        for_(b, b.index(0), n_size, 1, col, "n")
-
-    for_(b, b.index(0), rows, 1, row, "r")
+    for_(b, b.index(0), whole_rows, width, lambda b, r: for_(b, b.index(0), whole_cols, width,
+                                                            lambda b, n: square(b, r, n), "n"), "r")  # fmt: skip
+    TileNest(b, out, b.index(0), whole_rows, whole_cols, n_size).each(element)
+    TileNest(b, out, whole_rows, rows, b.index(0), n_size).each(element)
 
 
 KBlock = Callable[[LoopBuilder, SSAValue, SSAValue], None]
 
 
-def _panel_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-                 k_block: KBlock, add: bool) -> None:  # fmt: skip
-    """One block of panels*width rows: clear yp; per k-block (its panels in L2),
-    pack and run k_block(b, kb, kb_end); then unpack into out."""
-    n_size, kb_cols = b.size(prod.yp, 0), prod.xp.type.get_shape()[0]  # type: ignore[attr-defined]
-    k_size = b.size(prod.x, 1)
+Blocks = Sequence[tuple[int, SSAValue, SSAValue]]
+"""Blocks of rows over panels: (vectors per block, first row, end), as panel_blocks gives."""
+
+
+def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: NMProduct, out: SSAValue, m: SSAValue,
+                  k_block: Callable[[int], KBlock], add: bool, whole: bool = True) -> None:  # fmt: skip
+    """Every block of `blocks` (whose counts halve, each one's rows starting where the
+    last's end, so that a later count has at most one block) in one loop, whose packing
+    and unpacking are emitted once (prod's xp and yp hold blocks[0]'s panels): per block,
+    clear yp; per k-block (its panels in L2), pack and run the block's count's
+    k_block(count)(b, kb, kb_end); then unpack into out. `whole`: every row below m."""
+    if not blocks:
+        return
+    n_size, kb_cols, width = b.size(prod.yp, 0), prod.xp.type.get_shape()[0], prod.width  # type: ignore[attr-defined]
+    k_size, step, end = b.size(prod.x, 1), blocks[0][0] * width, blocks[-1][2]
     zero = b.splat(prod.vec, 0.0)
 
     def clear(b: LoopBuilder, n: SSAValue) -> None:
-        for p in range(panels):
+        for p in range(blocks[0][0]):
             b.b.insert(vector.StoreOp(zero, prod.yp, [n, b.index(p), b.index(0)]))
 
-    for_(b, b.index(0), n_size, 1, clear, "n")
+    def run(b: LoopBuilder, i0: SSAValue, kb: SSAValue, kb_end: SSAValue, blocks: Blocks) -> Sequence[SSAValue]:
+        """The k-block of the count whose blocks hold row i0."""
+        (count, _lo, hi), *later = blocks
+        if later:
+            b.if_(b.insert(arith.CmpiOp(i0, hi, "ult")), lambda b: run(b, i0, kb, kb_end, blocks[:1]), ())
+            b.if_(b.insert(arith.CmpiOp(i0, hi, "uge")), lambda b: run(b, i0, kb, kb_end, later), ())
+        else:
+            k_block(count)(b, kb, kb_end)
+        return ()
 
-    def each(b: LoopBuilder, kb: SSAValue) -> None:
-        kb_end = span(b, kb, kb_cols, k_size)
-        _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end))
-        k_block(b, kb, kb_end)
+    def block(b: LoopBuilder, i0: SSAValue) -> None:
+        rows = b.min(b.index(step), b.insert(arith.SubiOp(end, i0)))
+        panels = b.div(b.add(rows, b.index(width - 1)), b.index(width))  # a ragged block's last panel whole
+        for_(b, b.index(0), n_size, 1, clear, "n")
 
-    for_(b, b.index(0), k_size, kb_cols, each, "kb")
-    _unpack(b, prod.yp, out, i0, panels, m, add)
+        def each(b: LoopBuilder, kb: SSAValue) -> None:
+            kb_end = span(b, kb, kb_cols, k_size)
+            _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end), whole)
+            run(b, i0, kb, kb_end, blocks)
+
+        for_(b, b.index(0), k_size, kb_cols, each, "kb")
+        _unpack(b, prod.yp, out, i0, rows, m, add)
+
+    for_(b, blocks[0][1], end, step, block, "i0")
 
 
-def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-           nt: int) -> None:  # fmt: skip
-    """One block of panels*width rows: per k-block, per n-tile, per k-tile (its
-    panels in L1), every row of the n-tile adds its slots in the k-tile; then the
-    slots past the last whole word."""
-    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
-    k_size, kc, code = b.size(prod.x, 1), prod.kc, prod.decoder.code
+def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
+    """A k-block of a block of panels*width rows: per n-tile, per k-tile (its panels in
+    L1), every row of the n-tile adds its slots in the k-tile; then the slots past the
+    last whole word."""
+    code, kc = prod.decoder.code, prod.kc
     words_per_row = code.slots // code.per_word
     tail = (words_per_row * code.per_word, code.slots)
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+        n_size, k_size = b.size(prod.yp, 0), b.size(prod.x, 1)  # a symbolic N: yp's rows are the weight's
+
         def n_tile(b: LoopBuilder, n0: SSAValue) -> None:
             def k_tile(b: LoopBuilder, k0: SSAValue) -> None:
                 w0 = b.div(k0, b.index(code.word_cols))
@@ -250,19 +321,19 @@ def _block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels:
             rows = lambda b, n: prod.row(b, n, panels, lambda b, n, accs: prod.tail(b, [n], kb, slots, accs))  # noqa: E731
             for_(b, b.index(0), n_size, 1, rows, "n")
 
-    _panel_block(b, prod, out, i0, panels, m, k_block, add=False)
+    return k_block
 
 
-def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, panels: int, m: SSAValue,
-                  nt: int, tiles: Tiles) -> None:  # fmt: skip
-    """out[block rows] += the products of one format's 2:4 tiles: per k-block, per
-    tile row, per n-tile of its rows, each stored tile whose columns lie in the
-    k-block adds its slots (the other tiles' loops run zero times)."""
+def _hybrid_k_block(prod: NMProduct, panels: int, nt: int, tiles: Tiles) -> KBlock:
+    """A k-block of one format's 2:4 tiles for a block of panels*width rows: per tile
+    row, per n-tile of its rows, each stored tile whose columns lie in the k-block adds
+    its slots (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
-    n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
     words = tw // prod.decoder.code.word_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+        n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
+
         def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
             def n_tile(b: LoopBuilder, r0: SSAValue) -> None:
                 def tile(b: LoopBuilder, p: SSAValue) -> None:
@@ -289,7 +360,7 @@ def _hybrid_block(b: LoopBuilder, prod: NMProduct, out: SSAValue, i0: SSAValue, 
 
         for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
 
-    _panel_block(b, prod, out, i0, panels, m, k_block, add=True)
+    return k_block
 
 
 def tile_rows(b: LoopBuilder, n_size: SSAValue, th: int) -> SSAValue:
@@ -376,24 +447,30 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     rows = ([n_size], []) if n_size >= 0 else ([DYNAMIC_INDEX], [n])
     blocks, start = panel_blocks(b, m, panels, width)
+    ragged: Blocks = []
     if rest is None:  # one-vector blocks for every row left, the ragged end included
-        blocks.append((1, start, m))
-        start = m
-    for count, lo, hi in blocks:
-        # Every block count sums a row in the same order (the full blocks' chains) but the
-        # one-vector blocks, which only ever take the last rows.
-        chains = CHAINS if count == 1 else max(1, CHAINS // panels)
+        ragged, start = [(1, start, m)], m
+    for group, whole in ((blocks, True), (ragged, False)):
+        if not group:
+            continue
 
-        def panel_rows(b: LoopBuilder, count: int = count, lo: SSAValue = lo, hi: SSAValue = hi,
-                       chains: int = chains) -> Sequence[SSAValue]:  # fmt: skip
-            xp, yp = scratch(b, [kb, count, width]), scratch(b, [*rows[0], count, width], rows[1])  # sized to its blocks
-            prod = NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
-            for_(b, lo, hi, count * width, lambda b, i0: _block(b, prod, out, i0, count, m, nt), "i0")
+        def panel_rows(b: LoopBuilder, group: Blocks = group, whole: bool = whole) -> Sequence[SSAValue]:
+            count = group[0][0]
+            xp, yp = scratch(b, [kb, count, width]), scratch(b, [*rows[0], count, width], rows[1])  # the first count's
+
+            def prod(count: int) -> NMProduct:
+                # Every block count sums a row in the same order (the full blocks' chains) but the
+                # one-vector blocks, which only ever take the last rows.
+                chains = CHAINS if count == 1 else max(1, CHAINS // panels)
+                return NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
+
+            k_block = lambda count: _nm_k_block(prod(count), count, nt)  # noqa: E731
+            _panel_blocks(b, group, prod(count), out, m, k_block, add=False, whole=whole)
             for buffer in (xp, yp):
                 b.b.insert(memref.DeallocOp.get(buffer))
             return ()
 
-        when_rows(op, b, lo, hi, panel_rows)
+        when_rows(op, b, group[0][1], group[-1][2], panel_rows)
     apply_epilogue(op, TileNest(b, out, b.index(0), start, b.index(0), n))
     if rest is not None:
         lower_linear(op, Shape(width, 4, 4), rest, first_row=start)
@@ -549,14 +626,56 @@ class HybridKernel:
                 stop = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(i, self.panel_rows, "ult")), start, stop))
             acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
+        if shape.rows * shape.cols == 1:
+            b.store(reduce_add(b, acc[0]), self.out, [rows[0], n0])
+            return
+        sums = lane_sums(b, acc)
         for r, row in enumerate(rows):
-            for c in range(shape.cols):
-                b.store(reduce_add(b, acc[r * shape.cols + c]), self.out, [row, b.add(n0, b.index(c))])
+            lanes = list(range(r * shape.cols, (r + 1) * shape.cols))
+            if shape.cols == 1:
+                b.store(b.insert(vector.ExtractOp(sums, lanes, f32)), self.out, [row, n0])
+            elif _lanes(sums) == shape.cols:
+                b.vstore(sums, self.out, [row, n0])
+            else:
+                b.vstore(b.insert(vector.ShuffleOp(sums, sums, DenseArrayBase.from_list(i64, lanes),
+                                                   result_type=VectorType(f32, [shape.cols]))), self.out, [row, n0])  # fmt: skip
+
+
+def lane_sums(b: LoopBuilder, accs: Sequence[SSAValue]) -> SSAValue:
+    """The sums of the lanes of each of `accs` (a power of two of them, at most their
+    lanes) as one vector, lane i accs[i]'s: a transposing tree where pairs merge, each
+    segment of a vector folding in half (its first half plus its second), about 3
+    instructions an accumulator where a horizontal reduction of each takes 2*log2(lanes)
+    and a move to a scalar register. An accumulator's lanes add in reduce_add's order
+    (lane t + lane t + lanes/2 first), whatever the count."""
+    level, length = list(accs), _lanes(accs[0])
+    while length > 1:  # pairs merge while there are pairs; then the one vector folds on its own
+        pairs = zip(level[::2], level[1::2]) if len(level) > 1 else [(level[0], None)]
+        level = [_add_halves(b, u, v, length) for u, v in pairs]
+        length //= 2
+    return level[0]
+
+
+def _lanes(v: SSAValue) -> int:
+    return v.type.get_shape()[0]  # type: ignore[attr-defined]
+
+
+def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
+    """The lanes of u (then v's, if given) in segments of `length`: each segment's halves
+    added, in segment order."""
+    firsts = [s + t for s in range(0, _lanes(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+
+    def pick(offset: int) -> SSAValue:
+        mask = DenseArrayBase.from_list(i64, [f + offset for f in firsts])
+        return b.insert(vector.ShuffleOp(u, u if v is None else v, mask, result_type=VectorType(f32, [len(firsts)])))
+
+    return b.insert(arith.AddfOp(pick(0), pick(length // 2), FAST))
 
 
 def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
-    """Per tile row, per block of weight rows, per block of x rows: one kernel over
-    the tile row's stored tiles (the weight rows stay in L1/L2 across x blocks).
+    """Per tile row, per block of x rows, per block of weight rows: one kernel over
+    the tile row's stored tiles (the x rows stay in L1, the tile row's dense tiles,
+    read in contiguous runs of a tile's block rows, in L2).
     The rows of the panel blocks (panel_blocks) take only the dense tiles there, and
     the 2:4 tiles over panels (_hybrid_block)."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
@@ -573,31 +692,27 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
-        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit, cols_outer="c")
+        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit)
 
     for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
     kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
     rows = ([n_static], []) if n_static >= 0 else ([DYNAMIC_INDEX], [n_size])
-    for count, lo, hi in blocks:
+    if blocks:
 
-        def panel_rows(b: LoopBuilder, count: int = count, lo: SSAValue = lo, hi: SSAValue = hi) -> Sequence[SSAValue]:
+        def panel_rows(b: LoopBuilder) -> Sequence[SSAValue]:
+            count = blocks[0][0]
             xp, yp = scratch(b, [kb, count, shape.width]), scratch(b, [*rows[0], count, shape.width], rows[1])
             for f, nm in code.nm.items():
                 buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
                 prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
                 tiles = (buf("rowptr"), buf("cols"), th, tw)
-
-                def x_block(
-                    b: LoopBuilder, i0: SSAValue, prod: NMProduct = prod, tiles: Tiles = tiles, count: int = count
-                ) -> None:
-                    _hybrid_block(b, prod, out, i0, count, m, nt, tiles)
-
-                for_(b, lo, hi, count * shape.width, x_block, "i0")
+                k_block = lambda count, prod=prod, tiles=tiles: _hybrid_k_block(prod, count, nt, tiles)  # noqa: E731
+                _panel_blocks(b, blocks, prod, out, m, k_block, add=True)
             for buffer in (xp, yp):
                 b.b.insert(memref.DeallocOp.get(buffer))
             return ()
 
-        when_rows(op, b, lo, hi, panel_rows)
+        when_rows(op, b, blocks[0][1], blocks[-1][2], panel_rows)
     if x is not op.lhs:
         b.b.insert(memref.DeallocOp.get(x))
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n_size))

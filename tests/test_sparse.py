@@ -77,9 +77,10 @@ def test_linear_with_sparse_weight(layout: str) -> None:
 @pytest.mark.parametrize("k", [104, 296, 2088])
 def test_vectorised_nm_on_ragged_shapes(layout: str, k: int) -> None:
     """tdsl-vectorize-sparse: blocks of rows (64, then 32) ending mid-vector and mid-block, index
-    words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32),
-    several k-blocks of panels (k = 2088)."""
-    n = 12
+    words and k-tiles ending mid-way (k = 104 leaves 8 columns after the last 32, which the
+    panels' transposed 16 x 16 squares leave to the per-element copy), several k-blocks of
+    panels (k = 2088), 20 weight rows (one 16 x 16 square of the panel sums, then 4 columns)."""
+    n = 20
     prog = stoicc_py.compile(
         f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] {{ return linear(x, w) }}"
     )
