@@ -136,6 +136,7 @@ def compiled(small: Any) -> CompiledLlama:
 
 
 def test_compiled_matches_numpy(small: Any, compiled: CompiledLlama) -> None:
+    assert compiled.fused == [True, True]  # dense q/k/v and gate/up stacked: block_source(fused=True)
     ref = NumpyLlama(small)
     tokens = list(np.random.default_rng(2).integers(0, 100, 40))
     got, cache = compiled.forward(tokens[:30], compiled.empty_cache())
