@@ -23,14 +23,15 @@ runs the lm head in numpy in float32 instead (run.py's way); `w4a8` rounds the f
 weights to `int4(group=32, scale=f16)` (Q4_0's grid, 4.5 bits a weight against Q4_1's 5)
 and quantizes every projection's input, the lm head's too, to int8 per token at run time,
 as ggml does for its q4/q8 products (CompiledLlama's `activations`): integer dot products
-(`int4-q4_0`: the same weights, float32 activations);
+(`int4-q4_0`: the same weights, float32 activations; `w4a8-unfused`: W4A8 with q/k/v and
+gate/up as separate products, CompiledLlama's `fuse=False`, as before the fusion);
 `dense` is the same weights in float32, lm head in numpy. Before timing, each model's logits on a few tokens are
 checked against NumpyLlama on the weights its kernels read, and those weights against the
 file's (the table's header says which models read exactly the file's). numpy's BLAS gets
 as many threads as the kernels.
 
-`--profile` splits one decode run (1 thread) by where the time goes (profile_decode): the
-layer calls, the lm head and the rest of the numpy glue. benchmarks/README.md says how to
+`--profile` splits one decode run on each thread count by where the time goes
+(profile_decode): the layer calls, the lm head and the rest of the numpy glue. benchmarks/README.md says how to
 build llama-bench.
 """
 
@@ -59,13 +60,14 @@ Q4_1_GRID = "int4(group=32, zero=float, scale=f16)"
 Q8_0_GRID = "int8(group=32, scale=f16)"
 Q4_0_GRID = "int4(group=32, scale=f16)"
 PER_TOKEN = "int8(per=token)"
-MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID, None), "int4-f32-head": (Q4_1_GRID, None, None),
-          "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN), "int4-q4_0": (Q4_0_GRID, Q8_0_GRID, None),
-          "dense": ("dense", None, None)}  # fmt: skip
+MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID, None, True), "int4-f32-head": (Q4_1_GRID, None, None, True),
+          "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN, True), "w4a8-unfused": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN, False),
+          "int4-q4_0": (Q4_0_GRID, Q8_0_GRID, None, True), "dense": ("dense", None, None, True)}  # fmt: skip
 """name -> (the projections' layout, the lm head's on a kernel or None: numpy float32, the
-activations' layout or None: float32)."""
+activations' layout or None: float32, whether q/k/v and gate/up run fused: CompiledLlama's `fuse`)."""
 LABELS = {"int4": "ours int4 (Q4_1 grid), Q8_0 head", "int4-f32-head": "ours int4, f32 numpy head",
-          "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
+          "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "w4a8-unfused": "ours W4A8, 7 products a layer",
+          "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
           "dense": "ours f32",
           "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
 ACTIVATIONS_TOLERANCE = 0.02
@@ -76,9 +78,9 @@ FIRST_TOKEN = 1000
 
 def build(weights: LlamaWeights, name: str) -> CompiledLlama:
     """The compiled model `name` (MODELS), its weights rounded to nearest."""
-    layout, head, activations = MODELS[name]
+    layout, head, activations, fuse = MODELS[name]
     packed = None if layout == "dense" else compress_model(weights, (layout, layout), [], "rtn").packed
-    return CompiledLlama(weights, (layout, layout), packed=packed, lm_head=head, activations=activations)
+    return CompiledLlama(weights, (layout, layout), packed=packed, lm_head=head, activations=activations, fuse=fuse)
 
 
 def check(model: CompiledLlama, tokens: int = 8) -> None:
@@ -149,8 +151,8 @@ def ours(model: CompiledLlama, threads: int, p: int, n: int) -> dict[str, float]
         }
 
 
-def profile_decode(model: CompiledLlama, n: int) -> dict[str, float]:
-    """Where a decode run's time goes on one thread: ms per token in the 30 layer calls (the
+def profile_decode(model: CompiledLlama, n: int, threads: int = 1) -> dict[str, float]:
+    """Where a decode run's time goes on `threads` threads: ms per token in the 30 layer calls (the
     compiled program, its Python call included), in the lm head and in the rest (embedding
     lookup, RoPE tables, final RMSNorm, the loop), from timers around `block` and `head`;
     and the GB/s of weight bytes the layer calls read."""
@@ -165,10 +167,10 @@ def profile_decode(model: CompiledLlama, n: int) -> dict[str, float]:
 
         return call
 
-    set_threads(model, 1)
+    set_threads(model, threads)
     model.block, model.head = timed("layers", model.block), timed("lm head", model.head)  # type: ignore[method-assign]
     try:
-        with library_threads(1):
+        with library_threads(threads):
             per_token = 1 / tokens_per_s(lambda: decode(model, n), n)
     finally:
         del model.block, model.head  # the class's methods again
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", type=int, default=128, help="tokens of the prefill (pp)")
     parser.add_argument("--gen", type=int, default=128, help="tokens decoded (tg)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best of them is reported")
-    parser.add_argument("--profile", action="store_true", help="split a decode run by part, 1 thread")
+    parser.add_argument("--profile", action="store_true", help="split a decode run by part, on each thread count")
     parser.add_argument("--json", type=Path, help="every figure as JSON")
     args = parser.parse_args(argv)
     names = args.models.split(",")
@@ -248,14 +250,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, model in models.items():
             best(figures, name, {t: ours(model, t, args.prompt, args.gen) for t in threads})
     if args.profile:
-        data["profile"] = {name: profile_decode(model, args.gen) for name, model in models.items()}
+        data["profile"] = {
+            name: {t: profile_decode(model, args.gen, t) for t in threads} for name, model in models.items()
+        }
     data["load_avg_end"] = list(os.getloadavg())
     print(f"SmolLM2-135M-Instruct, tokens/s ({gguf.name}); load average {data['load_avg'][0]:.2f} at the start, "
           f"{data['load_avg_end'][0]:.2f} at the end; the file's exact weights: {', '.join(data['exact']) or 'none'}")  # fmt: skip
     print(table(figures, threads, tests))
-    for name, parts in data["profile"].items():
-        print(f"\n{LABELS[name]}, decode of {args.gen} tokens, 1 thread, ms per token:")
-        print("  " + "  ".join(f"{part} {ms:.2f}" for part, ms in parts.items()))
+    for name, per_threads in data["profile"].items():
+        for t, parts in per_threads.items():
+            print(f"\n{LABELS[name]}, decode of {args.gen} tokens, {t} thread(s), ms per token:")
+            print("  " + "  ".join(f"{part} {ms:.2f}" for part, ms in parts.items()))
     if args.json:
         write_json(args.json, data)
     return 0

@@ -14,7 +14,7 @@ import pytest
 
 from stoicc_py import cli
 from stoicc_py.models.llama import (
-    BLOCK_WEIGHTS,
+    FUSED_WEIGHTS,
     SMOLLM2_135M,
     LlamaConfig,
     block_source,
@@ -31,6 +31,7 @@ from stoicc_py.models.llama_model import (
     perplexity,
     random_llama,
     sample,
+    stack_rows,
 )
 from stoicc_py.packing import pack
 from stoicc_py.packing.hessian import hessian_of
@@ -135,6 +136,7 @@ def compiled(small: Any) -> CompiledLlama:
 
 
 def test_compiled_matches_numpy(small: Any, compiled: CompiledLlama) -> None:
+    assert compiled.fused == [True, True]  # dense q/k/v and gate/up stacked: block_source(fused=True)
     ref = NumpyLlama(small)
     tokens = list(np.random.default_rng(2).integers(0, 100, 40))
     got, cache = compiled.forward(tokens[:30], compiled.empty_cache())
@@ -166,7 +168,7 @@ def test_per_layer_layouts(small: Any) -> None:
     model = CompiledLlama(small, [("dense", "dense"), ("dense", "int8(axis=0)")])
     assert model.kernels[0] is not model.kernels[1]
     ref = NumpyLlama(model.weights_read())
-    assert ref.weights.layers[1]["wq"] is small.layers[1]["wq"]
+    np.testing.assert_array_equal(ref.weights.layers[1]["wq"], small.layers[1]["wq"])  # dense: as given
     assert not np.array_equal(ref.weights.layers[1]["w_up"], small.layers[1]["w_up"])  # quantized
     tokens = list(range(1, 20))
     got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
@@ -243,7 +245,8 @@ def test_calibrated_weights_pack_and_run(small: Any) -> None:
     assert [set(p) for p in out.packed] == [set(), {"w_gate", "w_up", "w_down"}]
     assert out.weights.layers[1]["wq"] is small.layers[1]["wq"]
     model = CompiledLlama(small, layouts, packed=out.packed)
-    assert model.args[1][BLOCK_WEIGHTS.index("w_up")] is out.packed[1]["w_up"]  # not packed again
+    assert model.fused == [True, True]  # per-row scales stack: gate/up one product
+    assert model.args[1][FUSED_WEIGHTS.index("w_down")] is out.packed[1]["w_down"]  # not packed again
     ref = NumpyLlama(out.weights)
     tokens = list(range(1, 20))
     got, want = model.forward(tokens, model.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
@@ -260,7 +263,7 @@ def test_compressed_file_runs_on_the_compiled_layers(small: Any, tmp_path: Path)
     model = load_llama(out)
     assert model.layouts == [("dense", "dense"), ("dense", "int8(axis=0)")]
     compiled = CompiledLlama(model.weights, model.layouts, packed=model.packed)
-    assert compiled.args[1][BLOCK_WEIGHTS.index("w_down")] is model.packed[1]["w_down"]  # as loaded, not repacked
+    assert compiled.args[1][FUSED_WEIGHTS.index("w_down")] is model.packed[1]["w_down"]  # as loaded, not repacked
     ref = NumpyLlama(model.weights)
     tokens = list(range(1, 20))
     got, want = compiled.forward(tokens, compiled.empty_cache())[0], ref.forward(tokens, ref.empty_cache())[0]
@@ -292,6 +295,7 @@ def test_int8_activations_match_numpy(small: Any) -> None:
     fake-quantized activations times the weights the kernels read, prefill and decode."""
     act = "int8(per=token)"
     model = CompiledLlama(small, ("int4(group=32)", "int4(group=32)"), activations=act)
+    assert model.fused == [True, True]  # q/k/v and gate/up each one product of stacked weights
     ref = NumpyLlama(model.weights_read(), activations=act)
     tokens = list(np.random.default_rng(5).integers(0, 100, 12))
     got, cache = model.forward(tokens[:11], model.empty_cache())
@@ -302,3 +306,21 @@ def test_int8_activations_match_numpy(small: Any) -> None:
     # the activations matter: float ones give other logits
     assert not np.allclose(got, NumpyLlama(model.weights_read()).forward(tokens[:11], ref.empty_cache())[0],
                            rtol=1e-4, atol=1e-4 * np.abs(want).max())  # fmt: skip
+
+
+def test_stack_rows_holds_each_part_exactly(small: Any) -> None:
+    """Fused projections' weights: packed parts with per-group scales stack into one tensor whose
+    rows are each part's exact buffers (and values), read-only as pack()'s (checked once, not per
+    call); a scale for the whole tensor cannot stack, nor a calibrated or a dense part among packed ones."""
+    w = small.layers[0]
+    parts = [pack(w[n], "int4(group=32, scale=f16)") for n in ("wq", "wk", "wv")]
+    stacked = stack_rows(parts)
+    assert stacked is not None and stacked.shape == (960, 576) and stacked.valid_buffers() is not None
+    np.testing.assert_array_equal(stacked.unpack(), np.concatenate([p.unpack() for p in parts]))
+    for got, want in zip(stacked.cut_rows(576, 768), parts[1].buffers()):
+        np.testing.assert_array_equal(got, want)
+    assert stack_rows([pack(w[n], "int8") for n in ("wq", "wk")]) is None  # one scale each: no common grid
+    assert stack_rows([parts[0], w["wk"]]) is None
+    assert stack_rows([pack(w["wq"], "int8(axis=0)", calibrate="awq", activations=np.ones((4, 576), np.float32)),
+                       parts[0]]) is None  # fmt: skip
+    np.testing.assert_array_equal(stack_rows([w["wq"], w["wk"]]), np.concatenate([w["wq"], w["wk"]]))

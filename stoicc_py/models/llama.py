@@ -38,6 +38,11 @@ SMOLLM2_135M = LlamaConfig(hidden=576, heads=9, kv_heads=3, head_dim=64, interme
 
 BLOCK_WEIGHTS = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
 """A decoder layer's weights, in the order examples/llama_block.tdsl takes them."""
+FUSED = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
+"""The projections that read one input, stacked by rows into one weight in `block_source(...,
+fused=True)`: one product per input (one weight stream, one parallel loop) instead of two or three."""
+FUSED_WEIGHTS = ("attn_norm", "wqkv", "wo", "mlp_norm", "w_gate_up", "w_down")
+"""The fused layer's weights, in the order its program takes them."""
 
 
 def block_shapes(c: LlamaConfig) -> dict[str, tuple[int, ...]]:
@@ -128,17 +133,38 @@ def _projection_inputs(activations: str | None) -> Callable[[str], str]:
     return lambda name: f"  {name} = quantize({name}, {activations})\n" if activations else ""
 
 
-def block_source(c: LlamaConfig, attn: str = "dense", mlp: str = "dense", activations: str | None = None) -> str:
+def _projections(c: LlamaConfig, fused: bool) -> tuple[str, str, list[str], str, str]:
+    """block_source's (q/k/v weight parameters, lines before the heads, the expressions of q, k
+    and v [T, n * d], the MLP's gate/up parameters, the line that gives a = silu(gate) * up)."""
+    inter, q_n, kv_n, h = c.intermediate, c.heads * c.head_dim, c.kv_heads * c.head_dim, c.hidden
+    if not fused:
+        return (f"wq: f32[{q_n}, {h}] @ ATTN, wk: f32[{kv_n}, {h}] @ ATTN, wv: f32[{kv_n}, {h}] @ ATTN", "",
+                ["linear(h, wq)", "linear(h, wk)", "linear(h, wv)"],
+                f"w_gate: f32[{inter}, {h}] @ MLP, w_up: f32[{inter}, {h}] @ MLP",
+                "  a = silu(linear(h, w_gate)) * linear(h, w_up)")  # fmt: skip
+    return (f"wqkv: f32[{q_n + 2 * kv_n}, {h}] @ ATTN", "  qkv = linear(h, wqkv)\n",
+            [f"qkv[:, 0:{q_n}]", f"qkv[:, {q_n}:{q_n + kv_n}]", f"qkv[:, {q_n + kv_n}:{q_n + 2 * kv_n}]"],
+            f"w_gate_up: f32[{2 * inter}, {h}] @ MLP",
+            f"  gate_up = linear(h, w_gate_up)\n  a = silu(gate_up[:, 0:{inter}]) * gate_up[:, {inter}:{2 * inter}]")  # fmt: skip
+
+
+def block_source(c: LlamaConfig, attn: str = "dense", mlp: str = "dense", activations: str | None = None,
+                 fused: bool = False) -> str:  # fmt: skip
     """examples/llama_block.tdsl for configuration `c`, the attention projections in
     layout `attn` and the MLP's in `mlp` (any weight layout of docs/language.md).
     `activations` (e.g. `int8(per=token)`): each projection's input quantized to it at
-    run time, once per input (W4A8 and the like: integer dot products with an integer weight)."""
+    run time, once per input (W4A8 and the like: integer dot products with an integer weight).
+    `fused`: q, k and v one product of the weight `wqkv` (wq, wk, wv stacked by rows), gate
+    and up one of `w_gate_up` (FUSED): the program takes FUSED_WEIGHTS."""
     lin = _projection_inputs(activations)
-    mlp_lines = (f"{lin('h')}  a = silu(linear(h, w_gate)) * linear(h, w_up)\n{lin('a')}  x = x + linear(a, w_down)"
-                 if activations else "  x = x + linear(silu(linear(h, w_gate)) * linear(h, w_up), w_down)")  # fmt: skip
     h, d, heads, kv, group, half = c.hidden, c.head_dim, c.heads, c.kv_heads, c.heads // c.kv_heads, c.head_dim // 2
     if heads % kv or d % 2:
         raise ValueError(f"{heads} query heads do not share {kv} key/value heads evenly, or head size {d} is odd")
+    attn_params, qkv_lines, (q, k, v), mlp_params, act_line = _projections(c, fused)
+    if fused or activations:
+        mlp_lines = f"{lin('h')}{act_line}\n{lin('a')}  x = x + linear(a, w_down)"
+    else:  # the example's one line
+        mlp_lines = "  x = x + linear(silu(linear(h, w_gate)) * linear(h, w_up), w_down)"
     heads_read = ", ".join(f"{group}g+{i}" if i else f"{group}g" for i in range(group))
     # the literals as the example spells them: 1e-5, not Python's 1e-05
     eps, scale = f"{c.rms_eps:.6g}".replace("e-0", "e-"), repr(float(1 / np.sqrt(d)))
@@ -158,16 +184,16 @@ kernel llama_block(
   cos: f32[T, {d}], sin: f32[T, {d}],        # RoPE tables at positions P ... P+T-1
   k_cache: f32[{kv}, P, {d}], v_cache: f32[{kv}, P, {d}],
   attn_norm: f32[{h}],
-  wq: f32[{heads * d}, {h}] @ ATTN, wk: f32[{kv * d}, {h}] @ ATTN, wv: f32[{kv * d}, {h}] @ ATTN, wo: f32[{h}, {heads * d}] @ ATTN,
+  {attn_params}, wo: f32[{h}, {heads * d}] @ ATTN,
   mlp_norm: f32[{h}],
-  w_gate: f32[{c.intermediate}, {h}] @ MLP, w_up: f32[{c.intermediate}, {h}] @ MLP, w_down: f32[{h}, {c.intermediate}] @ MLP
+  {mlp_params}, w_down: f32[{h}, {c.intermediate}] @ MLP
 ) -> (f32[T, {h}], f32[{kv}, P + T, {d}], f32[{kv}, P + T, {d}]) {{
   h = x * rsqrt(mean(x * x, axis=-1, keepdims=true) + {eps}) * attn_norm
-{lin("h")}
+{lin("h")}{qkv_lines}
   # heads as a leading dim: [T, {heads} * {d}] -> [{heads}, T, {d}]
-  q = transpose(reshape(linear(h, wq), [T, {heads}, {d}]), [1, 0, 2])
-  k = transpose(reshape(linear(h, wk), [T, {kv}, {d}]), [1, 0, 2])
-  v = transpose(reshape(linear(h, wv), [T, {kv}, {d}]), [1, 0, 2])
+  q = transpose(reshape({q}, [T, {heads}, {d}]), [1, 0, 2])
+  k = transpose(reshape({k}, [T, {kv}, {d}]), [1, 0, 2])
+  v = transpose(reshape({v}, [T, {kv}, {d}]), [1, 0, 2])
 
   # RoPE: each head's halves rotated (Hugging Face's rotate_half)
   q = q * cos + concat(-q[:, :, {half}:{d}], q[:, :, 0:{half}], axis=2) * sin

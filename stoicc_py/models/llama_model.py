@@ -17,10 +17,15 @@ from typing import Any, cast
 import numpy as np
 
 import stoicc_py
+from stoicc_py.dialects.layout import DenseLayoutAttr
+from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.models.layerwise import Hook, Layerwise, compress_layers
 from stoicc_py.models.llama import (
     BLOCK_WEIGHTS,
+    FUSED,
+    FUSED_WEIGHTS,
     LlamaConfig,
+    block_shapes,
     block_source,
     decoder_block,
     project,
@@ -30,6 +35,7 @@ from stoicc_py.models.llama import (
 )
 from stoicc_py.packing import PackedTensor
 from stoicc_py.packing.quant import fake_quantize
+from stoicc_py.packing.tensor import aligned_empty
 
 Array = np.ndarray[Any, Any]
 Cache = list[tuple[Array, Array]]
@@ -132,12 +138,15 @@ class CompiledLlama(LlamaRunner):
     SmolLM2's file, whose embeddings are Q8_0, exactly its weights); None: numpy, float32.
     `activations` (e.g. `int8(per=token)`): the projections' inputs quantized to it per call
     (block_source's), and the compiled lm head's, so that integer weights meet integer
-    activations (W4A8, W8A8)."""
+    activations (W4A8, W8A8). `fuse`: where every layer of a layout pair allows it
+    (`stack_rows`), its program is block_source's fused one, q/k/v and gate/up each one
+    product of their packed weights stacked by rows: the same weights, read in fewer, longer
+    products (a decoded token's layer runs 4 products, not 7: 4 parallel loops on 2 threads)."""
 
     def __init__(self, weights: LlamaWeights, layouts: tuple[str, str] | Sequence[tuple[str, str]] = ("dense", "dense"),
                  threads: int | None = None, pack_options: dict[str, Any] | None = None,
                  packed: Sequence[dict[str, PackedTensor]] | None = None, lm_head: str | None = None,
-                 activations: str | None = None):  # fmt: skip
+                 activations: str | None = None, fuse: bool = True):  # fmt: skip
         super().__init__(weights, activations)
         self.head_kernel: Any = None
         self.head_weight: Array | PackedTensor = weights.lm_head
@@ -150,25 +159,21 @@ class CompiledLlama(LlamaRunner):
             self.head_kernel.threads = threads
             self.head_weight = self.head_kernel.pack("w", weights.lm_head)
         per_layer = per_layer_layouts(layouts, len(weights.layers))
-        programs = {pair: stoicc_py.compile(block_source(self.config, *pair, activations)).llama_block
+        done = packed or [{}] * len(weights.layers)
+        parts = [
+            _pack_layer(layer, pair, p, pack_options or {}) for layer, pair, p in zip(weights.layers, per_layer, done)
+        ]
+        stacked = [_stack_layer(p) if fuse else None for p in parts]
+        fused = {pair for pair in per_layer if all(s is not None for s, q in zip(stacked, per_layer) if q == pair)}
+        programs = {pair: stoicc_py.compile(block_source(self.config, *pair, activations, pair in fused)).llama_block
                     for pair in set(per_layer)}  # fmt: skip
         for kernel in programs.values():
             kernel.threads = threads
         self.kernels = [programs[pair] for pair in per_layer]
-        done = packed or [{}] * len(weights.layers)
-        self.args = [
-            self._pack(k, layer, p, pack_options or {}) for k, layer, p in zip(self.kernels, weights.layers, done)
-        ]
-
-    @staticmethod
-    def _pack(
-        kernel: Any, layer: dict[str, Array], packed: dict[str, PackedTensor], options: dict[str, Any]
-    ) -> list[Any]:
-        specs = {p.name: p for p in kernel.abi.params}
-        return [
-            layer[n] if specs[n].is_dense else packed[n] if n in packed else kernel.pack(n, layer[n], **options)
-            for n in BLOCK_WEIGHTS
-        ]
+        self.fused = [pair in fused for pair in per_layer]
+        """Per layer, whether its program is the fused one (args in FUSED_WEIGHTS' order)."""
+        self.args = [[s[n] for n in FUSED_WEIGHTS] if f and s else [p[n] for n in BLOCK_WEIGHTS]
+                     for f, s, p in zip(self.fused, stacked, parts)]  # fmt: skip
 
     def weights_read(self) -> LlamaWeights:
         """The model with the weights the kernels read (pruned, dequantized): what NumpyLlama
@@ -177,7 +182,14 @@ class CompiledLlama(LlamaRunner):
         def read(a: Any) -> Array:
             return getattr(a, "unpack", lambda: a)()
 
-        layers = [{n: read(a) for n, a in zip(BLOCK_WEIGHTS, args)} for args in self.args]
+        shapes = block_shapes(self.config)
+        layers = []
+        for fused, args in zip(self.fused, self.args):
+            layer = {n: read(a) for n, a in zip(FUSED_WEIGHTS if fused else BLOCK_WEIGHTS, args)}
+            for name, names in FUSED.items() if fused else ():
+                bounds = np.cumsum([shapes[n][0] for n in names])[:-1]
+                layer.update(zip(names, np.split(layer.pop(name), bounds)))
+            layers.append(layer)
         return replace(self.weights, layers=layers, lm_head=read(self.head_weight))
 
     def block(self, i: int, x: Array, cos: Array, sin: Array, k_cache: Array, v_cache: Array) -> tuple[Array, ...]:
@@ -191,6 +203,72 @@ class CompiledLlama(LlamaRunner):
         logits = self.head_kernel(np.ascontiguousarray(x.reshape(-1, x.shape[-1])), self.head_weight)
         assert isinstance(logits, np.ndarray)  # one result
         return logits.reshape(*x.shape[:-1], logits.shape[-1])
+
+
+def _pack_layer(layer: dict[str, Array], pair: tuple[str, str], packed: dict[str, PackedTensor],
+                options: dict[str, Any]) -> dict[str, Array | PackedTensor]:  # fmt: skip
+    """A layer's weights as its kernels read them: norms and dense projections as they are, the
+    others `packed`'s or packed here in their layout (attention's or the MLP's) with `options`."""
+
+    def arg(name: str) -> Array | PackedTensor:
+        layout = pair[0] if name in ATTN else pair[1]
+        if name.endswith("norm") or isinstance(parse_layout(layout), DenseLayoutAttr):
+            return layer[name]
+        return packed[name] if name in packed else stoicc_py.pack(layer[name], layout, **options)
+
+    return {name: arg(name) for name in BLOCK_WEIGHTS}
+
+
+def _stack_layer(parts: dict[str, Array | PackedTensor]) -> dict[str, Array | PackedTensor] | None:
+    """The layer's arguments in FUSED_WEIGHTS' order, each FUSED weight its parts stacked by rows;
+    None where a packed layout cannot stack them (stack_rows)."""
+    args = dict(parts)
+    for name, names in FUSED.items():
+        if (stacked := stack_rows([parts[n] for n in names])) is None:
+            return None
+        args[name] = stacked
+    return {name: args[name] for name in FUSED_WEIGHTS}
+
+
+def stack_rows(parts: Sequence[Array | PackedTensor]) -> Array | PackedTensor | None:
+    """The matrices `parts` stacked by rows (np.concatenate), in one storage: dense arrays, or
+    packed tensors of one layout whose buffers, each stacked, hold them whole: cut_rows of the
+    result gives back each part's buffers exactly (per-row or per-group codes and scales), so
+    the stacked tensor holds the same values on the same grid. None where not (a scale for the
+    whole tensor, a schedule of absolute offsets, calibrated input scales, mixed kinds)."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(cast("list[Array]", parts))
+    if not all(isinstance(p, PackedTensor) for p in parts):
+        return None
+    packed = cast("list[PackedTensor]", parts)
+    first = packed[0]
+    if any(p.layout != first.layout or p.dtype != first.dtype or p.input_scale is not None for p in packed):
+        return None
+    arrays = {role: _read_only_stack([p.arrays[role] for p in packed]) for role in first.arrays}
+    try:
+        stacked = PackedTensor(
+            first.layout, (sum(p.shape[0] for p in packed), first.shape[1]), arrays, dtype=first.dtype
+        )
+        stacked.validate()
+        starts = np.cumsum([0, *(p.shape[0] for p in packed)])
+        cuts = [stacked.cut_rows(int(a), int(b)) for a, b in zip(starts, starts[1:])]
+    except ValueError:
+        return None
+    same = all(x.shape == y.shape and np.array_equal(x, y) for cut, p in zip(cuts, packed)
+               for x, y in zip(cut, p.buffers()))  # fmt: skip
+    return stacked if same else None
+
+
+def _read_only_stack(arrays: list[Array]) -> Array:
+    """np.concatenate of `arrays` into an aligned array that nothing can write, as pack()'s: a
+    packed tensor of such arrays is validated once, not on every kernel call."""
+    out = aligned_empty((sum(a.shape[0] for a in arrays), *arrays[0].shape[1:]), arrays[0].dtype)
+    np.concatenate(arrays, out=out)
+    view: object = out
+    while isinstance(view, np.ndarray):  # the view and the buffer it cuts
+        view.flags.writeable = False
+        view = view.base
+    return out
 
 
 def log_softmax(logits: Array) -> Array:
