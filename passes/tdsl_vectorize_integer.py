@@ -77,7 +77,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
-from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32
+from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -546,7 +546,7 @@ def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
     return v
 
 
-def _lanes(v: SSAValue) -> int:
+def lane_count(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
 
 
@@ -557,14 +557,17 @@ def _shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAVa
 
 def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
     """The lanes of u (then v's, if given) in segments of `length`: each segment's
-    halves added, in segment order."""
-    firsts = [s + t for s in range(0, _lanes(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+    halves added, in segment order (i32 lanes, or f32 ones with the kernels' fast-math flags)."""
+    firsts = [s + t for s in range(0, lane_count(u) * (1 if v is None else 2), length) for t in range(length // 2)]
     w = u if v is None else v
-    return b.insert(arith.AddiOp(_shuffle(b, u, w, firsts), _shuffle(b, u, w, [f + length // 2 for f in firsts])))
+    first, second = _shuffle(b, u, w, firsts), _shuffle(b, u, w, [f + length // 2 for f in firsts])
+    if isinstance(u.type.element_type, IntegerType):  # type: ignore[attr-defined]
+        return b.insert(arith.AddiOp(first, second))
+    return b.insert(arith.AddfOp(first, second, FAST))
 
 
 def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int) -> SSAValue:
-    """The sums of `count` columns' lanes as one i32 vector, lane c column c's: `accs`
+    """The sums of `count` columns' lanes as one vector (i32 or f32), lane c column c's: `accs`
     hold the columns in order, each in a segment of `length` lanes (a power of two). A
     transposing tree of shuffles and adds, about 3 instructions per accumulator, where a
     horizontal reduction of each costs 2*log2(lanes) and a move to a scalar register.
@@ -574,11 +577,11 @@ def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: in
         level = [_add_halves(b, u, v, length) for u, v in zip(level[::2], level[1::2])]
         length //= 2
     while len(level) > 1:  # more columns than lanes: 1-lane segments concatenate
-        level = [_shuffle(b, u, v, list(range(2 * _lanes(u)))) for u, v in zip(level[::2], level[1::2])]
+        level = [_shuffle(b, u, v, list(range(2 * lane_count(u)))) for u, v in zip(level[::2], level[1::2])]
     sums = level[0]
     while length > 1:  # fewer columns than lanes: the segments fold on their own
         sums, length = _add_halves(b, sums, None, length), length // 2
-    return sums if _lanes(sums) == count else _shuffle(b, sums, sums, list(range(count)))
+    return sums if lane_count(sums) == count else _shuffle(b, sums, sums, list(range(count)))
 
 
 def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:

@@ -46,7 +46,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
-from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, computes_in_f32
+from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -68,7 +68,7 @@ from stoicc_py.passes.tdsl_microkernel import (
     reduce_add,
     register_blocks,
 )
-from stoicc_py.passes.tdsl_vectorize_integer import transpose
+from stoicc_py.passes.tdsl_vectorize_integer import column_sums, lane_count, transpose
 
 NAME = "tdsl-vectorize-sparse"
 
@@ -629,47 +629,16 @@ class HybridKernel:
         if shape.rows * shape.cols == 1:
             b.store(reduce_add(b, acc[0]), self.out, [rows[0], n0])
             return
-        sums = lane_sums(b, acc)
+        sums = column_sums(b, acc, lane_count(acc[0]), len(acc))
         for r, row in enumerate(rows):
             lanes = list(range(r * shape.cols, (r + 1) * shape.cols))
             if shape.cols == 1:
                 b.store(b.insert(vector.ExtractOp(sums, lanes, f32)), self.out, [row, n0])
-            elif _lanes(sums) == shape.cols:
+            elif lane_count(sums) == shape.cols:
                 b.vstore(sums, self.out, [row, n0])
             else:
                 b.vstore(b.insert(vector.ShuffleOp(sums, sums, DenseArrayBase.from_list(i64, lanes),
                                                    result_type=VectorType(f32, [shape.cols]))), self.out, [row, n0])  # fmt: skip
-
-
-def lane_sums(b: LoopBuilder, accs: Sequence[SSAValue]) -> SSAValue:
-    """The sums of the lanes of each of `accs` (a power of two of them, at most their
-    lanes) as one vector, lane i accs[i]'s: a transposing tree where pairs merge, each
-    segment of a vector folding in half (its first half plus its second), about 3
-    instructions an accumulator where a horizontal reduction of each takes 2*log2(lanes)
-    and a move to a scalar register. An accumulator's lanes add in reduce_add's order
-    (lane t + lane t + lanes/2 first), whatever the count."""
-    level, length = list(accs), _lanes(accs[0])
-    while length > 1:  # pairs merge while there are pairs; then the one vector folds on its own
-        pairs = zip(level[::2], level[1::2]) if len(level) > 1 else [(level[0], None)]
-        level = [_add_halves(b, u, v, length) for u, v in pairs]
-        length //= 2
-    return level[0]
-
-
-def _lanes(v: SSAValue) -> int:
-    return v.type.get_shape()[0]  # type: ignore[attr-defined]
-
-
-def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
-    """The lanes of u (then v's, if given) in segments of `length`: each segment's halves
-    added, in segment order."""
-    firsts = [s + t for s in range(0, _lanes(u) * (1 if v is None else 2), length) for t in range(length // 2)]
-
-    def pick(offset: int) -> SSAValue:
-        mask = DenseArrayBase.from_list(i64, [f + offset for f in firsts])
-        return b.insert(vector.ShuffleOp(u, u if v is None else v, mask, result_type=VectorType(f32, [len(firsts)])))
-
-    return b.insert(arith.AddfOp(pick(0), pick(length // 2), FAST))
 
 
 def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
