@@ -186,27 +186,39 @@ class _Staged(_Gemm):
         self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
         b.emit(f"br label %{done}")
         b.begin(done)
-    def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None]) -> None:
+    def tile_row(self) -> str:
+        """A hybrid weight's tile row of the block (past N: 0)."""
+        b, th = self.b, self.s.tile[0]
+        inside = b.op(f"icmp ult i32 %n.block, {self.s.n}")
+        return b.op(f"select i1 {inside}, i32 {b.i32('udiv', '%n.block', th)}, i32 0")
+
+    def map_entry(self, kt: str) -> str:
+        """A hybrid weight's tile-map entry of k-tile kt's tile (past K: the first tile's)."""
+        s, b = self.s, self.b
+        k = b.i32("mul", kt, K_TILE)
+        at = b.i32("add", b.i32("mul", self.tile_row(), s.tile_grid[1]), b.i32("udiv", k, s.tile[1]))
+        at = b.op(f"select i1 {b.op(f'icmp ult i32 {k}, {s.k}')}, i32 {at}, i32 0")
+        return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4")
+
+    def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None],
+                   entry: str | None = None) -> None:  # fmt: skip
         """body(format, values, first row, first column, (slot, metadata) of a stored
-        hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch)."""
+        hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch
+        on its tile-map entry, `entry` where given)."""
         s, b = self.s, self.b
         if s.weight != "hybrid":
             base = "%w" if s.weight == "dense" else "%values"
             col = b.i32("mul", kt, K_TILE if s.weight == "dense" else K_TILE // 2)
             body(s.weight, base, "%n.block", col, None)
             return
-        (th, tw), tile_cols = s.tile, s.tile_grid[1]
-        inside = b.op(f"icmp ult i32 %n.block, {s.n}")
-        tile_row = b.op(f"select i1 {inside}, i32 {b.i32('udiv', '%n.block', th)}, i32 0")
-        row0 = b.i32("sub", "%n.block", b.i32("mul", tile_row, th))
+        th, tw = s.tile
+        row0 = b.i32("sub", "%n.block", b.i32("mul", self.tile_row(), th))
         k = b.i32("mul", kt, K_TILE)
-        tile_col = b.i32("udiv", k, tw)
+        entry = entry or self.map_entry(kt)
         inside = b.op(f"icmp ult i32 {k}, {s.k}")  # a k-tile past K (the last stages' copies): empty
-        entry_at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), tile_col)}, i32 0")
-        entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', entry_at, 'i32')}, align 4")
         code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
         slot = b.i32("lshr", entry, MAP_CODE_BITS)
-        in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
+        in_tile = b.i32("urem", k, tw)
 
         def case(f: int, format: str, values: str) -> None:
             col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
@@ -286,14 +298,14 @@ class _Staged(_Gemm):
             for nj in range(8):
                 self.mma(format, a[mi], xs[nj], (mi, nj), metas[mi] if metas else None)
 
-    def compute_stage(self, kt: str) -> None:
+    def compute_stage(self, kt: str, entry: str | None) -> None:
         stage = self.stage(kt)
 
         def body(format: str, *_: object) -> None:
             for ks in range(K_TILE // _k_step(format)):
                 self.mma_step(format, self.fragments(format, stage, ks))
 
-        self.on_formats(kt, body)
+        self.on_formats(kt, body, entry)
 
     def lanes(self) -> None:
         """Per-lane offsets of the ldmatrix rows and of the metadata word."""
@@ -315,15 +327,25 @@ class _Staged(_Gemm):
         self.b.emit("call void @llvm.nvvm.barrier0()")
 
     def mainloop(self) -> None:
-        b, stages = self.b, self.config.stages
+        """The main loop; a hybrid weight's tile-map entry of k-tile kt + 1 is loaded in
+        iteration kt (an alloca, a register after SROA), so that no k-tile's compute waits
+        for a load from global memory before its switch."""
+        b, stages, hybrid = self.b, self.config.stages, self.s.weight == "hybrid"
         tiles = -(-self.s.k // K_TILE)
+        if hybrid:
+            b.emit("%map.ahead = alloca i32, align 4")  # in the entry block: SROA promotes it
+            b.emit(f"store i32 {self.map_entry('0')}, ptr %map.ahead")
         for p in range(stages - 1):
             self.load_stage(str(p))
 
         def iteration(kt: str) -> None:
             self.wait_and_sync()
             self.load_stage(b.i32("add", kt, stages - 1))
-            self.compute_stage(kt)
+            entry = None
+            if hybrid:
+                entry = b.op("load i32, ptr %map.ahead")
+                b.emit(f"store i32 {self.map_entry(b.i32('add', kt, 1))}, ptr %map.ahead")
+            self.compute_stage(kt, entry)
 
         b.loop(tiles, 1, iteration, unroll=False)
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
