@@ -355,10 +355,11 @@ class _Gemm:
 
         b.loop(tile_cols, 1, tile, unroll=False)
 
-    def switch_on_format(self, code: str, slot: str, case: Callable[[int, str, str], None]) -> None:
+    def switch_on_format(self, code: str, slot: str, case: Callable[[int, str, str], None],
+                         empty_case: Callable[[], None] | None = None) -> None:  # fmt: skip
         """A switch on a hybrid tile's code from the tile map (format f is 1 + f; 0, an empty
-        tile: nothing), uniform across the block: `case(f, format, values)` with the tile's
-        stored values, slot `slot` of format f's buffer."""
+        tile: `empty_case()` or nothing), uniform across the block: `case(f, format, values)`
+        with the tile's stored values, slot `slot` of format f's buffer."""
         s, b = self.s, self.b
         th, tw = s.tile
         cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
@@ -371,6 +372,8 @@ class _Gemm:
             case(f, format, b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16"))
             b.emit(f"br label %{join}")
         b.begin(empty)
+        if empty_case is not None:
+            empty_case()
         b.emit(f"br label %{join}")
         b.begin(join)
 

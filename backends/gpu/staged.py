@@ -201,10 +201,10 @@ class _Staged(_Gemm):
         return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4")
 
     def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None],
-                   entry: str | None = None) -> None:  # fmt: skip
+                   entry: str | None = None, empty: Callable[[], None] | None = None) -> None:  # fmt: skip
         """body(format, values, first row, first column, (slot, metadata) of a stored
         hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch
-        on its tile-map entry, `entry` where given)."""
+        on its tile-map entry, `entry` where given; an empty tile: empty())."""
         s, b = self.s, self.b
         if s.weight != "hybrid":
             base = "%w" if s.weight == "dense" else "%values"
@@ -224,7 +224,7 @@ class _Staged(_Gemm):
             col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
             body(format, values, row0, col, (slot, f"%meta{f}"))
 
-        self.switch_on_format(code, slot, case)
+        self.switch_on_format(code, slot, case, empty)
 
     def stage(self, kt: str) -> str:
         """The shared-memory offset of k-tile kt's stage."""
@@ -351,38 +351,69 @@ class _Staged(_Gemm):
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
     def pipelined_mainloop(self) -> None:
-        """The main loop of a dense or 2:4 weight with its fragments read one k-step ahead,
-        across k-tiles too: k-tile kt + 1's wait and barrier come after the last k-step's
-        fragments are read and before the k-step before it runs, so that its first k-step's
-        fragments are read while the last one's mma run (the tensor cores do not wait for
-        the barrier). The copies of k-tile kt + stages - 1 go to kt - 1's stage, which
-        every warp has read before that barrier of iteration kt - 1. The fragments carried
-        from one iteration to the next live in an alloca (registers, after SROA)."""
-        s, b, stages, format = self.s, self.b, self.config.stages, self.s.weight
-        tiles, steps = -(-s.k // K_TILE), K_TILE // _k_step(format)
-        count = 16 + 8 * _pair_count(format) + (4 if format == "nm24" else 0)
+        """The main loop with the fragments read one k-step ahead, across k-tiles too:
+        k-tile kt + 1's wait and barrier come after the last k-step's fragments are read
+        and before the k-step before it runs, and its first k-step's fragments are read
+        before the last k-step's mma, so that the tensor cores need not wait for the
+        barrier or for ldmatrix. The copies of k-tile kt + stages - 1 go to kt - 1's stage,
+        which every warp has read before that barrier of iteration kt - 1. The fragments
+        carried to the next iteration (and a hybrid weight's next tile-map entry, loaded
+        an iteration ahead) live in allocas: registers, after SROA. A hybrid k-tile
+        switches on its format; the next one's first fragments, on that one's (an empty
+        tile: only the barrier and the next fragments)."""
+        s, b, stages = self.s, self.b, self.config.stages
+        tiles, hybrid = -(-s.k // K_TILE), s.weight == "hybrid"
+        count = max(_fragment_count(f) for f in self.formats())
         b.emit(f"%frag = alloca [{count} x i32], align 4")  # in the entry block: SROA promotes it
+        entry: str | None = None
+        if hybrid:
+            b.emit("%map.ahead = alloca i32, align 4")
+            entry = self.map_entry("0")
         for p in range(stages - 1):
             self.load_stage(str(p))
         self.wait_and_sync()
-        self.keep(self.fragments(format, self.stage("0"), 0), count)
+        self.on_formats("0", lambda format, *_: self.keep(self.fragments(format, self.stage("0"), 0), count), entry)
+        if hybrid:
+            b.emit(f"store i32 {self.map_entry('1')}, ptr %map.ahead")
 
-        def iteration(kt: str) -> None:
-            self.load_stage(b.i32("add", kt, stages - 1))
+        b.loop(tiles, 1, lambda kt: self.pipelined_iteration(kt, count), unroll=False)
+        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+
+    def pipelined_iteration(self, kt: str, count: int) -> None:
+        """Iteration kt of pipelined_mainloop (`count` registers carried)."""
+        b = self.b
+        self.load_stage(b.i32("add", kt, self.config.stages - 1))
+        following_kt = b.i32("add", kt, 1)
+        entry = following_entry = None
+        if self.s.weight == "hybrid":
+            entry = b.op("load i32, ptr %map.ahead")
+            following_entry = self.map_entry(following_kt)
+
+        def ahead() -> None:
+            def first(format: str, *_: object) -> None:
+                self.keep(self.fragments(format, self.stage(following_kt), 0), count)
+
+            self.on_formats(following_kt, first, following_entry)
+
+        def body(format: str, *_: object) -> None:
+            steps = K_TILE // _k_step(format)
             current = self.restore(format, count)
             for ks in range(steps):
-                if ks + 1 < steps:
-                    following = self.fragments(format, self.stage(kt), ks + 1)
+                following = self.fragments(format, self.stage(kt), ks + 1) if ks + 1 < steps else current
                 if ks + 2 == steps:
                     self.wait_and_sync()
                 if ks + 1 == steps:
-                    following = self.fragments(format, self.stage(b.i32("add", kt, 1)), 0)
+                    ahead()
                 self.mma_step(format, current)
                 current = following
-            self.keep(current, count)
 
-        b.loop(tiles, 1, iteration, unroll=False)
-        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+        def empty() -> None:
+            self.wait_and_sync()
+            ahead()
+
+        self.on_formats(kt, body, entry, empty)
+        if following_entry is not None:
+            b.emit(f"store i32 {following_entry}, ptr %map.ahead")
 
     def keep(self, fragments: Fragments, count: int) -> None:
         for i, value in enumerate(_flat(fragments)):
@@ -392,7 +423,7 @@ class _Staged(_Gemm):
     def restore(self, format: str, count: int) -> Fragments:
         b = self.b
         values = []
-        for i in range(count):
+        for i in range(_fragment_count(format)):
             at = b.op(f"getelementptr inbounds [{count} x i32], ptr %frag, i32 0, i32 {i}")
             values.append(b.op(f"load i32, ptr {at}"))
         a = [values[4 * i : 4 * i + 4] for i in range(4)]
@@ -403,7 +434,7 @@ class _Staged(_Gemm):
     def build(self) -> str:
         self.prologue()
         self.lanes()
-        if self.config.pipelined and self.s.weight != "hybrid":
+        if self.config.pipelined:
             self.pipelined_mainloop()
         else:
             self.mainloop()
@@ -418,6 +449,11 @@ def _k_step(format: str) -> int:
 def _pair_count(format: str) -> int:
     """B's registers per 8 rows of x and k-step."""
     return _k_step(format) // 8
+
+
+def _fragment_count(format: str) -> int:
+    """A k-step's registers: A's 16, B's 8 x pairs, 4 metadata words (2:4)."""
+    return 16 + 8 * _pair_count(format) + (4 if format == "nm24" else 0)
 
 
 def _flat(fragments: Fragments) -> list[str]:
