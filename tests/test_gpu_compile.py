@@ -19,6 +19,7 @@ from conftest import SIMT_KERNELS, hybrid_weight
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu.staged import WIDE_M, shared_bytes
 from stoicc_py.cli import main
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -150,6 +151,15 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+def test_calls_of_many_rows_take_blocks_of_8_warps_within_shared_memory(program: Any) -> None:
+    k = program.sparse_bf16
+    narrow, wide = k.schedule(WIDE_M), k.schedule(WIDE_M + 1)
+    assert (narrow.threads, narrow.block_cols, wide.threads, wide.block_cols) == (128, 128, 256, 256)
+    assert wide.grid(300) == (1, 2, 1) and shared_bytes(wide) == 3 * (128 * 144 + 256 * 144 + 1024) <= 227 * 1024
+    ptx = k.ptx(WIDE_M + 1)  # the launch order's groups read the grid; 8 warps a block
+    assert ".maxntid 256" in ptx and "%nctaid.y" in ptx and ptx.count("bar.sync") == 2  # prologue, main loop
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:
