@@ -28,13 +28,10 @@ from stoicc_py.gpu import GpuKernel, GpuWeight
 
 _C = StagedConfig
 VARIANTS = {
-    "dense_f16": [(4, _C()), (4, _C(pipelined=True)), (4, _C(3, 16, True)), (8, _C()), (8, _C(pipelined=True)),
-                  (8, _C(group=16)), (8, _C(3, 16, True)), (8, _C(4, 16, True)), (8, _C(2, 16, True)),
-                  (8, _C(3, 8, True))],
-    "sparse_f16": [(4, _C()), (4, _C(pipelined=True)), (4, _C(3, 16, True)), (8, _C(group=16)),
-                   (8, _C(3, 16, True)), (8, _C(4, 16, True))],
-    "hybrid_f16": [(4, _C()), (4, _C(pipelined=True)), (4, _C(3, 16, True)), (8, _C(group=16)),
-                   (8, _C(3, 16, True)), (8, _C(4, 16, True))],
+    "dense_f16": [(4, _C()), (4, _C(pipelined=True)), (8, _C()), (8, _C(pipelined=True)), (8, _C(group=16)),
+                  (8, _C(3, 16, True)), (8, _C(4, 16, True))],
+    "sparse_f16": [(4, _C()), (4, _C(3, 16, True)), (8, _C(group=16)), (8, _C(3, 16, True))],
+    "hybrid_f16": [(4, _C()), (4, _C(3, 16, True)), (8, _C(group=16)), (8, _C(3, 16, True))],
 }  # fmt: skip
 """(warps, config) per kernel: the first is the schedule as it was (but for hybrid
 weights' tile-map entries loaded a k-tile ahead)."""
