@@ -46,18 +46,22 @@ class StagedConfig:
     stages: int = 3
     group: int = 0
     pipelined: bool = False
+    wide_m: int | None = None
+    """Calls of more rows than this take blocks of 8 warps (None: never)."""
 
 
-CONFIG = StagedConfig(group=16, pipelined=True)
+CONFIG = StagedConfig()
+"""The schedule measured on the device (README); the others are benchmarks/gpu_staged.py's
+variants, not yet measured (issue 21)."""
 WIDE_M = 128
-"""Calls of more rows than this take blocks of 8 warps (256 rows of x), others of 4."""
+"""The variants' wide_m: calls of more rows take 8-warp blocks."""
 
 
-def staged_warps(m: int) -> int:
+def staged_warps(m: int, config: StagedConfig = CONFIG) -> int:
     """Warps a block of a call of m rows: 8 (2 x 4, 128 weight rows x 256 rows of x) share
-    each k-tile of the weight in shared memory among twice the rows of x, half the L2
-    traffic of the weight, where the call has the rows to fill them."""
-    return 8 if m > WIDE_M else 4
+    each k-tile of the weight in shared memory among twice the rows of x (a third less
+    L2 traffic per product), where the call has the rows to fill them; else 4 (2 x 2)."""
+    return 8 if config.wide_m is not None and m > config.wide_m else 4
 
 
 def stage_bytes(spec: GemmSpec) -> int:
@@ -194,11 +198,15 @@ class _Staged(_Gemm):
 
     def map_entry(self, kt: str) -> str:
         """A hybrid weight's tile-map entry of k-tile kt's tile (past K: the first tile's)."""
-        s, b = self.s, self.b
+        b = self.b
         k = b.i32("mul", kt, K_TILE)
-        at = b.i32("add", b.i32("mul", self.tile_row(), s.tile_grid[1]), b.i32("udiv", k, s.tile[1]))
-        at = b.op(f"select i1 {b.op(f'icmp ult i32 {k}, {s.k}')}, i32 {at}, i32 0")
-        return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4")
+        inside = b.op(f"icmp ult i32 {k}, {self.s.k}")
+        return self.load_entry(self.tile_row(), b.i32("udiv", k, self.s.tile[1]), inside)
+
+    def load_entry(self, tile_row: str, tile_col: str, inside: str) -> str:
+        b = self.b
+        at = b.i32("add", b.i32("mul", tile_row, self.s.tile_grid[1]), tile_col)
+        return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', b.op(f'select i1 {inside}, i32 {at}, i32 0'), 'i32')}, align 4")
 
     def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None],
                    entry: str | None = None, empty: Callable[[], None] | None = None) -> None:  # fmt: skip
@@ -212,13 +220,15 @@ class _Staged(_Gemm):
             body(s.weight, base, "%n.block", col, None)
             return
         th, tw = s.tile
-        row0 = b.i32("sub", "%n.block", b.i32("mul", self.tile_row(), th))
+        tile_row = self.tile_row()
+        row0 = b.i32("sub", "%n.block", b.i32("mul", tile_row, th))
         k = b.i32("mul", kt, K_TILE)
-        entry = entry or self.map_entry(kt)
+        tile_col = b.i32("udiv", k, tw)
         inside = b.op(f"icmp ult i32 {k}, {s.k}")  # a k-tile past K (the last stages' copies): empty
+        entry = entry or self.load_entry(tile_row, tile_col, inside)
         code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
         slot = b.i32("lshr", entry, MAP_CODE_BITS)
-        in_tile = b.i32("urem", k, tw)
+        in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
 
         def case(f: int, format: str, values: str) -> None:
             col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
@@ -262,8 +272,9 @@ class _Staged(_Gemm):
         )
         return [b.op(f"extractvalue {{i32, i32, i32, i32}} {result}, {i}") for i in range(4)]
 
-    def fragments(self, format: str, stage: str, ks: int) -> Fragments:
-        """The warp's registers of k-step ks of the k-tile at `stage`."""
+    def fragments(self, format: str, stage: str, ks: int, with_meta: bool = True) -> Fragments:
+        """The warp's registers of k-step ks of the k-tile at `stage` (2:4: the metadata
+        words too, `with_meta`)."""
         b = self.b
         a = []
         for mi in range(4):  # A: rows lane % 16, the 8 values from 8 (lane / 16)
@@ -284,28 +295,35 @@ class _Staged(_Gemm):
                 at = b.i32("add", b.i32("mul", row, ROW_BYTES["x"]), b.i32("add", "%b.col", ks * 32))
                 four = self.ldmatrix(b.i32("add", x_stage, at))
                 xs += [four[:2], four[2:]]
-        metas = []
-        if format == "nm24":
-            for mi in range(4):
-                at = b.i32("add", stage, self.meta_region + ks * 64)
-                at = b.i32("add", at, b.i32("add", b.i32("mul", b.i32("add", "%meta.tile", mi), 128), "%meta.lane"))
-                metas.append(b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4"))
+        metas = [self.meta_word(stage, ks, mi) for mi in range(4)] if format == "nm24" and with_meta else []
         return a, xs, metas
 
-    def mma_step(self, format: str, fragments: Fragments) -> None:
+    def meta_word(self, stage: str, ks: int, mi: int) -> str:
+        """The lane's mma.sp metadata word of k-step ks for the warp's 16-row tile mi."""
+        b = self.b
+        at = b.i32("add", stage, self.meta_region + ks * 64)
+        at = b.i32("add", at, b.i32("add", b.i32("mul", b.i32("add", "%meta.tile", mi), 128), "%meta.lane"))
+        return b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
+
+    def mma_step(self, format: str, fragments: Fragments, stage: str = "", ks: int = 0) -> None:
+        """The k-step's mma; a 2:4 one's metadata words from `fragments` or, where they
+        are not there, read before each 16-row tile's mma from (stage, ks)."""
         a, xs, metas = fragments
         for mi in range(4):
+            meta = None
+            if format == "nm24":
+                meta = metas[mi] if metas else self.meta_word(stage, ks, mi)
             for nj in range(8):
-                self.mma(format, a[mi], xs[nj], (mi, nj), metas[mi] if metas else None)
+                self.mma(format, a[mi], xs[nj], (mi, nj), meta)
 
-    def compute_stage(self, kt: str, entry: str | None) -> None:
+    def compute_stage(self, kt: str) -> None:
         stage = self.stage(kt)
 
         def body(format: str, *_: object) -> None:
             for ks in range(K_TILE // _k_step(format)):
-                self.mma_step(format, self.fragments(format, stage, ks))
+                self.mma_step(format, self.fragments(format, stage, ks, with_meta=False), stage, ks)
 
-        self.on_formats(kt, body, entry)
+        self.on_formats(kt, body)
 
     def lanes(self) -> None:
         """Per-lane offsets of the ldmatrix rows and of the metadata word."""
@@ -327,25 +345,17 @@ class _Staged(_Gemm):
         self.b.emit("call void @llvm.nvvm.barrier0()")
 
     def mainloop(self) -> None:
-        """The main loop; a hybrid weight's tile-map entry of k-tile kt + 1 is loaded in
-        iteration kt (an alloca, a register after SROA), so that no k-tile's compute waits
-        for a load from global memory before its switch."""
-        b, stages, hybrid = self.b, self.config.stages, self.s.weight == "hybrid"
+        """The main loop as measured: wait, barrier, the copies of k-tile kt + stages - 1,
+        then kt's k-steps (each k-step's fragments, then its mma)."""
+        b, stages = self.b, self.config.stages
         tiles = -(-self.s.k // K_TILE)
-        if hybrid:
-            b.emit("%map.ahead = alloca i32, align 4")  # in the entry block: SROA promotes it
-            b.emit(f"store i32 {self.map_entry('0')}, ptr %map.ahead")
         for p in range(stages - 1):
             self.load_stage(str(p))
 
         def iteration(kt: str) -> None:
             self.wait_and_sync()
             self.load_stage(b.i32("add", kt, stages - 1))
-            entry = None
-            if hybrid:
-                entry = b.op("load i32, ptr %map.ahead")
-                b.emit(f"store i32 {self.map_entry(b.i32('add', kt, 1))}, ptr %map.ahead")
-            self.compute_stage(kt, entry)
+            self.compute_stage(kt)
 
         b.loop(tiles, 1, iteration, unroll=False)
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
