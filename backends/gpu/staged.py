@@ -383,8 +383,8 @@ class _Staged(_Gemm):
             self.load_stage(str(p))
         self.wait_and_sync()
         self.on_formats("0", lambda format, *_: self.keep(self.fragments(format, self.stage("0"), 0), count), entry)
-        if hybrid:
-            b.emit(f"store i32 {self.map_entry('1')}, ptr %map.ahead")
+        if entry is not None:  # iteration kt switches on k-tile kt's entry, loaded in iteration kt - 1
+            b.emit(f"store i32 {entry}, ptr %map.ahead")
 
         b.loop(tiles, 1, lambda kt: self.pipelined_iteration(kt, count), unroll=False)
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
