@@ -8,6 +8,7 @@ becomes PTX. tests/test_gpu.py runs the kernels where there is a GPU."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from conftest import SIMT_KERNELS, hybrid_weight
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu.staged import WIDE_M, StagedConfig, shared_bytes, staged_ir, staged_warps
+from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.cli import main
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -150,6 +153,22 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+@pytest.mark.parametrize("name", ["dense", "sparse_bf16", "hybrid"])
+def test_the_staged_variants_are_ptx_within_shared_memory(program: Any, name: str) -> None:
+    """benchmarks/gpu_staged.py's variants: 8-warp blocks, 4 stages, grouped launch order,
+    fragments read across k-tiles (the default schedule is the measured one)."""
+    k, wide = program.kernel(name), StagedConfig(4, 16, True, WIDE_M)
+    assert staged_warps(WIDE_M + 1) == 4 and staged_warps(WIDE_M + 1, wide) == 8 == staged_warps(1000, wide)
+    spec = replace(k.spec, warps=8, warp_rows=4, cols=8, schedule="staged")
+    assert spec.block_cols == 256 and spec.grid(300)[1] == 2
+    assert shared_bytes(spec, wide) == 4 * (128 * 144 + 256 * 144 + 1024) <= 227 * 1024  # the device's most
+    ptx = emit_ptx(staged_ir(spec, wide))
+    assert ".maxntid 256" in ptx and "%nctaid.y" in ptx  # 8 warps; the groups read the grid
+    assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
+    # one barrier before the loop, one in each format's k-tile (and an empty hybrid tile's)
+    assert ptx.count("bar.sync") == 1 + len(INSTRUCTIONS[name]) + (name == "hybrid")
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:

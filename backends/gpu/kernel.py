@@ -48,8 +48,6 @@ _MMA = {
 
 _ACC = "{float, float, float, float}"
 _SREG = ("tid.x", "ctaid.x", "ctaid.y")
-SCHEDULE_WARPS = {"gemv": (1, 1), "staged": (2, 2)}
-"""A schedule's warps along the weight's rows and along x's rows, where not (warps, 1)."""
 K_UNROLL = 4
 """k-steps per iteration of a k-loop: the loads of four steps are in flight together
 (one step's are too few to cover the latency of global memory with few warps per SM)."""
@@ -83,15 +81,21 @@ class GemmSpec:
         return self.n, self.k
 
     @property
+    def warp_grid(self) -> tuple[int, int]:
+        """The block's warps along the weight's rows and along x's rows: the GEMV's warps
+        share their rows, the staged schedule's are 2 x (warps / 2), the direct one's
+        (warps, 1)."""
+        return {"gemv": (1, 1), "staged": (2, self.warps // 2)}.get(self.schedule, (self.warps, 1))
+
+    @property
     def block_rows(self) -> int:
-        """Weight rows (columns of y) per block: the GEMV's warps share theirs, the staged
-        schedule's are 2 x 2 (SCHEDULE_WARPS)."""
-        return 16 * self.warp_rows * SCHEDULE_WARPS.get(self.schedule, (self.warps, 1))[0]
+        """Weight rows (columns of y) per block."""
+        return 16 * self.warp_rows * self.warp_grid[0]
 
     @property
     def block_cols(self) -> int:
         """Rows of x (rows of y) per block."""
-        return 8 * self.cols * SCHEDULE_WARPS.get(self.schedule, (self.warps, 1))[1]
+        return 8 * self.cols * self.warp_grid[1]
 
     @property
     def threads(self) -> int:
@@ -351,10 +355,11 @@ class _Gemm:
 
         b.loop(tile_cols, 1, tile, unroll=False)
 
-    def switch_on_format(self, code: str, slot: str, case: Callable[[int, str, str], None]) -> None:
+    def switch_on_format(self, code: str, slot: str, case: Callable[[int, str, str], None],
+                         empty_case: Callable[[], None] | None = None) -> None:  # fmt: skip
         """A switch on a hybrid tile's code from the tile map (format f is 1 + f; 0, an empty
-        tile: nothing), uniform across the block: `case(f, format, values)` with the tile's
-        stored values, slot `slot` of format f's buffer."""
+        tile: `empty_case()` or nothing), uniform across the block: `case(f, format, values)`
+        with the tile's stored values, slot `slot` of format f's buffer."""
         s, b = self.s, self.b
         th, tw = s.tile
         cases = [b.label(f"format{f}") for f in range(len(s.tile_formats))]
@@ -367,13 +372,15 @@ class _Gemm:
             case(f, format, b.offset(f"%values{f}", b.i32("mul", slot, th * cols), "i16"))
             b.emit(f"br label %{join}")
         b.begin(empty)
+        if empty_case is not None:
+            empty_case()
         b.emit(f"br label %{join}")
         b.begin(join)
 
     def prologue(self) -> None:
         s, b = self.s, self.b
-        for sreg, name in zip(_SREG, ("%tid", "%bx", "%by")):
-            b.emit(f"{name} = call i32 @llvm.nvvm.read.ptx.sreg.{sreg}()")
+        b.emit(f"%tid = call i32 @llvm.nvvm.read.ptx.sreg.{_SREG[0]}()")
+        self.block_ids()
         b.emit(f"%acc = alloca [{self.acc_count} x float], align 4")
         for i in range(self.acc_count):
             b.emit(
@@ -388,6 +395,11 @@ class _Gemm:
         b.emit(f"%m.block = mul i32 %by, {s.block_cols}")
         b.emit(f"%n.warp = add i32 %n.block, {self.warp_rows_offset()}")
         b.emit(f"%m.warp = add i32 %m.block, {self.warp_cols_offset()}")
+
+    def block_ids(self) -> None:
+        """%bx (the block's weight rows) and %by (its rows of x): the launch's own."""
+        for sreg, name in zip(_SREG[1:], ("%bx", "%by")):
+            self.b.emit(f"{name} = call i32 @llvm.nvvm.read.ptx.sreg.{sreg}()")
 
     def warp_rows_offset(self) -> str:
         """The first weight row of the warp, from the block's."""

@@ -21,27 +21,57 @@ the caller, which takes the direct schedule otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from stoicc_py.backends.gpu.kernel import GemmSpec, _Gemm
 from stoicc_py.backends.gpu.target import MMA_SPARSE
 from stoicc_py.packing.mma import MAP_CODE_BITS
 
-STAGES = 3
 K_TILE = 64
 BLOCK = 128
-"""Weight rows and rows of x per block (2 x 2 warps of 64 x 64)."""
-THREADS = 128
+"""Weight rows per block (2 warps of 64); rows of x per block: 64 a warp along them."""
 PAD = 16
 ROW_BYTES = {"dense": 2 * K_TILE + PAD, "nm24": K_TILE + PAD, "x": 2 * K_TILE + PAD}
 """Bytes per row of a k-tile in shared memory: 64 (32 stored) 16-bit values and a pad."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
-STAGE_BYTES = A_BYTES + BLOCK * ROW_BYTES["x"] + META_BYTES
 
 
-def shared_bytes(spec: GemmSpec) -> int:
+@dataclass(frozen=True)
+class StagedConfig:
+    """How the staged kernel pipelines: k-tiles in flight, the launch order's groups of
+    weight-row blocks (0: the launch's own order), and whether the first k-step's
+    fragments of the next k-tile are read during the current one's last k-step."""
+
+    stages: int = 3
+    group: int = 0
+    pipelined: bool = False
+    wide_m: int | None = None
+    """Calls of more rows than this take blocks of 8 warps (None: never)."""
+
+
+CONFIG = StagedConfig()
+"""The schedule measured on the device (README); the others are benchmarks/gpu_staged.py's
+variants, not yet measured (issue 21)."""
+WIDE_M = 128
+"""The variants' wide_m: calls of more rows take 8-warp blocks."""
+
+
+def staged_warps(m: int, config: StagedConfig = CONFIG) -> int:
+    """Warps a block of a call of m rows: 8 (2 x 4, 128 weight rows x 256 rows of x) share
+    each k-tile of the weight in shared memory among twice the rows of x (a third less
+    L2 traffic per product), where the call has the rows to fill them; else 4 (2 x 2)."""
+    return 8 if config.wide_m is not None and m > config.wide_m else 4
+
+
+def stage_bytes(spec: GemmSpec) -> int:
+    """One stage: the weight's k-tile, x's, the mma.sp metadata."""
+    return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
+
+
+def shared_bytes(spec: GemmSpec, config: StagedConfig = CONFIG) -> int:
     """Dynamic shared memory of the staged kernel (the same for every format)."""
-    return STAGES * STAGE_BYTES
+    return config.stages * stage_bytes(spec)
 
 
 _ASYNC = [
@@ -50,11 +80,45 @@ _ASYNC = [
     "declare void @llvm.nvvm.cp.async.wait.group(i32)",
     "declare {i32, i32, i32, i32} @llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16(ptr addrspace(3))",
     "declare void @llvm.nvvm.barrier0()",
+    "declare i32 @llvm.nvvm.read.ptx.sreg.nctaid.y()",
 ]
+
+
+Fragments = tuple[list[list[str]], list[list[str]], list[str]]
+"""One k-step's registers of a warp: A's 4 ldmatrix.x4, B's pairs per 8 rows of x, the
+mma.sp metadata words (2:4)."""
 
 
 class _Staged(_Gemm):
     """Builds a staged-schedule kernel (spec.schedule == "staged")."""
+
+    def __init__(self, spec: GemmSpec, config: StagedConfig):
+        super().__init__(spec)
+        self.config = config
+        self.x_region = A_BYTES  # x's k-tile in a stage, then the metadata
+        self.meta_region = A_BYTES + spec.block_cols * ROW_BYTES["x"]
+
+    def block_ids(self) -> None:
+        """The launch's blocks in groups of `config.group` weight-row blocks, each group
+        walking x's rows before the next: the blocks in flight together share more of
+        their weight rows and of x in L2 than the launch's order (all weight-row blocks
+        of a few x-row blocks) lets them."""
+        b, group = self.b, self.config.group
+        if not group:
+            super().block_ids()
+            return
+        b.emit("%bx.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.x()")
+        b.emit("%by.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.y()")
+        blocks_x = self.s.grid(1)[0]
+        blocks_y = b.op("call i32 @llvm.nvvm.read.ptx.sreg.nctaid.y()")
+        pid = b.i32("add", b.i32("mul", "%by.launch", blocks_x), "%bx.launch")
+        per_group = b.i32("mul", blocks_y, group)
+        first = b.i32("mul", b.i32("udiv", pid, per_group), group)
+        within = b.i32("urem", pid, per_group)
+        left = b.i32("sub", blocks_x, first)
+        width = b.op(f"select i1 {b.op(f'icmp ult i32 {left}, {group}')}, i32 {left}, i32 {group}")
+        b.emit(f"%bx = add i32 {first}, {b.i32('urem', within, width)}")
+        b.emit(f"%by = udiv i32 {within}, {width}")
 
     def warp_rows_offset(self) -> str:
         return self.b.i32("mul", self.b.i32("and", "%warp", 1), 64)
@@ -74,12 +138,12 @@ class _Staged(_Gemm):
         b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) {self.shared(dst)}, "
                f"ptr addrspace(1) {src}, i32 16)")  # fmt: skip
 
-    def copy_rows(self, stage: str, region: int, row_bytes: int, base: str, row0: str, rows: int | str,
-                  col0: str, cols: int | str, stride: int) -> None:  # fmt: skip
-        """A [BLOCK, row_bytes - PAD] slice of a row-major [rows, cols] 16-bit buffer (row
+    def copy_rows(self, stage: str, region: int, row_bytes: int, block: int, base: str, row0: str,
+                  rows: int | str, col0: str, cols: int | str, stride: int) -> None:  # fmt: skip
+        """A [block, row_bytes - PAD] slice of a row-major [rows, cols] 16-bit buffer (row
         stride `stride` elements) from (row0, col0) into shared memory at stage + region.
 
-        Thread tid copies chunk tid % chunks of rows tid / chunks + i * (THREADS / chunks):
+        Thread tid copies chunk tid % chunks of rows tid / chunks + i * (threads / chunks):
         one source pointer and one shared address a thread, the copies at constant offsets
         from them (immediates), so that no per-copy address stays live across the k-loop
         (a 64-bit address per copy did: ~50 registers). A copy outside the buffer reads nothing
@@ -87,7 +151,7 @@ class _Staged(_Gemm):
         that is 0 past K, so it is made per k-tile, not hoisted out of the loop."""
         b = self.b
         chunks = (row_bytes - PAD) // 16
-        step = THREADS // chunks  # rows between a thread's copies
+        step = self.s.threads // chunks  # rows between a thread's copies
         row, chunk = b.i32("udiv", "%tid", chunks), b.i32("urem", "%tid", chunks)
         k = b.i32("add", col0, b.i32("mul", chunk, 8))
         left = b.i32("sub", b.i32("sub", rows, row0), row)  # rows from the thread's first to the edge
@@ -96,7 +160,7 @@ class _Staged(_Gemm):
         dst = b.i32(
             "add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", chunk, 4)))
         )
-        for i in range(BLOCK // step):
+        for i in range(block // step):
             size = b.op(f"select i1 {b.op(f'icmp slt i32 {i * step}, {limit}')}, i32 16, i32 0")
             at = b.op(f"getelementptr i16, ptr addrspace(1) {src}, i64 {i * step * stride}")
             b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) "
@@ -122,29 +186,46 @@ class _Staged(_Gemm):
         then, done = b.label("meta"), b.label("meta.done")
         b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
         b.begin(then)
-        dst = b.i32("add", stage, A_BYTES + BLOCK * ROW_BYTES["x"])
+        dst = b.i32("add", stage, self.meta_region)
         self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
         b.emit(f"br label %{done}")
         b.begin(done)
+    def tile_row(self) -> str:
+        """A hybrid weight's tile row of the block (past N: 0)."""
+        b, th = self.b, self.s.tile[0]
+        inside = b.op(f"icmp ult i32 %n.block, {self.s.n}")
+        return b.op(f"select i1 {inside}, i32 {b.i32('udiv', '%n.block', th)}, i32 0")
 
-    def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None]) -> None:
+    def map_entry(self, kt: str) -> str:
+        """A hybrid weight's tile-map entry of k-tile kt's tile (past K: the first tile's)."""
+        b = self.b
+        k = b.i32("mul", kt, K_TILE)
+        inside = b.op(f"icmp ult i32 {k}, {self.s.k}")
+        return self.load_entry(self.tile_row(), b.i32("udiv", k, self.s.tile[1]), inside)
+
+    def load_entry(self, tile_row: str, tile_col: str, inside: str) -> str:
+        b = self.b
+        at = b.i32("add", b.i32("mul", tile_row, self.s.tile_grid[1]), tile_col)
+        return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', b.op(f'select i1 {inside}, i32 {at}, i32 0'), 'i32')}, align 4")
+
+    def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None],
+                   entry: str | None = None, empty: Callable[[], None] | None = None) -> None:  # fmt: skip
         """body(format, values, first row, first column, (slot, metadata) of a stored
-        hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch)."""
+        hybrid tile or None) for k-tile kt: the weight's format, or its tile's (a switch
+        on its tile-map entry, `entry` where given; an empty tile: empty())."""
         s, b = self.s, self.b
         if s.weight != "hybrid":
             base = "%w" if s.weight == "dense" else "%values"
             col = b.i32("mul", kt, K_TILE if s.weight == "dense" else K_TILE // 2)
             body(s.weight, base, "%n.block", col, None)
             return
-        (th, tw), tile_cols = s.tile, s.tile_grid[1]
-        inside = b.op(f"icmp ult i32 %n.block, {s.n}")
-        tile_row = b.op(f"select i1 {inside}, i32 {b.i32('udiv', '%n.block', th)}, i32 0")
+        th, tw = s.tile
+        tile_row = self.tile_row()
         row0 = b.i32("sub", "%n.block", b.i32("mul", tile_row, th))
         k = b.i32("mul", kt, K_TILE)
         tile_col = b.i32("udiv", k, tw)
         inside = b.op(f"icmp ult i32 {k}, {s.k}")  # a k-tile past K (the last stages' copies): empty
-        entry_at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), tile_col)}, i32 0")
-        entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', entry_at, 'i32')}, align 4")
+        entry = entry or self.load_entry(tile_row, tile_col, inside)
         code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
         slot = b.i32("lshr", entry, MAP_CODE_BITS)
         in_tile = b.i32("sub", k, b.i32("mul", tile_col, tw))
@@ -153,18 +234,23 @@ class _Staged(_Gemm):
             col = b.i32("lshr", in_tile, 1) if format == "nm24" else in_tile
             body(format, values, row0, col, (slot, f"%meta{f}"))
 
-        self.switch_on_format(code, slot, case)
+        self.switch_on_format(code, slot, case, empty)
+
+    def stage(self, kt: str) -> str:
+        """The shared-memory offset of k-tile kt's stage."""
+        return self.b.i32("mul", self.b.i32("urem", kt, self.config.stages), stage_bytes(self.s))
 
     def load_stage(self, kt: str) -> None:
         """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
         s, b = self.s, self.b
-        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
+        stage = self.stage(kt)
 
         def body(format: str, base: str, row0: str, col: str, stored: tuple[str, str] | None) -> None:
-            self.copy_rows(stage, A_BYTES, ROW_BYTES["x"], "%x", "%m.block", "%M", b.i32("mul", kt, K_TILE), s.k, s.k)
+            k = b.i32("mul", kt, K_TILE)
+            self.copy_rows(stage, self.x_region, ROW_BYTES["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
-            self.copy_rows(stage, 0, ROW_BYTES[format], base, row0, rows, col, cols, cols)
+            self.copy_rows(stage, 0, ROW_BYTES[format], BLOCK, base, row0, rows, col, cols, cols)
             if format != "nm24":
                 return
             step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
@@ -186,53 +272,56 @@ class _Staged(_Gemm):
         )
         return [b.op(f"extractvalue {{i32, i32, i32, i32}} {result}, {i}") for i in range(4)]
 
-    def compute_stage(self, kt: str) -> None:
+    def fragments(self, format: str, stage: str, ks: int, with_meta: bool = True) -> Fragments:
+        """The warp's registers of k-step ks of the k-tile at `stage` (2:4: the metadata
+        words too, `with_meta`)."""
         b = self.b
-        stage = b.i32("mul", b.i32("urem", kt, STAGES), STAGE_BYTES)
+        a = []
+        for mi in range(4):  # A: rows lane % 16, the 8 values from 8 (lane / 16)
+            row = b.i32("add", "%a.row", mi * 16)
+            at = b.i32("add", b.i32("mul", row, ROW_BYTES[format]), b.i32("add", "%a.col", ks * 32))
+            a.append(self.ldmatrix(b.i32("add", stage, at)))
+        xs = []
+        x_stage = b.i32("add", stage, self.x_region)
+        if format == "nm24":  # B of k32: one ldmatrix.x4 per 8 rows of x, its 4 matrices along k
+            for nj in range(8):
+                row = b.i32("add", b.i32("and", "%lane", 7), b.i32("add", "%x.row0", nj * 8))
+                at = b.i32("add", b.i32("mul", row, ROW_BYTES["x"]),
+                           b.i32("add", b.i32("shl", b.i32("lshr", "%lane", 3), 4), ks * 64))  # fmt: skip
+                xs.append(self.ldmatrix(b.i32("add", x_stage, at)))
+        else:  # B of k16: one ldmatrix.x4 per 16 rows of x (2 tiles x 2 halves of k)
+            for nj in range(4):
+                row = b.i32("add", "%b.row", nj * 16)
+                at = b.i32("add", b.i32("mul", row, ROW_BYTES["x"]), b.i32("add", "%b.col", ks * 32))
+                four = self.ldmatrix(b.i32("add", x_stage, at))
+                xs += [four[:2], four[2:]]
+        metas = [self.meta_word(stage, ks, mi) for mi in range(4)] if format == "nm24" and with_meta else []
+        return a, xs, metas
+
+    def meta_word(self, stage: str, ks: int, mi: int) -> str:
+        """The lane's mma.sp metadata word of k-step ks for the warp's 16-row tile mi."""
+        b = self.b
+        at = b.i32("add", stage, self.meta_region + ks * 64)
+        at = b.i32("add", at, b.i32("add", b.i32("mul", b.i32("add", "%meta.tile", mi), 128), "%meta.lane"))
+        return b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
+
+    def mma_step(self, format: str, fragments: Fragments, stage: str = "", ks: int = 0) -> None:
+        """The k-step's mma; a 2:4 one's metadata words from `fragments` or, where they
+        are not there, read before each 16-row tile's mma from (stage, ks)."""
+        a, xs, metas = fragments
+        for mi in range(4):
+            meta = None
+            if format == "nm24":
+                meta = metas[mi] if metas else self.meta_word(stage, ks, mi)
+            for nj in range(8):
+                self.mma(format, a[mi], xs[nj], (mi, nj), meta)
+
+    def compute_stage(self, kt: str) -> None:
+        stage = self.stage(kt)
 
         def body(format: str, *_: object) -> None:
-            sparse = format == "nm24"
-            k_step = MMA_SPARSE[2] if sparse else 16
-            for ks in range(K_TILE // k_step):
-                a = []
-                for mi in range(4):  # A: rows lane % 16, the 8 values from 8 (lane / 16)
-                    row = b.i32("add", "%a.row", mi * 16)
-                    col_bytes = ks * 32
-                    a.append(
-                        self.ldmatrix(
-                            b.i32(
-                                "add",
-                                stage,
-                                b.i32("add", b.i32("mul", row, ROW_BYTES[format]), b.i32("add", "%a.col", col_bytes)),
-                            )
-                        )
-                    )
-                xs = []
-                if sparse:  # B of k32: one ldmatrix.x4 per 8 rows of x, its 4 matrices along k
-                    for nj in range(8):
-                        row = b.i32("add", b.i32("and", "%lane", 7), b.i32("add", "%x.row0", nj * 8))
-                        at = b.i32(
-                            "add",
-                            b.i32("mul", row, ROW_BYTES["x"]),
-                            b.i32("add", b.i32("shl", b.i32("lshr", "%lane", 3), 4), ks * 64),
-                        )
-                        xs.append(self.ldmatrix(b.i32("add", stage, b.i32("add", A_BYTES, at))))
-                else:  # B of k16: one ldmatrix.x4 per 16 rows of x (2 tiles x 2 halves of k)
-                    for nj in range(4):
-                        row = b.i32("add", "%b.row", nj * 16)
-                        at = b.i32("add", b.i32("mul", row, ROW_BYTES["x"]), b.i32("add", "%b.col", ks * 32))
-                        four = self.ldmatrix(b.i32("add", stage, b.i32("add", A_BYTES, at)))
-                        xs += [four[:2], four[2:]]
-                for mi in range(4):
-                    meta = None
-                    if sparse:
-                        at = b.i32("add", stage, A_BYTES + BLOCK * ROW_BYTES["x"] + ks * 64)
-                        at = b.i32(
-                            "add", at, b.i32("add", b.i32("mul", b.i32("add", "%meta.tile", mi), 128), "%meta.lane")
-                        )
-                        meta = b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
-                    for nj in range(8):
-                        self.mma(format, a[mi], xs[nj], (mi, nj), meta)
+            for ks in range(K_TILE // _k_step(format)):
+                self.mma_step(format, self.fragments(format, stage, ks, with_meta=False), stage, ks)
 
         self.on_formats(kt, body)
 
@@ -250,29 +339,139 @@ class _Staged(_Gemm):
         b.emit(f"%meta.tile = mul i32 {b.i32('and', '%warp', 1)}, 4")
         b.emit(f"%meta.lane = shl i32 {b.i32('add', b.i32('shl', '%g', 1), b.i32('and', '%t', 1))}, 2")
 
+    def wait_and_sync(self) -> None:
+        """Until k-tile kt + 1's copies (all but the last stages - 2 groups) are in, for every warp."""
+        self.b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {self.config.stages - 2})")
+        self.b.emit("call void @llvm.nvvm.barrier0()")
+
     def mainloop(self) -> None:
-        b = self.b
+        """The main loop as measured: wait, barrier, the copies of k-tile kt + stages - 1,
+        then kt's k-steps (each k-step's fragments, then its mma)."""
+        b, stages = self.b, self.config.stages
         tiles = -(-self.s.k // K_TILE)
-        for p in range(STAGES - 1):
+        for p in range(stages - 1):
             self.load_stage(str(p))
 
         def iteration(kt: str) -> None:
-            b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {STAGES - 2})")
-            b.emit("call void @llvm.nvvm.barrier0()")
-            self.load_stage(b.i32("add", kt, STAGES - 1))
+            self.wait_and_sync()
+            self.load_stage(b.i32("add", kt, stages - 1))
             self.compute_stage(kt)
 
         b.loop(tiles, 1, iteration, unroll=False)
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
+    def pipelined_mainloop(self) -> None:
+        """The main loop with the fragments read one k-step ahead, across k-tiles too:
+        k-tile kt + 1's wait and barrier come after the last k-step's fragments are read
+        and before the k-step before it runs, and its first k-step's fragments are read
+        before the last k-step's mma, so that the tensor cores need not wait for the
+        barrier or for ldmatrix. The copies of k-tile kt + stages - 1 go to kt - 1's stage,
+        which every warp has read before that barrier of iteration kt - 1. The fragments
+        carried to the next iteration (and a hybrid weight's next tile-map entry, loaded
+        an iteration ahead) live in allocas: registers, after SROA. A hybrid k-tile
+        switches on its format; the next one's first fragments, on that one's (an empty
+        tile: only the barrier and the next fragments)."""
+        s, b, stages = self.s, self.b, self.config.stages
+        tiles, hybrid = -(-s.k // K_TILE), s.weight == "hybrid"
+        count = max(_fragment_count(f) for f in self.formats())
+        b.emit(f"%frag = alloca [{count} x i32], align 4")  # in the entry block: SROA promotes it
+        entry: str | None = None
+        if hybrid:
+            b.emit("%map.ahead = alloca i32, align 4")
+            entry = self.map_entry("0")
+        for p in range(stages - 1):
+            self.load_stage(str(p))
+        self.wait_and_sync()
+        self.on_formats("0", lambda format, *_: self.keep(self.fragments(format, self.stage("0"), 0), count), entry)
+        if entry is not None:  # iteration kt switches on k-tile kt's entry, loaded in iteration kt - 1
+            b.emit(f"store i32 {entry}, ptr %map.ahead")
+
+        b.loop(tiles, 1, lambda kt: self.pipelined_iteration(kt, count), unroll=False)
+        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+
+    def pipelined_iteration(self, kt: str, count: int) -> None:
+        """Iteration kt of pipelined_mainloop (`count` registers carried)."""
+        b = self.b
+        self.load_stage(b.i32("add", kt, self.config.stages - 1))
+        following_kt = b.i32("add", kt, 1)
+        entry = following_entry = None
+        if self.s.weight == "hybrid":
+            entry = b.op("load i32, ptr %map.ahead")
+            following_entry = self.map_entry(following_kt)
+
+        def ahead() -> None:
+            def first(format: str, *_: object) -> None:
+                self.keep(self.fragments(format, self.stage(following_kt), 0), count)
+
+            self.on_formats(following_kt, first, following_entry)
+
+        def body(format: str, *_: object) -> None:
+            steps = K_TILE // _k_step(format)
+            current = self.restore(format, count)
+            for ks in range(steps):
+                following = self.fragments(format, self.stage(kt), ks + 1) if ks + 1 < steps else current
+                if ks + 2 == steps:
+                    self.wait_and_sync()
+                if ks + 1 == steps:
+                    ahead()
+                self.mma_step(format, current)
+                current = following
+
+        def empty() -> None:
+            self.wait_and_sync()
+            ahead()
+
+        self.on_formats(kt, body, entry, empty)
+        if following_entry is not None:
+            b.emit(f"store i32 {following_entry}, ptr %map.ahead")
+
+    def keep(self, fragments: Fragments, count: int) -> None:
+        for i, value in enumerate(_flat(fragments)):
+            at = self.b.op(f"getelementptr inbounds [{count} x i32], ptr %frag, i32 0, i32 {i}")
+            self.b.emit(f"store i32 {value}, ptr {at}")
+
+    def restore(self, format: str, count: int) -> Fragments:
+        b = self.b
+        values = []
+        for i in range(_fragment_count(format)):
+            at = b.op(f"getelementptr inbounds [{count} x i32], ptr %frag, i32 0, i32 {i}")
+            values.append(b.op(f"load i32, ptr {at}"))
+        a = [values[4 * i : 4 * i + 4] for i in range(4)]
+        per = _pair_count(format)
+        xs = [values[16 + per * j : 16 + per * j + per] for j in range(8)]
+        return a, xs, values[16 + 8 * per :]
+
     def build(self) -> str:
         self.prologue()
         self.lanes()
-        self.mainloop()
+        if self.config.pipelined:
+            self.pipelined_mainloop()
+        else:
+            self.mainloop()
         self.epilogue()
         return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), tuple(_ASYNC))
 
 
-def staged_ir(spec: GemmSpec) -> str:
-    """The staged-schedule kernel of `spec` as LLVM IR text (spec.warp_rows 4, spec.cols 8)."""
-    return _Staged(spec).build()
+def _k_step(format: str) -> int:
+    return MMA_SPARSE[2] if format == "nm24" else 16
+
+
+def _pair_count(format: str) -> int:
+    """B's registers per 8 rows of x and k-step."""
+    return _k_step(format) // 8
+
+
+def _fragment_count(format: str) -> int:
+    """A k-step's registers: A's 16, B's 8 x pairs, 4 metadata words (2:4)."""
+    return 16 + 8 * _pair_count(format) + (4 if format == "nm24" else 0)
+
+
+def _flat(fragments: Fragments) -> list[str]:
+    a, xs, metas = fragments
+    return [v for four in a for v in four] + [v for pair in xs for v in pair] + metas
+
+
+def staged_ir(spec: GemmSpec, config: StagedConfig = CONFIG) -> str:
+    """The staged-schedule kernel of `spec` as LLVM IR text (spec.warp_rows 4, spec.cols 8,
+    spec.warps 4 or 8: 128 or 256 rows of x a block)."""
+    return _Staged(spec, config).build()
