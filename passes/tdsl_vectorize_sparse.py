@@ -67,8 +67,8 @@ from stoicc_py.passes.tdsl_microkernel import (
     ragged,
     reduce_add,
     register_blocks,
+    transpose,
 )
-from stoicc_py.passes.tdsl_vectorize_integer import transpose
 
 NAME = "tdsl-vectorize-sparse"
 
