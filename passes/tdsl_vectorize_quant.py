@@ -512,11 +512,16 @@ def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAVa
     for_(b, b.index(0), rows, 1, row, "r")
 
 
-def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None:
-    """A bufferized linear of bf16 x and a quantized weight (k a multiple of PAIR_STEP) as,
-    per n-tile, a panel of the tile's dequantized weight rows in bf16 pairs (16 rows at a
-    time dequantized into `staging`, then packed by tdsl-microkernel's pack_pairs) times x
-    by its PairKernel straight into out; then the epilogue."""
+Decode = Callable[[LoopBuilder, SSAValue, SSAValue, SSAValue], None]
+"""decode(b, n0, count, staging): the weight's rows n0 .. n0 + count (at most 16) in bf16
+into staging's rows 0 .. count."""
+
+
+def lower_panels(op: tdsl.LinearOp, decode: Decode) -> None:
+    """A bufferized linear of bf16 x and an encoded weight (k a multiple of PAIR_STEP) as,
+    per n-tile, a panel of the tile's decoded weight rows in bf16 pairs (16 rows at a time
+    decoded into `staging`, then packed by tdsl-microkernel's pack_pairs) times x by its
+    PairKernel straight into out; then the epilogue."""
     out = op.out
     assert out is not None
     n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
@@ -531,7 +536,7 @@ def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None
 
         def group(b: LoopBuilder, r0: SSAValue) -> None:
             count = b.min(b.index(16), b.insert(arith.SubiOp(rows, r0)))
-            dequantize_panel(b, view, codes, b.add(j0, r0), count, k_size, staging)
+            decode(b, b.add(j0, r0), count, staging)
             pack_pairs(b, staging, (b.index(0), count), k_size, panel, r0)
 
         for_(b, b.index(0), rows, 16, group, "r0")
@@ -544,14 +549,14 @@ def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n))
 
 
-def lower_quant_or_panels(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCodes], blocking: Blocking) -> None:
-    """At least PANEL_ROWS rows: lower_panels; fewer: the quantized kernel."""
+def lower_panels_or(op: tdsl.LinearOp, decode: Decode, fewer: Callable[[tdsl.LinearOp], None]) -> None:
+    """At least PANEL_ROWS rows: lower_panels; fewer: `fewer` (the format's own kernels)."""
     b = before(op)
     many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(PANEL_ROWS), "uge"))
     panels, kernels = op.clone(), op.clone()
     b.b.insert(scf.IfOp(many, [], Region(Block([panels, scf.YieldOp()])), Region(Block([kernels, scf.YieldOp()]))))
-    lower_panels(panels, view, planes[0])
-    lower_quant_linear(kernels, view, planes, blocking)
+    lower_panels(panels, decode)
+    fewer(kernels)
     for copy in (panels, kernels):
         Rewriter.erase_op(copy)
 
@@ -666,7 +671,9 @@ class VectorizeQuantLinear(RewritePattern):
         k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
         if (self.bf16_panels and element_type(op.lhs) == bf16 and len(planes) == 1 and self.width == 16
                 and pairs_fit(k_size)):  # fmt: skip
-            lower_quant_or_panels(op, view, planes, self.blocking)
+            decode: Decode = lambda b, n0, rows, staging: dequantize_panel(  # noqa: E731
+                b, view, planes[0], n0, rows, k_size, staging)
+            lower_panels_or(op, decode, lambda copy: lower_quant_linear(copy, view, planes, self.blocking))
         else:
             lower_quant_linear(op, view, planes, self.blocking)
         rewriter.erase(op)
