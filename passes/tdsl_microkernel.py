@@ -17,7 +17,12 @@ which reads b along whole rows.
 With `bf16` (a target with AVX-512 BF16) a product of bf16 x and bf16 w steps with
 vdpbf16ps instead: each accumulator lane adds the products of a pair of adjacent k
 columns, so the rows of x and w, contiguous along k, are its operands as stored (no
-packing, no widening), 2*width columns a step, twice the f32 FMA's products.
+packing, no widening), 2*width columns a step, twice the f32 FMA's products. Where k
+is static and a multiple of 32, the whole groups of 16 rows take the outer-product form
+on vdpbf16ps instead (PairKernel): per n-tile, w's rows are packed into a panel of bf16
+pairs (pack_pairs, 16 x 16 dword transposes), so that the accumulators hold whole
+outputs, with no reductions; tdsl-vectorize-quant and -sparse decode weights into the
+same panels.
 """
 
 from __future__ import annotations
@@ -398,7 +403,9 @@ PAIR_SHAPE = Shape(16, 6, 4)
 the panel, the rows' broadcast pairs), as the f32 outer product's."""
 
 PAIR_TK = 256
-"""PairKernel's k-tile: a 4-vector strip of the panel over it (32 KB) stays in L1."""
+"""PairKernel's k-tile (128 pairs: a 4-vector strip of the panel is 32 KB). 64, 128 and
+576, and column blocks outside row blocks, measured the same at SmolLM2's shapes (Zen 4:
+the block is bound by vdpbf16ps, 24 a step against 4 loads and 6 broadcasts)."""
 
 
 @dataclass
@@ -684,7 +691,8 @@ PACK_ROWS = 16
 """A short-k linear (Microkernel.pack_k) packs w for its whole groups of this many rows."""
 
 
-def _packed_rows(op: tdsl.LinearOp, shape: Shape, k_size: int, lower: Callable[..., None]) -> SSAValue:
+def _packed_rows(op: tdsl.LinearOp, shape: Shape, k_size: int,
+                 lower: Callable[[tdsl.LinearOp, Shape, int, SSAValue], None]) -> SSAValue:  # fmt: skip
     """Lower the whole groups of PACK_ROWS rows of op the packed way (`lower`:
     lower_packed_linear or lower_pair_linear; under `if` there are any, the packing being
     no use otherwise); return where they end. A row takes the same kernel whether a call

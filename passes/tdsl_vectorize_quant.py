@@ -549,10 +549,11 @@ def lower_panels(op: tdsl.LinearOp, decode: Decode) -> None:
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n))
 
 
-def lower_panels_or(op: tdsl.LinearOp, decode: Decode, fewer: Callable[[tdsl.LinearOp], None]) -> None:
-    """At least PANEL_ROWS rows: lower_panels; fewer: `fewer` (the format's own kernels)."""
+def lower_panels_or(op: tdsl.LinearOp, decode: Decode, fewer: Callable[[tdsl.LinearOp], None],
+                    rows: int = PANEL_ROWS) -> None:  # fmt: skip
+    """At least `rows` rows: lower_panels; fewer: `fewer` (the format's own kernels)."""
     b = before(op)
-    many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(PANEL_ROWS), "uge"))
+    many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(rows), "uge"))
     panels, kernels = op.clone(), op.clone()
     b.b.insert(scf.IfOp(many, [], Region(Block([panels, scf.YieldOp()])), Region(Block([kernels, scf.YieldOp()]))))
     lower_panels(panels, decode)

@@ -12,6 +12,7 @@ from conftest import assert_close, rand
 import stoicc_py
 from stoicc_py.backends.llvm.target import has_avx512bf16, host_features
 from stoicc_py.passes.tdsl_vectorize_quant import PANEL_ROWS
+from stoicc_py.passes.tdsl_vectorize_sparse import NM_PANEL_ROWS
 
 N = 37
 """Output features: not a multiple of any column block, so every kernel edge runs."""
@@ -113,8 +114,9 @@ def panel_program() -> stoicc_py.Program:
 
 @pytest.mark.parametrize("case", range(len(PANEL_CASES)))
 def test_bf16_activations_match_reference(panel_program: stoicc_py.Program, case: int) -> None:
-    """Below PANEL_ROWS rows the format's own kernel; from it on (where the host has AVX-512
-    BF16) the weight decoded into panels of bf16 pairs for the microkernel's PairKernel."""
+    """Below PANEL_ROWS rows (2:4: NM_PANEL_ROWS) the format's own kernel; from it on (where
+    the host has AVX-512 BF16) the weight decoded into panels of bf16 pairs for the
+    microkernel's PairKernel."""
     kernel = getattr(panel_program, f"p{case}")
     if has_avx512bf16(host_features()):
         assert "dpbf16ps" in kernel.ir("loops")
@@ -122,7 +124,8 @@ def test_bf16_activations_match_reference(panel_program: stoicc_py.Program, case
     prune = "magnitude" if PANEL_CASES[case].startswith("nm") else None
     packed = kernel.pack("w", rand(rng, 40, 128).astype(ml_dtypes.bfloat16), prune=prune)
     b = rand(rng, 40).astype(ml_dtypes.bfloat16)
-    for m in (3, PANEL_ROWS, 37):
+    first = NM_PANEL_ROWS if prune else PANEL_ROWS
+    for m in (3, first, first + 21):
         x = rand(rng, m, 128).astype(ml_dtypes.bfloat16)
         got, want = kernel(x, packed, b).astype(np.float32), kernel.reference(x, packed, b).astype(np.float32)
         assert_close(got, want, rtol=1e-2)  # results rounded to bf16's 8 significant bits
