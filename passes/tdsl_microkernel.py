@@ -402,6 +402,18 @@ PAIR_SHAPE = Shape(16, 6, 4)
 """PairKernel's block: 6 rows x 4 vectors of columns (24 accumulators, 4 loaded vectors of
 the panel, the rows' broadcast pairs), as the f32 outer product's."""
 
+PAIR_PANEL_BYTES = 256 << 10
+"""A panel of pairs holds at most this much (in columns of whole 4-vector blocks): at
+SmolLM2's K = 1536, panels of 768 KB (256 columns) measured 7-20% slower than 196 KB
+(64 columns) in a process that runs many kernels (1 thread, Zen 4), the same alone."""
+
+
+def pair_tile(k_size: int) -> int:
+    """The n-tile of a panel of pairs of k_size columns (PAIR_PANEL_BYTES)."""
+    block = PAIR_SHAPE.width * PAIR_SHAPE.cols
+    return max(block, PAIR_PANEL_BYTES // (2 * k_size) // block * block)
+
+
 PAIR_TK = 256
 """PairKernel's k-tile (128 pairs: a 4-vector strip of the panel is 32 KB). 64, 128 and
 576, and column blocks outside row blocks, measured the same at SmolLM2's shapes (Zen 4:
@@ -480,7 +492,7 @@ def lower_pair_linear(op: tdsl.LinearOp, shape: Shape, k_size: int, m: SSAValue)
     outer product: per n-tile, the tile's rows of w packed into a panel of pairs."""
     out = op.out
     assert out is not None
-    tn = axpy_tile(shape, TARGET_TILES["cpu"][tdsl.MatmulOp][1])
+    tn = pair_tile(k_size)
     b = before(op)
     panel = pair_panel_alloc(b, k_size, tn)
     n = b.size(out, 1)

@@ -92,6 +92,7 @@ from stoicc_py.passes.tdsl_microkernel import (
     pack_pairs,
     pair_panel,
     pair_panel_alloc,
+    pair_tile,
     pairs_fit,
     reduce_add,
 )
@@ -474,10 +475,6 @@ PANEL_ROWS = 16
 through tdsl-microkernel's vdpbf16ps kernel (`bf16_panels`): the panel's decoding costs
 about what ten rows' products do, and vdpbf16ps makes twice the FMA's products."""
 
-PANEL_BYTES = 512 << 10
-"""A panel of weight rows stays in L2 while every row block of x reads it."""
-
-
 def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAValue, rows: SSAValue,
                      k_size: int, panel: SSAValue) -> None:  # fmt: skip
     """panel[r, :] = dequantize(w)[n0 + r, :] for r < rows, a chunk of codes at a time:
@@ -525,7 +522,7 @@ def lower_panels(op: tdsl.LinearOp, decode: Decode) -> None:
     out = op.out
     assert out is not None
     n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
-    tn = min(max(16, PANEL_BYTES // (2 * k_size) // 16 * 16), -(-n_size // 16) * 16)
+    tn = min(pair_tile(k_size), -(-n_size // 16) * 16)
     b = before(op)
     m, n = b.size(op.lhs, 0), b.size(out, 1)
     panel = pair_panel_alloc(b, k_size, tn)
