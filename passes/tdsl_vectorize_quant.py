@@ -471,8 +471,8 @@ def column_order(b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
 
 
 PANEL_ROWS = 16
-"""bf16 activations of at least this many rows meet a dequantized bf16 panel of the weight
-through tdsl-microkernel's vdpbf16ps kernel (`bf16_panels`): the panel's decoding costs
+"""bf16 activations of at least this many rows meet the weight dequantized into panels of
+bf16 pairs for tdsl-microkernel's PairKernel (`bf16_panels`): the panel's decoding costs
 about what ten rows' products do, and vdpbf16ps makes twice the FMA's products."""
 
 def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAValue, rows: SSAValue,
