@@ -39,8 +39,7 @@ from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.dialects import tdsl
-from stoicc_py.passes.tdsl_microkernel import floor_to
-from stoicc_py.passes.tdsl_vectorize_integer import transpose
+from stoicc_py.passes.tdsl_microkernel import floor_to, transpose
 
 NAME = "tdsl-amx"
 BLOCK = 32

@@ -17,7 +17,12 @@ which reads b along whole rows.
 With `bf16` (a target with AVX-512 BF16) a product of bf16 x and bf16 w steps with
 vdpbf16ps instead: each accumulator lane adds the products of a pair of adjacent k
 columns, so the rows of x and w, contiguous along k, are its operands as stored (no
-packing, no widening), 2*width columns a step, twice the f32 FMA's products.
+packing, no widening), 2*width columns a step, twice the f32 FMA's products. Where k
+is static and a multiple of 32, the whole groups of 16 rows take the outer-product form
+on vdpbf16ps instead (PairKernel): per n-tile, w's rows are packed into a panel of bf16
+pairs (pack_pairs, 16 x 16 dword transposes), so that the accumulators hold whole
+outputs, with no reductions; tdsl-vectorize-quant and -sparse decode weights into the
+same panels.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
-from xdsl.dialects.builtin import MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32
+from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32, i64
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -220,6 +226,26 @@ def reduce_add(b: LoopBuilder, acc: SSAValue) -> SSAValue:
     )
 
 
+def transpose(b: LoopBuilder, vectors: list[SSAValue]) -> list[SSAValue]:
+    """The n x n transpose of n vectors of n i32 lanes (n a power of two): off-diagonal
+    blocks of h rows swap, for h = n/2 .. 1, each row pair by two two-source shuffles
+    (n log2(n) shuffles in all, which LLVM matches to unpacks and lane shuffles)."""
+    rows, n = list(vectors), len(vectors)
+    h = n // 2
+    while h:
+        for r in (r for r in range(n) if not r & h):
+            upper, lower = rows[r], rows[r + h]
+            rows[r] = shuffle(b, upper, lower, [c if not c & h else n + c - h for c in range(n)])
+            rows[r + h] = shuffle(b, upper, lower, [c + h if not c & h else n + c for c in range(n)])
+        h //= 2
+    return rows
+
+
+def shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAValue:
+    element = u.type.element_type  # type: ignore[attr-defined]
+    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(element, [len(mask)])))
+
+
 def blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
     """`full` at every whole block of `size` from lo, then `edge` at each leftover index."""
     end = floor_to(b, lo, hi, size) if size > 1 else hi
@@ -316,13 +342,20 @@ class AxpyKernel:
         acc = [b.insert(vector.LoadOp(self.out, [r, c], shape.vec)) for r in rows for c in outs]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            bs = [inner.vload(self.b, [k, c], shape.width) for c in cols]
-            xs = [inner.insert(vector.BroadcastOp(inner.load(self.a, [r, k]), shape.vec)) for r in rows]
-            return dense_fma(inner, shape, xs, lambda c: bs[c], acc)
+            return self.step(inner, shape, rows, cols, k, acc)
 
-        sums = b.loop(k0, k1, b.index(1), k_step, acc, name="k")
+        sums = b.loop(k0, k1, b.index(self.depth), k_step, acc, name="k")
         for s, (r, c) in enumerate((r, c) for r in rows for c in outs):
             b.b.insert(vector.StoreOp(sums[s], self.out, [r, c]))
+
+    depth: ClassVar[int] = 1
+    """Columns of a (rows of b) per step."""
+
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        bs = [b.vload(self.b, [k, c], shape.width) for c in cols]
+        xs = [b.insert(vector.BroadcastOp(b.load(self.a, [r, k]), shape.vec)) for r in rows]
+        return dense_fma(b, shape, xs, lambda c: bs[c], acc)
 
     def scalar_columns(self, b: LoopBuilder, rows: tuple[SSAValue, SSAValue], cols: tuple[SSAValue, SSAValue],
                        k0: SSAValue, k1: SSAValue) -> None:  # fmt: skip
@@ -331,13 +364,16 @@ class AxpyKernel:
 
         def dot(b: LoopBuilder, i: SSAValue, c: SSAValue) -> None:
             def step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-                return [inner.mul_add(acc[0], inner.load(self.a, [i, k]), inner.load(self.b, [k, c]))]
+                return [self.scalar_step(inner, i, c, k, acc[0])]
 
             j = self.out_column(b, c)
-            (total,) = b.loop(k0, k1, b.index(1), step, [b.load(self.out, [i, j])], name="k")
+            (total,) = b.loop(k0, k1, b.index(self.depth), step, [b.load(self.out, [i, j])], name="k")
             b.store(total, self.out, [i, j])
 
         TileNest(b, self.out, *rows, *cols).each(dot)
+
+    def scalar_step(self, b: LoopBuilder, i: SSAValue, c: SSAValue, k: SSAValue, acc: SSAValue) -> SSAValue:
+        return b.mul_add(acc, b.load(self.a, [i, k]), b.load(self.b, [k, c]))
 
 
 def axpy_panel(b: LoopBuilder, shape: Shape, kernel: AxpyKernel, m: SSAValue, cols: tuple[SSAValue, SSAValue],
@@ -357,6 +393,125 @@ def axpy_panel(b: LoopBuilder, shape: Shape, kernel: AxpyKernel, m: SSAValue, co
         kernel.scalar_columns(b, (b.index(0), m), (end, hi), k0, k1)
 
     for_(b, b.index(0), k_size, tk, k_tile, "k0")
+
+
+PAIR_STEP = 32
+"""k per square of pack_pairs: 16 dwords of bf16 pairs, 16 rows at a time."""
+
+PAIR_SHAPE = Shape(16, 6, 4)
+"""PairKernel's block: 6 rows x 4 vectors of columns (24 accumulators, 4 loaded vectors of
+the panel, the rows' broadcast pairs), as the f32 outer product's."""
+
+PAIR_PANEL_BYTES = 256 << 10
+"""A panel of pairs holds at most this much (in columns of whole 4-vector blocks): at
+SmolLM2's K = 1536, panels of 768 KB (256 columns) measured 7-20% slower than 196 KB
+(64 columns) in a process that runs many kernels (1 thread, Zen 4), the same alone."""
+
+
+def pair_tile(k_size: int) -> int:
+    """The n-tile of a panel of pairs of k_size columns (PAIR_PANEL_BYTES)."""
+    block = PAIR_SHAPE.width * PAIR_SHAPE.cols
+    return max(block, PAIR_PANEL_BYTES // (2 * k_size) // block * block)
+
+
+PAIR_TK = 256
+"""PairKernel's k-tile (128 pairs: a 4-vector strip of the panel is 32 KB). 64, 128 and
+576, and column blocks outside row blocks, measured the same at SmolLM2's shapes (Zen 4:
+the block is bound by vdpbf16ps, 24 a step against 4 loads and 6 broadcasts)."""
+
+
+@dataclass
+class PairKernel(AxpyKernel):
+    """AxpyKernel's outer product on vdpbf16ps: a is bf16 [m, k] (k even) and b a panel of
+    i32 [k/2, n] whose dword (p, c) holds column c's bf16 pair at k = 2p, 2p + 1
+    (pack_pairs), so that a step of two columns of a loads one vector of b per `width`
+    columns and broadcasts each row's pair of a as a dword; the accumulators hold whole
+    outputs, with no reduction across lanes (BF16Kernel's dot-product blocks reduce each
+    of theirs per k-tile)."""
+
+    depth: ClassVar[int] = 2
+
+    def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
+             acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        p = b.div(k, b.index(2))
+        ws = [b.insert(vector.LoadOp(self.b, [p, c], VectorType(i32, [shape.width]))) for c in cols]
+        xs = [b.splat_value(self._pair(b, r, k), shape.width) for r in rows]
+        new = list(acc)
+        for c, wv in enumerate(ws):
+            for r, xv in enumerate(xs):
+                i = r * shape.cols + c
+                new[i] = b.insert(llvm.CallIntrinsicOp(DPBF16, [acc[i], xv, wv], [shape.vec]))
+        return new
+
+    def _pair(self, b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
+        """a[r, k : k + 2] as one dword."""
+        two = b.insert(vector.LoadOp(self.a, [r, k], VectorType(bf16, [2])))
+        return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(two, VectorType(i32, [1]))), [0], i32))
+
+    def scalar_step(self, b: LoopBuilder, i: SSAValue, c: SSAValue, k: SSAValue, acc: SSAValue) -> SSAValue:
+        word = b.insert(vector.LoadOp(self.b, [b.div(k, b.index(2)), c], VectorType(i32, [1])))
+        ws = b.insert(arith.ExtFOp(b.insert(vector.BitcastOp(word, VectorType(bf16, [2]))), VectorType(f32, [2])))
+        for t in range(2):
+            w = b.insert(vector.ExtractOp(ws, [t], f32))
+            acc = b.mul_add(acc, b.load(self.a, [i, b.add(k, b.index(t)) if t else k]), w)
+        return acc
+
+
+def pack_pairs(b: LoopBuilder, w: SSAValue, rows: tuple[SSAValue, SSAValue], k_size: int, panel: SSAValue,
+               first: SSAValue) -> None:  # fmt: skip
+    """panel[p, first + r - rows[0]] = w[r, 2p : 2p + 2] as one dword for the bf16 rows
+    rows[0]..rows[1] of w, and copies of the last of them up to a multiple of 16 columns:
+    per PAIR_STEP k of 16 rows, the rows' 16 dwords transposed in registers."""
+    lo, hi = rows
+    last = b.insert(arith.SubiOp(hi, b.index(1)))
+    pairs = VectorType(i32, [PAIR_STEP // 2])
+
+    def square(b: LoopBuilder, r0: SSAValue, k: SSAValue) -> None:
+        sources = [b.min(b.add(lo, b.add(r0, b.index(t))), last) for t in range(16)]
+        loaded = [b.insert(vector.LoadOp(w, [r, k], VectorType(bf16, [PAIR_STEP]))) for r in sources]
+        p, column = b.div(k, b.index(2)), b.add(first, r0)
+        for q, v in enumerate(transpose(b, [b.insert(vector.BitcastOp(u, pairs)) for u in loaded])):
+            b.b.insert(vector.StoreOp(v, panel, [b.add(p, b.index(q)), column]))
+
+    count = b.insert(arith.SubiOp(hi, lo))
+    for_(b, b.index(0), count, 16, lambda b, r0: for_(b, b.index(0), b.index(k_size), PAIR_STEP,
+                                                       lambda b, k: square(b, r0, k), "k"), "r")  # fmt: skip
+
+
+def pairs_fit(k_size: int) -> bool:
+    """Whether a static k takes pair panels (pack_pairs' whole squares)."""
+    return k_size > 0 and k_size % PAIR_STEP == 0
+
+
+def pair_panel_alloc(b: LoopBuilder, k_size: int, tn: int) -> SSAValue:
+    return b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [k_size // 2, tn]))
+
+
+def lower_pair_linear(op: tdsl.LinearOp, shape: Shape, k_size: int, m: SSAValue) -> None:
+    """Rows 0..m of a linear of bf16 x and bf16 w (k a multiple of PAIR_STEP) as PairKernel's
+    outer product: per n-tile, the tile's rows of w packed into a panel of pairs."""
+    out = op.out
+    assert out is not None
+    tn = pair_tile(k_size)
+    b = before(op)
+    panel = pair_panel_alloc(b, k_size, tn)
+    n = b.size(out, 1)
+
+    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+        j1 = span(b, j0, tn, n)
+        pack_pairs(b, op.rhs, (j0, j1), k_size, panel, b.index(0))
+        tile = TileNest(b, out, b.index(0), m, j0, j1)
+        tile.zero()
+        pair_panel(b, shape, PairKernel(op.lhs, panel, out, j0), m, b.insert(arith.SubiOp(j1, j0)), k_size)
+        apply_epilogue(op, tile)
+
+    for_(b, b.index(0), n, tn, n_tile, "j0")
+    b.b.insert(memref.DeallocOp.get(panel))
+
+
+def pair_panel(b: LoopBuilder, shape: Shape, kernel: PairKernel, m: SSAValue, columns: SSAValue, k_size: int) -> None:
+    """kernel over rows 0..m and the panel's columns 0..columns, into an output holding zeros."""
+    axpy_panel(b, shape, kernel, m, (b.index(0), columns), b.index(k_size), PAIR_TK)
 
 
 def axpy_tile(shape: Shape, tn: int) -> int:
@@ -548,17 +703,19 @@ PACK_ROWS = 16
 """A short-k linear (Microkernel.pack_k) packs w for its whole groups of this many rows."""
 
 
-def _packed_rows(op: tdsl.LinearOp, shape: Shape, k_size: int) -> SSAValue:
-    """Lower the whole groups of PACK_ROWS rows of op the packed way (under `if` there are
-    any, the packing being no use otherwise); return where they end. A row takes the same
-    kernel whether a call is whole or split into row blocks (codegen/row_parallel.py),
-    so the results agree bit for bit."""
+def _packed_rows(op: tdsl.LinearOp, shape: Shape, k_size: int,
+                 lower: Callable[[tdsl.LinearOp, Shape, int, SSAValue], None]) -> SSAValue:  # fmt: skip
+    """Lower the whole groups of PACK_ROWS rows of op the packed way (`lower`:
+    lower_packed_linear or lower_pair_linear; under `if` there are any, the packing being
+    no use otherwise); return where they end. A row takes the same kernel whether a call
+    is whole or split into row blocks (codegen/row_parallel.py), so the results agree bit
+    for bit."""
     b = before(op)
     m = b.size(op.lhs, 0)
     whole = floor_to(b, b.index(0), m, PACK_ROWS)
     copy = op.clone()
     b.b.insert(scf.IfOp(b.insert(arith.CmpiOp(whole, b.index(0), "ugt")), [], Region(Block([copy, scf.YieldOp()]))))
-    lower_packed_linear(copy, shape, k_size, whole)
+    lower(copy, shape, k_size, whole)
     Rewriter.erase_op(copy)
     return whole
 
@@ -575,8 +732,12 @@ class VectorizeLinear(RewritePattern):
         if (out := op.out) is None or not _dense_f32(op):
             return
         k_size = op.lhs.type.get_shape()[1]  # type: ignore[attr-defined]
-        first = _packed_rows(op, self.axpy, k_size) if 0 <= k_size <= self.pack_k else None
         kind = BF16Kernel if self.bf16 and element_type(op.lhs) == element_type(op.rhs) == bf16 else DenseKernel
+        first = None
+        if kind is BF16Kernel and pairs_fit(k_size):
+            first = _packed_rows(op, self.axpy, k_size, lower_pair_linear)
+        elif 0 <= k_size <= self.pack_k:
+            first = _packed_rows(op, self.axpy, k_size, lower_packed_linear)
         step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
         kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
         lower_linear(op, self.shape, kernel, first_row=first)

@@ -85,7 +85,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Shape, blocks, floor_to, for_, ragged, register_blocks
+from stoicc_py.passes.tdsl_microkernel import Shape, blocks, floor_to, for_, ragged, register_blocks, shuffle, transpose
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-vectorize-integer"
@@ -264,7 +264,7 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
         new = []
         for a, t in zip(acc, terms):
             for h in range(per):
-                a = b.fadd(a, t if per == 1 else _shuffle(b, t, t, list(range(h, lanes * per, per))))
+                a = b.fadd(a, t if per == 1 else shuffle(b, t, t, list(range(h, lanes * per, per))))
             new.append(a)
         return new
 
@@ -354,7 +354,7 @@ class IntegerKernel:
             offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
         else:  # the groups' offsets, repeated per column
             runs = [b.insert(vector.LoadOp(self.offsets, [r, g], VectorType(i32, [spanned]))) for r in rows]
-            offsets = [_shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
+            offsets = [shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
             zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
             offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
@@ -375,21 +375,6 @@ class IntegerKernel:
             return [b.mul_add(acc[r * len(cols) + c], xv, wv) for r, xv in enumerate(xs) for c, wv in enumerate(ws)]
 
         return step
-
-
-def transpose(b: LoopBuilder, vectors: list[SSAValue]) -> list[SSAValue]:
-    """The n x n transpose of n vectors of n i32 lanes (n a power of two): off-diagonal
-    blocks of h rows swap, for h = n/2 .. 1, each row pair by two two-source shuffles
-    (n log2(n) shuffles in all, which LLVM matches to unpacks and lane shuffles)."""
-    rows, n = list(vectors), len(vectors)
-    h = n // 2
-    while h:
-        for r in (r for r in range(n) if not r & h):
-            upper, lower = rows[r], rows[r + h]
-            rows[r] = _shuffle(b, upper, lower, [c if not c & h else n + c - h for c in range(n)])
-            rows[r + h] = _shuffle(b, upper, lower, [c + h if not c & h else n + c for c in range(n)])
-        h //= 2
-    return rows
 
 
 @dataclass
@@ -550,17 +535,12 @@ def lane_count(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
 
 
-def _shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAValue:
-    element = u.type.element_type  # type: ignore[attr-defined]
-    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(element, [len(mask)])))
-
-
 def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
     """The lanes of u (then v's, if given) in segments of `length`: each segment's
     halves added, in segment order (i32 lanes, or f32 ones with the kernels' fast-math flags)."""
     firsts = [s + t for s in range(0, lane_count(u) * (1 if v is None else 2), length) for t in range(length // 2)]
     w = u if v is None else v
-    first, second = _shuffle(b, u, w, firsts), _shuffle(b, u, w, [f + length // 2 for f in firsts])
+    first, second = shuffle(b, u, w, firsts), shuffle(b, u, w, [f + length // 2 for f in firsts])
     if isinstance(u.type.element_type, IntegerType):  # type: ignore[attr-defined]
         return b.insert(arith.AddiOp(first, second))
     return b.insert(arith.AddfOp(first, second, FAST))
@@ -577,11 +557,11 @@ def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: in
         level = [_add_halves(b, u, v, length) for u, v in zip(level[::2], level[1::2])]
         length //= 2
     while len(level) > 1:  # more columns than lanes: 1-lane segments concatenate
-        level = [_shuffle(b, u, v, list(range(2 * lane_count(u)))) for u, v in zip(level[::2], level[1::2])]
+        level = [shuffle(b, u, v, list(range(2 * lane_count(u)))) for u, v in zip(level[::2], level[1::2])]
     sums = level[0]
     while length > 1:  # fewer columns than lanes: the segments fold on their own
         sums, length = _add_halves(b, sums, None, length), length // 2
-    return sums if lane_count(sums) == count else _shuffle(b, sums, sums, list(range(count)))
+    return sums if lane_count(sums) == count else shuffle(b, sums, sums, list(range(count)))
 
 
 def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:

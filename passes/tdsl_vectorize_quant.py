@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, memref, scf, vector
 from xdsl.dialects.builtin import (
-    DYNAMIC_INDEX,
     DenseArrayBase,
     ModuleOp,
     VectorType,
@@ -82,7 +81,21 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import Body, Shape, floor_to, for_, offsets, reduce_add
+from stoicc_py.passes.tdsl_microkernel import (
+    PAIR_SHAPE,
+    Body,
+    PairKernel,
+    Shape,
+    floor_to,
+    for_,
+    offsets,
+    pack_pairs,
+    pair_panel,
+    pair_panel_alloc,
+    pair_tile,
+    pairs_fit,
+    reduce_add,
+)
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-vectorize-quant"
@@ -458,13 +471,9 @@ def column_order(b: LoopBuilder, fields: list[SSAValue]) -> list[SSAValue]:
 
 
 PANEL_ROWS = 16
-"""bf16 activations of at least this many rows meet a dequantized bf16 panel of the weight
-through tdsl-microkernel's vdpbf16ps kernel (`bf16_panels`): the panel's decoding costs
+"""bf16 activations of at least this many rows meet the weight dequantized into panels of
+bf16 pairs for tdsl-microkernel's PairKernel (`bf16_panels`): the panel's decoding costs
 about what ten rows' products do, and vdpbf16ps makes twice the FMA's products."""
-
-PANEL_BYTES = 512 << 10
-"""A panel of weight rows stays in L2 while every row block of x reads it."""
-
 
 def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAValue, rows: SSAValue,
                      k_size: int, panel: SSAValue) -> None:  # fmt: skip
@@ -500,43 +509,52 @@ def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAVa
     for_(b, b.index(0), rows, 1, row, "r")
 
 
-def lower_panels(op: tdsl.LinearOp, view: QuantView, codes: VectorCodes) -> None:
-    """A bufferized linear of bf16 x and a quantized weight as, per n-tile, a bf16 panel of
-    the tile's dequantized weight rows times x by a dense `tdsl.linear` (which
-    tdsl-microkernel lowers to its vdpbf16ps kernel) into scratch, copied into out;
-    then the epilogue."""
+Decode = Callable[[LoopBuilder, SSAValue, SSAValue, SSAValue], None]
+"""decode(b, n0, count, staging): the weight's rows n0 .. n0 + count (at most 16) in bf16
+into staging's rows 0 .. count."""
+
+
+def lower_panels(op: tdsl.LinearOp, decode: Decode) -> None:
+    """A bufferized linear of bf16 x and an encoded weight (k a multiple of PAIR_STEP) as,
+    per n-tile, a panel of the tile's decoded weight rows in bf16 pairs (16 rows at a time
+    decoded into `staging`, then packed by tdsl-microkernel's pack_pairs) times x by its
+    PairKernel straight into out; then the epilogue."""
     out = op.out
     assert out is not None
-    k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
-    tn = max(16, PANEL_BYTES // (2 * k_size) // 16 * 16)
-    element = out.type.element_type  # type: ignore[attr-defined]
+    n_size, k_size = op.rhs.type.dims  # type: ignore[attr-defined]
+    tn = min(pair_tile(k_size), -(-n_size // 16) * 16)
     b = before(op)
     m, n = b.size(op.lhs, 0), b.size(out, 1)
+    panel = pair_panel_alloc(b, k_size, tn)
+    staging = b.insert(memref.AllocOp.get(bf16, BUFFER_ALIGNMENT, [16, k_size]))
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
         rows = b.insert(arith.SubiOp(span(b, j0, tn, n), j0))
-        panel = b.insert(memref.AllocOp.get(bf16, BUFFER_ALIGNMENT, [DYNAMIC_INDEX, k_size], [rows]))
-        tile = b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, [DYNAMIC_INDEX, DYNAMIC_INDEX], [m, rows]))
-        dequantize_panel(b, view, codes, j0, rows, k_size, panel)
-        attributes = {"tile": op.tile} if op.tile is not None else {}
-        b.b.insert(tdsl.LinearOp.build(operands=[[op.lhs], [panel], [], [tile]], result_types=[[]], attributes=attributes))
-        TileNest(b, out, b.index(0), m, j0, b.add(j0, rows)).each(
-            lambda b, i, j: b.store(b.load(tile, [i, b.insert(arith.SubiOp(j, j0))]), out, [i, j]))
-        b.b.insert(memref.DeallocOp.get(panel))
-        b.b.insert(memref.DeallocOp.get(tile))
+
+        def group(b: LoopBuilder, r0: SSAValue) -> None:
+            count = b.min(b.index(16), b.insert(arith.SubiOp(rows, r0)))
+            decode(b, b.add(j0, r0), count, staging)
+            pack_pairs(b, staging, (b.index(0), count), k_size, panel, r0)
+
+        for_(b, b.index(0), rows, 16, group, "r0")
+        TileNest(b, out, b.index(0), m, j0, b.add(j0, rows)).zero()
+        pair_panel(b, PAIR_SHAPE, PairKernel(op.lhs, panel, out, j0), m, rows, k_size)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
+    for buffer in (panel, staging):
+        b.b.insert(memref.DeallocOp.get(buffer))
     apply_epilogue(op, TileNest(b, out, b.index(0), m, b.index(0), n))
 
 
-def lower_quant_or_panels(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCodes], blocking: Blocking) -> None:
-    """At least PANEL_ROWS rows: lower_panels; fewer: the quantized kernel."""
+def lower_panels_or(op: tdsl.LinearOp, decode: Decode, fewer: Callable[[tdsl.LinearOp], None],
+                    rows: int = PANEL_ROWS) -> None:  # fmt: skip
+    """At least `rows` rows: lower_panels; fewer: `fewer` (the format's own kernels)."""
     b = before(op)
-    many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(PANEL_ROWS), "uge"))
+    many = b.insert(arith.CmpiOp(b.size(op.lhs, 0), b.index(rows), "uge"))
     panels, kernels = op.clone(), op.clone()
     b.b.insert(scf.IfOp(many, [], Region(Block([panels, scf.YieldOp()])), Region(Block([kernels, scf.YieldOp()]))))
-    lower_panels(panels, view, planes[0])
-    lower_quant_linear(kernels, view, planes, blocking)
+    lower_panels(panels, decode)
+    fewer(kernels)
     for copy in (panels, kernels):
         Rewriter.erase_op(copy)
 
@@ -648,8 +666,12 @@ class VectorizeQuantLinear(RewritePattern):
         if found is None:
             return
         view, planes = found
-        if self.bf16_panels and element_type(op.lhs) == bf16 and len(planes) == 1 and self.width == 16:
-            lower_quant_or_panels(op, view, planes, self.blocking)
+        k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
+        if (self.bf16_panels and element_type(op.lhs) == bf16 and len(planes) == 1 and self.width == 16
+                and pairs_fit(k_size)):  # fmt: skip
+            decode: Decode = lambda b, n0, rows, staging: dequantize_panel(  # noqa: E731
+                b, view, planes[0], n0, rows, k_size, staging)
+            lower_panels_or(op, decode, lambda copy: lower_quant_linear(copy, view, planes, self.blocking))
         else:
             lower_quant_linear(op, view, planes, self.blocking)
         rewriter.erase(op)

@@ -151,7 +151,7 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features).removesuffix("}") + f" bf16_panels={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-integer": integer_options(features),
-        "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]}}}",
+        "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]} bf16_panels={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-elementwise": f"{{width={vector_registers(features)[0]}}}",
     }
     if tile:

@@ -1,5 +1,5 @@
-"""bf16 x bf16 `linear` on the vdpbf16ps microkernel (tdsl-microkernel's BF16Kernel,
-where the host has AVX-512 BF16) and on the portable f32 FMA kernel (the same kernel
+"""bf16 x bf16 `linear` on the vdpbf16ps microkernels (tdsl-microkernel's BF16Kernel and,
+for static k a multiple of 32 and 16 rows or more, PairKernel, where the host has AVX-512 BF16) and on the portable f32 FMA kernel (the same kernel
 with the feature off), on ragged shapes: bit for bit where every partial sum is exact
 (then only the result's one rounding to bf16 remains), within the f32 summation bound
 on random data, and vdpbf16ps's flush of bf16 subnormals (DAZ)."""
@@ -24,8 +24,10 @@ SOURCE = """
 kernel exact(x: bf16[M, K], w: bf16[N, K]) -> bf16[M, N] { return linear(x, w) }
 kernel biased(x: bf16[M, K], w: bf16[N, K], b: bf16[N]) -> bf16[M, N] { return relu(linear(x, w, b)) }
 """
-SHAPES = ((1, 5, 3), (3, 7, 33), (17, 13, 64), (6, 50, 1056))  # m, n, k: ragged against 4x6 blocks,
-# 32-column steps; k = 1056 past the f32 kernel's k-tile of 1024
+SHAPES = ((1, 5, 3), (3, 7, 33), (17, 13, 64), (6, 50, 1056), (23, 40, 96))  # m, n, k: ragged against
+# 4x6 blocks, 32-column steps; k = 1056 past the f32 kernel's k-tile of 1024; k = 64 and 96 (multiples
+# of 32) take the pair panels' outer product for the first 16 rows (6-row blocks and 1-row edges,
+# 2 whole vectors of columns and 8 dot products past them at n = 40), the dot-product blocks after
 
 
 @pytest.fixture(scope="module", params=PATHS)

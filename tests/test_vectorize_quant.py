@@ -12,6 +12,7 @@ from conftest import assert_close, rand
 import stoicc_py
 from stoicc_py.backends.llvm.target import has_avx512bf16, host_features
 from stoicc_py.passes.tdsl_vectorize_quant import PANEL_ROWS
+from stoicc_py.passes.tdsl_vectorize_sparse import NM_PANEL_ROWS
 
 N = 37
 """Output features: not a multiple of any column block, so every kernel edge runs."""
@@ -98,12 +99,14 @@ def test_kn_weight_with_symbolic_n_and_bf16_activations(kn_program: stoicc_py.Pr
         assert_close(got, want, rtol=1e-2)  # results rounded to bf16's 8 significant bits
 
 
-PANEL_CASES = ["int4(group=64)", "int8(axis=0, scale=f16)", "int4(group=32, zero=float)", "int2(group=32, symmetric=false)", "ternary"]
+PANEL_CASES = ["int4(group=64)", "int8(axis=0, scale=f16)", "int4(group=32, zero=float)", "int2(group=32, symmetric=false)", "ternary",
+               "nm(2, 4)", "nm(2, 4) with int4(group=16)"]  # fmt: skip
+# (N:M: tdsl-vectorize-sparse densifies its index words into the same panels)
 
 
 @pytest.fixture(scope="module")
 def panel_program() -> stoicc_py.Program:
-    """bf16 activations and quantized weights (N = 40: a ragged n-tile) with bias and relu."""
+    """bf16 activations and quantized or 2:4 weights (N = 40: a ragged n-tile) with bias and relu."""
     return stoicc_py.compile("\n".join(
         f"kernel p{i}(x: bf16[M, 128], w: bf16[40, 128] @ {layout}, b: bf16[40]) -> bf16[M, 40] "
         "{ return relu(linear(x, w, b)) }" for i, layout in enumerate(PANEL_CASES)))  # fmt: skip
@@ -111,14 +114,18 @@ def panel_program() -> stoicc_py.Program:
 
 @pytest.mark.parametrize("case", range(len(PANEL_CASES)))
 def test_bf16_activations_match_reference(panel_program: stoicc_py.Program, case: int) -> None:
-    """Below PANEL_ROWS rows the quantized kernel; from it on (where the host has AVX-512
-    BF16) dequantized bf16 panels of the weight through the microkernel's vdpbf16ps."""
+    """Below PANEL_ROWS rows (2:4: NM_PANEL_ROWS) the format's own kernel; from it on (where
+    the host has AVX-512 BF16) the weight decoded into panels of bf16 pairs for the
+    microkernel's PairKernel."""
     kernel = getattr(panel_program, f"p{case}")
     if has_avx512bf16(host_features()):
         assert "dpbf16ps" in kernel.ir("loops")
     rng = np.random.default_rng(case)
-    packed, b = kernel.pack("w", rand(rng, 40, 128).astype(ml_dtypes.bfloat16)), rand(rng, 40).astype(ml_dtypes.bfloat16)
-    for m in (3, PANEL_ROWS, 37):
+    prune = "magnitude" if PANEL_CASES[case].startswith("nm") else None
+    packed = kernel.pack("w", rand(rng, 40, 128).astype(ml_dtypes.bfloat16), prune=prune)
+    b = rand(rng, 40).astype(ml_dtypes.bfloat16)
+    first = NM_PANEL_ROWS if prune else PANEL_ROWS
+    for m in (3, first, first + 21):
         x = rand(rng, m, 128).astype(ml_dtypes.bfloat16)
         got, want = kernel(x, packed, b).astype(np.float32), kernel.reference(x, packed, b).astype(np.float32)
         assert_close(got, want, rtol=1e-2)  # results rounded to bf16's 8 significant bits

@@ -44,3 +44,43 @@ func.func @mixed(%x: memref<?x64xbf16>, %w: memref<4x64xf32>, %out: memref<?x4xf
   tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 32>} : memref<?x64xbf16>, memref<4x64xf32> into memref<?x4xf32>
   func.return
 }
+
+// A static k that is a multiple of 32 takes the outer-product form (PairKernel) for the
+// whole groups of 16 rows (under `if` there are any): per n-tile, w's rows packed into
+// a panel of bf16 pairs, i32 [k/2, tn] (tn: 256 KB at most; 16 rows' 32 columns at a time: 16 dword
+// vectors transposed in registers, rows past the last copies of it); then 2 x 2 blocks
+// of rows by vectors of columns, their accumulators loaded from and stored to out, per
+// step of 2 columns one panel vector per 16 columns and one broadcast dword (a row's
+// pair) per row, one vdpbf16ps each: no reductions. Columns past the whole vectors
+// (n = 20) take dot products over the panel's pairs; the rows left, BF16Kernel.
+// CHECK-LABEL: func.func @pairs
+// CHECK:         scf.if %{{.*}} {
+// CHECK-NEXT:      %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<32x2048xi32>
+// CHECK:           scf.for %r =
+// CHECK-NEXT:        scf.for %k =
+// CHECK-COUNT-16:      vector.load %w[%{{.*}}, %k] : memref<20x64xbf16>, vector<32xbf16>
+// CHECK-COUNT-64:      vector.shuffle %{{.*}}, %{{.*}} [{{.*}}] : vector<16xi32>, vector<16xi32>
+// CHECK-COUNT-16:      vector.store %{{.*}}, %[[PANEL]][%{{.*}}, %r] : memref<32x2048xi32>, vector<16xi32>
+// CHECK:           memref.store %{{.*}}, %out[%i, %j]
+// CHECK:           scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[TWO:.*]] iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>) {
+// CHECK-NEXT:        %[[P:.*]] = arith.divui %{{.*}}, %[[TWO]] : index
+// CHECK-NEXT:        %[[W0:.*]] = vector.load %[[PANEL]][%[[P]], %{{.*}}] : memref<32x2048xi32>, vector<16xi32>
+// CHECK-NEXT:        %[[W1:.*]] = vector.load %[[PANEL]][%[[P]], %{{.*}}] : memref<32x2048xi32>, vector<16xi32>
+// CHECK-NEXT:        %[[X0:.*]] = vector.load %x[%{{.*}}, %{{.*}}] : memref<?x64xbf16>, vector<2xbf16>
+// CHECK-NEXT:        %[[D0:.*]] = vector.bitcast %[[X0]] : vector<2xbf16> to vector<1xi32>
+// CHECK-NEXT:        %[[E0:.*]] = vector.extract %[[D0]][0] : i32 from vector<1xi32>
+// CHECK-NEXT:        %[[B0:.*]] = vector.broadcast %[[E0]] : i32 to vector<16xi32>
+// CHECK:             llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"(%{{.*}}, %[[B0]], %[[W0]])
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"(%{{.*}}, %[[B0]], %[[W1]])
+// CHECK-NEXT:        llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"
+// CHECK-NEXT:        scf.yield
+// CHECK-NOT:       vector.reduction
+// CHECK:           vector.load %[[PANEL]][%{{.*}}, %{{.*}}] : memref<32x2048xi32>, vector<1xi32>
+// CHECK:           memref.dealloc %[[PANEL]]
+// CHECK:         vector.load %w[%{{.*}}, %{{.*}}] : memref<20x64xbf16>, vector<32xbf16>
+// CHECK:         vector.reduction <add>
+func.func @pairs(%x: memref<?x64xbf16>, %w: memref<20x64xbf16>, %out: memref<?x20xf32>, %M: index) {
+  tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 64>} : memref<?x64xbf16>, memref<20x64xbf16> into memref<?x20xf32>
+  func.return
+}
