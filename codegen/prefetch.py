@@ -25,19 +25,24 @@ prefetch per step and row: narrower steps would ask for each line 4 times or mor
 def rows_ahead(values: Attribute, width: int, step: int, row_cols: int, least: int = STEP_BYTES) -> int:
     """The rows of w ahead of a GEMV block's that each of its steps prefetches, for a
     block of `row_cols` rows whose steps read `step` codes of rows of `width` codes
-    stored in `values`. 0 where `values` is not a dense static [n, bytes] buffer, or a
+    stored in `values`. 0 where `values` is not a dense static [n, row] buffer, or a
     step reads fewer than `least` bytes of a row."""
     if not (isinstance(values, MemRefType) and isinstance(values.layout, NoneAttr) and width > 0):
         return 0
-    row_bytes = values.get_shape()[1]
+    row_bytes = _row_bytes(values)
     return BLOCKS_AHEAD * row_cols if row_bytes > 0 and step * row_bytes >= least * width else 0
 
 
+def _row_bytes(values: MemRefType) -> int:  # type: ignore[type-arg]
+    """Bytes of a row of a [n, row] buffer (negative where the row is not static)."""
+    return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
+
+
 def prefetch_row(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
-    """A prefetch of the bytes of code k of a row of `values` (a dense [n, bytes]
-    buffer of rows of `width` codes, where the bytes of k lie about k * bytes / width
-    into the row; past the last row, it touches nothing: prefetches do not fault)."""
-    row_bytes = values.type.get_shape()[1]  # type: ignore[attr-defined]
+    """A prefetch of the bytes of code k of a row of `values` (a dense [n, row] buffer
+    of rows of `width` codes, where the bytes of k lie about k * bytes / width into the
+    row; past the last row, it touches nothing: prefetches do not fault)."""
+    row_bytes = _row_bytes(values.type)  # type: ignore[arg-type]
     codes = width // row_bytes  # codes to a byte: a division (a shift), where there is a whole number
     into = (
         b.div(k, b.index(codes)) if codes * row_bytes == width else b.div(b.mul(k, b.index(row_bytes)), b.index(width))
