@@ -33,7 +33,7 @@ def rows_ahead(values: Attribute, width: int, step: int, row_cols: int, least: i
     return BLOCKS_AHEAD * row_cols if row_bytes > 0 and step * row_bytes >= least * width else 0
 
 
-def _row_bytes(values: MemRefType) -> int:  # type: ignore[type-arg]
+def _row_bytes(values: MemRefType) -> int:
     """Bytes of a row of a [n, row] buffer (negative where the row is not static)."""
     return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
 

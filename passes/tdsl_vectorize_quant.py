@@ -338,32 +338,42 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
     one_row, corner = Shape(width, 1, blocking.gemv_cols), Shape(width, 1, 1)
     ragged_n = n_size < 0 or n_size % blocking.columns != 0  # a symbolic N may be ragged
 
-    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+    i_end = floor_to(b, b.index(0), m, block.rows)
+
+    def columns(b: LoopBuilder, j0: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """The n-tile's end, and where its whole column blocks end."""
         j1 = span(b, j0, tn, n)
-        jc = floor_to(b, j0, j1, blocking.columns) if ragged_n else j1
+        return j1, floor_to(b, j0, j1, blocking.columns) if ragged_n else j1
 
-        def blocks(s: Shape, by: QuantKernel = kernel) -> Body:
-            return lambda b, i: for_(b, j0, jc, s.cols, lambda b, j: by.emit(b, s, i, j), "j")
+    def blocks(s: Shape, j0: SSAValue, jc: SSAValue, by: QuantKernel = kernel) -> Body:
+        return lambda b, i: for_(b, j0, jc, s.cols, lambda b, j: by.emit(b, s, i, j), "j")
 
-        i_end = floor_to(b, b.index(0), m, block.rows)
-        for_(b, b.index(0), i_end, block.rows, blocks(block), "i")
-        if widen:  # scratch for the GEMV blocks' widened scales, of each n-tile (of one thread)
+    def row_blocks(b: LoopBuilder, j0: SSAValue) -> None:
+        for_(b, b.index(0), i_end, block.rows, blocks(block, j0, columns(b, j0)[1]), "i")
+        if not widen:
+            rows_left(b, j0)
 
-            def rows_left(b: LoopBuilder) -> Sequence[SSAValue]:
+    def rows_left(b: LoopBuilder, j0: SSAValue) -> None:
+        """The rows left after the row blocks, the ragged last columns, the epilogue."""
+        j1, jc = columns(b, j0)
+        if widen:  # its GEMV blocks' widened scales, in scratch of the n-tile (of one thread)
+
+            def widened_rows(b: LoopBuilder) -> Sequence[SSAValue]:
                 widened = _scratch(b, m, [2 * one_row.cols, groups], "widened")
-                for_(b, i_end, m, 1, blocks(one_row, replace(gemv, widened=widened)), "i")
+                for_(b, i_end, m, 1, blocks(one_row, j0, jc, replace(gemv, widened=widened)), "i")
                 b.b.insert(memref.DeallocOp.get(widened))
                 return []
 
-            b.if_(b.insert(arith.CmpiOp(i_end, m, "ult")), rows_left, [])
+            b.if_(b.insert(arith.CmpiOp(i_end, m, "ult")), widened_rows, [])
         else:
-            for_(b, i_end, m, 1, blocks(one_row, gemv), "i")
-        tile = TileNest(b, out, b.index(0), m, j0, j1)
+            for_(b, i_end, m, 1, blocks(one_row, j0, jc, gemv), "i")
         if ragged_n:  # the last columns, one at a time for every row
             TileNest(b, out, b.index(0), m, jc, j1).each(lambda b, i, j: kernel.emit(b, corner, i, j))
-        apply_epilogue(op, tile)
+        apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
 
-    for_(b, b.index(0), n, tn, n_tile, "j0")
+    for_(b, b.index(0), n, tn, row_blocks, "j0")
+    if widen:  # a loop of its own: a call (the scratch's allocation) in the row blocks' costs them 7%
+        for_(b, b.index(0), n, tn, rows_left, "j0")
     for scratch in [*(p.x for p in inputs), sums]:
         if scratch is not None and scratch is not op.lhs:
             b.b.insert(memref.DeallocOp.get(scratch))
