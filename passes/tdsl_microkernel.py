@@ -48,6 +48,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, element_type
+from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
@@ -155,12 +156,17 @@ class DenseKernel(DotKernel):
     """A dense weight w[n, k]: one vector of x and of w per row, one FMA per pair."""
 
     w: SSAValue
+    ahead: int = 0
+    """Rows of w ahead of each row read whose bytes a step of a 1-row block prefetches
+    (codegen.prefetch; 0: none)."""
 
     def granule(self, shape: Shape) -> int:
         return shape.width
 
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+        for col in cols if self.ahead and shape.rows == 1 else []:
+            prefetch_row(b, self.w, b.add(col, b.index(self.ahead)), k, self.w.type.get_shape()[1])  # type: ignore[attr-defined]
         xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
         return dense_fma(b, shape, xs, lambda c: b.vload(self.w, [cols[c], k], shape.width), acc)
 
@@ -740,6 +746,9 @@ class VectorizeLinear(RewritePattern):
             first = _packed_rows(op, self.axpy, k_size, lower_packed_linear)
         step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
         kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
+        # f32 GEMV rows prefetch w's rows ahead (measured there; a view has no pointer to lower-views)
+        if element_type(op.lhs) == f32 and not isinstance(op.rhs.owner, memref.ReinterpretCastOp):
+            kernel.ahead = rows_ahead(op.rhs.type, k_size, step, self.shape.cols)
         lower_linear(op, self.shape, kernel, first_row=first)
         rewriter.erase(op)
 

@@ -32,7 +32,7 @@ lanes and one tree reduces them all (Groups.per_step). Loops: n-tiles (a weight 
 k-tiles: a panel of bytes is 4x smaller than f32's, and each output is reduced once
 per group), whole blocks of `rows` rows, column blocks; the rows left (all of a
 GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two blocks
-ahead into L2 (IntegerKernel.ahead); ragged columns in 1-column kernels, a ragged
+ahead into L2 (codegen.prefetch); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
 With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
@@ -50,14 +50,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from xdsl.context import Context
-from xdsl.dialects import arith, llvm, memref, ptr, vector
+from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     IntegerType,
     MemRefType,
     ModuleOp,
-    NoneAttr,
     VectorType,
     f32,
     i8,
@@ -78,6 +77,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
+from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -337,7 +337,7 @@ class IntegerKernel:
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             if self.ahead:
                 for col in cols:
-                    _prefetch(inner, w.values, inner.add(col, inner.index(self.ahead)), k, x.type.get_shape()[1])  # type: ignore[attr-defined]
+                    prefetch_row(inner, w.values, inner.add(col, inner.index(self.ahead)), k, x.type.get_shape()[1])  # type: ignore[attr-defined]
             loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
             xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
                   for xv in loads]  # fmt: skip
@@ -498,20 +498,6 @@ class PanelKernel:
         for_(b, b.index(0), b.index(rows), 1, row, "r")
 
 
-def _prefetch(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
-    """A prefetch of the bytes of code k of a row of `values` (a dense [n, bytes]
-    buffer of rows of `width` codes, where the bytes of k lie about k * bytes / width
-    into the row; past the last row, it touches nothing: prefetches do not fault)."""
-    row_bytes = values.type.get_shape()[1]  # type: ignore[attr-defined]
-    codes = width // row_bytes  # codes to a byte: a division (a shift), where there is a whole number
-    into = b.div(k, b.index(codes)) if codes * row_bytes == width else b.div(b.mul(k, b.index(row_bytes)), b.index(width))
-    at = b.add(b.mul(row, b.index(row_bytes)), into)
-    address = b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(values)), at))
-    # a read, into L2 (locality 1: prefetcht2), of data
-    flags = [b.insert(arith.ConstantOp.from_int_and_width(v, i32)) for v in (0, 1, 1)]
-    b.b.insert(llvm.CallIntrinsicOp("llvm.prefetch.p0", [address, *flags], []))
-
-
 def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
     """x[row, k:k+4] (bytes) as one i32."""
     four = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [4])))
@@ -618,7 +604,8 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     step = dot if wide is None or spanned == 1 else wide
     kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
-    gemv = replace(kernel, ahead=_rows_ahead(product, kernel.dot, row_cols))
+    width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    gemv = replace(kernel, ahead=rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols))
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -637,27 +624,6 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
     b.b.insert(memref.DeallocOp.get(kernel.offsets))
-
-
-PREFETCH_BLOCKS = 2
-"""How many GEMV blocks (of row_cols rows of w) ahead of its own a block prefetches."""
-PREFETCH_STEP_BYTES = 32
-"""The least bytes of a weight row a step reads for the GEMV blocks to prefetch (a
-prefetch per step and row: narrower codes would ask for each line 4 times or more)."""
-
-
-def _rows_ahead(product: Product, dot: Dot, row_cols: int) -> int:
-    """The rows of w ahead of a GEMV block's that each of its steps prefetches
-    (IntegerKernel.ahead), into L2: a block of row_cols rows reads them as row_cols
-    streams, of 9 lines each in SmolLM2's lm head (576 bytes), too short for the
-    hardware's stream prefetchers to find, and into L1 the prefetches would wait
-    for its few miss buffers. 0 where w is not a dense static [n, bytes] buffer, or
-    a step reads fewer than PREFETCH_STEP_BYTES of a row."""
-    values, width = product.w.values.type, product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    if not (isinstance(values, MemRefType) and isinstance(values.layout, NoneAttr) and width > 0):
-        return 0
-    row_bytes = values.get_shape()[1]
-    return PREFETCH_BLOCKS * row_cols if row_bytes > 0 and dot.step * row_bytes >= PREFETCH_STEP_BYTES * width else 0
 
 
 PANEL_MIN_ROWS = 16

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xdsl.context import Context
 from xdsl.dialects import arith, memref, scf, vector
@@ -74,6 +74,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element_type
+from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
 from stoicc_py.codegen.quant_decode import VectorCodes, concatenated
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -102,6 +103,11 @@ NAME = "tdsl-vectorize-quant"
 
 MIN_WIDTH = 4
 """The narrowest vectors used: smaller scale groups (e.g. one scale per column) stay scalar."""
+
+PREFETCH_STEP_BYTES = 16
+"""The least bytes of a weight row a GEMV step reads for the GEMV blocks to prefetch rows
+ahead (codegen.prefetch): a 16-lane step reads 16 and asks for each line 4 times, and
+still SmolLM2's lm head (int8 g32, 576-byte rows) ran 2.6x faster with them."""
 
 Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
 
@@ -191,6 +197,14 @@ class QuantKernel:
     """Codes per scale: a group, or the whole row."""
     sums: SSAValue | None = None
     """A float zero's partial sums of x per segment (_segment_sums), else None."""
+    ahead: int = 0
+    """Rows of w ahead of each row read whose bytes a step prefetches (codegen.prefetch; 0: none)."""
+    widened: SSAValue | None = None
+    """Scratch [2 * cols, groups] f32 where a block first widens its columns' half-float
+    scales (rows c) and float zeros' offsets (rows cols + c), all groups in a vectorised
+    loop, so that each segment broadcasts them from L1 (a load folded into its fma) and
+    does not widen them one at a time (3 ops each, 8 a step in a 1 x 4 GEMV block of
+    Q4_1's grid); None: read where they are stored."""
 
     @property
     def codes(self) -> VectorCodes:
@@ -205,6 +219,9 @@ class QuantKernel:
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
         zeros = [b.splat(self.codes.vec, 0.0)] * (shape.rows * shape.cols)
+
+        if self.widened is not None:
+            self._widen(b, cols)
 
         def segment(b: LoopBuilder, k0: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             return self._segment(b, rows, cols, k0, acc)
@@ -225,25 +242,45 @@ class QuantKernel:
             k1 = b.min(k1, b.index(self.k_size))
         dots = b.loop(k0, k1, b.index(self.step), self._chunk(rows, cols, bases), zeros, name="k")
         new = list(totals)
-        for c, col in enumerate(cols):
-            scale = b.insert(vector.BroadcastOp(self.w.scale(b, col, g), codes.vec))
+        for c in range(len(cols)):
+            scale = b.insert(vector.BroadcastOp(self._scale(b, cols, c, g), codes.vec))
             for r in range(len(rows)):
                 at = r * len(cols) + c
                 new[at] = b.insert(vector.FMAOp(scale, dots[at], totals[at]))
         if self.sums is not None:  # + offset * sum(x) of the segment
             at_g = b.mul(g, b.index(codes.width))
             xs = [b.vload(self.sums, [row, at_g], codes.width) for row in rows]
-            for c, col in enumerate(cols):
-                offset = b.insert(vector.BroadcastOp(self.w.offset(b, col, g), codes.vec))
+            for c in range(len(cols)):
+                offset = b.insert(vector.BroadcastOp(self._scale(b, cols, c, g, offset=True), codes.vec))
                 for r, x_sum in enumerate(xs):
                     new[r * len(cols) + c] = b.insert(vector.FMAOp(offset, x_sum, new[r * len(cols) + c]))
         return new
+
+    def _widen(self, b: LoopBuilder, cols: list[SSAValue]) -> None:
+        """The columns' scales (and offsets) of every group, as f32, into self.widened."""
+
+        def group(b: LoopBuilder, g: SSAValue) -> None:
+            for c, col in enumerate(cols):
+                b.store(self.w.scale(b, col, g), self.widened, [b.index(c), g])  # type: ignore[arg-type]
+                if self.sums is not None:
+                    b.store(self.w.offset(b, col, g), self.widened, [b.index(len(cols) + c), g])  # type: ignore[arg-type]
+
+        for_(b, b.index(0), b.index(-(-self.k_size // self.segment)), 1, group, "g")
+
+    def _scale(self, b: LoopBuilder, cols: list[SSAValue], c: int, g: SSAValue, offset: bool = False) -> SSAValue:
+        """The scale (or the float zero's offset) of group g of the block's column c, as f32."""
+        if self.widened is not None:
+            return b.load(self.widened, [b.index(len(cols) + c if offset else c), g])
+        return (self.w.offset if offset else self.w.scale)(b, cols[c], g)
 
     def _chunk(self, rows: list[SSAValue], cols: list[SSAValue], bases: list[SSAValue | None]) -> Step:
         """One step: each weight row's bytes of each plane loaded once, each field used by
         every row of x."""
 
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            values = self.w.buffers["values"]
+            for col in cols if self.ahead else []:
+                prefetch_row(b, values, b.add(col, b.index(self.ahead)), k, self.k_size)
             for plane in self.planes:
                 for at in range(0, self.step, plane.codes.chunk):
                     kc = b.add(k, b.index(at)) if at else k
@@ -305,26 +342,51 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
     width = planes[0].width
     sums = _segment_sums(b, op.lhs, m, k_size, segment, width) if view.layout.float_offset else None
     kernel = QuantKernel(inputs, view, out, k_size, segment, sums)
+    ahead = rows_ahead(view.buffers["values"].type, k_size, kernel.step, blocking.gemv_cols, least=PREFETCH_STEP_BYTES)
+    gemv = replace(kernel, ahead=ahead)
+    groups = -(-k_size // segment)
+    halves = [view.buffers[r].type.element_type != f32 for r in ("scales", "offsets") if r in view.buffers]  # type: ignore[attr-defined]
+    widen = groups > 1 and any(halves)  # f32 ones are broadcast where they are stored
     block = Shape(width, blocking.rows, blocking.cols)
     one_row, corner = Shape(width, 1, blocking.gemv_cols), Shape(width, 1, 1)
     ragged_n = n_size < 0 or n_size % blocking.columns != 0  # a symbolic N may be ragged
 
-    def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
+    i_end = floor_to(b, b.index(0), m, block.rows)
+
+    def columns(b: LoopBuilder, j0: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """The n-tile's end, and where its whole column blocks end."""
         j1 = span(b, j0, tn, n)
-        jc = floor_to(b, j0, j1, blocking.columns) if ragged_n else j1
+        return j1, floor_to(b, j0, j1, blocking.columns) if ragged_n else j1
 
-        def blocks(s: Shape) -> Body:
-            return lambda b, i: for_(b, j0, jc, s.cols, lambda b, j: kernel.emit(b, s, i, j), "j")
+    def blocks(s: Shape, j0: SSAValue, jc: SSAValue, by: QuantKernel = kernel) -> Body:
+        return lambda b, i: for_(b, j0, jc, s.cols, lambda b, j: by.emit(b, s, i, j), "j")
 
-        i_end = floor_to(b, b.index(0), m, block.rows)
-        for_(b, b.index(0), i_end, block.rows, blocks(block), "i")
-        for_(b, i_end, m, 1, blocks(one_row), "i")
-        tile = TileNest(b, out, b.index(0), m, j0, j1)
+    def row_blocks(b: LoopBuilder, j0: SSAValue) -> None:
+        for_(b, b.index(0), i_end, block.rows, blocks(block, j0, columns(b, j0)[1]), "i")
+        if not widen:
+            rows_left(b, j0)
+
+    def rows_left(b: LoopBuilder, j0: SSAValue) -> None:
+        """The rows left after the row blocks, the ragged last columns, the epilogue."""
+        j1, jc = columns(b, j0)
+        if widen:  # its GEMV blocks' widened scales, in scratch of the n-tile (of one thread)
+
+            def widened_rows(b: LoopBuilder) -> Sequence[SSAValue]:
+                widened = _scratch(b, m, [2 * one_row.cols, groups], "widened")
+                for_(b, i_end, m, 1, blocks(one_row, j0, jc, replace(gemv, widened=widened)), "i")
+                b.b.insert(memref.DeallocOp.get(widened))
+                return []
+
+            b.if_(b.insert(arith.CmpiOp(i_end, m, "ult")), widened_rows, [])
+        else:
+            for_(b, i_end, m, 1, blocks(one_row, j0, jc, gemv), "i")
         if ragged_n:  # the last columns, one at a time for every row
             TileNest(b, out, b.index(0), m, jc, j1).each(lambda b, i, j: kernel.emit(b, corner, i, j))
-        apply_epilogue(op, tile)
+        apply_epilogue(op, TileNest(b, out, b.index(0), m, j0, j1))
 
-    for_(b, b.index(0), n, tn, n_tile, "j0")
+    for_(b, b.index(0), n, tn, row_blocks, "j0")
+    if widen:  # a loop of its own: a call (the scratch's allocation) in the row blocks' costs them 7%
+        for_(b, b.index(0), n, tn, rows_left, "j0")
     for scratch in [*(p.x for p in inputs), sums]:
         if scratch is not None and scratch is not op.lhs:
             b.b.insert(memref.DeallocOp.get(scratch))

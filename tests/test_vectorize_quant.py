@@ -25,6 +25,10 @@ CASES = [  # (layout, K, tile sizes)
     ("int2(group=32, symmetric=false)", 128, ()),  # a group of 32 2-bit codes fills 8 lanes
     ("ternary(axis=0)", 192, (16, 16, 64)),  # n-tiles of 16 weight rows, the last one ragged
     ("binary", 320, ()),  # one scale; 8 lanes (320 is no multiple of 128 codes)
+    # Q4_1's and Q8_0's grids (SmolLM2's int4 model): GEMV blocks widen the f16 scales
+    # (and offsets) of their rows into scratch per n-tile and prefetch rows ahead
+    ("int4(group=32, zero=float, scale=f16)", 160, (16, 16, 64)),
+    ("int8(group=32, scale=f16)", 96, ()),
 ]
 
 
@@ -50,7 +54,10 @@ def test_matches_reference(layout: str, k: int, tile: tuple[int, ...]) -> None:
     for m in (1, 3, 17):  # a single row, only edge rows, row blocks and an edge row
         x = rand(rng, m, k)
         want = prog.f.reference(x, packed, b)
-        assert_close(prog.f(x, packed, b), want)
+        got = prog.f(x, packed, b)
+        assert_close(got, want)
+        # a row of a row block, and the same row alone (a GEMV block): the same bits
+        assert np.array_equal(got[:1], prog.f(x[:1], packed, b))
         assert_close(prog.f(_unaligned(x), packed, b), want)
         far = x + 100  # sums of x in the thousands: an offset code would cancel them away
         assert_close(prog.f(far, packed, b), prog.f.reference(far, packed, b), rtol=1e-6)

@@ -1,0 +1,54 @@
+"""Software prefetch of a GEMV's weight rows into L2, ahead of the rows being read.
+
+A GEMV block of `row_cols` weight rows reads them as `row_cols` streams at once, each
+of a few lines (SmolLM2's rows: 288-576 bytes, 5-9 lines), too short for the
+hardware's stream prefetchers to find; each step of a block therefore asks for the
+bytes at the same place in the rows a few blocks ahead. Into L2 (locality 1:
+prefetcht2), not L1: there the prefetches would wait for its few miss buffers.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects import arith, llvm, ptr
+from xdsl.dialects.builtin import MemRefType, NoneAttr, i32
+from xdsl.ir import Attribute, SSAValue
+
+from stoicc_py.codegen.loop_builder import LoopBuilder
+
+BLOCKS_AHEAD = 2
+"""How many GEMV blocks (of row_cols rows of w) ahead of its own a block prefetches."""
+STEP_BYTES = 32
+"""The least bytes of a weight row a step reads for the GEMV blocks to prefetch (a
+prefetch per step and row: narrower steps would ask for each line 4 times or more)."""
+
+
+def rows_ahead(values: Attribute, width: int, step: int, row_cols: int, least: int = STEP_BYTES) -> int:
+    """The rows of w ahead of a GEMV block's that each of its steps prefetches, for a
+    block of `row_cols` rows whose steps read `step` codes of rows of `width` codes
+    stored in `values`. 0 where `values` is not a dense static [n, row] buffer, or a
+    step reads fewer than `least` bytes of a row."""
+    if not (isinstance(values, MemRefType) and isinstance(values.layout, NoneAttr) and width > 0):
+        return 0
+    row_bytes = _row_bytes(values)
+    return BLOCKS_AHEAD * row_cols if row_bytes > 0 and step * row_bytes >= least * width else 0
+
+
+def _row_bytes(values: MemRefType) -> int:
+    """Bytes of a row of a [n, row] buffer (negative where the row is not static)."""
+    return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
+
+
+def prefetch_row(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
+    """A prefetch of the bytes of code k of a row of `values` (a dense [n, row] buffer
+    of rows of `width` codes, where the bytes of k lie about k * bytes / width into the
+    row; past the last row, it touches nothing: prefetches do not fault)."""
+    row_bytes = _row_bytes(values.type)  # type: ignore[arg-type]
+    codes = width // row_bytes  # codes to a byte: a division (a shift), where there is a whole number
+    into = (
+        b.div(k, b.index(codes)) if codes * row_bytes == width else b.div(b.mul(k, b.index(row_bytes)), b.index(width))
+    )
+    at = b.add(b.mul(row, b.index(row_bytes)), into)
+    address = b.insert(ptr.PtrAddOp(b.insert(ptr.ToPtrOp(values)), at))
+    # a read, into L2 (locality 1: prefetcht2), of data
+    flags = [b.insert(arith.ConstantOp.from_int_and_width(v, i32)) for v in (0, 1, 1)]
+    b.b.insert(llvm.CallIntrinsicOp("llvm.prefetch.p0", [address, *flags], []))
