@@ -9,6 +9,8 @@ prefetcht2), not L1: there the prefetches would wait for its few miss buffers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from xdsl.dialects import arith, llvm, ptr
 from xdsl.dialects.builtin import MemRefType, NoneAttr, i32
 from xdsl.ir import Attribute, SSAValue
@@ -38,7 +40,15 @@ def _row_bytes(values: MemRefType) -> int:
     return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
 
 
-def prefetch_row(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
+def prefetch_rows(b: LoopBuilder, values: SSAValue, rows: Sequence[SSAValue], ahead: int, k: SSAValue,
+                  width: int) -> None:  # fmt: skip
+    """A prefetch of the bytes of code k of each row `ahead` rows after one of `rows` of
+    `values` (rows_ahead's count: nothing where it is 0)."""
+    for row in rows if ahead else []:
+        _prefetch_row(b, values, b.add(row, b.index(ahead)), k, width)
+
+
+def _prefetch_row(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:
     """A prefetch of the bytes of code k of a row of `values` (a dense [n, row] buffer
     of rows of `width` codes, where the bytes of k lie about k * bytes / width into the
     row; past the last row, it touches nothing: prefetches do not fault)."""

@@ -48,7 +48,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, element_type
-from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
+from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
@@ -165,8 +165,8 @@ class DenseKernel(DotKernel):
 
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
-        for col in cols if self.ahead and shape.rows == 1 else []:
-            prefetch_row(b, self.w, b.add(col, b.index(self.ahead)), k, self.w.type.get_shape()[1])  # type: ignore[attr-defined]
+        if shape.rows == 1:
+            prefetch_rows(b, self.w, cols, self.ahead, k, self.w.type.get_shape()[1])  # type: ignore[attr-defined]
         xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
         return dense_fma(b, shape, xs, lambda c: b.vload(self.w, [cols[c], k], shape.width), acc)
 

@@ -77,7 +77,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
-from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
+from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -335,9 +335,7 @@ class IntegerKernel:
             return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            if self.ahead:
-                for col in cols:
-                    prefetch_row(inner, w.values, inner.add(col, inner.index(self.ahead)), k, x.type.get_shape()[1])  # type: ignore[attr-defined]
+            prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1])  # type: ignore[attr-defined]
             loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
             xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
                   for xv in loads]  # fmt: skip

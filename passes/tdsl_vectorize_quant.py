@@ -74,7 +74,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element_type
-from stoicc_py.codegen.prefetch import prefetch_row, rows_ahead
+from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import VectorCodes, concatenated
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -278,9 +278,7 @@ class QuantKernel:
         every row of x."""
 
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            values = self.w.buffers["values"]
-            for col in cols if self.ahead else []:
-                prefetch_row(b, values, b.add(col, b.index(self.ahead)), k, self.k_size)
+            prefetch_rows(b, self.w.buffers["values"], cols, self.ahead, k, self.k_size)
             for plane in self.planes:
                 for at in range(0, self.step, plane.codes.chunk):
                     kc = b.add(k, b.index(at)) if at else k
