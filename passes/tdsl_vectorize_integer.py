@@ -80,7 +80,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
-from stoicc_py.codegen.prefetch import STEP_BYTES, prefetch_rows, rows_ahead
+from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -162,15 +162,6 @@ class Dot:
     @property
     def words(self) -> VectorType:
         return VectorType(i16, [2 * self.lanes])
-
-    @property
-    def prefetch_bytes(self) -> int:
-        """The least bytes of a weight row a GEMV step reads for the GEMV blocks to prefetch
-        rows ahead (codegen.prefetch): vpdpbusd's from STEP_BYTES (as measured on Zen 4),
-        the others' from 16, as tdsl-vectorize-quant's (each line asked for 4 times): on
-        Zen 3, whose pmaddubsw steps of 32 int4 codes read 16 bytes of a row, SmolLM2's
-        W4A8 decode layers ran 1.6x faster and its int8 lm head 2x with them."""
-        return STEP_BYTES if self.kind is DotKind.VNNI else 16
 
     def for_bits(self, bits: int) -> Dot:
         """This dot for weight codes of `bits` (MADD's bytes must stay below 128)."""
@@ -659,7 +650,7 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, kernel.dot.prefetch_bytes)
+    ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, least_bytes(STEP_BYTES, shape.width))
     gemv = replace(kernel, ahead=ahead)
     m_blocks = floor_to(b, lo, m, shape.rows)
 
