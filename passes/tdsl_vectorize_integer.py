@@ -187,14 +187,36 @@ class Dot:
             return b.insert(vector.BitcastOp(v, self.acc))
         return _widen(b, v, self.words if self.kind is DotKind.PAIRS else self.acc, signed)
 
+    def accumulate_all(self, b: LoopBuilder, acc: SSAValue, operands: Sequence[tuple[SSAValue, SSAValue]],
+                       bits: int) -> SSAValue:  # fmt: skip
+        """acc plus the dot products of every (w, x) of `operands`, weight codes of `bits`.
+        With MADD, where their i16 pair sums (each at most 2 * (2^bits - 1) * 128) add up
+        exactly in i16 (the P parts of int4 or int2 codes), pmaddubsw's are added before
+        one pmaddwd: one pmaddwd and add per accumulator and step, as P = 1 codes take."""
+        if self.kind is not DotKind.MADD or len(operands) * 2 * ((1 << bits) - 1) * 128 >= 1 << 15:
+            for w, x in operands:
+                acc = self.accumulate(b, acc, w, x)
+            return acc
+        pairs = None
+        for w, x in operands:
+            part = self._byte_pairs(b, w, x)
+            pairs = part if pairs is None else b.insert(arith.AddiOp(pairs, part))
+        assert pairs is not None
+        return b.insert(arith.AddiOp(acc, self._word_sums(b, pairs)))
+
+    def _byte_pairs(self, b: LoopBuilder, w: SSAValue, x: SSAValue) -> SSAValue:
+        w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
+        return b.insert(llvm.CallIntrinsicOp(PMADDUBSW[self.lanes], [w, x], [self.words]))
+
+    def _word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
+        return b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [pairs, b.splat(self.words, 1)], [self.acc]))
+
     def accumulate(self, b: LoopBuilder, acc: SSAValue, w: SSAValue, x: SSAValue) -> SSAValue:
         if self.kind is DotKind.VNNI:
             name = f"llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"
             return b.insert(llvm.CallIntrinsicOp(name, [acc, w, x], [self.acc]))
         if self.kind is DotKind.MADD:
-            w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
-            pairs = b.insert(llvm.CallIntrinsicOp(PMADDUBSW[self.lanes], [w, x], [self.words]))
-            products = b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [pairs, b.splat(self.words, 1)], [self.acc]))
+            products = self._word_sums(b, self._byte_pairs(b, w, x))
         elif self.kind is DotKind.PAIRS:
             products = b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [w, x], [self.acc]))
         else:
@@ -389,8 +411,8 @@ class IntegerKernel:
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
-                    for wv, xv in zip(w_parts, x_parts):
-                        new[r * blocks + c] = dot.accumulate(inner, new[r * blocks + c], wv, xv)
+                    new[r * blocks + c] = dot.accumulate_all(inner, new[r * blocks + c], list(zip(w_parts, x_parts)),
+                                                             w.decoder.code.bits)  # fmt: skip
             return new
 
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
