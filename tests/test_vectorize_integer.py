@@ -82,8 +82,12 @@ def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array) -> Array:
 # (W8A8 with int8 weights: tests/test_quant.py, through this pass too.)
 WEIGHTS = {
     "vnni": (("int4(axis=0)", 130), ("int4(group=32, scale=f16)", 128)),
-    "madd": (("int4(axis=0)", 130), ("int4(group=32, scale=f16)", 128), ("ternary(axis=0)", 132),
-             ("int8(group=32, scale=f16)", 128)),  # fmt: skip
+    "madd": (
+        ("int4(axis=0)", 130),
+        ("int4(group=32, scale=f16)", 128),
+        ("ternary(axis=0)", 132),
+        ("int8(group=32, scale=f16)", 128),
+    ),
     "portable": (("int4(group=32, scale=f16)", 128),),
 }
 
