@@ -57,10 +57,10 @@ WIDE_M = 128
 def config_for(spec: GemmSpec) -> StagedConfig:
     """The variant benchmarks/gpu_staged.py measured fastest (H100, 4096^3, f16; README):
     dense and 2:4 on 8-warp blocks with fragments pipelined across k-tiles and launches in
-    groups of 16 (dense 41% -> 52% of cuBLAS, 2:4 49% -> 58%); hybrid on 4-warp blocks
-    (8 warps measured 4-6% slower: its per-k-tile switch runs once per block either way,
-    and larger blocks meet more tiles of both formats)."""
-    return StagedConfig(group=16, pipelined=True, wide_m=None if spec.weight == "hybrid" else WIDE_M)
+    groups of 16 (dense 41% -> 52% of cuBLAS, 2:4 49% -> 58%); hybrid as before, on 4-warp
+    blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined 4-warp variant the
+    same there but 8-10% slower at M = 128)."""
+    return StagedConfig() if spec.weight == "hybrid" else StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
 
 
 def staged_warps(m: int, config: StagedConfig) -> int:
