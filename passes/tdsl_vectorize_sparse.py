@@ -84,7 +84,7 @@ Tiles = tuple[SSAValue, SSAValue, int, int]
 """A hybrid format's tile schedule: rowptr, cols, tile height and width."""
 Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
 XSteps = Callable[[int], list[tuple[SSAValue, SSAValue]]]
-"""The two x vectors of each row at each step of an index word."""
+"""The two tables of x (select_lanes) of each row at each step of an index word."""
 CHAINS = 8
 """Accumulators in flight per row: enough FMAs between dependent ones to cover
 the FMA latency (4 cycles) at up to two FMAs per cycle."""
@@ -561,9 +561,12 @@ def stored_values(packed: PackedType, assemble: AssembleOp, rhs: SSAValue, width
     return StoredValues(assemble.buffer("values"), view)
 
 
-PERMUTE = {16: "llvm.x86.avx512.vpermi2var.ps.512", 8: "llvm.x86.avx2.permps"}
+PERMUTE = {16: "llvm.x86.avx512.vpermi2var.ps.512", 8: "llvm.x86.avx.vpermilvar.ps.256"}
 """The lane permutation of each vector width: 16 lanes from two tables (vpermi2var: lane
-j = concat(a, b)[idx[j] % 32]), 8 from one (vpermps: lane j = a[idx[j] % 8])."""
+j = concat(a, b)[idx[j] % 32]); 8 lanes within each 128-bit half (vpermilps: lane j =
+a[j // 4 * 4 + idx[j] % 4])."""
+QUARTER = 4
+"""f32 lanes of a 128-bit half of an 8-lane vector, within which vpermilps permutes."""
 
 
 def x_pairs(
@@ -579,20 +582,33 @@ def offset(b: LoopBuilder, base: SSAValue, by: int) -> SSAValue:
 
 
 def word_steps(b: LoopBuilder, shape: Shape, x: SSAValue, rows: list[SSAValue], k: SSAValue) -> XSteps:
-    """x_pairs of each step of the index word at dense column k (step 0's made now)."""
-    first = x_pairs(b, shape, x, rows, k)
-    return lambda h: x_pairs(b, shape, x, rows, offset(b, k, 2 * shape.width * h)) if h else first
+    """The tables (select_lanes) of each x row at each step of the index word at dense
+    column k (step 0's made now). With 8 lanes, the 128-bit halves of each row's two
+    vectors regrouped (vperm2f128) as (lo.0, hi.0) and (lo.1, hi.1): lane j's group,
+    in half j // 2 of concat(lo, hi), then lies in half j // 4 of one of them, where
+    vpermilps reaches it. Made once per x row and step, for every weight row of the block."""
+    low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+
+    def tables(k: SSAValue) -> list[tuple[SSAValue, SSAValue]]:
+        pairs = x_pairs(b, shape, x, rows, k)
+        return pairs if shape.width == 16 else [(shuffle(b, lo, hi, low), shuffle(b, lo, hi, high)) for lo, hi in pairs]
+
+    first = tables(k)
+    return lambda h: tables(offset(b, k, 2 * shape.width * h)) if h else first
 
 
-def select_lanes(b: LoopBuilder, shape: Shape, decoder: NMDecoder, half: int, lo: SSAValue, hi: SSAValue,
+def select_lanes(b: LoopBuilder, shape: Shape, decoder: NMDecoder, half: int, tables: tuple[SSAValue, SSAValue],
                  select: SSAValue) -> SSAValue:  # fmt: skip
-    """The elements of concat(lo, hi) that `select` (step `half` of a word) names."""
+    """The elements of the step's x columns that `select` (step `half` of a word) names:
+    one two-table permutation with 16 lanes; with 8, each table permuted within its
+    halves and a constant blend (vblendps) taking each lane from the table that holds
+    its group (M divides 4: a group lies in one 128-bit half)."""
     if shape.width == 16:
-        return b.insert(llvm.CallIntrinsicOp(PERMUTE[16], [lo, select, hi], [shape.vec]))
-    # One table a permutation: each lane's group lies wholly in lo or in hi, so a constant blend picks.
-    picked = [b.insert(llvm.CallIntrinsicOp(PERMUTE[shape.width], [v, select], [shape.vec])) for v in (lo, hi)]
-    columns = decoder.step_columns(shape.width, half)
-    return shuffle(b, *picked, [j + shape.width * (c >= shape.width) for j, c in enumerate(columns)])
+        return b.insert(llvm.CallIntrinsicOp(PERMUTE[16], [tables[0], select, tables[1]], [shape.vec]))
+    picked = [b.insert(llvm.CallIntrinsicOp(PERMUTE[shape.width], [t, select], [shape.vec])) for t in tables]
+    halves = [c // QUARTER for c in decoder.step_columns(shape.width, half)]
+    assert all(q // 2 == j // QUARTER for j, q in enumerate(halves)), "a group outside its lane's half"
+    return shuffle(b, *picked, [j + shape.width * (q % 2) for j, q in enumerate(halves)])
 
 
 def permute_fma(b: LoopBuilder, shape: Shape, xs: XSteps, decoder: NMDecoder, word: Callable[[int], SSAValue],
@@ -604,8 +620,8 @@ def permute_fma(b: LoopBuilder, shape: Shape, xs: XSteps, decoder: NMDecoder, wo
         pairs = xs(h)
         for c in range(shape.cols):
             select, v = decoder.selection(b, word(c), shape.width, h), values(c, h)
-            for r, (lo, hi) in enumerate(pairs):
-                picked = select_lanes(b, shape, decoder, h, lo, hi, select)
+            for r, tables in enumerate(pairs):
+                picked = select_lanes(b, shape, decoder, h, tables, select)
                 new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, new[r * shape.cols + c]))
     return new
 

@@ -166,7 +166,7 @@ def test_ragged_hybrid_tiles_match_the_reference(shape: tuple[int, int], tile: t
     assert set(np.unique(packed.arrays["table"]).tolist()) == {0, 1, 2}
     np.testing.assert_array_equal(packed.unpack(), w)
     loops = _check_cpu(layout, w, 70, scalar=False, monkeypatch=monkeypatch).f.ir("loops")
-    permute = PERMUTE[vector_registers(host_features())[0]]  # vpermi2var on AVX-512, vpermps on AVX2
+    permute = PERMUTE[vector_registers(host_features())[0]]  # vpermi2var on AVX-512, vpermilps on AVX2
     assert "vector.fma" in loops and permute in loops  # the vector path, dense and 2:4 tiles
     if shape[0] < 100:
         _check_cpu(layout, w, 5, scalar=True, monkeypatch=monkeypatch)
