@@ -15,11 +15,12 @@ do not fill its last index word finishes with a per-slot tail.
 
 After the whole blocks, one block of half as many panels (summing each row in the
 same order, so a call split at its multiples gives the same bits). The rows left go,
-for 2:4 on AVX-512, to a lane-selection microkernel that reads x in place
+for 2:4 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's regrouped
+128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
-weights (dense and 2:4 tiles): the same panel blocks take the 2:4 tiles, tile by
-tile; the lane-selection kernel takes the dense tiles of every row and the 2:4 tiles
-of the rows left.
+weights (dense and 2:4 tiles), with 16 or 8 lanes: the same panel blocks take the 2:4
+tiles, tile by tile; the lane-selection kernel takes the dense tiles of every row and
+the 2:4 tiles of the rows left.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ Tiles = tuple[SSAValue, SSAValue, int, int]
 Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
 XSteps = Callable[[int], list[tuple[SSAValue, SSAValue]]]
 """The two tables of x (select_lanes) of each row at each step of an index word."""
+HYBRID_ROWS = {16: 4, 8: 2}
+"""Rows of x per register block of the hybrid kernel (by 4 weight rows), by vector width: with
+8 lanes' 16 registers, 2 x 4 accumulators measured 1.13x faster than 4 x 4 at 16 rows and
+7 rows of x (1536x576, 50% 2:4 tiles of 64 x 64, Zen 3, 1 thread); a count that divides the
+width, so that no block straddles the end of the panel blocks (panel_blocks)."""
 CHAINS = 8
 """Accumulators in flight per row: enough FMAs between dependent ones to cover
 the FMA latency (4 cycles) at up to two FMAs per cycle."""
@@ -708,6 +714,7 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     m, n_size, padded_k = b.size(op.lhs, 0), b.size(out, 1), code.grid[1] * tw  # N may be symbolic (< 0)
     x = zero_padded(b, op.lhs, padded_k, shape.vec) if padded_k != k_size else op.lhs
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
+    assert shape.width % shape.rows == 0, "a register block across the end of the panel blocks"
     kernel = HybridKernel(x, out, assemble, code, panel_end)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
@@ -858,7 +865,7 @@ class VectorizeNM(RewritePattern):
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
         if _hybrid_vectorizable(packed, self.width):  # N static or read at run time
-            lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
+            lower_hybrid(op, Shape(self.width, HYBRID_ROWS[self.width], 4), self.panels, self.nt, self.kb)
         elif not (panels or permute is not None):
             decline(op, f"{NAME}: {_missed(packed, values, self.width)}")
             return

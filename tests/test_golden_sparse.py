@@ -17,8 +17,8 @@ import pytest
 
 import stoicc_py
 from stoicc_py import lowering, pack
-from stoicc_py.codec import codec_for
 from stoicc_py.backends.llvm.target import host_features, vector_registers
+from stoicc_py.codec import codec_for
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.passes.tdsl_vectorize_sparse import PERMUTE
 
