@@ -611,10 +611,10 @@ def select_lanes(b: LoopBuilder, shape: Shape, decoder: NMDecoder, half: int, ta
     its group (M divides 4: a group lies in one 128-bit half)."""
     if shape.width == 16:
         return b.insert(llvm.CallIntrinsicOp(PERMUTE[16], [tables[0], select, tables[1]], [shape.vec]))
-    picked = [b.insert(llvm.CallIntrinsicOp(PERMUTE[shape.width], [t, select], [shape.vec])) for t in tables]
+    low, high = (b.insert(llvm.CallIntrinsicOp(PERMUTE[shape.width], [t, select], [shape.vec])) for t in tables)
     halves = [c // QUARTER for c in decoder.step_columns(shape.width, half)]
     assert all(q // 2 == j // QUARTER for j, q in enumerate(halves)), "a group outside its lane's half"
-    return shuffle(b, *picked, [j + shape.width * (q % 2) for j, q in enumerate(halves)])
+    return shuffle(b, low, high, [j + shape.width * (q % 2) for j, q in enumerate(halves)])
 
 
 def permute_fma(b: LoopBuilder, shape: Shape, xs: XSteps, decoder: NMDecoder, word: Callable[[int], SSAValue],
