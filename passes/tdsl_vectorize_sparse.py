@@ -584,6 +584,7 @@ def x_pairs(
 
 
 def offset(b: LoopBuilder, base: SSAValue, by: int) -> SSAValue:
+    """base + by; base itself for 0, so that a word of one step (16 lanes) emits no addition."""
     return b.add(base, b.index(by)) if by else base
 
 
