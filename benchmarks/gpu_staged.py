@@ -29,13 +29,13 @@ from stoicc_py.gpu import GpuKernel, GpuWeight
 
 _C = StagedConfig
 VARIANTS = {
-    "dense_f16": [(4, _C()), (4, _C(pipelined=True)), (8, _C()), (8, _C(pipelined=True)), (8, _C(group=16)),
+    "dense_f16": [(4, _C()), (4, _C(pipelined=True)), (4, _C(3, 16, True)), (8, _C()), (8, _C(pipelined=True)), (8, _C(group=16)),
                   (8, _C(3, 16, True)), (8, _C(4, 16, True))],
     "sparse_f16": [(4, _C()), (4, _C(3, 16, True)), (8, _C(group=16)), (8, _C(3, 16, True))],
     "hybrid_f16": [(4, _C()), (4, _C(3, 16, True)), (8, _C(group=16)), (8, _C(3, 16, True))],
 }  # fmt: skip
-"""(warps, config) per kernel: the first is the schedule as it was (but for hybrid
-weights' tile-map entries loaded a k-tile ahead)."""
+"""(warps, config) per kernel: the first is the schedule before config_for (but for hybrid
+weights' tile-map entries loaded a k-tile ahead); config_for's is among them."""
 
 
 def launcher(kernel: GpuKernel, warps: int, config: StagedConfig, x: Any, w: Any, y: Any) -> Any:
@@ -45,7 +45,8 @@ def launcher(kernel: GpuKernel, warps: int, config: StagedConfig, x: Any, w: Any
     function = driver.Module(emit_ptx(staged_ir(spec, config))).function(spec.name)
     shared = shared_bytes(spec, config)
     driver.allow_shared(function, shared)
-    pointers = [x.data_ptr(), *(a.ptr for a in (w.arrays if isinstance(w, GpuWeight) else [w])), y.data_ptr()]
+    weight = [a.ptr for a in w.arrays] if isinstance(w, GpuWeight) else [w.data_ptr()]  # packed, or a dense tensor
+    pointers = [x.data_ptr(), *weight, y.data_ptr()]
     return partial(driver.launch, function, spec.grid(m), spec.threads, pointers, m, shared)
 
 

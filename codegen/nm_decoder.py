@@ -69,16 +69,34 @@ class NMDecoder:
         return b.div(k, b.index(self.code.word_cols))
 
     def selectable(self, width: int) -> bool:
-        """Whether one index word selects `width` lanes from two vectors of `width` columns."""
-        return self.code.per_word == width and self.code.whole_groups_per_word and self.code.word_cols == 2 * width
-
-    def selection(self, b: LoopBuilder, word: SSAValue) -> SSAValue:
-        """The lane permutation of an index word (`selectable`): lane j reads element
-        column_of(j) + position(j) of the word's columns."""
+        """Whether an index word splits into steps of `width` slots, each selecting
+        `width` lanes from two vectors of `width` columns (whole groups of M, each
+        wholly in one of the two: M divides the width)."""
         code = self.code
-        lanes = VectorType(i32, [code.per_word])
+        return (code.whole_groups_per_word and code.per_word % width == 0 and code.m == 2 * code.n
+                and width % code.m == 0)  # fmt: skip
+
+    def steps(self, width: int) -> int:
+        """The steps of `width` slots (2 * width dense columns) of one index word (`selectable`)."""
+        return self.code.per_word // width
+
+    def step_slots(self, width: int, half: int) -> range:
+        """The slots of an index word's step `half`."""
+        return range(half * width, (half + 1) * width)
+
+    def step_columns(self, width: int, half: int) -> list[int]:
+        """Each lane's group's first column, relative to the first of step `half`."""
+        slots = self.step_slots(width, half)
+        return [self.code.column_of(s) - self.code.column_of(slots[0]) for s in slots]
+
+    def selection(self, b: LoopBuilder, word: SSAValue, width: int, half: int = 0) -> SSAValue:
+        """The lane permutation of step `half` of an index word (`selectable`): lane j
+        reads element step_columns[j] + position(slot j of the step) of the step's
+        2 * width columns."""
+        code = self.code
+        lanes = VectorType(i32, [width])
         const = lambda values: b.insert(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(lanes, values)))  # noqa: E731
-        shifts = [code.word_of(j)[1] for j in range(code.per_word)]
+        shifts = [code.word_of(s)[1] for s in self.step_slots(width, half)]
         fields = b.insert(arith.ShRUIOp(b.insert(vector.BroadcastOp(word, lanes)), const(shifts)))
         fields = b.insert(arith.AndIOp(fields, const([code.m - 1])))
-        return b.insert(arith.AddiOp(fields, const([code.column_of(j) for j in range(code.per_word)])))
+        return b.insert(arith.AddiOp(fields, const(self.step_columns(width, half))))

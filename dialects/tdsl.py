@@ -151,6 +151,13 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
         printer.print_string(">")
 
 
+def name_hint(name: str) -> str | None:
+    """The SSA name hint of a source name, or None: xDSL drops a `_N` suffix from a hint, so
+    a name of `_` and digits alone (`_1`, a valid parameter) would leave an empty hint, which
+    xDSL stores and then refuses when a pass copies it to another value."""
+    return name if SSAValue.extract_valid_name(name) else None
+
+
 def _dim_text(d: Dim) -> str:
     """A dim in the IR's text: a size or symbol as it is, a dim expression quoted."""
     return f'"{d}"' if isinstance(d, str) and not dims.is_symbol(d) else str(d)

@@ -55,6 +55,7 @@ from stoicc_py.dialects.tdsl import (
     TransposeOp,
     UnaryOp,
     WhereOp,
+    name_hint,
 )
 from stoicc_py.passes.metadata_layout import STORAGE, buffer_dims, derived_symbols, param_name
 
@@ -167,7 +168,7 @@ class _FuncBufferizer:
         for i, out in enumerate(self.outs):
             out.name_hint = f"out{i}"
         for sym, arg in self.sizes.items():
-            arg.name_hint = sym
+            arg.name_hint = name_hint(sym)
 
     def _bind_params(self, inputs: list[TensorType], args: list[BlockArgument]) -> None:
         for i, (old, t) in enumerate(zip(self.fn.args, inputs)):
@@ -176,14 +177,14 @@ class _FuncBufferizer:
             mine, args = args[:count], args[count:]
             storage = _storage(self.fn, i)
             if storage is None:
-                mine[0].name_hint = old.name_hint or name
+                mine[0].name_hint = old.name_hint or name_hint(name)
                 self.values[old] = mine[0]
                 continue
             for arg, role in zip(mine, storage.roles):
                 arg.name_hint = f"{name}_{role.replace('.', '_')}"
             packed = PackedType([d if isinstance(d, int) else DYNAMIC_INDEX for d in t.dims], t.layout, storage)
             self.values[old] = self.builder.insert(AssembleOp(mine, packed)).result
-            self.values[old].name_hint = name
+            self.values[old].name_hint = name_hint(name)
 
     def buffer_for(self, value: SSAValue) -> SSAValue:
         if value in self.dest and value.owner is not None and not isinstance(value.owner, Block):

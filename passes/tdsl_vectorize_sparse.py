@@ -15,11 +15,12 @@ do not fill its last index word finishes with a per-slot tail.
 
 After the whole blocks, one block of half as many panels (summing each row in the
 same order, so a call split at its multiples gives the same bits). The rows left go,
-for 2:4 on AVX-512, to a lane-selection microkernel that reads x in place
+for 2:4 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's regrouped
+128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
-weights (dense and 2:4 tiles): the same panel blocks take the 2:4 tiles, tile by
-tile; the lane-selection kernel takes the dense tiles of every row and the 2:4 tiles
-of the rows left.
+weights (dense and 2:4 tiles), with 16 or 8 lanes: the same panel blocks take the 2:4
+tiles, tile by tile; the lane-selection kernel takes the dense tiles of every row and
+the 2:4 tiles of the rows left.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ Row = Sequence[SSAValue]
 Tiles = tuple[SSAValue, SSAValue, int, int]
 """A hybrid format's tile schedule: rowptr, cols, tile height and width."""
 Body3 = Callable[[LoopBuilder, SSAValue, Accs], Accs]
+XSteps = Callable[[int], list[tuple[SSAValue, SSAValue]]]
+"""The two tables of x (select_lanes) of each row at each step of an index word."""
+HYBRID_ROWS = {16: 4, 8: 2}
+"""Rows of x per register block of the hybrid kernel (by 4 weight rows), by vector width: with
+8 lanes' 16 registers, 2 x 4 accumulators measured 1.13x faster than 4 x 4 at 16 rows and
+7 rows of x (1536x576, 50% 2:4 tiles of 64 x 64, Zen 3, 1 thread); a count that divides the
+width, so that no block straddles the end of the panel blocks (panel_blocks)."""
 CHAINS = 8
 """Accumulators in flight per row: enough FMAs between dependent ones to cover
 the FMA latency (4 cycles) at up to two FMAs per cycle."""
@@ -484,10 +492,11 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
 
 @dataclass
 class PermuteKernel(DotKernel):
-    """2:4 weights on AVX-512, no copy of x: a step covers 16 slots of a weight row
-    = 32 dense columns = two vectors of each x row; the row's index word becomes a
-    lane permutation (shift, mask, plus each group's base) that selects, in
-    registers, the x elements that the 16 stored values multiply."""
+    """2:4 weights, no copy of x: a step covers one index word of a weight row (16
+    slots = 32 dense columns), in steps of `width` slots = two vectors of each x row
+    (one on AVX-512, two on AVX2); each step's part of the word becomes a lane
+    permutation (shift, mask, plus each group's base) that selects, in registers,
+    the x elements that its `width` stored values multiply."""
 
     values: StoredValues
     indices: SSAValue
@@ -498,10 +507,11 @@ class PermuteKernel(DotKernel):
 
     def step(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], cols: list[SSAValue], k: SSAValue,
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
-        xs = x_pairs(b, shape, self.x, rows, k)
+        xs = word_steps(b, shape, self.x, rows, k)
         slot, word = self.decoder.slot_of_column(b, k), self.decoder.word_of_column(b, k)
         return permute_fma(b, shape, xs, self.decoder, lambda c: b.load(self.indices, [cols[c], word]),
-                           lambda c: self.values.vector(b, shape, cols[c], slot), acc)  # fmt: skip
+                           lambda c, h: self.values.vector(b, shape, cols[c], offset(b, slot, h * shape.width)),
+                           acc)  # fmt: skip
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
              sums: Sequence[SSAValue]) -> Sequence[SSAValue]:  # fmt: skip
@@ -557,8 +567,12 @@ def stored_values(packed: PackedType, assemble: AssembleOp, rhs: SSAValue, width
     return StoredValues(assemble.buffer("values"), view)
 
 
-PERMUTE = "llvm.x86.avx512.vpermi2var.ps.512"
-"""Two-table lane permutation: lane j = concat(a, b)[idx[j] % 32]."""
+PERMUTE = {16: "llvm.x86.avx512.vpermi2var.ps.512", 8: "llvm.x86.avx.vpermilvar.ps.256"}
+"""The lane permutation of each vector width: 16 lanes from two tables (vpermi2var: lane
+j = concat(a, b)[idx[j] % 32]); 8 lanes within each 128-bit half (vpermilps: lane j =
+a[j // 4 * 4 + idx[j] % 4])."""
+QUARTER = 4
+"""f32 lanes of a 128-bit half of an 8-lane vector, within which vpermilps permutes."""
 
 
 def x_pairs(
@@ -569,16 +583,53 @@ def x_pairs(
     return [(b.vload(x, [r, k], shape.width), b.vload(x, [r, high], shape.width)) for r in rows]
 
 
-def permute_fma(b: LoopBuilder, shape: Shape, xs: list[tuple[SSAValue, SSAValue]], decoder: NMDecoder,
-                word: Callable[[int], SSAValue], values: Callable[[int], SSAValue],
-                acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
-    """acc[r, c] += values(c) * (the x elements of row r that word(c) selects)."""
+def offset(b: LoopBuilder, base: SSAValue, by: int) -> SSAValue:
+    """base + by; base itself for 0, so that a word of one step (16 lanes) emits no addition."""
+    return b.add(base, b.index(by)) if by else base
+
+
+def word_steps(b: LoopBuilder, shape: Shape, x: SSAValue, rows: list[SSAValue], k: SSAValue) -> XSteps:
+    """The tables (select_lanes) of each x row at each step of the index word at dense
+    column k (step 0's made now). With 8 lanes, the 128-bit halves of each row's two
+    vectors regrouped (vperm2f128) as (lo.0, hi.0) and (lo.1, hi.1): lane j's group,
+    in half j // 2 of concat(lo, hi), then lies in half j // 4 of one of them, where
+    vpermilps reaches it. Made once per x row and step, for every weight row of the block."""
+    low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+
+    def tables(k: SSAValue) -> list[tuple[SSAValue, SSAValue]]:
+        pairs = x_pairs(b, shape, x, rows, k)
+        return pairs if shape.width == 16 else [(shuffle(b, lo, hi, low), shuffle(b, lo, hi, high)) for lo, hi in pairs]
+
+    first = tables(k)
+    return lambda h: tables(offset(b, k, 2 * shape.width * h)) if h else first
+
+
+def select_lanes(b: LoopBuilder, shape: Shape, decoder: NMDecoder, half: int, tables: tuple[SSAValue, SSAValue],
+                 select: SSAValue) -> SSAValue:  # fmt: skip
+    """The elements of the step's x columns that `select` (step `half` of a word) names:
+    one two-table permutation with 16 lanes; with 8, each table permuted within its
+    halves and a constant blend (vblendps) taking each lane from the table that holds
+    its group (M divides 4: a group lies in one 128-bit half)."""
+    if shape.width == 16:
+        return b.insert(llvm.CallIntrinsicOp(PERMUTE[16], [tables[0], select, tables[1]], [shape.vec]))
+    low, high = (b.insert(llvm.CallIntrinsicOp(PERMUTE[shape.width], [t, select], [shape.vec])) for t in tables)
+    halves = [c // QUARTER for c in decoder.step_columns(shape.width, half)]
+    assert all(q // 2 == j // QUARTER for j, q in enumerate(halves)), "a group outside its lane's half"
+    return shuffle(b, low, high, [j + shape.width * (q % 2) for j, q in enumerate(halves)])
+
+
+def permute_fma(b: LoopBuilder, shape: Shape, xs: XSteps, decoder: NMDecoder, word: Callable[[int], SSAValue],
+                values: Callable[[int, int], SSAValue], acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
+    """acc[r, c] += values(c, h) * (the x elements of row r that step h of word(c) selects),
+    for each step h of the word."""
     new = list(acc)
-    for c in range(shape.cols):
-        select, v = decoder.selection(b, word(c)), values(c)
-        for r, (lo, hi) in enumerate(xs):
-            picked = b.insert(llvm.CallIntrinsicOp(PERMUTE, [lo, select, hi], [shape.vec]))
-            new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, acc[r * shape.cols + c]))
+    for h in range(decoder.steps(shape.width)):
+        pairs = xs(h)
+        for c in range(shape.cols):
+            select, v = decoder.selection(b, word(c), shape.width, h), values(c, h)
+            for r, tables in enumerate(pairs):
+                picked = select_lanes(b, shape, decoder, h, tables, select)
+                new[r * shape.cols + c] = b.insert(vector.FMAOp(v, picked, new[r * shape.cols + c]))
     return new
 
 
@@ -611,9 +662,10 @@ class HybridKernel:
                     k = b.add(k0, kk)
                     if nm:
                         slot, word = nm.slot_of_column(b, kk), nm.word_of_column(b, kk)
-                        return permute_fma(b, shape, x_pairs(b, shape, self.x, rows, k), nm,
+                        return permute_fma(b, shape, word_steps(b, shape, self.x, rows, k), nm,
                                            lambda c: b.load(buf("indices"), [p, locals_[c], word]),
-                                           lambda c: b.vload(buf("values"), [p, locals_[c], slot], shape.width),
+                                           lambda c, h: b.vload(buf("values"), [p, locals_[c],
+                                                                offset(b, slot, h * shape.width)], shape.width),
                                            acc)  # fmt: skip
                     xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
                     return dense_fma(
@@ -663,6 +715,7 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     m, n_size, padded_k = b.size(op.lhs, 0), b.size(out, 1), code.grid[1] * tw  # N may be symbolic (< 0)
     x = zero_padded(b, op.lhs, padded_k, shape.vec) if padded_k != k_size else op.lhs
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
+    assert shape.width % shape.rows == 0, "a register block across the end of the panel blocks"
     kernel = HybridKernel(x, out, assemble, code, panel_end)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
@@ -694,14 +747,16 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
 
 
 def _hybrid_vectorizable(packed: PackedType, width: int) -> bool:
-    """Dense and lane-selectable (2:4) tiles whose width holds whole steps of both, on
-    AVX-512 (ragged tiles too: lower_hybrid)."""
+    """Dense and lane-selectable (2:4) tiles whose width holds whole steps of both (a
+    vector, an index word), with 16 or 8 lanes (ragged tiles too: lower_hybrid)."""
     layout = packed.layout
     values = [b.type.element_type for b in packed.storage.buffers.data if b.role.data.endswith("values")]
-    if not isinstance(layout, HybridAttr) or width != 16 or any(compute_type(t) != f32 for t in values):
+    if not isinstance(layout, HybridAttr) or width not in PERMUTE or any(compute_type(t) != f32 for t in values):
         return False
     code = layout.codec(packed.dims)
-    return code.tile[1] % (2 * width) == 0 and all(NMDecoder(nm).selectable(width) for nm in code.nm.values())
+    decoders = [NMDecoder(nm) for nm in code.nm.values()]
+    steps = [width, *(d.code.word_cols for d in decoders)]
+    return all(code.tile[1] % s == 0 for s in steps) and all(d.selectable(width) for d in decoders)
 
 
 def _decoder(packed: PackedType) -> NMDecoder:
@@ -735,7 +790,7 @@ def densify(values: StoredValues, indices: SSAValue, decoder: NMDecoder, k_size:
     def decode(b: LoopBuilder, n0: SSAValue, rows: SSAValue, staging: SSAValue) -> None:
         def word(b: LoopBuilder, r: SSAValue, k: SSAValue) -> None:
             n = b.add(n0, r)
-            where = decoder.selection(b, b.load(indices, [n, decoder.word_of_column(b, k)]))
+            where = decoder.selection(b, b.load(indices, [n, decoder.word_of_column(b, k)]), width)
             stored = values.vector(b, shape, n, decoder.slot_of_column(b, k))
             for half in range(2):
                 columns = [half * width + lane for lane in range(width)]
@@ -761,20 +816,21 @@ def densify(values: StoredValues, indices: SSAValue, decoder: NMDecoder, k_size:
 def _permutable(packed: PackedType, width: int) -> bool:
     layout = packed.layout
     nm = layout.sparse if isinstance(layout, ComposedLayoutAttr) else layout
-    return width == 16 and isinstance(nm, NMAttr) and _decoder(packed).selectable(width)
+    return width in PERMUTE and isinstance(nm, NMAttr) and _decoder(packed).selectable(width)
 
 
 def _missed(packed: PackedType, values: StoredValues | None, width: int) -> str:
     """Why no kernel of this pass reads `packed` (which it tried: panels, lane selection, hybrid)."""
     if isinstance(packed.layout, HybridAttr):
-        return (f"hybrid weights need {width} = 16 lanes, f32 tiles whose width holds whole "
-                "vectors, and 2:4 as their N:M format")  # fmt: skip
+        return (f"hybrid weights need 16 or 8 lanes (here {width}), f32 tiles whose width holds whole "
+                "vectors and index words, and 2:4 as their N:M format")  # fmt: skip
     if values is None:
         return "its stored values are neither f32 nor symmetric int8/int4 codes per row or per group of whole vectors"
     if values.view is None:
         return (f"the index words of {packed.layout} hold no whole number of its groups (the panel kernel "
-                f"needs that), and lane selection reads 2:4 with 16 lanes only (here {width})")  # fmt: skip
-    return f"`nm with Q` runs only as 2:4 lane selection with 16 lanes (here {packed.layout}, {width} lanes)"
+                f"needs that), and lane selection reads 2:4 (or 1:2) with 16 or 8 lanes only (here {width})")  # fmt: skip
+    return (f"`nm with Q` runs only as 2:4 (or 1:2) lane selection with 16 or 8 lanes "
+            f"(here {packed.layout}, {width} lanes)")  # fmt: skip
 
 
 @dataclass
@@ -810,7 +866,7 @@ class VectorizeNM(RewritePattern):
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
         if _hybrid_vectorizable(packed, self.width):  # N static or read at run time
-            lower_hybrid(op, Shape(self.width, 4, 4), self.panels, self.nt, self.kb)
+            lower_hybrid(op, Shape(self.width, HYBRID_ROWS[self.width], 4), self.panels, self.nt, self.kb)
         elif not (panels or permute is not None):
             decline(op, f"{NAME}: {_missed(packed, values, self.width)}")
             return

@@ -1,7 +1,8 @@
 """The vector passes at the widths of smaller hosts (AVX2: 8 f32 lanes and 16
 registers; SSE: 4 and 16; no VNNI), compiled and run here: the same generic vector
-ops, narrower, with the register blocks and fallbacks those hosts get (2:4 over
-copied panels instead of lane selection, integer products without vpdpbusd)."""
+ops, narrower, with the register blocks and fallbacks those hosts get (2:4 lane
+selection with vpermilps on AVX2, over copied panels alone on SSE; integer products
+without vpdpbusd)."""
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ def test_narrow_hosts(monkeypatch: pytest.MonkeyPatch, registers: tuple[int, int
     loops = prog.f.ir("loops")
     assert f"vector<{registers[0]}xf32>" in loops or f"vector<{4 * registers[0]}xi8>" in loops
     assert "vpermi2var" not in loops and "vpdpbusd" not in loops
+    assert ("vpermilvar" in loops) == (kernel == "nm24" and registers[0] == 8)
     rng = np.random.default_rng(registers[0])
     params = prog.f.abi.params
     for m in (1, 7, 33):
@@ -40,3 +42,35 @@ def test_narrow_hosts(monkeypatch: pytest.MonkeyPatch, registers: tuple[int, int
         if len(params) > 2:
             args[2] = rand(rng, w_shape[0])
         assert_close(prog.f(*args), prog.f.reference(*args))
+
+
+LANE_SELECTION = {  # (layout, N, K): ragged N and K (a k tail past the last index word, a ragged tile column)
+    "nm24": ("nm(2, 4)", 37, 200),
+    "nm12": ("nm(1, 2)", 21, 136),
+    "nm24-int4": ("nm(2, 4) with int4(group=16)", 19, 160),
+    "nm24-int8": ("nm(2, 4) with int8(axis=0)", 13, 96),
+    "hybrid": ("hybrid(tile=[32, 64], formats=[dense, nm(2, 4)])", 83, 200),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LANE_SELECTION))
+def test_lane_selection_at_8_lanes(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """tdsl-vectorize-sparse's lane selection and hybrid kernel with 8 lanes (AVX2's), against
+    the reference at ragged M (GEMV; the rows of no panel block; a panel block of 32 and of
+    16, then rows left), N and K."""
+    monkeypatch.setattr(pipeline, "vector_registers", lambda _features: (8, 16))
+    layout, n, k = LANE_SELECTION[name]
+    prog = stoicc_py.compile(f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] "
+                             "{ return linear(x, w) }", cache=False)  # fmt: skip
+    loops = prog.f.ir("loops")
+    assert "llvm.x86.avx.vpermilvar.ps.256" in loops and "vector<8xf32>" in loops
+    rng = np.random.default_rng(8)
+    w = rand(rng, n, k)
+    pattern = np.float32([1, 0] if name == "nm12" else [0, 1, 1, 0])
+    w = w * np.resize(pattern, k)
+    if name == "hybrid":
+        w[:32] = rand(rng, 32, k)  # a dense tile row; the ragged last one 2:4
+    packed = prog.f.pack("w", w)
+    for m in (1, 3, 13, 53):
+        x = rand(rng, m, k)
+        assert_close(prog.f(x, packed), prog.f.reference(x, packed))

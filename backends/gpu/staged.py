@@ -50,14 +50,20 @@ class StagedConfig:
     """Calls of more rows than this take blocks of 8 warps (None: never)."""
 
 
-CONFIG = StagedConfig()
-"""The schedule measured on the device (README); the others are benchmarks/gpu_staged.py's
-variants, not yet measured (issue 21)."""
 WIDE_M = 128
-"""The variants' wide_m: calls of more rows take 8-warp blocks."""
+"""Calls of more rows take 8-warp blocks where the config says so (wide_m)."""
 
 
-def staged_warps(m: int, config: StagedConfig = CONFIG) -> int:
+def config_for(spec: GemmSpec) -> StagedConfig:
+    """The variant benchmarks/gpu_staged.py measured fastest (H100, 4096^3, f16; README):
+    dense and 2:4 on 8-warp blocks with fragments pipelined across k-tiles and launches in
+    groups of 16 (dense 41% -> 52% of cuBLAS, 2:4 49% -> 58%); hybrid as before, on 4-warp
+    blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined 4-warp variant the
+    same there but 8-10% slower at M = 128)."""
+    return StagedConfig() if spec.weight == "hybrid" else StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
+
+
+def staged_warps(m: int, config: StagedConfig) -> int:
     """Warps a block of a call of m rows: 8 (2 x 4, 128 weight rows x 256 rows of x) share
     each k-tile of the weight in shared memory among twice the rows of x (a third less
     L2 traffic per product), where the call has the rows to fill them; else 4 (2 x 2)."""
@@ -69,9 +75,9 @@ def stage_bytes(spec: GemmSpec) -> int:
     return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
 
 
-def shared_bytes(spec: GemmSpec, config: StagedConfig = CONFIG) -> int:
+def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """Dynamic shared memory of the staged kernel (the same for every format)."""
-    return config.stages * stage_bytes(spec)
+    return (config or config_for(spec)).stages * stage_bytes(spec)
 
 
 _ASYNC = [
@@ -471,7 +477,7 @@ def _flat(fragments: Fragments) -> list[str]:
     return [v for four in a for v in four] + [v for pair in xs for v in pair] + metas
 
 
-def staged_ir(spec: GemmSpec, config: StagedConfig = CONFIG) -> str:
+def staged_ir(spec: GemmSpec, config: StagedConfig | None = None) -> str:
     """The staged-schedule kernel of `spec` as LLVM IR text (spec.warp_rows 4, spec.cols 8,
-    spec.warps 4 or 8: 128 or 256 rows of x a block)."""
-    return _Staged(spec, config).build()
+    spec.warps 4 or 8: 128 or 256 rows of x a block), by config_for(spec) unless given."""
+    return _Staged(spec, config or config_for(spec)).build()

@@ -34,7 +34,7 @@ from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
-from stoicc_py.dialects.tdsl import DTYPES, Dim, TensorType
+from stoicc_py.dialects.tdsl import DTYPES, Dim, TensorType, name_hint
 from stoicc_py.frontend import ast
 from stoicc_py.frontend.layouts import build_layout
 from stoicc_py.limits import MAX_OPERATIONS, too_large
@@ -150,7 +150,7 @@ class _KernelGen:
         for p, arg in zip(kernel.params, self.block.args):
             if p.name in self.env:
                 raise CompileError(f"parameter '{p.name}' is declared twice", p.loc)
-            arg.name_hint = p.name
+            arg.name_hint = name_hint(p.name)
             self.env[p.name] = arg
 
     def dense(self, value: SSAValue, loc: SourceLoc) -> SSAValue:
@@ -487,7 +487,7 @@ class _KernelGen:
             if isinstance(stmt, ast.Assign):
                 value = self.expr(stmt.value)
                 if isinstance(value, SSAValue):
-                    value.name_hint = stmt.name
+                    value.name_hint = name_hint(stmt.name)
                 self.env[stmt.name] = value
             else:
                 self.ret(stmt)
