@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from importlib import import_module
 from importlib.util import find_spec
@@ -30,6 +32,7 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py import kernel as kernel_module
+from stoicc_py import pipeline
 from stoicc_py.benchmarks.kernels import Format, check, hybrid_tile, make_weight
 from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, library_threads, time_calls
 from stoicc_py.cmdline import write_json
@@ -79,30 +82,49 @@ def _peers(w: np.ndarray[Any, Any]) -> dict[str, Any]:
     return peers
 
 
-def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float, timed: bool) -> list[dict[str, Any]]:
-    """One row per thread count: our symbolic-N and static-N kernels, numpy, torch; checked
-    against float64 (and each kernel's two-thread result against its one-thread one, bit for
-    bit), then timed in `rounds` rounds that alternate the thread counts (A/B in one process
-    on a loaded host): `_us` the least round median, `_best_us` the least call."""
+@contextmanager
+def integer_options(extra: str) -> Iterator[None]:
+    """Compile with `extra` appended to tdsl-vectorize-integer's options (as int8_gemm's --ab;
+    no disk cache: its key does not see patched options)."""
+    saved = pipeline.integer_options
+    pipeline.integer_options = lambda features: saved(features).removesuffix("}") + f" {extra}}}"
+    try:
+        yield
+    finally:
+        pipeline.integer_options = saved
+
+
+def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float, timed: bool,
+            ab: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per thread count: our symbolic-N and static-N kernels, numpy, torch (and with
+    `ab`, the static kernel compiled with these tdsl-vectorize-integer options added: `ab`);
+    checked against float64 (and each kernel's two-thread result against its one-thread one,
+    bit for bit), then timed in `rounds` rounds that alternate the thread counts (A/B in one
+    process on a loaded host): `_us` the least round median, `_best_us` the least call."""
     rng = np.random.default_rng(0)
     generic, static = (stoicc_py.compile(source(fmt, dim, n, k)).f for dim in ("N", n))
+    kernels = {"ours": generic, "static": static}
+    if ab is not None:
+        with integer_options(ab):
+            kernels["ab"] = stoicc_py.compile(source(fmt, n, n, k), cache=False).f
     weight = make_weight(fmt, generic, n, k, rng)
     dense = weight.arg if isinstance(weight.arg, np.ndarray) else weight.arg.dequantize()
     x = rng.standard_normal((1, k)).astype(np.float32)
     x_read = fake_quantize(x, "int8(per=token)") if fmt.body == PER_TOKEN else x  # what our kernels multiply
     want = {x_is: x_as.astype(np.float64) @ dense.astype(np.float64).T for x_is, x_as in (("read", x_read), ("f32", x))}
-    calls = {"ours": partial(generic, x, weight.arg), "static": partial(static, x, weight.arg)}
+    calls = {name: partial(kernel, x, weight.arg) for name, kernel in kernels.items()}
     calls |= {name: partial(call, x) for name, call in _peers(dense).items()}
     rows: dict[int, dict[str, Any]] = {
         t: {"format": fmt.key, "n": n, "k": k, "threads": t, "bytes": weight.bytes["total"]} for t in THREADS
     }
     first: dict[str, Any] = {}
     for threads in THREADS:
-        generic.threads = static.threads = threads
+        for kernel in kernels.values():
+            kernel.threads = threads
         with library_threads(threads):
             for name, call in calls.items():
                 got = np.asarray(call())
-                ours = name in ("ours", "static")
+                ours = name in kernels
                 rows[threads][f"{name}_ok"], rows[threads][f"{name}_error"] = check(
                     got, want["read" if ours else "f32"], RTOL
                 )
@@ -110,7 +132,8 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
                     rows[threads][f"{name}_ok"] &= bool(np.array_equal(first.setdefault(name, got), got))
     for _ in range(rounds if timed else 0):
         for threads in THREADS:
-            generic.threads = static.threads = threads
+            for kernel in kernels.values():
+                kernel.threads = threads
             row = rows[threads]
             with library_threads(threads):
                 for name, call in calls.items():
@@ -123,16 +146,17 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
 def table(rows: list[dict[str, Any]]) -> str:
     """The least call time (µs) per kernel, format, shape and thread count, our two-thread
     speed-ups at those minima (and, in brackets, at the least round medians), and the
-    one-thread static kernel's GB/s of weight bytes at its minimum."""
+    one-thread static kernel's GB/s of weight bytes at its minimum (and --ab's kernel's)."""
     peers = [p for p in ("numpy f32", "torch f32") if f"{p}_us" in rows[0]]
+    ours = [kernel for kernel in ("static", "ours", "ab") if f"{kernel}_us" in rows[0]]
     head = ["format", "1 x N x K", "weight MB", "GB/s 1t"]
-    head += [f"{kernel} {t}t" for kernel in ("static", "ours") for t in (*THREADS, "2/1")]
+    head += [f"{kernel} {t}t" for kernel in ours for t in (*THREADS, "2/1")]
     head += [f"{p} {t}t" for p in peers for t in THREADS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for one, two in zip(rows[::2], rows[1::2]):
         cells = [one["format"], f"1x{one['n']}x{one['k']}", f"{one['bytes'] / 1e6:.2f}",
                  f"{one['bytes'] / one['static_best_us'] / 1e3:.1f}"]  # fmt: skip
-        for kernel in ("static", "ours"):
+        for kernel in ours:
             best, median = (one[f"{kernel}{s}_us"] / two[f"{kernel}{s}_us"] for s in ("_best", ""))
             cells += [f"{r[f'{kernel}_best_us']:,.1f}" for r in (one, two)] + [f"{best:.2f}x ({median:.2f}x)"]
         cells += [f"{r[f'{p}_best_us']:,.1f}" for p in peers for r in (one, two)]
@@ -145,13 +169,18 @@ def main() -> None:
     add_script_options(parser, FORMATS, repeat=200)
     parser.add_argument("--min-work", type=int, help="parallel.MIN_COLUMN_WORK for this run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds alternating 1 and 2 threads")
+    parser.add_argument("--shapes", help="comma-separated NxK (w: [N, K]) instead of the shapes above")
+    parser.add_argument("--ab", metavar="OPTIONS", help="also time the static kernel with these tdsl-vectorize-integer "
+                        "options added (`ab`), e.g. 'madd=false' (the portable steps)")  # fmt: skip
     args = parser.parse_args()
     formats = chosen_formats(parser, args.formats, FORMATS)
     if args.min_work is not None:
         kernel_module.MIN_COLUMN_WORK = args.min_work
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
+    if args.shapes:
+        shapes = [(int(n), int(k)) for n, k in (shape.split("x") for shape in args.shapes.split(","))]
     rows = [r for key in formats for n, k in shapes for r in measure(FORMATS[key], n, k, args.rounds, args.repeat,
-                                                                       args.budget, not args.smoke)]  # fmt: skip
+                                                                       args.budget, not args.smoke, args.ab)]  # fmt: skip
     failed = [r for r in rows if not all(v for name, v in r.items() if name.endswith("_ok"))]
     print(json.dumps(rows, indent=1) if args.smoke else table(rows))
     if args.json:

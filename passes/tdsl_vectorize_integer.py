@@ -16,9 +16,10 @@ the planes are unpacked), an asymmetric code as itself (q + its zero point), and
 every output subtracts offset * sum_k x[i, k] per group, the sums precomputed once
 per row of x (O(M*K), where column sums of w would cost O(N*K), as much as a GEMV);
 in i32 this is exact.
-Without VNNI the same operands go through widening multiplies and adds (LLVM
-picks vpmaddwd, or vpdpwssd). A step spans 4*width bytes (VNNI) or width bytes;
-with several groups per row, steps are narrowed until they tile a group.
+Without VNNI, x86's pmaddubsw then pmaddwd by ones give vpdpbusd's lane sums (exact
+for codes of at most 7 bits; 8-bit ones widen to i16 pairs for pmaddwd: DotKind);
+elsewhere the same operands go through widening multiplies and adds. A step spans
+4*width bytes (VNNI, pmaddubsw), 2*width (pmaddwd pairs) or width bytes; with several groups per row, steps are narrowed until they tile a group.
 
 As in tdsl-microkernel, both operands are read along k (w is [n, k]): a `rows` x
 `cols` block of outputs is held as rows*cols i32 vector accumulators (int4, int2
@@ -35,7 +36,7 @@ GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two block
 ahead into L2 (codegen.prefetch); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
-With VNNI, a call of PANEL_MIN_ROWS rows or more of a product with one scale group
+With 4-byte lanes (VNNI, pmaddubsw), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
 per row, no zero points and whole steps of k runs its whole blocks of rows in the
 outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
 of k, so that accumulators hold whole outputs and need neither reduction nor a
@@ -48,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
@@ -60,6 +62,7 @@ from xdsl.dialects.builtin import (
     VectorType,
     f32,
     i8,
+    i16,
     i32,
     i64,
 )
@@ -77,7 +80,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
-from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
+from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -108,17 +111,45 @@ def _widen(b: LoopBuilder, v: SSAValue, type: VectorType, signed: bool) -> SSAVa
     return b.insert(llvm.SExtOp(v, type) if signed else llvm.ZExtOp(v, type))
 
 
+class DotKind(Enum):
+    """How a step multiplies weight bytes (unsigned) by activation bytes (signed) into i32 lanes."""
+
+    VNNI = "vnni"
+    """vpdpbusd: the 4 products of a lane's bytes added to it in one instruction."""
+    MADD = "madd"
+    """pmaddubsw then pmaddwd by ones (SSSE3, AVX2, AVX-512BW): vpdpbusd's lane sums in
+    two instructions, as ggml's AVX2 kernels step. pmaddubsw saturates its i16 pair sums,
+    which stay exact for weight bytes below 128 (|2 * 127 * -128| < 2^15): codes of at
+    most 7 bits, offset or not; 8-bit codes step as PAIRS."""
+    PAIRS = "pairs"
+    """Bytes widened to i16, pmaddwd: 2 bytes a lane, any bytes."""
+    WIDEN = "widen"
+    """Bytes widened to i32, multiplied and added: 1 byte a lane (LLVM picks vpmaddwd,
+    or vpdpwssd): no target's intrinsic."""
+
+
+PMADDUBSW = {4: "llvm.x86.ssse3.pmadd.ub.sw.128", 8: "llvm.x86.avx2.pmadd.ub.sw", 16: "llvm.x86.avx512.pmaddubs.w.512"}
+PMADDWD = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}
+"""x86's byte and word multiply-adds by i32 lanes of their results."""
+BYTES_PER_LANE = {DotKind.VNNI: 4, DotKind.MADD: 4, DotKind.PAIRS: 2, DotKind.WIDEN: 1}
+
+
 @dataclass(frozen=True)
 class Dot:
     """How `lanes` i32 accumulators gather products of weight bytes (unsigned) and
     activation bytes (signed), `step` bytes of each per instruction."""
 
     lanes: int
-    vnni: bool
+    kind: DotKind
 
     @property
     def step(self) -> int:
-        return 4 * self.lanes if self.vnni else self.lanes
+        return BYTES_PER_LANE[self.kind] * self.lanes
+
+    @property
+    def dwords(self) -> bool:
+        """Whether a lane sums 4 consecutive bytes (vpdpbusd's, PanelKernel's layout)."""
+        return BYTES_PER_LANE[self.kind] == 4
 
     @property
     def acc(self) -> VectorType:
@@ -128,13 +159,21 @@ class Dot:
     def bytes(self) -> VectorType:
         return VectorType(i8, [self.step])
 
+    @property
+    def words(self) -> VectorType:
+        return VectorType(i16, [2 * self.lanes])
+
+    def for_bits(self, bits: int) -> Dot:
+        """This dot for weight codes of `bits` (MADD's bytes must stay below 128)."""
+        return replace(self, kind=DotKind.PAIRS) if self.kind is DotKind.MADD and bits > 7 else self
+
     def fitting(self, groups: Groups) -> Dot | None:
         """This dot, or with several groups the widest one (down to 4 lanes) whose
         steps tile a group: each group's dot product is then exact on its own."""
         lanes = self.lanes
-        while groups.count > 1 and lanes >= 4 and groups.ragged(Dot(lanes, self.vnni).step):
+        while groups.count > 1 and lanes >= 4 and groups.ragged(replace(self, lanes=lanes).step):
             lanes //= 2
-        return Dot(lanes, self.vnni) if lanes >= 4 else None
+        return replace(self, lanes=lanes) if lanes >= 4 else None
 
     def spanning(self, groups: Groups, phases: int) -> int:
         """How many whole groups each step of this dot spans (Groups.per_step), where
@@ -144,17 +183,47 @@ class Dot:
 
     def operand(self, b: LoopBuilder, v: SSAValue, signed: bool) -> SSAValue:
         """A loaded byte vector as the step takes it (done once per load, not per product)."""
-        if self.vnni:
+        if self.dwords:
             return b.insert(vector.BitcastOp(v, self.acc))
-        return _widen(b, v, self.acc, signed)
+        return _widen(b, v, self.words if self.kind is DotKind.PAIRS else self.acc, signed)
+
+    def accumulate_all(self, b: LoopBuilder, acc: SSAValue, operands: Sequence[tuple[SSAValue, SSAValue]],
+                       bits: int) -> SSAValue:  # fmt: skip
+        """acc plus the dot products of every (w, x) of `operands`, weight codes of `bits`.
+        With MADD, where their i16 pair sums (each at most 2 * (2^bits - 1) * 128) add up
+        exactly in i16 (the P parts of int4 or int2 codes), pmaddubsw's are added before
+        one pmaddwd: one pmaddwd and add per accumulator and step, as P = 1 codes take."""
+        if self.kind is not DotKind.MADD or len(operands) * 2 * ((1 << bits) - 1) * 128 >= 1 << 15:
+            for w, x in operands:
+                acc = self.accumulate(b, acc, w, x)
+            return acc
+        pairs = None
+        for w, x in operands:
+            part = self._byte_pairs(b, w, x)
+            pairs = part if pairs is None else b.insert(arith.AddiOp(pairs, part))
+        assert pairs is not None
+        return b.insert(arith.AddiOp(acc, self._word_sums(b, pairs)))
+
+    def _byte_pairs(self, b: LoopBuilder, w: SSAValue, x: SSAValue) -> SSAValue:
+        w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
+        return b.insert(llvm.CallIntrinsicOp(PMADDUBSW[self.lanes], [w, x], [self.words]))
+
+    def _word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
+        return b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [pairs, b.splat(self.words, 1)], [self.acc]))
 
     def accumulate(self, b: LoopBuilder, acc: SSAValue, w: SSAValue, x: SSAValue) -> SSAValue:
-        if self.vnni:
+        if self.kind is DotKind.VNNI:
             name = f"llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"
             return b.insert(llvm.CallIntrinsicOp(name, [acc, w, x], [self.acc]))
-        # Both factors fit in 16 bits: LLVM multiplies them as such (vpmaddwd, or
-        # vpdpwssd), not with vpmulld.
-        return b.insert(arith.AddiOp(acc, b.insert(arith.MuliOp(w, x))))
+        if self.kind is DotKind.MADD:
+            products = self._word_sums(b, self._byte_pairs(b, w, x))
+        elif self.kind is DotKind.PAIRS:
+            products = b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [w, x], [self.acc]))
+        else:
+            # Both factors fit in 16 bits: LLVM multiplies them as such (vpmaddwd, or
+            # vpdpwssd), not with vpmulld.
+            products = b.insert(arith.MuliOp(w, x))
+        return b.insert(arith.AddiOp(acc, products))
 
     def reduce(self, b: LoopBuilder, acc: SSAValue) -> SSAValue:
         kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
@@ -342,8 +411,8 @@ class IntegerKernel:
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
-                    for wv, xv in zip(w_parts, x_parts):
-                        new[r * blocks + c] = dot.accumulate(inner, new[r * blocks + c], wv, xv)
+                    new[r * blocks + c] = dot.accumulate_all(inner, new[r * blocks + c], list(zip(w_parts, x_parts)),
+                                                             w.decoder.code.bits)  # fmt: skip
             return new
 
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
@@ -603,7 +672,8 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    gemv = replace(kernel, ahead=rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols))
+    ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, least_bytes(STEP_BYTES, shape.width))
+    gemv = replace(kernel, ahead=ahead)
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -847,25 +917,28 @@ class VectorizeIntegerLinear(RewritePattern):
                 decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 activations (a scale per row) "
                             f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
             return
-        dot = self.dot.fitting(product.groups)
+        wide = self.dot.for_bits(product.w.decoder.code.bits)
+        dot = wide.fitting(product.groups)
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
         # PanelKernel's offset is a constant (no zero points) and its k whole steps of one group
         panel = product.groups.count == 1 and not product.groups.tail(dot.step) and product.w.zero_point is None
-        lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.vnni and panel else None, self.dot)
+        lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.dwords and panel else None, wide)
         rewriter.erase(op)
 
 
 @dataclass(frozen=True)
 class VectorizeInteger(ModulePass):
     """`width` i32 lanes per accumulator (16 for AVX-512); `vnni` steps with
-    vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else
-    with widening multiply-adds (width bytes); a `rows` x `cols` register block, and
-    1 x `row_cols` blocks for the rows left over (a GEMV's one). With `panel` and
-    vnni, a product with one scale group per row (or none) whose k is a whole number of
-    steps runs calls of PANEL_MIN_ROWS rows or more in PanelKernel's blocks of
-    `panel_rows` rows x `panel_cols` vectors of columns."""
+    vpdpbusd (4*width bytes; needs AVX-512 VNNI, or AVX-VNNI for width 8), else `madd`
+    with pmaddubsw and pmaddwd (4*width bytes; 2*width for 8-bit codes; needs SSSE3,
+    AVX2 or AVX-512BW for width 4, 8, 16: DotKind), else with widening multiply-adds
+    (width bytes); a `rows` x `cols` register block, and 1 x `row_cols` blocks for the
+    rows left over (a GEMV's one). With `panel` and 4-byte lanes, a product with one
+    scale group per row (or none) whose k is a whole number of steps runs calls of
+    PANEL_MIN_ROWS rows or more in PanelKernel's blocks of `panel_rows` rows x
+    `panel_cols` vectors of columns."""
 
     name = NAME
 
@@ -873,6 +946,7 @@ class VectorizeInteger(ModulePass):
     rows: int = 4
     cols: int = 6
     vnni: bool = False
+    madd: bool = False
     row_cols: int = 8
     panel: bool = True
     panel_rows: int = 8
@@ -882,10 +956,12 @@ class VectorizeInteger(ModulePass):
         if min(self.width, self.rows, self.cols, self.row_cols, self.panel_rows, self.panel_cols) <= 0:
             raise DiagnosticException("tdsl-vectorize-integer: width, rows, cols, row_cols, panel_rows and panel_cols "
                                       "must be positive")  # fmt: skip
-        if self.vnni and self.width not in (4, 8, 16):
-            raise DiagnosticException(f"tdsl-vectorize-integer: vpdpbusd has 4, 8 or 16 lanes, got width={self.width}")
+        if (self.vnni or self.madd) and self.width not in (4, 8, 16):
+            raise DiagnosticException(f"tdsl-vectorize-integer: vpdpbusd, pmaddubsw and pmaddwd have 4, 8 or 16 lanes, "
+                                      f"got width={self.width}")  # fmt: skip
         panel = Shape(self.width, self.panel_rows, self.panel_cols) if self.panel else None
-        linear = VectorizeIntegerLinear(Dot(self.width, self.vnni), Shape(self.width, self.rows, self.cols),
+        kind = DotKind.VNNI if self.vnni else DotKind.MADD if self.madd else DotKind.WIDEN
+        linear = VectorizeIntegerLinear(Dot(self.width, kind), Shape(self.width, self.rows, self.cols),
                                         self.row_cols, panel)  # fmt: skip
         patterns = GreedyRewritePatternApplier([linear, VectorizeQuantize(self.width)])
         PatternRewriteWalker(patterns, apply_recursively=False).rewrite_module(op)

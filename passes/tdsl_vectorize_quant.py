@@ -74,7 +74,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element_type
-from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
+from stoicc_py.codegen.prefetch import least_bytes, prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import VectorCodes, concatenated
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -105,9 +105,11 @@ MIN_WIDTH = 4
 """The narrowest vectors used: smaller scale groups (e.g. one scale per column) stay scalar."""
 
 PREFETCH_STEP_BYTES = 16
-"""The least bytes of a weight row a GEMV step reads for the GEMV blocks to prefetch rows
-ahead (codegen.prefetch): a 16-lane step reads 16 and asks for each line 4 times, and
-still SmolLM2's lm head (int8 g32, 576-byte rows) ran 2.6x faster with them."""
+"""The least bytes of a weight row a 16-lane GEMV step reads for the GEMV blocks to prefetch
+rows ahead (codegen.prefetch; scaled to narrower targets by least_bytes): a 16-lane step
+reads 16 and asks for each line 4 times, and still SmolLM2's lm head (int8 g32, 576-byte
+rows) ran 2.6x faster with them (Zen 4); an 8-lane one reads 8, and the head ran 3x
+faster with them on Zen 3 (cold calls)."""
 
 Step = Callable[[LoopBuilder, SSAValue, Sequence[SSAValue]], Sequence[SSAValue]]
 
@@ -314,11 +316,13 @@ class QuantKernel:
 
 @dataclass(frozen=True)
 class Blocking:
-    """The register blocks: `rows` x `cols` outputs for row blocks, 1 x `gemv_cols` for a single row."""
+    """The register blocks: `rows` x `cols` outputs for row blocks, 1 x `gemv_cols` for a
+    single row; the target's f32 `lanes` (a product's vectors may be narrower)."""
 
     rows: int
     cols: int
     gemv_cols: int
+    lanes: int
 
     @property
     def columns(self) -> int:
@@ -340,7 +344,8 @@ def lower_quant_linear(op: tdsl.LinearOp, view: QuantView, planes: list[VectorCo
     width = planes[0].width
     sums = _segment_sums(b, op.lhs, m, k_size, segment, width) if view.layout.float_offset else None
     kernel = QuantKernel(inputs, view, out, k_size, segment, sums)
-    ahead = rows_ahead(view.buffers["values"].type, k_size, kernel.step, blocking.gemv_cols, least=PREFETCH_STEP_BYTES)
+    least = least_bytes(PREFETCH_STEP_BYTES, blocking.lanes)
+    ahead = rows_ahead(view.buffers["values"].type, k_size, kernel.step, blocking.gemv_cols, least)
     gemv = replace(kernel, ahead=ahead)
     groups = -(-k_size // segment)
     halves = [view.buffers[r].type.element_type != f32 for r in ("scales", "offsets") if r in view.buffers]  # type: ignore[attr-defined]
@@ -761,6 +766,7 @@ class VectorizeQuant(ModulePass):
             raise DiagnosticException("tdsl-vectorize-quant: width, rows, cols and gemv_cols must be positive")
         if self.width & (self.width - 1):
             raise DiagnosticException(f"tdsl-vectorize-quant: width must be a power of two, got {self.width}")
-        patterns = [VectorizeQuantLinear(self.width, Blocking(self.rows, self.cols, self.gemv_cols), self.bf16_panels),
+        blocking = Blocking(self.rows, self.cols, self.gemv_cols, self.width)
+        patterns = [VectorizeQuantLinear(self.width, blocking, self.bf16_panels),
                     VectorizeQuantMatmul(self.width, self.accumulators)]  # fmt: skip
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

@@ -23,7 +23,13 @@ from xdsl.traits import IsTerminator
 from xdsl.transforms import get_all_passes
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.backends.llvm.target import has_avx512bf16, has_vnni, host_features, vector_registers
+from stoicc_py.backends.llvm.target import (
+    has_avx512bf16,
+    has_byte_madd,
+    has_vnni,
+    host_features,
+    vector_registers,
+)
 from stoicc_py.dialects import DIALECTS
 from stoicc_py.passes import PASSES
 from stoicc_py.timing import log_elapsed, timed
@@ -122,8 +128,16 @@ def quant_options(features: frozenset[str]) -> str:
 
 
 def integer_options(features: frozenset[str]) -> str:
-    """The microkernel's block and width, stepping with vpdpbusd where the target has it."""
-    return microkernel_options(features).removesuffix("}") + f" vnni={str(has_vnni(features)).lower()}}}"
+    """The microkernel's block and width, stepping with vpdpbusd where the target has it,
+    else with pmaddubsw and pmaddwd where it has those; with 16 vector registers,
+    PanelKernel blocks whose accumulators, a weight row and x's broadcast dword fit them."""
+    vnni = has_vnni(features)
+    options = microkernel_options(features).removesuffix("}") + f" vnni={str(vnni).lower()}"
+    if not vnni and has_byte_madd(features):
+        options += " madd=true"
+    if vector_registers(features)[1] < 32:
+        options += " panel_rows=4 panel_cols=2"
+    return options + "}"
 
 
 def _bf16(features: frozenset[str]) -> bool:

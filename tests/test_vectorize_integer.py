@@ -1,5 +1,6 @@
 """The integer vector kernels (tdsl-vectorize-integer) on ragged shapes, with
-vpdpbusd where the host has AVX-512 VNNI and with the portable widening path:
+vpdpbusd where the host has AVX-512 VNNI, pmaddubsw/pmaddwd where it has those (AVX2)
+and with the portable widening path:
 i8 x i8 -> i32 bit for bit, W8A8 / W4A8 bit for bit against a numpy model of the
 same arithmetic (exact integer dot products, then the two scales)."""
 
@@ -11,15 +12,19 @@ from conftest import Array, assert_close, rand
 
 import stoicc_py
 from stoicc_py import pipeline
-from stoicc_py.backends.llvm.target import has_vnni, host_features
+from stoicc_py.backends.llvm.target import has_byte_madd, has_vnni, host_features
 from stoicc_py.packing.quant import codes_of, fake_quantize, quantize
 
 ROWS = (1, 3, 17)  # ragged against row blocks of 4
-PATHS = ["vnni", "portable"] if has_vnni(host_features()) else ["portable"]
+HOST = {"vnni": has_vnni(host_features()), "madd": has_byte_madd(host_features()), "portable": True}
+PATHS = [path for path, runs in HOST.items() if runs]
+DWORDS = [path for path in PATHS if path != "portable"]
+"""The paths that step 4-byte lanes (PanelKernel's, the wide steps')."""
 
 
 def _compile(source: str, path: str, monkeypatch: pytest.MonkeyPatch) -> stoicc_py.Program:
     monkeypatch.setattr(pipeline, "has_vnni", lambda _features: path == "vnni")
+    monkeypatch.setattr(pipeline, "has_byte_madd", lambda _features: path == "madd")
     prog = stoicc_py.compile(source, cache=False)
     assert isinstance(prog, stoicc_py.Program)
     return prog
@@ -43,6 +48,7 @@ def test_i8_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> No
     )
     loops = prog.ir("loops")
     assert "vector.load" in loops and ("vpdpbusd" in loops) == (path == "vnni")
+    assert ("pmadd.wd" in loops) == (path == "madd")  # 8-bit codes: i16 pairs
     rng = np.random.default_rng(1)
     for n, k in ((5, 3), (7, 130), (13, 256), (50, 66)):
         w, b = _int8(rng, n, k), rng.integers(-(2**20), 2**20, n, dtype=np.int32)
@@ -72,9 +78,16 @@ def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array) -> Array:
 
 # K = 130: eight 16-float vectors of x to quantize and two ragged columns, two
 # 64-byte steps and a ragged k tail. Groups of 32 codes take 32-byte VNNI steps.
+# With pmaddubsw, int4 and ternary step as with VNNI, int8 in i16 pairs.
 # (W8A8 with int8 weights: tests/test_quant.py, through this pass too.)
 WEIGHTS = {
     "vnni": (("int4(axis=0)", 130), ("int4(group=32, scale=f16)", 128)),
+    "madd": (
+        ("int4(axis=0)", 130),
+        ("int4(group=32, scale=f16)", 128),
+        ("ternary(axis=0)", 132),
+        ("int8(group=32, scale=f16)", 128),
+    ),
     "portable": (("int4(group=32, scale=f16)", 128),),
 }
 
@@ -89,6 +102,7 @@ def test_quantized_products_match_the_integer_model(path: str, monkeypatch: pyte
     prog = _compile(source, path, monkeypatch)
     loops = prog.ir("loops")
     assert "llvm.zext" in loops and ("vpdpbusd.256" in loops) == (path == "vnni")  # int4 unpacked in vectors
+    assert ("pmadd.ub.sw" in loops) == (path == "madd")
     rng = np.random.default_rng(2)
     for i, (layout, k) in enumerate(WEIGHTS[path]):
         kernel = getattr(prog, f"q{i}")
@@ -112,23 +126,26 @@ def test_vector_quantize_is_bit_exact_with_f16_scales() -> None:
     assert np.array_equal(prog.h(x), fake_quantize(x, "int8(per=token, scale=f16)"))
 
 
-@pytest.mark.skipif("vnni" not in PATHS, reason="the packed-panel kernel steps with vpdpbusd")
-def test_panel_products_are_exact() -> None:
-    """Calls of 16 rows or more run PanelKernel (w packed per n-tile of 192 columns):
+@pytest.mark.parametrize("path", DWORDS)
+def test_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls of 16 rows or more run PanelKernel (w packed per n-tile of 192 columns; with
+    pmaddubsw, int4's only: 8-bit codes step in i16 pairs, the dot-product blocks'):
     rows off its 8-row blocks, N = 213 leaving a second n-tile of one vector and 5 ragged
     columns (packed from copies of w's last row, computed as a whole vector, 5 stored),
     bias + relu per n-tile; i8 bit for bit, W8A8 and per-channel W4A8 (its codes unpacked
     row by row through a staging buffer) bit for bit against the integer model; 9 rows
     stay on the dot-product blocks."""
     n, k = 213, 128
-    prog = stoicc_py.compile(
+    prog = _compile(
         f"kernel ints(x: i8[M, {k}], w: i8[{n}, {k}], b: i32[{n}]) -> i32[M, {n}] {{ return relu(linear(x, w, b)) }}\n"
         + "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {c}(axis=0), b: f32[{n}]) -> f32[M, {n}] "
                   f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n" for c in ("int8", "int4")),
-        cache=False,
+        path,
+        monkeypatch,
     )  # fmt: skip
-    assert all("%panel" in kernel.ir("loops") for kernel in (prog.ints, prog.qint8, prog.qint4))
-    assert ["%panel_staging" in kernel.ir("loops") for kernel in (prog.qint8, prog.qint4)] == [False, True]
+    panels = [path == "vnni", path == "vnni", True]
+    assert ["%panel" in kernel.ir("loops") for kernel in (prog.ints, prog.qint8, prog.qint4)] == panels
+    assert "%panel_staging" in prog.qint4.ir("loops")
     rng = np.random.default_rng(4)
     w, b = _int8(rng, n, k), rng.integers(-(2**20), 2**20, n, dtype=np.int32)
     packed = [prog.qint8.pack("w", rand(rng, n, k)), prog.qint4.pack("w", rand(rng, n, k))]
@@ -142,18 +159,19 @@ def test_panel_products_are_exact() -> None:
             assert np.array_equal(kernel(xf, p, bf), _w8a8_model(xf, p, bf)), m
 
 
-@pytest.mark.skipif("vnni" not in PATHS, reason="64-byte steps span two groups with vpdpbusd")
-def test_group_pairs_and_prefetched_rows_are_exact() -> None:
-    """Q8_0's and Q4_0's grids (groups of 32 codes, f16 scales): the 64-byte steps span
-    two groups, reduced together, and the GEMV's 1 x 8 blocks prefetch rows ahead (past
+@pytest.mark.parametrize("path", DWORDS)
+def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Q8_0's and Q4_0's grids (groups of 32 codes, f16 scales): the 64-byte steps (with
+    16 lanes) span two groups, reduced together, and the GEMV's 1 x 8 blocks prefetch rows ahead (past
     the last row too). N = 21: two whole 8-column blocks and 5 one-column ones, K = 128
     two spans; N a size symbol for int8 (the column split's kernels), static for int4;
     1 and 3 rows (the 4-row blocks' rows left); bit for bit against the integer model."""
-    prog = stoicc_py.compile(
+    prog = _compile(
         "".join(f"kernel q{c}(x: f32[M, 128], w: f32[{n}, 128] @ {c}(group=32, scale=f16), b: f32[{n}]) -> f32[M, {n}] "
                 f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
                 for c, n in (("int8", "N"), ("int4", "21"))),
-        cache=False,
+        path,
+        monkeypatch,
     )  # fmt: skip
     assert all("llvm.prefetch" in k.ir("loops") for k in (prog.qint8, prog.qint4))
     rng = np.random.default_rng(5)

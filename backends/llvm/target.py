@@ -173,6 +173,14 @@ def has_vnni(features: frozenset[str]) -> bool:
     return "avx512vnni" in features if "avx512f" in features else "avxvnni" in features
 
 
+def has_byte_madd(features: frozenset[str]) -> bool:
+    """Whether pmaddubsw and pmaddwd run on vector_registers()' width: AVX-512BW with
+    AVX-512, AVX2 on 256-bit vectors (AVX alone has no 256-bit integer ops), SSSE3."""
+    if "avx512f" in features:
+        return "avx512bw" in features
+    return "avx2" in features if "avx" in features else "ssse3" in features
+
+
 def has_avx512bf16(features: frozenset[str]) -> bool:
     """Whether vdpbf16ps (bf16 pair dot products into f32) runs on 16 f32 lanes."""
     return "avx512f" in features and "avx512bf16" in features

@@ -1,8 +1,10 @@
 // RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true rows=2 cols=2 row_cols=4 panel=false},canonicalize,cse' | filecheck %s
 // RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=false width=16 rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s --check-prefix=PORTABLE
+// RUN: stoicc opt %s -p 'tdsl-vectorize-integer{madd=true width=8 rows=2 cols=2 row_cols=4},canonicalize,cse' | filecheck %s --check-prefix=MADD
 // Integer products become register-blocked vector kernels stepping 4-byte dot
 // products per i32 lane: vpdpbusd (unsigned weight bytes x signed activation
-// bytes) with VNNI, else widening multiply-adds.
+// bytes) with VNNI, pmaddubsw/pmaddwd with madd (x86 without VNNI), else widening
+// multiply-adds.
 
 // i8 x i8 -> i32. The weight is read as w + 128 (a flip of the sign bit), so each
 // output subtracts 128 * sum_k x[i, k], computed once per row of x by the same
@@ -85,6 +87,18 @@
 // PORTABLE-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi32>
 // PORTABLE:           %[[P:.*]] = arith.muli %[[W0]], %[[X0]] : vector<16xi32>
 // PORTABLE-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<16xi32>
+// With madd (AVX2: 8 lanes), 8-bit codes step in i16 pairs: 16 bytes of x (sign-extended)
+// and of w (offset, zero-extended) to a pmaddwd, 2 products to a lane.
+// MADD-LABEL: func.func @integer
+// MADD:         scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// MADD-NEXT:      %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<16xi8>
+// MADD-NEXT:      vector.load %x[%{{.*}}, %k_1] : memref<?x100xi8>, vector<16xi8>
+// MADD-NEXT:      %[[X0:.*]] = llvm.sext %[[X0R]] : vector<16xi8> to vector<16xi16>
+// MADD:           %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<16xi8>
+// MADD-NEXT:      %[[W0F:.*]] = arith.xori %[[W0R]], %{{.*}} : vector<16xi8>
+// MADD-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi16>
+// MADD:           %[[P:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[W0]], %[[X0]]) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+// MADD-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<8xi32>
 func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>, %out: memref<?x6xi32>, %M: index) {
   tdsl.linear %x, %w bias %b into %out {act = "relu", tile = array<i64: 16, 4, 1024>} : memref<?x100xi8>, memref<6x100xi8> bias memref<6xi32> into memref<?x6xi32>
   func.return
@@ -174,6 +188,13 @@ func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>
 // CHECK-NEXT:        %[[SXV:.*]] = vector.broadcast %[[SX]] : f32 to vector<4xf32>
 // CHECK-NEXT:        %[[Y:.*]] = arith.mulf %[[SXV]], %[[ACC]] : vector<4xf32>
 // CHECK-NEXT:        vector.store %[[Y]], %out[%i_2, %j_2] : memref<?x4xf32>, vector<4xf32>
+// With madd, int4 codes (below 128 as offset bytes) step as with vpdpbusd, 32 bytes and
+// 4 products to a lane: pmaddubsw's i16 pair sums, then pmaddwd by ones.
+// MADD-LABEL: func.func @w4a8
+// MADD:         %[[ONES:.*]] = arith.constant dense<1> : vector<16xi16>
+// MADD:         %[[PAIRS:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%{{.*}}, %{{.*}}) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
+// MADD-NEXT:    %[[SUMS:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[PAIRS]], %[[ONES]]) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+// MADD-NEXT:    arith.addi %{{.*}}, %[[SUMS]] : vector<8xi32>
 func.func @w4a8(%x: memref<?x64xf32>, %w_values: memref<4x32xi8>, %w_scales: memref<4xf32>, %out: memref<?x4xf32>, %M: index) {
   %w = layout.assemble %w_values, %w_scales : memref<4x32xi8>, memref<4xf32> -> !W
   %q_values = memref.alloc(%M) {alignment = 64 : i64} : memref<?x64xi8>
