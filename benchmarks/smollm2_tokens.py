@@ -70,8 +70,10 @@ LABELS = {"int4": "ours int4 (Q4_1 grid), Q8_0 head", "int4-f32-head": "ours int
           "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
           "dense": "ours f32",
           "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
-ACTIVATIONS_TOLERANCE = 0.02
-"""How far (relative norm) a model with quantized activations may be from `interpreted`."""
+ACTIVATIONS_TOLERANCE = 0.04
+"""How far (relative norm) a model with quantized activations may be from `interpreted`:
+1% on a Zen 4, 3.3% on a Zen 3 (8-lane float sums flip other int8 roundings over 30
+layers; the same logits bit for bit before and after that host's integer-kernel changes)."""
 FIRST_TOKEN = 1000
 """The token ids timed are FIRST_TOKEN, FIRST_TOKEN + 1, ... (any ids do: nothing is sampled)."""
 
