@@ -828,8 +828,8 @@ def _missed(packed: PackedType, values: StoredValues | None, width: int) -> str:
         return "its stored values are neither f32 nor symmetric int8/int4 codes per row or per group of whole vectors"
     if values.view is None:
         return (f"the index words of {packed.layout} hold no whole number of its groups (the panel kernel "
-                f"needs that), and lane selection reads 2:4 (or 1:2) with 16 or 8 lanes only (here {width})")  # fmt: skip
-    return (f"`nm with Q` runs only as 2:4 (or 1:2) lane selection with 16 or 8 lanes "
+                f"needs that), and lane selection reads 2:4 with 16 or 8 lanes, 1:2 with 8 (here {width})")  # fmt: skip
+    return (f"`nm with Q` runs only as lane selection: 2:4 with 16 or 8 lanes, 1:2 with 8 "
             f"(here {packed.layout}, {width} lanes)")  # fmt: skip
 
 
