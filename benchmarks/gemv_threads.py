@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from importlib import import_module
 from importlib.util import find_spec
@@ -32,9 +30,14 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py import kernel as kernel_module
-from stoicc_py import pipeline
 from stoicc_py.benchmarks.kernels import Format, check, hybrid_tile, make_weight
-from stoicc_py.benchmarks.measure import add_script_options, chosen_formats, library_threads, time_calls
+from stoicc_py.benchmarks.measure import (
+    add_script_options,
+    chosen_formats,
+    integer_options,
+    library_threads,
+    time_calls,
+)
 from stoicc_py.cmdline import write_json
 from stoicc_py.packing.quant import fake_quantize
 
@@ -80,18 +83,6 @@ def _peers(w: np.ndarray[Any, Any]) -> dict[str, Any]:
         tw = torch.from_numpy(w)
         peers["torch f32"] = lambda x: torch.nn.functional.linear(torch.from_numpy(x), tw)
     return peers
-
-
-@contextmanager
-def integer_options(extra: str) -> Iterator[None]:
-    """Compile with `extra` appended to tdsl-vectorize-integer's options (as int8_gemm's --ab;
-    no disk cache: its key does not see patched options)."""
-    saved = pipeline.integer_options
-    pipeline.integer_options = lambda features: saved(features).removesuffix("}") + f" {extra}}}"
-    try:
-        yield
-    finally:
-        pipeline.integer_options = saved
 
 
 def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float, timed: bool,

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 import stoicc_py
-from stoicc_py import pipeline
-from stoicc_py.benchmarks.measure import library_threads
+from stoicc_py.benchmarks.measure import integer_options, library_threads
 from stoicc_py.cmdline import write_json
 
 Array = np.ndarray[Any, Any]
@@ -43,24 +41,12 @@ PEER_RTOL = 0.05
 """fbgemm quantizes x per tensor (ours per row): against the f32 product, relative to its largest |value|."""
 
 
-@contextmanager
-def without_panel() -> Iterator[None]:
-    """Compile the integer products as before the packed-panel kernel (no disk cache: the key
-    does not see the patched options)."""
-    saved = pipeline.integer_options
-    pipeline.integer_options = lambda features: saved(features).removesuffix("}") + " panel=false}"
-    try:
-        yield
-    finally:
-        pipeline.integer_options = saved
-
-
 def _ours(n: int, k: int, before: bool) -> tuple[Any, Any]:
     """The i8 and W8A8 kernels for (N, K)."""
     sources = [s.format(n=n, k=k) for s in (I8, W8A8)]
     if not before:
         return tuple(stoicc_py.compile(s).f for s in sources)  # type: ignore[return-value]
-    with without_panel():
+    with integer_options("panel=false"):  # as before the packed-panel kernel
         return tuple(stoicc_py.compile(s, cache=False).f for s in sources)  # type: ignore[return-value]
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 import stoicc_py
+from stoicc_py import pipeline
 
 L3_FALLBACK = 128 << 20
 FLUSH_MIN = 128 << 20
@@ -144,6 +145,19 @@ def peak_rss() -> Iterator[list[Memory]]:
 def _maxrss_kb() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB elsewhere
+
+
+@contextmanager
+def integer_options(extra: str) -> Iterator[None]:
+    """Compile with `extra` appended to tdsl-vectorize-integer's options (an A/B against
+    another build of the integer kernels, e.g. 'panel=false'; compile those with cache=False:
+    the disk cache's key does not see patched options)."""
+    saved = pipeline.integer_options
+    pipeline.integer_options = lambda features: saved(features).removesuffix("}") + f" {extra}}}"
+    try:
+        yield
+    finally:
+        pipeline.integer_options = saved
 
 
 @contextmanager
