@@ -156,6 +156,10 @@ class LoopBuilder:
     def add(self, a: SSAValue, b: SSAValue) -> SSAValue:
         return self.insert(arith.AddiOp(a, b))
 
+    def offset(self, base: SSAValue, by: int) -> SSAValue:
+        """base + by; base itself for 0, so that an unrolled step's first part emits no addition."""
+        return self.add(base, self.index(by)) if by else base
+
     def loop(
         self,
         lb: SSAValue,

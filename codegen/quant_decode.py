@@ -182,7 +182,7 @@ class CodeDecoder:
         per_byte = plane.per_byte
         start = plane.start(self.static_width)
         at = b.div(k, b.index(per_byte))
-        raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(start)) if start else at],
+        raw = b.insert(vector.LoadOp(values, [n, b.offset(at, start)],
                                      VectorType(i8, [count // per_byte])))  # fmt: skip
         lanes = VectorType(IntegerType(8 * per_byte), [count // per_byte])
         wide = raw if per_byte == 1 else b.insert(llvm.ZExtOp(raw, lanes))
@@ -280,7 +280,7 @@ class VectorCodes:
         """The plane's bytes of codes k .. k+chunk of row n, one per i32 lane."""
         raw_type = VectorType(i8, [self.width])
         at = b.div(k, b.index(self.per_byte))
-        raw = b.insert(vector.LoadOp(values, [n, b.add(at, b.index(self.start)) if self.start else at], raw_type))
+        raw = b.insert(vector.LoadOp(values, [n, b.offset(at, self.start)], raw_type))
         if self.flips_sign:  # once per byte, not per field
             sign_bits = sum(1 << (self.bits * (j + 1) - 1) for j in range(self.per_byte))
             raw = b.insert(arith.XOrIOp(raw, b.splat(raw_type, sign_bits - 256)))

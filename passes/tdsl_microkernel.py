@@ -459,7 +459,7 @@ class PairKernel(AxpyKernel):
         ws = b.insert(arith.ExtFOp(b.insert(vector.BitcastOp(word, VectorType(bf16, [2]))), VectorType(f32, [2])))
         for t in range(2):
             w = b.insert(vector.ExtractOp(ws, [t], f32))
-            acc = b.mul_add(acc, b.load(self.a, [i, b.add(k, b.index(t)) if t else k]), w)
+            acc = b.mul_add(acc, b.load(self.a, [i, b.offset(k, t)]), w)
         return acc
 
 

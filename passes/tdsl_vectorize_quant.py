@@ -283,7 +283,7 @@ class QuantKernel:
             prefetch_rows(b, self.w.buffers["values"], cols, self.ahead, k, self.k_size)
             for plane in self.planes:
                 for at in range(0, self.step, plane.codes.chunk):
-                    kc = b.add(k, b.index(at)) if at else k
+                    kc = b.offset(k, at)
                     acc = self._plane(b, plane, rows, cols, bases, kc, acc)
             return acc
 
@@ -455,7 +455,7 @@ class QuantStream:
 
     def emit(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, chunks: int, k_size: SSAValue) -> None:
         codes, p, per_chunk = self.codes, self.codes.per_byte, self.accumulators_per_chunk
-        xs_at, cols = offsets(b, i, rows), [b.add(j, b.index(c * codes.chunk)) if c else j for c in range(chunks)]
+        xs_at, cols = offsets(b, i, rows), [b.offset(j, c * codes.chunk) for c in range(chunks)]
         base = None if codes.base is None else b.splat(codes.vec, float(codes.base))  # None: unsigned codes
         fields = [(mask, codes.bias(b, base, unit)) for mask, unit in (codes.constant_phase(b, f) for f in range(p))]
 
@@ -491,7 +491,7 @@ class QuantStream:
                 parts = [b.fmul(t, b.splat(codes.vec, codes.x_scale(f))) if f else t
                          for f, t in enumerate(totals[at : at + p])]  # fmt: skip
                 for v, vec in enumerate(column_order(b, parts)):
-                    j_v = b.add(col, b.index(v * codes.width)) if v else col
+                    j_v = b.offset(col, v * codes.width)
                     vec = self._end_scale(b, vec, j_v)
                     b.vstore(b.fadd(vec, totals[at + p]) if self.offsets else vec, self.out, [row, j_v])
 
@@ -562,7 +562,7 @@ def dequantize_panel(b: LoopBuilder, w: QuantView, codes: VectorCodes, n0: SSAVa
                 factor = b.f32(codes.x_scale(f)) if scale is None else b.fmul(scale, b.f32(codes.x_scale(f)))
                 parts.append(b.fmul(q, b.splat_value(factor, codes.width)))
             for v, vec in enumerate(column_order(b, parts)):
-                at = b.add(k, b.index(v * codes.width)) if v else k
+                at = b.offset(k, v * codes.width)
                 if w.layout.per_column:
                     vec = b.fmul(vec, b.vload(w.buffers["scales"], [at], codes.width))
                 if w.layout.float_offset:

@@ -510,7 +510,7 @@ class PermuteKernel(DotKernel):
         xs = word_steps(b, shape, self.x, rows, k)
         slot, word = self.decoder.slot_of_column(b, k), self.decoder.word_of_column(b, k)
         return permute_fma(b, shape, xs, self.decoder, lambda c: b.load(self.indices, [cols[c], word]),
-                           lambda c, h: self.values.vector(b, shape, cols[c], offset(b, slot, h * shape.width)),
+                           lambda c, h: self.values.vector(b, shape, cols[c], b.offset(slot, h * shape.width)),
                            acc)  # fmt: skip
 
     def tail(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue, k1: SSAValue,
@@ -583,11 +583,6 @@ def x_pairs(
     return [(b.vload(x, [r, k], shape.width), b.vload(x, [r, high], shape.width)) for r in rows]
 
 
-def offset(b: LoopBuilder, base: SSAValue, by: int) -> SSAValue:
-    """base + by; base itself for 0, so that a word of one step (16 lanes) emits no addition."""
-    return b.add(base, b.index(by)) if by else base
-
-
 def word_steps(b: LoopBuilder, shape: Shape, x: SSAValue, rows: list[SSAValue], k: SSAValue) -> XSteps:
     """The tables (select_lanes) of each x row at each step of the index word at dense
     column k (step 0's made now). With 8 lanes, the 128-bit halves of each row's two
@@ -601,7 +596,7 @@ def word_steps(b: LoopBuilder, shape: Shape, x: SSAValue, rows: list[SSAValue], 
         return pairs if shape.width == 16 else [(shuffle(b, lo, hi, low), shuffle(b, lo, hi, high)) for lo, hi in pairs]
 
     first = tables(k)
-    return lambda h: tables(offset(b, k, 2 * shape.width * h)) if h else first
+    return lambda h: tables(b.offset(k, 2 * shape.width * h)) if h else first
 
 
 def select_lanes(b: LoopBuilder, shape: Shape, decoder: NMDecoder, half: int, tables: tuple[SSAValue, SSAValue],
@@ -665,7 +660,7 @@ class HybridKernel:
                         return permute_fma(b, shape, word_steps(b, shape, self.x, rows, k), nm,
                                            lambda c: b.load(buf("indices"), [p, locals_[c], word]),
                                            lambda c, h: b.vload(buf("values"), [p, locals_[c],
-                                                                offset(b, slot, h * shape.width)], shape.width),
+                                                                b.offset(slot, h * shape.width)], shape.width),
                                            acc)  # fmt: skip
                     xs = [b.vload(self.x, [r, k], shape.width) for r in rows]
                     return dense_fma(
@@ -805,7 +800,7 @@ def densify(values: StoredValues, indices: SSAValue, decoder: NMDecoder, k_size:
                     bits = b.insert(vector.BitcastOp(shuffle(b, stored, stored, slots), lanes))
                     dense = b.insert(arith.OrIOp(dense, b.insert(arith.AndIOp(hit, bits))))
                 value = b.insert(vector.BitcastOp(dense, shape.vec))
-                b.vstore(value, staging, [r, b.add(k, b.index(half * width)) if half else k])
+                b.vstore(value, staging, [r, b.offset(k, half * width)])
 
         for_(b, b.index(0), rows, 1, lambda b, r: for_(b, b.index(0), b.index(k_size), code.word_cols,
                                                      lambda b, k: word(b, r, k), "k"), "r")  # fmt: skip
