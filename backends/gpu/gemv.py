@@ -48,13 +48,14 @@ from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Ge
 from stoicc_py.backends.gpu.target import MMA_SPARSE
 from stoicc_py.packing.mma import FILL, MAP_CODE_BITS
 
-GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (16, 8), "hybrid": (16, 8)}
+GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (8, 8), "hybrid": (16, 8)}
 """Warps per block by weight format, for calls of one 8-row column of x and of two (more
 warps did not fit the registers of two columns: 1024 threads of ~86 registers); a hybrid
 weight's at most one a tile column. Measured on an H100 (docs/gpu.md)."""
-GEMV_UNROLL = {"nm24": 2}
+GEMV_UNROLL = {"nm24": 1, "int4": 1}
 """Units (steps, 2:4 chunks) per loop iteration of a warp, 4 where not given: their loads
-are issued together."""
+are issued together. One for int4 and 2:4: fewer registers, more blocks resident (H100
+sweep, docs/gpu.md)."""
 VECTOR = "<4 x i32>"
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
