@@ -10,6 +10,7 @@ from conftest import assert_close, rand
 
 import stoicc_py
 from stoicc_py import pipeline
+from stoicc_py.backends.llvm.target import host_features
 
 KERNELS = {
     "dense": "kernel f(x: f32[M, 200], w: f32[24, 200], b: f32[24]) -> f32[M, 24] { return relu(linear(x, w, b)) }",
@@ -50,25 +51,33 @@ LANE_SELECTION = {  # (layout, N, K): ragged N and K (a k tail past the last ind
     "nm24-int4": ("nm(2, 4) with int4(group=16)", 19, 160),
     "nm24-int8": ("nm(2, 4) with int8(axis=0)", 13, 96),
     "hybrid": ("hybrid(tile=[32, 64], formats=[dense, nm(2, 4)])", 83, 200),
+    "hybrid12": ("hybrid(tile=[32, 64], formats=[dense, nm(1, 2)])", 45, 136),  # [0, 1, 1, 0] is 1:2 too
 }
 
 
+SELECTS = {8: ("llvm.x86.avx.vpermilvar.ps.256", (8, 16)), 16: ("llvm.x86.avx512.vpermi2var.ps.512", (16, 32))}
+"""Each vector width's lane selection and registers; 16 lanes run where the host has AVX-512."""
+
+
+@pytest.mark.parametrize("width", [8, pytest.param(16, marks=pytest.mark.skipif(
+    "avx512f" not in host_features(), reason="the host has no AVX-512"))])  # fmt: skip
 @pytest.mark.parametrize("name", sorted(LANE_SELECTION))
-def test_lane_selection_at_8_lanes(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """tdsl-vectorize-sparse's lane selection and hybrid kernel with 8 lanes (AVX2's), against
-    the reference at ragged M (GEMV; the rows of no panel block; a panel block of 32 and of
-    16, then rows left), N and K."""
-    monkeypatch.setattr(pipeline, "vector_registers", lambda _features: (8, 16))
+def test_lane_selection(monkeypatch: pytest.MonkeyPatch, name: str, width: int) -> None:
+    """tdsl-vectorize-sparse's lane selection and hybrid kernel with 8 lanes (AVX2's) and 16
+    (AVX-512's; 1:2's index words of two steps), against the reference at ragged M (GEMV;
+    the rows of no panel block; a panel block of 32 and of 16, then rows left), N and K."""
+    select, registers = SELECTS[width]
+    monkeypatch.setattr(pipeline, "vector_registers", lambda _features: registers)
     layout, n, k = LANE_SELECTION[name]
     prog = stoicc_py.compile(f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] "
                              "{ return linear(x, w) }", cache=False)  # fmt: skip
     loops = prog.f.ir("loops")
-    assert "llvm.x86.avx.vpermilvar.ps.256" in loops and "vector<8xf32>" in loops
+    assert select in loops and f"vector<{width}xf32>" in loops
     rng = np.random.default_rng(8)
     w = rand(rng, n, k)
     pattern = np.float32([1, 0] if name == "nm12" else [0, 1, 1, 0])
     w = w * np.resize(pattern, k)
-    if name == "hybrid":
+    if name.startswith("hybrid"):
         w[:32] = rand(rng, 32, k)  # a dense tile row; the ragged last one 2:4
     packed = prog.f.pack("w", w)
     for m in (1, 3, 13, 53):
