@@ -51,6 +51,7 @@ from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32, element_type
 from stoicc_py.codegen.nm_decoder import NMDecoder
+from stoicc_py.codegen.prefetch import prefetch_span
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
@@ -147,6 +148,15 @@ class NMProduct:
             c = t % self.chains
             chains[c] = self.slot(b, n, b.add(first, b.index(t)), kk, chains[c])
         return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+
+    def prefetch(self, b: LoopBuilder, n: SSAValue, k: SSAValue) -> None:
+        """Row n's values and index words of the k-tile at dense column k, into L2: each
+        k-tile reads a few lines of each of an n-tile's rows, too short and too many streams
+        for the hardware prefetchers to follow out of DRAM (a 4096^2 weight, Zen 3)."""
+        code = self.decoder.code
+        slots = self.kc // code.word_cols * code.per_word
+        prefetch_span(b, self.values, n, b.mul(b.div(k, b.index(code.word_cols)), b.index(code.per_word)), slots)
+        prefetch_span(b, self.indices, n, b.div(k, b.index(code.word_cols)), self.kc // code.word_cols)
 
     def row(self, b: LoopBuilder, n: SSAValue, panels: int, body: Body3) -> None:
         """yp[n, :panels, :] += what `body` accumulates for row n."""
@@ -304,10 +314,10 @@ def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: NMProduct, out: SSAValue
     for_(b, blocks[0][1], end, step, block, "i0")
 
 
-def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
+def _nm_k_block(prod: NMProduct, panels: int, nt: int, prefetch: bool) -> KBlock:
     """A k-block of a block of panels*width rows: per n-tile, per k-tile (its panels in
-    L1), every row of the n-tile adds its slots in the k-tile; then the slots past the
-    last whole word."""
+    L1), every row of the n-tile adds its slots in the k-tile (with `prefetch`, asking
+    for its next k-tile's first); then the slots past the last whole word."""
     code, kc = prod.decoder.code, prod.kc
     words_per_row = code.slots // code.per_word
     tail = (words_per_row * code.per_word, code.slots)
@@ -324,7 +334,12 @@ def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
                     step = lambda b, w, accs: prod.word(b, [n], w, kb, accs)  # noqa: E731
                     return b.loop(w0, w1, b.index(1), step, accs, name="w")
 
-                for_(b, n0, span(b, n0, nt, n_size), 1, lambda b, n: prod.row(b, n, panels, words), "n")
+                def row(b: LoopBuilder, n: SSAValue) -> None:
+                    if prefetch:
+                        prod.prefetch(b, n, b.add(k0, b.index(kc)))
+                    prod.row(b, n, panels, words)
+
+                for_(b, n0, span(b, n0, nt, n_size), 1, row, "n")
 
             for_(b, kb, kb_end, kc, k_tile, "k0")
 
@@ -445,7 +460,8 @@ def when_rows(op: tdsl.LinearOp, b: LoopBuilder, lo: SSAValue, hi: SSAValue,
     guard.attributes[PANEL_ROWS] = UnitAttr()
 
 
-def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
+def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, prefetch: bool,
+             rest: DotKernel | None) -> None:  # fmt: skip
     """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
     row split of 64 rows still gets panels); the rows left by `rest`'s register
     blocks, or, without it, by one-vector blocks."""
@@ -478,7 +494,7 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
                 chains = CHAINS if count == 1 else max(1, CHAINS // panels)
                 return NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
 
-            k_block = lambda count: _nm_k_block(prod(count), count, nt)  # noqa: E731
+            k_block = lambda count: _nm_k_block(prod(count), count, nt, prefetch)  # noqa: E731
             _panel_blocks(b, group, prod(count), out, m, k_block, add=False, whole=whole)
             for buffer in (xp, yp):
                 b.b.insert(memref.DeallocOp.get(buffer))
@@ -837,6 +853,7 @@ class VectorizeNM(RewritePattern):
     kb: int
     permute: bool
     bf16_panels: bool
+    prefetch: bool
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
@@ -876,7 +893,7 @@ class VectorizeNM(RewritePattern):
     def _lower(self, op: tdsl.LinearOp, panels: bool, permute: PermuteKernel | None) -> None:
         """The f32 kernels: the panel nest, else lane selection."""
         if panels:
-            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)
+            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, self.prefetch, permute)
         else:
             assert permute is not None
             lower_linear(op, Shape(self.width, 4, 4), permute)
@@ -898,6 +915,9 @@ class VectorizeSparse(ModulePass):
     kc: int = 128
     kb: int = 1024
     permute: bool = True
+    prefetch: bool = False
+    """The panel nest asks for each weight row's next k-tile of values and index words (into
+    L2) as it starts one (set by the pipeline where measured: 8 lanes, Zen 3)."""
     bf16_panels: bool = False
     """bf16 activations times a lane-selectable N:M weight (2:4), k a multiple of 32: calls of
     NM_PANEL_ROWS rows or more densify the weight into tdsl-vectorize-quant's bf16 pair
@@ -907,6 +927,7 @@ class VectorizeSparse(ModulePass):
         if min(self.width, self.panels, self.nt, self.kc, self.kb) <= 0:
             raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt, kc and kb must be positive")
         PatternRewriteWalker(
-            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels),
+            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels,
+                        self.prefetch),
             apply_recursively=False,
         ).rewrite_module(op)
