@@ -144,10 +144,12 @@ def sparse_options(features: frozenset[str]) -> str:
     """The target's vector width; panel blocks of 64 rows of x in at most 8 vectors (one
     accumulator each; with 16 lanes, 4 panels of 2 chains), so that each stored value,
     broadcast, meets 64 rows; and, below 16 lanes, the panel nest's prefetch of each weight
-    row's next k-tile (measured on Zen 3 only: the AVX-512 nest is as it was)."""
+    row's next k-tile and hybrid's dense tiles over the panels (both measured on Zen 3 only:
+    the AVX-512 nests are as they were)."""
     width = vector_registers(features)[0]
-    prefetch = str(width < 16).lower()
-    return f"{{width={width} panels={min(8, 64 // width)} prefetch={prefetch} bf16_panels={str(_bf16(features)).lower()}}}"
+    narrow = str(width < 16).lower()
+    return (f"{{width={width} panels={min(8, 64 // width)} prefetch={narrow} dense_panels={narrow} "
+            f"bf16_panels={str(_bf16(features)).lower()}}}")  # fmt: skip
 
 
 def _bf16(features: frozenset[str]) -> bool:
