@@ -763,7 +763,8 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int,
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
     assert shape.width % shape.rows == 0, "a register block across the end of the panel blocks"
     panelled = frozenset(f for f, nm in enumerate(code.formats) if nm is not None or dense_panels)
-    kernel = HybridKernel(x, out, assemble, code, panel_end, panelled)
+    # with dense_panels, the rows below panel_end never reach the kernel
+    kernel = HybridKernel(x, out, assemble, code, panel_end, frozenset() if dense_panels else panelled)
     first = panel_end if dense_panels else b.index(0)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
