@@ -1,4 +1,5 @@
-"""Software prefetch of a GEMV's weight rows into L2, ahead of the rows being read.
+"""Software prefetch of a GEMV's weight rows into L2, ahead of the rows being read (and,
+prefetch_span, of the next pieces of the N:M panel nest's rows).
 
 A GEMV block of `row_cols` weight rows reads them as `row_cols` streams at once, each
 of a few lines (SmolLM2's rows: 288-576 bytes, 5-9 lines), too short for the

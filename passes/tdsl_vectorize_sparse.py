@@ -19,8 +19,8 @@ for 2:4 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's regroup
 128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
 weights (dense and 2:4 tiles), with 16 or 8 lanes: the same panel blocks take the 2:4
-tiles, tile by tile; the lane-selection kernel takes the dense tiles of every row and
-the 2:4 tiles of the rows left.
+tiles, tile by tile (with `dense_panels`, the dense tiles too); the lane-selection kernel
+takes the other tiles of every row and all the tiles of the rows left.
 """
 
 from __future__ import annotations
@@ -985,8 +985,6 @@ class VectorizeSparse(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.panels, self.nt, self.kc, self.kb) <= 0:
             raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt, kc and kb must be positive")
-        PatternRewriteWalker(
-            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels,
-                        self.prefetch, self.dense_panels),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        pattern = VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels,
+                              self.prefetch, self.dense_panels)  # fmt: skip
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
