@@ -1,4 +1,5 @@
-"""Software prefetch of a GEMV's weight rows into L2, ahead of the rows being read.
+"""Software prefetch of a GEMV's weight rows into L2, ahead of the rows being read (and,
+prefetch_span, of the next pieces of the N:M panel nest's rows).
 
 A GEMV block of `row_cols` weight rows reads them as `row_cols` streams at once, each
 of a few lines (SmolLM2's rows: 288-576 bytes, 5-9 lines), too short for the
@@ -58,6 +59,21 @@ def prefetch_rows(b: LoopBuilder, values: SSAValue, rows: Sequence[SSAValue], ah
     `values` (rows_ahead's count: nothing where it is 0)."""
     for row in rows if ahead else []:
         _prefetch_row(b, values, b.add(row, b.index(ahead)), k, width)
+
+
+LINE_BYTES = 64
+
+
+def prefetch_span(b: LoopBuilder, values: SSAValue, row: SSAValue, first: SSAValue, count: int) -> None:
+    """Prefetches of the lines of `count` elements of a row of `values` (a dense [n, row]
+    buffer) from element `first`: a loop nest that reads short pieces of many rows (the
+    N:M panel nest: a k-tile of each of 32 rows) asks for each row's next piece itself."""
+    if not (isinstance(values.type, MemRefType) and isinstance(values.type.layout, NoneAttr)):
+        return
+    width = values.type.get_shape()[1]
+    per_line = max(1, LINE_BYTES * width // _row_bytes(values.type))
+    for line in range(-(-count // per_line)):
+        _prefetch_row(b, values, row, b.offset(first, line * per_line), width)
 
 
 def _prefetch_row(b: LoopBuilder, values: SSAValue, row: SSAValue, k: SSAValue, width: int) -> None:

@@ -19,14 +19,15 @@ for 2:4 and 1:2 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's
 128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
 weights (dense and 2:4 tiles), with 16 or 8 lanes: the same panel blocks take the 2:4
-tiles, tile by tile; the lane-selection kernel takes the dense tiles of every row and
-the 2:4 tiles of the rows left.
+tiles, tile by tile (with `dense_panels`, the dense tiles too); the lane-selection kernel
+takes the other tiles of every row and all the tiles of the rows left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import gcd
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
@@ -51,6 +52,7 @@ from stoicc_py.codec import hybrid as hybrid_code
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_in_f32, element_type
 from stoicc_py.codegen.nm_decoder import NMDecoder
+from stoicc_py.codegen.prefetch import prefetch_span
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
@@ -91,14 +93,17 @@ HYBRID_ROWS = {16: 4, 8: 2}
 8 lanes' 16 registers, 2 x 4 accumulators measured 1.13x faster than 4 x 4 at 16 rows and
 7 rows of x (1536x576, 50% 2:4 tiles of 64 x 64, Zen 3, 1 thread); a count that divides the
 width, so that no block straddles the end of the panel blocks (panel_blocks)."""
+DENSE_STEP = 8
+"""Columns of a dense hybrid tile's row per unrolled step of the panel nest: 64 FMAs with 8
+panels (16 columns measured no faster, Zen 3, and made 12% more LLVM IR for a hybrid kernel)."""
 CHAINS = 8
 """Accumulators in flight per row: enough FMAs between dependent ones to cover
 the FMA latency (4 cycles) at up to two FMAs per cycle."""
 
 
 @dataclass
-class NMProduct:
-    """What the nest reads: x, the weight's buffers and encoding, and the scratch:
+class PanelProduct:
+    """What the nest reads: x, the weight's stored values, and the scratch:
     xp[kk, p, l] = x[i0 + p*width + l, kb + kk] for the k-block at kb (one column's
     panels are contiguous, so a slot's loads differ by constant offsets and a
     k-tile of them stays in L1) and yp[n, p, l]."""
@@ -107,8 +112,6 @@ class NMProduct:
     values: SSAValue
     """[rows..., slots]: a weight row is named by every index but the last (a hybrid
     tile's are [tile, local row])."""
-    indices: SSAValue
-    decoder: NMDecoder
     xp: SSAValue
     yp: SSAValue
     kc: int
@@ -130,7 +133,50 @@ class NMProduct:
         return [b.insert(vector.FMAOp(v, b.insert(vector.LoadOp(self.xp, [kk, b.index(p), zero], self.vec)), acc))
                 for p, acc in enumerate(accs)]  # fmt: skip
 
-    def word(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
+    def row(self, b: LoopBuilder, n: SSAValue, panels: int, body: Body3) -> None:
+        """yp[n, :panels, :] += what `body` accumulates for row n."""
+        zero = b.splat(self.vec, 0.0)
+        accs = body(b, n, [zero] * (panels * self.chains))
+        for p in range(panels):
+            total = accs[p * self.chains]
+            for c in range(1, self.chains):
+                total = b.insert(arith.AddfOp(total, accs[p * self.chains + c]))
+            at = [n, b.index(p), b.index(0)]
+            total = b.insert(arith.AddfOp(b.insert(vector.LoadOp(self.yp, at, self.vec)), total))
+            b.b.insert(vector.StoreOp(total, self.yp, at))
+
+
+@dataclass
+class DenseProduct(PanelProduct):
+    """A dense hybrid tile's rows over the panels: `step_cols` columns a step, each a broadcast
+    value and one FMA per panel (no decoding), as the 2:4 tiles' slots."""
+
+    step_cols: int
+
+    def step(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
+        """Columns w*step_cols ... of row n (less kb: xp's first), unrolled; column t feeds
+        accumulator chain t % chains."""
+        first = b.mul(w, b.index(self.step_cols))
+        base = b.insert(arith.SubiOp(first, kb))
+        chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
+        for t in range(self.step_cols):
+            c = t % self.chains
+            chains[c] = self.slot(b, n, b.offset(first, t), b.offset(base, t), chains[c])
+        return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+
+
+@dataclass
+class NMProduct(PanelProduct):
+    """An N:M weight's rows over the panels: its index words, decoded by shifts."""
+
+    indices: SSAValue
+    decoder: NMDecoder
+
+    @property
+    def step_cols(self) -> int:
+        return self.decoder.code.word_cols
+
+    def step(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
         """The per_word slots of index word w of row n, unrolled: their columns (less
         kb, the first column of xp relative to the row's) are the word's base plus
         each group's offset plus the slot's decoded field; slot t feeds accumulator
@@ -148,17 +194,14 @@ class NMProduct:
             chains[c] = self.slot(b, n, b.add(first, b.index(t)), kk, chains[c])
         return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
 
-    def row(self, b: LoopBuilder, n: SSAValue, panels: int, body: Body3) -> None:
-        """yp[n, :panels, :] += what `body` accumulates for row n."""
-        zero = b.splat(self.vec, 0.0)
-        accs = body(b, n, [zero] * (panels * self.chains))
-        for p in range(panels):
-            total = accs[p * self.chains]
-            for c in range(1, self.chains):
-                total = b.insert(arith.AddfOp(total, accs[p * self.chains + c]))
-            at = [n, b.index(p), b.index(0)]
-            total = b.insert(arith.AddfOp(b.insert(vector.LoadOp(self.yp, at, self.vec)), total))
-            b.b.insert(vector.StoreOp(total, self.yp, at))
+    def prefetch(self, b: LoopBuilder, n: SSAValue, k: SSAValue) -> None:
+        """Row n's values and index words of the k-tile at dense column k, into L2: each
+        k-tile reads a few lines of each of an n-tile's rows, too short and too many streams
+        for the hardware prefetchers to follow out of DRAM (a 4096^2 weight, Zen 3)."""
+        code = self.decoder.code
+        slots = self.kc // code.word_cols * code.per_word
+        prefetch_span(b, self.values, n, b.mul(b.div(k, b.index(code.word_cols)), b.index(code.per_word)), slots)
+        prefetch_span(b, self.indices, n, b.div(k, b.index(code.word_cols)), self.kc // code.word_cols)
 
     def tail(self, b: LoopBuilder, n: Row, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
         """The slots past the last whole index word, one at a time (chain 0 of each panel)."""
@@ -261,7 +304,7 @@ Blocks = Sequence[tuple[int, SSAValue, SSAValue]]
 """Blocks of rows over panels: (vectors per block, first row, end), as panel_blocks gives."""
 
 
-def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: NMProduct, out: SSAValue, m: SSAValue,
+def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: PanelProduct, out: SSAValue, m: SSAValue,
                   k_block: Callable[[int], KBlock], add: bool, whole: bool = True) -> None:  # fmt: skip
     """Every block of `blocks` (whose counts halve, each one's rows starting where the
     last's end, so that a later count has at most one block) in one loop, whose packing
@@ -304,10 +347,10 @@ def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: NMProduct, out: SSAValue
     for_(b, blocks[0][1], end, step, block, "i0")
 
 
-def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
+def _nm_k_block(prod: NMProduct, panels: int, nt: int, prefetch: bool) -> KBlock:
     """A k-block of a block of panels*width rows: per n-tile, per k-tile (its panels in
-    L1), every row of the n-tile adds its slots in the k-tile; then the slots past the
-    last whole word."""
+    L1), every row of the n-tile adds its slots in the k-tile (with `prefetch`, asking
+    for its next k-tile's first); then the slots past the last whole word."""
     code, kc = prod.decoder.code, prod.kc
     words_per_row = code.slots // code.per_word
     tail = (words_per_row * code.per_word, code.slots)
@@ -321,10 +364,15 @@ def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
                 w1 = b.min(b.div(span(b, k0, kc, k_size), b.index(code.word_cols)), b.index(words_per_row))
 
                 def words(b: LoopBuilder, n: SSAValue, accs: Accs) -> Accs:
-                    step = lambda b, w, accs: prod.word(b, [n], w, kb, accs)  # noqa: E731
+                    step = lambda b, w, accs: prod.step(b, [n], w, kb, accs)  # noqa: E731
                     return b.loop(w0, w1, b.index(1), step, accs, name="w")
 
-                for_(b, n0, span(b, n0, nt, n_size), 1, lambda b, n: prod.row(b, n, panels, words), "n")
+                def row(b: LoopBuilder, n: SSAValue) -> None:
+                    if prefetch:
+                        prod.prefetch(b, n, b.add(k0, b.index(kc)))
+                    prod.row(b, n, panels, words)
+
+                for_(b, n0, span(b, n0, nt, n_size), 1, row, "n")
 
             for_(b, kb, kb_end, kc, k_tile, "k0")
 
@@ -338,12 +386,12 @@ def _nm_k_block(prod: NMProduct, panels: int, nt: int) -> KBlock:
     return k_block
 
 
-def _hybrid_k_block(prod: NMProduct, panels: int, nt: int, tiles: Tiles) -> KBlock:
-    """A k-block of one format's 2:4 tiles for a block of panels*width rows: per tile
-    row, per n-tile of its rows, each stored tile whose columns lie in the k-block adds
-    its slots (the other tiles' loops run zero times)."""
+def _hybrid_k_block(prod: NMProduct | DenseProduct, panels: int, nt: int, tiles: Tiles) -> KBlock:
+    """A k-block of one format's tiles (dense or 2:4) for a block of panels*width rows: per
+    tile row, per n-tile of its rows, each stored tile whose columns lie in the k-block adds
+    its steps (the other tiles' loops run zero times)."""
     rowptr, cols, th, tw = tiles
-    words = tw // prod.decoder.code.word_cols
+    words = tw // prod.step_cols
 
     def k_block(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
         n_size = b.size(prod.yp, 0)  # a symbolic N: yp's rows are the weight's
@@ -359,7 +407,7 @@ def _hybrid_k_block(prod: NMProduct, panels: int, nt: int, tiles: Tiles) -> KBlo
 
                     def row(b: LoopBuilder, r: SSAValue) -> None:
                         def body(b: LoopBuilder, _n: SSAValue, accs: Accs) -> Accs:
-                            step = lambda b, w, accs: prod.word(b, [p, r], w, offset, accs)  # noqa: E731
+                            step = lambda b, w, accs: prod.step(b, [p, r], w, offset, accs)  # noqa: E731
                             return b.loop(b.index(0), w1, b.index(1), step, accs, name="w")
 
                         prod.row(b, b.add(b.mul(tr, b.index(th)), r), panels, body)
@@ -445,7 +493,8 @@ def when_rows(op: tdsl.LinearOp, b: LoopBuilder, lo: SSAValue, hi: SSAValue,
     guard.attributes[PANEL_ROWS] = UnitAttr()
 
 
-def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, rest: DotKernel | None) -> None:
+def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, prefetch: bool,
+             rest: DotKernel | None) -> None:  # fmt: skip
     """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
     row split of 64 rows still gets panels); the rows left by `rest`'s register
     blocks, or, without it, by one-vector blocks."""
@@ -476,9 +525,9 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
                 # Every block count sums a row in the same order (the full blocks' chains) but the
                 # one-vector blocks, which only ever take the last rows.
                 chains = CHAINS if count == 1 else max(1, CHAINS // panels)
-                return NMProduct(op.lhs, values, indices, decoder, xp, yp, kc, chains)
+                return NMProduct(op.lhs, values, xp, yp, kc, chains, indices, decoder)
 
-            k_block = lambda count: _nm_k_block(prod(count), count, nt)  # noqa: E731
+            k_block = lambda count: _nm_k_block(prod(count), count, nt, prefetch)  # noqa: E731
             _panel_blocks(b, group, prod(count), out, m, k_block, add=False, whole=whole)
             for buffer in (xp, yp):
                 b.b.insert(memref.DeallocOp.get(buffer))
@@ -639,7 +688,9 @@ class HybridKernel:
     assemble: AssembleOp
     code: HybridCodec
     panel_rows: SSAValue
-    """Rows of x below it leave the 2:4 tiles to the panel nest (their loops run zero times)."""
+    """Rows of x below it leave the tiles of the formats in `panelled` to the panel nest
+    (their loops run zero times)."""
+    panelled: frozenset[int]
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, tr: SSAValue, c0: SSAValue) -> None:
         th, tw = self.code.tile
@@ -675,7 +726,7 @@ class HybridKernel:
                 return b.loop(b.index(0), b.index(tw), b.index(granule), step, acc, name="kk")
 
             start, stop = b.load_index(buf("rowptr"), [tr]), b.load_index(buf("rowptr"), [b.add(tr, b.index(1))])
-            if nm:
+            if f in self.panelled:
                 stop = b.insert(arith.SelectOp(b.insert(arith.CmpiOp(i, self.panel_rows, "ult")), start, stop))
             acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
@@ -694,12 +745,12 @@ class HybridKernel:
                                                    result_type=VectorType(f32, [shape.cols]))), self.out, [row, n0])  # fmt: skip
 
 
-def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int) -> None:
+def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int, dense_panels: bool) -> None:
     """Per tile row, per block of x rows, per block of weight rows: one kernel over
     the tile row's stored tiles (the x rows stay in L1, the tile row's dense tiles,
-    read in contiguous runs of a tile's block rows, in L2).
-    The rows of the panel blocks (panel_blocks) take only the dense tiles there, and
-    the 2:4 tiles over panels (_hybrid_block)."""
+    read in contiguous runs of a tile's block rows, in L2). The rows of the panel blocks
+    (panel_blocks) take the 2:4 tiles over panels instead, per k-block (_hybrid_k_block),
+    and with `dense_panels` the dense tiles too (then only the rows left run the kernel)."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     layout = packed.layout
@@ -711,11 +762,14 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
     x = zero_padded(b, op.lhs, padded_k, shape.vec) if padded_k != k_size else op.lhs
     blocks, panel_end = panel_blocks(b, m, panels, shape.width)
     assert shape.width % shape.rows == 0, "a register block across the end of the panel blocks"
-    kernel = HybridKernel(x, out, assemble, code, panel_end)
+    panelled = frozenset(f for f, nm in enumerate(code.formats) if nm is not None or dense_panels)
+    # with dense_panels, the rows below panel_end never reach the kernel
+    kernel = HybridKernel(x, out, assemble, code, panel_end, frozenset() if dense_panels else panelled)
+    first = panel_end if dense_panels else b.index(0)
 
     def tile_row(b: LoopBuilder, tr: SSAValue) -> None:
         emit = lambda b, s, i, c0: kernel.emit(b, s, i, tr, c0)  # noqa: E731
-        register_blocks(b, shape, (b.index(0), m), (b.index(0), tile_height(b, tr, th, n_size)), emit)
+        register_blocks(b, shape, (first, m), (b.index(0), tile_height(b, tr, th, n_size)), emit)
 
     for_(b, b.index(0), tile_rows(b, n_size, th), 1, tile_row, "tr")
     kb = min(max(tw, kb // tw * tw), padded_k)  # whole tiles per k-block
@@ -725,12 +779,26 @@ def lower_hybrid(op: tdsl.LinearOp, shape: Shape, panels: int, nt: int, kb: int)
         def panel_rows(b: LoopBuilder) -> Sequence[SSAValue]:
             count = blocks[0][0]
             xp, yp = scratch(b, [kb, count, shape.width]), scratch(b, [*rows[0], count, shape.width], rows[1])
-            for f, nm in code.nm.items():
+            chains = max(1, CHAINS // panels)
+            products: list[tuple[NMProduct | DenseProduct, Tiles]] = []
+            for f, nm in enumerate(code.formats):
+                if f not in panelled:
+                    continue
                 buf = lambda name, f=f: assemble.buffer(hybrid_code.role(f, name))  # noqa: E731
-                prod = NMProduct(x, buf("values"), buf("indices"), NMDecoder(nm), xp, yp, tw, max(1, CHAINS // panels))
-                tiles = (buf("rowptr"), buf("cols"), th, tw)
-                k_block = lambda count, prod=prod, tiles=tiles: _hybrid_k_block(prod, count, nt, tiles)  # noqa: E731
-                _panel_blocks(b, blocks, prod, out, m, k_block, add=True)
+                prod = (DenseProduct(x, buf("values"), xp, yp, tw, chains, gcd(tw, DENSE_STEP)) if nm is None else
+                        NMProduct(x, buf("values"), xp, yp, tw, chains, buf("indices"), NMDecoder(nm)))  # fmt: skip
+                products.append((prod, (buf("rowptr"), buf("cols"), th, tw)))
+
+            def k_block(count: int) -> KBlock:
+                parts = [_hybrid_k_block(prod, count, nt, tiles) for prod, tiles in products]
+
+                def each_format(b: LoopBuilder, kb: SSAValue, kb_end: SSAValue) -> None:
+                    for part in parts:
+                        part(b, kb, kb_end)
+
+                return each_format
+
+            _panel_blocks(b, blocks, products[0][0], out, m, k_block, add=not dense_panels)
             for buffer in (xp, yp):
                 b.b.insert(memref.DeallocOp.get(buffer))
             return ()
@@ -837,6 +905,8 @@ class VectorizeNM(RewritePattern):
     kb: int
     permute: bool
     bf16_panels: bool
+    prefetch: bool
+    dense_panels: bool
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tdsl.LinearOp, rewriter: PatternRewriter, /):
@@ -861,7 +931,8 @@ class VectorizeNM(RewritePattern):
             permute = PermuteKernel(op.lhs, op.out, ragged(packed.dims[1], decoder.code.word_cols), values,
                                     assemble.buffer("indices"), decoder)  # fmt: skip
         if _hybrid_vectorizable(packed, self.width):  # N static or read at run time
-            lower_hybrid(op, Shape(self.width, HYBRID_ROWS[self.width], 4), self.panels, self.nt, self.kb)
+            shape = Shape(self.width, HYBRID_ROWS[self.width], 4)
+            lower_hybrid(op, shape, self.panels, self.nt, self.kb, self.dense_panels)
         elif not (panels or permute is not None):
             decline(op, f"{NAME}: {_missed(packed, values, self.width)}")
             return
@@ -877,7 +948,7 @@ class VectorizeNM(RewritePattern):
     def _lower(self, op: tdsl.LinearOp, panels: bool, permute: PermuteKernel | None) -> None:
         """The f32 kernels: the panel nest, else lane selection."""
         if panels:
-            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, permute)
+            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, self.prefetch, permute)
         else:
             assert permute is not None
             lower_linear(op, Shape(self.width, 4, 4), permute)
@@ -899,6 +970,14 @@ class VectorizeSparse(ModulePass):
     kc: int = 128
     kb: int = 1024
     permute: bool = True
+    prefetch: bool = False
+    """The panel nest asks for each weight row's next k-tile of values and index words (into
+    L2) as it starts one (set by the pipeline where measured: 8 lanes, Zen 3)."""
+    dense_panels: bool = False
+    """A hybrid weight's dense tiles, too, run over the panels (a broadcast value and one
+    FMA per panel), not in HybridKernel's dot-product blocks: where the L1 serves a vector
+    load per FMA (two 256-bit loads a cycle on Zen 3; Zen 4 serves one 512-bit load a
+    cycle, so that its dense tiles keep the blocks). Set by the pipeline below 16 lanes."""
     bf16_panels: bool = False
     """bf16 activations times a lane-selectable N:M weight (2:4), k a multiple of 32: calls of
     NM_PANEL_ROWS rows or more densify the weight into tdsl-vectorize-quant's bf16 pair
@@ -907,7 +986,6 @@ class VectorizeSparse(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.panels, self.nt, self.kc, self.kb) <= 0:
             raise DiagnosticException("tdsl-vectorize-sparse: width, panels, nt, kc and kb must be positive")
-        PatternRewriteWalker(
-            VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels),
-            apply_recursively=False,
-        ).rewrite_module(op)
+        pattern = VectorizeNM(self.width, self.panels, self.nt, self.kc, self.kb, self.permute, self.bf16_panels,
+                              self.prefetch, self.dense_panels)  # fmt: skip
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

@@ -140,6 +140,18 @@ def integer_options(features: frozenset[str]) -> str:
     return options + "}"
 
 
+def sparse_options(features: frozenset[str]) -> str:
+    """The target's vector width; panel blocks of 64 rows of x in at most 8 vectors (one
+    accumulator each; with 16 lanes, 4 panels of 2 chains), so that each stored value,
+    broadcast, meets 64 rows; and, below 16 lanes, the panel nest's prefetch of each weight
+    row's next k-tile and hybrid's dense tiles over the panels (both measured on Zen 3 only:
+    the AVX-512 nests are as they were)."""
+    width = vector_registers(features)[0]
+    narrow = str(width < 16).lower()
+    return (f"{{width={width} panels={min(8, 64 // width)} prefetch={narrow} dense_panels={narrow} "
+            f"bf16_panels={str(_bf16(features)).lower()}}}")  # fmt: skip
+
+
 def _bf16(features: frozenset[str]) -> bool:
     """Whether the microkernel steps with vdpbf16ps: AVX-512 BF16, on 16-lane vectors."""
     return has_avx512bf16(features) and vector_registers(features)[0] == 16
@@ -165,7 +177,7 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-quant": quant_options(features).removesuffix("}") + f" bf16_panels={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-integer": integer_options(features),
-        "tdsl-vectorize-sparse": f"{{width={vector_registers(features)[0]} bf16_panels={str(_bf16(features)).lower()}}}",
+        "tdsl-vectorize-sparse": sparse_options(features),
         "tdsl-vectorize-elementwise": f"{{width={vector_registers(features)[0]}}}",
     }
     if tile:
