@@ -193,22 +193,34 @@ class Dot:
         With MADD, where their i16 pair sums (each at most 2 * (2^bits - 1) * 128) add up
         exactly in i16 (the P parts of int4 or int2 codes), pmaddubsw's are added before
         one pmaddwd: one pmaddwd and add per accumulator and step, as P = 1 codes take."""
-        if self.kind is not DotKind.MADD or len(operands) * 2 * ((1 << bits) - 1) * 128 >= 1 << 15:
+        if self.kind is not DotKind.MADD or pair_bound(bits, len(operands)) >= 1 << 15:
             for w, x in operands:
                 acc = self.accumulate(b, acc, w, x)
             return acc
+        return b.insert(arith.AddiOp(acc, self.word_sums(b, self.pair_sums(b, operands))))
+
+    def pair_sums(self, b: LoopBuilder, operands: Sequence[tuple[SSAValue, SSAValue]]) -> SSAValue:
+        """The i16 sum of pmaddubsw's pair sums of every (w, x) (MADD; exact within pair_bound)."""
         pairs = None
         for w, x in operands:
             part = self._byte_pairs(b, w, x)
             pairs = part if pairs is None else b.insert(arith.AddiOp(pairs, part))
         assert pairs is not None
-        return b.insert(arith.AddiOp(acc, self._word_sums(b, pairs)))
+        return pairs
+
+    @property
+    def halves(self) -> int:
+        """The 128-bit halves of a MADD step's 8-lane (AVX2) vectors that the blocks' sums
+        keep apart: each holds its own accumulators' columns, so that the reductions
+        shuffle within halves (unpacks), as AVX2's in-lane shuffles do, and never across
+        them (vpermq); 1 elsewhere (VNNI's and AVX-512's blocks are as they were)."""
+        return 2 if self.kind is DotKind.MADD and self.lanes == 8 else 1
 
     def _byte_pairs(self, b: LoopBuilder, w: SSAValue, x: SSAValue) -> SSAValue:
         w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
         return b.insert(llvm.CallIntrinsicOp(PMADDUBSW[self.lanes], [w, x], [self.words]))
 
-    def _word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
+    def word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
         return b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [pairs, b.splat(self.words, 1)], [self.acc]))
 
     def accumulate(self, b: LoopBuilder, acc: SSAValue, w: SSAValue, x: SSAValue) -> SSAValue:
@@ -216,7 +228,7 @@ class Dot:
             name = f"llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"
             return b.insert(llvm.CallIntrinsicOp(name, [acc, w, x], [self.acc]))
         if self.kind is DotKind.MADD:
-            products = self._word_sums(b, self._byte_pairs(b, w, x))
+            products = self.word_sums(b, self._byte_pairs(b, w, x))
         elif self.kind is DotKind.PAIRS:
             products = b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [w, x], [self.acc]))
         else:
@@ -228,6 +240,12 @@ class Dot:
     def reduce(self, b: LoopBuilder, acc: SSAValue) -> SSAValue:
         kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
         return b.insert(vector.ReductionOp.create(operands=[acc], result_types=[i32], properties={"kind": kind}))
+
+
+def pair_bound(bits: int, parts: int) -> int:
+    """The largest magnitude of `parts` pmaddubsw pair sums added in i16, of unsigned
+    bytes below 2^bits by int8 activations: they are exact while it stays below 2^15."""
+    return parts * 2 * ((1 << bits) - 1) * 128
 
 
 @dataclass
@@ -395,12 +413,15 @@ class IntegerKernel:
         phased = per > 1 and len(cols) % per == 0 and dot.step % (4 * per) == 0
         per = per if phased else 1
         blocks = len(cols) // per
+        parts = dot.halves if phased and len(cols) % (per * dot.halves) == 0 else 1
+        bits = w.decoder.code.bits
+        segment = dot.lanes // (per * spanned)
+        levels = self._word_levels(per, segment)
 
         def weights(inner: LoopBuilder, k: SSAValue) -> list[list[SSAValue]]:
             if phased:
-                return [[dot.operand(inner, part, False)
-                         for part in w.decoder.field_phases(inner, w.values, cols[c:c + per], k, dot.step)]
-                        for c in range(0, len(cols), per)]  # fmt: skip
+                return [[dot.operand(inner, part, False) for part in w.decoder.field_phases(inner, w.values, c, k, dot.step)]
+                        for c in _accumulator_rows(cols, per, parts)]  # fmt: skip
             return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -411,11 +432,13 @@ class IntegerKernel:
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
-                    new[r * blocks + c] = dot.accumulate_all(inner, new[r * blocks + c], list(zip(w_parts, x_parts)),
-                                                             w.decoder.code.bits)  # fmt: skip
+                    at, operands = r * blocks + c, list(zip(w_parts, x_parts))
+                    new[at] = (dot.accumulate_all(inner, new[at], operands, bits) if levels is None
+                               else inner.insert(arith.AddiOp(new[at], dot.pair_sums(inner, operands))))  # fmt: skip
             return new
 
-        accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
+        zero = b.splat(dot.acc if levels is None else dot.words, 0)
+        accs = b.loop(k0, kv, b.index(dot.step), k_step, [zero] * (len(rows) * blocks), name="k")
         lanes = len(cols) * spanned
         if spanned == 1:
             offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
@@ -425,15 +448,38 @@ class IntegerKernel:
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
             zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
             offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
-        segment = dot.lanes // (per * spanned)
-        sums = [b.insert(arith.SubiOp(column_sums(b, accs[r * blocks:(r + 1) * blocks], segment, lanes), offsets[r]))
-                for r in range(len(rows))]  # fmt: skip
+
+        def row_sums(row: Sequence[SSAValue]) -> SSAValue:
+            if levels is None:
+                return column_sums(b, row, segment, lanes, parts)
+            # the first levels of the tree in i16 (exact: _word_levels), then the pairs' i32 sums
+            words, length = merge_pairs(b, row, 2 * segment, levels, parts)
+            return column_sums(b, [dot.word_sums(b, v) for v in words], length // 2, lanes, parts)
+
+        sums = [b.insert(arith.SubiOp(row_sums(accs[r * blocks:(r + 1) * blocks]), offsets[r])) for r in range(len(rows))]
         if spanned == 1 and groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
             zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
             tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
             sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
                     for r, s in enumerate(sums)]  # fmt: skip
         return sums
+
+    def _word_levels(self, per: int, segment: int) -> int | None:
+        """With MADD, where a group's steps' pair sums (of `per` parts a step) add up
+        exactly in i16 (pair_bound), the levels of the column sums' tree that still do
+        (the first, while at least a pair of words per column is left for pmaddwd): the
+        steps then accumulate pmaddubsw's words, one pmaddwd per tree output where P = 1
+        codes took one per accumulator and step. None: the steps accumulate in i32."""
+        dot, length = self.dot, self.product.groups.length
+        if dot.kind is not DotKind.MADD or length is None:
+            return None
+        bound = length * self.per_step // dot.step * pair_bound(self.product.w.decoder.code.bits, per)
+        if bound >= 1 << 15:
+            return None
+        levels = 0
+        while 1 << levels < segment and bound << (levels + 1) < 1 << 15:
+            levels += 1
+        return levels
 
     def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -588,33 +634,68 @@ def lane_count(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
 
 
-def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
+def _in_parts(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int], parts: int) -> SSAValue:
+    """The shuffle of u and v by `mask` (over one of their `parts` equal parts and its
+    twin in v), done in each part alike: the parts' lanes never mix."""
+    n, total = lane_count(u) // parts, lane_count(u)
+    return shuffle(b, u, v, [h * n + m if m < n else total + h * n + m - n for h in range(parts) for m in mask])
+
+
+def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int, parts: int = 1) -> SSAValue:
     """The lanes of u (then v's, if given) in segments of `length`: each segment's
-    halves added, in segment order (i32 lanes, or f32 ones with the kernels' fast-math flags)."""
-    firsts = [s + t for s in range(0, lane_count(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+    halves added, in segment order, within each of `parts` parts (i32 or i16 lanes, or
+    f32 ones with the kernels' fast-math flags)."""
+    n = lane_count(u) // parts
+    firsts = [s + t for s in range(0, n * (1 if v is None else 2), length) for t in range(length // 2)]
     w = u if v is None else v
-    first, second = shuffle(b, u, w, firsts), shuffle(b, u, w, [f + length // 2 for f in firsts])
+    first, second = (_in_parts(b, u, w, mask, parts) for mask in (firsts, [f + length // 2 for f in firsts]))
     if isinstance(u.type.element_type, IntegerType):  # type: ignore[attr-defined]
         return b.insert(arith.AddiOp(first, second))
     return b.insert(arith.AddfOp(first, second, FAST))
 
 
-def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int) -> SSAValue:
-    """The sums of `count` columns' lanes as one vector (i32 or f32), lane c column c's: `accs`
-    hold the columns in order, each in a segment of `length` lanes (a power of two). A
-    transposing tree of shuffles and adds, about 3 instructions per accumulator, where a
-    horizontal reduction of each costs 2*log2(lanes) and a move to a scalar register.
-    Padded with zero vectors to a power of two (LLVM folds their adds away)."""
+def merge_pairs(b: LoopBuilder, accs: Sequence[SSAValue], length: int, levels: int,
+                parts: int = 1) -> tuple[list[SSAValue], int]:  # fmt: skip
+    """column_sums' first `levels` levels (at most): accumulators merged in pairs, each
+    segment folding in half; the vectors left and their segments' length. Padded with
+    zero vectors to a power of two (LLVM folds their adds away)."""
+    if levels <= 0:
+        return list(accs), length
     level = [*accs, *[b.splat(accs[0].type, 0)] * ((1 << (len(accs) - 1).bit_length()) - len(accs))]  # type: ignore[arg-type]
-    while length > 1 and len(level) > 1:  # pairs merge, each segment folding in half
-        level = [_add_halves(b, u, v, length) for u, v in zip(level[::2], level[1::2])]
-        length //= 2
+    while levels > 0 and length > 1 and len(level) > 1:
+        level = [_add_halves(b, u, v, length, parts) for u, v in zip(level[::2], level[1::2])]
+        length, levels = length // 2, levels - 1
+    return level, length
+
+
+def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int, parts: int = 1) -> SSAValue:
+    """The sums of `count` columns' lanes as one vector (i32 or f32), lane c column c's: `accs`
+    hold the columns in order, each in a segment of `length` lanes (a power of two); with
+    `parts`, each of their equal parts holds its own columns (part h of every accumulator
+    the h-th of the columns, in order). A transposing tree of shuffles and adds, about 3
+    instructions per accumulator, where a horizontal reduction of each costs
+    2*log2(lanes) and a move to a scalar register."""
+    level, length = merge_pairs(b, accs, length, len(accs), parts)
     while len(level) > 1:  # more columns than lanes: 1-lane segments concatenate
-        level = [shuffle(b, u, v, list(range(2 * lane_count(u)))) for u, v in zip(level[::2], level[1::2])]
+        level = [_in_parts(b, u, v, list(range(2 * lane_count(u) // parts)), parts)
+                 for u, v in zip(level[::2], level[1::2])]  # fmt: skip
     sums = level[0]
     while length > 1:  # fewer columns than lanes: the segments fold on their own
-        sums, length = _add_halves(b, sums, None, length), length // 2
-    return sums if lane_count(sums) == count else shuffle(b, sums, sums, list(range(count)))
+        sums, length = _add_halves(b, sums, None, length, parts), length // 2
+    if lane_count(sums) == count:
+        return sums
+    return _in_parts(b, sums, sums, list(range(count // parts)), parts)
+
+
+def _accumulator_rows(cols: list[SSAValue], per: int, parts: int) -> list[list[SSAValue]]:
+    """The weight rows of each accumulator of P = `per` phases: P consecutive columns,
+    or with `parts` (column_sums' parts) the first columns of each part (a P/parts-th of
+    the columns each) in part 0, the next ones in part 1, ..., so that the parts' sums
+    hold the columns in order."""
+    if parts == 1:
+        return [cols[c : c + per] for c in range(0, len(cols), per)]
+    each, run = len(cols) // parts, per // parts
+    return [[col for h in range(parts) for col in cols[h * each + c : h * each + c + run]] for c in range(0, each, run)]
 
 
 def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
