@@ -209,12 +209,18 @@ class Dot:
         return pairs
 
     @property
+    def avx2(self) -> bool:
+        """Whether this is AVX2's pmaddubsw/pmaddwd step (8 lanes, no VNNI), which the
+        blocks arrange for (halves, _phase_x, IntegerKernel.scale_rows); VNNI's and
+        AVX-512's blocks are as they were."""
+        return self.lanes == 8 and self.kind in (DotKind.MADD, DotKind.PAIRS)
+
+    @property
     def halves(self) -> int:
-        """The 128-bit halves of a MADD step's 8-lane (AVX2) vectors that the blocks' sums
-        keep apart: each holds its own accumulators' columns, so that the reductions
-        shuffle within halves (unpacks), as AVX2's in-lane shuffles do, and never across
-        them (vpermq); 1 elsewhere (VNNI's and AVX-512's blocks are as they were)."""
-        return 2 if self.kind is DotKind.MADD and self.lanes == 8 else 1
+        """The 128-bit halves of AVX2's vectors that the blocks' sums keep apart: each
+        holds its own accumulators' columns, so that the reductions shuffle within
+        halves (unpacks), as AVX2's in-lane shuffles do, and never across them (vpermq)."""
+        return 2 if self.avx2 else 1
 
     def _byte_pairs(self, b: LoopBuilder, w: SSAValue, x: SSAValue) -> SSAValue:
         w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
@@ -377,11 +383,46 @@ class IntegerKernel:
     products, in consecutive segments, and one reduction serves them all."""
     ahead: int = 0
     """Rows of w ahead of each row read whose bytes a step prefetches (0: none)."""
+    phase_x: SSAValue | None = None
+    """x's rows as phased steps read them (_phase_x), where it is built."""
+    scale_rows: SSAValue | None = None
+    """Where given, [groups, c] of w's scales (as stored): a block of c columns first
+    transposes its columns' scales into it, c groups at a time (_transpose_scales), and
+    each group then loads its columns' scales as one vector, where it gathered them (a
+    strided insert per column and group)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g),
-                      lambda b, g: self._w_scales(b, cols, g), self.per_step)  # fmt: skip
+        scale_rows = self.scale_rows
+        if scale_rows is not None and len(cols) != scale_rows.type.get_shape()[1]:  # type: ignore[attr-defined]
+            scale_rows = None  # the 1-column blocks of ragged columns
+
+        def w_scales(b: LoopBuilder, g: SSAValue) -> SSAValue:
+            return self._w_scales(b, cols, g) if scale_rows is None else b.vload(scale_rows, [g, b.index(0)], len(cols))
+
+        if scale_rows is not None:
+            self._transpose_scales(b, cols, scale_rows)
+        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g), w_scales,
+                      self.per_step)  # fmt: skip
+
+    def _transpose_scales(self, b: LoopBuilder, cols: list[SSAValue], scale_rows: SSAValue) -> None:
+        """The columns' w scales into scale_rows[g, c]: c groups of c columns by a c x c
+        transpose of their loads, the groups past the last whole c one column at a time."""
+        scales, count, c = self.product.w_scales, self.product.groups.count, len(cols)
+        assert scales is not None
+        element = scales.type.element_type  # type: ignore[attr-defined]
+
+        def groups(b: LoopBuilder, g: SSAValue) -> None:
+            runs = [b.insert(vector.LoadOp(scales, [col, g], VectorType(element, [c]))) for col in cols]
+            for t, run in enumerate(_interleave_transpose(b, runs)):
+                b.b.insert(vector.StoreOp(run, scale_rows, [b.offset(g, t), b.index(0)]))
+
+        def group(b: LoopBuilder, g: SSAValue) -> None:
+            run = _vector_of(b, [b.insert(memref.LoadOp.get(scales, [col, g])) for col in cols])
+            b.b.insert(vector.StoreOp(run, scale_rows, [g, b.index(0)]))
+
+        for_(b, b.index(0), b.index(count // c * c), c, groups, "g")
+        for_(b, b.index(count // c * c), b.index(count), 1, group, "g")
 
     def _w_scales(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue) -> SSAValue:
         """The columns' w scales of groups g..g+per_step, lane c*per_step+h column c's of
@@ -426,9 +467,8 @@ class IntegerKernel:
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1])  # type: ignore[attr-defined]
-            loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
-            xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
-                  for xv in loads]  # fmt: skip
+            xs = [[dot.operand(inner, part, True) for part in self._x_parts(inner, r, k, per if phased else 1)]
+                  for r in rows]  # fmt: skip
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
@@ -463,6 +503,16 @@ class IntegerKernel:
             sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
                     for r, s in enumerate(sums)]  # fmt: skip
         return sums
+
+    def _x_parts(self, b: LoopBuilder, row: SSAValue, k: SSAValue, per: int) -> list[SSAValue]:
+        """The step's activation bytes at k, in `per` phases (_phase_parts), read from
+        phase_x where it is built."""
+        dot, x = self.dot, self.product.x
+        if per > 1 and self.phase_x is not None:
+            at = b.mul(k, b.index(per))
+            return [b.insert(vector.LoadOp(self.phase_x, [row, b.offset(at, j * dot.step)], dot.bytes)) for j in range(per)]
+        xv = b.insert(vector.LoadOp(x, [row, k], dot.bytes))
+        return _phase_parts(b, xv, per) if per > 1 else [xv]
 
     def _word_levels(self, per: int, segment: int) -> int | None:
         """With MADD, where a group's steps' pair sums (of `per` parts a step) add up
@@ -617,6 +667,19 @@ def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
     return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(four, VectorType(i32, [1]))), [0], i32))
 
 
+def _interleave_transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
+    """The n x n transpose of n vectors of n lanes (n a power of two) by log2(n) perfect
+    shuffles: each pass interleaves row r with row r + n/2, low halves into row 2r, high
+    ones into 2r+1 (element unpacks: 24 punpck[lh]wd for 8 x 8 half floats in xmm, where
+    transpose's block swaps cost LLVM byte shuffles at 16-bit granularity)."""
+    n = len(rows)
+    low = [t for lane in range(n // 2) for t in (lane, n + lane)]
+    for _ in range(n.bit_length() - 1):
+        rows = [shuffle(b, rows[r], rows[r + n // 2], [t + half * n // 2 for t in low])
+                for r in range(n // 2) for half in (0, 1)]  # fmt: skip
+    return rows
+
+
 def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
     """The scalars as the lanes of one vector (a strided gather: per-output scales).
     Scalars widened from half floats (f16/bf16 scales) are gathered as they are stored
@@ -707,6 +770,43 @@ def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
             for j in range(per)]
 
 
+def _phase_x(b: LoopBuilder, product: Product, dot: Dot, rows: tuple[SSAValue, SSAValue]) -> SSAValue | None:
+    """With AVX2's MADD steps (Dot.halves) and P > 1 phases of weight codes, a scratch
+    i8[m, P * K] of x's `rows` (lo, hi) permuted as the phased steps read them: the P
+    parts of the step at k (_phase_parts) at P*k, P*k + step, ... Built once per call,
+    so that every column block's step loads its parts (into pmaddubsw's memory operand)
+    where each permuted them again (a byte shuffle and a lane permute per part)."""
+    per, k_size = product.w.decoder.phases, product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    if dot.halves == 1 or per < 2 or dot.step % (4 * per) or k_size < dot.step:
+        return None
+    whole = k_size // dot.step * dot.step
+    m_size = product.x.type.get_shape()[0]  # type: ignore[attr-defined]
+    alloc = b.insert(memref.AllocOp.get(i8, BUFFER_ALIGNMENT, [m_size, per * whole], [rows[1]] if m_size < 0 else []))
+    alloc.name_hint = "phase_x"
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def step(b: LoopBuilder, k: SSAValue) -> None:
+            at = b.mul(k, b.index(per))
+            for j, part in enumerate(_phase_parts(b, b.insert(vector.LoadOp(product.x, [i, k], dot.bytes)), per)):
+                b.b.insert(vector.StoreOp(part, alloc, [i, b.offset(at, j * dot.step)]))
+
+        for_(b, b.index(0), b.index(whole), dot.step, step, "k")
+
+    for_(b, rows[0], rows[1], 1, row, "i")
+    return alloc
+
+
+def _scale_rows(b: LoopBuilder, product: Product, kernel: IntegerKernel, row_cols: int) -> SSAValue | None:
+    """IntegerKernel.scale_rows for the GEMV blocks of AVX2's steps (Dot.avx2), where
+    they read a scale per group of at least `row_cols` groups (a power of two) one group a step."""
+    scales, count = product.w_scales, product.groups.count
+    if scales is None or not kernel.dot.avx2 or kernel.per_step > 1 or count < row_cols or row_cols & (row_cols - 1):
+        return None
+    alloc = b.insert(memref.AllocOp.get(scales.type.element_type, BUFFER_ALIGNMENT, [count, row_cols]))  # type: ignore[attr-defined]
+    alloc.name_hint = "scale_rows"
+    return alloc
+
+
 def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
     """A scratch i32[m, groups] of the corrections: offset * the sum of x[i, :] over
     each group's whole steps, by the same dot steps against a weight of ones."""
@@ -752,9 +852,10 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     step = dot if wide is None or spanned == 1 else wide
     kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
+    kernel.phase_x = _phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
     ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, least_bytes(STEP_BYTES, shape.width))
-    gemv = replace(kernel, ahead=ahead)
+    gemv = replace(kernel, ahead=ahead, scale_rows=_scale_rows(b, product, kernel, row_cols))
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -772,7 +873,9 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
         apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    b.b.insert(memref.DeallocOp.get(kernel.offsets))
+    for scratch in (kernel.offsets, kernel.phase_x, gemv.scale_rows):
+        if scratch is not None:
+            b.b.insert(memref.DeallocOp.get(scratch))
 
 
 PANEL_MIN_ROWS = 16
