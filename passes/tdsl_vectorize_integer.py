@@ -80,7 +80,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
-from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead
+from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead, steps_to_line
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -264,13 +264,21 @@ class Weight:
     code: Code
     zero_point: GroupScale | None = None
 
-    @property
-    def offset(self) -> int:
-        """The constant offset (the row sums' factor): 2^(b-1), or 1 with zero points."""
-        return 1 if self.zero_point is not None else self.decoder.code.sign_bit
+    def signed(self, dot: Dot) -> bool:
+        """Whether `dot` reads the codes as they are, signed bytes (offset 0): AVX2's i16
+        pairs (PAIRS) widen int8 codes without zero points as they widen x, where
+        vpdpbusd's and pmaddubsw's unsigned operand needs them offset."""
+        code = self.decoder.code
+        return dot.avx2 and dot.kind is DotKind.PAIRS and self.zero_point is None and code.bits == 8 and code.sign is Sign.TWOS
+
+    def offset(self, dot: Dot) -> int:
+        """The constant offset (the row sums' factor): 2^(b-1), 1 with zero points, 0 for signed codes."""
+        return 0 if self.signed(dot) else 1 if self.zero_point is not None else self.decoder.code.sign_bit
 
     def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
-        """Codes k .. k+step of row n, plus the offset, as unsigned bytes."""
+        """Codes k .. k+step of row n, plus the offset, as unsigned bytes (signed ones: as they are)."""
+        if self.signed(dot):
+            return b.insert(vector.LoadOp(self.values, [n, k], dot.bytes))
         return self.decoder.offset_bytes(b, self.values, n, k, dot.step)
 
 
@@ -376,8 +384,9 @@ class IntegerKernel:
 
     product: Product
     dot: Dot
-    offsets: SSAValue
-    """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32)."""
+    offsets: SSAValue | None
+    """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32); None
+    where the offset is 0 (Weight.signed)."""
     per_step: int = 1
     """Groups a step spans (Groups.per_step): each accumulator holds that many groups'
     products, in consecutive segments, and one reduction serves them all."""
@@ -385,6 +394,9 @@ class IntegerKernel:
     """Rows of w ahead of each row read whose bytes a step prefetches (0: none)."""
     phase_x: SSAValue | None = None
     """x's rows as phased steps read them (_phase_x), where it is built."""
+    rotation: tuple[int, int] = (1, 0)
+    """The GEMV blocks' prefetch rotation (prefetch_rows): on AVX2, a line of each row
+    ahead once, where each step of fewer bytes asked for it again."""
     scale_rows: SSAValue | None = None
     """Where given, [groups, c] of w's scales (as stored): a block of c columns first
     transposes its columns' scales into it, c groups at a time (_transpose_scales), and
@@ -463,10 +475,10 @@ class IntegerKernel:
             if phased:
                 return [[dot.operand(inner, part, False) for part in w.decoder.field_phases(inner, w.values, c, k, dot.step)]
                         for c in _accumulator_rows(cols, per, parts)]  # fmt: skip
-            return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
+            return [[dot.operand(inner, w.biased(inner, col, k, dot), w.signed(dot))] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1])  # type: ignore[attr-defined]
+            prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1], self.rotation)  # type: ignore[attr-defined]
             xs = [[dot.operand(inner, part, True) for part in self._x_parts(inner, r, k, per if phased else 1)]
                   for r in rows]  # fmt: skip
             new = list(acc)
@@ -480,14 +492,6 @@ class IntegerKernel:
         zero = b.splat(dot.acc if levels is None else dot.words, 0)
         accs = b.loop(k0, kv, b.index(dot.step), k_step, [zero] * (len(rows) * blocks), name="k")
         lanes = len(cols) * spanned
-        if spanned == 1:
-            offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
-        else:  # the groups' offsets, repeated per column
-            runs = [b.insert(vector.LoadOp(self.offsets, [r, g], VectorType(i32, [spanned]))) for r in rows]
-            offsets = [shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
-        if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
-            zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
-            offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
 
         def row_sums(row: Sequence[SSAValue]) -> SSAValue:
             if levels is None:
@@ -496,13 +500,30 @@ class IntegerKernel:
             words, length = merge_pairs(b, row, 2 * segment, levels, parts)
             return column_sums(b, [dot.word_sums(b, v) for v in words], length // 2, lanes, parts)
 
-        sums = [b.insert(arith.SubiOp(row_sums(accs[r * blocks:(r + 1) * blocks]), offsets[r])) for r in range(len(rows))]
+        sums = [row_sums(accs[r * blocks:(r + 1) * blocks]) for r in range(len(rows))]
+        if self.offsets is not None:
+            sums = [b.insert(arith.SubiOp(s, off)) for s, off in zip(sums, self._offsets(b, rows, cols, g))]
         if spanned == 1 and groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
             zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
             tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
             sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
                     for r, s in enumerate(sums)]  # fmt: skip
         return sums
+
+    def _offsets(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
+        """Per row, what the columns' sums of groups g..g+per_step take off: the rows'
+        offsets (times each group's zero point, with zero points)."""
+        spanned, w, lanes = self.per_step, self.product.w, len(cols) * self.per_step
+        assert self.offsets is not None
+        if spanned == 1:
+            offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
+        else:  # the groups' offsets, repeated per column
+            runs = [b.insert(vector.LoadOp(self.offsets, [r, g], VectorType(i32, [spanned]))) for r in rows]
+            offsets = [shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
+        if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
+            zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
+            offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
+        return offsets
 
     def _x_parts(self, b: LoopBuilder, row: SSAValue, k: SSAValue, per: int) -> list[SSAValue]:
         """The step's activation bytes at k, in `per` phases (_phase_parts), read from
@@ -807,14 +828,16 @@ def _scale_rows(b: LoopBuilder, product: Product, kernel: IntegerKernel, row_col
     return alloc
 
 
-def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
-    """A scratch i32[m, groups] of the corrections: offset * the sum of x[i, :] over
-    each group's whole steps, by the same dot steps against a weight of ones."""
+def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, by: int) -> SSAValue | None:
+    """A scratch i32[m, groups] of the corrections: offset `by` * the sum of x[i, :] over
+    each group's whole steps, by the same dot steps against a weight of ones (None for 0)."""
+    if by == 0:
+        return None
     rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
     alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
     alloc.name_hint = "row_offsets"
     ones = dot.operand(b, b.splat(dot.bytes, 1), False)
-    offset = b.insert(arith.ConstantOp.from_int_and_width(product.w.offset, i32))
+    offset = b.insert(arith.ConstantOp.from_int_and_width(by, i32))
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -850,12 +873,15 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     m, n = b.size(out, 0), b.size(out, 1)
     spanned = 1 if wide is None else wide.spanning(product.groups, product.w.decoder.phases)
     step = dot if wide is None or spanned == 1 else wide
-    kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
+    kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m, product.w.offset(step)), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     kernel.phase_x = _phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, least_bytes(STEP_BYTES, shape.width))
-    gemv = replace(kernel, ahead=ahead, scale_rows=_scale_rows(b, product, kernel, row_cols))
+    values, step = product.w.values.type, kernel.dot.step
+    # AVX2's steps rotate their prefetches over the rows: any step's bytes then pay
+    rotation = (steps_to_line(values, width, step), step) if kernel.dot.avx2 else (1, 0)
+    ahead = rows_ahead(values, width, step, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
+    gemv = replace(kernel, ahead=ahead, rotation=rotation, scale_rows=_scale_rows(b, product, kernel, row_cols))
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -910,6 +936,7 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
     for name, alloc in allocs.items():
         alloc.name_hint = name
+    assert kernel.offsets is not None  # the panels' steps read unsigned bytes, offset
     panel = PanelKernel(kernel.product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
                         allocs["panel_sums"], allocs.get("panel_staging"))  # fmt: skip
     edge = Shape(block.width, block.rows, 1)
