@@ -461,26 +461,23 @@ class IntegerKernel:
         groups in order."""
         x, w, dot = self.product.x, self.product.w, self.dot
         groups, spanned = self.product.groups, self.per_step
-        k0, kv, k1 = self.product.span(b, g, dot.step, spanned)
-        per = w.decoder.phases
-        phased = per > 1 and len(cols) % per == 0 and dot.step % (4 * per) == 0
-        per = per if phased else 1
-        blocks = len(cols) // per
-        parts = dot.halves if phased and len(cols) % (per * dot.halves) == 0 else 1
+        per, together, span = self.phasing(len(cols))
+        k0, kv, k1 = self.product.span(b, g, span, spanned)
+        blocks = len(cols) // together
+        parts = dot.halves if together % dot.halves == 0 and len(cols) % (together * dot.halves) == 0 else 1
         bits = w.decoder.code.bits
-        segment = dot.lanes // (per * spanned)
-        levels = self._word_levels(per, segment)
+        segment = dot.lanes // (together * spanned)
+        levels = self._word_levels(per, segment, span)
 
         def weights(inner: LoopBuilder, k: SSAValue) -> list[list[SSAValue]]:
-            if phased:
-                return [[dot.operand(inner, part, False) for part in w.decoder.field_phases(inner, w.values, c, k, dot.step)]
-                        for c in _accumulator_rows(cols, per, parts)]  # fmt: skip
+            if per > 1:
+                return [[dot.operand(inner, part, False) for part in w.decoder.field_phases(inner, w.values, c, k, span)]
+                        for c in _accumulator_rows(cols, together, parts)]  # fmt: skip
             return [[dot.operand(inner, w.biased(inner, col, k, dot), w.signed(dot))] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1], self.rotation)  # type: ignore[attr-defined]
-            xs = [[dot.operand(inner, part, True) for part in self._x_parts(inner, r, k, per if phased else 1)]
-                  for r in rows]  # fmt: skip
+            xs = [[dot.operand(inner, part, True) for part in self._x_parts(inner, r, k, per, together)] for r in rows]
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
@@ -490,7 +487,7 @@ class IntegerKernel:
             return new
 
         zero = b.splat(dot.acc if levels is None else dot.words, 0)
-        accs = b.loop(k0, kv, b.index(dot.step), k_step, [zero] * (len(rows) * blocks), name="k")
+        accs = b.loop(k0, kv, b.index(span), k_step, [zero] * (len(rows) * blocks), name="k")
         lanes = len(cols) * spanned
 
         def row_sums(row: Sequence[SSAValue]) -> SSAValue:
@@ -503,7 +500,7 @@ class IntegerKernel:
         sums = [row_sums(accs[r * blocks:(r + 1) * blocks]) for r in range(len(rows))]
         if self.offsets is not None:
             sums = [b.insert(arith.SubiOp(s, off)) for s, off in zip(sums, self._offsets(b, rows, cols, g))]
-        if spanned == 1 and groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
+        if spanned == 1 and groups.tail(span):  # exact in i32: the tail's sums add in any order
             zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
             tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
             sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
@@ -525,17 +522,26 @@ class IntegerKernel:
             offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
         return offsets
 
-    def _x_parts(self, b: LoopBuilder, row: SSAValue, k: SSAValue, per: int) -> list[SSAValue]:
-        """The step's activation bytes at k, in `per` phases (_phase_parts), read from
-        phase_x where it is built."""
+    def phasing(self, cols: int) -> tuple[int, int, int]:
+        """How a block of `cols` columns steps: (P, the rows a weight vector holds, the
+        codes a step spans), (P, P, step) for P > 1 phases (phase_rows), (1, 1, step) else."""
+        per = self.product.w.decoder.phases
+        together = phase_rows(self.dot, per, self.product.groups)
+        if together == 0 or cols % together:
+            return 1, 1, self.dot.step
+        return per, together, self.dot.step * per // together
+
+    def _x_parts(self, b: LoopBuilder, row: SSAValue, k: SSAValue, per: int, together: int) -> list[SSAValue]:
+        """The step's activation bytes at k, in `per` phases for `together` rows
+        (_phase_parts), read from phase_x where it is built."""
         dot, x = self.dot, self.product.x
         if per > 1 and self.phase_x is not None:
-            at = b.mul(k, b.index(per))
+            at = b.mul(k, b.index(together))
             return [b.insert(vector.LoadOp(self.phase_x, [row, b.offset(at, j * dot.step)], dot.bytes)) for j in range(per)]
-        xv = b.insert(vector.LoadOp(x, [row, k], dot.bytes))
-        return _phase_parts(b, xv, per) if per > 1 else [xv]
+        xv = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [dot.step * per // together])))
+        return _phase_parts(b, xv, per, together) if per > 1 else [xv]
 
-    def _word_levels(self, per: int, segment: int) -> int | None:
+    def _word_levels(self, per: int, segment: int, span: int) -> int | None:
         """With MADD, where a group's steps' pair sums (of `per` parts a step) add up
         exactly in i16 (pair_bound), the levels of the column sums' tree that still do
         (the first, while at least a pair of words per column is left for pmaddwd): the
@@ -544,7 +550,7 @@ class IntegerKernel:
         dot, length = self.dot, self.product.groups.length
         if dot.kind is not DotKind.MADD or length is None:
             return None
-        bound = length * self.per_step // dot.step * pair_bound(self.product.w.decoder.code.bits, per)
+        bound = length * self.per_step // span * pair_bound(self.product.w.decoder.code.bits, per)
         if bound >= 1 << 15:
             return None
         levels = 0
@@ -782,13 +788,26 @@ def _accumulator_rows(cols: list[SSAValue], per: int, parts: int) -> list[list[S
     return [[col for h in range(parts) for col in cols[h * each + c : h * each + c + run]] for c in range(0, each, run)]
 
 
-def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
-    """A step's activation bytes as CodeDecoder.field_phases pairs them with the weight's:
-    part j is the step's bytes k+j, k+j+per, ..., repeated `per` times."""
+def _phase_parts(b: LoopBuilder, x: SSAValue, per: int, together: int) -> list[SSAValue]:
+    """A step's activation bytes as CodeDecoder.field_phases pairs them with the weight's
+    `together` rows: part j is the step's bytes k+j, k+j+per, ..., repeated for each row."""
     count = x.type.get_shape()[0]  # type: ignore[attr-defined]
-    return [b.insert(vector.ShuffleOp(x, x, DenseArrayBase.from_list(i64, list(range(j, count, per)) * per),
-                                      result_type=x.type))  # type: ignore[arg-type]  # fmt: skip
-            for j in range(per)]
+    return [shuffle(b, x, x, list(range(j, count, per)) * together) for j in range(per)]
+
+
+def phase_rows(dot: Dot, per: int, groups: Groups) -> int:
+    """The weight rows of P = `per` phases whose bytes a step's vector holds: P, each a
+    P-th of the step's bytes; on AVX2, one to a 128-bit half (Dot.halves), where such
+    steps (of step * P / 2 codes) tile the groups: int2's and ternary's 16 bytes of 64
+    codes a row, where 4 rows of 8 bytes took a 64-bit load and an insert each. 0: not
+    phased (P = 1, or a row's bytes would not fill whole dwords)."""
+    if per < 2:
+        return 0
+    together = min(per, dot.halves) if dot.halves > 1 else per
+    span = dot.step * per // together
+    if together < per and groups.count > 1 and (groups.length is None or groups.length % span):
+        together = per
+    return together if dot.step % (4 * together) == 0 else 0
 
 
 def _phase_x(b: LoopBuilder, product: Product, dot: Dot, rows: tuple[SSAValue, SSAValue]) -> SSAValue | None:
@@ -798,20 +817,23 @@ def _phase_x(b: LoopBuilder, product: Product, dot: Dot, rows: tuple[SSAValue, S
     so that every column block's step loads its parts (into pmaddubsw's memory operand)
     where each permuted them again (a byte shuffle and a lane permute per part)."""
     per, k_size = product.w.decoder.phases, product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    if dot.halves == 1 or per < 2 or dot.step % (4 * per) or k_size < dot.step:
+    together = phase_rows(dot, per, product.groups)
+    span = dot.step * per // max(together, 1)
+    if dot.halves == 1 or together == 0 or k_size < span:
         return None
-    whole = k_size // dot.step * dot.step
+    whole = k_size // span * span
     m_size = product.x.type.get_shape()[0]  # type: ignore[attr-defined]
-    alloc = b.insert(memref.AllocOp.get(i8, BUFFER_ALIGNMENT, [m_size, per * whole], [rows[1]] if m_size < 0 else []))
+    alloc = b.insert(memref.AllocOp.get(i8, BUFFER_ALIGNMENT, [m_size, together * whole], [rows[1]] if m_size < 0 else []))  # fmt: skip
     alloc.name_hint = "phase_x"
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def step(b: LoopBuilder, k: SSAValue) -> None:
-            at = b.mul(k, b.index(per))
-            for j, part in enumerate(_phase_parts(b, b.insert(vector.LoadOp(product.x, [i, k], dot.bytes)), per)):
+            at = b.mul(k, b.index(together))
+            xv = b.insert(vector.LoadOp(product.x, [i, k], VectorType(i8, [span])))
+            for j, part in enumerate(_phase_parts(b, xv, per, together)):
                 b.b.insert(vector.StoreOp(part, alloc, [i, b.offset(at, j * dot.step)]))
 
-        for_(b, b.index(0), b.index(whole), dot.step, step, "k")
+        for_(b, b.index(0), b.index(whole), span, step, "k")
 
     for_(b, rows[0], rows[1], 1, row, "i")
     return alloc
@@ -877,7 +899,7 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     kernel.phase_x = _phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    values, step = product.w.values.type, kernel.dot.step
+    values, step = product.w.values.type, kernel.phasing(row_cols)[2]
     # AVX2's steps rotate their prefetches over the rows: any step's bytes then pay
     rotation = (steps_to_line(values, width, step), step) if kernel.dot.avx2 else (1, 0)
     ahead = rows_ahead(values, width, step, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
