@@ -477,7 +477,7 @@ class IntegerKernel:
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1], self.rotation)  # type: ignore[attr-defined]
-            xs = [[dot.operand(inner, part, True) for part in self._x_parts(inner, r, k, per, together)] for r in rows]
+            xs = self._x_parts(inner, rows, k, per, together)
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
@@ -489,6 +489,7 @@ class IntegerKernel:
         zero = b.splat(dot.acc if levels is None else dot.words, 0)
         accs = b.loop(k0, kv, b.index(span), k_step, [zero] * (len(rows) * blocks), name="k")
         lanes = len(cols) * spanned
+        offsets = None if self.offsets is None else self._offsets(b, rows, cols, g)
 
         def row_sums(row: Sequence[SSAValue]) -> SSAValue:
             if levels is None:
@@ -497,9 +498,11 @@ class IntegerKernel:
             words, length = merge_pairs(b, row, 2 * segment, levels, parts)
             return column_sums(b, [dot.word_sums(b, v) for v in words], length // 2, lanes, parts)
 
-        sums = [row_sums(accs[r * blocks:(r + 1) * blocks]) for r in range(len(rows))]
-        if self.offsets is not None:
-            sums = [b.insert(arith.SubiOp(s, off)) for s, off in zip(sums, self._offsets(b, rows, cols, g))]
+        def less_offset(r: int) -> SSAValue:
+            sums = row_sums(accs[r * blocks:(r + 1) * blocks])
+            return sums if offsets is None else b.insert(arith.SubiOp(sums, offsets[r]))
+
+        sums = [less_offset(r) for r in range(len(rows))]
         if spanned == 1 and groups.tail(span):  # exact in i32: the tail's sums add in any order
             zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
             tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
@@ -531,15 +534,18 @@ class IntegerKernel:
             return 1, 1, self.dot.step
         return per, together, self.dot.step * per // together
 
-    def _x_parts(self, b: LoopBuilder, row: SSAValue, k: SSAValue, per: int, together: int) -> list[SSAValue]:
-        """The step's activation bytes at k, in `per` phases for `together` rows
-        (_phase_parts), read from phase_x where it is built."""
+    def _x_parts(self, b: LoopBuilder, rows: list[SSAValue], k: SSAValue, per: int,
+                 together: int) -> list[list[SSAValue]]:  # fmt: skip
+        """Per row, the step's activation operands at k, in `per` phases for `together`
+        weight rows (_phase_parts), read from phase_x where it is built."""
         dot, x = self.dot, self.product.x
         if per > 1 and self.phase_x is not None:
             at = b.mul(k, b.index(together))
-            return [b.insert(vector.LoadOp(self.phase_x, [row, b.offset(at, j * dot.step)], dot.bytes)) for j in range(per)]
-        xv = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [dot.step * per // together])))
-        return _phase_parts(b, xv, per, together) if per > 1 else [xv]
+            return [[dot.operand(b, b.insert(vector.LoadOp(self.phase_x, [row, b.offset(at, j * dot.step)], dot.bytes)), True)
+                     for j in range(per)] for row in rows]  # fmt: skip
+        loads = [b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [dot.step * per // together]))) for row in rows]
+        return [[dot.operand(b, part, True) for part in (_phase_parts(b, xv, per, together) if per > 1 else [xv])]
+                for xv in loads]  # fmt: skip
 
     def _word_levels(self, per: int, segment: int, span: int) -> int | None:
         """With MADD, where a group's steps' pair sums (of `per` parts a step) add up
