@@ -55,7 +55,6 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
-    DenseArrayBase,
     IntegerType,
     MemRefType,
     ModuleOp,
@@ -64,7 +63,6 @@ from xdsl.dialects.builtin import (
     i8,
     i16,
     i32,
-    i64,
 )
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
@@ -269,7 +267,8 @@ class Weight:
         pairs (PAIRS) widen int8 codes without zero points as they widen x, where
         vpdpbusd's and pmaddubsw's unsigned operand needs them offset."""
         code = self.decoder.code
-        return dot.avx2 and dot.kind is DotKind.PAIRS and self.zero_point is None and code.bits == 8 and code.sign is Sign.TWOS
+        pairs = dot.avx2 and dot.kind is DotKind.PAIRS
+        return pairs and self.zero_point is None and code.bits == 8 and code.sign is Sign.TWOS
 
     def offset(self, dot: Dot) -> int:
         """The constant offset (the row sums' factor): 2^(b-1), 1 with zero points, 0 for signed codes."""
@@ -499,7 +498,7 @@ class IntegerKernel:
             return column_sums(b, [dot.word_sums(b, v) for v in words], length // 2, lanes, parts)
 
         def less_offset(r: int) -> SSAValue:
-            sums = row_sums(accs[r * blocks:(r + 1) * blocks])
+            sums = row_sums(accs[r * blocks : (r + 1) * blocks])
             return sums if offsets is None else b.insert(arith.SubiOp(sums, offsets[r]))
 
         sums = [less_offset(r) for r in range(len(rows))]
@@ -905,10 +904,10 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     kernel.phase_x = _phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    values, step = product.w.values.type, kernel.phasing(row_cols)[2]
+    values, codes = product.w.values.type, kernel.phasing(row_cols)[2]
     # AVX2's steps rotate their prefetches over the rows: any step's bytes then pay
-    rotation = (steps_to_line(values, width, step), step) if kernel.dot.avx2 else (1, 0)
-    ahead = rows_ahead(values, width, step, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
+    rotation = (steps_to_line(values, width, codes), codes) if kernel.dot.avx2 else (1, 0)
+    ahead = rows_ahead(values, width, codes, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
     gemv = replace(kernel, ahead=ahead, rotation=rotation, scale_rows=_scale_rows(b, product, kernel, row_cols))
     m_blocks = floor_to(b, lo, m, shape.rows)
 
