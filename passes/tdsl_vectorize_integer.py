@@ -467,6 +467,8 @@ class IntegerKernel:
         bits = w.decoder.code.bits
         segment = dot.lanes // (together * spanned)
         levels = self._word_levels(per, segment, span)
+        chunk = self._word_chunk(per) if levels is None else 0
+        words = levels is not None or chunk > 0
 
         def weights(inner: LoopBuilder, k: SSAValue) -> list[list[SSAValue]]:
             if per > 1:
@@ -481,12 +483,22 @@ class IntegerKernel:
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
                     at, operands = r * blocks + c, list(zip(w_parts, x_parts))
-                    new[at] = (dot.accumulate_all(inner, new[at], operands, bits) if levels is None
-                               else inner.insert(arith.AddiOp(new[at], dot.pair_sums(inner, operands))))  # fmt: skip
+                    new[at] = (inner.insert(arith.AddiOp(new[at], dot.pair_sums(inner, operands))) if words
+                               else dot.accumulate_all(inner, new[at], operands, bits))  # fmt: skip
             return new
 
-        zero = b.splat(dot.acc if levels is None else dot.words, 0)
-        accs = b.loop(k0, kv, b.index(span), k_step, [zero] * (len(rows) * blocks), name="k")
+        count = len(rows) * blocks
+        zero = b.splat(dot.words if words else dot.acc, 0)
+        if chunk:  # runs of `chunk` steps in i16, each run's words added to i32 by one pmaddwd
+
+            def run(inner: LoopBuilder, kc: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                end = inner.min(inner.add(kc, inner.index(chunk * span)), kv)
+                sums = inner.loop(kc, end, inner.index(span), k_step, [zero] * count, name="k")
+                return [inner.insert(arith.AddiOp(a, dot.word_sums(inner, v))) for a, v in zip(acc, sums)]
+
+            accs = b.loop(k0, kv, b.index(chunk * span), run, [b.splat(dot.acc, 0)] * count, name="kc")
+        else:
+            accs = b.loop(k0, kv, b.index(span), k_step, [zero] * count, name="k")
         lanes = len(cols) * spanned
         offsets = None if self.offsets is None else self._offsets(b, rows, cols, g)
 
@@ -562,6 +574,15 @@ class IntegerKernel:
         while 1 << levels < segment and bound << (levels + 1) < 1 << 15:
             levels += 1
         return levels
+
+    def _word_chunk(self, per: int) -> int:
+        """On AVX2 (MADD), where more than one step's pair sums (of `per` parts a step)
+        add exactly in i16 but not a group's: the steps of a run that do (ternary: 10), each
+        run's words then summed by one pmaddwd into the i32 accumulators, where every step
+        took one (0: none)."""
+        dot = self.dot
+        steps = (1 << 15) // (pair_bound(self.product.w.decoder.code.bits, per) + 1)
+        return steps if dot.avx2 and dot.kind is DotKind.MADD and steps > 1 else 0
 
     def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:

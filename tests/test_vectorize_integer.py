@@ -166,10 +166,10 @@ def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytes
     the last row too). N = 21: two whole 8-column blocks and 5 one-column ones, K = 128
     two spans; N a size symbol for int8 (the column split's kernels), static for int4;
     1 and 3 rows (the 4-row blocks' rows left); bit for bit against the integer model.
-    Ternary per channel at K = 132: on AVX2, steps of 64 codes, two rows to a vector, and
-    a ragged k tail."""
+    Ternary per channel at K = 772: on AVX2, steps of 64 codes, two rows to a vector, in
+    runs of 10 summed in i16 (a whole run and a ragged one), and a ragged k tail."""
     layouts = {"int8": ("N", 128, "int8(group=32, scale=f16)"), "int4": ("21", 128, "int4(group=32, scale=f16)"),
-               "ternary": ("21", 132, "ternary(axis=0)")}  # fmt: skip
+               "ternary": ("21", 772, "ternary(axis=0)")}  # fmt: skip
     prog = _compile(
         "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
                 f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
