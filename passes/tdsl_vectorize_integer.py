@@ -929,7 +929,7 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     # AVX2's steps rotate their prefetches over the rows: any step's bytes then pay
     rotation = (steps_to_line(values, width, codes), codes) if kernel.dot.avx2 else (1, 0)
     ahead = rows_ahead(values, width, codes, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
-    gemv = replace(kernel, ahead=ahead, rotation=rotation, scale_rows=_scale_rows(b, product, kernel, row_cols))
+    gemv = replace(kernel, ahead=ahead, rotation=rotation)
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -943,11 +943,17 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
         for_(b, lo, m_blocks, shape.rows, row_block, "i")
         # The rows left (all of a GEMV's one) in wider blocks: with one row, the
         # columns' accumulators are the registers to fill.
-        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), gemv.emit)
+        # the scales' scratch of the n-tile's own: mark-parallel-loops proves n-tiles
+        # independent only where each writes its own buffers
+        scale_rows = _scale_rows(b, product, kernel, row_cols)
+        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1),
+                        replace(gemv, scale_rows=scale_rows).emit)  # fmt: skip
+        if scale_rows is not None:
+            b.b.insert(memref.DeallocOp.get(scale_rows))
         apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    for scratch in (kernel.offsets, kernel.phase_x, gemv.scale_rows):
+    for scratch in (kernel.offsets, kernel.phase_x):
         if scratch is not None:
             b.b.insert(memref.DeallocOp.get(scratch))
 
