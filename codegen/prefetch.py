@@ -53,12 +53,36 @@ def _row_bytes(values: MemRefType) -> int:
     return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
 
 
+LINE_BYTES = 64
+
+
+def steps_to_line(values: Attribute, width: int, step: int) -> int:
+    """How many steps of `step` codes read a cache line of a row of `width` codes stored
+    in `values` (a power of two; 1 where a step reads a line or more, or rows are not static)."""
+    if not (isinstance(values, MemRefType) and width > 0 and _row_bytes(values) > 0):
+        return 1
+    per_step = step * _row_bytes(values) // width
+    return 1 << max(0, (LINE_BYTES // per_step).bit_length() - 1) if per_step else 1
+
+
 def prefetch_rows(b: LoopBuilder, values: SSAValue, rows: Sequence[SSAValue], ahead: int, k: SSAValue,
-                  width: int) -> None:  # fmt: skip
+                  width: int, rotation: tuple[int, int] = (1, 0)) -> None:  # fmt: skip
     """A prefetch of the bytes of code k of each row `ahead` rows after one of `rows` of
-    `values` (rows_ahead's count: nothing where it is 0)."""
-    for row in rows if ahead else []:
-        _prefetch_row(b, values, b.add(row, b.index(ahead)), k, width)
+    `values` (rows_ahead's count: nothing where it is 0). With `rotation` (s, step): steps
+    of `step` codes, s to a line of a row (steps_to_line), and consecutive rows, a
+    multiple of s of them: only the rows r with r = k/step (mod s), a line of each row
+    once (where every step asked for the line of each, s times in all)."""
+    lines, step = rotation
+    if not ahead:
+        return
+    if lines == 1 or len(rows) % lines:
+        for row in rows:
+            _prefetch_row(b, values, b.add(row, b.index(ahead)), k, width)
+        return
+    phase = b.insert(arith.RemUIOp(b.div(k, b.index(step)), b.index(lines)))
+    first = b.add(b.add(rows[0], b.index(ahead)), phase)
+    for r in range(0, len(rows), lines):
+        _prefetch_row(b, values, b.offset(first, r), k, width)
 
 
 LINE_BYTES = 64

@@ -156,14 +156,15 @@ class CodeDecoder:
 
     def field_phases(self, b: LoopBuilder, values: SSAValue, rows: list[SSAValue], k: SSAValue,
                      count: int) -> list[SSAValue]:  # fmt: skip
-        """Codes k .. k+count of P = `phases` rows as unsigned bytes (offset_bytes' u),
-        split by phase: vector j (of `count` bytes) holds, in P parts, each row's codes
-        k+j, k+j+P, ... The rows' bytes are concatenated and field j is shifted down and
+        """Codes k .. k+count of `rows` (P = `phases` of them, or as many as a caller packs
+        to a vector) as unsigned bytes (offset_bytes' u), split by phase: vector j (of
+        count/P bytes a row) holds, in a part per row, each row's codes k+j, k+j+P, ...
+        The rows' bytes are concatenated and field j is shifted down and
         masked in place: a shift and a mask per field, where offset_bytes widens the bytes
         and moves every field; the activations are permuted to match instead, once per
         step for every P rows (their bytes at the same phases)."""
         per, plane = self.phases, self.code.planes[0]
-        assert per == len(rows) and count % (4 * per) == 0
+        assert count % (4 * per) == 0
         at = b.div(k, b.index(per))
         both = concatenated(b, [b.insert(vector.LoadOp(values, [n, at], VectorType(i8, [count // per]))) for n in rows])
         if self.code.sign is Sign.TWOS:  # q + 2^(b-1): each field's sign bit flipped

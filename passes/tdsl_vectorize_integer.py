@@ -55,7 +55,6 @@ from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
-    DenseArrayBase,
     IntegerType,
     MemRefType,
     ModuleOp,
@@ -64,7 +63,6 @@ from xdsl.dialects.builtin import (
     i8,
     i16,
     i32,
-    i64,
 )
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
@@ -80,7 +78,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from stoicc_py.codec.uniform import CodeBits, Sign
 from stoicc_py.codegen import quant_loops
 from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, computes_in_f32
-from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead
+from stoicc_py.codegen.prefetch import STEP_BYTES, least_bytes, prefetch_rows, rows_ahead, steps_to_line
 from stoicc_py.codegen.quant_decode import CodeDecoder
 from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.remarks import decline
@@ -193,22 +191,40 @@ class Dot:
         With MADD, where their i16 pair sums (each at most 2 * (2^bits - 1) * 128) add up
         exactly in i16 (the P parts of int4 or int2 codes), pmaddubsw's are added before
         one pmaddwd: one pmaddwd and add per accumulator and step, as P = 1 codes take."""
-        if self.kind is not DotKind.MADD or len(operands) * 2 * ((1 << bits) - 1) * 128 >= 1 << 15:
+        if self.kind is not DotKind.MADD or pair_bound(bits, len(operands)) >= 1 << 15:
             for w, x in operands:
                 acc = self.accumulate(b, acc, w, x)
             return acc
+        return b.insert(arith.AddiOp(acc, self.word_sums(b, self.pair_sums(b, operands))))
+
+    def pair_sums(self, b: LoopBuilder, operands: Sequence[tuple[SSAValue, SSAValue]]) -> SSAValue:
+        """The i16 sum of pmaddubsw's pair sums of every (w, x) (MADD; exact within pair_bound)."""
         pairs = None
         for w, x in operands:
             part = self._byte_pairs(b, w, x)
             pairs = part if pairs is None else b.insert(arith.AddiOp(pairs, part))
         assert pairs is not None
-        return b.insert(arith.AddiOp(acc, self._word_sums(b, pairs)))
+        return pairs
+
+    @property
+    def avx2(self) -> bool:
+        """Whether this is AVX2's pmaddubsw/pmaddwd step (8 lanes, no VNNI), which the
+        blocks arrange for (halves, _phase_x, IntegerKernel.scale_rows); VNNI's and
+        AVX-512's blocks are as they were."""
+        return self.lanes == 8 and self.kind in (DotKind.MADD, DotKind.PAIRS)
+
+    @property
+    def halves(self) -> int:
+        """The 128-bit halves of AVX2's vectors that the blocks' sums keep apart: each
+        holds its own accumulators' columns, so that the reductions shuffle within
+        halves (unpacks), as AVX2's in-lane shuffles do, and never across them (vpermq)."""
+        return 2 if self.avx2 else 1
 
     def _byte_pairs(self, b: LoopBuilder, w: SSAValue, x: SSAValue) -> SSAValue:
         w, x = (b.insert(vector.BitcastOp(v, self.bytes)) for v in (w, x))
         return b.insert(llvm.CallIntrinsicOp(PMADDUBSW[self.lanes], [w, x], [self.words]))
 
-    def _word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
+    def word_sums(self, b: LoopBuilder, pairs: SSAValue) -> SSAValue:
         return b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [pairs, b.splat(self.words, 1)], [self.acc]))
 
     def accumulate(self, b: LoopBuilder, acc: SSAValue, w: SSAValue, x: SSAValue) -> SSAValue:
@@ -216,7 +232,7 @@ class Dot:
             name = f"llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"
             return b.insert(llvm.CallIntrinsicOp(name, [acc, w, x], [self.acc]))
         if self.kind is DotKind.MADD:
-            products = self._word_sums(b, self._byte_pairs(b, w, x))
+            products = self.word_sums(b, self._byte_pairs(b, w, x))
         elif self.kind is DotKind.PAIRS:
             products = b.insert(llvm.CallIntrinsicOp(PMADDWD[self.lanes], [w, x], [self.acc]))
         else:
@@ -230,6 +246,12 @@ class Dot:
         return b.insert(vector.ReductionOp.create(operands=[acc], result_types=[i32], properties={"kind": kind}))
 
 
+def pair_bound(bits: int, parts: int) -> int:
+    """The largest magnitude of `parts` pmaddubsw pair sums added in i16, of unsigned
+    bytes below 2^bits by int8 activations: they are exact while it stays below 2^15."""
+    return parts * 2 * ((1 << bits) - 1) * 128
+
+
 @dataclass
 class Weight:
     """Integer codes [n, k] as the decoder reads them, each code + offset: a constant,
@@ -240,13 +262,22 @@ class Weight:
     code: Code
     zero_point: GroupScale | None = None
 
-    @property
-    def offset(self) -> int:
-        """The constant offset (the row sums' factor): 2^(b-1), or 1 with zero points."""
-        return 1 if self.zero_point is not None else self.decoder.code.sign_bit
+    def signed(self, dot: Dot) -> bool:
+        """Whether `dot` reads the codes as they are, signed bytes (offset 0): AVX2's i16
+        pairs (PAIRS) widen int8 codes without zero points as they widen x, where
+        vpdpbusd's and pmaddubsw's unsigned operand needs them offset."""
+        code = self.decoder.code
+        pairs = dot.avx2 and dot.kind is DotKind.PAIRS
+        return pairs and self.zero_point is None and code.bits == 8 and code.sign is Sign.TWOS
+
+    def offset(self, dot: Dot) -> int:
+        """The constant offset (the row sums' factor): 2^(b-1), 1 with zero points, 0 for signed codes."""
+        return 0 if self.signed(dot) else 1 if self.zero_point is not None else self.decoder.code.sign_bit
 
     def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
-        """Codes k .. k+step of row n, plus the offset, as unsigned bytes."""
+        """Codes k .. k+step of row n, plus the offset, as unsigned bytes (signed ones: as they are)."""
+        if self.signed(dot):
+            return b.insert(vector.LoadOp(self.values, [n, k], dot.bytes))
         return self.decoder.offset_bytes(b, self.values, n, k, dot.step)
 
 
@@ -352,18 +383,57 @@ class IntegerKernel:
 
     product: Product
     dot: Dot
-    offsets: SSAValue
-    """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32)."""
+    offsets: SSAValue | None
+    """offset * the sum of x[i, :] over each group's whole steps, at [i, g] (i32); None
+    where the offset is 0 (Weight.signed)."""
     per_step: int = 1
     """Groups a step spans (Groups.per_step): each accumulator holds that many groups'
     products, in consecutive segments, and one reduction serves them all."""
     ahead: int = 0
     """Rows of w ahead of each row read whose bytes a step prefetches (0: none)."""
+    phase_x: SSAValue | None = None
+    """x's rows as phased steps read them (_phase_x), where it is built."""
+    rotation: tuple[int, int] = (1, 0)
+    """The GEMV blocks' prefetch rotation (prefetch_rows): on AVX2, a line of each row
+    ahead once, where each step of fewer bytes asked for it again."""
+    scale_rows: SSAValue | None = None
+    """Where given, [groups, c] of w's scales (as stored): a block of c columns first
+    transposes its columns' scales into it, c groups at a time (_transpose_scales), and
+    each group then loads its columns' scales as one vector, where it gathered them (a
+    strided insert per column and group)."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
-        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g),
-                      lambda b, g: self._w_scales(b, cols, g), self.per_step)  # fmt: skip
+        scale_rows = self.scale_rows
+        if scale_rows is not None and len(cols) != scale_rows.type.get_shape()[1]:  # type: ignore[attr-defined]
+            scale_rows = None  # the 1-column blocks of ragged columns
+
+        def w_scales(b: LoopBuilder, g: SSAValue) -> SSAValue:
+            return self._w_scales(b, cols, g) if scale_rows is None else b.vload(scale_rows, [g, b.index(0)], len(cols))
+
+        if scale_rows is not None:
+            self._transpose_scales(b, cols, scale_rows)
+        store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g), w_scales,
+                      self.per_step)  # fmt: skip
+
+    def _transpose_scales(self, b: LoopBuilder, cols: list[SSAValue], scale_rows: SSAValue) -> None:
+        """The columns' w scales into scale_rows[g, c]: c groups of c columns by a c x c
+        transpose of their loads, the groups past the last whole c one column at a time."""
+        scales, count, c = self.product.w_scales, self.product.groups.count, len(cols)
+        assert scales is not None
+        element = scales.type.element_type  # type: ignore[attr-defined]
+
+        def groups(b: LoopBuilder, g: SSAValue) -> None:
+            runs = [b.insert(vector.LoadOp(scales, [col, g], VectorType(element, [c]))) for col in cols]
+            for t, run in enumerate(_interleave_transpose(b, runs)):
+                b.b.insert(vector.StoreOp(run, scale_rows, [b.offset(g, t), b.index(0)]))
+
+        def group(b: LoopBuilder, g: SSAValue) -> None:
+            run = _vector_of(b, [b.insert(memref.LoadOp.get(scales, [col, g])) for col in cols])
+            b.b.insert(vector.StoreOp(run, scale_rows, [g, b.index(0)]))
+
+        for_(b, b.index(0), b.index(count // c * c), c, groups, "g")
+        for_(b, b.index(count // c * c), b.index(count), 1, group, "g")
 
     def _w_scales(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue) -> SSAValue:
         """The columns' w scales of groups g..g+per_step, lane c*per_step+h column c's of
@@ -390,33 +460,72 @@ class IntegerKernel:
         groups in order."""
         x, w, dot = self.product.x, self.product.w, self.dot
         groups, spanned = self.product.groups, self.per_step
-        k0, kv, k1 = self.product.span(b, g, dot.step, spanned)
-        per = w.decoder.phases
-        phased = per > 1 and len(cols) % per == 0 and dot.step % (4 * per) == 0
-        per = per if phased else 1
-        blocks = len(cols) // per
+        per, together, span = self.phasing(len(cols))
+        k0, kv, k1 = self.product.span(b, g, span, spanned)
+        blocks = len(cols) // together
+        parts = dot.halves if together % dot.halves == 0 and len(cols) % (together * dot.halves) == 0 else 1
+        bits = w.decoder.code.bits
+        segment = dot.lanes // (together * spanned)
+        levels = self._word_levels(per, segment, span)
+        chunk = self._word_chunk(per) if levels is None else 0
+        words = levels is not None or chunk > 0
 
         def weights(inner: LoopBuilder, k: SSAValue) -> list[list[SSAValue]]:
-            if phased:
-                return [[dot.operand(inner, part, False)
-                         for part in w.decoder.field_phases(inner, w.values, cols[c:c + per], k, dot.step)]
-                        for c in range(0, len(cols), per)]  # fmt: skip
-            return [[dot.operand(inner, w.biased(inner, col, k, dot), False)] for col in cols]
+            if per > 1:
+                return [[dot.operand(inner, part, False) for part in w.decoder.field_phases(inner, w.values, c, k, span)]
+                        for c in _accumulator_rows(cols, together, parts)]  # fmt: skip
+            return [[dot.operand(inner, w.biased(inner, col, k, dot), w.signed(dot))] for col in cols]
 
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-            prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1])  # type: ignore[attr-defined]
-            loads = [inner.insert(vector.LoadOp(x, [r, k], dot.bytes)) for r in rows]
-            xs = [[dot.operand(inner, part, True) for part in (_phase_parts(inner, xv, per) if phased else [xv])]
-                  for xv in loads]  # fmt: skip
+            prefetch_rows(inner, w.values, cols, self.ahead, k, x.type.get_shape()[1], self.rotation)  # type: ignore[attr-defined]
+            xs = self._x_parts(inner, rows, k, per, together)
             new = list(acc)
             for c, w_parts in enumerate(weights(inner, k)):
                 for r, x_parts in enumerate(xs):
-                    new[r * blocks + c] = dot.accumulate_all(inner, new[r * blocks + c], list(zip(w_parts, x_parts)),
-                                                             w.decoder.code.bits)  # fmt: skip
+                    at, operands = r * blocks + c, list(zip(w_parts, x_parts))
+                    new[at] = (inner.insert(arith.AddiOp(new[at], dot.pair_sums(inner, operands))) if words
+                               else dot.accumulate_all(inner, new[at], operands, bits))  # fmt: skip
             return new
 
-        accs = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)] * (len(rows) * blocks), name="k")
+        count = len(rows) * blocks
+        zero = b.splat(dot.words if words else dot.acc, 0)
+        if chunk:  # runs of `chunk` steps in i16, each run's words added to i32 by one pmaddwd
+
+            def run(inner: LoopBuilder, kc: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+                end = inner.min(inner.add(kc, inner.index(chunk * span)), kv)
+                sums = inner.loop(kc, end, inner.index(span), k_step, [zero] * count, name="k")
+                return [inner.insert(arith.AddiOp(a, dot.word_sums(inner, v))) for a, v in zip(acc, sums)]
+
+            accs = b.loop(k0, kv, b.index(chunk * span), run, [b.splat(dot.acc, 0)] * count, name="kc")
+        else:
+            accs = b.loop(k0, kv, b.index(span), k_step, [zero] * count, name="k")
         lanes = len(cols) * spanned
+        offsets = None if self.offsets is None else self._offsets(b, rows, cols, g)
+
+        def row_sums(row: Sequence[SSAValue]) -> SSAValue:
+            if levels is None:
+                return column_sums(b, row, segment, lanes, parts)
+            # the first levels of the tree in i16 (exact: _word_levels), then the pairs' i32 sums
+            words, length = merge_pairs(b, row, 2 * segment, levels, parts)
+            return column_sums(b, [dot.word_sums(b, v) for v in words], length // 2, lanes, parts)
+
+        def less_offset(r: int) -> SSAValue:
+            sums = row_sums(accs[r * blocks : (r + 1) * blocks])
+            return sums if offsets is None else b.insert(arith.SubiOp(sums, offsets[r]))
+
+        sums = [less_offset(r) for r in range(len(rows))]
+        if spanned == 1 and groups.tail(span):  # exact in i32: the tail's sums add in any order
+            zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
+            tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
+            sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
+                    for r, s in enumerate(sums)]  # fmt: skip
+        return sums
+
+    def _offsets(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], g: SSAValue) -> list[SSAValue]:
+        """Per row, what the columns' sums of groups g..g+per_step take off: the rows'
+        offsets (times each group's zero point, with zero points)."""
+        spanned, w, lanes = self.per_step, self.product.w, len(cols) * self.per_step
+        assert self.offsets is not None
         if spanned == 1:
             offsets = [b.splat_value(b.load(self.offsets, [r, g]), lanes) for r in rows]
         else:  # the groups' offsets, repeated per column
@@ -425,15 +534,55 @@ class IntegerKernel:
         if w.zero_point is not None:  # offset * sum x: the group's zero point times the row's sum
             zps = _vector_of(b, [w.zero_point(b, col, b.add(g, b.index(h))) for col in cols for h in range(spanned)])
             offsets = [b.insert(arith.MuliOp(off, zps)) for off in offsets]
-        segment = dot.lanes // (per * spanned)
-        sums = [b.insert(arith.SubiOp(column_sums(b, accs[r * blocks:(r + 1) * blocks], segment, lanes), offsets[r]))
-                for r in range(len(rows))]  # fmt: skip
-        if spanned == 1 and groups.tail(dot.step):  # exact in i32: the tail's sums add in any order
-            zeros = [b.insert(arith.ConstantOp.from_int_and_width(0, i32))] * (len(rows) * lanes)
-            tails = b.loop(kv, k1, b.index(1), self._scalar_step(rows, cols), zeros, name="k")
-            sums = [b.insert(arith.AddiOp(s, _vector_of(b, tails[r * lanes:(r + 1) * lanes])))
-                    for r, s in enumerate(sums)]  # fmt: skip
-        return sums
+        return offsets
+
+    def phasing(self, cols: int) -> tuple[int, int, int]:
+        """How a block of `cols` columns steps: (P, the rows a weight vector holds, the
+        codes a step spans), (P, P, step) for P > 1 phases (phase_rows), (1, 1, step) else."""
+        per = self.product.w.decoder.phases
+        together = phase_rows(self.dot, per, self.product.groups)
+        if together == 0 or cols % together:
+            return 1, 1, self.dot.step
+        return per, together, self.dot.step * per // together
+
+    def _x_parts(self, b: LoopBuilder, rows: list[SSAValue], k: SSAValue, per: int,
+                 together: int) -> list[list[SSAValue]]:  # fmt: skip
+        """Per row, the step's activation operands at k, in `per` phases for `together`
+        weight rows (_phase_parts), read from phase_x where it is built."""
+        dot, x = self.dot, self.product.x
+        if per > 1 and self.phase_x is not None:
+            at = b.mul(k, b.index(together))
+            return [[dot.operand(b, b.insert(vector.LoadOp(self.phase_x, [row, b.offset(at, j * dot.step)], dot.bytes)), True)
+                     for j in range(per)] for row in rows]  # fmt: skip
+        loads = [b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [dot.step * per // together]))) for row in rows]
+        return [[dot.operand(b, part, True) for part in (_phase_parts(b, xv, per, together) if per > 1 else [xv])]
+                for xv in loads]  # fmt: skip
+
+    def _word_levels(self, per: int, segment: int, span: int) -> int | None:
+        """With MADD, where a group's steps' pair sums (of `per` parts a step) add up
+        exactly in i16 (pair_bound), the levels of the column sums' tree that still do
+        (the first, while at least a pair of words per column is left for pmaddwd): the
+        steps then accumulate pmaddubsw's words, one pmaddwd per tree output where P = 1
+        codes took one per accumulator and step. None: the steps accumulate in i32."""
+        dot, length = self.dot, self.product.groups.length
+        if dot.kind is not DotKind.MADD or length is None:
+            return None
+        bound = length * self.per_step // span * pair_bound(self.product.w.decoder.code.bits, per)
+        if bound >= 1 << 15:
+            return None
+        levels = 0
+        while 1 << levels < segment and bound << (levels + 1) < 1 << 15:
+            levels += 1
+        return levels
+
+    def _word_chunk(self, per: int) -> int:
+        """On AVX2 (MADD), where more than one step's pair sums (of `per` parts a step)
+        add exactly in i16 but not a group's: the steps of a run that do (ternary: 10), each
+        run's words then summed by one pmaddwd into the i32 accumulators, where every step
+        took one (0: none)."""
+        dot = self.dot
+        steps = (1 << 15) // (pair_bound(self.product.w.decoder.code.bits, per) + 1)
+        return steps if dot.avx2 and dot.kind is DotKind.MADD and steps > 1 else 0
 
     def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:
         def step(b: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -571,6 +720,19 @@ def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
     return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(four, VectorType(i32, [1]))), [0], i32))
 
 
+def _interleave_transpose(b: LoopBuilder, rows: list[SSAValue]) -> list[SSAValue]:
+    """The n x n transpose of n vectors of n lanes (n a power of two) by log2(n) perfect
+    shuffles: each pass interleaves row r with row r + n/2, low halves into row 2r, high
+    ones into 2r+1 (element unpacks: 24 punpck[lh]wd for 8 x 8 half floats in xmm, where
+    transpose's block swaps cost LLVM byte shuffles at 16-bit granularity)."""
+    n = len(rows)
+    low = [t for lane in range(n // 2) for t in (lane, n + lane)]
+    for _ in range(n.bit_length() - 1):
+        rows = [shuffle(b, rows[r], rows[r + n // 2], [t + half * n // 2 for t in low])
+                for r in range(n // 2) for half in (0, 1)]  # fmt: skip
+    return rows
+
+
 def _vector_of(b: LoopBuilder, scalars: Sequence[SSAValue]) -> SSAValue:
     """The scalars as the lanes of one vector (a strided gather: per-output scales).
     Scalars widened from half floats (f16/bf16 scales) are gathered as they are stored
@@ -588,52 +750,142 @@ def lane_count(v: SSAValue) -> int:
     return v.type.get_shape()[0]  # type: ignore[attr-defined]
 
 
-def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int) -> SSAValue:
+def _in_parts(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int], parts: int) -> SSAValue:
+    """The shuffle of u and v by `mask` (over one of their `parts` equal parts and its
+    twin in v), done in each part alike: the parts' lanes never mix."""
+    n, total = lane_count(u) // parts, lane_count(u)
+    return shuffle(b, u, v, [h * n + m if m < n else total + h * n + m - n for h in range(parts) for m in mask])
+
+
+def _add_halves(b: LoopBuilder, u: SSAValue, v: SSAValue | None, length: int, parts: int = 1) -> SSAValue:
     """The lanes of u (then v's, if given) in segments of `length`: each segment's
-    halves added, in segment order (i32 lanes, or f32 ones with the kernels' fast-math flags)."""
-    firsts = [s + t for s in range(0, lane_count(u) * (1 if v is None else 2), length) for t in range(length // 2)]
+    halves added, in segment order, within each of `parts` parts (i32 or i16 lanes, or
+    f32 ones with the kernels' fast-math flags)."""
+    n = lane_count(u) // parts
+    firsts = [s + t for s in range(0, n * (1 if v is None else 2), length) for t in range(length // 2)]
     w = u if v is None else v
-    first, second = shuffle(b, u, w, firsts), shuffle(b, u, w, [f + length // 2 for f in firsts])
+    first, second = (_in_parts(b, u, w, mask, parts) for mask in (firsts, [f + length // 2 for f in firsts]))
     if isinstance(u.type.element_type, IntegerType):  # type: ignore[attr-defined]
         return b.insert(arith.AddiOp(first, second))
     return b.insert(arith.AddfOp(first, second, FAST))
 
 
-def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int) -> SSAValue:
-    """The sums of `count` columns' lanes as one vector (i32 or f32), lane c column c's: `accs`
-    hold the columns in order, each in a segment of `length` lanes (a power of two). A
-    transposing tree of shuffles and adds, about 3 instructions per accumulator, where a
-    horizontal reduction of each costs 2*log2(lanes) and a move to a scalar register.
-    Padded with zero vectors to a power of two (LLVM folds their adds away)."""
+def merge_pairs(b: LoopBuilder, accs: Sequence[SSAValue], length: int, levels: int,
+                parts: int = 1) -> tuple[list[SSAValue], int]:  # fmt: skip
+    """column_sums' first `levels` levels (at most): accumulators merged in pairs, each
+    segment folding in half; the vectors left and their segments' length. Padded with
+    zero vectors to a power of two (LLVM folds their adds away)."""
+    if levels <= 0:
+        return list(accs), length
     level = [*accs, *[b.splat(accs[0].type, 0)] * ((1 << (len(accs) - 1).bit_length()) - len(accs))]  # type: ignore[arg-type]
-    while length > 1 and len(level) > 1:  # pairs merge, each segment folding in half
-        level = [_add_halves(b, u, v, length) for u, v in zip(level[::2], level[1::2])]
-        length //= 2
+    while levels > 0 and length > 1 and len(level) > 1:
+        level = [_add_halves(b, u, v, length, parts) for u, v in zip(level[::2], level[1::2])]
+        length, levels = length // 2, levels - 1
+    return level, length
+
+
+def column_sums(b: LoopBuilder, accs: Sequence[SSAValue], length: int, count: int, parts: int = 1) -> SSAValue:
+    """The sums of `count` columns' lanes as one vector (i32 or f32), lane c column c's: `accs`
+    hold the columns in order, each in a segment of `length` lanes (a power of two); with
+    `parts`, each of their equal parts holds its own columns (part h of every accumulator
+    the h-th of the columns, in order). A transposing tree of shuffles and adds, about 3
+    instructions per accumulator, where a horizontal reduction of each costs
+    2*log2(lanes) and a move to a scalar register."""
+    level, length = merge_pairs(b, accs, length, len(accs), parts)
     while len(level) > 1:  # more columns than lanes: 1-lane segments concatenate
-        level = [shuffle(b, u, v, list(range(2 * lane_count(u)))) for u, v in zip(level[::2], level[1::2])]
+        level = [_in_parts(b, u, v, list(range(2 * lane_count(u) // parts)), parts)
+                 for u, v in zip(level[::2], level[1::2])]  # fmt: skip
     sums = level[0]
     while length > 1:  # fewer columns than lanes: the segments fold on their own
-        sums, length = _add_halves(b, sums, None, length), length // 2
-    return sums if lane_count(sums) == count else shuffle(b, sums, sums, list(range(count)))
+        sums, length = _add_halves(b, sums, None, length, parts), length // 2
+    if lane_count(sums) == count:
+        return sums
+    return _in_parts(b, sums, sums, list(range(count // parts)), parts)
 
 
-def _phase_parts(b: LoopBuilder, x: SSAValue, per: int) -> list[SSAValue]:
-    """A step's activation bytes as CodeDecoder.field_phases pairs them with the weight's:
-    part j is the step's bytes k+j, k+j+per, ..., repeated `per` times."""
+def _accumulator_rows(cols: list[SSAValue], per: int, parts: int) -> list[list[SSAValue]]:
+    """The weight rows of each accumulator of P = `per` phases: P consecutive columns,
+    or with `parts` (column_sums' parts) the first columns of each part (a P/parts-th of
+    the columns each) in part 0, the next ones in part 1, ..., so that the parts' sums
+    hold the columns in order."""
+    if parts == 1:
+        return [cols[c : c + per] for c in range(0, len(cols), per)]
+    each, run = len(cols) // parts, per // parts
+    return [[col for h in range(parts) for col in cols[h * each + c : h * each + c + run]] for c in range(0, each, run)]
+
+
+def _phase_parts(b: LoopBuilder, x: SSAValue, per: int, together: int) -> list[SSAValue]:
+    """A step's activation bytes as CodeDecoder.field_phases pairs them with the weight's
+    `together` rows: part j is the step's bytes k+j, k+j+per, ..., repeated for each row."""
     count = x.type.get_shape()[0]  # type: ignore[attr-defined]
-    return [b.insert(vector.ShuffleOp(x, x, DenseArrayBase.from_list(i64, list(range(j, count, per)) * per),
-                                      result_type=x.type))  # type: ignore[arg-type]  # fmt: skip
-            for j in range(per)]
+    return [shuffle(b, x, x, list(range(j, count, per)) * together) for j in range(per)]
 
 
-def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
-    """A scratch i32[m, groups] of the corrections: offset * the sum of x[i, :] over
-    each group's whole steps, by the same dot steps against a weight of ones."""
+def phase_rows(dot: Dot, per: int, groups: Groups) -> int:
+    """The weight rows of P = `per` phases whose bytes a step's vector holds: P, each a
+    P-th of the step's bytes; on AVX2, one to a 128-bit half (Dot.halves), where such
+    steps (of step * P / 2 codes) tile the groups: int2's and ternary's 16 bytes of 64
+    codes a row, where 4 rows of 8 bytes took a 64-bit load and an insert each. 0: not
+    phased (P = 1, or a row's bytes would not fill whole dwords)."""
+    if per < 2:
+        return 0
+    together = min(per, dot.halves) if dot.halves > 1 else per
+    span = dot.step * per // together
+    if together < per and groups.count > 1 and (groups.length is None or groups.length % span):
+        together = per
+    return together if dot.step % (4 * together) == 0 else 0
+
+
+def _phase_x(b: LoopBuilder, product: Product, dot: Dot, rows: tuple[SSAValue, SSAValue]) -> SSAValue | None:
+    """With AVX2's MADD steps (Dot.halves) and P > 1 phases of weight codes, a scratch
+    i8[m, P * K] of x's `rows` (lo, hi) permuted as the phased steps read them: the P
+    parts of the step at k (_phase_parts) at P*k, P*k + step, ... Built once per call,
+    so that every column block's step loads its parts (into pmaddubsw's memory operand)
+    where each permuted them again (a byte shuffle and a lane permute per part)."""
+    per, k_size = product.w.decoder.phases, product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    together = phase_rows(dot, per, product.groups)
+    span = dot.step * per // max(together, 1)
+    if dot.halves == 1 or together == 0 or k_size < span:
+        return None
+    whole = k_size // span * span
+    m_size = product.x.type.get_shape()[0]  # type: ignore[attr-defined]
+    alloc = b.insert(memref.AllocOp.get(i8, BUFFER_ALIGNMENT, [m_size, together * whole], [rows[1]] if m_size < 0 else []))  # fmt: skip
+    alloc.name_hint = "phase_x"
+
+    def row(b: LoopBuilder, i: SSAValue) -> None:
+        def step(b: LoopBuilder, k: SSAValue) -> None:
+            at = b.mul(k, b.index(together))
+            xv = b.insert(vector.LoadOp(product.x, [i, k], VectorType(i8, [span])))
+            for j, part in enumerate(_phase_parts(b, xv, per, together)):
+                b.b.insert(vector.StoreOp(part, alloc, [i, b.offset(at, j * dot.step)]))
+
+        for_(b, b.index(0), b.index(whole), span, step, "k")
+
+    for_(b, rows[0], rows[1], 1, row, "i")
+    return alloc
+
+
+def _scale_rows(b: LoopBuilder, product: Product, kernel: IntegerKernel, row_cols: int) -> SSAValue | None:
+    """IntegerKernel.scale_rows for the GEMV blocks of AVX2's steps (Dot.avx2), where
+    they read a scale per group of at least `row_cols` groups (a power of two) one group a step."""
+    scales, count = product.w_scales, product.groups.count
+    if scales is None or not kernel.dot.avx2 or kernel.per_step > 1 or count < row_cols or row_cols & (row_cols - 1):
+        return None
+    alloc = b.insert(memref.AllocOp.get(scales.type.element_type, BUFFER_ALIGNMENT, [count, row_cols]))  # type: ignore[attr-defined]
+    alloc.name_hint = "scale_rows"
+    return alloc
+
+
+def _row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, by: int) -> SSAValue | None:
+    """A scratch i32[m, groups] of the corrections: offset `by` * the sum of x[i, :] over
+    each group's whole steps, by the same dot steps against a weight of ones (None for 0)."""
+    if by == 0:
+        return None
     rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
     alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
     alloc.name_hint = "row_offsets"
     ones = dot.operand(b, b.splat(dot.bytes, 1), False)
-    offset = b.insert(arith.ConstantOp.from_int_and_width(product.w.offset, i32))
+    offset = b.insert(arith.ConstantOp.from_int_and_width(by, i32))
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -669,11 +921,15 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     m, n = b.size(out, 0), b.size(out, 1)
     spanned = 1 if wide is None else wide.spanning(product.groups, product.w.decoder.phases)
     step = dot if wide is None or spanned == 1 else wide
-    kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m), spanned)
+    kernel = IntegerKernel(product, step, _row_offsets(b, product, dot, m, product.w.offset(step)), spanned)
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
+    kernel.phase_x = _phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
-    ahead = rows_ahead(product.w.values.type, width, kernel.dot.step, row_cols, least_bytes(STEP_BYTES, shape.width))
-    gemv = replace(kernel, ahead=ahead)
+    values, codes = product.w.values.type, kernel.phasing(row_cols)[2]
+    # AVX2's steps rotate their prefetches over the rows: any step's bytes then pay
+    rotation = (steps_to_line(values, width, codes), codes) if kernel.dot.avx2 else (1, 0)
+    ahead = rows_ahead(values, width, codes, row_cols, 1 if kernel.dot.avx2 else least_bytes(STEP_BYTES, shape.width))
+    gemv = replace(kernel, ahead=ahead, rotation=rotation)
     m_blocks = floor_to(b, lo, m, shape.rows)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
@@ -687,11 +943,19 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
         for_(b, lo, m_blocks, shape.rows, row_block, "i")
         # The rows left (all of a GEMV's one) in wider blocks: with one row, the
         # columns' accumulators are the registers to fill.
-        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1), gemv.emit)
+        # the scales' scratch of the n-tile's own: mark-parallel-loops proves n-tiles
+        # independent only where each writes its own buffers
+        scale_rows = _scale_rows(b, product, kernel, row_cols)
+        register_blocks(b, Shape(shape.width, 1, row_cols), (m_blocks, m), (j0, j1),
+                        replace(gemv, scale_rows=scale_rows).emit)  # fmt: skip
+        if scale_rows is not None:
+            b.b.insert(memref.DeallocOp.get(scale_rows))
         apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    b.b.insert(memref.DeallocOp.get(kernel.offsets))
+    for scratch in (kernel.offsets, kernel.phase_x):
+        if scratch is not None:
+            b.b.insert(memref.DeallocOp.get(scratch))
 
 
 PANEL_MIN_ROWS = 16
@@ -726,6 +990,7 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
     for name, alloc in allocs.items():
         alloc.name_hint = name
+    assert kernel.offsets is not None  # the panels' steps read unsigned bytes, offset
     panel = PanelKernel(kernel.product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
                         allocs["panel_sums"], allocs.get("panel_staging"))  # fmt: skip
     edge = Shape(block.width, block.rows, 1)

@@ -163,20 +163,28 @@ def test_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) ->
 def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Q8_0's and Q4_0's grids (groups of 32 codes, f16 scales): the 64-byte steps (with
     16 lanes) span two groups, reduced together, and the GEMV's 1 x 8 blocks prefetch rows ahead (past
-    the last row too). N = 21: two whole 8-column blocks and 5 one-column ones, K = 128
-    two spans; N a size symbol for int8 (the column split's kernels), static for int4;
-    1 and 3 rows (the 4-row blocks' rows left); bit for bit against the integer model."""
+    the last row too). N = 21: two whole 8-column blocks and 5 one-column ones, K = 320
+    five spans, 10 groups (on AVX2 the blocks' scales transposed 8 groups at a time, the
+    last 2 gathered); N a size symbol for int8 (the column split's kernels), static for int4;
+    1 and 3 rows (the 4-row blocks' rows left); bit for bit against the integer model.
+    Ternary per channel at K = 772: on AVX2, steps of 64 codes, two rows to a vector, in
+    runs of 10 summed in i16 (a whole run and a ragged one), and a ragged k tail."""
+    layouts = {"int8": ("N", 320, "int8(group=32, scale=f16)"), "int4": ("21", 320, "int4(group=32, scale=f16)"),
+               "ternary": ("21", 772, "ternary(axis=0)")}  # fmt: skip
     prog = _compile(
-        "".join(f"kernel q{c}(x: f32[M, 128], w: f32[{n}, 128] @ {c}(group=32, scale=f16), b: f32[{n}]) -> f32[M, {n}] "
+        "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
                 f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
-                for c, n in (("int8", "N"), ("int4", "21"))),
+                for c, (n, k, layout) in layouts.items()),
         path,
         monkeypatch,
     )  # fmt: skip
     assert all("llvm.prefetch" in k.ir("loops") for k in (prog.qint8, prog.qint4))
+    # the static kernels' n-tiles stay provably independent (their scratch their own): the pool splits them
+    assert prog.qint4.abi.native_threads and prog.qternary.abi.native_threads
     rng = np.random.default_rng(5)
-    for kernel in (prog.qint8, prog.qint4):
-        packed, b = kernel.pack("w", rand(rng, 21, 128)), rand(rng, 21)
+    for name, (_n, k, _layout) in layouts.items():
+        kernel = getattr(prog, f"q{name}")
+        packed, b = kernel.pack("w", rand(rng, 21, k)), rand(rng, 21)
         for m in (1, 3):
-            x = rand(rng, m, 128) * 4
+            x = rand(rng, m, k) * 4
             assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b)), m

@@ -87,16 +87,16 @@
 // PORTABLE-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi32>
 // PORTABLE:           %[[P:.*]] = arith.muli %[[W0]], %[[X0]] : vector<16xi32>
 // PORTABLE-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<16xi32>
-// With madd (AVX2: 8 lanes), 8-bit codes step in i16 pairs: 16 bytes of x (sign-extended)
-// and of w (offset, zero-extended) to a pmaddwd, 2 products to a lane.
+// With madd (AVX2: 8 lanes), 8-bit codes step in i16 pairs, signed: 16 bytes of x and
+// of w, both sign-extended, to a pmaddwd, 2 products to a lane; no offset, no row sums.
 // MADD-LABEL: func.func @integer
-// MADD:         scf.for %k_1 = {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
-// MADD-NEXT:      %[[X0R:.*]] = vector.load %x[%i_1, %k_1] : memref<?x100xi8>, vector<16xi8>
-// MADD-NEXT:      vector.load %x[%{{.*}}, %k_1] : memref<?x100xi8>, vector<16xi8>
+// MADD-NOT:     row_offsets
+// MADD:         scf.for %k = {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// MADD-NEXT:      %[[X0R:.*]] = vector.load %x[%i, %k] : memref<?x100xi8>, vector<16xi8>
+// MADD-NEXT:      vector.load %x[%{{.*}}, %k] : memref<?x100xi8>, vector<16xi8>
 // MADD-NEXT:      %[[X0:.*]] = llvm.sext %[[X0R]] : vector<16xi8> to vector<16xi16>
-// MADD:           %[[W0R:.*]] = vector.load %w[%j, %k_1] : memref<6x100xi8>, vector<16xi8>
-// MADD-NEXT:      %[[W0F:.*]] = arith.xori %[[W0R]], %{{.*}} : vector<16xi8>
-// MADD-NEXT:      %[[W0:.*]] = llvm.zext %[[W0F]] : vector<16xi8> to vector<16xi16>
+// MADD:           %[[W0R:.*]] = vector.load %w[%j, %k] : memref<6x100xi8>, vector<16xi8>
+// MADD-NEXT:      %[[W0:.*]] = llvm.sext %[[W0R]] : vector<16xi8> to vector<16xi16>
 // MADD:           %[[P:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[W0]], %[[X0]]) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
 // MADD-NEXT:      arith.addi %{{.*}}, %[[P]] : vector<8xi32>
 func.func @integer(%x: memref<?x100xi8>, %w: memref<6x100xi8>, %b: memref<6xi32>, %out: memref<?x6xi32>, %M: index) {
