@@ -23,6 +23,8 @@ BLOCKS_AHEAD = 2
 STEP_BYTES = 32
 """The least bytes of a weight row a step reads for the GEMV blocks to prefetch (a
 prefetch per step and row: narrower steps would ask for each line 4 times or more)."""
+LINE_BYTES = 64
+"""A cache line: what one prefetch brings in."""
 
 
 FULL_LANES = 16
@@ -53,9 +55,6 @@ def _row_bytes(values: MemRefType) -> int:
     return values.get_shape()[1] * values.element_type.bitwidth // 8  # type: ignore[attr-defined]
 
 
-LINE_BYTES = 64
-
-
 def steps_to_line(values: Attribute, width: int, step: int) -> int:
     """How many steps of `step` codes read a cache line of a row of `width` codes stored
     in `values` (a power of two; 1 where a step reads a line or more, or rows are not static)."""
@@ -83,9 +82,6 @@ def prefetch_rows(b: LoopBuilder, values: SSAValue, rows: Sequence[SSAValue], ah
     first = b.add(b.add(rows[0], b.index(ahead)), phase)
     for r in range(0, len(rows), lines):
         _prefetch_row(b, values, b.offset(first, r), k, width)
-
-
-LINE_BYTES = 64
 
 
 def prefetch_span(b: LoopBuilder, values: SSAValue, row: SSAValue, first: SSAValue, count: int) -> None:

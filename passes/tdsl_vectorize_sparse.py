@@ -199,9 +199,10 @@ class NMProduct(PanelProduct):
         k-tile reads a few lines of each of an n-tile's rows, too short and too many streams
         for the hardware prefetchers to follow out of DRAM (a 4096^2 weight, Zen 3)."""
         code = self.decoder.code
-        slots = self.kc // code.word_cols * code.per_word
-        prefetch_span(b, self.values, n, b.mul(b.div(k, b.index(code.word_cols)), b.index(code.per_word)), slots)
-        prefetch_span(b, self.indices, n, b.div(k, b.index(code.word_cols)), self.kc // code.word_cols)
+        words = self.kc // code.word_cols
+        word = b.div(k, b.index(code.word_cols))
+        prefetch_span(b, self.values, n, b.mul(word, b.index(code.per_word)), words * code.per_word)
+        prefetch_span(b, self.indices, n, word, words)
 
     def tail(self, b: LoopBuilder, n: Row, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
         """The slots past the last whole index word, one at a time (chain 0 of each panel)."""
