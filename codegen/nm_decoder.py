@@ -71,13 +71,10 @@ class NMDecoder:
     def selectable(self, width: int) -> bool:
         """Whether an index word splits into steps of `width` slots, each selecting
         `width` lanes from two vectors of `width` columns (whole groups of M, each
-        wholly in one of the two: M divides the width). With 16 lanes, words of one step
-        only (2:4): the words of several steps (1:2's) are checked at 8 lanes, not yet
-        on an AVX-512 host (tests/test_portable_vectors.py::test_lane_selection runs
-        them there as soon as this allows it)."""
+        wholly in one of the two: M divides the width)."""
         code = self.code
         return (code.whole_groups_per_word and code.per_word % width == 0 and code.m == 2 * code.n
-                and width % code.m == 0 and (width < 16 or code.per_word == width))  # fmt: skip
+                and width % code.m == 0)  # fmt: skip
 
     def steps(self, width: int) -> int:
         """The steps of `width` slots (2 * width dense columns) of one index word (`selectable`)."""

@@ -15,7 +15,7 @@ do not fill its last index word finishes with a per-slot tail.
 
 After the whole blocks, one block of half as many panels (summing each row in the
 same order, so a call split at its multiples gives the same bits). The rows left go,
-for 2:4 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2, 1:2 too: vpermilps of x's regrouped
+for 2:4 and 1:2 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's regrouped
 128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
 weights (dense and 2:4 tiles), with 16 or 8 lanes: the same panel blocks take the 2:4

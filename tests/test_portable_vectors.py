@@ -65,17 +65,15 @@ SELECTS = {8: ("llvm.x86.avx.vpermilvar.ps.256", (8, 16)), 16: ("llvm.x86.avx512
 def test_lane_selection(monkeypatch: pytest.MonkeyPatch, name: str, width: int) -> None:
     """tdsl-vectorize-sparse's lane selection and hybrid kernel with 8 lanes (AVX2's) and 16
     (AVX-512's), against the reference at ragged M (GEMV; the rows of no panel block; a
-    panel block of 32 and of 16, then rows left), N and K. With 16 lanes 1:2 keeps the panel
-    nest (and a dense/1:2 hybrid scalar loops) until its lane selection (words of two steps)
-    has run on an AVX-512 host (NMDecoder.selectable)."""
+    panel block of 32 and of 16, then rows left), N and K; 1:2's index words are of two
+    steps at either width."""
     select, registers = SELECTS[width]
     monkeypatch.setattr(pipeline, "vector_registers", lambda _features: registers)
     layout, n, k = LANE_SELECTION[name]
     prog = stoicc_py.compile(f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}) -> f32[M, {n}] "
                              "{ return linear(x, w) }", cache=False)  # fmt: skip
     loops = prog.f.ir("loops")
-    selected = width == 8 or not name.endswith("12")  # else nm12's panels, hybrid12's scalar loops
-    assert (select in loops) == selected and (f"vector<{width}xf32>" in loops or not selected)
+    assert select in loops and f"vector<{width}xf32>" in loops
     rng = np.random.default_rng(8)
     w = rand(rng, n, k)
     pattern = np.float32([1, 0] if name == "nm12" else [0, 1, 1, 0])
