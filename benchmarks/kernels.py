@@ -65,6 +65,10 @@ FORMATS: dict[str, Format] = {
         Format("int8", "int8 per-channel", "int8(axis=0)", torch_match="torch int8"),
         Format("int4", "int4 g128", "int4(group=128)", torch_match="torch int4 g128"),
         Format("int4-kn", "int4 g128, w [K, N]", "int4(group=128)", "matmul(x, w)", stored_kn=True),
+        # weight-only with bf16 activations, against torch's bf16 dense linear (issue 19's target)
+        Format("int8-bf16", "int8 per-channel, bf16 x", "int8(axis=0)", dtype="bf16", torch_match="torch bf16"),
+        Format("int4-bf16", "int4 g128, bf16 x", "int4(group=128)", dtype="bf16", torch_match="torch bf16"),
+        Format("nm24-bf16", "2:4 bf16", "nm(2, 4)", sparse=True, dtype="bf16", torch_match="torch bf16"),
         # The scale groups of `S with Q` count stored values: 64 of them span 128 columns.
         Format(
             "nm24-int4", "2:4 + int4 g128", "nm(2, 4) with int4(group=64)", sparse=True, torch_match="torch int4 g128"
