@@ -271,7 +271,7 @@ def row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, by: int
         def group(b: LoopBuilder, g: SSAValue) -> None:
             k0, kv, _ = product.span(b, g, dot.step)
             (acc,) = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)], name="k")
-            b.store(b.insert(arith.MuliOp(dot.reduce(b, acc), offset)), alloc, [i, g])
+            b.store(b.insert(arith.MuliOp(b.reduce_lanes(acc, "sum"), offset)), alloc, [i, g])
 
         for_(b, b.index(0), b.index(groups.count), 1, group, "g")
 

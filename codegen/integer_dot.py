@@ -144,9 +144,6 @@ class Dot:
             products = b.insert(arith.MuliOp(w, x))
         return b.insert(arith.AddiOp(acc, products))
 
-    def reduce(self, b: LoopBuilder, acc: SSAValue) -> SSAValue:
-        kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
-        return b.insert(vector.ReductionOp.create(operands=[acc], result_types=[i32], properties={"kind": kind}))
 
 
 def pair_bound(bits: int, parts: int) -> int:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.dialects import arith, vector
-from xdsl.dialects.builtin import VectorType, i8, i32
 from xdsl.ir import SSAValue
 
 from stoicc_py.codegen.integer_dot import Dot
@@ -102,7 +101,7 @@ class PanelKernel:
         def k_step(b: LoopBuilder, q: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             ws = [b.vload(self.panel, [q, column], lanes) for column in columns]
             k = b.mul(q, b.index(4))
-            xs = [b.splat_value(_dword(b, p.x, r, k), lanes) for r in rows]
+            xs = [b.splat_value(b.dword(p.x, [r, k]), lanes) for r in rows]
             return [self.dot.accumulate(b, acc[r * shape.cols + c], ws[c], xs[r])
                     for r in range(shape.rows) for c in range(shape.cols)]  # fmt: skip
 
@@ -137,9 +136,3 @@ class PanelKernel:
             for_(b, whole, width, 1, columns(1), "j")
 
         for_(b, b.index(0), b.index(rows), 1, row, "r")
-
-
-def _dword(b: LoopBuilder, x: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
-    """x[row, k:k+4] (bytes) as one i32."""
-    four = b.insert(vector.LoadOp(x, [row, k], VectorType(i8, [4])))
-    return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(four, VectorType(i32, [1]))), [0], i32))

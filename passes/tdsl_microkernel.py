@@ -47,7 +47,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, element_type
+from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, element_type
 from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
 from stoicc_py.codegen.register_blocks import Body, Emit, Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.codegen.remarks import decline
@@ -113,7 +113,7 @@ class DotKernel(ABC):
             return self.step(inner, shape, rows, cols, k, acc)
 
         accs = b.loop(k0, kv, b.index(granule), k_step, [zero] * (shape.rows * shape.cols), name="k")
-        sums: Sequence[SSAValue] = [reduce_add(b, acc) for acc in accs]
+        sums: Sequence[SSAValue] = [b.reduce_lanes(acc, "sum") for acc in accs]
         if self.k_tail:
             sums = self.tail(b, rows, cols, kv, k1, sums)
         for r, row in enumerate(rows):
@@ -192,14 +192,6 @@ def dense_fma(b: LoopBuilder, shape: Shape, xs: list[SSAValue], w: Callable[[int
         for r, xv in enumerate(xs):
             new[r * shape.cols + c] = b.insert(vector.FMAOp(xv, wv, acc[r * shape.cols + c]))
     return new
-
-
-def reduce_add(b: LoopBuilder, acc: SSAValue) -> SSAValue:
-    # xDSL's constructor gives the result the vector's type; a reduction yields an element.
-    kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
-    return b.insert(
-        vector.ReductionOp.create(operands=[acc], result_types=[f32], properties={"kind": kind, "fastmath": FAST})
-    )
 
 
 def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: SSAValue | None = None) -> None:
@@ -347,18 +339,13 @@ class PairKernel(AxpyKernel):
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
         p = b.div(k, b.index(2))
         ws = [b.insert(vector.LoadOp(self.b, [p, c], VectorType(i32, [shape.width]))) for c in cols]
-        xs = [b.splat_value(self._pair(b, r, k), shape.width) for r in rows]
+        xs = [b.splat_value(b.dword(self.a, [r, k]), shape.width) for r in rows]
         new = list(acc)
         for c, wv in enumerate(ws):
             for r, xv in enumerate(xs):
                 i = r * shape.cols + c
                 new[i] = b.insert(llvm.CallIntrinsicOp(DPBF16, [acc[i], xv, wv], [shape.vec]))
         return new
-
-    def _pair(self, b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
-        """a[r, k : k + 2] as one dword."""
-        two = b.insert(vector.LoadOp(self.a, [r, k], VectorType(bf16, [2])))
-        return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(two, VectorType(i32, [1]))), [0], i32))
 
     def scalar_step(self, b: LoopBuilder, i: SSAValue, c: SSAValue, k: SSAValue, acc: SSAValue) -> SSAValue:
         word = b.insert(vector.LoadOp(self.b, [b.div(k, b.index(2)), c], VectorType(i32, [1])))

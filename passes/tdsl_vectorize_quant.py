@@ -92,7 +92,6 @@ from stoicc_py.passes.tdsl_microkernel import (
     pair_panel_alloc,
     pair_tile,
     pairs_fit,
-    reduce_add,
 )
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -227,7 +226,7 @@ class QuantKernel:
 
         totals = b.loop(b.index(0), b.index(self.k_size), b.index(self.segment), segment, zeros, name="s")
         for s, total in enumerate(totals):
-            b.store(reduce_add(b, total), self.out, [rows[s // shape.cols], cols[s % shape.cols]])
+            b.store(b.reduce_lanes(total, "sum"), self.out, [rows[s // shape.cols], cols[s % shape.cols]])
 
     def _segment(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue,
                  totals: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip

@@ -64,7 +64,7 @@ from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.passes.parallelize_loops import PANEL_ROWS
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import DotKernel, dense_fma, lower_linear, pairs_fit, reduce_add
+from stoicc_py.passes.tdsl_microkernel import DotKernel, dense_fma, lower_linear, pairs_fit
 from stoicc_py.passes.tdsl_vectorize_quant import Decode, lower_panels_or
 
 NAME = "tdsl-vectorize-sparse"
@@ -720,7 +720,7 @@ class HybridKernel:
             acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
         if shape.rows * shape.cols == 1:
-            b.store(reduce_add(b, acc[0]), self.out, [rows[0], n0])
+            b.store(b.reduce_lanes(acc[0], "sum"), self.out, [rows[0], n0])
             return
         sums = column_sums(b, acc, lane_count(acc[0]), len(acc))
         for r, row in enumerate(rows):
