@@ -40,12 +40,8 @@ class DotKind(Enum):
 
 
 PMADDUBSW = {4: "llvm.x86.ssse3.pmadd.ub.sw.128", 8: "llvm.x86.avx2.pmadd.ub.sw", 16: "llvm.x86.avx512.pmaddubs.w.512"}
-
-
 PMADDWD = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}
 """x86's byte and word multiply-adds by i32 lanes of their results."""
-
-
 BYTES_PER_LANE = {DotKind.VNNI: 4, DotKind.MADD: 4, DotKind.PAIRS: 2, DotKind.WIDEN: 1}
 
 
@@ -143,7 +139,6 @@ class Dot:
             # vpdpwssd), not with vpmulld.
             products = b.insert(arith.MuliOp(w, x))
         return b.insert(arith.AddiOp(acc, products))
-
 
 
 def pair_bound(bits: int, parts: int) -> int:

@@ -149,8 +149,6 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
 
 PANEL_MIN_ROWS = 16
 """A call of fewer rows does not pay for packing its panels (a GEMV's one row above all)."""
-
-
 PANEL_TILE = 4
 """Column blocks per n-tile of panels: the block of rows of x read (from L1) by each."""
 
