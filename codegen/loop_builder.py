@@ -218,6 +218,13 @@ class LoopBuilder:
         value = self.insert(vector.LoadOp(buf, indices, VectorType(element, [lanes])))
         return self.insert(arith.ExtFOp(value, VectorType(f32, [lanes]))) if element in tdsl.HALF_FLOATS else value
 
+    def dword(self, buf: SSAValue, indices: Sequence[SSAValue]) -> SSAValue:
+        """The 4 bytes from buf[indices] on (4 i8, 2 bf16) as one i32: the operand that the
+        outer-product panels' steps broadcast (PairKernel's bf16 pair, PanelKernel's bytes)."""
+        element = element_type(buf)
+        word = self.insert(vector.LoadOp(buf, indices, VectorType(element, [32 // element.bitwidth])))  # type: ignore[attr-defined]
+        return self.insert(vector.ExtractOp(self.insert(vector.BitcastOp(word, VectorType(i32, [1]))), [0], i32))
+
     def vstore(self, value: SSAValue, buf: SSAValue, indices: Sequence[SSAValue]) -> None:
         """A vector of the buffer's compute_type stored at `indices` (f32 rounded to bf16/f16)."""
         element = element_type(buf)
@@ -283,13 +290,15 @@ class LoopBuilder:
         return self.insert(arith.ConstantOp(FloatAttr(value, type)))
 
     def reduce_lanes(self, v: SSAValue, combine: str) -> SSAValue:
-        """The lanes of v summed ("sum", in any order) or their maximum ("max")."""
+        """The lanes of v summed ("sum", in any order: fast-math flags on floats) or their
+        maximum ("max", floats). xDSL's constructor would give the result the vector's type."""
         flag = vector.CombiningKindFlag.ADD if combine == "sum" else vector.CombiningKindFlag.MAXIMUMF
         assert isinstance(v.type, VectorType)
-        return self.insert(vector.ReductionOp.create(
-            operands=[v], result_types=[v.type.element_type],
-            properties={"kind": vector.CombiningKindAttr(flag), "fastmath": FAST},
-        ))  # fmt: skip
+        properties: dict[str, Attribute] = {"kind": vector.CombiningKindAttr(flag)}
+        if not isinstance(v.type.element_type, IntegerType):
+            properties["fastmath"] = FAST
+        return self.insert(vector.ReductionOp.create(operands=[v], result_types=[v.type.element_type],
+                                                     properties=properties))  # fmt: skip
 
     # --- arithmetic on floats or integers
     def widen(self, value: SSAValue, type: Attribute) -> SSAValue:

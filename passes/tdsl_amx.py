@@ -38,8 +38,9 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.rewriter import InsertPoint
 
 from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.register_blocks import floor_to
+from stoicc_py.codegen.shuffles import transpose
 from stoicc_py.dialects import tdsl
-from stoicc_py.passes.tdsl_microkernel import floor_to, transpose
 
 NAME = "tdsl-amx"
 BLOCK = 32

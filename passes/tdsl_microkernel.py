@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
-from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32, i64
+from xdsl.dialects.builtin import MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -47,9 +47,11 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codegen.loop_builder import FAST, LoopBuilder, compute_type, element_type
+from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, element_type
 from stoicc_py.codegen.prefetch import prefetch_rows, rows_ahead
+from stoicc_py.codegen.register_blocks import Body, Emit, Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.codegen.remarks import decline
+from stoicc_py.codegen.shuffles import transpose
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, PackedType
 from stoicc_py.passes.parallelize_loops import MERGED, ROWS_LEFT
@@ -57,8 +59,6 @@ from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, befor
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
 NAME = "tdsl-microkernel"
-
-Body = Callable[[LoopBuilder, SSAValue], None]
 
 
 def _is_dense_f32(value: SSAValue) -> bool:
@@ -76,36 +76,6 @@ def _dense_f32(op: tdsl.LinearOp | tdsl.MatmulOp) -> bool:
                     "tdsl-vectorize-integer's)")  # fmt: skip
         return False
     return True
-
-
-def for_(b: LoopBuilder, lb: SSAValue, ub: SSAValue, step: int, body: Body, name: str) -> None:
-    def step_body(inner: LoopBuilder, iv: SSAValue, _: Sequence[SSAValue]) -> Sequence[SSAValue]:
-        body(inner, iv)
-        return ()
-
-    b.loop(lb, ub, b.index(step), step_body, name=name)
-
-
-def floor_to(b: LoopBuilder, lo: SSAValue, hi: SSAValue, multiple: int) -> SSAValue:
-    """The largest lo + t*multiple <= hi: where whole blocks of `multiple` end."""
-    return b.insert(arith.SubiOp(hi, b.rem(b.insert(arith.SubiOp(hi, lo)), b.index(multiple))))
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The register block and vector width of one kernel."""
-
-    width: int
-    rows: int
-    cols: int
-
-    @property
-    def vec(self) -> VectorType:
-        return VectorType(f32, [self.width])
-
-    def indices(self, b: LoopBuilder, i: SSAValue, j: SSAValue) -> tuple[list[SSAValue], list[SSAValue]]:
-        """The rows i.. and columns j.. of a block of this shape."""
-        return [b.add(i, b.index(r)) for r in range(self.rows)], [b.add(j, b.index(c)) for c in range(self.cols)]
 
 
 @dataclass
@@ -143,7 +113,7 @@ class DotKernel(ABC):
             return self.step(inner, shape, rows, cols, k, acc)
 
         accs = b.loop(k0, kv, b.index(granule), k_step, [zero] * (shape.rows * shape.cols), name="k")
-        sums: Sequence[SSAValue] = [reduce_add(b, acc) for acc in accs]
+        sums: Sequence[SSAValue] = [b.reduce_lanes(acc, "sum") for acc in accs]
         if self.k_tail:
             sums = self.tail(b, rows, cols, kv, k1, sums)
         for r, row in enumerate(rows):
@@ -224,73 +194,6 @@ def dense_fma(b: LoopBuilder, shape: Shape, xs: list[SSAValue], w: Callable[[int
     return new
 
 
-def reduce_add(b: LoopBuilder, acc: SSAValue) -> SSAValue:
-    # xDSL's constructor gives the result the vector's type; a reduction yields an element.
-    kind = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
-    return b.insert(
-        vector.ReductionOp.create(operands=[acc], result_types=[f32], properties={"kind": kind, "fastmath": FAST})
-    )
-
-
-def transpose(b: LoopBuilder, vectors: list[SSAValue]) -> list[SSAValue]:
-    """The n x n transpose of n vectors of n i32 lanes (n a power of two): off-diagonal
-    blocks of h rows swap, for h = n/2 .. 1, each row pair by two two-source shuffles
-    (n log2(n) shuffles in all, which LLVM matches to unpacks and lane shuffles)."""
-    rows, n = list(vectors), len(vectors)
-    h = n // 2
-    while h:
-        for r in (r for r in range(n) if not r & h):
-            upper, lower = rows[r], rows[r + h]
-            rows[r] = shuffle(b, upper, lower, [c if not c & h else n + c - h for c in range(n)])
-            rows[r + h] = shuffle(b, upper, lower, [c + h if not c & h else n + c for c in range(n)])
-        h //= 2
-    return rows
-
-
-def shuffle(b: LoopBuilder, u: SSAValue, v: SSAValue, mask: list[int]) -> SSAValue:
-    element = u.type.element_type  # type: ignore[attr-defined]
-    return b.insert(vector.ShuffleOp(u, v, DenseArrayBase.from_list(i64, mask), result_type=VectorType(element, [len(mask)])))
-
-
-def blocks(b: LoopBuilder, lo: SSAValue, hi: SSAValue, size: int, full: Body, edge: Body, name: str) -> None:
-    """`full` at every whole block of `size` from lo, then `edge` at each leftover index."""
-    end = floor_to(b, lo, hi, size) if size > 1 else hi
-    for_(b, lo, end, size, full, name)
-    if size > 1:
-        for_(b, end, hi, 1, edge, name)
-
-
-Emit = Callable[[LoopBuilder, Shape, SSAValue, SSAValue], None]
-
-
-def register_blocks(b: LoopBuilder, shape: Shape, rows: tuple[SSAValue, SSAValue], cols: tuple[SSAValue, SSAValue],
-                    emit: Emit, cols_outer: str = "", whole_rows: bool = False) -> None:  # fmt: skip
-    """emit(b, block, i, j) over rows x cols: `shape` blocks, then 1-row, 1-column and
-    1x1 blocks at the ragged edges (no 1-row blocks with `whole_rows`: the rows are a
-    multiple of shape.rows). Loops run rows (i) outside columns (j), or, with
-    `cols_outer` naming the column loop, columns outside rows (so that a block of
-    weight rows stays in cache while every block of x passes)."""
-    edge_rows, edge_cols = Shape(shape.width, 1, shape.cols), Shape(shape.width, shape.rows, 1)
-    corner = Shape(shape.width, 1, 1)
-    if cols_outer:
-
-        def col_block(s: Shape, t: Shape) -> Body:
-            return lambda b, j: blocks(
-                b, *rows, s.rows, lambda b, i: emit(b, s, i, j), lambda b, i: emit(b, t, i, j), "i"
-            )
-
-        blocks(b, *cols, shape.cols, col_block(shape, edge_rows), col_block(edge_cols, corner), cols_outer)
-        return
-
-    def row_block(s: Shape, t: Shape) -> Body:
-        return lambda b, i: blocks(b, *cols, s.cols, lambda b, j: emit(b, s, i, j), lambda b, j: emit(b, t, i, j), "j")
-
-    if whole_rows:
-        for_(b, *rows, shape.rows, row_block(shape, edge_cols), "i")
-    else:
-        blocks(b, *rows, shape.rows, row_block(shape, edge_cols), row_block(edge_rows, corner), "i")
-
-
 def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: SSAValue | None = None) -> None:
     """Replace a bufferized linear by the nest of `kernel`'s register blocks, over
     the rows from `first_row` (default 0) on."""
@@ -317,11 +220,6 @@ def lower_linear(op: tdsl.LinearOp, shape: Shape, kernel: DotKernel, first_row: 
         apply_epilogue(op, tile)
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-
-
-def ragged(k_size: int | None, granule: int) -> bool:
-    """Whether k-tiles can end off a step boundary (k unknown, or not a multiple)."""
-    return k_size is None or k_size % granule != 0
 
 
 @dataclass
@@ -441,18 +339,13 @@ class PairKernel(AxpyKernel):
              acc: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip
         p = b.div(k, b.index(2))
         ws = [b.insert(vector.LoadOp(self.b, [p, c], VectorType(i32, [shape.width]))) for c in cols]
-        xs = [b.splat_value(self._pair(b, r, k), shape.width) for r in rows]
+        xs = [b.splat_value(b.dword(self.a, [r, k]), shape.width) for r in rows]
         new = list(acc)
         for c, wv in enumerate(ws):
             for r, xv in enumerate(xs):
                 i = r * shape.cols + c
                 new[i] = b.insert(llvm.CallIntrinsicOp(DPBF16, [acc[i], xv, wv], [shape.vec]))
         return new
-
-    def _pair(self, b: LoopBuilder, r: SSAValue, k: SSAValue) -> SSAValue:
-        """a[r, k : k + 2] as one dword."""
-        two = b.insert(vector.LoadOp(self.a, [r, k], VectorType(bf16, [2])))
-        return b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(two, VectorType(i32, [1]))), [0], i32))
 
     def scalar_step(self, b: LoopBuilder, i: SSAValue, c: SSAValue, k: SSAValue, acc: SSAValue) -> SSAValue:
         word = b.insert(vector.LoadOp(self.b, [b.div(k, b.index(2)), c], VectorType(i32, [1])))

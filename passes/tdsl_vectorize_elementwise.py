@@ -26,10 +26,10 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 
 from stoicc_py.codegen.loop_builder import VECTOR_UNARY, LoopBuilder, binary, unary, vector_exp
+from stoicc_py.codegen.register_blocks import floor_to
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.passes.tdsl_lower_to_loops import before
-from stoicc_py.passes.tdsl_microkernel import floor_to
 
 Step = Callable[[LoopBuilder, SSAValue, bool, Sequence[SSAValue]], Sequence[SSAValue]]
 """One step along a row: (builder, column, whether it is `width` lanes, accumulators) -> new accumulators."""

@@ -77,6 +77,7 @@ from stoicc_py.codegen.loop_builder import LoopBuilder, computes_in_f32, element
 from stoicc_py.codegen.prefetch import least_bytes, prefetch_rows, rows_ahead
 from stoicc_py.codegen.quant_decode import VectorCodes, concatenated
 from stoicc_py.codegen.quant_loops import QuantView
+from stoicc_py.codegen.register_blocks import Body, Shape, floor_to, for_
 from stoicc_py.codegen.remarks import decline
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
@@ -84,18 +85,13 @@ from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_microkernel import (
     PAIR_SHAPE,
-    Body,
     PairKernel,
-    Shape,
-    floor_to,
-    for_,
     offsets,
     pack_pairs,
     pair_panel,
     pair_panel_alloc,
     pair_tile,
     pairs_fit,
-    reduce_add,
 )
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
 
@@ -230,7 +226,7 @@ class QuantKernel:
 
         totals = b.loop(b.index(0), b.index(self.k_size), b.index(self.segment), segment, zeros, name="s")
         for s, total in enumerate(totals):
-            b.store(reduce_add(b, total), self.out, [rows[s // shape.cols], cols[s % shape.cols]])
+            b.store(b.reduce_lanes(total, "sum"), self.out, [rows[s // shape.cols], cols[s % shape.cols]])
 
     def _segment(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue], k0: SSAValue,
                  totals: Sequence[SSAValue]) -> list[SSAValue]:  # fmt: skip

@@ -54,7 +54,9 @@ from stoicc_py.codegen.loop_builder import LoopBuilder, compute_type, computes_i
 from stoicc_py.codegen.nm_decoder import NMDecoder
 from stoicc_py.codegen.prefetch import prefetch_span
 from stoicc_py.codegen.quant_loops import QuantView
+from stoicc_py.codegen.register_blocks import Shape, floor_to, for_, ragged, register_blocks
 from stoicc_py.codegen.remarks import decline
+from stoicc_py.codegen.shuffles import column_sums, lane_count, shuffle, transpose
 from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import AssembleOp, ComposedLayoutAttr, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
@@ -62,21 +64,7 @@ from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.passes.parallelize_loops import PANEL_ROWS
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import (
-    DotKernel,
-    Shape,
-    dense_fma,
-    floor_to,
-    for_,
-    lower_linear,
-    pairs_fit,
-    ragged,
-    reduce_add,
-    register_blocks,
-    shuffle,
-    transpose,
-)
-from stoicc_py.passes.tdsl_vectorize_integer import column_sums, lane_count
+from stoicc_py.passes.tdsl_microkernel import DotKernel, dense_fma, lower_linear, pairs_fit
 from stoicc_py.passes.tdsl_vectorize_quant import Decode, lower_panels_or
 
 NAME = "tdsl-vectorize-sparse"
@@ -782,7 +770,7 @@ class HybridKernel:
             acc = b.loop(start, stop, b.index(1), tile, acc, name="p")
         n0 = b.add(b.mul(tr, b.index(th)), c0)
         if shape.rows * shape.cols == 1:
-            b.store(reduce_add(b, acc[0]), self.out, [rows[0], n0])
+            b.store(b.reduce_lanes(acc[0], "sum"), self.out, [rows[0], n0])
             return
         sums = column_sums(b, acc, lane_count(acc[0]), len(acc))
         for r, row in enumerate(rows):

@@ -1,0 +1,138 @@
+"""tdsl-vectorize-integer's outer-product blocks (PanelKernel), for calls of many rows
+of a product with one scale group per row: w packed per n-tile into a panel of dwords
+of k, so that accumulators hold whole outputs (as oneDNN's and ggml's VNNI kernels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.dialects import arith, vector
+from xdsl.ir import SSAValue
+
+from stoicc_py.codegen.integer_dot import Dot
+from stoicc_py.codegen.integer_product import Product, store_results
+from stoicc_py.codegen.loop_builder import LoopBuilder
+from stoicc_py.codegen.register_blocks import Shape, floor_to, for_
+from stoicc_py.codegen.shuffles import transpose
+
+
+@dataclass
+class PanelKernel:
+    """The outer-product form, for an unscaled or per-row-scaled product whose k is a
+    whole number of steps: per n-tile, the tile's rows of w are packed once, offset as
+    unsigned bytes, into a `panel` of i32 [k/4, tn] (4 consecutive k of a column to a
+    lane, one vector of `lanes` columns per 4 k), so that a `rows` x `cols`-vector block
+    steps by `cols` vector loads, one broadcast dword of x per row and rows*cols vpdpbusd,
+    its accumulators holding whole outputs: no reduction across lanes, no offset of w per
+    block (tdsl-vectorize-integer's dot-product blocks spend both per block and group).
+
+    A block stores its accumulators as they are into `sums` (i32 [rows, cols * lanes]),
+    and a loop over its rows (`finish`) takes off the rows' offsets and scales them into
+    out: rolled, where each accumulator's own subtraction, conversion, scaling and store
+    made three quarters of the block's IR, for one store and one load of L1 per vector
+    against the block's k/4 steps of `cols` vpdpbusd each. The whole blocks cover whole
+    vectors of columns; a ragged last vector (packed from copies of w's last row and
+    computed whole) is the 1-vector blocks', whose `finish` stores its columns of out only. Codes narrower than a byte are unpacked by a loop over the transpose's
+    rows into `staging` (i8 [lanes, step]), not by `lanes` copies of their unpacking (an
+    int2 row's is ~17 ops; int8's, a load and a flip, stays unrolled)."""
+
+    product: Product
+    dot: Dot
+    panel: SSAValue
+    offsets: SSAValue
+    scales: SSAValue | None
+    """With a scaled product, f32 [tn]: the panel's columns' w scales, gathered as packed
+    (once per n-tile, not per block)."""
+    sums: SSAValue
+    staging: SSAValue | None
+
+    def pack(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue) -> None:
+        """w's rows j0..j1 into the panel's columns 0..j1-j0 (and a ragged last vector's
+        columns past j1 from w's last row): a step of codes per row, `lanes` rows
+        transposed to dwords of k."""
+        dot = self.dot
+        k_size = self.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+        n = self.product.out.type.get_shape()[1]  # type: ignore[attr-defined]
+        # w's last row, where a vector of columns can be ragged (N not a known multiple of lanes)
+        last = None if n > 0 and n % dot.lanes == 0 else b.insert(arith.SubiOp(b.size(self.product.out, 1), b.index(1)))
+
+        def columns(b: LoopBuilder, j: SSAValue) -> None:
+            column = b.insert(arith.SubiOp(j, j0))
+
+            def step(b: LoopBuilder, k: SSAValue) -> None:
+                first = b.div(k, b.index(4))
+                for q, v in enumerate(transpose(b, [dot.operand(b, u, False) for u in self._codes(b, j, last, k)])):
+                    b.vstore(v, self.panel, [b.add(first, b.index(q)), column])
+
+            for_(b, b.index(0), b.index(k_size), dot.step, step, "k")
+
+        for_(b, j0, j1, dot.lanes, columns, "j")
+        if self.scales is not None and self.product.scales is not None:
+            w_scale, scales = self.product.scales[1], self.scales
+            for_(b, j0, j1, 1,
+                 lambda b, j: b.store(w_scale(b, j, b.index(0)), scales, [b.insert(arith.SubiOp(j, j0))]), "j")  # fmt: skip
+
+    def _codes(self, b: LoopBuilder, j: SSAValue, last: SSAValue | None, k: SSAValue) -> list[SSAValue]:
+        """The offset bytes k .. k+step of w's rows j, j+1, ... (each at most `last`)."""
+        dot, w, staging = self.dot, self.product.w, self.staging
+
+        def at(b: LoopBuilder, c: SSAValue) -> SSAValue:
+            row = b.add(j, c)
+            return row if last is None else b.min(row, last)
+
+        if staging is None:
+            return [w.biased(b, at(b, b.index(c)), k, dot) for c in range(dot.lanes)]
+        zero = b.index(0)
+
+        def row(b: LoopBuilder, c: SSAValue) -> None:
+            b.b.insert(vector.StoreOp(w.biased(b, at(b, c), k, dot), staging, [c, zero]))
+
+        for_(b, zero, b.index(dot.lanes), 1, row, "c")
+        return [b.insert(vector.LoadOp(staging, [b.index(c), zero], dot.bytes)) for c in range(dot.lanes)]
+
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue) -> None:
+        """Rows i.. of the panel's vectors of columns jv.., into sums' rows 0.. (raw)."""
+        p, lanes = self.product, self.dot.lanes
+        rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
+        first = b.mul(jv, b.index(lanes))
+        columns = [b.add(first, b.index(c * lanes)) for c in range(shape.cols)]
+
+        def k_step(b: LoopBuilder, q: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            ws = [b.vload(self.panel, [q, column], lanes) for column in columns]
+            k = b.mul(q, b.index(4))
+            xs = [b.splat_value(b.dword(p.x, [r, k]), lanes) for r in rows]
+            return [self.dot.accumulate(b, acc[r * shape.cols + c], ws[c], xs[r])
+                    for r in range(shape.rows) for c in range(shape.cols)]  # fmt: skip
+
+        quads = b.index(p.x.type.get_shape()[1] // 4)  # type: ignore[attr-defined]
+        accs = b.loop(b.index(0), quads, b.index(1), k_step, [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols),
+                      name="q")  # fmt: skip
+        for r in range(shape.rows):
+            for c in range(shape.cols):
+                b.vstore(accs[r * shape.cols + c], self.sums, [b.index(r), b.index(c * lanes)])
+
+    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue, width: SSAValue) -> None:
+        """out[i:i+rows, j:j+width] (the panel's columns column..) from a block's sums: less
+        each row's offset, scaled as Product says. A whole block's width is a constant, so
+        that LLVM unrolls its columns (and drops the scalar tail) as the accumulators' own
+        stores were."""
+        lanes = self.dot.lanes
+        whole = floor_to(b, b.index(0), width, lanes)
+
+        def row(b: LoopBuilder, r: SSAValue) -> None:
+            at = b.add(i, r)
+            offset = b.load(self.offsets, [at, b.index(0)])
+
+            def columns(lanes: int) -> Callable[[LoopBuilder, SSAValue], None]:
+                def body(b: LoopBuilder, c: SSAValue) -> None:
+                    raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))
+                    store_results(b, self.product, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
+                                  lambda b, _g: b.vload(self.scales, [b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
+
+                return body
+
+            for_(b, b.index(0), whole, lanes, columns(lanes), "j")
+            for_(b, whole, width, 1, columns(1), "j")
+
+        for_(b, b.index(0), b.index(rows), 1, row, "r")
