@@ -13,8 +13,8 @@ from conftest import Array, assert_close, rand
 import stoicc_py
 from stoicc_py import pipeline
 from stoicc_py.backends.llvm.target import has_byte_madd, has_vnni, host_features
+from stoicc_py.codegen.integer_dot import PMADDWD
 from stoicc_py.packing.quant import codes_of, fake_quantize, quantize
-from stoicc_py.passes.tdsl_vectorize_integer import PMADDWD
 
 ROWS = (1, 3, 17)  # ragged against row blocks of 4
 HOST = {"vnni": has_vnni(host_features()), "madd": has_byte_madd(host_features()), "portable": True}
