@@ -24,7 +24,7 @@ from typing import Any
 
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
-from stoicc_py.backends.gpu.staged import StagedConfig, config_for, shared_bytes, staged_arch, staged_ir, staged_warps
+from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_arch, staged_ir, staged_warps
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, timed
 
