@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for size, m in TIMES:
         x = torch.randn(m, size, device="cuda").half()
         w = (torch.randn(size, size, device="cuda") / size**0.5).half()
-        launches = {"cublas": partial(torch.nn.functional.linear, x, w)}
+        launches: dict[str, Any] = {"cublas": partial(torch.nn.functional.linear, x, w)}
         y = torch.empty(m, size, device="cuda", dtype=torch.float16)
         for name in timed_variants:
             warps, config, offsets = VARIANTS[name]
