@@ -28,19 +28,24 @@ from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_arc
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, timed
 
-Variant = tuple[int | None, StagedConfig, tuple[int, int]]
+Variant = tuple[int | None, tuple[int, int], StagedConfig, tuple[int, int]]
 OFFSETS = staged.DESCRIPTOR_OFFSETS
+STAGED = (4, 8)
+WGMMA = StagedConfig(4, 16, wide_m=staged.WIDE_M, wgmma=True)
 VARIANTS: dict[str, Variant] = {
-    "mma.sync": (None, StagedConfig(group=16, pipelined=True, wide_m=staged.WIDE_M), OFFSETS),
-    "wg auto s4 p1": (None, StagedConfig(4, 16, wide_m=staged.WIDE_M, wgmma=True), OFFSETS),
-    "wg8 s4 p1": (8, StagedConfig(4, 16, wgmma=True), OFFSETS),
-    "wg8 s4 p0": (8, StagedConfig(4, 16, wgmma=True, wgmma_pending=0), OFFSETS),
-    "wg8 s3 p0": (8, StagedConfig(3, 16, wgmma=True, wgmma_pending=0), OFFSETS),
-    "wg4 s4 p1": (4, StagedConfig(4, 16, wgmma=True), OFFSETS),
-    "wg4 s6 p1": (4, StagedConfig(6, 16, wgmma=True), OFFSETS),
-    "wg8 s4 p1 offsets swapped": (8, StagedConfig(4, 16, wgmma=True), OFFSETS[::-1]),
+    "mma.sync": (None, STAGED, StagedConfig(group=16, pipelined=True, wide_m=staged.WIDE_M), OFFSETS),
+    "wg auto s4 p1": (None, STAGED, WGMMA, OFFSETS),
+    "wg8 s4 p1 g0": (8, STAGED, replace(WGMMA, group=0), OFFSETS),
+    "wg8 s4 p0": (8, STAGED, replace(WGMMA, wgmma_pending=0), OFFSETS),
+    "wg8 s3 p0": (8, STAGED, replace(WGMMA, stages=3, wgmma_pending=0), OFFSETS),
+    "wg4 s6 p1": (4, STAGED, replace(WGMMA, stages=6), OFFSETS),
+    "wg4 64x128 s4": (4, (2, 8), WGMMA, OFFSETS),
+    "wg4 64x64 s4": (4, (2, 4), WGMMA, OFFSETS),
+    "wg8 s4 p1 offsets swapped": (8, STAGED, WGMMA, OFFSETS[::-1]),
 }
-"""(warps or None for staged_warps', config, descriptor offsets); the first is config_for's mma.sync kernel."""
+"""(warps or None for staged_warps', (warp_rows, cols): the block's 16 * 2 * warp_rows weight
+rows x 8 * cols * warps / 2 rows of x, config, descriptor offsets); the first is config_for's
+mma.sync kernel, the second the wgmma default candidate (4 warps up to WIDE_M rows, 8 past)."""
 CHECKS = [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208), (257, 136, 72), (40, 1000, 1000)]
 """(M, N, K) checked: ragged M, N and K past the 128 x 256 blocks and the 64-wide k-tiles."""
 TIMES = [(4096, m) for m in (128, 512, 2048, 4096)] + [(8192, m) for m in (2048, 8192)]
@@ -48,8 +53,9 @@ TIMES = [(4096, m) for m in (128, 512, 2048, 4096)] + [(8192, m) for m in (2048,
 TOLERANCE = 1e-2
 
 
-def spec_of(n: int, k: int, dtype: str, m: int, warps: int | None, config: StagedConfig) -> GemmSpec:
-    spec = GemmSpec(f"g_{dtype}", dtype, n, k, warps=4, warp_rows=4, cols=8, schedule="staged")
+def spec_of(n: int, k: int, dtype: str, m: int, variant: Variant) -> GemmSpec:
+    warps, (warp_rows, cols), config, _ = variant
+    spec = GemmSpec(f"g_{dtype}", dtype, n, k, warp_rows=warp_rows, cols=cols, schedule="staged")
     return replace(spec, warps=warps or staged_warps(m, config))
 
 
@@ -94,11 +100,11 @@ def sass_report(built: Built, arch: str, log: Path) -> dict[str, Any]:
 
 def check(variant: Variant, torch: Any) -> dict[str, Any]:
     """The variant's worst relative error against float64 per (M, N, K, dtype)."""
-    warps, config, offsets = variant
+    config, offsets = variant[2:]
     errors = {}
     for m, n, k in CHECKS:
         for dtype, tt in (("f16", torch.float16), ("bf16", torch.bfloat16)):
-            built = Built(spec_of(n, k, dtype, m, warps, config), config, offsets)
+            built = Built(spec_of(n, k, dtype, m, variant), config, offsets)
             x, w = torch.randn(m, k, device="cuda").to(tt), torch.randn(n, k, device="cuda").to(tt)
             y = torch.full((m, n), float("nan"), device="cuda", dtype=tt)
             built.launcher(x, w, y)()
@@ -120,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"device": driver.device_name(), "variants": {}, "times": []}
     for name, variant in VARIANTS.items():
-        warps, config, offsets = variant
-        entry: dict[str, Any] = {"warps": warps, "config": config.__dict__, "offsets": offsets}
+        warps, geometry, config, offsets = variant
+        entry: dict[str, Any] = {"warps": warps, "geometry": geometry, "config": config.__dict__, "offsets": offsets}
         try:
-            spec = spec_of(4096, 4096, "f16", 4096, warps, config)
+            spec = spec_of(4096, 4096, "f16", 4096, variant)
             entry["sass"] = sass_report(Built(spec, config, offsets), staged_arch(spec, config), out / "ptxas.log")
             entry["errors"] = check(variant, torch)
             entry["correct"] = all(e < TOLERANCE for e in entry["errors"].values())  # NaN: False
@@ -139,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         launches: dict[str, Any] = {"cublas": partial(torch.nn.functional.linear, x, w)}
         y = torch.empty(m, size, device="cuda", dtype=torch.float16)
         for name in timed_variants:
-            warps, config, offsets = VARIANTS[name]
-            launches[name] = Built(spec_of(size, size, "f16", m, warps, config), config, offsets).launcher(x, w, y)
+            _, _, config, offsets = variant = VARIANTS[name]
+            launches[name] = Built(spec_of(size, size, "f16", m, variant), config, offsets).launcher(x, w, y)
         best = {name: float("inf") for name in launches}
         for _ in range(args.rounds):  # interleaved rounds: each variant once a round
             for name, launch in launches.items():

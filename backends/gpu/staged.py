@@ -89,7 +89,7 @@ def staged_warps(m: int, config: StagedConfig) -> int:
 def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """One stage: the weight's k-tile, x's, the mma.sp metadata (wgmma: unpadded rows, no metadata)."""
     if (config or config_for(spec)).wgmma:
-        return (BLOCK + spec.block_cols) * SWIZZLE_BYTES
+        return (spec.block_rows + spec.block_cols) * SWIZZLE_BYTES
     return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
 
 
@@ -286,7 +286,7 @@ class _Staged(_Gemm):
             self.copy_rows(stage, self.x_region, self.row_bytes["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
-            self.copy_rows(stage, 0, self.row_bytes[format], BLOCK, base, row0, rows, col, cols, cols)
+            self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
             if format != "nm24":
                 return
             step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
@@ -490,8 +490,9 @@ class _Staged(_Gemm):
 
 class _Wgmma(_Staged):
     """The staged kernel through wgmma (config.wgmma): dense weights; each of the block's
-    warpgroups (4 or 8 warps: 1 or 2) takes 128 or 64 of its weight rows, as m64 slices,
-    times all its rows of x (N = 128 or 256). The stages hold unpadded rows swizzled by 128
+    warpgroups (4 warps; the spec's 4 or 8: 1 or 2) takes an equal part of its weight rows
+    (128 or 64 of the staged spec's 128), as m64 slices, times all its rows of x (N = 128 or
+    256; smaller blocks where the spec says so: N <= 256, 64 weight rows a warpgroup or more). The stages hold unpadded rows swizzled by 128
     bytes, which the tensor cores read through matrix descriptors; each k-tile is 4 k-steps
     of one wgmma per slice, committed as a group. The cp.async copies reach the async proxy
     through fence.proxy.async before the barrier. The accumulators (128 a thread) pass through
@@ -499,11 +500,12 @@ class _Wgmma(_Staged):
 
     def __init__(self, spec: GemmSpec, config: StagedConfig):
         super().__init__(spec, config)
-        if spec.weight != "dense" or spec.warps not in (4, 8) or not 8 <= spec.block_cols <= 256:
-            raise ValueError(f"the wgmma staged kernel takes dense weights on 4 or 8 warps, not {spec}")
-        self.slices = BLOCK // WGMMA_ROWS // (spec.warps // 4)  # per warpgroup
+        groups = spec.warps // 4
+        if spec.weight != "dense" or spec.warps % 4 or spec.block_rows % (groups * WGMMA_ROWS) or spec.block_cols > 256:
+            raise ValueError(f"the wgmma staged kernel takes dense weights, 64 rows a warpgroup or more, not {spec}")
+        self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = {"dense": SWIZZLE_BYTES, "x": SWIZZLE_BYTES}, 0, True
-        self.x_region = BLOCK * SWIZZLE_BYTES
+        self.x_region = spec.block_rows * SWIZZLE_BYTES
 
     @property
     def acc_count(self) -> int:
