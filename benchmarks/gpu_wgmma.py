@@ -5,7 +5,8 @@ path), checked against float64 on fresh random data (outputs poisoned with NaN f
 4096^3 and ragged shapes, f16 and bf16, and timed against cuBLAS (`F.linear`) and the
 mma.sync staged kernel (config_for's) in interleaved rounds (the minimum of each).
 The matrix descriptor's leading/stride byte offsets are tried both ways round
-(DESCRIPTOR_OFFSETS: only the right one can pass the checks).
+(DESCRIPTOR_OFFSETS: only the right one can pass the checks). config_for's dense default
+is "wg4 s6 p1" up to WGMMA_WIDE_M rows and "wg auto s4 p1" past them (README, round 6).
 
     python benchmarks/gpu_wgmma.py [--out DIR] [--rounds 3]
 """

@@ -153,13 +153,19 @@ def test_mma_sp_metadata_refuses_other_patterns() -> None:
         mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
 
 
+WGMMA_DEFAULT = {name: {f"wgmma.mma_async.sync.aligned.m64n128k16.f32.{ty}.{ty}"} for name, ty in
+                 (("dense", "f16"), ("dense_bf16", "bf16"))}  # fmt: skip
+"""The large schedule's instruction where it is the staged kernel through wgmma (dense: 4 warps at 100 rows)."""
+
+
 @pytest.mark.parametrize("name", list(INSTRUCTIONS))
 def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
     k = program.kernel(name)
     for m in (1, 100):  # the small-batch and the large schedule
         ptx = k.ptx(m)
         assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
-        assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
+        want = WGMMA_DEFAULT[name] if m == 100 and name in WGMMA_DEFAULT else INSTRUCTIONS[name]
+        assert set(re.findall(r"\b(?:wgmma\.)?mma[._]\S*", ptx)) == want
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
@@ -195,7 +201,7 @@ def test_the_wgmma_variant_is_sm_90a_ptx_of_fenced_warpgroup_mma(program: Any, n
     enough that LLVM keeps the k-tile loop: one k-tile's instructions in the PTX.)"""
     k = program.kernel(name)
     spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
-    assert staged_arch(spec, WGMMA) == "sm_90a" and staged_arch(spec) == "sm_90"  # mma.sync by default
+    assert staged_arch(spec, WGMMA) == "sm_90a" == staged_arch(spec) and staged_arch(spec, StagedConfig()) == "sm_90"
     assert shared_bytes(spec, WGMMA) == 4 * (128 + spec.block_cols) * 128 + 1024 <= 227 * 1024
     ptx = emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a")
     assert ".target sm_90a" in ptx and f".maxntid {32 * warps}" in ptx
@@ -383,7 +389,8 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     # GEMV, staged (rows of 16-byte multiples) or direct (small-batch, then large) schedules
     assert [(s.schedule, s.cols) for s in device.launches] == SCHEDULES[name]
     if SCHEDULES[name][1][0] == "staged":
-        assert device.shared == {name: 3 * (2 * 128 * 144 + 1024)}  # 3 stages of w, x and metadata
+        # dense: wgmma's 6 stages of w and x (128 x 128 blocks) and the alignment; else 3 of w, x and metadata
+        assert device.shared == {name: 6 * 256 * 128 + 1024 if k.spec.weight == "dense" else 3 * (2 * 128 * 144 + 1024)}
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))

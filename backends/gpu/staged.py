@@ -68,14 +68,22 @@ class StagedConfig:
 
 WIDE_M = 128
 """Calls of more rows take 8-warp blocks where the config says so (wide_m)."""
+WGMMA_WIDE_M = 512
+"""The same for dense weights through wgmma (4 warps measured faster at M = 512, 8 at 2048)."""
 
 
 def config_for(spec: GemmSpec) -> StagedConfig:
-    """The variant benchmarks/gpu_staged.py measured fastest (H100, 4096^3, f16; README):
-    dense and 2:4 on 8-warp blocks with fragments pipelined across k-tiles and launches in
-    groups of 16 (dense 41% -> 52% of cuBLAS, 2:4 49% -> 58%); hybrid as before, on 4-warp
-    blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined 4-warp variant the
-    same there but 8-10% slower at M = 128)."""
+    """The variant measured fastest on the H100 (README). Dense: wgmma
+    (benchmarks/gpu_wgmma.py, 2026-12-07: 0.92-0.93x cuBLAS at M >= 2048, mma.sync's
+    0.54-0.56x), 4-warp blocks of 6 stages up to WGMMA_WIDE_M rows (4096^2, M = 128: 24.1 µs,
+    8 warps 28.6; M = 512: 29.2 against 42.5-45.0), 8-warp blocks of 4 stages past it (4 is
+    what fits), one wgmma group in flight, launches in groups of 16; the spec's warps are the
+    scheduled ones. 2:4 (benchmarks/gpu_staged.py): 8-warp blocks with fragments pipelined
+    across k-tiles and launches in groups of 16 (49% -> 58% of cuBLAS's dense); hybrid as
+    before, on 4-warp blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined
+    4-warp variant the same there but 8-10% slower at M = 128)."""
+    if spec.weight == "dense":
+        return StagedConfig(6 if spec.warps == 4 else 4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
     return StagedConfig() if spec.weight == "hybrid" else StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
 
 
