@@ -24,8 +24,8 @@ from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.gemv import gemv_ir, gemv_spec
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
-from stoicc_py.backends.gpu.staged import config_for, shared_bytes, staged_ir, staged_warps
-from stoicc_py.backends.gpu.target import WARPS, emit_ptx
+from stoicc_py.backends.gpu.staged import config_for, shared_bytes, staged_arch, staged_ir, staged_warps
+from stoicc_py.backends.gpu.target import ARCH, WARPS, emit_ptx
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
@@ -133,13 +133,14 @@ class GpuKernel(KernelBase):
         return IR[spec.schedule](spec)
 
     def ptx(self, m: int | None = None) -> str:
-        """The kernel's PTX for sm_90 (llvmlite's NVPTX backend), as llvm_ir(m)."""
-        return emit_ptx(self.llvm_ir(m))
+        """The kernel's PTX for sm_90 (sm_90a for wgmma; llvmlite's NVPTX backend), as llvm_ir(m)."""
+        spec = self.spec if m is None else self.schedule(m)
+        return emit_ptx(IR[spec.schedule](spec), arch=_arch(spec))
 
     def _function(self, spec: GemmSpec) -> Any:
         if spec not in self._functions:
             log.info("loading the PTX of %s (%d x %d rows per block)", spec.name, spec.block_cols, spec.block_rows)
-            function = driver.Module(emit_ptx(IR[spec.schedule](spec))).function(spec.name)
+            function = driver.Module(emit_ptx(IR[spec.schedule](spec), arch=_arch(spec))).function(spec.name)
             driver.allow_shared(function, _shared(spec))
             self._functions[spec] = function
         return self._functions[spec]
@@ -210,6 +211,10 @@ def _staged_fits(s: GemmSpec) -> bool:
     if s.weight == "hybrid":
         return s.k % 8 == 0 and s.tile[0] % 128 == 0 and s.tile[1] % 64 == 0
     return s.weight == "dense" and s.k % 8 == 0 or s.weight == "nm24" and s.k % 16 == 0
+
+
+def _arch(spec: GemmSpec) -> str:
+    return staged_arch(spec) if spec.schedule == "staged" else ARCH
 
 
 def _shared(spec: GemmSpec) -> int:

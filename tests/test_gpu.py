@@ -14,8 +14,10 @@ import pytest
 from conftest import SIMT_KERNELS, hybrid_weight
 
 import stoicc_py
+from stoicc_py import gpu
 from stoicc_py.arrays import NUMPY_DTYPES
-from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu import driver, staged
+from stoicc_py.backends.gpu.staged import WIDE_M, StagedConfig
 from stoicc_py.cli import main
 from stoicc_py.codec.nm import NMCodec
 
@@ -104,6 +106,28 @@ def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> Non
     args = inputs(k, m, seed=m)
     got = k(*args)
     assert got.shape == (m, k.spec.n) and got.dtype == NUMPY_DTYPES[k.spec.dtype]
+    assert_matches(got, k.reference(*args), k.spec.dtype)
+    assert_matches(got, plain_numpy(k, args), k.spec.dtype)
+
+
+WGMMA_SOURCE = """
+kernel dense(x: f16[M, 200], w: f16[264, 200], b: f16[264]) -> f16[M, 264] { return relu(linear(x, w, b)) }
+kernel dense_bf16(x: bf16[M, 136], w: bf16[200, 136]) -> bf16[M, 200] { return linear(x, w) }
+"""
+
+
+@pytest.mark.parametrize("m", (33, 130, 300))
+@pytest.mark.parametrize("name", ["dense", "dense_bf16"])
+def test_the_wgmma_variant_matches_the_reference(name: str, m: int, monkeypatch: Any) -> None:
+    """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:
+    4 warps (128 rows of x a block) up to WIDE_M rows, 8 (256) past."""
+    wgmma = StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True)
+    for module in (gpu, staged):
+        monkeypatch.setattr(module, "config_for", lambda spec: wgmma)
+    k = stoicc_py.compile(WGMMA_SOURCE, target="gpu").kernel(name)  # its own: loaded functions are kept per spec
+    assert k.schedule(m).schedule == "staged" and "wgmma.mma_async" in k.ptx(m)
+    args = inputs(k, m, seed=m)
+    got = k(*args)
     assert_matches(got, k.reference(*args), k.spec.dtype)
     assert_matches(got, plain_numpy(k, args), k.spec.dtype)
 

@@ -8,6 +8,8 @@ becomes PTX. tests/test_gpu.py runs the kernels where there is a GPU."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
@@ -20,7 +22,15 @@ from conftest import SIMT_KERNELS, hybrid_weight
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
-from stoicc_py.backends.gpu.staged import WIDE_M, StagedConfig, shared_bytes, staged_ir, staged_warps
+from stoicc_py.backends.gpu.staged import (
+    WIDE_M,
+    StagedConfig,
+    config_for,
+    shared_bytes,
+    staged_arch,
+    staged_ir,
+    staged_warps,
+)
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.cli import main
 from stoicc_py.codec import codec_for
@@ -143,13 +153,19 @@ def test_mma_sp_metadata_refuses_other_patterns() -> None:
         mma_sp_metadata(codec, codec.encode(np.zeros((16, 32), np.float32))["indices"], 16)
 
 
+WGMMA_DEFAULT = {name: {f"wgmma.mma_async.sync.aligned.m64n128k16.f32.{ty}.{ty}"} for name, ty in
+                 (("dense", "f16"), ("dense_bf16", "bf16"))}  # fmt: skip
+"""The large schedule's instruction where it is the staged kernel through wgmma (dense: 4 warps at 100 rows)."""
+
+
 @pytest.mark.parametrize("name", list(INSTRUCTIONS))
 def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name: str) -> None:
     k = program.kernel(name)
     for m in (1, 100):  # the small-batch and the large schedule
         ptx = k.ptx(m)
         assert f".visible .entry {name}(" in ptx and ".target sm_90" in ptx
-        assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
+        want = WGMMA_DEFAULT[name] if m == 100 and name in WGMMA_DEFAULT else INSTRUCTIONS[name]
+        assert set(re.findall(r"\b(?:wgmma\.)?mma[._]\S*", ptx)) == want
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
@@ -171,6 +187,61 @@ def test_the_staged_variants_are_ptx_within_shared_memory(program: Any, name: st
     assert set(re.findall(r"\bmma\S*", ptx)) == INSTRUCTIONS[name]
     # one barrier before the loop, one in each format's k-tile (and an empty hybrid tile's)
     assert ptx.count("bar.sync") == 1 + len(INSTRUCTIONS[name]) + (name == "hybrid")
+
+
+WGMMA = StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True)
+
+
+@pytest.mark.parametrize(("name", "warps"), [("dense", 8), ("dense", 4), ("dense_bf16", 8)])
+def test_the_wgmma_variant_is_sm_90a_ptx_of_fenced_warpgroup_mma(program: Any, name: str, warps: int) -> None:
+    """StagedConfig.wgmma: m64nNk16 from descriptors (N the block's rows of x), 4 k-steps
+    a k-tile per 64-row slice, one commit and one wait a k-tile (wait 1: one group left
+    running) and wait 0 after the loop; the cp.async stages fenced to the async proxy
+    before the barrier; the descriptors' 128-byte swizzle, stride 1024, leading 16. (K long
+    enough that LLVM keeps the k-tile loop: one k-tile's instructions in the PTX.)"""
+    k = program.kernel(name)
+    spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
+    assert staged_arch(spec, WGMMA) == "sm_90a" == staged_arch(spec) and staged_arch(spec, StagedConfig()) == "sm_90"
+    assert shared_bytes(spec, WGMMA) == 4 * (128 + spec.block_cols) * 128 + 1024 <= 227 * 1024
+    ptx = emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a")
+    assert ".target sm_90a" in ptx and f".maxntid {32 * warps}" in ptx
+    ty = k.spec.dtype
+    assert set(re.findall(r"\bwgmma\.mma_async\S*", ptx)) == {
+        f"wgmma.mma_async.sync.aligned.m64n{spec.block_cols}k16.f32.{ty}.{ty}"
+    }
+    assert (
+        ptx.count("wgmma.mma_async") == 4 * 128 // 64 // (warps // 4)
+        and "mma.sync" not in ptx
+        and "ldmatrix" not in ptx
+    )
+    loop = ptx[ptx.index("cp.async.wait_group") :]
+    assert loop.index("fence.proxy.async.shared::cta") < loop.index("bar.sync") < loop.index("wgmma.fence.sync.aligned")
+    assert loop.index("wgmma.commit_group.sync.aligned") < loop.index("wgmma.wait_group.sync.aligned 1")
+    assert ptx.count("wgmma.wait_group.sync.aligned 0") == 1 and ".local" not in ptx
+    assert str(1 << 62 | (1024 >> 4) << 32 | (16 >> 4) << 16) in ptx  # the descriptor's constant bits
+    assert ptx.count("xor.b32") >= 1  # the swizzled copies
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="no ptxas")
+def test_ptxas_keeps_the_wgmma_pipeline_without_spills(program: Any, tmp_path: Path) -> None:
+    """The wgmma variant assembles for sm_90a with no stack, and no serialization of the
+    wgmma pipeline (ptxas warns C7515 where registers used in flight make it serialize)."""
+    spec = replace(program.kernel("dense").spec, warps=8, warp_rows=4, cols=8, schedule="staged")
+    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a"))
+    done = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    report = done.stdout + done.stderr
+    assert "0 bytes stack frame" in report and "C75" not in report and "arning" not in report
+
+
+@pytest.mark.parametrize("name", ["sparse_bf16", "hybrid"])
+def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any, name: str) -> None:
+    spec = replace(program.kernel(name).spec, warps=8, warp_rows=4, cols=8, schedule="staged")
+    assert not config_for(spec).wgmma
+    with pytest.raises(ValueError, match="dense weights"):
+        staged_ir(spec, WGMMA)
+    with pytest.raises(ValueError, match="stages"):
+        staged_ir(replace(spec, weight="dense"), StagedConfig(2, wgmma=True))
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:
@@ -318,7 +389,8 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     # GEMV, staged (rows of 16-byte multiples) or direct (small-batch, then large) schedules
     assert [(s.schedule, s.cols) for s in device.launches] == SCHEDULES[name]
     if SCHEDULES[name][1][0] == "staged":
-        assert device.shared == {name: 3 * (2 * 128 * 144 + 1024)}  # 3 stages of w, x and metadata
+        # dense: wgmma's 6 stages of w and x (128 x 128 blocks) and the alignment; else 3 of w, x and metadata
+        assert device.shared == {name: 6 * 256 * 128 + 1024 if k.spec.weight == "dense" else 3 * (2 * 128 * 144 + 1024)}
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))

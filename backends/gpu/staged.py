@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stoicc_py.backends.gpu.kernel import GemmSpec, _Gemm
-from stoicc_py.backends.gpu.target import MMA_SPARSE
+from stoicc_py.backends.gpu.target import ARCH, ARCH_WGMMA, MMA_SPARSE
 from stoicc_py.packing.mma import MAP_CODE_BITS
 
 K_TILE = 64
@@ -33,6 +33,17 @@ BLOCK = 128
 PAD = 16
 ROW_BYTES = {"dense": 2 * K_TILE + PAD, "nm24": K_TILE + PAD, "x": 2 * K_TILE + PAD}
 """Bytes per row of a k-tile in shared memory: 64 (32 stored) 16-bit values and a pad."""
+SWIZZLE_BYTES = 2 * K_TILE
+"""A row of a wgmma stage: the k-tile's 64 16-bit values, unpadded, the 128-byte swizzle's
+row (its 16-byte chunk c of row r at chunk c ^ (r % 8), as TMA's SWIZZLE_128B writes it)."""
+SWIZZLE_ATOM = 8 * SWIZZLE_BYTES
+"""8 rows, after which the swizzle repeats: the stages' alignment and the matrix descriptor's
+stride between 8-row groups."""
+DESCRIPTOR_OFFSETS = (16, SWIZZLE_ATOM)
+"""The matrix descriptor's leading and stride byte offsets (PTX ISA, "Matrix Descriptor
+Format"; the leading one is not used by a K-major operand swizzled by 128 bytes)."""
+WGMMA_ROWS = 64
+"""Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k)."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
 
@@ -48,18 +59,31 @@ class StagedConfig:
     pipelined: bool = False
     wide_m: int | None = None
     """Calls of more rows than this take blocks of 8 warps (None: never)."""
+    wgmma: bool = False
+    """Dense weights through Hopper's wgmma (sm_90a) from swizzled stages instead of mma.sync."""
+    wgmma_pending: int = 1
+    """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
+    cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
 
 
 WIDE_M = 128
 """Calls of more rows take 8-warp blocks where the config says so (wide_m)."""
+WGMMA_WIDE_M = 512
+"""The same for dense weights through wgmma (4 warps measured faster at M = 512, 8 at 2048)."""
 
 
 def config_for(spec: GemmSpec) -> StagedConfig:
-    """The variant benchmarks/gpu_staged.py measured fastest (H100, 4096^3, f16; README):
-    dense and 2:4 on 8-warp blocks with fragments pipelined across k-tiles and launches in
-    groups of 16 (dense 41% -> 52% of cuBLAS, 2:4 49% -> 58%); hybrid as before, on 4-warp
-    blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined 4-warp variant the
-    same there but 8-10% slower at M = 128)."""
+    """The variant measured fastest on the H100 (README). Dense: wgmma
+    (benchmarks/gpu_wgmma.py, 2026-12-07: 0.92-0.93x cuBLAS at M >= 2048, mma.sync's
+    0.54-0.56x), 4-warp blocks of 6 stages up to WGMMA_WIDE_M rows (4096^2, M = 128: 24.1 µs,
+    8 warps 28.6; M = 512: 29.2 against 42.5-45.0), 8-warp blocks of 4 stages past it (4 is
+    what fits), one wgmma group in flight, launches in groups of 16; the spec's warps are the
+    scheduled ones. 2:4 (benchmarks/gpu_staged.py): 8-warp blocks with fragments pipelined
+    across k-tiles and launches in groups of 16 (49% -> 58% of cuBLAS's dense); hybrid as
+    before, on 4-warp blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined
+    4-warp variant the same there but 8-10% slower at M = 128)."""
+    if spec.weight == "dense":
+        return StagedConfig(6 if spec.warps == 4 else 4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
     return StagedConfig() if spec.weight == "hybrid" else StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
 
 
@@ -70,14 +94,23 @@ def staged_warps(m: int, config: StagedConfig) -> int:
     return 8 if config.wide_m is not None and m > config.wide_m else 4
 
 
-def stage_bytes(spec: GemmSpec) -> int:
-    """One stage: the weight's k-tile, x's, the mma.sp metadata."""
+def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
+    """One stage: the weight's k-tile, x's, the mma.sp metadata (wgmma: unpadded rows, no metadata)."""
+    if (config or config_for(spec)).wgmma:
+        return (spec.block_rows + spec.block_cols) * SWIZZLE_BYTES
     return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
 
 
 def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
-    """Dynamic shared memory of the staged kernel (the same for every format)."""
-    return (config or config_for(spec)).stages * stage_bytes(spec)
+    """Dynamic shared memory of the staged kernel (the same for every format; wgmma: and
+    the slack to align the stages to the swizzle's 1024-byte pattern)."""
+    config = config or config_for(spec)
+    return config.stages * stage_bytes(spec, config) + (SWIZZLE_ATOM if config.wgmma else 0)
+
+
+def staged_arch(spec: GemmSpec, config: StagedConfig | None = None) -> str:
+    """The target of the staged kernel: sm_90a for wgmma."""
+    return ARCH_WGMMA if (config or config_for(spec)).wgmma else ARCH
 
 
 _ASYNC = [
@@ -103,6 +136,8 @@ class _Staged(_Gemm):
         self.config = config
         self.x_region = A_BYTES  # x's k-tile in a stage, then the metadata
         self.meta_region = A_BYTES + spec.block_cols * ROW_BYTES["x"]
+        self.row_bytes, self.pad, self.swizzle = ROW_BYTES, PAD, False
+        self.stage_size = stage_bytes(spec, config)
 
     def block_ids(self) -> None:
         """The launch's blocks in groups of `config.group` weight-row blocks, each group
@@ -154,18 +189,18 @@ class _Staged(_Gemm):
         from them (immediates), so that no per-copy address stays live across the k-loop
         (a 64-bit address per copy did: ~50 registers). A copy outside the buffer reads nothing
         (source size 0: zeros, the address not accessed). Its row test is against a limit
-        that is 0 past K, so it is made per k-tile, not hoisted out of the loop."""
+        that is 0 past K, so it is made per k-tile, not hoisted out of the loop. Swizzled
+        (wgmma): a row's chunk c at c ^ (row % 8), the same for all of a thread's rows."""
         b = self.b
-        chunks = (row_bytes - PAD) // 16
+        chunks = (row_bytes - self.pad) // 16
         step = self.s.threads // chunks  # rows between a thread's copies
         row, chunk = b.i32("udiv", "%tid", chunks), b.i32("urem", "%tid", chunks)
         k = b.i32("add", col0, b.i32("mul", chunk, 8))
         left = b.i32("sub", b.i32("sub", rows, row0), row)  # rows from the thread's first to the edge
         limit = b.op(f"select i1 {b.op(f'icmp ult i32 {k}, {cols}')}, i32 {left}, i32 0")
         src = b.op(f"getelementptr i16, ptr addrspace(1) {base}, i64 {b.index(b.i32('add', row0, row), stride, k)}")
-        dst = b.i32(
-            "add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", chunk, 4)))
-        )
+        at = b.i32("xor", chunk, b.i32("and", row, 7)) if self.swizzle else chunk
+        dst = b.i32("add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", at, 4))))
         for i in range(block // step):
             size = b.op(f"select i1 {b.op(f'icmp slt i32 {i * step}, {limit}')}, i32 16, i32 0")
             at = b.op(f"getelementptr i16, ptr addrspace(1) {src}, i64 {i * step * stride}")
@@ -196,6 +231,7 @@ class _Staged(_Gemm):
         self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
         b.emit(f"br label %{done}")
         b.begin(done)
+
     def tile_row(self) -> str:
         """A hybrid weight's tile row of the block (past N: 0)."""
         b, th = self.b, self.s.tile[0]
@@ -212,7 +248,9 @@ class _Staged(_Gemm):
     def load_entry(self, tile_row: str, tile_col: str, inside: str) -> str:
         b = self.b
         at = b.i32("add", b.i32("mul", tile_row, self.s.tile_grid[1]), tile_col)
-        return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', b.op(f'select i1 {inside}, i32 {at}, i32 0'), 'i32')}, align 4")
+        return b.op(
+            f"load i32, ptr addrspace(1) {b.offset('%map', b.op(f'select i1 {inside}, i32 {at}, i32 0'), 'i32')}, align 4"
+        )
 
     def on_formats(self, kt: str, body: Callable[[str, str, str, str, tuple[str, str] | None], None],
                    entry: str | None = None, empty: Callable[[], None] | None = None) -> None:  # fmt: skip
@@ -244,7 +282,7 @@ class _Staged(_Gemm):
 
     def stage(self, kt: str) -> str:
         """The shared-memory offset of k-tile kt's stage."""
-        return self.b.i32("mul", self.b.i32("urem", kt, self.config.stages), stage_bytes(self.s))
+        return self.b.i32("mul", self.b.i32("urem", kt, self.config.stages), self.stage_size)
 
     def load_stage(self, kt: str) -> None:
         """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
@@ -253,10 +291,10 @@ class _Staged(_Gemm):
 
         def body(format: str, base: str, row0: str, col: str, stored: tuple[str, str] | None) -> None:
             k = b.i32("mul", kt, K_TILE)
-            self.copy_rows(stage, self.x_region, ROW_BYTES["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
+            self.copy_rows(stage, self.x_region, self.row_bytes["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
-            self.copy_rows(stage, 0, ROW_BYTES[format], BLOCK, base, row0, rows, col, cols, cols)
+            self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
             if format != "nm24":
                 return
             step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
@@ -458,6 +496,143 @@ class _Staged(_Gemm):
         return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), tuple(_ASYNC))
 
 
+class _Wgmma(_Staged):
+    """The staged kernel through wgmma (config.wgmma): dense weights; each of the block's
+    warpgroups (4 warps; the spec's 4 or 8: 1 or 2) takes an equal part of its weight rows
+    (128 or 64 of the staged spec's 128), as m64 slices, times all its rows of x (N = 128 or
+    256; smaller blocks where the spec says so: N <= 256, 64 weight rows a warpgroup or more). The stages hold unpadded rows swizzled by 128
+    bytes, which the tensor cores read through matrix descriptors; each k-tile is 4 k-steps
+    of one wgmma per slice, committed as a group. The cp.async copies reach the async proxy
+    through fence.proxy.async before the barrier. The accumulators (128 a thread) pass through
+    the wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight."""
+
+    def __init__(self, spec: GemmSpec, config: StagedConfig):
+        super().__init__(spec, config)
+        groups = spec.warps // 4
+        if spec.weight != "dense" or spec.warps % 4 or spec.block_rows % (groups * WGMMA_ROWS) or spec.block_cols > 256:
+            raise ValueError(f"the wgmma staged kernel takes dense weights, 64 rows a warpgroup or more, not {spec}")
+        self.slices = spec.block_rows // WGMMA_ROWS // groups
+        self.row_bytes, self.pad, self.swizzle = {"dense": SWIZZLE_BYTES, "x": SWIZZLE_BYTES}, 0, True
+        self.x_region = spec.block_rows * SWIZZLE_BYTES
+
+    @property
+    def acc_count(self) -> int:
+        return self.slices * self.s.block_cols // 2
+
+    def warp_rows_offset(self) -> str:
+        """The warp's 16 rows of its warpgroup's first slice."""
+        b = self.b
+        group = b.i32("mul", b.i32("lshr", "%warp", 2), self.slices * WGMMA_ROWS)
+        return b.i32("add", group, b.i32("mul", b.i32("and", "%warp", 3), 16))
+
+    def warp_cols_offset(self) -> str:
+        return "0"
+
+    def lanes(self) -> None:
+        """The pad that aligns the stages to the swizzle's pattern, and the warpgroup's first weight row in a stage."""
+        b = self.b
+        b.emit("%smem.at = ptrtoint ptr addrspace(3) @smem to i32")
+        b.emit(f"%smem.pad = and i32 {b.i32('sub', 0, '%smem.at')}, {SWIZZLE_ATOM - 1}")
+        rows = b.i32("mul", b.i32("lshr", "%warp", 2), self.slices * WGMMA_ROWS * SWIZZLE_BYTES)
+        b.emit(f"%group.rows = add i32 {rows}, 0")
+
+    def shared(self, offset: str | int) -> str:
+        return self.b.op(
+            f"getelementptr inbounds i8, ptr addrspace(3) @smem, i32 {self.b.i32('add', offset, '%smem.pad')}"
+        )
+
+    def descriptor(self, offset: str) -> str:
+        """The matrix descriptor of the K-major operand at `offset` in the stages (128-byte swizzle)."""
+        b = self.b
+        at = b.i32("add", "%smem.at", b.i32("add", offset, "%smem.pad"))
+        start = b.op(f"zext i32 {b.i32('and', b.i32('lshr', at, 4), 0x3FFF)} to i64")
+        leading, stride = DESCRIPTOR_OFFSETS
+        return b.op(f"or i64 {start}, {(leading >> 4) << 16 | (stride >> 4) << 32 | 1 << 62}")
+
+    def accumulators(self, asm: str, constraints: list[str], inputs: list[str], first: int, count: int) -> None:
+        """acc[first:first + count] through inline PTX `asm` (its outputs, then `inputs`, then the accumulators tied)."""
+        b = self.b
+        slots = [self.b.op(f"getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {first + i}")
+                 for i in range(count)]  # fmt: skip
+        values = [b.op(f"load float, ptr {slot}") for slot in slots]
+        struct = "{" + ", ".join(["float"] * count) + "}"
+        spec = ",".join(["=f"] * count + constraints + [str(i) for i in range(count)])
+        operands = ", ".join([*inputs, *(f"float {v}" for v in values)])
+        result = b.op(f'call {struct} asm sideeffect "{asm}", "{spec}"({operands})')
+        for i, slot in enumerate(slots):
+            b.emit(f"store float {b.op(f'extractvalue {struct} {result}, {i}')}, ptr {slot}")
+
+    def wgmma(self, a: str, x: str, r: int) -> None:
+        """Slice r's accumulators += its 64 weight rows (descriptor a) x the block's rows of x (descriptor x), 16 of k."""
+        n, ty = self.s.block_cols, self.s.dtype
+        count = n // 2
+        registers = ", ".join(f"${i}" for i in range(count))
+        asm = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{registers}}}, ${count}, ${count + 1}, 1, 1, 1, 0, 0;"
+        self.accumulators(asm, ["l", "l"], [f"i64 {a}", f"i64 {x}"], r * count, count)
+
+    def wait(self, pending: int) -> None:
+        """Until the warpgroup's wgmma groups but the last `pending` are done."""
+        self.accumulators(f"wgmma.wait_group.sync.aligned {pending};", [], [], 0, self.acc_count)
+
+    def compute_stage(self, kt: str) -> None:
+        b = self.b
+        stage = self.stage(kt)
+        b.emit("call void @llvm.nvvm.wgmma.fence.sync.aligned()")
+        for ks in range(K_TILE // 16):
+            x = self.descriptor(b.i32("add", stage, self.x_region + ks * 32))
+            for r in range(self.slices):
+                rows = b.i32("add", "%group.rows", r * WGMMA_ROWS * SWIZZLE_BYTES + ks * 32)
+                self.wgmma(self.descriptor(b.i32("add", stage, rows)), x, r)
+        b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
+        self.wait(self.config.wgmma_pending)
+
+    def mainloop(self) -> None:
+        """Wait for k-tile kt's copies, fence them to the async proxy, barrier (every
+        warpgroup is past its wgmma groups of k-tile kt - 1 - pending), copy k-tile
+        kt + ahead into that one's stage, then kt's wgmma."""
+        b, pending = self.b, self.config.wgmma_pending
+        ahead = self.config.stages - 1 - pending
+        if ahead < 1 or pending not in (0, 1):
+            raise ValueError(f"the wgmma staged kernel needs stages > 1 + pending (0 or 1): {self.config}")
+        for p in range(ahead):
+            self.load_stage(str(p))
+
+        def iteration(kt: str) -> None:
+            b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
+            b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
+            b.emit("call void @llvm.nvvm.barrier0()")
+            self.load_stage(b.i32("add", kt, ahead))
+            self.compute_stage(kt)
+
+        b.loop(-(-self.s.k // K_TILE), 1, iteration, unroll=False)
+        self.wait(0)
+        b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+
+    def epilogue(self) -> None:
+        """Slice r's accumulator 4i + j: weight row 64r + g + 8 (j / 2) of the warp's, row 8i + 2t + j % 2 of x."""
+        s, b = self.s, self.b
+        count = s.block_cols // 2
+        for r in range(self.slices):
+            for i in range(count // 4):
+                for j in range(4):
+                    slot = b.op(
+                        f"getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {r * count + 4 * i + j}"
+                    )
+                    n = b.i32("add", "%n.warp", r * WGMMA_ROWS + 8 * (j // 2))
+                    m = b.i32("add", "%m.warp", 8 * i + j % 2)
+                    self.store(b.op(f"load float, ptr {slot}"), b.i32("add", m, "%t2"), b.i32("add", n, "%g"))
+        b.emit("ret void")
+
+    def build(self) -> str:
+        self.prologue()
+        self.lanes()
+        self.mainloop()
+        self.epilogue()
+        wgmma = [f"declare void @llvm.nvvm.wgmma.{name}.sync.aligned()" for name in ("fence", "commit_group")]
+        return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",),
+                           (*_ASYNC, *wgmma, "declare void @llvm.nvvm.fence.proxy.async.shared_cta()"))  # fmt: skip
+
+
 def _k_step(format: str) -> int:
     return MMA_SPARSE[2] if format == "nm24" else 16
 
@@ -480,4 +655,5 @@ def _flat(fragments: Fragments) -> list[str]:
 def staged_ir(spec: GemmSpec, config: StagedConfig | None = None) -> str:
     """The staged-schedule kernel of `spec` as LLVM IR text (spec.warp_rows 4, spec.cols 8,
     spec.warps 4 or 8: 128 or 256 rows of x a block), by config_for(spec) unless given."""
-    return _Staged(spec, config or config_for(spec)).build()
+    config = config or config_for(spec)
+    return (_Wgmma if config.wgmma else _Staged)(spec, config).build()

@@ -10,6 +10,8 @@ import llvmlite.binding as llvm
 
 TRIPLE = "nvptx64-nvidia-cuda"
 ARCH = "sm_90"
+ARCH_WGMMA = "sm_90a"
+"""Hopper's architecture-specific target: wgmma (the staged kernel's warpgroup variant) needs it."""
 PTX_FEATURES = "+ptx85"  # PTX 8.5: mma.sp::ordered_metadata; CUDA 12.5+ drivers load it
 
 DATA_LAYOUT = "e-p3:32:32-i64:64-i128:128-v16:16-v32:32-n16:32:64"
@@ -38,12 +40,12 @@ def _initialized() -> None:
     llvm.set_option("", "--nvptx-short-ptr")
 
 
-def target_machine() -> llvm.TargetMachine:
+def target_machine(arch: str = ARCH) -> llvm.TargetMachine:
     _initialized()
-    return llvm.Target.from_triple(TRIPLE).create_target_machine(cpu=ARCH, features=PTX_FEATURES, opt=3)
+    return llvm.Target.from_triple(TRIPLE).create_target_machine(cpu=arch, features=PTX_FEATURES, opt=3)
 
 
-def optimized(llvm_ir: str, speed_level: int = 3, unroll: bool = True) -> llvm.ModuleRef:
+def optimized(llvm_ir: str, speed_level: int = 3, unroll: bool = True, arch: str = ARCH) -> llvm.ModuleRef:
     """The module parsed, verified and optimised for the GPU: at O3 for the tensor-core
     kernels (unrolls the k-loop's fragment loads, folds the index arithmetic the kernel
     builder writes plainly); the SIMT path's scalar nests at O2 without unrolling (O3
@@ -52,16 +54,16 @@ def optimized(llvm_ir: str, speed_level: int = 3, unroll: bool = True) -> llvm.M
     module.verify()
     tuning = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     tuning.loop_unrolling = unroll
-    builder = llvm.create_pass_builder(target_machine(), tuning)
+    builder = llvm.create_pass_builder(target_machine(arch), tuning)
     builder.getModulePassManager().run(module, builder)
     return module
 
 
-def emit_ptx(llvm_ir: str, speed_level: int = 3, unroll: bool = True) -> str:
-    """PTX text of LLVM IR for the GPU. A call that NVPTX could not lower (an intrinsic
+def emit_ptx(llvm_ir: str, speed_level: int = 3, unroll: bool = True, arch: str = ARCH) -> str:
+    """PTX text of LLVM IR for the GPU (`arch`: ARCH_WGMMA for wgmma). A call that NVPTX could not lower (an intrinsic
     LLVM does not know becomes an external function) is an error here, not when the
     driver links the module."""
-    ptx = target_machine().emit_assembly(optimized(llvm_ir, speed_level, unroll))
+    ptx = target_machine(arch).emit_assembly(optimized(llvm_ir, speed_level, unroll, arch))
     for name in re.findall(r"\.extern \.func\s+(?:\([^)]*\)\s*)?(\w+)", ptx):
         if name not in DEVICE_RUNTIME:
             raise ValueError(f"the GPU kernel calls an external function NVPTX cannot lower: {name}")
