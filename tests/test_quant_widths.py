@@ -132,12 +132,22 @@ def _integer_model(x: np.ndarray, packed: stoicc_py.PackedTensor, layout: str) -
     return xq.scales.reshape(-1, 1) * acc
 
 
-@pytest.mark.parametrize("k", [128, 200])
-@pytest.mark.parametrize("layout", [lay for c in [*WIDTHS, "int2"] for lay in _layouts(c)])
+def _integer_cases() -> list[tuple[str, int]]:
+    """Every layout at K = 200, which ends off a step (a scalar tail, a ragged last group);
+    at K = 128 the layouts whose whole steps take a path of their own: symmetric per channel
+    (the panel kernel) and asymmetric per group (zero points over whole groups, two groups
+    to a step with 16 lanes). The others' whole steps are those of K = 200 before its tail."""
+    widths = [*WIDTHS, "int2"]
+    return [(lay, 200) for c in widths for lay in _layouts(c)] + [
+        (lay, 128) for c in widths for lay in (f"{c}(axis=0)", f"{c}(group=32, symmetric=false)")
+    ]
+
+
+@pytest.mark.parametrize(("layout", "k"), _integer_cases())
 def test_new_widths_integer_path(layout: str, k: int) -> None:
     """int3/int5/int6 (and int2) weights times int8 per-token activations: the integer
     vector path (bytes unpacked from the bit planes, 4-byte dot products), bit for bit the
-    integer model, symmetric or not, per channel or per group; K = 200 ends off a step."""
+    integer model, symmetric or not, per channel or per group."""
     prog = stoicc_py.compile(
         f"kernel f(x: f32[M, {k}], w: f32[24, {k}] @ {layout}) -> f32[M, 24] "
         f"{{ return linear(quantize(x, int8(per=token)), w) }}"
