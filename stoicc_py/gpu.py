@@ -134,13 +134,12 @@ class GpuKernel(KernelBase):
 
     def ptx(self, m: int | None = None) -> str:
         """The kernel's PTX for sm_90 (sm_90a for wgmma; llvmlite's NVPTX backend), as llvm_ir(m)."""
-        spec = self.spec if m is None else self.schedule(m)
-        return emit_ptx(IR[spec.schedule](spec), arch=_arch(spec))
+        return _ptx(self.spec if m is None else self.schedule(m))
 
     def _function(self, spec: GemmSpec) -> Any:
         if spec not in self._functions:
             log.info("loading the PTX of %s (%d x %d rows per block)", spec.name, spec.block_cols, spec.block_rows)
-            function = driver.Module(emit_ptx(IR[spec.schedule](spec), arch=_arch(spec))).function(spec.name)
+            function = driver.Module(_ptx(spec)).function(spec.name)
             driver.allow_shared(function, _shared(spec))
             self._functions[spec] = function
         return self._functions[spec]
@@ -213,8 +212,9 @@ def _staged_fits(s: GemmSpec) -> bool:
     return s.weight == "dense" and s.k % 8 == 0 or s.weight == "nm24" and s.k % 16 == 0
 
 
-def _arch(spec: GemmSpec) -> str:
-    return staged_arch(spec) if spec.schedule == "staged" else ARCH
+def _ptx(spec: GemmSpec) -> str:
+    """The PTX of `spec`'s kernel, for the target its schedule needs (sm_90a for wgmma)."""
+    return emit_ptx(IR[spec.schedule](spec), arch=staged_arch(spec) if spec.schedule == "staged" else ARCH)
 
 
 def _shared(spec: GemmSpec) -> int:

@@ -293,7 +293,10 @@ class _Gemm:
             b.emit(f"store float {b.op(f'extractvalue {_ACC} {result}, {i}')}, ptr {slot}")
 
     def acc_slot(self, tile: tuple[int, int], i: int) -> str:
-        index = (tile[0] * self.s.cols + tile[1]) * 4 + i
+        return self.acc_at((tile[0] * self.s.cols + tile[1]) * 4 + i)
+
+    def acc_at(self, index: int) -> str:
+        """The address of accumulator `index` in the thread's %acc array."""
         return self.b.op(f"getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {index}")
 
     @property

@@ -552,8 +552,7 @@ class _Wgmma(_Staged):
     def accumulators(self, asm: str, constraints: list[str], inputs: list[str], first: int, count: int) -> None:
         """acc[first:first + count] through inline PTX `asm` (its outputs, then `inputs`, then the accumulators tied)."""
         b = self.b
-        slots = [self.b.op(f"getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {first + i}")
-                 for i in range(count)]  # fmt: skip
+        slots = [self.acc_at(first + i) for i in range(count)]
         values = [b.op(f"load float, ptr {slot}") for slot in slots]
         struct = "{" + ", ".join(["float"] * count) + "}"
         spec = ",".join(["=f"] * count + constraints + [str(i) for i in range(count)])
@@ -615,9 +614,7 @@ class _Wgmma(_Staged):
         for r in range(self.slices):
             for i in range(count // 4):
                 for j in range(4):
-                    slot = b.op(
-                        f"getelementptr inbounds [{self.acc_count} x float], ptr %acc, i32 0, i32 {r * count + 4 * i + j}"
-                    )
+                    slot = self.acc_at(r * count + 4 * i + j)
                     n = b.i32("add", "%n.warp", r * WGMMA_ROWS + 8 * (j // 2))
                     m = b.i32("add", "%m.warp", 8 * i + j % 2)
                     self.store(b.op(f"load float, ptr {slot}"), b.i32("add", m, "%t2"), b.i32("add", n, "%g"))
