@@ -28,7 +28,10 @@ from stoicc_py.backends.llvm.target import describe, host_features, host_options
 from stoicc_py.cache import KernelCache, cache_key
 from stoicc_py.cache_dir import cache_dir
 from stoicc_py.kernel import KernelBase, NativeKernel, ProgramBase
+from stoicc_py.options import TARGETS as TARGETS
 from stoicc_py.options import Options
+from stoicc_py.source import decode_source as decode_source
+from stoicc_py.source import read_source as read_source
 from stoicc_py.timing import timed
 from stoicc_py.version import __version__
 
@@ -37,18 +40,17 @@ if TYPE_CHECKING:
 
     from stoicc_py.accel import AccelProgram
     from stoicc_py.gpu import GpuProgram
-    from stoicc_py.lowering import TEXT_STAGES as TEXT_STAGES  # re-exported, loaded on first use: _LOWERING
     from stoicc_py.lowering import emit_text as emit_text
     from stoicc_py.lowering import front_end as front_end
     from stoicc_py.lowering import kernel_abis as kernel_abis
     from stoicc_py.lowering import lower as lower
     from stoicc_py.lowering import object_code as object_code
     from stoicc_py.lowering import only_kernel as only_kernel
+    from stoicc_py.pipeline import TEXT_STAGES as TEXT_STAGES  # re-exported, loaded on first use: _LOWERING
 
 _LOWERING = ("TEXT_STAGES", "emit_text", "front_end", "kernel_abis", "lower", "object_code", "only_kernel")
 
 log = logging.getLogger(__name__)
-TARGETS = ("cpu", "accel", "gpu")
 Array = np.ndarray[Any, Any]
 _COMPILER_PACKAGES = ("stoicc_py", "stoicc_py.dialects", "stoicc_py.codegen", "stoicc_py.passes", "stoicc_py.backends")
 
@@ -64,32 +66,6 @@ def _compile_error(message: str) -> Exception:
     from stoicc_py.diagnostics import CompileError  # an xDSL exception: loaded when there is an error
 
     return CompileError(message)
-
-
-def read_source(source_or_path: str | os.PathLike[str]) -> tuple[str, str]:
-    """(source text, file name for diagnostics); a str is a path if it names a file."""
-    if isinstance(source_or_path, os.PathLike) or ("\n" not in source_or_path and source_or_path.endswith(".tdsl")):
-        path = Path(source_or_path)
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise _compile_error(f"cannot read {path}: {err.strerror}") from None
-        return decode_source(data, str(path)), str(path)
-    return str(source_or_path), "<string>"
-
-
-def decode_source(data: bytes, file: str) -> str:
-    """UTF-8 source text; a byte that is not is a located error."""
-    try:
-        return data.decode()
-    except UnicodeDecodeError as err:
-        from stoicc_py.diagnostics import CompileError, SourceLoc
-
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise CompileError(
-            f"the source is not UTF-8 text (byte 0x{data[err.start]:02x})", SourceLoc(file, line, col)
-        ) from None
 
 
 @cache
@@ -200,7 +176,6 @@ class Program(ProgramBase[Kernel]):
         from stoicc_py.lowering import front_end
 
         return front_end(self.source, self.file)
-
 
     def header(self) -> str:
         """The C header declaring every kernel of the program (docs/api.md, C ABI), compiled for the host."""

@@ -9,7 +9,6 @@ stoicc_py/cmdline.py), anything unexpected as an internal error (status 2).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -18,40 +17,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException, ParseError
-from xdsl.xdsl_opt_main import xDSLOptMain
 
-from stoicc_py.abi import TensorSpec
-from stoicc_py.api import (
-    TARGETS,
-    TEXT_STAGES,
-    Kernel,
-    Program,
-    compile,
-    decode_source,
-    emit_text,
-    front_end,
-    kernel_abis,
-    lower,
-    object_code,
-    only_kernel,
-    read_source,
-)
-from stoicc_py.arrays import NUMPY_DTYPES
-from stoicc_py.backends.accel.functional import SimulationError
-from stoicc_py.backends.accel.isa import Program as MachineProgram
-from stoicc_py.backends.accel.machine import Machine
-from stoicc_py.backends.accel.simulator import Report, simulate
-from stoicc_py.backends.llvm.header import c_header, header_guard
-from stoicc_py.backends.llvm.target import describe, host_options, machine_options
-from stoicc_py.backends.llvm.worker import POOL
 from stoicc_py.cmdline import (
     ERROR,
     Parser,
@@ -60,23 +31,26 @@ from stoicc_py.cmdline import (
     integer,
     output_file,
     positive_float,
-    usage_error,
     write_json,
 )
 from stoicc_py.codegen.remarks import format_remark, is_remark
 from stoicc_py.codegen.remarks import log as remarks_log
 from stoicc_py.diagnostics import CompileError
-from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
-from stoicc_py.dims import evaluate as dim_value
-from stoicc_py.dims import symbols as dim_symbols
-from stoicc_py.frontend.layouts import parse_layout
-from stoicc_py.limits import check_size
-from stoicc_py.options import Options
-from stoicc_py.pipeline import PassCallback, Stage, context, run_passes
+from stoicc_py.options import TARGETS, Options
+from stoicc_py.pipeline import TEXT_STAGES, PassCallback, Stage, run_passes
 from stoicc_py.timing import is_timing
+from stoicc_py.version import __version__
 
+# The compile path, the simulator and the LLVM backend are imported by the commands that use
+# them: `stoicc opt`, run ~100 times by the lit suite, needs none of them (0.5 s a start).
 if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.passes import ModulePass
+
+    from stoicc_py.abi import TensorSpec
     from stoicc_py.accel import AccelProgram
+    from stoicc_py.api import Kernel, Program
+    from stoicc_py.backends.accel.simulator import Report
     from stoicc_py.gpu import GpuProgram
 
 log = logging.getLogger(__name__)
@@ -107,6 +81,8 @@ _weight = assignment(str, "NAME=FILE.npy")
 
 
 def _selected(module: ModuleOp, kernel: str | None) -> ModuleOp:
+    from stoicc_py.lowering import only_kernel
+
     if kernel is None:
         return module
     names = [op.sym_name.data for op in module.ops]
@@ -152,6 +128,11 @@ def _compiling_note(file: str, args: argparse.Namespace) -> Iterator[None]:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from stoicc_py import lowering
+    from stoicc_py.backends.llvm.target import describe, machine_options
+    from stoicc_py.backends.llvm.worker import POOL
+    from stoicc_py.source import read_source
+
     _only_for(args, "accel", "dim", "weight", "machine")
     _only_for(args, "cpu", "check_bounds", "mcpu", "mattr")
     options = Options(args.target, args.tile or (), args.check_bounds, args.mcpu or "", args.mattr or "")
@@ -160,11 +141,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         POOL.prestart()  # its start overlaps the front end and the passes
     source, file = read_source(args.file)
     with _compiling_note(file, args):
-        module = _selected(front_end(source, file), args.kernel)
+        module = _selected(lowering.front_end(source, file), args.kernel)
         if args.remarks:
             _show_remarks()
             if args.target == "cpu" and args.passes is None and args.emit in ("ir", "opt", "header"):
-                lower(module, Stage.LOOPS, options)  # the loop-level passes make the remarks
+                lowering.lower(module, Stage.LOOPS, options)  # the loop-level passes make the remarks
         output = _artifact(args, options, file, module, describe(target))
     suffix = {"obj": ".o", "bin": ".bin"}.get(args.emit)
     _write(output, args.output, binary_default=Path(file).with_suffix(suffix) if suffix else None)
@@ -173,6 +154,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _artifact(args: argparse.Namespace, options: Options, file: str, module: ModuleOp, target: str) -> str | bytes:
     """What `stoicc compile` writes: --emit's artifact, or the IR after -p's passes."""
+    from stoicc_py.backends.llvm.header import c_header, header_guard
+    from stoicc_py.lowering import emit_text, kernel_abis, object_code
+
     after = _print_after(args)
     if args.passes is not None:
         output: str | bytes = str(run_passes(module, args.passes, after, verify_each=True))
@@ -199,7 +183,11 @@ def _accel_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallb
         raise CompileError(f"--emit {args.emit} is for --target cpu (accelerator artifacts: {', '.join(ACCEL_EMITS)})")
     if args.emit == "ir":
         return str(module)
+    from xdsl.dialects.builtin import ModuleOp
+
     from stoicc_py.accel import AccelProgram
+    from stoicc_py.backends.accel.isa import Program as MachineProgram
+    from stoicc_py.source import read_source
 
     source, file = read_source(args.file)
     program = AccelProgram(source, file, args.tile or (), args.machine or "")
@@ -225,6 +213,7 @@ def _gpu_artifact(module: ModuleOp, args: argparse.Namespace, after: PassCallbac
     if args.emit == "ir":
         return str(module)
     from stoicc_py.gpu import GpuProgram
+    from stoicc_py.source import read_source
 
     source, file = read_source(args.file)
     program = GpuProgram(source, file, args.tile or (), after)
@@ -295,6 +284,9 @@ def _check(name: str, got: Any, want: Any, rtol: float, sizes: str, timing: str 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from stoicc_py.api import compile
+    from stoicc_py.backends.llvm.target import host_options
+
     if args.target == "accel":
         return cmd_sim(args)
     _only_for(args, "accel", "machine", "json")
@@ -311,6 +303,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_checked(program: Program | AccelProgram | GpuProgram, args: argparse.Namespace) -> int:
     """Every kernel (or --kernel) on random inputs against the reference: native calls
     timed (--repeat), simulated ones with their report."""
+    from stoicc_py.api import Program
+
     dims = dict(args.dim or [])
     rng = np.random.default_rng(args.seed)
     failed = False
@@ -335,6 +329,12 @@ def _run_checked(program: Program | AccelProgram | GpuProgram, args: argparse.Na
 def cmd_sim(args: argparse.Namespace) -> int:
     """Simulate on the accelerator: a .tdsl kernel on random inputs, checked against
     the reference, or an assembled program (.s / .bin) on random input bytes."""
+    from stoicc_py.api import compile
+    from stoicc_py.backends.accel.isa import Program as MachineProgram
+    from stoicc_py.backends.accel.machine import Machine
+    from stoicc_py.backends.accel.simulator import simulate
+    from stoicc_py.source import decode_source
+
     machine = Machine.load(args.machine) if args.machine else None
     if args.file.suffix not in (".s", ".bin"):
         return _run_checked(compile(args.file, "accel", tile=args.tile or (), machine=args.machine), args)
@@ -379,6 +379,13 @@ class _Reports:
 def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.random.Generator) -> Any:
     """Standard-normal values; a sparse parameter gets half its entries zeroed and is
     pruned by magnitude to its pattern; non-dense parameters are packed."""
+    from stoicc_py.arrays import NUMPY_DTYPES
+    from stoicc_py.dialects.layout import ComposedLayoutAttr, SparseLayoutAttr
+    from stoicc_py.dims import evaluate as dim_value
+    from stoicc_py.dims import symbols as dim_symbols
+    from stoicc_py.frontend.layouts import parse_layout
+    from stoicc_py.limits import check_size
+
     sizes = {s: dims.get(s, 16) for d in spec.dims for s in dim_symbols(d)}
     shape = [dim_value(d, sizes) for d in spec.dims]  # a dim expression (P+T) from its symbols
     check_size(shape, f"--dim: parameter '{spec.name}' of {k.name}")
@@ -395,53 +402,10 @@ def _random_input(k: Kernel, spec: TensorSpec, dims: dict[str, int], rng: np.ran
     return k.pack(spec.name, values, prune="magnitude")
 
 
-class _OptMain(xDSLOptMain):
-    """xdsl-opt with stoicc's dialects and passes, and .tdsl files as input."""
-
-    version_format = f"stoicc opt {version('stoicc_py')} (xDSL {{xdsl_version}})"
-
-    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
-        super().register_all_arguments(arg_parser)
-        # xDSLOptMain makes a plain ArgumentParser: give it our name and our usage errors
-        arg_parser.prog = "stoicc opt"
-        arg_parser.error = lambda message: usage_error(arg_parser, message)  # type: ignore[method-assign]
-
-    def prepare_input(self) -> tuple[list[tuple[IO[bytes], int]], str]:
-        """The input's chunks, once the whole input is known to be UTF-8 (else a located error)."""
-        chunks, extension = super().prepare_input()
-        data = []
-        for chunk, _ in chunks:
-            data.append(chunk.read())
-            chunk.close()
-        decode_source(b"// -----".join(data), self.get_input_name())  # the chunks were split at "// -----"
-        return [(io.BytesIO(d), offset) for d, (_, offset) in zip(data, chunks)], extension
-
-    def register_all_dialects(self) -> None:
-        self.ctx = context()
-
-    def register_all_passes(self) -> None:
-        from stoicc_py.pipeline import all_passes
-
-        for name, factory in all_passes().items():
-            self.register_pass(name, factory)
-
-    def register_all_targets(self) -> None:
-        from stoicc_py.backends.llvm.translate import LLVMTarget
-
-        self.available_targets["llvm"] = lambda: LLVMTarget
-        super().register_all_targets()
-
-    def register_all_frontends(self) -> None:
-        super().register_all_frontends()
-
-        def parse_tdsl(stream: IO[bytes]) -> ModuleOp:
-            return front_end(stream.read().decode(), self.get_input_name())  # UTF-8: prepare_input
-
-        self.available_frontends["tdsl"] = parse_tdsl
-
-
 def cmd_opt(argv: Sequence[str]) -> int:
-    _OptMain(description="Run named passes on IR (.mlir) or on a .tdsl file's IR, like xdsl-opt.",
+    from stoicc_py.opt_main import OptMain
+
+    OptMain(description="Run named passes on IR (.mlir) or on a .tdsl file's IR, like xdsl-opt.",
              args=list(argv)).run()  # fmt: skip
     return 0
 
@@ -696,8 +660,12 @@ def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     m.add_argument("--stride", type=integer(1), help="calibration windows start every STRIDE tokens (default window/2)")
     m.add_argument("--layer-tokens", type=integer(2), default=256,
                    help="the first tokens of --text that judge each layer alone (default 256)")  # fmt: skip
-    m.add_argument("--eval-tokens", type=integer(2), help="tokens of --text for the whole-model perplexity (default all)")
-    m.add_argument("--budget", type=byte_size, help="propose a recipe whose projections fit this many bytes (e.g. 60MB)")
+    m.add_argument(
+        "--eval-tokens", type=integer(2), help="tokens of --text for the whole-model perplexity (default all)"
+    )
+    m.add_argument(
+        "--budget", type=byte_size, help="propose a recipe whose projections fit this many bytes (e.g. 60MB)"
+    )
     m.add_argument("--recipe-out", type=output_file, help="write the proposed recipe (TOML) here")
     m.add_argument("--dask", action="store_true", help="evaluate the candidates on a local Dask cluster")
     m.add_argument("--scheduler", metavar="ADDRESS", help="evaluate the candidates on this Dask scheduler")
@@ -707,7 +675,7 @@ def _explore_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="stoicc", description="Compiler for sparse and quantized tensor kernels.")
     top.add_argument(*VERBOSE_FLAGS, dest="verbose", action="store_true", help="log what the compiler does")
-    top.add_argument("--version", action="version", version=f"%(prog)s {version('stoicc_py')}")
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     # -v after the command too; SUPPRESS keeps a sub-parser's default from overriding the top one
     common = Parser(add_help=False)
@@ -838,8 +806,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _reset_logging()
 
 
-# What a command reports as an error of its input, in one line (any other exception is internal).
-USER_ERRORS = (DiagnosticException, ParseError, OSError, ValueError, TypeError, KeyError, SimulationError, ImportError)
+# What a command reports as an error of its input, in one line (any other exception is internal;
+# so is a SimulationError: _is_user_error).
+USER_ERRORS = (DiagnosticException, ParseError, OSError, ValueError, TypeError, KeyError, ImportError)
 
 
 def _command(argv: list[str]) -> int:
@@ -855,17 +824,27 @@ def _command(argv: list[str]) -> int:
                 "compress": cmd_compress}[args.command](args)  # fmt: skip
     except BrokenPipeError:
         raise  # not an error of the input: main()
-    except USER_ERRORS as err:
-        print(error_message(err), file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("stoicc: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # an internal error must still not show a traceback to the user
+    except Exception as err:
+        if _is_user_error(err):
+            print(error_message(err), file=sys.stderr)
+            return 1
+        # an internal error must still not show a traceback to the user
         log.debug("internal error", exc_info=True)
         print(f"stoicc: internal compiler error: {type(err).__name__}: {err}\n"
               "please report it with the input that caused it (run with -v for details)", file=sys.stderr)  # fmt: skip
         return 2
+
+
+def _is_user_error(err: Exception) -> bool:
+    """An error of the command's input: USER_ERRORS, or a program the simulator cannot run
+    (its module, imported here rather than by every command, is loaded if it raised one)."""
+    if isinstance(err, USER_ERRORS):
+        return True
+    functional = sys.modules.get("stoicc_py.backends.accel.functional")
+    return functional is not None and isinstance(err, functional.SimulationError)
 
 
 def error_message(err: BaseException) -> str:

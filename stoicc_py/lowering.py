@@ -21,14 +21,21 @@ from stoicc_py.frontend.irgen import irgen
 from stoicc_py.frontend.parser import parse
 from stoicc_py.options import Options
 from stoicc_py.passes.parallelize_loops import calls_pool
-from stoicc_py.pipeline import PassCallback, Stage, paused_gc, pipeline_passes, pipeline_spec, run_passes
+from stoicc_py.pipeline import (
+    STAGES,
+    TEXT_STAGES,
+    PassCallback,
+    Stage,
+    paused_gc,
+    pipeline_passes,
+    pipeline_spec,
+    run_passes,
+)
 from stoicc_py.signature import kernel_abi
 from stoicc_py.split_module import split_functions
 from stoicc_py.timing import timed
 
 log = logging.getLogger(__name__)
-STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "ptr": Stage.PTR}
-TEXT_STAGES = (*STAGES, "llvm", "llvm-ir", "asm")
 
 
 def front_end(source: str, file: str) -> ModuleOp:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TARGETS = ("cpu", "accel", "gpu")
+
 
 @dataclass(frozen=True)
 class Options:

@@ -46,6 +46,12 @@ class Stage(IntEnum):
     PTR = 3  # loops over pointers, outlined: what translate-to-llvm reads (backends/llvm/translate.py)
 
 
+STAGES = {"ir": Stage.IR, "opt": Stage.OPT, "loops": Stage.LOOPS, "ptr": Stage.PTR}
+TEXT_STAGES = (*STAGES, "llvm", "llvm-ir", "asm")
+"""What `stoicc compile --emit` and `Kernel.ir` print: a stage's IR, LLVM IR (before or after
+LLVM's optimizer) or assembly."""
+
+
 STAGE_PASSES: dict[Stage, tuple[str, ...]] = {
     Stage.OPT: (
         "tdsl-infer-shapes",
@@ -95,7 +101,6 @@ NATIVE_THREAD_PASSES = ("mark-parallel-loops", "parallelize-loops")
 AMX_KINDS = {"bf16": "amx-bf16", "int8": "amx-int8"}
 """tdsl-amx's options and the target features that turn them on, with amx-tile
 (host_features has them only where the OS granted this process the tile state)."""
-
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -175,7 +180,8 @@ def pipeline_passes(upto: Stage, tile: tuple[int, ...] = (), check_bounds: bool 
     options = {
         "tdsl-amx": "{" + " ".join(f"{kind}={str(on).lower()}" for kind, on in amx.items()) + "}",
         "tdsl-microkernel": microkernel_options(features).removesuffix("}") + f" bf16={str(_bf16(features)).lower()}}}",
-        "tdsl-vectorize-quant": quant_options(features).removesuffix("}") + f" bf16_panels={str(_bf16(features)).lower()}}}",
+        "tdsl-vectorize-quant": quant_options(features).removesuffix("}")
+        + f" bf16_panels={str(_bf16(features)).lower()}}}",
         "tdsl-vectorize-integer": integer_options(features),
         "tdsl-vectorize-sparse": sparse_options(features),
         "tdsl-vectorize-elementwise": f"{{width={vector_registers(features)[0]}}}",

@@ -90,7 +90,7 @@ def test_verbose_shows_the_traceback_of_an_internal_error(
     def broken(*args: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("stoicc_py.cli.front_end", broken)
+    monkeypatch.setattr("stoicc_py.lowering.front_end", broken)
     assert main(["compile", str(tdsl / "f.tdsl")]) == 2
     err = capsys.readouterr().err
     assert "internal compiler error: RuntimeError: a bug" in err and "Traceback" not in err
