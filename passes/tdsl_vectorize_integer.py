@@ -70,7 +70,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codec.uniform import CodeBits, Sign
+from stoicc_py.codec.uniform import ACTIVATION_CODES, CodeBits, Sign
 from stoicc_py.codegen.integer_blocks import IntegerKernel, row_offsets, scale_rows_buffer
 from stoicc_py.codegen.integer_dot import Dot, DotKind
 from stoicc_py.codegen.integer_panel import PanelKernel
@@ -248,8 +248,8 @@ CodeDecoder.offset_bytes: ternary's are int2's (-1, 0, 1 in two bits); binary's 
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
-    """int8 activations with one scale per row x integer weights -> f32."""
-    x, w, out = _quantized(op.lhs, ("int8",)), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
+    """int8 (or int7) activations with one scale per row x integer weights -> f32."""
+    x, w, out = _quantized(op.lhs, ACTIVATION_CODES), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
     if x is None or w is None or out is None or _element(out) != f32:
         return None
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
@@ -258,7 +258,8 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     weight = Weight(w.buffers["values"], w.decoder, w.code, None if w.symmetric else w.zero_point)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
-    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None)
+    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None,
+                   x.qmax + 1)  # fmt: skip
 
 
 def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
@@ -267,7 +268,7 @@ def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
     out, x = op.out, op.input
     if out is None or not computes_in_f32(x) or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
         return None
-    view = _quantized(out, ("int8",))
+    view = _quantized(out, ACTIVATION_CODES)
     one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]
     return RowQuantizer(x, view, lanes) if one_per_row else None  # type: ignore[arg-type]
 
@@ -308,7 +309,7 @@ class VectorizeIntegerLinear(RewritePattern):
                 decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 activations (a scale per row) "
                             f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
             return
-        wide = self.dot.for_bits(product.w.decoder.code.bits)
+        wide = self.dot.for_bits(product.w.decoder.code.bits, product.x_max)
         dot = product.groups.fitting(wide)
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
