@@ -266,6 +266,9 @@ class SQAttr(QuantLayoutAttr):
     def verify(self) -> None:
         if self.low.float_offset:
             raise VerifyException(f"sq: low {self.low.summary()}: a float zero is not supported in sq (use symmetric=false)")
+        if self.low.codes.data in VALUE_BITS:
+            raise VerifyException(f"sq: low {self.low.summary()}: {self.low.codes.data} is a product's activation code, "
+                                  "not an SQ part (use int8)")  # fmt: skip
         if self.high.codes.data != "int8" or self.high.per.data not in ("tensor", "channel") or self.high.axis.data:
             raise VerifyException(f"sq: high must be int8 per tensor or per row (axis=0), got {self.high.summary()}")
         if not 0 < self.count.data <= self.group.data:
