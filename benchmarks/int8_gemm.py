@@ -148,7 +148,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         t = r["min_ms"]
         fb = min(t["fbgemm dynamic linear"], t["x86 dynamic linear"])
         cells = [f"{r['m']}x{r['n']}x{r['k']}", *(f"{t[n]:.3f}" for n in names)]
-        cells += [f"{t['torch _int_mm'] / t['ours i8']:.2f}", f"{fb / t['ours w8a8']:.2f}", f"{fb / t['ours w8a7']:.2f}"]
+        cells += [f"{t['torch _int_mm'] / t['ours i8']:.2f}", *(f"{fb / t[f'ours {q}']:.2f}" for q in ("w8a8", "w8a7"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

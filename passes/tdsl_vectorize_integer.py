@@ -2,7 +2,7 @@
 whose inner step is a 4-byte dot product per i32 lane (vpdpbusd with AVX-512 VNNI).
 
 The products: `linear(x, w)` on i8 x i8 -> i32 (exact, wrapping like the
-reference), and W8A8 / W4A8-style: int8 activations (symmetric, one scale per row)
+reference), and W8A8 / W4A8-style: int8 (or int7) activations (symmetric, one scale per row)
 times int8 ... int2 weights (int3/int5/int6 in bit planes), symmetric or with zero
 points, with one scale per row or per group of k.
 Each group's dot product is exact in i32 and scaled as tdsl-lower-to-loops does
@@ -17,7 +17,8 @@ every output subtracts offset * sum_k x[i, k] per group, the sums precomputed on
 per row of x (O(M*K), where column sums of w would cost O(N*K), as much as a GEMV);
 in i32 this is exact.
 Without VNNI, x86's pmaddubsw then pmaddwd by ones give vpdpbusd's lane sums (exact
-for codes of at most 7 bits; 8-bit ones widen to i16 pairs for pmaddwd: DotKind);
+for codes of at most 7 bits, or any weight byte times int7 activations: pair_bound;
+else 8-bit ones widen to i16 pairs for pmaddwd: DotKind);
 elsewhere the same operands go through widening multiplies and adds. A step spans
 4*width bytes (VNNI, pmaddubsw), 2*width (pmaddwd pairs) or width bytes; with several groups per row, steps are narrowed until they tile a group.
 
@@ -36,7 +37,7 @@ GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two block
 ahead into L2 (codegen.prefetch); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
-With 4-byte lanes (VNNI, pmaddubsw), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
+With 4-byte lanes (VNNI, pmaddubsw: W8A7 too), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
 per row, no zero points and whole steps of k runs its whole blocks of rows in the
 outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
 of k, so that accumulators hold whole outputs and need neither reduction nor a
@@ -306,7 +307,7 @@ class VectorizeIntegerLinear(RewritePattern):
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
             if integer_x:
-                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 activations (a scale per row) "
+                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 or int7 activations (a scale per row) "
                             f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
             return
         wide = self.dot.for_bits(product.w.decoder.code.bits, product.x_max)

@@ -139,7 +139,7 @@ def test_error_on_smollm2_projections_is_within_the_int8_budget() -> None:
     within twice W8A8's (x's rounding step doubles; measured 1.8-1.9x), 1.8% for q_proj
     (576 x 576). (fbgemm's dynamic linear on this input, 7-bit x per tensor: 2.6%.)"""
     x, projections = _fixture_projections()
-    source = "kernel f(x: f32[M, 576], w: f32[N, 576] @ int8(axis=0)) -> f32[M, N] {{ return linear(quantize(x, {a}), w) }}"
+    source = "kernel f(x: f32[M, 576], w: f32[N, 576] @ int8(axis=0)) -> f32[M, N] {{ return linear(quantize(x, {a}), w) }}"  # fmt: skip
     kernels = {a: stoicc_py.compile(source.format(a=a)).f for a in ("int8(per=token)", A7)}
     for name, w in projections.items():
         exact = x.astype(np.float64) @ w.T.astype(np.float64)

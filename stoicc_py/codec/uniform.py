@@ -125,7 +125,8 @@ class CodeBits:
         codes = attr.codes.data
         if codes == "binary":
             return CodeBits(1, Sign.PLUS_MINUS_ONE)
-        return CodeBits(STORAGE_BITS[codes], Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED, VALUE_BITS.get(codes, 0))
+        sign = Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED
+        return CodeBits(STORAGE_BITS[codes], sign, VALUE_BITS.get(codes, 0))
 
     @property
     def planes(self) -> tuple[Plane, ...]:
