@@ -69,12 +69,15 @@ def _model(x: Array, packed: stoicc_py.PackedTensor, layout: str, b: Array) -> A
 # (N, K, weight layout): per channel at K = 128, whole 32-byte steps (PanelKernel from 16
 # rows with pmaddubsw; N = 213: a second n-tile of one vector and 5 ragged columns);
 # Q8_0's grid (10 groups of 32, f16 scales); zero points (codes 0..255, the dot-product
-# blocks) at K = 130, a ragged k tail; int4 per channel (its pair sums now bounded by 64).
+# blocks) at K = 130, a ragged k tail; int4 per channel; ternary at K = 1536, whose
+# pair sums (bounded by int7's 64, not 128) add in i16 over runs of 21 steps of 64 codes,
+# not 10 (_word_chunk): one whole run and a ragged one.
 WEIGHTS = {
     "c": (213, 128, "int8(axis=0)"),
     "g": (21, 320, "int8(group=32, scale=f16)"),
     "z": (21, 130, "int8(axis=0, symmetric=false)"),
     "f": (213, 128, "int4(axis=0)"),
+    "t": (21, 1536, "ternary(axis=0)"),
 }
 
 
