@@ -1,8 +1,10 @@
 """Integer GEMM against its peers on one thread: our `i8` kernel (i8 x i8 -> i32) against
 `torch._int_mm` (oneDNN s8 x s8 -> s32), and our W8A8 (`linear(quantize(x, int8(per=token)),
-w @ int8(axis=0))` -> f32) against fbgemm's dynamic-quant linear
-(`torch.ao.nn.quantized.dynamic.Linear`, per-channel int8 weight, x quantized per call) on
-the `fbgemm` and `x86` engines, at SmolLM2-135M's shapes and 1024^3.
+w @ int8(axis=0))` -> f32) and W8A7 (the same with `int7(per=token)`: 7-bit codes of x)
+against fbgemm's dynamic-quant linear (`torch.ao.nn.quantized.dynamic.Linear`, per-channel
+int8 weight, x quantized per call; its forward passes `reduce_range=True`, which on a host
+without VNNI quantizes x to 7 bits, 0..127, so that `vpmaddubsw` cannot saturate: W8A7 is
+the same bits) on the `fbgemm` and `x86` engines, at SmolLM2-135M's shapes and 1024^3.
 
 Every call is checked first: our i8 and `_int_mm` bit for bit, our W8A8 and fbgemm within
 PEER_RTOL of the float64 product (our W8A8 before and after bit for bit the same, with `--ab`). Then the
@@ -37,13 +39,14 @@ SMOKE_SHAPES = [(64, 48, 128)]
 I8 = "kernel f(x: i8[M, {k}], w: i8[{n}, {k}]) -> i32[M, {n}] {{ return linear(x, w) }}"
 W8A8 = ("kernel f(x: f32[M, {k}], w: f32[{n}, {k}] @ int8(axis=0)) -> f32[M, {n}] "
         "{{ return linear(quantize(x, int8(per=token)), w) }}")  # fmt: skip
+W8A7 = W8A8.replace("int8(per=token)", "int7(per=token)")
 PEER_RTOL = 0.05
 """fbgemm quantizes x per tensor (ours per row): against the f32 product, relative to its largest |value|."""
 
 
-def _ours(n: int, k: int, before: bool) -> tuple[Any, Any]:
-    """The i8 and W8A8 kernels for (N, K)."""
-    sources = [s.format(n=n, k=k) for s in (I8, W8A8)]
+def _ours(n: int, k: int, before: bool) -> tuple[Any, Any, Any]:
+    """The i8, W8A8 and W8A7 kernels for (N, K)."""
+    sources = [s.format(n=n, k=k) for s in (I8, W8A8, W8A7)]
     if not before:
         return tuple(stoicc_py.compile(s).f for s in sources)  # type: ignore[return-value]
     with integer_options("panel=false"):  # as before the packed-panel kernel
@@ -76,14 +79,15 @@ def calls(m: int, n: int, k: int, ab: bool) -> dict[str, tuple[Callable[[], Any]
     want_i = xi.astype(np.int64) @ wi.astype(np.int64).T
     want_f = xf.astype(np.float64) @ wf.astype(np.float64).T
     out: dict[str, tuple[Callable[[], Any], bool]] = {}
-    first: Array | None = None  # our W8A8's result, which every variant must give bit for bit
+    first: dict[str, Array] = {}  # our W8A8's and W8A7's results, which every variant must give bit for bit
     for tag, before in (("", False), (" before", True)) if ab else (("", False),):
-        i8, w8a8 = _ours(n, k, before)
-        packed = w8a8.pack("w", wf)
-        got_f = w8a8(xf, packed)
-        first = got_f if first is None else first
+        i8, *quantized = _ours(n, k, before)
         out[f"ours i8{tag}"] = (partial(i8, xi, wi), np.array_equal(i8(xi, wi), want_i))
-        out[f"ours w8a8{tag}"] = (partial(w8a8, xf, packed), _close(got_f, want_f) and np.array_equal(got_f, first))
+        for name, kernel in zip(("w8a8", "w8a7"), quantized):
+            packed = kernel.pack("w", wf)
+            got_f = first.setdefault(name, kernel(xf, packed))
+            ok = _close(got_f, want_f) and np.array_equal(kernel(xf, packed), got_f)
+            out[f"ours {name}{tag}"] = (partial(kernel, xf, packed), ok)
     xt, wt = torch.from_numpy(xi), torch.from_numpy(np.ascontiguousarray(wi.T))
     out["torch _int_mm"] = (lambda: torch._int_mm(xt, wt), np.array_equal(torch._int_mm(xt, wt).numpy(), want_i))
     xft = torch.from_numpy(xf)
@@ -138,13 +142,13 @@ def measure(shape: tuple[int, int, int], ab: bool, rounds: int, burst: float, ti
 def table(rows: list[dict[str, Any]]) -> str:
     """Minimum ms per call, and our kernels' ratios (peer time over ours: above 1 we are faster)."""
     names = list(rows[0]["min_ms"])
-    head = ["M x N x K", *names, "i8 / _int_mm", "w8a8 / best fbgemm"]
+    head = ["M x N x K", *names, "i8 / _int_mm", "w8a8 / best fbgemm", "w8a7 / best fbgemm"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["min_ms"]
         fb = min(t["fbgemm dynamic linear"], t["x86 dynamic linear"])
         cells = [f"{r['m']}x{r['n']}x{r['k']}", *(f"{t[n]:.3f}" for n in names)]
-        cells += [f"{t['torch _int_mm'] / t['ours i8']:.2f}", f"{fb / t['ours w8a8']:.2f}"]
+        cells += [f"{t['torch _int_mm'] / t['ours i8']:.2f}", *(f"{fb / t[f'ours {q}']:.2f}" for q in ("w8a8", "w8a7"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

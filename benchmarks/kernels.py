@@ -91,6 +91,13 @@ FORMATS: dict[str, Format] = {
             "linear(quantize(x, int8(per=token)), w)",
             torch_match="torch int8",
         ),
+        Format(
+            "w8a7",
+            "W8A7 (per-token 7-bit x)",
+            "int8(axis=0)",
+            "linear(quantize(x, int7(per=token)), w)",
+            torch_match="torch int8",
+        ),
         Format("i8", "i8 x i8 -> i32", "", integer=True),
         Format(
             "sq-act",

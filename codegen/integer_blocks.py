@@ -132,7 +132,7 @@ class IntegerKernel:
                 for r, x_parts in enumerate(xs):
                     at, operands = r * blocks + c, list(zip(w_parts, x_parts))
                     new[at] = (inner.insert(arith.AddiOp(new[at], dot.pair_sums(inner, operands))) if words
-                               else dot.accumulate_all(inner, new[at], operands, bits))  # fmt: skip
+                               else dot.accumulate_all(inner, new[at], operands, bits, self.product.x_max))  # fmt: skip
             return new
 
         count = len(rows) * blocks
@@ -215,7 +215,8 @@ class IntegerKernel:
         dot, length = self.dot, self.product.groups.length
         if dot.kind is not DotKind.MADD or length is None:
             return None
-        bound = length * self.per_step // span * pair_bound(self.product.w.decoder.code.bits, per)
+        p = self.product
+        bound = length * self.per_step // span * pair_bound(p.w.decoder.code.bits, per, p.x_max)
         if bound >= 1 << 15:
             return None
         levels = 0
@@ -229,7 +230,7 @@ class IntegerKernel:
         run's words then summed by one pmaddwd into the i32 accumulators, where every step
         took one (0: none)."""
         dot = self.dot
-        steps = (1 << 15) // (pair_bound(self.product.w.decoder.code.bits, per) + 1)
+        steps = (1 << 15) // (pair_bound(self.product.w.decoder.code.bits, per, self.product.x_max) + 1)
         return steps if dot.avx2 and dot.kind is DotKind.MADD and steps > 1 else 0
 
     def _scalar_step(self, rows: list[SSAValue], cols: list[SSAValue]) -> Step:

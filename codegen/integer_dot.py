@@ -30,8 +30,9 @@ class DotKind(Enum):
     MADD = "madd"
     """pmaddubsw then pmaddwd by ones (SSSE3, AVX2, AVX-512BW): vpdpbusd's lane sums in
     two instructions, as ggml's AVX2 kernels step. pmaddubsw saturates its i16 pair sums,
-    which stay exact for weight bytes below 128 (|2 * 127 * -128| < 2^15): codes of at
-    most 7 bits, offset or not; 8-bit codes step as PAIRS."""
+    which stay exact while they stay below 2^15 (pair_bound): weight bytes below 128
+    (|2 * 127 * -128| < 2^15), codes of at most 7 bits, offset or not; or any weight
+    byte times int7 activations (|2 * 255 * -64| < 2^15); else 8-bit codes step as PAIRS."""
     PAIRS = "pairs"
     """Bytes widened to i16, pmaddwd: 2 bytes a lane, any bytes."""
     WIDEN = "widen"
@@ -74,9 +75,11 @@ class Dot:
     def words(self) -> VectorType:
         return VectorType(i16, [2 * self.lanes])
 
-    def for_bits(self, bits: int) -> Dot:
-        """This dot for weight codes of `bits` (MADD's bytes must stay below 128)."""
-        return replace(self, kind=DotKind.PAIRS) if self.kind is DotKind.MADD and bits > 7 else self
+    def for_bits(self, bits: int, x_max: int) -> Dot:
+        """This dot for weight codes of `bits` and activation codes of magnitude at most
+        `x_max` (MADD's pair sums must stay exact: pair_bound)."""
+        exact = pair_bound(bits, 1, x_max) < 1 << 15
+        return replace(self, kind=DotKind.PAIRS) if self.kind is DotKind.MADD and not exact else self
 
     def operand(self, b: LoopBuilder, v: SSAValue, signed: bool) -> SSAValue:
         """A loaded byte vector as the step takes it (done once per load, not per product)."""
@@ -85,12 +88,13 @@ class Dot:
         return _widen(b, v, self.words if self.kind is DotKind.PAIRS else self.acc, signed)
 
     def accumulate_all(self, b: LoopBuilder, acc: SSAValue, operands: Sequence[tuple[SSAValue, SSAValue]],
-                       bits: int) -> SSAValue:  # fmt: skip
-        """acc plus the dot products of every (w, x) of `operands`, weight codes of `bits`.
-        With MADD, where their i16 pair sums (each at most 2 * (2^bits - 1) * 128) add up
-        exactly in i16 (the P parts of int4 or int2 codes), pmaddubsw's are added before
-        one pmaddwd: one pmaddwd and add per accumulator and step, as P = 1 codes take."""
-        if self.kind is not DotKind.MADD or pair_bound(bits, len(operands)) >= 1 << 15:
+                       bits: int, x_max: int) -> SSAValue:  # fmt: skip
+        """acc plus the dot products of every (w, x) of `operands`, weight codes of `bits`,
+        activation codes of magnitude at most `x_max`. With MADD, where their i16 pair sums
+        (each at most 2 * (2^bits - 1) * x_max) add up exactly in i16 (the P parts of int4
+        or int2 codes), pmaddubsw's are added before one pmaddwd: one pmaddwd and add per
+        accumulator and step, as P = 1 codes take."""
+        if self.kind is not DotKind.MADD or pair_bound(bits, len(operands), x_max) >= 1 << 15:
             for w, x in operands:
                 acc = self.accumulate(b, acc, w, x)
             return acc
@@ -141,7 +145,8 @@ class Dot:
         return b.insert(arith.AddiOp(acc, products))
 
 
-def pair_bound(bits: int, parts: int) -> int:
+def pair_bound(bits: int, parts: int, x_max: int) -> int:
     """The largest magnitude of `parts` pmaddubsw pair sums added in i16, of unsigned
-    bytes below 2^bits by int8 activations: they are exact while it stays below 2^15."""
-    return parts * 2 * ((1 << bits) - 1) * 128
+    bytes below 2^bits by activations of magnitude at most `x_max` (int8's 128, int7's
+    64): they are exact while it stays below 2^15."""
+    return parts * 2 * ((1 << bits) - 1) * x_max

@@ -117,6 +117,9 @@ class Product:
     w_scales: SSAValue | None = None
     """w's scales buffer [n, groups] where there is one per group: read `per_step`
     groups' scales of a row at a time."""
+    x_max: int = 128
+    """The largest magnitude of x's codes (i8's -128; int7's 64 bounds -63..63), which
+    decides where pmaddubsw's pair sums stay exact (integer_dot.pair_bound)."""
 
     def x_code(self, b: LoopBuilder, i: SSAValue, k: SSAValue) -> SSAValue:
         return sext(b, b.load(self.x, [i, k]))

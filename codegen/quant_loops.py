@@ -96,6 +96,11 @@ class QuantView:
         return self.decoder.code.bits
 
     @property
+    def qmax(self) -> int:
+        """A symmetric code's largest magnitude (CodeBits.qmax: int7's 63 in a byte)."""
+        return self.decoder.code.qmax
+
+    @property
     def symmetric(self) -> bool:
         return self.layout.is_symmetric
 
@@ -331,8 +336,7 @@ def _quant_params(b: LoopBuilder, x: Source, view: QuantView,
 
 def symmetric_params(b: LoopBuilder, view: QuantView, amax: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
     """The params of a symmetric group whose largest magnitude is amax (zero point 0)."""
-    levels = (1 << view.bits) - 1
-    stored, divisor = _stored_scale(b, view, b.fdiv(amax, b.f32(float(levels // 2))))
+    stored, divisor = _stored_scale(b, view, b.fdiv(amax, b.f32(float(view.qmax))))
     return stored, divisor, b.f32(0.0)
 
 
@@ -358,7 +362,7 @@ def quant_codes(b: LoopBuilder, x: Source, view: QuantView, span: tuple[SSAValue
     r, k0, k1 = span
     _, divisor, zp = params
     levels = (1 << view.bits) - 1
-    lo, hi = (-(levels // 2), levels // 2) if view.symmetric else (0, levels)
+    lo, hi = (-view.qmax, view.qmax) if view.symmetric else (0, levels)
 
     def code(b: LoopBuilder, k: SSAValue) -> None:
         q = b.insert(mathd.RoundEvenOp(b.fdiv(x(b, r, k), divisor)))

@@ -1,4 +1,4 @@
-"""The activations' per-row int8 quantization, vectorised: the codes and scales of
+"""The activations' per-row int8 (or int7) quantization, vectorised: the codes and scales of
 quant_loops.quantize, `lanes` floats at a time, the same bits."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from stoicc_py.codegen.quant_loops import QuantView
 from stoicc_py.codegen.register_blocks import for_
 
 MANTISSA_SHIFT = 1.5 * 2**23
-"""Added to a whole number q in -127..127, leaves q in two's complement in the low
+"""Added to a whole number q in -127..127 (-qmax..qmax), leaves q in two's complement in the low
 bits of the float (exactly): its low byte is the int8 code. This converts vectors,
 which xDSL's arith.fptosi cannot and LLVM's saturating conversion scalarises. A NaN
 (from a NaN or infinite x; a quiet NaN without payload) has a zero low byte: code
@@ -26,7 +26,7 @@ which xDSL's arith.fptosi cannot and LLVM's saturating conversion scalarises. A 
 
 @dataclass
 class RowQuantizer:
-    """int8 codes with one symmetric scale per row of x, `lanes` floats at a time, by
+    """int8 (or int7) codes with one symmetric scale per row of x, `lanes` floats at a time, by
     quant_loops.quantize's arithmetic element for element (the same bits; the row's
     largest magnitude is the same in any order); a ragged row ends with its scalar loop."""
 
@@ -67,7 +67,8 @@ class RowQuantizer:
 
     def _codes(self, b: LoopBuilder, r: SSAValue, kv: SSAValue, divisor: SSAValue) -> None:
         divisors = b.insert(vector.BroadcastOp(divisor, self.floats))
-        low, high, shift = (b.splat(self.floats, v) for v in (-127.0, 127.0, MANTISSA_SHIFT))
+        qmax = float(self.view.qmax)
+        low, high, shift = (b.splat(self.floats, v) for v in (-qmax, qmax, MANTISSA_SHIFT))
         words, codes = VectorType(i32, [self.lanes]), VectorType(i8, [self.lanes])
 
         def step(b: LoopBuilder, k: SSAValue) -> None:

@@ -32,7 +32,7 @@ from xdsl.utils.exceptions import VerifyException
 from stoicc_py.codec import register
 from stoicc_py.codec.bitsplit import BitSplitCodec, bitsplit_codec
 from stoicc_py.codec.sq import HIGH, INDEX, LOW, sq_codec
-from stoicc_py.codec.uniform import STORAGE_BITS, uniform_codec
+from stoicc_py.codec.uniform import STORAGE_BITS, VALUE_BITS, uniform_codec
 from stoicc_py.dialects.layout import BufferAttr, Dim, QuantLayoutAttr, StorageAttr, buffer
 
 GRANULARITIES = ("tensor", "channel", "group", "token")
@@ -166,6 +166,9 @@ class UniformQuantAttr(QuantLayoutAttr):
             raise VerifyException(f"quant: group={self.group.data} needs per=group, got per={per}")
         if self.axis.data < 0:
             raise VerifyException(f"quant: axis must be non-negative, got {self.axis.data}")
+        if storage in VALUE_BITS and (per != "token" or not self.symmetric.data or self.scale != f32):
+            raise VerifyException(f"quant: {storage} codes are activations quantized at run time, one f32 scale per "
+                                  f"row: {storage}(per=token) only")  # fmt: skip
         if storage in SYMMETRIC_ONLY and not self.symmetric.data:
             raise VerifyException(f"quant: {storage} is symmetric only")
         if not isinstance(self.scale, Float32Type | Float16Type | BFloat16Type):
@@ -263,6 +266,9 @@ class SQAttr(QuantLayoutAttr):
     def verify(self) -> None:
         if self.low.float_offset:
             raise VerifyException(f"sq: low {self.low.summary()}: a float zero is not supported in sq (use symmetric=false)")
+        if self.low.codes.data in VALUE_BITS:
+            raise VerifyException(f"sq: low {self.low.summary()}: {self.low.codes.data} is a product's activation code, "
+                                  "not an SQ part (use int8)")  # fmt: skip
         if self.high.codes.data != "int8" or self.high.per.data not in ("tensor", "channel") or self.high.axis.data:
             raise VerifyException(f"sq: high must be int8 per tensor or per row (axis=0), got {self.high.summary()}")
         if not 0 < self.count.data <= self.group.data:

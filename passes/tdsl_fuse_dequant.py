@@ -18,6 +18,7 @@ from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 
+from stoicc_py.codec.uniform import ACTIVATION_CODES
 from stoicc_py.dialects.layout import ComposedLayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import NMAttr
@@ -50,12 +51,12 @@ def _dense(value: SSAValue) -> bool:
 
 
 def _integer_activation(value: SSAValue) -> bool:
-    """int8 codes with a scale per token or tensor, or bit-split int8 codes."""
+    """int8 (or int7) codes with a scale per token or tensor, or bit-split int8 codes."""
     t = value.type
     if isinstance(t, TensorType) and isinstance(t.layout, BitSplitAttr):
         return True
     act = _quantized(value)
-    return act is not None and act.codes.data == "int8" and act.per.data in INTEGER_ACTIVATIONS
+    return act is not None and act.codes.data in ACTIVATION_CODES and act.per.data in INTEGER_ACTIVATIONS
 
 
 def _integer_weight(value: SSAValue) -> bool:

@@ -25,6 +25,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint
 
+from stoicc_py.codec.uniform import ACTIVATION_CODES
 from stoicc_py.codegen import quant_loops, sparse_loops
 from stoicc_py.codegen.loop_builder import LoopBuilder, binary, convert, symbol_args, unary
 from stoicc_py.codegen.remarks import report
@@ -401,12 +402,12 @@ class LowerQuantize(RewritePattern):
             raise op_error(op, "the CPU backend reads bit-split activations only as a product's input or as values")
         if isinstance(layout, SQAttr) and layout.low.codes.data == "int8":
             quant_loops.sq_quantize(before(op), op.input, out, layout)
-        elif isinstance(layout, UniformQuantAttr) and layout.codes.data == "int8":
+        elif isinstance(layout, UniformQuantAttr) and layout.codes.data in ACTIVATION_CODES:
             quant_loops.quantize(before(op), op.input, out)
         else:
             raise op_error(
                 op,
-                "the CPU backend quantizes activations to int8 (e.g. int8(per=token)), bitsplit(int8) "
+                "the CPU backend quantizes activations to int8 (e.g. int8(per=token)), int7(per=token), bitsplit(int8) "
                 "(as int8 per token), or sq(...) with an int8 low part",
             )
         rewriter.erase(op)

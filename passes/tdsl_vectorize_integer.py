@@ -2,7 +2,7 @@
 whose inner step is a 4-byte dot product per i32 lane (vpdpbusd with AVX-512 VNNI).
 
 The products: `linear(x, w)` on i8 x i8 -> i32 (exact, wrapping like the
-reference), and W8A8 / W4A8-style: int8 activations (symmetric, one scale per row)
+reference), and W8A8 / W4A8-style: int8 (or int7) activations (symmetric, one scale per row)
 times int8 ... int2 weights (int3/int5/int6 in bit planes), symmetric or with zero
 points, with one scale per row or per group of k.
 Each group's dot product is exact in i32 and scaled as tdsl-lower-to-loops does
@@ -17,7 +17,8 @@ every output subtracts offset * sum_k x[i, k] per group, the sums precomputed on
 per row of x (O(M*K), where column sums of w would cost O(N*K), as much as a GEMV);
 in i32 this is exact.
 Without VNNI, x86's pmaddubsw then pmaddwd by ones give vpdpbusd's lane sums (exact
-for codes of at most 7 bits; 8-bit ones widen to i16 pairs for pmaddwd: DotKind);
+for codes of at most 7 bits, or any weight byte times int7 activations: pair_bound;
+else 8-bit ones widen to i16 pairs for pmaddwd: DotKind);
 elsewhere the same operands go through widening multiplies and adds. A step spans
 4*width bytes (VNNI, pmaddubsw), 2*width (pmaddwd pairs) or width bytes; with several groups per row, steps are narrowed until they tile a group.
 
@@ -36,7 +37,7 @@ GEMV's one) in 1 x `row_cols` blocks, which prefetch their weight rows two block
 ahead into L2 (codegen.prefetch); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
-With 4-byte lanes (VNNI, pmaddubsw), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
+With 4-byte lanes (VNNI, pmaddubsw: W8A7 too), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
 per row, no zero points and whole steps of k runs its whole blocks of rows in the
 outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
 of k, so that accumulators hold whole outputs and need neither reduction nor a
@@ -70,7 +71,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import DiagnosticException
 
-from stoicc_py.codec.uniform import CodeBits, Sign
+from stoicc_py.codec.uniform import ACTIVATION_CODES, CodeBits, Sign
 from stoicc_py.codegen.integer_blocks import IntegerKernel, row_offsets, scale_rows_buffer
 from stoicc_py.codegen.integer_dot import Dot, DotKind
 from stoicc_py.codegen.integer_panel import PanelKernel
@@ -248,8 +249,8 @@ CodeDecoder.offset_bytes: ternary's are int2's (-1, 0, 1 in two bits); binary's 
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
-    """int8 activations with one scale per row x integer weights -> f32."""
-    x, w, out = _quantized(op.lhs, ("int8",)), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
+    """int8 (or int7) activations with one scale per row x integer weights -> f32."""
+    x, w, out = _quantized(op.lhs, ACTIVATION_CODES), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
     if x is None or w is None or out is None or _element(out) != f32:
         return None
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
@@ -258,7 +259,8 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     weight = Weight(w.buffers["values"], w.decoder, w.code, None if w.symmetric else w.zero_point)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
-    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None)
+    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None,
+                   x.qmax + 1)  # fmt: skip
 
 
 def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
@@ -267,7 +269,7 @@ def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
     out, x = op.out, op.input
     if out is None or not computes_in_f32(x) or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
         return None
-    view = _quantized(out, ("int8",))
+    view = _quantized(out, ACTIVATION_CODES)
     one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]
     return RowQuantizer(x, view, lanes) if one_per_row else None  # type: ignore[arg-type]
 
@@ -305,10 +307,10 @@ class VectorizeIntegerLinear(RewritePattern):
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
             if integer_x:
-                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 activations (a scale per row) "
+                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 or int7 activations (a scale per row) "
                             f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
             return
-        wide = self.dot.for_bits(product.w.decoder.code.bits)
+        wide = self.dot.for_bits(product.w.decoder.code.bits, product.x_max)
         dot = product.groups.fitting(wide)
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")

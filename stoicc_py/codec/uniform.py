@@ -34,8 +34,15 @@ from stoicc_py.arrays import bf16_dtype
 from stoicc_py.codec import Array, Codec, cut_leading
 
 F32 = np.float32
-STORAGE_BITS = {"int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
+STORAGE_BITS = {"int8": 8, "int7": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2, "ternary": 2, "binary": 1}
 """Bits per code of each storage type: the one table (the dialect, the language and the accelerator read it)."""
+VALUE_BITS = {"int7": 7}
+"""Codes narrower than their storage field: int7's 7-bit codes (-63..63), one to a byte, as
+int8's. An activation code only (`quantize(x, int7(per=token))`): its products with 8-bit
+weight bytes (0..255) pair-sum exactly in pmaddubsw's i16 (|2 * 255 * 64| < 2^15), where
+int8 activations' do not (docs/formats.md, "int7 activations")."""
+ACTIVATION_CODES = ("int8", "int7")
+"""The codes the CPU backend quantizes activations to at run time."""
 
 
 class QuantScheme(Protocol):
@@ -110,12 +117,16 @@ class CodeBits:
 
     bits: int
     sign: Sign
+    value_bits: int = 0
+    """The code's own bits where fewer than its field's `bits` (int7: 7 in a byte); 0: `bits`."""
 
     @staticmethod
     def of(attr: QuantScheme) -> CodeBits:
-        if attr.codes.data == "binary":
+        codes = attr.codes.data
+        if codes == "binary":
             return CodeBits(1, Sign.PLUS_MINUS_ONE)
-        return CodeBits(STORAGE_BITS[attr.codes.data], Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED)
+        sign = Sign.TWOS if attr.is_symmetric else Sign.UNSIGNED
+        return CodeBits(STORAGE_BITS[codes], sign, VALUE_BITS.get(codes, 0))
 
     @property
     def planes(self) -> tuple[Plane, ...]:
@@ -140,8 +151,8 @@ class CodeBits:
 
     @property
     def qmax(self) -> int:
-        """The largest signed level: 2^(b-1) - 1 (127, 31, 15, 7, 3, 1; binary 0)."""
-        return (1 << (self.bits - 1)) - 1
+        """The largest signed level: 2^(b-1) - 1 (127, 63, 31, 15, 7, 3, 1; binary 0), b the code's own bits."""
+        return (1 << ((self.value_bits or self.bits) - 1)) - 1
 
     @property
     def sign_bit(self) -> int:
@@ -579,7 +590,8 @@ def check_scales(scales: Array, role: str) -> None:
 
 def check_codes(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") -> None:
     """Scales finite and >= 0, zero points below 2^b, and symmetric codes in -qmax..qmax:
-    the most negative b-bit pattern (-2^(b-1)) is never produced, and for ternary (0b10)
+    the most negative b-bit pattern (-2^(b-1)) is never produced (int7's bytes: none
+    outside -63..63), and for ternary (0b10)
     and symmetric int2 it is not a level at all; kernels may rely on its absence."""
     code = CodeBits.of(attr)
     check_scales(arrays[prefix + "scales"], prefix + "scales")
@@ -592,7 +604,7 @@ def check_codes(arrays: dict[str, Array], attr: QuantScheme, prefix: str = "") -
         raise ValueError(f"{prefix}zero_points{list(at)} = {zp[at]} is out of range [0, {code.levels - 1}]")
     if code.sign is Sign.TWOS:
         codes = code.decode(arrays[prefix + "values"])
-        if (bad := codes < -code.qmax).any():
+        if (bad := (codes < -code.qmax) | (codes > code.qmax)).any():
             r, k = _first(bad)
             raise ValueError(
                 f"{prefix}values: the code of row {r}, column {k} is {codes[r, k]} "

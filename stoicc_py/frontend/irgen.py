@@ -36,7 +36,7 @@ from stoicc_py.dialects import tdsl
 from stoicc_py.dialects.layout import DENSE, LayoutAttr, QuantLayoutAttr
 from stoicc_py.dialects.tdsl import DTYPES, Dim, TensorType, name_hint
 from stoicc_py.frontend import ast
-from stoicc_py.frontend.layouts import build_layout
+from stoicc_py.frontend.layouts import build_layout, check_parameter_layout
 from stoicc_py.limits import MAX_OPERATIONS, too_large
 
 _REDUCE_OPS: dict[str, type[tdsl.ReduceOp]] = {"sum": tdsl.SumOp, "max": tdsl.MaxOp, "mean": tdsl.MeanOp}
@@ -141,6 +141,8 @@ class _KernelGen:
         arg_types = []
         for p in kernel.params:
             layout = build_layout(p.layout, layouts) if p.layout else DENSE
+            if p.layout:
+                check_parameter_layout(layout, p.layout.loc)
             arg_types.append(tensor_type(p.type, layout))
         self.symbols = _bound_symbols(kernel)
         self.result_types = [tensor_type(r) for r in kernel.results]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from xdsl.dialects.builtin import ArrayAttr
+from xdsl.ir import Attribute, ParametrizedAttribute
 from xdsl.utils.exceptions import VerifyException
 
-from stoicc_py.codec.uniform import STORAGE_BITS
-from stoicc_py.diagnostics import CompileError
+from stoicc_py.codec.uniform import STORAGE_BITS, VALUE_BITS
+from stoicc_py.diagnostics import CompileError, SourceLoc
 from stoicc_py.dialects.layout import DENSE, ComposedLayoutAttr, LayoutAttr
 from stoicc_py.dialects.quant import BitSplitAttr, SQAttr, UniformQuantAttr
 from stoicc_py.dialects.sparse import BlockAttr, CSRAttr, HybridAttr, NMAttr
@@ -167,3 +169,22 @@ def parse_layout(text: str) -> LayoutAttr:
         return build_layout(parse_layout_expr(text), {})
     except CompileError as err:
         raise err.with_source(text) from None
+
+
+def _run_time_codes(attr: Attribute) -> str | None:
+    """The codes in `attr` (or a layout inside it) that only `quantize` produces (VALUE_BITS)."""
+    if isinstance(attr, UniformQuantAttr):
+        return attr.codes.data if attr.codes.data in VALUE_BITS else None
+    if isinstance(attr, ParametrizedAttribute):
+        return next((c for p in attr.parameters if (c := _run_time_codes(p)) is not None), None)
+    if isinstance(attr, ArrayAttr):
+        return next((c for p in attr.data if (c := _run_time_codes(p)) is not None), None)
+    return None
+
+
+def check_parameter_layout(layout: LayoutAttr, loc: SourceLoc) -> None:
+    """A located error where a parameter's layout holds codes that only `quantize` makes:
+    their range (int7's -63..63, which its kernels' exactness rests on) is the quantizer's."""
+    if (codes := _run_time_codes(layout)) is not None:
+        raise CompileError(f"{codes} codes are made by quantize at run time (e.g. quantize(x, {codes}(per=token))), "
+                           "not passed in: a parameter takes int8", loc)  # fmt: skip
