@@ -648,7 +648,9 @@ class _Wgmma(_Staged):
         """The thread's wgmma.sp metadata word of k-step ks for slice mi (its warp's 16 rows of it)."""
         b = self.b
         tile = b.i32("add", "%meta.tile", mi * WGMMA_ROWS // 16)
-        at = b.i32("add", b.i32("add", stage, self.meta_region + ks * 64), b.i32("add", b.i32("mul", tile, 128), "%meta.lane"))
+        at = b.i32(
+            "add", b.i32("add", stage, self.meta_region + ks * 64), b.i32("add", b.i32("mul", tile, 128), "%meta.lane")
+        )
         return b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
 
     def mainloop(self) -> None:
