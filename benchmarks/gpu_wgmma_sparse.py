@@ -36,7 +36,7 @@ from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, timed
 from stoicc_py.benchmarks.gpu_staged import ragged_weight
 from stoicc_py.codec.nm import NMCodec
-from stoicc_py.gpu import GpuKernel
+from stoicc_py.gpu import GpuKernel, GpuWeight
 
 _C = StagedConfig
 Variant = tuple[str, int | None, StagedConfig | None, int]
@@ -172,8 +172,11 @@ def check_weight(bench: Bench, fmt: str, dt: str, i: int, torch: Any) -> tuple[A
             {"nm24": "sparse_f16", "hybrid": "hybrid_f16"}.get(fmt, "dense"), n, k, np.random.default_rng(i)
         )
         wt = torch.from_numpy(w).cuda().to(torch.float16 if dt == "f16" else torch.bfloat16)
-        packed = bench.kernel(f"{fmt}_{dt}_{i}").to_device("w", wt.float().cpu().numpy()) if fmt != "dense" else None
-        pointers = [wt.data_ptr()] if packed is None else [a.ptr for a in packed.arrays]
+        pointers, packed = (
+            ([wt.data_ptr()], None)
+            if fmt == "dense"
+            else uploaded(bench.kernel(f"{fmt}_{dt}_{i}"), wt.float().cpu().numpy())
+        )
         bench.check_weights[key] = (wt, pointers, packed)
     wt, pointers, _ = bench.check_weights[key]
     return wt, pointers
@@ -214,7 +217,14 @@ def verify(bench: Bench, name: str, report: dict[str, Any], torch: Any) -> None:
     print(name, json.dumps({k: v for k, v in entry.items() if k != "config"}), flush=True)
 
 
-def weights(bench: Bench, size: int, torch: Any) -> dict[str, Any]:
+def uploaded(kernel: GpuKernel, w: Any) -> tuple[list[int], GpuWeight]:
+    """A 2:4 or hybrid weight packed and uploaded: its arrays' pointers in the kernel's order (and the arrays)."""
+    weight = kernel.to_device("w", w)
+    assert isinstance(weight, GpuWeight)
+    return [a.ptr for a in weight.arrays], weight
+
+
+def weights(bench: Bench, size: int, torch: Any) -> tuple[dict[str, Any], dict[str, list[int]], Any]:
     """The timed weights at N = K = size (cached): torch's f16 tensors (dense, 2:4, hybrid
     50%, torch's semi-structured 2:4) and ours packed, as device pointers."""
     if size not in bench.weights:
@@ -228,8 +238,8 @@ def weights(bench: Bench, size: int, torch: Any) -> dict[str, Any]:
             tensors["torch 2:4"] = to_sparse_semi_structured(tensors["nm24"])
         except (RuntimeError, ValueError, ImportError) as err:
             print(f"torch 2:4: {type(err).__name__}: {err}", flush=True)
-        packed = {f: bench.kernel(f"{f}_f16_{size}").to_device("w", host[f]) for f in ("nm24", "hybrid")}
-        pointers = {"dense": [tensors["dense"].data_ptr()], **{f: [a.ptr for a in p.arrays] for f, p in packed.items()}}
+        packed = {f: uploaded(bench.kernel(f"{f}_f16_{size}"), host[f]) for f in ("nm24", "hybrid")}
+        pointers = {"dense": [tensors["dense"].data_ptr()], **{f: p[0] for f, p in packed.items()}}
         bench.weights[size] = (tensors, pointers, packed)
     return bench.weights[size]
 
