@@ -1,7 +1,8 @@
 """2:4 and hybrid weights through the staged schedule's wgmma variant (wgmma.sp for 2:4
 tiles, StagedConfig.wgmma, sm_90a) on the device, in one run: every variant's PTX built
 beforehand in a pool of processes, then through `ptxas -arch=sm_90a -v` and `cuobjdump -sass`
-(HGMMA counted, the sparse ones apart: the tensor cores' Hopper path), checked against
+(HGMMA counted, the sparse ones apart: the tensor cores' Hopper path), checked (each
+variant in a process of its own: a fault or a hang ends only its CUDA context) against
 float64 on fresh random data (outputs poisoned with NaN first) at 4096^3 and ragged M, N
 and K (f16 and bf16), and timed in interleaved rounds (the minimum of each) against cuBLAS
 dense (`F.linear`), our dense default (wgmma), the mma.sp staged kernel (config_for's 2:4)
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import pickle
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -216,7 +219,6 @@ def verify(bench: Bench, name: str, report: dict[str, Any], torch: Any) -> None:
         entry["failure"] = f"{type(e).__name__}: {e}"[:2000]
         entry["correct"] = False
     report["variants"][name] = entry
-    print(name, json.dumps({k: v for k, v in entry.items() if k != "config"}), flush=True)
 
 
 def uploaded(kernel: GpuKernel, w: Any) -> tuple[list[int], GpuWeight]:
@@ -265,23 +267,63 @@ def timings(bench: Bench, size: int, m: int, names: list[str], rounds: int, torc
     return {"N=K": size, "M": m, "us": best}
 
 
+MODULE = "stoicc_py.benchmarks.gpu_wgmma_sparse"
+VERIFY_TIMEOUT_S = 90
+VERIFY_PARALLEL = 4
+"""Each variant's checks run in a process of their own (a kernel that faults or hangs ends
+that CUDA context, not the run), a few at a time, at most VERIFY_TIMEOUT_S each."""
+
+
+def verified(out: Path, names: list[str]) -> dict[str, Any]:
+    """Each variant's report from a `--verify NAME` process, in VARIANTS' order."""
+
+    def one(name: str) -> dict[str, Any]:
+        path = out / f"verify-{list(VARIANTS).index(name)}.json"
+        command = [sys.executable, "-P", "-m", MODULE, "--out", str(out), "--verify", name]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return {"failure": f"no result in {VERIFY_TIMEOUT_S} s (a hang?)", "correct": False}
+        if done.returncode or not path.exists():
+            return {"failure": f"rc {done.returncode}: {done.stderr[-1500:]}", "correct": False}
+        entry: dict[str, Any] = json.loads(path.read_text())
+        return entry
+
+    with ThreadPoolExecutor(VERIFY_PARALLEL) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=".")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--verify", help="(internal) check one variant with the run's PTX, into --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bench = Bench(out)
+    if args.verify:
+        bench.jobs = pickle.loads((out / "ptx.pickle").read_bytes())
+        import torch
+
+        torch.cuda.init()
+        report: dict[str, Any] = {"variants": {}}
+        verify(bench, args.verify, report, torch)
+        (out / f"verify-{list(VARIANTS).index(args.verify)}.json").write_text(
+            json.dumps(report["variants"][args.verify])
+        )
+        return 0
     bench.plan()  # before CUDA: the pool forks
+    (out / "ptx.pickle").write_bytes(pickle.dumps(bench.jobs))
+    variants = verified(out, list(VARIANTS))
+    for name, entry in variants.items():
+        print(name, json.dumps({k: v for k, v in entry.items() if k != "config"}), flush=True)
     import torch
 
     torch.cuda.init()
-    report: dict[str, Any] = {"device": driver.device_name(), "variants": {}, "times": []}
-    for name in VARIANTS:
-        verify(bench, name, report, torch)
-        (out / "gpu_wgmma_sparse.json").write_text(json.dumps(report, indent=1))
-    timed_variants = [n for n, e in report["variants"].items() if e["correct"] and "sel1" not in n]
+    report = {"device": driver.device_name(), "variants": variants, "times": []}
+    (out / "gpu_wgmma_sparse.json").write_text(json.dumps(report, indent=1))
+    timed_variants = [n for n, e in variants.items() if e["correct"] and "sel1" not in n]
     for size, m in TIMES:
         try:
             report["times"].append(timings(bench, size, m, timed_variants, args.rounds, torch))
