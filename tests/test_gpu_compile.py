@@ -184,6 +184,20 @@ def test_wgmma_sp_registers_read_back_as_the_codec_decodes(rows: int, cols: int)
     np.testing.assert_array_equal(as_wgmma_sp_reads(registers, arrays["values"], rows, cols), codec.decode(arrays))
 
 
+def test_the_wgmma_sp_example_of_formats_md() -> None:
+    """docs/formats.md's worked example ("On the GPU"): rows 17 and 25's index words, where
+    mma.sp's lanes and wgmma.sp's threads find them."""
+    words = np.full((64, 1), 0x44444444, np.uint32)
+    words[17, 0], words[25, 0] = 0xE8D44DE4, 0x44448888
+    meta = mma_sp_metadata(NMCodec(2, 4, 32), words.view(np.int32), 64)
+    assert (int(meta[1, 0, 1, 0]), int(meta[1, 0, 1, 1])) == (0x88884DE4, 0x4444E8D4)
+    registers = wgmma_sp_registers(meta)
+    assert [int(registers[0, 0, t]) for t in (36, 37, 38, 39)] == [0x88884DE4, 0x4444E8D4] * 2
+    docs = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
+    assert "mma_sp_metadata[1, 0, 1, 1] = 0x4444 << 16 | 0xE8D4 = 0x4444E8D4" in docs
+    assert "threads 37, 39 (q = 1, 3) pass 0x4444E8D4" in docs
+
+
 def test_mma_sp_metadata_refuses_other_patterns() -> None:
     codec = NMCodec(1, 4, 32)
     with pytest.raises(ValueError, match="2:4"):
