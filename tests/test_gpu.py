@@ -113,19 +113,27 @@ def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> Non
 WGMMA_SOURCE = """
 kernel dense(x: f16[M, 200], w: f16[264, 200], b: f16[264]) -> f16[M, 264] { return relu(linear(x, w, b)) }
 kernel dense_bf16(x: bf16[M, 136], w: bf16[200, 136]) -> bf16[M, 200] { return linear(x, w) }
+kernel sparse(x: f16[M, 208], w: f16[200, 208] @ nm(2, 4), b: f16[200]) -> f16[M, 200] { return relu(linear(x, w, b)) }
+kernel sparse_bf16(x: bf16[M, 336], w: bf16[136, 336] @ nm(2, 4)) -> bf16[M, 136] { return linear(x, w) }
+layout H2 = hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])
+kernel hybrid(x: bf16[M, 200], w: bf16[264, 200] @ H2) -> bf16[M, 264] { return linear(x, w) }
+kernel hybrid_f16(x: f16[M, 200], w: f16[264, 200] @ H2, b: f16[264]) -> f16[M, 264] { return linear(x, w, b) }
 """
+WGMMA_INSTRUCTION = {"sparse": "wgmma.mma_async.sp", "hybrid": "wgmma.mma_async.sp"}
 
 
 @pytest.mark.parametrize("m", (33, 130, 300))
-@pytest.mark.parametrize("name", ["dense", "dense_bf16"])
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "hybrid_f16"])
 def test_the_wgmma_variant_matches_the_reference(name: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:
-    4 warps (128 rows of x a block) up to WIDE_M rows, 8 (256) past."""
+    4 warps (128 rows of x a block) up to WIDE_M rows, 8 (256) past; 2:4 weights and
+    tiles through wgmma.sp (hybrid: its tiles 2:4, dense and empty, hybrid_weight's)."""
     wgmma = StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True)
     for module in (gpu, staged):
         monkeypatch.setattr(module, "config_for", lambda spec: wgmma)
     k = stoicc_py.compile(WGMMA_SOURCE, target="gpu").kernel(name)  # its own: loaded functions are kept per spec
-    assert k.schedule(m).schedule == "staged" and "wgmma.mma_async" in k.ptx(m)
+    instruction = WGMMA_INSTRUCTION.get(name.split("_")[0], "wgmma.mma_async")
+    assert k.schedule(m).schedule == "staged" and instruction in k.ptx(m)
     args = inputs(k, m, seed=m)
     got = k(*args)
     assert_matches(got, k.reference(*args), k.spec.dtype)

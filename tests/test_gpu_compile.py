@@ -38,7 +38,7 @@ from stoicc_py.codec.hybrid import HybridCodec
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.gpu import GpuKernel
 from stoicc_py.gpu_simt import SimtKernel
-from stoicc_py.packing.mma import MAP_CODE_BITS, hybrid_gpu_arrays, mma_sp_metadata
+from stoicc_py.packing.mma import MAP_CODE_BITS, hybrid_gpu_arrays, mma_sp_metadata, wgmma_sp_registers
 
 Array = np.ndarray[Any, Any]
 
@@ -102,6 +102,30 @@ def as_mma_sp_reads(meta: Array, values: Array, rows: int, cols: int) -> Array:
     return dense[:rows, :cols]
 
 
+def as_wgmma_sp_reads(registers: Array, values: Array, rows: int, cols: int) -> Array:
+    """The dense weight that wgmma.sp.m64nNk32 multiplies, from each warpgroup thread's
+    metadata register, as CUTLASS's ELayout_64x32 maps (thread, value) to (row, column) of
+    the 64 x 32 slice: thread t = (t % 2, t / 2 % 2, t / 4 % 8, t / 32) with strides (16
+    columns, 0, 1 row, 16 rows), its 32 bits (16, 2) with strides (1 column, 8 rows): bit
+    16h + 4n + b of thread t, row 16 (t / 32) + t / 4 % 8 + 8h, group n of columns 16 (t % 2) ..."""
+    slices, steps = registers.shape[:2]
+    stored = np.zeros((slices * 64, steps * 16), values.dtype)
+    stored[:rows, : values.shape[1]] = values
+    dense = np.zeros((slices * 64, steps * 32), values.dtype)
+    for s, step, t, h, n in product(range(slices), range(steps), range(128), range(2), range(4)):
+        row = 64 * s + 16 * (t // 32) + t // 4 % 8 + 8 * h
+        group = 4 * (t % 2) + n  # of the step's 8 groups of 4 columns
+        nibble = int(registers[s, step, t]) >> (16 * h + 4 * n) & 0xF
+        first, second = nibble & 3, nibble >> 2
+        assert first < second, f"metadata nibble {nibble:04b} is not two ascending positions"
+        for slot, position in enumerate((first, second)):
+            value = stored[row, step * 16 + 2 * group + slot]
+            at = (row, step * 32 + 4 * group + position)
+            assert dense[at] in (0, value), "threads that repeat a word must agree"  # t / 2 % 2: stride 0
+            dense[at] = value
+    return dense[:rows, :cols]
+
+
 def read_hybrid(spec: Any, arrays: dict[str, Array]) -> Array:
     """The dense weight the hybrid kernel multiplies: each tile through the map, a 2:4 tile
     through its metadata as mma.sp reads it."""
@@ -145,6 +169,33 @@ def test_mma_sp_metadata_reads_back_as_the_codec_decodes(rows: int, cols: int) -
     reference = codec.decode(arrays)
     np.testing.assert_array_equal(reference, w)
     np.testing.assert_array_equal(as_mma_sp_reads(meta, arrays["values"], rows, cols), reference)
+
+
+@pytest.mark.parametrize("rows, cols", [(64, 32), (40, 72), (130, 100)])
+def test_wgmma_sp_registers_read_back_as_the_codec_decodes(rows: int, cols: int) -> None:
+    """wgmma.sp's arrangement of the same words (the staged kernel's wgmma variant reads
+    them from its stage so): through CUTLASS's thread-value layout, the codec's matrix."""
+    rng = np.random.default_rng(rows + cols)
+    w = two_of_four(rng, rows, cols)
+    codec = NMCodec(2, 4, cols)
+    arrays = codec.encode(w)
+    registers = wgmma_sp_registers(mma_sp_metadata(codec, arrays["indices"], rows))
+    assert registers.shape == (-(-rows // 64), -(-cols // 32), 128) and registers.dtype == np.uint32
+    np.testing.assert_array_equal(as_wgmma_sp_reads(registers, arrays["values"], rows, cols), codec.decode(arrays))
+
+
+def test_the_wgmma_sp_example_of_formats_md() -> None:
+    """docs/formats.md's worked example ("On the GPU"): rows 17 and 25's index words, where
+    mma.sp's lanes and wgmma.sp's threads find them."""
+    words = np.full((64, 1), 0x44444444, np.uint32)
+    words[17, 0], words[25, 0] = 0xE8D44DE4, 0x44448888
+    meta = mma_sp_metadata(NMCodec(2, 4, 32), words.view(np.int32), 64)
+    assert (int(meta[1, 0, 1, 0]), int(meta[1, 0, 1, 1])) == (0x88884DE4, 0x4444E8D4)
+    registers = wgmma_sp_registers(meta)
+    assert [int(registers[0, 0, t]) for t in (36, 37, 38, 39)] == [0x88884DE4, 0x4444E8D4] * 2
+    docs = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
+    assert "mma_sp_metadata[1, 0, 1, 1] = 0x4444 << 16 | 0xE8D4 = 0x4444E8D4" in docs
+    assert "threads 37, 39 (q = 1, 3) pass 0x4444E8D4" in docs
 
 
 def test_mma_sp_metadata_refuses_other_patterns() -> None:
@@ -234,14 +285,53 @@ def test_ptxas_keeps_the_wgmma_pipeline_without_spills(program: Any, tmp_path: P
     assert "0 bytes stack frame" in report and "C75" not in report and "arning" not in report
 
 
-@pytest.mark.parametrize("name", ["sparse_bf16", "hybrid"])
-def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any, name: str) -> None:
-    spec = replace(program.kernel(name).spec, warps=8, warp_rows=4, cols=8, schedule="staged")
+@pytest.mark.parametrize(("name", "warps"), [("sparse", 8), ("sparse_bf16", 4), ("hybrid", 4), ("hybrid", 8)])
+def test_the_wgmma_variant_runs_2_4_tiles_through_wgmma_sp(program: Any, name: str, warps: int) -> None:
+    """2:4 weights and tiles: m64nNk32 wgmma.sp from descriptors (A the 64 x 16 stored
+    values, 64-byte rows swizzled by 64 bytes: layout type 2, stride 512), the metadata a
+    register read from the stage before the k-tile's fence, sparsity selector 0; 2 k-steps a
+    k-tile per 64-row slice. A hybrid k-tile switches between wgmma and wgmma.sp (128-byte
+    rows for its dense tiles) within one commit group. The stages: 64-byte rows of 2:4
+    values (128 for hybrid), x's 128, and the metadata (1024 bytes a stage)."""
+    k = program.kernel(name)
+    spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
+    a_row = 64 if name.startswith("sparse") else 128
+    assert shared_bytes(spec, WGMMA) == 4 * (128 * a_row + spec.block_cols * 128 + 1024) + 1024 <= 227 * 1024
+    ptx = emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a")
+    ty, n = k.spec.dtype, spec.block_cols
+    sparse = f"wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.{ty}.{ty}"
+    dense = {f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty}"} if name == "hybrid" else set()
+    assert ".target sm_90a" in ptx and set(re.findall(r"\bwgmma\.mma_async\S*", ptx)) == {sparse, *dense}
+    slices = 128 // 64 // (warps // 4)
+    assert ptx.count("wgmma.mma_async.sp") == 2 * slices and "mma.sp::" not in ptx and "ldmatrix" not in ptx
+    assert re.search(r"wgmma\.mma_async\.sp\S* \{[^}]*\}, %rd\d+, %rd\d+, %r\d+, 0, 1, 1, 1, 0, 0;", ptx)
+    assert str((2 << 62 | (512 >> 4) << 32 | (16 >> 4) << 16) - (1 << 64)) in ptx  # the descriptor (signed in PTX)
+    before = ptx[: ptx.index("wgmma.mma_async.sp")]
+    fence = before.rindex("wgmma.fence.sync.aligned")
+    assert re.search(r"ld\.shared\.b32\s[^\n]*\n\s*wgmma\.fence", before[fence - 200 : fence + 30])  # metadata, fence
+    assert ptx.count("wgmma.commit_group.sync.aligned") == 1 and ".local" not in ptx
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="no ptxas")
+@pytest.mark.parametrize("name", ["sparse", "sparse_bf16"])
+def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(program: Any, name: str, tmp_path: Path) -> None:
+    """wgmma.sp's metadata registers, read before the fence, need no warpgroup.arrive
+    between the k-tile's wgmma (ptxas injects one where a register is written among them)."""
+    spec = replace(program.kernel(name).spec, k=4096, warps=8, warp_rows=4, cols=8, schedule="staged")
+    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a"))
+    done = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    report = done.stdout + done.stderr
+    assert "0 bytes stack frame" in report and "C75" not in report and "arning" not in report
+
+
+def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
+    spec = replace(program.kernel("sparse_bf16").spec, warps=8, warp_rows=4, cols=8, schedule="staged")
     assert not config_for(spec).wgmma
-    with pytest.raises(ValueError, match="dense weights"):
-        staged_ir(spec, WGMMA)
+    with pytest.raises(ValueError, match="64 weight rows a warpgroup"):
+        staged_ir(replace(spec, warp_rows=1), WGMMA)
     with pytest.raises(ValueError, match="stages"):
-        staged_ir(replace(spec, weight="dense"), StagedConfig(2, wgmma=True))
+        staged_ir(spec, StagedConfig(2, wgmma=True))
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:

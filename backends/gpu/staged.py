@@ -42,8 +42,18 @@ stride between 8-row groups."""
 DESCRIPTOR_OFFSETS = (16, SWIZZLE_ATOM)
 """The matrix descriptor's leading and stride byte offsets (PTX ISA, "Matrix Descriptor
 Format"; the leading one is not used by a K-major operand swizzled by 128 bytes)."""
+WGMMA_ROW_BYTES = {"dense": SWIZZLE_BYTES, "nm24": SWIZZLE_BYTES // 2, "x": SWIZZLE_BYTES}
+"""A row of a wgmma stage per operand: a 2:4 k-tile's 32 stored values fill 64 bytes, which
+the 64-byte swizzle takes (its 16-byte chunk c of row r at c ^ (r / 2 % 4): the address
+bits 4-5 xor 7-8, as for 128 bytes bits 4-6 xor 7-9)."""
+SWIZZLE_MODE = {SWIZZLE_BYTES: 1, SWIZZLE_BYTES // 2: 2}
+"""The matrix descriptor's layout type (bits 62-63) per swizzled row width: 128 or 64 bytes."""
+SPARSITY_SELECTOR = 0
+"""wgmma.sp's (and mma.sp's) sparsity selector: lanes 4g and 4g + 1 of a quad give the
+metadata (lanes 4g + 2 and 4g + 3 hold the same words: either selector reads them)."""
 WGMMA_ROWS = 64
-"""Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k)."""
+"""Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k; the
+2:4 wgmma.sp: m64nNk32, 16 stored values)."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
 
@@ -60,7 +70,8 @@ class StagedConfig:
     wide_m: int | None = None
     """Calls of more rows than this take blocks of 8 warps (None: never)."""
     wgmma: bool = False
-    """Dense weights through Hopper's wgmma (sm_90a) from swizzled stages instead of mma.sync."""
+    """Hopper's wgmma (sm_90a) from swizzled stages instead of mma.sync: dense tiles through
+    wgmma, 2:4 ones through wgmma.sp, instead of mma.sync and mma.sp from ldmatrix fragments."""
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
@@ -94,10 +105,22 @@ def staged_warps(m: int, config: StagedConfig) -> int:
     return 8 if config.wide_m is not None and m > config.wide_m else 4
 
 
+def _spec_formats(spec: GemmSpec) -> tuple[str, ...]:
+    return spec.tile_formats if spec.weight == "hybrid" else (spec.weight,)
+
+
+def wgmma_a_row_bytes(spec: GemmSpec) -> int:
+    """A row of the weight's k-tile in a wgmma stage: 64 bytes for 2:4 weights, else 128
+    (a hybrid weight's stage takes its dense tiles; its 2:4 ones use the first half)."""
+    return WGMMA_ROW_BYTES["nm24" if set(_spec_formats(spec)) == {"nm24"} else "dense"]
+
+
 def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
-    """One stage: the weight's k-tile, x's, the mma.sp metadata (wgmma: unpadded rows, no metadata)."""
+    """One stage: the weight's k-tile, x's, the 2:4 metadata (wgmma: unpadded rows, the
+    metadata only where a format is 2:4)."""
     if (config or config_for(spec)).wgmma:
-        return (spec.block_rows + spec.block_cols) * SWIZZLE_BYTES
+        meta = META_BYTES if "nm24" in _spec_formats(spec) else 0
+        return spec.block_rows * wgmma_a_row_bytes(spec) + spec.block_cols * SWIZZLE_BYTES + meta
     return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
 
 
@@ -190,7 +213,8 @@ class _Staged(_Gemm):
         (a 64-bit address per copy did: ~50 registers). A copy outside the buffer reads nothing
         (source size 0: zeros, the address not accessed). Its row test is against a limit
         that is 0 past K, so it is made per k-tile, not hoisted out of the loop. Swizzled
-        (wgmma): a row's chunk c at c ^ (row % 8), the same for all of a thread's rows."""
+        (wgmma): a row's chunk c at c ^ (row / (8 / chunks) % chunks) (row_bytes' swizzle, 128
+        or 64 bytes), the same for all of a thread's rows."""
         b = self.b
         chunks = (row_bytes - self.pad) // 16
         step = self.s.threads // chunks  # rows between a thread's copies
@@ -199,7 +223,9 @@ class _Staged(_Gemm):
         left = b.i32("sub", b.i32("sub", rows, row0), row)  # rows from the thread's first to the edge
         limit = b.op(f"select i1 {b.op(f'icmp ult i32 {k}, {cols}')}, i32 {left}, i32 0")
         src = b.op(f"getelementptr i16, ptr addrspace(1) {base}, i64 {b.index(b.i32('add', row0, row), stride, k)}")
-        at = b.i32("xor", chunk, b.i32("and", row, 7)) if self.swizzle else chunk
+        at = chunk
+        if self.swizzle:
+            at = b.i32("xor", chunk, b.i32("and", b.i32("lshr", row, (8 // chunks).bit_length() - 1), chunks - 1))
         dst = b.i32("add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", at, 4))))
         for i in range(block // step):
             size = b.op(f"select i1 {b.op(f'icmp slt i32 {i * step}, {limit}')}, i32 16, i32 0")
@@ -497,23 +523,29 @@ class _Staged(_Gemm):
 
 
 class _Wgmma(_Staged):
-    """The staged kernel through wgmma (config.wgmma): dense weights; each of the block's
-    warpgroups (4 warps; the spec's 4 or 8: 1 or 2) takes an equal part of its weight rows
-    (128 or 64 of the staged spec's 128), as m64 slices, times all its rows of x (N = 128 or
-    256; smaller blocks where the spec says so: N <= 256, 64 weight rows a warpgroup or more). The stages hold unpadded rows swizzled by 128
-    bytes, which the tensor cores read through matrix descriptors; each k-tile is 4 k-steps
-    of one wgmma per slice, committed as a group. The cp.async copies reach the async proxy
-    through fence.proxy.async before the barrier. The accumulators (128 a thread) pass through
-    the wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight."""
+    """The staged kernel through wgmma (config.wgmma): dense, 2:4 and hybrid weights; each
+    of the block's warpgroups (4 warps; the spec's 4 or 8: 1 or 2) takes an equal part of its
+    weight rows (128 or 64 of the staged spec's 128), as m64 slices, times all its rows of x
+    (N = 128 or 256; smaller blocks where the spec says so: N <= 256, 64 weight rows a
+    warpgroup or more). The stages hold unpadded rows swizzled by their width (128 bytes; a
+    2:4 k-tile's stored values 64), which the tensor cores read through matrix descriptors.
+    Each k-tile is, per slice, 4 k-steps of wgmma (dense) or 2 of wgmma.sp (2:4: A the 64 x 16
+    stored values, its metadata a register per thread, read from the stage where packing/mma.py's
+    layout puts it: warp w of a warpgroup holds rows 16w ... 16w + 15 of the slice, as mma.sp's
+    m16n8k32 does, CUTLASS's ELayout_64x32), committed as a group; a hybrid k-tile switches
+    between the two on its tile's format. The cp.async copies reach the async proxy through
+    fence.proxy.async before the barrier. The accumulators (128 a thread) pass through the
+    wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight."""
 
     def __init__(self, spec: GemmSpec, config: StagedConfig):
         super().__init__(spec, config)
         groups = spec.warps // 4
-        if spec.weight != "dense" or spec.warps % 4 or spec.block_rows % (groups * WGMMA_ROWS) or spec.block_cols > 256:
-            raise ValueError(f"the wgmma staged kernel takes dense weights, 64 rows a warpgroup or more, not {spec}")
+        if spec.warps % 4 or spec.block_rows % (groups * WGMMA_ROWS) or spec.block_cols > 256:
+            raise ValueError(f"the wgmma staged kernel takes 64 weight rows a warpgroup or more, not {spec}")
         self.slices = spec.block_rows // WGMMA_ROWS // groups
-        self.row_bytes, self.pad, self.swizzle = {"dense": SWIZZLE_BYTES, "x": SWIZZLE_BYTES}, 0, True
-        self.x_region = spec.block_rows * SWIZZLE_BYTES
+        self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
+        self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
+        self.meta_region = self.x_region + spec.block_cols * SWIZZLE_BYTES
 
     @property
     def acc_count(self) -> int:
@@ -529,25 +561,33 @@ class _Wgmma(_Staged):
         return "0"
 
     def lanes(self) -> None:
-        """The pad that aligns the stages to the swizzle's pattern, and the warpgroup's first weight row in a stage."""
+        """The pad that aligns the stages to the swizzle's pattern; the warpgroup's first
+        weight row in a stage (its byte offset in the weight's region); for 2:4 tiles, the
+        thread's first metadata tile of the block and its word among the tile's 16 (mma.sp's)."""
         b = self.b
         b.emit("%smem.at = ptrtoint ptr addrspace(3) @smem to i32")
         b.emit(f"%smem.pad = and i32 {b.i32('sub', 0, '%smem.at')}, {SWIZZLE_ATOM - 1}")
-        rows = b.i32("mul", b.i32("lshr", "%warp", 2), self.slices * WGMMA_ROWS * SWIZZLE_BYTES)
+        rows = b.i32("mul", b.i32("lshr", "%warp", 2), self.slices * WGMMA_ROWS * wgmma_a_row_bytes(self.s))
         b.emit(f"%group.rows = add i32 {rows}, 0")
+        if "nm24" in self.formats():
+            b.emit(f"%meta.lane = shl i32 {b.i32('add', b.i32('shl', '%g', 1), b.i32('and', '%lane', 1))}, 2")
+            tile = b.i32("mul", b.i32("lshr", "%warp", 2), self.slices * WGMMA_ROWS // 16)
+            b.emit(f"%meta.tile = add i32 {tile}, {b.i32('and', '%warp', 3)}")
 
     def shared(self, offset: str | int) -> str:
         return self.b.op(
             f"getelementptr inbounds i8, ptr addrspace(3) @smem, i32 {self.b.i32('add', offset, '%smem.pad')}"
         )
 
-    def descriptor(self, offset: str) -> str:
-        """The matrix descriptor of the K-major operand at `offset` in the stages (128-byte swizzle)."""
+    def descriptor(self, offset: str, row_bytes: int = SWIZZLE_BYTES) -> str:
+        """The matrix descriptor of the K-major operand at `offset` in the stages (rows of
+        `row_bytes`, swizzled by as many bytes)."""
         b = self.b
         at = b.i32("add", "%smem.at", b.i32("add", offset, "%smem.pad"))
         start = b.op(f"zext i32 {b.i32('and', b.i32('lshr', at, 4), 0x3FFF)} to i64")
         leading, stride = DESCRIPTOR_OFFSETS
-        return b.op(f"or i64 {start}, {(leading >> 4) << 16 | (stride >> 4) << 32 | 1 << 62}")
+        stride = stride * row_bytes // SWIZZLE_BYTES  # 8 rows
+        return b.op(f"or i64 {start}, {(leading >> 4) << 16 | (stride >> 4) << 32 | SWIZZLE_MODE[row_bytes] << 62}")
 
     def accumulators(self, asm: str, constraints: list[str], inputs: list[str], first: int, count: int) -> None:
         """acc[first:first + count] through inline PTX `asm` (its outputs, then `inputs`, then the accumulators tied)."""
@@ -561,29 +601,57 @@ class _Wgmma(_Staged):
         for i, slot in enumerate(slots):
             b.emit(f"store float {b.op(f'extractvalue {struct} {result}, {i}')}, ptr {slot}")
 
-    def wgmma(self, a: str, x: str, r: int) -> None:
-        """Slice r's accumulators += its 64 weight rows (descriptor a) x the block's rows of x (descriptor x), 16 of k."""
+    def wgmma(self, a: str, x: str, r: int, meta: str | None = None) -> None:
+        """Slice r's accumulators += its 64 weight rows (descriptor a) x the block's rows of
+        x (descriptor x): 16 of k, or 32 through wgmma.sp with the thread's metadata `meta`."""
         n, ty = self.s.block_cols, self.s.dtype
         count = n // 2
         registers = ", ".join(f"${i}" for i in range(count))
-        asm = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{registers}}}, ${count}, ${count + 1}, 1, 1, 1, 0, 0;"
-        self.accumulators(asm, ["l", "l"], [f"i64 {a}", f"i64 {x}"], r * count, count)
+        if meta is None:
+            asm = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{registers}}}, ${count}, ${count + 1}, 1, 1, 1, 0, 0;"
+            self.accumulators(asm, ["l", "l"], [f"i64 {a}", f"i64 {x}"], r * count, count)
+            return
+        asm = (f"wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.{ty}.{ty} {{{registers}}}, ${count}, ${count + 1}, "
+               f"${count + 2}, {SPARSITY_SELECTOR}, 1, 1, 1, 0, 0;")  # fmt: skip
+        self.accumulators(asm, ["l", "l", "r"], [f"i64 {a}", f"i64 {x}", f"i32 {meta}"], r * count, count)
 
     def wait(self, pending: int) -> None:
         """Until the warpgroup's wgmma groups but the last `pending` are done."""
         self.accumulators(f"wgmma.wait_group.sync.aligned {pending};", [], [], 0, self.acc_count)
 
     def compute_stage(self, kt: str) -> None:
+        """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none), one group."""
         b = self.b
         stage = self.stage(kt)
-        b.emit("call void @llvm.nvvm.wgmma.fence.sync.aligned()")
-        for ks in range(K_TILE // 16):
-            x = self.descriptor(b.i32("add", stage, self.x_region + ks * 32))
-            for r in range(self.slices):
-                rows = b.i32("add", "%group.rows", r * WGMMA_ROWS * SWIZZLE_BYTES + ks * 32)
-                self.wgmma(self.descriptor(b.i32("add", stage, rows)), x, r)
+        self.on_formats(kt, lambda format, *_: self.k_steps(format, stage))
         b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
         self.wait(self.config.wgmma_pending)
+
+    def k_steps(self, format: str, stage: str) -> None:
+        """The k-tile's k-steps at `stage`: 4 of wgmma a slice (dense), 2 of wgmma.sp (2:4),
+        after the fence; 2:4's metadata words read before it (a register written between
+        wgmma makes ptxas insert a warpgroup.arrive there)."""
+        b, k_step = self.b, _k_step(format)
+        row_bytes, steps = self.row_bytes[format], range(K_TILE // k_step)
+        step_bytes = k_step // (2 if format == "nm24" else 1) * 2  # the stored values' bytes a k-step
+        group = "%group.rows" if row_bytes == wgmma_a_row_bytes(self.s) else b.i32("lshr", "%group.rows", 1)
+        metas = [[self.meta_word(stage, ks, r) for r in range(self.slices)] for ks in steps] if format == "nm24" else []
+        b.emit("call void @llvm.nvvm.wgmma.fence.sync.aligned()")
+        for ks in steps:
+            x = self.descriptor(b.i32("add", stage, self.x_region + ks * k_step * 2))
+            for r in range(self.slices):
+                rows = b.i32("add", group, r * WGMMA_ROWS * row_bytes + ks * step_bytes)
+                a = self.descriptor(b.i32("add", stage, rows), row_bytes)
+                self.wgmma(a, x, r, metas[ks][r] if metas else None)
+
+    def meta_word(self, stage: str, ks: int, mi: int) -> str:
+        """The thread's wgmma.sp metadata word of k-step ks for slice mi (its warp's 16 rows of it)."""
+        b = self.b
+        tile = b.i32("add", "%meta.tile", mi * WGMMA_ROWS // 16)
+        at = b.i32(
+            "add", b.i32("add", stage, self.meta_region + ks * 64), b.i32("add", b.i32("mul", tile, 128), "%meta.lane")
+        )
+        return b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
 
     def mainloop(self) -> None:
         """Wait for k-tile kt's copies, fence them to the async proxy, barrier (every

@@ -12,6 +12,14 @@ and g + 8 (high half), the metadata of the step's columns 16p ... 16p + 15.
     meta[tile, step, g, p] = half p of word `step` of row 16 tile + g
                            | half p of word `step` of row 16 tile + g + 8  << 16
 
+wgmma.sp (m64nNk32, the staged kernel's wgmma variant) reads the same words in a second
+arrangement: thread 32w + 4g + q of the warpgroup passes, for its 64-row slice s and k-step,
+word [4s + w, step, g, q % 2] (warp w holds the slice's rows 16w ... 16w + 15 as mma.sp's
+m16n8k32 holds a tile; lanes 4g + 2 and 4g + 3 repeat 4g and 4g + 1, so either sparsity
+selector reads them). That is CUTLASS's ELayout_64x32 (cute/atom/mma_traits_sm90_gmma_sparse.hpp:
+thread (2, 2, 8, 4) : (16 columns, 0, 1 row, 16 rows), value (16, 2) : (1 column, 8 rows))
+and the metadata XLA's sparse dot passes wgmma.sp; wgmma_sp_registers() spells it out.
+
 Columns past the weight's k in its last word (which the codec leaves 0) and rows
 past its n get the nibble 0b0100 (positions 0 and 1): 0b0000 is not valid metadata
 (undefined behaviour), and those columns multiply zero values anyway. The stored
@@ -33,6 +41,8 @@ from stoicc_py.codec.nm import INDEX_WORD_BITS, NMCodec
 from stoicc_py.codec.schedule import entry_rows
 
 TILE_ROWS, STEP_COLS = 16, 32
+SLICE_ROWS = 64
+"""wgmma.sp.m64nNk32: 64 weight rows (4 warps' tiles) of a warpgroup."""
 """mma.sp.m16n8k32: 16 weight rows and 32 dense columns (one index word) per instruction."""
 HALF_BITS = INDEX_WORD_BITS // 2
 FILL = 0x4444_4444
@@ -66,6 +76,18 @@ def mma_sp_metadata(codec: NMCodec, words: Array, rows: int) -> Array:
     halves = [(by_row >> np.uint32(HALF_BITS * p)) & np.uint32(0xFFFF) for p in range(2)]
     meta = np.stack([h[:, 0] | (h[:, 1] << np.uint32(HALF_BITS)) for h in halves], axis=-1)  # [tile, g, step, p]
     return np.ascontiguousarray(meta.transpose(0, 2, 1, 3))
+
+
+def wgmma_sp_registers(meta: Array) -> Array:
+    """The metadata register [ceil(tiles / 4), steps, 128] (uint32) of each thread of a
+    warpgroup for wgmma.sp per 64-row slice and k-step, from mma_sp_metadata's words
+    [tiles, steps, 8, 2] (a slice past the last tile: FILL): see the module's docstring."""
+    tiles, steps = meta.shape[:2]
+    slices = -(-tiles // (SLICE_ROWS // TILE_ROWS))
+    words = np.full((slices * SLICE_ROWS // TILE_ROWS, steps, 8, 2), FILL, np.uint32)
+    words[:tiles] = meta
+    by_thread = words.reshape(slices, 4, steps, 8, 1, 2).repeat(2, axis=4)  # [slice, w, step, g, q // 2, q % 2]
+    return np.ascontiguousarray(by_thread.transpose(0, 2, 1, 3, 4, 5).reshape(slices, steps, 128))
 
 
 def hybrid_tile_map(codec: HybridCodec, arrays: dict[str, Array]) -> Array:
