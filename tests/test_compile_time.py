@@ -25,7 +25,7 @@ from stoicc_py.pipeline import verify
 
 def test_passes_grow_near_linearly() -> None:
     """4x the statements cost well under 16x (quadratic): the front end and every pass
-    to the llvm dialect, least CPU time of two runs (robust on a loaded machine)."""
+    to the llvm dialect, least CPU time of its thread in two runs (robust on a loaded machine)."""
     small, large = stage_seconds(chain_source(15), "ptr", runs=2), stage_seconds(chain_source(60), "ptr", runs=2)
     assert large / small < 6, (small, large)
 
