@@ -79,23 +79,27 @@ class Built:
         return partial(driver.launch, self.function, self.spec.grid(m), self.spec.threads, pointers, m, self.shared)
 
 
-def sass_report(built: Built, arch: str, log: Path) -> dict[str, Any]:
-    """ptxas's resource line and warnings, and the SASS's tensor-core instructions."""
+def sass_report(ptx: str, arch: str, log: Path, title: str) -> dict[str, Any]:
+    """ptxas's resource line and warnings, and the SASS's tensor-core instructions (wgmma's
+    HGMMA, the sparse ones among them, mma.sync's HMMA)."""
     with tempfile.TemporaryDirectory() as tmp:
-        ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
-        ptx.write_text(built.ptx)
-        assembled = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(ptx), "-o", str(cubin)],
+        source_file, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        source_file.write_text(ptx)
+        assembled = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(source_file), "-o", str(cubin)],
                                    capture_output=True, text=True)  # fmt: skip
         sass = subprocess.run(["cuobjdump", "-sass", str(cubin)], capture_output=True, text=True).stdout
     with log.open("a") as f:
-        f.write(f"== {built.spec}\n{assembled.stdout}{assembled.stderr}\n")
+        f.write(f"== {title}\n{assembled.stdout}{assembled.stderr}\n")
     lines = (assembled.stdout + assembled.stderr).splitlines()
+    gmma = [ln for ln in sass.splitlines() if "GMMA" in ln]
     return {
         "ptxas rc": assembled.returncode,
         "ptxas": [ln.strip() for ln in lines if "registers" in ln or "spill" in ln or "arn" in ln or "C75" in ln],
-        "HGMMA": sass.count("HGMMA"),
+        "HGMMA": len(gmma),
+        "sparse GMMA": sum(".SP" in ln for ln in gmma),
         "HMMA": sass.count("HMMA"),
-        "target": next((ln for ln in built.ptx.splitlines() if ln.startswith(".target")), ""),
+        "gmma example": gmma[0].strip()[:160] if gmma else "",
+        "target": next((ln for ln in ptx.splitlines() if ln.startswith(".target")), ""),
     }
 
 
@@ -150,7 +154,8 @@ def verify(name: str, report: dict[str, Any], out: Path, torch: Any) -> None:
     entry: dict[str, Any] = {"warps": warps, "geometry": geometry, "config": config.__dict__, "offsets": offsets}
     try:
         spec = spec_of(4096, 4096, "f16", 4096, variant)
-        entry["sass"] = sass_report(Built(spec, config, offsets), staged_arch(spec, config), out / "ptxas.log")
+        built = Built(spec, config, offsets)
+        entry["sass"] = sass_report(built.ptx, staged_arch(spec, config), out / "ptxas.log", str(spec))
         entry["errors"] = check(variant, torch)
         entry["correct"] = all(e < TOLERANCE for e in entry["errors"].values())  # NaN: False
     except Exception as e:  # a variant that fails to build or launch is a result too

@@ -22,7 +22,6 @@ import multiprocessing
 import pickle
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -38,6 +37,7 @@ from stoicc_py.backends.gpu.staged import StagedConfig, config_for, shared_bytes
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, timed
 from stoicc_py.benchmarks.gpu_staged import ragged_weight
+from stoicc_py.benchmarks.gpu_wgmma import sass_report
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.gpu import GpuKernel, GpuWeight
 
@@ -102,28 +102,6 @@ class Built:
         m = x.shape[0]
         pointers = [x.data_ptr(), *weight, y.data_ptr()]
         return partial(driver.launch, self.function, self.spec.grid(m), self.spec.threads, pointers, m, self.shared)
-
-
-def sass_report(ptx: str, arch: str, log: Path, title: str) -> dict[str, Any]:
-    """ptxas's resource line and warnings, and the SASS's tensor-core instructions."""
-    with tempfile.TemporaryDirectory() as tmp:
-        source_file, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
-        source_file.write_text(ptx)
-        assembled = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(source_file), "-o", str(cubin)],
-                                   capture_output=True, text=True)  # fmt: skip
-        sass = subprocess.run(["cuobjdump", "-sass", str(cubin)], capture_output=True, text=True).stdout
-    with log.open("a") as f:
-        f.write(f"== {title}\n{assembled.stdout}{assembled.stderr}\n")
-    lines = (assembled.stdout + assembled.stderr).splitlines()
-    gmma = [ln for ln in sass.splitlines() if "GMMA" in ln]
-    return {
-        "ptxas rc": assembled.returncode,
-        "ptxas": [ln.strip() for ln in lines if "registers" in ln or "spill" in ln or "arn" in ln or "C75" in ln],
-        "GMMA": len(gmma),
-        "sparse GMMA": sum(".SP" in ln for ln in gmma),
-        "HMMA": sass.count("HMMA"),
-        "gmma example": gmma[0].strip()[:160] if gmma else "",
-    }
 
 
 class Bench:

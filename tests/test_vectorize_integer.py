@@ -9,26 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import Array, assert_close, rand
+from integer_paths import PATHS, compile_for_path
 
 import stoicc_py
-from stoicc_py import pipeline
-from stoicc_py.backends.llvm.target import has_byte_madd, has_vnni, host_features
 from stoicc_py.codegen.integer_dot import PMADDWD
 from stoicc_py.packing.quant import codes_of, fake_quantize, quantize
 
 ROWS = (1, 3, 17)  # ragged against row blocks of 4
-HOST = {"vnni": has_vnni(host_features()), "madd": has_byte_madd(host_features()), "portable": True}
-PATHS = [path for path, runs in HOST.items() if runs]
 DWORDS = [path for path in PATHS if path != "portable"]
 """The paths that step 4-byte lanes (PanelKernel's, the wide steps')."""
-
-
-def _compile(source: str, path: str, monkeypatch: pytest.MonkeyPatch) -> stoicc_py.Program:
-    monkeypatch.setattr(pipeline, "has_vnni", lambda _features: path == "vnni")
-    monkeypatch.setattr(pipeline, "has_byte_madd", lambda _features: path == "madd")
-    prog = stoicc_py.compile(source, cache=False)
-    assert isinstance(prog, stoicc_py.Program)
-    return prog
 
 
 def _int8(rng: np.random.Generator, rows: int, cols: int) -> Array:
@@ -42,7 +31,7 @@ def _int8(rng: np.random.Generator, rows: int, cols: int) -> Array:
 @pytest.mark.parametrize("path", PATHS)
 def test_i8_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """N off the 6-column blocks, K off the 64-byte steps and off multiples of 4."""
-    prog = _compile(
+    prog = compile_for_path(
         "kernel f(x: i8[M, K], w: i8[N, K], b: i32[N]) -> i32[M, N] { return relu(linear(x, w, b)) }",
         path,
         monkeypatch,
@@ -100,7 +89,7 @@ def test_quantized_products_match_the_integer_model(path: str, monkeypatch: pyte
         f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
         for i, (layout, k) in enumerate(WEIGHTS[path])
     )
-    prog = _compile(source, path, monkeypatch)
+    prog = compile_for_path(source, path, monkeypatch)
     loops = prog.ir("loops")
     assert "llvm.zext" in loops and ("vpdpbusd.256" in loops) == (path == "vnni")  # int4 unpacked in vectors
     assert ("pmadd.ub.sw" in loops) == (path == "madd")
@@ -137,7 +126,7 @@ def test_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) ->
     row by row through a staging buffer) bit for bit against the integer model; 9 rows
     stay on the dot-product blocks."""
     n, k = 213, 128
-    prog = _compile(
+    prog = compile_for_path(
         f"kernel ints(x: i8[M, {k}], w: i8[{n}, {k}], b: i32[{n}]) -> i32[M, {n}] {{ return relu(linear(x, w, b)) }}\n"
         + "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {c}(axis=0), b: f32[{n}]) -> f32[M, {n}] "
                   f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n" for c in ("int8", "int4")),
@@ -172,7 +161,7 @@ def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytes
     runs of 10 summed in i16 (a whole run and a ragged one), and a ragged k tail."""
     layouts = {"int8": ("N", 320, "int8(group=32, scale=f16)"), "int4": ("21", 320, "int4(group=32, scale=f16)"),
                "ternary": ("21", 772, "ternary(axis=0)")}  # fmt: skip
-    prog = _compile(
+    prog = compile_for_path(
         "".join(f"kernel q{c}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
                 f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
                 for c, (n, k, layout) in layouts.items()),

@@ -10,24 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import Array, assert_close, rand
+from integer_paths import PATHS, compile_for_path
 
 import stoicc_py
-from stoicc_py import pipeline
-from stoicc_py.backends.llvm.target import has_byte_madd, has_vnni, host_features
 from stoicc_py.frontend.layouts import parse_layout
 from stoicc_py.packing.quant import codes_of, fake_quantize, quantize
 
-HOST = {"vnni": has_vnni(host_features()), "madd": has_byte_madd(host_features()), "portable": True}
-PATHS = [path for path, runs in HOST.items() if runs]
 A7 = "int7(per=token)"
-
-
-def _compile(source: str, path: str, monkeypatch: pytest.MonkeyPatch) -> stoicc_py.Program:
-    monkeypatch.setattr(pipeline, "has_vnni", lambda _features: path == "vnni")
-    monkeypatch.setattr(pipeline, "has_byte_madd", lambda _features: path == "madd")
-    prog = stoicc_py.compile(source, cache=False)
-    assert isinstance(prog, stoicc_py.Program)
-    return prog
 
 
 def test_quantize_makes_7_bit_codes() -> None:
@@ -96,7 +85,7 @@ def _extremes(x: Array, w: Array, layout: str) -> None:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    prog = _compile(
+    prog = compile_for_path(
         "".join(f"kernel q{name}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
                 f"{{ return linear(quantize(x, {A7}), w, b) }}\n" for name, (n, k, layout) in WEIGHTS.items()),
         path,
