@@ -12,7 +12,7 @@ from xdsl.utils.target import Target
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from stoicc_py.cmdline import usage_error
-from stoicc_py.pipeline import context
+from stoicc_py.pipeline import all_passes, context
 from stoicc_py.source import decode_source
 from stoicc_py.version import __version__
 
@@ -42,8 +42,6 @@ class OptMain(xDSLOptMain):
         self.ctx = context()
 
     def register_all_passes(self) -> None:
-        from stoicc_py.pipeline import all_passes
-
         for name, factory in all_passes().items():
             self.register_pass(name, factory)
 

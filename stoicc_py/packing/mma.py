@@ -41,9 +41,9 @@ from stoicc_py.codec.nm import INDEX_WORD_BITS, NMCodec
 from stoicc_py.codec.schedule import entry_rows
 
 TILE_ROWS, STEP_COLS = 16, 32
+"""mma.sp.m16n8k32: 16 weight rows and 32 dense columns (one index word) per instruction."""
 SLICE_ROWS = 64
 """wgmma.sp.m64nNk32: 64 weight rows (4 warps' tiles) of a warpgroup."""
-"""mma.sp.m16n8k32: 16 weight rows and 32 dense columns (one index word) per instruction."""
 HALF_BITS = INDEX_WORD_BITS // 2
 FILL = 0x4444_4444
 """Index words of positions (0, 1) in every group: valid metadata for what holds no weight."""
