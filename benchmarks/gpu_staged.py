@@ -59,14 +59,14 @@ kernel hybrid_f16(x: f16[M, 200], w: f16[264, 200] @ hybrid(tile=[128, 64], form
 """
 
 
-def ragged_weight(name: str, n: int, k: int, rng: np.random.Generator) -> Any:
-    """A random weight; 2:4 pruned, or [128, 64] tiles of 2:4, dense and zero in turn."""
+def ragged_weight(name: str, n: int, k: int, rng: np.random.Generator, tile_cols: int = 64) -> Any:
+    """A random weight; 2:4 pruned, or [128, tile_cols] tiles of 2:4, dense and zero in turn."""
     w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
     if name == "sparse_f16":
         return NMCodec(2, 4, k).prune(w)
     if name == "hybrid_f16":
-        for i, (r, c) in enumerate((r, c) for r in range(0, n, 128) for c in range(0, k, 64)):
-            block = w[r : r + 128, c : c + 64]
+        for i, (r, c) in enumerate((r, c) for r in range(0, n, 128) for c in range(0, k, tile_cols)):
+            block = w[r : r + 128, c : c + tile_cols]
             whole = block.shape[1] // 4 * 4
             if i % 3 == 0:
                 block[:, :whole], block[:, whole:] = NMCodec(2, 4, whole).prune(block[:, :whole]), 0

@@ -23,7 +23,6 @@ import pickle
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 import stoicc_py
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
-from stoicc_py.backends.gpu.staged import StagedConfig, config_for, shared_bytes, staged_arch, staged_ir, staged_warps
+from stoicc_py.backends.gpu.staged import StagedConfig, config_for, shared_bytes, staged_arch, staged_ir, staged_spec
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, timed
 from stoicc_py.benchmarks.gpu_staged import ragged_weight
@@ -47,10 +46,11 @@ VARIANTS: dict[str, Variant] = {
     "dense wg": ("dense", None, None, 0),
     "mma.sp": ("nm24", None, None, 0),
     "sp wg4 s6": ("nm24", 4, _C(6, 16, wgmma=True), 0),
-    "sp wg4 s8": ("nm24", 4, _C(8, 16, wgmma=True), 0),
     "sp wg8 s4": ("nm24", 8, _C(4, 16, wgmma=True), 0),
     "sp wg8 s5": ("nm24", 8, _C(5, 16, wgmma=True), 0),
-    "sp wg8 s4 sel1": ("nm24", 8, _C(4, 16, wgmma=True), 1),
+    "sp tall s5": ("nm24", 8, _C(5, 16, wgmma=True, tall=True), 0),
+    "sp tall s6": ("nm24", 8, _C(6, 16, wgmma=True, tall=True), 0),
+    "sp tall s6 sel1": ("nm24", 8, _C(6, 16, wgmma=True, tall=True), 1),
     "hyb old": ("hybrid", None, None, 0),
     "hyb wg4 s6": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
     "hyb wg8 s4": ("hybrid", 8, _C(4, 16, wgmma=True), 0),
@@ -63,8 +63,8 @@ CHECKS = {
     "hybrid": [(4096, 4096, 4096), (130, 264, 200), (300, 264, 200)],
 }
 """(M, N, K) checked per format: ragged M, N and K past the 128 x 256 blocks and the 64-wide k-tiles."""
-LAYOUTS = {"dense": "", "nm24": " @ nm(2, 4)", "hybrid": " @ hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])"}
-TIMED_LAYOUTS = {**LAYOUTS, "hybrid": " @ hybrid(tile=[128, 128], formats=[dense, nm(2, 4)])"}
+LAYOUTS = {"dense": "", "nm24": " @ nm(2, 4)", "hybrid": " @ hybrid(tile=[128, 128], formats=[dense, nm(2, 4)])"}
+"""Hybrid tiles of 2 k-tiles: consecutive k-tiles through wgmma.sp, as in the timed checkerboard."""
 TIMES = [(4096, m) for m in (128, 512, 2048, 4096)] + [(8192, m) for m in (2048, 8192)]
 """(N = K, M) timed."""
 TOLERANCE = 1e-2
@@ -80,7 +80,7 @@ def schedule(kernel: GpuKernel, m: int, variant: Variant) -> tuple[GemmSpec, Sta
     _, warps, config, _ = variant
     spec = kernel.schedule(m)
     config = config or config_for(spec)
-    return replace(spec, warps=warps or staged_warps(m, config)), config
+    return staged_spec(spec, m, config, warps), config
 
 
 def build(job: tuple[GemmSpec, StagedConfig, int]) -> str:
@@ -113,7 +113,7 @@ class Bench:
                   for dt in ("f16", "bf16")]  # fmt: skip
         self.checks = stoicc_py.compile(source(LAYOUTS, shapes), target="gpu")
         timed_shapes = [(f"{f}_f16_{size}", "f16", size, size) for f in LAYOUTS for size in {s for s, _ in TIMES}]
-        self.timed = stoicc_py.compile(source(TIMED_LAYOUTS, timed_shapes), target="gpu")
+        self.timed = stoicc_py.compile(source(LAYOUTS, timed_shapes), target="gpu")
         self.jobs: dict[tuple[GemmSpec, StagedConfig, int], str] = {}
         self.weights: dict[int, Any] = {}
         self.check_weights: dict[tuple[str, str, int], Any] = {}
@@ -150,7 +150,7 @@ def check_weight(bench: Bench, fmt: str, dt: str, i: int, torch: Any) -> tuple[A
     if key not in bench.check_weights:
         _, n, k = CHECKS[fmt][i]
         w = ragged_weight(
-            {"nm24": "sparse_f16", "hybrid": "hybrid_f16"}.get(fmt, "dense"), n, k, np.random.default_rng(i)
+            {"nm24": "sparse_f16", "hybrid": "hybrid_f16"}.get(fmt, "dense"), n, k, np.random.default_rng(i), 128
         )
         wt = torch.from_numpy(w).cuda().to(torch.float16 if dt == "f16" else torch.bfloat16)
         pointers, packed = (

@@ -24,7 +24,7 @@ from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.gemv import gemv_ir, gemv_spec
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
-from stoicc_py.backends.gpu.staged import config_for, shared_bytes, staged_arch, staged_ir, staged_warps
+from stoicc_py.backends.gpu.staged import config_for, shared_bytes, staged_arch, staged_ir, staged_spec
 from stoicc_py.backends.gpu.target import ARCH, WARPS, emit_ptx
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -124,7 +124,7 @@ class GpuKernel(KernelBase):
         if gemv is not None:
             return gemv
         if aligned and m > GEMV_M and _staged_fits(s):
-            return replace(s, warps=staged_warps(m, config_for(s)), warp_rows=4, cols=8, schedule="staged")
+            return staged_spec(s, m, config_for(s))
         return replace(s, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else s
 
     def llvm_ir(self, m: int | None = None) -> str:

@@ -118,27 +118,33 @@ kernel sparse_bf16(x: bf16[M, 336], w: bf16[136, 336] @ nm(2, 4)) -> bf16[M, 136
 layout H2 = hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])
 kernel hybrid(x: bf16[M, 200], w: bf16[264, 200] @ H2) -> bf16[M, 264] { return linear(x, w) }
 kernel hybrid_f16(x: f16[M, 200], w: f16[264, 200] @ H2, b: f16[264]) -> f16[M, 264] { return linear(x, w, b) }
+layout H4 = hybrid(tile=[128, 128], formats=[nm(2, 4), dense])
+kernel hybrid_wide(x: f16[M, 400], w: f16[264, 400] @ H4) -> f16[M, 264] { return linear(x, w) }
+kernel sparse_long(x: f16[M, 1040], w: f16[264, 1040] @ nm(2, 4)) -> f16[M, 264] { return linear(x, w) }
 """
 WGMMA_INSTRUCTION = {"sparse": "wgmma.mma_async.sp", "hybrid": "wgmma.mma_async.sp"}
-
-
-PURE_24_WRONG = pytest.mark.xfail(
-    strict=True,
-    reason="2:4 alone through wgmma.sp (64-byte swizzled rows) gave wrong results on the H100 (README, round 7)",
-)
+WGMMA_CONFIGS = {
+    "wide": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True),
+    "tall": StagedConfig(6, 16, wide_m=WIDE_M, wgmma=True, tall=True),
+}
+"""Past WIDE_M rows: 8-warp blocks of 128 weight rows x 256 rows of x, or 256 x 128 (tall;
+not for hybrid tiles of 128 rows). Consecutive 2:4 k-tiles (every 2:4 weight, hybrid_wide's
+128-wide tiles) keep two wgmma.sp groups' metadata registers live at once; sparse_long's
+17 k-tiles end on an odd one."""
 
 
 @pytest.mark.parametrize("m", (33, 130, 300))
 @pytest.mark.parametrize(
-    "name",
-    ["dense", "dense_bf16", pytest.param("sparse", marks=PURE_24_WRONG),
-     pytest.param("sparse_bf16", marks=PURE_24_WRONG), "hybrid", "hybrid_f16"],
+    ("name", "config"),
+    [(name, "wide") for name in ("dense", "dense_bf16", "sparse", "sparse_bf16", "sparse_long", "hybrid", "hybrid_f16",
+                                 "hybrid_wide")]
+    + [(name, "tall") for name in ("dense", "sparse", "sparse_bf16", "sparse_long")],
 )  # fmt: skip
-def test_the_wgmma_variant_matches_the_reference(name: str, m: int, monkeypatch: Any) -> None:
+def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:
-    4 warps (128 rows of x a block) up to WIDE_M rows, 8 (256) past; 2:4 weights and
-    tiles through wgmma.sp (hybrid: its tiles 2:4, dense and empty, hybrid_weight's)."""
-    wgmma = StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True)
+    4 warps (128 rows of x a block) up to WIDE_M rows, 8 past (WGMMA_CONFIGS); 2:4 weights
+    and tiles through wgmma.sp (hybrid: its tiles 2:4, dense and empty, hybrid_weight's)."""
+    wgmma = WGMMA_CONFIGS[config]
     for module in (gpu, staged):
         monkeypatch.setattr(module, "config_for", lambda spec: wgmma)
     k = stoicc_py.compile(WGMMA_SOURCE, target="gpu").kernel(name)  # its own: loaded functions are kept per spec

@@ -29,6 +29,7 @@ from stoicc_py.backends.gpu.staged import (
     shared_bytes,
     staged_arch,
     staged_ir,
+    staged_spec,
     staged_warps,
 )
 from stoicc_py.backends.gpu.target import emit_ptx
@@ -292,9 +293,13 @@ def test_the_wgmma_variant_runs_2_4_tiles_through_wgmma_sp(program: Any, name: s
     register read from the stage before the k-tile's fence, sparsity selector 0; 2 k-steps a
     k-tile per 64-row slice. A hybrid k-tile switches between wgmma and wgmma.sp (128-byte
     rows for its dense tiles) within one commit group. The stages: 64-byte rows of 2:4
-    values (128 for hybrid), x's 128, and the metadata (1024 bytes a stage)."""
+    values (128 for hybrid), x's 128, and the metadata (1024 bytes a stage). The loop runs
+    two k-tiles, each with metadata registers of its own: the running group's are not
+    overwritten by the next k-tile's words (the H100 gave wrong sums where they were)."""
     k = program.kernel(name)
     spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
+    if name == "hybrid":  # the staged schedule's tiles: a block in one tile row
+        spec = replace(spec, tile=(128, 64))
     a_row = 64 if name.startswith("sparse") else 128
     assert shared_bytes(spec, WGMMA) == 4 * (128 * a_row + spec.block_cols * 128 + 1024) + 1024 <= 227 * 1024
     ptx = emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a")
@@ -303,13 +308,15 @@ def test_the_wgmma_variant_runs_2_4_tiles_through_wgmma_sp(program: Any, name: s
     dense = {f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty}"} if name == "hybrid" else set()
     assert ".target sm_90a" in ptx and set(re.findall(r"\bwgmma\.mma_async\S*", ptx)) == {sparse, *dense}
     slices = 128 // 64 // (warps // 4)
-    assert ptx.count("wgmma.mma_async.sp") == 2 * slices and "mma.sp::" not in ptx and "ldmatrix" not in ptx
-    assert re.search(r"wgmma\.mma_async\.sp\S* \{[^}]*\}, %rd\d+, %rd\d+, %r\d+, 0, 1, 1, 1, 0, 0;", ptx)
+    assert ptx.count("wgmma.mma_async.sp") == 2 * 2 * slices and "mma.sp::" not in ptx and "ldmatrix" not in ptx
+    metas = re.findall(r"wgmma\.mma_async\.sp\S* \{[^}]*\}, %rd\d+, %rd\d+, (%r\d+), 0, 1, 1, 1, 0, 0;", ptx)
+    assert len(metas) == len(set(metas)) == 2 * 2 * slices
     assert str((2 << 62 | (512 >> 4) << 32 | (16 >> 4) << 16) - (1 << 64)) in ptx  # the descriptor (signed in PTX)
     before = ptx[: ptx.index("wgmma.mma_async.sp")]
     fence = before.rindex("wgmma.fence.sync.aligned")
     assert re.search(r"ld\.shared\.b32\s[^\n]*\n\s*wgmma\.fence", before[fence - 200 : fence + 30])  # metadata, fence
-    assert ptx.count("wgmma.commit_group.sync.aligned") == 1 and ".local" not in ptx
+    assert ptx.count("wgmma.commit_group.sync.aligned") == 2 == ptx.count("wgmma.wait_group.sync.aligned 1")
+    assert ".local" not in ptx
 
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="no ptxas")
@@ -332,6 +339,35 @@ def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
         staged_ir(replace(spec, warp_rows=1), WGMMA)
     with pytest.raises(ValueError, match="stages"):
         staged_ir(spec, StagedConfig(2, wgmma=True))
+    with pytest.raises(ValueError, match="one tile row"):
+        staged_ir(replace(program.kernel("hybrid").spec, warps=8, warp_rows=4, cols=8, schedule="staged"), WGMMA)
+    with pytest.raises(ValueError, match="tall blocks"):
+        StagedConfig(tall=True)
+
+
+TALL = StagedConfig(6, 16, wide_m=WIDE_M, wgmma=True, tall=True)
+
+
+@pytest.mark.parametrize("name", ["dense", "sparse"])
+def test_tall_blocks_give_each_warpgroup_two_slices(program: Any, name: str) -> None:
+    """StagedConfig.tall: past wide_m rows, 8-warp blocks of 256 weight rows x 128 rows of
+    x; each warpgroup's 128 rows are 2 slices (m64n128), the 2:4 metadata of 16 tiles a
+    stage copied by 128 threads; at most wide_m rows, the 4-warp blocks as before."""
+    k, tall = program.kernel(name), TALL if name == "sparse" else replace(TALL, stages=4)
+    spec = staged_spec(replace(k.spec, k=4096), WIDE_M + 1, tall)
+    assert (spec.warps, spec.block_rows, spec.block_cols) == (8, 256, 128)
+    assert staged_spec(k.spec, WIDE_M, TALL).block_rows == 128
+    a_row, meta = (64, 2048) if name == "sparse" else (128, 0)
+    assert shared_bytes(spec, tall) == tall.stages * (256 * a_row + 128 * 128 + meta) + 1024 <= 227 * 1024
+    ptx = emit_ptx(staged_ir(spec, tall), arch="sm_90a")
+    sp = ".sp" if name == "sparse" else ""
+    steps = 2 * 2 * 2 if sp else 4 * 2  # wgmma a k-tile of the 2 slices (2:4: 2 k-tiles an iteration)
+    assert (
+        set(re.findall(r"\bwgmma\.mma_async\S*", ptx))
+        == {f"wgmma.mma_async{sp}.sync.aligned.m64n128k{32 if sp else 16}.f32.f16.f16"}
+        and ptx.count("wgmma.mma_async") == steps
+    )
+    assert ("setp.lt.u32" in ptx and ", 128;" in ptx) if sp else True  # threads 0 to 127 copy the metadata
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:

@@ -21,7 +21,7 @@ the caller, which takes the direct schedule otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stoicc_py.backends.gpu.kernel import GemmSpec, _Gemm
 from stoicc_py.backends.gpu.target import ARCH, ARCH_WGMMA, MMA_SPARSE
@@ -54,8 +54,13 @@ metadata (lanes 4g + 2 and 4g + 3 hold the same words: either selector reads the
 WGMMA_ROWS = 64
 """Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k; the
 2:4 wgmma.sp: m64nNk32, 16 stored values)."""
-META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
+
 A_BYTES = BLOCK * ROW_BYTES["dense"]
+
+
+def meta_bytes(block_rows: int = BLOCK) -> int:
+    """A stage's 2:4 metadata: 16 words per 16 rows and k-step (packing/mma.py)."""
+    return (block_rows // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,14 @@ class StagedConfig:
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
+    tall: bool = False
+    """8-warp blocks of 256 weight rows x 128 rows of x (wgmma: 2 slices a warpgroup) instead
+    of 128 x 256: for 2:4 weights, whose k-tile is half the bytes of x's, a k-tile of the
+    block reads 34 KB of L2 instead of 41 for the same products (dense: 48 either way)."""
+
+    def __post_init__(self) -> None:
+        if self.tall and not self.wgmma:
+            raise ValueError("tall blocks are the wgmma kernel's (2 slices a warpgroup)")
 
 
 WIDE_M = 128
@@ -108,6 +121,14 @@ def staged_warps(m: int, config: StagedConfig) -> int:
     return 8 if config.wide_m is not None and m > config.wide_m else 4
 
 
+def staged_spec(spec: GemmSpec, m: int, config: StagedConfig, warps: int | None = None) -> GemmSpec:
+    """`spec` as the staged schedule runs a call of m rows: staged_warps' warps (or `warps`),
+    blocks of 128 weight rows x 64 rows of x a warp pair, or, tall, 256 x 32."""
+    warps = warps or staged_warps(m, config)
+    warp_rows, cols = (8, 4) if config.tall and warps == 8 else (4, 8)
+    return replace(spec, warps=warps, warp_rows=warp_rows, cols=cols, schedule="staged")
+
+
 def _spec_formats(spec: GemmSpec) -> tuple[str, ...]:
     return spec.tile_formats if spec.weight == "hybrid" else (spec.weight,)
 
@@ -122,9 +143,9 @@ def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """One stage: the weight's k-tile, x's, the 2:4 metadata (wgmma: unpadded rows, the
     metadata only where a format is 2:4)."""
     if (config or config_for(spec)).wgmma:
-        meta = META_BYTES if "nm24" in _spec_formats(spec) else 0
+        meta = meta_bytes(spec.block_rows) if "nm24" in _spec_formats(spec) else 0
         return spec.block_rows * wgmma_a_row_bytes(spec) + spec.block_cols * SWIZZLE_BYTES + meta
-    return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
+    return A_BYTES + spec.block_cols * ROW_BYTES["x"] + meta_bytes()
 
 
 def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
@@ -237,8 +258,9 @@ class _Staged(_Gemm):
                    f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
 
     def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
-        """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
-        per tile) into stage's metadata region: 64 copies of 16 bytes (threads 0 to 63).
+        """The metadata of the block's 16-row tiles (8, or 16 in a tall block) at k-steps step0,
+        step0 + 1 (of `steps` per tile) into stage's metadata region: 8 copies of 16 bytes a
+        tile (threads 0 to 63, or 127).
         Past the weight: the first tile's words (values there are 0; a nibble 0 is not
         valid metadata)."""
         b = self.b
@@ -254,7 +276,8 @@ class _Staged(_Gemm):
         )
         element = b.op(f"zext i32 {b.i32('shl', word, 1)} to i64")  # in 16-bit elements
         then, done = b.label("meta"), b.label("meta.done")
-        b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
+        copies = self.s.block_rows // 16 * 8
+        b.emit(f"br i1 {b.op(f'icmp ult i32 %tid, {copies}')}, label %{then}, label %{done}")
         b.begin(then)
         dst = b.i32("add", stage, self.meta_region)
         self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
@@ -545,6 +568,8 @@ class _Wgmma(_Staged):
         groups = spec.warps // 4
         if spec.warps % 4 or spec.block_rows % (groups * WGMMA_ROWS) or spec.block_cols > 256:
             raise ValueError(f"the wgmma staged kernel takes 64 weight rows a warpgroup or more, not {spec}")
+        if spec.weight == "hybrid" and spec.tile[0] % spec.block_rows:
+            raise ValueError(f"a hybrid weight's block lies in one tile row: {spec}")
         self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
@@ -618,27 +643,50 @@ class _Wgmma(_Staged):
                f"${count + 2}, {SPARSITY_SELECTOR}, 1, 1, 1, 0, 0;")  # fmt: skip
         self.accumulators(asm, ["l", "l", "r"], [f"i64 {a}", f"i64 {x}", f"i32 {meta}"], r * count, count)
 
-    def wait(self, pending: int) -> None:
-        """Until the warpgroup's wgmma groups but the last `pending` are done."""
-        self.accumulators(f"wgmma.wait_group.sync.aligned {pending};", [], [], 0, self.acc_count)
+    def wait(self, pending: int, live: list[str]) -> None:
+        """Until the warpgroup's wgmma groups but the last `pending` are done; the metadata
+        registers `live` (those of the groups it waits for) are its inputs, so that they
+        are not reused before it."""
+        inputs = [f"i32 {v}" for v in live]
+        self.accumulators(f"wgmma.wait_group.sync.aligned {pending};", ["r"] * len(inputs), inputs, 0, self.acc_count)
 
-    def compute_stage(self, kt: str) -> None:
-        """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none), one group."""
+    @property
+    def live_count(self) -> int:
+        """A k-tile's wgmma.sp metadata registers (0 without 2:4 tiles)."""
+        return self.slices * (K_TILE // MMA_SPARSE[2]) if "nm24" in self.formats() else 0
+
+    def live(self, parity: int) -> list[str]:
+        """The metadata registers of the last k-tile of this parity (zeros before one, or
+        an older one's where the last was dense or empty: live longer than needed, harmless)."""
         b = self.b
-        stage = self.stage(kt)
-        self.on_formats(kt, lambda format, *_: self.k_steps(format, stage))
-        b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
-        self.wait(self.config.wgmma_pending)
+        return [b.op(f"load i32, ptr {self.live_slot(parity, i)}") for i in range(self.live_count)]
 
-    def k_steps(self, format: str, stage: str) -> None:
+    def live_slot(self, parity: int, i: int) -> str:
+        return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{parity}, i32 0, i32 {i}")
+
+    def compute_stage(self, kt: str, parity: int) -> None:
+        """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none),
+        one group, then the wait for the group before it, whose metadata registers (the
+        other parity's) stay live until then: wgmma.sp reads its metadata register after
+        it issues, and a register the compiler reuses for the next k-tile's words would
+        change it under the running group."""
+        b = self.b
+        stage, before = self.stage(kt), self.live(1 - parity)
+        self.on_formats(kt, lambda format, *_: self.k_steps(format, stage, parity))
+        b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
+        self.wait(self.config.wgmma_pending, before)
+
+    def k_steps(self, format: str, stage: str, parity: int) -> None:
         """The k-tile's k-steps at `stage`: 4 of wgmma a slice (dense), 2 of wgmma.sp (2:4),
         after the fence; 2:4's metadata words read before it (a register written between
-        wgmma makes ptxas insert a warpgroup.arrive there)."""
+        wgmma makes ptxas insert a warpgroup.arrive there) and kept in parity's slots."""
         b, k_step = self.b, _k_step(format)
         row_bytes, steps = self.row_bytes[format], range(K_TILE // k_step)
         step_bytes = k_step // (2 if format == "nm24" else 1) * 2  # the stored values' bytes a k-step
         group = "%group.rows" if row_bytes == wgmma_a_row_bytes(self.s) else b.i32("lshr", "%group.rows", 1)
         metas = [[self.meta_word(stage, ks, r) for r in range(self.slices)] for ks in steps] if format == "nm24" else []
+        for i, word in enumerate(w for words in metas for w in words):
+            b.emit(f"store i32 {word}, ptr {self.live_slot(parity, i)}")
         b.emit("call void @llvm.nvvm.wgmma.fence.sync.aligned()")
         for ks in steps:
             x = self.descriptor(b.i32("add", stage, self.x_region + ks * k_step * 2))
@@ -659,23 +707,41 @@ class _Wgmma(_Staged):
     def mainloop(self) -> None:
         """Wait for k-tile kt's copies, fence them to the async proxy, barrier (every
         warpgroup is past its wgmma groups of k-tile kt - 1 - pending), copy k-tile
-        kt + ahead into that one's stage, then kt's wgmma."""
+        kt + ahead into that one's stage, then kt's wgmma. With 2:4 tiles the loop runs two
+        k-tiles an iteration, each keeping its metadata registers in its own slots: carried
+        around one loop, the next k-tile's words would be loaded into the registers of the
+        running group's and copied over after its wait."""
         b, pending = self.b, self.config.wgmma_pending
         ahead = self.config.stages - 1 - pending
         if ahead < 1 or pending not in (0, 1):
             raise ValueError(f"the wgmma staged kernel needs stages > 1 + pending (0 or 1): {self.config}")
+        for parity in range(2 if self.live_count else 0):
+            b.emit(f"%meta.live{parity} = alloca [{self.live_count} x i32], align 4")
+            for i in range(self.live_count):
+                b.emit(f"store i32 0, ptr {self.live_slot(parity, i)}")
         for p in range(ahead):
             self.load_stage(str(p))
 
-        def iteration(kt: str) -> None:
+        def iteration(kt: str, parity: int) -> None:
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
             self.load_stage(b.i32("add", kt, ahead))
-            self.compute_stage(kt)
+            self.compute_stage(kt, parity)
 
-        b.loop(-(-self.s.k // K_TILE), 1, iteration, unroll=False)
-        self.wait(0)
+        def pair(kt: str) -> None:
+            iteration(kt, 0)
+            iteration(b.i32("add", kt, 1), 1)
+
+        tiles = -(-self.s.k // K_TILE)
+        if not self.live_count:
+            b.loop(tiles, 1, lambda kt: iteration(kt, 0), unroll=False)
+        else:
+            if tiles > 1:
+                b.loop(tiles - tiles % 2, 2, pair, unroll=False)
+            if tiles % 2:
+                iteration(str(tiles - 1), 0)
+        self.wait(0, self.live((tiles - 1) % 2) if self.live_count else [])
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
     def epilogue(self) -> None:
