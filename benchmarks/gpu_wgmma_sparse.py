@@ -32,7 +32,15 @@ import numpy as np
 import stoicc_py
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
-from stoicc_py.backends.gpu.staged import StagedConfig, config_for, shared_bytes, staged_arch, staged_ir, staged_spec
+from stoicc_py.backends.gpu.staged import (
+    WIDE_M,
+    StagedConfig,
+    config_for,
+    shared_bytes,
+    staged_arch,
+    staged_ir,
+    staged_spec,
+)
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, timed
 from stoicc_py.benchmarks.gpu_staged import ragged_weight
@@ -44,19 +52,15 @@ _C = StagedConfig
 Variant = tuple[str, int | None, StagedConfig | None, int]
 VARIANTS: dict[str, Variant] = {
     "dense wg": ("dense", None, None, 0),
-    "mma.sp": ("nm24", None, None, 0),
-    "sp wg4 s6": ("nm24", 4, _C(6, 16, wgmma=True), 0),
+    "sp mma.sp": ("nm24", None, _C(group=16, pipelined=True, wide_m=WIDE_M), 0),
+    "sp wg": ("nm24", None, None, 0),
     "sp wg8 s4": ("nm24", 8, _C(4, 16, wgmma=True), 0),
-    "sp wg8 s5": ("nm24", 8, _C(5, 16, wgmma=True), 0),
-    "sp tall s5": ("nm24", 8, _C(5, 16, wgmma=True, tall=True), 0),
-    "sp tall s6": ("nm24", 8, _C(6, 16, wgmma=True, tall=True), 0),
-    "sp tall s6 sel1": ("nm24", 8, _C(6, 16, wgmma=True, tall=True), 1),
-    "hyb old": ("hybrid", None, None, 0),
+    "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True), 1),
+    "hyb wg": ("hybrid", None, None, 0),
     "hyb wg4 s6": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
-    "hyb wg8 s4": ("hybrid", 8, _C(4, 16, wgmma=True), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
-sparsity selector). "dense wg", "mma.sp" and "hyb old" are today's defaults."""
+sparsity selector). "sp mma.sp" is round 7's default for 2:4; "sp wg", "hyb wg" and "dense wg" config_for's."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],

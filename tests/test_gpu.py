@@ -124,21 +124,21 @@ kernel sparse_long(x: f16[M, 1040], w: f16[264, 1040] @ nm(2, 4)) -> f16[M, 264]
 """
 WGMMA_INSTRUCTION = {"sparse": "wgmma.mma_async.sp", "hybrid": "wgmma.mma_async.sp"}
 WGMMA_CONFIGS = {
-    "wide": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True),
-    "tall": StagedConfig(6, 16, wide_m=WIDE_M, wgmma=True, tall=True),
+    "s4": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True),
+    "s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True),
 }
-"""Past WIDE_M rows: 8-warp blocks of 128 weight rows x 256 rows of x, or 256 x 128 (tall;
-not for hybrid tiles of 128 rows). Consecutive 2:4 k-tiles (every 2:4 weight, hybrid_wide's
-128-wide tiles) keep two wgmma.sp groups' metadata registers live at once; sparse_long's
-17 k-tiles end on an odd one."""
+"""Past WIDE_M rows, 8-warp blocks (128 weight rows x 256 rows of x) of 4 or 5 stages (config_for:
+2:4 5 past 512 rows). Consecutive 2:4 k-tiles (every 2:4 weight, hybrid_wide's 128-wide tiles)
+keep two wgmma.sp groups' metadata registers live at once; sparse_long's 17 k-tiles end on an
+odd one."""
 
 
 @pytest.mark.parametrize("m", (33, 130, 300))
 @pytest.mark.parametrize(
     ("name", "config"),
-    [(name, "wide") for name in ("dense", "dense_bf16", "sparse", "sparse_bf16", "sparse_long", "hybrid", "hybrid_f16",
-                                 "hybrid_wide")]
-    + [(name, "tall") for name in ("dense", "sparse", "sparse_bf16", "sparse_long")],
+    [(name, "s4") for name in ("dense", "dense_bf16", "sparse", "sparse_bf16", "sparse_long", "hybrid", "hybrid_f16",
+                               "hybrid_wide")]
+    + [(name, "s5") for name in ("sparse", "sparse_bf16", "sparse_long")],
 )  # fmt: skip
 def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:

@@ -54,13 +54,8 @@ metadata (lanes 4g + 2 and 4g + 3 hold the same words: either selector reads the
 WGMMA_ROWS = 64
 """Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k; the
 2:4 wgmma.sp: m64nNk32, 16 stored values)."""
-
+META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
-
-
-def meta_bytes(block_rows: int = BLOCK) -> int:
-    """A stage's 2:4 metadata: 16 words per 16 rows and k-step (packing/mma.py)."""
-    return (block_rows // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 
 
 @dataclass(frozen=True)
@@ -80,14 +75,6 @@ class StagedConfig:
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
-    tall: bool = False
-    """8-warp blocks of 256 weight rows x 128 rows of x (wgmma: 2 slices a warpgroup) instead
-    of 128 x 256: for 2:4 weights, whose k-tile is half the bytes of x's, a k-tile of the
-    block reads 34 KB of L2 instead of 41 for the same products (dense: 48 either way)."""
-
-    def __post_init__(self) -> None:
-        if self.tall and not self.wgmma:
-            raise ValueError("tall blocks are the wgmma kernel's (2 slices a warpgroup)")
 
 
 WIDE_M = 128
@@ -97,21 +84,21 @@ WGMMA_WIDE_M = 512
 
 
 def config_for(spec: GemmSpec) -> StagedConfig:
-    """The variant measured fastest on the H100 (README). Dense: wgmma
+    """The variant measured fastest on the H100 (README): wgmma for every format, 4-warp
+    blocks of 6 stages up to WGMMA_WIDE_M rows, 8-warp blocks past it (the spec's warps are
+    the scheduled ones), one wgmma group in flight, launches in groups of 16. Dense
     (benchmarks/gpu_wgmma.py, 2026-12-07: 0.92-0.93x cuBLAS at M >= 2048, mma.sync's
-    0.54-0.56x), 4-warp blocks of 6 stages up to WGMMA_WIDE_M rows (4096^2, M = 128: 24.1 µs,
-    8 warps 28.6; M = 512: 29.2 against 42.5-45.0), 8-warp blocks of 4 stages past it (4 is
-    what fits), one wgmma group in flight, launches in groups of 16; the spec's warps are the
-    scheduled ones. Hybrid the same way, its 2:4 tiles through wgmma.sp
-    (benchmarks/gpu_wgmma_sparse.py, 2026-12-07: correct on f16/bf16 at 4096^3 and ragged
-    shapes; 1.6-1.8x the mma.sync hybrid kernel: 4096^2, M = 128/512 39.6/40.9 µs on 4 warps,
-    8 warps 56.9/57.8; M = 2048/4096 114.0/232.1 µs on 8 warps against 209.5/409.2). 2:4
-    (benchmarks/gpu_staged.py): mma.sp, 8-warp blocks with fragments pipelined across
-    k-tiles and launches in groups of 16 (49% -> 58% of cuBLAS's dense); its wgmma.sp
-    variant does not yet match the reference."""
-    if spec.weight in ("dense", "hybrid"):
-        return StagedConfig(6 if spec.warps == 4 else 4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
-    return StagedConfig(group=16, pipelined=True, wide_m=WIDE_M)
+    0.54-0.56x; 4096^2, M = 128: 24.1 µs, 8 warps 28.6; M = 512: 29.2 against 42.5-45.0):
+    8-warp blocks of 4 stages, what fits. 2:4 through wgmma.sp (benchmarks/gpu_wgmma_sparse.py,
+    2026-12-07, round 8: 4096^2, M = 128/512 21.4/25.3 µs on 4 warps, 35.0/31.2 on 8;
+    M = 2048/4096 76.3/155.8 on 8 warps of 5 stages, 79.6/158.7 on 4; mma.sp 154.7/302.8):
+    8-warp blocks of 5 stages. Hybrid: its dense tiles through wgmma, its 2:4 ones through
+    wgmma.sp, 8-warp blocks of 4 stages (its stage holds a dense k-tile)."""
+    if spec.warps == 4:
+        stages = 6
+    else:
+        stages = 5 if spec.weight == "nm24" else 4
+    return StagedConfig(stages, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
 
 
 def staged_warps(m: int, config: StagedConfig) -> int:
@@ -123,10 +110,8 @@ def staged_warps(m: int, config: StagedConfig) -> int:
 
 def staged_spec(spec: GemmSpec, m: int, config: StagedConfig, warps: int | None = None) -> GemmSpec:
     """`spec` as the staged schedule runs a call of m rows: staged_warps' warps (or `warps`),
-    blocks of 128 weight rows x 64 rows of x a warp pair, or, tall, 256 x 32."""
-    warps = warps or staged_warps(m, config)
-    warp_rows, cols = (8, 4) if config.tall and warps == 8 else (4, 8)
-    return replace(spec, warps=warps, warp_rows=warp_rows, cols=cols, schedule="staged")
+    128 weight rows x 64 rows of x a warp pair."""
+    return replace(spec, warps=warps or staged_warps(m, config), warp_rows=4, cols=8, schedule="staged")
 
 
 def _spec_formats(spec: GemmSpec) -> tuple[str, ...]:
@@ -143,9 +128,9 @@ def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """One stage: the weight's k-tile, x's, the 2:4 metadata (wgmma: unpadded rows, the
     metadata only where a format is 2:4)."""
     if (config or config_for(spec)).wgmma:
-        meta = meta_bytes(spec.block_rows) if "nm24" in _spec_formats(spec) else 0
+        meta = META_BYTES if "nm24" in _spec_formats(spec) else 0
         return spec.block_rows * wgmma_a_row_bytes(spec) + spec.block_cols * SWIZZLE_BYTES + meta
-    return A_BYTES + spec.block_cols * ROW_BYTES["x"] + meta_bytes()
+    return A_BYTES + spec.block_cols * ROW_BYTES["x"] + META_BYTES
 
 
 def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
@@ -258,9 +243,8 @@ class _Staged(_Gemm):
                    f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
 
     def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
-        """The metadata of the block's 16-row tiles (8, or 16 in a tall block) at k-steps step0,
-        step0 + 1 (of `steps` per tile) into stage's metadata region: 8 copies of 16 bytes a
-        tile (threads 0 to 63, or 127).
+        """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
+        per tile) into stage's metadata region: 64 copies of 16 bytes (threads 0 to 63).
         Past the weight: the first tile's words (values there are 0; a nibble 0 is not
         valid metadata)."""
         b = self.b
@@ -276,8 +260,7 @@ class _Staged(_Gemm):
         )
         element = b.op(f"zext i32 {b.i32('shl', word, 1)} to i64")  # in 16-bit elements
         then, done = b.label("meta"), b.label("meta.done")
-        copies = self.s.block_rows // 16 * 8
-        b.emit(f"br i1 {b.op(f'icmp ult i32 %tid, {copies}')}, label %{then}, label %{done}")
+        b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
         b.begin(then)
         dst = b.i32("add", stage, self.meta_region)
         self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
@@ -672,8 +655,15 @@ class _Wgmma(_Staged):
         change it under the running group."""
         b = self.b
         stage, before = self.stage(kt), self.live(1 - parity)
-        self.on_formats(kt, lambda format, *_: self.k_steps(format, stage, parity))
-        b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
+
+        def commit() -> None:
+            b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
+
+        def body(format: str, *_: object) -> None:
+            self.k_steps(format, stage, parity)
+            commit()
+
+        self.on_formats(kt, body, None, commit)
         self.wait(self.config.wgmma_pending, before)
 
     def k_steps(self, format: str, stage: str, parity: int) -> None:
