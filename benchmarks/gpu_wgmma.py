@@ -25,6 +25,7 @@ from typing import Any
 
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
+from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_arch, staged_ir, staged_warps
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, timed
@@ -81,7 +82,8 @@ class Built:
 
 def sass_report(ptx: str, arch: str, log: Path, title: str) -> dict[str, Any]:
     """ptxas's resource line and warnings, and the SASS's tensor-core instructions (wgmma's
-    HGMMA, the sparse ones among them, mma.sync's HMMA)."""
+    HGMMA, the sparse ones among them, mma.sync's HMMA) and wgmma.sp metadata registers
+    overwritten under a running group (backends/gpu/sass.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         source_file, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         source_file.write_text(ptx)
@@ -99,6 +101,7 @@ def sass_report(ptx: str, arch: str, log: Path, title: str) -> dict[str, Any]:
         "sparse GMMA": sum(".SP" in ln for ln in gmma),
         "HMMA": sass.count("HMMA"),
         "gmma example": gmma[0].strip()[:160] if gmma else "",
+        "metadata hazards": metadata_hazards(sass),
         "target": next((ln for ln in ptx.splitlines() if ln.startswith(".target")), ""),
     }
 

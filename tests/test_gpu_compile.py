@@ -22,6 +22,7 @@ from conftest import SIMT_KERNELS, hybrid_weight
 import stoicc_py
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import (
     WIDE_M,
     StagedConfig,
@@ -330,6 +331,49 @@ def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(program: Any, name: st
                           capture_output=True, text=True, check=True)  # fmt: skip
     report = done.stdout + done.stderr
     assert "0 bytes stack frame" in report and "C75" not in report and "arning" not in report
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None or shutil.which("cuobjdump") is None, reason="no ptxas/cuobjdump")
+@pytest.mark.parametrize(("name", "warps", "k"), [("sparse", 8, 4096), ("sparse_bf16", 4, 4096), ("sparse", 8, 4160),
+                                                  ("hybrid", 4, 4096), ("hybrid", 8, 4096)])  # fmt: skip
+def test_no_wgmma_sp_metadata_register_is_overwritten_under_its_group(
+    program: Any, name: str, warps: int, k: int, tmp_path: Path
+) -> None:
+    """The SASS ptxas makes of the 2:4 and hybrid wgmma kernels (an odd number of k-tiles
+    too) writes no metadata register of a running HGMMA.SP (backends/gpu/sass.py)."""
+    spec = replace(program.kernel(name).spec, k=k, warps=warps, warp_rows=4, cols=8, schedule="staged")
+    if name == "hybrid":
+        spec = replace(spec, tile=(128, 128))
+    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a"))
+    subprocess.run(["ptxas", "-arch=sm_90a", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")], check=True)
+    sass = subprocess.run(["cuobjdump", "-sass", str(tmp_path / "k.cubin")], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    assert "HGMMA.SP" in sass and metadata_hazards(sass) == []
+
+
+SASS = """
+        /*0100*/                   LDS R10, [R2] ;
+        /*0110*/                   HGMMA.SP.64x256x32.F32 R24, gdesc[UR4], R24, R10, 0x0, gsb0 ;
+        /*0120*/                   WARPGROUP.DEPBAR.LE gsb0, 0x1 ;
+        /*0130*/               @P0 IMAD.WIDE.U32 R9, R3, 0x4, R4 ;
+        /*0140*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
+        /*0150*/                   LDS R10, [R2+0x40] ;
+        /*0160*/                   HGMMA.SP.64x256x32.F32 R24, gdesc[UR4], R24, R10, 0x0, gsb0 ;
+        /*0170*/                   ISETP.NE.AND P0, PT, R10, RZ, PT ;
+        /*0180*/                   WARPGROUP.DEPBAR.LE gsb0, 0x1 ;
+        /*0190*/                   MOV R11, R3 ;
+        /*01a0*/               @P1 BRA 0x150 ;
+"""
+
+
+def test_the_metadata_check_finds_writes_under_a_running_group() -> None:
+    """A wide write reaching the metadata register before the wait, and the loop's next
+    load of it with its group still running (around the backward branch); not a predicate
+    set from it, nor a write after a wait for every group."""
+    assert metadata_hazards(SASS) == ["0130: IMAD.WIDE.U32 R9, R3, 0x4, R4", "0150: LDS R10, [R2+0x40]"]
+    assert metadata_hazards(SASS.replace("gsb0, 0x1 ;\n        /*0190*/", "gsb0, 0x0 ;\n        /*0190*/")) == [
+        "0130: IMAD.WIDE.U32 R9, R3, 0x4, R4"
+    ]
 
 
 def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
