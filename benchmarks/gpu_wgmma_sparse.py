@@ -52,12 +52,12 @@ _C = StagedConfig
 Variant = tuple[str, int | None, StagedConfig | None, int]
 VARIANTS: dict[str, Variant] = {
     "dense wg": ("dense", None, None, 0),
-    "dense wg4 p2": ("dense", 4, _C(6, 16, wgmma=True, wgmma_pending=2), 0),
-    "dense wg4 p3": ("dense", 4, _C(6, 16, wgmma=True, wgmma_pending=3), 0),
     "sp mma.sp": ("nm24", None, _C(group=16, pipelined=True, wide_m=WIDE_M), 0),
     "sp wg": ("nm24", None, None, 0),
+    "sp wg8 s4": ("nm24", 8, _C(4, 16, wgmma=True), 0),
     "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True), 1),
     "hyb wg": ("hybrid", None, None, 0),
+    "hyb wg4 s6": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
 sparsity selector). "sp mma.sp" is round 7's default for 2:4; "sp wg", "hyb wg" and "dense wg" config_for's."""

@@ -73,9 +73,8 @@ class StagedConfig:
     """Hopper's wgmma (sm_90a) from swizzled stages instead of mma.sync: dense tiles through
     wgmma, 2:4 ones through wgmma.sp, instead of mma.sync and mma.sp from ldmatrix fragments."""
     wgmma_pending: int = 1
-    """wgmma groups a warpgroup leaves running past its k-tile: with 1 or more, the tensor
-    cores overlap the next k-tile's wait and barrier, and the copies run as many stages less
-    ahead."""
+    """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
+    cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
 
 
 WIDE_M = 128
@@ -639,50 +638,45 @@ class _Wgmma(_Staged):
         """A k-tile's wgmma.sp metadata registers (0 without 2:4 tiles)."""
         return self.slices * (K_TILE // MMA_SPARSE[2]) if "nm24" in self.formats() else 0
 
-    @property
-    def live_sets(self) -> int:
-        """Sets of metadata slots: one per group that may run at a wait, and the new one's."""
-        return self.config.wgmma_pending + 1 if self.live_count else 1
-
-    def live(self, slot: int) -> list[str]:
-        """The metadata registers of the last k-tile of this slot (zeros before one, or an
-        older one's where the last was dense or empty: live longer than needed, harmless)."""
+    def live(self, parity: int) -> list[str]:
+        """The metadata registers of the last k-tile of this parity (zeros before one, or
+        an older one's where the last was dense or empty: live longer than needed, harmless)."""
         b = self.b
-        return [b.op(f"load i32, ptr {self.live_slot(slot, i)}") for i in range(self.live_count)]
+        return [b.op(f"load i32, ptr {self.live_slot(parity, i)}") for i in range(self.live_count)]
 
-    def live_slot(self, slot: int, i: int) -> str:
-        return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{slot}, i32 0, i32 {i}")
+    def live_slot(self, parity: int, i: int) -> str:
+        return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{parity}, i32 0, i32 {i}")
 
-    def compute_stage(self, kt: str, slot: int) -> None:
+    def compute_stage(self, kt: str, parity: int) -> None:
         """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none),
-        one group, then the wait that retires group kt - pending, whose metadata registers
-        (slot + 1's) stay live until then: wgmma.sp reads its metadata register after it
-        issues, and a register the compiler reuses for a later k-tile's words would change
-        it under the running group."""
+        one group, then the wait for the group before it, whose metadata registers (the
+        other parity's) stay live until then: wgmma.sp reads its metadata register after
+        it issues, and a register the compiler reuses for the next k-tile's words would
+        change it under the running group."""
         b = self.b
-        stage, before = self.stage(kt), self.live((slot + 1) % self.live_sets)
+        stage, before = self.stage(kt), self.live(1 - parity)
 
         def commit() -> None:
             b.emit("call void @llvm.nvvm.wgmma.commit_group.sync.aligned()")
 
         def body(format: str, *_: object) -> None:
-            self.k_steps(format, stage, slot)
+            self.k_steps(format, stage, parity)
             commit()
 
         self.on_formats(kt, body, None, commit)
         self.wait(self.config.wgmma_pending, before)
 
-    def k_steps(self, format: str, stage: str, slot: int) -> None:
+    def k_steps(self, format: str, stage: str, parity: int) -> None:
         """The k-tile's k-steps at `stage`: 4 of wgmma a slice (dense), 2 of wgmma.sp (2:4),
         after the fence; 2:4's metadata words read before it (a register written between
-        wgmma makes ptxas insert a warpgroup.arrive there) and kept in `slot`."""
+        wgmma makes ptxas insert a warpgroup.arrive there) and kept in parity's slots."""
         b, k_step = self.b, _k_step(format)
         row_bytes, steps = self.row_bytes[format], range(K_TILE // k_step)
         step_bytes = k_step // (2 if format == "nm24" else 1) * 2  # the stored values' bytes a k-step
         group = "%group.rows" if row_bytes == wgmma_a_row_bytes(self.s) else b.i32("lshr", "%group.rows", 1)
         metas = [[self.meta_word(stage, ks, r) for r in range(self.slices)] for ks in steps] if format == "nm24" else []
         for i, word in enumerate(w for words in metas for w in words):
-            b.emit(f"store i32 {word}, ptr {self.live_slot(slot, i)}")
+            b.emit(f"store i32 {word}, ptr {self.live_slot(parity, i)}")
         b.emit("call void @llvm.nvvm.wgmma.fence.sync.aligned()")
         for ks in steps:
             x = self.descriptor(b.i32("add", stage, self.x_region + ks * k_step * 2))
@@ -703,40 +697,41 @@ class _Wgmma(_Staged):
     def mainloop(self) -> None:
         """Wait for k-tile kt's copies, fence them to the async proxy, barrier (every
         warpgroup is past its wgmma groups of k-tile kt - 1 - pending), copy k-tile
-        kt + ahead into that one's stage, then kt's wgmma. With 2:4 tiles the loop runs
-        pending + 1 k-tiles an iteration, each keeping its metadata registers in its own
-        slots: carried around a loop of one, the next k-tile's words would be loaded into
-        the registers of a running group's and copied over after its wait."""
-        b, pending, sets = self.b, self.config.wgmma_pending, self.live_sets
+        kt + ahead into that one's stage, then kt's wgmma. With 2:4 tiles the loop runs two
+        k-tiles an iteration, each keeping its metadata registers in its own slots: carried
+        around one loop, the next k-tile's words would be loaded into the registers of the
+        running group's and copied over after its wait."""
+        b, pending = self.b, self.config.wgmma_pending
         ahead = self.config.stages - 1 - pending
-        if ahead < 1 or pending < 0:
-            raise ValueError(f"the wgmma staged kernel needs stages > 1 + pending (pending >= 0): {self.config}")
-        for slot in range(sets if self.live_count else 0):
-            b.emit(f"%meta.live{slot} = alloca [{self.live_count} x i32], align 4")
+        if ahead < 1 or pending not in (0, 1):
+            raise ValueError(f"the wgmma staged kernel needs stages > 1 + pending (0 or 1): {self.config}")
+        for parity in range(2 if self.live_count else 0):
+            b.emit(f"%meta.live{parity} = alloca [{self.live_count} x i32], align 4")
             for i in range(self.live_count):
-                b.emit(f"store i32 0, ptr {self.live_slot(slot, i)}")
+                b.emit(f"store i32 0, ptr {self.live_slot(parity, i)}")
         for p in range(ahead):
             self.load_stage(str(p))
 
-        def iteration(kt: str, slot: int) -> None:
+        def iteration(kt: str, parity: int) -> None:
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
             self.load_stage(b.i32("add", kt, ahead))
-            self.compute_stage(kt, slot)
+            self.compute_stage(kt, parity)
 
-        def unrolled(kt: str) -> None:
-            for slot in range(sets):
-                iteration(b.i32("add", kt, slot), slot)
+        def pair(kt: str) -> None:
+            iteration(kt, 0)
+            iteration(b.i32("add", kt, 1), 1)
 
         tiles = -(-self.s.k // K_TILE)
-        whole = tiles - tiles % sets
-        if whole:
-            b.loop(whole, sets, unrolled, unroll=False)
-        for slot in range(tiles % sets):
-            iteration(str(whole + slot), slot)
-        running = [(tiles - 1 - j) % sets for j in range(min(pending, tiles))] if self.live_count else []
-        self.wait(0, [v for slot in running for v in self.live(slot)])
+        if not self.live_count:
+            b.loop(tiles, 1, lambda kt: iteration(kt, 0), unroll=False)
+        else:
+            if tiles > 1:
+                b.loop(tiles - tiles % 2, 2, pair, unroll=False)
+            if tiles % 2:
+                iteration(str(tiles - 1), 0)
+        self.wait(0, self.live((tiles - 1) % 2) if self.live_count else [])
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
     def epilogue(self) -> None:
