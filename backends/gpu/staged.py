@@ -647,7 +647,7 @@ class _Wgmma(_Staged):
     def live_slot(self, parity: int, i: int) -> str:
         return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{parity}, i32 0, i32 {i}")
 
-    def compute_stage(self, kt: str, parity: int) -> None:
+    def issue_k_tile(self, kt: str, parity: int) -> None:
         """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none),
         one group, then the wait for the group before it, whose metadata registers (the
         other parity's) stay live until then: wgmma.sp reads its metadata register after
@@ -717,7 +717,7 @@ class _Wgmma(_Staged):
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
             self.load_stage(b.i32("add", kt, ahead))
-            self.compute_stage(kt, parity)
+            self.issue_k_tile(kt, parity)
 
         def pair(kt: str) -> None:
             iteration(kt, 0)
