@@ -305,7 +305,9 @@ class _Gemv(_Gemm):
 
     def hybrid(self) -> None:
         """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
-        row (a tile: one load of the tile map and a switch to its format's units)."""
+        row (a tile: one load of the tile map and a switch to its format's units, GEMV_UNROLL
+        of them together: one a loop iteration, each unit's loads waited for the one before's
+        mma, 4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100)."""
         s, b = self.s, self.b
         (th, tw), tile_cols = s.tile, s.tile_grid[1]
         tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
@@ -323,11 +325,13 @@ class _Gemv(_Gemm):
                 sparse = format == "nm24"
                 meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
                 src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
-                units = -(-tw // self.unit_columns(format))
-                if units == 1:
-                    self.unit(src, "0")
+                units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
+                if units <= together:  # straight-line: the tile's loads issued together
+                    for u in range(units):
+                        self.unit(src, str(u))
                 else:
-                    b.loop(units, 1, lambda u: self.unit(src, u))
+                    b.loop(-(-units // together) * together, together,
+                           lambda i: [self.unit(src, b.i32("add", i, u)) for u in range(together)])  # fmt: skip
 
             self.switch_on_format(code, slot, case)
 
