@@ -48,9 +48,12 @@ kernel hybrid_gemv(x: f16[M, 296], w: f16[72, 296] @ H3) -> f16[M, 72] { return 
 kernel long_dense(x: f16[M, 2120], w: f16[24, 2120]) -> f16[M, 24] { return linear(x, w) }
 kernel long_sparse(x: bf16[M, 8336], w: bf16[40, 8336] @ nm(2, 4)) -> bf16[M, 40] { return linear(x, w) }
 kernel long_int4(x: f16[M, 4160], w: f16[24, 4160] @ int4(group=64, scale=f16)) -> f16[M, 24] { return linear(x, w) }
+layout H5 = hybrid(tile=[32, 64], formats=[dense, nm(2, 4)])
+kernel long_hybrid(x: f16[M, 2312], w: f16[72, 2312] @ H5) -> f16[M, 72] { return linear(x, w) }
 """
-LONG = {"long_dense", "long_sparse", "long_int4"}
-"""K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's)."""
+LONG = {"long_dense", "long_sparse", "long_int4", "long_hybrid"}
+"""K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's;
+long_hybrid's 37 tile columns: more than two a warp, their tile-map entries loaded a tile ahead)."""
 STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse"}  # fmt: skip
 """Calls of more than 16 rows: staged.py."""
 GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic",
