@@ -53,7 +53,7 @@ kernel long_hybrid(x: f16[M, 2312], w: f16[72, 2312] @ H5) -> f16[M, 72] { retur
 """
 LONG = {"long_dense", "long_sparse", "long_int4", "long_hybrid"}
 """K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's;
-long_hybrid's 37 tile columns: more than two a warp, their tile-map entries loaded a tile ahead)."""
+long_hybrid's 37 tile columns: more than two a warp)."""
 STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse"}  # fmt: skip
 """Calls of more than 16 rows: staged.py."""
 GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic",

@@ -305,32 +305,19 @@ class _Gemv(_Gemm):
 
     def hybrid(self) -> None:
         """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
-        row (a tile: its tile-map entry, loaded a tile ahead where a warp walks more than two,
-        and a switch to its format's
-        units, GEMV_UNROLL of them together: one a loop iteration, each unit's loads waited
-        for the one before's mma, 4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100)."""
+        row (a tile: one load of the tile map and a switch to its format's units, GEMV_UNROLL
+        of them together: one a loop iteration, each unit's loads waited for the one before's
+        mma, 4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100)."""
         s, b = self.s, self.b
         (th, tw), tile_cols = s.tile, s.tile_grid[1]
         tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
-
-        def entry_of(kt: str) -> str:  # tile kt's map entry (past the row: the row's first)
-            inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
-            at = b.i32("mul", tile_row, tile_cols)
-            at = b.op(f"select i1 {inside}, i32 {b.i32('add', at, kt)}, i32 {at}")
-            return b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
-
-        ahead = tile_cols > 2 * s.warps  # a register more: 16 warps of 64 spilled it at 2 tiles a warp
-        if ahead:
-            b.emit("%map.ahead = alloca i32, align 4")  # the next tile's entry, loaded a tile ahead
-            b.emit(f"store i32 {entry_of('%warp')}, ptr %map.ahead")
         row0 = b.i32("sub", "%n.warp", b.i32("mul", tile_row, th))
 
         def tile(i: str) -> None:
             kt = b.i32("add", i, "%warp")
             inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
-            entry = b.op("load i32, ptr %map.ahead") if ahead else entry_of(kt)
-            if ahead:
-                b.emit(f"store i32 {entry_of(b.i32('add', kt, s.warps))}, ptr %map.ahead")
+            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), kt)}, i32 0")
+            entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
             code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
             slot = b.i32("lshr", entry, MAP_CODE_BITS)
 
