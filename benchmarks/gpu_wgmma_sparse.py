@@ -33,7 +33,6 @@ import stoicc_py
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
 from stoicc_py.backends.gpu.staged import (
-    WIDE_M,
     StagedConfig,
     config_for,
     shared_bytes,
@@ -52,15 +51,13 @@ _C = StagedConfig
 Variant = tuple[str, int | None, StagedConfig | None, int]
 VARIANTS: dict[str, Variant] = {
     "dense wg": ("dense", None, None, 0),
-    "sp mma.sp": ("nm24", None, _C(group=16, pipelined=True, wide_m=WIDE_M), 0),
     "sp wg": ("nm24", None, None, 0),
-    "sp wg8 s4": ("nm24", 8, _C(4, 16, wgmma=True), 0),
-    "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True), 1),
     "hyb wg": ("hybrid", None, None, 0),
-    "hyb wg4 s6": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
+    "hyb wg4": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
+    "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True), 1),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
-sparsity selector). "sp mma.sp" is round 7's default for 2:4; "sp wg", "hyb wg" and "dense wg" config_for's."""
+sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],
@@ -69,6 +66,9 @@ CHECKS = {
 """(M, N, K) checked per format: ragged M, N and K past the 128 x 256 blocks and the 64-wide k-tiles."""
 LAYOUTS = {"dense": "", "nm24": " @ nm(2, 4)", "hybrid": " @ hybrid(tile=[128, 128], formats=[dense, nm(2, 4)])"}
 """Hybrid tiles of 2 k-tiles: consecutive k-tiles through wgmma.sp, as in the timed checkerboard."""
+HYBRID_HALVES = {"dense tiles": "dense", "2:4 tiles": "nm24"}
+"""Hybrid kernels are also timed on hybrid weights of one format's tiles (the checkerboard's
+halves alone), against the dense and 2:4 kernels on the same values."""
 TIMES = [(4096, m) for m in (128, 512, 2048, 4096)] + [(8192, m) for m in (2048, 8192)]
 """(N = K, M) timed."""
 TOLERANCE = 1e-2
@@ -225,6 +225,8 @@ def weights(bench: Bench, size: int, torch: Any) -> tuple[dict[str, Any], dict[s
         except (RuntimeError, ValueError, ImportError) as err:
             print(f"torch 2:4: {type(err).__name__}: {err}", flush=True)
         packed = {f: uploaded(bench.kernel(f"{f}_f16_{size}"), host[f]) for f in ("nm24", "hybrid")}
+        for part, w in HYBRID_HALVES.items():  # a hybrid weight of one format's tiles only
+            packed[part] = uploaded(bench.kernel(f"hybrid_f16_{size}"), host[w])
         pointers = {"dense": [tensors["dense"].data_ptr()], **{f: p[0] for f, p in packed.items()}}
         bench.weights[size] = (tensors, pointers, packed)
     return bench.weights[size]
@@ -242,6 +244,8 @@ def timings(bench: Bench, size: int, m: int, names: list[str], rounds: int, torc
         fmt = VARIANTS[name][0]
         built = bench.load(bench.kernel(f"{fmt}_f16_{size}"), m, VARIANTS[name])
         launches[name] = built.launcher(x, pointers[fmt], y)
+        for part in HYBRID_HALVES if fmt == "hybrid" else ():
+            launches[f"{name}, {part}"] = built.launcher(x, pointers[part], y)
     best = {name: float("inf") for name in launches}
     for _ in range(rounds):  # interleaved rounds: each once a round
         for name, launch in launches.items():
