@@ -326,12 +326,15 @@ class _Gemv(_Gemm):
                 meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
                 src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
                 units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
-                if units <= together:  # straight-line: the tile's loads issued together
-                    for u in range(units):
-                        self.unit(src, str(u))
+
+                def some(first: str) -> None:  # units from `first`, their loads issued together
+                    for u in range(min(units, together)):
+                        self.unit(src, b.i32("add", first, u))
+
+                if units <= together:  # straight-line: all the tile's
+                    some("0")
                 else:
-                    b.loop(-(-units // together) * together, together,
-                           lambda i: [self.unit(src, b.i32("add", i, u)) for u in range(together)])  # fmt: skip
+                    b.loop(-(-units // together) * together, together, some)
 
             self.switch_on_format(code, slot, case)
 
