@@ -124,6 +124,7 @@ kernel hybrid_f16(x: f16[M, 200], w: f16[264, 200] @ H2, b: f16[264]) -> f16[M, 
 layout H4 = hybrid(tile=[128, 128], formats=[nm(2, 4), dense])
 kernel hybrid_wide(x: f16[M, 400], w: f16[264, 400] @ H4) -> f16[M, 264] { return linear(x, w) }
 kernel sparse_long(x: f16[M, 1040], w: f16[264, 1040] @ nm(2, 4)) -> f16[M, 264] { return linear(x, w) }
+kernel hybrid_odd(x: f16[M, 320], w: f16[136, 320] @ H4) -> f16[M, 136] { return linear(x, w) }
 """
 WGMMA_INSTRUCTION = {"sparse": "wgmma.mma_async.sp", "hybrid": "wgmma.mma_async.sp"}
 WGMMA_CONFIGS = {
@@ -132,15 +133,15 @@ WGMMA_CONFIGS = {
 }
 """Past WIDE_M rows, 8-warp blocks (128 weight rows x 256 rows of x) of 4 or 5 stages (config_for:
 2:4 5 past 512 rows). Consecutive 2:4 k-tiles (every 2:4 weight, hybrid_wide's 128-wide tiles)
-keep two wgmma.sp groups' metadata registers live at once; sparse_long's 17 k-tiles end on an
-odd one."""
+keep two wgmma.sp groups' metadata registers live at once; sparse_long's 17 k-tiles and
+hybrid_odd's 5 (its weight all 2:4 tiles) end on an odd one."""
 
 
 @pytest.mark.parametrize("m", (33, 130, 300))
 @pytest.mark.parametrize(
     ("name", "config"),
     [(name, "s4") for name in ("dense", "dense_bf16", "sparse", "sparse_bf16", "sparse_long", "hybrid", "hybrid_f16",
-                               "hybrid_wide")]
+                               "hybrid_wide", "hybrid_odd")]
     + [(name, "s5") for name in ("sparse", "sparse_bf16", "sparse_long")],
 )  # fmt: skip
 def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int, monkeypatch: Any) -> None:
@@ -154,6 +155,9 @@ def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int,
     instruction = WGMMA_INSTRUCTION.get(name.split("_")[0], "wgmma.mma_async")
     assert k.schedule(m).schedule == "staged" and instruction in k.ptx(m)
     args = inputs(k, m, seed=m)
+    if name == "hybrid_odd":  # every tile 2:4: the last two k-tiles both through wgmma.sp
+        w = args[k.operands.w]
+        args[k.operands.w] = NMCodec(2, 4, w.shape[1]).prune(w.astype(np.float32)).astype(w.dtype)
     got = k(*args)
     assert_matches(got, k.reference(*args), k.spec.dtype)
     assert_matches(got, plain_numpy(k, args), k.spec.dtype)

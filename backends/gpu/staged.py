@@ -75,6 +75,8 @@ class StagedConfig:
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
+    issue_first: bool = False
+    """(experiment) a k-tile's wgmma issued before the copies of the k-tile `ahead`, not after."""
 
 
 WIDE_M = 128
@@ -647,7 +649,7 @@ class _Wgmma(_Staged):
     def live_slot(self, parity: int, i: int) -> str:
         return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{parity}, i32 0, i32 {i}")
 
-    def issue_k_tile(self, kt: str, parity: int) -> None:
+    def issue_k_tile(self, kt: str, parity: int, copies: Callable[[], None] | None = None) -> None:
         """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none),
         one group, then the wait for the group before it, whose metadata registers (the
         other parity's) stay live until then: wgmma.sp reads its metadata register after
@@ -664,6 +666,8 @@ class _Wgmma(_Staged):
             commit()
 
         self.on_formats(kt, body, None, commit)
+        if copies is not None:
+            copies()
         self.wait(self.config.wgmma_pending, before)
 
     def k_steps(self, format: str, stage: str, parity: int) -> None:
@@ -716,8 +720,11 @@ class _Wgmma(_Staged):
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
-            self.load_stage(b.i32("add", kt, ahead))
-            self.issue_k_tile(kt, parity)
+            if self.config.issue_first:
+                self.issue_k_tile(kt, parity, lambda: self.load_stage(b.i32("add", kt, ahead)))
+            else:
+                self.load_stage(b.i32("add", kt, ahead))
+                self.issue_k_tile(kt, parity)
 
         def pair(kt: str) -> None:
             iteration(kt, 0)
@@ -726,12 +733,11 @@ class _Wgmma(_Staged):
         tiles = -(-self.s.k // K_TILE)
         if not self.live_count:
             b.loop(tiles, 1, lambda kt: iteration(kt, 0), unroll=False)
-        else:
-            if tiles > 1:
-                b.loop(tiles - tiles % 2, 2, pair, unroll=False)
-            if tiles % 2:
-                iteration(str(tiles - 1), 0)
-        self.wait(0, self.live((tiles - 1) % 2) if self.live_count else [])
+        else:  # an even count: a k-tile past K (zeros; a hybrid's, empty) rounds an odd one up,
+            # as a last k-tile after the loop had its words loaded into the running group's
+            # registers (backends/gpu/sass.py found it; ptxas serialized pure 2:4 there, C7513)
+            b.loop(tiles + tiles % 2, 2, pair, unroll=False)
+        self.wait(0, self.live(1) if self.live_count else [])
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
 
     def epilogue(self) -> None:
