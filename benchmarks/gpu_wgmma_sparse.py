@@ -61,7 +61,7 @@ sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],
-    "hybrid": [(4096, 4096, 4096), (130, 264, 200), (300, 264, 200)],
+    "hybrid": [(4096, 4096, 4096), (130, 264, 200), (300, 264, 200), (300, 264, 1088)],
 }
 """(M, N, K) checked per format: ragged M, N and K past the 128 x 256 blocks and the 64-wide k-tiles."""
 LAYOUTS = {"dense": "", "nm24": " @ nm(2, 4)", "hybrid": " @ hybrid(tile=[128, 128], formats=[dense, nm(2, 4)])"}

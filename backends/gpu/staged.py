@@ -75,8 +75,6 @@ class StagedConfig:
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
-    issue_first: bool = False
-    """(experiment) a k-tile's wgmma issued before the copies of the k-tile `ahead`, not after."""
 
 
 WIDE_M = 128
@@ -649,7 +647,7 @@ class _Wgmma(_Staged):
     def live_slot(self, parity: int, i: int) -> str:
         return self.b.op(f"getelementptr inbounds [{self.live_count} x i32], ptr %meta.live{parity}, i32 0, i32 {i}")
 
-    def issue_k_tile(self, kt: str, parity: int, copies: Callable[[], None] | None = None) -> None:
+    def issue_k_tile(self, kt: str, parity: int) -> None:
         """k-tile kt's wgmma (a hybrid weight's: its tile's format's; an empty tile's: none),
         one group, then the wait for the group before it, whose metadata registers (the
         other parity's) stay live until then: wgmma.sp reads its metadata register after
@@ -666,8 +664,6 @@ class _Wgmma(_Staged):
             commit()
 
         self.on_formats(kt, body, None, commit)
-        if copies is not None:
-            copies()
         self.wait(self.config.wgmma_pending, before)
 
     def k_steps(self, format: str, stage: str, parity: int) -> None:
@@ -720,11 +716,8 @@ class _Wgmma(_Staged):
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
-            if self.config.issue_first:
-                self.issue_k_tile(kt, parity, lambda: self.load_stage(b.i32("add", kt, ahead)))
-            else:
-                self.load_stage(b.i32("add", kt, ahead))
-                self.issue_k_tile(kt, parity)
+            self.load_stage(b.i32("add", kt, ahead))
+            self.issue_k_tile(kt, parity)
 
         def pair(kt: str) -> None:
             iteration(kt, 0)
