@@ -628,8 +628,9 @@ class _Wgmma(_Staged):
 
     def wait(self, pending: int, live: list[str]) -> None:
         """Until the warpgroup's wgmma groups but the last `pending` are done; the metadata
-        registers `live` (those of the groups it waits for) are its inputs, so that they
-        are not reused before it."""
+        registers `live` (those of the group it retires) are its inputs, so that LLVM keeps
+        them apart from the next k-tile's words (the PTX of the two parities' registers
+        differs; ptxas then keeps them to the wait, which backends/gpu/sass.py checks)."""
         inputs = [f"i32 {v}" for v in live]
         self.accumulators(f"wgmma.wait_group.sync.aligned {pending};", ["r"] * len(inputs), inputs, 0, self.acc_count)
 
