@@ -1,13 +1,14 @@
 """2:4 and hybrid weights through the staged schedule's wgmma variant (wgmma.sp for 2:4
 tiles, StagedConfig.wgmma, sm_90a) on the device, in one run: every variant's PTX built
 beforehand in a pool of processes, then through `ptxas -arch=sm_90a -v` and `cuobjdump -sass`
-(HGMMA counted, the sparse ones apart: the tensor cores' Hopper path), checked (each
-variant in a process of its own: a fault or a hang ends only its CUDA context) against
-float64 on fresh random data (outputs poisoned with NaN first) at 4096^3 and ragged M, N
-and K (f16 and bf16), and timed in interleaved rounds (the minimum of each) against cuBLAS
-dense (`F.linear`), our dense default (wgmma), the mma.sp staged kernel (config_for's 2:4)
-and torch's semi-structured path (`to_sparse_semi_structured`), hybrid 50% (128 x 128
-tiles, a checkerboard of dense and 2:4) old (mma.sync/mma.sp) and new. The sparsity
+(HGMMA counted, the sparse ones apart: the tensor cores' Hopper path; metadata registers
+written under a running group, backends/gpu/sass.py), checked (each variant in a process of
+its own: a fault or a hang ends only its CUDA context) against float64 on fresh random data
+(outputs poisoned with NaN first) at 4096^3 and ragged M, N and K (f16 and bf16; hybrid
+tiles 128 wide, an odd k-tile count too), and timed in interleaved rounds (the minimum of
+each) against cuBLAS dense (`F.linear`), our dense default (wgmma) and torch's
+semi-structured path (`to_sparse_semi_structured`); hybrid 50% (128 x 128 tiles, a
+checkerboard of dense and 2:4) also on hybrid weights of one format's tiles. The sparsity
 selector is tried both ways (SPARSITY_SELECTOR: lanes 4g + 2 and 4g + 3 hold the same words,
 so both must pass).
 
