@@ -640,7 +640,7 @@ class VectorizeLinear(RewritePattern):
         step = 2 * self.shape.width if kind is BF16Kernel else self.shape.width
         kernel = kind(op.lhs, out, ragged(k_size if k_size >= 0 else None, step), op.rhs)
         # f32 GEMV rows prefetch w's rows ahead where a step reads a line of each (16 lanes:
-        # measured there; with 8, Zen 3 ran SmolLM2's shapes 20-30% faster without), not from
+        # measured there; with 8, Zen 3 ran SmolLM2's shapes 6-45% faster without), not from
         # a view (no pointer to lower-views)
         if element_type(op.lhs) == f32 and not isinstance(op.rhs.owner, memref.ReinterpretCastOp):
             kernel.ahead = rows_ahead(op.rhs.type, k_size, step, self.shape.cols, LINE_BYTES)

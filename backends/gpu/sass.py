@@ -34,13 +34,13 @@ def metadata_hazards(sass: str) -> list[str]:
     """Each instruction that writes a register an HGMMA.SP of a running group reads as its
     metadata ("address: instruction"); empty where none does."""
     listing = [(int(at, 16), text) for at, text in _INSTRUCTION.findall(sass)]
-    loop_end, loop_head = next(
-        ((i, int(m.group(1), 16)) for i, (at, text) in enumerate(listing)
-         if (m := _BRANCH.search(text)) and int(m.group(1), 16) < at),
-        (len(listing) - 1, listing[0][0] if listing else 0),
-    )  # fmt: skip
-    head = next((i for i, (at, _) in enumerate(listing) if at >= loop_head), 0)
-    order = listing[: loop_end + 1] + listing[head : loop_end + 1] + listing[loop_end + 1 :]
+    back = next(((i, int(m.group(1), 16)) for i, (at, text) in enumerate(listing)
+                 if (m := _BRANCH.search(text)) and int(m.group(1), 16) < at), None)  # fmt: skip
+    order = listing
+    if back is not None:  # the loop's body once more, as the next iteration meets it
+        end, target = back
+        head = next(i for i, (at, _) in enumerate(listing) if at >= target)
+        order = listing[: end + 1] + listing[head : end + 1] + listing[end + 1 :]
     running: list[set[str]] = []  # committed groups, oldest first
     open_group: set[str] = set()
     found: list[str] = []
