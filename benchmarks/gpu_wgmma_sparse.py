@@ -36,8 +36,10 @@ from stoicc_py.backends.gpu.kernel import GemmSpec
 from stoicc_py.backends.gpu.staged import (
     StagedConfig,
     config_for,
+    multicast_box,
     shared_bytes,
     staged_arch,
+    staged_grid,
     staged_ir,
     staged_spec,
 )
@@ -56,6 +58,10 @@ VARIANTS: dict[str, Variant] = {
     "hyb wg": ("hybrid", None, None, 0),
     "hyb wg4": ("hybrid", 4, _C(6, 16, wgmma=True), 0),
     "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True), 1),
+    "sp c2": ("nm24", 8, _C(5, 16, wgmma=True, cluster=2), 0),
+    "sp c2 w4": ("nm24", 4, _C(6, 16, wgmma=True, cluster=2), 0),
+    "dense c2": ("dense", 8, _C(4, 16, wgmma=True, cluster=2), 0),
+    "hyb c2": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
 sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's."""
@@ -99,14 +105,16 @@ class Built:
     """A variant's kernel of one spec, loaded."""
 
     def __init__(self, spec: GemmSpec, config: StagedConfig, ptx: str):
-        self.spec, self.ptx, self.shared = spec, ptx, shared_bytes(spec, config)
+        self.spec, self.config, self.ptx, self.shared = spec, config, ptx, shared_bytes(spec, config)
         self.function = driver.Module(ptx).function(spec.name)
         driver.allow_shared(self.function, self.shared)
 
     def launcher(self, x: Any, weight: list[int], y: Any) -> Any:
-        m = x.shape[0]
+        m, box = x.shape[0], multicast_box(self.spec, self.config)
         pointers = [x.data_ptr(), *weight, y.data_ptr()]
-        return partial(driver.launch, self.function, self.spec.grid(m), self.spec.threads, pointers, m, self.shared)
+        maps = (driver.tensor_map(x.data_ptr(), self.spec.dtype, (m, self.spec.k), box),) if box else ()
+        grid = staged_grid(self.spec, m, self.config)
+        return partial(driver.launch, self.function, grid, self.spec.threads, pointers, m, self.shared, maps)
 
 
 class Bench:

@@ -24,7 +24,15 @@ from stoicc_py.arrays import NUMPY_DTYPES, host_array
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.gemv import gemv_ir, gemv_spec
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
-from stoicc_py.backends.gpu.staged import config_for, shared_bytes, staged_arch, staged_ir, staged_spec
+from stoicc_py.backends.gpu.staged import (
+    config_for,
+    multicast_box,
+    shared_bytes,
+    staged_arch,
+    staged_grid,
+    staged_ir,
+    staged_spec,
+)
 from stoicc_py.backends.gpu.target import ARCH, WARPS, emit_ptx
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -185,12 +193,14 @@ class GpuKernel(KernelBase):
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
         arrays = [x, *weights, *bias, y]  # held by the launch: their memory stays
         spec = self.schedule(m, all(a.ptr % 16 == 0 for a in arrays))
-        grid, shared = spec.grid(m), _shared(spec)
+        grid, shared = _grid(spec, m), _shared(spec)
         function = self._function(spec) if m else None
+        box = multicast_box(spec, config_for(spec)) if spec.schedule == "staged" else None
+        maps = (driver.tensor_map(x.ptr, s.dtype, (m, s.k), box),) if box and m else ()
 
         def launch() -> None:
             if function is not None:
-                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m, shared)
+                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m, shared, maps)
 
         return result, y, launch
 
@@ -215,6 +225,11 @@ def _staged_fits(s: GemmSpec) -> bool:
 def _ptx(spec: GemmSpec) -> str:
     """The PTX of `spec`'s kernel, for the target its schedule needs (sm_90a for wgmma)."""
     return emit_ptx(IR[spec.schedule](spec), arch=staged_arch(spec) if spec.schedule == "staged" else ARCH)
+
+
+def _grid(spec: GemmSpec, m: int) -> tuple[int, int, int]:
+    """The blocks of a launch of `spec` on m rows of x."""
+    return staged_grid(spec, m, config_for(spec)) if spec.schedule == "staged" else spec.grid(m)
 
 
 def _shared(spec: GemmSpec) -> int:

@@ -26,8 +26,11 @@ from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import (
     WIDE_M,
     StagedConfig,
+    config_for,
+    multicast_box,
     shared_bytes,
     staged_arch,
+    staged_grid,
     staged_ir,
     staged_warps,
 )
@@ -59,11 +62,14 @@ MMA = {
     "sparse_bf16": "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32",
 }
 SCHEDULES = {
-    "dense": [("gemv", 1), ("staged", 8)], "dense_bf16": [("gemv", 1), ("staged", 8)],
-    "sparse": [("direct", 1), ("direct", 4)], "sparse_bf16": [("gemv", 1), ("staged", 8)],
-    "hybrid": [("gemv", 1), ("direct", 4)], "int4": [("direct", 1), ("direct", 4)], "int8": [("direct", 1), ("direct", 4)],
+    "dense": [("gemv", 1), ("staged", 8), ("staged", 8)], "dense_bf16": [("gemv", 1), ("staged", 8), ("staged", 8)],
+    "sparse": [("direct", 1), ("direct", 4), ("direct", 4)],
+    "sparse_bf16": [("gemv", 1), ("staged", 8), ("staged", 8)],
+    "hybrid": [("gemv", 1), ("direct", 4), ("direct", 4)],
+    "int4": [("direct", 1), ("direct", 4), ("direct", 4)], "int8": [("direct", 1), ("direct", 4), ("direct", 4)],
 }  # fmt: skip
-"""(schedule, 8-row columns) of a call of 5 and of 37 rows (stoicc_py/gpu.py: GpuKernel.schedule)."""
+"""(schedule, 8-row columns) of a call of 5, 37 and 600 rows (stoicc_py/gpu.py: GpuKernel.schedule;
+600: 8-warp blocks, those of 2:4 weights in clusters of 2, x's tensor map passed)."""
 HYBRID_MMA = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", MMA["sparse_bf16"]}
 INSTRUCTIONS = {**{name: {mma} for name, mma in MMA.items()}, "hybrid": HYBRID_MMA,
                 "int4": {MMA["dense"]}, "int8": {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"}}  # fmt: skip
@@ -320,13 +326,58 @@ def test_the_wgmma_variant_runs_2_4_tiles_through_wgmma_sp(program: Any, name: s
     assert ".local" not in ptx
 
 
+CLUSTER = StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=2)
+
+
+@pytest.mark.parametrize(("name", "warps"), [("sparse", 8), ("sparse_bf16", 4), ("dense", 8), ("hybrid", 8)])
+def test_a_cluster_of_2_multicasts_x_by_tma(program: Any, name: str, warps: int) -> None:
+    """StagedConfig.cluster = 2: a kernel of clusters of 2 blocks (.reqnctapercluster) and
+    x's tensor map by value in the parameter space; thread 0 of each block loads half of
+    x's k-tile by TMA, multicast to both blocks (mask 0b11), completing on the stage's
+    mbarrier (initialised once a stage, expecting the whole k-tile's bytes), which every
+    thread waits on before the k-tile's wgmma; x is not copied by cp.async (the weight is);
+    a cluster barrier an iteration, its arrivals relaxed (a release waited for the copies in
+    flight); the launch rounded up to whole clusters; shared memory: an mbarrier a stage."""
+    k = program.kernel(name)
+    spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
+    config = replace(CLUSTER, stages=4) if name != "sparse" else CLUSTER
+    if name == "hybrid":
+        spec = replace(spec, tile=(128, 64))
+    plain = replace(config, cluster=1)
+    assert shared_bytes(spec, config) == shared_bytes(spec, plain) + 8 * config.stages <= 227 * 1024
+    assert multicast_box(spec, config) == (spec.block_cols // 2, 64) and multicast_box(spec, plain) is None
+    rows = -(-300 // spec.block_cols)  # N = 40: one block of weight rows, and an idle one to make a cluster
+    assert staged_grid(spec, 300, config) == (2, rows, 1) and staged_grid(spec, 300, plain) == (1, rows, 1)
+    ptx, before = emit_ptx(staged_ir(spec, config), arch="sm_90a"), emit_ptx(staged_ir(spec, plain), arch="sm_90a")
+    assert ".explicitcluster\n.reqnctapercluster 2, 1, 1" in ptx and "cluster" not in before
+    assert re.search(rf"\.param \.align 64 \.b8 {k.name}_param_\d+\[128\]", ptx)
+    assert ptx.count("mbarrier.init.shared::cta.b64") == config.stages
+    copies = re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.mbarrier::complete_tx::bytes"
+                        r"\.multicast::cluster \[%r\d+\], \[%rd\d+, \{%r\d+, %r\d+\}\], \[%r\d+\], %rs\d+;", ptx)  # fmt: skip
+    loop = ptx[ptx.index("bar.sync") :]
+    assert len(copies) >= 2 and "mbarrier.arrive.expect_tx" in loop and "mbarrier.try_wait.parity" in loop
+    assert loop.index("mbarrier.try_wait.parity") < loop.index("wgmma.fence.sync.aligned")
+    assert "barrier.cluster.arrive.relaxed.aligned" in loop and "barrier.cluster.wait.aligned" in loop
+    assert "barrier.cluster.arrive;" not in ptx and ".local" not in ptx
+    # per k-tile, the copies of x (256 rows x 8 chunks; 128 for 4 warps) are gone, the weight's remain
+    assert before.count("cp.async.cg.shared.global") - ptx.count("cp.async.cg.shared.global") >= spec.block_cols // 16
+
+
+def test_2_4_calls_past_512_rows_run_in_clusters(program: Any) -> None:
+    spec = replace(program.kernel("sparse").spec, warps=8, warp_rows=4, cols=8, schedule="staged")
+    assert config_for(spec).cluster == 2 and config_for(replace(spec, warps=4)).cluster == 1
+    assert config_for(replace(spec, weight="dense")).cluster == 1
+
+
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="no ptxas")
-@pytest.mark.parametrize("name", ["sparse", "sparse_bf16"])
-def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(program: Any, name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "config"), [("sparse", WGMMA), ("sparse_bf16", WGMMA), ("sparse", CLUSTER)])
+def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(
+    program: Any, name: str, config: StagedConfig, tmp_path: Path
+) -> None:
     """wgmma.sp's metadata registers, read before the fence, need no warpgroup.arrive
     between the k-tile's wgmma (ptxas injects one where a register is written among them)."""
     spec = replace(program.kernel(name).spec, k=4096, warps=8, warp_rows=4, cols=8, schedule="staged")
-    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a"))
+    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, config), arch="sm_90a"))
     done = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
                           capture_output=True, text=True, check=True)  # fmt: skip
     report = done.stdout + done.stderr
@@ -337,17 +388,19 @@ def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(program: Any, name: st
 @pytest.mark.parametrize(("name", "warps", "k"), [("sparse", 8, 4096), ("sparse_bf16", 4, 4096), ("sparse", 8, 4160),
                                                   ("hybrid", 4, 4096), ("hybrid", 8, 4096), ("hybrid", 4, 4160),
                                                   ("hybrid", 8, 1040), ("sparse_bf16", 4, 400)])  # fmt: skip
+@pytest.mark.parametrize("cluster", [1, 2])
 def test_no_wgmma_sp_metadata_register_is_overwritten_under_its_group(
-    program: Any, name: str, warps: int, k: int, tmp_path: Path
+    program: Any, name: str, warps: int, k: int, cluster: int, tmp_path: Path
 ) -> None:
     """The SASS ptxas makes of the 2:4 and hybrid wgmma kernels (an odd number of k-tiles
-    too: a last k-tile after the loop had its words loaded into the running group's registers)
-    writes no metadata register of a running HGMMA.SP (backends/gpu/sass.py), and ptxas does
-    not serialize the wgmma (C7513, where it had to for pure 2:4 there)."""
+    too: a last k-tile after the loop had its words loaded into the running group's registers;
+    in clusters of 2 too) writes no metadata register of a running HGMMA.SP (backends/gpu/sass.py),
+    and ptxas does not serialize the wgmma (C7513, where it had to for pure 2:4 there)."""
     spec = replace(program.kernel(name).spec, k=k, warps=warps, warp_rows=4, cols=8, schedule="staged")
     if name == "hybrid":
         spec = replace(spec, tile=(128, 128))
-    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a"))
+    config = replace(WGMMA, cluster=cluster)
+    (tmp_path / "k.ptx").write_text(emit_ptx(staged_ir(spec, config), arch="sm_90a"))
     done = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
                           capture_output=True, text=True, check=True)  # fmt: skip
     sass = subprocess.run(["cuobjdump", "-sass", str(tmp_path / "k.cubin")], capture_output=True, text=True,
@@ -388,6 +441,8 @@ def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
         staged_ir(spec, StagedConfig(2, wgmma=True))
     with pytest.raises(ValueError, match="one tile row"):
         staged_ir(replace(program.kernel("hybrid").spec, warps=8, warp_rows=4, cols=8, schedule="staged"), WGMMA)
+    with pytest.raises(ValueError, match="clusters of 1 or 2"):
+        staged_ir(spec, replace(WGMMA, cluster=4))
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:
@@ -440,7 +495,7 @@ class FakeDevice:
     that a call's packing, uploads, argument order, grid and copy back are checked here."""
 
     def __init__(self, program: Any):
-        self.program, self.memory, self.launches, self.shared = program, {}, [], {}
+        self.program, self.memory, self.launches, self.shared = program, {}, [], []
         device = self
 
         class Buffer:
@@ -483,15 +538,23 @@ class FakeDevice:
         return arrays
 
     def allow_shared(self, function: str, nbytes: int) -> None:
-        self.shared[function] = nbytes
+        self.shared.append(nbytes)
+
+    def tensor_map(self, ptr: int, dtype: str, shape: tuple[int, int], box: tuple[int, int]) -> Any:
+        return ("tensor map", ptr, dtype, shape, box)
 
     def launch(self, function: str, grid: tuple[int, int, int], block: int, pointers: list[int], m: int,
-               shared: int) -> None:  # fmt: skip
+               shared: int, maps: tuple[Any, ...] = ()) -> None:  # fmt: skip
         spec = self.program.kernel(function).schedule(m, all(p % 16 == 0 for p in pointers))
-        assert grid == spec.grid(m) and block == spec.threads and (shared > 0) == (spec.schedule == "staged")
+        staged = spec.schedule == "staged"
+        config = config_for(spec) if staged else None
+        assert grid == (staged_grid(spec, m, config) if config else spec.grid(m))
+        assert block == spec.threads and (shared > 0) == staged
         self.launches.append(spec)
         n, k, dtype = spec.n, spec.k, NUMPY_DTYPES[spec.dtype]
         at = dict(zip(spec.params, pointers, strict=True))
+        box = multicast_box(spec, config) if config else None  # x's tensor map, where the cluster multicasts it
+        assert maps == ((("tensor map", at["x"], spec.dtype, (m, k), box),) if box else ())
         x = self.array(at["x"], (m, k), dtype).astype(np.float64)
         if spec.weight == "nm24":
             meta = self.array(at["meta"], (-(-n // 16), -(-k // 32), 8, 2), np.uint32)
@@ -514,11 +577,11 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     program: Any, name: str, monkeypatch: Any
 ) -> None:
     device = FakeDevice(program)
-    for attr in ("Buffer", "Module", "launch", "allow_shared"):
+    for attr in ("Buffer", "Module", "launch", "allow_shared", "tensor_map"):
         monkeypatch.setattr(driver, attr, getattr(device, attr))
     k = program.kernel(name)
     rng = np.random.default_rng(3)
-    for m in (5, 37):
+    for m in (5, 37, 600):
         args = []
         for p in k.abi.params:
             a = rng.standard_normal([m if d == "M" else d for d in p.dims]).astype(np.float32)
@@ -537,7 +600,9 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     if SCHEDULES[name][1][0] == "staged":
         # wgmma's 6 stages of w (2:4: 64-byte rows and the metadata) and x (128 x 128 blocks), and the alignment
         stage = 128 * 128 * 2 if k.spec.weight == "dense" else 128 * 64 + 128 * 128 + 1024
-        assert device.shared == {name: 6 * stage + 1024}
+        # then 8-warp blocks (128 x 256) of 4 stages, or 5 of 2:4 and an mbarrier each (x multicast)
+        wide = 4 * (128 * 128 + 256 * 128) if k.spec.weight == "dense" else 5 * (128 * 64 + 256 * 128 + 1024 + 8)
+        assert device.shared == [0, 6 * stage + 1024, wide + 1024]
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))

@@ -206,13 +206,31 @@ def allow_shared(function: Any, nbytes: int) -> None:
         check(cu.cuFuncSetAttribute(function, attribute, nbytes))
 
 
-def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list[int], m: int, shared: int = 0) -> None:
-    """Launch `function(pointers..., i32 m)` on the default stream (asynchronous), with
-    `shared` bytes of dynamic shared memory."""
-    launch_with(function, grid, block, (*pointers, m), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32), shared)
+def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list[int], m: int, shared: int = 0,
+           maps: tuple[Any, ...] = ()) -> None:  # fmt: skip
+    """Launch `function(pointers..., i32 m, maps...)` on the default stream (asynchronous),
+    with `shared` bytes of dynamic shared memory (`maps`: tensor_map's, passed by value)."""
+    types = (*[ctypes.c_void_p] * len(pointers), ctypes.c_int32, *[None] * len(maps))  # None: by getPtr()
+    launch_with(function, grid, block, (*pointers, m, *maps), types, shared)
 
 
-def launch_with(function: Any, grid: tuple[int, int, int], block: int, values: tuple[int, ...],
+def tensor_map(ptr: int, dtype: str, shape: tuple[int, int], box: tuple[int, int]) -> Any:
+    """A TMA tensor map (CUtensorMap) of the row-major [rows, cols] 16-bit array at `ptr`
+    (16-byte aligned, rows of 16-byte multiples): boxes of box[0] rows x box[1] values,
+    written to shared memory swizzled by 128 bytes (as wgmma reads it), zeros past the edges."""
+    cu = driver()
+    kinds = {"f16": cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+             "bf16": cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}  # fmt: skip
+    (rows, cols), u32, u64 = shape, cu.cuuint32_t, cu.cuuint64_t
+    return check(cu.cuTensorMapEncodeTiled(
+        kinds[dtype], 2, ptr, [u64(cols), u64(rows)], [u64(2 * cols)], [u32(box[1]), u32(box[0])], [u32(1), u32(1)],
+        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+    ))  # fmt: skip
+
+
+def launch_with(function: Any, grid: tuple[int, int, int], block: int, values: tuple[Any, ...],
                 types: tuple[Any, ...], shared: int = 0) -> None:  # fmt: skip
     """Launch `function(values...)`, each of its ctypes type, on the default stream (asynchronous)."""
     cu = driver()

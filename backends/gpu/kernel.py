@@ -458,10 +458,13 @@ class _Gemm:
         s = self.s
         return sorted({_instruction(f) for f in (s.tile_formats if s.weight == "hybrid" else (s.weight,))})
 
-    def module(self, globals_: tuple[str, ...] = (), declarations: tuple[str, ...] = ()) -> str:
-        """The module: the kernel function of the builder's lines and what it uses."""
+    def module(self, globals_: tuple[str, ...] = (), declarations: tuple[str, ...] = (),
+               more_params: tuple[str, ...] = (), attributes: str = "") -> str:  # fmt: skip
+        """The module: the kernel function of the builder's lines and what it uses (its
+        parameters: the spec's pointers, i32 M, then `more_params`; `attributes` added to
+        the function's)."""
         s = self.s
-        params = ", ".join([f"ptr addrspace(1) noalias %{p}" for p in s.params] + ["i32 %M"])
+        params = ", ".join([f"ptr addrspace(1) noalias %{p}" for p in s.params] + ["i32 %M", *more_params])
         declared = [f"declare i32 @llvm.nvvm.read.ptx.sreg.{r}()" for r in _SREG]
         for format in self.formats():
             name, reg = _MMA[format, s.dtype]
@@ -483,7 +486,7 @@ class _Gemm:
             "}",
             "",
             # the launch's block size: ptxas keeps the registers within what a block of it may have
-            f'attributes #0 = {{ "nvvm.maxntid"="{s.threads}" }}',
+            f'attributes #0 = {{ "nvvm.maxntid"="{s.threads}" {attributes}}}',
             f'!0 = !{{!"llvm.loop.unroll.count", i32 {K_UNROLL}}}',
             *self.b.metadata,
             "",

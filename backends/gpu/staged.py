@@ -54,6 +54,7 @@ metadata (lanes 4g + 2 and 4g + 3 hold the same words: either selector reads the
 WGMMA_ROWS = 64
 """Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k; the
 2:4 wgmma.sp: m64nNk32, 16 stored values)."""
+MBARRIER_BYTES = 8
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
 
@@ -75,6 +76,10 @@ class StagedConfig:
     wgmma_pending: int = 1
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
+    cluster: int = 1
+    """Blocks of a cluster (wgmma: 1 or 2), neighbours along the weight's rows that share
+    their rows of x: with 2, each loads half of x's k-tile by TMA and multicasts it to both
+    (x's L2 traffic halved), instead of every block copying all of it by cp.async."""
 
 
 WIDE_M = 128
@@ -92,13 +97,17 @@ def config_for(spec: GemmSpec) -> StagedConfig:
     8-warp blocks of 4 stages, what fits. 2:4 through wgmma.sp (benchmarks/gpu_wgmma_sparse.py,
     2026-12-07, round 8: 4096^2, M = 128/512 21.4/25.3 µs on 4 warps, 35.0/31.2 on 8;
     M = 2048/4096 76.3/155.8 on 8 warps of 5 stages, 79.6/158.7 on 4; mma.sp 154.7/302.8):
-    8-warp blocks of 5 stages. Hybrid: its dense tiles through wgmma, its 2:4 ones through
-    wgmma.sp, 8-warp blocks of 4 stages (its stage holds a dense k-tile)."""
+    8-warp blocks of 5 stages in clusters of 2 that multicast x (round 9: 4096^2, M = 2048/4096
+    76.5/155.8 -> 69.0/136.8 µs; 8192^2, M = 2048/8192 286.2/1198.3 -> 253.7/1017.7; on 4-warp
+    blocks no faster: 21.7/25.3 at M = 128/512). Hybrid: its dense tiles through wgmma, its 2:4
+    ones through wgmma.sp, 8-warp blocks of 4 stages (its stage holds a dense k-tile), no
+    cluster (4096^2, M = 2048: 85.6 µs, in clusters 100.2: 4 stages hide too little of the
+    multicast's wait)."""
     if spec.warps == 4:
-        stages = 6
-    else:
-        stages = 5 if spec.weight == "nm24" else 4
-    return StagedConfig(stages, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
+        return StagedConfig(6, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
+    if spec.weight == "nm24":
+        return StagedConfig(5, 16, wide_m=WGMMA_WIDE_M, wgmma=True, cluster=2)
+    return StagedConfig(4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
 
 
 def staged_warps(m: int, config: StagedConfig) -> int:
@@ -112,6 +121,18 @@ def staged_spec(spec: GemmSpec, m: int, config: StagedConfig, warps: int | None 
     """`spec` as the staged schedule runs a call of m rows: staged_warps' warps (or `warps`),
     128 weight rows x 64 rows of x a warp pair."""
     return replace(spec, warps=warps or staged_warps(m, config), warp_rows=4, cols=8, schedule="staged")
+
+
+def staged_grid(spec: GemmSpec, m: int, config: StagedConfig) -> tuple[int, int, int]:
+    """The launch's blocks: spec.grid's, the weight-row blocks rounded up to whole clusters
+    (a block past N loads zeros, stores nothing and still multicasts its half of x)."""
+    blocks, rows, depth = spec.grid(m)
+    return blocks + -blocks % config.cluster, rows, depth
+
+
+def multicast_box(spec: GemmSpec, config: StagedConfig) -> tuple[int, int] | None:
+    """The TMA box of x a block loads (rows of x, k), where its cluster multicasts x, else None."""
+    return (spec.block_cols // config.cluster, K_TILE) if config.cluster > 1 else None
 
 
 def _spec_formats(spec: GemmSpec) -> tuple[str, ...]:
@@ -135,9 +156,11 @@ def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
 
 def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """Dynamic shared memory of the staged kernel (the same for every format; wgmma: and
-    the slack to align the stages to the swizzle's 1024-byte pattern)."""
+    the slack to align the stages to the swizzle's 1024-byte pattern; a cluster's: and an
+    mbarrier a stage)."""
     config = config or config_for(spec)
-    return config.stages * stage_bytes(spec, config) + (SWIZZLE_ATOM if config.wgmma else 0)
+    barriers = MBARRIER_BYTES * config.stages if config.cluster > 1 else 0
+    return config.stages * stage_bytes(spec, config) + (SWIZZLE_ATOM if config.wgmma else 0) + barriers
 
 
 def staged_arch(spec: GemmSpec, config: StagedConfig | None = None) -> str:
@@ -182,7 +205,7 @@ class _Staged(_Gemm):
             return
         b.emit("%bx.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.x()")
         b.emit("%by.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.y()")
-        blocks_x = self.s.grid(1)[0]
+        blocks_x = staged_grid(self.s, 1, self.config)[0]  # even for clusters of 2: a pair shares %by
         blocks_y = b.op("call i32 @llvm.nvvm.read.ptx.sreg.nctaid.y()")
         pid = b.i32("add", b.i32("mul", "%by.launch", blocks_x), "%bx.launch")
         per_group = b.i32("mul", blocks_y, group)
@@ -325,8 +348,7 @@ class _Staged(_Gemm):
         stage = self.stage(kt)
 
         def body(format: str, base: str, row0: str, col: str, stored: tuple[str, str] | None) -> None:
-            k = b.i32("mul", kt, K_TILE)
-            self.copy_rows(stage, self.x_region, self.row_bytes["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
+            self.copy_x(stage, kt)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
             self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
@@ -343,6 +365,12 @@ class _Staged(_Gemm):
 
         self.on_formats(kt, body)
         b.emit("call void @llvm.nvvm.cp.async.commit.group()")
+
+    def copy_x(self, stage: str, kt: str) -> None:
+        """cp.async of x's k-tile kt into `stage`."""
+        s, b = self.s, self.b
+        k = b.i32("mul", kt, K_TILE)
+        self.copy_rows(stage, self.x_region, self.row_bytes["x"], s.block_cols, "%x", "%m.block", "%M", k, s.k, s.k)
 
     def ldmatrix(self, address: str) -> list[str]:
         b = self.b
@@ -553,10 +581,13 @@ class _Wgmma(_Staged):
             raise ValueError(f"the wgmma staged kernel takes 64 weight rows a warpgroup or more, not {spec}")
         if spec.weight == "hybrid" and spec.tile[0] % spec.block_rows:
             raise ValueError(f"a hybrid weight's block lies in one tile row: {spec}")
+        if config.cluster not in (1, 2) or spec.block_cols // config.cluster % 8:
+            raise ValueError(f"the wgmma staged kernel takes clusters of 1 or 2 blocks, not {config.cluster}")
         self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
         self.meta_region = self.x_region + spec.block_cols * SWIZZLE_BYTES
+        self.barriers = config.stages * self.stage_size  # a cluster's mbarriers: one a stage
 
     @property
     def acc_count(self) -> int:
@@ -589,6 +620,98 @@ class _Wgmma(_Staged):
         return self.b.op(
             f"getelementptr inbounds i8, ptr addrspace(3) @smem, i32 {self.b.i32('add', offset, '%smem.pad')}"
         )
+
+    def address(self, offset: str | int) -> str:
+        """The shared-memory address (32 bits) of `offset` in the stages, for inline PTX."""
+        return self.b.i32("add", "%smem.at", self.b.i32("add", offset, "%smem.pad"))
+
+    def barrier(self, kt: str) -> str:
+        """The address of the mbarrier of k-tile kt's stage."""
+        return self.address(
+            self.b.i32("add", self.barriers, self.b.i32("shl", self.b.i32("urem", kt, self.config.stages), 3))
+        )
+
+    @property
+    def k_tiles(self) -> int:
+        """The k-loop's k-tiles: an even count with 2:4 tiles (mainloop)."""
+        tiles = -(-self.s.k // K_TILE)
+        return tiles + tiles % 2 if self.live_count else tiles
+
+    def copy_x(self, stage: str, kt: str) -> None:
+        if self.config.cluster == 1:
+            super().copy_x(stage, kt)
+
+    def load_stage(self, kt: str) -> None:
+        """A cluster's: x's k-tile by TMA (multicast_x), the weight's by cp.async."""
+        if self.config.cluster > 1:
+            self.multicast_x(kt)
+        super().load_stage(kt)
+
+    def multicast_x(self, kt: str) -> None:
+        """Thread 0: this block's half of x's k-tile kt (a box of multicast_box's rows from
+        the block's first plus its rank's half, zeros past M and K) by TMA from the tensor
+        map %xmap to both blocks of the cluster, at the same offset in each, completing on
+        each one's mbarrier of the stage, which expects the whole k-tile's bytes; none past
+        the k-loop's last k-tile (no block waits for it)."""
+        b = self.b
+        rows = self.s.block_cols // self.config.cluster
+        issue, done = b.label("tma"), b.label("tma.done")
+        inside, first = b.op(f"icmp ult i32 {kt}, {self.k_tiles}"), b.op("icmp eq i32 %tid, 0")
+        b.emit(f"br i1 {b.op(f'and i1 {inside}, {first}')}, label %{issue}, label %{done}")
+        b.begin(issue)
+        barrier = self.barrier(kt)
+        b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", "r,r,~{{memory}}"'
+               f"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES})")  # fmt: skip
+        half = b.i32("mul", "%cluster.rank", rows)
+        dst = self.address(b.i32("add", self.stage(kt), b.i32("add", self.x_region, b.i32("mul", half, SWIZZLE_BYTES))))
+        copy = ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
+                "[$0], [$1, {$2, $3}], [$4], $5;")  # fmt: skip
+        b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,h,~{{memory}}"(i32 {dst}, ptr %xmap, '
+               f"i32 {b.i32('mul', kt, K_TILE)}, i32 {b.i32('add', '%m.block', half)}, i32 {barrier}, "
+               f"i16 {(1 << self.config.cluster) - 1})")  # fmt: skip
+        b.emit(f"br label %{done}")
+        b.begin(done)
+
+    def cluster_barrier(self, step: str) -> None:
+        """A cluster's barrier.cluster `step` (all threads; arrivals relaxed: a release would
+        wait for the thread's copies in flight, MEMBAR.ALL.GPU in the SASS, which made the
+        kernel 2-3x slower); nothing without a cluster."""
+        if self.config.cluster > 1:
+            self.b.emit(f"call void @llvm.nvvm.barrier.cluster.{step}.aligned()")
+
+    def wait_x(self, kt: str) -> None:
+        """A cluster's: until x's k-tile kt is in the stage (its mbarrier's phase kt / stages completes)."""
+        b = self.b
+        if self.config.cluster == 1:
+            return
+        barrier, parity = self.barrier(kt), b.i32("and", b.i32("udiv", kt, self.config.stages), 1)
+        spin, ready = b.label("x.wait"), b.label("x.ready")
+        b.emit(f"br label %{spin}")
+        b.begin(spin)
+        test = "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [$1], $2; selp.u32 $0, 1, 0, p; }"
+        done = b.op(f'call i32 asm sideeffect "{test}", "=r,r,r,~{{memory}}"(i32 {barrier}, i32 {parity})')
+        b.emit(f"br i1 {b.op(f'icmp ne i32 {done}, 0')}, label %{ready}, label %{spin}")
+        b.begin(ready)
+
+    def cluster_setup(self) -> None:
+        """Thread 0 initialises the stages' mbarriers (one arrival: its own, with the bytes
+        expected); the cluster syncs, so that no block multicasts to a peer's barriers before
+        they are. Nothing without a cluster."""
+        b = self.b
+        if self.config.cluster == 1:
+            return
+        b.emit("%cluster.rank = call i32 @llvm.nvvm.read.ptx.sreg.cluster.ctarank()")
+        first, done = b.label("mbarrier.init"), b.label("mbarrier.ready")
+        b.emit(f"br i1 {b.op('icmp eq i32 %tid, 0')}, label %{first}, label %{done}")
+        b.begin(first)
+        for stage in range(self.config.stages):
+            b.emit(f'call void asm sideeffect "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{{memory}}"'
+                   f"(i32 {self.barrier(str(stage))})")  # fmt: skip
+        b.emit('call void asm sideeffect "fence.mbarrier_init.release.cluster;", "~{memory}"()')
+        b.emit(f"br label %{done}")
+        b.begin(done)
+        self.cluster_barrier("arrive.relaxed")
+        self.cluster_barrier("wait")
 
     def descriptor(self, offset: str, row_bytes: int = SWIZZLE_BYTES) -> str:
         """The matrix descriptor of the K-major operand at `offset` in the stages (rows of
@@ -710,29 +833,35 @@ class _Wgmma(_Staged):
             b.emit(f"%meta.live{parity} = alloca [{self.live_count} x i32], align 4")
             for i in range(self.live_count):
                 b.emit(f"store i32 0, ptr {self.live_slot(parity, i)}")
+        self.cluster_setup()
         for p in range(ahead):
             self.load_stage(str(p))
+        self.cluster_barrier("arrive.relaxed")  # an arrival an iteration, paired with the next one's wait
 
         def iteration(kt: str, parity: int) -> None:
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
+            self.cluster_barrier("wait")  # both blocks are past k-tile kt - 1 - pending, whose stage is refilled
             self.load_stage(b.i32("add", kt, ahead))
+            self.wait_x(kt)
             self.issue_k_tile(kt, parity)
+            self.cluster_barrier("arrive.relaxed")
 
         def pair(kt: str) -> None:
             iteration(kt, 0)
             iteration(b.i32("add", kt, 1), 1)
 
-        tiles = -(-self.s.k // K_TILE)
+        # with 2:4 tiles an even count: a k-tile past K (zeros; a hybrid's, empty) rounds an odd
+        # one up, as a last k-tile after the loop had its words loaded into the running group's
+        # registers (backends/gpu/sass.py found it; ptxas serialized pure 2:4 there, C7513)
         if not self.live_count:
-            b.loop(tiles, 1, lambda kt: iteration(kt, 0), unroll=False)
-        else:  # an even count: a k-tile past K (zeros; a hybrid's, empty) rounds an odd one up,
-            # as a last k-tile after the loop had its words loaded into the running group's
-            # registers (backends/gpu/sass.py found it; ptxas serialized pure 2:4 there, C7513)
-            b.loop(tiles + tiles % 2, 2, pair, unroll=False)
+            b.loop(self.k_tiles, 1, lambda kt: iteration(kt, 0), unroll=False)
+        else:
+            b.loop(self.k_tiles, 2, pair, unroll=False)
         self.wait(0, self.live(1) if self.live_count else [])
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
+        self.cluster_barrier("wait")  # no block leaves while its peer may still multicast to it
 
     def epilogue(self) -> None:
         """Slice r's accumulator 4i + j: weight row 64r + g + 8 (j / 2) of the warp's, row 8i + 2t + j % 2 of x."""
@@ -753,8 +882,15 @@ class _Wgmma(_Staged):
         self.mainloop()
         self.epilogue()
         wgmma = [f"declare void @llvm.nvvm.wgmma.{name}.sync.aligned()" for name in ("fence", "commit_group")]
-        return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",),
-                           (*_ASYNC, *wgmma, "declare void @llvm.nvvm.fence.proxy.async.shared_cta()"))  # fmt: skip
+        declared = (*_ASYNC, *wgmma, "declare void @llvm.nvvm.fence.proxy.async.shared_cta()")
+        if self.config.cluster == 1:
+            return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), declared)
+        cluster = tuple(f"declare {f}()" for f in ("void @llvm.nvvm.barrier.cluster.arrive.relaxed.aligned",
+                        "void @llvm.nvvm.barrier.cluster.wait.aligned", "i32 @llvm.nvvm.read.ptx.sreg.cluster.ctarank"))  # fmt: skip
+        # x's tensor map by value in the parameter space (CUDA's __grid_constant__ CUtensorMap)
+        return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), (*declared, *cluster),
+                           ('ptr byval([128 x i8]) align 64 "nvvm.grid_constant" %xmap',),
+                           f'"nvvm.cluster_dim"="{self.config.cluster},1,1"')  # fmt: skip
 
 
 def _k_step(format: str) -> int:
