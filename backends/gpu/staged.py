@@ -55,6 +55,8 @@ WGMMA_ROWS = 64
 """Weight rows of one wgmma (m64nNk16: N rows of x, the block's, 16 values of k; the
 2:4 wgmma.sp: m64nNk32, 16 stored values)."""
 MBARRIER_BYTES = 8
+SHARED_LIMIT = 227 * 1024
+"""Dynamic shared memory a block may have on sm_90."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
 
@@ -157,10 +159,24 @@ def stage_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
 def shared_bytes(spec: GemmSpec, config: StagedConfig | None = None) -> int:
     """Dynamic shared memory of the staged kernel (the same for every format; wgmma: and
     the slack to align the stages to the swizzle's 1024-byte pattern; a cluster's: and an
-    mbarrier a stage)."""
+    mbarrier a stage; and map_bytes)."""
     config = config or config_for(spec)
+    return _pipeline_bytes(spec, config) + map_bytes(spec, config)
+
+
+def _pipeline_bytes(spec: GemmSpec, config: StagedConfig) -> int:
     barriers = MBARRIER_BYTES * config.stages if config.cluster > 1 else 0
     return config.stages * stage_bytes(spec, config) + (SWIZZLE_ATOM if config.wgmma else 0) + barriers
+
+
+def map_bytes(spec: GemmSpec, config: StagedConfig) -> int:
+    """A hybrid weight's tile row of the tile map in shared memory (wgmma), where it fits
+    beside the stages, else 0: read there, a k-tile's format costs no load from L2 on the
+    path of the block's wgmma."""
+    if spec.weight != "hybrid" or not config.wgmma:
+        return 0
+    size = -(-4 * spec.tile_grid[1] // 16) * 16
+    return size if _pipeline_bytes(spec, config) + size <= SHARED_LIMIT else 0
 
 
 def staged_arch(spec: GemmSpec, config: StagedConfig | None = None) -> str:
@@ -588,6 +604,7 @@ class _Wgmma(_Staged):
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
         self.meta_region = self.x_region + spec.block_cols * SWIZZLE_BYTES
         self.barriers = config.stages * self.stage_size  # a cluster's mbarriers: one a stage
+        self.map_region = _pipeline_bytes(spec, config) - SWIZZLE_ATOM  # then the tile row's map (map_bytes)
 
     @property
     def acc_count(self) -> int:
@@ -833,6 +850,7 @@ class _Wgmma(_Staged):
             b.emit(f"%meta.live{parity} = alloca [{self.live_count} x i32], align 4")
             for i in range(self.live_count):
                 b.emit(f"store i32 0, ptr {self.live_slot(parity, i)}")
+        self.stage_map()  # after the allocas: SROA promotes only the entry block's
         self.cluster_setup()
         for p in range(ahead):
             self.load_stage(str(p))
@@ -875,6 +893,34 @@ class _Wgmma(_Staged):
                     m = b.i32("add", "%m.warp", 8 * i + j % 2)
                     self.store(b.op(f"load float, ptr {slot}"), b.i32("add", m, "%t2"), b.i32("add", n, "%g"))
         b.emit("ret void")
+
+    def stage_map(self) -> None:
+        """A hybrid weight's tile row of the tile map into shared memory (map_bytes), a word a thread."""
+        s, b = self.s, self.b
+        if not map_bytes(s, self.config):
+            return
+        tile_cols = s.tile_grid[1]
+        first = b.i32("mul", self.tile_row(), tile_cols)
+        for i in range(0, tile_cols, s.threads):
+            column = b.i32("add", "%tid", i)
+            copy, done = b.label("map.copy"), b.label("map.done")
+            b.emit(f"br i1 {b.op(f'icmp ult i32 {column}, {tile_cols}')}, label %{copy}, label %{done}")
+            b.begin(copy)
+            entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', b.i32('add', first, column), 'i32')}, align 4")
+            b.emit(
+                f"store i32 {entry}, ptr addrspace(3) {self.shared(b.i32('add', self.map_region, b.i32('shl', column, 2)))}"
+            )
+            b.emit(f"br label %{done}")
+            b.begin(done)
+        b.emit("call void @llvm.nvvm.barrier0()")
+
+    def load_entry(self, tile_row: str, tile_col: str, inside: str) -> str:
+        """The entry from shared memory, where stage_map put the block's tile row (tile_row's)."""
+        b = self.b
+        if not map_bytes(self.s, self.config):
+            return super().load_entry(tile_row, tile_col, inside)
+        at = b.i32("add", self.map_region, b.i32("shl", b.op(f"select i1 {inside}, i32 {tile_col}, i32 0"), 2))
+        return b.op(f"load i32, ptr addrspace(3) {self.shared(at)}, align 4")
 
     def build(self) -> str:
         self.prologue()
