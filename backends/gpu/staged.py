@@ -588,7 +588,10 @@ class _Wgmma(_Staged):
     m16n8k32 does, CUTLASS's ELayout_64x32), committed as a group; a hybrid k-tile switches
     between the two on its tile's format. The cp.async copies reach the async proxy through
     fence.proxy.async before the barrier. The accumulators (128 a thread) pass through the
-    wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight."""
+    wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight. In
+    clusters of 2 (config.cluster), x's k-tiles come by TMA, each block's half multicast to
+    both (multicast_x, wait_x, cluster_barrier); a hybrid weight's block reads its tile row
+    of the tile map from shared memory (stage_map)."""
 
     def __init__(self, spec: GemmSpec, config: StagedConfig):
         super().__init__(spec, config)
