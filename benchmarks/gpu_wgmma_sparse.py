@@ -61,11 +61,13 @@ VARIANTS: dict[str, Variant] = {
     "sp wg8 c1": ("nm24", 8, _C(5, 16, wgmma=True), 0),
     "dense c2": ("dense", 8, _C(4, 16, wgmma=True, cluster=2), 0),
     "hyb c2": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2), 0),
+    "hyb c2 p0": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2, wgmma_pending=0), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
 sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's (2:4 past 512 rows: 8-warp
 blocks in clusters of 2 that multicast x; "sp wg8 c1" the same blocks without, as round 8 ran
-them; "dense c2" and "hyb c2": dense and hybrid in clusters)."""
+them; "dense c2" and "hyb c2": dense and hybrid in clusters; "hyb c2 p0": hybrid in clusters with
+no wgmma group left running, so that its 4 stages copy 3 k-tiles ahead instead of 2: not yet run)."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],
