@@ -25,7 +25,7 @@ from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_ir
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed
 from stoicc_py.codec.nm import NMCodec
-from stoicc_py.gpu import GpuKernel, GpuWeight
+from stoicc_py.gpu import GpuKernel, GpuWeight, staged_launch
 
 _C = StagedConfig
 VARIANTS = {
@@ -43,11 +43,9 @@ def launcher(kernel: GpuKernel, warps: int, config: StagedConfig, x: Any, w: Any
     m = x.shape[0]
     spec = replace(kernel.schedule(m), warps=warps)
     function = driver.Module(emit_ptx(staged_ir(spec, config))).function(spec.name)
-    shared = shared_bytes(spec, config)
-    driver.allow_shared(function, shared)
+    driver.allow_shared(function, shared_bytes(spec, config))
     weight = [a.ptr for a in w.arrays] if isinstance(w, GpuWeight) else [w.data_ptr()]  # packed, or a dense tensor
-    pointers = [x.data_ptr(), *weight, y.data_ptr()]
-    return partial(driver.launch, function, spec.grid(m), spec.threads, pointers, m, shared)
+    return staged_launch(function, spec, config, [x.data_ptr(), *weight, y.data_ptr()], m)
 
 
 RAGGED = """

@@ -29,6 +29,7 @@ from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_arch, staged_ir, staged_warps
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, timed
+from stoicc_py.gpu import staged_launch
 
 Variant = tuple[int | None, tuple[int, int], StagedConfig, tuple[int, int]]
 OFFSETS = staged.DESCRIPTOR_OFFSETS
@@ -70,14 +71,14 @@ class Built:
             self.ptx = emit_ptx(staged_ir(spec, config), arch=staged_arch(spec, config))
         finally:
             staged.DESCRIPTOR_OFFSETS = OFFSETS
-        self.spec, self.shared = spec, shared_bytes(spec, config)
+        self.spec, self.config = spec, config
         self.function = driver.Module(self.ptx).function(spec.name)
-        driver.allow_shared(self.function, self.shared)
+        driver.allow_shared(self.function, shared_bytes(spec, config))
 
     def launcher(self, x: Any, w: Any, y: Any) -> Any:
-        m = x.shape[0]
-        pointers = [x.data_ptr(), w.data_ptr(), y.data_ptr()]
-        return partial(driver.launch, self.function, self.spec.grid(m), self.spec.threads, pointers, m, self.shared)
+        return staged_launch(
+            self.function, self.spec, self.config, [x.data_ptr(), w.data_ptr(), y.data_ptr()], x.shape[0]
+        )
 
 
 def sass_report(ptx: str, arch: str, log: Path, title: str) -> dict[str, Any]:

@@ -36,10 +36,8 @@ from stoicc_py.backends.gpu.kernel import GemmSpec
 from stoicc_py.backends.gpu.staged import (
     StagedConfig,
     config_for,
-    multicast_box,
     shared_bytes,
     staged_arch,
-    staged_grid,
     staged_ir,
     staged_spec,
 )
@@ -48,7 +46,7 @@ from stoicc_py.benchmarks.gpu import error, half_pruned, timed
 from stoicc_py.benchmarks.gpu_staged import ragged_weight
 from stoicc_py.benchmarks.gpu_wgmma import sass_report
 from stoicc_py.codec.nm import NMCodec
-from stoicc_py.gpu import GpuKernel, GpuWeight
+from stoicc_py.gpu import GpuKernel, GpuWeight, staged_launch
 
 _C = StagedConfig
 Variant = tuple[str, int | None, StagedConfig | None, int]
@@ -108,16 +106,12 @@ class Built:
     """A variant's kernel of one spec, loaded."""
 
     def __init__(self, spec: GemmSpec, config: StagedConfig, ptx: str):
-        self.spec, self.config, self.ptx, self.shared = spec, config, ptx, shared_bytes(spec, config)
+        self.spec, self.config, self.ptx = spec, config, ptx
         self.function = driver.Module(ptx).function(spec.name)
-        driver.allow_shared(self.function, self.shared)
+        driver.allow_shared(self.function, shared_bytes(spec, config))
 
     def launcher(self, x: Any, weight: list[int], y: Any) -> Any:
-        m, box = x.shape[0], multicast_box(self.spec, self.config)
-        pointers = [x.data_ptr(), *weight, y.data_ptr()]
-        maps = (driver.tensor_map(x.data_ptr(), self.spec.dtype, (m, self.spec.k), box),) if box else ()
-        grid = staged_grid(self.spec, m, self.config)
-        return partial(driver.launch, self.function, grid, self.spec.threads, pointers, m, self.shared, maps)
+        return staged_launch(self.function, self.spec, self.config, [x.data_ptr(), *weight, y.data_ptr()], x.shape[0])
 
 
 class Bench:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.gemv import gemv_ir, gemv_spec
 from stoicc_py.backends.gpu.kernel import GemmSpec, gemm_ir
 from stoicc_py.backends.gpu.staged import (
+    StagedConfig,
     config_for,
     multicast_box,
     shared_bytes,
@@ -193,16 +195,12 @@ class GpuKernel(KernelBase):
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
         arrays = [x, *weights, *bias, y]  # held by the launch: their memory stays
         spec = self.schedule(m, all(a.ptr % 16 == 0 for a in arrays))
-        grid, shared = _grid(spec, m), _shared(spec)
-        function = self._function(spec) if m else None
-        box = multicast_box(spec, config_for(spec)) if spec.schedule == "staged" else None
-        maps = (driver.tensor_map(x.ptr, s.dtype, (m, s.k), box),) if box and m else ()
-
-        def launch() -> None:
-            if function is not None:
-                driver.launch(function, grid, spec.threads, [a.ptr for a in arrays], m, shared, maps)
-
-        return result, y, launch
+        pointers = [a.ptr for a in arrays]
+        if not m:  # an empty batch: nothing to launch
+            return result, y, lambda: None
+        if spec.schedule == "staged":
+            return result, y, staged_launch(self._function(spec), spec, config_for(spec), pointers, m)
+        return result, y, partial(driver.launch, self._function(spec), spec.grid(m), spec.threads, pointers, m, 0)
 
     def __call__(self, *args: object, out: object = None) -> Any:
         """y = the kernel on (x, w[, bias]) in the kernel's parameter order; x, w and the
@@ -227,9 +225,15 @@ def _ptx(spec: GemmSpec) -> str:
     return emit_ptx(IR[spec.schedule](spec), arch=staged_arch(spec) if spec.schedule == "staged" else ARCH)
 
 
-def _grid(spec: GemmSpec, m: int) -> tuple[int, int, int]:
-    """The blocks of a launch of `spec` on m rows of x."""
-    return staged_grid(spec, m, config_for(spec)) if spec.schedule == "staged" else spec.grid(m)
+def staged_launch(function: Any, spec: GemmSpec, config: StagedConfig, pointers: list[int],
+                  m: int) -> Callable[[], None]:  # fmt: skip
+    """A launch of the staged kernel `function` of (spec, config) on m rows of x, its
+    pointers in the kernel's order (x first): the grid of whole clusters, the shared memory,
+    and x's tensor map where the clusters multicast x (encoded here, once per launch bound)."""
+    box = multicast_box(spec, config)
+    maps = (driver.tensor_map(pointers[0], spec.dtype, (m, spec.k), box),) if box else ()
+    grid, shared = staged_grid(spec, m, config), shared_bytes(spec, config)
+    return partial(driver.launch, function, grid, spec.threads, pointers, m, shared, maps)
 
 
 def _shared(spec: GemmSpec) -> int:
