@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from stoicc_py.backends.gpu.staged import (
     config_for,
     multicast_box,
     shared_bytes,
+    split_spec,
     staged_arch,
     staged_grid,
     staged_ir,
@@ -134,7 +135,8 @@ class GpuKernel(KernelBase):
         if gemv is not None:
             return gemv
         if aligned and m > GEMV_M and _staged_fits(s):
-            return staged_spec(s, m, config_for(s))
+            spec = staged_spec(s, m, config_for(s))
+            return split_spec(spec, m, config_for(spec))
         return replace(s, warps=2, warp_rows=1, cols=1) if m <= SMALL_M else s
 
     def llvm_ir(self, m: int | None = None) -> str:
@@ -233,7 +235,17 @@ def staged_launch(function: Any, spec: GemmSpec, config: StagedConfig, pointers:
     box = multicast_box(spec, config)
     maps = (driver.tensor_map(pointers[0], spec.dtype, (m, spec.k), box),) if box else ()
     grid, shared = staged_grid(spec, m, config), shared_bytes(spec, config)
+    if spec.k_splits > 1:
+        pointers = [*pointers, *(b.ptr for b in split_scratch(grid[0] * grid[1], spec.block_rows * spec.block_cols))]
     return partial(driver.launch, function, grid, spec.threads, pointers, m, shared, maps)
+
+
+@cache
+def split_scratch(tiles: int, tile_elements: int) -> tuple[driver.Buffer, driver.Buffer]:
+    """Split-K's workspace (f32 sums of `tiles` output tiles) and tile flags (0) for the
+    launches of that many tiles (staged.py's sum_splits): one pair for all of them, kept,
+    as launches on the default stream take turns and each leaves the flags at 0."""
+    return driver.Buffer(4 * tiles * tile_elements), driver.Buffer.of(np.zeros(tiles, np.int32))
 
 
 def _shared(spec: GemmSpec) -> int:

@@ -160,13 +160,35 @@ def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int,
     k = stoicc_py.compile(WGMMA_SOURCE, target="gpu").kernel(name)  # its own: loaded functions are kept per spec
     instruction = WGMMA_INSTRUCTION.get(name.split("_")[0], "wgmma.mma_async")
     assert k.schedule(m).schedule == "staged" and instruction in k.ptx(m)
-    args = inputs(k, m, seed=m)
-    if name == "hybrid_odd":  # every tile 2:4: the last two k-tiles both through wgmma.sp
-        w = args[k.operands.w]
-        args[k.operands.w] = NMCodec(2, 4, w.shape[1]).prune(w.astype(np.float32)).astype(w.dtype)
+    args = wgmma_inputs(k, m)
     got = k(*args)
     assert_matches(got, k.reference(*args), k.spec.dtype)
     assert_matches(got, plain_numpy(k, args), k.spec.dtype)
+
+
+def wgmma_inputs(k: Any, m: int) -> list[Array]:
+    """inputs(), hybrid_odd's tiles all 2:4 (its last two k-tiles both through wgmma.sp)."""
+    args = inputs(k, m, seed=m)
+    if k.name == "hybrid_odd":
+        w = args[k.operands.w]
+        args[k.operands.w] = NMCodec(2, 4, w.shape[1]).prune(w.astype(np.float32)).astype(w.dtype)
+    return args
+
+
+@pytest.mark.parametrize("m", (33, 300))
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_long", "hybrid", "hybrid_wide", "hybrid_odd"])
+def test_split_k_matches_the_reference_with_the_same_bits_each_call(name: str, m: int, monkeypatch: Any) -> None:
+    """Split-K (staged.k_splits, here with splits of 2 k-tiles or more, so that these
+    short K split 2 to 5 ways; the default's 4-warp blocks): the splits' sums added in
+    the order of their splits, the same bits on every call."""
+    monkeypatch.setattr(staged, "MIN_SPLIT_TILES", 2)
+    k = stoicc_py.compile(WGMMA_SOURCE, target="gpu").kernel(name)
+    assert k.schedule(m).k_splits > 1
+    args = wgmma_inputs(k, m)
+    got = k(*args)
+    assert_matches(got, k.reference(*args), k.spec.dtype)
+    assert_matches(got, plain_numpy(k, args), k.spec.dtype)
+    assert np.array_equal(k(*args), got)
 
 
 def test_torch_tensors_stay_on_the_device(program: Any) -> None:

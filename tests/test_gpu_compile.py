@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import replace
+from functools import cache
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from conftest import SIMT_KERNELS, hybrid_weight
 
 import stoicc_py
+from stoicc_py import gpu
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.sass import metadata_hazards
@@ -27,6 +29,8 @@ from stoicc_py.backends.gpu.staged import (
     WIDE_M,
     StagedConfig,
     config_for,
+    k_splits,
+    loop_tiles,
     multicast_box,
     shared_bytes,
     staged_arch,
@@ -374,6 +378,58 @@ def test_2_4_calls_past_512_rows_run_in_clusters(program: Any) -> None:
     assert config_for(replace(spec, weight="dense")).cluster == 1
 
 
+def test_split_k_fills_the_multiprocessors_where_the_blocks_do_not(program: Any) -> None:
+    """k_splits: 4096^2 at 128 rows is 32 blocks of 128 x 128: 4 splits of 16 k-tiles;
+    at 512 rows, 128 blocks fill the H100: none; never in clusters; never an empty split
+    (2:4's even k-tile counts: 17 k-tiles of 2:4 in 2 splits of 10, not 9)."""
+    dense = replace(program.kernel("dense").spec, n=4096, k=4096, warp_rows=4, cols=8, schedule="staged")
+    assert [k_splits(dense, m, WGMMA) for m in (128, 512, 2048)] == [4, 1, 1]
+    assert k_splits(dense, 128, CLUSTER) == 1 and k_splits(dense, 128, StagedConfig(4)) == 1
+    assert k_splits(replace(dense, k=8 * 64 * 2 - 64), 128, WGMMA) == 1  # 15 k-tiles: one split's worth
+    sparse = replace(dense, weight="nm24", k=17 * 64)
+    assert loop_tiles(sparse, 2) == 10 and loop_tiles(replace(sparse, weight="dense"), 2) == 9
+    for k in (16 * 64, 17 * 64, 131 * 64 - 16, 4096):
+        for spec in (replace(sparse, k=k), replace(dense, k=k)):
+            splits = k_splits(spec, 33, WGMMA)
+            assert (splits - 1) * loop_tiles(spec, splits) < -(-k // 64) <= splits * loop_tiles(spec, splits)
+
+
+@pytest.mark.parametrize("name", ["dense", "sparse", "hybrid"])
+def test_split_k_blocks_add_their_sums_in_the_order_of_their_splits(
+    program: Any, name: str, tmp_path: Path
+) -> None:
+    """A split's block runs its own k-tiles (from %ctaid.z's), then waits (thread 0, an
+    acquire at GPU scope) for the tile's flag to count the splits before it, adds their sums
+    from the workspace (ld.global.cg, past L1), and stores its own there (st.global.cg) and
+    sets the flag after a fence, or, the last split, resets the flag and stores y; no
+    spills (ptxas), and in the SASS no wgmma.sp metadata register written under its group."""
+    spec = replace(program.kernel(name).spec, k=4096, warps=4, warp_rows=4, cols=8, schedule="staged")
+    if name == "hybrid":
+        spec = replace(spec, tile=(128, 64))
+    split = replace(spec, k_splits=4)
+    assert split.params[-2:] == ("work", "flags") and split.grid(300)[2] == 4
+    ptx, whole = emit_ptx(staged_ir(split, WGMMA), arch="sm_90a"), emit_ptx(staged_ir(spec, WGMMA), arch="sm_90a")
+    assert "%ctaid.z" in ptx and "%ctaid.z" not in whole and "ld.acquire" not in whole
+    tail = ptx[ptx.index("wgmma.wait_group.sync.aligned 0") :]
+    for step in ("ld.acquire.gpu.global.u32", "bar.sync", "ld.global.cg.v4.f32", "st.global.cg.v4.f32",
+                 "fence.acq_rel.gpu", "st.relaxed.gpu.global.u32"):  # fmt: skip
+        assert step in tail, step
+    assert tail.index("ld.acquire.gpu") < tail.index("ld.global.cg") < tail.index("st.global.cg") < tail.index("fence")
+    assert tail.count("ld.global.cg.v4.f32") == tail.count("st.global.cg.v4.f32") == 128 * 128 // 128 // 4
+    with pytest.raises(ValueError, match="split-K"):
+        staged_ir(split, CLUSTER)
+    if shutil.which("ptxas") is None or shutil.which("cuobjdump") is None:
+        pytest.skip("no ptxas/cuobjdump")
+    (tmp_path / "k.ptx").write_text(ptx)
+    done = subprocess.run(["ptxas", "-arch=sm_90a", "-v", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    report = done.stdout + done.stderr
+    assert "0 bytes stack frame" in report and ("C75" not in report or name == "hybrid")  # its C7519s: unsplit too
+    sass = subprocess.run(["cuobjdump", "-sass", str(tmp_path / "k.cubin")], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    assert metadata_hazards(sass) == []
+
+
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="no ptxas")
 @pytest.mark.parametrize(("name", "config"), [("sparse", WGMMA), ("sparse_bf16", WGMMA), ("sparse", CLUSTER)])
 def test_ptxas_keeps_the_wgmma_sp_pipeline_without_spills(
@@ -560,6 +616,10 @@ class FakeDevice:
         at = dict(zip(spec.params, pointers, strict=True))
         box = multicast_box(spec, config) if config else None  # x's tensor map, where the cluster multicasts it
         assert maps == ((("tensor map", at["x"], spec.dtype, (m, k), box),) if box else ())
+        if spec.k_splits > 1:  # split-K's workspace (a tile's f32 sums each) and flags, which launches leave at 0
+            tiles = grid[0] * grid[1]
+            assert self.memory[at["work"]].size == 4 * tiles * spec.block_rows * spec.block_cols
+            assert not self.array(at["flags"], (tiles,), np.int32).any()
         x = self.array(at["x"], (m, k), dtype).astype(np.float64)
         if spec.weight == "nm24":
             meta = self.array(at["meta"], (-(-n // 16), -(-k // 32), 8, 2), np.uint32)
@@ -577,13 +637,20 @@ class FakeDevice:
         self.array(at["y"], (m, n), dtype)[:] = np.maximum(y, 0) if spec.act == "relu" else y
 
 
+def fake_device(program: Any, monkeypatch: Any) -> FakeDevice:
+    """A FakeDevice in the driver's place (and split-K's scratch its own, not kept for a real device)."""
+    device = FakeDevice(program)
+    for attr in ("Buffer", "Module", "launch", "allow_shared", "tensor_map"):
+        monkeypatch.setattr(driver, attr, getattr(device, attr))
+    monkeypatch.setattr(gpu, "split_scratch", cache(gpu.split_scratch.__wrapped__))
+    return device
+
+
 @pytest.mark.parametrize("name", list(INSTRUCTIONS))
 def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
     program: Any, name: str, monkeypatch: Any
 ) -> None:
-    device = FakeDevice(program)
-    for attr in ("Buffer", "Module", "launch", "allow_shared", "tensor_map"):
-        monkeypatch.setattr(driver, attr, getattr(device, attr))
+    device = fake_device(program, monkeypatch)
     k = program.kernel(name)
     rng = np.random.default_rng(3)
     for m in (5, 37, 600):
@@ -608,6 +675,19 @@ def test_a_call_uploads_launches_and_copies_back_in_the_kernels_order(
         # then 8-warp blocks (128 x 256) of 4 stages, or 5 of 2:4 and an mbarrier each (x multicast)
         wide = 4 * (128 * 128 + 256 * 128) if k.spec.weight == "dense" else 5 * (128 * 64 + 256 * 128 + 1024 + 8)
         assert device.shared == [0, 6 * stage + 1024, wide + 1024]
+
+
+def test_a_call_of_few_blocks_splits_k_with_one_scratch_for_its_size(monkeypatch: Any) -> None:
+    program = stoicc_py.compile("kernel long(x: f16[M, 2120], w: f16[24, 2120]) -> f16[M, 24] { return linear(x, w) }",
+                                target="gpu")  # fmt: skip
+    device, k = fake_device(program, monkeypatch), program.long
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((24, 2120)).astype(np.float16)
+    for m in (37, 130, 37):
+        x = rng.standard_normal((m, 2120)).astype(np.float16)
+        np.testing.assert_allclose(k(x, w).astype(np.float64), k.reference(x, w).astype(np.float64), atol=0.05)
+    assert [s.k_splits for s in device.launches] == [4, 4, 4]  # 34 k-tiles in 4 splits (9, 9, 9, 7)
+    assert gpu.split_scratch.cache_info().currsize == 2  # (1 tile), (2 tiles) of 128 x 128 sums
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.tdsl"))

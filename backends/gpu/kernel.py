@@ -74,6 +74,7 @@ class GemmSpec:
     warp_rows: int = 2  # 16-row mma tiles per warp along w's rows
     cols: int = 4  # 8-row mma tiles per block along x's rows
     schedule: str = "direct"  # "direct" (this module), "gemv" (gemv.py) or "staged" (staged.py)
+    k_splits: int = 1  # staged: blocks along K that add their sums (split-K, staged.py's k_splits)
 
     @property
     def n_by_k(self) -> tuple[int, int]:
@@ -107,7 +108,7 @@ class GemmSpec:
         return -(-self.n // self.tile[0]), -(-self.k // self.tile[1])
 
     def grid(self, m: int) -> tuple[int, int, int]:
-        return -(-self.n // self.block_rows), -(-m // self.block_cols), 1
+        return -(-self.n // self.block_rows), -(-m // self.block_cols), self.k_splits
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -119,7 +120,8 @@ class GemmSpec:
             weight = {"nm24": ("values", "meta"), "int4": ("values", "scales"), "int8": ("values", "scales")}.get(
                 self.weight, ("w",)
             )
-        return ("x", *weight, *(("bias",) if self.bias else ()), "y")
+        splits = ("work", "flags") if self.k_splits > 1 else ()  # staged.py's sum_splits
+        return ("x", *weight, *(("bias",) if self.bias else ()), "y", *splits)
 
 
 @dataclass(frozen=True)

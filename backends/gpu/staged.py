@@ -57,6 +57,11 @@ WGMMA_ROWS = 64
 MBARRIER_BYTES = 8
 SHARED_LIMIT = 227 * 1024
 """Dynamic shared memory a block may have on sm_90."""
+SM_COUNT = 132
+"""The H100's (and H200's) multiprocessors, which split-K fills (k_splits)."""
+MIN_SPLIT_TILES = 8
+"""The fewest k-tiles a split of K takes: its pipeline's fill and its turn at the tile's
+sum (sum_splits) cost about what a few k-tiles do."""
 META_BYTES = (BLOCK // 16) * (K_TILE // MMA_SPARSE[2]) * 16 * 4
 A_BYTES = BLOCK * ROW_BYTES["dense"]
 
@@ -123,6 +128,31 @@ def staged_spec(spec: GemmSpec, m: int, config: StagedConfig, warps: int | None 
     """`spec` as the staged schedule runs a call of m rows: staged_warps' warps (or `warps`),
     128 weight rows x 64 rows of x a warp pair."""
     return replace(spec, warps=warps or staged_warps(m, config), warp_rows=4, cols=8, schedule="staged")
+
+
+def loop_tiles(spec: GemmSpec, splits: int) -> int:
+    """The k-tiles of a block's k-loop: K's, split `splits` ways, an even count where the
+    weight has 2:4 tiles (_Wgmma.mainloop runs them in pairs)."""
+    tiles = -(-spec.k // K_TILE)
+    per = -(-tiles // splits)
+    return per + per % 2 if "nm24" in _spec_formats(spec) else per
+
+
+def k_splits(spec: GemmSpec, m: int, config: StagedConfig) -> int:
+    """Blocks along K of a call of m rows (split-K): where its output blocks fill less than
+    half of SM_COUNT's multiprocessors, as many as fill them, of MIN_SPLIT_TILES k-tiles
+    or more each, none empty; 1 in clusters and without wgmma (their kernels take no split)."""
+    blocks_x, blocks_y, _ = spec.grid(m)
+    tiles = -(-spec.k // K_TILE)
+    splits = min(SM_COUNT // (blocks_x * blocks_y), tiles // MIN_SPLIT_TILES)
+    if not config.wgmma or config.cluster > 1 or splits < 2:
+        return 1
+    return -(-tiles // loop_tiles(spec, splits))
+
+
+def split_spec(spec: GemmSpec, m: int, config: StagedConfig) -> GemmSpec:
+    """`spec` (staged_spec's) with the k_splits of a call of m rows."""
+    return replace(spec, k_splits=k_splits(spec, m, config))
 
 
 def staged_grid(spec: GemmSpec, m: int, config: StagedConfig) -> tuple[int, int, int]:
@@ -204,6 +234,8 @@ class _Staged(_Gemm):
 
     def __init__(self, spec: GemmSpec, config: StagedConfig):
         super().__init__(spec)
+        if spec.k_splits > 1 and (not config.wgmma or config.cluster > 1):
+            raise ValueError(f"split-K takes the wgmma staged kernel without clusters, not {config}")
         self.config = config
         self.x_region = A_BYTES  # x's k-tile in a stage, then the metadata
         self.meta_region = A_BYTES + spec.block_cols * ROW_BYTES["x"]
@@ -653,9 +685,25 @@ class _Wgmma(_Staged):
 
     @property
     def k_tiles(self) -> int:
-        """The k-loop's k-tiles: an even count with 2:4 tiles (mainloop)."""
-        tiles = -(-self.s.k // K_TILE)
-        return tiles + tiles % 2 if self.live_count else tiles
+        """The k-loop's k-tiles (a split's of K; an even count with 2:4 tiles: mainloop)."""
+        return loop_tiles(self.s, self.s.k_splits)
+
+    def load_ahead(self, first: str, kt: str | int) -> None:
+        """load_stage of the split's k-tile kt (from its first, `first`); past the split's
+        last, an empty commit (the waits count groups), not the next split's copies."""
+        b = self.b
+        if self.s.k_splits == 1:
+            self.load_stage(str(kt))
+            return
+        copy, empty, done = b.label("ahead"), b.label("ahead.none"), b.label("ahead.done")
+        b.emit(f"br i1 {b.op(f'icmp ult i32 {kt}, {self.k_tiles}')}, label %{copy}, label %{empty}")
+        b.begin(copy)
+        self.load_stage(b.i32("add", first, kt))
+        b.emit(f"br label %{done}")
+        b.begin(empty)
+        b.emit("call void @llvm.nvvm.cp.async.commit.group()")
+        b.emit(f"br label %{done}")
+        b.begin(done)
 
     def copy_x(self, stage: str, kt: str) -> None:
         if self.config.cluster == 1:
@@ -855,16 +903,18 @@ class _Wgmma(_Staged):
                 b.emit(f"store i32 0, ptr {self.live_slot(parity, i)}")
         self.stage_map()  # after the allocas: SROA promotes only the entry block's
         self.cluster_setup()
+        first = b.i32("mul", "%bz", self.k_tiles) if self.s.k_splits > 1 else "0"  # the split's first k-tile
         for p in range(ahead):
-            self.load_stage(str(p))
+            self.load_ahead(first, p)
         self.cluster_barrier("arrive.relaxed")  # an arrival an iteration, paired with the next one's wait
 
-        def iteration(kt: str, parity: int) -> None:
+        def iteration(local: str, parity: int) -> None:
+            kt = local if self.s.k_splits == 1 else b.i32("add", first, local)
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
             self.cluster_barrier("wait")  # both blocks are past k-tile kt - 1 - pending, whose stage is refilled
-            self.load_stage(b.i32("add", kt, ahead))
+            self.load_ahead(first, b.i32("add", local, ahead))
             self.wait_x(kt)
             self.issue_k_tile(kt, parity)
             self.cluster_barrier("arrive.relaxed")
@@ -884,9 +934,85 @@ class _Wgmma(_Staged):
         b.emit("call void @llvm.nvvm.cp.async.wait.group(i32 0)")  # the empty copies past K
         self.cluster_barrier("wait")  # no block leaves while its peer may still multicast to it
 
-    def epilogue(self) -> None:
-        """Slice r's accumulator 4i + j: weight row 64r + g + 8 (j / 2) of the warp's, row 8i + 2t + j % 2 of x."""
+    def block_ids(self) -> None:
+        super().block_ids()
+        if self.s.k_splits > 1:
+            self.b.emit("%bz = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.z()")
+
+    def sum_splits(self) -> None:
+        """Split-K: the blocks of an output tile add their sums in the order of their splits
+        (%bz) through the workspace %work, each after the one before it has stored there
+        (the tile's flag, counting the splits done, then back to 0 for the next launch);
+        the last goes on to the epilogue's stores. The workspace holds the accumulators
+        in their registers' order, float4 i of thread t at (tile * acc_count / 4 + i) *
+        threads + t: whole, coalesced and never past an edge. Its loads and stores bypass
+        L1 (.cg), where another split's sums could be stale; the flag is waited for by
+        an acquire and set after a fence, as CUTLASS's split-K semaphore does."""
         s, b = self.s, self.b
+        blocks_x = staged_grid(s, 1, self.config)[0]
+        tile = b.i32("add", b.i32("mul", "%by", blocks_x), "%bx")
+        flag = b.op(f"ptrtoint ptr addrspace(1) {b.offset('%flags', tile, 'i32')} to i64")
+        first, last = b.op("icmp eq i32 %bz, 0"), b.op(f"icmp eq i32 %bz, {s.k_splits - 1}")
+        leader = b.op("icmp eq i32 %tid, 0")
+
+        def on(condition: str, name: str, body: Callable[[], None]) -> None:
+            then, done = b.label(name), b.label(f"{name}.done")
+            b.emit(f"br i1 {condition}, label %{then}, label %{done}")
+            b.begin(then)
+            body()
+            b.emit(f"br label %{done}")
+            b.begin(done)
+
+        def wait() -> None:
+            spin, ready = b.label("split.spin"), b.label("split.ready")
+            b.emit(f"br label %{spin}")
+            b.begin(spin)
+            done = b.op(f'call i32 asm sideeffect "ld.acquire.gpu.global.u32 $0, [$1];", "=r,l,~{{memory}}"(i64 {flag})')
+            b.emit(f"br i1 {b.op(f'icmp eq i32 {done}, %bz')}, label %{ready}, label %{spin}")
+            b.begin(ready)
+
+        on(b.op(f"and i1 {leader}, {b.op('xor i1 ' + first + ', true')}"), "split.wait", wait)
+        b.emit("call void @llvm.nvvm.barrier0()")
+        vectors = self.acc_count // 4
+        base = b.i32("add", b.i32("mul", tile, vectors * s.threads), "%tid")
+        addresses = [
+            b.op(f"ptrtoint ptr addrspace(1) {b.offset('%work', b.i32('add', base, i * s.threads), '<4 x float>')} to i64")
+            for i in range(vectors)
+        ]  # fmt: skip
+
+        def add() -> None:
+            for i, at in enumerate(addresses):
+                four = b.op(f'call {{float, float, float, float}} asm sideeffect "ld.global.cg.v4.f32 {{$0, $1, $2, $3}}, '
+                            f'[$4];", "=f,=f,=f,=f,l,~{{memory}}"(i64 {at})')  # fmt: skip
+                for j in range(4):
+                    slot = self.acc_at(4 * i + j)
+                    total = b.op(f"fadd float {b.op(f'load float, ptr {slot}')}, {b.op(f'extractvalue {{float, float, float, float}} {four}, {j}')}")
+                    b.emit(f"store float {total}, ptr {slot}")
+
+        on(b.op(f"xor i1 {first}, true"), "split.add", add)
+        keep, hand_on = b.label("split.last"), b.label("split.store")
+        b.emit(f"br i1 {last}, label %{keep}, label %{hand_on}")
+        b.begin(hand_on)
+        for i, at in enumerate(addresses):
+            values = ", ".join(f"float {b.op(f'load float, ptr {self.acc_at(4 * i + j)}')}" for j in range(4))
+            b.emit(f'call void asm sideeffect "st.global.cg.v4.f32 [$0], {{$1, $2, $3, $4}};", "l,f,f,f,f,~{{memory}}"'
+                   f"(i64 {at}, {values})")  # fmt: skip
+        b.emit("call void @llvm.nvvm.barrier0()")
+        next_split = b.i32("add", "%bz", 1)
+        on(leader, "split.signal", lambda: b.emit(
+            f'call void asm sideeffect "fence.acq_rel.gpu; st.relaxed.gpu.global.u32 [$0], $1;", "l,r,~{{memory}}"'
+            f"(i64 {flag}, i32 {next_split})"))  # fmt: skip
+        b.emit("ret void")
+        b.begin(keep)
+        on(leader, "split.reset", lambda: b.emit(
+            f'call void asm sideeffect "st.relaxed.gpu.global.u32 [$0], 0;", "l,~{{memory}}"(i64 {flag})'))  # fmt: skip
+
+    def epilogue(self) -> None:
+        """Slice r's accumulator 4i + j: weight row 64r + g + 8 (j / 2) of the warp's, row 8i + 2t + j % 2 of x
+        (after sum_splits, split-K's)."""
+        s, b = self.s, self.b
+        if s.k_splits > 1:
+            self.sum_splits()
         count = s.block_cols // 2
         for r in range(self.slices):
             for i in range(count // 4):
@@ -932,6 +1058,8 @@ class _Wgmma(_Staged):
         self.epilogue()
         wgmma = [f"declare void @llvm.nvvm.wgmma.{name}.sync.aligned()" for name in ("fence", "commit_group")]
         declared = (*_ASYNC, *wgmma, "declare void @llvm.nvvm.fence.proxy.async.shared_cta()")
+        if self.s.k_splits > 1:
+            declared = (*declared, "declare i32 @llvm.nvvm.read.ptx.sreg.ctaid.z()")
         if self.config.cluster == 1:
             return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), declared)
         cluster = tuple(f"declare {f}()" for f in ("void @llvm.nvvm.barrier.cluster.arrive.relaxed.aligned",
