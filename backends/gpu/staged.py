@@ -290,9 +290,12 @@ class _Staged(_Gemm):
         Thread tid copies chunk tid % chunks of rows tid / chunks + i * (threads / chunks):
         one source pointer and one shared address a thread, the copies at constant offsets
         from them (immediates), so that no per-copy address stays live across the k-loop
-        (a 64-bit address per copy did: ~50 registers). A copy outside the buffer reads nothing
-        (source size 0: zeros, the address not accessed). Its row test is against a limit
-        that is 0 past K, so it is made per k-tile, not hoisted out of the loop. Swizzled
+        (a 64-bit address per copy did: ~50 registers). A slice that crosses an edge of the
+        buffer (or lies past it) takes a second path: a copy outside the buffer reads nothing
+        (source size 0: zeros) from the buffer's first element, as the hardware may still
+        translate the address it is given (one past the allocation's mapped pages faulted:
+        CUDA_ERROR_ILLEGAL_ADDRESS). Its row test is against a limit that is 0 past K, so it
+        is made per k-tile, not hoisted out of the loop. Swizzled
         (wgmma): a row's chunk c at c ^ (row / (8 / chunks) % chunks) (row_bytes' swizzle, 128
         or 64 bytes), the same for all of a thread's rows."""
         b = self.b
@@ -307,11 +310,26 @@ class _Staged(_Gemm):
         if self.swizzle:
             at = b.i32("xor", chunk, b.i32("and", b.i32("lshr", row, (8 // chunks).bit_length() - 1), chunks - 1))
         dst = b.i32("add", stage, b.i32("add", region, b.i32("add", b.i32("mul", row, row_bytes), b.i32("shl", at, 4))))
-        for i in range(block // step):
-            size = b.op(f"select i1 {b.op(f'icmp slt i32 {i * step}, {limit}')}, i32 16, i32 0")
-            at = b.op(f"getelementptr i16, ptr addrspace(1) {src}, i64 {i * step * stride}")
-            b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) "
-                   f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
+
+        def copies(edge: bool) -> None:
+            for i in range(block // step):
+                at, size = b.op(f"getelementptr i16, ptr addrspace(1) {src}, i64 {i * step * stride}"), "16"
+                if edge:
+                    inside = b.op(f"icmp slt i32 {i * step}, {limit}")
+                    size = b.op(f"select i1 {inside}, i32 16, i32 0")
+                    at = b.op(f"select i1 {inside}, ptr addrspace(1) {at}, ptr addrspace(1) {base}")
+                b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) "
+                       f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
+
+        rows_in = b.op(f"icmp ule i32 {b.i32('add', row0, block)}, {rows}")
+        cols_in = b.op(f"icmp ule i32 {b.i32('add', col0, chunks * 8)}, {cols}")
+        whole, edge, done = b.label("copy.whole"), b.label("copy.edge"), b.label("copy.done")
+        b.emit(f"br i1 {b.op(f'and i1 {rows_in}, {cols_in}')}, label %{whole}, label %{edge}")
+        for label, at_edge in ((whole, False), (edge, True)):
+            b.begin(label)
+            copies(at_edge)
+            b.emit(f"br label %{done}")
+        b.begin(done)
 
     def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
         """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
