@@ -21,7 +21,7 @@ import numpy as np
 
 import stoicc_py
 from stoicc_py.backends.gpu import driver
-from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, staged_ir
+from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, split_spec, staged_ir
 from stoicc_py.backends.gpu.target import emit_ptx
 from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed
 from stoicc_py.codec.nm import NMCodec
@@ -41,7 +41,7 @@ weights' tile-map entries loaded a k-tile ahead); config_for's is among them."""
 def launcher(kernel: GpuKernel, warps: int, config: StagedConfig, x: Any, w: Any, y: Any) -> Any:
     """A launch of the variant into y."""
     m = x.shape[0]
-    spec = replace(kernel.schedule(m), warps=warps)
+    spec = split_spec(replace(kernel.schedule(m), warps=warps), m, config)
     function = driver.Module(emit_ptx(staged_ir(spec, config))).function(spec.name)
     driver.allow_shared(function, shared_bytes(spec, config))
     weight = [a.ptr for a in w.arrays] if isinstance(w, GpuWeight) else [w.data_ptr()]  # packed, or a dense tensor

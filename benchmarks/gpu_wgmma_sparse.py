@@ -37,6 +37,7 @@ from stoicc_py.backends.gpu.staged import (
     StagedConfig,
     config_for,
     shared_bytes,
+    split_spec,
     staged_arch,
     staged_ir,
     staged_spec,
@@ -62,10 +63,12 @@ VARIANTS: dict[str, Variant] = {
     "hyb c2 p0": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2, wgmma_pending=0), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
-sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's (2:4 past 512 rows: 8-warp
-blocks in clusters of 2 that multicast x; "sp wg8 c1" the same blocks without, as round 8 ran
-them; "dense c2" and "hyb c2": dense and hybrid in clusters; "hyb c2 p0": hybrid in clusters with
-no wgmma group left running, so that its 4 stages copy 3 k-tiles ahead instead of 2: not yet run)."""
+sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's (2:4 and hybrid past 512 rows:
+8-warp blocks in clusters of 2 that multicast x; split-K where a call's blocks fill less than half
+the GPU; "sp wg8 c1" the 2:4 blocks without clusters, as round 8 ran them; "dense c2": dense in
+clusters; "hyb c2": hybrid in clusters, config_for's since round 10; "hyb c2 p0": hybrid in clusters
+with no wgmma group left running, so that its 4 stages copy 3 k-tiles ahead instead of 2: 1.3-1.4x
+slower in round 10)."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],
@@ -92,7 +95,7 @@ def schedule(kernel: GpuKernel, m: int, variant: Variant) -> tuple[GemmSpec, Sta
     _, warps, config, _ = variant
     spec = kernel.schedule(m)
     config = config or config_for(spec)
-    return staged_spec(spec, m, config, warps), config
+    return split_spec(staged_spec(spec, m, config, warps), m, config), config
 
 
 def build(job: tuple[GemmSpec, StagedConfig, int]) -> str:

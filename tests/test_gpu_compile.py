@@ -374,10 +374,13 @@ def test_a_cluster_of_2_multicasts_x_by_tma(program: Any, name: str, warps: int)
     assert before.count("cp.async.cg.shared.global") - ptx.count("cp.async.cg.shared.global") >= spec.block_cols // 16
 
 
-def test_2_4_calls_past_512_rows_run_in_clusters(program: Any) -> None:
+def test_2_4_and_hybrid_calls_past_512_rows_run_in_clusters(program: Any) -> None:
     spec = replace(program.kernel("sparse").spec, warps=8, warp_rows=4, cols=8, schedule="staged")
     assert config_for(spec).cluster == 2 and config_for(replace(spec, warps=4)).cluster == 1
     assert config_for(replace(spec, weight="dense")).cluster == 1
+    hybrid = replace(program.kernel("hybrid").spec, tile=(128, 64), warps=8, warp_rows=4, cols=8, schedule="staged")
+    assert config_for(hybrid).cluster == 2 and config_for(hybrid).stages == 4  # its stage holds a dense k-tile
+    assert shared_bytes(hybrid) <= 227 * 1024
 
 
 @pytest.mark.parametrize("config", [WGMMA, StagedConfig(4, 16, True, WIDE_M)])

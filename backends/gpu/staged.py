@@ -107,14 +107,15 @@ def config_for(spec: GemmSpec) -> StagedConfig:
     8-warp blocks of 5 stages in clusters of 2 that multicast x (round 9: 4096^2, M = 2048/4096
     76.5/155.8 -> 69.0/136.8 µs; 8192^2, M = 2048/8192 286.2/1198.3 -> 253.7/1017.7; on 4-warp
     blocks no faster: 21.7/25.3 at M = 128/512). Hybrid: its dense tiles through wgmma, its 2:4
-    ones through wgmma.sp, 8-warp blocks of 4 stages (its stage holds a dense k-tile), no
-    cluster (4096^2, M = 2048: 85.6 µs, in clusters 100.2: 4 stages hide too little of the
-    multicast's wait)."""
+    ones through wgmma.sp, 8-warp blocks of 4 stages (its stage holds a dense k-tile) in clusters
+    of 2 (round 10, the tile map in shared memory: 4096^2, M = 2048/4096 86.1/177.8 -> 86.9/172.6
+    µs, 8192^2, M = 2048/8192 343.0/1452.2 -> 331.7/1356.7; round 9, the map read from L2, had
+    measured clusters slower: 85.6 -> 100.2 µs at 4096^2, M = 2048)."""
     if spec.warps == 4:
         return StagedConfig(6, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
     if spec.weight == "nm24":
         return StagedConfig(5, 16, wide_m=WGMMA_WIDE_M, wgmma=True, cluster=2)
-    return StagedConfig(4, 16, wide_m=WGMMA_WIDE_M, wgmma=True)
+    return StagedConfig(4, 16, wide_m=WGMMA_WIDE_M, wgmma=True, cluster=2 if spec.weight == "hybrid" else 1)
 
 
 def staged_warps(m: int, config: StagedConfig) -> int:
