@@ -59,16 +59,16 @@ VARIANTS: dict[str, Variant] = {
     "sp wg8 s5 sel1": ("nm24", 8, _C(5, 16, wgmma=True, cluster=2), 1),
     "sp wg8 c1": ("nm24", 8, _C(5, 16, wgmma=True), 0),
     "dense c2": ("dense", 8, _C(4, 16, wgmma=True, cluster=2), 0),
-    "hyb c2": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2), 0),
+    "hyb c1": ("hybrid", 8, _C(4, 16, wgmma=True), 0),
     "hyb c2 p0": ("hybrid", 8, _C(4, 16, wgmma=True, cluster=2, wgmma_pending=0), 0),
 }
 """name -> (weight format, warps (None: the default schedule's), config (None: config_for's),
 sparsity selector). "sp wg", "hyb wg" and "dense wg" are config_for's (2:4 and hybrid past 512 rows:
 8-warp blocks in clusters of 2 that multicast x; split-K where a call's blocks fill less than half
-the GPU; "sp wg8 c1" the 2:4 blocks without clusters, as round 8 ran them; "dense c2": dense in
-clusters; "hyb c2": hybrid in clusters, config_for's since round 10; "hyb c2 p0": hybrid in clusters
-with no wgmma group left running, so that its 4 stages copy 3 k-tiles ahead instead of 2: 1.3-1.4x
-slower in round 10)."""
+the GPU; "sp wg8 c1" and "hyb c1" the 2:4 and hybrid blocks without clusters, as round 8 and
+round 9 ran them (round 10's "hyb c2", hybrid in clusters, is config_for's now); "dense c2": dense
+in clusters; "hyb c2 p0": hybrid in clusters with no wgmma group left running, so that its 4 stages
+copy 3 k-tiles ahead instead of 2: 1.3-1.4x slower in round 10)."""
 CHECKS = {
     "dense": [(4096, 4096, 4096), (130, 264, 200), (300, 200, 208)],
     "nm24": [(4096, 4096, 4096), (130, 264, 208), (300, 200, 208), (257, 136, 80), (40, 1000, 1008)],
