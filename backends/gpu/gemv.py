@@ -360,23 +360,22 @@ class _Gemv(_Gemm):
     def sum_slot(self, index: str, per_warp: int) -> None:
         """y at slot `index` (if < per_warp) = the warps' partial sums there."""
         s, b = self.s, self.b
-        then, done = b.label("sum"), b.label("end")
-        b.emit(f"br i1 {b.op(f'icmp ult i32 {index}, {per_warp}')}, label %{then}, label %{done}")
-        b.begin(then)
-        total = "0.0"
-        for other in range(s.warps):
-            at = b.op(
-                f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', index, other * per_warp)}"
-            )
-            total = b.op(f"fadd float {total}, {b.op(f'load float, ptr addrspace(3) {at}')}")
-        lane, slot, col = b.i32("and", index, 31), b.i32("and", b.i32("lshr", index, 5), 3), b.i32("lshr", index, 7)
-        g, t = b.i32("lshr", lane, 2), b.i32("and", lane, 3)
-        n = b.i32("add", "%n.warp", b.i32("add", g, b.i32("mul", b.i32("lshr", slot, 1), 8)))
-        m = b.i32("add", "%m.block", b.i32("mul", col, 8))
-        m = b.i32("add", m, b.i32("add", b.i32("shl", t, 1), b.i32("and", slot, 1)))
-        self.store(total, m, n)
-        b.emit(f"br label %{done}")
-        b.begin(done)
+
+        def add_and_store() -> None:
+            total = "0.0"
+            for other in range(s.warps):
+                at = b.op(
+                    f"getelementptr inbounds float, ptr addrspace(3) @partial, i32 {b.i32('add', index, other * per_warp)}"
+                )
+                total = b.op(f"fadd float {total}, {b.op(f'load float, ptr addrspace(3) {at}')}")
+            lane, slot, col = b.i32("and", index, 31), b.i32("and", b.i32("lshr", index, 5), 3), b.i32("lshr", index, 7)
+            g, t = b.i32("lshr", lane, 2), b.i32("and", lane, 3)
+            n = b.i32("add", "%n.warp", b.i32("add", g, b.i32("mul", b.i32("lshr", slot, 1), 8)))
+            m = b.i32("add", "%m.block", b.i32("mul", col, 8))
+            m = b.i32("add", m, b.i32("add", b.i32("shl", t, 1), b.i32("and", slot, 1)))
+            self.store(total, m, n)
+
+        b.when(b.op(f"icmp ult i32 {index}, {per_warp}"), "sum", add_and_store)
 
     def build(self) -> str:
         s, b = self.s, self.b

@@ -172,6 +172,18 @@ class _Builder:
     def i32(self, opcode: str, a: str | int, b: str | int) -> str:
         return self.op(f"{opcode} i32 {a}, {b}")
 
+    def when(self, condition: str, hint: str, then: Callable[[], None],
+             otherwise: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """if (condition) then() [else otherwise()], in blocks labelled from `hint`, joined after."""
+        yes, done = self.label(hint), self.label(f"{hint}.done")
+        no = self.label(f"{hint}.else") if otherwise else done
+        self.emit(f"br i1 {condition}, label %{yes}, label %{no}")
+        for label, body in ((yes, then), (no, otherwise)) if otherwise else ((yes, then),):
+            self.begin(label)
+            body()
+            self.emit(f"br label %{done}")
+        self.begin(done)
+
     def index(self, row: str, stride: int, col: str) -> str:
         """row * stride + col in i64 (buffers of more than 2^31 elements)."""
         wide_row, wide_col = self.op(f"zext i32 {row} to i64"), self.op(f"zext i32 {col} to i64")
@@ -418,20 +430,19 @@ class _Gemm:
         """y[m][n] = act(value + bias[n]) rounded, where (m, n) lies inside y."""
         s, b = self.s, self.b
         inside = b.op(f"and i1 {b.op(f'icmp ult i32 {m}, %M')}, {b.op(f'icmp ult i32 {n}, {s.n}')}")
-        then, done = b.label("store"), b.label("next")
-        b.emit(f"br i1 {inside}, label %{then}, label %{done}")
-        b.begin(then)
-        ty = LLVM_TYPES[s.dtype]
-        if s.bias:
-            at = b.op(f"getelementptr inbounds {ty}, ptr addrspace(1) %bias, i32 {n}")
-            bias = b.op(f"load {ty}, ptr addrspace(1) {at}")
-            value = b.op(f"fadd float {value}, {b.op(f'fpext {ty} {bias} to float')}")
-        if s.act == "relu":
-            value = b.op(f"call float @llvm.maxnum.f32(float {value}, float 0.0)")
-        ptr = b.op(f"getelementptr inbounds {ty}, ptr addrspace(1) %y, i64 {b.index(m, s.n, n)}")
-        b.emit(f"store {ty} {b.op(f'fptrunc float {value} to {ty}')}, ptr addrspace(1) {ptr}")
-        b.emit(f"br label %{done}")
-        b.begin(done)
+
+        def store() -> None:
+            ty, result = LLVM_TYPES[s.dtype], value
+            if s.bias:
+                at = b.op(f"getelementptr inbounds {ty}, ptr addrspace(1) %bias, i32 {n}")
+                bias = b.op(f"load {ty}, ptr addrspace(1) {at}")
+                result = b.op(f"fadd float {result}, {b.op(f'fpext {ty} {bias} to float')}")
+            if s.act == "relu":
+                result = b.op(f"call float @llvm.maxnum.f32(float {result}, float 0.0)")
+            ptr = b.op(f"getelementptr inbounds {ty}, ptr addrspace(1) %y, i64 {b.index(m, s.n, n)}")
+            b.emit(f"store {ty} {b.op(f'fptrunc float {result} to {ty}')}, ptr addrspace(1) {ptr}")
+
+        b.when(inside, "store", store)
 
     def epilogue(self) -> None:
         """C fragment: c0, c1 at weight row g, c2, c3 at g + 8; x rows 2t and 2t + 1."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from stoicc_py.backends.gpu.kernel import GemmSpec, _Gemm
 from stoicc_py.backends.gpu.target import ARCH, ARCH_WGMMA, MMA_SPARSE
@@ -324,13 +325,7 @@ class _Staged(_Gemm):
 
         rows_in = b.op(f"icmp ule i32 {b.i32('add', row0, block)}, {rows}")
         cols_in = b.op(f"icmp ule i32 {b.i32('add', col0, chunks * 8)}, {cols}")
-        whole, edge, done = b.label("copy.whole"), b.label("copy.edge"), b.label("copy.done")
-        b.emit(f"br i1 {b.op(f'and i1 {rows_in}, {cols_in}')}, label %{whole}, label %{edge}")
-        for label, at_edge in ((whole, False), (edge, True)):
-            b.begin(label)
-            copies(at_edge)
-            b.emit(f"br label %{done}")
-        b.begin(done)
+        b.when(b.op(f"and i1 {rows_in}, {cols_in}"), "copy.whole", lambda: copies(False), lambda: copies(True))
 
     def copy_meta(self, stage: str, meta: str, tile0: str, tiles: int | str, step0: str, steps: int) -> None:
         """The metadata of the block's 8 16-row tiles at k-steps step0, step0 + 1 (of `steps`
@@ -349,13 +344,9 @@ class _Staged(_Gemm):
             "add", b.i32("shl", b.i32("add", b.i32("mul", row_tile, steps), k_step), 4), b.i32("shl", quarter, 2)
         )
         element = b.op(f"zext i32 {b.i32('shl', word, 1)} to i64")  # in 16-bit elements
-        then, done = b.label("meta"), b.label("meta.done")
-        b.emit(f"br i1 {b.op('icmp ult i32 %tid, 64')}, label %{then}, label %{done}")
-        b.begin(then)
         dst = b.i32("add", stage, self.meta_region)
-        self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside)
-        b.emit(f"br label %{done}")
-        b.begin(done)
+        b.when(b.op("icmp ult i32 %tid, 64"), "meta",
+               lambda: self.copy(b.i32("add", dst, b.i32("shl", "%tid", 4)), meta, element, inside))  # fmt: skip
 
     def tile_row(self) -> str:
         """A hybrid weight's tile row of the block (past N: 0)."""
@@ -714,15 +705,8 @@ class _Wgmma(_Staged):
         if self.s.k_splits == 1:
             self.load_stage(str(kt))
             return
-        copy, empty, done = b.label("ahead"), b.label("ahead.none"), b.label("ahead.done")
-        b.emit(f"br i1 {b.op(f'icmp ult i32 {kt}, {self.k_tiles}')}, label %{copy}, label %{empty}")
-        b.begin(copy)
-        self.load_stage(b.i32("add", first, kt))
-        b.emit(f"br label %{done}")
-        b.begin(empty)
-        b.emit("call void @llvm.nvvm.cp.async.commit.group()")
-        b.emit(f"br label %{done}")
-        b.begin(done)
+        b.when(b.op(f"icmp ult i32 {kt}, {self.k_tiles}"), "ahead", lambda: self.load_stage(b.i32("add", first, kt)),
+               lambda: b.emit("call void @llvm.nvvm.cp.async.commit.group()"))  # fmt: skip
 
     def copy_x(self, stage: str, kt: str) -> None:
         if self.config.cluster == 1:
@@ -742,22 +726,22 @@ class _Wgmma(_Staged):
         the k-loop's last k-tile (no block waits for it)."""
         b = self.b
         rows = self.s.block_cols // self.config.cluster
-        issue, done = b.label("tma"), b.label("tma.done")
+
+        def issue() -> None:
+            barrier = self.barrier(kt)
+            b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", '
+                   f'"r,r,~{{memory}}"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES})')  # fmt: skip
+            half = b.i32("mul", "%cluster.rank", rows)
+            offset = b.i32("add", self.x_region, b.i32("mul", half, SWIZZLE_BYTES))
+            dst = self.address(b.i32("add", self.stage(kt), offset))
+            copy = ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
+                    "[$0], [$1, {$2, $3}], [$4], $5;")  # fmt: skip
+            b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,h,~{{memory}}"(i32 {dst}, ptr %xmap, '
+                   f"i32 {b.i32('mul', kt, K_TILE)}, i32 {b.i32('add', '%m.block', half)}, i32 {barrier}, "
+                   f"i16 {(1 << self.config.cluster) - 1})")  # fmt: skip
+
         inside, first = b.op(f"icmp ult i32 {kt}, {self.k_tiles}"), b.op("icmp eq i32 %tid, 0")
-        b.emit(f"br i1 {b.op(f'and i1 {inside}, {first}')}, label %{issue}, label %{done}")
-        b.begin(issue)
-        barrier = self.barrier(kt)
-        b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", "r,r,~{{memory}}"'
-               f"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES})")  # fmt: skip
-        half = b.i32("mul", "%cluster.rank", rows)
-        dst = self.address(b.i32("add", self.stage(kt), b.i32("add", self.x_region, b.i32("mul", half, SWIZZLE_BYTES))))
-        copy = ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
-                "[$0], [$1, {$2, $3}], [$4], $5;")  # fmt: skip
-        b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,h,~{{memory}}"(i32 {dst}, ptr %xmap, '
-               f"i32 {b.i32('mul', kt, K_TILE)}, i32 {b.i32('add', '%m.block', half)}, i32 {barrier}, "
-               f"i16 {(1 << self.config.cluster) - 1})")  # fmt: skip
-        b.emit(f"br label %{done}")
-        b.begin(done)
+        b.when(b.op(f"and i1 {inside}, {first}"), "tma", issue)
 
     def cluster_barrier(self, step: str) -> None:
         """A cluster's barrier.cluster `step` (all threads; arrivals relaxed: a release would
@@ -788,15 +772,14 @@ class _Wgmma(_Staged):
         if self.config.cluster == 1:
             return
         b.emit("%cluster.rank = call i32 @llvm.nvvm.read.ptx.sreg.cluster.ctarank()")
-        first, done = b.label("mbarrier.init"), b.label("mbarrier.ready")
-        b.emit(f"br i1 {b.op('icmp eq i32 %tid, 0')}, label %{first}, label %{done}")
-        b.begin(first)
-        for stage in range(self.config.stages):
-            b.emit(f'call void asm sideeffect "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{{memory}}"'
-                   f"(i32 {self.barrier(str(stage))})")  # fmt: skip
-        b.emit('call void asm sideeffect "fence.mbarrier_init.release.cluster;", "~{memory}"()')
-        b.emit(f"br label %{done}")
-        b.begin(done)
+
+        def init() -> None:
+            for stage in range(self.config.stages):
+                b.emit(f'call void asm sideeffect "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{{memory}}"'
+                       f"(i32 {self.barrier(str(stage))})")  # fmt: skip
+            b.emit('call void asm sideeffect "fence.mbarrier_init.release.cluster;", "~{memory}"()')
+
+        b.when(b.op("icmp eq i32 %tid, 0"), "mbarrier.init", init)
         self.cluster_barrier("arrive.relaxed")
         self.cluster_barrier("wait")
 
@@ -974,14 +957,6 @@ class _Wgmma(_Staged):
         first, last = b.op("icmp eq i32 %bz, 0"), b.op(f"icmp eq i32 %bz, {s.k_splits - 1}")
         leader = b.op("icmp eq i32 %tid, 0")
 
-        def on(condition: str, name: str, body: Callable[[], None]) -> None:
-            then, done = b.label(name), b.label(f"{name}.done")
-            b.emit(f"br i1 {condition}, label %{then}, label %{done}")
-            b.begin(then)
-            body()
-            b.emit(f"br label %{done}")
-            b.begin(done)
-
         def wait() -> None:
             spin, ready = b.label("split.spin"), b.label("split.ready")
             b.emit(f"br label %{spin}")
@@ -990,7 +965,7 @@ class _Wgmma(_Staged):
             b.emit(f"br i1 {b.op(f'icmp eq i32 {done}, %bz')}, label %{ready}, label %{spin}")
             b.begin(ready)
 
-        on(b.op(f"and i1 {leader}, {b.op('xor i1 ' + first + ', true')}"), "split.wait", wait)
+        b.when(b.op(f"and i1 {leader}, {b.op('xor i1 ' + first + ', true')}"), "split.wait", wait)
         b.emit("call void @llvm.nvvm.barrier0()")
         vectors = self.acc_count // 4
         base = b.i32("add", b.i32("mul", tile, vectors * s.threads), "%tid")
@@ -1008,7 +983,7 @@ class _Wgmma(_Staged):
                     total = b.op(f"fadd float {b.op(f'load float, ptr {slot}')}, {b.op(f'extractvalue {{float, float, float, float}} {four}, {j}')}")
                     b.emit(f"store float {total}, ptr {slot}")
 
-        on(b.op(f"xor i1 {first}, true"), "split.add", add)
+        b.when(b.op(f"xor i1 {first}, true"), "split.add", add)
         keep, hand_on = b.label("split.last"), b.label("split.store")
         b.emit(f"br i1 {last}, label %{keep}, label %{hand_on}")
         b.begin(hand_on)
@@ -1018,12 +993,12 @@ class _Wgmma(_Staged):
                    f"(i64 {at}, {values})")  # fmt: skip
         b.emit("call void @llvm.nvvm.barrier0()")
         next_split = b.i32("add", "%bz", 1)
-        on(leader, "split.signal", lambda: b.emit(
+        b.when(leader, "split.signal", lambda: b.emit(
             f'call void asm sideeffect "fence.acq_rel.gpu; st.relaxed.gpu.global.u32 [$0], $1;", "l,r,~{{memory}}"'
             f"(i64 {flag}, i32 {next_split})"))  # fmt: skip
         b.emit("ret void")
         b.begin(keep)
-        on(leader, "split.reset", lambda: b.emit(
+        b.when(leader, "split.reset", lambda: b.emit(
             f'call void asm sideeffect "st.relaxed.gpu.global.u32 [$0], 0;", "l,~{{memory}}"(i64 {flag})'))  # fmt: skip
 
     def epilogue(self) -> None:
@@ -1049,17 +1024,16 @@ class _Wgmma(_Staged):
             return
         tile_cols = s.tile_grid[1]
         first = b.i32("mul", self.tile_row(), tile_cols)
-        for i in range(0, tile_cols, s.threads):
-            column = b.i32("add", "%tid", i)
-            copy, done = b.label("map.copy"), b.label("map.done")
-            b.emit(f"br i1 {b.op(f'icmp ult i32 {column}, {tile_cols}')}, label %{copy}, label %{done}")
-            b.begin(copy)
+
+        def copy(column: str) -> None:
             entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', b.i32('add', first, column), 'i32')}, align 4")
             b.emit(
                 f"store i32 {entry}, ptr addrspace(3) {self.shared(b.i32('add', self.map_region, b.i32('shl', column, 2)))}"
             )
-            b.emit(f"br label %{done}")
-            b.begin(done)
+
+        for i in range(0, tile_cols, s.threads):
+            column = b.i32("add", "%tid", i)
+            b.when(b.op(f"icmp ult i32 {column}, {tile_cols}"), "map.copy", partial(copy, column))
         b.emit("call void @llvm.nvvm.barrier0()")
 
     def load_entry(self, tile_row: str, tile_col: str, inside: str) -> str:
