@@ -45,7 +45,7 @@ from dataclasses import replace
 import numpy as np
 
 from stoicc_py.backends.gpu.kernel import LLVM_TYPES, SCALE_TYPES, GemmSpec, _Gemm, _Source
-from stoicc_py.backends.gpu.target import MMA_SPARSE
+from stoicc_py.backends.gpu.target import MMA_SPARSE, WARP
 from stoicc_py.packing.mma import FILL, MAP_CODE_BITS
 
 GEMV_WARPS = {"dense": (16, 8), "int4": (8, 8), "int8": (8, 8), "nm24": (8, 8), "hybrid": (16, 8)}
@@ -305,40 +305,54 @@ class _Gemv(_Gemm):
 
     def hybrid(self) -> None:
         """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
-        row (a tile: one load of the tile map and a switch to its format's units, GEMV_UNROLL
-        of them together: one a loop iteration, each unit's loads waited for the one before's
-        mma, 4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100)."""
+        row (a tile: a switch on its map entry to its format's units, GEMV_UNROLL of them
+        together: one a loop iteration, each unit's loads waited for the one before's mma,
+        4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100). The map entries of up to 32
+        of a warp's tiles are loaded at once, one a lane, and each tile takes its own by a
+        shuffle: a tile's loads wait for one load (its values'), not two in a row."""
         s, b = self.s, self.b
         (th, tw), tile_cols = s.tile, s.tile_grid[1]
         tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
         row0 = b.i32("sub", "%n.warp", b.i32("mul", tile_row, th))
+        chunk = min(WARP, -(-tile_cols // s.warps))  # a warp's tiles whose entries its lanes hold
 
-        def tile(i: str) -> None:
-            kt = b.i32("add", i, "%warp")
-            inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
-            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), kt)}, i32 0")
+        def entries(first: str) -> None:  # tiles first + warp + j * warps, j < chunk
+            own = b.i32("add", b.i32("add", first, "%warp"), b.i32("mul", "%lane", s.warps))
+            inside = b.op(f"and i1 {b.op(f'icmp ult i32 {own}, {tile_cols}')}, {b.op(f'icmp ult i32 %lane, {chunk}')}")
+            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), own)}, i32 0")
             entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
-            code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, (1 << MAP_CODE_BITS) - 1)}, i32 0")
-            slot = b.i32("lshr", entry, MAP_CODE_BITS)
+            held = b.op(f"select i1 {inside}, i32 {entry}, i32 0")  # 0: an empty tile, past the row's last
 
-            def case(f: int, format: str, values: str) -> None:
-                sparse = format == "nm24"
-                meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
-                src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
-                units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
+            def tile(j: str) -> None:
+                kt = b.i32("add", b.i32("add", first, "%warp"), b.i32("mul", j, s.warps))
+                mine = b.op(f"call i32 @llvm.nvvm.shfl.sync.idx.i32(i32 -1, i32 {held}, i32 {j}, i32 31)")
+                code, slot = b.i32("and", mine, (1 << MAP_CODE_BITS) - 1), b.i32("lshr", mine, MAP_CODE_BITS)
 
-                def some(first: str) -> None:  # units from `first`, their loads issued together
-                    for u in range(min(units, together)):
-                        self.unit(src, b.i32("add", first, u))
+                def case(f: int, format: str, values: str) -> None:
+                    sparse = format == "nm24"
+                    meta = (
+                        b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
+                    )
+                    src = _Source(
+                        format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32
+                    )
+                    units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
 
-                if units <= together:  # straight-line: all the tile's
-                    some("0")
-                else:
-                    b.loop(-(-units // together) * together, together, some)
+                    def some(first: str) -> None:  # units from `first`, their loads issued together
+                        for u in range(min(units, together)):
+                            self.unit(src, b.i32("add", first, u))
 
-            self.switch_on_format(code, slot, case)
+                    if units <= together:  # straight-line: all the tile's
+                        some("0")
+                    else:
+                        b.loop(-(-units // together) * together, together, some)
 
-        b.loop(-(-tile_cols // s.warps) * s.warps, s.warps, tile, unroll=False)
+                self.switch_on_format(code, slot, case)
+
+            b.loop(chunk, 1, tile, unroll=False)
+
+        step = chunk * s.warps
+        b.loop(-(-tile_cols // step) * step, step, entries, unroll=False)
 
     def reduce(self) -> None:
         """The warps' accumulators added through shared memory:
@@ -389,7 +403,10 @@ class _Gemv(_Gemm):
             self.k_split()
         self.reduce()
         shared = f"@partial = internal addrspace(3) global [{s.warps * 4 * s.cols * 32} x float] undef, align 16"
-        return self.module((shared,), ("declare void @llvm.nvvm.barrier0()",))
+        declared = ["declare void @llvm.nvvm.barrier0()"]
+        if s.weight == "hybrid":
+            declared.append("declare i32 @llvm.nvvm.shfl.sync.idx.i32(i32, i32, i32, i32)")
+        return self.module((shared,), tuple(declared))
 
     def warp_rows_offset(self) -> str:
         return "0"  # the block's warps share its 16 rows
