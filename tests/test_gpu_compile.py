@@ -24,6 +24,7 @@ import stoicc_py
 from stoicc_py import gpu
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
+from stoicc_py.backends.gpu.gemv import gemv_ir
 from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import (
     WIDE_M,
@@ -230,6 +231,20 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+def test_a_hybrid_gemv_of_two_columns_loads_its_map_entries_once_a_lane() -> None:
+    """At M = 16 each warp's map entries (16 tile columns, 2 a warp) come in one load before
+    its tile loop, a tile's by a shuffle; at M = 1 each tile loads its own in the loop (the
+    faster there on the H100)."""
+    program = stoicc_py.compile("layout H = hybrid(tile=[32, 64], formats=[dense, nm(2, 4)])\n"
+                                "kernel h(x: f16[M, 1024], w: f16[64, 1024] @ H) -> f16[M, 64] { return linear(x, w) }",
+                                target="gpu")  # fmt: skip
+    for m, hoisted in ((16, True), (1, False)):
+        ir = gemv_ir(program.kernel("h").schedule(m))
+        before, loop = ir.split("\nloop", 1)  # the tile loop's head, and what follows
+        assert (before.count("ptr addrspace(1) %map,"), loop.count("ptr addrspace(1) %map,")) == (hoisted, not hoisted)
+        assert ("@llvm.nvvm.shfl.sync.idx.i32(i32 -1" in loop) == hoisted
 
 
 @pytest.mark.parametrize("name", ["dense", "sparse_bf16", "hybrid"])

@@ -307,52 +307,68 @@ class _Gemv(_Gemm):
         """A hybrid weight: warp w takes tile columns w, w + warps, ... of the block's tile
         row (a tile: a switch on its map entry to its format's units, GEMV_UNROLL of them
         together: one a loop iteration, each unit's loads waited for the one before's mma,
-        4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100). The map entries of up to 32
-        of a warp's tiles are loaded at once, one a lane, and each tile takes its own by a
-        shuffle: a tile's loads wait for one load (its values'), not two in a row."""
+        4096^2, M = 1, 8.4 µs against dense's 7.7 on the H100).
+
+        Calls of two 8-row columns of x, where a warp has at most 32 tiles, load their map
+        entries at once, one a lane, and each tile takes its own by a shuffle, so that its
+        loads wait for one load, not two in a row (H100, M = 16: 8192^2 51.0 -> 43.7 µs,
+        4096^2 9.9 -> 9.6). Calls of one column load a tile's entry in its iteration: with
+        the shuffle, ptxas issued some of a dense tile's loads after its first mma (8192^2,
+        M = 1: 40.7 -> 43.6 µs)."""
         s, b = self.s, self.b
         (th, tw), tile_cols = s.tile, s.tile_grid[1]
         tile_row = b.i32("udiv", "%n.warp", th)  # the grid covers N: inside
         row0 = b.i32("sub", "%n.warp", b.i32("mul", tile_row, th))
-        chunk = min(WARP, -(-tile_cols // s.warps))  # a warp's tiles whose entries its lanes hold
+        mask = (1 << MAP_CODE_BITS) - 1
 
-        def entries(first: str) -> None:  # tiles first + warp + j * warps, j < chunk
-            own = b.i32("add", b.i32("add", first, "%warp"), b.i32("mul", "%lane", s.warps))
-            inside = b.op(f"and i1 {b.op(f'icmp ult i32 {own}, {tile_cols}')}, {b.op(f'icmp ult i32 %lane, {chunk}')}")
-            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), own)}, i32 0")
-            entry = b.op(f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}")
-            held = b.op(f"select i1 {inside}, i32 {entry}, i32 0")  # 0: an empty tile, past the row's last
+        def map_entry(kt: str) -> tuple[str, str]:  # (kt inside the row, its entry: the first's past it)
+            inside = b.op(f"icmp ult i32 {kt}, {tile_cols}")
+            at = b.op(f"select i1 {inside}, i32 {b.i32('add', b.i32('mul', tile_row, tile_cols), kt)}, i32 0")
+            return inside, b.op(
+                f"load i32, ptr addrspace(1) {b.offset('%map', at, 'i32')}, align 4, !invariant.load !{{}}"
+            )
 
-            def tile(j: str) -> None:
-                kt = b.i32("add", b.i32("add", first, "%warp"), b.i32("mul", j, s.warps))
+        def tile(kt: str, code: str, slot: str) -> None:
+            def case(f: int, format: str, values: str) -> None:
+                sparse = format == "nm24"
+                meta = b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
+                src = _Source(format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32)
+                units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
+
+                def some(first: str) -> None:  # units from `first`, their loads issued together
+                    for u in range(min(units, together)):
+                        self.unit(src, b.i32("add", first, u))
+
+                if units <= together:  # straight-line: all the tile's
+                    some("0")
+                else:
+                    b.loop(-(-units // together) * together, together, some)
+
+            self.switch_on_format(code, slot, case)
+
+        per_warp = -(-tile_cols // s.warps)
+        if s.cols > 1 and per_warp <= WARP:  # lane l: the entry of the warp's tile l (0 past the row's last)
+            inside, entry = map_entry(b.i32("add", "%warp", b.i32("mul", "%lane", s.warps)))
+            held = b.op(f"select i1 {inside}, i32 {entry}, i32 0")
+
+            def shuffled(j: str) -> None:
                 mine = b.op(f"call i32 @llvm.nvvm.shfl.sync.idx.i32(i32 -1, i32 {held}, i32 {j}, i32 31)")
-                code, slot = b.i32("and", mine, (1 << MAP_CODE_BITS) - 1), b.i32("lshr", mine, MAP_CODE_BITS)
+                tile(
+                    b.i32("add", "%warp", b.i32("mul", j, s.warps)),
+                    b.i32("and", mine, mask),
+                    b.i32("lshr", mine, MAP_CODE_BITS),
+                )
 
-                def case(f: int, format: str, values: str) -> None:
-                    sparse = format == "nm24"
-                    meta = (
-                        b.offset(f"%meta{f}", b.i32("mul", slot, th // 16 * (tw // 32) * 16), "i32") if sparse else None
-                    )
-                    src = _Source(
-                        format, values, row0, th, tw // 2 if sparse else tw, b.i32("mul", kt, tw), meta, tw // 32
-                    )
-                    units, together = -(-tw // self.unit_columns(format)), GEMV_UNROLL.get(format, 4)
+            b.loop(per_warp, 1, shuffled, unroll=False)
+            return
 
-                    def some(first: str) -> None:  # units from `first`, their loads issued together
-                        for u in range(min(units, together)):
-                            self.unit(src, b.i32("add", first, u))
+        def loaded(i: str) -> None:
+            kt = b.i32("add", i, "%warp")
+            inside, entry = map_entry(kt)
+            code = b.op(f"select i1 {inside}, i32 {b.i32('and', entry, mask)}, i32 0")
+            tile(kt, code, b.i32("lshr", entry, MAP_CODE_BITS))
 
-                    if units <= together:  # straight-line: all the tile's
-                        some("0")
-                    else:
-                        b.loop(-(-units // together) * together, together, some)
-
-                self.switch_on_format(code, slot, case)
-
-            b.loop(chunk, 1, tile, unroll=False)
-
-        step = chunk * s.warps
-        b.loop(-(-tile_cols // step) * step, step, entries, unroll=False)
+        b.loop(per_warp * s.warps, s.warps, loaded, unroll=False)
 
     def reduce(self) -> None:
         """The warps' accumulators added through shared memory:
