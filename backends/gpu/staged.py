@@ -285,7 +285,7 @@ class _Staged(_Gemm):
                f"ptr addrspace(1) {src}, i32 16)")  # fmt: skip
 
     def copy_rows(self, stage: str, region: int, row_bytes: int, block: int, base: str, row0: str,
-                  rows: int | str, col0: str, cols: int | str, stride: int, whole: bool = False) -> None:  # fmt: skip
+                  rows: int | str, col0: str, cols: int | str, stride: int) -> None:  # fmt: skip
         """A [block, row_bytes - PAD] slice of a row-major [rows, cols] 16-bit buffer (row
         stride `stride` elements) from (row0, col0) into shared memory at stage + region.
 
@@ -297,8 +297,7 @@ class _Staged(_Gemm):
         (source size 0: zeros) from the buffer's first element, as the hardware may still
         translate the address it is given (one past the allocation's mapped pages faulted:
         CUDA_ERROR_ILLEGAL_ADDRESS). Its row test is against a limit that is 0 past K, so it
-        is made per k-tile, not hoisted out of the loop. `whole`: every slice is known to lie
-        inside (weight_inside): the first path alone. Swizzled
+        is made per k-tile, not hoisted out of the loop. Swizzled
         (wgmma): a row's chunk c at c ^ (row / (8 / chunks) % chunks) (row_bytes' swizzle, 128
         or 64 bytes), the same for all of a thread's rows."""
         b = self.b
@@ -324,9 +323,6 @@ class _Staged(_Gemm):
                 b.emit(f"call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) "
                        f"{self.shared(b.i32('add', dst, i * step * row_bytes))}, ptr addrspace(1) {at}, i32 {size})")  # fmt: skip
 
-        if whole:
-            copies(False)
-            return
         rows_in = b.op(f"icmp ule i32 {b.i32('add', row0, block)}, {rows}")
         cols_in = b.op(f"icmp ule i32 {b.i32('add', col0, chunks * 8)}, {cols}")
         b.when(b.op(f"and i1 {rows_in}, {cols_in}"), "copy.whole", lambda: copies(False), lambda: copies(True))
@@ -404,11 +400,6 @@ class _Staged(_Gemm):
         """The shared-memory offset of k-tile kt's stage."""
         return self.b.i32("mul", self.b.i32("urem", kt, self.config.stages), self.stage_size)
 
-    def weight_inside(self) -> bool:
-        """Whether every k-tile slice of the weight this kernel copies is known to lie inside
-        its buffer (no edge path): not here, where the k-loop copies k-tiles past K."""
-        return False
-
     def load_stage(self, kt: str) -> None:
         """cp.async of k-tile kt (past K: zeros) into its stage, then a commit."""
         s, b = self.s, self.b
@@ -418,8 +409,7 @@ class _Staged(_Gemm):
             self.copy_x(stage, kt)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
-            whole = self.weight_inside()
-            self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols, whole)
+            self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
             if format != "nm24":
                 return
             step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
@@ -710,27 +700,13 @@ class _Wgmma(_Staged):
 
     def load_ahead(self, first: str, kt: str | int) -> None:
         """load_stage of the split's k-tile kt (from its first, `first`); past the split's
-        last (or, unsplit, past the loop's), an empty commit (the waits count groups), not
-        the next split's copies nor ones past K. The unsplit kernel's guard is there only
-        where it lets the weight's copies drop their edge path (weight_inside)."""
+        last, an empty commit (the waits count groups), not the next split's copies."""
         b = self.b
-        if self.s.k_splits == 1 and (self.s.weight == "hybrid" or not self.weight_inside()):
+        if self.s.k_splits == 1:
             self.load_stage(str(kt))
             return
         b.when(b.op(f"icmp ult i32 {kt}, {self.k_tiles}"), "ahead", lambda: self.load_stage(b.i32("add", first, kt)),
                lambda: b.emit("call void @llvm.nvvm.cp.async.commit.group()"))  # fmt: skip
-
-    def weight_inside(self) -> bool:
-        """Known where every block's rows are whole rows of the weight (N a multiple of the
-        blocks, clusters' included: a block past N would read past it; a hybrid's stored tiles,
-        of whole blocks too) and every k-tile the loop copies ends inside K: a hybrid's tile
-        width a multiple of K_TILE (its k-tiles past K are empty tiles), else K exactly the
-        splits' k-tiles (no 2:4 pair's k-tile past K) and load_ahead copying none past the loop's."""
-        s = self.s
-        rows = s.n % (s.block_rows * self.config.cluster) == 0
-        if s.weight == "hybrid":
-            return rows and s.tile[0] % s.block_rows == 0 and s.tile[1] % K_TILE == 0
-        return rows and self.k_tiles * s.k_splits * K_TILE == s.k
 
     def copy_x(self, stage: str, kt: str) -> None:
         if self.config.cluster == 1:
