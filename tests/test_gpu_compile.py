@@ -16,6 +16,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+import gpu_emulator
 import numpy as np
 import pytest
 from conftest import SIMT_KERNELS, hybrid_weight
@@ -231,6 +232,43 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         assert ".extern .func" not in ptx and "call" not in ptx.split(f".entry {name}(")[1]
         params = len(k.spec.params) + 1
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
+
+
+@pytest.mark.parametrize(("source", "m"), [
+    ("kernel f(x: bf16[M, 1040], w: bf16[40, 1040] @ nm(2, 4)) -> bf16[M, 40] { return linear(x, w) }", 130),
+    ("kernel f(x: f16[M, 1096], w: f16[72, 1096], b: f16[72]) -> f16[M, 72] { return relu(linear(x, w, b)) }", 300),
+    ("kernel f(x: f16[M, 2120], w: f16[24, 2120]) -> f16[M, 24] { return linear(x, w) }", 37),
+])  # fmt: skip
+@pytest.mark.parametrize("split", [True, False])
+def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m: int, split: bool) -> None:
+    """The kernel run on the CPU thread by thread (gpu_emulator): every cp.async names an
+    address inside its buffer, size 0 or not (round 10's fault: copies of rows past M
+    named addresses ~2 MB past x), split-K's workspace and flags stay in theirs and end at
+    0, and y gets each of its elements once. Ragged M, N and K; split and not."""
+    k = stoicc_py.compile(source, target="gpu").kernel("f")
+    spec = k.schedule(m)
+    assert spec.schedule == "staged" and (spec.k_splits > 1 or not split)
+    spec = spec if split else replace(spec, k_splits=1)
+    config = config_for(spec)
+    grid = staged_grid(spec, m, config)
+    n, kk, tiles = spec.n, spec.k, grid[0] * grid[1]
+    sizes = {"x": 2 * m * kk, "w": 2 * n * kk, "values": n * kk, "meta": -(-n // 16) * -(-kk // 32) * 64,
+             "bias": 2 * n, "y": 2 * m * n, "work": 4 * tiles * spec.block_rows * spec.block_cols, "flags": 4 * tiles}  # fmt: skip
+    buffers = {p: np.zeros(sizes[p], np.uint8) for p in spec.params}
+    bounds = {p: (b.ctypes.data, b.ctypes.data + b.size) for p, b in buffers.items()}
+    accesses = gpu_emulator.run(staged_ir(spec, config), "f", [b.ctypes.data for b in buffers.values()], m, grid,
+                                spec.threads)  # fmt: skip
+
+    def owners(touched: list[tuple[int, int]]) -> set[str]:
+        return {next((p for p, (lo, hi) in bounds.items() if lo <= at and at + max(size, 1) <= hi), "outside")
+                for at, size in touched}  # fmt: skip
+
+    assert accesses.copies and any(size == 0 for _, size in accesses.copies)  # ragged: some copies read nothing
+    assert owners(accesses.copies) <= {"x", "w", "values", "meta"}
+    assert owners(accesses.scratch) <= {"work", "flags"} and (bool(accesses.scratch) == split)
+    assert not buffers.get("flags", np.zeros(1, np.uint8)).any()
+    stores = sorted(at for at, _ in accesses.stores)
+    assert owners(accesses.stores) == {"y"} and stores == list(range(bounds["y"][0], bounds["y"][1], 2))
 
 
 def test_a_hybrid_gemv_of_two_columns_loads_its_map_entries_once_a_lane() -> None:
