@@ -3,7 +3,7 @@ global addresses it copies from and stores to: a check, on a host without a GPU,
 access of a call lies inside its buffers (an access past an allocation's mapped pages faults
 on the device, even a cp.async of source size 0).
 
-The IR is rewritten for the host: address spaces dropped, the special registers read from
+The IR (as NVPTX gets it: optimized) is rewritten for the host: address spaces dropped, the special registers read from
 globals the driver sets per thread, cp.async and the stores of y replaced by calls that
 record their addresses (nothing is copied or stored), barriers and fences removed, the
 tensor cores' inline PTX replaced by zeros (their operands are in shared memory, not
@@ -38,15 +38,15 @@ def host_ir(ir: str) -> str:
     for line in ir.splitlines():
         if line.startswith("target "):
             continue
-        if store := re.match(r"\s*store (\S+) \S+, ptr addrspace\(1\) (%\S+)", line):
+        if store := re.match(r"\s*store (\S+) \S+, ptr addrspace\(1\) (%[\w.]+)", line):
             lines.append(f"  call void @record_store(ptr {store[2]}, i32 {2 if store[1] in ('half', 'bfloat') else 4})")
             continue
-        if flag := re.match(r'\s*(%\S+) = call i32 asm sideeffect "ld\.acquire.*\(i64 (%\S+)\)', line):
+        if flag := re.match(r'\s*(%\S+) = (?:tail )?call i32 asm sideeffect "ld\.acquire.*\(i64 (%\S+)\)', line):
             lines += [f"  {flag[1]}.at = inttoptr i64 {flag[2]} to ptr",
                       f"  call void @record_scratch(ptr {flag[1]}.at, i32 4)",
                       f"  {flag[1]} = load i32, ptr {flag[1]}.at"]  # fmt: skip
             continue
-        if flag := re.match(r'\s*call void asm sideeffect "[^"]*st\.relaxed\.gpu\.global\.u32 \[\$0\], (\$1|0);", '
+        if flag := re.match(r'\s*(?:tail )?call void asm sideeffect "[^"]*st\.relaxed\.gpu\.global\.u32 \[\$0\], (\$1|0);", '
                             r'"[^"]*"\(i64 (%\S+)(?:, i32 (%\S+))?\)', line):  # fmt: skip
             at = f"%flag.at{len(lines)}"
             lines += [f"  {at} = inttoptr i64 {flag[2]} to ptr", f"  call void @record_scratch(ptr {at}, i32 4)",
@@ -55,15 +55,17 @@ def host_ir(ir: str) -> str:
         if work := re.search(r'asm sideeffect "(?:ld|st)\.global\.cg[^(]*\(i64 (%[\w.]+)', line):
             at = f"%work.at{len(lines)}"
             lines += [f"  {at} = inttoptr i64 {work[1]} to ptr", f"  call void @record_scratch(ptr {at}, i32 16)"]
-        if result := re.match(r"\s*(%\S+) = call (\{[^}]*\}|i32|float) asm", line):
+        if result := re.match(r"\s*(%\S+) = (?:tail )?call (\{[^}]*\}|i32|float) asm", line):
             zero = "zeroinitializer" if result[2].startswith("{") else "0" if result[2] == "i32" else "0.0"
             lines.append(f"  {result[1]} = select i1 true, {result[2]} {zero}, {result[2]} {zero}")
             continue
-        if not re.match(r"\s*call void asm", line):
+        if not re.match(r"\s*(?:tail )?call void asm", line):
             lines.append(line)
     text = re.sub(r" addrspace\(\d\)", "", "\n".join(lines)).replace("ptx_kernel ", "")
     text = text.replace("@smem = external global [0 x i8]", "@smem = global [262144 x i8] zeroinitializer")
     text = text.replace("@llvm.nvvm.", "@nv.")
+    # what the optimizer adds to the intrinsics' declarations, which plain functions may not carry
+    text = re.sub(r"range\(i32 \d+, \d+\) ", "", text).replace(" immarg", "")
     for declared in re.findall(r"^declare .*@nv\..*$", text, re.M):
         text = text.replace(declared, _definition(declared))
     return text + "\ndeclare void @record_copy(ptr, i32)\ndeclare void @record_scratch(ptr, i32)\n" \
@@ -100,7 +102,9 @@ def run(ir: str, name: str, pointers: list[int], m: int, grid: tuple[int, int, i
     module = llvm.parse_assembly(text)
     engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine(opt=1))
     engine.finalize_object()
-    kernel = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(pointers), ctypes.c_int32)(engine.get_function_address(name))
+    kernel = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(pointers), ctypes.c_int32)(
+        engine.get_function_address(name)
+    )
     registers = {r: ctypes.c_int32.from_address(engine.get_global_value_address(r))
                  for r in re.findall(r"^@(\w+_\w+) = global i32 0", text, re.M)}  # fmt: skip
     for r, size in (("nctaid_x", grid[0]), ("nctaid_y", grid[1]), ("nctaid_z", grid[2])):

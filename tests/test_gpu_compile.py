@@ -40,7 +40,7 @@ from stoicc_py.backends.gpu.staged import (
     staged_ir,
     staged_warps,
 )
-from stoicc_py.backends.gpu.target import emit_ptx
+from stoicc_py.backends.gpu.target import emit_ptx, optimized
 from stoicc_py.cli import main
 from stoicc_py.codec import codec_for
 from stoicc_py.codec.hybrid import HybridCodec
@@ -256,8 +256,8 @@ def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m
              "bias": 2 * n, "y": 2 * m * n, "work": 4 * tiles * spec.block_rows * spec.block_cols, "flags": 4 * tiles}  # fmt: skip
     buffers = {p: np.zeros(sizes[p], np.uint8) for p in spec.params}
     bounds = {p: (b.ctypes.data, b.ctypes.data + b.size) for p, b in buffers.items()}
-    accesses = gpu_emulator.run(staged_ir(spec, config), "f", [b.ctypes.data for b in buffers.values()], m, grid,
-                                spec.threads)  # fmt: skip
+    ir = str(optimized(staged_ir(spec, config), arch=staged_arch(spec)))  # as NVPTX compiles it
+    accesses = gpu_emulator.run(ir, "f", [b.ctypes.data for b in buffers.values()], m, grid, spec.threads)
 
     def owners(touched: list[tuple[int, int]]) -> set[str]:
         return {next((p for p, (lo, hi) in bounds.items() if lo <= at and at + max(size, 1) <= hi), "outside")
