@@ -8,8 +8,9 @@ globals the driver sets per thread, cp.async and the stores of y replaced by cal
 record their addresses (nothing is copied or stored), barriers and fences removed, the
 tensor cores' inline PTX replaced by zeros (their operands are in shared memory, not
 checked here), and split-K's flag loads and stores done for real, so that the blocks of a
-tile, run in the order of their splits, find the flags they wait for. Kernels whose
-addresses depend on values they load (a hybrid weight's tile map) are not covered."""
+tile, run in the order of their splits, find the flags they wait for. Loads from global
+memory are real (a hybrid weight's tile map, whose entries pick the tiles it copies: pass
+the packed arrays themselves)."""
 
 from __future__ import annotations
 

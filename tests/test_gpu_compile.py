@@ -238,13 +238,16 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
     ("kernel f(x: bf16[M, 1040], w: bf16[40, 1040] @ nm(2, 4)) -> bf16[M, 40] { return linear(x, w) }", 130),
     ("kernel f(x: f16[M, 1096], w: f16[72, 1096], b: f16[72]) -> f16[M, 72] { return relu(linear(x, w, b)) }", 300),
     ("kernel f(x: f16[M, 2120], w: f16[24, 2120]) -> f16[M, 24] { return linear(x, w) }", 37),
+    ("layout H = hybrid(tile=[128, 64], formats=[dense, nm(2, 4)])\n"
+     "kernel f(x: bf16[M, 1096], w: bf16[264, 1096] @ H) -> bf16[M, 264] { return linear(x, w) }", 300),
 ])  # fmt: skip
 @pytest.mark.parametrize("split", [True, False])
 def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m: int, split: bool) -> None:
     """The kernel run on the CPU thread by thread (gpu_emulator): every cp.async names an
     address inside its buffer, size 0 or not (round 10's fault: copies of rows past M
     named addresses ~2 MB past x), split-K's workspace and flags stay in theirs and end at
-    0, and y gets each of its elements once. Ragged M, N and K; split and not."""
+    0, and y gets each of its elements once. Ragged M, N and K; split and not; a hybrid
+    weight's packed arrays as the kernel reads them (its copies follow its tile map)."""
     k = stoicc_py.compile(source, target="gpu").kernel("f")
     spec = k.schedule(m)
     assert spec.schedule == "staged" and (spec.k_splits > 1 or not split)
@@ -254,7 +257,11 @@ def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m
     n, kk, tiles = spec.n, spec.k, grid[0] * grid[1]
     sizes = {"x": 2 * m * kk, "w": 2 * n * kk, "values": n * kk, "meta": -(-n // 16) * -(-kk // 32) * 64,
              "bias": 2 * n, "y": 2 * m * n, "work": 4 * tiles * spec.block_rows * spec.block_cols, "flags": 4 * tiles}  # fmt: skip
-    buffers = {p: np.zeros(sizes[p], np.uint8) for p in spec.params}
+    buffers = {p: np.zeros(sizes.get(p, 0), np.uint8) for p in spec.params}
+    if spec.weight == "hybrid":  # its map's entries pick the tiles it copies: the real packed arrays
+        packed = k.pack("w", hybrid_weight(np.random.default_rng(5), n, kk, spec.tile))
+        weight = [np.ascontiguousarray(a).view(np.uint8).reshape(-1) for a in gpu.gpu_arrays(packed)]
+        buffers.update(zip(spec.params[1 : 1 + len(weight)], weight, strict=True))
     bounds = {p: (b.ctypes.data, b.ctypes.data + b.size) for p, b in buffers.items()}
     ir = str(optimized(staged_ir(spec, config), arch=staged_arch(spec)))  # as NVPTX compiles it
     accesses = gpu_emulator.run(ir, "f", [b.ctypes.data for b in buffers.values()], m, grid, spec.threads)
@@ -264,7 +271,7 @@ def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m
                 for at, size in touched}  # fmt: skip
 
     assert accesses.copies and any(size == 0 for _, size in accesses.copies)  # ragged: some copies read nothing
-    assert owners(accesses.copies) <= {"x", "w", "values", "meta"}
+    assert owners(accesses.copies) <= {"x", "w", "values", "meta", "values0", "values1", "meta1"}
     assert owners(accesses.scratch) <= {"work", "flags"} and (bool(accesses.scratch) == split)
     assert not buffers.get("flags", np.zeros(1, np.uint8)).any()
     stores = sorted(at for at, _ in accesses.stores)
