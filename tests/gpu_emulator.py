@@ -1,16 +1,17 @@
-"""The staged GPU kernel's LLVM IR run on the CPU, one thread after another, to record the
-global addresses it copies from and stores to: a check, on a host without a GPU, that every
-access of a call lies inside its buffers (an access past an allocation's mapped pages faults
-on the device, even a cp.async of source size 0).
+"""A GPU kernel's LLVM IR (staged, GEMV or direct schedule) run on the CPU, one thread after
+another, to record the global addresses it loads, copies from and stores to: a check, on a
+host without a GPU, that every access of a call lies inside its buffers (an access past an
+allocation's mapped pages faults on the device, even a cp.async of source size 0).
 
-The IR (as NVPTX gets it: optimized) is rewritten for the host: address spaces dropped, the special registers read from
-globals the driver sets per thread, cp.async and the stores of y replaced by calls that
-record their addresses (nothing is copied or stored), barriers and fences removed, the
-tensor cores' inline PTX replaced by zeros (their operands are in shared memory, not
-checked here), and split-K's flag loads and stores done for real, so that the blocks of a
-tile, run in the order of their splits, find the flags they wait for. Loads from global
-memory are real (a hybrid weight's tile map, whose entries pick the tiles it copies: pass
-the packed arrays themselves)."""
+The IR (as NVPTX gets it: optimized) is rewritten for the host: address spaces dropped,
+the special registers read from globals the driver sets per thread, cp.async, the loads
+from global memory and the stores of y reported to hooks (the loads still done: a hybrid
+weight's tile map picks the tiles it copies, so pass the packed arrays themselves; nothing
+is copied or stored), barriers and fences removed, the tensor cores' inline PTX and
+intrinsics and every half or bfloat value replaced by zeros (no address depends on them;
+their operands in shared memory are not checked here), and split-K's flag loads and stores
+done for real, so that the blocks of a tile, run in the order of their splits, find the
+flags they wait for."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import llvmlite.binding as llvm
 
 _HOOK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32)
+_BYTES = {"i8": 1, "i16": 2, "half": 2, "bfloat": 2, "i32": 4, "float": 4, "i64": 8, "double": 8}
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Accesses:
     reads nothing but still names an address), of split-K's workspace and flags, and of each store of y."""
 
     copies: list[tuple[int, int]] = field(default_factory=list)
+    loads: list[tuple[int, int]] = field(default_factory=list)
     scratch: list[tuple[int, int]] = field(default_factory=list)
     stores: list[tuple[int, int]] = field(default_factory=list)
 
@@ -39,6 +42,9 @@ def host_ir(ir: str) -> str:
     for line in ir.splitlines():
         if line.startswith("target "):
             continue
+        if load := re.match(r"\s*%\S+ = load (<(\d+) x (\w+)>|\w+), ptr addrspace\(1\) (%[\w.]+)", line):
+            size = int(load[2] or 1) * _BYTES[load[3] or load[1]]
+            lines.append(f"  call void @record_load(ptr {load[4]}, i32 {size})")  # then the load itself
         if store := re.match(r"\s*store (\S+) \S+, ptr addrspace\(1\) (%[\w.]+)", line):
             lines.append(f"  call void @record_store(ptr {store[2]}, i32 {2 if store[1] in ('half', 'bfloat') else 4})")
             continue
@@ -56,6 +62,14 @@ def host_ir(ir: str) -> str:
         if work := re.search(r'asm sideeffect "(?:ld|st)\.global\.cg[^(]*\(i64 (%[\w.]+)', line):
             at = f"%work.at{len(lines)}"
             lines += [f"  {at} = inttoptr i64 {work[1]} to ptr", f"  call void @record_scratch(ptr {at}, i32 16)"]
+        # values of half and bfloat: no address depends on them, and the host lowers their
+        # conversions and arithmetic to library calls that the JIT does not link
+        value = re.match(r"\s*(%\S+) = (?:(?:fptrunc|fpext|[su]itofp|fpto[su]i) .* to (.+)|"
+                         r"(?:fadd|fsub|fmul|fdiv|fneg) (?:\w+ )*(<\d+ x (?:half|bfloat)>|half|bfloat) .*)$", line)  # fmt: skip
+        if value:
+            ty = value[2] or value[3]
+            lines.append(f"  {value[1]} = select i1 true, {ty} zeroinitializer, {ty} zeroinitializer")
+            continue
         if result := re.match(r"\s*(%\S+) = (?:tail )?call (\{[^}]*\}|i32|float) asm", line):
             zero = "zeroinitializer" if result[2].startswith("{") else "0" if result[2] == "i32" else "0.0"
             lines.append(f"  {result[1]} = select i1 true, {result[2]} {zero}, {result[2]} {zero}")
@@ -66,11 +80,11 @@ def host_ir(ir: str) -> str:
     text = text.replace("@smem = external global [0 x i8]", "@smem = global [262144 x i8] zeroinitializer")
     text = text.replace("@llvm.nvvm.", "@nv.")
     # what the optimizer adds to the intrinsics' declarations, which plain functions may not carry
-    text = re.sub(r"range\(i32 \d+, \d+\) ", "", text).replace(" immarg", "")
+    text = re.sub(r" ?range\(i32 -?\d+, -?\d+\)", "", text).replace(" immarg", "")
     for declared in re.findall(r"^declare .*@nv\..*$", text, re.M):
         text = text.replace(declared, _definition(declared))
     return text + "\ndeclare void @record_copy(ptr, i32)\ndeclare void @record_scratch(ptr, i32)\n" \
-                  "declare void @record_store(ptr, i32)\n"  # fmt: skip
+                  "declare void @record_store(ptr, i32)\ndeclare void @record_load(ptr, i32)\n"  # fmt: skip
 
 
 def _definition(declared: str) -> str:
@@ -96,7 +110,8 @@ def run(ir: str, name: str, pointers: list[int], m: int, grid: tuple[int, int, i
     llvm.initialize_native_asmprinter()
     accesses = Accesses()
     hooks = {f"record_{kind}": _HOOK(lambda at, size, into=into: into.append((at, size)))
-             for kind, into in (("copy", accesses.copies), ("scratch", accesses.scratch), ("store", accesses.stores))}  # fmt: skip
+             for kind, into in (("copy", accesses.copies), ("load", accesses.loads), ("scratch", accesses.scratch),
+                               ("store", accesses.stores))}  # fmt: skip
     for symbol, hook in hooks.items():
         llvm.add_symbol(symbol, ctypes.cast(hook, ctypes.c_void_p).value)
     text = host_ir(ir)

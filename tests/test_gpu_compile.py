@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from itertools import product
@@ -26,6 +27,7 @@ from stoicc_py import gpu
 from stoicc_py.arrays import NUMPY_DTYPES
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.gemv import gemv_ir
+from stoicc_py.backends.gpu.kernel import gemm_ir
 from stoicc_py.backends.gpu.sass import metadata_hazards
 from stoicc_py.backends.gpu.staged import (
     WIDE_M,
@@ -234,6 +236,39 @@ def test_each_kernel_is_ptx_with_its_tensor_core_instruction(program: Any, name:
         assert len(re.findall(rf"\.param \S+( \S+)* {name}_param_\d+", ptx)) == params
 
 
+def emulated(k: Any, spec: Any, m: int) -> tuple[gpu_emulator.Accesses, dict[str, Array], Callable[..., set[str]]]:
+    """A call of m rows of `spec` (k's schedule) run by gpu_emulator on buffers of the sizes
+    a call uploads (x, y and the bias zeros; a packed weight's arrays themselves, where its
+    values pick addresses: a hybrid tile map; split-K's scratch), with what it touched, the
+    buffers, and a function naming the buffers that (address, bytes) pairs lie in."""
+    config = config_for(spec) if spec.schedule == "staged" else None
+    grid = staged_grid(spec, m, config) if config else spec.grid(m)
+    n, kk, tiles = spec.n, spec.k, grid[0] * grid[1]
+    sizes = {"x": 2 * m * kk, "w": 2 * n * kk, "bias": 2 * n, "y": 2 * m * n,
+             "work": 4 * tiles * spec.block_rows * spec.block_cols, "flags": 4 * tiles}  # fmt: skip
+    buffers = {p: np.zeros(sizes.get(p, 0), np.uint8) for p in spec.params}
+    if spec.weight != "dense":
+        rng = np.random.default_rng(5)
+        w = hybrid_weight(rng, n, kk, spec.tile) if spec.weight == "hybrid" else rng.standard_normal((n, kk), np.float32)
+        w = NMCodec(2, 4, kk).prune(w) if spec.weight == "nm24" else w
+        weight = [np.ascontiguousarray(a).view(np.uint8).reshape(-1) for a in gpu.gpu_arrays(k.pack("w", w))]
+        buffers.update(zip(spec.params[1 : 1 + len(weight)], weight, strict=True))
+    bounds = {p: (b.ctypes.data, b.ctypes.data + b.size) for p, b in buffers.items()}
+    ir = staged_ir(spec, config) if config else gemv_ir(spec) if spec.schedule == "gemv" else gemm_ir(spec)
+    ir = str(optimized(ir, arch=staged_arch(spec) if config else "sm_90"))  # as NVPTX compiles it
+    accesses = gpu_emulator.run(ir, spec.name, [b.ctypes.data for b in buffers.values()], m, grid, spec.threads)
+
+    def owners(touched: list[tuple[int, int]]) -> set[str]:
+        return {next((p for p, (lo, hi) in bounds.items() if lo <= at and at + max(size, 1) <= hi), "outside")
+                for at, size in touched}  # fmt: skip
+
+    return accesses, buffers, owners
+
+
+def stores_each_element_once(accesses: gpu_emulator.Accesses, y: Array) -> bool:
+    return sorted(at for at, _ in accesses.stores) == list(range(y.ctypes.data, y.ctypes.data + y.size, 2))
+
+
 @pytest.mark.parametrize(("source", "m"), [
     ("kernel f(x: bf16[M, 1040], w: bf16[40, 1040] @ nm(2, 4)) -> bf16[M, 40] { return linear(x, w) }", 130),
     ("kernel f(x: f16[M, 1096], w: f16[72, 1096], b: f16[72]) -> f16[M, 72] { return relu(linear(x, w, b)) }", 300),
@@ -251,31 +286,26 @@ def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m
     k = stoicc_py.compile(source, target="gpu").kernel("f")
     spec = k.schedule(m)
     assert spec.schedule == "staged" and (spec.k_splits > 1 or not split)
-    spec = spec if split else replace(spec, k_splits=1)
-    config = config_for(spec)
-    grid = staged_grid(spec, m, config)
-    n, kk, tiles = spec.n, spec.k, grid[0] * grid[1]
-    sizes = {"x": 2 * m * kk, "w": 2 * n * kk, "values": n * kk, "meta": -(-n // 16) * -(-kk // 32) * 64,
-             "bias": 2 * n, "y": 2 * m * n, "work": 4 * tiles * spec.block_rows * spec.block_cols, "flags": 4 * tiles}  # fmt: skip
-    buffers = {p: np.zeros(sizes.get(p, 0), np.uint8) for p in spec.params}
-    if spec.weight == "hybrid":  # its map's entries pick the tiles it copies: the real packed arrays
-        packed = k.pack("w", hybrid_weight(np.random.default_rng(5), n, kk, spec.tile))
-        weight = [np.ascontiguousarray(a).view(np.uint8).reshape(-1) for a in gpu.gpu_arrays(packed)]
-        buffers.update(zip(spec.params[1 : 1 + len(weight)], weight, strict=True))
-    bounds = {p: (b.ctypes.data, b.ctypes.data + b.size) for p, b in buffers.items()}
-    ir = str(optimized(staged_ir(spec, config), arch=staged_arch(spec)))  # as NVPTX compiles it
-    accesses = gpu_emulator.run(ir, "f", [b.ctypes.data for b in buffers.values()], m, grid, spec.threads)
-
-    def owners(touched: list[tuple[int, int]]) -> set[str]:
-        return {next((p for p, (lo, hi) in bounds.items() if lo <= at and at + max(size, 1) <= hi), "outside")
-                for at, size in touched}  # fmt: skip
-
+    accesses, buffers, owners = emulated(k, spec if split else replace(spec, k_splits=1), m)
     assert accesses.copies and any(size == 0 for _, size in accesses.copies)  # ragged: some copies read nothing
     assert owners(accesses.copies) <= {"x", "w", "values", "meta", "values0", "values1", "meta1"}
     assert owners(accesses.scratch) <= {"work", "flags"} and (bool(accesses.scratch) == split)
     assert not buffers.get("flags", np.zeros(1, np.uint8)).any()
-    stores = sorted(at for at, _ in accesses.stores)
-    assert owners(accesses.stores) == {"y"} and stores == list(range(bounds["y"][0], bounds["y"][1], 2))
+    assert owners(accesses.stores) == {"y"} and stores_each_element_once(accesses, buffers["y"])
+
+
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8"])
+@pytest.mark.parametrize("m", [1, 9, 37])
+def test_gemv_and_direct_calls_load_and_store_inside_their_buffers(program: Any, name: str, m: int) -> None:
+    """The GEMV and direct schedules (ragged N and K, a packed weight's real arrays) under
+    gpu_emulator: every load from global memory inside its buffer, y's elements stored once."""
+    k = program.kernel(name)
+    spec = k.schedule(m)
+    if spec.schedule == "staged":
+        pytest.skip("the staged schedule: test_a_staged_calls_copies_and_stores_stay_inside_its_buffers")
+    accesses, buffers, owners = emulated(k, spec, m)
+    assert accesses.loads and owners(accesses.loads) <= set(buffers) - {"y"}
+    assert owners(accesses.stores) == {"y"} and stores_each_element_once(accesses, buffers["y"])
 
 
 def test_a_hybrid_gemv_of_two_columns_loads_its_map_entries_once_a_lane() -> None:
