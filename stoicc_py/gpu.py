@@ -195,14 +195,16 @@ class GpuKernel(KernelBase):
         weights = list(w.arrays) if isinstance(w, GpuWeight) else [w]
         bias = [_to_device(args[ops.bias], s.dtype, (s.n,), f"{self.name}: bias")[0]] if ops.bias is not None else []
         result, y = _result(args[ops.x], on_device, out, (m, s.n), s.dtype)
-        arrays = [x, *weights, *bias, y]  # held by the launch: their memory stays
+        arrays = [x, *weights, *bias, y]
         spec = self.schedule(m, all(a.ptr % 16 == 0 for a in arrays))
         pointers = [a.ptr for a in arrays]
         if not m:  # an empty batch: nothing to launch
             return result, y, lambda: None
         if spec.schedule == "staged":
-            return result, y, staged_launch(self._function(spec), spec, config_for(spec), pointers, m)
-        return result, y, partial(driver.launch, self._function(spec), spec.grid(m), spec.threads, pointers, m, 0)
+            run = staged_launch(self._function(spec), spec, config_for(spec), pointers, m)
+        else:
+            run = partial(driver.launch, self._function(spec), spec.grid(m), spec.threads, pointers, m, 0)
+        return result, y, partial(_holding, arrays, run)
 
     def __call__(self, *args: object, out: object = None) -> Any:
         """y = the kernel on (x, w[, bias]) in the kernel's parameter order; x, w and the
@@ -213,6 +215,14 @@ class GpuKernel(KernelBase):
         if isinstance(y.owner, driver.Buffer):  # numpy arguments: copy the result back
             return y.owner.to_host(result)
         return result
+
+
+def _holding(arrays: list[driver.DeviceArray], run: Callable[[], None]) -> None:
+    """`run`, a launch on the pointers of `arrays`, which its partial holds: a copy of a
+    numpy x or w freed before the launch would leave the kernel a dangling pointer (one of
+    2 MiB or more is unmapped at once, an illegal address; a smaller one reads stale memory)."""
+    assert arrays
+    run()
 
 
 def _staged_fits(s: GemmSpec) -> bool:

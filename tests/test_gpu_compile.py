@@ -684,6 +684,9 @@ class FakeDevice:
                 out.reshape(-1).view(np.uint8)[:] = self.data[: out.nbytes]
                 return out
 
+            def __del__(self) -> None:  # freed: a launch that still names it finds no memory there
+                device.memory.pop(self.ptr, None)
+
         class Module:
             def __init__(self, ptx: str):
                 assert ".visible .entry" in ptx
