@@ -50,14 +50,22 @@ kernel long_sparse(x: bf16[M, 8336], w: bf16[40, 8336] @ nm(2, 4)) -> bf16[M, 40
 kernel long_int4(x: f16[M, 4160], w: f16[24, 4160] @ int4(group=64, scale=f16)) -> f16[M, 24] { return linear(x, w) }
 layout H5 = hybrid(tile=[32, 64], formats=[dense, nm(2, 4)])
 kernel long_hybrid(x: f16[M, 2312], w: f16[72, 2312] @ H5) -> f16[M, 72] { return linear(x, w) }
+kernel int4_post(x: f16[M, 1024], w: f16[40, 1024] @ int4(group=128, scale=f16)) -> f16[M, 40] { return linear(x, w) }
+kernel int4_post_bf16(x: bf16[M, 640], w: bf16[48, 640] @ int4(group=128, scale=bf16)) -> bf16[M, 48] { return linear(x, w) }
+kernel dense_whole(x: f16[M, 2048], w: f16[64, 2048]) -> f16[M, 64] { return linear(x, w) }
+kernel sparse_whole(x: f16[M, 1024], w: f16[32, 1024] @ nm(2, 4)) -> f16[M, 32] { return linear(x, w) }
 """
 LONG = {"long_dense", "long_sparse", "long_int4", "long_hybrid"}
 """K long enough for several GEMV iterations a warp (and long_sparse's 512 threads: registers within the block's;
 long_hybrid's 37 tile columns: more than two a warp)."""
-STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse"}  # fmt: skip
+STAGED = {"dense", "dense_bf16", "sparse_staged", "hybrid_staged", "sparse_gemv", "long_dense", "long_sparse",
+          "dense_whole", "sparse_whole"}  # fmt: skip
 """Calls of more than 16 rows: staged.py."""
+WHOLE = {"int4_post", "int4_post_bf16", "dense_whole", "sparse_whole"}
+"""GEMV calls whose steps lie in one scale group (int4_post*: codes to the tensor cores unscaled, the sums scaled)
+or whose K the warps' units fill (no column zeroed; dense_whole's and sparse_whole's N whole blocks too)."""
 GEMV = {"dense", "dense_bf16", "int4_gemv", "int8_gemv", "int4_magic", "int4_magic_bf16", "int8_magic",
-        "sparse_staged", "hybrid", "hybrid_staged", "sparse_gemv", "hybrid_gemv", *LONG}  # fmt: skip
+        "sparse_staged", "hybrid", "hybrid_staged", "sparse_gemv", "hybrid_gemv", *LONG, *WHOLE}  # fmt: skip
 """Calls of at most 16 rows: gemv.py (the *_magic kernels: codes dequantised by the float bit trick; 2:4 and
 hybrid weights whose rows are whole 16-byte pieces, K a multiple of 16 and 8: sparse, sparse_bf16 are not)."""
 ROWS = (1, 7, 9, 33, 130)  # every schedule (<= 8 rows, <= 16, more), ragged blocks of 32 and 128 rows
@@ -100,7 +108,7 @@ def assert_matches(got: Array, want: Array, dtype: str) -> None:
 @pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8",
                                   "sparse_staged", "hybrid_staged", "int4_gemv", "int8_gemv", "int4_magic",
                                   "int4_magic_bf16", "int8_magic", "sparse_gemv", "hybrid_gemv",
-                                  *sorted(LONG)])  # fmt: skip
+                                  *sorted(LONG), *sorted(WHOLE)])  # fmt: skip
 @pytest.mark.parametrize("m", ROWS)
 def test_numpy_calls_match_the_reference(program: Any, name: str, m: int) -> None:
     k = program.kernel(name)
@@ -176,7 +184,7 @@ def wgmma_inputs(k: Any, m: int) -> list[Array]:
 
 
 @pytest.mark.parametrize("m", (33, 300))
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_long", "hybrid", "hybrid_wide", "hybrid_odd"])
+@pytest.mark.parametrize("name", ["dense", "sparse", "sparse_long", "hybrid", "hybrid_wide", "hybrid_odd"])  # K of 4+ k-tiles
 def test_split_k_matches_the_reference_with_the_same_bits_each_call(name: str, m: int, monkeypatch: Any) -> None:
     """Split-K (staged.k_splits, here with splits of 2 k-tiles or more, so that these
     short K split 2 to 5 ways; the default's 4-warp blocks): the splits' sums added in

@@ -62,6 +62,7 @@ layout H = hybrid(tile=[32, 64], formats=[nm(2, 4), dense])
 kernel hybrid(x: bf16[M, 136], w: bf16[72, 136] @ H, b: bf16[72]) -> bf16[M, 72] { return relu(linear(x, w, b)) }
 kernel int4(x: f16[M, 200], w: f16[40, 200] @ int4(group=64)) -> f16[M, 40] { return linear(x, w) }
 kernel int8(x: bf16[M, 72], w: bf16[24, 72] @ int8(axis=0, scale=f16), b: bf16[24]) -> bf16[M, 24] { return linear(x, w, b) }
+kernel int4_post(x: f16[M, 1024], w: f16[48, 1024] @ int4(group=128, scale=f16)) -> f16[M, 48] { return linear(x, w) }
 """
 MMA = {
     "dense": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
@@ -294,7 +295,7 @@ def test_a_staged_calls_copies_and_stores_stay_inside_its_buffers(source: str, m
     assert owners(accesses.stores) == {"y"} and stores_each_element_once(accesses, buffers["y"])
 
 
-@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8"])
+@pytest.mark.parametrize("name", ["dense", "dense_bf16", "sparse", "sparse_bf16", "hybrid", "int4", "int8", "int4_post"])
 @pytest.mark.parametrize("m", [1, 9, 37])
 def test_gemv_and_direct_calls_load_and_store_inside_their_buffers(program: Any, name: str, m: int) -> None:
     """The GEMV and direct schedules (ragged N and K, a packed weight's real arrays) under
@@ -306,6 +307,24 @@ def test_gemv_and_direct_calls_load_and_store_inside_their_buffers(program: Any,
     accesses, buffers, owners = emulated(k, spec, m)
     assert accesses.loads and owners(accesses.loads) <= set(buffers) - {"y"}
     assert owners(accesses.stores) == {"y"} and stores_each_element_once(accesses, buffers["y"])
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_an_int4_gemv_step_of_one_scale_group_scales_its_sums_not_its_codes(dtype: str) -> None:
+    """f16: a pair of nibbles by one lop3 (and + or) each; a step (4 lanes x 32 codes of a
+    row) inside one group of 128, in a call of one 8-row column, gives mma.sync its codes
+    unscaled and scales its sums in f32, where groups of 64, and calls of two columns
+    (registers), scale every pair of codes. bf16 keeps a prmt a pair, scaled."""
+    program = stoicc_py.compile("\n".join(
+        f"kernel g{g}(x: {dtype}[M, 1024], w: {dtype}[48, 1024] @ int4(group={g}, scale={dtype})) -> {dtype}[M, 48] "
+        "{ return linear(x, w) }" for g in (64, 128)), target="gpu")  # fmt: skip
+    for group in (64, 128):
+        for m in (1, 16):
+            ptx = program.kernel(f"g{group}").ptx(m)
+            scaled_codes = dtype == "bf16" or group == 64 or m == 16
+            assert (ptx.count("lop3.b32") >= 8) == (dtype == "f16")
+            assert (f"mul.rn.{dtype}x2" in ptx) == scaled_codes
+            assert ("fma.rn.f32" in ptx) == (not scaled_codes)
 
 
 def test_a_hybrid_gemv_of_two_columns_loads_its_map_entries_once_a_lane() -> None:

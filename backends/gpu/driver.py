@@ -78,6 +78,7 @@ class Buffer:
     def __init__(self, nbytes: int):
         context()
         self.nbytes = nbytes
+        self._free = driver().cuMemFree  # held: at exit, the module's driver() may be gone first
         self.ptr = int(check(driver().cuMemAlloc(max(nbytes, 1))))
 
     @classmethod
@@ -93,7 +94,7 @@ class Buffer:
 
     def __del__(self) -> None:
         if getattr(self, "ptr", 0):
-            driver().cuMemFree(self.ptr)
+            self._free(self.ptr)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ GEMV_UNROLL = {"nm24": 1, "int4": 1}
 are issued together. One for int4 and 2:4: fewer registers, more blocks resident (H100
 sweep, docs/gpu.md)."""
 VECTOR = "<4 x i32>"
+POST_SCALE = True
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
 """(codes, dtype) -> (the bits of a float `base` whose unit in the last place is 1, base):
@@ -64,8 +65,8 @@ base + u is exact for every unsigned code u (bf16's 8-bit significand holds 128 
 exactly: int8 in bf16 takes the f32 path)."""
 
 
-def _float_hex(ty: str, value: int) -> str:
-    """An LLVM constant of type ty (half, bfloat) and integer value, as its bits."""
+def _float_hex(ty: str, value: float) -> str:
+    """An LLVM constant of type ty (half, bfloat) and value (exact in it), as its bits."""
     bits = (
         np.array(value, np.float16).view(np.uint16)
         if ty == "half"
@@ -87,9 +88,12 @@ class _Gemv(_Gemm):
         """Dense columns of a warp's unit of work: a step (4 lanes x a piece) or a 2:4 chunk."""
         return 4 * (MMA_SPARSE[2] if format == "nm24" else piece_columns(format))
 
-    def vector(self, base: str, row: str, rows: int | str, col: str, cols: int, row_bytes: int, bits: int) -> str:
+    def vector(self, base: str, row: str, rows: int | str, col: str, cols: int, row_bytes: int, bits: int,
+               zero_rows: bool = True) -> str:  # fmt: skip
         """The 16 bytes of row `row` from column `col` of a row-major buffer of `bits`-bit
-        elements (<4 x i32>), zero outside [rows, cols] (a piece is whole or absent)."""
+        elements (<4 x i32>), zero outside [rows, cols] (a piece is whole or absent): past
+        cols unless the k-loop stays inside (whole_k), past rows where `zero_rows` (rows past
+        x's feed only output columns that are not stored; their loads read row 0)."""
         b = self.b
         row_ok, col_ok = b.op(f"icmp ult i32 {row}, {rows}"), b.op(f"icmp ult i32 {col}, {cols}")
         # the row's part of the address apart: loop-invariant, LLVM hoists it out of the k-loop
@@ -99,21 +103,37 @@ class _Gemv(_Gemm):
         byte = b.op(f"zext i32 {b.i32('lshr', b.i32('mul', c, bits), 3)} to i64")
         ptr = b.op(f"getelementptr inbounds i8, ptr addrspace(1) {row_ptr}, i64 {byte}")
         value = b.op(f"load <4 x i32>, ptr addrspace(1) {ptr}, align 16, !invariant.load !{{}}")
-        inside = b.op(f"and i1 {row_ok}, {col_ok}")
+        checks = [ok for ok, needed in ((row_ok, zero_rows), (col_ok, not self.whole_k)) if needed]
+        if not checks:
+            return value
+        inside = checks[0] if len(checks) == 1 else b.op(f"and i1 {row_ok}, {col_ok}")
         return b.op(f"select i1 {inside}, <4 x i32> {value}, <4 x i32> zeroinitializer")
+
+    @property
+    def whole_k(self) -> bool:
+        """Whether every unit of the k-loop lies inside K: a whole weight (k_split) whose K is
+        whole units, as many as the warps' stride divides (no unit is padding). 2:4 weights
+        keep every check: without them ptxas gave their GEMV of two columns a stack frame
+        (H100: 8192², M = 16 34.9 -> 47.1 µs)."""
+        s = self.s
+        if s.weight in ("hybrid", "nm24"):
+            return False
+        unit = self.unit_columns(s.weight)
+        return s.k % unit == 0 and s.k // unit % (s.warps * GEMV_UNROLL.get(s.weight, 4)) == 0
 
     def words(self, vector: str) -> list[str]:
         return [self.b.op(f"extractelement <4 x i32> {vector}, i32 {i}") for i in range(4)]
 
-    def weight_pairs(self, format: str, words: list[str], scale: str | None) -> list[str]:
+    def weight_pairs(self, format: str, words: list[str], scale: str | None, scaled: bool = True) -> list[str]:
         """The pairs of a piece of a row (its 4 words): 4 (dense), 8 (int8), 16 (int4),
-        int4/int8 codes dequantised with their group's `scale` (of its stored type)."""
+        int4/int8 codes dequantised with their group's `scale` (of its stored type; the
+        codes as they are where not `scaled`: post_scaled's steps)."""
         s, b = self.s, self.b
         bits = CODE_BITS[format]
         if scale is None:
             return words
         if (s.weight, s.dtype) in MAGIC and s.scale_type == s.dtype:
-            return [p for word in words for p in self.magic_pairs(word, scale)]
+            return [p for word in words for p in self.magic_pairs(word, scale if scaled else None)]
         if s.scale_type != "f32":
             scale = b.op(f"fpext {SCALE_TYPES[s.scale_type]} {scale} to float")
         ty = LLVM_TYPES[s.dtype]
@@ -141,36 +161,84 @@ class _Gemv(_Gemm):
         at = b.offset("%scales", b.i32("add", b.i32("mul", r, groups), g), scale_ty)
         return b.op(f"load {scale_ty}, ptr addrspace(1) {at}, !invariant.load !{{}}")
 
-    def magic_pairs(self, word: str, scale: str) -> list[str]:
+    def magic_pairs(self, word: str, scale: str | None) -> list[str]:
         """A word's codes as pairs of the dtype by the float bit trick (MAGIC): each code,
         offset to unsigned, is OR-ed into the low mantissa bits of a float whose value is
         then exactly base + code + offset; one subtraction gives the code exactly and one
         multiplication by the scale rounds code x scale once (as the f32 path does: the
-        product of a 4- or 8-bit code and a scale of the dtype is exact in f32). Two
-        codes per 32-bit lane (prmt places a pair's bytes), ~2 instructions a code rather
-        than the f32 path's ~5."""
+        product of a 4- or 8-bit code and a scale of the dtype is exact in f32). int4 in f16:
+        nibble_pairs; else two codes per 32-bit lane (prmt places a pair's bytes)."""
         s, b = self.s, self.b
         bits = CODE_BITS[s.weight]
         magic, base = MAGIC[s.weight, s.dtype]
         ty = LLVM_TYPES[s.dtype]
         offset = 1 << (bits - 1)
         unsigned = b.op(f"xor i32 {word}, {int.from_bytes(bytes([offset * (17 if bits == 4 else 1)] * 4), 'little')}")
-        mask = 0x000F000F if bits == 4 else 0x00FF00FF
-        low = b.op(f"bitcast i32 {unsigned} to <4 x i8>")
-        high = b.op(f"bitcast i32 {b.op(f'lshr i32 {unsigned}, 4')} to <4 x i8>") if bits == 4 else low
-        minus = f"<{ty} {_float_hex(ty, base + offset)}, {ty} {_float_hex(ty, base + offset)}>"
-        pair = b.op(f"insertelement <2 x {ty}> undef, {ty} {scale}, i32 0")
-        scales = b.op(f"shufflevector <2 x {ty}> {pair}, <2 x {ty}> undef, <2 x i32> zeroinitializer")
+        if self.interleaved(s.weight):
+            values = self.nibble_pairs(unsigned, magic, base + offset, base // 16 + offset)
+        else:
+            mask = 0x000F000F if bits == 4 else 0x00FF00FF
+            low = b.op(f"bitcast i32 {unsigned} to <4 x i8>")
+            high = b.op(f"bitcast i32 {b.op(f'lshr i32 {unsigned}, 4')} to <4 x i8>") if bits == 4 else low
+            minus = self.splat(ty, base + offset)
+            values = []
+            for j in range(32 // bits // 2):  # int4: byte j's nibbles; int8: bytes 2j, 2j + 1
+                lanes = (j, 4 + j) if bits == 4 else (2 * j, 2 * j + 1)  # each twice: bytes 0 and 2 are kept
+                picked = b.op(f"shufflevector <4 x i8> {low}, <4 x i8> {high}, <4 x i32> "
+                              f"<i32 {lanes[0]}, i32 {lanes[0]}, i32 {lanes[1]}, i32 {lanes[1]}>")  # fmt: skip
+                masked = b.op(f"and i32 {b.op(f'bitcast <4 x i8> {picked} to i32')}, {mask}")
+                bits32 = b.op(f"or i32 {masked}, {magic * 0x10001}")
+                values.append(b.op(f"fsub <2 x {ty}> {b.op(f'bitcast i32 {bits32} to <2 x {ty}>')}, {minus}"))
+        if scale is not None:
+            pair = b.op(f"insertelement <2 x {ty}> undef, {ty} {scale}, i32 0")
+            scales = b.op(f"shufflevector <2 x {ty}> {pair}, <2 x {ty}> undef, <2 x i32> zeroinitializer")
+            values = [b.op(f"fmul <2 x {ty}> {v}, {scales}") for v in values]
+        return [b.op(f"bitcast <2 x {ty}> {v} to i32") for v in values]
+
+    def nibble_pairs(self, unsigned: str, magic: int, low_minus: int, high_minus: int) -> list[str]:
+        """The 8 unsigned nibbles of a word as 4 pairs of the dtype, code - offset exact:
+        columns (0, 4), (1, 5), (2, 6), (3, 7) of its 8, the pairs one lop3 each leaves in
+        place (nibbles 0 and 4 as the low mantissa bits; 1 and 5 sixteen times them, scaled
+        back by the same fma that subtracts), of the word and of it shifted by a byte.
+        step_mma pairs x's columns alike (interleaved)."""
+        b, ty = self.b, LLVM_TYPES[self.s.dtype]
+        sixteenth = self.splat(ty, 1 / 16)
         pairs = []
-        for j in range(32 // bits // 2):  # int4: byte j's nibbles; int8: bytes 2j, 2j + 1
-            lanes = (j, 4 + j) if bits == 4 else (2 * j, 2 * j + 1)  # each twice: bytes 0 and 2 are kept
-            picked = b.op(f"shufflevector <4 x i8> {low}, <4 x i8> {high}, <4 x i32> "
-                          f"<i32 {lanes[0]}, i32 {lanes[0]}, i32 {lanes[1]}, i32 {lanes[1]}>")  # fmt: skip
-            masked = b.op(f"and i32 {b.op(f'bitcast <4 x i8> {picked} to i32')}, {mask}")
-            bits32 = b.op(f"or i32 {masked}, {magic * 0x10001}")
-            value = b.op(f"fsub <2 x {ty}> {b.op(f'bitcast i32 {bits32} to <2 x {ty}>')}, {minus}")
-            pairs.append(b.op(f"bitcast <2 x {ty}> {b.op(f'fmul <2 x {ty}> {value}, {scales}')} to i32"))
+        for word in (unsigned, b.op(f"lshr i32 {unsigned}, 8")):
+            for high in (False, True):
+                mask = 0x00F000F0 if high else 0x000F000F
+                # (word & mask) | magic in one instruction (LLVM's and + or are two for ptxas)
+                fused = b.op(f'call i32 asm "lop3.b32 $0, $1, $2, $3, 0xEA;", "=r,r,n,n"'
+                             f"(i32 {word}, i32 {mask}, i32 {magic * 0x10001})")  # fmt: skip
+                value = b.op(f"bitcast i32 {fused} to <2 x {ty}>")
+                if high:
+                    scaled = b.op(f"fmul contract <2 x {ty}> {value}, {sixteenth}")
+                    pairs.append(b.op(f"fsub contract <2 x {ty}> {scaled}, {self.splat(ty, high_minus)}"))
+                else:
+                    pairs.append(b.op(f"fsub <2 x {ty}> {value}, {self.splat(ty, low_minus)}"))
         return pairs
+
+    @staticmethod
+    def splat(ty: str, value: float) -> str:
+        return f"<{ty} {_float_hex(ty, value)}, {ty} {_float_hex(ty, value)}>"
+
+    def halves(self, first: str, second: str, high: int) -> str:
+        """The word of `first`'s and `second`'s low (high: 1) 16-bit halves (a prmt)."""
+        b = self.b
+        a, c = (b.op(f"bitcast i32 {w} to <2 x i16>") for w in (first, second))
+        return b.op(f"bitcast <2 x i16> {b.op(f'shufflevector <2 x i16> {a}, <2 x i16> {c}, <2 x i32> <i32 {high}, i32 {2 + high}>')} to i32")
+
+    @property
+    def ragged_n(self) -> bool:
+        """Whether some block's 16 weight rows reach past N (or a hybrid tile's rows; 2:4: whole_k)."""
+        return self.s.n % 16 != 0 or self.s.weight in ("hybrid", "nm24")
+
+    def interleaved(self, format: str) -> bool:
+        """Whether a step's weight pairs hold columns (c, c + 4) (nibble_pairs), not (c, c + 1):
+        int4 in f16 with f16 scales (bf16's 7 mantissa bits cannot hold a nibble at bits 4-7,
+        the place nibble_pairs' second lop3 leaves it; bf16 keeps a prmt a pair)."""
+        s = self.s
+        return format == "int4" and s.dtype == "f16" and s.scale_type == s.dtype
 
     def fetch(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
         """The loads of unit `index` of src, as (type, value), and what computes with them."""
@@ -189,7 +257,8 @@ class _Gemv(_Gemm):
             "add", b.i32("mul", index, self.unit_columns(src.format)), b.i32("mul", "%t", piece_columns(src.format))
         )
         rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
-        loaded = [(VECTOR, self.vector(src.base, r, src.rows, col, src.cols, src.cols * bits // 8, bits)) for r in rows]
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, col, src.cols, src.cols * bits // 8, bits, self.ragged_n))
+                  for r in rows]  # fmt: skip
         if src.format != "dense":
             loaded += [(SCALE_TYPES[s.scale_type], self.scale(r, col)) for r in rows]
         x_col = b.i32("add", src.k_base, col)
@@ -201,21 +270,52 @@ class _Gemv(_Gemm):
         """A step's mma from its loads (fetch_step's order)."""
         s = self.s
         quantized = format != "dense"
-        scales = values[2:4] if quantized else [None, None]
-        low, high = (self.weight_pairs(format, self.words(v), scale) for v, scale in zip(values[:2], scales))
+        scales: list[str | None] = [*values[2:4]] if quantized else [None, None]
+        post = self.post_scaled(format)
+        low, high = (self.weight_pairs(format, self.words(v), scale, not post) for v, scale in zip(values[:2], scales))
         xs = values[4 if quantized else 2 :]
         pieces = len(low) // 4
         for j in range(s.cols):
+            sums = ["0.0"] * 4
             for p in range(pieces):  # a piece of x: 8 columns, 2 instructions
                 x = self.words(xs[j * pieces + p])
+                if self.interleaved(format):  # pairs (c, c + 4), (c + 1, c + 5) of each half
+                    x = [self.halves(x[h], x[h + 2], odd) for h in range(2) for odd in range(2)]
                 for h in range(2):
                     a = [low[4 * p + 2 * h], high[4 * p + 2 * h], low[4 * p + 2 * h + 1], high[4 * p + 2 * h + 1]]
-                    self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
+                    if post:
+                        sums = self.mma_values("dense", a, x[2 * h : 2 * h + 2], sums)
+                    else:
+                        self.mma("dense", a, x[2 * h : 2 * h + 2], (0, j), None)
+            if post:
+                self.add_scaled(sums, values[2:4], j)
+
+    def post_scaled(self, format: str) -> bool:
+        """Whether a step's codes go to the tensor cores unscaled, their f32 sums then scaled
+        once (add_scaled): int4 by nibble_pairs where a step (4 lanes x 32 codes) lies in one
+        scale group of each row, 4 multiply-adds a step instead of 32 f16x2 multiplications.
+        Calls of one 8-row column only: with two, its sums took the kernel from 64 registers
+        to 76, 3 blocks an SM instead of 4 (H100: 8192², M = 16 26.5 -> 38.5 µs, 2 waves)."""
+        s = self.s
+        whole = s.group % self.unit_columns(format) == 0 or s.group >= s.k
+        return POST_SCALE and s.cols == 1 and self.interleaved(format) and whole
+
+    def add_scaled(self, sums: list[str], scales: list[str], j: int) -> None:
+        """Column j's accumulators += a step's sums x their rows' scales (rows g, g + 8: sums 0-1, 2-3)."""
+        b, ty = self.b, SCALE_TYPES[self.s.scale_type]
+        factors = [b.op(f"fpext {ty} {scale} to float") for scale in scales]
+        for i, value in enumerate(sums):
+            slot = self.acc_slot((0, j), i)
+            scaled = b.op(f"fmul contract float {value}, {factors[i // 2]}")
+            total = b.op(f"fadd contract float {scaled}, {b.op(f'load float, ptr {slot}')}")
+            b.emit(f"store float {total}, ptr {slot}")
 
     def x_piece(self, j: int, col: str) -> str:
-        """The 16 bytes of x row g of 8-row column j from column `col` (zero outside x)."""
+        """The 16 bytes of x row g of 8-row column j from column `col` (zero outside x; rows
+        past M not zeroed but for 2:4 and hybrid weights, whose PTX stays as measured: whole_k)."""
         s, b = self.s, self.b
-        return self.vector("%x", b.i32("add", "%m.block", b.i32("add", "%g", 8 * j)), "%M", col, s.k, s.k * 2, 16)
+        row = b.i32("add", "%m.block", b.i32("add", "%g", 8 * j))
+        return self.vector("%x", row, "%M", col, s.k, s.k * 2, 16, s.weight in ("nm24", "hybrid"))
 
     def fetch_chunk(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
         """Chunk `index` of a 2:4 source: 4 k-steps of 32 dense columns, lane t loading
@@ -227,8 +327,8 @@ class _Gemv(_Gemm):
         first = b.i32("shl", index, 2)
         col = b.i32("shl", b.i32("add", first, "%t"), 4)  # stored values: 16 a step
         rows = [b.i32("add", src.row0, r) for r in ("%g", b.i32("add", "%g", 8))]
-        loaded = [(VECTOR, self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16))
-                  for r in rows for h in range(2)]  # fmt: skip
+        loaded = [(VECTOR, self.vector(src.base, r, src.rows, b.i32("add", col, 8 * h), src.cols, src.cols * 2, 16,
+                                       self.ragged_n)) for r in rows for h in range(2)]  # fmt: skip
         loaded += [("i32", self.meta_word(src, b.i32("add", first, step))) for step in range(4)]
         for j in range(s.cols):  # b_q (q < 4) of lane t: half q // 2 of step t // 2 + 2 (q % 2), its two pieces
             for q in range(4):

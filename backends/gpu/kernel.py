@@ -297,14 +297,19 @@ class _Gemm:
     def mma(self, format: str, a: list[str], bf: list[str], tile: tuple[int, int], meta: str | None) -> None:
         """acc[tile] += A x B, through the accumulator alloca."""
         b = self.b
-        name, reg = _MMA[_instruction(format), self.s.dtype]
         slots = [self.acc_slot(tile, i) for i in range(4)]
         acc = [b.op(f"load float, ptr {slot}") for slot in slots]
+        for slot, value in zip(slots, self.mma_values(format, a, bf, acc, meta), strict=True):
+            b.emit(f"store float {value}, ptr {slot}")
+
+    def mma_values(self, format: str, a: list[str], bf: list[str], acc: list[str], meta: str | None = None) -> list[str]:
+        """A x B + acc (a thread's 4 f32 values) by one instruction."""
+        b = self.b
+        name, reg = _MMA[_instruction(format), self.s.dtype]
         args = [f"{reg} {v}" for v in (*self.registers(format, a), *self.registers(format, bf))]
         args += [f"float {c}" for c in acc] + ([f"i32 {meta}", "i32 0"] if meta is not None else [])  # selector 0
         result = b.op(f"call {_ACC} @{name}({', '.join(args)})")
-        for i, slot in enumerate(slots):
-            b.emit(f"store float {b.op(f'extractvalue {_ACC} {result}, {i}')}, ptr {slot}")
+        return [b.op(f"extractvalue {_ACC} {result}, {i}") for i in range(4)]
 
     def acc_slot(self, tile: tuple[int, int], i: int) -> str:
         return self.acc_at((tile[0] * self.s.cols + tile[1]) * 4 + i)
