@@ -57,7 +57,6 @@ GEMV_UNROLL = {"nm24": 1, "int4": 1}
 are issued together. One for int4 and 2:4: fewer registers, more blocks resident (H100
 sweep, docs/gpu.md)."""
 VECTOR = "<4 x i32>"
-POST_SCALE = True
 CODE_BITS = {"dense": 16, "int8": 8, "int4": 4}
 MAGIC = {("int4", "f16"): (0x6400, 1024), ("int4", "bf16"): (0x4300, 128), ("int8", "f16"): (0x6400, 1024)}
 """(codes, dtype) -> (the bits of a float `base` whose unit in the last place is 1, base):
@@ -298,7 +297,7 @@ class _Gemv(_Gemm):
         to 76, 3 blocks an SM instead of 4 (H100: 8192², M = 16 26.5 -> 38.5 µs, 2 waves)."""
         s = self.s
         whole = s.group % self.unit_columns(format) == 0 or s.group >= s.k
-        return POST_SCALE and s.cols == 1 and self.interleaved(format) and whole
+        return s.cols == 1 and self.interleaved(format) and whole
 
     def add_scaled(self, sums: list[str], scales: list[str], j: int) -> None:
         """Column j's accumulators += a step's sums x their rows' scales (rows g, g + 8: sums 0-1, 2-3)."""
