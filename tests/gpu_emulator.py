@@ -1,7 +1,8 @@
 """A GPU kernel's LLVM IR (staged, GEMV or direct schedule) run on the CPU, one thread after
 another, to record the global addresses it loads, copies from and stores to: a check, on a
-host without a GPU, that every access of a call lies inside its buffers (an access past an
-allocation's mapped pages faults on the device, even a cp.async of source size 0).
+host without a GPU, that every access of a call lies inside its buffers (a load past an
+allocation's mapped pages faults on the device; a cp.async of source size 0 there did not
+in round 16, but no specification says it may name such an address).
 
 The IR (as NVPTX gets it: optimized) is rewritten for the host: address spaces dropped,
 the special registers read from globals the driver sets per thread, cp.async, the loads
