@@ -12,7 +12,11 @@ is copied or stored), barriers and fences removed, the tensor cores' inline PTX 
 intrinsics and every half or bfloat value replaced by zeros (no address depends on them;
 their operands in shared memory are not checked here), and split-K's flag loads and stores
 done for real, so that the blocks of a tile, run in the order of their splits, find the
-flags they wait for."""
+flags they wait for.
+
+`gemv_pairs` runs, numbers and all, the GEMV's dequantisation of one piece of a row and
+the pairs of x it meets (half arithmetic by the host's F16C, bfloat's rounding by an IR
+definition of its library call): what the tensor cores are given, checked on the host."""
 
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ import re
 from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
+import numpy as np
+
+from stoicc_py.arrays import NUMPY_DTYPES
+from stoicc_py.backends.gpu.gemv import _Gemv
+from stoicc_py.backends.gpu.kernel import LLVM_TYPES, GemmSpec
 
 _HOOK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32)
 _BYTES = {"i8": 1, "i16": 2, "half": 2, "bfloat": 2, "i32": 4, "float": 4, "i64": 8, "double": 8}
@@ -137,3 +146,56 @@ def run(ir: str, name: str, pointers: list[int], m: int, grid: tuple[int, int, i
                     kernel(*pointers, m)
     del hooks  # kept alive until here: the engine calls them
     return accesses
+
+
+_TRUNC_BF16 = """define bfloat @__truncsfbf2(float %f) {
+  %bits = bitcast float %f to i32
+  %odd = lshr i32 %bits, 16
+  %lsb = and i32 %odd, 1
+  %bias = add i32 %lsb, 32767
+  %sum = add i32 %bits, %bias
+  %high = lshr i32 %sum, 16
+  %short = trunc i32 %high to i16
+  %value = bitcast i16 %short to bfloat
+  ret bfloat %value
+}"""
+"""f32 -> bf16, nearest even (no NaNs here), the library call the host lowers it to."""
+_LOP3 = re.compile(r'^(\s*)(%\S+) = call i32 asm "lop3\.b32 \$0, \$1, \$2, \$3, 0xEA;", "=r,r,n,n"'
+                   r"\(i32 (\S+), i32 (\S+), i32 (\S+)\)$")  # fmt: skip
+
+
+def gemv_pairs(spec: GemmSpec, words: list[int], scale_bits: int, x_words: list[int],
+               scaled: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The GEMV's weight pairs of one 16-byte piece of a row (`words`; scaled by the scale of
+    the given bits, or not) and the pairs of x they meet (x_pairs of each 16-byte piece of
+    `x_words`), run on the host (F16C for half; `lop3` 0xEA as (a & b) | c): the two as float
+    values, position for position, as step_mma gives them to mma.sync."""
+    g, ty = _Gemv(spec), LLVM_TYPES[spec.dtype]
+    b = g.b
+    w = [b.op(f"load i32, ptr {b.op(f'getelementptr i32, ptr %words, i32 {i}')}") for i in range(4)]
+    x = [b.op(f"load i32, ptr {b.op(f'getelementptr i32, ptr %x, i32 {i}')}") for i in range(len(x_words))]
+    b.emit(f"%scale = bitcast i16 %scale.bits to {ty}")
+    pairs = g.weight_pairs(spec.weight, w, "%scale", scaled)
+    pairs += [p for piece in range(0, len(x), 4) for p in g.x_pairs(spec.weight, x[piece : piece + 4])]
+    for i, pair in enumerate(pairs):
+        b.emit(f"store i32 {pair}, ptr {b.op(f'getelementptr i32, ptr %out, i32 {i}')}")
+    lines = [(f"{m[1]}{m[2]}.and = and i32 {m[3]}, {m[4]}\n{m[1]}{m[2]} = or i32 {m[2]}.and, {m[5]}"
+              if (m := _LOP3.match(line)) else line) for line in b.lines]  # fmt: skip
+    text = "\n".join(["define void @pairs(ptr %words, i16 %scale.bits, ptr %x, ptr %out) {", "entry:", *lines,
+                      "  ret void", "}", _TRUNC_BF16])  # fmt: skip
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=1
+    )
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), machine)
+    engine.finalize_object()
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_void_p, ctypes.c_void_p)(
+        engine.get_function_address("pairs")
+    )
+    words_in, x_in = np.array(words, np.uint32), np.array(x_words, np.uint32)
+    out = np.zeros(len(pairs), np.uint32)
+    run(words_in.ctypes.data, scale_bits, x_in.ctypes.data, out.ctypes.data)
+    values = out.view(NUMPY_DTYPES[spec.dtype]).astype(np.float64)
+    count = len(pairs) - len(x_words)
+    return values[: 2 * count], values[2 * count :]

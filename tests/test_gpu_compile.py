@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gpu_emulator
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
 from conftest import SIMT_KERNELS, hybrid_weight
@@ -325,6 +326,31 @@ def test_an_int4_gemv_step_of_one_scale_group_scales_its_sums_not_its_codes(dtyp
             assert (ptx.count("lop3.b32") >= 8) == (dtype == "f16")
             assert (f"mul.rn.{dtype}x2" in ptx) == scaled_codes
             assert ("fma.rn.f32" in ptx) == (not scaled_codes)
+
+
+@pytest.mark.skipif("+f16c" not in llvm.get_host_cpu_features().flatten(), reason="half arithmetic on the host: F16C")
+@pytest.mark.parametrize("layout, dtype", [("int4(group=128, scale=f16)", "f16"), ("int4(group=64, scale=f16)", "f16"),
+                                           ("int4(group=32, scale=bf16)", "bf16"), ("int8(group=32, scale=f16)", "f16")])
+def test_a_gemv_piece_meets_x_at_its_columns_each_code_times_its_scale_rounded_once(layout: str, dtype: str) -> None:
+    """gpu_emulator.gemv_pairs on one 16-byte piece of a row (32 int4 or 16 int8 codes) and
+    x's columns, valued by their index: each weight value meets x's value of its own column
+    and is that column's code times the scale rounded once to the dtype (or the code, where
+    the sums are scaled instead); it fails for bf16 read by f16's nibble pairs."""
+    k = stoicc_py.compile(f"kernel a(x: {dtype}[M, 256], w: {dtype}[16, 256] @ {layout}) -> {dtype}[M, 16] "
+                          "{ return linear(x, w) }", target="gpu").kernel("a")  # fmt: skip
+    bits, ty = 4 if layout.startswith("int4") else 8, NUMPY_DTYPES[dtype]
+    rng = np.random.default_rng(5)
+    codes = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), 128 // bits)
+    words = [sum((int(c) % 2**bits) << (bits * i) for i, c in enumerate(codes[j : j + 32 // bits]))
+             for j in range(0, len(codes), 32 // bits)]  # fmt: skip
+    scale = np.asarray(0.0371, np.float64).astype(ty)
+    x_words = np.arange(len(codes), dtype=np.float64).astype(ty).view(np.uint32).tolist()
+    for scaled in (True, False):
+        w, x = gpu_emulator.gemv_pairs(k.schedule(1), words, int(scale.view(np.uint16)), x_words, scaled)
+        columns = x.astype(int)
+        assert sorted(columns) == list(range(len(codes)))
+        want = codes[columns] * (float(scale) if scaled else 1.0)
+        np.testing.assert_array_equal(w, want.astype(ty).astype(np.float64))
 
 
 def test_a_hybrid_gemv_of_two_columns_loads_its_map_entries_once_a_lane() -> None:

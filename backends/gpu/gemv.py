@@ -232,6 +232,13 @@ class _Gemv(_Gemm):
         """Whether some block's 16 weight rows reach past N (or a hybrid tile's rows; 2:4: whole_k)."""
         return self.s.n % 16 != 0 or self.s.weight in ("hybrid", "nm24")
 
+    def x_pairs(self, format: str, words: list[str]) -> list[str]:
+        """A piece of x (4 words, 8 columns) as the pairs that weight pairs 4p ... 4p + 3 of
+        its columns meet: its words, or (c, c + 4), (c + 1, c + 5) ... where interleaved."""
+        if not self.interleaved(format):
+            return words
+        return [self.halves(words[h], words[h + 2], odd) for h in range(2) for odd in range(2)]
+
     def interleaved(self, format: str) -> bool:
         """Whether a step's weight pairs hold columns (c, c + 4) (nibble_pairs), not (c, c + 1):
         int4 in f16 with f16 scales (bf16's 7 mantissa bits cannot hold a nibble at bits 4-7,
@@ -277,9 +284,7 @@ class _Gemv(_Gemm):
         for j in range(s.cols):
             sums = ["0.0"] * 4
             for p in range(pieces):  # a piece of x: 8 columns, 2 instructions
-                x = self.words(xs[j * pieces + p])
-                if self.interleaved(format):  # pairs (c, c + 4), (c + 1, c + 5) of each half
-                    x = [self.halves(x[h], x[h + 2], odd) for h in range(2) for odd in range(2)]
+                x = self.x_pairs(format, self.words(xs[j * pieces + p]))
                 for h in range(2):
                     a = [low[4 * p + 2 * h], high[4 * p + 2 * h], low[4 * p + 2 * h + 1], high[4 * p + 2 * h + 1]]
                     if post:
