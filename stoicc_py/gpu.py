@@ -204,7 +204,7 @@ class GpuKernel(KernelBase):
             run = staged_launch(self._function(spec), spec, config_for(spec), pointers, m)
         else:
             run = partial(driver.launch, self._function(spec), spec.grid(m), spec.threads, pointers, m, 0)
-        return result, y, partial(_holding, arrays, run)
+        return result, y, _Launch(run, tuple(arrays))
 
     def __call__(self, *args: object, out: object = None) -> Any:
         """y = the kernel on (x, w[, bias]) in the kernel's parameter order; x, w and the
@@ -217,12 +217,17 @@ class GpuKernel(KernelBase):
         return result
 
 
-def _holding(arrays: list[driver.DeviceArray], run: Callable[[], None]) -> None:
-    """`run`, a launch on the pointers of `arrays`, which its partial holds: a copy of a
-    numpy x or w freed before the launch would leave the kernel a dangling pointer (one of
-    2 MiB or more is unmapped at once, an illegal address; a smaller one reads stale memory)."""
-    assert arrays
-    run()
+@dataclass(frozen=True)
+class _Launch:
+    """A launch bound to the pointers of `arrays`, which it holds as long as it lives: a copy
+    of a numpy x or w freed before the launch would leave the kernel a dangling pointer (one
+    of 2 MiB or more is unmapped at once, an illegal address; a smaller one reads stale memory)."""
+
+    run: Callable[[], None]
+    arrays: tuple[driver.DeviceArray, ...]
+
+    def __call__(self) -> None:
+        self.run()
 
 
 def _staged_fits(s: GemmSpec) -> bool:
