@@ -111,11 +111,10 @@ class _Gemv(_Gemm):
     @property
     def whole_k(self) -> bool:
         """Whether every unit of the k-loop lies inside K: a whole weight (k_split) whose K is
-        whole units, as many as the warps' stride divides (no unit is padding). 2:4 weights
-        keep every check: without them ptxas gave their GEMV of two columns a stack frame
-        (H100: 8192², M = 16 34.9 -> 47.1 µs)."""
+        whole units, as many as the warps' stride divides (no unit is padding); never with
+        every_mask."""
         s = self.s
-        if s.weight in ("hybrid", "nm24"):
+        if self.every_mask:
             return False
         unit = self.unit_columns(s.weight)
         return s.k % unit == 0 and s.k // unit % (s.warps * GEMV_UNROLL.get(s.weight, 4)) == 0
@@ -228,9 +227,17 @@ class _Gemv(_Gemm):
         return b.op(f"bitcast <2 x i16> {b.op(f'shufflevector <2 x i16> {a}, <2 x i16> {c}, <2 x i32> <i32 {high}, i32 {2 + high}>')} to i32")
 
     @property
+    def every_mask(self) -> bool:
+        """Whether every load keeps its masks (rows past N or M, columns past K): 2:4 and
+        hybrid weights, whose PTX stays as measured (without them ptxas gave the 2:4 GEMV of
+        two columns a stack frame, H100 8192², M = 16 34.9 -> 47.1 µs, and the hybrid one at
+        M = 1 ran 39.7 -> 41.0)."""
+        return self.s.weight in ("hybrid", "nm24")
+
+    @property
     def ragged_n(self) -> bool:
-        """Whether some block's 16 weight rows reach past N (or a hybrid tile's rows; 2:4: whole_k)."""
-        return self.s.n % 16 != 0 or self.s.weight in ("hybrid", "nm24")
+        """Whether some block's 16 weight rows reach past N (or every_mask)."""
+        return self.s.n % 16 != 0 or self.every_mask
 
     def x_pairs(self, format: str, words: list[str]) -> list[str]:
         """A piece of x (4 words, 8 columns) as the pairs that weight pairs 4p ... 4p + 3 of
@@ -316,10 +323,10 @@ class _Gemv(_Gemm):
 
     def x_piece(self, j: int, col: str) -> str:
         """The 16 bytes of x row g of 8-row column j from column `col` (zero outside x; rows
-        past M not zeroed but for 2:4 and hybrid weights, whose PTX stays as measured: whole_k)."""
+        past M not zeroed but with every_mask)."""
         s, b = self.s, self.b
         row = b.i32("add", "%m.block", b.i32("add", "%g", 8 * j))
-        return self.vector("%x", row, "%M", col, s.k, s.k * 2, 16, s.weight in ("nm24", "hybrid"))
+        return self.vector("%x", row, "%M", col, s.k, s.k * 2, 16, self.every_mask)
 
     def fetch_chunk(self, src: _Source, index: str) -> tuple[list[tuple[str, str]], Callable[[list[str]], None]]:
         """Chunk `index` of a 2:4 source: 4 k-steps of 32 dense columns, lane t loading
