@@ -113,11 +113,22 @@ def _definition(declared: str) -> str:
     return f"define {result} @{name}({params}) {{\n  {body}\n}}"
 
 
+def _jit(text: str) -> llvm.ExecutionEngine:
+    """The module `text` compiled for this host, its CPU and features (F16C: half arithmetic
+    inline, not library calls)."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=1
+    )
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), machine)
+    engine.finalize_object()
+    return engine
+
+
 def run(ir: str, name: str, pointers: list[int], m: int, grid: tuple[int, int, int], threads: int) -> Accesses:
     """Every thread of every block of the kernel `name` in `ir`, blocks in launch order with
     the split index outermost (split-K's blocks of a tile run in the order they wait in)."""
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
     accesses = Accesses()
     hooks = {f"record_{kind}": _HOOK(lambda at, size, into=into: into.append((at, size)))
              for kind, into in (("copy", accesses.copies), ("load", accesses.loads), ("scratch", accesses.scratch),
@@ -125,9 +136,7 @@ def run(ir: str, name: str, pointers: list[int], m: int, grid: tuple[int, int, i
     for symbol, hook in hooks.items():
         llvm.add_symbol(symbol, ctypes.cast(hook, ctypes.c_void_p).value)
     text = host_ir(ir)
-    module = llvm.parse_assembly(text)
-    engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine(opt=1))
-    engine.finalize_object()
+    engine = _jit(text)
     kernel = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(pointers), ctypes.c_int32)(
         engine.get_function_address(name)
     )
@@ -183,13 +192,7 @@ def gemv_pairs(spec: GemmSpec, words: list[int], scale_bits: int, x_words: list[
               if (m := _LOP3.match(line)) else line) for line in b.lines]  # fmt: skip
     text = "\n".join(["define void @pairs(ptr %words, i16 %scale.bits, ptr %x, ptr %out) {", "entry:", *lines,
                       "  ret void", "}", _TRUNC_BF16])  # fmt: skip
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=1
-    )
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), machine)
-    engine.finalize_object()
+    engine = _jit(text)
     run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_void_p, ctypes.c_void_p)(
         engine.get_function_address("pairs")
     )
