@@ -190,6 +190,16 @@ class LoopBuilder:
         self.b.insert(op)
         return op.results
 
+    def branch(self, cond: SSAValue, then: Callable[[LoopBuilder], None],
+               orelse: Callable[[LoopBuilder], None]) -> None:  # fmt: skip
+        """scf.if with an else, neither yielding values: `then` where cond holds, else `orelse`."""
+        blocks = Block(), Block()
+        for block, body in zip(blocks, (then, orelse)):
+            inner = LoopBuilder(Builder(InsertPoint.at_end(block)))
+            body(inner)
+            inner.b.insert(scf.YieldOp())
+        self.b.insert(scf.IfOp(cond, [], Region(blocks[0]), Region(blocks[1])))
+
     def nest(self, bounds: Sequence[SSAValue], body: Callable[[LoopBuilder, list[SSAValue]], None],
              names: str = "ijklmn") -> None:  # fmt: skip
         """A perfect nest 0..bound by 1 over each bound; `body` gets the induction variables."""

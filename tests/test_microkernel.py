@@ -20,6 +20,25 @@ def test_linear_matches_numpy_on_every_edge(m: int, n: int, k: int) -> None:
     np.testing.assert_allclose(prog.f(x, w, b), expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("k", [300, 2100])
+def test_a_linear_row_has_the_bits_of_a_call_of_that_row_alone(k: int) -> None:
+    """A call of one row runs each column block's k-tiles in turn (its rows of w read whole),
+    more rows every block of a k-tile before the next: each output still sums the same
+    k-tiles of the same steps in the same order, so the bits agree (K = 2100: two whole
+    k-tiles of 1024 and a ragged one)."""
+    n = 101
+    f = stoicc_py.compile(
+        f"kernel f(x: f32[M, {k}], w: f32[{n}, {k}], b: f32[{n}]) -> f32[M, {n}] {{ return relu(linear(x, w, b)) }}"
+    ).f
+    f.threads = 1
+    rng = np.random.default_rng(k)
+    x, w = rng.standard_normal((7, k), dtype=np.float32), rng.standard_normal((n, k), dtype=np.float32)
+    b = rng.standard_normal(n, dtype=np.float32)
+    whole = f(x, w, b)
+    rows = np.concatenate([f(x[i : i + 1], w, b) for i in range(len(x))])
+    assert np.array_equal(rows.view(np.uint32), whole.view(np.uint32))
+
+
 def test_unaligned_buffers() -> None:
     """numpy buffers are only element-aligned: vector loads must not assume more."""
     prog = stoicc_py.compile("kernel f(x: f32[M, 64], w: f32[8, 64]) -> f32[M, 8] { return linear(x, w) }")

@@ -7,15 +7,16 @@
 // CHECK-LABEL: func.func @linear
 // CHECK:         scf.for %j0 = %{{.*}} to %{{.*}} step %{{.*}} {
 // CHECK:           memref.store %{{.*}}, %out[%i, %j]
-// CHECK:           scf.for %k0 =
-// CHECK:             scf.for %i_1 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
-// CHECK:             scf.for %j_1 = %j0 to %{{.*}} step %[[TWO]] {
-// CHECK:               scf.for %k = %{{.*}} to %{{.*}} step %[[STEP:.*]] iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>) {
-// CHECK-NEXT:            %[[X0:.*]] = vector.load %x[%i_1, %k] : memref<?x70xbf16>, vector<32xbf16>
+// CHECK:           } else {
+// CHECK:           scf.for %k0_2 =
+// CHECK:             scf.for %i_2 = %{{.*}} to %{{.*}} step %[[TWO:.*]] {
+// CHECK:             scf.for %j_3 = %j0 to %{{.*}} step %[[TWO]] {
+// CHECK:               scf.for %k_4 = %{{.*}} to %{{.*}} step %[[STEP:.*]] iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>) {
+// CHECK-NEXT:            %[[X0:.*]] = vector.load %x[%i_2, %k_4] : memref<?x70xbf16>, vector<32xbf16>
 // CHECK-NEXT:            %[[P0:.*]] = vector.bitcast %[[X0]] : vector<32xbf16> to vector<16xi32>
-// CHECK-NEXT:            %[[X1:.*]] = vector.load %x[%{{.*}}, %k] : memref<?x70xbf16>, vector<32xbf16>
+// CHECK-NEXT:            %[[X1:.*]] = vector.load %x[%{{.*}}, %k_4] : memref<?x70xbf16>, vector<32xbf16>
 // CHECK-NEXT:            %[[P1:.*]] = vector.bitcast %[[X1]] : vector<32xbf16> to vector<16xi32>
-// CHECK-NEXT:            %[[W0:.*]] = vector.load %w[%j_1, %k] : memref<6x70xbf16>, vector<32xbf16>
+// CHECK-NEXT:            %[[W0:.*]] = vector.load %w[%j_3, %k_4] : memref<6x70xbf16>, vector<32xbf16>
 // CHECK-NEXT:            %[[Q0:.*]] = vector.bitcast %[[W0]] : vector<32xbf16> to vector<16xi32>
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"(%{{.*}}, %[[P0]], %[[Q0]]) : (vector<16xf32>, vector<16xi32>, vector<16xi32>) -> vector<16xf32>
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"(%{{.*}}, %[[P1]], %[[Q0]])
@@ -25,9 +26,9 @@
 // CHECK-NEXT:            llvm.call_intrinsic "llvm.x86.avx512bf16.dpbf16ps.512"
 // CHECK-NEXT:            scf.yield
 // CHECK-COUNT-4:       vector.reduction <add>, %{{.*}} fastmath<fast> : vector<16xf32> into f32
-// CHECK:               scf.for %k_1 = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32) {
+// CHECK:               scf.for %k_5 = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32) {
 // CHECK:                 arith.extf {{.*}} : bf16 to f32
-// CHECK:               memref.load %out[%i_1, %j_1] : memref<?x6xf32>
+// CHECK:               memref.load %out[%i_2, %j_3] : memref<?x6xf32>
 func.func @linear(%x: memref<?x70xbf16>, %w: memref<6x70xbf16>, %out: memref<?x6xf32>, %M: index) {
   tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 64>} : memref<?x70xbf16>, memref<6x70xbf16> into memref<?x6xf32>
   func.return
