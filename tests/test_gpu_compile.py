@@ -474,27 +474,33 @@ def test_the_wgmma_variant_runs_2_4_tiles_through_wgmma_sp(program: Any, name: s
 CLUSTER = StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=2)
 
 
-@pytest.mark.parametrize(("name", "warps"), [("sparse", 8), ("sparse_bf16", 4), ("dense", 8), ("hybrid", 8)])
-def test_a_cluster_of_2_multicasts_x_by_tma(program: Any, name: str, warps: int) -> None:
-    """StagedConfig.cluster = 2: a kernel of clusters of 2 blocks (.reqnctapercluster) and
-    x's tensor map by value in the parameter space; thread 0 of each block loads half of
-    x's k-tile by TMA, multicast to both blocks (mask 0b11), completing on the stage's
-    mbarrier (initialised once a stage, expecting the whole k-tile's bytes), which every
-    thread waits on before the k-tile's wgmma; x is not copied by cp.async (the weight is);
-    a cluster barrier an iteration, its arrivals relaxed (a release waited for the copies in
-    flight); the launch rounded up to whole clusters; shared memory: an mbarrier a stage."""
+@pytest.mark.parametrize(
+    ("name", "warps", "cluster"),
+    [("sparse", 8, 2), ("sparse_bf16", 4, 2), ("dense", 8, 2), ("hybrid", 8, 2), ("sparse", 8, 4), ("dense", 8, 4)],
+)
+def test_a_cluster_multicasts_x_by_tma(program: Any, name: str, warps: int, cluster: int) -> None:
+    """StagedConfig.cluster = 2 or 4: a kernel of clusters of that many blocks
+    (.reqnctapercluster) and x's tensor map by value in the parameter space; thread 0 of
+    each block loads its share of x's k-tile by TMA, multicast to every block of the
+    cluster, completing on the stage's mbarrier (initialised once a stage, expecting the
+    whole k-tile's bytes), which every thread waits on before the k-tile's wgmma; x is not
+    copied by cp.async (the weight is); a cluster barrier an iteration, its arrivals relaxed
+    (a release waited for the copies in flight); the launch rounded up to whole clusters;
+    shared memory: an mbarrier a stage."""
     k = program.kernel(name)
     spec = replace(k.spec, k=4096, warps=warps, warp_rows=4, cols=8, schedule="staged")
-    config = replace(CLUSTER, stages=4) if name != "sparse" else CLUSTER
+    config = replace(CLUSTER, stages=4 if name != "sparse" else 5, cluster=cluster)
     if name == "hybrid":
         spec = replace(spec, tile=(128, 64))
     plain = replace(config, cluster=1)
     assert shared_bytes(spec, config) == shared_bytes(spec, plain) + 8 * config.stages <= 227 * 1024
-    assert multicast_box(spec, config) == (spec.block_cols // 2, 64) and multicast_box(spec, plain) is None
-    rows = -(-300 // spec.block_cols)  # N = 40: one block of weight rows, and an idle one to make a cluster
-    assert staged_grid(spec, 300, config) == (2, rows, 1) and staged_grid(spec, 300, plain) == (1, rows, 1)
+    assert multicast_box(spec, config) == (spec.block_cols // cluster, 64) and multicast_box(spec, plain) is None
+    rows = -(-300 // spec.block_cols)  # N = 40: one block of weight rows, and idle ones to make a cluster
+    assert staged_grid(spec, 300, config) == (cluster, rows, 1) and staged_grid(spec, 300, plain) == (1, rows, 1)
     ptx, before = emit_ptx(staged_ir(spec, config), arch="sm_90a"), emit_ptx(staged_ir(spec, plain), arch="sm_90a")
-    assert ".explicitcluster\n.reqnctapercluster 2, 1, 1" in ptx and "cluster" not in before
+    assert f".explicitcluster\n.reqnctapercluster {cluster}, 1, 1" in ptx and "cluster" not in before
+    masks = re.findall(r"\.multicast::cluster \[%r\d+\], \[%rd\d+, \{%r\d+, %r\d+\}\], \[%r\d+\], (%rs\d+);", ptx)
+    assert masks and all(re.search(rf"mov\.b16\s+{mask}, {(1 << cluster) - 1};", ptx) for mask in masks)  # to every block
     assert re.search(rf"\.param \.align 64 \.b8 {k.name}_param_\d+\[128\]", ptx)
     assert ptx.count("mbarrier.init.shared::cta.b64") == config.stages
     copies = re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.mbarrier::complete_tx::bytes"
@@ -656,8 +662,10 @@ def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
         staged_ir(spec, StagedConfig(2, wgmma=True))
     with pytest.raises(ValueError, match="one tile row"):
         staged_ir(replace(program.kernel("hybrid").spec, warps=8, warp_rows=4, cols=8, schedule="staged"), WGMMA)
-    with pytest.raises(ValueError, match="clusters of 1 or 2"):
-        staged_ir(spec, replace(WGMMA, cluster=4))
+    with pytest.raises(ValueError, match="clusters of 1, 2 or 4"):
+        staged_ir(spec, replace(WGMMA, cluster=3))
+    with pytest.raises(ValueError, match="whole in the launch's groups"):
+        staged_ir(spec, replace(WGMMA, cluster=4, group=6))
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:

@@ -85,9 +85,10 @@ class StagedConfig:
     """wgmma groups a warpgroup leaves running past its k-tile (0 or 1): with 1, the tensor
     cores overlap the next k-tile's wait and barrier, and the copies run a stage less ahead."""
     cluster: int = 1
-    """Blocks of a cluster (wgmma: 1 or 2), neighbours along the weight's rows that share
-    their rows of x: with 2, each loads half of x's k-tile by TMA and multicasts it to both
-    (x's L2 traffic halved), instead of every block copying all of it by cp.async."""
+    """Blocks of a cluster (wgmma: 1, 2 or 4), neighbours along the weight's rows that share
+    their rows of x: with c > 1, each loads 1/c of x's k-tile by TMA and multicasts it to
+    every block of the cluster (x's L2 traffic divided by c), instead of every block copying
+    all of it by cp.async."""
 
 
 WIDE_M = 128
@@ -159,7 +160,7 @@ def split_spec(spec: GemmSpec, m: int, config: StagedConfig) -> GemmSpec:
 
 def staged_grid(spec: GemmSpec, m: int, config: StagedConfig) -> tuple[int, int, int]:
     """The launch's blocks: spec.grid's, the weight-row blocks rounded up to whole clusters
-    (a block past N loads zeros, stores nothing and still multicasts its half of x)."""
+    (a block past N loads zeros, stores nothing and still multicasts its share of x)."""
     blocks, rows, depth = spec.grid(m)
     return blocks + -blocks % config.cluster, rows, depth
 
@@ -255,7 +256,7 @@ class _Staged(_Gemm):
             return
         b.emit("%bx.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.x()")
         b.emit("%by.launch = call i32 @llvm.nvvm.read.ptx.sreg.ctaid.y()")
-        blocks_x = staged_grid(self.s, 1, self.config)[0]  # even for clusters of 2: a pair shares %by
+        blocks_x = staged_grid(self.s, 1, self.config)[0]  # whole clusters, as groups are: a cluster shares %by
         blocks_y = b.op("call i32 @llvm.nvvm.read.ptx.sreg.nctaid.y()")
         pid = b.i32("add", b.i32("mul", "%by.launch", blocks_x), "%bx.launch")
         per_group = b.i32("mul", blocks_y, group)
@@ -632,8 +633,8 @@ class _Wgmma(_Staged):
     between the two on its tile's format. The cp.async copies reach the async proxy through
     fence.proxy.async before the barrier. The accumulators (128 a thread) pass through the
     wgmma and wait_group inline PTX as tied operands, so nothing reads them in flight. In
-    clusters of 2 (config.cluster), x's k-tiles come by TMA, each block's half multicast to
-    both (multicast_x, wait_x, cluster_barrier); a hybrid weight's block reads its tile row
+    clusters (config.cluster), x's k-tiles come by TMA, each block's share multicast to
+    all (multicast_x, wait_x, cluster_barrier); a hybrid weight's block reads its tile row
     of the tile map from shared memory (stage_map)."""
 
     def __init__(self, spec: GemmSpec, config: StagedConfig):
@@ -643,8 +644,9 @@ class _Wgmma(_Staged):
             raise ValueError(f"the wgmma staged kernel takes 64 weight rows a warpgroup or more, not {spec}")
         if spec.weight == "hybrid" and spec.tile[0] % spec.block_rows:
             raise ValueError(f"a hybrid weight's block lies in one tile row: {spec}")
-        if config.cluster not in (1, 2) or spec.block_cols // config.cluster % 8:
-            raise ValueError(f"the wgmma staged kernel takes clusters of 1 or 2 blocks, not {config.cluster}")
+        if config.cluster not in (1, 2, 4) or spec.block_cols // config.cluster % 8 or config.group % config.cluster:
+            raise ValueError(f"the wgmma staged kernel takes clusters of 1, 2 or 4 blocks, whole in the launch's "
+                             f"groups, not {config}")  # fmt: skip
         self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
@@ -720,9 +722,9 @@ class _Wgmma(_Staged):
         super().load_stage(kt)
 
     def multicast_x(self, kt: str) -> None:
-        """Thread 0: this block's half of x's k-tile kt (a box of multicast_box's rows from
-        the block's first plus its rank's half, zeros past M and K) by TMA from the tensor
-        map %xmap to both blocks of the cluster, at the same offset in each, completing on
+        """Thread 0: this block's share of x's k-tile kt (a box of multicast_box's rows from
+        the block's first plus its rank's share, zeros past M and K) by TMA from the tensor
+        map %xmap to every block of the cluster, at the same offset in each, completing on
         each one's mbarrier of the stage, which expects the whole k-tile's bytes; none past
         the k-loop's last k-tile (no block waits for it)."""
         b = self.b
@@ -732,13 +734,13 @@ class _Wgmma(_Staged):
             barrier = self.barrier(kt)
             b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", '
                    f'"r,r,~{{memory}}"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES})')  # fmt: skip
-            half = b.i32("mul", "%cluster.rank", rows)
-            offset = b.i32("add", self.x_region, b.i32("mul", half, SWIZZLE_BYTES))
+            share = b.i32("mul", "%cluster.rank", rows)
+            offset = b.i32("add", self.x_region, b.i32("mul", share, SWIZZLE_BYTES))
             dst = self.address(b.i32("add", self.stage(kt), offset))
             copy = ("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
                     "[$0], [$1, {$2, $3}], [$4], $5;")  # fmt: skip
             b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,h,~{{memory}}"(i32 {dst}, ptr %xmap, '
-                   f"i32 {b.i32('mul', kt, K_TILE)}, i32 {b.i32('add', '%m.block', half)}, i32 {barrier}, "
+                   f"i32 {b.i32('mul', kt, K_TILE)}, i32 {b.i32('add', '%m.block', share)}, i32 {barrier}, "
                    f"i16 {(1 << self.config.cluster) - 1})")  # fmt: skip
 
         inside, first = b.op(f"icmp ult i32 {kt}, {self.k_tiles}"), b.op("icmp eq i32 %tid, 0")
@@ -916,7 +918,7 @@ class _Wgmma(_Staged):
             b.emit(f"call void @llvm.nvvm.cp.async.wait.group(i32 {ahead - 1})")
             b.emit("call void @llvm.nvvm.fence.proxy.async.shared_cta()")
             b.emit("call void @llvm.nvvm.barrier0()")
-            self.cluster_barrier("wait")  # both blocks are past k-tile kt - 1 - pending, whose stage is refilled
+            self.cluster_barrier("wait")  # every block is past k-tile kt - 1 - pending, whose stage is refilled
             self.load_ahead(first, b.i32("add", local, ahead))
             self.wait_x(kt)
             self.issue_k_tile(kt, parity)

@@ -1,0 +1,103 @@
+"""The staged wgmma kernel in clusters of 1, 2 and 4 blocks (StagedConfig.cluster: x's
+k-tile multicast by TMA to every block of a cluster) side by side on the device, through
+GpuKernel calls: 2:4, hybrid 50% and dense f16 weights at N = K = size and M rows, against
+torch's semi-structured 2:4 path (2:4) and cuBLAS (the others). Each variant differs from
+config_for's in the cluster size alone; the minimum of `--rounds` interleaved rounds, each
+result checked against torch's (max |ours - torch| / max |torch| < 1e-2).
+
+    python benchmarks/gpu_cluster.py [--sizes 4096,8192] [--rows 2048,4096,8192] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+import stoicc_py
+from stoicc_py import gpu
+from stoicc_py.backends.gpu import driver, staged
+from stoicc_py.backends.gpu.kernel import GemmSpec
+from stoicc_py.backends.gpu.staged import StagedConfig
+from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed
+from stoicc_py.codec.nm import NMCodec
+from stoicc_py.gpu import GpuKernel
+
+CLUSTERS = (1, 2, 4)
+
+
+def _with_cluster(default: Callable[[GemmSpec], StagedConfig], cluster: int, spec: GemmSpec) -> StagedConfig:
+    return replace(default(spec), cluster=cluster)
+
+
+def measure(size: int, rows: tuple[int, ...], rounds: int, torch: Any) -> list[dict[str, Any]]:
+    linear = torch.nn.functional.linear
+    program = stoicc_py.compile(source(size, size), target="gpu")
+    rng = np.random.default_rng(0)
+    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
+    weights = {"sparse_f16": NMCodec(2, 4, size).prune(w32), "hybrid_f16": half_pruned(w32), "dense_f16": w32}
+    peers = {"sparse_f16": torch.sparse.to_sparse_semi_structured(torch.from_numpy(weights["sparse_f16"]).cuda().half())}
+    default = staged.config_for
+    results = []
+    for m in rows:
+        x = torch.randn(m, size, device="cuda").half()
+        for name, w in weights.items():
+            kernel, dense = program.kernels[name], torch.from_numpy(w).cuda().half()
+            assert isinstance(kernel, GpuKernel)
+            w_device, want = kernel.to_device("w", w), linear(x, dense)
+            best = dict.fromkeys(CLUSTERS, float("inf"))
+            peer = float("inf")
+            try:
+                for _ in range(rounds):
+                    peer = min(peer, timed(partial(linear, x, peers.get(name, dense)), torch))
+                    for cluster in best:
+                        staged.config_for = gpu.config_for = partial(_with_cluster, default, cluster)
+                        kernel._functions.clear()  # loaded functions are kept per spec, not per config
+                        y, launch = kernel.prepare(x, w_device)
+                        best[cluster] = min(best[cluster], timed(launch, torch))
+                        if (err := error(y, want)) >= 1e-2:
+                            raise AssertionError(f"{name} {size}^2 M={m} cluster {cluster}: error {err:.1e}")
+            finally:
+                staged.config_for = gpu.config_for = default
+                kernel._functions.clear()
+            row = {"kernel": name, "size": size, "m": m, "peer_us": peer, **{f"cluster{c}_us": t for c, t in best.items()}}
+            print(f"{name} {size}^2 M={m}: " + "  ".join(f"c{c} {t:7.1f}" for c, t in best.items())
+                  + f"  {'torch 2:4' if name in peers else 'cuBLAS'} {peer:7.1f} us", flush=True)  # fmt: skip
+            results.append(row)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="4096,8192", help="N = K values")
+    parser.add_argument("--rows", default="2048,4096,8192", help="M values (past 512: 8-warp blocks)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("benchmarks/gpu_cluster.py compares with torch: install torch with CUDA", file=sys.stderr)
+        return 1
+    if not torch.cuda.is_available() or not driver.available():
+        print("no CUDA device (torch and cuda-python must both see one)", file=sys.stderr)
+        return 1
+    torch.cuda.init()  # the primary context torch uses, before ours retains it
+    print(f"device: {driver.device_name()} (torch {torch.__version__})")
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        rows += measure(size, tuple(int(m) for m in args.rows.split(",")), args.rounds, torch)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": driver.device_name(), "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
