@@ -140,12 +140,13 @@ WGMMA_CONFIGS = {
     "s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True),
     "c2": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True, cluster=2),
     "c2s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=2),
+    "c4": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True, cluster=4),
     "c4s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=4),
 }
 """Past WIDE_M rows, 8-warp blocks (128 weight rows x 256 rows of x) of 4 or 5 stages (config_for:
 2:4 5 past 512 rows, in clusters of 2); c2, c2s5: in clusters of 2 blocks that multicast x by TMA
-(N = 264: three blocks of weight rows, the second cluster's second block past N); c4s5: clusters
-of 4 (one, its fourth block past N). Consecutive 2:4
+(N = 264: three blocks of weight rows, the second cluster's second block past N); c4, c4s5:
+clusters of 4 (one, its fourth block past N; 5 stages of a dense k-tile do not fit). Consecutive 2:4
 k-tiles (every 2:4 weight, hybrid_wide's 128-wide tiles) keep two wgmma.sp groups' metadata
 registers live at once; sparse_long's 17 k-tiles and hybrid_odd's 5 (its weight all 2:4 tiles)
 end on an odd one."""
@@ -159,7 +160,8 @@ end on an odd one."""
     + [(name, "s5") for name in ("sparse", "sparse_bf16", "sparse_long")]
     + [(name, "c2") for name in ("dense", "dense_bf16", "sparse_bf16", "hybrid", "hybrid_wide", "hybrid_odd")]
     + [(name, "c2s5") for name in ("sparse", "sparse_long")]
-    + [(name, "c4s5") for name in ("dense", "sparse", "sparse_long", "hybrid_wide")],
+    + [(name, "c4") for name in ("dense", "hybrid_wide")]
+    + [(name, "c4s5") for name in ("sparse", "sparse_long")],
 )  # fmt: skip
 def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:

@@ -666,6 +666,9 @@ def test_the_wgmma_variant_refuses_what_it_does_not_run(program: Any) -> None:
         staged_ir(spec, replace(WGMMA, cluster=3))
     with pytest.raises(ValueError, match="whole in the launch's groups"):
         staged_ir(spec, replace(WGMMA, cluster=4, group=6))
+    dense = replace(program.kernel("dense").spec, k=4096, warps=8, warp_rows=4, cols=8, schedule="staged")
+    with pytest.raises(ValueError, match="5 stages take .* bytes of shared memory, more than a block may have"):
+        staged_ir(dense, replace(WGMMA, stages=5))  # 5 x 48 KB: the device refused it (CUDA_ERROR_INVALID_VALUE)
 
 
 def test_the_parameters_follow_the_product_not_the_signature(program: Any) -> None:

@@ -239,6 +239,9 @@ class _Staged(_Gemm):
         super().__init__(spec)
         if spec.k_splits > 1 and (not config.wgmma or config.cluster > 1):
             raise ValueError(f"split-K takes the wgmma staged kernel without clusters, not {config}")
+        if (size := shared_bytes(spec, config)) > SHARED_LIMIT:
+            raise ValueError(f"the staged kernel's {config.stages} stages take {size} bytes of shared memory, "
+                             f"more than a block may have ({SHARED_LIMIT}): {config}")  # fmt: skip
         self.config = config
         self.x_region = A_BYTES  # x's k-tile in a stage, then the metadata
         self.meta_region = A_BYTES + spec.block_cols * ROW_BYTES["x"]
