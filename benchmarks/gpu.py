@@ -156,25 +156,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", default="", help="block tile tm,tn (gpu-tile's default: 32,128)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        print("benchmarks/gpu.py compares with torch: install torch with CUDA", file=sys.stderr)
+    if (torch := torch_on_device("benchmarks/gpu.py")) is None:
         return 1
-
-    if not torch.cuda.is_available() or not driver.available():
-        print("no CUDA device (torch and cuda-python must both see one)", file=sys.stderr)
-        return 1
-    torch.cuda.init()  # the primary context torch uses, before ours retains it
     tile = tuple(int(t) for t in args.tile.split(",")) if args.tile else ()
     print(f"device: {driver.device_name()} (torch {torch.__version__}, tile {list(tile) or 'default'})")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         rows += measure_size(size, tuple(int(m) for m in args.rows.split(",")), tile, torch)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": driver.device_name(), "tile": list(tile), "rows": rows}, f, indent=1)
+    write_rows(args.json, rows, tile=list(tile))
     return 0
+
+
+def torch_on_device(script: str) -> Any | None:
+    """torch, its primary context initialised (ours then retains it), where torch and
+    cuda-python both see a CUDA device; else None, after saying why on stderr."""
+    try:
+        import torch
+    except ImportError:
+        print(f"{script} compares with torch: install torch with CUDA", file=sys.stderr)
+        return None
+    if not torch.cuda.is_available() or not driver.available():
+        print("no CUDA device (torch and cuda-python must both see one)", file=sys.stderr)
+        return None
+    torch.cuda.init()
+    return torch
+
+
+def write_rows(path: str | None, rows: list[dict[str, Any]], **extra: Any) -> None:
+    """The rows, with the device's name (and `extra`), as JSON at `path` (None: nowhere)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"device": driver.device_name(), **extra, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

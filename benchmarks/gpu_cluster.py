@@ -11,7 +11,6 @@ result checked against torch's (max |ours - torch| / max |torch| < 1e-2).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,7 +24,7 @@ from stoicc_py import gpu
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
 from stoicc_py.backends.gpu.staged import StagedConfig
-from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed
+from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed, torch_on_device, write_rows
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.gpu import GpuKernel
 
@@ -80,24 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        print("benchmarks/gpu_cluster.py compares with torch: install torch with CUDA", file=sys.stderr)
+    if (torch := torch_on_device("benchmarks/gpu_cluster.py")) is None:
         return 1
-    if not torch.cuda.is_available() or not driver.available():
-        print("no CUDA device (torch and cuda-python must both see one)", file=sys.stderr)
-        return 1
-    torch.cuda.init()  # the primary context torch uses, before ours retains it
     print(f"device: {driver.device_name()} (torch {torch.__version__})")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         rows += measure(size, tuple(int(m) for m in args.rows.split(",")), args.rounds, torch)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": driver.device_name(), "rows": rows}, f, indent=1)
+    write_rows(args.json, rows)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,6 @@ hybrid tiles [128, 64] of 2:4, dense and empty: `ragged err`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from functools import partial
@@ -23,7 +22,7 @@ import stoicc_py
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, split_spec, staged_ir
 from stoicc_py.backends.gpu.target import emit_ptx
-from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed
+from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed, torch_on_device, write_rows
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.gpu import GpuKernel, GpuWeight, staged_launch
 
@@ -123,13 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="4096")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.cuda.init()
+    if (torch := torch_on_device("benchmarks/gpu_staged.py")) is None:
+        return 1
     rows = [r for s in args.sizes.split(",") for m in args.rows.split(",") for r in measure(int(s), int(m), torch)]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": driver.device_name(), "rows": rows}, f, indent=1)
+    write_rows(args.json, rows)
     return 0
 
 
