@@ -35,7 +35,7 @@ KERNELS = ("sparse_f16", "hybrid_f16", "dense_f16")
 
 
 def _with(default: Callable[[GemmSpec], StagedConfig], field: str, value: int, spec: GemmSpec) -> StagedConfig:
-    return replace(default(spec), **{field: value})
+    return replace(default(spec), **{field: value})  # type: ignore[arg-type]  # a field of int or bool
 
 
 def measure(size: int, rows: tuple[int, ...], field: str, values: tuple[int, ...], kernels: tuple[str, ...],
