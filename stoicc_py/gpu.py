@@ -35,6 +35,7 @@ from stoicc_py.backends.gpu.staged import (
     staged_grid,
     staged_ir,
     staged_spec,
+    values_box,
 )
 from stoicc_py.backends.gpu.target import ARCH, WARPS, emit_ptx
 from stoicc_py.codec import codec_for
@@ -246,9 +247,12 @@ def staged_launch(function: Any, spec: GemmSpec, config: StagedConfig, pointers:
                   m: int) -> Callable[[], None]:  # fmt: skip
     """A launch of the staged kernel `function` of (spec, config) on m rows of x, its
     pointers in the kernel's order (x first): the grid of whole clusters, the shared memory,
-    and x's tensor map where the clusters multicast x (encoded here, once per launch bound)."""
-    box = multicast_box(spec, config)
+    and x's tensor map where the clusters multicast x, then the 2:4 values' where TMA loads
+    them (encoded here, once per launch bound)."""
+    box, values = multicast_box(spec, config), values_box(spec, config)
     maps = (driver.tensor_map(pointers[0], spec.dtype, (m, spec.k), box),) if box else ()
+    if values:
+        maps += (driver.tensor_map(pointers[1], spec.dtype, (spec.n, spec.k // 2), values, swizzle=64),)
     grid, shared = staged_grid(spec, m, config), shared_bytes(spec, config)
     if spec.k_splits > 1:
         pointers = [*pointers, *(b.ptr for b in split_scratch(grid[0] * grid[1], spec.block_rows * spec.block_cols))]

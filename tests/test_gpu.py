@@ -142,11 +142,13 @@ WGMMA_CONFIGS = {
     "c2s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=2),
     "c4": StagedConfig(4, 16, wide_m=WIDE_M, wgmma=True, cluster=4),
     "c4s5": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=4),
+    "c2tma": StagedConfig(5, 16, wide_m=WIDE_M, wgmma=True, cluster=2, tma_w=True),
 }
 """Past WIDE_M rows, 8-warp blocks (128 weight rows x 256 rows of x) of 4 or 5 stages (config_for:
 2:4 5 past 512 rows, in clusters of 2); c2, c2s5: in clusters of 2 blocks that multicast x by TMA
 (N = 264: three blocks of weight rows, the second cluster's second block past N); c4, c4s5:
-clusters of 4 (one, its fourth block past N; 5 stages of a dense k-tile do not fit). Consecutive 2:4
+clusters of 4 (one, its fourth block past N; 5 stages of a dense k-tile do not fit); c2tma: c2s5
+with the 2:4 values by TMA too (zeros past N and K). Consecutive 2:4
 k-tiles (every 2:4 weight, hybrid_wide's 128-wide tiles) keep two wgmma.sp groups' metadata
 registers live at once; sparse_long's 17 k-tiles and hybrid_odd's 5 (its weight all 2:4 tiles)
 end on an odd one."""
@@ -161,7 +163,8 @@ end on an odd one."""
     + [(name, "c2") for name in ("dense", "dense_bf16", "sparse_bf16", "hybrid", "hybrid_wide", "hybrid_odd")]
     + [(name, "c2s5") for name in ("sparse", "sparse_long")]
     + [(name, "c4") for name in ("dense", "hybrid_wide")]
-    + [(name, "c4s5") for name in ("sparse", "sparse_long")],
+    + [(name, "c4s5") for name in ("sparse", "sparse_long")]
+    + [(name, "c2tma") for name in ("sparse", "sparse_bf16", "sparse_long")],
 )  # fmt: skip
 def test_the_wgmma_variant_matches_the_reference(name: str, config: str, m: int, monkeypatch: Any) -> None:
     """The staged kernel through wgmma (StagedConfig.wgmma, sm_90a) on ragged M, N and K:

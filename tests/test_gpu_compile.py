@@ -42,6 +42,7 @@ from stoicc_py.backends.gpu.staged import (
     staged_grid,
     staged_ir,
     staged_warps,
+    values_box,
 )
 from stoicc_py.backends.gpu.target import emit_ptx, optimized
 from stoicc_py.cli import main
@@ -513,6 +514,32 @@ def test_a_cluster_multicasts_x_by_tma(program: Any, name: str, warps: int, clus
     assert "barrier.cluster.arrive;" not in ptx and ".local" not in ptx
     # per k-tile, the copies of x (256 rows x 8 chunks; 128 for 4 warps) are gone, the weight's remain
     assert before.count("cp.async.cg.shared.global") - ptx.count("cp.async.cg.shared.global") >= spec.block_cols // 16
+
+
+def test_a_cluster_loads_2_4_values_by_tma_where_the_config_says(program: Any) -> None:
+    """StagedConfig.tma_w: thread 0 loads the block's k-tile of the 2:4 values (a box of its
+    128 rows x 32 stored values, the values' own tensor map, a second by-value parameter)
+    into the stage by TMA, not multicast, completing on the stage's mbarrier, which expects
+    x's k-tile and those 8 KB; every thread's cp.async of the values is gone, the metadata's
+    remain. Only for 2:4 weights in clusters (elsewhere a ValueError where it is built)."""
+    spec = replace(program.kernel("sparse").spec, k=4096, warps=8, warp_rows=4, cols=8, schedule="staged")
+    config = replace(CLUSTER, tma_w=True)
+    assert values_box(spec, config) == (128, 32) and values_box(spec, CLUSTER) is None
+    ptx, before = emit_ptx(staged_ir(spec, config), arch="sm_90a"), emit_ptx(staged_ir(spec, CLUSTER), arch="sm_90a")
+    assert len(re.findall(rf"\.param \.align 64 \.b8 {spec.name}_param_\d+\[128\]", ptx)) == 2
+    own = re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.mbarrier::complete_tx::bytes "
+                     r"\[%r\d+\], \[%rd\d+, \{%r\d+, %r\d+\}\], \[%r\d+\];", ptx)  # fmt: skip
+    assert own and not re.search(r"complete_tx::bytes \[[^\n]*\];", before)
+    x_bytes = spec.block_cols * 128  # the bytes each stage's mbarrier expects, in the register its arrival names
+    expected = re.findall(r"mbarrier\.arrive\.expect_tx\.shared::cta\.b64 _, \[%r\d+\], (%r\d+);", ptx)
+    assert expected and all(re.search(rf"mov\.b32\s+{r}, {x_bytes + 128 * 64};", ptx) for r in expected)
+    assert re.search(rf"mov\.b32\s+%r\d+, {x_bytes};", before)
+    # the values' copies (128 rows x 4 chunks over 256 threads: 2 a k-tile, each with its edge path) are gone
+    assert before.count("cp.async.cg.shared.global") > ptx.count("cp.async.cg.shared.global") > 0
+    dense = (replace(spec, weight="dense"), replace(config, stages=4))
+    for other in (dense, (spec, replace(config, cluster=1))):
+        with pytest.raises(ValueError, match="by TMA only"):
+            staged_ir(*other)
 
 
 def test_2_4_and_hybrid_calls_past_512_rows_run_in_clusters(program: Any) -> None:

@@ -215,17 +215,19 @@ def launch(function: Any, grid: tuple[int, int, int], block: int, pointers: list
     launch_with(function, grid, block, (*pointers, m, *maps), types, shared)
 
 
-def tensor_map(ptr: int, dtype: str, shape: tuple[int, int], box: tuple[int, int]) -> Any:
+def tensor_map(ptr: int, dtype: str, shape: tuple[int, int], box: tuple[int, int], swizzle: int = 128) -> Any:
     """A TMA tensor map (CUtensorMap) of the row-major [rows, cols] 16-bit array at `ptr`
     (16-byte aligned, rows of 16-byte multiples): boxes of box[0] rows x box[1] values,
-    written to shared memory swizzled by 128 bytes (as wgmma reads it), zeros past the edges."""
+    written to shared memory swizzled by `swizzle` bytes (128 or 64, as wgmma reads it),
+    zeros past the edges."""
     cu = driver()
+    swizzles = {128: cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B, 64: cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B}
     kinds = {"f16": cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
              "bf16": cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}  # fmt: skip
     (rows, cols), u32, u64 = shape, cu.cuuint32_t, cu.cuuint64_t
     return check(cu.cuTensorMapEncodeTiled(
         kinds[dtype], 2, ptr, [u64(cols), u64(rows)], [u64(2 * cols)], [u32(box[1]), u32(box[0])], [u32(1), u32(1)],
-        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, swizzles[swizzle],
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
         cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
     ))  # fmt: skip

@@ -89,6 +89,12 @@ class StagedConfig:
     their rows of x: with c > 1, each loads 1/c of x's k-tile by TMA and multicasts it to
     every block of the cluster (x's L2 traffic divided by c), instead of every block copying
     all of it by cp.async."""
+    tma_w: bool = False
+    """A 2:4 weight's values by TMA too (in clusters, where the stages have mbarriers): thread
+    0 loads the block's k-tile of them as one box (64-byte swizzle, as wgmma.sp reads them),
+    completing on the stage's mbarrier with x's, instead of every thread's cp.async of 16
+    bytes, a warp's from 8 rows of 64 bytes (twice the shared-memory wavefronts of their
+    bytes, by ncu: 9% of the kernel's)."""
 
 
 WIDE_M = 128
@@ -168,6 +174,12 @@ def staged_grid(spec: GemmSpec, m: int, config: StagedConfig) -> tuple[int, int,
 def multicast_box(spec: GemmSpec, config: StagedConfig) -> tuple[int, int] | None:
     """The TMA box of x a block loads (rows of x, k), where its cluster multicasts x, else None."""
     return (spec.block_cols // config.cluster, K_TILE) if config.cluster > 1 else None
+
+
+def values_box(spec: GemmSpec, config: StagedConfig) -> tuple[int, int] | None:
+    """The TMA box of a 2:4 weight's values a block loads a k-tile (weight rows, stored
+    values), where config.tma_w says so, else None."""
+    return (spec.block_rows, K_TILE // 2) if config.tma_w else None
 
 
 def _spec_formats(spec: GemmSpec) -> tuple[str, ...]:
@@ -414,7 +426,8 @@ class _Staged(_Gemm):
             self.copy_x(stage, kt)
             halved = 2 if format == "nm24" else 1
             rows, cols = (s.tile[0], s.tile[1] // halved) if stored else (s.n, s.k // halved)
-            self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
+            if not self.config.tma_w:
+                self.copy_rows(stage, 0, self.row_bytes[format], s.block_rows, base, row0, rows, col, cols, cols)
             if format != "nm24":
                 return
             step0 = b.i32("udiv", b.i32("shl", col, 1), MMA_SPARSE[2])
@@ -650,6 +663,8 @@ class _Wgmma(_Staged):
         if config.cluster not in (1, 2, 4) or spec.block_cols // config.cluster % 8 or config.group % config.cluster:
             raise ValueError(f"the wgmma staged kernel takes clusters of 1, 2 or 4 blocks, whole in the launch's "
                              f"groups, not {config}")  # fmt: skip
+        if config.tma_w and (spec.weight != "nm24" or config.cluster == 1):
+            raise ValueError(f"the staged kernel loads a weight by TMA only where it is 2:4, in clusters: {config}")
         self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
@@ -735,8 +750,13 @@ class _Wgmma(_Staged):
 
         def issue() -> None:
             barrier = self.barrier(kt)
+            values = self.s.block_rows * WGMMA_ROW_BYTES["nm24"] if self.config.tma_w else 0
             b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", '
-                   f'"r,r,~{{memory}}"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES})')  # fmt: skip
+                   f'"r,r,~{{memory}}"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES + values})')  # fmt: skip
+            if self.config.tma_w:  # the block's k-tile of the values, into its own stage
+                copy = "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [$0], [$1, {$2, $3}], [$4];"
+                b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,~{{memory}}"(i32 {self.address(self.stage(kt))}, '
+                       f"ptr %wmap, i32 {b.i32('mul', kt, K_TILE // 2)}, i32 %n.block, i32 {barrier})")  # fmt: skip
             share = b.i32("mul", "%cluster.rank", rows)
             offset = b.i32("add", self.x_region, b.i32("mul", share, SWIZZLE_BYTES))
             dst = self.address(b.i32("add", self.stage(kt), offset))
@@ -1063,9 +1083,10 @@ class _Wgmma(_Staged):
             return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), declared)
         cluster = tuple(f"declare {f}()" for f in ("void @llvm.nvvm.barrier.cluster.arrive.relaxed.aligned",
                         "void @llvm.nvvm.barrier.cluster.wait.aligned", "i32 @llvm.nvvm.read.ptx.sreg.cluster.ctarank"))  # fmt: skip
-        # x's tensor map by value in the parameter space (CUDA's __grid_constant__ CUtensorMap)
+        # x's tensor map (and the values') by value in the parameter space (CUDA's __grid_constant__ CUtensorMap)
+        maps = ("%xmap", "%wmap") if self.config.tma_w else ("%xmap",)
         return self.module(("@smem = external addrspace(3) global [0 x i8], align 16",), (*declared, *cluster),
-                           ('ptr byval([128 x i8]) align 64 "nvvm.grid_constant" %xmap',),
+                           tuple(f'ptr byval([128 x i8]) align 64 "nvvm.grid_constant" {m}' for m in maps),
                            f'"nvvm.cluster_dim"="{self.config.cluster},1,1"')  # fmt: skip
 
 
