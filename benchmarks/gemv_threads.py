@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from functools import partial
 from importlib import import_module
 from importlib.util import find_spec
@@ -66,6 +67,11 @@ SHAPES = [(576, 576), (1536, 576), (576, 1536), (4096, 4096)]  # (N, K) of x [1,
 """SmolLM2-135M's projections (q/o, gate/up, down) and a 4096 x 4096 matrix."""
 SMOKE_SHAPES = [(200, 64)]
 THREADS = (1, 2)
+SETTLE_S = 0.3
+"""The pause before each timed kernel: OpenBLAS's pool threads spin for up to ~0.1 s after
+its calls, and on a 2-core host one that spins takes the core our second thread needs
+(Zen 4, 2026-12-07: dense 1x1536x576 on 2 threads 42.5 µs after the peers without the
+pause, 20.4-22.6 with it; 2-thread rows still vary from run to run on that host)."""
 RTOL = 1e-3
 
 
@@ -128,6 +134,7 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
             row = rows[threads]
             with library_threads(threads):
                 for name, call in calls.items():
+                    time.sleep(SETTLE_S)  # the last peer's pool threads stop spinning on the second core
                     stats = time_calls(call, repeat, budget, None)
                     for key, value in ((f"{name}_us", stats.median_s), (f"{name}_best_us", stats.min_s)):
                         row[key] = min(row.get(key, np.inf), value * 1e6)
