@@ -127,7 +127,9 @@ def check_arguments(abi: KernelABI, args: Sequence[object]) -> list[Argument]:
 def _prepared(abi: KernelABI, spec: TensorSpec, arg: object) -> Argument:
     packed_type = _packed_type()
     if packed_type is not None and isinstance(arg, packed_type):
-        return checked_packed(abi, spec, arg)
+        if not (spec.is_dense and arg.layout.summary() == "dense"):
+            return checked_packed(abi, spec, arg)
+        arg = arg.arrays["values"]  # what pack() makes of a dense parameter (kernel.pack("w", w) for any layout)
     arr = _typed(abi, spec, arg)
     if not spec.is_dense:
         return checked_packed(abi, spec, _packed_per_call(abi, spec, arr))

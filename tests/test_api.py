@@ -172,6 +172,25 @@ def test_a_dense_weight_for_a_packed_parameter_warns_once_per_kernel() -> None:
         assert_close(k(x, k.pack("w", w)), first)
 
 
+def test_a_dense_parameter_takes_what_its_kernel_packs() -> None:
+    """kernel.pack on a dense parameter (`@ dense` or none) gives a PackedTensor of layout
+    dense, which the kernel takes as its array (code that packs every weight alike, as
+    CompiledLlama's lm head, needs no case for dense); its dtype and shape are checked as
+    an array's; other layouts' tensors are still refused."""
+    prog = stoicc_py.compile(
+        "kernel d(x: f32[M, 16], w: f32[8, 16] @ dense) -> f32[M, 8] { return linear(x, w) }\n"
+        "kernel e(x: f32[M, 16], w: f32[8, 16]) -> f32[M, 8] { return linear(x, w) }"
+    )
+    rng = np.random.default_rng(0)
+    x, w = rand(rng, 3, 16), rand(rng, 8, 16)
+    for k in (prog.d, prog.e):
+        assert_close(k(x, k.pack("w", w)), x @ w.T)
+        with pytest.raises(ValueError, match=r"expects size 16 on axis 1 \(w: f32\[8, 16\]\), got shape \(8, 12\)"):
+            k(x, stoicc_py.pack(rand(rng, 8, 12), "dense"))
+        with pytest.raises(ValueError, match="expects layout dense, got a tensor packed as nm"):
+            k(x, stoicc_py.pack(w, "nm(2, 4)", prune="magnitude"))
+
+
 def test_the_native_entry_reads_every_buffer_and_size(prog: stoicc_py.Program, monkeypatch: pytest.MonkeyPatch) -> None:
     """A whole call goes through backends/llvm/entry.py (one tuple of arrays, the sizes in a
     table): two results and two size symbols land where the kernel reads them, the table holds

@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lm-head", default=None, metavar="LAYOUT",
                         help="run the lm head on a compiled kernel in LAYOUT, e.g. 'int8(group=32, scale=f16)' "
-                        "(Q8_0's grid, the file's: exact); default: numpy, float32")  # fmt: skip
+                        "(Q8_0's grid, the file's: exact), or 'dense' (float32 on our threads: numpy's "
+                        "OpenBLAS threads spin after each call and can take a core from the next token's "
+                        "layers); default: numpy, float32")  # fmt: skip
     parser.add_argument("--activations", default=None, metavar="LAYOUT",
                         help="quantize every projection's input to LAYOUT at run time, e.g. 'int8(per=token)' "
                         "(W4A8/W8A8: integer products); default: float32")  # fmt: skip
