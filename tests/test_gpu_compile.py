@@ -521,7 +521,7 @@ def test_a_cluster_loads_2_4_values_by_tma_where_the_config_says(program: Any) -
     128 rows x 32 stored values, the values' own tensor map, a second by-value parameter)
     into the stage by TMA, not multicast, completing on the stage's mbarrier, which expects
     x's k-tile and those 8 KB; every thread's cp.async of the values is gone, the metadata's
-    remain. Only for 2:4 weights in clusters (elsewhere a ValueError where it is built)."""
+    remain. Only for 2:4 weights through wgmma in clusters (elsewhere a ValueError where it is built)."""
     spec = replace(program.kernel("sparse").spec, k=4096, warps=8, warp_rows=4, cols=8, schedule="staged")
     config = replace(CLUSTER, tma_w=True)
     assert values_box(spec, config) == (128, 32) and values_box(spec, CLUSTER) is None
@@ -537,7 +537,8 @@ def test_a_cluster_loads_2_4_values_by_tma_where_the_config_says(program: Any) -
     # the values' copies (128 rows x 4 chunks over 256 threads: 2 a k-tile, each with its edge path) are gone
     assert before.count("cp.async.cg.shared.global") > ptx.count("cp.async.cg.shared.global") > 0
     dense = (replace(spec, weight="dense"), replace(config, stages=4))
-    for other in (dense, (spec, replace(config, cluster=1))):
+    mma_sync = replace(config, wgmma=False, cluster=1)  # it would skip the values' copies and never load them
+    for other in (dense, (spec, replace(config, cluster=1)), (spec, mma_sync)):
         with pytest.raises(ValueError, match="by TMA only"):
             staged_ir(*other)
 

@@ -251,6 +251,9 @@ class _Staged(_Gemm):
         super().__init__(spec)
         if spec.k_splits > 1 and (not config.wgmma or config.cluster > 1):
             raise ValueError(f"split-K takes the wgmma staged kernel without clusters, not {config}")
+        if config.tma_w and (not config.wgmma or spec.weight != "nm24" or config.cluster == 1):
+            raise ValueError(f"the staged kernel loads a weight by TMA only where it is 2:4, through wgmma in "
+                             f"clusters: {config}")  # fmt: skip
         if (size := shared_bytes(spec, config)) > SHARED_LIMIT:
             raise ValueError(f"the staged kernel's {config.stages} stages take {size} bytes of shared memory, "
                              f"more than a block may have ({SHARED_LIMIT}): {config}")  # fmt: skip
@@ -663,8 +666,6 @@ class _Wgmma(_Staged):
         if config.cluster not in (1, 2, 4) or spec.block_cols // config.cluster % 8 or config.group % config.cluster:
             raise ValueError(f"the wgmma staged kernel takes clusters of 1, 2 or 4 blocks, whole in the launch's "
                              f"groups, not {config}")  # fmt: skip
-        if config.tma_w and (spec.weight != "nm24" or config.cluster == 1):
-            raise ValueError(f"the staged kernel loads a weight by TMA only where it is 2:4, in clusters: {config}")
         self.slices = spec.block_rows // WGMMA_ROWS // groups
         self.row_bytes, self.pad, self.swizzle = WGMMA_ROW_BYTES, 0, True
         self.x_region = spec.block_rows * wgmma_a_row_bytes(spec)
@@ -750,10 +751,11 @@ class _Wgmma(_Staged):
 
         def issue() -> None:
             barrier = self.barrier(kt)
-            values = self.s.block_rows * WGMMA_ROW_BYTES["nm24"] if self.config.tma_w else 0
+            values = values_box(self.s, self.config)  # (rows, 16-bit values) or None
+            expected = self.s.block_cols * SWIZZLE_BYTES + (values[0] * values[1] * 2 if values else 0)
             b.emit(f'call void asm sideeffect "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], $1;", '
-                   f'"r,r,~{{memory}}"(i32 {barrier}, i32 {self.s.block_cols * SWIZZLE_BYTES + values})')  # fmt: skip
-            if self.config.tma_w:  # the block's k-tile of the values, into its own stage
+                   f'"r,r,~{{memory}}"(i32 {barrier}, i32 {expected})')  # fmt: skip
+            if values:  # the block's k-tile of the values, into its own stage
                 copy = "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [$0], [$1, {$2, $3}], [$4];"
                 b.emit(f'call void asm sideeffect "{copy}", "r,l,r,r,r,~{{memory}}"(i32 {self.address(self.stage(kt))}, '
                        f"ptr %wmap, i32 {b.i32('mul', kt, K_TILE // 2)}, i32 %n.block, i32 {barrier})")  # fmt: skip
