@@ -49,6 +49,13 @@ def half_pruned(w: Any) -> Any:
     return out.swapaxes(1, 2).reshape(w.shape)
 
 
+def formats(size: int) -> dict[str, Any]:
+    """The benchmarks' f32 weights of N = K = size (seed 0, scaled by 1 / sqrt(K)): dense, pruned
+    to 2:4, and hybrid 50% (half_pruned), by the names of source()'s f16 kernels."""
+    w32 = (np.random.default_rng(0).standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
+    return {"dense_f16": w32, "sparse_f16": NMCodec(2, 4, size).prune(w32), "hybrid_f16": half_pruned(w32)}
+
+
 def timed(launch: Callable[[], None], torch: Any, budget_ms: float = 60.0, most: int = 50) -> float:
     """Microseconds per launch: a first timing sizes the repeats to about `budget_ms`."""
     launch()
@@ -85,10 +92,8 @@ def measure_size(size: int, rows: tuple[int, ...], tile: tuple[int, ...], torch:
     program = stoicc_py.compile(source(size, size), target="gpu", tile=tile)
     assert isinstance(program, GpuProgram) and all(isinstance(k, GpuKernel) for k in program.kernels.values())
     kernels: dict[str, GpuKernel] = program.kernels  # type: ignore[assignment]  # all tensor-core ones: asserted
-    rng = np.random.default_rng(0)
-    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
-    w24 = NMCodec(2, 4, size).prune(w32)
-    w50 = half_pruned(w32)
+    host = formats(size)
+    w32, w24, w50 = host["dense_f16"], host["sparse_f16"], host["hybrid_f16"]
     weights = {
         "dense_f16": (torch.from_numpy(w32).cuda().half(), torch.float16),
         "dense_bf16": (torch.from_numpy(w32).cuda().bfloat16(), torch.bfloat16),

@@ -19,12 +19,9 @@ from collections.abc import Callable
 from statistics import median
 from typing import Any
 
-import numpy as np
-
 import stoicc_py
 from stoicc_py.backends.gpu import driver
-from stoicc_py.benchmarks.gpu import half_pruned, source, torch_on_device, write_rows
-from stoicc_py.codec.nm import NMCodec
+from stoicc_py.benchmarks.gpu import formats, source, torch_on_device, write_rows
 from stoicc_py.gpu import GpuKernel
 
 QUERY = ("clocks.sm", "power.draw", "temperature.gpu")
@@ -34,17 +31,15 @@ SETTLE = 0.4
 
 def launches(size: int, m: int, torch: Any) -> dict[str, Callable[[], object]]:
     program = stoicc_py.compile(source(size, size), target="gpu")
-    rng = np.random.default_rng(0)
-    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
-    w24 = NMCodec(2, 4, size).prune(w32)
+    weights = formats(size)
     x = torch.randn(m, size, device="cuda").half()
     runs: dict[str, Callable[[], object]] = {}
-    for name, w in (("sparse_f16", w24), ("dense_f16", w32), ("hybrid_f16", half_pruned(w32))):
+    for name, w in weights.items():
         kernel = program.kernels[name]
         assert isinstance(kernel, GpuKernel)
         runs[f"ours {name}"] = kernel.prepare(x, kernel.to_device("w", w))[1]
-    sparse = torch.sparse.to_sparse_semi_structured(torch.from_numpy(w24).cuda().half())
-    dense = torch.from_numpy(w32).cuda().half()
+    sparse = torch.sparse.to_sparse_semi_structured(torch.from_numpy(weights["sparse_f16"]).cuda().half())
+    dense = torch.from_numpy(weights["dense_f16"]).cuda().half()
     runs["torch 2:4"] = lambda: torch.nn.functional.linear(x, sparse)
     runs["cuBLAS"] = lambda: torch.nn.functional.linear(x, dense)
     return runs

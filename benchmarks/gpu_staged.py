@@ -22,7 +22,7 @@ import stoicc_py
 from stoicc_py.backends.gpu import driver
 from stoicc_py.backends.gpu.staged import StagedConfig, shared_bytes, split_spec, staged_ir
 from stoicc_py.backends.gpu.target import emit_ptx
-from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed, torch_on_device, write_rows
+from stoicc_py.benchmarks.gpu import error, formats, source, timed, torch_on_device, write_rows
 from stoicc_py.codec.nm import NMCodec
 from stoicc_py.gpu import GpuKernel, GpuWeight, staged_launch
 
@@ -90,9 +90,7 @@ def ragged_error(program: Any, name: str, warps: int, config: StagedConfig, torc
 
 def measure(size: int, m: int, torch: Any) -> list[dict[str, Any]]:
     program = stoicc_py.compile(source(size, size), target="gpu")
-    rng = np.random.default_rng(0)
-    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
-    weights = {"dense_f16": w32, "sparse_f16": NMCodec(2, 4, size).prune(w32), "hybrid_f16": half_pruned(w32)}
+    weights = formats(size)
     x = torch.randn(m, size, device="cuda").half()
     ragged = stoicc_py.compile(RAGGED, target="gpu")
     rows = []

@@ -20,15 +20,12 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 import stoicc_py
 from stoicc_py import gpu
 from stoicc_py.backends.gpu import driver, staged
 from stoicc_py.backends.gpu.kernel import GemmSpec
 from stoicc_py.backends.gpu.staged import StagedConfig
-from stoicc_py.benchmarks.gpu import error, half_pruned, source, timed, torch_on_device, write_rows
-from stoicc_py.codec.nm import NMCodec
+from stoicc_py.benchmarks.gpu import error, formats, source, timed, torch_on_device, write_rows
 from stoicc_py.gpu import GpuKernel
 
 KERNELS = ("sparse_f16", "hybrid_f16", "dense_f16")
@@ -42,11 +39,8 @@ def measure(size: int, rows: tuple[int, ...], field: str, values: tuple[int, ...
             rounds: int, torch: Any) -> list[dict[str, Any]]:  # fmt: skip
     linear = torch.nn.functional.linear
     program = stoicc_py.compile(source(size, size), target="gpu")
-    rng = np.random.default_rng(0)
-    w32 = (rng.standard_normal((size, size), np.float32) / np.sqrt(size)).astype(np.float32)
-    every = {"sparse_f16": lambda: NMCodec(2, 4, size).prune(w32), "hybrid_f16": lambda: half_pruned(w32),
-             "dense_f16": lambda: w32}  # fmt: skip
-    weights = {name: every[name]() for name in kernels}
+    every = formats(size)
+    weights = {name: every[name] for name in kernels}
     peers = {name: torch.sparse.to_sparse_semi_structured(torch.from_numpy(w).cuda().half())
              for name, w in weights.items() if name == "sparse_f16"}  # fmt: skip
     default = staged.config_for
