@@ -39,14 +39,18 @@ def least_bytes(least: int, lanes: int) -> int:
     return least * lanes // FULL_LANES
 
 
-def rows_ahead(values: Attribute, width: int, step: int, row_cols: int, least: int = STEP_BYTES) -> int:
+def rows_ahead(values: Attribute, width: int, step: int, row_cols: int, least: int = STEP_BYTES,
+               smallest: int = 0) -> int:  # fmt: skip
     """The rows of w ahead of a GEMV block's that each of its steps prefetches, for a
     block of `row_cols` rows whose steps read `step` codes of rows of `width` codes
-    stored in `values`. 0 where `values` is not a dense static [n, row] buffer, or a
-    step reads fewer than `least` bytes of a row."""
+    stored in `values`. 0 where `values` is not a dense static [n, row] buffer, a
+    step reads fewer than `least` bytes of a row, or the buffer holds fewer than
+    `smallest` bytes (with `smallest`, its rows too must be static)."""
     if not (isinstance(values, MemRefType) and isinstance(values.layout, NoneAttr) and width > 0):
         return 0
     row_bytes = _row_bytes(values)
+    if smallest and values.get_shape()[0] * row_bytes < smallest:  # a size-symbol n (-1) is below any
+        return 0
     return BLOCKS_AHEAD * row_cols if row_bytes > 0 and step * row_bytes >= least * width else 0
 
 

@@ -27,7 +27,6 @@ same panels.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import ClassVar
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
 from xdsl.dialects.builtin import MemRefType, ModuleOp, UnitAttr, VectorType, bf16, f32, i32
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -648,13 +647,6 @@ pay only where w leaves L3 between calls (Zen 4, 32 MB of L3, 1 thread: 576^2 to
 faster with, 4096^2 and 14336 x 4096 1.03-1.05x)."""
 
 
-def _static_bytes(type: Attribute) -> int:
-    """The bytes of a static memref (0 where a dim is not static)."""
-    if not isinstance(type, MemRefType) or any(d < 0 for d in type.get_shape()):
-        return 0
-    return math.prod(type.get_shape()) * type.element_type.bitwidth // 8
-
-
 @dataclass
 class VectorizeLinear(RewritePattern):
     shape: Shape
@@ -678,9 +670,8 @@ class VectorizeLinear(RewritePattern):
         # f32 GEMV rows prefetch w's rows ahead where a step reads a line of each (16 lanes:
         # measured there; with 8, Zen 3 ran SmolLM2's shapes 6-45% faster without) and w is
         # PREFETCH_BYTES or more, not from a view (no pointer to lower-views)
-        if (element_type(op.lhs) == f32 and not isinstance(op.rhs.owner, memref.ReinterpretCastOp)
-                and _static_bytes(op.rhs.type) >= PREFETCH_BYTES):  # fmt: skip
-            kernel.ahead = rows_ahead(op.rhs.type, k_size, step, self.shape.cols, LINE_BYTES)
+        if element_type(op.lhs) == f32 and not isinstance(op.rhs.owner, memref.ReinterpretCastOp):
+            kernel.ahead = rows_ahead(op.rhs.type, k_size, step, self.shape.cols, LINE_BYTES, PREFETCH_BYTES)
         lower_linear(op, self.shape, kernel, first_row=first)
         rewriter.erase(op)
 
