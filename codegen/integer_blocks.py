@@ -49,6 +49,9 @@ class IntegerKernel:
     transposes its columns' scales into it, c groups at a time (_transpose_scales), and
     each group then loads its columns' scales as one vector, where it gathered them (a
     strided insert per column and group)."""
+    x_sums: SSAValue | None = None
+    """With a float zero (Weight.offsets), the sums of x[i, :] over each whole group, at
+    [i, g] (f32, exact integers: x_sums): each group's term adds offset * this sum."""
 
     def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, j: SSAValue) -> None:
         rows, cols = shape.indices(b, i, j)
@@ -61,8 +64,9 @@ class IntegerKernel:
 
         if scale_rows is not None:
             self._transpose_scales(b, cols, scale_rows)
+        offsets = None if self.x_sums is None else lambda b, g: self._offset_terms(b, rows, cols, g)
         store_results(b, self.product, rows, j, len(cols), lambda b, g: self._dots(b, rows, cols, g), w_scales,
-                      self.per_step)  # fmt: skip
+                      self.per_step, offsets)  # fmt: skip
 
     def _transpose_scales(self, b: LoopBuilder, cols: list[SSAValue], scale_rows: SSAValue) -> None:
         """The columns' w scales into scale_rows[g, c]: c groups of c columns by a c x c
@@ -84,18 +88,35 @@ class IntegerKernel:
         for_(b, b.index(count // c * c), b.index(count), 1, group, "g")
 
     def _w_scales(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue) -> SSAValue:
-        """The columns' w scales of groups g..g+per_step, lane c*per_step+h column c's of
-        group g+h: with several groups, each column's are loaded together as one integer
-        (a 32- or 64-bit load, half the inserts of one per scale) and the vector of them
-        bitcast back to scales."""
-        p, per = self.product, self.per_step
+        p = self.product
+        return self._w_groups(b, cols, g, p.scales[1], p.w_scales)  # type: ignore[index]
+
+    def _offset_terms(self, b: LoopBuilder, rows: list[SSAValue], cols: list[SSAValue],
+                      g: SSAValue) -> tuple[SSAValue, list[SSAValue]]:  # fmt: skip
+        """The columns' float offsets of groups g..g+per_step (in _w_scales' lanes) and,
+        per row, its sums of x over these groups in the same lanes (store_results)."""
+        w, spanned, sums = self.product.w, self.per_step, self.x_sums
+        assert w.offsets is not None and sums is not None
+        offsets = self._w_groups(b, cols, g, w.offsets, self.product.w_offsets)
+        if spanned == 1:
+            return offsets, [b.splat_value(b.load(sums, [r, g]), len(cols)) for r in rows]
+        runs = [b.insert(vector.LoadOp(sums, [r, g], VectorType(f32, [spanned]))) for r in rows]
+        return offsets, [shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
+
+    def _w_groups(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue,
+                  scalar: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue], buffer: SSAValue | None) -> SSAValue:  # fmt: skip
+        """The columns' w scales (or offsets: `scalar` of a row's group, `buffer` [n, groups])
+        of groups g..g+per_step, lane c*per_step+h column c's of group g+h: with several
+        groups, each column's are loaded together as one integer (a 32- or 64-bit load,
+        half the inserts of one per scale) and the vector of them bitcast back to scales."""
+        per = self.per_step
         if per == 1:
-            return vector_of(b, [p.scales[1](b, col, g) for col in cols])  # type: ignore[index]
-        assert p.w_scales is not None  # several groups: scales per group
-        element = p.w_scales.type.element_type  # type: ignore[attr-defined]
+            return vector_of(b, [scalar(b, col, g) for col in cols])
+        assert buffer is not None  # several groups: scales per group
+        element = buffer.type.element_type  # type: ignore[attr-defined]
         run = IntegerType(per * element.bitwidth)
         words = [b.insert(vector.ExtractOp(b.insert(vector.BitcastOp(
-                    b.insert(vector.LoadOp(p.w_scales, [col, g], VectorType(element, [per]))), VectorType(run, [1]))), [0], run))
+                    b.insert(vector.LoadOp(buffer, [col, g], VectorType(element, [per]))), VectorType(run, [1]))), [0], run))
                  for col in cols]  # fmt: skip
         scales = b.insert(vector.BitcastOp(vector_of(b, words), VectorType(element, [len(cols) * per])))
         return scales if element == f32 else b.insert(llvm.FPExtOp(scales, VectorType(f32, [len(cols) * per])))
@@ -258,21 +279,43 @@ def row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, by: int
     each group's whole steps, by the same dot steps against a weight of ones (None for 0)."""
     if by == 0:
         return None
-    rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
-    alloc = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
-    alloc.name_hint = "row_offsets"
-    ones = dot.operand(b, b.splat(dot.bytes, 1), False)
     offset = b.insert(arith.ConstantOp.from_int_and_width(by, i32))
+    return _group_sums(b, product, dot, m, "row_offsets", lambda b, total: b.insert(arith.MuliOp(total, offset)))
+
+
+def x_sums(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
+    """A scratch f32[m, groups] of the sums of x[i, :] over each whole group (a ragged
+    last one and steps' tails too): exact integers (|sum| < 2^24 for rows of up to 2^17
+    int8 codes), each converted once, as tdsl-lower-to-loops' integer rows convert theirs."""
+    return _group_sums(b, product, dot, m, "x_sums", lambda b, total: b.insert(arith.SIToFPOp(total, f32)), True)
+
+
+def _group_sums(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, name: str,
+                finish: Callable[[LoopBuilder, SSAValue], SSAValue], tail: bool = False) -> SSAValue:  # fmt: skip
+    """A scratch [m, groups] of `finish` (i32 -> the scratch's element) of each row's sum
+    of x over a group's whole steps, by the dot steps against a weight of ones; with
+    `tail`, plus the codes past them."""
+    rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
+    element = finish(b, b.insert(arith.ConstantOp.from_int_and_width(0, i32))).type
+    alloc = b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
+    alloc.name_hint = name
+    ones = dot.operand(b, b.splat(dot.bytes, 1), False)
 
     def row(b: LoopBuilder, i: SSAValue) -> None:
         def k_step(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
             xv = dot.operand(inner, inner.insert(vector.LoadOp(product.x, [i, k], dot.bytes)), True)
             return [dot.accumulate(inner, acc[0], ones, xv)]
 
+        def code(inner: LoopBuilder, k: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            return [inner.insert(arith.AddiOp(acc[0], product.x_code(inner, i, k)))]
+
         def group(b: LoopBuilder, g: SSAValue) -> None:
-            k0, kv, _ = product.span(b, g, dot.step)
+            k0, kv, k1 = product.span(b, g, dot.step)
             (acc,) = b.loop(k0, kv, b.index(dot.step), k_step, [b.splat(dot.acc, 0)], name="k")
-            b.store(b.insert(arith.MuliOp(b.reduce_lanes(acc, "sum"), offset)), alloc, [i, g])
+            total = b.reduce_lanes(acc, "sum")
+            if tail and kv is not k1:
+                (total,) = b.loop(kv, k1, b.index(1), code, [total], name="k")
+            b.store(finish(b, total), alloc, [i, g])
 
         for_(b, b.index(0), b.index(groups.count), 1, group, "g")
 

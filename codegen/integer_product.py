@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from xdsl.dialects import arith, llvm, vector
+from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import VectorType, f32, i32
 from xdsl.ir import SSAValue
 
@@ -34,12 +35,16 @@ def sext(b: LoopBuilder, value: SSAValue) -> SSAValue:
 @dataclass
 class Weight:
     """Integer codes [n, k] as the decoder reads them, each code + offset: a constant,
-    or with `zero_point` (i32 of a row's group) that group's zero point."""
+    or with `zero_point` (i32 of a row's group) that group's zero point. With a float
+    zero, `offsets` (f32 of a row's group: value = scale * code + offset) and the
+    unsigned codes as they are (offset 0): each group's term then adds offset * the
+    group's sum of x (store_results), a float term no integer offset can carry."""
 
     values: SSAValue
     decoder: CodeDecoder
     code: Code
     zero_point: GroupScale | None = None
+    offsets: GroupScale | None = None
 
     def signed(self, dot: Dot) -> bool:
         """Whether `dot` reads the codes as they are, signed bytes (offset 0): AVX2's i16
@@ -50,8 +55,11 @@ class Weight:
         return pairs and self.zero_point is None and code.bits == 8 and code.sign is Sign.TWOS
 
     def offset(self, dot: Dot) -> int:
-        """The constant offset (the row sums' factor): 2^(b-1), 1 with zero points, 0 for signed codes."""
-        return 0 if self.signed(dot) else 1 if self.zero_point is not None else self.decoder.code.sign_bit
+        """The constant offset (the row sums' factor): 2^(b-1), 1 with zero points, 0 for
+        signed codes and a float zero's unsigned ones."""
+        if self.signed(dot) or self.offsets is not None:
+            return 0
+        return 1 if self.zero_point is not None else self.decoder.code.sign_bit
 
     def biased(self, b: LoopBuilder, n: SSAValue, k: SSAValue, dot: Dot) -> SSAValue:
         """Codes k .. k+step of row n, plus the offset, as unsigned bytes (signed ones: as they are)."""
@@ -106,8 +114,9 @@ class Groups:
 class Product:
     """An integer product: x's int8 codes [m, k] and the weight, into `out`: the exact
     dot products (i32), or with `scales` (of x's rows, of w's rows per group) the
-    f32 sum over groups of sw * dot, times sx: the order of tdsl-lower-to-loops'
-    integer rows, so that the results are the same bits."""
+    f32 sum over groups of sw * dot (fma(offset, the group's sum of x, sw * dot) with
+    a float zero), times sx: the order of tdsl-lower-to-loops' integer rows, so that the
+    results are the same bits."""
 
     x: SSAValue
     w: Weight
@@ -120,6 +129,8 @@ class Product:
     x_max: int = 128
     """The largest magnitude of x's codes (i8's -128; int7's 64 bounds -63..63), which
     decides where pmaddubsw's pair sums stay exact (integer_dot.pair_bound)."""
+    w_offsets: SSAValue | None = None
+    """A float zero's offsets buffer, as w_scales (Weight.offsets)."""
 
     def x_code(self, b: LoopBuilder, i: SSAValue, k: SSAValue) -> SSAValue:
         return sext(b, b.load(self.x, [i, k]))
@@ -138,11 +149,15 @@ class Product:
 
 def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue, lanes: int,
                   dots: Callable[[LoopBuilder, SSAValue], list[SSAValue]],
-                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue], per: int = 1) -> None:  # fmt: skip
+                  w_scales: Callable[[LoopBuilder, SSAValue], SSAValue], per: int = 1,
+                  offsets: Callable[[LoopBuilder, SSAValue], tuple[SSAValue, list[SSAValue]]] | None = None) -> None:  # fmt: skip
     """out[rows, j:j+lanes] from the exact dot products of groups g..g+per, `dots(b, g)`
     (per row, one i32 vector of the columns' products, lane c*per+h column c's of group
     g+h): as they are, or scaled as Product says, by the columns' w scales of these
-    groups, `w_scales(b, g)` in the same lanes (called only for a scaled product)."""
+    groups, `w_scales(b, g)` in the same lanes (called only for a scaled product); with
+    a float zero, `offsets(b, g)` gives the columns' offsets in these lanes and, per row,
+    the groups' f32 sums of x's codes in them, and each group's term is
+    fma(offset, sum, sw * dot)."""
     if p.scales is None:
         for row, sums in zip(rows, dots(b, b.index(0))):
             b.vstore(sums, p.out, [row, j])
@@ -157,6 +172,9 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
     def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
         sw = w_scales(b, g)
         terms = [b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats))) for d in dots(b, g)]
+        if offsets is not None:
+            mw, sums = offsets(b, g)
+            terms = [b.insert(mathd.FmaOp(mw, x_sum, t)) for t, x_sum in zip(terms, sums)]
         new = []
         for a, t in zip(acc, terms):
             for h in range(per):

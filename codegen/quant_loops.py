@@ -248,18 +248,23 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
 
 def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
     """Integer dot products per weight group in i32, one float rescale per group
-    (the activation's scale is applied by the caller, once per output). Not for a float
-    zero (tdsl-fuse-dequant leaves its activations dequantized)."""
-    assert walk.offset is None, "a float zero's weight meets dequantized activations"
+    (the activation's scale is applied by the caller, once per output); with a float
+    zero a group's term is fma(offset, the group's sum of x's codes (exact in i32, taken
+    in the same loop), scale * dot)."""
+    sums = 1 if walk.offset is None else 2
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:
         t0, t1 = walk.span(b, g)
 
-        def term(b: LoopBuilder, t: SSAValue, iacc: SSAValue) -> SSAValue:
-            return b.mul_add(iacc, x.code(b, i, walk.column(b, n, t)), walk.code(b, n, t))
+        def step(b: LoopBuilder, t: SSAValue, iacc: Sequence[SSAValue]) -> Sequence[SSAValue]:
+            xq = x.code(b, i, walk.column(b, n, t))
+            return [b.mul_add(iacc[0], xq, walk.code(b, n, t)), *[b.insert(arith.AddiOp(s, xq)) for s in iacc[1:]]]
 
-        dot = _fold(b, t0, t1, _int(b, 0), term, "k")
-        return b.fadd(acc, b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32))))
+        dot, *xsum = b.loop(t0, t1, b.index(1), step, [_int(b, 0)] * sums, name="k")
+        term = b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32)))
+        if walk.offset is not None:
+            term = b.insert(mathd.FmaOp(walk.offset(b, n, g), b.insert(arith.SIToFPOp(xsum[0], f32)), term))
+        return b.fadd(acc, term)
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")
 

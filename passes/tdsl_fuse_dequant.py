@@ -59,16 +59,17 @@ def _integer_activation(value: SSAValue) -> bool:
     return act is not None and act.codes.data in ACTIVATION_CODES and act.per.data in INTEGER_ACTIVATIONS
 
 
-def _integer_weight(value: SSAValue) -> bool:
-    """Whether a weight's codes are walked by the integer path: quantized, SQ, or N:M with quantized values.
-    A float zero (zero=float) is not: its offset times the group's sum of x is not an integer
-    product, so int8 activations stay dequantized and meet it on the float path."""
+def _integer_weight(value: SSAValue, x: SSAValue) -> bool:
+    """Whether a weight's codes are walked by the integer path with activations `x`:
+    quantized, SQ, or N:M with quantized values. A float zero (zero=float) adds offset *
+    the group's sum of x's codes to each group's integer product, which the integer
+    kernels take for int8 (or int7) codes, not for bit-split activations."""
     t = value.type
     if not isinstance(t, TensorType):
         return False
     layout = t.layout
     if isinstance(layout, UniformQuantAttr) and layout.float_offset:
-        return False
+        return _quantized(x) is not None
     return isinstance(layout, UniformQuantAttr | SQAttr) or (
         isinstance(layout, ComposedLayoutAttr) and isinstance(layout.sparse, NMAttr)
     )
@@ -84,7 +85,7 @@ class FuseDequant(RewritePattern):
         if (w := _dequantized(rhs)) is not None:
             rhs = w
         x = _dequantized(lhs)
-        if x is not None and (_integer_activation(x) and _integer_weight(rhs) or _sq(x) and _dense(rhs)):
+        if x is not None and (_integer_activation(x) and _integer_weight(rhs, x) or _sq(x) and _dense(rhs)):
             lhs = x
         if (lhs, rhs) == (op.lhs, op.rhs):
             return

@@ -72,7 +72,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 from stoicc_py.codec.uniform import ACTIVATION_CODES, CodeBits, Sign
-from stoicc_py.codegen.integer_blocks import IntegerKernel, row_offsets, scale_rows_buffer
+from stoicc_py.codegen.integer_blocks import IntegerKernel, row_offsets, scale_rows_buffer, x_sums
 from stoicc_py.codegen.integer_dot import Dot, DotKind
 from stoicc_py.codegen.integer_panel import PanelKernel
 from stoicc_py.codegen.integer_phases import phase_x
@@ -111,7 +111,9 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
     m, n = b.size(out, 0), b.size(out, 1)
     spanned = 1 if wide is None else product.groups.spanned(wide, product.w.decoder.phases)
     step = dot if wide is None or spanned == 1 else wide
-    kernel = IntegerKernel(product, step, row_offsets(b, product, dot, m, product.w.offset(step)), spanned)
+    sums = None if product.w.offsets is None else x_sums(b, product, dot, m)
+    kernel = IntegerKernel(product, step, row_offsets(b, product, dot, m, product.w.offset(step)), spanned,
+                           x_sums=sums)  # fmt: skip
     lo = b.index(0) if panel is None else _panel_rows(op, kernel, panel, shape)
     kernel.phase_x = phase_x(b, product, step, (lo, m))
     width = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
@@ -143,7 +145,7 @@ def lower_integer(op: tdsl.LinearOp, product: Product, dot: Dot, shape: Shape, r
         apply_epilogue(op, TileNest(b, out, lo, m, j0, j1))
 
     for_(b, b.index(0), n, tn, n_tile, "j0")
-    for scratch in (kernel.offsets, kernel.phase_x):
+    for scratch in (kernel.offsets, kernel.phase_x, kernel.x_sums):
         if scratch is not None:
             b.b.insert(memref.DeallocOp.get(scratch))
 
@@ -256,11 +258,13 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
     if x.group != k_size:
         return None
-    weight = Weight(w.buffers["values"], w.decoder, w.code, None if w.symmetric else w.zero_point)
+    zero_point = None if w.symmetric or w.offsets else w.zero_point
+    weight = Weight(w.buffers["values"], w.decoder, w.code, zero_point, w.offsets)
     scales = (lambda b, i: x.scale(b, i, b.index(0)), w.scale)
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
-    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if w.per == "group" else None,
-                   x.qmax + 1)  # fmt: skip
+    per_group = w.per == "group"
+    return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if per_group else None,
+                   x.qmax + 1, w.buffers.get("offsets") if per_group else None)  # fmt: skip
 
 
 def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
@@ -315,8 +319,9 @@ class VectorizeIntegerLinear(RewritePattern):
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
-        # PanelKernel's offset is a constant (no zero points) and its k whole steps of one group
-        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and product.w.zero_point is None
+        # PanelKernel's offset is a constant (no zero points, no float zero) and its k whole steps of one group
+        w = product.w
+        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and w.zero_point is w.offsets is None
         lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.dwords and panel else None, wide)
         rewriter.erase(op)
 

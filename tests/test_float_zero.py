@@ -131,10 +131,13 @@ def test_the_accelerator_refuses_a_float_zero_where_it_is_used() -> None:
         stoicc_py.compile(source, target="accel").f.program_for(M=4)
 
 
-def test_int8_activations_meet_a_float_zero_on_the_float_path() -> None:
-    """tdsl-fuse-dequant keeps quantize(x)'s values dequantized: no integer product."""
+def test_int8_activations_meet_a_float_zero_on_the_integer_path() -> None:
+    """tdsl-fuse-dequant folds quantize(x) into the product (an integer one: each group
+    adds offset * the sum of x's codes; exactness in tests/test_vectorize_integer.py);
+    bit-split activations have no such product and say so."""
     k = stoicc_py.compile("kernel f(x: f32[M, 64], w: f32[32, 64] @ int4(group=32, zero=float)) -> f32[M, 32] "
                           "{ return linear(quantize(x, int8(per=token)), w) }").f  # fmt: skip
+    assert "tdsl.dequantize" not in k.ir("opt") and "%x_sums" in k.ir("loops")
     rng = np.random.default_rng(3)
     packed, x = k.pack("w", rand(rng, 32, 64)), rand(rng, 4, 64)
     assert_close(k(x, packed), k.reference(x, packed))

@@ -51,18 +51,25 @@ def test_i8_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> No
             assert got.dtype == np.int32 and np.array_equal(got, want), (n, k, m)
 
 
-def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array) -> Array:
-    """The kernel's arithmetic in numpy: per weight scale group, the exact integer
-    dot product of the codes times the group's scale, summed in float32 in group
-    order; then times the activation scale, the bias and relu."""
+def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array, length: int = 0) -> Array:
+    """The kernel's arithmetic in numpy: per weight scale group (of `length` codes, the
+    last one the rest; 0: the row in equal groups), the exact integer dot product of the
+    codes times the group's scale (with a float zero, fma(offset, the group's sum of x's
+    codes, that)), summed in float32 in group order; then times the activation scale,
+    the bias and relu."""
     xq, wq = quantize(x, "int8(per=token)"), codes_of(packed)
     qx, qw = xq.codes.astype(np.int64), wq.codes.astype(np.int64)
     sw = wq.scales.astype(np.float32).reshape(qw.shape[0], -1)
-    length = qw.shape[1] // sw.shape[1]
+    mw = None if wq.offsets is None else wq.offsets.astype(np.float32).reshape(qw.shape[0], -1)
+    length = length or qw.shape[1] // sw.shape[1]
     acc = np.zeros((qx.shape[0], qw.shape[0]), np.float32)
     for g in range(sw.shape[1]):
         cols = slice(g * length, (g + 1) * length)
-        acc = acc + sw[:, g] * (qx[:, cols] @ qw[:, cols].T).astype(np.float32)
+        term = sw[:, g] * (qx[:, cols] @ qw[:, cols].T).astype(np.float32)
+        if mw is not None:  # fma: the product exact in float64, the sum rounded to float32
+            sums = qx[:, cols].sum(axis=1, keepdims=True).astype(np.float32)
+            term = (mw[:, g].astype(np.float64) * sums + term).astype(np.float32)
+        acc = acc + term
     return np.maximum(xq.scales.astype(np.float32)[:, None] * acc + b, np.float32(0))
 
 
@@ -178,3 +185,37 @@ def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytes
         for m in (1, 3):
             x = rand(rng, m, k) * 4
             assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b)), m
+
+
+FLOAT_ZERO = (("int4(group=32, zero=float, scale=f16)", 320, 32), ("int4(group=64, zero=float)", 160, 64),
+              ("int4(axis=0, zero=float)", 130, 0), ("int8(group=32, zero=float, scale=f16)", 128, 32),
+              ("int2(group=32, zero=float)", 128, 32))  # fmt: skip
+"""Q4_1's grid (groups of 32 codes two to a 64-byte step) over 10 groups, groups of 64 with
+a ragged last one of 32 (its tail in the x sums' scalar loop), one group per row ending off
+a step, int8 and int2 codes."""
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_float_zero_is_exact_on_the_integer_kernels(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 activations times a float zero's weight (value = scale * code + offset): each
+    group's exact dot product of the unsigned codes times its scale, plus its offset times
+    the group's sum of x's codes, bit for bit against the integer model at 1, 3, 17 and 40
+    rows (GEMV blocks, row blocks and what they leave) and N = 21 and 7; the same bits from
+    tdsl-lower-to-loops' integer rows where the groups (of 10) are no whole number of steps."""
+    source = "".join(f"kernel q{i}(x: f32[M, {k}], w: f32[N, {k}] @ {layout}, b: f32[N]) -> f32[M, N] "
+                     f"{{ return relu(linear(quantize(x, int8(per=token)), w, b)) }}\n"
+                     for i, (layout, k, _length) in enumerate(FLOAT_ZERO))  # fmt: skip
+    source += "kernel s(x: f32[M, 50], w: f32[N, 50] @ int4(group=10, zero=float), b: f32[N]) -> f32[M, N] " \
+              "{ return relu(linear(quantize(x, int8(per=token)), w, b)) }"  # fmt: skip
+    prog = compile_for_path(source, path, monkeypatch)
+    assert all("%x_sums" in getattr(prog, f"q{i}").ir("loops") for i in range(len(FLOAT_ZERO)))
+    assert "%x_sums" not in prog.s.ir("loops")  # tdsl-lower-to-loops' scalar rows
+    rng = np.random.default_rng(6)
+    cases = [(getattr(prog, f"q{i}"), k, length) for i, (_layout, k, length) in enumerate(FLOAT_ZERO)]
+    for kernel, k, length in [*cases, (prog.s, 50, 10)]:
+        for n in (21, 7):
+            packed, b = kernel.pack("w", rand(rng, n, k)), rand(rng, n)
+            for m in (1, 3, 17, 40):
+                x = rand(rng, m, k) * 4
+                assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b, length)), (kernel.name, n, m)
+        assert_close(kernel(x, packed, b), kernel.reference(x, packed, b))
