@@ -1,5 +1,5 @@
 """Decode GEMVs (M = 1) on 1 and 2 threads, every weight-only format and the int8-activation
-ones (`w4a8`, `w8a8`, `w8a8-g32`, `ternary-a8` quantize x to int8 per call and multiply
+ones (`w4a8`, `w4a8-q4_1`, `w8a8`, `w8a8-g32`, `ternary-a8` quantize x to int8 per call and multiply
 integers, checked against that rounded x times the weight), against numpy and torch f32 on
 the same threads: least call times in µs over rounds that alternate 1 and 2 threads in one
 process (the host is shared), and the one-thread GB/s of weight bytes (weights stay in
@@ -58,6 +58,7 @@ FORMATS = {
         Format("int4-float", "int4 g32 zero=float (Q4_1 grid)", "int4(group=32, zero=float, scale=f16)"),
         # int8 activations quantized per call (as ggml's q8 activations): integer dot products
         Format("w4a8", "W4A8: int4 g32 (Q4_0 grid)", "int4(group=32, scale=f16)", PER_TOKEN),
+        Format("w4a8-q4_1", "W4A8: int4 g32 zero=float (Q4_1 grid)", "int4(group=32, zero=float, scale=f16)", PER_TOKEN),
         Format("w8a8", "W8A8: int8 per-channel", "int8(axis=0)", PER_TOKEN),
         Format("w8a8-g32", "W8A8: int8 g32 (Q8_0 grid)", "int8(group=32, scale=f16)", PER_TOKEN),
         Format("ternary-a8", "ternary-A8 per-channel", "ternary(axis=0)", PER_TOKEN),

@@ -92,6 +92,12 @@ FORMATS: dict[str, Format] = {
             torch_match="torch int8",
         ),
         Format(
+            "w4a8-q4_1",
+            "W4A8 Q4_1 grid (per-token x)",
+            "int4(group=32, zero=float, scale=f16)",
+            "linear(quantize(x, int8(per=token)), w)",
+        ),
+        Format(
             "w8a7",
             "W8A7 (per-token 7-bit x)",
             "int8(axis=0)",
