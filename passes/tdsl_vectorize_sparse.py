@@ -14,7 +14,10 @@ block. Both scratch buffers are block-sized, never weight-sized. A row whose slo
 do not fill its last index word finishes with a per-slot tail.
 
 After the whole blocks, one block of half as many panels (summing each row in the
-same order, so a call split at its multiples gives the same bits). The rows left go,
+same order, so a call split at its multiples gives the same bits). bf16 x over a 2:4
+weight of bf16 values, where the target has vdpbf16ps, takes panels of x's pairs instead
+(PairProduct: a panel for each pair of positions in a group, one vdpbf16ps per group and
+panel). The rows left go,
 for 2:4 and 1:2 with 16 lanes (AVX-512: vpermi2var) or 8 (AVX2: vpermilps of x's regrouped
 128-bit halves and a blend), to a lane-selection microkernel that reads x in place
 (PermuteKernel; it also takes int8/int4 values), else to one-vector blocks. Hybrid
@@ -43,7 +46,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import SSAValue
+from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 from xdsl.utils.exceptions import DiagnosticException
@@ -64,7 +67,7 @@ from stoicc_py.dialects.sparse import HybridAttr, NMAttr
 from stoicc_py.passes.parallelize_loops import PANEL_ROWS
 from stoicc_py.passes.tdsl_bufferize import BUFFER_ALIGNMENT
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
-from stoicc_py.passes.tdsl_microkernel import DotKernel, dense_fma, lower_linear, pairs_fit
+from stoicc_py.passes.tdsl_microkernel import DPBF16, DotKernel, dense_fma, lower_linear, pairs_fit
 from stoicc_py.passes.tdsl_vectorize_quant import Decode, lower_panels_or
 
 NAME = "tdsl-vectorize-sparse"
@@ -118,6 +121,15 @@ class PanelProduct:
     @property
     def vec(self) -> VectorType:
         return VectorType(f32, [self.width])
+
+    @property
+    def kb_cols(self) -> int:
+        """The dense columns of a k-block (xp's)."""
+        return self.xp.type.get_shape()[0]  # type: ignore[attr-defined]
+
+    def pack(self, b: LoopBuilder, i0: SSAValue, panels: SSAValue, m: SSAValue, ks: tuple[SSAValue, SSAValue],
+             whole: bool) -> None:  # fmt: skip
+        _pack(b, self.x, self.xp, i0, panels, m, ks, whole)
 
     def slot(self, b: LoopBuilder, n: Row, s: SSAValue, kk: SSAValue, accs: Accs) -> list[SSAValue]:
         """accs[p] += values[n..., s] * xp[kk, p, :] for each panel p."""
@@ -236,6 +248,131 @@ class NMProduct(PanelProduct):
         return b.loop(*slots, b.index(1), step, accs, name="s")
 
 
+COMBOS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+"""The ascending pairs of a 2:4 group's positions, in the order of PairProduct's panels of x."""
+
+
+@dataclass
+class PairProduct(NMProduct):
+    """A 2:4 weight of bf16 values over bf16 x on vdpbf16ps: xp holds, per group of 4
+    columns, a panel of x's pairs for each of the 6 pairs of positions (COMBOS: dword
+    lanes (x[l, 4g + a], x[l, 4g + b]) of xp[6g + c, p, l]), so that a group's two
+    stored values, one dword, broadcast, multiply the pair panel their positions name:
+    one vdpbf16ps per group and panel (two products a lane) where the f32 nest takes one
+    FMA per stored value, and the dense bf16 panels one vdpbf16ps per two columns."""
+
+    @property
+    def kb_cols(self) -> int:
+        return self.xp.type.get_shape()[0] // len(COMBOS) * 4  # type: ignore[attr-defined]
+
+    def pack(self, b: LoopBuilder, i0: SSAValue, panels: SSAValue, m: SSAValue, ks: tuple[SSAValue, SSAValue],
+             whole: bool) -> None:  # fmt: skip
+        _pack_pairs(b, self.x, self.xp, i0, panels, m, ks, whole)
+
+    def pair(self, b: LoopBuilder, n: Row, s: SSAValue, row: SSAValue, accs: Accs) -> list[SSAValue]:
+        """accs[p] += the stored pair at slots s, s + 1 of row n . xp[row, p, :] for each panel p."""
+        pairs = VectorType(i32, [self.width])
+        v = b.splat_value(b.dword(self.values, [*n, s]), self.width)
+        zero = b.index(0)
+        return [b.insert(llvm.CallIntrinsicOp(DPBF16, [acc, v, b.insert(vector.LoadOp(self.xp, [row, b.index(p), zero], pairs))],
+                                              [self.vec]))  # fmt: skip
+                for p, acc in enumerate(accs)]
+
+    def combo_row(self, b: LoopBuilder, column: SSAValue, f0: SSAValue, f1: SSAValue) -> SSAValue:
+        """xp's row of the group at `column` (relative to the k-block) whose stored values sit
+        at positions f0 < f1: 6 * group + ((5 - f0) * f0) / 2 + f1 - 1 (COMBOS' order)."""
+        start = b.div(b.mul(b.insert(arith.SubiOp(b.index(5), f0)), f0), b.index(2))
+        combo = b.insert(arith.SubiOp(b.add(start, f1), b.index(1)))
+        return b.add(b.mul(b.div(column, b.index(4)), b.index(len(COMBOS))), combo)
+
+    def step(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
+        """The groups of index word w of row n, unrolled: group q's pair feeds chain q % chains."""
+        dec, code = self.decoder, self.decoder.code
+        word = b.load(self.indices, [*n, w])
+        base = b.insert(arith.SubiOp(b.mul(w, b.index(code.word_cols)), kb))
+        first = b.mul(w, b.index(code.per_word))
+        mask = dec.mask(b)
+        chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
+        for t in range(0, code.per_word, 2):
+            row = self.combo_row(b, b.add(base, b.index(code.column_of(t))), dec.field(b, word, t, mask),
+                                 dec.field(b, word, t + 1, mask))  # fmt: skip
+            c = t // 2 % self.chains
+            chains[c] = self.pair(b, n, b.add(first, b.index(t)), row, chains[c])
+        return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+
+    def tail(self, b: LoopBuilder, n: Row, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
+        """The groups past the last whole index word, one at a time (chain 0 of each panel)."""
+
+        def step(b: LoopBuilder, s: SSAValue, accs: Accs) -> Accs:
+            columns = [self.decoder.column(b, self.indices, list(n), b.offset(s, t)) for t in range(2)]
+            group = b.mul(b.div(columns[0], b.index(4)), b.index(4))
+            f0, f1 = (b.insert(arith.SubiOp(c, group)) for c in columns)
+            new = list(accs)
+            new[:: self.chains] = self.pair(b, n, s, self.combo_row(b, b.insert(arith.SubiOp(group, kb)), f0, f1),
+                                            accs[:: self.chains])  # fmt: skip
+            return new
+
+        return b.loop(*slots, b.index(2), step, accs, name="s")
+
+
+def _pack_pairs(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
+                ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
+    """PairProduct's xp from bf16 x for columns ks (whole groups of 4) and p < panels, zero past
+    row m: per panel, width x width squares of x (widened to f32: exact) transposed in
+    registers, each pair panel the high halves of one column's f32 bits over another's;
+    then the groups past the last whole square one row at a time."""
+    width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
+    last = b.insert(arith.SubiOp(m, b.index(1)))
+    zero_vec = b.splat(VectorType(f32, [width]), 0.0)
+    lanes = VectorType(i32, [width])
+    squares = floor_to(b, ks[0], ks[1], width)
+
+    def pair(b: LoopBuilder, lo: SSAValue, hi: SSAValue, bits: Attribute) -> SSAValue:
+        """(bf16 lo, bf16 hi) as a dword (`bits`: i32 or a vector of them): a bf16's f32 bits
+        are its own above 16 zero bits."""
+        lo_bits, hi_bits = (b.insert(arith.BitcastOp(v, bits)) for v in (lo, hi))
+        low = b.insert(arith.ShRUIOp(lo_bits, b.constant(bits, 16)))
+        return b.insert(arith.OrIOp(low, b.insert(arith.AndIOp(hi_bits, b.constant(bits, -65536)))))
+
+    def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
+        first = b.add(i0, b.mul(p, b.index(width)))
+
+        def row(lane: int) -> SSAValue:
+            i = b.add(first, b.index(lane))
+            if whole:
+                return b.vload(x, [i, k], width)
+            inside = b.insert(arith.CmpiOp(i, m, "ult"))
+            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), zero_vec))
+
+        group = b.div(b.insert(arith.SubiOp(k, ks[0])), b.index(4))
+        columns = _transpose(b, [row(lane) for lane in range(width)])
+        for q in range(width // 4):
+            for c, (lo, hi) in enumerate(COMBOS):
+                at = b.add(b.mul(b.offset(group, q), b.index(len(COMBOS))), b.index(c))
+                b.b.insert(vector.StoreOp(pair(b, columns[4 * q + lo], columns[4 * q + hi], lanes), xp, [at, p, b.index(0)]))
+
+    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
+    for_(b, b.index(0), panels, 1, squares_, "p")
+    zero = b.f32(0.0)
+
+    def row(b: LoopBuilder, r: SSAValue) -> None:
+        p, lane = b.div(r, b.index(width)), b.rem(r, b.index(width))
+        i = b.add(i0, r)
+        inside = b.insert(arith.CmpiOp(i, m, "ult"))
+        clamped = b.min(i, last)
+
+        def group(b: LoopBuilder, k: SSAValue) -> None:
+            xs = [b.insert(arith.SelectOp(inside, b.load(x, [clamped, b.offset(k, t)]), zero)) for t in range(4)]
+            g = b.div(b.insert(arith.SubiOp(k, ks[0])), b.index(4))
+            for c, (lo, hi) in enumerate(COMBOS):
+                at = b.add(b.mul(g, b.index(len(COMBOS))), b.index(c))
+                b.store(pair(b, xs[lo], xs[hi], i32), xp, [at, p, lane])
+
+        for_(b, squares, ks[1], 4, group, "k")
+
+    for_(b, b.index(0), b.mul(panels, b.index(width)), 1, row, "r")
+
+
 def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
           ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
     """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks and p < panels, zero past
@@ -334,7 +471,7 @@ def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: PanelProduct, out: SSAVa
     k_block(count)(b, kb, kb_end); then unpack into out. `whole`: every row below m."""
     if not blocks:
         return
-    n_size, kb_cols, width = b.size(prod.yp, 0), prod.xp.type.get_shape()[0], prod.width  # type: ignore[attr-defined]
+    n_size, kb_cols, width = b.size(prod.yp, 0), prod.kb_cols, prod.width
     k_size, step, end = b.size(prod.x, 1), blocks[0][0] * width, blocks[-1][2]
     zero = b.splat(prod.vec, 0.0)
 
@@ -359,7 +496,7 @@ def _panel_blocks(b: LoopBuilder, blocks: Blocks, prod: PanelProduct, out: SSAVa
 
         def each(b: LoopBuilder, kb: SSAValue) -> None:
             kb_end = span(b, kb, kb_cols, k_size)
-            _pack(b, prod.x, prod.xp, i0, panels, m, (kb, kb_end), whole)
+            prod.pack(b, i0, panels, m, (kb, kb_end), whole)
             run(b, i0, kb, kb_end, blocks)
 
         for_(b, b.index(0), k_size, kb_cols, each, "kb")
@@ -533,10 +670,11 @@ def when_rows(op: tdsl.LinearOp, b: LoopBuilder, lo: SSAValue, hi: SSAValue,
 
 
 def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: int, prefetch: bool,
-             rest: DotKernel | None) -> None:  # fmt: skip
+             rest: DotKernel | None, pairs: bool = False) -> None:  # fmt: skip
     """Blocks of `panels`, then of panels/2, vectors of rows over panels (a 2-thread
-    row split of 64 rows still gets panels); the rows left by `rest`'s register
-    blocks, or, without it, by one-vector blocks."""
+    row split of 64 rows still gets panels), on f32 FMAs or with `pairs` (2:4 bf16 over
+    bf16 x) PairProduct's vdpbf16ps; the rows left by `rest`'s register blocks, or,
+    without it, by one-vector blocks."""
     out, assemble, packed = op.out, op.rhs.owner, op.rhs.type
     assert out is not None and isinstance(assemble, AssembleOp) and isinstance(packed, PackedType)
     decoder = _decoder(packed)
@@ -558,13 +696,17 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
 
         def panel_rows(b: LoopBuilder, group: Blocks = group, whole: bool = whole) -> Sequence[SSAValue]:
             count = group[0][0]
-            xp, yp = scratch(b, [kb, count, width]), scratch(b, [*rows[0], count, width], rows[1])  # the first count's
+            yp = scratch(b, [*rows[0], count, width], rows[1])  # the first count's
+            if pairs:
+                xp = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [kb // 4 * len(COMBOS), count, width]))
+            else:
+                xp = scratch(b, [kb, count, width])
 
             def prod(count: int) -> NMProduct:
                 # Every block count sums a row in the same order (the full blocks' chains) but the
                 # one-vector blocks, which only ever take the last rows.
                 chains = CHAINS if count == 1 else max(1, CHAINS // panels)
-                return NMProduct(op.lhs, values, xp, yp, kc, chains, indices, decoder)
+                return (PairProduct if pairs else NMProduct)(op.lhs, values, xp, yp, kc, chains, indices, decoder)
 
             k_block = lambda count: _nm_k_block(prod(count), count, nt, prefetch)  # noqa: E731
             _panel_blocks(b, group, prod(count), out, m, k_block, add=False, whole=whole)
@@ -870,11 +1012,12 @@ def _decoder(packed: PackedType) -> NMDecoder:
 
 
 NM_PANEL_ROWS = 128
-"""bf16 activations of at least this many rows meet 2:4 weights densified into bf16 pair
-panels (`bf16_panels`): below, the f32 nests, which make only the stored products, measured
-faster (Zen 4, 1 thread, torch bf16 time / ours: 64 rows 0.86 against 0.71-0.77; 128 rows
-0.81 against 0.85-0.87): densifying an index word (32 columns) takes about 44 vector ops in
-the IR, dequantizing 32 int4 codes about 25."""
+"""bf16 activations of at least this many rows meet 2:4 weights of quantized values
+(`nm with int8/int4`) densified into bf16 pair panels (`bf16_panels`): below, the f32
+nests, which make only the stored products, measured faster (Zen 4, 1 thread, torch bf16
+time / ours, 2:4 of bf16 values before PairProduct took them: 64 rows 0.86 against
+0.71-0.77; 128 rows 0.81 against 0.85-0.87): densifying an index word (32 columns) takes
+about 44 vector ops in the IR, dequantizing 32 int4 codes about 25."""
 
 
 def densify(values: StoredValues, indices: SSAValue, decoder: NMDecoder, k_size: int) -> Decode:
@@ -913,6 +1056,13 @@ def densify(values: StoredValues, indices: SSAValue, decoder: NMDecoder, k_size:
                                                      lambda b, k: word(b, r, k), "k"), "r")  # fmt: skip
 
     return decode
+
+
+def _pairs(packed: PackedType, x: SSAValue, values: StoredValues | None) -> bool:
+    """Whether PairProduct takes the panel rows: bf16 x over a 2:4 weight of bf16 values."""
+    code = _decoder(packed).code
+    bf16_values = values is not None and values.view is None and element_type(values.values) == bf16
+    return (code.n, code.m) == (2, 4) and element_type(x) == bf16 and bf16_values
 
 
 def _permutable(packed: PackedType, width: int) -> bool:
@@ -975,6 +1125,8 @@ class VectorizeNM(RewritePattern):
         elif not (panels or permute is not None):
             decline(op, f"{NAME}: {_missed(packed, values, self.width)}")
             return
+        elif self.bf16_panels and panels and _pairs(packed, op.lhs, values):
+            self._lower(op, panels, permute, pairs=True)
         elif (self.bf16_panels and permute is not None and values is not None and element_type(op.lhs) == bf16
               and permute.decoder.steps(self.width) == 1 and packed.dims[0] >= 0
               and pairs_fit(packed.dims[1])):  # fmt: skip
@@ -984,10 +1136,10 @@ class VectorizeNM(RewritePattern):
             self._lower(op, panels, permute)
         rewriter.erase(op)
 
-    def _lower(self, op: tdsl.LinearOp, panels: bool, permute: PermuteKernel | None) -> None:
-        """The f32 kernels: the panel nest, else lane selection."""
+    def _lower(self, op: tdsl.LinearOp, panels: bool, permute: PermuteKernel | None, pairs: bool = False) -> None:
+        """The panel nest (on f32, or with `pairs` on vdpbf16ps), else lane selection."""
         if panels:
-            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, self.prefetch, permute)
+            lower_nm(op, self.width, self.panels, self.nt, self.kc, self.kb, self.prefetch, permute, pairs)
         else:
             assert permute is not None
             lower_linear(op, Shape(self.width, 4, 4), permute)
@@ -1018,9 +1170,11 @@ class VectorizeSparse(ModulePass):
     load per FMA (two 256-bit loads a cycle on Zen 3; Zen 4 serves one 512-bit load a
     cycle, so that its dense tiles keep the blocks). Set by the pipeline below 16 lanes."""
     bf16_panels: bool = False
-    """bf16 activations times a lane-selectable N:M weight (2:4), k a multiple of 32: calls of
+    """Where the target has vdpbf16ps (AVX-512 BF16; set by the pipeline): bf16 activations
+    times a 2:4 weight of bf16 values run the panel blocks on it (PairProduct); times a
+    lane-selectable N:M weight of quantized values, k a multiple of 32, calls of
     NM_PANEL_ROWS rows or more densify the weight into tdsl-vectorize-quant's bf16 pair
-    panels for tdsl-microkernel's PairKernel (set where it has one: AVX-512 BF16)."""
+    panels for tdsl-microkernel's PairKernel."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if min(self.width, self.panels, self.nt, self.kc, self.kb) <= 0:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from conftest import assert_close, rand
 
 import stoicc_py
-from stoicc_py import kernel, lowering
+from stoicc_py import kernel, lowering, pipeline
+from stoicc_py.backends.llvm.target import has_avx512bf16, host_features
 
 
 def _nm_weight(rng: np.random.Generator, rows: int, cols: int, n: int, m: int) -> np.ndarray:
@@ -325,3 +327,29 @@ def test_a_packed_buffer_made_writeable_is_validated_again() -> None:
     indices.flags.writeable = True
     owner.flags.writeable = False
     assert f._native._scan((x, packed)) is None  # the buffer itself is
+
+
+@pytest.mark.skipif(not has_avx512bf16(host_features()), reason="needs AVX-512 BF16 (vdpbf16ps)")
+@pytest.mark.parametrize("permute", [True, False])
+def test_2_4_bf16_pairs_match_numpy(permute: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 x over a 2:4 weight of bf16 values on PairProduct's panels (a vdpbf16ps per group
+    and panel): K = 100 (three index words and a group past them: the pairs' tail), N = 21,
+    rows in 64-row blocks, a 32-row one and the rows left (to the lane-selection kernel, or
+    with permute=false to one-vector blocks, which pack past the last row), 0..2 stored
+    values a group; within two bf16 units of the largest output of numpy's f32 product of the
+    same bf16 values (the kernel sums in f32 and rounds once)."""
+    if not permute:
+        options = pipeline.sparse_options
+        monkeypatch.setattr(pipeline, "sparse_options", lambda f: options(f).replace("}", " permute=false}"))
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    prog = stoicc_py.compile("kernel f(x: bf16[M, 100], w: bf16[21, 100] @ nm(2, 4)) -> bf16[M, 21] "
+                             "{ return linear(x, w) }", cache=False)  # fmt: skip
+    loops = prog.f.ir("loops")
+    assert "memref<192x4x16xi32>" in loops and "dpbf16ps" in loops  # a k-block of 128 columns: 32 groups x 6 pairs
+    rng = np.random.default_rng(7)
+    w = _nm_weight(rng, 21, 100, 2, 4).astype(bf16)
+    packed = prog.f.pack("w", w)
+    for m in (1, 17, 64, 100, 150):
+        x = rand(rng, m, 100).astype(bf16)
+        want = x.astype(np.float32) @ w.astype(np.float32).T
+        assert_close(prog.f(x, packed).astype(np.float32), want, rtol=2**-7)

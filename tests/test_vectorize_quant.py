@@ -108,7 +108,8 @@ def test_kn_weight_with_symbolic_n_and_bf16_activations(kn_program: stoicc_py.Pr
 
 PANEL_CASES = ["int4(group=64)", "int8(axis=0, scale=f16)", "int4(group=32, zero=float)", "int2(group=32, symmetric=false)", "ternary",
                "nm(2, 4)", "nm(2, 4) with int4(group=16)"]  # fmt: skip
-# (N:M: tdsl-vectorize-sparse densifies its index words into the same panels)
+# (nm with int4: tdsl-vectorize-sparse densifies its index words into the same panels; 2:4 of bf16
+# values takes its own pair panels, PairProduct: tests/test_sparse.py)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def panel_program() -> stoicc_py.Program:
 def test_bf16_activations_match_reference(panel_program: stoicc_py.Program, case: int) -> None:
     """Below PANEL_ROWS rows (2:4: NM_PANEL_ROWS) the format's own kernel; from it on (where
     the host has AVX-512 BF16) the weight decoded into panels of bf16 pairs for the
-    microkernel's PairKernel."""
+    microkernel's PairKernel (2:4 of bf16 values: x's pair panels, PairProduct)."""
     kernel = getattr(panel_program, f"p{case}")
     if has_avx512bf16(host_features()):
         assert "dpbf16ps" in kernel.ir("loops")
