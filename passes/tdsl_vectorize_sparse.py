@@ -696,11 +696,11 @@ def lower_nm(op: tdsl.LinearOp, width: int, panels: int, nt: int, kc: int, kb: i
 
         def panel_rows(b: LoopBuilder, group: Blocks = group, whole: bool = whole) -> Sequence[SSAValue]:
             count = group[0][0]
-            yp = scratch(b, [*rows[0], count, width], rows[1])  # the first count's
             if pairs:
                 xp = b.insert(memref.AllocOp.get(i32, BUFFER_ALIGNMENT, [kb // 4 * len(COMBOS), count, width]))
             else:
                 xp = scratch(b, [kb, count, width])
+            yp = scratch(b, [*rows[0], count, width], rows[1])  # the first count's
 
             def prod(count: int) -> NMProduct:
                 # Every block count sums a row in the same order (the full blocks' chains) but the
