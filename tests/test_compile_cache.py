@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,19 @@ def test_concurrent_compiles_share_one_valid_entry(tmp_path: Path) -> None:
     (entry,) = tmp_path.glob("*.kernels")
     assert KernelCache(tmp_path).get(entry.stem) is not None
     assert list(tmp_path.iterdir()) == [entry]
+
+
+def test_perf_map_names_every_function_at_its_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STOICC_PERF_MAP=1: the library's functions, outlined nests included, go to
+    /tmp/perf-PID.map at the addresses the engine gives them (what `perf report` reads)."""
+    monkeypatch.setenv("STOICC_PERF_MAP", "1")
+    path = Path(f"/tmp/perf-{os.getpid()}.map")
+    before = path.read_text() if path.exists() else ""
+    prog = stoicc_py.compile("kernel f(x: f32[M, 64], w: f32[32, 64]) -> f32[M, 32] { return relu(linear(x, w)) }",
+                             cache=False)  # fmt: skip
+    assert prog.f(np.ones((2, 64), np.float32), np.ones((32, 64), np.float32)).shape == (2, 32)
+    lines = [line.split() for line in path.read_text()[len(before):].splitlines()]
+    names = {name: (int(start, 16), int(size, 16)) for start, size, name in lines}
+    assert "stoicc_f" in names and any(".nest" in name for name in names)
+    library = prog._library  # type: ignore[attr-defined]
+    assert all(library.address(name) == start and size > 0 for name, (start, size) in names.items())
