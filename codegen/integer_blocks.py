@@ -15,7 +15,7 @@ from xdsl.ir import SSAValue
 
 from stoicc_py.codegen.integer_dot import Dot, DotKind, pair_bound
 from stoicc_py.codegen.integer_phases import accumulator_rows, phase_parts, phase_rows
-from stoicc_py.codegen.integer_product import Product, store_results
+from stoicc_py.codegen.integer_product import Product, row_groups, store_results
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.codegen.prefetch import prefetch_rows
 from stoicc_py.codegen.register_blocks import Shape, for_
@@ -98,10 +98,7 @@ class IntegerKernel:
         w, spanned, sums = self.product.w, self.per_step, self.x_sums
         assert w.offsets is not None and sums is not None
         offsets = self._w_groups(b, cols, g, w.offsets, self.product.w_offsets)
-        if spanned == 1:
-            return offsets, [b.splat_value(b.load(sums, [r, g]), len(cols)) for r in rows]
-        runs = [b.insert(vector.LoadOp(sums, [r, g], VectorType(f32, [spanned]))) for r in rows]
-        return offsets, [shuffle(b, run, run, list(range(spanned)) * len(cols)) for run in runs]
+        return offsets, [row_groups(b, sums, r, g, spanned, len(cols)) for r in rows]
 
     def _w_groups(self, b: LoopBuilder, cols: list[SSAValue], g: SSAValue,
                   scalar: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue], buffer: SSAValue | None) -> SSAValue:  # fmt: skip

@@ -115,7 +115,7 @@ class Product:
     """An integer product: x's int8 codes [m, k] and the weight, into `out`: the exact
     dot products (i32), or with `scales` (of x's rows, of w's rows per group) the
     f32 sum over groups of sw * dot (fma(offset, the group's sum of x, sw * dot) with
-    a float zero), times sx: the order of tdsl-lower-to-loops' integer rows, so that the
+    a float zero; times the group's x scale where x has one per group), times sx: the order of tdsl-lower-to-loops' integer rows, so that the
     results are the same bits."""
 
     x: SSAValue
@@ -131,6 +131,9 @@ class Product:
     decides where pmaddubsw's pair sums stay exact (integer_dot.pair_bound)."""
     w_offsets: SSAValue | None = None
     """A float zero's offsets buffer, as w_scales (Weight.offsets)."""
+    x_scales: SSAValue | None = None
+    """x's scales [m, groups] where x has one per group of w's (ggml's q8 activations):
+    each group's term is then scaled by its x scale, and the sum is not."""
 
     def x_code(self, b: LoopBuilder, i: SSAValue, k: SSAValue) -> SSAValue:
         return sext(b, b.load(self.x, [i, k]))
@@ -175,6 +178,8 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
         if offsets is not None:
             mw, sums = offsets(b, g)
             terms = [b.insert(mathd.FmaOp(mw, x_sum, t)) for t, x_sum in zip(terms, sums)]
+        if p.x_scales is not None:
+            terms = [b.fmul(t, row_groups(b, p.x_scales, row, g, per, lanes)) for t, row in zip(terms, rows)]
         new = []
         for a, t in zip(acc, terms):
             for h in range(per):
@@ -188,4 +193,13 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
     else:
         totals = b.loop(b.index(0), b.index(p.groups.count), b.index(per), group, zeros, name="g")
     for row, total in zip(rows, totals):
-        b.vstore(b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
+        b.vstore(total if p.x_scales is not None else b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
+
+
+def row_groups(b: LoopBuilder, buffer: SSAValue, row: SSAValue, g: SSAValue, per: int, lanes: int) -> SSAValue:
+    """buffer[row, g .. g+per] (f32, or widened) in the lanes of `lanes` columns' groups, lane
+    c*per+h group g+h's."""
+    if per == 1:
+        return b.splat_value(b.load(buffer, [row, g]), lanes)
+    run = b.vload(buffer, [row, g], per)
+    return shuffle(b, run, run, list(range(per)) * lanes)

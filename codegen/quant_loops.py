@@ -248,7 +248,8 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
 
 def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
     """Integer dot products per weight group in i32, one float rescale per group
-    (the activation's scale is applied by the caller, once per output); with a float
+    (times x's scale of the group where x has one per group of w's; else the caller applies
+    the activation's scale, once per output); with a float
     zero a group's term is fma(offset, the group's sum of x's codes (exact in i32, taken
     in the same loop), scale * dot)."""
     sums = 1 if walk.offset is None else 2
@@ -264,6 +265,8 @@ def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: 
         term = b.fmul(walk.scale(b, n, g), b.insert(arith.SIToFPOp(dot, f32)))
         if walk.offset is not None:
             term = b.insert(mathd.FmaOp(walk.offset(b, n, g), b.insert(arith.SIToFPOp(xsum[0], f32)), term))
+        if x.per == "group":
+            term = b.fmul(term, x.scale(b, i, g))
         return b.fadd(acc, term)
 
     return _fold(b, b.index(0), b.index(walk.groups), b.f32(0.0), group, "g")

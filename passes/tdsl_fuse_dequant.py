@@ -3,9 +3,10 @@
 `linear(x, dequantize(w))` becomes `linear(x, w)`: the kernel unpacks and scales
 w's codes inside its loop nest, one group at a time, and never materialises a
 float copy of the weight. When w is quantized and the activations are too
-(`linear(dequantize(quantize(x, int8(per=token))), dequantize(w))`), the lhs folds
-as well, and the product runs on integers (W8A8, W4A8): integer dot products per
-weight group with an i32 accumulator, one float rescale per group and output.
+(`linear(dequantize(quantize(x, int8(per=token))), dequantize(w))`, or per group of
+w's own groups), the lhs folds as well, and the product runs on integers (W8A8, W4A8):
+integer dot products per weight group with an i32 accumulator, one float rescale per
+group and output.
 SQ-format activations fold into a product with a dense weight (one fused pass over
 their low and high parts).
 """
@@ -50,13 +51,20 @@ def _dense(value: SSAValue) -> bool:
     return isinstance(value.type, TensorType) and value.type.layout.is_dense
 
 
-def _integer_activation(value: SSAValue) -> bool:
-    """int8 (or int7) codes with a scale per token or tensor, or bit-split int8 codes."""
+def _integer_activation(value: SSAValue, w: SSAValue) -> bool:
+    """int8 (or int7) codes with a scale per token or tensor, or per group of the weight's
+    own groups (ggml's q8 activations: each group's integer product then scaled by both
+    groups' scales), or bit-split int8 codes."""
     t = value.type
     if isinstance(t, TensorType) and isinstance(t.layout, BitSplitAttr):
         return True
     act = _quantized(value)
-    return act is not None and act.codes.data in ACTIVATION_CODES and act.per.data in INTEGER_ACTIVATIONS
+    if act is None or act.codes.data not in ACTIVATION_CODES:
+        return False
+    if act.per.data == "group":
+        weight = _quantized(w)
+        return weight is not None and weight.per.data == "group" and weight.group.data == act.group.data
+    return act.per.data in INTEGER_ACTIVATIONS
 
 
 def _integer_weight(value: SSAValue, x: SSAValue) -> bool:
@@ -85,7 +93,7 @@ class FuseDequant(RewritePattern):
         if (w := _dequantized(rhs)) is not None:
             rhs = w
         x = _dequantized(lhs)
-        if x is not None and (_integer_activation(x) and _integer_weight(rhs, x) or _sq(x) and _dense(rhs)):
+        if x is not None and (_integer_activation(x, rhs) and _integer_weight(rhs, x) or _sq(x) and _dense(rhs)):
             lhs = x
         if (lhs, rhs) == (op.lhs, op.rhs):
             return

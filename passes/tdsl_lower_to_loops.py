@@ -372,7 +372,7 @@ def _quantized_rows(op: tdsl.ContractionOp, rows: TileNest, width: sparse_loops.
         value = parts[0]
         for part in parts[1:]:
             value = b.fadd(value, part)
-        if x is not None:
+        if x is not None and x.per != "group":  # per group: integer_row scaled each group
             value = b.fmul(x.scale(b, i, b.index(0)), value)
         b.store(value, rows.out, [i, n])
 

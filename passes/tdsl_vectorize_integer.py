@@ -251,12 +251,14 @@ CodeDecoder.offset_bytes: ternary's are int2's (-1, 0, 1 in two bits); binary's 
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
-    """int8 (or int7) activations with one scale per row x integer weights -> f32."""
+    """int8 (or int7) activations with one scale per row (or per group of the weight's) x
+integer weights -> f32."""
     x, w, out = _quantized(op.lhs, ACTIVATION_CODES), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
     if x is None or w is None or out is None or _element(out) != f32:
         return None
     k_size = op.rhs.type.dims[1]  # type: ignore[attr-defined]
-    if x.group != k_size:
+    x_groups = x.group != k_size  # a scale per group of w's (tdsl-fuse-dequant checked them alike)
+    if x_groups and not (x.per == w.per == "group" and x.group == w.group):
         return None
     zero_point = None if w.symmetric or w.offsets else w.zero_point
     weight = Weight(w.buffers["values"], w.decoder, w.code, zero_point, w.offsets)
@@ -264,18 +266,22 @@ def _quantized_product(op: tdsl.LinearOp) -> Product | None:
     groups = Groups(-(-k_size // w.group), w.group, k_size if k_size % w.group else 0)
     per_group = w.per == "group"
     return Product(x.buffers["values"], weight, out, groups, scales, w.buffers["scales"] if per_group else None,
-                   x.qmax + 1, w.buffers.get("offsets") if per_group else None)  # fmt: skip
+                   x.qmax + 1, w.buffers.get("offsets") if per_group else None,
+                   x.buffers["scales"] if x_groups else None)  # fmt: skip
 
 
 def _row_quantizer(op: tdsl.QuantizeOp, lanes: int) -> RowQuantizer | None:
     """Symmetric int8 quantization of an f32 (or bf16/f16, widened as loaded) matrix
-    with one scale per row."""
+    with one scale per row, or per group of whole vectors that tile the row."""
     out, x = op.out, op.input
-    if out is None or not computes_in_f32(x) or x.type.get_shape()[1] < 0:  # type: ignore[attr-defined]
+    width = x.type.get_shape()[1]  # type: ignore[attr-defined]
+    if out is None or not computes_in_f32(x) or width < 0:
         return None
     view = _quantized(out, ACTIVATION_CODES)
-    one_per_row = view is not None and view.per != "tensor" and view.group == x.type.get_shape()[1]  # type: ignore[attr-defined]
-    return RowQuantizer(x, view, lanes) if one_per_row else None  # type: ignore[arg-type]
+    if view is None or view.per == "tensor":
+        return None
+    whole_vectors = view.group == width or (view.per == "group" and width % view.group == 0 and view.group % lanes == 0)
+    return RowQuantizer(x, view, lanes) if whole_vectors else None
 
 
 @dataclass
@@ -288,10 +294,22 @@ class VectorizeQuantize(RewritePattern):
         if quantizer is None:
             return
         b = before(op)
-        rows, width = b.size(quantizer.x, 0), b.size(quantizer.x, 1)
-        tail = ragged(quantizer.x.type.get_shape()[1], self.lanes)  # type: ignore[attr-defined]
-        kv = floor_to(b, b.index(0), width, self.lanes) if tail else width
-        for_(b, b.index(0), rows, 1, lambda b, r: quantizer.emit(b, r, kv, width), "r")
+        rows, width, group = b.size(quantizer.x, 0), b.size(quantizer.x, 1), quantizer.view.group
+        if group < quantizer.x.type.get_shape()[1]:  # type: ignore[attr-defined]  # groups of whole vectors
+
+            def row(b: LoopBuilder, r: SSAValue) -> None:
+                def one_group(b: LoopBuilder, g: SSAValue) -> None:
+                    k0 = b.mul(g, b.index(group))
+                    k1 = b.add(k0, b.index(group))
+                    quantizer.emit(b, r, g, (k0, k1, k1))
+
+                for_(b, b.index(0), b.div(width, b.index(group)), 1, one_group, "g")
+
+            for_(b, b.index(0), rows, 1, row, "r")
+        else:
+            tail = ragged(quantizer.x.type.get_shape()[1], self.lanes)  # type: ignore[attr-defined]
+            kv = floor_to(b, b.index(0), width, self.lanes) if tail else width
+            for_(b, b.index(0), rows, 1, lambda b, r: quantizer.emit(b, r, b.index(0), (b.index(0), kv, width)), "r")
         rewriter.erase(op)
 
 

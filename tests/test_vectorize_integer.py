@@ -51,26 +51,31 @@ def test_i8_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> No
             assert got.dtype == np.int32 and np.array_equal(got, want), (n, k, m)
 
 
-def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array, length: int = 0) -> Array:
+def _w8a8_model(x: Array, packed: stoicc_py.PackedTensor, b: Array, length: int = 0, x_per_group: bool = False) -> Array:
     """The kernel's arithmetic in numpy: per weight scale group (of `length` codes, the
     last one the rest; 0: the row in equal groups), the exact integer dot product of the
-    codes times the group's scale (with a float zero, fma(offset, the group's sum of x's
-    codes, that)), summed in float32 in group order; then times the activation scale,
-    the bias and relu."""
-    xq, wq = quantize(x, "int8(per=token)"), codes_of(packed)
+    codes (less each group's zero point) times the group's scale (with a float zero,
+    fma(offset, the group's sum of x's codes, that); with `x_per_group`, x quantized per
+    group of `length`, times x's scale of the group), summed in float32 in group order;
+    then (one x scale per row) times the activation scale, the bias and relu."""
+    xq = quantize(x, f"int8(group={length})" if x_per_group else "int8(per=token)")
+    wq = codes_of(packed)
     qx, qw = xq.codes.astype(np.int64), wq.codes.astype(np.int64)
     sw = wq.scales.astype(np.float32).reshape(qw.shape[0], -1)
+    sx = xq.scales.astype(np.float32).reshape(qx.shape[0], -1)
     mw = None if wq.offsets is None else wq.offsets.astype(np.float32).reshape(qw.shape[0], -1)
+    zp = None if wq.zero_points is None else wq.zero_points.astype(np.int64).reshape(qw.shape[0], -1)
     length = length or qw.shape[1] // sw.shape[1]
     acc = np.zeros((qx.shape[0], qw.shape[0]), np.float32)
     for g in range(sw.shape[1]):
         cols = slice(g * length, (g + 1) * length)
-        term = sw[:, g] * (qx[:, cols] @ qw[:, cols].T).astype(np.float32)
+        codes = qw[:, cols] if zp is None else qw[:, cols] - zp[:, g : g + 1]
+        term = sw[:, g] * (qx[:, cols] @ codes.T).astype(np.float32)
         if mw is not None:  # fma: the product exact in float64, the sum rounded to float32
             sums = qx[:, cols].sum(axis=1, keepdims=True).astype(np.float32)
             term = (mw[:, g].astype(np.float64) * sums + term).astype(np.float32)
-        acc = acc + term
-    return np.maximum(xq.scales.astype(np.float32)[:, None] * acc + b, np.float32(0))
+        acc = acc + (term * sx[:, g : g + 1] if x_per_group else term)
+    return np.maximum((acc if x_per_group else sx * acc) + b, np.float32(0))
 
 
 # K = 130: eight 16-float vectors of x to quantize and two ragged columns, two
@@ -113,14 +118,15 @@ def test_quantized_products_match_the_integer_model(path: str, monkeypatch: pyte
         assert_close(got, kernel.reference(x, packed, b))
 
 
-def test_vector_quantize_is_bit_exact_with_f16_scales() -> None:
-    prog = stoicc_py.compile(
-        "kernel h(x: f32[M, 50]) -> f32[M, 50] { return dequantize(quantize(x, int8(per=token, scale=f16))) }"
-    )
-    assert "vector.load" in prog.h.ir("loops")
-    x = rand(np.random.default_rng(3), 17, 50) * 3
+@pytest.mark.parametrize("layout", ["int8(per=token, scale=f16)", "int8(group=32, scale=f16)", "int8(group=48)"])
+def test_vector_quantize_is_bit_exact_with_f16_scales(layout: str) -> None:
+    """Per row (K = 50: a ragged scalar tail) and per group of whole vectors (K = 96)."""
+    k = 50 if "token" in layout else 96
+    prog = stoicc_py.compile(f"kernel h(x: f32[M, {k}]) -> f32[M, {k}] {{ return dequantize(quantize(x, {layout})) }}")
+    assert "vector.load %x" in prog.h.ir("loops")
+    x = rand(np.random.default_rng(3), 17, k) * 3
     x[1] = 0.0
-    assert np.array_equal(prog.h(x), fake_quantize(x, "int8(per=token, scale=f16)"))
+    assert np.array_equal(prog.h(x), fake_quantize(x, layout))
 
 
 @pytest.mark.parametrize("path", DWORDS)
@@ -218,4 +224,37 @@ def test_a_float_zero_is_exact_on_the_integer_kernels(path: str, monkeypatch: py
             for m in (1, 3, 17, 40):
                 x = rand(rng, m, k) * 4
                 assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b, length)), (kernel.name, n, m)
+        assert_close(kernel(x, packed, b), kernel.reference(x, packed, b))
+
+
+X_GROUPS = (("int4(group=32, zero=float, scale=f16)", 320, 32), ("int4(group=32, scale=f16)", 576, 32),
+            ("int8(group=32, scale=f16)", 128, 32), ("int4(group=64, symmetric=false)", 160, 64),
+            ("int4(group=10, zero=float)", 50, 10))  # fmt: skip
+"""Q4_1's and Q4_0's grids (two groups to a 64-byte step) over 10 and 18 groups, Q8_0's,
+integer zero points in groups of 64 with a ragged last one of 32, and groups of 10 (no whole
+steps: tdsl-lower-to-loops' integer rows)."""
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_activations_per_group_of_the_weights_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`quantize(x, int8(group=G))` times a weight in groups of G (ggml's q8 activations): x's
+    codes and scales per group (RowQuantizer per group of whole vectors), each group's exact
+    integer product scaled by both groups' scales, bit for bit against the integer model at
+    1, 3, 17 and 40 rows and N = 21 and 7; x's groups other than w's stay dequantized."""
+    source = "".join(f"kernel q{i}(x: f32[M, {k}], w: f32[N, {k}] @ {layout}, b: f32[N]) -> f32[M, N] "
+                     f"{{ return relu(linear(quantize(x, int8(group={g})), w, b)) }}\n"
+                     for i, (layout, k, g) in enumerate(X_GROUPS))  # fmt: skip
+    source += ("kernel other(x: f32[M, 128], w: f32[N, 128] @ int4(group=32)) -> f32[M, N] "
+               "{ return linear(quantize(x, int8(group=64)), w) }")  # fmt: skip
+    prog = compile_for_path(source, path, monkeypatch)
+    assert all("tdsl.dequantize" not in getattr(prog, f"q{i}").ir("opt") for i in range(len(X_GROUPS)))
+    assert "tdsl.dequantize" in prog.other.ir("opt")
+    rng = np.random.default_rng(8)
+    for i, (_layout, k, length) in enumerate(X_GROUPS):
+        kernel = getattr(prog, f"q{i}")
+        for n in (21, 7):
+            packed, b = kernel.pack("w", rand(rng, n, k)), rand(rng, n)
+            for m in (1, 3, 17, 40):
+                x = rand(rng, m, k) * 4
+                assert np.array_equal(kernel(x, packed, b), _w8a8_model(x, packed, b, length, True)), (i, n, m)
         assert_close(kernel(x, packed, b), kernel.reference(x, packed, b))
