@@ -28,7 +28,8 @@ gate/up as separate products, CompiledLlama's `fuse=False`, as before the fusion
 `w4a8-q4_1` is `int4`'s weights (the file's, Q4_1's grid and bits) with `w4a8`'s int8
 activations: each group's integer dot product plus its float offset times the group's sum
 of x's codes, ggml's own q4_1 x q8_1 arithmetic (with one x scale per token where ggml
-has one per 32);
+has one per 32); `w4a8-q4_1-g32` quantizes x per group of 32 instead (`int8(group=32)`,
+ggml's q8_1 granularity: each group's product scaled by both groups' scales);
 `dense` is the same weights in float32, the lm head on a compiled float32 kernel too (in
 numpy, OpenBLAS's threads spin ~0.1 s after each call and took the second core from the
 next token's layers: 48.8 against 64.8 tokens/s decode on 2 threads, Zen 4). Before timing, each model's logits on a few tokens are
@@ -66,15 +67,16 @@ Q4_1_GRID = "int4(group=32, zero=float, scale=f16)"
 Q8_0_GRID = "int8(group=32, scale=f16)"
 Q4_0_GRID = "int4(group=32, scale=f16)"
 PER_TOKEN = "int8(per=token)"
+PER_GROUP = "int8(group=32)"
 MODELS = {"int4": (Q4_1_GRID, Q8_0_GRID, None, True), "int4-f32-head": (Q4_1_GRID, None, None, True),
           "w4a8": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN, True), "w4a8-unfused": (Q4_0_GRID, Q8_0_GRID, PER_TOKEN, False),
-          "w4a8-q4_1": (Q4_1_GRID, Q8_0_GRID, PER_TOKEN, True),
+          "w4a8-q4_1": (Q4_1_GRID, Q8_0_GRID, PER_TOKEN, True), "w4a8-q4_1-g32": (Q4_1_GRID, Q8_0_GRID, PER_GROUP, True),
           "int4-q4_0": (Q4_0_GRID, Q8_0_GRID, None, True), "dense": ("dense", "dense", None, True)}  # fmt: skip
 """name -> (the projections' layout, the lm head's on a kernel or None: numpy float32, the
 activations' layout or None: float32, whether q/k/v and gate/up run fused: CompiledLlama's `fuse`)."""
 LABELS = {"int4": "ours int4 (Q4_1 grid), Q8_0 head", "int4-f32-head": "ours int4, f32 numpy head",
           "w4a8": "ours W4A8 (Q4_0 grid, int8 x), Q8_0 head", "w4a8-unfused": "ours W4A8, 7 products a layer",
-          "w4a8-q4_1": "ours W4A8 (Q4_1 grid, int8 x), Q8_0 head",
+          "w4a8-q4_1": "ours W4A8 (Q4_1 grid, int8 x), Q8_0 head", "w4a8-q4_1-g32": "ours W4A8 (Q4_1 grid, int8 x g32), Q8_0 head",
           "int4-q4_0": "ours int4 (Q4_0 grid, f32 x), Q8_0 head",
           "dense": "ours f32",
           "llama.cpp": "llama.cpp Q4_1"}  # fmt: skip
