@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                         "OpenBLAS threads spin after each call and can take a core from the next token's "
                         "layers); default: numpy, float32")  # fmt: skip
     parser.add_argument("--activations", default=None, metavar="LAYOUT",
-                        help="quantize every projection's input to LAYOUT at run time, e.g. 'int8(per=token)' "
+                        help="quantize every projection's input to LAYOUT at run time, e.g. 'int8(per=token)' or "
+                        "'int8(group=32)' (per group of 32, ggml's granularity) "
                         "(W4A8/W8A8: integer products); default: float32")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="the kernels' threads (default: all cores)")
     parser.add_argument("--generate", type=int, default=32, help="tokens of greedy generation")
