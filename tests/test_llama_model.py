@@ -290,11 +290,13 @@ def test_batched_forward_and_sampling(tiny: Any) -> None:
     assert [list(r) for r in cold] == [generate(model, list(s), 6) for s in starts]
 
 
-def test_int8_activations_match_numpy(small: Any) -> None:
-    """W4A8 layers (activations="int8(per=token)"): the compiled model against numpy's
-    fake-quantized activations times the weights the kernels read, prefill and decode."""
-    act = "int8(per=token)"
+@pytest.mark.parametrize("act", ["int8(per=token)", "int8(group=32)"])
+def test_int8_activations_match_numpy(small: Any, act: str) -> None:
+    """W4A8 layers (activations per token, or per group of the weights' 32: ggml's q8
+    granularity): the compiled model against numpy's fake-quantized activations times the
+    weights the kernels read, prefill and decode."""
     model = CompiledLlama(small, ("int4(group=32)", "int4(group=32)"), activations=act)
+    assert all("tdsl.dequantize" not in kernel.ir("opt") for kernel in {*model.kernels})  # integer products
     assert model.fused == [True, True]  # q/k/v and gate/up each one product of stacked weights
     ref = NumpyLlama(model.weights_read(), activations=act)
     tokens = list(np.random.default_rng(5).integers(0, 100, 12))
