@@ -318,14 +318,9 @@ class PairProduct(NMProduct):
 def _pack_pairs(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
                 ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
     """PairProduct's xp from bf16 x for columns ks (whole groups of 4) and p < panels, zero past
-    row m: per panel, width x width squares of x (widened to f32: exact) transposed in
-    registers, each pair panel the high halves of one column's f32 bits over another's;
-    then the groups past the last whole square one row at a time."""
-    width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
-    last = b.insert(arith.SubiOp(m, b.index(1)))
-    zero_vec = b.splat(VectorType(f32, [width]), 0.0)
-    lanes = VectorType(i32, [width])
-    squares = floor_to(b, ks[0], ks[1], width)
+    row m (_copy_panels): each pair panel the high halves of one column's f32 bits (x widened:
+    exact) over another's; the groups past the last whole square one row at a time."""
+    lanes = VectorType(i32, [xp.type.get_shape()[2]])  # type: ignore[attr-defined]
 
     def pair(b: LoopBuilder, lo: SSAValue, hi: SSAValue, bits: Attribute) -> SSAValue:
         """(bf16 lo, bf16 hi) as a dword (`bits`: i32 or a vector of them): a bf16's f32 bits
@@ -334,57 +329,55 @@ def _pack_pairs(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels:
         low = b.insert(arith.ShRUIOp(lo_bits, b.constant(bits, 16)))
         return b.insert(arith.OrIOp(low, b.insert(arith.AndIOp(hi_bits, b.constant(bits, -65536)))))
 
-    def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
-        first = b.add(i0, b.mul(p, b.index(width)))
-
-        def row(lane: int) -> SSAValue:
-            i = b.add(first, b.index(lane))
-            if whole:
-                return b.vload(x, [i, k], width)
-            inside = b.insert(arith.CmpiOp(i, m, "ult"))
-            return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), zero_vec))
-
-        group = b.div(b.insert(arith.SubiOp(k, ks[0])), b.index(4))
-        columns = _transpose(b, [row(lane) for lane in range(width)])
-        for q in range(width // 4):
+    def put(b: LoopBuilder, kk: SSAValue, values: list[SSAValue], at: Callable[[SSAValue], list[SSAValue]],
+            bits: Attribute) -> None:  # fmt: skip
+        """The pairs of the groups of `values` (columns kk, kk + 1, ... of the k-block)."""
+        group = b.div(kk, b.index(4))
+        for q in range(len(values) // 4):
             for c, (lo, hi) in enumerate(COMBOS):
-                at = b.add(b.mul(b.offset(group, q), b.index(len(COMBOS))), b.index(c))
-                b.b.insert(vector.StoreOp(pair(b, columns[4 * q + lo], columns[4 * q + hi], lanes), xp, [at, p, b.index(0)]))
+                row = b.add(b.mul(b.offset(group, q), b.index(len(COMBOS))), b.index(c))
+                value = pair(b, values[4 * q + lo], values[4 * q + hi], bits)
+                if isinstance(bits, VectorType):
+                    b.b.insert(vector.StoreOp(value, xp, at(row)))
+                else:
+                    b.store(value, xp, at(row))
 
-    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
-    for_(b, b.index(0), panels, 1, squares_, "p")
-    zero = b.f32(0.0)
-
-    def row(b: LoopBuilder, r: SSAValue) -> None:
-        p, lane = b.div(r, b.index(width)), b.rem(r, b.index(width))
-        i = b.add(i0, r)
-        inside = b.insert(arith.CmpiOp(i, m, "ult"))
-        clamped = b.min(i, last)
-
-        def group(b: LoopBuilder, k: SSAValue) -> None:
-            xs = [b.insert(arith.SelectOp(inside, b.load(x, [clamped, b.offset(k, t)]), zero)) for t in range(4)]
-            g = b.div(b.insert(arith.SubiOp(k, ks[0])), b.index(4))
-            for c, (lo, hi) in enumerate(COMBOS):
-                at = b.add(b.mul(g, b.index(len(COMBOS))), b.index(c))
-                b.store(pair(b, xs[lo], xs[hi], i32), xp, [at, p, lane])
-
-        for_(b, squares, ks[1], 4, group, "k")
-
-    for_(b, b.index(0), b.mul(panels, b.index(width)), 1, row, "r")
+    _copy_panels(b, x, xp.type.get_shape()[2], (i0, panels, m), ks, whole,  # type: ignore[attr-defined]
+                 lambda b, p, kk, columns: put(b, kk, columns, lambda row: [row, p, b.index(0)], lanes),
+                 (4, lambda b, p, lane, kk, values: put(b, kk, values, lambda row: [row, p, lane], i32)))
 
 
 def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAValue, m: SSAValue,
           ks: tuple[SSAValue, SSAValue], whole: bool) -> None:  # fmt: skip
     """xp[k - ks[0], p, l] = x[i0 + p*width + l, k] for k in ks and p < panels, zero past
-    row m: per panel, width x width squares of x transposed in registers (rows past m read
-    as zeros, unless the block is `whole`: all its rows below m), then the columns past
-    the last whole square one element at a time."""
-    width = xp.type.get_shape()[2]  # type: ignore[attr-defined]
+    row m (_copy_panels): the columns past the last whole square one element at a time."""
+
+    def square(b: LoopBuilder, p: SSAValue, kk: SSAValue, columns: list[SSAValue]) -> None:
+        for t, column in enumerate(columns):
+            b.b.insert(vector.StoreOp(column, xp, [b.add(kk, b.index(t)), p, b.index(0)]))
+
+    _copy_panels(b, x, xp.type.get_shape()[2], (i0, panels, m), ks, whole, square,  # type: ignore[attr-defined]
+                 (1, lambda b, p, lane, kk, values: b.store(values[0], xp, [kk, p, lane])))
+
+
+Square = Callable[[LoopBuilder, SSAValue, SSAValue, list[SSAValue]], None]
+"""Stores a square's transposed columns (lanes: rows) of panel p from column kk of the k-block on."""
+Tail = tuple[int, Callable[[LoopBuilder, SSAValue, SSAValue, SSAValue, list[SSAValue]], None]]
+"""(step, store): the columns past the squares, `step` at a time, of one row (panel, lane)."""
+
+
+def _copy_panels(b: LoopBuilder, x: SSAValue, width: int, rows: tuple[SSAValue, SSAValue, SSAValue],
+                 ks: tuple[SSAValue, SSAValue], whole: bool, square: Square, tail: Tail) -> None:  # fmt: skip
+    """x's rows i0 + p*width + l (p < panels; rows = (i0, panels, m)), columns ks, into panels:
+    per panel, width x width squares of x transposed in registers (rows past m read as zeros,
+    unless the block is `whole`: all its rows below m) handed to `square`, then per row the
+    columns past the last whole square, tail's step at a time (zeros past m)."""
+    i0, panels, m = rows
     last = b.insert(arith.SubiOp(m, b.index(1)))
     zero_vec = b.splat(VectorType(f32, [width]), 0.0)
     squares = floor_to(b, ks[0], ks[1], width)
 
-    def square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
+    def one_square(b: LoopBuilder, p: SSAValue, k: SSAValue) -> None:
         first = b.add(i0, b.mul(p, b.index(width)))
 
         def row(lane: int) -> SSAValue:
@@ -394,13 +387,12 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAVa
             inside = b.insert(arith.CmpiOp(i, m, "ult"))
             return b.insert(arith.SelectOp(inside, b.vload(x, [b.min(i, last), k], width), zero_vec))
 
-        kk = b.insert(arith.SubiOp(k, ks[0]))
-        for t, column in enumerate(_transpose(b, [row(lane) for lane in range(width)])):
-            b.b.insert(vector.StoreOp(column, xp, [b.add(kk, b.index(t)), p, b.index(0)]))
+        square(b, p, b.insert(arith.SubiOp(k, ks[0])), _transpose(b, [row(lane) for lane in range(width)]))
 
-    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: square(b, p, k), "k")  # noqa: E731
+    squares_ = lambda b, p: for_(b, ks[0], squares, width, lambda b, k: one_square(b, p, k), "k")  # noqa: E731
     for_(b, b.index(0), panels, 1, squares_, "p")
     zero = b.f32(0.0)
+    step, store = tail
 
     def row(b: LoopBuilder, r: SSAValue) -> None:
         p, lane = b.div(r, b.index(width)), b.rem(r, b.index(width))
@@ -408,11 +400,11 @@ def _pack(b: LoopBuilder, x: SSAValue, xp: SSAValue, i0: SSAValue, panels: SSAVa
         inside = b.insert(arith.CmpiOp(i, m, "ult"))
         clamped = b.min(i, last)
 
-        def col(b: LoopBuilder, k: SSAValue) -> None:
-            value = b.insert(arith.SelectOp(inside, b.load(x, [clamped, k]), zero))
-            b.store(value, xp, [b.insert(arith.SubiOp(k, ks[0])), p, lane])
+        def columns(b: LoopBuilder, k: SSAValue) -> None:
+            values = [b.insert(arith.SelectOp(inside, b.load(x, [clamped, b.offset(k, t)]), zero)) for t in range(step)]
+            store(b, p, lane, b.insert(arith.SubiOp(k, ks[0])), values)
 
-        for_(b, squares, ks[1], 1, col, "k")
+        for_(b, squares, ks[1], step, columns, "k")
 
     for_(b, b.index(0), b.mul(panels, b.index(width)), 1, row, "r")
 
