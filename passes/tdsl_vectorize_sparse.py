@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import gcd
+from typing import ClassVar
 
 from xdsl.context import Context
 from xdsl.dialects import arith, llvm, memref, scf, vector
@@ -209,22 +210,29 @@ class NMProduct(PanelProduct):
         return self.decoder.code.word_cols
 
     def step(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
-        """The per_word slots of index word w of row n, unrolled: their columns (less
-        kb, the first column of xp relative to the row's) are the word's base plus
-        each group's offset plus the slot's decoded field; slot t feeds accumulator
-        chain t % chains."""
+        """The per_word slots of index word w of row n, unrolled, `take` at a time (`feed`):
+        their columns (less kb, the first column of xp relative to the row's) are the word's
+        base plus each group's offset plus the slot's decoded field; step t feeds
+        accumulator chain t % chains."""
         dec, code = self.decoder, self.decoder.code
         word = b.load(self.indices, [*n, w])
         base = b.insert(arith.SubiOp(b.mul(w, b.index(code.word_cols)), kb))
         first = b.mul(w, b.index(code.per_word))
         mask = dec.mask(b)
         chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
-        for t in range(code.per_word):
-            field = dec.field(b, word, t, mask)
-            kk = b.add(b.add(base, b.index(code.column_of(t))), field)
-            c = t % self.chains
-            chains[c] = self.slot(b, n, b.add(first, b.index(t)), kk, chains[c])
+        for t in range(0, code.per_word, self.take):
+            fields = [dec.field(b, word, t + h, mask) for h in range(self.take)]
+            c = t // self.take % self.chains
+            chains[c] = self.feed(b, n, b.add(first, b.index(t)), b.add(base, b.index(code.column_of(t))), fields,
+                                  chains[c])  # fmt: skip
         return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+
+    take: ClassVar[int] = 1
+    """Slots a step of `feed` takes."""
+
+    def feed(self, b: LoopBuilder, n: Row, s: SSAValue, column: SSAValue, fields: list[SSAValue], accs: Accs) -> list[SSAValue]:
+        """Slot s of row n, whose group starts at `column` of the k-block, at its field's offset."""
+        return self.slot(b, n, s, b.add(column, fields[0]), accs)
 
     def prefetch(self, b: LoopBuilder, n: SSAValue, k: SSAValue) -> None:
         """Row n's values and index words of the k-tile at dense column k, into L2: each
@@ -285,20 +293,11 @@ class PairProduct(NMProduct):
         combo = b.insert(arith.SubiOp(b.add(start, f1), b.index(1)))
         return b.add(b.mul(b.div(column, b.index(4)), b.index(len(COMBOS))), combo)
 
-    def step(self, b: LoopBuilder, n: Row, w: SSAValue, kb: SSAValue, accs: Accs) -> list[SSAValue]:
-        """The groups of index word w of row n, unrolled: group q's pair feeds chain q % chains."""
-        dec, code = self.decoder, self.decoder.code
-        word = b.load(self.indices, [*n, w])
-        base = b.insert(arith.SubiOp(b.mul(w, b.index(code.word_cols)), kb))
-        first = b.mul(w, b.index(code.per_word))
-        mask = dec.mask(b)
-        chains = [list(accs[c :: self.chains]) for c in range(self.chains)]
-        for t in range(0, code.per_word, 2):
-            row = self.combo_row(b, b.add(base, b.index(code.column_of(t))), dec.field(b, word, t, mask),
-                                 dec.field(b, word, t + 1, mask))  # fmt: skip
-            c = t // 2 % self.chains
-            chains[c] = self.pair(b, n, b.add(first, b.index(t)), row, chains[c])
-        return [chains[c][p] for p in range(len(accs) // self.chains) for c in range(self.chains)]
+    take: ClassVar[int] = 2
+
+    def feed(self, b: LoopBuilder, n: Row, s: SSAValue, column: SSAValue, fields: list[SSAValue], accs: Accs) -> list[SSAValue]:
+        """A group's pair of slots s, s + 1 (a group's pair feeds chain q % chains, q its group in the word)."""
+        return self.pair(b, n, s, self.combo_row(b, column, *fields), accs)
 
     def tail(self, b: LoopBuilder, n: Row, kb: SSAValue, slots: tuple[SSAValue, SSAValue], accs: Accs) -> Accs:
         """The groups past the last whole index word, one at a time (chain 0 of each panel)."""
