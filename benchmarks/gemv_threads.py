@@ -1,5 +1,5 @@
 """Decode GEMVs (M = 1) on 1 and 2 threads, every weight-only format and the int8-activation
-ones (`w4a8`, `w4a8-q4_1`, `w8a8`, `w8a8-g32`, `ternary-a8` quantize x to int8 per call and multiply
+ones (`w4a8`, `w4a8-q4_1`, `w4a8-q4_1-g32`, `w8a8`, `w8a8-g32`, `ternary-a8` quantize x to int8 per call and multiply
 integers, checked against that rounded x times the weight), against numpy and torch f32 on
 the same threads: least call times in µs over rounds that alternate 1 and 2 threads in one
 process (the host is shared), and the one-thread GB/s of weight bytes (weights stay in
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from functools import partial
 from importlib import import_module
@@ -59,6 +60,8 @@ FORMATS = {
         # int8 activations quantized per call (as ggml's q8 activations): integer dot products
         Format("w4a8", "W4A8: int4 g32 (Q4_0 grid)", "int4(group=32, scale=f16)", PER_TOKEN),
         Format("w4a8-q4_1", "W4A8: int4 g32 zero=float (Q4_1 grid)", "int4(group=32, zero=float, scale=f16)", PER_TOKEN),
+        Format("w4a8-q4_1-g32", "W4A8: Q4_1 grid, x per group of 32 (q8_1's)", "int4(group=32, zero=float, scale=f16)",
+               "linear(quantize(x, int8(group=32)), w)"),
         Format("w8a8", "W8A8: int8 per-channel", "int8(axis=0)", PER_TOKEN),
         Format("w8a8-g32", "W8A8: int8 g32 (Q8_0 grid)", "int8(group=32, scale=f16)", PER_TOKEN),
         Format("ternary-a8", "ternary-A8 per-channel", "ternary(axis=0)", PER_TOKEN),
@@ -108,7 +111,8 @@ def measure(fmt: Format, n: int, k: int, rounds: int, repeat: int, budget: float
     weight = make_weight(fmt, generic, n, k, rng)
     dense = weight.arg if isinstance(weight.arg, np.ndarray) else weight.arg.dequantize()
     x = rng.standard_normal((1, k)).astype(np.float32)
-    x_read = fake_quantize(x, "int8(per=token)") if fmt.body == PER_TOKEN else x  # what our kernels multiply
+    activations = re.search(r"quantize\(x, (.*)\), w\)", fmt.body)
+    x_read = fake_quantize(x, activations[1]) if activations else x  # what our kernels multiply
     want = {x_is: x_as.astype(np.float64) @ dense.astype(np.float64).T for x_is, x_as in (("read", x_read), ("f32", x))}
     calls = {name: partial(kernel, x, weight.arg) for name, kernel in kernels.items()}
     calls |= {name: partial(call, x) for name, call in _peers(dense).items()}

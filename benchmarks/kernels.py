@@ -98,6 +98,12 @@ FORMATS: dict[str, Format] = {
             "linear(quantize(x, int8(per=token)), w)",
         ),
         Format(
+            "w4a8-q4_1-g32",
+            "W4A8 Q4_1 grid (x per group of 32, q8_1's)",
+            "int4(group=32, zero=float, scale=f16)",
+            "linear(quantize(x, int8(group=32)), w)",
+        ),
+        Format(
             "w8a7",
             "W8A7 (per-token 7-bit x)",
             "int8(axis=0)",
