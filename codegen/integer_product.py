@@ -113,10 +113,10 @@ class Groups:
 @dataclass
 class Product:
     """An integer product: x's int8 codes [m, k] and the weight, into `out`: the exact
-    dot products (i32), or with `scales` (of x's rows, of w's rows per group) the
-    f32 sum over groups of sw * dot (fma(offset, the group's sum of x, sw * dot) with
-    a float zero; times the group's x scale where x has one per group), times sx: the order of tdsl-lower-to-loops' integer rows, so that the
-    results are the same bits."""
+    dot products (i32), or with `scales` (of x's rows, of w's rows per group) the f32 sum
+    over groups of sw * dot (fma(offset, the group's sum of x, sw * dot) with a float
+    zero; times the group's x scale where x has one per group), times sx: the order of
+    tdsl-lower-to-loops' integer rows, so that the results are the same bits."""
 
     x: SSAValue
     w: Weight

@@ -247,11 +247,11 @@ def float_row(b: LoopBuilder, x: SSAValue, i: SSAValue, walk: WeightWalk, n: SSA
 
 
 def integer_row(b: LoopBuilder, x: QuantView, i: SSAValue, walk: WeightWalk, n: SSAValue) -> SSAValue:
-    """Integer dot products per weight group in i32, one float rescale per group
-    (times x's scale of the group where x has one per group of w's; else the caller applies
-    the activation's scale, once per output); with a float
-    zero a group's term is fma(offset, the group's sum of x's codes (exact in i32, taken
-    in the same loop), scale * dot)."""
+    """Integer dot products per weight group in i32, one float rescale per group (times
+    x's scale of the group where x has one per group of w's; else the caller applies the
+    activation's scale, once per output); with a float zero a group's term is
+    fma(offset, the group's sum of x's codes (exact in i32, taken in the same loop),
+    scale * dot)."""
     sums = 1 if walk.offset is None else 2
 
     def group(b: LoopBuilder, g: SSAValue, acc: SSAValue) -> SSAValue:

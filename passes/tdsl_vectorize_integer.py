@@ -251,8 +251,8 @@ CodeDecoder.offset_bytes: ternary's are int2's (-1, 0, 1 in two bits); binary's 
 
 
 def _quantized_product(op: tdsl.LinearOp) -> Product | None:
-    """int8 (or int7) activations with one scale per row (or per group of the weight's) x
-integer weights -> f32."""
+    """int8 (or int7) activations with one scale per row (or per group of the weight's)
+    x integer weights -> f32."""
     x, w, out = _quantized(op.lhs, ACTIVATION_CODES), _quantized(op.rhs, WEIGHT_CODES, symmetric=False), op.out
     if x is None or w is None or out is None or _element(out) != f32:
         return None
@@ -329,8 +329,9 @@ class VectorizeIntegerLinear(RewritePattern):
         product = _integer_product(op) or _quantized_product(op)
         if product is None:
             if integer_x:
-                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 or int7 activations (a scale per row) "
-                            f"times {'/'.join(WEIGHT_CODES)} weights (scales per row or group) -> f32")  # fmt: skip
+                decline(op, f"{NAME}: its kernels take i8 x i8 -> i32, or int8 or int7 activations (a scale per row, "
+                            f"or per group of the weight's) times {'/'.join(WEIGHT_CODES)} weights (scales per row "
+                            "or group) -> f32")  # fmt: skip
             return
         wide = self.dot.for_bits(product.w.decoder.code.bits, product.x_max)
         dot = product.groups.fitting(wide)
@@ -339,7 +340,7 @@ class VectorizeIntegerLinear(RewritePattern):
             return
         # PanelKernel's offset is a constant (no zero points, no float zero) and its k whole steps of one group
         w = product.w
-        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and w.zero_point is w.offsets is None
+        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and w.zero_point is None and w.offsets is None
         lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.dwords and panel else None, wide)
         rewriter.erase(op)
 
