@@ -36,9 +36,14 @@ from stoicc_py.backends.llvm.target import new_host_machine
 ENTRY = "stoicc_parallel_for"
 """The symbol that compiled code calls: void(ptr fn, ptr ctx, i64 iters, i64 work)."""
 MAX_WORKERS = 63
-BLOCKS_PER_THREAD = 4
+BLOCKS_PER_THREAD = 2
 """Blocks per taking part thread: the caller and the workers claim them as they finish,
-so that a thread the host delays (other processes on a 2-core host) leaves its share."""
+so that a thread the host delays (other processes on a 2-core host) leaves its share.
+Each block costs a claim and a count on lines both cores write: on an idle Zen 4
+(2026-12-08, 2 threads, least of 20 × 300 calls, 4 -> 2 blocks a thread) W4A8 GEMVs on
+Q4_1's grid took 1×576² 4.50-4.73 -> 4.25-4.28 µs, 1×1536×576 7.73-7.78 -> 6.95-7.16,
+1×576×1536 7.02-7.13 -> 6.88-6.91, and the f32-x one at 1×576×1536 15.2 -> 13.5-13.8
+(one block a thread: within 2% of two)."""
 SPIN = 200_000
 """pause iterations (~40 cycles each on Zen 4: a few ms) a worker spins after a job
 before it sleeps: longer than the gaps between a decode step's calls."""
