@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from xdsl.dialects import arith, vector
+from xdsl.dialects import arith, llvm, vector
+from xdsl.dialects import math as mathd
+from xdsl.dialects.builtin import VectorType, f32
 from xdsl.ir import SSAValue
 
 from stoicc_py.codegen.integer_dot import Dot
@@ -40,12 +42,24 @@ class PanelKernel:
     product: Product
     dot: Dot
     panel: SSAValue
-    offsets: SSAValue
+    offsets: SSAValue | None
+    """The rows' offsets per group (row_offsets), None where there is none (a float zero)."""
     scales: SSAValue | None
-    """With a scaled product, f32 [tn]: the panel's columns' w scales, gathered as packed
-    (once per n-tile, not per block)."""
+    """With a scaled product, f32 [groups, tn]: the panel's columns' w scales, gathered as
+    packed (once per n-tile, not per block)."""
     sums: SSAValue
+    """i32 [rows, cols * lanes]; with several groups f32, the outputs' running sums."""
     staging: SSAValue | None
+    w_offsets: SSAValue | None = None
+    """With a float zero, f32 [groups, tn]: the columns' offsets, as `scales`."""
+    x_sums: SSAValue | None = None
+    """With a float zero, IntegerKernel.x_sums."""
+
+    @property
+    def grouped(self) -> bool:
+        """Several scale groups along k: each group's dot products are scaled into f32 sums as
+        they end (the dot-product blocks' store_results order, so the same bits)."""
+        return self.product.groups.count > 1
 
     def pack(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue) -> None:
         """w's rows j0..j1 into the panel's columns 0..j1-j0 (and a ragged last vector's
@@ -69,9 +83,20 @@ class PanelKernel:
 
         for_(b, j0, j1, dot.lanes, columns, "j")
         if self.scales is not None and self.product.scales is not None:
-            w_scale, scales = self.product.scales[1], self.scales
-            for_(b, j0, j1, 1,
-                 lambda b, j: b.store(w_scale(b, j, b.index(0)), scales, [b.insert(arith.SubiOp(j, j0))]), "j")  # fmt: skip
+            self._gather(b, j0, j1, self.product.scales[1], self.scales)
+        if self.w_offsets is not None and self.product.w.offsets is not None:
+            self._gather(b, j0, j1, self.product.w.offsets, self.w_offsets)
+
+    def _gather(self, b: LoopBuilder, j0: SSAValue, j1: SSAValue,
+                value: Callable[[LoopBuilder, SSAValue, SSAValue], SSAValue], into: SSAValue) -> None:  # fmt: skip
+        """into[g, j - j0] = value(j, g) (f32) for w's rows j0..j1 and every group g."""
+
+        def row(b: LoopBuilder, j: SSAValue) -> None:
+            column = b.insert(arith.SubiOp(j, j0))
+            for_(b, b.index(0), b.index(self.product.groups.count), 1,
+                 lambda b, g: b.store(value(b, j, g), into, [g, column]), "g")  # fmt: skip
+
+        for_(b, j0, j1, 1, row, "j")
 
     def _codes(self, b: LoopBuilder, j: SSAValue, last: SSAValue | None, k: SSAValue) -> list[SSAValue]:
         """The offset bytes k .. k+step of w's rows j, j+1, ... (each at most `last`)."""
@@ -105,30 +130,79 @@ class PanelKernel:
             return [self.dot.accumulate(b, acc[r * shape.cols + c], ws[c], xs[r])
                     for r in range(shape.rows) for c in range(shape.cols)]  # fmt: skip
 
+        zeros = [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols)
+        if self.grouped:
+            self._groups(b, shape, rows, first, lambda b, q0, q1: b.loop(q0, q1, b.index(1), k_step, zeros, name="q"))
+            return
         quads = b.index(p.x.type.get_shape()[1] // 4)  # type: ignore[attr-defined]
-        accs = b.loop(b.index(0), quads, b.index(1), k_step, [b.splat(self.dot.acc, 0)] * (shape.rows * shape.cols),
-                      name="q")  # fmt: skip
+        accs = b.loop(b.index(0), quads, b.index(1), k_step, zeros, name="q")
         for r in range(shape.rows):
             for c in range(shape.cols):
                 b.vstore(accs[r * shape.cols + c], self.sums, [b.index(r), b.index(c * lanes)])
+
+    def _groups(self, b: LoopBuilder, shape: Shape, rows: list[SSAValue], first: SSAValue,
+                dots: Callable[[LoopBuilder, SSAValue, SSAValue], Sequence[SSAValue]]) -> None:  # fmt: skip
+        """sums = the f32 sum over groups of each group's term, for the block's outputs:
+        `dots(b, q0, q1)` the exact products over quads q0..q1 (a group's), less the rows'
+        offsets, times the columns' scales (fma of the float zero's offsets and the rows'
+        sums of x; times x's scales of the group, where it has one a group), added in group
+        order as store_results adds them."""
+        p, lanes = self.product, self.dot.lanes
+        floats = VectorType(f32, [lanes])
+        at = [(b.index(r), b.index(c * lanes)) for r in range(shape.rows) for c in range(shape.cols)]
+        for r, c in at:
+            b.vstore(b.splat(floats, 0.0), self.sums, [r, c])
+        quads = (p.groups.length or 0) // 4
+
+        def group(b: LoopBuilder, g: SSAValue) -> None:
+            q0 = b.mul(g, b.index(quads))
+            accs = dots(b, q0, b.add(q0, b.index(quads)))
+            columns = [b.add(first, b.index(c * lanes)) for c in range(shape.cols)]
+            assert self.scales is not None
+            sw = [b.vload(self.scales, [g, column], lanes) for column in columns]
+            mw = None if self.w_offsets is None else [b.vload(self.w_offsets, [g, column], lanes) for column in columns]
+            for r, row in enumerate(rows):
+                offset = None if self.offsets is None else b.splat_value(b.load(self.offsets, [row, g]), lanes)
+                x_sum = None if self.x_sums is None else b.splat_value(b.load(self.x_sums, [row, g]), lanes)
+                x_scale = None if p.x_scales is None else b.splat_value(b.load(p.x_scales, [row, g]), lanes)
+                for c in range(shape.cols):
+                    raw = accs[r * shape.cols + c]
+                    if offset is not None:
+                        raw = b.insert(arith.SubiOp(raw, offset))
+                    term = b.fmul(sw[c], b.insert(llvm.SIToFPOp(raw, floats)))
+                    if mw is not None and x_sum is not None:
+                        term = b.insert(mathd.FmaOp(mw[c], x_sum, term))
+                    if x_scale is not None:
+                        term = b.fmul(term, x_scale)
+                    where = [b.index(r), b.index(c * lanes)]
+                    b.vstore(b.fadd(b.vload(self.sums, where, lanes), term), self.sums, where)
+
+        for_(b, b.index(0), b.index(p.groups.count), 1, group, "g")
 
     def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue, width: SSAValue) -> None:
         """out[i:i+rows, j:j+width] (the panel's columns column..) from a block's sums: less
         each row's offset, scaled as Product says. A whole block's width is a constant, so
         that LLVM unrolls its columns (and drops the scalar tail) as the accumulators' own
         stores were."""
-        lanes = self.dot.lanes
+        lanes, p = self.dot.lanes, self.product
         whole = floor_to(b, b.index(0), width, lanes)
 
         def row(b: LoopBuilder, r: SSAValue) -> None:
             at = b.add(i, r)
-            offset = b.load(self.offsets, [at, b.index(0)])
+            offset = None if self.grouped or self.offsets is None else b.load(self.offsets, [at, b.index(0)])
 
             def columns(lanes: int) -> Callable[[LoopBuilder, SSAValue], None]:
                 def body(b: LoopBuilder, c: SSAValue) -> None:
+                    if self.grouped:  # sums hold each output's f32 sum over groups
+                        total = b.vload(self.sums, [r, c], lanes)
+                        if p.x_scales is None and p.scales is not None:
+                            total = b.fmul(b.splat_value(p.scales[0](b, at), lanes), total)
+                        b.vstore(total, p.out, [at, b.add(j, c)])
+                        return
+                    assert offset is not None  # one group: unsigned bytes, offset
                     raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))
-                    store_results(b, self.product, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
-                                  lambda b, _g: b.vload(self.scales, [b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
+                    store_results(b, p, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
+                                  lambda b, _g: b.vload(self.scales, [b.index(0), b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
 
                 return body
 

@@ -54,7 +54,7 @@ integer_panel (PanelKernel), row_quantizer (RowQuantizer), shuffles (column_sums
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from xdsl.context import Context
@@ -89,6 +89,7 @@ from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
+from stoicc_py.passes.tdsl_vectorize_sparse import when_rows
 
 NAME = "tdsl-vectorize-integer"
 
@@ -166,25 +167,39 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     out = op.out
     assert out is not None
     b = before(op)
-    dot, m, n = kernel.dot, b.size(out, 0), b.size(out, 1)
+    m = b.size(out, 0)
     unit = math.lcm(block.rows, shape.rows)
     enough = b.insert(arith.CmpiOp(m, b.index(max(PANEL_MIN_ROWS, unit)), "uge"))
     rows = b.insert(arith.SelectOp(enough, floor_to(b, b.index(0), m, unit), b.index(0)))
-    end = b.insert(arith.SelectOp(enough, n, b.index(0)))  # no panel to pack
+    when_rows(op, b, b.index(0), rows, lambda b: _panel_blocks(b, op, kernel, block, rows))
+    return rows
+
+
+def _panel_blocks(b: LoopBuilder, op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape,
+                  rows: SSAValue) -> Sequence[SSAValue]:  # fmt: skip
+    """_panel_rows' scratch (allocated only by calls that have such rows: a GEMV allocates
+    none) and n-tiles over its `rows`: each n-tile's panel packed, then its blocks of rows."""
+    out = op.out
+    assert out is not None
+    dot, n = kernel.dot, b.size(out, 1)
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    product = kernel.product
+    groups = product.groups.count
+    sums = f32 if groups > 1 else i32  # several groups: each output's running f32 sum
     buffers: dict[str, tuple[Attribute, list[int]]] = {"panel": (i32, [k_size // 4, tn]),
-                                                       "panel_sums": (i32, [block.rows, block.cols * dot.lanes])}  # fmt: skip
-    if kernel.product.w.decoder.code.bits < 8:
+                                                       "panel_sums": (sums, [block.rows, block.cols * dot.lanes])}  # fmt: skip
+    if product.w.decoder.code.bits < 8:
         buffers["panel_staging"] = (i8, [dot.lanes, dot.step])
-    if kernel.product.scales is not None:
-        buffers["panel_scales"] = (f32, [tn])
+    if product.scales is not None:
+        buffers["panel_scales"] = (f32, [groups, tn])
+    if product.w.offsets is not None:
+        buffers["panel_offsets"] = (f32, [groups, tn])
     allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
     for name, alloc in allocs.items():
         alloc.name_hint = name
-    assert kernel.offsets is not None  # the panels' steps read unsigned bytes, offset
-    panel = PanelKernel(kernel.product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
-                        allocs["panel_sums"], allocs.get("panel_staging"))  # fmt: skip
+    panel = PanelKernel(product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"), allocs["panel_sums"],
+                        allocs.get("panel_staging"), allocs.get("panel_offsets"), kernel.x_sums)  # fmt: skip
     edge = Shape(block.width, block.rows, 1)
     lanes = b.index(dot.lanes)
 
@@ -210,10 +225,10 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
         for_(b, b.index(0), rows, block.rows, row_block, "i")
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
 
-    for_(b, b.index(0), end, tn, n_tile, "j0")
+    for_(b, b.index(0), n, tn, n_tile, "j0")
     for alloc in allocs.values():
         b.b.insert(memref.DeallocOp.get(alloc))
-    return rows
+    return ()
 
 
 def _element(value: SSAValue) -> Attribute | None:
@@ -338,11 +353,24 @@ class VectorizeIntegerLinear(RewritePattern):
         if dot is None or dot.step % product.w.decoder.code.unit:  # a step covers whole bytes of every plane
             decline(op, f"{NAME}: K or the scale group is not a whole number of its dot-product steps")
             return
-        # PanelKernel's offset is a constant (no zero points, no float zero) and its k whole steps of one group
-        w = product.w
-        panel = product.groups.count == 1 and not product.groups.tail(dot.step) and w.zero_point is None and w.offsets is None
+        panel = _panels(product, dot, wide)
         lower_integer(op, product, dot, self.shape, self.row_cols, self.panel if dot.dwords and panel else None, wide)
         rewriter.erase(op)
+
+
+def _panels(product: Product, dot: Dot, wide: Dot) -> bool:
+    """Whether PanelKernel takes the product: its offset a constant per row and group (no
+    zero points) and every group whole steps; one group (and no float zero's offsets), or
+    whole groups of whole quads of k over a k of whole steps of IntegerKernel's (by which
+    PanelKernel packs), each group's products scaled as it ends."""
+    groups, w = product.groups, product.w
+    if w.zero_point is not None or groups.tail(dot.step):
+        return False
+    if groups.count == 1:
+        return w.offsets is None
+    step = (wide if groups.spanned(wide, w.decoder.phases) > 1 else dot).step
+    k_size = product.x.type.get_shape()[1]  # type: ignore[attr-defined]
+    return not groups.width and (groups.length or 0) % 4 == 0 and k_size % step == 0
 
 
 @dataclass(frozen=True)

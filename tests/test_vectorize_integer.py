@@ -162,6 +162,42 @@ def test_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) ->
             assert np.array_equal(kernel(xf, p, bf), _w8a8_model(xf, p, bf)), m
 
 
+GROUPED = (("int4(group=32, scale=f16)", "int8(per=token)"), ("int4(group=32, zero=float, scale=f16)", "int8(per=token)"),
+           ("int8(group=32, scale=f16)", "int8(per=token)"), ("int4(group=32, zero=float, scale=f16)", "int8(group=32)"),
+           ("int4(group=64)", "int8(per=token)"))  # fmt: skip
+"""Q4_0's, Q4_1's (a float zero) and Q8_0's grids, Q4_1's with x per group of 32, groups of 64."""
+
+
+@pytest.mark.parametrize("path", DWORDS)
+def test_grouped_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights in groups along k take PanelKernel too (calls of 16 rows or more): the n-tile's
+    scales (and a float zero's offsets) gathered per group into f32 panels, each group's 8 or
+    16 quads of vpdpbusd into whole outputs, then the group's term (less the rows' offsets,
+    scaled; fma of the offsets and x's sums; times x's scale of the group) added into each
+    output's f32 sum: bit for bit against the integer model (the dot-product blocks' order)
+    at 9 rows (dot-product blocks only), 16 and 27 (panels, and 3 rows left), N = 213 (a
+    second n-tile of one vector and 5 ragged columns), bias + relu."""
+    n, k = 213, 128
+    prog = compile_for_path(
+        "".join(f"kernel g{i}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
+                f"{{ return relu(linear(quantize(x, {x_layout}), w, b)) }}\n"
+                for i, (layout, x_layout) in enumerate(GROUPED)),
+        path,
+        monkeypatch,
+    )  # fmt: skip
+    rng = np.random.default_rng(9)
+    for i, (layout, x_layout) in enumerate(GROUPED):
+        kernel = getattr(prog, f"g{i}")
+        length = 64 if "64" in layout else 32
+        if path == "vnni" or not layout.startswith("int8"):  # pmaddubsw: 8-bit codes step in i16 pairs, no panels
+            assert f"%panel_scales = memref.alloc() {{alignment = 64 : i64}} : memref<{k // length}x" in kernel.ir("loops")
+        packed, b = kernel.pack("w", rand(rng, n, k)), rand(rng, n)
+        for m in (9, 16, 27):
+            x = rand(rng, m, k) * 4
+            want = _w8a8_model(x, packed, b, length, x_layout != "int8(per=token)")
+            assert np.array_equal(kernel(x, packed, b), want), (layout, x_layout, m)
+
+
 @pytest.mark.parametrize("path", DWORDS)
 def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Q8_0's and Q4_0's grids (groups of 32 codes, f16 scales): the 64-byte steps (with
@@ -182,8 +218,10 @@ def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytes
         monkeypatch,
     )  # fmt: skip
     assert all("llvm.prefetch" in k.ir("loops") for k in (prog.qint8, prog.qint4))
-    # the static kernels' n-tiles stay provably independent (their scratch their own): the pool splits them
-    assert prog.qint4.abi.native_threads and prog.qternary.abi.native_threads
+    # the static kernels' GEMV n-tiles stay provably independent (their scratch their own): the pool
+    # splits a call of one row; calls of more keep the Python row split where PanelKernel's n-tiles
+    # (one panel for all) are the larger loop (grouped int4), else the pool (per-channel ternary)
+    assert prog.qint4.abi.one_row_pool and prog.qternary.abi.native_threads
     rng = np.random.default_rng(5)
     for name, (_n, k, _layout) in layouts.items():
         kernel = getattr(prog, f"q{name}")

@@ -15,7 +15,6 @@
 // CHECK:         memref.store %{{.*}}, %row_offsets
 // CHECK:         %panel = memref.alloc() {alignment = 64 : i64} : memref<16x64xi32>
 // CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<32xi8>
-// CHECK:         scf.for %j0 =
 // CHECK:           vector.load %w_values[%{{.*}}, %k_1] : memref<9x64xi8>, vector<32xi8>
 // CHECK-NEXT:      arith.xori %{{.*}}, %[[FLIP]] : vector<32xi8>
 // CHECK:           vector.store %{{.*}}, %panel[%{{.*}}, %{{.*}}] : memref<16x64xi32>, vector<8xi32>

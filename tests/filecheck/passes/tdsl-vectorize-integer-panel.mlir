@@ -1,7 +1,8 @@
 // RUN: stoicc opt %s -p 'tdsl-vectorize-integer{vnni=true width=4 rows=2 cols=2 row_cols=4 panel_rows=2 panel_cols=2},canonicalize,cse' | filecheck %s
 // With VNNI, an integer product whose k is whole steps (here 2 of 16 bytes) runs the
-// whole 2-row blocks (ROWS) of calls of 16 rows or more (else none: the n-tile loop
-// ends at 0) in PanelKernel's outer-product blocks. Per n-tile (4 column blocks of 2 vectors: 32 columns), the
+// whole 2-row blocks (ROWS) of calls of 16 rows or more (under `if` there are such rows,
+// which also holds the panels' scratch: a GEMV allocates none) in PanelKernel's
+// outer-product blocks (N = 9 is one n-tile: its loop folds). Per n-tile (4 column blocks of 2 vectors: 32 columns), the
 // weight's rows are packed as w + 128 (xor -128) into a panel [k/4, 32] of i32: a
 // step of 4 rows, transposed by shuffles so that panel[q, c] holds w[c, 4q..4q+3]; the
 // rows past w's last (N = 9: the third vector's 1 and 3 more) read the last row.
@@ -15,16 +16,14 @@
 // CHECK-LABEL: func.func @panel
 // CHECK:         %[[GO:.*]] = arith.cmpi uge, %{{.*}}, %{{.*}} : index
 // CHECK:         %[[ROWS:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
-// CHECK-NEXT:    %[[END:.*]] = arith.select %[[GO]], %{{.*}}, %{{.*}} : index
-// CHECK-NEXT:    %panel = memref.alloc() {alignment = 64 : i64} : memref<8x32xi32>
-// CHECK-NEXT:    %panel_sums = memref.alloc() {alignment = 64 : i64} : memref<2x8xi32>
-// CHECK:         %[[LAST:.*]] = arith.constant 8 : index
-// CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<16xi8>
-// CHECK:         scf.for %j0 = %{{.*}} to %[[END]] step %{{.*}} {
+// CHECK-NEXT:    %[[ANY:.*]] = arith.cmpi ugt, %[[ROWS]], %{{.*}} : index
+// CHECK-NEXT:    scf.if %[[ANY]] {
+// CHECK-NEXT:      %panel = memref.alloc() {alignment = 64 : i64} : memref<8x32xi32>
+// CHECK-NEXT:      %panel_sums = memref.alloc() {alignment = 64 : i64} : memref<2x8xi32>
 // CHECK:           %[[J1:.*]] = arith.minui
-// CHECK-NEXT:      %[[WIDTH:.*]] = arith.subi %[[J1]], %j0 : index
-// CHECK-NEXT:      scf.for %j = %j0 to %[[J1]] step %{{.*}} {
-// CHECK-NEXT:        %[[C:.*]] = arith.subi %j, %j0 : index
+// CHECK:           %[[LAST:.*]] = arith.constant 8 : index
+// CHECK:           %[[FLIP:.*]] = arith.constant dense<-128> : vector<16xi8>
+// CHECK:           scf.for %j = %{{.*}} to %[[J1]] step %{{.*}} {
 // CHECK-NEXT:        scf.for %k_1 =
 // CHECK-NEXT:          %[[Q0:.*]] = arith.divui %k_1, %{{.*}} : index
 // CHECK-NEXT:          %[[R0:.*]] = arith.minui %j, %[[LAST]] : index
@@ -32,7 +31,7 @@
 // CHECK-NEXT:          arith.xori %[[W0]], %[[FLIP]] : vector<16xi8>
 // CHECK-COUNT-3:       arith.minui %{{.*}}, %[[LAST]] : index
 // CHECK-COUNT-8:       vector.shuffle
-// CHECK-NEXT:          vector.store %{{.*}}, %panel[%[[Q0]], %[[C]]] : memref<8x32xi32>, vector<4xi32>
+// CHECK-NEXT:          vector.store %{{.*}}, %panel[%[[Q0]], %j] : memref<8x32xi32>, vector<4xi32>
 // CHECK-COUNT-3:       vector.store %{{.*}}, %panel
 // CHECK:           %[[WHOLE:.*]] = arith.subi
 // CHECK:           %[[VECTORS:.*]] = arith.divui
@@ -69,7 +68,7 @@
 // CHECK:             scf.for %[[JE:.*]] = %[[WHOLE]] to %[[VECTORS]] step
 // CHECK:               %[[COLUMN:.*]] = arith.muli %[[JE]], %{{.*}} : index
 // CHECK:               scf.for %q_1 = {{.*}} -> (vector<4xi32>, vector<4xi32>) {
-// CHECK:               %[[LEFT:.*]] = arith.subi %[[WIDTH]], %[[COLUMN]] : index
+// CHECK:               %[[LEFT:.*]] = arith.subi %[[J1]], %[[COLUMN]] : index
 // CHECK-NEXT:          %[[EDGE:.*]] = arith.minui %{{.*}}, %[[LEFT]] : index
 // CHECK:               scf.for %r_1 =
 // CHECK:                 scf.for %{{.*}} = %{{.*}} to %[[EDGE]] step
@@ -77,7 +76,7 @@
 // CHECK:         memref.dealloc %panel : memref<8x32xi32>
 // CHECK-NEXT:    memref.dealloc %panel_sums : memref<2x8xi32>
 // The rows from ROWS on (all of a call below 16 rows) take the dot-product blocks.
-// CHECK:         scf.for %j0_1 =
+// CHECK:         scf.for %j0 =
 // CHECK:           scf.for %i_2 = %[[ROWS]] to
 func.func @panel(%x: memref<?x32xi8>, %w: memref<9x32xi8>, %out: memref<?x9xi32>, %M: index) {
   tdsl.linear %x, %w into %out {tile = array<i64: 16, 4, 1024>} : memref<?x32xi8>, memref<9x32xi8> into memref<?x9xi32>
