@@ -15,7 +15,7 @@ from xdsl.ir import SSAValue
 from stoicc_py.codegen.integer_dot import Dot
 from stoicc_py.codegen.integer_product import Product, store_results
 from stoicc_py.codegen.loop_builder import LoopBuilder
-from stoicc_py.codegen.register_blocks import Shape, floor_to, for_
+from stoicc_py.codegen.register_blocks import Shape, for_
 from stoicc_py.codegen.shuffles import transpose
 
 
@@ -116,11 +116,10 @@ class PanelKernel:
         for_(b, zero, b.index(dot.lanes), 1, row, "c")
         return [b.insert(vector.LoadOp(staging, [b.index(c), zero], dot.bytes)) for c in range(dot.lanes)]
 
-    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, jv: SSAValue) -> None:
-        """Rows i.. of the panel's vectors of columns jv.., into sums' rows 0.. (raw)."""
+    def emit(self, b: LoopBuilder, shape: Shape, i: SSAValue, first: SSAValue) -> None:
+        """Rows i.. of the panel's vectors of columns from `first` on, into sums' rows 0.. (raw)."""
         p, lanes = self.product, self.dot.lanes
         rows = [b.add(i, b.index(r)) for r in range(shape.rows)]
-        first = b.mul(jv, b.index(lanes))
         columns = [b.add(first, b.index(c * lanes)) for c in range(shape.cols)]
 
         def k_step(b: LoopBuilder, q: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
@@ -179,34 +178,38 @@ class PanelKernel:
 
         for_(b, b.index(0), b.index(p.groups.count), 1, group, "g")
 
-    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue, width: SSAValue) -> None:
-        """out[i:i+rows, j:j+width] (the panel's columns column..) from a block's sums: less
-        each row's offset, scaled as Product says. A whole block's width is a constant, so
-        that LLVM unrolls its columns (and drops the scalar tail) as the accumulators' own
-        stores were."""
+    def finish(self, b: LoopBuilder, i: SSAValue, rows: int, j: SSAValue, column: SSAValue,
+               end: SSAValue | int) -> None:  # fmt: skip
+        """out[i:i+rows, j:...] (the panel's columns column..) from a block's sums: less each
+        row's offset, scaled as Product says; a whole block's `end` is its width, a constant
+        (LLVM unrolls its vectors, as the accumulators' own stores were), a ragged last
+        vector's the column where out ends (stored one column at a time). The loops run over
+        out's own columns j.., so that mark-parallel-loops proves each n-tile's stores its own."""
         lanes, p = self.dot.lanes, self.product
-        whole = floor_to(b, b.index(0), width, lanes)
 
         def row(b: LoopBuilder, r: SSAValue) -> None:
             at = b.add(i, r)
             offset = None if self.grouped or self.offsets is None else b.load(self.offsets, [at, b.index(0)])
 
             def columns(lanes: int) -> Callable[[LoopBuilder, SSAValue], None]:
-                def body(b: LoopBuilder, c: SSAValue) -> None:
+                def body(b: LoopBuilder, jj: SSAValue) -> None:
+                    c = b.insert(arith.SubiOp(jj, j))
                     if self.grouped:  # sums hold each output's f32 sum over groups
                         total = b.vload(self.sums, [r, c], lanes)
                         if p.x_scales is None and p.scales is not None:
                             total = b.fmul(b.splat_value(p.scales[0](b, at), lanes), total)
-                        b.vstore(total, p.out, [at, b.add(j, c)])
+                        b.vstore(total, p.out, [at, jj])
                         return
                     assert offset is not None  # one group: unsigned bytes, offset
                     raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))
-                    store_results(b, p, [at], b.add(j, c), lanes, lambda _b, _g: [raw],
+                    store_results(b, p, [at], jj, lanes, lambda _b, _g: [raw],
                                   lambda b, _g: b.vload(self.scales, [b.index(0), b.add(column, c)], lanes))  # type: ignore[arg-type]  # fmt: skip
 
                 return body
 
-            for_(b, b.index(0), whole, lanes, columns(lanes), "j")
-            for_(b, whole, width, 1, columns(1), "j")
+            if isinstance(end, int):
+                for_(b, j, b.add(j, b.index(end)), lanes, columns(lanes), "j")
+            else:
+                for_(b, j, end, 1, columns(1), "j")
 
         for_(b, b.index(0), b.index(rows), 1, row, "r")

@@ -54,7 +54,7 @@ integer_panel (PanelKernel), row_quantizer (RowQuantizer), shuffles (column_sums
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from xdsl.context import Context
@@ -89,7 +89,6 @@ from stoicc_py.dialects.layout import BUFFER_ALIGNMENT, AssembleOp, PackedType
 from stoicc_py.dialects.quant import UniformQuantAttr
 from stoicc_py.passes.tdsl_lower_to_loops import TileNest, apply_epilogue, before, span
 from stoicc_py.passes.tdsl_tile import TARGET_TILES
-from stoicc_py.passes.tdsl_vectorize_sparse import when_rows
 
 NAME = "tdsl-vectorize-integer"
 
@@ -171,17 +170,19 @@ def _panel_rows(op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, shape: S
     unit = math.lcm(block.rows, shape.rows)
     enough = b.insert(arith.CmpiOp(m, b.index(max(PANEL_MIN_ROWS, unit)), "uge"))
     rows = b.insert(arith.SelectOp(enough, floor_to(b, b.index(0), m, unit), b.index(0)))
-    when_rows(op, b, b.index(0), rows, lambda b: _panel_blocks(b, op, kernel, block, rows))
+    end = b.insert(arith.SelectOp(enough, b.size(out, 1), b.index(0)))  # no n-tile, no scratch: a GEMV's
+    _panel_tiles(b, op, kernel, block, rows, end)
     return rows
 
 
-def _panel_blocks(b: LoopBuilder, op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape,
-                  rows: SSAValue) -> Sequence[SSAValue]:  # fmt: skip
-    """_panel_rows' scratch (allocated only by calls that have such rows: a GEMV allocates
-    none) and n-tiles over its `rows`: each n-tile's panel packed, then its blocks of rows."""
+def _panel_tiles(b: LoopBuilder, op: tdsl.LinearOp, kernel: IntegerKernel, block: Shape, rows: SSAValue,
+                 end: SSAValue) -> None:  # fmt: skip
+    """_panel_rows' n-tiles up to `end` over its `rows`, each with its own scratch (so that
+    mark-parallel-loops proves the tiles independent, and a call without panel rows
+    allocates none): the tile's panel packed, then its blocks of rows."""
     out = op.out
     assert out is not None
-    dot, n = kernel.dot, b.size(out, 1)
+    dot = kernel.dot
     tn = PANEL_TILE * block.cols * dot.lanes
     k_size = kernel.product.x.type.get_shape()[1]  # type: ignore[attr-defined]
     product = kernel.product
@@ -195,40 +196,41 @@ def _panel_blocks(b: LoopBuilder, op: tdsl.LinearOp, kernel: IntegerKernel, bloc
         buffers["panel_scales"] = (f32, [groups, tn])
     if product.w.offsets is not None:
         buffers["panel_offsets"] = (f32, [groups, tn])
-    allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
-    for name, alloc in allocs.items():
-        alloc.name_hint = name
-    panel = PanelKernel(product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"), allocs["panel_sums"],
-                        allocs.get("panel_staging"), allocs.get("panel_offsets"), kernel.x_sums)  # fmt: skip
     edge = Shape(block.width, block.rows, 1)
     lanes = b.index(dot.lanes)
 
     def n_tile(b: LoopBuilder, j0: SSAValue) -> None:
-        j1 = span(b, j0, tn, n)
+        # the n-tile's scratch its own, so that mark-parallel-loops proves the tiles independent
+        allocs = {name: b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, dims)) for name, (element, dims) in buffers.items()}  # fmt: skip
+        for name, alloc in allocs.items():
+            alloc.name_hint = name
+        panel = PanelKernel(product, dot, allocs["panel"], kernel.offsets, allocs.get("panel_scales"),
+                            allocs["panel_sums"], allocs.get("panel_staging"), allocs.get("panel_offsets"), kernel.x_sums)  # fmt: skip
+        j1 = span(b, j0, tn, end)  # the loop's own bound (n where there are panel rows)
         width = b.insert(arith.SubiOp(j1, j0))
         panel.pack(b, j0, j1)
-        whole = floor_to(b, b.index(0), b.div(width, lanes), block.cols)  # vectors in whole blocks
-        vectors = b.div(b.add(width, b.index(dot.lanes - 1)), lanes)  # a ragged last one too
+        step = block.cols * dot.lanes
+        whole = floor_to(b, j0, j1, step)  # the columns in whole blocks
+        vectors = b.add(j0, b.mul(b.div(b.add(width, b.index(dot.lanes - 1)), lanes), lanes))  # a ragged last one too
 
         def row_block(b: LoopBuilder, i: SSAValue) -> None:
-            def run(shape: Shape, columns: Callable[[LoopBuilder, SSAValue], SSAValue]) -> Callable[[LoopBuilder, SSAValue], None]:
-                def body(b: LoopBuilder, jv: SSAValue) -> None:
-                    panel.emit(b, shape, i, jv)
-                    column = b.mul(jv, lanes)
-                    panel.finish(b, i, shape.rows, b.add(j0, column), column, columns(b, column))
+            def run(shape: Shape, end: Callable[[LoopBuilder, SSAValue], SSAValue | int]) -> Callable[[LoopBuilder, SSAValue], None]:
+                def body(b: LoopBuilder, j: SSAValue) -> None:
+                    column = b.insert(arith.SubiOp(j, j0))
+                    panel.emit(b, shape, i, column)
+                    panel.finish(b, i, shape.rows, j, column, end(b, j))
 
                 return body
 
-            for_(b, b.index(0), whole, block.cols, run(block, lambda b, _c: b.index(block.cols * dot.lanes)), "j")
-            for_(b, whole, vectors, 1, run(edge, lambda b, c: b.min(lanes, b.insert(arith.SubiOp(width, c)))), "j")
+            for_(b, j0, whole, step, run(block, lambda _b, _j: step), "j")
+            for_(b, whole, vectors, dot.lanes, run(edge, lambda b, j: b.min(b.add(j, lanes), j1)), "j")
 
         for_(b, b.index(0), rows, block.rows, row_block, "i")
         apply_epilogue(op, TileNest(b, out, b.index(0), rows, j0, j1))
+        for alloc in allocs.values():
+            b.b.insert(memref.DeallocOp.get(alloc))
 
-    for_(b, b.index(0), n, tn, n_tile, "j0")
-    for alloc in allocs.values():
-        b.b.insert(memref.DeallocOp.get(alloc))
-    return ()
+    for_(b, b.index(0), end, tn, n_tile, "j0")
 
 
 def _element(value: SSAValue) -> Attribute | None:

@@ -176,7 +176,8 @@ def test_grouped_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyP
     scaled; fma of the offsets and x's sums; times x's scale of the group) added into each
     output's f32 sum: bit for bit against the integer model (the dot-product blocks' order)
     at 9 rows (dot-product blocks only), 16 and 27 (panels, and 3 rows left), N = 213 (a
-    second n-tile of one vector and 5 ragged columns), bias + relu."""
+    second n-tile of one vector and 5 ragged columns), bias + relu; on 1 and 2 threads (the
+    n-tiles split over the pool)."""
     n, k = 213, 128
     prog = compile_for_path(
         "".join(f"kernel g{i}(x: f32[M, {k}], w: f32[{n}, {k}] @ {layout}, b: f32[{n}]) -> f32[M, {n}] "
@@ -192,10 +193,13 @@ def test_grouped_panel_products_are_exact(path: str, monkeypatch: pytest.MonkeyP
         if path == "vnni" or not layout.startswith("int8"):  # pmaddubsw: 8-bit codes step in i16 pairs, no panels
             assert f"%panel_scales = memref.alloc() {{alignment = 64 : i64}} : memref<{k // length}x" in kernel.ir("loops")
         packed, b = kernel.pack("w", rand(rng, n, k)), rand(rng, n)
+        assert kernel.abi.native_threads  # each n-tile with its own scratch: the pool splits them
         for m in (9, 16, 27):
             x = rand(rng, m, k) * 4
             want = _w8a8_model(x, packed, b, length, x_layout != "int8(per=token)")
-            assert np.array_equal(kernel(x, packed, b), want), (layout, x_layout, m)
+            for threads in (1, 2):
+                kernel.threads = threads
+                assert np.array_equal(kernel(x, packed, b), want), (layout, x_layout, m, threads)
 
 
 @pytest.mark.parametrize("path", DWORDS)
@@ -218,10 +222,9 @@ def test_group_pairs_and_prefetched_rows_are_exact(path: str, monkeypatch: pytes
         monkeypatch,
     )  # fmt: skip
     assert all("llvm.prefetch" in k.ir("loops") for k in (prog.qint8, prog.qint4))
-    # the static kernels' GEMV n-tiles stay provably independent (their scratch their own): the pool
-    # splits a call of one row; calls of more keep the Python row split where PanelKernel's n-tiles
-    # (one panel for all) are the larger loop (grouped int4), else the pool (per-channel ternary)
-    assert prog.qint4.abi.one_row_pool and prog.qternary.abi.native_threads
+    # the static kernels' n-tiles stay provably independent (their scratch their own, PanelKernel's
+    # too): the pool splits them
+    assert prog.qint4.abi.native_threads and prog.qternary.abi.native_threads
     rng = np.random.default_rng(5)
     for name, (_n, k, _layout) in layouts.items():
         kernel = getattr(prog, f"q{name}")

@@ -13,8 +13,9 @@
 // CHECK:         %[[WORDS:.*]] = arith.constant dense<1> : vector<16xi16>
 // CHECK:         llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
 // CHECK:         memref.store %{{.*}}, %row_offsets
-// CHECK:         %panel = memref.alloc() {alignment = 64 : i64} : memref<16x64xi32>
 // CHECK:         %[[FLIP:.*]] = arith.constant dense<-128> : vector<32xi8>
+// CHECK:         scf.for %j0 =
+// CHECK-NEXT:      %panel = memref.alloc() {alignment = 64 : i64} : memref<16x64xi32>
 // CHECK:           vector.load %w_values[%{{.*}}, %k_1] : memref<9x64xi8>, vector<32xi8>
 // CHECK-NEXT:      arith.xori %{{.*}}, %[[FLIP]] : vector<32xi8>
 // CHECK:           vector.store %{{.*}}, %panel[%{{.*}}, %{{.*}}] : memref<16x64xi32>, vector<8xi32>
