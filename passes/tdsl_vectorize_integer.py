@@ -38,11 +38,12 @@ ahead into L2 (codegen.prefetch); ragged columns in 1-column kernels, a ragged
 k a scalar tail. The epilogue (bias, activation) runs on each finished n-tile.
 
 With 4-byte lanes (VNNI, pmaddubsw: W8A7 too), a call of PANEL_MIN_ROWS rows or more of a product with one scale group
-per row, no zero points and whole steps of k runs its whole blocks of rows in the
-outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
+per row, or whole groups of whole quads of k (a float zero's too), no zero points and whole steps of k runs its whole
+blocks of rows in the outer-product form instead (PanelKernel): w packed per n-tile into a panel of dwords
 of k, so that accumulators hold whole outputs and need neither reduction nor a
-per-block offset of w (as oneDNN's and ggml's VNNI kernels). Its results are the same
-bits as the dot-product blocks'.
+per-block offset of w (as oneDNN's and ggml's VNNI kernels); with several groups each
+group's products are scaled into f32 sums as it ends. Its results are the same
+bits as the dot-product blocks'; each n-tile has its own scratch, so the pool splits them.
 
 This module matches the products and lays out their loop nests; the kernels are in
 codegen: integer_dot (the step: DotKind, Dot), integer_product (Weight, Groups,
