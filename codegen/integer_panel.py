@@ -1,6 +1,7 @@
 """tdsl-vectorize-integer's outer-product blocks (PanelKernel), for calls of many rows
-of a product with one scale group per row: w packed per n-tile into a panel of dwords
-of k, so that accumulators hold whole outputs (as oneDNN's and ggml's VNNI kernels)."""
+of a product with one scale group per row, or groups of whole quads along k: w packed per
+n-tile into a panel of dwords of k, so that accumulators hold whole outputs (as oneDNN's
+and ggml's VNNI kernels)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from stoicc_py.codegen.shuffles import transpose
 
 @dataclass
 class PanelKernel:
-    """The outer-product form, for an unscaled or per-row-scaled product whose k is a
-    whole number of steps: per n-tile, the tile's rows of w are packed once, offset as
+    """The outer-product form, for an unscaled or scaled product whose k is a whole
+    number of steps (with several scale groups: `grouped`): per n-tile, the tile's rows of w are packed once, offset as
     unsigned bytes, into a `panel` of i32 [k/4, tn] (4 consecutive k of a column to a
     lane, one vector of `lanes` columns per 4 k), so that a `rows` x `cols`-vector block
     steps by `cols` vector loads, one broadcast dword of x per row and rows*cols vpdpbusd,
@@ -35,7 +36,8 @@ class PanelKernel:
     made three quarters of the block's IR, for one store and one load of L1 per vector
     against the block's k/4 steps of `cols` vpdpbusd each. The whole blocks cover whole
     vectors of columns; a ragged last vector (packed from copies of w's last row and
-    computed whole) is the 1-vector blocks', whose `finish` stores its columns of out only. Codes narrower than a byte are unpacked by a loop over the transpose's
+    computed whole) is the 1-vector blocks', whose `finish` stores its columns of out only.
+    Codes narrower than a byte are unpacked by a loop over the transpose's
     rows into `staging` (i8 [lanes, step]), not by `lanes` copies of their unpacking (an
     int2 row's is ~17 ops; int8's, a load and a flip, stays unrolled)."""
 
