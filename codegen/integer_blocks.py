@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith, llvm, memref, vector
 from xdsl.dialects.builtin import IntegerType, VectorType, f32, i8, i32
-from xdsl.ir import SSAValue
+from xdsl.ir import Attribute, SSAValue
 
 from stoicc_py.codegen.integer_dot import Dot, DotKind, pair_bound
 from stoicc_py.codegen.integer_phases import accumulator_rows, phase_parts, phase_rows
@@ -277,23 +277,23 @@ def row_offsets(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, by: int
     if by == 0:
         return None
     offset = b.insert(arith.ConstantOp.from_int_and_width(by, i32))
-    return _group_sums(b, product, dot, m, "row_offsets", lambda b, total: b.insert(arith.MuliOp(total, offset)))
+    return _group_sums(b, product, dot, m, ("row_offsets", i32), lambda b, total: b.insert(arith.MuliOp(total, offset)))
 
 
 def x_sums(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue) -> SSAValue:
     """A scratch f32[m, groups] of the sums of x[i, :] over each whole group (a ragged
     last one and steps' tails too): exact integers (|sum| < 2^24 for rows of up to 2^17
     int8 codes), each converted once, as tdsl-lower-to-loops' integer rows convert theirs."""
-    return _group_sums(b, product, dot, m, "x_sums", lambda b, total: b.insert(arith.SIToFPOp(total, f32)), True)
+    return _group_sums(b, product, dot, m, ("x_sums", f32), lambda b, total: b.insert(arith.SIToFPOp(total, f32)), True)
 
 
-def _group_sums(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, name: str,
+def _group_sums(b: LoopBuilder, product: Product, dot: Dot, m: SSAValue, scratch: tuple[str, Attribute],
                 finish: Callable[[LoopBuilder, SSAValue], SSAValue], tail: bool = False) -> SSAValue:  # fmt: skip
-    """A scratch [m, groups] of `finish` (i32 -> the scratch's element) of each row's sum
-    of x over a group's whole steps, by the dot steps against a weight of ones; with
-    `tail`, plus the codes past them."""
+    """A scratch [m, groups] (`scratch`: its name and element) of `finish` (i32 -> the
+    element) of each row's sum of x over a group's whole steps, by the dot steps against a
+    weight of ones; with `tail`, plus the codes past them."""
     rows, groups = product.x.type.get_shape()[0], product.groups  # type: ignore[attr-defined]
-    element = finish(b, b.insert(arith.ConstantOp.from_int_and_width(0, i32))).type
+    name, element = scratch
     alloc = b.insert(memref.AllocOp.get(element, BUFFER_ALIGNMENT, [rows, groups.count], [m] if rows < 0 else []))
     alloc.name_hint = name
     ones = dot.operand(b, b.splat(dot.bytes, 1), False)
