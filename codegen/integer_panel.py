@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from xdsl.dialects import arith, llvm, vector
-from xdsl.dialects import math as mathd
+from xdsl.dialects import arith, vector
 from xdsl.dialects.builtin import VectorType, f32
 from xdsl.ir import SSAValue
 
 from stoicc_py.codegen.integer_dot import Dot
-from stoicc_py.codegen.integer_product import Product, store_results
+from stoicc_py.codegen.integer_product import Product, group_term, row_groups, row_total, store_results
 from stoicc_py.codegen.loop_builder import LoopBuilder
 from stoicc_py.codegen.register_blocks import Shape, for_
 from stoicc_py.codegen.shuffles import transpose
@@ -149,10 +148,9 @@ class PanelKernel:
         sums of x; times x's scales of the group, where it has one a group), added in group
         order as store_results adds them."""
         p, lanes = self.product, self.dot.lanes
-        floats = VectorType(f32, [lanes])
         at = [(b.index(r), b.index(c * lanes)) for r in range(shape.rows) for c in range(shape.cols)]
         for r, c in at:
-            b.vstore(b.splat(floats, 0.0), self.sums, [r, c])
+            b.vstore(b.splat(VectorType(f32, [lanes]), 0.0), self.sums, [r, c])
         quads = (p.groups.length or 0) // 4
 
         def group(b: LoopBuilder, g: SSAValue) -> None:
@@ -163,18 +161,14 @@ class PanelKernel:
             sw = [b.vload(self.scales, [g, column], lanes) for column in columns]
             mw = None if self.w_offsets is None else [b.vload(self.w_offsets, [g, column], lanes) for column in columns]
             for r, row in enumerate(rows):
-                offset = None if self.offsets is None else b.splat_value(b.load(self.offsets, [row, g]), lanes)
-                x_sum = None if self.x_sums is None else b.splat_value(b.load(self.x_sums, [row, g]), lanes)
-                x_scale = None if p.x_scales is None else b.splat_value(b.load(p.x_scales, [row, g]), lanes)
+                offset, x_sum, x_scale = (None if buffer is None else row_groups(b, buffer, row, g, 1, lanes)
+                                          for buffer in (self.offsets, self.x_sums, p.x_scales))  # fmt: skip
                 for c in range(shape.cols):
                     raw = accs[r * shape.cols + c]
                     if offset is not None:
                         raw = b.insert(arith.SubiOp(raw, offset))
-                    term = b.fmul(sw[c], b.insert(llvm.SIToFPOp(raw, floats)))
-                    if mw is not None and x_sum is not None:
-                        term = b.insert(mathd.FmaOp(mw[c], x_sum, term))
-                    if x_scale is not None:
-                        term = b.fmul(term, x_scale)
+                    shift = None if mw is None or x_sum is None else (mw[c], x_sum)
+                    term = group_term(b, sw[c], raw, shift, x_scale)
                     where = [b.index(r), b.index(c * lanes)]
                     b.vstore(b.fadd(b.vload(self.sums, where, lanes), term), self.sums, where)
 
@@ -197,10 +191,7 @@ class PanelKernel:
                 def body(b: LoopBuilder, jj: SSAValue) -> None:
                     c = b.insert(arith.SubiOp(jj, j))
                     if self.grouped:  # sums hold each output's f32 sum over groups
-                        total = b.vload(self.sums, [r, c], lanes)
-                        if p.x_scales is None and p.scales is not None:
-                            total = b.fmul(b.splat_value(p.scales[0](b, at), lanes), total)
-                        b.vstore(total, p.out, [at, jj])
+                        b.vstore(row_total(b, p, at, b.vload(self.sums, [r, c], lanes), lanes), p.out, [at, jj])
                         return
                     assert offset is not None  # one group: unsigned bytes, offset
                     raw = b.insert(arith.SubiOp(b.vload(self.sums, [r, c], lanes), b.splat_value(offset, lanes)))

@@ -165,21 +165,17 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
         for row, sums in zip(rows, dots(b, b.index(0))):
             b.vstore(sums, p.out, [row, j])
         return
-    x_scale = p.scales[0]
-    floats = VectorType(f32, [lanes * per])
 
     # Each output's f32 sum over groups runs in its own lane, in group order: the
     # same operations, so the same bits, as one scalar chain per output. With several
     # groups to a vector, each product sw * dot is formed in its lane, then the
     # columns' products of each group are gathered (a shuffle) and added in order.
     def group(b: LoopBuilder, g: SSAValue, acc: Sequence[SSAValue]) -> Sequence[SSAValue]:
-        sw = w_scales(b, g)
-        terms = [b.fmul(sw, b.insert(llvm.SIToFPOp(d, floats))) for d in dots(b, g)]
-        if offsets is not None:
-            mw, sums = offsets(b, g)
-            terms = [b.insert(mathd.FmaOp(mw, x_sum, t)) for t, x_sum in zip(terms, sums)]
-        if p.x_scales is not None:
-            terms = [b.fmul(t, row_groups(b, p.x_scales, row, g, per, lanes)) for t, row in zip(terms, rows)]
+        sw, ds = w_scales(b, g), dots(b, g)
+        mw, sums = offsets(b, g) if offsets is not None else (None, [None] * len(ds))
+        terms = [group_term(b, sw, d, None if mw is None or x_sum is None else (mw, x_sum),
+                            None if p.x_scales is None else row_groups(b, p.x_scales, row, g, per, lanes))
+                 for d, x_sum, row in zip(ds, sums, rows)]  # fmt: skip
         new = []
         for a, t in zip(acc, terms):
             for h in range(per):
@@ -193,7 +189,27 @@ def store_results(b: LoopBuilder, p: Product, rows: list[SSAValue], j: SSAValue,
     else:
         totals = b.loop(b.index(0), b.index(p.groups.count), b.index(per), group, zeros, name="g")
     for row, total in zip(rows, totals):
-        b.vstore(total if p.x_scales is not None else b.fmul(b.splat_value(x_scale(b, row), lanes), total), p.out, [row, j])
+        b.vstore(row_total(b, p, row, total, lanes), p.out, [row, j])
+
+
+def group_term(b: LoopBuilder, sw: SSAValue, dot: SSAValue, shift: tuple[SSAValue, SSAValue] | None = None,
+               x_scale: SSAValue | None = None) -> SSAValue:  # fmt: skip
+    """One group's f32 term of a vector of outputs from their exact dot products `dot`
+    (i32): sw * dot; with a float zero (`shift`: the columns' offsets, the row's sum of x's
+    codes) fma(offset, sum, that); where x has a scale per group, times it. Every integer
+    kernel forms it so, in the order of tdsl-lower-to-loops' integer rows (the same bits)."""
+    term = b.fmul(sw, b.insert(llvm.SIToFPOp(dot, VectorType(f32, dot.type.get_shape()))))  # type: ignore[attr-defined]
+    if shift is not None:
+        term = b.insert(mathd.FmaOp(shift[0], shift[1], term))
+    return term if x_scale is None else b.fmul(term, x_scale)
+
+
+def row_total(b: LoopBuilder, p: Product, row: SSAValue, total: SSAValue, lanes: int) -> SSAValue:
+    """An output vector from its f32 sum over groups: times x's scale of the row, unless x
+    has one per group (each group's term took its own)."""
+    if p.x_scales is not None or p.scales is None:
+        return total
+    return b.fmul(b.splat_value(p.scales[0](b, row), lanes), total)
 
 
 def row_groups(b: LoopBuilder, buffer: SSAValue, row: SSAValue, g: SSAValue, per: int, lanes: int) -> SSAValue:
